@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft, no ZooKeeper) for development and tests.
+#
+# There is no Docker engine here and Maven Central is the only reachable download
+# site, so the broker comes from Maven (deploy/kafka/pom.xml) and runs as a plain
+# JVM process: one combined broker+controller bound to 127.0.0.1 only.
+#
+# Usage: deploy/kafka.sh {install|start|stop|kill|status|wait|reset}
+#
+# Environment:
+#   CRM_CACHE_DIR          jar cache root        (default: $HOME/.cache/crm-platform)
+#   CRM_STATE_DIR          state root            (default: <repo>/.state); Kafka uses <root>/kafka
+#   KAFKA_PORT             PLAINTEXT listener    (default: 9092)
+#   KAFKA_CONTROLLER_PORT  CONTROLLER listener   (default: 9093)
+#   KAFKA_HEAP_OPTS        JVM heap              (default: -Xmx512m -Xms256m)
+#   KAFKA_START_TIMEOUT    seconds to wait for readiness (default: 90)
+#   KAFKA_STOP_TIMEOUT     seconds to wait for a clean stop before SIGKILL (default: 30)
+set -euo pipefail
+
+KAFKA_VERSION=3.9.1
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+POM="$REPO_ROOT/deploy/kafka/pom.xml"
+
+CACHE_ROOT="${CRM_CACHE_DIR:-${HOME:-/tmp}/.cache/crm-platform}"
+KAFKA_HOME="$CACHE_ROOT/kafka-$KAFKA_VERSION"
+LIBS_DIR="$KAFKA_HOME/libs"
+# Written last by install: its presence means the libs dir is complete.
+INSTALL_MARKER="$LIBS_DIR/.installed"
+
+STATE_DIR="${CRM_STATE_DIR:-$REPO_ROOT/.state}/kafka"
+DATA_DIR="$STATE_DIR/data"
+CONFIG_FILE="$STATE_DIR/server.properties"
+LOG4J_FILE="$STATE_DIR/log4j.properties"
+LOG_FILE="$STATE_DIR/server.log"
+PID_FILE="$STATE_DIR/kafka.pid"
+CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
+
+HOST=127.0.0.1
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+
+# Logged by kafka.server.KafkaRaftServer once the node has fully started.
+READY_LINE="Kafka Server started"
+
+log() { printf '[kafka] %s\n' "$*" >&2; }
+die() { printf '[kafka] ERROR: %s\n' "$*" >&2; exit 1; }
+
+show_log_tail() {
+    if [[ -s "$LOG_FILE" ]]; then
+        printf '[kafka] ---- last 40 lines of %s ----\n' "$LOG_FILE" >&2
+        tail -n 40 "$LOG_FILE" >&2 || true
+        printf '[kafka] ---- end of log ----\n' >&2
+    fi
+}
+
+java_bin() {
+    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+        echo "$JAVA_HOME/bin/java"
+    elif command -v java >/dev/null 2>&1; then
+        command -v java
+    else
+        die "java not found (Java 17 is expected; install openjdk-17-jre-headless)"
+    fi
+}
+
+# ---------------------------------------------------------------- install
+
+is_installed() {
+    [[ -f "$INSTALL_MARKER" && -f "$LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" ]]
+}
+
+cmd_install() {
+    if is_installed; then
+        log "Kafka $KAFKA_VERSION already installed in $LIBS_DIR"
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || die "mvn not found (Maven is needed to fetch Kafka from Maven Central)"
+    mkdir -p "$KAFKA_HOME"
+
+    # Serialise concurrent installs (e.g. parallel test jobs) on one lock file.
+    exec 8>"$KAFKA_HOME/.install.lock"
+    flock 8
+    if is_installed; then
+        log "Kafka $KAFKA_VERSION installed by a concurrent run"
+        exec 8>&-
+        return 0
+    fi
+
+    log "fetching Kafka $KAFKA_VERSION and its runtime dependencies from Maven Central ..."
+    local tmp mvn_log
+    tmp="$(mktemp -d "$KAFKA_HOME/libs.tmp.XXXXXX")"
+    mvn_log="$KAFKA_HOME/install.log"
+    # Copy into a temp dir and rename, so an interrupted install never looks complete.
+    if ! mvn -B -q -f "$POM" dependency:copy-dependencies \
+            -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+        tail -n 40 "$mvn_log" >&2 || true
+        rm -rf "$tmp"
+        die "Maven could not fetch Kafka (full output: $mvn_log)"
+    fi
+    [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || { rm -rf "$tmp"; die "kafka_2.13-$KAFKA_VERSION.jar missing after Maven run"; }
+    echo "$KAFKA_VERSION" >"$tmp/.installed"
+    rm -rf "$LIBS_DIR"
+    mv "$tmp" "$LIBS_DIR"
+    exec 8>&-
+    log "installed $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars into $LIBS_DIR"
+}
+
+# ---------------------------------------------------------------- process helpers
+
+# Prints the pid of our broker if it is alive; fails otherwise. The cmdline check
+# guards against a stale pid file whose pid was reused by another process.
+running_pid() {
+    local pid
+    [[ -f "$PID_FILE" ]] || return 1
+    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    echo "$pid"
+}
+
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
+}
+
+# Sends a real Kafka ApiVersions v0 request (correlation id 7) and checks that a
+# response with that correlation id comes back: the broker is answering requests,
+# not merely accepting TCP connections.
+answers_api_versions() {
+    local reply
+    # shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash
+    reply="$(timeout 3 bash -c '
+        exec 3<>"/dev/tcp/$1/$2" || exit 1
+        # size=14 | api_key=18 | api_version=0 | correlation_id=7 | client_id="ping"
+        printf "\x00\x00\x00\x0e\x00\x12\x00\x00\x00\x00\x00\x07\x00\x04ping" >&3
+        head -c 8 <&3 | od -An -tu1
+    ' _ "$HOST" "$PORT" 2>/dev/null || true)"
+    # bytes 5..8 are the correlation id: 0 0 0 7
+    [[ "$(echo "$reply" | awk '{print $5,$6,$7,$8}')" == "0 0 0 7" ]]
+}
+
+is_ready() {
+    grep -q "$READY_LINE" "$LOG_FILE" 2>/dev/null && answers_api_versions
+}
+
+# Waits for readiness; fails early if the process dies. Returns 1 (after printing
+# the reason and the log tail) instead of exiting, so start can clean up.
+wait_ready() {
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while true; do
+        if ! running_pid >/dev/null; then
+            show_log_tail
+            log "ERROR: Kafka process is not running (exited during startup?)"
+            return 1
+        fi
+        if is_ready; then
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log_tail
+            log "ERROR: Kafka did not become ready on $HOST:$PORT within ${START_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+# ---------------------------------------------------------------- config
+
+write_config() {
+    # Rewritten on every start so port/env changes take effect.
+    cat >"$CONFIG_FILE" <<EOF
+# Generated by deploy/kafka.sh - edits are overwritten on start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA_DIR
+
+num.partitions=6
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# Topics are created explicitly by the services; typos must fail, not create topics.
+auto.create.topics.enable=false
+# Tests should not wait 3 s for the first consumer group rebalance.
+group.initial.rebalance.delay.ms=0
+delete.topic.enable=true
+# After a SIGKILL the restarted node cannot re-register until the controller expires
+# the dead incarnation's session (default 9 s); keep fault-injection restarts short.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=6000
+EOF
+
+    cat >"$LOG4J_FILE" <<'EOF'
+# Everything goes to stdout, which kafka.sh redirects to server.log.
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.authorizer.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.org.apache.zookeeper=WARN
+EOF
+}
+
+format_storage_once() {
+    if [[ -f "$DATA_DIR/meta.properties" ]]; then
+        return 0
+    fi
+    local java cluster_id
+    java="$(java_bin)"
+    if [[ -s "$CLUSTER_ID_FILE" ]]; then
+        cluster_id="$(cat "$CLUSTER_ID_FILE")"
+    else
+        cluster_id="$("$java" -cp "$LIBS_DIR/*" -Dlog4j.configuration="file:$LOG4J_FILE" \
+            kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+        [[ -n "$cluster_id" ]] || die "could not generate a KRaft cluster id"
+        echo "$cluster_id" >"$CLUSTER_ID_FILE"
+    fi
+    log "formatting KRaft storage in $DATA_DIR (cluster id $cluster_id)"
+    mkdir -p "$DATA_DIR"
+    if ! "$java" -cp "$LIBS_DIR/*" -Dlog4j.configuration="file:$LOG4J_FILE" \
+            kafka.tools.StorageTool format --ignore-formatted \
+            -t "$cluster_id" -c "$CONFIG_FILE" >"$STATE_DIR/format.log" 2>&1; then
+        cat "$STATE_DIR/format.log" >&2
+        die "formatting KRaft storage failed"
+    fi
+}
+
+# ---------------------------------------------------------------- commands
+
+# Serialises start/stop/kill/reset on one state dir, so two concurrent `start`s
+# cannot launch two brokers that fight over the ports and the pid file. fd 9 is
+# closed for the broker itself (see cmd_start), so the lock dies with this script.
+lock_state() {
+    mkdir -p "$STATE_DIR"
+    exec 9>"$STATE_DIR/.lock"
+    flock -w "$((START_TIMEOUT + STOP_TIMEOUT))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
+}
+
+cmd_start() {
+    local pid
+    lock_state
+    if pid="$(running_pid)"; then
+        log "already running (pid $pid)"
+        wait_ready || exit 1
+        log "ready on $HOST:$PORT"
+        return 0
+    fi
+    rm -f "$PID_FILE"
+
+    cmd_install
+    for p in "$PORT" "$CONTROLLER_PORT"; do
+        if port_open "$p"; then
+            die "port $HOST:$p is already in use by another process (not ours: no live pid in $PID_FILE)"
+        fi
+    done
+
+    mkdir -p "$STATE_DIR"
+    write_config
+    format_storage_once
+
+    # Keep the previous run's log for post-mortems; the ready check reads only the new one.
+    if [[ -f "$LOG_FILE" ]]; then
+        mv -f "$LOG_FILE" "$LOG_FILE.1"
+    fi
+
+    local java
+    java="$(java_bin)"
+    log "starting Kafka $KAFKA_VERSION on $HOST:$PORT (controller $CONTROLLER_PORT), log: $LOG_FILE"
+    # JVM flags as in Kafka's kafka-run-class.sh. setsid detaches the broker from our
+    # session/process group so it outlives this script and the caller's terminal;
+    # the inner shell writes its own pid and then execs java, so the pid is java's.
+    # shellcheck disable=SC2016,SC2086  # inner $1/$@ are for bash -c; HEAP_OPTS is word-split on purpose
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
+        "$java" $HEAP_OPTS \
+        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -Dlog4j.configuration="file:$LOG4J_FILE" -Dkafka.logs.dir="$STATE_DIR" \
+        -cp "$LIBS_DIR/*" kafka.Kafka "$CONFIG_FILE" \
+        >"$LOG_FILE" 2>&1 </dev/null 9>&- &
+    # Not a job of this shell: no "Killed" notices if start has to SIGKILL it.
+    disown $!
+
+    # The pid file is written by the child; give it a moment to appear.
+    local i
+    for ((i = 0; i < 50; i++)); do
+        running_pid >/dev/null && break
+        sleep 0.1
+    done
+
+    if ! wait_ready; then
+        # Do not leave a half-started broker behind: the next start must be clean.
+        if pid="$(running_pid)"; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_exit "$pid" 10 || true
+        fi
+        rm -f "$PID_FILE"
+        die "start failed (full log: $LOG_FILE)"
+    fi
+    log "ready on $HOST:$PORT (pid $(running_pid)) after ${SECONDS}s"
+}
+
+cmd_wait() {
+    running_pid >/dev/null || die "Kafka is not running (start it with: deploy/kafka.sh start)"
+    wait_ready || exit 1
+    log "ready on $HOST:$PORT"
+}
+
+# Waits until pid has exited, up to $2 seconds; fails on timeout.
+wait_exit() {
+    local pid="$1" deadline=$((SECONDS + $2))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS >= deadline)) && return 1
+        sleep 0.2
+    done
+}
+
+cmd_stop() {
+    local pid
+    [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
+    lock_state
+    if ! pid="$(running_pid)"; then
+        log "not running"
+        rm -f "$PID_FILE"
+        return 0
+    fi
+    log "stopping (SIGTERM to pid $pid, up to ${STOP_TIMEOUT}s) ..."
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_exit "$pid" "$STOP_TIMEOUT"; then
+        log "no clean shutdown after ${STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_exit "$pid" 10 || die "pid $pid survived SIGKILL"
+    fi
+    rm -f "$PID_FILE"
+    log "stopped"
+}
+
+cmd_kill() {
+    local pid
+    [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
+    lock_state
+    if ! pid="$(running_pid)"; then
+        log "not running"
+        rm -f "$PID_FILE"
+        return 0
+    fi
+    log "SIGKILL to pid $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+    # Wait for the kernel to reap it so the ports are free for the next start.
+    wait_exit "$pid" 10 || die "pid $pid survived SIGKILL"
+    rm -f "$PID_FILE"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(running_pid)" && port_open "$PORT"; then
+        echo "kafka: running (pid $pid) on $HOST:$PORT"
+        return 0
+    fi
+    echo "kafka: not running"
+    return 1
+}
+
+cmd_reset() {
+    cmd_stop
+    log "deleting $STATE_DIR"
+    rm -rf "$STATE_DIR"
+}
+
+usage() {
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+    local cmd="${1:-}"
+    case "$cmd" in
+        install) cmd_install ;;
+        start) cmd_start ;;
+        stop) cmd_stop ;;
+        kill) cmd_kill ;;
+        status) cmd_status ;;
+        wait) cmd_wait ;;
+        reset) cmd_reset ;;
+        -h | --help | help) usage ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

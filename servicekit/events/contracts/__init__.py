@@ -1,0 +1,12 @@
+"""Versioned event contracts, one module per producing service, all registered in servicekit.events.REGISTRY.
+
+Contracts change additively; a breaking change is a new event type (e.g. ``customer.created.v2``).
+"""
+
+from servicekit.events.contracts import customer, interaction, retention, scoring, topics
+from servicekit.events.registry import REGISTRY
+
+for _module in (customer, interaction, scoring, retention):
+    REGISTRY.register(*_module.MODELS)
+
+__all__ = ["customer", "interaction", "retention", "scoring", "topics"]

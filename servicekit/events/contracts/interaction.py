@@ -1,0 +1,67 @@
+"""Events published by the interaction service on crm.interaction.v1."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from servicekit.events.contracts import topics
+from servicekit.events.contracts.common import InteractionType, Severity
+from servicekit.events.envelope import EventData
+
+
+class InteractionEvent(EventData):
+    topic = topics.INTERACTION
+    customer_id: str
+
+
+class InteractionRecorded(InteractionEvent):
+    event_type = "interaction.recorded"
+    interaction_id: str
+    type: InteractionType
+    channel: str | None = None
+    initiated_by: str | None = None
+    occurred_at: datetime
+    amount: Decimal | None = None
+    currency: str | None = None
+    quantity: int | None = None
+    order_id: str | None = None
+    severity: Severity | None = None
+    category: str | None = None
+    rating: int | None = None
+    sentiment: float | None = None
+
+
+class ComplaintOpened(InteractionEvent):
+    event_type = "complaint.opened"
+    complaint_id: str
+    category: str | None = None
+    severity: Severity
+    opened_at: datetime
+    due_at: datetime
+
+
+class ComplaintUpdated(InteractionEvent):
+    event_type = "complaint.updated"
+    complaint_id: str
+    previous_status: str
+    status: str
+    severity: Severity
+    changed_at: datetime
+
+
+class ComplaintOverdue(InteractionEvent):
+    event_type = "complaint.overdue"
+    complaint_id: str
+    severity: Severity
+    status: str
+    due_at: datetime
+
+
+class SurveyAnswered(InteractionEvent):
+    event_type = "survey.answered"
+    interaction_id: str
+    survey: str  # "nps" (0-10) or "csat" (1-5)
+    score: int
+    answered_at: datetime
+
+
+MODELS = (InteractionRecorded, ComplaintOpened, ComplaintUpdated, ComplaintOverdue, SurveyAnswered)

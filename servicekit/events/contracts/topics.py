@@ -1,0 +1,16 @@
+"""Topic names. Per owning service and versioned; the key is always the customer id."""
+
+CUSTOMER = "crm.customer.v1"
+INTERACTION = "crm.interaction.v1"
+SCORING = "crm.scoring.v1"
+RETENTION = "crm.retention.v1"
+ERASURE = "crm.erasure.v1"
+ERP_ORDERS = "erp.orders.v1"
+ERP_RETURNS = "erp.returns.v1"
+SCM_SHIPMENTS = "scm.shipments.v1"
+
+ALL = (CUSTOMER, INTERACTION, SCORING, RETENTION, ERASURE, ERP_ORDERS, ERP_RETURNS, SCM_SHIPMENTS)
+
+
+def dead_letter(topic: str) -> str:
+    return f"{topic}.dlq"

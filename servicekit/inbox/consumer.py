@@ -1,0 +1,270 @@
+"""The consumer loop every service uses.
+
+For each partition batch: one transaction applies every new event's handler and records its id in the
+inbox, then the offsets are committed. A duplicate delivery finds its id in the inbox and is skipped.
+If the batch fails, its messages are retried one by one; a message that still fails after bounded
+attempts is written to the dead-letter topic (through the outbox, in the same transaction as its inbox
+row) and the consumer moves on. Errors that mean "the database is unreachable" are retried without
+limit instead, so an outage never dead-letters good events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from sqlalchemy import insert, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit import metrics
+from servicekit.context import correlation_id
+from servicekit.db import Database
+from servicekit.events.contracts.topics import dead_letter
+from servicekit.events.envelope import CloudEvent, Received
+from servicekit.events.registry import REGISTRY, UnknownEventType
+from servicekit.kafka import make_consumer
+from servicekit.outbox.writer import enqueue_raw
+from servicekit.settings import ServiceSettings
+from servicekit.tables import INBOX
+
+log = logging.getLogger("servicekit.consumer")
+
+Handler = Callable[[AsyncSession, Received[Any]], Awaitable[None]]
+Handlers = Mapping[str, Handler]
+
+HANDLED = "handled"
+DEAD_LETTERED = "dead_lettered"
+
+
+class PoisonEvent(Exception):
+    """A handler's verdict that this event can never be applied; it is dead-lettered without retries."""
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One Kafka message, decoded as far as it could be."""
+
+    record: ConsumerRecord
+    event: Received[Any] | None = None
+    error: str | None = None
+
+    @property
+    def inbox_id(self) -> str:
+        # A message too broken to carry an id is remembered by its position instead.
+        if self.event is not None:
+            return self.event.id
+        return f"{self.record.topic}/{self.record.partition}/{self.record.offset}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError)
+
+
+class EventConsumer:
+    def __init__(self, database: Database, settings: ServiceSettings, handlers: Handlers, topics: Sequence[str]) -> None:
+        self.database = database
+        self.settings = settings
+        self.handlers = dict(handlers)
+        self.topics = list(topics)
+        self.service = settings.name
+        self.group = settings.consumer_group
+        self.connected = False
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # ---- decoding -------------------------------------------------------------------------------
+
+    def decode(self, record: ConsumerRecord) -> Delivery:
+        try:
+            envelope = CloudEvent.from_json(record.value or b"")
+        except (pydantic.ValidationError, ValueError) as exc:
+            return Delivery(record, error=f"not a CloudEvents JSON envelope: {_short(exc)}")
+        if envelope.type not in self.handlers:
+            return Delivery(record, event=Received(envelope=envelope, data=None))
+        try:
+            return Delivery(record, event=REGISTRY.parse(envelope))
+        except UnknownEventType:
+            return Delivery(record, error=f"no contract for event type {envelope.type!r}")
+        except pydantic.ValidationError as exc:
+            return Delivery(record, error=f"{envelope.type} data does not match its contract: {_short(exc)}")
+
+    # ---- applying ---------------------------------------------------------------------------------
+
+    async def apply_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Apply a partition's batch in one transaction, or fall back to one message at a time."""
+        try:
+            async with self.database.transaction() as session:
+                seen = await self._already_handled(session, [d.inbox_id for d in deliveries])
+                for delivery in deliveries:
+                    if delivery.inbox_id in seen:
+                        metrics.EVENTS_DUPLICATE.labels(self.service).inc()
+                        continue
+                    seen.add(delivery.inbox_id)
+                    await self._apply(session, delivery)
+            self._count_handled(deliveries)
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.info("batch failed, retrying message by message", extra={"error": repr(exc)})
+        for delivery in deliveries:
+            await self.apply_one(delivery)
+
+    async def apply_one(self, delivery: Delivery) -> None:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with self.database.transaction() as session:
+                    if await self._already_handled(session, [delivery.inbox_id]):
+                        metrics.EVENTS_DUPLICATE.labels(self.service).inc()
+                        return
+                    await self._apply(session, delivery)
+                self._count_handled([delivery])
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                event_type = delivery.event.envelope.type if delivery.event else "unknown"
+                metrics.EVENTS_FAILED.labels(self.service, event_type).inc()
+                if isinstance(exc, PoisonEvent) or attempts >= self.settings.consumer_max_attempts:
+                    delivery.error = f"handler failed after {attempts} attempt(s): {_short(exc)}"
+                    log.warning("handler failed", extra={"event_type": event_type, "error": repr(exc)})
+                    break
+                await asyncio.sleep(self.settings.consumer_retry_backoff_s * attempts)
+        async with self.database.transaction() as session:
+            await self._dead_letter(session, delivery)
+
+    async def _apply(self, session: AsyncSession, delivery: Delivery) -> None:
+        if delivery.error is not None:
+            await self._dead_letter(session, delivery)
+            return
+        event = delivery.event
+        assert event is not None
+        handler = self.handlers.get(event.envelope.type)
+        if handler is None:
+            return  # another consumer's event on a shared topic
+        token = correlation_id.set(event.envelope.correlationid)
+        try:
+            await handler(session, event)
+        finally:
+            correlation_id.reset(token)
+        await self._remember(session, delivery, HANDLED)
+
+    async def _dead_letter(self, session: AsyncSession, delivery: Delivery) -> None:
+        record = delivery.record
+        reason = delivery.error or "unknown error"
+        headers = [(k, v.decode(errors="replace")) for k, v in (record.headers or ())]
+        headers += [
+            ("dlq.reason", reason[:2000]),
+            ("dlq.consumer", self.group),
+            ("dlq.origin", f"{record.topic}/{record.partition}/{record.offset}"),
+        ]
+        key = record.key.decode(errors="replace") if record.key else None
+        await enqueue_raw(session, topic=dead_letter(record.topic), key=key, payload=record.value or b"", headers=headers)
+        await self._remember(session, delivery, DEAD_LETTERED)
+        metrics.DEAD_LETTERED.labels(self.service, record.topic).inc()
+        log.warning("message dead-lettered", extra={"origin": headers[-1][1], "reason": reason[:500]})
+
+    async def _remember(self, session: AsyncSession, delivery: Delivery, outcome: str) -> None:
+        await session.execute(
+            insert(INBOX).values(
+                consumer=self.group,
+                event_id=delivery.inbox_id,
+                event_type=delivery.event.envelope.type if delivery.event else None,
+                outcome=outcome,
+                handled_at=datetime.now(UTC),
+            )
+        )
+
+    async def _already_handled(self, session: AsyncSession, ids: Sequence[str]) -> set[str]:
+        found = await session.execute(
+            select(INBOX.c.event_id).where(INBOX.c.consumer == self.group, INBOX.c.event_id.in_(set(ids)))
+        )
+        return set(found.scalars())
+
+    def _count_handled(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            if delivery.event is not None and delivery.error is None and delivery.event.data is not None:
+                metrics.EVENTS_HANDLED.labels(self.service, delivery.event.envelope.type).inc()
+
+    # ---- the loop ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer error, reconnecting", extra={"error": repr(exc), "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                await self._stop()
+
+    async def _consume(self) -> None:
+        consumer = make_consumer(
+            self.settings.kafka,
+            *self.topics,
+            group_id=self.group,
+            client_id=f"{self.service}-consumer",
+            max_records=self.settings.consumer_batch_size,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        self.connected = True
+        log.info("consumer started", extra={"topics": self.topics, "group": self.group})
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
+            for tp, records in batches.items():
+                await self._handle_partition(consumer, tp, records)
+
+    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        deliveries = [self.decode(r) for r in records]
+        backoff = 0.2
+        while True:
+            try:
+                await self.apply_batch(deliveries)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("database unavailable, retrying batch", extra={"error": repr(exc), "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(records[-1].offset + 1, "")})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partition away; its new owner re-reads and the inbox skips what we did.
+            log.info("offset commit skipped after rebalance", extra={"error": repr(exc)})
+            return
+        with contextlib.suppress(KafkaError, AssertionError):
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(highwater - (records[-1].offset + 1), 0)
+                metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(lag)
+
+    async def _stop(self) -> None:
+        self.connected = False
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 10)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:1000]

@@ -1,0 +1,35 @@
+"""Kafka clients configured once, the same way for every service."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from servicekit.settings import KafkaSettings
+
+
+def make_producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
+    # aiokafka's defaults (acks=1, no idempotence) can lose or duplicate on broker failover.
+    return AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+
+
+def make_consumer(kafka: KafkaSettings, *topics: str, group_id: str, client_id: str, max_records: int) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_records,
+        fetch_max_wait_ms=50,
+        request_timeout_ms=max(kafka.request_timeout_ms, 40000),
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=3000,
+    )

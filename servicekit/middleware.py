@@ -1,0 +1,52 @@
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request ids and request metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit import metrics
+from servicekit.context import correlation_id, new_request_id
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestContextMiddleware:
+    """Adopts or creates X-Request-ID, exposes it to logs and events, echoes it, and times the request."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                request_id = value.decode("latin-1")[:200]
+                break
+        request_id = request_id or new_request_id()
+        token = correlation_id.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            metrics.HTTP_LATENCY.labels(self.service, scope["method"], path, str(status)).observe(
+                time.perf_counter() - started
+            )
+            correlation_id.reset(token)

@@ -1,0 +1,106 @@
+"""RFC 9457 problem details: one error format for every service and the gateway."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from servicekit.context import correlation_id
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("servicekit.http")
+
+
+class Problem(Exception):
+    """Raise from a route or domain function to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.code = code
+        self.errors = errors
+        self.headers = headers
+        self.extra = extra
+
+
+def field_error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {"type": f"urn:crm:problem:{code}" if code else "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    request_id = correlation_id.get()
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    # ("body", "items", 3, "email") -> "items[3].email"; the "body"/"query" prefix is kept for params.
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def validation_errors(raw_errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in raw_errors]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> Response:
+        return problem_response(
+            exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers, **exc.extra
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        errors = validation_errors(list(exc.errors()))
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        return problem_response(422, "Invalid request", f"Invalid fields: {fields}", code="validation", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        title = exc.detail if isinstance(exc.detail, str) else "Error"
+        return problem_response(exc.status_code, title, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(500, "Internal error", "The request could not be completed.", code="internal")

@@ -1,0 +1,99 @@
+"""What a service declares about itself, and the app factory that turns it into a running process.
+
+A process runs one or more roles: ``api`` (HTTP routes), ``relay`` (outbox -> Kafka) and ``consume``
+(Kafka -> handlers). Every process serves health and metrics, whatever its roles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import MetaData
+
+from servicekit.db import Database
+from servicekit.health import health_router
+from servicekit.inbox.consumer import EventConsumer, Handlers
+from servicekit.metrics_route import metrics_router
+from servicekit.middleware import RequestContextMiddleware
+from servicekit.migrations import head_revision
+from servicekit.outbox.relay import OutboxRelay
+from servicekit.problems import install_problem_handlers
+from servicekit.settings import ServiceSettings
+
+log = logging.getLogger("servicekit.service")
+
+API, RELAY, CONSUME = "api", "relay", "consume"
+ALL_ROLES = (API, RELAY, CONSUME)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    title: str
+    settings_cls: type[ServiceSettings]
+    metadata: MetaData
+    migrations_dir: Path
+    routers: Sequence[APIRouter] = ()
+    handlers: Handlers = field(default_factory=dict)
+    consumes: Sequence[str] = ()
+    # Extra long-running loops a service needs in its consume role (e.g. an SLA watcher).
+    background: Sequence[Callable[[FastAPI], Awaitable[None]]] = ()
+    version: str = "0.1.0"
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles: Sequence[str] = ALL_ROLES) -> FastAPI:
+    settings = settings or spec.settings_cls()
+    roles = tuple(roles)
+    database = Database(
+        settings.database_url, source=settings.event_source, pool_size=settings.db_pool_size, echo=settings.log_sql
+    )
+    relay = OutboxRelay(database, settings) if RELAY in roles else None
+    consumer = (
+        EventConsumer(database, settings, spec.handlers, spec.consumes) if CONSUME in roles and spec.consumes else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.migration_head = head_revision(spec.migrations_dir)
+        loops: list[Awaitable[Any]] = []
+        if relay:
+            loops.append(relay.run())
+        if consumer:
+            loops.append(consumer.run())
+        if CONSUME in roles:
+            loops.extend(job(app) for job in spec.background)
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        log.info("service started", extra={"roles": list(roles), "port": settings.port})
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await database.dispose()
+
+    app = FastAPI(title=spec.title, version=spec.version, lifespan=lifespan)
+    app.state.spec = spec
+    app.state.settings = settings
+    app.state.database = database
+    app.state.relay = relay
+    app.state.consumer = consumer
+    app.state.roles = roles
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=spec.name)
+    app.include_router(health_router())
+    app.include_router(metrics_router())
+    if API in roles:
+        for router in spec.routers:
+            app.include_router(router)
+    return app

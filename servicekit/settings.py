@@ -1,0 +1,80 @@
+"""Settings shared by every service; each service subclasses ServiceSettings with its own env prefix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def state_dir() -> Path:
+    """Where local runs keep SQLite files, Kafka data and logs (CRM_STATE_DIR, default ./.state)."""
+    return Path(os.environ.get("CRM_STATE_DIR", REPO_ROOT / ".state"))
+
+
+class KafkaSettings(BaseSettings):
+    """Broker settings, shared by all services (KAFKA_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = 6
+    replication_factor: int = 1
+    request_timeout_ms: int = 15000
+
+
+class PlatformSettings(BaseSettings):
+    """Settings every process of the platform reads without a prefix (CRM_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    # Shared secret the gateway uses to sign calls into the services.
+    internal_token: str = "local-internal-token"
+    # Test-only fault injection, e.g. "exit_before_publish" (see servicekit.outbox.relay).
+    fault: str = ""
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings of one service process. Subclasses set env_prefix, name and port."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    name: str = "service"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = ""
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+    log_sql: bool = False
+
+    relay_batch_size: int = Field(500, ge=1)
+    relay_poll_interval_s: float = Field(1.0, gt=0)
+    outbox_retention_hours: float = Field(24.0, ge=0)
+
+    consumer_batch_size: int = Field(500, ge=1)
+    consumer_max_attempts: int = Field(3, ge=1)
+    consumer_retry_backoff_s: float = Field(0.2, ge=0)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+
+    @model_validator(mode="after")
+    def _default_database(self) -> ServiceSettings:
+        # The embedded default: one SQLite file per service under the state dir.
+        if not self.database_url:
+            path = state_dir() / f"{self.name}.db"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.database_url = f"sqlite+aiosqlite:///{path}"
+        return self
+
+    @property
+    def consumer_group(self) -> str:
+        return self.name
+
+    @property
+    def event_source(self) -> str:
+        return f"/crm/{self.name}"

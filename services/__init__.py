@@ -1,0 +1,1 @@
+"""The platform's domain services; each imports only itself and servicekit."""

@@ -1,0 +1,1 @@
+"""Customer master: who the customers are, their owner, status lifecycle and consent."""

@@ -1,0 +1,4 @@
+from servicekit.runner import main
+from services.customer.main import SPEC
+
+main(SPEC)

@@ -1,0 +1,17 @@
+"""The customer service's declaration: tables, routes, events."""
+
+from pathlib import Path
+
+from servicekit.service import ServiceSpec
+from services.customer.models import metadata
+from services.customer.router import router
+from services.customer.settings import CustomerSettings
+
+SPEC = ServiceSpec(
+    name="customer",
+    title="Customer service",
+    settings_cls=CustomerSettings,
+    metadata=metadata,
+    migrations_dir=Path(__file__).parent / "migrations",
+    routers=[router],
+)

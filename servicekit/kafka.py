@@ -19,7 +19,9 @@ def make_producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(kafka: KafkaSettings, *topics: str, group_id: str, client_id: str, max_records: int) -> AIOKafkaConsumer:
+def make_consumer(
+    kafka: KafkaSettings, *topics: str, group_id: str, client_id: str, max_records: int
+) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=kafka.bootstrap_servers,

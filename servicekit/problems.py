@@ -55,7 +55,11 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    body: dict[str, Any] = {"type": f"urn:crm:problem:{code}" if code else "about:blank", "title": title, "status": status}
+    body: dict[str, Any] = {
+        "type": f"urn:crm:problem:{code}" if code else "about:blank",
+        "title": title,
+        "status": status,
+    }
     if detail:
         body["detail"] = detail
     if errors:

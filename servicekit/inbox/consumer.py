@@ -73,7 +73,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class EventConsumer:
-    def __init__(self, database: Database, settings: ServiceSettings, handlers: Handlers, topics: Sequence[str]) -> None:
+    def __init__(
+        self, database: Database, settings: ServiceSettings, handlers: Handlers, topics: Sequence[str]
+    ) -> None:
         self.database = database
         self.settings = settings
         self.handlers = dict(handlers)
@@ -172,7 +174,9 @@ class EventConsumer:
             ("dlq.origin", f"{record.topic}/{record.partition}/{record.offset}"),
         ]
         key = record.key.decode(errors="replace") if record.key else None
-        await enqueue_raw(session, topic=dead_letter(record.topic), key=key, payload=record.value or b"", headers=headers)
+        await enqueue_raw(
+            session, topic=dead_letter(record.topic), key=key, payload=record.value or b"", headers=headers
+        )
         await self._remember(session, delivery, DEAD_LETTERED)
         metrics.DEAD_LETTERED.labels(self.service, record.topic).inc()
         log.warning("message dead-lettered", extra={"origin": headers[-1][1], "reason": reason[:500]})
@@ -232,7 +236,9 @@ class EventConsumer:
             for tp, records in batches.items():
                 await self._handle_partition(consumer, tp, records)
 
-    async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _handle_partition(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
         deliveries = [self.decode(r) for r in records]
         backoff = 0.2
         while True:

@@ -72,7 +72,14 @@ class OutboxRelay:
         async with self.database.sessions() as session:
             rows = (
                 await session.execute(
-                    select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload, OUTBOX.c.headers, OUTBOX.c.created_at)
+                    select(
+                        OUTBOX.c.id,
+                        OUTBOX.c.topic,
+                        OUTBOX.c.key,
+                        OUTBOX.c.payload,
+                        OUTBOX.c.headers,
+                        OUTBOX.c.created_at,
+                    )
                     .where(OUTBOX.c.published_at.is_(None))
                     .order_by(OUTBOX.c.id)
                     .limit(self.settings.relay_batch_size)
@@ -105,9 +112,7 @@ class OutboxRelay:
         now = datetime.now(UTC)
         if published_ids:
             async with self.database.transaction() as session:
-                await session.execute(
-                    update(OUTBOX).where(OUTBOX.c.id.in_(published_ids)).values(published_at=now)
-                )
+                await session.execute(update(OUTBOX).where(OUTBOX.c.id.in_(published_ids)).values(published_at=now))
             metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
             for row in rows[: len(published_ids)]:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)

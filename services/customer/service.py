@@ -43,8 +43,13 @@ async def create_customer(*, session: AsyncSession, data: CustomerCreate) -> tup
 async def get_customer(*, session: AsyncSession, customer_id: str) -> Customer:
     customer = await session.get(Customer, customer_id)
     if customer is None:
-        raise Problem(404, "Customer not found", f"No customer with id {customer_id}", code="not_found",
-                      errors=[field_error("id", "unknown customer")])
+        raise Problem(
+            404,
+            "Customer not found",
+            f"No customer with id {customer_id}",
+            code="not_found",
+            errors=[field_error("id", "unknown customer")],
+        )
     return customer
 
 

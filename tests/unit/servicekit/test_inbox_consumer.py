@@ -1,0 +1,166 @@
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.db import Database
+from servicekit.events import CloudEvent, Received
+from servicekit.events.contracts.customer import CustomerCreated
+from servicekit.inbox import EventConsumer, PoisonEvent
+from servicekit.inbox.consumer import is_transient
+from servicekit.settings import ServiceSettings
+from servicekit.tables import INBOX, OUTBOX
+from tests.unit.servicekit.conftest import EFFECTS
+
+TOPIC = "crm.customer.v1"
+
+
+def _record(value: bytes, offset: int = 0) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic=TOPIC,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"c-1",
+        value=value,
+        checksum=None,
+        serialized_key_size=3,
+        serialized_value_size=len(value),
+        headers=[],
+    )
+
+
+def _event(customer_id: str = "c-1") -> bytes:
+    data = CustomerCreated(customer_id=customer_id, kind="person", status="active", created_at=datetime.now(UTC))
+    return CloudEvent.wrap(data, source="/crm/customer").to_json()
+
+
+async def record_effect(session: AsyncSession, event: Received[Any]) -> None:
+    await session.execute(insert(EFFECTS).values(event_id=event.id))
+
+
+def _consumer(database: Database, handler=record_effect, attempts: int = 2) -> EventConsumer:
+    settings = ServiceSettings(
+        name="test", database_url=database.url, consumer_max_attempts=attempts, consumer_retry_backoff_s=0
+    )
+    return EventConsumer(database, settings, {CustomerCreated.event_type: handler}, [TOPIC])
+
+
+async def _count(database: Database, table) -> int:
+    async with database.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(table))).scalar_one()
+
+
+async def _dead_letters(database: Database) -> list[Any]:
+    async with database.sessions() as session:
+        return (await session.execute(select(OUTBOX).where(OUTBOX.c.topic == f"{TOPIC}.dlq"))).all()
+
+
+async def test_a_duplicate_delivery_has_no_second_effect(database: Database):
+    consumer = _consumer(database)
+    raw = _event()
+    await consumer.apply_batch([consumer.decode(_record(raw, 0))])
+    await consumer.apply_batch([consumer.decode(_record(raw, 0))])  # redelivered after a crash
+    await consumer.apply_batch([consumer.decode(_record(raw, 7))])  # replayed at another offset
+    assert await _count(database, EFFECTS) == 1
+
+
+async def test_the_same_event_twice_in_one_batch_is_applied_once(database: Database):
+    consumer = _consumer(database)
+    raw = _event()
+    await consumer.apply_batch([consumer.decode(_record(raw, 0)), consumer.decode(_record(raw, 1))])
+    assert await _count(database, EFFECTS) == 1
+
+
+async def test_a_message_that_is_not_an_envelope_goes_to_the_dead_letter_topic_and_the_rest_is_applied(
+    database: Database,
+):
+    consumer = _consumer(database)
+    batch = [_record(_event("a"), 0), _record(b"{not json", 1), _record(_event("b"), 2)]
+    await consumer.apply_batch([consumer.decode(r) for r in batch])
+    assert await _count(database, EFFECTS) == 2
+    [dead] = await _dead_letters(database)
+    assert dead.payload == b"{not json"
+    headers = dict(dead.headers)
+    assert headers["dlq.origin"] == f"{TOPIC}/0/1"
+    assert "not a CloudEvents JSON envelope" in headers["dlq.reason"]
+    assert headers["dlq.consumer"] == "test"
+
+
+async def test_a_replayed_poison_message_is_not_dead_lettered_twice(database: Database):
+    consumer = _consumer(database)
+    await consumer.apply_batch([consumer.decode(_record(b"garbage", 5))])
+    await consumer.apply_batch([consumer.decode(_record(b"garbage", 5))])
+    assert len(await _dead_letters(database)) == 1
+
+
+async def test_event_data_that_breaks_its_contract_is_dead_lettered_with_the_validation_error(database: Database):
+    consumer = _consumer(database)
+    broken = CloudEvent(source="/crm/customer", type=CustomerCreated.event_type, data={"customer_id": "c"})
+    await consumer.apply_batch([consumer.decode(_record(broken.to_json()))])
+    [dead] = await _dead_letters(database)
+    assert "does not match its contract" in dict(dead.headers)["dlq.reason"]
+    assert await _count(database, EFFECTS) == 0
+
+
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_its_batch_mates_still_apply(
+    database: Database,
+):
+    calls: list[str] = []
+
+    async def flaky(session: AsyncSession, event: Received[Any]) -> None:
+        calls.append(event.data.customer_id)
+        if event.data.customer_id == "bad":
+            raise ValueError("cannot apply")
+        await record_effect(session, event)
+
+    consumer = _consumer(database, flaky, attempts=3)
+    await consumer.apply_batch([consumer.decode(_record(_event(c), i)) for i, c in enumerate(["a", "bad", "b"])])
+    assert await _count(database, EFFECTS) == 2
+    assert calls.count("bad") == 1 + 3  # once in the batch, then three single attempts
+    [dead] = await _dead_letters(database)
+    assert "handler failed after 3 attempt(s): cannot apply" in dict(dead.headers)["dlq.reason"]
+
+
+async def test_a_poison_verdict_is_dead_lettered_without_retries(database: Database):
+    calls: list[int] = []
+
+    async def refuse(session: AsyncSession, event: Received[Any]) -> None:
+        calls.append(1)
+        raise PoisonEvent("unknown currency")
+
+    consumer = _consumer(database, refuse, attempts=5)
+    await consumer.apply_batch([consumer.decode(_record(_event()))])
+    assert len(calls) == 2  # the batch attempt and one single attempt
+    assert len(await _dead_letters(database)) == 1
+
+
+async def test_database_outages_are_retried_never_dead_lettered(database: Database):
+    async def unreachable(session: AsyncSession, event: Received[Any]) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
+
+    consumer = _consumer(database, unreachable)
+    with pytest.raises(OperationalError):
+        await consumer.apply_batch([consumer.decode(_record(_event()))])
+    assert await _dead_letters(database) == []
+    assert await _count(database, INBOX) == 0
+
+
+def test_connection_errors_count_as_transient_and_bugs_do_not():
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(OperationalError("x", {}, Exception()))
+    assert not is_transient(ValueError())
+    assert not is_transient(KeyError())
+
+
+async def test_events_of_types_without_a_handler_are_skipped_silently(database: Database):
+    consumer = _consumer(database)
+    other = CloudEvent(source="/crm/customer", type="customer.erased", data={"customer_id": "c"})
+    await consumer.apply_batch([consumer.decode(_record(other.to_json()))])
+    assert await _count(database, INBOX) == 0
+    assert await _dead_letters(database) == []

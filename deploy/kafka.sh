@@ -57,6 +57,12 @@ show_log_tail() {
     fi
 }
 
+# True while pid exists and is not a zombie (an exited child that init has not
+# reaped yet still answers kill -0).
+alive() {
+    [[ -e "/proc/$1" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 java_bin() {
     if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
         echo "$JAVA_HOME/bin/java"
@@ -262,10 +268,14 @@ cmd_start() {
     rm -f "$PID_FILE"
 
     cmd_install
+    # Grace period: a broker that was just SIGKILLed from outside may still hold them.
+    local p deadline=$((SECONDS + 10))
     for p in "$PORT" "$CONTROLLER_PORT"; do
-        if port_open "$p"; then
-            die "port $HOST:$p is already in use by another process (not ours: no live pid in $PID_FILE)"
-        fi
+        while port_open "$p"; do
+            ((SECONDS < deadline)) ||
+                die "port $HOST:$p is already in use by another process (not ours: no live pid in $PID_FILE)"
+            sleep 0.2
+        done
     done
 
     mkdir -p "$STATE_DIR"
@@ -306,6 +316,7 @@ cmd_start() {
         if pid="$(running_pid)"; then
             kill -KILL "$pid" 2>/dev/null || true
             wait_exit "$pid" 10 || true
+            wait_ports_closed
         fi
         rm -f "$PID_FILE"
         die "start failed (full log: $LOG_FILE)"
@@ -322,8 +333,21 @@ cmd_wait() {
 # Waits until pid has exited, up to $2 seconds; fails on timeout.
 wait_exit() {
     local pid="$1" deadline=$((SECONDS + $2))
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         ((SECONDS >= deadline)) && return 1
+        sleep 0.2
+    done
+}
+
+# A SIGKILLed JVM can show up as a zombie while its other threads are still being
+# torn down and its sockets are still listening; wait for the ports to go away too.
+wait_ports_closed() {
+    local deadline=$((SECONDS + 15))
+    while port_open "$PORT" || port_open "$CONTROLLER_PORT"; do
+        if ((SECONDS >= deadline)); then
+            log "WARNING: ports $PORT/$CONTROLLER_PORT still open 15s after the broker exited"
+            return 0
+        fi
         sleep 0.2
     done
 }
@@ -344,6 +368,7 @@ cmd_stop() {
         kill -KILL "$pid" 2>/dev/null || true
         wait_exit "$pid" 10 || die "pid $pid survived SIGKILL"
     fi
+    wait_ports_closed
     rm -f "$PID_FILE"
     log "stopped"
 }
@@ -359,8 +384,9 @@ cmd_kill() {
     fi
     log "SIGKILL to pid $pid"
     kill -KILL "$pid" 2>/dev/null || true
-    # Wait for the kernel to reap it so the ports are free for the next start.
+    # Wait until it is gone and its ports are closed, so the next start can bind them.
     wait_exit "$pid" 10 || die "pid $pid survived SIGKILL"
+    wait_ports_closed
     rm -f "$PID_FILE"
 }
 
@@ -381,7 +407,7 @@ cmd_reset() {
 }
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 }
 
 main() {

@@ -18,7 +18,9 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-STATE_DIR="${CRM_STATE_DIR:-$REPO_ROOT/.state}/postgres"
+# Normalised (no "//", "..", symlinks) because the running postmaster is recognised
+# by the exact datadir path on its command line.
+STATE_DIR="$(realpath -m "${CRM_STATE_DIR:-$REPO_ROOT/.state}/postgres")"
 PGDATA_DIR="$STATE_DIR/data"
 SOCKET_DIR="$STATE_DIR/run"
 LOG_FILE="$STATE_DIR/server.log"
@@ -43,6 +45,12 @@ show_log_tail() {
         tail -n 30 "$LOG_FILE" >&2 || true
         printf '[postgres] ---- end of log ----\n' >&2
     fi
+}
+
+# True while pid exists and is not a zombie (an exited child that init has not
+# reaped yet still answers kill -0).
+alive() {
+    [[ -e "/proc/$1" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
@@ -74,6 +82,9 @@ find_pg_bin() {
 }
 
 cmd_install() {
+    if [[ -n "${PG_BIN_DIR:-}" ]] && ! find_pg_bin >/dev/null; then
+        die "PG_BIN_DIR=$PG_BIN_DIR does not contain initdb and postgres"
+    fi
     if PG_BIN="$(find_pg_bin)"; then
         log "PostgreSQL binaries found in $PG_BIN"
         return 0
@@ -139,6 +150,11 @@ lock_state() {
     flock -w "$((START_TIMEOUT + 60))" 9 || die "timed out waiting for another postgres.sh on $STATE_DIR"
 }
 
+# "postgres (PostgreSQL) 15.18 (Debian ...)" -> 15.18
+pg_version() {
+    "$PG_BIN/postgres" --version | awk '{print $3}'
+}
+
 is_ready() {
     "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PORT" -U "$SUPERUSER" -d postgres -t 2
 }
@@ -166,14 +182,16 @@ prepare_state_dir() {
     id -u postgres >/dev/null 2>&1 || die "OS user 'postgres' does not exist (is the postgresql package installed?)"
     chown postgres:postgres "$STATE_DIR" "$SOCKET_DIR"
     if ! runuser -u postgres -- test -w "$STATE_DIR" -a -x "$STATE_DIR"; then
-        local dir
-        dir="$(dirname "$STATE_DIR")"
-        while [[ "$dir" != / ]]; do
+        # Walk from / downwards: a dir's x bit only matters once its parent is reachable.
+        local dir="" part
+        local -a parts
+        IFS=/ read -ra parts <<<"${STATE_DIR#/}"
+        for part in "${parts[@]}"; do
+            dir="$dir/$part"
             if ! runuser -u postgres -- test -x "$dir"; then
                 log "granting traverse permission (o+x) on $dir so the postgres user can reach $STATE_DIR"
                 chmod o+x "$dir"
             fi
-            dir="$(dirname "$dir")"
         done
         runuser -u postgres -- test -w "$STATE_DIR" ||
             die "the postgres OS user cannot write $STATE_DIR; set CRM_STATE_DIR to a directory it can reach"
@@ -186,7 +204,7 @@ init_cluster_once() {
     if [[ -f "$PGDATA_DIR/PG_VERSION" ]]; then
         local have want
         have="$(cat "$PGDATA_DIR/PG_VERSION")"
-        want="$("$PG_BIN/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')"
+        want="$(pg_version | cut -d. -f1)"
         [[ "$have" == "$want" ]] ||
             die "$PGDATA_DIR was created by PostgreSQL $have but $PG_BIN is version $want; delete $STATE_DIR to start fresh"
         return 0
@@ -199,6 +217,7 @@ init_cluster_once() {
         cat "$STATE_DIR/initdb.log" >&2
         die "initdb failed"
     fi
+    if is_root; then chown postgres:postgres "$STATE_DIR/initdb.log"; fi
     echo "include_if_exists = '$LOCAL_CONF_NAME'" >>"$PGDATA_DIR/postgresql.conf"
 }
 
@@ -223,7 +242,7 @@ EOF
 
 cmd_start() {
     local pid
-    cmd_install >/dev/null
+    PG_BIN="$(find_pg_bin)" || cmd_install
     lock_state
     if pid="$(postmaster_pid)"; then
         log "already running (pid $pid) on $HOST:$PORT"
@@ -231,9 +250,13 @@ cmd_start() {
         cmd_createdbs
         return 0
     fi
-    if port_open "$PORT"; then
-        die "port $HOST:$PORT is already in use by another process (not this cluster: $PGDATA_DIR)"
-    fi
+    # Grace period: a postmaster that was just SIGKILLed from outside may still hold it.
+    local deadline=$((SECONDS + 10))
+    while port_open "$PORT"; do
+        ((SECONDS < deadline)) ||
+            die "port $HOST:$PORT is already in use by another process (not this cluster: $PGDATA_DIR)"
+        sleep 0.2
+    done
     # unix socket paths are limited to 107 bytes
     if ((${#SOCKET_DIR} + 20 > 107)); then
         die "socket dir path too long for a unix socket: $SOCKET_DIR (set CRM_STATE_DIR to a shorter path)"
@@ -242,16 +265,26 @@ cmd_start() {
     prepare_state_dir
     init_cluster_once
     write_local_conf
-    # A SIGKILLed postmaster leaves postmaster.pid behind; if its pid now belongs to an
-    # unrelated process PostgreSQL would refuse to start. We hold the lock and know no
-    # postmaster runs on this datadir, so the file is stale.
-    rm -f "$PGDATA_DIR/postmaster.pid"
-
-    log "starting PostgreSQL ($("$PG_BIN/postgres" --version | awk '{print $NF}')) on $HOST:$PORT, log: $LOG_FILE"
-    if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOG_FILE" -w -t "$START_TIMEOUT" start >/dev/null 9>&-; then
-        show_log_tail
-        die "pg_ctl start failed"
-    fi
+    log "starting PostgreSQL $(pg_version) on $HOST:$PORT, log: $LOG_FILE"
+    local attempt
+    for attempt in 1 2; do
+        # A SIGKILLed postmaster leaves postmaster.pid and the socket lock file behind.
+        # PostgreSQL refuses to start while the pid in them answers kill -0, which a
+        # zombie (not yet reaped by init) or a reused pid does. We hold the lock and
+        # know no postmaster runs on this datadir, so both files are stale. (Shared
+        # memory still attached by old backends is detected by PostgreSQL itself.)
+        rm -f "$PGDATA_DIR/postmaster.pid" "$SOCKET_DIR/.s.PGSQL.$PORT.lock"
+        if as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOG_FILE" -w -t "$START_TIMEOUT" start >/dev/null 9>&-; then
+            break
+        fi
+        if ((attempt == 2)); then
+            show_log_tail
+            die "pg_ctl start failed"
+        fi
+        # Backends of a just-killed postmaster may still be exiting; retry once.
+        log "pg_ctl start failed; retrying in 2s"
+        sleep 2
+    done
     wait_ready
     log "ready on $HOST:$PORT (pid $(postmaster_pid)) after ${SECONDS}s"
     cmd_createdbs
@@ -290,6 +323,20 @@ cmd_status() {
     return 1
 }
 
+# Pids whose parent is $1, read from /proc (no dependency on procps).
+children_of() {
+    local d st
+    local -a fields
+    for d in /proc/[0-9]*; do
+        read -r st <"$d/stat" 2>/dev/null || continue
+        # Fields after "(comm) " are: state ppid ...
+        read -ra fields <<<"${st##*) }"
+        if [[ "${fields[1]:-}" == "$1" ]]; then
+            echo "${d#/proc/}"
+        fi
+    done
+}
+
 # Simulates a crash: SIGKILL the postmaster. Its children notice the postmaster's
 # death and exit on their own; wait for them (and kill stragglers) so that the next
 # start does not find the old shared memory still attached.
@@ -301,15 +348,15 @@ cmd_kill() {
         log "not running"
         return 0
     fi
-    children="$(pgrep -P "$pid" || true)"
+    children="$(children_of "$pid")"
     log "SIGKILL to postmaster pid $pid"
     kill -KILL "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-        local alive=0
+        local any=0
         for child in $pid $children; do
-            kill -0 "$child" 2>/dev/null && alive=1
+            if alive "$child"; then any=1; fi
         done
-        ((alive)) || return 0
+        ((any)) || return 0
         sleep 0.2
     done
     for child in $children; do

@@ -44,19 +44,25 @@ class Running:
 
 
 def platform_processes(
-    *, database_urls: Mapping[str, str] | None = None, extra_env: Mapping[str, str] | None = None
+    *,
+    database_urls: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    port_offset: int = 0,
 ) -> list[ProcessSpec]:
-    """The four services (API + relay + consumer each) and the gateway."""
+    """The four services (API + relay + consumer each) and the gateway; port_offset lets tests run beside `make run`."""
     python = sys.executable
+    ports = {name: port + port_offset for name, port in SERVICES.items()}
     specs = []
-    for name, port in SERVICES.items():
+    for name, port in ports.items():
         env = {f"{name.upper()}_PORT": str(port)}
         if database_urls and name in database_urls:
             env[f"{name.upper()}_DATABASE_URL"] = database_urls[name]
+        if name == "interaction":  # asks the customer service when its replica lags
+            env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{ports['customer']}"
         specs.append(ProcessSpec(name, [python, "-m", f"services.{name}", "all"], port, env))
-    gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT)}
-    gateway_env.update({f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in SERVICES.items()})
-    specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT, gateway_env))
+    gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
+    gateway_env.update({f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()})
+    specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + port_offset, gateway_env))
     for spec in specs:
         spec.env.update(extra_env or {})
     return specs
@@ -200,10 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         platform.start_all()
         platform.wait_ready()
-        print(
-            f"\nplatform ready: gateway http://127.0.0.1:{GATEWAY_PORT}/api/v1  (data in {state_dir()}; Ctrl-C stops)\n",
-            flush=True,
-        )
+        gateway = f"http://127.0.0.1:{GATEWAY_PORT}/api/v1"
+        print(f"\nplatform ready: gateway {gateway}  (data in {state_dir()}; Ctrl-C stops)\n", flush=True)
         while not stopping.is_set():
             if crashed := platform.exited():
                 print(f"process exited: {crashed}; stopping", file=sys.stderr, flush=True)

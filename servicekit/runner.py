@@ -9,9 +9,7 @@ import uvicorn
 
 from servicekit.logging import configure_logging
 from servicekit.migrations import upgrade
-from servicekit.service import ALL_ROLES, API, CONSUME, RELAY, ServiceSpec, create_app
-
-COMMANDS = {"all": ALL_ROLES, "api": (API,), "relay": (RELAY,), "consume": (CONSUME,)}
+from servicekit.service import ALL_ROLES, API, ServiceSpec, create_app
 
 
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
@@ -20,13 +18,13 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         "command",
         nargs="?",
         default="all",
-        choices=[*COMMANDS, "migrate"],
-        help="roles to run (all = api + relay + consume), or migrate the database to head and exit",
+        help="all (= api,relay,consume), one role or a comma-separated list of roles, or migrate (to head, then exit)",
     )
     parser.add_argument("--port", type=int, help="HTTP port (health and metrics are served in every role)")
     parser.add_argument("--host", help="bind address")
     parser.add_argument("--no-migrate", action="store_true", help="do not migrate before starting")
     args = parser.parse_args(argv)
+    roles = _roles(parser, args.command)
 
     settings = spec.settings_cls()
     if args.port is not None:
@@ -36,13 +34,13 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
     configure_logging(spec.name, settings.log_level)
     log = logging.getLogger("servicekit.runner")
 
-    if args.command == "migrate" or (args.command in ("all", "api") and not args.no_migrate):
+    if args.command == "migrate" or (API in roles and not args.no_migrate):
         upgrade(spec.migrations_dir, settings.database_url, spec.name)
         log.info("database at head", extra={"database": _safe_url(settings.database_url)})
         if args.command == "migrate":
             return
 
-    app = create_app(spec, settings, COMMANDS[args.command])
+    app = create_app(spec, settings, roles)
     uvicorn.run(
         app,
         host=settings.host,
@@ -51,6 +49,18 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _roles(parser: argparse.ArgumentParser, command: str) -> tuple[str, ...]:
+    if command == "migrate":
+        return ()
+    if command == "all":
+        return ALL_ROLES
+    roles = tuple(dict.fromkeys(part.strip() for part in command.split(",")))
+    unknown = [r for r in roles if r not in ALL_ROLES]
+    if unknown or not roles:
+        parser.error(f"unknown role(s) {unknown}; choose from all, migrate, {', '.join(ALL_ROLES)}")
+    return roles
 
 
 def _safe_url(url: str) -> str:

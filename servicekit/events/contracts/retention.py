@@ -15,6 +15,7 @@ class AlertEvent(EventData):
     severity: str
     status: str
     trigger_count: int
+    churn_risk: float | None = None  # the customer's latest known churn risk
     value_at_risk: float | None = None
     owner: str | None = None
     factors: list[Factor] = []

@@ -1,0 +1,58 @@
+# One command runs the platform (make run), one installs everything and passes every test (make test).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help install run test unit e2e lint format infra-up infra-down kafka-up kafka-down pg-up pg-down clean
+
+help:
+	@echo "make run      run the whole platform locally (SQLite stores, local Kafka); gateway on :8000"
+	@echo "make test     install everything, start Kafka and PostgreSQL, run lint + every test, stop them"
+	@echo "make unit     unit tests only (no broker, no database server)"
+	@echo "make lint     ruff"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+	bash deploy/kafka.sh install
+
+run: install
+	$(BIN)/python -m servicekit.launcher
+
+test: install
+	bash deploy/postgres.sh install
+	bash deploy/test.sh
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+kafka-up: install
+	bash deploy/kafka.sh start
+	$(BIN)/python -m servicekit.topics ensure
+
+kafka-down:
+	bash deploy/kafka.sh stop
+
+pg-up:
+	bash deploy/postgres.sh start
+
+pg-down:
+	bash deploy/postgres.sh stop
+
+clean:
+	-bash deploy/kafka.sh stop
+	-bash deploy/postgres.sh stop
+	rm -rf .state

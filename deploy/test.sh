@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the whole suite against a real Kafka broker and a real PostgreSQL started here, and stops both
+# afterwards, also on failure. Its own state dir and ports keep it apart from a running `make run`.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+export CRM_STATE_DIR="${CRM_TEST_STATE_DIR:-$REPO_ROOT/.state/test}"
+export KAFKA_PORT="${CRM_TEST_KAFKA_PORT:-19092}"
+export KAFKA_CONTROLLER_PORT="${CRM_TEST_KAFKA_CONTROLLER_PORT:-19093}"
+export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
+export PG_PORT="${CRM_TEST_PG_PORT:-55433}"
+export CRM_TEST_PG_PORT="$PG_PORT"
+BIN="$REPO_ROOT/.venv/bin"
+
+cleanup() {
+    local code=$?
+    echo "== stopping test infrastructure"
+    bash deploy/kafka.sh stop || true
+    bash deploy/postgres.sh stop || true
+    exit "$code"
+}
+trap cleanup EXIT
+
+echo "== lint"
+"$BIN/ruff" check .
+
+echo "== unit tests (no broker, no database server)"
+"$BIN/python" -m pytest tests/unit -q -p no:cacheprovider
+
+echo "== starting Kafka on :$KAFKA_PORT and PostgreSQL on :$PG_PORT"
+# A fresh broker every run: no topics or offsets left over from an earlier run.
+bash deploy/kafka.sh reset
+bash deploy/kafka.sh start
+bash deploy/postgres.sh start
+"$BIN/python" -m servicekit.topics ensure
+
+echo "== contract and end-to-end tests (real Kafka, real PostgreSQL)"
+"$BIN/python" -m pytest tests/contract tests/e2e -q -p no:cacheprovider

@@ -1,0 +1,129 @@
+"""GET /api/v1/customers/{id}/360: profile, latest scores, recent interactions and open alerts at once.
+
+The parts are fetched in parallel, each with its own short budget. A part whose service fails is
+reported under ``unavailable`` (and is null) instead of failing the whole view, so a retention
+manager still sees the profile when, say, scoring is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.proxy import current_request_id
+from gateway.routes import API_PREFIX
+from gateway.upstream import (
+    UpstreamError,
+    Upstreams,
+    default_timeout,
+    downstream_response_headers,
+    upstream_request_headers,
+)
+from servicekit.problems import problem_response
+
+router = APIRouter(tags=["customer-360"])
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    service: str
+    path: str  # "{id}" is replaced by the percent-encoded customer id
+    query: tuple[tuple[str, str], ...] = ()
+
+
+def parts(customer_id: str, interactions_limit: int) -> list[tuple[Part, str, str]]:
+    """(part, upstream path, query string) for each piece of the view."""
+    table = (
+        Part("profile", "customer", "/customers/{id}"),
+        Part("scores", "scoring", "/customers/{id}/scores"),
+        Part("interactions", "interaction", "/customers/{id}/interactions", (("limit", str(interactions_limit)),)),
+        # Every unresolved alert: an acknowledged or snoozed one is still a live risk.
+        Part(
+            "alerts",
+            "retention",
+            "/alerts",
+            (("customer_id", customer_id), ("status", "open"), ("status", "acknowledged"), ("status", "snoozed")),
+        ),
+    )
+    encoded = quote(customer_id, safe="")
+    return [(p, p.path.replace("{id}", encoded), urlencode(p.query)) for p in table]
+
+
+@dataclass
+class Fetched:
+    part: Part
+    status_code: int | None = None
+    data: Any = None
+    failure: dict[str, Any] | None = None
+    raw: tuple[bytes, list[tuple[bytes, bytes]]] | None = None
+
+
+async def _fetch(upstreams: Upstreams, part: Part, path: str, query: str, headers: list[tuple[str, str]]) -> Fetched:
+    timeout = default_timeout(upstreams.settings, upstreams.settings.view360_timeout_s)
+    try:
+        response = await upstreams.send(part.service, "GET", path, query=query, headers=headers, timeouts=timeout)
+    except UpstreamError as exc:
+        return Fetched(part, failure={"service": part.service, "reason": exc.kind})
+    fetched = Fetched(part, status_code=response.status_code, raw=(response.content, list(response.headers.raw)))
+    if response.status_code == 200:
+        try:
+            fetched.data = response.json()
+        except ValueError:
+            fetched.failure = {"service": part.service, "reason": "bad_response", "status_code": 200}
+    elif response.status_code == 404:
+        # No scores yet / no such customer there yet: an empty part, not a failure.
+        fetched.data = None
+    else:
+        fetched.failure = {"service": part.service, "reason": "error", "status_code": response.status_code}
+    return fetched
+
+
+@router.get(API_PREFIX + "/customers/{customer_id}/360", summary="Customer 360 view")
+async def customer_360(customer_id: str, request: Request) -> Response:
+    upstreams: Upstreams = request.app.state.upstreams
+    headers = upstream_request_headers(
+        [("accept", "application/json"), *[(k, v) for k, v in request.headers.items() if k == "accept-language"]],
+        request_id=current_request_id(),
+        client_host=request.client.host if request.client else None,
+        scheme=request.url.scheme,
+    )
+    table = parts(customer_id, upstreams.settings.view360_interactions)
+    results = await asyncio.gather(*(_fetch(upstreams, part, path, query, headers) for part, path, query in table))
+
+    profile = results[0]
+    if profile.raw is not None and profile.status_code is not None and 400 <= profile.status_code < 500:
+        # The customer service decides whether the customer exists (404) or the id is bad (4xx):
+        # hand its problem document back as the proxy would.
+        content, raw_headers = profile.raw
+        response = Response(content=content, status_code=profile.status_code or 500)
+        response.raw_headers.extend(
+            downstream_response_headers(raw_headers, upstream_base=upstreams.base_url("customer"))
+        )
+        return response
+
+    body: dict[str, Any] = {"customer_id": customer_id}
+    unavailable: dict[str, Any] = {}
+    for fetched in results:
+        body[fetched.part.name] = fetched.data
+        if fetched.failure is not None:
+            unavailable[fetched.part.name] = fetched.failure
+    if len(unavailable) == len(results):
+        # Nothing to show at all: an honest 503 beats an empty 200.
+        return problem_response(
+            503,
+            "Service unavailable",
+            "None of the services behind the customer 360 view answered; try again shortly.",
+            code="upstream_unavailable",
+            headers={"Retry-After": "1"},
+            unavailable=unavailable,
+        )
+    body["complete"] = not unavailable
+    body["unavailable"] = unavailable
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,4 @@
+from servicekit.runner import main
+from services.interaction.main import SPEC
+
+main(SPEC)

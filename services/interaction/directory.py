@@ -1,0 +1,110 @@
+"""Asking the customer service about a customer the local replica has not seen yet.
+
+The replica (built from crm.customer.v1) lags a customer created a moment ago; rather than refuse a
+complaint for a customer that exists, the API asks the customer master directly. One pooled client
+per app, created on first use and closed when the app shuts down (see router.lifespan).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import FastAPI
+
+from servicekit.context import current_correlation_id
+
+log = logging.getLogger("interaction.directory")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSnapshot:
+    """The customer master's answer, reduced to what the replica keeps."""
+
+    customer_id: str
+    status: str | None = None
+    external_ref: str | None = None
+    version: int = 0
+    updated_at: datetime | None = None
+    erased: bool = False
+
+
+class CustomerServiceUnavailable(Exception):
+    """The customer service could not answer (unreachable, timed out, 5xx or a malformed reply)."""
+
+
+# What the domain functions need: a customer id in, a snapshot (or None for "no such customer") out.
+CustomerLookup = Callable[[str], Awaitable[CustomerSnapshot | None]]
+
+
+class CustomerDirectory:
+    def __init__(self, base_url: str, *, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s),
+            # Retries a refused or reset connection once (e.g. a keep-alive socket the server closed).
+            transport=transport or httpx.AsyncHTTPTransport(retries=1),
+            headers={"accept": "application/json"},
+        )
+
+    async def fetch(self, customer_id: str) -> CustomerSnapshot | None:
+        """The customer, None if the customer service does not know it; raises CustomerServiceUnavailable."""
+        headers = {}
+        request_id = current_correlation_id()
+        if request_id:
+            headers["x-request-id"] = request_id
+        try:
+            response = await self._client.get(f"/customers/{quote(customer_id, safe='')}", headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("customer service unreachable", extra={"error": repr(exc)})
+            raise CustomerServiceUnavailable(repr(exc)) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code == 410:
+            return CustomerSnapshot(customer_id=customer_id, erased=True)
+        if response.status_code != 200:
+            log.warning("customer service error", extra={"status_code": response.status_code})
+            raise CustomerServiceUnavailable(f"customer service answered {response.status_code}")
+        try:
+            return _snapshot(customer_id, response.json())
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CustomerServiceUnavailable(f"malformed customer: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _snapshot(customer_id: str, body: dict[str, Any]) -> CustomerSnapshot:
+    if str(body["id"]) != customer_id:
+        raise ValueError(f"asked for {customer_id!r}, got {body['id']!r}")
+    updated_at = body.get("updated_at")
+    return CustomerSnapshot(
+        customer_id=customer_id,
+        status=body.get("status"),
+        external_ref=body.get("external_ref"),
+        version=int(body.get("version") or 0),
+        updated_at=datetime.fromisoformat(updated_at) if updated_at else None,
+    )
+
+
+def customer_directory(app: FastAPI) -> CustomerDirectory:
+    """The app's directory, created on first use (tests may put their own on app.state beforehand)."""
+    directory: CustomerDirectory | None = getattr(app.state, "customer_directory", None)
+    if directory is None:
+        settings = app.state.settings
+        directory = CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
+        app.state.customer_directory = directory
+    return directory
+
+
+async def close_customer_directory(app: FastAPI) -> None:
+    directory: CustomerDirectory | None = getattr(app.state, "customer_directory", None)
+    if directory is not None:
+        app.state.customer_directory = None
+        await directory.aclose()

@@ -1,0 +1,21 @@
+"""The interaction service's declaration: tables, routes, events."""
+
+from pathlib import Path
+
+from servicekit.events.contracts import topics
+from servicekit.service import ServiceSpec
+from services.interaction.handlers import HANDLERS
+from services.interaction.models import metadata
+from services.interaction.router import router
+from services.interaction.settings import InteractionSettings
+
+SPEC = ServiceSpec(
+    name="interaction",
+    title="Interaction service",
+    settings_cls=InteractionSettings,
+    metadata=metadata,
+    migrations_dir=Path(__file__).parent / "migrations",
+    routers=[router],
+    handlers=HANDLERS,
+    consumes=[topics.CUSTOMER],
+)

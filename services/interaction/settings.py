@@ -1,0 +1,40 @@
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.events.contracts.common import Severity
+from servicekit.settings import ServiceSettings
+
+DEFAULT_SLA_HOURS: dict[str, float] = {"critical": 4, "high": 24, "medium": 72, "low": 168}
+
+
+class InteractionSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INTERACTION_", extra="ignore")
+
+    name: str = "interaction"
+    port: int = 8002
+
+    # The customer master, asked directly when the local replica has not yet seen a customer.
+    customer_url: str = "http://127.0.0.1:8001"
+    customer_timeout_s: float = Field(2.0, gt=0)
+
+    # Hours from when the customer complained until the complaint must be resolved, per severity.
+    # JSON in the environment, e.g. INTERACTION_COMPLAINT_SLA_HOURS='{"critical": 2}'; missing
+    # severities keep their defaults.
+    complaint_sla_hours: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
+
+    @field_validator("customer_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("complaint_sla_hours")
+    @classmethod
+    def _every_severity_has_a_positive_sla(cls, value: dict[str, float]) -> dict[str, float]:
+        # A typo in a severity or a zero SLA fails at startup, not when the first complaint arrives.
+        unknown = sorted(set(value) - {s.value for s in Severity})
+        if unknown:
+            raise ValueError(f"unknown severities {unknown}; use {[s.value for s in Severity]}")
+        bad = sorted(k for k, v in value.items() if v <= 0)
+        if bad:
+            raise ValueError(f"SLA hours must be positive for {bad}")
+        return {**DEFAULT_SLA_HOURS, **value}

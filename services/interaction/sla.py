@@ -1,0 +1,48 @@
+"""Complaint SLA arithmetic. Pure: no clock, no I/O; callers pass `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from servicekit.events.contracts.common import Severity
+
+
+class ComplaintStatus(StrEnum):
+    """The complaint workflow: listen and record, judge validity, solve, follow up."""
+
+    open = "open"
+    acknowledged = "acknowledged"
+    valid = "valid"
+    rejected = "rejected"
+    resolved = "resolved"
+    followed_up = "followed_up"
+
+
+# The SLA measures time to an answer: it stops once the complaint is rejected or resolved.
+SLA_STOPPED = frozenset({ComplaintStatus.rejected, ComplaintStatus.resolved, ComplaintStatus.followed_up})
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive datetimes (SQLite hands them back) are UTC; aware ones are converted to UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sla_hours_for(severity: Severity | str, sla_hours: Mapping[str, float]) -> float:
+    try:
+        return float(sla_hours[Severity(severity).value])
+    except (KeyError, ValueError):
+        raise ValueError(f"no complaint SLA for severity {severity!r}") from None
+
+
+def due_at(opened_at: datetime, severity: Severity | str, sla_hours: Mapping[str, float]) -> datetime:
+    """When a complaint opened at `opened_at` must be resolved (UTC, calendar hours)."""
+    return as_utc(opened_at) + timedelta(hours=sla_hours_for(severity, sla_hours))
+
+
+def is_overdue(due: datetime | None, status: ComplaintStatus | str | None, now: datetime) -> bool:
+    """True once `now` is past the due time of a complaint whose SLA is still running."""
+    if due is None or status is None or ComplaintStatus(status) in SLA_STOPPED:
+        return False
+    return as_utc(now) > as_utc(due)

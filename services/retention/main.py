@@ -1,0 +1,21 @@
+"""The retention service's declaration: tables, routes, events."""
+
+from pathlib import Path
+
+from servicekit.events.contracts import topics
+from servicekit.service import ServiceSpec
+from services.retention.handlers import HANDLERS
+from services.retention.models import metadata
+from services.retention.router import router
+from services.retention.settings import RetentionSettings
+
+SPEC = ServiceSpec(
+    name="retention",
+    title="Retention service",
+    settings_cls=RetentionSettings,
+    metadata=metadata,
+    migrations_dir=Path(__file__).parent / "migrations",
+    routers=[router],
+    handlers=HANDLERS,
+    consumes=[topics.SCORING, topics.INTERACTION],
+)

@@ -1,0 +1,4 @@
+from servicekit.runner import main
+from services.scoring.main import SPEC
+
+main(SPEC)

@@ -1,0 +1,167 @@
+"""Event handlers: each applies one event to the customer's features and rescores.
+
+"Now" for every time window is the event's own business time (occurred_at, changed_at, answered_at;
+the envelope time where the contract has none), never the wall clock, and never earlier than the latest
+event already applied for the customer (FeatureState.as_of). Replaying the same events therefore
+rebuilds the same features and the same scores; only computed_at records when the work was done.
+
+Duplicates: the inbox drops a re-delivered event id; features.py drops the same interaction, survey
+answer or complaint close arriving again under a new id. Order: the first event about a customer
+creates its features row, whether or not customer.created has arrived.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.events.contracts.customer import (
+    CustomerCreated,
+    CustomerErased,
+    CustomerStatusChanged,
+    CustomerUpdated,
+)
+from servicekit.events.contracts.interaction import (
+    ComplaintOverdue,
+    ComplaintUpdated,
+    InteractionRecorded,
+    SurveyAnswered,
+)
+from servicekit.events.envelope import Received
+from servicekit.inbox import Handlers, PoisonEvent
+from services.scoring import features, service
+from services.scoring.rules import RuleWeights
+from services.scoring.settings import get_settings
+
+
+def _weights() -> RuleWeights:
+    return get_settings().weights
+
+
+# ---- crm.customer.v1: classification only, no rescoring ---------------------------------------------
+
+
+async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
+    d = event.data
+    change = partial(
+        features.customer_upserted,
+        status=d.status,
+        segment=d.segment,
+        attributes=d.attributes,
+        version=1,
+        fields_changed=frozenset({"segment", "attributes"}),
+    )
+    await _apply_customer(session, event, change)
+
+
+async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
+    d = event.data
+    change = partial(
+        features.customer_upserted,
+        segment=d.segment,
+        attributes=d.attributes,
+        version=d.version,
+        fields_changed=frozenset(d.changed) if d.changed else None,
+    )
+    await _apply_customer(session, event, change)
+
+
+async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
+    await _apply_customer(session, event, partial(features.customer_status_changed, status=event.data.status))
+
+
+async def on_customer_erased(session: AsyncSession, event: Received[CustomerErased]) -> None:
+    await service.erase_customer(session=session, customer_id=event.data.customer_id)
+
+
+async def _apply_customer(session: AsyncSession, event: Received, change: service.Change) -> None:
+    await service.apply_event(
+        session=session,
+        customer_id=event.data.customer_id,
+        change=change,
+        event_id=event.id,
+        event_type=event.envelope.type,
+        at=event.time,
+        weights=_weights(),
+        rescore=False,
+    )
+
+
+# ---- crm.interaction.v1: every change rescores ---------------------------------------------------------
+
+
+async def on_interaction_recorded(session: AsyncSession, event: Received[InteractionRecorded]) -> None:
+    d = event.data
+    # Survey interactions are skipped by features.record_interaction: survey.answered carries the score,
+    # so counting both would count one answer twice.
+    change = partial(
+        features.record_interaction,
+        interaction_id=d.interaction_id,
+        type=d.type,
+        occurred_at=d.occurred_at,
+        amount=None if d.amount is None else float(d.amount),
+        severity=d.severity,
+        sentiment=d.sentiment,
+    )
+    await _rescore(session, event, change, at=d.occurred_at)
+
+
+async def on_complaint_updated(session: AsyncSession, event: Received[ComplaintUpdated]) -> None:
+    d = event.data
+    change = partial(
+        features.complaint_updated,
+        complaint_id=d.complaint_id,
+        status=d.status,
+        severity=d.severity,
+        changed_at=d.changed_at,
+    )
+    await _rescore(session, event, change, at=d.changed_at)
+
+
+async def on_complaint_overdue(session: AsyncSession, event: Received[ComplaintOverdue]) -> None:
+    d = event.data
+    # The contract has no detection time; the envelope time is when the SLA watcher noticed.
+    at = max(features.utc(event.time), features.utc(d.due_at))
+    change = partial(features.complaint_overdue, complaint_id=d.complaint_id, severity=d.severity, at=at)
+    await _rescore(session, event, change, at=at)
+
+
+async def on_survey_answered(session: AsyncSession, event: Received[SurveyAnswered]) -> None:
+    d = event.data
+    change = partial(
+        features.survey_answered,
+        interaction_id=d.interaction_id,
+        survey=d.survey,
+        score=d.score,
+        answered_at=d.answered_at,
+    )
+    try:
+        await _rescore(session, event, change, at=d.answered_at)
+    except ValueError as exc:  # a score outside its scale will never become valid
+        raise PoisonEvent(str(exc)) from exc
+
+
+async def _rescore(session: AsyncSession, event: Received, change: service.Change, *, at: datetime) -> None:
+    await service.apply_event(
+        session=session,
+        customer_id=event.data.customer_id,
+        change=change,
+        event_id=event.id,
+        event_type=event.envelope.type,
+        at=at,
+        weights=_weights(),
+    )
+
+
+HANDLERS: Handlers = {
+    CustomerCreated.event_type: on_customer_created,
+    CustomerUpdated.event_type: on_customer_updated,
+    CustomerStatusChanged.event_type: on_customer_status_changed,
+    CustomerErased.event_type: on_customer_erased,
+    InteractionRecorded.event_type: on_interaction_recorded,
+    ComplaintUpdated.event_type: on_complaint_updated,
+    ComplaintOverdue.event_type: on_complaint_overdue,
+    SurveyAnswered.event_type: on_survey_answered,
+}

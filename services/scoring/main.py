@@ -1,0 +1,21 @@
+"""The scoring service's declaration: tables, routes, events."""
+
+from pathlib import Path
+
+from servicekit.events.contracts import topics
+from servicekit.service import ServiceSpec
+from services.scoring.handlers import HANDLERS
+from services.scoring.models import metadata
+from services.scoring.router import router
+from services.scoring.settings import ScoringSettings
+
+SPEC = ServiceSpec(
+    name="scoring",
+    title="Scoring service",
+    settings_cls=ScoringSettings,
+    metadata=metadata,
+    migrations_dir=Path(__file__).parent / "migrations",
+    routers=[router],
+    handlers=HANDLERS,
+    consumes=[topics.CUSTOMER, topics.INTERACTION],
+)

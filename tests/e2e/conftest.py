@@ -1,0 +1,81 @@
+"""End-to-end fixtures: the real platform processes on PostgreSQL and the local Kafka broker.
+
+`make test` (deploy/test.sh) starts the broker and the database server; these fixtures start the
+services and the gateway with the same launcher as `make run`. Missing infrastructure fails the run
+with a message saying how to start it: nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servicekit.launcher import SERVICES, Platform, platform_processes
+from servicekit.settings import REPO_ROOT, state_dir
+
+PORT_OFFSET = 10000
+GATEWAY = f"http://127.0.0.1:{8000 + PORT_OFFSET}"
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+PG_PORT = int(os.environ.get("CRM_TEST_PG_PORT", os.environ.get("PG_PORT", "55432")))
+
+
+def service_url(name: str) -> str:
+    return f"http://127.0.0.1:{SERVICES[name] + PORT_OFFSET}"
+
+
+def database_url(name: str) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{PG_PORT}/{name}"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> None:
+    host, port = KAFKA.split(",")[0].rsplit(":", 1)
+    if not _reachable(host, int(port)):
+        pytest.fail(f"Kafka is not reachable at {KAFKA}. Run `make test`, or start it with `make kafka-up`.")
+    if not _reachable("127.0.0.1", PG_PORT):
+        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:{PG_PORT}. Run `make test`, or `make pg-up`.")
+
+
+@pytest.fixture(scope="session")
+def platform(infrastructure: None) -> Iterator[Platform]:
+    env = {"PG_PORT": str(PG_PORT)}
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), "reset-dbs"], check=True, env={**os.environ, **env}
+    )
+    urls = {name: database_url(name) for name in SERVICES}
+    specs = platform_processes(
+        database_urls=urls,
+        port_offset=PORT_OFFSET,
+        extra_env={"KAFKA_BOOTSTRAP_SERVERS": KAFKA, "CRM_LOG_LEVEL": "INFO"},
+    )
+    running = Platform(specs, log_dir=state_dir() / "e2e-logs")
+    try:
+        running.start_all()
+        running.wait_ready(timeout_s=120)
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+async def gateway(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as client:
+        yield client
+
+
+def log_dir() -> Path:
+    return state_dir() / "e2e-logs"

@@ -1,0 +1,262 @@
+import httpx
+import orjson
+
+from tests.unit.gateway.conftest import StartGateway
+from tests.unit.gateway.fakes import PROBLEM, FakeService, dead_url
+
+
+async def test_status_body_and_headers_of_the_service_pass_through(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.post("/api/v1/customers", json={"name": "Ada"})
+
+    assert response.status_code == 201
+    assert response.json() == {"id": "abc", "name": "Ada"}
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-custom"] == "kept"
+    # The service's own path is turned into the public one.
+    assert response.headers["location"] == "/api/v1/customers/abc"
+    assert fakes["customer"].seen[-1].body == b'{"name":"Ada"}'
+
+
+async def test_service_problem_document_passes_through_unchanged(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/customers/invalid")
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"] == [{"field": "email", "message": "not an email"}]
+
+
+async def test_each_path_reaches_its_owning_service_at_the_service_path(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    cases = {
+        "/api/v1/customers/c-1/scores/history": ("scoring", "/customers/c-1/scores/history"),
+        "/api/v1/customers/c-1/interactions": ("interaction", "/customers/c-1/interactions"),
+        "/api/v1/complaints": ("interaction", "/complaints"),
+        "/api/v1/alerts/a-1": ("retention", "/alerts/a-1"),
+        "/api/v1/customers/c-1": ("customer", "/customers/c-1"),
+    }
+    for public, (service, path) in cases.items():
+        response = await gateway.get(public)
+        assert response.status_code == 200, public
+        assert response.json()["service"] == service
+        assert response.headers["x-upstream"] == service
+        assert fakes[service].seen[-1].path == path
+
+
+async def test_method_and_raw_query_string_are_forwarded(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.patch("/api/v1/customers/c-1?fields=a,b&q=x%20y", json={"segment": "b2b"})
+
+    assert response.status_code == 200
+    seen = fakes["customer"].seen[-1]
+    assert (seen.method, seen.path, seen.query) == ("PATCH", "/customers/c-1", "fields=a,b&q=x%20y")
+    assert seen.body == b'{"segment":"b2b"}'
+
+
+async def test_request_id_is_propagated_to_the_service_and_echoed(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.get("/api/v1/scores", headers={"X-Request-ID": "req-42"})
+
+    assert fakes["scoring"].seen[-1].headers["x-request-id"] == "req-42"
+    assert response.headers.get_list("x-request-id") == ["req-42"]
+
+
+async def test_request_id_is_created_when_the_client_sends_none(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.get("/api/v1/scores")
+
+    created = response.headers["x-request-id"]
+    assert created
+    assert fakes["scoring"].seen[-1].headers["x-request-id"] == created
+
+
+async def test_authorization_and_cookies_stay_at_the_edge_while_relevant_headers_go_through(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    await gateway.post(
+        "/api/v1/interactions",
+        content=b'{"type":"call"}',
+        headers={
+            "Authorization": "Bearer external-token",
+            "Cookie": "session=s",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "If-Match": '"3"',
+            "Idempotency-Key": "k-1",
+            "X-Internal-Token": "forged",
+        },
+    )
+
+    headers = fakes["interaction"].seen[-1].headers
+    assert "authorization" not in headers
+    assert "cookie" not in headers
+    assert "x-internal-token" not in headers
+    assert headers["content-type"] == "application/json"
+    assert headers["accept"] == "application/json"
+    assert headers["if-match"] == '"3"'
+    assert headers["idempotency-key"] == "k-1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_unknown_api_path_is_a_404_problem(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["status"] == 404
+
+
+async def test_path_escaping_to_another_service_is_refused(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.get("/api/v1/customers/%2e%2e/alerts")
+
+    assert response.status_code == 404
+    assert fakes["retention"].seen == []
+
+
+async def test_trailing_slash_reaches_the_service_path_without_redirect(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.get("/api/v1/customers/c-1/")
+
+    assert response.status_code == 200
+    assert fakes["customer"].seen[-1].path == "/customers/c-1"
+
+
+async def test_service_that_is_down_gives_a_503_problem_naming_it_without_its_address(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway(customer_url=dead_url())
+
+    response = await gateway.post("/api/v1/customers", json={"name": "Ada"})
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["title"] == "Service unavailable"
+    assert body["service"] == "customer"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "127.0.0.1" not in response.text
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_slow_service_gives_a_504_problem(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(timeout_s=0.3)
+
+    response = await gateway.get("/api/v1/customers/slow")
+
+    assert response.status_code == 504
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["service"] == "customer"
+
+
+async def test_body_over_the_limit_is_a_413_problem_and_never_reaches_the_service(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
+    gateway = await start_gateway(max_body_bytes=10)
+
+    declared = await gateway.post("/api/v1/interactions", content=b"x" * 11)
+
+    async def chunks():  # no Content-Length: the limit must hold while reading
+        for _ in range(3):
+            yield b"xxxxx"
+
+    streamed = await gateway.post("/api/v1/interactions", content=chunks())
+    at_limit = await gateway.post("/api/v1/interactions", content=b"x" * 10)
+
+    assert declared.status_code == 413
+    assert declared.headers["content-type"] == PROBLEM
+    assert streamed.status_code == 413
+    assert at_limit.status_code == 200
+    assert [s.body for s in fakes["interaction"].seen] == [b"x" * 10]
+
+
+async def test_non_get_on_the_gateway_owned_360_view_is_405(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.post("/api/v1/customers/c-1/360")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+
+
+class FailFirstConnects(httpx.AsyncBaseTransport):
+    """The real transport, except that the first ``failures`` connects are refused."""
+
+    def __init__(self, failures: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.failures = failures
+        self.attempts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_get_is_retried_once_after_a_connect_error(start_gateway: StartGateway) -> None:
+    transport = FailFirstConnects(failures=1)
+    gateway = await start_gateway(transport=transport)
+
+    response = await gateway.get("/api/v1/scores")
+
+    assert response.status_code == 200
+    assert transport.attempts == 2
+
+
+async def test_get_gives_up_after_one_retry(start_gateway: StartGateway) -> None:
+    transport = FailFirstConnects(failures=5)
+    gateway = await start_gateway(transport=transport)
+
+    response = await gateway.get("/api/v1/scores")
+
+    assert response.status_code == 503
+    assert transport.attempts == 2
+
+
+async def test_post_is_not_retried(start_gateway: StartGateway, fakes: dict[str, FakeService]) -> None:
+    transport = FailFirstConnects(failures=1)
+    gateway = await start_gateway(transport=transport)
+
+    response = await gateway.post("/api/v1/interactions", json={"type": "call"})
+
+    assert response.status_code == 503
+    assert transport.attempts == 1
+    assert fakes["interaction"].seen == []
+
+
+async def test_gateway_serves_metrics_including_upstream_latency(gateway: httpx.AsyncClient) -> None:
+    await gateway.get("/api/v1/scores")
+
+    response = await gateway.get("/metrics")
+
+    assert response.status_code == 200
+    assert 'crm_gateway_upstream_duration_seconds_count{method="GET",outcome="2xx",service="scoring"}' in (
+        response.text
+    )
+
+
+async def test_outside_the_api_prefix_is_a_404_problem(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/customers")
+
+    assert response.status_code == 404
+    assert orjson.loads(response.content)["status"] == 404
+
+
+async def test_event_stream_is_relayed_with_its_events(gateway: httpx.AsyncClient, fakes: dict[str, FakeService]) -> None:
+    async with gateway.stream(
+        "GET", "/api/v1/alerts/stream", headers={"Accept": "text/event-stream", "Last-Event-ID": "0"}
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in response.aiter_lines() if line.startswith("id:")]
+
+    assert lines == ["id: 1", "id: 2"]
+    assert fakes["retention"].seen[-1].headers["last-event-id"] == "0"

@@ -1,0 +1,84 @@
+import httpx
+
+from tests.unit.gateway.conftest import StartGateway
+from tests.unit.gateway.fakes import PROBLEM, FakeService, dead_url
+
+
+async def test_360_combines_every_part_from_its_own_service(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.get("/api/v1/customers/c-1/360", headers={"X-Request-ID": "view-1"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["customer_id"] == "c-1"
+    assert body["complete"] is True
+    assert body["unavailable"] == {}
+    assert body["profile"] == {"service": "customer", "method": "GET", "path": "/customers/c-1", "query": ""}
+    assert body["scores"]["path"] == "/customers/c-1/scores"
+    assert body["interactions"] == {
+        "service": "interaction",
+        "method": "GET",
+        "path": "/customers/c-1/interactions",
+        "query": "limit=20",
+    }
+    assert body["alerts"]["query"] == "customer_id=c-1&status=open&status=acknowledged&status=snoozed"
+    assert all(service.seen[-1].headers["x-request-id"] == "view-1" for service in fakes.values())
+
+
+async def test_360_degrades_when_one_service_is_down(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(scoring_url=dead_url())
+
+    response = await gateway.get("/api/v1/customers/c-1/360")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["complete"] is False
+    assert body["scores"] is None
+    assert body["unavailable"] == {"scores": {"service": "scoring", "reason": "unavailable"}}
+    assert body["profile"]["path"] == "/customers/c-1"
+    assert body["alerts"]["service"] == "retention"
+
+
+async def test_360_marks_a_slow_part_as_timed_out_instead_of_waiting(start_gateway: StartGateway) -> None:
+    # The profile call to /customers/slow hangs; it must not hold up the view past its budget.
+    gateway = await start_gateway(view360_timeout_s=0.3)
+
+    response = await gateway.get("/api/v1/customers/slow/360")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["profile"] is None
+    assert body["unavailable"]["profile"] == {"service": "customer", "reason": "timeout"}
+    assert body["scores"]["path"] == "/customers/slow/scores"
+
+
+async def test_360_of_an_unknown_customer_is_the_customer_service_404(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/customers/missing/360")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["title"] == "Customer not found"
+
+
+async def test_360_percent_encodes_the_customer_id_for_the_services(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.get("/api/v1/customers/a%20b/360")
+
+    assert response.status_code == 200
+    assert response.json()["customer_id"] == "a b"
+    assert fakes["customer"].seen[-1].path == "/customers/a b"
+    assert fakes["retention"].seen[-1].query == "customer_id=a+b&status=open&status=acknowledged&status=snoozed"
+
+
+async def test_360_is_a_503_problem_when_no_service_answers(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(
+        customer_url=dead_url(), interaction_url=dead_url(), scoring_url=dead_url(), retention_url=dead_url()
+    )
+
+    response = await gateway.get("/api/v1/customers/c-1/360")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM
+    assert set(response.json()["unavailable"]) == {"profile", "scores", "interactions", "alerts"}

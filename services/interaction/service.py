@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from services.interaction.models import Interaction, InteractionCreate, KnownCus
 from services.interaction.sla import ComplaintStatus, as_utc
 
 MAX_PAGE = 200
+log = logging.getLogger("interaction.service")
 
 # ---- recording ----------------------------------------------------------------------------------
 
@@ -149,6 +151,7 @@ async def ensure_known_customer(*, session: AsyncSession, customer_id: str, look
                 errors=[field_error("customer_id", "unknown customer")],
             )
         known = await apply_customer_snapshot(session=session, snapshot=snapshot)
+        log.info("customer taken from the customer service ahead of its events", extra={"customer_id": customer_id})
     if known.erased:
         raise Problem(
             410,

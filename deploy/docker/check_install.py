@@ -38,8 +38,7 @@ def main(src_root: str) -> int:
         print("check_install: files in the source tree that `pip install .` did not install:", file=sys.stderr)
         for rel in missing:
             print(f"  {rel}", file=sys.stderr)
-        print("(add an __init__.py to the folder, or the file type to package-data in pyproject.toml)",
-              file=sys.stderr)
+        print("(add an __init__.py to the folder, or the file type to package-data in pyproject.toml)", file=sys.stderr)
         return 1
     print(f"check_install: {', '.join(PACKAGES)} installed completely into {site}")
     return 0

@@ -71,7 +71,10 @@ async def read_topic(topic: str, *, match: Callable[[Any], bool] = lambda _: Tru
         end = await consumer.end_offsets(partitions)
         records: list[Any] = []
         deadline = time.monotonic() + timeout_s
-        while any((await consumer.position(tp)) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in partitions]
+            if all(pos >= end[tp] for pos, tp in zip(positions, partitions, strict=True)):
+                break
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 records.extend(m for m in messages if match(m))

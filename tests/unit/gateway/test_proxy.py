@@ -251,7 +251,9 @@ async def test_outside_the_api_prefix_is_a_404_problem(gateway: httpx.AsyncClien
     assert orjson.loads(response.content)["status"] == 404
 
 
-async def test_event_stream_is_relayed_with_its_events(gateway: httpx.AsyncClient, fakes: dict[str, FakeService]) -> None:
+async def test_event_stream_is_relayed_with_its_events(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
     async with gateway.stream(
         "GET", "/api/v1/alerts/stream", headers={"Accept": "text/event-stream", "Last-Event-ID": "0"}
     ) as response:

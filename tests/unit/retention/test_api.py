@@ -77,8 +77,12 @@ async def test_alerts_are_filtered_and_paged(app_db):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": 201}, "query.limit"), ({"offset": -1}, "query.offset"), ({"status": "closed"}, "query.status[0]"),
-     ({"severity": "urgent"}, "query.severity[0]")],
+    [
+        ({"limit": 201}, "query.limit"),
+        ({"offset": -1}, "query.offset"),
+        ({"status": "closed"}, "query.status[0]"),
+        ({"severity": "urgent"}, "query.severity[0]"),
+    ],
 )
 async def test_a_bad_list_parameter_is_a_problem_naming_it(app_db, params, field):
     client, _ = app_db

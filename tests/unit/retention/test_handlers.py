@@ -45,7 +45,11 @@ async def test_a_severe_complaint_raises_one_alert_and_one_alert_raised_event(da
 
     [alert] = await alerts(database)
     assert (alert.customer_id, alert.reason, alert.severity, alert.status) == (
-        "c-1", "severe_complaint", "critical", "open")
+        "c-1",
+        "severe_complaint",
+        "critical",
+        "open",
+    )
     assert alert.trigger_count == 1
     assert alert.event_ids == [event.id]
     assert alert.open_slot == "c-1:severe_complaint"
@@ -92,7 +96,11 @@ async def test_a_high_score_raises_high_churn_risk_with_its_value_at_risk(databa
     await apply(database, score(churn_risk=0.85, clv=1000.0))
     [alert] = await alerts(database)
     assert (alert.reason, alert.severity, alert.churn_risk, alert.value_at_risk) == (
-        "high_churn_risk", "high", 0.85, 850.0)
+        "high_churn_risk",
+        "high",
+        0.85,
+        850.0,
+    )
     assert alert.factors == [{"code": "recency_drop", "label": "No purchase for 90 days", "contribution": 0.3}]
     [raised] = await published(database)
     assert raised["data"]["churn_risk"] == 0.85
@@ -177,6 +185,15 @@ async def test_the_consumer_applies_the_handlers_once_per_event(database: Databa
 def _record(event: Received, offset: int) -> ConsumerRecord:
     value = event.envelope.to_json()
     return ConsumerRecord(
-        topic="crm.interaction.v1", partition=0, offset=offset, timestamp=0, timestamp_type=0,
-        key=b"c-1", value=value, checksum=None, serialized_key_size=3, serialized_value_size=len(value), headers=[],
+        topic="crm.interaction.v1",
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"c-1",
+        value=value,
+        checksum=None,
+        serialized_key_size=3,
+        serialized_value_size=len(value),
+        headers=[],
     )

@@ -25,8 +25,9 @@ def test_churn_risk_below_the_threshold_raises_nothing():
     assert evaluate(score(churn_risk=0.59).data, RULES) == []
 
 
-@pytest.mark.parametrize(("risk", "severity"), [(0.6, Severity.medium), (0.79, Severity.medium),
-                                                (0.8, Severity.high), (0.97, Severity.high)])
+@pytest.mark.parametrize(
+    ("risk", "severity"), [(0.6, Severity.medium), (0.79, Severity.medium), (0.8, Severity.high), (0.97, Severity.high)]
+)
 def test_churn_risk_at_or_above_the_threshold_raises_high_churn_risk_graded_by_risk(risk: float, severity: Severity):
     [trigger] = evaluate(score(churn_risk=risk).data, RULES)
     assert trigger.reason == Reason.high_churn_risk

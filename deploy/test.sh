@@ -22,11 +22,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== lint"
-"$BIN/ruff" check .
-
-echo "== unit tests (no broker, no database server)"
-"$BIN/python" -m pytest tests/unit -q -p no:cacheprovider
+# `deploy/test.sh [pytest args]` runs only the given tests against fresh infrastructure (no lint, no unit run).
+if [[ $# -eq 0 ]]; then
+    echo "== lint"
+    "$BIN/ruff" check .
+    echo "== unit tests (no broker, no database server)"
+    "$BIN/python" -m pytest tests/unit -q -p no:cacheprovider
+fi
 
 echo "== starting Kafka on :$KAFKA_PORT and PostgreSQL on :$PG_PORT"
 # A fresh broker every run: no topics or offsets left over from an earlier run.
@@ -36,4 +38,7 @@ bash deploy/postgres.sh start
 "$BIN/python" -m servicekit.topics ensure
 
 echo "== contract and end-to-end tests (real Kafka, real PostgreSQL)"
-"$BIN/python" -m pytest tests/contract tests/e2e -q -p no:cacheprovider
+if [[ $# -eq 0 ]]; then
+    set -- tests/contract tests/e2e
+fi
+"$BIN/python" -m pytest -q -p no:cacheprovider "$@"

@@ -19,7 +19,7 @@ import pytest
 from servicekit.launcher import SERVICES, Platform, platform_processes
 from servicekit.settings import REPO_ROOT, state_dir
 
-PORT_OFFSET = 10000
+PORT_OFFSET = int(os.environ.get("CRM_TEST_PORT_OFFSET", "10000"))
 GATEWAY = f"http://127.0.0.1:{8000 + PORT_OFFSET}"
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PG_PORT = int(os.environ.get("CRM_TEST_PG_PORT", os.environ.get("PG_PORT", "55432")))

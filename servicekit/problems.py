@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from servicekit.context import correlation_id
+from servicekit.errors import is_transient
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("servicekit.http")
@@ -106,5 +107,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):
+            # The database is restarting or unreachable: nothing was committed, the client may retry.
+            log.warning("database unavailable", extra={"path": request.url.path, "error": repr(exc)})
+            return problem_response(
+                503,
+                "Service unavailable",
+                "Storage is temporarily unavailable; retry shortly.",
+                code="unavailable",
+                headers={"Retry-After": "1"},
+            )
         log.exception("unhandled error", extra={"path": request.url.path})
         return problem_response(500, "Internal error", "The request could not be completed.", code="internal")

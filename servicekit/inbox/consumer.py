@@ -23,12 +23,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit import metrics
 from servicekit.context import correlation_id
 from servicekit.db import Database
+from servicekit.errors import is_transient
 from servicekit.events.contracts.topics import dead_letter
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.events.registry import REGISTRY, UnknownEventType
@@ -64,12 +64,6 @@ class Delivery:
         if self.event is not None:
             return self.event.id
         return f"{self.record.topic}/{self.record.partition}/{self.record.offset}"
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError)
 
 
 class EventConsumer:

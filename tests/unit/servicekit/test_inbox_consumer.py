@@ -8,10 +8,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import Database
+from servicekit.errors import is_transient
 from servicekit.events import CloudEvent, Received
 from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.inbox import EventConsumer, PoisonEvent
-from servicekit.inbox.consumer import is_transient
 from servicekit.settings import ServiceSettings
 from servicekit.tables import INBOX, OUTBOX
 from tests.unit.servicekit.conftest import EFFECTS

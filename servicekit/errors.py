@@ -1,0 +1,10 @@
+"""Which failures are passing (retry, answer 503) rather than bugs or bad input."""
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the database (or the network to it) is unavailable, not when the request or code is wrong."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | OSError | TimeoutError)

@@ -23,7 +23,7 @@ from servicekit.health import health_router
 from servicekit.inbox.consumer import EventConsumer, Handlers
 from servicekit.metrics_route import metrics_router
 from servicekit.middleware import RequestContextMiddleware
-from servicekit.migrations import head_revision
+from servicekit.migrations import current_revision, head_revision
 from servicekit.outbox.relay import OutboxRelay
 from servicekit.problems import install_problem_handlers
 from servicekit.settings import ServiceSettings
@@ -49,6 +49,17 @@ class ServiceSpec:
     version: str = "0.1.0"
 
 
+async def _after_migrations(
+    database: Database, spec: ServiceSpec, head: str | None, loop: Callable[[], Awaitable[None]]
+) -> None:
+    """Start consuming only once the schema is at head: a consumer that ran against a missing table would
+    dead-letter good events. (Separate consumer processes may start before the API process migrates.)"""
+    while await current_revision(database, spec.name) != head:
+        log.info("waiting for migrations before consuming", extra={"head": head})
+        await asyncio.sleep(1.0)
+    await loop()
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles: Sequence[str] = ALL_ROLES) -> FastAPI:
     settings = settings or spec.settings_cls()
     roles = tuple(roles)
@@ -67,7 +78,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
         if relay:
             loops.append(relay.run())
         if consumer:
-            loops.append(consumer.run())
+            loops.append(_after_migrations(database, spec, app.state.migration_head, consumer.run))
         if CONSUME in roles:
             loops.extend(job(app) for job in spec.background)
         tasks = [asyncio.create_task(loop) for loop in loops]

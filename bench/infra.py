@@ -1,0 +1,103 @@
+"""Infrastructure for benchmarks and fault injection: a private Kafka + PostgreSQL and the platform on them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from servicekit.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec
+from servicekit.settings import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy"
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Ports and names of one private set of infrastructure, apart from `make run` and `make test`."""
+
+    state_dir: Path
+    kafka_port: int
+    pg_port: int
+    port_offset: int
+    db_prefix: str = ""
+
+    @property
+    def kafka(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{GATEWAY_PORT + self.port_offset}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CRM_STATE_DIR": str(self.state_dir),
+            "KAFKA_PORT": str(self.kafka_port),
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "PG_PORT": str(self.pg_port),
+            "PG_DATABASES": " ".join(self.database(name) for name in SERVICES),
+        }
+
+    def database(self, service: str) -> str:
+        return f"{self.db_prefix}{service}"
+
+    def database_url(self, service: str, driver: str = "postgresql+asyncpg") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.pg_port}/{self.database(service)}"
+
+    def kafka_ctl(self, command: str) -> None:
+        subprocess.run(["bash", str(DEPLOY / "kafka.sh"), command], check=True, env=self.env())
+
+    def pg_ctl(self, command: str) -> None:
+        subprocess.run(["bash", str(DEPLOY / "postgres.sh"), command], check=True, env=self.env())
+
+    def start(self, *, fresh_kafka: bool = True) -> None:
+        if fresh_kafka:
+            self.kafka_ctl("reset")
+        self.kafka_ctl("start")
+        self.pg_ctl("start")
+        self.pg_ctl("reset-dbs")
+        subprocess.run([sys.executable, "-m", "servicekit.topics", "ensure"], check=True, env=self.env(), cwd=REPO_ROOT)
+
+    def stop(self) -> None:
+        for ctl in (self.kafka_ctl, self.pg_ctl):
+            try:
+                ctl("stop")
+            except subprocess.CalledProcessError:
+                pass
+
+    def platform(self, *, split_roles: bool, log_dir: Path, extra_env: dict[str, str] | None = None) -> Platform:
+        """The platform on this infrastructure; split_roles runs API, relay and consumer as separate processes."""
+        python = sys.executable
+        specs: list[ProcessSpec] = []
+        common = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka, **(extra_env or {})}
+        for name, base_port in SERVICES.items():
+            port = base_port + self.port_offset
+            env = {**common, f"{name.upper()}_DATABASE_URL": self.database_url(name)}
+            if name == "interaction":
+                env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{SERVICES['customer'] + self.port_offset}"
+            module = ["-m", f"services.{name}"]
+            if not split_roles:
+                specs.append(ProcessSpec(name, [python, *module, "all", "--port", str(port)], port, env))
+                continue
+            specs.append(ProcessSpec(name, [python, *module, "api", "--port", str(port)], port, env))
+            specs.append(ProcessSpec(f"{name}-relay", [python, *module, "relay", "--port", str(port + 100)], port + 100, env))
+            specs.append(
+                ProcessSpec(f"{name}-consumer", [python, *module, "consume", "--port", str(port + 200)], port + 200, env)
+            )
+        gateway_env = {**common, "GATEWAY_PORT": str(GATEWAY_PORT + self.port_offset)}
+        gateway_env.update({f"GATEWAY_{n.upper()}_URL": f"http://127.0.0.1:{p + self.port_offset}" for n, p in SERVICES.items()})
+        specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + self.port_offset, gateway_env))
+        return Platform(specs, log_dir=log_dir, base_env=self.env())
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process in MiB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

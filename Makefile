@@ -4,13 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test unit e2e lint format infra-up infra-down kafka-up kafka-down pg-up pg-down clean
+.PHONY: help install run test unit e2e lint format kafka-up kafka-down pg-up pg-down clean chaos bench
 
 help:
 	@echo "make run      run the whole platform locally (SQLite stores, local Kafka); gateway on :8000"
 	@echo "make test     install everything, start Kafka and PostgreSQL, run lint + every test, stop them"
 	@echo "make unit     unit tests only (no broker, no database server)"
 	@echo "make lint     ruff"
+	@echo "make chaos    full fault-injection run (20,000 interactions, every scenario) with its table"
+	@echo "make bench    load, latency and memory benchmark of the whole pipeline on PostgreSQL"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,3 +58,11 @@ clean:
 	-bash deploy/kafka.sh stop
 	-bash deploy/postgres.sh stop
 	rm -rf .state
+
+chaos: install
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.chaos
+
+bench: install
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.pipeline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -65,10 +66,8 @@ class Infra:
 
     def stop(self) -> None:
         for ctl in (self.kafka_ctl, self.pg_ctl):
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 ctl("stop")
-            except subprocess.CalledProcessError:
-                pass
 
     def platform(self, *, split_roles: bool, log_dir: Path, extra_env: dict[str, str] | None = None) -> Platform:
         """The platform on this infrastructure; split_roles runs API, relay and consumer as separate processes."""
@@ -85,12 +84,18 @@ class Infra:
                 specs.append(ProcessSpec(name, [python, *module, "all", "--port", str(port)], port, env))
                 continue
             specs.append(ProcessSpec(name, [python, *module, "api", "--port", str(port)], port, env))
-            specs.append(ProcessSpec(f"{name}-relay", [python, *module, "relay", "--port", str(port + 100)], port + 100, env))
             specs.append(
-                ProcessSpec(f"{name}-consumer", [python, *module, "consume", "--port", str(port + 200)], port + 200, env)
+                ProcessSpec(f"{name}-relay", [python, *module, "relay", "--port", str(port + 100)], port + 100, env)
+            )
+            specs.append(
+                ProcessSpec(
+                    f"{name}-consumer", [python, *module, "consume", "--port", str(port + 200)], port + 200, env
+                )
             )
         gateway_env = {**common, "GATEWAY_PORT": str(GATEWAY_PORT + self.port_offset)}
-        gateway_env.update({f"GATEWAY_{n.upper()}_URL": f"http://127.0.0.1:{p + self.port_offset}" for n, p in SERVICES.items()})
+        gateway_env.update(
+            {f"GATEWAY_{n.upper()}_URL": f"http://127.0.0.1:{p + self.port_offset}" for n, p in SERVICES.items()}
+        )
         specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + self.port_offset, gateway_env))
         return Platform(specs, log_dir=log_dir, base_env=self.env())
 

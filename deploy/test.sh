@@ -38,7 +38,14 @@ bash deploy/postgres.sh start
 "$BIN/python" -m servicekit.topics ensure
 
 echo "== contract and end-to-end tests (real Kafka, real PostgreSQL)"
-if [[ $# -eq 0 ]]; then
-    set -- tests/contract tests/e2e
+if [[ $# -gt 0 ]]; then
+    exec "$BIN/python" -m pytest -q -p no:cacheprovider "$@"
 fi
-"$BIN/python" -m pytest -q -p no:cacheprovider "$@"
+"$BIN/python" -m pytest -q -p no:cacheprovider tests/contract tests/e2e
+
+echo "== fault injection, reduced (make chaos runs the full form)"
+# On a fresh broker of its own: it kills the broker and restarts PostgreSQL.
+bash deploy/kafka.sh reset
+bash deploy/kafka.sh start
+"$BIN/python" -m servicekit.topics ensure
+"$BIN/python" -m pytest -q -p no:cacheprovider -s tests/chaos

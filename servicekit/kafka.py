@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from servicekit.settings import KafkaSettings
 
@@ -35,3 +35,13 @@ def make_consumer(
         session_timeout_ms=10000,
         heartbeat_interval_ms=3000,
     )
+
+
+async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    """The partitions of a topic (for tools that assign partitions by hand: replays, audits, tests)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    await producer.start()
+    try:
+        return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    finally:
+        await producer.stop()

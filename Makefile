@@ -66,3 +66,10 @@ chaos: install
 bench: install
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
+
+chaos-reduced: install
+	bash deploy/postgres.sh install
+	bash deploy/test.sh tests/chaos -s
+
+docs: $(STAMP)
+	$(BIN)/python -m servicekit.events.docs

@@ -1,6 +1,6 @@
 """What the gateway adds to a request: constant-rate load through it and straight to the service, interleaved.
 
-    .venv/bin/python -m bench.gateway_overhead [--rate 240] [--seconds 20]
+    .venv/bin/python -m bench.gateway_overhead [--rate 240] [--seconds 30]
 
 Starts (on loopback, ports 36001.., state in /tmp/gw-bench) one customer service (API role, SQLite) and
 two gateways in front of it: JWT checks on and authentication off. A separate load-generator process
@@ -151,7 +151,7 @@ def _summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=240.0, help="total requests per second (all targets)")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:

@@ -11,8 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.proxy import current_request_id
-from gateway.upstream import UpstreamError, Upstreams, default_timeout, upstream_request_headers
+from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout, upstream_request_headers
 
 
 async def check_service(upstreams: Upstreams, service: str, timeout_s: float) -> dict[str, Any]:

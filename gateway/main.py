@@ -1,19 +1,32 @@
-"""The gateway's app factory: middleware, error format, health, metrics, 360 view and the proxy."""
+"""The gateway's app factory: middleware, authentication, error format, health, metrics, docs, 360 view, proxy."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
+import orjson
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.responses import Response
 
 from gateway import health, proxy, view360
-from gateway.settings import GatewaySettings
+from gateway.auth import Authenticator, GatewayAuthMiddleware, RateLimiter
+from gateway.authz import OwnerCache
+from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
+from gateway.openapi import MergedOpenApi
+from gateway.settings import DEV_API_KEY_PEPPER, DEV_JWT_SECRET, GatewaySettings
 from gateway.upstream import Upstreams
+from servicekit.db import Database
 from servicekit.metrics_route import metrics_router
 from servicekit.middleware import RequestContextMiddleware
+from servicekit.migrations import upgrade
 from servicekit.problems import install_problem_handlers
 
 log = logging.getLogger("gateway")
@@ -24,23 +37,72 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only)."""
     settings = settings or GatewaySettings()
+    database = Database(settings.database_url, source="/crm/gateway")
+    key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
+    upstreams = Upstreams(settings, transport=transport)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One pooled client per process, shared by every request; closed on shutdown.
-        app.state.upstreams = Upstreams(settings, transport=transport)
+        # The key table's migrations run in a thread: Alembic drives its own event loop.
+        await asyncio.to_thread(upgrade, MIGRATIONS_DIR, settings.database_url, "gateway")
+        if not settings.auth:
+            log.warning("authentication is OFF (GATEWAY_AUTH=off): every caller acts as an admin")
+        elif settings.jwt_secret == DEV_JWT_SECRET or settings.api_key_pepper == DEV_API_KEY_PEPPER:
+            log.warning(
+                "using the local development JWT secret or API-key pepper; set GATEWAY_JWT_SECRET and "
+                "GATEWAY_API_KEY_PEPPER outside local runs"
+            )
         log.info("gateway started", extra={"port": settings.port, "services": list(settings.service_urls())})
         try:
             yield
         finally:
-            await app.state.upstreams.aclose()
+            await upstreams.aclose()
+            await database.dispose()
 
-    app = FastAPI(title="Customer-retention platform API", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Customer-retention platform API",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url=None,  # the merged document below replaces the gateway's own
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
+    app.state.upstreams = upstreams
+    app.state.key_store = key_store
+    app.state.owners = OwnerCache(upstreams, settings.owner_cache_s)
+    app.state.openapi = MergedOpenApi(app, upstreams, settings.openapi_cache_s)
     install_problem_handlers(app)
+    # Added inside out: request id (outermost, so every answer has one), CORS, then authentication.
+    app.add_middleware(
+        GatewayAuthMiddleware,
+        settings=settings,
+        authenticator=Authenticator(settings, key_store),
+        limiter=RateLimiter(settings.rate_limits, settings.rate_burst_factor),
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-api-key", "x-request-id", "if-match", "idempotency-key"],
+            expose_headers=["x-request-id", "location", "retry-after", "etag"],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, service=settings.name)
     app.include_router(health.health_router())
     app.include_router(metrics_router())
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> Response:
+        doc: dict[str, Any] = await app.state.openapi.document()
+        return Response(orjson.dumps(doc), media_type="application/json")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - docs")
+
+    app.include_router(keys_router())
     # The 360 route must be registered before the catch-all proxy route, which would match it too.
     app.include_router(view360.router)
     app.include_router(proxy.router)

@@ -15,17 +15,19 @@ from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from gateway.auth import ANONYMOUS_ADMIN, Principal
+from gateway.authz import OwnerCache, filter_items, narrow
 from gateway.routes import API_PREFIX, GATEWAY, resolve
 from gateway.upstream import (
     UpstreamError,
     Upstreams,
     classify,
+    current_request_id,
     default_timeout,
     downstream_response_headers,
     upstream_problem,
     upstream_request_headers,
 )
-from servicekit.context import correlation_id, new_request_id
 from servicekit.problems import Problem
 
 log = logging.getLogger("gateway.proxy")
@@ -36,9 +38,9 @@ EVENT_STREAM = "text/event-stream"
 router = APIRouter()
 
 
-def current_request_id() -> str:
-    # Set by RequestContextMiddleware; the fallback only matters if the app is mounted without it.
-    return correlation_id.get() or new_request_id()
+def request_principal(request: Request) -> Principal:
+    # Set by GatewayAuthMiddleware; with authentication off every caller acts as an admin.
+    return getattr(request.state, "principal", None) or ANONYMOUS_ADMIN
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -67,7 +69,8 @@ def _too_large(limit: int) -> Problem:
 @router.api_route(API_PREFIX + "/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
 async def forward(request: Request) -> Response:
     raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    resolved = resolve(raw_path.split(b"?", 1)[0].decode("latin-1"))
+    public_path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    resolved = resolve(public_path)
     if resolved is None:
         raise Problem(404, "Not found", f"No API resource at {request.url.path}.", code="not_found")
     if resolved.service == GATEWAY:
@@ -78,6 +81,16 @@ async def forward(request: Request) -> Response:
 
     upstreams: Upstreams = request.app.state.upstreams
     body = await read_body(request, request.app.state.settings.max_body_bytes)
+    owners: OwnerCache = request.app.state.owners
+    narrowed = await narrow(
+        request_principal(request),
+        request.method,
+        public_path,
+        request.scope.get("query_string", b""),
+        body,
+        upstreams=upstreams,
+        owners=owners,
+    )
     headers = upstream_request_headers(
         request.headers.items(),
         request_id=current_request_id(),
@@ -94,7 +107,7 @@ async def forward(request: Request) -> Response:
             resolved.service,
             request.method,
             resolved.upstream_path,
-            query=request.scope.get("query_string", b""),
+            query=narrowed.query,
             headers=headers,
             content=body or None,
             timeouts=timeout,
@@ -123,6 +136,8 @@ async def forward(request: Request) -> Response:
     finally:
         await upstream.aclose()
 
+    if narrowed.owner_filter is not None and upstream.status_code == 200 and not is_head:
+        content = filter_items(content, narrowed.owner_filter)
     response = Response(content=b"" if is_head else content, status_code=upstream.status_code)
     if is_head:
         # Keep the length of the body a GET would return instead of the empty HEAD body's.

@@ -1,12 +1,15 @@
-"""The public route table: which service answers each /api/v1 path, and at which upstream path.
+"""The public route table and the permission table: who answers each /api/v1 path, and who may ask.
 
-Pure data and one pure function, so the whole public surface can be read (and tested) in one place.
-Every public path is ``/api/v1`` + the service's own path; the table only decides *which* service.
+Pure data and pure functions, so the whole public surface and its access rules can be read (and tested)
+in one place. Every public path is ``/api/v1`` + the service's own path; the route table only decides
+*which* service. The permission table says, per method and path, which permission a caller needs and,
+for roles limited to their own customers (agent, manager), how the gateway narrows the request to them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 from urllib.parse import unquote
 
@@ -52,6 +55,7 @@ ROUTES: tuple[Route, ...] = tuple(
         (
             # Sub-resources of a customer that other services own.
             Route(("customers", WILDCARD, "360"), GATEWAY, exact=True),
+            _prefix(GATEWAY, "keys"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
             _prefix("customer", "customers"),
@@ -99,4 +103,163 @@ def resolve(path: str, routes: tuple[Route, ...] = ROUTES) -> Resolved | None:
     for route in routes:
         if route.matches(segments):
             return Resolved(route.service, "/" + rest)
+    return None
+
+
+# ---- permissions ---------------------------------------------------------------------------------------
+
+
+class Scope(StrEnum):
+    """How a request is narrowed for an owner-scoped role (agent: own customers; manager: the team's)."""
+
+    UNSCOPED = "unscoped"  # the same for everyone holding the permission (or no customer data involved)
+    CUSTOMER_PATH = "customer_path"  # /customers/{id}/...: that customer must be theirs
+    OWNER_LIST = "owner_list"  # a list: forced to ?owner=<theirs>, and every item is checked again
+    CUSTOMER_QUERY = "customer_query"  # a list: ?customer_id= is required and must be theirs
+    BODY_CUSTOMER = "body_customer"  # the JSON body's customer_id must be theirs
+    BODY_OWNER = "body_owner"  # the JSON body's owner must be one of them
+    RESOURCE = "resource"  # the resource (GET /{collection}/{id}) must belong to one of their customers
+
+
+READ = frozenset({"GET", "HEAD"})
+WRITE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+POST = frozenset({"POST"})
+PATCH = frozenset({"PATCH"})
+DELETE = frozenset({"DELETE"})
+PUT_PATCH_DELETE = frozenset({"PUT", "PATCH", "DELETE"})
+ANY = READ | WRITE
+
+
+@dataclass(frozen=True)
+class Permission:
+    """``methods`` on ``pattern`` (``*`` = one segment; ``prefix`` = also every path below) need ``permission``."""
+
+    methods: frozenset[str]
+    pattern: tuple[str, ...]
+    permission: str
+    scope: Scope = Scope.UNSCOPED
+    prefix: bool = False
+
+    def matches(self, method: str, segments: list[str]) -> bool:
+        if method not in self.methods or len(segments) < len(self.pattern):
+            return False
+        if not self.prefix and len(segments) != len(self.pattern):
+            return False
+        return all(p in (WILDCARD, s) for p, s in zip(self.pattern, segments, strict=False))
+
+    @property
+    def specificity(self) -> tuple[int, int, int]:
+        # Exact rules beat prefix rules of the same length; then longer and more literal patterns.
+        return len(self.pattern), sum(p != WILDCARD for p in self.pattern), int(not self.prefix)
+
+
+def _p(
+    methods: frozenset[str], path: str, permission: str, scope: Scope = Scope.UNSCOPED, prefix: bool = False
+) -> Permission:
+    return Permission(methods, tuple(path.split("/")), permission, scope, prefix)
+
+
+S = Scope
+PERMISSIONS: tuple[Permission, ...] = tuple(
+    sorted(
+        (
+            # customers
+            _p(READ, "customers", "customers:read", S.OWNER_LIST),
+            _p(POST, "customers", "customers:write", S.BODY_OWNER),
+            _p(POST, "customers/bulk", "customers:bulk"),
+            _p(READ, "customers/*", "customers:read", S.CUSTOMER_PATH, prefix=True),
+            _p(PATCH, "customers/*", "customers:write", S.CUSTOMER_PATH),
+            _p(DELETE, "customers/*", "customers:erase"),
+            _p(POST, "customers/*/status", "customers:write", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/erasure", "customers:erase", prefix=True),
+            _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
+            _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
+            # interactions and complaints
+            _p(READ, "interactions", "interactions:read", S.CUSTOMER_QUERY),
+            _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
+            _p(POST, "interactions/bulk", "interactions:bulk"),
+            _p(READ, "interactions/*", "interactions:read", S.RESOURCE),
+            _p(READ, "complaints", "complaints:read", S.CUSTOMER_QUERY),
+            _p(READ, "complaints/*", "complaints:read", S.RESOURCE, prefix=True),
+            _p(WRITE, "complaints/*", "complaints:write", S.RESOURCE, prefix=True),
+            # scoring and models
+            _p(READ, "scores", "scores:rank"),
+            _p(READ, "models", "models:read", prefix=True),
+            _p(WRITE, "models", "models:write", prefix=True),
+            _p(READ, "jobs", "models:read", prefix=True),
+            # alerts, rules, playbooks, tasks, metrics, webhooks
+            _p(READ, "alerts", "alerts:read", S.OWNER_LIST),
+            _p(READ, "alerts/stream", "alerts:stream"),
+            _p(READ, "alerts/*", "alerts:read", S.RESOURCE),
+            _p(POST, "alerts/*", "alerts:write", S.RESOURCE, prefix=True),
+            _p(READ, "rules", "rules:read", prefix=True),
+            _p(WRITE, "rules", "rules:write", prefix=True),
+            _p(READ, "playbooks", "playbooks:read", prefix=True),
+            _p(WRITE, "playbooks", "playbooks:write", prefix=True),
+            _p(READ, "tasks", "tasks:read", S.OWNER_LIST),
+            _p(POST, "tasks", "tasks:write", S.BODY_CUSTOMER),
+            _p(READ, "tasks/*", "tasks:read", S.RESOURCE, prefix=True),
+            _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
+            _p(READ, "retention", "metrics:read", prefix=True),
+            _p(ANY, "webhooks", "webhooks:admin", prefix=True),
+            # the gateway's own API-key management
+            _p(ANY, "keys", "keys:admin", prefix=True),
+        ),
+        key=lambda p: p.specificity,
+        reverse=True,
+    )
+)
+
+ALL_PERMISSIONS = frozenset(p.permission for p in PERMISSIONS)
+# Every read permission except reading erasure receipts (personal-data handling is the admin's).
+_READS = frozenset(p.permission for p in PERMISSIONS if p.methods <= READ) - {"customers:erase"}
+# Roles limited to customers they own (agent) or their team owns (manager); see Scope.
+OWNER_SCOPED_ROLES = frozenset({"agent", "manager"})
+_CASEWORK = frozenset(
+    {
+        "customers:read",
+        "customers:write",
+        "interactions:read",
+        "interactions:write",
+        "complaints:read",
+        "complaints:write",
+        "scores:read",
+        "alerts:read",
+        "alerts:write",
+        "tasks:read",
+        "tasks:write",
+        "playbooks:read",
+    }
+)
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "agent": _CASEWORK,
+    "manager": _CASEWORK | {"rules:read", "metrics:read"},
+    # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
+    "analyst": _READS | {"models:write"},
+    "admin": ALL_PERMISSIONS,
+    # ERP/SCM and marketing systems: write interactions and customers in bulk, read and follow alerts.
+    "integration": frozenset(
+        {
+            "interactions:write",
+            "interactions:bulk",
+            "customers:bulk",
+            "customers:write",
+            "customers:read",
+            "alerts:read",
+            "alerts:stream",
+        }
+    ),
+}
+
+
+def permission_for(method: str, path: str, rules: tuple[Permission, ...] = PERMISSIONS) -> Permission | None:
+    """The rule governing ``method`` on a public path (``/api/v1/...``), or None if none does."""
+    if not path.startswith(API_PREFIX + "/"):
+        return None
+    segments = path[len(API_PREFIX) + 1 :].rstrip("/").split("/")
+    method = "GET" if method == "HEAD" else method
+    for rule in rules:
+        if rule.matches(method, segments):
+            return rule
     return None

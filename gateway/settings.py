@@ -1,11 +1,20 @@
-"""Gateway settings (GATEWAY_*): where the services are and how hard to try reaching them."""
+"""Gateway settings (GATEWAY_*): where the services are, how hard to try reaching them, who may call."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.settings import state_dir
+
 SERVICES = ("customer", "interaction", "scoring", "retention")
+ROLES = ("agent", "manager", "analyst", "admin", "integration")
+# A local-only default so `python -m gateway token` and `make run` work out of the box; the gateway
+# logs a warning at startup while it is in use. Set GATEWAY_JWT_SECRET (or a JWKS URL) anywhere else.
+DEV_JWT_SECRET = "local-dev-jwt-secret-change-me-0123456789"
+DEV_API_KEY_PEPPER = "local-dev-api-key-pepper-change-me"
 
 
 class GatewaySettings(BaseSettings):
@@ -29,11 +38,56 @@ class GatewaySettings(BaseSettings):
     max_connections: int = Field(200, ge=1)
     max_keepalive_connections: int = Field(50, ge=0)
     keepalive_expiry_s: float = Field(4.0, ge=0)
+    # "aiohttp" (faster under concurrency, see bench/gateway_overhead.py) or "httpx".
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=0)
     # Readiness and the 360 view must answer even when one service hangs.
     ready_timeout_s: float = Field(2.0, gt=0)
     view360_timeout_s: float = Field(3.0, gt=0)
     view360_interactions: int = Field(20, ge=1, le=200)
+
+    # ---- authentication -----------------------------------------------------------------------------
+    # "off" only for local debugging and the JWT on/off benchmark: every caller is then an admin.
+    auth: bool = True
+    jwt_secret: str = DEV_JWT_SECRET  # HS256 tokens (local use); empty disables HS256
+    jwks_url: str = ""  # RS256/ES256 tokens from an identity provider, keys fetched from here
+    jwt_algorithms_jwks: list[str] = ["RS256", "ES256"]
+    jwt_issuer: str = "crm-local"
+    jwt_audience: str = "crm-api"
+    jwt_leeway_s: float = Field(30.0, ge=0)
+    jwt_role_claim: str = "role"
+    # Verified tokens are cached until they expire (bounded), so a repeat caller costs a dict lookup.
+    jwt_cache_size: int = Field(10_000, ge=0)
+    api_key_pepper: str = DEV_API_KEY_PEPPER
+    # A revoked key stops working within this many seconds in every gateway process.
+    api_key_cache_s: float = Field(5.0, ge=0)
+    database_url: str = ""  # the key store; SQLite under CRM_STATE_DIR by default
+    # Object-level checks ask the customer service for a customer's owner; cached briefly.
+    owner_cache_s: float = Field(5.0, ge=0)
+
+    # ---- protection -----------------------------------------------------------------------------------
+    # Requests per second per caller (API key or token subject), by role; bursts up to rate * burst_factor.
+    rate_limits: dict[str, float] = {
+        "agent": 20.0,
+        "manager": 30.0,
+        "analyst": 20.0,
+        "admin": 50.0,
+        "integration": 200.0,
+    }
+    rate_burst_factor: float = Field(2.0, ge=1.0)
+    rate_limit: bool = True
+
+    # ---- documentation and browsers -------------------------------------------------------------------
+    cors_origins: list[str] = []
+    openapi_cache_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _default_database(self) -> GatewaySettings:
+        if not self.database_url:
+            path = state_dir() / "gateway.db"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.database_url = f"sqlite+aiosqlite:///{path}"
+        return self
 
     @field_validator("customer_url", "interaction_url", "scoring_url", "retention_url")
     @classmethod

@@ -6,17 +6,24 @@ same wherever the gateway calls a service.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal
 
+import aiohttp
 import httpx
+import orjson
+import yarl
 from starlette.responses import Response
 
+from gateway.auth import current_principal
 from gateway.metrics import UPSTREAM_LATENCY
 from gateway.routes import API_PREFIX
 from gateway.settings import GatewaySettings
+from servicekit.auth import InternalAuthSettings, internal_headers
+from servicekit.context import correlation_id, new_request_id
 from servicekit.problems import problem_response
 
 log = logging.getLogger("gateway.upstream")
@@ -66,6 +73,11 @@ _PROBLEMS: dict[Failure, tuple[int, str, str, str]] = {
     "timeout": (504, "Gateway timeout", "The {service} service did not answer in time.", "upstream_timeout"),
     "bad_gateway": (502, "Bad gateway", "The {service} service did not send a valid response.", "upstream_error"),
 }
+
+
+def current_request_id() -> str:
+    # Set by RequestContextMiddleware; the fallback only matters if the app is mounted without it.
+    return correlation_id.get() or new_request_id()
 
 
 class UpstreamError(Exception):
@@ -175,16 +187,103 @@ def default_timeout(settings: GatewaySettings, total: float | None = None) -> ht
     return httpx.Timeout(total, connect=connect, pool=connect)
 
 
+class AiohttpResponse:
+    """An aiohttp response with the part of httpx.Response's interface the gateway uses.
+
+    Transport errors surface as the httpx exceptions ``classify`` knows, so both clients fail alike.
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.headers = httpx.Headers(list(response.raw_headers))
+        self._content: bytes | None = None
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("body not read; call aread() first")
+        return self._content
+
+    def json(self) -> Any:
+        return orjson.loads(self.content)
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            try:
+                self._content = await self._response.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _as_httpx_error(exc) from exc
+        return self._content
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _as_httpx_error(exc) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+def _as_httpx_error(exc: BaseException) -> httpx.TransportError:
+    """The httpx exception for an aiohttp failure (see ``classify``)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(str(exc))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc))
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return httpx.ReadTimeout(str(exc))
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(str(exc))
+    return httpx.ReadError(f"{type(exc).__name__}: {exc}")
+
+
+def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+    # httpx has no overall deadline either: the read budget applies to each read, as with httpx.
+    return aiohttp.ClientTimeout(total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read)
+
+
 class Upstreams:
     """The services by name, reached through one shared connection pool."""
 
-    def __init__(self, settings: GatewaySettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        internal: InternalAuthSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.urls = settings.service_urls()
         self.client = build_client(settings, transport)
+        self.internal = internal or InternalAuthSettings()
+        # aiohttp measured faster than httpx under concurrency (bench/gateway_overhead.py); a custom
+        # httpx transport (tests) keeps httpx.
+        self.use_aiohttp = settings.upstream_client == "aiohttp" and transport is None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        # Created on first use: a session needs the running event loop.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.max_connections,
+                keepalive_timeout=self.settings.keepalive_expiry_s,
+                use_dns_cache=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # we ask for identity; never decode what we pass through
+                trust_env=False,
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+            )
+        return self._session
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def base_url(self, service: str) -> str:
         return self.urls[service]
@@ -200,23 +299,37 @@ class Upstreams:
         content: bytes | None = None,
         timeouts: httpx.Timeout | None = None,
         stream: bool = False,
-    ) -> httpx.Response:
+    ) -> Any:
         """Send one request to ``service``; raise UpstreamError instead of transport errors.
+
+        The answer is an httpx.Response or an AiohttpResponse (the same attributes).
 
         With ``stream=True`` only the headers have been read; the caller must close the response.
         """
         if isinstance(query, bytes):
             query = query.decode("latin-1")
         url = self.urls[service] + path + (f"?{query}" if query else "")
-        request = self.client.build_request(
-            method, url, headers=list(headers), content=content, timeout=timeouts or default_timeout(self.settings)
+        # Every call carries the signed internal credential and, for audit, whom it is made for.
+        principal = current_principal.get()
+        signed = internal_headers(
+            method, path, principal=principal.header if principal else "service:gateway", settings=self.internal
+        )
+        all_headers = [*headers, *signed.items()]
+        timeout = timeouts or default_timeout(self.settings)
+        request = (
+            None
+            if self.use_aiohttp
+            else self.client.build_request(method, url, headers=all_headers, content=content, timeout=timeout)
         )
         attempts = 2 if method in RETRYABLE_METHODS else 1
         started = time.perf_counter()
         attempt = 1
         while True:
             try:
-                response = await self.client.send(request, stream=stream)
+                if request is not None:
+                    response: Any = await self.client.send(request, stream=stream)
+                else:
+                    response = await self._send_aiohttp(method, url, all_headers, content, timeout, stream)
             except httpx.TransportError as exc:
                 kind, retryable = classify(exc)
                 if retryable and attempt < attempts:
@@ -239,3 +352,31 @@ class Upstreams:
                 time.perf_counter() - started
             )
             return response
+
+    async def _send_aiohttp(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        content: bytes | None,
+        budget: httpx.Timeout,
+        stream: bool,
+    ) -> AiohttpResponse:
+        try:
+            raw = await self._aiohttp().request(
+                method,
+                yarl.URL(url, encoded=True),  # the path and query exactly as the client sent them
+                headers=headers,
+                data=content,
+                timeout=_aiohttp_timeout(budget),
+                allow_redirects=False,
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _as_httpx_error(exc) from exc
+        response = AiohttpResponse(raw)
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response

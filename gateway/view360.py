@@ -1,4 +1,4 @@
-"""GET /api/v1/customers/{id}/360: profile, latest scores, recent interactions and open alerts at once.
+"""GET /api/v1/customers/{id}/360: profile, scores, recent interactions, open complaints, alerts and tasks.
 
 The parts are fetched in parallel, each with its own short budget. A part whose service fails is
 reported under ``unavailable`` (and is null) instead of failing the whole view, so a retention
@@ -16,11 +16,13 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.proxy import current_request_id
+from gateway.authz import check_customer
+from gateway.proxy import request_principal
 from gateway.routes import API_PREFIX
 from gateway.upstream import (
     UpstreamError,
     Upstreams,
+    current_request_id,
     default_timeout,
     downstream_response_headers,
     upstream_request_headers,
@@ -36,6 +38,9 @@ class Part:
     service: str
     path: str  # "{id}" is replaced by the percent-encoded customer id
     query: tuple[tuple[str, str], ...] = ()
+    # A 404 from a per-customer path means "nothing yet" (an empty part); from a list path it means
+    # the service does not offer the route (yet), which is reported as unavailable.
+    list_route: bool = False
 
 
 def parts(customer_id: str, interactions_limit: int) -> list[tuple[Part, str, str]]:
@@ -44,13 +49,23 @@ def parts(customer_id: str, interactions_limit: int) -> list[tuple[Part, str, st
         Part("profile", "customer", "/customers/{id}"),
         Part("scores", "scoring", "/customers/{id}/scores"),
         Part("interactions", "interaction", "/customers/{id}/interactions", (("limit", str(interactions_limit)),)),
+        # Every complaint still being worked on: open, acknowledged, or judged valid but not yet solved.
+        Part(
+            "complaints",
+            "interaction",
+            "/complaints",
+            (("customer_id", customer_id), ("status", "open"), ("status", "acknowledged"), ("status", "valid")),
+            list_route=True,
+        ),
         # Every unresolved alert: an acknowledged or snoozed one is still a live risk.
         Part(
             "alerts",
             "retention",
             "/alerts",
             (("customer_id", customer_id), ("status", "open"), ("status", "acknowledged"), ("status", "snoozed")),
+            list_route=True,
         ),
+        Part("tasks", "retention", "/tasks", (("customer_id", customer_id), ("status", "open")), list_route=True),
     )
     encoded = quote(customer_id, safe="")
     return [(p, p.path.replace("{id}", encoded), urlencode(p.query)) for p in table]
@@ -77,6 +92,8 @@ async def _fetch(upstreams: Upstreams, part: Part, path: str, query: str, header
             fetched.data = response.json()
         except ValueError:
             fetched.failure = {"service": part.service, "reason": "bad_response", "status_code": 200}
+    elif response.status_code == 404 and part.list_route:
+        fetched.failure = {"service": part.service, "reason": "not_supported", "status_code": 404}
     elif response.status_code == 404:
         # No scores yet / no such customer there yet: an empty part, not a failure.
         fetched.data = None
@@ -87,7 +104,11 @@ async def _fetch(upstreams: Upstreams, part: Part, path: str, query: str, header
 
 @router.get(API_PREFIX + "/customers/{customer_id}/360", summary="Customer 360 view")
 async def customer_360(customer_id: str, request: Request) -> Response:
+    """The customer at a glance; parts whose service is down are null and listed under ``unavailable``."""
     upstreams: Upstreams = request.app.state.upstreams
+    principal = request_principal(request)
+    if principal.owner_scoped:
+        await check_customer(principal, request.app.state.owners, customer_id)
     headers = upstream_request_headers(
         [("accept", "application/json"), *[(k, v) for k, v in request.headers.items() if k == "accept-language"]],
         request_id=current_request_id(),

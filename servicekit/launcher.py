@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -63,7 +64,13 @@ def platform_processes(
     gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
     gateway_env.update({f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()})
     specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + port_offset, gateway_env))
+    # The secret the gateway signs its calls into the services with: random per run unless configured,
+    # so the well-known development default never guards a running platform.
+    shared = {}
+    if "CRM_INTERNAL_TOKEN" not in os.environ and "CRM_INTERNAL_TOKEN" not in (extra_env or {}):
+        shared["CRM_INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
     for spec in specs:
+        spec.env.update(shared)
         spec.env.update(extra_env or {})
     return specs
 

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData
 
+from servicekit.auth import InternalAuthMiddleware, InternalAuthSettings
 from servicekit.db import Database
 from servicekit.health import health_router
 from servicekit.inbox.consumer import EventConsumer, Handlers
@@ -101,6 +102,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     app.state.consumer = consumer
     app.state.roles = roles
     install_problem_handlers(app)
+    # Inside the request-context middleware, so a refused call still gets its X-Request-ID.
+    app.add_middleware(InternalAuthMiddleware, settings=InternalAuthSettings())
     app.add_middleware(RequestContextMiddleware, service=spec.name)
     app.include_router(health_router())
     app.include_router(metrics_router())

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
+from services.customer.handlers import HANDLERS
 from services.customer.models import metadata
 from services.customer.router import router
 from services.customer.settings import CustomerSettings
@@ -14,4 +16,6 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     routers=[router],
+    handlers=HANDLERS,
+    consumes=[topics.ERASURE],
 )

@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
@@ -8,3 +9,8 @@ class CustomerSettings(ServiceSettings):
 
     name: str = "customer"
     port: int = 8001
+
+    # The services that must confirm an erasure before it is complete (CUSTOMER_ERASURE_SERVICES, a JSON list).
+    erasure_services: list[str] = Field(default_factory=lambda: ["customer", "interaction", "scoring", "retention"])
+    # Attributes known to hold no personal data (e.g. ["plan", "region"]) survive an erasure; all others go.
+    erasure_keep_attributes: list[str] = Field(default_factory=list)

@@ -17,9 +17,11 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
+from servicekit.auth import internal_headers
 from servicekit.context import current_correlation_id
 
 log = logging.getLogger("interaction.directory")
+PRINCIPAL = "service:interaction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,14 @@ class CustomerDirectory:
 
     async def fetch(self, customer_id: str) -> CustomerSnapshot | None:
         """The customer, None if the customer service does not know it; raises CustomerServiceUnavailable."""
-        headers = {}
+        path = f"/customers/{quote(customer_id, safe='')}"
+        # Services accept only calls signed with the platform's internal credential (servicekit.auth).
+        headers = internal_headers("GET", path, principal=PRINCIPAL)
         request_id = current_correlation_id()
         if request_id:
             headers["x-request-id"] = request_id
         try:
-            response = await self._client.get(f"/customers/{quote(customer_id, safe='')}", headers=headers)
+            response = await self._client.get(path, headers=headers)
         except httpx.HTTPError as exc:
             log.warning("customer service unreachable", extra={"error": repr(exc)})
             raise CustomerServiceUnavailable(repr(exc)) from exc

@@ -1,23 +1,39 @@
-"""crm.customer.v1 -> the local customer replica. Handlers never commit; the consumer commits with the inbox row.
+"""Event handlers. Handlers never commit; the consumer commits with the inbox row.
 
-Each one is safe to apply twice or out of order: the replica keeps the customer version and the time of
-its status, and ignores what is older (see service.py).
+crm.customer.v1 -> the local customer replica. Each is safe to apply twice or out of order: the replica
+keeps the customer version and the time of its status, and ignores what is older (see service.py). A
+customer arriving with an ERP reference also releases the ERP/SCM events parked for that reference.
+
+erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, idempotent by the source's own id;
+an event naming an unknown customer is parked, never dropped.
 """
+
+from collections.abc import Mapping
+from functools import cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from servicekit.events.contracts.erp import MODELS as INBOUND_MODELS
+from servicekit.events.contracts.erp import InboundEvent
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from services.interaction import service
+from services.interaction.settings import InteractionSettings
+
+
+@cache
+def _sla_hours() -> Mapping[str, float]:
+    # Read on first use, not at import, so tests and processes configure the environment first.
+    return InteractionSettings().complaint_sla_hours
 
 
 async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
-    await service.apply_customer_created(session=session, data=event.data)
+    await service.apply_customer_created(session=session, data=event.data, sla_hours=_sla_hours())
 
 
 async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
-    await service.apply_customer_updated(session=session, data=event.data)
+    await service.apply_customer_updated(session=session, data=event.data, sla_hours=_sla_hours())
 
 
 async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
@@ -28,9 +44,14 @@ async def on_customer_erased(session: AsyncSession, event: Received[CustomerEras
     await service.apply_customer_erased(session=session, data=event.data)
 
 
+async def on_inbound(session: AsyncSession, event: Received[InboundEvent]) -> None:
+    await service.record_inbound(session=session, event=event, sla_hours=_sla_hours())
+
+
 HANDLERS: Handlers = {
     CustomerCreated.event_type: on_customer_created,
     CustomerUpdated.event_type: on_customer_updated,
     CustomerStatusChanged.event_type: on_customer_status_changed,
     CustomerErased.event_type: on_customer_erased,
+    **{model.event_type: on_inbound for model in INBOUND_MODELS},
 }

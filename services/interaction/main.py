@@ -8,6 +8,7 @@ from services.interaction.handlers import HANDLERS
 from services.interaction.models import metadata
 from services.interaction.router import router
 from services.interaction.settings import InteractionSettings
+from services.interaction.watchers import sweep_parked, watch_overdue
 
 SPEC = ServiceSpec(
     name="interaction",
@@ -17,5 +18,6 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     routers=[router],
     handlers=HANDLERS,
-    consumes=[topics.CUSTOMER],
+    consumes=[topics.CUSTOMER, topics.ERP_ORDERS, topics.ERP_RETURNS, topics.SCM_SHIPMENTS],
+    background=[watch_overdue, sweep_parked],
 )

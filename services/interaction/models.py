@@ -9,13 +9,16 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Column, DateTime, Index, Numeric, String, Text
+from sqlalchemy import JSON, Column, Index, Numeric, String, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.tables import add_plumbing_tables
+from servicekit.types import UtcDateTime
+from services.interaction.complaints import RESOLUTION_MAX, ComplaintCategory, category_of
 from services.interaction.sla import ComplaintStatus, as_utc
 
 
@@ -46,10 +49,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _dt_column(*, nullable: bool) -> Any:
-    return Column(DateTime(timezone=True), nullable=nullable)
-
-
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
@@ -66,10 +65,12 @@ class KnownCustomer(InteractionTable, table=True):
     status: str | None = Field(default=None, sa_type=String(20))
     # Guards against out-of-order events: the customer version and the time of the status held here.
     version: int = 0
-    status_at: datetime | None = Field(default=None, sa_column=_dt_column(nullable=True))
+    status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     erased: bool = False
-    erased_at: datetime | None = Field(default=None, sa_column=_dt_column(nullable=True))
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=_dt_column(nullable=False))
+    erased_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # When this service sent its erasure receipt (erasure.confirmed): exactly once per customer.
+    erasure_confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
 
 
 # ---- interactions -------------------------------------------------------------------------------
@@ -116,6 +117,19 @@ class InteractionCreate(InteractionBase):
     @classmethod
     def _token(cls, value: str | None) -> str | None:
         return value.strip().lower() if value is not None else None
+
+    @field_validator("category")
+    @classmethod
+    def _complaint_category(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Complaints are reported by category, so theirs come from a fixed list; other types stay free.
+        if info.data.get("type") != InteractionType.complaint:
+            return value
+        try:
+            return category_of(value).value
+        except ValueError:
+            raise PydanticCustomError(
+                "enum", "Must be one of: {expected}", {"expected": ", ".join(c.value for c in ComplaintCategory)}
+            ) from None
 
     @field_validator("amount")
     @classmethod
@@ -185,11 +199,51 @@ class Interaction(InteractionTable, InteractionBase, table=True):
     __table_args__ = (Index("ix_interactions_customer_occurred", "customer_id", "occurred_at"),)
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
-    occurred_at: datetime = Field(sa_column=_dt_column(nullable=False))
-    recorded_at: datetime = Field(default_factory=utc_now, sa_column=_dt_column(nullable=False))
+    occurred_at: datetime = Field(sa_type=UtcDateTime)
+    recorded_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)
     external_id: str | None = Field(default=None, max_length=200, unique=True, index=True)
-    complaint_status: ComplaintStatus | None = Field(default=None, sa_type=String(20))
-    due_at: datetime | None = Field(default=None, sa_column=_dt_column(nullable=True))
+    complaint_status: ComplaintStatus | None = Field(default=None, sa_type=String(20), index=True)
+    due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # When the overdue watcher flagged the complaint (and emitted complaint.overdue): at most once.
+    overdue_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    complaint_updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # The solution agreed with the customer (free text: blanked on erasure like `text`).
+    resolution: str | None = Field(default=None, max_length=RESOLUTION_MAX, sa_type=Text)
+
+
+class ComplaintStep(InteractionTable, table=True):
+    """One step of a complaint's workflow, for the record of who did what when."""
+
+    __tablename__ = "complaint_steps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    complaint_id: str = Field(max_length=36, index=True)
+    previous_status: str = Field(sa_type=String(20))
+    status: str = Field(sa_type=String(20))
+    note: str | None = Field(default=None, sa_type=Text)  # free text: blanked on erasure
+    at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ParkedEvent(InteractionTable, table=True):
+    """An inbound ERP/SCM event naming a customer this service does not know yet.
+
+    Kept until a customer with that external reference appears (crm.customer.v1), then applied and
+    deleted in the same transaction. Never dropped.
+    """
+
+    __tablename__ = "parked_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200, unique=True)
+    event_type: str = Field(max_length=100)
+    topic: str = Field(max_length=200)
+    customer_ref: str = Field(max_length=100, index=True)
+    envelope: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    reason: str = Field(sa_type=Text)
+    parked_at: datetime = Field(sa_type=UtcDateTime)
+    attempts: int = 0
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
 
 
 class InteractionPublic(BaseModel):
@@ -214,6 +268,9 @@ class InteractionPublic(BaseModel):
     external_id: str | None
     complaint_status: ComplaintStatus | None
     due_at: UtcDatetime | None
+    overdue_at: UtcDatetime | None = None
+    complaint_updated_at: UtcDatetime | None = None
+    resolution: str | None = None
 
     @classmethod
     def of(cls, interaction: Interaction) -> InteractionPublic:
@@ -224,6 +281,107 @@ class InteractionsPublic(BaseModel):
     """One page of a customer's timeline, newest first; total counts every match of the filters."""
 
     items: list[InteractionPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+# ---- complaints -----------------------------------------------------------------------------------
+
+
+class ComplaintTransition(BaseModel):
+    """POST /complaints/{id}/transitions: the next step of the workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: ComplaintStatus
+    note: str | None = PydanticField(default=None, max_length=2000, description="what was done or agreed")
+    resolution: str | None = PydanticField(
+        default=None, max_length=RESOLUTION_MAX, description="required to move to resolved: the solution"
+    )
+
+
+class ComplaintStepPublic(BaseModel):
+    previous_status: ComplaintStatus
+    status: ComplaintStatus
+    note: str | None
+    at: UtcDatetime
+
+
+class ComplaintPublic(InteractionPublic):
+    """A complaint with the steps of its workflow, oldest first."""
+
+    steps: list[ComplaintStepPublic] = []
+
+
+class ComplaintsPublic(BaseModel):
+    items: list[InteractionPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+# ---- bulk import ----------------------------------------------------------------------------------
+
+MAX_BULK = 5000
+
+
+class BulkInteractions(BaseModel):
+    """POST /interactions/bulk (the same shape as POST /customers/bulk).
+
+    Rows are validated one by one, so a bad row (even one that is not an object) does not refuse the request.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[Any] = PydanticField(
+        min_length=1, max_length=MAX_BULK, description="interactions as for POST /interactions"
+    )
+
+
+class BulkRowStatus(StrEnum):
+    created = "created"
+    existing = "existing"  # its external_id was imported before: nothing written
+    rejected = "rejected"  # invalid, or an unknown or erased customer: nothing written
+
+
+class BulkRow(BaseModel):
+    index: int
+    status: BulkRowStatus
+    id: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class BulkReport(BaseModel):
+    created: int
+    existing: int
+    rejected: int
+    rows: list[BulkRow]
+
+
+# ---- ERP/SCM integration ----------------------------------------------------------------------------
+
+
+class ParkedEventPublic(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    topic: str
+    customer_ref: str
+    reason: str
+    parked_at: UtcDatetime
+    attempts: int
+    last_attempt_at: UtcDatetime | None
+    last_error: str | None
+    envelope: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: ParkedEvent) -> ParkedEventPublic:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class ParkedEventsPublic(BaseModel):
+    items: list[ParkedEventPublic]
     total: int
     limit: int
     offset: int

@@ -2,28 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import func, update
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, and_, func, not_, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from servicekit.events.contracts.common import InteractionType
+from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
-from servicekit.events.envelope import EventData
+from servicekit.events.contracts.erasure import ErasureConfirmed
+from servicekit.events.contracts.erp import InboundEvent
+from servicekit.events.contracts.interaction import (
+    ComplaintOpened,
+    ComplaintOverdue,
+    ComplaintUpdated,
+    InteractionRecorded,
+    SurveyAnswered,
+)
+from servicekit.events.envelope import CloudEvent, EventData, Received
+from servicekit.events.registry import REGISTRY
+from servicekit.inbox import PoisonEvent
+from servicekit.inbox.consumer import is_transient
 from servicekit.outbox import enqueue
-from servicekit.problems import Problem, field_error
-from services.interaction import sla
+from servicekit.problems import Problem, field_error, validation_errors
+from services.interaction import complaints, erp, sla
 from services.interaction.directory import CustomerLookup, CustomerServiceUnavailable, CustomerSnapshot
-from services.interaction.models import Interaction, InteractionCreate, KnownCustomer, utc_now
+from services.interaction.models import (
+    BulkReport,
+    BulkRow,
+    BulkRowStatus,
+    ComplaintStep,
+    ComplaintTransition,
+    Interaction,
+    InteractionCreate,
+    KnownCustomer,
+    ParkedEvent,
+    utc_now,
+)
+from services.interaction.settings import DEFAULT_SLA_HOURS
 from services.interaction.sla import ComplaintStatus, as_utc
 
+T = TypeVar("T")
 MAX_PAGE = 200
 log = logging.getLogger("interaction.service")
 
@@ -43,13 +72,14 @@ async def record_interaction(
             return _same_request(existing, data), False
     await ensure_known_customer(session=session, customer_id=data.customer_id, lookup=lookup)
 
-    interaction = Interaction(**data.model_dump())
-    if data.type == InteractionType.complaint:
-        assert data.severity is not None  # InteractionCreate requires it
-        interaction.complaint_status = ComplaintStatus.open
-        # The SLA runs from when the customer complained, not from when someone typed it in.
-        interaction.due_at = sla.due_at(data.occurred_at, data.severity, sla_hours)
+    return await _store(session, data, sla_hours)
 
+
+async def _store(
+    session: AsyncSession, data: InteractionCreate, sla_hours: Mapping[str, float]
+) -> tuple[Interaction, bool]:
+    """Insert the interaction (the customer is known) and enqueue its events; idempotent by external_id."""
+    interaction = new_interaction(data, sla_hours)
     if data.external_id is None:
         session.add(interaction)
         await session.flush()
@@ -67,6 +97,19 @@ async def record_interaction(
 
     await enqueue(session, *_events(interaction))
     return interaction, True
+
+
+def new_interaction(
+    data: InteractionCreate, sla_hours: Mapping[str, float], now: datetime | None = None
+) -> Interaction:
+    interaction = Interaction(**data.model_dump(), recorded_at=now or utc_now())
+    if data.type == InteractionType.complaint:
+        assert data.severity is not None  # InteractionCreate requires it
+        interaction.complaint_status = ComplaintStatus.open
+        interaction.complaint_updated_at = interaction.recorded_at
+        # The SLA runs from when the customer complained, not from when someone typed it in.
+        interaction.due_at = sla.due_at(data.occurred_at, data.severity, sla_hours)
+    return interaction
 
 
 def _same_request(existing: Interaction, data: InteractionCreate) -> Interaction:
@@ -244,10 +287,13 @@ def _set_status(row: KnownCustomer, status: str | None, at: datetime | None) -> 
     return True
 
 
-async def apply_customer_snapshot(*, session: AsyncSession, snapshot: CustomerSnapshot) -> KnownCustomer:
+async def apply_customer_snapshot(
+    *, session: AsyncSession, snapshot: CustomerSnapshot, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+) -> KnownCustomer:
     row = await _replica_row(session, snapshot.customer_id)
     if snapshot.erased:
-        return await _erase(session, row, snapshot.updated_at or utc_now())
+        await _erase(session, row, snapshot.updated_at or utc_now())
+        return row
     if snapshot.version >= row.version:
         row.external_ref = snapshot.external_ref
         row.version = snapshot.version
@@ -255,10 +301,13 @@ async def apply_customer_snapshot(*, session: AsyncSession, snapshot: CustomerSn
     _set_status(row, snapshot.status, snapshot.updated_at)
     row.updated_at = utc_now()
     await session.flush()
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
     return row
 
 
-async def apply_customer_created(*, session: AsyncSession, data: CustomerCreated) -> KnownCustomer:
+async def apply_customer_created(
+    *, session: AsyncSession, data: CustomerCreated, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if row.version < 1:  # nothing newer known yet
         row.external_ref = data.external_ref
@@ -266,10 +315,13 @@ async def apply_customer_created(*, session: AsyncSession, data: CustomerCreated
     _set_status(row, data.status, data.created_at)
     row.updated_at = utc_now()
     await session.flush()
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
     return row
 
 
-async def apply_customer_updated(*, session: AsyncSession, data: CustomerUpdated) -> KnownCustomer:
+async def apply_customer_updated(
+    *, session: AsyncSession, data: CustomerUpdated, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if data.version >= row.version:
         # `changed` says whether a null external_ref means "cleared"; without it, only a value counts.
@@ -278,6 +330,7 @@ async def apply_customer_updated(*, session: AsyncSession, data: CustomerUpdated
         row.version = data.version
         row.updated_at = utc_now()
     await session.flush()
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
     return row
 
 
@@ -290,22 +343,601 @@ async def apply_customer_status_changed(*, session: AsyncSession, data: Customer
 
 
 async def apply_customer_erased(*, session: AsyncSession, data: CustomerErased) -> KnownCustomer:
+    """Erase the customer's free text and, the first time, send this service's erasure receipt.
+
+    The receipt is written in the same transaction as the erasure and only while erasure_confirmed_at
+    is unset, so a redelivery (even under another event id) does not send a second one.
+    """
     row = await _replica_row(session, data.customer_id)
-    return await _erase(session, row, data.erased_at)
+    blanked = await _erase(session, row, data.erased_at)
+    if row.erasure_confirmed_at is None:
+        kept = (
+            await session.execute(
+                select(func.count()).select_from(Interaction).where(col(Interaction.customer_id) == row.customer_id)
+            )
+        ).scalar_one()
+        row.erasure_confirmed_at = utc_now()
+        await session.flush()
+        await enqueue(
+            session,
+            ErasureConfirmed(
+                customer_id=row.customer_id,
+                service="interaction",
+                erased_at=row.erasure_confirmed_at,
+                summary=(
+                    f"Removed free text (notes, complaint resolutions and workflow notes) from {blanked} "
+                    f"interaction(s). Kept {kept} interaction(s) without personal data (type, channel, time, "
+                    "amounts, severity, category) as anonymous history for scores and aggregates."
+                ),
+            ),
+        )
+    return row
 
 
-async def _erase(session: AsyncSession, row: KnownCustomer, erased_at: datetime) -> KnownCustomer:
-    """Mark the customer erased and blank the free text of its interactions (it may hold personal data)."""
+async def _erase(session: AsyncSession, row: KnownCustomer, erased_at: datetime) -> int:
+    """Mark the customer erased and blank the free text of its interactions (it may hold personal data).
+
+    Returns how many interactions had free text removed now.
+    """
     if not row.erased:
         row.erased = True
         row.erased_at = as_utc(erased_at)
         row.updated_at = utc_now()
     # Run on every delivery (it is idempotent), so a redelivered erasure also catches late arrivals.
-    await session.execute(
+    has_text = or_(col(Interaction.text).is_not(None), col(Interaction.resolution).is_not(None))
+    blanked = await session.execute(
         update(Interaction)
-        .where(col(Interaction.customer_id) == row.customer_id, col(Interaction.text).is_not(None))
-        .values(text=None)
+        .where(col(Interaction.customer_id) == row.customer_id, has_text)
+        .values(text=None, resolution=None)
         .execution_options(synchronize_session="fetch")
     )
+    complaint_ids = select(Interaction.id).where(col(Interaction.customer_id) == row.customer_id)
+    await session.execute(
+        update(ComplaintStep)
+        .where(col(ComplaintStep.complaint_id).in_(complaint_ids), col(ComplaintStep.note).is_not(None))
+        .values(note=None)
+        .execution_options(synchronize_session=False)
+    )
     await session.flush()
-    return row
+    return int(getattr(blanked, "rowcount", 0) or 0)
+
+
+# ---- complaints -----------------------------------------------------------------------------------
+
+
+def _complaint_problem(complaint_id: str) -> Problem:
+    return Problem(
+        404,
+        "Complaint not found",
+        f"No complaint with id {complaint_id}.",
+        code="not_found",
+        errors=[field_error("id", "unknown complaint")],
+    )
+
+
+async def get_complaint(*, session: AsyncSession, complaint_id: str, for_update: bool = False) -> Interaction:
+    query = select(Interaction).where(
+        col(Interaction.id) == complaint_id, col(Interaction.type) == InteractionType.complaint.value
+    )
+    if for_update:
+        # Two clerks moving the same complaint at once: the second waits, then sees the new status.
+        query = query.with_for_update()
+    complaint = (await session.execute(query)).scalar_one_or_none()
+    if complaint is None:
+        raise _complaint_problem(complaint_id)
+    return complaint
+
+
+async def complaint_steps(*, session: AsyncSession, complaint_id: str) -> list[ComplaintStep]:
+    result = await session.execute(
+        select(ComplaintStep).where(col(ComplaintStep.complaint_id) == complaint_id).order_by(col(ComplaintStep.id))
+    )
+    return list(result.scalars())
+
+
+async def transition_complaint(
+    *, session: AsyncSession, complaint_id: str, change: ComplaintTransition, now: datetime | None = None
+) -> Interaction:
+    """Move a complaint one step through its workflow and enqueue complaint.updated."""
+    now = now or utc_now()
+    complaint = await get_complaint(session=session, complaint_id=complaint_id, for_update=True)
+    current = ComplaintStatus(complaint.complaint_status or ComplaintStatus.open)
+    try:
+        complaints.check_transition(current, change.to, change.resolution)
+    except complaints.TransitionRefused as refused:
+        raise Problem(
+            refused.status,
+            "Transition not allowed" if refused.status == 409 else "Invalid request",
+            f"Cannot move complaint {complaint_id} from {current.value} to {change.to.value}: {refused.reason}.",
+            code="invalid_transition" if refused.status == 409 else "validation",
+            errors=[field_error(refused.field, refused.reason)],
+            current_status=current.value,
+            allowed=sorted(s.value for s in complaints.allowed_next(current)),
+        ) from None
+    complaint.complaint_status = change.to
+    complaint.complaint_updated_at = now
+    if change.to == ComplaintStatus.resolved:
+        assert change.resolution is not None  # check_transition requires it
+        complaint.resolution = change.resolution.strip()
+    session.add(
+        ComplaintStep(complaint_id=complaint.id, previous_status=current, status=change.to, note=change.note, at=now)
+    )
+    await session.flush()
+    assert complaint.severity is not None
+    await enqueue(
+        session,
+        ComplaintUpdated(
+            customer_id=complaint.customer_id,
+            complaint_id=complaint.id,
+            previous_status=current.value,
+            status=change.to.value,
+            severity=complaint.severity,
+            changed_at=now,
+            category=complaint.category,
+            due_at=complaint.due_at,
+        ),
+    )
+    return complaint
+
+
+async def list_complaints(
+    *,
+    session: AsyncSession,
+    statuses: Sequence[ComplaintStatus] = (),
+    severities: Sequence[Severity] = (),
+    categories: Sequence[str] = (),
+    customer_id: str | None = None,
+    overdue: bool | None = None,
+    now: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Interaction], int]:
+    """Complaints matching every filter, the most urgent (earliest due) first; a page and the total."""
+    now = now or utc_now()
+    conditions: list[ColumnElement[bool]] = [col(Interaction.type) == InteractionType.complaint.value]
+    if statuses:
+        conditions.append(col(Interaction.complaint_status).in_([s.value for s in statuses]))
+    if severities:
+        conditions.append(col(Interaction.severity).in_([s.value for s in severities]))
+    if categories:
+        conditions.append(col(Interaction.category).in_(list(categories)))
+    if customer_id is not None:
+        conditions.append(col(Interaction.customer_id) == customer_id)
+    if overdue is not None:
+        # The same rule as sla.is_overdue: past due while the SLA still runs (flagged or not yet).
+        late = and_(
+            col(Interaction.complaint_status).in_([s.value for s in sla.SLA_RUNNING]),
+            col(Interaction.due_at) < now,
+        )
+        conditions.append(late if overdue else not_(late))
+    total = (await session.execute(select(func.count()).select_from(Interaction).where(*conditions))).scalar_one()
+    page = await session.execute(
+        select(Interaction)
+        .where(*conditions)
+        .order_by(col(Interaction.due_at).asc(), col(Interaction.id).asc())
+        .limit(min(limit, MAX_PAGE))
+        .offset(offset)
+    )
+    return list(page.scalars()), total
+
+
+async def flag_overdue_complaints(*, session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+    """Flag complaints that just went past their SLA and enqueue complaint.overdue once for each.
+
+    The flag and the event commit together with the caller's transaction. The conditional UPDATE
+    (overdue_at IS NULL) makes a second watcher, in this process or another, find the row already
+    flagged and emit nothing. Returns the ids flagged now.
+    """
+    candidates = await session.execute(
+        select(Interaction.id)
+        .where(
+            col(Interaction.complaint_status).in_([s.value for s in sla.SLA_RUNNING]),
+            col(Interaction.due_at) < now,
+            col(Interaction.overdue_at).is_(None),
+        )
+        .order_by(col(Interaction.due_at))
+        .limit(limit)
+    )
+    flagged: list[str] = []
+    for complaint_id in candidates.scalars():
+        claimed = await session.execute(
+            update(Interaction)
+            .where(
+                col(Interaction.id) == complaint_id,
+                col(Interaction.overdue_at).is_(None),
+                col(Interaction.complaint_status).in_([s.value for s in sla.SLA_RUNNING]),
+            )
+            .values(overdue_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            continue  # another watcher flagged it, or it was resolved meanwhile
+        complaint = (await session.execute(select(Interaction).where(col(Interaction.id) == complaint_id))).scalar_one()
+        await session.refresh(complaint)
+        assert complaint.severity is not None and complaint.due_at is not None
+        await enqueue(
+            session,
+            ComplaintOverdue(
+                customer_id=complaint.customer_id,
+                complaint_id=complaint.id,
+                severity=complaint.severity,
+                status=str(complaint.complaint_status),
+                due_at=complaint.due_at,
+                category=complaint.category,
+                detected_at=now,
+            ),
+        )
+        flagged.append(complaint_id)
+    if flagged:
+        log.info("complaints overdue", extra={"count": len(flagged)})
+    return flagged
+
+
+# ---- bulk import ----------------------------------------------------------------------------------
+
+# SQLite before 3.32 allows 999 bound parameters; lookups by many ids go in chunks of this size.
+IN_CHUNK = 500
+# How many unknown customers are asked of the customer service at once.
+LOOKUP_CONCURRENCY = 16
+
+
+def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def validate_rows(items: Sequence[Any]) -> tuple[dict[int, InteractionCreate], dict[int, list[dict[str, str]]]]:
+    """Validate each row on its own: the valid ones by index, and the errors of the others by index."""
+    valid: dict[int, InteractionCreate] = {}
+    errors: dict[int, list[dict[str, str]]] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors[index] = [field_error("body", "must be an object")]
+            continue
+        try:
+            valid[index] = InteractionCreate.model_validate(item)
+        except ValidationError as exc:
+            errors[index] = validation_errors(list(exc.errors()))
+    return valid, errors
+
+
+async def _customer_problems(
+    session: AsyncSession, customer_ids: Sequence[str], lookup: CustomerLookup
+) -> dict[str, str]:
+    """Why each customer of a bulk request cannot take interactions (unknown, erased, unreachable).
+
+    The replica answers in a few queries; ids it has not seen are asked of the customer service once
+    each (a few at a time), never once per row. The answers are not written to the replica here: its
+    rows are also written by the event consumer, and locking hundreds of them in one long request
+    would deadlock with the consumer's batches. The replica catches up from the events.
+    """
+    known: dict[str, bool] = {}  # customer id -> erased
+    for chunk in _chunks(list(customer_ids), IN_CHUNK):
+        rows = await session.execute(
+            select(KnownCustomer.customer_id, KnownCustomer.erased).where(col(KnownCustomer.customer_id).in_(chunk))
+        )
+        known.update({customer_id: erased for customer_id, erased in rows})
+    missing = [c for c in customer_ids if c not in known]
+    problems: dict[str, str] = {}
+    if missing:
+        gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+        async def ask(customer_id: str) -> CustomerSnapshot | Exception | None:
+            async with gate:
+                try:
+                    return await lookup(customer_id)
+                except CustomerServiceUnavailable as exc:
+                    return exc
+
+        answers = await asyncio.gather(*(ask(c) for c in missing))
+        for customer_id, answer in zip(missing, answers, strict=True):
+            if isinstance(answer, Exception):
+                problems[customer_id] = "customer not known here yet and the customer service is unavailable; retry"
+            elif answer is None:
+                problems[customer_id] = "unknown customer"
+            else:
+                known[customer_id] = answer.erased
+    for customer_id, erased in known.items():
+        if erased:
+            problems[customer_id] = "the customer's data was erased"
+    return problems
+
+
+async def _stored_external_ids(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """external_id -> (id, customer_id, type) of interactions already stored."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for chunk in _chunks(list(external_ids), IN_CHUNK):
+        rows = await session.execute(
+            select(Interaction.external_id, Interaction.id, Interaction.customer_id, Interaction.type).where(
+                col(Interaction.external_id).in_(chunk)
+            )
+        )
+        for external_id, id_, customer_id, type_ in rows:
+            found[external_id] = (id_, customer_id, str(type_))
+    return found
+
+
+def _conflict(external_id: str, other_id: str) -> list[dict[str, str]]:
+    return [field_error("external_id", f"{external_id!r} already identifies another interaction ({other_id})")]
+
+
+async def bulk_import(
+    *, session: AsyncSession, items: Sequence[Any], sla_hours: Mapping[str, float], lookup: CustomerLookup
+) -> BulkReport:
+    """Import many interactions in one transaction, row by row; a rejected row writes nothing.
+
+    Idempotent by external_id (a repeated row is reported `existing`, also within one request); the
+    created rows emit the same events as single posts.
+    """
+    started = time.perf_counter()
+    valid, errors = validate_rows(items)
+    results: dict[int, BulkRow] = {
+        i: BulkRow(index=i, status=BulkRowStatus.rejected, errors=e) for i, e in errors.items()
+    }
+
+    customers = sorted({data.customer_id for data in valid.values()})
+    validated = time.perf_counter()
+    customer_problems = await _customer_problems(session, customers, lookup)
+    checked = time.perf_counter()
+    stored = await _stored_external_ids(session, sorted({d.external_id for d in valid.values() if d.external_id}))
+
+    now = utc_now()
+    to_insert: list[tuple[int, Interaction]] = []
+    first_in_request: dict[str, tuple[int, InteractionCreate]] = {}
+    repeats: list[tuple[int, int]] = []  # (row, the earlier row of this request with its external_id)
+    for index in sorted(valid):
+        data = valid[index]
+        problem = customer_problems.get(data.customer_id)
+        if problem is not None:
+            results[index] = BulkRow(
+                index=index, status=BulkRowStatus.rejected, errors=[field_error("customer_id", problem)]
+            )
+            continue
+        if data.external_id is not None:
+            seen = stored.get(data.external_id)
+            if seen is not None:
+                id_, customer_id, type_ = seen
+                same = (customer_id, type_) == (data.customer_id, data.type.value)
+                results[index] = (
+                    BulkRow(index=index, status=BulkRowStatus.existing, id=id_)
+                    if same
+                    else BulkRow(index=index, status=BulkRowStatus.rejected, errors=_conflict(data.external_id, id_))
+                )
+                continue
+            earlier = first_in_request.get(data.external_id)
+            if earlier is not None:
+                repeats.append((index, earlier[0]))
+                continue
+            first_in_request[data.external_id] = (index, data)
+        to_insert.append((index, new_interaction(data, sla_hours, now)))
+
+    inserted = await _insert_interactions(session, [interaction for _, interaction in to_insert])
+    created: list[Interaction] = []
+    lost_race: list[tuple[int, Interaction]] = []
+    for index, interaction in to_insert:
+        if interaction.id in inserted:
+            results[index] = BulkRow(index=index, status=BulkRowStatus.created, id=interaction.id)
+            created.append(interaction)
+        else:
+            lost_race.append((index, interaction))
+    if lost_race:
+        # Another request stored these external ids between our check and our insert.
+        winners = await _stored_external_ids(session, [i.external_id for _, i in lost_race if i.external_id])
+        for index, interaction in lost_race:
+            assert interaction.external_id is not None
+            id_, customer_id, type_ = winners[interaction.external_id]
+            same = (customer_id, type_) == (interaction.customer_id, str(interaction.type))
+            results[index] = (
+                BulkRow(index=index, status=BulkRowStatus.existing, id=id_)
+                if same
+                else BulkRow(index=index, status=BulkRowStatus.rejected, errors=_conflict(interaction.external_id, id_))
+            )
+    for index, earlier in repeats:
+        first = results[earlier]
+        data = valid[index]
+        assert data.external_id is not None
+        first_data = valid[earlier]
+        if first.status == BulkRowStatus.rejected or first.id is None:
+            results[index] = BulkRow(index=index, status=BulkRowStatus.rejected, errors=first.errors)
+        elif (first_data.customer_id, first_data.type) == (data.customer_id, data.type):
+            results[index] = BulkRow(index=index, status=BulkRowStatus.existing, id=first.id)
+        else:
+            results[index] = BulkRow(
+                index=index, status=BulkRowStatus.rejected, errors=_conflict(data.external_id, first.id)
+            )
+
+    events = [event for interaction in created for event in _events(interaction)]
+    if events:
+        await enqueue(session, *events)
+    rows = [results[i] for i in range(len(items))]
+    counts = Counter(row.status for row in rows)
+    log.info(
+        "bulk import",
+        extra={
+            "rows": len(items),
+            "rows_created": counts[BulkRowStatus.created],
+            "rows_rejected": counts[BulkRowStatus.rejected],
+            "customers": len(customers),
+            "validate_s": round(validated - started, 3),
+            "customers_s": round(checked - validated, 3),
+            "total_s": round(time.perf_counter() - started, 3),
+        },
+    )
+    return BulkReport(
+        created=counts[BulkRowStatus.created],
+        existing=counts[BulkRowStatus.existing],
+        rejected=counts[BulkRowStatus.rejected],
+        rows=rows,
+    )
+
+
+_INTERACTION_COLUMNS = [c.name for c in Interaction.__table__.columns]  # type: ignore[attr-defined]
+
+
+async def _insert_interactions(session: AsyncSession, interactions: Sequence[Interaction]) -> set[str]:
+    """Multi-row INSERTs that skip rows whose external_id exists; returns the ids actually inserted."""
+    if not interactions:
+        return set()
+    table = Interaction.__table__  # type: ignore[attr-defined]
+    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    inserted: set[str] = set()
+    for chunk in _chunks(list(interactions), IN_CHUNK):
+        rows = [{name: getattr(i, name) for name in _INTERACTION_COLUMNS} for i in chunk]
+        statement = insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id)
+        result = await session.execute(statement, rows)
+        inserted.update(result.scalars())
+    return inserted
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else ""
+
+
+# ---- ERP/SCM inbound ------------------------------------------------------------------------------
+
+
+async def customer_by_ref(*, session: AsyncSession, customer_ref: str) -> KnownCustomer | None:
+    """The replica's customer with this ERP reference (a live one before an erased one)."""
+    result = await session.execute(
+        select(KnownCustomer)
+        .where(col(KnownCustomer.external_ref) == customer_ref)
+        .order_by(col(KnownCustomer.erased).asc(), col(KnownCustomer.version).desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def record_inbound(
+    *, session: AsyncSession, event: Received[InboundEvent], sla_hours: Mapping[str, float]
+) -> Interaction | None:
+    """Turn an ERP/SCM event into an interaction, or park it if its customer is not known yet.
+
+    Returns the interaction (new or the one recorded before), or None when parked. Raises
+    PoisonEvent for an event that can never become an interaction (it goes to the dead-letter topic).
+    """
+    data = event.data
+    try:
+        erp.to_interaction(data, erp.PENDING_CUSTOMER)  # checked now, so that nothing invalid gets parked
+    except ValidationError as exc:
+        raise PoisonEvent(f"{event.envelope.type} cannot become an interaction: {_brief(exc)}") from exc
+    customer = await customer_by_ref(session=session, customer_ref=data.customer_ref)
+    if customer is None:
+        await park(session=session, event=event, reason=f"no customer with external_ref {data.customer_ref!r} yet")
+        return None
+    if customer.erased:
+        raise PoisonEvent(f"customer {customer.customer_id} (external_ref {data.customer_ref!r}) was erased")
+    return await _record_for(session, data, customer.customer_id, sla_hours)
+
+
+async def _record_for(
+    session: AsyncSession, data: InboundEvent, customer_id: str, sla_hours: Mapping[str, float]
+) -> Interaction:
+    interaction_data = erp.to_interaction(data, customer_id)
+    assert interaction_data.external_id is not None
+    existing = await find_by_external_id(session=session, external_id=interaction_data.external_id)
+    if existing is not None:
+        return existing  # a repeat of an event already applied
+    interaction, _ = await _store(session, interaction_data, sla_hours)
+    return interaction
+
+
+async def park(*, session: AsyncSession, event: Received[InboundEvent], reason: str) -> None:
+    values = {
+        "event_id": event.envelope.id,
+        "event_type": event.envelope.type,
+        "topic": event.data.topic,
+        "customer_ref": event.data.customer_ref,
+        "envelope": event.envelope.model_dump(mode="json", exclude_none=True),
+        "reason": reason,
+        "parked_at": utc_now(),
+        "attempts": 0,
+    }
+    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    await session.execute(insert(ParkedEvent).values(values).on_conflict_do_nothing(index_elements=["event_id"]))
+    log.info("inbound event parked", extra={"event_type": event.envelope.type, "customer_ref": event.data.customer_ref})
+
+
+async def apply_parked_for(
+    *, session: AsyncSession, customer: KnownCustomer, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+) -> int:
+    """Apply and delete the parked events naming this customer's reference; returns how many were applied.
+
+    Each runs in a savepoint: one that fails stays parked (attempts + 1, last_error) without undoing
+    the others or the caller's change.
+    """
+    if customer.external_ref is None or customer.erased:
+        return 0
+    query = (
+        select(ParkedEvent).where(col(ParkedEvent.customer_ref) == customer.external_ref).order_by(col(ParkedEvent.id))
+    )
+    if _dialect(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # another instance is applying those
+    parked = list((await session.execute(query)).scalars())
+    applied = 0
+    for row in parked:
+        try:
+            async with session.begin_nested():
+                received = REGISTRY.parse(CloudEvent.model_validate(row.envelope))
+                assert isinstance(received.data, InboundEvent)
+                await _record_for(session, received.data, customer.customer_id, sla_hours)
+                await session.delete(row)
+                await session.flush()
+            applied += 1
+        except Exception as exc:  # kept parked with the reason, for ops to see
+            if is_transient(exc):
+                raise
+            await session.execute(
+                update(ParkedEvent)
+                .where(col(ParkedEvent.id) == row.id)
+                .values(attempts=ParkedEvent.attempts + 1, last_attempt_at=utc_now(), last_error=_brief(exc))
+                .execution_options(synchronize_session=False)
+            )
+            log.warning("parked event could not be applied", extra={"event_id": row.event_id, "error": repr(exc)})
+    if applied:
+        log.info("parked events applied", extra={"customer_id": customer.customer_id, "count": applied})
+    return applied
+
+
+async def sweep_parked(*, session: AsyncSession, sla_hours: Mapping[str, float], limit: int = 100) -> int:
+    """Apply parked events whose customer is known by now.
+
+    The replica handlers apply them as the customer arrives; this sweep catches the one race they
+    cannot see (an event parked in a transaction that committed just after the customer's).
+    """
+    refs = await session.execute(
+        select(ParkedEvent.customer_ref)
+        .join(KnownCustomer, col(KnownCustomer.external_ref) == col(ParkedEvent.customer_ref))
+        .where(col(KnownCustomer.erased).is_(False))
+        .distinct()
+        .limit(limit)
+    )
+    applied = 0
+    for ref in list(refs.scalars()):
+        customer = await customer_by_ref(session=session, customer_ref=ref)
+        if customer is not None:
+            applied += await apply_parked_for(session=session, customer=customer, sla_hours=sla_hours)
+    return applied
+
+
+async def list_parked(
+    *,
+    session: AsyncSession,
+    customer_ref: str | None = None,
+    event_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[ParkedEvent], int]:
+    conditions: list[ColumnElement[bool]] = []
+    if customer_ref is not None:
+        conditions.append(col(ParkedEvent.customer_ref) == customer_ref)
+    if event_type is not None:
+        conditions.append(col(ParkedEvent.event_type) == event_type)
+    total = (await session.execute(select(func.count()).select_from(ParkedEvent).where(*conditions))).scalar_one()
+    page = await session.execute(
+        select(ParkedEvent).where(*conditions).order_by(col(ParkedEvent.id)).limit(min(limit, MAX_PAGE)).offset(offset)
+    )
+    return list(page.scalars()), total
+
+
+def _brief(exc: BaseException) -> str:
+    return str(exc).replace("\n", " ")[:1000]

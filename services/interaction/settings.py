@@ -22,6 +22,11 @@ class InteractionSettings(ServiceSettings):
     # severities keep their defaults.
     complaint_sla_hours: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
 
+    # Background loops of the consume role: how often overdue complaints are looked for, and how often
+    # parked ERP/SCM events are retried against the customer replica.
+    overdue_check_interval_s: float = Field(30.0, gt=0)
+    parked_sweep_interval_s: float = Field(60.0, gt=0)
+
     @field_validator("customer_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

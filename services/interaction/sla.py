@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from servicekit.events.contracts.common import Severity
+from servicekit.types import as_utc
 
 
 class ComplaintStatus(StrEnum):
@@ -18,15 +19,13 @@ class ComplaintStatus(StrEnum):
     rejected = "rejected"
     resolved = "resolved"
     followed_up = "followed_up"
+    closed = "closed"
 
 
-# The SLA measures time to an answer: it stops once the complaint is rejected or resolved.
-SLA_STOPPED = frozenset({ComplaintStatus.rejected, ComplaintStatus.resolved, ComplaintStatus.followed_up})
-
-
-def as_utc(value: datetime) -> datetime:
-    """Naive datetimes (SQLite hands them back) are UTC; aware ones are converted to UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# The SLA measures time to an answer: it runs while the complaint waits for a verdict or a solution,
+# and stops once the complaint is rejected or resolved.
+SLA_RUNNING = frozenset({ComplaintStatus.open, ComplaintStatus.acknowledged, ComplaintStatus.valid})
+SLA_STOPPED = frozenset(set(ComplaintStatus) - SLA_RUNNING)
 
 
 def sla_hours_for(severity: Severity | str, sla_hours: Mapping[str, float]) -> float:
@@ -46,3 +45,13 @@ def is_overdue(due: datetime | None, status: ComplaintStatus | str | None, now: 
     if due is None or status is None or ComplaintStatus(status) in SLA_STOPPED:
         return False
     return as_utc(now) > as_utc(due)
+
+
+def needs_overdue_flag(
+    due: datetime | None, status: ComplaintStatus | str | None, overdue_at: datetime | None, now: datetime
+) -> bool:
+    """Whether the overdue watcher must flag this complaint now: overdue and not flagged before.
+
+    The watcher's SQL query selects exactly these rows; this is the rule it implements.
+    """
+    return overdue_at is None and is_overdue(due, status, now)

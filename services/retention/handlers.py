@@ -1,24 +1,55 @@
-"""Consumed events -> alert rules. Handlers never commit; the consumer commits with the inbox row."""
+"""Consumed events -> alerts, outcomes and the customer replica. Handlers never commit (the consumer does)."""
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.events.contracts.interaction import ComplaintOpened
+from servicekit.events.contracts.customer import (
+    CustomerCreated,
+    CustomerErased,
+    CustomerStatusChanged,
+    CustomerUpdated,
+)
+from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from services.retention import service
 
 
-async def on_score_updated(session: AsyncSession, event: Received[ScoreUpdated]) -> None:
-    # Duplicate-safe: the alert remembers the ids of the events applied to it, and an older score is ignored.
+async def on_signal(
+    session: AsyncSession, event: Received[ScoreUpdated | ComplaintOpened | ComplaintOverdue | SurveyAnswered]
+) -> None:
+    # Duplicate-safe: the signal log keys on the event id, alerts remember the ids applied to them, and
+    # an older score than the latest is ignored.
     await service.handle_event(session=session, event=event)
 
 
-async def on_complaint_opened(session: AsyncSession, event: Received[ComplaintOpened]) -> None:
-    await service.handle_event(session=session, event=event)
+async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
+    # Order-safe: a creation arriving after an update or the erasure changes nothing.
+    await service.on_customer_created(session=session, data=event.data)
+
+
+async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
+    # Order-safe: an update at or below the replica's version is ignored.
+    await service.on_customer_updated(session=session, data=event.data)
+
+
+async def on_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
+    # Duplicate-safe by event id; a change older than the latest is kept for metrics only.
+    await service.on_status_changed(session=session, event=event)
+
+
+async def on_customer_erased(session: AsyncSession, event: Received[CustomerErased]) -> None:
+    # Idempotent: the second erasure of a customer finds the replica erased and confirms nothing again.
+    await service.erase_customer(session=session, data=event.data)
 
 
 HANDLERS: Handlers = {
-    ScoreUpdated.event_type: on_score_updated,
-    ComplaintOpened.event_type: on_complaint_opened,
+    ScoreUpdated.event_type: on_signal,
+    ComplaintOpened.event_type: on_signal,
+    ComplaintOverdue.event_type: on_signal,
+    SurveyAnswered.event_type: on_signal,
+    CustomerCreated.event_type: on_customer_created,
+    CustomerUpdated.event_type: on_customer_updated,
+    CustomerStatusChanged.event_type: on_status_changed,
+    CustomerErased.event_type: on_customer_erased,
 }

@@ -1,9 +1,11 @@
-"""The retention service's declaration: tables, routes, events."""
+"""The retention service's declaration: tables, routes, events, background loops."""
 
 from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
+from services.retention.background import run_housekeeping
+from services.retention.delivery import run_webhook_sender
 from services.retention.handlers import HANDLERS
 from services.retention.models import metadata
 from services.retention.router import router
@@ -17,5 +19,6 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     routers=[router],
     handlers=HANDLERS,
-    consumes=[topics.SCORING, topics.INTERACTION],
+    consumes=[topics.SCORING, topics.INTERACTION, topics.CUSTOMER],
+    background=[run_housekeeping, run_webhook_sender],
 )

@@ -1,58 +1,317 @@
-"""Retention domain functions: they change alerts and enqueue events in the caller's transaction, never commit."""
+"""Retention domain functions: they change state and enqueue events in the caller's transaction, never commit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.common import Severity
-from servicekit.events.contracts.interaction import ComplaintOpened
-from servicekit.events.contracts.retention import AlertEvent, AlertRaised, AlertResolved, AlertUpdated
+from servicekit.events.contracts.customer import (
+    CustomerCreated,
+    CustomerErased,
+    CustomerStatusChanged,
+    CustomerUpdated,
+)
+from servicekit.events.contracts.erasure import ErasureConfirmed
+from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from servicekit.events.contracts.retention import (
+    AlertEvent,
+    AlertRaised,
+    AlertResolved,
+    AlertUpdated,
+    TaskCompleted,
+    TaskCreated,
+    TaskEvent,
+)
 from servicekit.events.contracts.scoring import Factor, ScoreUpdated
-from servicekit.events.envelope import Received
+from servicekit.events.envelope import EventData, Received
+from servicekit.events.registry import REGISTRY
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
+from servicekit.types import as_utc
+from services.retention import outcomes, rules
 from services.retention.models import (
     ACKNOWLEDGE_FROM,
     EVENT_IDS_KEPT,
     RESOLVE_FROM,
+    SNOOZE_FROM,
     Alert,
+    AlertChange,
+    AlertRule,
     AlertStatus,
+    Customer,
     CustomerScore,
     Outcome,
-    as_utc,
+    Playbook,
+    PlaybookCreate,
+    PlaybookUpdate,
+    RuleCreate,
+    RuleParamsBody,
+    RuleUpdate,
+    Signal,
+    StatusChange,
+    Task,
+    TaskStatus,
+    Webhook,
+    WebhookCreate,
+    WebhookDelivery,
     open_slot,
     utc_now,
 )
-from services.retention.rules import RuleSet, Trigger, evaluate, value_at_risk, worse
-from services.retention.settings import get_settings
+from services.retention.playbooks import Action, Step, in_control_group, plan_tasks
+from services.retention.rules import Context, Rule, RuleKind, RuleParams, ScorePoint, Trigger, value_at_risk, worse
 
 MAX_PAGE = 200
+WATCHED = (ScoreUpdated, ComplaintOpened, ComplaintOverdue, SurveyAnswered)
+TIER_ATTRIBUTES = ("tier", "value_tier")
 
-# ---- rules and triggers --------------------------------------------------------------------------
-
-
-async def load_rules(*, session: AsyncSession) -> RuleSet:
-    """The rules in force. Built in and tuned by settings for now: the one place stored rules will plug in."""
-    del session  # stored rules will be read through it
-    return RuleSet.from_settings(get_settings())
+# ---- publishing: outbox, webhook deliveries and the SSE change log, all in the caller's transaction
 
 
-async def handle_event(*, session: AsyncSession, event: Received[ScoreUpdated | ComplaintOpened]) -> list[Alert]:
-    """Evaluate the rules on one consumed event and raise or update alerts; returns the alerts it changed."""
+async def publish(session: AsyncSession, *events: EventData) -> None:
+    """Enqueue events for Kafka, queue a delivery per subscribed webhook, and log alert changes for SSE.
+
+    Everything is written in the caller's transaction, so a change is never announced without being
+    stored, nor stored without being announced.
+    """
+    envelopes = await enqueue(session, *events)
+    hooks = (await session.execute(select(Webhook).where(Webhook.active.is_(True)))).scalars().all()
+    for data, envelope in zip(events, envelopes, strict=True):
+        body = envelope.to_json().decode()
+        for hook in hooks:
+            if not hook.event_types or envelope.type in hook.event_types:
+                session.add(
+                    WebhookDelivery(webhook_id=hook.id, event_id=envelope.id, event_type=envelope.type, payload=body)
+                )
+        if isinstance(data, AlertEvent):
+            session.add(
+                AlertChange(alert_id=data.alert_id, event_type=envelope.type, data=data.model_dump(mode="json"))
+            )
+    await session.flush()
+
+
+# ---- rules ---------------------------------------------------------------------------------------
+
+
+def rule_of(row: AlertRule) -> Rule:
+    return Rule(
+        id=row.id,
+        name=row.name,
+        kind=RuleKind(row.kind),
+        reason=row.reason,
+        severity=Severity(row.severity),
+        params=params_of(row.params),
+    )
+
+
+def params_of(stored: dict[str, Any]) -> RuleParams:
+    body = RuleParamsBody.model_validate(stored)
+    return RuleParams(
+        threshold=body.threshold,
+        high_at=body.high_at,
+        delta=body.delta,
+        within_days=body.within_days,
+        tiers=frozenset(body.tiers),
+        severities=frozenset(body.severities),
+        nps_max=body.nps_max,
+        csat_max=body.csat_max,
+    )
+
+
+async def load_rules(*, session: AsyncSession) -> list[Rule]:
+    """The enabled stored rules."""
+    rows = (await session.execute(select(AlertRule).where(AlertRule.enabled.is_(True)))).scalars().all()
+    return [rule_of(r) for r in rows]
+
+
+def _check_rule(kind: RuleKind, params: RuleParamsBody) -> dict[str, Any]:
+    stored = params.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    errors = rules.validate(kind, params_of(stored))
+    if errors:
+        raise Problem(
+            422,
+            "Invalid rule",
+            "Invalid fields: " + ", ".join(sorted({f for f, _ in errors})),
+            code="validation",
+            errors=[field_error(f, m) for f, m in errors],
+        )
+    return stored
+
+
+async def create_rule(*, session: AsyncSession, data: RuleCreate) -> AlertRule:
+    params = _check_rule(data.kind, data.params)
+    rule = AlertRule(
+        name=data.name,
+        kind=data.kind,
+        reason=data.reason or rules.DEFAULT_REASON[data.kind],
+        severity=data.severity,
+        params=params,
+        enabled=data.enabled,
+    )
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def get_rule(*, session: AsyncSession, rule_id: str) -> AlertRule:
+    rule = await session.get(AlertRule, rule_id)
+    if rule is None:
+        raise _not_found("Rule", rule_id)
+    return rule
+
+
+async def list_rules(
+    *, session: AsyncSession, enabled: bool | None = None, kind: RuleKind | None = None, limit: int, offset: int
+) -> tuple[Sequence[AlertRule], int]:
+    conditions = []
+    if enabled is not None:
+        conditions.append(AlertRule.enabled.is_(enabled))
+    if kind is not None:
+        conditions.append(AlertRule.kind == str(kind))
+    query = select(AlertRule).where(*conditions).order_by(AlertRule.created_at, AlertRule.id)
+    return await _page(session, query, conditions, AlertRule, limit, offset)
+
+
+async def update_rule(*, session: AsyncSession, rule_id: str, data: RuleUpdate) -> AlertRule:
+    rule = await get_rule(session=session, rule_id=rule_id)
+    if data.params is not None:
+        rule.params = _check_rule(RuleKind(rule.kind), data.params)
+    for name in ("name", "reason", "severity", "enabled"):
+        value = getattr(data, name)
+        if value is not None:
+            setattr(rule, name, value)
+    rule.updated_at = utc_now()
+    await session.flush()
+    return rule
+
+
+async def set_rule_enabled(*, session: AsyncSession, rule_id: str, enabled: bool) -> AlertRule:
+    rule = await get_rule(session=session, rule_id=rule_id)
+    if rule.enabled != enabled:
+        rule.enabled = enabled
+        rule.updated_at = utc_now()
+        await session.flush()
+    return rule
+
+
+async def delete_rule(*, session: AsyncSession, rule_id: str) -> None:
+    """Alerts it raised keep their rule id; the rule stops firing."""
+    rule = await get_rule(session=session, rule_id=rule_id)
+    await session.delete(rule)
+    await session.flush()
+
+
+async def preview_rule(*, session: AsyncSession, rule: Rule, start: datetime, end: datetime) -> rules.PreviewResult:
+    """What the rule would have raised over [start, end) of the stored history; writes nothing."""
+    start, end = as_utc(start), as_utc(end)
+    if end <= start:
+        raise Problem(
+            422,
+            "Invalid period",
+            "to must be after from",
+            code="validation",
+            errors=[field_error("to", "must be after from")],
+        )
+    # Scores before the period serve as history for risk_jump and lifecycle_decline.
+    history_from = start - timedelta(days=max(rule.params.within_days or 0, 31))
+    rows = (
+        await session.execute(
+            select(Signal)
+            .where(Signal.event_type == rules.WATCHES[rule.kind], Signal.at >= history_from, Signal.at < end)
+            .order_by(Signal.at, Signal.id)
+        )
+    ).scalars()
+    signals = [rules.Signal(r.customer_id, r.at, REGISTRY.model(r.event_type).model_validate(r.data)) for r in rows]
+    # The account-managed tier overrides; a score carries its own tier otherwise (tier_of).
+    overrides = await session.execute(select(Customer.customer_id, Customer.tier).where(Customer.tier.is_not(None)))
+    tiers: dict[str, str | None] = dict(overrides.all())
+    if rules.WATCHES[rule.kind] != ScoreUpdated.event_type:
+        latest = await session.execute(select(CustomerScore.customer_id, CustomerScore.value_tier))
+        for customer_id, tier in latest:
+            tiers.setdefault(customer_id, tier)
+    return rules.preview(rule, signals, start=start, end=end, tiers=tiers)
+
+
+# ---- consumed events -> alerts -------------------------------------------------------------------
+
+
+async def handle_event(
+    *, session: AsyncSession, event: Received[ScoreUpdated | ComplaintOpened | ComplaintOverdue | SurveyAnswered]
+) -> list[Alert]:
+    """Record the event, evaluate the stored rules on it, raise or update alerts; returns the alerts it changed."""
     data = event.data
+    if not await _record_signal(session, event):
+        return []  # the same event under another offset: already applied
     if isinstance(data, ScoreUpdated) and not await record_score(session=session, score=data):
         return []  # an older score than one already seen: it must neither raise nor refresh anything
-    rules = await load_rules(session=session)
+    active = await load_rules(session=session)
+    if not active:
+        return []
+    context = await _context(session, data, active)
     changed = []
-    for trigger in evaluate(data, rules):
-        alert = await apply_trigger(session=session, customer_id=data.customer_id, trigger=trigger, event_id=event.id)
+    for trigger in rules.evaluate(data, active, context):
+        alert = await apply_trigger(
+            session=session, customer_id=data.customer_id, trigger=trigger, event_id=event.id, rules_by_id=active
+        )
         if alert is not None:
             changed.append(alert)
     return changed
+
+
+async def _record_signal(session: AsyncSession, event: Received[Any]) -> bool:
+    exists = (await session.execute(select(Signal.id).where(Signal.event_id == event.id))).first()
+    if exists:
+        return False
+    data = event.data
+    at = {
+        ScoreUpdated: lambda d: d.computed_at,
+        ComplaintOpened: lambda d: d.opened_at,
+        ComplaintOverdue: lambda d: d.due_at,
+        SurveyAnswered: lambda d: d.answered_at,
+    }[type(data)](data)
+    session.add(
+        Signal(
+            event_id=event.id,
+            event_type=data.event_type,
+            customer_id=data.customer_id,
+            at=as_utc(at),
+            data=data.model_dump(mode="json"),
+        )
+    )
+    await session.flush()
+    return True
+
+
+async def _context(session: AsyncSession, data: EventData, active: Sequence[Rule]) -> Context:
+    customer_id: str = data.customer_id  # type: ignore[attr-defined]
+    replica = await session.get(Customer, customer_id)
+    tier = replica.tier if replica is not None else None
+    if tier is None and not isinstance(data, ScoreUpdated):
+        latest = await session.get(CustomerScore, customer_id)
+        tier = latest.value_tier if latest is not None else None
+    history: tuple[ScorePoint, ...] = ()
+    if isinstance(data, ScoreUpdated):
+        days = max([r.params.within_days or 0 for r in active if r.kind == RuleKind.risk_jump] + [1])
+        at = as_utc(data.computed_at)
+        rows = (
+            await session.execute(
+                select(Signal.at, Signal.data).where(
+                    Signal.customer_id == customer_id,
+                    Signal.event_type == ScoreUpdated.event_type,
+                    Signal.at >= at - timedelta(days=days),
+                    Signal.at < at,
+                )
+            )
+        ).all()
+        history = tuple(
+            ScorePoint(as_utc(r.at), r.data["current"]["churn_risk"], r.data["current"].get("lifecycle_stage"))
+            for r in rows
+        )
+    return Context(tier=tier, history=history)
 
 
 async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
@@ -67,21 +326,38 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
     if latest is None:
         latest = CustomerScore(customer_id=score.customer_id, churn_risk=score.current.churn_risk)
         session.add(latest)
-    latest.churn_risk = score.current.churn_risk
-    latest.clv = score.current.clv
-    latest.value_at_risk = value_at_risk(score.current)
-    latest.value_tier = score.current.value_tier
+    current = score.current
+    latest.churn_risk = current.churn_risk
+    latest.clv = current.clv
+    latest.value_at_risk = value_at_risk(current)
+    latest.value_tier = current.value_tier
+    latest.p_alive = current.p_alive
+    latest.lifecycle_stage = current.lifecycle_stage
     latest.as_of = computed_at
     latest.updated_at = utc_now()
     # Flushed now, so a later event of the same batch (same session) sees this score.
     await session.flush()
     for alert in await _unresolved_alerts(session, score.customer_id):
-        if _take_risk(alert, latest):
+        changed = _take_risk(alert, latest)
+        # Auto-save clock: starts when the risk falls below the alert's threshold, stops when it rises again.
+        if alert.recover_below is not None:
+            if current.churn_risk < alert.recover_below:
+                alert.risk_below_since = alert.risk_below_since or computed_at
+            elif alert.risk_below_since is not None:
+                alert.risk_below_since = None
+        if changed:
             alert.updated_at = utc_now()
     return True
 
 
-async def apply_trigger(*, session: AsyncSession, customer_id: str, trigger: Trigger, event_id: str) -> Alert | None:
+async def apply_trigger(
+    *,
+    session: AsyncSession,
+    customer_id: str,
+    trigger: Trigger,
+    event_id: str,
+    rules_by_id: Sequence[Rule] = (),
+) -> Alert | None:
     """Raise the alert for (customer, reason), or count one more trigger on the unresolved one.
 
     Returns the alert, or None when this event was already applied to it (a redelivery under a new
@@ -92,21 +368,35 @@ async def apply_trigger(*, session: AsyncSession, customer_id: str, trigger: Tri
     latest = await session.get(CustomerScore, customer_id)
     observed_at = as_utc(trigger.observed_at)
     if alert is None:
+        replica = await session.get(Customer, customer_id)
+        rule = next((r for r in rules_by_id if r.id == trigger.rule_id), None)
         alert = Alert(
             customer_id=customer_id,
             reason=trigger.reason,
+            rule_id=trigger.rule_id or None,
             severity=trigger.severity,
             first_triggered_at=observed_at,
             last_triggered_at=observed_at,
             factors=_factors(trigger.factors),
             event_ids=[event_id],
             open_slot=slot,
+            owner=replica.owner if replica else None,
+            segment=replica.segment if replica else None,
+            tier=(replica.tier if replica else None) or (latest.value_tier if latest else None),
+            # Only a risk-threshold alert can be "saved" by the risk staying low: others have no threshold.
+            recover_below=rule.params.threshold if rule and rule.kind == RuleKind.churn_risk_above else None,
         )
         _take_risk(alert, latest)
+        playbook = await _playbook(session, trigger.reason)
+        alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
         session.add(alert)
         # Flushed at once so a second trigger for the same slot in this batch finds this alert.
         await session.flush()
-        await enqueue(session, alert_event(AlertRaised, alert))
+        await publish(session, alert_event(AlertRaised, alert))
+        if playbook is not None and not alert.control:
+            await create_tasks(
+                session=session, playbook=playbook, customer_id=customer_id, alert_id=alert.id, tier=alert.tier
+            )
         return alert
 
     if event_id in alert.event_ids:
@@ -124,7 +414,7 @@ async def apply_trigger(*, session: AsyncSession, customer_id: str, trigger: Tri
     await session.flush()
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:
-        await enqueue(session, alert_event(AlertUpdated, alert))
+        await publish(session, alert_event(AlertUpdated, alert))
     return alert
 
 
@@ -165,11 +455,16 @@ def alert_event(event_cls: type[AlertEvent], alert: Alert, **extra: Any) -> Aler
         factors=[Factor.model_validate(f) for f in alert.factors],
         event_ids=list(alert.event_ids),
         at=utc_now(),
+        rule_id=alert.rule_id,
+        tier=alert.tier,
+        segment=alert.segment,
+        control=alert.control,
+        snoozed_until=alert.snoozed_until,
         **extra,
     )
 
 
-# ---- reading -------------------------------------------------------------------------------------
+# ---- reading alerts ------------------------------------------------------------------------------
 
 
 async def get_alert(*, session: AsyncSession, alert_id: str, for_update: bool = False) -> Alert:
@@ -178,13 +473,7 @@ async def get_alert(*, session: AsyncSession, alert_id: str, for_update: bool = 
         query = query.with_for_update()
     alert = (await session.execute(query)).scalar_one_or_none()
     if alert is None:
-        raise Problem(
-            404,
-            "Alert not found",
-            f"No alert with id {alert_id}",
-            code="not_found",
-            errors=[field_error("id", "unknown alert")],
-        )
+        raise _not_found("Alert", alert_id, "unknown alert")
     return alert
 
 
@@ -195,32 +484,42 @@ async def list_alerts(
     statuses: Sequence[AlertStatus] = (),
     reasons: Sequence[str] = (),
     severities: Sequence[Severity] = (),
+    owners: Sequence[str] = (),
+    tiers: Sequence[str] = (),
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[Sequence[Alert], int]:
-    """One page of matching alerts, biggest value at risk first (unknown last), then most recent; and the total."""
+    """One page of matching alerts by priority (value at risk, unknown last), then most recent; and the total."""
     conditions = []
     if customer_id is not None:
         conditions.append(Alert.customer_id == customer_id)
-    if statuses:
-        conditions.append(Alert.status.in_([str(s) for s in statuses]))
-    if reasons:
-        conditions.append(Alert.reason.in_(list(reasons)))
-    if severities:
-        conditions.append(Alert.severity.in_([str(s) for s in severities]))
-    total = (await session.execute(select(func.count()).select_from(Alert).where(*conditions))).scalar_one()
+    for column, values in (
+        (Alert.status, statuses),
+        (Alert.reason, reasons),
+        (Alert.severity, severities),
+        (Alert.owner, owners),
+        (Alert.tier, tiers),
+    ):
+        if values:
+            conditions.append(column.in_([str(v) for v in values]))
     query = (
         select(Alert)
         .where(*conditions)
         # id last: a total order, so pages neither repeat nor skip rows
         .order_by(Alert.value_at_risk.desc().nulls_last(), Alert.last_triggered_at.desc(), Alert.id)
-        .limit(min(limit, MAX_PAGE))
-        .offset(offset)
     )
-    return (await session.execute(query)).scalars().all(), total
+    return await _page(session, query, conditions, Alert, limit, offset)
 
 
-# ---- transitions ---------------------------------------------------------------------------------
+async def _page(
+    session: AsyncSession, query: Any, conditions: list[Any], table: Any, limit: int, offset: int
+) -> tuple[Sequence[Any], int]:
+    total = (await session.execute(select(func.count()).select_from(table).where(*conditions))).scalar_one()
+    rows = (await session.execute(query.limit(min(limit, MAX_PAGE)).offset(offset))).scalars().all()
+    return rows, total
+
+
+# ---- alert actions -------------------------------------------------------------------------------
 
 
 async def acknowledge_alert(*, session: AsyncSession, alert_id: str, owner: str | None = None) -> Alert:
@@ -239,13 +538,65 @@ async def acknowledge_alert(*, session: AsyncSession, alert_id: str, owner: str 
         alert.owner = owner
     alert.updated_at = now
     await session.flush()
-    await enqueue(session, alert_event(AlertUpdated, alert))
+    await publish(session, alert_event(AlertUpdated, alert))
     return alert
 
 
-async def resolve_alert(*, session: AsyncSession, alert_id: str, outcome: Outcome, note: str | None = None) -> Alert:
-    """Close the alert with its outcome; this frees the (customer, reason) slot for a new alert."""
+async def snooze_alert(
+    *, session: AsyncSession, alert_id: str, until: datetime, reason: str, now: datetime | None = None
+) -> Alert:
+    """Quiet until `until`: new triggers update it silently; then it is open again (wake_snoozed)."""
+    now = now or utc_now()
+    until = as_utc(until)
+    if until <= now:
+        raise Problem(
+            422,
+            "Invalid snooze",
+            "until must be in the future",
+            code="validation",
+            errors=[field_error("until", "must be in the future")],
+        )
     alert = await get_alert(session=session, alert_id=alert_id, for_update=True)
+    if alert.status not in SNOOZE_FROM:
+        raise _conflict(alert, "snoozed", SNOOZE_FROM)
+    alert.status = AlertStatus.snoozed
+    alert.snoozed_until = until
+    alert.snooze_reason = reason
+    alert.updated_at = now
+    await session.flush()
+    await publish(session, alert_event(AlertUpdated, alert))
+    return alert
+
+
+async def wake_snoozed(*, session: AsyncSession, now: datetime | None = None) -> list[Alert]:
+    """Snoozed alerts whose date has come are open again (and announced once)."""
+    now = now or utc_now()
+    due = (
+        (
+            await session.execute(
+                select(Alert)
+                .where(Alert.status == AlertStatus.snoozed, Alert.snoozed_until <= now)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for alert in due:
+        alert.status = AlertStatus.open
+        alert.snoozed_until = None
+        alert.updated_at = now
+    await session.flush()
+    for alert in due:
+        await publish(session, alert_event(AlertUpdated, alert))
+    return list(due)
+
+
+async def resolve_alert(
+    *, session: AsyncSession, alert_id: str, outcome: Outcome, note: str | None = None, alert: Alert | None = None
+) -> Alert:
+    """Close the alert with its outcome; this frees the (customer, reason) slot for a new alert."""
+    alert = alert or await get_alert(session=session, alert_id=alert_id, for_update=True)
     if alert.status not in RESOLVE_FROM:
         raise _conflict(alert, "resolved", RESOLVE_FROM)
     now = utc_now()
@@ -258,8 +609,29 @@ async def resolve_alert(*, session: AsyncSession, alert_id: str, outcome: Outcom
     alert.updated_at = now
     await session.flush()
     # The note stays here: free text may name people, and the Kafka log cannot be erased.
-    await enqueue(session, alert_event(AlertResolved, alert, outcome=outcome))
+    await publish(session, alert_event(AlertResolved, alert, outcome=outcome))
     return alert
+
+
+async def auto_save(*, session: AsyncSession, after: timedelta, now: datetime | None = None) -> list[Alert]:
+    """Risk alerts whose risk has stayed below their threshold for `after` close as saved."""
+    now = now or utc_now()
+    due = (
+        (
+            await session.execute(
+                select(Alert)
+                .where(Alert.open_slot.is_not(None), Alert.risk_below_since <= now - after)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for alert in due:
+        days = after.total_seconds() / 86400
+        note = f"Churn risk stayed below {alert.recover_below:.0%} for {days:g} days"
+        await resolve_alert(session=session, alert_id=alert.id, outcome=Outcome.saved, note=note, alert=alert)
+    return list(due)
 
 
 def _conflict(alert: Alert, target: str, allowed: frozenset[AlertStatus]) -> Problem:
@@ -273,3 +645,468 @@ def _conflict(alert: Alert, target: str, allowed: frozenset[AlertStatus]) -> Pro
         alert_id=alert.id,
         current_status=str(alert.status),
     )
+
+
+def _not_found(what: str, item_id: str, message: str | None = None) -> Problem:
+    return Problem(
+        404,
+        f"{what} not found",
+        f"No {what.lower()} with id {item_id}",
+        code="not_found",
+        errors=[field_error("id", message or f"unknown {what.lower()}")],
+    )
+
+
+# ---- playbooks and tasks -------------------------------------------------------------------------
+
+
+async def _playbook(session: AsyncSession, reason: str) -> Playbook | None:
+    playbook = (await session.execute(select(Playbook).where(Playbook.reason == reason))).scalar_one_or_none()
+    return playbook if playbook is not None and playbook.enabled else None
+
+
+def steps_of(playbook: Playbook) -> list[Step]:
+    return [
+        Step(
+            action=Action(s["action"]),
+            due_in_hours=float(s["due_in_hours"]),
+            only_tiers=frozenset(s.get("only_tiers") or ()),
+        )
+        for s in playbook.steps
+    ]
+
+
+async def create_tasks(
+    *, session: AsyncSession, playbook: Playbook, customer_id: str, alert_id: str | None, tier: str | None
+) -> list[Task]:
+    """The playbook's tasks for the customer's own account manager, due from now."""
+    replica = await session.get(Customer, customer_id)
+    owner = replica.owner if replica is not None else None
+    now = utc_now()
+    tasks = [
+        Task(
+            alert_id=alert_id,
+            customer_id=customer_id,
+            reason=playbook.reason,
+            action=planned.action,
+            owner=owner,
+            due_at=planned.due_at,
+            created_at=now,
+        )
+        for planned in plan_tasks(steps_of(playbook), tier=tier, now=now)
+    ]
+    session.add_all(tasks)
+    await session.flush()
+    if tasks:
+        await publish(session, *(task_event(TaskCreated, t) for t in tasks))
+    return tasks
+
+
+def task_event(event_cls: type[TaskEvent], task: Task, **extra: Any) -> TaskEvent:
+    return event_cls(
+        task_id=task.id,
+        customer_id=task.customer_id,
+        alert_id=task.alert_id,
+        reason=task.reason,
+        action=task.action,
+        owner=task.owner,
+        status=task.status,
+        due_at=task.due_at,
+        at=utc_now(),
+        **extra,
+    )
+
+
+async def list_tasks(
+    *,
+    session: AsyncSession,
+    owner: str | None = None,
+    status: TaskStatus | None = None,
+    overdue: bool | None = None,
+    customer_id: str | None = None,
+    alert_id: str | None = None,
+    now: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Sequence[Task], int]:
+    """Tasks, soonest due first."""
+    now = now or utc_now()
+    conditions = []
+    for column, value in ((Task.owner, owner), (Task.customer_id, customer_id), (Task.alert_id, alert_id)):
+        if value is not None:
+            conditions.append(column == value)
+    if status is not None:
+        conditions.append(Task.status == str(status))
+    if overdue is True:
+        conditions += [Task.status == TaskStatus.open, Task.due_at < now]
+    elif overdue is False:
+        conditions.append(or_(Task.status != TaskStatus.open, Task.due_at >= now))
+    query = select(Task).where(*conditions).order_by(Task.due_at, Task.id)
+    return await _page(session, query, conditions, Task, limit, offset)
+
+
+async def complete_task(*, session: AsyncSession, task_id: str, note: str | None) -> Task:
+    """Done, with a note. Completing a completed task again changes nothing (a retried request)."""
+    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
+    if task is None:
+        raise _not_found("Task", task_id)
+    if task.status == TaskStatus.completed:
+        return task
+    task.status = TaskStatus.completed
+    task.note = note
+    task.completed_at = utc_now()
+    await session.flush()
+    await publish(session, task_event(TaskCompleted, task, completed_at=task.completed_at))
+    return task
+
+
+async def list_playbooks(*, session: AsyncSession, limit: int, offset: int) -> tuple[Sequence[Playbook], int]:
+    return await _page(session, select(Playbook).order_by(Playbook.reason), [], Playbook, limit, offset)
+
+
+async def get_playbook(*, session: AsyncSession, playbook_id: str) -> Playbook:
+    playbook = await session.get(Playbook, playbook_id)
+    if playbook is None:
+        raise _not_found("Playbook", playbook_id)
+    return playbook
+
+
+async def create_playbook(*, session: AsyncSession, data: PlaybookCreate) -> Playbook:
+    existing = (await session.execute(select(Playbook).where(Playbook.reason == data.reason))).scalar_one_or_none()
+    if existing is not None:
+        raise Problem(
+            409,
+            "Playbook exists",
+            f"Reason {data.reason} already has playbook {existing.id}; PATCH it instead.",
+            code="conflict",
+            errors=[field_error("reason", "already has a playbook")],
+            playbook_id=existing.id,
+        )
+    playbook = Playbook(
+        reason=data.reason,
+        name=data.name,
+        steps=[s.model_dump(mode="json") for s in data.steps],
+        control_share=data.control_share,
+        enabled=data.enabled,
+    )
+    session.add(playbook)
+    await session.flush()
+    return playbook
+
+
+async def update_playbook(*, session: AsyncSession, playbook_id: str, data: PlaybookUpdate) -> Playbook:
+    playbook = await get_playbook(session=session, playbook_id=playbook_id)
+    if data.steps is not None:
+        playbook.steps = [s.model_dump(mode="json") for s in data.steps]
+    for name in ("name", "control_share", "enabled"):
+        value = getattr(data, name)
+        if value is not None:
+            setattr(playbook, name, value)
+    playbook.updated_at = utc_now()
+    await session.flush()
+    return playbook
+
+
+# ---- customers: replica, status (outcomes), erasure ----------------------------------------------
+
+
+def _tier_attribute(attributes: dict[str, Any]) -> str | None:
+    for name in TIER_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and value.lower() in rules.TIERS:
+            return value.lower()
+    return None
+
+
+async def _replica(session: AsyncSession, customer_id: str) -> Customer:
+    replica = await session.get(Customer, customer_id, with_for_update=True)
+    if replica is None:
+        replica = Customer(customer_id=customer_id)
+        session.add(replica)
+    return replica
+
+
+async def on_customer_created(*, session: AsyncSession, data: CustomerCreated) -> None:
+    replica = await _replica(session, data.customer_id)
+    if replica.version >= 1 or replica.erased_at is not None:
+        return  # an update (or the erasure) overtook the creation: it is newer
+    replica.owner = data.owner
+    replica.segment = data.segment
+    replica.status = replica.status or data.status
+    replica.tier = _tier_attribute(data.attributes)
+    replica.version = 1
+    replica.first_seen = as_utc(data.created_at)
+    replica.updated_at = utc_now()
+    await session.flush()
+    # A complaint can overtake the creation (other topic): hand its unowned work to the owner now.
+    if data.owner is not None:
+        await _reassign(session, data.customer_id, None, data.owner)
+    # An imported customer who had already churned counts in the churn history.
+    churned_on = getattr(data, "churned_at", None)
+    if data.status == "churned" and churned_on is not None:
+        session.add(
+            StatusChange(
+                event_id=f"{data.customer_id}:imported-churn",
+                customer_id=data.customer_id,
+                status="churned",
+                reason=getattr(data, "churn_reason", None),
+                at=_end_of(churned_on),
+            )
+        )
+        await session.flush()
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+def churn_time(data: CustomerStatusChanged) -> datetime:
+    """When the churn happened: the reported churn day (end of it) if it lies before the change was recorded."""
+    at = as_utc(data.changed_at)
+    day = getattr(data, "churned_at", None)
+    return min(at, _end_of(day)) if data.status == "churned" and day is not None else at
+
+
+async def on_customer_updated(*, session: AsyncSession, data: CustomerUpdated) -> None:
+    replica = await _replica(session, data.customer_id)
+    if replica.erased_at is not None or (replica.version and data.version <= replica.version):
+        return
+    changed = set(data.changed) or {"owner", "segment", "attributes"}
+    previous_owner = replica.owner
+    if "owner" in changed:
+        replica.owner = data.owner
+    if "segment" in changed:
+        replica.segment = data.segment
+    if "attributes" in changed:
+        replica.tier = _tier_attribute(data.attributes)
+    replica.version = data.version
+    replica.updated_at = utc_now()
+    await session.flush()
+    if replica.owner != previous_owner:
+        await _reassign(session, data.customer_id, previous_owner, replica.owner)
+
+
+async def _reassign(session: AsyncSession, customer_id: str, previous: str | None, owner: str | None) -> None:
+    """Personal continuity: the new account manager takes over the open work the previous one had."""
+    tasks = (
+        await session.execute(
+            select(Task).where(
+                Task.customer_id == customer_id, Task.status == TaskStatus.open, _same(Task.owner, previous)
+            )
+        )
+    ).scalars()
+    for task in tasks:
+        task.owner = owner
+    for alert in await _unresolved_alerts(session, customer_id):
+        if alert.owner == previous:
+            alert.owner = owner
+            alert.updated_at = utc_now()
+            await session.flush()
+            await publish(session, alert_event(AlertUpdated, alert))
+    await session.flush()
+
+
+def _same(column: Any, value: str | None) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+async def on_status_changed(*, session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
+    """Record the change (metrics); a churn closes the customer's open alerts as churned and starts win-back."""
+    data = event.data
+    known = (await session.execute(select(StatusChange.id).where(StatusChange.event_id == event.id))).first()
+    if known:
+        return
+    at = churn_time(data)
+    latest_at = (
+        await session.execute(select(func.max(StatusChange.at)).where(StatusChange.customer_id == data.customer_id))
+    ).scalar_one_or_none()
+    session.add(
+        StatusChange(
+            event_id=event.id,
+            customer_id=data.customer_id,
+            previous_status=data.previous_status,
+            status=data.status,
+            reason=data.reason,
+            at=at,
+        )
+    )
+    replica = await _replica(session, data.customer_id)
+    await session.flush()
+    if latest_at is not None and as_utc(latest_at) > at:
+        return  # an older change arriving late: history for the metrics, but not the current status
+    replica.status = data.status
+    replica.updated_at = utc_now()
+    if data.status != "churned":
+        await session.flush()
+        return
+    for alert in await _unresolved_alerts(session, data.customer_id):
+        await resolve_alert(session=session, alert_id=alert.id, outcome=Outcome.churned, alert=alert)
+        open_tasks = (
+            await session.execute(select(Task).where(Task.alert_id == alert.id, Task.status == TaskStatus.open))
+        ).scalars()
+        for task in open_tasks:
+            task.status = TaskStatus.cancelled
+    playbook = await _playbook(session, rules.Reason.churned)
+    if playbook is not None:
+        latest = await session.get(CustomerScore, data.customer_id)
+        tier = replica.tier or (latest.value_tier if latest else None)
+        await create_tasks(session=session, playbook=playbook, customer_id=data.customer_id, alert_id=None, tier=tier)
+    await session.flush()
+
+
+async def erase_customer(*, session: AsyncSession, data: CustomerErased) -> bool:
+    """Remove the free text held about the customer, keep anonymous aggregates, confirm once.
+
+    Kept: alerts, tasks and outcomes with their numbers and codes (the metrics need them); they name
+    the customer only by the pseudonymous id. Removed: outcome notes, snooze reasons, task notes, the
+    replica's tier attribute. Returns False when the customer was already erased (no second receipt).
+    """
+    replica = await _replica(session, data.customer_id)
+    if replica.erased_at is not None:
+        return False
+    replica.erased_at = as_utc(data.erased_at)
+    replica.tier = None
+    replica.updated_at = utc_now()
+    alerts = (await session.execute(select(Alert).where(Alert.customer_id == data.customer_id))).scalars().all()
+    for alert in alerts:
+        alert.outcome_note = None
+        alert.snooze_reason = None
+    tasks = (await session.execute(select(Task).where(Task.customer_id == data.customer_id))).scalars().all()
+    for task in tasks:
+        task.note = None
+    await session.flush()
+    summary = (
+        f"Removed free-text notes from {len(alerts)} alert(s) and {len(tasks)} task(s) and the customer's tier "
+        "attribute; kept alerts, tasks and outcomes by pseudonymous id as anonymous aggregates."
+    )
+    await enqueue(
+        session,
+        ErasureConfirmed(customer_id=data.customer_id, service="retention", erased_at=utc_now(), summary=summary),
+    )
+    return True
+
+
+# ---- metrics -------------------------------------------------------------------------------------
+
+
+async def metrics(
+    *, session: AsyncSession, start: datetime, end: datetime, group_by: str | None, lookback: timedelta
+) -> tuple[outcomes.Metrics, list[outcomes.Metrics]]:
+    start, end = as_utc(start), as_utc(end)
+    if end <= start:
+        raise Problem(
+            422,
+            "Invalid period",
+            "to must be after from",
+            code="validation",
+            errors=[field_error("to", "must be after from")],
+        )
+    replicas = {c.customer_id: c for c in (await session.execute(select(Customer))).scalars()}
+    scores = dict((await session.execute(select(CustomerScore.customer_id, CustomerScore.value_tier))).all())
+    changes: dict[str, list[tuple[datetime, str]]] = {}
+    for customer_id, at, status in await session.execute(
+        select(StatusChange.customer_id, StatusChange.at, StatusChange.status)
+    ):
+        changes.setdefault(customer_id, []).append((as_utc(at), status))
+    alert_rows = (
+        await session.execute(
+            select(
+                Alert.customer_id, Alert.reason, Alert.first_triggered_at, Alert.rule_id, Alert.outcome, Alert.control
+            )
+        )
+    ).all()
+    ids = set(replicas) | set(scores) | set(changes) | {r.customer_id for r in alert_rows}
+    facts = [
+        outcomes.CustomerFact(
+            customer_id=i,
+            tier=(replicas[i].tier if i in replicas else None) or scores.get(i),
+            segment=replicas[i].segment if i in replicas else None,
+            first_seen=as_utc(replicas[i].first_seen) if i in replicas else None,
+            status_changes=tuple(changes.get(i, ())),
+        )
+        for i in sorted(ids)
+    ]
+    alert_facts = [
+        outcomes.AlertFact(
+            customer_id=r.customer_id,
+            reason=r.reason,
+            first_triggered_at=as_utc(r.first_triggered_at),
+            rule_id=r.rule_id,
+            outcome=r.outcome,
+            control=bool(r.control),
+        )
+        for r in alert_rows
+    ]
+    overall = outcomes.compute(facts, alert_facts, start=start, end=end, lookback=lookback)
+    groups = (
+        outcomes.grouped(facts, alert_facts, group_by=group_by, start=start, end=end, lookback=lookback)
+        if group_by
+        else []
+    )
+    return overall, groups
+
+
+# ---- webhooks ------------------------------------------------------------------------------------
+
+
+async def create_webhook(*, session: AsyncSession, data: WebhookCreate) -> Webhook:
+    known = {m.event_type for m in REGISTRY if m.topic == "crm.retention.v1"}
+    unknown = sorted(set(data.event_types) - known)
+    if unknown:
+        raise Problem(
+            422,
+            "Invalid webhook",
+            f"Unknown event types {unknown}",
+            code="validation",
+            errors=[field_error("event_types", f"choose from {sorted(known)}")],
+        )
+    hook = Webhook(url=str(data.url), event_types=sorted(set(data.event_types)), secret=data.secret)
+    session.add(hook)
+    await session.flush()
+    return hook
+
+
+async def get_webhook(*, session: AsyncSession, webhook_id: str, active_only: bool = True) -> Webhook:
+    hook = await session.get(Webhook, webhook_id)
+    if hook is None or (active_only and not hook.active):
+        raise _not_found("Webhook", webhook_id)
+    return hook
+
+
+async def list_webhooks(*, session: AsyncSession, limit: int, offset: int) -> tuple[Sequence[Webhook], int]:
+    conditions = [Webhook.active.is_(True)]
+    query = select(Webhook).where(*conditions).order_by(Webhook.created_at, Webhook.id)
+    return await _page(session, query, conditions, Webhook, limit, offset)
+
+
+async def delete_webhook(*, session: AsyncSession, webhook_id: str) -> None:
+    """Unsubscribe: nothing more is queued or sent; its delivery log stays readable."""
+    hook = await get_webhook(session=session, webhook_id=webhook_id)
+    hook.active = False
+    await session.execute(
+        WebhookDelivery.__table__.update()
+        .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
+        .values(status="failed", last_error="webhook deleted")
+    )
+    await session.flush()
+
+
+async def list_deliveries(
+    *, session: AsyncSession, webhook_id: str, limit: int, offset: int
+) -> tuple[Sequence[WebhookDelivery], int]:
+    await get_webhook(session=session, webhook_id=webhook_id, active_only=False)
+    conditions = [WebhookDelivery.webhook_id == webhook_id]
+    query = select(WebhookDelivery).where(*conditions).order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+    return await _page(session, query, conditions, WebhookDelivery, limit, offset)
+
+
+# ---- housekeeping --------------------------------------------------------------------------------
+
+
+async def prune(
+    *, session: AsyncSession, signals_for: timedelta, changes_for: timedelta, now: datetime | None = None
+) -> None:
+    """Drop signals and alert changes past their retention (they only serve preview, risk_jump and replay)."""
+    now = now or utc_now()
+    await session.execute(delete(Signal).where(Signal.at < now - signals_for))
+    await session.execute(delete(AlertChange).where(AlertChange.at < now - changes_for))

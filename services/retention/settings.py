@@ -3,21 +3,36 @@ from functools import cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.events.contracts.common import Severity
 from servicekit.settings import ServiceSettings
 
 
 class RetentionSettings(ServiceSettings):
+    """Alert rules and playbooks live in the database (seeded by the migration); these tune the loops."""
+
     model_config = SettingsConfigDict(env_prefix="RETENTION_", extra="ignore")
 
     name: str = "retention"
     port: int = 8004
 
-    # Defaults of the built-in alert rules (see rules.RuleSet.from_settings); a stored rules table
-    # can replace them later without touching the handlers.
-    risk_threshold: float = Field(0.6, ge=0, le=1)
-    # Severity values (a StrEnum, so they compare equal to "high", "critical"); a typo fails at startup.
-    severe_complaint_severities: list[Severity] = [Severity.high, Severity.critical]
+    # A churn-risk alert closes as saved once the risk stayed below its rule's threshold this long.
+    saved_after_days: float = Field(14.0, gt=0)
+    # Consumed scores, complaints and surveys kept for risk_jump and rule preview.
+    signal_retention_days: float = Field(400.0, gt=0)
+    # Look-back of recall: a churn counts as warned if an alert was first raised this long before it.
+    warning_lookback_days: float = Field(180.0, gt=0)
+    # Snooze wake-up, auto-save and pruning run this often (consume role).
+    housekeeping_interval_s: float = Field(5.0, gt=0)
+    # Alert changes kept for SSE Last-Event-ID replay.
+    alert_changes_retention_hours: float = Field(72.0, gt=0)
+    stream_poll_interval_s: float = Field(1.0, gt=0)
+    stream_keepalive_s: float = Field(15.0, gt=0)
+
+    webhook_poll_interval_s: float = Field(1.0, gt=0)
+    webhook_batch_size: int = Field(50, ge=1)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff_base_s: float = Field(2.0, gt=0)
+    webhook_backoff_cap_s: float = Field(900.0, gt=0)
 
 
 @cache

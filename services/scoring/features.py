@@ -63,12 +63,16 @@ class FeatureState:
     segment: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     customer_version: int = 0
+    churned_at: datetime | None = None  # when the status last became churned (the training label's date)
     # Purchases: enough for recency, the customer's own rhythm and (later) BG/NBD and Gamma-Gamma.
     purchases: int = 0
     total_spend: float = 0.0
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
     recent_purchases: list[PurchaseMark] = field(default_factory=list)
+    # Spend per purchase day (UTC ISO date -> amount), the whole history: BG/NBD counts purchase days,
+    # Gamma-Gamma averages repeat-day spend, and the lifecycle stage compares half-years.
+    purchase_days: dict[str, float] = field(default_factory=dict)
     returns: int = 0
     last_return_at: datetime | None = None
     # Complaints. A complaint's id is the id of the interaction that recorded it (as the interaction
@@ -211,6 +215,8 @@ def record_interaction(
         state.first_purchase_at = min(state.first_purchase_at, at) if state.first_purchase_at else at
         state.last_purchase_at = max(state.last_purchase_at, at) if state.last_purchase_at else at
         state.recent_purchases.append(PurchaseMark(at=at, amount=value))
+        day = at.date().isoformat()
+        state.purchase_days[day] = state.purchase_days.get(day, 0.0) + value
         state.recent_purchases.sort(key=lambda p: p.at)
     elif type == InteractionType.return_:
         state.returns += 1
@@ -346,10 +352,12 @@ def customer_upserted(
     return True
 
 
-def customer_status_changed(state: FeatureState, *, status: str) -> bool:
+def customer_status_changed(state: FeatureState, *, status: str, changed_at: datetime | None = None) -> bool:
     if state.erased or state.status == status:
         return False
     state.status = status
+    if status == "churned" and changed_at is not None:
+        state.churned_at = utc(changed_at)
     return True
 
 
@@ -375,6 +383,7 @@ _DATETIME_FIELDS = frozenset(
         "last_contact_at",
         "first_seen_at",
         "last_event_at",
+        "churned_at",
     }
 )
 STATE_FIELDS = tuple(f.name for f in fields(FeatureState))
@@ -392,6 +401,7 @@ def dump_state(state: FeatureState) -> dict[str, Any]:
     out["closed_complaint_ids"] = list(state.closed_complaint_ids)
     out["seen_ids"] = list(state.seen_ids)
     out["attributes"] = dict(state.attributes)
+    out["purchase_days"] = dict(state.purchase_days)
     # Counters kept as columns for queries and dashboards.
     out["open_complaints"] = state.open_complaints
     out["overdue_complaints"] = state.overdue_complaints
@@ -416,6 +426,7 @@ def load_state(values: dict[str, Any]) -> FeatureState:
     kwargs["closed_complaint_ids"] = list(values.get("closed_complaint_ids") or [])
     kwargs["seen_ids"] = list(values.get("seen_ids") or [])
     kwargs["attributes"] = dict(values.get("attributes") or {})
+    kwargs["purchase_days"] = dict(values.get("purchase_days") or {})
     return FeatureState(**kwargs)
 
 

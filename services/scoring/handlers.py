@@ -17,6 +17,7 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.events.contracts.common import InteractionType
 from servicekit.events.contracts.customer import (
     CustomerCreated,
     CustomerErased,
@@ -69,7 +70,9 @@ async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpd
 
 
 async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
-    await _apply_customer(session, event, partial(features.customer_status_changed, status=event.data.status))
+    d = event.data
+    change = partial(features.customer_status_changed, status=d.status, changed_at=d.changed_at)
+    await _apply_customer(session, event, change)
 
 
 async def on_customer_erased(session: AsyncSession, event: Received[CustomerErased]) -> None:
@@ -105,7 +108,15 @@ async def on_interaction_recorded(session: AsyncSession, event: Received[Interac
         severity=d.severity,
         sentiment=d.sentiment,
     )
-    await _rescore(session, event, change, at=d.occurred_at)
+    scored = await _rescore(session, event, change, at=d.occurred_at)
+    if scored and d.type == InteractionType.purchase:
+        service.record_purchase(
+            session=session,
+            interaction_id=d.interaction_id,
+            customer_id=d.customer_id,
+            occurred_at=d.occurred_at,
+            amount=float(d.amount or 0),
+        )
 
 
 async def on_complaint_updated(session: AsyncSession, event: Received[ComplaintUpdated]) -> None:
@@ -143,8 +154,8 @@ async def on_survey_answered(session: AsyncSession, event: Received[SurveyAnswer
         raise PoisonEvent(str(exc)) from exc
 
 
-async def _rescore(session: AsyncSession, event: Received, change: service.Change, *, at: datetime) -> None:
-    await service.apply_event(
+async def _rescore(session: AsyncSession, event: Received, change: service.Change, *, at: datetime) -> bool:
+    return await service.apply_event(
         session=session,
         customer_id=event.data.customer_id,
         change=change,

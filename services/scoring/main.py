@@ -5,6 +5,7 @@ from pathlib import Path
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
 from services.scoring.handlers import HANDLERS
+from services.scoring.jobs import run_jobs
 from services.scoring.models import metadata
 from services.scoring.router import router
 from services.scoring.settings import ScoringSettings
@@ -18,4 +19,5 @@ SPEC = ServiceSpec(
     routers=[router],
     handlers=HANDLERS,
     consumes=[topics.CUSTOMER, topics.INTERACTION],
+    background=[run_jobs],
 )

@@ -1,12 +1,23 @@
-"""HTTP routes of the scoring service (read-only: scores change only through events)."""
+"""HTTP routes of the scoring service: scores change only through events; models through background jobs."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from servicekit.deps import SessionDep
-from services.scoring import service
-from services.scoring.models import CustomerScoresPublic, RankedScoresPublic, ScoreHistoryPublic
+from servicekit.problems import Problem, field_error
+from services.scoring import jobs, service
+from services.scoring.models import (
+    ChurnTrainRequest,
+    CustomerScoresPublic,
+    JobPublic,
+    ModelVersionPublic,
+    ModelVersionsPublic,
+    PurchaseHistoryPublic,
+    RankedScoresPublic,
+    ScoreHistoryPublic,
+    ValueRefitRequest,
+)
 
 router = APIRouter(tags=["scores"])
 
@@ -38,8 +49,93 @@ async def list_scores(
     min_risk: Annotated[float | None, Query(ge=0, le=1, description="only churn risk at or above this")] = None,
     segment: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[str | None, Query(max_length=20, description="customer status, e.g. active")] = None,
+    tier: Annotated[Literal["platinum", "gold", "iron", "lead"] | None, Query(description="value tier")] = None,
+    stage: Annotated[
+        Literal["exploration", "formation", "stability", "decline"] | None, Query(description="lifecycle stage")
+    ] = None,
+    sort: Annotated[Literal["risk", "value_at_risk"], Query(description="value_at_risk = CLV x churn risk")] = "risk",
 ) -> RankedScoresPublic:
-    """Customers ranked by churn risk, highest first."""
+    """Customers ranked by churn risk or value at risk, highest first ("which platinum customers are most at
+    risk?": ?tier=platinum&sort=value_at_risk)."""
     return await service.ranked_scores(
-        session=session, limit=limit, offset=offset, min_risk=min_risk, segment=segment, status=status
+        session=session,
+        limit=limit,
+        offset=offset,
+        min_risk=min_risk,
+        segment=segment,
+        status=status,
+        tier=tier,
+        stage=stage,
+        sort=sort,
     )
+
+
+# ---- models and jobs -----------------------------------------------------------------------------------
+
+
+@router.post("/models/value/refit", response_model=JobPublic, status_code=202, tags=["models"])
+async def refit_value_model(session: SessionDep, body: ValueRefitRequest | None = None) -> JobPublic:
+    """Start a BG/NBD + Gamma-Gamma refit over the purchase history; poll GET /jobs/{id}."""
+    body = body or ValueRefitRequest()
+    request = {
+        "calibration_end": None if body.calibration_end is None else body.calibration_end.isoformat(),
+        "segment": body.segment,
+    }
+    job = await jobs.enqueue_job(session=session, kind=jobs.VALUE_REFIT, request={**request, "rescore": body.rescore})
+    await session.commit()
+    return await service.job_public(session=session, job_id=job.id)
+
+
+@router.post("/models/churn/train", response_model=JobPublic, status_code=202, tags=["models"])
+async def train_churn_model(session: SessionDep, body: ChurnTrainRequest | None = None) -> JobPublic:
+    """Start training a churn model on customers who churned (features before their churn date) against
+    active ones; poll GET /jobs/{id}. The new version is activated unless activate is false."""
+    body = body or ChurnTrainRequest()
+    request = body.model_dump(mode="json")
+    job = await jobs.enqueue_job(session=session, kind=jobs.CHURN_TRAIN, request=request)
+    await session.commit()
+    return await service.job_public(session=session, job_id=job.id)
+
+
+@router.get("/models/value/purchases", response_model=PurchaseHistoryPublic, tags=["models"])
+async def purchase_history(
+    session: SessionDep, segment: Annotated[str | None, Query(max_length=100)] = None
+) -> PurchaseHistoryPublic:
+    """The purchase history a value refit would read (e.g. to see that an import has arrived)."""
+    return await service.purchase_history(session=session, segment=segment)
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic, tags=["models"])
+async def get_job(job_id: str, session: SessionDep) -> JobPublic:
+    """A background job's status (queued, running, succeeded, failed), progress 0..1 and result."""
+    return await service.job_public(session=session, job_id=job_id)
+
+
+@router.get("/models", response_model=ModelVersionsPublic, tags=["models"])
+async def list_models(
+    session: SessionDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    kind: Annotated[Literal["value", "churn"] | None, Query()] = None,
+) -> ModelVersionsPublic:
+    """Model versions with their parameters and metrics, newest first; `active` marks the ones in use."""
+    return await service.model_versions(session=session, kind=kind, limit=limit, offset=offset)
+
+
+@router.post("/models/{model_id}/activate", response_model=ModelVersionPublic, tags=["models"])
+async def activate_model(model_id: str, session: SessionDep) -> ModelVersionPublic:
+    """Choose the active version of its kind (also to roll back); every customer is rescored with it."""
+    try:
+        row = await jobs.activate_version(session=session, model_id=model_id)
+    except LookupError:
+        raise Problem(
+            404,
+            "Model not found",
+            f"No model version {model_id}",
+            code="not_found",
+            errors=[field_error("id", f"unknown model {model_id}")],
+        ) from None
+    await jobs.enqueue_job(session=session, kind=jobs.RESCORE, request={"model_id": model_id})
+    public = service.model_public(row)
+    await session.commit()
+    return public

@@ -1,10 +1,11 @@
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
 from services.scoring.rules import RuleWeights
+from services.scoring.value_model import ClvSettings
 
 
 class ScoringSettings(ServiceSettings):
@@ -14,6 +15,30 @@ class ScoringSettings(ServiceSettings):
     port: int = 8003
     # Rule weights; override any subset as JSON, e.g. SCORING_WEIGHTS='{"complaint_30d": 0.8}'.
     weights: RuleWeights = Field(default_factory=RuleWeights)
+
+    # CLV of a refit (stored with the version it produces, so its tier thresholds stay consistent).
+    clv_horizon_months: int = Field(12, ge=1, le=120)
+    clv_annual_discount_rate: float = Field(0.10, ge=0, le=1)
+    clv_margin: float = Field(1.0, gt=0, le=1)
+    # Customer pyramid: shares of customers in platinum, gold, iron (the rest is lead), by CLV.
+    tier_shares: tuple[float, float, float] = (0.05, 0.15, 0.30)
+
+    # Background jobs (value refit, churn training), run by the consume role.
+    refit_interval_hours: float = Field(0.0, ge=0)  # scheduled value refit; 0 = off
+    job_poll_interval_s: float = Field(0.5, gt=0)
+    job_heartbeat_s: float = Field(5.0, gt=0)
+    job_stale_after_s: float = Field(60.0, gt=0)  # a running job without heartbeat this long has crashed
+    rescore_chunk: int = Field(500, ge=1)  # customers per transaction when a new model is applied to all
+
+    @field_validator("tier_shares")
+    @classmethod
+    def _shares(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in value) or sum(value) >= 1:
+            raise ValueError("tier shares must be positive and sum to less than 1 (the rest is lead)")
+        return value
+
+    def clv(self) -> ClvSettings:
+        return ClvSettings(self.clv_horizon_months, self.clv_annual_discount_rate, self.clv_margin)
 
 
 @cache

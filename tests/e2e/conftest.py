@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.__main__ import issue_token
+from gateway.settings import GatewaySettings
 from servicekit.launcher import SERVICES, Platform, platform_processes
 from servicekit.settings import REPO_ROOT, state_dir
 
@@ -60,7 +62,14 @@ def platform(infrastructure: None) -> Iterator[Platform]:
     specs = platform_processes(
         database_urls=urls,
         port_offset=PORT_OFFSET,
-        extra_env={"KAFKA_BOOTSTRAP_SERVERS": KAFKA, "CRM_LOG_LEVEL": "INFO"},
+        # The services check the gateway's signed internal credential, as in production.
+        extra_env={
+            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "CRM_LOG_LEVEL": "INFO",
+            "CRM_INTERNAL_AUTH": "on",
+            # Admins (the tests' default caller) are not throttled; the other roles keep their defaults.
+            "GATEWAY_RATE_LIMITS": '{"agent": 20, "manager": 30, "analyst": 20, "admin": 10000, "integration": 200}',
+        },
     )
     running = Platform(specs, log_dir=state_dir() / "e2e-logs")
     try:
@@ -71,9 +80,16 @@ def platform(infrastructure: None) -> Iterator[Platform]:
         running.stop_all()
 
 
+def token(role: str = "admin", sub: str = "e2e-admin", team: list[str] | None = None) -> str:
+    """A JWT the test platform's gateway accepts (same GATEWAY_JWT_SECRET as this process)."""
+    return issue_token(GatewaySettings(), sub=sub, role=role, ttl_s=3600, team=team)
+
+
 @pytest.fixture
 async def gateway(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as client:
+    """A client of the public API, authenticated as an admin."""
+    headers = {"Authorization": f"Bearer {token()}"}
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10, headers=headers) as client:
         yield client
 
 

@@ -3,10 +3,10 @@
 Contracts change additively; a breaking change is a new event type (e.g. ``customer.created.v2``).
 """
 
-from servicekit.events.contracts import customer, erasure, interaction, retention, scoring, topics
+from servicekit.events.contracts import customer, erasure, erp, interaction, retention, scoring, topics
 from servicekit.events.registry import REGISTRY
 
-for _module in (customer, interaction, scoring, retention, erasure):
+for _module in (customer, interaction, scoring, retention, erasure, erp):
     REGISTRY.register(*_module.MODELS)
 
 __all__ = ["customer", "erasure", "interaction", "retention", "scoring", "topics"]

@@ -4,7 +4,7 @@ They carry ids, references and classification only, never names or contact detai
 stays in the customer master, so erasing it there does not leave copies in the Kafka log.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from servicekit.events.contracts import topics
@@ -27,6 +27,9 @@ class CustomerCreated(CustomerEvent):
     tags: list[str] = []
     attributes: dict[str, Any] = {}
     created_at: datetime
+    # Customers imported with their history: the day and reason code of their last churn.
+    churned_at: date | None = None
+    churn_reason: str | None = None
 
 
 class CustomerUpdated(CustomerEvent):
@@ -45,8 +48,10 @@ class CustomerStatusChanged(CustomerEvent):
     event_type = "customer.status_changed"
     previous_status: CustomerStatus | None
     status: CustomerStatus
-    reason: str | None = None
+    reason: str | None = None  # churn reason code (services.customer.lifecycle.ChurnReason) when churned
     changed_at: datetime
+    churned_at: date | None = None  # the day the customer churned (may lie before changed_at)
+    version: int | None = None  # the customer's version after this change
 
 
 class CustomerErased(CustomerEvent):

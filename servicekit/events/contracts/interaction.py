@@ -46,6 +46,8 @@ class ComplaintUpdated(InteractionEvent):
     status: str
     severity: Severity
     changed_at: datetime
+    category: str | None = None
+    due_at: datetime | None = None
 
 
 class ComplaintOverdue(InteractionEvent):
@@ -54,6 +56,8 @@ class ComplaintOverdue(InteractionEvent):
     severity: Severity
     status: str
     due_at: datetime
+    category: str | None = None
+    detected_at: datetime | None = None  # when the SLA watcher noticed; emitted once per complaint
 
 
 class SurveyAnswered(InteractionEvent):

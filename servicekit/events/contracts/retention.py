@@ -1,4 +1,8 @@
-"""Events published by the retention service on crm.retention.v1."""
+"""Events published by the retention service on crm.retention.v1.
+
+They carry ids, classifications and numbers, never the free-text notes (those stay erasable in the
+retention database).
+"""
 
 from datetime import datetime
 
@@ -21,6 +25,13 @@ class AlertEvent(EventData):
     factors: list[Factor] = []
     event_ids: list[str] = []
     at: datetime
+    # Added in phase 2 (additive): the rule that raised it, the customer's tier and segment, whether
+    # the playbook held this alert back as a control (no action), and the snooze end.
+    rule_id: str | None = None
+    tier: str | None = None
+    segment: str | None = None
+    control: bool = False
+    snoozed_until: datetime | None = None
 
 
 class AlertRaised(AlertEvent):
@@ -36,4 +47,28 @@ class AlertResolved(AlertEvent):
     outcome: str | None = None
 
 
-MODELS = (AlertRaised, AlertUpdated, AlertResolved)
+class TaskEvent(EventData):
+    """A retention task for the customer's account manager, from the playbook of the alert's reason."""
+
+    topic = topics.RETENTION
+    task_id: str
+    customer_id: str
+    alert_id: str | None = None  # None for tasks not tied to an alert (win-back after churn)
+    reason: str
+    action: str  # call_owner, service_recovery, loyalty_offer, executive_outreach, satisfaction_survey, win_back_offer
+    owner: str | None = None
+    status: str
+    due_at: datetime
+    at: datetime
+
+
+class TaskCreated(TaskEvent):
+    event_type = "task.created"
+
+
+class TaskCompleted(TaskEvent):
+    event_type = "task.completed"
+    completed_at: datetime
+
+
+MODELS = (AlertRaised, AlertUpdated, AlertResolved, TaskCreated, TaskCompleted)

@@ -23,6 +23,7 @@ class ScoreValues(BaseModel):
     lifecycle_stage: str | None = None
     p_alive: float | None = None
     clv: float | None = None
+    expected_purchases: float | None = None  # over the CLV horizon of the value model
 
 
 class ScoreUpdated(EventData):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+import servicekit.types
 from alembic import op
 ${imports if imports else ""}
 

@@ -1,10 +1,12 @@
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.__main__ import issue_token
 from gateway.main import create_app
 from gateway.settings import SERVICES, GatewaySettings
 from tests.unit.gateway.fakes import FakeService, Servers
@@ -27,19 +29,31 @@ async def fakes() -> AsyncIterator[dict[str, FakeService]]:
         await servers.stop()
 
 
+def bearer(role: str = "admin", sub: str = "tester", team: list[str] | None = None) -> dict[str, str]:
+    """An Authorization header with a token the test gateway (default local secret) accepts."""
+    return {"Authorization": f"Bearer {issue_token(GatewaySettings(), sub=sub, role=role, ttl_s=600, team=team)}"}
+
+
 @pytest.fixture
-async def start_gateway(fakes: dict[str, FakeService]) -> AsyncIterator[StartGateway]:
-    """Start a gateway (real uvicorn) in front of the fakes; keyword arguments override settings."""
+async def start_gateway(fakes: dict[str, FakeService], tmp_path: Path) -> AsyncIterator[StartGateway]:
+    """Start a gateway (real uvicorn) in front of the fakes; keyword arguments override settings.
+
+    The client authenticates as an admin unless ``as_role`` says otherwise (None: no credentials).
+    """
     servers = Servers()
     async with AsyncExitStack() as stack:
         stack.push_async_callback(servers.stop)
 
-        async def start(transport: httpx.AsyncBaseTransport | None = None, **overrides: Any) -> httpx.AsyncClient:
+        async def start(
+            transport: httpx.AsyncBaseTransport | None = None, as_role: str | None = "admin", **overrides: Any
+        ) -> httpx.AsyncClient:
             values: dict[str, Any] = {f"{name}_url": service.url for name, service in fakes.items()}
+            values["database_url"] = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
             values.update(overrides)
             app = create_app(GatewaySettings(**values), transport=transport)
             url = await servers.start(app)
-            return await stack.enter_async_context(httpx.AsyncClient(base_url=url, trust_env=False))
+            headers = bearer(as_role) if as_role else {}
+            return await stack.enter_async_context(httpx.AsyncClient(base_url=url, trust_env=False, headers=headers))
 
         yield start
 

@@ -34,6 +34,8 @@ class FakeService:
     ready: bool = True
     seen: list[Seen] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    # Canned JSON answers by path (e.g. a customer with its owner); other paths are echoed.
+    objects: dict[str, Any] = field(default_factory=dict)
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -97,6 +99,8 @@ class FakeService:
 
         @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         async def echo(path: str, request: Request) -> JSONResponse:
+            if request.url.path in self.objects:
+                return JSONResponse(self.objects[request.url.path])
             body = {
                 "service": self.name,
                 "method": request.method,

@@ -78,12 +78,13 @@ async def test_request_id_is_created_when_the_client_sends_none(
 async def test_authorization_and_cookies_stay_at_the_edge_while_relevant_headers_go_through(
     gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
 ) -> None:
+    # The client's own (valid) Authorization header is sent by the fixture.
     await gateway.post(
         "/api/v1/interactions",
         content=b'{"type":"call"}',
         headers={
-            "Authorization": "Bearer external-token",
             "Cookie": "session=s",
+            "X-CRM-Principal": "role=admin&sub=forged",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "If-Match": '"3"',
@@ -96,6 +97,7 @@ async def test_authorization_and_cookies_stay_at_the_edge_while_relevant_headers
     assert "authorization" not in headers
     assert "cookie" not in headers
     assert "x-internal-token" not in headers
+    assert headers["x-crm-principal"] == "kind=user&role=admin&sub=tester"
     assert headers["content-type"] == "application/json"
     assert headers["accept"] == "application/json"
     assert headers["if-match"] == '"3"'

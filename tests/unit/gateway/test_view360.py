@@ -23,6 +23,14 @@ async def test_360_combines_every_part_from_its_own_service(
         "query": "limit=20",
     }
     assert body["alerts"]["query"] == "customer_id=c-1&status=open&status=acknowledged&status=snoozed"
+    assert body["complaints"]["path"] == "/complaints"
+    assert body["complaints"]["query"] == "customer_id=c-1&status=open&status=acknowledged&status=valid"
+    assert body["tasks"] == {
+        "service": "retention",
+        "method": "GET",
+        "path": "/tasks",
+        "query": "customer_id=c-1&status=open",
+    }
     assert all(service.seen[-1].headers["x-request-id"] == "view-1" for service in fakes.values())
 
 
@@ -69,7 +77,8 @@ async def test_360_percent_encodes_the_customer_id_for_the_services(
     assert response.status_code == 200
     assert response.json()["customer_id"] == "a b"
     assert fakes["customer"].seen[-1].path == "/customers/a b"
-    assert fakes["retention"].seen[-1].query == "customer_id=a+b&status=open&status=acknowledged&status=snoozed"
+    alert_queries = [seen.query for seen in fakes["retention"].seen if seen.path == "/alerts"]
+    assert alert_queries == ["customer_id=a+b&status=open&status=acknowledged&status=snoozed"]
 
 
 async def test_360_is_a_503_problem_when_no_service_answers(start_gateway: StartGateway) -> None:
@@ -81,4 +90,11 @@ async def test_360_is_a_503_problem_when_no_service_answers(start_gateway: Start
 
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM
-    assert set(response.json()["unavailable"]) == {"profile", "scores", "interactions", "alerts"}
+    assert set(response.json()["unavailable"]) == {
+        "profile",
+        "scores",
+        "interactions",
+        "complaints",
+        "alerts",
+        "tasks",
+    }

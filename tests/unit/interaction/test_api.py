@@ -1,53 +1,7 @@
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
 import httpx
 import pytest
 
-from servicekit.db import Database
-from servicekit.service import API, create_app
-from services.interaction.directory import CustomerDirectory
-from services.interaction.main import SPEC
-from services.interaction.models import metadata
-from services.interaction.settings import InteractionSettings
-
-CUSTOMER = {"id": "c-1", "status": "active", "external_ref": None, "version": 1, "updated_at": "2026-01-01T00:00:00Z"}
 COMPLAINT = {"customer_id": "c-1", "type": "complaint", "severity": "high", "text": "Late again."}
-
-
-class CustomerService:
-    """httpx transport playing the customer service: knows c-1, or fails as told."""
-
-    def __init__(self) -> None:
-        self.fail: Callable[[], httpx.Response] | None = None
-        self.calls: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request)
-        if self.fail is not None:
-            return self.fail()
-        if request.url.path == "/customers/c-1":
-            return httpx.Response(200, json=CUSTOMER)
-        return httpx.Response(404, json={"title": "Customer not found"})
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, CustomerService]]:
-    settings = InteractionSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
-    app = create_app(SPEC, settings, roles=(API,))
-    database: Database = app.state.database
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    customers = CustomerService()
-    app.state.customer_directory = CustomerDirectory(
-        "http://customer", timeout_s=1, transport=httpx.MockTransport(customers)
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://interaction") as client,
-    ):
-        yield client, customers
-    assert app.state.customer_directory is None  # closed by the router's lifespan
 
 
 async def test_a_complaint_for_a_customer_just_created_elsewhere_is_accepted(api):
@@ -130,3 +84,21 @@ async def test_the_timeline_pages_newest_first_and_refuses_an_empty_period(api):
     assert empty.json()["errors"][0]["field"] == "until"
     too_many = await client.get("/customers/c-1/interactions", params={"limit": 1000})
     assert too_many.status_code == 422
+
+
+async def test_calls_to_the_customer_service_carry_the_internal_credential(api):
+    from servicekit.auth import current_settings, verify
+
+    client, customers = api
+    await client.post("/interactions", json=COMPLAINT)
+    [call] = customers.calls
+    settings = current_settings()
+    assert call.headers["x-crm-principal"] == "service:interaction"
+    assert verify(
+        call.headers["x-crm-internal"],
+        "GET",
+        "/customers/c-1",
+        token=settings.internal_token,
+        max_age_s=settings.internal_auth_max_age_s,
+        principal="service:interaction",
+    )

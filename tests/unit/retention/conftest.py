@@ -1,28 +1,50 @@
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from servicekit.db import Database
-from services.retention.models import metadata
-from services.retention.settings import get_settings
+from servicekit.service import API, create_app
+from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
+from services.retention.models import AlertRule, Playbook, metadata
+from services.retention.settings import RetentionSettings, get_settings
 
 
 @pytest.fixture(autouse=True)
 def retention_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings read from a clean environment, with state kept out of the repository."""
     monkeypatch.setenv("CRM_STATE_DIR", str(tmp_path / "state"))
-    for name in ("RETENTION_RISK_THRESHOLD", "RETENTION_SEVERE_COMPLAINT_SEVERITIES"):
-        monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
 
 
+async def create_schema(db: Database) -> None:
+    """The schema and the default rules and playbooks, as the migration leaves them."""
+    async with db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with db.transaction() as session:
+        session.add_all([AlertRule(**r) for r in DEFAULT_RULES])
+        session.add_all([Playbook(**p) for p in DEFAULT_PLAYBOOKS])
+
+
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'retention.db'}", source="/crm/retention")
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    await create_schema(db)
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+async def app_db(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
+    from services.retention.main import SPEC
+
+    settings = RetentionSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
+    app = create_app(SPEC, settings, roles=(API,))
+    database: Database = app.state.database
+    await create_schema(database)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://retention") as client:
+        yield client, database
+    await database.dispose()

@@ -1,32 +1,13 @@
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import select
 
 from servicekit.db import Database
-from servicekit.service import API, create_app
 from servicekit.tables import OUTBOX
 from services.retention.handlers import HANDLERS
-from services.retention.main import SPEC
-from services.retention.models import metadata
-from services.retention.settings import RetentionSettings
 from tests.unit.retention.events import complaint, score
-
-
-@pytest.fixture
-async def app_db(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
-    settings = RetentionSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
-    app = create_app(SPEC, settings, roles=(API,))
-    database: Database = app.state.database
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://retention") as client:
-        yield client, database
-    await database.dispose()
 
 
 async def raise_alerts(database: Database, *events: Any) -> None:
@@ -38,7 +19,7 @@ async def raise_alerts(database: Database, *events: Any) -> None:
 async def outbox_types(database: Database) -> list[str]:
     async with database.sessions() as session:
         payloads = (await session.execute(select(OUTBOX.c.payload).order_by(OUTBOX.c.id))).scalars()
-        return [orjson.loads(p)["type"] for p in payloads]
+        return [t for p in payloads if (t := orjson.loads(p)["type"]).startswith("alert.")]
 
 
 async def test_alerts_are_listed_by_value_at_risk_then_most_recent_with_unknown_value_last(app_db):

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 4a0730bf3418
+Revision ID: 630711ab7c62
 Revises:
-Create Date: 2026-11-23 09:01:24.729195
+Create Date: 2026-11-23 09:27:38.021530
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = "4a0730bf3418"
+revision: str = "630711ab7c62"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -30,19 +30,38 @@ def upgrade() -> None:
         sa.Column("segment", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
         sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("contacts", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("status_changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("churned_at", sa.Date(), nullable=True),
+        sa.Column("churn_reason", sa.String(length=30), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("attributes", sa.JSON(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.create_index("ix_customers_created_at_id", ["created_at", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_customers_external_ref"), ["external_ref"], unique=True)
+        batch_op.create_index("ix_customers_name_id", ["name", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_customers_owner"), ["owner"], unique=False)
         batch_op.create_index(batch_op.f("ix_customers_segment"), ["segment"], unique=False)
         batch_op.create_index(batch_op.f("ix_customers_status"), ["status"], unique=False)
+
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("request_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("customer_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_idempotency_keys_customer_id"), ["customer_id"], unique=False)
 
     op.create_table(
         "inbox",
@@ -77,11 +96,97 @@ def upgrade() -> None:
             sqlite_where=sa.text("published_at IS NULL"),
         )
 
+    op.create_table(
+        "customer_attributes",
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("type", sa.String(length=10), nullable=False),
+        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+        ),
+        sa.PrimaryKeyConstraint("customer_id", "key"),
+    )
+    with op.batch_alter_table("customer_attributes", schema=None) as batch_op:
+        batch_op.create_index("ix_customer_attributes_key_value", ["key", "value"], unique=False)
+
+    op.create_table(
+        "customer_tags",
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("tag", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+        ),
+        sa.PrimaryKeyConstraint("customer_id", "tag"),
+    )
+    with op.batch_alter_table("customer_tags", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_customer_tags_tag"), ["tag"], unique=False)
+
+    op.create_table(
+        "erasure_receipts",
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("service", sqlmodel.sql.sqltypes.AutoString(length=50), nullable=False),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+        ),
+        sa.PrimaryKeyConstraint("customer_id", "service"),
+    )
+    op.create_table(
+        "erasure_requests",
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+        ),
+        sa.PrimaryKeyConstraint("customer_id"),
+    )
+    op.create_table(
+        "status_changes",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("customer_id", sa.String(length=36), nullable=False),
+        sa.Column("previous_status", sa.String(length=20), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("reason", sa.String(length=30), nullable=True),
+        sa.Column("churned_at", sa.Date(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("status_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_status_changes_customer_id"), ["customer_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("status_changes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_status_changes_customer_id"))
+
+    op.drop_table("status_changes")
+    op.drop_table("erasure_requests")
+    op.drop_table("erasure_receipts")
+    with op.batch_alter_table("customer_tags", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_customer_tags_tag"))
+
+    op.drop_table("customer_tags")
+    with op.batch_alter_table("customer_attributes", schema=None) as batch_op:
+        batch_op.drop_index("ix_customer_attributes_key_value")
+
+    op.drop_table("customer_attributes")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_outbox_unpublished",
@@ -92,11 +197,17 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     op.drop_table("inbox")
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_idempotency_keys_customer_id"))
+
+    op.drop_table("idempotency_keys")
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_customers_status"))
         batch_op.drop_index(batch_op.f("ix_customers_segment"))
         batch_op.drop_index(batch_op.f("ix_customers_owner"))
+        batch_op.drop_index("ix_customers_name_id")
         batch_op.drop_index(batch_op.f("ix_customers_external_ref"))
+        batch_op.drop_index("ix_customers_created_at_id")
 
     op.drop_table("customers")
     # ### end Alembic commands ###

@@ -1,0 +1,1 @@
+"""`crm`: the operator command line. Talks to the gateway only (imports, timelines, alerts)."""

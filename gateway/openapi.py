@@ -1,0 +1,206 @@
+"""One OpenAPI document for the whole public API, merged from the services' own documents.
+
+Each service's /openapi.json is fetched (signed, like any call) and cached for GATEWAY_OPENAPI_CACHE_S.
+Its paths are published under /api/v1 exactly where the route table sends them (internal routes such as
+/health are left out); schema names that two services use for different shapes get the service's name
+as a prefix. The gateway adds its own paths (360 view, API keys, health), the security schemes, and on
+every operation the permission it needs (``x-permission``) and the gateway's own error answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from gateway.routes import API_PREFIX, ROLE_PERMISSIONS, permission_for, resolve
+from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout, upstream_request_headers
+
+log = logging.getLogger("gateway.openapi")
+
+REF_PREFIX = "#/components/schemas/"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PROBLEM_SCHEMA = "Problem"
+
+DESCRIPTION = (
+    """\
+The public API of the customer-retention platform. Every path is served by the gateway, which routes
+it to the owning service.
+
+**Authentication.** People send `Authorization: Bearer <JWT>` (issuer, audience and expiry are checked);
+integrations send `X-API-Key: crmk_...` (or the key as a Bearer token). Locally:
+`python -m gateway token --sub alice --role agent`. Each operation lists the permission it needs under
+`x-permission`; roles: """
+    + "; ".join(f"**{role}**" for role in ROLE_PERMISSIONS)
+    + """. Agents see only customers they own, managers their team's (token claim `team`).
+
+**Conventions.** Lists answer `{"items": [...], "total": n, "limit": l, "offset": o}` with `limit` at most
+200 (`?limit=&offset=`); filters are query parameters named after the field, repeatable to match any of
+several values (`?status=open&status=acknowledged`). Errors are RFC 9457 `application/problem+json`;
+validation errors list each field under `errors`. Every response carries `X-Request-ID`. Over the
+caller's quota the answer is 429 with `Retry-After`.
+"""
+)
+
+
+def problem_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": "Problem",
+        "description": "RFC 9457 problem details",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "request_id": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+        "required": ["type", "title", "status"],
+    }
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": REF_PREFIX + PROBLEM_SCHEMA}}},
+    }
+
+
+GATEWAY_ERRORS = {
+    "401": "missing or invalid credentials",
+    "403": "the caller's role does not allow this",
+    "413": "request body too large",
+    "429": "over the caller's rate limit (see Retry-After)",
+    "502": "the service sent an invalid response",
+    "503": "the service is unavailable",
+    "504": "the service did not answer in time",
+}
+
+
+def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(REF_PREFIX):
+                name = value[len(REF_PREFIX) :]
+                out[key] = REF_PREFIX + renames.get(name, name)
+            else:
+                out[key] = _rewrite_refs(value, renames)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(item, renames) for item in node]
+    return node
+
+
+def merge(gateway_doc: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Pure: the gateway's own document plus each service's public paths and schemas."""
+    doc = copy.deepcopy(gateway_doc)
+    paths: dict[str, Any] = doc.setdefault("paths", {})
+    schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
+    unavailable = []
+    for service, service_doc in services.items():
+        if service_doc is None:
+            unavailable.append(service)
+            continue
+        own_schemas = service_doc.get("components", {}).get("schemas", {})
+        renames = {}
+        for name, schema in own_schemas.items():
+            if name in schemas and schemas[name] != schema:
+                renames[name] = f"{service.capitalize()}{name}"
+        own_schemas = _rewrite_refs(own_schemas, renames)
+        for name, schema in own_schemas.items():
+            schemas[renames.get(name, name)] = schema
+        for path, item in service_doc.get("paths", {}).items():
+            public = API_PREFIX + path
+            resolved = resolve(public)
+            if resolved is None or resolved.service != service:
+                continue  # internal (health, metrics) or answered by another service or the gateway
+            paths[public] = _rewrite_refs(item, renames)
+    schemas.setdefault(PROBLEM_SCHEMA, problem_schema())
+    doc.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    for path, item in paths.items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            if not path.startswith(API_PREFIX + "/"):
+                operation["security"] = []  # health, metrics: public
+                continue
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            rule = permission_for(method.upper(), path)
+            if rule is not None:
+                operation["x-permission"] = rule.permission
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                # FastAPI documents its default shape; every part of the platform answers problem+json.
+                responses["422"] = _problem_response("invalid request: each offending field under errors")
+            for status, description in GATEWAY_ERRORS.items():
+                responses.setdefault(status, _problem_response(description))
+    doc["paths"] = dict(sorted(paths.items()))
+    if unavailable:
+        doc.setdefault("info", {})["x-unavailable"] = sorted(unavailable)
+    return doc
+
+
+class MergedOpenApi:
+    """The merged document, rebuilt at most every ``ttl_s`` seconds (sooner when a service was missing)."""
+
+    def __init__(self, app: FastAPI, upstreams: Upstreams, ttl_s: float) -> None:
+        self.app = app
+        self.upstreams = upstreams
+        self.ttl_s = ttl_s
+        self._doc: dict[str, Any] | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    def gateway_document(self) -> dict[str, Any]:
+        return get_openapi(
+            title=self.app.title,
+            version=self.app.version,
+            description=DESCRIPTION,
+            routes=self.app.routes,
+        )
+
+    async def _fetch(self, service: str) -> dict[str, Any] | None:
+        headers = upstream_request_headers([("accept", "application/json")], request_id=current_request_id())
+        timeout = default_timeout(self.upstreams.settings, self.upstreams.settings.ready_timeout_s)
+        try:
+            response = await self.upstreams.send(service, "GET", "/openapi.json", headers=headers, timeouts=timeout)
+        except UpstreamError:
+            return None
+        if response.status_code != 200:
+            log.warning("service OpenAPI unavailable", extra={"upstream": service, "status_code": response.status_code})
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def document(self) -> dict[str, Any]:
+        async with self._lock:
+            now = time.monotonic()
+            if self._doc is not None and now < self._expires:
+                return self._doc
+            services = list(self.upstreams.urls)
+            fetched = await asyncio.gather(*(self._fetch(s) for s in services))
+            doc = merge(self.gateway_document(), dict(zip(services, fetched, strict=True)))
+            self._doc = doc
+            # A partial document is retried soon; a complete one is kept for the full TTL.
+            self._expires = now + (self.ttl_s if all(fetched) else min(self.ttl_s, 5.0))
+            return doc

@@ -1,0 +1,126 @@
+"""Sends queued webhook deliveries: signed, retried with exponential backoff, logged per attempt.
+
+Deliveries are claimed with a short lease (next_attempt_at pushed ahead) in one transaction and sent
+outside it, so no database transaction is held open across HTTP calls and two senders never send the
+same delivery at once. A crash mid-send only means the lease expires and the delivery is sent again:
+receivers de-duplicate by X-CRM-Event-Id (at-least-once, like Kafka).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from servicekit.db import Database
+from services.retention.models import DeliveryStatus, Webhook, WebhookDelivery, utc_now
+from services.retention.settings import RetentionSettings
+from services.retention.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, backoff, sign
+
+log = logging.getLogger("retention.webhooks")
+LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: str
+    url: str
+    secret: str
+    event_id: str
+    event_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery_id: str
+    status_code: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def claim(database: Database, *, batch: int, now: datetime) -> list[Claimed]:
+    async with database.transaction() as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery, Webhook)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                .where(WebhookDelivery.status == DeliveryStatus.pending, WebhookDelivery.next_attempt_at <= now)
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .limit(batch)
+                .with_for_update(skip_locked=True, of=WebhookDelivery)
+            )
+        ).all()
+        for delivery, _ in rows:
+            delivery.next_attempt_at = now + LEASE
+        return [Claimed(d.id, h.url, h.secret, d.event_id, d.event_type, d.payload.encode()) for d, h in rows]
+
+
+async def send(client: httpx.AsyncClient, item: Claimed) -> Attempt:
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/cloudevents+json",
+        SIGNATURE_HEADER: sign(item.secret, timestamp, item.payload),
+        EVENT_ID_HEADER: item.event_id,
+        EVENT_TYPE_HEADER: item.event_type,
+    }
+    try:
+        response = await client.post(item.url, content=item.payload, headers=headers)
+    except httpx.HTTPError as exc:
+        return Attempt(item.delivery_id, None, f"{type(exc).__name__}: {exc}"[:500])
+    error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+    return Attempt(item.delivery_id, response.status_code, error)
+
+
+async def record(database: Database, attempts: list[Attempt], settings: RetentionSettings, *, now: datetime) -> None:
+    async with database.transaction() as session:
+        for attempt in attempts:
+            delivery = await session.get(WebhookDelivery, attempt.delivery_id)
+            if delivery is None or delivery.status != DeliveryStatus.pending:
+                continue  # deleted webhook meanwhile
+            delivery.attempts += 1
+            delivery.last_status_code = attempt.status_code
+            delivery.last_error = attempt.error
+            if attempt.ok:
+                delivery.status = DeliveryStatus.delivered
+                delivery.delivered_at = now
+            elif delivery.attempts >= settings.webhook_max_attempts:
+                delivery.status = DeliveryStatus.failed
+            else:
+                delivery.next_attempt_at = now + backoff(
+                    delivery.attempts, base_s=settings.webhook_backoff_base_s, cap_s=settings.webhook_backoff_cap_s
+                )
+
+
+async def deliver_due(database: Database, client: httpx.AsyncClient, settings: RetentionSettings) -> int:
+    """One round: claim what is due, send it concurrently, record the results. Returns how many were sent."""
+    claimed = await claim(database, batch=settings.webhook_batch_size, now=utc_now())
+    if not claimed:
+        return 0
+    attempts = await asyncio.gather(*(send(client, item) for item in claimed))
+    await record(database, list(attempts), settings, now=utc_now())
+    return len(claimed)
+
+
+async def run_webhook_sender(app: FastAPI) -> None:
+    database: Database = app.state.database
+    settings: RetentionSettings = app.state.settings
+    async with httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False) as client:
+        while True:
+            try:
+                if await deliver_due(database, client, settings):
+                    continue  # more may be due: no pause while there is a backlog
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook round failed")
+            await asyncio.sleep(settings.webhook_poll_interval_s)

@@ -1,0 +1,61 @@
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import select
+
+from servicekit.db import Database
+from servicekit.service import API, create_app
+from servicekit.tables import OUTBOX
+from services.customer.main import SPEC
+from services.customer.models import metadata
+from services.customer.settings import CustomerSettings
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    database: Database
+
+    async def create(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": "Acme GmbH", "kind": "company", **fields}
+        response = await self.client.post("/customers", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        """The CloudEvents this service wrote to its outbox, oldest first."""
+        async with self.database.sessions() as session:
+            rows = (await session.execute(select(OUTBOX.c.payload).order_by(OUTBOX.c.id))).scalars().all()
+        events = [orjson.loads(payload) for payload in rows]
+        return [e for e in events if event_type is None or e["type"] == event_type]
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    # A file, not :memory:, because every pooled connection to :memory: would be a database of its own.
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'customer.db'}", source="/crm/customer")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    settings = CustomerSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}", erasure_keep_attributes=["plan"]
+    )
+    app = create_app(SPEC, settings, roles=(API,))
+    database: Database = app.state.database
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://customer") as client,
+    ):
+        yield Api(client, database)

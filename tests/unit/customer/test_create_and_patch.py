@@ -1,0 +1,159 @@
+"""Create (idempotent by key and by external_ref), read with ETag, PATCH with optimistic concurrency."""
+
+PERSON = {
+    "name": "Li Wei",
+    "kind": "person",
+    "email": "li.wei@example.com",
+    "phone": "+49 30 1234",
+    "contacts": [{"kind": "address", "value": "Hauptstr. 1, Berlin", "label": "home"}],
+    "external_ref": "ERP-1",
+    "segment": "consumer",
+    "owner": "agent-7",
+    "tags": ["vip", "newsletter", "vip"],
+    "attributes": {"plan": "pro", "monthly_charge": 29.9, "paperless": True, "contract_start": "2024-05-01"},
+}
+
+
+async def test_a_created_customer_is_answered_with_its_etag_and_location(api):
+    response = await api.client.post("/customers", json=PERSON)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert response.headers["etag"] == '"1"'
+    assert response.headers["location"] == f"/customers/{body['id']}"
+    assert body["tags"] == ["vip", "newsletter"]  # duplicates dropped, order kept
+    assert body["contacts"] == [{"kind": "address", "value": "Hauptstr. 1, Berlin", "label": "home"}]
+    assert (body["status"], body["version"], body["erased_at"]) == ("active", 1, None)
+    again = await api.client.get(f"/customers/{body['id']}")
+    assert again.json() == body
+    assert again.headers["etag"] == '"1"'
+
+
+async def test_the_created_event_carries_no_personal_data(api):
+    customer = await api.create(**PERSON)
+    [event] = await api.events("customer.created")
+    assert event["subject"] == customer["id"]
+    text = str(event["data"])
+    for personal in ("Li Wei", "li.wei@example.com", "+49 30 1234", "Hauptstr"):
+        assert personal not in text
+    assert event["data"]["attributes"]["plan"] == "pro"
+
+
+async def test_an_invalid_contact_email_is_a_422_naming_the_contact(api):
+    body = {"name": "A", "contacts": [{"kind": "phone", "value": "+1 555"}, {"kind": "email", "value": "nope"}]}
+    response = await api.client.post("/customers", json=body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["contacts[1]"]
+
+
+async def test_a_repeated_external_ref_returns_the_existing_customer_with_200(api):
+    first = await api.create(external_ref="ERP-9")
+    again = await api.client.post("/customers", json={"name": "Other name", "external_ref": "ERP-9"})
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert len(await api.events("customer.created")) == 1
+
+
+async def test_the_same_idempotency_key_and_body_replay_the_first_answer(api):
+    headers = {"Idempotency-Key": "req-42"}
+    first = await api.client.post("/customers", json={"name": "Acme", "segment": "smb"}, headers=headers)
+    # Same meaning, different key order: still the same request.
+    again = await api.client.post("/customers", json={"segment": "smb", "name": "Acme"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(await api.events("customer.created")) == 1
+
+
+async def test_the_same_idempotency_key_with_another_body_is_a_422(api):
+    headers = {"Idempotency-Key": "req-43"}
+    await api.client.post("/customers", json={"name": "Acme"}, headers=headers)
+    response = await api.client.post("/customers", json={"name": "Acme Ltd"}, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:crm:problem:idempotency_key_reused"
+    assert [e["field"] for e in response.json()["errors"]] == ["header.idempotency-key"]
+
+
+async def test_a_patch_with_the_current_etag_applies_and_bumps_the_version(api):
+    customer = await api.create(**PERSON)
+    response = await api.client.patch(
+        f"/customers/{customer['id']}",
+        json={"segment": "smb", "phone": None, "attributes": {"paperless": None, "seats": 3}},
+        headers={"If-Match": '"1"'},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert response.headers["etag"] == '"2"'
+    assert (body["segment"], body["phone"], body["version"]) == ("smb", None, 2)
+    assert body["attributes"] == {"plan": "pro", "monthly_charge": 29.9, "contract_start": "2024-05-01", "seats": 3}
+    [event] = await api.events("customer.updated")
+    assert event["data"]["changed"] == ["attributes", "phone", "segment"]
+    assert event["data"]["version"] == 2
+    assert event["data"]["segment"] == "smb"
+    assert "+49" not in str(event["data"])  # names of changed fields, never their personal values
+
+
+async def test_a_patch_with_a_stale_etag_is_a_412_and_changes_nothing(api):
+    customer = await api.create()
+    await api.client.patch(f"/customers/{customer['id']}", json={"segment": "a"}, headers={"If-Match": '"1"'})
+    response = await api.client.patch(
+        f"/customers/{customer['id']}", json={"segment": "b"}, headers={"If-Match": '"1"'}
+    )
+    assert response.status_code == 412
+    assert response.json()["current_version"] == 2
+    assert response.headers["etag"] == '"2"'
+    assert (await api.client.get(f"/customers/{customer['id']}")).json()["segment"] == "a"
+
+
+async def test_a_patch_without_if_match_or_version_is_a_428(api):
+    customer = await api.create()
+    response = await api.client.patch(f"/customers/{customer['id']}", json={"segment": "a"})
+    assert response.status_code == 428
+    assert [e["field"] for e in response.json()["errors"]] == ["header.if-match"]
+
+
+async def test_a_version_field_stands_in_for_if_match(api):
+    customer = await api.create()
+    ok = await api.client.patch(f"/customers/{customer['id']}", json={"segment": "a", "version": 1})
+    stale = await api.client.patch(f"/customers/{customer['id']}", json={"segment": "b", "version": 1})
+    assert (ok.status_code, stale.status_code) == (200, 412)
+
+
+async def test_a_patch_that_changes_nothing_keeps_the_version_and_emits_nothing(api):
+    customer = await api.create(segment="smb")
+    response = await api.client.patch(
+        f"/customers/{customer['id']}", json={"segment": "smb"}, headers={"If-Match": "1"}
+    )
+    assert response.status_code == 200
+    assert response.json()["version"] == 1
+    assert await api.events("customer.updated") == []
+
+
+async def test_patch_refuses_the_status_and_unknown_fields(api):
+    customer = await api.create()
+    response = await api.client.patch(
+        f"/customers/{customer['id']}", json={"status": "churned", "nmae": "x"}, headers={"If-Match": '"1"'}
+    )
+    assert response.status_code == 422
+    assert sorted(e["field"] for e in response.json()["errors"]) == ["nmae", "status"]
+
+
+async def test_patch_to_an_external_ref_another_customer_has_is_a_409(api):
+    await api.create(external_ref="ERP-1")
+    other = await api.create(external_ref="ERP-2")
+    response = await api.client.patch(
+        f"/customers/{other['id']}", json={"external_ref": "ERP-1"}, headers={"If-Match": '"1"'}
+    )
+    assert response.status_code == 409
+    assert [e["field"] for e in response.json()["errors"]] == ["external_ref"]
+
+
+async def test_get_with_the_current_etag_in_if_none_match_is_304(api):
+    customer = await api.create()
+    response = await api.client.get(f"/customers/{customer['id']}", headers={"If-None-Match": '"1"'})
+    assert response.status_code == 304
+
+
+async def test_an_unknown_customer_is_a_404_problem(api):
+    response = await api.client.get("/customers/nope")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"

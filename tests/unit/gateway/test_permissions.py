@@ -1,0 +1,101 @@
+"""The declarative permission table: every route is covered, and each role gets exactly what it should."""
+
+import pytest
+
+from gateway.routes import (
+    GATEWAY,
+    OWNER_SCOPED_ROLES,
+    PERMISSIONS,
+    ROLE_PERMISSIONS,
+    ROUTES,
+    Scope,
+    permission_for,
+    resolve,
+)
+
+
+def _path(pattern: tuple[str, ...]) -> str:
+    return "/api/v1/" + "/".join("x1" if p == "*" else p for p in pattern)
+
+
+def test_every_route_of_the_route_table_has_a_permission_rule() -> None:
+    for route in ROUTES:
+        covered = any(permission_for(method, _path(route.pattern)) for method in ("GET", "POST"))
+        assert covered, route
+
+
+def test_every_permission_rule_points_at_a_routed_path() -> None:
+    for rule in PERMISSIONS:
+        assert resolve(_path(rule.pattern)) is not None, rule
+
+
+def test_every_permission_is_granted_to_admin_and_every_role_names_only_known_permissions() -> None:
+    every = {rule.permission for rule in PERMISSIONS}
+    assert ROLE_PERMISSIONS["admin"] == every
+    for role, granted in ROLE_PERMISSIONS.items():
+        assert granted <= every, role
+
+
+def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_touch_no_customer_data() -> None:
+    # An agent with an unscoped customer route would see every customer.
+    unscoped_customer_data = {
+        rule.permission
+        for rule in PERMISSIONS
+        if rule.scope is Scope.UNSCOPED and rule.permission not in {"playbooks:read", "rules:read", "metrics:read"}
+    }
+    for role in OWNER_SCOPED_ROLES:
+        assert not (ROLE_PERMISSIONS[role] & unscoped_customer_data), role
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "permission"),
+    [
+        ("GET", "/api/v1/customers", "customers:read"),
+        ("HEAD", "/api/v1/customers/c-1", "customers:read"),
+        ("POST", "/api/v1/customers/bulk", "customers:bulk"),
+        ("DELETE", "/api/v1/customers/c-1", "customers:erase"),
+        ("GET", "/api/v1/customers/c-1/scores/history", "scores:read"),
+        ("GET", "/api/v1/customers/c-1/360", "customers:read"),
+        ("POST", "/api/v1/interactions", "interactions:write"),
+        ("POST", "/api/v1/interactions/bulk", "interactions:bulk"),
+        ("POST", "/api/v1/complaints/k-1/transitions", "complaints:write"),
+        ("GET", "/api/v1/alerts/stream", "alerts:stream"),
+        ("GET", "/api/v1/alerts/a-1", "alerts:read"),
+        ("POST", "/api/v1/alerts/a-1/acknowledge", "alerts:write"),
+        ("POST", "/api/v1/rules/r-1/preview", "rules:write"),
+        ("POST", "/api/v1/models/churn/train", "models:write"),
+        ("GET", "/api/v1/jobs/j-1", "models:read"),
+        ("GET", "/api/v1/retention/metrics", "metrics:read"),
+        ("DELETE", "/api/v1/keys/k-1", "keys:admin"),
+    ],
+)
+def test_each_request_needs_the_declared_permission(method: str, path: str, permission: str) -> None:
+    rule = permission_for(method, path)
+    assert rule is not None
+    assert rule.permission == permission
+
+
+def test_a_method_no_rule_covers_has_no_permission() -> None:
+    assert permission_for("PUT", "/api/v1/customers/c-1") is None
+    assert permission_for("GET", "/health/live") is None
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed", "denied"),
+    [
+        ("agent", {"customers:read", "alerts:write", "tasks:write"}, {"rules:write", "keys:admin", "scores:rank"}),
+        ("manager", {"metrics:read", "rules:read", "alerts:write"}, {"rules:write", "models:write", "keys:admin"}),
+        ("analyst", {"scores:rank", "models:read", "models:write", "metrics:read", "alerts:read"},
+         {"customers:write", "alerts:write", "rules:write", "keys:admin", "customers:erase"}),
+        ("integration", {"interactions:write", "interactions:bulk", "customers:bulk", "alerts:read"},
+         {"scores:read", "rules:read", "keys:admin", "tasks:write"}),
+    ],
+)  # fmt: skip
+def test_roles_grant_what_the_platform_promises(role: str, allowed: set[str], denied: set[str]) -> None:
+    assert allowed <= ROLE_PERMISSIONS[role]
+    assert not (denied & ROLE_PERMISSIONS[role])
+
+
+def test_the_gateways_own_routes_are_covered_too() -> None:
+    assert resolve("/api/v1/keys").service == GATEWAY
+    assert permission_for("POST", "/api/v1/keys").permission == "keys:admin"

@@ -1,0 +1,71 @@
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from servicekit.db import Database
+from services.interaction import service
+from services.interaction.models import ComplaintTransition, Interaction, InteractionCreate
+from services.interaction.sla import ComplaintStatus
+from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService, outbox_events
+
+NOW = datetime.now(UTC)
+
+
+async def complaint(database: Database, severity: str, opened: datetime) -> str:
+    async with database.transaction() as session:
+        data = InteractionCreate(customer_id="c-1", type="complaint", severity=severity, occurred_at=opened)
+        interaction, _ = await service.record_interaction(
+            session=session, data=data, sla_hours=SLA_HOURS, lookup=FakeCustomerService("c-1").fetch
+        )
+        return interaction.id
+
+
+async def flag(database: Database, now: datetime) -> list[str]:
+    async with database.transaction() as session:
+        return await service.flag_overdue_complaints(session=session, now=now)
+
+
+async def overdue_events(database: Database) -> list[dict]:
+    return [e for e in await outbox_events(database) if e["type"] == "complaint.overdue"]
+
+
+async def test_a_complaint_past_its_sla_is_flagged_and_announced_once(database):
+    late = await complaint(database, "critical", NOW - timedelta(hours=5))  # 4 h SLA
+    in_time = await complaint(database, "critical", NOW - timedelta(hours=3))
+
+    assert await flag(database, NOW) == [late]
+    assert await flag(database, NOW + timedelta(minutes=1)) == []  # already flagged: nothing again
+
+    [event] = await overdue_events(database)
+    assert (event["key"], event["data"]["complaint_id"], event["data"]["severity"]) == ("c-1", late, "critical")
+    assert event["data"]["status"] == "open"
+    async with database.sessions() as session:
+        flagged = {i.id: i.overdue_at for i in (await session.execute(select(Interaction))).scalars()}
+    assert flagged[late] is not None and flagged[in_time] is None
+
+
+async def test_a_complaint_with_a_verdict_or_a_solution_is_not_overdue(database):
+    rejected = await complaint(database, "critical", NOW - timedelta(hours=5))
+    acknowledged = await complaint(database, "critical", NOW - timedelta(hours=5))
+    async with database.transaction() as session:
+        for to in ("acknowledged", "rejected"):
+            change = ComplaintTransition(to=ComplaintStatus(to))
+            await service.transition_complaint(session=session, complaint_id=rejected, change=change)
+        change = ComplaintTransition(to=ComplaintStatus.acknowledged)
+        await service.transition_complaint(session=session, complaint_id=acknowledged, change=change)
+    assert await flag(database, NOW) == [acknowledged]  # acknowledging does not stop the clock
+
+
+async def test_two_watchers_at_once_announce_each_overdue_complaint_once(database, tmp_path: Path):
+    ids = {await complaint(database, "high", NOW - timedelta(days=2)) for _ in range(20)}
+    # A second engine on the same file: another process's watcher.
+    other = Database(database.url, source="/crm/interaction")
+    try:
+        first, second = await asyncio.gather(flag(database, NOW), flag(other, NOW))
+    finally:
+        await other.dispose()
+    assert set(first) | set(second) == ids
+    assert not set(first) & set(second)
+    assert sorted(e["data"]["complaint_id"] for e in await overdue_events(database)) == sorted(ids)

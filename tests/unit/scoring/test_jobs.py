@@ -1,0 +1,201 @@
+"""Background jobs against a temp-file SQLite database: value refit, churn training, stale jobs."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import insert, select
+
+from servicekit.db import Database
+from services.scoring import jobs
+from services.scoring.churn_model import FeatureSpec
+from services.scoring.handlers import HANDLERS
+from services.scoring.models import ChurnModelVersion, CurrentScore, Job, Purchase, ValueModelVersion
+from services.scoring.settings import ScoringSettings
+from tests.unit.scoring import events as ev
+from tests.unit.scoring.cdnow import cdnow_rows
+
+
+async def handle(database: Database, *events: Any) -> None:
+    async with database.transaction() as session:
+        for event in events:
+            await HANDLERS[event.envelope.type](session, event)
+
+
+async def run_queued(database: Database, settings: ScoringSettings) -> Job:
+    job = await jobs.claim_next(database)
+    assert job is not None
+    await jobs.run_job(database, settings, job)
+    async with database.sessions() as session:
+        done = await session.get(Job, job.id)
+    assert done is not None
+    return done
+
+
+async def queue(database: Database, kind: str, request: dict[str, Any]) -> str:
+    async with database.transaction() as session:
+        job = await jobs.enqueue_job(session=session, kind=kind, request=request)
+    return job.id
+
+
+async def test_value_refit_over_the_cdnow_purchases_reproduces_the_published_estimates_and_activates(database):
+    rows = [
+        {"interaction_id": f"cd-{i}", "customer_id": f"cd{c}", "day": day, "amount": amount}
+        for i, (c, day, amount) in enumerate(cdnow_rows())
+    ]
+    async with database.transaction() as session:
+        await session.execute(insert(Purchase), rows)
+    await queue(database, jobs.VALUE_REFIT, {"calibration_end": "1997-09-30", "rescore": False})
+
+    job = await run_queued(database, ScoringSettings())
+
+    assert job.status == "succeeded" and job.progress == 1.0, job.message
+    bgnbd, gg = job.result["bgnbd"], job.result["gamma_gamma"]
+    for name, published in {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}.items():
+        assert bgnbd[name] == pytest.approx(published, rel=0.01)
+    for name, published in {"p": 6.25, "q": 3.74, "gamma": 15.44}.items():
+        assert gg[name] == pytest.approx(published, rel=0.01)
+    metrics = job.result["metrics"]
+    assert (metrics["n_customers"], metrics["n_repeat_buyers"]) == (2357, 946)
+    assert metrics["backtest"]["actual"] == 1882  # purchase days in the 39 weeks after calibration
+    assert len(metrics["backtest"]["by_frequency"]) == 8
+    async with database.sessions() as session:
+        versions = (await session.execute(select(ValueModelVersion))).scalars().all()
+    assert [(v.id, v.active) for v in versions] == [(job.result["model_id"], True)]
+
+
+async def test_a_refit_rescores_every_customer_with_value_tier_and_clv(database):
+    # 40 customers, 8 purchases of 10 each, every 41 - c days up to today: the more often, the more value.
+    batch = []
+    for c in range(40):
+        batch += [ev.purchase(f"c{c:02d}", id=f"c{c}-{k}", days=-(41 - c) * k, amount=10) for k in range(8)]
+    await handle(database, *batch)
+    async with database.sessions() as session:
+        assert (await session.execute(select(Purchase.interaction_id))).scalars().all().__len__() == len(batch)
+    await queue(database, jobs.VALUE_REFIT, {"rescore": True})
+
+    job = await run_queued(database, ScoringSettings())
+
+    assert job.status == "succeeded", job.message
+    assert job.result["rescored"] == 40
+    async with database.sessions() as session:
+        current = {c.customer_id: c for c in (await session.execute(select(CurrentScore))).scalars()}
+    assert all(c.clv is not None and c.p_alive is not None and c.caused_by == f"job:{job.id}" for c in current.values())
+    tiers = [current[f"c{c:02d}"].value_tier for c in range(40)]
+    assert tiers[-1] == "platinum" and tiers[0] == "lead"
+    assert current["c39"].clv > current["c00"].clv
+    assert current["c39"].value_at_risk == pytest.approx(current["c39"].clv * current["c39"].churn_risk, abs=0.01)
+
+
+async def test_a_running_job_without_heartbeat_is_marked_failed(database):
+    job_id = await queue(database, jobs.VALUE_REFIT, {})
+    claimed = await jobs.claim_next(database)
+    assert claimed is not None and claimed.id == job_id
+    assert await jobs.claim_next(database) is None  # claimed once only
+    async with database.transaction() as session:
+        row = await session.get(Job, job_id)
+        assert row is not None
+        row.heartbeat_at = datetime.now(UTC) - timedelta(minutes=10)
+
+    assert await jobs.fail_stale(database, ScoringSettings()) == 1
+
+    async with database.sessions() as session:
+        row = await session.get(Job, job_id)
+    assert row is not None and row.status == "failed" and "no heartbeat" in (row.message or "")
+
+
+async def test_a_refit_without_purchases_fails_with_a_message(database):
+    await queue(database, jobs.VALUE_REFIT, {})
+    job = await run_queued(database, ScoringSettings())
+    assert (job.status, job.message) == ("failed", "no purchases to fit")
+
+
+# ---- churn training -----------------------------------------------------------------------------------
+
+
+def churn_population(n: int = 80, seed: int = 3) -> tuple[list[Any], list[Any]]:
+    """Customers whose churn depends on their contract and complaints; half churn 60 days in.
+
+    Returns (events up to the churn dates, events AFTER each churn date)."""
+    rng = np.random.default_rng(seed)
+    before, after = [], []
+    for i in range(n):
+        cid = f"k{i:03d}"
+        monthly = bool(rng.random() < 0.5)
+        complaints = int(rng.integers(0, 3)) + (2 if monthly else 0)
+        churns = rng.random() < (0.8 if monthly else 0.2)
+        created = ev.customer_created(cid, segment="smb" if i % 2 else "enterprise")
+        contract = "month-to-month" if monthly else "annual"
+        created.data.attributes = {"contract": contract, "seats": None if i % 5 == 0 else int(rng.integers(1, 50))}
+        before.append(created)
+        before += [ev.purchase(cid, id=f"{cid}-p{k}", days=k * 10, amount=50) for k in range(3)]
+        before += [ev.complaint(cid, id=f"{cid}-k{k}", days=30 + k) for k in range(complaints)]
+        if churns:
+            before.append(status_changed(cid, "churned", days=60))
+            # After churn: a flood of complaints and a survey that must not reach the training matrix.
+            after += [ev.complaint(cid, id=f"{cid}-late{k}", days=61 + k, severity="critical") for k in range(4)]
+            after.append(ev.survey(cid, id=f"{cid}-s", score=0, days=70))
+    return before, after
+
+
+def status_changed(customer_id: str, status: str, *, days: float) -> Any:
+    from servicekit.events.contracts.customer import CustomerStatusChanged
+
+    data = CustomerStatusChanged(
+        customer_id=customer_id, previous_status="active", status=status, changed_at=ev.T0 + timedelta(days=days)
+    )
+    return ev.received(data, "/crm/customer")
+
+
+async def training_matrix(database: Database, cutoff: datetime) -> tuple[list[str], np.ndarray, list[int]]:
+    async with database.sessions() as session:
+        ids, snapshots, labels = await jobs.training_data(session=session, cutoff=cutoff)
+    return ids, FeatureSpec.infer(snapshots).matrix(snapshots), labels
+
+
+async def test_training_data_uses_only_features_from_before_each_churn_date(database):
+    before, after = churn_population()
+    await handle(database, *before)
+    cutoff = ev.T0 + timedelta(days=60)
+    ids, matrix, labels = await training_matrix(database, cutoff)
+    assert sum(labels) > 10 and len(labels) - sum(labels) > 10
+
+    await handle(database, *after)
+    ids_after, matrix_after, labels_after = await training_matrix(database, cutoff)
+
+    assert ids_after == ids and labels_after == labels
+    assert matrix_after.shape == matrix.shape
+    assert all(
+        (a == b) or (a != a and b != b)  # NaN == NaN
+        for a, b in zip(matrix_after.ravel(), matrix.ravel(), strict=True)
+    )
+
+
+async def test_a_trained_churn_model_is_activated_reports_metrics_and_explains_scores(database):
+    before, after = churn_population(120)
+    await handle(database, *before, *after)
+    await queue(database, jobs.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
+
+    job = await run_queued(database, ScoringSettings())
+
+    assert job.status == "succeeded", job.message
+    metrics = job.result["metrics"]
+    assert metrics["model"]["roc_auc"] > 0.7
+    assert {"roc_auc", "brier", "calibration"} <= set(metrics["baseline_logistic"])
+    assert sum(row["n"] for row in metrics["model"]["calibration"]) == metrics["n_samples"]
+    assert "attr.contract" in metrics["features"]["categorical"]
+    model_id = job.result["model_id"]
+    async with database.sessions() as session:
+        version = await session.get(ChurnModelVersion, model_id)
+        assert version is not None and version.active
+
+    # The next event is scored by the trained model, with its factors in plain words.
+    newcomer = ev.customer_created("new-1")
+    newcomer.data.attributes = {"contract": "month-to-month", "seats": 10}
+    await handle(database, newcomer, ev.purchase("new-1", id="new-1-p", days=0), ev.complaint("new-1", id="n", days=1))
+    async with database.sessions() as session:
+        current = await session.get(CurrentScore, "new-1")
+    assert current is not None and current.model_version == model_id
+    factors = {f["label"]: f["contribution"] for f in current.factors["churn_risk"]}
+    assert factors.get("contract: month-to-month", 0) > 0, factors

@@ -33,8 +33,11 @@ async def test_a_late_complaint_is_announced_overdue_once_and_its_steps_are_publ
 
     def about(event_type: str):
         def match(record) -> bool:
-            event = orjson.loads(record.value)
-            return event["type"] == event_type and event["data"]["complaint_id"] == complaint_id
+            try:  # other tests put poison messages on the same topic
+                event = orjson.loads(record.value)
+            except orjson.JSONDecodeError:
+                return False
+            return event.get("type") == event_type and event.get("data", {}).get("complaint_id") == complaint_id
 
         return match
 

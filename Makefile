@@ -11,8 +11,9 @@ help:
 	@echo "make test     install everything, start Kafka and PostgreSQL, run lint + every test, stop them"
 	@echo "make unit     unit tests only (no broker, no database server)"
 	@echo "make lint     ruff"
-	@echo "make chaos    full fault-injection run (20,000 interactions, every scenario) with its table"
+	@echo "make chaos    full fault-injection run (60 interactions/s through every scenario, kills x3) with its table"
 	@echo "make bench    load, latency and memory benchmark of the whole pipeline on PostgreSQL"
+	@echo "make scaleout throughput of 1 vs 2 scoring consumer instances in one group, draining a backlog"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +67,11 @@ chaos: install
 bench: install
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
+
+.PHONY: scaleout
+scaleout: install
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.scaleout
 
 chaos-reduced: install
 	bash deploy/postgres.sh install

@@ -20,6 +20,8 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import itertools
+import os
 import random
 import sys
 import time
@@ -35,7 +37,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata
 
-from bench.infra import Infra
+from bench.auth import UNTHROTTLED_ENV, bearer_headers
+from bench.infra import Infra, another_instance
 from servicekit.events.contracts import topics
 from servicekit.kafka import topic_partitions
 from servicekit.launcher import SERVICES, Platform
@@ -43,6 +46,17 @@ from servicekit.settings import REPO_ROOT
 
 CONSUMERS = [f"{name}-consumer" for name in SERVICES]
 POISON_PREFIX = b"chaos-poison-"
+# Added to every port of the platform under test; the highest port it opens is the second scoring
+# consumer's (see scale_consumers), which must stay below Linux's ephemeral range (32768+).
+HIGHEST_BASE_PORT = SERVICES["scoring"] + 250
+
+
+def port_offset() -> int:
+    """CRM_CHAOS_PORT_OFFSET (default 20000): where the chaos platform's processes listen."""
+    offset = int(os.environ.get("CRM_CHAOS_PORT_OFFSET", "20000"))
+    if offset < 0 or HIGHEST_BASE_PORT + offset >= 32768:
+        raise ValueError(f"CRM_CHAOS_PORT_OFFSET={offset}: ports would reach {HIGHEST_BASE_PORT + offset} (>= 32768)")
+    return offset
 
 
 @dataclass
@@ -67,6 +81,8 @@ class Run:
     seen_duplicates: dict[str, int] = field(default_factory=dict)  # last counter value per running process
     poison: list[tuple[str, bytes]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)  # the scenarios run, in order
+    relay_exit: int | None = None  # exit code of the relay told to crash between commit and publish
 
     def log(self, message: str) -> None:
         print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -92,11 +108,11 @@ def interaction_body(customer_id: str, rng: random.Random) -> dict[str, Any]:
 
 
 async def stream(run: Run, rate: float, total: int, stop: asyncio.Event) -> None:
-    """Open-loop load: one request every 1/rate seconds, whatever the answers, until total or stop."""
+    """Open-loop load: one request every 1/rate seconds, whatever the answers, until stop (or total, if not 0)."""
     rng = random.Random(7)
     in_flight: set[asyncio.Task[None]] = set()
     started = time.monotonic()
-    for n in range(total):
+    for n in range(total) if total else itertools.count():
         if stop.is_set():
             break
         await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
@@ -177,9 +193,7 @@ async def kill_consumers(run: Run, times: int) -> None:
 async def scale_consumers(run: Run, _times: int) -> None:
     spec = run.platform.specs["scoring-consumer"]
     second = "scoring-consumer-2"
-    run.platform.specs[second] = type(spec)(
-        second, [*spec.argv[:-1], str(spec.port + 50)], spec.port + 50, dict(spec.env)
-    )
+    run.platform.specs[second] = another_instance(spec, second, spec.port + 50)  # HIGHEST_BASE_PORT
     run.platform.start(second)
     await asyncio.to_thread(run.platform.wait_ready, [second], 120)
     await asyncio.sleep(8)  # two instances share the partitions under load
@@ -242,6 +256,7 @@ async def crash_between_commit_and_publish(run: Run, _times: int) -> None:
     popen = run.platform.running[name].popen
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.to_thread(popen.wait), 60)
+    run.relay_exit = popen.returncode
     run.log(f"faulty relay exited with {popen.returncode} (70 = the injected crash)")
     run.platform.kill(name)  # in case it never met a row to crash on
     run.platform.start(name)
@@ -473,6 +488,19 @@ def failures(rows: list[Row], summary: dict[str, Any]) -> list[str]:
     return problems
 
 
+def coverage_problems(run: Run, rows: list[Row]) -> list[str]:
+    """A scenario proves nothing unless the stream was flowing and the fault really happened."""
+    sent = {row.scenario: row.sent for row in rows}
+    problems = [
+        f"scenario {name} ran without traffic: the stream had ended (raise --interactions)"
+        for name in run.ran
+        if not sent.get(name)
+    ]
+    if "crash-commit-publish" in run.ran and run.relay_exit != 70:
+        problems.append(f"the relay did not crash between commit and publish (exit {run.relay_exit}, expected 70)")
+    return problems
+
+
 # ---- driver ---------------------------------------------------------------------------------------------
 
 
@@ -487,7 +515,8 @@ async def run_chaos(
     headers: dict[str, str] | None = None,
 ) -> list[str]:
     log_dir = infra.state_dir / "chaos-logs"
-    platform = infra.platform(split_roles=True, log_dir=log_dir)
+    # Authentication stays on; the stream's admin token is not throttled (bench.auth).
+    platform = infra.platform(split_roles=True, log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
     apis = [n for n in platform.specs if n in SERVICES or n == "gateway"]
     try:
         for name in apis:  # the API processes migrate; relays and consumers start after them
@@ -500,7 +529,7 @@ async def run_chaos(
         async with httpx.AsyncClient(
             base_url=infra.gateway, timeout=15, limits=httpx.Limits(max_connections=64)
         ) as gateway:
-            run = Run(infra, platform, gateway, headers=dict(headers or {}))
+            run = Run(infra, platform, gateway, headers=dict(headers or bearer_headers(sub="chaos")))
             for i in range(customers):
                 response = await gateway.post(
                     "/api/v1/customers",
@@ -509,12 +538,14 @@ async def run_chaos(
                 )
                 response.raise_for_status()
                 run.customers.append(response.json()["id"])
-            run.log(f"{customers} customers; streaming {interactions} interactions at {rate}/s")
+            cap = f"at most {interactions}" if interactions else "until the last scenario has run"
+            run.log(f"{customers} customers; streaming interactions at {rate}/s, {cap}")
             stop = asyncio.Event()
             load = asyncio.create_task(stream(run, rate, interactions, stop))
             await asyncio.sleep(3)
             for name in scenarios:
                 run.scenario = name
+                run.ran.append(name)
                 run.log(f"scenario {name}")
                 await SCENARIOS[name](run, repeat)
                 await asyncio.sleep(2)
@@ -529,7 +560,7 @@ async def run_chaos(
             rows, summary = await verify(run)
             print_table(rows, summary)
             not_ready = [n for n in platform.running if platform.exited().get(n) is not None]
-            problems = failures(rows, summary)
+            problems = failures(rows, summary) + coverage_problems(run, rows)
             try:
                 await asyncio.to_thread(platform.wait_ready, None, 60)
             except (TimeoutError, RuntimeError) as exc:
@@ -544,7 +575,10 @@ async def run_chaos(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--interactions", type=int, default=20000, help="at most this many; the stream ends with the scenarios"
+        "--interactions",
+        type=int,
+        default=0,
+        help="at most this many (default 0: no cap; the stream flows until the last scenario has run)",
     )
     parser.add_argument("--rate", type=float, default=60.0, help="interactions per second through the gateway")
     parser.add_argument("--customers", type=int, default=300)
@@ -552,7 +586,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = parser.parse_args(argv)
     # Ports below Linux's ephemeral range (32768+), so outgoing connections cannot take them first.
-    infra = Infra(REPO_ROOT / ".state" / "chaos", kafka_port=29092, pg_port=29432, port_offset=20000)
+    infra = Infra(REPO_ROOT / ".state" / "chaos", kafka_port=29092, pg_port=29432, port_offset=port_offset())
     infra.start()
     try:
         problems = asyncio.run(

@@ -100,6 +100,18 @@ class Infra:
         return Platform(specs, log_dir=log_dir, base_env=self.env())
 
 
+def another_instance(spec: ProcessSpec, name: str, port: int) -> ProcessSpec:
+    """One more instance of a process (e.g. a consumer joining its group), serving health on its own port."""
+    assert spec.argv[-2] == "--port", spec.argv
+    return ProcessSpec(name, [*spec.argv[:-1], str(port)], port, dict(spec.env))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process in MiB, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

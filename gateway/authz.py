@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+import httpx
+
 from gateway.auth import Principal
 from gateway.routes import API_PREFIX, Permission, Scope, permission_for, resolve
 from gateway.upstream import (
@@ -79,6 +81,9 @@ async def fetch_json(upstreams: Upstreams, service: str, path: str) -> dict[str,
         ) from exc
     if response.status_code in (404, 410):
         return None
+    if response.status_code in (400, 422):
+        # The id itself is invalid (e.g. holds a NUL character): the caller's error, not an outage.
+        raise _invalid_lookup(response)
     if response.status_code != 200:
         log.warning("access check lookup failed", extra={"upstream": service, "status_code": response.status_code})
         raise Problem(
@@ -95,6 +100,24 @@ async def fetch_json(upstreams: Upstreams, service: str, path: str) -> dict[str,
     if not isinstance(body, dict):
         raise Problem(502, "Bad gateway", "Access to this resource cannot be checked.", code="upstream_error")
     return body
+
+
+def _invalid_lookup(response: httpx.Response) -> Problem:
+    """The service's own validation problem, handed on as the proxy would hand it on."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    kind = str(body.get("type", ""))
+    errors = body.get("errors")
+    return Problem(
+        response.status_code,
+        str(body.get("title") or "Invalid request"),
+        body.get("detail") if isinstance(body.get("detail"), str) else None,
+        code=kind.rsplit(":", 1)[-1] if kind.startswith("urn:crm:problem:") else "validation",
+        errors=errors if isinstance(errors, list) else None,
+    )
 
 
 def _not_found(what: str = "resource") -> Problem:

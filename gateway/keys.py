@@ -13,9 +13,9 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import JSON, Column, String, select
 from sqlalchemy.orm import registry
@@ -24,12 +24,12 @@ from sqlmodel import SQLModel
 
 from gateway.routes import API_PREFIX, ROLE_PERMISSIONS
 from servicekit.db import Database
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from servicekit.types import UtcDateTime
 
 KEY_PREFIX = "crmk_"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-MAX_PAGE = 200
 
 
 class GatewayTable(SQLModel, registry=registry()):
@@ -211,8 +211,8 @@ def keys_router() -> APIRouter:
     async def list_keys(
         request: Request,
         include_revoked: bool = False,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Limit = DEFAULT_PAGE,
+        offset: Offset = 0,
     ) -> ApiKeysPublic:
         return await store(request).list(include_revoked=include_revoked, limit=limit, offset=offset)
 

@@ -28,6 +28,7 @@ from servicekit.metrics_route import metrics_router
 from servicekit.middleware import RequestContextMiddleware
 from servicekit.migrations import upgrade
 from servicekit.problems import install_problem_handlers
+from servicekit.validation import NUL_GUARD
 
 log = logging.getLogger("gateway")
 
@@ -102,8 +103,10 @@ def create_app(
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - docs")
 
-    app.include_router(keys_router())
+    # The gateway's own routes refuse NUL characters like every service does; proxied requests are
+    # checked by the service that answers them, which names the field in its own terms.
+    app.include_router(keys_router(), dependencies=NUL_GUARD)
     # The 360 route must be registered before the catch-all proxy route, which would match it too.
-    app.include_router(view360.router)
+    app.include_router(view360.router, dependencies=NUL_GUARD)
     app.include_router(proxy.router)
     return app

@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.routes import API_PREFIX, ROLE_PERMISSIONS, permission_for, resolve
 from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout, upstream_request_headers
+from servicekit.pagination import MAX_OFFSET, MAX_PAGE
 
 log = logging.getLogger("gateway.openapi")
 
@@ -40,10 +41,13 @@ integrations send `X-API-Key: crmk_...` (or the key as a Bearer token). Locally:
     + """. Agents see only customers they own, managers their team's (token claim `team`).
 
 **Conventions.** Lists answer `{"items": [...], "total": n, "limit": l, "offset": o}` with `limit` at most
-200 (`?limit=&offset=`); filters are query parameters named after the field, repeatable to match any of
-several values (`?status=open&status=acknowledged`). Errors are RFC 9457 `application/problem+json`;
-validation errors list each field under `errors`. Every response carries `X-Request-ID`. Over the
-caller's quota the answer is 429 with `Retry-After`.
+"""
+    + f"{MAX_PAGE} and `offset` at most {MAX_OFFSET:,}"
+    + """ (`?limit=&offset=`); filters are query parameters named after the field, repeatable to match any
+of several values (`?status=open&status=acknowledged`, `?owner=anna&owner=ben`). Errors are RFC 9457
+`application/problem+json`; validation errors list each field under `errors` (a NUL character, U+0000,
+is refused in any field). A change that a concurrent request overtook answers 409: read again, retry.
+Every response carries `X-Request-ID`. Over the caller's quota the answer is 429 with `Retry-After`.
 """
 )
 

@@ -61,6 +61,8 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("customer", "customers"),
             _prefix("interaction", "interactions"),
             _prefix("interaction", "complaints"),
+            # ERP/SCM events parked until their customer appears (read-only, for integration owners).
+            _prefix("interaction", "integrations"),
             _prefix("scoring", "scores"),
             _prefix("scoring", "models"),
             _prefix("scoring", "jobs"),
@@ -183,6 +185,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "complaints", "complaints:read", S.CUSTOMER_QUERY),
             _p(READ, "complaints/*", "complaints:read", S.RESOURCE, prefix=True),
             _p(WRITE, "complaints/*", "complaints:write", S.RESOURCE, prefix=True),
+            _p(READ, "integrations", "integrations:read", prefix=True),
             # scoring and models
             _p(READ, "scores", "scores:rank"),
             _p(READ, "models", "models:read", prefix=True),
@@ -248,6 +251,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "customers:read",
             "alerts:read",
             "alerts:stream",
+            "integrations:read",  # its own inbound events parked for an unknown customer
         }
     ),
 }

@@ -21,44 +21,45 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     name: str = "gateway"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    log_level: str = "INFO"
+    host: str = "127.0.0.1"  # address the public API listens on
+    port: int = 8000  # its port
+    log_level: str = "INFO"  # JSON logs on stdout
 
-    customer_url: str = "http://127.0.0.1:8001"
-    interaction_url: str = "http://127.0.0.1:8002"
-    scoring_url: str = "http://127.0.0.1:8003"
-    retention_url: str = "http://127.0.0.1:8004"
+    customer_url: str = "http://127.0.0.1:8001"  # upstream: the customer service
+    interaction_url: str = "http://127.0.0.1:8002"  # upstream: the interaction service
+    scoring_url: str = "http://127.0.0.1:8003"  # upstream: the scoring service
+    retention_url: str = "http://127.0.0.1:8004"  # upstream: the retention service
 
     # Whole-request budget per upstream call; connect is short so a dead service fails fast.
     timeout_s: float = Field(10.0, gt=0)
-    connect_timeout_s: float = Field(2.0, gt=0)
+    connect_timeout_s: float = Field(2.0, gt=0)  # timeout to open a connection to a service
     # One pool for all services; keep-alive expiry stays under uvicorn's 5 s idle timeout so the
     # gateway drops a connection before the service does (avoids reusing a half-closed socket).
     max_connections: int = Field(200, ge=1)
-    max_keepalive_connections: int = Field(50, ge=0)
-    keepalive_expiry_s: float = Field(4.0, ge=0)
+    max_keepalive_connections: int = Field(50, ge=0)  # idle connections kept open
+    keepalive_expiry_s: float = Field(4.0, ge=0)  # an idle connection is closed after this long
     # "aiohttp" (faster under concurrency, see bench/gateway_overhead.py) or "httpx".
     upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
-    max_body_bytes: int = Field(5 * 1024 * 1024, ge=0)
-    # Readiness and the 360 view must answer even when one service hangs.
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=0)  # larger request bodies are refused with 413
+    # Readiness and the 360 view must answer even when one service hangs: readiness waits this long per service.
     ready_timeout_s: float = Field(2.0, gt=0)
+    # Per service call of the 360 view (a part that times out is left out) and of object-level checks.
     view360_timeout_s: float = Field(3.0, gt=0)
-    view360_interactions: int = Field(20, ge=1, le=200)
+    view360_interactions: int = Field(20, ge=1, le=200)  # recent interactions in the 360 view
 
     # ---- authentication -----------------------------------------------------------------------------
     # "off" only for local debugging and the JWT on/off benchmark: every caller is then an admin.
     auth: bool = True
     jwt_secret: str = DEV_JWT_SECRET  # HS256 tokens (local use); empty disables HS256
     jwks_url: str = ""  # RS256/ES256 tokens from an identity provider, keys fetched from here
-    jwt_algorithms_jwks: list[str] = ["RS256", "ES256"]
-    jwt_issuer: str = "crm-local"
-    jwt_audience: str = "crm-api"
-    jwt_leeway_s: float = Field(30.0, ge=0)
-    jwt_role_claim: str = "role"
+    jwt_algorithms_jwks: list[str] = ["RS256", "ES256"]  # accepted for tokens checked against the JWKS
+    jwt_issuer: str = "crm-local"  # required `iss` of every token
+    jwt_audience: str = "crm-api"  # required `aud` of every token
+    jwt_leeway_s: float = Field(30.0, ge=0)  # clock skew allowed on `exp` and `nbf`
+    jwt_role_claim: str = "role"  # the claim that holds the caller's role
     # Verified tokens are cached until they expire (bounded), so a repeat caller costs a dict lookup.
     jwt_cache_size: int = Field(10_000, ge=0)
-    api_key_pepper: str = DEV_API_KEY_PEPPER
+    api_key_pepper: str = DEV_API_KEY_PEPPER  # secret mixed into stored API-key hashes
     # A revoked key stops working within this many seconds in every gateway process.
     api_key_cache_s: float = Field(5.0, ge=0)
     database_url: str = ""  # the key store; SQLite under CRM_STATE_DIR by default
@@ -74,12 +75,12 @@ class GatewaySettings(BaseSettings):
         "admin": 50.0,
         "integration": 200.0,
     }
-    rate_burst_factor: float = Field(2.0, ge=1.0)
-    rate_limit: bool = True
+    rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
+    rate_limit: bool = True  # off: no rate limits (benchmarks)
 
     # ---- documentation and browsers -------------------------------------------------------------------
-    cors_origins: list[str] = []
-    openapi_cache_s: float = Field(60.0, ge=0)
+    cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default
+    openapi_cache_s: float = Field(60.0, ge=0)  # how long the merged OpenAPI document is kept
 
     @model_validator(mode="after")
     def _default_database(self) -> GatewaySettings:

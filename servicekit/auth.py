@@ -39,7 +39,10 @@ class InternalAuthSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
 
+    # Shared secret the gateway signs its calls into the services with; `make run` and the e2e tests
+    # generate a random one per run unless it is set.
     internal_token: str = "local-internal-token"
+    # Services refuse calls without the gateway's signature (off: for debugging a service directly).
     internal_auth: bool = True
     # Allowed age (and clock skew) of a signature, in seconds.
     internal_auth_max_age_s: float = Field(30.0, gt=0)

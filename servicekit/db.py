@@ -10,7 +10,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session
 
 OUTBOX_DIRTY = "outbox_dirty"
@@ -22,9 +29,13 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # No pre-ping: it costs a round trip on every checkout (every request, batch and relay step).
+            # A connection that died with a server restart fails its first statement instead; SQLAlchemy
+            # then invalidates the whole pool and the error counts as transient (503 / retried), so one
+            # failure per process replaces a ping per transaction. Recycling bounds a connection's age.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
@@ -53,6 +64,18 @@ class Database:
                 listener()
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection on which each statement commits by itself, for single statements that need no
+        transaction (the relay's read and its mark): on PostgreSQL no BEGIN and COMMIT round trips.
+        On SQLite, whose BEGIN IMMEDIATE hook needs a real transaction, one transaction around the block."""
+        if self.is_postgres:
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: commits on success, rolls back on error."""
         async with self.sessions() as session, session.begin():
@@ -64,6 +87,11 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def dialect_insert(session: AsyncSession) -> Callable[..., postgresql.Insert | sqlite.Insert]:
+    """The INSERT construct of the session's database: both offer ON CONFLICT DO NOTHING / DO UPDATE."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _forget_outbox_writes(session: Session) -> None:

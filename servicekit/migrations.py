@@ -7,12 +7,14 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.db import Database
+from servicekit.tables import INBOX, OUTBOX
 
 
 def version_table(service: str) -> str:
@@ -77,3 +79,26 @@ def run_env(target_metadata: MetaData) -> None:
         await engine.dispose()
 
     asyncio.run(_main())
+
+
+def create_plumbing_tables(op: Operations) -> None:
+    """Create the outbox and inbox, with their indexes, in a service's initial migration.
+
+    Built from servicekit.tables, the definitions the relay and the consumer use, so every service
+    gets the same DDL. Because it reads the current definitions, a later change to OUTBOX or INBOX
+    must come with a revision in each service that also works on a fresh database, where this
+    initial revision already created the new shape.
+    """
+    for table in (OUTBOX, INBOX):
+        # create_table copies columns that belong to another Table; indexes are named by column.
+        op.create_table(table.name, *table.columns, *table.constraints)
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            op.create_index(
+                str(index.name), table.name, [c.name for c in index.columns], unique=index.unique, **index.kwargs
+            )
+
+
+def drop_plumbing_tables(op: Operations) -> None:
+    """The downgrade of create_plumbing_tables (dropping a table drops its indexes)."""
+    for table in (INBOX, OUTBOX):
+        op.drop_table(table.name)

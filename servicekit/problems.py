@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -99,6 +100,19 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = validation_errors(list(exc.errors()))
         fields = ", ".join(sorted({e["field"] for e in errors}))
         return problem_response(422, "Invalid request", f"Invalid fields: {fields}", code="validation", errors=errors)
+
+    @app.exception_handler(StaleDataError)
+    @app.exception_handler(ObjectDeletedError)
+    async def _concurrent_change(request: Request, exc: Exception) -> Response:
+        # An UPDATE or DELETE matched no row: a concurrent request changed or removed it first. Nothing
+        # of this request was committed; the client reads the resource again and retries.
+        log.info("concurrent change", extra={"path": request.url.path, "error": type(exc).__name__})
+        return problem_response(
+            409,
+            "Conflict",
+            "The resource was changed or removed by a concurrent request; read it again and retry.",
+            code="conflict",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

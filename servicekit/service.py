@@ -28,6 +28,7 @@ from servicekit.migrations import current_revision, head_revision
 from servicekit.outbox.relay import OutboxRelay
 from servicekit.problems import install_problem_handlers
 from servicekit.settings import ServiceSettings
+from servicekit.validation import NUL_GUARD
 
 log = logging.getLogger("servicekit.service")
 
@@ -94,7 +95,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
                     await task
             await database.dispose()
 
-    app = FastAPI(title=spec.title, version=spec.version, lifespan=lifespan)
+    # Every route refuses NUL characters before they can reach PostgreSQL (servicekit.validation).
+    app = FastAPI(title=spec.title, version=spec.version, lifespan=lifespan, dependencies=NUL_GUARD)
     app.state.spec = spec
     app.state.settings = settings
     app.state.database = database

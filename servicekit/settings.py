@@ -21,10 +21,10 @@ class KafkaSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    partitions: int = 6
-    replication_factor: int = 1
-    request_timeout_ms: int = 15000
+    bootstrap_servers: str = "127.0.0.1:9092"  # comma-separated host:port list of the brokers
+    partitions: int = 6  # partitions of each topic, when `python -m servicekit.topics ensure` creates it
+    replication_factor: int = 1  # copies of each partition, when topics are created
+    request_timeout_ms: int = 15000  # how long producers and consumers wait for a broker to answer
 
 
 class PlatformSettings(BaseSettings):
@@ -32,8 +32,6 @@ class PlatformSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
 
-    # Shared secret the gateway uses to sign calls into the services.
-    internal_token: str = "local-internal-token"
     # Test-only fault injection, e.g. "exit_before_publish" (see servicekit.outbox.relay).
     fault: str = ""
 
@@ -44,20 +42,25 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     name: str = "service"
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = "127.0.0.1"  # address the service's HTTP API listens on
+    port: int = 8000  # its port
+    # SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@host:5432/<name>; empty = the SQLite file
+    # <CRM_STATE_DIR>/<name>.db.
     database_url: str = ""
-    db_pool_size: int = 10
-    log_level: str = "INFO"
-    log_sql: bool = False
+    db_pool_size: int = 10  # PostgreSQL connections per process (as many again may overflow)
+    log_level: str = "INFO"  # JSON logs on stdout
+    log_sql: bool = False  # log every SQL statement (debugging only)
 
-    relay_batch_size: int = Field(500, ge=1)
+    relay_batch_size: int = Field(500, ge=1)  # outbox rows the relay publishes per round
+    # The relay is woken by each commit that wrote events; this is how often it looks anyway.
     relay_poll_interval_s: float = Field(1.0, gt=0)
-    outbox_retention_hours: float = Field(24.0, ge=0)
+    outbox_retention_hours: float = Field(24.0, ge=0)  # published outbox rows are deleted after this long
 
-    consumer_batch_size: int = Field(500, ge=1)
+    consumer_batch_size: int = Field(500, ge=1)  # Kafka records handled per transaction
+    # Tries of an event whose handler fails before it goes to the dead-letter topic (database outages
+    # are retried without limit instead).
     consumer_max_attempts: int = Field(3, ge=1)
-    consumer_retry_backoff_s: float = Field(0.2, ge=0)
+    consumer_retry_backoff_s: float = Field(0.2, ge=0)  # pause before retry n is n times this
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)

@@ -69,9 +69,10 @@ class OutboxRelay:
 
     async def publish_batch(self, producer: AIOKafkaProducer) -> int:
         """Publish one batch of unpublished rows; returns how many were published."""
-        async with self.database.sessions() as session:
+        # Autocommit: one round trip, and no transaction stays open while we talk to Kafka.
+        async with self.database.autocommit() as conn:
             rows = (
-                await session.execute(
+                await conn.execute(
                     select(
                         OUTBOX.c.id,
                         OUTBOX.c.topic,
@@ -85,7 +86,6 @@ class OutboxRelay:
                     .limit(self.settings.relay_batch_size)
                 )
             ).all()
-            await session.rollback()  # end the read transaction before talking to Kafka
         if not rows:
             return 0
         if self.settings.platform.fault == FAULT_EXIT_BEFORE_PUBLISH:
@@ -111,8 +111,8 @@ class OutboxRelay:
             published_ids.append(row.id)
         now = datetime.now(UTC)
         if published_ids:
-            async with self.database.transaction() as session:
-                await session.execute(update(OUTBOX).where(OUTBOX.c.id.in_(published_ids)).values(published_at=now))
+            async with self.database.autocommit() as conn:  # a single UPDATE is atomic by itself
+                await conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(published_ids)).values(published_at=now))
             metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
             for row in rows[: len(published_ids)]:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)

@@ -1,12 +1,20 @@
-"""Writing events into the outbox inside the caller's transaction. Never commits, never calls Kafka."""
+"""Writing events into the outbox inside the caller's transaction. Never commits, never calls Kafka.
+
+One implementation, two doors: the async `enqueue` / `enqueue_raw` for domain code, and the synchronous
+`outbox_row` + `write_rows` for code that runs where nothing can be awaited (a session's before-commit
+hook, e.g. a write-behind that writes a whole consumer batch just before it commits). The async doors
+run the synchronous one through `AsyncSession.run_sync`, so both flag the session the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from servicekit.context import current_correlation_id
 from servicekit.db import OUTBOX_DIRTY, OUTBOX_NOTIFIED
@@ -15,26 +23,55 @@ from servicekit.tables import OUTBOX
 
 Headers = list[tuple[str, str]]
 NOTIFY_CHANNEL = "outbox"
+DEFAULT_SOURCE = "/crm"
+
+
+def event_source(session: Session | AsyncSession) -> str:
+    """The CloudEvents source of events written through this session (set by servicekit.db.Database)."""
+    return session.info.get("source") or DEFAULT_SOURCE
+
+
+def envelope_row(envelope: CloudEvent, topic: str, created_at: datetime | None = None) -> dict[str, Any]:
+    """The outbox row that publishes `envelope` on `topic`, keyed by its subject (the customer id)."""
+    return {
+        "topic": topic,
+        "key": envelope.subject,
+        "payload": envelope.to_json(),
+        "headers": [["content-type", CONTENT_TYPE], ["ce_type", envelope.type], ["ce_id", envelope.id]],
+        "event_id": envelope.id,
+        "created_at": created_at or datetime.now(UTC),
+    }
+
+
+def outbox_row(data: EventData, *, source: str, correlation_id: str | None) -> dict[str, Any]:
+    """Wrap one event now (its id, time and correlation id are fixed here) and build its outbox row."""
+    envelope = CloudEvent.wrap(data, source=source, correlation_id=correlation_id)
+    return envelope_row(envelope, data.topic)
+
+
+def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows through a synchronous session, in its transaction; usable inside before_commit.
+
+    Flags the session so the relay in this process wakes after the commit (OUTBOX_DIRTY), and on
+    PostgreSQL sends NOTIFY once per transaction, which the server delivers at commit to relays elsewhere.
+    """
+    if not rows:
+        return
+    session.execute(insert(OUTBOX), list(rows))
+    session.info[OUTBOX_DIRTY] = True
+    if session.info.get("postgres") and not session.info.get(OUTBOX_NOTIFIED):
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        session.info[OUTBOX_NOTIFIED] = True
 
 
 async def enqueue(session: AsyncSession, *events: EventData) -> list[CloudEvent]:
     """Add events to the outbox; they are published only if the caller's transaction commits."""
-    source = session.info.get("source") or "/crm"
+    source = event_source(session)
     correlation_id = current_correlation_id()
     envelopes = [CloudEvent.wrap(e, source=source, correlation_id=correlation_id) for e in events]
     now = datetime.now(UTC)
-    rows = [
-        {
-            "topic": data.topic,
-            "key": envelope.subject,
-            "payload": envelope.to_json(),
-            "headers": [["content-type", CONTENT_TYPE], ["ce_type", envelope.type], ["ce_id", envelope.id]],
-            "event_id": envelope.id,
-            "created_at": now,
-        }
-        for data, envelope in zip(events, envelopes, strict=True)
-    ]
-    await _insert(session, rows)
+    rows = [envelope_row(envelope, data.topic, now) for data, envelope in zip(events, envelopes, strict=True)]
+    await session.run_sync(write_rows, rows)
     return envelopes
 
 
@@ -50,16 +87,4 @@ async def enqueue_raw(
         "event_id": None,
         "created_at": datetime.now(UTC),
     }
-    await _insert(session, [row])
-
-
-async def _insert(session: AsyncSession, rows: Iterable[dict]) -> None:
-    rows = list(rows)
-    if not rows:
-        return
-    await session.execute(insert(OUTBOX), rows)
-    session.info[OUTBOX_DIRTY] = True
-    # PostgreSQL delivers NOTIFY at commit, so a relay in another process wakes exactly then.
-    if session.info.get("postgres") and not session.info.get(OUTBOX_NOTIFIED):
-        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-        session.info[OUTBOX_NOTIFIED] = True
+    await session.run_sync(write_rows, [row])

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import CustomerStatus
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from services.customer import attributes as attrs
 from services.customer import service
@@ -131,14 +132,14 @@ async def list_customers(
     ] = None,
     kind: CustomerKind | None = None,
     segment: str | None = None,
-    owner: str | None = None,
+    owner: Annotated[list[str] | None, Query(description="account manager; repeat to match any of several")] = None,
     external_ref: str | None = None,
     tag: Annotated[list[str] | None, Query(description="repeat to require several tags")] = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200, description="name or e-mail contains")] = None,
     include_erased: bool = False,
     sort: Annotated[str, Query(pattern=r"^-?(created_at|name)$")] = "-created_at",
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> CustomersPage:
     """Customers matching every filter given. Attribute filters: ``attr.<name>=<value>`` (repeatable for
@@ -168,7 +169,7 @@ async def list_customers(
         statuses=status_ or (),
         kind=kind.value if kind else None,
         segment=segment,
-        owner=owner,
+        owners=owner or (),
         external_ref=external_ref,
         tags=tag or (),
         attributes=attribute_filters,
@@ -300,8 +301,8 @@ async def change_status(
 async def status_history(
     customer_id: str,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
 ) -> StatusHistoryPage:
     """The customer's status changes, newest first (the first one is the status it was created in)."""
     items, total = await service.status_history(session=session, customer_id=customer_id, limit=limit, offset=offset)

@@ -49,7 +49,6 @@ from services.customer.models import (
     utc_now,
 )
 
-MAX_PAGE = 200
 SORTS = ("created_at", "-created_at", "name", "-name")
 # Below every database's limit on bound parameters per statement.
 _IN_CHUNK = 500
@@ -239,7 +238,7 @@ class CustomerFilters:
     statuses: Sequence[CustomerStatus] = ()
     kind: str | None = None
     segment: str | None = None
-    owner: str | None = None
+    owners: Sequence[str] = ()  # any of them (a manager's team)
     external_ref: str | None = None
     tags: Sequence[str] = ()  # all of them
     attributes: Sequence[tuple[str, str]] = ()  # (key, value as text), all of them
@@ -255,8 +254,8 @@ def _conditions(filters: CustomerFilters) -> list[Any]:
         where.append(Customer.kind == filters.kind)
     if filters.segment is not None:
         where.append(Customer.segment == filters.segment)
-    if filters.owner is not None:
-        where.append(Customer.owner == filters.owner)
+    if filters.owners:
+        where.append(col(Customer.owner).in_(filters.owners))
     if filters.external_ref is not None:
         where.append(Customer.external_ref == filters.external_ref)
     for tag in filters.tags:

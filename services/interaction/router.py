@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import InteractionType, Severity
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from services.interaction import service
 from services.interaction.complaints import ComplaintCategory
@@ -94,8 +95,8 @@ async def customer_timeline(
     type: Annotated[list[InteractionType] | None, Query(description="repeat to match any of several")] = None,
     since: Annotated[datetime | None, Query(description="occurred at or after (no offset = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="occurred before (no offset = UTC)")] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
 ) -> InteractionsPublic:
     """The customer's interactions, newest first. An id the service has not seen yields an empty page."""
     if since is not None and until is not None and service.as_utc(since) >= service.as_utc(until):
@@ -125,8 +126,8 @@ async def list_complaints(
     overdue: Annotated[
         bool | None, Query(description="true: past due while still open, acknowledged or valid; false: the others")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
 ) -> ComplaintsPublic:
     """Complaints, the earliest due first."""
     items, total = await service.list_complaints(
@@ -178,8 +179,8 @@ async def list_parked_events(
     session: SessionDep,
     customer_ref: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     event_type: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
 ) -> ParkedEventsPublic:
     """Inbound ERP/SCM events waiting for their customer to appear, oldest first."""
     items, total = await service.list_parked(

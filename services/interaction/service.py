@@ -7,17 +7,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, and_, func, not_, or_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from servicekit.db import dialect_insert
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from servicekit.events.contracts.erasure import ErasureConfirmed
@@ -34,6 +33,7 @@ from servicekit.events.registry import REGISTRY
 from servicekit.inbox import PoisonEvent
 from servicekit.inbox.consumer import is_transient
 from servicekit.outbox import enqueue
+from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, validation_errors
 from services.interaction import complaints, erp, sla
 from services.interaction.directory import CustomerLookup, CustomerServiceUnavailable, CustomerSnapshot
@@ -53,10 +53,25 @@ from services.interaction.settings import DEFAULT_SLA_HOURS
 from services.interaction.sla import ComplaintStatus, as_utc
 
 T = TypeVar("T")
-MAX_PAGE = 200
 log = logging.getLogger("interaction.service")
 
 # ---- recording ----------------------------------------------------------------------------------
+# One path stores interactions, whether one is posted, many are imported or an ERP event arrives:
+# store_interactions. A single post is a batch of one whose outcome becomes the HTTP answer.
+
+# SQLite before 3.32 allows 999 bound parameters; lookups by many ids go in chunks of this size.
+IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing one row came to: `created` (interaction is the new one), `existing` (a repeat of
+    interaction `id`), or `rejected` (its external_id already names interaction `id`, for another
+    customer or type)."""
+
+    status: BulkRowStatus
+    id: str
+    interaction: Interaction | None = None
 
 
 async def record_interaction(
@@ -67,36 +82,119 @@ async def record_interaction(
     Returns the interaction and whether it was recorded now.
     """
     if data.external_id is not None:
+        # A retry is answered before the customer is checked (it may be erased or unreachable by now).
         existing = await find_by_external_id(session=session, external_id=data.external_id)
         if existing is not None:
             return _same_request(existing, data), False
     await ensure_known_customer(session=session, customer_id=data.customer_id, lookup=lookup)
+    return await _store_one(session, data, sla_hours)
 
-    return await _store(session, data, sla_hours)
 
-
-async def _store(
+async def _store_one(
     session: AsyncSession, data: InteractionCreate, sla_hours: Mapping[str, float]
 ) -> tuple[Interaction, bool]:
-    """Insert the interaction (the customer is known) and enqueue its events; idempotent by external_id."""
-    interaction = new_interaction(data, sla_hours)
-    if data.external_id is None:
-        session.add(interaction)
-        await session.flush()
-    else:
-        try:
-            # A savepoint, so that losing a race on external_id leaves the transaction usable.
-            async with session.begin_nested():
-                session.add(interaction)
-                await session.flush()
-        except IntegrityError:
-            existing = await find_by_external_id(session=session, external_id=data.external_id)
-            if existing is None:
-                raise
-            return _same_request(existing, data), False
+    """store_interactions for one interaction of a known customer: it, and whether it is new."""
+    stored = (await store_interactions(session, {0: data}, sla_hours))[0]
+    if stored.interaction is not None:
+        return stored.interaction, True
+    # Another request stored this external_id since the caller looked: the same interaction, or a 409.
+    return _same_request(await get_interaction(session=session, interaction_id=stored.id), data), False
 
-    await enqueue(session, *_events(interaction))
-    return interaction, True
+
+async def store_interactions(
+    session: AsyncSession, rows: Mapping[int, InteractionCreate], sla_hours: Mapping[str, float]
+) -> dict[int, Stored]:
+    """Insert interactions of known customers and enqueue their events; idempotent by external_id.
+
+    A row whose external_id is stored already, or was carried by an earlier row, writes nothing: it
+    is `existing` when it names the same customer and type, `rejected` when not. The insert skips
+    external ids that a concurrent transaction stored first, and those rows are answered the same way.
+    """
+    now = utc_now()
+    stored = await _stored_external_ids(session, sorted({d.external_id for d in rows.values() if d.external_id}))
+    results: dict[int, Stored] = {}
+    to_insert: list[tuple[int, Interaction]] = []
+    first_with: dict[str, int] = {}  # external_id -> the first row of this call that carries it
+    repeats: list[tuple[int, int]] = []  # (row, the earlier row with its external_id)
+    for index in sorted(rows):
+        data = rows[index]
+        if data.external_id is not None:
+            if data.external_id in stored:
+                results[index] = _matching(data, *stored[data.external_id])
+                continue
+            if data.external_id in first_with:
+                repeats.append((index, first_with[data.external_id]))
+                continue
+            first_with[data.external_id] = index
+        to_insert.append((index, new_interaction(data, sla_hours, now)))
+
+    inserted = await _insert_interactions(session, [interaction for _, interaction in to_insert])
+    created = [interaction for _, interaction in to_insert if interaction.id in inserted]
+    # Another transaction stored these external ids between our check and our insert.
+    lost_race = [i.external_id for _, i in to_insert if i.id not in inserted and i.external_id is not None]
+    winners = await _stored_external_ids(session, lost_race) if lost_race else {}
+    for index, interaction in to_insert:
+        if interaction.id in inserted:
+            results[index] = Stored(BulkRowStatus.created, interaction.id, interaction)
+        else:
+            assert interaction.external_id is not None  # rows without one are never skipped
+            results[index] = _matching(rows[index], *winners[interaction.external_id])
+    for index, earlier in repeats:
+        first = results[earlier]
+        # A repeat of a rejected row shares its conflict; any other repeat must match the earlier row.
+        results[index] = (
+            first
+            if first.status == BulkRowStatus.rejected
+            else _matching(rows[index], first.id, rows[earlier].customer_id, rows[earlier].type)
+        )
+
+    events = [event for interaction in created for event in _events(interaction)]
+    if events:
+        await enqueue(session, *events)
+    return results
+
+
+def _matching(data: InteractionCreate, other_id: str, customer_id: str, type_: str) -> Stored:
+    """A row whose external_id already names interaction other_id: a repeat only for the same customer and type."""
+    same = (customer_id, str(type_)) == (data.customer_id, data.type.value)
+    return Stored(BulkRowStatus.existing if same else BulkRowStatus.rejected, other_id)
+
+
+def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+async def _stored_external_ids(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """external_id -> (id, customer_id, type) of interactions already stored."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for chunk in _chunks(list(external_ids), IN_CHUNK):
+        rows = await session.execute(
+            select(Interaction.external_id, Interaction.id, Interaction.customer_id, Interaction.type).where(
+                col(Interaction.external_id).in_(chunk)
+            )
+        )
+        for external_id, id_, customer_id, type_ in rows:
+            found[external_id] = (id_, customer_id, str(type_))
+    return found
+
+
+_INTERACTION_COLUMNS = [c.name for c in Interaction.__table__.columns]  # type: ignore[attr-defined]
+
+
+async def _insert_interactions(session: AsyncSession, interactions: Sequence[Interaction]) -> set[str]:
+    """Multi-row INSERTs that skip rows whose external_id exists; returns the ids actually inserted."""
+    if not interactions:
+        return set()
+    table = Interaction.__table__  # type: ignore[attr-defined]
+    insert = dialect_insert(session)
+    inserted: set[str] = set()
+    for chunk in _chunks(list(interactions), IN_CHUNK):
+        rows = [{name: getattr(i, name) for name in _INTERACTION_COLUMNS} for i in chunk]
+        statement = insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id)
+        result = await session.execute(statement, rows)
+        inserted.update(result.scalars())
+    return inserted
 
 
 def new_interaction(
@@ -269,9 +367,9 @@ async def _replica_row(session: AsyncSession, customer_id: str) -> KnownCustomer
     if row is not None:
         return row
     values = {"customer_id": customer_id, "version": 0, "erased": False, "updated_at": utc_now()}
-    dialect = session.bind.dialect.name if session.bind is not None else ""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(insert(KnownCustomer).values(values).on_conflict_do_nothing(index_elements=["customer_id"]))
+    await session.execute(
+        dialect_insert(session)(KnownCustomer).values(values).on_conflict_do_nothing(index_elements=["customer_id"])
+    )
     row = await session.get(KnownCustomer, customer_id)
     assert row is not None
     return row
@@ -575,15 +673,8 @@ async def flag_overdue_complaints(*, session: AsyncSession, now: datetime, limit
 
 # ---- bulk import ----------------------------------------------------------------------------------
 
-# SQLite before 3.32 allows 999 bound parameters; lookups by many ids go in chunks of this size.
-IN_CHUNK = 500
 # How many unknown customers are asked of the customer service at once.
 LOOKUP_CONCURRENCY = 16
-
-
-def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def validate_rows(items: Sequence[Any]) -> tuple[dict[int, InteractionCreate], dict[int, list[dict[str, str]]]]:
@@ -643,20 +734,6 @@ async def _customer_problems(
     return problems
 
 
-async def _stored_external_ids(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
-    """external_id -> (id, customer_id, type) of interactions already stored."""
-    found: dict[str, tuple[str, str, str]] = {}
-    for chunk in _chunks(list(external_ids), IN_CHUNK):
-        rows = await session.execute(
-            select(Interaction.external_id, Interaction.id, Interaction.customer_id, Interaction.type).where(
-                col(Interaction.external_id).in_(chunk)
-            )
-        )
-        for external_id, id_, customer_id, type_ in rows:
-            found[external_id] = (id_, customer_id, str(type_))
-    return found
-
-
 def _conflict(external_id: str, other_id: str) -> list[dict[str, str]]:
     return [field_error("external_id", f"{external_id!r} already identifies another interaction ({other_id})")]
 
@@ -679,76 +756,24 @@ async def bulk_import(
     validated = time.perf_counter()
     customer_problems = await _customer_problems(session, customers, lookup)
     checked = time.perf_counter()
-    stored = await _stored_external_ids(session, sorted({d.external_id for d in valid.values() if d.external_id}))
 
-    now = utc_now()
-    to_insert: list[tuple[int, Interaction]] = []
-    first_in_request: dict[str, tuple[int, InteractionCreate]] = {}
-    repeats: list[tuple[int, int]] = []  # (row, the earlier row of this request with its external_id)
-    for index in sorted(valid):
-        data = valid[index]
+    accepted: dict[int, InteractionCreate] = {}
+    for index, data in valid.items():
         problem = customer_problems.get(data.customer_id)
-        if problem is not None:
+        if problem is None:
+            accepted[index] = data
+        else:
             results[index] = BulkRow(
                 index=index, status=BulkRowStatus.rejected, errors=[field_error("customer_id", problem)]
             )
-            continue
-        if data.external_id is not None:
-            seen = stored.get(data.external_id)
-            if seen is not None:
-                id_, customer_id, type_ = seen
-                same = (customer_id, type_) == (data.customer_id, data.type.value)
-                results[index] = (
-                    BulkRow(index=index, status=BulkRowStatus.existing, id=id_)
-                    if same
-                    else BulkRow(index=index, status=BulkRowStatus.rejected, errors=_conflict(data.external_id, id_))
-                )
-                continue
-            earlier = first_in_request.get(data.external_id)
-            if earlier is not None:
-                repeats.append((index, earlier[0]))
-                continue
-            first_in_request[data.external_id] = (index, data)
-        to_insert.append((index, new_interaction(data, sla_hours, now)))
-
-    inserted = await _insert_interactions(session, [interaction for _, interaction in to_insert])
-    created: list[Interaction] = []
-    lost_race: list[tuple[int, Interaction]] = []
-    for index, interaction in to_insert:
-        if interaction.id in inserted:
-            results[index] = BulkRow(index=index, status=BulkRowStatus.created, id=interaction.id)
-            created.append(interaction)
+    for index, stored in (await store_interactions(session, accepted, sla_hours)).items():
+        if stored.status == BulkRowStatus.rejected:
+            external_id = accepted[index].external_id
+            assert external_id is not None  # only an external_id conflict rejects a row here
+            results[index] = BulkRow(index=index, status=stored.status, errors=_conflict(external_id, stored.id))
         else:
-            lost_race.append((index, interaction))
-    if lost_race:
-        # Another request stored these external ids between our check and our insert.
-        winners = await _stored_external_ids(session, [i.external_id for _, i in lost_race if i.external_id])
-        for index, interaction in lost_race:
-            assert interaction.external_id is not None
-            id_, customer_id, type_ = winners[interaction.external_id]
-            same = (customer_id, type_) == (interaction.customer_id, str(interaction.type))
-            results[index] = (
-                BulkRow(index=index, status=BulkRowStatus.existing, id=id_)
-                if same
-                else BulkRow(index=index, status=BulkRowStatus.rejected, errors=_conflict(interaction.external_id, id_))
-            )
-    for index, earlier in repeats:
-        first = results[earlier]
-        data = valid[index]
-        assert data.external_id is not None
-        first_data = valid[earlier]
-        if first.status == BulkRowStatus.rejected or first.id is None:
-            results[index] = BulkRow(index=index, status=BulkRowStatus.rejected, errors=first.errors)
-        elif (first_data.customer_id, first_data.type) == (data.customer_id, data.type):
-            results[index] = BulkRow(index=index, status=BulkRowStatus.existing, id=first.id)
-        else:
-            results[index] = BulkRow(
-                index=index, status=BulkRowStatus.rejected, errors=_conflict(data.external_id, first.id)
-            )
+            results[index] = BulkRow(index=index, status=stored.status, id=stored.id)
 
-    events = [event for interaction in created for event in _events(interaction)]
-    if events:
-        await enqueue(session, *events)
     rows = [results[i] for i in range(len(items))]
     counts = Counter(row.status for row in rows)
     log.info(
@@ -769,28 +794,6 @@ async def bulk_import(
         rejected=counts[BulkRowStatus.rejected],
         rows=rows,
     )
-
-
-_INTERACTION_COLUMNS = [c.name for c in Interaction.__table__.columns]  # type: ignore[attr-defined]
-
-
-async def _insert_interactions(session: AsyncSession, interactions: Sequence[Interaction]) -> set[str]:
-    """Multi-row INSERTs that skip rows whose external_id exists; returns the ids actually inserted."""
-    if not interactions:
-        return set()
-    table = Interaction.__table__  # type: ignore[attr-defined]
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-    inserted: set[str] = set()
-    for chunk in _chunks(list(interactions), IN_CHUNK):
-        rows = [{name: getattr(i, name) for name in _INTERACTION_COLUMNS} for i in chunk]
-        statement = insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id)
-        result = await session.execute(statement, rows)
-        inserted.update(result.scalars())
-    return inserted
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else ""
 
 
 # ---- ERP/SCM inbound ------------------------------------------------------------------------------
@@ -837,7 +840,7 @@ async def _record_for(
     existing = await find_by_external_id(session=session, external_id=interaction_data.external_id)
     if existing is not None:
         return existing  # a repeat of an event already applied
-    interaction, _ = await _store(session, interaction_data, sla_hours)
+    interaction, _ = await _store_one(session, interaction_data, sla_hours)
     return interaction
 
 
@@ -852,8 +855,9 @@ async def park(*, session: AsyncSession, event: Received[InboundEvent], reason: 
         "parked_at": utc_now(),
         "attempts": 0,
     }
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-    await session.execute(insert(ParkedEvent).values(values).on_conflict_do_nothing(index_elements=["event_id"]))
+    await session.execute(
+        dialect_insert(session)(ParkedEvent).values(values).on_conflict_do_nothing(index_elements=["event_id"])
+    )
     log.info("inbound event parked", extra={"event_type": event.envelope.type, "customer_ref": event.data.customer_ref})
 
 
@@ -870,7 +874,7 @@ async def apply_parked_for(
     query = (
         select(ParkedEvent).where(col(ParkedEvent.customer_ref) == customer.external_ref).order_by(col(ParkedEvent.id))
     )
-    if _dialect(session) == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)  # another instance is applying those
     parked = list((await session.execute(query)).scalars())
     applied = 0

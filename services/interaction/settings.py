@@ -15,16 +15,15 @@ class InteractionSettings(ServiceSettings):
 
     # The customer master, asked directly when the local replica has not yet seen a customer.
     customer_url: str = "http://127.0.0.1:8001"
-    customer_timeout_s: float = Field(2.0, gt=0)
+    customer_timeout_s: float = Field(2.0, gt=0)  # a slower answer counts as the customer service being down
 
     # Hours from when the customer complained until the complaint must be resolved, per severity.
     # JSON in the environment, e.g. INTERACTION_COMPLAINT_SLA_HOURS='{"critical": 2}'; missing
     # severities keep their defaults.
     complaint_sla_hours: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
 
-    # Background loops of the consume role: how often overdue complaints are looked for, and how often
-    # parked ERP/SCM events are retried against the customer replica.
-    overdue_check_interval_s: float = Field(30.0, gt=0)
+    overdue_check_interval_s: float = Field(30.0, gt=0)  # how often overdue complaints are looked for (consume role)
+    # How often parked ERP/SCM events are retried against the customer replica (consume role).
     parked_sweep_interval_s: float = Field(60.0, gt=0)
 
     @field_validator("customer_url")

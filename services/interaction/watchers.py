@@ -1,38 +1,18 @@
 """Background loops of the consume role: the complaint SLA watcher and the parked-event sweep.
 
 Each pass is one transaction; a failing pass is logged and retried on the next tick, so a database
-outage pauses the loops without killing them.
+outage pauses the loops without killing them (servicekit.background).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import Database
+from servicekit.background import every_in_transaction
 from services.interaction import service
 from services.interaction.models import utc_now
 from services.interaction.settings import InteractionSettings
-
-log = logging.getLogger("interaction.watchers")
-
-
-async def _every(
-    interval_s: float, name: str, database: Database, work: Callable[[AsyncSession], Awaitable[object]]
-) -> None:
-    while True:
-        try:
-            async with database.transaction() as session:
-                await work(session)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("background pass failed", extra={"loop": name, "error": repr(exc)})
-        await asyncio.sleep(interval_s)
 
 
 async def watch_overdue(app: FastAPI) -> None:
@@ -42,7 +22,7 @@ async def watch_overdue(app: FastAPI) -> None:
     async def work(session: AsyncSession) -> object:
         return await service.flag_overdue_complaints(session=session, now=utc_now())
 
-    await _every(settings.overdue_check_interval_s, "overdue", app.state.database, work)
+    await every_in_transaction(settings.overdue_check_interval_s, "overdue", app.state.database, work)
 
 
 async def sweep_parked(app: FastAPI) -> None:
@@ -52,4 +32,4 @@ async def sweep_parked(app: FastAPI) -> None:
     async def work(session: AsyncSession) -> object:
         return await service.sweep_parked(session=session, sla_hours=settings.complaint_sla_hours)
 
-    await _every(settings.parked_sweep_interval_s, "parked", app.state.database, work)
+    await every_in_transaction(settings.parked_sweep_interval_s, "parked", app.state.database, work)

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import Severity
+from servicekit.pagination import BIGINT_MAX, DEFAULT_PAGE, Limit, Offset
 from services.retention import service, stream
 from services.retention.models import (
     AlertAcknowledge,
@@ -47,8 +48,6 @@ from services.retention.settings import RetentionSettings
 
 router = APIRouter()
 
-Limit = Annotated[int, Query(ge=1, le=service.MAX_PAGE)]
-Offset = Annotated[int, Query(ge=0)]
 
 # ---- alerts --------------------------------------------------------------------------------------
 
@@ -62,7 +61,7 @@ async def list_alerts(
     severity: Annotated[list[Severity] | None, Query(description="repeatable")] = None,
     owner: Annotated[list[str] | None, Query(description="account manager; repeatable")] = None,
     tier: Annotated[list[Tier] | None, Query(description="value tier; repeatable")] = None,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> AlertsPublic:
     """Alerts by priority (value at risk = CLV x churn risk; unknown last), then the most recently triggered."""
@@ -86,8 +85,8 @@ async def list_alerts(
 @router.get("/alerts/stream", tags=["alerts"], response_class=StreamingResponse)
 async def alert_stream(
     request: Request,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
-    after: Annotated[int | None, Query(ge=0, description="same as the Last-Event-ID header")] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=BIGINT_MAX)] = None,
+    after: Annotated[int | None, Query(ge=0, le=BIGINT_MAX, description="same as the Last-Event-ID header")] = None,
 ) -> StreamingResponse:
     """Server-sent events of alert changes (event: alert.raised|alert.updated|alert.resolved; id: sequence)."""
     settings: RetentionSettings = request.app.state.settings
@@ -138,7 +137,7 @@ async def list_rules(
     session: SessionDep,
     enabled: bool | None = None,
     kind: RuleKind | None = None,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> RulesPublic:
     rows, total = await service.list_rules(session=session, enabled=enabled, kind=kind, limit=limit, offset=offset)
@@ -225,7 +224,7 @@ async def preview_rule(rule_id: str, data: PreviewWindow, session: SessionDep) -
 
 
 @router.get("/playbooks", response_model=PlaybooksPublic, tags=["playbooks"])
-async def list_playbooks(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> PlaybooksPublic:
+async def list_playbooks(session: SessionDep, limit: Limit = DEFAULT_PAGE, offset: Offset = 0) -> PlaybooksPublic:
     rows, total = await service.list_playbooks(session=session, limit=limit, offset=offset)
     items = [PlaybookPublic.model_validate(p, from_attributes=True) for p in rows]
     return PlaybooksPublic(items=items, total=total, limit=limit, offset=offset)
@@ -257,19 +256,19 @@ async def update_playbook(playbook_id: str, data: PlaybookUpdate, session: Sessi
 @router.get("/tasks", response_model=TasksPublic, tags=["tasks"])
 async def list_tasks(
     session: SessionDep,
-    owner: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    owner: Annotated[list[str] | None, Query(description="account manager; repeat to match any of several")] = None,
     status: TaskStatus | None = None,
     overdue: Annotated[bool | None, Query(description="true: open and past due")] = None,
     customer_id: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     alert_id: Annotated[str | None, Query(min_length=1, max_length=36)] = None,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> TasksPublic:
     """Tasks, soonest due first."""
     now = utc_now()
     rows, total = await service.list_tasks(
         session=session,
-        owner=owner,
+        owners=owner or (),
         status=status,
         overdue=overdue,
         customer_id=customer_id,
@@ -327,7 +326,7 @@ async def retention_metrics(
 
 
 @router.get("/webhooks", response_model=WebhooksPublic, tags=["webhooks"])
-async def list_webhooks(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> WebhooksPublic:
+async def list_webhooks(session: SessionDep, limit: Limit = DEFAULT_PAGE, offset: Offset = 0) -> WebhooksPublic:
     rows, total = await service.list_webhooks(session=session, limit=limit, offset=offset)
     items = [WebhookPublic.model_validate(h, from_attributes=True) for h in rows]
     return WebhooksPublic(items=items, total=total, limit=limit, offset=offset)
@@ -350,7 +349,7 @@ async def delete_webhook(webhook_id: str, session: SessionDep) -> Response:
 
 @router.get("/webhooks/{webhook_id}/deliveries", response_model=DeliveriesPublic, tags=["webhooks"])
 async def list_deliveries(
-    webhook_id: str, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+    webhook_id: str, session: SessionDep, limit: Limit = DEFAULT_PAGE, offset: Offset = 0
 ) -> DeliveriesPublic:
     """The delivery log, newest first: status, attempts, last HTTP status or error, next attempt."""
     rows, total = await service.list_deliveries(session=session, webhook_id=webhook_id, limit=limit, offset=offset)

@@ -31,6 +31,7 @@ from servicekit.events.contracts.scoring import Factor, ScoreUpdated
 from servicekit.events.envelope import EventData, Received
 from servicekit.events.registry import REGISTRY
 from servicekit.outbox import enqueue
+from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
 from services.retention import outcomes, rules
@@ -65,7 +66,6 @@ from services.retention.models import (
 from services.retention.playbooks import Action, Step, in_control_group, plan_tasks
 from services.retention.rules import Context, Rule, RuleKind, RuleParams, ScorePoint, Trigger, value_at_risk, worse
 
-MAX_PAGE = 200
 WATCHED = (ScoreUpdated, ComplaintOpened, ComplaintOverdue, SurveyAnswered)
 TIER_ATTRIBUTES = ("tier", "value_tier")
 
@@ -120,6 +120,9 @@ def params_of(stored: dict[str, Any]) -> RuleParams:
         nps_max=body.nps_max,
         csat_max=body.csat_max,
     )
+
+
+_RULES_IN_TRANSACTION = "retention.rules"
 
 
 async def load_rules(*, session: AsyncSession) -> list[Rule]:
@@ -248,7 +251,11 @@ async def handle_event(
         return []  # the same event under another offset: already applied
     if isinstance(data, ScoreUpdated) and not await record_score(session=session, score=data):
         return []  # an older score than one already seen: it must neither raise nor refresh anything
-    active = await load_rules(session=session)
+    # Loaded once per consumer transaction (a poll's batch), not per event: rules change only through
+    # the API, in transactions of their own.
+    active = session.info.get(_RULES_IN_TRANSACTION)
+    if active is None:
+        active = session.info[_RULES_IN_TRANSACTION] = await load_rules(session=session)
     if not active:
         return []
     context = await _context(session, data, active)
@@ -720,7 +727,7 @@ def task_event(event_cls: type[TaskEvent], task: Task, **extra: Any) -> TaskEven
 async def list_tasks(
     *,
     session: AsyncSession,
-    owner: str | None = None,
+    owners: Sequence[str] = (),
     status: TaskStatus | None = None,
     overdue: bool | None = None,
     customer_id: str | None = None,
@@ -729,10 +736,12 @@ async def list_tasks(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[Sequence[Task], int]:
-    """Tasks, soonest due first."""
+    """Tasks, soonest due first; ``owners``: any of them (a manager's team)."""
     now = now or utc_now()
     conditions = []
-    for column, value in ((Task.owner, owner), (Task.customer_id, customer_id), (Task.alert_id, alert_id)):
+    if owners:
+        conditions.append(Task.owner.in_(list(owners)))
+    for column, value in ((Task.customer_id, customer_id), (Task.alert_id, alert_id)):
         if value is not None:
             conditions.append(column == value)
     if status is not None:

@@ -24,15 +24,16 @@ class RetentionSettings(ServiceSettings):
     housekeeping_interval_s: float = Field(5.0, gt=0)
     # Alert changes kept for SSE Last-Event-ID replay.
     alert_changes_retention_hours: float = Field(72.0, gt=0)
-    stream_poll_interval_s: float = Field(1.0, gt=0)
-    stream_keepalive_s: float = Field(15.0, gt=0)
+    stream_poll_interval_s: float = Field(1.0, gt=0)  # how often the SSE stream looks for alert changes
+    stream_keepalive_s: float = Field(15.0, gt=0)  # a comment line on an idle stream this often
 
-    webhook_poll_interval_s: float = Field(1.0, gt=0)
-    webhook_batch_size: int = Field(50, ge=1)
-    webhook_timeout_s: float = Field(5.0, gt=0)
-    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_poll_interval_s: float = Field(1.0, gt=0)  # how often due webhook deliveries are looked for
+    webhook_batch_size: int = Field(50, ge=1)  # deliveries claimed per round
+    webhook_timeout_s: float = Field(5.0, gt=0)  # timeout of each HTTP call to a subscriber
+    webhook_max_attempts: int = Field(8, ge=1)  # then the delivery is marked failed
+    # Delay before retry n: base x 2^(n-1), at most the cap.
     webhook_backoff_base_s: float = Field(2.0, gt=0)
-    webhook_backoff_cap_s: float = Field(900.0, gt=0)
+    webhook_backoff_cap_s: float = Field(900.0, gt=0)  # the longest delay between two attempts
 
 
 @cache

@@ -126,22 +126,35 @@ class FeatureSpec:
         categorical = tuple(sorted(k for k, num in attributes.items() if not num))
         return cls(numeric, categorical)
 
+    def arrays(self, snapshots: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(numeric float matrix, categorical object matrix) in column order; missing or non-conforming
+        values become NaN / None."""
+        numeric = np.array(
+            [[_as_number(snap.get(name)) for name in self.numeric] for snap in snapshots], dtype=float
+        ).reshape(len(snapshots), len(self.numeric))
+        categorical = np.empty((len(snapshots), len(self.categorical)), dtype=object)
+        for i, snap in enumerate(snapshots):
+            categorical[i, :] = [_as_category(snap.get(name)) for name in self.categorical]
+        return numeric, categorical
+
+    def combine(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """The object matrix the scikit-learn pipeline takes, from the two blocks."""
+        out = np.empty((len(numeric), len(self.columns)), dtype=object)
+        out[:, : len(self.numeric)] = numeric
+        out[:, len(self.numeric) :] = categorical
+        return out
+
     def matrix(self, snapshots: list[dict[str, Any]]) -> np.ndarray:
         """Object matrix in `columns` order; missing and non-conforming values become NaN / None."""
-        rows = []
-        for snap in snapshots:
-            row: list[Any] = []
-            for name in self.numeric:
-                value = snap.get(name)
-                row.append(float(value) if _is_number(value) else np.nan)
-            for name in self.categorical:
-                value = snap.get(name)
-                row.append(None if value is None else str(value))
-            rows.append(row)
-        out = np.empty((len(rows), len(self.columns)), dtype=object)
-        for i, row in enumerate(rows):
-            out[i, :] = row
-        return out
+        return self.combine(*self.arrays(snapshots))
+
+
+def _as_number(value: Any) -> float:
+    return float(value) if _is_number(value) else np.nan
+
+
+def _as_category(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _pipeline(spec: FeatureSpec, classifier: Any) -> Pipeline:
@@ -228,31 +241,62 @@ class TrainedChurnModel:
     # ---- scoring
 
     def predict(self, snapshots: list[dict[str, Any]]) -> np.ndarray:
+        return self._predict(*self.spec.arrays(snapshots))
+
+    def _predict(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         if self.algorithm == "logistic":
             # The same arithmetic as the sklearn pipeline, without its per-call overhead (~10 ms -> ~0.1 ms).
-            return _linear(self).predict(snapshots)
-        return self.model.predict_proba(self.spec.matrix(snapshots))[:, 1]
+            return _linear(self).predict(numeric, categorical)
+        return self.model.predict_proba(self.spec.combine(numeric, categorical))[:, 1]
+
+    def _variants(self, snapshots: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Each snapshot's row followed by one row per column with that column set to its reference value
+        (the factors' counterfactuals), built by copying arrays rather than one dict per variant."""
+        numeric, categorical = self.spec.arrays(snapshots)
+        n_num, n_cat = len(self.spec.numeric), len(self.spec.categorical)
+        width = 1 + n_num + n_cat
+        numeric = np.repeat(numeric, width, axis=0)
+        categorical = np.repeat(categorical, width, axis=0)
+        start = np.arange(len(snapshots))[:, None] * width + 1
+        if n_num:
+            cols = np.arange(n_num)[None, :]
+            ref = np.array([_as_number(self.reference.get(name)) for name in self.spec.numeric])
+            numeric[start + cols, cols] = ref[None, :]
+        if n_cat:
+            cols = np.arange(n_cat)[None, :]
+            ref_cat = np.empty(n_cat, dtype=object)
+            ref_cat[:] = [_as_category(self.reference.get(name)) for name in self.spec.categorical]
+            categorical[start + n_num + cols, cols] = ref_cat[None, :]
+        return numeric, categorical
+
+    def risk_and_factors_batch(self, snapshots: list[dict[str, Any]]) -> list[tuple[float, list[Factor]]]:
+        """Risk for each customer and the features that move it most, against the typical customer.
+
+        One predict call scores every customer of the batch and every one-feature-replaced variant
+        together; each row's arithmetic does not depend on the others, so a batch gives exactly what
+        scoring the customers one by one gives.
+        """
+        if not snapshots:
+            return []
+        columns = self.spec.columns
+        p = np.clip(self._predict(*self._variants(snapshots)), 1e-6, 1 - 1e-6)
+        logit = np.log(p / (1 - p)).reshape(len(snapshots), 1 + len(columns))
+        contributions = logit[:, :1] - logit[:, 1:]
+        out = []
+        for i, snap in enumerate(snapshots):
+            row = contributions[i]
+            ranked = sorted(
+                ((round(float(row[j]), 3), columns[j]) for j in np.flatnonzero(np.abs(row) >= 1e-3)),
+                key=lambda item: (-abs(item[0]), item[1]),
+            )[:TOP_FACTORS]
+            # Labels and Factor objects only for the few that are shown.
+            factors = [Factor(code=name, label=label(name, snap.get(name)), contribution=c) for c, name in ranked]
+            out.append((float(p[i * (1 + len(columns))]), factors))
+        return out
 
     def risk_and_factors(self, snap: dict[str, Any]) -> tuple[float, list[Factor]]:
-        """Risk for one customer and the features that move it most, against the typical customer.
-
-        One predict call scores the customer and every one-feature-replaced variant together.
-        """
-        columns = self.spec.columns
-        variants = [snap]
-        for name in columns:
-            variants.append({**snap, name: self.reference.get(name)})
-        p = np.clip(self.predict(variants), 1e-6, 1 - 1e-6)
-        logit = np.log(p / (1 - p))
-        factors = []
-        for i, name in enumerate(columns, start=1):
-            contribution = float(logit[0] - logit[i])
-            if abs(contribution) >= 1e-3:
-                factors.append(
-                    Factor(code=name, label=label(name, snap.get(name)), contribution=round(contribution, 3))
-                )
-        factors.sort(key=lambda f: (-abs(f.contribution), f.code))
-        return float(p[0]), factors[:TOP_FACTORS]
+        """Risk for one customer and its top factors (a batch of one)."""
+        return self.risk_and_factors_batch([snap])[0]
 
 
 def label(name: str, value: Any) -> str:
@@ -349,18 +393,27 @@ class LinearScorer:
             calibrator = calibrated.calibrators[0]
             self.folds.append((median, w_num, by_category, offset, float(calibrator.a_), float(calibrator.b_)))
 
-    def predict(self, snapshots: list[dict[str, Any]]) -> np.ndarray:
-        raw = self.spec.matrix(snapshots)
-        n_num = len(self.spec.numeric)
-        values = raw[:, :n_num].astype(float)
-        missing = np.isnan(values)
-        out = np.zeros(len(snapshots))
+    def predict(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """Probabilities for rows given as (numeric float matrix, categorical object matrix).
+
+        Sums run column by column, in the same order for every row, so a row's result never depends on
+        how many rows are scored with it (a matrix product may change its summation order with shape).
+        """
+        missing = np.isnan(numeric)
+        codes: list[tuple[np.ndarray, list[Any]]] = []
+        for j in range(categorical.shape[1]):
+            index: dict[Any, int] = {}
+            column = np.fromiter((index.setdefault(v, len(index)) for v in categorical[:, j]), dtype=np.intp)
+            codes.append((column, list(index)))
+        out = np.zeros(len(numeric))
         for median, w_num, by_category, offset, a, b in self.folds:
-            filled = np.where(missing, median, values)
-            f = filled @ w_num + offset
-            for j, coefs in enumerate(by_category):
-                column = raw[:, n_num + j]
-                f = f + np.array([coefs.get("(missing)" if v is None else v, 0.0) for v in column])
+            filled = np.where(missing, median, numeric)
+            f = np.full(len(numeric), offset)
+            for j in range(filled.shape[1]):
+                f = f + filled[:, j] * w_num[j]
+            for (column, values), coefs in zip(codes, by_category, strict=True):
+                table = np.array([coefs.get("(missing)" if v is None else v, 0.0) for v in values], dtype=float)
+                f = f + table[column]
             out += 1.0 / (1.0 + np.exp(a * f + b))
         return out / len(self.folds)
 

@@ -10,7 +10,7 @@ duplicate or a no-op, and the caller need not rescore.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from servicekit.events.contracts.common import SEVERE, InteractionType
@@ -319,6 +319,16 @@ def survey_answered(
     return True
 
 
+def churn_moment(churned_on: date | None, changed_at: datetime | None = None) -> datetime | None:
+    """When a customer churned, for the training label: the start (UTC) of the churn day the customer
+    master records, which may lie long before the status change that reports it (an import, a late
+    update); the time of the change when no day is given. Snapshots strictly before it are training
+    inputs, so nothing from the churn day or after leaks into them."""
+    if churned_on is not None:
+        return datetime(churned_on.year, churned_on.month, churned_on.day, tzinfo=UTC)
+    return None if changed_at is None else utc(changed_at)
+
+
 def customer_upserted(
     state: FeatureState,
     *,
@@ -327,9 +337,11 @@ def customer_upserted(
     attributes: dict[str, Any] | None = None,
     version: int | None = None,
     fields_changed: frozenset[str] | None = None,
+    churned_at: datetime | None = None,
 ) -> bool:
     """Apply customer.created / customer.updated. fields_changed limits an update to the named fields;
-    without it, only values that are present are taken. A version older than one already applied is ignored."""
+    without it, only values that are present are taken. A version older than one already applied is ignored.
+    churned_at: a customer imported as churned (or won back) with the date of its last churn."""
     if state.erased:
         return False
     if version is not None:
@@ -339,6 +351,8 @@ def customer_upserted(
         state.customer_version = version
     if status is not None:
         state.status = status
+    if churned_at is not None:
+        state.churned_at = utc(churned_at)
     if fields_changed is None:
         if segment is not None:
             state.segment = segment
@@ -352,12 +366,18 @@ def customer_upserted(
     return True
 
 
-def customer_status_changed(state: FeatureState, *, status: str, changed_at: datetime | None = None) -> bool:
+def customer_status_changed(
+    state: FeatureState, *, status: str, changed_at: datetime | None = None, churned_at: datetime | None = None
+) -> bool:
+    """Apply customer.status_changed. A change to churned records when the customer churned:
+    `churned_at` (see churn_moment) when the event gives it, else the time of the change."""
     if state.erased or state.status == status:
         return False
     state.status = status
-    if status == "churned" and changed_at is not None:
-        state.churned_at = utc(changed_at)
+    if status == "churned":
+        moment = churned_at if churned_at is not None else changed_at
+        if moment is not None:
+            state.churned_at = utc(moment)
     return True
 
 

@@ -53,6 +53,8 @@ async def on_customer_created(session: AsyncSession, event: Received[CustomerCre
         attributes=d.attributes,
         version=1,
         fields_changed=frozenset({"segment", "attributes"}),
+        # Imported already churned (or won back): the day of the last churn is the training label's date.
+        churned_at=features.churn_moment(d.churned_at),
     )
     await _apply_customer(session, event, change)
 
@@ -71,7 +73,12 @@ async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpd
 
 async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
     d = event.data
-    change = partial(features.customer_status_changed, status=d.status, changed_at=d.changed_at)
+    change = partial(
+        features.customer_status_changed,
+        status=d.status,
+        changed_at=d.changed_at,
+        churned_at=features.churn_moment(d.churned_at, d.changed_at),
+    )
     await _apply_customer(session, event, change)
 
 

@@ -1,4 +1,5 @@
-"""Background jobs: value-model refit, churn-model training, rescoring everyone after a model change.
+"""Background work of the consume role: value-model refit, churn-model training and rescoring everyone
+after a model change (jobs), and the periodic silent-customer sweep.
 
 Robustness: a route only commits a `queued` job row; the consume role's job loop claims it with a
 conditional UPDATE (so two workers never run the same job), runs it, and records progress with a
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
+from servicekit.background import every
 from servicekit.db import Database
 from services.scoring import churn_model, service
 from services.scoring.models import (
@@ -328,6 +331,67 @@ RUNNERS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     CHURN_TRAIN: churn_train,
     RESCORE: rescore,
 }
+
+
+# ---- the silent-customer sweep ------------------------------------------------------------------------
+
+
+async def sweep_silent_customers(app: FastAPI) -> None:
+    """The consume role's sweep loop (services.scoring.sweep): every `sweep_interval_s`, rescore the
+    customers nothing has happened to. Only consume-role processes run it (ServiceSpec.background), so
+    API replicas never do; several consume processes may, and SKIP LOCKED keeps them off each other's
+    customers."""
+    settings: ScoringSettings = app.state.settings
+    if settings.sweep_interval_s <= 0:
+        log.info("silent-customer sweep off (SCORING_SWEEP_INTERVAL_S=0)")
+        return
+    database: Database = app.state.database
+    await every(settings.sweep_interval_s, "silent-sweep", lambda: sweep_once(database, settings), wait_first=True)
+
+
+async def sweep_clock(database: Database, settings: ScoringSettings) -> datetime | None:
+    """The sweep's "now": the latest event time held ("data", as the rescoring jobs use), or the wall clock."""
+    if settings.sweep_clock == "wall":
+        return datetime.now(UTC)
+    async with database.sessions() as session:
+        query = select(func.max(CustomerFeatures.last_event_at)).where(CustomerFeatures.erased.is_(False))  # type: ignore[attr-defined]
+        latest = (await session.execute(query)).scalar()
+    return None if latest is None else service.features.utc(latest)
+
+
+async def sweep_once(database: Database, settings: ScoringSettings, *, clock: datetime | None = None) -> dict[str, Any]:
+    """One pass over every customer, one batch per transaction; progress logged per batch.
+
+    Idempotent: a customer scored (or looked at) at this clock is not due again until the clock has
+    moved on by sweep_min_age_hours, so a pass repeated, or resumed after a crash, redoes nothing."""
+    clock = clock or await sweep_clock(database, settings)
+    result: dict[str, Any] = {"clock": None if clock is None else clock.isoformat(), "scored": 0, "published": 0}
+    if clock is None:
+        return result  # no customer with events yet
+    started = time.monotonic()
+    log.info("silent-customer sweep started", extra={"clock": result["clock"]})
+    after = ""
+    while True:
+        async with database.transaction() as session:
+            last, scored, published = await service.rescore_silent(
+                session=session,
+                clock=clock,
+                min_age=timedelta(hours=settings.sweep_min_age_hours),
+                thresholds=settings.sweep_min_change,
+                weights=settings.weights,
+                after=after,
+                limit=settings.sweep_batch,
+            )
+        if last is None:
+            break
+        after = last
+        result["scored"] += scored
+        result["published"] += published
+        if scored:
+            log.info("silent-customer sweep progress", extra={"through": after, **result})
+    result["seconds"] = round(time.monotonic() - started, 3)
+    log.info("silent-customer sweep done", extra=result)
+    return result
 
 
 # ---- model versions -----------------------------------------------------------------------------------

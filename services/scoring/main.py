@@ -1,11 +1,11 @@
-"""The scoring service's declaration: tables, routes, events."""
+"""The scoring service's declaration: tables, routes, events, background loops (jobs, silent-customer sweep)."""
 
 from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
 from services.scoring.handlers import HANDLERS
-from services.scoring.jobs import run_jobs
+from services.scoring.jobs import run_jobs, sweep_silent_customers
 from services.scoring.models import metadata
 from services.scoring.router import router
 from services.scoring.settings import ScoringSettings
@@ -19,5 +19,5 @@ SPEC = ServiceSpec(
     routers=[router],
     handlers=HANDLERS,
     consumes=[topics.CUSTOMER, topics.INTERACTION],
-    background=[run_jobs],
+    background=[run_jobs, sweep_silent_customers],
 )

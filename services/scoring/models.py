@@ -82,6 +82,9 @@ class CustomerFeatures(ScoringTable, table=True):
     seen_ids: list[str] = _json(list)  # bounded; de-duplicates re-sent interactions
     erased: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
     updated_at: datetime = Field(default_factory=_now, sa_column=Column(UtcDateTime(), nullable=False))
+    # The time the silent-customer sweep last scored this customer at, whether or not the score had
+    # moved enough to publish; with the current score's as_of it says when the customer is due again.
+    swept_at: datetime | None = _ts()
 
 
 class ScoreRecord(ScoringTable, table=True):

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from servicekit.deps import SessionDep
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from services.scoring import jobs, service
 from services.scoring.models import (
@@ -21,11 +22,6 @@ from services.scoring.models import (
 
 router = APIRouter(tags=["scores"])
 
-MAX_PAGE = 200
-
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, at most {MAX_PAGE}")]
-Offset = Annotated[int, Query(ge=0)]
-
 
 @router.get("/customers/{customer_id}/scores", response_model=CustomerScoresPublic)
 async def get_customer_scores(customer_id: str, session: SessionDep) -> CustomerScoresPublic:
@@ -35,7 +31,7 @@ async def get_customer_scores(customer_id: str, session: SessionDep) -> Customer
 
 @router.get("/customers/{customer_id}/scores/history", response_model=ScoreHistoryPublic)
 async def get_score_history(
-    customer_id: str, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+    customer_id: str, session: SessionDep, limit: Limit = DEFAULT_PAGE, offset: Offset = 0
 ) -> ScoreHistoryPublic:
     """Every rescoring of the customer, newest first, with the event that caused it."""
     return await service.score_history(session=session, customer_id=customer_id, limit=limit, offset=offset)
@@ -44,7 +40,7 @@ async def get_score_history(
 @router.get("/scores", response_model=RankedScoresPublic)
 async def list_scores(
     session: SessionDep,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
     min_risk: Annotated[float | None, Query(ge=0, le=1, description="only churn risk at or above this")] = None,
     segment: Annotated[str | None, Query(max_length=100)] = None,
@@ -114,7 +110,7 @@ async def get_job(job_id: str, session: SessionDep) -> JobPublic:
 @router.get("/models", response_model=ModelVersionsPublic, tags=["models"])
 async def list_models(
     session: SessionDep,
-    limit: Limit = 50,
+    limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
     kind: Annotated[Literal["value", "churn"] | None, Query()] = None,
 ) -> ModelVersionsPublic:

@@ -1,10 +1,12 @@
 from functools import cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
 from services.scoring.rules import RuleWeights
+from services.scoring.sweep import ChangeThresholds
 from services.scoring.value_model import ClvSettings
 
 
@@ -18,17 +20,31 @@ class ScoringSettings(ServiceSettings):
 
     # CLV of a refit (stored with the version it produces, so its tier thresholds stay consistent).
     clv_horizon_months: int = Field(12, ge=1, le=120)
-    clv_annual_discount_rate: float = Field(0.10, ge=0, le=1)
-    clv_margin: float = Field(1.0, gt=0, le=1)
+    clv_annual_discount_rate: float = Field(0.10, ge=0, le=1)  # of future purchases in the CLV
+    clv_margin: float = Field(1.0, gt=0, le=1)  # share of spend that is profit (1 = CLV in revenue)
     # Customer pyramid: shares of customers in platinum, gold, iron (the rest is lead), by CLV.
     tier_shares: tuple[float, float, float] = (0.05, 0.15, 0.30)
 
     # Background jobs (value refit, churn training), run by the consume role.
     refit_interval_hours: float = Field(0.0, ge=0)  # scheduled value refit; 0 = off
-    job_poll_interval_s: float = Field(0.5, gt=0)
-    job_heartbeat_s: float = Field(5.0, gt=0)
+    job_poll_interval_s: float = Field(0.5, gt=0)  # how often queued jobs are looked for
+    job_heartbeat_s: float = Field(5.0, gt=0)  # how often a running job says it is alive
     job_stale_after_s: float = Field(60.0, gt=0)  # a running job without heartbeat this long has crashed
     rescore_chunk: int = Field(500, ge=1)  # customers per transaction when a new model is applied to all
+
+    # ---- silent-customer sweep (consume role): rescores customers nothing has happened to, so their
+    # risk rises as recency grows and P(alive) falls.
+    # Seconds between sweeps; 0 = off. The first sweep runs one interval after the process starts.
+    sweep_interval_s: float = Field(3600.0, ge=0)
+    # A customer is due when its score (or the sweep's last look) is this many hours older than the clock.
+    sweep_min_age_hours: float = Field(24.0, gt=0)
+    sweep_batch: int = Field(500, ge=1)  # customers per transaction of a sweep
+    # "data": the clock is the latest event time held, so replayed or imported history ages customers
+    # as live events do (the clock rescoring jobs use); "wall": the system clock.
+    sweep_clock: Literal["data", "wall"] = "data"
+    # The smallest moves the sweep publishes, as JSON, e.g. SCORING_SWEEP_MIN_CHANGE='{"churn_risk": 0.02}'
+    # (defaults: churn risk or P(alive) 0.01, health 1 point; a new tier or stage always).
+    sweep_min_change: ChangeThresholds = Field(default_factory=ChangeThresholds)
 
     @field_validator("tier_shares")
     @classmethod

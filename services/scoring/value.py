@@ -6,6 +6,7 @@ are only evaluated in closed form, which is cheap enough for every event.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -64,17 +65,29 @@ def purchase_history(state: FeatureState) -> dict[date, float]:
     return {date.fromisoformat(day): amount for day, amount in state.purchase_days.items()}
 
 
+def customer_values(items: Sequence[tuple[FeatureState, datetime]], model: ValueModel) -> list[CustomerValue | None]:
+    """P(alive), expected purchases and CLV of many customers, each at its own `as_of` (None before the
+    first purchase): the closed forms are evaluated once over the batch's arrays, not once per customer."""
+    out: list[CustomerValue | None] = [None] * len(items)
+    summaries = [vm.customer_summary(purchase_history(state), as_of.date()) for state, as_of in items]
+    known = [i for i, summary in enumerate(summaries) if summary is not None]
+    if not known:
+        return out
+    table = np.array([summaries[i] for i in known], dtype=float)
+    x, t_x, T, m = (np.ascontiguousarray(table[:, k]) for k in range(4))
+    clv, purchases = vm.clv(model.bgnbd, model.gamma_gamma, x, t_x, T, m, model.clv)
+    p_alive = vm.p_alive(model.bgnbd, x, t_x, T)
+    spend = vm.expected_spend(model.gamma_gamma, x, m)
+    for k, i in enumerate(known):
+        value = float(clv[k])
+        tier = vm.value_tier(value, model.thresholds)
+        out[i] = CustomerValue(float(p_alive[k]), float(purchases[k]), float(spend[k]), value, tier)
+    return out
+
+
 def customer_value(state: FeatureState, as_of: datetime, model: ValueModel) -> CustomerValue | None:
     """P(alive), expected purchases and CLV at `as_of` (None before the first purchase)."""
-    summary = vm.customer_summary(purchase_history(state), as_of.date())
-    if summary is None:
-        return None
-    x, t_x, T, m = summary
-    clv, purchases = vm.clv(model.bgnbd, model.gamma_gamma, x, t_x, T, m, model.clv)
-    p_alive = float(vm.p_alive(model.bgnbd, x, t_x, T))
-    spend = float(vm.expected_spend(model.gamma_gamma, x, m))
-    value = float(clv[0])
-    return CustomerValue(p_alive, float(purchases[0]), spend, value, vm.value_tier(value, model.thresholds))
+    return customer_values([(state, as_of)], model)[0]
 
 
 # ---- lifecycle stage --------------------------------------------------------------------------------

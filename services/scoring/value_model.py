@@ -269,7 +269,12 @@ def clv(
     per_month = np.diff(cumulative, axis=0)
     discount = (1 + settings.monthly_rate) ** -months[1:]
     spend = expected_spend(gg, x, m)
-    value = (per_month * discount[:, None]).sum(axis=0) * spend * settings.margin
+    # Month by month, in the same order for every customer, so one customer's CLV does not depend on
+    # how many are valued with it (a reduction over a one-column array may sum in another order).
+    discounted = np.zeros_like(x)
+    for month in per_month * discount[:, None]:
+        discounted = discounted + month
+    value = discounted * spend * settings.margin
     return value, cumulative[-1]
 
 

@@ -1,53 +1,74 @@
-"""Write-behind for the rows every rescoring produces, so a consumer batch writes them in a few statements.
+"""Rescorings queued during a transaction and scored and written together just before it commits.
 
 A rescoring appends a history row, replaces the customer's current row, adds a purchase (for purchases)
-and enqueues score.updated. Written one by one, that is four or five round trips per event, which
-dominated the CPU of the handler path (~3 ms per event on SQLite). Instead, the rows are collected in
-the session and written in the same transaction just before it commits: one INSERT .. RETURNING for
-the history, one upsert per customer for the current row (only the last score of the batch), one
-multi-row insert for purchases and one for the outbox. Nothing is written if the transaction rolls
-back, exactly as before; nothing is published before the commit, exactly as before.
+and enqueues score.updated. Done one event at a time, that is a read of the current score, a model call
+and four or five writes per event. Instead, each rescoring is queued with the customer's state as it
+stood after its event, and just before the transaction commits the whole queue (a consumer batch, a
+chunk of a rescoring job, a batch of the silent-customer sweep) is:
 
-The outbox rows are built with servicekit's CloudEvent and outbox table and flagged the way
-servicekit.outbox.writer does (OUTBOX_DIRTY wakes the relay after commit; NOTIFY on PostgreSQL),
-because the async `enqueue` cannot be awaited inside a synchronous before-commit hook.
+- scored in one call (scorer.compute_batch: one churn-model matrix, one set of value closed forms),
+- compared with the customers' current scores, read in one query (the `previous` of score.updated;
+  several rescorings of one customer in the batch chain, each the previous of the next),
+- written: one INSERT .. RETURNING for the history, one upsert of the current rows (each customer's
+  last score), one multi-row insert for purchases and one for the outbox (servicekit.outbox.writer's
+  synchronous door, as enqueue uses it).
+
+Nothing is written if the transaction rolls back, and nothing is published before it commits, exactly
+as when each event wrote its own rows. A failure while scoring fails the commit, so the consumer's
+one-message-at-a-time fallback finds the event that caused it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.context import current_correlation_id
-from servicekit.db import OUTBOX_DIRTY, OUTBOX_NOTIFIED
-from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
-from servicekit.outbox.writer import NOTIFY_CHANNEL
-from servicekit.tables import OUTBOX
+from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
+from servicekit.outbox.writer import event_source, outbox_row, write_rows
+from services.scoring.features import FeatureState
 from services.scoring.models import CurrentScore, Purchase, ScoreRecord
+from services.scoring.rules import RuleWeights
+from services.scoring.scorer import ActiveModels, Computed, compute_batch, jsonable
 
 PENDING = "scoring.pending"
+IN_CHUNK = 500  # customer ids per IN (...) when reading current scores
+
+
+@dataclass
+class Rescore:
+    """One queued rescoring: the state after its event, and its lineage."""
+
+    state: FeatureState
+    as_of: datetime
+    caused_by: str
+    caused_by_type: str
+    models: ActiveModels
+    weights: RuleWeights
+    computed_at: datetime
+    correlation_id: str | None  # of the event being handled, not of the commit
+    computed: Computed | None = None  # already scored by the caller (the sweep), or at flush
+
+    @property
+    def customer_id(self) -> str:
+        return self.state.customer_id
 
 
 @dataclass
 class Pending:
-    history: list[dict[str, Any]] = field(default_factory=list)  # in order; "customer_id" in each
-    current: dict[str, int] = field(default_factory=dict)  # customer id -> index of its last history row
+    rescores: list[Rescore] = field(default_factory=list)  # in order
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)  # interaction id -> row
-    outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def forget_customer(self, customer_id: str) -> None:
         """An erased customer's unwritten scores and purchases must not be written after its erasure."""
-        self.history = [r for r in self.history if r["customer_id"] != customer_id]
-        self.current = {}
-        for i, row in enumerate(self.history):
-            self.current[row["customer_id"]] = i
+        self.rescores = [r for r in self.rescores if r.customer_id != customer_id]
         self.purchases = {k: v for k, v in self.purchases.items() if v["customer_id"] != customer_id}
 
 
@@ -58,36 +79,17 @@ def pending(session: AsyncSession) -> Pending:
         sync = session.sync_session
         if not sync.info.get("scoring.write_behind_hooked"):
             sync.info["scoring.write_behind_hooked"] = True
-            event.listen(sync, "before_commit", _write)
+            event.listen(sync, "before_commit", flush_pending)
             event.listen(sync, "after_rollback", _discard)
     return found
 
 
-def add_score(session: AsyncSession, row: dict[str, Any]) -> None:
-    """A history row (with its "snapshot"); the current row is the customer's last one, minus the snapshot."""
-    p = pending(session)
-    p.history.append(row)
-    p.current[row["customer_id"]] = len(p.history) - 1
+def add_rescore(session: AsyncSession, rescore: Rescore) -> None:
+    pending(session).rescores.append(rescore)
 
 
 def add_purchase(session: AsyncSession, row: dict[str, Any]) -> None:
     pending(session).purchases.setdefault(row["interaction_id"], row)
-
-
-def add_event(session: AsyncSession, data: EventData) -> None:
-    source = session.info.get("source") or "/crm"
-    # Wrapped now: the correlation id is that of the event being handled, not of the commit.
-    envelope = CloudEvent.wrap(data, source=source, correlation_id=current_correlation_id())
-    pending(session).outbox.append(
-        {
-            "topic": data.topic,
-            "key": envelope.subject,
-            "payload": envelope.to_json(),
-            "headers": [["content-type", CONTENT_TYPE], ["ce_type", envelope.type], ["ce_id", envelope.id]],
-            "event_id": envelope.id,
-            "created_at": datetime.now(UTC),
-        }
-    )
 
 
 def forget_customer(session: AsyncSession, customer_id: str) -> None:
@@ -96,39 +98,83 @@ def forget_customer(session: AsyncSession, customer_id: str) -> None:
         found.forget_customer(customer_id)
 
 
+def score_all(rescores: list[Rescore]) -> None:
+    """Score every rescoring not yet scored, one compute_batch per (models, weights) in the queue."""
+    groups: dict[tuple[int, RuleWeights], list[Rescore]] = {}
+    for r in rescores:
+        if r.computed is None:
+            groups.setdefault((id(r.models), r.weights), []).append(r)
+    for group in groups.values():
+        computed = compute_batch([(r.state, r.as_of) for r in group], group[0].models, group[0].weights)
+        for r, c in zip(group, computed, strict=True):
+            r.computed = c
+
+
+def current_values(session: Session, customer_ids: Iterable[str]) -> dict[str, ScoreValues]:
+    """The customers' current scores, as score.updated carries them (absent: never scored)."""
+    t = CurrentScore.__table__  # type: ignore[attr-defined]
+    columns = (t.c.churn_risk, t.c.health, t.c.value_tier, t.c.lifecycle_stage, t.c.p_alive, t.c.clv)
+    ids = sorted(set(customer_ids))
+    out: dict[str, ScoreValues] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        query = select(t.c.customer_id, *columns, t.c.expected_purchases).where(
+            t.c.customer_id.in_(ids[start : start + IN_CHUNK])
+        )
+        for row in session.execute(query):
+            values = row._asdict()
+            out[values.pop("customer_id")] = ScoreValues(**values)
+    return out
+
+
 def flush_pending(session: Session) -> None:
-    """Write what is pending (called before commit; also usable by code that reads in the same transaction)."""
+    """Score and write what is pending (before commit; also usable by code that reads in the same transaction)."""
     found: Pending | None = session.info.pop(PENDING, None)
     if found is None:
         return
     dialect = session.get_bind().dialect.name
     upsert_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    if found.history:
+    if found.rescores:
+        score_all(found.rescores)
+        previous: dict[str, ScoreValues | None] = dict(current_values(session, (r.customer_id for r in found.rescores)))
+        source = event_source(session)
+        history: list[dict[str, Any]] = []
+        snapshots: list[dict[str, Any]] = []  # history only: the current row has no snapshot
+        last: dict[str, int] = {}  # customer id -> index of its last history row
+        outbox: list[dict[str, Any]] = []
+        for r in found.rescores:
+            computed = r.computed
+            assert computed is not None
+            lineage = {"caused_by": r.caused_by, "caused_by_type": r.caused_by_type}
+            times = {"as_of": r.as_of, "computed_at": r.computed_at}
+            history.append({"customer_id": r.customer_id, **computed.columns(), **lineage, **times})
+            snapshots.append(jsonable(computed.snapshot))
+            last[r.customer_id] = len(history) - 1
+            current = computed.values()
+            update = ScoreUpdated(
+                customer_id=r.customer_id,
+                previous=previous.get(r.customer_id),
+                current=current,
+                factors=computed.churn_factors,
+                model_version=computed.model_version,
+                caused_by=r.caused_by,
+                computed_at=r.computed_at,
+            )
+            outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id))
+            previous[r.customer_id] = current
         table = ScoreRecord.__table__  # type: ignore[attr-defined]
         stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = list(session.execute(stmt, found.history).scalars())
-        current_rows = []
-        for i in found.current.values():
-            row = {k: v for k, v in found.history[i].items() if k != "snapshot"}
-            current_rows.append({**row, "score_id": ids[i]})
+        rows = [{**row, "snapshot": snap} for row, snap in zip(history, snapshots, strict=True)]
+        ids = list(session.execute(stmt, rows).scalars())
+        current_rows = [{**history[i], "score_id": ids[i]} for i in last.values()]
         table = CurrentScore.__table__  # type: ignore[attr-defined]
         upsert = upsert_insert(table)
         keep = {c.name: upsert.excluded[c.name] for c in table.columns if c.name != "customer_id"}
         session.execute(upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep), current_rows)
+        write_rows(session, outbox)
     if found.purchases:
         table = Purchase.__table__  # type: ignore[attr-defined]
         stmt = upsert_insert(table).on_conflict_do_nothing(index_elements=["interaction_id"])
         session.execute(stmt, list(found.purchases.values()))
-    if found.outbox:
-        session.execute(insert(OUTBOX), found.outbox)
-        session.info[OUTBOX_DIRTY] = True
-        if session.info.get("postgres") and not session.info.get(OUTBOX_NOTIFIED):
-            session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-            session.info[OUTBOX_NOTIFIED] = True
-
-
-def _write(session: Session) -> None:
-    flush_pending(session)
 
 
 def _discard(session: Session) -> None:

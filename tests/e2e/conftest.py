@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.auth import UNTHROTTLED_ENV
 from gateway.__main__ import issue_token
 from gateway.settings import GatewaySettings
 from servicekit.launcher import SERVICES, Platform, platform_processes
@@ -62,13 +63,12 @@ def platform(infrastructure: None) -> Iterator[Platform]:
     specs = platform_processes(
         database_urls=urls,
         port_offset=PORT_OFFSET,
-        # The services check the gateway's signed internal credential, as in production.
+        # The services check the gateway's signed internal credential, as in production; admins (the
+        # tests' default caller) are not throttled, the other roles keep their defaults (bench.auth).
         extra_env={
             "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-            "CRM_LOG_LEVEL": "INFO",
             "CRM_INTERNAL_AUTH": "on",
-            # Admins (the tests' default caller) are not throttled; the other roles keep their defaults.
-            "GATEWAY_RATE_LIMITS": '{"agent": 20, "manager": 30, "analyst": 20, "admin": 10000, "integration": 200}',
+            **UNTHROTTLED_ENV,
         },
     )
     running = Platform(specs, log_dir=state_dir() / "e2e-logs")

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
+from servicekit.kafka import make_producer, topic_partitions
+from servicekit.settings import KafkaSettings
 from tests.e2e.conftest import KAFKA
 
 T = TypeVar("T")
@@ -62,10 +64,7 @@ async def read_topic(topic: str, *, match: Callable[[Any], bool] = lambda _: Tru
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
+        partitions = await topic_partitions(KAFKA, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
@@ -84,7 +83,7 @@ async def read_topic(topic: str, *, match: Callable[[Any], bool] = lambda _: Tru
 
 
 async def produce(topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    producer = make_producer(KafkaSettings(bootstrap_servers=KAFKA), client_id="e2e-tests")
     await producer.start()
     try:
         for key, value in messages:

@@ -9,12 +9,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from servicekit.auth import InternalAuthSettings, internal_headers
 from servicekit.events.contracts.erp import ErpOrderPlaced, ScmShipmentLost
 from servicekit.events.contracts.topics import ERP_ORDERS, SCM_SHIPMENTS, dead_letter
 from servicekit.events.envelope import CloudEvent, EventData
-from servicekit.launcher import Platform
-from tests.e2e.conftest import service_url
+from tests.e2e.conftest import token
 from tests.e2e.helpers import create_customer, eventually, produce, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +29,12 @@ def order(ref: str, order_id: str, amount: str = "49.90") -> ErpOrderPlaced:
     )
 
 
-async def parked_for(platform: Platform, ref: str) -> list[dict]:
-    # Straight to the service (an ops endpoint), signed with the platform's internal secret as the gateway does.
-    secret = platform.specs["interaction"].env.get("CRM_INTERNAL_TOKEN") or InternalAuthSettings().internal_token
-    settings = InternalAuthSettings(internal_token=secret)
-    async with httpx.AsyncClient(base_url=service_url("interaction"), timeout=10) as client:
-        headers = internal_headers("GET", "/integrations/parked", principal="e2e", settings=settings)
-        response = await client.get("/integrations/parked", params={"customer_ref": ref}, headers=headers)
-        assert response.status_code == 200, response.text
-        return response.json()["items"]
+async def parked_for(gateway: httpx.AsyncClient, ref: str) -> list[dict]:
+    # Through the public API, as the ERP integration that sent the events reads them.
+    erp = {"Authorization": f"Bearer {token('integration', 'erp-e2e')}"}
+    response = await gateway.get("/api/v1/integrations/parked", params={"customer_ref": ref}, headers=erp)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
 
 
 async def timeline(gateway: httpx.AsyncClient, customer_id: str) -> list[dict]:
@@ -49,12 +44,12 @@ async def timeline(gateway: httpx.AsyncClient, customer_id: str) -> list[dict]:
 
 
 async def test_an_order_for_an_unknown_customer_is_parked_then_applied_once_when_the_customer_appears(
-    gateway: httpx.AsyncClient, platform: Platform
+    gateway: httpx.AsyncClient,
 ):
     ref = f"ERP-{uuid.uuid4().hex[:10]}"
     await produce(ERP_ORDERS, [envelope(order(ref, f"{ref}-O1"))])
 
-    [parked] = await eventually(lambda: parked_for(platform, ref), what="the order to be parked")
+    [parked] = await eventually(lambda: parked_for(gateway, ref), what="the order to be parked")
     assert (parked["event_type"], parked["customer_ref"]) == ("erp.order.placed", ref)
 
     customer = await create_customer(gateway, external_ref=ref)
@@ -65,7 +60,7 @@ async def test_an_order_for_an_unknown_customer_is_parked_then_applied_once_when
     [purchase] = await eventually(purchases, what="the parked order in the timeline")
     assert (purchase["order_id"], purchase["amount"], purchase["currency"]) == (f"{ref}-O1", "49.90", "EUR")
     assert purchase["external_id"] == f"erp-order:{ref}-O1"
-    assert await parked_for(platform, ref) == []
+    assert await parked_for(gateway, ref) == []
 
     # The same order again (a new event id, as a resending ERP does), then a second order. Same key,
     # same partition: once the second is in the timeline, the repeat has been handled too.
@@ -97,7 +92,9 @@ async def test_a_lost_shipment_becomes_a_high_delivery_complaint(gateway: httpx.
     assert (complaint["severity"], complaint["category"], complaint["complaint_status"]) == ("high", "delivery", "open")
 
 
-async def test_an_invalid_erp_event_lands_in_the_dead_letter_topic_with_the_validation_error(platform: Platform):
+async def test_an_invalid_erp_event_lands_in_the_dead_letter_topic_with_the_validation_error(
+    gateway: httpx.AsyncClient,
+):
     ref = f"ERP-{uuid.uuid4().hex[:10]}"
     bad = CloudEvent(
         source="/erp/e2e",
@@ -115,4 +112,4 @@ async def test_an_invalid_erp_event_lands_in_the_dead_letter_topic_with_the_vali
     assert "amount" in headers["dlq.reason"] and "does not match its contract" in headers["dlq.reason"]
     assert headers["dlq.consumer"] == "interaction"
     assert record.value == bad.to_json()
-    assert await parked_for(platform, ref) == []
+    assert await parked_for(gateway, ref) == []

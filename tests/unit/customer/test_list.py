@@ -30,6 +30,7 @@ async def _names(api, **params) -> list[str]:
     [
         ({"segment": "smb"}, ["Acme GmbH", "Dora"]),
         ({"owner": "bob"}, ["Bolt AG"]),
+        ({"owner": ["alice", "bob"]}, ["Acme GmbH", "Bolt AG"]),  # a manager's team
         ({"status": "prospect"}, ["Cora Chen"]),
         ({"status": ["prospect", "active"], "kind": "person"}, ["Cora Chen"]),
         ({"tag": "vip"}, ["Acme GmbH", "Bolt AG"]),

@@ -101,6 +101,25 @@ async def test_a_manager_sees_the_teams_customers_and_lists(
     assert (await gateway.get("/api/v1/alerts?owner=alice", headers=MANAGER)).status_code == 403
 
 
+async def test_a_managers_customer_and_task_lists_ask_for_every_team_member(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    await gateway.get("/api/v1/customers", headers=MANAGER)
+    await gateway.get("/api/v1/tasks?status=open", headers=MANAGER)
+    await gateway.get("/api/v1/tasks?owner=bob", headers=MANAGER)
+
+    assert _forwarded(fakes["customer"], "/customers") == ["owner=bob&owner=mia"]
+    assert _forwarded(fakes["retention"], "/tasks") == ["status=open&owner=bob&owner=mia", "owner=bob"]
+
+
+async def test_an_invalid_customer_id_is_the_services_422_not_an_outage(gateway: httpx.AsyncClient) -> None:
+    # The owner lookup meets the service's validation problem: handed on, as the proxy would.
+    response = await gateway.get("/api/v1/customers/invalid", headers=ALICE)
+
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": "email", "message": "not an email"}]
+
+
 async def test_an_agent_reaches_an_alert_or_task_only_through_their_customers(gateway: httpx.AsyncClient) -> None:
     assert (await gateway.get("/api/v1/alerts/a-alice", headers=ALICE)).status_code == 200
     assert (await gateway.get("/api/v1/alerts/a-bob", headers=ALICE)).status_code == 404

@@ -23,6 +23,7 @@ from gateway.routes import GATEWAY, ROUTES, Resolved, resolve
         ("/api/v1/interactions/i-9", "interaction", "/interactions/i-9"),
         ("/api/v1/complaints", "interaction", "/complaints"),
         ("/api/v1/complaints/k-1/transitions", "interaction", "/complaints/k-1/transitions"),
+        ("/api/v1/integrations/parked", "interaction", "/integrations/parked"),
         # scoring
         ("/api/v1/scores", "scoring", "/scores"),
         ("/api/v1/models", "scoring", "/models"),

@@ -143,6 +143,21 @@ async def test_tasks_are_filtered_by_owner_and_overdue_and_completed_with_a_note
     assert (await client.post("/tasks/nope/complete")).status_code == 404
 
 
+async def test_tasks_of_several_owners_are_listed_together_for_a_managers_team(app_db):
+    client, database = app_db
+    await feed(
+        database,
+        *(
+            event
+            for n, owner in enumerate(("anna", "ben", "cleo"))
+            for event in (created(f"c-{n}", owner=owner), complaint(f"c-{n}"))
+        ),
+    )
+    team = (await client.get("/tasks", params={"owner": ["anna", "ben"]})).json()
+    assert {(t["owner"], t["customer_id"]) for t in team["items"]} == {("anna", "c-0"), ("ben", "c-1")}
+    assert team["total"] == len(team["items"]) == 4  # two playbook tasks each
+
+
 async def test_snooze_needs_a_future_date_and_a_reason(app_db):
     client, database = app_db
     await feed(database, complaint("c-1"))

@@ -1,6 +1,6 @@
 """Feature application: pure functions over FeatureState, with event times and no clock."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -191,6 +191,26 @@ def test_customer_events_set_classification_and_ignore_an_older_version():
     assert (state.status, state.segment, state.attributes) == ("active", "enterprise", {"plan": "pro"})
     assert F.customer_status_changed(state, status="churned")
     assert not F.customer_status_changed(state, status="churned")
+
+
+def test_the_churn_date_is_the_start_of_the_recorded_churn_day_else_the_time_of_the_change():
+    assert F.churn_moment(date(2026, 9, 14), at(30)) == datetime(2026, 9, 14, tzinfo=UTC)
+    assert F.churn_moment(None, at(30)) == at(30)
+    assert F.churn_moment(None) is None
+
+
+def test_a_customer_imported_as_churned_keeps_its_churn_date():
+    state = FeatureState("c-1")
+    churned = F.churn_moment(date(2026, 9, 14))
+    assert F.customer_upserted(state, status="churned", version=1, churned_at=churned)
+    assert (state.status, state.churned_at) == ("churned", datetime(2026, 9, 14, tzinfo=UTC))
+
+
+def test_a_late_reported_churn_is_dated_by_the_churn_day_not_by_the_report():
+    state = FeatureState("c-1", status="active")
+    churned = F.churn_moment(date(2026, 9, 14), at(30))
+    assert F.customer_status_changed(state, status="churned", changed_at=at(30), churned_at=churned)
+    assert state.churned_at == datetime(2026, 9, 14, tzinfo=UTC)
 
 
 def test_erasure_forgets_everything_and_later_events_are_ignored():

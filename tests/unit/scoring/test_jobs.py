@@ -172,6 +172,38 @@ async def test_training_data_uses_only_features_from_before_each_churn_date(data
     )
 
 
+async def test_customers_imported_already_churned_are_labelled_at_their_churn_date(database):
+    from servicekit.events.contracts.customer import CustomerCreated, CustomerStatusChanged
+
+    churn_day = (ev.T0 + timedelta(days=40)).date()
+    imported = CustomerCreated(
+        customer_id="imp", kind="company", status="churned", created_at=ev.T0, churned_at=churn_day
+    )
+    # Reported at day 90, but the customer master says it churned on day 40.
+    late = CustomerStatusChanged(
+        customer_id="late",
+        previous_status="active",
+        status="churned",
+        changed_at=ev.T0 + timedelta(days=90),
+        churned_at=churn_day,
+    )
+    history = []
+    for cid in ("imp", "late", "stays"):
+        history += [ev.purchase(cid, id=f"{cid}-p{k}", days=10 * k) for k in range(3)]  # days 0, 10, 20
+        history += [ev.complaint(cid, id=f"{cid}-k{k}", days=45 + k) for k in range(3)]  # after the churn day
+    await handle(database, ev.received(imported, "/crm/customer"), ev.customer_created("late"), *history)
+    await handle(database, ev.customer_created("stays"), ev.received(late, "/crm/customer"))
+
+    async with database.sessions() as session:
+        ids, snapshots, labels = await jobs.training_data(session=session, cutoff=ev.T0 + timedelta(days=90))
+
+    assert dict(zip(ids, labels, strict=True)) == {"imp": 1, "late": 1, "stays": 0}
+    by_id = dict(zip(ids, snapshots, strict=True))
+    # The churned customers' snapshots are their last before the churn day: no complaint yet.
+    assert [by_id[c]["complaints_30d"] for c in ("imp", "late")] == [0, 0]
+    assert by_id["stays"]["complaints_30d"] == 3
+
+
 async def test_a_trained_churn_model_is_activated_reports_metrics_and_explains_scores(database):
     before, after = churn_population(120)
     await handle(database, *before, *after)

@@ -1,10 +1,12 @@
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import Database
@@ -164,3 +166,60 @@ async def test_events_of_types_without_a_handler_are_skipped_silently(database: 
     await consumer.apply_batch([consumer.decode(_record(other.to_json()))])
     assert await _count(database, INBOX) == 0
     assert await _dead_letters(database) == []
+
+
+def test_an_exhausted_connection_pool_counts_as_transient():
+    # Overload (every pooled connection busy for pool_timeout) is retried or answered 503, never a 500.
+    assert is_transient(PoolTimeout("QueuePool limit of size 10 overflow 10 reached"))
+
+
+class _FakeKafka:
+    """The two calls _handle_poll makes on an AIOKafkaConsumer: commit and highwater."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.effects_at_commit: list[int] = []
+
+    async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.effects_at_commit.append(await _count(self.database, EFFECTS))
+        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 100
+
+
+def _on(partition: int, offset: int, value: bytes) -> ConsumerRecord:
+    return dataclasses.replace(_record(value, offset), partition=partition)
+
+
+async def test_one_poll_over_several_partitions_is_applied_then_committed_in_one_offset_commit(database: Database):
+    consumer = _consumer(database)
+    kafka = _FakeKafka(database)
+    poll = {
+        TopicPartition(TOPIC, 0): [_on(0, 4, _event("a")), _on(0, 5, _event("b"))],
+        TopicPartition(TOPIC, 3): [_on(3, 9, _event("c"))],
+        TopicPartition(TOPIC, 5): [],
+    }
+    await consumer._handle_poll(kafka, poll)  # type: ignore[arg-type]
+    assert kafka.commits == [{TopicPartition(TOPIC, 0): 6, TopicPartition(TOPIC, 3): 10}]
+    assert kafka.effects_at_commit == [3]  # every effect was stored before any offset moved
+    assert await _count(database, INBOX) == 3
+
+
+async def test_a_failing_event_in_a_poll_leaves_the_other_partitions_applied_once(database: Database):
+    async def fail_on_bad(session: AsyncSession, event: Received[Any]) -> None:
+        if event.data.customer_id == "bad":
+            raise RuntimeError("handler bug")
+        await record_effect(session, event)
+
+    consumer = _consumer(database, handler=fail_on_bad)
+    kafka = _FakeKafka(database)
+    poll = {
+        TopicPartition(TOPIC, 1): [_on(1, 0, _event("a")), _on(1, 1, _event("bad"))],
+        TopicPartition(TOPIC, 2): [_on(2, 0, _event("b"))],
+    }
+    await consumer._handle_poll(kafka, poll)  # type: ignore[arg-type]
+    assert await _count(database, EFFECTS) == 2
+    assert len(await _dead_letters(database)) == 1
+    assert kafka.commits == [{TopicPartition(TOPIC, 1): 2, TopicPartition(TOPIC, 2): 1}]

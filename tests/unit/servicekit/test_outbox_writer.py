@@ -1,12 +1,14 @@
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from servicekit.context import correlation_id
 from servicekit.db import Database
 from servicekit.events.contracts.customer import CustomerCreated
+from servicekit.events.envelope import CONTENT_TYPE
 from servicekit.outbox import enqueue
+from servicekit.outbox.writer import event_source, outbox_row, write_rows
 from servicekit.tables import OUTBOX
 
 
@@ -61,4 +63,33 @@ async def test_commit_with_outbox_rows_wakes_listeners_and_plain_commits_do_not(
         await session.rollback()
     async with database.transaction() as session:
         await session.execute(select(1))
+    assert wakes == [1]
+
+
+async def test_rows_written_by_a_before_commit_hook_commit_and_wake_the_relay_exactly_as_enqueued_ones(
+    database: Database,
+):
+    """The synchronous door (outbox_row + write_rows) is what a write-behind uses where nothing can be awaited."""
+    wakes: list[int] = []
+    database.on_outbox_commit(lambda: wakes.append(1))
+
+    def hook_writing(rows: list[dict]) -> object:
+        return lambda sync_session: write_rows(sync_session, rows)
+
+    async with database.sessions() as session:
+        row = outbox_row(_event("c-0"), source=event_source(session), correlation_id=None)
+        event.listen(session.sync_session, "before_commit", hook_writing([row]))
+        await session.rollback()
+    assert await _rows(database) == [] and wakes == []
+
+    async with database.transaction() as session:
+        row = outbox_row(_event("c-9"), source=event_source(session), correlation_id="req-7")
+        event.listen(session.sync_session, "before_commit", hook_writing([row]))
+        await enqueue(session, _event("c-1"))
+    rows = await _rows(database)
+    assert [r.key for r in rows] == ["c-1", "c-9"]
+    payload = orjson.loads(rows[1].payload)
+    assert (payload["source"], payload["correlationid"], payload["id"]) == ("/crm/test", "req-7", rows[1].event_id)
+    headers = [["content-type", CONTENT_TYPE], ["ce_type", "customer.created"], ["ce_id", payload["id"]]]
+    assert rows[1].headers == headers
     assert wakes == [1]

@@ -1,0 +1,24 @@
+"""Credentials for load sent through the gateway: a bearer token it accepts and rate limits that do not throttle.
+
+A benchmark measures the platform, not the per-caller rate limiter, so the admin role gets a limit far above
+any offered load; the limiter itself still runs on every request, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gateway.__main__ import issue_token
+from gateway.settings import GatewaySettings
+
+# Environment for the gateway process (merged into Infra.platform(extra_env=...)).
+UNTHROTTLED_ENV = {
+    "GATEWAY_RATE_LIMITS": json.dumps(
+        {"agent": 20, "manager": 30, "analyst": 20, "admin": 1_000_000, "integration": 200}
+    ),
+}
+
+
+def bearer_headers(*, role: str = "admin", sub: str = "bench", ttl_s: int = 6 * 3600) -> dict[str, str]:
+    """An Authorization header the platform's gateway accepts (same GATEWAY_JWT_SECRET as this process)."""
+    return {"Authorization": f"Bearer {issue_token(GatewaySettings(), sub=sub, role=role, ttl_s=ttl_s)}"}

@@ -99,6 +99,8 @@ async def forward(request: Request) -> Response:
     )
     wants_stream = EVENT_STREAM in request.headers.get("accept", "")
     timeout = default_timeout(upstreams.settings)
+    if resolved.upstream_path.endswith("/bulk"):
+        timeout = default_timeout(upstreams.settings, upstreams.settings.bulk_timeout_s)
     if wants_stream:
         # An event stream stays open indefinitely; only connecting is bounded.
         timeout = httpx.Timeout(None, connect=timeout.connect, pool=timeout.pool)

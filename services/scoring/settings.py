@@ -32,8 +32,7 @@ class ScoringSettings(ServiceSettings):
     job_stale_after_s: float = Field(60.0, gt=0)  # a running job without heartbeat this long has crashed
     rescore_chunk: int = Field(500, ge=1)  # customers per transaction when a new model is applied to all
 
-    # ---- silent-customer sweep (consume role): rescores customers nothing has happened to, so their
-    # risk rises as recency grows and P(alive) falls.
+    # ---- silent-customer sweep (consume role): risk rises as recency grows, without any event ----
     # Seconds between sweeps; 0 = off. The first sweep runs one interval after the process starts.
     sweep_interval_s: float = Field(3600.0, ge=0)
     # A customer is due when its score (or the sweep's last look) is this many hours older than the clock.

@@ -64,6 +64,11 @@ class FakeService:
             await asyncio.wait_for(self.release.wait(), 10)
             return {"status": "late"}
 
+        @app.post("/customers/bulk")
+        async def slow_bulk() -> dict[str, int]:
+            await asyncio.sleep(0.5)  # longer than the tests' timeout_s, well inside bulk_timeout_s
+            return {"created": 1}
+
         @app.post("/customers")
         async def create(request: Request) -> Response:
             payload = await request.json()

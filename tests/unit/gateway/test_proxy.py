@@ -158,6 +158,15 @@ async def test_slow_service_gives_a_504_problem(start_gateway: StartGateway) -> 
     assert response.json()["service"] == "customer"
 
 
+async def test_bulk_imports_get_the_longer_bulk_budget(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(timeout_s=0.3, bulk_timeout_s=5)
+
+    response = await gateway.post("/api/v1/customers/bulk", json={"rows": []})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"created": 1}
+
+
 async def test_body_over_the_limit_is_a_413_problem_and_never_reaches_the_service(
     start_gateway: StartGateway, fakes: dict[str, FakeService]
 ) -> None:

@@ -24,6 +24,7 @@ class Infra:
     pg_port: int
     port_offset: int
     db_prefix: str = ""
+    kafka_controller_port: int | None = None  # default: kafka_port + 1
 
     @property
     def kafka(self) -> str:
@@ -38,7 +39,7 @@ class Infra:
             **os.environ,
             "CRM_STATE_DIR": str(self.state_dir),
             "KAFKA_PORT": str(self.kafka_port),
-            "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port or self.kafka_port + 1),
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
             "PG_PORT": str(self.pg_port),
             "PG_DATABASES": " ".join(self.database(name) for name in SERVICES),

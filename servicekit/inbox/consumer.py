@@ -106,16 +106,23 @@ class EventConsumer:
             async with self.database.transaction() as session:
                 seen = await self._already_handled(session, [d.inbox_id for d in deliveries])
                 remembered = []
+                applied = []
+                duplicates = 0
                 for delivery in deliveries:
                     if delivery.inbox_id in seen:
-                        metrics.EVENTS_DUPLICATE.labels(self.service).inc()
+                        duplicates += 1
                         continue
                     seen.add(delivery.inbox_id)
+                    applied.append(delivery)
                     if (row := await self._apply(session, delivery)) is not None:
                         remembered.append(row)
                 # One multi-row insert for the whole batch instead of a round trip per event.
                 await self._remember(session, remembered)
-            self._count_handled(deliveries)
+            # Counted only once committed, and only what was applied: skipped duplicates are not "handled"
+            # (the same as apply_one); a failed batch counts nothing here, its retry one by one does.
+            if duplicates:
+                metrics.EVENTS_DUPLICATE.labels(self.service).inc(duplicates)
+            self._count_handled(applied)
             return
         except Exception as exc:
             if is_transient(exc):

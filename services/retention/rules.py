@@ -295,6 +295,25 @@ def _evaluate_one(rule: Rule, data: EventData, context: Context) -> Trigger | No
     return None
 
 
+def needs_history(score: ScoreUpdated, rules: Iterable[Rule]) -> bool:
+    """Whether any rule's verdict on this score could depend on the customer's earlier scores.
+
+    Most scores need none: a jump of `delta` needs a current risk of at least `delta` (risks are never
+    negative), and a move into decline needs the current stage to be decline with no previous stage
+    carried by the event. Lets the caller skip reading the history; evaluate() gives the same triggers.
+    """
+    current = score.current
+    stage_unknown = score.previous is None or score.previous.lifecycle_stage is None
+    for rule in rules:
+        p = rule.params
+        jump_possible = p.delta is not None and p.within_days is not None and current.churn_risk >= p.delta - 1e-9
+        if rule.kind == RuleKind.risk_jump and jump_possible:
+            return True
+        if rule.kind == RuleKind.lifecycle_decline and current.lifecycle_stage == DECLINE and stage_unknown:
+            return True
+    return False
+
+
 def _lowest_risk_before(score: ScoreUpdated, history: Sequence[ScorePoint], window: timedelta) -> float | None:
     """The lowest churn risk seen in the window before this score (the event's previous value included)."""
     at = as_utc(score.computed_at)

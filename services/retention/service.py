@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import dialect_insert
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -79,7 +80,7 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
     stored, nor stored without being announced.
     """
     envelopes = await enqueue(session, *events)
-    hooks = (await session.execute(select(Webhook).where(Webhook.active.is_(True)))).scalars().all()
+    hooks = await _active_webhooks(session)
     for data, envelope in zip(events, envelopes, strict=True):
         body = envelope.to_json().decode()
         for hook in hooks:
@@ -92,6 +93,23 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
                 AlertChange(alert_id=data.alert_id, event_type=envelope.type, data=data.model_dump(mode="json"))
             )
     await session.flush()
+
+
+# Per-transaction caches (session.info dies with the session, and every transaction has its own session).
+# A consumer batch publishes, looks up playbooks and locks the same customers' rows many times over;
+# webhooks, playbooks and rules change only through the API, which drops the cache of its own session.
+_WEBHOOKS_IN_TRANSACTION = "retention.webhooks"
+_PLAYBOOKS_IN_TRANSACTION = "retention.playbooks"
+_UNRESOLVED_IN_TRANSACTION = "retention.unresolved"
+_SCORES_LOCKED_IN_TRANSACTION = "retention.scores_locked"
+
+
+async def _active_webhooks(session: AsyncSession) -> Sequence[Webhook]:
+    hooks = session.info.get(_WEBHOOKS_IN_TRANSACTION)
+    if hooks is None:
+        query = select(Webhook).where(Webhook.active.is_(True))
+        hooks = session.info[_WEBHOOKS_IN_TRANSACTION] = (await session.execute(query)).scalars().all()
+    return hooks
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -270,9 +288,7 @@ async def handle_event(
 
 
 async def _record_signal(session: AsyncSession, event: Received[Any]) -> bool:
-    exists = (await session.execute(select(Signal.id).where(Signal.event_id == event.id))).first()
-    if exists:
-        return False
+    """Store the signal; False if this event id is stored already (one INSERT .. ON CONFLICT round trip)."""
     data = event.data
     at = {
         ScoreUpdated: lambda d: d.computed_at,
@@ -280,17 +296,18 @@ async def _record_signal(session: AsyncSession, event: Received[Any]) -> bool:
         ComplaintOverdue: lambda d: d.due_at,
         SurveyAnswered: lambda d: d.answered_at,
     }[type(data)](data)
-    session.add(
-        Signal(
+    inserted = await session.execute(
+        dialect_insert(session)(Signal)
+        .values(
             event_id=event.id,
             event_type=data.event_type,
             customer_id=data.customer_id,
             at=as_utc(at),
             data=data.model_dump(mode="json"),
         )
+        .on_conflict_do_nothing(index_elements=[Signal.event_id])
     )
-    await session.flush()
-    return True
+    return bool(inserted.rowcount)
 
 
 async def _context(session: AsyncSession, data: EventData, active: Sequence[Rule]) -> Context:
@@ -301,7 +318,7 @@ async def _context(session: AsyncSession, data: EventData, active: Sequence[Rule
         latest = await session.get(CustomerScore, customer_id)
         tier = latest.value_tier if latest is not None else None
     history: tuple[ScorePoint, ...] = ()
-    if isinstance(data, ScoreUpdated):
+    if isinstance(data, ScoreUpdated) and rules.needs_history(data, active):
         days = max([r.params.within_days or 0 for r in active if r.kind == RuleKind.risk_jump] + [1])
         at = as_utc(data.computed_at)
         rows = (
@@ -327,7 +344,7 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
     Returns False if the score is older than the one already recorded (out of order), and ignores it.
     """
     computed_at = as_utc(score.computed_at)
-    latest = await session.get(CustomerScore, score.customer_id, with_for_update=True)
+    latest = await _locked_score(session, score.customer_id)
     if latest is not None and as_utc(latest.as_of) > computed_at:
         return False
     if latest is None:
@@ -357,6 +374,17 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
     return True
 
 
+async def _locked_score(session: AsyncSession, customer_id: str) -> CustomerScore | None:
+    """The customer's latest score, locked; locked once per transaction (the lock and the row stay ours)."""
+    locked: set[str] = session.info.setdefault(_SCORES_LOCKED_IN_TRANSACTION, set())
+    if customer_id in locked:
+        return await session.get(CustomerScore, customer_id)  # identity map: no round trip
+    latest = await session.get(CustomerScore, customer_id, with_for_update=True)
+    if latest is not None:
+        locked.add(customer_id)
+    return latest
+
+
 async def apply_trigger(
     *,
     session: AsyncSession,
@@ -371,7 +399,7 @@ async def apply_trigger(
     offset, on top of the inbox's own de-duplication).
     """
     slot = open_slot(customer_id, trigger.reason)
-    alert = (await session.execute(select(Alert).where(Alert.open_slot == slot).with_for_update())).scalar_one_or_none()
+    alert = next((a for a in await _unresolved_alerts(session, customer_id) if a.open_slot == slot), None)
     latest = await session.get(CustomerScore, customer_id)
     observed_at = as_utc(trigger.observed_at)
     if alert is None:
@@ -397,8 +425,9 @@ async def apply_trigger(
         playbook = await _playbook(session, trigger.reason)
         alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
         session.add(alert)
-        # Flushed at once so a second trigger for the same slot in this batch finds this alert.
         await session.flush()
+        # Known to the transaction's list at once, so a second trigger for the same slot finds this alert.
+        session.info[_UNRESOLVED_IN_TRANSACTION][customer_id].append(alert)
         await publish(session, alert_event(AlertRaised, alert))
         if playbook is not None and not alert.control:
             await create_tasks(
@@ -443,9 +472,18 @@ def _factors(factors: Sequence[Factor]) -> list[dict[str, Any]]:
     return [f.model_dump(mode="json") for f in factors]
 
 
-async def _unresolved_alerts(session: AsyncSession, customer_id: str) -> Sequence[Alert]:
-    query = select(Alert).where(Alert.customer_id == customer_id, Alert.open_slot.is_not(None)).with_for_update()
-    return (await session.execute(query)).scalars().all()
+async def _unresolved_alerts(session: AsyncSession, customer_id: str) -> list[Alert]:
+    """The customer's unresolved alerts, locked; read once per transaction.
+
+    The list is kept current by apply_trigger (the only place alerts are created) and filtered on the
+    way out (resolving clears open_slot), so later events of the batch need no further round trip.
+    """
+    known: dict[str, list[Alert]] = session.info.setdefault(_UNRESOLVED_IN_TRANSACTION, {})
+    alerts = known.get(customer_id)
+    if alerts is None:
+        query = select(Alert).where(Alert.customer_id == customer_id, Alert.open_slot.is_not(None)).with_for_update()
+        alerts = known[customer_id] = list((await session.execute(query)).scalars().all())
+    return [a for a in alerts if a.open_slot is not None]
 
 
 def alert_event(event_cls: type[AlertEvent], alert: Alert, **extra: Any) -> AlertEvent:
@@ -668,7 +706,12 @@ def _not_found(what: str, item_id: str, message: str | None = None) -> Problem:
 
 
 async def _playbook(session: AsyncSession, reason: str) -> Playbook | None:
-    playbook = (await session.execute(select(Playbook).where(Playbook.reason == reason))).scalar_one_or_none()
+    """The enabled playbook for the reason; all playbooks are read once per transaction."""
+    by_reason: dict[str, Playbook] | None = session.info.get(_PLAYBOOKS_IN_TRANSACTION)
+    if by_reason is None:
+        rows = (await session.execute(select(Playbook))).scalars().all()
+        by_reason = session.info[_PLAYBOOKS_IN_TRANSACTION] = {p.reason: p for p in rows}
+    playbook = by_reason.get(reason)
     return playbook if playbook is not None and playbook.enabled else None
 
 
@@ -800,6 +843,7 @@ async def create_playbook(*, session: AsyncSession, data: PlaybookCreate) -> Pla
     )
     session.add(playbook)
     await session.flush()
+    session.info.pop(_PLAYBOOKS_IN_TRANSACTION, None)
     return playbook
 
 
@@ -813,6 +857,7 @@ async def update_playbook(*, session: AsyncSession, playbook_id: str, data: Play
             setattr(playbook, name, value)
     playbook.updated_at = utc_now()
     await session.flush()
+    session.info.pop(_PLAYBOOKS_IN_TRANSACTION, None)
     return playbook
 
 
@@ -1072,6 +1117,7 @@ async def create_webhook(*, session: AsyncSession, data: WebhookCreate) -> Webho
     hook = Webhook(url=str(data.url), event_types=sorted(set(data.event_types)), secret=data.secret)
     session.add(hook)
     await session.flush()
+    session.info.pop(_WEBHOOKS_IN_TRANSACTION, None)
     return hook
 
 
@@ -1098,6 +1144,7 @@ async def delete_webhook(*, session: AsyncSession, webhook_id: str) -> None:
         .values(status="failed", last_error="webhook deleted")
     )
     await session.flush()
+    session.info.pop(_WEBHOOKS_IN_TRANSACTION, None)
 
 
 async def list_deliveries(

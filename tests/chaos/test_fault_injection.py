@@ -20,8 +20,14 @@ from servicekit.settings import state_dir
 async def test_no_interaction_is_lost_or_doubled_under_crashes_restarts_replays_and_poison():
     kafka_port = int(os.environ.get("KAFKA_PORT", "19092"))
     pg_port = int(os.environ.get("PG_PORT", "55433"))
+    controller_port = int(os.environ.get("KAFKA_CONTROLLER_PORT", str(kafka_port + 1)))
     infra = Infra(
-        Path(state_dir()), kafka_port=kafka_port, pg_port=pg_port, port_offset=port_offset(), db_prefix="chaos_"
+        Path(state_dir()),
+        kafka_port=kafka_port,
+        pg_port=pg_port,
+        port_offset=port_offset(),
+        db_prefix="chaos_",
+        kafka_controller_port=controller_port,
     )
     infra.pg_ctl("reset-dbs")
     # At 15 interactions/s until the last scenario has run, however slow the machine (interactions=0: no cap).

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -77,6 +78,23 @@ async def test_the_same_event_twice_in_one_batch_is_applied_once(database: Datab
     raw = _event()
     await consumer.apply_batch([consumer.decode(_record(raw, 0)), consumer.decode(_record(raw, 1))])
     assert await _count(database, EFFECTS) == 1
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_duplicates_in_a_batch_are_counted_as_duplicates_not_as_handled(database: Database):
+    consumer = _consumer(database)
+    raw, other = _event("c-1"), _event("c-2")
+    handled = {"service": "test", "event_type": CustomerCreated.event_type}
+    handled_before = _metric("crm_events_handled_total", **handled)
+    duplicates_before = _metric("crm_events_duplicate_total", service="test")
+    await consumer.apply_batch([consumer.decode(_record(raw, 0)), consumer.decode(_record(raw, 1))])
+    # A batch mixing a new event with one already in the inbox.
+    await consumer.apply_batch([consumer.decode(_record(raw, 2)), consumer.decode(_record(other, 3))])
+    assert _metric("crm_events_handled_total", **handled) - handled_before == 2
+    assert _metric("crm_events_duplicate_total", service="test") - duplicates_before == 2
 
 
 async def test_a_message_that_is_not_an_envelope_goes_to_the_dead_letter_topic_and_the_rest_is_applied(

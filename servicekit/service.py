@@ -21,7 +21,7 @@ from sqlalchemy import MetaData
 from servicekit.auth import InternalAuthMiddleware, InternalAuthSettings
 from servicekit.db import Database
 from servicekit.health import health_router
-from servicekit.inbox.consumer import EventConsumer, Handlers
+from servicekit.inbox.consumer import BatchHook, EventConsumer, Handlers
 from servicekit.metrics_route import metrics_router
 from servicekit.middleware import RequestContextMiddleware
 from servicekit.migrations import current_revision, head_revision
@@ -46,6 +46,8 @@ class ServiceSpec:
     routers: Sequence[APIRouter] = ()
     handlers: Handlers = field(default_factory=dict)
     consumes: Sequence[str] = ()
+    # Optional: loads what a consumed batch touches before its handlers run (see EventConsumer).
+    before_batch: BatchHook | None = None
     # Extra long-running loops a service needs in its consume role (e.g. an SLA watcher).
     background: Sequence[Callable[[FastAPI], Awaitable[None]]] = ()
     version: str = "0.1.0"
@@ -70,7 +72,9 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     )
     relay = OutboxRelay(database, settings) if RELAY in roles else None
     consumer = (
-        EventConsumer(database, settings, spec.handlers, spec.consumes) if CONSUME in roles and spec.consumes else None
+        EventConsumer(database, settings, spec.handlers, spec.consumes, spec.before_batch)
+        if CONSUME in roles and spec.consumes
+        else None
     )
 
     @asynccontextmanager

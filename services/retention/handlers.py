@@ -11,7 +11,7 @@ from servicekit.events.contracts.customer import (
 from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
-from servicekit.inbox import Handlers
+from servicekit.inbox import BatchHook, Handlers
 from services.retention import service
 
 
@@ -53,3 +53,6 @@ HANDLERS: Handlers = {
     CustomerStatusChanged.event_type: on_status_changed,
     CustomerErased.event_type: on_customer_erased,
 }
+
+# One query each for the batch's replicas, latest scores and unresolved alerts, instead of per event.
+BEFORE_BATCH: BatchHook = service.preload

@@ -6,7 +6,7 @@ from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
 from services.retention.background import run_housekeeping
 from services.retention.delivery import run_webhook_sender
-from services.retention.handlers import HANDLERS
+from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.models import metadata
 from services.retention.router import router
 from services.retention.settings import RetentionSettings
@@ -19,6 +19,7 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     routers=[router],
     handlers=HANDLERS,
+    before_batch=BEFORE_BATCH,
     consumes=[topics.SCORING, topics.INTERACTION, topics.CUSTOMER],
     background=[run_housekeeping, run_webhook_sender],
 )

@@ -101,7 +101,8 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
 _WEBHOOKS_IN_TRANSACTION = "retention.webhooks"
 _PLAYBOOKS_IN_TRANSACTION = "retention.playbooks"
 _UNRESOLVED_IN_TRANSACTION = "retention.unresolved"
-_SCORES_LOCKED_IN_TRANSACTION = "retention.scores_locked"
+_SCORES_IN_TRANSACTION = "retention.scores"  # customer id -> locked latest score, None: no row yet
+_REPLICAS_IN_TRANSACTION = "retention.replicas"  # customer id -> locked replica, None: no row yet
 
 
 async def _active_webhooks(session: AsyncSession) -> Sequence[Webhook]:
@@ -110,6 +111,43 @@ async def _active_webhooks(session: AsyncSession) -> Sequence[Webhook]:
         query = select(Webhook).where(Webhook.active.is_(True))
         hooks = session.info[_WEBHOOKS_IN_TRANSACTION] = (await session.execute(query)).scalars().all()
     return hooks
+
+
+async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
+    """Lock and load, in three queries, the rows a consumer batch's events will touch.
+
+    The consumer calls this before applying the batch; the per-event lookups then find the replicas,
+    latest scores and unresolved alerts in the transaction's caches instead of a round trip each.
+    Sorted ids, so two transactions lock in the same order.
+    """
+    ids = sorted({i for e in events if isinstance(i := getattr(e.data, "customer_id", None), str)})
+    if not ids:
+        return
+    replicas: dict[str, Customer | None] = session.info.setdefault(_REPLICAS_IN_TRANSACTION, {})
+    scores: dict[str, CustomerScore | None] = session.info.setdefault(_SCORES_IN_TRANSACTION, {})
+    unresolved: dict[str, list[Alert]] = session.info.setdefault(_UNRESOLVED_IN_TRANSACTION, {})
+    fresh = [i for i in ids if i not in replicas]
+    if fresh:
+        query = select(Customer).where(Customer.customer_id.in_(fresh)).order_by(Customer.customer_id)
+        found = {c.customer_id: c for c in (await session.execute(query.with_for_update())).scalars()}
+        replicas.update({i: found.get(i) for i in fresh})
+    fresh = [i for i in ids if i not in scores]
+    if fresh:
+        query = select(CustomerScore).where(CustomerScore.customer_id.in_(fresh)).order_by(CustomerScore.customer_id)
+        found_scores = {c.customer_id: c for c in (await session.execute(query.with_for_update())).scalars()}
+        scores.update({i: found_scores.get(i) for i in fresh})
+    fresh = [i for i in ids if i not in unresolved]
+    if fresh:
+        query = (
+            select(Alert)
+            .where(Alert.customer_id.in_(fresh), Alert.open_slot.is_not(None))
+            .order_by(Alert.customer_id, Alert.id)
+            .with_for_update()
+        )
+        for i in fresh:
+            unresolved[i] = []
+        for alert in (await session.execute(query)).scalars():
+            unresolved[alert.customer_id].append(alert)
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -312,10 +350,10 @@ async def _record_signal(session: AsyncSession, event: Received[Any]) -> bool:
 
 async def _context(session: AsyncSession, data: EventData, active: Sequence[Rule]) -> Context:
     customer_id: str = data.customer_id  # type: ignore[attr-defined]
-    replica = await session.get(Customer, customer_id)
+    replica = await _known_replica(session, customer_id)
     tier = replica.tier if replica is not None else None
     if tier is None and not isinstance(data, ScoreUpdated):
-        latest = await session.get(CustomerScore, customer_id)
+        latest = await _known_score(session, customer_id)
         tier = latest.value_tier if latest is not None else None
     history: tuple[ScorePoint, ...] = ()
     if isinstance(data, ScoreUpdated) and rules.needs_history(data, active):
@@ -350,6 +388,7 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
     if latest is None:
         latest = CustomerScore(customer_id=score.customer_id, churn_risk=score.current.churn_risk)
         session.add(latest)
+        session.info.setdefault(_SCORES_IN_TRANSACTION, {})[score.customer_id] = latest
     current = score.current
     latest.churn_risk = current.churn_risk
     latest.clv = current.clv
@@ -376,13 +415,26 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
 
 async def _locked_score(session: AsyncSession, customer_id: str) -> CustomerScore | None:
     """The customer's latest score, locked; locked once per transaction (the lock and the row stay ours)."""
-    locked: set[str] = session.info.setdefault(_SCORES_LOCKED_IN_TRANSACTION, set())
-    if customer_id in locked:
-        return await session.get(CustomerScore, customer_id)  # identity map: no round trip
-    latest = await session.get(CustomerScore, customer_id, with_for_update=True)
-    if latest is not None:
-        locked.add(customer_id)
-    return latest
+    scores: dict[str, CustomerScore | None] = session.info.setdefault(_SCORES_IN_TRANSACTION, {})
+    if customer_id not in scores:
+        scores[customer_id] = await session.get(CustomerScore, customer_id, with_for_update=True)
+    return scores[customer_id]
+
+
+async def _known_score(session: AsyncSession, customer_id: str) -> CustomerScore | None:
+    """The latest score for reading: the transaction's locked one if it has it."""
+    scores: dict[str, CustomerScore | None] = session.info.get(_SCORES_IN_TRANSACTION, {})
+    if customer_id in scores:
+        return scores[customer_id]
+    return await session.get(CustomerScore, customer_id)
+
+
+async def _known_replica(session: AsyncSession, customer_id: str) -> Customer | None:
+    """The replica for reading: the transaction's locked one if it has it."""
+    replicas: dict[str, Customer | None] = session.info.get(_REPLICAS_IN_TRANSACTION, {})
+    if customer_id in replicas:
+        return replicas[customer_id]
+    return await session.get(Customer, customer_id)
 
 
 async def apply_trigger(
@@ -400,10 +452,10 @@ async def apply_trigger(
     """
     slot = open_slot(customer_id, trigger.reason)
     alert = next((a for a in await _unresolved_alerts(session, customer_id) if a.open_slot == slot), None)
-    latest = await session.get(CustomerScore, customer_id)
+    latest = await _known_score(session, customer_id)
     observed_at = as_utc(trigger.observed_at)
     if alert is None:
-        replica = await session.get(Customer, customer_id)
+        replica = await _known_replica(session, customer_id)
         rule = next((r for r in rules_by_id if r.id == trigger.rule_id), None)
         alert = Alert(
             customer_id=customer_id,
@@ -730,7 +782,7 @@ async def create_tasks(
     *, session: AsyncSession, playbook: Playbook, customer_id: str, alert_id: str | None, tier: str | None
 ) -> list[Task]:
     """The playbook's tasks for the customer's own account manager, due from now."""
-    replica = await session.get(Customer, customer_id)
+    replica = await _known_replica(session, customer_id)
     owner = replica.owner if replica is not None else None
     now = utc_now()
     tasks = [
@@ -873,9 +925,12 @@ def _tier_attribute(attributes: dict[str, Any]) -> str | None:
 
 
 async def _replica(session: AsyncSession, customer_id: str) -> Customer:
-    replica = await session.get(Customer, customer_id, with_for_update=True)
+    replicas: dict[str, Customer | None] = session.info.setdefault(_REPLICAS_IN_TRANSACTION, {})
+    if customer_id not in replicas:
+        replicas[customer_id] = await session.get(Customer, customer_id, with_for_update=True)
+    replica = replicas[customer_id]
     if replica is None:
-        replica = Customer(customer_id=customer_id)
+        replica = replicas[customer_id] = Customer(customer_id=customer_id)
         session.add(replica)
     return replica
 
@@ -1002,7 +1057,7 @@ async def on_status_changed(*, session: AsyncSession, event: Received[CustomerSt
             task.status = TaskStatus.cancelled
     playbook = await _playbook(session, rules.Reason.churned)
     if playbook is not None:
-        latest = await session.get(CustomerScore, data.customer_id)
+        latest = await _known_score(session, data.customer_id)
         tier = replica.tier or (latest.value_tier if latest else None)
         await create_tasks(session=session, playbook=playbook, customer_id=data.customer_id, alert_id=None, tier=tier)
     await session.flush()

@@ -33,11 +33,17 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from servicekit.events.contracts.scoring import Factor
 from services.scoring.features import FeatureState, complaints_between, days_between, spend_between
 
 ALGORITHMS = ("logistic", "gbm")
+
+# One OpenMP thread per process: on a busy small machine the gradient-boosting model's spinning OpenMP
+# threads made fitting and prediction ~30x slower, and the consumer predicts small batches, where threads
+# do not pay off. Scale out with consumer processes instead.
+threadpool_limits(limits=1, user_api="openmp")
 ATTRIBUTE_PREFIX = "attr."
 TOP_FACTORS = 5
 

@@ -1,3 +1,4 @@
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -9,10 +10,11 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import EventConsumer
 from servicekit.tables import OUTBOX
 from services.retention import service
-from services.retention.handlers import HANDLERS
-from services.retention.models import Alert, AlertStatus, Outcome
+from services.retention.handlers import BEFORE_BATCH, HANDLERS
+from services.retention.models import Alert, AlertStatus, CustomerScore, Outcome, Task
 from services.retention.settings import RetentionSettings
-from tests.unit.retention.events import complaint, score
+from tests.unit.retention.conftest import create_schema
+from tests.unit.retention.events import complaint, created, score, status_changed, updated
 
 
 async def apply(database: Database, *events: Received) -> None:
@@ -198,3 +200,60 @@ def _record(event: Received, offset: int) -> ConsumerRecord:
         serialized_value_size=len(value),
         headers=[],
     )
+
+
+ALERT_DECISIONS = attrgetter(
+    "customer_id", "reason", "first_triggered_at", "severity", "status", "outcome", "trigger_count", "event_ids",
+    "churn_risk", "value_at_risk", "risk_below_since", "owner", "tier", "control", "open_slot",
+)  # fmt: skip
+
+
+async def _state(database: Database) -> list[Any]:
+    """Everything the handlers decide, without the generated ids and clock times."""
+    async with database.sessions() as session:
+        alert_rows = (await session.execute(select(Alert))).scalars().all()
+        task_rows = (await session.execute(select(Task))).scalars().all()
+        score_rows = (await session.execute(select(CustomerScore))).scalars().all()
+    decided: list[Any] = sorted(map(ALERT_DECISIONS, alert_rows))
+    decided += sorted((t.customer_id, t.reason, t.action, t.owner, t.status) for t in task_rows)
+    decided += sorted((s.customer_id, s.churn_risk, s.lifecycle_stage, s.as_of) for s in score_rows)
+    decided += sorted((e["type"], e["subject"]) for e in await published(database, ""))
+    return decided
+
+
+async def test_a_preloaded_batch_decides_exactly_what_one_event_per_transaction_decides(tmp_path):
+    """The batch path (preload, per-transaction caches) against one fresh transaction per event."""
+    events = [
+        complaint("c-2", minutes=1),  # overtakes the creation of c-2
+        created("c-1", owner="anna", tier="gold"),
+        created("c-2", owner="ben"),
+        score("c-1", 0.3, minutes=2, stage="active"),
+        score("c-1", 0.65, minutes=3, stage="decline"),  # high risk, a jump, a decline
+        score("c-1", 0.9, minutes=4),  # escalates the same alerts
+        complaint("c-1", "high", minutes=5),
+        score("c-2", 0.7, minutes=6, tier=None),
+        score("c-2", 0.6, minutes=1),  # older than the latest: ignored
+        updated("c-2", owner="cleo"),  # takes over c-2's open work
+        score("c-1", 0.1, minutes=7),  # risk back down: the auto-save clock starts
+        complaint("c-1", "high", minutes=5),  # another event id with the same content
+        status_changed("c-2"),  # churned: alerts resolved, win-back tasks
+        score("c-2", 0.95, minutes=8),  # a new alert after the churn
+        score("c-3", 0.8, minutes=9),  # a customer with no replica
+    ]
+    one_by_one = Database(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", source="/crm/retention")
+    batched = Database(f"sqlite+aiosqlite:///{tmp_path / 'batch.db'}", source="/crm/retention")
+    for db in (one_by_one, batched):
+        await create_schema(db)
+    for event in events:
+        await apply(one_by_one, event)
+    consumer = EventConsumer(
+        batched, RetentionSettings(database_url=batched.url), HANDLERS, ["t"], before_batch=BEFORE_BATCH
+    )
+    fell_back = []
+    consumer.apply_one = fell_back.append  # type: ignore[method-assign]  # the batch must apply as a whole
+    await consumer.apply_batch([consumer.decode(_record(e, offset)) for offset, e in enumerate(events)])
+
+    assert fell_back == []
+    assert await _state(batched) == await _state(one_by_one)
+    await one_by_one.dispose()
+    await batched.dispose()

@@ -1,3 +1,4 @@
+import random
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from services.retention.rules import (
     ScorePoint,
     Signal,
     evaluate,
+    needs_history,
     preview,
     validate,
     value_at_risk,
@@ -232,3 +234,26 @@ def test_preview_of_a_tier_rule_takes_tiers_from_the_given_map():
     signals = [_signal(complaint("a", "high")), _signal(complaint("b", "high"))]
     result = preview(rule, signals, start=T0, end=T0 + timedelta(days=1), tiers={"b": "platinum"})
     assert [h.customer_id for h in result.customers] == ["b"]
+
+
+def test_scores_that_skip_the_history_get_the_same_triggers_as_with_any_history():
+    """needs_history() lets retention skip reading earlier scores; where it says so, no history changes the verdict."""
+    rules = [Rule(**{k: v for k, v in r.items() if k in ("id", "name", "reason")}, kind=RuleKind(r["kind"]),
+                  severity=Severity(r["severity"]), params=RuleParams(**{k: (frozenset(v) if isinstance(v, list) else v)
+                  for k, v in r["params"].items()})) for r in DEFAULT_RULES]  # fmt: skip
+    rng = random.Random(1)
+    stages = [None, "active", "at_risk", "decline"]
+    skipped = 0
+    for n in range(2000):
+        before = ScoreValues(churn_risk=rng.random(), health=50, lifecycle_stage=rng.choice(stages))
+        event = score(
+            churn_risk=rng.random(), minutes=n, stage=rng.choice(stages), previous=rng.choice([None, before])
+        ).data
+        history = tuple(
+            ScorePoint(event.computed_at - timedelta(hours=rng.uniform(0.1, 300)), rng.random(), rng.choice(stages))
+            for _ in range(rng.randint(1, 4))
+        )
+        if not needs_history(event, rules):
+            skipped += 1
+            assert evaluate(event, rules, Context(history=history)) == evaluate(event, rules, Context())
+    assert 0 < skipped < 2000  # both branches were exercised

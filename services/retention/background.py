@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import timedelta
 
 from fastapi import FastAPI
 
+from servicekit.background import every
 from servicekit.db import Database
 from services.retention import service
 from services.retention.settings import RetentionSettings
-
-log = logging.getLogger("retention.housekeeping")
 
 
 async def housekeeping_round(database: Database, settings: RetentionSettings) -> None:
@@ -31,11 +28,6 @@ async def housekeeping_round(database: Database, settings: RetentionSettings) ->
 async def run_housekeeping(app: FastAPI) -> None:
     database: Database = app.state.database
     settings: RetentionSettings = app.state.settings
-    while True:
-        try:
-            await housekeeping_round(database, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("housekeeping round failed")
-        await asyncio.sleep(settings.housekeeping_interval_s)
+    await every(
+        settings.housekeeping_interval_s, "retention.housekeeping", lambda: housekeeping_round(database, settings)
+    )

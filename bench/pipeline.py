@@ -293,10 +293,12 @@ class Backlog:
 
 
 async def scrape_outbox_histograms(http: aiohttp.ClientSession, platform: Platform) -> dict[str, dict[float, float]]:
-    """Cumulative crm_outbox_publish_delay_seconds buckets of every relay process, per service."""
+    """Cumulative crm_outbox_publish_delay_seconds buckets of every relay, per service (the relay is its own
+    process with split roles, part of the service's process with --combined)."""
     result: dict[str, dict[float, float]] = {}
+    split = any(name.endswith("-relay") for name in platform.specs)
     for name, spec in platform.specs.items():
-        if not name.endswith("-relay"):
+        if (split and not name.endswith("-relay")) or (not split and name not in SERVICES):
             continue
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with http.get(f"http://127.0.0.1:{spec.port}/metrics") as resp:
@@ -763,11 +765,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = INFRA
     log_dir = infra.state_dir / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
-    platform = infra.platform(split_roles=True, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)})
+    platform = infra.platform(
+        split_roles=not args.combined, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)}
+    )
     apis = [n for n in platform.specs if n in SERVICES or n == "gateway"]
     latency_total = sum(int(r * args.latency_seconds) for r in args.latency_rates)
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
+        "layout": "one process per service"
+        if args.combined
+        else "API, relay and consumer of each service as separate processes",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "args": {k: v for k, v in vars(args).items() if k != "observe"},
     }
@@ -795,7 +802,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["customer_created_apply_per_s"] = apply_rates
                 # CPU each consumer spent per customer.created (the whole setup phase, so an upper bound).
                 report["customer_created_cpu_ms_per_event"] = {
-                    group: round(ctx.cpu["setup"][f"{group}-consumer"] * ctx.durations["setup"] / len(ids) * 1000, 2)
+                    group: round(
+                        ctx.cpu["setup"].get(f"{group}-consumer", ctx.cpu["setup"].get(group, 0.0))
+                        * ctx.durations["setup"]
+                        / len(ids)
+                        * 1000,
+                        2,
+                    )
                     for group in apply_rates
                 }
                 ctx.pool, ctx.fresh = ids[: args.pool], ids[args.pool :]
@@ -863,7 +876,7 @@ def print_report(report: dict[str, Any]) -> None:
     machine = report["machine"]
     print(f"\n== pipeline benchmark: {machine['cores']} cores, load average before "
           f"{machine['load_before'][0]:.2f}, after {report.get('load_after', [float('nan')])[0]:.2f}; PostgreSQL, "
-          "Kafka (KRaft); API, relay and consumer of each service as separate processes")  # fmt: skip
+          f"Kafka (KRaft); {report.get('layout', '')}")  # fmt: skip
     print(f"\ncustomer.created applied (events/s per consumer group): {report.get('customer_created_apply_per_s')}")
     print(f"consumer CPU per customer.created (ms): {report.get('customer_created_cpu_ms_per_event')}")
 
@@ -934,6 +947,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", type=int, default=1000, help="customers the mixed stream picks from")
     parser.add_argument("--connections", type=int, default=256, help="load generator's connections to the gateway")
     parser.add_argument("--log-level", default="INFO", help="of every platform process (INFO: their default)")
+    parser.add_argument(
+        "--combined", action="store_true", help="one process per service (API, relay, consumer), not three"
+    )
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running afterwards")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "pipeline.json")
     parser.add_argument("--observe", help=argparse.SUPPRESS)

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.infra import Infra, another_instance
+from bench.infra import Infra, another_instance, start_in_order
 from servicekit.events.contracts import topics
 from servicekit.kafka import topic_partitions
 from servicekit.launcher import SERVICES, Platform
@@ -517,15 +517,8 @@ async def run_chaos(
     log_dir = infra.state_dir / "chaos-logs"
     # Authentication stays on; the stream's admin token is not throttled (bench.auth).
     platform = infra.platform(split_roles=True, log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
-    apis = [n for n in platform.specs if n in SERVICES or n == "gateway"]
     try:
-        for name in apis:  # the API processes migrate; relays and consumers start after them
-            platform.start(name)
-        await asyncio.to_thread(platform.wait_ready, apis, 180)
-        for name in platform.specs:
-            if name not in platform.running:
-                platform.start(name)
-        await asyncio.to_thread(platform.wait_ready, None, 180)
+        await start_in_order(platform)
         async with httpx.AsyncClient(
             base_url=infra.gateway, timeout=15, limits=httpx.Limits(max_connections=64)
         ) as gateway:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -111,6 +112,18 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def start_in_order(platform: Platform, timeout_s: float = 180) -> None:
+    """The API processes first (they migrate the databases), then relays and consumers; until all are ready."""
+    apis = [n for n in platform.specs if n in SERVICES or n == "gateway"]
+    for name in apis:
+        platform.start(name)
+    await asyncio.to_thread(platform.wait_ready, apis, timeout_s)
+    for name in platform.specs:
+        if name not in platform.running:
+            platform.start(name)
+    await asyncio.to_thread(platform.wait_ready, None, timeout_s)
 
 
 def rss_mib(pid: int) -> float:

@@ -65,7 +65,7 @@ from aiokafka.structs import TopicPartition
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import consumed_topics, interaction_body
-from bench.infra import Infra, cpu_seconds, rss_mib
+from bench.infra import Infra, cpu_seconds, rss_mib, start_in_order
 from servicekit.events.contracts import topics
 from servicekit.kafka import make_consumer, make_producer, topic_partitions
 from servicekit.launcher import SERVICES, Platform
@@ -768,7 +768,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     platform = infra.platform(
         split_roles=not args.combined, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)}
     )
-    apis = [n for n in platform.specs if n in SERVICES or n == "gateway"]
     latency_total = sum(int(r * args.latency_seconds) for r in args.latency_rates)
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
@@ -779,13 +778,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "args": {k: v for k, v in vars(args).items() if k != "observe"},
     }
     try:
-        for name in apis:  # the API processes migrate; relays and consumers start after them
-            platform.start(name)
-        await asyncio.to_thread(platform.wait_ready, apis, 180)
-        for name in platform.specs:
-            if name not in platform.running:
-                platform.start(name)
-        await asyncio.to_thread(platform.wait_ready, None, 180)
+        await start_in_order(platform)
         await install_alert_trigger(infra)
         connector = aiohttp.TCPConnector(limit=args.connections)
         timeout = aiohttp.ClientTimeout(total=60)

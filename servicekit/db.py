@@ -89,7 +89,7 @@ class Database:
         await self.engine.dispose()
 
 
-def dialect_insert(session: AsyncSession) -> Callable[..., postgresql.Insert | sqlite.Insert]:
+def dialect_insert(session: AsyncSession | Session) -> Callable[..., postgresql.Insert | sqlite.Insert]:
     """The INSERT construct of the session's database: both offer ON CONFLICT DO NOTHING / DO UPDATE."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 

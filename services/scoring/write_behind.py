@@ -26,11 +26,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from servicekit.db import dialect_insert
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
 from services.scoring.features import FeatureState
@@ -131,8 +130,7 @@ def flush_pending(session: Session) -> None:
     found: Pending | None = session.info.pop(PENDING, None)
     if found is None:
         return
-    dialect = session.get_bind().dialect.name
-    upsert_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    upsert_insert = dialect_insert(session)
     if found.rescores:
         score_all(found.rescores)
         previous: dict[str, ScoreValues | None] = dict(current_values(session, (r.customer_id for r in found.rescores)))

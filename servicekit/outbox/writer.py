@@ -4,6 +4,9 @@ One implementation, two doors: the async `enqueue` / `enqueue_raw` for domain co
 `outbox_row` + `write_rows` for code that runs where nothing can be awaited (a session's before-commit
 hook, e.g. a write-behind that writes a whole consumer batch just before it commits). The async doors
 run the synchronous one through `AsyncSession.run_sync`, so both flag the session the same way.
+
+A transaction that enqueues many times (a consumer batch) can ask for its rows to be written together,
+in one statement just before it commits (`write_at_commit`); rows keep the order they were enqueued in.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -23,6 +26,7 @@ from servicekit.tables import OUTBOX
 
 Headers = list[tuple[str, str]]
 NOTIFY_CHANNEL = "outbox"
+OUTBOX_PENDING = "outbox_pending"  # rows enqueued but not yet written (write_at_commit), in order
 DEFAULT_SOURCE = "/crm"
 
 
@@ -55,6 +59,10 @@ def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     Flags the session so the relay in this process wakes after the commit (OUTBOX_DIRTY), and on
     PostgreSQL sends NOTIFY once per transaction, which the server delivers at commit to relays elsewhere.
     """
+    pending: list[dict[str, Any]] | None = session.info.get(OUTBOX_PENDING)
+    if pending:  # rows enqueued earlier are written first: the outbox keeps the order of enqueueing
+        rows = [*pending, *rows]
+        pending.clear()
     if not rows:
         return
     session.execute(insert(OUTBOX), list(rows))
@@ -64,6 +72,37 @@ def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.info[OUTBOX_NOTIFIED] = True
 
 
+def write_at_commit(session: AsyncSession) -> None:
+    """Hold this transaction's enqueued rows and write them in one statement just before it commits.
+
+    For batch transactions without savepoints: a row enqueued inside a savepoint that is rolled back
+    would still be written. A rollback of the whole transaction drops the held rows.
+    """
+    sync = session.sync_session
+    if OUTBOX_PENDING not in sync.info:
+        sync.info[OUTBOX_PENDING] = []
+        event.listen(sync, "before_commit", _write_pending)
+        event.listen(sync, "after_rollback", _drop_pending)
+
+
+def _write_pending(session: Session) -> None:
+    write_rows(session, [])
+
+
+def _drop_pending(session: Session) -> None:
+    pending = session.info.get(OUTBOX_PENDING)
+    if pending:
+        pending.clear()
+
+
+async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    pending: list[dict[str, Any]] | None = session.info.get(OUTBOX_PENDING)
+    if pending is not None:
+        pending.extend(rows)
+    else:
+        await session.run_sync(write_rows, rows)
+
+
 async def enqueue(session: AsyncSession, *events: EventData) -> list[CloudEvent]:
     """Add events to the outbox; they are published only if the caller's transaction commits."""
     source = event_source(session)
@@ -71,7 +110,7 @@ async def enqueue(session: AsyncSession, *events: EventData) -> list[CloudEvent]
     envelopes = [CloudEvent.wrap(e, source=source, correlation_id=correlation_id) for e in events]
     now = datetime.now(UTC)
     rows = [envelope_row(envelope, data.topic, now) for data, envelope in zip(events, envelopes, strict=True)]
-    await session.run_sync(write_rows, rows)
+    await _write(session, rows)
     return envelopes
 
 
@@ -87,4 +126,4 @@ async def enqueue_raw(
         "event_id": None,
         "created_at": datetime.now(UTC),
     }
-    await session.run_sync(write_rows, [row])
+    await _write(session, [row])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from servicekit.events.contracts.scoring import Factor, ScoreUpdated
 from servicekit.events.envelope import EventData, Received
 from servicekit.events.registry import REGISTRY
 from servicekit.outbox import enqueue
+from servicekit.outbox.writer import write_at_commit
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
@@ -92,7 +94,6 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
             session.add(
                 AlertChange(alert_id=data.alert_id, event_type=envelope.type, data=data.model_dump(mode="json"))
             )
-    await session.flush()
 
 
 # Per-transaction caches (session.info dies with the session, and every transaction has its own session).
@@ -103,6 +104,10 @@ _PLAYBOOKS_IN_TRANSACTION = "retention.playbooks"
 _UNRESOLVED_IN_TRANSACTION = "retention.unresolved"
 _SCORES_IN_TRANSACTION = "retention.scores"  # customer id -> locked latest score, None: no row yet
 _REPLICAS_IN_TRANSACTION = "retention.replicas"  # customer id -> locked replica, None: no row yet
+# Event id -> whether preload stored its signal now (False: stored before); removed once the event is applied.
+_SIGNALS_IN_TRANSACTION = "retention.signals"
+_SIGNALS_PER_INSERT = 500
+_HISTORY_IN_TRANSACTION = "retention.history"  # _BatchHistory: score signals read once for the batch
 
 
 async def _active_webhooks(session: AsyncSession) -> Sequence[Webhook]:
@@ -114,12 +119,18 @@ async def _active_webhooks(session: AsyncSession) -> Sequence[Webhook]:
 
 
 async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
-    """Lock and load, in three queries, the rows a consumer batch's events will touch.
+    """Store a consumer batch's signals, and lock and load the rows its events will touch, in a few statements.
 
     The consumer calls this before applying the batch; the per-event lookups then find the replicas,
     latest scores and unresolved alerts in the transaction's caches instead of a round trip each.
     Sorted ids, so two transactions lock in the same order.
     """
+    write_at_commit(session)  # the batch's events go to the outbox in one statement
+    watched = [e for e in events if isinstance(e.data, WATCHED)]
+    if watched:
+        stored = await _store_signals(session, watched)
+        session.info.setdefault(_SIGNALS_IN_TRANSACTION, {}).update({e.id: e.id in stored for e in watched})
+        await _preload_history(session, [e for e in watched if e.id in stored])
     ids = sorted({i for e in events if isinstance(i := getattr(e.data, "customer_id", None), str)})
     if not ids:
         return
@@ -179,6 +190,15 @@ def params_of(stored: dict[str, Any]) -> RuleParams:
 
 
 _RULES_IN_TRANSACTION = "retention.rules"
+
+
+async def _active_rules(session: AsyncSession) -> list[Rule]:
+    # Loaded once per consumer transaction (a poll's batch), not per event: rules change only through
+    # the API, in transactions of their own.
+    active: list[Rule] | None = session.info.get(_RULES_IN_TRANSACTION)
+    if active is None:
+        active = session.info[_RULES_IN_TRANSACTION] = await load_rules(session=session)
+    return active
 
 
 async def load_rules(*, session: AsyncSession) -> list[Rule]:
@@ -307,11 +327,7 @@ async def handle_event(
         return []  # the same event under another offset: already applied
     if isinstance(data, ScoreUpdated) and not await record_score(session=session, score=data):
         return []  # an older score than one already seen: it must neither raise nor refresh anything
-    # Loaded once per consumer transaction (a poll's batch), not per event: rules change only through
-    # the API, in transactions of their own.
-    active = session.info.get(_RULES_IN_TRANSACTION)
-    if active is None:
-        active = session.info[_RULES_IN_TRANSACTION] = await load_rules(session=session)
+    active = await _active_rules(session)
     if not active:
         return []
     context = await _context(session, data, active)
@@ -325,27 +341,43 @@ async def handle_event(
     return changed
 
 
-async def _record_signal(session: AsyncSession, event: Received[Any]) -> bool:
-    """Store the signal; False if this event id is stored already (one INSERT .. ON CONFLICT round trip)."""
+_SIGNAL_TIME = {
+    ScoreUpdated: lambda d: d.computed_at,
+    ComplaintOpened: lambda d: d.opened_at,
+    ComplaintOverdue: lambda d: d.due_at,
+    SurveyAnswered: lambda d: d.answered_at,
+}
+
+
+def _signal_row(event: Received[Any]) -> dict[str, Any]:
     data = event.data
-    at = {
-        ScoreUpdated: lambda d: d.computed_at,
-        ComplaintOpened: lambda d: d.opened_at,
-        ComplaintOverdue: lambda d: d.due_at,
-        SurveyAnswered: lambda d: d.answered_at,
-    }[type(data)](data)
-    inserted = await session.execute(
-        dialect_insert(session)(Signal)
-        .values(
-            event_id=event.id,
-            event_type=data.event_type,
-            customer_id=data.customer_id,
-            at=as_utc(at),
-            data=data.model_dump(mode="json"),
-        )
-        .on_conflict_do_nothing(index_elements=[Signal.event_id])
-    )
-    return bool(inserted.rowcount)
+    return {
+        "event_id": event.id,
+        "event_type": data.event_type,
+        "customer_id": data.customer_id,
+        "at": as_utc(_SIGNAL_TIME[type(data)](data)),
+        "data": data.model_dump(mode="json"),
+    }
+
+
+async def _store_signals(session: AsyncSession, events: Sequence[Received[Any]]) -> set[str]:
+    """Store the events' signals in one statement per 500, skipping event ids stored already; the ids stored now."""
+    table = Signal.__table__  # type: ignore[attr-defined]
+    stored: set[str] = set()
+    for start in range(0, len(events), _SIGNALS_PER_INSERT):
+        rows = [_signal_row(e) for e in events[start : start + _SIGNALS_PER_INSERT]]
+        insert = dialect_insert(session)(table).values(rows)
+        query = insert.on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.event_id)
+        stored.update((await session.execute(query)).scalars())
+    return stored
+
+
+async def _record_signal(session: AsyncSession, event: Received[Any]) -> bool:
+    """Store the signal; False if this event id is stored already (stored by preload with its batch, if it was)."""
+    preloaded: dict[str, bool] = session.info.get(_SIGNALS_IN_TRANSACTION, {})
+    if event.id in preloaded:
+        return preloaded.pop(event.id)
+    return bool(await _store_signals(session, [event]))
 
 
 async def _context(session: AsyncSession, data: EventData, active: Sequence[Rule]) -> Context:
@@ -357,23 +389,74 @@ async def _context(session: AsyncSession, data: EventData, active: Sequence[Rule
         tier = latest.value_tier if latest is not None else None
     history: tuple[ScorePoint, ...] = ()
     if isinstance(data, ScoreUpdated) and rules.needs_history(data, active):
-        days = max([r.params.within_days or 0 for r in active if r.kind == RuleKind.risk_jump] + [1])
         at = as_utc(data.computed_at)
-        rows = (
-            await session.execute(
-                select(Signal.at, Signal.data).where(
-                    Signal.customer_id == customer_id,
-                    Signal.event_type == ScoreUpdated.event_type,
-                    Signal.at >= at - timedelta(days=days),
-                    Signal.at < at,
-                )
-            )
-        ).all()
+        since = at - _history_window(active)
+        # Later events of this batch are stored already (by preload) but must not count as history yet.
+        unapplied: dict[str, bool] = session.info.get(_SIGNALS_IN_TRANSACTION, {})
         history = tuple(
-            ScorePoint(as_utc(r.at), r.data["current"]["churn_risk"], r.data["current"].get("lifecycle_stage"))
-            for r in rows
+            ScorePoint(r.at, r.data["current"]["churn_risk"], r.data["current"].get("lifecycle_stage"))
+            for r in await _score_signals(session, customer_id, since, at)
+            if since <= r.at < at and not unapplied.get(r.event_id)
         )
     return Context(tier=tier, history=history)
+
+
+def _history_window(active: Sequence[Rule]) -> timedelta:
+    return timedelta(days=max([r.params.within_days or 0 for r in active if r.kind == RuleKind.risk_jump] + [1]))
+
+
+@dataclass(frozen=True, slots=True)
+class _ScoreSignal:
+    event_id: str
+    at: datetime
+    data: dict[str, Any]
+
+
+async def _read_score_signals(
+    session: AsyncSession, customer_ids: Sequence[str], since: datetime, until: datetime
+) -> dict[str, list[_ScoreSignal]]:
+    """The customers' stored score signals in [since, until), by customer (every customer id a key)."""
+    found: dict[str, list[_ScoreSignal]] = {i: [] for i in customer_ids}
+    query = select(Signal.customer_id, Signal.event_id, Signal.at, Signal.data).where(
+        Signal.customer_id.in_(customer_ids),
+        Signal.event_type == ScoreUpdated.event_type,
+        Signal.at >= since,
+        Signal.at < until,
+    )
+    with session.no_autoflush:  # signals are written with Core, never pending in the session
+        for row in await session.execute(query):
+            found[row.customer_id].append(_ScoreSignal(row.event_id, as_utc(row.at), row.data))
+    return found
+
+
+async def _score_signals(
+    session: AsyncSession, customer_id: str, since: datetime, until: datetime
+) -> list[_ScoreSignal]:
+    """The customer's score signals in [since, until): from preload's read for the batch if it covers them."""
+    cached = session.info.get(_HISTORY_IN_TRANSACTION)
+    if cached is not None and customer_id in cached.signals and cached.since <= since and until <= cached.until:
+        return cached.signals[customer_id]
+    return (await _read_score_signals(session, [customer_id], since, until))[customer_id]
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchHistory:
+    since: datetime
+    until: datetime
+    signals: dict[str, list[_ScoreSignal]]
+
+
+async def _preload_history(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
+    """One read of the score history every score of the batch that needs one can look at."""
+    active = await _active_rules(session)
+    needing = [e.data for e in events if isinstance(e.data, ScoreUpdated) and rules.needs_history(e.data, active)]
+    if not needing:
+        return
+    times = [as_utc(d.computed_at) for d in needing]
+    since, until = min(times) - _history_window(active), max(times)
+    ids = sorted({d.customer_id for d in needing})
+    signals = await _read_score_signals(session, ids, since, until)
+    session.info[_HISTORY_IN_TRANSACTION] = _BatchHistory(since, until, signals)
 
 
 async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
@@ -398,8 +481,8 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
     latest.lifecycle_stage = current.lifecycle_stage
     latest.as_of = computed_at
     latest.updated_at = utc_now()
-    # Flushed now, so a later event of the same batch (same session) sees this score.
-    await session.flush()
+    # Not flushed here: later events of the batch read this row from the transaction's cache, and the
+    # batch's score rows are written together at the next flush.
     for alert in await _unresolved_alerts(session, score.customer_id):
         changed = _take_risk(alert, latest)
         # Auto-save clock: starts when the risk falls below the alert's threshold, stops when it rises again.
@@ -477,7 +560,6 @@ async def apply_trigger(
         playbook = await _playbook(session, trigger.reason)
         alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
         session.add(alert)
-        await session.flush()
         # Known to the transaction's list at once, so a second trigger for the same slot finds this alert.
         session.info[_UNRESOLVED_IN_TRANSACTION][customer_id].append(alert)
         await publish(session, alert_event(AlertRaised, alert))
@@ -499,7 +581,6 @@ async def apply_trigger(
     alert.event_ids = [*alert.event_ids, event_id][-EVENT_IDS_KEPT:]
     _take_risk(alert, latest)
     alert.updated_at = utc_now()
-    await session.flush()
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:
         await publish(session, alert_event(AlertUpdated, alert))
@@ -798,7 +879,6 @@ async def create_tasks(
         for planned in plan_tasks(steps_of(playbook), tier=tier, now=now)
     ]
     session.add_all(tasks)
-    await session.flush()
     if tasks:
         await publish(session, *(task_event(TaskCreated, t) for t in tasks))
     return tasks

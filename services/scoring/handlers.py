@@ -31,7 +31,7 @@ from servicekit.events.contracts.interaction import (
     SurveyAnswered,
 )
 from servicekit.events.envelope import Received
-from servicekit.inbox import Handlers, PoisonEvent
+from servicekit.inbox import BatchHook, Handlers, PoisonEvent
 from services.scoring import features, service
 from services.scoring.rules import RuleWeights
 from services.scoring.settings import get_settings
@@ -183,3 +183,6 @@ HANDLERS: Handlers = {
     ComplaintOverdue.event_type: on_complaint_overdue,
     SurveyAnswered.event_type: on_survey_answered,
 }
+
+# One query for the batch's features rows, instead of one per event.
+BEFORE_BATCH: BatchHook = service.preload

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
-from services.scoring.handlers import HANDLERS
+from services.scoring.handlers import BEFORE_BATCH, HANDLERS
 from services.scoring.jobs import run_jobs, sweep_silent_customers
 from services.scoring.models import metadata
 from services.scoring.router import router
@@ -18,6 +18,7 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     routers=[router],
     handlers=HANDLERS,
+    before_batch=BEFORE_BATCH,
     consumes=[topics.CUSTOMER, topics.INTERACTION],
     background=[run_jobs, sweep_silent_customers],
 )

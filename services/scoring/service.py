@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
-from sqlmodel import select
+from sqlmodel import col, select
 
 from servicekit.context import current_correlation_id
 from servicekit.events.contracts.scoring import Factor, ScoreValues
+from servicekit.events.envelope import Received
 from servicekit.problems import Problem, field_error
 from services.scoring import features, sweep, write_behind
 from services.scoring.churn_model import TrainedChurnModel
@@ -69,6 +71,29 @@ def new_features_row(customer_id: str) -> CustomerFeatures:
     )
 
 
+FEATURES_ABSENT = "scoring.features_absent"  # customer ids known to have no features row yet
+IN_CHUNK = 500  # customer ids per IN (...)
+
+
+async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
+    """Read the features rows of a consumer batch's customers in one query, instead of one per event.
+
+    load_features then finds each row (or knows there is none yet) in the transaction's caches.
+    """
+    rows: dict[str, CustomerFeatures] = session.info.setdefault(FEATURE_ROWS, {})
+    absent: set[str] = session.info.setdefault(FEATURES_ABSENT, set())
+    ids = sorted(
+        {i for e in events if isinstance(i := getattr(e.data, "customer_id", None), str)} - rows.keys() - absent
+    )
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        with session.no_autoflush:
+            found = await session.execute(select(CustomerFeatures).where(col(CustomerFeatures.customer_id).in_(chunk)))
+        for row in found.scalars():
+            rows[row.customer_id] = row
+        absent.update(i for i in chunk if i not in rows)
+
+
 async def load_features(*, session: AsyncSession, customer_id: str) -> tuple[CustomerFeatures, FeatureState]:
     """The customer's features row and state, created on first sight (events may beat customer.created).
 
@@ -79,8 +104,9 @@ async def load_features(*, session: AsyncSession, customer_id: str) -> tuple[Cus
     rows: dict[str, CustomerFeatures] = session.info.setdefault(FEATURE_ROWS, {})
     row = rows.get(customer_id)
     if row is None:
-        with session.no_autoflush:
-            row = await session.get(CustomerFeatures, customer_id)
+        if customer_id not in session.info.get(FEATURES_ABSENT, ()):
+            with session.no_autoflush:
+                row = await session.get(CustomerFeatures, customer_id)
         if row is None:
             row = new_features_row(customer_id)
             session.add(row)

@@ -3,6 +3,7 @@ from typing import Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from servicekit.db import Database
@@ -27,6 +28,11 @@ async def apply(database: Database, *events: Received) -> None:
 async def alerts(database: Database) -> list[Alert]:
     async with database.sessions() as session:
         return list((await session.execute(select(Alert).order_by(Alert.created_at))).scalars())
+
+
+async def scores(database: Database) -> list[CustomerScore]:
+    async with database.sessions() as session:
+        return list((await session.execute(select(CustomerScore))).scalars())
 
 
 async def published(database: Database, prefix: str = "alert.") -> list[dict[str, Any]]:
@@ -239,6 +245,8 @@ async def test_a_preloaded_batch_decides_exactly_what_one_event_per_transaction_
         status_changed("c-2"),  # churned: alerts resolved, win-back tasks
         score("c-2", 0.95, minutes=8),  # a new alert after the churn
         score("c-3", 0.8, minutes=9),  # a customer with no replica
+        score("c-4", 0.85, minutes=11),
+        score("c-4", 0.2, minutes=10),  # older, later in the batch: not history for the score before it
     ]
     one_by_one = Database(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", source="/crm/retention")
     batched = Database(f"sqlite+aiosqlite:///{tmp_path / 'batch.db'}", source="/crm/retention")
@@ -257,3 +265,29 @@ async def test_a_preloaded_batch_decides_exactly_what_one_event_per_transaction_
     assert await _state(batched) == await _state(one_by_one)
     await one_by_one.dispose()
     await batched.dispose()
+
+
+async def test_a_batch_of_score_updates_costs_the_same_statements_whatever_its_size(tmp_path):
+    """Signals, score rows and alert look-ups are written and read per batch, not per event."""
+    counts = []
+    for size in (10, 40):
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / f'size-{size}.db'}", source="/crm/retention")
+        await create_schema(database)
+        consumer = EventConsumer(
+            database, RetentionSettings(database_url=database.url), HANDLERS, ["t"], before_batch=BEFORE_BATCH
+        )
+        first = [score(f"c-{i}", 0.2, minutes=1) for i in range(size)]  # new score rows
+        second = [score(f"c-{i}", 0.3, minutes=2) for i in range(size)]  # updated score rows
+        statements: list[str] = []
+        sa_event.listen(
+            database.engine.sync_engine,
+            "before_cursor_execute",
+            lambda conn, cursor, statement, *args, seen=statements: seen.append(statement),
+        )
+        for batch in (first, second):
+            await consumer.apply_batch([consumer.decode(_record(e, offset)) for offset, e in enumerate(batch)])
+        counts.append(len(statements))
+        assert len(await scores(database)) == size
+        await database.dispose()
+
+    assert counts[0] == counts[1]

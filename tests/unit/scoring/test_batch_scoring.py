@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from threadpoolctl import threadpool_limits
 
@@ -17,7 +18,7 @@ from servicekit.tables import OUTBOX
 from services.scoring import churn_model, scorer
 from services.scoring import value_model as vm
 from services.scoring.features import FeatureState, customer_upserted, record_interaction
-from services.scoring.handlers import HANDLERS
+from services.scoring.handlers import BEFORE_BATCH, HANDLERS
 from services.scoring.models import ChurnModelVersion, ScoreRecord, ValueModelVersion
 from services.scoring.rules import DEFAULT_WEIGHTS
 from services.scoring.value import ValueModel
@@ -139,11 +140,13 @@ async def _written(database: Database) -> list[tuple[Any, ...]]:
 
 @pytest.mark.parametrize("batch_size", [1, 7])
 async def test_events_handled_in_one_batch_write_the_same_scores_and_events_as_smaller_batches(tmp_path, batch_size):
-    """One transaction for the whole stream (the write-behind scores it in one call) against smaller ones."""
+    """Preloaded batches (as the consumer applies a poll: the write-behind scores each in one call, the features
+    rows come from one query, some present from earlier batches, some not) against small batches without preload
+    (as the consumer's one-message-at-a-time fallback applies them)."""
     from services.scoring.models import metadata
 
     results = []
-    for size in (batch_size, 10_000):
+    for size, preloaded in ((batch_size, False), (25, True), (10_000, True)):
         database = Database(f"sqlite+aiosqlite:///{tmp_path / f'batch-{size}.db'}", source="/crm/scoring")
         async with database.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
@@ -151,12 +154,40 @@ async def test_events_handled_in_one_batch_write_the_same_scores_and_events_as_s
         stream = _stream()
         for start in range(0, len(stream), size):
             async with database.transaction() as session:
+                if preloaded:
+                    await BEFORE_BATCH(session, stream[start : start + size])
                 for event in stream[start : start + size]:
                     await HANDLERS[event.envelope.type](session, event)
         results.append(await _written(database))
         await database.dispose()
 
     assert len(results[0]) == len(_stream())
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     assert {s["model_version"] for s, _ in results[0]} == {"churn-test"}
     assert all(s["p_alive"] is not None for s, _ in results[0])
+
+
+async def test_a_preloaded_batch_reads_its_customers_features_in_one_query(tmp_path):
+    from services.scoring.models import metadata
+
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}", source="/crm/scoring")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    await _install_models(database)
+    stream = _stream()
+    half = len(stream) // 2
+    statements: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    for batch in (stream[:half], stream[half:]):  # the second batch finds most rows stored by the first
+        statements.clear()
+        async with database.transaction() as session:
+            await BEFORE_BATCH(session, batch)
+            for event in batch:
+                await HANDLERS[event.envelope.type](session, event)
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM customer_features" in s]
+        assert len(reads) == 1, reads
+    await database.dispose()

@@ -7,8 +7,8 @@ from servicekit.context import correlation_id
 from servicekit.db import Database
 from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.envelope import CONTENT_TYPE
-from servicekit.outbox import enqueue
-from servicekit.outbox.writer import event_source, outbox_row, write_rows
+from servicekit.outbox import enqueue, enqueue_raw
+from servicekit.outbox.writer import event_source, outbox_row, write_at_commit, write_rows
 from servicekit.tables import OUTBOX
 
 
@@ -93,3 +93,39 @@ async def test_rows_written_by_a_before_commit_hook_commit_and_wake_the_relay_ex
     headers = [["content-type", CONTENT_TYPE], ["ce_type", "customer.created"], ["ce_id", payload["id"]]]
     assert rows[1].headers == headers
     assert wakes == [1]
+
+
+async def test_rows_held_for_commit_are_written_in_one_statement_in_the_order_they_were_enqueued(database: Database):
+    wakes: list[int] = []
+    database.on_outbox_commit(lambda: wakes.append(1))
+    inserts: list[str] = []
+
+    def remember(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("INSERT INTO outbox"):
+            inserts.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    async with database.sessions() as session:
+        write_at_commit(session)
+        await enqueue(session, _event("c-0"))
+        await session.rollback()
+    assert await _rows(database) == [] and wakes == [] and inserts == []
+
+    async with database.transaction() as session:
+        write_at_commit(session)
+        await enqueue(session, _event("c-1"))
+        await enqueue(session, _event("c-2"), _event("c-3"))
+        await enqueue_raw(session, topic="crm.customer.v1.dlq", key="c-4", payload=b"{}", headers=[])
+        assert inserts == []  # held until the commit
+    assert [r.key for r in await _rows(database)] == ["c-1", "c-2", "c-3", "c-4"]
+    assert len(inserts) == 1 and wakes == [1]
+
+
+async def test_a_direct_write_after_held_rows_keeps_the_order_of_enqueueing(database: Database):
+    async with database.transaction() as session:
+        write_at_commit(session)
+        await enqueue(session, _event("c-1"))
+        row = outbox_row(_event("c-2"), source=event_source(session), correlation_id=None)
+        await session.run_sync(write_rows, [row])
+        await enqueue(session, _event("c-3"))
+    assert [r.key for r in await _rows(database)] == ["c-1", "c-2", "c-3"]

@@ -81,37 +81,47 @@ async def record_interaction(
 
     Returns the interaction and whether it was recorded now.
     """
+    stored: dict[str, tuple[str, str, str]] = {}
     if data.external_id is not None:
         # A retry is answered before the customer is checked (it may be erased or unreachable by now).
-        existing = await find_by_external_id(session=session, external_id=data.external_id)
-        if existing is not None:
+        stored = await _stored_external_ids(session, [data.external_id])
+        if data.external_id in stored:
+            existing = await get_interaction(session=session, interaction_id=stored[data.external_id][0])
             return _same_request(existing, data), False
     await ensure_known_customer(session=session, customer_id=data.customer_id, lookup=lookup)
-    return await _store_one(session, data, sla_hours)
+    return await _store_one(session, data, sla_hours, stored)
 
 
 async def _store_one(
-    session: AsyncSession, data: InteractionCreate, sla_hours: Mapping[str, float]
+    session: AsyncSession,
+    data: InteractionCreate,
+    sla_hours: Mapping[str, float],
+    stored: Mapping[str, tuple[str, str, str]] | None = None,
 ) -> tuple[Interaction, bool]:
     """store_interactions for one interaction of a known customer: it, and whether it is new."""
-    stored = (await store_interactions(session, {0: data}, sla_hours))[0]
-    if stored.interaction is not None:
-        return stored.interaction, True
+    outcome = (await store_interactions(session, {0: data}, sla_hours, stored))[0]
+    if outcome.interaction is not None:
+        return outcome.interaction, True
     # Another request stored this external_id since the caller looked: the same interaction, or a 409.
-    return _same_request(await get_interaction(session=session, interaction_id=stored.id), data), False
+    return _same_request(await get_interaction(session=session, interaction_id=outcome.id), data), False
 
 
 async def store_interactions(
-    session: AsyncSession, rows: Mapping[int, InteractionCreate], sla_hours: Mapping[str, float]
+    session: AsyncSession,
+    rows: Mapping[int, InteractionCreate],
+    sla_hours: Mapping[str, float],
+    stored: Mapping[str, tuple[str, str, str]] | None = None,
 ) -> dict[int, Stored]:
     """Insert interactions of known customers and enqueue their events; idempotent by external_id.
 
     A row whose external_id is stored already, or was carried by an earlier row, writes nothing: it
     is `existing` when it names the same customer and type, `rejected` when not. The insert skips
     external ids that a concurrent transaction stored first, and those rows are answered the same way.
+    `stored`: the rows' stored external ids when the caller has just read them (saves reading again).
     """
     now = utc_now()
-    stored = await _stored_external_ids(session, sorted({d.external_id for d in rows.values() if d.external_id}))
+    if stored is None:
+        stored = await _stored_external_ids(session, sorted({d.external_id for d in rows.values() if d.external_id}))
     results: dict[int, Stored] = {}
     to_insert: list[tuple[int, Interaction]] = []
     first_with: dict[str, int] = {}  # external_id -> the first row of this call that carries it

@@ -468,6 +468,7 @@ class Outcome:
     done: float
     status: int
     key: str
+    items: int = 1  # interactions the request carried (a bulk request: its rows)
 
 
 async def open_loop(
@@ -480,20 +481,26 @@ async def open_loop(
     start: float,
     progress: Callable[[list[Outcome], int], Awaitable[None]] | None = None,
     progress_every_s: float = 2.0,
+    items_of: Callable[[bytes], int] | None = None,
 ) -> list[Outcome]:
-    """POST request n at start + n/rate, whatever earlier answers are doing; latency from that scheduled time."""
+    """POST request n at start + n/rate, whatever earlier answers are doing; latency from that scheduled time.
+
+    items_of: how many interactions a 2xx answer acknowledges (bulk requests); one per request without it.
+    """
     total = int(rate * seconds)
     outcomes: list[Outcome] = []
     in_flight: set[asyncio.Task[None]] = set()
 
     async def one(n: int, scheduled: float) -> None:
         key, body = body_for(n)
-        status = 0
+        status, items = 0, 1
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with http.post(url, data=orjson.dumps(body), headers={"content-type": "application/json"}) as resp:
-                await resp.read()
+                answer = await resp.read()
                 status = resp.status
-        outcomes.append(Outcome(scheduled, time.monotonic(), status, key))
+                if items_of is not None and 200 <= status < 300:
+                    items = items_of(answer)
+        outcomes.append(Outcome(scheduled, time.monotonic(), status, key, items))
 
     async def report() -> None:
         # Its own task, so a slow progress probe never delays the schedule.
@@ -693,13 +700,21 @@ async def latency_phase(ctx: Context, rate: float, seconds: float) -> dict[str, 
     return result
 
 
-async def throughput_step(ctx: Context, rate: float, seconds: float) -> dict[str, Any]:
+def bulk_acknowledged(answer: bytes) -> int:
+    report = orjson.loads(answer)
+    return int(report["created"]) + int(report["existing"])
+
+
+async def throughput_step(ctx: Context, rate: float, seconds: float, bulk: int = 1) -> dict[str, Any]:
+    """Offered `rate` interactions/s: one per request, or `bulk` per POST /interactions/bulk at rate/bulk requests/s."""
     rng = random.Random(int(rate))
     samples: list[tuple[float, dict[str, Any]]] = []
     start = time.monotonic() + 0.2
     produced_before = await ctx.backlog.produced()
 
     def body(n: int) -> tuple[str, dict[str, Any]]:
+        if bulk > 1:
+            return str(n), {"rows": [interaction_body(rng.choice(ctx.pool), rng) for _ in range(bulk)]}
         return str(n), interaction_body(rng.choice(ctx.pool), rng)
 
     async def progress(outcomes: list[Outcome], in_flight: int) -> None:
@@ -707,15 +722,24 @@ async def throughput_step(ctx: Context, rate: float, seconds: float) -> dict[str
         samples.append((time.monotonic() - start, sample))
         if len(samples) % 2:
             return  # sampled every second, printed every other
-        ok = sum(1 for o in outcomes if 200 <= o.status < 300)
-        log(f"  {rate:.0f}/s: {len(outcomes)} answered ({ok} ok), {in_flight} in flight; backlog: outbox "
+        ok = sum(o.items for o in outcomes if 200 <= o.status < 300)
+        log(f"  {rate:.0f}/s: {len(outcomes)} answered ({ok} interactions ok), {in_flight} in flight; backlog: outbox "
             f"{sample['outbox']}, lag {sample['lag']}")  # fmt: skip
 
-    log(f"throughput step {rate:.0f}/s for {seconds:.0f} s (mixed interactions)")
+    how = f"in bulk requests of {bulk}" if bulk > 1 else "one per request"
+    log(f"throughput step {rate:.0f}/s for {seconds:.0f} s (mixed interactions, {how})")
     hist_before = await scrape_outbox_histograms(ctx.http, ctx.platform)
     since = datetime.now(UTC)
     outcomes = await open_loop(
-        ctx.http, f"{ctx.api}/interactions", rate, seconds, body, start=start, progress=progress, progress_every_s=1.0
+        ctx.http,
+        f"{ctx.api}/interactions/bulk" if bulk > 1 else f"{ctx.api}/interactions",
+        rate / bulk,
+        seconds,
+        body,
+        start=start,
+        progress=progress,
+        progress_every_s=1.0,
+        items_of=bulk_acknowledged if bulk > 1 else None,
     )
     sent_done = time.monotonic()
     drain_s = await ctx.backlog.wait_drained(120)
@@ -723,7 +747,7 @@ async def throughput_step(ctx: Context, rate: float, seconds: float) -> dict[str
     produced = await ctx.backlog.produced() - produced_before
     ok = [o for o in outcomes if 200 <= o.status < 300]
     last = max((o.done for o in ok), default=start + seconds)
-    achieved = len(ok) / max(last - start, seconds)
+    achieved = sum(o.items for o in ok) / max(last - start, seconds)
     in_window = [(t, s["total"]) for t, s in samples if seconds / 2 <= t <= seconds]
     growth = slope(in_window)
     produced_rate = produced / max(sent_done - start, seconds)
@@ -738,9 +762,10 @@ async def throughput_step(ctx: Context, rate: float, seconds: float) -> dict[str
     bounded = drain_s <= 5.0 and (growth <= 0.05 * produced_rate or end_backlog <= produced_rate)
     result = {
         "offered": rate,
+        "bulk": bulk,
         "seconds": seconds,
-        "sent": len(outcomes),
-        "ok": len(ok),
+        "sent": sum(bulk for _ in outcomes),
+        "ok": sum(o.items for o in ok),
         "errors": statuses,
         "achieved": round(achieved, 1),
         "http": summary_ms([o.done - o.scheduled for o in ok]),
@@ -816,7 +841,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     report["latency"].append(result)
                 report["throughput"] = []
                 for rate in args.rates:
-                    step = await ctx.phase_cpu(f"throughput {rate:g}/s", throughput_step(ctx, rate, args.step_seconds))
+                    step = await ctx.phase_cpu(
+                        f"throughput {rate:g}/s", throughput_step(ctx, rate, args.step_seconds, args.bulk)
+                    )
                     report["throughput"].append(step)
                     if not step["sustained"] and not args.all_steps:
                         break
@@ -902,7 +929,9 @@ def print_report(report: dict[str, Any]) -> None:
             cells.append(cell)
         print(f"| {name} | " + " | ".join(cells) + " |")
 
-    print("\n### throughput (open loop through the gateway; mixed purchases, complaints, NPS answers)\n")
+    steps = report.get("throughput", [])
+    how = f"in bulk requests of {steps[0]['bulk']}" if steps and steps[0].get("bulk", 1) > 1 else "one per request"
+    print(f"\n### throughput (open loop through the gateway; mixed purchases, complaints, NPS answers, {how})\n")
     print("| offered/s | achieved/s | errors | http p50 / p95 / p99 ms | events/s on Kafka | max backlog "
           "| backlog growth/s | drain s | sustained |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
@@ -936,6 +965,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", type=rates, default=[50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0],
                         help="throughput steps, interactions/s; stops after the first step not sustained")  # fmt: skip
     parser.add_argument("--step-seconds", type=float, default=20.0)
+    parser.add_argument("--bulk", type=int, default=1, help="interactions per request in the throughput steps "
+                        "(> 1: POST /interactions/bulk, as an ERP import sends them)")  # fmt: skip
     parser.add_argument("--all-steps", action="store_true", help="run every step even after one fails")
     parser.add_argument("--pool", type=int, default=1000, help="customers the mixed stream picks from")
     parser.add_argument("--connections", type=int, default=256, help="load generator's connections to the gateway")

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 OUTBOX_DIRTY = "outbox_dirty"
-OUTBOX_NOTIFIED = "outbox_notified"
 
 
 class Database:
@@ -58,7 +57,6 @@ class Database:
         self._commit_listeners.append(listener)
 
     def _after_commit(self, session: Session) -> None:
-        session.info.pop(OUTBOX_NOTIFIED, None)
         if session.info.pop(OUTBOX_DIRTY, False):
             for listener in self._commit_listeners:
                 listener()
@@ -96,7 +94,6 @@ def dialect_insert(session: AsyncSession | Session) -> Callable[..., postgresql.
 
 def _forget_outbox_writes(session: Session) -> None:
     session.info.pop(OUTBOX_DIRTY, None)
-    session.info.pop(OUTBOX_NOTIFIED, None)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

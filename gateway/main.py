@@ -16,11 +16,12 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
-from gateway import health, proxy, view360
+from gateway import health, view360
 from gateway.auth import Authenticator, GatewayAuthMiddleware, RateLimiter
 from gateway.authz import OwnerCache
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
+from gateway.proxy import ApiDispatcher, Proxy
 from gateway.settings import DEV_API_KEY_PEPPER, DEV_JWT_SECRET, GatewaySettings
 from gateway.upstream import Upstreams
 from servicekit.db import Database
@@ -74,7 +75,13 @@ def create_app(
     app.state.owners = OwnerCache(upstreams, settings.owner_cache_s)
     app.state.openapi = MergedOpenApi(app, upstreams, settings.openapi_cache_s)
     install_problem_handlers(app)
-    # Added inside out: request id (outermost, so every answer has one), CORS, then authentication.
+    # Added inside out: request id (outermost, so every answer has one), CORS, authentication, then the
+    # dispatcher that hands proxied /api/v1 requests to the proxy, past the router.
+    app.add_middleware(
+        ApiDispatcher,
+        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes),
+        router=app.router,
+    )
     app.add_middleware(
         GatewayAuthMiddleware,
         settings=settings,
@@ -106,7 +113,5 @@ def create_app(
     # The gateway's own routes refuse NUL characters like every service does; proxied requests are
     # checked by the service that answers them, which names the field in its own terms.
     app.include_router(keys_router(), dependencies=NUL_GUARD)
-    # The 360 route must be registered before the catch-all proxy route, which would match it too.
     app.include_router(view360.router, dependencies=NUL_GUARD)
-    app.include_router(proxy.router)
     return app

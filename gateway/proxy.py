@@ -1,23 +1,32 @@
-"""The catch-all /api/v1 route: forward to the owning service and hand its answer back unchanged.
+"""The /api/v1 proxy: forward to the owning service and hand its answer back unchanged.
 
 The service's status, body and headers pass through (so its problem+json errors reach the client
 as they are); the gateway only answers itself for unknown paths, oversized bodies and services
 that cannot be reached.
+
+The proxy is plain ASGI, reached through ApiDispatcher, a middleware just inside authentication:
+Starlette's route matching, ExceptionMiddleware and FastAPI's endpoint machinery cost more per request
+than the proxying itself (py-spy under bench/gateway_overhead.py). Gateway-owned /api/v1 routes (the
+360 view, API keys) and everything outside /api/v1 still go through the FastAPI app.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth import ANONYMOUS_ADMIN, Principal
+from gateway.auth import ANONYMOUS_ADMIN, Principal, raw_path
 from gateway.authz import OwnerCache, filter_items, narrow
-from gateway.routes import API_PREFIX, GATEWAY, resolve
+from gateway.routes import API_PREFIX, GATEWAY, Resolved, resolve
 from gateway.upstream import (
     UpstreamError,
     Upstreams,
@@ -28,32 +37,50 @@ from gateway.upstream import (
     upstream_problem,
     upstream_request_headers,
 )
-from servicekit.problems import Problem
+from servicekit.problems import Problem, render_problem
 
 log = logging.getLogger("gateway.proxy")
 
-PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 EVENT_STREAM = "text/event-stream"
 
-router = APIRouter()
+
+@dataclass(frozen=True, slots=True)
+class ProxyRoute:
+    """Stands in for a router match: RequestContextMiddleware labels metrics with ``scope["route"].path``."""
+
+    path: str = API_PREFIX + "/{path:path}"
+
+
+PROXY_ROUTE = ProxyRoute()
+
+
+def scope_principal(scope: Scope) -> Principal:
+    # Set by GatewayAuthMiddleware; with authentication off every caller acts as an admin.
+    return scope.get("state", {}).get("principal") or ANONYMOUS_ADMIN
 
 
 def request_principal(request: Request) -> Principal:
-    # Set by GatewayAuthMiddleware; with authentication off every caller acts as an admin.
-    return getattr(request.state, "principal", None) or ANONYMOUS_ADMIN
+    return scope_principal(request.scope)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing anything over ``limit`` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise _too_large(limit)
+            break
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body += message.get("body", b"")
         if len(body) > limit:
             raise _too_large(limit)
-    return bytes(body)
+        if not message.get("more_body", False):
+            return bytes(body)
 
 
 def _too_large(limit: int) -> Problem:
@@ -66,86 +93,105 @@ def _too_large(limit: int) -> Problem:
     )
 
 
-@router.api_route(API_PREFIX + "/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
-async def forward(request: Request) -> Response:
-    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    public_path = raw_path.split(b"?", 1)[0].decode("latin-1")
-    resolved = resolve(public_path)
-    if resolved is None:
-        raise Problem(404, "Not found", f"No API resource at {request.url.path}.", code="not_found")
-    if resolved.service == GATEWAY:
+def off_route(method: str, path: str, resolved: Resolved | None) -> Problem:
+    """The answer for an /api/v1 request no service and no gateway route takes."""
+    if resolved is not None and resolved.service == GATEWAY:
         # Gateway-owned views have their own routes (GET only); anything reaching here is off them.
-        if request.method == "GET":
-            raise Problem(404, "Not found", f"No API resource at {request.url.path}.", code="not_found")
-        raise Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": "GET"})
+        if method == "GET":
+            return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
+        return Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": "GET"})
+    if method not in PROXY_METHODS:
+        allow = ", ".join(PROXY_METHODS)
+        return Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": allow})
+    return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
 
-    upstreams: Upstreams = request.app.state.upstreams
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
-    owners: OwnerCache = request.app.state.owners
-    narrowed = await narrow(
-        request_principal(request),
-        request.method,
-        public_path,
-        request.scope.get("query_string", b""),
-        body,
-        upstreams=upstreams,
-        owners=owners,
-    )
-    headers = upstream_request_headers(
-        request.headers.items(),
-        request_id=current_request_id(),
-        client_host=request.client.host if request.client else None,
-        scheme=request.url.scheme,
-    )
-    wants_stream = EVENT_STREAM in request.headers.get("accept", "")
-    timeout = default_timeout(upstreams.settings)
-    if resolved.upstream_path.endswith("/bulk"):
-        timeout = default_timeout(upstreams.settings, upstreams.settings.bulk_timeout_s)
-    if wants_stream:
-        # An event stream stays open indefinitely; only connecting is bounded.
-        timeout = httpx.Timeout(None, connect=timeout.connect, pool=timeout.pool)
-    try:
-        upstream = await upstreams.send(
-            resolved.service,
-            request.method,
-            resolved.upstream_path,
-            query=narrowed.query,
-            headers=headers,
-            content=body or None,
-            timeouts=timeout,
-            stream=True,
+
+class Proxy:
+    """Forwards one resolved /api/v1 request (pure ASGI) and sends the service's answer back."""
+
+    def __init__(self, upstreams: Upstreams, owners: OwnerCache, max_body_bytes: int) -> None:
+        self.upstreams = upstreams
+        self.owners = owners
+        self.max_body_bytes = max_body_bytes
+        # Built once: the budgets only change with the settings.
+        self.timeout = default_timeout(upstreams.settings)
+        self.bulk_timeout = default_timeout(upstreams.settings, upstreams.settings.bulk_timeout_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, public_path: str, resolved: Resolved) -> None:
+        try:
+            response = await self.forward(scope, receive, public_path, resolved)
+        except Problem as exc:
+            response = render_problem(exc)
+        await response(scope, receive, send)
+
+    async def forward(self, scope: Scope, receive: Receive, public_path: str, resolved: Resolved) -> Response:
+        method: str = scope["method"]
+        upstreams = self.upstreams
+        body = await read_body(scope, receive, self.max_body_bytes)
+        narrowed = await narrow(
+            scope_principal(scope),
+            method,
+            public_path,
+            scope.get("query_string", b""),
+            body,
+            upstreams=upstreams,
+            owners=self.owners,
         )
-    except UpstreamError as exc:
-        return upstream_problem(exc)
-
-    base = upstreams.base_url(resolved.service)
-    is_head = request.method == "HEAD"
-    out_headers = downstream_response_headers(upstream.headers.raw, upstream_base=base, keep_content_length=is_head)
-
-    if upstream.headers.get("content-type", "").startswith(EVENT_STREAM):
-        streamed = StreamingResponse(
-            _relay(upstream, resolved.service),
-            status_code=upstream.status_code,
-            background=BackgroundTask(upstream.aclose),
+        incoming = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        client = scope.get("client")
+        headers = upstream_request_headers(
+            incoming,
+            request_id=current_request_id(),
+            client_host=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
         )
-        streamed.raw_headers.extend(out_headers)
-        return streamed
+        accept = next((value for name, value in incoming if name == "accept"), "")
+        timeout = self.bulk_timeout if resolved.upstream_path.endswith("/bulk") else self.timeout
+        if EVENT_STREAM in accept:
+            # An event stream stays open indefinitely; only connecting is bounded.
+            timeout = httpx.Timeout(None, connect=timeout.connect, pool=timeout.pool)
+        try:
+            upstream = await upstreams.send(
+                resolved.service,
+                method,
+                resolved.upstream_path,
+                query=narrowed.query,
+                headers=headers,
+                content=body or None,
+                timeouts=timeout,
+                stream=True,
+            )
+        except UpstreamError as exc:
+            return upstream_problem(exc)
 
-    try:
-        content = await upstream.aread()
-    except httpx.TransportError as exc:
-        return upstream_problem(UpstreamError(resolved.service, classify(exc)[0]))
-    finally:
-        await upstream.aclose()
+        base = upstreams.base_url(resolved.service)
+        is_head = method == "HEAD"
+        out_headers = downstream_response_headers(upstream.headers.raw, upstream_base=base, keep_content_length=is_head)
 
-    if narrowed.owner_filter is not None and upstream.status_code == 200 and not is_head:
-        content = filter_items(content, narrowed.owner_filter)
-    response = Response(content=b"" if is_head else content, status_code=upstream.status_code)
-    if is_head:
-        # Keep the length of the body a GET would return instead of the empty HEAD body's.
-        response.raw_headers = [h for h in response.raw_headers if h[0] != b"content-length"]
-    response.raw_headers.extend(out_headers)
-    return response
+        if upstream.headers.get("content-type", "").startswith(EVENT_STREAM):
+            streamed = StreamingResponse(
+                _relay(upstream, resolved.service),
+                status_code=upstream.status_code,
+                background=BackgroundTask(upstream.aclose),
+            )
+            streamed.raw_headers.extend(out_headers)
+            return streamed
+
+        try:
+            content = await upstream.aread()
+        except httpx.TransportError as exc:
+            return upstream_problem(UpstreamError(resolved.service, classify(exc)[0]))
+        finally:
+            await upstream.aclose()
+
+        if narrowed.owner_filter is not None and upstream.status_code == 200 and not is_head:
+            content = filter_items(content, narrowed.owner_filter)
+        response = Response(content=b"" if is_head else content, status_code=upstream.status_code)
+        if is_head:
+            # Keep the length of the body a GET would return instead of the empty HEAD body's.
+            response.raw_headers = [h for h in response.raw_headers if h[0] != b"content-length"]
+        response.raw_headers.extend(out_headers)
+        return response
 
 
 async def _relay(upstream: httpx.Response, service: str) -> AsyncIterator[bytes]:
@@ -157,3 +203,35 @@ async def _relay(upstream: httpx.Response, service: str) -> AsyncIterator[bytes]
         log.warning("upstream stream ended", extra={"upstream": service, "error": type(exc).__name__})
     finally:
         await upstream.aclose()
+
+
+class ApiDispatcher:
+    """Pure ASGI, inside authentication: proxied /api/v1 requests go straight to ``proxy``.
+
+    Requests a gateway route takes (the 360 view, API keys) and everything outside /api/v1 continue to
+    the FastAPI app; any other /api/v1 request is answered 404/405 here. Either way the metrics label is
+    a route template, never the raw path.
+    """
+
+    def __init__(self, app: ASGIApp, proxy: Proxy, router: Router) -> None:
+        self.app = app
+        self.proxy = proxy
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        public_path = raw_path(scope)
+        resolved = resolve(public_path)
+        method = scope["method"]
+        if resolved is not None and resolved.service != GATEWAY and method in PROXY_METHODS:
+            scope["route"] = PROXY_ROUTE
+            await self.proxy(scope, receive, send, public_path, resolved)
+            return
+        # Rare paths: the router's own matching decides whether a gateway route takes the request.
+        if any(route.matches(scope)[0] is Match.FULL for route in self.router.routes):
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = PROXY_ROUTE
+        await render_problem(off_route(method, scope["path"], resolved))(scope, receive, send)

@@ -240,9 +240,19 @@ def _as_httpx_error(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(f"{type(exc).__name__}: {exc}")
 
 
+_CLIENT_TIMEOUTS: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
+
+
 def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
-    # httpx has no overall deadline either: the read budget applies to each read, as with httpx.
-    return aiohttp.ClientTimeout(total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read)
+    # Memoized: the gateway uses a handful of budgets, and building one per request showed in profiles.
+    key = (timeout.pool, timeout.connect, timeout.read)
+    cached = _CLIENT_TIMEOUTS.get(key)
+    if cached is None:
+        # httpx has no overall deadline either: the read budget applies to each read, as with httpx.
+        cached = _CLIENT_TIMEOUTS[key] = aiohttp.ClientTimeout(
+            total=None, connect=timeout.pool, sock_connect=timeout.connect, sock_read=timeout.read
+        )
+    return cached
 
 
 class Upstreams:
@@ -277,6 +287,9 @@ class Upstreams:
                 auto_decompress=False,  # we ask for identity; never decode what we pass through
                 trust_env=False,
                 skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+                # One session serves every caller: a service's Set-Cookie must never ride along on
+                # someone else's request (and skipping the jar saves work per request).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

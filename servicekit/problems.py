@@ -73,6 +73,13 @@ def problem_response(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def render_problem(exc: Problem) -> Response:
+    """The response for a raised Problem (the exception handler's, and the gateway's pure-ASGI proxy's)."""
+    return problem_response(
+        exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers, **exc.extra
+    )
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     # ("body", "items", 3, "email") -> "items[3].email"; the "body"/"query" prefix is kept for params.
     parts = list(loc)
@@ -91,9 +98,7 @@ def validation_errors(raw_errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> Response:
-        return problem_response(
-            exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers, **exc.extra
-        )
+        return render_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

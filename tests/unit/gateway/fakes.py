@@ -102,7 +102,13 @@ class FakeService:
 
             return StreamingResponse(events(), media_type="text/event-stream")
 
-        @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        @app.get("/customers/with-cookie")
+        async def with_cookie() -> JSONResponse:
+            response = JSONResponse({"status": "ok"})
+            response.set_cookie("session", "secret-of-the-first-caller")
+            return response
+
+        @app.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
         async def echo(path: str, request: Request) -> JSONResponse:
             if request.url.path in self.objects:
                 return JSONResponse(self.objects[request.url.path])

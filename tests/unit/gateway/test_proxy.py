@@ -273,3 +273,83 @@ async def test_event_stream_is_relayed_with_its_events(
 
     assert lines == ["id: 1", "id: 2"]
     assert fakes["retention"].seen[-1].headers["last-event-id"] == "0"
+
+
+def _latency_series(metrics_text: str, route: str) -> list[str]:
+    return [
+        line
+        for line in metrics_text.splitlines()
+        if line.startswith("crm_http_request_duration_seconds_count{") and 'service="gateway"' in line
+        if f'route="{route}"' in line
+    ]
+
+
+async def test_proxied_and_unknown_api_requests_are_labelled_with_the_route_template(
+    gateway: httpx.AsyncClient,
+) -> None:
+    await gateway.get("/api/v1/customers/label-probe")
+    await gateway.get("/api/v1/nothing-here-either")
+
+    text = (await gateway.get("/metrics")).text
+
+    series = _latency_series(text, "/api/v1/{path:path}")
+    assert any('status="200"' in line for line in series)
+    assert any('status="404"' in line for line in series)
+    assert _latency_series(text, "/api/v1/customers/label-probe") == []
+
+
+async def test_gateway_owned_routes_keep_their_own_route_label(gateway: httpx.AsyncClient) -> None:
+    await gateway.get("/api/v1/keys")
+
+    text = (await gateway.get("/metrics")).text
+
+    assert any('status="200"' in line for line in _latency_series(text, "/api/v1/keys"))
+
+
+async def test_unknown_api_path_problem_names_the_path_and_carries_the_request_id(
+    gateway: httpx.AsyncClient,
+) -> None:
+    response = await gateway.get("/api/v1/nothing-here")
+
+    body = response.json()
+    assert body["type"] == "urn:crm:problem:not_found"
+    assert body["detail"] == "No API resource at /api/v1/nothing-here."
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_a_method_the_proxy_does_not_forward_is_a_405_problem_listing_the_allowed_ones(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    response = await gateway.request("OPTIONS", "/api/v1/customers")
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
+    assert response.json()["type"] == "urn:crm:problem:method_not_allowed"
+    assert fakes["customer"].seen == []
+
+
+async def test_head_answers_with_the_length_a_get_would_have_and_no_body(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
+    fakes["customer"].objects["/customers/c-1"] = {"id": "c-1", "owner": "tester"}
+    got = await gateway.get("/api/v1/customers/c-1")
+    head = await gateway.head("/api/v1/customers/c-1")
+
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert fakes["customer"].seen[-1].method == "HEAD"
+
+
+async def test_a_cookie_set_by_a_service_is_never_sent_on_later_requests(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
+    # By host name: a client cookie jar ignores cookies from bare IP addresses.
+    gateway = await start_gateway(customer_url=fakes["customer"].url.replace("127.0.0.1", "localhost"))
+    first = await gateway.get("/api/v1/customers/with-cookie")
+    gateway.cookies.clear()  # the client keeps it; the gateway's own upstream pool must not
+    await gateway.get("/api/v1/customers/c-2")
+
+    assert "secret-of-the-first-caller" in first.headers["set-cookie"]
+    assert "cookie" not in fakes["customer"].seen[-1].headers

@@ -805,7 +805,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await start_in_order(platform)
         await install_alert_trigger(infra)
-        connector = aiohttp.TCPConnector(limit=args.connections)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request never goes out on
+        # a connection the server is closing (a client-side race, not a platform error).
+        connector = aiohttp.TCPConnector(limit=args.connections, keepalive_timeout=3)
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=bearer_headers()) as http:
             backlog, observer, floor = Backlog(infra), AlertObserver(infra), FloorProbe(infra)

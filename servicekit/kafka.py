@@ -30,9 +30,9 @@ def make_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_records,
-        # The broker answers a fetch as soon as one record is there (fetch_min_bytes=1), so this bounds only
-        # idle polling: at 50 ms every consumer cost the broker 20 empty fetches a second.
-        fetch_max_wait_ms=500,
+        # Short on purpose: a partition whose records were just handed over is not in the fetch already
+        # waiting at the broker, so its next records can wait for that fetch to come back.
+        fetch_max_wait_ms=50,
         request_timeout_ms=max(kafka.request_timeout_ms, 40000),
         session_timeout_ms=10000,
         heartbeat_interval_ms=3000,

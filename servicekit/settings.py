@@ -57,6 +57,10 @@ class ServiceSettings(BaseSettings):
     outbox_retention_hours: float = Field(24.0, ge=0)  # published outbox rows are deleted after this long
 
     consumer_batch_size: int = Field(500, ge=1)  # Kafka records handled per transaction
+    # Offsets are committed at most this often (0: after every poll). A crash or rebalance re-delivers up
+    # to this much, which the inbox skips; committing after every small poll cost the broker more than
+    # the events did.
+    consumer_commit_interval_s: float = Field(0.5, ge=0)
     # Tries of an event whose handler fails before it goes to the dead-letter topic (database outages
     # are retried without limit instead).
     consumer_max_attempts: int = Field(3, ge=1)

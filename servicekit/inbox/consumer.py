@@ -1,10 +1,13 @@
 """The consumer loop every service uses.
 
 For each poll: one transaction applies every new event's handler (partition by partition, each in its
-order) and records their ids in the inbox, then the offsets of every polled partition are committed in
-one request. A duplicate delivery finds its id in the inbox and is skipped. Per poll rather than per
+order) and records their ids in the inbox; then the polled offsets are committed, in one request for
+every partition and at most every `consumer_commit_interval_s` (an offset is only ever committed after
+its event's transaction). A duplicate delivery finds its id in the inbox and is skipped, so events
+re-delivered after a crash or rebalance cost a look-up, nothing more. Per poll rather than per
 partition, because under a steady trickle each partition brings one or two events per poll, and the
 fixed costs (transaction, commit flush, inbox look-up, offset commit) would otherwise be paid per event.
+A poll holding only event types this service does not handle opens no transaction at all.
 If the batch fails, its messages are retried one by one; a message that still fails after bounded
 attempts is written to the dead-letter topic (through the outbox, in the same transaction as its inbox
 row) and the consumer moves on. Errors that mean "the database is unreachable" are retried without
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +69,11 @@ class Delivery:
     error: str | None = None
 
     @property
+    def ignored(self) -> bool:
+        """Another consumer's event on a shared topic: nothing to apply, nothing to remember."""
+        return self.error is None and self.event is not None and self.event.data is None
+
+    @property
     def inbox_id(self) -> str:
         # A message too broken to carry an id is remembered by its position instead.
         if self.event is not None:
@@ -90,6 +99,8 @@ class EventConsumer:
         self.group = settings.consumer_group
         self.connected = False
         self._consumer: AIOKafkaConsumer | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}  # applied, offset not yet committed
+        self._committed_at = 0.0  # time.monotonic() of the last offset commit
 
     # ---- decoding -------------------------------------------------------------------------------
 
@@ -260,9 +271,14 @@ class EventConsumer:
         self.connected = True
         log.info("consumer started", extra={"topics": self.topics, "group": self.group})
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=self.settings.consumer_batch_size)
+            wait_s = self._commit_due_in() if self._uncommitted else 0.5
+            batches = await consumer.getmany(
+                timeout_ms=int(min(wait_s, 0.5) * 1000), max_records=self.settings.consumer_batch_size
+            )
             if batches:
                 await self._handle_poll(consumer, batches)
+            elif self._uncommitted and self._commit_due_in() <= 0:
+                await self._commit(consumer)
 
     async def _handle_poll(
         self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]]
@@ -271,9 +287,9 @@ class EventConsumer:
         batches = {tp: records for tp, records in batches.items() if records}
         if not batches:
             return
-        deliveries = [self.decode(r) for records in batches.values() for r in records]
+        deliveries = [d for records in batches.values() for r in records if not (d := self.decode(r)).ignored]
         backoff = 0.2
-        while True:
+        while deliveries:
             try:
                 await self.apply_batch(deliveries)
                 break
@@ -283,14 +299,9 @@ class EventConsumer:
                 log.warning("database unavailable, retrying batch", extra={"error": repr(exc), "retry_in_s": backoff})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        try:
-            await consumer.commit(
-                {tp: OffsetAndMetadata(records[-1].offset + 1, "") for tp, records in batches.items()}
-            )
-        except (CommitFailedError, IllegalStateError) as exc:
-            # A rebalance took a partition away; its new owner re-reads and the inbox skips what we did.
-            log.info("offset commit skipped after rebalance", extra={"error": repr(exc)})
-            return
+        self._uncommitted.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        if self._commit_due_in() <= 0:
+            await self._commit(consumer)
         for tp, records in batches.items():
             with contextlib.suppress(KafkaError, AssertionError):
                 highwater = consumer.highwater(tp)
@@ -298,12 +309,31 @@ class EventConsumer:
                     lag = max(highwater - (records[-1].offset + 1), 0)
                     metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(lag)
 
+    def _commit_due_in(self) -> float:
+        """Seconds until uncommitted offsets are due (<= 0: now)."""
+        return self._committed_at + self.settings.consumer_commit_interval_s - time.monotonic()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit every applied offset not committed yet, in one request."""
+        offsets, self._uncommitted = self._uncommitted, {}
+        self._committed_at = time.monotonic()
+        if not offsets:
+            return
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took a partition away; its new owner re-reads and the inbox skips what we did.
+            log.info("offset commit skipped after rebalance", extra={"error": repr(exc)})
+
     async def _stop(self) -> None:
         self.connected = False
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._commit(consumer), 5)  # a clean stop re-delivers nothing
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 10)
+        self._uncommitted = {}
 
 
 def _short(exc: BaseException) -> str:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.db import Database
 from servicekit.errors import is_transient
 from servicekit.events import CloudEvent, Received
-from servicekit.events.contracts.customer import CustomerCreated
+from servicekit.events.contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.inbox import EventConsumer, PoisonEvent
 from servicekit.settings import ServiceSettings
 from servicekit.tables import INBOX, OUTBOX
@@ -241,3 +241,43 @@ async def test_a_failing_event_in_a_poll_leaves_the_other_partitions_applied_onc
     assert await _count(database, EFFECTS) == 2
     assert len(await _dead_letters(database)) == 1
     assert kafka.commits == [{TopicPartition(TOPIC, 1): 2, TopicPartition(TOPIC, 2): 1}]
+
+
+def _updated(customer_id: str = "c-1") -> bytes:
+    """An event type the test consumer has no handler for (another service's on a shared topic)."""
+    data = CustomerUpdated(customer_id=customer_id, version=2, changed=["segment"], segment="smb")
+    return CloudEvent.wrap(data, source="/crm/customer").to_json()
+
+
+async def test_offsets_are_committed_at_most_once_per_interval_and_never_before_their_effects(database: Database):
+    consumer = _consumer(database)
+    consumer.settings.consumer_commit_interval_s = 3600
+    kafka = _FakeKafka(database)
+    tp = TopicPartition(TOPIC, 0)
+    await consumer._handle_poll(kafka, {tp: [_on(0, 0, _event("a"))]})  # type: ignore[arg-type]
+    await consumer._handle_poll(kafka, {tp: [_on(0, 1, _event("b")), _on(0, 2, _event("c"))]})  # type: ignore[arg-type]
+    assert kafka.commits == [{tp: 1}]  # the first poll commits; the next one waits for the interval
+    await consumer._commit(kafka)  # type: ignore[arg-type]  # due, or the consumer stops
+    assert kafka.commits == [{tp: 1}, {tp: 3}]
+    assert kafka.effects_at_commit == [1, 3]
+
+    every_poll = _consumer(database)
+    every_poll.settings.consumer_commit_interval_s = 0
+    kafka = _FakeKafka(database)
+    for offset in (3, 4):
+        await every_poll._handle_poll(kafka, {tp: [_on(0, offset, _event(f"d{offset}"))]})  # type: ignore[arg-type]
+    assert kafka.commits == [{tp: 4}, {tp: 5}]
+
+
+async def test_a_poll_of_events_nobody_here_handles_opens_no_transaction_but_moves_the_offset(database: Database):
+    consumer = _consumer(database)
+    kafka = _FakeKafka(database)
+    statements: list[str] = []
+    event.listen(database.engine.sync_engine, "before_cursor_execute", lambda c, cur, sql, *a: statements.append(sql))
+    tp = TopicPartition(TOPIC, 0)
+    await consumer._handle_poll(kafka, {tp: [_on(0, 0, _updated("a")), _on(0, 1, _updated("b"))]})  # type: ignore[arg-type]
+    assert [sql for sql in statements if "inbox" in sql] == []  # (the fake broker's own count is the rest)
+    assert kafka.commits == [{tp: 2}]
+    await consumer._handle_poll(kafka, {tp: [_on(0, 2, _updated("c")), _on(0, 3, _event("d"))]})  # type: ignore[arg-type]
+    await consumer._commit(kafka)  # type: ignore[arg-type]
+    assert await _count(database, EFFECTS) == 1 and await _count(database, INBOX) == 1

@@ -837,6 +837,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 lambda n: (str(n), interaction_body(ctx.pool[n % len(ctx.pool)], random.Random(n))),
                                 start=time.monotonic())  # fmt: skip
                 await backlog.wait_drained(60)
+                # What the platform burns with no load at all (polling, heartbeats, housekeeping): a floor
+                # under every per-interaction CPU figure at low rates.
+                await ctx.phase_cpu("idle", asyncio.sleep(10))
+                report["platform_idle_cores"] = round(
+                    sum(v for n, v in ctx.cpu["idle"].items() if not n.startswith("bench")), 3
+                )
                 report["latency"] = []
                 for rate in args.latency_rates:
                     result = await ctx.phase_cpu(f"latency {rate:g}/s", latency_phase(ctx, rate, args.latency_seconds))
@@ -950,6 +956,7 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"| {name} | {mib:.0f} |")
 
     print(f"\nplatform CPU per acknowledged interaction (ms): {report.get('platform_cpu_ms_per_interaction')}")
+    print(f"platform CPU with no load (cores): {report.get('platform_idle_cores')}")
     print("\n### CPU (cores busy, per phase)\n")
     cpu = report.get("cpu_cores", {})
     names = list(memory)

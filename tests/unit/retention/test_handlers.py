@@ -291,3 +291,11 @@ async def test_a_batch_of_score_updates_costs_the_same_statements_whatever_its_s
         await database.dispose()
 
     assert counts[0] == counts[1]
+
+
+async def test_a_risk_jump_is_seen_in_the_stored_score_history(database: Database):
+    """Neither event carries the earlier score (previous=None): the jump comes from the stored signals."""
+    await apply(database, score("c-1", 0.2, minutes=1, stage="active"))
+    await apply(database, score("c-1", 0.6, minutes=2, stage="active"))
+    jumps = [a for a in await alerts(database) if a.reason == "risk_jump"]
+    assert len(jumps) == 1 and jumps[0].churn_risk == 0.6

@@ -30,9 +30,10 @@ def make_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=max_records,
-        # Short on purpose: a partition whose records were just handed over is not in the fetch already
-        # waiting at the broker, so its next records can wait for that fetch to come back.
-        fetch_max_wait_ms=50,
+        fetch_min_bytes=kafka.consumer_fetch_min_bytes,
+        # Short, also when idle: a partition whose records were just handed over is not in the fetch
+        # already waiting at the broker, so its next records can wait for that fetch to come back.
+        fetch_max_wait_ms=kafka.consumer_fetch_wait_ms,
         request_timeout_ms=max(kafka.request_timeout_ms, 40000),
         session_timeout_ms=10000,
         heartbeat_interval_ms=3000,

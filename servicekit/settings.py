@@ -25,6 +25,11 @@ class KafkaSettings(BaseSettings):
     partitions: int = 6  # partitions of each topic, when `python -m servicekit.topics ensure` creates it
     replication_factor: int = 1  # copies of each partition, when topics are created
     request_timeout_ms: int = 15000  # how long producers and consumers wait for a broker to answer
+    # A consumer's fetch returns once this much data is there or consumer_fetch_wait_ms has passed: under
+    # a trickle that gathers a few events per poll (one transaction each) instead of one, for at most
+    # that much latency per hop. 1 byte: every event as soon as it arrives.
+    consumer_fetch_min_bytes: int = Field(65536, ge=1)
+    consumer_fetch_wait_ms: int = Field(50, ge=0)  # the longest a fetch waits for consumer_fetch_min_bytes
 
 
 class PlatformSettings(BaseSettings):

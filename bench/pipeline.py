@@ -65,7 +65,7 @@ from aiokafka.structs import TopicPartition
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import consumed_topics, interaction_body
-from bench.infra import Infra, cpu_seconds, rss_mib, start_in_order
+from bench.infra import Infra, another_instance, cpu_seconds, rss_mib, start_in_order
 from servicekit.events.contracts import topics
 from servicekit.kafka import make_consumer, make_producer, topic_partitions
 from servicekit.launcher import SERVICES, Platform
@@ -793,6 +793,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     platform = infra.platform(
         split_roles=not args.combined, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)}
     )
+    for service, count in args.consumers.items():
+        # More instances of a service's consumer in its group: they share the topics' partitions.
+        first = platform.specs[f"{service}-consumer"]
+        for n in range(2, count + 1):
+            name = f"{first.name}-{n}"
+            platform.specs[name] = another_instance(first, name, first.port + 50 * (n - 1))
     latency_total = sum(int(r * args.latency_seconds) for r in args.latency_rates)
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
@@ -969,6 +975,7 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.splitlines()[0])
     rates = lambda text: [float(x) for x in text.split(",") if x]  # noqa: E731
+    instances = lambda text: {k: int(v) for k, v in (pair.split("=", 1) for pair in text.split(",") if pair)}  # noqa: E731
     parser.add_argument("--latency-rates", type=rates, default=[50.0, 200.0], help="complaints/s, comma-separated")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--rates", type=rates, default=[50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 600.0],
@@ -976,6 +983,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument("--bulk", type=int, default=1, help="interactions per request in the throughput steps "
                         "(> 1: POST /interactions/bulk, as an ERP import sends them)")  # fmt: skip
+    parser.add_argument("--consumers", type=instances, default={}, help="consumer instances per service, e.g. "
+                        "retention=2 (default one each)")  # fmt: skip
     parser.add_argument("--all-steps", action="store_true", help="run every step even after one fails")
     parser.add_argument("--pool", type=int, default=1000, help="customers the mixed stream picks from")
     parser.add_argument("--connections", type=int, default=256, help="load generator's connections to the gateway")
@@ -987,6 +996,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "pipeline.json")
     parser.add_argument("--observe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.combined and args.consumers:
+        parser.error("--consumers needs the split layout (a consumer process per service)")
     if args.observe:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(observe(args.observe))

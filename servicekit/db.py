@@ -5,9 +5,9 @@ PostgreSQL (asyncpg) in tests, CI and production; SQLite (aiosqlite) as the embe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +21,16 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 OUTBOX_DIRTY = "outbox_dirty"
+# SQLite before 3.32 allows 999 bound parameters; statements over many ids or rows go in chunks of this size.
+IN_CHUNK = 500
+
+T = TypeVar("T")
+
+
+def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` values (for IN (...) lists and multi-row statements)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 class Database:

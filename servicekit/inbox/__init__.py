@@ -1,5 +1,5 @@
 """Idempotent event consumption: inbox de-duplication, batched transactions, dead-lettering."""
 
-from servicekit.inbox.consumer import BatchHook, EventConsumer, Handler, Handlers, PoisonEvent
+from servicekit.inbox.consumer import BatchHook, EventConsumer, Handler, Handlers, PoisonEvent, batch_customer_ids
 
-__all__ = ["BatchHook", "EventConsumer", "Handler", "Handlers", "PoisonEvent"]
+__all__ = ["BatchHook", "EventConsumer", "Handler", "Handlers", "PoisonEvent", "batch_customer_ids"]

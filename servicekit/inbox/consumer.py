@@ -52,6 +52,12 @@ Handlers = Mapping[str, Handler]
 # load (and lock) the rows the whole batch touches in a few queries instead of a few per event.
 BatchHook = Callable[[AsyncSession, Sequence[Received[Any]]], Awaitable[None]]
 
+
+def batch_customer_ids(events: Sequence[Received[Any]]) -> set[str]:
+    """The customers a batch's events are about (for a BatchHook that loads their rows in one query)."""
+    return {i for e in events if isinstance(i := getattr(e.data, "customer_id", None), str)}
+
+
 HANDLED = "handled"
 DEAD_LETTERED = "dead_lettered"
 
@@ -271,9 +277,10 @@ class EventConsumer:
         self.connected = True
         log.info("consumer started", extra={"topics": self.topics, "group": self.group})
         while True:
-            wait_s = self._commit_due_in() if self._uncommitted else 0.5
+            # Wake no later than pending offsets fall due, so a lull does not leave them uncommitted.
+            wait_s = min(max(self._commit_due_in(), 0.0), 0.5) if self._uncommitted else 0.5
             batches = await consumer.getmany(
-                timeout_ms=int(min(wait_s, 0.5) * 1000), max_records=self.settings.consumer_batch_size
+                timeout_ms=int(wait_s * 1000), max_records=self.settings.consumer_batch_size
             )
             if batches:
                 await self._handle_poll(consumer, batches)

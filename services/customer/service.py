@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.db import chunks
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from servicekit.events.contracts.erasure import ErasureConfirmed
@@ -51,7 +52,6 @@ from services.customer.models import (
 
 SORTS = ("created_at", "-created_at", "name", "-name")
 # Below every database's limit on bound parameters per statement.
-_IN_CHUNK = 500
 SELF = "customer"
 ERASURE_SUMMARY = (
     "name, e-mail, phone, contacts, tags, external reference, status notes and personal attributes removed; "
@@ -552,8 +552,7 @@ def _row_errors(exc: ValidationError) -> list[dict[str, Any]]:
 async def _ids_by_external_ref(session: AsyncSession, refs: Iterable[str]) -> dict[str, str]:
     refs = list(refs)
     found: dict[str, str] = {}
-    for start in range(0, len(refs), _IN_CHUNK):
-        chunk = refs[start : start + _IN_CHUNK]
+    for chunk in chunks(refs):
         query = select(Customer.external_ref, Customer.id).where(col(Customer.external_ref).in_(chunk))
         found.update({ref: cid for ref, cid in (await session.execute(query)).all()})
     return found

@@ -6,17 +6,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, and_, func, not_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from servicekit.db import dialect_insert
+from servicekit.db import chunks, dialect_insert
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from servicekit.events.contracts.erasure import ErasureConfirmed
@@ -52,15 +52,11 @@ from services.interaction.models import (
 from services.interaction.settings import DEFAULT_SLA_HOURS
 from services.interaction.sla import ComplaintStatus, as_utc
 
-T = TypeVar("T")
 log = logging.getLogger("interaction.service")
 
 # ---- recording ----------------------------------------------------------------------------------
 # One path stores interactions, whether one is posted, many are imported or an ERP event arrives:
 # store_interactions. A single post is a batch of one whose outcome becomes the HTTP answer.
-
-# SQLite before 3.32 allows 999 bound parameters; lookups by many ids go in chunks of this size.
-IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -170,15 +166,10 @@ def _matching(data: InteractionCreate, other_id: str, customer_id: str, type_: s
     return Stored(BulkRowStatus.existing if same else BulkRowStatus.rejected, other_id)
 
 
-def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 async def _stored_external_ids(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
     """external_id -> (id, customer_id, type) of interactions already stored."""
     found: dict[str, tuple[str, str, str]] = {}
-    for chunk in _chunks(list(external_ids), IN_CHUNK):
+    for chunk in chunks(list(external_ids)):
         rows = await session.execute(
             select(Interaction.external_id, Interaction.id, Interaction.customer_id, Interaction.type).where(
                 col(Interaction.external_id).in_(chunk)
@@ -199,7 +190,7 @@ async def _insert_interactions(session: AsyncSession, interactions: Sequence[Int
     table = Interaction.__table__  # type: ignore[attr-defined]
     insert = dialect_insert(session)
     inserted: set[str] = set()
-    for chunk in _chunks(list(interactions), IN_CHUNK):
+    for chunk in chunks(list(interactions)):
         rows = [{name: getattr(i, name) for name in _INTERACTION_COLUMNS} for i in chunk]
         statement = insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id)
         result = await session.execute(statement, rows)
@@ -315,11 +306,6 @@ async def ensure_known_customer(*, session: AsyncSession, customer_id: str, look
 
 
 # ---- reading ------------------------------------------------------------------------------------
-
-
-async def find_by_external_id(*, session: AsyncSession, external_id: str) -> Interaction | None:
-    result = await session.execute(select(Interaction).where(Interaction.external_id == external_id))
-    return result.scalar_one_or_none()
 
 
 async def get_interaction(*, session: AsyncSession, interaction_id: str) -> Interaction:
@@ -713,7 +699,7 @@ async def _customer_problems(
     would deadlock with the consumer's batches. The replica catches up from the events.
     """
     known: dict[str, bool] = {}  # customer id -> erased
-    for chunk in _chunks(list(customer_ids), IN_CHUNK):
+    for chunk in chunks(list(customer_ids)):
         rows = await session.execute(
             select(KnownCustomer.customer_id, KnownCustomer.erased).where(col(KnownCustomer.customer_id).in_(chunk))
         )
@@ -847,10 +833,10 @@ async def _record_for(
 ) -> Interaction:
     interaction_data = erp.to_interaction(data, customer_id)
     assert interaction_data.external_id is not None
-    existing = await find_by_external_id(session=session, external_id=interaction_data.external_id)
-    if existing is not None:
-        return existing  # a repeat of an event already applied
-    interaction, _ = await _store_one(session, interaction_data, sla_hours)
+    stored = await _stored_external_ids(session, [interaction_data.external_id])
+    if interaction_data.external_id in stored:  # a repeat of an event already applied
+        return await get_interaction(session=session, interaction_id=stored[interaction_data.external_id][0])
+    interaction, _ = await _store_one(session, interaction_data, sla_hours, stored)
     return interaction
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import dialect_insert
+from servicekit.db import chunks, dialect_insert
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -32,6 +32,7 @@ from servicekit.events.contracts.retention import (
 from servicekit.events.contracts.scoring import Factor, ScoreUpdated
 from servicekit.events.envelope import EventData, Received
 from servicekit.events.registry import REGISTRY
+from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue
 from servicekit.outbox.writer import write_at_commit
 from servicekit.pagination import MAX_PAGE
@@ -106,7 +107,6 @@ _SCORES_IN_TRANSACTION = "retention.scores"  # customer id -> locked latest scor
 _REPLICAS_IN_TRANSACTION = "retention.replicas"  # customer id -> locked replica, None: no row yet
 # Event id -> whether preload stored its signal now (False: stored before); removed once the event is applied.
 _SIGNALS_IN_TRANSACTION = "retention.signals"
-_SIGNALS_PER_INSERT = 500
 _HISTORY_IN_TRANSACTION = "retention.history"  # _BatchHistory: score signals read once for the batch
 
 
@@ -131,7 +131,7 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
         stored = await _store_signals(session, watched)
         session.info.setdefault(_SIGNALS_IN_TRANSACTION, {}).update({e.id: e.id in stored for e in watched})
         await _preload_history(session, [e for e in watched if e.id in stored])
-    ids = sorted({i for e in events if isinstance(i := getattr(e.data, "customer_id", None), str)})
+    ids = sorted(batch_customer_ids(events))
     if not ids:
         return
     replicas: dict[str, Customer | None] = session.info.setdefault(_REPLICAS_IN_TRANSACTION, {})
@@ -361,11 +361,11 @@ def _signal_row(event: Received[Any]) -> dict[str, Any]:
 
 
 async def _store_signals(session: AsyncSession, events: Sequence[Received[Any]]) -> set[str]:
-    """Store the events' signals in one statement per 500, skipping event ids stored already; the ids stored now."""
+    """Store the events' signals (a statement per chunk), skipping event ids stored already; the ids stored now."""
     table = Signal.__table__  # type: ignore[attr-defined]
     stored: set[str] = set()
-    for start in range(0, len(events), _SIGNALS_PER_INSERT):
-        rows = [_signal_row(e) for e in events[start : start + _SIGNALS_PER_INSERT]]
+    for chunk in chunks(events):
+        rows = [_signal_row(e) for e in chunk]
         insert = dialect_insert(session)(table).values(rows)
         query = insert.on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.event_id)
         stored.update((await session.execute(query)).scalars())

@@ -13,8 +13,10 @@ from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from servicekit.context import current_correlation_id
+from servicekit.db import chunks
 from servicekit.events.contracts.scoring import Factor, ScoreValues
 from servicekit.events.envelope import Received
+from servicekit.inbox import batch_customer_ids
 from servicekit.problems import Problem, field_error
 from services.scoring import features, sweep, write_behind
 from services.scoring.churn_model import TrainedChurnModel
@@ -72,7 +74,6 @@ def new_features_row(customer_id: str) -> CustomerFeatures:
 
 
 FEATURES_ABSENT = "scoring.features_absent"  # customer ids known to have no features row yet
-IN_CHUNK = 500  # customer ids per IN (...)
 
 
 async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
@@ -82,11 +83,8 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
     """
     rows: dict[str, CustomerFeatures] = session.info.setdefault(FEATURE_ROWS, {})
     absent: set[str] = session.info.setdefault(FEATURES_ABSENT, set())
-    ids = sorted(
-        {i for e in events if isinstance(i := getattr(e.data, "customer_id", None), str)} - rows.keys() - absent
-    )
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
+    ids = sorted(batch_customer_ids(events) - rows.keys() - absent)
+    for chunk in chunks(ids):
         with session.no_autoflush:
             found = await session.execute(select(CustomerFeatures).where(col(CustomerFeatures.customer_id).in_(chunk)))
         for row in found.scalars():

@@ -29,7 +29,7 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import dialect_insert
+from servicekit.db import chunks, dialect_insert
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
 from services.scoring.features import FeatureState
@@ -38,7 +38,6 @@ from services.scoring.rules import RuleWeights
 from services.scoring.scorer import ActiveModels, Computed, compute_batch, jsonable
 
 PENDING = "scoring.pending"
-IN_CHUNK = 500  # customer ids per IN (...) when reading current scores
 
 
 @dataclass
@@ -115,10 +114,8 @@ def current_values(session: Session, customer_ids: Iterable[str]) -> dict[str, S
     columns = (t.c.churn_risk, t.c.health, t.c.value_tier, t.c.lifecycle_stage, t.c.p_alive, t.c.clv)
     ids = sorted(set(customer_ids))
     out: dict[str, ScoreValues] = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        query = select(t.c.customer_id, *columns, t.c.expected_purchases).where(
-            t.c.customer_id.in_(ids[start : start + IN_CHUNK])
-        )
+    for chunk in chunks(ids):
+        query = select(t.c.customer_id, *columns, t.c.expected_purchases).where(t.c.customer_id.in_(chunk))
         for row in session.execute(query):
             values = row._asdict()
             out[values.pop("customer_id")] = ScoreValues(**values)

@@ -21,6 +21,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 OUTBOX_DIRTY = "outbox_dirty"
+HELD_ROWS = "rows_held_for_commit"  # key -> (writer, rows) of hold_until_commit, in the order first held
+
+# Writes rows through a synchronous session, in its transaction (hold_until_commit calls it in before_commit).
+RowWriter = Callable[[Session, list[dict[str, Any]]], None]
 # SQLite before 3.32 allows 999 bound parameters; statements over many ids or rows go in chunks of this size.
 IN_CHUNK = 500
 
@@ -100,6 +104,55 @@ class Database:
 def dialect_insert(session: AsyncSession | Session) -> Callable[..., postgresql.Insert | sqlite.Insert]:
     """The INSERT construct of the session's database: both offer ON CONFLICT DO NOTHING / DO UPDATE."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def hold_until_commit(
+    session: AsyncSession | Session, key: str, rows: Sequence[dict[str, Any]], writer: RowWriter
+) -> None:
+    """Hold rows under `key` and write them with writer(session, rows) just before the transaction commits.
+
+    For append-only rows that nothing reads back in the same transaction (outbox, change logs): a consumer
+    batch that adds some per event writes them in one statement instead of one per event, and builds no
+    ORM objects for them. Rows keep the order they were held in; keys are written in the order first held.
+    A rollback of the whole transaction drops them; a rolled-back savepoint does not (hold nothing inside
+    savepoints that may roll back).
+    """
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    held: dict[str, tuple[RowWriter, list[dict[str, Any]]]] | None = sync.info.get(HELD_ROWS)
+    if held is None:
+        held = sync.info[HELD_ROWS] = {}
+        event.listen(sync, "before_commit", _write_held)
+        event.listen(sync, "after_rollback", _drop_held)
+    held.setdefault(key, (writer, []))[1].extend(rows)
+
+
+def holds(session: AsyncSession | Session, key: str) -> bool:
+    """Whether rows under `key` are held until commit in this session (hold_until_commit was called for it)."""
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    return key in sync.info.get(HELD_ROWS, {})
+
+
+def take_held(session: Session, key: str) -> list[dict[str, Any]]:
+    """The rows held under `key` so far, which the caller now writes itself (they are no longer held)."""
+    held = session.info.get(HELD_ROWS, {}).get(key)
+    if not held:
+        return []
+    rows = list(held[1])
+    held[1].clear()
+    return rows
+
+
+def _write_held(session: Session) -> None:
+    for writer, rows in session.info.get(HELD_ROWS, {}).values():
+        if rows:
+            batch = list(rows)
+            rows.clear()
+            writer(session, batch)
+
+
+def _drop_held(session: Session) -> None:
+    for _, rows in session.info.get(HELD_ROWS, {}).values():
+        rows.clear()
 
 
 def _forget_outbox_writes(session: Session) -> None:

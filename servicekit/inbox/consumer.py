@@ -73,11 +73,8 @@ class Delivery:
     record: ConsumerRecord
     event: Received[Any] | None = None
     error: str | None = None
-
-    @property
-    def ignored(self) -> bool:
-        """Another consumer's event on a shared topic: nothing to apply, nothing to remember."""
-        return self.error is None and self.event is not None and self.event.data is None
+    # Another consumer's event on a shared topic: nothing to apply, nothing to remember.
+    ignored: bool = False
 
     @property
     def inbox_id(self) -> str:
@@ -111,12 +108,17 @@ class EventConsumer:
     # ---- decoding -------------------------------------------------------------------------------
 
     def decode(self, record: ConsumerRecord) -> Delivery:
+        # The ce_type header (CloudEvents Kafka binding) names another consumer's event without parsing the
+        # body: most events on a shared topic are for someone else (every interaction.recorded, for retention).
+        declared = _declared_type(record)
+        if declared is not None and declared not in self.handlers:
+            return Delivery(record, ignored=True)
         try:
             envelope = CloudEvent.from_json(record.value or b"")
         except (pydantic.ValidationError, ValueError) as exc:
             return Delivery(record, error=f"not a CloudEvents JSON envelope: {_short(exc)}")
         if envelope.type not in self.handlers:
-            return Delivery(record, event=Received(envelope=envelope, data=None))
+            return Delivery(record, ignored=True)
         try:
             return Delivery(record, event=REGISTRY.parse(envelope))
         except UnknownEventType:
@@ -128,6 +130,9 @@ class EventConsumer:
 
     async def apply_batch(self, deliveries: Sequence[Delivery]) -> None:
         """Apply a partition's batch in one transaction, or fall back to one message at a time."""
+        deliveries = [d for d in deliveries if not d.ignored]
+        if not deliveries:
+            return
         try:
             async with self.database.transaction() as session:
                 seen = await self._already_handled(session, [d.inbox_id for d in deliveries])
@@ -341,6 +346,13 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 10)
         self._uncommitted = {}
+
+
+def _declared_type(record: ConsumerRecord) -> str | None:
+    for key, value in record.headers or ():
+        if key == "ce_type":
+            return value.decode(errors="replace")
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -15,18 +15,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, insert
+from sqlalchemy import func, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.context import current_correlation_id
-from servicekit.db import OUTBOX_DIRTY
+from servicekit.db import OUTBOX_DIRTY, hold_until_commit, holds, take_held
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
 from servicekit.tables import OUTBOX
 
 Headers = list[tuple[str, str]]
 NOTIFY_CHANNEL = "outbox"
-OUTBOX_PENDING = "outbox_pending"  # rows enqueued but not yet written (write_at_commit), in order
+OUTBOX_HELD = "outbox"  # servicekit.db.hold_until_commit key of rows enqueued but not yet written
 DEFAULT_SOURCE = "/crm"
 
 
@@ -59,10 +59,11 @@ def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     Flags the session so the relay in this process wakes after the commit (OUTBOX_DIRTY), and on
     PostgreSQL notifies the channel relays elsewhere LISTEN on (delivered at commit).
     """
-    pending: list[dict[str, Any]] | None = session.info.get(OUTBOX_PENDING)
-    if pending:  # rows enqueued earlier are written first: the outbox keeps the order of enqueueing
-        rows = [*pending, *rows]
-        pending.clear()
+    # Rows held earlier (write_at_commit) are written first: the outbox keeps the order of enqueueing.
+    _insert(session, [*take_held(session, OUTBOX_HELD), *rows])
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     statement = insert(OUTBOX)
@@ -70,37 +71,21 @@ def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         # The NOTIFY rides on the INSERT (one round trip instead of two); PostgreSQL delivers it at
         # commit, once per transaction however many rows asked for it.
         statement = statement.returning(func.pg_notify(NOTIFY_CHANNEL, ""))
-    session.execute(statement, list(rows))
+    session.execute(statement, rows)
     session.info[OUTBOX_DIRTY] = True
 
 
 def write_at_commit(session: AsyncSession) -> None:
     """Hold this transaction's enqueued rows and write them in one statement just before it commits.
 
-    For batch transactions without savepoints: a row enqueued inside a savepoint that is rolled back
-    would still be written. A rollback of the whole transaction drops the held rows.
+    For batch transactions without savepoints (see servicekit.db.hold_until_commit).
     """
-    sync = session.sync_session
-    if OUTBOX_PENDING not in sync.info:
-        sync.info[OUTBOX_PENDING] = []
-        event.listen(sync, "before_commit", _write_pending)
-        event.listen(sync, "after_rollback", _drop_pending)
-
-
-def _write_pending(session: Session) -> None:
-    write_rows(session, [])
-
-
-def _drop_pending(session: Session) -> None:
-    pending = session.info.get(OUTBOX_PENDING)
-    if pending:
-        pending.clear()
+    hold_until_commit(session, OUTBOX_HELD, [], _insert)
 
 
 async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    pending: list[dict[str, Any]] | None = session.info.get(OUTBOX_PENDING)
-    if pending is not None:
-        pending.extend(rows)
+    if holds(session, OUTBOX_HELD):
+        hold_until_commit(session, OUTBOX_HELD, rows, _insert)
     else:
         await session.run_sync(write_rows, rows)
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from servicekit.db import chunks, dialect_insert
+from servicekit.db import chunks, dialect_insert, hold_until_commit
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -84,6 +85,7 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
     """
     envelopes = await enqueue(session, *events)
     hooks = await _active_webhooks(session)
+    changes = []
     for data, envelope in zip(events, envelopes, strict=True):
         body = envelope.to_json().decode()
         for hook in hooks:
@@ -92,9 +94,24 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
                     WebhookDelivery(webhook_id=hook.id, event_id=envelope.id, event_type=envelope.type, payload=body)
                 )
         if isinstance(data, AlertEvent):
-            session.add(
-                AlertChange(alert_id=data.alert_id, event_type=envelope.type, data=data.model_dump(mode="json"))
+            changes.append(
+                {
+                    "alert_id": data.alert_id,
+                    "event_type": envelope.type,
+                    "at": utc_now(),
+                    "data": data.model_dump(mode="json"),
+                }
             )
+    if changes:
+        # An append-only log nothing reads back before commit: plain rows, one statement per transaction.
+        hold_until_commit(session, _ALERT_CHANGES, changes, _write_alert_changes)
+
+
+_ALERT_CHANGES = "retention.alert_changes"
+
+
+def _write_alert_changes(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.execute(insert(AlertChange.__table__), rows)  # type: ignore[attr-defined]
 
 
 # Per-transaction caches (session.info dies with the session, and every transaction has its own session).
@@ -364,11 +381,14 @@ async def _store_signals(session: AsyncSession, events: Sequence[Received[Any]])
     """Store the events' signals (a statement per chunk), skipping event ids stored already; the ids stored now."""
     table = Signal.__table__  # type: ignore[attr-defined]
     stored: set[str] = set()
+    # Rows as parameters, not .values(rows): the statement is compiled once and cached, whatever the batch size.
+    query = (
+        dialect_insert(session)(table)
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id)
+    )
     for chunk in chunks(events):
-        rows = [_signal_row(e) for e in chunk]
-        insert = dialect_insert(session)(table).values(rows)
-        query = insert.on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.event_id)
-        stored.update((await session.execute(query)).scalars())
+        stored.update((await session.execute(query, [_signal_row(e) for e in chunk])).scalars())
     return stored
 
 

@@ -186,6 +186,24 @@ async def test_events_of_types_without_a_handler_are_skipped_silently(database: 
     assert await _dead_letters(database) == []
 
 
+async def test_an_event_whose_ce_type_header_names_another_consumers_type_is_skipped_unread(database: Database):
+    consumer = _consumer(database)
+    # The body is never parsed: the CloudEvents header already says the event is for another consumer.
+    record = dataclasses.replace(_record(b"not json at all"), headers=[("ce_type", b"customer.erased")])
+    await consumer.apply_batch([consumer.decode(record)])
+    assert await _count(database, INBOX) == 0
+    assert await _dead_letters(database) == []
+    assert await _count(database, EFFECTS) == 0
+
+
+async def test_an_event_whose_ce_type_header_names_a_handled_type_is_parsed_and_applied(database: Database):
+    consumer = _consumer(database)
+    record = dataclasses.replace(_record(_event()), headers=[("ce_type", b"customer.created")])
+    await consumer.apply_batch([consumer.decode(record)])
+    assert await _count(database, EFFECTS) == 1
+    assert await _count(database, INBOX) == 1
+
+
 def test_an_exhausted_connection_pool_counts_as_transient():
     # Overload (every pooled connection busy for pool_timeout) is retried or answered 503, never a 500.
     assert is_transient(PoolTimeout("QueuePool limit of size 10 overflow 10 reached"))

@@ -158,14 +158,22 @@ class Signal(RetentionTable, table=True):
     """
 
     __tablename__ = "signals"
-    __table_args__ = (Index("ix_signals_customer_at", "customer_id", "at"),)
+    __table_args__ = (
+        # A customer's recent scores (the rules' history), and one kind over a period (preview, pruning).
+        # No index on `at` alone: a generic plan of the history query would range-scan it over every customer.
+        Index("ix_signals_customer_type_at", "customer_id", "event_type", "at"),
+        Index("ix_signals_type_at", "event_type", "at"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntId, primary_key=True, autoincrement=True))
     event_id: str = Field(max_length=200, unique=True)
     event_type: str = Field(max_length=100)
     customer_id: str = Field(max_length=100)
-    at: datetime = _at(index=True)
+    at: datetime = _at()
     data: dict[str, Any] = _json(dict)
+    # Of a score.updated (else None): what the risk-jump and lifecycle-decline rules read as history.
+    churn_risk: float | None = None
+    lifecycle_stage: str | None = Field(default=None, max_length=40)
 
 
 class Customer(RetentionTable, table=True):

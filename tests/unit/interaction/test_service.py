@@ -3,6 +3,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from servicekit.db import Database
@@ -75,6 +76,36 @@ async def test_an_external_id_reused_for_another_customer_is_a_conflict(database
         await record(database, customers, customer_id="c-2", external_id="ticket-7", **COMPLAINT)
     assert caught.value.status == 409
     assert caught.value.errors[0]["field"] == "external_id"
+
+
+async def test_an_external_id_reused_for_another_customer_the_replica_knows_is_a_conflict(database):
+    customers = FakeCustomerService("c-1", "c-2")
+    await record(database, customers, customer_id="c-2", **COMPLAINT)  # the replica now knows c-2
+    await record(database, customers, external_id="ticket-7", **COMPLAINT)
+    with pytest.raises(Problem) as caught:
+        await record(database, customers, customer_id="c-2", external_id="ticket-7", **COMPLAINT)
+    assert caught.value.status == 409
+    assert await count_interactions(database) == 2
+
+
+async def test_a_post_for_a_customer_the_replica_knows_inserts_without_first_reading_its_external_id(database):
+    customers = FakeCustomerService("c-1")
+    await record(database, customers, **COMPLAINT)  # the replica now knows c-1
+    statements: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    await record(database, customers, external_id="ticket-8", **COMPLAINT)
+    sa_event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
+
+    reads_of_interactions = [s for s in statements if s.startswith("SELECT") and "FROM INTERACTIONS" in s]
+    assert reads_of_interactions == []
+    assert [s.split(" (")[0] for s in statements if s.startswith("INSERT")] == [
+        "INSERT INTO INTERACTIONS",
+        "INSERT INTO OUTBOX",
+    ]
 
 
 async def test_a_survey_answer_is_recorded_with_a_survey_answered_event(database):

@@ -11,7 +11,7 @@ from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, or_, sele
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import chunks, dialect_insert, hold_until_commit
+from servicekit.db import assign, chunks, dialect_insert, hold_until_commit
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -508,14 +508,17 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
         session.add(latest)
         session.info.setdefault(_SCORES_IN_TRANSACTION, {})[score.customer_id] = latest
     current = score.current
-    latest.churn_risk = current.churn_risk
-    latest.clv = current.clv
-    latest.value_at_risk = value_at_risk(current)
-    latest.value_tier = current.value_tier
-    latest.p_alive = current.p_alive
-    latest.lifecycle_stage = current.lifecycle_stage
-    latest.as_of = computed_at
-    latest.updated_at = utc_now()
+    assign(
+        latest,
+        churn_risk=current.churn_risk,
+        clv=current.clv,
+        value_at_risk=value_at_risk(current),
+        value_tier=current.value_tier,
+        p_alive=current.p_alive,
+        lifecycle_stage=current.lifecycle_stage,
+        as_of=computed_at,
+        updated_at=utc_now(),
+    )
     # Not flushed here: later events of the batch read this row from the transaction's cache, and the
     # batch's score rows are written together at the next flush.
     for alert in await _unresolved_alerts(session, score.customer_id):
@@ -523,11 +526,11 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
         # Auto-save clock: starts when the risk falls below the alert's threshold, stops when it rises again.
         if alert.recover_below is not None:
             if current.churn_risk < alert.recover_below:
-                alert.risk_below_since = alert.risk_below_since or computed_at
+                assign(alert, risk_below_since=alert.risk_below_since or computed_at)
             elif alert.risk_below_since is not None:
-                alert.risk_below_since = None
+                assign(alert, risk_below_since=None)
         if changed:
-            alert.updated_at = utc_now()
+            assign(alert, updated_at=utc_now())
     return True
 
 
@@ -606,16 +609,18 @@ async def apply_trigger(
 
     if event_id in alert.event_ids:
         return None
-    alert.trigger_count += 1
-    alert.severity = worse(alert.severity, trigger.severity)  # an unresolved alert only escalates
     if observed_at >= as_utc(alert.last_triggered_at):
-        alert.last_triggered_at = observed_at
-        alert.factors = _factors(trigger.factors)
-    alert.first_triggered_at = min(as_utc(alert.first_triggered_at), observed_at)
-    # Reassign (never mutate) JSON lists: the ORM only sees assignments.
-    alert.event_ids = [*alert.event_ids, event_id][-EVENT_IDS_KEPT:]
+        assign(alert, last_triggered_at=observed_at, factors=_factors(trigger.factors))
+    assign(
+        alert,
+        trigger_count=alert.trigger_count + 1,
+        severity=worse(alert.severity, trigger.severity),  # an unresolved alert only escalates
+        first_triggered_at=min(as_utc(alert.first_triggered_at), observed_at),
+        # Reassign (never mutate) JSON lists: the ORM only sees assignments.
+        event_ids=[*alert.event_ids, event_id][-EVENT_IDS_KEPT:],
+    )
     _take_risk(alert, latest)
-    alert.updated_at = utc_now()
+    assign(alert, updated_at=utc_now())
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:
         await publish(session, alert_event(AlertUpdated, alert))
@@ -630,9 +635,7 @@ def _take_risk(alert: Alert, score: CustomerScore | None) -> bool:
     if alert.risk_as_of is not None and as_utc(alert.risk_as_of) > as_of:
         return False
     changed = (alert.churn_risk, alert.value_at_risk) != (score.churn_risk, score.value_at_risk)
-    alert.churn_risk = score.churn_risk
-    alert.value_at_risk = score.value_at_risk
-    alert.risk_as_of = as_of
+    assign(alert, churn_risk=score.churn_risk, value_at_risk=score.value_at_risk, risk_as_of=as_of)
     return changed
 
 

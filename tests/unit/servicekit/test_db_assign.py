@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel, select
+
+from servicekit.db import Database, assign
+
+
+class _Base(SQLModel, registry=registry()):
+    pass
+
+
+_metadata = _Base.metadata
+
+
+class _Row(_Base, table=True):
+    id: int = Field(primary_key=True)
+    risk: float = 0.0
+    stage: str | None = None
+
+
+async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydantic_view(tmp_path: Path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'assign.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(_metadata.create_all)
+    async with database.transaction() as session:
+        session.add(_Row(id=1))
+    async with database.transaction() as session:
+        row = (await session.execute(select(_Row))).scalar_one()
+        assign(row, risk=0.75, stage="decline")
+        assert (row.risk, row.stage) == (0.75, "decline")
+        assert row.model_dump() == {"id": 1, "risk": 0.75, "stage": "decline"}
+        assert row in session.dirty
+    async with database.sessions() as session:
+        stored = (await session.execute(select(_Row))).scalar_one()
+        assert (stored.risk, stored.stage) == (0.75, "decline")
+    await database.dispose()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import ARRAY, ColumnElement, Select, String, bindparam, event, func, select, text, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -100,6 +100,22 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[str], *, postgres: bool) -> Select[Any]:
+    """`query` restricted to rows whose `key` is one of `values`, looked up key by key on PostgreSQL.
+
+    With `key IN (...)`, PostgreSQL's cached generic plan, or statistics that lag a table growing fast
+    (an inbox, a signal log), can prefer a scan that reads every row of the table's other index ranges
+    and filters the keys: tens of milliseconds per batch, growing with the table. A LATERAL subquery per
+    key (kept whole by OFFSET 0) can only be answered by a lookup on an index that leads with `key`;
+    the keys travel as one array parameter, so the statement text is the same for any number of keys.
+    """
+    if not postgres:
+        return query.where(key.in_(values))
+    keys = func.unnest(bindparam("keys", list(values), type_=ARRAY(String))).table_valued("key").render_derived()
+    per_key = query.where(key == keys.c.key).offset(0).lateral()
+    return select(*per_key.c).select_from(keys.join(per_key, true()))
 
 
 def assign(row: Any, **values: Any) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit import metrics
 from servicekit.context import correlation_id
-from servicekit.db import Database
+from servicekit.db import Database, for_each_key
 from servicekit.errors import is_transient
 from servicekit.events.contracts.topics import dead_letter
 from servicekit.events.envelope import CloudEvent, Received
@@ -243,8 +243,9 @@ class EventConsumer:
             await session.execute(insert(INBOX), list(rows))
 
     async def _already_handled(self, session: AsyncSession, ids: Sequence[str]) -> set[str]:
+        query = select(INBOX.c.event_id).where(INBOX.c.consumer == self.group)
         found = await session.execute(
-            select(INBOX.c.event_id).where(INBOX.c.consumer == self.group, INBOX.c.event_id.in_(set(ids)))
+            for_each_key(query, INBOX.c.event_id, sorted(set(ids)), postgres=self.database.is_postgres)
         )
         return set(found.scalars())
 

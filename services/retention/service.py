@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, or_, select, true
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import assign, chunks, dialect_insert, hold_until_commit
+from servicekit.db import assign, chunks, dialect_insert, for_each_key, hold_until_commit
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -445,20 +445,8 @@ async def _read_score_signals(
     # times larger and would be parsed again on every read, and a busy customer has many in the window.
     columns = (Signal.customer_id, Signal.event_id, Signal.at, Signal.churn_risk, Signal.lifecycle_stage)
     in_window = (Signal.event_type == ScoreUpdated.event_type, Signal.at >= since, Signal.at < until)
-    if session.get_bind().dialect.name == "postgresql":
-        # One index range per customer, whatever the statistics say: with `customer_id IN (...)`, a cached
-        # generic plan (or statistics that lag a fast-growing table) range-scanned every customer's
-        # signals by time instead. One statement text for any number of customers, too.
-        ids = (
-            func.unnest(bindparam("customer_ids", list(customer_ids), type_=ARRAY(String)))
-            .table_valued("id")
-            .render_derived()
-        )
-        # OFFSET 0 keeps the subquery from being flattened into a join the planner could turn around.
-        per_customer = select(*columns).where(Signal.customer_id == ids.c.id, *in_window).offset(0).lateral()
-        query = select(*per_customer.c).select_from(ids.join(per_customer, true()))
-    else:
-        query = select(*columns).where(Signal.customer_id.in_(customer_ids), *in_window)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = for_each_key(select(*columns).where(*in_window), Signal.customer_id, customer_ids, postgres=postgres)
     with session.no_autoflush:  # signals are written with Core, never pending in the session
         for customer_id, event_id, at, risk, stage in await session.execute(query):
             found[customer_id].append(_ScoreSignal(event_id, as_utc(at), risk, stage))

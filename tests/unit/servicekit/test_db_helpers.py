@@ -3,7 +3,7 @@ from pathlib import Path
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
-from servicekit.db import Database, assign
+from servicekit.db import Database, assign, for_each_key
 
 
 class _Base(SQLModel, registry=registry()):
@@ -34,4 +34,16 @@ async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydan
     async with database.sessions() as session:
         stored = (await session.execute(select(_Row))).scalar_one()
         assert (stored.risk, stored.stage) == (0.75, "decline")
+    await database.dispose()
+
+
+async def test_for_each_key_keeps_the_rows_whose_key_is_listed_and_the_query_conditions(tmp_path: Path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(_metadata.create_all)
+    async with database.transaction() as session:
+        session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="a")])
+    async with database.sessions() as session:
+        query = for_each_key(select(_Row.id).where(_Row.stage == "a"), _Row.id, [1, 2], postgres=False)
+        assert list((await session.execute(query)).scalars()) == [1]
     await database.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_attribute
 
 OUTBOX_DIRTY = "outbox_dirty"
@@ -102,7 +102,9 @@ class Database:
         await self.engine.dispose()
 
 
-def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[str], *, postgres: bool) -> Select[Any]:
+def for_each_key(
+    query: Select[Any], key: ColumnElement[Any], values: Sequence[str], *, postgres: bool, entity: Any = None
+) -> Select[Any]:
     """`query` restricted to rows whose `key` is one of `values`, looked up key by key on PostgreSQL.
 
     With `key IN (...)`, PostgreSQL's cached generic plan, or statistics that lag a table growing fast
@@ -110,12 +112,15 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[s
     and filters the keys: tens of milliseconds per batch, growing with the table. A LATERAL subquery per
     key (kept whole by OFFSET 0) can only be answered by a lookup on an index that leads with `key`;
     the keys travel as one array parameter, so the statement text is the same for any number of keys.
+    `entity`: the ORM class `query` selects, to get its rows back as objects (a FOR UPDATE in `query`
+    locks them key by key, in the order of `values`).
     """
     if not postgres:
         return query.where(key.in_(values))
     keys = func.unnest(bindparam("keys", list(values), type_=ARRAY(String))).table_valued("key").render_derived()
     per_key = query.where(key == keys.c.key).offset(0).lateral()
-    return select(*per_key.c).select_from(keys.join(per_key, true()))
+    columns = [aliased(entity, per_key)] if entity is not None else list(per_key.c)
+    return select(*columns).select_from(keys.join(per_key, true()))
 
 
 def assign(row: Any, **values: Any) -> None:

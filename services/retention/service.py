@@ -166,11 +166,13 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
         scores.update({i: found_scores.get(i) for i in fresh})
     fresh = [i for i in ids if i not in unresolved]
     if fresh:
-        query = (
-            select(Alert)
-            .where(Alert.customer_id.in_(fresh), Alert.open_slot.is_not(None))
-            .order_by(Alert.customer_id, Alert.id)
-            .with_for_update()
+        # Key by key: with customer_id IN (...), a generic plan scanned every unresolved alert by open_slot.
+        query = for_each_key(
+            select(Alert).where(Alert.open_slot.is_not(None)).with_for_update(),
+            Alert.customer_id,
+            fresh,
+            postgres=session.get_bind().dialect.name == "postgresql",
+            entity=Alert,
         )
         for i in fresh:
             unresolved[i] = []

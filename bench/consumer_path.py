@@ -1,0 +1,241 @@
+"""A consumer's handler path on PostgreSQL: CPU per event, PostgreSQL's CPU, and its costliest statements.
+
+    .venv/bin/python -m bench.consumer_path [--service retention|scoring] [--interactions 12000]
+                                            [--warm 14000] [--batch 150] [--profile]
+
+The same records the platform would publish for a stream of interactions (60 % purchases, 25 %
+complaints, 15 % NPS answers, each followed by its score.updated, for 1,000 customers created first)
+are decoded and applied through the service's own consumer (`EventConsumer.apply_batch`, with its
+before-batch hook, inbox and outbox) in batches like a consumer's polls, without Kafka. The first
+`--warm` records build up state (alerts, history, inbox) and are not measured, so the figures are
+those of a steady state on tables that have grown. Reported: this process's CPU per record and per
+interaction (time.process_time, decoding included), the PostgreSQL server's CPU over the same span
+(its processes' utime + stime), and the statements that took the most server time
+(pg_stat_statements). `--profile` adds a cProfile of the measured span (top functions by cumulative
+and own time). PostgreSQL runs privately under .state/consumer-path on port 55473.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import random
+import subprocess
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy import text
+
+from servicekit.db import Database
+from servicekit.events.contracts.customer import CustomerCreated
+from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
+from servicekit.events.contracts.scoring import Factor, ScoreUpdated, ScoreValues
+from servicekit.events.envelope import CloudEvent, EventData
+from servicekit.inbox.consumer import EventConsumer
+from servicekit.migrations import upgrade
+from servicekit.settings import REPO_ROOT
+
+STATE_DIR = REPO_ROOT / ".state" / "consumer-path"
+PG_PORT = 55473
+CUSTOMERS = 1000
+SERVICES = ("retention", "scoring")
+
+
+def log(message: str) -> None:
+    print(f"[consumer-path {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _record(data: EventData, offset: int) -> ConsumerRecord:
+    envelope = CloudEvent.wrap(data, source="/bench")
+    headers = [("content-type", b"application/cloudevents+json"), ("ce_type", envelope.type.encode())]
+    key = str(getattr(data, "customer_id", "")).encode()
+    return ConsumerRecord(data.topic, 0, offset, 0, 0, key, envelope.to_json(), None, 0, 0, headers)
+
+
+def stream(interactions: int, seed: int = 1) -> list[ConsumerRecord]:
+    """The records of `interactions` interactions (and their complaint, survey and score events), in order."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    previous: dict[str, ScoreValues] = {}
+    events: list[EventData] = []
+    for i in range(interactions):
+        customer = f"c{rng.randrange(CUSTOMERS):04d}"
+        at = start + timedelta(milliseconds=2 * i)
+        roll = rng.random()
+        kind = "purchase" if roll < 0.6 else "complaint" if roll < 0.85 else "survey"
+        extra: dict[str, Any] = {"purchase": {"amount": 25.0, "currency": "EUR"}, "survey": {}}.get(
+            kind, {"severity": "high", "category": "delivery"}
+        )
+        events.append(
+            InteractionRecorded(
+                customer_id=customer, interaction_id=str(uuid.uuid4()), type=kind, occurred_at=at, **extra
+            )
+        )
+        if kind == "complaint":
+            severity = rng.choice(["low", "medium", "high", "critical"])
+            events.append(
+                ComplaintOpened(
+                    customer_id=customer,
+                    complaint_id=str(uuid.uuid4()),
+                    category="delivery",
+                    severity=severity,
+                    opened_at=at,
+                    due_at=at + timedelta(days=2),
+                )
+            )
+        elif kind == "survey":
+            events.append(
+                SurveyAnswered(
+                    customer_id=customer,
+                    interaction_id=str(uuid.uuid4()),
+                    survey="nps",
+                    score=rng.randint(0, 10),
+                    answered_at=at,
+                )
+            )
+        current = ScoreValues(
+            churn_risk=round(rng.uniform(0.1, 0.95), 3),
+            health=0.5,
+            value_tier=rng.choice(["platinum", "gold", "silver", "bronze"]),
+            lifecycle_stage=rng.choice(["active", "at_risk", "decline"]),
+            p_alive=round(rng.uniform(0.1, 1.0), 3),
+            clv=100.0,
+        )
+        events.append(
+            ScoreUpdated(
+                customer_id=customer,
+                previous=previous.get(customer),
+                current=current,
+                factors=[Factor(code=f"f{k}", label=f"factor {k}", contribution=0.1) for k in range(3)],
+                model_version="rules-1",
+                caused_by=str(uuid.uuid4()),
+                computed_at=at,
+            )
+        )
+        previous[customer] = current
+    return [_record(data, offset) for offset, data in enumerate(events)]
+
+
+def postgres_cpu_s() -> float:
+    """utime + stime of every process named postgres on this machine (the private server's, here)."""
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if "(postgres)" in stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pg_ctl(command: str, service: str) -> None:
+    env = {**os.environ, "CRM_STATE_DIR": str(STATE_DIR), "PG_PORT": str(PG_PORT), "PG_DATABASES": service}
+    subprocess.run(["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), command], check=True, env=env)
+
+
+async def apply(consumer: EventConsumer, records: list[ConsumerRecord], batch: int) -> None:
+    for start in range(0, len(records), batch):
+        await consumer.apply_batch([consumer.decode(r) for r in records[start : start + batch]])
+
+
+async def measure(args: argparse.Namespace, url: str) -> None:
+    settings_module = import_module(f"services.{args.service}.settings")
+    settings = getattr(settings_module, f"{args.service.capitalize()}Settings")(database_url=url)
+    spec = import_module(f"services.{args.service}.main").SPEC
+    database = Database(url, source=f"/crm/{args.service}")
+    consumer = EventConsumer(database, settings, spec.handlers, spec.consumes, spec.before_batch)
+    async with database.engine.connect() as conn:
+        await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        await conn.commit()
+    start = datetime.now(UTC) - timedelta(days=1)
+    customers = [
+        _record(CustomerCreated(customer_id=f"c{i:04d}", kind="person", status="active", created_at=start), i)
+        for i in range(CUSTOMERS)
+    ]
+    await apply(consumer, customers, 200)
+    records = stream(args.interactions)
+    warm, measured = records[: args.warm], records[args.warm :]
+    log(f"{len(customers)} customers created; warming up on {len(warm)} records")
+    await apply(consumer, warm, args.batch)
+    async with database.engine.connect() as conn:
+        await conn.execute(text("SELECT pg_stat_statements_reset()"))
+    log(f"measuring {len(measured)} records in batches of {args.batch}")
+    profile = cProfile.Profile() if args.profile else None
+    cpu, wall, server = time.process_time(), time.perf_counter(), postgres_cpu_s()
+    if profile:
+        profile.enable()
+    await apply(consumer, measured, args.batch)
+    if profile:
+        profile.disable()
+    cpu, wall, server = time.process_time() - cpu, time.perf_counter() - wall, postgres_cpu_s() - server
+    interactions = sum(1 for r in measured if dict(r.headers or ())["ce_type"] == b"interaction.recorded")
+    print(
+        f"\n{args.service} consumer, {len(measured)} records ({interactions} interactions) after {len(warm)} "
+        f"warm-up records, batches of {args.batch}{' (profiled: CPU inflated)' if profile else ''}:\n"
+        f"  consumer CPU {cpu:.2f} s ({1000 * cpu / len(measured):.3f} ms per record, "
+        f"{1000 * cpu / interactions:.3f} ms per interaction), wall {wall:.2f} s\n"
+        f"  PostgreSQL CPU {server:.2f} s ({1000 * server / interactions:.3f} ms per interaction)\n"
+    )
+    async with database.engine.connect() as conn:
+        top = await conn.execute(
+            text(
+                "SELECT calls, total_exec_time, mean_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') "
+                "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' "
+                "ORDER BY total_exec_time DESC LIMIT 8"
+            )
+        )
+        print("| calls | server ms | mean ms | rows | statement |\n|---|---|---|---|---|")
+        for calls, total, mean, rows, query in top:
+            print(f"| {calls} | {total:.0f} | {mean:.3f} | {rows} | `{query[:90]}` |")
+    await database.dispose()
+    if profile:
+        stats = pstats.Stats(profile)
+        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("tottime").print_stats(25)
+
+
+async def _enable_statement_stats() -> bool:
+    """Ask the private server to load pg_stat_statements; True if it needs a restart for that."""
+    conn = await asyncpg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", database="postgres")
+    try:
+        if "pg_stat_statements" in await conn.fetchval("SHOW shared_preload_libraries"):
+            return False
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        return True
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--service", choices=SERVICES, default="retention")
+    parser.add_argument("--interactions", type=int, default=12_000, help="interactions in the stream")
+    parser.add_argument("--warm", type=int, default=14_000, help="records applied before measuring")
+    parser.add_argument("--batch", type=int, default=150, help="records per consumer batch (transaction)")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the measured span")
+    args = parser.parse_args(argv)
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{PG_PORT}/{args.service}"
+    pg_ctl("start", args.service)
+    try:
+        if asyncio.run(_enable_statement_stats()):
+            pg_ctl("restart", args.service)
+        pg_ctl("reset-dbs", args.service)
+        upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
+        asyncio.run(measure(args, url))
+    finally:
+        pg_ctl("stop", args.service)
+
+
+if __name__ == "__main__":
+    main()

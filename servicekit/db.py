@@ -134,9 +134,14 @@ def assign(row: Any, **values: Any) -> None:
         set_attribute(row, key, value)
 
 
+def on_postgres(session: AsyncSession | Session) -> bool:
+    """Whether the session's database is PostgreSQL (else SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def dialect_insert(session: AsyncSession | Session) -> Callable[..., postgresql.Insert | sqlite.Insert]:
     """The INSERT construct of the session's database: both offer ON CONFLICT DO NOTHING / DO UPDATE."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if on_postgres(session) else sqlite.insert
 
 
 def hold_until_commit(

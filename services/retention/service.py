@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import assign, chunks, dialect_insert, for_each_key, hold_until_commit
+from servicekit.db import assign, chunks, dialect_insert, for_each_key, hold_until_commit, on_postgres
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -154,24 +154,33 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
     replicas: dict[str, Customer | None] = session.info.setdefault(_REPLICAS_IN_TRANSACTION, {})
     scores: dict[str, CustomerScore | None] = session.info.setdefault(_SCORES_IN_TRANSACTION, {})
     unresolved: dict[str, list[Alert]] = session.info.setdefault(_UNRESOLVED_IN_TRANSACTION, {})
+    postgres = on_postgres(session)
+    # Key by key (for_each_key): with customer_id IN (...), a generic plan walked every unresolved alert.
     fresh = [i for i in ids if i not in replicas]
     if fresh:
-        query = select(Customer).where(Customer.customer_id.in_(fresh)).order_by(Customer.customer_id)
-        found = {c.customer_id: c for c in (await session.execute(query.with_for_update())).scalars()}
+        query = for_each_key(
+            select(Customer).with_for_update(), Customer.customer_id, fresh, postgres=postgres, entity=Customer
+        )
+        found = {c.customer_id: c for c in (await session.execute(query)).scalars()}
         replicas.update({i: found.get(i) for i in fresh})
     fresh = [i for i in ids if i not in scores]
     if fresh:
-        query = select(CustomerScore).where(CustomerScore.customer_id.in_(fresh)).order_by(CustomerScore.customer_id)
-        found_scores = {c.customer_id: c for c in (await session.execute(query.with_for_update())).scalars()}
+        query = for_each_key(
+            select(CustomerScore).with_for_update(),
+            CustomerScore.customer_id,
+            fresh,
+            postgres=postgres,
+            entity=CustomerScore,
+        )
+        found_scores = {c.customer_id: c for c in (await session.execute(query)).scalars()}
         scores.update({i: found_scores.get(i) for i in fresh})
     fresh = [i for i in ids if i not in unresolved]
     if fresh:
-        # Key by key: with customer_id IN (...), a generic plan scanned every unresolved alert by open_slot.
         query = for_each_key(
             select(Alert).where(Alert.open_slot.is_not(None)).with_for_update(),
             Alert.customer_id,
             fresh,
-            postgres=session.get_bind().dialect.name == "postgresql",
+            postgres=postgres,
             entity=Alert,
         )
         for i in fresh:
@@ -447,8 +456,9 @@ async def _read_score_signals(
     # times larger and would be parsed again on every read, and a busy customer has many in the window.
     columns = (Signal.customer_id, Signal.event_id, Signal.at, Signal.churn_risk, Signal.lifecycle_stage)
     in_window = (Signal.event_type == ScoreUpdated.event_type, Signal.at >= since, Signal.at < until)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    query = for_each_key(select(*columns).where(*in_window), Signal.customer_id, customer_ids, postgres=postgres)
+    query = for_each_key(
+        select(*columns).where(*in_window), Signal.customer_id, customer_ids, postgres=on_postgres(session)
+    )
     with session.no_autoflush:  # signals are written with Core, never pending in the session
         for customer_id, event_id, at, risk, stage in await session.execute(query):
             found[customer_id].append(_ScoreSignal(event_id, as_utc(at), risk, stage))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from servicekit.context import current_correlation_id
-from servicekit.db import chunks
+from servicekit.db import chunks, for_each_key, on_postgres
 from servicekit.events.contracts.scoring import Factor, ScoreValues
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
@@ -86,7 +86,14 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
     ids = sorted(batch_customer_ids(events) - rows.keys() - absent)
     for chunk in chunks(ids):
         with session.no_autoflush:
-            found = await session.execute(select(CustomerFeatures).where(col(CustomerFeatures.customer_id).in_(chunk)))
+            query = for_each_key(
+                select(CustomerFeatures),
+                col(CustomerFeatures.customer_id),
+                chunk,
+                postgres=on_postgres(session),
+                entity=CustomerFeatures,
+            )
+            found = await session.execute(query)
         for row in found.scalars():
             rows[row.customer_id] = row
         absent.update(i for i in chunk if i not in rows)

@@ -29,7 +29,7 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import chunks, dialect_insert
+from servicekit.db import chunks, dialect_insert, for_each_key, on_postgres
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
 from services.scoring.features import FeatureState
@@ -115,7 +115,12 @@ def current_values(session: Session, customer_ids: Iterable[str]) -> dict[str, S
     ids = sorted(set(customer_ids))
     out: dict[str, ScoreValues] = {}
     for chunk in chunks(ids):
-        query = select(t.c.customer_id, *columns, t.c.expected_purchases).where(t.c.customer_id.in_(chunk))
+        query = for_each_key(
+            select(t.c.customer_id, *columns, t.c.expected_purchases),
+            t.c.customer_id,
+            chunk,
+            postgres=on_postgres(session),
+        )
         for row in session.execute(query):
             values = row._asdict()
             out[values.pop("customer_id")] = ScoreValues(**values)

@@ -10,7 +10,7 @@ before-batch hook, inbox and outbox) in batches like a consumer's polls, without
 `--warm` records build up state (alerts, history, inbox) and are not measured, so the figures are
 those of a steady state on tables that have grown. Reported: this process's CPU per record and per
 interaction (time.process_time, decoding included), the PostgreSQL server's CPU over the same span
-(its processes' utime + stime), and the statements that took the most server time
+(utime + stime of its postmaster and backends), and the statements that took the most server time
 (pg_stat_statements). `--profile` adds a cProfile of the measured span (top functions by cumulative
 and own time). PostgreSQL runs privately under .state/consumer-path on port 55473.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
@@ -28,13 +29,13 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 
+from bench.infra import cpu_seconds, postgres_pids
 from servicekit.db import Database
 from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
@@ -125,18 +126,13 @@ def stream(interactions: int, seed: int = 1) -> list[ConsumerRecord]:
     return [_record(data, offset) for offset, data in enumerate(events)]
 
 
-def postgres_cpu_s() -> float:
-    """utime + stime of every process named postgres on this machine (the private server's, here)."""
-    ticks = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if "(postgres)" in stat:
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds so far of each process of the private PostgreSQL server (postmaster and backends)."""
+    seconds = {}
+    for pid in postgres_pids(STATE_DIR):
+        with contextlib.suppress(OSError):  # a backend that just exited
+            seconds[pid] = cpu_seconds(pid)
+    return seconds
 
 
 def pg_ctl(command: str, service: str) -> None:
@@ -172,13 +168,14 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         await conn.execute(text("SELECT pg_stat_statements_reset()"))
     log(f"measuring {len(measured)} records in batches of {args.batch}")
     profile = cProfile.Profile() if args.profile else None
-    cpu, wall, server = time.process_time(), time.perf_counter(), postgres_cpu_s()
+    cpu, wall, server_before = time.process_time(), time.perf_counter(), postgres_cpu()
     if profile:
         profile.enable()
     await apply(consumer, measured, args.batch)
     if profile:
         profile.disable()
-    cpu, wall, server = time.process_time() - cpu, time.perf_counter() - wall, postgres_cpu_s() - server
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    server = sum(s - server_before.get(pid, 0.0) for pid, s in postgres_cpu().items())
     interactions = sum(1 for r in measured if dict(r.headers or ())["ce_type"] == b"interaction.recorded")
     print(
         f"\n{args.service} consumer, {len(measured)} records ({interactions} interactions) after {len(warm)} "

@@ -108,6 +108,25 @@ def another_instance(spec: ProcessSpec, name: str, port: int) -> ProcessSpec:
     return ProcessSpec(name, [*spec.argv[:-1], str(port)], port, dict(spec.env))
 
 
+def pid_file(path: Path) -> int | None:
+    """The pid a pid file names (Kafka's kafka.pid, PostgreSQL's postmaster.pid), None without one."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(path.read_text().split()[0])
+    return None
+
+
+def postgres_pids(state_dir: Path) -> list[int]:
+    """The PostgreSQL server under state_dir: its postmaster and the postmaster's children (backends)."""
+    postmaster = pid_file(state_dir / "postgres" / "data" / "postmaster.pid")
+    if postmaster is None:
+        return []
+    children = []
+    for task in Path(f"/proc/{postmaster}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [postmaster, *children]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

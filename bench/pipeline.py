@@ -65,7 +65,7 @@ from aiokafka.structs import TopicPartition
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import consumed_topics, interaction_body
-from bench.infra import Infra, another_instance, cpu_seconds, rss_mib, start_in_order
+from bench.infra import Infra, another_instance, cpu_seconds, pid_file, postgres_pids, rss_mib, start_in_order
 from servicekit.events.contracts import topics
 from servicekit.kafka import make_consumer, make_producer, topic_partitions
 from servicekit.launcher import SERVICES, Platform
@@ -147,14 +147,6 @@ def slope(points: list[tuple[float, float]]) -> float:
 # ---- processes: memory and CPU from /proc -------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def pss_mib(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -163,21 +155,14 @@ def pss_mib(pid: int) -> float:
     return 0.0
 
 
-def _pid_file(path: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        return int(path.read_text().split()[0])
-    return None
-
-
 def watched_processes(infra: Infra, platform: Platform) -> dict[str, list[int]]:
     """Every process of the run: the platform's, the broker, the database server (with its backends), us."""
     pids = {name: [r.popen.pid] for name, r in platform.running.items()}
-    kafka = _pid_file(infra.state_dir / "kafka" / "kafka.pid")
+    kafka = pid_file(infra.state_dir / "kafka" / "kafka.pid")
     if kafka:
         pids["kafka"] = [kafka]
-    postmaster = _pid_file(infra.state_dir / "postgres" / "data" / "postmaster.pid")
-    if postmaster:
-        pids["postgres"] = [postmaster, *_children(postmaster)]
+    if postgres := postgres_pids(infra.state_dir):
+        pids["postgres"] = postgres
     pids["bench (load generator)"] = [os.getpid()]
     return pids
 

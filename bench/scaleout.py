@@ -45,7 +45,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
-from bench.infra import Infra, another_instance, cpu_seconds
+from bench.infra import Infra, another_instance, cpu_seconds, pid_file, postgres_pids
 from servicekit.events.contracts import topics
 from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
@@ -203,25 +203,6 @@ def machine_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def _pid_file(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _tree(root: int) -> list[int]:
-    """root and its direct children (the PostgreSQL postmaster and its backends)."""
-    pids = [root]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == root:
-                pids.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
-
-
 @dataclass
 class CpuSample:
     """CPU seconds used so far by each group of processes, and the machine's ticks."""
@@ -233,9 +214,9 @@ class CpuSample:
     @classmethod
     def take(cls, infra: Infra, consumers: dict[str, int]) -> CpuSample:
         groups: dict[str, list[int]] = {name: [pid] for name, pid in consumers.items()}
-        if (postmaster := _pid_file(infra.state_dir / "postgres" / "data" / "postmaster.pid")) is not None:
-            groups["postgresql"] = _tree(postmaster)
-        if (broker := _pid_file(infra.state_dir / "kafka" / "kafka.pid")) is not None:
+        if postgres := postgres_pids(infra.state_dir):
+            groups["postgresql"] = postgres
+        if (broker := pid_file(infra.state_dir / "kafka" / "kafka.pid")) is not None:
             groups["kafka"] = [broker]
         by_pid: dict[str, dict[int, float]] = {}
         for name, pids in groups.items():

@@ -102,9 +102,7 @@ class Database:
         await self.engine.dispose()
 
 
-def for_each_key(
-    query: Select[Any], key: ColumnElement[Any], values: Sequence[str], *, postgres: bool, entity: Any = None
-) -> Select[Any]:
+def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[str], *, postgres: bool) -> Select[Any]:
     """`query` restricted to rows whose `key` is one of `values`, looked up key by key on PostgreSQL.
 
     With `key IN (...)`, PostgreSQL's cached generic plan, or statistics that lag a table growing fast
@@ -112,13 +110,15 @@ def for_each_key(
     and filters the keys: tens of milliseconds per batch, growing with the table. A LATERAL subquery per
     key (kept whole by OFFSET 0) can only be answered by a lookup on an index that leads with `key`;
     the keys travel as one array parameter, so the statement text is the same for any number of keys.
-    `entity`: the ORM class `query` selects, to get its rows back as objects (a FOR UPDATE in `query`
-    locks them key by key, in the order of `values`).
+    A query of one ORM class gets its rows back as objects; a FOR UPDATE in `query` locks them key by
+    key, in the order of `values`.
     """
     if not postgres:
         return query.where(key.in_(values))
     keys = func.unnest(bindparam("keys", list(values), type_=ARRAY(String))).table_valued("key").render_derived()
     per_key = query.where(key == keys.c.key).offset(0).lateral()
+    [first, *others] = query.column_descriptions
+    entity = first.get("entity") if not others and first.get("expr") is first.get("entity") else None
     columns = [aliased(entity, per_key)] if entity is not None else list(per_key.c)
     return select(*columns).select_from(keys.join(per_key, true()))
 
@@ -155,7 +155,7 @@ def hold_until_commit(
     A rollback of the whole transaction drops them; a rolled-back savepoint does not (hold nothing inside
     savepoints that may roll back).
     """
-    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    sync = _sync(session)
     held: dict[str, tuple[RowWriter, list[dict[str, Any]]]] | None = sync.info.get(HELD_ROWS)
     if held is None:
         held = sync.info[HELD_ROWS] = {}
@@ -166,8 +166,7 @@ def hold_until_commit(
 
 def holds(session: AsyncSession | Session, key: str) -> bool:
     """Whether rows under `key` are held until commit in this session (hold_until_commit was called for it)."""
-    sync = session.sync_session if isinstance(session, AsyncSession) else session
-    return key in sync.info.get(HELD_ROWS, {})
+    return key in _sync(session).info.get(HELD_ROWS, {})
 
 
 def take_held(session: Session, key: str) -> list[dict[str, Any]]:
@@ -178,6 +177,10 @@ def take_held(session: Session, key: str) -> list[dict[str, Any]]:
     rows = list(held[1])
     held[1].clear()
     return rows
+
+
+def _sync(session: AsyncSession | Session) -> Session:
+    return session.sync_session if isinstance(session, AsyncSession) else session
 
 
 def _write_held(session: Session) -> None:

@@ -300,9 +300,9 @@ class EventConsumer:
         batches = {tp: records for tp, records in batches.items() if records}
         if not batches:
             return
-        deliveries = [d for records in batches.values() for r in records if not (d := self.decode(r)).ignored]
+        deliveries = [self.decode(r) for records in batches.values() for r in records]
         backoff = 0.2
-        while deliveries:
+        while True:
             try:
                 await self.apply_batch(deliveries)
                 break

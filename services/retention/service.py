@@ -154,39 +154,34 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
     replicas: dict[str, Customer | None] = session.info.setdefault(_REPLICAS_IN_TRANSACTION, {})
     scores: dict[str, CustomerScore | None] = session.info.setdefault(_SCORES_IN_TRANSACTION, {})
     unresolved: dict[str, list[Alert]] = session.info.setdefault(_UNRESOLVED_IN_TRANSACTION, {})
-    postgres = on_postgres(session)
-    # Key by key (for_each_key): with customer_id IN (...), a generic plan walked every unresolved alert.
-    fresh = [i for i in ids if i not in replicas]
-    if fresh:
-        query = for_each_key(
-            select(Customer).with_for_update(), Customer.customer_id, fresh, postgres=postgres, entity=Customer
-        )
-        found = {c.customer_id: c for c in (await session.execute(query)).scalars()}
-        replicas.update({i: found.get(i) for i in fresh})
-    fresh = [i for i in ids if i not in scores]
-    if fresh:
-        query = for_each_key(
-            select(CustomerScore).with_for_update(),
-            CustomerScore.customer_id,
-            fresh,
-            postgres=postgres,
-            entity=CustomerScore,
-        )
-        found_scores = {c.customer_id: c for c in (await session.execute(query)).scalars()}
-        scores.update({i: found_scores.get(i) for i in fresh})
+    await _lock_by_customer(session, Customer, replicas, ids)
+    await _lock_by_customer(session, CustomerScore, scores, ids)
     fresh = [i for i in ids if i not in unresolved]
     if fresh:
         query = for_each_key(
             select(Alert).where(Alert.open_slot.is_not(None)).with_for_update(),
             Alert.customer_id,
             fresh,
-            postgres=postgres,
-            entity=Alert,
+            postgres=on_postgres(session),
         )
         for i in fresh:
             unresolved[i] = []
         for alert in (await session.execute(query)).scalars():
             unresolved[alert.customer_id].append(alert)
+
+
+async def _lock_by_customer(
+    session: AsyncSession, model: type[Customer] | type[CustomerScore], cache: dict[str, Any], ids: Sequence[str]
+) -> None:
+    """Lock and load the customers' rows of `model` not in `cache` yet, key by key; None for a missing row.
+
+    Key by key (for_each_key): with customer_id IN (...), generic plans scanned whole tables.
+    """
+    fresh = [i for i in ids if i not in cache]
+    if fresh:
+        query = for_each_key(select(model).with_for_update(), model.customer_id, fresh, postgres=on_postgres(session))
+        found = {row.customer_id: row for row in (await session.execute(query)).scalars()}
+        cache.update({i: found.get(i) for i in fresh})
 
 
 # ---- rules ---------------------------------------------------------------------------------------

@@ -87,11 +87,7 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
     for chunk in chunks(ids):
         with session.no_autoflush:
             query = for_each_key(
-                select(CustomerFeatures),
-                col(CustomerFeatures.customer_id),
-                chunk,
-                postgres=on_postgres(session),
-                entity=CustomerFeatures,
+                select(CustomerFeatures), col(CustomerFeatures.customer_id), chunk, postgres=on_postgres(session)
             )
             found = await session.execute(query)
         for row in found.scalars():

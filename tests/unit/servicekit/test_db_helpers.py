@@ -1,9 +1,11 @@
 from pathlib import Path
 
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
 from servicekit.db import Database, assign, for_each_key
+from servicekit.tables import INBOX
 
 
 class _Base(SQLModel, registry=registry()):
@@ -47,3 +49,11 @@ async def test_for_each_key_keeps_the_rows_whose_key_is_listed_and_the_query_con
         query = for_each_key(select(_Row.id).where(_Row.stage == "a"), _Row.id, [1, 2], postgres=False)
         assert list((await session.execute(query)).scalars()) == [1]
     await database.dispose()
+
+
+def test_for_each_key_on_postgres_returns_orm_rows_for_an_entity_query_and_columns_for_a_core_one():
+    rows = for_each_key(select(_Row).with_for_update(), _Row.id, ["1"], postgres=True)
+    assert [d["type"] for d in rows.column_descriptions] == [_Row]
+    assert "FOR UPDATE" in str(rows.compile(dialect=postgresql.dialect()))
+    ids = for_each_key(select(INBOX.c.event_id), INBOX.c.event_id, ["e-1"], postgres=True)
+    assert [d["name"] for d in ids.column_descriptions] == ["event_id"]

@@ -198,6 +198,8 @@ async def measure(args: argparse.Namespace, url: str) -> None:
     await database.dispose()
     if profile:
         stats = pstats.Stats(profile)
+        if args.profile_out:
+            stats.dump_stats(args.profile_out)
         stats.sort_stats("cumulative").print_stats(40)
         stats.sort_stats("tottime").print_stats(25)
 
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warm", type=int, default=14_000, help="records applied before measuring")
     parser.add_argument("--batch", type=int, default=150, help="records per consumer batch (transaction)")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the measured span")
+    parser.add_argument("--profile-out", help="with --profile: also save the profile here (for pstats or snakeviz)")
     args = parser.parse_args(argv)
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{PG_PORT}/{args.service}"
     pg_ctl("start", args.service)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, ColumnElement, Select, String, bindparam, event, func, select, text, true
+from sqlalchemy import ARRAY, ColumnElement, Select, String, Table, bindparam, event, func, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -121,6 +121,27 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[s
     entity = first.get("entity") if not others and first.get("expr") is first.get("entity") else None
     columns = [aliased(entity, per_key)] if entity is not None else list(per_key.c)
     return select(*columns).select_from(keys.join(per_key, true()))
+
+
+def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Write each row's values onto the table row whose `key` column equals the row's `key` value.
+
+    On PostgreSQL one UPDATE .. FROM unnest(an array per column): one statement and one execution for
+    any number of rows, where an executemany runs the UPDATE once per row. Elsewhere an executemany.
+    Every row carries the same columns, of scalar types (an array of JSON values does not bind).
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    if not on_postgres(session):
+        by_key = update(table).where(table.c[key] == bindparam(f"_{key}"))
+        stmt = by_key.values({n: bindparam(f"_{n}") for n in names if n != key})
+        session.execute(stmt, [{f"_{n}": row[n] for n in names} for row in rows])
+        return
+    arrays = [bindparam(f"_{n}", [row[n] for row in rows], type_=ARRAY(table.c[n].type)) for n in names]
+    given = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
+    stmt = update(table).where(table.c[key] == given.c[key]).values({n: given.c[n] for n in names if n != key})
+    session.execute(stmt)
 
 
 def assign(row: Any, **values: Any) -> None:

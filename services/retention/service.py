@@ -7,11 +7,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, inspect, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from servicekit.db import assign, chunks, dialect_insert, for_each_key, hold_until_commit, on_postgres
+from servicekit.db import (
+    assign,
+    chunks,
+    dialect_insert,
+    for_each_key,
+    hold_until_commit,
+    on_postgres,
+    update_rows,
+)
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
     CustomerCreated,
@@ -518,15 +527,14 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
     # Not flushed here: later events of the batch read this row from the transaction's cache, and the
     # batch's score rows are written together at the next flush.
     for alert in await _unresolved_alerts(session, score.customer_id):
-        changed = _take_risk(alert, latest)
+        values = _risk_values(alert, latest)
         # Auto-save clock: starts when the risk falls below the alert's threshold, stops when it rises again.
         if alert.recover_below is not None:
-            if current.churn_risk < alert.recover_below:
-                assign(alert, risk_below_since=alert.risk_below_since or computed_at)
-            elif alert.risk_below_since is not None:
-                assign(alert, risk_below_since=None)
-        if changed:
-            assign(alert, updated_at=utc_now())
+            below = current.churn_risk < alert.recover_below
+            since = (alert.risk_below_since or computed_at) if below else None
+            if since != alert.risk_below_since:
+                values["risk_below_since"] = since
+        _set_risk(session, alert, values)
     return True
 
 
@@ -590,7 +598,7 @@ async def apply_trigger(
             # Only a risk-threshold alert can be "saved" by the risk staying low: others have no threshold.
             recover_below=rule.params.threshold if rule and rule.kind == RuleKind.churn_risk_above else None,
         )
-        _take_risk(alert, latest)
+        assign(alert, **_risk_values(alert, latest))
         playbook = await _playbook(session, trigger.reason)
         alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
         session.add(alert)
@@ -614,25 +622,58 @@ async def apply_trigger(
         first_triggered_at=min(as_utc(alert.first_triggered_at), observed_at),
         # Reassign (never mutate) JSON lists: the ORM only sees assignments.
         event_ids=[*alert.event_ids, event_id][-EVENT_IDS_KEPT:],
+        updated_at=utc_now(),
     )
-    _take_risk(alert, latest)
-    assign(alert, updated_at=utc_now())
+    _set_risk(session, alert, _risk_values(alert, latest))
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:
         await publish(session, alert_event(AlertUpdated, alert))
     return alert
 
 
-def _take_risk(alert: Alert, score: CustomerScore | None) -> bool:
-    """Copy the latest churn risk and value at risk onto the alert unless it already has newer ones."""
+def _risk_values(alert: Alert, score: CustomerScore | None) -> dict[str, Any]:
+    """The latest churn risk and value at risk for the alert, {} if it has them or newer ones already.
+
+    A change of either value also moves the alert's updated_at.
+    """
     if score is None:
-        return False
+        return {}
     as_of = as_utc(score.as_of)
     if alert.risk_as_of is not None and as_utc(alert.risk_as_of) > as_of:
-        return False
-    changed = (alert.churn_risk, alert.value_at_risk) != (score.churn_risk, score.value_at_risk)
-    assign(alert, churn_risk=score.churn_risk, value_at_risk=score.value_at_risk, risk_as_of=as_of)
-    return changed
+        return {}
+    values: dict[str, Any] = {"churn_risk": score.churn_risk, "value_at_risk": score.value_at_risk, "risk_as_of": as_of}
+    if (alert.churn_risk, alert.value_at_risk) != (score.churn_risk, score.value_at_risk):
+        values["updated_at"] = utc_now()
+    return values
+
+
+# The columns a score refreshes on every unresolved alert of its customer.
+_RISK_COLUMNS = ("churn_risk", "value_at_risk", "risk_as_of", "risk_below_since", "updated_at")
+_RISK_REFRESHED = "retention.risk_refreshed"
+
+
+def _set_risk(session: AsyncSession, alert: Alert, values: dict[str, Any]) -> None:
+    """Put risk values on an alert; a stored alert's risk columns are written at commit, for the whole batch at once.
+
+    Every score refreshes each unresolved alert of its customer. As tracked ORM changes that was the
+    costliest part of applying a score (an UPDATE per alert at each flush, and the ORM's bookkeeping
+    for it). The values go on the object as if stored, so later events of the batch read them, and
+    one statement writes the batch's alerts' risk columns, as they stand then, just before commit.
+    """
+    if not values:
+        return
+    if not inspect(alert).persistent:  # new in this transaction: its INSERT carries the values
+        assign(alert, **values)
+        return
+    for key, value in values.items():
+        set_committed_value(alert, key, value)
+    hold_until_commit(session, _RISK_REFRESHED, [{"alert": alert}], _write_risk)
+
+
+def _write_risk(session: Session, held: list[dict[str, Any]]) -> None:
+    alerts = {row["alert"].id: row["alert"] for row in held}
+    rows = [{"id": a.id, **{c: getattr(a, c) for c in _RISK_COLUMNS}} for a in alerts.values()]
+    update_rows(session, Alert.__table__, "id", rows)  # type: ignore[attr-defined]
 
 
 def _factors(factors: Sequence[Factor]) -> list[dict[str, Any]]:

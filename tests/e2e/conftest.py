@@ -45,12 +45,16 @@ def _reachable(host: str, port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def infrastructure() -> None:
+def postgres() -> None:
+    if not _reachable("127.0.0.1", PG_PORT):
+        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:{PG_PORT}. Run `make test`, or `make pg-up`.")
+
+
+@pytest.fixture(scope="session")
+def infrastructure(postgres: None) -> None:
     host, port = KAFKA.split(",")[0].rsplit(":", 1)
     if not _reachable(host, int(port)):
         pytest.fail(f"Kafka is not reachable at {KAFKA}. Run `make test`, or start it with `make kafka-up`.")
-    if not _reachable("127.0.0.1", PG_PORT):
-        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:{PG_PORT}. Run `make test`, or `make pg-up`.")
 
 
 @pytest.fixture(scope="session")

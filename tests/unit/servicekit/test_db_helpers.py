@@ -4,7 +4,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
-from servicekit.db import Database, assign, for_each_key
+from servicekit.db import Database, assign, for_each_key, update_rows
 from servicekit.tables import INBOX
 
 
@@ -57,3 +57,23 @@ def test_for_each_key_on_postgres_returns_orm_rows_for_an_entity_query_and_colum
     assert "FOR UPDATE" in str(rows.compile(dialect=postgresql.dialect()))
     ids = for_each_key(select(INBOX.c.event_id), INBOX.c.event_id, ["e-1"], postgres=True)
     assert [d["name"] for d in ids.column_descriptions] == ["event_id"]
+
+
+async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(tmp_path: Path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'update.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(_metadata.create_all)
+    async with database.transaction() as session:
+        session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="c")])
+    table = _Row.__table__  # type: ignore[attr-defined]
+    rows = [
+        {"id": 3, "risk": 0.3, "stage": None},
+        {"id": 1, "risk": 0.1, "stage": "z"},
+        {"id": 9, "risk": 1.0, "stage": "x"},  # no such row: nothing written
+    ]
+    async with database.transaction() as session:
+        await session.run_sync(lambda s: update_rows(s, table, "id", rows))
+    async with database.sessions() as session:
+        stored = {r.id: (r.risk, r.stage) for r in (await session.execute(select(_Row))).scalars()}
+    assert stored == {1: (0.1, "z"), 2: (0.0, "b"), 3: (0.3, None)}
+    await database.dispose()

@@ -1,0 +1,75 @@
+"""servicekit.db's PostgreSQL-only statement forms, run on the real server (SQLite takes other forms)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Float, MetaData, String, Table, event, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.db import Database, for_each_key, update_rows
+from servicekit.types import UtcDateTime
+from tests.e2e.conftest import database_url
+
+_metadata = MetaData()
+_ROWS = Table(
+    "db_helper_rows",
+    _metadata,
+    Column("id", String, primary_key=True),
+    Column("risk", Float),
+    Column("since", UtcDateTime, nullable=True),
+    prefixes=["TEMPORARY"],
+)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def session(postgres: None) -> AsyncIterator[AsyncSession]:
+    """A transaction on the real server with a temporary table of three rows; rolled back afterwards."""
+    database = Database(database_url("retention"))
+    async with database.sessions() as session, session.begin():
+        await session.run_sync(lambda s: _metadata.create_all(s.connection()))
+        await session.execute(_ROWS.insert(), [{"id": f"r-{i}", "risk": 0.0, "since": T0} for i in (1, 2, 3)])
+        yield session
+        await session.rollback()
+    await database.dispose()
+
+
+async def _stored(session: AsyncSession) -> dict[str, tuple[float, datetime | None]]:
+    return {r.id: (r.risk, r.since) for r in await session.execute(select(_ROWS))}
+
+
+async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(session: AsyncSession):
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    rows = [
+        {"id": "r-3", "risk": 0.3, "since": None},
+        {"id": "r-1", "risk": 0.1, "since": datetime(2026, 2, 1, 12, tzinfo=UTC)},
+        {"id": "r-9", "risk": 0.9, "since": None},  # no such row: nothing written
+    ]
+    engine = session.bind.sync_engine  # type: ignore[union-attr]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await session.run_sync(lambda s: update_rows(s, _ROWS, "id", rows))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert len(statements) == 1
+    assert "unnest" in statements[0]
+    assert await _stored(session) == {
+        "r-1": (0.1, datetime(2026, 2, 1, 12, tzinfo=UTC)),
+        "r-2": (0.0, T0),
+        "r-3": (0.3, None),
+    }
+
+
+async def test_for_each_key_reads_the_listed_keys_rows_on_postgresql(session: AsyncSession):
+    unchanged = select(_ROWS.c.id).where(_ROWS.c.risk == 0.0)
+    query = for_each_key(unchanged, _ROWS.c.id, ["r-1", "r-3", "r-7"], postgres=True)
+    assert sorted((await session.execute(query)).scalars()) == ["r-1", "r-3"]

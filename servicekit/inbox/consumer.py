@@ -103,7 +103,9 @@ class EventConsumer:
         self.connected = False
         self._consumer: AIOKafkaConsumer | None = None
         self._uncommitted: dict[TopicPartition, int] = {}  # applied, offset not yet committed
-        self._committed_at = 0.0  # time.monotonic() of the last offset commit
+        # time.monotonic() of the last offset commit; -inf makes the first one due at once, however
+        # recently the host booted (monotonic time starts near zero at boot)
+        self._committed_at = float("-inf")
 
     # ---- decoding -------------------------------------------------------------------------------
 

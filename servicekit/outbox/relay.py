@@ -40,7 +40,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: Any = None
-        self._last_housekeeping = 0.0
+        self._last_housekeeping = float("-inf")  # the first pass is due at once, whatever the uptime
         database.on_outbox_commit(self._wake.set)
 
     async def run(self) -> None:

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import Row, Select, bindparam, exists, func, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from servicekit.context import current_correlation_id
-from servicekit.db import OUTBOX_DIRTY, hold_until_commit, holds, take_held
+from servicekit.db import OUTBOX_DIRTY, hold_until_commit, holds, on_postgres, take_held
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
 from servicekit.tables import OUTBOX
 
@@ -114,3 +115,58 @@ async def enqueue_raw(
         "created_at": datetime.now(UTC),
     }
     await _write(session, [row])
+
+
+_OUTBOX_WRITTEN = ("topic", "key", "payload", "headers", "event_id", "created_at")  # the columns a row sets
+_WITH_EVENTS: dict[tuple[int, int], tuple[ReturningInsert[Any], Select[Any]]] = {}
+
+
+def _with_events_statement(statement: ReturningInsert[Any], events: int) -> Select[Any]:
+    """PostgreSQL: `statement` as a CTE, `events` outbox rows written only if it returned a row, and its
+    returned rows with a NOTIFY each. Bound parameters: the statement's own and outbox_{i}_{column}.
+    Built once per statement and event count, so its compiled form is cached too."""
+    key = (id(statement), events)
+    cached = _WITH_EVENTS.get(key)
+    if cached is not None:
+        return cached[1]
+    written = statement.cte("written")
+    columns = [OUTBOX.c[name] for name in _OUTBOX_WRITTEN]
+    wrote = exists(written.select())
+    rows = [
+        select(*[bindparam(f"outbox_{i}_{c.name}", type_=c.type) for c in columns]).where(wrote) for i in range(events)
+    ]
+    outbox = insert(OUTBOX).from_select(columns, rows[0] if events == 1 else union_all(*rows)).cte("events")
+    combined = select(written, func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(outbox)
+    _WITH_EVENTS[key] = (statement, combined)  # holds the statement, so its id is not reused
+    return combined
+
+
+async def insert_with_events(
+    session: AsyncSession, statement: ReturningInsert[Any], params: dict[str, Any], *events: EventData
+) -> Row[Any] | None:
+    """Run an INSERT .. RETURNING and enqueue `events` only if it returned a row (it may skip the row: ON
+    CONFLICT DO NOTHING, INSERT .. SELECT .. WHERE); returns that row, or None when nothing was written.
+
+    On PostgreSQL, in a session that has not begun its transaction, it is one statement in autocommit: the
+    row, its outbox rows and the relays' NOTIFY commit together in one round trip instead of five (BEGIN,
+    INSERT, outbox INSERT, COMMIT). The caller still calls session.commit() (no round trip; it wakes this
+    process's relay). When nothing was written the session is left with no transaction begun, so what the
+    caller does next runs in a transaction of its own. Elsewhere it runs in the session's transaction.
+    """
+    if not (on_postgres(session) and events and not session.in_transaction()):
+        row = (await session.execute(statement, params)).first()
+        if row is not None and events:
+            await enqueue(session, *events)
+        return row
+    source, correlation_id = event_source(session), current_correlation_id()
+    outbox = [outbox_row(data, source=source, correlation_id=correlation_id) for data in events]
+    bound = dict(params)
+    for i, row_values in enumerate(outbox):
+        bound.update({f"outbox_{i}_{name}": row_values[name] for name in _OUTBOX_WRITTEN})
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    row = (await session.execute(_with_events_statement(statement, len(events)), bound)).first()
+    if row is None:
+        await session.commit()  # ends the autocommit transaction (no round trip); the next one is real
+        return None
+    session.info[OUTBOX_DIRTY] = True
+    return row

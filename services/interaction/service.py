@@ -12,11 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, func, not_, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, not_, or_, update
+from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from servicekit.db import chunks, dialect_insert
+from servicekit.db import chunks, dialect_insert, on_postgres
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from servicekit.events.contracts.erasure import ErasureConfirmed
@@ -32,7 +33,7 @@ from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.events.registry import REGISTRY
 from servicekit.inbox import PoisonEvent
 from servicekit.inbox.consumer import is_transient
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue, insert_with_events
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, validation_errors
 from services.interaction import complaints, erp, sla
@@ -77,10 +78,12 @@ async def record_interaction(
 
     Returns the interaction and whether it was recorded now.
     """
-    if await _replica_says_active(session, data.customer_id):
-        # The common case, in one statement less: the INSERT skips a stored external_id, and _store_one
-        # then answers the retry (or the conflict) from the stored interaction.
-        return await _store_one(session, data, sla_hours, {})
+    interaction = new_interaction(data, sla_hours)
+    row = {name: getattr(interaction, name) for name in _INTERACTION_COLUMNS}
+    if await insert_with_events(session, _active_insert(session), row, *_events(interaction)):
+        # The common case, in one statement: the replica knows the customer, it is not erased, and the
+        # external_id is new. Anything else wrote nothing and takes the checks below.
+        return interaction, True
     stored: dict[str, tuple[str, str, str]] = {}
     if data.external_id is not None:
         # A retry is answered before the customer is checked (it may be erased or unreachable by now).
@@ -274,10 +277,27 @@ def _events(interaction: Interaction) -> list[EventData]:
     return events
 
 
-async def _replica_says_active(session: AsyncSession, customer_id: str) -> bool:
-    """Whether the replica knows the customer and it is not erased (one column, no ORM object)."""
-    query = select(KnownCustomer.erased).where(col(KnownCustomer.customer_id) == customer_id)
-    return (await session.execute(query)).scalar_one_or_none() is False
+_ACTIVE_INSERTS: dict[bool, Any] = {}  # on PostgreSQL? -> the statement, built once (its cache key too)
+
+
+def _active_insert(session: AsyncSession) -> Any:
+    """INSERT .. SELECT of one interaction, bound by column name, that writes only if the replica knows its
+    customer as not erased and skips a stored external_id; RETURNING the id."""
+    postgres = on_postgres(session)
+    statement = _ACTIVE_INSERTS.get(postgres)
+    if statement is None:
+        table = Interaction.__table__  # type: ignore[attr-defined]
+        columns = [table.c[name] for name in _INTERACTION_COLUMNS]
+        replica = KnownCustomer.__table__  # type: ignore[attr-defined]
+        active = exists().where(replica.c.customer_id == bindparam("customer_id"), replica.c.erased.is_(False))
+        values = core_select(*[bindparam(c.name, type_=c.type) for c in columns]).where(active)
+        statement = _ACTIVE_INSERTS[postgres] = (
+            dialect_insert(session)(table)
+            .from_select(columns, values)
+            .on_conflict_do_nothing(index_elements=["external_id"])
+            .returning(table.c.id)
+        )
+    return statement
 
 
 async def ensure_known_customer(*, session: AsyncSession, customer_id: str, lookup: CustomerLookup) -> KnownCustomer:

@@ -158,12 +158,14 @@ async def insert_with_events(
         if row is not None and events:
             await enqueue(session, *events)
         return row
+    # The connection first: the events' time and created_at (the relay's delay metric) then exclude a
+    # wait for a free connection when the pool is busy.
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     source, correlation_id = event_source(session), current_correlation_id()
     outbox = [outbox_row(data, source=source, correlation_id=correlation_id) for data in events]
     bound = dict(params)
     for i, row_values in enumerate(outbox):
         bound.update({f"outbox_{i}_{name}": row_values[name] for name in _OUTBOX_WRITTEN})
-    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     row = (await session.execute(_with_events_statement(statement, len(events)), bound)).first()
     if row is None:
         await session.commit()  # ends the autocommit transaction (no round trip); the next one is real

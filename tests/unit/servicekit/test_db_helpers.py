@@ -77,3 +77,20 @@ async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(tmp
         stored = {r.id: (r.risk, r.stage) for r in (await session.execute(select(_Row))).scalars()}
     assert stored == {1: (0.1, "z"), 2: (0.0, "b"), 3: (0.3, None)}
     await database.dispose()
+
+
+async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_json(tmp_path: Path):
+    import numpy as np
+    from sqlalchemy import JSON, Column, Integer, MetaData, Table, text
+
+    documents = Table("documents", MetaData(), Column("id", Integer, primary_key=True), Column("body", JSON))
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'json.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(documents.metadata.create_all)
+        body = {"fit": np.float64(0.25), 7: [np.int64(3)], "ok": True}
+        await conn.execute(documents.insert(), {"id": 1, "body": body})
+        raw = (await conn.execute(text("SELECT body FROM documents"))).scalar_one()
+        body = (await conn.execute(select(documents.c.body))).scalar_one()
+    assert raw == '{"fit":0.25,"7":[3],"ok":true}'
+    assert body == {"fit": 0.25, "7": [3], "ok": True}
+    await database.dispose()

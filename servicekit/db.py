@@ -54,7 +54,7 @@ def _json_default(value: Any) -> Any:
 
 
 class Database:
-    def __init__(self, url: str, *, source: str = "", pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, source: str = "", pool_size: int = 20, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
@@ -66,7 +66,10 @@ class Database:
             # A connection that died with a server restart fails its first statement instead; SQLAlchemy
             # then invalidates the whole pool and the error counts as transient (503 / retried), so one
             # failure per process replaces a ping per transaction. Recycling bounds a connection's age.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            # No overflow: an overflow connection is closed when it is returned, so bursts opened and closed
+            # connections (a server process forked, statements prepared again) at the busiest moments. A
+            # request that finds every connection busy waits for one instead (pool_timeout, 30 s).
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

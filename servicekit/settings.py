@@ -52,7 +52,7 @@ class ServiceSettings(BaseSettings):
     # SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@host:5432/<name>; empty = the SQLite file
     # <CRM_STATE_DIR>/<name>.db.
     database_url: str = ""
-    db_pool_size: int = 10  # PostgreSQL connections per process (as many again may overflow)
+    db_pool_size: int = 20  # PostgreSQL connections per process, opened as needed and kept
     log_level: str = "INFO"  # JSON logs on stdout
     log_sql: bool = False  # log every SQL statement (debugging only)
 

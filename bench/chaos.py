@@ -516,7 +516,7 @@ async def run_chaos(
 ) -> list[str]:
     log_dir = infra.state_dir / "chaos-logs"
     # Authentication stays on; the stream's admin token is not throttled (bench.auth).
-    platform = infra.platform(split_roles=True, log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
+    platform = infra.platform(layout="split", log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
     try:
         await start_in_order(platform)
         async with httpx.AsyncClient(

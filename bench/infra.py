@@ -71,8 +71,8 @@ class Infra:
             with contextlib.suppress(subprocess.CalledProcessError):
                 ctl("stop")
 
-    def platform(self, *, split_roles: bool, log_dir: Path, extra_env: dict[str, str] | None = None) -> Platform:
-        """The platform on this infrastructure; split_roles runs API, relay and consumer as separate processes."""
+    def platform(self, *, layout: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> Platform:
+        """The platform on this infrastructure, each service's roles in processes as LAYOUTS[layout] says."""
         python = sys.executable
         specs: list[ProcessSpec] = []
         common = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka, **(extra_env or {})}
@@ -82,24 +82,31 @@ class Infra:
             if name == "interaction":
                 env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{SERVICES['customer'] + self.port_offset}"
             module = ["-m", f"services.{name}"]
-            if not split_roles:
-                specs.append(ProcessSpec(name, [python, *module, "all", "--port", str(port)], port, env))
-                continue
-            specs.append(ProcessSpec(name, [python, *module, "api", "--port", str(port)], port, env))
-            specs.append(
-                ProcessSpec(f"{name}-relay", [python, *module, "relay", "--port", str(port + 100)], port + 100, env)
-            )
-            specs.append(
-                ProcessSpec(
-                    f"{name}-consumer", [python, *module, "consume", "--port", str(port + 200)], port + 200, env
+            for suffix, roles, offset in LAYOUTS[layout]:
+                specs.append(
+                    ProcessSpec(
+                        f"{name}{suffix}", [python, *module, roles, "--port", str(port + offset)], port + offset, env
+                    )
                 )
-            )
         gateway_env = {**common, "GATEWAY_PORT": str(GATEWAY_PORT + self.port_offset)}
         gateway_env.update(
             {f"GATEWAY_{n.upper()}_URL": f"http://127.0.0.1:{p + self.port_offset}" for n, p in SERVICES.items()}
         )
         specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + self.port_offset, gateway_env))
         return Platform(specs, log_dir=log_dir, base_env=self.env())
+
+
+# How a service's roles are spread over processes: (name suffix, roles, port offset) per process.
+LAYOUTS: dict[str, list[tuple[str, str, int]]] = {
+    "split": [("", "api", 0), ("-relay", "relay", 100), ("-consumer", "consume", 200)],
+    "combined": [("", "all", 0)],
+    "consumer-apart": [("", "api,relay", 0), ("-consumer", "consume", 200)],
+}
+LAYOUT_TEXT = {
+    "split": "API, relay and consumer of each service as separate processes",
+    "combined": "one process per service (API, relay and consumer)",
+    "consumer-apart": "two processes per service: API with its relay, and the consumer",
+}
 
 
 def another_instance(spec: ProcessSpec, name: str, port: int) -> ProcessSpec:

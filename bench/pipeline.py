@@ -1,7 +1,8 @@
 """Load, latency and memory of the whole pipeline on PostgreSQL: ``python -m bench.pipeline`` (`make bench`).
 
-Starts a private Kafka + PostgreSQL and the platform on them (bench.infra; API, relay and consumer of each
-service as separate processes, as in production), then, in one run:
+Starts a private Kafka + PostgreSQL and the platform on them (bench.infra; by default API, relay and consumer
+of each service as separate processes; `--layout combined` runs one process per service as `make run` does,
+`--layout consumer-apart` the API with its relay and the consumer apart), then, in one run:
 
 1. setup: customers through the gateway's bulk import; how fast each consumer group applies their
    ``customer.created`` events (a backlog of thousands) is measured on the way;
@@ -65,7 +66,17 @@ from aiokafka.structs import TopicPartition
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import consumed_topics, interaction_body
-from bench.infra import Infra, another_instance, cpu_seconds, pid_file, postgres_pids, rss_mib, start_in_order
+from bench.infra import (
+    LAYOUT_TEXT,
+    LAYOUTS,
+    Infra,
+    another_instance,
+    cpu_seconds,
+    pid_file,
+    postgres_pids,
+    rss_mib,
+    start_in_order,
+)
 from servicekit.events.contracts import topics
 from servicekit.kafka import make_consumer, make_producer, topic_partitions
 from servicekit.launcher import SERVICES, Platform
@@ -279,7 +290,7 @@ class Backlog:
 
 async def scrape_outbox_histograms(http: aiohttp.ClientSession, platform: Platform) -> dict[str, dict[float, float]]:
     """Cumulative crm_outbox_publish_delay_seconds buckets of every relay, per service (the relay is its own
-    process with split roles, part of the service's process with --combined)."""
+    process in the split layout, part of the service's process otherwise)."""
     result: dict[str, dict[float, float]] = {}
     split = any(name.endswith("-relay") for name in platform.specs)
     for name, spec in platform.specs.items():
@@ -775,9 +786,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = INFRA
     log_dir = infra.state_dir / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
-    platform = infra.platform(
-        split_roles=not args.combined, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)}
-    )
+    platform = infra.platform(layout=args.layout, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)})
     for service, count in args.consumers.items():
         # More instances of a service's consumer in its group: they share the topics' partitions.
         first = platform.specs[f"{service}-consumer"]
@@ -787,9 +796,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     latency_total = sum(int(r * args.latency_seconds) for r in args.latency_rates)
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
-        "layout": "one process per service"
-        if args.combined
-        else "API, relay and consumer of each service as separate processes",
+        "layout": LAYOUT_TEXT[args.layout],
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "args": {k: v for k, v in vars(args).items() if k != "observe"},
     }
@@ -975,14 +982,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=256, help="load generator's connections to the gateway")
     parser.add_argument("--log-level", default="INFO", help="of every platform process (INFO: their default)")
     parser.add_argument(
-        "--combined", action="store_true", help="one process per service (API, relay, consumer), not three"
+        "--layout", choices=sorted(LAYOUTS), default="split", help="how each service's roles are spread over processes"
     )
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running afterwards")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "pipeline.json")
     parser.add_argument("--observe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.combined and args.consumers:
-        parser.error("--consumers needs the split layout (a consumer process per service)")
+    if args.layout == "combined" and args.consumers:
+        parser.error("--consumers needs a consumer process per service (--layout split or consumer-apart)")
     if args.observe:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(observe(args.observe))

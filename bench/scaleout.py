@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
 
 async def measure(infra: Infra, customers: int, events: int, rounds: int, log_dir: Path) -> None:
     # The scoring consumer exactly as the platform runs it, and a second instance of it in the same group.
-    first = infra.platform(split_roles=True, log_dir=log_dir).specs["scoring-consumer"]
+    first = infra.platform(layout="split", log_dir=log_dir).specs["scoring-consumer"]
     second = another_instance(first, "scoring-consumer-2", first.port + 50)
     platform = Platform([first, second], log_dir=log_dir, base_env=infra.env())
     migrate = [sys.executable, "-m", "services.scoring", "migrate"]

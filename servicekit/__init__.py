@@ -2,3 +2,7 @@
 
 Nothing in this package knows about customers, scores or alerts; services hold the domain.
 """
+
+from servicekit.model_defaults import install as _install_model_defaults
+
+_install_model_defaults()

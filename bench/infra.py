@@ -134,10 +134,12 @@ def postgres_pids(state_dir: Path) -> list[int]:
     return [postmaster, *children]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, from /proc."""
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU time a process has used so far, from /proc; with reaped_children, plus that of
+    its children that have exited (a PostgreSQL postmaster's closed backends)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def start_in_order(platform: Platform, timeout_s: float = 180) -> None:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.settings import state_dir
+from servicekit.settings import GATEWAY_PORT, local_url, state_dir
 
 SERVICES = ("customer", "interaction", "scoring", "retention")
 ROLES = ("agent", "manager", "analyst", "admin", "integration")
@@ -22,13 +22,13 @@ class GatewaySettings(BaseSettings):
 
     name: str = "gateway"
     host: str = "127.0.0.1"  # address the public API listens on
-    port: int = 8000  # its port
+    port: int = GATEWAY_PORT  # its port
     log_level: str = "INFO"  # JSON logs on stdout
 
-    customer_url: str = "http://127.0.0.1:8001"  # upstream: the customer service
-    interaction_url: str = "http://127.0.0.1:8002"  # upstream: the interaction service
-    scoring_url: str = "http://127.0.0.1:8003"  # upstream: the scoring service
-    retention_url: str = "http://127.0.0.1:8004"  # upstream: the retention service
+    customer_url: str = local_url("customer")  # upstream: the customer service
+    interaction_url: str = local_url("interaction")  # upstream: the interaction service
+    scoring_url: str = local_url("scoring")  # upstream: the scoring service
+    retention_url: str = local_url("retention")  # upstream: the retention service
 
     # Whole-request budget per upstream call; connect is short so a dead service fails fast.
     timeout_s: float = Field(10.0, gt=0)

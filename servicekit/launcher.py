@@ -21,10 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from servicekit.settings import REPO_ROOT, state_dir
+from servicekit.settings import GATEWAY_PORT, REPO_ROOT, SERVICE_PORTS, state_dir
 
-SERVICES: dict[str, int] = {"customer": 8001, "interaction": 8002, "scoring": 8003, "retention": 8004}
-GATEWAY_PORT = 8000
+SERVICES = SERVICE_PORTS  # the services the launcher starts, by default port
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka.sh"
 _COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
 

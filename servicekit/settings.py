@@ -10,6 +10,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Default HTTP ports, declared once: each service's settings, the gateway's upstream URLs and the launcher
+# take them from here.
+SERVICE_PORTS: dict[str, int] = {"customer": 8001, "interaction": 8002, "scoring": 8003, "retention": 8004}
+GATEWAY_PORT = 8000
+
+
+def local_url(service: str) -> str:
+    """The service's default address on this machine."""
+    return f"http://127.0.0.1:{SERVICE_PORTS[service]}"
+
 
 def state_dir() -> Path:
     """Where local runs keep SQLite files, Kafka data and logs (CRM_STATE_DIR, default ./.state)."""

@@ -1,14 +1,14 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings
+from servicekit.settings import SERVICE_PORTS, ServiceSettings
 
 
 class CustomerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CUSTOMER_", extra="ignore")
 
     name: str = "customer"
-    port: int = 8001
+    port: int = SERVICE_PORTS["customer"]
 
     # The services that must confirm an erasure before it is complete (CUSTOMER_ERASURE_SERVICES, a JSON list).
     erasure_services: list[str] = Field(default_factory=lambda: ["customer", "interaction", "scoring", "retention"])

@@ -2,7 +2,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.events.contracts.common import Severity
-from servicekit.settings import ServiceSettings
+from servicekit.settings import SERVICE_PORTS, ServiceSettings, local_url
 
 DEFAULT_SLA_HOURS: dict[str, float] = {"critical": 4, "high": 24, "medium": 72, "low": 168}
 
@@ -11,10 +11,10 @@ class InteractionSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTERACTION_", extra="ignore")
 
     name: str = "interaction"
-    port: int = 8002
+    port: int = SERVICE_PORTS["interaction"]
 
     # The customer master, asked directly when the local replica has not yet seen a customer.
-    customer_url: str = "http://127.0.0.1:8001"
+    customer_url: str = local_url("customer")
     customer_timeout_s: float = Field(2.0, gt=0)  # a slower answer counts as the customer service being down
 
     # Hours from when the customer complained until the complaint must be resolved, per severity.

@@ -3,7 +3,7 @@ from functools import cache
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings
+from servicekit.settings import SERVICE_PORTS, ServiceSettings
 
 
 class RetentionSettings(ServiceSettings):
@@ -12,7 +12,7 @@ class RetentionSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="RETENTION_", extra="ignore")
 
     name: str = "retention"
-    port: int = 8004
+    port: int = SERVICE_PORTS["retention"]
 
     # A churn-risk alert closes as saved once the risk stayed below its rule's threshold this long.
     saved_after_days: float = Field(14.0, gt=0)

@@ -4,7 +4,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings
+from servicekit.settings import SERVICE_PORTS, ServiceSettings
 from services.scoring.rules import RuleWeights
 from services.scoring.sweep import ChangeThresholds
 from services.scoring.value_model import ClvSettings
@@ -14,7 +14,7 @@ class ScoringSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SCORING_", extra="ignore")
 
     name: str = "scoring"
-    port: int = 8003
+    port: int = SERVICE_PORTS["scoring"]
     # Rule weights; override any subset as JSON, e.g. SCORING_WEIGHTS='{"complaint_30d": 0.8}'.
     weights: RuleWeights = Field(default_factory=RuleWeights)
 

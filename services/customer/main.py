@@ -1,10 +1,11 @@
-"""The customer service's declaration: tables, routes, events."""
+"""The customer service's declaration: tables, routes, events, background loop (expired idempotency keys)."""
 
 from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
 from services.customer.handlers import HANDLERS
+from services.customer.housekeeping import purge_idempotency_keys
 from services.customer.models import metadata
 from services.customer.router import router
 from services.customer.settings import CustomerSettings
@@ -18,4 +19,5 @@ SPEC = ServiceSpec(
     routers=[router],
     handlers=HANDLERS,
     consumes=[topics.ERASURE],
+    background=[purge_idempotency_keys],
 )

@@ -224,7 +224,8 @@ class IdempotencyKey(CustomerTable, table=True):
     request_hash: str = Field(max_length=64)
     customer_id: str = Field(max_length=36, index=True)
     status_code: int
-    created_at: datetime = Field(default_factory=utc_now, sa_column=_dt(nullable=False))
+    # Indexed for the hourly purge of expired keys (CUSTOMER_IDEMPOTENCY_KEY_TTL_HOURS).
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False, index=True))
 
 
 class ErasureRequest(CustomerTable, table=True):

@@ -117,6 +117,13 @@ async def create_customer(
     return result
 
 
+async def purge_idempotency_keys(*, session: AsyncSession, older_than: datetime) -> int:
+    """Forget Idempotency-Keys stored before `older_than`; returns how many. A key used again after
+    that is a new request (its external_ref, if any, still finds the customer)."""
+    result = await session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.created_at) < older_than))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _row_values(data: CustomerCreate, now: datetime) -> dict[str, Any]:
     """The customers row for a validated request (plain values, ready for a bulk INSERT)."""
     return {

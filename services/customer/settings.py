@@ -14,3 +14,6 @@ class CustomerSettings(ServiceSettings):
     erasure_services: list[str] = Field(default_factory=lambda: ["customer", "interaction", "scoring", "retention"])
     # Attributes known to hold no personal data (e.g. ["plan", "region"]) survive an erasure; all others go.
     erasure_keep_attributes: list[str] = Field(default_factory=list)
+    # How long a POST /customers Idempotency-Key is remembered: a retry within it gets the first answer.
+    idempotency_key_ttl_hours: float = Field(24.0, gt=0)
+    idempotency_purge_interval_s: float = Field(3600.0, gt=0)  # how often expired keys are deleted

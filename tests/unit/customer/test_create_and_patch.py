@@ -1,5 +1,12 @@
 """Create (idempotent by key and by external_ref), read with ETag, PATCH with optimistic concurrency."""
 
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from services.customer import service
+from services.customer.models import IdempotencyKey, utc_now
+
 PERSON = {
     "name": "Li Wei",
     "kind": "person",
@@ -62,6 +69,22 @@ async def test_the_same_idempotency_key_and_body_replay_the_first_answer(api):
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert len(await api.events("customer.created")) == 1
+
+
+async def test_an_idempotency_key_older_than_its_ttl_is_purged_and_then_makes_a_new_customer(api):
+    headers = {"Idempotency-Key": "req-44"}
+    first = await api.client.post("/customers", json={"name": "Acme"}, headers=headers)
+    kept = await api.client.post("/customers", json={"name": "Other"}, headers={"Idempotency-Key": "req-45"})
+    async with api.database.transaction() as session:
+        # Only keys stored before the cut-off go: req-44 is backdated two days, req-45 stays fresh.
+        backdate = update(IdempotencyKey).where(IdempotencyKey.key == "req-44")
+        await session.execute(backdate.values(created_at=utc_now() - timedelta(days=2)))
+        purged = await service.purge_idempotency_keys(session=session, older_than=utc_now() - timedelta(hours=24))
+    assert purged == 1
+    again = await api.client.post("/customers", json={"name": "Acme"}, headers=headers)
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"]
+    replay = await api.client.post("/customers", json={"name": "Other"}, headers={"Idempotency-Key": "req-45"})
+    assert replay.json()["id"] == kept.json()["id"]
 
 
 async def test_the_same_idempotency_key_with_another_body_is_a_422(api):

@@ -48,8 +48,10 @@ def _json_dumps(value: Any) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, float | int):
-        return float(value) if isinstance(value, float) else int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 

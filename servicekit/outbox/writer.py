@@ -148,7 +148,7 @@ async def insert_with_events(
     CONFLICT DO NOTHING, INSERT .. SELECT .. WHERE); returns that row, or None when nothing was written.
 
     On PostgreSQL, in a session that has not begun its transaction, it is one statement in autocommit: the
-    row, its outbox rows and the relays' NOTIFY commit together in one round trip instead of five (BEGIN,
+    row, its outbox rows and the relays' NOTIFY commit together in one round trip instead of four (BEGIN,
     INSERT, outbox INSERT, COMMIT). The caller still calls session.commit() (no round trip; it wakes this
     process's relay). When nothing was written the session is left with no transaction begun, so what the
     caller does next runs in a transaction of its own. Elsewhere it runs in the session's transaction.

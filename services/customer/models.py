@@ -65,8 +65,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _dt(*, nullable: bool) -> Any:
-    return Column(UtcDateTime(), nullable=nullable)
+def _dt(*, nullable: bool, index: bool = False) -> Any:
+    return Column(UtcDateTime(), nullable=nullable, index=index)
 
 
 # ---- field types ----------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class IdempotencyKey(CustomerTable, table=True):
     customer_id: str = Field(max_length=36, index=True)
     status_code: int
     # Indexed for the hourly purge of expired keys (CUSTOMER_IDEMPOTENCY_KEY_TTL_HOURS).
-    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False, index=True))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_dt(nullable=False, index=True))
 
 
 class ErasureRequest(CustomerTable, table=True):

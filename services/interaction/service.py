@@ -79,8 +79,7 @@ async def record_interaction(
     Returns the interaction and whether it was recorded now.
     """
     interaction = new_interaction(data, sla_hours)
-    row = {name: getattr(interaction, name) for name in _INTERACTION_COLUMNS}
-    if await insert_with_events(session, _active_insert(session), row, *_events(interaction)):
+    if await insert_with_events(session, _active_insert(session), _row(interaction), *_events(interaction)):
         # The common case, in one statement: the replica knows the customer, it is not erased, and the
         # external_id is new. Anything else wrote nothing and takes the checks below.
         return interaction, True
@@ -190,6 +189,11 @@ async def _stored_external_ids(session: AsyncSession, external_ids: Sequence[str
 _INTERACTION_COLUMNS = [c.name for c in Interaction.__table__.columns]  # type: ignore[attr-defined]
 
 
+def _row(interaction: Interaction) -> dict[str, Any]:
+    """The interaction's column values, for Core INSERTs (no ORM flush)."""
+    return {name: getattr(interaction, name) for name in _INTERACTION_COLUMNS}
+
+
 async def _insert_interactions(session: AsyncSession, interactions: Sequence[Interaction]) -> set[str]:
     """Multi-row INSERTs that skip rows whose external_id exists; returns the ids actually inserted."""
     if not interactions:
@@ -198,7 +202,7 @@ async def _insert_interactions(session: AsyncSession, interactions: Sequence[Int
     insert = dialect_insert(session)
     inserted: set[str] = set()
     for chunk in chunks(list(interactions)):
-        rows = [{name: getattr(i, name) for name in _INTERACTION_COLUMNS} for i in chunk]
+        rows = [_row(i) for i in chunk]
         statement = insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id)
         result = await session.execute(statement, rows)
         inserted.update(result.scalars())

@@ -149,8 +149,9 @@ async def measure(args: argparse.Namespace, url: str) -> None:
     settings_module = import_module(f"services.{args.service}.settings")
     settings = getattr(settings_module, f"{args.service.capitalize()}Settings")(database_url=url)
     spec = import_module(f"services.{args.service}.main").SPEC
+    components = spec.load_components()
     database = Database(url, source=f"/crm/{args.service}")
-    consumer = EventConsumer(database, settings, spec.handlers, spec.consumes, spec.before_batch)
+    consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
     async with database.engine.connect() as conn:
         await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         await conn.commit()

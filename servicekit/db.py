@@ -10,7 +10,23 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import ARRAY, ColumnElement, Select, String, Table, bindparam, event, func, select, text, true, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    event,
+    func,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -150,7 +166,8 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
 
     On PostgreSQL one UPDATE .. FROM unnest(an array per column): one statement and one execution for
     any number of rows, where an executemany runs the UPDATE once per row. Elsewhere an executemany.
-    Every row carries the same columns, of scalar types (an array of JSON values does not bind).
+    Every row carries the same columns. A JSON column's values travel as an array of their JSON texts,
+    cast back to JSON in the SET (an array of JSON values does not bind).
     """
     if not rows:
         return
@@ -160,10 +177,16 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
         stmt = by_key.values({n: bindparam(f"_{n}") for n in names if n != key})
         session.execute(stmt, [{f"_{n}": row[n] for n in names} for row in rows])
         return
-    arrays = [bindparam(f"_{n}", [row[n] for row in rows], type_=ARRAY(table.c[n].type)) for n in names]
+    json = {n for n in names if isinstance(table.c[n].type, JSON)}
+    arrays = [
+        bindparam(f"_{n}", [_json_dumps(row[n]) for row in rows], type_=ARRAY(Text))
+        if n in json
+        else bindparam(f"_{n}", [row[n] for row in rows], type_=ARRAY(table.c[n].type))
+        for n in names
+    ]
     given = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
-    stmt = update(table).where(table.c[key] == given.c[key]).values({n: given.c[n] for n in names if n != key})
-    session.execute(stmt)
+    values = {n: cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names if n != key}
+    session.execute(update(table).where(table.c[key] == given.c[key]).values(values))
 
 
 def assign(row: Any, **values: Any) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +38,38 @@ ALL_ROLES = (API, RELAY, CONSUME)
 
 
 @dataclass(frozen=True)
+class ServiceComponents:
+    """The service's own code that the api and consume roles run (a relay runs none of it)."""
+
+    routers: Sequence[APIRouter] = ()
+    handlers: Handlers = field(default_factory=dict)
+    # Optional: loads what a consumed batch touches before its handlers run (see EventConsumer).
+    before_batch: BatchHook | None = None
+    # Extra long-running loops a service needs in its consume role (e.g. an SLA watcher).
+    background: Sequence[Callable[[FastAPI], Awaitable[None]]] = ()
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     title: str
     settings_cls: type[ServiceSettings]
     metadata: MetaData
     migrations_dir: Path
-    routers: Sequence[APIRouter] = ()
-    handlers: Handlers = field(default_factory=dict)
+    # Dotted name of the module whose COMPONENTS (a ServiceComponents) are the service's routes, handlers
+    # and loops. Imported only by a process whose roles run them: a relay-only process stays small (the
+    # scoring service's code brings the numeric stack, over 100 MiB).
+    components: str = ""
     consumes: Sequence[str] = ()
-    # Optional: loads what a consumed batch touches before its handlers run (see EventConsumer).
-    before_batch: BatchHook | None = None
-    # Extra long-running loops a service needs in its consume role (e.g. an SLA watcher).
-    background: Sequence[Callable[[FastAPI], Awaitable[None]]] = ()
     version: str = "0.1.0"
+
+    def load_components(self) -> ServiceComponents:
+        if not self.components:
+            return ServiceComponents()
+        found = import_module(self.components).COMPONENTS
+        if not isinstance(found, ServiceComponents):
+            raise TypeError(f"{self.components}.COMPONENTS is not a ServiceComponents")
+        return found
 
 
 async def _after_migrations(
@@ -71,8 +90,9 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
         settings.database_url, source=settings.event_source, pool_size=settings.db_pool_size, echo=settings.log_sql
     )
     relay = OutboxRelay(database, settings) if RELAY in roles else None
+    components = spec.load_components() if API in roles or CONSUME in roles else ServiceComponents()
     consumer = (
-        EventConsumer(database, settings, spec.handlers, spec.consumes, spec.before_batch)
+        EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
         if CONSUME in roles and spec.consumes
         else None
     )
@@ -86,7 +106,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
         if consumer:
             loops.append(_after_migrations(database, spec, app.state.migration_head, consumer.run))
         if CONSUME in roles:
-            loops.extend(job(app) for job in spec.background)
+            loops.extend(job(app) for job in components.background)
         tasks = [asyncio.create_task(loop) for loop in loops]
         log.info("service started", extra={"roles": list(roles), "port": settings.port})
         try:
@@ -114,6 +134,6 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     app.include_router(health_router())
     app.include_router(metrics_router())
     if API in roles:
-        for router in spec.routers:
+        for router in components.routers:
             app.include_router(router)
     return app

@@ -1,13 +1,10 @@
-"""The customer service's declaration: tables, routes, events, background loop (expired idempotency keys)."""
+"""The customer service's declaration: tables, settings, consumed topics; its code is in components.py."""
 
 from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
-from services.customer.handlers import HANDLERS
-from services.customer.housekeeping import purge_idempotency_keys
 from services.customer.models import metadata
-from services.customer.router import router
 from services.customer.settings import CustomerSettings
 
 SPEC = ServiceSpec(
@@ -16,8 +13,6 @@ SPEC = ServiceSpec(
     settings_cls=CustomerSettings,
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
-    routers=[router],
-    handlers=HANDLERS,
+    components="services.customer.components",
     consumes=[topics.ERASURE],
-    background=[purge_idempotency_keys],
 )

@@ -534,7 +534,7 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
             since = (alert.risk_below_since or computed_at) if below else None
             if since != alert.risk_below_since:
                 values["risk_below_since"] = since
-        _set_risk(session, alert, values)
+        _update_alert(session, alert, values)
     return True
 
 
@@ -613,18 +613,17 @@ async def apply_trigger(
 
     if event_id in alert.event_ids:
         return None
+    values: dict[str, Any] = {
+        "trigger_count": alert.trigger_count + 1,
+        "severity": worse(alert.severity, trigger.severity),  # an unresolved alert only escalates
+        "first_triggered_at": min(as_utc(alert.first_triggered_at), observed_at),
+        # Replace (never mutate) JSON lists: the stored value is compared with the new one.
+        "event_ids": [*alert.event_ids, event_id][-EVENT_IDS_KEPT:],
+        "updated_at": utc_now(),
+    }
     if observed_at >= as_utc(alert.last_triggered_at):
-        assign(alert, last_triggered_at=observed_at, factors=_factors(trigger.factors))
-    assign(
-        alert,
-        trigger_count=alert.trigger_count + 1,
-        severity=worse(alert.severity, trigger.severity),  # an unresolved alert only escalates
-        first_triggered_at=min(as_utc(alert.first_triggered_at), observed_at),
-        # Reassign (never mutate) JSON lists: the ORM only sees assignments.
-        event_ids=[*alert.event_ids, event_id][-EVENT_IDS_KEPT:],
-        updated_at=utc_now(),
-    )
-    _set_risk(session, alert, _risk_values(alert, latest))
+        values.update(last_triggered_at=observed_at, factors=_factors(trigger.factors))
+    _update_alert(session, alert, {**values, **_risk_values(alert, latest)})
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:
         await publish(session, alert_event(AlertUpdated, alert))
@@ -647,18 +646,31 @@ def _risk_values(alert: Alert, score: CustomerScore | None) -> dict[str, Any]:
     return values
 
 
-# The columns a score refreshes on every unresolved alert of its customer.
-_RISK_COLUMNS = ("churn_risk", "value_at_risk", "risk_as_of", "risk_below_since", "updated_at")
-_RISK_REFRESHED = "retention.risk_refreshed"
+# The columns the consumer changes on unresolved alerts: risk (every score) and evidence (every trigger).
+_CONSUMER_COLUMNS = (
+    "churn_risk",
+    "value_at_risk",
+    "risk_as_of",
+    "risk_below_since",
+    "trigger_count",
+    "severity",
+    "first_triggered_at",
+    "last_triggered_at",
+    "factors",
+    "event_ids",
+    "updated_at",
+)
+_ALERTS_UPDATED = "retention.alerts_updated"
 
 
-def _set_risk(session: AsyncSession, alert: Alert, values: dict[str, Any]) -> None:
-    """Put risk values on an alert; a stored alert's risk columns are written at commit, for the whole batch at once.
+def _update_alert(session: AsyncSession, alert: Alert, values: dict[str, Any]) -> None:
+    """Put consumer values on an alert; stored alerts' consumer columns are written at commit, all in one statement.
 
-    Every score refreshes each unresolved alert of its customer. As tracked ORM changes that was the
-    costliest part of applying a score (an UPDATE per alert at each flush, and the ORM's bookkeeping
-    for it). The values go on the object as if stored, so later events of the batch read them, and
-    one statement writes the batch's alerts' risk columns, as they stand then, just before commit.
+    Every score refreshes the risk on each unresolved alert of its customer, and every trigger adds its
+    evidence. As tracked ORM changes that was the costliest part of applying a batch (an UPDATE per alert
+    and column set at each flush, and the ORM's bookkeeping for it). The values go on the object as if
+    stored, so later events of the batch read them, and one statement writes the batch's alerts'
+    consumer columns, as they stand then, just before commit.
     """
     if not values:
         return
@@ -667,12 +679,12 @@ def _set_risk(session: AsyncSession, alert: Alert, values: dict[str, Any]) -> No
         return
     for key, value in values.items():
         set_committed_value(alert, key, value)
-    hold_until_commit(session, _RISK_REFRESHED, [{"alert": alert}], _write_risk)
+    hold_until_commit(session, _ALERTS_UPDATED, [{"alert": alert}], _write_alerts)
 
 
-def _write_risk(session: Session, held: list[dict[str, Any]]) -> None:
+def _write_alerts(session: Session, held: list[dict[str, Any]]) -> None:
     alerts = {row["alert"].id: row["alert"] for row in held}
-    rows = [{"id": a.id, **{c: getattr(a, c) for c in _RISK_COLUMNS}} for a in alerts.values()]
+    rows = [{"id": a.id, **{c: getattr(a, c) for c in _CONSUMER_COLUMNS}} for a in alerts.values()]
     update_rows(session, Alert.__table__, "id", rows)  # type: ignore[attr-defined]
 
 

@@ -5,9 +5,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
+from services.scoring.clv import ClvSettings
 from services.scoring.rules import RuleWeights
 from services.scoring.sweep import ChangeThresholds
-from services.scoring.value_model import ClvSettings
 
 
 class ScoringSettings(ServiceSettings):

@@ -30,6 +30,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
+from services.scoring.clv import ClvSettings
+
 WEEKS_PER_MONTH = 52.0 / 12.0
 Array = NDArray[np.float64]
 
@@ -237,20 +239,6 @@ def expected_spend(params: GammaGammaParams, x: ArrayLike, m: ArrayLike) -> Arra
 
 
 # ---- CLV ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClvSettings:
-    """CLV = sum over months k = 1..H of E[purchases in month k] * E[spend] * margin / (1 + d)^k,
-    with d the monthly rate equivalent to `annual_discount_rate`. A month is 52/12 weeks."""
-
-    horizon_months: int = 12
-    annual_discount_rate: float = 0.10
-    margin: float = 1.0  # share of spend that is profit; 1.0 reports discounted revenue
-
-    @property
-    def monthly_rate(self) -> float:
-        return (1 + self.annual_discount_rate) ** (1 / 12) - 1
 
 
 def clv(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Float, MetaData, String, Table, event, select
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import Database, for_each_key, update_rows
@@ -21,6 +21,7 @@ _ROWS = Table(
     Column("id", String, primary_key=True),
     Column("risk", Float),
     Column("since", UtcDateTime, nullable=True),
+    Column("evidence", JSON, nullable=False),
     prefixes=["TEMPORARY"],
 )
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -32,14 +33,16 @@ async def session(postgres: None) -> AsyncIterator[AsyncSession]:
     database = Database(database_url("retention"))
     async with database.sessions() as session, session.begin():
         await session.run_sync(lambda s: _metadata.create_all(s.connection()))
-        await session.execute(_ROWS.insert(), [{"id": f"r-{i}", "risk": 0.0, "since": T0} for i in (1, 2, 3)])
+        await session.execute(
+            _ROWS.insert(), [{"id": f"r-{i}", "risk": 0.0, "since": T0, "evidence": []} for i in (1, 2, 3)]
+        )
         yield session
         await session.rollback()
     await database.dispose()
 
 
-async def _stored(session: AsyncSession) -> dict[str, tuple[float, datetime | None]]:
-    return {r.id: (r.risk, r.since) for r in await session.execute(select(_ROWS))}
+async def _stored(session: AsyncSession) -> dict[str, tuple[float, datetime | None, Any]]:
+    return {r.id: (r.risk, r.since, r.evidence) for r in await session.execute(select(_ROWS))}
 
 
 async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(session: AsyncSession):
@@ -49,9 +52,9 @@ async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(sess
         statements.append(statement)
 
     rows = [
-        {"id": "r-3", "risk": 0.3, "since": None},
-        {"id": "r-1", "risk": 0.1, "since": datetime(2026, 2, 1, 12, tzinfo=UTC)},
-        {"id": "r-9", "risk": 0.9, "since": None},  # no such row: nothing written
+        {"id": "r-3", "risk": 0.3, "since": None, "evidence": [{"name": "complaints", "weight": 0.5}]},
+        {"id": "r-1", "risk": 0.1, "since": datetime(2026, 2, 1, 12, tzinfo=UTC), "evidence": ["e-1", "é"]},
+        {"id": "r-9", "risk": 0.9, "since": None, "evidence": []},  # no such row: nothing written
     ]
     engine = session.bind.sync_engine  # type: ignore[union-attr]
     event.listen(engine, "before_cursor_execute", seen)
@@ -63,9 +66,9 @@ async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(sess
     assert len(statements) == 1
     assert "unnest" in statements[0]
     assert await _stored(session) == {
-        "r-1": (0.1, datetime(2026, 2, 1, 12, tzinfo=UTC)),
-        "r-2": (0.0, T0),
-        "r-3": (0.3, None),
+        "r-1": (0.1, datetime(2026, 2, 1, 12, tzinfo=UTC), ["e-1", "é"]),
+        "r-2": (0.0, T0, []),
+        "r-3": (0.3, None, [{"name": "complaints", "weight": 0.5}]),
     }
 
 

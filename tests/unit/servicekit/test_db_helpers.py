@@ -1,5 +1,7 @@
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import JSON, Column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
@@ -19,6 +21,7 @@ class _Row(_Base, table=True):
     id: int = Field(primary_key=True)
     risk: float = 0.0
     stage: str | None = None
+    evidence: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydantic_view(tmp_path: Path):
@@ -31,7 +34,7 @@ async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydan
         row = (await session.execute(select(_Row))).scalar_one()
         assign(row, risk=0.75, stage="decline")
         assert (row.risk, row.stage) == (0.75, "decline")
-        assert row.model_dump() == {"id": 1, "risk": 0.75, "stage": "decline"}
+        assert row.model_dump() == {"id": 1, "risk": 0.75, "stage": "decline", "evidence": []}
         assert row in session.dirty
     async with database.sessions() as session:
         stored = (await session.execute(select(_Row))).scalar_one()
@@ -67,15 +70,15 @@ async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(tmp
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="c")])
     table = _Row.__table__  # type: ignore[attr-defined]
     rows = [
-        {"id": 3, "risk": 0.3, "stage": None},
-        {"id": 1, "risk": 0.1, "stage": "z"},
-        {"id": 9, "risk": 1.0, "stage": "x"},  # no such row: nothing written
+        {"id": 3, "risk": 0.3, "stage": None, "evidence": [{"name": "complaints"}]},
+        {"id": 1, "risk": 0.1, "stage": "z", "evidence": ["e-1"]},
+        {"id": 9, "risk": 1.0, "stage": "x", "evidence": []},  # no such row: nothing written
     ]
     async with database.transaction() as session:
         await session.run_sync(lambda s: update_rows(s, table, "id", rows))
     async with database.sessions() as session:
-        stored = {r.id: (r.risk, r.stage) for r in (await session.execute(select(_Row))).scalars()}
-    assert stored == {1: (0.1, "z"), 2: (0.0, "b"), 3: (0.3, None)}
+        stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
+    assert stored == {1: (0.1, "z", ["e-1"]), 2: (0.0, "b", []), 3: (0.3, None, [{"name": "complaints"}])}
     await database.dispose()
 
 

@@ -1,0 +1,8 @@
+"""What the customer service's api and consume roles run: its routes, event handlers and background loops."""
+
+from servicekit.service import ServiceComponents
+from services.customer.handlers import HANDLERS
+from services.customer.housekeeping import purge_idempotency_keys
+from services.customer.router import router
+
+COMPONENTS = ServiceComponents(routers=[router], handlers=HANDLERS, background=[purge_idempotency_keys])

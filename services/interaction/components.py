@@ -1,0 +1,8 @@
+"""What the interaction service's api and consume roles run: its routes, event handlers and background loops."""
+
+from servicekit.service import ServiceComponents
+from services.interaction.handlers import HANDLERS
+from services.interaction.router import router
+from services.interaction.watchers import sweep_parked, watch_overdue
+
+COMPONENTS = ServiceComponents(routers=[router], handlers=HANDLERS, background=[watch_overdue, sweep_parked])

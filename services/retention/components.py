@@ -1,0 +1,11 @@
+"""What the retention service's api and consume roles run: its routes, event handlers and background loops."""
+
+from servicekit.service import ServiceComponents
+from services.retention.background import run_housekeeping
+from services.retention.delivery import run_webhook_sender
+from services.retention.handlers import BEFORE_BATCH, HANDLERS
+from services.retention.router import router
+
+COMPONENTS = ServiceComponents(
+    routers=[router], handlers=HANDLERS, before_batch=BEFORE_BATCH, background=[run_housekeeping, run_webhook_sender]
+)

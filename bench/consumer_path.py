@@ -1,7 +1,7 @@
 """A consumer's handler path on PostgreSQL: CPU per event, PostgreSQL's CPU, and its costliest statements.
 
     .venv/bin/python -m bench.consumer_path [--service retention|scoring] [--interactions 12000]
-                                            [--warm 14000] [--batch 150] [--profile]
+                                            [--warm 14000] [--batch 150] [--statements 8] [--profile]
 
 The same records the platform would publish for a stream of interactions (60 % purchases, 25 %
 complaints, 15 % NPS answers, each followed by its score.updated, for 1,000 customers created first)
@@ -10,8 +10,8 @@ before-batch hook, inbox and outbox) in batches like a consumer's polls, without
 `--warm` records build up state (alerts, history, inbox) and are not measured, so the figures are
 those of a steady state on tables that have grown. Reported: this process's CPU per record and per
 interaction (time.process_time, decoding included), the PostgreSQL server's CPU over the same span
-(utime + stime of its postmaster and backends), and the statements that took the most server time
-(pg_stat_statements). `--profile` adds a cProfile of the measured span (top functions by cumulative
+(utime + stime of its postmaster and backends), how many statements the consumer sent (each one a
+round trip and a socket write), and the statements that took the most server time (pg_stat_statements). `--profile` adds a cProfile of the measured span (top functions by cumulative
 and own time). PostgreSQL runs privately under .state/consumer-path on port 55473.
 """
 
@@ -27,13 +27,14 @@ import random
 import subprocess
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from typing import Any
 
 import asyncpg
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bench.infra import cpu_seconds, postgres_pids
 from servicekit.db import Database
@@ -169,29 +170,40 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         await conn.execute(text("SELECT pg_stat_statements_reset()"))
     log(f"measuring {len(measured)} records in batches of {args.batch}")
     profile = cProfile.Profile() if args.profile else None
+    sent: Counter[str] = Counter()  # statements the consumer sent, one per execute or executemany
+
+    def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        sent["executemany" if executemany else "execute"] += 1
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
     cpu, wall, server_before = time.process_time(), time.perf_counter(), postgres_cpu()
     if profile:
         profile.enable()
     await apply(consumer, measured, args.batch)
     if profile:
         profile.disable()
+    event.remove(database.engine.sync_engine, "before_cursor_execute", count)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     server = sum(s - server_before.get(pid, 0.0) for pid, s in postgres_cpu().items())
     interactions = sum(1 for r in measured if dict(r.headers or ())["ce_type"] == b"interaction.recorded")
+    batches = -(-len(measured) // args.batch)
     print(
         f"\n{args.service} consumer, {len(measured)} records ({interactions} interactions) after {len(warm)} "
         f"warm-up records, batches of {args.batch}{' (profiled: CPU inflated)' if profile else ''}:\n"
         f"  consumer CPU {cpu:.2f} s ({1000 * cpu / len(measured):.3f} ms per record, "
         f"{1000 * cpu / interactions:.3f} ms per interaction), wall {wall:.2f} s\n"
         f"  PostgreSQL CPU {server:.2f} s ({1000 * server / interactions:.3f} ms per interaction)\n"
+        f"  statements sent {sum(sent.values())} ({sent['executemany']} of them executemany), "
+        f"{sum(sent.values()) / batches:.1f} per batch\n"
     )
     async with database.engine.connect() as conn:
         top = await conn.execute(
             text(
                 "SELECT calls, total_exec_time, mean_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') "
                 "FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' "
-                "ORDER BY total_exec_time DESC LIMIT 8"
-            )
+                "ORDER BY total_exec_time DESC LIMIT :top"
+            ),
+            {"top": args.statements},
         )
         print("| calls | server ms | mean ms | rows | statement |\n|---|---|---|---|---|")
         for calls, total, mean, rows, query in top:
@@ -223,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interactions", type=int, default=12_000, help="interactions in the stream")
     parser.add_argument("--warm", type=int, default=14_000, help="records applied before measuring")
     parser.add_argument("--batch", type=int, default=150, help="records per consumer batch (transaction)")
+    parser.add_argument("--statements", type=int, default=8, help="how many of the costliest statements to list")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the measured span")
     parser.add_argument("--profile-out", help="with --profile: also save the profile here (for pstats or snakeviz)")
     args = parser.parse_args(argv)

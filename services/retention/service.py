@@ -19,6 +19,7 @@ from servicekit.db import (
     for_each_key,
     hold_until_commit,
     on_postgres,
+    take_held,
     update_rows,
 )
 from servicekit.events.contracts.common import Severity
@@ -74,6 +75,7 @@ from services.retention.models import (
     Webhook,
     WebhookCreate,
     WebhookDelivery,
+    new_id,
     open_slot,
     utc_now,
 )
@@ -948,27 +950,68 @@ def steps_of(playbook: Playbook) -> list[Step]:
 
 async def create_tasks(
     *, session: AsyncSession, playbook: Playbook, customer_id: str, alert_id: str | None, tier: str | None
-) -> list[Task]:
-    """The playbook's tasks for the customer's own account manager, due from now."""
+) -> None:
+    """The playbook's tasks for the customer's own account manager, due from now.
+
+    Written as plain rows, for the whole transaction in one statement at commit (a consumer batch raises
+    hundreds of alerts, each with its playbook's tasks). A read of tasks in the same transaction goes
+    through _stored_tasks, which writes them first.
+    """
     replica = await _known_replica(session, customer_id)
     owner = replica.owner if replica is not None else None
     now = utc_now()
-    tasks = [
-        Task(
-            alert_id=alert_id,
-            customer_id=customer_id,
-            reason=playbook.reason,
-            action=planned.action,
-            owner=owner,
-            due_at=planned.due_at,
-            created_at=now,
-        )
+    rows = [
+        {
+            "id": new_id(),
+            "alert_id": alert_id,
+            "customer_id": customer_id,
+            "reason": playbook.reason,
+            "action": planned.action,
+            "owner": owner,
+            "status": TaskStatus.open,
+            "due_at": planned.due_at,
+            "note": None,
+            "completed_at": None,
+            "created_at": now,
+        }
         for planned in plan_tasks(steps_of(playbook), tier=tier, now=now)
     ]
-    session.add_all(tasks)
-    if tasks:
-        await publish(session, *(task_event(TaskCreated, t) for t in tasks))
-    return tasks
+    if not rows:
+        return
+    hold_until_commit(session, _NEW_TASKS, rows, _write_tasks)
+    created = [
+        TaskCreated(
+            task_id=row["id"],
+            customer_id=customer_id,
+            alert_id=alert_id,
+            reason=playbook.reason,
+            action=row["action"],
+            owner=owner,
+            status=TaskStatus.open,
+            due_at=row["due_at"],
+            at=now,
+        )
+        for row in rows
+    ]
+    await publish(session, *created)
+
+
+_NEW_TASKS = "retention.new_tasks"
+
+
+def _write_tasks(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Task.__table__), rows)  # type: ignore[attr-defined]
+
+
+def _write_new_tasks_now(session: Session) -> None:
+    _write_tasks(session, take_held(session, _NEW_TASKS))
+
+
+async def _stored_tasks(session: AsyncSession, *conditions: Any) -> Sequence[Task]:
+    """Tasks matching the conditions, this transaction's new ones included (written first)."""
+    await session.run_sync(_write_new_tasks_now)
+    return (await session.execute(select(Task).where(*conditions))).scalars().all()
 
 
 def task_event(event_cls: type[TaskEvent], task: Task, **extra: Any) -> TaskEvent:
@@ -1164,13 +1207,9 @@ async def on_customer_updated(*, session: AsyncSession, data: CustomerUpdated) -
 
 async def _reassign(session: AsyncSession, customer_id: str, previous: str | None, owner: str | None) -> None:
     """Personal continuity: the new account manager takes over the open work the previous one had."""
-    tasks = (
-        await session.execute(
-            select(Task).where(
-                Task.customer_id == customer_id, Task.status == TaskStatus.open, _same(Task.owner, previous)
-            )
-        )
-    ).scalars()
+    tasks = await _stored_tasks(
+        session, Task.customer_id == customer_id, Task.status == TaskStatus.open, _same(Task.owner, previous)
+    )
     for task in tasks:
         task.owner = owner
     for alert in await _unresolved_alerts(session, customer_id):
@@ -1217,10 +1256,7 @@ async def on_status_changed(*, session: AsyncSession, event: Received[CustomerSt
         return
     for alert in await _unresolved_alerts(session, data.customer_id):
         await resolve_alert(session=session, alert_id=alert.id, outcome=Outcome.churned, alert=alert)
-        open_tasks = (
-            await session.execute(select(Task).where(Task.alert_id == alert.id, Task.status == TaskStatus.open))
-        ).scalars()
-        for task in open_tasks:
+        for task in await _stored_tasks(session, Task.alert_id == alert.id, Task.status == TaskStatus.open):
             task.status = TaskStatus.cancelled
     playbook = await _playbook(session, rules.Reason.churned)
     if playbook is not None:
@@ -1247,7 +1283,7 @@ async def erase_customer(*, session: AsyncSession, data: CustomerErased) -> bool
     for alert in alerts:
         alert.outcome_note = None
         alert.snooze_reason = None
-    tasks = (await session.execute(select(Task).where(Task.customer_id == data.customer_id))).scalars().all()
+    tasks = await _stored_tasks(session, Task.customer_id == data.customer_id)
     for task in tasks:
         task.note = None
     await session.flush()

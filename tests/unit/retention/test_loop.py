@@ -115,6 +115,21 @@ async def test_churn_closes_open_alerts_as_churned_cancels_their_tasks_and_start
     assert len(resolved) == 2
 
 
+async def test_a_churn_in_the_same_batch_cancels_the_tasks_the_batch_created(database: Database):
+    # New tasks are written at commit; a read of tasks in the same transaction must still see them.
+    await apply(database, created(), complaint(), status_changed(status="churned", days=1))
+    tasks = await rows(database, Task)
+    assert {t.status for t in tasks if t.alert_id} == {"cancelled"}
+    assert [t.action for t in tasks if t.alert_id is None] == ["win_back_offer"]
+
+
+async def test_an_owner_change_in_the_same_batch_hands_over_the_tasks_the_batch_created(database: Database):
+    await apply(database, created(owner="anna"), complaint(), updated(owner="ben", version=2))
+    tasks = await rows(database, Task)
+    assert len(tasks) == 2
+    assert {t.owner for t in tasks} == {"ben"}
+
+
 async def test_a_late_older_churn_is_history_only(database: Database):
     await apply(database, created(), complaint())
     await apply(database, status_changed(status="won_back", days=5, previous="churned"))

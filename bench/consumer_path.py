@@ -11,8 +11,9 @@ before-batch hook, inbox and outbox) in batches like a consumer's polls, without
 those of a steady state on tables that have grown. Reported: this process's CPU per record and per
 interaction (time.process_time, decoding included), the PostgreSQL server's CPU over the same span
 (utime + stime of its postmaster and backends), how many statements the consumer sent (each one a
-round trip and a socket write), and the statements that took the most server time (pg_stat_statements). `--profile` adds a cProfile of the measured span (top functions by cumulative
-and own time). PostgreSQL runs privately under .state/consumer-path on port 55473.
+round trip and a socket write), and the statements that took the most server time (pg_stat_statements).
+`--profile` adds a cProfile of the measured span (top functions by cumulative and own time).
+PostgreSQL runs privately under .state/consumer-path on port 55473.
 """
 
 from __future__ import annotations

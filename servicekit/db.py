@@ -22,6 +22,7 @@ from sqlalchemy import (
     cast,
     event,
     func,
+    inspect,
     select,
     text,
     true,
@@ -36,7 +37,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.orm.attributes import set_attribute
+from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 
 OUTBOX_DIRTY = "outbox_dirty"
 HELD_ROWS = "rows_held_for_commit"  # key -> (writer, rows) of hold_until_commit, in the order first held
@@ -187,6 +188,46 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
     given = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
     values = {n: cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names if n != key}
     session.execute(update(table).where(table.c[key] == given.c[key]).values(values))
+
+
+def update_at_commit(session: AsyncSession | Session, row: Any, **values: Any) -> None:
+    """Set attributes of an ORM row now and write them just before commit, with the transaction's other
+    rows of its table updated this way, in one statement (update_rows).
+
+    For consumers that update thousands of rows a batch: as tracked ORM changes each changed row costs
+    an UPDATE at every flush (grouped by the set of changed columns, so often one statement per row),
+    plus the ORM's bookkeeping. The values go on the object as if stored, so later reads in the
+    transaction see them, and are written as they stand at commit. A row new in this transaction takes
+    them through its INSERT. Only for columns nothing else in the transaction writes with SQL of its own
+    (a statement that bypasses the object would be overwritten at commit).
+    """
+    if not values:
+        return
+    state = inspect(row)
+    if not state.persistent:
+        assign(row, **values)
+        return
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+    table = state.mapper.local_table
+    hold_until_commit(session, f"{_UPDATED}{table.name}", [{"row": row, "columns": tuple(values)}], _write_updates)
+
+
+_UPDATED = "updated_at_commit:"
+
+
+def _write_updates(session: Session, held: list[dict[str, Any]]) -> None:
+    rows_by_key: dict[Any, Any] = {}
+    columns: dict[str, None] = {}
+    for entry in held:
+        rows_by_key[inspect(entry["row"]).identity] = entry["row"]
+        columns.update(dict.fromkeys(entry["columns"]))
+    mapper = inspect(next(iter(rows_by_key.values()))).mapper
+    [key] = [c.key for c in mapper.primary_key]  # single-column keys only
+    # In the table's column order: the same columns make the same statement, prepared once per connection.
+    written = [c.key for c in mapper.local_table.columns if c.key in columns]
+    rows = [{key: getattr(r, key), **{c: getattr(r, c) for c in written}} for r in rows_by_key.values()]
+    update_rows(session, mapper.local_table, key, rows)
 
 
 def assign(row: Any, **values: Any) -> None:

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, inspect, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from servicekit.db import (
     assign,
@@ -20,7 +19,7 @@ from servicekit.db import (
     hold_until_commit,
     on_postgres,
     take_held,
-    update_rows,
+    update_at_commit,
 )
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import (
@@ -515,7 +514,8 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
         session.add(latest)
         session.info.setdefault(_SCORES_IN_TRANSACTION, {})[score.customer_id] = latest
     current = score.current
-    assign(
+    update_at_commit(
+        session,
         latest,
         churn_risk=current.churn_risk,
         clv=current.clv,
@@ -526,8 +526,8 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
         as_of=computed_at,
         updated_at=utc_now(),
     )
-    # Not flushed here: later events of the batch read this row from the transaction's cache, and the
-    # batch's score rows are written together at the next flush.
+    # Written at commit, with the batch's other scores and alert changes: later events of the batch read
+    # these rows from the transaction's caches.
     for alert in await _unresolved_alerts(session, score.customer_id):
         values = _risk_values(alert, latest)
         # Auto-save clock: starts when the risk falls below the alert's threshold, stops when it rises again.
@@ -536,7 +536,7 @@ async def record_score(*, session: AsyncSession, score: ScoreUpdated) -> bool:
             since = (alert.risk_below_since or computed_at) if below else None
             if since != alert.risk_below_since:
                 values["risk_below_since"] = since
-        _update_alert(session, alert, values)
+        update_at_commit(session, alert, **values)
     return True
 
 
@@ -619,13 +619,13 @@ async def apply_trigger(
         "trigger_count": alert.trigger_count + 1,
         "severity": worse(alert.severity, trigger.severity),  # an unresolved alert only escalates
         "first_triggered_at": min(as_utc(alert.first_triggered_at), observed_at),
-        # Replace (never mutate) JSON lists: the stored value is compared with the new one.
+        # A new list, never the stored one changed in place (the raised event may still hold it).
         "event_ids": [*alert.event_ids, event_id][-EVENT_IDS_KEPT:],
         "updated_at": utc_now(),
     }
     if observed_at >= as_utc(alert.last_triggered_at):
         values.update(last_triggered_at=observed_at, factors=_factors(trigger.factors))
-    _update_alert(session, alert, {**values, **_risk_values(alert, latest)})
+    update_at_commit(session, alert, **{**values, **_risk_values(alert, latest)})
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:
         await publish(session, alert_event(AlertUpdated, alert))
@@ -646,48 +646,6 @@ def _risk_values(alert: Alert, score: CustomerScore | None) -> dict[str, Any]:
     if (alert.churn_risk, alert.value_at_risk) != (score.churn_risk, score.value_at_risk):
         values["updated_at"] = utc_now()
     return values
-
-
-# The columns the consumer changes on unresolved alerts: risk (every score) and evidence (every trigger).
-_CONSUMER_COLUMNS = (
-    "churn_risk",
-    "value_at_risk",
-    "risk_as_of",
-    "risk_below_since",
-    "trigger_count",
-    "severity",
-    "first_triggered_at",
-    "last_triggered_at",
-    "factors",
-    "event_ids",
-    "updated_at",
-)
-_ALERTS_UPDATED = "retention.alerts_updated"
-
-
-def _update_alert(session: AsyncSession, alert: Alert, values: dict[str, Any]) -> None:
-    """Put consumer values on an alert; stored alerts' consumer columns are written at commit, all in one statement.
-
-    Every score refreshes the risk on each unresolved alert of its customer, and every trigger adds its
-    evidence. As tracked ORM changes that was the costliest part of applying a batch (an UPDATE per alert
-    and column set at each flush, and the ORM's bookkeeping for it). The values go on the object as if
-    stored, so later events of the batch read them, and one statement writes the batch's alerts'
-    consumer columns, as they stand then, just before commit.
-    """
-    if not values:
-        return
-    if not inspect(alert).persistent:  # new in this transaction: its INSERT carries the values
-        assign(alert, **values)
-        return
-    for key, value in values.items():
-        set_committed_value(alert, key, value)
-    hold_until_commit(session, _ALERTS_UPDATED, [{"alert": alert}], _write_alerts)
-
-
-def _write_alerts(session: Session, held: list[dict[str, Any]]) -> None:
-    alerts = {row["alert"].id: row["alert"] for row in held}
-    rows = [{"id": a.id, **{c: getattr(a, c) for c in _CONSUMER_COLUMNS}} for a in alerts.values()]
-    update_rows(session, Alert.__table__, "id", rows)  # type: ignore[attr-defined]
 
 
 def _factors(factors: Sequence[Factor]) -> list[dict[str, Any]]:

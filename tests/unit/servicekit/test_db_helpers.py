@@ -1,12 +1,13 @@
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column
+import pytest
+from sqlalchemy import JSON, Column, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
-from servicekit.db import Database, assign, for_each_key, update_rows
+from servicekit.db import Database, assign, for_each_key, update_at_commit, update_rows
 from servicekit.tables import INBOX
 
 
@@ -96,4 +97,53 @@ async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_
         body = (await conn.execute(select(documents.c.body))).scalar_one()
     assert raw == '{"fit":0.25,"7":[3],"ok":true}'
     assert body == {"fit": 0.25, "7": [3], "ok": True}
+    await database.dispose()
+
+
+async def test_update_at_commit_shows_values_at_once_and_writes_the_tables_rows_in_one_statement(tmp_path: Path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'at_commit.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(_metadata.create_all)
+    async with database.transaction() as session:
+        session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b")])
+    updates: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE"):
+            updates.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    async with database.transaction() as session:
+        one, two = sorted((await session.execute(select(_Row))).scalars(), key=lambda r: r.id)
+        update_at_commit(session, one, risk=0.5)
+        update_at_commit(session, two, stage="z", evidence=["e-1"])
+        update_at_commit(session, one, stage="y")  # the same row again, other columns
+        update_at_commit(session, two, risk=0.25)
+        new = _Row(id=3)
+        session.add(new)
+        update_at_commit(session, new, stage="n")  # not stored yet: its INSERT carries the value
+        assert (one.risk, one.stage, two.stage) == (0.5, "y", "z")
+        assert not session.dirty  # nothing for the ORM to flush row by row
+        await session.flush()
+        assert updates == []  # held until commit
+    assert len(updates) == 1
+    async with database.sessions() as session:
+        stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
+    assert stored == {1: (0.5, "y", []), 2: (0.25, "z", ["e-1"]), 3: (0.0, "n", [])}
+    await database.dispose()
+
+
+async def test_update_at_commit_writes_nothing_when_the_transaction_rolls_back(tmp_path: Path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rolled_back.db'}")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(_metadata.create_all)
+    async with database.transaction() as session:
+        session.add(_Row(id=1, stage="a"))
+    with pytest.raises(RuntimeError):
+        async with database.transaction() as session:
+            row = (await session.execute(select(_Row))).scalar_one()
+            update_at_commit(session, row, stage="lost")
+            raise RuntimeError("the batch failed")
+    async with database.sessions() as session:
+        assert (await session.execute(select(_Row.stage))).scalar_one() == "a"
     await database.dispose()

@@ -192,14 +192,14 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
 
 def update_at_commit(session: AsyncSession | Session, row: Any, **values: Any) -> None:
     """Set attributes of an ORM row now and write them just before commit, with the transaction's other
-    rows of its table updated this way, in one statement (update_rows).
+    rows of its table updated this way: one statement per set of changed columns (update_rows).
 
-    For consumers that update thousands of rows a batch: as tracked ORM changes each changed row costs
-    an UPDATE at every flush (grouped by the set of changed columns, so often one statement per row),
-    plus the ORM's bookkeeping. The values go on the object as if stored, so later reads in the
-    transaction see them, and are written as they stand at commit. A row new in this transaction takes
-    them through its INSERT. Only for columns nothing else in the transaction writes with SQL of its own
-    (a statement that bypasses the object would be overwritten at commit).
+    For consumers that update thousands of rows a batch. As tracked ORM changes, a flush groups only
+    consecutive rows with the same changed columns into one executemany, which runs the UPDATE once per
+    row; mixed changes came out as about one statement per row, plus the ORM's bookkeeping. The values
+    go on the object as if stored, so later reads in the transaction see them, and are written as they
+    stand at commit. A row new in this transaction takes them through its INSERT. Only for columns
+    nothing else in the transaction writes with SQL of its own (that write would be overwritten).
     """
     if not values:
         return
@@ -217,17 +217,20 @@ _UPDATED = "updated_at_commit:"
 
 
 def _write_updates(session: Session, held: list[dict[str, Any]]) -> None:
-    rows_by_key: dict[Any, Any] = {}
-    columns: dict[str, None] = {}
+    columns_by_row: dict[Any, tuple[Any, dict[str, None]]] = {}  # identity -> (row, its changed columns)
     for entry in held:
-        rows_by_key[inspect(entry["row"]).identity] = entry["row"]
-        columns.update(dict.fromkeys(entry["columns"]))
-    mapper = inspect(next(iter(rows_by_key.values()))).mapper
+        _, changed = columns_by_row.setdefault(inspect(entry["row"]).identity, (entry["row"], {}))
+        changed.update(dict.fromkeys(entry["columns"]))
+    mapper = inspect(next(iter(columns_by_row.values()))[0]).mapper
     [key] = [c.key for c in mapper.primary_key]  # single-column keys only
-    # In the table's column order: the same columns make the same statement, prepared once per connection.
-    written = [c.key for c in mapper.local_table.columns if c.key in columns]
-    rows = [{key: getattr(r, key), **{c: getattr(r, c) for c in written}} for r in rows_by_key.values()]
-    update_rows(session, mapper.local_table, key, rows)
+    # One statement per set of changed columns, so a row's unchanged (e.g. large JSON) columns are not
+    # written again; in the table's column order, so the same set makes the same prepared statement.
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for row, changed in columns_by_row.values():
+        groups.setdefault(tuple(c.key for c in mapper.local_table.columns if c.key in changed), []).append(row)
+    for written, rows in groups.items():
+        values = [{key: getattr(r, key), **{c: getattr(r, c) for c in written}} for r in rows]
+        update_rows(session, mapper.local_table, key, values)
 
 
 def assign(row: Any, **values: Any) -> None:

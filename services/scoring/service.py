@@ -13,7 +13,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from servicekit.context import current_correlation_id
-from servicekit.db import chunks, for_each_key, on_postgres
+from servicekit.db import chunks, for_each_key, on_postgres, update_at_commit
 from servicekit.events.contracts.scoring import Factor, ScoreValues
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
@@ -115,12 +115,10 @@ async def load_features(*, session: AsyncSession, customer_id: str) -> tuple[Cus
     return row, features.load_state({name: getattr(row, name) for name in features.STATE_FIELDS})
 
 
-def _store(row: CustomerFeatures, state: FeatureState) -> None:
-    # Only what changed: every attribute set on a SQLModel row costs validation and dirty tracking.
-    for name, value in features.dump_state(state).items():
-        if getattr(row, name) != value:
-            setattr(row, name, value)
-    row.updated_at = datetime.now(UTC)
+def _store(session: AsyncSession, row: CustomerFeatures, state: FeatureState) -> None:
+    """Put the state on the row; a stored row is written at commit with the batch's others, in one statement."""
+    changed = {name: value for name, value in features.dump_state(state).items() if getattr(row, name) != value}
+    update_at_commit(session, row, **changed, updated_at=datetime.now(UTC))
 
 
 async def apply_event(
@@ -142,7 +140,7 @@ async def apply_event(
     row, state = await load_features(session=session, customer_id=customer_id)
     if state.erased or not change(state):
         return False
-    _store(row, state)  # flushed at commit, with the rest of the batch
+    _store(session, row, state)
     if not rescore:
         return False
     await rescore_customer(
@@ -161,7 +159,7 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
     write_behind.forget_customer(session, customer_id)
     row, state = await load_features(session=session, customer_id=customer_id)
     if features.customer_erased(state):
-        _store(row, state)
+        _store(session, row, state)
     await session.execute(delete(ScoreRecord).where(ScoreRecord.customer_id == customer_id))
     await session.execute(delete(CurrentScore).where(CurrentScore.customer_id == customer_id))
     await session.execute(delete(Purchase).where(Purchase.customer_id == customer_id))

@@ -100,12 +100,14 @@ async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_
     await database.dispose()
 
 
-async def test_update_at_commit_shows_values_at_once_and_writes_the_tables_rows_in_one_statement(tmp_path: Path):
+async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_per_set_of_changed_columns(
+    tmp_path: Path,
+):
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'at_commit.db'}")
     async with database.engine.begin() as conn:
         await conn.run_sync(_metadata.create_all)
     async with database.transaction() as session:
-        session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b")])
+        session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=4, stage="d")])
     updates: list[str] = []
 
     def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -114,8 +116,9 @@ async def test_update_at_commit_shows_values_at_once_and_writes_the_tables_rows_
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     async with database.transaction() as session:
-        one, two = sorted((await session.execute(select(_Row))).scalars(), key=lambda r: r.id)
+        one, two, four = sorted((await session.execute(select(_Row))).scalars(), key=lambda r: r.id)
         update_at_commit(session, one, risk=0.5)
+        update_at_commit(session, four, stage="e", risk=0.75)  # the same columns as row 1: the same statement
         update_at_commit(session, two, stage="z", evidence=["e-1"])
         update_at_commit(session, one, stage="y")  # the same row again, other columns
         update_at_commit(session, two, risk=0.25)
@@ -126,10 +129,10 @@ async def test_update_at_commit_shows_values_at_once_and_writes_the_tables_rows_
         assert not session.dirty  # nothing for the ORM to flush row by row
         await session.flush()
         assert updates == []  # held until commit
-    assert len(updates) == 1
+    assert len(updates) == 2  # {risk, stage} for rows 1 and 4, {risk, stage, evidence} for row 2
     async with database.sessions() as session:
         stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
-    assert stored == {1: (0.5, "y", []), 2: (0.25, "z", ["e-1"]), 3: (0.0, "n", [])}
+    assert stored == {1: (0.5, "y", []), 2: (0.25, "z", ["e-1"]), 3: (0.0, "n", []), 4: (0.75, "e", [])}
     await database.dispose()
 
 

@@ -1,3 +1,4 @@
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,17 @@ class _Row(_Base, table=True):
     evidence: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
-async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydantic_view(tmp_path: Path):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'assign.db'}")
-    async with database.engine.begin() as conn:
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    """A SQLite database with the _Row table."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'helpers.db'}")
+    async with db.engine.begin() as conn:
         await conn.run_sync(_metadata.create_all)
+    yield db
+    await db.dispose()
+
+
+async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydantic_view(database: Database):
     async with database.transaction() as session:
         session.add(_Row(id=1))
     async with database.transaction() as session:
@@ -40,19 +48,14 @@ async def test_assigned_attributes_are_flushed_and_seen_by_the_row_and_its_pydan
     async with database.sessions() as session:
         stored = (await session.execute(select(_Row))).scalar_one()
         assert (stored.risk, stored.stage) == (0.75, "decline")
-    await database.dispose()
 
 
-async def test_for_each_key_keeps_the_rows_whose_key_is_listed_and_the_query_conditions(tmp_path: Path):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
-    async with database.engine.begin() as conn:
-        await conn.run_sync(_metadata.create_all)
+async def test_for_each_key_keeps_the_rows_whose_key_is_listed_and_the_query_conditions(database: Database):
     async with database.transaction() as session:
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="a")])
     async with database.sessions() as session:
         query = for_each_key(select(_Row.id).where(_Row.stage == "a"), _Row.id, [1, 2], postgres=False)
         assert list((await session.execute(query)).scalars()) == [1]
-    await database.dispose()
 
 
 def test_for_each_key_on_postgres_returns_orm_rows_for_an_entity_query_and_columns_for_a_core_one():
@@ -63,10 +66,7 @@ def test_for_each_key_on_postgres_returns_orm_rows_for_an_entity_query_and_colum
     assert [d["name"] for d in ids.column_descriptions] == ["event_id"]
 
 
-async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(tmp_path: Path):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'update.db'}")
-    async with database.engine.begin() as conn:
-        await conn.run_sync(_metadata.create_all)
+async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(database: Database):
     async with database.transaction() as session:
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="c")])
     table = _Row.__table__  # type: ignore[attr-defined]
@@ -80,15 +80,13 @@ async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(tmp
     async with database.sessions() as session:
         stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
     assert stored == {1: (0.1, "z", ["e-1"]), 2: (0.0, "b", []), 3: (0.3, None, [{"name": "complaints"}])}
-    await database.dispose()
 
 
-async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_json(tmp_path: Path):
+async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_json(database: Database):
     import numpy as np
-    from sqlalchemy import JSON, Column, Integer, MetaData, Table, text
+    from sqlalchemy import Integer, MetaData, Table, text
 
     documents = Table("documents", MetaData(), Column("id", Integer, primary_key=True), Column("body", JSON))
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'json.db'}")
     async with database.engine.begin() as conn:
         await conn.run_sync(documents.metadata.create_all)
         body = {"fit": np.float64(0.25), 7: [np.int64(3)], "ok": True}
@@ -97,15 +95,11 @@ async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_
         body = (await conn.execute(select(documents.c.body))).scalar_one()
     assert raw == '{"fit":0.25,"7":[3],"ok":true}'
     assert body == {"fit": 0.25, "7": [3], "ok": True}
-    await database.dispose()
 
 
 async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_per_set_of_changed_columns(
-    tmp_path: Path,
+    database: Database,
 ):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'at_commit.db'}")
-    async with database.engine.begin() as conn:
-        await conn.run_sync(_metadata.create_all)
     async with database.transaction() as session:
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=4, stage="d")])
     updates: list[str] = []
@@ -133,13 +127,9 @@ async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_pe
     async with database.sessions() as session:
         stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
     assert stored == {1: (0.5, "y", []), 2: (0.25, "z", ["e-1"]), 3: (0.0, "n", []), 4: (0.75, "e", [])}
-    await database.dispose()
 
 
-async def test_update_at_commit_writes_nothing_when_the_transaction_rolls_back(tmp_path: Path):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'rolled_back.db'}")
-    async with database.engine.begin() as conn:
-        await conn.run_sync(_metadata.create_all)
+async def test_update_at_commit_writes_nothing_when_the_transaction_rolls_back(database: Database):
     async with database.transaction() as session:
         session.add(_Row(id=1, stage="a"))
     with pytest.raises(RuntimeError):
@@ -149,4 +139,3 @@ async def test_update_at_commit_writes_nothing_when_the_transaction_rolls_back(t
             raise RuntimeError("the batch failed")
     async with database.sessions() as session:
         assert (await session.execute(select(_Row.stage))).scalar_one() == "a"
-    await database.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Any, TypeVar
 
 import orjson
@@ -22,6 +23,7 @@ from sqlalchemy import (
     cast,
     event,
     func,
+    insert,
     inspect,
     select,
     text,
@@ -225,10 +227,11 @@ def _write_updates(session: Session, held: list[dict[str, Any]]) -> None:
     [key] = [c.key for c in mapper.primary_key]  # single-column keys only
     # One statement per set of changed columns, so a row's unchanged (e.g. large JSON) columns are not
     # written again; in the table's column order, so the same set makes the same prepared statement.
-    groups: dict[tuple[str, ...], list[Any]] = {}
+    groups: dict[frozenset[str], list[Any]] = {}
     for row, changed in columns_by_row.values():
-        groups.setdefault(tuple(c.key for c in mapper.local_table.columns if c.key in changed), []).append(row)
-    for written, rows in groups.items():
+        groups.setdefault(frozenset(changed), []).append(row)
+    for changed_set, rows in groups.items():
+        written = [c.key for c in mapper.local_table.columns if c.key in changed_set]
         values = [{key: getattr(r, key), **{c: getattr(r, c) for c in written}} for r in rows]
         update_rows(session, mapper.local_table, key, values)
 
@@ -252,6 +255,17 @@ def on_postgres(session: AsyncSession | Session) -> bool:
 def dialect_insert(session: AsyncSession | Session) -> Callable[..., postgresql.Insert | sqlite.Insert]:
     """The INSERT construct of the session's database: both offer ON CONFLICT DO NOTHING / DO UPDATE."""
     return postgresql.insert if on_postgres(session) else sqlite.insert
+
+
+@cache
+def insert_rows(table: Table) -> RowWriter:
+    """A hold_until_commit writer that inserts the held rows into `table` (one executemany)."""
+
+    def write(session: Session, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            session.execute(insert(table), rows)
+
+    return write
 
 
 def hold_until_commit(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from servicekit.db import (
     dialect_insert,
     for_each_key,
     hold_until_commit,
+    insert_rows,
     on_postgres,
     take_held,
     update_at_commit,
@@ -114,14 +116,10 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
             )
     if changes:
         # An append-only log nothing reads back before commit: plain rows, one statement per transaction.
-        hold_until_commit(session, _ALERT_CHANGES, changes, _write_alert_changes)
+        hold_until_commit(session, _ALERT_CHANGES, changes, insert_rows(AlertChange.__table__))  # type: ignore[attr-defined]
 
 
 _ALERT_CHANGES = "retention.alert_changes"
-
-
-def _write_alert_changes(session: Session, rows: list[dict[str, Any]]) -> None:
-    session.execute(insert(AlertChange.__table__), rows)  # type: ignore[attr-defined]
 
 
 # Per-transaction caches (session.info dies with the session, and every transaction has its own session).
@@ -936,34 +934,15 @@ async def create_tasks(
     ]
     if not rows:
         return
-    hold_until_commit(session, _NEW_TASKS, rows, _write_tasks)
-    created = [
-        TaskCreated(
-            task_id=row["id"],
-            customer_id=customer_id,
-            alert_id=alert_id,
-            reason=playbook.reason,
-            action=row["action"],
-            owner=owner,
-            status=TaskStatus.open,
-            due_at=row["due_at"],
-            at=now,
-        )
-        for row in rows
-    ]
-    await publish(session, *created)
+    hold_until_commit(session, _NEW_TASKS, rows, insert_rows(Task.__table__))  # type: ignore[attr-defined]
+    await publish(session, *(task_event(TaskCreated, SimpleNamespace(**row)) for row in rows))
 
 
 _NEW_TASKS = "retention.new_tasks"
 
 
-def _write_tasks(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(Task.__table__), rows)  # type: ignore[attr-defined]
-
-
 def _write_new_tasks_now(session: Session) -> None:
-    _write_tasks(session, take_held(session, _NEW_TASKS))
+    insert_rows(Task.__table__)(session, take_held(session, _NEW_TASKS))  # type: ignore[attr-defined]
 
 
 async def _stored_tasks(session: AsyncSession, *conditions: Any) -> Sequence[Task]:
@@ -972,7 +951,8 @@ async def _stored_tasks(session: AsyncSession, *conditions: Any) -> Sequence[Tas
     return (await session.execute(select(Task).where(*conditions))).scalars().all()
 
 
-def task_event(event_cls: type[TaskEvent], task: Task, **extra: Any) -> TaskEvent:
+def task_event(event_cls: type[TaskEvent], task: Task | SimpleNamespace, **extra: Any) -> TaskEvent:
+    """The event of a task: a stored Task, or a new task's row (as attributes) not written yet."""
     return event_cls(
         task_id=task.id,
         customer_id=task.customer_id,

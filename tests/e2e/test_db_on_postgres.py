@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, Float, MetaData, String, Table, event, select
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import Database, for_each_key, update_rows
 from servicekit.types import UtcDateTime
 from tests.e2e.conftest import database_url
+from tests.statements import statements_sent
 
 _metadata = MetaData()
 _ROWS = Table(
@@ -46,22 +47,13 @@ async def _stored(session: AsyncSession) -> dict[str, tuple[float, datetime | No
 
 
 async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(session: AsyncSession):
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
     rows = [
         {"id": "r-3", "risk": 0.3, "since": None, "evidence": [{"name": "complaints", "weight": 0.5}]},
         {"id": "r-1", "risk": 0.1, "since": datetime(2026, 2, 1, 12, tzinfo=UTC), "evidence": ["e-1", "é"]},
         {"id": "r-9", "risk": 0.9, "since": None, "evidence": []},  # no such row: nothing written
     ]
-    engine = session.bind.sync_engine  # type: ignore[union-attr]
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(session.bind.sync_engine) as statements:  # type: ignore[union-attr]
         await session.run_sync(lambda s: update_rows(s, _ROWS, "id", rows))
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
     assert len(statements) == 1
     assert "unnest" in statements[0]

@@ -3,13 +3,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, event
+from sqlalchemy import JSON, Column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
 from servicekit.db import Database, assign, for_each_key, update_at_commit, update_rows
 from servicekit.tables import INBOX
+from tests.statements import statements_sent
 
 
 class _Base(SQLModel, registry=registry()):
@@ -102,27 +103,21 @@ async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_pe
 ):
     async with database.transaction() as session:
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=4, stage="d")])
-    updates: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("UPDATE"):
-            updates.append(statement)
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
-    async with database.transaction() as session:
-        one, two, four = sorted((await session.execute(select(_Row))).scalars(), key=lambda r: r.id)
-        update_at_commit(session, one, risk=0.5)
-        update_at_commit(session, four, stage="e", risk=0.75)  # the same columns as row 1: the same statement
-        update_at_commit(session, two, stage="z", evidence=["e-1"])
-        update_at_commit(session, one, stage="y")  # the same row again, other columns
-        update_at_commit(session, two, risk=0.25)
-        new = _Row(id=3)
-        session.add(new)
-        update_at_commit(session, new, stage="n")  # not stored yet: its INSERT carries the value
-        assert (one.risk, one.stage, two.stage) == (0.5, "y", "z")
-        assert not session.dirty  # nothing for the ORM to flush row by row
-        await session.flush()
-        assert updates == []  # held until commit
+    with statements_sent(database.engine.sync_engine, "UPDATE") as updates:
+        async with database.transaction() as session:
+            one, two, four = sorted((await session.execute(select(_Row))).scalars(), key=lambda r: r.id)
+            update_at_commit(session, one, risk=0.5)
+            update_at_commit(session, four, stage="e", risk=0.75)  # the same columns as row 1: the same statement
+            update_at_commit(session, two, stage="z", evidence=["e-1"])
+            update_at_commit(session, one, stage="y")  # the same row again, other columns
+            update_at_commit(session, two, risk=0.25)
+            new = _Row(id=3)
+            session.add(new)
+            update_at_commit(session, new, stage="n")  # not stored yet: its INSERT carries the value
+            assert (one.risk, one.stage, two.stage) == (0.5, "y", "z")
+            assert not session.dirty  # nothing for the ORM to flush row by row
+            await session.flush()
+            assert updates == []  # held until commit
     assert len(updates) == 2  # {risk, stage} for rows 1 and 4, {risk, stage, evidence} for row 2
     async with database.sessions() as session:
         stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}

@@ -10,6 +10,7 @@ from servicekit.events.envelope import CONTENT_TYPE
 from servicekit.outbox import enqueue, enqueue_raw
 from servicekit.outbox.writer import event_source, outbox_row, write_at_commit, write_rows
 from servicekit.tables import OUTBOX
+from tests.statements import statements_sent
 
 
 def _event(customer_id: str = "c-1") -> CustomerCreated:
@@ -98,25 +99,19 @@ async def test_rows_written_by_a_before_commit_hook_commit_and_wake_the_relay_ex
 async def test_rows_held_for_commit_are_written_in_one_statement_in_the_order_they_were_enqueued(database: Database):
     wakes: list[int] = []
     database.on_outbox_commit(lambda: wakes.append(1))
-    inserts: list[str] = []
+    with statements_sent(database.engine.sync_engine, "INSERT INTO outbox") as inserts:
+        async with database.sessions() as session:
+            write_at_commit(session)
+            await enqueue(session, _event("c-0"))
+            await session.rollback()
+        assert await _rows(database) == [] and wakes == [] and inserts == []
 
-    def remember(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if statement.startswith("INSERT INTO outbox"):
-            inserts.append(statement)
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
-    async with database.sessions() as session:
-        write_at_commit(session)
-        await enqueue(session, _event("c-0"))
-        await session.rollback()
-    assert await _rows(database) == [] and wakes == [] and inserts == []
-
-    async with database.transaction() as session:
-        write_at_commit(session)
-        await enqueue(session, _event("c-1"))
-        await enqueue(session, _event("c-2"), _event("c-3"))
-        await enqueue_raw(session, topic="crm.customer.v1.dlq", key="c-4", payload=b"{}", headers=[])
-        assert inserts == []  # held until the commit
+        async with database.transaction() as session:
+            write_at_commit(session)
+            await enqueue(session, _event("c-1"))
+            await enqueue(session, _event("c-2"), _event("c-3"))
+            await enqueue_raw(session, topic="crm.customer.v1.dlq", key="c-4", payload=b"{}", headers=[])
+            assert inserts == []  # held until the commit
     assert [r.key for r in await _rows(database)] == ["c-1", "c-2", "c-3", "c-4"]
     assert len(inserts) == 1 and wakes == [1]
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from bench.auth import UNTHROTTLED_ENV
 from gateway.__main__ import issue_token
 from gateway.settings import GatewaySettings
+from servicekit.db import Database
 from servicekit.launcher import SERVICES, Platform, platform_processes
 from servicekit.settings import REPO_ROOT, state_dir
 
@@ -48,6 +51,27 @@ def _reachable(host: str, port: int) -> bool:
 def postgres() -> None:
     if not _reachable("127.0.0.1", PG_PORT):
         pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:{PG_PORT}. Run `make test`, or `make pg-up`.")
+
+
+@pytest.fixture
+async def scratch_database(postgres: None) -> AsyncIterator[Database]:
+    """A PostgreSQL database of its own with the plumbing tables (outbox, inbox), dropped afterwards."""
+    from tests.unit.servicekit.conftest import metadata
+
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        database = Database(database_url(name))
+        try:
+            async with database.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            yield database
+        finally:
+            await database.dispose()
+            await admin.execute(f'DROP DATABASE "{name}"')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

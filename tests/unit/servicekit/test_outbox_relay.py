@@ -74,3 +74,81 @@ async def test_a_failed_send_leaves_that_row_and_every_later_one_for_the_next_at
     retry = _Producer()
     assert await relay.publish_batch(retry) == 2  # type: ignore[arg-type]
     assert [k for _, k in retry.sent] == [b"bad", b"c-3"]
+
+
+async def _published_at(database: Database) -> dict[str, datetime | None]:
+    async with database.sessions() as session:
+        rows = await session.execute(select(OUTBOX.c.key, OUTBOX.c.published_at).order_by(OUTBOX.c.id))
+        return {key: at.replace(tzinfo=UTC) if at and at.tzinfo is None else at for key, at in rows}
+
+
+class _CommitWhilePublishing(_Producer):
+    """A producer during whose first send another transaction commits a row (c-3)."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__()
+        self.database = database
+
+    async def send(self, topic: str, *, value: bytes, key: bytes | None, headers: Any) -> asyncio.Future[None]:
+        if not self.sent:
+            await _enqueue(self.database, "c-3")
+        return await super().send(topic, value=value, key=key, headers=headers)
+
+
+async def deferred_mark_rides_with_the_next_read(database: Database) -> OutboxRelay:
+    """The scenario, on any store: a batch published while a commit came in is marked by the next read."""
+    relay = _relay(database)
+    await _enqueue(database, "c-1", "c-2")
+    relay._wake.clear()  # as the relay's wait does when a commit wakes it
+    producer = _CommitWhilePublishing(database)
+    assert await relay.publish_batch(producer, defer_mark=True) == 2  # type: ignore[arg-type]
+    assert await _unpublished(database) == ["c-1", "c-2", "c-3"]  # c-1 and c-2 acked, not marked yet
+    first_ack = relay._acked[1]
+    assert relay._acked[0] and first_ack is not None
+
+    assert await relay.publish_batch(producer) == 1  # type: ignore[arg-type]
+    assert [k for _, k in producer.sent] == [b"c-1", b"c-2", b"c-3"]  # nothing published twice
+    assert await _unpublished(database) == []
+    published_at = await _published_at(database)
+    # each batch's broker ack time, not the time its mark was written
+    assert published_at["c-1"] == published_at["c-2"] == first_ack
+    assert published_at["c-3"] is not None and published_at["c-3"] > first_ack
+    return relay
+
+
+async def test_a_deferred_mark_rides_with_the_next_read_and_keeps_the_ack_time(database: Database):
+    await deferred_mark_rides_with_the_next_read(database)
+
+
+async def test_a_relay_with_nothing_waiting_marks_its_batch_at_once(database: Database):
+    await _enqueue(database, "c-1")
+    relay = _relay(database)
+    relay._wake.clear()  # no commit since: the relay would go on to wait
+    assert await relay.publish_batch(_Producer(), defer_mark=True) == 1  # type: ignore[arg-type]
+    assert await _unpublished(database) == []
+    assert relay._acked == ([], None)
+
+
+async def test_a_stopping_relay_marks_what_the_broker_acknowledged(database: Database):
+    relay = _relay(database)
+    await _enqueue(database, "c-1", "c-2")
+    producer = _CommitWhilePublishing(database)  # so the first round defers its mark
+    calls: list[int] = []
+    stopped_before_second_round = asyncio.Event()
+
+    async def producer_then_hang() -> _Producer:
+        calls.append(1)
+        if len(calls) > 1:
+            stopped_before_second_round.set()
+            await asyncio.Event().wait()  # the second round never starts: its read would carry the mark
+        return producer
+
+    relay._ensure_producer = producer_then_hang  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run())
+    await asyncio.wait_for(stopped_before_second_round.wait(), 5)
+    assert await _unpublished(database) == ["c-1", "c-2", "c-3"]  # acked, the mark still pending
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _unpublished(database) == ["c-3"]  # the stop marked c-1 and c-2: no duplicates next run
+    assert [k for _, k in producer.sent] == [b"c-1", b"c-2"]

@@ -174,22 +174,33 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
     """
     if not rows:
         return
-    names = list(rows[0])
+    names = tuple(rows[0])
     if not on_postgres(session):
-        by_key = update(table).where(table.c[key] == bindparam(f"_{key}"))
-        stmt = by_key.values({n: bindparam(f"_{n}") for n in names if n != key})
-        session.execute(stmt, [{f"_{n}": row[n] for n in names} for row in rows])
+        session.execute(_update_by_key(table, key, names), [{f"_{n}": row[n] for n in names} for row in rows])
         return
-    json = {n for n in names if isinstance(table.c[n].type, JSON)}
-    arrays = [
-        bindparam(f"_{n}", [_json_dumps(row[n]) for row in rows], type_=ARRAY(Text))
-        if n in json
-        else bindparam(f"_{n}", [row[n] for row in rows], type_=ARRAY(table.c[n].type))
-        for n in names
-    ]
+    statement, json = _update_from_arrays(table, key, names)
+    session.execute(
+        statement,
+        {f"_{n}": [_json_dumps(row[n]) for row in rows] if n in json else [row[n] for row in rows] for n in names},
+    )
+
+
+# The statements of update_rows, built once per table and set of columns with the values bound at
+# execution: building one (the unnest alias and its columns) and its cache key cost more CPU than
+# running it, for consumers that write every batch.
+@cache
+def _update_by_key(table: Table, key: str, names: tuple[str, ...]) -> Any:
+    by_key = update(table).where(table.c[key] == bindparam(f"_{key}"))
+    return by_key.values({n: bindparam(f"_{n}") for n in names if n != key})
+
+
+@cache
+def _update_from_arrays(table: Table, key: str, names: tuple[str, ...]) -> tuple[Any, frozenset[str]]:
+    json = frozenset(n for n in names if isinstance(table.c[n].type, JSON))
+    arrays = [bindparam(f"_{n}", type_=ARRAY(Text) if n in json else ARRAY(table.c[n].type)) for n in names]
     given = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
     values = {n: cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names if n != key}
-    session.execute(update(table).where(table.c[key] == given.c[key]).values(values))
+    return update(table).where(table.c[key] == given.c[key]).values(values), json
 
 
 def update_at_commit(session: AsyncSession | Session, row: Any, **values: Any) -> None:

@@ -40,6 +40,18 @@ def make_consumer(
     )
 
 
+def set_idle_fetch(consumer: AIOKafkaConsumer, kafka: KafkaSettings, *, idle: bool) -> None:
+    """Long-poll (return with the first byte, wait up to consumer_idle_fetch_wait_ms) or gather again.
+
+    aiokafka builds each fetch request from its fetcher's settings and has no public call to change them,
+    so this sets them on the fetcher; fetches already at the broker keep theirs. A unit test fails if an
+    aiokafka upgrade renames them.
+    """
+    fetcher = consumer._fetcher
+    fetcher._fetch_min_bytes = 1 if idle else kafka.consumer_fetch_min_bytes
+    fetcher._fetch_max_wait_ms = kafka.consumer_idle_fetch_wait_ms if idle else kafka.consumer_fetch_wait_ms
+
+
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
     """The partitions of a topic (for tools that assign partitions by hand: replays, audits, tests)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)

@@ -40,6 +40,12 @@ class KafkaSettings(BaseSettings):
     # that much latency per hop. 1 byte: every event as soon as it arrives.
     consumer_fetch_min_bytes: int = Field(65536, ge=1)
     consumer_fetch_wait_ms: int = Field(50, ge=0)  # the longest a fetch waits for consumer_fetch_min_bytes
+    # A consumer that has seen nothing for consumer_idle_after_s long-polls instead: its fetch returns with
+    # the first byte, or after this long. Idle consumers then cost the broker a few fetches a second, not
+    # twenty, and the first event after a lull comes at once; the next fetch gathers again.
+    consumer_idle_fetch_wait_ms: int = Field(500, ge=0)
+    # How long a consumer sees nothing before it long-polls (0: never).
+    consumer_idle_after_s: float = Field(2.0, ge=0)
 
 
 class PlatformSettings(BaseSettings):

@@ -39,7 +39,7 @@ from servicekit.errors import is_transient
 from servicekit.events.contracts.topics import dead_letter
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.events.registry import REGISTRY, UnknownEventType
-from servicekit.kafka import make_consumer
+from servicekit.kafka import make_consumer, set_idle_fetch
 from servicekit.outbox.writer import enqueue_raw
 from servicekit.settings import ServiceSettings
 from servicekit.tables import INBOX
@@ -284,6 +284,8 @@ class EventConsumer:
         await consumer.start()
         self.connected = True
         log.info("consumer started", extra={"topics": self.topics, "group": self.group})
+        kafka = self.settings.kafka
+        last_records_at, idle = time.monotonic(), False
         while True:
             # Wake no later than pending offsets fall due, so a lull does not leave them uncommitted.
             wait_s = min(max(self._commit_due_in(), 0.0), 0.5) if self._uncommitted else 0.5
@@ -291,9 +293,18 @@ class EventConsumer:
                 timeout_ms=int(wait_s * 1000), max_records=self.settings.consumer_batch_size
             )
             if batches:
+                last_records_at = time.monotonic()
+                if idle:
+                    idle = False
+                    set_idle_fetch(consumer, kafka, idle=False)
                 await self._handle_poll(consumer, batches)
-            elif self._uncommitted and self._commit_due_in() <= 0:
+                continue
+            if self._uncommitted and self._commit_due_in() <= 0:
                 await self._commit(consumer)
+            lull_s = time.monotonic() - last_records_at
+            if not idle and kafka.consumer_idle_after_s and lull_s >= kafka.consumer_idle_after_s:
+                idle = True
+                set_idle_fetch(consumer, kafka, idle=True)
 
     async def _handle_poll(
         self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]]

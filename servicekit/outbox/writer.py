@@ -67,6 +67,11 @@ def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
+    # created_at starts the relay's commit -> publish delay: the time the rows are written, which for a
+    # batch transaction (write_at_commit) is just before its commit, not when its first event was enqueued.
+    written_at = datetime.now(UTC)
+    for row in rows:
+        row["created_at"] = written_at
     statement = insert(OUTBOX)
     if session.info.get("postgres"):
         # The NOTIFY rides on the INSERT (one round trip instead of two); PostgreSQL delivers it at

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime
 
 import orjson
@@ -124,3 +125,16 @@ async def test_a_direct_write_after_held_rows_keeps_the_order_of_enqueueing(data
         await session.run_sync(write_rows, [row])
         await enqueue(session, _event("c-3"))
     assert [r.key for r in await _rows(database)] == ["c-1", "c-2", "c-3"]
+
+
+async def test_rows_held_for_the_commit_are_stamped_when_written_not_when_enqueued(database: Database):
+    async with database.transaction() as session:
+        write_at_commit(session)
+        await enqueue(session, _event("c-1"))
+        enqueued_by = datetime.now(UTC)
+        await asyncio.sleep(0.02)  # the rest of a consumer batch's work
+        work_done_at = datetime.now(UTC)
+    [row] = await _rows(database)
+    created_at = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    # the relay's commit -> publish delay starts at the write, just before the commit
+    assert created_at >= work_done_at > enqueued_by

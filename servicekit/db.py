@@ -143,8 +143,9 @@ class Database:
         await self.engine.dispose()
 
 
-def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[str], *, postgres: bool) -> Select[Any]:
-    """`query` restricted to rows whose `key` is one of `values`, looked up key by key on PostgreSQL.
+def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool) -> Select[Any]:
+    """`query` restricted to rows whose `key` is one of the values bound at execution as KEYS
+    (`session.execute(statement, {KEYS: [...]})`), looked up key by key on PostgreSQL.
 
     With `key IN (...)`, PostgreSQL's cached generic plan, or statistics that lag a table growing fast
     (an inbox, a signal log), can prefer a scan that reads every row of the table's other index ranges
@@ -152,16 +153,20 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], values: Sequence[s
     key (kept whole by OFFSET 0) can only be answered by a lookup on an index that leads with `key`;
     the keys travel as one array parameter, so the statement text is the same for any number of keys.
     A query of one ORM class gets its rows back as objects; a FOR UPDATE in `query` locks them key by
-    key, in the order of `values`.
+    key, in the order of the values. Build the statement once (it takes more CPU to build than to run)
+    and bind the keys, and any other values, at execution.
     """
     if not postgres:
-        return query.where(key.in_(values))
-    keys = func.unnest(bindparam("keys", list(values), type_=ARRAY(String))).table_valued("key").render_derived()
+        return query.where(key.in_(bindparam(KEYS, expanding=True)))
+    keys = func.unnest(bindparam(KEYS, type_=ARRAY(String))).table_valued("key").render_derived()
     per_key = query.where(key == keys.c.key).offset(0).lateral()
     [first, *others] = query.column_descriptions
     entity = first.get("entity") if not others and first.get("expr") is first.get("entity") else None
     columns = [aliased(entity, per_key)] if entity is not None else list(per_key.c)
     return select(*columns).select_from(keys.join(per_key, true()))
+
+
+KEYS = "keys"  # the bound parameter of for_each_key's values
 
 
 def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:

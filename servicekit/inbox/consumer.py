@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit import metrics
 from servicekit.context import correlation_id
-from servicekit.db import Database, for_each_key
+from servicekit.db import KEYS, Database, for_each_key
 from servicekit.errors import is_transient
 from servicekit.events.contracts.topics import dead_letter
 from servicekit.events.envelope import CloudEvent, Received
@@ -106,6 +106,8 @@ class EventConsumer:
         # time.monotonic() of the last offset commit; -inf makes the first one due at once, however
         # recently the host booted (monotonic time starts near zero at boot)
         self._committed_at = float("-inf")
+        handled = select(INBOX.c.event_id).where(INBOX.c.consumer == self.group)
+        self._handled_query = for_each_key(handled, INBOX.c.event_id, postgres=database.is_postgres)
 
     # ---- decoding -------------------------------------------------------------------------------
 
@@ -245,10 +247,7 @@ class EventConsumer:
             await session.execute(insert(INBOX), list(rows))
 
     async def _already_handled(self, session: AsyncSession, ids: Sequence[str]) -> set[str]:
-        query = select(INBOX.c.event_id).where(INBOX.c.consumer == self.group)
-        found = await session.execute(
-            for_each_key(query, INBOX.c.event_id, sorted(set(ids)), postgres=self.database.is_postgres)
-        )
+        found = await session.execute(self._handled_query, {KEYS: sorted(set(ids))})
         return set(found.scalars())
 
     def _count_handled(self, deliveries: Sequence[Delivery]) -> None:

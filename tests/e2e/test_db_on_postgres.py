@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import JSON, Column, Float, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import Database, for_each_key, update_rows
+from servicekit.db import KEYS, Database, for_each_key, update_rows
 from servicekit.types import UtcDateTime
 from tests.e2e.conftest import database_url
 from tests.statements import statements_sent
@@ -66,5 +66,6 @@ async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(sess
 
 async def test_for_each_key_reads_the_listed_keys_rows_on_postgresql(session: AsyncSession):
     unchanged = select(_ROWS.c.id).where(_ROWS.c.risk == 0.0)
-    query = for_each_key(unchanged, _ROWS.c.id, ["r-1", "r-3", "r-7"], postgres=True)
-    assert sorted((await session.execute(query)).scalars()) == ["r-1", "r-3"]
+    query = for_each_key(unchanged, _ROWS.c.id, postgres=True)
+    assert sorted((await session.execute(query, {KEYS: ["r-1", "r-3", "r-7"]})).scalars()) == ["r-1", "r-3"]
+    assert list((await session.execute(query, {KEYS: ["r-2"]})).scalars()) == ["r-2"]

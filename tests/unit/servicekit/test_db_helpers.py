@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
-from servicekit.db import Database, assign, for_each_key, update_at_commit, update_rows
+from servicekit.db import KEYS, Database, assign, for_each_key, update_at_commit, update_rows
 from servicekit.tables import INBOX
 from tests.statements import statements_sent
 
@@ -55,15 +55,16 @@ async def test_for_each_key_keeps_the_rows_whose_key_is_listed_and_the_query_con
     async with database.transaction() as session:
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="a")])
     async with database.sessions() as session:
-        query = for_each_key(select(_Row.id).where(_Row.stage == "a"), _Row.id, [1, 2], postgres=False)
-        assert list((await session.execute(query)).scalars()) == [1]
+        query = for_each_key(select(_Row.id).where(_Row.stage == "a"), _Row.id, postgres=False)
+        assert list((await session.execute(query, {KEYS: [1, 2]})).scalars()) == [1]
+        assert list((await session.execute(query, {KEYS: [3]})).scalars()) == [3]  # one statement, any keys
 
 
 def test_for_each_key_on_postgres_returns_orm_rows_for_an_entity_query_and_columns_for_a_core_one():
-    rows = for_each_key(select(_Row).with_for_update(), _Row.id, ["1"], postgres=True)
+    rows = for_each_key(select(_Row).with_for_update(), _Row.id, postgres=True)
     assert [d["type"] for d in rows.column_descriptions] == [_Row]
     assert "FOR UPDATE" in str(rows.compile(dialect=postgresql.dialect()))
-    ids = for_each_key(select(INBOX.c.event_id), INBOX.c.event_id, ["e-1"], postgres=True)
+    ids = for_each_key(select(INBOX.c.event_id), INBOX.c.event_id, postgres=True)
     assert [d["name"] for d in ids.column_descriptions] == ["event_id"]
 
 

@@ -19,6 +19,12 @@ CONSUMER_LAG = Gauge(
 )
 OUTBOX_BACKLOG = Gauge("crm_outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter("crm_outbox_published_total", "Outbox rows published to Kafka", ["service"])
+OUTBOX_ROUND_ROWS = Histogram(
+    "crm_outbox_publish_round_rows",
+    "Outbox rows one relay round read and published (a round: one read, one produce request, one mark)",
+    ["service"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 OUTBOX_DELAY = Histogram(
     "crm_outbox_publish_delay_seconds",
     "From outbox commit to broker acknowledgement",

@@ -75,6 +75,9 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(500, ge=1)  # outbox rows the relay publishes per round
     # The relay is woken by each commit that wrote events; this is how often it looks anyway.
     relay_poll_interval_s: float = Field(1.0, gt=0)
+    # Under load a relay starts a round at most this often, so the commits of those milliseconds share
+    # one read, one produce request and one mark; woken after a lull it reads at once (0: no pacing).
+    relay_min_round_interval_ms: float = Field(10.0, ge=0)
     outbox_retention_hours: float = Field(24.0, ge=0)  # published outbox rows are deleted after this long
 
     consumer_batch_size: int = Field(500, ge=1)  # Kafka records handled per transaction

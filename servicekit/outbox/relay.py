@@ -8,6 +8,8 @@ Under load the mark of a published batch rides with the read of the next one (on
 statement: the UPDATE in a CTE, the read skipping the rows it marks), so a round costs one round trip to
 the database instead of two; a relay about to wait marks at once. `published_at` is the broker's ack
 time either way. A crash before a deferred mark publishes those rows again: at least once, as above.
+Under load a round starts at most every relay_min_round_interval_ms, so the commits in between go out
+together (one read, one produce request, one mark) instead of a round each.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class OutboxRelay:
         self._last_housekeeping = float("-inf")  # the first pass is due at once, whatever the uptime
         # Published (acked by the broker) but not marked yet: their ids and the ack time.
         self._acked: tuple[list[int], datetime | None] = ([], None)
+        self._round_started = float("-inf")  # time.monotonic() of the last round's read
         database.on_outbox_commit(self._wake.set)
 
     async def run(self) -> None:
@@ -70,6 +73,7 @@ class OutboxRelay:
                     continue
                 if published < self.settings.relay_batch_size:
                     await self._wait()
+                    await self._pace()
         finally:
             with contextlib.suppress(Exception):  # a clean stop publishes nothing twice
                 await asyncio.wait_for(self.mark_acked(), 5)
@@ -82,6 +86,7 @@ class OutboxRelay:
         defer_mark: when more rows are already waiting (a full batch, or a commit woke the relay since),
         leave the batch's mark for the next read to carry; otherwise mark at once.
         """
+        self._round_started = time.monotonic()
         rows = await self._mark_acked_and_read()
         if not rows:
             return 0
@@ -107,6 +112,7 @@ class OutboxRelay:
                 break
             published_ids.append(row.id)
         now = datetime.now(UTC)
+        metrics.OUTBOX_ROUND_ROWS.labels(self.service).observe(len(rows))
         if published_ids:
             self._acked = (published_ids, now)
             metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
@@ -156,6 +162,12 @@ class OutboxRelay:
         cutoff = datetime.now(UTC) - timedelta(hours=self.settings.outbox_retention_hours)
         async with self.database.transaction() as session:
             await session.execute(delete(OUTBOX).where(OUTBOX.c.published_at < cutoff))
+
+    async def _pace(self) -> None:
+        """Start the next round no sooner than relay_min_round_interval_ms after the last one started."""
+        due = self._round_started + self.settings.relay_min_round_interval_ms / 1000 - time.monotonic()
+        if due > 0:
+            await asyncio.sleep(due)
 
     async def _wait(self) -> None:
         with contextlib.suppress(TimeoutError):

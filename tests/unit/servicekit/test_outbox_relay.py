@@ -152,3 +152,22 @@ async def test_a_stopping_relay_marks_what_the_broker_acknowledged(database: Dat
         await task
     assert await _unpublished(database) == ["c-3"]  # the stop marked c-1 and c-2: no duplicates next run
     assert [k for _, k in producer.sent] == [b"c-1", b"c-2"]
+
+
+async def test_under_load_a_round_starts_no_sooner_than_the_interval_after_the_last(database: Database, monkeypatch):
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("servicekit.outbox.relay.asyncio.sleep", sleep)
+    relay = _relay(database)
+    interval_s = relay.settings.relay_min_round_interval_ms / 1000
+    assert interval_s > 0
+    await relay.publish_batch(_Producer())  # type: ignore[arg-type]  # a round starts now
+    await relay._pace()
+    assert len(slept) == 1 and 0 < slept[0] <= interval_s
+
+    relay._round_started -= interval_s  # the last round started a whole interval ago (a lull)
+    await relay._pace()
+    assert len(slept) == 1  # reads at once

@@ -350,6 +350,9 @@ class BulkRow(BaseModel):
     status: BulkRowStatus
     id: str | None = None
     errors: list[dict[str, str]] | None = None
+    # True on a rejected row whose cause passes (the customer service did not answer about a customer this
+    # service has not seen yet): send the row again as it is; its external_id makes that safe.
+    retryable: bool = False
 
 
 class BulkReport(BaseModel):

@@ -722,9 +722,15 @@ def validate_rows(items: Sequence[Any]) -> tuple[dict[int, InteractionCreate], d
     return valid, errors
 
 
+@dataclass(frozen=True, slots=True)
+class _CustomerProblem:
+    message: str
+    retryable: bool = False  # the cause passes: the same row can be sent again
+
+
 async def _customer_problems(
     session: AsyncSession, customer_ids: Sequence[str], lookup: CustomerLookup
-) -> dict[str, str]:
+) -> dict[str, _CustomerProblem]:
     """Why each customer of a bulk request cannot take interactions (unknown, erased, unreachable).
 
     The replica answers in a few queries; ids it has not seen are asked of the customer service once
@@ -739,7 +745,7 @@ async def _customer_problems(
         )
         known.update({customer_id: erased for customer_id, erased in rows})
     missing = [c for c in customer_ids if c not in known]
-    problems: dict[str, str] = {}
+    problems: dict[str, _CustomerProblem] = {}
     if missing:
         gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
@@ -753,14 +759,16 @@ async def _customer_problems(
         answers = await asyncio.gather(*(ask(c) for c in missing))
         for customer_id, answer in zip(missing, answers, strict=True):
             if isinstance(answer, Exception):
-                problems[customer_id] = "customer not known here yet and the customer service is unavailable; retry"
+                problems[customer_id] = _CustomerProblem(
+                    "customer not known here yet and the customer service is unavailable; retry", retryable=True
+                )
             elif answer is None:
-                problems[customer_id] = "unknown customer"
+                problems[customer_id] = _CustomerProblem("unknown customer")
             else:
                 known[customer_id] = answer.erased
     for customer_id, erased in known.items():
         if erased:
-            problems[customer_id] = "the customer's data was erased"
+            problems[customer_id] = _CustomerProblem("the customer's data was erased")
     return problems
 
 
@@ -794,7 +802,10 @@ async def bulk_import(
             accepted[index] = data
         else:
             results[index] = BulkRow(
-                index=index, status=BulkRowStatus.rejected, errors=[field_error("customer_id", problem)]
+                index=index,
+                status=BulkRowStatus.rejected,
+                errors=[field_error("customer_id", problem.message)],
+                retryable=problem.retryable,
             )
     for index, stored in (await store_interactions(session, accepted, sla_hours)).items():
         if stored.status == BulkRowStatus.rejected:

@@ -80,7 +80,7 @@ async def _import_purchases(gateway: httpx.AsyncClient, segment: str, platform_i
 
 
 def _retryable(row: dict[str, Any]) -> bool:
-    return all(e["message"].endswith("; retry") for e in row["errors"])
+    return row["retryable"]
 
 
 async def _purchases_seen(gateway: httpx.AsyncClient, segment: str, expected: int) -> dict[str, Any] | None:

@@ -98,6 +98,14 @@ async def test_a_failing_customer_service_rejects_only_the_rows_of_customers_not
     ).json()
     assert [r["status"] for r in report["rows"]] == ["created", "rejected"]
     assert "retry" in report["rows"][1]["errors"][0]["message"]
+    assert [r["retryable"] for r in report["rows"]] == [False, True]  # only the passing cause
+
+
+async def test_a_row_for_an_unknown_customer_is_rejected_for_good(api):
+    client, _ = api
+    report = (await client.post("/interactions/bulk", json={"rows": [purchase(1, customer_id="c-unknown")]})).json()
+    [row] = report["rows"]
+    assert row["status"] == "rejected" and row["retryable"] is False
 
 
 async def test_complaints_and_surveys_in_bulk_emit_the_same_events_as_single_posts(api):

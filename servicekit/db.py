@@ -143,6 +143,9 @@ class Database:
         await self.engine.dispose()
 
 
+KEYS = "keys"  # the bound parameter of for_each_key's values
+
+
 def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool) -> Select[Any]:
     """`query` restricted to rows whose `key` is one of the values bound at execution as KEYS
     (`session.execute(statement, {KEYS: [...]})`), looked up key by key on PostgreSQL.
@@ -164,9 +167,6 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool)
     entity = first.get("entity") if not others and first.get("expr") is first.get("entity") else None
     columns = [aliased(entity, per_key)] if entity is not None else list(per_key.c)
     return select(*columns).select_from(keys.join(per_key, true()))
-
-
-KEYS = "keys"  # the bound parameter of for_each_key's values
 
 
 def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:

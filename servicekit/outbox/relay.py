@@ -48,8 +48,8 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._listener: Any = None
         self._last_housekeeping = float("-inf")  # the first pass is due at once, whatever the uptime
-        # Published (acked by the broker) but not marked yet: their ids and the ack time.
-        self._acked: tuple[list[int], datetime | None] = ([], None)
+        # Rows the broker acknowledged that no statement has marked yet: {"ids": [...], "acked_at": ack time}.
+        self._acked: dict[str, Any] = {}
         self._round_started = float("-inf")  # time.monotonic() of the last round's read
         database.on_outbox_commit(self._wake.set)
 
@@ -114,40 +114,39 @@ class OutboxRelay:
         now = datetime.now(UTC)
         metrics.OUTBOX_ROUND_ROWS.labels(self.service).observe(len(rows))
         if published_ids:
-            self._acked = (published_ids, now)
+            self._acked = {"ids": published_ids, "acked_at": now}
             metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
             for row in rows[: len(published_ids)]:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
                 metrics.OUTBOX_DELAY.labels(self.service).observe(max((now - created).total_seconds(), 0.0))
+        failed = len(rows) - len(published_ids)
         more_waiting = len(rows) == self.settings.relay_batch_size or self._wake.is_set()
-        if not (defer_mark and more_waiting) or len(published_ids) < len(rows):
+        if failed or not (defer_mark and more_waiting):
             await self.mark_acked()
-        if len(published_ids) < len(rows):
-            raise RuntimeError(f"{len(rows) - len(published_ids)} outbox rows not published")
+        if failed:
+            raise RuntimeError(f"{failed} outbox rows not published")
         return len(published_ids)
 
     async def mark_acked(self) -> None:
         """Mark the rows the broker has acknowledged and no read has marked yet."""
-        ids, acked_at = self._acked
-        if ids:
+        if self._acked:
             async with self.database.autocommit() as conn:  # a single UPDATE is atomic by itself
-                await conn.execute(_MARK, {"ids": ids, "acked_at": acked_at})
-            self._acked = ([], None)
+                await conn.execute(_MARK, self._acked)
+            self._acked = {}
 
     async def _mark_acked_and_read(self) -> list[Any]:
         """The next batch of unpublished rows, marking the acknowledged ones in the same round trip."""
-        ids, acked_at = self._acked
         limit = {"limit": self.settings.relay_batch_size}
         # Autocommit: no transaction stays open while we talk to Kafka.
         async with self.database.autocommit() as conn:
-            if not ids:
+            if not self._acked:
                 rows = (await conn.execute(_READ, limit)).all()
             elif self.database.is_postgres:
-                rows = (await conn.execute(_MARK_AND_READ, {"ids": ids, "acked_at": acked_at, **limit})).all()
+                rows = (await conn.execute(_MARK_AND_READ, {**self._acked, **limit})).all()
             else:  # SQLite: two statements, in the one transaction autocommit() opens there
-                await conn.execute(_MARK, {"ids": ids, "acked_at": acked_at})
+                await conn.execute(_MARK, self._acked)
                 rows = (await conn.execute(_READ, limit)).all()
-        self._acked = ([], None)
+        self._acked = {}
         return list(rows)
 
     async def backlog(self) -> int:

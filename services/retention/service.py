@@ -174,7 +174,7 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
             unresolved[alert.customer_id].append(alert)
 
 
-# The batch reads, built once (for_each_key): building one takes more CPU than running it.
+# The batch reads, each built once per process (see for_each_key).
 @cache
 def _unresolved_alerts_of(postgres: bool) -> Any:
     query = select(Alert).where(Alert.open_slot.is_not(None)).with_for_update()

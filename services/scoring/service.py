@@ -79,7 +79,6 @@ FEATURES_ABSENT = "scoring.features_absent"  # customer ids known to have no fea
 
 @cache
 def _features_rows(postgres: bool) -> Any:
-    # Built once (for_each_key): building it takes more CPU than running it.
     return for_each_key(select(CustomerFeatures), col(CustomerFeatures.customer_id), postgres=postgres)
 
 

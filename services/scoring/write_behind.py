@@ -111,7 +111,6 @@ def score_all(rescores: list[Rescore]) -> None:
 
 @cache
 def _current_values_query(postgres: bool) -> Any:
-    # Built once (for_each_key): building it takes more CPU than running it.
     t = CurrentScore.__table__  # type: ignore[attr-defined]
     columns = (t.c.churn_risk, t.c.health, t.c.value_tier, t.c.lifecycle_stage, t.c.p_alive, t.c.clv)
     return for_each_key(select(t.c.customer_id, *columns, t.c.expected_purchases), t.c.customer_id, postgres=postgres)

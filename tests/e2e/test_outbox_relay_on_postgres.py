@@ -5,11 +5,9 @@ from __future__ import annotations
 from servicekit.db import Database
 from tests.statements import statements_sent
 from tests.unit.servicekit.test_outbox_relay import (
-    _CommitWhilePublishing,
-    _enqueue,
-    _relay,
     _unpublished,
     deferred_mark_rides_with_the_next_read,
+    first_round_with_a_commit_while_publishing,
 )
 
 
@@ -18,11 +16,7 @@ async def test_a_deferred_mark_rides_with_the_next_read_on_postgresql(scratch_da
 
 
 async def test_the_next_round_marks_and_reads_in_one_statement(scratch_database: Database):
-    relay = _relay(scratch_database)
-    await _enqueue(scratch_database, "c-1", "c-2")
-    relay._wake.clear()
-    producer = _CommitWhilePublishing(scratch_database)
-    assert await relay.publish_batch(producer, defer_mark=True) == 2  # type: ignore[arg-type]
+    relay, producer = await first_round_with_a_commit_while_publishing(scratch_database)
 
     with statements_sent(scratch_database.engine.sync_engine) as statements:
         # c-3's commit woke the relay during the first round, so this round defers its mark too

@@ -95,16 +95,22 @@ class _CommitWhilePublishing(_Producer):
         return await super().send(topic, value=value, key=key, headers=headers)
 
 
-async def deferred_mark_rides_with_the_next_read(database: Database) -> OutboxRelay:
-    """The scenario, on any store: a batch published while a commit came in is marked by the next read."""
+async def first_round_with_a_commit_while_publishing(database: Database) -> tuple[OutboxRelay, _Producer]:
+    """c-1 and c-2 published while c-3 commits, so the relay defers their mark to its next read."""
     relay = _relay(database)
     await _enqueue(database, "c-1", "c-2")
     relay._wake.clear()  # as the relay's wait does when a commit wakes it
     producer = _CommitWhilePublishing(database)
     assert await relay.publish_batch(producer, defer_mark=True) == 2  # type: ignore[arg-type]
+    return relay, producer
+
+
+async def deferred_mark_rides_with_the_next_read(database: Database) -> OutboxRelay:
+    """The scenario, on any store: a batch published while a commit came in is marked by the next read."""
+    relay, producer = await first_round_with_a_commit_while_publishing(database)
     assert await _unpublished(database) == ["c-1", "c-2", "c-3"]  # c-1 and c-2 acked, not marked yet
-    first_ack = relay._acked[1]
-    assert relay._acked[0] and first_ack is not None
+    first_ack = relay._acked.get("acked_at")
+    assert relay._acked.get("ids") and first_ack is not None
 
     assert await relay.publish_batch(producer) == 1  # type: ignore[arg-type]
     assert [k for _, k in producer.sent] == [b"c-1", b"c-2", b"c-3"]  # nothing published twice
@@ -126,7 +132,7 @@ async def test_a_relay_with_nothing_waiting_marks_its_batch_at_once(database: Da
     relay._wake.clear()  # no commit since: the relay would go on to wait
     assert await relay.publish_batch(_Producer(), defer_mark=True) == 1  # type: ignore[arg-type]
     assert await _unpublished(database) == []
-    assert relay._acked == ([], None)
+    assert relay._acked == {}
 
 
 async def test_a_stopping_relay_marks_what_the_broker_acknowledged(database: Database):

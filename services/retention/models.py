@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, HttpUrl
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Boolean, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, Index, MetaData, String, Text, UniqueConstraint, event
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -294,6 +295,59 @@ class AlertChange(RetentionTable, table=True):
     event_type: str = Field(max_length=40)
     at: datetime = _at(index=True)
     data: dict[str, Any] = _json(dict)
+
+
+class CatalogVersion(RetentionTable, table=True):
+    """One row: a token that triggers on rules, playbooks and webhooks set to a new random value on any change.
+
+    Processes keep those three tables in memory and read only this token per transaction (catalog.py).
+    """
+
+    __tablename__ = "catalog_version"
+
+    id: int = Field(default=1, primary_key=True)
+    token: str = Field(max_length=32)
+
+
+CATALOG_TABLES = ("rules", "playbooks", "webhooks")
+
+
+def catalog_version_ddl(dialect: str) -> list[str]:
+    """The token's first row and the triggers that renew it; the migration and create_all both run these."""
+    first = f"INSERT INTO catalog_version (id, token) VALUES (1, '{uuid.uuid4().hex}')"
+    if dialect == "postgresql":
+        renew = (
+            "CREATE FUNCTION renew_catalog_version() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "UPDATE catalog_version SET token = md5(random()::text || clock_timestamp()::text); RETURN NULL; END $$"
+        )
+        return [
+            first,
+            renew,
+            *(
+                f"CREATE TRIGGER {table}_renew_catalog_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+                f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION renew_catalog_version()"
+                for table in CATALOG_TABLES
+            ),
+        ]
+    # SQLite has row triggers only, one per kind of change.
+    return [
+        first,
+        *(
+            f"CREATE TRIGGER {table}_{change.lower()}_renew_catalog_version AFTER {change} ON {table} "
+            "BEGIN UPDATE catalog_version SET token = lower(hex(randomblob(16))); END"
+            for table in CATALOG_TABLES
+            for change in ("INSERT", "UPDATE", "DELETE")
+        ),
+    ]
+
+
+@event.listens_for(metadata, "after_create")
+def _create_catalog_version(target: MetaData, connection: Connection, **kw: Any) -> None:
+    # create_all (tests, scratch databases) gets the same row and triggers as a migrated database.
+    created = {t.name for t in kw.get("tables") or target.sorted_tables}
+    if {CatalogVersion.__tablename__, *CATALOG_TABLES} <= created:
+        for statement in catalog_version_ddl(connection.dialect.name):
+            connection.exec_driver_sql(statement)
 
 
 # ---- API shapes ----------------------------------------------------------------------------------

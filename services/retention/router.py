@@ -11,6 +11,7 @@ from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import Severity
 from servicekit.pagination import BIGINT_MAX, DEFAULT_PAGE, Limit, Offset
 from services.retention import service, stream
+from services.retention.catalog import params_of, rule_of
 from services.retention.models import (
     AlertAcknowledge,
     AlertPublic,
@@ -172,7 +173,7 @@ async def preview_unsaved_rule(data: RulePreview, session: SessionDep) -> Previe
         kind=data.rule.kind,
         severity=data.rule.severity,
         reason=data.rule.reason or "",
-        params=service.params_of(params),
+        params=params_of(params),
     )
     result = await service.preview_rule(session=session, rule=rule, start=data.from_, end=data.to)
     return _preview_public(rule, None, data, result)
@@ -215,7 +216,7 @@ async def disable_rule(rule_id: str, session: SessionDep) -> RulePublic:
 async def preview_rule(rule_id: str, data: PreviewWindow, session: SessionDep) -> PreviewPublic:
     """What this rule (enabled or not) would have raised over [from, to). Writes nothing, notifies nobody."""
     stored = await service.get_rule(session=session, rule_id=rule_id)
-    rule = service.rule_of(stored)
+    rule = rule_of(stored)
     result = await service.preview_rule(session=session, rule=rule, start=data.from_, end=data.to)
     return _preview_public(rule, stored.id, data, result)
 

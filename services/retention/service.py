@@ -53,6 +53,8 @@ from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
 from services.retention import outcomes, rules
+from services.retention.catalog import ActivePlaybook, catalog, params_of
+from services.retention.catalog import changed as catalog_changed
 from services.retention.models import (
     ACKNOWLEDGE_FROM,
     EVENT_IDS_KEPT,
@@ -82,8 +84,8 @@ from services.retention.models import (
     open_slot,
     utc_now,
 )
-from services.retention.playbooks import Action, Step, in_control_group, plan_tasks
-from services.retention.rules import Context, Rule, RuleKind, RuleParams, ScorePoint, Trigger, value_at_risk, worse
+from services.retention.playbooks import in_control_group, plan_tasks
+from services.retention.rules import Context, Rule, RuleKind, ScorePoint, Trigger, value_at_risk, worse
 
 WATCHED = (ScoreUpdated, ComplaintOpened, ComplaintOverdue, SurveyAnswered)
 TIER_ATTRIBUTES = ("tier", "value_tier")
@@ -98,12 +100,12 @@ async def publish(session: AsyncSession, *events: EventData) -> None:
     stored, nor stored without being announced.
     """
     envelopes = await enqueue(session, *events)
-    hooks = await _active_webhooks(session)
+    subscribers = (await catalog(session)).subscribers
     changes = []
     for data, envelope in zip(events, envelopes, strict=True):
         body = envelope.to_json().decode()
-        for hook in hooks:
-            if not hook.event_types or envelope.type in hook.event_types:
+        for hook in subscribers:
+            if hook.wants(envelope.type):
                 session.add(
                     WebhookDelivery(webhook_id=hook.id, event_id=envelope.id, event_type=envelope.type, payload=body)
                 )
@@ -125,24 +127,13 @@ _ALERT_CHANGES = "retention.alert_changes"
 
 
 # Per-transaction caches (session.info dies with the session, and every transaction has its own session).
-# A consumer batch publishes, looks up playbooks and locks the same customers' rows many times over;
-# webhooks, playbooks and rules change only through the API, which drops the cache of its own session.
-_WEBHOOKS_IN_TRANSACTION = "retention.webhooks"
-_PLAYBOOKS_IN_TRANSACTION = "retention.playbooks"
+# A consumer batch locks the same customers' rows many times over (rules, playbooks and webhooks: catalog.py).
 _UNRESOLVED_IN_TRANSACTION = "retention.unresolved"
 _SCORES_IN_TRANSACTION = "retention.scores"  # customer id -> locked latest score, None: no row yet
 _REPLICAS_IN_TRANSACTION = "retention.replicas"  # customer id -> locked replica, None: no row yet
 # Event id -> whether preload stored its signal now (False: stored before); removed once the event is applied.
 _SIGNALS_IN_TRANSACTION = "retention.signals"
 _HISTORY_IN_TRANSACTION = "retention.history"  # _BatchHistory: score signals read once for the batch
-
-
-async def _active_webhooks(session: AsyncSession) -> Sequence[Webhook]:
-    hooks = session.info.get(_WEBHOOKS_IN_TRANSACTION)
-    if hooks is None:
-        query = select(Webhook).where(Webhook.active.is_(True))
-        hooks = session.info[_WEBHOOKS_IN_TRANSACTION] = (await session.execute(query)).scalars().all()
-    return hooks
 
 
 async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
@@ -214,49 +205,6 @@ async def _lock_by_customer(
 
 
 # ---- rules ---------------------------------------------------------------------------------------
-
-
-def rule_of(row: AlertRule) -> Rule:
-    return Rule(
-        id=row.id,
-        name=row.name,
-        kind=RuleKind(row.kind),
-        reason=row.reason,
-        severity=Severity(row.severity),
-        params=params_of(row.params),
-    )
-
-
-def params_of(stored: dict[str, Any]) -> RuleParams:
-    body = RuleParamsBody.model_validate(stored)
-    return RuleParams(
-        threshold=body.threshold,
-        high_at=body.high_at,
-        delta=body.delta,
-        within_days=body.within_days,
-        tiers=frozenset(body.tiers),
-        severities=frozenset(body.severities),
-        nps_max=body.nps_max,
-        csat_max=body.csat_max,
-    )
-
-
-_RULES_IN_TRANSACTION = "retention.rules"
-
-
-async def _active_rules(session: AsyncSession) -> list[Rule]:
-    # Loaded once per consumer transaction (a poll's batch), not per event: rules change only through
-    # the API, in transactions of their own.
-    active: list[Rule] | None = session.info.get(_RULES_IN_TRANSACTION)
-    if active is None:
-        active = session.info[_RULES_IN_TRANSACTION] = await load_rules(session=session)
-    return active
-
-
-async def load_rules(*, session: AsyncSession) -> list[Rule]:
-    """The enabled stored rules."""
-    rows = (await session.execute(select(AlertRule).where(AlertRule.enabled.is_(True)))).scalars().all()
-    return [rule_of(r) for r in rows]
 
 
 def _check_rule(kind: RuleKind, params: RuleParamsBody) -> dict[str, Any]:
@@ -379,7 +327,7 @@ async def handle_event(
         return []  # the same event under another offset: already applied
     if isinstance(data, ScoreUpdated) and not await record_score(session=session, score=data):
         return []  # an older score than one already seen: it must neither raise nor refresh anything
-    active = await _active_rules(session)
+    active = (await catalog(session)).rules
     if not active:
         return []
     context = await _context(session, data, active)
@@ -503,7 +451,7 @@ class _BatchHistory:
 
 async def _preload_history(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
     """One read of the score history every score of the batch that needs one can look at."""
-    active = await _active_rules(session)
+    active = (await catalog(session)).rules
     needing = [e.data for e in events if isinstance(e.data, ScoreUpdated) and rules.needs_history(e.data, active)]
     if not needing:
         return
@@ -615,7 +563,7 @@ async def apply_trigger(
             recover_below=rule.params.threshold if rule and rule.kind == RuleKind.churn_risk_above else None,
         )
         assign(alert, **_risk_values(alert, latest))
-        playbook = await _playbook(session, trigger.reason)
+        playbook = (await catalog(session)).playbooks.get(trigger.reason)
         alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
         session.add(alert)
         # Known to the transaction's list at once, so a second trigger for the same slot finds this alert.
@@ -899,29 +847,8 @@ def _not_found(what: str, item_id: str, message: str | None = None) -> Problem:
 # ---- playbooks and tasks -------------------------------------------------------------------------
 
 
-async def _playbook(session: AsyncSession, reason: str) -> Playbook | None:
-    """The enabled playbook for the reason; all playbooks are read once per transaction."""
-    by_reason: dict[str, Playbook] | None = session.info.get(_PLAYBOOKS_IN_TRANSACTION)
-    if by_reason is None:
-        rows = (await session.execute(select(Playbook))).scalars().all()
-        by_reason = session.info[_PLAYBOOKS_IN_TRANSACTION] = {p.reason: p for p in rows}
-    playbook = by_reason.get(reason)
-    return playbook if playbook is not None and playbook.enabled else None
-
-
-def steps_of(playbook: Playbook) -> list[Step]:
-    return [
-        Step(
-            action=Action(s["action"]),
-            due_in_hours=float(s["due_in_hours"]),
-            only_tiers=frozenset(s.get("only_tiers") or ()),
-        )
-        for s in playbook.steps
-    ]
-
-
 async def create_tasks(
-    *, session: AsyncSession, playbook: Playbook, customer_id: str, alert_id: str | None, tier: str | None
+    *, session: AsyncSession, playbook: ActivePlaybook, customer_id: str, alert_id: str | None, tier: str | None
 ) -> None:
     """The playbook's tasks for the customer's own account manager, due from now.
 
@@ -946,7 +873,7 @@ async def create_tasks(
             "completed_at": None,
             "created_at": now,
         }
-        for planned in plan_tasks(steps_of(playbook), tier=tier, now=now)
+        for planned in plan_tasks(playbook.steps, tier=tier, now=now)
     ]
     if not rows:
         return
@@ -1059,7 +986,7 @@ async def create_playbook(*, session: AsyncSession, data: PlaybookCreate) -> Pla
     )
     session.add(playbook)
     await session.flush()
-    session.info.pop(_PLAYBOOKS_IN_TRANSACTION, None)
+    catalog_changed(session)
     return playbook
 
 
@@ -1073,7 +1000,7 @@ async def update_playbook(*, session: AsyncSession, playbook_id: str, data: Play
             setattr(playbook, name, value)
     playbook.updated_at = utc_now()
     await session.flush()
-    session.info.pop(_PLAYBOOKS_IN_TRANSACTION, None)
+    catalog_changed(session)
     return playbook
 
 
@@ -1212,7 +1139,7 @@ async def on_status_changed(*, session: AsyncSession, event: Received[CustomerSt
         await resolve_alert(session=session, alert_id=alert.id, outcome=Outcome.churned, alert=alert)
         for task in await _stored_tasks(session, Task.alert_id == alert.id, Task.status == TaskStatus.open):
             task.status = TaskStatus.cancelled
-    playbook = await _playbook(session, rules.Reason.churned)
+    playbook = (await catalog(session)).playbooks.get(rules.Reason.churned)
     if playbook is not None:
         latest = await _known_score(session, data.customer_id)
         tier = replica.tier or (latest.value_tier if latest else None)
@@ -1329,7 +1256,7 @@ async def create_webhook(*, session: AsyncSession, data: WebhookCreate) -> Webho
     hook = Webhook(url=str(data.url), event_types=sorted(set(data.event_types)), secret=data.secret)
     session.add(hook)
     await session.flush()
-    session.info.pop(_WEBHOOKS_IN_TRANSACTION, None)
+    catalog_changed(session)
     return hook
 
 
@@ -1356,7 +1283,7 @@ async def delete_webhook(*, session: AsyncSession, webhook_id: str) -> None:
         .values(status="failed", last_error="webhook deleted")
     )
     await session.flush()
-    session.info.pop(_WEBHOOKS_IN_TRANSACTION, None)
+    catalog_changed(session)
 
 
 async def list_deliveries(

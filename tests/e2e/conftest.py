@@ -12,6 +12,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -53,25 +54,34 @@ def postgres() -> None:
         pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:{PG_PORT}. Run `make test`, or `make pg-up`.")
 
 
+@asynccontextmanager
+async def new_database() -> AsyncIterator[str]:
+    """A PostgreSQL database of its own, dropped afterwards; yields its URL."""
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield database_url(name)
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
 async def scratch_database(postgres: None) -> AsyncIterator[Database]:
     """A PostgreSQL database of its own with the plumbing tables (outbox, inbox), dropped afterwards."""
     from tests.unit.servicekit.conftest import metadata
 
-    name = f"scratch_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        database = Database(database_url(name))
+    async with new_database() as url:
+        database = Database(url)
         try:
             async with database.engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
             yield database
         finally:
             await database.dispose()
-            await admin.execute(f'DROP DATABASE "{name}"')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

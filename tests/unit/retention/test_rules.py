@@ -175,7 +175,7 @@ def test_validation_names_the_missing_or_bad_parameter(rule: Rule, field: str):
 
 
 def test_the_default_rules_are_valid():
-    from services.retention.service import params_of
+    from services.retention.catalog import params_of
 
     for row in DEFAULT_RULES:
         assert validate(RuleKind(row["kind"]), params_of(row["params"])) == [], row["id"]

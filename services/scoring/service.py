@@ -183,14 +183,7 @@ async def active_models(session: AsyncSession) -> ActiveModels:
     cached = session.info.get(ACTIVE_MODELS)
     if cached is not None:
         return cached
-    value_id, churn_id = (
-        await session.execute(
-            sa_select(
-                select(ValueModelVersion.id).where(ValueModelVersion.active).limit(1).scalar_subquery(),
-                select(ChurnModelVersion.id).where(ChurnModelVersion.active).limit(1).scalar_subquery(),
-            )
-        )
-    ).one()
+    value_id, churn_id = (await session.execute(_active_ids())).one()
     value = None
     if value_id is not None:
         value = _VALUE_CACHE.get(value_id)
@@ -209,6 +202,14 @@ async def active_models(session: AsyncSession) -> ActiveModels:
     models = ActiveModels(value=value, churn_id=churn_id, churn=churn)
     session.info[ACTIVE_MODELS] = models
     return models
+
+
+@cache  # built once per process: building it costs more than running it
+def _active_ids() -> Any:
+    return sa_select(
+        select(ValueModelVersion.id).where(ValueModelVersion.active).limit(1).scalar_subquery(),
+        select(ChurnModelVersion.id).where(ChurnModelVersion.active).limit(1).scalar_subquery(),
+    )
 
 
 def forget_active_models(session: AsyncSession) -> None:

@@ -4,15 +4,16 @@ Every alert change is written to alert_changes in the transaction that makes it;
 event id. One broadcaster per process reads new rows (woken by this process's commits, and polling
 for commits made by other processes) and fans them out to the connected clients. A client that
 reconnects with Last-Event-ID first gets every logged change after that id, so it misses nothing
-within the log's retention.
+within the log's retention. Changes go out in seq order only (see emittable), so an id a client
+resumes from never has a lower change still to commit behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,11 @@ from sqlalchemy import func, select
 from servicekit.db import Database
 from services.retention.models import AlertChange
 
-# Rows read again behind the highest seq seen: on PostgreSQL a lower seq can commit after a higher one.
-LOOKBACK = 500
 REPLAY_MAX = 5000
+# How long a gap in seq is waited for before it is taken for a rolled-back transaction's: on PostgreSQL
+# a seq is drawn at the change log's insert, just before its commit, and a lower one can commit after a
+# higher one. A rolled-back one never does.
+GAP_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +42,14 @@ def format_sse(change: Change) -> bytes:
     return f"id: {change.seq}\nevent: {change.event_type}\ndata: ".encode() + orjson.dumps(change.data) + b"\n\n"
 
 
-async def changes_after(database: Database, after: int, limit: int = REPLAY_MAX) -> list[Change]:
+async def changes_after(
+    database: Database, after: int, *, through: int | None = None, limit: int = REPLAY_MAX
+) -> list[Change]:
+    query = select(AlertChange.seq, AlertChange.event_type, AlertChange.data).where(AlertChange.seq > after)
+    if through is not None:
+        query = query.where(AlertChange.seq <= through)
     async with database.sessions() as session:
-        rows = (
-            await session.execute(
-                select(AlertChange.seq, AlertChange.event_type, AlertChange.data)
-                .where(AlertChange.seq > after)
-                .order_by(AlertChange.seq)
-                .limit(limit)
-            )
-        ).all()
+        rows = (await session.execute(query.order_by(AlertChange.seq).limit(limit))).all()
     return [Change(int(r.seq), r.event_type, r.data) for r in rows]
 
 
@@ -57,23 +58,56 @@ async def last_seq(database: Database) -> int:
         return int((await session.execute(select(func.max(AlertChange.seq)))).scalar_one_or_none() or 0)
 
 
+def emittable(
+    changes: Sequence[Change], through: int, gaps: dict[int, float], now: float, gap_wait_s: float
+) -> tuple[list[Change], int]:
+    """The changes after `through` that can go out in seq order, and the new `through`.
+
+    A change goes out only once every lower seq has gone out or its gap has been waited for `gap_wait_s`
+    (`gaps`: seq -> when its gap was first seen; updated here). So the stream's ids only rise, and a
+    client resuming after any id it got misses nothing that commits within the wait.
+    """
+    out: list[Change] = []
+    for change in changes:
+        if change.seq <= through:
+            continue
+        missing = range(through + 1, change.seq)
+        for seq in missing:
+            gaps.setdefault(seq, now)
+        if any(now - gaps[seq] < gap_wait_s for seq in missing):
+            break
+        for seq in missing:
+            del gaps[seq]
+        gaps.pop(change.seq, None)
+        out.append(change)
+        through = change.seq
+    return out, through
+
+
 class Broadcaster:
-    def __init__(self, database: Database, poll_interval_s: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        poll_interval_s: float,
+        *,
+        gap_wait_s: float = GAP_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.database = database
         self.poll_interval_s = poll_interval_s
+        self.gap_wait_s = gap_wait_s
+        self.clock = clock
         self.subscribers: set[asyncio.Queue[Change]] = set()
         self._wake = asyncio.Event()
-        self._high = 0
-        self._sent: deque[int] = deque(maxlen=4 * LOOKBACK)
+        self._through = 0  # every seq up to here has gone out (or was logged before the start)
+        self._gaps: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
         database.on_outbox_commit(self._wake.set)  # every alert change also writes the outbox
 
     async def start(self) -> None:
         if self._task is None:
             # What is already logged counts as sent: new clients get it only through Last-Event-ID replay.
-            self._high = await last_seq(self.database)
-            for change in await changes_after(self.database, max(self._high - LOOKBACK, 0)):
-                self._sent.append(change.seq)
+            self._through = await last_seq(self.database)
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -92,24 +126,30 @@ class Broadcaster:
                 await self.poll()
 
     async def poll(self) -> None:
-        sent = set(self._sent)
-        for change in await changes_after(self.database, max(self._high - LOOKBACK, 0)):
-            if change.seq in sent:
-                continue
-            self._sent.append(change.seq)
-            self._high = max(self._high, change.seq)
-            for queue in list(self.subscribers):
-                queue.put_nowait(change)
+        while True:
+            read = await changes_after(self.database, self._through)
+            out, self._through = emittable(read, self._through, self._gaps, self.clock(), self.gap_wait_s)
+            for change in out:
+                for queue in list(self.subscribers):
+                    queue.put_nowait(change)
+            if len(read) < REPLAY_MAX or len(out) < len(read):
+                return  # all read, or held at a gap
 
     async def events(self, last_event_id: int | None, keepalive_s: float) -> AsyncIterator[bytes]:
         queue: asyncio.Queue[Change] = asyncio.Queue()
-        self.subscribers.add(queue)  # subscribe before replaying: nothing falls between the two
+        # Subscribed at the same point as `through` is read: the queue gets exactly what goes out after it.
+        self.subscribers.add(queue)
+        through = self._through
         try:
-            replayed: set[int] = set()
             if last_event_id is not None:
-                for change in await changes_after(self.database, last_event_id):
-                    replayed.add(change.seq)
-                    yield format_sse(change)
+                after = last_event_id
+                while after < through:
+                    replay = await changes_after(self.database, after, through=through)
+                    if not replay:
+                        break
+                    for change in replay:
+                        yield format_sse(change)
+                    after = replay[-1].seq
             yield b": connected\n\n"
             while True:
                 try:
@@ -117,8 +157,7 @@ class Broadcaster:
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
-                if change.seq not in replayed:
-                    yield format_sse(change)
+                yield format_sse(change)
         finally:
             self.subscribers.discard(queue)
 

@@ -2,9 +2,12 @@
 
 import asyncio
 
+from sqlalchemy import insert
+
 from servicekit.db import Database
 from services.retention.handlers import HANDLERS
-from services.retention.stream import Broadcaster
+from services.retention.models import AlertChange, utc_now
+from services.retention.stream import Broadcaster, Change, emittable
 from tests.unit.retention.events import complaint
 
 
@@ -45,3 +48,56 @@ async def test_a_connected_client_receives_new_changes_once(database: Database):
     await stream.aclose()
     await hub.stop()
     assert not hub.subscribers
+
+
+def _changes(*seqs: int) -> list[Change]:
+    return [Change(seq, "alert.raised", {}) for seq in seqs]
+
+
+def test_changes_go_out_in_seq_order_and_wait_at_a_gap():
+    gaps: dict[int, float] = {}
+    out, through = emittable(_changes(1, 2, 4, 5), 0, gaps, now=10.0, gap_wait_s=5)
+    assert ([c.seq for c in out], through, gaps) == ([1, 2], 2, {3: 10.0})
+
+    out, through = emittable(_changes(3, 4, 5), through, gaps, now=11.0, gap_wait_s=5)
+    assert ([c.seq for c in out], through, gaps) == ([3, 4, 5], 5, {})
+
+
+def test_a_gap_no_commit_fills_is_given_up_after_the_wait():
+    gaps: dict[int, float] = {}
+    emittable(_changes(1, 3), 0, gaps, now=10.0, gap_wait_s=5)
+    out, through = emittable(_changes(3), 1, gaps, now=14.9, gap_wait_s=5)
+    assert (out, through) == ([], 1)
+    out, through = emittable(_changes(3), 1, gaps, now=15.0, gap_wait_s=5)
+    assert ([c.seq for c in out], through, gaps) == ([3], 3, {})
+
+
+async def _log(database: Database, *seqs: int) -> None:
+    """Change-log rows with chosen seqs, as transactions committing out of seq order leave them."""
+    async with database.transaction() as session:
+        await session.execute(
+            insert(AlertChange.__table__),  # type: ignore[attr-defined]
+            [{"seq": s, "alert_id": f"a-{s}", "event_type": "alert.raised", "at": utc_now(), "data": {}} for s in seqs],
+        )
+
+
+async def test_a_change_committed_behind_a_higher_one_is_not_skipped_live_or_on_resume(database: Database):
+    now = [100.0]
+    hub = Broadcaster(database, poll_interval_s=60, gap_wait_s=5, clock=lambda: now[0])
+    await hub.start()
+    live = hub.events(last_event_id=None, keepalive_s=60)
+    assert await anext(live) == b": connected\n\n"
+
+    await _log(database, 1, 3)  # 2 is drawn but not committed yet
+    await hub.poll()
+    assert _ids([await asyncio.wait_for(anext(live), 5)]) == [1]
+    resumed = hub.events(last_event_id=1, keepalive_s=60)
+    assert await anext(resumed) == b": connected\n\n"  # 3 is not offered before 2
+
+    await _log(database, 2)
+    await hub.poll()
+    assert _ids([await asyncio.wait_for(anext(live), 5) for _ in range(2)]) == [2, 3]
+    assert _ids([await asyncio.wait_for(anext(resumed), 5) for _ in range(2)]) == [2, 3]
+    await live.aclose()
+    await resumed.aclose()
+    await hub.stop()

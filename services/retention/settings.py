@@ -26,6 +26,9 @@ class RetentionSettings(ServiceSettings):
     alert_changes_retention_hours: float = Field(72.0, gt=0)
     stream_poll_interval_s: float = Field(1.0, gt=0)  # how often the SSE stream looks for alert changes
     stream_keepalive_s: float = Field(15.0, gt=0)  # a comment line on an idle stream this often
+    # How long the SSE stream holds later changes at a gap in seq: a lower seq can commit after a higher
+    # one on PostgreSQL; a rolled-back transaction's never fills its gap.
+    stream_gap_wait_s: float = Field(5.0, ge=0)
 
     webhook_poll_interval_s: float = Field(1.0, gt=0)  # how often due webhook deliveries are looked for
     webhook_batch_size: int = Field(50, ge=1)  # deliveries claimed per round

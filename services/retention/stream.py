@@ -25,10 +25,6 @@ from servicekit.db import Database
 from services.retention.models import AlertChange
 
 REPLAY_MAX = 5000
-# How long a gap in seq is waited for before it is taken for a rolled-back transaction's: on PostgreSQL
-# a seq is drawn at the change log's insert, just before its commit, and a lower one can commit after a
-# higher one. A rolled-back one never does.
-GAP_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +86,7 @@ class Broadcaster:
         database: Database,
         poll_interval_s: float,
         *,
-        gap_wait_s: float = GAP_WAIT_S,
+        gap_wait_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
@@ -162,11 +158,11 @@ class Broadcaster:
             self.subscribers.discard(queue)
 
 
-async def broadcaster(app: FastAPI, poll_interval_s: float) -> Broadcaster:
+async def broadcaster(app: FastAPI, poll_interval_s: float, gap_wait_s: float) -> Broadcaster:
     """The process's broadcaster, started on first use."""
     existing: Broadcaster | None = getattr(app.state, "alert_broadcaster", None)
     if existing is None:
-        existing = Broadcaster(app.state.database, poll_interval_s)
+        existing = Broadcaster(app.state.database, poll_interval_s, gap_wait_s=gap_wait_s)
         app.state.alert_broadcaster = existing
     await existing.start()
     return existing

@@ -76,7 +76,7 @@ def _ids(chunks: list[bytes]) -> list[int]:
 async def test_the_stream_waits_for_a_lower_seq_that_commits_after_a_higher_one(postgres: None):
     row = {"event_type": "alert.raised", "data": {}}
     async with migrated() as database:
-        hub = Broadcaster(database, poll_interval_s=60)
+        hub = Broadcaster(database, poll_interval_s=60, gap_wait_s=5)
         await hub.start()
         live = hub.events(last_event_id=None, keepalive_s=60)
         assert await anext(live) == b": connected\n\n"

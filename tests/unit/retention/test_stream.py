@@ -23,7 +23,7 @@ def _ids(chunks: list[bytes]) -> list[int]:
 
 async def test_a_reconnecting_client_gets_every_change_after_its_last_event_id(database: Database):
     await _raise(database, complaint("a", minutes=0), complaint("a", minutes=1), complaint("b", minutes=2))
-    hub = Broadcaster(database, poll_interval_s=0.05)
+    hub = Broadcaster(database, poll_interval_s=0.05, gap_wait_s=5)
     await hub.start()
     stream = hub.events(last_event_id=1, keepalive_s=5)
     chunks = [await anext(stream) for _ in range(3)]  # two replayed changes, then the connected comment
@@ -35,7 +35,7 @@ async def test_a_reconnecting_client_gets_every_change_after_its_last_event_id(d
 
 
 async def test_a_connected_client_receives_new_changes_once(database: Database):
-    hub = Broadcaster(database, poll_interval_s=0.05)
+    hub = Broadcaster(database, poll_interval_s=0.05, gap_wait_s=5)
     await hub.start()
     stream = hub.events(last_event_id=None, keepalive_s=5)
     assert await anext(stream) == b": connected\n\n"

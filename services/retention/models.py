@@ -310,6 +310,7 @@ class CatalogVersion(RetentionTable, table=True):
 
 
 CATALOG_TABLES = ("rules", "playbooks", "webhooks")
+_SQLITE_CHANGES = ("INSERT", "UPDATE", "DELETE")  # SQLite has row triggers only, one per kind of change
 
 
 def catalog_version_ddl(dialect: str) -> list[str]:
@@ -329,15 +330,28 @@ def catalog_version_ddl(dialect: str) -> list[str]:
                 for table in CATALOG_TABLES
             ),
         ]
-    # SQLite has row triggers only, one per kind of change.
     return [
         first,
         *(
             f"CREATE TRIGGER {table}_{change.lower()}_renew_catalog_version AFTER {change} ON {table} "
             "BEGIN UPDATE catalog_version SET token = lower(hex(randomblob(16))); END"
             for table in CATALOG_TABLES
-            for change in ("INSERT", "UPDATE", "DELETE")
+            for change in _SQLITE_CHANGES
         ),
+    ]
+
+
+def drop_catalog_version_ddl(dialect: str) -> list[str]:
+    """Undoes catalog_version_ddl's triggers (the migration's downgrade)."""
+    if dialect == "postgresql":
+        return [
+            *(f"DROP TRIGGER {table}_renew_catalog_version ON {table}" for table in CATALOG_TABLES),
+            "DROP FUNCTION renew_catalog_version()",
+        ]
+    return [
+        f"DROP TRIGGER {table}_{change.lower()}_renew_catalog_version"
+        for table in CATALOG_TABLES
+        for change in _SQLITE_CHANGES
     ]
 
 

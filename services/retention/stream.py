@@ -59,22 +59,18 @@ def emittable(
 ) -> tuple[list[Change], int]:
     """The changes after `through` that can go out in seq order, and the new `through`.
 
-    A change goes out only once every lower seq has gone out or its gap has been waited for `gap_wait_s`
-    (`gaps`: seq -> when its gap was first seen; updated here). So the stream's ids only rise, and a
-    client resuming after any id it got misses nothing that commits within the wait.
+    A change goes out only once every lower seq has gone out or the gap before it has been waited for
+    `gap_wait_s` (`gaps`: the gap's first missing seq -> when it was first seen; updated here). So the
+    stream's ids only rise, and a client resuming after any id it got misses nothing that commits within
+    the wait. Only the gap right after `through` is ever waited on, so `gaps` holds at most one entry.
     """
     out: list[Change] = []
     for change in changes:
         if change.seq <= through:
             continue
-        missing = range(through + 1, change.seq)
-        for seq in missing:
-            gaps.setdefault(seq, now)
-        if any(now - gaps[seq] < gap_wait_s for seq in missing):
+        if change.seq > through + 1 and now - gaps.setdefault(through + 1, now) < gap_wait_s:
             break
-        for seq in missing:
-            del gaps[seq]
-        gaps.pop(change.seq, None)
+        gaps.pop(through + 1, None)
         out.append(change)
         through = change.seq
     return out, through

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from services.retention.models import CATALOG_TABLES, catalog_version_ddl
+from services.retention.models import catalog_version_ddl, drop_catalog_version_ddl
 
 revision: str = "3f1d8c6a9b20"
 down_revision: str | None = "7a4c2e91b3d5"
@@ -34,12 +34,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in CATALOG_TABLES:
-            op.execute(f"DROP TRIGGER {table}_renew_catalog_version ON {table}")
-        op.execute("DROP FUNCTION renew_catalog_version()")
-    else:
-        for table in CATALOG_TABLES:
-            for change in ("insert", "update", "delete"):
-                op.execute(f"DROP TRIGGER {table}_{change}_renew_catalog_version")
+    for statement in drop_catalog_version_ddl(op.get_bind().dialect.name):
+        op.execute(statement)
     op.drop_table("catalog_version")

@@ -14,6 +14,7 @@ help:
 	@echo "make chaos    full fault-injection run (60 interactions/s through every scenario, kills x3) with its table"
 	@echo "make bench    load, latency and memory benchmark of the whole pipeline on PostgreSQL"
 	@echo "make scaleout throughput of 1 vs 2 scoring consumer instances in one group, draining a backlog"
+	@echo "make bench-floor CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,7 +69,11 @@ bench: install
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout
+.PHONY: scaleout bench-floor
+bench-floor: install
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.floor
+
 scaleout: install
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.scaleout

@@ -76,18 +76,22 @@ def log(message: str) -> None:
 # ---- the bare servers (child processes: python -m bench.floor serve KIND) ------------------------------
 
 
+async def whole_body(receive: Callable[..., Any]) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 def bare_asgi() -> Callable[..., Awaitable[None]]:
     """An ASGI app that reads the body, parses it as JSON and answers 201 with a small JSON body."""
 
     async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await whole_body(receive)
         data = orjson.loads(body) if body else {}
         answer = orjson.dumps({"id": str(uuid.uuid4()), "customer_id": data.get("customer_id")})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
@@ -117,12 +121,7 @@ def bare_proxy(upstream: str) -> Callable[..., Awaitable[None]]:
             return
         if not session:  # created in the server's loop
             session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30)))
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await whole_body(receive)
         async with session[0].post(
             upstream + scope["path"], data=body, headers={"content-type": "application/json"}
         ) as answer:

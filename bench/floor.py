@@ -441,7 +441,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if chosen >= set(PHASES) and args.kafka_batch_ms:
         report["floor"] = floor(phases, rate, os.cpu_count() or 1)
     if args.pipeline:
-        report["platform"] = platform_figures(json.loads(args.pipeline.read_text()))
+        report["platform"] = platform_figures(json.loads(args.pipeline.read_text()), phases, rate)
     report["load_after"] = os.getloadavg()
     return report
 
@@ -486,14 +486,50 @@ def floor(phases: dict[str, Any], rate: float, cores: int) -> dict[str, Any]:
     }
 
 
-def platform_figures(pipeline: dict[str, Any]) -> dict[str, Any]:
-    """From a bench.pipeline report: the platform's CPU per interaction in its one-request-at-a-time steps."""
+def platform_figures(pipeline: dict[str, Any], phases: dict[str, Any], rate: float) -> dict[str, Any]:
+    """From a bench.pipeline report (split layout): CPU per interaction of the platform's parts in the
+    one-request-at-a-time step nearest this run's rate, each beside its counterpart in the floor."""
     steps = pipeline.get("platform_cpu_ms_per_interaction", {})
-    return {
+    figures: dict[str, Any] = {
         "started": pipeline.get("started"),
         "bulk": pipeline.get("args", {}).get("bulk"),
         "cpu_ms_per_interaction": {k: v for k, v in steps.items() if k.startswith("throughput")},
     }
+    throughput = [s for s in pipeline.get("throughput", []) if s.get("ok")]
+    if not throughput or not {"scheduler", "fastapi", "gateway", "database"} <= phases.keys():
+        return figures
+    step = min(throughput, key=lambda s: abs(s["offered"] - rate))
+    name = f"throughput {step['offered']:g}/s"
+    cores, seconds = pipeline["cpu_cores"][name], pipeline["phase_seconds"][name]
+    if "interaction-relay" not in cores:
+        return figures  # the comparison names the split layout's processes
+
+    def measured_ms(*processes: str) -> float:
+        return round(sum(cores.get(p, 0.0) for p in processes) * seconds / step["ok"] * 1000, 3)
+
+    scheduler = phases["scheduler"]["cpu_ms_per_op"]["client"]
+    kafka = [phases[k] for k in phases if k.startswith("kafka")]
+    cheapest = min(kafka, key=lambda k: k["cpu_ms_per_op"]["kafka"]) if kafka else None
+    clients = [p for p in cores if p.endswith(("-relay", "-consumer")) or p in ("customer", "scoring", "retention")]
+    pairs = {
+        "gateway": (measured_ms("gateway"), phases["gateway"]["cpu_ms_per_op"]["gateway"]),
+        "interaction API (FastAPI app + database client)": (
+            measured_ms("interaction"),
+            phases["fastapi"]["cpu_ms_per_op"]["server"]
+            + max(0.0, phases["database"]["cpu_ms_per_op"]["client"] - scheduler),
+        ),
+        "PostgreSQL (one INSERT)": (measured_ms("postgres"), phases["database"]["cpu_ms_per_op"]["postgres"]),
+    }
+    if cheapest is not None:
+        client = max(0.0, cheapest["cpu_ms_per_op"]["client"] - scheduler / cheapest["batch"])
+        pairs["Kafka broker (one record)"] = (measured_ms("kafka"), cheapest["cpu_ms_per_op"]["kafka"])
+        pairs["relays, consumers, other APIs (one record's clients)"] = (measured_ms(*clients), client)
+    figures["step"] = name
+    figures["beside_the_floor_ms"] = {
+        part: {"platform": platform, "floor": round(bare, 3), "ratio": round(platform / bare, 1) if bare else None}
+        for part, (platform, bare) in pairs.items()
+    }
+    return figures
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -525,6 +561,11 @@ def print_report(report: dict[str, Any]) -> None:
         platform = report["platform"]
         print(f"The platform's measured CPU per interaction (bench.pipeline {platform['started']}, bulk "
               f"{platform['bulk']}): {platform['cpu_ms_per_interaction']}")  # fmt: skip
+        if "beside_the_floor_ms" in platform:
+            print(f"\n| the platform's part ({platform['step']}) | CPU ms per interaction | its floor | ratio |")
+            print("|---|---|---|---|")
+            for part, row in platform["beside_the_floor_ms"].items():
+                print(f"| {part} | {row['platform']:g} | {row['floor']:g} | {row['ratio']} |")
 
 
 def main(argv: list[str] | None = None) -> None:

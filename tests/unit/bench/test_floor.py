@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from bench.floor import bare_asgi, bare_fastapi, floor
+from bench.floor import bare_asgi, bare_fastapi, floor, platform_figures
 
 
 def phases(kafka: dict[str, dict[str, float | int]]) -> dict[str, dict]:
@@ -74,3 +74,46 @@ async def test_bare_fastapi_app_validates_with_the_interaction_model() -> None:
     assert bad.status_code == 422
     assert good.status_code == 201
     assert good.json()["amount"] == "12.5"  # the model's money, a decimal string
+
+
+def pipeline_report() -> dict:
+    cores = {
+        "gateway": 0.16,
+        "interaction": 0.5,
+        "postgres": 0.3,
+        "kafka": 0.1,
+        "interaction-relay": 0.1,
+        "scoring-consumer": 0.2,
+        "retention-consumer": 0.3,
+        "bench (load generator)": 0.13,
+    }
+    return {
+        "started": "t",
+        "args": {"bulk": 1},
+        "platform_cpu_ms_per_interaction": {"latency 50/s": 29.0, "throughput 200/s": 10.0, "throughput 300/s": 9.0},
+        "throughput": [{"offered": 200.0, "ok": 4000}, {"offered": 300.0, "ok": 6000}],
+        "phase_seconds": {"throughput 200/s": 20.0, "throughput 300/s": 30.0},
+        "cpu_cores": {"throughput 200/s": cores, "throughput 300/s": {k: 2 * v for k, v in cores.items()}},
+    }
+
+
+def test_platform_parts_sit_beside_their_floor_counterparts_from_the_nearest_step() -> None:
+    measured = phases({"kafka 50 ms": {"kafka": 0.1, "client": 0.15, "batch": 25}})
+    figures = platform_figures(pipeline_report(), measured, rate=500)
+    assert figures["step"] == "throughput 300/s"  # the step nearest 500/s
+    assert figures["cpu_ms_per_interaction"] == {"throughput 200/s": 10.0, "throughput 300/s": 9.0}
+    rows = figures["beside_the_floor_ms"]
+    # 0.32 cores for 30 s over 6,000 interactions: 1.6 ms each; the floor's gateway phase 0.9.
+    assert rows["gateway"] == {"platform": 1.6, "floor": 0.9, "ratio": 1.8}
+    assert rows["interaction API (FastAPI app + database client)"]["floor"] == pytest.approx(0.5 + 0.5 - 0.1)
+    # Relays and consumers (not the load generator): 1.2 cores for 30 s over 6,000.
+    assert rows["relays, consumers, other APIs (one record's clients)"]["platform"] == pytest.approx(6.0)
+
+
+def test_platform_parts_are_left_out_for_a_layout_without_separate_relays() -> None:
+    report = pipeline_report()
+    for step in report["cpu_cores"].values():
+        step.pop("interaction-relay")
+    figures = platform_figures(report, phases({}), rate=200)
+    assert "beside_the_floor_ms" not in figures
+    assert figures["cpu_ms_per_interaction"]["throughput 200/s"] == 10.0

@@ -39,7 +39,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -50,14 +49,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI, status
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import interaction_body
-from bench.infra import Infra, cpu_seconds, pid_file, postgres_pids
-from bench.pipeline import Outcome, open_loop, summary_ms
+from bench.infra import Infra, ensure_topic, pid_file, postgres_pids
+from bench.pipeline import Outcome, cpu_snapshot, open_loop, summary_ms
 from servicekit.kafka import make_consumer, make_producer
+from servicekit.launcher import Platform, ProcessSpec
 from servicekit.settings import REPO_ROOT, KafkaSettings
 from services.interaction.models import InteractionCreate
 
@@ -95,7 +94,9 @@ def bare_asgi() -> Callable[..., Awaitable[None]]:
         data = orjson.loads(body) if body else {}
         answer = orjson.dumps({"id": str(uuid.uuid4()), "customer_id": data.get("customer_id")})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
-        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        # POSTs are the measured requests; a GET is a readiness probe (Platform.wait_ready, the gateway's).
+        created = scope["method"] == "POST"
+        await send({"type": "http.response.start", "status": 201 if created else 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
 
     return app
@@ -108,6 +109,10 @@ def bare_fastapi() -> Any:
     @app.post("/interactions", status_code=status.HTTP_201_CREATED)
     async def create(data: InteractionCreate) -> InteractionCreate:
         return data
+
+    @app.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
 
     return app
 
@@ -122,8 +127,8 @@ def bare_proxy(upstream: str) -> Callable[..., Awaitable[None]]:
         if not session:  # created in the server's loop
             session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30)))
         body = await whole_body(receive)
-        async with session[0].post(
-            upstream + scope["path"], data=body, headers={"content-type": "application/json"}
+        async with session[0].request(
+            scope["method"], upstream + scope["path"], data=body, headers={"content-type": "application/json"}
         ) as answer:
             content = await answer.read()
             headers = [
@@ -147,62 +152,41 @@ def serve(kind: str, port: int, upstream: str) -> None:
 # ---- measuring -----------------------------------------------------------------------------------------
 
 
-class Child:
-    """A server process of this run, stopped at the end."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
-        log_file = open(INFRA.state_dir / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-        self.name, self.port = name, port
-        self.popen = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-
-    async def ready(self, path: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.popen.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited ({self.popen.returncode}); see its log")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{self.port}{path}") as answer:
-                        if answer.status < 500:
-                            return
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready")
-
-    def stop(self) -> None:
-        self.popen.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10)
-        if self.popen.poll() is None:
-            self.popen.kill()
+def servers(upstream: str) -> Platform:
+    """The bare servers and the platform's gateway, each started when its phase needs it."""
+    serve = [sys.executable, "-m", "bench.floor", "serve"]
+    gateway_env = {**UNTHROTTLED_ENV, "GATEWAY_PORT": str(GATEWAY_PORT), "GATEWAY_LOG_LEVEL": "WARNING"}
+    gateway_env |= {f"GATEWAY_{name}_URL": upstream for name in ("CUSTOMER", "INTERACTION", "SCORING", "RETENTION")}
+    specs = [
+        ProcessSpec(kind, [*serve, kind, "--port", str(SERVICE_PORT)], SERVICE_PORT, {}) for kind in ("asgi", "fastapi")
+    ]
+    specs.append(
+        ProcessSpec("hop", [*serve, "proxy", "--port", str(PROXY_PORT), "--upstream", upstream], PROXY_PORT, {})
+    )
+    specs.append(ProcessSpec("gateway", [sys.executable, "-m", "gateway"], GATEWAY_PORT, gateway_env))
+    return Platform(
+        specs, log_dir=INFRA.state_dir / "logs", base_env={**os.environ, "CRM_STATE_DIR": str(INFRA.state_dir)}
+    )
 
 
-def serve_child(kind: str, port: int, upstream: str = "") -> Child:
-    argv = [sys.executable, "-m", "bench.floor", "serve", kind, "--port", str(port), "--upstream", upstream]
-    return Child(kind, argv, {**os.environ, "PYTHONUNBUFFERED": "1"}, port)
+async def started(platform: Platform, name: str) -> int:
+    """Start one of the servers and wait until it answers; its pid."""
+    platform.start(name)
+    await asyncio.to_thread(platform.wait_ready, [name], 60)
+    return platform.running[name].popen.pid
 
 
-def gateway_child(upstream: str) -> Child:
-    env = {**os.environ, **UNTHROTTLED_ENV, "CRM_STATE_DIR": str(INFRA.state_dir), "GATEWAY_PORT": str(GATEWAY_PORT)}
-    env |= {f"GATEWAY_{name}_URL": upstream for name in ("CUSTOMER", "INTERACTION", "SCORING", "RETENTION")}
-    env["GATEWAY_LOG_LEVEL"] = "WARNING"
-    return Child("gateway", [sys.executable, "-m", "gateway"], env, GATEWAY_PORT)
-
-
-def group_cpu(pids: list[int], *, postmaster: bool = False) -> float:
-    total = 0.0
-    for i, pid in enumerate(pids):
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(pid, reaped_children=postmaster and i == 0)
-    return total
-
-
-async def measured(groups: dict[str, Callable[[], float]], body: Awaitable[int]) -> tuple[dict[str, float], int, float]:
-    """Run body (it returns how many operations it completed); CPU seconds per group, operations, wall seconds."""
-    before = {name: read() for name, read in groups.items()}
-    started = time.monotonic()
+async def measured(
+    pids: Callable[[], dict[str, list[int]]], body: Awaitable[int]
+) -> tuple[dict[str, float], int, float]:
+    """Run body (it returns how many operations it completed); CPU seconds per group of processes (looked up
+    before and after: database backends come and go), operations, wall seconds."""
+    before = cpu_snapshot(pids())
+    started_at = time.monotonic()
     done = await body
-    wall = time.monotonic() - started
-    return {name: read() - before[name] for name, read in groups.items()}, done, wall
+    wall = time.monotonic() - started_at
+    after = cpu_snapshot(pids())
+    return {name: after[name] - before[name] for name in before}, done, wall
 
 
 def per_op_ms(cpu: dict[str, float], ops: int) -> dict[str, float]:
@@ -218,9 +202,10 @@ def mixed_body(n: int) -> tuple[str, dict[str, Any]]:
 
 
 async def http_phase(
-    url: str, servers: dict[str, Child], rate: float, seconds: float, headers: dict[str, str] | None = None
+    url: str, pids: dict[str, int], rate: float, seconds: float, headers: dict[str, str] | None = None
 ) -> tuple[dict[str, float], int, dict[str, Any]]:
-    """Open-loop POSTs to url: CPU of each server and of the load generator (this process), answered, latency."""
+    """Open-loop POSTs to url: CPU of each server (name -> pid) and of the load generator (this process),
+    answered, latency."""
     outcomes: list[Outcome] = []
     async with load_session(headers) as http:
         # Warm-up, not measured: connections and first-call costs.
@@ -230,10 +215,8 @@ async def http_phase(
             outcomes.extend(await open_loop(http, url, rate, seconds, mixed_body, start=time.monotonic()))
             return sum(1 for o in outcomes if 200 <= o.status < 300)
 
-        groups: dict[str, Callable[[], float]] = {
-            name: (lambda c=child: group_cpu([c.popen.pid])) for name, child in servers.items()
-        }
-        cpu, done, _ = await measured({**groups, "load generator": own_cpu}, load())
+        groups = {name: [pid] for name, pid in pids.items()} | {"load generator": [os.getpid()]}
+        cpu, done, _ = await measured(lambda: groups, load())
     ok = [o for o in outcomes if 200 <= o.status < 300]
     return (
         cpu,
@@ -262,18 +245,19 @@ async def scheduled(rate: float, seconds: float, operation: Callable[[int], Awai
     return done
 
 
-def own_cpu() -> float:
-    return cpu_seconds(os.getpid())
+def client_and(name: str, pids: list[int]) -> dict[str, list[int]]:
+    """A server's processes and this one, the client (CPU groups for measured)."""
+    return {name: pids, "client": [os.getpid()]}
 
 
 async def nothing(_n: int) -> None:
     return None
 
 
-async def background_cores(read: Callable[[], float]) -> float:
+async def background_cores(name: str, pids: Callable[[], dict[str, list[int]]]) -> float:
     """Cores a server uses with no traffic (its own housekeeping), which the per-operation figures leave out."""
-    idle, _, wall = await measured({"server": read}, asyncio.sleep(IDLE_S, 0))
-    return idle["server"] / wall
+    idle, _, wall = await measured(pids, asyncio.sleep(IDLE_S, 0))
+    return idle[name] / wall
 
 
 async def database_phase(rate: float, seconds: float) -> tuple[dict[str, float], int, float]:
@@ -296,11 +280,12 @@ async def database_phase(rate: float, seconds: float) -> tuple[dict[str, float],
         await scheduled(50, 2, write)  # warm-up: every pooled connection prepared
         assert postgres_pids(INFRA.state_dir), "PostgreSQL is not running"
 
-        def server() -> float:
-            return group_cpu(postgres_pids(INFRA.state_dir), postmaster=True)
+        def server() -> dict[str, list[int]]:
+            # "postgres": cpu_snapshot counts the postmaster's exited backends too.
+            return client_and("postgres", postgres_pids(INFRA.state_dir))
 
-        idle_cores = await background_cores(server)
-        cpu, done, wall = await measured({"postgres": server, "client": own_cpu}, scheduled(rate, seconds, write))
+        idle_cores = await background_cores("postgres", server)
+        cpu, done, wall = await measured(server, scheduled(rate, seconds, write))
         cpu["postgres"] -= idle_cores * wall
         return cpu, done, idle_cores
     finally:
@@ -311,13 +296,7 @@ async def kafka_phase(rate: float, seconds: float, batch_ms: float) -> tuple[dic
     """One record per operation through the platform's producer, read back with its consumer settings;
     the broker's CPU with no traffic (cores), which its per-record figure leaves out; records per send."""
     kafka = KafkaSettings(bootstrap_servers=INFRA.kafka)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        if TOPIC not in await admin.list_topics():
-            await admin.create_topics([NewTopic(TOPIC, kafka.partitions, kafka.replication_factor)])
-    finally:
-        await admin.close()
+    await ensure_topic(kafka, TOPIC)
     producer = make_producer(kafka, client_id="floor")
     consumer = make_consumer(kafka, TOPIC, group_id=f"floor-{uuid.uuid4().hex[:8]}", client_id="floor", max_records=500)
     await producer.start()
@@ -358,9 +337,9 @@ async def kafka_phase(rate: float, seconds: float, batch_ms: float) -> tuple[dic
 
         broker = pid_file(INFRA.state_dir / "kafka" / "kafka.pid")
         assert broker is not None, "Kafka is not running"
-        idle_cores = await background_cores(lambda: group_cpu([broker]))
-        groups = {"kafka": lambda: group_cpu([broker]), "client": own_cpu}
-        cpu, done, wall = await measured(groups, produce_and_consume())
+        groups = client_and("kafka", [broker])
+        idle_cores = await background_cores("kafka", lambda: groups)
+        cpu, done, wall = await measured(lambda: groups, produce_and_consume())
         cpu["kafka"] -= idle_cores * wall
         return cpu, done, idle_cores, batch
     finally:
@@ -387,45 +366,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"{name}: {ops} operations, CPU ms per operation {phases[name]['cpu_ms_per_op']}")
 
     # The open loop alone: its CPU per operation is taken off the in-process clients below.
-    cpu, done, _ = await measured({"client": own_cpu}, scheduled(rate, seconds, nothing))
+    cpu, done, _ = await measured(lambda: {"client": [os.getpid()]}, scheduled(rate, seconds, nothing))
     note("scheduler", cpu, done)
 
     service_url = f"http://127.0.0.1:{SERVICE_PORT}"
     path = "/interactions"
     chosen = set(args.phases)
-    if chosen & {"asgi", "hop", "gateway"}:
-        server = serve_child("asgi", SERVICE_PORT)
-        try:
-            await server.ready("/")
+    fronts = {
+        "hop": (f"http://127.0.0.1:{PROXY_PORT}", None),
+        "gateway": (f"http://127.0.0.1:{GATEWAY_PORT}/api/v1", bearer_headers()),
+    }
+    platform = servers(service_url)
+    try:
+        if chosen & {"asgi", *fronts}:
+            server = await started(platform, "asgi")
             if "asgi" in chosen:
                 log(f"asgi: {rate:g}/s for {seconds:g} s")
                 note("asgi", *await http_phase(service_url + path, {"server": server}, rate, seconds))
-            fronts = {
-                "hop": (lambda: serve_child("proxy", PROXY_PORT, service_url), f"http://127.0.0.1:{PROXY_PORT}", None),
-                "gateway": (lambda: gateway_child(service_url), f"http://127.0.0.1:{GATEWAY_PORT}/api/v1", "bearer"),
-            }
-            for name, (start_front, url, auth) in fronts.items():
-                if name not in chosen:
-                    continue
-                log(f"{name}: {rate:g}/s for {seconds:g} s")
-                front = start_front()
-                try:
-                    await front.ready("/health/live" if name == "gateway" else "/")
-                    headers = bearer_headers() if auth else None
-                    servers = {name: front, "server": server}
-                    note(name, *await http_phase(url + path, servers, rate, seconds, headers))
-                finally:
-                    front.stop()
-        finally:
-            server.stop()
-    if "fastapi" in chosen:
-        log(f"fastapi: {rate:g}/s for {seconds:g} s")
-        server = serve_child("fastapi", SERVICE_PORT)
-        try:
-            await server.ready("/")
+            for name, (url, headers) in fronts.items():
+                if name in chosen:
+                    log(f"{name}: {rate:g}/s for {seconds:g} s")
+                    pids = {name: await started(platform, name), "server": server}
+                    note(name, *await http_phase(url + path, pids, rate, seconds, headers))
+                    platform.stop(name)
+            platform.stop("asgi")
+        if "fastapi" in chosen:
+            log(f"fastapi: {rate:g}/s for {seconds:g} s")
+            server = await started(platform, "fastapi")
             note("fastapi", *await http_phase(service_url + path, {"server": server}, rate, seconds))
-        finally:
-            server.stop()
+    finally:
+        platform.stop_all()
 
     if "database" in chosen:
         log(f"database: {rate:g}/s for {seconds:g} s")
@@ -446,26 +416,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def client_ms(phases: dict[str, Any], phase: str) -> float:
+    """A phase's in-process client CPU per operation, less the open loop's own cost (one scheduled send
+    per `batch` operations)."""
+    scheduler = phases["scheduler"]["cpu_ms_per_op"]["client"]
+    return max(0.0, phases[phase]["cpu_ms_per_op"]["client"] - scheduler / phases[phase].get("batch", 1))
+
+
+def cheapest_kafka(phases: dict[str, Any]) -> str | None:
+    """The Kafka phase (one per send interval) with the least broker + client CPU per record."""
+    kafka = [name for name in phases if name.startswith("kafka")]
+    return min(kafka, key=lambda name: phases[name]["cpu_ms_per_op"]["kafka"] + client_ms(phases, name), default=None)
+
+
 def floor(phases: dict[str, Any], rate: float, cores: int) -> dict[str, Any]:
     """One of each bare part per interaction; the budget left for the platform's own work at this rate."""
-    scheduler = phases["scheduler"]["cpu_ms_per_op"]["client"]
 
     def cost(phase: str, name: str) -> float:
         return phases[phase]["cpu_ms_per_op"][name]
 
-    def client(phase: str, operations_per_send: int = 1) -> float:
-        # The in-process client, less the open loop's own cost (one scheduled send per operations_per_send).
-        return max(0.0, cost(phase, "client") - scheduler / operations_per_send)
-
+    kafka = cheapest_kafka(phases)
+    assert kafka is not None
     parts = {
         "HTTP server hop (bare ASGI)": cost("asgi", "server"),
         "proxy hop (bare, aiohttp)": cost("hop", "hop"),
-        "one INSERT in autocommit (PostgreSQL + client)": cost("database", "postgres") + client("database"),
-        "one record produced and consumed once (broker + clients)": min(
-            cost(name, "kafka") + client(name, phase["batch"])
-            for name, phase in phases.items()
-            if name.startswith("kafka")
-        ),
+        "one INSERT in autocommit (PostgreSQL + client)": cost("database", "postgres") + client_ms(phases, "database"),
+        "one record produced and consumed once (broker + clients)": cost(kafka, "kafka") + client_ms(phases, kafka),
     }
     parts = {k: round(v, 3) for k, v in parts.items()}
     bare = round(sum(parts.values()), 3)
@@ -507,23 +483,22 @@ def platform_figures(pipeline: dict[str, Any], phases: dict[str, Any], rate: flo
     def measured_ms(*processes: str) -> float:
         return round(sum(cores.get(p, 0.0) for p in processes) * seconds / step["ok"] * 1000, 3)
 
-    scheduler = phases["scheduler"]["cpu_ms_per_op"]["client"]
-    kafka = [phases[k] for k in phases if k.startswith("kafka")]
-    cheapest = min(kafka, key=lambda k: k["cpu_ms_per_op"]["kafka"]) if kafka else None
+    kafka = cheapest_kafka(phases)
     clients = [p for p in cores if p.endswith(("-relay", "-consumer")) or p in ("customer", "scoring", "retention")]
     pairs = {
         "gateway": (measured_ms("gateway"), phases["gateway"]["cpu_ms_per_op"]["gateway"]),
         "interaction API (FastAPI app + database client)": (
             measured_ms("interaction"),
-            phases["fastapi"]["cpu_ms_per_op"]["server"]
-            + max(0.0, phases["database"]["cpu_ms_per_op"]["client"] - scheduler),
+            phases["fastapi"]["cpu_ms_per_op"]["server"] + client_ms(phases, "database"),
         ),
         "PostgreSQL (one INSERT)": (measured_ms("postgres"), phases["database"]["cpu_ms_per_op"]["postgres"]),
     }
-    if cheapest is not None:
-        client = max(0.0, cheapest["cpu_ms_per_op"]["client"] - scheduler / cheapest["batch"])
-        pairs["Kafka broker (one record)"] = (measured_ms("kafka"), cheapest["cpu_ms_per_op"]["kafka"])
-        pairs["relays, consumers, other APIs (one record's clients)"] = (measured_ms(*clients), client)
+    if kafka is not None:
+        pairs["Kafka broker (one record)"] = (measured_ms("kafka"), phases[kafka]["cpu_ms_per_op"]["kafka"])
+        pairs["relays, consumers, other APIs (one record's clients)"] = (
+            measured_ms(*clients),
+            client_ms(phases, kafka),
+        )
     figures["step"] = name
     figures["beside_the_floor_ms"] = {
         part: {"platform": platform, "floor": round(bare, 3), "ratio": round(platform / bare, 1) if bare else None}

@@ -10,8 +10,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from servicekit.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec
-from servicekit.settings import REPO_ROOT
+from servicekit.settings import REPO_ROOT, KafkaSettings
 
 DEPLOY = REPO_ROOT / "deploy"
 
@@ -160,3 +162,14 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+async def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
+    """A benchmark's own topic (not one of the platform's), with the platform's partitions and replication."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            await admin.create_topics([NewTopic(topic, kafka.partitions, kafka.replication_factor)])
+    finally:
+        await admin.close()

@@ -61,7 +61,7 @@ import aiohttp
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
@@ -72,6 +72,7 @@ from bench.infra import (
     Infra,
     another_instance,
     cpu_seconds,
+    ensure_topic,
     pid_file,
     postgres_pids,
     rss_mib,
@@ -414,13 +415,7 @@ class FloorProbe:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap_servers)
-        await admin.start()
-        try:
-            if FLOOR_TOPIC not in await admin.list_topics():
-                await admin.create_topics([NewTopic(FLOOR_TOPIC, self.kafka.partitions, self.kafka.replication_factor)])
-        finally:
-            await admin.close()
+        await ensure_topic(self.kafka, FLOOR_TOPIC)
         await self._producer.start()
         await self._consumer.start()
         self._reader = asyncio.create_task(self._read())

@@ -13,6 +13,9 @@ import pytest
 
 from servicekit.auth import current_settings
 
+# The real-platform fixtures (one platform per session, shared by tests/e2e and tests/security).
+pytest_plugins = ("tests.platform",)
+
 
 @pytest.fixture(autouse=True)
 def _internal_auth_off_in_unit_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -4,17 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test unit e2e lint format kafka-up kafka-down pg-up pg-down clean chaos bench
+.PHONY: help install run test unit lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
 
-help:
-	@echo "make run      run the whole platform locally (SQLite stores, local Kafka); gateway on :8000"
-	@echo "make test     install everything, start Kafka and PostgreSQL, run lint + every test, stop them"
-	@echo "make unit     unit tests only (no broker, no database server)"
-	@echo "make lint     ruff"
-	@echo "make chaos    full fault-injection run (60 interactions/s through every scenario, kills x3) with its table"
-	@echo "make bench    load, latency and memory benchmark of the whole pipeline on PostgreSQL"
-	@echo "make scaleout throughput of 1 vs 2 scoring consumer instances in one group, draining a backlog"
-	@echo "make bench-floor CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record"
+help:  ## list every target
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,65 +15,66 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv with the pinned packages and fetch the Kafka jars
 	bash deploy/kafka.sh install
 
-run: install
+run: install  ## run the whole platform locally (SQLite stores, local Kafka); gateway on :8000
 	$(BIN)/python -m servicekit.launcher
 
-test: install
+test: install  ## install everything, start Kafka and PostgreSQL, run lint + every test, stop them
 	bash deploy/postgres.sh install
 	bash deploy/test.sh
 
-unit: $(STAMP)
+unit: $(STAMP)  ## unit tests only (no broker, no database server)
 	$(BIN)/python -m pytest tests/unit -q
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(STAMP)  ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-kafka-up: install
+kafka-up: install  ## start the local Kafka broker and create the topics
 	bash deploy/kafka.sh start
 	$(BIN)/python -m servicekit.topics ensure
 
-kafka-down:
+kafka-down:  ## stop the local Kafka broker
 	bash deploy/kafka.sh stop
 
-pg-up:
+pg-up:  ## start the local PostgreSQL
 	bash deploy/postgres.sh start
 
-pg-down:
+pg-down:  ## stop the local PostgreSQL
 	bash deploy/postgres.sh stop
 
-clean:
+clean:  ## stop the local infrastructure and delete .state
 	-bash deploy/kafka.sh stop
 	-bash deploy/postgres.sh stop
 	rm -rf .state
 
-chaos: install
+chaos: install  ## full fault-injection run (60 interactions/s through every scenario, kills x3) with its table
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.chaos
 
-bench: install
+bench: install  ## load, latency and memory benchmark of the whole pipeline on PostgreSQL
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
 .PHONY: scaleout bench-floor
-bench-floor: install
+bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.floor
 
-scaleout: install
+scaleout: install  ## throughput of 1 vs 2 scoring consumer instances in one group, draining a backlog
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.scaleout
 
-chaos-reduced: install
+chaos-reduced: install  ## the reduced fault-injection run that make test ends with
 	bash deploy/postgres.sh install
 	bash deploy/test.sh tests/chaos -s
 
-docs: $(STAMP)
+docs: $(STAMP)  ## regenerate the event documents (docs/events) and the configuration tables
 	$(BIN)/python -m servicekit.events.docs
+	$(BIN)/python -m servicekit.settings_doc --write docs/configuration.md

@@ -26,6 +26,7 @@ trap cleanup EXIT
 if [[ $# -eq 0 ]]; then
     echo "== lint"
     "$BIN/ruff" check .
+    "$BIN/ruff" format --check .
     echo "== unit tests (no broker, no database server)"
     "$BIN/python" -m pytest tests/unit -q -p no:cacheprovider
 fi

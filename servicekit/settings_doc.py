@@ -1,7 +1,7 @@
 """The environment variables the settings classes read, as Markdown: ``python -m servicekit.settings_doc``.
 
-README.md's configuration tables are this output, between the ``settings:begin``/``settings:end``
-markers (``--write README.md`` refreshes them; a unit test checks they are current). The meaning of
+docs/configuration.md's tables are this output, between the ``settings:begin``/``settings:end``
+markers (``--write docs/configuration.md`` refreshes them; a unit test checks they are current). The meaning of
 each variable is the comment above or beside its field, so the settings classes stay the one source.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 from typing import Any
 
 import yaml
@@ -10,6 +12,7 @@ from servicekit.events import docs
 from servicekit.events.contracts import topics
 from servicekit.events.envelope import CloudEvent
 from servicekit.events.registry import REGISTRY
+from servicekit.settings import REPO_ROOT
 
 
 def test_the_checked_in_event_documents_match_the_contracts():
@@ -52,3 +55,21 @@ def test_each_event_schema_names_the_envelope_dataschema_and_the_required_fields
 
     event = ErpOrderPlaced(order_id="O-1", customer_ref="ERP-1", amount="1", currency="EUR", placed_at="2026-01-01")
     assert CloudEvent.wrap(event, source="/erp").dataschema == docs.event_schema(ErpOrderPlaced)["$id"]
+
+
+def test_the_topic_table_in_the_event_docs_matches_the_registry_and_the_service_declarations():
+    expected: dict[str, tuple[list[str], list[str]]] = {
+        topic: ([m.event_type for m in REGISTRY if m.topic == topic], []) for topic in topics.ALL
+    }
+    for service in ("customer", "interaction", "scoring", "retention"):
+        for topic in importlib.import_module(f"services.{service}.main").SPEC.consumes:
+            expected[topic][1].append(service)
+
+    text = (REPO_ROOT / "docs" / "events" / "README.md").read_text()
+    text = text.split("## Envelope and topics", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z0-9.]+)` \| (.*?) \| (.*?) \|$", text, flags=re.MULTILINE)
+    documented = {
+        topic: (re.findall(r"`([a-z_.]+)`", types), [] if users == "outside systems" else users.split(", "))
+        for topic, types, users in rows
+    }
+    assert documented == expected

@@ -30,7 +30,7 @@ def test_every_environment_variable_the_settings_read_has_a_meaning():
 
 
 def test_the_readme_configuration_tables_are_what_the_settings_classes_read():
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "configuration.md").read_text()
     assert readme.index(BEGIN) < readme.index(END)
-    # On failure: python -m servicekit.settings_doc --write README.md
+    # On failure: python -m servicekit.settings_doc --write docs/configuration.md
     assert replace_section(readme, markdown()) == readme

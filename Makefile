@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test unit lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
+.PHONY: help install run test unit check types lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
@@ -31,6 +31,11 @@ unit: $(STAMP)  ## unit tests only (no broker, no database server)
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+types: $(STAMP)  ## mypy (strict on servicekit and the pure domain modules)
+	$(BIN)/mypy
+
+check: lint types unit  ## the fast lane: lint, format, types and unit tests, no infrastructure
 
 format: $(STAMP)  ## ruff format and autofix
 	$(BIN)/ruff format .

@@ -27,6 +27,8 @@ if [[ $# -eq 0 ]]; then
     echo "== lint"
     "$BIN/ruff" check .
     "$BIN/ruff" format --check .
+    echo "== types (mypy)"
+    "$BIN/mypy"
     echo "== unit tests (no broker, no database server)"
     "$BIN/python" -m pytest tests/unit -q -p no:cacheprovider
 fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
@@ -53,10 +54,10 @@ def run_env(target_metadata: MetaData) -> None:
     """Body of every service's migrations/env.py."""
     config = context.config
     service = config.attributes.get("service") or config.get_main_option("service")
-    url = config.get_main_option("sqlalchemy.url")
-    options = {
+    url = config.get_main_option("sqlalchemy.url") or ""
+    options: dict[str, Any] = {
         "target_metadata": target_metadata,
-        "version_table": version_table(service),
+        "version_table": version_table(str(service)),
         "render_as_batch": url.startswith("sqlite"),  # SQLite alters tables by copying them
         "compare_type": True,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -46,7 +46,7 @@ class ServiceComponents:
     # Optional: loads what a consumed batch touches before its handlers run (see EventConsumer).
     before_batch: BatchHook | None = None
     # Extra long-running loops a service needs in its consume role (e.g. an SLA watcher).
-    background: Sequence[Callable[[FastAPI], Awaitable[None]]] = ()
+    background: Sequence[Callable[[FastAPI], Coroutine[Any, Any, None]]] = ()
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.migration_head = head_revision(spec.migrations_dir)
-        loops: list[Awaitable[Any]] = []
+        loops: list[Coroutine[Any, Any, Any]] = []
         if relay:
             loops.append(relay.run())
         if consumer:

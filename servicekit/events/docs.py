@@ -54,7 +54,7 @@ def schema_id(model: type[EventData]) -> str:
 
 
 def _models() -> list[type[EventData]]:
-    return sorted(REGISTRY, key=lambda m: m.event_type)  # type: ignore[arg-type]
+    return sorted(REGISTRY, key=lambda m: m.event_type)
 
 
 def _key_of(model: type[EventData]) -> str:

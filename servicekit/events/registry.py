@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 from servicekit.events.envelope import CloudEvent, EventData, Received
 
@@ -31,7 +31,7 @@ class EventRegistry:
     def __contains__(self, event_type: str) -> bool:
         return event_type in self._by_type
 
-    def __iter__(self) -> Iterable[type[EventData]]:
+    def __iter__(self) -> Iterator[type[EventData]]:
         return iter(self._by_type.values())
 
     def topics(self) -> list[str]:

@@ -364,7 +364,7 @@ class EventConsumer:
 def _declared_type(record: ConsumerRecord) -> str | None:
     for key, value in record.headers or ():
         if key == "ce_type":
-            return value.decode(errors="replace")
+            return bytes(value).decode(errors="replace")
     return None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import ARRAY, BigInteger, all_, any_, bindparam, delete, func, select, update
+from sqlalchemy.sql.elements import BindParameter
 
 from servicekit import metrics
 from servicekit.db import Database
@@ -219,7 +220,7 @@ class OutboxRelay:
 _COLUMNS = (OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload, OUTBOX.c.headers, OUTBOX.c.created_at)
 _UNPUBLISHED = OUTBOX.c.published_at.is_(None)
 _READ = select(*_COLUMNS).where(_UNPUBLISHED).order_by(OUTBOX.c.id).limit(bindparam("limit"))
-_ACKED_AT = bindparam("acked_at")
+_ACKED_AT: BindParameter[datetime] = bindparam("acked_at")
 _MARK = update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(published_at=_ACKED_AT)
 # PostgreSQL: the UPDATE runs in a CTE; the read sees the snapshot from before it, so it skips those ids.
 _ACKED_IDS = bindparam("ids", type_=ARRAY(BigInteger))

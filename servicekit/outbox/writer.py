@@ -159,7 +159,7 @@ async def insert_with_events(
     caller does next runs in a transaction of its own. Elsewhere it runs in the session's transaction.
     """
     if not (on_postgres(session) and events and not session.in_transaction()):
-        row = (await session.execute(statement, params)).first()
+        row: Row[Any] | None = (await session.execute(statement, params)).first()
         if row is not None and events:
             await enqueue(session, *events)
         return row

@@ -16,6 +16,8 @@ kind of problem (delayed, then lost, are two complaints; a second "delayed" is a
 
 from __future__ import annotations
 
+from typing import Any
+
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.events.contracts.erp import (
     ErpOrderCancelled,
@@ -82,7 +84,7 @@ def _shipment_text(event: ShipmentEvent) -> str:
 
 def to_interaction(event: InboundEvent, customer_id: str) -> InteractionCreate:
     """The interaction an inbound event stands for; raises pydantic.ValidationError if it cannot be one."""
-    common = {"customer_id": customer_id, "external_id": external_id_of(event)}
+    common: dict[str, Any] = {"customer_id": customer_id, "external_id": external_id_of(event)}
     if isinstance(event, ErpOrderPlaced):
         return InteractionCreate(
             **common,

@@ -17,9 +17,9 @@ from sqlmodel import Field, SQLModel
 
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.tables import add_plumbing_tables
-from servicekit.types import UtcDateTime
+from servicekit.types import UtcDateTime, as_utc
 from services.interaction.complaints import RESOLUTION_MAX, ComplaintCategory, category_of
-from services.interaction.sla import ComplaintStatus, as_utc
+from services.interaction.sla import ComplaintStatus
 
 
 class InteractionTable(SQLModel, registry=registry()):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
@@ -201,7 +202,7 @@ def _evaluate_one(rule: Rule, data: EventData, context: Context) -> Trigger | No
     p = rule.params
     if isinstance(data, ScoreUpdated):
         current = data.current
-        base = {
+        base: dict[str, Any] = {
             "reason": rule.reason_code,
             "observed_at": data.computed_at,
             "churn_risk": current.churn_risk,

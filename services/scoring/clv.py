@@ -14,4 +14,4 @@ class ClvSettings:
 
     @property
     def monthly_rate(self) -> float:
-        return (1 + self.annual_discount_rate) ** (1 / 12) - 1
+        return float((1 + self.annual_discount_rate) ** (1 / 12) - 1)

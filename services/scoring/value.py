@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from services.scoring import value_model as vm
+from services.scoring.clv import ClvSettings
 from services.scoring.features import FeatureState, days_between
 
 EXPLORATION, FORMATION, STABILITY, DECLINE = "exploration", "formation", "stability", "decline"
@@ -26,7 +27,7 @@ class ValueModel:
     id: str
     bgnbd: vm.BgNbdParams
     gamma_gamma: vm.GammaGammaParams
-    clv: vm.ClvSettings
+    clv: ClvSettings
     thresholds: tuple[float, float, float]  # minimum CLV of platinum, gold, iron
 
     def params_json(self) -> dict[str, Any]:
@@ -47,8 +48,8 @@ class ValueModel:
             id=id,
             bgnbd=vm.BgNbdParams(**params["bgnbd"]),
             gamma_gamma=vm.GammaGammaParams(**params["gamma_gamma"]),
-            clv=vm.ClvSettings(**params["clv"]),
-            thresholds=tuple(params["tier_thresholds"]),  # type: ignore[arg-type]
+            clv=ClvSettings(**params["clv"]),
+            thresholds=cast(tuple[float, float, float], tuple(params["tier_thresholds"])),
         )
 
 
@@ -158,7 +159,7 @@ def fit_value_model(
     calibration_end: date,
     *,
     model_id: str,
-    clv_settings: vm.ClvSettings,
+    clv_settings: ClvSettings,
     tier_shares: tuple[float, float, float],
 ) -> tuple[ValueModel, dict[str, Any], int]:
     """Fit BG/NBD and Gamma-Gamma on the purchases up to calibration_end; tier thresholds from the

@@ -21,7 +21,7 @@ monetary value".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 
@@ -93,7 +93,7 @@ def summarise(history: dict[str, dict[date, float]], end: date) -> RfmSummary:
 # ---- BG/NBD ---------------------------------------------------------------------------------------
 
 
-def bgnbd_log_likelihood(params: Sequence[float], x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Array:
+def bgnbd_log_likelihood(params: Sequence[float] | Array, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Array:
     """Per-customer log-likelihood (FHL 2005, eq. 6, in the numerically stable log form)."""
     r, alpha, a, b = params
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
@@ -102,7 +102,7 @@ def bgnbd_log_likelihood(params: Sequence[float], x: ArrayLike, t_x: ArrayLike, 
     a3 = -(r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
         a4 = np.where(x > 0, np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return a1 + a2 + np.logaddexp(a3, a4)
+    return np.asarray(a1 + a2 + np.logaddexp(a3, a4), dtype=float)
 
 
 def _compress(*columns: Array) -> tuple[list[Array], Array]:
@@ -112,7 +112,7 @@ def _compress(*columns: Array) -> tuple[list[Array], Array]:
     return [unique[:, i] for i in range(unique.shape[1])], counts.astype(float)
 
 
-def _fit(neg_ll, n_params: int, initial: Sequence[float] | None) -> tuple[Array, float, bool]:
+def _fit(neg_ll: Callable[[Array], float], n_params: int, initial: Sequence[float] | None) -> tuple[Array, float, bool]:
     """Minimise over log-parameters (keeps them positive); Nelder-Mead polishes an L-BFGS-B start.
 
     Both stay within e^-10..e^10: degenerate data (e.g. perfectly regular buyers, no dropout) drives
@@ -181,32 +181,35 @@ def expected_purchases(params: BgNbdParams, t: ArrayLike, x: ArrayLike, t_x: Arr
         odds = np.where(x > 0, np.exp(np.minimum(log_ratio, 700)), 0.0)
         value = first / (1.0 + odds)
         fallback = (r + x) / (alpha + T) * t / (1.0 + odds)
-    return np.maximum(np.where(np.isfinite(value), value, fallback), 0.0)
+    return np.asarray(np.maximum(np.where(np.isfinite(value), value, fallback), 0.0), dtype=float)
 
 
 def expected_purchases_new(params: BgNbdParams, t: ArrayLike) -> Array:
     """E[X(t)] for a randomly chosen new customer (FHL 2005, eq. 9)."""
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     t = np.asarray(t, dtype=float)
-    return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+    return np.asarray(
+        (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t))), dtype=float
+    )
 
 
 # ---- Gamma-Gamma ------------------------------------------------------------------------------------
 
 
-def gamma_gamma_log_likelihood(params: Sequence[float], x: ArrayLike, m: ArrayLike) -> Array:
+def gamma_gamma_log_likelihood(params: Sequence[float] | Array, x: ArrayLike, m: ArrayLike) -> Array:
     """Per-customer log-likelihood of mean spend m over x repeat purchases (Fader & Hardie 2013, eq. 4),
     up to the data-only term, which does not move the maximum."""
     p, q, gamma = params
     x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
-    return (
+    return np.asarray(
         gammaln(p * x + q)
         - gammaln(p * x)
         - gammaln(q)
         + q * np.log(gamma)
         + (p * x - 1) * np.log(m)
         + (p * x) * np.log(x)
-        - (p * x + q) * np.log(gamma + m * x)
+        - (p * x + q) * np.log(gamma + m * x),
+        dtype=float,
     )
 
 

@@ -39,8 +39,8 @@ class KafkaSettings(BaseSettings):
     # a trickle that gathers a few events per poll (one transaction each) instead of one, for at most
     # that much latency per hop. 1 byte: every event as soon as it arrives.
     consumer_fetch_min_bytes: int = Field(65536, ge=1)
-    # The longest a fetch waits for consumer_fetch_min_bytes. A consumer pays mostly per batch: at 50
-    # events/s, 100 ms cost the scoring and retention consumers 25-50% less CPU than 50 ms (bench.pipeline).
+    # The longest a fetch waits for consumer_fetch_min_bytes. A consumer pays mostly per batch, so a longer
+    # wait costs less CPU under a trickle (measured in docs/performance/).
     consumer_fetch_wait_ms: int = Field(100, ge=0)
     # A consumer that has seen nothing for consumer_idle_after_s long-polls instead: its fetch returns with
     # the first byte, or after this long. Idle consumers then cost the broker a few fetches a second, not

@@ -165,7 +165,7 @@ class Signal(RetentionTable, table=True):
         # Periods across customers (preview, pruning). BRIN on PostgreSQL: tiny for an append-mostly time
         # column, and never cheaper than the index above for one customer's history, so a cached generic
         # plan or statistics lagging a fast-growing table cannot make the history read scan every
-        # customer's signals (a btree on `at`, alone or after event_type, did: 20-30 ms per batch).
+        # customer's signals (a btree on `at`, alone or after event_type, let that happen; docs/performance/).
         Index("ix_signals_at", "at", postgresql_using="brin"),
     )
 

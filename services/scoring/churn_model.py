@@ -41,7 +41,7 @@ from services.scoring.features import FeatureState, complaints_between, days_bet
 ALGORITHMS = ("logistic", "gbm")
 
 # One OpenMP thread per process: on a busy small machine the gradient-boosting model's spinning OpenMP
-# threads made fitting and prediction ~30x slower, and the consumer predicts small batches, where threads
+# threads made fitting and prediction many times slower, and the consumer predicts small batches, where threads
 # do not pay off. Scale out with consumer processes instead.
 threadpool_limits(limits=1, user_api="openmp")
 ATTRIBUTE_PREFIX = "attr."
@@ -251,7 +251,8 @@ class TrainedChurnModel:
 
     def _predict(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         if self.algorithm == "logistic":
-            # The same arithmetic as the sklearn pipeline, without its per-call overhead (~10 ms -> ~0.1 ms).
+            # The same arithmetic as the sklearn pipeline, without its per-call overhead (which dominates
+            # the small batches a consumer predicts).
             return _linear(self).predict(numeric, categorical)
         return self.model.predict_proba(self.spec.combine(numeric, categorical))[:, 1]
 

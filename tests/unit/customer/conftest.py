@@ -14,6 +14,7 @@ from servicekit.tables import OUTBOX
 from services.customer.main import SPEC
 from services.customer.models import metadata
 from services.customer.settings import CustomerSettings
+from tests.unit.databases import sqlite_database
 
 
 @dataclass
@@ -37,12 +38,8 @@ class Api:
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    # A file, not :memory:, because every pooled connection to :memory: would be a database of its own.
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'customer.db'}", source="/crm/customer")
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield db
-    await db.dispose()
+    async with sqlite_database(tmp_path / "customer.db", metadata, source="/crm/customer") as db:
+        yield db
 
 
 @pytest.fixture

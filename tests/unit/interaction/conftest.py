@@ -16,18 +16,15 @@ from services.interaction.directory import CustomerDirectory, CustomerServiceUna
 from services.interaction.main import SPEC
 from services.interaction.models import metadata
 from services.interaction.settings import InteractionSettings
+from tests.unit.databases import sqlite_database
 
 SLA_HOURS = {"critical": 4.0, "high": 24.0, "medium": 72.0, "low": 168.0}
 
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    # A file, not :memory:, because every pooled connection to :memory: would be a database of its own.
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'interaction.db'}", source="/crm/interaction")
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield db
-    await db.dispose()
+    async with sqlite_database(tmp_path / "interaction.db", metadata, source="/crm/interaction") as db:
+        yield db
 
 
 class FakeCustomerService:

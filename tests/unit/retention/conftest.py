@@ -9,6 +9,7 @@ from servicekit.service import API, create_app
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
 from services.retention.models import AlertRule, Playbook, metadata
 from services.retention.settings import RetentionSettings, get_settings
+from tests.unit.databases import sqlite_database
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +25,10 @@ async def create_schema(db: Database) -> None:
     """The schema and the default rules and playbooks, as the migration leaves them."""
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+    await seed_defaults(db)
+
+
+async def seed_defaults(db: Database) -> None:
     async with db.transaction() as session:
         session.add_all([AlertRule(**r) for r in DEFAULT_RULES])
         session.add_all([Playbook(**p) for p in DEFAULT_PLAYBOOKS])
@@ -31,10 +36,9 @@ async def create_schema(db: Database) -> None:
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'retention.db'}", source="/crm/retention")
-    await create_schema(db)
-    yield db
-    await db.dispose()
+    async with sqlite_database(tmp_path / "retention.db", metadata, source="/crm/retention") as db:
+        await seed_defaults(db)
+        yield db
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 from servicekit.db import Database
 from services.scoring.models import metadata
 from services.scoring.settings import get_settings
+from tests.unit.databases import sqlite_database
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +21,5 @@ def scoring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}", source="/crm/scoring")
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield db
-    await db.dispose()
+    async with sqlite_database(tmp_path / "scoring.db", metadata, source="/crm/scoring") as db:
+        yield db

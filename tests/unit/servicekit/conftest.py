@@ -6,6 +6,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table
 
 from servicekit.db import Database
 from servicekit.tables import add_plumbing_tables
+from tests.unit.databases import sqlite_database
 
 metadata = MetaData()
 add_plumbing_tables(metadata)
@@ -20,8 +21,5 @@ EFFECTS = Table(
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}", source="/crm/test")
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield db
-    await db.dispose()
+    async with sqlite_database(tmp_path / "test.db", metadata, source="/crm/test") as db:
+        yield db

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from gateway import health, view360
 from gateway.auth import Authenticator, GatewayAuthMiddleware, RateLimiter
 from gateway.authz import OwnerCache
+from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import ApiDispatcher, Proxy
@@ -88,6 +89,8 @@ def create_app(
         authenticator=Authenticator(settings, key_store),
         limiter=RateLimiter(settings.rate_limits, settings.rate_burst_factor),
     )
+    # One canonical path for everything inside (authorization, the router, the proxy); see gateway.canonical.
+    app.add_middleware(CanonicalPathMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -87,6 +87,8 @@ def _segment(raw: str) -> str:
     i = 0
     while i < len(raw):
         ch = raw[i]
+        if ch == "\\":
+            raise NonCanonicalPath("The path has a backslash; no path segment may hold one.")
         if ch != "%":
             decoded.append(ch)
             i += 1

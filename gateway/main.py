@@ -43,6 +43,11 @@ def create_app(
     database = Database(settings.database_url, source="/crm/gateway")
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
     upstreams = Upstreams(settings, transport=transport)
+    # Event streams get their own pool, as large as the stream cap and keeping no idle connections.
+    stream_upstreams = Upstreams(
+        settings.model_copy(update={"max_connections": settings.stream_max_total, "max_keepalive_connections": 0}),
+        transport=transport,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +65,7 @@ def create_app(
             yield
         finally:
             await upstreams.aclose()
+            await stream_upstreams.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -80,7 +86,7 @@ def create_app(
     # dispatcher that hands proxied /api/v1 requests to the proxy, past the router.
     app.add_middleware(
         ApiDispatcher,
-        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes),
+        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
         router=app.router,
     )
     app.add_middleware(

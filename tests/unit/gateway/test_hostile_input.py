@@ -1,4 +1,5 @@
-"""The gateway refuses NUL characters (in the path at the edge, in bodies per route) and out-of-range paging like every service does."""
+"""The gateway refuses NUL characters (in the path at the edge, in bodies per route) and out-of-range
+paging like every service does."""
 
 import httpx
 

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import jwt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.canonical import request_path
 from gateway.keys import KEY_PREFIX, KeyStore
 from gateway.routes import OWNER_SCOPED_ROLES, ROLE_PERMISSIONS, permission_for, resolve
 from gateway.settings import GatewaySettings
@@ -194,9 +195,9 @@ class RateLimiter:
 
 
 def raw_path(scope: Scope) -> str:
-    """The path as sent (still percent-encoded), which is what the route tables match on."""
-    raw: bytes | None = scope.get("raw_path")
-    return raw.split(b"?", 1)[0].decode("latin-1") if raw else scope["path"]
+    """The request's canonical path (gateway.canonical), encoded: the one path the permission table
+    judges and the proxy forwards, so the decision is always about what routing serves."""
+    return request_path(scope).encoded
 
 
 def _denied(principal: Principal, method: str, path: str) -> tuple[str, str | None] | None:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from gateway import health, view360
 from gateway.auth import Authenticator, GatewayAuthMiddleware, RateLimiter
 from gateway.authz import OwnerCache
+from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import ApiDispatcher, Proxy
@@ -42,6 +43,11 @@ def create_app(
     database = Database(settings.database_url, source="/crm/gateway")
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
     upstreams = Upstreams(settings, transport=transport)
+    # Event streams get their own pool, as large as the stream cap and keeping no idle connections.
+    stream_upstreams = Upstreams(
+        settings.model_copy(update={"max_connections": settings.stream_max_total, "max_keepalive_connections": 0}),
+        transport=transport,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +65,7 @@ def create_app(
             yield
         finally:
             await upstreams.aclose()
+            await stream_upstreams.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -79,7 +86,7 @@ def create_app(
     # dispatcher that hands proxied /api/v1 requests to the proxy, past the router.
     app.add_middleware(
         ApiDispatcher,
-        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes),
+        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
         router=app.router,
     )
     app.add_middleware(
@@ -88,6 +95,8 @@ def create_app(
         authenticator=Authenticator(settings, key_store),
         limiter=RateLimiter(settings.rate_limits, settings.rate_burst_factor),
     )
+    # One canonical path for everything inside (authorization, the router, the proxy); see gateway.canonical.
+    app.add_middleware(CanonicalPathMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -106,16 +106,76 @@ def off_route(method: str, path: str, resolved: Resolved | None) -> Problem:
     return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
 
 
+class StreamSlots:
+    """Open event streams, counted per caller and in total (per gateway process); 429 beyond either cap."""
+
+    def __init__(self, per_principal: int, total: int) -> None:
+        self.per_principal = per_principal
+        self.total = total
+        self.open: dict[str, int] = {}
+
+    @property
+    def in_use(self) -> int:
+        return sum(self.open.values())
+
+    def acquire(self, key: str) -> StreamSlot:
+        held = self.open.get(key, 0)
+        if held >= self.per_principal or self.in_use >= self.total:
+            mine = held >= self.per_principal
+            raise Problem(
+                429,
+                "Too many event streams",
+                f"You hold {held} open event streams; the limit is {self.per_principal}. Close one first."
+                if mine
+                else "The gateway carries as many event streams as it may; retry shortly.",
+                code="too_many_streams",
+                headers={"Retry-After": "5" if mine else "2"},
+                limit=self.per_principal if mine else self.total,
+            )
+        self.open[key] = held + 1
+        return StreamSlot(self, key)
+
+
+class StreamSlot:
+    def __init__(self, slots: StreamSlots, key: str) -> None:
+        self._slots: StreamSlots | None = slots
+        self.key = key
+
+    def release(self) -> None:
+        # Idempotent: the relay's end and the response's background task both call it.
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            left = slots.open.get(self.key, 0) - 1
+            if left > 0:
+                slots.open[self.key] = left
+            else:
+                slots.open.pop(self.key, None)
+
+
 class Proxy:
     """Forwards one resolved /api/v1 request (pure ASGI) and sends the service's answer back."""
 
-    def __init__(self, upstreams: Upstreams, owners: OwnerCache, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        owners: OwnerCache,
+        max_body_bytes: int,
+        stream_upstreams: Upstreams | None = None,
+    ) -> None:
         self.upstreams = upstreams
         self.owners = owners
         self.max_body_bytes = max_body_bytes
+        settings = upstreams.settings
+        # Event streams go through their own pool (sized to the stream cap), never the shared one.
+        self.stream_upstreams = stream_upstreams or upstreams
+        self.streams = StreamSlots(settings.stream_max_per_principal, settings.stream_max_total)
         # Built once: the budgets only change with the settings.
-        self.timeout = default_timeout(upstreams.settings)
-        self.bulk_timeout = default_timeout(upstreams.settings, upstreams.settings.bulk_timeout_s)
+        self.timeout = default_timeout(settings)
+        self.bulk_timeout = default_timeout(settings, settings.bulk_timeout_s)
+        # An open stream is bounded by silence, not length: each read waits at most stream_read_timeout_s.
+        self.stream_timeout = httpx.Timeout(
+            settings.stream_read_timeout_s, connect=self.timeout.connect, pool=self.timeout.pool
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, public_path: str, resolved: Resolved) -> None:
         try:
@@ -147,9 +207,10 @@ class Proxy:
         )
         accept = next((value for name, value in incoming if name == "accept"), "")
         timeout = self.bulk_timeout if resolved.upstream_path.endswith("/bulk") else self.timeout
+        slot: StreamSlot | None = None
         if EVENT_STREAM in accept:
-            # An event stream stays open indefinitely; only connecting is bounded.
-            timeout = httpx.Timeout(None, connect=timeout.connect, pool=timeout.pool)
+            slot = self.streams.acquire(scope_principal(scope).rate_key)  # 429 beyond the caps
+            upstreams, timeout = self.stream_upstreams, self.stream_timeout
         try:
             upstream = await upstreams.send(
                 resolved.service,
@@ -162,6 +223,8 @@ class Proxy:
                 stream=True,
             )
         except UpstreamError as exc:
+            if slot is not None:
+                slot.release()
             return upstream_problem(exc)
 
         base = upstreams.base_url(resolved.service)
@@ -170,9 +233,9 @@ class Proxy:
 
         if upstream.headers.get("content-type", "").startswith(EVENT_STREAM):
             streamed = StreamingResponse(
-                _relay(upstream, resolved.service),
+                _relay(upstream, resolved.service, slot),
                 status_code=upstream.status_code,
-                background=BackgroundTask(upstream.aclose),
+                background=BackgroundTask(_close, upstream, slot),
             )
             streamed.raw_headers.extend(out_headers)
             return streamed
@@ -182,7 +245,7 @@ class Proxy:
         except httpx.TransportError as exc:
             return upstream_problem(UpstreamError(resolved.service, classify(exc)[0]))
         finally:
-            await upstream.aclose()
+            await _close(upstream, slot)
 
         if narrowed.owner_filter is not None and upstream.status_code == 200 and not is_head:
             content = filter_items(content, narrowed.owner_filter)
@@ -194,15 +257,22 @@ class Proxy:
         return response
 
 
-async def _relay(upstream: httpx.Response, service: str) -> AsyncIterator[bytes]:
+async def _close(upstream: httpx.Response, slot: StreamSlot | None) -> None:
+    if slot is not None:
+        slot.release()
+    await upstream.aclose()
+
+
+async def _relay(upstream: httpx.Response, service: str, slot: StreamSlot | None = None) -> AsyncIterator[bytes]:
     try:
         async for chunk in upstream.aiter_raw():
             yield chunk
     except httpx.TransportError as exc:
-        # Headers are already sent: all the gateway can do is end the stream; the client reconnects.
+        # Headers are already sent: all the gateway can do is end the stream; the client reconnects
+        # with Last-Event-ID. A silent upstream (stream_read_timeout_s) ends up here too.
         log.warning("upstream stream ended", extra={"upstream": service, "error": type(exc).__name__})
     finally:
-        await upstream.aclose()
+        await _close(upstream, slot)
 
 
 class ApiDispatcher:

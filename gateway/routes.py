@@ -89,7 +89,7 @@ def _safe_segment(segment: str) -> bool:
 
 
 def resolve(path: str, routes: tuple[Route, ...] = ROUTES) -> Resolved | None:
-    """Map a public path (as received, still percent-encoded) to (service, upstream path), or None.
+    """Map a canonical public path (gateway.canonical, encoded) to (service, upstream path), or None.
 
     A trailing slash is dropped so ``/api/v1/customers/`` reaches ``/customers`` instead of being
     redirected by the service to its own (internal) address.

@@ -78,6 +78,12 @@ class GatewaySettings(BaseSettings):
     }
     rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
     rate_limit: bool = True  # off: no rate limits (benchmarks)
+    # Event streams (SSE) stay open for hours: capped per caller and per gateway process (429 beyond),
+    # and carried by their own connection pool so they can never starve ordinary requests of theirs.
+    stream_max_per_principal: int = Field(3, ge=1)  # open event streams one caller may hold
+    stream_max_total: int = Field(100, ge=1)  # open event streams per gateway process (also its pool size)
+    # An upstream stream silent this long is cut (the services send a keep-alive comment every 15 s).
+    stream_read_timeout_s: float = Field(60.0, gt=0)
 
     # ---- documentation and browsers -------------------------------------------------------------------
     cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default

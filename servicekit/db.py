@@ -82,6 +82,8 @@ class Database:
         # JSON columns (scores' factors, alerts' evidence, outbox headers) go through orjson, several times
         # faster than the standard library's json both ways and the same JSON.
         kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        # Statement errors (logged, and in tracebacks) must not carry the bound values: they are PII.
+        kwargs["hide_parameters"] = True
         if self.is_postgres:
             # No pre-ping: it costs a round trip on every checkout (every request, batch and relay step).
             # A connection that died with a server restart fails its first statement instead; SQLAlchemy

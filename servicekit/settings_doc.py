@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings
 
 from servicekit.auth import InternalAuthSettings
 from servicekit.launcher import SERVICES
+from servicekit.metrics_route import MetricsSettings
 from servicekit.settings import KafkaSettings, PlatformSettings, ServiceSettings
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
@@ -109,6 +110,7 @@ def markdown() -> str:
             out += ["", f"**{name} service**:", "", *_table(own)]
     out += ["", "**Gateway**:", "", *_table(rows(GatewaySettings, "GATEWAY_"))]
     shared = [*rows(KafkaSettings, "KAFKA_"), *rows(PlatformSettings, "CRM_"), *rows(InternalAuthSettings, "CRM_")]
+    shared += rows(MetricsSettings, "CRM_")
     out += ["", "**Every process** (services and gateway):", "", *_table(shared)]
     return "\n".join(out) + "\n"
 

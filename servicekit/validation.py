@@ -63,6 +63,16 @@ async def reject_nul(request: Request) -> None:
     """Dependency: 422 problem naming each path, query or JSON body field that contains a NUL."""
     fields = parameter_nul_fields(dict(request.path_params), request.query_params.multi_items())
     body = await request.body()
+    if b"\x00" in body:
+        # A raw zero byte is never valid UTF-8 JSON; it is how UTF-16/32 bodies look, which json.loads
+        # would decode (and whose escaped NULs the check below cannot see). Refused without echoing it.
+        raise Problem(
+            422,
+            "Invalid request",
+            "The body must be UTF-8 encoded JSON.",
+            code="validation",
+            errors=[field_error("body", "must be UTF-8 encoded JSON without NUL bytes")],
+        )
     if _JSON_NUL in body:
         try:
             document = await request.json()

@@ -91,7 +91,9 @@ async def alert_stream(
 ) -> StreamingResponse:
     """Server-sent events of alert changes (event: alert.raised|alert.updated|alert.resolved; id: sequence)."""
     settings: RetentionSettings = request.app.state.settings
-    hub = await stream.broadcaster(request.app, settings.stream_poll_interval_s, settings.stream_gap_wait_s)
+    hub = await stream.broadcaster(
+        request.app, settings.stream_poll_interval_s, settings.stream_gap_wait_s, settings.stream_queue_max
+    )
     resume = last_event_id if last_event_id is not None else after
     return StreamingResponse(
         hub.events(resume, settings.stream_keepalive_s),

@@ -26,6 +26,8 @@ class RetentionSettings(ServiceSettings):
     alert_changes_retention_hours: float = Field(72.0, gt=0)
     stream_poll_interval_s: float = Field(1.0, gt=0)  # how often the SSE stream looks for alert changes
     stream_keepalive_s: float = Field(15.0, gt=0)  # a comment line on an idle stream this often
+    # Changes buffered per SSE client; a client that falls this far behind is dropped and resumes with Last-Event-ID.
+    stream_queue_max: int = Field(1000, ge=1)
     # How long the SSE stream holds later changes at a gap in seq: a lower seq can commit after a higher
     # one on PostgreSQL; a rolled-back transaction's never fills its gap.
     stream_gap_wait_s: float = Field(5.0, ge=0)

@@ -25,6 +25,7 @@ from servicekit.db import Database
 from services.retention.models import AlertChange
 
 REPLAY_MAX = 5000
+QUEUE_MAX = 1000  # changes buffered per subscriber; a subscriber this far behind is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,16 @@ def emittable(
     return out, through
 
 
+class Subscriber:
+    """One connected client: a bounded queue, and whether it fell too far behind and was dropped."""
+
+    __slots__ = ("dropped", "queue")
+
+    def __init__(self, queue_max: int) -> None:
+        self.queue: asyncio.Queue[Change] = asyncio.Queue(queue_max)
+        self.dropped = False
+
+
 class Broadcaster:
     def __init__(
         self,
@@ -83,13 +94,15 @@ class Broadcaster:
         poll_interval_s: float,
         *,
         gap_wait_s: float,
+        queue_max: int = QUEUE_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
         self.poll_interval_s = poll_interval_s
         self.gap_wait_s = gap_wait_s
+        self.queue_max = queue_max
         self.clock = clock
-        self.subscribers: set[asyncio.Queue[Change]] = set()
+        self.subscribers: set[Subscriber] = set()
         self._wake = asyncio.Event()
         self._through = 0  # every seq up to here has gone out (or was logged before the start)
         self._gaps: dict[int, float] = {}
@@ -122,15 +135,22 @@ class Broadcaster:
             read = await changes_after(self.database, self._through)
             out, self._through = emittable(read, self._through, self._gaps, self.clock(), self.gap_wait_s)
             for change in out:
-                for queue in list(self.subscribers):
-                    queue.put_nowait(change)
+                for subscriber in list(self.subscribers):
+                    try:
+                        subscriber.queue.put_nowait(change)
+                    except asyncio.QueueFull:
+                        # A slow reader must not grow memory without bound: its stream ends, and it
+                        # resumes with Last-Event-ID from the log (what it never got is replayed).
+                        subscriber.dropped = True
+                        self.subscribers.discard(subscriber)
             if len(read) < REPLAY_MAX or len(out) < len(read):
                 return  # all read, or held at a gap
 
     async def events(self, last_event_id: int | None, keepalive_s: float) -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[Change] = asyncio.Queue()
+        subscriber = Subscriber(self.queue_max)
+        queue = subscriber.queue
         # Subscribed at the same point as `through` is read: the queue gets exactly what goes out after it.
-        self.subscribers.add(queue)
+        self.subscribers.add(subscriber)
         through = self._through
         try:
             if last_event_id is not None:
@@ -144,21 +164,27 @@ class Broadcaster:
                     after = replay[-1].seq
             yield b": connected\n\n"
             while True:
+                if subscriber.dropped:
+                    return  # the client reconnects with the last id it got
                 try:
                     change = await asyncio.wait_for(queue.get(), keepalive_s)
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
+                if subscriber.dropped:
+                    return
                 yield format_sse(change)
         finally:
-            self.subscribers.discard(queue)
+            self.subscribers.discard(subscriber)
 
 
-async def broadcaster(app: FastAPI, poll_interval_s: float, gap_wait_s: float) -> Broadcaster:
+async def broadcaster(
+    app: FastAPI, poll_interval_s: float, gap_wait_s: float, queue_max: int = QUEUE_MAX
+) -> Broadcaster:
     """The process's broadcaster, started on first use."""
     existing: Broadcaster | None = getattr(app.state, "alert_broadcaster", None)
     if existing is None:
-        existing = Broadcaster(app.state.database, poll_interval_s, gap_wait_s=gap_wait_s)
+        existing = Broadcaster(app.state.database, poll_interval_s, gap_wait_s=gap_wait_s, queue_max=queue_max)
         app.state.alert_broadcaster = existing
     await existing.start()
     return existing

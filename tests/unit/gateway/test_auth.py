@@ -244,3 +244,12 @@ async def test_with_authentication_off_every_caller_is_an_admin(start_gateway: S
     gateway = await start_gateway(as_role=None, auth=False)
 
     assert (await gateway.get("/api/v1/keys")).status_code == 200
+
+
+async def test_the_gateway_metrics_need_the_metrics_token_when_one_is_set(
+    start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_METRICS_TOKEN", "gw-metrics-token")
+    gateway = await start_gateway(as_role=None)
+    assert (await gateway.get("/metrics")).status_code == 401
+    assert (await gateway.get("/metrics", headers={"Authorization": "Bearer gw-metrics-token"})).status_code == 200

@@ -44,7 +44,7 @@ async def test_a_connected_client_receives_new_changes_once(database: Database):
     assert b"event: alert.raised" in chunk
     assert b'"customer_id":"a"' in chunk
     await hub.poll()  # polling again sends nothing twice
-    assert hub.subscribers and all(q.empty() for q in hub.subscribers)
+    assert hub.subscribers and all(s.queue.empty() for s in hub.subscribers)
     await stream.aclose()
     await hub.stop()
     assert not hub.subscribers
@@ -99,5 +99,22 @@ async def test_a_change_committed_behind_a_higher_one_is_not_skipped_live_or_on_
     assert _ids([await asyncio.wait_for(anext(live), 5) for _ in range(2)]) == [2, 3]
     assert _ids([await asyncio.wait_for(anext(resumed), 5) for _ in range(2)]) == [2, 3]
     await live.aclose()
+    await resumed.aclose()
+    await hub.stop()
+
+
+async def test_a_slow_subscriber_is_dropped_at_its_queue_bound_and_resumes_without_a_gap(database: Database):
+    hub = Broadcaster(database, poll_interval_s=60, gap_wait_s=0, queue_max=2)
+    await hub.start()
+    slow = hub.events(last_event_id=None, keepalive_s=5)
+    assert await anext(slow) == b": connected\n\n"
+    # Three changes for a queue of two, and the client reads nothing meanwhile.
+    await _raise(database, complaint("a", minutes=0), complaint("b", minutes=1), complaint("c", minutes=2))
+    await hub.poll()
+    assert not hub.subscribers  # dropped: nothing more is buffered for it
+    assert [chunk async for chunk in slow] == []  # its stream ends; memory stays bounded
+    # Reconnecting with the last id it got (none past the start: 0) replays everything it missed.
+    resumed = hub.events(last_event_id=0, keepalive_s=5)
+    assert _ids([await anext(resumed) for _ in range(3)]) == [1, 2, 3]
     await resumed.aclose()
     await hub.stop()

@@ -58,9 +58,10 @@ class GatewaySettings(BaseSettings):
     jwks_url: str = ""  # RS256/ES256 tokens from an identity provider, keys fetched from here
     # With a JWKS URL, HS256 tokens are refused unless this is set (both kinds accepted then).
     jwt_allow_hs256: bool = False
-    # The key set is kept as long as its Cache-Control max-age says, within these bounds (seconds).
+    # The key set is kept as long as its Cache-Control max-age says, at least this long (seconds; also
+    # when the provider sends no max-age).
     jwks_cache_min_s: float = Field(60.0, ge=0)
-    jwks_cache_max_s: float = Field(3600.0, ge=0)
+    jwks_cache_max_s: float = Field(3600.0, ge=0)  # the upper bound (also for a far larger max-age)
     # A token with an unknown `kid` refetches the key set (a rotation), at most once per this many seconds.
     jwks_refetch_floor_s: float = Field(30.0, ge=0)
     jwks_timeout_s: float = Field(5.0, gt=0)  # how long a fetch of the key set may take

@@ -27,6 +27,8 @@ def secret_problem(variable: str, value: str, development_default: str) -> str |
     """Why ``value`` is unfit as a production secret, or None."""
     if value == development_default:
         return f"{variable} is the development default; set a random secret of {MIN_SECRET_BYTES} bytes or more"
+    if "change-me" in value.lower().replace("_", "-"):
+        return f"{variable} is still a placeholder (CHANGE_ME); set a random secret of {MIN_SECRET_BYTES} bytes or more"
     if len(value.encode()) < MIN_SECRET_BYTES:
         return f"{variable} is shorter than {MIN_SECRET_BYTES} bytes; set a random secret that long or longer"
     return None

@@ -52,6 +52,11 @@ def test_a_short_internal_secret_is_a_problem_naming_its_variable() -> None:
     assert problem.startswith("CRM_INTERNAL_TOKEN") and "shorter than 32 bytes" in problem
 
 
+def test_a_long_placeholder_secret_is_a_problem() -> None:
+    [problem] = internal_auth_problems(_internal(internal_token="CHANGE_ME-internal-token-0123456789abcdef"))
+    assert problem.startswith("CRM_INTERNAL_TOKEN") and "placeholder" in problem
+
+
 def test_internal_auth_switched_off_is_a_problem() -> None:
     [problem] = internal_auth_problems(_internal(internal_auth=False))
     assert problem.startswith("CRM_INTERNAL_AUTH")

@@ -9,7 +9,6 @@ Health, metrics and the API documentation stay public.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ import jwt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.canonical import request_path
+from gateway.jwks import JwksCache, JwksError
 from gateway.keys import KEY_PREFIX, KeyStore
 from gateway.routes import OWNER_SCOPED_ROLES, ROLE_PERMISSIONS, permission_for, resolve
 from gateway.settings import GatewaySettings
@@ -82,12 +82,21 @@ class AuthError(Exception):
 
 
 class Authenticator:
-    def __init__(self, settings: GatewaySettings, keys: KeyStore) -> None:
+    def __init__(self, settings: GatewaySettings, keys: KeyStore, jwks: JwksCache | None = None) -> None:
         self.settings = settings
         self.keys = keys
         self._tokens: dict[str, tuple[Principal, float]] = {}
-        self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
-        self._jwk_keys: dict[str, Any] = {}
+        self._jwks = jwks
+        if jwks is None and settings.jwks_url:
+            self._jwks = JwksCache(
+                settings.jwks_url,
+                min_s=settings.jwks_cache_min_s,
+                max_s=settings.jwks_cache_max_s,
+                refetch_floor_s=settings.jwks_refetch_floor_s,
+                timeout_s=settings.jwks_timeout_s,
+            )
+        # With a JWKS, HS256 (and its shared secret) is accepted only when explicitly allowed.
+        self._hs256 = settings.hs256_enabled
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
         if api_key:
@@ -117,10 +126,10 @@ class Authenticator:
         try:
             header = jwt.get_unverified_header(token)
             algorithm = header.get("alg")
-            if algorithm == "HS256" and self.settings.jwt_secret:
+            if algorithm == "HS256" and self._hs256:
                 key: Any = self.settings.jwt_secret
             elif self._jwks is not None and algorithm in self.settings.jwt_algorithms_jwks:
-                key = await self._jwks_key(token, header.get("kid"))
+                key = await self._jwks_key(header.get("kid"))
             else:
                 raise AuthError(f"Tokens signed with {algorithm!r} are not accepted.")
             claims = jwt.decode(
@@ -145,18 +154,16 @@ class Authenticator:
             self._tokens[token] = (principal, float(claims["exp"]))
         return principal
 
-    async def _jwks_key(self, token: str, kid: str | None) -> Any:
-        cached = self._jwk_keys.get(kid or "")
-        if cached is not None:
-            return cached
+    async def _jwks_key(self, kid: Any) -> Any:
         assert self._jwks is not None
         try:
-            # PyJWKClient fetches with blocking urllib: keep it off the event loop.
-            signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-        except jwt.PyJWKClientError as exc:
+            return await self._jwks.key(kid if isinstance(kid, str) else None)
+        except JwksError as exc:
             raise AuthError(f"No signing key for this token: {exc}.") from exc
-        self._jwk_keys[kid or ""] = signing_key.key
-        return signing_key.key
+
+    async def aclose(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.aclose()
 
 
 class RateLimiter:

@@ -23,13 +23,15 @@ from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import ApiDispatcher, Proxy
-from gateway.settings import DEV_API_KEY_PEPPER, DEV_JWT_SECRET, GatewaySettings
+from gateway.settings import GatewaySettings, default_secrets, production_problems
 from gateway.upstream import Upstreams
+from servicekit.auth import InternalAuthSettings
 from servicekit.db import Database
 from servicekit.metrics_route import metrics_router
 from servicekit.middleware import RequestContextMiddleware
 from servicekit.migrations import upgrade
 from servicekit.problems import install_problem_handlers
+from servicekit.production import enforce
 from servicekit.validation import NUL_GUARD
 
 log = logging.getLogger("gateway")
@@ -40,14 +42,24 @@ def create_app(
 ) -> FastAPI:
     """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only)."""
     settings = settings or GatewaySettings()
+    internal = InternalAuthSettings()
+    # Production mode (CRM_PRODUCTION) refuses development secrets and permissive CORS before anything starts.
+    enforce(
+        settings.platform,
+        production_problems(settings, internal),
+        default_secrets(settings, internal),
+        process="the gateway",
+    )
     database = Database(settings.database_url, source="/crm/gateway")
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
-    upstreams = Upstreams(settings, transport=transport)
+    upstreams = Upstreams(settings, transport=transport, internal=internal)
     # Event streams get their own pool, as large as the stream cap and keeping no idle connections.
     stream_upstreams = Upstreams(
         settings.model_copy(update={"max_connections": settings.stream_max_total, "max_keepalive_connections": 0}),
         transport=transport,
+        internal=internal,
     )
+    authenticator = Authenticator(settings, key_store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,17 +67,13 @@ def create_app(
         await asyncio.to_thread(upgrade, MIGRATIONS_DIR, settings.database_url, "gateway")
         if not settings.auth:
             log.warning("authentication is OFF (GATEWAY_AUTH=off): every caller acts as an admin")
-        elif settings.jwt_secret == DEV_JWT_SECRET or settings.api_key_pepper == DEV_API_KEY_PEPPER:
-            log.warning(
-                "using the local development JWT secret or API-key pepper; set GATEWAY_JWT_SECRET and "
-                "GATEWAY_API_KEY_PEPPER outside local runs"
-            )
         log.info("gateway started", extra={"port": settings.port, "services": list(settings.service_urls())})
         try:
             yield
         finally:
             await upstreams.aclose()
             await stream_upstreams.aclose()
+            await authenticator.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -92,7 +100,7 @@ def create_app(
     app.add_middleware(
         GatewayAuthMiddleware,
         settings=settings,
-        authenticator=Authenticator(settings, key_store),
+        authenticator=authenticator,
         limiter=RateLimiter(settings.rate_limits, settings.rate_burst_factor),
     )
     # One canonical path for everything inside (authorization, the router, the proxy); see gateway.canonical.

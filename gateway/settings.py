@@ -7,12 +7,15 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from servicekit.settings import GATEWAY_PORT, local_url, state_dir
+from servicekit.auth import InternalAuthSettings
+from servicekit.production import default_internal_secrets, internal_auth_problems, secret_problem
+from servicekit.settings import GATEWAY_PORT, PlatformSettings, local_url, state_dir
 
 SERVICES = ("customer", "interaction", "scoring", "retention")
 ROLES = ("agent", "manager", "analyst", "admin", "integration")
 # A local-only default so `python -m gateway token` and `make run` work out of the box; the gateway
-# logs a warning at startup while it is in use. Set GATEWAY_JWT_SECRET (or a JWKS URL) anywhere else.
+# logs a warning at startup while it is in use, and production mode (CRM_PRODUCTION) refuses it. Set
+# GATEWAY_JWT_SECRET (or a JWKS URL) anywhere else.
 DEV_JWT_SECRET = "local-dev-jwt-secret-change-me-0123456789"
 DEV_API_KEY_PEPPER = "local-dev-api-key-pepper-change-me"
 
@@ -53,6 +56,15 @@ class GatewaySettings(BaseSettings):
     auth: bool = True
     jwt_secret: str = DEV_JWT_SECRET  # HS256 tokens (local use); empty disables HS256
     jwks_url: str = ""  # RS256/ES256 tokens from an identity provider, keys fetched from here
+    # With a JWKS URL, HS256 tokens are refused unless this is set (both kinds accepted then).
+    jwt_allow_hs256: bool = False
+    # The key set is kept as long as its Cache-Control max-age says, at least this long (seconds; also
+    # when the provider sends no max-age).
+    jwks_cache_min_s: float = Field(60.0, ge=0)
+    jwks_cache_max_s: float = Field(3600.0, ge=0)  # the upper bound (also for a far larger max-age)
+    # A token with an unknown `kid` refetches the key set (a rotation), at most once per this many seconds.
+    jwks_refetch_floor_s: float = Field(30.0, ge=0)
+    jwks_timeout_s: float = Field(5.0, gt=0)  # how long a fetch of the key set may take
     jwt_algorithms_jwks: list[str] = ["RS256", "ES256"]  # accepted for tokens checked against the JWKS
     jwt_issuer: str = "crm-local"  # required `iss` of every token
     jwt_audience: str = "crm-api"  # required `aud` of every token
@@ -89,6 +101,13 @@ class GatewaySettings(BaseSettings):
     cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default
     openapi_cache_s: float = Field(60.0, ge=0)  # how long the merged OpenAPI document is kept
 
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)  # CRM_PRODUCTION and the like
+
+    @property
+    def hs256_enabled(self) -> bool:
+        """Whether HS256 tokens are accepted: a secret is set, and either no JWKS or explicitly both."""
+        return bool(self.jwt_secret) and (not self.jwks_url or self.jwt_allow_hs256)
+
     @model_validator(mode="after")
     def _default_database(self) -> GatewaySettings:
         if not self.database_url:
@@ -104,3 +123,35 @@ class GatewaySettings(BaseSettings):
 
     def service_urls(self) -> dict[str, str]:
         return {name: getattr(self, f"{name}_url") for name in SERVICES}
+
+
+def production_problems(settings: GatewaySettings, internal: InternalAuthSettings) -> list[str]:
+    """Everything production mode (CRM_PRODUCTION) refuses in the gateway, each naming its setting."""
+    problems = internal_auth_problems(internal)
+    if not settings.auth:
+        problems.append("GATEWAY_AUTH is off: every caller would act as an admin; remove it")
+    if settings.hs256_enabled:
+        problem = secret_problem("GATEWAY_JWT_SECRET", settings.jwt_secret, DEV_JWT_SECRET)
+        if problem:
+            problems.append(problem + " (or set it empty and use GATEWAY_JWKS_URL)")
+    problem = secret_problem("GATEWAY_API_KEY_PEPPER", settings.api_key_pepper, DEV_API_KEY_PEPPER)
+    if problem:
+        problems.append(problem)
+    if settings.jwks_url and not settings.jwks_url.startswith("https://"):
+        problems.append("GATEWAY_JWKS_URL must be an https:// URL: keys fetched in clear could be swapped")
+    permissive = [origin for origin in settings.cors_origins if origin.strip() in ("*", "null")]
+    if permissive:
+        problems.append(
+            f"GATEWAY_CORS_ORIGINS allows {permissive[0]!r}: any web page could call the API; list the exact origins"
+        )
+    return problems
+
+
+def default_secrets(settings: GatewaySettings, internal: InternalAuthSettings) -> list[str]:
+    """The development default secrets this gateway uses (for a startup warning each)."""
+    found = default_internal_secrets(internal)
+    if settings.auth and settings.hs256_enabled and settings.jwt_secret == DEV_JWT_SECRET:
+        found.append("GATEWAY_JWT_SECRET")
+    if settings.auth and settings.api_key_pepper == DEV_API_KEY_PEPPER:
+        found.append("GATEWAY_API_KEY_PEPPER")
+    return found

@@ -322,24 +322,25 @@ class Upstreams:
         if isinstance(query, bytes):
             query = query.decode("latin-1")
         url = self.urls[service] + path + (f"?{query}" if query else "")
-        # Every call carries the signed internal credential and, for audit, whom it is made for.
+        # Every call carries the signed internal credential (over method, path, query and body) and, for
+        # audit, whom it is made for.
         principal = current_principal.get()
-        signed = internal_headers(
-            method, path, principal=principal.header if principal else "service:gateway", settings=self.internal
-        )
-        all_headers = [*headers, *signed.items()]
+        principal_header = principal.header if principal else "service:gateway"
         timeout = timeouts or default_timeout(self.settings)
-        request = (
-            None
-            if self.use_aiohttp
-            else self.client.build_request(method, url, headers=all_headers, content=content, timeout=timeout)
-        )
         attempts = 2 if method in RETRYABLE_METHODS else 1
         started = time.perf_counter()
         attempt = 1
         while True:
+            # Signed per attempt: a service accepts each signature (its nonce) only once.
+            signed = internal_headers(
+                method, path, query=query, body=content or b"", principal=principal_header, settings=self.internal
+            )
+            all_headers = [*headers, *signed.items()]
             try:
-                if request is not None:
+                if not self.use_aiohttp:
+                    request = self.client.build_request(
+                        method, url, headers=all_headers, content=content, timeout=timeout
+                    )
                     response: Any = await self.client.send(request, stream=stream)
                 else:
                     response = await self._send_aiohttp(method, url, all_headers, content, timeout, stream)

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.helpers import create_ssl_context
 
 from servicekit.settings import KafkaSettings
+
+
+def security_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """The TLS and SASL arguments of every aiokafka client (producer, consumer, admin) from KAFKA_*."""
+    kwargs: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = create_ssl_context(
+            cafile=kafka.ssl_cafile or None,
+            certfile=kafka.ssl_certfile or None,
+            keyfile=kafka.ssl_keyfile or None,
+        )
+    if kafka.security_protocol.startswith("SASL_"):
+        # aiokafka takes the SCRAM login through the same two arguments as PLAIN.
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        kwargs["sasl_plain_password"] = kafka.sasl_password
+    return kwargs
 
 
 def make_producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
@@ -16,6 +36,7 @@ def make_producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         linger_ms=2,
         request_timeout_ms=kafka.request_timeout_ms,
+        **security_kwargs(kafka),
     )
 
 
@@ -37,6 +58,7 @@ def make_consumer(
         request_timeout_ms=max(kafka.request_timeout_ms, 40000),
         session_timeout_ms=10000,
         heartbeat_interval_ms=3000,
+        **security_kwargs(kafka),
     )
 
 
@@ -52,9 +74,12 @@ def set_idle_fetch(consumer: AIOKafkaConsumer, kafka: KafkaSettings, *, idle: bo
     fetcher._fetch_max_wait_ms = kafka.consumer_idle_fetch_wait_ms if idle else kafka.consumer_fetch_wait_ms
 
 
-async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+async def topic_partitions(
+    bootstrap_servers: str, topic: str, kafka: KafkaSettings | None = None
+) -> list[TopicPartition]:
     """The partitions of a topic (for tools that assign partitions by hand: replays, audits, tests)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+    extra = security_kwargs(kafka) if kafka is not None else {}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **extra)
     await producer.start()
     try:
         return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]

@@ -9,7 +9,6 @@ answers 403 to everyone until a token is configured (fail closed).
 from __future__ import annotations
 
 import hmac
-import os
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -17,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.problems import problem_response
+from servicekit.settings import PlatformSettings
 
 
 class MetricsSettings(BaseSettings):
@@ -29,8 +29,7 @@ class MetricsSettings(BaseSettings):
 
 
 def production_mode() -> bool:
-    # CRM_PRODUCTION is the platform's production switch; read here directly so /metrics fails closed.
-    return os.environ.get("CRM_PRODUCTION", "").strip().lower() in {"1", "true", "yes", "on"}
+    return PlatformSettings().production
 
 
 def metrics_router(settings: MetricsSettings | None = None) -> APIRouter:

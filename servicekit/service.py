@@ -28,6 +28,7 @@ from servicekit.middleware import RequestContextMiddleware
 from servicekit.migrations import current_revision, head_revision
 from servicekit.outbox.relay import OutboxRelay
 from servicekit.problems import install_problem_handlers
+from servicekit.production import default_internal_secrets, enforce, service_problems
 from servicekit.settings import ServiceSettings
 from servicekit.validation import NUL_GUARD
 
@@ -86,6 +87,14 @@ async def _after_migrations(
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles: Sequence[str] = ALL_ROLES) -> FastAPI:
     settings = settings or spec.settings_cls()
     roles = tuple(roles)
+    internal = InternalAuthSettings()
+    # Before anything opens a connection: production mode refuses development secrets and plaintext.
+    enforce(
+        settings.platform,
+        service_problems(settings.kafka, internal),
+        default_internal_secrets(internal),
+        process=f"the {spec.name} service",
+    )
     database = Database(
         settings.database_url, source=settings.event_source, pool_size=settings.db_pool_size, echo=settings.log_sql
     )
@@ -129,7 +138,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     app.state.roles = roles
     install_problem_handlers(app)
     # Inside the request-context middleware, so a refused call still gets its X-Request-ID.
-    app.add_middleware(InternalAuthMiddleware, settings=InternalAuthSettings())
+    app.add_middleware(InternalAuthMiddleware, settings=internal)
     app.add_middleware(RequestContextMiddleware, service=spec.name)
     app.include_router(health_router())
     app.include_router(metrics_router())

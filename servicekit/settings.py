@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,19 @@ class KafkaSettings(BaseSettings):
     # How long a consumer sees nothing before it long-polls (0: never).
     consumer_idle_after_s: float = Field(2.0, ge=0)
 
+    # ---- security (every producer, consumer and admin client; see docs/security/secrets.md) -------------
+    # PLAINTEXT (local runs), SSL (TLS), SASL_SSL (TLS + SASL login) or SASL_PLAINTEXT.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"  # with SASL_*
+    sasl_username: str = ""  # the SASL login (with SASL_*)
+    sasl_password: str = ""  # its password (with SASL_*)
+    ssl_cafile: str = ""  # CA bundle that signed the brokers' certificates (empty: the system's)
+    ssl_certfile: str = ""  # client certificate, for brokers that require mutual TLS
+    ssl_keyfile: str = ""  # the client certificate's private key
+    # Production mode refuses an unencrypted connection (PLAINTEXT, SASL_PLAINTEXT) unless this is set,
+    # e.g. for a broker reached only over a private network.
+    allow_plaintext: bool = False
+
 
 class PlatformSettings(BaseSettings):
     """Settings every process of the platform reads without a prefix (CRM_*)."""
@@ -57,6 +71,9 @@ class PlatformSettings(BaseSettings):
 
     # Test-only fault injection, e.g. "exit_before_publish" (see servicekit.outbox.relay).
     fault: str = ""
+    # Production mode: a process refuses to start while a secret is a development default or short, a
+    # credential would travel in plaintext, or CORS is permissive (docs/security/secrets.md).
+    production: bool = False
 
 
 class ServiceSettings(BaseSettings):

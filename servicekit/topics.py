@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from servicekit.events.contracts import topics
+from servicekit.kafka import security_kwargs
 from servicekit.settings import KafkaSettings
 
 
@@ -23,7 +24,9 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_s: float = 60.0) -> lis
     """Create missing topics; returns the ones created. Waits for the broker up to timeout_s."""
     deadline = time.monotonic() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="crm-topics")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=kafka.bootstrap_servers, client_id="crm-topics", **security_kwargs(kafka)
+        )
         try:
             await admin.start()
             break

@@ -62,13 +62,16 @@ class GatewaySettings(BaseSettings):
     jwt_cache_size: int = Field(10_000, ge=0)
     api_key_pepper: str = DEV_API_KEY_PEPPER  # secret mixed into stored API-key hashes
     # A revoked key stops working within this many seconds in every gateway process.
-    api_key_cache_s: float = Field(5.0, ge=0)
-    database_url: str = ""  # the key store; SQLite under CRM_STATE_DIR by default
+    api_key_cache_s: float = Field(5.0, ge=0, le=60)
+    # Keys, rate buckets, audit log: postgresql+asyncpg://... shared by every replica (required in
+    # production mode); SQLite under CRM_STATE_DIR by default, for one process only.
+    database_url: str = ""
     # Object-level checks ask the customer service for a customer's owner; cached briefly.
     owner_cache_s: float = Field(5.0, ge=0)
 
     # ---- protection -----------------------------------------------------------------------------------
-    # Requests per second per caller (API key or token subject), by role; bursts up to rate * burst_factor.
+    # Requests per second per caller (API key or token subject), by role, over all replicas together;
+    # bursts up to rate * burst_factor.
     rate_limits: dict[str, float] = {
         "agent": 20.0,
         "manager": 30.0,
@@ -78,6 +81,14 @@ class GatewaySettings(BaseSettings):
     }
     rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
     rate_limit: bool = True  # off: no rate limits (benchmarks)
+    # The buckets live in the database, shared by every replica; a replica claims this share of a bucket's
+    # capacity at once and spends it locally for up to rate_batch_s (one statement per batch, not per request).
+    rate_batch_fraction: float = Field(0.1, gt=0, le=1)
+    rate_batch_s: float = Field(1.0, gt=0, le=10)  # unspent tokens of a claimed batch lapse after this long
+    # Failed authentications (a wrong key or token) per source address and per API-key id: this many at
+    # once, refilled at auth_failures_per_minute; beyond, 429 with Retry-After before any credential is checked.
+    auth_failures: int = Field(20, ge=1)
+    auth_failures_per_minute: float = Field(10.0, gt=0)
 
     # ---- documentation and browsers -------------------------------------------------------------------
     cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default

@@ -88,7 +88,7 @@ class GatewaySettings(BaseSettings):
     # Failed authentications (a wrong key or token) per source address and per API-key id: this many at
     # once, refilled at auth_failures_per_minute; beyond, 429 with Retry-After before any credential is checked.
     auth_failures: int = Field(20, ge=1)
-    auth_failures_per_minute: float = Field(10.0, gt=0)
+    auth_failures_per_minute: float = Field(10.0, gt=0)  # how fast that allowance of failures refills
 
     # ---- documentation and browsers -------------------------------------------------------------------
     cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default

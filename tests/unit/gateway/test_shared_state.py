@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import text
 
 from gateway.audit import audited
@@ -21,6 +22,7 @@ from gateway.ratelimit import AuthThrottle, Quota, RateLimiter, SharedBuckets, r
 from gateway.settings import GatewaySettings
 from servicekit.db import Database
 from servicekit.migrations import upgrade
+from servicekit.settings import REPO_ROOT
 
 
 class Clock:
@@ -178,3 +180,17 @@ def test_reads_and_casework_are_not_audited_and_free_text_never_becomes_an_objec
 
 
 _TAT = text("SELECT tat FROM rate_buckets WHERE key = 'rate:u'")
+
+
+def test_every_deployment_gives_the_gateway_a_postgresql_database_shared_by_its_replicas() -> None:
+    k8s = REPO_ROOT / "deploy" / "k8s"
+    [deployment] = [d for d in yaml.safe_load_all((k8s / "gateway.yaml").read_text()) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    for container in pod["containers"] + pod["initContainers"]:
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["GATEWAY_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "GATEWAY_DATABASE_URL"
+    secret = yaml.safe_load((k8s / "secret.yaml").read_text())
+    assert secret["stringData"]["GATEWAY_DATABASE_URL"].startswith("postgresql+asyncpg://")
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["gateway"]["environment"]["GATEWAY_DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert "CREATE DATABASE gateway;" in (REPO_ROOT / "deploy" / "docker" / "postgres-init.sql").read_text()

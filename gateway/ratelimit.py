@@ -20,6 +20,7 @@ replicas an attacker gets at most ``capacity + N`` guesses per refill.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Column, Float, Integer, cast, func
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Field as SQLField
 
@@ -35,7 +37,9 @@ from gateway.keys import GatewayTable
 from gateway.lru import LruDict
 from servicekit.db import Database
 
-# Refill a bucket to the full capacity at most this far in the past: rows older carry no information.
+log = logging.getLogger("gateway.ratelimit")
+
+# Rows of buckets that have been full for this long are deleted, by each replica at most this often.
 PRUNE_EVERY_S = 60.0
 
 
@@ -91,7 +95,19 @@ class SharedBuckets:
         self._prune_task: asyncio.Task[None] | None = None
 
     async def claim(self, key: str, quota: Quota, want: int) -> tuple[int, float]:
-        """Take up to ``want`` tokens; (tokens taken, seconds until one is free again if none was)."""
+        """Take up to ``want`` tokens; (tokens taken, seconds until one is free again if none was).
+
+        If the database cannot be reached the claim is granted (fails open, logged): a quota protects
+        the services, and refusing every caller while the store is down would be the outage it guards
+        against. API keys need the same database anyway; JWT secrets are not guessable.
+        """
+        try:
+            return await self._claim(key, quota, want)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("rate bucket store unavailable; request allowed", extra={"error": type(exc).__name__})
+            return want, 0.0
+
+    async def _claim(self, key: str, quota: Quota, want: int) -> tuple[int, float]:
         now = self.clock()
         pg = self.postgres
         per_token = 1.0 / quota.rate
@@ -127,8 +143,11 @@ class SharedBuckets:
 
     async def _prune(self, now: float) -> None:
         # A bucket whose tat has passed is full: its row says nothing a fresh insert would not.
-        async with self.database.autocommit() as conn:
-            await conn.execute(BUCKETS.delete().where(BUCKETS.c.tat < now - PRUNE_EVERY_S))
+        try:
+            async with self.database.autocommit() as conn:
+                await conn.execute(BUCKETS.delete().where(BUCKETS.c.tat < now - PRUNE_EVERY_S))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("rate buckets not pruned", extra={"error": type(exc).__name__})
 
 
 class RateLimiter:

@@ -194,3 +194,13 @@ def test_every_deployment_gives_the_gateway_a_postgresql_database_shared_by_its_
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["gateway"]["environment"]["GATEWAY_DATABASE_URL"].startswith("postgresql+asyncpg://")
     assert "CREATE DATABASE gateway;" in (REPO_ROOT / "deploy" / "docker" / "postgres-init.sql").read_text()
+
+
+async def test_a_quota_store_that_cannot_be_reached_lets_requests_through(tmp_path: Path) -> None:
+    # No migrations: the table is missing, as if the database were unreachable.
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    try:
+        limiter = _limiter(database, Clock())
+        assert [await limiter.take("u", "agent") for _ in range(10)] == [0.0] * 10
+    finally:
+        await database.dispose()

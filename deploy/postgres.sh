@@ -9,7 +9,7 @@
 #                      (data/ = PGDATA, run/ = unix socket dir, server.log)
 #   PG_PORT            TCP port on 127.0.0.1            (default: 55432)
 #   PG_DATABASES       databases created by start/createdbs and recreated by reset-dbs
-#                      (default: "customer interaction scoring retention")
+#                      (default: "customer interaction scoring retention gateway")
 #   PG_BIN_DIR         directory with initdb/pg_ctl/... (default: newest /usr/lib/postgresql/*/bin)
 #   PG_START_TIMEOUT   seconds to wait for the server to accept connections (default: 60)
 #
@@ -27,7 +27,7 @@ LOG_FILE="$STATE_DIR/server.log"
 
 HOST=127.0.0.1
 PORT="${PG_PORT:-55432}"
-DATABASES="${PG_DATABASES:-customer interaction scoring retention}"
+DATABASES="${PG_DATABASES:-customer interaction scoring retention gateway}"
 START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 SUPERUSER=postgres
 # Our settings live in their own file, included from postgresql.conf and rewritten on

@@ -1,8 +1,11 @@
 """Who is calling: Bearer JWTs for people, API keys for integrations; then per-caller rate limits.
 
+Rate limits and the throttle on failed authentications are shared by every replica (gateway.ratelimit).
+
 A pure ASGI middleware in front of every /api/ route. It answers 401 (with WWW-Authenticate) when the
 credential is missing or invalid, 403 when the caller's role lacks the permission the route declares
-(gateway.routes.PERMISSIONS), and 429 (with Retry-After) above the caller's quota. Object-level checks
+(gateway.routes.PERMISSIONS), and 429 (with Retry-After) above the caller's quota or after too many
+failed authentications from the same source address or for the same API-key id. Object-level checks
 (an agent's own customers) need the request body or the services and happen in gateway.authz.
 Health, metrics and the API documentation stay public.
 """
@@ -10,7 +13,6 @@ Health, metrics and the API documentation stay public.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.canonical import request_path
 from gateway.jwks import JwksCache, JwksError
-from gateway.keys import KEY_PREFIX, KeyStore
+from gateway.keys import KEY_PREFIX, KeyStore, split_key
+from gateway.ratelimit import AuthThrottle, RateLimiter, retry_after
 from gateway.routes import OWNER_SCOPED_ROLES, ROLE_PERMISSIONS, permission_for, resolve
 from gateway.settings import GatewaySettings
 from servicekit.problems import problem_response
@@ -166,41 +169,6 @@ class Authenticator:
             await self._jwks.aclose()
 
 
-class RateLimiter:
-    """Token buckets per caller, in memory per gateway process (N replicas allow up to N times the rate)."""
-
-    def __init__(self, rates: dict[str, float], burst_factor: float, clock: Any = time.monotonic) -> None:
-        self.rates = rates
-        self.burst_factor = burst_factor
-        self.clock = clock
-        self._buckets: dict[str, list[float]] = {}
-        self._default = min(rates.values(), default=10.0)
-
-    def take(self, key: str, role: str) -> float:
-        """Spend one token; 0 if allowed, else the seconds until a token is available."""
-        rate = self.rates.get(role, self._default)
-        capacity = max(1.0, rate * self.burst_factor)
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) > 100_000:
-                self._prune(now)
-            bucket = self._buckets[key] = [capacity, now]
-        tokens = min(capacity, bucket[0] + (now - bucket[1]) * rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return 0.0
-        bucket[0] = tokens
-        return (1.0 - tokens) / rate if rate > 0 else 60.0
-
-    def _prune(self, now: float) -> None:
-        # Buckets idle long enough to be full again carry no information.
-        idle = [k for k, (_, last) in self._buckets.items() if now - last > 60]
-        for key in idle:
-            del self._buckets[key]
-
-
 def raw_path(scope: Scope) -> str:
     """The request's canonical path (gateway.canonical), encoded: the one path the permission table
     judges and the proxy forwards, so the decision is always about what routing serves."""
@@ -226,12 +194,18 @@ def _is_public(path: str) -> bool:
 
 class GatewayAuthMiddleware:
     def __init__(
-        self, app: ASGIApp, settings: GatewaySettings, authenticator: Authenticator, limiter: RateLimiter
+        self,
+        app: ASGIApp,
+        settings: GatewaySettings,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        throttle: AuthThrottle,
     ) -> None:
         self.app = app
         self.settings = settings
         self.authenticator = authenticator
         self.limiter = limiter
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_public(scope["path"]):
@@ -246,9 +220,20 @@ class GatewayAuthMiddleware:
                     authorization = value.decode("latin-1")
                 elif name == b"x-api-key":
                     api_key = value.decode("latin-1").strip()
+            # Sources (and key ids) with too many failed attempts are refused before any check.
+            subjects = _throttle_subjects(scope, authorization, api_key)
+            wait = self.throttle.blocked(subjects)
+            if wait > 0:
+                await _too_many(wait, "Too many failed authentications; retry later.")(scope, receive, send)
+                return
             try:
                 principal = await self.authenticator.authenticate(authorization, api_key)
             except AuthError as exc:
+                # A credential was presented and was wrong: count it (a missing one is not a guess).
+                wait = await self.throttle.failed(subjects) if exc.error is not None else 0.0
+                if wait > 0:
+                    await _too_many(wait, "Too many failed authentications; retry later.")(scope, receive, send)
+                    return
                 challenge = f'Bearer realm="{REALM}"'
                 if exc.error:
                     challenge += f', error="{exc.error}"'
@@ -257,23 +242,18 @@ class GatewayAuthMiddleware:
                 )
                 await response(scope, receive, send)
                 return
+            # Known from here on, so the audit log names the caller of a denied request too.
+            scope.setdefault("state", {})["principal"] = principal
             denied = _denied(principal, scope["method"], raw_path(scope))
             if denied is not None:
                 response = problem_response(403, "Forbidden", denied[0], code="forbidden", permission=denied[1])
                 await response(scope, receive, send)
                 return
         if self.settings.rate_limit:
-            wait = self.limiter.take(principal.rate_key, principal.role)
+            wait = await self.limiter.take(principal.rate_key, principal.role)
             if wait > 0:
-                retry_after = str(max(1, math.ceil(wait)))
-                response = problem_response(
-                    429,
-                    "Too many requests",
-                    f"Rate limit for the role {principal.role!r} exceeded; retry after {retry_after} s.",
-                    code="rate_limited",
-                    headers={"Retry-After": retry_after},
-                )
-                await response(scope, receive, send)
+                detail = f"Rate limit for the role {principal.role!r} exceeded; retry after {retry_after(wait)} s."
+                await _too_many(wait, detail)(scope, receive, send)
                 return
         scope.setdefault("state", {})["principal"] = principal
         token = current_principal.set(principal)
@@ -281,3 +261,20 @@ class GatewayAuthMiddleware:
             await self.app(scope, receive, send)
         finally:
             current_principal.reset(token)
+
+
+def _throttle_subjects(scope: Scope, authorization: str | None, api_key: str | None) -> list[str]:
+    """What failed authentications are counted against: the source address and a presented API-key id."""
+    client = scope.get("client")
+    subjects = [f"ip:{client[0] if client else 'unknown'}"]
+    credential = api_key or (authorization or "").partition(" ")[2].strip()
+    parts = split_key(credential) if credential.startswith(KEY_PREFIX) else None
+    if parts is not None:
+        subjects.append(f"key:{parts[0]}")
+    return subjects
+
+
+def _too_many(wait: float, detail: str) -> Any:
+    return problem_response(
+        429, "Too many requests", detail, code="rate_limited", headers={"Retry-After": retry_after(wait)}
+    )

@@ -22,6 +22,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from gateway.lru import LruDict
 from gateway.routes import API_PREFIX, ROLE_PERMISSIONS
 from servicekit.db import Database
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
@@ -30,6 +31,7 @@ from servicekit.types import UtcDateTime
 
 KEY_PREFIX = "crmk_"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+CACHE_ENTRIES = 10_000  # keys (and unknown ids) remembered per process, least recently used dropped first
 
 
 class GatewayTable(SQLModel, registry=registry()):
@@ -113,13 +115,17 @@ def _public(row: ApiKey) -> ApiKeyPublic:
 
 
 class KeyStore:
-    """The key table plus a short per-process cache, so a key costs no database trip on most requests."""
+    """The key table plus a short per-process cache, so a key costs no database trip on most requests.
 
-    def __init__(self, database: Database, *, pepper: str, cache_s: float) -> None:
+    Every entry, found or not, lives ``cache_s`` at most: a key revoked (or created) through any replica
+    is seen by every other within that time, since all of them read the same table.
+    """
+
+    def __init__(self, database: Database, *, pepper: str, cache_s: float, entries: int = CACHE_ENTRIES) -> None:
         self.database = database
         self.pepper = pepper
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+        self._cache = LruDict(entries)  # key id -> (row or None, monotonic expiry)
 
     async def create(self, data: ApiKeyCreate, *, created_by: str | None) -> ApiKeyCreated:
         if data.scopes is not None:
@@ -176,14 +182,13 @@ class KeyStore:
             return None
         key_id, secret = parts
         now = time.monotonic()
-        cached = self._cache.get(key_id)
+        cached = self._cache.fresh(key_id)
         if cached is not None and cached[1] > now:
             row = cached[0]
         else:
             row = await self.get(key_id)
-            if len(self._cache) > 10_000:
-                self._cache.clear()  # bounded: unknown ids must not grow it without end
-            self._cache[key_id] = (row, now + self.cache_s)
+            if self.cache_s > 0:
+                self._cache.put(key_id, (row, now + self.cache_s))
         if row is None or row.revoked_at is not None:
             return None
         if row.expires_at is not None and row.expires_at <= _now():

@@ -17,12 +17,14 @@ from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
 from gateway import health, view360
-from gateway.auth import Authenticator, GatewayAuthMiddleware, RateLimiter
+from gateway.audit import AuditLog, AuditMiddleware, audit_router
+from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
 from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
 from gateway.proxy import ApiDispatcher, Proxy
+from gateway.ratelimit import AuthThrottle, RateLimiter, SharedBuckets
 from gateway.settings import GatewaySettings, default_secrets, production_problems
 from gateway.upstream import Upstreams
 from servicekit.auth import InternalAuthSettings
@@ -51,6 +53,7 @@ def create_app(
         process="the gateway",
     )
     database = Database(settings.database_url, source="/crm/gateway")
+    buckets = SharedBuckets(database)
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
     upstreams = Upstreams(settings, transport=transport, internal=internal)
     # Event streams get their own pool, as large as the stream cap and keeping no idle connections.
@@ -87,10 +90,11 @@ def create_app(
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.key_store = key_store
+    app.state.audit = AuditLog(database)
     app.state.owners = OwnerCache(upstreams, settings.owner_cache_s)
     app.state.openapi = MergedOpenApi(app, upstreams, settings.openapi_cache_s)
     install_problem_handlers(app)
-    # Added inside out: request id (outermost, so every answer has one), CORS, authentication, then the
+    # Added inside out: request id (outermost, so every answer has one), CORS, audit, authentication, then the
     # dispatcher that hands proxied /api/v1 requests to the proxy, past the router.
     app.add_middleware(
         ApiDispatcher,
@@ -101,9 +105,18 @@ def create_app(
         GatewayAuthMiddleware,
         settings=settings,
         authenticator=authenticator,
-        limiter=RateLimiter(settings.rate_limits, settings.rate_burst_factor),
+        limiter=RateLimiter(
+            buckets,
+            settings.rate_limits,
+            settings.rate_burst_factor,
+            batch_fraction=settings.rate_batch_fraction,
+            batch_ttl_s=settings.rate_batch_s,
+        ),
+        throttle=AuthThrottle(buckets, failures=settings.auth_failures, per_minute=settings.auth_failures_per_minute),
     )
-    # One canonical path for everything inside (authorization, the router, the proxy); see gateway.canonical.
+    # Outside authentication, so denied attempts on audited routes are recorded with their caller.
+    app.add_middleware(AuditMiddleware, audit=app.state.audit)
+    # One canonical path for everything inside (authorization, the audit, the router, the proxy).
     app.add_middleware(CanonicalPathMiddleware)
     if settings.cors_origins:
         app.add_middleware(
@@ -130,5 +143,6 @@ def create_app(
     # The gateway's own routes refuse NUL characters like every service does; proxied requests are
     # checked by the service that answers them, which names the field in its own terms.
     app.include_router(keys_router(), dependencies=NUL_GUARD)
+    app.include_router(audit_router(), dependencies=NUL_GUARD)
     app.include_router(view360.router, dependencies=NUL_GUARD)
     return app

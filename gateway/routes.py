@@ -56,6 +56,7 @@ ROUTES: tuple[Route, ...] = tuple(
             # Sub-resources of a customer that other services own.
             Route(("customers", WILDCARD, "360"), GATEWAY, exact=True),
             _prefix(GATEWAY, "keys"),
+            _prefix(GATEWAY, "audit"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
             _prefix("customer", "customers"),
@@ -208,6 +209,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
+            # the gateway's audit log (who changed what): admins only
+            _p(READ, "audit", "audit:read", prefix=True),
         ),
         key=lambda p: p.specificity,
         reverse=True,
@@ -215,8 +218,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
 )
 
 ALL_PERMISSIONS = frozenset(p.permission for p in PERMISSIONS)
-# Every read permission except reading erasure receipts (personal-data handling is the admin's).
-_READS = frozenset(p.permission for p in PERMISSIONS if p.methods <= READ) - {"customers:erase"}
+# Every read permission except reading erasure receipts (personal-data handling is the admin's) and the
+# audit log (who did what is the admin's to see).
+_READS = frozenset(p.permission for p in PERMISSIONS if p.methods <= READ) - {"customers:erase", "audit:read"}
 # Roles limited to customers they own (agent) or their team owns (manager); see Scope.
 OWNER_SCOPED_ROLES = frozenset({"agent", "manager"})
 _CASEWORK = frozenset(

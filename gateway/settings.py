@@ -74,13 +74,16 @@ class GatewaySettings(BaseSettings):
     jwt_cache_size: int = Field(10_000, ge=0)
     api_key_pepper: str = DEV_API_KEY_PEPPER  # secret mixed into stored API-key hashes
     # A revoked key stops working within this many seconds in every gateway process.
-    api_key_cache_s: float = Field(5.0, ge=0)
-    database_url: str = ""  # the key store; SQLite under CRM_STATE_DIR by default
+    api_key_cache_s: float = Field(5.0, ge=0, le=60)
+    # Keys, rate buckets, audit log: postgresql+asyncpg://... shared by every replica (required in
+    # production mode); SQLite under CRM_STATE_DIR by default, for one process only.
+    database_url: str = ""
     # Object-level checks ask the customer service for a customer's owner; cached briefly.
     owner_cache_s: float = Field(5.0, ge=0)
 
     # ---- protection -----------------------------------------------------------------------------------
-    # Requests per second per caller (API key or token subject), by role; bursts up to rate * burst_factor.
+    # Requests per second per caller (API key or token subject), by role, over all replicas together;
+    # bursts up to rate * burst_factor.
     rate_limits: dict[str, float] = {
         "agent": 20.0,
         "manager": 30.0,
@@ -96,6 +99,14 @@ class GatewaySettings(BaseSettings):
     stream_max_total: int = Field(100, ge=1)  # open event streams per gateway process (also its pool size)
     # An upstream stream silent this long is cut (the services send a keep-alive comment every 15 s).
     stream_read_timeout_s: float = Field(60.0, gt=0)
+    # The buckets live in the database, shared by every replica; a replica claims this share of a bucket's
+    # capacity at once and spends it locally for up to rate_batch_s (one statement per batch, not per request).
+    rate_batch_fraction: float = Field(0.1, gt=0, le=1)
+    rate_batch_s: float = Field(1.0, gt=0, le=10)  # unspent tokens of a claimed batch lapse after this long
+    # Failed authentications (a wrong key or token) per source address and per API-key id: this many at
+    # once, refilled at auth_failures_per_minute; beyond, 429 with Retry-After before any credential is checked.
+    auth_failures: int = Field(20, ge=1)
+    auth_failures_per_minute: float = Field(10.0, gt=0)  # how fast that allowance of failures refills
 
     # ---- documentation and browsers -------------------------------------------------------------------
     cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default
@@ -137,6 +148,13 @@ def production_problems(settings: GatewaySettings, internal: InternalAuthSetting
     problem = secret_problem("GATEWAY_API_KEY_PEPPER", settings.api_key_pepper, DEV_API_KEY_PEPPER)
     if problem:
         problems.append(problem)
+    if not settings.database_url.startswith("postgresql"):
+        # Keys, revocations, rate-limit buckets and the audit log must be shared by every replica; a
+        # SQLite file is private to one pod, and one replica cannot see whether others run.
+        problems.append(
+            "GATEWAY_DATABASE_URL must name a PostgreSQL database (postgresql+asyncpg://...): API keys, "
+            "revocations, rate limits and the audit log must be shared by every gateway replica"
+        )
     if settings.jwks_url and not settings.jwks_url.startswith("https://"):
         problems.append("GATEWAY_JWKS_URL must be an https:// URL: keys fetched in clear could be swapped")
     permissive = [origin for origin in settings.cors_origins if origin.strip() in ("*", "null")]

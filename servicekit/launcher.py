@@ -61,6 +61,8 @@ def platform_processes(
             env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{ports['customer']}"
         specs.append(ProcessSpec(name, [python, "-m", f"services.{name}", "all"], port, env))
     gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
+    if database_urls and "gateway" in database_urls:  # keys, rate buckets, audit log
+        gateway_env["GATEWAY_DATABASE_URL"] = database_urls["gateway"]
     gateway_env.update({f"GATEWAY_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in ports.items()})
     specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + port_offset, gateway_env))
     # The secret the gateway signs its calls into the services with: random per run unless configured,

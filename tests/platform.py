@@ -98,7 +98,8 @@ def platform(infrastructure: None) -> Iterator[Platform]:
     subprocess.run(
         ["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), "reset-dbs"], check=True, env={**os.environ, **env}
     )
-    urls = {name: database_url(name) for name in SERVICES}
+    # The gateway on PostgreSQL too, as deployed: its keys, rate buckets and audit log.
+    urls = {name: database_url(name) for name in (*SERVICES, "gateway")}
     specs = platform_processes(
         database_urls=urls,
         port_offset=PORT_OFFSET,

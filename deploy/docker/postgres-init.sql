@@ -8,3 +8,5 @@ CREATE DATABASE customer;
 CREATE DATABASE interaction;
 CREATE DATABASE scoring;
 CREATE DATABASE retention;
+-- The gateway's API keys, rate-limit buckets and audit log.
+CREATE DATABASE gateway;

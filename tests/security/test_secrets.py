@@ -130,6 +130,8 @@ def test_the_gateway_starts_in_production_mode_once_every_setting_is_set(tmp_pat
         "GATEWAY_JWT_SECRET": "j" * 40,
         "GATEWAY_API_KEY_PEPPER": "p" * 40,
         "GATEWAY_CORS_ORIGINS": '["https://crm.example.com"]',
+        # Shared by every replica; only read when the app starts serving, so no server is needed here.
+        "GATEWAY_DATABASE_URL": "postgresql+asyncpg://gateway@127.0.0.1:1/gateway",
     }
     result = _start(["-c", "from gateway.main import create_app; create_app(); print('built')"], env, tmp_path)
 

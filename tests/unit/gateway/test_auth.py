@@ -8,7 +8,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
-from gateway.auth import RateLimiter
 from gateway.routes import PERMISSIONS, ROLE_PERMISSIONS
 from gateway.settings import DEV_JWT_SECRET
 from tests.unit.gateway.conftest import StartGateway, bearer
@@ -213,17 +212,6 @@ async def test_only_admins_manage_keys(start_gateway: StartGateway) -> None:
 
 
 # ---- rate limits ---------------------------------------------------------------------------------------
-
-
-def test_a_token_bucket_allows_a_burst_then_the_rate() -> None:
-    now = [0.0]
-    limiter = RateLimiter({"agent": 2.0}, burst_factor=2.0, clock=lambda: now[0])
-
-    assert [limiter.take("u", "agent") for _ in range(4)] == [0.0] * 4
-    assert limiter.take("u", "agent") == pytest.approx(0.5)
-    assert limiter.take("someone-else", "agent") == 0.0
-    now[0] += 0.5
-    assert limiter.take("u", "agent") == 0.0
 
 
 async def test_above_the_quota_the_answer_is_429_with_retry_after(start_gateway: StartGateway) -> None:

@@ -64,8 +64,9 @@ class GatewaySettings(BaseSettings):
     # A revoked key stops working within this many seconds in every gateway process.
     api_key_cache_s: float = Field(5.0, ge=0)
     database_url: str = ""  # the key store; SQLite under CRM_STATE_DIR by default
-    # Object-level checks ask the customer service for a customer's owner; cached briefly.
-    owner_cache_s: float = Field(5.0, ge=0)
+    # Object-level checks ask the customer service for a customer's owner; 0: every time. Caching it
+    # lets a previous owner keep access that many seconds after a reassignment (on each replica).
+    owner_cache_s: float = Field(0.0, ge=0)
 
     # ---- protection -----------------------------------------------------------------------------------
     # Requests per second per caller (API key or token subject), by role; bursts up to rate * burst_factor.

@@ -940,6 +940,13 @@ async def list_tasks(
     return await _page(session, query, conditions, Task, limit, offset)
 
 
+async def get_task(*, session: AsyncSession, task_id: str) -> Task:
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise _not_found("Task", task_id)
+    return task
+
+
 async def complete_task(*, session: AsyncSession, task_id: str, note: str | None) -> Task:
     """Done, with a note. Completing a completed task again changes nothing (a retried request)."""
     task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()

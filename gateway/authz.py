@@ -39,6 +39,10 @@ class Narrowed:
     owner_filter: frozenset[str] | None = None
 
 
+# Where a customer's owner is read: the customer service's GET /customers/{id} (the authority on owners).
+OWNER_LOOKUP = ("customer", "/customers/{id}")
+
+
 class OwnerCache:
     """customer id -> owner, asked of the customer service; kept ``ttl_s`` seconds (0, the default: not kept).
 
@@ -58,7 +62,8 @@ class OwnerCache:
         cached = self._cache.get(customer_id) if self.ttl_s > 0 else None
         if cached is not None and cached[1] > now:
             return True, cached[0]
-        body = await fetch_json(self.upstreams, "customer", f"/customers/{quote(customer_id, safe='')}")
+        service, path = OWNER_LOOKUP
+        body = await fetch_json(self.upstreams, service, path.replace("{id}", quote(customer_id, safe="")))
         if body is None:
             return False, None
         owner = body.get("owner")

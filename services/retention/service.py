@@ -9,7 +9,7 @@ from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -1094,12 +1094,21 @@ async def on_customer_updated(*, session: AsyncSession, data: CustomerUpdated) -
 
 
 async def _reassign(session: AsyncSession, customer_id: str, previous: str | None, owner: str | None) -> None:
-    """Personal continuity: the new account manager takes over the open work the previous one had."""
-    tasks = await _stored_tasks(
-        session, Task.customer_id == customer_id, Task.status == TaskStatus.open, _same(Task.owner, previous)
-    )
+    """Personal continuity: the new account manager takes over the work the previous one had.
+
+    Closed work moves too (without events: nothing about it changes but who may see it), since the
+    gateway narrows an agent's alert and task lists by this owner: left behind, a previous owner would
+    keep listing a customer's resolved alerts and completed tasks after the customer moved away.
+    """
+    tasks = await _stored_tasks(session, Task.customer_id == customer_id, _same(Task.owner, previous))
     for task in tasks:
         task.owner = owner
+    await session.execute(
+        update(Alert)
+        .where(Alert.customer_id == customer_id, Alert.open_slot.is_(None), _same(Alert.owner, previous))
+        .values(owner=owner)
+        .execution_options(synchronize_session="fetch")
+    )
     for alert in await _unresolved_alerts(session, customer_id):
         if alert.owner == previous:
             alert.owner = owner

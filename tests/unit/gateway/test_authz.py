@@ -126,7 +126,6 @@ async def test_an_agent_reaches_an_alert_or_task_only_through_their_customers(ga
     assert (await gateway.post("/api/v1/alerts/a-bob/acknowledge", json={}, headers=ALICE)).status_code == 404
 
 
-
 async def test_a_task_still_carrying_a_previous_owner_is_closed_to_them_once_the_customer_moved(
     gateway: httpx.AsyncClient,
 ) -> None:
@@ -183,7 +182,9 @@ async def test_the_owner_is_asked_every_time_by_default_so_a_reassignment_applie
     assert (await gateway.get("/api/v1/customers/c-alice/scores", headers=ALICE)).status_code == 404
 
 
-async def test_the_owner_check_is_cached_when_configured(start_gateway: StartGateway, fakes: dict[str, FakeService]) -> None:
+async def test_the_owner_check_is_cached_when_configured(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
     fakes["customer"].objects["/customers/c-alice"] = {"id": "c-alice", "owner": "alice"}
     gateway = await start_gateway(as_role=None, owner_cache_s=60)
 

@@ -32,6 +32,7 @@ from cli.rows import (
     interactions_from_csv,
     parse_cdnow,
 )
+from cli.terminal import clean
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 OK, REJECTED, FAILED = 0, 1, 2
@@ -97,7 +98,8 @@ def main(argv: Sequence[str] | None = None, *, gateway: Gateway | None = None) -
             return _timeline(gateway, args)
         return _alerts(gateway, args)
     except GatewayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # The message quotes the server's problem document: its title, detail and errors.
+        print(f"error: {clean(exc)}", file=sys.stderr)
         return FAILED
     except (OSError, UnicodeDecodeError, datasets.DatasetUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -159,7 +161,7 @@ def report(what: str, summary: ImportSummary, stream: TextIO | None = None) -> i
     )
     rejected = sorted(summary.rejected)
     for line, reason in rejected[:MAX_LISTED]:
-        print(f"  line {line}: {reason}", file=stream)
+        print(f"  line {line}: {clean(reason)}", file=stream)
     if len(rejected) > MAX_LISTED:
         print(f"  ... and {len(rejected) - MAX_LISTED} more rejected rows", file=stream)
     return REJECTED if rejected else OK
@@ -169,6 +171,8 @@ def report(what: str, summary: ImportSummary, stream: TextIO | None = None) -> i
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    # Every cell is cleaned here, so no server text reaches the terminal raw whichever column it is in.
+    rows = [[clean(c) for c in r] for r in rows]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in [header, *rows]]
     return "\n".join(lines)
@@ -177,7 +181,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def _text(value: Any, width: int = 50) -> str:
     if value is None:
         return ""
-    text = str(value).replace("\n", " ")
+    text = clean(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -185,7 +189,7 @@ def _timeline(gateway: Gateway, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit, "since": args.since, "until": args.until, "type": args.type}
     page = gateway.get_json(f"/customers/{args.customer_id}/interactions", params)
     if args.json:
-        print(json.dumps(page, indent=2))
+        print(json.dumps(page, indent=2, ensure_ascii=True))  # control characters stay \u escapes
         return OK
     rows = [
         [
@@ -199,7 +203,7 @@ def _timeline(gateway: Gateway, args: argparse.Namespace) -> int:
         for i in page["items"]
     ]
     print(_table(rows, ["occurred_at", "type", "channel", "amount", "severity/status", "text"]))
-    print(f"{len(rows)} of {page['total']} interaction(s)", file=sys.stderr)
+    print(f"{len(rows)} of {clean(page['total'])} interaction(s)", file=sys.stderr)
     return OK
 
 
@@ -207,7 +211,7 @@ def _alerts(gateway: Gateway, args: argparse.Namespace) -> int:
     params = {"status": args.status, "customer_id": args.customer_id, "limit": args.limit}
     page = gateway.get_json("/alerts", params)
     if args.json:
-        print(json.dumps(page, indent=2))
+        print(json.dumps(page, indent=2, ensure_ascii=True))  # control characters stay \u escapes
         return OK
     items = page["items"] if isinstance(page, dict) else page
     rows = [
@@ -225,5 +229,5 @@ def _alerts(gateway: Gateway, args: argparse.Namespace) -> int:
     ]
     print(_table(rows, ["id", "customer", "reason", "severity", "status", "risk", "value_at_risk", "owner"]))
     total = page.get("total", len(items)) if isinstance(page, dict) else len(items)
-    print(f"{len(rows)} of {total} alert(s)", file=sys.stderr)
+    print(f"{len(rows)} of {clean(total)} alert(s)", file=sys.stderr)
     return OK

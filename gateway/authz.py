@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import httpx
 
 from gateway.auth import Principal
-from gateway.routes import API_PREFIX, Permission, Scope, permission_for, resolve
+from gateway.routes import API_PREFIX, Permission, Resolved, Scope, permission_for, resolve
 from gateway.upstream import (
     UpstreamError,
     Upstreams,
@@ -39,8 +39,16 @@ class Narrowed:
     owner_filter: frozenset[str] | None = None
 
 
+# Where a customer's owner is read: the customer service's GET /customers/{id} (the authority on owners).
+OWNER_LOOKUP = ("customer", "/customers/{id}")
+
+
 class OwnerCache:
-    """customer id -> owner, asked of the customer service and kept for a few seconds."""
+    """customer id -> owner, asked of the customer service; kept ``ttl_s`` seconds (0, the default: not kept).
+
+    Any ttl lets a previous owner keep access for that long after a reassignment, on every gateway
+    replica (each has its own cache), so the default asks the customer service every time.
+    """
 
     def __init__(self, upstreams: Upstreams, ttl_s: float, max_size: int = 50_000) -> None:
         self.upstreams = upstreams
@@ -51,13 +59,16 @@ class OwnerCache:
     async def owner_of(self, customer_id: str) -> tuple[bool, str | None]:
         """(exists, owner). Raises Problem 503/504 when the customer service cannot answer."""
         now = time.monotonic()
-        cached = self._cache.get(customer_id)
+        cached = self._cache.get(customer_id) if self.ttl_s > 0 else None
         if cached is not None and cached[1] > now:
             return True, cached[0]
-        body = await fetch_json(self.upstreams, "customer", f"/customers/{quote(customer_id, safe='')}")
+        service, path = OWNER_LOOKUP
+        body = await fetch_json(self.upstreams, service, path.replace("{id}", quote(customer_id, safe="")))
         if body is None:
             return False, None
         owner = body.get("owner")
+        if self.ttl_s <= 0:
+            return True, owner
         if len(self._cache) >= self.max_size:
             self._cache.clear()
         self._cache[customer_id] = (owner, now + self.ttl_s)
@@ -189,20 +200,27 @@ async def narrow(
                 )
             return Narrowed(query)
         case Scope.RESOURCE:
-            resolved = resolve(f"{API_PREFIX}/{segments[0]}/{segments[1]}")
-            if resolved is None:
+            # Access follows the resource's customer and that customer's *current* owner, never the
+            # owner copied onto the resource: a copy lags (or never follows) a reassignment, and a
+            # previous owner would keep access to the customer's alerts and tasks through it.
+            lookup = resource_lookup(path)
+            if lookup is None:
                 raise _not_found()
-            resource = await fetch_json(upstreams, resolved.service, resolved.upstream_path)
-            if resource is None:
-                raise _not_found()
-            if resource.get("owner") in principal.owners:
-                return Narrowed(query)
-            customer_id = resource.get("customer_id")
+            resource = await fetch_json(upstreams, lookup.service, lookup.upstream_path)
+            customer_id = resource.get("customer_id") if resource is not None else None
             if not isinstance(customer_id, str):
                 raise _not_found()
             await check_customer(principal, owners, customer_id)
             return Narrowed(query)
     raise AssertionError(f"unhandled scope {rule.scope}")  # pragma: no cover
+
+
+def resource_lookup(path: str) -> Resolved | None:
+    """Where a RESOURCE-scoped path's object is read for the decision: GET /{collection}/{id} of its service."""
+    segments = path[len(API_PREFIX) + 1 :].rstrip("/").split("/")
+    if len(segments) < 2:
+        return None
+    return resolve(f"{API_PREFIX}/{segments[0]}/{segments[1]}")
 
 
 def _force_owner(principal: Principal, query: bytes) -> Narrowed:

@@ -78,8 +78,9 @@ class GatewaySettings(BaseSettings):
     # Keys, rate buckets, audit log: postgresql+asyncpg://... shared by every replica (required in
     # production mode); SQLite under CRM_STATE_DIR by default, for one process only.
     database_url: str = ""
-    # Object-level checks ask the customer service for a customer's owner; cached briefly.
-    owner_cache_s: float = Field(5.0, ge=0)
+    # Object-level checks ask the customer service for a customer's owner; 0: every time. Caching it
+    # lets a previous owner keep access that many seconds after a reassignment (on each replica).
+    owner_cache_s: float = Field(0.0, ge=0)
 
     # ---- protection -----------------------------------------------------------------------------------
     # Requests per second per caller (API key or token subject), by role, over all replicas together;

@@ -3,6 +3,10 @@
 The parts are fetched in parallel, each with its own short budget. A part whose service fails is
 reported under ``unavailable`` (and is null) instead of failing the whole view, so a retention
 manager still sees the profile when, say, scoring is down.
+
+Each part needs the permission its own route needs (gateway.routes.PERMISSIONS for GET /api/v1 + the
+part's path): the view is no side door to data a caller could not read directly. A part the caller may
+not read is not fetched at all; it is null and listed under ``omitted`` with the permission it needs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from starlette.responses import Response
 
 from gateway.authz import check_customer
 from gateway.proxy import request_principal
-from gateway.routes import API_PREFIX
+from gateway.routes import API_PREFIX, permission_for
 from gateway.upstream import (
     UpstreamError,
     Upstreams,
@@ -71,6 +75,14 @@ def parts(customer_id: str, interactions_limit: int) -> list[tuple[Part, str, st
     return [(p, p.path.replace("{id}", encoded), urlencode(p.query)) for p in table]
 
 
+def part_permission(path: str) -> str:
+    """The permission the part's own public route needs (its path is the service's path under /api/v1)."""
+    rule = permission_for("GET", API_PREFIX + path)
+    if rule is None:  # pragma: no cover - a part without a public route would be a programming error
+        raise AssertionError(f"no permission governs GET {path}")
+    return rule.permission
+
+
 @dataclass
 class Fetched:
     part: Part
@@ -104,7 +116,8 @@ async def _fetch(upstreams: Upstreams, part: Part, path: str, query: str, header
 
 @router.get(API_PREFIX + "/customers/{customer_id}/360", summary="Customer 360 view")
 async def customer_360(customer_id: str, request: Request) -> Response:
-    """The customer at a glance; parts whose service is down are null and listed under ``unavailable``."""
+    """The customer at a glance; parts whose service is down are null and listed under ``unavailable``,
+    parts the caller may not read are null and listed under ``omitted`` (never fetched)."""
     upstreams: Upstreams = request.app.state.upstreams
     principal = request_principal(request)
     if principal.owner_scoped:
@@ -116,7 +129,15 @@ async def customer_360(customer_id: str, request: Request) -> Response:
         scheme=request.url.scheme,
     )
     table = parts(customer_id, upstreams.settings.view360_interactions)
-    results = await asyncio.gather(*(_fetch(upstreams, part, path, query, headers) for part, path, query in table))
+    omitted: dict[str, Any] = {}
+    permitted = []
+    for part, path, query in table:
+        needed = part_permission(path)
+        if principal.can(needed):
+            permitted.append((part, path, query))
+        else:
+            omitted[part.name] = {"reason": "not_permitted", "permission": needed}
+    results = await asyncio.gather(*(_fetch(upstreams, part, path, query, headers) for part, path, query in permitted))
 
     profile = results[0]
     if profile.raw is not None and profile.status_code is not None and 400 <= profile.status_code < 500:
@@ -129,7 +150,7 @@ async def customer_360(customer_id: str, request: Request) -> Response:
         )
         return response
 
-    body: dict[str, Any] = {"customer_id": customer_id}
+    body: dict[str, Any] = {"customer_id": customer_id, **dict.fromkeys(omitted)}
     unavailable: dict[str, Any] = {}
     for fetched in results:
         body[fetched.part.name] = fetched.data
@@ -145,6 +166,7 @@ async def customer_360(customer_id: str, request: Request) -> Response:
             headers={"Retry-After": "1"},
             unavailable=unavailable,
         )
-    body["complete"] = not unavailable
+    body["complete"] = not unavailable and not omitted
     body["unavailable"] = unavailable
+    body["omitted"] = omitted
     return Response(orjson.dumps(body), media_type="application/json")

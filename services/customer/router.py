@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 
+from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
@@ -98,18 +99,27 @@ def expected_versions(if_match: str | None, body_version: int | None, *, require
     "",
     response_model=CustomerPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "the customer with this external_ref, or a replay of an Idempotency-Key"}},
+    responses={409: {"description": "external_ref already taken (nothing about that customer is told)"}},
 )
 async def create_customer(
-    data: CustomerCreate, session: SessionDep, response: Response, idempotency_key: IdempotencyKeyHeader = None
+    data: CustomerCreate,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> CustomerPublic:
+    # Who the gateway acted for (signed with the internal credential): Idempotency-Keys are per caller.
+    caller = request.headers.get(PRINCIPAL_HEADER, "")
     for attempt in (1, 2):
         try:
-            result = await service.create_customer(session=session, data=data, idempotency_key=idempotency_key)
+            result = await service.create_customer(
+                session=session, data=data, idempotency_key=idempotency_key, caller=caller
+            )
             await session.commit()
             break
         except IntegrityError:
-            # A concurrent request took the same external_ref or key first; the retry finds its result.
+            # A concurrent request took the same external_ref or key first; the retry finds its result
+            # (a replay of the key, or the 409 for the external_ref).
             await session.rollback()
             if attempt == 2:
                 raise Problem(

@@ -65,7 +65,7 @@ ERASURE_SUMMARY = (
 @dataclass(frozen=True, slots=True)
 class Created:
     customer: Customer
-    status_code: int  # 201 created now, 200 an existing one (same external_ref or a replayed key)
+    status_code: int  # 201 created now; a replayed key answers the status code it was first answered with
     replayed: bool = False
 
 
@@ -74,17 +74,39 @@ def request_hash(data: CustomerCreate) -> str:
     return hashlib.sha256(orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def create_customer(
-    *, session: AsyncSession, data: CustomerCreate, idempotency_key: str | None = None
-) -> Created:
-    """Create a customer, idempotently by Idempotency-Key and by external_ref.
+def scoped_key(idempotency_key: str, caller: str) -> str:
+    """The stored form of a caller's Idempotency-Key: keys are per caller, so another caller sending the
+    same key (keys are often guessable) neither replays nor blocks this one's request."""
+    if not caller:
+        return idempotency_key  # no gateway in front (tests, local debugging): one caller
+    return "c1:" + hashlib.sha256(f"{caller}\n{idempotency_key}".encode()).hexdigest()
 
-    A key seen before with the same request replays the first answer (same customer, same status code);
-    with a different request it is a 422. A known external_ref returns that customer with 200.
+
+def external_ref_taken() -> Problem:
+    # Nothing about the existing customer (not even its id): it may belong to another owner (OWASP API1).
+    return Problem(
+        409,
+        "External reference taken",
+        "A customer with this external_ref exists already. To retry a create safely, send the same "
+        "Idempotency-Key; to find your own customer, list customers with ?external_ref=.",
+        code="conflict",
+        errors=[field_error("external_ref", "already used by another customer")],
+    )
+
+
+async def create_customer(
+    *, session: AsyncSession, data: CustomerCreate, idempotency_key: str | None = None, caller: str = ""
+) -> Created:
+    """Create a customer, idempotently by Idempotency-Key (per caller).
+
+    A key the caller used before with the same request replays the first answer (same customer, same
+    status code); with a different request it is a 422. A known external_ref is a 409 that tells nothing
+    about the customer holding it.
     """
     digest = request_hash(data) if idempotency_key is not None else ""
-    if idempotency_key is not None:
-        seen = await session.get(IdempotencyKey, idempotency_key)
+    stored_key = scoped_key(idempotency_key, caller) if idempotency_key is not None else None
+    if stored_key is not None:
+        seen = await session.get(IdempotencyKey, stored_key)
         if seen is not None:
             if seen.request_hash != digest:
                 raise Problem(
@@ -94,20 +116,26 @@ async def create_customer(
                     code="idempotency_key_reused",
                     errors=[field_error("header.idempotency-key", "already used with a different request")],
                 )
-            return Created(await get_customer(session=session, customer_id=seen.customer_id), seen.status_code, True)
+            customer = await get_customer(session=session, customer_id=seen.customer_id)
+            if customer.owner != data.owner:
+                # Reassigned since: the replay would hand the caller a customer that is no longer theirs.
+                raise Problem(
+                    409,
+                    "Conflict",
+                    "The customer this Idempotency-Key created belongs to another owner now.",
+                    code="conflict",
+                    errors=[field_error("header.idempotency-key", "its customer was reassigned")],
+                )
+            return Created(customer, seen.status_code, True)
 
-    result: Created | None = None
-    if data.external_ref is not None:
-        existing = await find_by_external_ref(session=session, external_ref=data.external_ref)
-        if existing is not None:
-            result = Created(existing, 200)
-    if result is None:
-        [values] = await _insert_new(session, [data])
-        result = Created(await get_customer(session=session, customer_id=values["id"]), 201)
-    if idempotency_key is not None:
+    if data.external_ref is not None and await find_by_external_ref(session=session, external_ref=data.external_ref):
+        raise external_ref_taken()
+    [values] = await _insert_new(session, [data])
+    result = Created(await get_customer(session=session, customer_id=values["id"]), 201)
+    if stored_key is not None:
         session.add(
             IdempotencyKey(
-                key=idempotency_key,
+                key=stored_key,
                 request_hash=digest,
                 customer_id=result.customer.id,
                 status_code=result.status_code,

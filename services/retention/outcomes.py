@@ -1,7 +1,9 @@
 """Retention metrics over outcomes: churn, retention and save rates, alert precision and recall, uplift.
 
 Pure: the service loads plain facts (customers with their status changes, alerts with their outcomes)
-and these functions do the arithmetic, so every number can be checked by hand in a unit test.
+and these functions do the arithmetic, so every number can be checked by hand in a unit test. Every
+number is a sum over customers (each with their own alerts), so a Tally takes the customers a page at a
+time: the service never holds more than one page of facts (plus one float per warned churn, for the median).
 
 Definitions (period = [start, end)):
 - population: customers known before `end` who were not churned at `start`.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from servicekit.types import as_utc
@@ -98,6 +100,104 @@ def first_churn_after(customer: CustomerFact, after: datetime) -> datetime | Non
     return times[0] if times else None
 
 
+@dataclass(slots=True)
+class Tally:
+    """Running sums of one Metrics over customers added page by page (each with all of their alerts)."""
+
+    start: datetime
+    end: datetime
+    lookback: timedelta
+    population: int = 0
+    churned: int = 0
+    alerted: int = 0
+    positive: int = 0
+    saved: int = 0
+    churned_after: int = 0
+    warnings: list[float] = field(default_factory=list)
+    uplift: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0]])  # [treated, control] x [alerts, lost]
+
+    def add(self, fact: CustomerFact | None, alerts: Sequence[AlertFact]) -> None:
+        """One customer (None: alerts of a customer without facts) and every alert of theirs."""
+        start, end = self.start, self.end
+        churn_time: datetime | None = None
+        known = fact is not None and (fact.first_seen is None or as_utc(fact.first_seen) < end)
+        if fact is not None and known and status_at(fact.status_changes, start) != CHURNED:
+            self.population += 1
+            churn_time = churned_at(fact, start, end)
+        # Precision and save rate: customers alerted within the period.
+        in_period = [a for a in alerts if start <= as_utc(a.first_triggered_at) < end]
+        if in_period:
+            first = min(as_utc(a.first_triggered_at) for a in in_period)
+            churned = any(a.outcome == CHURNED for a in in_period) or (
+                fact is not None and first_churn_after(fact, first) is not None
+            )
+            was_saved = any(a.outcome == SAVED for a in in_period)
+            self.alerted += 1
+            self.positive += churned or was_saved
+            self.churned_after += churned
+            self.saved += was_saved and not churned
+        # Recall and warning time: churned customers, alerted before they churned.
+        if churn_time is not None:
+            self.churned += 1
+            before = [
+                as_utc(a.first_triggered_at)
+                for a in alerts
+                if churn_time - self.lookback <= as_utc(a.first_triggered_at) <= churn_time
+            ]
+            if before:
+                self.warnings.append((churn_time - min(before)).total_seconds() / 86400)
+        # Uplift: the period's alerts, treated or held back as control; lost if the customer churned after.
+        for alert in in_period:
+            lost = alert.outcome == CHURNED or (
+                fact is not None and first_churn_after(fact, as_utc(alert.first_triggered_at)) is not None
+            )
+            group = self.uplift[int(alert.control)]
+            group[0] += 1
+            group[1] += lost
+
+    def result(self, key: str | None = None) -> Metrics:
+        treated, control = (GroupRates(alerts=n, churned=lost, churn_rate=_rate(lost, n)) for n, lost in self.uplift)
+        churn_rate = _rate(self.churned, self.population)
+        return Metrics(
+            key=key,
+            customers=self.population,
+            churned=self.churned,
+            churn_rate=churn_rate,
+            retention_rate=None if churn_rate is None else round(1 - churn_rate, 4),
+            alerted_customers=self.alerted,
+            positive_customers=self.positive,
+            saved_customers=self.saved,
+            save_rate=_rate(self.saved, self.saved + self.churned_after),
+            precision=_rate(self.positive, self.alerted),
+            churned_with_warning=len(self.warnings),
+            recall=_rate(len(self.warnings), self.churned),
+            median_warning_days=round(statistics.median(self.warnings), 2) if self.warnings else None,
+            treated=treated,
+            control=control,
+            uplift=(
+                round(control.churn_rate - treated.churn_rate, 4)
+                if control.churn_rate is not None and treated.churn_rate is not None
+                else None
+            ),
+        )
+
+
+def _by_customer(alerts: Iterable[AlertFact]) -> dict[str, list[AlertFact]]:
+    grouped_alerts: dict[str, list[AlertFact]] = {}
+    for alert in alerts:
+        grouped_alerts.setdefault(alert.customer_id, []).append(alert)
+    return grouped_alerts
+
+
+def _add_all(tally: Tally, customers: Sequence[CustomerFact], alerts: Sequence[AlertFact]) -> Tally:
+    by_customer = _by_customer(alerts)
+    for fact in customers:
+        tally.add(fact, by_customer.pop(fact.customer_id, []))
+    for orphans in by_customer.values():
+        tally.add(None, orphans)
+    return tally
+
+
 def compute(
     customers: Sequence[CustomerFact],
     alerts: Sequence[AlertFact],
@@ -107,80 +207,41 @@ def compute(
     lookback: timedelta = timedelta(days=180),
     key: str | None = None,
 ) -> Metrics:
-    start, end = as_utc(start), as_utc(end)
-    by_id = {c.customer_id: c for c in customers}
-    population = [
-        c
-        for c in customers
-        if (c.first_seen is None or as_utc(c.first_seen) < end) and status_at(c.status_changes, start) != CHURNED
-    ]
-    churn_times = {c.customer_id: t for c in population if (t := churned_at(c, start, end)) is not None}
-
-    # Precision and save rate: customers alerted within the period.
-    in_period = [a for a in alerts if start <= as_utc(a.first_triggered_at) < end]
-    alerted: dict[str, list[AlertFact]] = {}
-    for alert in in_period:
-        alerted.setdefault(alert.customer_id, []).append(alert)
-    positive = saved = churned_after = 0
-    for customer_id, own in alerted.items():
-        first = min(as_utc(a.first_triggered_at) for a in own)
-        fact = by_id.get(customer_id)
-        churned = any(a.outcome == CHURNED for a in own) or (
-            fact is not None and first_churn_after(fact, first) is not None
-        )
-        was_saved = any(a.outcome == SAVED for a in own)
-        positive += churned or was_saved
-        churned_after += churned
-        saved += was_saved and not churned
-    # Recall and warning time: churned customers, alerted before they churned.
-    warnings: list[float] = []
-    for customer_id, at in churn_times.items():
-        before = [
-            as_utc(a.first_triggered_at)
-            for a in alerts
-            if a.customer_id == customer_id and at - lookback <= as_utc(a.first_triggered_at) <= at
-        ]
-        if before:
-            warnings.append((at - min(before)).total_seconds() / 86400)
-    treated, control = _uplift_groups(in_period, by_id)
-    churn_rate = _rate(len(churn_times), len(population))
-    return Metrics(
-        key=key,
-        customers=len(population),
-        churned=len(churn_times),
-        churn_rate=churn_rate,
-        retention_rate=None if churn_rate is None else round(1 - churn_rate, 4),
-        alerted_customers=len(alerted),
-        positive_customers=positive,
-        saved_customers=saved,
-        save_rate=_rate(saved, saved + churned_after),
-        precision=_rate(positive, len(alerted)),
-        churned_with_warning=len(warnings),
-        recall=_rate(len(warnings), len(churn_times)),
-        median_warning_days=round(statistics.median(warnings), 2) if warnings else None,
-        treated=treated,
-        control=control,
-        uplift=(
-            round(control.churn_rate - treated.churn_rate, 4)
-            if control.churn_rate is not None and treated.churn_rate is not None
-            else None
-        ),
-    )
+    tally = Tally(as_utc(start), as_utc(end), lookback)
+    return _add_all(tally, customers, alerts).result(key)
 
 
-def _uplift_groups(alerts: Sequence[AlertFact], by_id: dict[str, CustomerFact]) -> tuple[GroupRates, GroupRates]:
-    def churned(alert: AlertFact) -> bool:
-        fact = by_id.get(alert.customer_id)
-        return alert.outcome == CHURNED or (
-            fact is not None and first_churn_after(fact, as_utc(alert.first_triggered_at)) is not None
-        )
+def rule_key(alert: AlertFact) -> str:
+    return alert.rule_id or alert.reason
 
-    groups = []
-    for is_control in (False, True):
-        members = [a for a in alerts if a.control == is_control]
-        lost = sum(churned(a) for a in members)
-        groups.append(GroupRates(alerts=len(members), churned=lost, churn_rate=_rate(lost, len(members))))
-    return groups[0], groups[1]
+
+def customer_key(group_by: str) -> Callable[[CustomerFact], str]:
+    return (lambda c: c.tier or UNKNOWN) if group_by == "tier" else (lambda c: c.segment or UNKNOWN)
+
+
+class GroupedTally:
+    """Tallies per tier or segment (customers and their alerts), or per rule (every customer, that rule's
+    alerts; ``rules`` must name every rule key up front, since each rule counts every customer)."""
+
+    def __init__(
+        self, group_by: str, start: datetime, end: datetime, lookback: timedelta, rules: Iterable[str] = ()
+    ) -> None:
+        self.group_by = group_by
+        self.args = (as_utc(start), as_utc(end), lookback)
+        self.tallies: dict[str, Tally] = {k: Tally(*self.args) for k in rules} if group_by == "rule" else {}
+
+    def add(self, fact: CustomerFact | None, alerts: Sequence[AlertFact]) -> None:
+        if self.group_by == "rule":
+            for k, tally in self.tallies.items():
+                tally.add(fact, [a for a in alerts if rule_key(a) == k])
+        elif fact is not None:
+            k = customer_key(self.group_by)(fact)
+            if k not in self.tallies:
+                self.tallies[k] = Tally(*self.args)
+            self.tallies[k].add(fact, alerts)
+
+    def result(self) -> list[Metrics]:
+        return [self.tallies[k].result(k) for k in sorted(self.tallies)]
 
 
 def grouped(
@@ -193,30 +254,11 @@ def grouped(
     lookback: timedelta = timedelta(days=180),
 ) -> list[Metrics]:
     """Metrics per tier or segment (customers and their alerts), or per rule (every customer, that rule's alerts)."""
+    tally = GroupedTally(group_by, start, end, lookback, rules={rule_key(a) for a in alerts})
+    by_customer = _by_customer(alerts)
+    for fact in customers:
+        tally.add(fact, by_customer.pop(fact.customer_id, []))
     if group_by == "rule":
-        keys = sorted({a.rule_id or a.reason for a in alerts})
-        return [
-            compute(
-                customers,
-                [a for a in alerts if (a.rule_id or a.reason) == k],
-                start=start,
-                end=end,
-                lookback=lookback,
-                key=k,
-            )
-            for k in keys
-        ]
-    attribute: Callable[[CustomerFact], str] = (
-        (lambda c: c.tier or UNKNOWN) if group_by == "tier" else (lambda c: c.segment or UNKNOWN)
-    )
-    keys = sorted({attribute(c) for c in customers})
-    out = []
-    for k in keys:
-        members = [c for c in customers if attribute(c) == k]
-        ids = {c.customer_id for c in members}
-        out.append(
-            compute(
-                members, [a for a in alerts if a.customer_id in ids], start=start, end=end, lookback=lookback, key=k
-            )
-        )
-    return out
+        for orphans in by_customer.values():
+            tally.add(None, orphans)
+    return tally.result()

@@ -283,6 +283,12 @@ async def list_tasks(
     return TasksPublic(items=[TaskPublic.of(t, now) for t in rows], total=total, limit=limit, offset=offset)
 
 
+@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"])
+async def get_task(task_id: str, session: SessionDep) -> TaskPublic:
+    """One task. The gateway reads it to decide whether an agent may see or complete it."""
+    return TaskPublic.of(await service.get_task(session=session, task_id=task_id), utc_now())
+
+
 @router.post("/tasks/{task_id}/complete", response_model=TaskPublic, tags=["tasks"])
 async def complete_task(
     task_id: str, session: SessionDep, data: Annotated[TaskComplete | None, Body()] = None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -940,6 +940,13 @@ async def list_tasks(
     return await _page(session, query, conditions, Task, limit, offset)
 
 
+async def get_task(*, session: AsyncSession, task_id: str) -> Task:
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise _not_found("Task", task_id)
+    return task
+
+
 async def complete_task(*, session: AsyncSession, task_id: str, note: str | None) -> Task:
     """Done, with a note. Completing a completed task again changes nothing (a retried request)."""
     task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
@@ -1087,12 +1094,21 @@ async def on_customer_updated(*, session: AsyncSession, data: CustomerUpdated) -
 
 
 async def _reassign(session: AsyncSession, customer_id: str, previous: str | None, owner: str | None) -> None:
-    """Personal continuity: the new account manager takes over the open work the previous one had."""
-    tasks = await _stored_tasks(
-        session, Task.customer_id == customer_id, Task.status == TaskStatus.open, _same(Task.owner, previous)
-    )
+    """Personal continuity: the new account manager takes over the work the previous one had.
+
+    Closed work moves too (without events: nothing about it changes but who may see it), since the
+    gateway narrows an agent's alert and task lists by this owner: left behind, a previous owner would
+    keep listing a customer's resolved alerts and completed tasks after the customer moved away.
+    """
+    tasks = await _stored_tasks(session, Task.customer_id == customer_id, _same(Task.owner, previous))
     for task in tasks:
         task.owner = owner
+    await session.execute(
+        update(Alert)
+        .where(Alert.customer_id == customer_id, Alert.open_slot.is_(None), _same(Alert.owner, previous))
+        .values(owner=owner)
+        .execution_options(synchronize_session="fetch")
+    )
     for alert in await _unresolved_alerts(session, customer_id):
         if alert.owner == previous:
             alert.owner = owner
@@ -1194,49 +1210,89 @@ async def metrics(
             code="validation",
             errors=[field_error("to", "must be after from")],
         )
-    replicas = {c.customer_id: c for c in (await session.execute(select(Customer))).scalars()}
-    scores = dict((await session.execute(select(CustomerScore.customer_id, CustomerScore.value_tier))).all())
+    overall = outcomes.Tally(start, end, lookback)
+    # Each rule's metrics count every customer, so its key must be known before the first page.
+    pairs = await session.execute(select(Alert.rule_id, Alert.reason).distinct()) if group_by == "rule" else []
+    rules = {rule_id or reason for rule_id, reason in pairs}
+    groups = outcomes.GroupedTally(group_by, start, end, lookback, rules) if group_by else None
+    after = ""
+    # Bounded memory: the facts of METRICS_PAGE customers at a time, in customer id order (keyset paging).
+    while page := await _metrics_page(session, after):
+        async for fact, alerts in _facts_of(session, page):
+            overall.add(fact, alerts)
+            if groups is not None:
+                groups.add(fact, alerts)
+        after = page[-1]
+    return overall.result(), groups.result() if groups is not None else []
+
+
+METRICS_PAGE = 500
+
+
+async def _metrics_page(session: AsyncSession, after: str) -> list[str]:
+    """The next METRICS_PAGE customer ids (after ``after``) known to any table the metrics read.
+
+    Each table gives at most a page through its customer_id index; the union of those is cut to a page.
+    """
+    branches = [
+        select(column.label("customer_id"))
+        .where(column > after)
+        .group_by(column)
+        .order_by(column)
+        .limit(METRICS_PAGE)
+        .subquery()
+        for column in (Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
+    ]
+    ids = union(*(select(b.c.customer_id) for b in branches)).subquery()
+    query = select(ids.c.customer_id).order_by(ids.c.customer_id).limit(METRICS_PAGE)
+    return list((await session.execute(query)).scalars())
+
+
+async def _facts_of(
+    session: AsyncSession, ids: list[str]
+) -> AsyncIterator[tuple[outcomes.CustomerFact, list[outcomes.AlertFact]]]:
+    replicas = {
+        c.customer_id: c
+        for c in (await session.execute(select(Customer).where(Customer.customer_id.in_(ids)))).scalars()
+    }
+    scores = dict(
+        (
+            await session.execute(
+                select(CustomerScore.customer_id, CustomerScore.value_tier).where(CustomerScore.customer_id.in_(ids))
+            )
+        ).all()
+    )
     changes: dict[str, list[tuple[datetime, str]]] = {}
     for customer_id, at, status in await session.execute(
-        select(StatusChange.customer_id, StatusChange.at, StatusChange.status)
+        select(StatusChange.customer_id, StatusChange.at, StatusChange.status).where(StatusChange.customer_id.in_(ids))
     ):
         changes.setdefault(customer_id, []).append((as_utc(at), status))
-    alert_rows = (
-        await session.execute(
-            select(
-                Alert.customer_id, Alert.reason, Alert.first_triggered_at, Alert.rule_id, Alert.outcome, Alert.control
+    alerts: dict[str, list[outcomes.AlertFact]] = {}
+    for r in await session.execute(
+        select(
+            Alert.customer_id, Alert.reason, Alert.first_triggered_at, Alert.rule_id, Alert.outcome, Alert.control
+        ).where(Alert.customer_id.in_(ids))
+    ):
+        alerts.setdefault(r.customer_id, []).append(
+            outcomes.AlertFact(
+                customer_id=r.customer_id,
+                reason=r.reason,
+                first_triggered_at=as_utc(r.first_triggered_at),
+                rule_id=r.rule_id,
+                outcome=r.outcome,
+                control=bool(r.control),
             )
         )
-    ).all()
-    ids = set(replicas) | set(scores) | set(changes) | {r.customer_id for r in alert_rows}
-    facts = [
-        outcomes.CustomerFact(
+    for i in ids:
+        replica = replicas.get(i)
+        fact = outcomes.CustomerFact(
             customer_id=i,
-            tier=(replicas[i].tier if i in replicas else None) or scores.get(i),
-            segment=replicas[i].segment if i in replicas else None,
-            first_seen=as_utc(replicas[i].first_seen) if i in replicas else None,
+            tier=(replica.tier if replica else None) or scores.get(i),
+            segment=replica.segment if replica else None,
+            first_seen=as_utc(replica.first_seen) if replica else None,
             status_changes=tuple(changes.get(i, ())),
         )
-        for i in sorted(ids)
-    ]
-    alert_facts = [
-        outcomes.AlertFact(
-            customer_id=r.customer_id,
-            reason=r.reason,
-            first_triggered_at=as_utc(r.first_triggered_at),
-            rule_id=r.rule_id,
-            outcome=r.outcome,
-            control=bool(r.control),
-        )
-        for r in alert_rows
-    ]
-    overall = outcomes.compute(facts, alert_facts, start=start, end=end, lookback=lookback)
-    groups = (
-        outcomes.grouped(facts, alert_facts, group_by=group_by, start=start, end=end, lookback=lookback)
-        if group_by
-        else []
-    )
-    return overall, groups
+        yield fact, alerts.get(i, [])
 
 
 # ---- webhooks ------------------------------------------------------------------------------------

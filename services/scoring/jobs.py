@@ -24,11 +24,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import func, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from servicekit.background import every
 from servicekit.db import Database
+from servicekit.problems import Problem
 from services.scoring import churn_model, service
 from services.scoring.models import (
     ChurnModelVersion,
@@ -54,8 +56,29 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{datetime.now(UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-async def enqueue_job(*, session: AsyncSession, kind: str, request: dict[str, Any]) -> Job:
-    """Add a queued job (the caller commits; the job loop picks it up after that)."""
+async def enqueue_job(
+    *, session: AsyncSession, kind: str, request: dict[str, Any], queue_limit: int | None = None
+) -> Job:
+    """Add a queued job (the caller commits; the job loop picks it up after that).
+
+    ``queue_limit``: refuse (429) when that many jobs of the kind already wait, so a caller cannot pile up
+    CPU-heavy fits; concurrent requests may pass the count together, which overshoots by at most their number.
+    """
+    if queue_limit is not None:
+        waiting = (
+            await session.execute(select(func.count()).select_from(Job).where(Job.kind == kind, Job.status == QUEUED))
+        ).scalar_one()
+        if waiting >= queue_limit:
+            raise Problem(
+                429,
+                "Too many queued jobs",
+                f"{waiting} {kind} job(s) are already waiting; poll them (GET /jobs/{{id}}) and try again later.",
+                code="job_queue_full",
+                headers={"Retry-After": "60"},
+                kind=kind,
+                queued=waiting,
+                limit=queue_limit,
+            )
     job = Job(id=new_id("job"), kind=kind, request=request, message="queued")
     session.add(job)
     await session.flush()
@@ -96,21 +119,32 @@ async def fail_stale(database: Database, settings: ScoringSettings) -> int:
 
 
 async def claim_next(database: Database) -> Job | None:
-    async with database.transaction() as session:
-        candidate = (
-            await session.execute(select(Job.id).where(Job.status == QUEUED).order_by(Job.created_at).limit(1))
-        ).scalar()
-        if candidate is None:
-            return None
-        now = datetime.now(UTC)
-        claimed = await session.execute(
-            update(Job)
-            .where(Job.id == candidate, Job.status == QUEUED)
-            .values(status=RUNNING, worker=WORKER, started_at=now, heartbeat_at=now, message="started")
-        )
-        if not claimed.rowcount:  # type: ignore[attr-defined]
-            return None  # another worker took it
-        return await session.get(Job, candidate)
+    """The oldest queued job of a kind with none running, now running here; None if there is none (or
+    another worker won the race: the unique index uq_jobs_running_kind refuses a second running job)."""
+    running = select(Job.kind).where(Job.status == RUNNING)
+    try:
+        async with database.transaction() as session:
+            candidate = (
+                await session.execute(
+                    select(Job.id)
+                    .where(Job.status == QUEUED, Job.kind.not_in(running))  # type: ignore[attr-defined]
+                    .order_by(Job.created_at)
+                    .limit(1)
+                )
+            ).scalar()
+            if candidate is None:
+                return None
+            now = datetime.now(UTC)
+            claimed = await session.execute(
+                update(Job)
+                .where(Job.id == candidate, Job.status == QUEUED)
+                .values(status=RUNNING, worker=WORKER, started_at=now, heartbeat_at=now, message="started")
+            )
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                return None  # another worker took it
+            return await session.get(Job, candidate)
+    except IntegrityError:
+        return None  # another worker started a job of this kind at the same moment
 
 
 async def _update(database: Database, job_id: str, **values: Any) -> None:

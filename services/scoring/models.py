@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
-from sqlalchemy import JSON, Boolean, Column, Date, Float, Index, LargeBinary, String
+from sqlalchemy import JSON, Boolean, Column, Date, Float, Index, LargeBinary, String, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -188,6 +188,16 @@ class Job(ScoringTable, table=True):
     """A background job (value refit, churn training): committed as queued, claimed by a worker."""
 
     __tablename__ = "jobs"
+    # One running job per kind, enforced by the database: a second worker's claim fails, whatever the race.
+    __table_args__ = (
+        Index(
+            "uq_jobs_running_kind",
+            "kind",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=50)
     kind: str = Field(sa_type=String(20))  # value_refit | churn_train

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
@@ -69,26 +69,38 @@ async def list_scores(
 # ---- models and jobs -----------------------------------------------------------------------------------
 
 
+def _queue_limit(http: Request) -> int:
+    # Requested jobs are bounded (429 beyond it); the ones the service queues itself are not.
+    return http.app.state.settings.job_queue_limit
+
+
 @router.post("/models/value/refit", response_model=JobPublic, status_code=202, tags=["models"])
-async def refit_value_model(session: SessionDep, body: ValueRefitRequest | None = None) -> JobPublic:
+async def refit_value_model(session: SessionDep, http: Request, body: ValueRefitRequest | None = None) -> JobPublic:
     """Start a BG/NBD + Gamma-Gamma refit over the purchase history; poll GET /jobs/{id}."""
     body = body or ValueRefitRequest()
     request = {
         "calibration_end": None if body.calibration_end is None else body.calibration_end.isoformat(),
         "segment": body.segment,
     }
-    job = await jobs.enqueue_job(session=session, kind=jobs.VALUE_REFIT, request={**request, "rescore": body.rescore})
+    job = await jobs.enqueue_job(
+        session=session,
+        kind=jobs.VALUE_REFIT,
+        request={**request, "rescore": body.rescore},
+        queue_limit=_queue_limit(http),
+    )
     await session.commit()
     return await service.job_public(session=session, job_id=job.id)
 
 
 @router.post("/models/churn/train", response_model=JobPublic, status_code=202, tags=["models"])
-async def train_churn_model(session: SessionDep, body: ChurnTrainRequest | None = None) -> JobPublic:
+async def train_churn_model(session: SessionDep, http: Request, body: ChurnTrainRequest | None = None) -> JobPublic:
     """Start training a churn model on customers who churned (features before their churn date) against
     active ones; poll GET /jobs/{id}. The new version is activated unless activate is false."""
     body = body or ChurnTrainRequest()
     request = body.model_dump(mode="json")
-    job = await jobs.enqueue_job(session=session, kind=jobs.CHURN_TRAIN, request=request)
+    job = await jobs.enqueue_job(
+        session=session, kind=jobs.CHURN_TRAIN, request=request, queue_limit=_queue_limit(http)
+    )
     await session.commit()
     return await service.job_public(session=session, job_id=job.id)
 

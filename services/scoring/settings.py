@@ -30,6 +30,8 @@ class ScoringSettings(ServiceSettings):
     job_poll_interval_s: float = Field(0.5, gt=0)  # how often queued jobs are looked for
     job_heartbeat_s: float = Field(5.0, gt=0)  # how often a running job says it is alive
     job_stale_after_s: float = Field(60.0, gt=0)  # a running job without heartbeat this long has crashed
+    # Jobs of one kind waiting to run; a request beyond it is refused with 429 (one runs at a time per kind).
+    job_queue_limit: int = Field(2, ge=1)
     rescore_chunk: int = Field(500, ge=1)  # customers per transaction when a new model is applied to all
 
     # ---- silent-customer sweep (consume role): risk rises as recency grows, without any event ----

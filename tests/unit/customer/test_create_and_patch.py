@@ -52,12 +52,48 @@ async def test_an_invalid_contact_email_is_a_422_naming_the_contact(api):
     assert [e["field"] for e in response.json()["errors"]] == ["contacts[1]"]
 
 
-async def test_a_repeated_external_ref_returns_the_existing_customer_with_200(api):
-    first = await api.create(external_ref="ERP-9")
-    again = await api.client.post("/customers", json={"name": "Other name", "external_ref": "ERP-9"})
-    assert again.status_code == 200
-    assert again.json()["id"] == first["id"]
+async def test_a_repeated_external_ref_is_a_409_that_tells_nothing_about_the_existing_customer(api):
+    first = await api.create(external_ref="ERP-9", owner="bob", email="bob.customer@example.com")
+    again = await api.client.post("/customers", json={"name": "Other name", "external_ref": "ERP-9", "owner": "eve"})
+    assert again.status_code == 409
+    assert again.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in again.json()["errors"]] == ["external_ref"]
+    for leaked in (first["id"], "bob", "bob.customer@example.com", first["name"]):
+        assert leaked not in again.text
+    assert "location" not in again.headers and "etag" not in again.headers
     assert len(await api.events("customer.created")) == 1
+
+
+async def test_a_retry_with_the_same_key_by_the_same_caller_replays_even_though_the_external_ref_now_exists(api):
+    headers = {"Idempotency-Key": "k-1", "X-CRM-Principal": "kind=user&role=agent&sub=alice"}
+    body = {"name": "Acme", "external_ref": "ERP-10", "owner": "alice"}
+    first = await api.client.post("/customers", json=body, headers=headers)
+    again = await api.client.post("/customers", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_idempotency_keys_are_per_caller_so_another_caller_cannot_replay_them(api):
+    body = {"name": "Acme", "owner": "alice"}
+    alice = {"Idempotency-Key": "k-2", "X-CRM-Principal": "kind=user&role=agent&sub=alice"}
+    mallory = {"Idempotency-Key": "k-2", "X-CRM-Principal": "kind=key&role=integration&sub=mallory"}
+    first = await api.client.post("/customers", json=body, headers=alice)
+    other = await api.client.post("/customers", json=body, headers=mallory)
+    assert (first.status_code, other.status_code) == (201, 201)
+    assert other.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in other.headers
+
+
+async def test_a_replayed_key_whose_customer_was_reassigned_is_a_409_not_the_new_owners_customer(api):
+    headers = {"Idempotency-Key": "k-3", "X-CRM-Principal": "kind=user&role=agent&sub=alice"}
+    body = {"name": "Acme", "owner": "alice"}
+    first = (await api.client.post("/customers", json=body, headers=headers)).json()
+    moved = await api.client.patch(f"/customers/{first['id']}", json={"owner": "bob"}, headers={"If-Match": '"1"'})
+    assert moved.status_code == 200
+    again = await api.client.post("/customers", json=body, headers=headers)
+    assert again.status_code == 409
+    assert first["id"] not in again.text
 
 
 async def test_the_same_idempotency_key_and_body_replay_the_first_answer(api):

@@ -124,8 +124,15 @@ async def test_an_agent_reaches_an_alert_or_task_only_through_their_customers(ga
     assert (await gateway.get("/api/v1/alerts/a-alice", headers=ALICE)).status_code == 200
     assert (await gateway.get("/api/v1/alerts/a-bob", headers=ALICE)).status_code == 404
     assert (await gateway.post("/api/v1/alerts/a-bob/acknowledge", json={}, headers=ALICE)).status_code == 404
-    # A task assigned to alice is hers even on bob's customer.
-    assert (await gateway.get("/api/v1/tasks/t-reassigned", headers=ALICE)).status_code == 200
+
+
+async def test_a_task_still_carrying_a_previous_owner_is_closed_to_them_once_the_customer_moved(
+    gateway: httpx.AsyncClient,
+) -> None:
+    # t-reassigned still says owner alice (a copy that lags the reassignment); its customer is bob's now.
+    assert (await gateway.get("/api/v1/tasks/t-reassigned", headers=ALICE)).status_code == 404
+    assert (await gateway.post("/api/v1/tasks/t-reassigned/complete", json={}, headers=ALICE)).status_code == 404
+    assert (await gateway.get("/api/v1/tasks/t-reassigned", headers=bearer("agent", sub="bob"))).status_code == 200
 
 
 async def test_an_agent_records_interactions_only_for_their_customers(
@@ -163,7 +170,21 @@ async def test_unscoped_roles_are_not_narrowed(gateway: httpx.AsyncClient, fakes
     assert _forwarded(fakes["retention"], "/alerts") == ["status=open"]
 
 
-async def test_the_owner_check_is_cached_briefly(start_gateway: StartGateway, fakes: dict[str, FakeService]) -> None:
+async def test_the_owner_is_asked_every_time_by_default_so_a_reassignment_applies_at_once(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
+    fakes["customer"].objects["/customers/c-alice"] = {"id": "c-alice", "owner": "alice"}
+    gateway = await start_gateway(as_role=None)
+    assert (await gateway.get("/api/v1/customers/c-alice/scores", headers=ALICE)).status_code == 200
+
+    fakes["customer"].objects["/customers/c-alice"] = {"id": "c-alice", "owner": "bob"}
+
+    assert (await gateway.get("/api/v1/customers/c-alice/scores", headers=ALICE)).status_code == 404
+
+
+async def test_the_owner_check_is_cached_when_configured(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
     fakes["customer"].objects["/customers/c-alice"] = {"id": "c-alice", "owner": "alice"}
     gateway = await start_gateway(as_role=None, owner_cache_s=60)
 

@@ -22,7 +22,11 @@ INTERNAL = InternalAuthSettings(internal_token="i" * 32, internal_auth=True)
 
 
 def _settings(**values: Any) -> GatewaySettings:
-    defaults = {"jwt_secret": STRONG, "api_key_pepper": "p" * 32, "database_url": "postgresql+asyncpg://gateway@db/gateway"}
+    defaults = {
+        "jwt_secret": STRONG,
+        "api_key_pepper": "p" * 32,
+        "database_url": "postgresql+asyncpg://gateway@db/gateway",
+    }
     return GatewaySettings(**{**defaults, **values})
 
 

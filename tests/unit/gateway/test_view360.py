@@ -98,3 +98,51 @@ async def test_360_is_a_503_problem_when_no_service_answers(start_gateway: Start
         "alerts",
         "tasks",
     }
+
+
+async def test_360_omits_and_names_the_parts_the_caller_may_not_read_without_fetching_them(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
+    # An integration may read customers and alerts, nothing else of the view.
+    gateway = await start_gateway(as_role="integration")
+
+    response = await gateway.get("/api/v1/customers/c-1/360")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["profile"]["path"] == "/customers/c-1"
+    assert body["alerts"]["path"] == "/alerts"
+    assert body["omitted"] == {
+        "scores": {"reason": "not_permitted", "permission": "scores:read"},
+        "interactions": {"reason": "not_permitted", "permission": "interactions:read"},
+        "complaints": {"reason": "not_permitted", "permission": "complaints:read"},
+        "tasks": {"reason": "not_permitted", "permission": "tasks:read"},
+    }
+    assert (body["scores"], body["interactions"], body["complaints"], body["tasks"]) == (None, None, None, None)
+    assert body["complete"] is False
+    assert body["unavailable"] == {}
+    # Never fetched: the services saw no request for them.
+    assert not fakes["scoring"].seen
+    assert not fakes["interaction"].seen
+    assert [s.path for s in fakes["retention"].seen] == ["/alerts"]
+
+
+async def test_360_keeps_omitted_apart_from_unavailable_when_a_permitted_service_is_down(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway(as_role="integration", retention_url=dead_url())
+
+    body = (await gateway.get("/api/v1/customers/c-1/360")).json()
+
+    assert body["unavailable"] == {"alerts": {"service": "retention", "reason": "unavailable"}}
+    assert set(body["omitted"]) == {"scores", "interactions", "complaints", "tasks"}
+    assert body["profile"]["path"] == "/customers/c-1"
+
+
+async def test_every_360_part_needs_the_permission_of_its_own_route() -> None:
+    from gateway.routes import API_PREFIX, permission_for
+    from gateway.view360 import part_permission, parts
+
+    for part, path, _ in parts("c-1", 20):
+        rule = permission_for("GET", API_PREFIX + path)
+        assert rule is not None and part_permission(path) == rule.permission, part.name

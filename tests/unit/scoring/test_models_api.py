@@ -104,3 +104,17 @@ async def test_customer_scores_carry_value_and_stage_and_the_ranked_list_filters
     assert [i["customer_id"] for i in platinum["items"]] == ["big"] and platinum["total"] == 1
     stage = body["lifecycle_stage"]
     assert "big" in [i["customer_id"] for i in (await client.get("/scores", params={"stage": stage})).json()["items"]]
+
+
+async def test_requests_beyond_the_queue_limit_are_a_429_problem(app_db) -> None:
+    client, _ = app_db
+    answers = [await client.post("/models/churn/train", json={}) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [202, 202, 429]  # job_queue_limit defaults to 2
+    problem = answers[2].json()
+    assert answers[2].headers["content-type"].startswith("application/problem+json")
+    assert problem["type"] == "urn:crm:problem:job_queue_full"
+    assert (problem["queued"], problem["limit"]) == (2, 2)
+    assert answers[2].headers["retry-after"] == "60"
+    # Another kind has its own queue.
+    assert (await client.post("/models/value/refit", json={})).status_code == 202

@@ -59,9 +59,11 @@ class OutboxRelay:
             while True:
                 try:
                     await self._ensure_listener()
+                    # Before the producer: while Kafka is down the backlog and oldest-age gauges keep
+                    # moving, so the RelayNotPublishing and OutboxOldRows alerts can see the stall.
+                    await self._housekeeping()
                     producer = await self._ensure_producer()
                     published = await self.publish_batch(producer, defer_mark=True)
-                    await self._housekeeping()
                     backoff = 0.2
                 except asyncio.CancelledError:
                     raise

@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test unit e2e lint format kafka-up kafka-down pg-up pg-down clean chaos bench
+.PHONY: help install run status test unit e2e lint format kafka-up kafka-down pg-up pg-down clean chaos bench
 
 help:
 	@echo "make run      run the whole platform locally (SQLite stores, local Kafka); gateway on :8000"
+	@echo "make status   what runs (from make run), its health, consumer lag and outbox age"
 	@echo "make test     install everything, start Kafka and PostgreSQL, run lint + every test, stop them"
 	@echo "make unit     unit tests only (no broker, no database server)"
 	@echo "make lint     ruff"
@@ -28,8 +29,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m servicekit.launcher
 
+status: $(STAMP)
+	$(BIN)/python -m servicekit.status
+
 test: install
 	bash deploy/postgres.sh install
+	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
 unit: $(STAMP)

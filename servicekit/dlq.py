@@ -90,7 +90,7 @@ async def read_all(kafka: KafkaSettings, topic: str) -> list[DeadLetter]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         letters: list[DeadLetter] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             batches = await consumer.getmany(timeout_ms=1000)
             letters.extend(parse(r, dlq) for records in batches.values() for r in records)
         return sorted(letters, key=lambda letter: (letter.partition, letter.offset))

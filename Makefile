@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test unit check types lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
+.PHONY: help install run status test unit check types lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
 
 help:  ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
@@ -21,8 +21,12 @@ install: $(STAMP)  ## create .venv with the pinned packages and fetch the Kafka 
 run: install  ## run the whole platform locally (SQLite stores, local Kafka); gateway on :8000
 	$(BIN)/python -m servicekit.launcher
 
+status: $(STAMP)  ## what runs (from make run), its health, consumer lag and outbox age
+	$(BIN)/python -m servicekit.status
+
 test: install  ## install everything, start Kafka and PostgreSQL, run lint + every test, stop them
 	bash deploy/postgres.sh install
+	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
 unit: $(STAMP)  ## unit tests only (no broker, no database server)

@@ -31,6 +31,8 @@ if [[ $# -eq 0 ]]; then
     "$BIN/mypy"
     echo "== unit tests (no broker, no database server)"
     "$BIN/python" -m pytest tests/unit -q -p no:cacheprovider
+    echo "== alert rules: promtool check rules + promtool test rules (deploy/promtool.sh install provides it)"
+    bash deploy/promtool.sh check
 fi
 
 echo "== starting Kafka on :$KAFKA_PORT and PostgreSQL on :$PG_PORT"

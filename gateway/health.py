@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout, upstream_request_headers
+from servicekit.metrics import record_readiness
 
 
 async def check_service(upstreams: Upstreams, service: str, timeout_s: float) -> dict[str, Any]:
@@ -52,6 +53,8 @@ def health_router() -> APIRouter:
         results = await asyncio.gather(*(check_service(upstreams, s, timeout_s) for s in services))
         checks = dict(zip(services, results, strict=True))
         ok = all(c["ok"] for c in checks.values())
+        # One crm_ready_check series per fronted service: the gateway's view of each service's state.
+        record_readiness("gateway", ok, checks)
         body = {"status": "ready" if ok else "unavailable", "service": "gateway", "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 

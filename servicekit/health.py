@@ -1,4 +1,8 @@
-"""/health/live (the process answers) and /health/ready (every dependency it needs is there)."""
+"""/health/live (the process answers) and /health/ready (every dependency it needs is there).
+
+Liveness never looks at a dependency: a broker or database outage must make a process unready (taken
+out of rotation), never dead (restarted in a loop, which would not bring the broker back). See docs/health.md.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from servicekit.metrics import record_readiness
 from servicekit.migrations import current_revision
 
 
@@ -36,6 +41,7 @@ def health_router() -> APIRouter:
         if state.consumer is not None:
             checks["kafka_consumer"] = {"ok": state.consumer.connected}
         ok = all(c["ok"] for c in checks.values())
+        record_readiness(state.spec.name, ok, checks)
         body = {"status": "ready" if ok else "unavailable", "service": state.spec.name, "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 

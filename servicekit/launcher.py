@@ -3,11 +3,17 @@
 `make run` and the end-to-end tests use this same launcher. Each process's output is prefixed with
 its name (or written to a log file per process), and stopping is clean: SIGTERM, a grace period, then
 SIGKILL, and the local Kafka broker is stopped only if this launcher started it.
+
+Under `make run` a Supervisor restarts a process that dies, as supervisord or systemd would: exponential
+backoff with a cap, the backoff forgotten after a stable run, and a process that keeps failing at once
+(a bad setting, a port in use) given up on with a message instead of restarted forever. It records what
+runs in <state>/platform.json for `make status` (servicekit.status).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -15,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +47,7 @@ class Running:
     spec: ProcessSpec
     popen: subprocess.Popen[bytes]
     log_path: Path | None
+    started_at: float = field(default_factory=time.monotonic)
 
 
 def platform_processes(
@@ -76,6 +83,39 @@ def platform_processes(
     return specs
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to restart a crashed process. Defaults: 1 s, 2 s, 4 s ... up to 30 s between tries."""
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_s: float = 30.0
+    # A run at least this long was healthy: the next crash starts the backoff from initial_s again.
+    stable_after_s: float = 60.0
+    # A run shorter than this is an immediate failure; this many in a row means restarting cannot help.
+    immediate_s: float = 5.0
+    max_immediate_failures: int = 5
+
+
+@dataclass(frozen=True)
+class RestartState:
+    crashes: int = 0  # crashes since the last stable run
+    immediate: int = 0  # immediate failures in a row
+
+
+def next_restart(policy: RestartPolicy, state: RestartState, uptime_s: float) -> tuple[RestartState, float | None]:
+    """After a process crashed having run `uptime_s`: the new state and the delay before restarting it,
+    or None for "give up" (max_immediate_failures immediate failures in a row)."""
+    if uptime_s >= policy.stable_after_s:
+        state = RestartState()
+    immediate = state.immediate + 1 if uptime_s < policy.immediate_s else 0
+    crashes = state.crashes + 1
+    new = RestartState(crashes=crashes, immediate=immediate)
+    if immediate >= policy.max_immediate_failures:
+        return new, None
+    return new, min(policy.initial_s * policy.factor ** (crashes - 1), policy.max_s)
+
+
 class Platform:
     """A set of processes started and stopped together."""
 
@@ -108,7 +148,7 @@ class Platform:
                 list(argv or spec.argv), env=full_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
             )
             threading.Thread(target=self._pump, args=(name, popen), daemon=True).start()
-        self.running[name] = Running(spec, popen, log_path)
+        self.running[name] = Running(spec, popen, log_path, time.monotonic())
 
     def start_all(self) -> None:
         for name in self.specs:
@@ -179,6 +219,93 @@ class Platform:
                 time.sleep(0.2)
 
 
+class Supervisor:
+    """Restarts the platform's crashed processes by a RestartPolicy; call poll() every fraction of a second.
+
+    Only processes that exit on their own are restarted: Platform.stop/kill remove a process from
+    `running` first, so a deliberate stop is never undone.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        policy: RestartPolicy | None = None,
+        *,
+        status_file: Path | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.platform = platform
+        self.policy = policy or RestartPolicy()
+        self.status_file = status_file
+        self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.states: dict[str, RestartState] = {}
+        self.restarts: dict[str, int] = {}
+        self.due: dict[str, float] = {}  # name -> time.monotonic() of its next start
+        self.given_up: dict[str, int] = {}  # name -> its last exit code
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        changed = False
+        for name, running in list(self.platform.running.items()):
+            code = running.popen.poll()
+            if code is None or name in self.due or name in self.given_up:
+                continue
+            uptime = now - running.started_at
+            self.states[name], delay = next_restart(self.policy, self.states.get(name, RestartState()), uptime)
+            changed = True
+            if delay is None:
+                self.given_up[name] = code
+                self.say(
+                    f"{name} failed {self.states[name].immediate} times in a row within "
+                    f"{self.policy.immediate_s:g}s of starting (last exit code {code}); not restarting it. "
+                    f"Fix the cause (its log above), then restart the platform."
+                )
+                continue
+            self.due[name] = now + delay
+            self.say(f"{name} exited with {code} after {uptime:.1f}s; restarting in {delay:g}s")
+        for name, at in list(self.due.items()):
+            if now >= at:
+                del self.due[name]
+                self.platform.start(name)
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                changed = True
+        if changed:
+            self.write_status()
+
+    def write_status(self) -> None:
+        """<state>/platform.json: each process's pid, port, state and restarts, for `make status`."""
+        if self.status_file is None:
+            return
+        processes = {}
+        for name, spec in self.platform.specs.items():
+            running = self.platform.running.get(name)
+            alive = running is not None and running.popen.poll() is None
+            state = (
+                "running"
+                if alive
+                else "fatal"
+                if name in self.given_up
+                else "backoff"
+                if name in self.due
+                else "exited"
+            )
+            processes[name] = {
+                "pid": running.popen.pid if running else None,
+                "port": spec.port,
+                "state": state,
+                "restarts": self.restarts.get(name, 0),
+            }
+        body = {"launcher_pid": os.getpid(), "updated_at": time.time(), "processes": processes}
+        self.status_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2))
+        tmp.replace(self.status_file)
+
+
+def status_file() -> Path:
+    return state_dir() / "platform.json"
+
+
 def kafka(command: str) -> None:
     subprocess.run(["bash", str(KAFKA_SCRIPT), command], check=True)
 
@@ -211,19 +338,25 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    supervisor = Supervisor(platform, status_file=status_file())
     try:
         platform.start_all()
-        platform.wait_ready()
-        gateway = f"http://127.0.0.1:{GATEWAY_PORT}/api/v1"
-        print(f"\nplatform ready: gateway {gateway}  (data in {state_dir()}; Ctrl-C stops)\n", flush=True)
+        supervisor.write_status()
+        try:
+            platform.wait_ready()
+            gateway = f"http://127.0.0.1:{GATEWAY_PORT}/api/v1"
+            print(
+                f"\nplatform ready: gateway {gateway}  (data in {state_dir()}; Ctrl-C stops; make status)\n", flush=True
+            )
+        except (RuntimeError, TimeoutError) as exc:  # the supervisor below restarts what died
+            print(f"platform not ready: {exc}", file=sys.stderr, flush=True)
         while not stopping.is_set():
-            if crashed := platform.exited():
-                print(f"process exited: {crashed}; stopping", file=sys.stderr, flush=True)
-                break
+            supervisor.poll()  # a crashed process comes back with backoff (RestartPolicy)
             stopping.wait(0.5)
     finally:
         print("stopping...", flush=True)
         platform.stop_all()
+        status_file().unlink(missing_ok=True)
         if started_kafka:
             kafka("stop")
 

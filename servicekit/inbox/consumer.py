@@ -61,6 +61,15 @@ def batch_customer_ids(events: Sequence[Received[Any]]) -> set[str]:
 HANDLED = "handled"
 DEAD_LETTERED = "dead_lettered"
 
+# Why a message was dead-lettered, as the crm_events_dead_lettered_total `reason` label: a fixed set, so
+# the free-text error (which can quote data) never becomes a metric label.
+NOT_AN_ENVELOPE = "not_an_envelope"
+UNKNOWN_TYPE = "unknown_type"
+CONTRACT = "contract_mismatch"
+HANDLER_FAILED = "handler_failed"
+POISON = "poison"
+DLQ_REASONS = (NOT_AN_ENVELOPE, UNKNOWN_TYPE, CONTRACT, HANDLER_FAILED, POISON)
+
 
 class PoisonEvent(Exception):
     """A handler's verdict that this event can never be applied; it is dead-lettered without retries."""
@@ -73,6 +82,7 @@ class Delivery:
     record: ConsumerRecord
     event: Received[Any] | None = None
     error: str | None = None
+    reason: str = HANDLER_FAILED  # one of DLQ_REASONS, meaningful once `error` is set
     # Another consumer's event on a shared topic: nothing to apply, nothing to remember.
     ignored: bool = False
 
@@ -120,15 +130,16 @@ class EventConsumer:
         try:
             envelope = CloudEvent.from_json(record.value or b"")
         except (pydantic.ValidationError, ValueError) as exc:
-            return Delivery(record, error=f"not a CloudEvents JSON envelope: {_short(exc)}")
+            return Delivery(record, error=f"not a CloudEvents JSON envelope: {_short(exc)}", reason=NOT_AN_ENVELOPE)
         if envelope.type not in self.handlers:
             return Delivery(record, ignored=True)
         try:
             return Delivery(record, event=REGISTRY.parse(envelope))
         except UnknownEventType:
-            return Delivery(record, error=f"no contract for event type {envelope.type!r}")
+            return Delivery(record, error=f"no contract for event type {envelope.type!r}", reason=UNKNOWN_TYPE)
         except pydantic.ValidationError as exc:
-            return Delivery(record, error=f"{envelope.type} data does not match its contract: {_short(exc)}")
+            error = f"{envelope.type} data does not match its contract: {_short(exc)}"
+            return Delivery(record, error=error, reason=CONTRACT)
 
     # ---- applying ---------------------------------------------------------------------------------
 
@@ -194,6 +205,7 @@ class EventConsumer:
                 metrics.EVENTS_FAILED.labels(self.service, event_type).inc()
                 if isinstance(exc, PoisonEvent) or attempts >= self.settings.consumer_max_attempts:
                     delivery.error = f"handler failed after {attempts} attempt(s): {_short(exc)}"
+                    delivery.reason = POISON if isinstance(exc, PoisonEvent) else HANDLER_FAILED
                     log.warning("handler failed", extra={"event_type": event_type, "error": repr(exc)})
                     break
                 await asyncio.sleep(self.settings.consumer_retry_backoff_s * attempts)
@@ -229,7 +241,7 @@ class EventConsumer:
         await enqueue_raw(
             session, topic=dead_letter(record.topic), key=key, payload=record.value or b"", headers=headers
         )
-        metrics.DEAD_LETTERED.labels(self.service, record.topic).inc()
+        metrics.DEAD_LETTERED.labels(self.service, record.topic, delivery.reason).inc()
         log.warning("message dead-lettered", extra={"origin": headers[-1][1], "reason": reason[:500]})
         return self._inbox_row(delivery, DEAD_LETTERED)
 

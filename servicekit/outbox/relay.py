@@ -60,9 +60,11 @@ class OutboxRelay:
             while True:
                 try:
                     await self._ensure_listener()
+                    # Before the producer: while Kafka is down the backlog and oldest-age gauges keep
+                    # moving, so the RelayNotPublishing and OutboxOldRows alerts can see the stall.
+                    await self._housekeeping()
                     producer = await self._ensure_producer()
                     published = await self.publish_batch(producer, defer_mark=True)
-                    await self._housekeeping()
                     backoff = 0.2
                 except asyncio.CancelledError:
                     raise
@@ -120,6 +122,7 @@ class OutboxRelay:
             for row in rows[: len(published_ids)]:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
                 metrics.OUTBOX_DELAY.labels(self.service).observe(max((now - created).total_seconds(), 0.0))
+                metrics.EVENTS_PUBLISHED.labels(self.service, _event_type(row.headers)).inc()
         failed = len(rows) - len(published_ids)
         more_waiting = len(rows) == self.settings.relay_batch_size or self._wake.is_set()
         if failed or not (defer_mark and more_waiting):
@@ -150,15 +153,24 @@ class OutboxRelay:
         self._acked = {}
         return list(rows)
 
-    async def backlog(self) -> int:
+    async def backlog(self) -> tuple[int, float]:
+        """Unpublished rows and the age in seconds of the oldest one (0.0 when none wait)."""
         async with self.database.sessions() as session:
-            return (await session.execute(select(func.count()).where(OUTBOX.c.published_at.is_(None)))).scalar_one()
+            count, oldest = (
+                await session.execute(select(func.count(), func.min(OUTBOX.c.created_at)).where(_UNPUBLISHED))
+            ).one()
+        if oldest is None:
+            return count, 0.0
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+        return count, max((datetime.now(UTC) - oldest).total_seconds(), 0.0)
 
     async def _housekeeping(self) -> None:
         if time.monotonic() - self._last_housekeeping < _HOUSEKEEPING_EVERY_S:
             return
         self._last_housekeeping = time.monotonic()
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(await self.backlog())
+        count, oldest_age_s = await self.backlog()
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(oldest_age_s)
         cutoff = datetime.now(UTC) - timedelta(hours=self.settings.outbox_retention_hours)
         async with self.database.transaction() as session:
             await session.execute(delete(OUTBOX).where(OUTBOX.c.published_at < cutoff))
@@ -215,6 +227,17 @@ class OutboxRelay:
         if listener is not None:
             with contextlib.suppress(Exception):
                 await listener.close(timeout=2)
+
+
+def _event_type(headers: Any) -> str:
+    """The row's ce_type header ("raw" for a dead-lettered original, which carries its own)."""
+    found = "raw"
+    for key, value in headers or ():
+        if key == "dlq.reason":
+            return "dead_letter"
+        if key == "ce_type":
+            found = value
+    return found
 
 
 _COLUMNS = (OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.payload, OUTBOX.c.headers, OUTBOX.c.created_at)

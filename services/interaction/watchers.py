@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.background import every_in_transaction
-from services.interaction import service
+from services.interaction import metrics, service
 from services.interaction.models import utc_now
 from services.interaction.settings import InteractionSettings
 
@@ -20,7 +20,9 @@ async def watch_overdue(app: FastAPI) -> None:
     settings: InteractionSettings = app.state.settings
 
     async def work(session: AsyncSession) -> object:
-        return await service.flag_overdue_complaints(session=session, now=utc_now())
+        flagged = await service.flag_overdue_complaints(session=session, now=utc_now())
+        await metrics.refresh(session)  # the flags just set count too (same transaction)
+        return flagged
 
     await every_in_transaction(settings.overdue_check_interval_s, "overdue", app.state.database, work)
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from fastapi import FastAPI
 
 from servicekit.background import every
 from servicekit.db import Database
-from services.retention import service
+from services.retention import metrics, service
 from services.retention.settings import RetentionSettings
+
+# The business gauges need not follow every 5 s round: a minute is fresh enough for a dashboard.
+METRICS_EVERY_S = 60.0
+_metrics_refreshed_at = float("-inf")
 
 
 async def housekeeping_round(database: Database, settings: RetentionSettings) -> None:
@@ -23,6 +28,11 @@ async def housekeeping_round(database: Database, settings: RetentionSettings) ->
             signals_for=timedelta(days=settings.signal_retention_days),
             changes_for=timedelta(hours=settings.alert_changes_retention_hours),
         )
+    global _metrics_refreshed_at
+    if time.monotonic() - _metrics_refreshed_at >= METRICS_EVERY_S:
+        async with database.sessions() as session:
+            await metrics.refresh(session)
+        _metrics_refreshed_at = time.monotonic()
 
 
 async def run_housekeeping(app: FastAPI) -> None:

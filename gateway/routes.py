@@ -72,6 +72,8 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "tasks"),
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
+            # reports, each computed by the service that owns the data (docs/reports.md)
+            _prefix("customer", "reports", "customers"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -206,6 +208,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
+            # reports: aggregates (no customer listed) for managers too; per-customer rows analysts only
+            _p(READ, "reports/customers", "reports:read", prefix=True),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
         ),
@@ -237,7 +241,7 @@ _CASEWORK = frozenset(
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": _CASEWORK,
-    "manager": _CASEWORK | {"rules:read", "metrics:read"},
+    "manager": _CASEWORK | {"rules:read", "metrics:read", "reports:read"},
     # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
     "analyst": _READS | {"models:write"},
     "admin": ALL_PERMISSIONS,

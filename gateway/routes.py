@@ -74,6 +74,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "webhooks"),
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
+            _prefix("interaction", "reports", "complaints"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -208,8 +209,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
-            # reports: aggregates (no customer listed) for managers too; per-customer rows analysts only
+            # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
+            _p(READ, "reports/complaints", "reports:read", prefix=True),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
         ),

@@ -116,7 +116,7 @@ def month_of(column: Any, dialect: str) -> ColumnElement[str]:
     return func.strftime("%Y-%m", column)
 
 
-def days_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[float]:
+def days_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
     """``later - earlier`` in (fractional) days; either side a date or a timestamp."""
     if dialect == "postgresql":
         seconds = func.extract("epoch", cast(later, _TIMESTAMPTZ) - cast(earlier, _TIMESTAMPTZ))

@@ -85,7 +85,7 @@ def facts_of(reason: ChurnReason | str | None) -> ReasonFacts | None:
     if reason is None:
         return None
     try:
-        return REASON_FACTS[ChurnReason(canonical_reason(reason))]
+        return REASON_FACTS[ChurnReason(LEGACY_REASONS.get(reason, reason))]
     except ValueError:
         return None
 

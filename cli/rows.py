@@ -12,7 +12,22 @@ from typing import Any, TextIO
 
 # Columns the services know; others are still sent (the service decides) but the operator is warned.
 CUSTOMER_COLUMNS = frozenset(
-    {"name", "kind", "email", "phone", "external_ref", "segment", "owner", "status", "tags", "attributes"}
+    {
+        "name",
+        "kind",
+        "email",
+        "phone",
+        "external_ref",
+        "segment",
+        "owner",
+        "status",
+        "tags",
+        "attributes",
+        # a churned customer needs the day and reason code of its last churn; the note is optional
+        "churned_at",
+        "churn_reason",
+        "churn_note",
+    }
 )
 INTERACTION_COLUMNS = frozenset(
     {

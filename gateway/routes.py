@@ -73,6 +73,9 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "tasks"),
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
+            # reports, each computed by the service that owns the data (docs/reports.md)
+            _prefix("customer", "reports", "customers"),
+            _prefix("interaction", "reports", "complaints"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -207,6 +210,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
+            # reports: aggregates only (no customer is listed), so managers read them unnarrowed
+            _p(READ, "reports/customers", "reports:read", prefix=True),
+            _p(READ, "reports/complaints", "reports:read", prefix=True),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only
@@ -241,7 +247,7 @@ _CASEWORK = frozenset(
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": _CASEWORK,
-    "manager": _CASEWORK | {"rules:read", "metrics:read"},
+    "manager": _CASEWORK | {"rules:read", "metrics:read", "reports:read"},
     # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
     "analyst": _READS | {"models:write"},
     "admin": ALL_PERMISSIONS,

@@ -3,6 +3,7 @@
 from servicekit.service import ServiceComponents
 from services.customer.handlers import HANDLERS
 from services.customer.housekeeping import purge_idempotency_keys
+from services.customer.reports_router import router as reports_router
 from services.customer.router import router
 
-COMPONENTS = ServiceComponents(routers=[router], handlers=HANDLERS, background=[purge_idempotency_keys])
+COMPONENTS = ServiceComponents(routers=[router, reports_router], handlers=HANDLERS, background=[purge_idempotency_keys])

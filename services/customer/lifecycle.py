@@ -22,16 +22,72 @@ from servicekit.events.contracts.common import CustomerStatus
 
 
 class ChurnReason(StrEnum):
-    """Why a customer left, company side first, then customer side (CRM teaching's two lists)."""
+    """Why a customer left: CRM teaching's two lists, company side first, then customer side.
 
+    ``price`` and ``other`` predate the full taxonomy and stay valid codes; the retired
+    ``service_quality`` is read as ``poor_service`` (LEGACY_REASONS; the 2026-12-01 migration rewrote
+    stored rows). Each code's side and whether the departure was voluntary are in REASON_FACTS.
+    """
+
+    # company side: causes inside the company
     product_quality = "product_quality"
-    service_quality = "service_quality"
-    price = "price"
+    poor_service = "poor_service"
     staff_turnover = "staff_turnover"  # the account manager left and took the customer along
+    lack_of_innovation = "lack_of_innovation"
+    deliberately_dropped = "deliberately_dropped"  # the company chose to stop serving the customer
+    price = "price"  # the company's pricing (kept from the first taxonomy)
+    # customer side
     competitor = "competitor"
     changed_needs = "changed_needs"
-    relocation = "relocation"  # or another objective cause: closure, death, moving away
-    other = "other"
+    bad_faith_departure = "bad_faith_departure"  # e.g. left owing money or breaking the contract
+    relocation = "relocation"  # objective cause: the customer moved away
+    closure = "closure"  # objective cause: the business closed (or the person died)
+    other = "other"  # side unknown; the note says more
+
+
+class ChurnSide(StrEnum):
+    company = "company"
+    customer = "customer"
+    unknown = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonFacts:
+    side: ChurnSide
+    voluntary: bool  # False: the customer did not choose to leave (dropped by us, moved away, closed)
+
+
+REASON_FACTS: dict[ChurnReason, ReasonFacts] = {
+    ChurnReason.product_quality: ReasonFacts(ChurnSide.company, True),
+    ChurnReason.poor_service: ReasonFacts(ChurnSide.company, True),
+    ChurnReason.staff_turnover: ReasonFacts(ChurnSide.company, True),
+    ChurnReason.lack_of_innovation: ReasonFacts(ChurnSide.company, True),
+    ChurnReason.deliberately_dropped: ReasonFacts(ChurnSide.company, False),
+    ChurnReason.price: ReasonFacts(ChurnSide.company, True),
+    ChurnReason.competitor: ReasonFacts(ChurnSide.customer, True),
+    ChurnReason.changed_needs: ReasonFacts(ChurnSide.customer, True),
+    ChurnReason.bad_faith_departure: ReasonFacts(ChurnSide.customer, True),
+    ChurnReason.relocation: ReasonFacts(ChurnSide.customer, False),
+    ChurnReason.closure: ReasonFacts(ChurnSide.customer, False),
+    ChurnReason.other: ReasonFacts(ChurnSide.unknown, True),
+}
+
+# Codes of the first taxonomy that were renamed: still accepted on input and read as the new code.
+LEGACY_REASONS: dict[str, ChurnReason] = {"service_quality": ChurnReason.poor_service}
+
+
+def canonical_reason(value: object) -> object:
+    """A retired code as its successor; anything else unchanged (pydantic then checks it)."""
+    return LEGACY_REASONS.get(value, value) if isinstance(value, str) else value
+
+
+def facts_of(reason: ChurnReason | str | None) -> ReasonFacts | None:
+    if reason is None:
+        return None
+    try:
+        return REASON_FACTS[ChurnReason(LEGACY_REASONS.get(reason, reason))]
+    except ValueError:
+        return None
 
 
 ALLOWED: dict[CustomerStatus, frozenset[CustomerStatus]] = {

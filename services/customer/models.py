@@ -18,9 +18,11 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     ValidationInfo,
+    computed_field,
     field_validator,
     model_validator,
     validate_email,
@@ -34,7 +36,7 @@ from servicekit.events.contracts.common import CustomerStatus
 from servicekit.tables import add_plumbing_tables
 from servicekit.types import UtcDateTime, as_utc
 from services.customer import attributes as attrs
-from services.customer.lifecycle import ChurnReason, check_initial
+from services.customer.lifecycle import ChurnReason, ChurnSide, canonical_reason, check_initial, facts_of
 
 
 class CustomerTable(SQLModel, registry=registry()):
@@ -111,6 +113,8 @@ Attributes = Annotated[dict[AttributeKey, AttributeValue], AfterValidator(attrs.
 Tag = Annotated[str, AfterValidator(_tag)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique_tags)]
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+# A churn reason code; a retired code (lifecycle.LEGACY_REASONS) is read as its successor.
+ChurnReasonCode = Annotated[ChurnReason, BeforeValidator(canonical_reason)]
 
 
 class Contact(BaseModel):
@@ -258,7 +262,10 @@ class CustomerCreate(CustomerBase):
     contacts: Contacts = Field(default_factory=list)
     status: CustomerStatus = CustomerStatus.active
     churned_at: date | None = Field(default=None, description="churned (or won_back) customers: the last churn")
-    churn_reason: ChurnReason | None = None
+    churn_reason: ChurnReasonCode | None = None
+    churn_note: str | None = Field(
+        default=None, max_length=1000, description="free text on the last churn, kept in the status history"
+    )
     tags: Tags = Field(default_factory=list)
     attributes: Attributes = Field(default_factory=dict)
 
@@ -340,7 +347,9 @@ class StatusChangeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: CustomerStatus
-    reason: ChurnReason | None = Field(default=None, description="required when the status becomes churned")
+    reason: ChurnReasonCode | None = Field(
+        default=None, description="required when the status becomes churned (a code of docs/reports.md#churn-reasons)"
+    )
     churned_at: date | None = Field(default=None, description="required when the status becomes churned")
     note: str | None = Field(default=None, max_length=1000, description="kept in the status history")
 
@@ -366,7 +375,7 @@ class CustomerPublic(BaseModel):
     status: CustomerStatus
     status_changed_at: UtcDatetime
     churned_at: date | None
-    churn_reason: ChurnReason | None
+    churn_reason: ChurnReasonCode | None
     version: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -391,11 +400,25 @@ class CustomersPage(BaseModel):
 class StatusChangePublic(BaseModel):
     previous_status: CustomerStatus | None
     status: CustomerStatus
-    reason: ChurnReason | None
+    reason: ChurnReasonCode | None
     churned_at: date | None
     note: str | None
     version: int
     changed_at: UtcDatetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def side(self) -> ChurnSide | None:
+        """company or customer side of the churn reason (unknown for ``other``)"""
+        facts = facts_of(self.reason)
+        return facts.side if facts else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def voluntary(self) -> bool | None:
+        """whether the customer chose to leave (false: dropped by the company, relocation, closure)"""
+        facts = facts_of(self.reason)
+        return facts.voluntary if facts else None
 
 
 class StatusHistoryPage(BaseModel):

@@ -210,11 +210,11 @@ async def _insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) ->
             "status": r["status"],
             "reason": r["churn_reason"],
             "churned_at": r["churned_at"],
-            "note": None,
+            "note": data.churn_note,
             "version": 1,
             "changed_at": now,
         }
-        for r in rows
+        for r, data in zip(rows, items, strict=True)
     ]
     await session.execute(insert(StatusChange.__table__), history)  # type: ignore[attr-defined]
     await enqueue(
@@ -232,6 +232,7 @@ async def _insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) ->
                 created_at=now,
                 churned_at=r["churned_at"],
                 churn_reason=r["churn_reason"],
+                **_reason_facts(r["churn_reason"]),
             )
             for r in rows
         ),
@@ -558,12 +559,19 @@ async def change_status(
             previous_status=current,
             status=request.status,
             reason=request.reason.value if request.reason else None,
+            **_reason_facts(request.reason),
             churned_at=request.churned_at,
             changed_at=now,
             version=customer.version,
         ),
     )
     return customer
+
+
+def _reason_facts(reason: lifecycle.ChurnReason | str | None) -> dict[str, Any]:
+    """The side and voluntariness a churn event carries next to its reason code (additive fields)."""
+    facts = lifecycle.facts_of(reason)
+    return {"side": facts.side.value, "voluntary": facts.voluntary} if facts else {}
 
 
 async def status_history(

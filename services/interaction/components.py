@@ -2,7 +2,10 @@
 
 from servicekit.service import ServiceComponents
 from services.interaction.handlers import HANDLERS
+from services.interaction.reports_router import router as reports_router
 from services.interaction.router import router
 from services.interaction.watchers import sweep_parked, watch_overdue
 
-COMPONENTS = ServiceComponents(routers=[router], handlers=HANDLERS, background=[watch_overdue, sweep_parked])
+COMPONENTS = ServiceComponents(
+    routers=[router, reports_router], handlers=HANDLERS, background=[watch_overdue, sweep_parked]
+)

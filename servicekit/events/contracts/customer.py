@@ -30,6 +30,8 @@ class CustomerCreated(CustomerEvent):
     # Customers imported with their history: the day and reason code of their last churn.
     churned_at: date | None = None
     churn_reason: str | None = None
+    side: str | None = None  # of the churn reason: company | customer | unknown
+    voluntary: bool | None = None  # of the churn reason: false for dropped, relocation, closure
 
 
 class CustomerUpdated(CustomerEvent):
@@ -49,6 +51,8 @@ class CustomerStatusChanged(CustomerEvent):
     previous_status: CustomerStatus | None
     status: CustomerStatus
     reason: str | None = None  # churn reason code (services.customer.lifecycle.ChurnReason) when churned
+    side: str | None = None  # of the churn reason: company | customer | unknown
+    voluntary: bool | None = None  # of the churn reason: false for dropped, relocation, closure
     changed_at: datetime
     churned_at: date | None = None  # the day the customer churned (may lie before changed_at)
     version: int | None = None  # the customer's version after this change

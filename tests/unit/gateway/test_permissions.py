@@ -41,7 +41,9 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
     unscoped_customer_data = {
         rule.permission
         for rule in PERMISSIONS
-        if rule.scope is Scope.UNSCOPED and rule.permission not in {"playbooks:read", "rules:read", "metrics:read"}
+        if rule.scope is Scope.UNSCOPED
+        # aggregates and configuration: no customer of someone else's is listed
+        and rule.permission not in {"playbooks:read", "rules:read", "metrics:read", "reports:read"}
     }
     for role in OWNER_SCOPED_ROLES:
         assert not (ROLE_PERMISSIONS[role] & unscoped_customer_data), role
@@ -66,6 +68,7 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("POST", "/api/v1/models/churn/train", "models:write"),
         ("GET", "/api/v1/jobs/j-1", "models:read"),
         ("GET", "/api/v1/retention/metrics", "metrics:read"),
+        ("GET", "/api/v1/reports/customers/churn-reasons", "reports:read"),
         ("GET", "/api/v1/integrations/parked", "integrations:read"),
         ("DELETE", "/api/v1/keys/k-1", "keys:admin"),
     ],
@@ -85,10 +88,11 @@ def test_a_method_no_rule_covers_has_no_permission() -> None:
     ("role", "allowed", "denied"),
     [
         ("agent", {"customers:read", "alerts:write", "tasks:write"},
-         {"rules:write", "keys:admin", "scores:rank", "integrations:read"}),
-        ("manager", {"metrics:read", "rules:read", "alerts:write"},
+         {"rules:write", "keys:admin", "scores:rank", "integrations:read", "reports:read"}),
+        ("manager", {"metrics:read", "reports:read", "rules:read", "alerts:write"},
          {"rules:write", "models:write", "keys:admin", "integrations:read"}),
-        ("analyst", {"scores:rank", "models:read", "models:write", "metrics:read", "alerts:read", "integrations:read"},
+        ("analyst", {"scores:rank", "models:read", "models:write", "metrics:read", "alerts:read", "integrations:read",
+                     "reports:read"},
          {"customers:write", "alerts:write", "rules:write", "keys:admin", "customers:erase"}),
         ("integration", {"interactions:write", "interactions:bulk", "customers:bulk", "alerts:read",
                          "integrations:read"},

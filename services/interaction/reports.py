@@ -1,0 +1,117 @@
+"""Complaint analytics by SQL aggregation over complaints and their workflow steps (docs/reports.md).
+
+A complaint belongs to the period in which it was opened (``occurred_at``). It is *handled* at its first
+step into resolved or rejected (where its SLA clock stops, sla.SLA_STOPPED), *judged* at its first step
+into valid or rejected. No I/O besides the queries; never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.reports import Period, days_between
+from services.interaction.models import ComplaintStep, Interaction
+from services.interaction.sla import ComplaintStatus
+
+I = Interaction.__table__  # type: ignore[attr-defined]  # noqa: E741
+STEPS = ComplaintStep.__table__  # type: ignore[attr-defined]
+S = ComplaintStatus
+
+
+def _first_step_at(statuses: Sequence[ComplaintStatus]) -> Any:
+    s = STEPS.alias()
+    return (
+        select(func.min(s.c.at))
+        .where(s.c.complaint_id == I.c.id, s.c.status.in_([x.value for x in statuses]))
+        .correlate(I)
+        .scalar_subquery()
+    )
+
+
+def _reached(status: ComplaintStatus) -> Any:
+    s = STEPS.alias()
+    return (
+        select(func.count()).select_from(s).where(s.c.complaint_id == I.c.id, s.c.status == status.value)
+    ).correlate(I).scalar_subquery() > 0
+
+
+async def complaints(
+    *,
+    session: AsyncSession,
+    period: Period,
+    categories: Sequence[str],
+    severities: Sequence[str],
+    group_by: str | None,
+    now: datetime,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    dialect = session.get_bind().dialect.name
+    group = (
+        literal("all")
+        if group_by is None
+        else {"category": I.c.category, "severity": I.c.severity, "channel": I.c.channel}[group_by]
+    )
+    handled_at = _first_step_at([S.resolved, S.rejected])
+    resolved_at = _first_step_at([S.resolved])
+    where = [I.c.type == "complaint", I.c.occurred_at >= period.start_at, I.c.occurred_at < period.end_at]
+    if categories:
+        where.append(I.c.category.in_(list(categories)))
+    if severities:
+        where.append(I.c.severity.in_(list(severities)))
+    # The SLA was due by the time of the report if the complaint was handled or its deadline passed.
+    cutoff = min(now, period.end_at)
+    per_complaint = (
+        select(
+            group.label("grp"),
+            I.c.customer_id.label("customer_id"),
+            case((_reached(S.valid), 1), else_=0).label("valid"),
+            case((_reached(S.rejected), 1), else_=0).label("rejected"),
+            days_between(resolved_at, I.c.occurred_at, dialect).label("days_to_resolve"),
+            case((and_(handled_at.is_not(None), handled_at <= I.c.due_at), 1), else_=0).label("sla_met"),
+            case((or_(handled_at.is_not(None), I.c.due_at < cutoff), 1), else_=0).label("sla_due"),
+        )
+        .select_from(I)
+        .where(*where)
+        .subquery()
+    )
+    p = per_complaint.c
+    per_customer = select(p.grp, p.customer_id, func.count().label("n")).group_by(p.grp, p.customer_id).subquery()
+    repeaters = (
+        select(
+            per_customer.c.grp,
+            func.sum(case((per_customer.c.n >= 2, 1), else_=0)).label("repeat_complainers"),
+            func.count().label("complainers"),
+            func.sum(case((per_customer.c.n >= 2, per_customer.c.n), else_=0)).label("repeat_complaints"),
+        )
+        .group_by(per_customer.c.grp)
+        .subquery()
+    )
+    totals = (
+        select(
+            p.grp,
+            func.count().label("opened"),
+            func.sum(p.valid).label("valid"),
+            func.sum(p.rejected).label("rejected"),
+            func.count(p.days_to_resolve).label("resolved"),
+            func.avg(p.days_to_resolve).label("avg_days_to_resolve"),
+            func.max(p.days_to_resolve).label("max_days_to_resolve"),
+            func.sum(p.sla_met).label("sla_met"),
+            func.sum(p.sla_due).label("sla_due"),
+        )
+        .group_by(p.grp)
+        .subquery()
+    )
+    query = (
+        select(totals, repeaters.c.repeat_complainers, repeaters.c.complainers, repeaters.c.repeat_complaints)
+        .join(repeaters, or_(repeaters.c.grp == totals.c.grp, and_(repeaters.c.grp.is_(None), totals.c.grp.is_(None))))
+        .order_by(totals.c.opened.desc(), totals.c.grp)
+    )
+    total = (await session.execute(select(func.count()).select_from(totals))).scalar_one()
+    rows = (await session.execute(query.limit(limit).offset(offset))).mappings().all()
+    return [dict(r) for r in rows], int(total)

@@ -1,0 +1,66 @@
+"""Reports through the gateway on real PostgreSQL: churn reasons and the churn situation, JSON and CSV,
+for the roles that may read them (docs/reports.md)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.platform import GATEWAY, token
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_churn_reports_through_the_gateway_count_what_was_recorded(gateway: httpx.AsyncClient) -> None:
+    segment = f"e2e-reports-{uuid.uuid4()}"
+    today = datetime.now(UTC).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    ids = []
+    for name in ("stays", "moves", "leaves"):
+        created = await gateway.post("/api/v1/customers", json={"name": name, "segment": segment})
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    for customer_id, reason in ((ids[1], "relocation"), (ids[2], "competitor")):
+        churned = await gateway.post(
+            f"/api/v1/customers/{customer_id}/status",
+            json={"status": "churned", "reason": reason, "churned_at": yesterday, "note": "e2e"},
+        )
+        assert churned.status_code == 200, churned.text
+    period = {"from": (today - timedelta(days=7)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    query = {**period, "segment": segment}
+
+    reasons = await gateway.get("/api/v1/reports/customers/churn-reasons", params=query)
+    assert reasons.status_code == 200, reasons.text
+    body = reasons.json()
+    assert body["churned"] == 2
+    assert [(r["side"], r["churned"]) for r in body["by_side"]] == [("customer", 2)]
+    assert sorted((r["voluntary"], r["churned"]) for r in body["by_voluntary"]) == [(False, 1), (True, 1)]
+
+    situation = await gateway.get("/api/v1/reports/customers/churn", params=query)
+    assert situation.status_code == 200, situation.text
+    [row] = situation.json()["items"]
+    assert (row["customers_at_start"], row["new"], row["lost"], row["customers_at_end"]) == (0, 3, 2, 1)
+    assert row["churn_rate"] is None  # no customers at the start: a rate of nothing is unknown
+
+    as_csv = await gateway.get("/api/v1/reports/customers/churn-reasons", params=query, headers={"Accept": "text/csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.splitlines()[0] == "reason,side,voluntary,churned,share"
+    assert len(as_csv.text.splitlines()) == 3
+
+    reversed_period = await gateway.get(
+        "/api/v1/reports/customers/churn", params={"from": period["to"], "to": period["from"]}
+    )
+    assert reversed_period.status_code == 422
+    assert [e["field"] for e in reversed_period.json()["errors"]] == ["query.to"]
+
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as client:
+        for role, expected in (("agent", 403), ("manager", 200), ("analyst", 200)):
+            answer = await client.get(
+                "/api/v1/reports/customers/churn",
+                params=query,
+                headers={"Authorization": f"Bearer {token(role, sub=f'e2e-{role}', team=['e2e-{role}'])}"},
+            )
+            assert answer.status_code == expected, (role, answer.text)

@@ -1,0 +1,221 @@
+"""Customer-service reports against hand-computed figures on a small fixed status history.
+
+The data set (period [2025-01-01, 2025-04-01)):
+  c1 A/anna  active 2024-06-01, churned 2025-02-10 (competitor), won back 2025-03-01
+  c2 A/anna  active 2024-07-01, churned 2025-03-15 (price)
+  c3 B/ben   active 2024-08-01
+  c4 B/ben   prospect 2024-12-01, active 2025-01-20
+  c5 B/ben   active 2025-02-05, churned 2025-03-20 (relocation)
+  c6 A/-     active 2023-01-01, churned 2024-11-01 (poor_service), won back 2025-01-15
+  c7 B/-     active 2025-05-01 (after the period)
+"""
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from services.customer.models import Customer, StatusChange
+
+PERIOD = "from=2025-01-01&to=2025-04-01"
+
+
+def _at(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+HISTORY: dict[str, tuple[str | None, str | None, list[tuple[str, str | None, str | None]]]] = {
+    # id: (segment, owner, [(status, day recorded, churn reason)])
+    "c1": (
+        "A",
+        "anna",
+        [("active", "2024-06-01", None), ("churned", "2025-02-11", "competitor"), ("won_back", "2025-03-01", None)],
+    ),
+    "c2": ("A", "anna", [("active", "2024-07-01", None), ("churned", "2025-03-16", "price")]),
+    "c3": ("B", "ben", [("active", "2024-08-01", None)]),
+    "c4": ("B", "ben", [("prospect", "2024-12-01", None), ("active", "2025-01-20", None)]),
+    "c5": ("B", "ben", [("active", "2025-02-05", None), ("churned", "2025-03-21", "relocation")]),
+    "c6": (
+        "A",
+        None,
+        [("active", "2023-01-01", None), ("churned", "2024-11-02", "poor_service"), ("won_back", "2025-01-15", None)],
+    ),
+    "c7": ("B", None, [("active", "2025-05-01", None)]),
+}
+# The churn day of each churn (recorded a day later above, as people do).
+CHURN_DAY = {"c1": "2025-02-10", "c2": "2025-03-15", "c5": "2025-03-20", "c6": "2024-11-01"}
+
+
+@pytest.fixture
+async def history(api) -> Any:
+    customers, changes = [], []
+    for cid, (segment, owner, steps) in HISTORY.items():
+        previous = None
+        for version, (status, day, reason) in enumerate(steps, start=1):
+            churned = date.fromisoformat(CHURN_DAY[cid]) if status == "churned" else None
+            changes.append(
+                {
+                    "customer_id": cid,
+                    "previous_status": previous,
+                    "status": status,
+                    "reason": reason,
+                    "churned_at": churned,
+                    "note": None,
+                    "version": version,
+                    "changed_at": _at(day),
+                }
+            )
+            previous = status
+        last_status, last_day, _ = steps[-1]
+        last_churn = [s for s in steps if s[0] == "churned"]
+        customers.append(
+            {
+                "id": cid,
+                "kind": "person",
+                "name": cid,
+                "segment": segment,
+                "owner": owner,
+                "contacts": [],
+                "status": last_status,
+                "status_changed_at": _at(last_day),
+                "tags": [],
+                "attributes": {},
+                "churned_at": date.fromisoformat(CHURN_DAY[cid]) if last_churn else None,
+                "churn_reason": last_churn[-1][2] if last_churn else None,
+                "version": len(steps),
+                "created_at": _at(steps[0][1]),
+                "updated_at": _at(last_day),
+            }
+        )
+    async with api.database.sessions() as session:
+        await session.execute(insert(Customer.__table__), customers)
+        await session.execute(insert(StatusChange.__table__), changes)
+        await session.commit()
+    return api
+
+
+async def _get(api, path: str) -> dict[str, Any]:
+    response = await api.client.get(path)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_churn_situation_counts_customers_new_lost_and_won_back_with_their_rates(history) -> None:
+    body = await _get(history, f"/reports/customers/churn?{PERIOD}")
+    [row] = body["items"]
+    assert row == {
+        "group": "all",
+        "customers_at_start": 3,  # c1 c2 c3 (c4 a prospect, c6 churned)
+        "customers_at_end": 4,  # c1 c3 c4 c6
+        "retained": 2,  # c1 c3
+        "new": 2,  # c4 c5
+        "lost": 3,  # c1 c2 c5
+        "won_back": 2,  # c1 c6
+        "churn_rate": 1.0,
+        "retention_rate": pytest.approx(2 / 3),
+        "new_customer_rate": pytest.approx(2 / 3),
+    }
+
+
+async def test_churn_situation_by_segment_and_filtered_by_owner(history) -> None:
+    body = await _get(history, f"/reports/customers/churn?{PERIOD}&group_by=segment")
+    rows = {r["group"]: r for r in body["items"]}
+    assert body["total"] == 2
+    a, b = rows["A"], rows["B"]
+    assert (a["customers_at_start"], a["customers_at_end"], a["retained"], a["new"], a["lost"], a["won_back"]) == (
+        2,
+        2,
+        1,
+        0,
+        2,
+        2,
+    )
+    assert (b["customers_at_start"], b["customers_at_end"], b["retained"], b["new"], b["lost"], b["won_back"]) == (
+        1,
+        2,
+        1,
+        2,
+        1,
+        0,
+    )
+    [ben] = (await _get(history, f"/reports/customers/churn?{PERIOD}&owner=ben"))["items"]
+    assert (ben["customers_at_start"], ben["new"], ben["lost"]) == (1, 2, 1)
+
+
+async def test_churn_reasons_by_reason_side_voluntariness_and_mix_by_segment(history) -> None:
+    body = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&group_by=segment")
+    assert body["churned"] == 3
+    assert [(r["reason"], r["side"], r["voluntary"], r["churned"]) for r in body["by_reason"]] == [
+        ("competitor", "customer", True, 1),
+        ("price", "company", True, 1),
+        ("relocation", "customer", False, 1),
+    ]
+    assert [(r["side"], r["churned"], r["share"]) for r in body["by_side"]] == [
+        ("company", 1, pytest.approx(1 / 3)),
+        ("customer", 2, pytest.approx(2 / 3)),
+    ]
+    assert [(r["voluntary"], r["churned"]) for r in body["by_voluntary"]] == [(True, 2), (False, 1)]
+    assert [(m["group"], m["reason"], m["share_of_group"]) for m in body["mix"]] == [
+        ("A", "competitor", 0.5),
+        ("A", "price", 0.5),
+        ("B", "relocation", 1.0),
+    ]
+    only_b = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&segment=B")
+    assert [r["reason"] for r in only_b["by_reason"]] == ["relocation"]
+    company = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&reason=price&reason=competitor")
+    assert company["churned"] == 2
+
+
+async def test_win_back_rate_and_days_to_win_back(history) -> None:
+    [row] = (await _get(history, f"/reports/customers/win-back?{PERIOD}"))["items"]
+    assert (row["churned"], row["won_back"], row["win_back_rate"]) == (3, 1, pytest.approx(1 / 3))
+    # c1: churned 2025-02-10, won back 2025-03-01 00:00 -> 19 days
+    assert row["avg_days_to_win_back"] == pytest.approx(19.0)
+    by_reason = (await _get(history, f"/reports/customers/win-back?{PERIOD}&group_by=reason"))["items"]
+    assert {r["group"]: r["won_back"] for r in by_reason} == {"competitor": 1, "price": 0, "relocation": 0}
+
+
+async def test_cohort_retention_curves_by_first_active_month(history) -> None:
+    body = await _get(history, "/reports/customers/cohorts?from=2024-06-01&to=2024-09-01&months=12")
+    curves: dict[str, list[float]] = {}
+    for p in body["points"]:
+        assert p["size"] == 1
+        curves.setdefault(p["cohort"], []).append(p["retention"])
+    # c1 joined 2024-06 and first churned in 2025-02 (month 8); c2 2024-07 -> 2025-03 (month 8); c3 never.
+    assert curves == {
+        "2024-06": [1.0] * 8 + [0.0] * 5,
+        "2024-07": [1.0] * 8 + [0.0] * 5,
+        "2024-08": [1.0] * 13,
+    }
+
+
+async def test_reports_answer_csv_on_request(history) -> None:
+    response = await history.client.get(f"/reports/customers/churn-reasons?{PERIOD}&format=csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.text.splitlines() == [
+        "reason,side,voluntary,churned,share",
+        "competitor,customer,True,1,0.3333333333333333",
+        "price,company,True,1,0.3333333333333333",
+        "relocation,customer,False,1,0.3333333333333333",
+    ]
+    accepted = await history.client.get(f"/reports/customers/churn?{PERIOD}", headers={"Accept": "text/csv"})
+    assert accepted.text.splitlines()[1].startswith("all,3,4,2,2,3,2,")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2025-04-01&to=2025-01-01", "query.to"),  # reversed
+        ("from=2025-04-01&to=2025-04-01", "query.to"),  # empty
+        ("from=2025-01-01", "query.to"),  # missing
+        (f"{PERIOD}&group_by=colour", "query.group_by"),
+        (f"{PERIOD}&reason=bored", "query.reason[0]"),
+    ],
+)
+async def test_bad_report_input_is_a_problem_naming_the_field(api, query: str, field: str) -> None:
+    response = await api.client.get(f"/reports/customers/churn-reasons?{query}")
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json()["errors"]]

@@ -1,0 +1,124 @@
+"""Complaint analytics against hand-computed figures on four complaints (January 2025).
+
+k1 A billing  high phone  opened 01-02 00:00, due 01-03; valid, resolved 01-02 18:00 (0.75 d)
+k2 A billing  low  email  opened 01-10, due 01-12; rejected 01-13 (after its deadline)
+k3 B delivery high phone  opened 01-20, due 01-21; valid, never resolved (deadline passed)
+k4 C delivery low  web    opened 01-25, due 01-30; valid, resolved 01-27 (2 d)
+plus a complaint of A opened on 2024-12-30 (before the period) and a purchase (not a complaint).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from services.interaction.models import ComplaintStep, Interaction
+
+PERIOD = "from=2025-01-01&to=2025-02-01"
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+COMPLAINTS = [
+    ("k1", "A", "billing", "high", "phone", "2025-01-02", "2025-01-03",
+     [("acknowledged", "2025-01-02T06:00"), ("valid", "2025-01-02T12:00"), ("resolved", "2025-01-02T18:00")]),
+    ("k2", "A", "billing", "low", "email", "2025-01-10", "2025-01-12",
+     [("acknowledged", "2025-01-11"), ("rejected", "2025-01-13")]),
+    ("k3", "B", "delivery", "high", "phone", "2025-01-20", "2025-01-21",
+     [("acknowledged", "2025-01-20T01:00"), ("valid", "2025-01-20T02:00")]),
+    ("k4", "C", "delivery", "low", "web", "2025-01-25", "2025-01-30",
+     [("acknowledged", "2025-01-25T01:00"), ("valid", "2025-01-26"), ("resolved", "2025-01-27")]),
+    ("k0", "A", "billing", "low", "phone", "2024-12-30", "2025-01-02", []),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def client(api) -> Any:
+    client, _ = api
+    interactions, steps = [], []
+    for cid, customer, category, severity, channel, opened, due, workflow in COMPLAINTS:
+        status = workflow[-1][0] if workflow else "open"
+        interactions.append(
+            {"id": cid, "customer_id": customer, "type": "complaint", "channel": channel, "severity": severity,
+             "category": category, "occurred_at": _t(opened), "recorded_at": _t(opened), "due_at": _t(due),
+             "complaint_status": status}
+        )  # fmt: skip
+        previous = "open"
+        for step, at in workflow:
+            steps.append({"complaint_id": cid, "previous_status": previous, "status": step, "at": _t(at)})
+            previous = step
+    interactions.append(
+        {"id": "p1", "customer_id": "B", "type": "purchase", "occurred_at": _t("2025-01-05"),
+         "recorded_at": _t("2025-01-05")}
+    )  # fmt: skip
+    async with client.database.sessions() as session:
+        for row in interactions:
+            await session.execute(insert(Interaction.__table__), row)
+        await session.execute(insert(ComplaintStep.__table__), steps)
+        await session.commit()
+    return client
+
+
+async def test_complaint_analytics_for_the_period(client) -> None:
+    response = await client.get(f"/reports/complaints?{PERIOD}")
+    assert response.status_code == 200, response.text
+    [row] = response.json()["items"]
+    assert row == {
+        "group": "all",
+        "opened": 4,
+        "valid": 3,
+        "rejected": 1,
+        "validity_rate": 0.75,
+        "resolved": 2,
+        "avg_days_to_resolve": pytest.approx((0.75 + 2.0) / 2),
+        "max_days_to_resolve": pytest.approx(2.0),
+        "sla_due": 4,  # k1, k2, k4 handled; k3's deadline passed
+        "sla_met": 2,  # k1, k4
+        "sla_compliance": 0.5,
+        "complainers": 3,
+        "repeat_complainers": 1,  # A
+        "repeat_complaint_share": 0.5,  # k1, k2 of four
+    }
+
+
+async def test_complaint_analytics_by_category_and_filtered_by_severity(client) -> None:
+    body = (await client.get(f"/reports/complaints?{PERIOD}&group_by=category")).json()
+    assert [
+        (
+            r["group"],
+            r["opened"],
+            r["validity_rate"],
+            r["avg_days_to_resolve"],
+            r["sla_compliance"],
+            r["repeat_complainers"],
+        )
+        for r in body["items"]
+    ] == [("billing", 2, 0.5, pytest.approx(0.75), 0.5, 1), ("delivery", 2, 1.0, pytest.approx(2.0), 0.5, 0)]
+    [high] = (await client.get(f"/reports/complaints?{PERIOD}&severity=high")).json()["items"]
+    assert (high["opened"], high["resolved"], high["sla_met"]) == (2, 1, 1)
+
+
+async def test_complaint_analytics_as_csv(client) -> None:
+    response = await client.get(f"/reports/complaints?{PERIOD}&group_by=severity&format=csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    lines = response.text.splitlines()
+    assert lines[0].startswith("group,opened,valid,rejected,validity_rate")
+    assert [line.split(",")[:2] for line in lines[1:]] == [["high", "2"], ["low", "2"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2025-02-01&to=2025-01-01", "query.to"),
+        (f"{PERIOD}&group_by=owner", "query.group_by"),
+        (f"{PERIOD}&category=weather", "query.category[0]"),
+    ],
+)
+async def test_bad_complaint_report_input_is_a_problem_naming_the_field(api, query: str, field: str) -> None:
+    client, _ = api
+    response = await client.get(f"/reports/complaints?{query}")
+    assert response.status_code == 422
+    assert field in [e["field"] for e in response.json()["errors"]]

@@ -9,7 +9,7 @@ import pytest
 
 from servicekit.events.contracts.common import CustomerStatus, InteractionType
 from servicekit.settings import REPO_ROOT
-from services.customer.lifecycle import ALLOWED, ChurnReason
+from services.customer.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
 from services.customer.models import CustomerKind
 from services.interaction.complaints import TRANSITIONS, ComplaintCategory
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
@@ -67,8 +67,10 @@ def test_the_status_transitions_are_the_lifecycles() -> None:
     assert documented == {(src.value, dst.value) for src, targets in ALLOWED.items() for dst in targets}
 
 
-def test_the_churn_reasons_are_the_enumerations() -> None:
-    assert [row[0].strip("`") for row in _table("### Churn reasons")] == [r.value for r in ChurnReason]
+def test_the_churn_reasons_are_the_enumeration_with_their_side_and_voluntariness() -> None:
+    documented = [(row[0].strip("`"), row[1], row[2]) for row in _table("### Churn reasons")]
+    facts = [(r.value, REASON_FACTS[r].side.value, "yes" if REASON_FACTS[r].voluntary else "no") for r in ChurnReason]
+    assert documented == facts
 
 
 def test_the_complaint_workflow_is_the_transition_table() -> None:

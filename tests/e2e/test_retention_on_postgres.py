@@ -87,7 +87,7 @@ async def test_the_stream_waits_for_a_lower_seq_that_commits_after_a_higher_one(
             await hub.poll()  # sees the higher seq only
             resumed = hub.events(last_event_id=0, keepalive_s=60)
             assert await anext(resumed) == b": connected\n\n"
-            assert all(q.empty() for q in hub.subscribers)
+            assert all(s.queue.empty() for s in hub.subscribers)
         await hub.poll()
 
         expected = [1, 2]  # the slow transaction drew seq 1

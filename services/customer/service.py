@@ -31,7 +31,6 @@ from servicekit.problems import Problem, field_error, validation_errors
 from servicekit.types import as_utc
 from services.customer import attributes as attrs
 from services.customer import lifecycle
-from services.customer.settings import get_settings
 from services.customer.models import (
     ERASED_NAME,
     BulkReport,
@@ -50,6 +49,7 @@ from services.customer.models import (
     StatusChangeRequest,
     utc_now,
 )
+from services.customer.settings import get_settings
 
 SORTS = ("created_at", "-created_at", "name", "-name")
 # Below every database's limit on bound parameters per statement.

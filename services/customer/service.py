@@ -49,6 +49,7 @@ from services.customer.models import (
     StatusChangeRequest,
     utc_now,
 )
+from services.customer.settings import get_settings
 
 SORTS = ("created_at", "-created_at", "name", "-name")
 # Below every database's limit on bound parameters per statement.
@@ -224,11 +225,10 @@ async def _insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) ->
                 customer_id=r["id"],
                 kind=r["kind"],
                 status=r["status"],
-                external_ref=r["external_ref"],
+                external_ref_set=r["external_ref"] is not None,
                 segment=r["segment"],
                 owner=r["owner"],
-                tags=r["tags"],
-                attributes=r["attributes"],
+                attributes=event_attributes(r["attributes"]),
                 created_at=now,
                 churned_at=r["churned_at"],
                 churn_reason=r["churn_reason"],
@@ -391,8 +391,17 @@ async def list_customers(
 
 # ---- update (PATCH) ---------------------------------------------------------------------------------------------
 
-# Fields whose values may go into events (classification); the others are personal data.
-EVENT_FIELDS = ("kind", "external_ref", "segment", "owner", "tags", "attributes")
+# Fields whose values may go into events (classification); the others are personal data. Tags and the
+# external reference never do: events say only whether there is an external reference now.
+EVENT_FIELDS = ("kind", "segment", "owner")
+
+
+def event_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes an event may carry: only those declared non-personal (CUSTOMER_ERASURE_KEEP_ATTRIBUTES).
+
+    Kafka's log is immutable, so an attribute value in it would outlive the customer's erasure."""
+    allowed = set(get_settings().erasure_keep_attributes)
+    return {k: v for k, v in attributes.items() if k in allowed}
 
 
 def _refuse_erased(customer: Customer) -> None:
@@ -490,6 +499,8 @@ async def update_customer(
             customer_id=customer.id,
             version=customer.version,
             changed=changed,
+            external_ref_set=customer.external_ref is not None,
+            attributes=event_attributes(customer.attributes),
             **{name: getattr(customer, name) for name in EVENT_FIELDS},
         ),
     )

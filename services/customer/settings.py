@@ -1,3 +1,5 @@
+from functools import cache
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -12,8 +14,16 @@ class CustomerSettings(ServiceSettings):
 
     # The services that must confirm an erasure before it is complete (CUSTOMER_ERASURE_SERVICES, a JSON list).
     erasure_services: list[str] = Field(default_factory=lambda: ["customer", "interaction", "scoring", "retention"])
-    # Attributes known to hold no personal data (e.g. ["plan", "region"]) survive an erasure; all others go.
-    erasure_keep_attributes: list[str] = Field(default_factory=list)
+    # Attributes known to hold no personal data (classification codes such as ["tier", "plan"]): the only
+    # ones customer events carry (scoring's model features, retention's tier) and the only ones an erasure
+    # keeps. Every other attribute counts as personal data: it never leaves this service.
+    erasure_keep_attributes: list[str] = Field(default_factory=lambda: ["tier", "value_tier"])
     # How long a POST /customers Idempotency-Key is remembered: a retry within it gets the first answer.
     idempotency_key_ttl_hours: float = Field(24.0, gt=0)
     idempotency_purge_interval_s: float = Field(3600.0, gt=0)  # how often expired keys are deleted
+
+
+@cache
+def get_settings() -> CustomerSettings:
+    """Settings for code without a request at hand (building events); read once, on first use."""
+    return CustomerSettings()

@@ -8,7 +8,7 @@ erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, idempotent by t
 an event naming an unknown customer is parked, never dropped.
 """
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from functools import cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from servicekit.events.contracts.erp import InboundEvent
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from services.interaction import service
+from services.interaction.directory import CustomerDirectory, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
 
 
@@ -28,12 +29,24 @@ def _sla_hours() -> Mapping[str, float]:
     return InteractionSettings().complaint_sla_hours
 
 
+@cache
+def _directory() -> CustomerDirectory:
+    # Customer events no longer carry the external reference (personal data): the replica reads it
+    # from the customer master. One client for the consume process's lifetime.
+    settings = InteractionSettings()
+    return CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
+
+
+def _lookup(customer_id: str) -> Awaitable[CustomerSnapshot | None]:
+    return _directory().fetch(customer_id)
+
+
 async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
-    await service.apply_customer_created(session=session, data=event.data, sla_hours=_sla_hours())
+    await service.apply_customer_created(session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup)
 
 
 async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
-    await service.apply_customer_updated(session=session, data=event.data, sla_hours=_sla_hours())
+    await service.apply_customer_updated(session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup)
 
 
 async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:

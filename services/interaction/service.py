@@ -433,14 +433,42 @@ async def apply_customer_snapshot(
     return row
 
 
+async def _reference_from_master(
+    session: AsyncSession, row: KnownCustomer, lookup: CustomerLookup | None, sla_hours: Mapping[str, float]
+) -> KnownCustomer:
+    """Read the customer's external reference from the customer service: events never carry it (it is
+    personal data and Kafka's log cannot be erased), only whether there is one.
+
+    The answer is the customer's current state, at least as new as the event; the snapshot's version
+    guard keeps an older answer from overwriting a newer one.
+    """
+    if lookup is None:
+        raise RuntimeError("an event with external_ref_set needs a customer lookup")
+    try:
+        snapshot = await lookup(row.customer_id)
+    except CustomerServiceUnavailable as exc:
+        # Transient for the consumer (ConnectionError): the event is retried, never dead-lettered.
+        raise ConnectionError("customer service unavailable") from exc
+    if snapshot is None:
+        await session.flush()
+        return row
+    return await apply_customer_snapshot(session=session, snapshot=snapshot, sla_hours=sla_hours)
+
+
 async def apply_customer_created(
-    *, session: AsyncSession, data: CustomerCreated, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+    *,
+    session: AsyncSession,
+    data: CustomerCreated,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    lookup: CustomerLookup | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if row.version < 1:  # nothing newer known yet
-        row.external_ref = data.external_ref
+        row.external_ref = data.external_ref  # None unless an event from before external_ref_set
         row.version = 1
     _set_status(row, data.status, data.created_at)
+    if data.external_ref_set and not row.erased:
+        return await _reference_from_master(session, row, lookup, sla_hours)
     row.updated_at = utc_now()
     await session.flush()
     await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
@@ -448,13 +476,23 @@ async def apply_customer_created(
 
 
 async def apply_customer_updated(
-    *, session: AsyncSession, data: CustomerUpdated, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+    *,
+    session: AsyncSession,
+    data: CustomerUpdated,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    lookup: CustomerLookup | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if data.version >= row.version:
-        # `changed` says whether a null external_ref means "cleared"; without it, only a value counts.
-        if "external_ref" in data.changed or (not data.changed and data.external_ref is not None):
-            row.external_ref = data.external_ref
+        if data.external_ref_set is None:
+            # An event from before external_ref_set, carrying the value itself. `changed` says whether
+            # a null external_ref means "cleared"; without it, only a value counts.
+            if "external_ref" in data.changed or (not data.changed and data.external_ref is not None):
+                row.external_ref = data.external_ref
+        elif not data.external_ref_set:
+            row.external_ref = None
+        elif ("external_ref" in data.changed or not data.changed) and not row.erased:
+            return await _reference_from_master(session, row, lookup, sla_hours)
         row.version = data.version
         row.updated_at = utc_now()
     await session.flush()
@@ -511,6 +549,9 @@ async def _erase(session: AsyncSession, row: KnownCustomer, erased_at: datetime)
         row.erased = True
         row.erased_at = as_utc(erased_at)
         row.updated_at = utc_now()
+    # The ERP reference names the person in the ERP: erased with the rest (an ERP event naming it
+    # later is parked as for any unknown reference).
+    row.external_ref = None
     # Run on every delivery (it is idempotent), so a redelivered erasure also catches late arrivals.
     has_text = or_(col(Interaction.text).is_not(None), col(Interaction.resolution).is_not(None))
     blanked = await session.execute(
@@ -869,7 +910,7 @@ async def record_inbound(
         await park(session=session, event=event, reason=f"no customer with external_ref {data.customer_ref!r} yet")
         return None
     if customer.erased:
-        raise PoisonEvent(f"customer {customer.customer_id} (external_ref {data.customer_ref!r}) was erased")
+        raise PoisonEvent(f"customer {customer.customer_id} was erased")
     return await _record_for(session, data, customer.customer_id, sla_hours)
 
 
@@ -899,7 +940,8 @@ async def park(*, session: AsyncSession, event: Received[InboundEvent], reason: 
     await session.execute(
         dialect_insert(session)(ParkedEvent).values(values).on_conflict_do_nothing(index_elements=["event_id"])
     )
-    log.info("inbound event parked", extra={"event_type": event.envelope.type, "customer_ref": event.data.customer_ref})
+    # Not the customer_ref: it names the person in the ERP, and logs are not erased.
+    log.info("inbound event parked", extra={"event_type": event.envelope.type, "event_id": event.envelope.id})
 
 
 async def apply_parked_for(

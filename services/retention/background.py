@@ -27,6 +27,7 @@ async def housekeeping_round(database: Database, settings: RetentionSettings) ->
             session=session,
             signals_for=timedelta(days=settings.signal_retention_days),
             changes_for=timedelta(hours=settings.alert_changes_retention_hours),
+            deliveries_for=timedelta(days=settings.webhook_delivery_retention_days),
         )
     global _metrics_refreshed_at
     if time.monotonic() - _metrics_refreshed_at >= METRICS_EVERY_S:

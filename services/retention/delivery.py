@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,9 +23,12 @@ from servicekit.db import Database
 from services.retention.models import DeliveryStatus, Webhook, WebhookDelivery, utc_now
 from services.retention.settings import RetentionSettings
 from services.retention.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, backoff, sign
+from services.retention.targets import IPNetwork, Resolver, TargetRefused, networks, pin, system_resolver
 
 log = logging.getLogger("retention.webhooks")
 LEASE = timedelta(seconds=60)
+REFUSED = "target address not allowed"  # the host is, or resolves to, a non-public address not allow-listed
+FAILED = "delivery failed"  # no HTTP response: connection, TLS or timeout, deliberately not told apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +69,32 @@ async def claim(database: Database, *, batch: int, now: datetime) -> list[Claime
         return [Claimed(d.id, h.url, h.secret, d.event_id, d.event_type, d.payload.encode()) for d, h in rows]
 
 
-async def send(client: httpx.AsyncClient, item: Claimed) -> Attempt:
+async def send(
+    client: httpx.AsyncClient,
+    item: Claimed,
+    allow: Iterable[IPNetwork] = (),
+    resolve: Resolver = system_resolver,
+) -> Attempt:
+    """One attempt. The recorded error is coarse on purpose: the target's body or the connect error's
+    detail ("refused" vs "timed out") would turn last_error into a port scanner of the network."""
+    try:
+        target = await pin(item.url, allow, resolve)
+    except TargetRefused:
+        return Attempt(item.delivery_id, None, REFUSED)
     timestamp = int(time.time())
     headers = {
+        "host": target.host_header,
         "content-type": "application/cloudevents+json",
         SIGNATURE_HEADER: sign(item.secret, timestamp, item.payload),
         EVENT_ID_HEADER: item.event_id,
         EVENT_TYPE_HEADER: item.event_type,
     }
+    # Sent to the checked address; TLS still verifies the certificate of the URL's host name.
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
     try:
-        response = await client.post(item.url, content=item.payload, headers=headers)
-    except httpx.HTTPError as exc:
-        return Attempt(item.delivery_id, None, f"{type(exc).__name__}: {exc}"[:500])
+        response = await client.post(target.url, content=item.payload, headers=headers, extensions=extensions)
+    except httpx.HTTPError:
+        return Attempt(item.delivery_id, None, FAILED)
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     return Attempt(item.delivery_id, response.status_code, error)
 
@@ -101,12 +119,15 @@ async def record(database: Database, attempts: list[Attempt], settings: Retentio
                 )
 
 
-async def deliver_due(database: Database, client: httpx.AsyncClient, settings: RetentionSettings) -> int:
+async def deliver_due(
+    database: Database, client: httpx.AsyncClient, settings: RetentionSettings, resolve: Resolver = system_resolver
+) -> int:
     """One round: claim what is due, send it concurrently, record the results. Returns how many were sent."""
     claimed = await claim(database, batch=settings.webhook_batch_size, now=utc_now())
     if not claimed:
         return 0
-    attempts = await asyncio.gather(*(send(client, item) for item in claimed))
+    allow = networks(settings.webhook_allowed_networks)
+    attempts = await asyncio.gather(*(send(client, item, allow, resolve) for item in claimed))
     await record(database, list(attempts), settings, now=utc_now())
     return len(claimed)
 

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import Severity
 from servicekit.pagination import BIGINT_MAX, DEFAULT_PAGE, Limit, Offset
-from services.retention import service, stream
+from services.retention import service, stream, targets
 from services.retention.catalog import params_of, rule_of
 from services.retention.models import (
     AlertAcknowledge,
@@ -342,9 +342,14 @@ async def list_webhooks(session: SessionDep, limit: Limit = DEFAULT_PAGE, offset
 
 
 @router.post("/webhooks", response_model=WebhookPublic, status_code=status.HTTP_201_CREATED, tags=["webhooks"])
-async def create_webhook(data: WebhookCreate, session: SessionDep) -> WebhookPublic:
-    """Subscribe a URL to retention events; deliveries are signed with the secret (never returned)."""
-    hook = await service.create_webhook(session=session, data=data)
+async def create_webhook(data: WebhookCreate, request: Request, session: SessionDep) -> WebhookPublic:
+    """Subscribe a URL to retention events; deliveries are signed with the secret (never returned).
+
+    The URL must reach a public address (or one in RETENTION_WEBHOOK_ALLOWED_NETWORKS); else 422 on url."""
+    settings: RetentionSettings = request.app.state.settings
+    hook = await service.create_webhook(
+        session=session, data=data, allow=targets.networks(settings.webhook_allowed_networks)
+    )
     await session.commit()
     return WebhookPublic.model_validate(hook, from_attributes=True)
 

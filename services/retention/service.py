@@ -9,9 +9,11 @@ from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from servicekit.db import (
     KEYS,
@@ -52,7 +54,7 @@ from servicekit.outbox.writer import write_at_commit
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
-from services.retention import outcomes, rules
+from services.retention import outcomes, rules, targets
 from services.retention.catalog import ActivePlaybook, catalog, params_of
 from services.retention.catalog import changed as catalog_changed
 from services.retention.models import (
@@ -66,6 +68,7 @@ from services.retention.models import (
     AlertStatus,
     Customer,
     CustomerScore,
+    DeliveryStatus,
     Outcome,
     Playbook,
     PlaybookCreate,
@@ -1183,16 +1186,80 @@ async def erase_customer(*, session: AsyncSession, data: CustomerErased) -> bool
     tasks = await _stored_tasks(session, Task.customer_id == data.customer_id)
     for task in tasks:
         task.note = None
+    # Factor labels quote feature values (attributes among them): only codes and numbers stay.
+    alert_ids = [a.id for a in alerts]
+    for alert in alerts:
+        alert.factors = scrub_factors(alert.factors)
+    signals = (await session.execute(select(Signal).where(Signal.customer_id == data.customer_id))).scalars().all()
+    for signal in signals:
+        signal.data = _scrubbed_event_data(signal.data)
+    if alert_ids:
+        changes = (
+            (await session.execute(select(AlertChange).where(col(AlertChange.alert_id).in_(alert_ids)))).scalars().all()
+        )
+        for change in changes:
+            change.data = _scrubbed_event_data(change.data)
+    deliveries = await _erase_deliveries(session, data.customer_id)
     await session.flush()
     summary = (
-        f"Removed free-text notes from {len(alerts)} alert(s) and {len(tasks)} task(s) and the customer's tier "
-        "attribute; kept alerts, tasks and outcomes by pseudonymous id as anonymous aggregates."
+        f"Removed free-text notes from {len(alerts)} alert(s) and {len(tasks)} task(s), the customer's tier "
+        f"attribute, factor labels from alerts, signals and the alert change log, and the payloads of "
+        f"{deliveries} webhook delivery(ies); kept alerts, tasks and outcomes by pseudonymous id as anonymous "
+        "aggregates."
     )
     await enqueue(
         session,
         ErasureConfirmed(customer_id=data.customer_id, service="retention", erased_at=utc_now(), summary=summary),
     )
     return True
+
+
+def scrub_factors(factors: Any) -> list[dict[str, Any]]:
+    """Factors without their labels (a label may quote a feature value): the code stands in for it."""
+    if not isinstance(factors, list):
+        return []
+    return [
+        {"code": f.get("code"), "label": f.get("code"), "contribution": f.get("contribution")}
+        for f in factors
+        if isinstance(f, dict)
+    ]
+
+
+def _scrubbed_event_data(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {}
+    return {**data, "factors": scrub_factors(data["factors"])} if "factors" in data else dict(data)
+
+
+async def _erase_deliveries(session: AsyncSession, customer_id: str) -> int:
+    """Blank the payload of every webhook delivery about the customer; returns how many.
+
+    Deliveries have no customer column: the payload (a CloudEvent) names the customer in data.customer_id.
+    The LIKE narrows the rows; the parsed id decides. A pending delivery is dropped (failed, payload
+    gone) rather than sent with data of an erased customer.
+    """
+    rows = (
+        (await session.execute(select(WebhookDelivery).where(col(WebhookDelivery.payload).contains(customer_id))))
+        .scalars()
+        .all()
+    )
+    erased = 0
+    for delivery in rows:
+        try:
+            about = orjson.loads(delivery.payload).get("data", {}).get("customer_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            about = None
+        if about != customer_id:
+            continue
+        delivery.payload = ERASED_PAYLOAD
+        if delivery.status == DeliveryStatus.pending:
+            delivery.status = DeliveryStatus.failed
+            delivery.last_error = "customer erased"
+        erased += 1
+    return erased
+
+
+ERASED_PAYLOAD = "{}"
 
 
 # ---- metrics -------------------------------------------------------------------------------------
@@ -1298,7 +1365,24 @@ async def _facts_of(
 # ---- webhooks ------------------------------------------------------------------------------------
 
 
-async def create_webhook(*, session: AsyncSession, data: WebhookCreate) -> Webhook:
+async def create_webhook(
+    *,
+    session: AsyncSession,
+    data: WebhookCreate,
+    allow: Sequence[targets.IPNetwork] = (),
+    resolve: targets.Resolver = targets.system_resolver,
+) -> Webhook:
+    try:
+        # Checked again at every delivery (DNS can change); this catches the obvious case early.
+        await targets.pin(str(data.url), allow, resolve)
+    except targets.TargetRefused as exc:
+        raise Problem(
+            422,
+            "Invalid webhook",
+            f"Webhook target refused: {exc}.",
+            code="validation",
+            errors=[field_error("url", f"{exc}: webhooks go to public addresses only")],
+        ) from None
     known = {m.event_type for m in REGISTRY if m.topic == "crm.retention.v1"}
     unknown = sorted(set(data.event_types) - known)
     if unknown:
@@ -1355,9 +1439,24 @@ async def list_deliveries(
 
 
 async def prune(
-    *, session: AsyncSession, signals_for: timedelta, changes_for: timedelta, now: datetime | None = None
+    *,
+    session: AsyncSession,
+    signals_for: timedelta,
+    changes_for: timedelta,
+    deliveries_for: timedelta | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Drop signals and alert changes past their retention (they only serve preview, risk_jump and replay)."""
+    """Drop signals, alert changes and finished webhook deliveries past their retention (they only serve
+    preview, risk_jump, replay and a subscriber's debugging)."""
     now = now or utc_now()
     await session.execute(delete(Signal).where(Signal.at < now - signals_for))
     await session.execute(delete(AlertChange).where(AlertChange.at < now - changes_for))
+    if deliveries_for is not None:
+        # The delivery log holds copies of events (payloads): kept only as long as it helps to debug
+        # a subscriber. A pending delivery stays until it is sent or fails.
+        await session.execute(
+            delete(WebhookDelivery).where(
+                WebhookDelivery.status != DeliveryStatus.pending,  # type: ignore[arg-type]
+                WebhookDelivery.created_at < now - deliveries_for,  # type: ignore[arg-type]
+            )
+        )

@@ -1,6 +1,7 @@
+import ipaddress
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
@@ -39,6 +40,19 @@ class RetentionSettings(ServiceSettings):
     # Delay before retry n: base x 2^(n-1), at most the cap.
     webhook_backoff_base_s: float = Field(2.0, gt=0)
     webhook_backoff_cap_s: float = Field(900.0, gt=0)  # the longest delay between two attempts
+    # Webhooks go to public addresses only. These CIDRs are allowed besides (local development, e.g.
+    # ["127.0.0.0/8"], or a known internal receiver); loopback, link-local (cloud metadata), private,
+    # multicast and reserved addresses are refused otherwise, at creation and at each delivery.
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    # Delivered and failed webhook deliveries (their payloads are copies of events) are deleted after this.
+    webhook_delivery_retention_days: float = Field(14.0, gt=0)
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a typo fails at start-up, not at the first delivery
+        return value
 
 
 @cache

@@ -15,9 +15,11 @@ from sqlmodel import col, select
 
 from servicekit.context import current_correlation_id
 from servicekit.db import KEYS, chunks, for_each_key, on_postgres, update_at_commit
+from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.events.contracts.scoring import Factor, ScoreValues
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
+from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
 from services.scoring import features, sweep, write_behind
 from services.scoring.churn_model import TrainedChurnModel
@@ -157,16 +159,33 @@ async def apply_event(
     return True
 
 
+ERASURE_SUMMARY = (
+    "Removed the customer's features (attributes among them), score history with its feature snapshots, "
+    "current score and purchases; kept a tombstone so late events do not rebuild them."
+)
+
+
 async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
-    """Forget the customer's features and score history; keep a tombstone against late events."""
+    """Forget the customer's features and score history; keep a tombstone against late events.
+
+    The first time, confirms with erasure.confirmed in the same transaction (the tombstone makes a
+    redelivery a no-op, so there is one receipt); without it the customer's erasure never completes."""
     write_behind.forget_customer(session, customer_id)
     row, state = await load_features(session=session, customer_id=customer_id)
-    if features.customer_erased(state):
+    first = features.customer_erased(state)
+    if first:
         _store(session, row, state)
     await session.execute(delete(ScoreRecord).where(ScoreRecord.customer_id == customer_id))
     await session.execute(delete(CurrentScore).where(CurrentScore.customer_id == customer_id))
     await session.execute(delete(Purchase).where(Purchase.customer_id == customer_id))
     await session.flush()
+    if first:
+        await enqueue(
+            session,
+            ErasureConfirmed(
+                customer_id=customer_id, service="scoring", erased_at=datetime.now(UTC), summary=ERASURE_SUMMARY
+            ),
+        )
 
 
 # ---- active models -------------------------------------------------------------------------------------

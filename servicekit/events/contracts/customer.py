@@ -1,7 +1,16 @@
 """Events published by the customer service on crm.customer.v1.
 
-They carry ids, references and classification only, never names or contact details: personal data
-stays in the customer master, so erasing it there does not leave copies in the Kafka log.
+They carry ids and classification codes only, never personal data: no names or contact details, no
+tags, no external reference and only the attributes the customer service declares non-personal
+(CUSTOMER_ERASURE_KEEP_ATTRIBUTES). Personal data stays in the customer master, so erasing it there
+leaves no copy in Kafka's immutable log (docs/security/privacy.md).
+
+Schema change (additive, privacy): ``external_ref`` and ``tags`` stay in the schema for readers of
+older events but producers no longer fill them (always null / []); ``attributes`` holds only the
+non-personal ones; ``external_ref_set`` (new) says whether the customer has an external reference,
+which a consumer that needs the value reads from the customer service (GET /customers/{id}), so the
+value lives only in stores that erasure clears. ``external_ref_set`` is null on events written before
+the change, whose ``external_ref`` still holds the value.
 """
 
 from datetime import date, datetime
@@ -21,11 +30,13 @@ class CustomerCreated(CustomerEvent):
     event_type = "customer.created"
     kind: str
     status: CustomerStatus
-    external_ref: str | None = None
+    external_ref: str | None = None  # deprecated: never filled since external_ref_set (personal data)
+    # Whether the customer has an external reference (read it from the customer service); None: an old event.
+    external_ref_set: bool | None = None
     segment: str | None = None
     owner: str | None = None
-    tags: list[str] = []
-    attributes: dict[str, Any] = {}
+    tags: list[str] = []  # deprecated: always empty (tags may be personal data)
+    attributes: dict[str, Any] = {}  # only the attributes declared non-personal
     created_at: datetime
     # Customers imported with their history: the day and reason code of their last churn.
     churned_at: date | None = None
@@ -39,11 +50,13 @@ class CustomerUpdated(CustomerEvent):
     version: int = 1
     changed: list[str] = []
     kind: str | None = None
-    external_ref: str | None = None
+    external_ref: str | None = None  # deprecated: never filled since external_ref_set (personal data)
+    # Whether the customer has an external reference now (read it from the customer service); None: an old event.
+    external_ref_set: bool | None = None
     segment: str | None = None
     owner: str | None = None
-    tags: list[str] = []
-    attributes: dict[str, Any] = {}
+    tags: list[str] = []  # deprecated: always empty (tags may be personal data)
+    attributes: dict[str, Any] = {}  # only the attributes declared non-personal
 
 
 class CustomerStatusChanged(CustomerEvent):

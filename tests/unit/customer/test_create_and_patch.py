@@ -40,9 +40,22 @@ async def test_the_created_event_carries_no_personal_data(api):
     [event] = await api.events("customer.created")
     assert event["subject"] == customer["id"]
     text = str(event["data"])
-    for personal in ("Li Wei", "li.wei@example.com", "+49 30 1234", "Hauptstr"):
+    for personal in ("Li Wei", "li.wei@example.com", "+49 30 1234", "Hauptstr", "ERP-1", "newsletter", "2024-05-01"):
         assert personal not in text
-    assert event["data"]["attributes"]["plan"] == "pro"
+    # No tags, no external reference (only that there is one), no attribute not declared non-personal.
+    assert (event["data"]["tags"], event["data"]["attributes"], event["data"]["external_ref_set"]) == ([], {}, True)
+
+
+async def test_only_attributes_declared_non_personal_reach_the_events(api):
+    customer = await api.create(name="T", attributes={"tier": "gold", "nickname": "Bunny"})
+    patched = await api.client.patch(
+        f"/customers/{customer['id']}", json={"attributes": {"nickname": "Hops"}}, headers={"If-Match": '"1"'}
+    )
+    assert patched.status_code == 200, patched.text
+    [created] = await api.events("customer.created")
+    [updated] = await api.events("customer.updated")
+    assert created["data"]["attributes"] == updated["data"]["attributes"] == {"tier": "gold"}
+    assert "Bunny" not in str(created) and "Hops" not in str(updated)
 
 
 async def test_an_invalid_contact_email_is_a_422_naming_the_contact(api):

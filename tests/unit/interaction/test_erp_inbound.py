@@ -112,9 +112,19 @@ async def test_an_event_that_cannot_become_an_interaction_is_poison_and_not_park
     assert await parked(database) == []
 
 
-async def test_an_event_for_an_erased_customer_is_poison(database):
+async def test_erasure_forgets_the_reference_so_a_later_event_for_it_finds_no_customer(database):
     await handle(database, received_created("c-1", "ERP-7"))
     await handle(database, inbound_customer(CustomerErased(customer_id="c-1", erased_at=AT)))
+    async with database.sessions() as session:
+        assert (await session.get(KnownCustomer, "c-1")).external_ref is None  # type: ignore[union-attr]
+    await handle(database, inbound(order()))
+    assert [row.customer_ref for row in await parked(database)] == ["ERP-7"]
+    assert await interactions(database) == []
+
+
+async def test_an_event_for_an_erased_customer_still_holding_its_reference_is_poison(database):
+    async with database.transaction() as session:  # a replica row erased before the reference was cleared
+        session.add(KnownCustomer(customer_id="c-1", external_ref="ERP-7", version=1, erased=True))
     async with database.transaction() as session:
         with pytest.raises(PoisonEvent, match="erased"):
             await HANDLERS["erp.order.placed"](session, inbound(order()))

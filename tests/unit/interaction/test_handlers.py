@@ -1,10 +1,17 @@
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerErased, CustomerStatusChanged, CustomerUpdated
+from servicekit.events.contracts.customer import (
+    CustomerCreated,
+    CustomerErased,
+    CustomerStatusChanged,
+    CustomerUpdated,
+)
 from services.interaction import service
+from services.interaction.directory import CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.handlers import HANDLERS
 from services.interaction.models import Interaction, InteractionCreate, KnownCustomer
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService, created, received
@@ -122,3 +129,54 @@ async def test_erasure_is_final_whatever_arrives_after_it(database):
     )
     [row] = await replica(database)
     assert row.erased
+
+
+# ---- the external reference comes from the customer master, never from the event ----------------------------
+
+
+class MasterWithReference:
+    """The customer service's answer: c-1 at `version` with `ref` (or down)."""
+
+    def __init__(self, ref: str | None, version: int = 1, down: bool = False) -> None:
+        self.ref, self.version, self.down = ref, version, down
+        self.asked: list[str] = []
+
+    async def __call__(self, customer_id: str) -> CustomerSnapshot | None:
+        self.asked.append(customer_id)
+        if self.down:
+            raise CustomerServiceUnavailable("connection refused")
+        return CustomerSnapshot(customer_id=customer_id, status="active", external_ref=self.ref, version=self.version)
+
+
+async def test_a_created_event_saying_there_is_a_reference_reads_it_from_the_customer_master(database):
+    master = MasterWithReference("ERP-9")
+    event = CustomerCreated(customer_id="c-1", kind="company", status="active", external_ref_set=True, created_at=T0)
+    async with database.transaction() as session:
+        await service.apply_customer_created(session=session, data=event, lookup=master)
+    [row] = await replica(database)
+    assert (master.asked, row.external_ref, row.version) == (["c-1"], "ERP-9", 1)
+
+
+async def test_an_update_clearing_the_reference_clears_it_without_asking(database):
+    master = MasterWithReference("ERP-9")
+    async with database.transaction() as session:
+        await service.apply_customer_created(
+            session=session,
+            data=CustomerCreated(
+                customer_id="c-1", kind="company", status="active", external_ref_set=True, created_at=T0
+            ),
+            lookup=master,
+        )
+        cleared = CustomerUpdated(customer_id="c-1", version=2, changed=["external_ref"], external_ref_set=False)
+        await service.apply_customer_updated(session=session, data=cleared, lookup=master)
+    [row] = await replica(database)
+    assert (master.asked, row.external_ref, row.version) == (["c-1"], None, 2)
+
+
+async def test_an_unreachable_customer_master_is_a_transient_error_so_the_event_is_retried(database):
+    event = CustomerCreated(customer_id="c-1", kind="company", status="active", external_ref_set=True, created_at=T0)
+    async with database.transaction() as session:
+        with pytest.raises(ConnectionError):
+            await service.apply_customer_created(
+                session=session, data=event, lookup=MasterWithReference(None, down=True)
+            )

@@ -200,7 +200,7 @@ async def test_metrics_show_a_churn_that_was_alerted(app_db):
 
 async def test_webhooks_are_created_without_echoing_the_secret_listed_and_deleted(app_db):
     client, database = app_db
-    body = {"url": "http://127.0.0.1:9/hook", "event_types": ["alert.raised"], "secret": "s" * 32}
+    body = {"url": "http://93.184.216.34/hook", "event_types": ["alert.raised"], "secret": "s" * 32}
     response = await client.post("/webhooks", json=body)
     assert response.status_code == 201
     hook = response.json()
@@ -217,3 +217,21 @@ async def test_webhooks_are_created_without_echoing_the_secret_listed_and_delete
     assert (await client.get("/webhooks")).json()["total"] == 0
     log = (await client.get(f"/webhooks/{hook['id']}/deliveries")).json()
     assert log["items"][0]["status"] == "failed"  # never sent after the unsubscribe
+
+
+async def test_a_webhook_to_a_loopback_metadata_or_private_address_is_refused_with_a_422_on_url(app_db):
+    client, _ = app_db
+    for url in (
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[fd00::1]/hook",
+        "http://0.0.0.0/hook",
+    ):
+        response = await client.post("/webhooks", json={"url": url, "secret": "s" * 32})
+        assert response.status_code == 422, url
+        assert problem_fields(response) == {"url"}, url
+    assert (await client.get("/webhooks")).json()["items"] == []

@@ -11,6 +11,7 @@ from services.retention.catalog import catalog
 from services.retention.models import WebhookCreate
 from tests.statements import statements_sent
 from tests.unit.retention.events import complaint
+from tests.unit.retention.test_delivery import public_dns
 from tests.unit.retention.test_handlers import alerts, apply
 
 SEVERE = "default-severe-complaint"
@@ -46,7 +47,9 @@ async def test_a_webhook_is_subscribed_from_its_own_transaction_on(database: Dat
     async with database.transaction() as session:
         assert (await catalog(session)).subscribers == ()
         hook = await service.create_webhook(
-            session=session, data=WebhookCreate(url="https://hooks.example/crm", secret="s" * 16)
+            session=session,
+            data=WebhookCreate(url="https://hooks.example/crm", secret="s" * 16),
+            resolve=public_dns,
         )
         assert [s.id for s in (await catalog(session)).subscribers] == [hook.id]
     async with database.transaction() as session:
@@ -57,7 +60,9 @@ async def test_a_copy_read_inside_a_rolled_back_change_is_not_kept(database: Dat
     with pytest.raises(RuntimeError):
         async with database.transaction() as session:
             await service.create_webhook(
-                session=session, data=WebhookCreate(url="https://hooks.example/crm", secret="s" * 16)
+                session=session,
+                data=WebhookCreate(url="https://hooks.example/crm", secret="s" * 16),
+                resolve=public_dns,
             )
             assert len((await catalog(session)).subscribers) == 1
             raise RuntimeError("rolled back")

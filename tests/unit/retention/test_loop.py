@@ -7,6 +7,7 @@ import orjson
 from sqlalchemy import func, select
 
 from servicekit.db import Database
+from servicekit.events.contracts.scoring import Factor
 from servicekit.events.envelope import Received
 from servicekit.tables import OUTBOX
 from services.retention import service
@@ -232,3 +233,54 @@ async def test_the_same_event_twice_is_recorded_once(database: Database):
         assert (await session.execute(select(func.count()).select_from(Signal))).scalar_one() == 1
     [alert] = await rows(database, Alert)
     assert alert.trigger_count == 1
+
+
+async def test_erasure_removes_factor_labels_and_webhook_payloads_that_could_quote_personal_data(database: Database):
+    async with database.transaction() as session:
+        session.add(Webhook(url="http://127.0.0.1:9/all", event_types=[], secret="y" * 16))
+    scored = score(churn_risk=0.9)
+    scored.data.factors = [Factor(code="attr.nickname", label="nickname: Snorkelfrost", contribution=0.8)]
+    await apply(database, created(), scored, complaint())
+    assert "Snorkelfrost" in str([a.factors for a in await rows(database, Alert)])  # the rules copied the label
+    other = score("c-2", churn_risk=0.9)
+    await apply(database, other)
+
+    await apply(database, erased())
+
+    def about(customer_id: str, text: str) -> bool:
+        return customer_id in text
+
+    alerts = [a for a in await rows(database, Alert) if a.customer_id == "c-1"]
+    factors = [f for a in alerts for f in a.factors]
+    assert {"code": "attr.nickname", "label": "attr.nickname", "contribution": 0.8} in factors
+    assert all(f["label"] == f["code"] for f in factors)
+    signals = [s for s in await rows(database, Signal) if s.customer_id == "c-1"]
+    assert signals and "Snorkelfrost" not in str([s.data for s in signals])
+    changes = [c for c in await rows(database, AlertChange) if c.alert_id in {a.id for a in alerts}]
+    assert changes and "Snorkelfrost" not in str([c.data for c in changes])
+    deliveries = await rows(database, WebhookDelivery)
+    mine = [d for d in deliveries if d.payload == "{}"]
+    assert mine and all(d.status == "failed" for d in mine)  # pending ones are not sent after the erasure
+    assert not any("Snorkelfrost" in d.payload or about("c-1", d.payload) for d in deliveries)
+    assert any(about("c-2", d.payload) for d in deliveries)  # another customer's deliveries are untouched
+
+
+async def test_finished_webhook_deliveries_are_pruned_after_their_retention(database: Database):
+    async with database.transaction() as session:
+        session.add(Webhook(url="http://127.0.0.1:9/all", event_types=[], secret="y" * 16))
+    await apply(database, complaint())
+    async with database.transaction() as session:
+        [first, *others] = (await session.execute(select(WebhookDelivery))).scalars().all()
+        first.status = "delivered"
+        for pending in others:
+            pending.created_at = T0 - timedelta(days=30)  # old but still pending: kept
+    async with database.transaction() as session:
+        await service.prune(
+            session=session,
+            signals_for=timedelta(days=400),
+            changes_for=timedelta(hours=72),
+            deliveries_for=timedelta(days=14),
+            now=first.created_at + timedelta(days=15),
+        )
+    left = await rows(database, WebhookDelivery)
+    assert first.id not in {d.id for d in left} and len(left) == len(others)

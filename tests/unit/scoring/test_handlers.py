@@ -228,3 +228,14 @@ def _record(event: Any, offset: int) -> ConsumerRecord:
         serialized_value_size=len(value),
         headers=[],
     )
+
+
+async def test_erasure_is_confirmed_once_so_the_customers_erasure_can_complete(database):
+    await handle(database, ev.customer_created(), ev.customer_erased())
+    await handle(database, ev.customer_erased())  # redelivered: no second receipt
+    async with database.sessions() as session:
+        rows = (await session.execute(select(OUTBOX.c.topic, OUTBOX.c.payload))).all()
+    receipts = [orjson.loads(r.payload) for r in rows if r.topic == topics.ERASURE]
+    assert [(e["type"], e["data"]["customer_id"], e["data"]["service"]) for e in receipts] == [
+        ("erasure.confirmed", "c-1", "scoring")
+    ]

@@ -59,6 +59,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix(GATEWAY, "audit"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
+            _prefix("retention", "customers", WILDCARD, "touches"),
             _prefix("customer", "customers"),
             _prefix("interaction", "interactions"),
             _prefix("interaction", "complaints"),
@@ -76,6 +77,7 @@ ROUTES: tuple[Route, ...] = tuple(
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
             _prefix("interaction", "reports", "complaints"),
+            _prefix("retention", "reports", "retention"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -131,6 +133,7 @@ READ = frozenset({"GET", "HEAD"})
 WRITE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 POST = frozenset({"POST"})
 PATCH = frozenset({"PATCH"})
+PUT = frozenset({"PUT"})
 DELETE = frozenset({"DELETE"})
 PUT_PATCH_DELETE = frozenset({"PUT", "PATCH", "DELETE"})
 ANY = READ | WRITE
@@ -178,6 +181,10 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(DELETE, "customers/*", "customers:erase"),
             _p(POST, "customers/*/status", "customers:write", S.CUSTOMER_PATH),
             _p(READ, "customers/*/erasure", "customers:erase", prefix=True),
+            # consent (reads: customers:read through customers/*); the bulk import is unscoped like customers/bulk
+            _p(PUT, "customers/*/consent", "consent:write", S.CUSTOMER_PATH),
+            _p(POST, "customers/consent/bulk", "consent:bulk"),
+            _p(READ, "customers/*/touches", "tasks:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
@@ -213,6 +220,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
             _p(READ, "reports/complaints", "reports:read", prefix=True),
+            _p(READ, "reports/retention", "reports:read", prefix=True),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only
@@ -243,6 +251,7 @@ _CASEWORK = frozenset(
         "tasks:read",
         "tasks:write",
         "playbooks:read",
+        "consent:write",  # an agent records what the customer said (an opt-out on the phone)
     }
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -258,6 +267,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "interactions:bulk",
             "customers:bulk",
             "customers:write",
+            "consent:write",
+            "consent:bulk",
             "customers:read",
             "alerts:read",
             "alerts:stream",

@@ -22,7 +22,7 @@ from tests.e2e.conftest import service_url, token
 from tests.e2e.helpers import alerts_for, create_customer, eventually, metric, post_complaint, produce, read_topic
 
 pytestmark = pytest.mark.e2e
-CONSENT_HANDLED = 'crm_events_handled_total{service="retention",event_type="consent.changed"}'
+CONSENT_HANDLED = 'crm_events_handled_total{event_type="consent.changed",service="retention"}'
 
 
 async def _consent_applied_by_retention(before: float) -> bool:

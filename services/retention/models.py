@@ -727,3 +727,43 @@ class TouchPublic(BaseModel):
 
 class TouchesPublic(Page):
     items: list[TouchPublic]
+
+
+class SurveyLink(RetentionTable, table=True):
+    """A one-time survey link sent as a touch; the token is derived (signed), never stored."""
+
+    __tablename__ = "survey_links"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    customer_id: str = Field(max_length=100, index=True)
+    alert_id: str | None = Field(default=None, max_length=36)
+    task_id: str | None = Field(default=None, max_length=36)
+    survey: str = Field(max_length=10)  # nps | csat
+    channel: str = Field(max_length=20)
+    expires_at: datetime = _at()
+    answered_at: datetime | None = _at(nullable=True)
+    score: int | None = None
+    dimensions: dict[str, int] = _json(dict)
+    created_at: datetime = _at()
+
+
+class SurveyQuestion(BaseModel):
+    """What a respondent sees: the question, never anything about the customer."""
+
+    survey: str
+    min: int
+    max: int
+    dimensions: list[str]
+    expires_at: UtcDatetime
+
+
+class SurveyAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    score: int = PydanticField(description="nps: 0-10, csat: 1-5")
+    dimensions: dict[str, int] = PydanticField(
+        default_factory=dict, description="product, service_support, relationship, on the same scale"
+    )
+
+
+class SurveyReceipt(BaseModel):
+    status: str = "recorded"

@@ -879,11 +879,11 @@ async def create_tasks(
         for planned in plan_tasks(playbook.steps, tier=tier, now=now)
     ]
     # Steps that contact the customer pass consent and the contact policy first; blocks are recorded.
-    rows = await touches.screen(session, rows, tier=tier) if rows else rows
+    rows, touch_events = await touches.screen(session, rows, tier=tier) if rows else (rows, [])
     if not rows:
         return
     hold_until_commit(session, _NEW_TASKS, rows, insert_rows(Task.__table__))  # type: ignore[attr-defined]
-    await publish(session, *(task_event(TaskCreated, SimpleNamespace(**row)) for row in rows))
+    await publish(session, *(task_event(TaskCreated, SimpleNamespace(**row)) for row in rows), *touch_events)
 
 
 _NEW_TASKS = "retention.new_tasks"

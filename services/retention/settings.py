@@ -5,7 +5,10 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from servicekit.production import secret_problem
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
+
+DEV_SURVEY_SECRET = "dev-survey-link-secret-change-me-0123456789"
 
 
 class ContactCap(BaseModel):
@@ -67,6 +70,19 @@ class RetentionSettings(ServiceSettings):
     # Channels a customer must have opted in to (none recorded blocks); the others need only no opt-out.
     contact_opt_in_channels: list[str] = Field(default_factory=list)
     contact_default_timezone: str = "UTC"  # for customers without a time zone of their own
+
+    # Surveys sent as touches (docs/consent.md#surveys): one-time links signed with this secret (HMAC-SHA256),
+    # valid this long. Production mode refuses the development default.
+    survey_link_secret: str = DEV_SURVEY_SECRET
+    survey_link_ttl_days: float = Field(14.0, gt=0)
+    survey_kind: str = Field("nps", pattern=r"^(nps|csat)$")  # the question a survey link asks
+
+    def secret_problems(self) -> list[str]:
+        problem = secret_problem("RETENTION_SURVEY_LINK_SECRET", self.survey_link_secret, DEV_SURVEY_SECRET)
+        return [problem] if problem else []
+
+    def default_secrets(self) -> list[str]:
+        return ["RETENTION_SURVEY_LINK_SECRET"] if self.survey_link_secret == DEV_SURVEY_SECRET else []
 
     @field_validator("contact_default_timezone")
     @classmethod

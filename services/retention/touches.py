@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.events.contracts.customer import ConsentChanged
+from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
 from services.retention import contact_policy as cp
+from services.retention import surveys
 from services.retention.models import ConsentReplica, Customer, Touch, new_id, utc_now
 from services.retention.settings import RetentionSettings, get_settings
 
@@ -56,12 +58,15 @@ def contact_of(replica: ConsentReplica | None) -> cp.CustomerContact:
     return cp.CustomerContact(channels=dict(replica.channels), timezone=replica.timezone, cap=cap, quiet=quiet)
 
 
-async def screen(session: AsyncSession, rows: list[dict[str, Any]], *, tier: str | None) -> list[dict[str, Any]]:
-    """The task rows that may be created: internal ones, and touches the policy allows. Records a touch
-    for every row that contacts the customer (allowed with its task id, or blocked with the reason)."""
+async def screen(
+    session: AsyncSession, rows: list[dict[str, Any]], *, tier: str | None
+) -> tuple[list[dict[str, Any]], list[EventData]]:
+    """The task rows that may be created (internal ones, and touches the policy allows) and the events
+    their touches send (a survey link per allowed survey touch). Records a touch for every row that
+    contacts the customer (allowed with its task id, or blocked with the reason)."""
     touching = [(row, channel) for row in rows if (channel := cp.channel_of(row["action"])) is not None]
     if not touching:
-        return rows
+        return rows, []
     customer_id = rows[0]["customer_id"]
     contact = contact_of(await session.get(ConsentReplica, customer_id))
     rules = policy()
@@ -79,12 +84,24 @@ async def screen(session: AsyncSession, rows: list[dict[str, Any]], *, tier: str
         previous = [as_utc(t) for t in (await session.execute(query)).scalars()]
     now = utc_now()
     blocked: set[str] = set()
+    events: list[EventData] = []
     for row, channel in touching:
         at = as_utc(row["due_at"])
         verdict = cp.evaluate(channel=channel, at=at, contact=contact, policy=rules, tier=tier, previous=previous)
         allowed = verdict is cp.Verdict.allowed
         if allowed:
             previous.append(at)
+            if str(row["action"]) in surveys.SURVEY_ACTIONS:
+                events.append(
+                    surveys.new_link(
+                        session,
+                        customer_id=customer_id,
+                        alert_id=row["alert_id"],
+                        task_id=row["id"],
+                        channel=channel,
+                        now=now,
+                    )
+                )
         else:
             blocked.add(row["id"])
         session.add(
@@ -103,7 +120,7 @@ async def screen(session: AsyncSession, rows: list[dict[str, Any]], *, tier: str
             )
         )
     await session.flush()
-    return [row for row in rows if row["id"] not in blocked]
+    return [row for row in rows if row["id"] not in blocked], events
 
 
 # ---- replica of consent.changed -------------------------------------------------------------------------
@@ -132,8 +149,9 @@ async def on_consent_changed(*, session: AsyncSession, data: ConsentChanged) -> 
 
 
 async def erase(*, session: AsyncSession, customer_id: str) -> None:
-    """Erasure: the consent replica goes (touches stay, ids and codes only, like tasks)."""
+    """Erasure: the consent replica and unanswered survey links go (touches stay, ids and codes only, like tasks)."""
     await session.execute(delete(ConsentReplica).where(col(ConsentReplica.customer_id) == customer_id))
+    await surveys.erase(session=session, customer_id=customer_id)
 
 
 # ---- reads ----------------------------------------------------------------------------------------------------

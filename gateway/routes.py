@@ -74,6 +74,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "tasks"),
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
+            Route(("surveys", "respond", WILDCARD), "retention", exact=True),
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
             _prefix("interaction", "reports", "complaints"),
@@ -217,6 +218,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
+            # survey links: answered without a login (PUBLIC below), by the token in the path
+            _p(READ | POST, "surveys/respond/*", "surveys:respond"),
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
             _p(READ, "reports/complaints", "reports:read", prefix=True),
@@ -255,6 +258,8 @@ _CASEWORK = frozenset(
     }
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # Whoever opens a survey link (no login): that route only, rate-limited per source address.
+    "respondent": frozenset({"surveys:respond"}),
     "agent": _CASEWORK,
     "manager": _CASEWORK | {"rules:read", "metrics:read", "reports:read"},
     # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
@@ -276,6 +281,16 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
+
+# Routes answered without a login: the caller is a "respondent" (the one-time token in the path is the
+# credential). Everything else under /api/v1 needs a JWT or an API key.
+PUBLIC: tuple[Permission, ...] = (_p(READ | POST, "surveys/respond/*", "surveys:respond"),)
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether ``method`` on the public path (``/api/v1/...``) is answered without a login."""
+    return permission_for(method, path, PUBLIC) is not None
 
 
 def permission_for(method: str, path: str, rules: tuple[Permission, ...] = PERMISSIONS) -> Permission | None:

@@ -7,6 +7,7 @@ arrives from a marketing system on erp.consents.v1, and an unknown reference is 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -18,7 +19,9 @@ import pytest
 from servicekit.events.contracts.erp import ErpConsentChanged
 from servicekit.events.contracts.topics import ERP_CONSENTS, dead_letter
 from servicekit.events.envelope import CloudEvent
-from tests.e2e.conftest import service_url, token
+from services.retention import survey_links
+from services.retention.settings import DEV_SURVEY_SECRET
+from tests.e2e.conftest import GATEWAY, service_url, token
 from tests.e2e.helpers import alerts_for, create_customer, eventually, metric, post_complaint, produce, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -206,3 +209,79 @@ async def test_a_marketing_opt_out_arrives_on_erp_consents_and_an_unknown_refere
         what="the unknown reference dead-lettered",
     )
     assert b"no customer has" in dict(dead.headers)["dlq.reason"]
+
+
+async def _public(method: str, path: str, **kwargs: object) -> httpx.Response:
+    """A survey-link request as the customer's browser makes it: no credential. Waits out the per-address
+    rate limit (429 with Retry-After) and tries again."""
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10, trust_env=False) as client:
+        while True:
+            response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+            if response.status_code != 429:
+                return response
+            await asyncio.sleep(float(response.headers["retry-after"]))
+
+
+async def _survey_requested(customer_id: str) -> list | None:
+    records = await read_topic(
+        "crm.retention.v1", match=lambda r: r.key == customer_id.encode() and b"survey.requested" in r.value
+    )
+    return records or None
+
+
+async def test_a_survey_touch_sends_a_one_time_link_answered_without_login(gateway: httpx.AsyncClient):
+    customer = await create_customer(gateway)
+    detractor = {
+        "customer_id": customer["id"],
+        "type": "survey",
+        "survey": "nps",
+        "score": 2,
+        "initiated_by": "customer",
+        "external_id": f"nps-{uuid.uuid4()}",
+    }
+    assert (await gateway.post("/api/v1/interactions", json=detractor)).status_code == 201
+    # low_satisfaction: call_owner, then satisfaction_survey (e-mail, allowed): a link is sent
+    [record] = await eventually(lambda: _survey_requested(customer["id"]), what="survey.requested")
+    data = orjson.loads(record.value)["data"]
+    assert data["channel"] == "email" and data["survey"] == "nps"
+    path = f"/api/v1/surveys/respond/{data['token']}"
+
+    question = await _public("GET", path)
+    assert question.status_code == 200, question.text
+    assert question.json()["dimensions"] == ["product", "service_support", "relationship"]
+    assert customer["id"] not in question.text
+
+    forged = data["token"][:-2] + ("AA" if not data["token"].endswith("AA") else "BB")
+    refused = await _public("POST", f"/api/v1/surveys/respond/{forged}", json={"score": 10})
+    assert refused.status_code == 404 and customer["id"] not in refused.text
+    expired_token = survey_links.issue(DEV_SURVEY_SECRET, data["link_id"], int(datetime.now(UTC).timestamp()) - 1)
+    expired = await _public("POST", f"/api/v1/surveys/respond/{expired_token}", json={"score": 10})
+    assert expired.status_code == 410
+
+    answered = await _public("POST", path, json={"score": 9, "dimensions": {"product": 8, "relationship": 10}})
+    assert answered.status_code == 202, answered.text
+    again = await _public("POST", path, json={"score": 0})
+    assert again.status_code == 409
+
+    async def survey_interaction() -> dict | None:
+        response = await gateway.get(f"/api/v1/customers/{customer['id']}/interactions", params={"type": "survey"})
+        return next((i for i in response.json()["items"] if i["score"] == 9), None)
+
+    interaction = await eventually(survey_interaction, what="the answer recorded as a survey interaction")
+    assert (interaction["survey"], interaction["initiated_by"]) == ("nps", "customer")
+    # exactly one: the second post changed nothing
+    response = await gateway.get(f"/api/v1/customers/{customer['id']}/interactions", params={"type": "survey"})
+    assert [i["score"] for i in response.json()["items"]].count(9) == 1
+    # its survey.answered is what rescores the customer
+    answered_events = await eventually(
+        lambda: read_topic(
+            "crm.interaction.v1",
+            match=lambda r: (
+                r.key == customer["id"].encode()
+                and interaction["id"].encode() in r.value
+                and b"survey.answered" in r.value
+            ),
+        ),
+        what="survey.answered for the interaction",
+    )
+    assert len(answered_events) == 1

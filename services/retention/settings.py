@@ -65,7 +65,8 @@ class RetentionSettings(ServiceSettings):
     contact_default_cap: ContactCap | None = None  # for tiers without their own cap; null: no cap
     # Quiet hours on the customer's local clock ("HH:MM"; start after end spans midnight); null: none.
     contact_quiet_start: str | None = Field(None, pattern=_HHMM)
-    contact_quiet_end: str | None = Field(None, pattern=_HHMM)
+    contact_quiet_end: str | None = Field(None, pattern=_HHMM)  # local "HH:MM" when quiet hours end
+    # The channels quiet hours apply to (an e-mail or a letter waits in the inbox).
     contact_quiet_channels: list[str] = Field(default_factory=lambda: ["phone", "sms", "visit"])
     # Channels a customer must have opted in to (none recorded blocks); the others need only no opt-out.
     contact_opt_in_channels: list[str] = Field(default_factory=list)
@@ -74,7 +75,7 @@ class RetentionSettings(ServiceSettings):
     # Surveys sent as touches (docs/consent.md#surveys): one-time links signed with this secret (HMAC-SHA256),
     # valid this long. Production mode refuses the development default.
     survey_link_secret: str = DEV_SURVEY_SECRET
-    survey_link_ttl_days: float = Field(14.0, gt=0)
+    survey_link_ttl_days: float = Field(14.0, gt=0)  # a survey link expires this long after it was sent
     survey_kind: str = Field("nps", pattern=r"^(nps|csat)$")  # the question a survey link asks
 
     def secret_problems(self) -> list[str]:

@@ -91,6 +91,7 @@ class GatewaySettings(BaseSettings):
         "analyst": 20.0,
         "admin": 50.0,
         "integration": 200.0,
+        "respondent": 1.0,  # survey links answered without a login: per source address
     }
     rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
     rate_limit: bool = True  # off: no rate limits (benchmarks)

@@ -935,6 +935,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/scores/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Score Summary
+         * @description The customer pyramid (customers and share of value per tier), the lifecycle funnel and the churn-risk
+         *     distribution: aggregates over every customer's current score, no customer listed.
+         */
+        get: operations["get_score_summary_scores_summary_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tasks": {
         parameters: {
             query?: never;
@@ -2563,6 +2584,15 @@ export interface components {
              */
             to: string;
         };
+        /** RiskBucket */
+        RiskBucket: {
+            /** Customers */
+            customers: number;
+            /** High */
+            high: number;
+            /** Low */
+            low: number;
+        };
         /** RuleCreate */
         RuleCreate: {
             /**
@@ -2788,6 +2818,20 @@ export interface components {
             value_tier?: string | null;
         };
         /**
+         * ScoreSummaryPublic
+         * @description Aggregates over every customer's current score: no customer is listed.
+         */
+        ScoreSummaryPublic: {
+            /** Customers */
+            customers: number;
+            /** Risk */
+            risk: components["schemas"]["RiskBucket"][];
+            /** Stages */
+            stages: components["schemas"]["StageCount"][];
+            /** Tiers */
+            tiers: components["schemas"]["TierShare"][];
+        };
+        /**
          * Severity
          * @enum {string}
          */
@@ -2869,6 +2913,13 @@ export interface components {
              * @description churned customers won back in the period
              */
             won_back: number;
+        };
+        /** StageCount */
+        StageCount: {
+            /** Customers */
+            customers: number;
+            /** Stage */
+            stage: ("exploration" | "formation" | "stability" | "decline") | null;
         };
         /** StatusChangePublic */
         StatusChangePublic: {
@@ -2988,6 +3039,17 @@ export interface components {
             offset: number;
             /** Total */
             total: number;
+        };
+        /** TierShare */
+        TierShare: {
+            /** Customers */
+            customers: number;
+            /** Tier */
+            tier: ("platinum" | "gold" | "iron" | "lead") | null;
+            /** Value */
+            value: number;
+            /** Value Share */
+            value_share: number;
         };
         /** ValidationError */
         ValidationError: {
@@ -8685,6 +8747,100 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RankedScoresPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_score_summary_scores_summary_get: {
+        parameters: {
+            query?: {
+                segment?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScoreSummaryPublic"];
                 };
             };
             /** @description missing or invalid credentials */

@@ -113,6 +113,7 @@ const en = {
   admin: "Administrator",
   integration: "Integration",
   done: "Done.",
+  apply: "Apply",
 };
 
 export type Key = keyof typeof en;
@@ -226,6 +227,7 @@ const zh: Record<Key, string> = {
   admin: "管理员",
   integration: "系统集成",
   done: "完成。",
+  apply: "应用",
 };
 
 const dictionaries: Record<Lang, Record<Key, string>> = { en, zh };

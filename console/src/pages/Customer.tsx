@@ -82,7 +82,7 @@ export function Customer({ id }: { id: string }) {
             <dt>{t("churnRisk")}</dt>
             <dd data-field="churn-risk">{formatPercent(language, score?.churn_risk)}</dd>
             <dt>{t("health")}</dt>
-            <dd>{formatPercent(language, score?.health)}</dd>
+            <dd data-field="health">{score ? `${formatNumber(language, score.health)} / 100` : "–"}</dd>
             <dt>{t("clv")}</dt>
             <dd>{formatNumber(language, score?.clv, 0)}</dd>
           </dl>
@@ -104,11 +104,16 @@ export function Customer({ id }: { id: string }) {
               data: {
                 labels: ordered.map((h) => formatDate(language, h.as_of)),
                 datasets: [
-                  { label: t("churnRisk"), data: ordered.map((h) => h.churn_risk), borderColor: "#b91c1c", backgroundColor: "#b91c1c" },
-                  { label: t("health"), data: ordered.map((h) => h.health), borderColor: "#047857", backgroundColor: "#047857" },
+                  {
+                    label: `${t("churnRisk")} (%)`,
+                    data: ordered.map((h) => Math.round(h.churn_risk * 1000) / 10),
+                    borderColor: "#b91c1c",
+                    backgroundColor: "#b91c1c",
+                  },
+                  { label: `${t("health")} (0–100)`, data: ordered.map((h) => h.health), borderColor: "#047857", backgroundColor: "#047857" },
                 ],
               },
-              options: { scales: { y: { min: 0, max: 1 } } },
+              options: { scales: { y: { min: 0, max: 100 } } },
             }}
           />
         )}

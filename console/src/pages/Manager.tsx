@@ -10,21 +10,43 @@ export function Manager() {
   const t = useT();
   const word = useWord();
   const language = useSignal(lang);
+  const [segment, setSegment] = useState(() => new URLSearchParams(window.location.search).get("segment") ?? "");
+  const [typed, setTyped] = useState(segment);
   const [summary, setSummary] = useState<Schemas["ScoreSummaryPublic"] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     (async () => {
       try {
-        setSummary(unwrap(await api.GET("/api/v1/scores/summary", {})));
+        const query = segment ? { segment } : {};
+        setSummary(unwrap(await api.GET("/api/v1/scores/summary", { params: { query } })));
+        setError(null);
       } catch (exc) {
         setError((exc as Error).message);
       }
     })();
-  }, []);
+  }, [segment]);
+  const filter = (
+    <form
+      class="inline-form filter"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const next = typed.trim();
+        window.history.replaceState(null, "", next ? `?segment=${encodeURIComponent(next)}` : window.location.pathname);
+        setSegment(next);
+      }}
+    >
+      <label>
+        {t("segment")}
+        <input name="segment" value={typed} maxLength={100} onInput={(e) => setTyped(e.currentTarget.value)} />
+      </label>
+      <button type="submit">{t("apply")}</button>
+    </form>
+  );
   if (error || !summary) {
     return (
       <main id="main">
         <h1>{t("pyramidTitle")}</h1>
+        {filter}
         {error ? <ErrorNote message={error} /> : <p>{t("loading")}</p>}
       </main>
     );
@@ -36,6 +58,10 @@ export function Manager() {
   return (
     <main id="main">
       <h1>{t("pyramidTitle")}</h1>
+      {filter}
+      <p>
+        {t("customers")}: <strong data-field="total">{formatNumber(language, summary.customers)}</strong>
+      </p>
       <div class="grid">
         <Section title={t("pyramidTitle")} id="pyramid-title">
           <div class="table-wrap">

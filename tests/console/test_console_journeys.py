@@ -35,6 +35,11 @@ def _errors(page: Page) -> list[str]:
     return seen
 
 
+async def _open_tasks(gateway: httpx.AsyncClient, alert_id: str) -> list[dict] | None:
+    response = await gateway.get("/api/v1/tasks", params={"alert_id": alert_id, "status": "open"})
+    return response.json()["items"] or None
+
+
 async def _score(gateway: httpx.AsyncClient, customer_id: str) -> dict | None:
     response = await gateway.get(f"/api/v1/customers/{customer_id}/scores")
     body = response.json() if response.status_code == 200 else None
@@ -67,6 +72,16 @@ async def test_an_agent_sees_a_complaint_become_an_alert_live_acknowledges_it_an
     await row.locator(".status", has_text="acknowledged").wait_for()
     acknowledged = (await gateway.get(f"/api/v1/alerts/{alert['id']}")).json()
     assert acknowledged["status"] == "acknowledged"
+
+    # The playbook's first task for the alert, completed from the queue with a note.
+    tasks = await eventually(lambda: _open_tasks(gateway, alert["id"]), what="the playbook's tasks for the alert")
+    task_row = page.locator(f"tr[data-task='{tasks[0]['id']}']")
+    await task_row.wait_for()
+    await task_row.get_by_role("textbox").fill("Called the customer")
+    await task_row.get_by_role("button", name="Complete").click()
+    await task_row.wait_for(state="detached")
+    task = (await gateway.get(f"/api/v1/tasks/{tasks[0]['id']}")).json()
+    assert (task["status"], task["note"]) == ("completed", "Called the customer")
 
     # A failed resolve keeps what was typed and shows the problem's detail in words.
     await row.get_by_role("button", name="Resolve").click()
@@ -118,6 +133,9 @@ async def test_a_manager_sees_the_pyramid_and_risk_counts_of_a_seeded_set_and_ch
     customers = [await create_customer(gateway, segment=segment, owner="agent-1") for _ in range(4)]
     for customer in customers[:2]:
         await post_complaint(gateway, customer["id"], severity="high")
+    for customer in customers[2:]:  # a customer is scored on their first interaction
+        body = {"customer_id": customer["id"], "type": "purchase", "amount": "120", "currency": "EUR"}
+        assert (await gateway.post("/api/v1/interactions", json=body)).status_code == 201
 
     async def all_scored() -> list[dict] | None:
         body = (await gateway.get("/api/v1/scores", params={"segment": segment, "limit": 50})).json()

@@ -16,6 +16,7 @@ export function Queue() {
   const [page, setPage] = useState<{ items: Alert[]; total: number } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [stream, setStream] = useState<StreamState>("offline");
+  const [tick, setTick] = useState(0); // bumped on every alert change: the task list follows too
   const offsetRef = useRef(0);
   offsetRef.current = offset;
 
@@ -43,7 +44,10 @@ export function Queue() {
     return followAlerts(
       () => {
         window.clearTimeout(timer);
-        timer = window.setTimeout(() => void load(), 100);
+        timer = window.setTimeout(() => {
+          void load();
+          setTick((n) => n + 1);
+        }, 100);
       },
       setStream,
     );
@@ -70,12 +74,12 @@ export function Queue() {
         </ul>
       )}
       {page && <Pager offset={offset} total={page.total} onPage={setOffset} />}
-      <Tasks />
+      <Tasks tick={tick} />
     </main>
   );
 }
 
-function AlertRow({ alert, onChanged }: { alert: Alert; onChanged: () => Promise<void> }) {
+function AlertRow({ alert, onChanged }: { alert: Alert; onChanged: () => Promise<unknown> }) {
   const t = useT();
   const word = useWord();
   const language = useSignal(lang);
@@ -182,7 +186,7 @@ function AlertRow({ alert, onChanged }: { alert: Alert; onChanged: () => Promise
   );
 }
 
-function Tasks() {
+function Tasks({ tick }: { tick: number }) {
   const t = useT();
   const language = useSignal(lang);
   const [offset, setOffset] = useState(0);
@@ -201,7 +205,7 @@ function Tasks() {
   }
   useEffect(() => {
     void load();
-  }, [offset]);
+  }, [offset, tick]);
 
   async function complete(task: Task) {
     try {

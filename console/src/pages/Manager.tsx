@@ -84,7 +84,9 @@ export function Manager() {
               </tbody>
             </table>
           </div>
-          <p>{t("eightyTwenty", { share: formatPercent(language, topShare), customers: formatPercent(language, topCustomers) })}</p>
+          {summary.tiers.some((s) => s.value > 0) && (
+            <p>{t("eightyTwenty", { share: formatPercent(language, topShare), customers: formatPercent(language, topCustomers) })}</p>
+          )}
           <ChartBox
             label={t("pyramidTitle")}
             config={{

@@ -17,6 +17,7 @@ import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import jwt
 from fastapi import APIRouter, FastAPI
@@ -35,7 +36,6 @@ CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
@@ -85,7 +85,17 @@ def _not_found() -> Response:
     return problem_response(404, "Not Found", "No such page.", code="not_found")
 
 
-def _secured(response: Response) -> Response:
+def content_security_policy(settings: GatewaySettings) -> str:
+    """CSP, plus the OpenID Connect provider's origin in connect-src when one is set: the console reads its
+    discovery document and trades the authorization code at its token endpoint."""
+    issuer = urlsplit(settings.console_oidc_issuer)
+    if settings.console_oidc_issuer and issuer.scheme in ("https", "http") and issuer.netloc:
+        return CSP.replace("connect-src 'self'", f"connect-src 'self' {issuer.scheme}://{issuer.netloc}")
+    return CSP
+
+
+def _secured(response: Response, csp: str = CSP) -> Response:
+    response.headers["Content-Security-Policy"] = csp
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
     return response
@@ -104,6 +114,10 @@ def _file_in(root: Path, relative: str) -> Path | None:
 def console_router(settings: GatewaySettings) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     root = Path(settings.console_dir or REPO_ROOT / "console" / "dist").resolve()
+    csp = content_security_policy(settings)
+
+    def secured(response: Response) -> Response:
+        return _secured(response, csp)
 
     @router.get(CONSOLE_PATH + "/config.json")
     async def console_config() -> Response:
@@ -118,16 +132,16 @@ def console_router(settings: GatewaySettings) -> APIRouter:
             if settings.console_oidc_issuer and settings.console_oidc_client_id
             else None,
         }
-        return _secured(JSONResponse(body, headers={"Cache-Control": "no-store"}))
+        return secured(JSONResponse(body, headers={"Cache-Control": "no-store"}))
 
     @router.post(CONSOLE_PATH + "/dev-token", response_model=DevToken)
     async def dev_token(body: DevTokenRequest) -> Response:
         if not dev_sign_in_enabled(settings):
-            return _secured(_not_found())
+            return secured(_not_found())
         ttl = settings.console_dev_token_ttl_s
         token = mint_token(settings, sub=body.sub, role=body.role, ttl_s=ttl, team=body.team)
         answer = DevToken(access_token=token, expires_in=ttl, sub=body.sub, role=body.role)
-        return _secured(JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store"}))
+        return secured(JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store"}))
 
     @router.get(CONSOLE_PATH)
     async def console_root() -> Response:
@@ -138,10 +152,10 @@ def console_router(settings: GatewaySettings) -> APIRouter:
         found = _file_in(root, path)
         if found is None:
             if path.startswith(("assets/", "docs-assets/")):
-                return _secured(_not_found())  # a missing script is a 404, never the page
+                return secured(_not_found())  # a missing script is a 404, never the page
             found = _file_in(root, "index.html")
             if found is None:
-                return _secured(
+                return secured(
                     problem_response(
                         503,
                         "Console not built",
@@ -151,7 +165,7 @@ def console_router(settings: GatewaySettings) -> APIRouter:
                 )
         relative = found.relative_to(root).as_posix()
         cache = "public, max-age=31536000, immutable" if HASHED.match(relative) else "no-cache"
-        return _secured(FileResponse(found, headers={"Cache-Control": cache}))
+        return secured(FileResponse(found, headers={"Cache-Control": cache}))
 
     return router
 

@@ -165,6 +165,10 @@ def production_problems(settings: GatewaySettings, internal: InternalAuthSetting
             "GATEWAY_DATABASE_URL must name a PostgreSQL database (postgresql+asyncpg://...): API keys, "
             "revocations, rate limits and the audit log must be shared by every gateway replica"
         )
+    if settings.console_oidc_issuer and not settings.console_oidc_issuer.startswith("https://"):
+        problems.append(
+            "GATEWAY_CONSOLE_OIDC_ISSUER must be an https:// URL: sign-in codes and tokens travel through it"
+        )
     if settings.jwks_url and not settings.jwks_url.startswith("https://"):
         problems.append("GATEWAY_JWKS_URL must be an https:// URL: keys fetched in clear could be swapped")
     permissive = [origin for origin in settings.cors_origins if origin.strip() in ("*", "null")]

@@ -1,6 +1,7 @@
 // Who is signed in. The token lives in this module's memory only: never in localStorage or a cookie
 // that script could read, so a reload signs the person out (and the sign-in page brings them back).
 import { problemText } from "./api/problem";
+import { navigate } from "./router";
 import { signal } from "./signal";
 
 export type Role = "agent" | "manager" | "analyst" | "admin" | "integration";
@@ -91,7 +92,7 @@ export async function oidcStart(config: NonNullable<ConsoleConfig["oidc"]>, next
   window.location.assign(url.toString());
 }
 
-/** On /console/oidc-callback: trade the code for tokens; returns where to go next. */
+/** On /console/oidc-callback: trade the code for tokens, go where the person was headed, sign them in. */
 export async function oidcFinish(config: NonNullable<ConsoleConfig["oidc"]>): Promise<string> {
   const params = new URLSearchParams(window.location.search);
   const saved = JSON.parse(sessionStorage.getItem("crm.pkce") ?? "null") as {
@@ -119,6 +120,8 @@ export async function oidcFinish(config: NonNullable<ConsoleConfig["oidc"]>): Pr
   if (!response.ok) throw new Error(body.error_description || body.error || `HTTP ${response.status}`);
   const access = (body.access_token ?? body.id_token) as string;
   const claims = JSON.parse(atob(access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  const next = saved.next && saved.next.startsWith("/console/") ? saved.next : "/console/";
+  navigate(next); // before signing in, so the callback address is never rendered as a page
   session.signIn(access, { sub: claims.sub, role: claims.role, expires: claims.exp * 1000 });
-  return saved.next || "/console/";
+  return next;
 }

@@ -51,9 +51,12 @@ function App() {
     loadConfig()
       .then(async (loaded) => {
         setConfig(loaded);
-        if (path.startsWith(`${BASE}/oidc-callback`) && loaded.oidc) navigate(await oidcFinish(loaded.oidc));
+        if (path.startsWith(`${BASE}/oidc-callback`) && loaded.oidc) await oidcFinish(loaded.oidc);
       })
-      .catch((exc) => setError((exc as Error).message));
+      .catch((exc) => {
+        setError((exc as Error).message);
+        navigate(`${BASE}/`);
+      });
   }, []);
 
   // After signing in, go where the person was headed.
@@ -78,6 +81,11 @@ function App() {
     return (
       <>
         <header class="top">{switcher}</header>
+        {error && (
+          <div class="signin-error">
+            <ErrorNote message={error} />
+          </div>
+        )}
         <SignIn config={config} next={next} />
       </>
     );

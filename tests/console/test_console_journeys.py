@@ -7,16 +7,20 @@ serious or critical violation on any page at 1280x800 and 390x844. Screenshots g
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, Route
 
 from tests.console.conftest import CONSOLE, VIEWPORTS, axe_violations, screenshot, sign_in
 from tests.e2e.helpers import alerts_for, create_customer, eventually, post_complaint
+from tests.platform import token
 
 pytestmark = pytest.mark.e2e
 
@@ -259,4 +263,60 @@ async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     await plot.wait_for()
     assert (await plot.bounding_box() or {}).get("height", 0) > 100
     await screenshot(page, "analyst-calibration")
+    await context.close()
+
+
+async def test_organisation_sign_in_uses_the_authorization_code_flow_with_pkce(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    """The identity provider is played by the test (Playwright answers its three addresses); the token it
+    issues is one the platform's gateway accepts, so the console then works with it as with any other."""
+    agent = f"agent-{uuid.uuid4().hex[:8]}"
+    customer = await create_customer(gateway, owner=agent, name="Single Sign-On SA")
+    issuer = "https://idp.test"
+    seen: dict[str, str] = {}
+    # The real gateway is not configured with this provider, so its CSP would (rightly) refuse to connect
+    # to it; with a configured issuer the gateway adds it to connect-src (tests/unit/gateway/test_console.py).
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"], bypass_csp=True)
+    page = await context.new_page()
+    cors = {"access-control-allow-origin": "*"}
+
+    async def config(route: Route) -> None:
+        oidc = {"issuer": issuer, "client_id": "retention-console", "scope": "openid"}
+        await route.fulfill(json={"dev_sign_in": False, "roles": ["agent"], "oidc": oidc})
+
+    async def provider(route: Route) -> None:
+        url = urlsplit(route.request.url)
+        if url.path == "/.well-known/openid-configuration":
+            endpoints = {"authorization_endpoint": f"{issuer}/authorize", "token_endpoint": f"{issuer}/token"}
+            await route.fulfill(json=endpoints, headers=cors)
+        elif url.path == "/authorize":
+            query = dict(parse_qsl(url.query))
+            assert (query["response_type"], query["code_challenge_method"]) == ("code", "S256")
+            seen.update(challenge=query["code_challenge"], redirect=query["redirect_uri"])
+            back = f"{query['redirect_uri']}?{urlencode({'code': 'code-1', 'state': query['state']})}"
+            await route.fulfill(status=302, headers={"location": back})
+        elif url.path == "/token":
+            form = dict(parse_qsl(route.request.post_data or ""))
+            digest = hashlib.sha256(form["code_verifier"].encode()).digest()
+            assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == seen["challenge"]
+            assert (form["grant_type"], form["code"], form["redirect_uri"]) == (
+                "authorization_code",
+                "code-1",
+                seen["redirect"],
+            )
+            seen["token"] = token("agent", sub=agent)
+            await route.fulfill(json={"access_token": seen["token"], "token_type": "Bearer"}, headers=cors)
+        else:
+            await route.fulfill(status=404)
+
+    await page.route(f"{CONSOLE}/config.json", config)
+    await page.route(f"{issuer}/**", provider)
+    await page.goto(f"{CONSOLE}/customers/{customer['id']}")
+    await page.get_by_role("button", name="Sign in with your organisation").click()
+    await page.get_by_role("heading", name="Single Sign-On SA").wait_for()
+    assert page.url == f"{CONSOLE}/customers/{customer['id']}"
+    assert seen["redirect"] == f"{CONSOLE}/oidc-callback"
+    storage = await page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+    assert seen["token"] not in storage and "code_verifier" not in storage and "crm.pkce" not in storage
     await context.close()

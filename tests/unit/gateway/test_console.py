@@ -100,3 +100,20 @@ def test_an_owner_scoped_stream_relays_only_its_owners_events_and_keepalives():
     assert out == [(mine, "c1"), (keepalive, None), (later, "c1")]
     team = OwnerStreamFilter(frozenset({"anna", "ben"}))
     assert team.feed(theirs + b"data: not json\n\n" + b"data: [1]\n\n") == [(theirs, "c2")]
+
+
+def test_the_csp_lets_the_console_reach_only_the_configured_identity_provider():
+    from gateway.console import content_security_policy
+
+    settings = GatewaySettings(console_oidc_issuer="https://login.example.com/realms/crm", console_oidc_client_id="c")
+    policy = content_security_policy(settings)
+    assert "connect-src 'self' https://login.example.com;" in policy
+    assert content_security_policy(GatewaySettings()) == CSP
+
+
+def test_production_mode_refuses_an_identity_provider_in_clear():
+    from gateway.settings import production_problems
+    from servicekit.auth import InternalAuthSettings
+
+    settings = GatewaySettings(console_oidc_issuer="http://login.example.com")
+    assert any("GATEWAY_CONSOLE_OIDC_ISSUER" in p for p in production_problems(settings, InternalAuthSettings()))

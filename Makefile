@@ -76,7 +76,7 @@ pg-down:  ## stop the local PostgreSQL
 clean:  ## stop the local infrastructure and delete .state
 	-bash deploy/kafka.sh stop
 	-bash deploy/postgres.sh stop
-	rm -rf .state
+	rm -rf .state console/dist $(CONSOLE_STAMP)
 
 chaos: install  ## full fault-injection run (60 interactions/s through every scenario, kills x3) with its table
 	bash deploy/postgres.sh install

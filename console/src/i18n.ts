@@ -114,6 +114,8 @@ const en = {
   integration: "Integration",
   done: "Done.",
   apply: "Apply",
+  snooze: "Snooze",
+  until: "Until",
 };
 
 export type Key = keyof typeof en;
@@ -228,6 +230,8 @@ const zh: Record<Key, string> = {
   integration: "系统集成",
   done: "完成。",
   apply: "应用",
+  snooze: "暂缓",
+  until: "暂缓至",
 };
 
 const dictionaries: Record<Lang, Record<Key, string>> = { en, zh };

@@ -129,6 +129,19 @@ export function Customer({ id }: { id: string }) {
           </ul>
         </Section>
       )}
+      {view.complaints && view.complaints.items.length > 0 && (
+        <Section title={t("openComplaints")} id="complaints-title">
+          <ul>
+            {view.complaints.items.map((c) => (
+              <li key={c.id} data-complaint={c.id}>
+                {c.category ?? String(c.type)} · {word(c.severity)} · {String(c.complaint_status ?? "")} · {t("due")}{" "}
+                {formatDate(language, c.due_at)}
+                {c.overdue_at && <strong class="overdue"> {t("overdue")}</strong>}
+              </li>
+            ))}
+          </ul>
+        </Section>
+      )}
       <Timeline id={id} />
     </main>
   );

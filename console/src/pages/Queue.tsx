@@ -84,6 +84,9 @@ function AlertRow({ alert, onChanged }: { alert: Alert; onChanged: () => Promise
   const word = useWord();
   const language = useSignal(lang);
   const [resolving, setResolving] = useState(false);
+  const [snoozing, setSnoozing] = useState(false);
+  const [until, setUntil] = useState("");
+  const [snoozeReason, setSnoozeReason] = useState("");
   const [outcome, setOutcome] = useState<Outcome>("saved");
   const [note, setNote] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -95,6 +98,7 @@ function AlertRow({ alert, onChanged }: { alert: Alert; onChanged: () => Promise
     try {
       await run();
       setResolving(false);
+      setSnoozing(false);
       await onChanged();
     } catch (exc) {
       setError((exc as Error).message); // the outcome and note stay as typed
@@ -148,10 +152,39 @@ function AlertRow({ alert, onChanged }: { alert: Alert; onChanged: () => Promise
             {t("acknowledge")}
           </button>
         )}
+        <button type="button" disabled={busy} onClick={() => setSnoozing(!snoozing)} aria-expanded={snoozing}>
+          {t("snooze")}
+        </button>
         <button type="button" disabled={busy} onClick={() => setResolving(!resolving)} aria-expanded={resolving}>
           {t("resolve")}
         </button>
       </div>
+      {snoozing && (
+        <form
+          class="inline-form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const when = until ? new Date(until).toISOString() : "";
+            void act(async () =>
+              unwrap(
+                await api.POST("/api/v1/alerts/{alert_id}/snooze", { ...path, body: { until: when, reason: snoozeReason } }),
+              ),
+            );
+          }}
+        >
+          <label>
+            {t("until")}
+            <input type="datetime-local" value={until} onInput={(e) => setUntil(e.currentTarget.value)} />
+          </label>
+          <label>
+            {t("reason")}
+            <input value={snoozeReason} maxLength={500} onInput={(e) => setSnoozeReason(e.currentTarget.value)} />
+          </label>
+          <button type="submit" class="primary" disabled={busy}>
+            {t("save")}
+          </button>
+        </form>
+      )}
       {resolving && (
         <form
           class="inline-form"

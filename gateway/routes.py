@@ -128,6 +128,7 @@ class Scope(StrEnum):
     BODY_CUSTOMER = "body_customer"  # the JSON body's customer_id must be theirs
     BODY_OWNER = "body_owner"  # the JSON body's owner must be one of them
     RESOURCE = "resource"  # the resource (GET /{collection}/{id}) must belong to one of their customers
+    OWNER_STREAM = "owner_stream"  # an event stream: only events of their customers' alerts are relayed
 
 
 READ = frozenset({"GET", "HEAD"})
@@ -200,12 +201,14 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "integrations", "integrations:read", prefix=True),
             # scoring and models
             _p(READ, "scores", "scores:rank"),
+            # the pyramid, funnel and risk distribution: aggregates only, so managers read them unnarrowed
+            _p(READ, "scores/summary", "reports:read"),
             _p(READ, "models", "models:read", prefix=True),
             _p(WRITE, "models", "models:write", prefix=True),
             _p(READ, "jobs", "models:read", prefix=True),
             # alerts, rules, playbooks, tasks, metrics, webhooks
             _p(READ, "alerts", "alerts:read", S.OWNER_LIST),
-            _p(READ, "alerts/stream", "alerts:stream"),
+            _p(READ, "alerts/stream", "alerts:stream", S.OWNER_STREAM),
             _p(READ, "alerts/*", "alerts:read", S.RESOURCE),
             _p(POST, "alerts/*", "alerts:write", S.RESOURCE, prefix=True),
             _p(READ, "rules", "rules:read", prefix=True),
@@ -251,6 +254,7 @@ _CASEWORK = frozenset(
         "scores:read",
         "alerts:read",
         "alerts:write",
+        "alerts:stream",  # narrowed by the gateway to the caller's own alerts (gateway.sse_filter)
         "tasks:read",
         "tasks:write",
         "playbooks:read",

@@ -174,6 +174,7 @@ def start_publish_span(
     the broker answers), and the row's headers carrying the span's own context. Only while tracing is on."""
     assert _tracer is not None
     parent = context_from((h[0], h[1]) for h in headers)
+    event_type = next((h[1] for h in headers if h[0] == "ce_type"), "raw")
     span = _tracer.start_span(
         "outbox publish",
         context=parent or Context(),
@@ -183,6 +184,7 @@ def start_publish_span(
             "messaging.operation.type": "send",
             "messaging.destination.name": topic,
             "crm.service": service,
+            "crm.event.type": event_type,
             "crm.outbox.wait_s": wait_s,
         },
     )

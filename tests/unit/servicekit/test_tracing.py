@@ -161,6 +161,7 @@ async def test_relay_and_consumer_spans_continue_the_writers_trace_hop_by_hop(
     assert publish.attributes is not None and publish.attributes["crm.outbox.wait_s"] >= 0
     assert handle.attributes is not None and handle.attributes["crm.consumer.lag_s"] >= 0
     assert handle.attributes["messaging.consumer.group.name"] == "retention"
+    assert publish.attributes["crm.event.type"] == "customer.created"
     # The Kafka headers name the publish span; the envelope still names the writer's span.
     (kafka_traceparent,) = [v for k, v in sent[0][1] if k == "traceparent"]
     assert kafka_traceparent.decode().startswith(f"00-{_hex(publish)[0]}-{_hex(publish)[1]}-")

@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -230,3 +231,19 @@ def handle_span(
     ) as span:
         span.add_event("consumer.lag", {"crm.consumer.lag_s": lag_s})
         yield span
+
+
+@contextmanager
+def envelope_span(name: str, payload: bytes, *, attributes: Mapping[str, str | int | float]) -> Iterator[None]:
+    """A span, current while the block runs, that continues the trace of the CloudEvents envelope in
+    `payload` (its distributed-tracing extension), e.g. a webhook delivery of that event; nothing when off."""
+    if _tracer is None:
+        yield
+        return
+    parent = None
+    with suppress(ValueError):
+        envelope = orjson.loads(payload)
+        if isinstance(envelope, dict):
+            parent = context_from((k, v) for k, v in envelope.items() if k in TRACE_HEADERS and isinstance(v, str))
+    with _tracer.start_as_current_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=dict(attributes)):
+        yield

@@ -6,8 +6,9 @@ this test process (bench.otlp), and restarted without it afterwards, so the othe
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -38,6 +39,26 @@ def traced(platform: Platform) -> Iterator[OtlpReceiver]:
         receiver.stop()
 
 
+@pytest.fixture
+async def webhook_target() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A loopback webhook receiver: its URL and the headers of each delivery it got."""
+    received: list[dict[str, str]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        received.append(headers)
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", received
+    server.close()
+
+
 def _descends(span: ReceivedSpan, ancestor: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> bool:
     parent = by_id.get(span.parent_id)
     while parent is not None:
@@ -54,8 +75,20 @@ def _one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
 
 
 async def test_a_complaint_through_the_gateway_is_one_trace_from_the_request_to_the_committed_alert(
-    traced: OtlpReceiver, gateway: httpx.AsyncClient
+    traced: OtlpReceiver, gateway: httpx.AsyncClient, webhook_target: tuple[str, list[dict[str, str]]]
 ) -> None:
+    url, deliveries = webhook_target
+    hook = {"url": url, "event_types": ["alert.raised"], "secret": "e2e-webhook-secret-0123456789"}
+    response = await gateway.post("/api/v1/webhooks", json=hook)
+    assert response.status_code == 201, response.text
+    hook_id = response.json()["id"]
+    try:
+        await _one_trace(traced, gateway, deliveries)
+    finally:
+        assert (await gateway.delete(f"/api/v1/webhooks/{hook_id}")).status_code == 204
+
+
+async def _one_trace(traced: OtlpReceiver, gateway: httpx.AsyncClient, deliveries: list[dict[str, str]]) -> None:
     customer = await create_customer(gateway)
     response = await gateway.post(
         "/api/v1/interactions",
@@ -84,6 +117,7 @@ async def test_a_complaint_through_the_gateway_is_one_trace_from_the_request_to_
         ("scoring", "outbox publish"),
         ("retention", "handle score.updated"),
         ("retention", "handle complaint.opened"),
+        ("retention", "webhook deliver"),
     }
 
     async def complete() -> bool:
@@ -125,3 +159,9 @@ async def test_a_complaint_through_the_gateway_is_one_trace_from_the_request_to_
     ]
     assert raised, "no alert.raised publish in the trace"
     assert any(_descends(s, complaint_handle, by_id) or _descends(s, retention_handle, by_id) for s in raised)
+
+    # The webhook delivery of alert.raised continues the trace, and the receiver gets its context.
+    delivered = _one(spans, "retention", "webhook deliver")
+    assert delivered.attributes["crm.event.type"] == "alert.raised"
+    assert _descends(delivered, complaint_handle, by_id) or _descends(delivered, retention_handle, by_id)
+    assert any(h.get("traceparent", "").split("-")[1:2] == [trace_id] for h in deliveries), deliveries

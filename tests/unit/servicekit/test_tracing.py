@@ -183,3 +183,14 @@ def test_the_consumer_falls_back_to_the_envelope_when_the_headers_carry_no_conte
     (handle,) = spans.get_finished_spans()
     assert _hex(handle)[0] == TRACEPARENT[3:35]
     assert handle.parent is not None and format(handle.parent.span_id, "016x") == TRACEPARENT[36:52]
+
+
+def test_a_span_continues_the_trace_named_by_an_envelope_and_starts_one_without(spans: InMemorySpanExporter):
+    envelope = CloudEvent.wrap(_created(), source="/crm/retention", trace={"traceparent": TRACEPARENT})
+    with tracing.envelope_span("webhook deliver", envelope.to_json(), attributes={"crm.event.type": "x"}):
+        pass
+    with tracing.envelope_span("webhook deliver", b"not json", attributes={}):
+        pass
+    continued, fresh = spans.get_finished_spans()
+    assert _hex(continued)[0] == TRACEPARENT[3:35] and continued.parent is not None
+    assert fresh.parent is None and _hex(fresh)[0] != TRACEPARENT[3:35]

@@ -24,9 +24,11 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,9 +119,9 @@ async def phase(
 ) -> dict[str, Any]:
     api = f"{infra.gateway}/api/v1"
     warm, measured = customers[:WARM_UP], customers[WARM_UP:]
-    await open_loop(http, f"{api}/interactions", 20, len(warm) / 20, lambda n: (warm[n], complaint(warm[n])),
-                    start=time.monotonic())  # fmt: skip
-    await alerts_committed(retention, warm)
+    warmed = await open_loop(http, f"{api}/interactions", 20, len(warm) / 20,
+                             lambda n: (warm[n], complaint(warm[n])), start=time.monotonic())  # fmt: skip
+    await alerts_committed(retention, [o.key for o in warmed if 200 <= o.status < 300])
     await asyncio.sleep(2)
     pids = watched_processes(infra, platform)
     pids.pop("bench (load generator)", None)
@@ -127,6 +129,7 @@ async def phase(
     outcomes = await open_loop(http, f"{api}/interactions", args.rate, args.seconds,
                                lambda n: (measured[n], complaint(measured[n])), start=time.monotonic())  # fmt: skip
     acknowledged = [o.key for o in outcomes if 200 <= o.status < 300]
+    failed = Counter(str(o.status or "no answer") for o in outcomes if not 200 <= o.status < 300)
     committed = await alerts_committed(retention, acknowledged)
     elapsed = time.monotonic() - started
     after = cpu_snapshot(pids)
@@ -138,6 +141,7 @@ async def phase(
         "complaints": len(outcomes),
         "acknowledged": len(acknowledged),
         "alerts_committed": committed,
+        "failed_by_status": dict(failed),
         "seconds": round(elapsed, 1),
         "cpu_ms_per_interaction": {
             "services_and_gateway": round(platform_s / n * 1000, 2),
@@ -209,6 +213,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\nratio on / off (mean of phases): {report.get('ratio_on_over_off')}")
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20.0, help="complaints/s in each measured window")
@@ -217,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running afterwards")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "tracing.json")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped from outside: still stop the platform and the infrastructure
     INFRA.state_dir.mkdir(parents=True, exist_ok=True)
     with open(INFRA.state_dir / "bench.lock", "w") as lock:
         try:

@@ -68,6 +68,11 @@ def _descends(span: ReceivedSpan, ancestor: ReceivedSpan, by_id: dict[str, Recei
     return False
 
 
+def _sql(span: ReceivedSpan) -> str:
+    text = span.attributes.get("db.statement") or span.attributes.get("db.query.text") or ""
+    return str(text).lower().replace('"', "")
+
+
 def _one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
     found = [s for s in spans if s.service == service and s.name == name]
     assert found, f"no span {name!r} from {service}; spans: {sorted({(s.service, s.name) for s in spans})}"
@@ -143,6 +148,10 @@ async def _one_trace(traced: OtlpReceiver, gateway: httpx.AsyncClient, deliverie
         assert _descends(later, earlier, by_id), f"{later.service} {later.name} is not under {earlier.name}"
     complaint_publish = next(p for p in interaction_publishes if _descends(complaint_handle, p, by_id))
     assert _descends(complaint_publish, interaction_api, by_id)
+
+    # SQL statements are spans of the request that ran them.
+    inserts = [s for s in spans if s.service == "interaction" and "insert into interactions" in _sql(s)]
+    assert inserts and all(_descends(s, interaction_api, by_id) for s in inserts)
 
     # The outbox wait and the consumer lag ride on the spans.
     assert interaction_publish.attributes["crm.outbox.wait_s"] >= 0

@@ -53,6 +53,8 @@ def _hex(span: ReadableSpan) -> tuple[str, str]:
 def test_without_an_endpoint_nothing_is_set_up_and_events_carry_no_trace_context():
     assert tracing.setup("test", tracing.TracingSettings(exporter_otlp_endpoint="")) is False
     assert not tracing.enabled()
+    # OpenTelemetry's API alone: no SDK provider, so the instrumentation-free no-op path is all that runs.
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
     assert tracing.current_context_headers() == {} and tracing.current_trace_id() is None
     row = outbox_row(_created(), source="/crm/test", correlation_id="req-1")
     assert [h[0] for h in row["headers"]] == ["content-type", "ce_type", "ce_id"]

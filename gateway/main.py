@@ -150,5 +150,5 @@ def create_app(
     app.include_router(keys_router(), dependencies=NUL_GUARD)
     app.include_router(audit_router(), dependencies=NUL_GUARD)
     app.include_router(view360.router, dependencies=NUL_GUARD)
-    tracing.instrument_app(app)
+    tracing.instrument_app(app, trust_incoming=False)  # a public caller's trace context is not ours
     return app

@@ -109,14 +109,38 @@ def shutdown() -> None:
     provider.force_flush(5000)
 
 
-def instrument_app(app: Any) -> None:
-    """Server spans for a FastAPI app (health and metrics scrapes left out); nothing when off."""
+_TRACE_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+def instrument_app(app: Any, *, trust_incoming: bool = True) -> None:
+    """Server spans for a FastAPI app (health and metrics scrapes left out); nothing when off.
+
+    trust_incoming=False (the gateway, facing the internet): a caller's own trace context is dropped before
+    the server span starts, so every public request starts a trace of ours; a caller could otherwise pick
+    the trace id our logs are correlated by, or mark every request sampled and defeat the sampling ratio.
+    """
     if _tracer is None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     # Without a span per ASGI message (http send / http receive): the server span holds what they would say.
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/health/.*,/metrics", exclude_spans=["receive", "send"])
+    if trust_incoming:
+        return
+    build = app.build_middleware_stack  # the instrumented one: OpenTelemetry's middleware outermost
+
+    def build_without_incoming_context() -> Any:
+        stack = build()
+
+        async def app_without_incoming_context(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] in ("http", "websocket"):
+                headers = [h for h in scope["headers"] if h[0] not in _TRACE_CONTEXT_HEADERS]
+                scope = {**scope, "headers": headers}
+            await stack(scope, receive, send)
+
+        return app_without_incoming_context
+
+    app.build_middleware_stack = build_without_incoming_context
 
 
 def instrument_engine(engine: Any) -> None:

@@ -196,3 +196,20 @@ def test_a_span_continues_the_trace_named_by_an_envelope_and_starts_one_without(
     continued, fresh = spans.get_finished_spans()
     assert _hex(continued)[0] == TRACEPARENT[3:35] and continued.parent is not None
     assert fresh.parent is None and _hex(fresh)[0] != TRACEPARENT[3:35]
+
+
+@pytest.mark.parametrize("trust_incoming", [True, False])
+def test_the_gateway_does_not_adopt_a_callers_trace_context(spans: InMemorySpanExporter, trust_incoming: bool):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+
+    @app.get("/trace-id")
+    async def trace_id() -> dict[str, str | None]:
+        return {"trace_id": tracing.current_trace_id()}
+
+    tracing.instrument_app(app, trust_incoming=trust_incoming)
+    with TestClient(app) as client:
+        seen = client.get("/trace-id", headers={"traceparent": TRACEPARENT}).json()["trace_id"]
+    assert (seen == TRACEPARENT[3:35]) is trust_incoming

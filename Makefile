@@ -86,7 +86,11 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout bench-floor console console-api
+.PHONY: scaleout bench-floor console console-api bench-tracing
+bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.tracing
+
 bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.floor

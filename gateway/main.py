@@ -25,6 +25,7 @@ from gateway.proxy import ApiDispatcher, Proxy
 from gateway.ratelimit import AuthThrottle, RateLimiter, SharedBuckets
 from gateway.settings import GatewaySettings, default_secrets, production_problems
 from gateway.upstream import Upstreams
+from servicekit import tracing
 from servicekit.auth import InternalAuthSettings
 from servicekit.db import Database
 from servicekit.metrics_route import metrics_router
@@ -50,7 +51,10 @@ def create_app(
         default_secrets(settings, internal),
         process="the gateway",
     )
+    # On only with OTEL_EXPORTER_OTLP_ENDPOINT; before the engine and the HTTP clients exist (they are instrumented).
+    tracing.setup(settings.name)
     database = Database(settings.database_url, source="/crm/gateway")
+    tracing.instrument_engine(database.engine)
     buckets = SharedBuckets(database)
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
     upstreams = Upstreams(settings, transport=transport, internal=internal)
@@ -76,6 +80,7 @@ def create_app(
             await stream_upstreams.aclose()
             await authenticator.aclose()
             await database.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Customer-retention platform API",
@@ -142,4 +147,5 @@ def create_app(
     app.include_router(keys_router(), dependencies=NUL_GUARD)
     app.include_router(audit_router(), dependencies=NUL_GUARD)
     app.include_router(view360.router, dependencies=NUL_GUARD)
+    tracing.instrument_app(app, trust_incoming=False)  # a public caller's trace context is not ours
     return app

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
+from servicekit import tracing
 from servicekit.context import current_correlation_id
 from servicekit.db import KEYS, chunks, for_each_key, on_postgres, update_at_commit
 from servicekit.events.contracts.erasure import ErasureConfirmed
@@ -263,6 +264,7 @@ async def rescore_customer(
             computed_at=datetime.now(UTC),
             correlation_id=current_correlation_id(),
             computed=computed,
+            trace=tracing.current_context_headers(),
         ),
     )
 

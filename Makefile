@@ -71,7 +71,11 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout bench-floor
+.PHONY: scaleout bench-floor bench-import
+bench-import: install  ## crm import of generated customers, interactions and statuses on PostgreSQL: rows/s, time to scores, store counts
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.imports
+
 bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.floor

@@ -11,7 +11,7 @@ Nothing is imported twice: each batch carries an Idempotency-Key derived from th
 its line range, and each row its own key (a customer's external_ref; an interaction's external_id,
 derived from the file and line when the file has none), so a batch the platform stored just before an
 interruption is reported `existing` when sent again. Statuses set to the value they already have are
-reported `existing` too.
+reported `existing` too (the platform answers `unchanged`).
 
 Rejected rows (unreadable, invalid, duplicated in the file, or refused by the platform) are written to a
 rejects file in the input's format with the reason (`_error`), ready to be fixed and imported again.
@@ -230,6 +230,7 @@ def _results(report: dict[str, Any], count: int) -> list[RowResult]:
             reason = "; ".join(_error_text(e) for e in item.get("errors") or []) or "rejected"
             results[index] = RowResult("rejected", reason, bool(item.get("retryable")))
         else:
+            # `existing` (a known key) and `unchanged` (a status it already had): nothing written.
             results[index] = RowResult("created" if status in ("created", "changed") else "existing")
     return results
 
@@ -252,8 +253,9 @@ def bulk_sender(gateway: Gateway, path: str) -> Sender:
 
 
 class StatusSender:
-    """POST /customers/status/bulk; where the platform has no such route (404), one POST
-    /customers/{id}/status per row."""
+    """POST /customers/status/bulk ({"rows": [{customer_id, status, reason, churned_at, note}]}: `changed`,
+    `unchanged` or `rejected` per row); where the platform has no such route (404), one POST
+    /customers/{id}/status per row. A customer_ref is resolved to its id by the CLI first."""
 
     def __init__(self, gateway: Gateway, directory: Directory) -> None:
         self.gateway = gateway
@@ -261,40 +263,46 @@ class StatusSender:
         self.bulk = True
 
     def __call__(self, bodies: list[dict[str, Any]], key: str) -> list[RowResult]:
-        if self.bulk:
-            items = [_status_item(b) for b in bodies]
-            response = self.gateway.request(
-                "POST", STATUS_BULK, json={"items": items}, headers={"Idempotency-Key": key}
-            )
+        changes: list[dict[str, Any] | None] = [self._change(body) for body in bodies]
+        results: list[RowResult | None] = [
+            None if change is not None else RowResult("rejected", _unknown_ref(body))
+            for body, change in zip(bodies, changes, strict=True)
+        ]
+        known = [i for i, change in enumerate(changes) if change is not None]
+        if known and self.bulk:
+            rows = [changes[i] for i in known]
+            response = self.gateway.request("POST", STATUS_BULK, json={"rows": rows}, headers={"Idempotency-Key": key})
             if response.status_code in (404, 405):
                 self.bulk = False
             elif response.status_code == 200:
-                return _results(response.json(), len(bodies))
+                for i, result in zip(known, _results(response.json(), len(known)), strict=True):
+                    results[i] = result
+                known = []
             else:
                 raise GatewayError(f"POST {STATUS_BULK} refused a batch: {_describe(response)}")
-        return [self._one(body) for body in bodies]
+        for i in known:
+            results[i] = self._one(changes[i])  # type: ignore[arg-type]
+        return [r if r is not None else RowResult("rejected", "no result") for r in results]
 
-    def _one(self, body: dict[str, Any]) -> RowResult:
+    def _change(self, body: dict[str, Any]) -> dict[str, Any] | None:
         customer_id = body.get("customer_id")
         if customer_id is None:
             customer_id = self.directory.resolve(body["customer_ref"])
             if customer_id is None:
-                return RowResult("rejected", f"customer_ref: no customer with external_ref {body['customer_ref']!r}")
+                return None
         change = {k: body[k] for k in ("status", "reason", "churned_at", "note") if k in body}
-        response = self.gateway.request("POST", f"/customers/{customer_id}/status", json=change)
+        return {"customer_id": customer_id, **change}
+
+    def _one(self, change: dict[str, Any]) -> RowResult:
+        body = {k: v for k, v in change.items() if k != "customer_id"}
+        response = self.gateway.request("POST", f"/customers/{change['customer_id']}/status", json=body)
         if response.status_code in (200, 201):
             return RowResult("created")
-        text = _describe(response)
-        if response.status_code == 409 and "already" in text.lower():
-            return RowResult("existing")
-        return RowResult("rejected", text, retryable=response.status_code in (429, 503, 504))
+        return RowResult("rejected", _describe(response), retryable=response.status_code in (429, 503, 504))
 
 
-def _status_item(body: dict[str, Any]) -> dict[str, Any]:
-    item = {k: v for k, v in body.items() if k != "customer_ref"}
-    if "customer_ref" in body:
-        item["external_ref"] = body["customer_ref"]
-    return item
+def _unknown_ref(body: dict[str, Any]) -> str:
+    return f"customer_ref: no customer with external_ref {body.get('customer_ref')!r}"
 
 
 # ---- the import --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class Platform:
         if path == "/interactions/bulk":
             return self._report(json.loads(request.content)["rows"], self._interaction)
         if path == "/customers/status/bulk" and self.status_bulk:
-            return self._report(json.loads(request.content)["items"], self._status)
+            return self._report(json.loads(request.content)["rows"], self._status)
         if path.startswith("/customers/") and path.endswith("/status") and path != "/customers/status/bulk":
             self.statuses[path.split("/")[2]] = json.loads(request.content)["status"]
             return httpx.Response(200, json={})
@@ -71,9 +71,11 @@ class Platform:
         return {"status": "created"}
 
     def _status(self, item: dict) -> dict:
-        customer = item.get("customer_id") or self.customers.get(item.get("external_ref", ""))
-        if customer is None:
-            return {"status": "rejected", "errors": [{"field": "external_ref", "message": "Unknown customer"}]}
+        customer = item["customer_id"]
+        if customer not in self.customers.values():
+            return {"status": "rejected", "errors": [{"field": "customer_id", "message": "Unknown customer"}]}
+        if self.statuses.get(customer) == item["status"]:
+            return {"status": "unchanged"}
         self.statuses[customer] = item["status"]
         return {"status": "changed"}
 
@@ -411,3 +413,7 @@ def test_statuses_use_the_bulk_route_or_one_change_per_customer(tmp_path: Path, 
     assert platform.statuses == {"c1": "churned", "c2": "won_back"}
     paths = {r.url.path for r in platform.requests}
     assert ("/api/v1/customers/c1/status" in paths) is not bulk
+    assert outcome.listed == ["line 4: customer_ref: no customer with external_ref 'A9'"]
+    if bulk:  # sent again: the platform has it so already
+        again = importer(tmp_path, path, platform, kind="statuses", given={}, restart=True).run()
+        assert (again.created, again.existing) == (0, 2)

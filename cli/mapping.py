@@ -154,7 +154,7 @@ def build(kind: str, header: Iterable[str], given: dict[str, str] | None = None)
             if target not in columns and target not in constants:
                 columns[target] = column
     for group in REQUIRED[kind]:
-        if not any(g in columns or g in constants for g in group):
+        if not any(g in columns or g in constants or g in (given or {}) for g in group):
             names = " or ".join(group)
             problems.append(
                 f"line 1: required column {names!r} is missing (columns: {', '.join(header)}); "

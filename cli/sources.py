@@ -182,6 +182,11 @@ def _csv(source: Source) -> Iterator[Record]:
                 continue  # a blank line
             values = dict(zip(source.columns, cells, strict=False))
             problems = [bad_lines.pop(n) for n in range(first, previous_end + 1) if n in bad_lines]
+            if problems:
+                # Name the first cell that held an undecodable byte (shown as U+FFFD once replaced).
+                column = next((c for c, v in values.items() if "\ufffd" in v), None)
+                if column is not None:
+                    problems[0] = problems[0].replace(", character", f", column {column!r}, character", 1)
             if len(cells) > width:
                 problems.append(f"line {first}: {len(cells) - width} cell(s) more than the header's {width} columns")
             elif len(cells) < width:

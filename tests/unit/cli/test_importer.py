@@ -157,7 +157,7 @@ def test_bad_bytes_and_bad_json_are_rows_with_a_problem_naming_line_and_characte
     (tmp_path / "l.csv").write_bytes(b"name\nAcme\nD\xe9lta\n")
     found = list(records(open_source(tmp_path / "l.csv")))
     assert found[0].problem is None
-    assert found[1].problem.startswith("line 3, character 2: byte 0xe9 is not valid utf-8")
+    assert found[1].problem.startswith("line 3, column 'name', character 2: byte 0xe9 is not valid utf-8")
     assert [r.values["name"] for r in records(open_source(tmp_path / "l.csv", encoding="latin-1"))] == ["Acme", "Délta"]
 
     (tmp_path / "j.jsonl").write_text('{"name": "a"}\n{"name": }\n')

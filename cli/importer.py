@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +38,7 @@ CHECKPOINT_VERSION = 1
 ROW_RETRIES = 5  # tries of a row the platform called retryable before it is reported rejected
 PATHS = {"customers": "/customers/bulk", "interactions": "/interactions/bulk"}
 STATUS_BULK = "/customers/status/bulk"
+FALLBACK_CONCURRENCY = 8  # status changes in flight at once where there is no bulk route
 MAX_LISTED = 50
 
 
@@ -280,8 +282,11 @@ class StatusSender:
                 known = []
             else:
                 raise GatewayError(f"POST {STATUS_BULK} refused a batch: {_describe(response)}")
-        for i in known:
-            results[i] = self._one(changes[i])  # type: ignore[arg-type]
+        if known:
+            # One request per row: a few at a time, as a bulk request would be processed.
+            with ThreadPoolExecutor(max_workers=FALLBACK_CONCURRENCY) as pool:
+                for i, result in zip(known, pool.map(self._one, [changes[i] for i in known]), strict=True):
+                    results[i] = result
         return [r if r is not None else RowResult("rejected", "no result") for r in results]
 
     def _change(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -293,7 +298,8 @@ class StatusSender:
         change = {k: body[k] for k in ("status", "reason", "churned_at", "note") if k in body}
         return {"customer_id": customer_id, **change}
 
-    def _one(self, change: dict[str, Any]) -> RowResult:
+    def _one(self, change: dict[str, Any] | None) -> RowResult:
+        assert change is not None
         body = {k: v for k, v in change.items() if k != "customer_id"}
         response = self.gateway.request("POST", f"/customers/{change['customer_id']}/status", json=body)
         if response.status_code in (200, 201):

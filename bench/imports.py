@@ -87,6 +87,7 @@ async def store_counts() -> dict[str, int]:
         "customer.customers": await count("customer", "SELECT count(*) FROM customers"),
         "customer.churned": await count("customer", "SELECT count(*) FROM customers WHERE status = 'churned'"),
         "interaction.interactions": await count("interaction", "SELECT count(*) FROM interactions"),
+        # The interaction service's replica of the customers (filled from customer events; it converges).
         "interaction.known_customers": await count("interaction", "SELECT count(*) FROM known_customers"),
         "scoring.current_scores": await count("scoring", "SELECT count(*) FROM current_scores"),
         "retention.customers": await count("retention", "SELECT count(*) FROM customers"),
@@ -129,9 +130,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         imports = {"customers": crm_import("customers", data, args.chunk_size)}
         imports["interactions"] = crm_import("interactions", data, args.chunk_size)
         interactions_done = time.perf_counter()
-        imports["statuses"] = crm_import("statuses", data, args.chunk_size)
+        # Scores are watched while the statuses import runs, from the end of the interactions import.
+        scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
+        imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.chunk_size)
         report["imports"] = imports
-        scored_after = await wait_for_scores(mechanism["customers"], interactions_done)
+        scored_after = await scoring
         report["every_customer_scored_s"] = None if scored_after is None else round(scored_after, 1)
         # Events still in flight settle before the count (retention's replica lags the customer store).
         await asyncio.sleep(5)
@@ -158,7 +161,8 @@ def print_report(report: dict[str, Any]) -> None:
     }
     for name, want in expected.items():
         got = stores.get(name)
-        print(f"{name:>28}: {got!s:>9} of {want:>9}  {'ok' if got == want else 'MISMATCH'}")
+        verdict = "ok" if got == want else ("replica still converging" if name.endswith("known_customers") else "LOST")
+        print(f"{name:>28}: {got!s:>9} of {want:>9}  {verdict}")
 
 
 def main(argv: list[str] | None = None) -> None:

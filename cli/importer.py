@@ -403,12 +403,15 @@ class Importer:
                     continue
                 if pending is not None:
                     batch.append(pending)
+                else:
+                    self.progress.advance(1)  # a rejected row is done; a sent one counts once acknowledged
                 if len(batch) >= self.settings.chunk_size:
                     self._flush(batch, record.line, checkpoint, outcome, rejects)
+                    self.progress.advance(len(batch))
                     batch = []
-                self.progress.advance(1)
             if batch:
                 self._flush(batch, batch[-1].line, checkpoint, outcome, rejects)
+                self.progress.advance(len(batch))
         finally:
             rejects.close()
             self.progress.close()

@@ -57,6 +57,7 @@ class RateProgress:
         self.started = clock()
         self.done = 0
         self._shown = self.started
+        self._shown_done = -1
 
     def line(self) -> str:
         elapsed = max(self.clock() - self.started, 1e-9)
@@ -77,6 +78,7 @@ class RateProgress:
             self._show()
 
     def _show(self) -> None:
+        self._shown_done = self.done
         if self.live:
             self.stream.write("\r" + self.line() + "\x1b[K")
             self.stream.flush()
@@ -84,7 +86,8 @@ class RateProgress:
             self.stream.write(self.line() + "\n")
 
     def close(self) -> None:
-        self._show()
+        if self.done != self._shown_done:
+            self._show()
         if self.live:
             self.stream.write("\n")
         self.stream.flush()

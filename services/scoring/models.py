@@ -56,6 +56,11 @@ class CustomerFeatures(ScoringTable, table=True):
     purchase_days: dict[str, Any] = _json(dict)  # iso date -> spend that day, whole history
     returns: int = 0
     last_return_at: datetime | None = _ts()
+    contacts: int = 0
+    referrals: int = 0
+    referral_amount: float = Field(default=0.0, sa_type=Float)
+    referrals_with_amount: int = 0
+    wallet_estimate: float | None = Field(default=None, sa_type=Float)
 
     complaints_total: int = 0
     recent_complaints: list[Any] = _json(list)  # [[id, iso time, severity]], last 90 days
@@ -211,6 +216,19 @@ class Job(ScoringTable, table=True):
     started_at: datetime | None = _ts()
     heartbeat_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+
+
+class SavedSegment(ScoringTable, table=True):
+    """A saved filter over scores, value, RFM, tier, stage and profile fields (services.scoring.segment_filter)."""
+
+    __tablename__ = "segments"
+
+    id: str = Field(primary_key=True, max_length=50)
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    conditions: list[Any] = _json(list)
+    created_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=_now, sa_column=Column(UtcDateTime(), nullable=False))
 
 
 # ---- API shapes ----------------------------------------------------------------------------------

@@ -1,0 +1,413 @@
+"""Customer value, RFM and segment queries over scoring's own store, by SQL aggregation.
+
+Each report is one or two queries whose answer has a bounded number of rows (tiers, buckets, RFM cells,
+tier pairs); lists of customers are paged. The formulas are those of services.scoring.measures, written
+in SQL; docs/reports.md (Value) defines each measure. No I/O besides the queries; never commits.
+
+The population of every value report: customers not erased with at least one purchase (the customers a
+value can be computed for), narrowed by the filters (segment, status, value tier) on their current values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, and_, case, cast, false, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ColumnElement
+
+from services.scoring import measures
+from services.scoring.measures import NEEDS_ATTENTION, RFM_BUCKETS, RFM_RULES, ValueCosts
+from services.scoring.models import CurrentScore, CustomerFeatures, ScoreRecord
+from services.scoring.segment_filter import FIELDS, Condition, needs_rfm
+
+F = CustomerFeatures.__table__  # type: ignore[attr-defined]
+S = CurrentScore.__table__  # type: ignore[attr-defined]
+H = ScoreRecord.__table__  # type: ignore[attr-defined]
+NONE_TIER = "none"  # no tier (no active value model, or no score yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    segments: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    tiers: Sequence[str] = ()  # the value tier by CLV, as scored
+
+    def where(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if self.segments:
+            where.append(F.c.segment.in_(list(self.segments)))
+        if self.statuses:
+            where.append(F.c.status.in_(list(self.statuses)))
+        if self.tiers:
+            where.append(S.c.value_tier.in_(list(self.tiers)))
+        return where
+
+
+# ---- expressions ---------------------------------------------------------------------------------------
+
+
+def _cost(table: Any, costs: ValueCosts) -> ColumnElement[float]:
+    return (
+        table.c.contacts * literal(costs.per_contact, Float)
+        + table.c.complaints_total * literal(costs.per_complaint, Float)
+        + table.c.returns * literal(costs.per_return, Float)
+    )
+
+
+def cost_to_serve(costs: ValueCosts) -> ColumnElement[float]:
+    return _cost(F, costs)
+
+
+def contribution(costs: ValueCosts) -> ColumnElement[float]:
+    return literal(costs.margin, Float) * F.c.total_spend - cost_to_serve(costs)
+
+
+def referral_value(costs: ValueCosts) -> ColumnElement[float]:
+    return F.c.referral_amount + (F.c.referrals - F.c.referrals_with_amount) * literal(costs.referral_value, Float)
+
+
+def share_of_wallet() -> ColumnElement[float | None]:
+    return case((F.c.wallet_estimate > 0, cast(F.c.total_spend, Float) / F.c.wallet_estimate), else_=None)
+
+
+def potential_value() -> ColumnElement[float | None]:
+    headroom = F.c.wallet_estimate - F.c.total_spend
+    return case(
+        (F.c.wallet_estimate > 0, case((headroom > 0, headroom), else_=literal(0.0, Float))),
+        else_=None,
+    )
+
+
+def _joined() -> Any:
+    return F.outerjoin(S, S.c.customer_id == F.c.customer_id)
+
+
+def _population(filters: Filters) -> list[ColumnElement[bool]]:
+    return [F.c.erased == false(), F.c.purchases > 0, *filters.where()]
+
+
+def basis_value(basis: str, costs: ValueCosts) -> ColumnElement[Any]:
+    return contribution(costs) if basis == measures.CONTRIBUTION else S.c.clv
+
+
+def _nonnegative(value: ColumnElement[Any]) -> ColumnElement[float]:
+    return case((value > 0, value), else_=literal(0.0, Float))
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in result]
+
+
+# ---- pyramid -------------------------------------------------------------------------------------------
+
+
+async def pyramid(
+    *, session: AsyncSession, basis: str, costs: ValueCosts, shares: tuple[float, float, float], filters: Filters
+) -> list[dict[str, Any]]:
+    """Per tier: customers and the sum of the basis value. On "clv" the tier is the one scored (by the value
+    model's thresholds), on "contribution" the rank by contribution against the tier shares."""
+    value = basis_value(basis, costs)
+    if basis == measures.CLV:
+        tier = func.coalesce(S.c.value_tier, NONE_TIER)
+        query = (
+            select(tier.label("tier"), func.count().label("customers"), func.sum(value).label("value"))
+            .select_from(_joined())
+            .where(*_population(filters))
+            .group_by(tier)
+        )
+        return _rows(await session.execute(query))
+    ranked = (
+        select(
+            value.label("value"),
+            func.row_number().over(order_by=(value.desc(), F.c.customer_id)).label("rn"),
+            func.count().over().label("n"),
+        )
+        .select_from(_joined())
+        .where(*_population(filters))
+        .subquery()
+    )
+    platinum, gold, iron = measures.cumulative_shares(shares)
+    tier = case(
+        (ranked.c.rn <= ranked.c.n * literal(platinum, Float), measures.PLATINUM),
+        (ranked.c.rn <= ranked.c.n * literal(gold, Float), measures.GOLD),
+        (ranked.c.rn <= ranked.c.n * literal(iron, Float), measures.IRON),
+        else_=measures.LEAD,
+    )
+    query = select(
+        tier.label("tier"), func.count().label("customers"), func.sum(ranked.c.value).label("value")
+    ).group_by(tier)
+    return _rows(await session.execute(query))
+
+
+# ---- concentration -------------------------------------------------------------------------------------
+
+
+async def concentration(
+    *, session: AsyncSession, basis: str, costs: ValueCosts, filters: Filters, points: int, top: float
+) -> list[dict[str, Any]]:
+    """Per Lorenz bucket k = ceil(points x i / n) of the customers in ascending order of value (values
+    below zero count as zero): customers, value, sum(i x value) for the Gini, and the value of the top
+    ``top`` share of customers. At most ``points`` rows."""
+    raw = basis_value(basis, costs)
+    value = _nonnegative(raw)
+    ordered = (
+        select(
+            value.label("v"),
+            func.row_number().over(order_by=(value, F.c.customer_id)).label("i"),
+            func.count().over().label("n"),
+        )
+        .select_from(_joined())
+        .where(*_population(filters), raw.is_not(None))
+        .subquery()
+    )
+    k = (ordered.c.i * points + ordered.c.n - 1) / ordered.c.n  # integer division: ceil(points * i / n)
+    in_top = (ordered.c.n - ordered.c.i) < ordered.c.n * literal(top, Float)
+    query = (
+        select(
+            k.label("k"),
+            func.count().label("customers"),
+            func.sum(ordered.c.v).label("value"),
+            func.sum(ordered.c.i * ordered.c.v).label("weighted"),
+            func.sum(case((in_top, ordered.c.v), else_=literal(0.0, Float))).label("top_value"),
+            func.max(ordered.c.n).label("n"),
+        )
+        .group_by(k)
+        .order_by(k)
+    )
+    return _rows(await session.execute(query))
+
+
+# ---- tier migration ------------------------------------------------------------------------------------
+
+
+def _tier_at(moment: datetime) -> Any:
+    latest = (
+        select(H.c.customer_id, func.max(H.c.id).label("id"))
+        .where(H.c.as_of < moment)
+        .group_by(H.c.customer_id)
+        .subquery()
+    )
+    return latest
+
+
+async def tier_migration(
+    *, session: AsyncSession, start: datetime, end: datetime, filters: Filters
+) -> list[dict[str, Any]]:
+    """(tier at start, tier at end, customers): a customer's tier at a moment is that of its latest score
+    before it ("none" without one). Customers scored only after ``start`` move from "none"."""
+    a, b = _tier_at(start).alias("a"), _tier_at(end).alias("b")
+    sa_, sb = H.alias("sa"), H.alias("sb")
+    tier_a = func.coalesce(sa_.c.value_tier, NONE_TIER)
+    tier_b = func.coalesce(sb.c.value_tier, NONE_TIER)
+    joined = (
+        b.join(sb, sb.c.id == b.c.id)
+        .outerjoin(a, a.c.customer_id == b.c.customer_id)
+        .outerjoin(sa_, sa_.c.id == a.c.id)
+        .join(F, F.c.customer_id == b.c.customer_id)
+    )
+    where: list[ColumnElement[bool]] = [F.c.erased == false()]
+    if filters.segments:
+        where.append(F.c.segment.in_(list(filters.segments)))
+    if filters.statuses:
+        where.append(F.c.status.in_(list(filters.statuses)))
+    if filters.tiers:
+        where.append(or_(tier_a.in_(list(filters.tiers)), tier_b.in_(list(filters.tiers))))
+    query = (
+        select(tier_a.label("from_tier"), tier_b.label("to_tier"), func.count().label("customers"))
+        .select_from(joined)
+        .where(*where)
+        .group_by(tier_a, tier_b)
+    )
+    return _rows(await session.execute(query))
+
+
+# ---- RFM -----------------------------------------------------------------------------------------------
+
+
+def _quintile(order: ColumnElement[Any]) -> ColumnElement[int]:
+    # 1 + floor(5 x (customers with a smaller value) / n); rank() - 1 counts them, ties share a bucket.
+    return 1 + (RFM_BUCKETS * (func.rank().over(order_by=order) - 1)) / func.count().over()
+
+
+def rfm_ranks(filters: Filters) -> Any:
+    """customer_id, r, f, m of the population (ranked within it)."""
+    return (
+        select(
+            F.c.customer_id.label("customer_id"),
+            _quintile(F.c.last_purchase_at).label("r"),
+            _quintile(F.c.purchases).label("f"),
+            _quintile(F.c.total_spend).label("m"),
+            F.c.total_spend.label("revenue"),
+        )
+        .select_from(_joined())
+        .where(*_population(filters))
+        .subquery("rfm")
+    )
+
+
+def rfm_segment_case(r: Any, f: Any, m: Any) -> ColumnElement[str]:
+    """measures.rfm_segment in SQL: the first rule whose ranges hold."""
+    whens = [
+        (
+            and_(r.between(*rule.r), f.between(*rule.f), m.between(*rule.m)),
+            literal(rule.segment),
+        )
+        for rule in RFM_RULES
+    ]
+    return case(*whens, else_=literal(NEEDS_ATTENTION))
+
+
+async def rfm_cells(*, session: AsyncSession, filters: Filters) -> list[dict[str, Any]]:
+    """(r, f, m, customers, revenue) for every occupied cell: at most 125 rows."""
+    ranks = rfm_ranks(filters)
+    query = (
+        select(
+            ranks.c.r, ranks.c.f, ranks.c.m, func.count().label("customers"), func.sum(ranks.c.revenue).label("revenue")
+        )
+        .group_by(ranks.c.r, ranks.c.f, ranks.c.m)
+        .order_by(ranks.c.r.desc(), ranks.c.f.desc(), ranks.c.m.desc())
+    )
+    return _rows(await session.execute(query))
+
+
+# ---- summary -------------------------------------------------------------------------------------------
+
+
+async def summary(*, session: AsyncSession, costs: ValueCosts, filters: Filters) -> dict[str, Any]:
+    sow = share_of_wallet()
+    query = (
+        select(
+            func.count().label("customers"),
+            func.coalesce(func.sum(F.c.total_spend), 0.0).label("revenue"),
+            func.coalesce(func.sum(cost_to_serve(costs)), 0.0).label("cost_to_serve"),
+            func.coalesce(func.sum(contribution(costs)), 0.0).label("contribution"),
+            func.avg(contribution(costs)).label("avg_contribution"),
+            func.count(sow).label("customers_with_wallet"),
+            func.avg(sow).label("avg_share_of_wallet"),
+            func.coalesce(func.sum(potential_value()), 0.0).label("potential_value"),
+            func.coalesce(func.sum(F.c.referrals), 0).label("referrals"),
+            func.coalesce(func.sum(referral_value(costs)), 0.0).label("referral_value"),
+            func.count(S.c.clv).label("customers_with_clv"),
+            func.coalesce(func.sum(S.c.clv), 0.0).label("clv"),
+            func.avg(S.c.clv).label("avg_clv"),
+        )
+        .select_from(_joined())
+        .where(*_population(filters))
+    )
+    return dict((await session.execute(query)).one()._mapping)
+
+
+# ---- one customer --------------------------------------------------------------------------------------
+
+
+async def customer_ranks(*, session: AsyncSession, row: CustomerFeatures, costs: ValueCosts) -> dict[str, int]:
+    """What the customer's RFM quintiles and contribution rank need: the population size and the number of
+    customers with a smaller last purchase, purchase count and spend, and with a higher contribution
+    (ties: a smaller customer id ranks first, as in the reports)."""
+    value = contribution(costs)
+    own = F.alias("own")
+    mine = (
+        select(literal(costs.margin, Float) * own.c.total_spend - _cost(own, costs))
+        .where(own.c.customer_id == row.customer_id)
+        .scalar_subquery()
+    )
+    value = contribution(costs)
+    ahead = or_(value > mine, and_(value == mine, F.c.customer_id < row.customer_id))
+    query = select(
+        func.count().label("n"),
+        func.count(case((F.c.last_purchase_at < row.last_purchase_at, 1))).label("earlier"),
+        func.count(case((F.c.purchases < row.purchases, 1))).label("fewer"),
+        func.count(case((F.c.total_spend < row.total_spend, 1))).label("less"),
+        func.count(case((ahead, 1))).label("ahead"),
+    ).where(F.c.erased == false(), F.c.purchases > 0)
+    return {k: int(v) for k, v in (await session.execute(query)).one()._mapping.items()}
+
+
+# ---- segments ------------------------------------------------------------------------------------------
+
+
+def segment_columns(costs: ValueCosts) -> dict[str, ColumnElement[Any]]:
+    return {
+        "churn_risk": S.c.churn_risk,
+        "health": S.c.health,
+        "clv": S.c.clv,
+        "p_alive": S.c.p_alive,
+        "value_at_risk": S.c.value_at_risk,
+        "value_tier": S.c.value_tier,
+        "lifecycle_stage": S.c.lifecycle_stage,
+        "revenue": F.c.total_spend,
+        "contribution": contribution(costs),
+        "purchases": F.c.purchases,
+        "complaints": F.c.complaints_total,
+        "returns": F.c.returns,
+        "referrals": F.c.referrals,
+        "share_of_wallet": share_of_wallet(),
+        "last_nps": F.c.last_nps,
+        "last_csat": F.c.last_csat,
+        "segment": F.c.segment,
+        "status": F.c.status,
+    }
+
+
+LISTED = ("customer_id", "segment", "status", "value_tier", "lifecycle_stage", "churn_risk", "clv", "contribution")
+
+
+def _condition(column: ColumnElement[Any], c: Condition) -> ColumnElement[bool]:
+    match c.op:
+        case "eq":
+            return column == c.value
+        case "ne":
+            return column != c.value
+        case "lt":
+            return column < c.value
+        case "lte":
+            return column <= c.value
+        case "gt":
+            return column > c.value
+        case "gte":
+            return column >= c.value
+        case "in":
+            return column.in_(list(c.value))
+    raise ValueError(c.op)
+
+
+def segment_query(conditions: tuple[Condition, ...], costs: ValueCosts) -> Select[Any]:
+    """customer_id and the listed fields of the customers (not erased) every condition holds for.
+    The RFM ranks (a window over every customer who bought) are joined only when a condition needs them."""
+    columns = segment_columns(costs)
+    source = _joined()
+    if needs_rfm(conditions):
+        ranks = rfm_ranks(Filters())
+        source = source.outerjoin(ranks, ranks.c.customer_id == F.c.customer_id)
+        columns |= {"r": ranks.c.r, "f": ranks.c.f, "m": ranks.c.m}
+        columns["rfm_segment"] = rfm_segment_case(ranks.c.r, ranks.c.f, ranks.c.m)
+    assert set(FIELDS) <= set(columns) or not needs_rfm(conditions)
+    where = [F.c.erased == false(), *(_condition(columns[c.field], c) for c in conditions)]
+    listed = [F.c.customer_id.label("customer_id"), *(columns[name].label(name) for name in LISTED[1:])]
+    return select(*listed).select_from(source).where(*where)
+
+
+async def segment_page(
+    *,
+    session: AsyncSession,
+    conditions: tuple[Condition, ...],
+    costs: ValueCosts,
+    limit: int,
+    offset: int = 0,
+    after: str | None = None,
+) -> list[dict[str, Any]]:
+    query = segment_query(conditions, costs)
+    if after is not None:
+        query = query.where(F.c.customer_id > after)
+    query = query.order_by(F.c.customer_id).limit(limit).offset(offset)
+    return _rows(await session.execute(query))
+
+
+async def segment_count(*, session: AsyncSession, conditions: tuple[Condition, ...], costs: ValueCosts) -> int:
+    inner = segment_query(conditions, costs).subquery()
+    return int((await session.execute(select(func.count()).select_from(inner))).scalar_one())

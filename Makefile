@@ -71,7 +71,11 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout bench-floor
+.PHONY: scaleout bench-floor bench-reports
+bench-reports: install  ## every report over 100,000 customers / 1,000,000 interactions on PostgreSQL: p50/p95 and peak memory
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.reports
+
 bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.floor

@@ -218,6 +218,20 @@ class Job(ScoringTable, table=True):
     finished_at: datetime | None = _ts()
 
 
+class TierChange(ScoringTable, table=True):
+    """A customer's value tier from ``as_of`` on: written with the score history whenever a rescoring gives
+    another tier than the customer's current one (and at its first score), so the tier at any moment is
+    that of the latest change before it, read from far fewer rows than the score history."""
+
+    __tablename__ = "tier_changes"
+    __table_args__ = (Index("ix_tier_changes_customer_id_id", "customer_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntId, primary_key=True, autoincrement=True))
+    customer_id: str = Field(max_length=64)
+    tier: str | None = Field(default=None, sa_type=String(10))
+    as_of: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+
+
 class SavedSegment(ScoringTable, table=True):
     """A saved filter over scores, value, RFM, tier, stage and profile fields (services.scoring.segment_filter)."""
 

@@ -43,6 +43,7 @@ from services.scoring.models import (
     ScoreHistoryPublic,
     ScorePublic,
     ScoreRecord,
+    TierChange,
     ValueModelVersion,
 )
 from services.scoring.rules import RuleWeights
@@ -161,7 +162,7 @@ async def apply_event(
 
 ERASURE_SUMMARY = (
     "Removed the customer's features (attributes among them), score history with its feature snapshots, "
-    "current score and purchases; kept a tombstone so late events do not rebuild them."
+    "tier history, current score and purchases; kept a tombstone so late events do not rebuild them."
 )
 
 
@@ -177,6 +178,7 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
         _store(session, row, state)
     await session.execute(delete(ScoreRecord).where(ScoreRecord.customer_id == customer_id))
     await session.execute(delete(CurrentScore).where(CurrentScore.customer_id == customer_id))
+    await session.execute(delete(TierChange).where(TierChange.customer_id == customer_id))  # type: ignore[arg-type]
     await session.execute(delete(Purchase).where(Purchase.customer_id == customer_id))
     await session.flush()
     if first:

@@ -22,12 +22,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.scoring import measures
 from services.scoring.measures import NEEDS_ATTENTION, RFM_BUCKETS, RFM_RULES, ValueCosts
-from services.scoring.models import CurrentScore, CustomerFeatures, ScoreRecord
-from services.scoring.segment_filter import FIELDS, Condition, needs_rfm
+from services.scoring.models import CurrentScore, CustomerFeatures, TierChange
+from services.scoring.segment_filter import Condition, needs_rfm
 
 F = CustomerFeatures.__table__  # type: ignore[attr-defined]
 S = CurrentScore.__table__  # type: ignore[attr-defined]
-H = ScoreRecord.__table__  # type: ignore[attr-defined]
+T = TierChange.__table__  # type: ignore[attr-defined]
 NONE_TIER = "none"  # no tier (no active value model, or no score yet)
 
 
@@ -165,7 +165,7 @@ async def concentration(
         .where(*_population(filters), raw.is_not(None))
         .subquery()
     )
-    k = (ordered.c.i * points + ordered.c.n - 1) / ordered.c.n  # integer division: ceil(points * i / n)
+    k = (ordered.c.i * points + ordered.c.n - 1) // ordered.c.n  # integer division: ceil(points * i / n)
     in_top = (ordered.c.n - ordered.c.i) < ordered.c.n * literal(top, Float)
     query = (
         select(
@@ -185,29 +185,29 @@ async def concentration(
 # ---- tier migration ------------------------------------------------------------------------------------
 
 
-def _tier_at(moment: datetime) -> Any:
-    latest = (
-        select(H.c.customer_id, func.max(H.c.id).label("id"))
-        .where(H.c.as_of < moment)
-        .group_by(H.c.customer_id)
+def _latest_change(moment: datetime) -> Any:
+    return (
+        select(T.c.customer_id, func.max(T.c.id).label("id"))
+        .where(T.c.as_of < moment)
+        .group_by(T.c.customer_id)
         .subquery()
     )
-    return latest
 
 
 async def tier_migration(
     *, session: AsyncSession, start: datetime, end: datetime, filters: Filters
 ) -> list[dict[str, Any]]:
-    """(tier at start, tier at end, customers): a customer's tier at a moment is that of its latest score
-    before it ("none" without one). Customers scored only after ``start`` move from "none"."""
-    a, b = _tier_at(start).alias("a"), _tier_at(end).alias("b")
-    sa_, sb = H.alias("sa"), H.alias("sb")
-    tier_a = func.coalesce(sa_.c.value_tier, NONE_TIER)
-    tier_b = func.coalesce(sb.c.value_tier, NONE_TIER)
+    """(tier at start, tier at end, customers): a customer's tier at a moment is that of its latest tier
+    change before it (the tier history, written with the scores), "none" without one. Customers first
+    scored after ``start`` move from "none"."""
+    a, b = _latest_change(start).alias("a"), _latest_change(end).alias("b")
+    ta, tb = T.alias("ta"), T.alias("tb")
+    tier_a = func.coalesce(ta.c.tier, NONE_TIER)
+    tier_b = func.coalesce(tb.c.tier, NONE_TIER)
     joined = (
-        b.join(sb, sb.c.id == b.c.id)
+        b.join(tb, tb.c.id == b.c.id)
         .outerjoin(a, a.c.customer_id == b.c.customer_id)
-        .outerjoin(sa_, sa_.c.id == a.c.id)
+        .outerjoin(ta, ta.c.id == a.c.id)
         .join(F, F.c.customer_id == b.c.customer_id)
     )
     where: list[ColumnElement[bool]] = [F.c.erased == false()]
@@ -226,28 +226,68 @@ async def tier_migration(
     return _rows(await session.execute(query))
 
 
+# The tier history derived from the score history (each customer's first score and every score whose tier
+# differs from the one before): what the 2026-12-06 migration backfills, and how a bench seeds it.
+TIER_HISTORY_FROM_SCORES = """
+INSERT INTO tier_changes (customer_id, tier, as_of)
+SELECT customer_id, value_tier, as_of FROM (
+    SELECT id, customer_id, value_tier, as_of,
+           lag(value_tier) OVER (PARTITION BY customer_id ORDER BY id) AS before,
+           row_number() OVER (PARTITION BY customer_id ORDER BY id) AS n
+    FROM scores
+) s
+WHERE n = 1 OR (before IS NULL) <> (value_tier IS NULL) OR before <> value_tier
+ORDER BY id
+"""
+
+
 # ---- RFM -----------------------------------------------------------------------------------------------
 
 
-def _quintile(order: ColumnElement[Any]) -> ColumnElement[int]:
-    # 1 + floor(5 x (customers with a smaller value) / n); rank() - 1 counts them, ties share a bucket.
-    return 1 + (RFM_BUCKETS * (func.rank().over(order_by=order) - 1)) / func.count().over()
+RFM_COLUMNS = {"r": F.c.last_purchase_at, "f": F.c.purchases, "m": F.c.total_spend}
 
 
-def rfm_ranks(filters: Filters) -> Any:
-    """customer_id, r, f, m of the population (ranked within it)."""
-    return (
-        select(
-            F.c.customer_id.label("customer_id"),
-            _quintile(F.c.last_purchase_at).label("r"),
-            _quintile(F.c.purchases).label("f"),
-            _quintile(F.c.total_spend).label("m"),
-            F.c.total_spend.label("revenue"),
+@dataclass(frozen=True, slots=True)
+class RfmCuts:
+    """Per dimension, the values a customer must exceed to reach quintile 2, 3, 4 and 5.
+
+    With the population's values ascending v[1..n] and c_k = ceil(k x n / 5), a customer with value x has
+    at least c_k customers below it exactly when x > v[c_k]; so its quintile 1 + floor(5 x #{v < x} / n)
+    (measures.bucket) is 1 + the number of cuts it exceeds. Finding the cuts takes one sort of one column
+    per dimension; every customer's quintile is then a comparison, with no window over whole rows."""
+
+    n: int
+    cuts: dict[str, list[Any]]
+
+    def bucket(self, name: str, column: ColumnElement[Any]) -> ColumnElement[int]:
+        steps = [case((column > cut, 1), else_=0) for cut in self.cuts[name]]
+        total: ColumnElement[int] = literal(1)
+        for step in steps:
+            total = total + step
+        return total
+
+
+async def rfm_cuts(session: AsyncSession, filters: Filters) -> RfmCuts:
+    population = _population(filters)
+    n = int((await session.execute(select(func.count()).select_from(_joined()).where(*population))).scalar_one())
+    positions = sorted({(k * n + RFM_BUCKETS - 1) // RFM_BUCKETS for k in range(1, RFM_BUCKETS)} - {0})
+    cuts: dict[str, list[Any]] = {}
+    for name, column in RFM_COLUMNS.items():
+        ordered = (
+            select(column.label("x"), func.row_number().over(order_by=column).label("i"))
+            .select_from(_joined())
+            .where(*population)
+            .subquery()
         )
-        .select_from(_joined())
-        .where(*_population(filters))
-        .subquery("rfm")
-    )
+        found = dict((await session.execute(select(ordered.c.i, ordered.c.x).where(ordered.c.i.in_(positions)))).all())
+        cuts[name] = [found[(k * n + RFM_BUCKETS - 1) // RFM_BUCKETS] for k in range(1, RFM_BUCKETS) if n]
+    return RfmCuts(n, cuts)
+
+
+def rfm_columns(cuts: RfmCuts) -> dict[str, ColumnElement[int]]:
+    """r, f, m of a customer row (None for a customer without purchases)."""
+    bought = and_(F.c.erased == false(), F.c.purchases > 0)
+    return {name: case((bought, cuts.bucket(name, column)), else_=None) for name, column in RFM_COLUMNS.items()}
 
 
 def rfm_segment_case(r: Any, f: Any, m: Any) -> ColumnElement[str]:
@@ -264,13 +304,17 @@ def rfm_segment_case(r: Any, f: Any, m: Any) -> ColumnElement[str]:
 
 async def rfm_cells(*, session: AsyncSession, filters: Filters) -> list[dict[str, Any]]:
     """(r, f, m, customers, revenue) for every occupied cell: at most 125 rows."""
-    ranks = rfm_ranks(filters)
+    cuts = await rfm_cuts(session, filters)
+    if not cuts.n:
+        return []
+    rfm = rfm_columns(cuts)
+    r, f, m = rfm["r"].label("r"), rfm["f"].label("f"), rfm["m"].label("m")
     query = (
-        select(
-            ranks.c.r, ranks.c.f, ranks.c.m, func.count().label("customers"), func.sum(ranks.c.revenue).label("revenue")
-        )
-        .group_by(ranks.c.r, ranks.c.f, ranks.c.m)
-        .order_by(ranks.c.r.desc(), ranks.c.f.desc(), ranks.c.m.desc())
+        select(r, f, m, func.count().label("customers"), func.sum(F.c.total_spend).label("revenue"))
+        .select_from(_joined())
+        .where(*_population(filters))
+        .group_by(r, f, m)
+        .order_by(r.desc(), f.desc(), m.desc())
     )
     return _rows(await session.execute(query))
 
@@ -376,20 +420,24 @@ def _condition(column: ColumnElement[Any], c: Condition) -> ColumnElement[bool]:
     raise ValueError(c.op)
 
 
-def segment_query(conditions: tuple[Condition, ...], costs: ValueCosts) -> Select[Any]:
+def segment_query(conditions: tuple[Condition, ...], costs: ValueCosts, cuts: RfmCuts | None) -> Select[Any]:
     """customer_id and the listed fields of the customers (not erased) every condition holds for.
-    The RFM ranks (a window over every customer who bought) are joined only when a condition needs them."""
+    RFM conditions need ``cuts`` (rfm_cuts over every customer who bought)."""
     columns = segment_columns(costs)
     source = _joined()
-    if needs_rfm(conditions):
-        ranks = rfm_ranks(Filters())
-        source = source.outerjoin(ranks, ranks.c.customer_id == F.c.customer_id)
-        columns |= {"r": ranks.c.r, "f": ranks.c.f, "m": ranks.c.m}
-        columns["rfm_segment"] = rfm_segment_case(ranks.c.r, ranks.c.f, ranks.c.m)
-    assert set(FIELDS) <= set(columns) or not needs_rfm(conditions)
+    if cuts is not None and cuts.n:
+        rfm = rfm_columns(cuts)
+        columns |= rfm
+        columns["rfm_segment"] = rfm_segment_case(rfm["r"], rfm["f"], rfm["m"])
+    elif needs_rfm(conditions):  # nobody has bought: no one has RFM scores
+        columns |= {name: literal(None) for name in ("r", "f", "m", "rfm_segment")}
     where = [F.c.erased == false(), *(_condition(columns[c.field], c) for c in conditions)]
     listed = [F.c.customer_id.label("customer_id"), *(columns[name].label(name) for name in LISTED[1:])]
     return select(*listed).select_from(source).where(*where)
+
+
+async def segment_cuts(session: AsyncSession, conditions: tuple[Condition, ...]) -> RfmCuts | None:
+    return await rfm_cuts(session, Filters()) if needs_rfm(conditions) else None
 
 
 async def segment_page(
@@ -400,14 +448,17 @@ async def segment_page(
     limit: int,
     offset: int = 0,
     after: str | None = None,
+    cuts: RfmCuts | None = None,
 ) -> list[dict[str, Any]]:
-    query = segment_query(conditions, costs)
+    query = segment_query(conditions, costs, cuts)
     if after is not None:
         query = query.where(F.c.customer_id > after)
     query = query.order_by(F.c.customer_id).limit(limit).offset(offset)
     return _rows(await session.execute(query))
 
 
-async def segment_count(*, session: AsyncSession, conditions: tuple[Condition, ...], costs: ValueCosts) -> int:
-    inner = segment_query(conditions, costs).subquery()
+async def segment_count(
+    *, session: AsyncSession, conditions: tuple[Condition, ...], costs: ValueCosts, cuts: RfmCuts | None = None
+) -> int:
+    inner = segment_query(conditions, costs, cuts).subquery()
     return int((await session.execute(select(func.count()).select_from(inner))).scalar_one())

@@ -636,8 +636,9 @@ async def delete_segment(segment_id: str, session: SessionDep) -> Response:
 async def count_segment(segment_id: str, session: SessionDep, request: Request) -> SegmentCount:
     row = await _segment(session, segment_id)
     conditions = _parse(row.conditions, "filter")
+    cuts = await value_reports.segment_cuts(session, conditions)
     n = await value_reports.segment_count(
-        session=session, conditions=conditions, costs=_settings(request).value_costs()
+        session=session, conditions=conditions, costs=_settings(request).value_costs(), cuts=cuts
     )
     return SegmentCount(segment_id=segment_id, customers=n)
 
@@ -659,34 +660,39 @@ async def segment_customers(
     row = await _segment(session, segment_id)
     conditions = _parse(row.conditions, "filter")
     costs = _settings(request).value_costs()
+    cuts = await value_reports.segment_cuts(session, conditions)
     if wants_csv(request, format):
         await session.rollback()  # read-only so far: end the transaction before the export opens its own
         return StreamingResponse(
-            _export(request, conditions, costs),
+            _export(request, conditions, costs, cuts),
             media_type=f"{CSV}; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="segment-{segment_id}.csv"'},
         )
     rows = await value_reports.segment_page(
-        session=session, conditions=conditions, costs=costs, limit=limit, offset=offset
+        session=session, conditions=conditions, costs=costs, limit=limit, offset=offset, cuts=cuts
     )
-    total = await value_reports.segment_count(session=session, conditions=conditions, costs=costs)
+    total = await value_reports.segment_count(session=session, conditions=conditions, costs=costs, cuts=cuts)
     return SegmentCustomersPublic(
         segment_id=segment_id, items=[SegmentCustomer(**r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
 async def _export(
-    request: Request, conditions: tuple[segment_filter.Condition, ...], costs: measures.ValueCosts
+    request: Request,
+    conditions: tuple[segment_filter.Condition, ...],
+    costs: measures.ValueCosts,
+    cuts: value_reports.RfmCuts | None,
 ) -> AsyncIterator[str]:
     """The rows a chunk at a time (keyset on the customer id), each chunk in its own short read transaction:
-    the request's session is gone once the response starts streaming."""
+    the request's session is gone once the response starts streaming. RFM quintiles use the cuts taken
+    when the export began."""
     columns = list(SegmentCustomer.model_fields)
     after: str | None = None
     header = True
     while True:
         async with request.app.state.database.transaction() as session:
             rows = await value_reports.segment_page(
-                session=session, conditions=conditions, costs=costs, limit=EXPORT_CHUNK, after=after
+                session=session, conditions=conditions, costs=costs, limit=EXPORT_CHUNK, after=after, cuts=cuts
             )
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

@@ -42,3 +42,34 @@ def test_the_counters_survive_the_storage_round_trip():
     state = FeatureState(customer_id="c", contacts=3, referrals=2, referral_amount=5.5, wallet_estimate=10.0)
     again = features.load_state(features.dump_state(state))
     assert (again.contacts, again.referrals, again.referral_amount, again.wallet_estimate) == (3, 2, 5.5, 10.0)
+
+
+# ---- through the handlers: counters and the tier history in the store ------------------------------------
+
+
+async def _handle(database, *events) -> None:
+    from services.scoring.handlers import HANDLERS
+
+    async with database.transaction() as session:
+        for event in events:
+            await HANDLERS[event.envelope.type](session, event)
+
+
+async def test_handlers_keep_the_counters_and_write_a_tier_change_only_when_the_tier_moves(database):
+    from sqlalchemy import func, select
+
+    from services.scoring.models import CustomerFeatures, ScoreRecord, TierChange
+    from tests.unit.scoring import events as ev
+
+    await _handle(database, ev.customer_created(), ev.purchase(id="p1", days=-3), ev.interaction(id="i1", days=-2))
+    await _handle(database, ev.interaction(id="i2", days=-1, type="email"), ev.complaint(id="k1", days=0))
+    async with database.transaction() as session:
+        row = await session.get(CustomerFeatures, "c-1")
+        assert (row.purchases, row.contacts, row.complaints_total) == (1, 2, 1)
+        scores = (await session.execute(select(func.count()).select_from(ScoreRecord))).scalar_one()
+        changes = (await session.execute(select(TierChange.customer_id, TierChange.tier))).all()
+    # four rescorings, no value model: one tier change (the first score, without a tier)
+    assert scores == 4 and changes == [("c-1", None)]
+    await _handle(database, ev.customer_erased())
+    async with database.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(TierChange))).scalar_one() == 0

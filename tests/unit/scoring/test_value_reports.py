@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from servicekit.db import Database
 from servicekit.service import API, create_app
@@ -33,6 +34,7 @@ from services.scoring.main import SPEC
 from services.scoring.models import CurrentScore, ScoreRecord, metadata
 from services.scoring.service import new_features_row
 from services.scoring.settings import ScoringSettings
+from services.scoring.value_reports import TIER_HISTORY_FROM_SCORES
 
 
 def _at(day: str) -> datetime:
@@ -125,6 +127,9 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
             current = await session.get(CurrentScore, cid)
             if current is None:
                 session.add(CurrentScore(**_score(cid, as_of, CUSTOMERS[cid][8], clv), score_id=record.id))
+        await session.flush()
+        # the tier history, as the migration derives it from the score history
+        await session.execute(text(TIER_HISTORY_FROM_SCORES))
     app.state.test_settings = settings
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as c:
         c.app = app  # type: ignore[attr-defined]

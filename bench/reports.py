@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import resource
 import statistics
 import sys
@@ -214,6 +215,8 @@ async def run(args: argparse.Namespace) -> int:
         if not args.no_seed:
             print(f"seeding {service} ({args.customers:,} customers, {args.interactions:,} interactions) ...")
             await SEEDERS[service](engine, args.customers, args.interactions)
+    load = os.getloadavg()
+    print(f"measuring on {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = []
     failed = False
@@ -239,6 +242,8 @@ async def run(args: argparse.Namespace) -> int:
         for app in apps.values():
             await app.state.database.dispose()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print(f"\nprocess peak RSS grew {rss_after - rss_before:.1f} MiB over all reports (to {rss_after:.0f} MiB)")
     print("\n| report | p50 ms | p95 ms | peak MiB (tracemalloc) |\n|---|---:|---:|---:|")
     for name, r, _ in rows:

@@ -87,6 +87,15 @@ def _joined() -> Any:
     return F.outerjoin(S, S.c.customer_id == F.c.customer_id)
 
 
+def _source(filters: Filters, basis: str | None = None) -> Any:
+    """The features table, joined to the current scores only when the basis or a filter needs them."""
+    return _joined() if filters.tiers or basis == measures.CLV else F
+
+
+async def _count(session: AsyncSession, source: Any, where: list[ColumnElement[bool]]) -> int:
+    return int((await session.execute(select(func.count()).select_from(source).where(*where))).scalar_one())
+
+
 def _population(filters: Filters) -> list[ColumnElement[bool]]:
     return [F.c.erased == false(), F.c.purchases > 0, *filters.where()]
 
@@ -121,21 +130,19 @@ async def pyramid(
             .group_by(tier)
         )
         return _rows(await session.execute(query))
+    source, where = _source(filters, basis), _population(filters)
+    n = await _count(session, source, where)
     ranked = (
-        select(
-            value.label("value"),
-            func.row_number().over(order_by=(value.desc(), F.c.customer_id)).label("rn"),
-            func.count().over().label("n"),
-        )
-        .select_from(_joined())
-        .where(*_population(filters))
+        select(value.label("value"), func.row_number().over(order_by=(value.desc(), F.c.customer_id)).label("rn"))
+        .select_from(source)
+        .where(*where)
         .subquery()
     )
-    platinum, gold, iron = measures.cumulative_shares(shares)
+    platinum, gold, iron = (literal(n * cum, Float) for cum in measures.cumulative_shares(shares))
     tier = case(
-        (ranked.c.rn <= ranked.c.n * literal(platinum, Float), measures.PLATINUM),
-        (ranked.c.rn <= ranked.c.n * literal(gold, Float), measures.GOLD),
-        (ranked.c.rn <= ranked.c.n * literal(iron, Float), measures.IRON),
+        (ranked.c.rn <= platinum, measures.PLATINUM),
+        (ranked.c.rn <= gold, measures.GOLD),
+        (ranked.c.rn <= iron, measures.IRON),
         else_=measures.LEAD,
     )
     query = select(
@@ -155,18 +162,18 @@ async def concentration(
     ``top`` share of customers. At most ``points`` rows."""
     raw = basis_value(basis, costs)
     value = _nonnegative(raw)
+    source, where = _source(filters, basis), [*_population(filters), raw.is_not(None)]
+    n = await _count(session, source, where)
+    if n == 0:
+        return []
     ordered = (
-        select(
-            value.label("v"),
-            func.row_number().over(order_by=(value, F.c.customer_id)).label("i"),
-            func.count().over().label("n"),
-        )
-        .select_from(_joined())
-        .where(*_population(filters), raw.is_not(None))
+        select(value.label("v"), func.row_number().over(order_by=(value, F.c.customer_id)).label("i"))
+        .select_from(source)
+        .where(*where)
         .subquery()
     )
-    k = (ordered.c.i * points + ordered.c.n - 1) // ordered.c.n  # integer division: ceil(points * i / n)
-    in_top = (ordered.c.n - ordered.c.i) < ordered.c.n * literal(top, Float)
+    k = (ordered.c.i * points + (n - 1)) // n  # integer division: ceil(points * i / n)
+    in_top = (n - ordered.c.i) < literal(n * top, Float)
     query = (
         select(
             k.label("k"),
@@ -174,7 +181,7 @@ async def concentration(
             func.sum(ordered.c.v).label("value"),
             func.sum(ordered.c.i * ordered.c.v).label("weighted"),
             func.sum(case((in_top, ordered.c.v), else_=literal(0.0, Float))).label("top_value"),
-            func.max(ordered.c.n).label("n"),
+            literal(n).label("n"),
         )
         .group_by(k)
         .order_by(k)
@@ -185,13 +192,14 @@ async def concentration(
 # ---- tier migration ------------------------------------------------------------------------------------
 
 
-def _latest_change(moment: datetime) -> Any:
-    return (
-        select(T.c.customer_id, func.max(T.c.id).label("id"))
-        .where(T.c.as_of < moment)
-        .group_by(T.c.customer_id)
-        .subquery()
-    )
+# Tier codes packed into the tier history's ids: max(id x 8 + code) over a customer's rows is the code of
+# its latest row (ids rise with as_of per customer), so one scan and one GROUP BY find both tiers.
+TIER_CODES = {measures.PLATINUM: 1, measures.GOLD: 2, measures.IRON: 3, measures.LEAD: 4}
+CODE_TIERS = {code: tier for tier, code in TIER_CODES.items()}
+
+
+def tier_of_code(code: int | None) -> str:
+    return NONE_TIER if code is None else CODE_TIERS.get(int(code), NONE_TIER)
 
 
 async def tier_migration(
@@ -200,30 +208,36 @@ async def tier_migration(
     """(tier at start, tier at end, customers): a customer's tier at a moment is that of its latest tier
     change before it (the tier history, written with the scores), "none" without one. Customers first
     scored after ``start`` move from "none"."""
-    a, b = _latest_change(start).alias("a"), _latest_change(end).alias("b")
-    ta, tb = T.alias("ta"), T.alias("tb")
-    tier_a = func.coalesce(ta.c.tier, NONE_TIER)
-    tier_b = func.coalesce(tb.c.tier, NONE_TIER)
-    joined = (
-        b.join(tb, tb.c.id == b.c.id)
-        .outerjoin(a, a.c.customer_id == b.c.customer_id)
-        .outerjoin(ta, ta.c.id == a.c.id)
-        .join(F, F.c.customer_id == b.c.customer_id)
+    code = case(TIER_CODES, value=T.c.tier, else_=0)
+    packed = T.c.id * 8 + code
+    per_customer = (
+        select(
+            T.c.customer_id.label("customer_id"),
+            func.max(case((T.c.as_of < start, packed), else_=None)).label("a"),
+            func.max(packed).label("b"),
+        )
+        .where(T.c.as_of < end)
+        .group_by(T.c.customer_id)
+        .subquery()
     )
-    where: list[ColumnElement[bool]] = [F.c.erased == false()]
-    if filters.segments:
-        where.append(F.c.segment.in_(list(filters.segments)))
-    if filters.statuses:
-        where.append(F.c.status.in_(list(filters.statuses)))
+    from_code, to_code = (per_customer.c.a % 8).label("from_code"), (per_customer.c.b % 8).label("to_code")
+    query = select(from_code, to_code, func.count().label("customers")).group_by(from_code, to_code)
+    where: list[ColumnElement[bool]] = []
+    if filters.segments or filters.statuses:
+        query = query.select_from(per_customer.join(F, F.c.customer_id == per_customer.c.customer_id))
+        if filters.segments:
+            where.append(F.c.segment.in_(list(filters.segments)))
+        if filters.statuses:
+            where.append(F.c.status.in_(list(filters.statuses)))
     if filters.tiers:
-        where.append(or_(tier_a.in_(list(filters.tiers)), tier_b.in_(list(filters.tiers))))
-    query = (
-        select(tier_a.label("from_tier"), tier_b.label("to_tier"), func.count().label("customers"))
-        .select_from(joined)
-        .where(*where)
-        .group_by(tier_a, tier_b)
-    )
-    return _rows(await session.execute(query))
+        codes = [TIER_CODES[t] for t in filters.tiers if t in TIER_CODES]
+        where.append(or_(from_code.in_(codes), to_code.in_(codes)))
+    rows = _rows(await session.execute(query.where(*where)))
+    out: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (tier_of_code(r["from_code"]), tier_of_code(r["to_code"]))
+        out[key] = out.get(key, 0) + int(r["customers"])
+    return [{"from_tier": a, "to_tier": b, "customers": n} for (a, b), n in out.items()]
 
 
 # The tier history derived from the score history (each customer's first score and every score whose tier
@@ -268,19 +282,33 @@ class RfmCuts:
 
 
 async def rfm_cuts(session: AsyncSession, filters: Filters) -> RfmCuts:
-    population = _population(filters)
-    n = int((await session.execute(select(func.count()).select_from(_joined()).where(*population))).scalar_one())
-    positions = sorted({(k * n + RFM_BUCKETS - 1) // RFM_BUCKETS for k in range(1, RFM_BUCKETS)} - {0})
-    cuts: dict[str, list[Any]] = {}
-    for name, column in RFM_COLUMNS.items():
-        ordered = (
-            select(column.label("x"), func.row_number().over(order_by=column).label("i"))
-            .select_from(_joined())
-            .where(*population)
-            .subquery()
+    """The cuts of the three dimensions in one query: one scan of the population, a row number per
+    dimension (one sort of one column each) and the population's size, keeping only the rows at the cut
+    positions c_k = ceil(k x n / 5) (at most 12 rows)."""
+    numbered = (
+        select(
+            *(column.label(name) for name, column in RFM_COLUMNS.items()),
+            *(func.row_number().over(order_by=column).label(f"i_{name}") for name, column in RFM_COLUMNS.items()),
+            func.count().over().label("n"),
         )
-        found = dict((await session.execute(select(ordered.c.i, ordered.c.x).where(ordered.c.i.in_(positions)))).all())
-        cuts[name] = [found[(k * n + RFM_BUCKETS - 1) // RFM_BUCKETS] for k in range(1, RFM_BUCKETS) if n]
+        .select_from(_source(filters))
+        .where(*_population(filters))
+        .subquery()
+    )
+    n_ = numbered.c.n
+
+    def at_cut(position: Any) -> ColumnElement[bool]:
+        return or_(*(position == (k * n_ + RFM_BUCKETS - 1) // RFM_BUCKETS for k in range(1, RFM_BUCKETS)))
+
+    query = select(numbered).where(or_(*(at_cut(numbered.c[f"i_{name}"]) for name in RFM_COLUMNS)))
+    rows = _rows(await session.execute(query))
+    if not rows:
+        return RfmCuts(0, {name: [] for name in RFM_COLUMNS})
+    n = int(rows[0]["n"])
+    cuts: dict[str, list[Any]] = {}
+    for name in RFM_COLUMNS:
+        found = {int(r[f"i_{name}"]): r[name] for r in rows}
+        cuts[name] = [found[(k * n + RFM_BUCKETS - 1) // RFM_BUCKETS] for k in range(1, RFM_BUCKETS)]
     return RfmCuts(n, cuts)
 
 
@@ -311,7 +339,7 @@ async def rfm_cells(*, session: AsyncSession, filters: Filters) -> list[dict[str
     r, f, m = rfm["r"].label("r"), rfm["f"].label("f"), rfm["m"].label("m")
     query = (
         select(r, f, m, func.count().label("customers"), func.sum(F.c.total_spend).label("revenue"))
-        .select_from(_joined())
+        .select_from(_source(filters))
         .where(*_population(filters))
         .group_by(r, f, m)
         .order_by(r.desc(), f.desc(), m.desc())

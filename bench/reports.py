@@ -6,8 +6,8 @@
 1. Seeds each service's store directly by SQL (SEEDERS): scoring gets ``customers`` feature rows whose
    counters add up to ``interactions`` interactions (purchases, contacts, complaints, returns,
    referrals), a current score per customer and one score-history row per interaction (each interaction
-   rescored the customer once), dated over two years, with value tiers that move every fourth rescoring of a customer; the tier history
-   derived from them as the migration derives it.
+   rescored the customer once), dated over two years, with value tiers that move every fourth
+   rescoring of a customer, and the tier history derived from them as the migration derives it.
 2. Calls each report in REPORTS in process, through the service's own ASGI app (routing, validation,
    the queries and the JSON encoding; no network), ``--warmup`` times then ``--repeat`` times, and prints
    p50 / p95 wall time. Then once more under tracemalloc for the peak of Python memory the call

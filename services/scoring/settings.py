@@ -30,10 +30,12 @@ class ScoringSettings(ServiceSettings):
     # model scores) or "contribution" (historical value: margin x revenue - cost to serve, ranked by the
     # same tier shares).
     value_basis: Literal["clv", "contribution"] = "clv"
-    # Cost to serve, per unit, in the currency of purchases: each service contact (call, e-mail, chat,
-    # visit, ticket, feedback), each complaint and each return; revenue counts at clv_margin.
+    # Cost to serve, per unit, in the currency of purchases (revenue counts at clv_margin): each service
+    # contact (call, e-mail, chat, visit, ticket, feedback).
     value_cost_per_contact: float = Field(0.0, ge=0)
+    # Cost to serve of each complaint (its handling), in the currency of purchases.
     value_cost_per_complaint: float = Field(0.0, ge=0)
+    # Cost to serve of each return (its handling and logistics), in the currency of purchases.
     value_cost_per_return: float = Field(0.0, ge=0)
     # What a referral (an interaction in category "referral") is worth when it carries no amount.
     value_referral_value: float = Field(0.0, ge=0)

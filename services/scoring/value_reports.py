@@ -88,8 +88,22 @@ def _joined() -> Any:
 
 
 def _source(filters: Filters, basis: str | None = None) -> Any:
-    """The features table, joined to the current scores only when the basis or a filter needs them."""
-    return _joined() if filters.tiers or basis == measures.CLV else F
+    """The features table, joined to the current scores only when the basis or a filter needs them (an
+    inner join: both need a score row)."""
+    return F.join(S, S.c.customer_id == F.c.customer_id) if filters.tiers or basis == measures.CLV else F
+
+
+def _scores_only(filters: Filters) -> list[ColumnElement[bool]]:
+    """The population on the CLV basis read from the current scores alone, when no filter needs the
+    features: a customer has a CLV once it has bought, and an erased customer has no current score."""
+    where: list[ColumnElement[bool]] = [S.c.clv.is_not(None)]
+    if filters.tiers:
+        where.append(S.c.value_tier.in_(list(filters.tiers)))
+    return where
+
+
+def _needs_features(filters: Filters) -> bool:
+    return bool(filters.segments or filters.statuses)
 
 
 async def _count(session: AsyncSession, source: Any, where: list[ColumnElement[bool]]) -> int:
@@ -123,12 +137,12 @@ async def pyramid(
     value = basis_value(basis, costs)
     if basis == measures.CLV:
         tier = func.coalesce(S.c.value_tier, NONE_TIER)
-        query = (
-            select(tier.label("tier"), func.count().label("customers"), func.sum(value).label("value"))
-            .select_from(_joined())
-            .where(*_population(filters))
-            .group_by(tier)
-        )
+        query = select(tier.label("tier"), func.count().label("customers"), func.sum(value).label("value"))
+        if _needs_features(filters):
+            query = query.select_from(_joined()).where(*_population(filters))
+        else:
+            query = query.select_from(S).where(*_scores_only(filters))
+        query = query.group_by(tier)
         return _rows(await session.execute(query))
     source, where = _source(filters, basis), _population(filters)
     n = await _count(session, source, where)
@@ -162,12 +176,16 @@ async def concentration(
     ``top`` share of customers. At most ``points`` rows."""
     raw = basis_value(basis, costs)
     value = _nonnegative(raw)
-    source, where = _source(filters, basis), [*_population(filters), raw.is_not(None)]
+    if basis == measures.CLV and not _needs_features(filters):
+        source, where = S, _scores_only(filters)
+    else:
+        source, where = _source(filters, basis), [*_population(filters), raw.is_not(None)]
     n = await _count(session, source, where)
     if n == 0:
         return []
+    # Ties need no order among themselves: equal values add the same to every sum whichever comes first.
     ordered = (
-        select(value.label("v"), func.row_number().over(order_by=(value, F.c.customer_id)).label("i"))
+        select(value.label("v"), func.row_number().over(order_by=value).label("i"))
         .select_from(source)
         .where(*where)
         .subquery()

@@ -386,3 +386,50 @@ async def test_an_unknown_segment_field_is_a_422_naming_it(client):
     assert (await client.get("/segments")).json()["total"] == 0
     fields = {f["field"] for f in (await client.get("/segments/fields")).json()}
     assert {"rfm_segment", "contribution", "value_tier", "lifecycle_stage", "segment"} <= fields
+
+
+async def test_rfm_quintiles_in_sql_equal_the_formula_on_many_tied_customers(tmp_path):
+    """60 customers with many ties: the report's cells equal measures.bucket over each customer's counts."""
+    import random
+    from collections import Counter
+
+    from services.scoring import measures
+
+    settings = ScoringSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'rfm.db'}")
+    app = create_app(SPEC, settings, roles=(API,))
+    database: Database = app.state.database
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    rng = random.Random(7)
+    people = [
+        (
+            f"p{i:02d}",
+            _at(f"2025-0{rng.randint(1, 6)}-1{rng.randint(0, 2)}"),
+            rng.choice([1, 1, 1, 2, 3, 8]),
+            rng.choice([10.0, 20.0, 35.5, 99.0, 250.0]),
+        )
+        for i in range(60)
+    ]
+    async with database.transaction() as session:
+        for cid, last, purchases, spend in people:
+            row = new_features_row(cid)
+            row.last_purchase_at, row.purchases, row.total_spend = last, purchases, spend
+            session.add(row)
+    n = len(people)
+    expected: Counter[tuple[int, int, int]] = Counter()
+    for _, last, purchases, spend in people:
+        r = measures.bucket(sum(p[1] < last for p in people), n)
+        f = measures.bucket(sum(p[2] < purchases for p in people), n)
+        m = measures.bucket(sum(p[3] < spend for p in people), n)
+        expected[(r, f, m)] += 1
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as client:
+        body = (await client.get("/reports/value/rfm")).json()
+        one = (await client.get("/customers/p07/value")).json()["rfm"]
+    await database.dispose()
+    assert {(i["r"], i["f"], i["m"]): i["customers"] for i in body["items"]} == dict(expected)
+    _, last, purchases, spend = people[7]
+    assert (one["r"], one["f"], one["m"]) == (
+        measures.bucket(sum(p[1] < last for p in people), n),
+        measures.bucket(sum(p[2] < purchases for p in people), n),
+        measures.bucket(sum(p[3] < spend for p in people), n),
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.scoring import measures
-from services.scoring.measures import NEEDS_ATTENTION, RFM_BUCKETS, RFM_RULES, ValueCosts
+from services.scoring.measures import RFM_BUCKETS, ValueCosts
 from services.scoring.models import CurrentScore, CustomerFeatures, TierChange
 from services.scoring.segment_filter import Condition, needs_rfm
 
@@ -350,18 +350,6 @@ def rfm_columns(cuts: RfmCuts) -> dict[str, ColumnElement[int]]:
     return {name: case((bought, cuts.bucket(name, column)), else_=None) for name, column in RFM_COLUMNS.items()}
 
 
-def rfm_segment_case(r: Any, f: Any, m: Any) -> ColumnElement[str]:
-    """measures.rfm_segment in SQL: the first rule whose ranges hold."""
-    whens = [
-        (
-            and_(r.between(*rule.r), f.between(*rule.f), m.between(*rule.m)),
-            literal(rule.segment),
-        )
-        for rule in RFM_RULES
-    ]
-    return case(*whens, else_=literal(NEEDS_ATTENTION))
-
-
 async def rfm_cells(*, session: AsyncSession, filters: Filters) -> list[dict[str, Any]]:
     """(r, f, m, customers, revenue) for every occupied cell: at most 125 rows."""
     cuts = await rfm_cuts(session, filters)
@@ -461,6 +449,23 @@ def segment_columns(costs: ValueCosts) -> dict[str, ColumnElement[Any]]:
 LISTED = ("customer_id", "segment", "status", "value_tier", "lifecycle_stage", "churn_risk", "clv", "contribution")
 
 
+def _cells_of(segments: Sequence[str]) -> list[int]:
+    cells = [(r, f, m) for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
+    return [r * 100 + f * 10 + m for r, f, m in cells if measures.rfm_segment(r, f, m) in segments]
+
+
+def _segment_condition(columns: dict[str, ColumnElement[Any]], c: Condition) -> ColumnElement[bool]:
+    if c.field != "rfm_segment":
+        return _condition(columns[c.field], c)
+    if "rfm_cell" not in columns:  # nobody has bought: no one has an RFM segment
+        return false()
+    cell = columns["rfm_cell"]
+    named = list(c.value) if c.op == "in" else [c.value]
+    if c.op == "ne":
+        return and_(cell.is_not(None), cell.not_in(_cells_of(named)))
+    return cell.in_(_cells_of(named))
+
+
 def _condition(column: ColumnElement[Any], c: Condition) -> ColumnElement[bool]:
     match c.op:
         case "eq":
@@ -488,10 +493,12 @@ def segment_query(conditions: tuple[Condition, ...], costs: ValueCosts, cuts: Rf
     if cuts is not None and cuts.n:
         rfm = rfm_columns(cuts)
         columns |= rfm
-        columns["rfm_segment"] = rfm_segment_case(rfm["r"], rfm["f"], rfm["m"])
+        # The segment as the cell code r x 100 + f x 10 + m: a condition on segments becomes one on the
+        # codes of the cells they hold, so each quintile is evaluated once per row.
+        columns["rfm_cell"] = rfm["r"] * 100 + rfm["f"] * 10 + rfm["m"]
     elif needs_rfm(conditions):  # nobody has bought: no one has RFM scores
-        columns |= {name: literal(None) for name in ("r", "f", "m", "rfm_segment")}
-    where = [F.c.erased == false(), *(_condition(columns[c.field], c) for c in conditions)]
+        columns |= {name: literal(None) for name in ("r", "f", "m")}
+    where = [F.c.erased == false(), *(_segment_condition(columns, c) for c in conditions)]
     listed = [F.c.customer_id.label("customer_id"), *(columns[name].label(name) for name in LISTED[1:])]
     return select(*listed).select_from(source).where(*where)
 

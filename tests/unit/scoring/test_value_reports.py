@@ -433,3 +433,13 @@ async def test_rfm_quintiles_in_sql_equal_the_formula_on_many_tied_customers(tmp
         measures.bucket(sum(p[2] < purchases for p in people), n),
         measures.bucket(sum(p[3] < spend for p in people), n),
     )
+
+
+async def test_segment_conditions_on_rfm_segments_and_quintiles(client):
+    async def members(conditions):
+        created = (await client.post("/segments", json={"name": "x", "filter": conditions})).json()["id"]
+        return [i["customer_id"] for i in (await client.get(f"/segments/{created}/customers")).json()["items"]]
+
+    assert await members([{"field": "rfm_segment", "op": "ne", "value": "champions"}]) == ["c2", "c3", "c4", "c5"]
+    assert await members([{"field": "rfm_segment", "op": "eq", "value": "hibernating"}]) == ["c5"]
+    assert await members([{"field": "r", "op": "gte", "value": 4}, {"field": "m", "op": "lte", "value": 2}]) == ["c4"]

@@ -66,6 +66,21 @@ async def test_value_counters_reach_scoring_and_the_reports_answer_through_the_g
     )
     assert concentration.status_code == 200, concentration.text
     assert concentration.json()["top_share"] == pytest.approx(400 / 425)
+    today = datetime.now(UTC).date()
+    migration = await gateway.get(
+        "/api/v1/reports/value/tier-migration",
+        params={
+            "segment": segment,
+            "from": (today - timedelta(days=60)).isoformat(),
+            "to": (today + timedelta(days=1)).isoformat(),
+        },
+    )
+    assert migration.status_code == 200, migration.text
+    # both customers were first scored in the period, without a value model: none -> none
+    assert migration.json()["customers"] == 2
+    rfm = await gateway.get("/api/v1/reports/value/rfm", params={"segment": segment})
+    assert rfm.status_code == 200, rfm.text
+    assert rfm.json()["customers"] == 2
     as_csv = await gateway.get("/api/v1/reports/value/summary", params={"segment": segment, "format": "csv"})
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert as_csv.text.splitlines()[0].startswith("customers,revenue,cost_to_serve,contribution")

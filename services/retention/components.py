@@ -5,7 +5,12 @@ from services.retention.background import run_housekeeping
 from services.retention.delivery import run_webhook_sender
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.router import router
+from services.retention.surveys_router import router as surveys_router
+from services.retention.touches_router import router as touches_router
 
 COMPONENTS = ServiceComponents(
-    routers=[router], handlers=HANDLERS, before_batch=BEFORE_BATCH, background=[run_housekeeping, run_webhook_sender]
+    routers=[router, touches_router, surveys_router],
+    handlers=HANDLERS,
+    before_batch=BEFORE_BATCH,
+    background=[run_housekeeping, run_webhook_sender],
 )

@@ -59,6 +59,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix(GATEWAY, "audit"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
+            Route(("customers", WILDCARD, "value"), "scoring", exact=True),
             _prefix("retention", "customers", WILDCARD, "touches"),
             _prefix("customer", "customers"),
             _prefix("interaction", "interactions"),
@@ -78,6 +79,9 @@ ROUTES: tuple[Route, ...] = tuple(
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
             _prefix("interaction", "reports", "complaints"),
+            _prefix("scoring", "reports", "value"),
+            # saved customer filters over scores, value and RFM (the segment builder)
+            _prefix("scoring", "segments"),
             _prefix("retention", "reports", "retention"),
         ),
         key=lambda r: r.specificity,
@@ -190,6 +194,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
+            _p(READ, "customers/*/value", "scores:read", S.CUSTOMER_PATH),
             # interactions and complaints
             _p(READ, "interactions", "interactions:read", S.CUSTOMER_QUERY),
             _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
@@ -226,6 +231,10 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
             _p(READ, "reports/complaints", "reports:read", prefix=True),
+            _p(READ, "reports/value", "reports:read", prefix=True),
+            # segments list customers across owners: like the ranked score list, not for owner-scoped roles
+            _p(READ, "segments", "segments:read", prefix=True),
+            _p(WRITE, "segments", "segments:write", prefix=True),
             _p(READ, "reports/retention", "reports:read", prefix=True),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
@@ -267,7 +276,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": _CASEWORK,
     "manager": _CASEWORK | {"rules:read", "metrics:read", "reports:read"},
     # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
-    "analyst": _READS | {"models:write"},
+    "analyst": _READS | {"models:write", "segments:write"},
     "admin": ALL_PERMISSIONS,
     # ERP/SCM and marketing systems: write interactions and customers in bulk, read and follow alerts.
     "integration": frozenset(

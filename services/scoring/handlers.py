@@ -114,6 +114,7 @@ async def on_interaction_recorded(session: AsyncSession, event: Received[Interac
         amount=None if d.amount is None else float(d.amount),
         severity=d.severity,
         sentiment=d.sentiment,
+        category=d.category,
     )
     scored = await _rescore(session, event, change, at=d.occurred_at)
     if scored and d.type == InteractionType.purchase:

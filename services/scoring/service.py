@@ -45,6 +45,7 @@ from services.scoring.models import (
     ScorePublic,
     ScoreRecord,
     ScoreSummaryPublic,
+    TierChange,
     ValueModelVersion,
 )
 from services.scoring.rules import RuleWeights
@@ -163,7 +164,7 @@ async def apply_event(
 
 ERASURE_SUMMARY = (
     "Removed the customer's features (attributes among them), score history with its feature snapshots, "
-    "current score and purchases; kept a tombstone so late events do not rebuild them."
+    "tier history, current score and purchases; kept a tombstone so late events do not rebuild them."
 )
 
 
@@ -179,6 +180,7 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
         _store(session, row, state)
     await session.execute(delete(ScoreRecord).where(ScoreRecord.customer_id == customer_id))
     await session.execute(delete(CurrentScore).where(CurrentScore.customer_id == customer_id))
+    await session.execute(delete(TierChange).where(TierChange.customer_id == customer_id))  # type: ignore[arg-type]
     await session.execute(delete(Purchase).where(Purchase.customer_id == customer_id))
     await session.flush()
     if first:

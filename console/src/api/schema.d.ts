@@ -236,6 +236,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/consent/bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bulk Consent
+         * @description Up to 5000 consent rows (a customer by ``customer_id`` or ``external_ref``, one channel each), with
+         *     a result per row in request order: ``applied``, ``unchanged`` (equal to or older than what is
+         *     recorded) or ``rejected`` with its errors. Send an Idempotency-Key to make a retry replay the report.
+         */
+        post: operations["bulk_consent_customers_consent_bulk_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}": {
         parameters: {
             query?: never;
@@ -277,6 +299,52 @@ export interface paths {
          *     parts the caller may not read are null and listed under ``omitted`` (never fetched).
          */
         get: operations["customer_360_api_v1_customers__customer_id__360_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Consent
+         * @description The customer's consent per channel and contact preferences (time zone, frequency cap, quiet hours).
+         */
+        get: operations["get_consent_customers__customer_id__consent_get"];
+        /**
+         * Put Consent
+         * @description Set the consent of the channels given (others keep theirs) and the preference fields sent (null
+         *     clears one). A change older than the recorded one for its channel is ignored. 409 for an erased
+         *     customer.
+         */
+        put: operations["put_consent_customers__customer_id__consent_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/consent/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Consent History
+         * @description The consent audit trail: every change with its source and time, newest first.
+         */
+        get: operations["consent_history_customers__customer_id__consent_history_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -399,6 +467,48 @@ export interface paths {
          * @description The customer's status changes, newest first (the first one is the status it was created in).
          */
         get: operations["status_history_customers__customer_id__status_history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/touches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Touches
+         * @description Every playbook step that would have contacted the customer, newest first: allowed (``task_id`` is
+         *     the task it became) or blocked (``verdict`` says why). A customer with no touches has an empty page.
+         */
+        get: operations["customer_touches_customers__customer_id__touches_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/value": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Value
+         * @description The customer's value as the source defines it: historical (contribution), current (CLV), potential
+         *     (wallet headroom) and referral value, with RFM scores and segment and the pyramid tier on the basis.
+         */
+        get: operations["customer_value_customers__customer_id__value_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -783,6 +893,128 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/retention/touches-blocked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Touches Blocked
+         * @description Touches blocked by consent or the contact policy, recorded in ``[from, to)``, counted by reason and
+         *     channel, next to the number allowed.
+         */
+        get: operations["touches_blocked_reports_retention_touches_blocked_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/concentration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Concentration
+         * @description The 80/20 rule: the share of value held by the top 20% of customers, the Lorenz curve and Gini.
+         */
+        get: operations["concentration_reports_value_concentration_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/pyramid": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Pyramid
+         * @description Customers and share of value per pyramid tier, on the chosen basis (CLV or contribution).
+         */
+        get: operations["pyramid_reports_value_pyramid_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/rfm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rfm
+         * @description The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment.
+         */
+        get: operations["rfm_reports_value_rfm_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Summary
+         * @description Average profitability per customer, total contribution, average share of wallet, referral value, CLV.
+         */
+        get: operations["summary_reports_value_summary_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/tier-migration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Tier Migration
+         * @description The tier migration matrix: customers by their tier at the start of ``from`` and of ``to`` (the tier
+         *     of their latest score before each), with the upgrade and downgrade rates.
+         */
+        get: operations["tier_migration_reports_value_tier_migration_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/retention/metrics": {
         parameters: {
             query?: never;
@@ -950,6 +1182,129 @@ export interface paths {
         get: operations["get_score_summary_scores_summary_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Segments */
+        get: operations["list_segments_segments_get"];
+        put?: never;
+        /**
+         * Create Segment
+         * @description Save a filter. An unknown field, operator or a value of the wrong type is a 422 naming it.
+         */
+        post: operations["create_segment_segments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/fields": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Segment Fields
+         * @description The fields a segment filter may name, with their operators and allowed values.
+         */
+        get: operations["segment_fields_segments_fields_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Segment */
+        get: operations["get_segment_segments__segment_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete Segment */
+        delete: operations["delete_segment_segments__segment_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}/count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Count Segment */
+        get: operations["count_segment_segments__segment_id__count_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}/customers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Segment Customers
+         * @description The segment's customers in customer-id order, a page at a time; ``?format=csv`` exports all of
+         *     them as CSV, read a chunk at a time.
+         */
+        get: operations["segment_customers_segments__segment_id__customers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/surveys/respond/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Survey Question
+         * @description The survey a link asks: NPS (0-10) or CSAT (1-5), with the dimensions product, service_support and
+         *     relationship.
+         */
+        get: operations["survey_question_surveys_respond__token__get"];
+        put?: never;
+        /**
+         * Answer Survey
+         * @description Answer the survey once: an overall ``score`` and optional ``dimensions`` on the same scale. The
+         *     answer becomes a survey interaction of the customer (through survey.responded).
+         */
+        post: operations["answer_survey_surveys_respond__token__post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1228,7 +1583,7 @@ export interface components {
             name: string;
             /**
              * Role
-             * @description one of agent, manager, analyst, admin, integration
+             * @description one of respondent, agent, manager, analyst, admin, integration
              * @default integration
              */
             role: string;
@@ -1338,6 +1693,45 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** BlockedReport */
+        BlockedReport: {
+            /**
+             * Allowed
+             * @description touches allowed in the period
+             */
+            allowed: number;
+            /**
+             * Blocked
+             * @description touches blocked in the period
+             */
+            blocked: number;
+            /** By Channel */
+            by_channel: {
+                [key: string]: number;
+            };
+            /** By Verdict */
+            by_verdict: {
+                [key: string]: number;
+            };
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["BlockedRow"][];
+            /** To */
+            to: string;
+        };
+        /** BlockedRow */
+        BlockedRow: {
+            /** Blocked */
+            blocked: number;
+            /** Channel */
+            channel: string;
+            /**
+             * Verdict
+             * @description why: one of opted_out, no_opt_in, quiet_hours, frequency_cap, unknown_channel
+             */
+            verdict: string;
+        };
         /** BulkImport */
         BulkImport: {
             /**
@@ -1405,6 +1799,35 @@ export interface components {
          * @enum {string}
          */
         BulkRowStatus: "created" | "existing" | "rejected";
+        /** ChannelConsentBody */
+        ChannelConsentBody: {
+            /**
+             * At
+             * @description when the customer gave or withdrew it (default: now)
+             */
+            at?: string | null;
+            /** @default consent */
+            legal_basis: components["schemas"]["LegalBasis"];
+            /** @default api */
+            source: components["schemas"]["ConsentSource"];
+            status: components["schemas"]["ConsentStatus"];
+        };
+        /** ChannelConsentPublic */
+        ChannelConsentPublic: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            legal_basis: components["schemas"]["LegalBasis"];
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            source: components["schemas"]["ConsentSource"];
+            status: components["schemas"]["ConsentStatus"];
+        };
         /**
          * ChurnReason
          * @description Why a customer left: CRM teaching's two lists, company side first, then customer side.
@@ -1672,6 +2095,152 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** ConcentrationReport */
+        ConcentrationReport: {
+            /** Basis */
+            basis: string;
+            /** Customers */
+            customers: number;
+            /**
+             * Gini
+             * @description 2 x sum(i x v_i) / (n x sum v) - (n + 1) / n, v ascending
+             */
+            gini: number | null;
+            /** Items */
+            items: components["schemas"]["LorenzPoint"][];
+            /**
+             * Top
+             * @description the share of customers the top-share measure takes
+             */
+            top: number;
+            /**
+             * Top Share
+             * @description share of value held by the top `top` share of customers
+             */
+            top_share: number | null;
+            /**
+             * Value
+             * @description sum of the basis value, values below zero counted as zero
+             */
+            value: number;
+        };
+        /** ConsentChangePublic */
+        ConsentChangePublic: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            channel: components["schemas"]["ContactChannel"] | null;
+            legal_basis: components["schemas"]["LegalBasis"] | null;
+            previous_status: components["schemas"]["ConsentStatus"] | null;
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            source: components["schemas"]["ConsentSource"];
+            status: components["schemas"]["ConsentStatus"] | null;
+            /** Version */
+            version: number;
+        };
+        /** ConsentChangesPage */
+        ConsentChangesPage: {
+            /** Items */
+            items: components["schemas"]["ConsentChangePublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** ConsentImport */
+        ConsentImport: {
+            /**
+             * Rows
+             * @description ConsentRow objects
+             */
+            rows: unknown[];
+        };
+        /** ConsentImportReport */
+        ConsentImportReport: {
+            /** Applied */
+            applied: number;
+            /** Rejected */
+            rejected: number;
+            /** Rows */
+            rows: components["schemas"]["ConsentRowResult"][];
+            /** Unchanged */
+            unchanged: number;
+        };
+        /** ConsentPublic */
+        ConsentPublic: {
+            /**
+             * Channels
+             * @description recorded channels only; a channel left out has no recorded consent
+             */
+            channels: {
+                [key: string]: components["schemas"]["ChannelConsentPublic"];
+            };
+            /** Customer Id */
+            customer_id: string;
+            frequency_cap: components["schemas"]["FrequencyCapBody"] | null;
+            quiet_hours: components["schemas"]["QuietHoursBody"] | null;
+            /** Timezone */
+            timezone: string | null;
+            /** Updated At */
+            updated_at: string | null;
+            /**
+             * Version
+             * @description counts every consent or preference change; 0: none recorded
+             */
+            version: number;
+        };
+        /** ConsentRowResult */
+        ConsentRowResult: {
+            /** Customer Id */
+            customer_id?: string | null;
+            /** Errors */
+            errors?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Index */
+            index: number;
+            /** Status */
+            status: string;
+        };
+        /**
+         * ConsentSource
+         * @description Where a consent change came from (a code, never the person's words).
+         * @enum {string}
+         */
+        ConsentSource: "api" | "bulk_import" | "erp" | "marketing" | "web_form" | "phone_call" | "in_person" | "written";
+        /**
+         * ConsentStatus
+         * @enum {string}
+         */
+        ConsentStatus: "opt_in" | "opt_out";
+        /**
+         * ConsentUpdate
+         * @description PUT body: the channels given are set (others keep their state); a preference field given is set
+         *     (null clears it), one left out is kept.
+         */
+        ConsentUpdate: {
+            /** Channels */
+            channels?: {
+                [key: string]: components["schemas"]["ChannelConsentBody"];
+            };
+            frequency_cap?: components["schemas"]["FrequencyCapBody"] | null;
+            quiet_hours?: components["schemas"]["QuietHoursBody"] | null;
+            /**
+             * @description source of a preference change
+             * @default api
+             */
+            source: components["schemas"]["ConsentSource"];
+            /** Timezone */
+            timezone?: string | null;
+        };
         /** Contact */
         Contact: {
             kind: components["schemas"]["ContactKind"];
@@ -1684,6 +2253,12 @@ export interface components {
             value: string;
         };
         /**
+         * ContactChannel
+         * @description The ways the organisation reaches a customer; consent is recorded per channel (docs/consent.md).
+         * @enum {string}
+         */
+        ContactChannel: "email" | "phone" | "sms" | "post" | "visit";
+        /**
          * ContactKind
          * @enum {string}
          */
@@ -1695,6 +2270,20 @@ export interface components {
             label?: string | null;
             /** Value */
             value: string;
+        };
+        /** CurrentValue */
+        CurrentValue: {
+            /** Clv */
+            clv: number | null;
+            /** P Alive */
+            p_alive: number | null;
+            /** Value Model Version */
+            value_model_version: string | null;
+            /**
+             * Value Tier
+             * @description tier by CLV, as scored
+             */
+            value_tier: string | null;
         };
         /** CustomerCreate */
         CustomerCreate: {
@@ -1845,6 +2434,23 @@ export interface components {
              * @description the version you read (instead of If-Match)
              */
             version?: number | null;
+        };
+        /** CustomerValuePublic */
+        CustomerValuePublic: {
+            /** Basis */
+            basis: string;
+            current: components["schemas"]["CurrentValue"];
+            /** Customer Id */
+            customer_id: string;
+            historical: components["schemas"]["HistoricalValue"];
+            potential: components["schemas"]["PotentialValue"];
+            referral: components["schemas"]["ReferralValue"];
+            rfm: components["schemas"]["Rfm"];
+            /**
+             * Tier
+             * @description pyramid tier on the basis
+             */
+            tier: string | null;
         };
         /**
          * CustomersPage
@@ -2011,6 +2617,19 @@ export interface components {
             /** Total Spend */
             total_spend: number;
         };
+        /** FrequencyCapBody */
+        FrequencyCapBody: {
+            /**
+             * Max Touches
+             * @description at most this many touches ...
+             */
+            max_touches: number;
+            /**
+             * Window Days
+             * @description ... in any rolling window this long
+             */
+            window_days: number;
+        };
         /** GroupRatesPublic */
         GroupRatesPublic: {
             /** Alerts */
@@ -2024,6 +2643,30 @@ export interface components {
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /** HistoricalValue */
+        HistoricalValue: {
+            /** Complaints */
+            complaints: number;
+            /** Contacts */
+            contacts: number;
+            /**
+             * Contribution
+             * @description margin x revenue - cost to serve
+             */
+            contribution: number;
+            /**
+             * Cost To Serve
+             * @description contacts x cost per contact + complaints x ... + returns x ...
+             */
+            cost_to_serve: number;
+            /** Returns */
+            returns: number;
+            /**
+             * Revenue
+             * @description total spend to date
+             */
+            revenue: number;
         };
         /**
          * Initiator
@@ -2194,6 +2837,25 @@ export interface components {
             /** Status */
             status: string;
         };
+        /**
+         * LegalBasis
+         * @description GDPR Art. 6(1) lawful bases for contacting a customer.
+         * @enum {string}
+         */
+        LegalBasis: "consent" | "contract" | "legal_obligation" | "vital_interests" | "public_task" | "legitimate_interest";
+        /** LorenzPoint */
+        LorenzPoint: {
+            /**
+             * Customer Share
+             * @description share of customers, least valuable first
+             */
+            customer_share: number;
+            /**
+             * Value Share
+             * @description share of value those customers hold
+             */
+            value_share: number;
+        };
         /** MetricsPublic */
         MetricsPublic: {
             /** Alerted Customers */
@@ -2226,6 +2888,46 @@ export interface components {
             treated: components["schemas"]["GroupRatesPublic"];
             /** Uplift */
             uplift: number | null;
+        };
+        /** MigrationReport */
+        MigrationReport: {
+            /** Customers */
+            customers: number;
+            /** Downgrade Rate */
+            downgrade_rate: number | null;
+            /** Downgraded */
+            downgraded: number;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["MigrationRow"][];
+            /** New */
+            new: number;
+            /** To */
+            to: string;
+            /** Unchanged */
+            unchanged: number;
+            /**
+             * Upgrade Rate
+             * @description upgraded / customers with a tier at the start
+             */
+            upgrade_rate: number | null;
+            /** Upgraded */
+            upgraded: number;
+        };
+        /** MigrationRow */
+        MigrationRow: {
+            /** Customers */
+            customers: number;
+            /** From Tier */
+            from_tier: string;
+            /**
+             * Move
+             * @enum {string}
+             */
+            move: "up" | "down" | "same" | "new";
+            /** To Tier */
+            to_tier: string;
         };
         /** MixRow */
         MixRow: {
@@ -2394,6 +3096,24 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** PotentialValue */
+        PotentialValue: {
+            /**
+             * Potential Value
+             * @description max(wallet estimate - revenue, 0)
+             */
+            potential_value: number | null;
+            /**
+             * Share Of Wallet
+             * @description revenue / wallet estimate
+             */
+            share_of_wallet: number | null;
+            /**
+             * Wallet Estimate
+             * @description the customer attribute wallet_estimate
+             */
+            wallet_estimate: number | null;
+        };
         /** PreviewCustomer */
         PreviewCustomer: {
             /** Customer Id */
@@ -2473,6 +3193,52 @@ export interface components {
             purchase_days: number;
             /** Purchases */
             purchases: number;
+        };
+        /** PyramidReport */
+        PyramidReport: {
+            /** Basis */
+            basis: string;
+            /** Customers */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["PyramidRow"][];
+            /** Value */
+            value: number;
+        };
+        /** PyramidRow */
+        PyramidRow: {
+            /**
+             * Customer Share
+             * @description customers / all customers in the report
+             */
+            customer_share: number | null;
+            /** Customers */
+            customers: number;
+            /** Tier */
+            tier: string;
+            /**
+             * Value
+             * @description sum of the basis value of the tier's customers
+             */
+            value: number;
+            /**
+             * Value Share
+             * @description value / all value in the report
+             */
+            value_share: number | null;
+        };
+        /** QuietHoursBody */
+        QuietHoursBody: {
+            /**
+             * End
+             * @description local time "HH:MM" when they end (before start: next day)
+             */
+            end: string;
+            /**
+             * Start
+             * @description local time "HH:MM" when quiet hours begin
+             */
+            start: string;
         };
         /** RankedScore */
         RankedScore: {
@@ -2566,6 +3332,16 @@ export interface components {
              */
             total: number;
         };
+        /** ReferralValue */
+        ReferralValue: {
+            /**
+             * Referral Value
+             * @description stated amounts + unit value x referrals without one
+             */
+            referral_value: number;
+            /** Referrals */
+            referrals: number;
+        };
         /** RetentionMetricsPublic */
         RetentionMetricsPublic: {
             /**
@@ -2583,6 +3359,67 @@ export interface components {
              * Format: date-time
              */
             to: string;
+        };
+        /** Rfm */
+        Rfm: {
+            /** F */
+            f: number | null;
+            /** Frequency */
+            frequency: number;
+            /** M */
+            m: number | null;
+            /** Monetary */
+            monetary: number;
+            /**
+             * R
+             * @description 1..5, 5 = bought most recently
+             */
+            r: number | null;
+            /** Recency Last Purchase At */
+            recency_last_purchase_at: string | null;
+            /** Segment */
+            segment: string | null;
+        };
+        /** RfmCell */
+        RfmCell: {
+            /** Customers */
+            customers: number;
+            /** F */
+            f: number;
+            /** M */
+            m: number;
+            /** R */
+            r: number;
+            /** Revenue */
+            revenue: number;
+            /** Segment */
+            segment: string;
+        };
+        /** RfmReport */
+        RfmReport: {
+            /** Customers */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["RfmCell"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Segments */
+            segments: components["schemas"]["RfmSegmentRow"][];
+            /** Total */
+            total: number;
+        };
+        /** RfmSegmentRow */
+        RfmSegmentRow: {
+            /** Customers */
+            customers: number;
+            /** Revenue */
+            revenue: number;
+            /** Segment */
+            segment: string;
+            /** Share */
+            share: number | null;
         };
         /** RiskBucket */
         RiskBucket: {
@@ -2831,6 +3668,99 @@ export interface components {
             /** Tiers */
             tiers: components["schemas"]["TierShare"][];
         };
+        /** SegmentCount */
+        SegmentCount: {
+            /** Customers */
+            customers: number;
+            /** Segment Id */
+            segment_id: string;
+        };
+        /** SegmentCreate */
+        SegmentCreate: {
+            /** Description */
+            description?: string | null;
+            /**
+             * Filter
+             * @description conditions that must all hold: [{field, op, value}]; GET /segments/fields lists the fields
+             */
+            filter: unknown[];
+            /** Name */
+            name: string;
+        };
+        /** SegmentCustomer */
+        SegmentCustomer: {
+            /** Churn Risk */
+            churn_risk: number | null;
+            /** Clv */
+            clv: number | null;
+            /** Contribution */
+            contribution: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Lifecycle Stage */
+            lifecycle_stage: string | null;
+            /** Segment */
+            segment: string | null;
+            /** Status */
+            status: string | null;
+            /** Value Tier */
+            value_tier: string | null;
+        };
+        /** SegmentCustomersPublic */
+        SegmentCustomersPublic: {
+            /** Items */
+            items: components["schemas"]["SegmentCustomer"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Segment Id */
+            segment_id: string;
+            /** Total */
+            total: number;
+        };
+        /** SegmentField */
+        SegmentField: {
+            /** Choices */
+            choices: string[] | null;
+            /** Description */
+            description: string;
+            /** Field */
+            field: string;
+            /** Ops */
+            ops: string[];
+            /** Type */
+            type: string;
+        };
+        /** SegmentPublic */
+        SegmentPublic: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Created By */
+            created_by: string | null;
+            /** Description */
+            description: string | null;
+            /** Filter */
+            filter: unknown[];
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+        };
+        /** SegmentsPublic */
+        SegmentsPublic: {
+            /** Items */
+            items: components["schemas"]["SegmentPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
         /**
          * Severity
          * @enum {string}
@@ -2983,11 +3913,93 @@ export interface components {
              */
             only_tiers: string[];
         };
+        /** SummaryReport */
+        SummaryReport: {
+            /** Items */
+            items: components["schemas"]["SummaryRow"][];
+        };
+        /** SummaryRow */
+        SummaryRow: {
+            /** Avg Clv */
+            avg_clv: number | null;
+            /**
+             * Avg Contribution
+             * @description average profitability per customer
+             */
+            avg_contribution: number | null;
+            /** Avg Share Of Wallet */
+            avg_share_of_wallet: number | null;
+            /** Clv */
+            clv: number;
+            /**
+             * Contribution
+             * @description total historical value
+             */
+            contribution: number;
+            /** Cost To Serve */
+            cost_to_serve: number;
+            /** Customers */
+            customers: number;
+            /** Customers With Clv */
+            customers_with_clv: number;
+            /** Customers With Wallet */
+            customers_with_wallet: number;
+            /** Potential Value */
+            potential_value: number;
+            /** Referral Value */
+            referral_value: number;
+            /** Referrals */
+            referrals: number;
+            /** Revenue */
+            revenue: number;
+        };
+        /** SurveyAnswer */
+        SurveyAnswer: {
+            /**
+             * Dimensions
+             * @description product, service_support, relationship, on the same scale
+             */
+            dimensions?: {
+                [key: string]: number;
+            };
+            /**
+             * Score
+             * @description nps: 0-10, csat: 1-5
+             */
+            score: number;
+        };
         /**
          * SurveyKind
          * @enum {string}
          */
         SurveyKind: "nps" | "csat";
+        /**
+         * SurveyQuestion
+         * @description What a respondent sees: the question, never anything about the customer.
+         */
+        SurveyQuestion: {
+            /** Dimensions */
+            dimensions: string[];
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /** Max */
+            max: number;
+            /** Min */
+            min: number;
+            /** Survey */
+            survey: string;
+        };
+        /** SurveyReceipt */
+        SurveyReceipt: {
+            /**
+             * Status
+             * @default recorded
+             */
+            status: string;
+        };
         /** TaskComplete */
         TaskComplete: {
             /** Note */
@@ -3050,6 +4062,48 @@ export interface components {
             value: number;
             /** Value Share */
             value_share: number;
+        };
+        /** TouchPublic */
+        TouchPublic: {
+            /** Action */
+            action: string;
+            /** Alert Id */
+            alert_id: string | null;
+            /** Allowed */
+            allowed: boolean;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Channel */
+            channel: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Customer Id */
+            customer_id: string;
+            /** Id */
+            id: string;
+            /** Reason */
+            reason: string;
+            /** Task Id */
+            task_id: string | null;
+            /** Verdict */
+            verdict: string;
+        };
+        /** TouchesPublic */
+        TouchesPublic: {
+            /** Items */
+            items: components["schemas"]["TouchPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
         };
         /** ValidationError */
         ValidationError: {
@@ -3778,7 +4832,7 @@ export interface operations {
             query?: {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
-                /** @description one of audit.read, customer.erased, customer.erasure_read, customer.updated, customers.imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
+                /** @description one of audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
                 action?: string | null;
                 /** @description the object's id */
                 object?: string | null;
@@ -4497,6 +5551,105 @@ export interface operations {
             };
         };
     };
+    bulk_consent_customers_consent_bulk_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description makes a retried create safe: the same key and body replay the first answer */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsentImport"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentImportReport"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     get_customer_customers__customer_id__get: {
         parameters: {
             query?: never;
@@ -4813,6 +5966,297 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_consent_customers__customer_id__consent_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_consent_customers__customer_id__consent_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsentUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    consent_history_customers__customer_id__consent_history_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentChangesPage"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -5405,6 +6849,202 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatusHistoryPage"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_touches_customers__customer_id__touches_get: {
+        parameters: {
+            query?: {
+                /** @description true: only allowed; false: only blocked */
+                allowed?: boolean | null;
+                channel?: components["schemas"]["ContactChannel"] | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TouchesPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_value_customers__customer_id__value_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerValuePublic"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -7756,6 +9396,630 @@ export interface operations {
             };
         };
     };
+    touches_blocked_reports_retention_touches_blocked_get: {
+        parameters: {
+            query: {
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockedReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    concentration_reports_value_concentration_get: {
+        parameters: {
+            query?: {
+                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
+                basis?: ("clv" | "contribution") | null;
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description Lorenz curve points */
+                points?: number;
+                /** @description the top share of customers (0.2: the 80/20 rule) */
+                top?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConcentrationReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pyramid_reports_value_pyramid_get: {
+        parameters: {
+            query?: {
+                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
+                basis?: ("clv" | "contribution") | null;
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PyramidReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rfm_reports_value_rfm_get: {
+        parameters: {
+            query?: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RfmReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    summary_reports_value_summary_get: {
+        parameters: {
+            query?: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SummaryReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    tier_migration_reports_value_tier_migration_get: {
+        parameters: {
+            query: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MigrationReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     retention_metrics_retention_metrics_get: {
         parameters: {
             query?: {
@@ -8860,6 +11124,898 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_segments_segments_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_segment_segments_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SegmentCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    segment_fields_segments_fields_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentField"][];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_segment_segments__segment_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_segment_segments__segment_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    count_segment_segments__segment_id__count_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCount"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    segment_customers_segments__segment_id__customers_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCustomersPublic"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    survey_question_surveys_respond__token__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SurveyQuestion"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not a survey link this platform signed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description answered already (one answer per link) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the link has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    answer_survey_surveys_respond__token__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SurveyAnswer"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SurveyReceipt"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not a survey link this platform signed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description answered already (one answer per link) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the link has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description request body too large */
             413: {

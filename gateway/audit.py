@@ -92,6 +92,7 @@ AUDITED: tuple[Audited, ...] = (
     _a("DELETE", "customers/*", "customer.erased", "customer"),
     _a("GET", "customers/*/erasure", "customer.erasure_read", "customer"),
     _a("POST", "customers/bulk", "customers.imported", "customer"),
+    _a("POST", "customers/status/bulk", "customers.statuses_imported", "customer"),
     _a("POST", "interactions/bulk", "interactions.imported", "interaction"),
     _a("POST", "rules", "rule.created", "rule"),
     _a("PATCH", "rules/*", "rule.updated", "rule"),

@@ -173,6 +173,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers", "customers:read", S.OWNER_LIST),
             _p(POST, "customers", "customers:write", S.BODY_OWNER),
             _p(POST, "customers/bulk", "customers:bulk"),
+            _p(POST, "customers/status/bulk", "customers:bulk"),
             _p(READ, "customers/*", "customers:read", S.CUSTOMER_PATH, prefix=True),
             _p(PATCH, "customers/*", "customers:write", S.CUSTOMER_PATH),
             _p(DELETE, "customers/*", "customers:erase"),

@@ -3,7 +3,13 @@
 from servicekit.service import ServiceComponents
 from services.customer.handlers import HANDLERS
 from services.customer.housekeeping import purge_idempotency_keys
+from services.customer.lookup import router as lookup_router
 from services.customer.reports_router import router as reports_router
 from services.customer.router import router
+from services.customer.status_bulk import router as status_bulk_router
 
-COMPONENTS = ServiceComponents(routers=[router, reports_router], handlers=HANDLERS, background=[purge_idempotency_keys])
+COMPONENTS = ServiceComponents(
+    routers=[lookup_router, status_bulk_router, router, reports_router],
+    handlers=HANDLERS,
+    background=[purge_idempotency_keys],
+)

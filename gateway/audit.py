@@ -94,6 +94,7 @@ AUDITED: tuple[Audited, ...] = (
     _a("POST", "customers/bulk", "customers.imported", "customer"),
     _a("POST", "customers/status/bulk", "customers.statuses_imported", "customer"),
     _a("POST", "interactions/bulk", "interactions.imported", "interaction"),
+    _a("POST", "alerts/evaluate", "alerts.evaluated", "alert"),
     _a("POST", "rules", "rule.created", "rule"),
     _a("PATCH", "rules/*", "rule.updated", "rule"),
     _a("DELETE", "rules/*", "rule.deleted", "rule"),

@@ -5,7 +5,11 @@ from services.retention.background import run_housekeeping
 from services.retention.delivery import run_webhook_sender
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.router import router
+from services.retention.work import router as work_router
 
 COMPONENTS = ServiceComponents(
-    routers=[router], handlers=HANDLERS, before_batch=BEFORE_BATCH, background=[run_housekeeping, run_webhook_sender]
+    routers=[work_router, router],
+    handlers=HANDLERS,
+    before_batch=BEFORE_BATCH,
+    background=[run_housekeeping, run_webhook_sender],
 )

@@ -65,6 +65,8 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("GET", "/api/v1/alerts/stream", "alerts:stream"),
         ("GET", "/api/v1/alerts/a-1", "alerts:read"),
         ("POST", "/api/v1/alerts/a-1/acknowledge", "alerts:write"),
+        ("POST", "/api/v1/alerts/evaluate", "alerts:evaluate"),
+        ("GET", "/api/v1/work-items", "alerts:read"),
         ("POST", "/api/v1/rules/r-1/preview", "rules:write"),
         ("POST", "/api/v1/models/churn/train", "models:write"),
         ("GET", "/api/v1/jobs/j-1", "models:read"),

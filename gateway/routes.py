@@ -268,6 +268,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "integrations:read",  # its own inbound events parked for an unknown customer
         }
     ),
+    # Loading a company's history (docs/onboarding.md): the bulk routes only, with their own rate and
+    # row limits (GATEWAY_RATE_LIMITS, GATEWAY_BULK_ROWS_PER_S); it reads nothing about customers.
+    "importer": frozenset({"customers:bulk", "interactions:bulk", "integrations:read"}),
 }
 
 

@@ -147,8 +147,9 @@ async def on_complaint_updated(session: AsyncSession, event: Received[ComplaintU
 
 async def on_complaint_overdue(session: AsyncSession, event: Received[ComplaintOverdue]) -> None:
     d = event.data
-    # The contract has no detection time; the envelope time is when the SLA watcher noticed.
-    at = max(features.utc(event.time), features.utc(d.due_at))
+    # When the complaint became overdue is its due time (the watcher notices within seconds of it): a
+    # complaint of an imported history went overdue back then, not when the watcher first saw it.
+    at = features.utc(d.due_at)
     change = partial(features.complaint_overdue, complaint_id=d.complaint_id, severity=d.severity, at=at)
     await _rescore(session, event, change, at=at)
 

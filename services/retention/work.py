@@ -230,7 +230,7 @@ async def evaluate_page(*, session: AsyncSession, after: str, limit: int) -> Eva
 async def evaluate_alerts(
     session: SessionDep,
     after: Annotated[str, Query(max_length=100, description="next_after of the previous call")] = "",
-    limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Evaluation:
     """Run the alert rules once on each customer's current state, a page of customers per call (after
     an import whose history raised no alerts). Repeating it on an unchanged state raises nothing new."""

@@ -178,7 +178,7 @@ async def test_history_raises_no_alert_until_evaluated_and_an_agent_sees_one_ite
     # After the backfill: the rules judge each customer once on its current state.
     after = ""
     while True:
-        response = await gateway.post("/api/v1/alerts/evaluate", params={"after": after, "limit": 2000})
+        response = await gateway.post("/api/v1/alerts/evaluate", params={"after": after, "limit": 100}, timeout=60)
         assert response.status_code == 200, response.text
         page = response.json()
         if page["done"]:

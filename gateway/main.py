@@ -12,11 +12,9 @@ import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
-from gateway import health, view360
+from gateway import console, health, view360
 from gateway.audit import AuditLog, AuditMiddleware, audit_router
 from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
@@ -28,6 +26,7 @@ from gateway.proxy import ApiDispatcher, Proxy
 from gateway.ratelimit import AuthThrottle, RateLimiter, SharedBuckets
 from gateway.settings import GatewaySettings, default_secrets, production_problems
 from gateway.upstream import Upstreams
+from servicekit import tracing
 from servicekit.auth import InternalAuthSettings
 from servicekit.db import Database
 from servicekit.metrics_route import metrics_router
@@ -53,7 +52,10 @@ def create_app(
         default_secrets(settings, internal),
         process="the gateway",
     )
+    # On only with OTEL_EXPORTER_OTLP_ENDPOINT; before the engine and the HTTP clients exist (they are instrumented).
+    tracing.setup(settings.name)
     database = Database(settings.database_url, source="/crm/gateway")
+    tracing.instrument_engine(database.engine)
     buckets = SharedBuckets(database)
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
     upstreams = Upstreams(settings, transport=transport, internal=internal)
@@ -79,6 +81,7 @@ def create_app(
             await stream_upstreams.aclose()
             await authenticator.aclose()
             await database.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Customer-retention platform API",
@@ -144,13 +147,13 @@ def create_app(
         doc: dict[str, Any] = await app.state.openapi.document()
         return Response(orjson.dumps(doc), media_type="application/json")
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - docs")
+    console.install_docs(app)
+    app.include_router(console.console_router(settings))
 
     # The gateway's own routes refuse NUL characters like every service does; proxied requests are
     # checked by the service that answers them, which names the field in its own terms.
     app.include_router(keys_router(), dependencies=NUL_GUARD)
     app.include_router(audit_router(), dependencies=NUL_GUARD)
     app.include_router(view360.router, dependencies=NUL_GUARD)
+    tracing.instrument_app(app, trust_incoming=False)  # a public caller's trace context is not ours
     return app

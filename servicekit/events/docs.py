@@ -32,7 +32,7 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 COMPONENT_REF = "#/components/schemas/{model}"
 
 # Topics other systems publish and the platform consumes; every other topic is published by a service.
-INBOUND_TOPICS = frozenset(model.topic for model in erp.MODELS)
+INBOUND_TOPICS = frozenset(model.topic for model in (*erp.MODELS, *erp.CONSENT_MODELS))
 
 TOPIC_DESCRIPTIONS = {
     topics.CUSTOMER: "Customer master changes, published by the customer service. Ids, references and "
@@ -45,6 +45,8 @@ TOPIC_DESCRIPTIONS = {
     topics.ERP_RETURNS: "Returns, published by the ERP. Each becomes a return interaction.",
     topics.SCM_SHIPMENTS: "Shipment problems (delayed, lost, damaged), published by SCM. Each becomes a "
     "delivery complaint.",
+    topics.ERP_CONSENTS: "Consent changes (opt-in, opt-out per channel), published by the ERP or a marketing "
+    "system. The customer service applies each to the customer's consent record.",
 }
 
 
@@ -92,7 +94,20 @@ def envelope_schema() -> dict[str, Any]:
             "subject": {"type": "string", "description": "the Kafka key: whom the event is about"},
             "datacontenttype": {"type": "string", "const": "application/json"},
             "dataschema": {"type": "string", "description": "urn:crm:event:<type>:v<version>"},
-            "correlationid": {"type": "string", "description": "request id that caused the event (tracing)"},
+            "correlationid": {
+                "type": "string",
+                "description": "request id that caused the event; the trace id while tracing is on",
+            },
+            "traceparent": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "CloudEvents distributed-tracing extension: the W3C trace context of the span "
+                "that wrote the event (only while tracing is on)",
+            },
+            "tracestate": {
+                "type": "string",
+                "description": "CloudEvents distributed-tracing extension: W3C tracestate, with traceparent",
+            },
             "data": {"type": "object"},
         },
     }
@@ -127,6 +142,11 @@ def asyncapi() -> dict[str, Any]:
                     "content-type": {"type": "string", "const": CONTENT_TYPE},
                     "ce_type": {"type": "string", "const": model.event_type},
                     "ce_id": {"type": "string", "description": "the envelope's id"},
+                    "traceparent": {
+                        "type": "string",
+                        "description": "W3C trace context of the relay's publish span (only while tracing is on)",
+                    },
+                    "tracestate": {"type": "string", "description": "W3C tracestate, with traceparent"},
                 },
             },
             "bindings": {"kafka": {"key": {"type": "string", "description": _key_of(model)}}},

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.customer import (
+    ConsentChanged,
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
@@ -14,7 +15,7 @@ from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOv
 from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers
-from services.retention import history, service
+from services.retention import history, service, touches
 from services.retention.metrics import HISTORY_SIGNALS
 from services.retention.settings import get_settings
 
@@ -51,7 +52,13 @@ async def on_customer_erased(session: AsyncSession, event: Received[CustomerEras
     await service.erase_customer(session=session, data=event.data)
 
 
+async def on_consent_changed(session: AsyncSession, event: Received[ConsentChanged]) -> None:
+    # Order-safe: a version at or below the replica's is ignored.
+    await touches.on_consent_changed(session=session, data=event.data)
+
+
 HANDLERS: Handlers = {
+    ConsentChanged.event_type: on_consent_changed,
     ScoreUpdated.event_type: on_signal,
     ComplaintOpened.event_type: on_signal,
     ComplaintOverdue.event_type: on_signal,

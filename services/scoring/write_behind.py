@@ -54,6 +54,8 @@ class Rescore:
     computed_at: datetime
     correlation_id: str | None  # of the event being handled, not of the commit
     computed: Computed | None = None  # already scored by the caller (the sweep), or at flush
+    # The trace context of the event's handling (servicekit.tracing), so score.updated continues its trace.
+    trace: dict[str, str] = field(default_factory=dict)
 
     @property
     def customer_id(self) -> str:
@@ -160,7 +162,7 @@ def flush_pending(session: Session) -> None:
                 computed_at=r.computed_at,
                 as_of=r.as_of,
             )
-            outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id))
+            outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id, trace=r.trace))
             previous[r.customer_id] = current
         table = ScoreRecord.__table__  # type: ignore[attr-defined]
         stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)

@@ -1,7 +1,7 @@
 """bulk replies: the report of a bulk request, kept under its Idempotency-Key
 
 Revision ID: 5e2f7a91c4d8
-Revises: 8c41d2a7e5b3
+Revises: 5d2e7a1c4b90
 Create Date: 2026-12-06 18:00:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "5e2f7a91c4d8"
-down_revision: str | None = "8c41d2a7e5b3"
+down_revision: str | None = "5d2e7a1c4b90"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -18,6 +18,7 @@ from gateway import console, health, view360
 from gateway.audit import AuditLog, AuditMiddleware, audit_router
 from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
+from gateway.bulk_limits import BulkRowLimitMiddleware, RowLimiter
 from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
@@ -103,6 +104,13 @@ def create_app(
         ApiDispatcher,
         proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
         router=app.router,
+    )
+    # Inside authentication: bulk routes cost their rows of the caller's row quota.
+    app.add_middleware(
+        BulkRowLimitMiddleware,
+        limiter=RowLimiter(buckets, settings.bulk_rows_per_s, settings.rate_burst_factor),
+        max_body_bytes=settings.max_body_bytes,
+        enabled=settings.rate_limit,
     )
     app.add_middleware(
         GatewayAuthMiddleware,

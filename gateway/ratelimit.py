@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, cast, func
+from sqlalchemy import Column, Float, Integer, case, cast, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
@@ -134,6 +134,45 @@ class SharedBuckets:
         if taken > 0:
             return taken, 0.0
         return 0, max(0.0, tat + per_token - quota.burst_s - now)
+
+    async def claim_all(self, key: str, quota: Quota, want: int) -> float:
+        """Take exactly ``want`` tokens or none: 0 when taken, else the seconds until ``want`` are free.
+
+        For costs of many tokens at once (rows of a bulk request): a partial grant would spend the
+        caller's allowance on a request that is refused. ``want`` above the capacity is taken as the
+        capacity. Fails open like ``claim``.
+        """
+        want = max(1, min(want, int(quota.capacity + 1e-6)))
+        try:
+            return await self._claim_all(key, quota, want)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("rate bucket store unavailable; request allowed", extra={"error": type(exc).__name__})
+            return 0.0
+
+    async def _claim_all(self, key: str, quota: Quota, want: int) -> float:
+        now = self.clock()
+        pg = self.postgres
+        per_token = 1.0 / quota.rate
+        start = _greatest(BUCKETS.c.tat, now, pg)
+        free = _floor((now + quota.burst_s - start) * quota.rate + 1e-6, pg)
+        granted = case((free >= want, want), else_=0)
+        dialect = postgresql if pg else sqlite
+        statement = (
+            dialect.insert(BUCKETS)
+            .values(key=key, tat=now + want * per_token, granted=want)
+            .on_conflict_do_update(
+                index_elements=[BUCKETS.c.key],
+                set_={"granted": granted, "tat": start + granted * per_token},
+            )
+            .returning(BUCKETS.c.tat, BUCKETS.c.granted)
+        )
+        async with self.database.autocommit() as conn:
+            tat, taken = (await conn.execute(statement)).one()
+        self._maybe_prune(now)
+        if taken > 0:
+            return 0.0
+        # The bucket holds enough again once tat has moved back to want tokens below full.
+        return max(0.0, tat + want * per_token - quota.burst_s - now)
 
     def _maybe_prune(self, now: float) -> None:
         if now - self._last_prune < PRUNE_EVERY_S or (self._prune_task is not None and not self._prune_task.done()):

@@ -70,6 +70,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("scoring", "models"),
             _prefix("scoring", "jobs"),
             _prefix("retention", "alerts"),
+            _prefix("retention", "work-items"),
             _prefix("retention", "rules"),
             _prefix("retention", "playbooks"),
             _prefix("retention", "tasks"),
@@ -182,6 +183,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers", "customers:read", S.OWNER_LIST),
             _p(POST, "customers", "customers:write", S.BODY_OWNER),
             _p(POST, "customers/bulk", "customers:bulk"),
+            _p(POST, "customers/status/bulk", "customers:bulk"),
             _p(READ, "customers/*", "customers:read", S.CUSTOMER_PATH, prefix=True),
             _p(PATCH, "customers/*", "customers:write", S.CUSTOMER_PATH),
             _p(DELETE, "customers/*", "customers:erase"),
@@ -216,6 +218,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "alerts/stream", "alerts:stream", S.OWNER_STREAM),
             _p(READ, "alerts/*", "alerts:read", S.RESOURCE),
             _p(POST, "alerts/*", "alerts:write", S.RESOURCE, prefix=True),
+            _p(POST, "alerts/evaluate", "alerts:evaluate"),
+            _p(READ, "work-items", "alerts:read", S.OWNER_LIST),
             _p(READ, "rules", "rules:read", prefix=True),
             _p(WRITE, "rules", "rules:write", prefix=True),
             _p(READ, "playbooks", "playbooks:read", prefix=True),
@@ -293,6 +297,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "integrations:read",  # its own inbound events parked for an unknown customer
         }
     ),
+    # Loading a company's history (docs/onboarding.md): the bulk routes only, with their own rate and
+    # row limits (GATEWAY_RATE_LIMITS, GATEWAY_BULK_ROWS_PER_S); it reads nothing about customers.
+    "importer": frozenset({"customers:bulk", "interactions:bulk", "integrations:read"}),
 }
 
 

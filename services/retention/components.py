@@ -7,9 +7,10 @@ from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.router import router
 from services.retention.surveys_router import router as surveys_router
 from services.retention.touches_router import router as touches_router
+from services.retention.work import router as work_router
 
 COMPONENTS = ServiceComponents(
-    routers=[router, touches_router, surveys_router],
+    routers=[work_router, router, touches_router, surveys_router],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,
     background=[run_housekeeping, run_webhook_sender],

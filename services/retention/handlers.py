@@ -1,5 +1,7 @@
 """Consumed events -> alerts, outcomes and the customer replica. Handlers never commit (the consumer does)."""
 
+from datetime import UTC, datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.customer import (
@@ -13,15 +15,21 @@ from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOv
 from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers
-from services.retention import service, touches
+from services.retention import history, service, touches
+from services.retention.metrics import HISTORY_SIGNALS
+from services.retention.settings import get_settings
 
 
 async def on_signal(
     session: AsyncSession, event: Received[ScoreUpdated | ComplaintOpened | ComplaintOverdue | SurveyAnswered]
 ) -> None:
     # Duplicate-safe: the signal log keys on the event id, alerts remember the ids applied to them, and
-    # an older score than the latest is ignored.
-    await service.handle_event(session=session, event=event)
+    # an older score than the latest is ignored. History older than the horizon raises no alert.
+    horizon = get_settings().alert_history_horizon_days
+    live = not history.is_history(event.data, now=datetime.now(UTC), horizon_days=horizon)
+    if not live:
+        HISTORY_SIGNALS.inc()
+    await service.handle_event(session=session, event=event, raise_alerts=live)
 
 
 async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:

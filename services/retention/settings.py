@@ -33,6 +33,10 @@ class RetentionSettings(ServiceSettings):
     signal_retention_days: float = Field(400.0, gt=0)
     # Look-back of recall: a churn counts as warned if an alert was first raised this long before it.
     warning_lookback_days: float = Field(180.0, gt=0)
+    # Signals (scores, complaints, surveys) whose business time lies further back than this raise no
+    # alert as they stream in (an imported history); they still update scores and the signal log.
+    # After a backfill, POST /alerts/evaluate judges every customer once. 0: every signal is live.
+    alert_history_horizon_days: float = Field(30.0, ge=0)
     # Snooze wake-up, auto-save and pruning run this often (consume role).
     housekeeping_interval_s: float = Field(5.0, gt=0)
     # Alert changes kept for SSE Last-Event-ID replay.

@@ -139,8 +139,13 @@ async def apply_event(
     at: datetime,
     weights: RuleWeights,
     rescore: bool = True,
+    profile_only: bool = False,
 ) -> bool:
     """Apply one event to the customer's features and, if it changed them, rescore.
+
+    profile_only: the event changes the customer's profile, not its history (customer.*): it is
+    scored as of the customer's latest event if it has one, so the order in which a profile and its
+    history arrive does not change the scores; as of `at` otherwise.
 
     Returns whether it rescored: False when nothing was scored (a duplicate, an erased
     customer, or an event that does not feed the scores).
@@ -151,10 +156,11 @@ async def apply_event(
     _store(session, row, state)
     if not rescore:
         return False
+    as_of = state.last_event_at if profile_only and state.last_event_at is not None else state.as_of(at)
     await rescore_customer(
         session=session,
         state=state,
-        as_of=state.as_of(at),
+        as_of=as_of,
         caused_by=event_id,
         caused_by_type=event_type,
         weights=weights,
@@ -304,7 +310,6 @@ async def rescore_all(
             await session.execute(
                 select(CustomerFeatures)
                 .where(CustomerFeatures.customer_id > after, CustomerFeatures.erased.is_(False))  # type: ignore[attr-defined]
-                .where(CustomerFeatures.last_event_at.is_not(None))  # type: ignore[union-attr]
                 .order_by(CustomerFeatures.customer_id)
                 .limit(limit)
             )
@@ -314,11 +319,12 @@ async def rescore_all(
     )
     for row in rows:
         state = features.load_state({name: getattr(row, name) for name in features.STATE_FIELDS})
-        assert state.last_event_at is not None
+        # A customer known only by its profile (no events yet) is scored too, as of the data clock.
+        last = state.last_event_at or now or datetime.now(UTC)
         await rescore_customer(
             session=session,
             state=state,
-            as_of=max(state.last_event_at, now) if now is not None else state.last_event_at,
+            as_of=max(last, now) if now is not None else last,
             caused_by=caused_by,
             caused_by_type=caused_by_type,
             weights=weights,

@@ -161,6 +161,7 @@ def flush_pending(session: Session) -> None:
                 model_version=computed.model_version,
                 caused_by=r.caused_by,
                 computed_at=r.computed_at,
+                as_of=r.as_of,
             )
             outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id, trace=r.trace))
             before = previous.get(r.customer_id)

@@ -55,6 +55,7 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("GET", "/api/v1/customers", "customers:read"),
         ("HEAD", "/api/v1/customers/c-1", "customers:read"),
         ("POST", "/api/v1/customers/bulk", "customers:bulk"),
+        ("POST", "/api/v1/customers/status/bulk", "customers:bulk"),
         ("DELETE", "/api/v1/customers/c-1", "customers:erase"),
         ("GET", "/api/v1/customers/c-1/scores/history", "scores:read"),
         ("GET", "/api/v1/customers/c-1/360", "customers:read"),
@@ -64,6 +65,8 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("GET", "/api/v1/alerts/stream", "alerts:stream"),
         ("GET", "/api/v1/alerts/a-1", "alerts:read"),
         ("POST", "/api/v1/alerts/a-1/acknowledge", "alerts:write"),
+        ("POST", "/api/v1/alerts/evaluate", "alerts:evaluate"),
+        ("GET", "/api/v1/work-items", "alerts:read"),
         ("POST", "/api/v1/rules/r-1/preview", "rules:write"),
         ("POST", "/api/v1/models/churn/train", "models:write"),
         ("GET", "/api/v1/jobs/j-1", "models:read"),
@@ -82,6 +85,8 @@ def test_each_request_needs_the_declared_permission(method: str, path: str, perm
 def test_a_method_no_rule_covers_has_no_permission() -> None:
     assert permission_for("PUT", "/api/v1/customers/c-1") is None
     assert permission_for("GET", "/health/live") is None
+    # The customer service's batch lookup is for the other services only.
+    assert permission_for("POST", "/api/v1/customers/lookup") is None
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,8 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix(GATEWAY, "audit"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
+            Route(("customers", WILDCARD, "loyalty"), "retention", exact=True),
+            Route(("customers", WILDCARD, "churn-suggestion"), "retention", exact=True),
             _prefix("customer", "customers"),
             _prefix("interaction", "interactions"),
             _prefix("interaction", "complaints"),
@@ -76,6 +78,7 @@ ROUTES: tuple[Route, ...] = tuple(
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
             _prefix("interaction", "reports", "complaints"),
+            _prefix("retention", "reports", "retention"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -181,6 +184,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
+            _p(READ, "customers/*/loyalty", "customers:read", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/churn-suggestion", "customers:read", S.CUSTOMER_PATH),
             # interactions and complaints
             _p(READ, "interactions", "interactions:read", S.CUSTOMER_QUERY),
             _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
@@ -213,6 +218,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
             _p(READ, "reports/complaints", "reports:read", prefix=True),
+            _p(READ, "reports/retention", "reports:read", prefix=True),
+            # ... except this one, which lists customers: a manager sees only the team's
+            _p(READ, "reports/retention/satisfaction-trap", "reports:read", S.OWNER_LIST),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only

@@ -4,8 +4,12 @@ from servicekit.service import ServiceComponents
 from services.retention.background import run_housekeeping
 from services.retention.delivery import run_webhook_sender
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
+from services.retention.reports_router import router as reports_router
 from services.retention.router import router
 
 COMPONENTS = ServiceComponents(
-    routers=[router], handlers=HANDLERS, before_batch=BEFORE_BATCH, background=[run_housekeeping, run_webhook_sender]
+    routers=[router, reports_router],
+    handlers=HANDLERS,
+    before_batch=BEFORE_BATCH,
+    background=[run_housekeeping, run_webhook_sender],
 )

@@ -665,3 +665,7 @@ class RetentionMetricsPublic(BaseModel):
     group_by: str | None
     overall: MetricsPublic
     groups: list[MetricsPublic]
+
+
+# The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
+from services.retention import read_model as read_model  # noqa: E402

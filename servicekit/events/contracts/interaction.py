@@ -66,6 +66,9 @@ class SurveyAnswered(InteractionEvent):
     survey: str  # "nps" (0-10) or "csat" (1-5)
     score: int
     answered_at: datetime
+    # Which part of the relationship the answer rates: product, service (service and support) or
+    # relationship; None when the survey did not say (and on events written before the field).
+    dimension: str | None = None
 
 
 MODELS = (InteractionRecorded, ComplaintOpened, ComplaintUpdated, ComplaintOverdue, SurveyAnswered)

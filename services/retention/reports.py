@@ -4,12 +4,12 @@ Every measure's definition and formula: docs/reports.md, "Retention". Filters: t
 and team, each repeatable (any of). Churn facts filter by the values at churn, alerts by the alert's
 owner, tier and segment (at the alert) and the customer's team, every other report by the customer's
 current values. No I/O besides the queries; never commits. Lists are paged in SQL; the loyalty reports
-stream per-customer rows through the pure typing in chunks, so memory stays bounded.
+type customers in SQL with the same thresholds as the pure typing (loyalty_columns).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,6 @@ F = CustomerFact.__table__  # type: ignore[attr-defined]
 E = FactEvent.__table__  # type: ignore[attr-defined]
 CH = ChurnFact.__table__  # type: ignore[attr-defined]
 IS_CUSTOMER = ("active", "won_back")
-STREAM_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,37 +305,71 @@ async def satisfaction(
 # ---- loyalty ---------------------------------------------------------------------------------------------
 
 
-def _loyalty_rows(period: Period, filters: Filters) -> Any:
-    """Per customer now (active or won back): orders before ``to``, in the period and in the period before,
-    the first order, the latest NPS and CSAT answered before ``to``."""
+@dataclass(frozen=True, slots=True)
+class LoyaltyColumns:
+    """The pure typing (services/retention/loyalty.py) as SQL over one row of customer features."""
+
+    declining: ColumnElement[bool]
+    behaviour_high: ColumnElement[bool]
+    attitude_known: ColumnElement[bool]
+    attitude_high: ColumnElement[bool]
+    type: ColumnElement[str]
+    trap: ColumnElement[bool]
+
+
+def loyalty_columns(
+    *, orders: Any, tenure_days: Any, recent: Any, prior: Any, wallet: Any, nps: Any, csat: Any, t: loyalty.Thresholds
+) -> LoyaltyColumns:
+    """loyalty.classify written as SQL, threshold for threshold (a unit test holds the two to agreement)."""
+    declining = and_(prior >= 1, recent <= prior * t.decline_ratio)
+    behaviour = and_(
+        orders >= t.repeat_orders,
+        tenure_days.is_not(None),
+        tenure_days >= t.min_tenure_days,
+        or_(wallet.is_(None), wallet >= t.min_share_of_wallet),
+        ~declining,
+    )
+    known = or_(nps.is_not(None), csat.is_not(None))
+    attitude = or_(nps >= t.nps_promoter, and_(nps.is_(None), csat >= t.csat_satisfied))
+    kind = case(
+        (~known, loyalty.LoyaltyType.unmeasured.value),
+        (and_(behaviour, attitude), loyalty.LoyaltyType.true.value),
+        (behaviour, loyalty.LoyaltyType.spurious.value),
+        (attitude, loyalty.LoyaltyType.latent.value),
+        else_=loyalty.LoyaltyType.none.value,
+    )
+    return LoyaltyColumns(declining, behaviour, known, attitude, kind, and_(attitude, declining))
+
+
+def _loyalty_features(session: AsyncSession, period: Period, filters: Filters, t: loyalty.Thresholds) -> Any:
+    """Per customer now (active or won back, not erased): the current orders, first order, latest NPS and
+    CSAT and share of wallet (customer_facts); orders in the period (recent) and in the equally long
+    period before it (prior); the tenure at ``to``; and the typing columns."""
     prior_start = period.start_at - (period.end_at - period.start_at)
-    orders = (
+    windows = (
         select(
             E.c.customer_id,
-            func.count().label("orders"),
-            func.min(E.c.at).label("first_at"),
             func.sum(_flag(E.c.at >= period.start_at)).label("recent"),
-            func.sum(_flag(and_(E.c.at >= prior_start, E.c.at < period.start_at))).label("prior"),
+            func.sum(_flag(E.c.at < period.start_at)).label("prior"),
         )
-        .where(E.c.kind == ORDER, E.c.at < period.end_at)
+        .where(E.c.kind == ORDER, E.c.at >= prior_start, E.c.at < period.end_at)
         .group_by(E.c.customer_id)
         .subquery()
     )
-    ranked = (
-        select(
-            E.c.customer_id,
-            E.c.category,
-            E.c.score,
-            func.row_number()
-            .over(partition_by=(E.c.customer_id, E.c.category), order_by=(E.c.at.desc(), E.c.id.desc()))
-            .label("rn"),
-        )
-        .where(E.c.kind == SURVEY, E.c.category.in_(["nps", "csat"]), E.c.at < period.end_at)
-        .subquery()
+    recent = func.coalesce(windows.c.recent, 0)
+    prior = func.coalesce(windows.c.prior, 0)
+    tenure = days_between(literal(period.end_at), F.c.first_order_at, _dialect(session))
+    typed = loyalty_columns(
+        orders=F.c.orders,
+        tenure_days=tenure,
+        recent=recent,
+        prior=prior,
+        wallet=F.c.share_of_wallet,
+        nps=F.c.nps,
+        csat=F.c.csat,
+        t=t,
     )
-    nps = select(ranked.c.customer_id, ranked.c.score).where(ranked.c.rn == 1, ranked.c.category == "nps").subquery()
-    csat = select(ranked.c.customer_id, ranked.c.score).where(ranked.c.rn == 1, ranked.c.category == "csat").subquery()
-    source, _ = _customers_joined(None)
+    source = C.outerjoin(S, S.c.customer_id == C.c.customer_id).join(F, F.c.customer_id == C.c.customer_id)
     return (
         select(
             C.c.customer_id,
@@ -344,79 +377,47 @@ def _loyalty_rows(period: Period, filters: Filters) -> Any:
             C.c.segment,
             CURRENT_TIER.label("tier"),
             F.c.team,
-            F.c.share_of_wallet,
-            func.coalesce(orders.c.orders, 0).label("orders"),
-            orders.c.first_at,
-            func.coalesce(orders.c.recent, 0).label("recent"),
-            func.coalesce(orders.c.prior, 0).label("prior"),
-            nps.c.score.label("nps"),
-            csat.c.score.label("csat"),
+            F.c.orders,
+            F.c.nps,
+            F.c.csat,
+            recent.label("recent"),
+            prior.label("prior"),
+            typed.type.label("type"),
+            _flag(typed.trap).label("trap"),
         )
-        .select_from(
-            source.outerjoin(orders, orders.c.customer_id == C.c.customer_id)
-            .outerjoin(nps, nps.c.customer_id == C.c.customer_id)
-            .outerjoin(csat, csat.c.customer_id == C.c.customer_id)
-        )
+        .select_from(source.outerjoin(windows, windows.c.customer_id == C.c.customer_id))
         .where(C.c.status.in_(IS_CUSTOMER), C.c.erased_at.is_(None), *_current(filters))
-        .order_by(C.c.customer_id)
     )
-
-
-def classify_row(row: Any, as_of: datetime, thresholds: loyalty.Thresholds) -> loyalty.Loyalty:
-    first = row["first_at"]
-    tenure = None
-    if first is not None:
-        first_at = first if isinstance(first, datetime) else datetime.fromisoformat(str(first))
-        if first_at.tzinfo is None:
-            first_at = first_at.replace(tzinfo=as_of.tzinfo)
-        tenure = (as_of - first_at).total_seconds() / 86400.0
-    behaviour = loyalty.Behaviour(
-        orders=int(row["orders"]),
-        tenure_days=tenure,
-        recent_orders=int(row["recent"]),
-        prior_orders=int(row["prior"]),
-        share_of_wallet=row["share_of_wallet"],
-    )
-    return loyalty.classify(behaviour, loyalty.Attitude(nps=row["nps"], csat=row["csat"]), thresholds)
-
-
-async def _stream(session: AsyncSession, query: Any) -> AsyncIterator[Any]:
-    result = await session.stream(query.execution_options(yield_per=STREAM_CHUNK))
-    async for partition in result.mappings().partitions(STREAM_CHUNK):
-        for row in partition:
-            yield row
 
 
 async def loyalty_distribution(
     *, session: AsyncSession, period: Period, filters: Filters, thresholds: loyalty.Thresholds
 ) -> dict[str, Any]:
-    """Customers per loyalty type, behaviour x attitude cells, and the satisfaction-trap count."""
+    """Customers per loyalty type, the satisfaction-trap count and the repeat rate's counts, in one query."""
+    rows = _loyalty_features(session, period, filters, thresholds).subquery()
+    query = select(
+        rows.c.type,
+        func.count().label("customers"),
+        func.sum(rows.c.trap).label("traps"),
+        func.sum(_flag(rows.c.orders >= 1)).label("buyers"),
+        func.sum(_flag(rows.c.orders >= 2)).label("repeaters"),
+    ).group_by(rows.c.type)
     counts = {t.value: 0 for t in loyalty.LoyaltyType}
-    traps = customers = repeaters = buyers = 0
-    async for row in _stream(session, _loyalty_rows(period, filters)):
-        typed = classify_row(row, period.end_at, thresholds)
-        customers += 1
-        counts[typed.type.value] += 1
-        traps += typed.satisfaction_trap
-        buyers += row["orders"] >= 1
-        repeaters += row["orders"] >= 2
-    return {"customers": customers, "counts": counts, "traps": traps, "buyers": buyers, "repeaters": repeaters}
+    totals = {"customers": 0, "traps": 0, "buyers": 0, "repeaters": 0}
+    for row in (await session.execute(query)).mappings():
+        counts[row["type"]] = int(row["customers"])
+        for key in totals:
+            totals[key] += int(row[key] or 0)
+    return {**totals, "counts": counts}
 
 
 async def satisfaction_traps(
     *, session: AsyncSession, period: Period, filters: Filters, thresholds: loyalty.Thresholds, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """The satisfied customers whose buying declines, by customer id, one page of them and how many in all."""
-    items: list[dict[str, Any]] = []
-    total = 0
-    async for row in _stream(session, _loyalty_rows(period, filters)):
-        typed = classify_row(row, period.end_at, thresholds)
-        if not typed.satisfaction_trap:
-            continue
-        if offset <= total < offset + limit:
-            items.append({**dict(row), "type": typed.type.value})
-        total += 1
-    return items, total
+    """The satisfied customers whose buying declines, by customer id: one page of them and how many in all."""
+    rows = _loyalty_features(session, period, filters, thresholds).subquery()
+    query = select(rows).where(rows.c.trap == 1).order_by(rows.c.customer_id)
+    return await _paged(session, query, limit, offset)
 
 
 # ---- suggested churn reasons: accuracy ------------------------------------------------------------------

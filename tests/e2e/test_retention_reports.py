@@ -102,6 +102,19 @@ async def test_complaint_to_churn_drives_the_suggestion_and_the_retention_report
         ("nps", "product", 100.0)
     ]
 
+    # The reports that rank and stream (window functions, the loyalty typing) answer on PostgreSQL too.
+    owners = (await gateway.get("/api/v1/reports/retention/owners", params=query)).json()
+    assert owners["total"] == 0  # low complaints and a promoter raise no alert
+    loyalty_report = (await gateway.get("/api/v1/reports/retention/loyalty", params=query)).json()
+    assert loyalty_report["customers"] == 0  # both churned: no longer customers
+    traps = (await gateway.get("/api/v1/reports/retention/satisfaction-trap", params=query)).json()
+    assert traps["total"] == 0
+    mix = (await gateway.get("/api/v1/reports/retention/reason-mix", params={**query, "group_by": "segment"})).json()
+    assert [(r["group"], r["reason"], r["churned"]) for r in mix["items"]] == [
+        ("e2e-retain", "competitor", 1),
+        ("e2e-retain", "price", 1),
+    ]
+
     as_csv = await gateway.get(
         "/api/v1/reports/retention/reason-suggestions/accuracy", params={**query, "format": "csv"}
     )

@@ -85,7 +85,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("fact_events", schema=None) as batch_op:
         batch_op.create_index("ix_fact_events_customer_kind_at", ["customer_id", "kind", "at"], unique=False)
-        batch_op.create_index("ix_fact_events_kind_at", ["kind", "at"], unique=False)
+        batch_op.create_index("ix_fact_events_kind_at", ["kind", "at", "customer_id"], unique=False)
 
 
 def downgrade() -> None:

@@ -41,7 +41,7 @@ from servicekit.events.envelope import Received
 from servicekit.tables import BigIntId
 from servicekit.types import UtcDateTime, as_utc
 from services.retention import reason_suggestion
-from services.retention.models import Customer, CustomerScore, RetentionTable, utc_now
+from services.retention.models import Alert, Customer, CustomerScore, RetentionTable, utc_now
 from services.retention.settings import get_settings
 
 
@@ -56,9 +56,9 @@ class FactEvent(RetentionTable, table=True):
     __tablename__ = "fact_events"
     __table_args__ = (
         Index("ix_fact_events_customer_kind_at", "customer_id", "kind", "at"),
-        # Periods across customers (reports): covering the customer id, so a period's orders per customer
-        # are read from the index alone.
-        Index("ix_fact_events_kind_at", "kind", "at", "customer_id"),
+        # Periods across customers (reports): covering what the reports read of each row, so a period's
+        # orders, complaints and answers are read from the index alone.
+        Index("ix_fact_events_kind_at", "kind", "at", "customer_id", "category", "score", "dimension"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigIntId, primary_key=True, autoincrement=True))
@@ -110,6 +110,9 @@ class ChurnFact(RetentionTable, table=True):
     suggestion_evidence: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     suggested_at: datetime | None = _at(nullable=True)
 
+
+# The owner-performance report reads the alerts raised in a period.
+Index("ix_alerts_first_triggered_at", Alert.__table__.c.first_triggered_at)  # type: ignore[attr-defined]
 
 # Kinds of fact_events.
 ORDER, RETURN, INCIDENT = "order", "return", "incident"

@@ -62,6 +62,14 @@ def _customers_joined(customer_id: Any) -> Any:
     )
 
 
+def _events(filters: Filters) -> Any:
+    """fact_events, joined to the customer's current values only when a filter needs them."""
+    if not (filters.tiers or filters.segments or filters.owners or filters.teams):
+        return E
+    source, joined = _customers_joined(E.c.customer_id)
+    return E.join(source, joined)
+
+
 def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
@@ -84,7 +92,7 @@ async def owner_performance(
 ) -> tuple[list[dict[str, Any]], int]:
     """Per owner of the alerts raised in the period: saves, churns, SLA and response-time percentiles."""
     hours = days_between(A.c.acknowledged_at, A.c.first_triggered_at, _dialect(session)) * 24.0
-    source = A.outerjoin(F, F.c.customer_id == A.c.customer_id)
+    source = A.outerjoin(F, F.c.customer_id == A.c.customer_id) if filters.teams else A
     where = [
         A.c.first_triggered_at >= period.start_at,
         A.c.first_triggered_at < period.end_at,
@@ -212,7 +220,6 @@ async def complaint_conversion(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     """Customers with a complaint opened in the period, and those who churned within N days of their first one."""
     d = _dialect(session)
-    source, joined = _customers_joined(E.c.customer_id)
     base = [E.c.kind == COMPLAINT, E.c.at >= period.start_at, E.c.at < period.end_at, *_current(filters)]
     category = func.coalesce(E.c.category, "other")
 
@@ -228,7 +235,7 @@ async def complaint_conversion(
 
     firsts_all = (
         select(E.c.customer_id, func.min(E.c.at).label("first_at"))
-        .select_from(E.join(source, joined))
+        .select_from(_events(filters))
         .where(*base)
         .group_by(E.c.customer_id)
         .subquery()
@@ -246,7 +253,7 @@ async def complaint_conversion(
     )
     firsts = (
         select(E.c.customer_id, category.label("category"), func.min(E.c.at).label("first_at"))
-        .select_from(E.join(source, joined))
+        .select_from(_events(filters))
         .where(*base)
         .group_by(E.c.customer_id, category)
         .subquery()
@@ -278,13 +285,12 @@ async def satisfaction(
     *, session: AsyncSession, period: Period, filters: Filters, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """Survey answers in the period by (survey, dimension), and by (month, survey) as the trend."""
-    source, joined = _customers_joined(E.c.customer_id)
     where = [E.c.kind == SURVEY, E.c.at >= period.start_at, E.c.at < period.end_at, *_current(filters)]
     dimension = func.coalesce(E.c.dimension, "unspecified")
     by_dimension = (
         await session.execute(
             select(E.c.category.label("survey"), dimension.label("dimension"), *_survey_measures())
-            .select_from(E.join(source, joined))
+            .select_from(_events(filters))
             .where(*where)
             .group_by(E.c.category, dimension)
             .order_by(E.c.category, dimension)
@@ -293,7 +299,7 @@ async def satisfaction(
     month = month_of(E.c.at, _dialect(session))
     trend = (
         select(month.label("month"), E.c.category.label("survey"), *_survey_measures())
-        .select_from(E.join(source, joined))
+        .select_from(_events(filters))
         .where(*where)
         .group_by(month, E.c.category)
         .order_by(month, E.c.category)

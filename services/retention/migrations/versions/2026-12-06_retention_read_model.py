@@ -85,10 +85,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("fact_events", schema=None) as batch_op:
         batch_op.create_index("ix_fact_events_customer_kind_at", ["customer_id", "kind", "at"], unique=False)
-        batch_op.create_index("ix_fact_events_kind_at", ["kind", "at", "customer_id"], unique=False)
+        batch_op.create_index(
+            "ix_fact_events_kind_at", ["kind", "at", "customer_id", "category", "score", "dimension"], unique=False
+        )
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index("ix_alerts_first_triggered_at", ["first_triggered_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index("ix_alerts_first_triggered_at")
     with op.batch_alter_table("fact_events", schema=None) as batch_op:
         batch_op.drop_index("ix_fact_events_kind_at")
         batch_op.drop_index("ix_fact_events_customer_kind_at")

@@ -479,3 +479,17 @@ async def test_bad_group_and_window_name_their_fields(client: httpx.AsyncClient)
     assert mix.status_code == 422 and mix.json()["errors"][0]["field"] == "query.group_by"
     window = await client.get(f"/reports/retention/complaint-conversion?{Q1}&within_days=0")
     assert window.status_code == 422 and window.json()["errors"][0]["field"] == "query.within_days"
+
+
+async def test_erasure_blanks_the_attributes_copied_from_the_customer(app_db: tuple[httpx.AsyncClient, Database]):
+    from servicekit.events.contracts.customer import CustomerErased
+    from services.retention.read_model import CustomerFact
+
+    _, database = app_db
+    await apply(database, [created("c1", "alice", "retail", "north", "gold"), order("c1", "2026-02-01", 100)])
+    erased = received(CustomerErased(customer_id="c1", erased_at=day("2026-05-01")), "/crm/customer")
+    await apply(database, [erased, erased])
+    async with database.sessions() as session:
+        fact = await session.get(CustomerFact, "c1")
+    assert fact is not None
+    assert (fact.team, fact.share_of_wallet, fact.orders) == (None, None, 1)  # numbers stay as anonymous facts

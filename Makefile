@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
+CONSOLE_STAMP := console/.build-stamp
+CONSOLE_SOURCES := $(shell find console/src console/scripts -type f 2>/dev/null) console/index.html console/vite.config.ts console/tsconfig.json console/package.json console/package-lock.json
+
 .PHONY: help install run status test unit check types lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
 
 help:  ## list every target
@@ -18,14 +21,26 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)  ## create .venv with the pinned packages and fetch the Kafka jars
 	bash deploy/kafka.sh install
 
-run: install  ## run the whole platform locally (SQLite stores, local Kafka); gateway on :8000
+# The console is rebuilt only when one of its sources changed (npm ci installs exactly the committed lock).
+$(CONSOLE_STAMP): $(CONSOLE_SOURCES)
+	cd console && npm ci --no-audit --no-fund --ignore-scripts && npm run build
+	touch $(CONSOLE_STAMP)
+
+console: $(CONSOLE_STAMP)  ## build the retention console (console/dist) when its sources changed
+
+console-api: $(STAMP)  ## regenerate the console's typed API client from the gateway's merged OpenAPI
+	$(BIN)/python console/export_openapi.py --write console/openapi.json
+	cd console && (test -d node_modules || npm ci --no-audit --no-fund --ignore-scripts) && npm run gen:api
+
+run: install console  ## run the whole platform locally (SQLite stores, local Kafka); gateway on :8000 (console at /console)
 	$(BIN)/python -m servicekit.launcher
 
 status: $(STAMP)  ## what runs (from make run), its health, consumer lag and outbox age
 	$(BIN)/python -m servicekit.status
 
-test: install  ## install everything, start Kafka and PostgreSQL, run lint + every test, stop them
+test: install console  ## install everything, start Kafka and PostgreSQL, run lint + every test, stop them
 	bash deploy/postgres.sh install
+	bash deploy/chromium.sh install
 	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
@@ -61,7 +76,7 @@ pg-down:  ## stop the local PostgreSQL
 clean:  ## stop the local infrastructure and delete .state
 	-bash deploy/kafka.sh stop
 	-bash deploy/postgres.sh stop
-	rm -rf .state
+	rm -rf .state console/dist $(CONSOLE_STAMP)
 
 chaos: install  ## full fault-injection run (60 interactions/s through every scenario, kills x3) with its table
 	bash deploy/postgres.sh install
@@ -71,7 +86,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout bench-floor
+.PHONY: scaleout bench-floor console console-api
 bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.floor

@@ -49,7 +49,7 @@ if [[ $# -gt 0 ]]; then
     exit 0
 fi
 echo "== contract and end-to-end tests (real Kafka, real PostgreSQL)"
-"$BIN/python" -m pytest -q -p no:cacheprovider tests/contract tests/e2e tests/security
+"$BIN/python" -m pytest -q -p no:cacheprovider tests/contract tests/e2e tests/security tests/console
 
 # Last, because it SIGKILLs the broker and restarts PostgreSQL, which no other test may see. A fresh
 # broker of its own, so the dead-letter topics hold only its poison messages; its databases are its own

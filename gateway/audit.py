@@ -92,6 +92,8 @@ AUDITED: tuple[Audited, ...] = (
     _a("DELETE", "customers/*", "customer.erased", "customer"),
     _a("GET", "customers/*/erasure", "customer.erasure_read", "customer"),
     _a("POST", "customers/bulk", "customers.imported", "customer"),
+    _a("PUT", "customers/*/consent", "consent.changed", "customer"),
+    _a("POST", "customers/consent/bulk", "consent.imported", "customer"),
     _a("POST", "interactions/bulk", "interactions.imported", "interaction"),
     _a("POST", "rules", "rule.created", "rule"),
     _a("PATCH", "rules/*", "rule.updated", "rule"),

@@ -7,7 +7,8 @@ credential is missing or invalid, 403 when the caller's role lacks the permissio
 (gateway.routes.PERMISSIONS), and 429 (with Retry-After) above the caller's quota or after too many
 failed authentications from the same source address or for the same API-key id. Object-level checks
 (an agent's own customers) need the request body or the services and happen in gateway.authz.
-Health, metrics and the API documentation stay public.
+Health, metrics and the API documentation stay public. Survey links (gateway.routes.PUBLIC) need no
+login: their caller is a "respondent", rate-limited per source address, allowed that route only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gateway.canonical import request_path
 from gateway.jwks import JwksCache, JwksError
 from gateway.keys import KEY_PREFIX, KeyStore, split_key
 from gateway.ratelimit import AuthThrottle, RateLimiter, retry_after
-from gateway.routes import OWNER_SCOPED_ROLES, ROLE_PERMISSIONS, permission_for, resolve
+from gateway.routes import OWNER_SCOPED_ROLES, ROLE_PERMISSIONS, is_public, permission_for, resolve
 from gateway.settings import GatewaySettings
 from servicekit.problems import problem_response
 
@@ -39,7 +40,7 @@ REALM = "crm"
 class Principal:
     sub: str
     role: str
-    kind: str  # "user" (JWT), "key" (API key) or "anonymous" (authentication switched off)
+    kind: str  # "user" (JWT), "key" (API key), "public" (a survey link) or "anonymous" (authentication off)
     team: frozenset[str] = frozenset()
     scopes: frozenset[str] | None = None  # an API key may hold only part of its role's permissions
     header: str = field(default="", compare=False)
@@ -213,6 +214,10 @@ class GatewayAuthMiddleware:
             return
         if not self.settings.auth:
             principal = ANONYMOUS_ADMIN
+        elif is_public(scope["method"], raw_path(scope)):
+            # A survey link: no login; the caller is rate-limited per source address (Retry-After on 429).
+            client = scope.get("client")
+            principal = make_principal(f"ip:{client[0] if client else 'unknown'}", "respondent", "public")
         else:
             authorization = api_key = None
             for name, value in scope["headers"]:

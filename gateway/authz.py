@@ -162,7 +162,8 @@ async def narrow(
         raise Problem(403, "Forbidden", "No permission covers this request for your role.", code="forbidden")
     segments = path[len(API_PREFIX) + 1 :].rstrip("/").split("/")
     match rule.scope:
-        case Scope.UNSCOPED:
+        case Scope.UNSCOPED | Scope.OWNER_STREAM:
+            # A stream is narrowed event by event as it is relayed (gateway.sse_filter, gateway.proxy).
             return Narrowed(query)
         case Scope.CUSTOMER_PATH:
             await check_customer(principal, owners, unquote(segments[1]))

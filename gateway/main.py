@@ -12,11 +12,9 @@ import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
-from gateway import health, view360
+from gateway import console, health, view360
 from gateway.audit import AuditLog, AuditMiddleware, audit_router
 from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
@@ -136,9 +134,8 @@ def create_app(
         doc: dict[str, Any] = await app.state.openapi.document()
         return Response(orjson.dumps(doc), media_type="application/json")
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - docs")
+    console.install_docs(app)
+    app.include_router(console.console_router(settings))
 
     # The gateway's own routes refuse NUL characters like every service does; proxied requests are
     # checked by the service that answers them, which names the field in its own terms.

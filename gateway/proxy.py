@@ -25,8 +25,9 @@ from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth import ANONYMOUS_ADMIN, Principal, raw_path
-from gateway.authz import OwnerCache, filter_items, narrow
+from gateway.authz import OwnerCache, check_customer, filter_items, narrow
 from gateway.routes import API_PREFIX, GATEWAY, Resolved, resolve
+from gateway.sse_filter import OwnerStreamFilter
 from gateway.upstream import (
     UpstreamError,
     Upstreams,
@@ -232,8 +233,11 @@ class Proxy:
         out_headers = downstream_response_headers(upstream.headers.raw, upstream_base=base, keep_content_length=is_head)
 
         if upstream.headers.get("content-type", "").startswith(EVENT_STREAM):
+            principal = scope_principal(scope)
+            # Agents and managers follow only their own (their team's) alerts.
+            owned = OwnerStreamFilter(principal.owners) if principal.owner_scoped else None
             streamed = StreamingResponse(
-                _relay(upstream, resolved.service, slot),
+                _relay(upstream, resolved.service, slot, owned, principal, self.owners),
                 status_code=upstream.status_code,
                 background=BackgroundTask(_close, upstream, slot),
             )
@@ -263,10 +267,26 @@ async def _close(upstream: httpx.Response, slot: StreamSlot | None) -> None:
     await upstream.aclose()
 
 
-async def _relay(upstream: httpx.Response, service: str, slot: StreamSlot | None = None) -> AsyncIterator[bytes]:
+async def _relay(
+    upstream: httpx.Response,
+    service: str,
+    slot: StreamSlot | None = None,
+    owned: OwnerStreamFilter | None = None,
+    principal: Principal | None = None,
+    owners: OwnerCache | None = None,
+) -> AsyncIterator[bytes]:
     try:
         async for chunk in upstream.aiter_raw():
-            yield chunk
+            if owned is None:
+                yield chunk
+                continue
+            for frame, customer_id in owned.feed(chunk):
+                if customer_id is not None and principal is not None and owners is not None:
+                    try:
+                        await check_customer(principal, owners, customer_id)
+                    except Problem:
+                        continue  # reassigned away (or erased) since the alert was raised
+                yield frame
     except httpx.TransportError as exc:
         # Headers are already sent: all the gateway can do is end the stream; the client reconnects
         # with Last-Event-ID. A silent upstream (stream_read_timeout_s) ends up here too.

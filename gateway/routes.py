@@ -59,6 +59,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix(GATEWAY, "audit"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
+            _prefix("retention", "customers", WILDCARD, "touches"),
             Route(("customers", WILDCARD, "loyalty"), "retention", exact=True),
             Route(("customers", WILDCARD, "churn-suggestion"), "retention", exact=True),
             _prefix("customer", "customers"),
@@ -75,6 +76,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "tasks"),
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
+            Route(("surveys", "respond", WILDCARD), "retention", exact=True),
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
             _prefix("interaction", "reports", "complaints"),
@@ -128,12 +130,14 @@ class Scope(StrEnum):
     BODY_CUSTOMER = "body_customer"  # the JSON body's customer_id must be theirs
     BODY_OWNER = "body_owner"  # the JSON body's owner must be one of them
     RESOURCE = "resource"  # the resource (GET /{collection}/{id}) must belong to one of their customers
+    OWNER_STREAM = "owner_stream"  # an event stream: only events of their customers' alerts are relayed
 
 
 READ = frozenset({"GET", "HEAD"})
 WRITE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 POST = frozenset({"POST"})
 PATCH = frozenset({"PATCH"})
+PUT = frozenset({"PUT"})
 DELETE = frozenset({"DELETE"})
 PUT_PATCH_DELETE = frozenset({"PUT", "PATCH", "DELETE"})
 ANY = READ | WRITE
@@ -181,6 +185,10 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(DELETE, "customers/*", "customers:erase"),
             _p(POST, "customers/*/status", "customers:write", S.CUSTOMER_PATH),
             _p(READ, "customers/*/erasure", "customers:erase", prefix=True),
+            # consent (reads: customers:read through customers/*); the bulk import is unscoped like customers/bulk
+            _p(PUT, "customers/*/consent", "consent:write", S.CUSTOMER_PATH),
+            _p(POST, "customers/consent/bulk", "consent:bulk"),
+            _p(READ, "customers/*/touches", "tasks:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
@@ -197,12 +205,14 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "integrations", "integrations:read", prefix=True),
             # scoring and models
             _p(READ, "scores", "scores:rank"),
+            # the pyramid, funnel and risk distribution: aggregates only, so managers read them unnarrowed
+            _p(READ, "scores/summary", "reports:read"),
             _p(READ, "models", "models:read", prefix=True),
             _p(WRITE, "models", "models:write", prefix=True),
             _p(READ, "jobs", "models:read", prefix=True),
             # alerts, rules, playbooks, tasks, metrics, webhooks
             _p(READ, "alerts", "alerts:read", S.OWNER_LIST),
-            _p(READ, "alerts/stream", "alerts:stream"),
+            _p(READ, "alerts/stream", "alerts:stream", S.OWNER_STREAM),
             _p(READ, "alerts/*", "alerts:read", S.RESOURCE),
             _p(POST, "alerts/*", "alerts:write", S.RESOURCE, prefix=True),
             _p(READ, "rules", "rules:read", prefix=True),
@@ -215,6 +225,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
+            # survey links: answered without a login (PUBLIC below), by the token in the path
+            _p(READ | POST, "surveys/respond/*", "surveys:respond"),
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
             _p(READ, "reports/complaints", "reports:read", prefix=True),
@@ -248,12 +260,16 @@ _CASEWORK = frozenset(
         "scores:read",
         "alerts:read",
         "alerts:write",
+        "alerts:stream",  # narrowed by the gateway to the caller's own alerts (gateway.sse_filter)
         "tasks:read",
         "tasks:write",
         "playbooks:read",
+        "consent:write",  # an agent records what the customer said (an opt-out on the phone)
     }
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # Whoever opens a survey link (no login): that route only, rate-limited per source address.
+    "respondent": frozenset({"surveys:respond"}),
     "agent": _CASEWORK,
     "manager": _CASEWORK | {"rules:read", "metrics:read", "reports:read"},
     # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
@@ -266,6 +282,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "interactions:bulk",
             "customers:bulk",
             "customers:write",
+            "consent:write",
+            "consent:bulk",
             "customers:read",
             "alerts:read",
             "alerts:stream",
@@ -273,6 +291,16 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
+
+# Routes answered without a login: the caller is a "respondent" (the one-time token in the path is the
+# credential). Everything else under /api/v1 needs a JWT or an API key.
+PUBLIC: tuple[Permission, ...] = (_p(READ | POST, "surveys/respond/*", "surveys:respond"),)
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether ``method`` on the public path (``/api/v1/...``) is answered without a login."""
+    return permission_for(method, path, PUBLIC) is not None
 
 
 def permission_for(method: str, path: str, rules: tuple[Permission, ...] = PERMISSIONS) -> Permission | None:

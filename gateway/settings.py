@@ -91,6 +91,7 @@ class GatewaySettings(BaseSettings):
         "analyst": 20.0,
         "admin": 50.0,
         "integration": 200.0,
+        "respondent": 1.0,  # survey links answered without a login: per source address
     }
     rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
     rate_limit: bool = True  # off: no rate limits (benchmarks)
@@ -112,6 +113,15 @@ class GatewaySettings(BaseSettings):
     # ---- documentation and browsers -------------------------------------------------------------------
     cors_origins: list[str] = []  # browser origins allowed to call the API (JSON list); none by default
     openapi_cache_s: float = Field(60.0, ge=0)  # how long the merged OpenAPI document is kept
+
+    # ---- the retention console (console/, served under /console) -------------------------------------
+    console_dir: str = ""  # the built console; empty: console/dist of this checkout (`make run` builds it)
+    # Lifetime of a development sign-in token (POST /console/dev-token; never in production mode).
+    console_dev_token_ttl_s: int = Field(1800, ge=60, le=86_400)
+    # The organisation's OpenID Connect provider the console signs people in with (authorization code + PKCE).
+    console_oidc_issuer: str = ""
+    console_oidc_client_id: str = ""  # the console's public client id at that provider
+    console_oidc_scope: str = "openid profile"  # scopes the console asks for
 
     platform: PlatformSettings = Field(default_factory=PlatformSettings)  # CRM_PRODUCTION and the like
 
@@ -155,6 +165,10 @@ def production_problems(settings: GatewaySettings, internal: InternalAuthSetting
         problems.append(
             "GATEWAY_DATABASE_URL must name a PostgreSQL database (postgresql+asyncpg://...): API keys, "
             "revocations, rate limits and the audit log must be shared by every gateway replica"
+        )
+    if settings.console_oidc_issuer and not settings.console_oidc_issuer.startswith("https://"):
+        problems.append(
+            "GATEWAY_CONSOLE_OIDC_ISSUER must be an https:// URL: sign-in codes and tokens travel through it"
         )
     if settings.jwks_url and not settings.jwks_url.startswith("https://"):
         problems.append("GATEWAY_JWKS_URL must be an https:// URL: keys fetched in clear could be swapped")

@@ -91,8 +91,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     # Before anything opens a connection: production mode refuses development secrets and plaintext.
     enforce(
         settings.platform,
-        service_problems(settings.kafka, internal),
-        default_internal_secrets(internal),
+        [*service_problems(settings.kafka, internal), *settings.secret_problems()],
+        [*default_internal_secrets(internal), *settings.default_secrets()],
         process=f"the {spec.name} service",
     )
     database = Database(

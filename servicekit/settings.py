@@ -121,6 +121,15 @@ class ServiceSettings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{path}"
         return self
 
+    def secret_problems(self) -> list[str]:
+        """Why the service's own secrets are unfit for production (none by default); production mode refuses
+        to start on any, and outside it each is a warning."""
+        return []
+
+    def default_secrets(self) -> list[str]:
+        """The names of the service's own secrets still at their development default (warned about)."""
+        return []
+
     @property
     def consumer_group(self) -> str:
         return self.name

@@ -1,1 +1,2 @@
-"""Customer master: who the customers are, their owner, status lifecycle and consent."""
+"""Customer master: who the customers are, their owner, status lifecycle, and their consent per contact
+channel with contact preferences (consent.py, docs/consent.md)."""

@@ -1,9 +1,12 @@
 """What the customer service's api and consume roles run: its routes, event handlers and background loops."""
 
 from servicekit.service import ServiceComponents
+from services.customer.consent_router import router as consent_router
 from services.customer.handlers import HANDLERS
 from services.customer.housekeeping import purge_idempotency_keys
 from services.customer.reports_router import router as reports_router
 from services.customer.router import router
 
-COMPONENTS = ServiceComponents(routers=[router, reports_router], handlers=HANDLERS, background=[purge_idempotency_keys])
+COMPONENTS = ServiceComponents(
+    routers=[consent_router, router, reports_router], handlers=HANDLERS, background=[purge_idempotency_keys]
+)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.background import every_in_transaction
-from services.customer import service
+from services.customer import consent, service
 from services.customer.models import utc_now
 from services.customer.settings import CustomerSettings
 
@@ -22,6 +22,7 @@ async def purge_idempotency_keys(app: FastAPI) -> None:
     async def work(session: AsyncSession) -> int:
         older_than = utc_now() - timedelta(hours=settings.idempotency_key_ttl_hours)
         purged = await service.purge_idempotency_keys(session=session, older_than=older_than)
+        purged += await consent.purge_import_keys(session=session, older_than=older_than)
         if purged:
             log.info("expired idempotency keys deleted", extra={"keys": purged})
         return purged

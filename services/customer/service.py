@@ -35,6 +35,9 @@ from services.customer.models import (
     ERASED_NAME,
     BulkReport,
     BulkRowResult,
+    Consent,
+    ConsentChange,
+    ContactProfile,
     Customer,
     CustomerAttribute,
     CustomerCreate,
@@ -55,7 +58,8 @@ SORTS = ("created_at", "-created_at", "name", "-name")
 # Below every database's limit on bound parameters per statement.
 SELF = "customer"
 ERASURE_SUMMARY = (
-    "name, e-mail, phone, contacts, tags, external reference, status notes and personal attributes removed; "
+    "name, e-mail, phone, contacts, tags, external reference, status notes, personal attributes, consent "
+    "records, contact preferences and the consent history removed; "
     "kind, segment, owner, status and churn details kept"
 )
 
@@ -702,6 +706,9 @@ async def erase_customer(
     await session.execute(update(StatusChange).where(col(StatusChange.customer_id) == customer_id).values(note=None))
     # The stored request hash was computed over the personal data.
     await session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.customer_id) == customer_id))
+    # Consent: the per-channel records, the contact profile (time zone) and the consent audit trail.
+    for model in (Consent, ConsentChange, ContactProfile):
+        await session.execute(delete(model).where(col(model.customer_id) == customer_id))  # type: ignore[attr-defined]
     if request is None:
         request = ErasureRequest(customer_id=customer_id, requested_at=now)
         session.add(request)

@@ -6,6 +6,8 @@ customer arriving with an ERP reference also releases the ERP/SCM events parked 
 
 erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, idempotent by the source's own id;
 an event naming an unknown customer is parked, never dropped.
+
+crm.retention.v1 survey.responded -> a survey interaction (services/interaction/surveys.py), once per link.
 """
 
 from collections.abc import Awaitable, Mapping
@@ -16,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from servicekit.events.contracts.erp import MODELS as INBOUND_MODELS
 from servicekit.events.contracts.erp import InboundEvent
+from servicekit.events.contracts.retention import SurveyResponded
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
-from services.interaction import service
+from services.interaction import service, surveys
 from services.interaction.directory import CustomerDirectory, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
 
@@ -61,7 +64,13 @@ async def on_inbound(session: AsyncSession, event: Received[InboundEvent]) -> No
     await service.record_inbound(session=session, event=event, sla_hours=_sla_hours())
 
 
+async def on_survey_responded(session: AsyncSession, event: Received[SurveyResponded]) -> None:
+    # Duplicate-safe: the interaction's external id is the link's.
+    await surveys.record_response(session=session, data=event.data, sla_hours=_sla_hours())
+
+
 HANDLERS: Handlers = {
+    SurveyResponded.event_type: on_survey_responded,
     CustomerCreated.event_type: on_customer_created,
     CustomerUpdated.event_type: on_customer_updated,
     CustomerStatusChanged.event_type: on_customer_status_changed,

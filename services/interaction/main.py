@@ -14,5 +14,5 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     components="services.interaction.components",
-    consumes=[topics.CUSTOMER, topics.ERP_ORDERS, topics.ERP_RETURNS, topics.SCM_SHIPMENTS],
+    consumes=[topics.CUSTOMER, topics.ERP_ORDERS, topics.ERP_RETURNS, topics.SCM_SHIPMENTS, topics.RETENTION],
 )

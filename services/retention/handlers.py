@@ -3,6 +3,7 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.customer import (
+    ConsentChanged,
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
@@ -17,7 +18,7 @@ from servicekit.events.contracts.interaction import (
 from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers
-from services.retention import read_model, service
+from services.retention import read_model, service, touches
 
 
 async def on_signal(
@@ -59,7 +60,13 @@ async def on_customer_erased(session: AsyncSession, event: Received[CustomerEras
         await read_model.erase(session, event.data.customer_id)
 
 
+async def on_consent_changed(session: AsyncSession, event: Received[ConsentChanged]) -> None:
+    # Order-safe: a version at or below the replica's is ignored.
+    await touches.on_consent_changed(session=session, data=event.data)
+
+
 HANDLERS: Handlers = {
+    ConsentChanged.event_type: on_consent_changed,
     ScoreUpdated.event_type: on_signal,
     ComplaintOpened.event_type: on_signal,
     ComplaintOverdue.event_type: on_signal,

@@ -667,5 +667,107 @@ class RetentionMetricsPublic(BaseModel):
     groups: list[MetricsPublic]
 
 
+# ---- consent replica and touches (docs/consent.md) ------------------------------------------------------
+
+
+class ConsentReplica(RetentionTable, table=True):
+    """Replica of consent.changed: the customer's consent per channel and contact preferences, latest version."""
+
+    __tablename__ = "consent_replica"
+
+    customer_id: str = Field(primary_key=True, max_length=100)
+    version: int = 0
+    channels: dict[str, str] = _json(dict)  # channel -> opt_in | opt_out
+    timezone: str | None = Field(default=None, max_length=64)
+    cap_max_touches: int | None = None
+    cap_window_days: float | None = None
+    quiet_start: str | None = Field(default=None, max_length=5)
+    quiet_end: str | None = Field(default=None, max_length=5)
+    updated_at: datetime = _at()
+
+
+class Touch(RetentionTable, table=True):
+    """A playbook step that would contact the customer: allowed (its task exists) or blocked, with the reason.
+
+    Ids and codes only; kept after the customer's erasure as an anonymous aggregate (like tasks)."""
+
+    __tablename__ = "touches"
+    __table_args__ = (
+        Index("ix_touches_customer_created", "customer_id", "created_at"),
+        Index("ix_touches_created_verdict", "created_at", "verdict"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    customer_id: str = Field(max_length=100)
+    alert_id: str | None = Field(default=None, max_length=36)
+    task_id: str | None = Field(default=None, max_length=36)  # the task it became; null when blocked
+    reason: str = Field(max_length=64)  # the alert reason (playbook) it came from
+    action: str = Field(max_length=40)  # the step kind
+    channel: str = Field(max_length=20)
+    allowed: bool = _flag(True)
+    verdict: str = Field(max_length=30)  # allowed, or why it was blocked (contact_policy.Verdict)
+    at: datetime = _at()  # when the contact would happen (the task's due time)
+    created_at: datetime = _at()
+
+
+class TouchPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    customer_id: str
+    alert_id: str | None
+    task_id: str | None
+    reason: str
+    action: str
+    channel: str
+    allowed: bool
+    verdict: str
+    at: UtcDatetime
+    created_at: UtcDatetime
+
+
+class TouchesPublic(Page):
+    items: list[TouchPublic]
+
+
+class SurveyLink(RetentionTable, table=True):
+    """A one-time survey link sent as a touch; the token is derived (signed), never stored."""
+
+    __tablename__ = "survey_links"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    customer_id: str = Field(max_length=100, index=True)
+    alert_id: str | None = Field(default=None, max_length=36)
+    task_id: str | None = Field(default=None, max_length=36)
+    survey: str = Field(max_length=10)  # nps | csat
+    channel: str = Field(max_length=20)
+    expires_at: datetime = _at()
+    answered_at: datetime | None = _at(nullable=True)
+    score: int | None = None
+    dimensions: dict[str, int] = _json(dict)
+    created_at: datetime = _at()
+
+
+class SurveyQuestion(BaseModel):
+    """What a respondent sees: the question, never anything about the customer."""
+
+    survey: str
+    min: int
+    max: int
+    dimensions: list[str]
+    expires_at: UtcDatetime
+
+
+class SurveyAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    score: int = PydanticField(description="nps: 0-10, csat: 1-5")
+    dimensions: dict[str, int] = PydanticField(
+        default_factory=dict, description="product, service_support, relationship, on the same scale"
+    )
+
+
+class SurveyReceipt(BaseModel):
+    status: str = "recorded"
+
+
 # The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
 from services.retention import read_model as read_model  # noqa: E402

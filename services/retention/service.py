@@ -54,7 +54,7 @@ from servicekit.outbox.writer import write_at_commit
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
-from services.retention import outcomes, rules, targets
+from services.retention import outcomes, rules, targets, touches
 from services.retention.catalog import ActivePlaybook, catalog, params_of
 from services.retention.catalog import changed as catalog_changed
 from services.retention.models import (
@@ -878,10 +878,12 @@ async def create_tasks(
         }
         for planned in plan_tasks(playbook.steps, tier=tier, now=now)
     ]
+    # Steps that contact the customer pass consent and the contact policy first; blocks are recorded.
+    rows, touch_events = await touches.screen(session, rows, tier=tier) if rows else (rows, [])
     if not rows:
         return
     hold_until_commit(session, _NEW_TASKS, rows, insert_rows(Task.__table__))  # type: ignore[attr-defined]
-    await publish(session, *(task_event(TaskCreated, SimpleNamespace(**row)) for row in rows))
+    await publish(session, *(task_event(TaskCreated, SimpleNamespace(**row)) for row in rows), *touch_events)
 
 
 _NEW_TASKS = "retention.new_tasks"
@@ -1200,12 +1202,13 @@ async def erase_customer(*, session: AsyncSession, data: CustomerErased) -> bool
         for change in changes:
             change.data = _scrubbed_event_data(change.data)
     deliveries = await _erase_deliveries(session, data.customer_id)
+    await touches.erase(session=session, customer_id=data.customer_id)
     await session.flush()
     summary = (
         f"Removed free-text notes from {len(alerts)} alert(s) and {len(tasks)} task(s), the customer's tier "
         f"attribute, factor labels from alerts, signals and the alert change log, and the payloads of "
-        f"{deliveries} webhook delivery(ies); kept alerts, tasks and outcomes by pseudonymous id as anonymous "
-        "aggregates."
+        f"{deliveries} webhook delivery(ies), and the consent replica; kept alerts, tasks, touches and outcomes "
+        "by pseudonymous id as anonymous aggregates."
     )
     await enqueue(
         session,

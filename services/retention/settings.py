@@ -1,11 +1,23 @@
 import ipaddress
 from functools import cache
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from servicekit.production import secret_problem
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
 from services.retention.loyalty import Thresholds
+
+DEV_SURVEY_SECRET = "dev-survey-link-secret-change-me-0123456789"
+
+
+class ContactCap(BaseModel):
+    max_touches: int = Field(ge=0)
+    window_days: float = Field(gt=0)
+
+
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
 class RetentionSettings(ServiceSettings):
@@ -47,6 +59,38 @@ class RetentionSettings(ServiceSettings):
     webhook_allowed_networks: list[str] = Field(default_factory=list)
     # Delivered and failed webhook deliveries (their payloads are copies of events) are deleted after this.
     webhook_delivery_retention_days: float = Field(14.0, gt=0)
+
+    # Contact policy (docs/consent.md), checked before every playbook step that contacts the customer.
+    # Frequency cap per value tier, a JSON object, e.g. {"lead": {"max_touches": 1, "window_days": 14}}.
+    contact_tier_caps: dict[str, ContactCap] = Field(default_factory=dict)
+    contact_default_cap: ContactCap | None = None  # for tiers without their own cap; null: no cap
+    # Quiet hours on the customer's local clock ("HH:MM"; start after end spans midnight); null: none.
+    contact_quiet_start: str | None = Field(None, pattern=_HHMM)
+    contact_quiet_end: str | None = Field(None, pattern=_HHMM)  # local "HH:MM" when quiet hours end
+    # The channels quiet hours apply to (an e-mail or a letter waits in the inbox).
+    contact_quiet_channels: list[str] = Field(default_factory=lambda: ["phone", "sms", "visit"])
+    # Channels a customer must have opted in to (none recorded blocks); the others need only no opt-out.
+    contact_opt_in_channels: list[str] = Field(default_factory=list)
+    contact_default_timezone: str = "UTC"  # for customers without a time zone of their own
+
+    # Surveys sent as touches (docs/consent.md#surveys): one-time links signed with this secret (HMAC-SHA256),
+    # valid this long. Production mode refuses the development default.
+    survey_link_secret: str = DEV_SURVEY_SECRET
+    survey_link_ttl_days: float = Field(14.0, gt=0)  # a survey link expires this long after it was sent
+    survey_kind: str = Field("nps", pattern=r"^(nps|csat)$")  # the question a survey link asks
+
+    def secret_problems(self) -> list[str]:
+        problem = secret_problem("RETENTION_SURVEY_LINK_SECRET", self.survey_link_secret, DEV_SURVEY_SECRET)
+        return [problem] if problem else []
+
+    def default_secrets(self) -> list[str]:
+        return ["RETENTION_SURVEY_LINK_SECRET"] if self.survey_link_secret == DEV_SURVEY_SECRET else []
+
+    @field_validator("contact_default_timezone")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # an unknown zone fails at start-up
+        return value
 
     # Retention reports (docs/reports.md, "Retention").
     # An alert counts as answered in time when acknowledged within this many hours of being raised.

@@ -305,6 +305,33 @@ class RankedScoresPublic(BaseModel):
     offset: int
 
 
+class TierShare(BaseModel):
+    tier: Literal["platinum", "gold", "iron", "lead"] | None  # None: no value model or no purchase yet
+    customers: int
+    value: float  # the tier's summed CLV
+    value_share: float  # its share of all customers' CLV, 0..1
+
+
+class StageCount(BaseModel):
+    stage: Literal["exploration", "formation", "stability", "decline"] | None
+    customers: int
+
+
+class RiskBucket(BaseModel):
+    low: float  # churn risk from (inclusive) ...
+    high: float  # ... to (exclusive; the last bucket includes 1.0)
+    customers: int
+
+
+class ScoreSummaryPublic(BaseModel):
+    """Aggregates over every customer's current score: no customer is listed."""
+
+    customers: int
+    tiers: list[TierShare]  # platinum first, then gold, iron, lead, then unvalued
+    stages: list[StageCount]  # in lifecycle order, then unknown
+    risk: list[RiskBucket]  # ten buckets of width 0.1
+
+
 class ValueRefitRequest(BaseModel):
     calibration_end: date | None = None  # default: the latest purchase day held
     segment: str | None = PydanticField(None, max_length=100)  # fit on one segment's customers only

@@ -17,6 +17,7 @@ from services.scoring.models import (
     PurchaseHistoryPublic,
     RankedScoresPublic,
     ScoreHistoryPublic,
+    ScoreSummaryPublic,
     ValueRefitRequest,
 )
 
@@ -64,6 +65,15 @@ async def list_scores(
         stage=stage,
         sort=sort,
     )
+
+
+@router.get("/scores/summary", response_model=ScoreSummaryPublic)
+async def get_score_summary(
+    session: SessionDep, segment: Annotated[str | None, Query(max_length=100)] = None
+) -> ScoreSummaryPublic:
+    """The customer pyramid (customers and share of value per tier), the lifecycle funnel and the churn-risk
+    distribution: aggregates over every customer's current score, no customer listed."""
+    return await service.score_summary(session=session, segment=segment)
 
 
 # ---- models and jobs -----------------------------------------------------------------------------------

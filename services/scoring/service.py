@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import and_, case, delete, func, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -21,7 +21,7 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
-from services.scoring import features, sweep, write_behind
+from services.scoring import features, summary, sweep, write_behind
 from services.scoring.churn_model import TrainedChurnModel
 from services.scoring.features import FeatureState
 from services.scoring.models import (
@@ -43,6 +43,7 @@ from services.scoring.models import (
     ScoreHistoryPublic,
     ScorePublic,
     ScoreRecord,
+    ScoreSummaryPublic,
     ValueModelVersion,
 )
 from services.scoring.rules import RuleWeights
@@ -632,4 +633,42 @@ async def purchase_history(*, session: AsyncSession, segment: str | None) -> Pur
     n_days = (await session.execute(select(func.count()).select_from(days.subquery()))).scalar_one()
     return PurchaseHistoryPublic(
         customers=customers, purchases=purchases, purchase_days=n_days, first_day=first, last_day=last
+    )
+
+
+async def score_summary(*, session: AsyncSession, segment: str | None = None) -> ScoreSummaryPublic:
+    """The pyramid (customers and value per tier), lifecycle funnel and churn-risk distribution over every
+    customer's current score (erased customers left out); aggregates only, computed in the database."""
+    joined = sa_select(CurrentScore.__table__).join(  # type: ignore[attr-defined]
+        CustomerFeatures.__table__,  # type: ignore[attr-defined]
+        CustomerFeatures.customer_id == CurrentScore.customer_id,
+    )
+    joined = joined.where(CustomerFeatures.erased.is_(False))  # type: ignore[union-attr, attr-defined]
+    if segment is not None:
+        joined = joined.where(CustomerFeatures.segment == segment)
+    scores = joined.subquery()
+    tiers = (
+        await session.execute(
+            sa_select(scores.c.value_tier, func.count(), func.sum(scores.c.clv)).group_by(scores.c.value_tier)
+        )
+    ).all()
+    stages = (
+        await session.execute(sa_select(scores.c.lifecycle_stage, func.count()).group_by(scores.c.lifecycle_stage))
+    ).all()
+    width = 1 / summary.RISK_BUCKETS
+    buckets = [
+        func.sum(case((and_(scores.c.churn_risk >= i * width, scores.c.churn_risk < (i + 1) * width), 1), else_=0))
+        if i < summary.RISK_BUCKETS - 1
+        else func.sum(case((scores.c.churn_risk >= i * width, 1), else_=0))
+        for i in range(summary.RISK_BUCKETS)
+    ]
+    risk_row = (await session.execute(sa_select(*buckets))).one()
+    tier_rows = [(t, int(n), float(v) if v is not None else None) for t, n, v in tiers]
+    return ScoreSummaryPublic.model_validate(
+        {
+            "customers": sum(n for _, n, _ in tier_rows),
+            "tiers": summary.tier_shares(tier_rows),
+            "stages": summary.stage_counts((s, int(n)) for s, n in stages),
+            "risk": summary.risk_distribution({i: int(n or 0) for i, n in enumerate(risk_row)}),
+        }
     )

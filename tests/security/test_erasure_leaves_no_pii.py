@@ -183,6 +183,21 @@ async def _complain(gateway: httpx.AsyncClient, customer_id: str, person: Person
     assert response.status_code == 201, response.text
 
 
+CONSENT_TABLES = {"customer": ("consents", "consent_changes", "contact_profiles"), "retention": ("consent_replica",)}
+
+
+async def _consent_rows(customer_id: str, service: str) -> int:
+    """Rows about the customer in the service's consent tables."""
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{PG_PORT}/{service}")
+    try:
+        total = 0
+        for table in CONSENT_TABLES[service]:
+            total += await conn.fetchval(f"SELECT count(*) FROM {table} WHERE customer_id = $1", customer_id)
+        return total
+    finally:
+        await conn.close()
+
+
 async def _wait_for_every_receipt(gateway: httpx.AsyncClient, customer_id: str, timeout_s: float = 90) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -225,6 +240,14 @@ async def test_after_erasure_no_store_topic_or_log_holds_the_customers_personal_
         headers={"If-Match": created.headers["etag"]},
     )
     assert patched.status_code == 200, patched.text
+    # Consent and contact preferences (docs/consent.md): the customer service's records and audit trail
+    # and retention's replica of them are erased with the rest.
+    consent = await gateway.put(
+        f"/api/v1/customers/{customer_id}/consent",
+        json={"channels": {"email": {"status": "opt_out"}}, "timezone": "Pacific/Chatham"},
+    )
+    assert consent.status_code == 200, consent.text
+    assert await eventually(lambda: _consent_rows(customer_id, "retention"), what="retention's consent replica")
 
     # Every service holds data about the customer: complaints, a score, an alert, a webhook delivery.
     for _ in range(2):
@@ -250,6 +273,9 @@ async def test_after_erasure_no_store_topic_or_log_holds_the_customers_personal_
 
     needles = person.needles()
     assert await scan_databases(needles) == []
+    assert await _consent_rows(customer_id, "customer") == 0
+    assert await _consent_rows(customer_id, "retention") == 0
+    assert (await gateway.get(f"/api/v1/customers/{customer_id}/consent")).json()["channels"] == {}
     topic_hits, scanned = await scan_topics(needles)
     assert scanned > 0 and topic_hits == []
     assert scan_files(needles) == []

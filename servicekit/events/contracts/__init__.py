@@ -8,5 +8,6 @@ from servicekit.events.registry import REGISTRY
 
 for _module in (customer, interaction, scoring, retention, erasure, erp):
     REGISTRY.register(*_module.MODELS)
+REGISTRY.register(*erp.CONSENT_MODELS)
 
 __all__ = ["customer", "erasure", "interaction", "retention", "scoring", "topics"]

@@ -16,8 +16,16 @@ the change, whose ``external_ref`` still holds the value.
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from servicekit.events.contracts import topics
-from servicekit.events.contracts.common import CustomerStatus
+from servicekit.events.contracts.common import (
+    ConsentSource,
+    ConsentStatus,
+    ContactChannel,
+    CustomerStatus,
+    LegalBasis,
+)
 from servicekit.events.envelope import EventData
 
 
@@ -76,4 +84,45 @@ class CustomerErased(CustomerEvent):
     erased_at: datetime
 
 
-MODELS = (CustomerCreated, CustomerUpdated, CustomerStatusChanged, CustomerErased)
+class ChannelConsent(BaseModel):
+    """One channel's consent: codes and a timestamp only."""
+
+    status: ConsentStatus
+    legal_basis: LegalBasis
+    source: ConsentSource
+    at: datetime  # when the customer gave or withdrew it (as the source reported)
+
+
+class FrequencyCap(BaseModel):
+    """At most ``max_touches`` touches in any rolling ``window_days``."""
+
+    max_touches: int
+    window_days: float
+
+
+class QuietHours(BaseModel):
+    """Local wall-clock times ("HH:MM") in the customer's time zone; ``start`` > ``end`` spans midnight."""
+
+    start: str
+    end: str
+
+
+class ConsentChanged(CustomerEvent):
+    """The customer's consent or contact preferences changed (docs/consent.md).
+
+    Carries the whole current state (every recorded channel, the time zone and the per-customer policy
+    overrides) with a version, so a consumer keeps the latest by version whatever the delivery order.
+    Codes and an IANA time-zone name only: no address, number or free text.
+    """
+
+    event_type = "consent.changed"
+    version: int
+    changed: list[ContactChannel] = []  # the channels whose consent changed with this event
+    channels: dict[ContactChannel, ChannelConsent] = {}
+    timezone: str | None = None  # IANA name, e.g. Europe/Berlin
+    frequency_cap: FrequencyCap | None = None  # overrides the tier's cap
+    quiet_hours: QuietHours | None = None  # overrides the default quiet hours
+    changed_at: datetime
+
+
+MODELS = (CustomerCreated, CustomerUpdated, CustomerStatusChanged, CustomerErased, ConsentChanged)

@@ -1,5 +1,5 @@
-"""Inbound contracts: what ERP and SCM systems publish for the platform (erp.orders.v1, erp.returns.v1,
-scm.shipments.v1).
+"""Inbound contracts: what ERP, SCM and marketing systems publish for the platform (erp.orders.v1,
+erp.returns.v1, scm.shipments.v1, erp.consents.v1).
 
 Same CloudEvents envelope as the platform's own events, but the subject (and the Kafka key) is
 ``customer_ref``, the customer's reference in the ERP system: those systems do not know the CRM's
@@ -13,6 +13,7 @@ from decimal import Decimal
 from pydantic import Field
 
 from servicekit.events.contracts import topics
+from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
 from servicekit.events.envelope import EventData
 
 CURRENCY = r"^[A-Z]{3}$"
@@ -100,6 +101,25 @@ class ScmShipmentDamaged(ShipmentEvent):
     event_type = "scm.shipment.damaged"
 
 
+# ---- erp.consents.v1 ---------------------------------------------------------------------------------
+
+
+class ErpConsentChanged(InboundEvent):
+    """A customer gave or withdrew consent in the ERP or a marketing system (preference centre,
+    unsubscribe link). The customer service applies it to the consent record of the customer with this
+    reference; a change older than the recorded one for the channel is ignored. An unknown reference is
+    dead-lettered (erp.consents.v1.dlq) with the reason, for the integration to resend."""
+
+    topic = topics.ERP_CONSENTS
+    event_type = "erp.consent.changed"
+    channel: ContactChannel
+    status: ConsentStatus
+    legal_basis: LegalBasis = LegalBasis.consent
+    source: ConsentSource = Field(ConsentSource.erp, description="erp or marketing")
+    changed_at: datetime = Field(description="when the customer gave or withdrew it")
+
+
+# What the interaction service consumes; consent changes go to the customer service (CONSENT_MODELS).
 MODELS = (
     ErpOrderPlaced,
     ErpOrderCancelled,
@@ -108,3 +128,4 @@ MODELS = (
     ScmShipmentLost,
     ScmShipmentDamaged,
 )
+CONSENT_MODELS = (ErpConsentChanged,)

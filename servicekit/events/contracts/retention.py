@@ -71,4 +71,36 @@ class TaskCompleted(TaskEvent):
     completed_at: datetime
 
 
-MODELS = (AlertRaised, AlertUpdated, AlertResolved, TaskCreated, TaskCompleted)
+class SurveyRequested(EventData):
+    """A survey touch was allowed: the organisation's e-mail or SMS system sends the customer the link
+    ``<public base>/api/v1/surveys/respond/<token>`` (docs/consent.md#surveys). The token is a one-time
+    capability to answer this survey, nothing more; it names no customer data."""
+
+    topic = topics.RETENTION
+    event_type = "survey.requested"
+    link_id: str
+    customer_id: str
+    alert_id: str | None = None
+    task_id: str | None = None
+    survey: str  # nps (0-10) or csat (1-5)
+    channel: str  # the touch's channel (email, sms, ...)
+    token: str
+    expires_at: datetime
+    at: datetime
+
+
+class SurveyResponded(EventData):
+    """A survey link was answered (once). The interaction service records it as a survey interaction,
+    so the customer is rescored."""
+
+    topic = topics.RETENTION
+    event_type = "survey.responded"
+    link_id: str
+    customer_id: str
+    survey: str  # nps (0-10) or csat (1-5)
+    score: int
+    dimensions: dict[str, int] = {}  # product, service_support, relationship, on the survey's scale
+    answered_at: datetime
+
+
+MODELS = (AlertRaised, AlertUpdated, AlertResolved, TaskCreated, TaskCompleted, SurveyRequested, SurveyResponded)

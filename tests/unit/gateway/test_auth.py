@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
-from gateway.routes import PERMISSIONS, ROLE_PERMISSIONS
+from gateway.routes import PERMISSIONS, ROLE_PERMISSIONS, is_public
 from gateway.settings import DEV_JWT_SECRET
 from tests.unit.gateway.conftest import StartGateway, bearer
 from tests.unit.gateway.fakes import PROBLEM, FakeService, Servers
@@ -33,11 +33,29 @@ async def test_every_api_route_without_credentials_is_401_with_a_bearer_challeng
     gateway = await start_gateway(as_role=None)
     for rule in PERMISSIONS:
         for method in sorted(rule.methods - {"HEAD"}):
+            if is_public(method, _example_path(rule.pattern)):
+                continue  # survey links: test_survey_links_need_no_login_and_reach_nothing_else
             response = await gateway.request(method, _example_path(rule.pattern))
             assert response.status_code == 401, (method, rule.pattern)
             assert response.headers["www-authenticate"].startswith('Bearer realm="crm"')
             assert response.headers["content-type"] == PROBLEM
             assert response.headers["x-request-id"]
+
+
+async def test_survey_links_need_no_login_and_reach_nothing_else(
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
+) -> None:
+    gateway = await start_gateway(as_role=None, rate_limits={"respondent": 1.0}, rate_burst_factor=2.0)
+    for method in ("GET", "POST"):
+        response = await gateway.request(method, "/api/v1/surveys/respond/some-token", json={"score": 9})
+        assert response.status_code == 200, (method, response.text)  # forwarded to retention (a fake here)
+    # the same source address again, at once: above the respondent's rate (per address, not per token)
+    limited = await gateway.get("/api/v1/surveys/respond/another-token")
+    assert limited.status_code == 429 and "retry-after" in limited.headers
+    # nothing else is reachable without a login, not even the surveys below another path
+    for path in ("/api/v1/surveys", "/api/v1/surveys/respond", "/api/v1/customers/x1/consent"):
+        assert (await gateway.get(path)).status_code == 401, path
+    assert (await gateway.delete("/api/v1/surveys/respond/some-token")).status_code == 401
 
 
 async def test_health_metrics_and_docs_are_public(start_gateway: StartGateway) -> None:

@@ -7,7 +7,7 @@ row per churn with its value lost and suggested reason (churn_facts). New tables
 events consumed from now on.
 
 Revision ID: 5c2e7a1f9d43
-Revises: 3f1d8c6a9b20
+Revises: c4a8e1f7b2d3
 Create Date: 2026-12-06 18:21:52.287410
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 
 
 revision: str = "5c2e7a1f9d43"
-down_revision: str | None = "3f1d8c6a9b20"
+down_revision: str | None = "c4a8e1f7b2d3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,89 @@
+"""Touch routes: a customer's touches (allowed and blocked) and the blocked-touches report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from servicekit.deps import SessionDep
+from servicekit.events.contracts.common import ContactChannel
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
+from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer
+from services.retention import touches
+from services.retention.contact_policy import BLOCK_REASONS
+from services.retention.models import TouchesPublic, TouchPublic
+
+router = APIRouter(tags=["touches"])
+
+
+@router.get("/customers/{customer_id}/touches", response_model=TouchesPublic)
+async def customer_touches(
+    customer_id: str,
+    session: SessionDep,
+    allowed: Annotated[bool | None, Query(description="true: only allowed; false: only blocked")] = None,
+    channel: ContactChannel | None = None,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
+) -> TouchesPublic:
+    """Every playbook step that would have contacted the customer, newest first: allowed (``task_id`` is
+    the task it became) or blocked (``verdict`` says why). A customer with no touches has an empty page."""
+    items, total = await touches.list_touches(
+        session=session,
+        customer_id=customer_id,
+        allowed=allowed,
+        channel=channel.value if channel else None,
+        limit=limit,
+        offset=offset,
+    )
+    return TouchesPublic(items=[TouchPublic.model_validate(t) for t in items], total=total, limit=limit, offset=offset)
+
+
+class BlockedRow(BaseModel):
+    verdict: str = Field(description=f"why: one of {', '.join(BLOCK_REASONS)}")
+    channel: str
+    blocked: int
+
+
+class BlockedReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    allowed: int = Field(description="touches allowed in the period")
+    blocked: int = Field(description="touches blocked in the period")
+    by_verdict: dict[str, int]
+    by_channel: dict[str, int]
+    items: list[BlockedRow]
+
+
+@router.get(
+    "/reports/retention/touches-blocked",
+    response_model=BlockedReport,
+    response_model_by_alias=True,
+    responses={200: CSV_RESPONSE},
+)
+async def touches_blocked(
+    request: Request, session: SessionDep, period: PeriodDep, format: ReportFormat = None
+) -> BaseModel | Response:
+    """Touches blocked by consent or the contact policy, recorded in ``[from, to)``, counted by reason and
+    channel, next to the number allowed."""
+    rows, allowed, blocked = await touches.blocked_counts(session=session, start=period.start_at, end=period.end_at)
+    items = [BlockedRow(verdict=v, channel=c, blocked=n) for v, c, n in rows]
+    by_verdict: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
+    for item in items:
+        by_verdict[item.verdict] = by_verdict.get(item.verdict, 0) + item.blocked
+        by_channel[item.channel] = by_channel.get(item.channel, 0) + item.blocked
+    report = BlockedReport.model_validate(
+        {
+            "from": period.first.isoformat(),
+            "to": period.end.isoformat(),
+            "allowed": allowed,
+            "blocked": blocked,
+            "by_verdict": by_verdict,
+            "by_channel": by_channel,
+            "items": items,
+        }
+    )
+    return answer(request, format, report, table="items", model=BlockedRow, filename="touches-blocked")

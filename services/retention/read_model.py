@@ -36,7 +36,9 @@ from servicekit.events.contracts.interaction import (
     ComplaintOverdue,
     InteractionRecorded,
     SurveyAnswered,
+    survey_dimension,
 )
+from servicekit.events.contracts.retention import SurveyResponded
 from servicekit.events.envelope import Received
 from servicekit.tables import BigIntId
 from servicekit.types import UtcDateTime, as_utc
@@ -117,6 +119,8 @@ Index("ix_alerts_first_triggered_at", Alert.__table__.c.first_triggered_at)  # t
 # Kinds of fact_events.
 ORDER, RETURN, INCIDENT = "order", "return", "incident"
 COMPLAINT, COMPLAINT_OVERDUE, SURVEY = "complaint", "complaint_overdue", "survey"
+# A dimension score of a survey-link answer (the overall score arrives as survey.answered).
+SURVEY_DIMENSION = "survey_dimension"
 OWNER_CHANGE, PRICE_CONTACT, COMPETITOR_CONTACT = "owner_change", "price_contact", "competitor_contact"
 SIGNAL_KINDS = (COMPLAINT, COMPLAINT_OVERDUE, INCIDENT, RETURN, OWNER_CHANGE, PRICE_CONTACT, COMPETITOR_CONTACT)
 # Interaction categories that make a contact price-related or competitor-related.
@@ -214,6 +218,24 @@ async def on_signal(session: AsyncSession, event: Received[Any]) -> None:
             fact.updated_at = utc_now()
     await session.flush()
     await _late_signal(session, data.customer_id, row["kind"], row["at"])
+
+
+async def on_link_answer(session: AsyncSession, answer: SurveyResponded) -> None:
+    """The per-dimension scores of a survey-link answer, in the transaction that records the answer."""
+    for name, score in sorted(answer.dimensions.items()):
+        dimension = survey_dimension(name)
+        if dimension is None:
+            continue
+        await _insert(
+            session,
+            event_id=f"survey-link:{answer.link_id}:{name}",
+            customer_id=answer.customer_id,
+            kind=SURVEY_DIMENSION,
+            category=answer.survey,
+            dimension=dimension,
+            score=score,
+            at=as_utc(answer.answered_at),
+        )
 
 
 def _apply_attributes(fact: CustomerFact, attributes: dict[str, Any]) -> None:

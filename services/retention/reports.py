@@ -21,7 +21,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from servicekit.reports import Period, days_between, month_of
 from services.retention import loyalty
 from services.retention.models import Alert, Customer, CustomerScore
-from services.retention.read_model import COMPLAINT, ORDER, SURVEY, ChurnFact, CustomerFact, FactEvent
+from services.retention.read_model import (
+    COMPLAINT,
+    ORDER,
+    SURVEY,
+    SURVEY_DIMENSION,
+    ChurnFact,
+    CustomerFact,
+    FactEvent,
+)
 
 A = Alert.__table__  # type: ignore[attr-defined]
 C = Customer.__table__  # type: ignore[attr-defined]
@@ -285,7 +293,9 @@ async def satisfaction(
     *, session: AsyncSession, period: Period, filters: Filters, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """Survey answers in the period by (survey, dimension), and by (month, survey) as the trend."""
-    where = [E.c.kind == SURVEY, E.c.at >= period.start_at, E.c.at < period.end_at, *_current(filters)]
+    in_period = [E.c.at >= period.start_at, E.c.at < period.end_at, *_current(filters)]
+    # By dimension: the answers (their dimension, if the survey named one) and survey-link dimension scores.
+    where = [E.c.kind.in_([SURVEY, SURVEY_DIMENSION]), *in_period]
     dimension = func.coalesce(E.c.dimension, "unspecified")
     by_dimension = (
         await session.execute(
@@ -300,7 +310,7 @@ async def satisfaction(
     trend = (
         select(month.label("month"), E.c.category.label("survey"), *_survey_measures())
         .select_from(_events(filters))
-        .where(*where)
+        .where(E.c.kind == SURVEY, *in_period)
         .group_by(month, E.c.category)
         .order_by(month, E.c.category)
     )

@@ -67,6 +67,7 @@ SURVEY_DIMENSIONS = {
     "service": "service",
     "support": "service",
     "service_and_support": "service",
+    "service_support": "service",
     "relationship": "relationship",
 }
 

@@ -493,3 +493,32 @@ async def test_erasure_blanks_the_attributes_copied_from_the_customer(app_db: tu
         fact = await session.get(CustomerFact, "c1")
     assert fact is not None
     assert (fact.team, fact.share_of_wallet, fact.orders) == (None, None, 1)  # numbers stay as anonymous facts
+
+
+async def test_survey_link_dimension_scores_count_by_dimension_but_not_in_the_trend(
+    app_db: tuple[httpx.AsyncClient, Database],
+):
+    from servicekit.events.contracts.retention import SurveyResponded
+    from services.retention import read_model
+
+    client, database = app_db
+    answer = SurveyResponded(
+        link_id="l-1",
+        customer_id="c1",
+        survey="nps",
+        score=8,
+        dimensions={"product": 10, "service_support": 4, "price": 7},  # price is no dimension of the source
+        answered_at=day("2026-02-10"),
+    )
+    async with database.transaction() as session:
+        await read_model.on_link_answer(session, answer)
+        await read_model.on_link_answer(session, answer)  # the same answer twice adds nothing
+    # The overall score arrives as survey.answered (through the interaction service), without a dimension.
+    await apply(database, [survey("c1", "2026-02-10", "nps", 8, None)])
+    body = await get(client, f"/reports/retention/satisfaction?{Q1}")
+    assert [(r["dimension"], r["answers"], r["nps"]) for r in body["by_dimension"]] == [
+        ("product", 1, 100.0),
+        ("service", 1, -100.0),
+        ("unspecified", 1, 0.0),
+    ]
+    assert [(r["month"], r["answers"]) for r in body["trend"]] == [("2026-02", 1)]

@@ -61,6 +61,8 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("scoring", "customers", WILDCARD, "scores"),
             Route(("customers", WILDCARD, "value"), "scoring", exact=True),
             _prefix("retention", "customers", WILDCARD, "touches"),
+            Route(("customers", WILDCARD, "loyalty"), "retention", exact=True),
+            Route(("customers", WILDCARD, "churn-suggestion"), "retention", exact=True),
             _prefix("customer", "customers"),
             _prefix("interaction", "interactions"),
             _prefix("interaction", "complaints"),
@@ -197,6 +199,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/value", "scores:read", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/loyalty", "customers:read", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/churn-suggestion", "customers:read", S.CUSTOMER_PATH),
             # interactions and complaints
             _p(READ, "interactions", "interactions:read", S.CUSTOMER_QUERY),
             _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
@@ -240,6 +244,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "segments", "segments:read", prefix=True),
             _p(WRITE, "segments", "segments:write", prefix=True),
             _p(READ, "reports/retention", "reports:read", prefix=True),
+            # ... except this one, which lists customers: a manager sees only the team's
+            _p(READ, "reports/retention/satisfaction-trap", "reports:read", S.OWNER_LIST),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only

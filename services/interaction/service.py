@@ -27,6 +27,7 @@ from servicekit.events.contracts.interaction import (
     ComplaintUpdated,
     InteractionRecorded,
     SurveyAnswered,
+    survey_dimension,
 )
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.events.registry import REGISTRY
@@ -280,6 +281,7 @@ def _events(interaction: Interaction) -> list[EventData]:
                 survey=interaction.survey,
                 score=interaction.score,
                 answered_at=interaction.occurred_at,
+                dimension=survey_dimension(interaction.category),
             )
         )
     return events

@@ -767,3 +767,7 @@ class SurveyAnswer(BaseModel):
 
 class SurveyReceipt(BaseModel):
     status: str = "recorded"
+
+
+# The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
+from services.retention import read_model as read_model  # noqa: E402

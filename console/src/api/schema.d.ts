@@ -307,6 +307,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/{customer_id}/churn-suggestion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Churn Suggestion
+         * @description The customer's latest churn with the reason the preceding signals suggest, its evidence and confidence.
+         */
+        get: operations["churn_suggestion_customers__customer_id__churn_suggestion_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}/consent": {
         parameters: {
             query?: never;
@@ -385,6 +405,26 @@ export interface paths {
          * @description The customer's interactions, newest first. An id the service has not seen yields an empty page.
          */
         get: operations["customer_timeline_customers__customer_id__interactions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/loyalty": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Loyalty
+         * @description The customer's loyalty type (behaviour x attitude) and satisfaction-trap flag (docs/reports.md).
+         */
+        get: operations["customer_loyalty_customers__customer_id__loyalty_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -488,27 +528,6 @@ export interface paths {
          *     the task it became) or blocked (``verdict`` says why). A customer with no touches has an empty page.
          */
         get: operations["customer_touches_customers__customer_id__touches_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/customers/{customer_id}/value": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Customer Value
-         * @description The customer's value as the source defines it: historical (contribution), current (CLV), potential
-         *     (wallet headroom) and referral value, with RFM scores and segment and the pyramid tier on the basis.
-         */
-        get: operations["customer_value_customers__customer_id__value_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -893,6 +912,152 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/retention/complaint-conversion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Complaint Conversion
+         * @description Customers with a complaint opened in ``[from, to)`` who churned within ``within_days`` days of
+         *     their first complaint in the period: overall and per complaint category.
+         */
+        get: operations["complaint_conversion_reports_retention_complaint_conversion_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/loyalty": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Loyalty Distribution
+         * @description Customers per loyalty type (true, latent, spurious/inertia, none, unmeasured), measured at ``to``;
+         *     the trend compares orders in ``[from, to)`` with the equally long period before.
+         */
+        get: operations["loyalty_distribution_reports_retention_loyalty_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/owners": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Owner Performance
+         * @description Per owner, for the churn alerts raised in ``[from, to)``: save rate, SLA compliance of the alert
+         *     response, and the response time (raised -> acknowledged) p50/p90.
+         */
+        get: operations["owner_performance_reports_retention_owners_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/reason-mix": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reason Mix
+         * @description The churn-reason mix per tier or segment (at churn) of the churns dated in ``[from, to)``.
+         */
+        get: operations["reason_mix_reports_retention_reason_mix_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/reason-suggestions/accuracy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Suggestion Accuracy
+         * @description Suggested churn reasons against the reasons recorded, for the churns dated in ``[from, to)``.
+         *     CSV: the confusion cells.
+         */
+        get: operations["suggestion_accuracy_reports_retention_reason_suggestions_accuracy_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/satisfaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Satisfaction
+         * @description NPS and CSAT answered in ``[from, to)`` by dimension (product, service and support,
+         *     relationship) and by month (the trend). CSV: the trend.
+         */
+        get: operations["satisfaction_reports_retention_satisfaction_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/satisfaction-trap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Satisfaction Trap
+         * @description The satisfaction trap: satisfied customers (high NPS or CSAT) whose orders in ``[from, to)``
+         *     fell to the decline ratio of the period before, by customer id.
+         */
+        get: operations["satisfaction_trap_reports_retention_satisfaction_trap_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/reports/retention/touches-blocked": {
         parameters: {
             query?: never;
@@ -914,7 +1079,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/reports/value/concentration": {
+    "/api/v1/reports/retention/value-lost": {
         parameters: {
             query?: never;
             header?: never;
@@ -922,91 +1087,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Concentration
-         * @description The 80/20 rule: the share of value held by the top 20% of customers, the Lorenz curve and Gini.
+         * Value Lost
+         * @description Churns dated in ``[from, to)`` and the value they took (historical and predicted), by tier at
+         *     churn and by side of the churn reason. CSV: by tier.
          */
-        get: operations["concentration_reports_value_concentration_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/reports/value/pyramid": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Pyramid
-         * @description Customers and share of value per pyramid tier, on the chosen basis (CLV or contribution).
-         */
-        get: operations["pyramid_reports_value_pyramid_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/reports/value/rfm": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Rfm
-         * @description The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment.
-         */
-        get: operations["rfm_reports_value_rfm_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/reports/value/summary": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Summary
-         * @description Average profitability per customer, total contribution, average share of wallet, referral value, CLV.
-         */
-        get: operations["summary_reports_value_summary_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/reports/value/tier-migration": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Tier Migration
-         * @description The tier migration matrix: customers by their tier at the start of ``from`` and of ``to`` (the tier
-         *     of their latest score before each), with the upgrade and downgrade rates.
-         */
-        get: operations["tier_migration_reports_value_tier_migration_get"];
+        get: operations["value_lost_reports_retention_value_lost_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1180,103 +1265,6 @@ export interface paths {
          *     distribution: aggregates over every customer's current score, no customer listed.
          */
         get: operations["get_score_summary_scores_summary_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/segments": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List Segments */
-        get: operations["list_segments_segments_get"];
-        put?: never;
-        /**
-         * Create Segment
-         * @description Save a filter. An unknown field, operator or a value of the wrong type is a 422 naming it.
-         */
-        post: operations["create_segment_segments_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/segments/fields": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Segment Fields
-         * @description The fields a segment filter may name, with their operators and allowed values.
-         */
-        get: operations["segment_fields_segments_fields_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/segments/{segment_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Get Segment */
-        get: operations["get_segment_segments__segment_id__get"];
-        put?: never;
-        post?: never;
-        /** Delete Segment */
-        delete: operations["delete_segment_segments__segment_id__delete"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/segments/{segment_id}/count": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Count Segment */
-        get: operations["count_segment_segments__segment_id__count_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/segments/{segment_id}/customers": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Segment Customers
-         * @description The segment's customers in customer-id order, a page at a time; ``?format=csv`` exports all of
-         *     them as CSV, read a chunk at a time.
-         */
-        get: operations["segment_customers_segments__segment_id__customers_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1466,6 +1454,44 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AccuracyReport */
+        AccuracyReport: {
+            /**
+             * Accuracy
+             * @description correct / suggested
+             */
+            accuracy: number | null;
+            /** Churned */
+            churned: number;
+            /**
+             * Confusion
+             * @description (recorded, suggested) cells, paged
+             */
+            confusion: components["schemas"]["ConfusionRow"][];
+            /** Correct */
+            correct: number;
+            /**
+             * Coverage
+             * @description suggested / churned
+             */
+            coverage: number | null;
+            /** From */
+            from: string;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Per Reason */
+            per_reason: components["schemas"]["ReasonAccuracyRow"][];
+            /** Per Suggestion */
+            per_suggestion: components["schemas"]["SuggestedRow"][];
+            /** Suggested */
+            suggested: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
         /**
          * Action
          * @enum {string}
@@ -1843,6 +1869,47 @@ export interface components {
          * @enum {string}
          */
         ChurnSide: "company" | "customer" | "unknown";
+        /** ChurnSuggestion */
+        ChurnSuggestion: {
+            /**
+             * Churned At
+             * Format: date-time
+             */
+            churned_at: string;
+            /**
+             * Confidence
+             * @description the suggested reason's votes / all votes
+             */
+            confidence: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Evidence */
+            evidence: components["schemas"]["Evidence"][];
+            /** Historical Value */
+            historical_value: number | null;
+            /**
+             * Matches
+             * @description whether the suggestion names the recorded reason
+             */
+            matches: boolean | null;
+            /** Predicted Value */
+            predicted_value: number | null;
+            /** Recorded Reason */
+            recorded_reason: string | null;
+            /** Side */
+            side: string | null;
+            /**
+             * Suggested Reason
+             * @description None: no signal before the churn pointed to a reason
+             */
+            suggested_reason: string | null;
+            /** Tier */
+            tier: string | null;
+            /** Votes */
+            votes: {
+                [key: string]: number;
+            };
+        };
         /** ChurnTrainRequest */
         ChurnTrainRequest: {
             /**
@@ -2095,34 +2162,17 @@ export interface components {
             /** Total */
             total: number;
         };
-        /** ConcentrationReport */
-        ConcentrationReport: {
-            /** Basis */
-            basis: string;
-            /** Customers */
-            customers: number;
+        /** ConfusionRow */
+        ConfusionRow: {
+            /** Churns */
+            churns: number;
+            /** Recorded */
+            recorded: string;
             /**
-             * Gini
-             * @description 2 x sum(i x v_i) / (n x sum v) - (n + 1) / n, v ascending
+             * Suggested
+             * @description None: no suggestion
              */
-            gini: number | null;
-            /** Items */
-            items: components["schemas"]["LorenzPoint"][];
-            /**
-             * Top
-             * @description the share of customers the top-share measure takes
-             */
-            top: number;
-            /**
-             * Top Share
-             * @description share of value held by the top `top` share of customers
-             */
-            top_share: number | null;
-            /**
-             * Value
-             * @description sum of the basis value, values below zero counted as zero
-             */
-            value: number;
+            suggested: string | null;
         };
         /** ConsentChangePublic */
         ConsentChangePublic: {
@@ -2271,19 +2321,48 @@ export interface components {
             /** Value */
             value: string;
         };
-        /** CurrentValue */
-        CurrentValue: {
-            /** Clv */
-            clv: number | null;
-            /** P Alive */
-            p_alive: number | null;
-            /** Value Model Version */
-            value_model_version: string | null;
+        /** ConversionReport */
+        ConversionReport: {
+            /** Churned */
+            churned: number;
+            /** Complainers */
+            complainers: number;
+            /** Conversion Rate */
+            conversion_rate: number | null;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["ConversionRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+            /** Within Days */
+            within_days: number;
+        };
+        /** ConversionRow */
+        ConversionRow: {
+            /** Category */
+            category: string;
             /**
-             * Value Tier
-             * @description tier by CLV, as scored
+             * Churned
+             * @description of those, churned within within_days of their first such complaint
              */
-            value_tier: string | null;
+            churned: number;
+            /**
+             * Complainers
+             * @description customers with a complaint of this category opened in the period
+             */
+            complainers: number;
+            /**
+             * Conversion Rate
+             * @description churned / complainers
+             */
+            conversion_rate: number | null;
         };
         /** CustomerCreate */
         CustomerCreate: {
@@ -2334,6 +2413,65 @@ export interface components {
          * @enum {string}
          */
         CustomerKind: "person" | "company";
+        /** CustomerLoyalty */
+        CustomerLoyalty: {
+            /**
+             * As Of
+             * Format: date-time
+             */
+            as_of: string;
+            /**
+             * Attitude High
+             * @description None: no NPS or CSAT answer
+             */
+            attitude_high: boolean | null;
+            /** Behaviour High */
+            behaviour_high: boolean;
+            /**
+             * Csat
+             * @description the latest CSAT answer
+             */
+            csat: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Declining */
+            declining: boolean;
+            /**
+             * Nps
+             * @description the latest NPS answer
+             */
+            nps: number | null;
+            /** Orders */
+            orders: number;
+            /**
+             * Prior Orders
+             * @description orders in the window before it
+             */
+            prior_orders: number;
+            /**
+             * Recent Orders
+             * @description orders in the latest trend window
+             */
+            recent_orders: number;
+            /**
+             * Repeat Rate
+             * @description (orders - 1) / orders
+             */
+            repeat_rate: number | null;
+            /**
+             * Satisfaction Trap
+             * @description satisfied, but buying declines
+             */
+            satisfaction_trap: boolean;
+            /** Share Of Wallet */
+            share_of_wallet: number | null;
+            /**
+             * Tenure Days
+             * @description days since the first order
+             */
+            tenure_days: number | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
         /** CustomerPublic */
         CustomerPublic: {
             /** Attributes */
@@ -2435,23 +2573,6 @@ export interface components {
              */
             version?: number | null;
         };
-        /** CustomerValuePublic */
-        CustomerValuePublic: {
-            /** Basis */
-            basis: string;
-            current: components["schemas"]["CurrentValue"];
-            /** Customer Id */
-            customer_id: string;
-            historical: components["schemas"]["HistoricalValue"];
-            potential: components["schemas"]["PotentialValue"];
-            referral: components["schemas"]["ReferralValue"];
-            rfm: components["schemas"]["Rfm"];
-            /**
-             * Tier
-             * @description pyramid tier on the basis
-             */
-            tier: string | null;
-        };
         /**
          * CustomersPage
          * @description One page of customers. ``total`` counts every match of the filters; ``next_cursor`` (null on the
@@ -2515,6 +2636,37 @@ export interface components {
          * @enum {string}
          */
         DeliveryStatus: "pending" | "delivered" | "failed";
+        /** DimensionRow */
+        DimensionRow: {
+            /** Answers */
+            answers: number;
+            /** Avg Score */
+            avg_score: number | null;
+            /** Detractors */
+            detractors: number;
+            /**
+             * Dimension
+             * @description product, service, relationship, or unspecified
+             */
+            dimension: string;
+            /**
+             * Nps
+             * @description NPS only: (promoters - detractors) / answers x 100
+             */
+            nps: number | null;
+            /** Promoters */
+            promoters: number;
+            /**
+             * Satisfied Share
+             * @description CSAT only: answers of 4 or 5 / answers
+             */
+            satisfied_share: number | null;
+            /**
+             * Survey
+             * @description nps (0-10) or csat (1-5)
+             */
+            survey: string;
+        };
         /** ErasureReceiptPublic */
         ErasureReceiptPublic: {
             /**
@@ -2550,6 +2702,23 @@ export interface components {
             services: {
                 [key: string]: string | null;
             };
+        };
+        /** Evidence */
+        Evidence: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Category */
+            category: string | null;
+            /** Event Id */
+            event_id: string;
+            /**
+             * Kind
+             * @description complaint, complaint_overdue, incident, return, owner_change, price_contact, ...
+             */
+            kind: string;
         };
         /**
          * Factor
@@ -2643,30 +2812,6 @@ export interface components {
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
-        };
-        /** HistoricalValue */
-        HistoricalValue: {
-            /** Complaints */
-            complaints: number;
-            /** Contacts */
-            contacts: number;
-            /**
-             * Contribution
-             * @description margin x revenue - cost to serve
-             */
-            contribution: number;
-            /**
-             * Cost To Serve
-             * @description contacts x cost per contact + complaints x ... + returns x ...
-             */
-            cost_to_serve: number;
-            /** Returns */
-            returns: number;
-            /**
-             * Revenue
-             * @description total spend to date
-             */
-            revenue: number;
         };
         /**
          * Initiator
@@ -2843,19 +2988,46 @@ export interface components {
          * @enum {string}
          */
         LegalBasis: "consent" | "contract" | "legal_obligation" | "vital_interests" | "public_task" | "legitimate_interest";
-        /** LorenzPoint */
-        LorenzPoint: {
+        /** LoyaltyReport */
+        LoyaltyReport: {
             /**
-             * Customer Share
-             * @description share of customers, least valuable first
+             * Customers
+             * @description customers now (active or won back) matching the filters
              */
-            customer_share: number;
+            customers: number;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["LoyaltyRow"][];
             /**
-             * Value Share
-             * @description share of value those customers hold
+             * Repeat Rate
+             * @description customers with 2+ orders before to / customers with 1+
              */
-            value_share: number;
+            repeat_rate: number | null;
+            /**
+             * Satisfaction Traps
+             * @description satisfied customers whose buying declined
+             */
+            satisfaction_traps: number;
+            /** To */
+            to: string;
         };
+        /** LoyaltyRow */
+        LoyaltyRow: {
+            /** Customers */
+            customers: number;
+            /**
+             * Share
+             * @description customers / all customers measured
+             */
+            share: number | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
+        /**
+         * LoyaltyType
+         * @enum {string}
+         */
+        LoyaltyType: "true" | "latent" | "spurious" | "none" | "unmeasured";
         /** MetricsPublic */
         MetricsPublic: {
             /** Alerted Customers */
@@ -2889,45 +3061,25 @@ export interface components {
             /** Uplift */
             uplift: number | null;
         };
-        /** MigrationReport */
-        MigrationReport: {
-            /** Customers */
-            customers: number;
-            /** Downgrade Rate */
-            downgrade_rate: number | null;
-            /** Downgraded */
-            downgraded: number;
+        /** MixReport */
+        MixReport: {
             /** From */
             from: string;
-            /** Items */
-            items: components["schemas"]["MigrationRow"][];
-            /** New */
-            new: number;
-            /** To */
-            to: string;
-            /** Unchanged */
-            unchanged: number;
             /**
-             * Upgrade Rate
-             * @description upgraded / customers with a tier at the start
-             */
-            upgrade_rate: number | null;
-            /** Upgraded */
-            upgraded: number;
-        };
-        /** MigrationRow */
-        MigrationRow: {
-            /** Customers */
-            customers: number;
-            /** From Tier */
-            from_tier: string;
-            /**
-             * Move
+             * Group By
              * @enum {string}
              */
-            move: "up" | "down" | "same" | "new";
-            /** To Tier */
-            to_tier: string;
+            group_by: "tier" | "segment";
+            /** Items */
+            items: components["schemas"]["RetentionMixRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
         };
         /** MixRow */
         MixRow: {
@@ -2989,6 +3141,77 @@ export interface components {
          * @enum {string}
          */
         Outcome: "saved" | "churned" | "false_alarm";
+        /** OwnerReport */
+        OwnerReport: {
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["OwnerRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Sla Hours */
+            sla_hours: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
+        /** OwnerRow */
+        OwnerRow: {
+            /** Acknowledged */
+            acknowledged: number;
+            /**
+             * Alerts
+             * @description churn alerts raised in the period
+             */
+            alerts: number;
+            /**
+             * Churned
+             * @description of those, resolved as churned
+             */
+            churned: number;
+            /**
+             * Owner
+             * @description the alert's owner when it was raised (None: unowned)
+             */
+            owner: string | null;
+            /** Response Hours Avg */
+            response_hours_avg: number | null;
+            /**
+             * Response Hours P50
+             * @description median hours from raised to acknowledged
+             */
+            response_hours_p50: number | null;
+            /** Response Hours P90 */
+            response_hours_p90: number | null;
+            /**
+             * Save Rate
+             * @description saved / (saved + churned)
+             */
+            save_rate: number | null;
+            /**
+             * Saved
+             * @description of those, resolved as saved
+             */
+            saved: number;
+            /**
+             * Sla Compliance
+             * @description sla_met / sla_due
+             */
+            sla_compliance: number | null;
+            /**
+             * Sla Due
+             * @description alerts acknowledged, or whose response deadline passed
+             */
+            sla_due: number;
+            /**
+             * Sla Met
+             * @description alerts acknowledged within the response SLA
+             */
+            sla_met: number;
+        };
         /** ParkedEventPublic */
         ParkedEventPublic: {
             /** Attempts */
@@ -3096,24 +3319,6 @@ export interface components {
             /** Total */
             total: number;
         };
-        /** PotentialValue */
-        PotentialValue: {
-            /**
-             * Potential Value
-             * @description max(wallet estimate - revenue, 0)
-             */
-            potential_value: number | null;
-            /**
-             * Share Of Wallet
-             * @description revenue / wallet estimate
-             */
-            share_of_wallet: number | null;
-            /**
-             * Wallet Estimate
-             * @description the customer attribute wallet_estimate
-             */
-            wallet_estimate: number | null;
-        };
         /** PreviewCustomer */
         PreviewCustomer: {
             /** Customer Id */
@@ -3194,39 +3399,6 @@ export interface components {
             /** Purchases */
             purchases: number;
         };
-        /** PyramidReport */
-        PyramidReport: {
-            /** Basis */
-            basis: string;
-            /** Customers */
-            customers: number;
-            /** Items */
-            items: components["schemas"]["PyramidRow"][];
-            /** Value */
-            value: number;
-        };
-        /** PyramidRow */
-        PyramidRow: {
-            /**
-             * Customer Share
-             * @description customers / all customers in the report
-             */
-            customer_share: number | null;
-            /** Customers */
-            customers: number;
-            /** Tier */
-            tier: string;
-            /**
-             * Value
-             * @description sum of the basis value of the tier's customers
-             */
-            value: number;
-            /**
-             * Value Share
-             * @description value / all value in the report
-             */
-            value_share: number | null;
-        };
         /** QuietHoursBody */
         QuietHoursBody: {
             /**
@@ -3283,6 +3455,31 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** ReasonAccuracyRow */
+        ReasonAccuracyRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Correct
+             * @description of those, the suggestion named this reason
+             */
+            correct: number;
+            /**
+             * Reason
+             * @description the recorded reason
+             */
+            reason: string;
+            /**
+             * Recall
+             * @description correct / suggested
+             */
+            recall: number | null;
+            /**
+             * Suggested
+             * @description churns with this recorded reason that had a suggestion
+             */
+            suggested: number;
+        };
         /** ReasonRow */
         ReasonRow: {
             /** Churned */
@@ -3332,16 +3529,6 @@ export interface components {
              */
             total: number;
         };
-        /** ReferralValue */
-        ReferralValue: {
-            /**
-             * Referral Value
-             * @description stated amounts + unit value x referrals without one
-             */
-            referral_value: number;
-            /** Referrals */
-            referrals: number;
-        };
         /** RetentionMetricsPublic */
         RetentionMetricsPublic: {
             /**
@@ -3360,66 +3547,26 @@ export interface components {
              */
             to: string;
         };
-        /** Rfm */
-        Rfm: {
-            /** F */
-            f: number | null;
-            /** Frequency */
-            frequency: number;
-            /** M */
-            m: number | null;
-            /** Monetary */
-            monetary: number;
+        /** MixRow */
+        RetentionMixRow: {
+            /** Churned */
+            churned: number;
             /**
-             * R
-             * @description 1..5, 5 = bought most recently
+             * Group
+             * @description the tier or segment at churn
              */
-            r: number | null;
-            /** Recency Last Purchase At */
-            recency_last_purchase_at: string | null;
-            /** Segment */
-            segment: string | null;
-        };
-        /** RfmCell */
-        RfmCell: {
-            /** Customers */
-            customers: number;
-            /** F */
-            f: number;
-            /** M */
-            m: number;
-            /** R */
-            r: number;
-            /** Revenue */
-            revenue: number;
-            /** Segment */
-            segment: string;
-        };
-        /** RfmReport */
-        RfmReport: {
-            /** Customers */
-            customers: number;
-            /** Items */
-            items: components["schemas"]["RfmCell"][];
-            /** Limit */
-            limit: number;
-            /** Offset */
-            offset: number;
-            /** Segments */
-            segments: components["schemas"]["RfmSegmentRow"][];
-            /** Total */
-            total: number;
-        };
-        /** RfmSegmentRow */
-        RfmSegmentRow: {
-            /** Customers */
-            customers: number;
-            /** Revenue */
-            revenue: number;
-            /** Segment */
-            segment: string;
-            /** Share */
-            share: number | null;
+            group: string | null;
+            /** Historical Value Lost */
+            historical_value_lost: number;
+            /** Predicted Value Lost */
+            predicted_value_lost: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Share Of Group
+             * @description churned / the group's churns
+             */
+            share_of_group: number;
         };
         /** RiskBucket */
         RiskBucket: {
@@ -3550,6 +3697,26 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** SatisfactionReport */
+        SatisfactionReport: {
+            /** By Dimension */
+            by_dimension: components["schemas"]["DimensionRow"][];
+            /** From */
+            from: string;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+            /**
+             * Trend
+             * @description per month and survey, paged
+             */
+            trend: components["schemas"]["TrendRow"][];
+        };
         /** ScoreFactors */
         ScoreFactors: {
             /**
@@ -3668,99 +3835,6 @@ export interface components {
             /** Tiers */
             tiers: components["schemas"]["TierShare"][];
         };
-        /** SegmentCount */
-        SegmentCount: {
-            /** Customers */
-            customers: number;
-            /** Segment Id */
-            segment_id: string;
-        };
-        /** SegmentCreate */
-        SegmentCreate: {
-            /** Description */
-            description?: string | null;
-            /**
-             * Filter
-             * @description conditions that must all hold: [{field, op, value}]; GET /segments/fields lists the fields
-             */
-            filter: unknown[];
-            /** Name */
-            name: string;
-        };
-        /** SegmentCustomer */
-        SegmentCustomer: {
-            /** Churn Risk */
-            churn_risk: number | null;
-            /** Clv */
-            clv: number | null;
-            /** Contribution */
-            contribution: number | null;
-            /** Customer Id */
-            customer_id: string;
-            /** Lifecycle Stage */
-            lifecycle_stage: string | null;
-            /** Segment */
-            segment: string | null;
-            /** Status */
-            status: string | null;
-            /** Value Tier */
-            value_tier: string | null;
-        };
-        /** SegmentCustomersPublic */
-        SegmentCustomersPublic: {
-            /** Items */
-            items: components["schemas"]["SegmentCustomer"][];
-            /** Limit */
-            limit: number;
-            /** Offset */
-            offset: number;
-            /** Segment Id */
-            segment_id: string;
-            /** Total */
-            total: number;
-        };
-        /** SegmentField */
-        SegmentField: {
-            /** Choices */
-            choices: string[] | null;
-            /** Description */
-            description: string;
-            /** Field */
-            field: string;
-            /** Ops */
-            ops: string[];
-            /** Type */
-            type: string;
-        };
-        /** SegmentPublic */
-        SegmentPublic: {
-            /**
-             * Created At
-             * Format: date-time
-             */
-            created_at: string;
-            /** Created By */
-            created_by: string | null;
-            /** Description */
-            description: string | null;
-            /** Filter */
-            filter: unknown[];
-            /** Id */
-            id: string;
-            /** Name */
-            name: string;
-        };
-        /** SegmentsPublic */
-        SegmentsPublic: {
-            /** Items */
-            items: components["schemas"]["SegmentPublic"][];
-            /** Limit */
-            limit: number;
-            /** Offset */
-            offset: number;
-            /** Total */
-            total: number;
-        };
         /**
          * Severity
          * @enum {string}
@@ -3773,6 +3847,33 @@ export interface components {
             /** Share */
             share: number;
             side: components["schemas"]["ChurnSide"];
+        };
+        /** SideValueRow */
+        SideValueRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Historical Value Lost
+             * @description sum of the revenue recorded up to each churn
+             */
+            historical_value_lost: number;
+            /**
+             * Predicted Value Lost
+             * @description sum of the latest CLV known at each churn
+             */
+            predicted_value_lost: number;
+            /**
+             * Share
+             * @description churned / all churns in the period
+             */
+            share?: number | null;
+            /** Side */
+            side: string;
+            /**
+             * With Prediction
+             * @description churns whose CLV was known
+             */
+            with_prediction: number;
         };
         /** SituationReport */
         SituationReport: {
@@ -3913,45 +4014,22 @@ export interface components {
              */
             only_tiers: string[];
         };
-        /** SummaryReport */
-        SummaryReport: {
-            /** Items */
-            items: components["schemas"]["SummaryRow"][];
-        };
-        /** SummaryRow */
-        SummaryRow: {
-            /** Avg Clv */
-            avg_clv: number | null;
+        /** SuggestedRow */
+        SuggestedRow: {
+            /** Correct */
+            correct: number;
             /**
-             * Avg Contribution
-             * @description average profitability per customer
+             * Precision
+             * @description correct / suggested
              */
-            avg_contribution: number | null;
-            /** Avg Share Of Wallet */
-            avg_share_of_wallet: number | null;
-            /** Clv */
-            clv: number;
+            precision: number | null;
             /**
-             * Contribution
-             * @description total historical value
+             * Reason
+             * @description the suggested reason
              */
-            contribution: number;
-            /** Cost To Serve */
-            cost_to_serve: number;
-            /** Customers */
-            customers: number;
-            /** Customers With Clv */
-            customers_with_clv: number;
-            /** Customers With Wallet */
-            customers_with_wallet: number;
-            /** Potential Value */
-            potential_value: number;
-            /** Referral Value */
-            referral_value: number;
-            /** Referrals */
-            referrals: number;
-            /** Revenue */
-            revenue: number;
+            reason: string;
+            /** Suggested */
+            suggested: number;
         };
         /** SurveyAnswer */
         SurveyAnswer: {
@@ -4063,6 +4141,33 @@ export interface components {
             /** Value Share */
             value_share: number;
         };
+        /** TierValueRow */
+        TierValueRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Historical Value Lost
+             * @description sum of the revenue recorded up to each churn
+             */
+            historical_value_lost: number;
+            /**
+             * Predicted Value Lost
+             * @description sum of the latest CLV known at each churn
+             */
+            predicted_value_lost: number;
+            /**
+             * Share
+             * @description churned / all churns in the period
+             */
+            share?: number | null;
+            /** Tier */
+            tier: string | null;
+            /**
+             * With Prediction
+             * @description churns whose CLV was known
+             */
+            with_prediction: number;
+        };
         /** TouchPublic */
         TouchPublic: {
             /** Action */
@@ -4105,6 +4210,82 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** TrapReport */
+        TrapReport: {
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["TrapRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
+        /** TrapRow */
+        TrapRow: {
+            /** Csat */
+            csat: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Nps */
+            nps: number | null;
+            /** Orders */
+            orders: number;
+            /** Owner */
+            owner: string | null;
+            /**
+             * Prior Orders
+             * @description orders in the equally long period before from
+             */
+            prior_orders: number;
+            /**
+             * Recent Orders
+             * @description orders in [from, to)
+             */
+            recent_orders: number;
+            /** Segment */
+            segment: string | null;
+            /** Team */
+            team: string | null;
+            /** Tier */
+            tier: string | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
+        /** TrendRow */
+        TrendRow: {
+            /** Answers */
+            answers: number;
+            /** Avg Score */
+            avg_score: number | null;
+            /** Detractors */
+            detractors: number;
+            /**
+             * Month
+             * @description YYYY-MM (UTC)
+             */
+            month: string;
+            /**
+             * Nps
+             * @description NPS only: (promoters - detractors) / answers x 100
+             */
+            nps: number | null;
+            /** Promoters */
+            promoters: number;
+            /**
+             * Satisfied Share
+             * @description CSAT only: answers of 4 or 5 / answers
+             */
+            satisfied_share: number | null;
+            /**
+             * Survey
+             * @description nps (0-10) or csat (1-5)
+             */
+            survey: string;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -4118,6 +4299,18 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /** ValueLostReport */
+        ValueLostReport: {
+            /** By Side */
+            by_side: components["schemas"]["SideValueRow"][];
+            /** By Tier */
+            by_tier: components["schemas"]["TierValueRow"][];
+            /** From */
+            from: string;
+            overall: components["schemas"]["ValueRow"];
+            /** To */
+            to: string;
+        };
         /** ValueRefitRequest */
         ValueRefitRequest: {
             /** Calibration End */
@@ -4129,6 +4322,31 @@ export interface components {
             rescore: boolean;
             /** Segment */
             segment?: string | null;
+        };
+        /** ValueRow */
+        ValueRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Historical Value Lost
+             * @description sum of the revenue recorded up to each churn
+             */
+            historical_value_lost: number;
+            /**
+             * Predicted Value Lost
+             * @description sum of the latest CLV known at each churn
+             */
+            predicted_value_lost: number;
+            /**
+             * Share
+             * @description churned / all churns in the period
+             */
+            share?: number | null;
+            /**
+             * With Prediction
+             * @description churns whose CLV was known
+             */
+            with_prediction: number;
         };
         /** VoluntaryRow */
         VoluntaryRow: {
@@ -6042,6 +6260,100 @@ export interface operations {
             };
         };
     };
+    churn_suggestion_customers__customer_id__churn_suggestion_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChurnSuggestion"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     get_consent_customers__customer_id__consent_get: {
         parameters: {
             query?: never;
@@ -6456,6 +6768,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InteractionsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_loyalty_customers__customer_id__loyalty_get: {
+        parameters: {
+            query?: {
+                /** @description default: now */
+                as_of?: string | null;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerLoyalty"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -6951,100 +7360,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TouchesPublic"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    customer_value_customers__customer_id__value_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                customer_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CustomerValuePublic"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -9396,6 +9711,789 @@ export interface operations {
             };
         };
     };
+    complaint_conversion_reports_retention_complaint_conversion_get: {
+        parameters: {
+            query: {
+                /** @description churned within this many days */
+                within_days?: number;
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversionReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    loyalty_distribution_reports_retention_loyalty_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoyaltyReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    owner_performance_reports_retention_owners_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reason_mix_reports_retention_reason_mix_get: {
+        parameters: {
+            query: {
+                group_by?: "tier" | "segment";
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MixReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    suggestion_accuracy_reports_retention_reason_suggestions_accuracy_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccuracyReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    satisfaction_reports_retention_satisfaction_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SatisfactionReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    satisfaction_trap_reports_retention_satisfaction_trap_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrapReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     touches_blocked_reports_retention_touches_blocked_get: {
         parameters: {
             query: {
@@ -9496,433 +10594,17 @@ export interface operations {
             };
         };
     };
-    concentration_reports_value_concentration_get: {
-        parameters: {
-            query?: {
-                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
-                basis?: ("clv" | "contribution") | null;
-                /** @description customer segment; repeatable */
-                segment?: string[] | null;
-                /** @description customer status; repeatable */
-                status?: string[] | null;
-                /** @description value tier by CLV as scored; repeatable */
-                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
-                /** @description Lorenz curve points */
-                points?: number;
-                /** @description the top share of customers (0.2: the 80/20 rule) */
-                top?: number;
-                /** @description csv: the report's table as CSV */
-                format?: ("json" | "csv") | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description JSON or CSV */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ConcentrationReport"];
-                    "text/csv": string;
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    pyramid_reports_value_pyramid_get: {
-        parameters: {
-            query?: {
-                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
-                basis?: ("clv" | "contribution") | null;
-                /** @description customer segment; repeatable */
-                segment?: string[] | null;
-                /** @description customer status; repeatable */
-                status?: string[] | null;
-                /** @description csv: the report's table as CSV */
-                format?: ("json" | "csv") | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description JSON or CSV */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PyramidReport"];
-                    "text/csv": string;
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    rfm_reports_value_rfm_get: {
-        parameters: {
-            query?: {
-                /** @description customer segment; repeatable */
-                segment?: string[] | null;
-                /** @description customer status; repeatable */
-                status?: string[] | null;
-                /** @description value tier by CLV as scored; repeatable */
-                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
-                /** @description csv: the report's table as CSV */
-                format?: ("json" | "csv") | null;
-                /** @description page size, at most 200 */
-                limit?: number;
-                /** @description rows to skip, at most 1000000 */
-                offset?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description JSON or CSV */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RfmReport"];
-                    "text/csv": string;
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    summary_reports_value_summary_get: {
-        parameters: {
-            query?: {
-                /** @description customer segment; repeatable */
-                segment?: string[] | null;
-                /** @description customer status; repeatable */
-                status?: string[] | null;
-                /** @description value tier by CLV as scored; repeatable */
-                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
-                /** @description csv: the report's table as CSV */
-                format?: ("json" | "csv") | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description JSON or CSV */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SummaryReport"];
-                    "text/csv": string;
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    tier_migration_reports_value_tier_migration_get: {
+    value_lost_reports_retention_value_lost_get: {
         parameters: {
             query: {
-                /** @description customer segment; repeatable */
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
                 segment?: string[] | null;
-                /** @description customer status; repeatable */
-                status?: string[] | null;
-                /** @description value tier by CLV as scored; repeatable */
-                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description first day of the period (inclusive, UTC) */
@@ -9942,7 +10624,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MigrationReport"];
+                    "application/json": components["schemas"]["ValueLostReport"];
                     "text/csv": string;
                 };
             };
@@ -11105,664 +11787,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ScoreSummaryPublic"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_segments_segments_get: {
-        parameters: {
-            query?: {
-                /** @description page size, at most 200 */
-                limit?: number;
-                /** @description rows to skip, at most 1000000 */
-                offset?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SegmentsPublic"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_segment_segments_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SegmentCreate"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SegmentPublic"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    segment_fields_segments_fields_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SegmentField"][];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_segment_segments__segment_id__get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                segment_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SegmentPublic"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_segment_segments__segment_id__delete: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                segment_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    count_segment_segments__segment_id__count_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                segment_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SegmentCount"];
-                };
-            };
-            /** @description missing or invalid credentials */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the caller's role does not allow this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description invalid request: each offending field under errors */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description over the caller's rate limit (see Retry-After) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service sent an invalid response */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service is unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the service did not answer in time */
-            504: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    segment_customers_segments__segment_id__customers_get: {
-        parameters: {
-            query?: {
-                /** @description page size, at most 200 */
-                limit?: number;
-                /** @description rows to skip, at most 1000000 */
-                offset?: number;
-                /** @description csv: the report's table as CSV */
-                format?: ("json" | "csv") | null;
-            };
-            header?: never;
-            path: {
-                segment_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description JSON or CSV */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SegmentCustomersPublic"];
-                    "text/csv": string;
                 };
             };
             /** @description missing or invalid credentials */

@@ -82,6 +82,22 @@ def test_each_request_needs_the_declared_permission(method: str, path: str, perm
     assert rule.permission == permission
 
 
+def test_retention_reports_and_customer_views_route_to_retention_with_their_scopes() -> None:
+    loyalty = permission_for("GET", "/api/v1/customers/c-1/loyalty")
+    suggestion = permission_for("GET", "/api/v1/customers/c-1/churn-suggestion")
+    assert loyalty is not None and suggestion is not None
+    assert (loyalty.permission, loyalty.scope) == ("customers:read", Scope.CUSTOMER_PATH)
+    assert (suggestion.permission, suggestion.scope) == ("customers:read", Scope.CUSTOMER_PATH)
+    assert resolve("/api/v1/customers/c-1/loyalty") == ("retention", "/customers/c-1/loyalty")
+    assert resolve("/api/v1/customers/c-1/churn-suggestion") == ("retention", "/customers/c-1/churn-suggestion")
+    assert resolve("/api/v1/reports/retention/owners") == ("retention", "/reports/retention/owners")
+    owners = permission_for("GET", "/api/v1/reports/retention/owners")
+    assert owners is not None and (owners.permission, owners.scope) == ("reports:read", Scope.UNSCOPED)
+    # The one retention report that lists customers narrows a manager to the team's.
+    traps = permission_for("GET", "/api/v1/reports/retention/satisfaction-trap")
+    assert traps is not None and (traps.permission, traps.scope) == ("reports:read", Scope.OWNER_LIST)
+
+
 def test_a_method_no_rule_covers_has_no_permission() -> None:
     assert permission_for("PUT", "/api/v1/customers/c-1") is None
     assert permission_for("GET", "/health/live") is None

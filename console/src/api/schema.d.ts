@@ -24,6 +24,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/alerts/evaluate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Evaluate Alerts
+         * @description Run the alert rules once on each customer's current state, a page of customers per call (after
+         *     an import whose history raised no alerts). Repeating it on an unchanged state raises nothing new.
+         */
+        post: operations["evaluate_alerts_alerts_evaluate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/alerts/stream": {
         parameters: {
             query?: never;
@@ -252,6 +273,29 @@ export interface paths {
          *     recorded) or ``rejected`` with its errors. Send an Idempotency-Key to make a retry replay the report.
          */
         post: operations["bulk_consent_customers_consent_bulk_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/status/bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bulk Status
+         * @description Up to 5000 status changes (each as for POST /customers/{id}/status, plus its ``customer_id``),
+         *     with a report per row in request order: ``changed``, ``unchanged`` (the customer already had that
+         *     status and churn details; nothing written) or ``rejected`` with ``code`` and the fields at fault.
+         *     The changed rows emit the same ``customer.status_changed`` events as single changes.
+         */
+        post: operations["bulk_status_customers_status_bulk_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -528,6 +572,27 @@ export interface paths {
          *     the task it became) or blocked (``verdict`` says why). A customer with no touches has an empty page.
          */
         get: operations["customer_touches_customers__customer_id__touches_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/value": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Value
+         * @description The customer's value as the source defines it: historical (contribution), current (CLV), potential
+         *     (wallet headroom) and referral value, with RFM scores and segment and the pyramid tier on the basis.
+         */
+        get: operations["customer_value_customers__customer_id__value_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1100,6 +1165,107 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/value/concentration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Concentration
+         * @description The 80/20 rule: the share of value held by the top 20% of customers, the Lorenz curve and Gini.
+         */
+        get: operations["concentration_reports_value_concentration_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/pyramid": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Pyramid
+         * @description Customers and share of value per pyramid tier, on the chosen basis (CLV or contribution).
+         */
+        get: operations["pyramid_reports_value_pyramid_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/rfm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rfm
+         * @description The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment.
+         */
+        get: operations["rfm_reports_value_rfm_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Summary
+         * @description Average profitability per customer, total contribution, average share of wallet, referral value, CLV.
+         */
+        get: operations["summary_reports_value_summary_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/tier-migration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Tier Migration
+         * @description The tier migration matrix: customers by their tier at the start of ``from`` and of ``to`` (the tier
+         *     of their latest score before each), with the upgrade and downgrade rates.
+         */
+        get: operations["tier_migration_reports_value_tier_migration_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/retention/metrics": {
         parameters: {
             query?: never;
@@ -1273,6 +1439,103 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/segments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Segments */
+        get: operations["list_segments_segments_get"];
+        put?: never;
+        /**
+         * Create Segment
+         * @description Save a filter. An unknown field, operator or a value of the wrong type is a 422 naming it.
+         */
+        post: operations["create_segment_segments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/fields": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Segment Fields
+         * @description The fields a segment filter may name, with their operators and allowed values.
+         */
+        get: operations["segment_fields_segments_fields_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Segment */
+        get: operations["get_segment_segments__segment_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete Segment */
+        delete: operations["delete_segment_segments__segment_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}/count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Count Segment */
+        get: operations["count_segment_segments__segment_id__count_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}/customers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Segment Customers
+         * @description The segment's customers in customer-id order, a page at a time; ``?format=csv`` exports all of
+         *     them as CSV, read a chunk at a time.
+         */
+        get: operations["segment_customers_segments__segment_id__customers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/surveys/respond/{token}": {
         parameters: {
             query?: never;
@@ -1408,6 +1671,26 @@ export interface paths {
          * @description The delivery log, newest first: status, attempts, last HTTP status or error, next attempt.
          */
         get: operations["list_deliveries_webhooks__webhook_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/work-items": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Work Items
+         * @description One item per customer with all its unresolved alerts' reasons, by value at risk (unknown last).
+         */
+        get: operations["list_work_items_work_items_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1609,7 +1892,7 @@ export interface components {
             name: string;
             /**
              * Role
-             * @description one of respondent, agent, manager, analyst, admin, integration
+             * @description one of respondent, agent, manager, analyst, admin, integration, importer
              * @default integration
              */
             role: string;
@@ -1825,6 +2108,25 @@ export interface components {
          * @enum {string}
          */
         BulkRowStatus: "created" | "existing" | "rejected";
+        /** BulkStatus */
+        BulkStatus: {
+            /**
+             * Rows
+             * @description as for POST /customers/{id}/status, each with its customer_id
+             */
+            rows: unknown[];
+        };
+        /** BulkStatusReport */
+        BulkStatusReport: {
+            /** Changed */
+            changed: number;
+            /** Rejected */
+            rejected: number;
+            /** Rows */
+            rows: components["schemas"]["StatusRowResult"][];
+            /** Unchanged */
+            unchanged: number;
+        };
         /** ChannelConsentBody */
         ChannelConsentBody: {
             /**
@@ -2162,6 +2464,35 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** ConcentrationReport */
+        ConcentrationReport: {
+            /** Basis */
+            basis: string;
+            /** Customers */
+            customers: number;
+            /**
+             * Gini
+             * @description 2 x sum(i x v_i) / (n x sum v) - (n + 1) / n, v ascending
+             */
+            gini: number | null;
+            /** Items */
+            items: components["schemas"]["LorenzPoint"][];
+            /**
+             * Top
+             * @description the share of customers the top-share measure takes
+             */
+            top: number;
+            /**
+             * Top Share
+             * @description share of value held by the top `top` share of customers
+             */
+            top_share: number | null;
+            /**
+             * Value
+             * @description sum of the basis value, values below zero counted as zero
+             */
+            value: number;
+        };
         /** ConfusionRow */
         ConfusionRow: {
             /** Churns */
@@ -2363,6 +2694,20 @@ export interface components {
              * @description churned / complainers
              */
             conversion_rate: number | null;
+        };
+        /** CurrentValue */
+        CurrentValue: {
+            /** Clv */
+            clv: number | null;
+            /** P Alive */
+            p_alive: number | null;
+            /** Value Model Version */
+            value_model_version: string | null;
+            /**
+             * Value Tier
+             * @description tier by CLV, as scored
+             */
+            value_tier: string | null;
         };
         /** CustomerCreate */
         CustomerCreate: {
@@ -2573,6 +2918,23 @@ export interface components {
              */
             version?: number | null;
         };
+        /** CustomerValuePublic */
+        CustomerValuePublic: {
+            /** Basis */
+            basis: string;
+            current: components["schemas"]["CurrentValue"];
+            /** Customer Id */
+            customer_id: string;
+            historical: components["schemas"]["HistoricalValue"];
+            potential: components["schemas"]["PotentialValue"];
+            referral: components["schemas"]["ReferralValue"];
+            rfm: components["schemas"]["Rfm"];
+            /**
+             * Tier
+             * @description pyramid tier on the basis
+             */
+            tier: string | null;
+        };
         /**
          * CustomersPage
          * @description One page of customers. ``total`` counts every match of the filters; ``next_cursor`` (null on the
@@ -2703,6 +3065,36 @@ export interface components {
                 [key: string]: string | null;
             };
         };
+        /** Evaluation */
+        Evaluation: {
+            /**
+             * Alerts Changed
+             * @description alerts raised or updated by this call
+             */
+            alerts_changed: number;
+            /** Done */
+            done: boolean;
+            /**
+             * Evaluated
+             * @description customers judged by this call
+             */
+            evaluated: number;
+            /**
+             * Next After
+             * @description pass as ?after= for the next page; null when done
+             */
+            next_after: string | null;
+            /**
+             * Skipped
+             * @description customers left out: churned or erased
+             */
+            skipped: number;
+            /**
+             * Total
+             * @description customers with a score, the whole run
+             */
+            total: number;
+        };
         /** Evidence */
         Evidence: {
             /**
@@ -2812,6 +3204,30 @@ export interface components {
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /** HistoricalValue */
+        HistoricalValue: {
+            /** Complaints */
+            complaints: number;
+            /** Contacts */
+            contacts: number;
+            /**
+             * Contribution
+             * @description margin x revenue - cost to serve
+             */
+            contribution: number;
+            /**
+             * Cost To Serve
+             * @description contacts x cost per contact + complaints x ... + returns x ...
+             */
+            cost_to_serve: number;
+            /** Returns */
+            returns: number;
+            /**
+             * Revenue
+             * @description total spend to date
+             */
+            revenue: number;
         };
         /**
          * Initiator
@@ -2988,6 +3404,19 @@ export interface components {
          * @enum {string}
          */
         LegalBasis: "consent" | "contract" | "legal_obligation" | "vital_interests" | "public_task" | "legitimate_interest";
+        /** LorenzPoint */
+        LorenzPoint: {
+            /**
+             * Customer Share
+             * @description share of customers, least valuable first
+             */
+            customer_share: number;
+            /**
+             * Value Share
+             * @description share of value those customers hold
+             */
+            value_share: number;
+        };
         /** LoyaltyReport */
         LoyaltyReport: {
             /**
@@ -3060,6 +3489,46 @@ export interface components {
             treated: components["schemas"]["GroupRatesPublic"];
             /** Uplift */
             uplift: number | null;
+        };
+        /** MigrationReport */
+        MigrationReport: {
+            /** Customers */
+            customers: number;
+            /** Downgrade Rate */
+            downgrade_rate: number | null;
+            /** Downgraded */
+            downgraded: number;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["MigrationRow"][];
+            /** New */
+            new: number;
+            /** To */
+            to: string;
+            /** Unchanged */
+            unchanged: number;
+            /**
+             * Upgrade Rate
+             * @description upgraded / customers with a tier at the start
+             */
+            upgrade_rate: number | null;
+            /** Upgraded */
+            upgraded: number;
+        };
+        /** MigrationRow */
+        MigrationRow: {
+            /** Customers */
+            customers: number;
+            /** From Tier */
+            from_tier: string;
+            /**
+             * Move
+             * @enum {string}
+             */
+            move: "up" | "down" | "same" | "new";
+            /** To Tier */
+            to_tier: string;
         };
         /** MixReport */
         MixReport: {
@@ -3319,6 +3788,24 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** PotentialValue */
+        PotentialValue: {
+            /**
+             * Potential Value
+             * @description max(wallet estimate - revenue, 0)
+             */
+            potential_value: number | null;
+            /**
+             * Share Of Wallet
+             * @description revenue / wallet estimate
+             */
+            share_of_wallet: number | null;
+            /**
+             * Wallet Estimate
+             * @description the customer attribute wallet_estimate
+             */
+            wallet_estimate: number | null;
+        };
         /** PreviewCustomer */
         PreviewCustomer: {
             /** Customer Id */
@@ -3398,6 +3885,39 @@ export interface components {
             purchase_days: number;
             /** Purchases */
             purchases: number;
+        };
+        /** PyramidReport */
+        PyramidReport: {
+            /** Basis */
+            basis: string;
+            /** Customers */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["PyramidRow"][];
+            /** Value */
+            value: number;
+        };
+        /** PyramidRow */
+        PyramidRow: {
+            /**
+             * Customer Share
+             * @description customers / all customers in the report
+             */
+            customer_share: number | null;
+            /** Customers */
+            customers: number;
+            /** Tier */
+            tier: string;
+            /**
+             * Value
+             * @description sum of the basis value of the tier's customers
+             */
+            value: number;
+            /**
+             * Value Share
+             * @description value / all value in the report
+             */
+            value_share: number | null;
         };
         /** QuietHoursBody */
         QuietHoursBody: {
@@ -3529,6 +4049,16 @@ export interface components {
              */
             total: number;
         };
+        /** ReferralValue */
+        ReferralValue: {
+            /**
+             * Referral Value
+             * @description stated amounts + unit value x referrals without one
+             */
+            referral_value: number;
+            /** Referrals */
+            referrals: number;
+        };
         /** RetentionMetricsPublic */
         RetentionMetricsPublic: {
             /**
@@ -3567,6 +4097,67 @@ export interface components {
              * @description churned / the group's churns
              */
             share_of_group: number;
+        };
+        /** Rfm */
+        Rfm: {
+            /** F */
+            f: number | null;
+            /** Frequency */
+            frequency: number;
+            /** M */
+            m: number | null;
+            /** Monetary */
+            monetary: number;
+            /**
+             * R
+             * @description 1..5, 5 = bought most recently
+             */
+            r: number | null;
+            /** Recency Last Purchase At */
+            recency_last_purchase_at: string | null;
+            /** Segment */
+            segment: string | null;
+        };
+        /** RfmCell */
+        RfmCell: {
+            /** Customers */
+            customers: number;
+            /** F */
+            f: number;
+            /** M */
+            m: number;
+            /** R */
+            r: number;
+            /** Revenue */
+            revenue: number;
+            /** Segment */
+            segment: string;
+        };
+        /** RfmReport */
+        RfmReport: {
+            /** Customers */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["RfmCell"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Segments */
+            segments: components["schemas"]["RfmSegmentRow"][];
+            /** Total */
+            total: number;
+        };
+        /** RfmSegmentRow */
+        RfmSegmentRow: {
+            /** Customers */
+            customers: number;
+            /** Revenue */
+            revenue: number;
+            /** Segment */
+            segment: string;
+            /** Share */
+            share: number | null;
         };
         /** RiskBucket */
         RiskBucket: {
@@ -3835,6 +4426,99 @@ export interface components {
             /** Tiers */
             tiers: components["schemas"]["TierShare"][];
         };
+        /** SegmentCount */
+        SegmentCount: {
+            /** Customers */
+            customers: number;
+            /** Segment Id */
+            segment_id: string;
+        };
+        /** SegmentCreate */
+        SegmentCreate: {
+            /** Description */
+            description?: string | null;
+            /**
+             * Filter
+             * @description conditions that must all hold: [{field, op, value}]; GET /segments/fields lists the fields
+             */
+            filter: unknown[];
+            /** Name */
+            name: string;
+        };
+        /** SegmentCustomer */
+        SegmentCustomer: {
+            /** Churn Risk */
+            churn_risk: number | null;
+            /** Clv */
+            clv: number | null;
+            /** Contribution */
+            contribution: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Lifecycle Stage */
+            lifecycle_stage: string | null;
+            /** Segment */
+            segment: string | null;
+            /** Status */
+            status: string | null;
+            /** Value Tier */
+            value_tier: string | null;
+        };
+        /** SegmentCustomersPublic */
+        SegmentCustomersPublic: {
+            /** Items */
+            items: components["schemas"]["SegmentCustomer"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Segment Id */
+            segment_id: string;
+            /** Total */
+            total: number;
+        };
+        /** SegmentField */
+        SegmentField: {
+            /** Choices */
+            choices: string[] | null;
+            /** Description */
+            description: string;
+            /** Field */
+            field: string;
+            /** Ops */
+            ops: string[];
+            /** Type */
+            type: string;
+        };
+        /** SegmentPublic */
+        SegmentPublic: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Created By */
+            created_by: string | null;
+            /** Description */
+            description: string | null;
+            /** Filter */
+            filter: unknown[];
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+        };
+        /** SegmentsPublic */
+        SegmentsPublic: {
+            /** Items */
+            items: components["schemas"]["SegmentPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
         /**
          * Severity
          * @enum {string}
@@ -4003,6 +4687,32 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** StatusRowResult */
+        StatusRowResult: {
+            /**
+             * Code
+             * @description why a row was rejected: not_found, invalid_transition, ...
+             */
+            code?: string | null;
+            /** Customer Id */
+            customer_id?: string | null;
+            /** Errors */
+            errors?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Index */
+            index: number;
+            /**
+             * Status
+             * @description changed | unchanged | rejected
+             */
+            status: string;
+            /**
+             * Version
+             * @description the customer's version after the row
+             */
+            version?: number | null;
+        };
         /** StepBody */
         StepBody: {
             action: components["schemas"]["Action"];
@@ -4030,6 +4740,46 @@ export interface components {
             reason: string;
             /** Suggested */
             suggested: number;
+        };
+        /** SummaryReport */
+        SummaryReport: {
+            /** Items */
+            items: components["schemas"]["SummaryRow"][];
+        };
+        /** SummaryRow */
+        SummaryRow: {
+            /** Avg Clv */
+            avg_clv: number | null;
+            /**
+             * Avg Contribution
+             * @description average profitability per customer
+             */
+            avg_contribution: number | null;
+            /** Avg Share Of Wallet */
+            avg_share_of_wallet: number | null;
+            /** Clv */
+            clv: number;
+            /**
+             * Contribution
+             * @description total historical value
+             */
+            contribution: number;
+            /** Cost To Serve */
+            cost_to_serve: number;
+            /** Customers */
+            customers: number;
+            /** Customers With Clv */
+            customers_with_clv: number;
+            /** Customers With Wallet */
+            customers_with_wallet: number;
+            /** Potential Value */
+            potential_value: number;
+            /** Referral Value */
+            referral_value: number;
+            /** Referrals */
+            referrals: number;
+            /** Revenue */
+            revenue: number;
         };
         /** SurveyAnswer */
         SurveyAnswer: {
@@ -4445,6 +5195,65 @@ export interface components {
              */
             won_back: number;
         };
+        /** WorkItem */
+        WorkItem: {
+            /** Churn Risk */
+            churn_risk: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /**
+             * First Triggered At
+             * Format: date-time
+             */
+            first_triggered_at: string;
+            /**
+             * Last Triggered At
+             * Format: date-time
+             */
+            last_triggered_at: string;
+            /** Owner */
+            owner: string | null;
+            /**
+             * Reasons
+             * @description every unresolved alert of the customer, worst first
+             */
+            reasons: components["schemas"]["WorkReason"][];
+            /** Segment */
+            segment: string | null;
+            /** @description the worst of its reasons */
+            severity: components["schemas"]["Severity"];
+            /** Tier */
+            tier: string | null;
+            /** Value At Risk */
+            value_at_risk: number | null;
+        };
+        /** WorkItemsPage */
+        WorkItemsPage: {
+            /** Items */
+            items: components["schemas"]["WorkItem"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** WorkReason */
+        WorkReason: {
+            /** Alert Id */
+            alert_id: string;
+            /** Churn Risk */
+            churn_risk: number | null;
+            /**
+             * Last Triggered At
+             * Format: date-time
+             */
+            last_triggered_at: string;
+            /** Reason */
+            reason: string;
+            severity: components["schemas"]["Severity"];
+            status: components["schemas"]["AlertStatus"];
+        };
     };
     responses: never;
     parameters: never;
@@ -4486,6 +5295,102 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    evaluate_alerts_alerts_evaluate_post: {
+        parameters: {
+            query?: {
+                /** @description next_after of the previous call */
+                after?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -5050,7 +5955,7 @@ export interface operations {
             query?: {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
-                /** @description one of audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
+                /** @description one of alerts.evaluated, audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, customers.statuses_imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
                 action?: string | null;
                 /** @description the object's id */
                 object?: string | null;
@@ -5792,6 +6697,105 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConsentImportReport"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bulk_status_customers_status_bulk_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description makes a resent request safe: it answers the first report */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkStatus"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkStatusReport"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -7360,6 +8364,100 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TouchesPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_value_customers__customer_id__value_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerValuePublic"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -10702,6 +11800,530 @@ export interface operations {
             };
         };
     };
+    concentration_reports_value_concentration_get: {
+        parameters: {
+            query?: {
+                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
+                basis?: ("clv" | "contribution") | null;
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description Lorenz curve points */
+                points?: number;
+                /** @description the top share of customers (0.2: the 80/20 rule) */
+                top?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConcentrationReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pyramid_reports_value_pyramid_get: {
+        parameters: {
+            query?: {
+                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
+                basis?: ("clv" | "contribution") | null;
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PyramidReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rfm_reports_value_rfm_get: {
+        parameters: {
+            query?: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RfmReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    summary_reports_value_summary_get: {
+        parameters: {
+            query?: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SummaryReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    tier_migration_reports_value_tier_migration_get: {
+        parameters: {
+            query: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MigrationReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     retention_metrics_retention_metrics_get: {
         parameters: {
             query?: {
@@ -11863,6 +13485,664 @@ export interface operations {
             };
         };
     };
+    list_segments_segments_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_segment_segments_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SegmentCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    segment_fields_segments_fields_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentField"][];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_segment_segments__segment_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_segment_segments__segment_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    count_segment_segments__segment_id__count_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCount"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    segment_customers_segments__segment_id__customers_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCustomersPublic"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     survey_question_surveys_respond__token__get: {
         parameters: {
             query?: never;
@@ -12701,6 +14981,109 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveriesPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_work_items_work_items_get: {
+        parameters: {
+            query?: {
+                /** @description alert statuses that make an item; default open and acknowledged */
+                status?: components["schemas"]["AlertStatus"][] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkItemsPage"];
                 };
             };
             /** @description missing or invalid credentials */

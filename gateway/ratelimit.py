@@ -211,24 +211,44 @@ class RateLimiter:
         self.clock = clock
         # key -> [tokens left, monotonic time they lapse]; bounded, least recently used dropped first.
         self._local: LruDict = LruDict(local_entries)
+        # key -> the claim of a batch in flight for it (at most one per caller and replica).
+        self._claims: dict[str, asyncio.Future[float]] = {}
 
     def quota(self, role: str) -> Quota:
         return self.quotas.get(role, self.default)
 
     async def take(self, key: str, role: str) -> float:
         """Spend one token; 0 if allowed, else the seconds until a token is free."""
-        now = self.clock()
-        held = self._local.get(key)
-        if held is not None and held[0] > 0 and held[1] > now:
-            held[0] -= 1
+        while True:
+            held = self._local.get(key)
+            if held is not None and held[0] > 0 and held[1] > self.clock():
+                held[0] -= 1
+                return 0.0
+            # One claim per caller at a time: requests arriving while a batch is being claimed wait for
+            # that claim instead of each claiming a batch of their own, which would drain the shared
+            # bucket by batches nobody spends and refuse the caller far below its quota.
+            claim = self._claims.get(key)
+            if claim is None:
+                claim = asyncio.ensure_future(self._refill(key, self.quota(role)))
+                self._claims[key] = claim
+            # Shielded: a request that is cancelled while waiting does not cancel the others' claim.
+            wait = await asyncio.shield(claim)
+            if wait > 0:
+                return wait
+
+    async def _refill(self, key: str, quota: Quota) -> float:
+        """Claim a batch into the local store; 0 when tokens were taken, else the seconds to wait."""
+        try:
+            want = max(1, int(quota.capacity * self.batch_fraction))
+            taken, wait = await self.buckets.claim(f"rate:{key}", quota, want)
+            if taken == 0:
+                return wait
+            self._local.put(key, [taken, self.clock() + self.batch_ttl_s])
             return 0.0
-        quota = self.quota(role)
-        want = max(1, int(quota.capacity * self.batch_fraction))
-        taken, wait = await self.buckets.claim(f"rate:{key}", quota, want)
-        if taken == 0:
-            return wait
-        self._local.put(key, [taken - 1, self.clock() + self.batch_ttl_s])
-        return 0.0
+        finally:
+            # Removed before the waiters resume, so none of them can find this finished claim again.
+            if self._claims.get(key) is asyncio.current_task():
+                del self._claims[key]
 
 
 class AuthThrottle:

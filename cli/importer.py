@@ -3,8 +3,10 @@
 The file is read record by record (never whole), each record mapped to the platform's fields and checked
 by the CLI's copy of the services' rules (cli.schema). Good rows are sent in batches of --chunk-size;
 batch boundaries depend only on the file, the mapping and the chunk size, so a resumed import sends the
-same batches. After each acknowledged batch a checkpoint is written atomically (temp file, fsync,
-rename): the file's fingerprint, the last line covered, the counts and the size of the rejects file.
+same batches. Up to --concurrency batches are in flight at once; their answers are taken in file order,
+so after each acknowledged batch a checkpoint is written atomically (temp file, fsync, rename) that
+covers only batches acknowledged without a gap: the file's fingerprint, the last line covered, the
+counts and the size of the rejects file. A batch in flight at an interruption is sent again on resume.
 Run the same command again after Ctrl-C or a crash and it skips what the checkpoint covers.
 
 Nothing is imported twice: each batch carries an Idempotency-Key derived from the file's fingerprint and
@@ -23,8 +25,9 @@ import csv
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -311,6 +314,52 @@ def _unknown_ref(body: dict[str, Any]) -> str:
     return f"customer_ref: no customer with external_ref {body.get('customer_ref')!r}"
 
 
+# ---- batches in flight -------------------------------------------------------------------------------------
+
+
+Answer = tuple[list[RowResult], int]  # one result per row, and how many rows were sent again
+
+
+class InFlight:
+    """Up to `limit` batches sent at once, answered oldest first.
+
+    The importer takes answers only through oldest(), in the order the batches were submitted, so its
+    checkpoint never moves past a batch that is still unanswered, even when later ones finished first.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: deque[tuple[list[Pending], int, Future[Answer]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def full(self) -> bool:
+        return len(self._queue) >= self.limit
+
+    def submit(self, batch: list[Pending], through: int, send: Callable[[], Answer]) -> None:
+        assert not self.full()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix="crm-import")
+        self._queue.append((batch, through, self._pool.submit(send)))
+
+    def oldest(self) -> tuple[list[Pending], int, Answer]:
+        """The oldest batch, its last line and its answer (waiting for it); its error is raised here."""
+        batch, through, future = self._queue.popleft()
+        return batch, through, future.result()
+
+    def close(self) -> None:
+        """Drop batches not started yet and wait for those being sent (an interruption resumes from the
+        checkpoint, and their rows' keys make a second delivery harmless)."""
+        for _, _, future in self._queue:
+            future.cancel()
+        self._queue.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 # ---- the import --------------------------------------------------------------------------------------------
 
 
@@ -323,6 +372,7 @@ class Settings:
     rejects: Path | None = None
     restart: bool = False
     row_retries: int = ROW_RETRIES
+    concurrency: int = 1  # batches in flight at once; answers are still taken in file order
     # Called after each acknowledged batch with the number of batches done so far (tests interrupt here).
     after_batch: Callable[[int], None] | None = None
 
@@ -393,6 +443,7 @@ class Importer:
         rejects = Rejects(self.rejects_path, self.source, keep_bytes=checkpoint.rejects_bytes)
         rejects.prepare()
         batch: list[Pending] = []
+        window = InFlight(max(1, self.settings.concurrency))
         try:
             for record in records(self.source):
                 resumed = record.line <= checkpoint.through_line
@@ -406,18 +457,48 @@ class Importer:
                 else:
                     self.progress.advance(1)  # a rejected row is done; a sent one counts once acknowledged
                 if len(batch) >= self.settings.chunk_size:
-                    self._flush(batch, record.line, checkpoint, outcome, rejects)
-                    self.progress.advance(len(batch))
+                    self._submit(window, batch, record.line, checkpoint, outcome, rejects)
                     batch = []
             if batch:
-                self._flush(batch, batch[-1].line, checkpoint, outcome, rejects)
-                self.progress.advance(len(batch))
+                self._submit(window, batch, batch[-1].line, checkpoint, outcome, rejects)
+            while window:
+                self._acknowledge(window, checkpoint, outcome, rejects)
         finally:
+            window.close()
             rejects.close()
             self.progress.close()
         if not self.settings.dry_run and self.checkpoint_path.exists():
             self.checkpoint_path.unlink()  # done: a new run imports afresh (keyed rows come back `existing`)
         return outcome
+
+    def _submit(
+        self,
+        window: InFlight,
+        batch: list[Pending],
+        through: int,
+        checkpoint: Checkpoint,
+        outcome: Outcome,
+        rejects: Rejects,
+    ) -> None:
+        """Send a batch, first taking the oldest answers while the window is full."""
+        if self.settings.dry_run or self.sender is None:
+            outcome.created += len(batch)  # would be sent
+            self.progress.advance(len(batch))
+            return
+        while window.full():
+            self._acknowledge(window, checkpoint, outcome, rejects)
+        # References are resolved here, in one thread: the directory is read once, then only looked up.
+        if self.directory is not None and self.directory.ids is None and any("customer_ref" in p.body for p in batch):
+            self.directory.load()
+        bodies = [self._resolved(p.body) for p in batch]
+        window.submit(batch, through, lambda: self._send(batch, bodies))
+
+    def _acknowledge(self, window: InFlight, checkpoint: Checkpoint, outcome: Outcome, rejects: Rejects) -> None:
+        """Record the oldest batch in flight: its rows, then a checkpoint through its last line."""
+        batch, through, (results, retried) = window.oldest()
+        outcome.retried_rows += retried
+        self._record(batch, results, through, checkpoint, outcome, rejects)
+        self.progress.advance(len(batch))
 
     def _check(self, record: Record, outcome: Outcome, rejects: Rejects, *, write: bool) -> Pending | None:
         """The record's body, or None after rejecting it (the rejection is counted and written only
@@ -458,14 +539,16 @@ class Importer:
                 return f"{unit} {line}, {named}: {value!r} is already on {unit} {first} of this file"
         return None
 
-    def _flush(
-        self, batch: list[Pending], through: int, checkpoint: Checkpoint, outcome: Outcome, rejects: Rejects
+    def _record(
+        self,
+        batch: list[Pending],
+        results: list[RowResult],
+        through: int,
+        checkpoint: Checkpoint,
+        outcome: Outcome,
+        rejects: Rejects,
     ) -> None:
-        if self.settings.dry_run or self.sender is None:
-            outcome.created += len(batch)  # would be sent
-            return
         unit = self.source.unit()
-        results = self._send(batch, outcome)
         for pending, result in zip(batch, results, strict=True):
             if result.status == "rejected":
                 message = f"{unit} {pending.line}: {result.reason}"
@@ -487,11 +570,12 @@ class Importer:
         if self.settings.after_batch is not None:
             self.settings.after_batch(checkpoint.batches)
 
-    def _send(self, batch: list[Pending], outcome: Outcome) -> list[RowResult]:
-        """One result per row; rows the platform calls retryable are sent again (alone) with a backoff."""
+    def _send(self, batch: list[Pending], bodies: list[dict[str, Any] | None]) -> tuple[list[RowResult], int]:
+        """One result per row, and how many rows were sent again: rows the platform calls retryable are
+        sent again (alone) with a backoff. Runs in a worker thread: it changes nothing shared."""
         assert self.sender is not None
         key = f"crm-import-{self.identity[:16]}-{self.settings.kind}-{batch[0].line}-{batch[-1].line}"
-        bodies = [self._resolved(p.body) for p in batch]
+        retried = 0
         results: list[RowResult] = [RowResult("rejected", "")] * len(batch)
         waiting = list(range(len(batch)))
         for attempt in range(1, self.settings.row_retries + 1):
@@ -511,10 +595,10 @@ class Importer:
                     waiting.append(i)
             if not waiting:
                 break
-            outcome.retried_rows += len(waiting)
+            retried += len(waiting)
             if self.gateway is not None:
                 self.gateway.sleep(min(self.gateway.max_wait_s, self.gateway.retry_backoff_s * 2**attempt))
-        return results
+        return results, retried
 
     def _resolved(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """An interaction's customer_ref replaced by the customer's id (None: no such customer)."""

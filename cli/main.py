@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--dry-run", action="store_true", help="check every row and report; send nothing")
         sub.add_argument("--chunk-size", type=int, default=500, help="rows per request (default %(default)s)")
+        sub.add_argument("--concurrency", type=int, default=4, help="batches in flight at once (default %(default)s)")
         sub.add_argument("--checkpoint", type=Path, help="default: FILE.<kind>.checkpoint.json next to the file")
         sub.add_argument("--rejects", type=Path, help="default: <name>.rejects.<ext> next to the file")
         sub.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, gateway: Gateway | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "concurrency", 1) < 1:
+        print("error: --concurrency must be at least 1", file=sys.stderr)
+        return FAILED
     if getattr(args, "chunk_size", 1) < 1:
         print("error: --chunk-size must be at least 1", file=sys.stderr)
         return FAILED
@@ -157,6 +161,7 @@ def _import(gateway: Gateway, args: argparse.Namespace) -> int:
     settings = Settings(
         args.what,
         chunk_size=args.chunk_size,
+        concurrency=args.concurrency,
         dry_run=args.dry_run,
         checkpoint=args.checkpoint,
         rejects=args.rejects,

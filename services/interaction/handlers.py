@@ -10,8 +10,9 @@ an event naming an unknown customer is parked, never dropped.
 crm.retention.v1 survey.responded -> a survey interaction (services/interaction/surveys.py), once per link.
 """
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +22,9 @@ from servicekit.events.contracts.erp import InboundEvent
 from servicekit.events.contracts.retention import SurveyResponded
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
+from servicekit.inbox.consumer import BatchHook
 from services.interaction import service, surveys
-from services.interaction.directory import CustomerDirectory, CustomerSnapshot
+from services.interaction.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
 
 
@@ -40,16 +42,50 @@ def _directory() -> CustomerDirectory:
     return CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
 
 
-def _lookup(customer_id: str) -> Awaitable[CustomerSnapshot | None]:
-    return _directory().fetch(customer_id)
+PREFETCHED = "interaction.customers"  # session.info key: customer id -> snapshot (None: unknown), per batch
+
+
+async def prefetch_customers(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
+    """Ask the customer service once for every customer whose reference this batch's events need.
+
+    Events never carry the reference, so each customer.created/updated with one would otherwise cost
+    one call; asked after the events were received, the answers are at least as new as each event.
+    When the customer service is unavailable nothing is prefetched and each event asks on its own.
+    """
+    wanted = [
+        e.data.customer_id
+        for e in events
+        if isinstance(e.data, CustomerCreated | CustomerUpdated) and e.data.external_ref_set
+    ]
+    if not wanted:
+        return
+    try:
+        session.info[PREFETCHED] = await _directory().fetch_many(wanted)
+    except CustomerServiceUnavailable:
+        return
+
+
+def _lookup(session: AsyncSession) -> Callable[[str], Awaitable[CustomerSnapshot | None]]:
+    prefetched: dict[str, CustomerSnapshot | None] = session.info.get(PREFETCHED, {})
+
+    async def lookup(customer_id: str) -> CustomerSnapshot | None:
+        if customer_id in prefetched:
+            return prefetched[customer_id]
+        return await _directory().fetch(customer_id)
+
+    return lookup
 
 
 async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
-    await service.apply_customer_created(session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup)
+    await service.apply_customer_created(
+        session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(session)
+    )
 
 
 async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
-    await service.apply_customer_updated(session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup)
+    await service.apply_customer_updated(
+        session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(session)
+    )
 
 
 async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
@@ -77,3 +113,5 @@ HANDLERS: Handlers = {
     CustomerErased.event_type: on_customer_erased,
     **{model.event_type: on_inbound for model in INBOUND_MODELS},
 }
+
+BEFORE_BATCH: BatchHook = prefetch_customers

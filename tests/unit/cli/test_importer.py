@@ -2,6 +2,8 @@
 
 import csv
 import json
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -10,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli import sources
-from cli.client import Gateway, retry_after_s, retry_wait_s
+from cli.client import Gateway, GatewayError, retry_after_s, retry_wait_s
 from cli.importer import Checkpoint, Importer, Settings
 from cli.main import main
 from cli.mapping import MappingError, build, load_mapping_file, parse_flags
@@ -417,3 +419,86 @@ def test_statuses_use_the_bulk_route_or_one_change_per_customer(tmp_path: Path, 
     if bulk:  # sent again: the platform has it so already
         again = importer(tmp_path, path, platform, kind="statuses", given={}, restart=True).run()
         assert (again.created, again.existing) == (0, 2)
+
+
+# ---- batches in flight ----------------------------------------------------------------------------------
+
+
+class SlowFirstBatch(Platform):
+    """Answers the first bulk batch only once the third has arrived: later batches finish first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.third_arrived = threading.Event()
+        self.bulk_seen = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/interactions/bulk"):
+            with self.lock:
+                self.bulk_seen += 1
+                seen = self.bulk_seen
+            if seen == 3:
+                self.third_arrived.set()
+            if seen == 1:
+                assert self.third_arrived.wait(5)
+        with self.lock:
+            return super().__call__(request)
+
+
+def test_batches_in_flight_are_acknowledged_in_file_order(tmp_path: Path):
+    platform = SlowFirstBatch()
+    platform.customers = {"r0": "c1", "r1": "c2", "r2": "c3"}
+    path = interactions_file(tmp_path, 23)
+    checkpoints: list[int] = []
+    run = importer(tmp_path, path, platform, chunk_size=5, concurrency=3)
+    run.settings.after_batch = lambda batches: checkpoints.append(
+        Checkpoint.load(tmp_path / "history.csv.interactions.checkpoint.json").through_line  # type: ignore[union-attr]
+    )
+    outcome = run.run()
+    assert (outcome.created, outcome.existing, outcome.rejected) == (23, 0, 0)
+    # The first batch answered last of three, yet the checkpoint moved batch by batch, in file order.
+    assert checkpoints == [6, 11, 16, 21, 24]
+    assert len(platform.interactions) == 23
+
+
+class FailingBatch(Platform):
+    """Refuses the bulk request carrying one line's row as a whole; the batches after it are stored."""
+
+    def __init__(self, refuse_line: int) -> None:
+        super().__init__()
+        self.refuse = f"-{refuse_line}"
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/interactions/bulk") and self.refuse:
+            rows = json.loads(request.content)["rows"]
+            if any(row["external_id"].endswith(self.refuse) for row in rows):
+                time.sleep(0.05)  # the later batches in flight are answered first
+                return httpx.Response(400, json={"title": "Bad request"})
+        with self.lock:
+            return super().__call__(request)
+
+
+def test_a_checkpoint_never_passes_an_unacknowledged_batch_and_a_resume_stores_each_row_once(tmp_path: Path):
+    platform = FailingBatch(refuse_line=8)  # line 8 is in the second batch (lines 7 to 11)
+    platform.customers = {"r0": "c1", "r1": "c2", "r2": "c3"}
+    path = interactions_file(tmp_path, 23)
+    with pytest.raises(GatewayError):
+        importer(tmp_path, path, platform, chunk_size=5, concurrency=4).run()
+    checkpoint = Checkpoint.load(tmp_path / "history.csv.interactions.checkpoint.json")
+    assert checkpoint is not None and (checkpoint.batches, checkpoint.through_line, checkpoint.created) == (1, 6, 5)
+    assert len(platform.interactions) > 5  # later batches were stored while the second was refused
+
+    platform.refuse = ""
+    outcome = importer(tmp_path, path, platform, chunk_size=5, concurrency=4).run()
+    assert outcome.resumed_from == 6
+    assert outcome.created + outcome.existing == 23 and outcome.rejected == 0
+    assert len(platform.interactions) == 23
+    lines = sorted(int(key.rsplit("-", 1)[1]) for key in platform.interactions)
+    assert lines == list(range(2, 25))
+
+
+def test_concurrency_must_be_positive(capsys):
+    assert main(["import", "interactions", "x.csv", "--concurrency", "0"]) != 0
+    assert "--concurrency" in capsys.readouterr().err

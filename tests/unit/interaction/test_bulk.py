@@ -164,3 +164,18 @@ async def test_an_empty_or_oversized_request_is_a_422_naming_rows(api):
     assert (await client.post("/interactions/bulk", json=[purchase(0)])).status_code == 422
     not_an_object = (await client.post("/interactions/bulk", json={"rows": [purchase(0), 7]})).json()
     assert [r["status"] for r in not_an_object["rows"]] == ["created", "rejected"]
+
+
+def test_a_draft_holds_every_column_new_interaction_would_write():
+    from datetime import UTC, datetime
+
+    from services.interaction.models import InteractionCreate
+
+    sla_hours = {"critical": 4.0, "high": 24.0, "medium": 72.0, "low": 168.0}
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    for row in (purchase(0), {"customer_id": "c-1", "type": "complaint", "severity": "high", "external_id": "k-1"}):
+        data = InteractionCreate.model_validate(row)
+        draft = vars(service.new_draft(data, sla_hours, now))
+        model = service._row(service.new_interaction(data, sla_hours, now))
+        assert draft.keys() == model.keys()
+        assert {k: v for k, v in draft.items() if k != "id"} == {k: v for k, v in model.items() if k != "id"}

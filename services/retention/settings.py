@@ -35,6 +35,10 @@ class RetentionSettings(ServiceSettings):
     warning_lookback_days: float = Field(180.0, gt=0)
     # Snooze wake-up, auto-save and pruning run this often (consume role).
     housekeeping_interval_s: float = Field(5.0, gt=0)
+    # Playbook sequences: how often the engine looks for due steps, and how many enrolments one
+    # transaction claims (consume role; docs/sequences.md).
+    sequence_interval_s: float = Field(5.0, gt=0)
+    sequence_batch_size: int = Field(200, ge=1, le=5000)
     # Alert changes kept for SSE Last-Event-ID replay.
     alert_changes_retention_hours: float = Field(72.0, gt=0)
     stream_poll_interval_s: float = Field(1.0, gt=0)  # how often the SSE stream looks for alert changes

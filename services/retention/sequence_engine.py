@@ -102,33 +102,34 @@ async def enrol(
 class RoundStats:
     batches: int = 0
     claimed: int = 0  # enrolments whose due step this round ran
-    lost: int = 0  # due rows another engine took first
 
 
 async def claim(session: AsyncSession, *, now: datetime, limit: int) -> list[Enrolment]:
-    """Due active enrolments this transaction now owns (locked on PostgreSQL, version-bumped everywhere)."""
-    query = (
-        select(Enrolment)
-        .where(col(Enrolment.status) == EnrolmentStatus.active.value, col(Enrolment.due_at) <= now)
-        .order_by(col(Enrolment.due_at))
-        .limit(limit)
-        .execution_options(populate_existing=True)
-    )
+    """Due active enrolments this transaction now owns.
+
+    On PostgreSQL the read skips rows another engine holds. Everywhere, one conditional UPDATE takes the
+    rows that are still active and due (bumping their version): an engine that read a row before another
+    ran its step finds it no longer due (its timer moved on, or it finished) and leaves it.
+    """
+    due = (col(Enrolment.status) == EnrolmentStatus.active.value, col(Enrolment.due_at) <= now)
+    query = select(Enrolment.id).where(*due).order_by(col(Enrolment.due_at)).limit(limit)
     if session.bind.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    rows = list((await session.execute(query)).scalars())
-    won: list[Enrolment] = []
-    for row in rows:
-        bumped = await session.execute(
-            update(Enrolment)
-            .where(col(Enrolment.id) == row.id, col(Enrolment.version) == row.version)
-            .values(version=row.version + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if bumped.rowcount == 1:  # type: ignore[attr-defined]
-            row.version += 1
-            won.append(row)
-    return won
+    ids = list((await session.execute(query)).scalars())
+    if not ids:
+        return []
+    taken = await session.execute(
+        update(Enrolment)
+        .where(col(Enrolment.id).in_(ids), *due)
+        .values(version=Enrolment.version + 1)
+        .returning(Enrolment.id)
+        .execution_options(synchronize_session=False)
+    )
+    won = list(taken.scalars())
+    if not won:
+        return []
+    rows = select(Enrolment).where(col(Enrolment.id).in_(won)).execution_options(populate_existing=True)
+    return sorted((await session.execute(rows)).scalars(), key=lambda e: (as_utc(e.due_at), e.id))  # type: ignore[arg-type]
 
 
 async def run_batch(session: AsyncSession, *, now: datetime, limit: int, stats: RoundStats | None = None) -> int:
@@ -138,8 +139,11 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int, stats: 
     if not claimed:
         return 0
     facts = await read_facts(session, claimed)
+    events: list[EventData] = []
     for enrolment in claimed:
-        await run_step(session, enrolment, facts[enrolment.id], now=now)
+        events.extend(await run_step(session, enrolment, facts[enrolment.id], now=now))
+    if events:
+        await service.publish(session, *events)  # the outbox and webhook deliveries, in this transaction
     await session.flush()
     session.expunge_all()  # a round of many batches keeps no rows in memory
     stats.batches += 1
@@ -238,7 +242,8 @@ async def read_facts(session: AsyncSession, enrolments: Sequence[Enrolment]) -> 
 # ---- one step --------------------------------------------------------------------------------------------
 
 
-async def run_step(session: AsyncSession, enrolment: Enrolment, facts: sq.Facts, *, now: datetime) -> None:
+async def run_step(session: AsyncSession, enrolment: Enrolment, facts: sq.Facts, *, now: datetime) -> list[EventData]:
+    """Advance one claimed enrolment: its tasks and touches, its new state and timer; the events to publish."""
     definition = sq.SequenceDef.model_validate(enrolment.definition)
     state = sq.State(
         cursor=enrolment.cursor,
@@ -267,8 +272,7 @@ async def run_step(session: AsyncSession, enrolment: Enrolment, facts: sq.Facts,
         enrolment.due_at = nxt.due_at
     else:
         _finish(enrolment, finished, now)
-    if events:
-        await service.publish(session, *events)
+    return events
 
 
 def _finish(enrolment: Enrolment, why: str, now: datetime) -> None:

@@ -1,7 +1,6 @@
 """The sequence engine on SQLite: enrolment, exactly-once steps, persisted waits, the consent gate, routes."""
 
 import json
-
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,22 +73,26 @@ async def test_steps_run_once_and_the_wait_is_a_persisted_timer(tmp_path: Path) 
         await db.dispose()
 
 
-async def test_a_stale_claim_loses_to_the_first(tmp_path: Path) -> None:
-    """Two engines that both read the due row: only the one whose version update wins runs the step."""
+async def test_a_second_engine_that_read_the_due_row_first_takes_nothing(tmp_path: Path) -> None:
+    """Engine B read the due row's id, then engine A ran the step and committed: B's conditional claim
+    finds the row no longer due, and a timer delivered twice runs its step once."""
     async with sqlite_database(tmp_path / "r.db", metadata, source="/crm/retention") as db:
         await enrol(db)
+        async with db.sessions() as session:
+            read_by_b = list((await session.execute(select(Enrolment.id).where(Enrolment.due_at <= NOW))).scalars())
+        assert len(read_by_b) == 1
         async with db.transaction() as session:
             assert await sequence_engine.run_batch(session, now=NOW, limit=10) == 1
-        # the second engine's read happened before the first committed: replay its claim on the old version
         async with db.transaction() as session:
-            stale = await sequence_engine.claim(session, now=NOW + timedelta(hours=80), limit=10)
-            assert len(stale) == 1  # the timer is due again (the wait), on the new version
-        async with db.transaction() as session:
-            bumped = await session.execute(
-                update(Enrolment).where(Enrolment.version == 0).values(version=99)  # the version it had read
+            taken = await session.execute(
+                update(Enrolment)
+                .where(Enrolment.id.in_(read_by_b), Enrolment.status == "active", Enrolment.due_at <= NOW)
+                .values(version=Enrolment.version + 1)
             )
-            assert bumped.rowcount == 0
+            assert taken.rowcount == 0
+            assert await sequence_engine.run_batch(session, now=NOW, limit=10) == 0
         assert await count(db, Task) == 1
+        assert await outbox_types(db) == ["task.created"]
 
 
 async def test_an_opted_out_customer_gets_no_touch_and_the_block_is_recorded(tmp_path: Path) -> None:

@@ -86,7 +86,10 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout bench-floor console console-api
+.PHONY: scaleout bench-floor bench-sequences console console-api
+bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
+	$(BIN)/python -m bench.sequences
+
 bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.floor

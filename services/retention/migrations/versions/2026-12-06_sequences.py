@@ -20,8 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("playbooks", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sequences", sa.JSON(), nullable=False, server_default="{}"))
+    # Plain ALTER TABLE on both dialects: a batch copy would drop the catalog_version triggers on SQLite.
+    op.add_column("playbooks", sa.Column("sequences", sa.JSON(), nullable=False, server_default="{}"))
     op.create_table(
         "enrolments",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -56,5 +56,4 @@ def downgrade() -> None:
     op.drop_index("ix_enrolments_customer", table_name="enrolments")
     op.drop_index("ix_enrolments_due", table_name="enrolments")
     op.drop_table("enrolments")
-    with op.batch_alter_table("playbooks", schema=None) as batch_op:
-        batch_op.drop_column("sequences")
+    op.execute("ALTER TABLE playbooks DROP COLUMN sequences")

@@ -134,12 +134,15 @@ class Sequences(_Strict):
     by_tier: dict[str, SequenceDef] = Field(default_factory=dict, max_length=10)
 
 
-def of_steps(steps: tuple[Step, ...] | list[Step]) -> SequenceDef:
-    """A classic playbook as a sequence: its task steps, all created at once, for the tiers they name."""
-    return SequenceDef(
-        steps=[TaskStep(id=f"step_{i}", action=s.action, due_in_hours=s.due_in_hours) for i, s in enumerate(steps)],
-        stop_when=StopWhen(purchased=False),
-    )
+def of_steps(steps: tuple[Step, ...] | list[Step], tier: str | None = None) -> SequenceDef:
+    """A classic playbook as a sequence for a customer of this tier: its task steps, all created at once
+    (what plan_tasks plans), no waits, no stop conditions."""
+    tasks: list[SequenceStep] = [
+        TaskStep(id=f"step_{i}", action=s.action, due_in_hours=s.due_in_hours)
+        for i, s in enumerate(steps)
+        if not s.only_tiers or tier in s.only_tiers
+    ]
+    return SequenceDef(steps=tasks or [StopStep(id="nothing")], stop_when=StopWhen(purchased=False))
 
 
 def pick(sequences: Mapping[str, SequenceDef], tier: str | None) -> SequenceDef | None:

@@ -125,3 +125,11 @@ def test_bad_definitions_are_refused(steps: list[dict[str, object]], fragment: s
     with pytest.raises(ValidationError) as info:
         sq.SequenceDef.model_validate({"steps": steps})
     assert fragment in str(info.value)
+
+
+def test_classic_steps_limited_to_tiers_are_left_out_for_other_tiers() -> None:
+    steps = [Step(Action.call_owner, 24), Step(Action.executive_outreach, 48, frozenset({"platinum"}))]
+    assert [s.id for s in sq.of_steps(steps, "lead").steps] == ["step_0"]
+    assert [s.id for s in sq.of_steps(steps, "platinum").steps] == ["step_0", "step_1"]
+    only_key = [Step(Action.executive_outreach, 48, frozenset({"platinum"}))]
+    assert sq.advance(sq.of_steps(only_key, "lead"), start(), sq.Facts(), NOW).effects == ()

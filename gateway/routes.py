@@ -73,7 +73,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "rules"),
             _prefix("retention", "playbooks"),
             _prefix("retention", "tasks"),
-            _prefix("retention", "enrolments"),
+            Route(("enrolments", WILDCARD), "retention"),  # no list: enrolments are read per customer
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
             Route(("surveys", "respond", WILDCARD), "retention", exact=True),

@@ -16,6 +16,8 @@ UNTHROTTLED_ENV = {
     "GATEWAY_RATE_LIMITS": json.dumps(
         {"agent": 20, "manager": 30, "analyst": 20, "admin": 1_000_000, "integration": 200}
     ),
+    # Bulk routes also cost rows (gateway.bulk_limits): admins import without a row limit too.
+    "GATEWAY_BULK_ROWS_PER_S": json.dumps({"admin": 1_000_000, "integration": 5000, "importer": 20000}),
     # Every benchmark and test client calls from 127.0.0.1, and test suites present wrong credentials on
     # purpose: one source address must not lock the rest of the run out. The throttle itself is proven on
     # gateways of their own (tests/security/test_shared_state.py).

@@ -3,9 +3,12 @@ and bulk imports sent in chunks with their per-row reports mapped back to file l
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -15,6 +18,10 @@ from cli.rows import Row
 
 API = "/api/v1"
 RETRIES = 3
+# Answers that mean "not now": nothing was stored, the same request may be sent again after a wait.
+BUSY = frozenset({429, 503})
+# The longest the CLI waits before one retry, whatever Retry-After asks for.
+MAX_WAIT_S = 60.0
 # A row with one of these is stored at most once however often it is sent.
 IDEMPOTENCY_KEYS = frozenset({"external_id", "external_ref"})
 
@@ -45,6 +52,39 @@ def _error_text(error: Any) -> str:
     return str(error)
 
 
+def retry_after_s(value: str | None, *, now: datetime | None = None) -> float | None:
+    """The wait a Retry-After header asks for: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def retry_wait_s(
+    attempt: int,
+    retry_after: float | None,
+    *,
+    backoff_s: float,
+    cap_s: float = MAX_WAIT_S,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """How long to wait before retry number `attempt` (1-based): what the server asked for, or an
+    exponential backoff, capped, plus up to 20% jitter so many clients do not return in step."""
+    base = retry_after if retry_after is not None else backoff_s * 2 ** (attempt - 1)
+    base = min(base, cap_s)
+    return min(cap_s, base * (1 + 0.2 * rng())) if base > 0 else 0.0
+
+
 class Gateway:
     def __init__(
         self,
@@ -54,8 +94,15 @@ class Gateway:
         timeout_s: float = 120.0,
         transport: httpx.BaseTransport | None = None,
         retry_backoff_s: float = 0.5,
+        retries: int = RETRIES,
+        max_wait_s: float = MAX_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.retry_backoff_s = retry_backoff_s
+        self.retries = max(1, retries)
+        self.max_wait_s = max_wait_s
+        self.sleep = sleep
+        self.waits: list[float] = []  # every wait before a retry, in order (read by the summary and tests)
         headers = {"accept": "application/json", "user-agent": "crm-cli"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -72,19 +119,24 @@ class Gateway:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A request, retried while the gateway is unreachable or answers 503 (nothing was stored then)."""
-        for attempt in range(1, RETRIES + 1):
+        """A request, retried while the gateway is unreachable or answers 429 or 503 (nothing was stored
+        then), waiting what Retry-After asks for (capped, with jitter) or backing off exponentially."""
+        for attempt in range(1, self.retries + 1):
+            asked: float | None = None
             try:
                 response = self._client.request(method, API + path, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt == RETRIES:
+                if attempt == self.retries:
                     raise GatewayError(f"cannot reach the gateway at {self.base_url}: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise GatewayError(f"{method} {path} failed: {exc!r}") from exc
             else:
-                if response.status_code != 503 or attempt == RETRIES:
+                if response.status_code not in BUSY or attempt == self.retries:
                     return response
-            time.sleep(self.retry_backoff_s * 2**attempt)
+                asked = retry_after_s(response.headers.get("retry-after"))
+            wait = retry_wait_s(attempt, asked, backoff_s=self.retry_backoff_s, cap_s=self.max_wait_s)
+            self.waits.append(wait)
+            self.sleep(wait)
         raise AssertionError("unreachable")
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -141,7 +193,7 @@ def _post_chunk(gateway: Gateway, path: str, chunk: Sequence[Row]) -> httpx.Resp
         response = gateway.request("POST", path, json=body)
         if response.status_code != 504 or not idempotent or attempt > RETRIES:
             return response
-        time.sleep(gateway.retry_backoff_s * 4 * attempt)
+        gateway.sleep(gateway.retry_backoff_s * 4 * attempt)
     return response
 
 

@@ -1,14 +1,17 @@
 """crm: the operator command line of the customer-retention platform.
 
-    crm import customers FILE.csv        bulk-import customers (progress on stderr, rejected rows listed)
-    crm import interactions FILE.csv     bulk-import interactions (history), idempotent by external_id
+    crm import customers FILE            customers from CSV, JSON Lines or Parquet (see docs/onboarding.md)
+    crm import interactions FILE         interactions (history), idempotent by external_id
+    crm import statuses FILE             status changes (churned with reason and date, won back)
     crm import cdnow [FILE]              the CDNOW sample: customers cdnow-<id> and their purchases
+    crm generate subscriptions OUT_DIR   a subscription data set with a known churn mechanism
     crm timeline CUSTOMER_ID             a customer's interactions, newest first
     crm alerts [--status open]           churn alerts
 
 Talks to the gateway (--gateway or CRM_GATEWAY_URL, default http://127.0.0.1:8000), with --token or
 CRM_API_TOKEN sent as a bearer token if given. Exit codes: 0 done, 1 some rows were rejected,
-2 the command could not run (bad file, gateway unreachable or refusing).
+2 the command could not run (bad file, gateway unreachable or refusing), 130 interrupted (run the same
+command again to resume from its checkpoint).
 """
 
 from __future__ import annotations
@@ -21,21 +24,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from cli import datasets
+from cli import datasets, generate
 from cli.client import Gateway, GatewayError, ImportSummary, import_rows
+from cli.importer import Importer, ImportError_, Outcome, Settings
+from cli.mapping import MappingError, build, load_mapping_file, parse_flags
 from cli.rows import (
     Row,
     cdnow_customers,
     cdnow_interaction,
     cdnow_ref,
-    customers_from_csv,
-    interactions_from_csv,
     parse_cdnow,
 )
+from cli.sources import SourceError, open_source
 from cli.terminal import clean
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
-OK, REJECTED, FAILED = 0, 1, 2
+OK, REJECTED, FAILED, INTERRUPTED = 0, 1, 2, 130
+IMPORT_KINDS = {
+    "customers": "customers: name (required), kind, email, phone, external_ref, segment, owner, status, "
+    "churned_at, churn_reason, churn_note, tags (a|b), attributes.<name>",
+    "interactions": "interactions: customer_id or customer_ref (the customer's external_ref), type (required), "
+    "occurred_at, amount, currency, quantity, order_id, severity, category, rating, sentiment, survey, score, "
+    "text, external_id",
+    "statuses": "status changes: customer_id or customer_ref, status (required), reason, churned_at, note",
+}
 MAX_LISTED = 50
 
 
@@ -53,17 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     imports = commands.add_parser("import", help="bulk imports").add_subparsers(dest="what", required=True)
-    for what, help_text in (
-        (
-            "customers",
-            "customers from CSV: name, kind, email, phone, external_ref, segment, owner, status, "
-            "tags (a|b), attr.<name>",
-        ),
-        ("interactions", "interactions from CSV: customer_id, type, occurred_at, amount, currency, ..."),
-    ):
+    for what, help_text in IMPORT_KINDS.items():
         sub = imports.add_parser(what, help=help_text, description=help_text)
-        sub.add_argument("file", type=Path)
+        sub.add_argument("file", type=Path, help="CSV, JSON Lines (.jsonl) or Parquet")
+        sub.add_argument("--format", choices=("csv", "jsonl", "parquet"), help="default: from the file name")
+        sub.add_argument("--encoding", default="utf-8", help="text files' encoding (default %(default)s)")
+        sub.add_argument("--delimiter", help="CSV cell separator (default , or tab for .tsv)")
+        sub.add_argument("--mapping", type=Path, help="YAML or JSON file: {field: column} (attributes.<name> too)")
+        sub.add_argument(
+            "--map", action="append", default=[], metavar="FIELD=COLUMN", help="one field's column, or =constant"
+        )
+        sub.add_argument("--dry-run", action="store_true", help="check every row and report; send nothing")
         sub.add_argument("--chunk-size", type=int, default=500, help="rows per request (default %(default)s)")
+        sub.add_argument("--checkpoint", type=Path, help="default: FILE.<kind>.checkpoint.json next to the file")
+        sub.add_argument("--rejects", type=Path, help="default: <name>.rejects.<ext> next to the file")
+        sub.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+        sub.add_argument("--max-wait", type=float, default=60.0, help="longest wait before a retry, s (default 60)")
     cdnow = imports.add_parser("cdnow", help="the CDNOW sample transaction log (fetched if FILE is omitted)")
     cdnow.add_argument("file", type=Path, nargs="?")
     cdnow.add_argument("--chunk-size", type=int, default=500, help="rows per request (default %(default)s)")
@@ -81,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("--customer-id")
     alerts.add_argument("--limit", type=int, default=50)
     alerts.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    generate.add_parser(commands)
     return parser
 
 
@@ -89,6 +108,8 @@ def main(argv: Sequence[str] | None = None, *, gateway: Gateway | None = None) -
     if getattr(args, "chunk_size", 1) < 1:
         print("error: --chunk-size must be at least 1", file=sys.stderr)
         return FAILED
+    if args.command == "generate":
+        return generate.run(args)
     own = gateway is None
     gateway = gateway or Gateway(args.gateway, token=args.token, timeout_s=args.timeout)
     try:
@@ -101,7 +122,7 @@ def main(argv: Sequence[str] | None = None, *, gateway: Gateway | None = None) -
         # The message quotes the server's problem document: its title, detail and errors.
         print(f"error: {clean(exc)}", file=sys.stderr)
         return FAILED
-    except (OSError, UnicodeDecodeError, datasets.DatasetUnavailable) as exc:
+    except (OSError, UnicodeDecodeError, datasets.DatasetUnavailable, SourceError, MappingError, ImportError_) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return FAILED
     finally:
@@ -115,15 +136,67 @@ def main(argv: Sequence[str] | None = None, *, gateway: Gateway | None = None) -
 def _import(gateway: Gateway, args: argparse.Namespace) -> int:
     if args.what == "cdnow":
         return _import_cdnow(gateway, args)
-    with args.file.open(newline="", encoding="utf-8-sig") as stream:
-        parsed = customers_from_csv(stream) if args.what == "customers" else interactions_from_csv(stream)
-    if parsed.unknown_columns:
-        print(f"warning: columns the service may ignore: {', '.join(parsed.unknown_columns)}", file=sys.stderr)
-    summary = import_rows(
-        gateway, f"/{args.what}/bulk", parsed.rows, label=f"importing {args.what}", chunk_size=args.chunk_size
+    # Everything that can be checked before sending is: the file's header, the mapping, the checkpoint.
+    source = open_source(args.file, args.format, encoding=args.encoding, delimiter=args.delimiter)
+    given = load_mapping_file(args.mapping) if args.mapping else {}
+    given.update(parse_flags(args.map))
+    try:
+        mapping, unused = build(args.what, source.columns, given)
+    except MappingError as exc:
+        raise MappingError(f"{args.file.name}: {exc}") from None
+    if unused:
+        print(f"warning: columns not imported (map them to import them): {', '.join(unused)}", file=sys.stderr)
+    if args.what == "customers" and "external_ref" not in mapping.columns:
+        print(
+            "warning: no external_ref column: a customer sent just before an interruption may be created twice "
+            "when the import resumes",
+            file=sys.stderr,
+        )
+    gateway.max_wait_s = args.max_wait
+    gateway.retries = max(gateway.retries, 8)
+    settings = Settings(
+        args.what,
+        chunk_size=args.chunk_size,
+        dry_run=args.dry_run,
+        checkpoint=args.checkpoint,
+        rejects=args.rejects,
+        restart=args.restart,
     )
-    summary.rejected.extend(parsed.rejected)
-    return report(args.what, summary)
+    importer = Importer(source, mapping, settings, gateway=None if args.dry_run else gateway)
+    if importer.checkpoint_path.exists() and not args.restart and not args.dry_run:
+        print(f"resuming from {importer.checkpoint_path}", file=sys.stderr)
+    try:
+        outcome = importer.run()
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: acknowledged batches are recorded in {importer.checkpoint_path}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    return import_report(args.what, outcome, importer.rejects_path, dry_run=args.dry_run)
+
+
+def import_report(what: str, outcome: Outcome, rejects: Path, *, dry_run: bool, stream: TextIO | None = None) -> int:
+    stream = stream or sys.stdout
+    if dry_run:
+        print(f"{what}: {outcome.created} valid, {outcome.rejected} rejected (dry run: nothing sent)", file=stream)
+    else:
+        print(
+            f"{what}: {outcome.created} created, {outcome.existing} already there, {outcome.rejected} rejected",
+            file=stream,
+        )
+    if outcome.resumed_from:
+        print(f"  resumed after line {outcome.resumed_from}", file=stream)
+    if outcome.retried_rows:
+        print(f"  {outcome.retried_rows} row(s) sent again after a retryable rejection", file=stream)
+    for message in outcome.listed:
+        print(f"  {clean(message)}", file=stream)
+    if outcome.rejected > len(outcome.listed):
+        print(f"  ... and {outcome.rejected - len(outcome.listed)} more", file=stream)
+    if outcome.rejected:
+        print(f"  rejected rows with their reasons (_error): {rejects}", file=stream)
+    return REJECTED if outcome.rejected else OK
 
 
 def _import_cdnow(gateway: Gateway, args: argparse.Namespace) -> int:

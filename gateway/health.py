@@ -56,6 +56,6 @@ def health_router() -> APIRouter:
         # One crm_ready_check series per fronted service: the gateway's view of each service's state.
         record_readiness("gateway", ok, checks)
         body = {"status": "ready" if ok else "unavailable", "service": "gateway", "checks": checks}
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return JSONResponse(body, status_code=200 if ok else 503, headers=None if ok else {"Retry-After": "5"})
 
     return router

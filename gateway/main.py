@@ -18,6 +18,7 @@ from gateway import console, health, view360
 from gateway.audit import AuditLog, AuditMiddleware, audit_router
 from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
+from gateway.bulk_limits import BulkRowLimitMiddleware, RowLimiter
 from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
 from gateway.openapi import MergedOpenApi
@@ -25,6 +26,7 @@ from gateway.proxy import ApiDispatcher, Proxy
 from gateway.ratelimit import AuthThrottle, RateLimiter, SharedBuckets
 from gateway.settings import GatewaySettings, default_secrets, production_problems
 from gateway.upstream import Upstreams
+from servicekit import tracing
 from servicekit.auth import InternalAuthSettings
 from servicekit.db import Database
 from servicekit.metrics_route import metrics_router
@@ -50,7 +52,10 @@ def create_app(
         default_secrets(settings, internal),
         process="the gateway",
     )
+    # On only with OTEL_EXPORTER_OTLP_ENDPOINT; before the engine and the HTTP clients exist (they are instrumented).
+    tracing.setup(settings.name)
     database = Database(settings.database_url, source="/crm/gateway")
+    tracing.instrument_engine(database.engine)
     buckets = SharedBuckets(database)
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
     upstreams = Upstreams(settings, transport=transport, internal=internal)
@@ -76,6 +81,7 @@ def create_app(
             await stream_upstreams.aclose()
             await authenticator.aclose()
             await database.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Customer-retention platform API",
@@ -98,6 +104,13 @@ def create_app(
         ApiDispatcher,
         proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
         router=app.router,
+    )
+    # Inside authentication: bulk routes cost their rows of the caller's row quota.
+    app.add_middleware(
+        BulkRowLimitMiddleware,
+        limiter=RowLimiter(buckets, settings.bulk_rows_per_s, settings.rate_burst_factor),
+        max_body_bytes=settings.max_body_bytes,
+        enabled=settings.rate_limit,
     )
     app.add_middleware(
         GatewayAuthMiddleware,
@@ -142,4 +155,5 @@ def create_app(
     app.include_router(keys_router(), dependencies=NUL_GUARD)
     app.include_router(audit_router(), dependencies=NUL_GUARD)
     app.include_router(view360.router, dependencies=NUL_GUARD)
+    tracing.instrument_app(app, trust_incoming=False)  # a public caller's trace context is not ours
     return app

@@ -38,7 +38,7 @@ from gateway.upstream import (
     upstream_problem,
     upstream_request_headers,
 )
-from servicekit.problems import Problem, render_problem
+from servicekit.problems import DEFAULT_RETRY_AFTER_S, RETRY_STATUSES, Problem, render_problem
 
 log = logging.getLogger("gateway.proxy")
 
@@ -258,6 +258,9 @@ class Proxy:
             # Keep the length of the body a GET would return instead of the empty HEAD body's.
             response.raw_headers = [h for h in response.raw_headers if h[0] != b"content-length"]
         response.raw_headers.extend(out_headers)
+        if upstream.status_code in RETRY_STATUSES and "retry-after" not in upstream.headers:
+            # Every 429 and 503 the platform answers says when to come back, whatever the service sent.
+            response.raw_headers.append((b"retry-after", str(DEFAULT_RETRY_AFTER_S).encode()))
         return response
 
 

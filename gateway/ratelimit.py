@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, cast, func
+from sqlalchemy import Column, Float, Integer, case, cast, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
@@ -135,6 +135,45 @@ class SharedBuckets:
             return taken, 0.0
         return 0, max(0.0, tat + per_token - quota.burst_s - now)
 
+    async def claim_all(self, key: str, quota: Quota, want: int) -> float:
+        """Take exactly ``want`` tokens or none: 0 when taken, else the seconds until ``want`` are free.
+
+        For costs of many tokens at once (rows of a bulk request): a partial grant would spend the
+        caller's allowance on a request that is refused. ``want`` above the capacity is taken as the
+        capacity. Fails open like ``claim``.
+        """
+        want = max(1, min(want, int(quota.capacity + 1e-6)))
+        try:
+            return await self._claim_all(key, quota, want)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("rate bucket store unavailable; request allowed", extra={"error": type(exc).__name__})
+            return 0.0
+
+    async def _claim_all(self, key: str, quota: Quota, want: int) -> float:
+        now = self.clock()
+        pg = self.postgres
+        per_token = 1.0 / quota.rate
+        start = _greatest(BUCKETS.c.tat, now, pg)
+        free = _floor((now + quota.burst_s - start) * quota.rate + 1e-6, pg)
+        granted = case((free >= want, want), else_=0)
+        dialect = postgresql if pg else sqlite
+        statement = (
+            dialect.insert(BUCKETS)
+            .values(key=key, tat=now + want * per_token, granted=want)
+            .on_conflict_do_update(
+                index_elements=[BUCKETS.c.key],
+                set_={"granted": granted, "tat": start + granted * per_token},
+            )
+            .returning(BUCKETS.c.tat, BUCKETS.c.granted)
+        )
+        async with self.database.autocommit() as conn:
+            tat, taken = (await conn.execute(statement)).one()
+        self._maybe_prune(now)
+        if taken > 0:
+            return 0.0
+        # The bucket holds enough again once tat has moved back to want tokens below full.
+        return max(0.0, tat + want * per_token - quota.burst_s - now)
+
     def _maybe_prune(self, now: float) -> None:
         if now - self._last_prune < PRUNE_EVERY_S or (self._prune_task is not None and not self._prune_task.done()):
             return
@@ -172,24 +211,44 @@ class RateLimiter:
         self.clock = clock
         # key -> [tokens left, monotonic time they lapse]; bounded, least recently used dropped first.
         self._local: LruDict = LruDict(local_entries)
+        # key -> the claim of a batch in flight for it (at most one per caller and replica).
+        self._claims: dict[str, asyncio.Future[float]] = {}
 
     def quota(self, role: str) -> Quota:
         return self.quotas.get(role, self.default)
 
     async def take(self, key: str, role: str) -> float:
         """Spend one token; 0 if allowed, else the seconds until a token is free."""
-        now = self.clock()
-        held = self._local.get(key)
-        if held is not None and held[0] > 0 and held[1] > now:
-            held[0] -= 1
+        while True:
+            held = self._local.get(key)
+            if held is not None and held[0] > 0 and held[1] > self.clock():
+                held[0] -= 1
+                return 0.0
+            # One claim per caller at a time: requests arriving while a batch is being claimed wait for
+            # that claim instead of each claiming a batch of their own, which would drain the shared
+            # bucket by batches nobody spends and refuse the caller far below its quota.
+            claim = self._claims.get(key)
+            if claim is None:
+                claim = asyncio.ensure_future(self._refill(key, self.quota(role)))
+                self._claims[key] = claim
+            # Shielded: a request that is cancelled while waiting does not cancel the others' claim.
+            wait = await asyncio.shield(claim)
+            if wait > 0:
+                return wait
+
+    async def _refill(self, key: str, quota: Quota) -> float:
+        """Claim a batch into the local store; 0 when tokens were taken, else the seconds to wait."""
+        try:
+            want = max(1, int(quota.capacity * self.batch_fraction))
+            taken, wait = await self.buckets.claim(f"rate:{key}", quota, want)
+            if taken == 0:
+                return wait
+            self._local.put(key, [taken, self.clock() + self.batch_ttl_s])
             return 0.0
-        quota = self.quota(role)
-        want = max(1, int(quota.capacity * self.batch_fraction))
-        taken, wait = await self.buckets.claim(f"rate:{key}", quota, want)
-        if taken == 0:
-            return wait
-        self._local.put(key, [taken - 1, self.clock() + self.batch_ttl_s])
-        return 0.0
+        finally:
+            # Removed before the waiters resume, so none of them can find this finished claim again.
+            if self._claims.get(key) is asyncio.current_task():
+                del self._claims[key]
 
 
 class AuthThrottle:

@@ -59,8 +59,11 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix(GATEWAY, "audit"),
             _prefix("interaction", "customers", WILDCARD, "interactions"),
             _prefix("scoring", "customers", WILDCARD, "scores"),
+            Route(("customers", WILDCARD, "value"), "scoring", exact=True),
             _prefix("retention", "customers", WILDCARD, "touches"),
             _prefix("retention", "customers", WILDCARD, "enrolments"),
+            Route(("customers", WILDCARD, "loyalty"), "retention", exact=True),
+            Route(("customers", WILDCARD, "churn-suggestion"), "retention", exact=True),
             _prefix("customer", "customers"),
             _prefix("interaction", "interactions"),
             _prefix("interaction", "complaints"),
@@ -70,6 +73,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("scoring", "models"),
             _prefix("scoring", "jobs"),
             _prefix("retention", "alerts"),
+            _prefix("retention", "work-items"),
             _prefix("retention", "rules"),
             _prefix("retention", "playbooks"),
             _prefix("retention", "tasks"),
@@ -80,6 +84,9 @@ ROUTES: tuple[Route, ...] = tuple(
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
             _prefix("interaction", "reports", "complaints"),
+            _prefix("scoring", "reports", "value"),
+            # saved customer filters over scores, value and RFM (the segment builder)
+            _prefix("scoring", "segments"),
             _prefix("retention", "reports", "retention"),
         ),
         key=lambda r: r.specificity,
@@ -180,6 +187,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers", "customers:read", S.OWNER_LIST),
             _p(POST, "customers", "customers:write", S.BODY_OWNER),
             _p(POST, "customers/bulk", "customers:bulk"),
+            _p(POST, "customers/status/bulk", "customers:bulk"),
             _p(READ, "customers/*", "customers:read", S.CUSTOMER_PATH, prefix=True),
             _p(PATCH, "customers/*", "customers:write", S.CUSTOMER_PATH),
             _p(DELETE, "customers/*", "customers:erase"),
@@ -193,6 +201,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
+            _p(READ, "customers/*/value", "scores:read", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/loyalty", "customers:read", S.CUSTOMER_PATH),
+            _p(READ, "customers/*/churn-suggestion", "customers:read", S.CUSTOMER_PATH),
             # interactions and complaints
             _p(READ, "interactions", "interactions:read", S.CUSTOMER_QUERY),
             _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
@@ -214,6 +225,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "alerts/stream", "alerts:stream", S.OWNER_STREAM),
             _p(READ, "alerts/*", "alerts:read", S.RESOURCE),
             _p(POST, "alerts/*", "alerts:write", S.RESOURCE, prefix=True),
+            _p(POST, "alerts/evaluate", "alerts:evaluate"),
+            _p(READ, "work-items", "alerts:read", S.OWNER_LIST),
             _p(READ, "rules", "rules:read", prefix=True),
             _p(WRITE, "rules", "rules:write", prefix=True),
             _p(READ, "playbooks", "playbooks:read", prefix=True),
@@ -232,7 +245,13 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed
             _p(READ, "reports/customers", "reports:read", prefix=True),
             _p(READ, "reports/complaints", "reports:read", prefix=True),
+            _p(READ, "reports/value", "reports:read", prefix=True),
+            # segments list customers across owners: like the ranked score list, not for owner-scoped roles
+            _p(READ, "segments", "segments:read", prefix=True),
+            _p(WRITE, "segments", "segments:write", prefix=True),
             _p(READ, "reports/retention", "reports:read", prefix=True),
+            # ... except this one, which lists customers: a manager sees only the team's
+            _p(READ, "reports/retention/satisfaction-trap", "reports:read", S.OWNER_LIST),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only
@@ -273,7 +292,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": _CASEWORK,
     "manager": _CASEWORK | {"rules:read", "metrics:read", "reports:read"},
     # Read-only on everything (including the ranked score list and the alert stream), plus model jobs.
-    "analyst": _READS | {"models:write"},
+    "analyst": _READS | {"models:write", "segments:write"},
     "admin": ALL_PERMISSIONS,
     # ERP/SCM and marketing systems: write interactions and customers in bulk, read and follow alerts.
     "integration": frozenset(
@@ -290,6 +309,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "integrations:read",  # its own inbound events parked for an unknown customer
         }
     ),
+    # Loading a company's history (docs/onboarding.md): the bulk routes only, with their own rate and
+    # row limits (GATEWAY_RATE_LIMITS, GATEWAY_BULK_ROWS_PER_S); it reads nothing about customers.
+    "importer": frozenset({"customers:bulk", "interactions:bulk", "integrations:read"}),
 }
 
 

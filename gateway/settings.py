@@ -12,7 +12,7 @@ from servicekit.production import default_internal_secrets, internal_auth_proble
 from servicekit.settings import GATEWAY_PORT, PlatformSettings, local_url, state_dir
 
 SERVICES = ("customer", "interaction", "scoring", "retention")
-ROLES = ("agent", "manager", "analyst", "admin", "integration")
+ROLES = ("agent", "manager", "analyst", "admin", "integration", "importer")
 # A local-only default so `python -m gateway token` and `make run` work out of the box; the gateway
 # logs a warning at startup while it is in use, and production mode (CRM_PRODUCTION) refuses it. Set
 # GATEWAY_JWT_SECRET (or a JWKS URL) anywhere else.
@@ -92,6 +92,15 @@ class GatewaySettings(BaseSettings):
         "admin": 50.0,
         "integration": 200.0,
         "respondent": 1.0,  # survey links answered without a login: per source address
+        "importer": 50.0,
+    }
+    # Bulk routes (POST /customers/bulk, /customers/status/bulk, /interactions/bulk) also cost their rows:
+    # rows per second per caller, by role (a bucket holds at least one full request of 5,000 rows).
+    # The importer role exists for loading history (docs/onboarding.md) and has the largest allowance.
+    bulk_rows_per_s: dict[str, float] = {
+        "admin": 5000.0,
+        "integration": 5000.0,
+        "importer": 20000.0,
     }
     rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
     rate_limit: bool = True  # off: no rate limits (benchmarks)

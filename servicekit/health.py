@@ -43,6 +43,6 @@ def health_router() -> APIRouter:
         ok = all(c["ok"] for c in checks.values())
         record_readiness(state.spec.name, ok, checks)
         body = {"status": "ready" if ok else "unavailable", "service": state.spec.name, "checks": checks}
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return JSONResponse(body, status_code=200 if ok else 503, headers=None if ok else {"Retry-After": "5"})
 
     return router

@@ -7,14 +7,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.context import correlation_id, new_request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
 
 
 class RequestContextMiddleware:
-    """Adopts or creates X-Request-ID, exposes it to logs and events, echoes it, and times the request."""
+    """Adopts or creates X-Request-ID (the trace id while tracing is on), exposes it to logs and events,
+    echoes it, and times the request."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -24,11 +25,14 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                request_id = value.decode("latin-1")[:200]
-                break
+        # While tracing is on the request id is the trace id (the server span is current here), so logs,
+        # the X-Request-ID answer and the trace are found by the one id.
+        request_id = tracing.current_trace_id()
+        if request_id is None:
+            for name, value in scope["headers"]:
+                if name == REQUEST_ID_HEADER:
+                    request_id = value.decode("latin-1")[:200]
+                    break
         request_id = request_id or new_request_id()
         token = correlation_id.set(request_id)
         status = 500

@@ -70,7 +70,20 @@ def problem_response(
     if request_id:
         body["request_id"] = request_id
     body.update(extra)
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=with_retry_after(status, headers)
+    )
+
+
+RETRY_STATUSES = frozenset({429, 503})
+DEFAULT_RETRY_AFTER_S = 1
+
+
+def with_retry_after(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Every 429 and 503 says when to come back: the caller's Retry-After, else a second."""
+    if status not in RETRY_STATUSES or any(k.lower() == "retry-after" for k in headers or {}):
+        return headers
+    return {**(headers or {}), "Retry-After": str(DEFAULT_RETRY_AFTER_S)}
 
 
 def render_problem(exc: Problem) -> Response:

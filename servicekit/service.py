@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData
 
+from servicekit import tracing
 from servicekit.auth import InternalAuthMiddleware, InternalAuthSettings
 from servicekit.db import Database
 from servicekit.health import health_router
@@ -95,9 +96,12 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
         [*default_internal_secrets(internal), *settings.default_secrets()],
         process=f"the {spec.name} service",
     )
+    # On only with OTEL_EXPORTER_OTLP_ENDPOINT; before the engine and the HTTP clients exist (they are instrumented).
+    tracing.setup(spec.name)
     database = Database(
         settings.database_url, source=settings.event_source, pool_size=settings.db_pool_size, echo=settings.log_sql
     )
+    tracing.instrument_engine(database.engine)
     relay = OutboxRelay(database, settings) if RELAY in roles else None
     components = spec.load_components() if API in roles or CONSUME in roles else ServiceComponents()
     consumer = (
@@ -127,6 +131,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await database.dispose()
+            tracing.shutdown()
 
     # Every route refuses NUL characters before they can reach PostgreSQL (servicekit.validation).
     app = FastAPI(title=spec.title, version=spec.version, lifespan=lifespan, dependencies=NUL_GUARD)
@@ -145,4 +150,5 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     if API in roles:
         for router in components.routers:
             app.include_router(router)
+    tracing.instrument_app(app)
     return app

@@ -26,6 +26,7 @@ from servicekit.auth import InternalAuthSettings
 from servicekit.launcher import SERVICES
 from servicekit.metrics_route import MetricsSettings
 from servicekit.settings import KafkaSettings, PlatformSettings, ServiceSettings
+from servicekit.tracing import TracingSettings
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 # Not configuration: a service's name is its identity (consumer group, event source); the nested
@@ -111,6 +112,7 @@ def markdown() -> str:
     out += ["", "**Gateway**:", "", *_table(rows(GatewaySettings, "GATEWAY_"))]
     shared = [*rows(KafkaSettings, "KAFKA_"), *rows(PlatformSettings, "CRM_"), *rows(InternalAuthSettings, "CRM_")]
     shared += rows(MetricsSettings, "CRM_")
+    shared += rows(TracingSettings, "OTEL_")
     out += ["", "**Every process** (services and gateway):", "", *_table(shared)]
     return "\n".join(out) + "\n"
 

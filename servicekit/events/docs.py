@@ -94,7 +94,20 @@ def envelope_schema() -> dict[str, Any]:
             "subject": {"type": "string", "description": "the Kafka key: whom the event is about"},
             "datacontenttype": {"type": "string", "const": "application/json"},
             "dataschema": {"type": "string", "description": "urn:crm:event:<type>:v<version>"},
-            "correlationid": {"type": "string", "description": "request id that caused the event (tracing)"},
+            "correlationid": {
+                "type": "string",
+                "description": "request id that caused the event; the trace id while tracing is on",
+            },
+            "traceparent": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "CloudEvents distributed-tracing extension: the W3C trace context of the span "
+                "that wrote the event (only while tracing is on)",
+            },
+            "tracestate": {
+                "type": "string",
+                "description": "CloudEvents distributed-tracing extension: W3C tracestate, with traceparent",
+            },
             "data": {"type": "object"},
         },
     }
@@ -129,6 +142,11 @@ def asyncapi() -> dict[str, Any]:
                     "content-type": {"type": "string", "const": CONTENT_TYPE},
                     "ce_type": {"type": "string", "const": model.event_type},
                     "ce_id": {"type": "string", "description": "the envelope's id"},
+                    "traceparent": {
+                        "type": "string",
+                        "description": "W3C trace context of the relay's publish span (only while tracing is on)",
+                    },
+                    "tracestate": {"type": "string", "description": "W3C tracestate, with traceparent"},
                 },
             },
             "bindings": {"kafka": {"key": {"type": "string", "description": _key_of(model)}}},

@@ -7,6 +7,7 @@ with the CloudEvents SDK is checked by a unit test.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -43,18 +44,36 @@ class CloudEvent(BaseModel):
     datacontenttype: str = "application/json"
     dataschema: str | None = None
     correlationid: str | None = None
+    # CloudEvents distributed-tracing extension: the W3C trace context of the span that wrote the event
+    # (present only while tracing is on, see servicekit.tracing).
+    traceparent: str | None = None
+    tracestate: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def wrap(cls, data: EventData, *, source: str, correlation_id: str | None = None) -> CloudEvent:
+    def wrap(
+        cls,
+        data: EventData,
+        *,
+        source: str,
+        correlation_id: str | None = None,
+        trace: Mapping[str, str] | None = None,
+    ) -> CloudEvent:
+        """The envelope of `data`; `trace`: the writer's {"traceparent", "tracestate"} (servicekit.tracing)."""
         return cls(
             source=source,
             type=data.event_type,
             subject=data.subject(),
             dataschema=f"urn:crm:event:{data.event_type}:v{data.schema_version}",
             correlationid=correlation_id,
+            traceparent=trace.get("traceparent") if trace else None,
+            tracestate=trace.get("tracestate") if trace else None,
             data=data.model_dump(mode="json"),
         )
+
+    def trace_context(self) -> dict[str, str | None]:
+        """The distributed-tracing extension attributes, for servicekit.tracing."""
+        return {"traceparent": self.traceparent, "tracestate": self.tracestate}
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", exclude_none=True))

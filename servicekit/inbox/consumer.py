@@ -32,7 +32,7 @@ from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.context import correlation_id
 from servicekit.db import KEYS, Database, for_each_key
 from servicekit.errors import is_transient
@@ -221,11 +221,23 @@ class EventConsumer:
         handler = self.handlers.get(event.envelope.type)
         if handler is None:
             return None  # another consumer's event on a shared topic
-        token = correlation_id.set(event.envelope.correlationid)
-        try:
-            await handler(session, event)
-        finally:
-            correlation_id.reset(token)
+        record = delivery.record
+        with tracing.handle_span(
+            event.envelope.type,
+            record.headers,
+            envelope_context=event.envelope.trace_context(),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            group=self.group,
+            published_ms=record.timestamp,
+        ):
+            # While tracing is on the correlation id is the trace id (the one the event's writer logged).
+            token = correlation_id.set(tracing.current_trace_id() or event.envelope.correlationid)
+            try:
+                await handler(session, event)
+            finally:
+                correlation_id.reset(token)
         return self._inbox_row(delivery, HANDLED)
 
     async def _dead_letter(self, session: AsyncSession, delivery: Delivery) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import ARRAY, BigInteger, all_, any_, bindparam, delete, func, select, update
 from sqlalchemy.sql.elements import BindParameter
 
-from servicekit import metrics
+from servicekit import metrics, tracing
 from servicekit.db import Database
 from servicekit.kafka import make_producer
 from servicekit.outbox.writer import NOTIFY_CHANNEL
@@ -97,16 +97,19 @@ class OutboxRelay:
             log.error("fault injection: exiting between commit and publish", extra={"rows": len(rows)})
             os._exit(70)
 
-        sends = [
-            await producer.send(
-                row.topic,
-                value=row.payload,
-                key=row.key.encode() if row.key else None,
-                headers=[(k, v.encode()) for k, v in row.headers],
-            )
-            for row in rows
-        ]
-        results = await asyncio.gather(*sends, return_exceptions=True)
+        if tracing.enabled():
+            results = await self._send_traced(producer, rows)
+        else:
+            sends = [
+                await producer.send(
+                    row.topic,
+                    value=row.payload,
+                    key=row.key.encode() if row.key else None,
+                    headers=[(k, v.encode()) for k, v in row.headers],
+                )
+                for row in rows
+            ]
+            results = await asyncio.gather(*sends, return_exceptions=True)
         # Mark the published prefix only, so a failed row and everything after it keep their order.
         published_ids = []
         for row, result in zip(rows, results, strict=True):
@@ -130,6 +133,35 @@ class OutboxRelay:
         if failed:
             raise RuntimeError(f"{failed} outbox rows not published")
         return len(published_ids)
+
+    async def _send_traced(self, producer: AIOKafkaProducer, rows: list[Any]) -> list[Any]:
+        """publish_batch's sends, each in an `outbox publish` span (child of the span that wrote the row,
+        carrying the outbox wait) that ends when the broker answers; the Kafka headers carry the publish
+        span's context, so the consumer's span is its child."""
+        sends, spans = [], []
+        now = datetime.now(UTC)
+        try:
+            for row in rows:
+                created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+                wait_s = max((now - created).total_seconds(), 0.0)
+                span, headers = tracing.start_publish_span(row.topic, row.headers, wait_s=wait_s, service=self.service)
+                spans.append(span)
+                sends.append(
+                    await producer.send(
+                        row.topic,
+                        value=row.payload,
+                        key=row.key.encode() if row.key else None,
+                        headers=[(k, v.encode()) for k, v in headers],
+                    )
+                )
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for span, result in zip(spans, results, strict=True):
+                if isinstance(result, BaseException):
+                    span.record_exception(result)
+            return list(results)
+        finally:
+            for span in spans:
+                span.end()
 
     async def mark_acked(self) -> None:
         """Mark the rows the broker has acknowledged and no read has marked yet."""

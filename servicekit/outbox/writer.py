@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
+from servicekit import tracing
 from servicekit.context import current_correlation_id
 from servicekit.db import OUTBOX_DIRTY, hold_until_commit, holds, on_postgres, take_held
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
@@ -37,20 +38,35 @@ def event_source(session: Session | AsyncSession) -> str:
 
 
 def envelope_row(envelope: CloudEvent, topic: str, created_at: datetime | None = None) -> dict[str, Any]:
-    """The outbox row that publishes `envelope` on `topic`, keyed by its subject (the customer id)."""
+    """The outbox row that publishes `envelope` on `topic`, keyed by its subject (the customer id).
+
+    Its Kafka headers carry the envelope's trace context too (when it has one), for the relay's span.
+    """
+    headers = [["content-type", CONTENT_TYPE], ["ce_type", envelope.type], ["ce_id", envelope.id]]
+    if envelope.traceparent:
+        headers.append(["traceparent", envelope.traceparent])
+        if envelope.tracestate:
+            headers.append(["tracestate", envelope.tracestate])
     return {
         "topic": topic,
         "key": envelope.subject,
         "payload": envelope.to_json(),
-        "headers": [["content-type", CONTENT_TYPE], ["ce_type", envelope.type], ["ce_id", envelope.id]],
+        "headers": headers,
         "event_id": envelope.id,
         "created_at": created_at or datetime.now(UTC),
     }
 
 
-def outbox_row(data: EventData, *, source: str, correlation_id: str | None) -> dict[str, Any]:
-    """Wrap one event now (its id, time and correlation id are fixed here) and build its outbox row."""
-    envelope = CloudEvent.wrap(data, source=source, correlation_id=correlation_id)
+def outbox_row(
+    data: EventData, *, source: str, correlation_id: str | None, trace: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Wrap one event now (its id, time and correlation id are fixed here) and build its outbox row.
+
+    trace: the W3C context of the work that caused the event (servicekit.tracing.current_context_headers()
+    where it ran); None takes the current one.
+    """
+    trace = tracing.current_context_headers() if trace is None else trace
+    envelope = CloudEvent.wrap(data, source=source, correlation_id=correlation_id, trace=trace)
     return envelope_row(envelope, data.topic)
 
 
@@ -99,8 +115,8 @@ async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 async def enqueue(session: AsyncSession, *events: EventData) -> list[CloudEvent]:
     """Add events to the outbox; they are published only if the caller's transaction commits."""
     source = event_source(session)
-    correlation_id = current_correlation_id()
-    envelopes = [CloudEvent.wrap(e, source=source, correlation_id=correlation_id) for e in events]
+    correlation_id, trace = current_correlation_id(), tracing.current_context_headers()
+    envelopes = [CloudEvent.wrap(e, source=source, correlation_id=correlation_id, trace=trace) for e in events]
     now = datetime.now(UTC)
     rows = [envelope_row(envelope, data.topic, now) for data, envelope in zip(events, envelopes, strict=True)]
     await _write(session, rows)
@@ -166,8 +182,8 @@ async def insert_with_events(
     # The connection first: the events' time and created_at (the relay's delay metric) then exclude a
     # wait for a free connection when the pool is busy.
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    source, correlation_id = event_source(session), current_correlation_id()
-    outbox = [outbox_row(data, source=source, correlation_id=correlation_id) for data in events]
+    source, correlation_id, trace = event_source(session), current_correlation_id(), tracing.current_context_headers()
+    outbox = [outbox_row(data, source=source, correlation_id=correlation_id, trace=trace) for data in events]
     bound = dict(params)
     for i, row_values in enumerate(outbox):
         bound.update({f"outbox_{i}_{name}": row_values[name] for name in _OUTBOX_WRITTEN})

@@ -240,6 +240,19 @@ class IdempotencyKey(CustomerTable, table=True):
     created_at: datetime = Field(default_factory=utc_now, sa_column=_dt(nullable=False, index=True))
 
 
+class BulkReply(CustomerTable, table=True):
+    """An Idempotency-Key seen on a bulk route (POST /customers/status/bulk): the request and its report,
+    so a retried request answers the first report and changes nothing again. Purged like IdempotencyKey."""
+
+    __tablename__ = "bulk_replies"
+
+    key: str = Field(primary_key=True, max_length=200)
+    route: str = Field(max_length=50)
+    request_hash: str = Field(max_length=64)
+    report: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_dt(nullable=False, index=True))
+
+
 class ErasureRequest(CustomerTable, table=True):
     __tablename__ = "erasure_requests"
 

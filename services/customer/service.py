@@ -33,6 +33,7 @@ from services.customer import attributes as attrs
 from services.customer import lifecycle
 from services.customer.models import (
     ERASED_NAME,
+    BulkReply,
     BulkReport,
     BulkRowResult,
     Consent,
@@ -154,7 +155,8 @@ async def purge_idempotency_keys(*, session: AsyncSession, older_than: datetime)
     """Forget Idempotency-Keys stored before `older_than`; returns how many. A key used again after
     that is a new request (its external_ref, if any, still finds the customer)."""
     result = await session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.created_at) < older_than))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    replies = await session.execute(delete(BulkReply).where(col(BulkReply.created_at) < older_than))
+    return int(result.rowcount or 0) + int(replies.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _row_values(data: CustomerCreate, now: datetime) -> dict[str, Any]:

@@ -7,14 +7,17 @@ per app, created on first use and closed when the app shuts down (see router.lif
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 from fastapi import FastAPI
 
 from servicekit.auth import internal_headers
@@ -42,11 +45,23 @@ class CustomerServiceUnavailable(Exception):
 
 # What the domain functions need: a customer id in, a snapshot (or None for "no such customer") out.
 CustomerLookup = Callable[[str], Awaitable[CustomerSnapshot | None]]
+# Many at once: every id asked for is in the answer, with None for "no such customer".
+CustomerBatchLookup = Callable[[Sequence[str]], Awaitable[Mapping[str, CustomerSnapshot | None]]]
+LOOKUP_PATH = "/customers/lookup"
+LOOKUP_CHUNK = 5000  # the customer service's limit per call
 
 
 class CustomerDirectory:
-    def __init__(self, base_url: str, *, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        batch_wait_s: float = 0.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.batch_wait_s = batch_wait_s  # how long fetch_many keeps retrying an unavailable customer service
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s),
@@ -80,6 +95,55 @@ class CustomerDirectory:
         except (ValueError, TypeError, KeyError) as exc:
             raise CustomerServiceUnavailable(f"malformed customer: {exc!r}") from exc
 
+    async def fetch_many(self, customer_ids: Sequence[str]) -> dict[str, CustomerSnapshot | None]:
+        """Every id -> its snapshot, None when the customer service knows no such customer.
+
+        One signed call per 5,000 ids. An unavailable customer service is asked again, with growing
+        pauses, for up to batch_wait_s in all; then CustomerServiceUnavailable is raised.
+        """
+        wanted = sorted(set(customer_ids))
+        answers: dict[str, CustomerSnapshot | None] = {}
+        deadline = time.monotonic() + self.batch_wait_s
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            pause = 0.1
+            while True:
+                try:
+                    answers.update(await self._lookup(chunk))
+                    break
+                except CustomerServiceUnavailable:
+                    if time.monotonic() + pause > deadline:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+        return answers
+
+    async def _lookup(self, chunk: Sequence[str]) -> dict[str, CustomerSnapshot | None]:
+        body = orjson.dumps({"ids": list(chunk)})
+        headers = internal_headers("POST", LOOKUP_PATH, body=body, principal=PRINCIPAL)
+        headers["content-type"] = "application/json"
+        request_id = current_correlation_id()
+        if request_id:
+            headers["x-request-id"] = request_id
+        try:
+            response = await self._client.post(LOOKUP_PATH, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("customer service unreachable", extra={"error": repr(exc)})
+            raise CustomerServiceUnavailable(repr(exc)) from exc
+        if response.status_code != 200:
+            log.warning("customer service error", extra={"status_code": response.status_code})
+            raise CustomerServiceUnavailable(f"customer service answered {response.status_code}")
+        try:
+            answer = response.json()
+            found: dict[str, CustomerSnapshot | None] = {c: None for c in chunk}
+            for item in answer["customers"]:
+                snapshot = _snapshot(str(item["id"]), item)
+                if snapshot.customer_id in found:
+                    found[snapshot.customer_id] = snapshot
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CustomerServiceUnavailable(f"malformed lookup answer: {exc!r}") from exc
+        return found
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -94,6 +158,7 @@ def _snapshot(customer_id: str, body: dict[str, Any]) -> CustomerSnapshot:
         external_ref=body.get("external_ref"),
         version=int(body.get("version") or 0),
         updated_at=datetime.fromisoformat(updated_at) if updated_at else None,
+        erased=bool(body.get("erased") or body.get("erased_at")),
     )
 
 
@@ -102,7 +167,9 @@ def customer_directory(app: FastAPI) -> CustomerDirectory:
     directory: CustomerDirectory | None = getattr(app.state, "customer_directory", None)
     if directory is None:
         settings = app.state.settings
-        directory = CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
+        directory = CustomerDirectory(
+            settings.customer_url, timeout_s=settings.customer_timeout_s, batch_wait_s=settings.customer_lookup_wait_s
+        )
         app.state.customer_directory = directory
     return directory
 

@@ -77,7 +77,7 @@ async def import_interactions(body: BulkInteractions, session: SessionDep, reque
         session=session,
         items=body.rows,
         sla_hours=settings.complaint_sla_hours,
-        lookup=customer_directory(request.app).fetch,
+        lookup_many=customer_directory(request.app).fetch_many,
     )
     await session.commit()
     return report

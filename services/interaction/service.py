@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from servicekit.events.contracts.interaction import (
     ComplaintUpdated,
     InteractionRecorded,
     SurveyAnswered,
+    survey_dimension,
 )
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.events.registry import REGISTRY
@@ -37,7 +37,12 @@ from servicekit.outbox import enqueue, insert_with_events
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, validation_errors
 from services.interaction import complaints, erp, sla
-from services.interaction.directory import CustomerLookup, CustomerServiceUnavailable, CustomerSnapshot
+from services.interaction.directory import (
+    CustomerBatchLookup,
+    CustomerLookup,
+    CustomerServiceUnavailable,
+    CustomerSnapshot,
+)
 from services.interaction.models import (
     BulkReport,
     BulkRow,
@@ -276,6 +281,7 @@ def _events(interaction: Interaction) -> list[EventData]:
                 survey=interaction.survey,
                 score=interaction.score,
                 answered_at=interaction.occurred_at,
+                dimension=survey_dimension(interaction.category),
             )
         )
     return events
@@ -744,9 +750,6 @@ async def flag_overdue_complaints(*, session: AsyncSession, now: datetime, limit
 
 # ---- bulk import ----------------------------------------------------------------------------------
 
-# How many unknown customers are asked of the customer service at once.
-LOOKUP_CONCURRENCY = 16
-
 
 def validate_rows(items: Sequence[Any]) -> tuple[dict[int, InteractionCreate], dict[int, list[dict[str, str]]]]:
     """Validate each row on its own: the valid ones by index, and the errors of the others by index."""
@@ -770,14 +773,16 @@ class _CustomerProblem:
 
 
 async def _customer_problems(
-    session: AsyncSession, customer_ids: Sequence[str], lookup: CustomerLookup
+    session: AsyncSession, customer_ids: Sequence[str], lookup_many: CustomerBatchLookup
 ) -> dict[str, _CustomerProblem]:
     """Why each customer of a bulk request cannot take interactions (unknown, erased, unreachable).
 
-    The replica answers in a few queries; ids it has not seen are asked of the customer service once
-    each (a few at a time), never once per row. The answers are not written to the replica here: its
-    rows are also written by the event consumer, and locking hundreds of them in one long request
-    would deadlock with the consumer's batches. The replica catches up from the events.
+    The replica answers in a few queries; the ids it has not seen are asked of the customer service in
+    one call for the whole request (which waits, bounded, for an unavailable customer service), never
+    once per row or per customer. So a history posted right after its customers is accepted however far
+    the replica lags; a row is rejected for good only when its customer does not exist or was erased.
+    The answers are not written to the replica here: its rows are also written by the event consumer,
+    and locking hundreds of them in one long request would deadlock with the consumer's batches.
     """
     known: dict[str, bool] = {}  # customer id -> erased
     for chunk in chunks(list(customer_ids)):
@@ -788,22 +793,19 @@ async def _customer_problems(
     missing = [c for c in customer_ids if c not in known]
     problems: dict[str, _CustomerProblem] = {}
     if missing:
-        gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-
-        async def ask(customer_id: str) -> CustomerSnapshot | Exception | None:
-            async with gate:
-                try:
-                    return await lookup(customer_id)
-                except CustomerServiceUnavailable as exc:
-                    return exc
-
-        answers = await asyncio.gather(*(ask(c) for c in missing))
-        for customer_id, answer in zip(missing, answers, strict=True):
-            if isinstance(answer, Exception):
+        try:
+            answers = await lookup_many(missing)
+        except CustomerServiceUnavailable:
+            for customer_id in missing:
                 problems[customer_id] = _CustomerProblem(
                     "customer not known here yet and the customer service is unavailable; retry", retryable=True
                 )
-            elif answer is None:
+            answers = {}
+        for customer_id in missing:
+            if customer_id in problems:
+                continue
+            answer = answers.get(customer_id)
+            if answer is None:
                 problems[customer_id] = _CustomerProblem("unknown customer")
             else:
                 known[customer_id] = answer.erased
@@ -818,7 +820,7 @@ def _conflict(external_id: str, other_id: str) -> list[dict[str, str]]:
 
 
 async def bulk_import(
-    *, session: AsyncSession, items: Sequence[Any], sla_hours: Mapping[str, float], lookup: CustomerLookup
+    *, session: AsyncSession, items: Sequence[Any], sla_hours: Mapping[str, float], lookup_many: CustomerBatchLookup
 ) -> BulkReport:
     """Import many interactions in one transaction, row by row; a rejected row writes nothing.
 
@@ -833,7 +835,7 @@ async def bulk_import(
 
     customers = sorted({data.customer_id for data in valid.values()})
     validated = time.perf_counter()
-    customer_problems = await _customer_problems(session, customers, lookup)
+    customer_problems = await _customer_problems(session, customers, lookup_many)
     checked = time.perf_counter()
 
     accepted: dict[int, InteractionCreate] = {}

@@ -16,6 +16,9 @@ class InteractionSettings(ServiceSettings):
     # The customer master, asked directly when the local replica has not yet seen a customer.
     customer_url: str = local_url("customer")
     customer_timeout_s: float = Field(2.0, gt=0)  # a slower answer counts as the customer service being down
+    # A bulk import asks the customer service once for every customer its replica has not seen yet; an
+    # unavailable customer service is asked again for up to this long before those rows are rejected (retryable).
+    customer_lookup_wait_s: float = Field(10.0, ge=0)
 
     # Hours from when the customer complained until the complaint must be resolved, per severity.
     # JSON in the environment, e.g. INTERACTION_COMPLAINT_SLA_HOURS='{"critical": 2}'; missing

@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from servicekit import tracing
 from servicekit.db import Database
 from services.retention.models import DeliveryStatus, Webhook, WebhookDelivery, utc_now
 from services.retention.settings import RetentionSettings
@@ -91,8 +92,11 @@ async def send(
     }
     # Sent to the checked address; TLS still verifies the certificate of the URL's host name.
     extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+    # While tracing is on, the delivery is a span of the trace that raised the event (its envelope says which).
+    attributes = {"crm.event.type": item.event_type, "crm.event.id": item.event_id}
     try:
-        response = await client.post(target.url, content=item.payload, headers=headers, extensions=extensions)
+        with tracing.envelope_span("webhook deliver", item.payload, attributes=attributes):
+            response = await client.post(target.url, content=item.payload, headers=headers, extensions=extensions)
     except httpx.HTTPError:
         return Attempt(item.delivery_id, None, FAILED)
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"

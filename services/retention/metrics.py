@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,10 @@ RESOLVED_7D = Gauge(
     ["outcome"],
 )
 NO_TIER = "none"
+# Counted in process (a rate on dashboards): signals older than RETENTION_ALERT_HISTORY_HORIZON_DAYS.
+HISTORY_SIGNALS = Counter(
+    "crm_retention_history_signals", "Signals older than the alert history horizon: recorded, no alert raised"
+)
 
 
 async def refresh(session: AsyncSession, now: datetime | None = None) -> None:

@@ -853,3 +853,7 @@ class EnrolmentStop(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = PydanticField(default="manual", min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
+
+
+# The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
+from services.retention import read_model as read_model  # noqa: E402

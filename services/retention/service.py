@@ -322,14 +322,21 @@ async def preview_rule(*, session: AsyncSession, rule: Rule, start: datetime, en
 
 
 async def handle_event(
-    *, session: AsyncSession, event: Received[ScoreUpdated | ComplaintOpened | ComplaintOverdue | SurveyAnswered]
+    *,
+    session: AsyncSession,
+    event: Received[ScoreUpdated | ComplaintOpened | ComplaintOverdue | SurveyAnswered],
+    raise_alerts: bool = True,
 ) -> list[Alert]:
-    """Record the event, evaluate the stored rules on it, raise or update alerts; returns the alerts it changed."""
+    """Record the event, evaluate the stored rules on it, raise or update alerts; returns the alerts it changed.
+
+    raise_alerts=False (history older than the horizon, see history.py): recorded, no rule evaluated."""
     data = event.data
     if not await _record_signal(session, event):
         return []  # the same event under another offset: already applied
     if isinstance(data, ScoreUpdated) and not await record_score(session=session, score=data):
         return []  # an older score than one already seen: it must neither raise nor refresh anything
+    if not raise_alerts:
+        return []
     active = (await catalog(session)).rules
     if not active:
         return []

@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from servicekit.production import secret_problem
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
+from services.retention.loyalty import Thresholds
 
 DEV_SURVEY_SECRET = "dev-survey-link-secret-change-me-0123456789"
 
@@ -33,6 +34,10 @@ class RetentionSettings(ServiceSettings):
     signal_retention_days: float = Field(400.0, gt=0)
     # Look-back of recall: a churn counts as warned if an alert was first raised this long before it.
     warning_lookback_days: float = Field(180.0, gt=0)
+    # Signals (scores, complaints, surveys) whose business time lies further back than this raise no
+    # alert as they stream in (an imported history); they still update scores and the signal log.
+    # After a backfill, POST /alerts/evaluate judges every customer once. 0: every signal is live.
+    alert_history_horizon_days: float = Field(30.0, ge=0)
     # Snooze wake-up, auto-save and pruning run this often (consume role).
     housekeeping_interval_s: float = Field(5.0, gt=0)
     # Playbook sequences (consume role; docs/sequences.md): how often the engine looks for due steps.
@@ -94,6 +99,33 @@ class RetentionSettings(ServiceSettings):
     def _valid_zone(cls, value: str) -> str:
         ZoneInfo(value)  # an unknown zone fails at start-up
         return value
+
+    # Retention reports (docs/reports.md, "Retention").
+    # An alert counts as answered in time when acknowledged within this many hours of being raised.
+    alert_response_sla_hours: float = Field(24.0, gt=0)
+    # A churn's suggested reason weighs the signals dated this many days before it.
+    suggestion_lookback_days: float = Field(180.0, gt=0, le=3650)
+    # Loyalty typing (services/retention/loyalty.py): behaviour is high with at least this many orders ...
+    loyalty_repeat_orders: int = Field(3, ge=1)
+    loyalty_min_tenure_days: float = Field(180.0, ge=0)  # ... a first order at least this many days ago ...
+    loyalty_min_share_of_wallet: float = Field(0.5, ge=0, le=1)  # ... this share of wallet where known ...
+    # ... and no decline: orders in the latest window of this many days against the window before it.
+    loyalty_trend_window_days: float = Field(90.0, gt=0)
+    # Declining: the latest window has at most this share of the previous window's orders.
+    loyalty_decline_ratio: float = Field(0.5, ge=0, lt=1)
+    loyalty_nps_promoter: int = Field(9, ge=0, le=10)  # attitude is high with the latest NPS at least this ...
+    loyalty_csat_satisfied: int = Field(4, ge=1, le=5)  # ... or, without an NPS answer, the latest CSAT
+
+    def loyalty_thresholds(self) -> Thresholds:
+        return Thresholds(
+            repeat_orders=self.loyalty_repeat_orders,
+            min_tenure_days=self.loyalty_min_tenure_days,
+            min_share_of_wallet=self.loyalty_min_share_of_wallet,
+            trend_window_days=self.loyalty_trend_window_days,
+            decline_ratio=self.loyalty_decline_ratio,
+            nps_promoter=self.loyalty_nps_promoter,
+            csat_satisfied=self.loyalty_csat_satisfied,
+        )
 
     @field_validator("webhook_allowed_networks")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from servicekit.deps import SessionDep
-from services.retention import service, surveys
+from services.retention import read_model, service, surveys
 from services.retention.models import SurveyAnswer, SurveyQuestion, SurveyReceipt
 
 router = APIRouter(prefix="/surveys/respond", tags=["surveys"])
@@ -32,6 +32,7 @@ async def answer_survey(token: str, body: SurveyAnswer, session: SessionDep) -> 
     """Answer the survey once: an overall ``score`` and optional ``dimensions`` on the same scale. The
     answer becomes a survey interaction of the customer (through survey.responded)."""
     event = await surveys.answer(session=session, token=token, body=body)
+    await read_model.on_link_answer(session, event)  # the dimension scores, for the satisfaction report
     await service.publish(session, event)
     await session.commit()
     return SurveyReceipt()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import joblib
@@ -100,6 +100,16 @@ def snapshot(state: FeatureState, as_of: datetime) -> dict[str, Any]:
         if isinstance(value, str | int | float | bool) or value is None:
             out[f"{ATTRIBUTE_PREFIX}{key}"] = value
     return out
+
+
+PROFILE_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # any time: a profile has no event whose age would matter
+
+
+def profile_snapshot(segment: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The inputs of a customer known only by its profile (no interactions yet): what `snapshot` gives
+    for such a customer's state, whatever the time."""
+    blank = FeatureState(customer_id="", segment=segment, attributes=dict(attributes))
+    return snapshot(blank, PROFILE_TIME)
 
 
 # ---- design matrix --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from servicekit.events.contracts.common import SEVERE, InteractionType
+from services.scoring.measures import REFERRAL_CATEGORY, wallet_from_attributes
 
 # How far back the windowed features reach; older marks are pruned so the JSON columns stay small.
 COMPLAINT_WINDOW = timedelta(days=90)
@@ -75,6 +76,14 @@ class FeatureState:
     purchase_days: dict[str, float] = field(default_factory=dict)
     returns: int = 0
     last_return_at: datetime | None = None
+    # Value counters (services.scoring.measures): service contacts (calls, e-mails, chats, visits, tickets,
+    # feedback) for the cost to serve, referrals (interactions in category "referral") and the ERP's
+    # wallet estimate (the customer attribute "wallet_estimate").
+    contacts: int = 0
+    referrals: int = 0
+    referral_amount: float = 0.0
+    referrals_with_amount: int = 0
+    wallet_estimate: float | None = None
     # Complaints. A complaint's id is the id of the interaction that recorded it (as the interaction
     # service publishes it), so interaction.recorded and complaint.updated/overdue name the same thing.
     complaints_total: int = 0
@@ -198,8 +207,12 @@ def record_interaction(
     amount: float | None = None,
     severity: str | None = None,
     sentiment: float | None = None,
+    category: str | None = None,
 ) -> bool:
-    """Apply interaction.recorded. Surveys are ignored: survey.answered carries their score."""
+    """Apply interaction.recorded. Surveys are ignored: survey.answered carries their score.
+
+    Any other interaction than a purchase, return or complaint is a service contact, unless its category
+    is "referral": then it counts as a referral, worth its amount when it has one."""
     if state.erased or type == InteractionType.survey:
         return False
     severity = _severity(severity)
@@ -228,6 +241,13 @@ def record_interaction(
         # A close that overtook the recording (or a replayed recording) must not reopen it.
         if interaction_id not in state.closed_complaint_ids:
             state.open_complaint_ids[interaction_id] = severity
+    elif category == REFERRAL_CATEGORY:
+        state.referrals += 1
+        if amount is not None:
+            state.referral_amount += max(float(amount), 0.0)
+            state.referrals_with_amount += 1
+    else:
+        state.contacts += 1
     if sentiment is not None:
         value = min(max(float(sentiment), -1.0), 1.0)
         if state.sentiment_ewma is None:
@@ -363,6 +383,7 @@ def customer_upserted(
             state.segment = segment
         if "attributes" in fields_changed:
             state.attributes = dict(attributes or {})
+    state.wallet_estimate = wallet_from_attributes(state.attributes)
     return True
 
 

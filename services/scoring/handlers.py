@@ -41,7 +41,7 @@ def _weights() -> RuleWeights:
     return get_settings().weights
 
 
-# ---- crm.customer.v1: classification only, no rescoring ---------------------------------------------
+# ---- crm.customer.v1: a new customer, or a new profile, is scored at once ----------------------------
 
 
 async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
@@ -56,7 +56,9 @@ async def on_customer_created(session: AsyncSession, event: Received[CustomerCre
         # Imported already churned (or won back): the day of the last churn is the training label's date.
         churned_at=features.churn_moment(d.churned_at),
     )
-    await _apply_customer(session, event, change)
+    # Scored from the moment it exists: churn risk (the active model's, the rules otherwise), health,
+    # value tier and stage from its attributes and whatever history it has.
+    await _apply_customer(session, event, change, rescore=True)
 
 
 async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
@@ -68,7 +70,9 @@ async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpd
         version=d.version,
         fields_changed=frozenset(d.changed) if d.changed else None,
     )
-    await _apply_customer(session, event, change)
+    # A model over attributes must see a changed profile; a change of owner or name scores nothing new.
+    profile = not d.changed or bool({"segment", "attributes"} & set(d.changed))
+    await _apply_customer(session, event, change, rescore=profile)
 
 
 async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
@@ -86,7 +90,9 @@ async def on_customer_erased(session: AsyncSession, event: Received[CustomerEras
     await service.erase_customer(session=session, customer_id=event.data.customer_id)
 
 
-async def _apply_customer(session: AsyncSession, event: Received, change: service.Change) -> None:
+async def _apply_customer(
+    session: AsyncSession, event: Received, change: service.Change, *, rescore: bool = False
+) -> None:
     await service.apply_event(
         session=session,
         customer_id=event.data.customer_id,
@@ -95,7 +101,8 @@ async def _apply_customer(session: AsyncSession, event: Received, change: servic
         event_type=event.envelope.type,
         at=event.time,
         weights=_weights(),
-        rescore=False,
+        rescore=rescore,
+        profile_only=True,
     )
 
 
@@ -114,6 +121,7 @@ async def on_interaction_recorded(session: AsyncSession, event: Received[Interac
         amount=None if d.amount is None else float(d.amount),
         severity=d.severity,
         sentiment=d.sentiment,
+        category=d.category,
     )
     scored = await _rescore(session, event, change, at=d.occurred_at)
     if scored and d.type == InteractionType.purchase:
@@ -140,8 +148,9 @@ async def on_complaint_updated(session: AsyncSession, event: Received[ComplaintU
 
 async def on_complaint_overdue(session: AsyncSession, event: Received[ComplaintOverdue]) -> None:
     d = event.data
-    # The contract has no detection time; the envelope time is when the SLA watcher noticed.
-    at = max(features.utc(event.time), features.utc(d.due_at))
+    # When the complaint became overdue is its due time (the watcher notices within seconds of it): a
+    # complaint of an imported history went overdue back then, not when the watcher first saw it.
+    at = features.utc(d.due_at)
     change = partial(features.complaint_overdue, complaint_id=d.complaint_id, severity=d.severity, at=at)
     await _rescore(session, event, change, at=at)
 

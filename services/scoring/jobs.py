@@ -31,7 +31,7 @@ from sqlmodel import select
 from servicekit.background import every
 from servicekit.db import Database
 from servicekit.problems import Problem
-from services.scoring import churn_model, service
+from services.scoring import churn_model, labels, service
 from services.scoring.models import (
     ChurnModelVersion,
     CustomerFeatures,
@@ -262,12 +262,16 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
     if cutoff.tzinfo is None:
         cutoff = cutoff.replace(tzinfo=UTC)
     async with database.sessions() as session:
-        ids, snapshots, labels = await training_data(session=session, cutoff=cutoff)
-    await progress(0.2, f"training on {len(ids)} customers ({sum(labels)} churned)")
+        data = await labelled_set(session=session, cutoff=cutoff)
+    ids, snapshots, labels_ = data.ids, data.snapshots, data.labels
+    await progress(0.2, f"training on {len(ids)} customers ({sum(labels_)} churned)")
     algorithm = job.request.get("algorithm", "logistic")
-    trained = await asyncio.to_thread(
-        churn_model.train, snapshots, labels, algorithm=algorithm, folds=int(job.request.get("folds", 5))
-    )
+    try:
+        trained = await asyncio.to_thread(
+            churn_model.train, snapshots, labels_, algorithm=algorithm, folds=int(job.request.get("folds", 5))
+        )
+    except ValueError as exc:
+        raise ValueError(f"{exc}; training data: {data.report()}") from exc
     model_id = new_id("churn")
     async with database.transaction() as session:
         session.add(
@@ -275,9 +279,9 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
                 id=model_id,
                 algorithm=algorithm,
                 params={"cutoff": cutoff.isoformat(), "folds": trained.metrics["folds"]},
-                metrics=trained.metrics,
+                metrics={**trained.metrics, "data": data.report()},
                 n_samples=len(ids),
-                n_churned=sum(labels),
+                n_churned=sum(labels_),
                 blob=trained.dumps(),
                 job_id=job.id,
             )
@@ -287,6 +291,7 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
             await activate_version(session=session, model_id=model_id)
     result: dict[str, Any] = {"model_id": model_id, "activated": bool(job.request.get("activate", True))}
     result["metrics"] = trained.metrics
+    result["data"] = data.report()
     if result["activated"]:
         result["rescored"] = await _rescore_everyone(database, settings, job, progress, start=0.7)
     return result
@@ -295,27 +300,44 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
 async def training_data(
     *, session: AsyncSession, cutoff: datetime
 ) -> tuple[list[str], list[dict[str, Any]], list[int]]:
-    """Churned customers' last snapshot before their churn date; active customers' last before cutoff."""
-    customers = (
+    """(ids, snapshots, labels) of labelled_set."""
+    data = await labelled_set(session=session, cutoff=cutoff)
+    return data.ids, data.snapshots, data.labels
+
+
+async def labelled_set(*, session: AsyncSession, cutoff: datetime) -> labels.TrainingSet:
+    """Churned customers' last snapshot before their churn date, active customers' last before cutoff;
+    a customer without one in time is an example by its attributes (labels.build)."""
+    rows = (
         await session.execute(
-            select(CustomerFeatures.customer_id, CustomerFeatures.status, CustomerFeatures.churned_at).where(
-                CustomerFeatures.erased.is_(False),  # type: ignore[attr-defined]
-                CustomerFeatures.status.in_(("churned", "active")),  # type: ignore[union-attr]
-            )
+            select(
+                CustomerFeatures.customer_id,
+                CustomerFeatures.status,
+                CustomerFeatures.churned_at,
+                CustomerFeatures.segment,
+                CustomerFeatures.attributes,
+            ).where(CustomerFeatures.erased.is_(False))  # type: ignore[attr-defined]
         )
     ).all()
+    customers = [
+        labels.Customer(
+            customer_id=c,
+            status=s,
+            churned_at=service.features.utc(t) if t else None,
+            profile=churn_model.profile_snapshot(segment, attributes or {}),
+        )
+        for c, s, t, segment, attributes in rows
+    ]
     history = (
         await session.execute(
-            select(ScoreRecord.customer_id, ScoreRecord.as_of, ScoreRecord.snapshot)
+            select(ScoreRecord.customer_id, ScoreRecord.as_of, ScoreRecord.snapshot, ScoreRecord.caused_by_type)
             .join(CustomerFeatures, CustomerFeatures.customer_id == ScoreRecord.customer_id)
             .where(CustomerFeatures.status.in_(("churned", "active")))  # type: ignore[union-attr]
             .order_by(ScoreRecord.id)
         )
     ).all()
-    return churn_model.training_set(
-        [(c, s, service.features.utc(t) if t else None) for c, s, t in customers],
-        [(c, service.features.utc(t), snap) for c, t, snap in history],
-        cutoff,
+    return labels.build(
+        customers, [labels.Snapshot(c, service.features.utc(t), snap, cause) for c, t, snap, cause in history], cutoff
     )
 
 

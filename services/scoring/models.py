@@ -56,6 +56,11 @@ class CustomerFeatures(ScoringTable, table=True):
     purchase_days: dict[str, Any] = _json(dict)  # iso date -> spend that day, whole history
     returns: int = 0
     last_return_at: datetime | None = _ts()
+    contacts: int = 0
+    referrals: int = 0
+    referral_amount: float = Field(default=0.0, sa_type=Float)
+    referrals_with_amount: int = 0
+    wallet_estimate: float | None = Field(default=None, sa_type=Float)
 
     complaints_total: int = 0
     recent_complaints: list[Any] = _json(list)  # [[id, iso time, severity]], last 90 days
@@ -211,6 +216,33 @@ class Job(ScoringTable, table=True):
     started_at: datetime | None = _ts()
     heartbeat_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+
+
+class TierChange(ScoringTable, table=True):
+    """A customer's value tier from ``as_of`` on: written with the score history whenever a rescoring gives
+    another tier than the customer's current one (and at its first score), so the tier at any moment is
+    that of the latest change before it, read from far fewer rows than the score history."""
+
+    __tablename__ = "tier_changes"
+    __table_args__ = (Index("ix_tier_changes_customer_id_id", "customer_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigIntId, primary_key=True, autoincrement=True))
+    customer_id: str = Field(max_length=64)
+    tier: str | None = Field(default=None, sa_type=String(10))
+    as_of: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+
+
+class SavedSegment(ScoringTable, table=True):
+    """A saved filter over scores, value, RFM, tier, stage and profile fields (services.scoring.segment_filter)."""
+
+    __tablename__ = "segments"
+
+    id: str = Field(primary_key=True, max_length=50)
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    conditions: list[Any] = _json(list)
+    created_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=_now, sa_column=Column(UtcDateTime(), nullable=False))
 
 
 # ---- API shapes ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
+from servicekit import tracing
 from servicekit.context import current_correlation_id
 from servicekit.db import KEYS, chunks, for_each_key, on_postgres, update_at_commit
 from servicekit.events.contracts.erasure import ErasureConfirmed
@@ -44,6 +45,7 @@ from services.scoring.models import (
     ScorePublic,
     ScoreRecord,
     ScoreSummaryPublic,
+    TierChange,
     ValueModelVersion,
 )
 from services.scoring.rules import RuleWeights
@@ -137,8 +139,13 @@ async def apply_event(
     at: datetime,
     weights: RuleWeights,
     rescore: bool = True,
+    profile_only: bool = False,
 ) -> bool:
     """Apply one event to the customer's features and, if it changed them, rescore.
+
+    profile_only: the event changes the customer's profile, not its history (customer.*): it is
+    scored as of the customer's latest event if it has one, so the order in which a profile and its
+    history arrive does not change the scores; as of `at` otherwise.
 
     Returns whether it rescored: False when nothing was scored (a duplicate, an erased
     customer, or an event that does not feed the scores).
@@ -149,10 +156,11 @@ async def apply_event(
     _store(session, row, state)
     if not rescore:
         return False
+    as_of = state.last_event_at if profile_only and state.last_event_at is not None else state.as_of(at)
     await rescore_customer(
         session=session,
         state=state,
-        as_of=state.as_of(at),
+        as_of=as_of,
         caused_by=event_id,
         caused_by_type=event_type,
         weights=weights,
@@ -162,7 +170,7 @@ async def apply_event(
 
 ERASURE_SUMMARY = (
     "Removed the customer's features (attributes among them), score history with its feature snapshots, "
-    "current score and purchases; kept a tombstone so late events do not rebuild them."
+    "tier history, current score and purchases; kept a tombstone so late events do not rebuild them."
 )
 
 
@@ -178,6 +186,7 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
         _store(session, row, state)
     await session.execute(delete(ScoreRecord).where(ScoreRecord.customer_id == customer_id))
     await session.execute(delete(CurrentScore).where(CurrentScore.customer_id == customer_id))
+    await session.execute(delete(TierChange).where(TierChange.customer_id == customer_id))  # type: ignore[arg-type]
     await session.execute(delete(Purchase).where(Purchase.customer_id == customer_id))
     await session.flush()
     if first:
@@ -263,6 +272,7 @@ async def rescore_customer(
             computed_at=datetime.now(UTC),
             correlation_id=current_correlation_id(),
             computed=computed,
+            trace=tracing.current_context_headers(),
         ),
     )
 
@@ -300,7 +310,6 @@ async def rescore_all(
             await session.execute(
                 select(CustomerFeatures)
                 .where(CustomerFeatures.customer_id > after, CustomerFeatures.erased.is_(False))  # type: ignore[attr-defined]
-                .where(CustomerFeatures.last_event_at.is_not(None))  # type: ignore[union-attr]
                 .order_by(CustomerFeatures.customer_id)
                 .limit(limit)
             )
@@ -310,11 +319,12 @@ async def rescore_all(
     )
     for row in rows:
         state = features.load_state({name: getattr(row, name) for name in features.STATE_FIELDS})
-        assert state.last_event_at is not None
+        # A customer known only by its profile (no events yet) is scored too, as of the data clock.
+        last = state.last_event_at or now or datetime.now(UTC)
         await rescore_customer(
             session=session,
             state=state,
-            as_of=max(state.last_event_at, now) if now is not None else state.last_event_at,
+            as_of=max(last, now) if now is not None else last,
             caused_by=caused_by,
             caused_by_type=caused_by_type,
             weights=weights,

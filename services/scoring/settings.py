@@ -6,6 +6,7 @@ from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
 from services.scoring.clv import ClvSettings
+from services.scoring.measures import ValueCosts
 from services.scoring.rules import RuleWeights
 from services.scoring.sweep import ChangeThresholds
 
@@ -24,6 +25,20 @@ class ScoringSettings(ServiceSettings):
     clv_margin: float = Field(1.0, gt=0, le=1)  # share of spend that is profit (1 = CLV in revenue)
     # Customer pyramid: shares of customers in platinum, gold, iron (the rest is lead), by CLV.
     tier_shares: tuple[float, float, float] = (0.05, 0.15, 0.30)
+
+    # Customer value (docs/reports.md, Value). The pyramid's basis: "clv" (current value, the tier the value
+    # model scores) or "contribution" (historical value: margin x revenue - cost to serve, ranked by the
+    # same tier shares).
+    value_basis: Literal["clv", "contribution"] = "clv"
+    # Cost to serve, per unit, in the currency of purchases (revenue counts at clv_margin): each service
+    # contact (call, e-mail, chat, visit, ticket, feedback).
+    value_cost_per_contact: float = Field(0.0, ge=0)
+    # Cost to serve of each complaint (its handling), in the currency of purchases.
+    value_cost_per_complaint: float = Field(0.0, ge=0)
+    # Cost to serve of each return (its handling and logistics), in the currency of purchases.
+    value_cost_per_return: float = Field(0.0, ge=0)
+    # What a referral (an interaction in category "referral") is worth when it carries no amount.
+    value_referral_value: float = Field(0.0, ge=0)
 
     # Background jobs (value refit, churn training), run by the consume role.
     refit_interval_hours: float = Field(0.0, ge=0)  # scheduled value refit; 0 = off
@@ -53,6 +68,15 @@ class ScoringSettings(ServiceSettings):
         if any(s <= 0 for s in value) or sum(value) >= 1:
             raise ValueError("tier shares must be positive and sum to less than 1 (the rest is lead)")
         return value
+
+    def value_costs(self) -> ValueCosts:
+        return ValueCosts(
+            per_contact=self.value_cost_per_contact,
+            per_complaint=self.value_cost_per_complaint,
+            per_return=self.value_cost_per_return,
+            margin=self.clv_margin,
+            referral_value=self.value_referral_value,
+        )
 
     def clv(self) -> ClvSettings:
         return ClvSettings(self.clv_horizon_months, self.clv_annual_discount_rate, self.clv_margin)

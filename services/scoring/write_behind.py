@@ -34,7 +34,7 @@ from servicekit.db import KEYS, chunks, dialect_insert, for_each_key, on_postgre
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
 from services.scoring.features import FeatureState
-from services.scoring.models import CurrentScore, Purchase, ScoreRecord
+from services.scoring.models import CurrentScore, Purchase, ScoreRecord, TierChange
 from services.scoring.rules import RuleWeights
 from services.scoring.scorer import ActiveModels, Computed, compute_batch, jsonable
 
@@ -54,6 +54,8 @@ class Rescore:
     computed_at: datetime
     correlation_id: str | None  # of the event being handled, not of the commit
     computed: Computed | None = None  # already scored by the caller (the sweep), or at flush
+    # The trace context of the event's handling (servicekit.tracing), so score.updated continues its trace.
+    trace: dict[str, str] = field(default_factory=dict)
 
     @property
     def customer_id(self) -> str:
@@ -141,6 +143,7 @@ def flush_pending(session: Session) -> None:
         snapshots: list[dict[str, Any]] = []  # history only: the current row has no snapshot
         last: dict[str, int] = {}  # customer id -> index of its last history row
         outbox: list[dict[str, Any]] = []
+        tiers: list[dict[str, Any]] = []  # tier changes (services.scoring.models.TierChange)
         for r in found.rescores:
             computed = r.computed
             assert computed is not None
@@ -158,8 +161,12 @@ def flush_pending(session: Session) -> None:
                 model_version=computed.model_version,
                 caused_by=r.caused_by,
                 computed_at=r.computed_at,
+                as_of=r.as_of,
             )
-            outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id))
+            outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id, trace=r.trace))
+            before = previous.get(r.customer_id)
+            if before is None or before.value_tier != current.value_tier:
+                tiers.append({"customer_id": r.customer_id, "tier": current.value_tier, "as_of": r.as_of})
             previous[r.customer_id] = current
         table = ScoreRecord.__table__  # type: ignore[attr-defined]
         stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
@@ -170,6 +177,8 @@ def flush_pending(session: Session) -> None:
         upsert = upsert_insert(table)
         keep = {c.name: upsert.excluded[c.name] for c in table.columns if c.name != "customer_id"}
         session.execute(upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep), current_rows)
+        if tiers:
+            session.execute(insert(TierChange.__table__), tiers)  # type: ignore[attr-defined]
         write_rows(session, outbox)
     if found.purchases:
         table = Purchase.__table__  # type: ignore[attr-defined]

@@ -66,5 +66,4 @@ async def axe_violations(page: Page) -> list[dict]:
 
 
 async def screenshot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

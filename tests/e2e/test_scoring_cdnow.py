@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.scoring import measures
 from tests.e2e.helpers import eventually
 from tests.unit.scoring.cdnow import cdnow_rows
 
@@ -148,3 +149,35 @@ async def test_cdnow_replayed_through_the_platform_reproduces_the_published_esti
     assert platinum.status_code == 200, platinum.text
     # The top 5% of 2,357 by CLV, give or take ties at the threshold.
     assert 100 <= platinum.json()["total"] <= 130
+    await _value_reports(gateway, segment, rows)
+
+
+async def _value_reports(gateway: httpx.AsyncClient, segment: str, rows: list[tuple[str, Any, float]]) -> None:
+    """The value reports of docs/reports.md (Value) on CDNOW: on the contribution basis (no unit costs set:
+    contribution = revenue) they equal the formulas of services.scoring.measures over the sample's spend;
+    the CLV basis is the refitted model's. The figures are printed for docs/reports.md."""
+    spend: dict[str, float] = defaultdict(float)
+    for cid, _, amount in rows:
+        spend[cid] += amount
+    values = list(spend.values())
+    figures = {}
+    for basis in ("contribution", "clv"):
+        params = {"segment": segment, "basis": basis}
+        concentration = (await gateway.get("/api/v1/reports/value/concentration", params=params)).json()
+        pyramid = (await gateway.get("/api/v1/reports/value/pyramid", params=params)).json()
+        figures[basis] = (concentration, pyramid)
+        print(
+            f"CDNOW {basis}: customers {concentration['customers']}, value {concentration['value']:.2f}, "
+            f"top 20% share {concentration['top_share']:.4f}, Gini {concentration['gini']:.4f}, "
+            f"Lorenz {[round(p['value_share'], 4) for p in concentration['items']]}, pyramid "
+            + ", ".join(f"{t['tier']} {t['customers']} ({t['value_share']:.4f} of value)" for t in pyramid["items"])
+        )
+    concentration, pyramid = figures["contribution"]
+    assert concentration["customers"] == 2357
+    assert concentration["value"] == pytest.approx(sum(values))
+    assert concentration["top_share"] == pytest.approx(measures.top_share(values))
+    assert concentration["gini"] == pytest.approx(measures.gini(values))
+    assert [t["customers"] for t in pyramid["items"]] == [117, 354, 707, 1179]  # 5% / 15% / 30% / the rest
+    rfm = (await gateway.get("/api/v1/reports/value/rfm", params={"segment": segment})).json()
+    assert rfm["customers"] == 2357
+    print("CDNOW RFM segments: " + ", ".join(f"{s['segment']} {s['customers']}" for s in rfm["segments"]))

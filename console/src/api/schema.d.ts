@@ -24,6 +24,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/alerts/evaluate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Evaluate Alerts
+         * @description Run the alert rules once on each customer's current state, a page of customers per call (after
+         *     an import whose history raised no alerts). Repeating it on an unchanged state raises nothing new.
+         */
+        post: operations["evaluate_alerts_alerts_evaluate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/alerts/stream": {
         parameters: {
             query?: never;
@@ -236,6 +257,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/consent/bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bulk Consent
+         * @description Up to 5000 consent rows (a customer by ``customer_id`` or ``external_ref``, one channel each), with
+         *     a result per row in request order: ``applied``, ``unchanged`` (equal to or older than what is
+         *     recorded) or ``rejected`` with its errors. Send an Idempotency-Key to make a retry replay the report.
+         */
+        post: operations["bulk_consent_customers_consent_bulk_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/status/bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bulk Status
+         * @description Up to 5000 status changes (each as for POST /customers/{id}/status, plus its ``customer_id``),
+         *     with a report per row in request order: ``changed``, ``unchanged`` (the customer already had that
+         *     status and churn details; nothing written) or ``rejected`` with ``code`` and the fields at fault.
+         *     The changed rows emit the same ``customer.status_changed`` events as single changes.
+         */
+        post: operations["bulk_status_customers_status_bulk_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}": {
         parameters: {
             query?: never;
@@ -285,6 +351,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/{customer_id}/churn-suggestion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Churn Suggestion
+         * @description The customer's latest churn with the reason the preceding signals suggest, its evidence and confidence.
+         */
+        get: operations["churn_suggestion_customers__customer_id__churn_suggestion_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Consent
+         * @description The customer's consent per channel and contact preferences (time zone, frequency cap, quiet hours).
+         */
+        get: operations["get_consent_customers__customer_id__consent_get"];
+        /**
+         * Put Consent
+         * @description Set the consent of the channels given (others keep theirs) and the preference fields sent (null
+         *     clears one). A change older than the recorded one for its channel is ignored. 409 for an erased
+         *     customer.
+         */
+        put: operations["put_consent_customers__customer_id__consent_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/consent/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Consent History
+         * @description The consent audit trail: every change with its source and time, newest first.
+         */
+        get: operations["consent_history_customers__customer_id__consent_history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}/erasure": {
         parameters: {
             query?: never;
@@ -317,6 +449,26 @@ export interface paths {
          * @description The customer's interactions, newest first. An id the service has not seen yields an empty page.
          */
         get: operations["customer_timeline_customers__customer_id__interactions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/loyalty": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Loyalty
+         * @description The customer's loyalty type (behaviour x attitude) and satisfaction-trap flag (docs/reports.md).
+         */
+        get: operations["customer_loyalty_customers__customer_id__loyalty_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -399,6 +551,48 @@ export interface paths {
          * @description The customer's status changes, newest first (the first one is the status it was created in).
          */
         get: operations["status_history_customers__customer_id__status_history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/touches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Touches
+         * @description Every playbook step that would have contacted the customer, newest first: allowed (``task_id`` is
+         *     the task it became) or blocked (``verdict`` says why). A customer with no touches has an empty page.
+         */
+        get: operations["customer_touches_customers__customer_id__touches_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/value": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Value
+         * @description The customer's value as the source defines it: historical (contribution), current (CLV), potential
+         *     (wallet headroom) and referral value, with RFM scores and segment and the pyramid tier on the basis.
+         */
+        get: operations["customer_value_customers__customer_id__value_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -783,6 +977,295 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/retention/complaint-conversion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Complaint Conversion
+         * @description Customers with a complaint opened in ``[from, to)`` who churned within ``within_days`` days of
+         *     their first complaint in the period: overall and per complaint category.
+         */
+        get: operations["complaint_conversion_reports_retention_complaint_conversion_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/loyalty": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Loyalty Distribution
+         * @description Customers per loyalty type (true, latent, spurious/inertia, none, unmeasured), measured at ``to``;
+         *     the trend compares orders in ``[from, to)`` with the equally long period before.
+         */
+        get: operations["loyalty_distribution_reports_retention_loyalty_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/owners": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Owner Performance
+         * @description Per owner, for the churn alerts raised in ``[from, to)``: save rate, SLA compliance of the alert
+         *     response, and the response time (raised -> acknowledged) p50/p90.
+         */
+        get: operations["owner_performance_reports_retention_owners_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/reason-mix": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reason Mix
+         * @description The churn-reason mix per tier or segment (at churn) of the churns dated in ``[from, to)``.
+         */
+        get: operations["reason_mix_reports_retention_reason_mix_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/reason-suggestions/accuracy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Suggestion Accuracy
+         * @description Suggested churn reasons against the reasons recorded, for the churns dated in ``[from, to)``.
+         *     CSV: the confusion cells.
+         */
+        get: operations["suggestion_accuracy_reports_retention_reason_suggestions_accuracy_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/satisfaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Satisfaction
+         * @description NPS and CSAT answered in ``[from, to)`` by dimension (product, service and support,
+         *     relationship) and by month (the trend). CSV: the trend.
+         */
+        get: operations["satisfaction_reports_retention_satisfaction_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/satisfaction-trap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Satisfaction Trap
+         * @description The satisfaction trap: satisfied customers (high NPS or CSAT) whose orders in ``[from, to)``
+         *     fell to the decline ratio of the period before, by customer id.
+         */
+        get: operations["satisfaction_trap_reports_retention_satisfaction_trap_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/touches-blocked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Touches Blocked
+         * @description Touches blocked by consent or the contact policy, recorded in ``[from, to)``, counted by reason and
+         *     channel, next to the number allowed.
+         */
+        get: operations["touches_blocked_reports_retention_touches_blocked_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/value-lost": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Value Lost
+         * @description Churns dated in ``[from, to)`` and the value they took (historical and predicted), by tier at
+         *     churn and by side of the churn reason. CSV: by tier.
+         */
+        get: operations["value_lost_reports_retention_value_lost_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/concentration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Concentration
+         * @description The 80/20 rule: the share of value held by the top 20% of customers, the Lorenz curve and Gini.
+         */
+        get: operations["concentration_reports_value_concentration_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/pyramid": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Pyramid
+         * @description Customers and share of value per pyramid tier, on the chosen basis (CLV or contribution).
+         */
+        get: operations["pyramid_reports_value_pyramid_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/rfm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Rfm
+         * @description The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment.
+         */
+        get: operations["rfm_reports_value_rfm_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Summary
+         * @description Average profitability per customer, total contribution, average share of wallet, referral value, CLV.
+         */
+        get: operations["summary_reports_value_summary_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/value/tier-migration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Tier Migration
+         * @description The tier migration matrix: customers by their tier at the start of ``from`` and of ``to`` (the tier
+         *     of their latest score before each), with the upgrade and downgrade rates.
+         */
+        get: operations["tier_migration_reports_value_tier_migration_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/retention/metrics": {
         parameters: {
             query?: never;
@@ -956,6 +1439,129 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/segments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Segments */
+        get: operations["list_segments_segments_get"];
+        put?: never;
+        /**
+         * Create Segment
+         * @description Save a filter. An unknown field, operator or a value of the wrong type is a 422 naming it.
+         */
+        post: operations["create_segment_segments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/fields": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Segment Fields
+         * @description The fields a segment filter may name, with their operators and allowed values.
+         */
+        get: operations["segment_fields_segments_fields_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Segment */
+        get: operations["get_segment_segments__segment_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete Segment */
+        delete: operations["delete_segment_segments__segment_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}/count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Count Segment */
+        get: operations["count_segment_segments__segment_id__count_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/segments/{segment_id}/customers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Segment Customers
+         * @description The segment's customers in customer-id order, a page at a time; ``?format=csv`` exports all of
+         *     them as CSV, read a chunk at a time.
+         */
+        get: operations["segment_customers_segments__segment_id__customers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/surveys/respond/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Survey Question
+         * @description The survey a link asks: NPS (0-10) or CSAT (1-5), with the dimensions product, service_support and
+         *     relationship.
+         */
+        get: operations["survey_question_surveys_respond__token__get"];
+        put?: never;
+        /**
+         * Answer Survey
+         * @description Answer the survey once: an overall ``score`` and optional ``dimensions`` on the same scale. The
+         *     answer becomes a survey interaction of the customer (through survey.responded).
+         */
+        post: operations["answer_survey_surveys_respond__token__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/tasks": {
         parameters: {
             query?: never;
@@ -1073,6 +1679,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/work-items": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Work Items
+         * @description One item per customer with all its unresolved alerts' reasons, by value at risk (unknown last).
+         */
+        get: operations["list_work_items_work_items_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -1111,6 +1737,44 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AccuracyReport */
+        AccuracyReport: {
+            /**
+             * Accuracy
+             * @description correct / suggested
+             */
+            accuracy: number | null;
+            /** Churned */
+            churned: number;
+            /**
+             * Confusion
+             * @description (recorded, suggested) cells, paged
+             */
+            confusion: components["schemas"]["ConfusionRow"][];
+            /** Correct */
+            correct: number;
+            /**
+             * Coverage
+             * @description suggested / churned
+             */
+            coverage: number | null;
+            /** From */
+            from: string;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Per Reason */
+            per_reason: components["schemas"]["ReasonAccuracyRow"][];
+            /** Per Suggestion */
+            per_suggestion: components["schemas"]["SuggestedRow"][];
+            /** Suggested */
+            suggested: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
         /**
          * Action
          * @enum {string}
@@ -1228,7 +1892,7 @@ export interface components {
             name: string;
             /**
              * Role
-             * @description one of agent, manager, analyst, admin, integration
+             * @description one of respondent, agent, manager, analyst, admin, integration, importer
              * @default integration
              */
             role: string;
@@ -1338,6 +2002,45 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** BlockedReport */
+        BlockedReport: {
+            /**
+             * Allowed
+             * @description touches allowed in the period
+             */
+            allowed: number;
+            /**
+             * Blocked
+             * @description touches blocked in the period
+             */
+            blocked: number;
+            /** By Channel */
+            by_channel: {
+                [key: string]: number;
+            };
+            /** By Verdict */
+            by_verdict: {
+                [key: string]: number;
+            };
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["BlockedRow"][];
+            /** To */
+            to: string;
+        };
+        /** BlockedRow */
+        BlockedRow: {
+            /** Blocked */
+            blocked: number;
+            /** Channel */
+            channel: string;
+            /**
+             * Verdict
+             * @description why: one of opted_out, no_opt_in, quiet_hours, frequency_cap, unknown_channel
+             */
+            verdict: string;
+        };
         /** BulkImport */
         BulkImport: {
             /**
@@ -1405,6 +2108,54 @@ export interface components {
          * @enum {string}
          */
         BulkRowStatus: "created" | "existing" | "rejected";
+        /** BulkStatus */
+        BulkStatus: {
+            /**
+             * Rows
+             * @description as for POST /customers/{id}/status, each with its customer_id
+             */
+            rows: unknown[];
+        };
+        /** BulkStatusReport */
+        BulkStatusReport: {
+            /** Changed */
+            changed: number;
+            /** Rejected */
+            rejected: number;
+            /** Rows */
+            rows: components["schemas"]["StatusRowResult"][];
+            /** Unchanged */
+            unchanged: number;
+        };
+        /** ChannelConsentBody */
+        ChannelConsentBody: {
+            /**
+             * At
+             * @description when the customer gave or withdrew it (default: now)
+             */
+            at?: string | null;
+            /** @default consent */
+            legal_basis: components["schemas"]["LegalBasis"];
+            /** @default api */
+            source: components["schemas"]["ConsentSource"];
+            status: components["schemas"]["ConsentStatus"];
+        };
+        /** ChannelConsentPublic */
+        ChannelConsentPublic: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            legal_basis: components["schemas"]["LegalBasis"];
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            source: components["schemas"]["ConsentSource"];
+            status: components["schemas"]["ConsentStatus"];
+        };
         /**
          * ChurnReason
          * @description Why a customer left: CRM teaching's two lists, company side first, then customer side.
@@ -1420,6 +2171,47 @@ export interface components {
          * @enum {string}
          */
         ChurnSide: "company" | "customer" | "unknown";
+        /** ChurnSuggestion */
+        ChurnSuggestion: {
+            /**
+             * Churned At
+             * Format: date-time
+             */
+            churned_at: string;
+            /**
+             * Confidence
+             * @description the suggested reason's votes / all votes
+             */
+            confidence: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Evidence */
+            evidence: components["schemas"]["Evidence"][];
+            /** Historical Value */
+            historical_value: number | null;
+            /**
+             * Matches
+             * @description whether the suggestion names the recorded reason
+             */
+            matches: boolean | null;
+            /** Predicted Value */
+            predicted_value: number | null;
+            /** Recorded Reason */
+            recorded_reason: string | null;
+            /** Side */
+            side: string | null;
+            /**
+             * Suggested Reason
+             * @description None: no signal before the churn pointed to a reason
+             */
+            suggested_reason: string | null;
+            /** Tier */
+            tier: string | null;
+            /** Votes */
+            votes: {
+                [key: string]: number;
+            };
+        };
         /** ChurnTrainRequest */
         ChurnTrainRequest: {
             /**
@@ -1672,6 +2464,164 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** ConcentrationReport */
+        ConcentrationReport: {
+            /** Basis */
+            basis: string;
+            /** Customers */
+            customers: number;
+            /**
+             * Gini
+             * @description 2 x sum(i x v_i) / (n x sum v) - (n + 1) / n, v ascending
+             */
+            gini: number | null;
+            /** Items */
+            items: components["schemas"]["LorenzPoint"][];
+            /**
+             * Top
+             * @description the share of customers the top-share measure takes
+             */
+            top: number;
+            /**
+             * Top Share
+             * @description share of value held by the top `top` share of customers
+             */
+            top_share: number | null;
+            /**
+             * Value
+             * @description sum of the basis value, values below zero counted as zero
+             */
+            value: number;
+        };
+        /** ConfusionRow */
+        ConfusionRow: {
+            /** Churns */
+            churns: number;
+            /** Recorded */
+            recorded: string;
+            /**
+             * Suggested
+             * @description None: no suggestion
+             */
+            suggested: string | null;
+        };
+        /** ConsentChangePublic */
+        ConsentChangePublic: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            channel: components["schemas"]["ContactChannel"] | null;
+            legal_basis: components["schemas"]["LegalBasis"] | null;
+            previous_status: components["schemas"]["ConsentStatus"] | null;
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            source: components["schemas"]["ConsentSource"];
+            status: components["schemas"]["ConsentStatus"] | null;
+            /** Version */
+            version: number;
+        };
+        /** ConsentChangesPage */
+        ConsentChangesPage: {
+            /** Items */
+            items: components["schemas"]["ConsentChangePublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** ConsentImport */
+        ConsentImport: {
+            /**
+             * Rows
+             * @description ConsentRow objects
+             */
+            rows: unknown[];
+        };
+        /** ConsentImportReport */
+        ConsentImportReport: {
+            /** Applied */
+            applied: number;
+            /** Rejected */
+            rejected: number;
+            /** Rows */
+            rows: components["schemas"]["ConsentRowResult"][];
+            /** Unchanged */
+            unchanged: number;
+        };
+        /** ConsentPublic */
+        ConsentPublic: {
+            /**
+             * Channels
+             * @description recorded channels only; a channel left out has no recorded consent
+             */
+            channels: {
+                [key: string]: components["schemas"]["ChannelConsentPublic"];
+            };
+            /** Customer Id */
+            customer_id: string;
+            frequency_cap: components["schemas"]["FrequencyCapBody"] | null;
+            quiet_hours: components["schemas"]["QuietHoursBody"] | null;
+            /** Timezone */
+            timezone: string | null;
+            /** Updated At */
+            updated_at: string | null;
+            /**
+             * Version
+             * @description counts every consent or preference change; 0: none recorded
+             */
+            version: number;
+        };
+        /** ConsentRowResult */
+        ConsentRowResult: {
+            /** Customer Id */
+            customer_id?: string | null;
+            /** Errors */
+            errors?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Index */
+            index: number;
+            /** Status */
+            status: string;
+        };
+        /**
+         * ConsentSource
+         * @description Where a consent change came from (a code, never the person's words).
+         * @enum {string}
+         */
+        ConsentSource: "api" | "bulk_import" | "erp" | "marketing" | "web_form" | "phone_call" | "in_person" | "written";
+        /**
+         * ConsentStatus
+         * @enum {string}
+         */
+        ConsentStatus: "opt_in" | "opt_out";
+        /**
+         * ConsentUpdate
+         * @description PUT body: the channels given are set (others keep their state); a preference field given is set
+         *     (null clears it), one left out is kept.
+         */
+        ConsentUpdate: {
+            /** Channels */
+            channels?: {
+                [key: string]: components["schemas"]["ChannelConsentBody"];
+            };
+            frequency_cap?: components["schemas"]["FrequencyCapBody"] | null;
+            quiet_hours?: components["schemas"]["QuietHoursBody"] | null;
+            /**
+             * @description source of a preference change
+             * @default api
+             */
+            source: components["schemas"]["ConsentSource"];
+            /** Timezone */
+            timezone?: string | null;
+        };
         /** Contact */
         Contact: {
             kind: components["schemas"]["ContactKind"];
@@ -1684,6 +2634,12 @@ export interface components {
             value: string;
         };
         /**
+         * ContactChannel
+         * @description The ways the organisation reaches a customer; consent is recorded per channel (docs/consent.md).
+         * @enum {string}
+         */
+        ContactChannel: "email" | "phone" | "sms" | "post" | "visit";
+        /**
          * ContactKind
          * @enum {string}
          */
@@ -1695,6 +2651,63 @@ export interface components {
             label?: string | null;
             /** Value */
             value: string;
+        };
+        /** ConversionReport */
+        ConversionReport: {
+            /** Churned */
+            churned: number;
+            /** Complainers */
+            complainers: number;
+            /** Conversion Rate */
+            conversion_rate: number | null;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["ConversionRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+            /** Within Days */
+            within_days: number;
+        };
+        /** ConversionRow */
+        ConversionRow: {
+            /** Category */
+            category: string;
+            /**
+             * Churned
+             * @description of those, churned within within_days of their first such complaint
+             */
+            churned: number;
+            /**
+             * Complainers
+             * @description customers with a complaint of this category opened in the period
+             */
+            complainers: number;
+            /**
+             * Conversion Rate
+             * @description churned / complainers
+             */
+            conversion_rate: number | null;
+        };
+        /** CurrentValue */
+        CurrentValue: {
+            /** Clv */
+            clv: number | null;
+            /** P Alive */
+            p_alive: number | null;
+            /** Value Model Version */
+            value_model_version: string | null;
+            /**
+             * Value Tier
+             * @description tier by CLV, as scored
+             */
+            value_tier: string | null;
         };
         /** CustomerCreate */
         CustomerCreate: {
@@ -1745,6 +2758,65 @@ export interface components {
          * @enum {string}
          */
         CustomerKind: "person" | "company";
+        /** CustomerLoyalty */
+        CustomerLoyalty: {
+            /**
+             * As Of
+             * Format: date-time
+             */
+            as_of: string;
+            /**
+             * Attitude High
+             * @description None: no NPS or CSAT answer
+             */
+            attitude_high: boolean | null;
+            /** Behaviour High */
+            behaviour_high: boolean;
+            /**
+             * Csat
+             * @description the latest CSAT answer
+             */
+            csat: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Declining */
+            declining: boolean;
+            /**
+             * Nps
+             * @description the latest NPS answer
+             */
+            nps: number | null;
+            /** Orders */
+            orders: number;
+            /**
+             * Prior Orders
+             * @description orders in the window before it
+             */
+            prior_orders: number;
+            /**
+             * Recent Orders
+             * @description orders in the latest trend window
+             */
+            recent_orders: number;
+            /**
+             * Repeat Rate
+             * @description (orders - 1) / orders
+             */
+            repeat_rate: number | null;
+            /**
+             * Satisfaction Trap
+             * @description satisfied, but buying declines
+             */
+            satisfaction_trap: boolean;
+            /** Share Of Wallet */
+            share_of_wallet: number | null;
+            /**
+             * Tenure Days
+             * @description days since the first order
+             */
+            tenure_days: number | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
         /** CustomerPublic */
         CustomerPublic: {
             /** Attributes */
@@ -1846,6 +2918,23 @@ export interface components {
              */
             version?: number | null;
         };
+        /** CustomerValuePublic */
+        CustomerValuePublic: {
+            /** Basis */
+            basis: string;
+            current: components["schemas"]["CurrentValue"];
+            /** Customer Id */
+            customer_id: string;
+            historical: components["schemas"]["HistoricalValue"];
+            potential: components["schemas"]["PotentialValue"];
+            referral: components["schemas"]["ReferralValue"];
+            rfm: components["schemas"]["Rfm"];
+            /**
+             * Tier
+             * @description pyramid tier on the basis
+             */
+            tier: string | null;
+        };
         /**
          * CustomersPage
          * @description One page of customers. ``total`` counts every match of the filters; ``next_cursor`` (null on the
@@ -1909,6 +2998,37 @@ export interface components {
          * @enum {string}
          */
         DeliveryStatus: "pending" | "delivered" | "failed";
+        /** DimensionRow */
+        DimensionRow: {
+            /** Answers */
+            answers: number;
+            /** Avg Score */
+            avg_score: number | null;
+            /** Detractors */
+            detractors: number;
+            /**
+             * Dimension
+             * @description product, service, relationship, or unspecified
+             */
+            dimension: string;
+            /**
+             * Nps
+             * @description NPS only: (promoters - detractors) / answers x 100
+             */
+            nps: number | null;
+            /** Promoters */
+            promoters: number;
+            /**
+             * Satisfied Share
+             * @description CSAT only: answers of 4 or 5 / answers
+             */
+            satisfied_share: number | null;
+            /**
+             * Survey
+             * @description nps (0-10) or csat (1-5)
+             */
+            survey: string;
+        };
         /** ErasureReceiptPublic */
         ErasureReceiptPublic: {
             /**
@@ -1944,6 +3064,53 @@ export interface components {
             services: {
                 [key: string]: string | null;
             };
+        };
+        /** Evaluation */
+        Evaluation: {
+            /**
+             * Alerts Changed
+             * @description alerts raised or updated by this call
+             */
+            alerts_changed: number;
+            /** Done */
+            done: boolean;
+            /**
+             * Evaluated
+             * @description customers judged by this call
+             */
+            evaluated: number;
+            /**
+             * Next After
+             * @description pass as ?after= for the next page; null when done
+             */
+            next_after: string | null;
+            /**
+             * Skipped
+             * @description customers left out: churned or erased
+             */
+            skipped: number;
+            /**
+             * Total
+             * @description customers with a score, the whole run
+             */
+            total: number;
+        };
+        /** Evidence */
+        Evidence: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Category */
+            category: string | null;
+            /** Event Id */
+            event_id: string;
+            /**
+             * Kind
+             * @description complaint, complaint_overdue, incident, return, owner_change, price_contact, ...
+             */
+            kind: string;
         };
         /**
          * Factor
@@ -2011,6 +3178,19 @@ export interface components {
             /** Total Spend */
             total_spend: number;
         };
+        /** FrequencyCapBody */
+        FrequencyCapBody: {
+            /**
+             * Max Touches
+             * @description at most this many touches ...
+             */
+            max_touches: number;
+            /**
+             * Window Days
+             * @description ... in any rolling window this long
+             */
+            window_days: number;
+        };
         /** GroupRatesPublic */
         GroupRatesPublic: {
             /** Alerts */
@@ -2024,6 +3204,30 @@ export interface components {
         HTTPValidationError: {
             /** Detail */
             detail?: components["schemas"]["ValidationError"][];
+        };
+        /** HistoricalValue */
+        HistoricalValue: {
+            /** Complaints */
+            complaints: number;
+            /** Contacts */
+            contacts: number;
+            /**
+             * Contribution
+             * @description margin x revenue - cost to serve
+             */
+            contribution: number;
+            /**
+             * Cost To Serve
+             * @description contacts x cost per contact + complaints x ... + returns x ...
+             */
+            cost_to_serve: number;
+            /** Returns */
+            returns: number;
+            /**
+             * Revenue
+             * @description total spend to date
+             */
+            revenue: number;
         };
         /**
          * Initiator
@@ -2194,6 +3398,65 @@ export interface components {
             /** Status */
             status: string;
         };
+        /**
+         * LegalBasis
+         * @description GDPR Art. 6(1) lawful bases for contacting a customer.
+         * @enum {string}
+         */
+        LegalBasis: "consent" | "contract" | "legal_obligation" | "vital_interests" | "public_task" | "legitimate_interest";
+        /** LorenzPoint */
+        LorenzPoint: {
+            /**
+             * Customer Share
+             * @description share of customers, least valuable first
+             */
+            customer_share: number;
+            /**
+             * Value Share
+             * @description share of value those customers hold
+             */
+            value_share: number;
+        };
+        /** LoyaltyReport */
+        LoyaltyReport: {
+            /**
+             * Customers
+             * @description customers now (active or won back) matching the filters
+             */
+            customers: number;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["LoyaltyRow"][];
+            /**
+             * Repeat Rate
+             * @description customers with 2+ orders before to / customers with 1+
+             */
+            repeat_rate: number | null;
+            /**
+             * Satisfaction Traps
+             * @description satisfied customers whose buying declined
+             */
+            satisfaction_traps: number;
+            /** To */
+            to: string;
+        };
+        /** LoyaltyRow */
+        LoyaltyRow: {
+            /** Customers */
+            customers: number;
+            /**
+             * Share
+             * @description customers / all customers measured
+             */
+            share: number | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
+        /**
+         * LoyaltyType
+         * @enum {string}
+         */
+        LoyaltyType: "true" | "latent" | "spurious" | "none" | "unmeasured";
         /** MetricsPublic */
         MetricsPublic: {
             /** Alerted Customers */
@@ -2226,6 +3489,66 @@ export interface components {
             treated: components["schemas"]["GroupRatesPublic"];
             /** Uplift */
             uplift: number | null;
+        };
+        /** MigrationReport */
+        MigrationReport: {
+            /** Customers */
+            customers: number;
+            /** Downgrade Rate */
+            downgrade_rate: number | null;
+            /** Downgraded */
+            downgraded: number;
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["MigrationRow"][];
+            /** New */
+            new: number;
+            /** To */
+            to: string;
+            /** Unchanged */
+            unchanged: number;
+            /**
+             * Upgrade Rate
+             * @description upgraded / customers with a tier at the start
+             */
+            upgrade_rate: number | null;
+            /** Upgraded */
+            upgraded: number;
+        };
+        /** MigrationRow */
+        MigrationRow: {
+            /** Customers */
+            customers: number;
+            /** From Tier */
+            from_tier: string;
+            /**
+             * Move
+             * @enum {string}
+             */
+            move: "up" | "down" | "same" | "new";
+            /** To Tier */
+            to_tier: string;
+        };
+        /** MixReport */
+        MixReport: {
+            /** From */
+            from: string;
+            /**
+             * Group By
+             * @enum {string}
+             */
+            group_by: "tier" | "segment";
+            /** Items */
+            items: components["schemas"]["RetentionMixRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
         };
         /** MixRow */
         MixRow: {
@@ -2287,6 +3610,77 @@ export interface components {
          * @enum {string}
          */
         Outcome: "saved" | "churned" | "false_alarm";
+        /** OwnerReport */
+        OwnerReport: {
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["OwnerRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Sla Hours */
+            sla_hours: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
+        /** OwnerRow */
+        OwnerRow: {
+            /** Acknowledged */
+            acknowledged: number;
+            /**
+             * Alerts
+             * @description churn alerts raised in the period
+             */
+            alerts: number;
+            /**
+             * Churned
+             * @description of those, resolved as churned
+             */
+            churned: number;
+            /**
+             * Owner
+             * @description the alert's owner when it was raised (None: unowned)
+             */
+            owner: string | null;
+            /** Response Hours Avg */
+            response_hours_avg: number | null;
+            /**
+             * Response Hours P50
+             * @description median hours from raised to acknowledged
+             */
+            response_hours_p50: number | null;
+            /** Response Hours P90 */
+            response_hours_p90: number | null;
+            /**
+             * Save Rate
+             * @description saved / (saved + churned)
+             */
+            save_rate: number | null;
+            /**
+             * Saved
+             * @description of those, resolved as saved
+             */
+            saved: number;
+            /**
+             * Sla Compliance
+             * @description sla_met / sla_due
+             */
+            sla_compliance: number | null;
+            /**
+             * Sla Due
+             * @description alerts acknowledged, or whose response deadline passed
+             */
+            sla_due: number;
+            /**
+             * Sla Met
+             * @description alerts acknowledged within the response SLA
+             */
+            sla_met: number;
+        };
         /** ParkedEventPublic */
         ParkedEventPublic: {
             /** Attempts */
@@ -2394,6 +3788,24 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** PotentialValue */
+        PotentialValue: {
+            /**
+             * Potential Value
+             * @description max(wallet estimate - revenue, 0)
+             */
+            potential_value: number | null;
+            /**
+             * Share Of Wallet
+             * @description revenue / wallet estimate
+             */
+            share_of_wallet: number | null;
+            /**
+             * Wallet Estimate
+             * @description the customer attribute wallet_estimate
+             */
+            wallet_estimate: number | null;
+        };
         /** PreviewCustomer */
         PreviewCustomer: {
             /** Customer Id */
@@ -2474,6 +3886,52 @@ export interface components {
             /** Purchases */
             purchases: number;
         };
+        /** PyramidReport */
+        PyramidReport: {
+            /** Basis */
+            basis: string;
+            /** Customers */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["PyramidRow"][];
+            /** Value */
+            value: number;
+        };
+        /** PyramidRow */
+        PyramidRow: {
+            /**
+             * Customer Share
+             * @description customers / all customers in the report
+             */
+            customer_share: number | null;
+            /** Customers */
+            customers: number;
+            /** Tier */
+            tier: string;
+            /**
+             * Value
+             * @description sum of the basis value of the tier's customers
+             */
+            value: number;
+            /**
+             * Value Share
+             * @description value / all value in the report
+             */
+            value_share: number | null;
+        };
+        /** QuietHoursBody */
+        QuietHoursBody: {
+            /**
+             * End
+             * @description local time "HH:MM" when they end (before start: next day)
+             */
+            end: string;
+            /**
+             * Start
+             * @description local time "HH:MM" when quiet hours begin
+             */
+            start: string;
+        };
         /** RankedScore */
         RankedScore: {
             /** Churn Risk */
@@ -2516,6 +3974,31 @@ export interface components {
             offset: number;
             /** Total */
             total: number;
+        };
+        /** ReasonAccuracyRow */
+        ReasonAccuracyRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Correct
+             * @description of those, the suggestion named this reason
+             */
+            correct: number;
+            /**
+             * Reason
+             * @description the recorded reason
+             */
+            reason: string;
+            /**
+             * Recall
+             * @description correct / suggested
+             */
+            recall: number | null;
+            /**
+             * Suggested
+             * @description churns with this recorded reason that had a suggestion
+             */
+            suggested: number;
         };
         /** ReasonRow */
         ReasonRow: {
@@ -2566,6 +4049,16 @@ export interface components {
              */
             total: number;
         };
+        /** ReferralValue */
+        ReferralValue: {
+            /**
+             * Referral Value
+             * @description stated amounts + unit value x referrals without one
+             */
+            referral_value: number;
+            /** Referrals */
+            referrals: number;
+        };
         /** RetentionMetricsPublic */
         RetentionMetricsPublic: {
             /**
@@ -2583,6 +4076,88 @@ export interface components {
              * Format: date-time
              */
             to: string;
+        };
+        /** MixRow */
+        RetentionMixRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Group
+             * @description the tier or segment at churn
+             */
+            group: string | null;
+            /** Historical Value Lost */
+            historical_value_lost: number;
+            /** Predicted Value Lost */
+            predicted_value_lost: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Share Of Group
+             * @description churned / the group's churns
+             */
+            share_of_group: number;
+        };
+        /** Rfm */
+        Rfm: {
+            /** F */
+            f: number | null;
+            /** Frequency */
+            frequency: number;
+            /** M */
+            m: number | null;
+            /** Monetary */
+            monetary: number;
+            /**
+             * R
+             * @description 1..5, 5 = bought most recently
+             */
+            r: number | null;
+            /** Recency Last Purchase At */
+            recency_last_purchase_at: string | null;
+            /** Segment */
+            segment: string | null;
+        };
+        /** RfmCell */
+        RfmCell: {
+            /** Customers */
+            customers: number;
+            /** F */
+            f: number;
+            /** M */
+            m: number;
+            /** R */
+            r: number;
+            /** Revenue */
+            revenue: number;
+            /** Segment */
+            segment: string;
+        };
+        /** RfmReport */
+        RfmReport: {
+            /** Customers */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["RfmCell"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Segments */
+            segments: components["schemas"]["RfmSegmentRow"][];
+            /** Total */
+            total: number;
+        };
+        /** RfmSegmentRow */
+        RfmSegmentRow: {
+            /** Customers */
+            customers: number;
+            /** Revenue */
+            revenue: number;
+            /** Segment */
+            segment: string;
+            /** Share */
+            share: number | null;
         };
         /** RiskBucket */
         RiskBucket: {
@@ -2713,6 +4288,26 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** SatisfactionReport */
+        SatisfactionReport: {
+            /** By Dimension */
+            by_dimension: components["schemas"]["DimensionRow"][];
+            /** From */
+            from: string;
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+            /**
+             * Trend
+             * @description per month and survey, paged
+             */
+            trend: components["schemas"]["TrendRow"][];
+        };
         /** ScoreFactors */
         ScoreFactors: {
             /**
@@ -2831,6 +4426,99 @@ export interface components {
             /** Tiers */
             tiers: components["schemas"]["TierShare"][];
         };
+        /** SegmentCount */
+        SegmentCount: {
+            /** Customers */
+            customers: number;
+            /** Segment Id */
+            segment_id: string;
+        };
+        /** SegmentCreate */
+        SegmentCreate: {
+            /** Description */
+            description?: string | null;
+            /**
+             * Filter
+             * @description conditions that must all hold: [{field, op, value}]; GET /segments/fields lists the fields
+             */
+            filter: unknown[];
+            /** Name */
+            name: string;
+        };
+        /** SegmentCustomer */
+        SegmentCustomer: {
+            /** Churn Risk */
+            churn_risk: number | null;
+            /** Clv */
+            clv: number | null;
+            /** Contribution */
+            contribution: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Lifecycle Stage */
+            lifecycle_stage: string | null;
+            /** Segment */
+            segment: string | null;
+            /** Status */
+            status: string | null;
+            /** Value Tier */
+            value_tier: string | null;
+        };
+        /** SegmentCustomersPublic */
+        SegmentCustomersPublic: {
+            /** Items */
+            items: components["schemas"]["SegmentCustomer"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Segment Id */
+            segment_id: string;
+            /** Total */
+            total: number;
+        };
+        /** SegmentField */
+        SegmentField: {
+            /** Choices */
+            choices: string[] | null;
+            /** Description */
+            description: string;
+            /** Field */
+            field: string;
+            /** Ops */
+            ops: string[];
+            /** Type */
+            type: string;
+        };
+        /** SegmentPublic */
+        SegmentPublic: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Created By */
+            created_by: string | null;
+            /** Description */
+            description: string | null;
+            /** Filter */
+            filter: unknown[];
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+        };
+        /** SegmentsPublic */
+        SegmentsPublic: {
+            /** Items */
+            items: components["schemas"]["SegmentPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
         /**
          * Severity
          * @enum {string}
@@ -2843,6 +4531,33 @@ export interface components {
             /** Share */
             share: number;
             side: components["schemas"]["ChurnSide"];
+        };
+        /** SideValueRow */
+        SideValueRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Historical Value Lost
+             * @description sum of the revenue recorded up to each churn
+             */
+            historical_value_lost: number;
+            /**
+             * Predicted Value Lost
+             * @description sum of the latest CLV known at each churn
+             */
+            predicted_value_lost: number;
+            /**
+             * Share
+             * @description churned / all churns in the period
+             */
+            share?: number | null;
+            /** Side */
+            side: string;
+            /**
+             * With Prediction
+             * @description churns whose CLV was known
+             */
+            with_prediction: number;
         };
         /** SituationReport */
         SituationReport: {
@@ -2972,6 +4687,32 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** StatusRowResult */
+        StatusRowResult: {
+            /**
+             * Code
+             * @description why a row was rejected: not_found, invalid_transition, ...
+             */
+            code?: string | null;
+            /** Customer Id */
+            customer_id?: string | null;
+            /** Errors */
+            errors?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Index */
+            index: number;
+            /**
+             * Status
+             * @description changed | unchanged | rejected
+             */
+            status: string;
+            /**
+             * Version
+             * @description the customer's version after the row
+             */
+            version?: number | null;
+        };
         /** StepBody */
         StepBody: {
             action: components["schemas"]["Action"];
@@ -2983,11 +4724,110 @@ export interface components {
              */
             only_tiers: string[];
         };
+        /** SuggestedRow */
+        SuggestedRow: {
+            /** Correct */
+            correct: number;
+            /**
+             * Precision
+             * @description correct / suggested
+             */
+            precision: number | null;
+            /**
+             * Reason
+             * @description the suggested reason
+             */
+            reason: string;
+            /** Suggested */
+            suggested: number;
+        };
+        /** SummaryReport */
+        SummaryReport: {
+            /** Items */
+            items: components["schemas"]["SummaryRow"][];
+        };
+        /** SummaryRow */
+        SummaryRow: {
+            /** Avg Clv */
+            avg_clv: number | null;
+            /**
+             * Avg Contribution
+             * @description average profitability per customer
+             */
+            avg_contribution: number | null;
+            /** Avg Share Of Wallet */
+            avg_share_of_wallet: number | null;
+            /** Clv */
+            clv: number;
+            /**
+             * Contribution
+             * @description total historical value
+             */
+            contribution: number;
+            /** Cost To Serve */
+            cost_to_serve: number;
+            /** Customers */
+            customers: number;
+            /** Customers With Clv */
+            customers_with_clv: number;
+            /** Customers With Wallet */
+            customers_with_wallet: number;
+            /** Potential Value */
+            potential_value: number;
+            /** Referral Value */
+            referral_value: number;
+            /** Referrals */
+            referrals: number;
+            /** Revenue */
+            revenue: number;
+        };
+        /** SurveyAnswer */
+        SurveyAnswer: {
+            /**
+             * Dimensions
+             * @description product, service_support, relationship, on the same scale
+             */
+            dimensions?: {
+                [key: string]: number;
+            };
+            /**
+             * Score
+             * @description nps: 0-10, csat: 1-5
+             */
+            score: number;
+        };
         /**
          * SurveyKind
          * @enum {string}
          */
         SurveyKind: "nps" | "csat";
+        /**
+         * SurveyQuestion
+         * @description What a respondent sees: the question, never anything about the customer.
+         */
+        SurveyQuestion: {
+            /** Dimensions */
+            dimensions: string[];
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /** Max */
+            max: number;
+            /** Min */
+            min: number;
+            /** Survey */
+            survey: string;
+        };
+        /** SurveyReceipt */
+        SurveyReceipt: {
+            /**
+             * Status
+             * @default recorded
+             */
+            status: string;
+        };
         /** TaskComplete */
         TaskComplete: {
             /** Note */
@@ -3051,6 +4891,151 @@ export interface components {
             /** Value Share */
             value_share: number;
         };
+        /** TierValueRow */
+        TierValueRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Historical Value Lost
+             * @description sum of the revenue recorded up to each churn
+             */
+            historical_value_lost: number;
+            /**
+             * Predicted Value Lost
+             * @description sum of the latest CLV known at each churn
+             */
+            predicted_value_lost: number;
+            /**
+             * Share
+             * @description churned / all churns in the period
+             */
+            share?: number | null;
+            /** Tier */
+            tier: string | null;
+            /**
+             * With Prediction
+             * @description churns whose CLV was known
+             */
+            with_prediction: number;
+        };
+        /** TouchPublic */
+        TouchPublic: {
+            /** Action */
+            action: string;
+            /** Alert Id */
+            alert_id: string | null;
+            /** Allowed */
+            allowed: boolean;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Channel */
+            channel: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Customer Id */
+            customer_id: string;
+            /** Id */
+            id: string;
+            /** Reason */
+            reason: string;
+            /** Task Id */
+            task_id: string | null;
+            /** Verdict */
+            verdict: string;
+        };
+        /** TouchesPublic */
+        TouchesPublic: {
+            /** Items */
+            items: components["schemas"]["TouchPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** TrapReport */
+        TrapReport: {
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["TrapRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
+        /** TrapRow */
+        TrapRow: {
+            /** Csat */
+            csat: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Nps */
+            nps: number | null;
+            /** Orders */
+            orders: number;
+            /** Owner */
+            owner: string | null;
+            /**
+             * Prior Orders
+             * @description orders in the equally long period before from
+             */
+            prior_orders: number;
+            /**
+             * Recent Orders
+             * @description orders in [from, to)
+             */
+            recent_orders: number;
+            /** Segment */
+            segment: string | null;
+            /** Team */
+            team: string | null;
+            /** Tier */
+            tier: string | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
+        /** TrendRow */
+        TrendRow: {
+            /** Answers */
+            answers: number;
+            /** Avg Score */
+            avg_score: number | null;
+            /** Detractors */
+            detractors: number;
+            /**
+             * Month
+             * @description YYYY-MM (UTC)
+             */
+            month: string;
+            /**
+             * Nps
+             * @description NPS only: (promoters - detractors) / answers x 100
+             */
+            nps: number | null;
+            /** Promoters */
+            promoters: number;
+            /**
+             * Satisfied Share
+             * @description CSAT only: answers of 4 or 5 / answers
+             */
+            satisfied_share: number | null;
+            /**
+             * Survey
+             * @description nps (0-10) or csat (1-5)
+             */
+            survey: string;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -3064,6 +5049,18 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /** ValueLostReport */
+        ValueLostReport: {
+            /** By Side */
+            by_side: components["schemas"]["SideValueRow"][];
+            /** By Tier */
+            by_tier: components["schemas"]["TierValueRow"][];
+            /** From */
+            from: string;
+            overall: components["schemas"]["ValueRow"];
+            /** To */
+            to: string;
+        };
         /** ValueRefitRequest */
         ValueRefitRequest: {
             /** Calibration End */
@@ -3075,6 +5072,31 @@ export interface components {
             rescore: boolean;
             /** Segment */
             segment?: string | null;
+        };
+        /** ValueRow */
+        ValueRow: {
+            /** Churned */
+            churned: number;
+            /**
+             * Historical Value Lost
+             * @description sum of the revenue recorded up to each churn
+             */
+            historical_value_lost: number;
+            /**
+             * Predicted Value Lost
+             * @description sum of the latest CLV known at each churn
+             */
+            predicted_value_lost: number;
+            /**
+             * Share
+             * @description churned / all churns in the period
+             */
+            share?: number | null;
+            /**
+             * With Prediction
+             * @description churns whose CLV was known
+             */
+            with_prediction: number;
         };
         /** VoluntaryRow */
         VoluntaryRow: {
@@ -3173,6 +5195,65 @@ export interface components {
              */
             won_back: number;
         };
+        /** WorkItem */
+        WorkItem: {
+            /** Churn Risk */
+            churn_risk: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /**
+             * First Triggered At
+             * Format: date-time
+             */
+            first_triggered_at: string;
+            /**
+             * Last Triggered At
+             * Format: date-time
+             */
+            last_triggered_at: string;
+            /** Owner */
+            owner: string | null;
+            /**
+             * Reasons
+             * @description every unresolved alert of the customer, worst first
+             */
+            reasons: components["schemas"]["WorkReason"][];
+            /** Segment */
+            segment: string | null;
+            /** @description the worst of its reasons */
+            severity: components["schemas"]["Severity"];
+            /** Tier */
+            tier: string | null;
+            /** Value At Risk */
+            value_at_risk: number | null;
+        };
+        /** WorkItemsPage */
+        WorkItemsPage: {
+            /** Items */
+            items: components["schemas"]["WorkItem"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** WorkReason */
+        WorkReason: {
+            /** Alert Id */
+            alert_id: string;
+            /** Churn Risk */
+            churn_risk: number | null;
+            /**
+             * Last Triggered At
+             * Format: date-time
+             */
+            last_triggered_at: string;
+            /** Reason */
+            reason: string;
+            severity: components["schemas"]["Severity"];
+            status: components["schemas"]["AlertStatus"];
+        };
     };
     responses: never;
     parameters: never;
@@ -3214,6 +5295,102 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    evaluate_alerts_alerts_evaluate_post: {
+        parameters: {
+            query?: {
+                /** @description next_after of the previous call */
+                after?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Evaluation"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -3778,7 +5955,7 @@ export interface operations {
             query?: {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
-                /** @description one of audit.read, customer.erased, customer.erasure_read, customer.updated, customers.imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
+                /** @description one of alerts.evaluated, audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, customers.statuses_imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
                 action?: string | null;
                 /** @description the object's id */
                 object?: string | null;
@@ -4497,6 +6674,204 @@ export interface operations {
             };
         };
     };
+    bulk_consent_customers_consent_bulk_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description makes a retried create safe: the same key and body replay the first answer */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsentImport"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentImportReport"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    bulk_status_customers_status_bulk_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description makes a resent request safe: it answers the first report */
+                "idempotency-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BulkStatus"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkStatusReport"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     get_customer_customers__customer_id__get: {
         parameters: {
             query?: never;
@@ -4889,6 +7264,391 @@ export interface operations {
             };
         };
     };
+    churn_suggestion_customers__customer_id__churn_suggestion_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChurnSuggestion"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_consent_customers__customer_id__consent_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_consent_customers__customer_id__consent_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsentUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    consent_history_customers__customer_id__consent_history_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsentChangesPage"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     erasure_receipts_customers__customer_id__erasure_get: {
         parameters: {
             query?: never;
@@ -5012,6 +7772,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InteractionsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_loyalty_customers__customer_id__loyalty_get: {
+        parameters: {
+            query?: {
+                /** @description default: now */
+                as_of?: string | null;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerLoyalty"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -5405,6 +8262,202 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatusHistoryPage"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_touches_customers__customer_id__touches_get: {
+        parameters: {
+            query?: {
+                /** @description true: only allowed; false: only blocked */
+                allowed?: boolean | null;
+                channel?: components["schemas"]["ContactChannel"] | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TouchesPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_value_customers__customer_id__value_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerValuePublic"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -7756,6 +10809,1521 @@ export interface operations {
             };
         };
     };
+    complaint_conversion_reports_retention_complaint_conversion_get: {
+        parameters: {
+            query: {
+                /** @description churned within this many days */
+                within_days?: number;
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversionReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    loyalty_distribution_reports_retention_loyalty_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoyaltyReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    owner_performance_reports_retention_owners_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OwnerReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reason_mix_reports_retention_reason_mix_get: {
+        parameters: {
+            query: {
+                group_by?: "tier" | "segment";
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MixReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    suggestion_accuracy_reports_retention_reason_suggestions_accuracy_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccuracyReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    satisfaction_reports_retention_satisfaction_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SatisfactionReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    satisfaction_trap_reports_retention_satisfaction_trap_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrapReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    touches_blocked_reports_retention_touches_blocked_get: {
+        parameters: {
+            query: {
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlockedReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    value_lost_reports_retention_value_lost_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValueLostReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    concentration_reports_value_concentration_get: {
+        parameters: {
+            query?: {
+                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
+                basis?: ("clv" | "contribution") | null;
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description Lorenz curve points */
+                points?: number;
+                /** @description the top share of customers (0.2: the 80/20 rule) */
+                top?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConcentrationReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pyramid_reports_value_pyramid_get: {
+        parameters: {
+            query?: {
+                /** @description the pyramid's basis; default SCORING_VALUE_BASIS */
+                basis?: ("clv" | "contribution") | null;
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PyramidReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rfm_reports_value_rfm_get: {
+        parameters: {
+            query?: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RfmReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    summary_reports_value_summary_get: {
+        parameters: {
+            query?: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SummaryReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    tier_migration_reports_value_tier_migration_get: {
+        parameters: {
+            query: {
+                /** @description customer segment; repeatable */
+                segment?: string[] | null;
+                /** @description customer status; repeatable */
+                status?: string[] | null;
+                /** @description value tier by CLV as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MigrationReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     retention_metrics_retention_metrics_get: {
         parameters: {
             query?: {
@@ -8917,6 +13485,898 @@ export interface operations {
             };
         };
     };
+    list_segments_segments_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_segment_segments_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SegmentCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    segment_fields_segments_fields_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentField"][];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_segment_segments__segment_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_segment_segments__segment_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    count_segment_segments__segment_id__count_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCount"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    segment_customers_segments__segment_id__customers_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path: {
+                segment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SegmentCustomersPublic"];
+                    "text/csv": string;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    survey_question_surveys_respond__token__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SurveyQuestion"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not a survey link this platform signed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description answered already (one answer per link) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the link has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    answer_survey_surveys_respond__token__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SurveyAnswer"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SurveyReceipt"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not a survey link this platform signed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description answered already (one answer per link) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the link has expired */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_tasks_tasks_get: {
         parameters: {
             query?: {
@@ -9521,6 +14981,109 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveriesPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_work_items_work_items_get: {
+        parameters: {
+            query?: {
+                /** @description alert statuses that make an item; default open and acknowledged */
+                status?: components["schemas"]["AlertStatus"][] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description value tier; repeatable */
+                tier?: string[] | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkItemsPage"];
                 };
             };
             /** @description missing or invalid credentials */

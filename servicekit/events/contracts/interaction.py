@@ -60,12 +60,32 @@ class ComplaintOverdue(InteractionEvent):
     detected_at: datetime | None = None  # when the SLA watcher noticed; emitted once per complaint
 
 
+# Survey dimensions (satisfaction over the core product, service and support, and the relationship). A
+# survey interaction names its dimension in its category; these spellings map to the dimension.
+SURVEY_DIMENSIONS = {
+    "product": "product",
+    "service": "service",
+    "support": "service",
+    "service_and_support": "service",
+    "service_support": "service",
+    "relationship": "relationship",
+}
+
+
+def survey_dimension(category: str | None) -> str | None:
+    """The dimension a survey interaction's category names, or None."""
+    return SURVEY_DIMENSIONS.get((category or "").strip().lower())
+
+
 class SurveyAnswered(InteractionEvent):
     event_type = "survey.answered"
     interaction_id: str
     survey: str  # "nps" (0-10) or "csat" (1-5)
     score: int
     answered_at: datetime
+    # Which part of the relationship the answer rates: product, service (service and support) or
+    # relationship; None when the survey did not say (and on events written before the field).
+    dimension: str | None = None
 
 
 MODELS = (InteractionRecorded, ComplaintOpened, ComplaintUpdated, ComplaintOverdue, SurveyAnswered)

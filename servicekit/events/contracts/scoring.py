@@ -36,6 +36,9 @@ class ScoreUpdated(EventData):
     model_version: str
     caused_by: str  # id of the event that triggered the rescoring (lineage)
     computed_at: datetime
+    # The business time the score describes (the customer's latest event; older than computed_at for
+    # history imported or replayed). Absent from events of earlier versions.
+    as_of: datetime | None = None
 
 
 MODELS = (ScoreUpdated,)

@@ -83,6 +83,11 @@ class FakeService:
             body = {"type": "about:blank", "title": "Customer not found", "status": 404}
             return Response(orjson.dumps(body), status_code=404, media_type=PROBLEM)
 
+        @app.get("/customers/busy")
+        async def busy() -> Response:
+            # A service answering 503 without saying when to come back.
+            return Response(b'{"title": "Busy", "status": 503}', status_code=503, media_type=PROBLEM)
+
         @app.get("/customers/invalid")
         async def invalid() -> Response:
             body = {

@@ -55,6 +55,7 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("GET", "/api/v1/customers", "customers:read"),
         ("HEAD", "/api/v1/customers/c-1", "customers:read"),
         ("POST", "/api/v1/customers/bulk", "customers:bulk"),
+        ("POST", "/api/v1/customers/status/bulk", "customers:bulk"),
         ("DELETE", "/api/v1/customers/c-1", "customers:erase"),
         ("GET", "/api/v1/customers/c-1/scores/history", "scores:read"),
         ("GET", "/api/v1/customers/c-1/360", "customers:read"),
@@ -64,6 +65,8 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("GET", "/api/v1/alerts/stream", "alerts:stream"),
         ("GET", "/api/v1/alerts/a-1", "alerts:read"),
         ("POST", "/api/v1/alerts/a-1/acknowledge", "alerts:write"),
+        ("POST", "/api/v1/alerts/evaluate", "alerts:evaluate"),
+        ("GET", "/api/v1/work-items", "alerts:read"),
         ("POST", "/api/v1/rules/r-1/preview", "rules:write"),
         ("POST", "/api/v1/models/churn/train", "models:write"),
         ("GET", "/api/v1/jobs/j-1", "models:read"),
@@ -79,9 +82,27 @@ def test_each_request_needs_the_declared_permission(method: str, path: str, perm
     assert rule.permission == permission
 
 
+def test_retention_reports_and_customer_views_route_to_retention_with_their_scopes() -> None:
+    loyalty = permission_for("GET", "/api/v1/customers/c-1/loyalty")
+    suggestion = permission_for("GET", "/api/v1/customers/c-1/churn-suggestion")
+    assert loyalty is not None and suggestion is not None
+    assert (loyalty.permission, loyalty.scope) == ("customers:read", Scope.CUSTOMER_PATH)
+    assert (suggestion.permission, suggestion.scope) == ("customers:read", Scope.CUSTOMER_PATH)
+    assert resolve("/api/v1/customers/c-1/loyalty") == ("retention", "/customers/c-1/loyalty")
+    assert resolve("/api/v1/customers/c-1/churn-suggestion") == ("retention", "/customers/c-1/churn-suggestion")
+    assert resolve("/api/v1/reports/retention/owners") == ("retention", "/reports/retention/owners")
+    owners = permission_for("GET", "/api/v1/reports/retention/owners")
+    assert owners is not None and (owners.permission, owners.scope) == ("reports:read", Scope.UNSCOPED)
+    # The one retention report that lists customers narrows a manager to the team's.
+    traps = permission_for("GET", "/api/v1/reports/retention/satisfaction-trap")
+    assert traps is not None and (traps.permission, traps.scope) == ("reports:read", Scope.OWNER_LIST)
+
+
 def test_a_method_no_rule_covers_has_no_permission() -> None:
     assert permission_for("PUT", "/api/v1/customers/c-1") is None
     assert permission_for("GET", "/health/live") is None
+    # The customer service's batch lookup is for the other services only.
+    assert permission_for("POST", "/api/v1/customers/lookup") is None
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,45 @@ async def test_unspent_batch_tokens_lapse_so_a_replica_cannot_hoard_them(databas
         assert (await session.execute(_TAT)).scalar_one() == pytest.approx(before + 2.0)
 
 
+class CountingBuckets(SharedBuckets):
+    def __init__(self, database: Database, clock: Clock) -> None:
+        super().__init__(database, clock=clock)
+        self.claims = 0
+
+    async def claim(self, key: str, quota: Quota, want: int) -> tuple[int, float]:
+        self.claims += 1
+        await asyncio.sleep(0.01)  # a database round trip, during which more requests arrive
+        return await super().claim(key, quota, want)
+
+
+async def test_concurrent_requests_share_one_batch_claim_instead_of_draining_the_bucket(
+    database: Database,
+) -> None:
+    clock = Clock()
+    buckets = CountingBuckets(database, clock)
+    # 100/s, capacity 200, batches of 20: 50 requests at once need three batches, not fifty.
+    limiter = RateLimiter(buckets, {"agent": 100.0}, burst_factor=2.0, batch_fraction=0.1, clock=clock)
+
+    results = await asyncio.gather(*(limiter.take("u", "agent") for _ in range(50)))
+
+    assert results == [0.0] * 50
+    assert buckets.claims == 3
+    # The bucket was charged for the three batches (60 tokens), so a burst up to capacity still passes.
+    more = await asyncio.gather(*(limiter.take("u", "agent") for _ in range(140)))
+    assert more.count(0.0) == 140
+
+
+async def test_a_cancelled_request_does_not_cancel_the_claim_others_wait_for(database: Database) -> None:
+    clock = Clock()
+    limiter = RateLimiter(CountingBuckets(database, clock), {"agent": 100.0}, burst_factor=2.0, clock=clock)
+    first = asyncio.ensure_future(limiter.take("u", "agent"))
+    second = asyncio.ensure_future(limiter.take("u", "agent"))
+    await asyncio.sleep(0)
+    first.cancel()
+
+    assert await second == 0.0
+
+
 async def test_failed_authentications_are_throttled_per_source_and_per_key(database: Database) -> None:
     clock = Clock()
     throttle = AuthThrottle(SharedBuckets(database, clock=clock), failures=3, per_minute=6, clock=clock)

@@ -82,11 +82,22 @@ class CustomerService:
         self.fail: Callable[[], httpx.Response] | None = None
         self.calls: list[httpx.Request] = []
         self.extra: set[str] = set()
+        self.erased: set[str] = set()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(request)
         if self.fail is not None:
             return self.fail()
+        if request.url.path == "/customers/lookup":
+            ids = orjson.loads(request.content)["ids"]
+            found = [i for i in ids if i == "c-1" or i in self.extra]
+            return httpx.Response(
+                200,
+                json={
+                    "customers": [{**CUSTOMER, "id": i, "erased": i in self.erased} for i in found],
+                    "unknown": [i for i in ids if i not in found],
+                },
+            )
         if request.url.path == "/customers/c-1":
             return httpx.Response(200, json=CUSTOMER)
         customer_id = request.url.path.rsplit("/", 1)[-1]
@@ -104,7 +115,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Customer
         await conn.run_sync(metadata.create_all)
     customers = CustomerService()
     app.state.customer_directory = CustomerDirectory(
-        "http://customer", timeout_s=1, transport=httpx.MockTransport(customers)
+        "http://customer", timeout_s=1, transport=httpx.MockTransport(customers), batch_wait_s=0.5
     )
     async with (
         app.router.lifespan_context(app),

@@ -1,6 +1,7 @@
 import logging
 
 import httpx
+import orjson
 
 from services.interaction import service
 from tests.unit.interaction.conftest import outbox_events
@@ -70,14 +71,42 @@ async def test_a_row_repeating_an_external_id_of_the_same_request_is_existing_or
     assert report["rows"][2]["errors"][0]["field"] == "external_id"
 
 
-async def test_unknown_customers_are_asked_for_once_each_however_many_rows_name_them(api):
+async def test_unknown_customers_are_asked_for_in_one_call_however_many_rows_name_them(api):
     client, customers = api
     customers.extra.update({"c-2", "c-3"})
     items = [purchase(i, customer_id=f"c-{1 + i % 4}") for i in range(40)]  # c-1 .. c-4; c-4 is unknown
     report = (await client.post("/interactions/bulk", json={"rows": items})).json()
     assert (report["created"], report["rejected"]) == (30, 10)
-    asked = sorted(c.url.path for c in customers.calls)
-    assert asked == ["/customers/c-1", "/customers/c-2", "/customers/c-3", "/customers/c-4"]
+    [call] = customers.calls
+    assert call.url.path == "/customers/lookup" and call.headers["x-crm-internal"]
+    assert orjson.loads(call.content) == {"ids": ["c-1", "c-2", "c-3", "c-4"]}
+    assert {r["errors"][0]["message"] for r in report["rows"] if r["status"] == "rejected"} == {"unknown customer"}
+
+
+async def test_an_erased_customer_s_rows_are_rejected_for_good(api):
+    client, customers = api
+    customers.extra.add("c-gone")
+    customers.erased.add("c-gone")
+    report = (await client.post("/interactions/bulk", json={"rows": [purchase(0, customer_id="c-gone")]})).json()
+    [row] = report["rows"]
+    assert (row["status"], row["retryable"]) == ("rejected", False)
+    assert row["errors"][0]["message"] == "the customer's data was erased"
+
+
+async def test_a_briefly_unavailable_customer_service_is_asked_again_within_the_bound(api):
+    client, customers = api
+    customers.extra.add("c-2")
+    failures = [httpx.Response(503), httpx.Response(502)]
+
+    def flaky() -> httpx.Response:
+        if failures:
+            return failures.pop(0)
+        customers.fail = None
+        return customers(customers.calls.pop())  # answered normally this time
+
+    customers.fail = flaky
+    report = (await client.post("/interactions/bulk", json={"rows": [purchase(0, customer_id="c-2")]})).json()
+    assert report["created"] == 1, report
 
 
 async def test_customers_already_in_the_replica_are_not_asked_for(api):

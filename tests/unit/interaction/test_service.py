@@ -115,6 +115,14 @@ async def test_a_survey_answer_is_recorded_with_a_survey_answered_event(database
     assert events[1]["data"]["interaction_id"] == interaction.id
     assert (events[1]["data"]["survey"], events[1]["data"]["score"]) == ("nps", 3)
     assert interaction.complaint_status is None and interaction.due_at is None
+    assert events[1]["data"]["dimension"] is None  # no category: the survey named no dimension
+
+
+@pytest.mark.parametrize(("category", "dimension"), [("product", "product"), ("Support", "service"), ("misc", None)])
+async def test_a_survey_names_its_dimension_in_its_category(database, category: str, dimension: str | None):
+    await record(database, FakeCustomerService("c-1"), type="survey", survey="csat", score=4, category=category)
+    events = await outbox(database)
+    assert events[1]["data"]["dimension"] == dimension
 
 
 async def test_a_purchase_emits_only_interaction_recorded_with_its_amount(database):

@@ -16,6 +16,8 @@ from tests.unit.databases import sqlite_database
 def retention_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings read from a clean environment, with state kept out of the repository."""
     monkeypatch.setenv("CRM_STATE_DIR", str(tmp_path / "state"))
+    # The unit tests' events carry fixed dates: no history horizon unless a test sets one.
+    monkeypatch.setenv("RETENTION_ALERT_HISTORY_HORIZON_DAYS", "0")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

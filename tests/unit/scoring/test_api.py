@@ -57,11 +57,14 @@ async def test_customer_scores_show_current_values_factors_and_features(app_db):
     )
 
 
-async def test_a_customer_known_only_from_customer_created_has_features_but_no_scores_yet(app_db):
+async def test_a_customer_known_only_from_customer_created_is_scored_from_its_profile(app_db):
     client, database = app_db
     await handle(database, ev.customer_created())
     body = (await client.get("/customers/c-1/scores")).json()
-    assert body["scores"] is None
+    scores = body["scores"]
+    assert scores is not None and scores["model_version"] == "rules-v1"
+    assert 0 < scores["churn_risk"] < 0.5 and scores["health"] > 50
+    assert scores["lifecycle_stage"] is not None  # value tier: once a value model is fitted, as for everyone
     assert body["features"]["status"] == "active"
 
 

@@ -134,7 +134,10 @@ async def test_an_interaction_before_customer_created_creates_the_features_and_c
     await handle(database, ev.customer_created(segment="smb"))
     feats = await features_row(database)
     assert (feats.purchases, feats.segment, feats.status, feats.attributes) == (1, "smb", "active", {"plan": "pro"})
-    assert len(await history(database)) == 1  # customer events do not rescore
+    # The late creation rescores (its profile may matter to the model) without losing the purchase.
+    records = await history(database)
+    assert [r.caused_by_type for r in records] == ["interaction.recorded", "customer.created"]
+    assert records[-1].snapshot["purchases"] == 1
     await handle(database, ev.customer_updated(segment="enterprise", version=2, changed=["segment"]))
     assert (await features_row(database)).segment == "enterprise"
 

@@ -231,3 +231,78 @@ async def test_a_trained_churn_model_is_activated_reports_metrics_and_explains_s
     assert current is not None and current.model_version == model_id
     factors = {f["label"]: f["contribution"] for f in current.factors["churn_risk"]}
     assert factors.get("contract: month-to-month", 0) > 0, factors
+
+
+def attribute_population(n: int = 120, seed: int = 5) -> list[Any]:
+    """A subscription book with no interactions: churn lives in the contract and the payment method."""
+    from servicekit.events.contracts.customer import CustomerCreated
+
+    rng = np.random.default_rng(seed)
+    out: list[Any] = []
+    for i in range(n):
+        monthly = bool(rng.random() < 0.5)
+        cheque = bool(rng.random() < 0.4)
+        churns = rng.random() < 0.1 + 0.5 * monthly + 0.3 * cheque
+        data = CustomerCreated(
+            customer_id=f"s{i:03d}",
+            kind="person",
+            status="churned" if churns else "active",
+            created_at=ev.T0,
+            attributes={
+                "contract": "month-to-month" if monthly else "two-year",
+                "payment": "cheque" if cheque else "card",
+                "tenure_months": int(rng.integers(1, 72)),
+            },
+            churned_at=(ev.T0 + timedelta(days=30)).date() if churns else None,
+            churn_reason="price" if churns else None,
+        )
+        out.append(ev.received(data, "/crm/customer"))
+    return out
+
+
+async def test_customers_with_attributes_and_no_interactions_train_a_model_that_says_what_it_used(database):
+    await handle(database, *attribute_population(), ev.customer_created("prospect-1", status="prospect"))
+    await queue(database, jobs.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
+
+    job = await run_queued(database, ScoringSettings())
+
+    assert job.status == "succeeded", job.message
+    data = job.result["data"]
+    assert data["used"]["churned"] + data["used"]["active"] == 120 == data["from_profile"]
+    assert data["used"]["churned"] > 20 and data["used"]["active"] > 20
+    assert data["left_out"] == {"status is not a label (prospect or won_back)": 1}
+    metrics = job.result["metrics"]
+    # Reported side by side on the same folds: the model and plain logistic regression on the same columns.
+    assert metrics["model"]["roc_auc"] > 0.7 and metrics["baseline_logistic"]["roc_auc"] > 0.7
+    assert {"attr.contract", "attr.payment"} <= set(metrics["features"]["categorical"])
+    # Activating it rescored everyone, the customers without interactions included.
+    assert job.result["rescored"] == 121
+    async with database.sessions() as session:
+        current = await session.get(CurrentScore, "s000")
+    assert current is not None and current.model_version == job.result["model_id"]
+
+
+async def test_a_training_job_without_enough_labels_says_who_was_left_out(database):
+    await handle(database, ev.customer_created("a"), ev.customer_created("p", status="prospect"))
+    await queue(database, jobs.CHURN_TRAIN, {})
+    job = await run_queued(database, ScoringSettings())
+    assert job.status == "failed"
+    assert "need at least 4 churned" in job.message and "status is not a label" in job.message
+
+
+async def test_replaying_the_same_history_in_another_order_gives_the_same_scores(tmp_path):
+    from services.scoring.models import metadata
+    from tests.unit.databases import sqlite_database
+
+    before, after = churn_population(30, seed=11)
+    events = [*before, *after]
+    rng = np.random.default_rng(1)
+    shuffled = [events[i] for i in rng.permutation(len(events))]
+    current: list[dict[str, Any]] = []
+    for name, order in (("in-order", events), ("shuffled", shuffled)):
+        async with sqlite_database(tmp_path / f"{name}.db", metadata, source="/crm/scoring") as db:
+            await handle(db, *order)
+            async with db.sessions() as session:
+                rows = (await session.execute(select(CurrentScore).order_by(CurrentScore.customer_id))).scalars()
+                current.append({r.customer_id: (r.churn_risk, r.health, r.lifecycle_stage, r.as_of) for r in rows})
+    assert current[0] == current[1] and len(current[0]) == 30

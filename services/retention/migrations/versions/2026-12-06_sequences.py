@@ -1,7 +1,7 @@
 """sequences: playbooks' per-tier sequences and the enrolments (timers) the engine runs
 
 Revision ID: 5e2b7c9d1a40
-Revises: c4a8e1f7b2d3
+Revises: 5c2e7a1f9d43
 Create Date: 2026-12-06 19:35:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import servicekit.types
 
 revision: str = "5e2b7c9d1a40"
-down_revision: str | None = "c4a8e1f7b2d3"
+down_revision: str | None = "5c2e7a1f9d43"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,197 @@
+"""Importing a company's history with `crm import`, on PostgreSQL: ``python -m bench.imports`` (`make bench-import`).
+
+Starts a private Kafka + PostgreSQL and the platform on them (bench.infra, one process per service by
+default, as `make run`), generates a subscription data set (`crm generate subscriptions`: N customers and
+about ten interactions each, with churn statuses), then imports it through the gateway exactly as an
+operator would: `crm import customers`, `crm import interactions` (by the customers' references) and
+`crm import statuses`, each as its own process. It reports:
+
+- rows/s of each import (rows in the file / wall time of the command, reading and checking included);
+- the time from the end of the interactions import until every customer has a score in the scoring
+  service (polled in its store every half second);
+- the rows in each store at the end (customers, status changes, interactions, scores, retention's
+  replica), next to what the files hold: nothing lost, nothing twice.
+
+Defaults fit a small machine in a few minutes; `--customers 100000` gives the migration-sized run
+(about a million interactions). One run prints one report and writes it as JSON to
+.state/bench-import/imports.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.auth import UNTHROTTLED_ENV, bearer_headers
+from bench.infra import LAYOUT_TEXT, LAYOUTS, Infra, start_in_order
+from cli.generate import write as generate
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+INFRA = Infra(REPO_ROOT / ".state" / "bench-import", kafka_port=19492, pg_port=55483, port_offset=23000)
+SCORE_TIMEOUT_S = 1800
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rows_in(path: Path) -> int:
+    with path.open(newline="", encoding="utf-8") as stream:
+        return sum(1 for _ in csv.reader(stream)) - 1
+
+
+def crm_import(kind: str, data: Path, chunk_size: int) -> dict[str, Any]:
+    """One `crm import` run as a separate process, as an operator starts it."""
+    token = bearer_headers(role="admin", sub="bench-import")["Authorization"].removeprefix("Bearer ")
+    command = [
+        sys.executable, "-m", "cli", "--gateway", INFRA.gateway, "import", kind, str(data / f"{kind}.csv"),
+        "--mapping", str(data / f"{kind}.yaml"), "--chunk-size", str(chunk_size), "--restart",
+    ]  # fmt: skip
+    env = {**os.environ, "CRM_API_TOKEN": token, "PYTHONPATH": str(REPO_ROOT)}
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    rows = rows_in(data / f"{kind}.csv")
+    summary = done.stdout.strip().splitlines()[:6]
+    log(f"  {kind}: {rows} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; {summary[0] if summary else ''}")
+    if done.returncode != 0:
+        log(done.stdout[-2000:] + done.stderr[-2000:])
+    return {"rows": rows, "seconds": round(elapsed, 2), "rows_per_s": round(rows / elapsed, 1),
+            "exit_code": done.returncode, "summary": summary}  # fmt: skip
+
+
+async def count(service: str, sql: str) -> int:
+    connection = await asyncpg.connect(INFRA.database_url(service, driver="postgresql"))
+    try:
+        return int(await connection.fetchval(sql))
+    finally:
+        await connection.close()
+
+
+async def store_counts() -> dict[str, int]:
+    return {
+        "customer.customers": await count("customer", "SELECT count(*) FROM customers"),
+        "customer.churned": await count("customer", "SELECT count(*) FROM customers WHERE status = 'churned'"),
+        "interaction.interactions": await count("interaction", "SELECT count(*) FROM interactions"),
+        # The interaction service's replica of the customers (filled from customer events; it converges).
+        "interaction.known_customers": await count("interaction", "SELECT count(*) FROM known_customers"),
+        "scoring.current_scores": await count("scoring", "SELECT count(*) FROM current_scores"),
+        "retention.customers": await count("retention", "SELECT count(*) FROM customers"),
+    }
+
+
+async def wait_for_scores(customers: int, since: float) -> float | None:
+    """Seconds from `since` until the scoring service holds a score for every customer (None: timed out)."""
+    last = -1
+    while time.perf_counter() - since < SCORE_TIMEOUT_S:
+        scored = await count("scoring", "SELECT count(*) FROM current_scores")
+        if scored >= customers:
+            return time.perf_counter() - since
+        if scored != last:
+            log(f"  scored {scored}/{customers} after {time.perf_counter() - since:.0f} s")
+            last = scored
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    data = INFRA.state_dir / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    mechanism = generate(data, args.customers, args.seed)
+    log(f"generated {mechanism['customers']} customers, {mechanism['interactions']} interactions, "
+        f"{mechanism['churned']} churned")  # fmt: skip
+    log_dir = INFRA.state_dir / "logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    platform = INFRA.platform(layout=args.layout, log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
+    report: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
+        "layout": LAYOUT_TEXT[args.layout],
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "args": vars(args) | {"json": str(args.json)},
+        "files": {k: mechanism[k] for k in ("customers", "interactions", "churned")},
+    }
+    try:
+        await start_in_order(platform)
+        log("importing through the gateway with crm import")
+        imports = {"customers": crm_import("customers", data, args.chunk_size)}
+        imports["interactions"] = crm_import("interactions", data, args.chunk_size)
+        interactions_done = time.perf_counter()
+        # Scores are watched while the statuses import runs, from the end of the interactions import.
+        scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
+        imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.chunk_size)
+        report["imports"] = imports
+        scored_after = await scoring
+        report["every_customer_scored_s"] = None if scored_after is None else round(scored_after, 1)
+        # Events still in flight settle before the count (retention's replica lags the customer store).
+        await asyncio.sleep(5)
+        report["stores"] = await store_counts()
+    finally:
+        platform.stop_all()
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    files, stores = report["files"], report.get("stores", {})
+    print(f"\nmachine: {report['machine']['cores']} cores; {report['layout']}")
+    for kind, result in report.get("imports", {}).items():
+        print(f"{kind:>13}: {result['rows']:>9,} rows {result['seconds']:>8.1f} s {result['rows_per_s']:>9,.0f} rows/s"
+              f"  exit {result['exit_code']}")  # fmt: skip
+    print(f"every customer scored {report.get('every_customer_scored_s')} s after the interactions import ended")
+    expected = {
+        "customer.customers": files["customers"],
+        "customer.churned": files["churned"],
+        "interaction.interactions": files["interactions"],
+        "interaction.known_customers": files["customers"],
+        "scoring.current_scores": files["customers"],
+        "retention.customers": files["customers"],
+    }
+    for name, want in expected.items():
+        got = stores.get(name)
+        verdict = "ok" if got == want else ("replica still converging" if name.endswith("known_customers") else "LOST")
+        print(f"{name:>28}: {got!s:>9} of {want:>9}  {verdict}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=10_000, help="default %(default)s (100000 for a migration)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--chunk-size", type=int, default=2000, help="rows per request (default %(default)s)")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="combined")
+    parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
+    parser.add_argument("--json", type=Path, default=INFRA.state_dir / "imports.json")
+    args = parser.parse_args(argv)
+    INFRA.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(INFRA.state_dir / "bench.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(f"another bench.imports run is using {INFRA.state_dir}")
+        INFRA.start()
+        try:
+            report = asyncio.run(run(args))
+        finally:
+            if not args.keep_infra:
+                INFRA.stop()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=str))
+    print_report(report)
+    print(f"\n(JSON: {args.json})")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

@@ -1,0 +1,527 @@
+"""`crm import customers|interactions|statuses FILE`: a streaming, resumable import.
+
+The file is read record by record (never whole), each record mapped to the platform's fields and checked
+by the CLI's copy of the services' rules (cli.schema). Good rows are sent in batches of --chunk-size;
+batch boundaries depend only on the file, the mapping and the chunk size, so a resumed import sends the
+same batches. After each acknowledged batch a checkpoint is written atomically (temp file, fsync,
+rename): the file's fingerprint, the last line covered, the counts and the size of the rejects file.
+Run the same command again after Ctrl-C or a crash and it skips what the checkpoint covers.
+
+Nothing is imported twice: each batch carries an Idempotency-Key derived from the file's fingerprint and
+its line range, and each row its own key (a customer's external_ref; an interaction's external_id,
+derived from the file and line when the file has none), so a batch the platform stored just before an
+interruption is reported `existing` when sent again. Statuses set to the value they already have are
+reported `existing` too (the platform answers `unchanged`).
+
+Rejected rows (unreadable, invalid, duplicated in the file, or refused by the platform) are written to a
+rejects file in the input's format with the reason (`_error`), ready to be fixed and imported again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from cli.client import IDEMPOTENCY_KEYS, RETRIES, Gateway, GatewayError, _describe, _error_text, retry_wait_s
+from cli.mapping import KEY_FIELDS, FieldMap, apply, describe
+from cli.progress import RateProgress
+from cli.sources import Record, Source, file_identity, records
+
+CHECKPOINT_VERSION = 1
+ROW_RETRIES = 5  # tries of a row the platform called retryable before it is reported rejected
+PATHS = {"customers": "/customers/bulk", "interactions": "/interactions/bulk"}
+STATUS_BULK = "/customers/status/bulk"
+FALLBACK_CONCURRENCY = 8  # status changes in flight at once where there is no bulk route
+MAX_LISTED = 50
+
+
+class ImportError_(Exception):
+    """The import cannot go on (a checkpoint for another file, a batch refused as a whole)."""
+
+
+@dataclass
+class Checkpoint:
+    file: str  # the input's path as given, for the operator
+    identity: str  # file_identity of the input
+    kind: str
+    mapping: str  # digest of the mapping and chunk size: a different one would batch differently
+    through_line: int = 0  # every record up to this line is done (sent and acknowledged, or rejected)
+    batches: int = 0
+    created: int = 0
+    existing: int = 0
+    rejected: int = 0
+    rejects_bytes: int = 0  # the rejects file's size at this point
+    version: int = CHECKPOINT_VERSION
+
+    def save(self, path: Path) -> None:
+        """Atomically: a reader sees the previous checkpoint or this one, never half of one."""
+        temp = path.with_name(path.name + ".tmp")
+        with temp.open("w", encoding="utf-8") as stream:
+            json.dump(asdict(self), stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data) if data.get("version") == CHECKPOINT_VERSION else None
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise ImportError_(f"checkpoint {path} is unreadable ({exc}); remove it or pass --restart") from None
+
+
+@dataclass
+class Outcome:
+    created: int = 0
+    existing: int = 0
+    rejected: int = 0
+    retried_rows: int = 0
+    skipped_lines: int = 0  # lines a resumed import did not send again
+    listed: list[str] = field(default_factory=list)  # the first rejection messages, for the terminal
+    resumed_from: int = 0
+
+    def reject(self, message: str) -> None:
+        self.rejected += 1
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append(message)
+
+
+@dataclass
+class Pending:
+    line: int
+    body: dict[str, Any]
+    values: dict[str, Any]
+
+
+@dataclass
+class RowResult:
+    status: str  # created | existing | rejected
+    reason: str = ""
+    retryable: bool = False
+
+
+def mapping_digest(mapping: FieldMap, chunk_size: int) -> str:
+    text = json.dumps([mapping.kind, mapping.columns, mapping.constants, chunk_size], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_paths(path: Path, kind: str, fmt: str) -> tuple[Path, Path]:
+    """Where the checkpoint and the rejects file go unless given: next to the input."""
+    suffix = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".jsonl"}[fmt]
+    return (
+        path.with_name(f"{path.name}.{kind}.checkpoint.json"),
+        path.with_name(f"{path.stem}.rejects{suffix}"),
+    )
+
+
+# ---- the rejects file -------------------------------------------------------------------------------------
+
+
+class Rejects:
+    """Rejected rows in the input's format plus `_error`: CSV with an extra column, JSON Lines with an extra
+    key (Parquet inputs get JSON Lines: a Parquet file cannot be appended to row by row)."""
+
+    def __init__(self, path: Path, source: Source, *, keep_bytes: int = 0) -> None:
+        self.path = path
+        self.csv = source.format == "csv"
+        self.columns = [c for c in source.columns if c != "_error"] + ["_error"]
+        self.delimiter = source.delimiter
+        self.count = 0
+        self._stream: IO[str] | None = None
+        self._keep = keep_bytes
+
+    def _open(self) -> IO[str]:
+        if self._stream is None:
+            exists = self.path.exists() and self._keep > 0
+            stream = self.path.open("r+" if exists else "w", encoding="utf-8", newline="")
+            if exists:
+                stream.truncate(self._keep)
+                stream.seek(self._keep)
+            elif self.csv:
+                csv.writer(stream, delimiter=self.delimiter).writerow(self.columns)
+            self._stream = stream
+        return self._stream
+
+    def prepare(self) -> None:
+        """Cut the file back to what the checkpoint covers (or start it afresh)."""
+        if self._keep == 0 and self.path.exists():
+            self.path.unlink()
+        elif self._keep > 0:
+            self._open()
+
+    def write(self, values: dict[str, Any], reason: str) -> None:
+        stream = self._open()
+        if self.csv:
+            row = [_cell(values.get(c)) for c in self.columns[:-1]] + [reason]
+            csv.writer(stream, delimiter=self.delimiter).writerow(row)
+        else:
+            stream.write(
+                json.dumps({**{k: v for k, v in values.items() if k != "_error"}, "_error": reason}, default=str)
+            )
+            stream.write("\n")
+        self.count += 1
+
+    def size(self) -> int:
+        if self._stream is None:
+            return self._keep if self.path.exists() else 0
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+        return self._stream.tell()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+# ---- customer references ------------------------------------------------------------------------------------
+
+
+class Directory:
+    """external_ref -> customer id, read from GET /customers page by page the first time a file needs it."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.ids: dict[str, str] | None = None
+
+    def load(self) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        cursor: str | None = None
+        while True:
+            page = self.gateway.get_json("/customers", {"limit": 200, "cursor": cursor, "sort": "created_at"})
+            for item in page["items"]:
+                if item.get("external_ref"):
+                    ids[item["external_ref"]] = item["id"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        self.ids = ids
+        return ids
+
+    def resolve(self, ref: str) -> str | None:
+        ids = self.ids if self.ids is not None else self.load()
+        return ids.get(ref)
+
+
+# ---- senders: a batch of bodies in, one result per row out -----------------------------------------------
+
+
+Sender = Callable[[list[dict[str, Any]], str], list[RowResult]]
+
+
+def _results(report: dict[str, Any], count: int) -> list[RowResult]:
+    results = [RowResult("rejected", "no result for this row")] * count
+    for item in report.get("rows") or report.get("items") or []:
+        index = int(item["index"])
+        status = str(item.get("status", "rejected"))
+        if status == "rejected":
+            reason = "; ".join(_error_text(e) for e in item.get("errors") or []) or "rejected"
+            results[index] = RowResult("rejected", reason, bool(item.get("retryable")))
+        else:
+            # `existing` (a known key) and `unchanged` (a status it already had): nothing written.
+            results[index] = RowResult("created" if status in ("created", "changed") else "existing")
+    return results
+
+
+def bulk_sender(gateway: Gateway, path: str) -> Sender:
+    def send(bodies: list[dict[str, Any]], key: str) -> list[RowResult]:
+        # A gateway timeout (504) means the service may still finish the batch: it is sent again only when
+        # every row carries its own key, so a second delivery reports them `existing`.
+        keyed = all(IDEMPOTENCY_KEYS & body.keys() for body in bodies)
+        for attempt in range(1, RETRIES + 2):
+            response = gateway.request("POST", path, json={"rows": bodies}, headers={"Idempotency-Key": key})
+            if response.status_code != 504 or not keyed or attempt > RETRIES:
+                break
+            gateway.sleep(retry_wait_s(attempt, None, backoff_s=gateway.retry_backoff_s * 4, cap_s=gateway.max_wait_s))
+        if response.status_code != 200:
+            raise GatewayError(f"POST {path} refused a batch: {_describe(response)}")
+        return _results(response.json(), len(bodies))
+
+    return send
+
+
+class StatusSender:
+    """POST /customers/status/bulk ({"rows": [{customer_id, status, reason, churned_at, note}]}: `changed`,
+    `unchanged` or `rejected` per row); where the platform has no such route (404), one POST
+    /customers/{id}/status per row. A customer_ref is resolved to its id by the CLI first."""
+
+    def __init__(self, gateway: Gateway, directory: Directory) -> None:
+        self.gateway = gateway
+        self.directory = directory
+        self.bulk = True
+
+    def __call__(self, bodies: list[dict[str, Any]], key: str) -> list[RowResult]:
+        changes: list[dict[str, Any] | None] = [self._change(body) for body in bodies]
+        results: list[RowResult | None] = [
+            None if change is not None else RowResult("rejected", _unknown_ref(body))
+            for body, change in zip(bodies, changes, strict=True)
+        ]
+        known = [i for i, change in enumerate(changes) if change is not None]
+        if known and self.bulk:
+            rows = [changes[i] for i in known]
+            response = self.gateway.request("POST", STATUS_BULK, json={"rows": rows}, headers={"Idempotency-Key": key})
+            if response.status_code in (404, 405):
+                self.bulk = False
+            elif response.status_code == 200:
+                for i, result in zip(known, _results(response.json(), len(known)), strict=True):
+                    results[i] = result
+                known = []
+            else:
+                raise GatewayError(f"POST {STATUS_BULK} refused a batch: {_describe(response)}")
+        if known:
+            # One request per row: a few at a time, as a bulk request would be processed.
+            with ThreadPoolExecutor(max_workers=FALLBACK_CONCURRENCY) as pool:
+                for i, result in zip(known, pool.map(self._one, [changes[i] for i in known]), strict=True):
+                    results[i] = result
+        return [r if r is not None else RowResult("rejected", "no result") for r in results]
+
+    def _change(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        customer_id = body.get("customer_id")
+        if customer_id is None:
+            customer_id = self.directory.resolve(body["customer_ref"])
+            if customer_id is None:
+                return None
+        change = {k: body[k] for k in ("status", "reason", "churned_at", "note") if k in body}
+        return {"customer_id": customer_id, **change}
+
+    def _one(self, change: dict[str, Any] | None) -> RowResult:
+        assert change is not None
+        body = {k: v for k, v in change.items() if k != "customer_id"}
+        response = self.gateway.request("POST", f"/customers/{change['customer_id']}/status", json=body)
+        if response.status_code in (200, 201):
+            return RowResult("created")
+        return RowResult("rejected", _describe(response), retryable=response.status_code in (429, 503, 504))
+
+
+def _unknown_ref(body: dict[str, Any]) -> str:
+    return f"customer_ref: no customer with external_ref {body.get('customer_ref')!r}"
+
+
+# ---- the import --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    kind: str
+    chunk_size: int = 500
+    dry_run: bool = False
+    checkpoint: Path | None = None
+    rejects: Path | None = None
+    restart: bool = False
+    row_retries: int = ROW_RETRIES
+    # Called after each acknowledged batch with the number of batches done so far (tests interrupt here).
+    after_batch: Callable[[int], None] | None = None
+
+
+class Importer:
+    def __init__(
+        self,
+        source: Source,
+        mapping: FieldMap,
+        settings: Settings,
+        *,
+        gateway: Gateway | None = None,
+        sender: Sender | None = None,
+        progress: RateProgress | None = None,
+    ) -> None:
+        self.source = source
+        self.mapping = mapping
+        self.settings = settings
+        self.gateway = gateway
+        self.identity = file_identity(source.path)
+        self.digest = mapping_digest(mapping, settings.chunk_size)
+        default_checkpoint, default_rejects = default_paths(source.path, settings.kind, source.format)
+        self.checkpoint_path = settings.checkpoint or default_checkpoint
+        self.rejects_path = settings.rejects or default_rejects
+        self.directory = Directory(gateway) if gateway is not None else None
+        self.sender = sender or self._default_sender()
+        self.progress = progress or RateProgress(
+            f"{'checking' if settings.dry_run else 'importing'} {settings.kind}", source
+        )
+        self.keys: dict[str, int] = {}  # a row key's digest -> the line that used it first
+
+    def _default_sender(self) -> Sender | None:
+        if self.settings.dry_run or self.gateway is None:
+            return None
+        if self.settings.kind == "statuses":
+            assert self.directory is not None
+            return StatusSender(self.gateway, self.directory)
+        return bulk_sender(self.gateway, PATHS[self.settings.kind])
+
+    # The checkpoint to resume from, or a fresh one.
+    def _start(self) -> Checkpoint:
+        fresh = Checkpoint(str(self.source.path), self.identity, self.settings.kind, self.digest)
+        if self.settings.dry_run or self.settings.restart:
+            return fresh
+        found = Checkpoint.load(self.checkpoint_path)
+        if found is None:
+            return fresh
+        if found.identity != self.identity or found.kind != self.settings.kind:
+            raise ImportError_(
+                f"checkpoint {self.checkpoint_path} belongs to another file or kind ({found.file}, {found.kind}); "
+                "remove it or pass --restart"
+            )
+        if found.mapping != self.digest:
+            raise ImportError_(
+                f"checkpoint {self.checkpoint_path} was written with another mapping or --chunk-size; "
+                "use the same ones to resume, or pass --restart"
+            )
+        return found
+
+    def run(self) -> Outcome:
+        checkpoint = self._start()
+        outcome = Outcome(
+            created=checkpoint.created,
+            existing=checkpoint.existing,
+            rejected=checkpoint.rejected,
+            resumed_from=checkpoint.through_line,
+        )
+        rejects = Rejects(self.rejects_path, self.source, keep_bytes=checkpoint.rejects_bytes)
+        rejects.prepare()
+        batch: list[Pending] = []
+        try:
+            for record in records(self.source):
+                resumed = record.line <= checkpoint.through_line
+                pending = self._check(record, outcome, rejects, write=not resumed)
+                if resumed:
+                    outcome.skipped_lines += 1
+                    self.progress.advance(1)
+                    continue
+                if pending is not None:
+                    batch.append(pending)
+                else:
+                    self.progress.advance(1)  # a rejected row is done; a sent one counts once acknowledged
+                if len(batch) >= self.settings.chunk_size:
+                    self._flush(batch, record.line, checkpoint, outcome, rejects)
+                    self.progress.advance(len(batch))
+                    batch = []
+            if batch:
+                self._flush(batch, batch[-1].line, checkpoint, outcome, rejects)
+                self.progress.advance(len(batch))
+        finally:
+            rejects.close()
+            self.progress.close()
+        if not self.settings.dry_run and self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()  # done: a new run imports afresh (keyed rows come back `existing`)
+        return outcome
+
+    def _check(self, record: Record, outcome: Outcome, rejects: Rejects, *, write: bool) -> Pending | None:
+        """The record's body, or None after rejecting it (the rejection is counted and written only
+        when `write`: a resumed import already did so for the lines its checkpoint covers)."""
+        unit = self.source.unit()
+        problem: str | None = record.problem
+        body: dict[str, Any] | None = None
+        if problem is None:
+            # A key is claimed by the first line that carries it, valid or not: fixing that line later
+            # must not merge it into another customer.
+            duplicate = self._duplicate(record.line, record.values, unit)
+            body, problems = apply(self.mapping, record.values)
+            if problems:
+                problem = describe(record.line, problems, unit)
+            elif duplicate:
+                problem = duplicate
+        if problem is not None or body is None:
+            if write:
+                outcome.reject(problem or f"{unit} {record.line}: unreadable")
+                rejects.write(record.values, problem or "unreadable")
+            return None
+        if self.settings.kind == "interactions" and "external_id" not in body:
+            # A key from the file and line: sending this row again (after a resume) cannot store it twice.
+            body["external_id"] = f"import-{self.identity[:16]}-{record.line}"
+        return Pending(record.line, body, record.values)
+
+    def _duplicate(self, line: int, values: dict[str, Any], unit: str) -> str | None:
+        for name in KEY_FIELDS[self.settings.kind]:
+            column = self.mapping.columns.get(name)
+            raw = values.get(column) if column else None
+            value = raw.strip() if isinstance(raw, str) else raw
+            if value is None or value == "":
+                continue
+            digest = hashlib.blake2b(f"{name}\0{value}".encode(), digest_size=8).hexdigest()
+            first = self.keys.setdefault(digest, line)
+            if first != line:
+                named = f"column {column!r}" if column == name else f"column {column!r} ({name})"
+                return f"{unit} {line}, {named}: {value!r} is already on {unit} {first} of this file"
+        return None
+
+    def _flush(
+        self, batch: list[Pending], through: int, checkpoint: Checkpoint, outcome: Outcome, rejects: Rejects
+    ) -> None:
+        if self.settings.dry_run or self.sender is None:
+            outcome.created += len(batch)  # would be sent
+            return
+        unit = self.source.unit()
+        results = self._send(batch, outcome)
+        for pending, result in zip(batch, results, strict=True):
+            if result.status == "rejected":
+                message = f"{unit} {pending.line}: {result.reason}"
+                outcome.reject(message)
+                rejects.write(pending.values, result.reason)
+            elif result.status == "created":
+                outcome.created += 1
+            else:
+                outcome.existing += 1
+        checkpoint.through_line = through
+        checkpoint.batches += 1
+        checkpoint.created, checkpoint.existing, checkpoint.rejected = (
+            outcome.created,
+            outcome.existing,
+            outcome.rejected,
+        )
+        checkpoint.rejects_bytes = rejects.size()
+        checkpoint.save(self.checkpoint_path)
+        if self.settings.after_batch is not None:
+            self.settings.after_batch(checkpoint.batches)
+
+    def _send(self, batch: list[Pending], outcome: Outcome) -> list[RowResult]:
+        """One result per row; rows the platform calls retryable are sent again (alone) with a backoff."""
+        assert self.sender is not None
+        key = f"crm-import-{self.identity[:16]}-{self.settings.kind}-{batch[0].line}-{batch[-1].line}"
+        bodies = [self._resolved(p.body) for p in batch]
+        results: list[RowResult] = [RowResult("rejected", "")] * len(batch)
+        waiting = list(range(len(batch)))
+        for attempt in range(1, self.settings.row_retries + 1):
+            sendable = [i for i in waiting if bodies[i] is not None]
+            for i in waiting:
+                if bodies[i] is None:
+                    ref = batch[i].body.get("customer_ref")
+                    results[i] = RowResult("rejected", f"customer_ref: no customer with external_ref {ref!r}")
+            if not sendable:
+                break
+            suffix = "" if attempt == 1 else f"-retry{attempt}"
+            answers = self.sender([bodies[i] for i in sendable if bodies[i] is not None], key + suffix)  # type: ignore[misc]
+            waiting = []
+            for i, answer in zip(sendable, answers, strict=True):
+                results[i] = answer
+                if answer.status == "rejected" and answer.retryable and attempt < self.settings.row_retries:
+                    waiting.append(i)
+            if not waiting:
+                break
+            outcome.retried_rows += len(waiting)
+            if self.gateway is not None:
+                self.gateway.sleep(min(self.gateway.max_wait_s, self.gateway.retry_backoff_s * 2**attempt))
+        return results
+
+    def _resolved(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """An interaction's customer_ref replaced by the customer's id (None: no such customer)."""
+        if self.settings.kind != "interactions" or "customer_ref" not in body:
+            return body
+        assert self.directory is not None
+        customer_id = self.directory.resolve(body["customer_ref"])
+        if customer_id is None:
+            return None
+        return {**{k: v for k, v in body.items() if k != "customer_ref"}, "customer_id": customer_id}

@@ -1,0 +1,276 @@
+"""OpenTelemetry traces and metrics for every process, off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
+Off (the default), nothing is set up: the global tracer provider stays OpenTelemetry's no-op one, no
+instrumentation is installed, events carry no trace context and the helpers below return at their first
+line. On, each process exports spans and metrics over OTLP/HTTP to that endpoint and:
+
+- FastAPI (server spans), httpx and aiohttp (client spans, the W3C ``traceparent`` header on every call
+  between processes) and SQLAlchemy (one span per statement) are instrumented with the maintained
+  OpenTelemetry instrumentation packages;
+- an event written to the outbox carries the trace context of the request or handler that wrote it, in
+  its envelope (the CloudEvents distributed-tracing extension: ``traceparent``, ``tracestate``) and in
+  its Kafka headers;
+- the relay publishes each row in an ``outbox publish`` span, a child of the writer's span, which
+  carries the outbox wait (write to publish) and replaces the Kafka headers' context with its own;
+- the consumer handles each event in a ``handle <event type>`` span, a child of the publish span, which
+  carries the consumer lag (publish to handling), so the next hop's events are its children in turn.
+
+Kafka spans are made here rather than by the aiokafka instrumentation: the outbox separates a send from
+the request that caused it, so the parent of a publish is the context stored with the row, not whatever
+is current in the relay's loop. The log correlation id is the trace id while tracing is on
+(servicekit.middleware, servicekit.inbox.consumer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("servicekit.tracing")
+
+TRACE_HEADERS = ("traceparent", "tracestate")  # W3C trace context: the Kafka headers and envelope attributes
+_PROPAGATOR = TraceContextTextMapPropagator()
+_tracer: Tracer | None = None  # set while tracing is on
+
+
+class TracingSettings(BaseSettings):
+    """The standard OpenTelemetry variables this platform reads (OTEL_*), in every process."""
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_", extra="ignore")
+
+    # OTLP/HTTP collector base address, e.g. http://otel-collector:4318; spans go to <it>/v1/traces and
+    # metrics to <it>/v1/metrics. Empty: tracing is off and costs nothing.
+    exporter_otlp_endpoint: str = ""
+    # Share of new traces recorded (0 to 1); a hop continues its parent's decision, so a trace is whole or absent.
+    traces_sampler_arg: float = Field(1.0, ge=0, le=1)
+    # How often metrics are exported (the instrumentations' HTTP and database durations).
+    metric_export_interval: int = Field(60000, ge=1000)
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def setup(service: str, settings: TracingSettings | None = None) -> bool:
+    """Turn tracing on for this process when an OTLP endpoint is configured; returns whether it is on.
+
+    Call once, before the app, its database engine and its HTTP clients are created.
+    """
+    global _tracer
+    settings = settings or TracingSettings()
+    if not settings.exporter_otlp_endpoint:
+        return False
+    if _tracer is not None:
+        return True
+    from opentelemetry import metrics
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    base = settings.exporter_otlp_endpoint.rstrip("/")
+    resource = Resource.create({"service.name": service, "service.namespace": "crm"})
+    provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.traces_sampler_arg)))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=f"{base}/v1/metrics"), export_interval_millis=settings.metric_export_interval
+    )
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    HTTPXClientInstrumentor().instrument()
+    AioHttpClientInstrumentor().instrument()
+    _tracer = trace.get_tracer("crm.servicekit")
+    log.info("tracing on", extra={"sample_ratio": settings.traces_sampler_arg})
+    return True
+
+
+def shutdown() -> None:
+    """Flush the spans still queued (a process stopping); nothing when tracing is off."""
+    if _tracer is None:
+        return
+    provider: Any = trace.get_tracer_provider()
+    provider.force_flush(5000)
+
+
+_TRACE_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
+def instrument_app(app: Any, *, trust_incoming: bool = True) -> None:
+    """Server spans for a FastAPI app (health and metrics scrapes left out); nothing when off.
+
+    trust_incoming=False (the gateway, facing the internet): a caller's own trace context is dropped before
+    the server span starts, so every public request starts a trace of ours; a caller could otherwise pick
+    the trace id our logs are correlated by, or mark every request sampled and defeat the sampling ratio.
+    """
+    if _tracer is None:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    # Without a span per ASGI message (http send / http receive): the server span holds what they would say.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health/.*,/metrics", exclude_spans=["receive", "send"])
+    if trust_incoming:
+        return
+    build = app.build_middleware_stack  # the instrumented one: OpenTelemetry's middleware outermost
+
+    def build_without_incoming_context() -> Any:
+        stack = build()
+
+        async def app_without_incoming_context(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] in ("http", "websocket"):
+                headers = [h for h in scope["headers"] if h[0] not in _TRACE_CONTEXT_HEADERS]
+                scope = {**scope, "headers": headers}
+            await stack(scope, receive, send)
+
+        return app_without_incoming_context
+
+    app.build_middleware_stack = build_without_incoming_context
+
+
+def instrument_engine(engine: Any) -> None:
+    """A span per SQL statement of this SQLAlchemy (async) engine; nothing when off."""
+    if _tracer is None:
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    # Its declared range stops below SQLAlchemy 2.1; the engine-event API it uses is unchanged there (the
+    # end-to-end tracing test checks SQL spans arrive), so the version check is skipped.
+    SQLAlchemyInstrumentor().instrument(engine=getattr(engine, "sync_engine", engine), skip_dep_check=True)
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id (32 hex digits), None when tracing is off or no span is current."""
+    if _tracer is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+# ---- the context carried by events --------------------------------------------------------------------
+
+
+def current_context_headers() -> dict[str, str]:
+    """The current span's W3C context as {"traceparent": ..., "tracestate": ...}; {} when off or none."""
+    if _tracer is None:
+        return {}
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def context_from(pairs: Iterable[tuple[str, Any]] | None) -> Context | None:
+    """The trace context in Kafka or outbox headers ((name, str or bytes) pairs); None if they carry none."""
+    carrier: dict[str, str] = {}
+    for name, value in pairs or ():
+        if name in TRACE_HEADERS and name not in carrier:
+            carrier[name] = value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
+    if "traceparent" not in carrier:
+        return None
+    context = _PROPAGATOR.extract(carrier)
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def with_trace_headers(headers: Sequence[Sequence[str]], trace_headers: Mapping[str, str]) -> list[list[str]]:
+    """`headers` ([name, value] pairs) with their trace context replaced by `trace_headers`."""
+    kept = [list(h) for h in headers if h[0] not in TRACE_HEADERS]
+    return [*kept, *([name, value] for name, value in trace_headers.items())]
+
+
+# ---- spans of the event path --------------------------------------------------------------------------
+
+
+def start_publish_span(
+    topic: str, headers: Sequence[Sequence[str]], *, wait_s: float, service: str
+) -> tuple[Span, list[list[str]]]:
+    """The relay's span for one outbox row, child of the context stored with it (the caller ends it when
+    the broker answers), and the row's headers carrying the span's own context. Only while tracing is on."""
+    assert _tracer is not None
+    parent = context_from((h[0], h[1]) for h in headers)
+    event_type = next((h[1] for h in headers if h[0] == "ce_type"), "raw")
+    span = _tracer.start_span(
+        "outbox publish",
+        context=parent or Context(),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "crm.service": service,
+            "crm.event.type": event_type,
+            "crm.outbox.wait_s": wait_s,
+        },
+    )
+    span.add_event("outbox.waited", {"crm.outbox.wait_s": wait_s})
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return span, with_trace_headers(headers, carrier)
+
+
+@contextmanager
+def handle_span(
+    event_type: str,
+    headers: Iterable[tuple[str, Any]] | None,
+    *,
+    envelope_context: Mapping[str, str | None],
+    topic: str,
+    partition: int,
+    offset: int,
+    group: str,
+    published_ms: int | None,
+) -> Iterator[Span | None]:
+    """The consumer's span for one event, child of the publish span (its Kafka headers) or, failing
+    that, of the writer's span (its envelope); yields None when tracing is off."""
+    if _tracer is None:
+        yield None
+        return
+    parent = context_from(headers) or context_from((k, v) for k, v in envelope_context.items() if v)
+    lag_s = max(time.time() - published_ms / 1000, 0.0) if published_ms is not None else 0.0
+    with _tracer.start_as_current_span(
+        f"handle {event_type}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(partition),
+            "messaging.kafka.offset": offset,
+            "messaging.consumer.group.name": group,
+            "crm.event.type": event_type,
+            "crm.consumer.lag_s": lag_s,
+        },
+    ) as span:
+        span.add_event("consumer.lag", {"crm.consumer.lag_s": lag_s})
+        yield span
+
+
+@contextmanager
+def envelope_span(name: str, payload: bytes, *, attributes: Mapping[str, str | int | float]) -> Iterator[None]:
+    """A span, current while the block runs, that continues the trace of the CloudEvents envelope in
+    `payload` (its distributed-tracing extension), e.g. a webhook delivery of that event; nothing when off."""
+    if _tracer is None:
+        yield
+        return
+    parent = None
+    with suppress(ValueError):
+        envelope = orjson.loads(payload)
+        if isinstance(envelope, dict):
+            parent = context_from((k, v) for k, v in envelope.items() if k in TRACE_HEADERS and isinstance(v, str))
+    with _tracer.start_as_current_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=dict(attributes)):
+        yield

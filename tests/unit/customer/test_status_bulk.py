@@ -1,0 +1,91 @@
+"""POST /customers/status/bulk and the internal POST /customers/lookup."""
+
+
+async def test_each_row_is_applied_or_rejected_on_its_own_with_the_single_route_s_events(api):
+    a, b, c = [await api.create() for _ in range(3)]
+    prospect = await api.create(status="prospect")
+    rows = [
+        {"customer_id": a["id"], "status": "churned", "reason": "price", "churned_at": "2025-03-01"},
+        {"customer_id": b["id"], "status": "churned"},  # reason and churned_at missing
+        {"customer_id": "no-such-customer", "status": "churned", "reason": "price", "churned_at": "2025-03-01"},
+        {"customer_id": prospect["id"], "status": "won_back"},  # outside the lifecycle
+        "not an object",
+        {"customer_id": c["id"], "status": "churned", "reason": "competitor", "churned_at": "2024-11-30"},
+    ]
+    response = await api.client.post("/customers/status/bulk", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["changed"], report["unchanged"], report["rejected"]) == (2, 0, 4)
+    assert [r["status"] for r in report["rows"]] == [
+        "changed",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "changed",
+    ]
+    assert {e["field"] for e in report["rows"][1]["errors"]} == {"reason", "churned_at"}
+    assert report["rows"][2]["code"] == "not_found"
+    assert report["rows"][3]["code"] == "invalid_transition"
+    assert report["rows"][4]["errors"][0]["field"] == "row"
+    assert report["rows"][0]["version"] == 2
+    events = await api.events("customer.status_changed")
+    assert [(e["data"]["customer_id"], e["data"]["churned_at"], e["data"]["reason"]) for e in events] == [
+        (a["id"], "2025-03-01", "price"),
+        (c["id"], "2024-11-30", "competitor"),
+    ]
+    assert all("side" in e["data"] for e in events)  # the same churn facts as the single route
+    history = (await api.client.get(f"/customers/{a['id']}/status-history")).json()
+    assert history["items"][0]["status"] == "churned"
+    untouched = (await api.client.get(f"/customers/{b['id']}")).json()
+    assert (untouched["status"], untouched["version"]) == ("active", 1)
+
+
+async def test_a_resent_row_is_unchanged_and_writes_nothing(api):
+    a = await api.create()
+    row = {"customer_id": a["id"], "status": "churned", "reason": "price", "churned_at": "2025-03-01"}
+    first = (await api.client.post("/customers/status/bulk", json={"rows": [row]})).json()
+    again = (await api.client.post("/customers/status/bulk", json={"rows": [row]})).json()
+    assert first["rows"][0]["status"] == "changed"
+    assert again["rows"][0] == {"index": 0, "status": "unchanged", "customer_id": a["id"], "version": 2}
+    assert len(await api.events("customer.status_changed")) == 1
+
+
+async def test_an_idempotency_key_answers_the_first_report_and_refuses_another_body(api):
+    a, b = await api.create(), await api.create()
+    row = {"customer_id": a["id"], "status": "churned", "reason": "price", "churned_at": "2025-03-01"}
+    headers = {"Idempotency-Key": "import-1"}
+    first = await api.client.post("/customers/status/bulk", json={"rows": [row]}, headers=headers)
+    replay = await api.client.post("/customers/status/bulk", json={"rows": [row]}, headers=headers)
+    assert first.json() == replay.json() and replay.json()["rows"][0]["status"] == "changed"
+    other = {**row, "customer_id": b["id"]}
+    refused = await api.client.post("/customers/status/bulk", json={"rows": [other]}, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "header.idempotency-key"
+    assert len(await api.events("customer.status_changed")) == 1
+
+
+async def test_an_empty_or_oversized_request_is_a_422_naming_rows(api):
+    for rows in ([], [{"customer_id": "x", "status": "active"}] * 5001):
+        response = await api.client.post("/customers/status/bulk", json={"rows": rows})
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "rows"
+
+
+async def test_lookup_answers_existing_erased_and_unknown_ids_without_personal_data(api):
+    a = await api.create(external_ref="ERP-1", email="a@example.com")
+    gone = await api.create(external_ref="ERP-2")
+    assert (await api.client.delete(f"/customers/{gone['id']}")).status_code == 202
+    response = await api.client.post("/customers/lookup", json={"ids": [gone["id"], "nobody", a["id"], a["id"]]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["unknown"] == ["nobody"]
+    by_id = {c["id"]: c for c in body["customers"]}
+    assert (by_id[a["id"]]["erased"], by_id[a["id"]]["external_ref"], by_id[a["id"]]["status"]) == (
+        False,
+        "ERP-1",
+        "active",
+    )
+    assert (by_id[gone["id"]]["erased"], by_id[gone["id"]]["external_ref"]) == (True, None)
+    assert "a@example.com" not in response.text
+    assert (await api.client.post("/customers/lookup", json={"ids": []})).status_code == 422

@@ -86,7 +86,9 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.pipeline
 
-.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports
+bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
+	$(BIN)/python -m bench.sequences
+.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing

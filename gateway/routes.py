@@ -61,6 +61,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("scoring", "customers", WILDCARD, "scores"),
             Route(("customers", WILDCARD, "value"), "scoring", exact=True),
             _prefix("retention", "customers", WILDCARD, "touches"),
+            _prefix("retention", "customers", WILDCARD, "enrolments"),
             Route(("customers", WILDCARD, "loyalty"), "retention", exact=True),
             Route(("customers", WILDCARD, "churn-suggestion"), "retention", exact=True),
             _prefix("customer", "customers"),
@@ -76,6 +77,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "rules"),
             _prefix("retention", "playbooks"),
             _prefix("retention", "tasks"),
+            Route(("enrolments", WILDCARD), "retention"),  # no list: enrolments are read per customer
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
             Route(("surveys", "respond", WILDCARD), "retention", exact=True),
@@ -195,6 +197,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(PUT, "customers/*/consent", "consent:write", S.CUSTOMER_PATH),
             _p(POST, "customers/consent/bulk", "consent:bulk"),
             _p(READ, "customers/*/touches", "tasks:read", S.CUSTOMER_PATH, prefix=True),
+            _p(READ, "customers/*/enrolments", "tasks:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
@@ -232,6 +235,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "tasks", "tasks:write", S.BODY_CUSTOMER),
             _p(READ, "tasks/*", "tasks:read", S.RESOURCE, prefix=True),
             _p(WRITE, "tasks/*", "tasks:write", S.RESOURCE, prefix=True),
+            # sequence enrolments: read and stopped like tasks, on the enrolment's customer
+            _p(READ, "enrolments/*", "tasks:read", S.RESOURCE),
+            _p(POST, "enrolments/*/stop", "tasks:write", S.RESOURCE),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
             # survey links: answered without a login (PUBLIC below), by the token in the path

@@ -12,7 +12,7 @@ The copy holds plain frozen values, never ORM objects, because it outlives the s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -22,6 +22,7 @@ from servicekit.events.contracts.common import Severity
 from services.retention.models import AlertRule, CatalogVersion, Playbook, RuleParamsBody, Webhook
 from services.retention.playbooks import Action, Step
 from services.retention.rules import Rule, RuleKind, RuleParams
+from services.retention.sequences import SequenceDef
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class ActivePlaybook:
     reason: str
     control_share: float
     steps: tuple[Step, ...]
+    sequences: Mapping[str, SequenceDef] = field(default_factory=dict)  # tier or "default" -> sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,4 +122,5 @@ def playbook_of(row: Playbook) -> ActivePlaybook:
         )
         for s in row.steps
     )
-    return ActivePlaybook(reason=row.reason, control_share=row.control_share, steps=steps)
+    sequences = {key: SequenceDef.model_validate(value) for key, value in (row.sequences or {}).items()}
+    return ActivePlaybook(reason=row.reason, control_share=row.control_share, steps=steps, sequences=sequences)

@@ -6,13 +6,15 @@ from services.retention.delivery import run_webhook_sender
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports_router import router as reports_router
 from services.retention.router import router
+from services.retention.sequence_engine import run_sequences
+from services.retention.sequences_router import router as sequences_router
 from services.retention.surveys_router import router as surveys_router
 from services.retention.touches_router import router as touches_router
 from services.retention.work import router as work_router
 
 COMPONENTS = ServiceComponents(
-    routers=[work_router, router, touches_router, surveys_router, reports_router],
+    routers=[work_router, router, touches_router, surveys_router, reports_router, sequences_router],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,
-    background=[run_housekeeping, run_webhook_sender],
+    background=[run_housekeeping, run_webhook_sender, run_sequences],
 )

@@ -19,6 +19,7 @@ from servicekit.tables import BigIntId, add_plumbing_tables
 from servicekit.types import UtcDateTime, as_utc
 from services.retention.playbooks import Action
 from services.retention.rules import TIERS, RuleKind
+from services.retention.sequences import DEFAULT_KEY, SequenceDef
 
 
 class RetentionTable(SQLModel, registry=registry()):
@@ -230,6 +231,8 @@ class Playbook(RetentionTable, table=True):
     reason: str = Field(max_length=64, unique=True)
     name: str = Field(max_length=200)
     steps: list[dict[str, Any]] = _json(list)
+    # tier (or "default") -> sequence definition (sequences.SequenceDef); empty: the steps become tasks at once
+    sequences: dict[str, Any] = _json(dict)
     control_share: float = 0.0
     enabled: bool = _flag(True)
     created_at: datetime = _at()
@@ -525,6 +528,12 @@ class PreviewPublic(BaseModel):
     customers: list[PreviewCustomer]
 
 
+def _sequence_key(key: str) -> str:
+    if key != DEFAULT_KEY and key not in TIERS:
+        raise ValueError(f"must be {DEFAULT_KEY!r} or one of {list(TIERS)}")
+    return key
+
+
 class StepBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -539,6 +548,9 @@ class PlaybookCreate(BaseModel):
     reason: ReasonCode
     name: str = PydanticField(min_length=1, max_length=200)
     steps: list[StepBody] = PydanticField(max_length=20)
+    sequences: dict[Annotated[str, AfterValidator(_sequence_key)], SequenceDef] = PydanticField(
+        default_factory=dict, max_length=10
+    )
     control_share: float = PydanticField(default=0.0, ge=0, le=1)
     enabled: bool = True
 
@@ -548,6 +560,9 @@ class PlaybookUpdate(BaseModel):
 
     name: str | None = PydanticField(default=None, min_length=1, max_length=200)
     steps: list[StepBody] | None = PydanticField(default=None, max_length=20)
+    sequences: dict[Annotated[str, AfterValidator(_sequence_key)], SequenceDef] | None = PydanticField(
+        default=None, max_length=10
+    )
     control_share: float | None = PydanticField(default=None, ge=0, le=1)
     enabled: bool | None = None
 
@@ -557,6 +572,7 @@ class PlaybookPublic(BaseModel):
     reason: str
     name: str
     steps: list[StepBody]
+    sequences: dict[str, SequenceDef] = {}
     control_share: float
     enabled: bool
     created_at: UtcDatetime
@@ -767,6 +783,76 @@ class SurveyAnswer(BaseModel):
 
 class SurveyReceipt(BaseModel):
     status: str = "recorded"
+
+
+class EnrolmentStatus(StrEnum):
+    active = "active"
+    completed = "completed"
+    stopped = "stopped"
+
+
+class Enrolment(RetentionTable, table=True):
+    """A customer in a playbook's sequence. Its next step is the timer `due_at` (null once finished), claimed
+    by the engine (sequence_engine.py) in the transaction that runs the step; `version` guards against two
+    engines running the same step. The definition is a copy taken at enrolment: editing the playbook
+    changes new enrolments only."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        Index("ix_enrolments_due", "due_at"),
+        Index("ix_enrolments_customer", "customer_id", "started_at"),
+        UniqueConstraint("active_slot", name="uq_enrolments_active_slot"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    customer_id: str = Field(max_length=100)
+    alert_id: str | None = Field(default=None, max_length=36)
+    reason: str = Field(max_length=64)
+    tier: str | None = Field(default=None, max_length=20)
+    owner: str | None = Field(default=None, max_length=100)
+    definition: dict[str, Any] = _json(dict)
+    status: EnrolmentStatus = Field(default=EnrolmentStatus.active, sa_type=String(20))
+    stop_reason: str | None = Field(default=None, max_length=100)
+    cursor: int = 0
+    waiting_since: datetime | None = _at(nullable=True)
+    wait_began: datetime | None = _at(nullable=True)
+    last_task_id: str | None = Field(default=None, max_length=36)
+    due_at: datetime | None = _at(nullable=True)
+    version: int = 0
+    steps_run: int = 0
+    trail: list[dict[str, Any]] = _json(list)  # the last steps passed: id, kind, at, result
+    active_slot: str | None = Field(default=None, max_length=200)  # customer:reason while active
+    started_at: datetime = _at()
+    finished_at: datetime | None = _at(nullable=True)
+    updated_at: datetime = _at()
+
+
+class EnrolmentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    customer_id: str
+    alert_id: str | None
+    reason: str
+    tier: str | None
+    status: EnrolmentStatus
+    stop_reason: str | None
+    cursor: int
+    due_at: UtcDatetime | None
+    steps_run: int
+    trail: list[dict[str, Any]]
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
+
+
+class EnrolmentsPublic(Page):
+    items: list[EnrolmentPublic]
+
+
+class EnrolmentStop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = PydanticField(default="manual", min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
 
 
 # The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.

@@ -54,7 +54,7 @@ from servicekit.outbox.writer import write_at_commit
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
-from services.retention import outcomes, rules, targets, touches
+from services.retention import outcomes, rules, sequence_engine, targets, touches
 from services.retention.catalog import ActivePlaybook, catalog, params_of
 from services.retention.catalog import changed as catalog_changed
 from services.retention.models import (
@@ -868,6 +868,12 @@ async def create_tasks(
     """
     replica = await _known_replica(session, customer_id)
     owner = replica.owner if replica is not None else None
+    if sequence_engine.enrols(playbook, tier):
+        # The playbook has a sequence for this tier: its steps run over time (sequence_engine.py).
+        await sequence_engine.enrol(
+            session, playbook=playbook, customer_id=customer_id, alert_id=alert_id, tier=tier, owner=owner
+        )
+        return
     now = utc_now()
     rows = [
         {
@@ -1000,6 +1006,7 @@ async def create_playbook(*, session: AsyncSession, data: PlaybookCreate) -> Pla
         reason=data.reason,
         name=data.name,
         steps=[s.model_dump(mode="json") for s in data.steps],
+        sequences={k: v.model_dump(mode="json", by_alias=True) for k, v in data.sequences.items()},
         control_share=data.control_share,
         enabled=data.enabled,
     )
@@ -1013,6 +1020,8 @@ async def update_playbook(*, session: AsyncSession, playbook_id: str, data: Play
     playbook = await get_playbook(session=session, playbook_id=playbook_id)
     if data.steps is not None:
         playbook.steps = [s.model_dump(mode="json") for s in data.steps]
+    if data.sequences is not None:
+        playbook.sequences = {k: v.model_dump(mode="json", by_alias=True) for k, v in data.sequences.items()}
     for name in ("name", "control_share", "enabled"):
         value = getattr(data, name)
         if value is not None:

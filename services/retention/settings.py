@@ -40,6 +40,10 @@ class RetentionSettings(ServiceSettings):
     alert_history_horizon_days: float = Field(30.0, ge=0)
     # Snooze wake-up, auto-save and pruning run this often (consume role).
     housekeeping_interval_s: float = Field(5.0, gt=0)
+    # Playbook sequences (consume role; docs/sequences.md): how often the engine looks for due steps.
+    sequence_interval_s: float = Field(5.0, gt=0)
+    # How many due enrolments one engine transaction claims and runs (a burst costs one batch of memory).
+    sequence_batch_size: int = Field(200, ge=1, le=5000)
     # Alert changes kept for SSE Last-Event-ID replay.
     alert_changes_retention_hours: float = Field(72.0, gt=0)
     stream_poll_interval_s: float = Field(1.0, gt=0)  # how often the SSE stream looks for alert changes

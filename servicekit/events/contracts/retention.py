@@ -103,4 +103,32 @@ class SurveyResponded(EventData):
     answered_at: datetime
 
 
-MODELS = (AlertRaised, AlertUpdated, AlertResolved, TaskCreated, TaskCompleted, SurveyRequested, SurveyResponded)
+class TouchRequested(EventData):
+    """An automated touch of a playbook sequence passed consent and the contact policy: the organisation's
+    e-mail, SMS or marketing system delivers it (from this topic or the signed webhook). Ids and codes only:
+    the sender looks the customer's address up itself (docs/sequences.md)."""
+
+    topic = topics.RETENTION
+    event_type = "touch.requested"
+    touch_id: str  # the recorded touch's task_id: one per allowed touch, a deduplication key for the sender
+    enrolment_id: str
+    customer_id: str
+    alert_id: str | None = None
+    reason: str  # the playbook's reason code
+    step_id: str
+    action: str  # loyalty_offer, win_back_offer, ...
+    channel: str  # email, sms, post, ...
+    template: str = ""  # the sender's template name, as the sequence names it
+    at: datetime
+
+
+MODELS = (
+    AlertRaised,
+    AlertUpdated,
+    AlertResolved,
+    TaskCreated,
+    TaskCompleted,
+    SurveyRequested,
+    SurveyResponded,
+    TouchRequested,
+)

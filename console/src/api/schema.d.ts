@@ -477,6 +477,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/{customer_id}/points": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Points
+         * @description The points balance, lifetime points, member tier with its benefits, the next tier, and the ledger
+         *     (newest first, paged).
+         */
+        get: operations["get_points_customers__customer_id__points_get"];
+        put?: never;
+        /**
+         * Post Points
+         * @description Book one ledger entry (default kind ``adjust``, signed). Idempotent by (``source``, ``source_ref``):
+         *     a repeat answers 200 with the earlier entry and changes nothing. 409 when a redemption, expiry or
+         *     negative adjustment exceeds the balance (field ``amount``), when the reference was booked as another
+         *     entry (field ``source_ref``), or for an erased customer.
+         */
+        post: operations["post_points_customers__customer_id__points_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}/scores": {
         parameters: {
             query?: never;
@@ -3029,6 +3057,11 @@ export interface components {
              */
             survey: string;
         };
+        /**
+         * EntryKind
+         * @enum {string}
+         */
+        EntryKind: "earn" | "redeem" | "expire" | "adjust";
         /** ErasureReceiptPublic */
         ErasureReceiptPublic: {
             /**
@@ -3785,6 +3818,111 @@ export interface components {
             limit: number;
             /** Offset */
             offset: number;
+            /** Total */
+            total: number;
+        };
+        /**
+         * PointsAdjustment
+         * @description POST /customers/{id}/points: one ledger entry booked by an administrator or an integration.
+         */
+        PointsAdjustment: {
+            /**
+             * Amount
+             * @description points; positive, except adjust which is signed
+             */
+            amount: number;
+            /**
+             * @description earn, redeem, expire or adjust
+             * @default adjust
+             */
+            kind: components["schemas"]["EntryKind"];
+            /**
+             * Occurred At
+             * @description when it happened (default: now)
+             */
+            occurred_at?: string | null;
+            /**
+             * Reason
+             * @description a code, e.g. goodwill, correction
+             */
+            reason?: string | null;
+            /**
+             * Source
+             * @description the booking system, e.g. api, erp
+             * @default api
+             */
+            source: string;
+            /**
+             * Source Ref
+             * @description the document id in that system: a repeat books nothing
+             */
+            source_ref: string;
+        };
+        /**
+         * PointsBooked
+         * @description POST answer: the entry (the earlier one on a repeat) and the balance after the request.
+         */
+        PointsBooked: {
+            /** Balance */
+            balance: number;
+            entry: components["schemas"]["PointsEntryPublic"];
+            /** Lifetime Points */
+            lifetime_points: number;
+            /**
+             * Replayed
+             * @description true when this source_ref was booked before: nothing changed
+             */
+            replayed: boolean;
+            /** Tier */
+            tier: string | null;
+        };
+        /** PointsEntryPublic */
+        PointsEntryPublic: {
+            /** Amount */
+            amount: number;
+            /** Balance After */
+            balance_after: number;
+            /** Id */
+            id: number;
+            kind: components["schemas"]["EntryKind"];
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /** Reason */
+            reason: string | null;
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            /** Source */
+            source: string;
+            /** Source Ref */
+            source_ref: string;
+        };
+        /** PointsPublic */
+        PointsPublic: {
+            /** Balance */
+            balance: number;
+            /** Customer Id */
+            customer_id: string;
+            /**
+             * Items
+             * @description the ledger, newest first
+             */
+            items: components["schemas"]["PointsEntryPublic"][];
+            /** Lifetime Points */
+            lifetime_points: number;
+            /** Limit */
+            limit: number;
+            /** @description the next tier up, if any */
+            next_tier: components["schemas"]["TierPublic"] | null;
+            /** Offset */
+            offset: number;
+            /** @description null until the first ledger entry, or below every tier */
+            tier: components["schemas"]["TierPublic"] | null;
             /** Total */
             total: number;
         };
@@ -4880,6 +5018,15 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** TierPublic */
+        TierPublic: {
+            /** Benefits */
+            benefits: string[];
+            /** Code */
+            code: string;
+            /** Min Lifetime Points */
+            min_lifetime_points: number;
+        };
         /** TierShare */
         TierShare: {
             /** Customers */
@@ -5955,7 +6102,7 @@ export interface operations {
             query?: {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
-                /** @description one of alerts.evaluated, audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, customers.statuses_imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
+                /** @description one of alerts.evaluated, audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, customers.statuses_imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, points.booked, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
                 action?: string | null;
                 /** @description the object's id */
                 object?: string | null;
@@ -7869,6 +8016,203 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CustomerLoyalty"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_points_customers__customer_id__points_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PointsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    post_points_customers__customer_id__points_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PointsAdjustment"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PointsBooked"];
                 };
             };
             /** @description missing or invalid credentials */

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -113,8 +114,13 @@ async def book(
         occurred_at=as_utc(booking.occurred_at),
         recorded_at=now,
     )
-    session.add(entry)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(entry)
+            await session.flush()
+    except IntegrityError:
+        # Another customer's request booked this (source, source_ref) at the same moment.
+        raise RefUsedElsewhere from None
     if account.tier != previous_tier:
         await enqueue(
             session,

@@ -68,8 +68,9 @@ async def test_handlers_keep_the_counters_and_write_a_tier_change_only_when_the_
         assert (row.purchases, row.contacts, row.complaints_total) == (1, 2, 1)
         scores = (await session.execute(select(func.count()).select_from(ScoreRecord))).scalar_one()
         changes = (await session.execute(select(TierChange.customer_id, TierChange.tier))).all()
-    # four rescorings, no value model: one tier change (the first score, without a tier)
-    assert scores == 4 and changes == [("c-1", None)]
+    # five scorings (the customer's creation and four interactions), no value model: one tier change
+    # (the first score, without a tier)
+    assert scores == 5 and changes == [("c-1", None)]
     await _handle(database, ev.customer_erased())
     async with database.transaction() as session:
         assert (await session.execute(select(func.count()).select_from(TierChange))).scalar_one() == 0

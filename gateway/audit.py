@@ -95,6 +95,7 @@ AUDITED: tuple[Audited, ...] = (
     _a("POST", "customers/status/bulk", "customers.statuses_imported", "customer"),
     _a("PUT", "customers/*/consent", "consent.changed", "customer"),
     _a("POST", "customers/consent/bulk", "consent.imported", "customer"),
+    _a("POST", "customers/*/points", "points.booked", "customer"),
     _a("POST", "interactions/bulk", "interactions.imported", "interaction"),
     _a("POST", "alerts/evaluate", "alerts.evaluated", "alert"),
     _a("POST", "rules", "rule.created", "rule"),

@@ -198,6 +198,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "customers/consent/bulk", "consent:bulk"),
             _p(READ, "customers/*/touches", "tasks:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/enrolments", "tasks:read", S.CUSTOMER_PATH, prefix=True),
+            # loyalty points: reading like the profile; booking an entry is an administrator's or the ERP's
+            _p(READ, "customers/*/points", "customers:read", S.CUSTOMER_PATH),
+            _p(POST, "customers/*/points", "points:write", S.CUSTOMER_PATH),
             _p(READ, "customers/*/360", "customers:read", S.CUSTOMER_PATH),
             _p(READ, "customers/*/interactions", "interactions:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/scores", "scores:read", S.CUSTOMER_PATH, prefix=True),
@@ -303,6 +306,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "customers:write",
             "consent:write",
             "consent:bulk",
+            "points:write",  # loyalty adjustments booked by the ERP (docs/loyalty-points.md)
             "customers:read",
             "alerts:read",
             "alerts:stream",

@@ -1,4 +1,5 @@
-"""GET /api/v1/customers/{id}/360: profile, scores, recent interactions, open complaints, alerts and tasks.
+"""GET /api/v1/customers/{id}/360: profile, scores, recent interactions, open complaints, alerts, tasks and
+loyalty points.
 
 The parts are fetched in parallel, each with its own short budget. A part whose service fails is
 reported under ``unavailable`` (and is null) instead of failing the whole view, so a retention
@@ -70,6 +71,8 @@ def parts(customer_id: str, interactions_limit: int) -> list[tuple[Part, str, st
             list_route=True,
         ),
         Part("tasks", "retention", "/tasks", (("customer_id", customer_id), ("status", "open")), list_route=True),
+        # Loyalty points: balance, member tier and the latest ledger entries (docs/loyalty-points.md).
+        Part("points", "customer", "/customers/{id}/points", (("limit", "5"),)),
     )
     encoded = quote(customer_id, safe="")
     return [(p, p.path.replace("{id}", encoded), urlencode(p.query)) for p in table]

@@ -64,6 +64,13 @@ def _sentence(comment: str) -> str:
     return comment if comment.endswith(".") else comment + "."
 
 
+def _json_item(value: Any) -> Any:
+    """A list item json cannot write itself: a model (e.g. a tier definition) as its JSON form."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _default(name: str, value: Any) -> str:
     if isinstance(value, str) and value and SECRET.search(name):
         return "a development value (set your own)"
@@ -72,7 +79,7 @@ def _default(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, dict | list | tuple):
-        return f"`{json.dumps(value)}`"
+        return f"`{json.dumps(value, default=_json_item)}`"
     return f"`{value}`" if value != "" else "(empty)"
 
 

@@ -32,7 +32,7 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 COMPONENT_REF = "#/components/schemas/{model}"
 
 # Topics other systems publish and the platform consumes; every other topic is published by a service.
-INBOUND_TOPICS = frozenset(model.topic for model in (*erp.MODELS, *erp.CONSENT_MODELS))
+INBOUND_TOPICS = frozenset(model.topic for model in (*erp.MODELS, *erp.CONSENT_MODELS, *erp.LOYALTY_MODELS))
 
 TOPIC_DESCRIPTIONS = {
     topics.CUSTOMER: "Customer master changes, published by the customer service. Ids, references and "
@@ -47,6 +47,8 @@ TOPIC_DESCRIPTIONS = {
     "delivery complaint.",
     topics.ERP_CONSENTS: "Consent changes (opt-in, opt-out per channel), published by the ERP or a marketing "
     "system. The customer service applies each to the customer's consent record.",
+    topics.ERP_LOYALTY: "Loyalty points earned, redeemed or expired, published by the ERP. The customer service "
+    "adds each to the customer's points ledger.",
 }
 
 

@@ -1,4 +1,4 @@
-"""crm.erasure.v1 -> erasure receipts; erp.consents.v1 -> consent changes.
+"""crm.erasure.v1 -> erasure receipts; erp.consents.v1 -> consent changes; erp.loyalty.v1 -> points ledger.
 
 Handlers never commit; the consumer commits with the inbox row.
 
@@ -9,10 +9,18 @@ personal data. Recording a receipt is idempotent: a repeat keeps the earliest co
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.erasure import ErasureConfirmed
-from servicekit.events.contracts.erp import ErpConsentChanged
+from servicekit.events.contracts.erp import (
+    ErpConsentChanged,
+    ErpPointsEarned,
+    ErpPointsExpired,
+    ErpPointsRedeemed,
+    PointsEvent,
+)
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers, PoisonEvent
-from services.customer import consent, service
+from services.customer import consent, points, service
+from services.customer.loyalty_points import EntryKind
+from services.customer.settings import get_settings
 
 
 async def on_erasure_confirmed(session: AsyncSession, event: Received[ErasureConfirmed]) -> None:
@@ -39,7 +47,45 @@ async def on_consent_changed(session: AsyncSession, event: Received[ErpConsentCh
         raise PoisonEvent("erp.consent.changed names a customer reference no customer has")
 
 
+# The ERP's own source name in the ledger: a resent document (same document_id) is booked once.
+ERP_SOURCE = "erp"
+_KINDS = {
+    ErpPointsEarned.event_type: EntryKind.earn,
+    ErpPointsRedeemed.event_type: EntryKind.redeem,
+    ErpPointsExpired.event_type: EntryKind.expire,
+}
+
+
+async def on_points(session: AsyncSession, event: Received[PointsEvent]) -> None:
+    # Duplicate-safe: the ledger is unique by (source, document id), so a redelivery finds its entry.
+    data = event.data
+    booking = points.Booking(
+        kind=_KINDS[data.event_type],
+        amount=data.points,
+        source=ERP_SOURCE,
+        source_ref=data.document_id,
+        occurred_at=data.occurred_at,
+        reason=data.reason,
+    )
+    # Every refusal is dead-lettered with its reason (never the reference itself) for the integration.
+    try:
+        customer = await points.book_inbound(
+            session=session, customer_ref=data.customer_ref, booking=booking, tiers=get_settings().loyalty_tiers
+        )
+    except points.BeyondBalance:
+        raise PoisonEvent(f"{data.event_type} takes more points than the balance holds") from None
+    except points.RefUsedElsewhere:
+        raise PoisonEvent(f"{data.event_type} reuses a document id booked as another entry") from None
+    except points.ErasedCustomer:
+        raise PoisonEvent(f"{data.event_type} names an erased customer") from None
+    if customer is None:
+        raise PoisonEvent(f"{data.event_type} names a customer reference no customer has")
+
+
 HANDLERS: Handlers = {
     ErasureConfirmed.event_type: on_erasure_confirmed,
     ErpConsentChanged.event_type: on_consent_changed,
+    ErpPointsEarned.event_type: on_points,
+    ErpPointsRedeemed.event_type: on_points,
+    ErpPointsExpired.event_type: on_points,
 }

@@ -14,5 +14,5 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     components="services.customer.components",
-    consumes=[topics.ERASURE, topics.ERP_CONSENTS],
+    consumes=[topics.ERASURE, topics.ERP_CONSENTS, topics.ERP_LOYALTY],
 )

@@ -49,6 +49,8 @@ from services.customer.models import (
     ErasureRequest,
     ErasureStatus,
     IdempotencyKey,
+    PointsAccount,
+    PointsEntry,
     StatusChange,
     StatusChangeRequest,
     utc_now,
@@ -60,7 +62,7 @@ SORTS = ("created_at", "-created_at", "name", "-name")
 SELF = "customer"
 ERASURE_SUMMARY = (
     "name, e-mail, phone, contacts, tags, external reference, status notes, personal attributes, consent "
-    "records, contact preferences and the consent history removed; "
+    "records, contact preferences, the consent history and the loyalty points ledger removed; "
     "kind, segment, owner, status and churn details kept"
 )
 
@@ -711,6 +713,9 @@ async def erase_customer(
     # Consent: the per-channel records, the contact profile (time zone) and the consent audit trail.
     for model in (Consent, ConsentChange, ContactProfile):
         await session.execute(delete(model).where(col(model.customer_id) == customer_id))  # type: ignore[attr-defined]
+    # Loyalty points: the ledger and the account (balance, tier); the ERP keeps its own documents.
+    for ledger in (PointsEntry, PointsAccount):
+        await session.execute(delete(ledger).where(col(ledger.customer_id) == customer_id))  # type: ignore[attr-defined]
     if request is None:
         request = ErasureRequest(customer_id=customer_id, requested_at=now)
         session.add(request)

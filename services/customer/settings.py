@@ -1,9 +1,10 @@
 from functools import cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
+from services.customer.loyalty_points import DEFAULT_TIERS, Tier, check_tiers
 
 
 class CustomerSettings(ServiceSettings):
@@ -21,6 +22,15 @@ class CustomerSettings(ServiceSettings):
     # How long a POST /customers Idempotency-Key is remembered: a retry within it gets the first answer.
     idempotency_key_ttl_hours: float = Field(24.0, gt=0)
     idempotency_purge_interval_s: float = Field(3600.0, gt=0)  # how often expired keys are deleted
+    # Loyalty member tiers (CUSTOMER_LOYALTY_TIERS, a JSON list of {code, min_lifetime_points, benefits}): a
+    # customer is in the highest tier whose threshold the lifetime earned points reach (docs/loyalty-points.md).
+    loyalty_tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+
+    @field_validator("loyalty_tiers")
+    @classmethod
+    def _unique_tiers(cls, value: list[Tier]) -> list[Tier]:
+        check_tiers(value)
+        return value
 
 
 @cache

@@ -184,14 +184,16 @@ async def _complain(gateway: httpx.AsyncClient, customer_id: str, person: Person
 
 
 CONSENT_TABLES = {"customer": ("consents", "consent_changes", "contact_profiles"), "retention": ("consent_replica",)}
+# The loyalty points ledger and account (docs/loyalty-points.md).
+POINTS_TABLES = {"customer": ("points_entries", "points_accounts")}
 
 
 async def _consent_rows(customer_id: str, service: str) -> int:
-    """Rows about the customer in the service's consent tables."""
+    """Rows about the customer in the service's consent (and loyalty points) tables."""
     conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{PG_PORT}/{service}")
     try:
         total = 0
-        for table in CONSENT_TABLES[service]:
+        for table in (*CONSENT_TABLES[service], *POINTS_TABLES.get(service, ())):
             total += await conn.fetchval(f"SELECT count(*) FROM {table} WHERE customer_id = $1", customer_id)
         return total
     finally:
@@ -248,6 +250,12 @@ async def test_after_erasure_no_store_topic_or_log_holds_the_customers_personal_
     )
     assert consent.status_code == 200, consent.text
     assert await eventually(lambda: _consent_rows(customer_id, "retention"), what="retention's consent replica")
+    # Loyalty points: a ledger entry and the account with the balance, erased with the rest.
+    booked = await gateway.post(
+        f"/api/v1/customers/{customer_id}/points",
+        json={"kind": "earn", "amount": 120, "source": "erp", "source_ref": f"INV-{uuid.uuid4()}"},
+    )
+    assert booked.status_code == 201, booked.text
 
     # Every service holds data about the customer: complaints, a score, an alert, a webhook delivery.
     for _ in range(2):
@@ -276,6 +284,8 @@ async def test_after_erasure_no_store_topic_or_log_holds_the_customers_personal_
     assert await _consent_rows(customer_id, "customer") == 0
     assert await _consent_rows(customer_id, "retention") == 0
     assert (await gateway.get(f"/api/v1/customers/{customer_id}/consent")).json()["channels"] == {}
+    points = (await gateway.get(f"/api/v1/customers/{customer_id}/points")).json()
+    assert (points["balance"], points["total"], points["tier"]) == (0, 0, None)
     topic_hits, scanned = await scan_topics(needles)
     assert scanned > 0 and topic_hits == []
     assert scan_files(needles) == []

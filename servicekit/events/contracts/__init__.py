@@ -9,5 +9,6 @@ from servicekit.events.registry import REGISTRY
 for _module in (customer, interaction, scoring, retention, erasure, erp):
     REGISTRY.register(*_module.MODELS)
 REGISTRY.register(*erp.CONSENT_MODELS)
+REGISTRY.register(*erp.LOYALTY_MODELS)
 
 __all__ = ["customer", "erasure", "interaction", "retention", "scoring", "topics"]

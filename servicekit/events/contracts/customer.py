@@ -125,4 +125,25 @@ class ConsentChanged(CustomerEvent):
     changed_at: datetime
 
 
-MODELS = (CustomerCreated, CustomerUpdated, CustomerStatusChanged, CustomerErased, ConsentChanged)
+class LoyaltyTierChanged(CustomerEvent):
+    """The customer's loyalty member tier changed (docs/loyalty-points.md): tier codes and point counts
+    only, so campaigns can target a tier and offers can use it. ``tier`` is null when the customer no
+    longer reaches the lowest tier; ``benefits`` are the new tier's benefit codes."""
+
+    event_type = "loyalty.tier_changed"
+    tier: str | None
+    previous_tier: str | None
+    benefits: list[str] = []
+    lifetime_points: int
+    balance: int
+    changed_at: datetime
+
+
+MODELS = (
+    CustomerCreated,
+    CustomerUpdated,
+    CustomerStatusChanged,
+    CustomerErased,
+    ConsentChanged,
+    LoyaltyTierChanged,
+)

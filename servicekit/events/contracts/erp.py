@@ -1,5 +1,5 @@
 """Inbound contracts: what ERP, SCM and marketing systems publish for the platform (erp.orders.v1,
-erp.returns.v1, scm.shipments.v1, erp.consents.v1).
+erp.returns.v1, scm.shipments.v1, erp.consents.v1, erp.loyalty.v1).
 
 Same CloudEvents envelope as the platform's own events, but the subject (and the Kafka key) is
 ``customer_ref``, the customer's reference in the ERP system: those systems do not know the CRM's
@@ -119,7 +119,44 @@ class ErpConsentChanged(InboundEvent):
     changed_at: datetime = Field(description="when the customer gave or withdrew it")
 
 
-# What the interaction service consumes; consent changes go to the customer service (CONSENT_MODELS).
+# ---- erp.loyalty.v1 ----------------------------------------------------------------------------------
+
+
+class PointsEvent(InboundEvent):
+    """A loyalty points movement booked in the ERP (docs/loyalty-points.md). The customer service adds
+    it to the points ledger of the customer with this reference, once per ``document_id`` (a resent
+    event changes nothing). An unknown reference, or a redemption or expiry beyond the balance, is
+    dead-lettered (erp.loyalty.v1.dlq) with the reason, for the integration to resend."""
+
+    topic = topics.ERP_LOYALTY
+    document_id: str = Field(min_length=1, max_length=100, description="the ERP document that booked the points")
+    points: int = Field(gt=0, le=1_000_000_000, description="how many points (always positive)")
+    reason: str | None = Field(
+        None, pattern=r"^[a-z0-9_.:-]{1,40}$", description="a code, e.g. purchase, reward, yearly_expiry"
+    )
+    occurred_at: datetime = Field(description="when the ERP booked the movement")
+
+
+class ErpPointsEarned(PointsEvent):
+    """Points earned (a purchase, a promotion): added to the balance and to the lifetime points."""
+
+    event_type = "erp.points.earned"
+
+
+class ErpPointsRedeemed(PointsEvent):
+    """Points redeemed (a reward, a voucher): taken from the balance."""
+
+    event_type = "erp.points.redeemed"
+
+
+class ErpPointsExpired(PointsEvent):
+    """Points that expired: taken from the balance."""
+
+    event_type = "erp.points.expired"
+
+
+# What the interaction service consumes; consent changes and loyalty points go to the customer service
+# (CONSENT_MODELS, LOYALTY_MODELS).
 MODELS = (
     ErpOrderPlaced,
     ErpOrderCancelled,
@@ -129,3 +166,4 @@ MODELS = (
     ScmShipmentDamaged,
 )
 CONSENT_MODELS = (ErpConsentChanged,)
+LOYALTY_MODELS = (ErpPointsEarned, ErpPointsRedeemed, ErpPointsExpired)

@@ -9,8 +9,20 @@ ERP_ORDERS = "erp.orders.v1"
 ERP_RETURNS = "erp.returns.v1"
 SCM_SHIPMENTS = "scm.shipments.v1"
 ERP_CONSENTS = "erp.consents.v1"  # ERP and marketing systems: consent changes (the customer service consumes)
+ERP_LOYALTY = "erp.loyalty.v1"  # ERP: loyalty points earned, redeemed, expired (the customer service consumes)
 
-ALL = (CUSTOMER, INTERACTION, SCORING, RETENTION, ERASURE, ERP_ORDERS, ERP_RETURNS, SCM_SHIPMENTS, ERP_CONSENTS)
+ALL = (
+    CUSTOMER,
+    INTERACTION,
+    SCORING,
+    RETENTION,
+    ERASURE,
+    ERP_ORDERS,
+    ERP_RETURNS,
+    SCM_SHIPMENTS,
+    ERP_CONSENTS,
+    ERP_LOYALTY,
+)
 
 
 def dead_letter(topic: str) -> str:

@@ -31,6 +31,13 @@ async def test_360_combines_every_part_from_its_own_service(
         "path": "/tasks",
         "query": "customer_id=c-1&status=open",
     }
+    # loyalty points from the customer service, under the permission of GET /customers/{id}/points
+    assert body["points"] == {
+        "service": "customer",
+        "method": "GET",
+        "path": "/customers/c-1/points",
+        "query": "limit=5",
+    }
     assert all(service.seen[-1].headers["x-request-id"] == "view-1" for service in fakes.values())
 
 
@@ -76,7 +83,7 @@ async def test_360_percent_encodes_the_customer_id_for_the_services(
 
     assert response.status_code == 200
     assert response.json()["customer_id"] == "a b"
-    assert fakes["customer"].seen[-1].path == "/customers/a b"
+    assert sorted(seen.path for seen in fakes["customer"].seen) == ["/customers/a b", "/customers/a b/points"]
     alert_queries = [seen.query for seen in fakes["retention"].seen if seen.path == "/alerts"]
     assert alert_queries == ["customer_id=a+b&status=open&status=acknowledged&status=snoozed"]
 
@@ -97,6 +104,7 @@ async def test_360_is_a_503_problem_when_no_service_answers(start_gateway: Start
         "complaints",
         "alerts",
         "tasks",
+        "points",
     }
 
 

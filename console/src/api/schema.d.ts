@@ -417,6 +417,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/{customer_id}/enrolments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Enrolments
+         * @description The customer's enrolments in playbook sequences, newest first: the step reached, the next step's due
+         *     time, the steps passed (``trail``: created, sent or blocked) and why it stopped.
+         */
+        get: operations["customer_enrolments_customers__customer_id__enrolments_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}/erasure": {
         parameters: {
             query?: never;
@@ -623,6 +644,43 @@ export interface paths {
         get: operations["customer_value_customers__customer_id__value_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/enrolments/{enrolment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Enrolment */
+        get: operations["get_enrolment_enrolments__enrolment_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/enrolments/{enrolment_id}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop Enrolment
+         * @description Stop the sequence for this customer now: no further step runs. Stopping a finished one changes nothing.
+         */
+        post: operations["stop_enrolment_enrolments__enrolment_id__stop_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2069,6 +2127,24 @@ export interface components {
              */
             verdict: string;
         };
+        /**
+         * BranchStep
+         * @description If the condition holds go to `then` (a later step's id, or `stop`), else to `else_` (default: next).
+         */
+        BranchStep: {
+            /** Else */
+            else?: string | null;
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "branch";
+            /** Then */
+            then: string;
+            when: components["schemas"]["Condition"];
+        };
         /** BulkImport */
         BulkImport: {
             /**
@@ -2520,6 +2596,22 @@ export interface components {
              * @description sum of the basis value, values below zero counted as zero
              */
             value: number;
+        };
+        /**
+         * Condition
+         * @description All given parts must hold. `replied`: the customer answered (a survey, a complaint) since the last
+         *     wait began; `task`: the outcome of the sequence's latest task; `risk_below`: current churn risk;
+         *     `purchased`: a purchase (reactivation) since enrolment.
+         */
+        Condition: {
+            /** Purchased */
+            purchased?: boolean | null;
+            /** Replied */
+            replied?: boolean | null;
+            /** Risk Below */
+            risk_below?: number | null;
+            /** Task */
+            task?: ("completed" | "open" | "cancelled" | "none") | null;
         };
         /** ConfusionRow */
         ConfusionRow: {
@@ -3056,6 +3148,63 @@ export interface components {
              * @description nps (0-10) or csat (1-5)
              */
             survey: string;
+        };
+        /** EnrolmentPublic */
+        EnrolmentPublic: {
+            /** Alert Id */
+            alert_id: string | null;
+            /** Cursor */
+            cursor: number;
+            /** Customer Id */
+            customer_id: string;
+            /** Due At */
+            due_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Reason */
+            reason: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            status: components["schemas"]["EnrolmentStatus"];
+            /** Steps Run */
+            steps_run: number;
+            /** Stop Reason */
+            stop_reason: string | null;
+            /** Tier */
+            tier: string | null;
+            /** Trail */
+            trail: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
+         * EnrolmentStatus
+         * @enum {string}
+         */
+        EnrolmentStatus: "active" | "completed" | "stopped";
+        /** EnrolmentStop */
+        EnrolmentStop: {
+            /**
+             * Reason
+             * @default manual
+             */
+            reason: string;
+        };
+        /** EnrolmentsPublic */
+        EnrolmentsPublic: {
+            /** Items */
+            items: components["schemas"]["EnrolmentPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
         };
         /**
          * EntryKind
@@ -3771,6 +3920,10 @@ export interface components {
             name: string;
             /** Reason */
             reason: string;
+            /** Sequences */
+            sequences?: {
+                [key: string]: components["schemas"]["SequenceDef"];
+            };
             /** Steps */
             steps: components["schemas"]["StepBody"][];
         };
@@ -3791,6 +3944,13 @@ export interface components {
             name: string;
             /** Reason */
             reason: string;
+            /**
+             * Sequences
+             * @default {}
+             */
+            sequences: {
+                [key: string]: components["schemas"]["SequenceDef"];
+            };
             /** Steps */
             steps: components["schemas"]["StepBody"][];
             /**
@@ -3807,6 +3967,10 @@ export interface components {
             enabled?: boolean | null;
             /** Name */
             name?: string | null;
+            /** Sequences */
+            sequences?: {
+                [key: string]: components["schemas"]["SequenceDef"];
+            } | null;
             /** Steps */
             steps?: components["schemas"]["StepBody"][] | null;
         };
@@ -4657,6 +4821,17 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** SequenceDef */
+        SequenceDef: {
+            /** Steps */
+            steps: (components["schemas"]["TaskStep"] | components["schemas"]["TouchStep"] | components["schemas"]["WaitStep"] | components["schemas"]["BranchStep"] | components["schemas"]["StopStep"])[];
+            /**
+             * @default {
+             *       "purchased": true
+             *     }
+             */
+            stop_when: components["schemas"]["StopWhen"];
+        };
         /**
          * Severity
          * @enum {string}
@@ -4862,6 +5037,29 @@ export interface components {
              */
             only_tiers: string[];
         };
+        /** StopStep */
+        StopStep: {
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "stop";
+        };
+        /**
+         * StopWhen
+         * @description Checked before every step: the sequence ends as soon as one holds.
+         */
+        StopWhen: {
+            /**
+             * Purchased
+             * @default true
+             */
+            purchased: boolean;
+            /** Risk Below */
+            risk_below?: number | null;
+        };
         /** SuggestedRow */
         SuggestedRow: {
             /** Correct */
@@ -5007,6 +5205,30 @@ export interface components {
          * @enum {string}
          */
         TaskStatus: "open" | "completed" | "cancelled";
+        /**
+         * TaskStep
+         * @description A task for a person: the customer's account manager (`owner`) or a named role (`role:<name>`).
+         */
+        TaskStep: {
+            action: components["schemas"]["Action"];
+            /**
+             * Assignee
+             * @default owner
+             */
+            assignee: string;
+            /**
+             * Due In Hours
+             * @default 24
+             */
+            due_in_hours: number;
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "task";
+        };
         /** TasksPublic */
         TasksPublic: {
             /** Items */
@@ -5095,6 +5317,32 @@ export interface components {
             task_id: string | null;
             /** Verdict */
             verdict: string;
+        };
+        /**
+         * TouchStep
+         * @description An automated touch: an outbound event (and signed webhook) for the email, SMS or marketing system.
+         *     It passes consent and the contact policy first; a blocked touch is recorded, then `on_blocked`.
+         */
+        TouchStep: {
+            action: components["schemas"]["Action"];
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "touch";
+            /**
+             * On Blocked
+             * @default continue
+             * @enum {string}
+             */
+            on_blocked: "continue" | "stop";
+            /**
+             * Template
+             * @default
+             */
+            template: string;
         };
         /** TouchesPublic */
         TouchesPublic: {
@@ -5253,6 +5501,18 @@ export interface components {
             share: number;
             /** Voluntary */
             voluntary: boolean;
+        };
+        /** WaitStep */
+        WaitStep: {
+            /** Hours */
+            hours: number;
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "wait";
         };
         /** WebhookCreate */
         WebhookCreate: {
@@ -7796,6 +8056,105 @@ export interface operations {
             };
         };
     };
+    customer_enrolments_customers__customer_id__enrolments_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentsPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     erasure_receipts_customers__customer_id__erasure_get: {
         parameters: {
             query?: never;
@@ -8802,6 +9161,198 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CustomerValuePublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_enrolment_enrolments__enrolment_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                enrolment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentPublic"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stop_enrolment_enrolments__enrolment_id__stop_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                enrolment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["EnrolmentStop"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentPublic"];
                 };
             };
             /** @description missing or invalid credentials */

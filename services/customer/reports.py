@@ -61,20 +61,11 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def _status_at(instant: datetime) -> Any:
-    """The customer's status at ``instant``: its latest history row dated before it (None: not yet known)."""
-    h = H.alias("h_at")
-    dated_before = or_(
+def _dated_before(h: Any, instant: datetime) -> ColumnElement[bool]:
+    """The history row ``h`` is dated before ``instant`` (a churn on its day, any other change when recorded)."""
+    return or_(
         and_(h.c.status == CHURNED, h.c.churned_at < instant.date()),
         and_(h.c.status != CHURNED, h.c.changed_at < instant),
-    )
-    return (
-        select(h.c.status)
-        .where(h.c.customer_id == C.c.id, dated_before)
-        .order_by(h.c.id.desc())
-        .limit(1)
-        .correlate(C)
-        .scalar_subquery()
     )
 
 
@@ -91,12 +82,6 @@ async def churn_situation(
     """Per group: customers at start and end, retained, new, lost, won back (see docs/reports.md)."""
     start, end = period.start_at, period.end_at
     h = H.alias("h_event")
-
-    def events(where: ColumnElement[bool]) -> Any:
-        return (
-            select(func.count()).select_from(h).where(h.c.customer_id == C.c.id, where).correlate(C).scalar_subquery()
-        )
-
     became_customer = and_(
         h.c.status == ACTIVE,
         or_(h.c.previous_status.is_(None), h.c.previous_status == CustomerStatus.prospect.value),
@@ -107,20 +92,39 @@ async def churn_situation(
     won_back = and_(
         h.c.status == WON_BACK, h.c.previous_status == CHURNED, h.c.changed_at >= start, h.c.changed_at < end
     )
+    # One pass over the history: per customer, the id of its latest row dated before the start and
+    # before the end (its status then) and its counts of events in the period.
+    history = (
+        select(
+            h.c.customer_id.label("customer_id"),
+            func.max(case((_dated_before(h, start), h.c.id))).label("start_id"),
+            func.max(case((_dated_before(h, end), h.c.id))).label("end_id"),
+            func.sum(_flag(became_customer)).label("new"),
+            func.sum(_flag(lost)).label("lost"),
+            func.sum(_flag(won_back)).label("won_back"),
+        )
+        .group_by(h.c.customer_id)
+        .subquery("history")
+    )
+    at_start_row, at_end_row = H.alias("h_start"), H.alias("h_end")
     group = _group_column(group_by if group_by != "reason" else None)
-    at_start = _status_at(start).in_(IS_CUSTOMER)
-    at_end = _status_at(end).in_(IS_CUSTOMER)
+    at_start = at_start_row.c.status.in_(IS_CUSTOMER)
+    at_end = at_end_row.c.status.in_(IS_CUSTOMER)
     per_customer = (
         select(
             group.label("grp"),
             _flag(at_start).label("at_start"),
             _flag(at_end).label("at_end"),
             _flag(and_(at_start, at_end)).label("retained"),
-            events(became_customer).label("new"),
-            events(lost).label("lost"),
-            events(won_back).label("won_back"),
+            func.coalesce(history.c.new, 0).label("new"),
+            func.coalesce(history.c.lost, 0).label("lost"),
+            func.coalesce(history.c.won_back, 0).label("won_back"),
         )
-        .select_from(C)
+        .select_from(
+            C.outerjoin(history, history.c.customer_id == C.c.id)
+            .outerjoin(at_start_row, at_start_row.c.id == history.c.start_id)
+            .outerjoin(at_end_row, at_end_row.c.id == history.c.end_id)
+        )
         .where(*filters.customer_where())
         .subquery()
     )
@@ -268,17 +272,23 @@ async def cohorts(*, session: AsyncSession, period: Period, filters: Filters) ->
         .subquery()
     )
     k = H.alias("h_churn")
-    first_churn = (
-        select(func.min(k.c.churned_at))
-        .where(k.c.customer_id == first_active.c.customer_id, k.c.status == CHURNED)
-        .scalar_subquery()
+    churns = (
+        select(k.c.customer_id, func.min(k.c.churned_at).label("first_churn"))
+        .where(k.c.status == CHURNED)
+        .group_by(k.c.customer_id)
+        .subquery()
     )
+    first_churn = churns.c.first_churn
     per_customer = (
         select(
             month_of(first_active.c.joined_at, dialect).label("cohort"),
             month_of(first_churn, dialect).label("churn_month"),
         )
-        .select_from(first_active.join(C, C.c.id == first_active.c.customer_id))
+        .select_from(
+            first_active.join(C, C.c.id == first_active.c.customer_id).outerjoin(
+                churns, churns.c.customer_id == first_active.c.customer_id
+            )
+        )
         .where(
             first_active.c.joined_at >= period.start_at,
             first_active.c.joined_at < period.end_at,

@@ -3,11 +3,18 @@
     .venv/bin/python -m bench.reports [--customers 100000] [--interactions 1000000] [--repeat 20]
     make bench-reports
 
-1. Seeds each service's store directly by SQL (SEEDERS): scoring gets ``customers`` feature rows whose
-   counters add up to ``interactions`` interactions (purchases, contacts, complaints, returns,
-   referrals), a current score per customer and one score-history row per interaction (each interaction
-   rescored the customer once), dated over two years, with value tiers that move every fourth
-   rescoring of a customer, and the tier history derived from them as the migration derives it.
+1. Seeds each reporting service's store (SEEDERS), each with ``customers`` customers:
+   - scoring, by SQL: feature rows whose counters add up to ``interactions`` interactions (purchases,
+     contacts, complaints, returns, referrals), a current score per customer and one score-history row per
+     interaction (each interaction rescored the customer once), dated over two years, with value tiers
+     that move every fourth rescoring of a customer, and the tier history derived from them as the
+     migration derives it;
+   - customer, by SQL: customers who joined over two years (a first ``active`` change), one in seven
+     churned later with a reason (every code in turn), a third of those won back;
+   - interaction, by SQL: ``interactions`` interactions over two years, one in ten a complaint with its
+     workflow steps (acknowledged; valid or rejected; resolved for most);
+   - retention, in batches generated in Python: the read model (customer replica, latest scores,
+     ``interactions`` fact events with the customer facts counted from them, churn facts, alerts).
 2. Calls each report in REPORTS in process, through the service's own ASGI app (routing, validation,
    the queries and the JSON encoding; no network), ``--warmup`` times then ``--repeat`` times, and prints
    p50 / p95 wall time. Then once more under tracemalloc for the peak of Python memory the call
@@ -570,9 +577,9 @@ async def run(args: argparse.Namespace) -> int:
     apps = {s: app_for(s, INFRA.database_url(s)) for s in services}
     for service, app in apps.items():
         database = app.state.database
-        async with database.engine.begin() as conn:
-            await conn.run_sync(importlib.import_module(f"services.{service}.models").metadata.create_all)
-        if not args.no_seed:
+        if not args.no_seed:  # the databases were recreated empty: create the tables, then fill them
+            async with database.engine.begin() as conn:
+                await conn.run_sync(importlib.import_module(f"services.{service}.models").metadata.create_all)
             print(f"seeding {service} ({args.customers:,} customers, {args.interactions:,} interactions) ...")
             await SEEDERS[service](database, args.customers, args.interactions)
     load = os.getloadavg()

@@ -142,9 +142,14 @@ async def churn_situation(
         .group_by(p.grp)
         .order_by(p.grp.is_(None), p.grp)
     )
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (await session.execute(query.limit(limit).offset(offset))).mappings().all()
-    return [{k: (v if k == "grp" else int(v or 0)) for k, v in r.items()} for r in rows], int(total)
+    # The page and the number of groups from one pass: the count travels with each row.
+    counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    rows = (await session.execute(counted)).mappings().all()
+    if rows:
+        total = int(rows[0]["_total"])
+    else:  # past the end: the number of groups needs its own count
+        total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    return [{k: (v if k == "grp" else int(v or 0)) for k, v in r.items() if k != "_total"} for r in rows], int(total)
 
 
 # ---- churn reasons -----------------------------------------------------------------------------------
@@ -264,34 +269,29 @@ async def cohorts(*, session: AsyncSession, period: Period, filters: Filters) ->
     (their first ``active`` change) in the period, grouped by (cohort month, month of their first churn).
     """
     dialect = _dialect(session)
+    # One pass over the history: per customer, its first active change and its first churn day.
     f = H.alias("h_first")
-    first_active = (
-        select(f.c.customer_id, func.min(f.c.changed_at).label("joined_at"))
-        .where(f.c.status == ACTIVE)
+    firsts = (
+        select(
+            f.c.customer_id.label("customer_id"),
+            func.min(case((f.c.status == ACTIVE, f.c.changed_at))).label("joined_at"),
+            func.min(case((f.c.status == CHURNED, f.c.churned_at))).label("first_churn"),
+        )
         .group_by(f.c.customer_id)
-        .subquery()
+        .subquery("firsts")
     )
-    k = H.alias("h_churn")
-    churns = (
-        select(k.c.customer_id, func.min(k.c.churned_at).label("first_churn"))
-        .where(k.c.status == CHURNED)
-        .group_by(k.c.customer_id)
-        .subquery()
-    )
-    first_churn = churns.c.first_churn
+    source: Any = firsts
+    if filters.customer_where():  # the customer's current values only when a filter needs them
+        source = firsts.join(C, C.c.id == firsts.c.customer_id)
     per_customer = (
         select(
-            month_of(first_active.c.joined_at, dialect).label("cohort"),
-            month_of(first_churn, dialect).label("churn_month"),
+            month_of(firsts.c.joined_at, dialect).label("cohort"),
+            month_of(firsts.c.first_churn, dialect).label("churn_month"),
         )
-        .select_from(
-            first_active.join(C, C.c.id == first_active.c.customer_id).outerjoin(
-                churns, churns.c.customer_id == first_active.c.customer_id
-            )
-        )
+        .select_from(source)
         .where(
-            first_active.c.joined_at >= period.start_at,
-            first_active.c.joined_at < period.end_at,
+            firsts.c.joined_at >= period.start_at,
+            firsts.c.joined_at < period.end_at,
             *filters.customer_where(),
         )
         .subquery()

@@ -72,7 +72,7 @@ async def complaints(
         .select_from(I.outerjoin(steps, steps.c.complaint_id == I.c.id))
         .where(*where)
         .group_by(I.c.id)  # the other columns depend on the complaint's id
-        .subquery("per_step")
+        .cte("per_step")  # read by the totals and by the repeat complainers: computed once
     )
     c = per_step.c
     # The SLA was due by the time of the report if the complaint was handled or its deadline passed.
@@ -118,6 +118,10 @@ async def complaints(
         .join(repeaters, or_(repeaters.c.grp == totals.c.grp, and_(repeaters.c.grp.is_(None), totals.c.grp.is_(None))))
         .order_by(totals.c.opened.desc(), totals.c.grp)
     )
-    total = (await session.execute(select(func.count()).select_from(totals))).scalar_one()
-    rows = (await session.execute(query.limit(limit).offset(offset))).mappings().all()
-    return [dict(r) for r in rows], int(total)
+    # The page and the number of groups from one evaluation: the count travels with each row.
+    counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    rows = (await session.execute(counted)).mappings().all()
+    if not rows:  # past the end (or no complaints): the number of groups needs its own count
+        total = (await session.execute(select(func.count()).select_from(totals))).scalar_one()
+        return [], int(total)
+    return [{k: v for k, v in r.items() if k != "_total"} for r in rows], int(rows[0]["_total"])

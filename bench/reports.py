@@ -477,7 +477,7 @@ async def seed_retention_rows(database: Database, customers: int, events: int) -
             for c in sorted(churned)
         ],
     )
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     for n in range(customers // 2):
         first = _at(rng)
         acked = rng.random() < 0.7

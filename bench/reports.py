@@ -3,11 +3,18 @@
     .venv/bin/python -m bench.reports [--customers 100000] [--interactions 1000000] [--repeat 20]
     make bench-reports
 
-1. Seeds each service's store directly by SQL (SEEDERS): scoring gets ``customers`` feature rows whose
-   counters add up to ``interactions`` interactions (purchases, contacts, complaints, returns,
-   referrals), a current score per customer and one score-history row per interaction (each interaction
-   rescored the customer once), dated over two years, with value tiers that move every fourth
-   rescoring of a customer, and the tier history derived from them as the migration derives it.
+1. Seeds each reporting service's store (SEEDERS), each with ``customers`` customers:
+   - scoring, by SQL: feature rows whose counters add up to ``interactions`` interactions (purchases,
+     contacts, complaints, returns, referrals), a current score per customer and one score-history row per
+     interaction (each interaction rescored the customer once), dated over two years, with value tiers
+     that move every fourth rescoring of a customer, and the tier history derived from them as the
+     migration derives it;
+   - customer, by SQL: customers who joined over two years (a first ``active`` change), one in seven
+     churned later with a reason (every code in turn), a third of those won back;
+   - interaction, by SQL: ``interactions`` interactions over two years, one in ten a complaint with its
+     workflow steps (acknowledged; valid or rejected; resolved for most);
+   - retention, in batches generated in Python: the read model (customer replica, latest scores,
+     ``interactions`` fact events with the customer facts counted from them, churn facts, alerts).
 2. Calls each report in REPORTS in process, through the service's own ASGI app (routing, validation,
    the queries and the JSON encoding; no network), ``--warmup`` times then ``--repeat`` times, and prints
    p50 / p95 wall time. Then once more under tracemalloc for the peak of Python memory the call
@@ -26,28 +33,33 @@ import argparse
 import asyncio
 import importlib
 import os
+import random
 import resource
 import statistics
 import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, text
 
 from bench.infra import Infra
 from servicekit.auth import internal_headers
+from servicekit.db import Database
 from servicekit.service import API, create_app
 from servicekit.settings import REPO_ROOT
+from services.retention.models import Alert, Customer, CustomerScore
+from services.retention.read_model import ChurnFact, CustomerFact, FactEvent
 from services.scoring.value_reports import TIER_HISTORY_FROM_SCORES
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-reports", kafka_port=19792, pg_port=55537, port_offset=24700)
 P95_TARGET_S = 1.0
 PEAK_TARGET_MIB = 100.0
 
+PERIOD = "from=2026-07-01&to=2026-10-01"  # retention's reports: one quarter
 # (name, service, path): each is called as GET on the service's app.
 REPORTS: list[tuple[str, str, str]] = [
     ("value/pyramid (clv)", "scoring", "/reports/value/pyramid?basis=clv"),
@@ -62,6 +74,55 @@ REPORTS: list[tuple[str, str, str]] = [
     ("customer value (one customer)", "scoring", "/customers/c0004242/value"),
     ("segment count (rfm + tier)", "scoring", "/segments/{segment}/count"),
     ("segment page (rfm + tier)", "scoring", "/segments/{segment}/customers?limit=200"),
+    ("customers/churn", "customer", "/reports/customers/churn?from=2026-01-01&to=2026-07-01"),
+    (
+        "customers/churn (by segment)",
+        "customer",
+        "/reports/customers/churn?from=2026-01-01&to=2026-07-01&group_by=segment",
+    ),
+    (
+        "customers/churn (by owner, segment s1)",
+        "customer",
+        "/reports/customers/churn?from=2026-01-01&to=2026-07-01&group_by=owner&segment=s1",
+    ),
+    ("customers/churn-reasons", "customer", "/reports/customers/churn-reasons?from=2025-07-01&to=2026-07-01"),
+    (
+        "customers/win-back (by reason)",
+        "customer",
+        "/reports/customers/win-back?from=2025-07-01&to=2026-07-01&group_by=reason",
+    ),
+    ("customers/cohorts (24 months)", "customer", "/reports/customers/cohorts?from=2024-10-01&to=2026-10-01&months=24"),
+    (
+        "customers/churn csv",
+        "customer",
+        "/reports/customers/churn?from=2026-01-01&to=2026-07-01&group_by=owner&format=csv",
+    ),
+    ("complaints", "interaction", "/reports/complaints?from=2026-01-01&to=2026-07-01"),
+    ("complaints (by category)", "interaction", "/reports/complaints?from=2026-01-01&to=2026-07-01&group_by=category"),
+    (
+        "complaints (severity high, by channel)",
+        "interaction",
+        "/reports/complaints?from=2026-01-01&to=2026-07-01&severity=high&group_by=channel",
+    ),
+    *(
+        (
+            path.split("?")[0].removeprefix("/reports/")
+            + (" (" + path.split("&", 2)[2] + ")" if path.count("&") > 1 else ""),
+            "retention",
+            path,
+        )
+        for path in (
+            f"/reports/retention/owners?{PERIOD}",
+            f"/reports/retention/value-lost?{PERIOD}",
+            f"/reports/retention/reason-mix?{PERIOD}&group_by=segment",
+            f"/reports/retention/complaint-conversion?{PERIOD}",
+            f"/reports/retention/satisfaction?{PERIOD}",
+            f"/reports/retention/loyalty?{PERIOD}",
+            f"/reports/retention/satisfaction-trap?{PERIOD}",
+            f"/reports/retention/reason-suggestions/accuracy?{PERIOD}",
+            f"/reports/retention/loyalty?{PERIOD}&tier=gold&segment=retail",
+        )
+    ),
 ]
 
 
@@ -131,18 +192,15 @@ SEGMENT = (
 )
 
 
-async def seed_scoring(engine: AsyncEngine, customers: int, interactions: int) -> None:
+async def seed_scoring(database: Database, customers: int, interactions: int) -> None:
     params = {
         "customers": customers,
         "interactions": interactions,
         "per": interactions // customers,
         "rounds": max(interactions // customers, 1),
     }
-    async with engine.begin() as conn:
-        for statement in SCORING_SQL:
-            started = time.perf_counter()
-            await conn.execute(text(statement), {k: v for k, v in params.items() if f":{k}" in statement})
-            print(f"  {' '.join(statement.split()[:3])[:40]} ({time.perf_counter() - started:.1f}s)")
+    async with database.engine.begin() as conn:
+        await run_sql(conn, SCORING_SQL, params)
         await conn.execute(text(SEGMENT))
         counts = (
             await conn.execute(
@@ -155,7 +213,316 @@ async def seed_scoring(engine: AsyncEngine, customers: int, interactions: int) -
     print(f"  scoring: {counts[0]:,} customers, {counts[1]:,} score rows, {counts[2]:,} interactions in the counters")
 
 
-SEEDERS: dict[str, Callable[[AsyncEngine, int, int], Awaitable[None]]] = {"scoring": seed_scoring}
+async def run_sql(conn: Any, statements: list[str], params: dict[str, int]) -> None:
+    for statement in statements:
+        started = time.perf_counter()
+        await conn.execute(text(statement), {k: v for k, v in params.items() if f":{k}" in statement})
+        print(f"  {' '.join(statement.split()[:3])[:40]} ({time.perf_counter() - started:.1f}s)", flush=True)
+
+
+# The customer store: every customer joined (a first ``active`` change) on a day over two years; one in
+# seven churned later with a reason (all twelve codes in turn), and a third of those were won back.
+CUSTOMER_SQL = [
+    "TRUNCATE status_changes, customer_tags, customer_attributes, customers CASCADE",
+    """
+    CREATE TEMP TABLE bench_life ON COMMIT DROP AS
+    SELECT g, 'c' || lpad(g::text, 7, '0') AS id,
+           TIMESTAMPTZ '2024-10-01' + (g % 730) * INTERVAL '1 day' + (g % 86400) * INTERVAL '1 second' AS joined,
+           CASE WHEN g % 7 = 0 THEN least(DATE '2024-10-01' + (g % 730) + 30 + (g % 400), DATE '2026-11-30') END
+               AS churned,
+           (ARRAY['product_quality','poor_service','staff_turnover','lack_of_innovation','deliberately_dropped',
+                  'price','competitor','changed_needs','bad_faith_departure','relocation','closure','other'])
+               [1 + (g / 7) % 12] AS reason
+    FROM generate_series(1, :customers) g
+    """,
+    """
+    INSERT INTO customers (id, kind, name, contacts, status, status_changed_at, tags, attributes, version,
+                           created_at, updated_at, segment, owner, churned_at, churn_reason)
+    SELECT id, 'company', 'Customer ' || g, '[]',
+           CASE WHEN g % 21 = 0 THEN 'won_back' WHEN g % 7 = 0 THEN 'churned' ELSE 'active' END,
+           joined, '[]', '{}', 1, joined, joined, 's' || (g % 6), 'owner-' || (g % 50), churned,
+           CASE WHEN g % 7 = 0 THEN reason END
+    FROM bench_life
+    """,
+    """
+    INSERT INTO status_changes (customer_id, previous_status, status, reason, churned_at, version, changed_at)
+    SELECT id, previous_status, status, reason, churned_at, version, changed_at FROM (
+        SELECT g, 1 AS version, id, NULL AS previous_status, 'active' AS status, NULL AS reason,
+               NULL::date AS churned_at, joined AS changed_at
+        FROM bench_life
+        UNION ALL
+        SELECT g, 2, id, 'active', 'churned', reason, churned, churned + INTERVAL '1 day 3 hours'
+        FROM bench_life WHERE churned IS NOT NULL
+        UNION ALL
+        SELECT g, 3, id, 'churned', 'won_back', NULL, NULL, churned + (20 + g % 120) * INTERVAL '1 day'
+        FROM bench_life WHERE g % 21 = 0
+    ) rows ORDER BY g, version
+    """,
+    "ANALYZE",
+]
+
+
+async def seed_customer(database: Database, customers: int, interactions: int) -> None:
+    async with database.engine.begin() as conn:
+        await run_sql(conn, CUSTOMER_SQL, {"customers": customers})
+        counts = (
+            await conn.execute(text("SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM status_changes)"))
+        ).one()
+    print(f"  customer: {counts[0]:,} customers, {counts[1]:,} status changes")
+
+
+# The interaction store: ``interactions`` interactions over two years, one in ten a complaint (category,
+# severity and channel in turn, due three days after it was opened) with its workflow steps:
+# acknowledged, then valid or (one in eight) rejected, then resolved for most valid ones, some late.
+INTERACTION_SQL = [
+    "TRUNCATE complaint_steps, interactions",
+    """
+    INSERT INTO interactions (id, customer_id, type, channel, occurred_at, recorded_at, amount, currency,
+                              severity, category, complaint_status, due_at)
+    SELECT 'i' || i, 'c' || lpad((1 + i % :customers)::text, 7, '0'),
+           CASE WHEN i % 10 = 0 THEN 'complaint'
+                ELSE (ARRAY['purchase','purchase','purchase','purchase','call','email','chat','visit','return'])
+                     [1 + i % 9] END,
+           (ARRAY['email','phone','web','store'])[1 + (i / 10) % 4],
+           occurred, occurred,
+           CASE WHEN i % 10 <> 0 AND i % 9 < 4 THEN 20 + i % 180 END,
+           CASE WHEN i % 10 <> 0 AND i % 9 < 4 THEN 'EUR' END,
+           CASE WHEN i % 10 = 0 THEN (ARRAY['low','medium','high','critical'])[1 + (i / 10) % 4] END,
+           CASE WHEN i % 10 = 0
+                THEN (ARRAY['product_quality','service','delivery','billing','staff','other'])[1 + (i / 40) % 6] END,
+           CASE WHEN i % 10 = 0 THEN CASE WHEN i % 80 = 0 THEN 'rejected' WHEN i % 7 = 0 THEN 'valid'
+                                          ELSE 'resolved' END END,
+           CASE WHEN i % 10 = 0 THEN occurred + INTERVAL '3 days' END
+    FROM (SELECT i, TIMESTAMPTZ '2024-10-01' + (i * (730.0 / :interactions)) * INTERVAL '1 day' AS occurred
+          FROM generate_series(0, :interactions - 1) i) s
+    """,
+    """
+    INSERT INTO complaint_steps (complaint_id, previous_status, status, at)
+    SELECT complaint_id, previous_status, status, at FROM (
+        SELECT id AS complaint_id, 1 AS n, 'open' AS previous_status, 'acknowledged' AS status,
+               occurred_at + INTERVAL '2 hours' AS at
+        FROM interactions WHERE type = 'complaint'
+        UNION ALL
+        SELECT id, 2, 'acknowledged', CASE WHEN complaint_status = 'rejected' THEN 'rejected' ELSE 'valid' END,
+               occurred_at + INTERVAL '1 day'
+        FROM interactions WHERE type = 'complaint'
+        UNION ALL
+        SELECT id, 3, 'valid', 'resolved', occurred_at + (1 + length(id) % 5) * INTERVAL '1 day'
+        FROM interactions WHERE complaint_status = 'resolved'
+    ) steps ORDER BY complaint_id, n
+    """,
+    "ANALYZE",
+]
+
+
+async def seed_interaction(database: Database, customers: int, interactions: int) -> None:
+    async with database.engine.begin() as conn:
+        await run_sql(conn, INTERACTION_SQL, {"customers": customers, "interactions": interactions})
+        counts = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM interactions), "
+                    "(SELECT count(*) FROM interactions WHERE type = 'complaint'), "
+                    "(SELECT count(*) FROM complaint_steps)"
+                )
+            )
+        ).one()
+    print(f"  interaction: {counts[0]:,} interactions, {counts[1]:,} complaints, {counts[2]:,} complaint steps")
+
+
+# The retention read model: the customer replica, latest scores and customer facts for every customer,
+# ``interactions`` fact events (orders, survey answers, complaints, contacts) over two years, churn facts
+# with suggested reasons for the churned, and alerts. Rows are generated in Python (the facts the
+# consumer keeps are counted from the generated events) and inserted in batches.
+T_END = datetime(2026, 10, 1, tzinfo=UTC)
+T_START = T_END - timedelta(days=730)
+TIERS = ("platinum", "gold", "iron", "lead")
+SEGMENTS = ("retail", "smb", "enterprise", "public", "partner")
+REASONS = ("product_quality", "poor_service", "staff_turnover", "price", "competitor", "changed_needs", "relocation")
+CHUNK = 20_000
+
+
+def _at(rng: random.Random) -> datetime:
+    return T_START + timedelta(seconds=rng.random() * (T_END - T_START).total_seconds())
+
+
+async def insert_all(database: Database, table: Any, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        async with database.transaction() as session:
+            await session.execute(insert(table), rows[start : start + CHUNK])
+
+
+async def seed_retention_rows(database: Database, customers: int, events: int) -> None:
+    rng = random.Random(7)
+    ids = [f"c{i:06d}" for i in range(customers)]
+    churned = set(rng.sample(ids, customers * 15 // 100))
+    now = datetime.now(UTC)
+    t = time.perf_counter()
+    await insert_all(
+        database,
+        Customer.__table__,  # type: ignore[attr-defined]
+        [
+            {
+                "customer_id": c,
+                "owner": f"owner-{rng.randrange(50)}",
+                "segment": rng.choice(SEGMENTS),
+                "status": "churned" if c in churned else "active",
+                "tier": rng.choice(TIERS) if rng.random() < 0.3 else None,
+                "version": 1,
+                "first_seen": T_START,
+                "updated_at": now,
+            }
+            for c in ids
+        ],
+    )
+    await insert_all(
+        database,
+        CustomerScore.__table__,  # type: ignore[attr-defined]
+        [
+            {
+                "customer_id": c,
+                "churn_risk": rng.random(),
+                "clv": rng.gammavariate(2, 200),
+                "value_tier": rng.choice(TIERS),
+                "as_of": now,
+                "updated_at": now,
+            }
+            for c in ids
+        ],
+    )
+    print(f"  customers and scores: {time.perf_counter() - t:.1f}s", flush=True)
+    # The counters the consumer keeps (customer_facts), kept while the events are generated.
+    counters: dict[str, dict[str, Any]] = {c: {"orders": 0, "revenue": 0.0} for c in ids}
+    kinds = [("order", 0.7), ("survey", 0.15), ("complaint", 0.1), ("price_contact", 0.03), ("incident", 0.02)]
+    names, weights = zip(*kinds, strict=True)
+    done = 0
+    while done < events:
+        batch = []
+        for n in range(done, min(events, done + CHUNK * 5)):
+            kind = rng.choices(names, weights)[0]
+            row: dict[str, Any] = {
+                "event_id": f"e{n}",
+                "customer_id": ids[rng.randrange(customers)],
+                "kind": kind,
+                "at": _at(rng),
+                "category": None,
+                "dimension": None,
+                "score": None,
+                "amount": None,
+            }
+            fact = counters[row["customer_id"]]
+            if kind == "order":
+                row["amount"] = round(rng.gammavariate(2, 25), 2)
+                fact["orders"] += 1
+                fact["revenue"] += row["amount"]
+                fact["first_order_at"] = min(fact.get("first_order_at") or row["at"], row["at"])
+                fact["last_order_at"] = max(fact.get("last_order_at") or row["at"], row["at"])
+            elif kind == "survey":
+                nps = rng.random() < 0.5
+                row["category"] = "nps" if nps else "csat"
+                row["score"] = rng.randint(0, 10) if nps else rng.randint(1, 5)
+                row["dimension"] = rng.choice(("product", "service", "relationship", None))
+                survey = row["category"]
+                if fact.get(f"{survey}_at") is None or fact[f"{survey}_at"] < row["at"]:
+                    fact[survey], fact[f"{survey}_at"] = row["score"], row["at"]
+            elif kind == "complaint":
+                row["category"] = rng.choice(("product_quality", "service", "delivery", "billing", "staff", "other"))
+            batch.append(row)
+        await insert_all(database, FactEvent.__table__, batch)  # type: ignore[attr-defined]
+        done += len(batch)
+        print(f"  fact events: {done:,}/{events:,}", flush=True)
+    await insert_all(
+        database,
+        CustomerFact.__table__,  # type: ignore[attr-defined]
+        [
+            {
+                "customer_id": c,
+                "team": f"team-{rng.randrange(10)}",
+                "share_of_wallet": rng.random() if rng.random() < 0.2 else None,
+                "orders": counters[c]["orders"],
+                "revenue": counters[c]["revenue"],
+                "first_order_at": counters[c].get("first_order_at"),
+                "last_order_at": counters[c].get("last_order_at"),
+                "nps": counters[c].get("nps"),
+                "nps_at": counters[c].get("nps_at"),
+                "csat": counters[c].get("csat"),
+                "csat_at": counters[c].get("csat_at"),
+                "updated_at": now,
+            }
+            for c in ids
+        ],
+    )
+    await insert_all(
+        database,
+        ChurnFact.__table__,  # type: ignore[attr-defined]
+        [
+            {
+                "event_id": f"s-{c}",
+                "customer_id": c,
+                "churned_at": _at(rng),
+                "reason": (reason := rng.choice(REASONS)),
+                "side": "customer" if reason in ("competitor", "changed_needs", "relocation") else "company",
+                "voluntary": reason != "relocation",
+                "tier": rng.choice(TIERS),
+                "segment": rng.choice(SEGMENTS),
+                "owner": f"owner-{rng.randrange(50)}",
+                "team": f"team-{rng.randrange(10)}",
+                "historical_value": rng.gammavariate(2, 100),
+                "predicted_value": rng.gammavariate(2, 150) if rng.random() < 0.9 else None,
+                "suggested_reason": rng.choice((*REASONS[:5], None)),
+                "suggestion_confidence": rng.random(),
+                "suggestion_votes": {},
+                "suggestion_evidence": [],
+            }
+            for c in sorted(churned)
+        ],
+    )
+    alerts: list[dict[str, Any]] = []
+    for n in range(customers // 2):
+        first = _at(rng)
+        acked = rng.random() < 0.7
+        outcome = rng.choice(("saved", "churned", "false_alarm", None))
+        alerts.append(
+            {
+                "id": f"a{n}",
+                "customer_id": ids[rng.randrange(customers)],
+                "reason": "churn_risk",
+                "severity": "high",
+                "status": "resolved" if outcome else "open",
+                "trigger_count": 1,
+                "first_triggered_at": first,
+                "last_triggered_at": first,
+                "owner": f"owner-{rng.randrange(50)}",
+                "tier": rng.choice(TIERS),
+                "segment": rng.choice(SEGMENTS),
+                "control": False,
+                "factors": [],
+                "event_ids": [],
+                "acknowledged_at": first + timedelta(hours=rng.expovariate(1 / 20)) if acked else None,
+                "outcome": outcome,
+                "created_at": first,
+                "updated_at": first,
+            }
+        )
+    await insert_all(database, Alert.__table__, alerts)  # type: ignore[attr-defined]
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE")
+    print(f"  seeded in {time.perf_counter() - t:.1f}s", flush=True)
+
+
+async def seed_retention(database: Database, customers: int, interactions: int) -> None:
+    async with database.engine.begin() as conn:
+        for table in ("alerts", "churn_facts", "customer_facts", "fact_events", "customer_scores", "customers"):
+            await conn.execute(text(f"DELETE FROM {table}"))
+    await seed_retention_rows(database, customers, interactions)
+
+
+SEEDERS: dict[str, Callable[[Database, int, int], Awaitable[None]]] = {
+    "scoring": seed_scoring,
+    "customer": seed_customer,
+    "interaction": seed_interaction,
+    "retention": seed_retention,
+}
 
 
 # ---- measuring -----------------------------------------------------------------------------------------
@@ -209,12 +576,12 @@ async def run(args: argparse.Namespace) -> int:
     services = sorted({service for _, service, _ in REPORTS})
     apps = {s: app_for(s, INFRA.database_url(s)) for s in services}
     for service, app in apps.items():
-        engine = app.state.database.engine
-        async with engine.begin() as conn:
-            await conn.run_sync(importlib.import_module(f"services.{service}.models").metadata.create_all)
-        if not args.no_seed:
+        database = app.state.database
+        if not args.no_seed:  # the databases were recreated empty: create the tables, then fill them
+            async with database.engine.begin() as conn:
+                await conn.run_sync(importlib.import_module(f"services.{service}.models").metadata.create_all)
             print(f"seeding {service} ({args.customers:,} customers, {args.interactions:,} interactions) ...")
-            await SEEDERS[service](engine, args.customers, args.interactions)
+            await SEEDERS[service](database, args.customers, args.interactions)
     load = os.getloadavg()
     print(f"measuring on {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

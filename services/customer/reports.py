@@ -61,20 +61,11 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def _status_at(instant: datetime) -> Any:
-    """The customer's status at ``instant``: its latest history row dated before it (None: not yet known)."""
-    h = H.alias("h_at")
-    dated_before = or_(
+def _dated_before(h: Any, instant: datetime) -> ColumnElement[bool]:
+    """The history row ``h`` is dated before ``instant`` (a churn on its day, any other change when recorded)."""
+    return or_(
         and_(h.c.status == CHURNED, h.c.churned_at < instant.date()),
         and_(h.c.status != CHURNED, h.c.changed_at < instant),
-    )
-    return (
-        select(h.c.status)
-        .where(h.c.customer_id == C.c.id, dated_before)
-        .order_by(h.c.id.desc())
-        .limit(1)
-        .correlate(C)
-        .scalar_subquery()
     )
 
 
@@ -91,12 +82,6 @@ async def churn_situation(
     """Per group: customers at start and end, retained, new, lost, won back (see docs/reports.md)."""
     start, end = period.start_at, period.end_at
     h = H.alias("h_event")
-
-    def events(where: ColumnElement[bool]) -> Any:
-        return (
-            select(func.count()).select_from(h).where(h.c.customer_id == C.c.id, where).correlate(C).scalar_subquery()
-        )
-
     became_customer = and_(
         h.c.status == ACTIVE,
         or_(h.c.previous_status.is_(None), h.c.previous_status == CustomerStatus.prospect.value),
@@ -107,20 +92,39 @@ async def churn_situation(
     won_back = and_(
         h.c.status == WON_BACK, h.c.previous_status == CHURNED, h.c.changed_at >= start, h.c.changed_at < end
     )
+    # One pass over the history: per customer, the id of its latest row dated before the start and
+    # before the end (its status then) and its counts of events in the period.
+    history = (
+        select(
+            h.c.customer_id.label("customer_id"),
+            func.max(case((_dated_before(h, start), h.c.id))).label("start_id"),
+            func.max(case((_dated_before(h, end), h.c.id))).label("end_id"),
+            func.sum(_flag(became_customer)).label("new"),
+            func.sum(_flag(lost)).label("lost"),
+            func.sum(_flag(won_back)).label("won_back"),
+        )
+        .group_by(h.c.customer_id)
+        .subquery("history")
+    )
+    at_start_row, at_end_row = H.alias("h_start"), H.alias("h_end")
     group = _group_column(group_by if group_by != "reason" else None)
-    at_start = _status_at(start).in_(IS_CUSTOMER)
-    at_end = _status_at(end).in_(IS_CUSTOMER)
+    at_start = at_start_row.c.status.in_(IS_CUSTOMER)
+    at_end = at_end_row.c.status.in_(IS_CUSTOMER)
     per_customer = (
         select(
             group.label("grp"),
             _flag(at_start).label("at_start"),
             _flag(at_end).label("at_end"),
             _flag(and_(at_start, at_end)).label("retained"),
-            events(became_customer).label("new"),
-            events(lost).label("lost"),
-            events(won_back).label("won_back"),
+            func.coalesce(history.c.new, 0).label("new"),
+            func.coalesce(history.c.lost, 0).label("lost"),
+            func.coalesce(history.c.won_back, 0).label("won_back"),
         )
-        .select_from(C)
+        .select_from(
+            C.outerjoin(history, history.c.customer_id == C.c.id)
+            .outerjoin(at_start_row, at_start_row.c.id == history.c.start_id)
+            .outerjoin(at_end_row, at_end_row.c.id == history.c.end_id)
+        )
         .where(*filters.customer_where())
         .subquery()
     )
@@ -138,9 +142,14 @@ async def churn_situation(
         .group_by(p.grp)
         .order_by(p.grp.is_(None), p.grp)
     )
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (await session.execute(query.limit(limit).offset(offset))).mappings().all()
-    return [{k: (v if k == "grp" else int(v or 0)) for k, v in r.items()} for r in rows], int(total)
+    # The page and the number of groups from one pass: the count travels with each row.
+    counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    rows = (await session.execute(counted)).mappings().all()
+    if rows:
+        total = int(rows[0]["_total"])
+    else:  # past the end: the number of groups needs its own count
+        total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    return [{k: (v if k == "grp" else int(v or 0)) for k, v in r.items() if k != "_total"} for r in rows], int(total)
 
 
 # ---- churn reasons -----------------------------------------------------------------------------------
@@ -260,28 +269,29 @@ async def cohorts(*, session: AsyncSession, period: Period, filters: Filters) ->
     (their first ``active`` change) in the period, grouped by (cohort month, month of their first churn).
     """
     dialect = _dialect(session)
+    # One pass over the history: per customer, its first active change and its first churn day.
     f = H.alias("h_first")
-    first_active = (
-        select(f.c.customer_id, func.min(f.c.changed_at).label("joined_at"))
-        .where(f.c.status == ACTIVE)
+    firsts = (
+        select(
+            f.c.customer_id.label("customer_id"),
+            func.min(case((f.c.status == ACTIVE, f.c.changed_at))).label("joined_at"),
+            func.min(case((f.c.status == CHURNED, f.c.churned_at))).label("first_churn"),
+        )
         .group_by(f.c.customer_id)
-        .subquery()
+        .subquery("firsts")
     )
-    k = H.alias("h_churn")
-    first_churn = (
-        select(func.min(k.c.churned_at))
-        .where(k.c.customer_id == first_active.c.customer_id, k.c.status == CHURNED)
-        .scalar_subquery()
-    )
+    source: Any = firsts
+    if filters.customer_where():  # the customer's current values only when a filter needs them
+        source = firsts.join(C, C.c.id == firsts.c.customer_id)
     per_customer = (
         select(
-            month_of(first_active.c.joined_at, dialect).label("cohort"),
-            month_of(first_churn, dialect).label("churn_month"),
+            month_of(firsts.c.joined_at, dialect).label("cohort"),
+            month_of(firsts.c.first_churn, dialect).label("churn_month"),
         )
-        .select_from(first_active.join(C, C.c.id == first_active.c.customer_id))
+        .select_from(source)
         .where(
-            first_active.c.joined_at >= period.start_at,
-            first_active.c.joined_at < period.end_at,
+            firsts.c.joined_at >= period.start_at,
+            firsts.c.joined_at < period.end_at,
             *filters.customer_where(),
         )
         .subquery()

@@ -23,21 +23,14 @@ STEPS = ComplaintStep.__table__  # type: ignore[attr-defined]
 S = ComplaintStatus
 
 
-def _first_step_at(statuses: Sequence[ComplaintStatus]) -> Any:
-    s = STEPS.alias()
-    return (
-        select(func.min(s.c.at))
-        .where(s.c.complaint_id == I.c.id, s.c.status.in_([x.value for x in statuses]))
-        .correlate(I)
-        .scalar_subquery()
-    )
+def _first(steps: Any, statuses: Sequence[ComplaintStatus]) -> Any:
+    """When the complaint first stepped into one of ``statuses`` (None: never)."""
+    return func.min(case((steps.c.status.in_([x.value for x in statuses]), steps.c.at)))
 
 
-def _reached(status: ComplaintStatus) -> Any:
-    s = STEPS.alias()
-    return (
-        select(func.count()).select_from(s).where(s.c.complaint_id == I.c.id, s.c.status == status.value)
-    ).correlate(I).scalar_subquery() > 0
+def _reached(steps: Any, status: ComplaintStatus) -> Any:
+    """1 if the complaint ever stepped into ``status``, else 0."""
+    return func.max(case((steps.c.status == status.value, 1), else_=0))
 
 
 async def complaints(
@@ -57,29 +50,42 @@ async def complaints(
         if group_by is None
         else {"category": I.c.category, "severity": I.c.severity, "channel": I.c.channel}[group_by]
     )
-    handled_at = _first_step_at([S.resolved, S.rejected])
-    resolved_at = _first_step_at([S.resolved])
     where = [I.c.type == "complaint", I.c.occurred_at >= period.start_at, I.c.occurred_at < period.end_at]
     if categories:
         where.append(I.c.category.in_(list(categories)))
     if severities:
         where.append(I.c.severity.in_(list(severities)))
-    # The SLA was due by the time of the report if the complaint was handled or its deadline passed.
-    cutoff = min(now, period.end_at)
-    per_complaint = (
+    # One pass over the period's complaints and their steps: per complaint, when it was first handled and
+    # first resolved, and whether it was ever judged valid or rejected.
+    steps = STEPS.alias("steps")
+    per_step = (
         select(
             group.label("grp"),
             I.c.customer_id.label("customer_id"),
-            case((_reached(S.valid), 1), else_=0).label("valid"),
-            case((_reached(S.rejected), 1), else_=0).label("rejected"),
-            days_between(resolved_at, I.c.occurred_at, dialect).label("days_to_resolve"),
-            case((and_(handled_at.is_not(None), handled_at <= I.c.due_at), 1), else_=0).label("sla_met"),
-            case((or_(handled_at.is_not(None), I.c.due_at < cutoff), 1), else_=0).label("sla_due"),
+            I.c.occurred_at.label("occurred_at"),
+            I.c.due_at.label("due_at"),
+            _reached(steps, S.valid).label("valid"),
+            _reached(steps, S.rejected).label("rejected"),
+            _first(steps, [S.resolved, S.rejected]).label("handled_at"),
+            _first(steps, [S.resolved]).label("resolved_at"),
         )
-        .select_from(I)
+        .select_from(I.outerjoin(steps, steps.c.complaint_id == I.c.id))
         .where(*where)
-        .subquery()
+        .group_by(I.c.id)  # the other columns depend on the complaint's id
+        .cte("per_step")  # read by the totals and by the repeat complainers: computed once
     )
+    c = per_step.c
+    # The SLA was due by the time of the report if the complaint was handled or its deadline passed.
+    cutoff = min(now, period.end_at)
+    per_complaint = select(
+        c.grp,
+        c.customer_id,
+        c.valid,
+        c.rejected,
+        days_between(c.resolved_at, c.occurred_at, dialect).label("days_to_resolve"),
+        case((and_(c.handled_at.is_not(None), c.handled_at <= c.due_at), 1), else_=0).label("sla_met"),
+        case((or_(c.handled_at.is_not(None), c.due_at < cutoff), 1), else_=0).label("sla_due"),
+    ).subquery()
     p = per_complaint.c
     per_customer = select(p.grp, p.customer_id, func.count().label("n")).group_by(p.grp, p.customer_id).subquery()
     repeaters = (
@@ -112,6 +118,10 @@ async def complaints(
         .join(repeaters, or_(repeaters.c.grp == totals.c.grp, and_(repeaters.c.grp.is_(None), totals.c.grp.is_(None))))
         .order_by(totals.c.opened.desc(), totals.c.grp)
     )
-    total = (await session.execute(select(func.count()).select_from(totals))).scalar_one()
-    rows = (await session.execute(query.limit(limit).offset(offset))).mappings().all()
-    return [dict(r) for r in rows], int(total)
+    # The page and the number of groups from one evaluation: the count travels with each row.
+    counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    rows = (await session.execute(counted)).mappings().all()
+    if not rows:  # past the end (or no complaints): the number of groups needs its own count
+        total = (await session.execute(select(func.count()).select_from(totals))).scalar_one()
+        return [], int(total)
+    return [{k: v for k, v in r.items() if k != "_total"} for r in rows], int(rows[0]["_total"])

@@ -433,7 +433,13 @@ async def satisfaction_traps(
     """The satisfied customers whose buying declines, by customer id: one page of them and how many in all."""
     rows = _loyalty_features(session, period, filters, thresholds).subquery()
     query = select(rows).where(rows.c.trap == 1).order_by(rows.c.customer_id)
-    return await _paged(session, query, limit, offset)
+    # The page and the total from one typing pass: the count travels with each row of the page.
+    counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    page = [dict(r) for r in (await session.execute(counted)).mappings().all()]
+    if not page:  # past the end (or none at all): the total needs its own count
+        return await _paged(session, query, limit, offset)
+    total = int(page[0]["_total"])
+    return [{k: v for k, v in r.items() if k != "_total"} for r in page], total
 
 
 # ---- suggested churn reasons: accuracy ------------------------------------------------------------------

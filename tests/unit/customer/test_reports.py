@@ -219,3 +219,28 @@ async def test_bad_report_input_is_a_problem_naming_the_field(api, query: str, f
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert field in [e["field"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize("route", ["churn", "churn-reasons", "win-back", "cohorts"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2025-04-01&to=2025-01-01", "query.to"),  # reversed
+        ("from=2025-04-01&to=2025-04-01", "query.to"),  # empty
+        ("to=2025-04-01", "query.from"),  # missing
+        ("from=2025-01-01&to=2025-13-01", "query.to"),  # not a day
+    ],
+)
+async def test_every_report_rejects_a_bad_period_naming_the_field(api, route: str, query: str, field: str) -> None:
+    response = await api.client.get(f"/reports/customers/{route}?{query}")
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize("route", ["churn-reasons", "win-back"])
+async def test_reports_filtered_by_reason_reject_an_unknown_reason(api, route: str) -> None:
+    response = await api.client.get(f"/reports/customers/{route}?{PERIOD}&reason=competitor&reason=bored")
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "query.reason[1]" in [e["field"] for e in response.json()["errors"]]

@@ -122,3 +122,20 @@ async def test_bad_complaint_report_input_is_a_problem_naming_the_field(api, que
     response = await client.get(f"/reports/complaints?{query}")
     assert response.status_code == 422
     assert field in [e["field"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2025-02-01&to=2025-02-01", "query.to"),  # empty
+        ("to=2025-02-01", "query.from"),  # missing
+        (f"{PERIOD}&severity=apocalyptic", "query.severity[0]"),
+        (f"{PERIOD}&limit=0", "query.limit"),
+    ],
+)
+async def test_complaint_report_rejects_empty_periods_and_unknown_codes(api, query: str, field: str) -> None:
+    client, _ = api
+    response = await client.get(f"/reports/complaints?{query}")
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json()["errors"]]

@@ -522,3 +522,33 @@ async def test_survey_link_dimension_scores_count_by_dimension_but_not_in_the_tr
         ("unspecified", 1, 0.0),
     ]
     assert [(r["month"], r["answers"]) for r in body["trend"]] == [("2026-02", 1)]
+
+
+ROUTES = (
+    "owners",
+    "value-lost",
+    "reason-mix",
+    "complaint-conversion",
+    "satisfaction",
+    "loyalty",
+    "satisfaction-trap",
+    "reason-suggestions/accuracy",
+)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2026-04-01&to=2026-01-01", "query.to"),  # reversed
+        ("from=2026-04-01&to=2026-04-01", "query.to"),  # empty
+        ("to=2026-04-01", "query.from"),  # missing
+    ],
+)
+async def test_every_report_rejects_a_bad_period_naming_the_field(
+    client: httpx.AsyncClient, route: str, query: str, field: str
+):
+    response = await client.get(f"/reports/retention/{route}?{query}")
+    assert response.status_code == 422, (route, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in response.json()["errors"]]

@@ -155,12 +155,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = INFRA
     log_dir = infra.state_dir / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
-    # No rate limits: under the machine's other load many requests at once find the gateway's local token
-    # batch lapsed and each claims a new one, which can refuse requests with 429 (a limiter matter, not tracing).
-    env = {**UNTHROTTLED_ENV, "GATEWAY_RATE_LIMIT": "false"}
+    # The gateway's rate limits stay on (the bench's caller is unthrottled by quota, not by switching the
+    # limiter off) unless --no-rate-limit: a refused complaint is not an interaction and is reported apart.
+    env = {**UNTHROTTLED_ENV, **({"GATEWAY_RATE_LIMIT": "false"} if args.no_rate_limit else {})}
     platform = infra.platform(layout="combined", log_dir=log_dir, extra_env=env)
     sink = OtlpReceiver(keep=False).start()
     modes = ["off", "on"] * args.rounds
+    on_env = dict(pair.split("=", 1) for pair in args.on_env)
     per_phase = WARM_UP + int(args.rate * args.seconds)
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
@@ -177,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"creating {per_phase * len(modes)} customers")
             customers = await create_customers(http, f"{infra.gateway}/api/v1", retention, per_phase * len(modes))
             for i, mode in enumerate(modes):
-                tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_TRACES_SAMPLER_ARG": "1"}
+                tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_TRACES_SAMPLER_ARG": "1", **on_env}
                 await restart(platform, tracing_env if mode == "on" else {})
                 spans_before = sink.span_count
                 log(f"phase {i + 1}/{len(modes)}: tracing {mode}, {args.rate:g} complaints/s for {args.seconds:g} s")
@@ -224,6 +225,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=15.0, help="complaints/s in each measured window")
     parser.add_argument("--seconds", type=float, default=40.0, help="length of each measured window")
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs (phases alternate off, on, off, on ...)")
+    parser.add_argument("--no-rate-limit", action="store_true", help="GATEWAY_RATE_LIMIT=false in every phase")
+    parser.add_argument(
+        "--on-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra variable for the tracing-on phases, e.g. OTEL_TRACE_SQL=false (repeatable)",
+    )
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running afterwards")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "tracing.json")
     args = parser.parse_args(argv)

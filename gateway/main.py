@@ -53,7 +53,8 @@ def create_app(
         process="the gateway",
     )
     # On only with OTEL_EXPORTER_OTLP_ENDPOINT; before the engine and the HTTP clients exist (they are instrumented).
-    tracing.setup(settings.name)
+    # The proxy passes the trace context on itself (gateway.upstream): no client span per proxied request.
+    tracing.setup(settings.name, http_clients=False)
     database = Database(settings.database_url, source="/crm/gateway")
     tracing.instrument_engine(database.engine)
     buckets = SharedBuckets(database)

@@ -22,6 +22,7 @@ from gateway.auth import current_principal
 from gateway.metrics import UPSTREAM_LATENCY
 from gateway.routes import API_PREFIX
 from gateway.settings import GatewaySettings
+from servicekit import tracing
 from servicekit.auth import InternalAuthSettings, internal_headers
 from servicekit.context import correlation_id, new_request_id
 from servicekit.problems import problem_response
@@ -335,7 +336,8 @@ class Upstreams:
             signed = internal_headers(
                 method, path, query=query, body=content or b"", principal=principal_header, settings=self.internal
             )
-            all_headers = [*headers, *signed.items()]
+            # The trace context of the gateway's server span, so the service's span is its child (tracing on).
+            all_headers = [*headers, *signed.items(), *tracing.current_context_headers().items()]
             try:
                 if not self.use_aiohttp:
                     request = self.client.build_request(

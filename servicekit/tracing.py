@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from opentelemetry import trace
@@ -42,6 +42,7 @@ log = logging.getLogger("servicekit.tracing")
 TRACE_HEADERS = ("traceparent", "tracestate")  # W3C trace context: the Kafka headers and envelope attributes
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer: Tracer | None = None  # set while tracing is on
+_trace_sql = True
 
 
 class TracingSettings(BaseSettings):
@@ -54,32 +55,38 @@ class TracingSettings(BaseSettings):
     exporter_otlp_endpoint: str = ""
     # Share of new traces recorded (0 to 1); a hop continues its parent's decision, so a trace is whole or absent.
     traces_sampler_arg: float = Field(1.0, ge=0, le=1)
-    # How often metrics are exported (the instrumentations' HTTP and database durations).
+    # "otlp": also export the instrumentations' OpenTelemetry metrics (HTTP and database durations) to the
+    # endpoint. "none" (the default): traces only; every process already serves these signals on /metrics
+    # for Prometheus, and recording them twice per request is most of what tracing would cost otherwise.
+    metrics_exporter: Literal["none", "otlp"] = "none"
+    # How often OpenTelemetry metrics are exported, when metrics_exporter is "otlp".
     metric_export_interval: int = Field(60000, ge=1000)
+    # The platform's own switch (not an OpenTelemetry variable): a span per SQL statement, a child of the
+    # request or handler that ran it. False: no database spans, the hop chain stays whole.
+    trace_sql: bool = True
 
 
 def enabled() -> bool:
     return _tracer is not None
 
 
-def setup(service: str, settings: TracingSettings | None = None) -> bool:
+def setup(service: str, settings: TracingSettings | None = None, *, http_clients: bool = True) -> bool:
     """Turn tracing on for this process when an OTLP endpoint is configured; returns whether it is on.
 
-    Call once, before the app, its database engine and its HTTP clients are created.
+    Call once, before the app, its database engine and its HTTP clients are created. http_clients=False
+    (the gateway) leaves httpx and aiohttp uninstrumented: the caller passes the context on itself
+    (current_context_headers), so the next hop's server span is a child of this process's server span
+    without a client span between them.
     """
-    global _tracer
+    global _tracer, _trace_sql
     settings = settings or TracingSettings()
     if not settings.exporter_otlp_endpoint:
         return False
     if _tracer is not None:
         return True
-    from opentelemetry import metrics
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -90,12 +97,20 @@ def setup(service: str, settings: TracingSettings | None = None) -> bool:
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.traces_sampler_arg)))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
     trace.set_tracer_provider(provider)
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=f"{base}/v1/metrics"), export_interval_millis=settings.metric_export_interval
-    )
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
-    HTTPXClientInstrumentor().instrument()
-    AioHttpClientInstrumentor().instrument()
+    if settings.metrics_exporter == "otlp":
+        from opentelemetry import metrics
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=f"{base}/v1/metrics"), export_interval_millis=settings.metric_export_interval
+        )
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    if http_clients:
+        HTTPXClientInstrumentor().instrument()
+        AioHttpClientInstrumentor().instrument()
+    _trace_sql = settings.trace_sql
     _tracer = trace.get_tracer("crm.servicekit")
     log.info("tracing on", extra={"sample_ratio": settings.traces_sampler_arg})
     return True
@@ -144,8 +159,8 @@ def instrument_app(app: Any, *, trust_incoming: bool = True) -> None:
 
 
 def instrument_engine(engine: Any) -> None:
-    """A span per SQL statement of this SQLAlchemy (async) engine; nothing when off."""
-    if _tracer is None:
+    """A span per SQL statement of this SQLAlchemy (async) engine; nothing when off or OTEL_TRACE_SQL=false."""
+    if _tracer is None or not _trace_sql:
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 

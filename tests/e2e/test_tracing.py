@@ -31,7 +31,10 @@ def _restart(platform: Platform, env: dict[str, str]) -> None:
 def traced(platform: Platform) -> Iterator[OtlpReceiver]:
     receiver = OtlpReceiver().start()
     # Spans leave each process within a fraction of a second instead of the default five.
-    _restart(platform, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    _restart(
+        platform,
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_TRACE_SQL": "true"},
+    )
     try:
         yield receiver
     finally:

@@ -213,3 +213,22 @@ def test_the_gateway_does_not_adopt_a_callers_trace_context(spans: InMemorySpanE
     with TestClient(app) as client:
         seen = client.get("/trace-id", headers={"traceparent": TRACEPARENT}).json()["trace_id"]
     assert (seen == TRACEPARENT[3:35]) is trust_incoming
+
+
+def test_by_default_traces_only_with_sql_spans():
+    settings = tracing.TracingSettings(exporter_otlp_endpoint="http://collector:4318")
+    assert settings.metrics_exporter == "none" and settings.trace_sql is True
+
+
+@pytest.mark.parametrize("trace_sql", [True, False])
+def test_sql_statements_are_instrumented_only_while_trace_sql_is_on(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, trace_sql: bool
+):
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumented: list[Any] = []
+    monkeypatch.setattr(SQLAlchemyInstrumentor, "instrument", lambda self, **kw: instrumented.append(kw["engine"]))
+    monkeypatch.setattr(tracing, "_trace_sql", trace_sql)
+    engine = object()
+    tracing.instrument_engine(engine)
+    assert instrumented == ([engine] if trace_sql else [])

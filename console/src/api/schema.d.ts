@@ -5297,6 +5297,15 @@ export interface operations {
                     "application/json": components["schemas"]["AlertsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5308,6 +5317,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5393,6 +5429,15 @@ export interface operations {
                     "application/json": components["schemas"]["Evaluation"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5404,6 +5449,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5488,6 +5560,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5499,6 +5580,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5582,6 +5690,15 @@ export interface operations {
                     "application/json": components["schemas"]["AlertPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5593,6 +5710,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5680,6 +5824,15 @@ export interface operations {
                     "application/json": components["schemas"]["AlertPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5691,6 +5844,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5778,6 +5958,15 @@ export interface operations {
                     "application/json": components["schemas"]["AlertPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5789,6 +5978,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5876,6 +6092,15 @@ export interface operations {
                     "application/json": components["schemas"]["AlertPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5887,6 +6112,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5983,6 +6235,15 @@ export interface operations {
                     "application/json": components["schemas"]["AuditPage"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -5994,6 +6255,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6087,6 +6375,15 @@ export interface operations {
                     "application/json": components["schemas"]["ComplaintsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6098,6 +6395,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6181,6 +6505,15 @@ export interface operations {
                     "application/json": components["schemas"]["ComplaintPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6192,6 +6525,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6279,6 +6639,15 @@ export interface operations {
                     "application/json": components["schemas"]["ComplaintPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6297,12 +6666,30 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The workflow does not allow this step from the current status */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description request body too large */
             413: {
@@ -6398,6 +6785,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomersPage"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6409,6 +6805,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6497,6 +6920,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomerPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6515,12 +6947,30 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description external_ref already taken (nothing about that customer is told) */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description request body too large */
             413: {
@@ -6600,6 +7050,15 @@ export interface operations {
                     "application/json": components["schemas"]["BulkReport"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6611,6 +7070,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6699,6 +7185,15 @@ export interface operations {
                     "application/json": components["schemas"]["ConsentImportReport"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6710,6 +7205,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6798,6 +7320,15 @@ export interface operations {
                     "application/json": components["schemas"]["BulkStatusReport"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6809,6 +7340,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6901,6 +7459,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -6912,6 +7479,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6995,6 +7589,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErasureStatus"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7006,6 +7609,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7096,6 +7726,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomerPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7107,6 +7746,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7190,6 +7856,15 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7201,6 +7876,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7284,6 +7986,15 @@ export interface operations {
                     "application/json": components["schemas"]["ChurnSuggestion"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7295,6 +8006,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7378,6 +8116,15 @@ export interface operations {
                     "application/json": components["schemas"]["ConsentPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7389,6 +8136,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7476,6 +8250,15 @@ export interface operations {
                     "application/json": components["schemas"]["ConsentPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7487,6 +8270,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7575,6 +8385,15 @@ export interface operations {
                     "application/json": components["schemas"]["ConsentChangesPage"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7586,6 +8405,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7669,6 +8515,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErasureStatus"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7680,6 +8535,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7774,6 +8656,15 @@ export interface operations {
                     "application/json": components["schemas"]["InteractionsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7785,6 +8676,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7871,6 +8789,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomerLoyalty"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7882,6 +8809,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7965,6 +8919,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomerScoresPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -7976,6 +8939,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8064,6 +9054,15 @@ export interface operations {
                     "application/json": components["schemas"]["ScoreHistoryPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8075,6 +9074,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8165,6 +9191,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomerPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8176,6 +9211,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8264,6 +9326,15 @@ export interface operations {
                     "application/json": components["schemas"]["StatusHistoryPage"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8275,6 +9346,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8366,6 +9464,15 @@ export interface operations {
                     "application/json": components["schemas"]["TouchesPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8377,6 +9484,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8460,6 +9594,15 @@ export interface operations {
                     "application/json": components["schemas"]["CustomerValuePublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8471,6 +9614,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8559,6 +9729,15 @@ export interface operations {
                     "application/json": components["schemas"]["ParkedEventsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8570,6 +9749,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8662,6 +9868,15 @@ export interface operations {
                     "application/json": components["schemas"]["InteractionPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8673,6 +9888,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8758,6 +10000,15 @@ export interface operations {
                     "application/json": components["schemas"]["InteractionBulkReport"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8769,6 +10020,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8852,6 +10130,15 @@ export interface operations {
                     "application/json": components["schemas"]["InteractionPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8863,6 +10150,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8946,6 +10260,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -8957,6 +10280,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9044,6 +10394,15 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeysPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9055,6 +10414,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9140,6 +10526,15 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9151,6 +10546,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9234,6 +10656,15 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9245,6 +10676,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9326,6 +10784,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9337,6 +10804,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9424,6 +10918,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelVersionsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9435,6 +10938,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9520,6 +11050,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9531,6 +11070,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9614,6 +11180,15 @@ export interface operations {
                     "application/json": components["schemas"]["PurchaseHistoryPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9625,6 +11200,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9710,6 +11312,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9721,6 +11332,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9804,6 +11442,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelVersionPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9815,6 +11462,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9901,6 +11575,15 @@ export interface operations {
                     "application/json": components["schemas"]["PlaybooksPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -9912,6 +11595,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9997,6 +11707,15 @@ export interface operations {
                     "application/json": components["schemas"]["PlaybookPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10008,6 +11727,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10091,6 +11837,15 @@ export interface operations {
                     "application/json": components["schemas"]["PlaybookPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10102,6 +11857,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10189,6 +11971,15 @@ export interface operations {
                     "application/json": components["schemas"]["PlaybookPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10200,6 +11991,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10298,6 +12116,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10309,6 +12136,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10407,6 +12261,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10418,6 +12281,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10518,6 +12408,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10529,6 +12428,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10624,6 +12550,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10635,6 +12570,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10735,6 +12697,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10746,6 +12717,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10849,6 +12847,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10860,6 +12867,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10957,6 +12991,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -10968,6 +13011,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11069,6 +13139,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11080,6 +13159,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11182,6 +13288,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11193,6 +13308,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11294,6 +13436,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11305,6 +13456,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11406,6 +13584,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11417,6 +13604,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11518,6 +13732,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11529,6 +13752,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11618,6 +13868,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11629,6 +13888,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11726,6 +14012,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11737,6 +14032,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11834,6 +14156,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11845,6 +14176,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11936,6 +14294,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -11947,6 +14314,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12042,6 +14436,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12053,6 +14456,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12144,6 +14574,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12155,6 +14594,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12250,6 +14716,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12261,6 +14736,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12348,6 +14850,15 @@ export interface operations {
                     "application/json": components["schemas"]["RetentionMetricsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12359,6 +14870,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12447,6 +14985,15 @@ export interface operations {
                     "application/json": components["schemas"]["RulesPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12458,6 +15005,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12543,6 +15117,15 @@ export interface operations {
                     "application/json": components["schemas"]["RulePublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12554,6 +15137,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12639,6 +15249,15 @@ export interface operations {
                     "application/json": components["schemas"]["PreviewPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12650,6 +15269,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12733,6 +15379,15 @@ export interface operations {
                     "application/json": components["schemas"]["RulePublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12744,6 +15399,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12825,6 +15507,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12836,6 +15527,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12923,6 +15641,15 @@ export interface operations {
                     "application/json": components["schemas"]["RulePublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -12934,6 +15661,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13017,6 +15771,15 @@ export interface operations {
                     "application/json": components["schemas"]["RulePublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13028,6 +15791,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13111,6 +15901,15 @@ export interface operations {
                     "application/json": components["schemas"]["RulePublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13122,6 +15921,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13209,6 +16035,15 @@ export interface operations {
                     "application/json": components["schemas"]["PreviewPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13220,6 +16055,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13317,6 +16179,15 @@ export interface operations {
                     "application/json": components["schemas"]["RankedScoresPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13328,6 +16199,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13411,6 +16309,15 @@ export interface operations {
                     "application/json": components["schemas"]["ScoreSummaryPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13422,6 +16329,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13508,6 +16442,15 @@ export interface operations {
                     "application/json": components["schemas"]["SegmentsPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13519,6 +16462,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13604,6 +16574,15 @@ export interface operations {
                     "application/json": components["schemas"]["SegmentPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13615,6 +16594,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13696,6 +16702,15 @@ export interface operations {
                     "application/json": components["schemas"]["SegmentField"][];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13714,8 +16729,44 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13781,6 +16832,15 @@ export interface operations {
                     "application/json": components["schemas"]["SegmentPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13792,6 +16852,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13873,6 +16960,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13884,6 +16980,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13967,6 +17090,15 @@ export interface operations {
                     "application/json": components["schemas"]["SegmentCount"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -13978,6 +17110,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14069,6 +17228,15 @@ export interface operations {
                     "text/csv": string;
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14080,6 +17248,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14161,6 +17356,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SurveyQuestion"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -14280,6 +17484,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SurveyReceipt"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description missing or invalid credentials */
@@ -14407,6 +17620,15 @@ export interface operations {
                     "application/json": components["schemas"]["TasksPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14418,6 +17640,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14501,6 +17750,15 @@ export interface operations {
                     "application/json": components["schemas"]["TaskPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14512,6 +17770,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14599,6 +17884,15 @@ export interface operations {
                     "application/json": components["schemas"]["TaskPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14610,6 +17904,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14696,6 +18017,15 @@ export interface operations {
                     "application/json": components["schemas"]["WebhooksPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14707,6 +18037,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14792,6 +18149,15 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14803,6 +18169,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14884,6 +18277,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14895,6 +18297,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14983,6 +18412,15 @@ export interface operations {
                     "application/json": components["schemas"]["DeliveriesPublic"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -14994,6 +18432,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15086,6 +18551,15 @@ export interface operations {
                     "application/json": components["schemas"]["WorkItemsPage"];
                 };
             };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -15097,6 +18571,33 @@ export interface operations {
             };
             /** @description the caller's role does not allow this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };

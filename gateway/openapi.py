@@ -109,6 +109,29 @@ SERVICE_ERRORS = {
 SEGMENT_PATTERN = r"^[ -$&-\-0-:<-\[\]-~][ -$&-.0-:<-\[\]-~]*$"
 
 
+# No field, query parameter or property name may hold a NUL character (servicekit.validation).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+_LEAF_KEYS = ("pattern", "enum", "const", "format")
+
+
+def _refuse_nul(node: Any) -> None:
+    """Pure, in place: every free string schema gets the no-NUL pattern, every object schema the same on its
+    property names, so the document says what the platform accepts."""
+    if isinstance(node, list):
+        for item in node:
+            _refuse_nul(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and not any(key in node for key in _LEAF_KEYS):
+        node["pattern"] = NO_NUL_PATTERN
+    if node.get("type") == "object" and node.get("additionalProperties") is not False:
+        node.setdefault("propertyNames", {"pattern": NO_NUL_PATTERN})
+    for key, value in node.items():
+        if key not in ("propertyNames", "example", "examples", "default"):
+            _refuse_nul(value)
+
+
 def _constrain_path_parameters(operation: dict[str, Any]) -> None:
     for parameter in operation.get("parameters", []):
         schema = parameter.get("schema")
@@ -180,6 +203,13 @@ def merge(gateway_doc: dict[str, Any], services: dict[str, dict[str, Any] | None
             for status, description in (SERVICE_ERRORS | GATEWAY_ERRORS).items():
                 responses.setdefault(status, _problem_response(description))
             operation["responses"] = dict(sorted(responses.items()))
+    _refuse_nul(schemas)
+    for item in paths.values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is not None:
+                _refuse_nul(operation.get("parameters", []))
+                _refuse_nul(operation.get("requestBody", {}))
     doc["paths"] = dict(sorted(paths.items()))
     if unavailable:
         doc.setdefault("info", {})["x-unavailable"] = sorted(unavailable)

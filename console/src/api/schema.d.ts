@@ -1886,16 +1886,20 @@ export interface components {
         };
         /** ApiKeyCreate */
         ApiKeyCreate: {
-            /** Expires At */
+            /**
+             * Expires At
+             * @description RFC 3339 date-time with a time zone
+             */
             expires_at?: string | null;
             /** Name */
             name: string;
             /**
              * Role
-             * @description one of respondent, agent, manager, analyst, admin, integration, importer
+             * @description the key's role
              * @default integration
+             * @enum {string}
              */
-            role: string;
+            role: "respondent" | "agent" | "manager" | "analyst" | "admin" | "integration" | "importer";
             /**
              * Scopes
              * @description a subset of the role's permissions; omit for all of them
@@ -6207,8 +6211,8 @@ export interface operations {
             query?: {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
-                /** @description one of alerts.evaluated, audit.read, consent.changed, consent.imported, customer.erased, customer.erasure_read, customer.updated, customers.imported, customers.statuses_imported, interactions.imported, key.created, key.revoked, model.activated, model.refit_started, model.training_started, playbook.created, playbook.updated, rule.created, rule.deleted, rule.disabled, rule.enabled, rule.updated, webhook.created, webhook.deleted, webhook.deliveries_read */
-                action?: string | null;
+                /** @description the audited action */
+                action?: "alerts.evaluated" | "audit.read" | "consent.changed" | "consent.imported" | "customer.erased" | "customer.erasure_read" | "customer.updated" | "customers.imported" | "customers.statuses_imported" | "interactions.imported" | "key.created" | "key.revoked" | "model.activated" | "model.refit_started" | "model.training_started" | "playbook.created" | "playbook.updated" | "rule.created" | "rule.deleted" | "rule.disabled" | "rule.enabled" | "rule.updated" | "webhook.created" | "webhook.deleted" | "webhook.deliveries_read";
                 /** @description the object's id */
                 object?: string | null;
                 /** @description entries at or after (with a time zone) */

@@ -14134,7 +14134,7 @@ export interface operations {
                 /** @description customer segment; repeatable */
                 segment?: string[] | null;
                 /** @description customer status; repeatable */
-                status?: string[] | null;
+                status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description Lorenz curve points */
@@ -14278,7 +14278,7 @@ export interface operations {
                 /** @description customer segment; repeatable */
                 segment?: string[] | null;
                 /** @description customer status; repeatable */
-                status?: string[] | null;
+                status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
             };
@@ -14414,7 +14414,7 @@ export interface operations {
                 /** @description customer segment; repeatable */
                 segment?: string[] | null;
                 /** @description customer status; repeatable */
-                status?: string[] | null;
+                status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description csv: the report's table as CSV */
@@ -14556,7 +14556,7 @@ export interface operations {
                 /** @description customer segment; repeatable */
                 segment?: string[] | null;
                 /** @description customer status; repeatable */
-                status?: string[] | null;
+                status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description csv: the report's table as CSV */
@@ -14694,7 +14694,7 @@ export interface operations {
                 /** @description customer segment; repeatable */
                 segment?: string[] | null;
                 /** @description customer status; repeatable */
-                status?: string[] | null;
+                status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description csv: the report's table as CSV */
@@ -16159,8 +16159,8 @@ export interface operations {
                 /** @description only churn risk at or above this */
                 min_risk?: number | null;
                 segment?: string | null;
-                /** @description customer status, e.g. active */
-                status?: string | null;
+                /** @description customer status */
+                status?: components["schemas"]["CustomerStatus"] | null;
                 /** @description value tier */
                 tier?: ("platinum" | "gold" | "iron" | "lead") | null;
                 /** @description lifecycle stage */

@@ -100,6 +100,7 @@ SERVICE_ERRORS = {
     "404": "no such object, or not one the caller may see",
     "409": "conflict: a concurrent change overtook this one, or the object's state does not allow it",
     "410": "the customer's data was erased",
+    "412": "If-Match names a version the object is no longer at: read it again",
     "422": "invalid request: each offending field under errors",
 }
 

@@ -4222,7 +4222,7 @@ export interface components {
              * Tiers
              * @default []
              */
-            tiers: string[];
+            tiers: ("platinum" | "gold" | "iron" | "lead")[];
             /** Within Days */
             within_days?: number | null;
         };
@@ -4726,7 +4726,7 @@ export interface components {
              * Only Tiers
              * @default []
              */
-            only_tiers: string[];
+            only_tiers: ("platinum" | "gold" | "iron" | "lead")[];
         };
         /** SuggestedRow */
         SuggestedRow: {
@@ -5280,7 +5280,7 @@ export interface operations {
                 /** @description account manager; repeatable */
                 owner?: string[] | null;
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description page size, at most 200 */
                 limit?: number;
                 /** @description rows to skip, at most 1000000 */
@@ -5348,6 +5348,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5487,6 +5496,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -5618,6 +5636,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -5741,6 +5768,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5882,6 +5918,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -6016,6 +6061,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -6143,6 +6197,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6293,6 +6356,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -6433,6 +6505,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -6556,6 +6637,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6688,6 +6778,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6843,6 +6942,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -6976,6 +7084,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -7101,6 +7218,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7243,6 +7369,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -7371,6 +7506,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7517,6 +7661,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -7640,6 +7793,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7784,6 +7946,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -7907,6 +8078,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8044,6 +8224,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -8167,6 +8356,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8301,6 +8499,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8443,6 +8650,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -8566,6 +8782,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8714,6 +8939,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -8840,6 +9074,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8977,6 +9220,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -9105,6 +9357,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9249,6 +9510,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -9377,6 +9647,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9522,6 +9801,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -9645,6 +9933,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9780,6 +10077,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9926,6 +10232,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -10051,6 +10366,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10188,6 +10512,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -10311,6 +10644,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10452,6 +10794,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -10577,6 +10928,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10714,6 +11074,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -10835,6 +11204,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10976,6 +11354,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -11108,6 +11495,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -11231,6 +11627,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11370,6 +11775,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -11493,6 +11907,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11633,6 +12056,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -11758,6 +12190,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11895,6 +12336,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -12022,6 +12472,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12174,6 +12633,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -12312,6 +12780,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12466,6 +12943,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -12601,6 +13087,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12755,6 +13250,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -12817,7 +13321,7 @@ export interface operations {
                 /** @description churned within this many days */
                 within_days?: number;
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -12905,6 +13409,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -12965,7 +13478,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -13049,6 +13562,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -13109,7 +13631,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -13197,6 +13719,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -13258,7 +13789,7 @@ export interface operations {
             query: {
                 group_by?: "tier" | "segment";
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -13346,6 +13877,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -13406,7 +13946,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -13494,6 +14034,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -13554,7 +14103,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -13642,6 +14191,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -13702,7 +14260,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -13783,6 +14341,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13926,6 +14493,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -13986,7 +14562,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description value tier; repeatable */
-                tier?: string[] | null;
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description repeat to match any of several */
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
@@ -14063,6 +14639,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14214,6 +14799,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -14345,6 +14939,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14494,6 +15097,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -14625,6 +15237,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14774,6 +15395,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -14901,6 +15531,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15043,6 +15682,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -15168,6 +15816,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15307,6 +15964,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -15437,6 +16103,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -15558,6 +16233,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15699,6 +16383,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -15822,6 +16515,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15959,6 +16661,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -16086,6 +16797,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16237,6 +16957,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -16360,6 +17089,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16500,6 +17238,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -16632,6 +17379,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -16753,6 +17509,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16890,6 +17655,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -17011,6 +17785,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17141,6 +17924,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17286,6 +18078,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -17409,6 +18210,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description request body too large */
             413: {
@@ -17537,6 +18347,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description request body too large */
             413: {
@@ -17678,6 +18497,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -17801,6 +18629,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17942,6 +18779,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -18068,6 +18914,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18207,6 +19062,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -18328,6 +19192,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18470,6 +19343,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description request body too large */
             413: {
                 headers: {
@@ -18602,6 +19484,15 @@ export interface operations {
             };
             /** @description the customer's data was erased */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -276,7 +276,10 @@ def audit_router() -> APIRouter:
     async def read_audit(
         request: Request,
         actor: Annotated[str | None, Query(max_length=200, description="the caller's sub, e.g. key:<id>")] = None,
-        action: Annotated[str | None, Query(max_length=40, description="one of " + ", ".join(sorted(ACTIONS)))] = None,
+        action: Annotated[
+            str | None,
+            Query(max_length=40, description="the audited action", json_schema_extra={"enum": sorted(ACTIONS)}),
+        ] = None,
         object: Annotated[str | None, Query(max_length=100, description="the object's id")] = None,
         since: Annotated[datetime | None, Query(description="entries at or after (with a time zone)")] = None,
         until: Annotated[datetime | None, Query(description="entries before (with a time zone)")] = None,

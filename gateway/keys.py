@@ -62,9 +62,17 @@ class ApiKey(GatewayTable, table=True):
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    role: str = Field("integration", description="one of " + ", ".join(ROLE_PERMISSIONS))
+    role: str = Field("integration", description="the key's role", json_schema_extra={"enum": list(ROLE_PERMISSIONS)})
     scopes: list[str] | None = Field(None, description="a subset of the role's permissions; omit for all of them")
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(None, description="RFC 3339 date-time with a time zone")
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _date_time_text(cls, value: object) -> object:
+        # JSON has no date-time type: only the documented RFC 3339 text is one (a number is not a timestamp here).
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 date-time, e.g. 2027-01-01T00:00:00Z")
+        return value
 
     @field_validator("role")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ from gateway.authz import OwnerCache
 from gateway.bulk_limits import BulkRowLimitMiddleware, RowLimiter
 from gateway.canonical import CanonicalPathMiddleware
 from gateway.keys import MIGRATIONS_DIR, KeyStore, keys_router
-from gateway.openapi import MergedOpenApi
+from gateway.openapi import MergedOpenApi, documented_methods
 from gateway.proxy import ApiDispatcher, Proxy
 from gateway.ratelimit import AuthThrottle, RateLimiter, SharedBuckets
 from gateway.settings import GatewaySettings, default_secrets, production_problems
@@ -37,6 +37,13 @@ from servicekit.production import enforce
 from servicekit.validation import NUL_GUARD
 
 log = logging.getLogger("gateway")
+
+
+def app_documented_methods(app: FastAPI) -> Callable[[str], Awaitable[list[str] | None]]:
+    async def documented(path: str) -> list[str] | None:
+        return documented_methods(await app.state.openapi.document(), path)
+
+    return documented
 
 
 def create_app(
@@ -105,6 +112,7 @@ def create_app(
         ApiDispatcher,
         proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
         router=app.router,
+        documented=app_documented_methods(app),
     )
     # Inside authentication: bulk routes cost their rows of the caller's row quota.
     app.add_middleware(

@@ -83,6 +83,7 @@ def _problem_response(description: str) -> dict[str, Any]:
 
 
 GATEWAY_ERRORS = {
+    "400": "the request cannot be read: a body that is not JSON, or a path segment no resource id may hold",
     "401": "missing or invalid credentials",
     "403": "the caller's role does not allow this",
     "413": "request body too large",
@@ -91,6 +92,52 @@ GATEWAY_ERRORS = {
     "503": "the service is unavailable",
     "504": "the service did not answer in time",
 }
+
+# Answers any operation may give besides the gateway's own: the object named is unknown (or not the caller's
+# to see), a concurrent change overtook it or the object's state refuses it, its customer was erased, or
+# a field is invalid (each one named under errors).
+SERVICE_ERRORS = {
+    "404": "no such object, or not one the caller may see",
+    "409": "conflict: a concurrent change overtook this one, or the object's state does not allow it",
+    "410": "the customer's data was erased",
+    "412": "If-Match names a version the object is no longer at: read it again",
+    "422": "invalid request: each offending field under errors",
+}
+
+
+# A path segment the gateway accepts (gateway.canonical): printable ASCII without '/', '\\', '%' or ';',
+# not starting with a dot (so never a dot segment).
+SEGMENT_PATTERN = r"^[ -$&-\-0-:<-\[\]-~][ -$&-.0-:<-\[\]-~]*$"
+
+
+# No field, query parameter or property name may hold a NUL character (servicekit.validation).
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+_LEAF_KEYS = ("pattern", "enum", "const", "format")
+
+
+def _refuse_nul(node: Any) -> None:
+    """Pure, in place: every free string schema gets the no-NUL pattern, every object schema the same on its
+    property names, so the document says what the platform accepts."""
+    if isinstance(node, list):
+        for item in node:
+            _refuse_nul(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and not any(key in node for key in _LEAF_KEYS):
+        node["pattern"] = NO_NUL_PATTERN
+    if node.get("type") == "object" and node.get("additionalProperties") is not False:
+        node.setdefault("propertyNames", {"pattern": NO_NUL_PATTERN})
+    for key, value in node.items():
+        if key not in ("propertyNames", "example", "examples", "default"):
+            _refuse_nul(value)
+
+
+def _constrain_path_parameters(operation: dict[str, Any]) -> None:
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema")
+        if parameter.get("in") == "path" and isinstance(schema, dict) and schema.get("type") == "string":
+            schema.setdefault("pattern", SEGMENT_PATTERN)
 
 
 def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
@@ -149,16 +196,50 @@ def merge(gateway_doc: dict[str, Any], services: dict[str, dict[str, Any] | None
             rule = permission_for(method.upper(), path)
             if rule is not None:
                 operation["x-permission"] = rule.permission
+            _constrain_path_parameters(operation)
             responses = operation.setdefault("responses", {})
             if "422" in responses:
                 # FastAPI documents its default shape; every part of the platform answers problem+json.
                 responses["422"] = _problem_response("invalid request: each offending field under errors")
-            for status, description in GATEWAY_ERRORS.items():
+            for status, description in (SERVICE_ERRORS | GATEWAY_ERRORS).items():
                 responses.setdefault(status, _problem_response(description))
+            operation["responses"] = dict(sorted(responses.items()))
+    _refuse_nul(schemas)
+    for item in paths.values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is not None:
+                _refuse_nul(operation.get("parameters", []))
+                _refuse_nul(operation.get("requestBody", {}))
     doc["paths"] = dict(sorted(paths.items()))
     if unavailable:
         doc.setdefault("info", {})["x-unavailable"] = sorted(unavailable)
     return doc
+
+
+def documented_methods(doc: dict[str, Any], path: str) -> list[str] | None:
+    """Pure: the methods the document lists for the path template ``path`` matches (``{name}`` = one
+    segment; a literal segment beats a parameter), upper case and sorted; None when no template matches."""
+    segments = path.rstrip("/").split("/")
+    best: tuple[int, list[str]] | None = None
+    for template, item in doc.get("paths", {}).items():
+        parts = template.split("/")
+        if len(parts) != len(segments):
+            continue
+        if not all(
+            p == s or (p.startswith("{") and p.endswith("}") and s) for p, s in zip(parts, segments, strict=True)
+        ):
+            continue
+        literal = sum(not p.startswith("{") for p in parts)
+        methods = sorted(m.upper() for m in METHODS if m in item)
+        if best is None or literal > best[0]:
+            best = (literal, methods)
+    if best is None:
+        return None
+    methods = best[1]
+    if "GET" in methods and "HEAD" not in methods:
+        methods = sorted([*methods, "HEAD"])
+    return methods
 
 
 class MergedOpenApi:

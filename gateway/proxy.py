@@ -13,7 +13,7 @@ than the proxying itself (py-spy under bench/gateway_overhead.py). Gateway-owned
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -306,10 +306,17 @@ class ApiDispatcher:
     a route template, never the raw path.
     """
 
-    def __init__(self, app: ASGIApp, proxy: Proxy, router: Router) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        proxy: Proxy,
+        router: Router,
+        documented: Callable[[str], Awaitable[list[str] | None]] | None = None,
+    ) -> None:
         self.app = app
         self.proxy = proxy
         self.router = router
+        self.documented = documented
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
@@ -327,4 +334,15 @@ class ApiDispatcher:
             await self.app(scope, receive, send)
             return
         scope["route"] = PROXY_ROUTE
+        if method not in PROXY_METHODS and self.documented is not None:
+            # OPTIONS and other methods no route takes: Allow lists exactly what the API document lists.
+            allowed = await self.documented(public_path)
+            if allowed is None:
+                problem = Problem(404, "Not found", f"No API resource at {scope['path']}.", code="not_found")
+            else:
+                problem = Problem(
+                    405, "Method not allowed", code="method_not_allowed", headers={"Allow": ", ".join(allowed)}
+                )
+            await render_problem(problem)(scope, receive, send)
+            return
         await render_problem(off_route(method, scope["path"], resolved))(scope, receive, send)

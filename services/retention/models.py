@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, HttpUrl, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Boolean, Column, Index, MetaData, String, Text, UniqueConstraint, event
 from sqlalchemy.engine import Connection
@@ -370,7 +370,9 @@ def _create_catalog_version(target: MetaData, connection: Connection, **kw: Any)
 # ---- API shapes ----------------------------------------------------------------------------------
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-Tier = Annotated[str, AfterValidator(lambda t: _one_of(t, TIERS))]
+Tier = Annotated[
+    str, AfterValidator(lambda t: _one_of(t, TIERS)), WithJsonSchema({"type": "string", "enum": list(TIERS)})
+]
 
 
 def _one_of(value: str, allowed: tuple[str, ...]) -> str:

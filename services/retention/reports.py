@@ -357,11 +357,20 @@ def loyalty_columns(
     return LoyaltyColumns(declining, behaviour, known, attitude, kind, and_(attitude, declining))
 
 
+def prior_period_start(start: datetime, end: datetime) -> datetime:
+    """Pure: the start of the equally long period before [start, end); the earliest representable time when
+    that would lie before year 1 (a long period early in the calendar)."""
+    try:
+        return start - (end - start)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=start.tzinfo)
+
+
 def _loyalty_features(session: AsyncSession, period: Period, filters: Filters, t: loyalty.Thresholds) -> Any:
     """Per customer now (active or won back, not erased): the current orders, first order, latest NPS and
     CSAT and share of wallet (customer_facts); orders in the period (recent) and in the equally long
     period before it (prior); the tenure at ``to``; and the typing columns."""
-    prior_start = period.start_at - (period.end_at - period.start_at)
+    prior_start = prior_period_start(period.start_at, period.end_at)
     windows = (
         select(
             E.c.customer_id,

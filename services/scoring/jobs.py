@@ -200,9 +200,8 @@ async def value_refit(database: Database, settings: ScoringSettings, job: Job, p
     await progress(0.05, "reading purchases")
     async with database.sessions() as session:
         rows = (await session.execute(purchase_days_query(job.request.get("segment")))).all()
-    history: dict[str, dict[date, float]] = defaultdict(dict)
-    for customer_id, day, amount in rows:
-        history[customer_id][day if isinstance(day, date) else date.fromisoformat(str(day))] = float(amount or 0)
+    # Off the event loop like the fit itself: the API shares this process's loop.
+    history = await asyncio.to_thread(purchase_days, rows)
     if not history:
         raise ValueError("no purchases to fit")
     requested = job.request.get("calibration_end")
@@ -212,7 +211,7 @@ async def value_refit(database: Database, settings: ScoringSettings, job: Job, p
     model_id = new_id("value")
     model, metrics, n = await asyncio.to_thread(
         fit_value_model,
-        dict(history),
+        history,
         calibration_end,
         model_id=model_id,
         clv_settings=settings.clv(),
@@ -241,6 +240,14 @@ async def value_refit(database: Database, settings: ScoringSettings, job: Job, p
         segment = job.request.get("segment")
         result["rescored"] = await _rescore_everyone(database, settings, job, progress, start=0.6, segment=segment)
     return result
+
+
+def purchase_days(rows: list[Any]) -> dict[str, dict[date, float]]:
+    """Pure: spend per customer and purchase day from (customer_id, day, amount) rows."""
+    history: dict[str, dict[date, float]] = defaultdict(dict)
+    for customer_id, day, amount in rows:
+        history[customer_id][day if isinstance(day, date) else date.fromisoformat(str(day))] = float(amount or 0)
+    return dict(history)
 
 
 def purchase_days_query(segment: str | None) -> Any:
@@ -336,9 +343,9 @@ async def labelled_set(*, session: AsyncSession, cutoff: datetime) -> labels.Tra
             .order_by(ScoreRecord.id)
         )
     ).all()
-    return labels.build(
-        customers, [labels.Snapshot(c, service.features.utc(t), snap, cause) for c, t, snap, cause in history], cutoff
-    )
+    snapshots = [labels.Snapshot(c, service.features.utc(t), snap, cause) for c, t, snap, cause in history]
+    # Labelling walks every score record: off the event loop, which the API of this process shares.
+    return await asyncio.to_thread(labels.build, customers, snapshots, cutoff)
 
 
 async def rescore(database: Database, settings: ScoringSettings, job: Job, progress: Progress) -> dict[str, Any]:

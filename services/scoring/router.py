@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from servicekit.deps import SessionDep
+from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from services.scoring import jobs, service
@@ -45,7 +46,7 @@ async def list_scores(
     offset: Offset = 0,
     min_risk: Annotated[float | None, Query(ge=0, le=1, description="only churn risk at or above this")] = None,
     segment: Annotated[str | None, Query(max_length=100)] = None,
-    status: Annotated[str | None, Query(max_length=20, description="customer status, e.g. active")] = None,
+    status: Annotated[CustomerStatus | None, Query(description="customer status")] = None,
     tier: Annotated[Literal["platinum", "gold", "iron", "lead"] | None, Query(description="value tier")] = None,
     stage: Annotated[
         Literal["exploration", "formation", "stability", "decline"] | None, Query(description="lifecycle stage")
@@ -60,7 +61,7 @@ async def list_scores(
         offset=offset,
         min_risk=min_risk,
         segment=segment,
-        status=status,
+        status=None if status is None else status.value,
         tier=tier,
         stage=stage,
         sort=sort,

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from servicekit.deps import SessionDep
+from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from servicekit.reports import CSV, CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio, wants_csv
@@ -35,7 +36,7 @@ router = APIRouter(tags=["value"])
 
 Tier = Literal["platinum", "gold", "iron", "lead"]
 Segments = Annotated[list[str] | None, Query(alias="segment", description="customer segment; repeatable")]
-Statuses = Annotated[list[str] | None, Query(alias="status", description="customer status; repeatable")]
+Statuses = Annotated[list[CustomerStatus] | None, Query(alias="status", description="customer status; repeatable")]
 Tiers = Annotated[list[Tier] | None, Query(alias="tier", description="value tier by CLV as scored; repeatable")]
 Basis = Annotated[
     Literal["clv", "contribution"] | None, Query(description="the pyramid's basis; default SCORING_VALUE_BASIS")
@@ -47,8 +48,8 @@ def _settings(request: Request) -> ScoringSettings:
     return settings
 
 
-def _filters(segment: list[str] | None, status: list[str] | None, tier: list[str] | None = None) -> Filters:
-    for name, values in (("segment", segment), ("status", status)):
+def _filters(segment: list[str] | None, status: list[CustomerStatus] | None, tier: list[str] | None = None) -> Filters:
+    for name, values in (("segment", segment),):
         for value in values or ():
             if not 0 < len(value) <= 100:
                 raise Problem(
@@ -57,7 +58,8 @@ def _filters(segment: list[str] | None, status: list[str] | None, tier: list[str
                     code="validation",
                     errors=[field_error(f"query.{name}", "1 to 100 characters")],
                 )
-    return Filters(segments=segment or (), statuses=status or (), tiers=tier or ())
+    statuses = [s.value for s in status or ()]
+    return Filters(segments=segment or (), statuses=statuses, tiers=tier or ())
 
 
 # ---- one customer --------------------------------------------------------------------------------------

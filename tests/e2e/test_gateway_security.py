@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -198,17 +200,57 @@ if os.environ.get("CRM_GATEWAY_FUZZ_HOOKS") == "1":
         }
 
 
-@pytest.mark.timeout(240)
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(platform: object) -> None:
-    """A bounded fuzz run against the merged document, as an admin (sees every route)."""
+# Operations whose schema-valid requests may still be refused (positive_data_acceptance off for them only):
+# each one has a rule between two fields that JSON Schema as the API publishes it cannot state.
+FUZZ_CROSS_FIELD_RULES = {
+    # until must lie after since (an empty or reversed window is a caller's mistake, answered 422).
+    "^/api/v1/audit$": "until after since",
+    "^/api/v1/customers/[^/]+/interactions$": "until after since",
+    "^/api/v1/interactions$": "until after since (GET); purchase needs amount, by type (POST)",
+    # The report period [from, to) must not be empty or reversed.
+    "^/api/v1/reports/": "to after from",
+}
+
+
+def _fuzz_config(tmp_path: Path) -> Path:
+    """Every check is on (schemathesis 4's default with no --checks: naming them on the command line would
+    override the per-operation exceptions below)."""
+    lines = []
+    for regex, rule in FUZZ_CROSS_FIELD_RULES.items():
+        lines += [
+            f"# {rule}",
+            "[[operations]]",
+            f"include-path-regex = '{regex}'",
+            "checks.positive_data_acceptance.enabled = false",
+            "",
+        ]
+    config = tmp_path / "schemathesis.toml"
+    config.write_text("\n".join(lines))
+    return config
+
+
+def _complete_document() -> bool:
+    """The merged document holds every service's paths (a service slow to answer is retried)."""
+    for _ in range(30):
+        doc = httpx.get(f"{GATEWAY}/openapi.json", timeout=30).json()
+        if "x-unavailable" not in doc["info"]:
+            return True
+        time.sleep(2)
+    return False
+
+
+@pytest.mark.timeout(300)
+def test_schemathesis_finds_no_failure_of_any_check(platform: object, tmp_path: Path) -> None:
+    """A bounded fuzz run against the merged document, as an admin (sees every route), with every check."""
+    assert _complete_document()
     command = [
         os.path.join(os.path.dirname(sys.executable), "schemathesis"),
+        "--config-file",
+        str(_fuzz_config(tmp_path)),
         "run",
         f"{GATEWAY}/openapi.json",
         "--header",
         f"Authorization: Bearer {token('admin', 'schemathesis')}",
-        "--checks",
-        "not_a_server_error,response_schema_conformance",
         "--max-examples",
         os.environ.get("CRM_FUZZ_EXAMPLES", "5"),
         "--phases",
@@ -238,5 +280,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(platform: ob
         "CRM_GATEWAY_FUZZ_HOOKS": "1",
         "PYTHONPATH": str(REPO_ROOT),
     }
-    result = subprocess.run(command, capture_output=True, text=True, timeout=230, env=env, cwd=REPO_ROOT)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=260, env=env, cwd=REPO_ROOT)
+    (REPO_ROOT / ".state" / "schemathesis.log").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-15000:] + result.stderr[-3000:]

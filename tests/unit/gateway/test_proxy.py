@@ -325,9 +325,11 @@ async def test_a_method_the_proxy_does_not_forward_is_a_405_problem_listing_the_
 
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM
-    assert response.headers["allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
+    # Exactly the methods the merged document lists for the path (the fake customer service documents POST).
+    assert response.headers["allow"] == "POST"
     assert response.json()["type"] == "urn:crm:problem:method_not_allowed"
-    assert fakes["customer"].seen == []
+    # Not forwarded: the service saw only the gateway reading its document.
+    assert [(s.method, s.path) for s in fakes["customer"].seen] == [("GET", "/openapi.json")]
 
 
 async def test_head_answers_with_the_length_a_get_would_have_and_no_body(

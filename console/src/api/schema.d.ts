@@ -417,6 +417,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/{customer_id}/enrolments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Enrolments
+         * @description The customer's enrolments in playbook sequences, newest first: the step reached, the next step's due
+         *     time, the steps passed (``trail``: created, sent or blocked) and why it stopped.
+         */
+        get: operations["customer_enrolments_customers__customer_id__enrolments_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}/erasure": {
         parameters: {
             query?: never;
@@ -471,6 +492,34 @@ export interface paths {
         get: operations["customer_loyalty_customers__customer_id__loyalty_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/points": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Points
+         * @description The points balance, lifetime points, member tier with its benefits, the next tier, and the ledger
+         *     (newest first, paged).
+         */
+        get: operations["get_points_customers__customer_id__points_get"];
+        put?: never;
+        /**
+         * Post Points
+         * @description Book one ledger entry (default kind ``adjust``, signed). Idempotent by (``source``, ``source_ref``):
+         *     a repeat answers 200 with the earlier entry and changes nothing. 409 when a redemption, expiry or
+         *     negative adjustment exceeds the balance (field ``amount``), when the reference was booked as another
+         *     entry (field ``source_ref``), or for an erased customer.
+         */
+        post: operations["post_points_customers__customer_id__points_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -595,6 +644,43 @@ export interface paths {
         get: operations["customer_value_customers__customer_id__value_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/enrolments/{enrolment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Enrolment */
+        get: operations["get_enrolment_enrolments__enrolment_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/enrolments/{enrolment_id}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop Enrolment
+         * @description Stop the sequence for this customer now: no further step runs. Stopping a finished one changes nothing.
+         */
+        post: operations["stop_enrolment_enrolments__enrolment_id__stop_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2045,6 +2131,24 @@ export interface components {
              */
             verdict: string;
         };
+        /**
+         * BranchStep
+         * @description If the condition holds go to `then` (a later step's id, or `stop`), else to `else_` (default: next).
+         */
+        BranchStep: {
+            /** Else */
+            else?: string | null;
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "branch";
+            /** Then */
+            then: string;
+            when: components["schemas"]["Condition"];
+        };
         /** BulkImport */
         BulkImport: {
             /**
@@ -2496,6 +2600,22 @@ export interface components {
              * @description sum of the basis value, values below zero counted as zero
              */
             value: number;
+        };
+        /**
+         * Condition
+         * @description All given parts must hold. `replied`: the customer answered (a survey, a complaint) since the last
+         *     wait began; `task`: the outcome of the sequence's latest task; `risk_below`: current churn risk;
+         *     `purchased`: a purchase (reactivation) since enrolment.
+         */
+        Condition: {
+            /** Purchased */
+            purchased?: boolean | null;
+            /** Replied */
+            replied?: boolean | null;
+            /** Risk Below */
+            risk_below?: number | null;
+            /** Task */
+            task?: ("completed" | "open" | "cancelled" | "none") | null;
         };
         /** ConfusionRow */
         ConfusionRow: {
@@ -3033,6 +3153,68 @@ export interface components {
              */
             survey: string;
         };
+        /** EnrolmentPublic */
+        EnrolmentPublic: {
+            /** Alert Id */
+            alert_id: string | null;
+            /** Cursor */
+            cursor: number;
+            /** Customer Id */
+            customer_id: string;
+            /** Due At */
+            due_at: string | null;
+            /** Finished At */
+            finished_at: string | null;
+            /** Id */
+            id: string;
+            /** Reason */
+            reason: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            status: components["schemas"]["EnrolmentStatus"];
+            /** Steps Run */
+            steps_run: number;
+            /** Stop Reason */
+            stop_reason: string | null;
+            /** Tier */
+            tier: string | null;
+            /** Trail */
+            trail: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
+         * EnrolmentStatus
+         * @enum {string}
+         */
+        EnrolmentStatus: "active" | "completed" | "stopped";
+        /** EnrolmentStop */
+        EnrolmentStop: {
+            /**
+             * Reason
+             * @default manual
+             */
+            reason: string;
+        };
+        /** EnrolmentsPublic */
+        EnrolmentsPublic: {
+            /** Items */
+            items: components["schemas"]["EnrolmentPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /**
+         * EntryKind
+         * @enum {string}
+         */
+        EntryKind: "earn" | "redeem" | "expire" | "adjust";
         /** ErasureReceiptPublic */
         ErasureReceiptPublic: {
             /**
@@ -3742,6 +3924,10 @@ export interface components {
             name: string;
             /** Reason */
             reason: string;
+            /** Sequences */
+            sequences?: {
+                [key: string]: components["schemas"]["SequenceDef"];
+            };
             /** Steps */
             steps: components["schemas"]["StepBody"][];
         };
@@ -3762,6 +3948,13 @@ export interface components {
             name: string;
             /** Reason */
             reason: string;
+            /**
+             * Sequences
+             * @default {}
+             */
+            sequences: {
+                [key: string]: components["schemas"]["SequenceDef"];
+            };
             /** Steps */
             steps: components["schemas"]["StepBody"][];
             /**
@@ -3778,6 +3971,10 @@ export interface components {
             enabled?: boolean | null;
             /** Name */
             name?: string | null;
+            /** Sequences */
+            sequences?: {
+                [key: string]: components["schemas"]["SequenceDef"];
+            } | null;
             /** Steps */
             steps?: components["schemas"]["StepBody"][] | null;
         };
@@ -3789,6 +3986,111 @@ export interface components {
             limit: number;
             /** Offset */
             offset: number;
+            /** Total */
+            total: number;
+        };
+        /**
+         * PointsAdjustment
+         * @description POST /customers/{id}/points: one ledger entry booked by an administrator or an integration.
+         */
+        PointsAdjustment: {
+            /**
+             * Amount
+             * @description points; positive, except adjust which is signed
+             */
+            amount: number;
+            /**
+             * @description earn, redeem, expire or adjust
+             * @default adjust
+             */
+            kind: components["schemas"]["EntryKind"];
+            /**
+             * Occurred At
+             * @description when it happened (default: now)
+             */
+            occurred_at?: string | null;
+            /**
+             * Reason
+             * @description a code, e.g. goodwill, correction
+             */
+            reason?: string | null;
+            /**
+             * Source
+             * @description the booking system, e.g. api, erp
+             * @default api
+             */
+            source: string;
+            /**
+             * Source Ref
+             * @description the document id in that system: a repeat books nothing
+             */
+            source_ref: string;
+        };
+        /**
+         * PointsBooked
+         * @description POST answer: the entry (the earlier one on a repeat) and the balance after the request.
+         */
+        PointsBooked: {
+            /** Balance */
+            balance: number;
+            entry: components["schemas"]["PointsEntryPublic"];
+            /** Lifetime Points */
+            lifetime_points: number;
+            /**
+             * Replayed
+             * @description true when this source_ref was booked before: nothing changed
+             */
+            replayed: boolean;
+            /** Tier */
+            tier: string | null;
+        };
+        /** PointsEntryPublic */
+        PointsEntryPublic: {
+            /** Amount */
+            amount: number;
+            /** Balance After */
+            balance_after: number;
+            /** Id */
+            id: number;
+            kind: components["schemas"]["EntryKind"];
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /** Reason */
+            reason: string | null;
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            /** Source */
+            source: string;
+            /** Source Ref */
+            source_ref: string;
+        };
+        /** PointsPublic */
+        PointsPublic: {
+            /** Balance */
+            balance: number;
+            /** Customer Id */
+            customer_id: string;
+            /**
+             * Items
+             * @description the ledger, newest first
+             */
+            items: components["schemas"]["PointsEntryPublic"][];
+            /** Lifetime Points */
+            lifetime_points: number;
+            /** Limit */
+            limit: number;
+            /** @description the next tier up, if any */
+            next_tier: components["schemas"]["TierPublic"] | null;
+            /** Offset */
+            offset: number;
+            /** @description null until the first ledger entry, or below every tier */
+            tier: components["schemas"]["TierPublic"] | null;
             /** Total */
             total: number;
         };
@@ -4523,6 +4825,17 @@ export interface components {
             /** Total */
             total: number;
         };
+        /** SequenceDef */
+        SequenceDef: {
+            /** Steps */
+            steps: (components["schemas"]["TaskStep"] | components["schemas"]["TouchStep"] | components["schemas"]["WaitStep"] | components["schemas"]["BranchStep"] | components["schemas"]["StopStep"])[];
+            /**
+             * @default {
+             *       "purchased": true
+             *     }
+             */
+            stop_when: components["schemas"]["StopWhen"];
+        };
         /**
          * Severity
          * @enum {string}
@@ -4728,6 +5041,29 @@ export interface components {
              */
             only_tiers: ("platinum" | "gold" | "iron" | "lead")[];
         };
+        /** StopStep */
+        StopStep: {
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "stop";
+        };
+        /**
+         * StopWhen
+         * @description Checked before every step: the sequence ends as soon as one holds.
+         */
+        StopWhen: {
+            /**
+             * Purchased
+             * @default true
+             */
+            purchased: boolean;
+            /** Risk Below */
+            risk_below?: number | null;
+        };
         /** SuggestedRow */
         SuggestedRow: {
             /** Correct */
@@ -4873,6 +5209,30 @@ export interface components {
          * @enum {string}
          */
         TaskStatus: "open" | "completed" | "cancelled";
+        /**
+         * TaskStep
+         * @description A task for a person: the customer's account manager (`owner`) or a named role (`role:<name>`).
+         */
+        TaskStep: {
+            action: components["schemas"]["Action"];
+            /**
+             * Assignee
+             * @default owner
+             */
+            assignee: string;
+            /**
+             * Due In Hours
+             * @default 24
+             */
+            due_in_hours: number;
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "task";
+        };
         /** TasksPublic */
         TasksPublic: {
             /** Items */
@@ -4883,6 +5243,15 @@ export interface components {
             offset: number;
             /** Total */
             total: number;
+        };
+        /** TierPublic */
+        TierPublic: {
+            /** Benefits */
+            benefits: string[];
+            /** Code */
+            code: string;
+            /** Min Lifetime Points */
+            min_lifetime_points: number;
         };
         /** TierShare */
         TierShare: {
@@ -4952,6 +5321,32 @@ export interface components {
             task_id: string | null;
             /** Verdict */
             verdict: string;
+        };
+        /**
+         * TouchStep
+         * @description An automated touch: an outbound event (and signed webhook) for the email, SMS or marketing system.
+         *     It passes consent and the contact policy first; a blocked touch is recorded, then `on_blocked`.
+         */
+        TouchStep: {
+            action: components["schemas"]["Action"];
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "touch";
+            /**
+             * On Blocked
+             * @default continue
+             * @enum {string}
+             */
+            on_blocked: "continue" | "stop";
+            /**
+             * Template
+             * @default
+             */
+            template: string;
         };
         /** TouchesPublic */
         TouchesPublic: {
@@ -5110,6 +5505,18 @@ export interface components {
             share: number;
             /** Voluntary */
             voluntary: boolean;
+        };
+        /** WaitStep */
+        WaitStep: {
+            /** Hours */
+            hours: number;
+            /** Id */
+            id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "wait";
         };
         /** WebhookCreate */
         WebhookCreate: {
@@ -6275,7 +6682,7 @@ export interface operations {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
                 /** @description the audited action */
-                action?: "alerts.evaluated" | "audit.read" | "consent.changed" | "consent.imported" | "customer.erased" | "customer.erasure_read" | "customer.updated" | "customers.imported" | "customers.statuses_imported" | "interactions.imported" | "key.created" | "key.revoked" | "model.activated" | "model.refit_started" | "model.training_started" | "playbook.created" | "playbook.updated" | "rule.created" | "rule.deleted" | "rule.disabled" | "rule.enabled" | "rule.updated" | "webhook.created" | "webhook.deleted" | "webhook.deliveries_read";
+                action?: "alerts.evaluated" | "audit.read" | "consent.changed" | "consent.imported" | "customer.erased" | "customer.erasure_read" | "customer.updated" | "customers.imported" | "customers.statuses_imported" | "interactions.imported" | "key.created" | "key.revoked" | "model.activated" | "model.refit_started" | "model.training_started" | "playbook.created" | "playbook.updated" | "points.booked" | "rule.created" | "rule.deleted" | "rule.disabled" | "rule.enabled" | "rule.updated" | "webhook.created" | "webhook.deleted" | "webhook.deliveries_read";
                 /** @description the object's id */
                 object?: string | null;
                 /** @description entries at or after (with a time zone) */
@@ -8715,6 +9122,150 @@ export interface operations {
             };
         };
     };
+    customer_enrolments_customers__customer_id__enrolments_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentsPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     erasure_receipts_customers__customer_id__erasure_get: {
         parameters: {
             query?: never;
@@ -9025,6 +9576,293 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CustomerLoyalty"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_points_customers__customer_id__points_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PointsPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    post_points_customers__customer_id__points_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PointsAdjustment"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PointsBooked"];
                 };
             };
             /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
@@ -9884,6 +10722,288 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CustomerValuePublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_enrolment_enrolments__enrolment_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                enrolment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stop_enrolment_enrolments__enrolment_id__stop_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                enrolment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["EnrolmentStop"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnrolmentPublic"];
                 };
             };
             /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */

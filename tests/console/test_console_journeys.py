@@ -260,7 +260,8 @@ async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     # Shown to three decimals: half a unit of the last place, plus float noise at an exact half.
     shown_to_3 = 0.0005 + 1e-9
     assert shown_auc == pytest.approx(metrics["roc_auc"], abs=shown_to_3)
-    assert float(await page.locator("[data-field=brier]").inner_text()) == pytest.approx(metrics["brier"], abs=shown_to_3)
+    shown_brier = float(await page.locator("[data-field=brier]").inner_text())
+    assert shown_brier == pytest.approx(metrics["brier"], abs=shown_to_3)
     plot = page.get_by_role("img", name=re.compile("^Calibration curve"))
     await plot.wait_for()
     assert (await plot.bounding_box() or {}).get("height", 0) > 100

@@ -9,18 +9,17 @@ recorded for its channel (an ERP event arriving late) is ignored. docs/consent.m
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.digest import request_digest
 from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
 from servicekit.events.contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.outbox import enqueue
@@ -257,7 +256,7 @@ async def history(
 
 
 def _hash(rows: Sequence[Any]) -> str:
-    return hashlib.sha256(orjson.dumps(rows, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+    return request_digest(rows)
 
 
 async def bulk_import(

@@ -10,10 +10,8 @@ key and body answer the first report.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.deps import SessionDep
+from servicekit.digest import request_digest
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.problems import Problem, field_error, validation_errors
 from services.customer import service
@@ -62,7 +61,7 @@ class BulkStatusReport(BaseModel):
 
 
 def request_hash(rows: list[Any]) -> str:
-    return hashlib.sha256(orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return request_digest(rows)
 
 
 def _same_state(status: CustomerStatus, churned_at: Any, reason: Any, row: StatusRow) -> bool:

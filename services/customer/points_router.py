@@ -28,7 +28,12 @@ async def get_points(
     return await points.read(session=session, customer_id=customer_id, tiers=tiers, limit=limit, offset=offset)
 
 
-@router.post("/{customer_id}/points", response_model=PointsBooked, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{customer_id}/points",
+    response_model=PointsBooked,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": PointsBooked, "description": "a replay of an entry already booked (replayed: true)"}},
+)
 async def post_points(
     customer_id: str, body: PointsAdjustment, session: SessionDep, request: Request, response: Response
 ) -> PointsBooked:

@@ -9856,6 +9856,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description a replay of an entry already booked (replayed: true) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PointsBooked"];
+                };
+            };
             /** @description Successful Response */
             201: {
                 headers: {

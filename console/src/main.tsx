@@ -4,18 +4,28 @@ import "./style.css";
 import { type ConsoleConfig, type Role, loadConfig, oidcFinish, person, session } from "./auth";
 import { ErrorNote } from "./components";
 import { lang, useT, useWord } from "./i18n";
+import { Admin } from "./pages/Admin";
 import { Analyst } from "./pages/Analyst";
+import { Complaints } from "./pages/Complaints";
 import { Customer } from "./pages/Customer";
 import { Manager } from "./pages/Manager";
 import { Queue } from "./pages/Queue";
+import { Retention } from "./pages/Retention";
+import { Rules } from "./pages/Rules";
 import { SignIn } from "./pages/SignIn";
 import { BASE, match, navigate, route } from "./router";
 import { useSignal } from "./signal";
 
-const NAV: { path: string; key: "navQueue" | "navManager" | "navAnalyst"; roles: Role[] }[] = [
+type NavKey = "navQueue" | "navComplaints" | "navManager" | "navRetention" | "navRules" | "navAnalyst" | "navAdmin";
+// The pages a role may use (the gateway enforces the same rules on every call).
+const NAV: { path: string; key: NavKey; roles: Role[] }[] = [
   { path: `${BASE}/queue`, key: "navQueue", roles: ["agent", "manager", "admin"] },
+  { path: `${BASE}/complaints`, key: "navComplaints", roles: ["agent", "manager", "analyst", "admin"] },
   { path: `${BASE}/manager`, key: "navManager", roles: ["manager", "analyst", "admin"] },
+  { path: `${BASE}/retention`, key: "navRetention", roles: ["manager", "analyst", "admin"] },
+  { path: `${BASE}/rules`, key: "navRules", roles: ["manager", "analyst", "admin"] },
   { path: `${BASE}/analyst`, key: "navAnalyst", roles: ["analyst", "admin"] },
+  { path: `${BASE}/admin`, key: "navAdmin", roles: ["admin"] },
 ];
 
 function home(role: Role): string {
@@ -25,9 +35,14 @@ function home(role: Role): string {
 function Page({ path, role }: { path: string; role: Role }) {
   const customer = match(/^\/console\/customers\/([^/]+)\/?$/, path);
   if (customer) return <Customer id={customer[0]} />;
-  if (path === `${BASE}/queue`) return <Queue />;
-  if (path === `${BASE}/manager`) return <Manager />;
-  if (path === `${BASE}/analyst`) return <Analyst />;
+  const allowed = NAV.find((n) => n.path === path)?.roles.includes(role);
+  if (allowed && path === `${BASE}/queue`) return <Queue />;
+  if (allowed && path === `${BASE}/complaints`) return <Complaints role={role} />;
+  if (allowed && path === `${BASE}/manager`) return <Manager />;
+  if (allowed && path === `${BASE}/retention`) return <Retention />;
+  if (allowed && path === `${BASE}/rules`) return <Rules role={role} />;
+  if (allowed && path === `${BASE}/analyst`) return <Analyst />;
+  if (allowed && path === `${BASE}/admin`) return <Admin />;
   navigate(home(role));
   return null;
 }

@@ -29,7 +29,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -227,11 +227,20 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict[
     return out
 
 
+def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = 50) -> list[dict[str, float]]:
+    """The ROC curve (false against true positive rate), thinned to at most ``max_points`` points that keep
+    both ends, so the model's metrics stay small whatever the number of customers."""
+    fpr, tpr, _ = roc_curve(y, p, drop_intermediate=True)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    return [{"fpr": round(float(fpr[i]), 4), "tpr": round(float(tpr[i]), 4)} for i in keep]
+
+
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     return {
         "roc_auc": round(float(roc_auc_score(y, p)), 4),
         "brier": round(float(brier_score_loss(y, p)), 4),
         "calibration": calibration_table(y, p),
+        "roc": roc_points(y, p),
     }
 
 

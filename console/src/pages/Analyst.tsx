@@ -6,7 +6,7 @@ import { useSignal } from "../signal";
 
 type Model = Schemas["ModelVersionPublic"];
 type Bin = { from: number; to: number; n: number; predicted: number; observed: number };
-type Quality = { roc_auc?: number; brier?: number; calibration?: Bin[] };
+type Quality = { roc_auc?: number; brier?: number; calibration?: Bin[]; roc?: { fpr: number; tpr: number }[] };
 
 export function Analyst() {
   const t = useT();
@@ -91,8 +91,50 @@ export function Analyst() {
               }}
             />
           </Section>
+          <Section title={t("roc")} id="roc-title">
+            {quality.roc ? (
+              <ChartBox
+                label={`${t("roc")}: ${t("auc")} ${formatNumber(language, quality.roc_auc, 3)}`}
+                config={{
+                  type: "scatter",
+                  data: {
+                    datasets: [
+                      {
+                        label: t("roc"),
+                        data: quality.roc.map((pt) => ({ x: pt.fpr, y: pt.tpr })),
+                        showLine: true,
+                        borderColor: "#b91c1c",
+                        backgroundColor: "#b91c1c",
+                        pointRadius: 1,
+                      },
+                      {
+                        label: t("chance"),
+                        data: [
+                          { x: 0, y: 0 },
+                          { x: 1, y: 1 },
+                        ],
+                        showLine: true,
+                        borderDash: [6, 4],
+                        borderColor: "#6b7280",
+                        pointRadius: 0,
+                      },
+                    ],
+                  },
+                  options: {
+                    scales: {
+                      x: { min: 0, max: 1, title: { display: true, text: t("fpr") } },
+                      y: { min: 0, max: 1, title: { display: true, text: t("tpr") } },
+                    },
+                  },
+                }}
+              />
+            ) : (
+              <p>{t("noRoc")}</p>
+            )}
+          </Section>
         </div>
       )}
+      <ValueFit />
       {models && models.length > 0 && (
         <Section title={t("modelHistory")} id="history-title">
           <div class="table-wrap">
@@ -133,5 +175,91 @@ export function Analyst() {
         </Section>
       )}
     </main>
+  );
+}
+
+type Backtest = {
+  holdout_end: string;
+  holdout_weeks: number;
+  actual: number;
+  predicted: number;
+  by_frequency: { x: string; customers: number; actual: number; predicted: number }[];
+};
+
+/** The active value model: BG/NBD and Gamma-Gamma parameters, and its holdout backtest (predicted
+ * against actual purchases by calibration-period frequency). */
+function ValueFit() {
+  const t = useT();
+  const language = useSignal(lang);
+  const [model, setModel] = useState<Model | null | undefined>(undefined);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    (async () => {
+      try {
+        const body = unwrap(await api.GET("/api/v1/models", { params: { query: { kind: "value", limit: 20 } } }));
+        setModel(body.items.find((m) => m.active) ?? body.items[0] ?? null);
+      } catch (exc) {
+        setError((exc as Error).message);
+      }
+    })();
+  }, []);
+  const params = (model?.params ?? {}) as { bgnbd?: Record<string, number>; gamma_gamma?: Record<string, number> };
+  const metrics = (model?.metrics ?? {}) as { backtest?: Backtest; n_customers?: number; n_repeat_buyers?: number };
+  const back = metrics.backtest;
+  const facts = (values: Record<string, number> | undefined, group: string) =>
+    Object.entries(values ?? {}).flatMap(([k, v]) => [
+      <dt key={`${k}-name`}>{k}</dt>,
+      <dd key={`${k}-value`} data-param={`${group}.${k}`}>
+        {formatNumber(language, v, 4)}
+      </dd>,
+    ]);
+  return (
+    <Section title={t("valueFit")} id="value-fit-title">
+      <ErrorNote message={error} />
+      {model === undefined && !error && <p>{t("loading")}</p>}
+      {model === null && <p>{t("noValueModel")}</p>}
+      {model && (
+        <div class="grid">
+          <div>
+            <h3>BG/NBD</h3>
+            <dl class="facts">{facts(params.bgnbd, "bgnbd")}</dl>
+            <h3>Gamma-Gamma</h3>
+            <dl class="facts">{facts(params.gamma_gamma, "gamma_gamma")}</dl>
+            <p>
+              {t("fitted")}: {formatDate(language, model.fitted_at)} · {t("customers")}: {formatNumber(language, model.n_customers)}
+            </p>
+          </div>
+          <div>
+            {back ? (
+              <>
+                <p data-field="backtest-total">
+                  {t("backtestTotal", {
+                    weeks: formatNumber(language, back.holdout_weeks, 1),
+                    predicted: formatNumber(language, back.predicted, 1),
+                    actual: formatNumber(language, back.actual, 0),
+                  })}
+                </p>
+                <ChartBox
+                  label={`${t("predictedVsActual")}: ${back.by_frequency.map((r) => `${r.x} ${r.predicted}/${r.actual}`).join(", ")}`}
+                  config={{
+                    type: "bar",
+                    data: {
+                      labels: back.by_frequency.map((r) => r.x),
+                      datasets: [
+                        { label: t("actualPurchases"), data: back.by_frequency.map((r) => r.actual), backgroundColor: "#1d4ed8" },
+                        { label: t("predictedPurchases"), data: back.by_frequency.map((r) => r.predicted), backgroundColor: "#a16207" },
+                      ],
+                    },
+                    options: { scales: { x: { title: { display: true, text: t("repeatPurchases") } } } },
+                  }}
+                />
+              </>
+            ) : (
+              <p>{t("noBacktest")}</p>
+            )}
+          </div>
+        </div>
+      )}
+    </Section>
   );
 }

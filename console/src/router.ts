@@ -5,8 +5,8 @@ export const BASE = "/console";
 export const route = signal(window.location.pathname);
 
 export function navigate(path: string): void {
-  if (path !== window.location.pathname) window.history.pushState(null, "", path);
-  route.value = path;
+  if (path !== window.location.pathname + window.location.search) window.history.pushState(null, "", path);
+  route.value = new URL(path, window.location.origin).pathname; // a query (?customer_id=) is the page's own
 }
 
 window.addEventListener("popstate", () => {

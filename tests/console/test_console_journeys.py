@@ -198,6 +198,10 @@ PAGES = {
     "customer": ("agent", "/customers/{customer}"),
     "manager": ("manager", "/manager"),
     "analyst": ("analyst", "/analyst"),
+    "complaints": ("agent", "/complaints"),
+    "retention": ("manager", "/retention"),
+    "rules": ("manager", "/rules"),
+    "admin": ("admin", "/admin"),
 }
 
 
@@ -279,6 +283,11 @@ async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     plot = page.get_by_role("img", name=re.compile("^Calibration curve"))
     await plot.wait_for()
     assert (await plot.bounding_box() or {}).get("height", 0) > 100
+    # The ROC curve is the trained model's own (its points are kept with its metrics).
+    assert metrics["roc"][0] == {"fpr": 0.0, "tpr": 0.0} and metrics["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
+    roc = page.get_by_role("img", name=re.compile(r"^ROC curve: AUC "))
+    await roc.wait_for()
+    assert (await roc.get_attribute("aria-label")).endswith(f"{metrics['roc_auc']:.3f}")
     await screenshot(page, "analyst-calibration")
     await context.close()
 

@@ -46,7 +46,7 @@ function ApiKeys() {
   const t = useT();
   const language = useSignal(lang);
   const keys = usePage<Key>(async (offset) =>
-    unwrap(await api.GET("/api/v1/keys", { params: { query: { limit: PAGE, offset } } })),
+    unwrap(await api.GET("/api/v1/keys", { params: { query: { include_revoked: true, limit: PAGE, offset } } })),
   );
   const [name, setName] = useState("");
   const [role, setRole] = useState<KeyRole>("integration");

@@ -66,6 +66,7 @@ export function Complaints({ role }: { role: Role }) {
       setPage({ items: body.items, total: body.total });
       setError(null);
     } catch (exc) {
+      setPage(null); // the list on screen no longer matches the filter
       setError((exc as Error).message);
     }
   }

@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, unwrap, type Schemas } from "../api/client";
 import { ChartBox, ErrorNote, PAGE, Pager, Section } from "../components";
 import { formatDate, formatNumber, formatPercent, lang, useT, useWord } from "../i18n";
+import { navigate } from "../router";
 import { useSignal } from "../signal";
 
 type View = {
@@ -140,6 +141,15 @@ export function Customer({ id }: { id: string }) {
               </li>
             ))}
           </ul>
+          <a
+            href={`/console/complaints?customer_id=${encodeURIComponent(id)}`}
+            onClick={(e) => {
+              e.preventDefault();
+              navigate(`/console/complaints?customer_id=${encodeURIComponent(id)}`);
+            }}
+          >
+            {t("navComplaints")}
+          </a>
         </Section>
       )}
       <Timeline id={id} />

@@ -1,0 +1,305 @@
+"""The console's working pages in a real browser (Debian's chromium) against the real platform (Kafka, PostgreSQL).
+
+Journeys: an agent works a complaint through its workflow on the complaint desk; a manager reads retention,
+churn and save rates by month with precision/recall and uplift, the same figures the API gives; an admin edits
+an alert rule after seeing its preview chart (a manager sees the rules but cannot edit them); an analyst sees
+the value model's fit; an admin creates and revokes an API key and subscribes a webhook. A failed request
+shows the problem's detail and keeps what was typed. Screenshots go to docs/console/ (CRM_CONSOLE_SCREENSHOTS).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.console.conftest import CONSOLE, VIEWPORTS, screenshot, sign_in
+from tests.e2e.helpers import create_customer, eventually, post_complaint
+
+pytestmark = pytest.mark.e2e
+
+
+def _errors(page: Page) -> list[str]:
+    seen: list[str] = []
+    page.on(
+        "console",
+        lambda m: seen.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None,
+    )
+    page.on("pageerror", lambda exc: seen.append(str(exc)))
+    return seen
+
+
+async def test_an_agent_works_a_complaint_through_the_workflow_on_the_complaint_desk(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    agent = f"agent-{uuid.uuid4().hex[:8]}"
+    customer = await create_customer(gateway, owner=agent, name="Quayside Foods")
+    complaint = await post_complaint(gateway, customer["id"], severity="high")
+    theirs = await create_customer(gateway, owner=f"other-{uuid.uuid4().hex[:8]}")
+    await post_complaint(gateway, theirs["id"])
+
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    errors = _errors(page)
+    # From the customer 360 page's link, as an agent would arrive.
+    await sign_in(page, agent, "agent", url=f"{CONSOLE}/customers/{customer['id']}")
+    await page.get_by_role("heading", name="Quayside Foods").wait_for()
+    await page.get_by_role("link", name="Complaint desk").last.click()
+    await page.get_by_role("heading", name="Open complaints by SLA due time").wait_for()
+    row = page.locator(f"li[data-complaint='{complaint['id']}']")
+    await row.wait_for()
+    assert "The order arrived two weeks late." in await row.inner_text()
+    assert (await row.locator("[data-field=sla]").inner_text()).startswith("SLA: ")
+    assert await row.get_attribute("data-status") == "open"
+    await screenshot(page, "complaint-desk")
+
+    async def step(to: str, note: str) -> None:
+        current = page.locator(f"li[data-complaint='{complaint['id']}']")
+        await current.get_by_label("Next step").select_option(to)
+        await current.get_by_label("Note").fill(note)
+        await current.get_by_role("button", name="Save").click()
+        await page.locator(f"li[data-complaint='{complaint['id']}'][data-status='{to}']").wait_for()
+
+    await step("acknowledged", "Called back")
+    await step("valid", "The delivery was late")
+
+    # Resolving without the resolution: the service's 422 in words, and the note stays as typed.
+    await row.get_by_label("Next step").select_option("resolved")
+    await row.get_by_label("Note").fill("Credit note sent")
+    await row.get_by_role("button", name="Save").click()
+    await row.locator(".error").wait_for()
+    assert "resolution" in await row.locator(".error").inner_text()
+    assert await row.get_by_label("Note").input_value() == "Credit note sent"
+    await row.get_by_label("Resolution").fill("A credit of 10% on the order")
+    await row.get_by_role("button", name="Save").click()
+    await page.locator(f"li[data-complaint='{complaint['id']}'][data-status='resolved']").wait_for()
+
+    stored = (await gateway.get(f"/api/v1/complaints/{complaint['id']}")).json()
+    assert stored["complaint_status"] == "resolved"
+    assert stored["resolution"] == "A credit of 10% on the order"
+    assert [s["status"] for s in stored["steps"]][-3:] == ["acknowledged", "valid", "resolved"]
+
+    # Another owner's customer: the gateway's 404, in words; nothing of theirs is shown.
+    await page.get_by_label("Customer").fill(theirs["id"])
+    await page.get_by_role("button", name="Apply").click()
+    await page.locator("main > .error").wait_for()
+    assert "The order arrived" not in await page.locator("main").inner_text()
+    assert not errors, errors
+    await context.close()
+
+
+def _percent(value: float | None) -> str:
+    """As the console writes a rate in English (at most one decimal)."""
+    return "\u2013" if value is None else f"{round(value * 100, 1):g}%"
+
+
+async def test_a_manager_reads_rates_by_month_with_precision_recall_and_uplift_as_the_api_gives_them(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    agent = f"agent-{uuid.uuid4().hex[:8]}"
+    customer = await create_customer(gateway, owner=agent)
+    await post_complaint(gateway, customer["id"], severity="high")
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    errors = _errors(page)
+    await sign_in(page, "manager-1", "manager", team=agent, url=f"{CONSOLE}/retention")
+    await page.get_by_role("heading", name="Retention, churn and save rates").wait_for()
+    rows = page.locator("tr[data-month]")
+    await rows.first.wait_for()
+    assert await rows.count() == 6
+    # A finished month's figures are fixed: the page shows what the API answers for that month.
+    now = datetime.now(UTC)
+    first = date(now.year, now.month, 1)
+    previous = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    window = {"from": f"{previous.isoformat()}T00:00:00Z", "to": f"{first.isoformat()}T00:00:00Z"}
+    metrics = (await gateway.get("/api/v1/retention/metrics", params=window)).json()["overall"]
+    shown = page.locator(f"tr[data-month='{previous.isoformat()[:7]}']")
+    assert await shown.locator("[data-field=customers]").inner_text() == f"{metrics['customers']:,}"
+    for field, key in (("churn", "churn_rate"), ("precision", "precision"), ("uplift", "uplift")):
+        assert await shown.locator(f"[data-field={field}]").inner_text() == _percent(metrics[key])
+    assert await page.get_by_role("img", name="Rates by month").count() == 1
+    assert await page.get_by_role("img", name="Alert precision and recall").count() == 1
+    await screenshot(page, "manager-retention")
+
+    await page.get_by_role("button", name="切换到中文").click()
+    await page.get_by_role("heading", name="客户保持率、流失率与挽回率").wait_for()
+    text = await page.locator("main").inner_text()
+    assert "精确率" in text and "对照组流失率" in text
+    await screenshot(page, "manager-retention-zh")
+    assert not errors, errors
+    await context.close()
+
+
+async def test_an_admin_edits_a_rule_after_its_preview_chart_and_a_manager_only_reads_rules(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    name = f"Console rule {uuid.uuid4().hex[:6]}"
+    body = {
+        "name": name,
+        "kind": "churn_risk_above",
+        "severity": "medium",
+        "enabled": False,
+        "params": {"threshold": 0.9},
+    }
+    created = await gateway.post("/api/v1/rules", json=body)
+    assert created.status_code == 201, created.text
+    rule = created.json()
+
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    errors = _errors(page)
+    await sign_in(page, "admin-1", "admin", url=f"{CONSOLE}/rules")
+    row = page.locator(f"tr[data-rule='{rule['id']}']")
+    while not await row.count():  # paged on the server: walk to the rule's page
+        await page.locator("tr[data-rule]").first.wait_for()
+        if await row.count():
+            break
+        await page.get_by_role("button", name="Next").click()
+    await row.get_by_role("button", name=f"Edit {name}").click()
+    editor = page.locator("section", has=page.get_by_role("heading", name=f"Edit rule: {name}"))
+    save = editor.get_by_role("button", name="Save")
+    assert await save.is_disabled()  # nothing is saved before its preview was seen
+
+    # An out-of-range threshold: the service's problem in words, the typed value kept.
+    await editor.get_by_label("Threshold").fill("1.5")
+    await editor.get_by_role("button", name="Preview the last 30 days").click()
+    await editor.locator(".error").wait_for()
+    assert "threshold" in await editor.locator(".error").inner_text()
+    assert await editor.get_by_label("Threshold").input_value() == "1.5"
+
+    await editor.get_by_label("Threshold").fill("0.3")
+    await editor.get_by_role("button", name="Preview the last 30 days").click()
+    await editor.locator("[data-preview=done]").wait_for()
+    assert "would have raised" in await editor.locator("[data-preview=done]").inner_text()
+    await editor.get_by_role("img", name="Alerts the rule would have raised per day", exact=False).wait_for()
+    await screenshot(page, "rules-preview")
+    await save.click()
+    await editor.wait_for(state="detached")
+    stored = (await gateway.get(f"/api/v1/rules/{rule['id']}")).json()
+    assert stored["params"]["threshold"] == 0.3
+    assert stored["enabled"] is False
+    assert not errors, errors
+
+    manager = await context.new_page()
+    await sign_in(manager, "manager-1", "manager", url=f"{CONSOLE}/rules")
+    await manager.locator("tr[data-rule]").first.wait_for()
+    assert await manager.get_by_role("button", name="Edit", exact=False).count() == 0
+    await context.close()
+
+
+async def _finished(gateway: httpx.AsyncClient, job_id: str) -> dict | None:
+    job = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
+    return job if job["status"] in ("succeeded", "failed") else None
+
+
+async def test_an_analyst_sees_the_value_models_parameters_and_predicted_against_actual(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    segment = f"value-fit-{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    rows = []
+    for n in range(40):
+        customer = await create_customer(gateway, segment=segment)
+        for k in range(1 + n % 6):  # one to six purchases, spread over the last 300 days
+            day = today - timedelta(days=300 - (n * 7 + k * 45) % 290)
+            rows.append(
+                {
+                    "customer_id": customer["id"],
+                    "type": "purchase",
+                    "amount": str(20 + n % 9 * 10),
+                    "currency": "EUR",
+                    "occurred_at": f"{day.isoformat()}T12:00:00Z",
+                    "external_id": f"{segment}-{n}-{k}",
+                }
+            )
+    loaded = await gateway.post("/api/v1/interactions/bulk", json={"rows": rows})
+    assert loaded.status_code == 200, loaded.text
+
+    async def purchases_held() -> bool:
+        body = (await gateway.get("/api/v1/models/value/purchases", params={"segment": segment})).json()
+        return body["purchases"] >= len(rows)
+
+    await eventually(purchases_held, timeout_s=60, what="scoring to hold the purchases")
+    calibration_end = (today - timedelta(days=90)).isoformat()
+    started = await gateway.post(
+        "/api/v1/models/value/refit", json={"calibration_end": calibration_end, "segment": segment, "rescore": False}
+    )
+    assert started.status_code == 202, started.text
+    job = await eventually(lambda: _finished(gateway, started.json()["id"]), timeout_s=180, what="the refit job")
+    assert job["status"] == "succeeded", job
+    models = (await gateway.get("/api/v1/models", params={"kind": "value", "limit": 20})).json()["items"]
+    model = next((m for m in models if m["active"]), models[0])
+
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    await sign_in(page, "analyst-1", "analyst", url=f"{CONSOLE}/analyst")
+    await page.get_by_role("heading", name="Value model fit (BG/NBD and Gamma-Gamma)").wait_for()
+    shown_r = page.locator("[data-param='bgnbd.r']")
+    await shown_r.wait_for()
+    assert float((await shown_r.inner_text()).replace(",", "")) == pytest.approx(
+        model["params"]["bgnbd"]["r"], abs=0.00005 + 1e-9
+    )
+    shown_p = float((await page.locator("[data-param='gamma_gamma.p']").inner_text()).replace(",", ""))
+    assert shown_p == pytest.approx(model["params"]["gamma_gamma"]["p"], abs=0.00005 + 1e-9)
+    backtest = model["metrics"].get("backtest")
+    if backtest:
+        await page.get_by_role("img", name="Predicted against actual purchases", exact=False).wait_for()
+        assert f"{backtest['actual']:,.0f} made" in await page.locator("[data-field=backtest-total]").inner_text()
+    await screenshot(page, "analyst-value-fit")
+    await context.close()
+
+
+async def test_an_admin_creates_and_revokes_an_api_key_and_subscribes_a_webhook(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    errors = _errors(page)
+    await sign_in(page, "admin-1", "admin", url=f"{CONSOLE}/admin")
+    await page.get_by_role("heading", name="Administration").wait_for()
+    keys = page.locator("section", has=page.get_by_role("heading", name="API keys"))
+
+    # No name: the gateway's 422 in words; the chosen role stays.
+    await keys.get_by_label("Role").select_option("importer")
+    await keys.get_by_role("button", name="Create key").click()
+    await keys.locator(".error").wait_for()
+    assert "name" in await keys.locator(".error").inner_text()
+    assert await keys.get_by_label("Role").input_value() == "importer"
+
+    name = f"erp-{uuid.uuid4().hex[:6]}"
+    await keys.get_by_label("Name").fill(name)
+    await keys.get_by_role("button", name="Create key").click()
+    secret = await keys.locator("[data-field=new-key] code").inner_text()
+    listed = (await gateway.get("/api/v1/keys", params={"limit": 200})).json()["items"]
+    [key] = [k for k in listed if k["name"] == name]
+    assert key["role"] == "importer"
+    probe = await gateway.get("/api/v1/keys", headers={"X-API-Key": secret, "Authorization": ""})
+    assert probe.status_code == 403  # a working key, of a role that may not manage keys
+    await keys.get_by_role("button", name=f"Revoke {name}").click()
+    await keys.locator(f"tr[data-key='{key['id']}']", has_text="revoked").wait_for()
+    assert (await gateway.get(f"/api/v1/keys/{key['id']}")).json()["revoked_at"] is not None
+
+    hooks = page.locator("section", has=page.get_by_role("heading", name="Webhooks"))
+    url = f"https://hooks.example.com/{uuid.uuid4().hex[:8]}"
+    await hooks.get_by_label("URL").fill(url)
+    await hooks.get_by_label("Signing secret (16 characters or more)").fill("short")
+    await hooks.get_by_role("button", name="Subscribe").click()
+    await hooks.locator(".error").wait_for()
+    assert "secret" in await hooks.locator(".error").inner_text()
+    assert await hooks.get_by_label("URL").input_value() == url
+    await hooks.get_by_label("Signing secret (16 characters or more)").fill("a-long-enough-signing-secret")
+    await hooks.get_by_role("button", name="Subscribe").click()
+    item = hooks.locator("li[data-webhook]", has_text=url)
+    await item.wait_for()
+    await item.get_by_role("button", name="Delivery log").click()
+    await item.locator(".deliveries").wait_for()
+    webhook_id = await item.get_attribute("data-webhook")
+    deliveries = (await gateway.get(f"/api/v1/webhooks/{webhook_id}/deliveries")).json()
+    if deliveries["total"] == 0:
+        await item.locator(".deliveries", has_text="Nothing here.").wait_for()
+    await screenshot(page, "admin")
+    assert not errors, errors
+    await context.close()

@@ -88,13 +88,17 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences
+.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences bench-console
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
 bench-import: install  ## crm import of generated customers, interactions and statuses on PostgreSQL: rows/s, time to scores, store counts
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.imports
+bench-console: install  ## every API call of the console's pages over 100,000 customers / 10,000 open alerts on PostgreSQL: p50/p95
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.console
+
 bench-reports: install  ## every report over 100,000 customers / 1,000,000 interactions on PostgreSQL: p50/p95 and peak memory
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.reports

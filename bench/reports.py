@@ -161,7 +161,7 @@ SCORING_SQL = [
                         caused_by_type, as_of, snapshot, computed_at)
     SELECT 'c' || lpad((1 + (i % :customers))::text, 7, '0'),
            (i % 100) / 100.0, 50 + (i % 50),
-           '{"churn_risk": [{"code": "recency", "label": "No purchase for 40 days", "weight": 0.2}]}',
+           '{"churn_risk": [{"code": "recency", "label": "No purchase for 40 days", "contribution": 0.2}]}',
            'rules-v1',
            (ARRAY['platinum','gold','gold','iron','iron','iron','lead','lead','lead','lead'])
                [1 + ((i / :customers) / 4 + (i % :customers) * 7) % 10],

@@ -21,6 +21,7 @@ from services.scoring.models import (
     ScoreSummaryPublic,
     ValueRefitRequest,
 )
+from services.scoring.overview import service as overview
 
 router = APIRouter(tags=["scores"])
 
@@ -74,7 +75,7 @@ async def get_score_summary(
 ) -> ScoreSummaryPublic:
     """The customer pyramid (customers and share of value per tier), the lifecycle funnel and the churn-risk
     distribution: aggregates over every customer's current score, no customer listed."""
-    return await service.score_summary(session=session, segment=segment)
+    return await overview.score_summary(session=session, segment=segment)
 
 
 # ---- models and jobs -----------------------------------------------------------------------------------

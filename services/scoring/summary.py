@@ -53,3 +53,20 @@ def risk_distribution(counts: Mapping[int, int]) -> list[dict[str, object]]:
         {"low": round(i * width, 2), "high": round((i + 1) * width, 2), "customers": counts.get(i, 0)}
         for i in range(RISK_BUCKETS)
     ]
+
+
+def fold_cells(
+    cells: Iterable[tuple[str | None, str | None, int, int, float | None]],
+) -> tuple[list[tuple[str | None, int, float | None]], list[tuple[str | None, int]], dict[int, int]]:
+    """(tier, stage, risk bucket, customers, summed CLV) cells of one grouped scan -> the rows that
+    tier_shares, stage_counts and risk_distribution take."""
+    tiers: dict[str | None, tuple[int, float | None]] = {}
+    stages: dict[str | None, int] = {}
+    risk: dict[int, int] = {}
+    for tier, stage, bucket, customers, value in cells:
+        held, held_value = tiers.get(tier, (0, None))
+        tiers[tier] = (held + customers, held_value if value is None else (held_value or 0.0) + value)
+        stages[stage] = stages.get(stage, 0) + customers
+        index = min(max(bucket, 0), RISK_BUCKETS - 1)
+        risk[index] = risk.get(index, 0) + customers
+    return [(t, n, v) for t, (n, v) in tiers.items()], list(stages.items()), risk

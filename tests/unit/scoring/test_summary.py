@@ -59,3 +59,18 @@ async def test_the_summary_route_counts_every_scored_customer_once(app_db):  # n
     assert [b["customers"] for b in body["risk"]] == expected
     smb = (await client.get("/scores/summary", params={"segment": "smb"})).json()
     assert smb["customers"] == 2
+
+
+def test_the_cells_of_one_grouped_scan_fold_into_the_pyramid_funnel_and_risk_rows():
+    from services.scoring.summary import fold_cells
+
+    cells = [
+        ("gold", "formation", 2, 3, 300.0),
+        ("gold", "decline", 9, 1, None),
+        (None, "formation", 0, 2, None),
+        ("lead", None, 2, 4, 40.0),
+    ]
+    tiers, stages, risk = fold_cells(cells)
+    assert sorted(tiers, key=str) == sorted([("gold", 4, 300.0), (None, 2, None), ("lead", 4, 40.0)], key=str)
+    assert dict(stages) == {"formation": 5, "decline": 1, None: 4}
+    assert risk == {2: 7, 9: 1, 0: 2}

@@ -1,0 +1,1 @@
+"""The customer pyramid, lifecycle funnel and churn-risk distribution in one pass over the current scores."""

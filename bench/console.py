@@ -233,7 +233,7 @@ async def measure(client: httpx.AsyncClient, path: str, warmup: int, repeat: int
 
 
 async def run(args: argparse.Namespace) -> int:
-    plan = calls(args.open_alerts)
+    plan = [c for c in calls(args.open_alerts) if not args.only or c[0] in args.only]
     services = sorted({service for _, _, service, _ in plan})
     apps = {s: app_for(s, INFRA.database_url(s)) for s in services}
     for service, app in apps.items():
@@ -293,6 +293,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-seed", action="store_true", help="reuse the data of the previous run")
+    parser.add_argument("--only", action="append", help="measure only this page's calls (repeatable)")
     parser.add_argument("--keep", action="store_true", help="leave PostgreSQL running afterwards")
     args = parser.parse_args()
     INFRA.pg_ctl("start")

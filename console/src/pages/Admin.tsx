@@ -112,7 +112,7 @@ function ApiKeys() {
       <ErrorNote message={keys.error} />
       {keys.page && keys.page.items.length === 0 && <p>{t("none")}</p>}
       {keys.page && keys.page.items.length > 0 && (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label={t("apiKeys")}>
           <table>
             <thead>
               <tr>
@@ -273,7 +273,7 @@ function Deliveries({ id }: { id: string }) {
       <ErrorNote message={log.error} />
       {log.page && log.page.items.length === 0 && <p>{t("none")}</p>}
       {log.page && log.page.items.length > 0 && (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label={t("deliveryLog")}>
           <table>
             <thead>
               <tr>

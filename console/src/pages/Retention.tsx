@@ -86,7 +86,7 @@ export function Retention() {
       )}
       {rows && (
         <Section title={t("upliftTitle")} id="uplift-title">
-          <div class="table-wrap">
+          <div class="table-wrap" tabIndex={0} role="region" aria-label={t("upliftTitle")}>
             <table class="rates">
               <thead>
                 <tr>

@@ -42,7 +42,7 @@ export function Rules({ role }: { role: Role }) {
       <ErrorNote message={error} />
       {!page && !error && <p>{t("loading")}</p>}
       {page && (
-        <div class="table-wrap">
+        <div class="table-wrap" tabIndex={0} role="region" aria-label={t("rulesTitle")}>
           <table>
             <thead>
               <tr>

@@ -80,7 +80,7 @@ def calls(open_alerts: int) -> list[tuple[str, str, str, str]]:
         ("queue", "an agent's open tasks", "retention", "/tasks?status=open&limit=20&owner=owner-7"),
         ("complaints", "open complaints, first page", "interaction", f"/complaints?{OPEN}&limit=20"),
         ("complaints", "open complaints, overdue", "interaction", f"/complaints?{OPEN}&overdue=true&limit=20"),
-        ("complaints", "one customer's complaints", "interaction", f"/complaints?{OPEN}&customer_id=c0004241&limit=20"),
+        ("complaints", "one customer's complaints", "interaction", f"/complaints?{OPEN}&customer_id=c0000011&limit=20"),
         ("customer 360", "profile", "customer", "/customers/c0004242"),
         ("customer 360", "score history", "scoring", "/customers/c0004242/scores/history?limit=100"),
         ("customer 360", "timeline, first page", "interaction", "/customers/c0004242/interactions?limit=20"),

@@ -66,10 +66,10 @@ class SegmentClient:
         if response.status_code == 422:
             problem = _json(response)
             errors = [
-                field_error(str(e.get("field", "body.filter")), str(e.get("message", "invalid")))
+                field_error(str(e.get("field", "filter")).removeprefix("body."), str(e.get("message", "invalid")))
                 for e in problem.get("errors", [])
                 if isinstance(e, dict)
-            ] or [field_error("body.filter", "invalid segment filter")]
+            ] or [field_error("filter", "invalid segment filter")]
             raise Problem(422, "Invalid segment filter", problem.get("detail"), code="validation", errors=errors)
         if response.status_code != 201:
             raise ScoringUnavailable(f"saving the segment answered {response.status_code}")

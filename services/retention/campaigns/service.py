@@ -72,9 +72,7 @@ def segment_client(settings: RetentionSettings) -> SegmentClient:
 async def create_offer(*, session: AsyncSession, body: OfferCreate) -> Offer:
     taken = (await session.execute(select(Offer.id).where(col(Offer.code) == body.code))).first()
     if taken:
-        raise Problem(
-            409, "Offer code taken", code="conflict", errors=[field_error("body.code", "an offer has this code")]
-        )
+        raise Problem(409, "Offer code taken", code="conflict", errors=[field_error("code", "an offer has this code")])
     offer = Offer(id=new_id(), **body.model_dump(mode="json"), created_at=utc_now())
     session.add(offer)
     await session.flush()
@@ -112,13 +110,13 @@ async def create_campaign(
     *, session: AsyncSession, body: CampaignCreate, client: SegmentClient, now: datetime | None = None
 ) -> Campaign:
     """Check the offer and the audience (a filter is saved as a segment in the scoring service) and schedule."""
-    offer = await get_offer(session=session, offer_id=body.offer_id, field="body.offer_id")
+    offer = await get_offer(session=session, offer_id=body.offer_id, field="offer_id")
     if not offer.active:
-        raise Problem(422, "Offer retired", code="validation", errors=[field_error("body.offer_id", "offer retired")])
+        raise Problem(422, "Offer retired", code="validation", errors=[field_error("offer_id", "offer retired")])
     if body.segment_id is not None:
         if not await client.exists(body.segment_id):
             raise Problem(
-                422, "Unknown segment", code="validation", errors=[field_error("body.segment_id", "no such segment")]
+                422, "Unknown segment", code="validation", errors=[field_error("segment_id", "no such segment")]
             )
         segment_id = body.segment_id
     else:
@@ -208,19 +206,31 @@ async def launch(
     max_audience: int,
     now: datetime | None = None,
 ) -> Campaign:
-    """Launch a scheduled campaign now (idempotent: a launched one is returned as it is; a cancelled one is
-    a 409). The audience is read before any lock is taken; the caller commits."""
-    campaign = await get_campaign(session=session, campaign_id=campaign_id)
-    if campaign.status == CampaignStatus.cancelled.value:
-        raise Problem(409, "Campaign cancelled", code="conflict", errors=[field_error("status", "cancelled")])
-    if campaign.status == CampaignStatus.launched.value:
+    """Launch a scheduled campaign now, in a route's session (idempotent: a launched one is returned as it
+    is; a cancelled one is a 409). The audience is read with no transaction open; the caller commits."""
+    campaign = await _launchable(session, campaign_id)
+    if campaign.status != CampaignStatus.scheduled.value:
         return campaign
     segment_id = campaign.segment_id
     await session.rollback()  # no transaction stays open while the scoring service answers
     audience = await client.members(segment_id, limit=max_audience)
+    return await launch_with(session=session, campaign_id=campaign_id, audience=audience, now=now)
+
+
+async def _launchable(session: AsyncSession, campaign_id: str) -> Campaign:
+    campaign = await get_campaign(session=session, campaign_id=campaign_id)
+    if campaign.status == CampaignStatus.cancelled.value:
+        raise Problem(409, "Campaign cancelled", code="conflict", errors=[field_error("status", "cancelled")])
+    return campaign
+
+
+async def launch_with(
+    *, session: AsyncSession, campaign_id: str, audience: Sequence[AudienceMember], now: datetime | None = None
+) -> Campaign:
+    """Lock the campaign and, if it is still scheduled, launch it over this audience."""
     campaign = await get_campaign(session=session, campaign_id=campaign_id, for_update=True)
     if campaign.status != CampaignStatus.scheduled.value:
-        return campaign  # launched or cancelled meanwhile
+        return campaign  # launched (a retry, another replica) or cancelled meanwhile
     offer = await get_offer(session=session, offer_id=campaign.offer_id, field="offer_id")
     await apply_launch(session, campaign, offer, audience, now=now or utc_now())
     return campaign
@@ -420,10 +430,11 @@ async def launch_due(database: Database, settings: RetentionSettings, *, now: da
         client = segment_client(settings)
         try:
             async with database.transaction() as session:
-                campaign = await launch(
-                    session=session, campaign_id=campaign_id, client=client, max_audience=settings.campaign_max_audience
-                )
-                launched += int(campaign.status == CampaignStatus.launched.value)
+                segment_id = (await get_campaign(session=session, campaign_id=campaign_id)).segment_id
+            audience = await client.members(segment_id, limit=settings.campaign_max_audience)
+            async with database.transaction() as session:
+                campaign = await launch_with(session=session, campaign_id=campaign_id, audience=audience)
+                launched += int(campaign.launched_at is not None and as_utc(campaign.launched_at) >= at)
         except Problem as exc:
             log.warning("campaign launch failed", extra={"campaign_id": campaign_id, "status": exc.status})
         finally:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field
@@ -70,6 +70,8 @@ class Campaign(RetentionTable, table=True):
     channel: str = Field(max_length=20)
     template: str = Field(default="", max_length=100)
     segment_id: str = Field(max_length=60)  # the scoring service's saved segment (the audience)
+    # Only customers in these loyalty member tiers ("none": below the lowest); empty: every tier.
+    member_tiers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     holdout_share: float = 0.1
     starts_at: datetime = _at()
     measure_days: float = 30.0  # outcomes count from launch for this long
@@ -159,6 +161,11 @@ class CampaignCreate(BaseModel):
     filter: list[Any] | None = PydanticField(
         None, description="segment filter conditions [{field, op, value}] (GET /segments/fields); saved as a segment"
     )
+    member_tiers: list[Annotated[str, StringConstraints(min_length=1, max_length=60)]] = PydanticField(
+        default_factory=list,
+        max_length=20,
+        description="only customers in these loyalty member tiers (none: below the lowest tier); empty: all",
+    )
     holdout_share: float = PydanticField(0.1, ge=0, le=0.5, description="share of the audience held back")
     starts_at: datetime | None = PydanticField(None, description="when to launch; default now")
     measure_days: float = PydanticField(30.0, gt=0, le=365, description="outcomes count this long after launch")
@@ -181,6 +188,7 @@ class CampaignPublic(BaseModel):
     channel: str
     template: str
     segment_id: str
+    member_tiers: list[str]
     holdout_share: float
     starts_at: UtcDatetime
     measure_days: float

@@ -45,6 +45,7 @@ from services.retention.campaigns.models import (
     OfferCreate,
     UpliftPublic,
 )
+from services.retention.member_tiers import service as member_tiers
 from services.retention.models import ConsentReplica, Customer, CustomerScore, StatusChange, Touch, new_id, utc_now
 from services.retention.read_model import ORDER, FactEvent
 from services.retention.settings import RetentionSettings
@@ -129,6 +130,7 @@ async def create_campaign(
         channel=body.channel.value,
         template=body.template,
         segment_id=segment_id,
+        member_tiers=sorted(set(body.member_tiers)),
         holdout_share=body.holdout_share,
         starts_at=as_utc(body.starts_at) if body.starts_at is not None else now,
         measure_days=body.measure_days,
@@ -241,6 +243,9 @@ async def apply_launch(
 ) -> None:
     """Members, touches and events of a locked, scheduled campaign, in the caller's transaction."""
     wanted = {m.customer_id: m for m in audience}
+    if campaign.member_tiers:
+        member_tier = await member_tiers.tiers_of(session, list(wanted))
+        wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
     erased, tiers = await _replica_facts(session, list(wanted))
     members: list[dict[str, Any]] = []
     touch_rows: list[dict[str, Any]] = []

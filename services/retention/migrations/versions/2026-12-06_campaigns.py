@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("channel", _S(length=20), nullable=False),
         sa.Column("template", _S(length=100), nullable=False),
         sa.Column("segment_id", _S(length=60), nullable=False),
+        sa.Column("member_tiers", sa.JSON(), nullable=False),
         sa.Column("holdout_share", sa.Float(), nullable=False),
         sa.Column("starts_at", _AT(timezone=True), nullable=False),
         sa.Column("measure_days", sa.Float(), nullable=False),

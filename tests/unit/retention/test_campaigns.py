@@ -230,3 +230,31 @@ async def test_scheduled_campaigns_launch_when_due_and_cancel_before(app_db, sco
     pending = (await client.get(f"/campaigns/{later['id']}/report")).json()
     assert pending["uplift"] is None and pending["audience"] == 0
     assert (await client.get("/campaigns/nope/report")).status_code == 404
+
+
+async def test_member_tiers_narrow_the_audience(app_db, scoring: FakeScoring):
+    from services.retention.member_tiers.models import MemberTier
+
+    client, db = app_db
+    offer = await _offer(client)
+    async with db.transaction() as session:
+        session.add(MemberTier(customer_id="c00", tier="gold", benefits=[], changed_at=campaigns.utc_now()))
+        session.add(MemberTier(customer_id="c01", tier="silver", benefits=[], changed_at=campaigns.utc_now()))
+        session.add(MemberTier(customer_id="c02", tier=None, benefits=[], changed_at=campaigns.utc_now()))
+    body = {
+        "name": "gold members",
+        "offer_id": offer["id"],
+        "channel": "email",
+        "segment_id": "seg_known",
+        "member_tiers": ["gold", "none", "gold"],
+        "holdout_share": 0,
+    }
+    campaign = (await client.post("/campaigns", json=body)).json()
+    assert campaign["member_tiers"] == ["gold", "none"]
+    launched = (await client.post(f"/campaigns/{campaign['id']}/launch")).json()
+    # gold, and every customer below the lowest tier or without a known tier; not the silver one
+    assert launched["audience"] == len(AUDIENCE) - 1
+    members = (await client.get(f"/campaigns/{campaign['id']}/members", params={"limit": 200})).json()
+    assert "c01" not in {m["customer_id"] for m in members["items"]}
+    bad = await client.post("/campaigns", json={**body, "member_tiers": [""]})
+    assert bad.status_code == 422

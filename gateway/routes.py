@@ -83,6 +83,7 @@ ROUTES: tuple[Route, ...] = tuple(
             # win-back campaigns and their offer catalogue (docs/campaigns.md)
             _prefix("retention", "offers"),
             _prefix("retention", "campaigns"),
+            _prefix("retention", "followup-schedules"),
             Route(("surveys", "respond", WILDCARD), "retention", exact=True),
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
@@ -253,6 +254,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "campaigns", "campaigns:read", prefix=True),
             _p(WRITE, "campaigns", "campaigns:write", prefix=True),
             _p(READ, "campaigns/*/report", "reports:read"),
+            # scheduled follow-ups per tier: configured like playbooks
+            _p(READ, "followup-schedules", "playbooks:read", prefix=True),
+            _p(WRITE, "followup-schedules", "playbooks:write", prefix=True),
             # survey links: answered without a login (PUBLIC below), by the token in the path
             _p(READ | POST, "surveys/respond/*", "surveys:respond"),
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed

@@ -104,6 +104,7 @@ class RetentionSettings(ServiceSettings):
     scoring_url: str = local_url("scoring")
     scoring_timeout_s: float = Field(30.0, gt=0)  # reading a segment's members at launch may take a while
     campaign_interval_s: float = Field(30.0, gt=0)  # how often scheduled campaigns due to start are launched
+    followup_interval_s: float = Field(60.0, gt=0)  # how often scheduled follow-ups per tier are looked for
     campaign_max_audience: int = Field(100_000, ge=1, le=1_000_000)  # a larger segment is refused at launch
 
     # Retention reports (docs/reports.md, "Retention").

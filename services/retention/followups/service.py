@@ -24,7 +24,7 @@ from sqlmodel import col
 
 from servicekit.background import every
 from servicekit.clock import utc_now
-from servicekit.db import Database
+from servicekit.db import Database, dialect_insert
 from servicekit.events.contracts.retention import TaskCreated
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error
@@ -100,9 +100,11 @@ async def enrol_new(session: AsyncSession, *, schedules: dict[str, FollowupSched
         .limit(limit)
     )
     rows = (await session.execute(query)).all()
-    for customer_id, customer_tier in rows:
-        session.add(FollowupDue(customer_id=customer_id, tier=customer_tier, next_due_at=now))
-    await session.flush()
+    if rows:
+        # Another replica may seed the same customers at the same moment: the first insert wins.
+        table = FollowupDue.__table__  # type: ignore[attr-defined]
+        values = [{"customer_id": c, "tier": t, "next_due_at": now, "version": 0} for c, t in rows]
+        await session.execute(dialect_insert(session)(table).values(values).on_conflict_do_nothing())
     return len(rows)
 
 

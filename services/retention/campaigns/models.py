@@ -15,9 +15,11 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.common import ContactChannel
+from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
-from services.retention.models import Page, RetentionTable, UtcDatetime, new_id, utc_now
+from services.retention.models import RetentionTable, UtcDatetime, new_id
 
 
 def _at(*, nullable: bool = False) -> Any:
@@ -144,8 +146,8 @@ class OfferPublic(BaseModel):
     created_at: UtcDatetime
 
 
-class OffersPublic(Page):
-    items: list[OfferPublic]
+class OffersPublic(Page[OfferPublic]):
+    pass
 
 
 class CampaignCreate(BaseModel):
@@ -203,8 +205,8 @@ class CampaignPublic(BaseModel):
     created_at: UtcDatetime
 
 
-class CampaignsPublic(Page):
-    items: list[CampaignPublic]
+class CampaignsPublic(Page[CampaignPublic]):
+    pass
 
 
 class CampaignMemberPublic(BaseModel):
@@ -217,8 +219,8 @@ class CampaignMemberPublic(BaseModel):
     enrolled_at: UtcDatetime
 
 
-class CampaignMembersPublic(Page):
-    items: list[CampaignMemberPublic]
+class CampaignMembersPublic(Page[CampaignMemberPublic]):
+    pass
 
 
 class GroupOutcomes(BaseModel):

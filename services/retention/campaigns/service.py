@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.background import every
+from servicekit.clock import utc_now
 from servicekit.db import Database, chunks
 from servicekit.events.contracts.retention import CampaignLaunched, CampaignTouchRequested
 from servicekit.events.envelope import EventData
-from servicekit.problems import Problem, field_error
+from servicekit.problems import Problem, field_error, not_found
 from servicekit.types import as_utc
 from services.retention import contact_policy as cp
 from services.retention import service, touches
@@ -46,7 +47,7 @@ from services.retention.campaigns.models import (
     UpliftPublic,
 )
 from services.retention.member_tiers import service as member_tiers
-from services.retention.models import ConsentReplica, Customer, CustomerScore, StatusChange, Touch, new_id, utc_now
+from services.retention.models import ConsentReplica, Customer, CustomerScore, StatusChange, Touch, new_id
 from services.retention.read_model import ORDER, FactEvent
 from services.retention.settings import RetentionSettings
 
@@ -83,8 +84,9 @@ async def create_offer(*, session: AsyncSession, body: OfferCreate) -> Offer:
 async def get_offer(*, session: AsyncSession, offer_id: str, field: str = "id") -> Offer:
     offer = await session.get(Offer, offer_id)
     if offer is None:
-        status = 404 if field == "id" else 422
-        raise Problem(status, "Offer not found", code="not_found", errors=[field_error(field, "unknown offer")])
+        if field == "id":
+            raise not_found("Offer", offer_id)
+        raise Problem(422, "Unknown offer", code="validation", errors=[field_error(field, "unknown offer")])
     return offer
 
 
@@ -150,7 +152,7 @@ async def get_campaign(*, session: AsyncSession, campaign_id: str, for_update: b
         query = query.with_for_update()
     found = (await session.execute(query)).scalar_one_or_none()
     if found is None:
-        raise Problem(404, "Campaign not found", code="not_found", errors=[field_error("id", "unknown campaign")])
+        raise not_found("Campaign", campaign_id)
     return found
 
 

@@ -9,8 +9,10 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index
 from sqlmodel import Field
 
+from servicekit.clock import utc_now
+from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
-from services.retention.models import Page, RetentionTable, UtcDatetime, utc_now
+from services.retention.models import RetentionTable, UtcDatetime
 from services.retention.playbooks import Action
 
 # What a follow-up may be: a visit or a call by the account manager (a task), or a survey link (a touch).
@@ -60,5 +62,5 @@ class SchedulePublic(BaseModel):
     updated_at: UtcDatetime
 
 
-class SchedulesPublic(Page):
-    items: list[SchedulePublic]
+class SchedulesPublic(Page[SchedulePublic]):
+    pass

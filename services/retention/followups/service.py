@@ -27,7 +27,7 @@ from servicekit.clock import utc_now
 from servicekit.db import Database, dialect_insert
 from servicekit.events.contracts.retention import TaskCreated
 from servicekit.events.envelope import EventData
-from servicekit.problems import Problem, field_error
+from servicekit.problems import Problem, field_error, not_found
 from services.retention import service, surveys, touches
 from services.retention.followups.models import FOLLOWUP_ACTIONS, FollowupDue, FollowupSchedule, ScheduleBody
 from services.retention.models import Customer, CustomerScore, Task, TaskStatus, new_id
@@ -72,7 +72,7 @@ async def delete_schedule(*, session: AsyncSession, tier: str) -> None:
     _check_tier(tier)
     row = await session.get(FollowupSchedule, tier)
     if row is None:
-        raise Problem(404, "No schedule", code="not_found", errors=[field_error("tier", "no schedule for this tier")])
+        raise not_found("Follow-up schedule", tier, field="tier")
     await session.delete(row)
     await session.execute(delete(FollowupDue).where(col(FollowupDue.tier) == tier))
 

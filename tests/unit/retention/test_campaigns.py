@@ -169,7 +169,6 @@ async def test_launch_report_and_idempotence(app_db, scoring: FakeScoring):
     # outcomes: two reached customers buy within the offer's validity (redeemed), one after it (won back,
     # not redeemed), one holdout customer buys, one holdout customer is reactivated by status, the
     # blocked one buys, one treated customer churns; one order before the launch counts for nothing
-    launched_at = campaigns.as_utc(campaigns.utc_now())
     async with db.sessions() as session:
         launched_at = (await campaigns.get_campaign(session=session, campaign_id=campaign["id"])).launched_at
     reached = sorted(set(treated) - {opted_out, erased})

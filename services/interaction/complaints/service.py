@@ -13,10 +13,7 @@ from sqlmodel import col, select
 
 from servicekit.clock import utc_now
 from servicekit.events.contracts.common import InteractionType, Severity
-from servicekit.events.contracts.interaction import (
-    ComplaintOverdue,
-    ComplaintUpdated,
-)
+from servicekit.events.contracts.interaction import ComplaintOverdue, ComplaintUpdated
 from servicekit.outbox import enqueue
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, not_found

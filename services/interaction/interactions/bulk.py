@@ -18,10 +18,7 @@ from servicekit.db import chunks
 from servicekit.problems import field_error, validation_errors
 from services.interaction.interactions.models import BulkReport, BulkRow, BulkRowStatus, InteractionCreate
 from services.interaction.interactions.store import store_interactions
-from services.interaction.replica.directory import (
-    CustomerBatchLookup,
-    CustomerServiceUnavailable,
-)
+from services.interaction.replica.directory import CustomerBatchLookup, CustomerServiceUnavailable
 from services.interaction.replica.models import KnownCustomer
 
 log = logging.getLogger("interaction.service")

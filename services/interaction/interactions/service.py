@@ -27,9 +27,7 @@ from services.interaction.interactions.store import (
     store_one,
     stored_external_ids,
 )
-from services.interaction.replica.directory import (
-    CustomerLookup,
-)
+from services.interaction.replica.directory import CustomerLookup
 from services.interaction.replica.models import KnownCustomer
 from services.interaction.replica.service import ensure_known_customer
 

@@ -11,7 +11,7 @@ from servicekit.events.contracts.common import CustomerStatus, InteractionType
 from servicekit.settings import REPO_ROOT
 from services.customer.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
 from services.customer.models import CustomerKind
-from services.interaction.complaints import TRANSITIONS, ComplaintCategory
+from services.interaction.complaints.workflow import TRANSITIONS, ComplaintCategory
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
 from services.retention.models import AlertStatus, Outcome, TaskStatus
 from services.retention.playbooks import Action

@@ -593,6 +593,8 @@ async def run(args: argparse.Namespace) -> int:
     }
     try:
         for name, service, path in REPORTS:
+            if args.only and not any(part in name for part in args.only):
+                continue
             path = path.replace("{segment}", "bench")
             result = await measure(clients[service], path, args.warmup, args.repeat)
             ok = result["p95"] < P95_TARGET_S and result["peak_mib"] < PEAK_TARGET_MIB
@@ -625,6 +627,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-seed", action="store_true", help="reuse the data of the previous run")
+    parser.add_argument("--only", action="append", default=[], help="measure only reports whose name contains this")
     parser.add_argument("--keep", action="store_true", help="leave PostgreSQL running afterwards")
     args = parser.parse_args()
     INFRA.pg_ctl("start")

@@ -1,6 +1,7 @@
 """What the retention service's api and consume roles run: its routes, event handlers and background loops."""
 
 from servicekit.service import ServiceComponents
+from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping
 from services.retention.delivery import run_webhook_sender
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
@@ -13,7 +14,7 @@ from services.retention.touches_router import router as touches_router
 from services.retention.work import router as work_router
 
 COMPONENTS = ServiceComponents(
-    routers=[work_router, router, touches_router, surveys_router, reports_router, sequences_router],
+    routers=[work_router, router, touches_router, surveys_router, reports_router, sequences_router, analysis_router],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,
     background=[run_housekeeping, run_webhook_sender, run_sequences],

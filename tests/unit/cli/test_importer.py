@@ -540,3 +540,22 @@ def test_a_checkpoint_never_passes_an_unacknowledged_batch_and_a_resume_stores_e
 def test_concurrency_must_be_positive(capsys):
     assert main(["import", "interactions", "x.csv", "--concurrency", "0"]) != 0
     assert "--concurrency" in capsys.readouterr().err
+
+
+def test_bulk_rows_rejected_as_retryable_are_sent_again_before_they_count_as_rejected():
+    from cli.client import import_rows
+    from cli.rows import Row
+
+    platform = Platform()
+    platform.customers = {"r0": "c1"}
+    platform.retryable_once = {"x1", "x3"}
+    rows = [
+        Row(line=n + 1, body={"customer_id": "c1" if n != 2 else "nobody", "type": "purchase", "external_id": f"x{n}"})
+        for n in range(4)
+    ]
+    slept: list[float] = []
+    summary = import_rows(gateway_for(platform, slept), "/interactions/bulk", rows, label="t", chunk_size=4)
+    assert (summary.created, summary.rejected, summary.row_retries) == (3, [(3, "customer_id: Unknown customer")], 2)
+    assert set(platform.interactions) == {"x0", "x1", "x3"}
+    resent = json.loads(platform.requests[1].content)["rows"]
+    assert [r["external_id"] for r in resent] == ["x1", "x3"] and len(slept) == 1

@@ -37,7 +37,7 @@ from services.customer.lifecycle import ChurnReason
 from services.customer.main import SPEC
 from services.customer.models import metadata
 
-INFRA = Infra(REPO_ROOT / ".state" / "bench-status", kafka_port=19892, pg_port=55547, port_offset=24900)
+INFRA = Infra(REPO_ROOT / ".state" / "bench-status", kafka_port=19992, pg_port=55547, port_offset=24900)
 PRINCIPAL = "role=importer&sub=bench"
 
 

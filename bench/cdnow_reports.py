@@ -36,7 +36,7 @@ from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.infra import Infra, start_in_order
 from servicekit.settings import REPO_ROOT
 
-INFRA = Infra(REPO_ROOT / ".state" / "bench-cdnow", kafka_port=19892, pg_port=55587, port_offset=25700)
+INFRA = Infra(REPO_ROOT / ".state" / "bench-cdnow", kafka_port=19962, pg_port=29597, port_offset=21300)
 CUSTOMERS = 2357
 PURCHASES = 6919
 WAIT_S = 900

@@ -72,7 +72,7 @@ async def cohorts(
     share not churned by its end (``retention``). Only months that have ended are shown; at most
     ``months`` + 1 points per cohort. ``owner`` is the customer's account manager."""
     cells, active = await service.cohort_cells(
-        session=session, period=period, filters=_filters(tier, segment, owner, team)
+        session=session, period=period, filters=_filters(tier, segment, owner, team), months=months
     )
     today = utc_now().date()
     last_ended = curves.month_name(today.year * 12 + today.month - 2)

@@ -7,10 +7,10 @@ task's owner.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -30,11 +30,26 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
 
+def _month(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The month of a timestamp (UTC) as a grouping key: date_trunc on PostgreSQL (cheaper than formatting
+    every row), 'YYYY-MM' elsewhere; _month_name turns either into 'YYYY-MM'."""
+    if dialect == "postgresql":
+        return func.date_trunc("month", func.timezone("UTC", column))
+    return month_of(column, dialect)
+
+
+def _month_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return f"{value.year:04d}-{value.month:02d}"
+
+
 async def cohort_cells(
-    *, session: AsyncSession, period: Period, filters: Filters
+    *, session: AsyncSession, period: Period, filters: Filters, months: int
 ) -> tuple[list[tuple[str, str | None, int]], list[tuple[str, str, int]]]:
     """The members per (cohort, first-churn month) and the buyers per (cohort, purchase month), for the
-    customers (not erased) whose first order fell in the period."""
+    customers (not erased) whose first order fell in the period; purchases up to ``months`` months after
+    the period's last month."""
     dialect = _dialect(session)
     first_churn = (
         select(CH.c.customer_id, func.min(CH.c.churned_at).label("first_churn"))
@@ -49,8 +64,8 @@ async def cohort_cells(
     members = (
         select(
             C.c.customer_id.label("customer_id"),
-            month_of(F.c.first_order_at, dialect).label("cohort"),
-            month_of(first_churn.c.first_churn, dialect).label("churn_month"),
+            _month(F.c.first_order_at, dialect).label("cohort"),
+            _month(first_churn.c.first_churn, dialect).label("churn_month"),
         )
         .select_from(source)
         .where(
@@ -59,20 +74,29 @@ async def cohort_cells(
             C.c.erased_at.is_(None),
             *filters.on(CURRENT_TIER, C.c.segment, C.c.owner, F.c.team),
         )
-        .subquery("members")
+        .cte("members")
     )
     sizes = select(members.c.cohort, members.c.churn_month, func.count().label("n")).group_by(
         members.c.cohort, members.c.churn_month
     )
-    bought = month_of(E.c.at, dialect).label("month")
-    buyers = (
-        select(members.c.cohort, bought, func.count(distinct(E.c.customer_id)).label("n"))
-        .select_from(E.join(members, members.c.customer_id == E.c.customer_id))
-        .where(E.c.kind == ORDER, E.c.at >= period.start_at)
-        .group_by(members.c.cohort, bought)
+    # Each customer's purchase months once (from the covering index on kind and time), then the members'.
+    until = period.end_at.replace(day=1) + timedelta(days=31 * (months + 1))
+    bought = _month(E.c.at, dialect)
+    pairs = (
+        select(E.c.customer_id.label("customer_id"), bought.label("month"))
+        .where(E.c.kind == ORDER, E.c.at >= period.start_at, E.c.at < until)
+        .group_by(E.c.customer_id, bought)
+        .subquery("pairs")
     )
-    cells = [(r.cohort, r.churn_month, int(r.n)) for r in await session.execute(sizes)]
-    active = [(r.cohort, r.month, int(r.n)) for r in await session.execute(buyers)]
+    buyers = (
+        select(members.c.cohort, pairs.c.month, func.count().label("n"))
+        .select_from(pairs.join(members, members.c.customer_id == pairs.c.customer_id))
+        .group_by(members.c.cohort, pairs.c.month)
+    )
+    cells = [(_month_name(r.cohort) or "", _month_name(r.churn_month), int(r.n)) for r in await session.execute(sizes)]
+    active = [
+        (_month_name(r.cohort) or "", _month_name(r.month) or "", int(r.n)) for r in await session.execute(buyers)
+    ]
     return cells, active
 
 

@@ -42,7 +42,7 @@ PURCHASES = 6919
 WAIT_S = 900
 SPAN = "from=1997-01-01&to=1998-07-01"  # the sample's 18 months
 IMPORTED = datetime.now(UTC).strftime("%Y-%m")  # the month the import creates the customers in
-MAX_TABLE_ROWS = 40
+MAX_TABLE_ROWS = 70
 REPORTS: list[str] = [
     "/reports/retention/cohorts?from=1997-01-01&to=1997-04-01&months=18",
     f"/reports/retention/task-sla?{SPAN}",

@@ -23,15 +23,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.auth import PRINCIPAL_HEADER
+from servicekit.clock import utc_now
 from servicekit.db import chunks
 from servicekit.deps import SessionDep
 from servicekit.digest import request_digest
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.events.contracts.customer import CustomerStatusChanged
 from servicekit.outbox import enqueue
-from servicekit.problems import Problem, field_error, validation_errors
+from servicekit.problems import Problem, field_error, not_found, validation_errors
 from services.customer import lifecycle, service
-from services.customer.models import MAX_BULK_ROWS, BulkReply, Customer, StatusChange, StatusChangeRequest, utc_now
+from services.customer.models import MAX_BULK_ROWS, BulkReply, Customer, StatusChange, StatusChangeRequest
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 ROUTE = "customers.status.bulk"
@@ -172,7 +173,7 @@ async def change_statuses(*, session: AsyncSession, rows: list[Any]) -> BulkStat
     for index, row in valid:
         state = states.get(row.customer_id)
         if state is None:
-            results.append(_rejected(index, row.customer_id, service.not_found(row.customer_id)))
+            results.append(_rejected(index, row.customer_id, not_found("Customer", row.customer_id)))
             continue
         if not state.erased and _same_state(state.status, state.churned_at, state.churn_reason, row):
             results.append(

@@ -12,11 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
 from services.retention.analysis import curves, service
-from services.retention.models import Tier, utc_now
+from services.retention.models import Tier
 from services.retention.reports import Filters
 
 router = APIRouter(prefix="/reports/retention", tags=["reports"])

@@ -88,13 +88,19 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences
+.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
 bench-import: install  ## crm import of generated customers, interactions and statuses on PostgreSQL: rows/s, time to scores, store counts
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.imports
+bench-status-bulk: install  ## one POST /customers/status/bulk of 2,000 rows (and its resend) on PostgreSQL: seconds and rows/s
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.status_bulk
+bench-cdnow-reports: install  ## crm import cdnow on a fresh platform, then every report's figures into docs/reports-cdnow-<today>.md
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.cdnow_reports
 bench-reports: install  ## every report over 100,000 customers / 1,000,000 interactions on PostgreSQL: p50/p95 and peak memory
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.reports

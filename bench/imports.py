@@ -170,10 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=10_000, help="default %(default)s (100000 for a migration)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--chunk-size", type=int, default=2000, help="rows per request (default %(default)s)")
-    # A status change is applied row by row (savepoint, events) and costs far more than an insert: smaller
-    # requests keep each one well inside the CLI's request timeout.
     parser.add_argument(
-        "--status-chunk-size", type=int, default=200, help="rows per statuses request (default %(default)s)"
+        "--status-chunk-size", type=int, default=2000, help="rows per statuses request (default %(default)s)"
     )
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="combined")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")

@@ -10,46 +10,13 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
-# Columns the services know; others are still sent (the service decides) but the operator is warned.
-CUSTOMER_COLUMNS = frozenset(
-    {
-        "name",
-        "kind",
-        "email",
-        "phone",
-        "external_ref",
-        "segment",
-        "owner",
-        "status",
-        "tags",
-        "attributes",
-        # a churned customer needs the day and reason code of its last churn; the note is optional
-        "churned_at",
-        "churn_reason",
-        "churn_note",
-    }
-)
-INTERACTION_COLUMNS = frozenset(
-    {
-        "customer_id",
-        "type",
-        "channel",
-        "initiated_by",
-        "occurred_at",
-        "amount",
-        "currency",
-        "quantity",
-        "order_id",
-        "severity",
-        "category",
-        "rating",
-        "sentiment",
-        "survey",
-        "score",
-        "text",
-        "external_id",
-    }
-)
+from cli.schema import FIELDS
+
+# Columns the services know (the fields of cli.schema's row models); others are still sent (the service
+# decides) but the operator is warned. Customers take attributes as one "attributes" column too; this
+# reader of interactions names the customer by id only (customer_ref is resolved by `crm import`).
+CUSTOMER_COLUMNS = frozenset(FIELDS["customers"]) | {"attributes"}
+INTERACTION_COLUMNS = frozenset(FIELDS["interactions"]) - {"customer_ref"}
 ATTRIBUTE_PREFIXES = ("attr.", "attributes.")
 TAG_SEPARATORS = re.compile(r"[|;]")
 

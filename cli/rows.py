@@ -17,6 +17,8 @@ from cli.schema import FIELDS
 # reader of interactions names the customer by id only (customer_ref is resolved by `crm import`).
 CUSTOMER_COLUMNS = frozenset(FIELDS["customers"]) | {"attributes"}
 INTERACTION_COLUMNS = frozenset(FIELDS["interactions"]) - {"customer_ref"}
+# Where csv.DictReader puts the cells beyond the header's (no column name holds a NUL).
+SURPLUS = "\0surplus"
 ATTRIBUTE_PREFIXES = ("attr.", "attributes.")
 TAG_SEPARATORS = re.compile(r"[|;]")
 
@@ -50,12 +52,12 @@ def _typed(value: str) -> Any:
 
 
 def _records(stream: TextIO) -> Iterator[tuple[int, dict[str, str], list[str]]]:
-    reader = csv.DictReader(stream)
+    reader = csv.DictReader(stream, restkey=SURPLUS)
     if reader.fieldnames is None:
         return
     for record in reader:
-        # DictReader puts surplus cells under the key None; line_num is the line the record ended on.
-        extra = record.pop(None, None)  # type: ignore[call-overload]
+        # DictReader puts surplus cells under the restkey; line_num is the line the record ended on.
+        extra = record.pop(SURPLUS, None)
         problems = [f"{len(extra)} cell(s) more than the header has"] if extra else []
         yield reader.line_num, record, problems
 

@@ -7,9 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 CONSOLE_STAMP := console/.build-stamp
 CONSOLE_SOURCES := $(shell find console/src console/scripts -type f 2>/dev/null) console/index.html console/vite.config.ts console/tsconfig.json console/package.json console/package-lock.json
 
-.PHONY: help install console console-api run status test unit check types lint format hooks kafka-up kafka-down \
-	pg-up pg-down clean chaos chaos-reduced bench bench-sequences bench-tracing bench-import bench-reports \
-	bench-floor scaleout docs
+.PHONY: help install run status test unit check types lint format hooks kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
 
 # Every target carries a `## ` comment, which is its line in `make help` (a unit test fails on one without).
 help:  ## list every target with what it does
@@ -94,6 +92,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
+.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing

@@ -45,8 +45,9 @@ test: install console  ## install everything, start Kafka and PostgreSQL, run li
 	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
-unit: $(STAMP)  ## unit tests only (no broker, no database server)
-	$(BIN)/python -m pytest tests/unit -q
+# The unit tests run in one pytest-xdist worker per core (-n auto); `make test` runs them in one process.
+unit: $(STAMP)  ## unit tests only (no broker, no database server), one worker per core
+	$(BIN)/python -m pytest tests/unit -q -n auto
 
 lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .

@@ -11,10 +11,9 @@ crm.retention.v1 survey.responded -> a survey interaction (services/interaction/
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from servicekit.events.contracts.erp import MODELS as INBOUND_MODELS
@@ -23,6 +22,7 @@ from servicekit.events.contracts.retention import SurveyResponded
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.inbox.consumer import BatchHook
+from servicekit.unit_of_work import UnitOfWork
 from services.interaction import service, surveys
 from services.interaction.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
@@ -42,10 +42,14 @@ def _directory() -> CustomerDirectory:
     return CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
 
 
-PREFETCHED = "interaction.customers"  # session.info key: customer id -> snapshot (None: unknown), per batch
+@dataclass
+class PrefetchedCustomers:
+    """A consumer batch's customer snapshots, asked for once (None: the customer service does not know it)."""
+
+    by_id: dict[str, CustomerSnapshot | None] = field(default_factory=dict)
 
 
-async def prefetch_customers(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
+async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     """Ask the customer service once for every customer whose reference this batch's events need.
 
     Events never carry the reference, so each customer.created/updated with one would otherwise cost
@@ -60,13 +64,13 @@ async def prefetch_customers(session: AsyncSession, events: Sequence[Received[An
     if not wanted:
         return
     try:
-        session.info[PREFETCHED] = await _directory().fetch_many(wanted)
+        uow.state(PrefetchedCustomers).by_id.update(await _directory().fetch_many(wanted))
     except CustomerServiceUnavailable:
         return
 
 
-def _lookup(session: AsyncSession) -> Callable[[str], Awaitable[CustomerSnapshot | None]]:
-    prefetched: dict[str, CustomerSnapshot | None] = session.info.get(PREFETCHED, {})
+def _lookup(uow: UnitOfWork) -> Callable[[str], Awaitable[CustomerSnapshot | None]]:
+    prefetched = uow.state(PrefetchedCustomers).by_id
 
     async def lookup(customer_id: str) -> CustomerSnapshot | None:
         if customer_id in prefetched:
@@ -76,33 +80,33 @@ def _lookup(session: AsyncSession) -> Callable[[str], Awaitable[CustomerSnapshot
     return lookup
 
 
-async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
+async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
     await service.apply_customer_created(
-        session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(session)
+        session=uow.session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(uow)
     )
 
 
-async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
+async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
     await service.apply_customer_updated(
-        session=session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(session)
+        session=uow.session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(uow)
     )
 
 
-async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
-    await service.apply_customer_status_changed(session=session, data=event.data)
+async def on_customer_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChanged]) -> None:
+    await service.apply_customer_status_changed(session=uow.session, data=event.data)
 
 
-async def on_customer_erased(session: AsyncSession, event: Received[CustomerErased]) -> None:
-    await service.apply_customer_erased(session=session, data=event.data)
+async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
+    await service.apply_customer_erased(session=uow.session, data=event.data)
 
 
-async def on_inbound(session: AsyncSession, event: Received[InboundEvent]) -> None:
-    await service.record_inbound(session=session, event=event, sla_hours=_sla_hours())
+async def on_inbound(uow: UnitOfWork, event: Received[InboundEvent]) -> None:
+    await service.record_inbound(session=uow.session, event=event, sla_hours=_sla_hours())
 
 
-async def on_survey_responded(session: AsyncSession, event: Received[SurveyResponded]) -> None:
+async def on_survey_responded(uow: UnitOfWork, event: Received[SurveyResponded]) -> None:
     # Duplicate-safe: the interaction's external id is the link's.
-    await surveys.record_response(session=session, data=event.data, sla_hours=_sla_hours())
+    await surveys.record_response(session=uow.session, data=event.data, sla_hours=_sla_hours())
 
 
 HANDLERS: Handlers = {

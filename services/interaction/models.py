@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Column, Index, Numeric, String, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.tables import add_plumbing_tables
 from servicekit.types import UtcDateTime, as_utc
@@ -43,10 +44,6 @@ class Initiator(StrEnum):
 class SurveyKind(StrEnum):
     nps = "nps"  # 0-10, "how likely are you to recommend us"
     csat = "csat"  # 1-5, "how satisfied were you"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.common import Severity
 from servicekit.tables import BigIntId, add_plumbing_tables
 from servicekit.types import UtcDateTime, as_utc
@@ -62,10 +63,6 @@ RESOLVE_FROM = frozenset({AlertStatus.open, AlertStatus.acknowledged, AlertStatu
 
 # Lineage kept per alert: enough to explain it and to drop redelivered events, bounded in size.
 EVENT_IDS_KEPT = 50
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:

@@ -4,6 +4,7 @@ from sqlalchemy import select
 
 from servicekit.db import Database
 from servicekit.events.contracts.customer import CustomerErased
+from servicekit.unit_of_work import UnitOfWork
 from services.interaction import service
 from services.interaction.handlers import HANDLERS
 from services.interaction.models import ComplaintStep, ComplaintTransition, Interaction, InteractionCreate
@@ -16,7 +17,7 @@ ERASED_AT = datetime(2026, 2, 1, tzinfo=UTC)
 async def handle(database: Database, *events) -> None:
     for event in events:
         async with database.transaction() as session:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def test_erasure_blanks_texts_resolutions_and_notes_and_confirms_once(database):

@@ -10,6 +10,7 @@ from servicekit.events.contracts.customer import (
     CustomerStatusChanged,
     CustomerUpdated,
 )
+from servicekit.unit_of_work import UnitOfWork
 from services.interaction import service
 from services.interaction.directory import CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.handlers import HANDLERS
@@ -22,7 +23,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 async def handle(database: Database, *events) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def replica(database: Database) -> list[KnownCustomer]:

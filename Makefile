@@ -45,9 +45,11 @@ test: install console  ## install everything, start Kafka and PostgreSQL, run li
 	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
-# The unit tests run in one pytest-xdist worker per core (-n auto); `make test` runs them in one process.
+# The unit tests run in one pytest-xdist worker per core (-n auto), without the API fuzzer's pytest plugins
+# (schemathesis and hypothesis, which no unit test uses and every worker would import); `make test` runs
+# them in one process with every plugin.
 unit: $(STAMP)  ## unit tests only (no broker, no database server), one worker per core
-	$(BIN)/python -m pytest tests/unit -q -n auto
+	$(BIN)/python -m pytest tests/unit -q -n auto -p no:schemathesis -p no:hypothesispytest
 
 lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .

@@ -51,6 +51,7 @@ from servicekit.auth import internal_headers
 from servicekit.db import Database
 from servicekit.service import API, create_app
 from servicekit.settings import REPO_ROOT
+from servicekit.tables import table_of
 from services.retention.models import Alert, Customer, CustomerScore
 from services.retention.read_model import ChurnFact, CustomerFact, FactEvent
 from services.scoring.value_reports import TIER_HISTORY_FROM_SCORES
@@ -364,7 +365,7 @@ async def seed_retention_rows(database: Database, customers: int, events: int) -
     t = time.perf_counter()
     await insert_all(
         database,
-        Customer.__table__,  # type: ignore[attr-defined]
+        table_of(Customer),
         [
             {
                 "customer_id": c,
@@ -381,7 +382,7 @@ async def seed_retention_rows(database: Database, customers: int, events: int) -
     )
     await insert_all(
         database,
-        CustomerScore.__table__,  # type: ignore[attr-defined]
+        table_of(CustomerScore),
         [
             {
                 "customer_id": c,
@@ -432,12 +433,12 @@ async def seed_retention_rows(database: Database, customers: int, events: int) -
             elif kind == "complaint":
                 row["category"] = rng.choice(("product_quality", "service", "delivery", "billing", "staff", "other"))
             batch.append(row)
-        await insert_all(database, FactEvent.__table__, batch)  # type: ignore[attr-defined]
+        await insert_all(database, table_of(FactEvent), batch)
         done += len(batch)
         print(f"  fact events: {done:,}/{events:,}", flush=True)
     await insert_all(
         database,
-        CustomerFact.__table__,  # type: ignore[attr-defined]
+        table_of(CustomerFact),
         [
             {
                 "customer_id": c,
@@ -458,7 +459,7 @@ async def seed_retention_rows(database: Database, customers: int, events: int) -
     )
     await insert_all(
         database,
-        ChurnFact.__table__,  # type: ignore[attr-defined]
+        table_of(ChurnFact),
         [
             {
                 "event_id": f"s-{c}",
@@ -508,7 +509,7 @@ async def seed_retention_rows(database: Database, customers: int, events: int) -
                 "updated_at": first,
             }
         )
-    await insert_all(database, Alert.__table__, alerts)  # type: ignore[attr-defined]
+    await insert_all(database, table_of(Alert), alerts)
     await seed_tasks(database, customers)
     async with database.engine.begin() as conn:
         await conn.exec_driver_sql("ANALYZE")

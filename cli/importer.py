@@ -629,7 +629,7 @@ class Importer:
             if not sendable:
                 break
             suffix = "" if attempt == 1 else f"-retry{attempt}"
-            answers = self.sender([bodies[i] for i in sendable if bodies[i] is not None], key + suffix)  # type: ignore[misc]
+            answers = self.sender([body for i in sendable if (body := bodies[i]) is not None], key + suffix)
             waiting = []
             for i, answer in zip(sendable, answers, strict=True):
                 results[i] = answer

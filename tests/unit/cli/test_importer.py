@@ -490,9 +490,13 @@ def test_batches_in_flight_are_acknowledged_in_file_order(tmp_path: Path):
     path = interactions_file(tmp_path, 23)
     checkpoints: list[int] = []
     run = importer(tmp_path, path, platform, chunk_size=5, concurrency=3)
-    run.settings.after_batch = lambda batches: checkpoints.append(
-        Checkpoint.load(tmp_path / "history.csv.interactions.checkpoint.json").through_line  # type: ignore[union-attr]
-    )
+
+    def through_line() -> int:
+        checkpoint = Checkpoint.load(tmp_path / "history.csv.interactions.checkpoint.json")
+        assert checkpoint is not None
+        return checkpoint.through_line
+
+    run.settings.after_batch = lambda batches: checkpoints.append(through_line())
     outcome = run.run()
     assert (outcome.created, outcome.existing, outcome.rejected) == (23, 0, 0)
     # The first batch answered last of three, yet the checkpoint moved batch by batch, in file order.

@@ -26,7 +26,7 @@ from gateway.upstream import (
     default_timeout,
     upstream_request_headers,
 )
-from servicekit.problems import Problem
+from servicekit.problems import Problem, not_found
 
 log = logging.getLogger("gateway.authz")
 
@@ -133,7 +133,7 @@ def _invalid_lookup(response: httpx.Response) -> Problem:
 
 def _not_found(what: str = "resource") -> Problem:
     # Same answer as for an id that does not exist: a caller cannot tell the two apart.
-    return Problem(404, "Not found", f"No such {what} among the customers you may see.", code="not_found")
+    return not_found(what, title="Not found", detail=f"No such {what} among the customers you may see.")
 
 
 async def check_customer(principal: Principal, owners: OwnerCache, customer_id: str) -> None:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from gateway.settings import ROLES, GatewaySettings
-from servicekit.problems import problem_response
+from servicekit.problems import not_found, problem_response, render_problem
 from servicekit.settings import REPO_ROOT
 
 CONSOLE_PATH = "/console"
@@ -82,7 +82,7 @@ def mint_token(settings: GatewaySettings, *, sub: str, role: str, ttl_s: int, te
 
 
 def _not_found() -> Response:
-    return problem_response(404, "Not Found", "No such page.", code="not_found")
+    return render_problem(not_found("page", title="Not Found", detail="No such page."))
 
 
 def content_security_policy(settings: GatewaySettings) -> str:

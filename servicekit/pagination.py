@@ -6,9 +6,10 @@ bounding it here turns that into a 422 naming the parameter, for every service a
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
+from pydantic import BaseModel
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -20,3 +21,16 @@ BIGINT_MAX = 2**63 - 1
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, at most {MAX_PAGE}")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"rows to skip, at most {MAX_OFFSET}")]
+
+Item = TypeVar("Item")
+
+
+class Page(BaseModel, Generic[Item]):
+    """One page of a list: ``total`` counts every match of the filters, ``items`` holds at most ``limit``.
+
+    Subclass it with a name (``class AlertsPublic(Page[AlertPublic])``) so the OpenAPI schema keeps one."""
+
+    items: list[Item]
+    total: int
+    limit: int
+    offset: int

@@ -47,6 +47,26 @@ def field_error(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
+def not_found(
+    what: str,
+    item_id: str | None = None,
+    *,
+    detail: str | None = None,
+    field: str | None = "id",
+    message: str | None = None,
+    title: str | None = None,
+    **extra: Any,
+) -> Problem:
+    """The one 404 problem: "<What> not found", naming the id asked for (and the field that carried it)."""
+    noun = what.lower()
+    if detail is None:
+        detail = f"No {noun} with id {item_id}" if item_id is not None else f"No such {noun}."
+    errors = [field_error(field, message or f"unknown {noun}")] if field is not None and item_id is not None else None
+    return Problem(
+        404, title or f"{what[:1].upper()}{what[1:]} not found", detail, code="not_found", errors=errors, **extra
+    )
+
+
 def problem_response(
     status: int,
     title: str,

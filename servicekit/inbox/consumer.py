@@ -43,14 +43,17 @@ from servicekit.kafka import make_consumer, set_idle_fetch
 from servicekit.outbox.writer import enqueue_raw
 from servicekit.settings import ServiceSettings
 from servicekit.tables import INBOX
+from servicekit.unit_of_work import UnitOfWork, unit_of_work
 
 log = logging.getLogger("servicekit.consumer")
 
-Handler = Callable[[AsyncSession, Received[Any]], Awaitable[None]]
+# A handler applies one event inside the batch's unit of work (its transaction and typed batch state).
+Handler = Callable[[UnitOfWork, Received[Any]], Awaitable[None]]
 Handlers = Mapping[str, Handler]
-# Called with a batch's decoded events before they are applied, in the same transaction: lets a service
-# load (and lock) the rows the whole batch touches in a few queries instead of a few per event.
-BatchHook = Callable[[AsyncSession, Sequence[Received[Any]]], Awaitable[None]]
+# Called with a batch's decoded events before they are applied, in the same unit of work: lets a service
+# load (and lock) the rows the whole batch touches in a few queries instead of a few per event, and keep
+# them in its batch state for the handlers.
+BatchHook = Callable[[UnitOfWork, Sequence[Received[Any]]], Awaitable[None]]
 
 
 def batch_customer_ids(events: Sequence[Received[Any]]) -> set[str]:
@@ -149,7 +152,8 @@ class EventConsumer:
         if not deliveries:
             return
         try:
-            async with self.database.transaction() as session:
+            async with unit_of_work(self.database) as uow:
+                session = uow.session
                 seen = await self._already_handled(session, [d.inbox_id for d in deliveries])
                 if self.before_batch is not None:
                     fresh = [
@@ -158,7 +162,7 @@ class EventConsumer:
                         if d.event is not None and d.event.data is not None and d.inbox_id not in seen
                     ]
                     if fresh:
-                        await self.before_batch(session, fresh)
+                        await self.before_batch(uow, fresh)
                 remembered = []
                 applied = []
                 duplicates = 0
@@ -168,7 +172,7 @@ class EventConsumer:
                         continue
                     seen.add(delivery.inbox_id)
                     applied.append(delivery)
-                    if (row := await self._apply(session, delivery)) is not None:
+                    if (row := await self._apply(uow, delivery)) is not None:
                         remembered.append(row)
                 # One multi-row insert for the whole batch instead of a round trip per event.
                 await self._remember(session, remembered)
@@ -190,12 +194,12 @@ class EventConsumer:
         while True:
             attempts += 1
             try:
-                async with self.database.transaction() as session:
-                    if await self._already_handled(session, [delivery.inbox_id]):
+                async with unit_of_work(self.database) as uow:
+                    if await self._already_handled(uow.session, [delivery.inbox_id]):
                         metrics.EVENTS_DUPLICATE.labels(self.service).inc()
                         return
-                    row = await self._apply(session, delivery)
-                    await self._remember(session, [row] if row is not None else [])
+                    row = await self._apply(uow, delivery)
+                    await self._remember(uow.session, [row] if row is not None else [])
                 self._count_handled([delivery])
                 return
             except Exception as exc:
@@ -212,10 +216,10 @@ class EventConsumer:
         async with self.database.transaction() as session:
             await self._remember(session, [await self._dead_letter(session, delivery)])
 
-    async def _apply(self, session: AsyncSession, delivery: Delivery) -> dict[str, Any] | None:
+    async def _apply(self, uow: UnitOfWork, delivery: Delivery) -> dict[str, Any] | None:
         """Apply one delivery; returns its inbox row, to be written in the same transaction (None: nothing to keep)."""
         if delivery.error is not None:
-            return await self._dead_letter(session, delivery)
+            return await self._dead_letter(uow.session, delivery)
         event = delivery.event
         assert event is not None
         handler = self.handlers.get(event.envelope.type)
@@ -235,7 +239,7 @@ class EventConsumer:
             # While tracing is on the correlation id is the trace id (the one the event's writer logged).
             token = correlation_id.set(tracing.current_trace_id() or event.envelope.correlationid)
             try:
-                await handler(session, event)
+                await handler(uow, event)
             finally:
                 correlation_id.reset(token)
         return self._inbox_row(delivery, HANDLED)

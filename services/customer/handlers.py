@@ -6,8 +6,6 @@ Every service (this one too) publishes erasure.confirmed once it erased its copy
 personal data. Recording a receipt is idempotent: a repeat keeps the earliest confirmation.
 """
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.events.contracts.erp import (
     ErpConsentChanged,
@@ -18,15 +16,16 @@ from servicekit.events.contracts.erp import (
 )
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers, PoisonEvent
+from servicekit.unit_of_work import UnitOfWork
 from services.customer import consent, points, service
 from services.customer.loyalty_points import EntryKind
 from services.customer.settings import get_settings
 
 
-async def on_erasure_confirmed(session: AsyncSession, event: Received[ErasureConfirmed]) -> None:
+async def on_erasure_confirmed(uow: UnitOfWork, event: Received[ErasureConfirmed]) -> None:
     data = event.data
     receipt = await service.record_receipt(
-        session=session,
+        session=uow.session,
         customer_id=data.customer_id,
         service=data.service,
         confirmed_at=data.erased_at,
@@ -38,11 +37,11 @@ async def on_erasure_confirmed(session: AsyncSession, event: Received[ErasureCon
         raise PoisonEvent(f"erasure.confirmed for unknown customer {data.customer_id}")
 
 
-async def on_consent_changed(session: AsyncSession, event: Received[ErpConsentChanged]) -> None:
+async def on_consent_changed(uow: UnitOfWork, event: Received[ErpConsentChanged]) -> None:
     # Duplicate-safe: a repeat equals the recorded consent (or is older than it) and changes nothing.
     data = event.data
     change = consent.ChannelChange(data.channel, data.status, data.legal_basis, data.source, data.changed_at)
-    if await consent.apply_inbound(session=session, customer_ref=data.customer_ref, change=change) is None:
+    if await consent.apply_inbound(session=uow.session, customer_ref=data.customer_ref, change=change) is None:
         # Dead-lettered with the reason (never the reference itself) for the integration to resend.
         raise PoisonEvent("erp.consent.changed names a customer reference no customer has")
 
@@ -56,7 +55,7 @@ _KINDS = {
 }
 
 
-async def on_points(session: AsyncSession, event: Received[PointsEvent]) -> None:
+async def on_points(uow: UnitOfWork, event: Received[PointsEvent]) -> None:
     # Duplicate-safe: the ledger is unique by (source, document id), so a redelivery finds its entry.
     data = event.data
     booking = points.Booking(
@@ -70,7 +69,7 @@ async def on_points(session: AsyncSession, event: Received[PointsEvent]) -> None
     # Every refusal is dead-lettered with its reason (never the reference itself) for the integration.
     try:
         customer = await points.book_inbound(
-            session=session, customer_ref=data.customer_ref, booking=booking, tiers=get_settings().loyalty_tiers
+            session=uow.session, customer_ref=data.customer_ref, booking=booking, tiers=get_settings().loyalty_tiers
         )
     except points.BeyondBalance:
         raise PoisonEvent(f"{data.event_type} takes more points than the balance holds") from None

@@ -11,7 +11,7 @@ Tags and attributes live as JSON on the customer (read in one row) and, for filt
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +34,7 @@ from sqlalchemy import JSON, BigInteger, Column, Date, ForeignKey, Index, Intege
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.common import (
     ConsentSource,
     ConsentStatus,
@@ -70,10 +71,6 @@ class ContactKind(StrEnum):
     email = "email"
     phone = "phone"
     address = "address"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _dt(*, nullable: bool, index: bool = False) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.common import Severity
 from servicekit.tables import BigIntId, add_plumbing_tables
 from servicekit.types import UtcDateTime, as_utc
@@ -62,10 +63,6 @@ RESOLVE_FROM = frozenset({AlertStatus.open, AlertStatus.acknowledged, AlertStatu
 
 # Lineage kept per alert: enough to explain it and to drop redelivered events, bounded in size.
 EVENT_IDS_KEPT = 50
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -859,3 +856,7 @@ class EnrolmentStop(BaseModel):
 
 # The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
 from services.retention import read_model as read_model  # noqa: E402
+from services.retention.campaigns import models as campaign_models  # noqa: E402, F401
+from services.retention.followups import models as followup_models  # noqa: E402, F401
+from services.retention.member_tiers import models as member_tier_models  # noqa: E402, F401
+from services.retention.waits import models as wait_models  # noqa: E402, F401

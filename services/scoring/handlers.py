@@ -12,10 +12,10 @@ creates its features row, whether or not customer.created has arrived.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from servicekit.events.contracts.common import InteractionType
 from servicekit.events.contracts.customer import (
@@ -32,6 +32,7 @@ from servicekit.events.contracts.interaction import (
 )
 from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers, PoisonEvent
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import features, service
 from services.scoring.rules import RuleWeights
 from services.scoring.settings import get_settings
@@ -44,7 +45,7 @@ def _weights() -> RuleWeights:
 # ---- crm.customer.v1: a new customer, or a new profile, is scored at once ----------------------------
 
 
-async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
+async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
     d = event.data
     change = partial(
         features.customer_upserted,
@@ -58,10 +59,10 @@ async def on_customer_created(session: AsyncSession, event: Received[CustomerCre
     )
     # Scored from the moment it exists: churn risk (the active model's, the rules otherwise), health,
     # value tier and stage from its attributes and whatever history it has.
-    await _apply_customer(session, event, change, rescore=True)
+    await _apply_customer(uow, event, change, rescore=True)
 
 
-async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpdated]) -> None:
+async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
     d = event.data
     change = partial(
         features.customer_upserted,
@@ -72,10 +73,10 @@ async def on_customer_updated(session: AsyncSession, event: Received[CustomerUpd
     )
     # A model over attributes must see a changed profile; a change of owner or name scores nothing new.
     profile = not d.changed or bool({"segment", "attributes"} & set(d.changed))
-    await _apply_customer(session, event, change, rescore=profile)
+    await _apply_customer(uow, event, change, rescore=profile)
 
 
-async def on_customer_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged]) -> None:
+async def on_customer_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChanged]) -> None:
     d = event.data
     change = partial(
         features.customer_status_changed,
@@ -83,18 +84,16 @@ async def on_customer_status_changed(session: AsyncSession, event: Received[Cust
         changed_at=d.changed_at,
         churned_at=features.churn_moment(d.churned_at, d.changed_at),
     )
-    await _apply_customer(session, event, change)
+    await _apply_customer(uow, event, change)
 
 
-async def on_customer_erased(session: AsyncSession, event: Received[CustomerErased]) -> None:
-    await service.erase_customer(session=session, customer_id=event.data.customer_id)
+async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
+    await service.erase_customer(session=uow.session, customer_id=event.data.customer_id)
 
 
-async def _apply_customer(
-    session: AsyncSession, event: Received, change: service.Change, *, rescore: bool = False
-) -> None:
+async def _apply_customer(uow: UnitOfWork, event: Received, change: service.Change, *, rescore: bool = False) -> None:
     await service.apply_event(
-        session=session,
+        session=uow.session,
         customer_id=event.data.customer_id,
         change=change,
         event_id=event.id,
@@ -109,7 +108,7 @@ async def _apply_customer(
 # ---- crm.interaction.v1: every change rescores ---------------------------------------------------------
 
 
-async def on_interaction_recorded(session: AsyncSession, event: Received[InteractionRecorded]) -> None:
+async def on_interaction_recorded(uow: UnitOfWork, event: Received[InteractionRecorded]) -> None:
     d = event.data
     # Survey interactions are skipped by features.record_interaction: survey.answered carries the score,
     # so counting both would count one answer twice.
@@ -123,10 +122,10 @@ async def on_interaction_recorded(session: AsyncSession, event: Received[Interac
         sentiment=d.sentiment,
         category=d.category,
     )
-    scored = await _rescore(session, event, change, at=d.occurred_at)
+    scored = await _rescore(uow, event, change, at=d.occurred_at)
     if scored and d.type == InteractionType.purchase:
         service.record_purchase(
-            session=session,
+            session=uow.session,
             interaction_id=d.interaction_id,
             customer_id=d.customer_id,
             occurred_at=d.occurred_at,
@@ -134,7 +133,7 @@ async def on_interaction_recorded(session: AsyncSession, event: Received[Interac
         )
 
 
-async def on_complaint_updated(session: AsyncSession, event: Received[ComplaintUpdated]) -> None:
+async def on_complaint_updated(uow: UnitOfWork, event: Received[ComplaintUpdated]) -> None:
     d = event.data
     change = partial(
         features.complaint_updated,
@@ -143,19 +142,19 @@ async def on_complaint_updated(session: AsyncSession, event: Received[ComplaintU
         severity=d.severity,
         changed_at=d.changed_at,
     )
-    await _rescore(session, event, change, at=d.changed_at)
+    await _rescore(uow, event, change, at=d.changed_at)
 
 
-async def on_complaint_overdue(session: AsyncSession, event: Received[ComplaintOverdue]) -> None:
+async def on_complaint_overdue(uow: UnitOfWork, event: Received[ComplaintOverdue]) -> None:
     d = event.data
     # When the complaint became overdue is its due time (the watcher notices within seconds of it): a
     # complaint of an imported history went overdue back then, not when the watcher first saw it.
     at = features.utc(d.due_at)
     change = partial(features.complaint_overdue, complaint_id=d.complaint_id, severity=d.severity, at=at)
-    await _rescore(session, event, change, at=at)
+    await _rescore(uow, event, change, at=at)
 
 
-async def on_survey_answered(session: AsyncSession, event: Received[SurveyAnswered]) -> None:
+async def on_survey_answered(uow: UnitOfWork, event: Received[SurveyAnswered]) -> None:
     d = event.data
     change = partial(
         features.survey_answered,
@@ -165,14 +164,14 @@ async def on_survey_answered(session: AsyncSession, event: Received[SurveyAnswer
         answered_at=d.answered_at,
     )
     try:
-        await _rescore(session, event, change, at=d.answered_at)
+        await _rescore(uow, event, change, at=d.answered_at)
     except ValueError as exc:  # a score outside its scale will never become valid
         raise PoisonEvent(str(exc)) from exc
 
 
-async def _rescore(session: AsyncSession, event: Received, change: service.Change, *, at: datetime) -> bool:
+async def _rescore(uow: UnitOfWork, event: Received, change: service.Change, *, at: datetime) -> bool:
     return await service.apply_event(
-        session=session,
+        session=uow.session,
         customer_id=event.data.customer_id,
         change=change,
         event_id=event.id,
@@ -193,5 +192,10 @@ HANDLERS: Handlers = {
     SurveyAnswered.event_type: on_survey_answered,
 }
 
+
 # One query for the batch's features rows, instead of one per event.
-BEFORE_BATCH: BatchHook = service.preload
+async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
+    await service.preload(uow.session, events)
+
+
+BEFORE_BATCH: BatchHook = preload

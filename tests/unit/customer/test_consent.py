@@ -9,6 +9,7 @@ from servicekit.events.contracts.common import ConsentSource, ConsentStatus, Con
 from servicekit.events.contracts.erp import ErpConsentChanged
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
+from servicekit.unit_of_work import UnitOfWork
 from services.customer.handlers import on_consent_changed
 from services.customer.models import Consent, ConsentChange, ContactProfile
 
@@ -176,12 +177,14 @@ async def test_inbound_marketing_event_applies_and_an_unknown_reference_is_poiso
     customer = await api.create(external_ref="ERP-M")
     now = datetime.now(UTC)
     async with api.database.sessions() as session:
-        await on_consent_changed(session, _inbound("ERP-M", ConsentStatus.opt_out, now))
-        await on_consent_changed(session, _inbound("ERP-M", ConsentStatus.opt_out, now))  # duplicate
-        await on_consent_changed(session, _inbound("ERP-M", ConsentStatus.opt_in, now - timedelta(days=1)))  # late
+        await on_consent_changed(UnitOfWork(session), _inbound("ERP-M", ConsentStatus.opt_out, now))
+        await on_consent_changed(UnitOfWork(session), _inbound("ERP-M", ConsentStatus.opt_out, now))  # duplicate
+        await on_consent_changed(
+            UnitOfWork(session), _inbound("ERP-M", ConsentStatus.opt_in, now - timedelta(days=1))
+        )  # late
         await session.commit()
         with pytest.raises(PoisonEvent):
-            await on_consent_changed(session, _inbound("ERP-UNKNOWN", ConsentStatus.opt_in, now))
+            await on_consent_changed(UnitOfWork(session), _inbound("ERP-UNKNOWN", ConsentStatus.opt_in, now))
     got = (await api.client.get(f"/customers/{customer['id']}/consent")).json()
     assert got["channels"]["email"]["status"] == "opt_out" and got["channels"]["email"]["source"] == "marketing"
     assert got["version"] == 1

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
+from servicekit.unit_of_work import UnitOfWork
 from services.customer.handlers import on_erasure_confirmed
 from services.customer.models import CustomerAttribute, CustomerTag, IdempotencyKey, StatusChange
 
@@ -103,16 +104,18 @@ async def test_receipts_from_erasure_confirmed_events_complete_the_erasure_idemp
     customer = await _erased_customer(api)
     t0 = datetime(2026, 2, 1, 12, tzinfo=UTC)
     async with api.database.transaction() as session:
-        await on_erasure_confirmed(session, confirmed(customer["id"], "interaction", t0, "e-1"))
-        await on_erasure_confirmed(session, confirmed(customer["id"], "scoring", t0, "e-2"))
+        await on_erasure_confirmed(UnitOfWork(session), confirmed(customer["id"], "interaction", t0, "e-1"))
+        await on_erasure_confirmed(UnitOfWork(session), confirmed(customer["id"], "scoring", t0, "e-2"))
         # The same confirmation again, under a new event id and later: the first one stands.
-        await on_erasure_confirmed(session, confirmed(customer["id"], "scoring", t0 + timedelta(hours=1), "e-3"))
+        await on_erasure_confirmed(
+            UnitOfWork(session), confirmed(customer["id"], "scoring", t0 + timedelta(hours=1), "e-3")
+        )
     status = (await api.client.get(f"/customers/{customer['id']}/erasure")).json()
     assert status["services"]["interaction"] == "2026-02-01T12:00:00Z"
     assert status["services"]["scoring"] == "2026-02-01T12:00:00Z"
     assert status["services"]["retention"] is None and status["complete"] is False
     async with api.database.transaction() as session:
-        await on_erasure_confirmed(session, confirmed(customer["id"], "retention", t0, "e-4"))
+        await on_erasure_confirmed(UnitOfWork(session), confirmed(customer["id"], "retention", t0, "e-4"))
     status = (await api.client.get(f"/customers/{customer['id']}/erasure")).json()
     assert status["complete"] is True
     assert sorted(r["service"] for r in status["receipts"]) == ["customer", "interaction", "retention", "scoring"]
@@ -121,7 +124,9 @@ async def test_receipts_from_erasure_confirmed_events_complete_the_erasure_idemp
 async def test_a_confirmation_for_an_unknown_customer_is_poison(api):
     with pytest.raises(PoisonEvent):
         async with api.database.transaction() as session:
-            await on_erasure_confirmed(session, confirmed("nobody", "interaction", datetime.now(UTC), "e-9"))
+            await on_erasure_confirmed(
+                UnitOfWork(session), confirmed("nobody", "interaction", datetime.now(UTC), "e-9")
+            )
 
 
 async def test_erasure_receipts_of_a_customer_never_erased_are_a_404(api):

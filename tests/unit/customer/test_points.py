@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from servicekit.events.contracts.erp import ErpPointsEarned, ErpPointsRedeemed, PointsEvent
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
+from servicekit.unit_of_work import UnitOfWork
 from services.customer.handlers import on_points
 from services.customer.models import PointsAccount, PointsEntry
 
@@ -104,15 +105,15 @@ async def test_erp_events_book_once_and_refusals_are_poison(api):
     now = datetime.now(UTC)
     earned = ErpPointsEarned(customer_ref="ERP-P", document_id="SO-1", points=250, occurred_at=now)
     async with api.database.sessions() as session:
-        await on_points(session, _inbound(earned))
-        await on_points(session, _inbound(earned))  # duplicate delivery
+        await on_points(UnitOfWork(session), _inbound(earned))
+        await on_points(UnitOfWork(session), _inbound(earned))  # duplicate delivery
         await session.commit()
         with pytest.raises(PoisonEvent, match="no customer has"):
-            await on_points(session, _inbound(earned.model_copy(update={"customer_ref": "ERP-NOBODY"})))
+            await on_points(UnitOfWork(session), _inbound(earned.model_copy(update={"customer_ref": "ERP-NOBODY"})))
         await session.rollback()
         too_much = ErpPointsRedeemed(customer_ref="ERP-P", document_id="RD-1", points=251, occurred_at=now)
         with pytest.raises(PoisonEvent, match="more points than the balance"):
-            await on_points(session, _inbound(too_much))
+            await on_points(UnitOfWork(session), _inbound(too_much))
         await session.rollback()
         count = (await session.execute(select(func.count()).select_from(PointsEntry))).scalar_one()
     assert count == 1

@@ -8,9 +8,12 @@ from servicekit.events.contracts.customer import CustomerErased, CustomerUpdated
 from servicekit.events.contracts.erp import ErpOrderPlaced, ErpReturnCreated, ScmShipmentLost
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.inbox import PoisonEvent
-from services.interaction import service
+from servicekit.unit_of_work import UnitOfWork
 from services.interaction.handlers import HANDLERS
-from services.interaction.models import Interaction, KnownCustomer, ParkedEvent
+from services.interaction.inbound.models import ParkedEvent
+from services.interaction.inbound.service import sweep_parked
+from services.interaction.interactions.models import Interaction
+from services.interaction.replica.models import KnownCustomer
 from tests.unit.interaction.conftest import SLA_HOURS, created, outbox_events
 
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -31,7 +34,7 @@ def order(order_id: str = "O-1", ref: str = "ERP-7", **fields) -> ErpOrderPlaced
 async def handle(database: Database, *events: Received) -> None:
     for event in events:
         async with database.transaction() as session:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def interactions(database: Database) -> list[Interaction]:
@@ -108,7 +111,7 @@ async def test_an_event_that_cannot_become_an_interaction_is_poison_and_not_park
     future = order(placed_at=datetime.now(UTC) + timedelta(days=2))
     async with database.transaction() as session:
         with pytest.raises(PoisonEvent, match="occurred_at"):
-            await HANDLERS[future.event_type](session, inbound(future))
+            await HANDLERS[future.event_type](UnitOfWork(session), inbound(future))
     assert await parked(database) == []
 
 
@@ -127,7 +130,7 @@ async def test_an_event_for_an_erased_customer_still_holding_its_reference_is_po
         session.add(KnownCustomer(customer_id="c-1", external_ref="ERP-7", version=1, erased=True))
     async with database.transaction() as session:
         with pytest.raises(PoisonEvent, match="erased"):
-            await HANDLERS["erp.order.placed"](session, inbound(order()))
+            await HANDLERS["erp.order.placed"](UnitOfWork(session), inbound(order()))
 
 
 async def test_the_sweep_applies_events_parked_while_their_customer_arrived(database):
@@ -136,7 +139,7 @@ async def test_the_sweep_applies_events_parked_while_their_customer_arrived(data
     async with database.transaction() as session:
         session.add(KnownCustomer(customer_id="c-1", external_ref="ERP-7", version=1))
     async with database.transaction() as session:
-        assert await service.sweep_parked(session=session, sla_hours=SLA_HOURS) == 1
+        assert await sweep_parked(session=session, sla_hours=SLA_HOURS) == 1
     assert [i.customer_id for i in await interactions(database)] == ["c-1"]
     assert await parked(database) == []
 

@@ -3,9 +3,10 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from servicekit.events.contracts.customer import CustomerCreated
-from services.interaction import handlers
-from services.interaction.directory import CustomerServiceUnavailable, CustomerSnapshot
-from services.interaction.models import KnownCustomer
+from servicekit.unit_of_work import UnitOfWork
+from services.interaction.replica import handlers
+from services.interaction.replica.directory import CustomerServiceUnavailable, CustomerSnapshot
+from services.interaction.replica.models import KnownCustomer
 from tests.unit.interaction.conftest import received
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -41,9 +42,10 @@ async def apply(database, directory, monkeypatch, ids):
     monkeypatch.setattr(handlers, "_directory", lambda: directory)
     events = [received(created(i)) for i in ids]
     async with database.transaction() as session:
-        await handlers.prefetch_customers(session, events)
+        uow = UnitOfWork(session)
+        await handlers.prefetch_customers(uow, events)
         for event in events:
-            await handlers.on_customer_created(session, event)
+            await handlers.on_customer_created(uow, event)
     async with database.transaction() as session:
         rows = (await session.execute(select(KnownCustomer.customer_id, KnownCustomer.external_ref))).all()
     return dict(rows)

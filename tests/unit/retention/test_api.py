@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from servicekit.db import Database
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import HANDLERS
 from tests.unit.retention.events import complaint, score
 
@@ -13,7 +14,7 @@ from tests.unit.retention.events import complaint, score
 async def raise_alerts(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def outbox_types(database: Database) -> list[str]:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from servicekit.db import Database
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import HANDLERS
 from tests.unit.retention.events import T0, complaint, created, score, status_changed
 
@@ -13,7 +14,7 @@ from tests.unit.retention.events import T0, complaint, created, score, status_ch
 async def feed(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 def problem_fields(response) -> set[str]:

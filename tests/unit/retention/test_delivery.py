@@ -6,6 +6,7 @@ import httpx
 from sqlalchemy import select
 
 from servicekit.db import Database
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.delivery import deliver_due
 from services.retention.handlers import HANDLERS
 from services.retention.models import Webhook, WebhookDelivery
@@ -33,7 +34,7 @@ async def _subscribe_and_raise(database: Database, url: str = "http://receiver.t
         session.add(Webhook(url=url, event_types=["alert.raised"], secret=SECRET))
     async with database.transaction() as session:
         event = complaint()
-        await HANDLERS[event.envelope.type](session, event)
+        await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def _deliveries(database: Database) -> list[WebhookDelivery]:

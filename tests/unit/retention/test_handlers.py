@@ -10,6 +10,7 @@ from servicekit.db import Database
 from servicekit.events.envelope import Received
 from servicekit.inbox import EventConsumer
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from services.retention import service
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.models import Alert, AlertStatus, CustomerScore, Outcome, Task
@@ -22,7 +23,7 @@ async def apply(database: Database, *events: Received) -> None:
     """Apply events as one consumer batch does: one session, one transaction, the consumer commits."""
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def alerts(database: Database) -> list[Alert]:

@@ -10,6 +10,7 @@ from servicekit.db import Database
 from servicekit.events.contracts.scoring import Factor
 from servicekit.events.envelope import Received
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from services.retention import service
 from services.retention.handlers import HANDLERS
 from services.retention.models import (
@@ -30,7 +31,7 @@ from tests.unit.retention.events import T0, complaint, created, erased, score, s
 async def apply(database: Database, *events: Received) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def rows(database: Database, table: Any) -> list[Any]:
@@ -205,7 +206,7 @@ async def test_a_rolled_back_change_queues_no_delivery(database: Database):
         session.add(Webhook(url="http://127.0.0.1:9/hook", event_types=[], secret="x" * 16))
     try:
         async with database.transaction() as session:
-            await HANDLERS["complaint.opened"](session, complaint())
+            await HANDLERS["complaint.opened"](UnitOfWork(session), complaint())
             raise RuntimeError("crash before commit")
     except RuntimeError:
         pass

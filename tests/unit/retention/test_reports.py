@@ -30,6 +30,7 @@ from servicekit.events.contracts.customer import CustomerCreated, CustomerStatus
 from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, EventData, Received
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import HANDLERS
 from services.retention.models import Alert, Outcome
 
@@ -198,7 +199,7 @@ ALERTS = [
 async def apply(database: Database, events: list[Received]) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import asyncio
 from sqlalchemy import insert
 
 from servicekit.db import Database
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import HANDLERS
 from services.retention.models import AlertChange, utc_now
 from services.retention.stream import Broadcaster, Change, emittable
@@ -14,7 +15,7 @@ from tests.unit.retention.events import complaint
 async def _raise(database: Database, *events) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 def _ids(chunks: list[bytes]) -> list[int]:

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 
 from servicekit.db import Database
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import HANDLERS
 from services.retention.models import SurveyLink, Task
 from tests.unit.retention.events import erased, survey
@@ -17,7 +18,7 @@ from tests.unit.retention.test_touches import consent
 async def _apply(database: Database, *events) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def _outbox(database: Database, event_type: str) -> list[dict]:

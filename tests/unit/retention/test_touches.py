@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from servicekit.db import Database
 from servicekit.events.contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
+from servicekit.unit_of_work import UnitOfWork
 from services.retention import service
 from services.retention.handlers import HANDLERS
 from services.retention.models import Alert, ConsentReplica, Outcome, Task, Touch
@@ -102,9 +103,9 @@ async def test_the_replica_keeps_the_latest_version_and_erasure_removes_it(datab
 async def test_touches_route_and_blocked_report(app_db: tuple[httpx.AsyncClient, Database]):
     client, database = app_db
     async with database.transaction() as session:
-        await HANDLERS["consent.changed"](session, consent(channels={"phone": "opt_out"}))
-        await HANDLERS["complaint.opened"](session, complaint())
-        await HANDLERS["complaint.opened"](session, complaint("c-2"))
+        await HANDLERS["consent.changed"](UnitOfWork(session), consent(channels={"phone": "opt_out"}))
+        await HANDLERS["complaint.opened"](UnitOfWork(session), complaint())
+        await HANDLERS["complaint.opened"](UnitOfWork(session), complaint("c-2"))
     page = (await client.get("/customers/c-1/touches")).json()
     assert page["total"] == 1 and page["items"][0]["verdict"] == "opted_out"
     assert (await client.get("/customers/c-1/touches?allowed=true")).json()["total"] == 0

@@ -9,6 +9,7 @@ import pytest
 
 from servicekit.db import Database
 from servicekit.service import API, create_app
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring.handlers import HANDLERS
 from services.scoring.main import SPEC
 from services.scoring.models import metadata
@@ -31,7 +32,7 @@ async def app_db(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Datab
 async def handle(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def test_customer_scores_show_current_values_factors_and_features(app_db):

@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from servicekit.db import Database
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import unit_of_work
 from services.scoring import churn_model, scorer
 from services.scoring import value_model as vm
 from services.scoring.features import FeatureState, customer_upserted, record_interaction
@@ -153,11 +154,11 @@ async def test_events_handled_in_one_batch_write_the_same_scores_and_events_as_s
         await _install_models(database)
         stream = _stream()
         for start in range(0, len(stream), size):
-            async with database.transaction() as session:
+            async with unit_of_work(database) as uow:
                 if preloaded:
-                    await BEFORE_BATCH(session, stream[start : start + size])
+                    await BEFORE_BATCH(uow, stream[start : start + size])
                 for event in stream[start : start + size]:
-                    await HANDLERS[event.envelope.type](session, event)
+                    await HANDLERS[event.envelope.type](uow, event)
         results.append(await _written(database))
         await database.dispose()
 
@@ -184,10 +185,10 @@ async def test_a_preloaded_batch_reads_its_customers_features_in_one_query(tmp_p
     sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
     for batch in (stream[:half], stream[half:]):  # the second batch finds most rows stored by the first
         statements.clear()
-        async with database.transaction() as session:
-            await BEFORE_BATCH(session, batch)
+        async with unit_of_work(database) as uow:
+            await BEFORE_BATCH(uow, batch)
             for event in batch:
-                await HANDLERS[event.envelope.type](session, event)
+                await HANDLERS[event.envelope.type](uow, event)
         reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM customer_features" in s]
         assert len(reads) == 1, reads
     await database.dispose()

@@ -11,6 +11,7 @@ from servicekit.db import Database
 from servicekit.events.contracts import topics
 from servicekit.inbox import EventConsumer, PoisonEvent
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring.handlers import HANDLERS
 from services.scoring.models import CurrentScore, CustomerFeatures, ScoreRecord
 from services.scoring.settings import ScoringSettings
@@ -21,7 +22,7 @@ async def handle(database: Database, *events: Any) -> None:
     """Apply events in one transaction, as the consumer applies a batch."""
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def score_updates(database: Database) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from servicekit.db import Database
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import jobs
 from services.scoring.churn_model import FeatureSpec
 from services.scoring.handlers import HANDLERS
@@ -20,7 +21,7 @@ from tests.unit.scoring.cdnow import cdnow_rows
 async def handle(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def run_queued(database: Database, settings: ScoringSettings) -> Job:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.events.contracts.scoring import ScoreValues
 from servicekit.tables import OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import jobs, service
 from services.scoring.handlers import HANDLERS
 from services.scoring.models import CurrentScore, CustomerFeatures, ScoreRecord, ValueModelVersion
@@ -97,7 +98,7 @@ def test_thresholds_are_configurable_as_json_in_the_environment(monkeypatch):
 async def handle(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def history(database: Database, customer_id: str) -> list[ScoreRecord]:

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import features
 from services.scoring.features import FeatureState
 
@@ -52,7 +53,7 @@ async def _handle(database, *events) -> None:
 
     async with database.transaction() as session:
         for event in events:
-            await HANDLERS[event.envelope.type](session, event)
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
 async def test_handlers_keep_the_counters_and_write_a_tier_change_only_when_the_tier_moves(database):

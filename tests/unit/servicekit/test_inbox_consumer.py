@@ -8,7 +8,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import Database
 from servicekit.errors import is_transient
@@ -17,6 +16,7 @@ from servicekit.events.contracts.customer import CustomerCreated, CustomerUpdate
 from servicekit.inbox import EventConsumer, PoisonEvent
 from servicekit.settings import ServiceSettings
 from servicekit.tables import INBOX, OUTBOX
+from servicekit.unit_of_work import UnitOfWork
 from tests.unit.servicekit.conftest import EFFECTS
 
 TOPIC = "crm.customer.v1"
@@ -43,8 +43,8 @@ def _event(customer_id: str = "c-1") -> bytes:
     return CloudEvent.wrap(data, source="/crm/customer").to_json()
 
 
-async def record_effect(session: AsyncSession, event: Received[Any]) -> None:
-    await session.execute(insert(EFFECTS).values(event_id=event.id))
+async def record_effect(uow: UnitOfWork, event: Received[Any]) -> None:
+    await uow.session.execute(insert(EFFECTS).values(event_id=event.id))
 
 
 def _consumer(database: Database, handler=record_effect, attempts: int = 2) -> EventConsumer:
@@ -133,11 +133,11 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_it
 ):
     calls: list[str] = []
 
-    async def flaky(session: AsyncSession, event: Received[Any]) -> None:
+    async def flaky(uow: UnitOfWork, event: Received[Any]) -> None:
         calls.append(event.data.customer_id)
         if event.data.customer_id == "bad":
             raise ValueError("cannot apply")
-        await record_effect(session, event)
+        await record_effect(uow, event)
 
     consumer = _consumer(database, flaky, attempts=3)
     await consumer.apply_batch([consumer.decode(_record(_event(c), i)) for i, c in enumerate(["a", "bad", "b"])])
@@ -150,7 +150,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered_and_it
 async def test_a_poison_verdict_is_dead_lettered_without_retries(database: Database):
     calls: list[int] = []
 
-    async def refuse(session: AsyncSession, event: Received[Any]) -> None:
+    async def refuse(uow: UnitOfWork, event: Received[Any]) -> None:
         calls.append(1)
         raise PoisonEvent("unknown currency")
 
@@ -161,7 +161,7 @@ async def test_a_poison_verdict_is_dead_lettered_without_retries(database: Datab
 
 
 async def test_database_outages_are_retried_never_dead_lettered(database: Database):
-    async def unreachable(session: AsyncSession, event: Received[Any]) -> None:
+    async def unreachable(uow: UnitOfWork, event: Received[Any]) -> None:
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("db down"))
 
     consumer = _consumer(database, unreachable)
@@ -244,10 +244,10 @@ async def test_one_poll_over_several_partitions_is_applied_then_committed_in_one
 
 
 async def test_a_failing_event_in_a_poll_leaves_the_other_partitions_applied_once(database: Database):
-    async def fail_on_bad(session: AsyncSession, event: Received[Any]) -> None:
+    async def fail_on_bad(uow: UnitOfWork, event: Received[Any]) -> None:
         if event.data.customer_id == "bad":
             raise RuntimeError("handler bug")
-        await record_effect(session, event)
+        await record_effect(uow, event)
 
     consumer = _consumer(database, handler=fail_on_bad)
     kafka = _FakeKafka(database)

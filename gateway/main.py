@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from gateway import console, health, view360
+from gateway.admission import AdmissionControl, admission_policy
 from gateway.audit import AuditLog, AuditMiddleware, audit_router
 from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
@@ -98,6 +99,7 @@ def create_app(
         openapi_url=None,  # the merged document below replaces the gateway's own
         docs_url=None,
         redoc_url=None,
+        telemetry=tracing.NATIVE_TELEMETRY_OFF,  # one server span per request: tracing.instrument_app's
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
@@ -110,7 +112,13 @@ def create_app(
     # dispatcher that hands proxied /api/v1 requests to the proxy, past the router.
     app.add_middleware(
         ApiDispatcher,
-        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
+        proxy=Proxy(
+            upstreams,
+            app.state.owners,
+            settings.max_body_bytes,
+            stream_upstreams,
+            AdmissionControl(admission_policy(settings), enabled=settings.admission),
+        ),
         router=app.router,
         documented=app_documented_methods(app),
     )

@@ -48,11 +48,15 @@ def app_documented_methods(app: FastAPI) -> Callable[[str], Awaitable[list[str] 
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: GatewaySettings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    internal: InternalAuthSettings | None = None,
 ) -> FastAPI:
-    """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only)."""
+    """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only); ``internal``
+    the CRM_* settings it signs its calls into the services with (default: from the environment)."""
     settings = settings or GatewaySettings()
-    internal = InternalAuthSettings()
+    internal = internal or InternalAuthSettings()
     # Production mode (CRM_PRODUCTION) refuses development secrets and permissive CORS before anything starts.
     enforce(
         settings.platform,
@@ -106,6 +110,7 @@ def create_app(
     app.state.key_store = key_store
     app.state.audit = AuditLog(database)
     app.state.owners = OwnerCache(upstreams, settings.owner_cache_s)
+    app.state.admission = AdmissionControl(admission_policy(settings), enabled=settings.admission)
     app.state.openapi = MergedOpenApi(app, upstreams, settings.openapi_cache_s)
     install_problem_handlers(app)
     # Added inside out: request id (outermost, so every answer has one), CORS, audit, authentication, then the
@@ -117,7 +122,7 @@ def create_app(
             app.state.owners,
             settings.max_body_bytes,
             stream_upstreams,
-            AdmissionControl(admission_policy(settings), enabled=settings.admission),
+            app.state.admission,
         ),
         router=app.router,
         documented=app_documented_methods(app),

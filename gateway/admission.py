@@ -19,6 +19,7 @@ gateway process (each replica limits its own traffic).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ SHED = Counter(
 )
 LIMIT = Gauge("crm_gateway_admission_limit", "Current admission limit (requests in flight) per service", ["service"])
 
+log = logging.getLogger("gateway.admission")
+SHED_LOG_EVERY_S = 10.0  # a warning per service while it sheds, at most this often (with the count)
 SMOOTHING = 0.2  # weight of the newest answer in the smoothed latency
 DECREASE = 0.9  # the limit's factor when the smoothed latency is over the target
 
@@ -88,6 +91,8 @@ class _Upstream:
     inflight: int = 0
     smoothed_s: float | None = None
     last_decrease: float = 0.0
+    shed: int = 0  # since the last warning
+    last_warning: float = 0.0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
 
@@ -118,8 +123,7 @@ class AdmissionControl:
             state.inflight += 1
             return
         if len(state.waiters) >= self.policy.queue_max:
-            SHED.labels(service, "queue_full").inc()
-            raise overloaded(service)
+            raise self._shed(service, state, "queue_full")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.waiters.append(waiter)
         try:
@@ -128,8 +132,7 @@ class AdmissionControl:
             if waiter.done() and not waiter.cancelled():
                 return  # granted just as the wait ran out: the slot is ours
             waiter.cancel()
-            SHED.labels(service, "queue_timeout").inc()
-            raise overloaded(service) from None
+            raise self._shed(service, state, "queue_timeout") from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self._release_slot(state)  # granted, but the caller went away: pass the slot on
@@ -139,6 +142,18 @@ class AdmissionControl:
         finally:
             if waiter in state.waiters:
                 state.waiters.remove(waiter)
+
+    def _shed(self, service: str, state: _Upstream, reason: str) -> Problem:
+        SHED.labels(service, reason).inc()
+        state.shed += 1
+        now = time.monotonic()
+        if now - state.last_warning >= SHED_LOG_EVERY_S:
+            log.warning(
+                "shedding load",
+                extra={"upstream": service, "shed": state.shed, "limit": round(state.limit, 1), "reason": reason},
+            )
+            state.shed, state.last_warning = 0, now
+        return overloaded(service)
 
     def release(self, service: str, latency_s: float | None) -> None:
         """The request's slot back; latency_s (None: the request failed before an answer) adapts the limit."""

@@ -111,9 +111,9 @@ class GatewaySettings(BaseSettings):
     # never forwarded. Off: requests queue wherever they are slowest, and latency grows without bound.
     admission: bool = True
     admission_max_inflight: int = Field(64, ge=1)  # the limit's ceiling (and start), per service and process
-    admission_min_inflight: int = Field(4, ge=1)  # the limit's floor
+    admission_min_inflight: int = Field(16, ge=1)  # the limit's floor: below this many in flight nothing is shed
     admission_target_s: float = Field(0.25, gt=0)  # smoothed service latency above which the limit shrinks
-    admission_queue_s: float = Field(0.25, ge=0)  # longest wait for a slot before a request is shed
+    admission_queue_s: float = Field(0.5, ge=0)  # longest wait for a slot before a request is shed
     admission_queue_max: int = Field(128, ge=0)  # requests waiting for a slot per service; more are shed at once
     # Event streams (SSE) stay open for hours: capped per caller and per gateway process (429 beyond),
     # and carried by their own connection pool so they can never starve ordinary requests of theirs.

@@ -115,7 +115,7 @@ def latency_ms(sent: list[Sent]) -> dict[str, float]:
     ok = [(s.done - s.scheduled) * 1000 for s in sent if 200 <= s.status < 300]
     if not ok:
         return {"n": 0, "p50": 0.0, "p99": 0.0, "max": 0.0}
-    return {"n": len(ok), "p50": round(percentile(ok, 50), 1), "p99": round(percentile(ok, 99), 1),
+    return {"n": len(ok), "p50": round(percentile(ok, 0.50), 1), "p99": round(percentile(ok, 0.99), 1),
             "max": round(max(ok), 1)}  # fmt: skip
 
 
@@ -325,8 +325,8 @@ def _interrupt(*_: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=0.0, help="the sustainable rate, skipping the search")
-    parser.add_argument("--start", type=float, default=50.0, help="first step of the search (interactions/s)")
-    parser.add_argument("--step", type=float, default=50.0, help="increase per step of the search")
+    parser.add_argument("--start", type=float, default=25.0, help="first step of the search (interactions/s)")
+    parser.add_argument("--step", type=float, default=25.0, help="increase per step of the search")
     parser.add_argument("--max-rate", type=float, default=1000.0, help="highest step of the search")
     parser.add_argument("--step-seconds", type=float, default=15.0)
     parser.add_argument("--sustained-p99-ms", type=float, default=500.0, help="a sustained step's p99 bound")

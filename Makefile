@@ -95,10 +95,13 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console
+.PHONY: scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
+bench-overload: install  ## twice the sustainable rate through the gateway: p50/p99 per phase, shed share, recovery time, count check
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.overload
 bench-import: install  ## crm import of generated customers, interactions and statuses on PostgreSQL: rows/s, time to scores, store counts
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.imports

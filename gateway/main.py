@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from gateway import console, health, view360
+from gateway.admission import AdmissionControl, admission_policy
 from gateway.audit import AuditLog, AuditMiddleware, audit_router
 from gateway.auth import Authenticator, GatewayAuthMiddleware
 from gateway.authz import OwnerCache
@@ -47,11 +48,15 @@ def app_documented_methods(app: FastAPI) -> Callable[[str], Awaitable[list[str] 
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: GatewaySettings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    internal: InternalAuthSettings | None = None,
 ) -> FastAPI:
-    """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only)."""
+    """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only); ``internal``
+    the CRM_* settings it signs its calls into the services with (default: from the environment)."""
     settings = settings or GatewaySettings()
-    internal = InternalAuthSettings()
+    internal = internal or InternalAuthSettings()
     # Production mode (CRM_PRODUCTION) refuses development secrets and permissive CORS before anything starts.
     enforce(
         settings.platform,
@@ -98,19 +103,27 @@ def create_app(
         openapi_url=None,  # the merged document below replaces the gateway's own
         docs_url=None,
         redoc_url=None,
+        telemetry=tracing.NATIVE_TELEMETRY_OFF,  # one server span per request: tracing.instrument_app's
     )
     app.state.settings = settings
     app.state.upstreams = upstreams
     app.state.key_store = key_store
     app.state.audit = AuditLog(database)
     app.state.owners = OwnerCache(upstreams, settings.owner_cache_s)
+    app.state.admission = AdmissionControl(admission_policy(settings), enabled=settings.admission)
     app.state.openapi = MergedOpenApi(app, upstreams, settings.openapi_cache_s)
     install_problem_handlers(app)
     # Added inside out: request id (outermost, so every answer has one), CORS, audit, authentication, then the
     # dispatcher that hands proxied /api/v1 requests to the proxy, past the router.
     app.add_middleware(
         ApiDispatcher,
-        proxy=Proxy(upstreams, app.state.owners, settings.max_body_bytes, stream_upstreams),
+        proxy=Proxy(
+            upstreams,
+            app.state.owners,
+            settings.max_body_bytes,
+            stream_upstreams,
+            app.state.admission,
+        ),
         router=app.router,
         documented=app_documented_methods(app),
     )

@@ -13,6 +13,7 @@ than the proxying itself (py-spy under bench/gateway_overhead.py). Gateway-owned
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.admission import AdmissionControl, admission_policy
 from gateway.auth import ANONYMOUS_ADMIN, Principal, raw_path
 from gateway.authz import OwnerCache, check_customer, filter_items, narrow
 from gateway.routes import API_PREFIX, GATEWAY, Resolved, resolve
@@ -162,8 +164,11 @@ class Proxy:
         owners: OwnerCache,
         max_body_bytes: int,
         stream_upstreams: Upstreams | None = None,
+        admission: AdmissionControl | None = None,
     ) -> None:
         self.upstreams = upstreams
+        # Ordinary requests only: event streams have their own caps (StreamSlots) and pool.
+        self.admission = admission or AdmissionControl(admission_policy(upstreams.settings), enabled=False)
         self.owners = owners
         self.max_body_bytes = max_body_bytes
         settings = upstreams.settings
@@ -212,6 +217,10 @@ class Proxy:
         if EVENT_STREAM in accept:
             slot = self.streams.acquire(scope_principal(scope).rate_key)  # 429 beyond the caps
             upstreams, timeout = self.stream_upstreams, self.stream_timeout
+        admitted = slot is None
+        if admitted:
+            await self.admission.acquire(resolved.service)  # 503 with Retry-After when over the service's limit
+        started = time.perf_counter()
         try:
             upstream = await upstreams.send(
                 resolved.service,
@@ -226,13 +235,21 @@ class Proxy:
         except UpstreamError as exc:
             if slot is not None:
                 slot.release()
+            if admitted:
+                self.admission.release(resolved.service, None)
             return upstream_problem(exc)
+        except BaseException:
+            if admitted:
+                self.admission.release(resolved.service, None)
+            raise
 
         base = upstreams.base_url(resolved.service)
         is_head = method == "HEAD"
         out_headers = downstream_response_headers(upstream.headers.raw, upstream_base=base, keep_content_length=is_head)
 
         if upstream.headers.get("content-type", "").startswith(EVENT_STREAM):
+            if admitted:  # a stream nobody asked for by Accept: its slot ends with its headers
+                self.admission.release(resolved.service, time.perf_counter() - started)
             principal = scope_principal(scope)
             # Agents and managers follow only their own (their team's) alerts.
             owned = OwnerStreamFilter(principal.owners) if principal.owner_scoped else None
@@ -244,12 +261,16 @@ class Proxy:
             streamed.raw_headers.extend(out_headers)
             return streamed
 
+        answered: float | None = None
         try:
             content = await upstream.aread()
+            answered = time.perf_counter() - started
         except httpx.TransportError as exc:
             return upstream_problem(UpstreamError(resolved.service, classify(exc)[0]))
         finally:
             await _close(upstream, slot)
+            if admitted:
+                self.admission.release(resolved.service, answered)
 
         if narrowed.owner_filter is not None and upstream.status_code == 200 and not is_head:
             content = filter_items(content, narrowed.owner_filter)

@@ -104,6 +104,17 @@ class GatewaySettings(BaseSettings):
     }
     rate_burst_factor: float = Field(2.0, ge=1.0)  # the burst a caller may spend at once, as a multiple of its rate
     rate_limit: bool = True  # off: no rate limits (benchmarks)
+    # Admission control (gateway.admission): per service, the requests in flight to it are limited; the limit
+    # adapts to the latency the gateway observes (grows while the smoothed latency is under the target, shrinks
+    # by a tenth when over). A request over the limit waits for a slot at most admission_queue_s behind at most
+    # admission_queue_max others, else it is shed with 503, Retry-After and a problem body (code "overloaded"),
+    # never forwarded. Off: requests queue wherever they are slowest, and latency grows without bound.
+    admission: bool = True
+    admission_max_inflight: int = Field(64, ge=1)  # the limit's ceiling (and start), per service and process
+    admission_min_inflight: int = Field(16, ge=1)  # the limit's floor: below this many in flight nothing is shed
+    admission_target_s: float = Field(0.25, gt=0)  # smoothed service latency above which the limit shrinks
+    admission_queue_s: float = Field(0.5, ge=0)  # longest wait for a slot before a request is shed
+    admission_queue_max: int = Field(128, ge=0)  # requests waiting for a slot per service; more are shed at once
     # Event streams (SSE) stay open for hours: capped per caller and per gateway process (429 beyond),
     # and carried by their own connection pool so they can never starve ordinary requests of theirs.
     stream_max_per_principal: int = Field(3, ge=1)  # open event streams one caller may hold

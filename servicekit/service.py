@@ -134,7 +134,13 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
             tracing.shutdown()
 
     # Every route refuses NUL characters before they can reach PostgreSQL (servicekit.validation).
-    app = FastAPI(title=spec.title, version=spec.version, lifespan=lifespan, dependencies=NUL_GUARD)
+    app = FastAPI(
+        title=spec.title,
+        version=spec.version,
+        lifespan=lifespan,
+        dependencies=NUL_GUARD,
+        telemetry=tracing.NATIVE_TELEMETRY_OFF,  # one server span per request: tracing.instrument_app's
+    )
     app.state.spec = spec
     app.state.settings = settings
     app.state.database = database

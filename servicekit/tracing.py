@@ -4,9 +4,10 @@ Off (the default), nothing is set up: the global tracer provider stays OpenTelem
 instrumentation is installed, events carry no trace context and the helpers below return at their first
 line. On, each process exports spans and metrics over OTLP/HTTP to that endpoint and:
 
-- FastAPI (server spans), httpx and aiohttp (client spans, the W3C ``traceparent`` header on every call
-  between processes) and SQLAlchemy (one span per statement) are instrumented with the maintained
-  OpenTelemetry instrumentation packages;
+- each HTTP request is one server span (ServerSpanMiddleware, a lean ASGI middleware of our own), httpx
+  and aiohttp calls are client spans carrying the W3C ``traceparent`` header between processes, and, with
+  OTEL_TRACE_SQL=true, each SQL statement is a span (the maintained OpenTelemetry instrumentation packages
+  for the clients and SQLAlchemy);
 - an event written to the outbox carries the trace context of the request or handler that wrote it, in
   its envelope (the CloudEvents distributed-tracing extension: ``traceparent``, ``tracestate``) and in
   its Kafka headers;
@@ -27,15 +28,19 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
 
 log = logging.getLogger("servicekit.tracing")
 
@@ -61,9 +66,12 @@ class TracingSettings(BaseSettings):
     metrics_exporter: Literal["none", "otlp"] = "none"
     # How often OpenTelemetry metrics are exported, when metrics_exporter is "otlp".
     metric_export_interval: int = Field(60000, ge=1000)
-    # The platform's own switch (not an OpenTelemetry variable): a span per SQL statement, a child of the
-    # request or handler that ran it. False: no database spans, the hop chain stays whole.
-    trace_sql: bool = True
+    # The platform's own switch (not an OpenTelemetry variable): true adds a span per SQL statement, a child
+    # of the request or handler that ran it. Off by default: statement spans about double the spans of each
+    # interaction and land on every statement of the consumers' batches, the hottest path, while the hop chain
+    # (request, outbox wait, publish, consumer lag, handling) already shows where an interaction's time went.
+    # Turn it on for a process when its request or handle span shows the time is spent inside it.
+    trace_sql: bool = False
 
 
 def enabled() -> bool:
@@ -124,38 +132,91 @@ def shutdown() -> None:
     provider.force_flush(5000)
 
 
-_TRACE_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_TRACE_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate"})
+_UNTRACED_PREFIXES = ("/health/", "/metrics")  # probes and scrapes: no span, as they carry no work of interest
+# For FastAPI(telemetry=...): the framework's own OpenTelemetry middleware stays off; ServerSpanMiddleware is
+# the one server span (the native one would add a second span per request and adopt any caller's context).
+NATIVE_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+class ServerSpanMiddleware:
+    """Pure ASGI: one SERVER span per HTTP request, current while the app runs, with the few attributes that
+    identify it (method, route template, path, status). Leaner than the generic ASGI instrumentation: no
+    per-request attribute harvest from headers, no route search of its own (the route template is read from
+    ``scope["route"]``, set by the router or the gateway's dispatcher), no wrapped ``receive``, no metrics
+    (every process serves its own on /metrics).
+
+    trust_incoming=False (the gateway, facing the internet): a caller's trace context is ignored, so every
+    public request starts a trace of ours; a caller could otherwise pick the trace id our logs are
+    correlated by, or mark every request sampled and defeat the sampling ratio.
+    """
+
+    def __init__(self, app: Any, tracer: Tracer, *, trust_incoming: bool = True) -> None:
+        self.app = app
+        self.tracer = tracer
+        self.trust_incoming = trust_incoming
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(_UNTRACED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        parent: Context | None = None
+        if self.trust_incoming:
+            carrier = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name in _TRACE_CONTEXT_HEADERS
+            }
+            if carrier:
+                parent = _PROPAGATOR.extract(carrier)
+        method: str = scope["method"]
+        span = self.tracer.start_span(
+            method,
+            context=parent or Context(),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        status = 0
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except BaseException as exc:
+            span.record_exception(exc)
+            status = status or 500
+            raise
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            if route:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+            if status:
+                span.set_attribute("http.response.status_code", status)
+            if status >= 500 or not status:
+                span.set_status(StatusCode.ERROR)
+            span.end()
+            otel_context.detach(token)
 
 
 def instrument_app(app: Any, *, trust_incoming: bool = True) -> None:
-    """Server spans for a FastAPI app (health and metrics scrapes left out); nothing when off.
-
-    trust_incoming=False (the gateway, facing the internet): a caller's own trace context is dropped before
-    the server span starts, so every public request starts a trace of ours; a caller could otherwise pick
-    the trace id our logs are correlated by, or mark every request sampled and defeat the sampling ratio.
-    """
+    """A server span per request of this FastAPI app (health and metrics left out), outermost, so the
+    request-context middleware sees it current; nothing when off. See ServerSpanMiddleware."""
     if _tracer is None:
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    tracer = _tracer
+    build = app.build_middleware_stack
 
-    # Without a span per ASGI message (http send / http receive): the server span holds what they would say.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/health/.*,/metrics", exclude_spans=["receive", "send"])
-    if trust_incoming:
-        return
-    build = app.build_middleware_stack  # the instrumented one: OpenTelemetry's middleware outermost
+    def build_with_server_span() -> Any:
+        return ServerSpanMiddleware(build(), tracer, trust_incoming=trust_incoming)
 
-    def build_without_incoming_context() -> Any:
-        stack = build()
-
-        async def app_without_incoming_context(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] in ("http", "websocket"):
-                headers = [h for h in scope["headers"] if h[0] not in _TRACE_CONTEXT_HEADERS]
-                scope = {**scope, "headers": headers}
-            await stack(scope, receive, send)
-
-        return app_without_incoming_context
-
-    app.build_middleware_stack = build_without_incoming_context
+    app.build_middleware_stack = build_with_server_span
 
 
 def instrument_engine(engine: Any) -> None:

@@ -215,9 +215,9 @@ def test_the_gateway_does_not_adopt_a_callers_trace_context(spans: InMemorySpanE
     assert (seen == TRACEPARENT[3:35]) is trust_incoming
 
 
-def test_by_default_traces_only_with_sql_spans():
+def test_by_default_traces_only_without_sql_spans():
     settings = tracing.TracingSettings(exporter_otlp_endpoint="http://collector:4318")
-    assert settings.metrics_exporter == "none" and settings.trace_sql is True
+    assert settings.metrics_exporter == "none" and settings.trace_sql is False
 
 
 @pytest.mark.parametrize("trace_sql", [True, False])
@@ -232,3 +232,39 @@ def test_sql_statements_are_instrumented_only_while_trace_sql_is_on(
     engine = object()
     tracing.instrument_engine(engine)
     assert instrumented == ([engine] if trace_sql else [])
+
+
+def test_one_lean_server_span_per_request_named_by_its_route(spans: InMemorySpanExporter):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI(telemetry=tracing.NATIVE_TELEMETRY_OFF)
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str | None]:
+        return {"trace_id": tracing.current_trace_id()}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    tracing.instrument_app(app)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        seen = client.get("/things/42").json()["trace_id"]
+        assert client.get("/boom").status_code == 500
+        assert client.get("/health/live").status_code == 200
+    ok, failed = spans.get_finished_spans()  # none for the probe
+    assert ok.name == "GET /things/{thing_id}" and ok.kind == trace.SpanKind.SERVER and ok.parent is None
+    assert _hex(ok)[0] == seen
+    assert dict(ok.attributes or {}) == {
+        "http.request.method": "GET",
+        "url.path": "/things/42",
+        "http.route": "/things/{thing_id}",
+        "http.response.status_code": 200,
+    }
+    assert failed.name == "GET /boom" and failed.status.status_code == trace.StatusCode.ERROR
+    assert (failed.attributes or {})["http.response.status_code"] == 500

@@ -9,8 +9,8 @@ import pytest
 
 from servicekit.events.contracts.common import CustomerStatus, InteractionType
 from servicekit.settings import REPO_ROOT
-from services.customer.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
-from services.customer.models import CustomerKind
+from services.customer.customers.models import CustomerKind
+from services.customer.status.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
 from services.interaction.complaints import TRANSITIONS, ComplaintCategory
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
 from services.retention.models import AlertStatus, Outcome, TaskStatus

@@ -11,8 +11,7 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.service import API, create_app
 from servicekit.tables import OUTBOX
-from services.customer.main import SPEC
-from services.customer.models import metadata
+from services.customer.main import SPEC, metadata
 from services.customer.settings import CustomerSettings
 from tests.unit.databases import sqlite_database
 

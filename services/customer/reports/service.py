@@ -19,8 +19,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.reports import Period, days_between, month_of
-from services.customer.lifecycle import REASON_FACTS, ChurnReason
-from services.customer.models import Customer, StatusChange
+from services.customer.customers.models import Customer
+from services.customer.status.lifecycle import REASON_FACTS, ChurnReason
+from services.customer.status.models import StatusChange
 
 C = Customer.__table__  # type: ignore[attr-defined]
 H = StatusChange.__table__  # type: ignore[attr-defined]

@@ -19,13 +19,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.clock import utc_now
 from servicekit.digest import request_digest
 from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
 from servicekit.events.contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error, validation_errors
 from servicekit.types import as_utc
-from services.customer.models import (
+from services.customer.consent.models import (
     ChannelConsentPublic,
     Consent,
     ConsentChange,
@@ -36,12 +37,11 @@ from services.customer.models import (
     ConsentRowResult,
     ConsentUpdate,
     ContactProfile,
-    Customer,
     FrequencyCapBody,
     QuietHoursBody,
-    utc_now,
 )
-from services.customer.service import get_customer, not_found
+from services.customer.customers.models import Customer
+from services.customer.customers.service import get_customer
 
 # A consent time this far ahead of the server's clock is refused (clock skew between systems is allowed).
 MAX_FUTURE = timedelta(minutes=5)
@@ -359,4 +359,4 @@ async def purge_import_keys(*, session: AsyncSession, older_than: datetime) -> i
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-__all__ = ["ChannelChange", "apply", "apply_inbound", "bulk_import", "history", "not_found", "read", "update"]
+__all__ = ["ChannelChange", "apply", "apply_inbound", "bulk_import", "history", "read", "update"]

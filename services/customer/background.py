@@ -9,8 +9,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.background import every_in_transaction
-from services.customer import consent, service
-from services.customer.models import utc_now
+from servicekit.clock import utc_now
+from services.customer.consent import service as consent
+from services.customer.customers import service
 from services.customer.settings import CustomerSettings
 
 log = logging.getLogger("customer.housekeeping")

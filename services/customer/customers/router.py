@@ -7,7 +7,6 @@ route takes an optional If-Match; DELETE (erasure) takes none, it applies to wha
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -18,9 +17,9 @@ from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
-from services.customer import attributes as attrs
-from services.customer import service
-from services.customer.models import (
+from services.customer.customers import attributes as attrs
+from services.customer.customers import listing, service
+from services.customer.customers.models import (
     BulkImport,
     BulkReport,
     CustomerCreate,
@@ -28,71 +27,12 @@ from services.customer.models import (
     CustomerPublic,
     CustomersPage,
     CustomerUpdate,
-    ErasureStatus,
-    StatusChangePublic,
-    StatusChangeRequest,
-    StatusHistoryPage,
 )
-from services.customer.settings import CustomerSettings
+from services.customer.http import IdempotencyKeyHeader, IfMatchHeader, expected_versions, parse_if_match, with_etag
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
 ATTR_PREFIX = "attr."
-_ETAG_VALUE = re.compile(r'^(?:W/)?"?(\d+)"?$')
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        min_length=1,
-        max_length=200,
-        description="makes a retried create safe: the same key and body replay the first answer",
-    ),
-]
-IfMatchHeader = Annotated[str | None, Header(description='the ETag you read, e.g. "3"')]
-
-
-def _settings(request: Request) -> CustomerSettings:
-    return request.app.state.settings
-
-
-def _with_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = service.etag(version)
-
-
-def parse_if_match(value: str) -> frozenset[int] | None:
-    """The versions an If-Match header accepts; None for ``*`` (any). Unparseable tags match nothing."""
-    versions: set[int] = set()
-    for part in value.split(","):
-        part = part.strip()
-        if part == "*":
-            return None
-        match = _ETAG_VALUE.match(part)
-        if match:
-            versions.add(int(match.group(1)))
-    return frozenset(versions)
-
-
-def expected_versions(if_match: str | None, body_version: int | None, *, required: bool) -> frozenset[int] | None:
-    """Combine If-Match and a body version into the versions the change may apply to.
-
-    Both given: the version must satisfy both. Neither: 428 if required, else any version.
-    """
-    if if_match is None and body_version is None:
-        if required:
-            raise Problem(
-                428,
-                "Precondition required",
-                'Send If-Match with the ETag you read (e.g. If-Match: "3"), or a version field.',
-                code="precondition_required",
-                errors=[field_error("header.if-match", "required (or a version field in the body)")],
-            )
-        return None
-    versions = parse_if_match(if_match) if if_match is not None else None
-    if body_version is not None:
-        versions = frozenset({body_version}) if versions is None else versions & {body_version}
-    return versions
-
-
-# ---- collection ------------------------------------------------------------------------------------------
 
 
 @router.post(
@@ -129,7 +69,7 @@ async def create_customer(
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/customers/{result.customer.id}"
-    _with_etag(response, result.customer.version)
+    with_etag(response, result.customer.version)
     return CustomerPublic.of(result.customer)
 
 
@@ -175,7 +115,7 @@ async def list_customers(
                     errors=[field_error(f"query.{name}", f"attribute names are {attrs.KEY_RULE}")],
                 )
             attribute_filters.append((key, value))
-    filters = service.CustomerFilters(
+    filters = listing.CustomerFilters(
         statuses=status_ or (),
         kind=kind.value if kind else None,
         segment=segment,
@@ -186,7 +126,7 @@ async def list_customers(
         q=q,
         include_erased=include_erased,
     )
-    items, total, next_cursor = await service.list_customers(
+    items, total, next_cursor = await listing.list_customers(
         session=session, filters=filters, sort=sort, limit=limit, offset=offset, cursor=cursor
     )
     return CustomersPage(
@@ -226,7 +166,7 @@ async def get_customer(
         versions = parse_if_match(if_none_match)
         if versions is None or customer.version in versions:
             return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": service.etag(customer.version)})
-    _with_etag(response, customer.version)
+    with_etag(response, customer.version)
     return CustomerPublic.of(customer)
 
 
@@ -248,77 +188,5 @@ async def update_customer(
             code="conflict",
             errors=[field_error("external_ref", "already used by another customer")],
         ) from None
-    _with_etag(response, customer.version)
+    with_etag(response, customer.version)
     return CustomerPublic.of(customer)
-
-
-@router.delete(
-    "/{customer_id}",
-    response_model=ErasureStatus,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses={202: {"description": "personal data erased here; Location: the erasure receipts"}},
-)
-async def erase_customer(customer_id: str, request: Request, session: SessionDep, response: Response) -> ErasureStatus:
-    """GDPR erasure: removes the personal data now and asks every service to erase theirs.
-
-    Accepted (202) because the other services confirm later; follow Location to see their receipts.
-    Repeating it is harmless.
-    """
-    settings = _settings(request)
-    await service.erase_customer(
-        session=session, customer_id=customer_id, keep_attributes=settings.erasure_keep_attributes
-    )
-    await session.commit()
-    receipt = await service.erasure_status(
-        session=session, customer_id=customer_id, expected_services=settings.erasure_services
-    )
-    response.headers["Location"] = f"/customers/{customer_id}/erasure"
-    return receipt
-
-
-@router.get("/{customer_id}/erasure", response_model=ErasureStatus)
-async def erasure_receipts(customer_id: str, request: Request, session: SessionDep) -> ErasureStatus:
-    """Which services have confirmed the customer's erasure; ``complete`` once all expected ones have."""
-    return await service.erasure_status(
-        session=session, customer_id=customer_id, expected_services=_settings(request).erasure_services
-    )
-
-
-@router.post("/{customer_id}/status", response_model=CustomerPublic)
-async def change_status(
-    customer_id: str,
-    body: StatusChangeRequest,
-    session: SessionDep,
-    response: Response,
-    if_match: IfMatchHeader = None,
-) -> CustomerPublic:
-    """Move the customer along prospect -> active -> churned -> won_back (-> churned ...).
-
-    Churning needs ``reason`` and ``churned_at``. A move outside the lifecycle is a 409 saying why.
-    """
-    customer = await service.change_status(
-        session=session,
-        customer_id=customer_id,
-        request=body,
-        expected=expected_versions(if_match, None, required=False),
-    )
-    await session.commit()
-    _with_etag(response, customer.version)
-    return CustomerPublic.of(customer)
-
-
-@router.get("/{customer_id}/status-history", response_model=StatusHistoryPage)
-async def status_history(
-    customer_id: str,
-    session: SessionDep,
-    limit: Limit = DEFAULT_PAGE,
-    offset: Offset = 0,
-) -> StatusHistoryPage:
-    """The customer's status changes, newest first (the first one is the status it was created in)."""
-    items, total = await service.status_history(session=session, customer_id=customer_id, limit=limit, offset=offset)
-    return StatusHistoryPage(
-        items=[StatusChangePublic.model_validate(i, from_attributes=True) for i in items],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )

@@ -18,14 +18,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.customer import LoyaltyTierChanged
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
-from services.customer import loyalty_points as rules
-from services.customer.loyalty_points import EntryKind, Tier
-from services.customer.models import (
-    Customer,
+from services.customer.customers.models import Customer
+from services.customer.customers.service import get_customer
+from services.customer.points import loyalty_points as rules
+from services.customer.points.loyalty_points import EntryKind, Tier
+from services.customer.points.models import (
     PointsAccount,
     PointsAdjustment,
     PointsBooked,
@@ -33,9 +35,7 @@ from services.customer.models import (
     PointsEntryPublic,
     PointsPublic,
     TierPublic,
-    utc_now,
 )
-from services.customer.service import get_customer
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Loyalty points: the pure rules of the ledger and the member tiers (docs/loyalty-points.md).
 
-No I/O here: services/customer/points.py applies these to the ledger tables in one transaction.
+No I/O here: services/customer/points/service.py applies these to the ledger tables in one transaction.
 """
 
 from __future__ import annotations

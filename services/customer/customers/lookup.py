@@ -16,7 +16,8 @@ from sqlmodel import col
 from servicekit.db import chunks
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import CustomerStatus
-from services.customer.models import MAX_BULK_ROWS, Customer, UtcDatetime
+from services.customer.common import UtcDatetime
+from services.customer.customers.models import MAX_BULK_ROWS, Customer
 
 router = APIRouter(prefix="/customers", tags=["internal"])
 

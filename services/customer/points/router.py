@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response, status
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from services.customer import points
-from services.customer.models import PointsAdjustment, PointsBooked, PointsPublic
+from services.customer.points import service as points
+from services.customer.points.models import PointsAdjustment, PointsBooked, PointsPublic
 from services.customer.settings import CustomerSettings
 
 router = APIRouter(prefix="/customers", tags=["loyalty-points"])

@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
-from services.customer import reports
-from services.customer.lifecycle import REASON_FACTS, ChurnReason, ChurnSide
-from services.customer.models import ChurnReasonCode
+from services.customer.reports import service as reports
+from services.customer.status.lifecycle import REASON_FACTS, ChurnReason, ChurnSide
+from services.customer.status.models import ChurnReasonCode
 
 router = APIRouter(prefix="/reports/customers", tags=["reports"])
 

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request
 from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from services.customer import consent
-from services.customer.models import (
+from services.customer.common import scoped_key
+from services.customer.consent import service as consent
+from services.customer.consent.models import (
     ConsentChangePublic,
     ConsentChangesPage,
     ConsentImport,
@@ -16,8 +17,7 @@ from services.customer.models import (
     ConsentPublic,
     ConsentUpdate,
 )
-from services.customer.router import IdempotencyKeyHeader
-from services.customer.service import scoped_key
+from services.customer.http import IdempotencyKeyHeader
 
 router = APIRouter(prefix="/customers", tags=["consent"])
 

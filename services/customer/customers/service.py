@@ -6,8 +6,6 @@ notes stay here (see servicekit.events.contracts.customer).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,55 +15,31 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.clock import utc_now
 from servicekit.db import chunks
-from servicekit.events.contracts.common import CustomerStatus
-from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.erasure import ErasureConfirmed
+from servicekit.events.contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.outbox import enqueue
-from servicekit.problems import Problem, field_error, validation_errors
-from servicekit.types import as_utc
-from services.customer import attributes as attrs
-from services.customer import lifecycle
-from services.customer.models import (
-    ERASED_NAME,
+from servicekit.problems import Problem, field_error, not_found, validation_errors
+from services.customer.common import scoped_key
+from services.customer.customers import attributes as attrs
+from services.customer.customers.models import (
     BulkReply,
     BulkReport,
     BulkRowResult,
-    Consent,
-    ConsentChange,
-    ContactProfile,
     Customer,
     CustomerAttribute,
     CustomerCreate,
     CustomerTag,
     CustomerUpdate,
-    ErasureReceipt,
-    ErasureReceiptPublic,
-    ErasureRequest,
-    ErasureStatus,
     IdempotencyKey,
-    PointsAccount,
-    PointsEntry,
-    StatusChange,
-    StatusChangeRequest,
-    utc_now,
 )
 from services.customer.settings import get_settings
-
-SORTS = ("created_at", "-created_at", "name", "-name")
-# Below every database's limit on bound parameters per statement.
-SELF = "customer"
-ERASURE_SUMMARY = (
-    "name, e-mail, phone, contacts, tags, external reference, status notes, personal attributes, consent "
-    "records, contact preferences, the consent history and the loyalty points ledger removed; "
-    "kind, segment, owner, status and churn details kept"
-)
-
+from services.customer.status.models import StatusChange, reason_facts
 
 # ---- create ------------------------------------------------------------------------------------------------
 
@@ -80,14 +54,6 @@ class Created:
 def request_hash(data: CustomerCreate) -> str:
     """Hash of the request's meaning (not its bytes), so key order or whitespace do not matter."""
     return hashlib.sha256(orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def scoped_key(idempotency_key: str, caller: str) -> str:
-    """The stored form of a caller's Idempotency-Key: keys are per caller, so another caller sending the
-    same key (keys are often guessable) neither replays nor blocks this one's request."""
-    if not caller:
-        return idempotency_key  # no gateway in front (tests, local debugging): one caller
-    return "c1:" + hashlib.sha256(f"{caller}\n{idempotency_key}".encode()).hexdigest()
 
 
 def external_ref_taken() -> Problem:
@@ -240,7 +206,7 @@ async def _insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) ->
                 created_at=now,
                 churned_at=r["churned_at"],
                 churn_reason=r["churn_reason"],
-                **_reason_facts(r["churn_reason"]),
+                **reason_facts(r["churn_reason"]),
             )
             for r in rows
         ),
@@ -251,150 +217,17 @@ async def _insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) ->
 # ---- read --------------------------------------------------------------------------------------------------
 
 
-def not_found(customer_id: str) -> Problem:
-    return Problem(
-        404,
-        "Customer not found",
-        f"No customer with id {customer_id}",
-        code="not_found",
-        errors=[field_error("id", "unknown customer")],
-    )
-
-
 async def get_customer(*, session: AsyncSession, customer_id: str, for_update: bool = False) -> Customer:
     """The customer or a 404 problem. ``for_update`` locks the row (PostgreSQL) until the transaction ends, so
     a version check and the write that follows it cannot interleave with another request's."""
     customer = await session.get(Customer, customer_id, with_for_update=for_update, populate_existing=for_update)
     if customer is None:
-        raise not_found(customer_id)
+        raise not_found("customer", customer_id)
     return customer
 
 
 async def find_by_external_ref(*, session: AsyncSession, external_ref: str) -> Customer | None:
     return (await session.execute(select(Customer).where(Customer.external_ref == external_ref))).scalar_one_or_none()
-
-
-# ---- list --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerFilters:
-    statuses: Sequence[CustomerStatus] = ()
-    kind: str | None = None
-    segment: str | None = None
-    owners: Sequence[str] = ()  # any of them (a manager's team)
-    external_ref: str | None = None
-    tags: Sequence[str] = ()  # all of them
-    attributes: Sequence[tuple[str, str]] = ()  # (key, value as text), all of them
-    q: str | None = None  # name or e-mail contains, case-insensitive
-    include_erased: bool = False
-
-
-def _conditions(filters: CustomerFilters) -> list[Any]:
-    where: list[Any] = []
-    if filters.statuses:
-        where.append(col(Customer.status).in_([s.value for s in filters.statuses]))
-    if filters.kind is not None:
-        where.append(Customer.kind == filters.kind)
-    if filters.segment is not None:
-        where.append(Customer.segment == filters.segment)
-    if filters.owners:
-        where.append(col(Customer.owner).in_(filters.owners))
-    if filters.external_ref is not None:
-        where.append(Customer.external_ref == filters.external_ref)
-    for tag in filters.tags:
-        where.append(
-            exists().where(and_(col(CustomerTag.customer_id) == col(Customer.id), col(CustomerTag.tag) == tag))
-        )
-    for key, raw in filters.attributes:
-        matches = [
-            and_(col(CustomerAttribute.type) == kind, col(CustomerAttribute.value) == text)
-            for kind, text in attrs.query_candidates(raw)
-        ]
-        where.append(
-            exists().where(
-                and_(
-                    col(CustomerAttribute.customer_id) == col(Customer.id),
-                    col(CustomerAttribute.key) == key,
-                    or_(*matches),
-                )
-            )
-        )
-    if filters.q:
-        needle = filters.q.lower()
-        where.append(
-            or_(
-                func.lower(col(Customer.name)).contains(needle, autoescape=True),
-                func.lower(col(Customer.email)).contains(needle, autoescape=True),
-            )
-        )
-    if not filters.include_erased:
-        where.append(col(Customer.erased_at).is_(None))
-    return where
-
-
-def _invalid_cursor(message: str) -> Problem:
-    return Problem(422, "Invalid request", message, code="validation", errors=[field_error("query.cursor", message)])
-
-
-def encode_cursor(sort: str, customer: Customer) -> str:
-    field = sort.lstrip("-")
-    value = customer.created_at.isoformat() if field == "created_at" else customer.name
-    raw = orjson.dumps({"s": sort, "v": value, "id": customer.id})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
-    try:
-        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        cursor_sort, value, last_id = raw["s"], raw["v"], raw["id"]
-        if not isinstance(value, str) or not isinstance(last_id, str):
-            raise ValueError
-        if cursor_sort.lstrip("-") == "created_at":
-            value = as_utc(datetime.fromisoformat(value))
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise _invalid_cursor("Not a cursor this service issued") from None
-    if cursor_sort != sort:
-        raise _invalid_cursor(f"The cursor belongs to sort={cursor_sort}; send the same sort with it")
-    return value, last_id
-
-
-async def list_customers(
-    *,
-    session: AsyncSession,
-    filters: CustomerFilters,
-    sort: str = "-created_at",
-    limit: int = 50,
-    offset: int = 0,
-    cursor: str | None = None,
-) -> tuple[list[Customer], int, str | None]:
-    """A page of customers, the total number of matches, and the cursor of the next page (or None).
-
-    Ordered by the sort key, then id, so pages never overlap or skip rows, even between equal names.
-    """
-    if sort not in SORTS:
-        raise Problem(
-            422, "Invalid request", code="validation", errors=[field_error("query.sort", f"one of {', '.join(SORTS)}")]
-        )
-    where = _conditions(filters)
-    total = (await session.execute(select(func.count()).select_from(Customer).where(*where))).scalar_one()
-
-    descending = sort.startswith("-")
-    key = col(Customer.created_at) if sort.lstrip("-") == "created_at" else col(Customer.name)
-    ident = col(Customer.id)
-    page_where = list(where)
-    if cursor is not None:
-        value, last_id = decode_cursor(cursor, sort)
-        if descending:
-            page_where.append(or_(key < value, and_(key == value, ident < last_id)))
-        else:
-            page_where.append(or_(key > value, and_(key == value, ident > last_id)))
-    order = (key.desc(), ident.desc()) if descending else (key.asc(), ident.asc())
-    query = select(Customer).where(*page_where).order_by(*order).offset(offset).limit(limit + 1)
-    rows = list((await session.execute(query)).scalars())
-    items = rows[:limit]
-    next_cursor = encode_cursor(sort, items[-1]) if len(rows) > limit else None
-    return items, total, next_cursor
 
 
 # ---- update (PATCH) ---------------------------------------------------------------------------------------------
@@ -412,7 +245,7 @@ def event_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k in allowed}
 
 
-def _refuse_erased(customer: Customer) -> None:
+def refuse_erased(customer: Customer) -> None:
     if customer.erased_at is not None:
         raise Problem(
             409,
@@ -447,7 +280,7 @@ async def update_customer(
     Emits customer.updated (names of changed fields, current classification values) when any did.
     """
     customer = await get_customer(session=session, customer_id=customer_id, for_update=True)
-    _refuse_erased(customer)
+    refuse_erased(customer)
     check_version(customer, expected)
 
     updates: dict[str, Any] = {}
@@ -513,94 +346,6 @@ async def update_customer(
         ),
     )
     return customer, changed
-
-
-# ---- status -------------------------------------------------------------------------------------------------------
-
-
-async def change_status(
-    *, session: AsyncSession, customer_id: str, request: StatusChangeRequest, expected: frozenset[int] | None = None
-) -> Customer:
-    """Move the customer along its lifecycle; 409 with the reason when the move is not allowed."""
-    customer = await get_customer(session=session, customer_id=customer_id, for_update=True)
-    _refuse_erased(customer)
-    check_version(customer, expected)
-    current = CustomerStatus(customer.status)
-    try:
-        lifecycle.check_transition(current, request.status)
-    except lifecycle.InvalidTransition as exc:
-        raise Problem(
-            409,
-            "Invalid status transition",
-            str(exc),
-            code="invalid_transition",
-            status_from=current.value,
-            status_to=request.status.value,
-            allowed=sorted(s.value for s in lifecycle.allowed_targets(current)),
-        ) from None
-    problems = lifecycle.check_details(
-        request.status, reason=request.reason, churned_at=request.churned_at, today=utc_now().date()
-    )
-    if problems:
-        raise Problem(
-            422,
-            "Invalid request",
-            "; ".join(f"{p.field}: {p.message}" for p in problems),
-            code="validation",
-            errors=[field_error(p.field, p.message) for p in problems],
-        )
-
-    now = utc_now()
-    customer.status = request.status
-    customer.status_changed_at = now
-    if request.status == CustomerStatus.churned:
-        customer.churned_at = request.churned_at
-        customer.churn_reason = request.reason
-    customer.version += 1
-    customer.updated_at = now
-    session.add(
-        StatusChange(
-            customer_id=customer.id,
-            previous_status=current,
-            status=request.status,
-            reason=request.reason,
-            churned_at=request.churned_at,
-            note=request.note,
-            version=customer.version,
-            changed_at=now,
-        )
-    )
-    await session.flush()
-    await enqueue(
-        session,
-        CustomerStatusChanged(
-            customer_id=customer.id,
-            previous_status=current,
-            status=request.status,
-            reason=request.reason.value if request.reason else None,
-            **_reason_facts(request.reason),
-            churned_at=request.churned_at,
-            changed_at=now,
-            version=customer.version,
-        ),
-    )
-    return customer
-
-
-def _reason_facts(reason: lifecycle.ChurnReason | str | None) -> dict[str, Any]:
-    """The side and voluntariness a churn event carries next to its reason code (additive fields)."""
-    facts = lifecycle.facts_of(reason)
-    return {"side": facts.side.value, "voluntary": facts.voluntary} if facts else {}
-
-
-async def status_history(
-    *, session: AsyncSession, customer_id: str, limit: int, offset: int
-) -> tuple[list[StatusChange], int]:
-    await get_customer(session=session, customer_id=customer_id)
-    where = col(StatusChange.customer_id) == customer_id
-    total = (await session.execute(select(func.count()).select_from(StatusChange).where(where))).scalar_one()
-    query = select(StatusChange).where(where).order_by(col(StatusChange.id).desc()).offset(offset).limit(limit)
-    return list((await session.execute(query)).scalars()), total
 
 
 # ---- bulk import ----------------------------------------------------------------------------------------------------
@@ -670,121 +415,4 @@ async def bulk_import(*, session: AsyncSession, rows: Sequence[Any], attempts: i
         existing=sum(r.status == "existing" for r in ordered),
         rejected=sum(r.status == "rejected" for r in ordered),
         rows=ordered,
-    )
-
-
-# ---- erasure ---------------------------------------------------------------------------------------------------------
-
-
-async def erase_customer(
-    *, session: AsyncSession, customer_id: str, keep_attributes: Iterable[str] = ()
-) -> tuple[ErasureRequest, bool]:
-    """Remove the customer's personal data, keep the anonymous classification, record this service's
-    receipt and emit customer.erased (other services erase their copies) and erasure.confirmed.
-
-    Returns the erasure request and whether it was made now (a repeated DELETE changes nothing).
-    """
-    customer = await get_customer(session=session, customer_id=customer_id, for_update=True)
-    request = await session.get(ErasureRequest, customer_id)
-    if request is not None and customer.erased_at is not None:
-        return request, False
-
-    now = utc_now()
-    keep = set(keep_attributes)
-    customer.name = ERASED_NAME
-    customer.email = None
-    customer.phone = None
-    customer.contacts = []
-    customer.external_ref = None  # links the record to the person in the ERP
-    customer.tags = []
-    customer.attributes = {k: v for k, v in customer.attributes.items() if k in keep}
-    customer.erased_at = now
-    customer.version += 1
-    customer.updated_at = now
-    await session.execute(delete(CustomerTag).where(col(CustomerTag.customer_id) == customer_id))
-    await session.execute(
-        delete(CustomerAttribute).where(
-            col(CustomerAttribute.customer_id) == customer_id, col(CustomerAttribute.key).not_in(keep)
-        )
-    )
-    await session.execute(update(StatusChange).where(col(StatusChange.customer_id) == customer_id).values(note=None))
-    # The stored request hash was computed over the personal data.
-    await session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.customer_id) == customer_id))
-    # Consent: the per-channel records, the contact profile (time zone) and the consent audit trail.
-    for model in (Consent, ConsentChange, ContactProfile):
-        await session.execute(delete(model).where(col(model.customer_id) == customer_id))  # type: ignore[attr-defined]
-    # Loyalty points: the ledger and the account (balance, tier); the ERP keeps its own documents.
-    for ledger in (PointsEntry, PointsAccount):
-        await session.execute(delete(ledger).where(col(ledger.customer_id) == customer_id))  # type: ignore[attr-defined]
-    if request is None:
-        request = ErasureRequest(customer_id=customer_id, requested_at=now)
-        session.add(request)
-    await session.flush()
-    await record_receipt(
-        session=session, customer_id=customer_id, service=SELF, confirmed_at=now, summary=ERASURE_SUMMARY
-    )
-    await enqueue(
-        session,
-        CustomerErased(customer_id=customer_id, erased_at=now),
-        ErasureConfirmed(customer_id=customer_id, service=SELF, erased_at=now, summary=ERASURE_SUMMARY),
-    )
-    return request, True
-
-
-async def record_receipt(
-    *,
-    session: AsyncSession,
-    customer_id: str,
-    service: str,
-    confirmed_at: datetime,
-    summary: str = "",
-    event_id: str | None = None,
-) -> ErasureReceipt | None:
-    """Record one service's erasure confirmation; None if the customer is unknown here.
-
-    Idempotent: a repeated confirmation (same or new event id) keeps the earliest confirmation time.
-    """
-    if await session.get(Customer, customer_id) is None:
-        return None
-    confirmed_at = as_utc(confirmed_at)
-    receipt = await session.get(ErasureReceipt, (customer_id, service))
-    if receipt is None:
-        receipt = ErasureReceipt(
-            customer_id=customer_id, service=service, confirmed_at=confirmed_at, summary=summary, event_id=event_id
-        )
-        session.add(receipt)
-    elif confirmed_at < receipt.confirmed_at:
-        receipt.confirmed_at = confirmed_at
-        receipt.summary = summary or receipt.summary
-        receipt.event_id = event_id
-    await session.flush()
-    return receipt
-
-
-async def erasure_status(*, session: AsyncSession, customer_id: str, expected_services: Sequence[str]) -> ErasureStatus:
-    await get_customer(session=session, customer_id=customer_id)
-    request = await session.get(ErasureRequest, customer_id)
-    if request is None:
-        raise Problem(
-            404,
-            "No erasure requested",
-            f"No erasure was requested for customer {customer_id}.",
-            code="not_found",
-        )
-    query = select(ErasureReceipt).where(col(ErasureReceipt.customer_id) == customer_id)
-    receipts = {r.service: r for r in (await session.execute(query)).scalars()}
-    services: dict[str, datetime | None] = {
-        name: receipts[name].confirmed_at if name in receipts else None for name in expected_services
-    }
-    # A service outside the expected list that confirmed anyway is shown too.
-    services.update({name: r.confirmed_at for name, r in receipts.items() if name not in services})
-    return ErasureStatus(
-        customer_id=customer_id,
-        requested_at=request.requested_at,
-        services=services,
-        complete=all(name in receipts for name in expected_services),
-        receipts=[
-            ErasureReceiptPublic(service=r.service, confirmed_at=r.confirmed_at, summary=r.summary)
-            for r in sorted(receipts.values(), key=lambda r: r.confirmed_at)
-        ],
     )

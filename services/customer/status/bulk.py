@@ -22,8 +22,11 @@ from servicekit.deps import SessionDep
 from servicekit.digest import request_digest
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.problems import Problem, field_error, validation_errors
-from services.customer import service
-from services.customer.models import MAX_BULK_ROWS, BulkReply, StatusChangeRequest
+from services.customer.common import scoped_key
+from services.customer.customers.models import MAX_BULK_ROWS, BulkReply
+from services.customer.customers.service import get_customer
+from services.customer.status.models import StatusChangeRequest
+from services.customer.status.service import change_status
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 ROUTE = "customers.status.bulk"
@@ -87,7 +90,7 @@ async def change_statuses(*, session: AsyncSession, rows: list[Any]) -> BulkStat
             continue
         try:
             async with session.begin_nested():
-                customer = await service.get_customer(session=session, customer_id=row.customer_id, for_update=True)
+                customer = await get_customer(session=session, customer_id=row.customer_id, for_update=True)
                 if customer.erased_at is None and _same_state(
                     CustomerStatus(customer.status), customer.churned_at, customer.churn_reason, row
                 ):
@@ -98,7 +101,7 @@ async def change_statuses(*, session: AsyncSession, rows: list[Any]) -> BulkStat
                     )
                     continue
                 request = StatusChangeRequest.model_validate(row.model_dump(exclude={"customer_id"}))
-                changed = await service.change_status(session=session, customer_id=row.customer_id, request=request)
+                changed = await change_status(session=session, customer_id=row.customer_id, request=request)
                 results.append(
                     StatusRowResult(index=index, status="changed", customer_id=changed.id, version=changed.version)
                 )
@@ -138,7 +141,7 @@ async def bulk_status(
     digest = request_hash(body.rows)
     stored_key = None
     if idempotency_key is not None:
-        stored_key = service.scoped_key(idempotency_key, request.headers.get(PRINCIPAL_HEADER, ""))
+        stored_key = scoped_key(idempotency_key, request.headers.get(PRINCIPAL_HEADER, ""))
         seen = await session.get(BulkReply, stored_key)
         if seen is not None:
             if seen.route != ROUTE or seen.request_hash != digest:

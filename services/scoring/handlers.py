@@ -88,12 +88,12 @@ async def on_customer_status_changed(uow: UnitOfWork, event: Received[CustomerSt
 
 
 async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
-    await service.erase_customer(session=uow.session, customer_id=event.data.customer_id)
+    await service.erase_customer(uow=uow, customer_id=event.data.customer_id)
 
 
 async def _apply_customer(uow: UnitOfWork, event: Received, change: service.Change, *, rescore: bool = False) -> None:
     await service.apply_event(
-        session=uow.session,
+        uow=uow,
         customer_id=event.data.customer_id,
         change=change,
         event_id=event.id,
@@ -125,7 +125,7 @@ async def on_interaction_recorded(uow: UnitOfWork, event: Received[InteractionRe
     scored = await _rescore(uow, event, change, at=d.occurred_at)
     if scored and d.type == InteractionType.purchase:
         service.record_purchase(
-            session=uow.session,
+            uow=uow,
             interaction_id=d.interaction_id,
             customer_id=d.customer_id,
             occurred_at=d.occurred_at,
@@ -171,7 +171,7 @@ async def on_survey_answered(uow: UnitOfWork, event: Received[SurveyAnswered]) -
 
 async def _rescore(uow: UnitOfWork, event: Received, change: service.Change, *, at: datetime) -> bool:
     return await service.apply_event(
-        session=uow.session,
+        uow=uow,
         customer_id=event.data.customer_id,
         change=change,
         event_id=event.id,
@@ -195,7 +195,7 @@ HANDLERS: Handlers = {
 
 # One query for the batch's features rows, instead of one per event.
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    await service.preload(uow.session, events)
+    await service.preload(uow, events)
 
 
 BEFORE_BATCH: BatchHook = preload

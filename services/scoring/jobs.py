@@ -31,6 +31,7 @@ from sqlmodel import select
 from servicekit.background import every
 from servicekit.db import Database
 from servicekit.problems import Problem
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import churn_model, labels, service
 from services.scoring.models import (
     ChurnModelVersion,
@@ -229,7 +230,7 @@ async def value_refit(database: Database, settings: ScoringSettings, job: Job, p
             )
         )
         await session.flush()
-        await activate_version(session=session, model_id=model_id)
+        await activate_version(uow=UnitOfWork(session), model_id=model_id)
     result: dict[str, Any] = {
         "model_id": model_id,
         "calibration_end": calibration_end.isoformat(),
@@ -295,7 +296,7 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
         )
         await session.flush()
         if job.request.get("activate", True):
-            await activate_version(session=session, model_id=model_id)
+            await activate_version(uow=UnitOfWork(session), model_id=model_id)
     result: dict[str, Any] = {"model_id": model_id, "activated": bool(job.request.get("activate", True))}
     result["metrics"] = trained.metrics
     result["data"] = data.report()
@@ -374,7 +375,7 @@ async def _rescore_everyone(
     while True:
         async with database.transaction() as session:
             last, n = await service.rescore_all(
-                session=session,
+                uow=UnitOfWork(session),
                 caused_by=f"job:{job.id}",
                 caused_by_type=f"job.{job.kind}",
                 weights=settings.weights,
@@ -437,7 +438,7 @@ async def sweep_once(database: Database, settings: ScoringSettings, *, clock: da
     while True:
         async with database.transaction() as session:
             last, scored, published = await service.rescore_silent(
-                session=session,
+                uow=UnitOfWork(session),
                 clock=clock,
                 min_age=timedelta(hours=settings.sweep_min_age_hours),
                 thresholds=settings.sweep_min_change,
@@ -460,8 +461,9 @@ async def sweep_once(database: Database, settings: ScoringSettings, *, clock: da
 # ---- model versions -----------------------------------------------------------------------------------
 
 
-async def activate_version(*, session: AsyncSession, model_id: str) -> ValueModelVersion | ChurnModelVersion:
+async def activate_version(*, uow: UnitOfWork, model_id: str) -> ValueModelVersion | ChurnModelVersion:
     """Make one version the active one of its kind (value or churn); the others become inactive."""
+    session = uow.session
     table: type[ValueModelVersion] | type[ChurnModelVersion]
     table = ValueModelVersion if model_id.startswith("value-") else ChurnModelVersion
     row = await session.get(table, model_id)
@@ -470,5 +472,5 @@ async def activate_version(*, session: AsyncSession, model_id: str) -> ValueMode
     await session.execute(update(table).where(table.id != model_id).values(active=False))  # type: ignore[arg-type]
     row.active = True
     await session.flush()
-    service.forget_active_models(session)
+    service.forget_active_models(uow)
     return row

@@ -8,6 +8,7 @@ from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import jobs, service
 from services.scoring.models import (
     ChurnTrainRequest,
@@ -145,7 +146,7 @@ async def list_models(
 async def activate_model(model_id: str, session: SessionDep) -> ModelVersionPublic:
     """Choose the active version of its kind (also to roll back); every customer is rescored with it."""
     try:
-        row = await jobs.activate_version(session=session, model_id=model_id)
+        row = await jobs.activate_version(uow=UnitOfWork(session), model_id=model_id)
     except LookupError:
         raise Problem(
             404,

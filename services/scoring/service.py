@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -22,6 +23,7 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring import features, summary, sweep, write_behind
 from services.scoring.churn_model import TrainedChurnModel
 from services.scoring.features import FeatureState
@@ -59,7 +61,13 @@ Change = Callable[[FeatureState], bool]
 # ---- feature state -----------------------------------------------------------------------------------
 
 
-FEATURE_ROWS = "scoring.feature_rows"
+@dataclass
+class FeatureRows:
+    """The features rows this transaction has read or made (a consumer batch's events build on each other)
+    and the customer ids a preload found without one."""
+
+    rows: dict[str, CustomerFeatures] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
 
 
 def new_features_row(customer_id: str) -> CustomerFeatures:
@@ -79,21 +87,19 @@ def new_features_row(customer_id: str) -> CustomerFeatures:
     )
 
 
-FEATURES_ABSENT = "scoring.features_absent"  # customer ids known to have no features row yet
-
-
 @cache
 def _features_rows(postgres: bool) -> Any:
     return for_each_key(select(CustomerFeatures), col(CustomerFeatures.customer_id), postgres=postgres)
 
 
-async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> None:
+async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     """Read the features rows of a consumer batch's customers in one query, instead of one per event.
 
-    load_features then finds each row (or knows there is none yet) in the transaction's caches.
+    load_features then finds each row (or knows there is none yet) in the unit of work's FeatureRows.
     """
-    rows: dict[str, CustomerFeatures] = session.info.setdefault(FEATURE_ROWS, {})
-    absent: set[str] = session.info.setdefault(FEATURES_ABSENT, set())
+    session = uow.session
+    cache = uow.state(FeatureRows)
+    rows, absent = cache.rows, cache.absent
     ids = sorted(batch_customer_ids(events) - rows.keys() - absent)
     for chunk in chunks(ids):
         with session.no_autoflush:
@@ -103,17 +109,19 @@ async def preload(session: AsyncSession, events: Sequence[Received[Any]]) -> Non
         absent.update(i for i in chunk if i not in rows)
 
 
-async def load_features(*, session: AsyncSession, customer_id: str) -> tuple[CustomerFeatures, FeatureState]:
+async def load_features(*, uow: UnitOfWork, customer_id: str) -> tuple[CustomerFeatures, FeatureState]:
     """The customer's features row and state, created on first sight (events may beat customer.created).
 
     The row is remembered for the rest of the transaction, so several events for one customer in one
     consumer batch build on each other. Reads do not autoflush: the batch's changed and new rows are
     written together at commit instead of a few at a time before every read.
     """
-    rows: dict[str, CustomerFeatures] = session.info.setdefault(FEATURE_ROWS, {})
+    session = uow.session
+    cache = uow.state(FeatureRows)
+    rows = cache.rows
     row = rows.get(customer_id)
     if row is None:
-        if customer_id not in session.info.get(FEATURES_ABSENT, ()):
+        if customer_id not in cache.absent:
             with session.no_autoflush:
                 row = await session.get(CustomerFeatures, customer_id)
         if row is None:
@@ -131,7 +139,7 @@ def _store(session: AsyncSession, row: CustomerFeatures, state: FeatureState) ->
 
 async def apply_event(
     *,
-    session: AsyncSession,
+    uow: UnitOfWork,
     customer_id: str,
     change: Change,
     event_id: str,
@@ -150,15 +158,15 @@ async def apply_event(
     Returns whether it rescored: False when nothing was scored (a duplicate, an erased
     customer, or an event that does not feed the scores).
     """
-    row, state = await load_features(session=session, customer_id=customer_id)
+    row, state = await load_features(uow=uow, customer_id=customer_id)
     if state.erased or not change(state):
         return False
-    _store(session, row, state)
+    _store(uow.session, row, state)
     if not rescore:
         return False
     as_of = state.last_event_at if profile_only and state.last_event_at is not None else state.as_of(at)
     await rescore_customer(
-        session=session,
+        uow=uow,
         state=state,
         as_of=as_of,
         caused_by=event_id,
@@ -174,13 +182,14 @@ ERASURE_SUMMARY = (
 )
 
 
-async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
+async def erase_customer(*, uow: UnitOfWork, customer_id: str) -> None:
     """Forget the customer's features and score history; keep a tombstone against late events.
 
     The first time, confirms with erasure.confirmed in the same transaction (the tombstone makes a
     redelivery a no-op, so there is one receipt); without it the customer's erasure never completes."""
-    write_behind.forget_customer(session, customer_id)
-    row, state = await load_features(session=session, customer_id=customer_id)
+    session = uow.session
+    write_behind.forget_customer(uow, customer_id)
+    row, state = await load_features(uow=uow, customer_id=customer_id)
     first = features.customer_erased(state)
     if first:
         _store(session, row, state)
@@ -200,18 +209,26 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> None:
 
 # ---- active models -------------------------------------------------------------------------------------
 
-ACTIVE_MODELS = "scoring.active_models"
+
+@dataclass
+class ActiveModelsCache:
+    """The active models as this transaction read them (once: a consumer batch shares them)."""
+
+    models: ActiveModels | None = None
+
+
 # Model id -> model, deserialised once per process: a version's parameters never change, only which
 # version is active, so each transaction needs one query for the two active ids.
 _CHURN_CACHE: dict[str, TrainedChurnModel] = {}
 _VALUE_CACHE: dict[str, ValueModel] = {}
 
 
-async def active_models(session: AsyncSession) -> ActiveModels:
+async def active_models(uow: UnitOfWork) -> ActiveModels:
     """The active value and churn models, read once per transaction (a consumer batch shares them)."""
-    cached = session.info.get(ACTIVE_MODELS)
-    if cached is not None:
-        return cached
+    cache = uow.state(ActiveModelsCache)
+    if cache.models is not None:
+        return cache.models
+    session = uow.session
     value_id, churn_id = (await session.execute(_active_ids())).one()
     value = None
     if value_id is not None:
@@ -229,7 +246,7 @@ async def active_models(session: AsyncSession) -> ActiveModels:
             ).scalar_one()
             churn = _CHURN_CACHE[churn_id] = TrainedChurnModel.loads(blob)
     models = ActiveModels(value=value, churn_id=churn_id, churn=churn)
-    session.info[ACTIVE_MODELS] = models
+    cache.models = models
     return models
 
 
@@ -241,8 +258,8 @@ def _active_ids() -> Any:
     )
 
 
-def forget_active_models(session: AsyncSession) -> None:
-    session.info.pop(ACTIVE_MODELS, None)
+def forget_active_models(uow: UnitOfWork) -> None:
+    uow.forget(ActiveModelsCache)
 
 
 # ---- scoring -----------------------------------------------------------------------------------------
@@ -250,7 +267,7 @@ def forget_active_models(session: AsyncSession) -> None:
 
 async def rescore_customer(
     *,
-    session: AsyncSession,
+    uow: UnitOfWork,
     state: FeatureState,
     as_of: datetime,
     caused_by: str,
@@ -261,13 +278,13 @@ async def rescore_customer(
     """Queue a rescoring: at commit its scores are appended to the history, the current row replaced and
     score.updated enqueued, for the whole batch at once (write_behind). `computed`: already scored."""
     write_behind.add_rescore(
-        session,
+        uow,
         write_behind.Rescore(
             state=state,
             as_of=as_of,
             caused_by=caused_by,
             caused_by_type=caused_by_type,
-            models=await active_models(session),
+            models=await active_models(uow),
             weights=weights,
             computed_at=datetime.now(UTC),
             correlation_id=current_correlation_id(),
@@ -278,7 +295,7 @@ async def rescore_customer(
 
 
 def record_purchase(
-    *, session: AsyncSession, interaction_id: str, customer_id: str, occurred_at: datetime, amount: float
+    *, uow: UnitOfWork, interaction_id: str, customer_id: str, occurred_at: datetime, amount: float
 ) -> None:
     """Keep the purchase for refits; a second copy of the same interaction is ignored."""
     values = {
@@ -287,12 +304,12 @@ def record_purchase(
         "day": features.utc(occurred_at).date(),
         "amount": max(amount, 0.0),
     }
-    write_behind.add_purchase(session, values)
+    write_behind.add_purchase(uow, values)
 
 
 async def rescore_all(
     *,
-    session: AsyncSession,
+    uow: UnitOfWork,
     caused_by: str,
     caused_by_type: str,
     weights: RuleWeights,
@@ -304,10 +321,10 @@ async def rescore_all(
 
     Each is scored as of `now` (the population's data clock: the latest event time held), never
     earlier than its own last event, so a customer who went quiet ages like everyone else."""
-    forget_active_models(session)
+    forget_active_models(uow)
     rows = (
         (
-            await session.execute(
+            await uow.session.execute(
                 select(CustomerFeatures)
                 .where(CustomerFeatures.customer_id > after, CustomerFeatures.erased.is_(False))  # type: ignore[attr-defined]
                 .order_by(CustomerFeatures.customer_id)
@@ -322,7 +339,7 @@ async def rescore_all(
         # A customer known only by its profile (no events yet) is scored too, as of the data clock.
         last = state.last_event_at or now or datetime.now(UTC)
         await rescore_customer(
-            session=session,
+            uow=uow,
             state=state,
             as_of=max(last, now) if now is not None else last,
             caused_by=caused_by,
@@ -337,7 +354,7 @@ SWEEP_CAUSE = "scoring.sweep"  # caused_by_type of a score the silent-customer s
 
 async def rescore_silent(
     *,
-    session: AsyncSession,
+    uow: UnitOfWork,
     clock: datetime,
     min_age: timedelta,
     thresholds: ChangeThresholds,
@@ -381,7 +398,7 @@ async def rescore_silent(
         .limit(limit)
         .with_for_update(of=CustomerFeatures, skip_locked=True)  # type: ignore[arg-type]
     )
-    rows = (await session.execute(query)).all()
+    rows = (await uow.session.execute(query)).all()
     due: list[tuple[CustomerFeatures, FeatureState, datetime, ScoreValues | None]] = []
     for row in rows:
         features_row = row[0]
@@ -408,14 +425,14 @@ async def rescore_silent(
                 expected_purchases=row.expected_purchases,
             )
         due.append((features_row, state, as_of, previous))
-    models = await active_models(session)
+    models = await active_models(uow)
     computed = compute_batch([(state, as_of) for _, state, as_of, _ in due], models, weights)
     published = 0
     for (features_row, state, as_of, previous), scores in zip(due, computed, strict=True):
         features_row.swept_at = as_of
         if sweep.meaningful_change(previous, scores.values(), thresholds):
             await rescore_customer(
-                session=session,
+                uow=uow,
                 state=state,
                 as_of=as_of,
                 caused_by=f"sweep:{clock.isoformat()}",

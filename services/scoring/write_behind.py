@@ -23,22 +23,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import event, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import KEYS, chunks, dialect_insert, for_each_key, on_postgres
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
+from servicekit.unit_of_work import UnitOfWork
 from services.scoring.features import FeatureState
 from services.scoring.models import CurrentScore, Purchase, ScoreRecord, TierChange
 from services.scoring.rules import RuleWeights
 from services.scoring.scorer import ActiveModels, Computed, compute_batch, jsonable
-
-PENDING = "scoring.pending"
 
 
 @dataclass
@@ -64,8 +62,21 @@ class Rescore:
 
 @dataclass
 class Pending:
+    """A unit of work's queue, written by its session's commit (hooked on first use) and emptied then."""
+
     rescores: list[Rescore] = field(default_factory=list)  # in order
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)  # interaction id -> row
+    hooked: bool = False  # the session's before_commit and after_rollback call flush_pending and clear
+
+    def take(self) -> tuple[list[Rescore], dict[str, dict[str, Any]]]:
+        """What is queued, leaving the queue empty."""
+        taken = self.rescores, self.purchases
+        self.rescores, self.purchases = [], {}
+        return taken
+
+    def clear(self, _session: Session | None = None) -> None:
+        """Drop what is queued (the transaction rolled back: nothing of it may be written later)."""
+        self.take()
 
     def forget_customer(self, customer_id: str) -> None:
         """An erased customer's unwritten scores and purchases must not be written after its erasure."""
@@ -73,30 +84,26 @@ class Pending:
         self.purchases = {k: v for k, v in self.purchases.items() if v["customer_id"] != customer_id}
 
 
-def pending(session: AsyncSession) -> Pending:
-    found = session.info.get(PENDING)
-    if found is None:
-        found = session.info[PENDING] = Pending()
-        sync = session.sync_session
-        if not sync.info.get("scoring.write_behind_hooked"):
-            sync.info["scoring.write_behind_hooked"] = True
-            event.listen(sync, "before_commit", flush_pending)
-            event.listen(sync, "after_rollback", _discard)
+def pending(uow: UnitOfWork) -> Pending:
+    found = uow.state(Pending)
+    if not found.hooked:
+        found.hooked = True
+        sync = uow.session.sync_session
+        event.listen(sync, "before_commit", partial(flush_pending, pending=found))
+        event.listen(sync, "after_rollback", found.clear)
     return found
 
 
-def add_rescore(session: AsyncSession, rescore: Rescore) -> None:
-    pending(session).rescores.append(rescore)
+def add_rescore(uow: UnitOfWork, rescore: Rescore) -> None:
+    pending(uow).rescores.append(rescore)
 
 
-def add_purchase(session: AsyncSession, row: dict[str, Any]) -> None:
-    pending(session).purchases.setdefault(row["interaction_id"], row)
+def add_purchase(uow: UnitOfWork, row: dict[str, Any]) -> None:
+    pending(uow).purchases.setdefault(row["interaction_id"], row)
 
 
-def forget_customer(session: AsyncSession, customer_id: str) -> None:
-    found: Pending | None = session.info.get(PENDING)
-    if found is not None:
-        found.forget_customer(customer_id)
+def forget_customer(uow: UnitOfWork, customer_id: str) -> None:
+    uow.state(Pending).forget_customer(customer_id)
 
 
 def score_all(rescores: list[Rescore]) -> None:
@@ -129,22 +136,22 @@ def current_values(session: Session, customer_ids: Iterable[str]) -> dict[str, S
     return out
 
 
-def flush_pending(session: Session) -> None:
+def flush_pending(session: Session, *, pending: Pending) -> None:
     """Score and write what is pending (before commit; also usable by code that reads in the same transaction)."""
-    found: Pending | None = session.info.pop(PENDING, None)
-    if found is None:
+    rescores, purchases = pending.take()
+    if not rescores and not purchases:
         return
     upsert_insert = dialect_insert(session)
-    if found.rescores:
-        score_all(found.rescores)
-        previous: dict[str, ScoreValues | None] = dict(current_values(session, (r.customer_id for r in found.rescores)))
+    if rescores:
+        score_all(rescores)
+        previous: dict[str, ScoreValues | None] = dict(current_values(session, (r.customer_id for r in rescores)))
         source = event_source(session)
         history: list[dict[str, Any]] = []
         snapshots: list[dict[str, Any]] = []  # history only: the current row has no snapshot
         last: dict[str, int] = {}  # customer id -> index of its last history row
         outbox: list[dict[str, Any]] = []
         tiers: list[dict[str, Any]] = []  # tier changes (services.scoring.models.TierChange)
-        for r in found.rescores:
+        for r in rescores:
             computed = r.computed
             assert computed is not None
             lineage = {"caused_by": r.caused_by, "caused_by_type": r.caused_by_type}
@@ -180,11 +187,7 @@ def flush_pending(session: Session) -> None:
         if tiers:
             session.execute(insert(TierChange.__table__), tiers)  # type: ignore[attr-defined]
         write_rows(session, outbox)
-    if found.purchases:
+    if purchases:
         table = Purchase.__table__  # type: ignore[attr-defined]
         stmt = upsert_insert(table).on_conflict_do_nothing(index_elements=["interaction_id"])
-        session.execute(stmt, list(found.purchases.values()))
-
-
-def _discard(session: Session) -> None:
-    session.info.pop(PENDING, None)
+        session.execute(stmt, list(purchases.values()))

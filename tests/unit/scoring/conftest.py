@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from servicekit.db import Database
-from services.scoring.models import metadata
+from services.scoring.main import metadata
 from services.scoring.settings import get_settings
 from tests.unit.databases import sqlite_database
 

@@ -1,6 +1,6 @@
 """The pyramid, funnel and risk distribution: the pure assembly and the aggregate route."""
 
-from services.scoring import summary
+from services.scoring.scores import summary
 from tests.unit.scoring import events as ev
 from tests.unit.scoring.test_api import app_db, handle  # noqa: F401  (the fixture)
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SERVICES = [
     ("customer", ROOT / "services/customer/migrations", "services.customer.main"),
     ("interaction", ROOT / "services/interaction/migrations", "services.interaction.models"),
-    ("scoring", ROOT / "services/scoring/migrations", "services.scoring.models"),
+    ("scoring", ROOT / "services/scoring/migrations", "services.scoring.main"),
     ("retention", ROOT / "services/retention/migrations", "services.retention.models"),
     ("gateway", ROOT / "gateway/migrations", "gateway.keys"),
 ]

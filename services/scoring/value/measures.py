@@ -1,11 +1,11 @@
 """Customer value as the source defines it, RFM scores and segments, the pyramid and concentration.
-Pure: no I/O, no clock. The report queries (services.scoring.value_reports) compute the same formulas
+Pure: no I/O, no clock. The report queries (services.scoring.reports.service) compute the same formulas
 in SQL; these functions are their definition and the per-customer answer, and docs/reports.md (Value)
 states each one.
 
 - historical value (contribution to date) = margin x revenue - cost to serve, where
   cost to serve = contacts x cost per contact + complaints x cost per complaint + returns x cost per return;
-- current value = the CLV of the active value model (services.scoring.value);
+- current value = the CLV of the active value model (services.scoring.value.valuation);
 - potential value = max(wallet estimate - revenue, 0) and share of wallet = revenue / wallet estimate,
   where the customer's ``wallet_estimate`` attribute is known;
 - referral value = the amounts of referral interactions that carry one + the unit value for each that does not.
@@ -41,7 +41,7 @@ class ValueCosts:
 
 @dataclass(frozen=True, slots=True)
 class ValueCounters:
-    """The counters the feature state keeps per customer (services.scoring.features)."""
+    """The counters the feature state keeps per customer (services.scoring.scores.features)."""
 
     revenue: float = 0.0
     contacts: int = 0

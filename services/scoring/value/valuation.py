@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from services.scoring import value_model as vm
-from services.scoring.clv import ClvSettings
-from services.scoring.features import FeatureState, days_between
+from services.scoring.scores.features import FeatureState, days_between
+from services.scoring.value import value_model as vm
+from services.scoring.value.clv import ClvSettings
 
 EXPLORATION, FORMATION, STABILITY, DECLINE = "exploration", "formation", "stability", "decline"
 

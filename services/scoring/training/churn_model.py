@@ -36,7 +36,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from servicekit.events.contracts.scoring import Factor
-from services.scoring.features import FeatureState, complaints_between, days_between, spend_between
+from services.scoring.scores.features import FeatureState, complaints_between, days_between, spend_between
 
 ALGORITHMS = ("logistic", "gbm")
 

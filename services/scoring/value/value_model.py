@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
-from services.scoring.clv import ClvSettings
+from services.scoring.value.clv import ClvSettings
 
 WEEKS_PER_MONTH = 52.0 / 12.0
 Array = NDArray[np.float64]

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from services.scoring.measures import RFM_SEGMENTS, TIERS
+from services.scoring.value.measures import RFM_SEGMENTS, TIERS
 
 NUMBER, TEXT = "number", "text"
 MAX_CONDITIONS = 20

@@ -22,7 +22,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from servicekit.events.contracts.scoring import Factor
-from services.scoring.features import FeatureState, complaints_between, days_between, spend_between
+from services.scoring.scores.features import FeatureState, complaints_between, days_between, spend_between
 
 RULES_VERSION = "rules-v1"
 TOP_FACTORS = 5

@@ -33,10 +33,10 @@ from servicekit.db import KEYS, chunks, dialect_insert, for_each_key, on_postgre
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring.features import FeatureState
-from services.scoring.models import CurrentScore, Purchase, ScoreRecord, TierChange
-from services.scoring.rules import RuleWeights
-from services.scoring.scorer import ActiveModels, Computed, compute_batch, jsonable
+from services.scoring.scores.features import FeatureState
+from services.scoring.scores.models import CurrentScore, Purchase, ScoreRecord, TierChange
+from services.scoring.scores.rules import RuleWeights
+from services.scoring.scores.scorer import ActiveModels, Computed, compute_batch, jsonable
 
 
 @dataclass
@@ -150,7 +150,7 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
         snapshots: list[dict[str, Any]] = []  # history only: the current row has no snapshot
         last: dict[str, int] = {}  # customer id -> index of its last history row
         outbox: list[dict[str, Any]] = []
-        tiers: list[dict[str, Any]] = []  # tier changes (services.scoring.models.TierChange)
+        tiers: list[dict[str, Any]] = []  # tier changes (services.scoring.scores.models.TierChange)
         for r in rescores:
             computed = r.computed
             assert computed is not None

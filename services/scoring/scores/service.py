@@ -1,4 +1,4 @@
-"""Scoring domain functions: they change state and enqueue events, and never commit."""
+"""Customer features built from events, and their rescoring: domain functions that never commit."""
 
 from __future__ import annotations
 
@@ -8,52 +8,32 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_
-from sqlalchemy import select as sa_select
+from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from servicekit import tracing
 from servicekit.context import current_correlation_id
 from servicekit.db import KEYS, chunks, for_each_key, on_postgres, update_at_commit
 from servicekit.events.contracts.erasure import ErasureConfirmed
-from servicekit.events.contracts.scoring import Factor, ScoreValues
+from servicekit.events.contracts.scoring import ScoreValues
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue
-from servicekit.problems import Problem, field_error
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring import features, summary, sweep, write_behind
-from services.scoring.churn_model import TrainedChurnModel
-from services.scoring.features import FeatureState
-from services.scoring.models import (
-    ChurnModelVersion,
+from services.scoring.scores import features, sweep, write_behind
+from services.scoring.scores.features import FeatureState
+from services.scoring.scores.models import (
     CurrentScore,
     CustomerFeatures,
-    CustomerScoresPublic,
-    FeatureSummary,
-    Job,
-    JobPublic,
-    ModelVersionPublic,
-    ModelVersionsPublic,
     Purchase,
-    PurchaseHistoryPublic,
-    RankedScore,
-    RankedScoresPublic,
-    ScoreFactors,
-    ScoreHistoryItem,
-    ScoreHistoryPublic,
-    ScorePublic,
     ScoreRecord,
-    ScoreSummaryPublic,
     TierChange,
-    ValueModelVersion,
 )
-from services.scoring.rules import RuleWeights
-from services.scoring.scorer import ActiveModels, Computed, compute_batch
-from services.scoring.sweep import ChangeThresholds
-from services.scoring.value import ValueModel
+from services.scoring.scores.rules import RuleWeights
+from services.scoring.scores.scorer import Computed, compute_batch
+from services.scoring.scores.sweep import ChangeThresholds
+from services.scoring.training.service import active_models, forget_active_models
 
 Change = Callable[[FeatureState], bool]
 
@@ -205,61 +185,6 @@ async def erase_customer(*, uow: UnitOfWork, customer_id: str) -> None:
                 customer_id=customer_id, service="scoring", erased_at=datetime.now(UTC), summary=ERASURE_SUMMARY
             ),
         )
-
-
-# ---- active models -------------------------------------------------------------------------------------
-
-
-@dataclass
-class ActiveModelsCache:
-    """The active models as this transaction read them (once: a consumer batch shares them)."""
-
-    models: ActiveModels | None = None
-
-
-# Model id -> model, deserialised once per process: a version's parameters never change, only which
-# version is active, so each transaction needs one query for the two active ids.
-_CHURN_CACHE: dict[str, TrainedChurnModel] = {}
-_VALUE_CACHE: dict[str, ValueModel] = {}
-
-
-async def active_models(uow: UnitOfWork) -> ActiveModels:
-    """The active value and churn models, read once per transaction (a consumer batch shares them)."""
-    cache = uow.state(ActiveModelsCache)
-    if cache.models is not None:
-        return cache.models
-    session = uow.session
-    value_id, churn_id = (await session.execute(_active_ids())).one()
-    value = None
-    if value_id is not None:
-        value = _VALUE_CACHE.get(value_id)
-        if value is None:
-            query = select(ValueModelVersion.params).where(ValueModelVersion.id == value_id)
-            params = (await session.execute(query)).scalar_one()
-            value = _VALUE_CACHE[value_id] = ValueModel.from_params(value_id, params)
-    churn = None
-    if churn_id is not None:
-        churn = _CHURN_CACHE.get(churn_id)
-        if churn is None:
-            blob = (
-                await session.execute(select(ChurnModelVersion.blob).where(ChurnModelVersion.id == churn_id))
-            ).scalar_one()
-            churn = _CHURN_CACHE[churn_id] = TrainedChurnModel.loads(blob)
-    models = ActiveModels(value=value, churn_id=churn_id, churn=churn)
-    cache.models = models
-    return models
-
-
-@cache  # built once per process: building it costs more than running it
-def _active_ids() -> Any:
-    return sa_select(
-        select(ValueModelVersion.id).where(ValueModelVersion.active).limit(1).scalar_subquery(),
-        select(ChurnModelVersion.id).where(ChurnModelVersion.active).limit(1).scalar_subquery(),
-    )
-
-
-def forget_active_models(uow: UnitOfWork) -> None:
-    uow.forget(ActiveModelsCache)
 
 
 # ---- scoring -----------------------------------------------------------------------------------------
@@ -442,260 +367,3 @@ async def rescore_silent(
             )
             published += 1
     return (rows[-1][0].customer_id if rows else None), len(due), published
-
-
-# ---- reads -------------------------------------------------------------------------------------------
-
-
-def _not_found(customer_id: str) -> Problem:
-    return Problem(
-        404,
-        "Customer not scored",
-        f"No scores for customer {customer_id}",
-        code="not_found",
-        errors=[field_error("id", f"unknown customer {customer_id}")],
-        customer_id=customer_id,
-    )
-
-
-def _score_public(row: ScoreRecord | CurrentScore) -> dict:
-    return {
-        "churn_risk": row.churn_risk,
-        "health": row.health,
-        "factors": ScoreFactors.model_validate(row.factors or {}),
-        "model_version": row.model_version,
-        "value_tier": row.value_tier,
-        "lifecycle_stage": row.lifecycle_stage,
-        "p_alive": row.p_alive,
-        "expected_purchases": row.expected_purchases,
-        "clv": row.clv,
-        "value_at_risk": row.value_at_risk,
-        "value_model_version": row.value_model_version,
-        "caused_by": row.caused_by,
-        "caused_by_type": row.caused_by_type,
-        "as_of": features.utc(row.as_of),
-        "computed_at": features.utc(row.computed_at),
-    }
-
-
-async def _known(session: AsyncSession, customer_id: str) -> CustomerFeatures:
-    row = await session.get(CustomerFeatures, customer_id)
-    if row is None or row.erased:
-        raise _not_found(customer_id)
-    return row
-
-
-async def customer_scores(*, session: AsyncSession, customer_id: str) -> CustomerScoresPublic:
-    row = await _known(session, customer_id)
-    state = features.load_state({name: getattr(row, name) for name in features.STATE_FIELDS})
-    current = await session.get(CurrentScore, customer_id)
-    # Windows are read at the customer's own event clock, the same "now" the stored score used.
-    as_of = state.last_event_at
-    summary = features.summary(state, as_of or datetime.now(UTC))
-    return CustomerScoresPublic(
-        customer_id=customer_id,
-        scores=None if current is None else ScorePublic(**_score_public(current)),
-        features=FeatureSummary(**summary),
-        features_as_of=as_of,
-    )
-
-
-async def score_history(*, session: AsyncSession, customer_id: str, limit: int, offset: int) -> ScoreHistoryPublic:
-    await _known(session, customer_id)
-    where = ScoreRecord.customer_id == customer_id
-    count = (await session.execute(select(func.count()).select_from(ScoreRecord).where(where))).scalar_one()
-    rows = (
-        await session.execute(
-            select(ScoreRecord).where(where).order_by(ScoreRecord.id.desc()).limit(limit).offset(offset)  # type: ignore[union-attr]
-        )
-    ).scalars()
-    return ScoreHistoryPublic(
-        customer_id=customer_id,
-        items=[ScoreHistoryItem(id=r.id, **_score_public(r)) for r in rows],
-        total=count,
-        limit=limit,
-        offset=offset,
-    )
-
-
-SORTS = ("risk", "value_at_risk")
-
-
-async def ranked_scores(
-    *,
-    session: AsyncSession,
-    limit: int,
-    offset: int,
-    min_risk: float | None = None,
-    segment: str | None = None,
-    status: str | None = None,
-    tier: str | None = None,
-    stage: str | None = None,
-    sort: str = "risk",
-) -> RankedScoresPublic:
-    """Customers by churn risk or by value at risk (CLV x risk), highest first; ties by customer id so
-    pages are stable. Customers without a CLV yet come last when sorting by value at risk."""
-    query = select(CurrentScore, CustomerFeatures.segment, CustomerFeatures.status).join(
-        CustomerFeatures, CustomerFeatures.customer_id == CurrentScore.customer_id
-    )
-    query = query.where(CustomerFeatures.erased.is_(False))  # type: ignore[union-attr, attr-defined]
-    if min_risk is not None:
-        query = query.where(CurrentScore.churn_risk >= min_risk)
-    if segment is not None:
-        query = query.where(CustomerFeatures.segment == segment)
-    if status is not None:
-        query = query.where(CustomerFeatures.status == status)
-    if tier is not None:
-        query = query.where(CurrentScore.value_tier == tier)
-    if stage is not None:
-        query = query.where(CurrentScore.lifecycle_stage == stage)
-    count = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    if sort == "value_at_risk":
-        order = [CurrentScore.value_at_risk.is_(None), CurrentScore.value_at_risk.desc()]  # type: ignore[union-attr]
-    else:
-        order = [CurrentScore.churn_risk.desc()]  # type: ignore[attr-defined]
-    rows = (await session.execute(query.order_by(*order, CurrentScore.customer_id).limit(limit).offset(offset))).all()
-    items = [
-        RankedScore(
-            customer_id=score.customer_id,
-            churn_risk=score.churn_risk,
-            health=score.health,
-            value_tier=score.value_tier,
-            lifecycle_stage=score.lifecycle_stage,
-            p_alive=score.p_alive,
-            clv=score.clv,
-            value_at_risk=score.value_at_risk,
-            segment=seg,
-            status=st,
-            top_factors=[Factor.model_validate(f) for f in (score.factors or {}).get("churn_risk", [])[:3]],
-            model_version=score.model_version,
-            computed_at=features.utc(score.computed_at),
-        )
-        for score, seg, st in rows
-    ]
-    return RankedScoresPublic(items=items, total=count, limit=limit, offset=offset)
-
-
-# ---- model versions and jobs (reads) -----------------------------------------------------------------
-
-
-def _version_public(row: ValueModelVersion | ChurnModelVersion) -> ModelVersionPublic:
-    if isinstance(row, ValueModelVersion):
-        return ModelVersionPublic(
-            id=row.id,
-            kind="value",
-            active=row.active,
-            fitted_at=features.utc(row.fitted_at),
-            algorithm="bgnbd+gamma_gamma",
-            params=row.params,
-            metrics=row.metrics,
-            n_customers=row.n_customers,
-            calibration_end=row.calibration_end,
-            job_id=row.job_id,
-        )
-    return ModelVersionPublic(
-        id=row.id,
-        kind="churn",
-        active=row.active,
-        fitted_at=features.utc(row.fitted_at),
-        algorithm=row.algorithm,
-        params=row.params,
-        metrics=row.metrics,
-        n_customers=row.n_samples,
-        job_id=row.job_id,
-    )
-
-
-async def model_versions(*, session: AsyncSession, kind: str | None, limit: int, offset: int) -> ModelVersionsPublic:
-    """Value and churn model versions, newest first."""
-    rows: list[ValueModelVersion | ChurnModelVersion] = []
-    if kind in (None, "value"):
-        rows.extend((await session.execute(select(ValueModelVersion))).scalars())
-    if kind in (None, "churn"):
-        # The joblib blob stays in the database; the list needs only the metadata.
-        query = select(ChurnModelVersion).options(defer(ChurnModelVersion.blob))  # type: ignore[arg-type]
-        rows.extend((await session.execute(query)).scalars())
-    rows.sort(key=lambda r: (features.utc(r.fitted_at), r.id), reverse=True)
-    page = rows[offset : offset + limit]
-    return ModelVersionsPublic(items=[_version_public(r) for r in page], total=len(rows), limit=limit, offset=offset)
-
-
-def model_public(row: ValueModelVersion | ChurnModelVersion) -> ModelVersionPublic:
-    return _version_public(row)
-
-
-async def job_public(*, session: AsyncSession, job_id: str) -> JobPublic:
-    job = await session.get(Job, job_id)
-    if job is None:
-        raise Problem(
-            404, "Job not found", f"No job {job_id}", code="not_found", errors=[field_error("id", "unknown job")]
-        )
-    return JobPublic(
-        id=job.id,
-        kind=job.kind,
-        status=job.status,
-        progress=job.progress,
-        message=job.message,
-        request=job.request,
-        result=job.result,
-        created_at=features.utc(job.created_at),
-        started_at=None if job.started_at is None else features.utc(job.started_at),
-        finished_at=None if job.finished_at is None else features.utc(job.finished_at),
-    )
-
-
-async def purchase_history(*, session: AsyncSession, segment: str | None) -> PurchaseHistoryPublic:
-    query = select(
-        func.count(func.distinct(Purchase.customer_id)),
-        func.count(Purchase.interaction_id),
-        func.min(Purchase.day),
-        func.max(Purchase.day),
-    )
-    days = select(Purchase.customer_id, Purchase.day).distinct()
-    if segment is not None:
-        join = CustomerFeatures.customer_id == Purchase.customer_id
-        query = query.join(CustomerFeatures, join).where(CustomerFeatures.segment == segment)
-        days = days.join(CustomerFeatures, join).where(CustomerFeatures.segment == segment)
-    customers, purchases, first, last = (await session.execute(query)).one()
-    n_days = (await session.execute(select(func.count()).select_from(days.subquery()))).scalar_one()
-    return PurchaseHistoryPublic(
-        customers=customers, purchases=purchases, purchase_days=n_days, first_day=first, last_day=last
-    )
-
-
-async def score_summary(*, session: AsyncSession, segment: str | None = None) -> ScoreSummaryPublic:
-    """The pyramid (customers and value per tier), lifecycle funnel and churn-risk distribution over every
-    customer's current score (erased customers left out); aggregates only, computed in the database."""
-    joined = sa_select(CurrentScore.__table__).join(  # type: ignore[attr-defined]
-        CustomerFeatures.__table__,  # type: ignore[attr-defined]
-        CustomerFeatures.customer_id == CurrentScore.customer_id,
-    )
-    joined = joined.where(CustomerFeatures.erased.is_(False))  # type: ignore[union-attr, attr-defined]
-    if segment is not None:
-        joined = joined.where(CustomerFeatures.segment == segment)
-    scores = joined.subquery()
-    tiers = (
-        await session.execute(
-            sa_select(scores.c.value_tier, func.count(), func.sum(scores.c.clv)).group_by(scores.c.value_tier)
-        )
-    ).all()
-    stages = (
-        await session.execute(sa_select(scores.c.lifecycle_stage, func.count()).group_by(scores.c.lifecycle_stage))
-    ).all()
-    width = 1 / summary.RISK_BUCKETS
-    buckets = [
-        func.sum(case((and_(scores.c.churn_risk >= i * width, scores.c.churn_risk < (i + 1) * width), 1), else_=0))
-        if i < summary.RISK_BUCKETS - 1
-        else func.sum(case((scores.c.churn_risk >= i * width, 1), else_=0))
-        for i in range(summary.RISK_BUCKETS)
-    ]
-    risk_row = (await session.execute(sa_select(*buckets))).one()
-    tier_rows = [(t, int(n), float(v) if v is not None else None) for t, n, v in tiers]
-    return ScoreSummaryPublic.model_validate(
-        {
-            "customers": sum(n for _, n, _ in tier_rows),
-            "tiers": summary.tier_shares(tier_rows),
-            "stages": summary.stage_counts((s, int(n)) for s, n in stages),
-            "risk": summary.risk_distribution({i: int(n or 0) for i, n in enumerate(risk_row)}),
-        }
-    )

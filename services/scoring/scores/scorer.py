@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from servicekit.events.contracts.scoring import Factor, ScoreValues
-from services.scoring import churn_model, rules
-from services.scoring import value as valuation
-from services.scoring.churn_model import TrainedChurnModel
-from services.scoring.features import FeatureState
-from services.scoring.rules import RuleWeights
-from services.scoring.value import CustomerValue, ValueModel
+from services.scoring.scores import rules
+from services.scoring.scores.features import FeatureState
+from services.scoring.scores.rules import RuleWeights
+from services.scoring.training import churn_model
+from services.scoring.training.churn_model import TrainedChurnModel
+from services.scoring.value import valuation
+from services.scoring.value.valuation import CustomerValue, ValueModel
 
 
 @dataclass(frozen=True)

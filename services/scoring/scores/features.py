@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from servicekit.events.contracts.common import SEVERE, InteractionType
-from services.scoring.measures import REFERRAL_CATEGORY, wallet_from_attributes
+from services.scoring.value.measures import REFERRAL_CATEGORY, wallet_from_attributes
 
 # How far back the windowed features reach; older marks are pruned so the JSON columns stay small.
 COMPLAINT_WINDOW = timedelta(days=90)
@@ -76,7 +76,7 @@ class FeatureState:
     purchase_days: dict[str, float] = field(default_factory=dict)
     returns: int = 0
     last_return_at: datetime | None = None
-    # Value counters (services.scoring.measures): service contacts (calls, e-mails, chats, visits, tickets,
+    # Value counters (services.scoring.value.measures): service contacts (calls, e-mails, chats, visits, tickets,
     # feedback) for the cost to serve, referrals (interactions in category "referral") and the ERP's
     # wallet estimate (the customer attribute "wallet_estimate").
     contacts: int = 0

@@ -22,8 +22,10 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.retention import history, read_model, service, touches
+from services.retention.member_tiers.handlers import with_member_tiers
 from services.retention.metrics import HISTORY_SIGNALS
 from services.retention.settings import get_settings
+from services.retention.waits.handlers import with_wakes
 
 
 async def on_signal(
@@ -86,6 +88,7 @@ HANDLERS: Handlers = {
     CustomerStatusChanged.event_type: on_status_changed,
     CustomerErased.event_type: on_customer_erased,
 }
+HANDLERS = with_wakes(with_member_tiers(HANDLERS))  # waits that end early; the member-tier replica
 
 
 # One query each for the batch's replicas, latest scores and unresolved alerts, instead of per event.

@@ -856,3 +856,7 @@ class EnrolmentStop(BaseModel):
 
 # The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
 from services.retention import read_model as read_model  # noqa: E402
+from services.retention.campaigns import models as campaign_models  # noqa: E402, F401
+from services.retention.followups import models as followup_models  # noqa: E402, F401
+from services.retention.member_tiers import models as member_tier_models  # noqa: E402, F401
+from services.retention.waits import models as wait_models  # noqa: E402, F401

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 
 from servicekit.db import Database
+from servicekit.tables import table_of
 from services.retention import sequence_engine
 from services.retention.models import Enrolment, EnrolmentStatus, Touch, metadata, new_id, utc_now
 from services.retention.sequences import SequenceDef
@@ -48,7 +49,7 @@ def rss_mib() -> float:
 
 
 async def seed(database: Database, n: int, due: object) -> None:
-    table = Enrolment.__table__  # type: ignore[attr-defined]
+    table = table_of(Enrolment)
     chunk = 5000
     for start in range(0, n, chunk):
         rows = [

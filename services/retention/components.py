@@ -1,6 +1,7 @@
 """What the retention service's api and consume roles run: its routes, event handlers and background loops."""
 
 from servicekit.service import ServiceComponents
+from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping
 from services.retention.campaigns.router import router as campaigns_router
 from services.retention.campaigns.service import run_campaigns
@@ -24,6 +25,7 @@ COMPONENTS = ServiceComponents(
         surveys_router,
         reports_router,
         sequences_router,
+        analysis_router,
         campaigns_router,
         followups_router,
     ],

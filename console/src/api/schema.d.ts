@@ -1287,6 +1287,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/retention/cohorts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Cohorts
+         * @description Cohorts by first-purchase month: the customers whose first purchase fell in each month of
+         *     ``[from, to)``, and for each following month the share who bought in it (``active_share``) and the
+         *     share not churned by its end (``retention``). Only months that have ended are shown; at most
+         *     ``months`` + 1 points per cohort. ``owner`` is the customer's account manager.
+         */
+        get: operations["cohorts_reports_retention_cohorts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/reports/retention/complaint-conversion": {
         parameters: {
             query?: never;
@@ -1425,6 +1448,27 @@ export interface paths {
          *     fell to the decline ratio of the period before, by customer id.
          */
         get: operations["satisfaction_trap_reports_retention_satisfaction_trap_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/task-sla": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Task Sla
+         * @description Task SLA compliance per owner, for the tasks due in ``[from, to)``: completed on time or late,
+         *     open past their due time, cancelled; SLA compliance = on time / (completed + open overdue).
+         */
+        get: operations["task_sla_reports_retention_task_sla_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2788,7 +2832,7 @@ export interface components {
             /** Months */
             months: number;
             /** Points */
-            points: components["schemas"]["CohortPoint"][];
+            points: components["schemas"]["RetentionCohortPoint"][];
             /** To */
             to: string;
         };
@@ -4874,6 +4918,44 @@ export interface components {
             /** Referrals */
             referrals: number;
         };
+        /** CohortPoint */
+        RetentionCohortPoint: {
+            /**
+             * Active
+             * @description members who bought in that month
+             */
+            active: number;
+            /**
+             * Active Share
+             * @description active / size
+             */
+            active_share: number;
+            /**
+             * Cohort
+             * @description YYYY-MM: the month of the members' first purchase
+             */
+            cohort: string;
+            /**
+             * Month
+             * @description months after the cohort month (0: the cohort month itself)
+             */
+            month: number;
+            /**
+             * Retained
+             * @description members with no churn before that month ended
+             */
+            retained: number;
+            /**
+             * Retention
+             * @description retained / size
+             */
+            retention: number;
+            /**
+             * Size
+             * @description members: customers (not erased) whose first purchase fell in that month
+             */
+            size: number;
+        };
         /** RetentionMetricsPublic */
         RetentionMetricsPublic: {
             /**
@@ -5755,6 +5837,83 @@ export interface components {
             /** Reason */
             reason: string;
             status: components["schemas"]["TaskStatus"];
+        };
+        /** TaskSlaReport */
+        TaskSlaReport: {
+            /** From */
+            from: string;
+            /** Items */
+            items: components["schemas"]["TaskSlaRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** To */
+            to: string;
+            /** Total */
+            total: number;
+        };
+        /** TaskSlaRow */
+        TaskSlaRow: {
+            /**
+             * Cancelled
+             * @description cancelled (their alert closed as churned); outside the SLA
+             */
+            cancelled: number;
+            /** Completed */
+            completed: number;
+            /** Completed Late */
+            completed_late: number;
+            /**
+             * Completed On Time
+             * @description completed at or before their due time
+             */
+            completed_on_time: number;
+            /**
+             * Hours Late Avg
+             * @description mean hours past the due time of the late completions
+             */
+            hours_late_avg: number | null;
+            /**
+             * Hours To Complete Avg
+             * @description mean hours from creation to completion
+             */
+            hours_to_complete_avg: number | null;
+            /**
+             * Open Not Due
+             * @description still open, due time not yet reached
+             */
+            open_not_due: number;
+            /**
+             * Open Overdue
+             * @description still open, due time passed
+             */
+            open_overdue: number;
+            /**
+             * Owner
+             * @description the task's owner (None: unassigned)
+             */
+            owner: string | null;
+            /**
+             * Sla Compliance
+             * @description sla_met / sla_due
+             */
+            sla_compliance: number | null;
+            /**
+             * Sla Due
+             * @description completed + open_overdue
+             */
+            sla_due: number;
+            /**
+             * Sla Met
+             * @description completed_on_time
+             */
+            sla_met: number;
+            /**
+             * Tasks
+             * @description tasks due in the period
+             */
+            tasks: number;
         };
         /**
          * TaskStatus
@@ -16996,6 +17155,161 @@ export interface operations {
             };
         };
     };
+    cohorts_reports_retention_cohorts_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description curve length in months after the cohort month */
+                months?: number;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CohortReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     complaint_conversion_reports_retention_complaint_conversion_get: {
         parameters: {
             query: {
@@ -17972,6 +18286,163 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TrapReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    task_sla_reports_retention_task_sla_get: {
+        parameters: {
+            query: {
+                /** @description value tier; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+                /** @description first day of the period (inclusive, UTC) */
+                from: string;
+                /** @description first day after the period (exclusive, UTC) */
+                to: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskSlaReport"];
                     "text/csv": string;
                 };
             };

@@ -3,7 +3,6 @@ its column helpers."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column
@@ -20,10 +19,6 @@ class ScoringTable(SQLModel, registry=registry()):
 
 metadata = ScoringTable.metadata
 add_plumbing_tables(metadata)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def ts_column(*, nullable: bool = True, index: bool = False) -> Any:

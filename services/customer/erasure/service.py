@@ -13,7 +13,7 @@ from servicekit.clock import utc_now
 from servicekit.events.contracts.customer import CustomerErased
 from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.outbox import enqueue
-from servicekit.problems import Problem
+from servicekit.problems import not_found
 from servicekit.types import as_utc
 from services.customer.consent.models import Consent, ConsentChange, ContactProfile
 from services.customer.customers.models import ERASED_NAME, Customer, CustomerAttribute, CustomerTag, IdempotencyKey
@@ -119,11 +119,8 @@ async def erasure_status(*, session: AsyncSession, customer_id: str, expected_se
     await get_customer(session=session, customer_id=customer_id)
     request = await session.get(ErasureRequest, customer_id)
     if request is None:
-        raise Problem(
-            404,
-            "No erasure requested",
-            f"No erasure was requested for customer {customer_id}.",
-            code="not_found",
+        raise not_found(
+            "erasure", title="No erasure requested", detail=f"No erasure was requested for customer {customer_id}."
         )
     query = select(ErasureReceipt).where(col(ErasureReceipt.customer_id) == customer_id)
     receipts = {r.service: r for r in (await session.execute(query)).scalars()}

@@ -9,11 +9,12 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, Date, Float, Index, String
 from sqlmodel import Field
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.scoring import Factor
 from servicekit.pagination import Page
 from servicekit.tables import BigIntId
 from servicekit.types import UtcDateTime
-from services.scoring.common import ScoringTable, json_column, now, ts_column
+from services.scoring.common import ScoringTable, json_column, ts_column
 
 
 class CustomerFeatures(ScoringTable, table=True):
@@ -66,7 +67,7 @@ class CustomerFeatures(ScoringTable, table=True):
     last_event_at: datetime | None = ts_column()
     seen_ids: list[str] = json_column(list)  # bounded; de-duplicates re-sent interactions
     erased: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False))
-    updated_at: datetime = Field(default_factory=now, sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
     # The time the silent-customer sweep last scored this customer at, whether or not the score had
     # moved enough to publish; with the current score's as_of it says when the customer is due again.
     swept_at: datetime | None = ts_column()
@@ -97,7 +98,7 @@ class ScoreRecord(ScoringTable, table=True):
     as_of: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))  # event time used as "now"
     # The model features as they stood at as_of: what churn training reads, so it sees no later event.
     snapshot: dict[str, Any] = json_column(dict)
-    computed_at: datetime = Field(default_factory=now, sa_column=Column(UtcDateTime(), nullable=False))
+    computed_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class CurrentScore(ScoringTable, table=True):

@@ -10,9 +10,10 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Column
 from sqlmodel import Field
 
+from servicekit.clock import utc_now
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
-from services.scoring.common import ScoringTable, json_column, now
+from services.scoring.common import ScoringTable, json_column
 
 
 class SavedSegment(ScoringTable, table=True):
@@ -25,7 +26,7 @@ class SavedSegment(ScoringTable, table=True):
     description: str | None = Field(default=None, max_length=2000)
     conditions: list[Any] = json_column(list)
     created_by: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=now, sa_column=Column(UtcDateTime(), nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class SegmentCreate(BaseModel):

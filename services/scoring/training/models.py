@@ -10,9 +10,10 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Boolean, Column, Date, Float, Index, LargeBinary, String, text
 from sqlmodel import Field
 
+from servicekit.clock import utc_now
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
-from services.scoring.common import ScoringTable, json_column, now, ts_column
+from services.scoring.common import ScoringTable, json_column, ts_column
 
 
 class ValueModelVersion(ScoringTable, table=True):
@@ -25,7 +26,7 @@ class ValueModelVersion(ScoringTable, table=True):
     metrics: dict[str, Any] = json_column(dict)
     n_customers: int = 0
     calibration_end: date = Field(sa_column=Column(Date, nullable=False))
-    fitted_at: datetime = Field(default_factory=now, sa_column=Column(UtcDateTime(), nullable=False))
+    fitted_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
     job_id: str | None = Field(default=None, max_length=50)
     active: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False, index=True))
 
@@ -42,7 +43,7 @@ class ChurnModelVersion(ScoringTable, table=True):
     n_samples: int = 0
     n_churned: int = 0
     blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    fitted_at: datetime = Field(default_factory=now, sa_column=Column(UtcDateTime(), nullable=False))
+    fitted_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
     job_id: str | None = Field(default=None, max_length=50)
     active: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False, index=True))
 
@@ -70,7 +71,7 @@ class Job(ScoringTable, table=True):
     request: dict[str, Any] = json_column(dict)
     result: dict[str, Any] = json_column(dict)
     worker: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=now, sa_column=Column(UtcDateTime(), nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
     started_at: datetime | None = ts_column()
     heartbeat_at: datetime | None = ts_column()
     finished_at: datetime | None = ts_column()

@@ -54,7 +54,7 @@ from servicekit.settings import REPO_ROOT
 from servicekit.tables import table_of
 from services.retention.models import Alert, Customer, CustomerScore
 from services.retention.read_model import ChurnFact, CustomerFact, FactEvent
-from services.scoring.value_reports import TIER_HISTORY_FROM_SCORES
+from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-reports", kafka_port=19792, pg_port=55537, port_offset=24700)
 P95_TARGET_S = 1.0

@@ -31,11 +31,12 @@ import numpy as np
 from servicekit.db import Database
 from servicekit.events.contracts.interaction import InteractionRecorded
 from servicekit.events.envelope import CloudEvent, Received
-from services.scoring import churn_model
-from services.scoring import value_model as vm
 from services.scoring.handlers import HANDLERS
-from services.scoring.models import ChurnModelVersion, ValueModelVersion, metadata
-from services.scoring.value import ValueModel, fit_value_model
+from services.scoring.main import metadata
+from services.scoring.training import churn_model
+from services.scoring.training.models import ChurnModelVersion, ValueModelVersion
+from services.scoring.value import value_model as vm
+from services.scoring.value.valuation import ValueModel, fit_value_model
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH = 500

@@ -33,9 +33,8 @@ from bench.infra import Infra
 from servicekit.auth import internal_headers
 from servicekit.service import API, create_app
 from servicekit.settings import REPO_ROOT
-from services.customer.lifecycle import ChurnReason
-from services.customer.main import SPEC
-from services.customer.models import metadata
+from services.customer.main import SPEC, metadata
+from services.customer.status.lifecycle import ChurnReason
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-status", kafka_port=19992, pg_port=55547, port_offset=24900)
 PRINCIPAL = "role=importer&sub=bench"

@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from services.customer.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
+from services.customer.status.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
 from services.interaction.complaints.sla import SLA_RUNNING
 from services.interaction.complaints.workflow import TRANSITIONS
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
 from services.retention.outcomes import Metrics
+from services.scoring.scores.summary import STAGES, TIERS
 from services.scoring.settings import ScoringSettings
-from services.scoring.summary import STAGES, TIERS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC = REPO_ROOT / "docs" / "domain.md"
@@ -201,7 +201,9 @@ def churn_reasons(api: Mapping[str, Any]) -> str:
     codes = _enum(api, "ChurnReason")
     _covered("churn reasons", codes, REASON)
     if codes != [reason.value for reason in ChurnReason]:
-        raise SystemExit("tools/domain_doc.py: the API's churn reasons differ from services.customer.lifecycle's")
+        raise SystemExit(
+            "tools/domain_doc.py: the API's churn reasons differ from services.customer.status.lifecycle's"
+        )
     rows = []
     for code in codes:
         facts = REASON_FACTS[ChurnReason(code)]

@@ -1,2 +1,2 @@
 """Customer master: who the customers are, their owner, status lifecycle, and their consent per contact
-channel with contact preferences (consent.py, docs/consent.md)."""
+channel with contact preferences (consent/, docs/consent.md)."""

@@ -4,8 +4,13 @@ from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
-from services.customer.models import metadata
+from services.customer.common import metadata
+from services.customer.consent import models as _consent  # noqa: F401  (its tables join metadata)
+from services.customer.customers import models as _customers  # noqa: F401
+from services.customer.erasure import models as _erasure  # noqa: F401
+from services.customer.points import models as _points  # noqa: F401
 from services.customer.settings import CustomerSettings
+from services.customer.status import models as _status  # noqa: F401
 
 SPEC = ServiceSpec(
     name="customer",

@@ -4,7 +4,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
-from services.customer.loyalty_points import DEFAULT_TIERS, Tier, check_tiers
+from services.customer.points.loyalty_points import DEFAULT_TIERS, Tier, check_tiers
 
 
 class CustomerSettings(ServiceSettings):

@@ -4,8 +4,11 @@ from pathlib import Path
 
 from servicekit.events.contracts import topics
 from servicekit.service import ServiceSpec
-from services.scoring.models import metadata
+from services.scoring.common import metadata
+from services.scoring.scores import models as _scores  # noqa: F401  (its tables join metadata)
+from services.scoring.segments import models as _segments  # noqa: F401
 from services.scoring.settings import ScoringSettings
+from services.scoring.training import models as _training  # noqa: F401
 
 SPEC = ServiceSpec(
     name="scoring",

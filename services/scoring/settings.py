@@ -5,10 +5,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import SERVICE_PORTS, ServiceSettings
-from services.scoring.clv import ClvSettings
-from services.scoring.measures import ValueCosts
-from services.scoring.rules import RuleWeights
-from services.scoring.sweep import ChangeThresholds
+from services.scoring.scores.rules import RuleWeights
+from services.scoring.scores.sweep import ChangeThresholds
+from services.scoring.value.clv import ClvSettings
+from services.scoring.value.measures import ValueCosts
 
 
 class ScoringSettings(ServiceSettings):

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.scoring import measures
+from services.scoring.value import measures
 from tests.e2e.helpers import eventually
 from tests.unit.scoring.cdnow import cdnow_rows
 
@@ -154,7 +154,7 @@ async def test_cdnow_replayed_through_the_platform_reproduces_the_published_esti
 
 async def _value_reports(gateway: httpx.AsyncClient, segment: str, rows: list[tuple[str, Any, float]]) -> None:
     """The value reports of docs/reports.md (Value) on CDNOW: on the contribution basis (no unit costs set:
-    contribution = revenue) they equal the formulas of services.scoring.measures over the sample's spend;
+    contribution = revenue) they equal the formulas of services.scoring.value.measures over the sample's spend;
     the CLV basis is the refitted model's. The figures are printed for docs/reports.md."""
     spend: dict[str, float] = defaultdict(float)
     for cid, _, amount in rows:

@@ -71,7 +71,7 @@ class CustomerStatusChanged(CustomerEvent):
     event_type = "customer.status_changed"
     previous_status: CustomerStatus | None
     status: CustomerStatus
-    reason: str | None = None  # churn reason code (services.customer.lifecycle.ChurnReason) when churned
+    reason: str | None = None  # churn reason code (services.customer.status.lifecycle.ChurnReason) when churned
     side: str | None = None  # of the churn reason: company | customer | unknown
     voluntary: bool | None = None  # of the churn reason: false for dropped, relocation, closure
     changed_at: datetime

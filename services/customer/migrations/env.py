@@ -1,4 +1,4 @@
 from servicekit.migrations import run_env
-from services.customer.models import metadata
+from services.customer.main import metadata
 
 run_env(metadata)

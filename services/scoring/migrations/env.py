@@ -1,4 +1,4 @@
 from servicekit.migrations import run_env
-from services.scoring.models import metadata
+from services.scoring.main import metadata
 
 run_env(metadata)

@@ -5,8 +5,8 @@ from enum import StrEnum
 import pytest
 
 from cli import schema
-from services.customer import lifecycle
-from services.customer import models as customer_models
+from services.customer.customers import models as customer_models
+from services.customer.status import lifecycle
 from services.interaction.complaints import workflow as complaints
 from services.interaction.interactions import models as interaction_models
 
@@ -29,7 +29,7 @@ def test_enumerations_match_the_services(ours: type[StrEnum], theirs: type[StrEn
 
 
 def test_the_limits_match_the_services():
-    from services.customer import attributes
+    from services.customer.customers import attributes
 
     assert schema.MAX_ATTRIBUTES == attributes.MAX_ATTRIBUTES
     assert schema.MAX_ATTRIBUTE_STRING == attributes.MAX_STRING

@@ -11,10 +11,9 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.service import API, create_app
 from servicekit.tables import OUTBOX
-from services.customer.main import SPEC
-from services.customer.models import metadata
+from services.customer.main import SPEC, metadata
 from services.customer.settings import CustomerSettings
-from tests.unit.databases import sqlite_database
+from tests.unit.databases import Schema
 
 
 @dataclass
@@ -37,9 +36,8 @@ class Api:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    async with sqlite_database(tmp_path / "customer.db", metadata, source="/crm/customer") as db:
-        yield db
+def database_schema() -> Schema:
+    return Schema(metadata, source="/crm/customer")
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from services.customer import attributes as attrs
+from services.customer.customers import attributes as attrs
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 from sqlalchemy import func, select
 
-from services.customer.models import Customer, CustomerAttribute, CustomerTag, StatusChange
+from services.customer.customers.models import Customer, CustomerAttribute, CustomerTag
+from services.customer.status.models import StatusChange
 
 
 async def _count(api, table) -> int:

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from servicekit.migrations import alembic_config
-from services.customer.lifecycle import REASON_FACTS, ChurnReason, ChurnSide
+from services.customer.status.lifecycle import REASON_FACTS, ChurnReason, ChurnSide
 
 ROOT = Path(__file__).resolve().parents[3]
 

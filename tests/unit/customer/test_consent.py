@@ -10,8 +10,8 @@ from servicekit.events.contracts.erp import ErpConsentChanged
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork
-from services.customer.handlers import on_consent_changed
-from services.customer.models import Consent, ConsentChange, ContactProfile
+from services.customer.consent.handlers import on_consent_changed
+from services.customer.consent.models import Consent, ConsentChange, ContactProfile
 
 
 def _at(days_ago: float) -> str:

@@ -4,8 +4,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from services.customer import service
-from services.customer.models import IdempotencyKey, utc_now
+from servicekit.clock import utc_now
+from services.customer.customers import service
+from services.customer.customers.models import IdempotencyKey
 
 PERSON = {
     "name": "Li Wei",

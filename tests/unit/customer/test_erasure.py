@@ -9,8 +9,9 @@ from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork
-from services.customer.handlers import on_erasure_confirmed
-from services.customer.models import CustomerAttribute, CustomerTag, IdempotencyKey, StatusChange
+from services.customer.customers.models import CustomerAttribute, CustomerTag, IdempotencyKey
+from services.customer.erasure.handlers import on_erasure_confirmed
+from services.customer.status.models import StatusChange
 
 PERSONAL = {
     "name": "Mia Muster",

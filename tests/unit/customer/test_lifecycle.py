@@ -3,7 +3,13 @@ from datetime import date
 import pytest
 
 from servicekit.events.contracts.common import CustomerStatus as S
-from services.customer.lifecycle import ChurnReason, InvalidTransition, check_details, check_initial, check_transition
+from services.customer.status.lifecycle import (
+    ChurnReason,
+    InvalidTransition,
+    check_details,
+    check_initial,
+    check_transition,
+)
 
 TODAY = date(2026, 3, 1)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.customer.loyalty_points import (
+from services.customer.points.loyalty_points import (
     DEFAULT_TIERS,
     BeyondBalance,
     EntryKind,

@@ -9,8 +9,8 @@ from servicekit.events.contracts.erp import ErpPointsEarned, ErpPointsRedeemed, 
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork
-from services.customer.handlers import on_points
-from services.customer.models import PointsAccount, PointsEntry
+from services.customer.points.handlers import on_points
+from services.customer.points.models import PointsAccount, PointsEntry
 
 
 def _url(customer: dict) -> str:

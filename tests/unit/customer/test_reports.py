@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from services.customer.models import Customer, StatusChange
+from services.customer.customers.models import Customer
+from services.customer.status.models import StatusChange
 
 PERIOD = "from=2025-01-01&to=2025-04-01"
 

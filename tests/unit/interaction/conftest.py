@@ -16,15 +16,14 @@ from services.interaction.main import SPEC
 from services.interaction.models import metadata
 from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
-from tests.unit.databases import sqlite_database
+from tests.unit.databases import Schema
 
 SLA_HOURS = {"critical": 4.0, "high": 24.0, "medium": 72.0, "low": 168.0}
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    async with sqlite_database(tmp_path / "interaction.db", metadata, source="/crm/interaction") as db:
-        yield db
+def database_schema() -> Schema:
+    return Schema(metadata, source="/crm/interaction")
 
 
 class FakeCustomerService:

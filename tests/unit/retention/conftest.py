@@ -9,7 +9,7 @@ from servicekit.service import API, create_app
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
 from services.retention.models import AlertRule, Playbook, metadata
 from services.retention.settings import RetentionSettings, get_settings
-from tests.unit.databases import sqlite_database
+from tests.unit.databases import Schema
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +37,8 @@ async def seed_defaults(db: Database) -> None:
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    async with sqlite_database(tmp_path / "retention.db", metadata, source="/crm/retention") as db:
-        await seed_defaults(db)
-        yield db
+def database_schema() -> Schema:
+    return Schema(metadata, source="/crm/retention", seed=seed_defaults)
 
 
 @pytest.fixture

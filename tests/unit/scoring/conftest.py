@@ -1,12 +1,11 @@
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from servicekit.db import Database
-from services.scoring.models import metadata
+from services.scoring.main import metadata
 from services.scoring.settings import get_settings
-from tests.unit.databases import sqlite_database
+from tests.unit.databases import Schema
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +19,5 @@ def scoring_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    async with sqlite_database(tmp_path / "scoring.db", metadata, source="/crm/scoring") as db:
-        yield db
+def database_schema() -> Schema:
+    return Schema(metadata, source="/crm/scoring")

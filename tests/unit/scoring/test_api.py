@@ -11,8 +11,7 @@ from servicekit.db import Database
 from servicekit.service import API, create_app
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.handlers import HANDLERS
-from services.scoring.main import SPEC
-from services.scoring.models import metadata
+from services.scoring.main import SPEC, metadata
 from services.scoring.settings import ScoringSettings
 from tests.unit.scoring import events as ev
 

@@ -16,13 +16,15 @@ from threadpoolctl import threadpool_limits
 from servicekit.db import Database
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import unit_of_work
-from services.scoring import churn_model, scorer
-from services.scoring import value_model as vm
-from services.scoring.features import FeatureState, customer_upserted, record_interaction
 from services.scoring.handlers import BEFORE_BATCH, HANDLERS
-from services.scoring.models import ChurnModelVersion, ScoreRecord, ValueModelVersion
-from services.scoring.rules import DEFAULT_WEIGHTS
-from services.scoring.value import ValueModel
+from services.scoring.scores import scorer
+from services.scoring.scores.features import FeatureState, customer_upserted, record_interaction
+from services.scoring.scores.models import ScoreRecord
+from services.scoring.scores.rules import DEFAULT_WEIGHTS
+from services.scoring.training import churn_model
+from services.scoring.training.models import ChurnModelVersion, ValueModelVersion
+from services.scoring.value import value_model as vm
+from services.scoring.value.valuation import ValueModel
 from tests.unit.scoring import events as ev
 
 VALUE_MODEL = ValueModel(
@@ -144,7 +146,7 @@ async def test_events_handled_in_one_batch_write_the_same_scores_and_events_as_s
     """Preloaded batches (as the consumer applies a poll: the write-behind scores each in one call, the features
     rows come from one query, some present from earlier batches, some not) against small batches without preload
     (as the consumer's one-message-at-a-time fallback applies them)."""
-    from services.scoring.models import metadata
+    from services.scoring.main import metadata
 
     results = []
     for size, preloaded in ((batch_size, False), (25, True), (10_000, True)):
@@ -169,7 +171,7 @@ async def test_events_handled_in_one_batch_write_the_same_scores_and_events_as_s
 
 
 async def test_a_preloaded_batch_reads_its_customers_features_in_one_query(tmp_path):
-    from services.scoring.models import metadata
+    from services.scoring.main import metadata
 
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}", source="/crm/scoring")
     async with database.engine.begin() as conn:

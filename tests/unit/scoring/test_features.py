@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.scoring import features as F
-from services.scoring.features import FeatureState
+from services.scoring.scores import features as F
+from services.scoring.scores.features import FeatureState
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from servicekit.inbox import EventConsumer, PoisonEvent
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.handlers import HANDLERS
-from services.scoring.models import CurrentScore, CustomerFeatures, ScoreRecord
+from services.scoring.scores.models import CurrentScore, CustomerFeatures, ScoreRecord
 from services.scoring.settings import ScoringSettings
 from tests.unit.scoring import events as ev
 

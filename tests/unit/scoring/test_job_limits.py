@@ -7,32 +7,33 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.db import Database
-from services.scoring import jobs
-from services.scoring.models import Job
+from services.scoring import background
+from services.scoring.training import service as training
+from services.scoring.training.models import Job
 from tests.unit.scoring.test_jobs import queue
 
 
 async def test_a_second_job_of_a_kind_waits_while_one_runs_but_another_kind_starts(database: Database) -> None:
-    first = await queue(database, jobs.CHURN_TRAIN, {})
-    second = await queue(database, jobs.CHURN_TRAIN, {})
-    refit = await queue(database, jobs.VALUE_REFIT, {})
+    first = await queue(database, training.CHURN_TRAIN, {})
+    second = await queue(database, training.CHURN_TRAIN, {})
+    refit = await queue(database, training.VALUE_REFIT, {})
 
-    claimed = await jobs.claim_next(database)
+    claimed = await background.claim_next(database)
     assert claimed is not None and claimed.id == first
-    other = await jobs.claim_next(database)
+    other = await background.claim_next(database)
     assert other is not None and other.id == refit  # the waiting churn job is skipped, not claimed
-    assert await jobs.claim_next(database) is None
+    assert await background.claim_next(database) is None
     async with database.sessions() as session:
-        assert (await session.get(Job, second)).status == jobs.QUEUED  # type: ignore[union-attr]
+        assert (await session.get(Job, second)).status == training.QUEUED  # type: ignore[union-attr]
 
 
 async def test_the_database_refuses_a_second_running_job_of_a_kind_whatever_the_race(database: Database) -> None:
-    await queue(database, jobs.CHURN_TRAIN, {})
-    racing = await queue(database, jobs.CHURN_TRAIN, {})
-    assert await jobs.claim_next(database) is not None
+    await queue(database, training.CHURN_TRAIN, {})
+    racing = await queue(database, training.CHURN_TRAIN, {})
+    assert await background.claim_next(database) is not None
     # A worker that looked before the first claim committed still tries to start its candidate.
     with pytest.raises(IntegrityError):
         async with database.transaction() as session:
             await session.execute(
-                update(Job).where(Job.id == racing).values(status=jobs.RUNNING, started_at=datetime.now(UTC))
+                update(Job).where(Job.id == racing).values(status=training.RUNNING, started_at=datetime.now(UTC))
             )

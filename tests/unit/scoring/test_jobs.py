@@ -9,11 +9,14 @@ from sqlalchemy import insert, select
 
 from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring import jobs
-from services.scoring.churn_model import FeatureSpec
+from services.scoring import background
 from services.scoring.handlers import HANDLERS
-from services.scoring.models import ChurnModelVersion, CurrentScore, Job, Purchase, ValueModelVersion
+from services.scoring.scores.models import CurrentScore, Purchase
 from services.scoring.settings import ScoringSettings
+from services.scoring.training import jobs as training_jobs
+from services.scoring.training import service as training
+from services.scoring.training.churn_model import FeatureSpec
+from services.scoring.training.models import ChurnModelVersion, Job, ValueModelVersion
 from tests.unit.scoring import events as ev
 from tests.unit.scoring.cdnow import cdnow_rows
 
@@ -25,9 +28,9 @@ async def handle(database: Database, *events: Any) -> None:
 
 
 async def run_queued(database: Database, settings: ScoringSettings) -> Job:
-    job = await jobs.claim_next(database)
+    job = await background.claim_next(database)
     assert job is not None
-    await jobs.run_job(database, settings, job)
+    await background.run_job(database, settings, job)
     async with database.sessions() as session:
         done = await session.get(Job, job.id)
     assert done is not None
@@ -36,7 +39,7 @@ async def run_queued(database: Database, settings: ScoringSettings) -> Job:
 
 async def queue(database: Database, kind: str, request: dict[str, Any]) -> str:
     async with database.transaction() as session:
-        job = await jobs.enqueue_job(session=session, kind=kind, request=request)
+        job = await training.enqueue_job(session=session, kind=kind, request=request)
     return job.id
 
 
@@ -47,7 +50,7 @@ async def test_value_refit_over_the_cdnow_purchases_reproduces_the_published_est
     ]
     async with database.transaction() as session:
         await session.execute(insert(Purchase), rows)
-    await queue(database, jobs.VALUE_REFIT, {"calibration_end": "1997-09-30", "rescore": False})
+    await queue(database, training.VALUE_REFIT, {"calibration_end": "1997-09-30", "rescore": False})
 
     job = await run_queued(database, ScoringSettings())
 
@@ -74,7 +77,7 @@ async def test_a_refit_rescores_every_customer_with_value_tier_and_clv(database)
     await handle(database, *batch)
     async with database.sessions() as session:
         assert (await session.execute(select(Purchase.interaction_id))).scalars().all().__len__() == len(batch)
-    await queue(database, jobs.VALUE_REFIT, {"rescore": True})
+    await queue(database, training.VALUE_REFIT, {"rescore": True})
 
     job = await run_queued(database, ScoringSettings())
 
@@ -90,16 +93,16 @@ async def test_a_refit_rescores_every_customer_with_value_tier_and_clv(database)
 
 
 async def test_a_running_job_without_heartbeat_is_marked_failed(database):
-    job_id = await queue(database, jobs.VALUE_REFIT, {})
-    claimed = await jobs.claim_next(database)
+    job_id = await queue(database, training.VALUE_REFIT, {})
+    claimed = await background.claim_next(database)
     assert claimed is not None and claimed.id == job_id
-    assert await jobs.claim_next(database) is None  # claimed once only
+    assert await background.claim_next(database) is None  # claimed once only
     async with database.transaction() as session:
         row = await session.get(Job, job_id)
         assert row is not None
         row.heartbeat_at = datetime.now(UTC) - timedelta(minutes=10)
 
-    assert await jobs.fail_stale(database, ScoringSettings()) == 1
+    assert await background.fail_stale(database, ScoringSettings()) == 1
 
     async with database.sessions() as session:
         row = await session.get(Job, job_id)
@@ -107,7 +110,7 @@ async def test_a_running_job_without_heartbeat_is_marked_failed(database):
 
 
 async def test_a_refit_without_purchases_fails_with_a_message(database):
-    await queue(database, jobs.VALUE_REFIT, {})
+    await queue(database, training.VALUE_REFIT, {})
     job = await run_queued(database, ScoringSettings())
     assert (job.status, job.message) == ("failed", "no purchases to fit")
 
@@ -151,7 +154,7 @@ def status_changed(customer_id: str, status: str, *, days: float) -> Any:
 
 async def training_matrix(database: Database, cutoff: datetime) -> tuple[list[str], np.ndarray, list[int]]:
     async with database.sessions() as session:
-        ids, snapshots, labels = await jobs.training_data(session=session, cutoff=cutoff)
+        ids, snapshots, labels = await training_jobs.training_data(session=session, cutoff=cutoff)
     return ids, FeatureSpec.infer(snapshots).matrix(snapshots), labels
 
 
@@ -196,7 +199,7 @@ async def test_customers_imported_already_churned_are_labelled_at_their_churn_da
     await handle(database, ev.customer_created("stays"), ev.received(late, "/crm/customer"))
 
     async with database.sessions() as session:
-        ids, snapshots, labels = await jobs.training_data(session=session, cutoff=ev.T0 + timedelta(days=90))
+        ids, snapshots, labels = await training_jobs.training_data(session=session, cutoff=ev.T0 + timedelta(days=90))
 
     assert dict(zip(ids, labels, strict=True)) == {"imp": 1, "late": 1, "stays": 0}
     by_id = dict(zip(ids, snapshots, strict=True))
@@ -208,7 +211,7 @@ async def test_customers_imported_already_churned_are_labelled_at_their_churn_da
 async def test_a_trained_churn_model_is_activated_reports_metrics_and_explains_scores(database):
     before, after = churn_population(120)
     await handle(database, *before, *after)
-    await queue(database, jobs.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
+    await queue(database, training.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
 
     job = await run_queued(database, ScoringSettings())
 
@@ -263,7 +266,7 @@ def attribute_population(n: int = 120, seed: int = 5) -> list[Any]:
 
 async def test_customers_with_attributes_and_no_interactions_train_a_model_that_says_what_it_used(database):
     await handle(database, *attribute_population(), ev.customer_created("prospect-1", status="prospect"))
-    await queue(database, jobs.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
+    await queue(database, training.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
 
     job = await run_queued(database, ScoringSettings())
 
@@ -285,14 +288,14 @@ async def test_customers_with_attributes_and_no_interactions_train_a_model_that_
 
 async def test_a_training_job_without_enough_labels_says_who_was_left_out(database):
     await handle(database, ev.customer_created("a"), ev.customer_created("p", status="prospect"))
-    await queue(database, jobs.CHURN_TRAIN, {})
+    await queue(database, training.CHURN_TRAIN, {})
     job = await run_queued(database, ScoringSettings())
     assert job.status == "failed"
     assert "need at least 4 churned" in job.message and "status is not a label" in job.message
 
 
 async def test_replaying_the_same_history_in_another_order_gives_the_same_scores(tmp_path):
-    from services.scoring.models import metadata
+    from services.scoring.main import metadata
     from tests.unit.databases import sqlite_database
 
     before, after = churn_population(30, seed=11)

@@ -1,8 +1,8 @@
-"""services.scoring.labels: who is a training example, from what, and who is left out and why."""
+"""services.scoring.training.labels: who is a training example, from what, and who is left out and why."""
 
 from datetime import UTC, datetime, timedelta
 
-from services.scoring import labels
+from services.scoring.training import labels
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

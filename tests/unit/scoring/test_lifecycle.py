@@ -1,9 +1,9 @@
-"""The lifecycle-stage rule (services.scoring.value.lifecycle_stage)."""
+"""The lifecycle-stage rule (services.scoring.value.valuation.lifecycle_stage)."""
 
 from datetime import UTC, datetime, timedelta
 
-from services.scoring import features
-from services.scoring.value import DECLINE, EXPLORATION, FORMATION, STABILITY, lifecycle_stage
+from services.scoring.scores import features
+from services.scoring.value.valuation import DECLINE, EXPLORATION, FORMATION, STABILITY, lifecycle_stage
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 

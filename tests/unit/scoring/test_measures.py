@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.scoring import measures as m
-from services.scoring.measures import ValueCosts, ValueCounters
+from services.scoring.value import measures as m
+from services.scoring.value.measures import ValueCosts, ValueCounters
 
 COSTS = ValueCosts(per_contact=2.0, per_complaint=10.0, per_return=5.0, margin=0.5, referral_value=20.0)
 

@@ -10,12 +10,12 @@ from sqlalchemy import select
 
 from servicekit.db import Database
 from servicekit.service import API, create_app
-from services.scoring import jobs
-from services.scoring.main import SPEC
-from services.scoring.models import Job, ValueModelVersion, metadata
+from services.scoring.main import SPEC, metadata
 from services.scoring.settings import ScoringSettings
-from services.scoring.value import ValueModel
-from services.scoring.value_model import BgNbdParams, ClvSettings, GammaGammaParams
+from services.scoring.training import service as training
+from services.scoring.training.models import Job, ValueModelVersion
+from services.scoring.value.valuation import ValueModel
+from services.scoring.value.value_model import BgNbdParams, ClvSettings, GammaGammaParams
 from tests.unit.scoring import events as ev
 from tests.unit.scoring.test_jobs import handle
 
@@ -79,7 +79,7 @@ async def test_activating_an_older_version_rolls_back_and_queues_a_rescore(app_d
         active = (await session.execute(select(ValueModelVersion.id).where(ValueModelVersion.active))).scalars().all()
         queued = (await session.execute(select(Job.kind, Job.request))).all()
     assert active == ["value-1"]
-    assert queued == [(jobs.RESCORE, {"model_id": "value-1"})]
+    assert queued == [(training.RESCORE, {"model_id": "value-1"})]
 
 
 async def test_customer_scores_carry_value_and_stage_and_the_ranked_list_filters_and_sorts_by_value_at_risk(app_db):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.scoring.churn_model import _scores, roc_points
+from services.scoring.training.churn_model import _scores, roc_points
 
 
 def test_a_perfect_ranking_runs_from_the_origin_up_to_the_top_left_and_on_to_one_one():

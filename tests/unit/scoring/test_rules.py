@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.scoring import features as F
-from services.scoring import rules
-from services.scoring.features import FeatureState
-from services.scoring.rules import DEFAULT_WEIGHTS, RuleWeights, churn_risk, health
+from services.scoring.scores import features as F
+from services.scoring.scores import rules
+from services.scoring.scores.features import FeatureState
+from services.scoring.scores.rules import DEFAULT_WEIGHTS, RuleWeights, churn_risk, health
 from services.scoring.settings import ScoringSettings
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.scoring.segment_filter import Condition, FilterError, holds, needs_rfm, parse
+from services.scoring.segments.segment_filter import Condition, FilterError, holds, needs_rfm, parse
 
 
 def test_a_valid_filter_parses_into_conditions():

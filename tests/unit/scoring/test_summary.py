@@ -1,6 +1,6 @@
 """The pyramid, funnel and risk distribution: the pure assembly and the aggregate route."""
 
-from services.scoring import summary
+from services.scoring.scores import summary
 from tests.unit.scoring import events as ev
 from tests.unit.scoring.test_api import app_db, handle  # noqa: F401  (the fixture)
 
@@ -62,7 +62,7 @@ async def test_the_summary_route_counts_every_scored_customer_once(app_db):  # n
 
 
 def test_the_cells_of_one_grouped_scan_fold_into_the_pyramid_funnel_and_risk_rows():
-    from services.scoring.summary import fold_cells
+    from services.scoring.scores.summary import fold_cells
 
     cells = [
         ("gold", "formation", 2, 3, 300.0),

@@ -12,11 +12,13 @@ from servicekit.db import Database
 from servicekit.events.contracts.scoring import ScoreValues
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring import jobs, service
+from services.scoring import background
 from services.scoring.handlers import HANDLERS
-from services.scoring.models import CurrentScore, CustomerFeatures, ScoreRecord, ValueModelVersion
+from services.scoring.scores import service
+from services.scoring.scores.models import CurrentScore, CustomerFeatures, ScoreRecord
+from services.scoring.scores.sweep import ChangeThresholds, meaningful_change, sweep_as_of
 from services.scoring.settings import ScoringSettings
-from services.scoring.sweep import ChangeThresholds, meaningful_change, sweep_as_of
+from services.scoring.training.models import ValueModelVersion
 from tests.unit.scoring import events as ev
 from tests.unit.scoring.test_batch_scoring import VALUE_MODEL
 
@@ -133,7 +135,7 @@ async def test_a_silent_customer_gets_riskier_and_less_likely_alive_and_is_publi
     n_published = len(await published(database))
     settings = ScoringSettings()
 
-    result = await jobs.sweep_once(database, settings)
+    result = await background.sweep_once(database, settings)
 
     clock = ev.T0 + 90 * DAY  # the latest event held: busy's last purchase
     assert (result["clock"], result["scored"], result["published"]) == (clock.isoformat(), 1, 1)
@@ -154,7 +156,7 @@ async def test_a_silent_customer_gets_riskier_and_less_likely_alive_and_is_publi
     assert current is not None and current.score_id == swept.id
 
     # The same clock again: nobody is due, nothing is written or published.
-    again = await jobs.sweep_once(database, settings)
+    again = await background.sweep_once(database, settings)
     assert (again["scored"], again["published"]) == (0, 0)
     assert len(await history(database, "quiet")) == len(after)
     assert len(await published(database)) == n_published + 1
@@ -172,7 +174,7 @@ async def test_a_move_below_the_thresholds_is_not_published_but_the_customer_is_
     n_published = len(await published(database))
     settings = ScoringSettings(sweep_min_change=ChangeThresholds(churn_risk=1.0, health=100.0, p_alive=1.0))
 
-    result = await jobs.sweep_once(database, settings)
+    result = await background.sweep_once(database, settings)
 
     assert (result["scored"], result["published"]) == (1, 0)
     assert len(await history(database, "quiet")) == len(before)
@@ -180,10 +182,10 @@ async def test_a_move_below_the_thresholds_is_not_published_but_the_customer_is_
     async with database.sessions() as session:
         row = await session.get(CustomerFeatures, "quiet")
     assert row is not None and row.swept_at == ev.T0 + 50 * DAY
-    assert (await jobs.sweep_once(database, settings))["scored"] == 0
+    assert (await background.sweep_once(database, settings))["scored"] == 0
 
     # Once the clock has moved on by the minimum age, the customer is looked at again.
-    later = await jobs.sweep_once(database, settings, clock=ev.T0 + 51 * DAY)
+    later = await background.sweep_once(database, settings, clock=ev.T0 + 51 * DAY)
     assert later["scored"] == 2  # quiet, and busy (its score is now a day old too)
 
 
@@ -191,7 +193,7 @@ async def test_a_sweep_works_through_every_customer_in_batches(database):
     customers = [ev.purchase(f"c{i:02d}", id=f"p{i}", days=0) for i in range(7)]
     await handle(database, *customers, ev.purchase("clock", id="late", days=60))
 
-    result = await jobs.sweep_once(database, ScoringSettings(sweep_batch=3))
+    result = await background.sweep_once(database, ScoringSettings(sweep_batch=3))
 
     assert (result["scored"], result["published"]) == (7, 7)
     assert [len(await history(database, f"c{i:02d}")) for i in range(7)] == [2] * 7
@@ -199,4 +201,4 @@ async def test_a_sweep_works_through_every_customer_in_batches(database):
 
 async def test_the_sweep_loop_is_off_when_its_interval_is_zero(database):
     app = SimpleNamespace(state=SimpleNamespace(settings=ScoringSettings(sweep_interval_s=0), database=database))
-    await jobs.sweep_silent_customers(app)  # type: ignore[arg-type]  # returns instead of looping
+    await background.sweep_silent_customers(app)  # type: ignore[arg-type]  # returns instead of looping

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime
 
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring import features
-from services.scoring.features import FeatureState
+from services.scoring.scores import features
+from services.scoring.scores.features import FeatureState
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -59,7 +59,7 @@ async def _handle(database, *events) -> None:
 async def test_handlers_keep_the_counters_and_write_a_tier_change_only_when_the_tier_moves(database):
     from sqlalchemy import func, select
 
-    from services.scoring.models import CustomerFeatures, ScoreRecord, TierChange
+    from services.scoring.scores.models import CustomerFeatures, ScoreRecord, TierChange
     from tests.unit.scoring import events as ev
 
     await _handle(database, ev.customer_created(), ev.purchase(id="p1", days=-3), ev.interaction(id="i1", days=-2))

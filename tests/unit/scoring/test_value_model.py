@@ -5,7 +5,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from services.scoring import value_model as vm
+from services.scoring.value import value_model as vm
 from tests.unit.scoring.cdnow import CALIBRATION_END, HOLDOUT_END, cdnow_history, cdnow_rows
 
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee (2005)

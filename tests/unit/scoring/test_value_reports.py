@@ -30,11 +30,11 @@ from sqlalchemy import text
 
 from servicekit.db import Database
 from servicekit.service import API, create_app
-from services.scoring.main import SPEC
-from services.scoring.models import CurrentScore, ScoreRecord, metadata
-from services.scoring.service import new_features_row
+from services.scoring.main import SPEC, metadata
+from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
+from services.scoring.scores.models import CurrentScore, ScoreRecord
+from services.scoring.scores.service import new_features_row
 from services.scoring.settings import ScoringSettings
-from services.scoring.value_reports import TIER_HISTORY_FROM_SCORES
 
 
 def _at(day: str) -> datetime:
@@ -393,7 +393,7 @@ async def test_rfm_quintiles_in_sql_equal_the_formula_on_many_tied_customers(tmp
     import random
     from collections import Counter
 
-    from services.scoring import measures
+    from services.scoring.value import measures
 
     settings = ScoringSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'rfm.db'}")
     app = create_app(SPEC, settings, roles=(API,))

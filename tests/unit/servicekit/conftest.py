@@ -1,12 +1,8 @@
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table
 
-from servicekit.db import Database
 from servicekit.tables import add_plumbing_tables
-from tests.unit.databases import sqlite_database
+from tests.unit.databases import Schema
 
 metadata = MetaData()
 add_plumbing_tables(metadata)
@@ -20,6 +16,5 @@ EFFECTS = Table(
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    async with sqlite_database(tmp_path / "test.db", metadata, source="/crm/test") as db:
-        yield db
+def database_schema() -> Schema:
+    return Schema(metadata, source="/crm/test")

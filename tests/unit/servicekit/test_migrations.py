@@ -14,9 +14,9 @@ from servicekit.migrations import alembic_config, upgrade, version_table
 ROOT = Path(__file__).resolve().parents[3]
 # (name, migrations folder, module holding the metadata its env.py migrates)
 SERVICES = [
-    ("customer", ROOT / "services/customer/migrations", "services.customer.models"),
+    ("customer", ROOT / "services/customer/migrations", "services.customer.main"),
     ("interaction", ROOT / "services/interaction/migrations", "services.interaction.models"),
-    ("scoring", ROOT / "services/scoring/migrations", "services.scoring.models"),
+    ("scoring", ROOT / "services/scoring/migrations", "services.scoring.main"),
     ("retention", ROOT / "services/retention/migrations", "services.retention.models"),
     ("gateway", ROOT / "gateway/migrations", "gateway.keys"),
 ]

@@ -15,7 +15,7 @@ down_revision: str | None = "3b8e5d1c9f27"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Renamed codes (services.customer.lifecycle.LEGACY_REASONS); the API still accepts the old one.
+# Renamed codes (services.customer.status.lifecycle.LEGACY_REASONS); the API still accepts the old one.
 RENAMED = {"service_quality": "poor_service"}
 
 

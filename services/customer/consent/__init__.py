@@ -1,0 +1,1 @@
+"""Consent per channel and contact preferences (docs/consent.md)."""

@@ -1,0 +1,1 @@
+"""Customers: create, read, list, change and bulk-import them; contacts, tags and attributes."""

@@ -1,0 +1,1 @@
+"""GDPR erasure of a customer's personal data and the services' receipts."""

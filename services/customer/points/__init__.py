@@ -1,0 +1,1 @@
+"""The loyalty points ledger and member tiers (docs/loyalty-points.md)."""

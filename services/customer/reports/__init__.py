@@ -1,0 +1,1 @@
+"""Customer reports: the churn situation, churn reasons, win-back and cohorts (docs/reports.md)."""

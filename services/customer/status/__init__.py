@@ -1,0 +1,1 @@
+"""The customer lifecycle: status changes, one by one or in bulk, and the status history."""

@@ -1,0 +1,487 @@
+"""The trainable churn model: feature snapshots, training with cross-validation, prediction with factors.
+
+Pure apart from CPU: no database, no clock. The service assembles the labelled snapshots (each one as
+it stood BEFORE the customer's churn date, so nothing after churn leaks into training) and stores the
+fitted model as joblib bytes.
+
+Model: a scikit-learn Pipeline (ColumnTransformer: numeric = median impute + scale, categorical =
+most-frequent impute + one-hot ignoring unknown values) followed by a logistic regression (default) or
+histogram gradient boosting, wrapped in CalibratedClassifierCV (sigmoid) so the risk is a calibrated
+probability. Each training run reports, on the same stratified folds, ROC AUC, Brier score and a
+calibration table for the model and for a plain logistic-regression baseline.
+
+Factors: for each feature, the change in log-odds when the customer's value is replaced by the
+training population's typical value (median / most frequent), signed so positive raises the risk.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
+
+from servicekit.events.contracts.scoring import Factor
+from services.scoring.scores.features import FeatureState, complaints_between, days_between, spend_between
+
+ALGORITHMS = ("logistic", "gbm")
+
+# One OpenMP thread per process: on a busy small machine the gradient-boosting model's spinning OpenMP
+# threads made fitting and prediction many times slower, and the consumer predicts small batches, where threads
+# do not pay off. Scale out with consumer processes instead.
+threadpool_limits(limits=1, user_api="openmp")
+ATTRIBUTE_PREFIX = "attr."
+TOP_FACTORS = 5
+
+# Event features: name -> how a retention manager reads the customer's value.
+NUMERIC_LABELS: dict[str, str] = {
+    "days_since_last_purchase": "No purchase for {v:.0f} days",
+    "days_since_last_contact": "Last contact {v:.0f} days ago",
+    "tenure_days": "Customer for {v:.0f} days",
+    "purchases": "{v:.0f} purchases in total",
+    "total_spend": "Total spend {v:,.0f}",
+    "spend_last_90d": "Spend {v:,.0f} in the last 90 days",
+    "spend_prev_90d": "Spend {v:,.0f} in the 90 days before",
+    "avg_days_between_purchases": "Buys every {v:.0f} days on average",
+    "returns": "{v:.0f} returns",
+    "complaints_30d": "{v:.0f} complaints in the last 30 days",
+    "complaints_90d": "{v:.0f} complaints in the last 90 days",
+    "open_complaints": "{v:.0f} complaints still open",
+    "overdue_complaints": "{v:.0f} complaints past the response deadline",
+    "last_nps": "Last NPS {v:.0f}",
+    "avg_nps": "Average NPS {v:.1f}",
+    "last_csat": "Last CSAT {v:.0f} of 5",
+    "avg_csat": "Average CSAT {v:.1f} of 5",
+    "sentiment": "Tone of recent contacts {v:+.2f}",
+}
+EVENT_FEATURES = tuple(NUMERIC_LABELS)
+
+
+def snapshot(state: FeatureState, as_of: datetime) -> dict[str, Any]:
+    """The model's inputs as they stand at `as_of`: event features plus the customer's own attributes
+    (segment and every attribute, prefixed "attr."). Status is left out: it is the label."""
+    first = state.first_purchase_at or state.first_seen_at
+    out: dict[str, Any] = {
+        "days_since_last_purchase": days_between(state.last_purchase_at, as_of),
+        "days_since_last_contact": days_between(state.last_contact_at, as_of),
+        "tenure_days": days_between(first, as_of),
+        "purchases": state.purchases,
+        "total_spend": state.total_spend,
+        "spend_last_90d": spend_between(state, as_of, 90),
+        "spend_prev_90d": spend_between(state, as_of, 180, 90),
+        "avg_days_between_purchases": state.avg_purchase_gap_days,
+        "returns": state.returns,
+        "complaints_30d": len(complaints_between(state, as_of, 30)),
+        "complaints_90d": len(complaints_between(state, as_of, 90)),
+        "open_complaints": state.open_complaints,
+        "overdue_complaints": state.overdue_complaints,
+        "last_nps": state.last_nps,
+        "avg_nps": state.avg_nps,
+        "last_csat": state.last_csat,
+        "avg_csat": state.avg_csat,
+        "sentiment": state.sentiment_ewma,
+        f"{ATTRIBUTE_PREFIX}segment": state.segment,
+    }
+    for key, value in sorted(state.attributes.items()):
+        if isinstance(value, str | int | float | bool) or value is None:
+            out[f"{ATTRIBUTE_PREFIX}{key}"] = value
+    return out
+
+
+PROFILE_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # any time: a profile has no event whose age would matter
+
+
+def profile_snapshot(segment: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The inputs of a customer known only by its profile (no interactions yet): what `snapshot` gives
+    for such a customer's state, whatever the time."""
+    blank = FeatureState(customer_id="", segment=segment, attributes=dict(attributes))
+    return snapshot(blank, PROFILE_TIME)
+
+
+# ---- design matrix --------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @classmethod
+    def infer(cls, snapshots: list[dict[str, Any]]) -> FeatureSpec:
+        """Event features are numeric; an attribute is numeric if every value it takes is a number."""
+        attributes: dict[str, bool] = {}
+        for snap in snapshots:
+            for key, value in snap.items():
+                if key.startswith(ATTRIBUTE_PREFIX) and value is not None:
+                    attributes[key] = attributes.get(key, True) and _is_number(value)
+                elif key.startswith(ATTRIBUTE_PREFIX):
+                    attributes.setdefault(key, True)
+        numeric = EVENT_FEATURES + tuple(sorted(k for k, num in attributes.items() if num))
+        categorical = tuple(sorted(k for k, num in attributes.items() if not num))
+        return cls(numeric, categorical)
+
+    def arrays(self, snapshots: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(numeric float matrix, categorical object matrix) in column order; missing or non-conforming
+        values become NaN / None."""
+        numeric = np.array(
+            [[_as_number(snap.get(name)) for name in self.numeric] for snap in snapshots], dtype=float
+        ).reshape(len(snapshots), len(self.numeric))
+        categorical = np.empty((len(snapshots), len(self.categorical)), dtype=object)
+        for i, snap in enumerate(snapshots):
+            categorical[i, :] = [_as_category(snap.get(name)) for name in self.categorical]
+        return numeric, categorical
+
+    def combine(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """The object matrix the scikit-learn pipeline takes, from the two blocks."""
+        out = np.empty((len(numeric), len(self.columns)), dtype=object)
+        out[:, : len(self.numeric)] = numeric
+        out[:, len(self.numeric) :] = categorical
+        return out
+
+    def matrix(self, snapshots: list[dict[str, Any]]) -> np.ndarray:
+        """Object matrix in `columns` order; missing and non-conforming values become NaN / None."""
+        return self.combine(*self.arrays(snapshots))
+
+
+def _as_number(value: Any) -> float:
+    return float(value) if _is_number(value) else np.nan
+
+
+def _as_category(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _pipeline(spec: FeatureSpec, classifier: Any) -> Pipeline:
+    n_num = len(spec.numeric)
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="(missing)")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore")),
+        ]
+    )
+    transformers: list[tuple[str, Any, list[int]]] = [("num", numeric, list(range(n_num)))]
+    if spec.categorical:
+        transformers.append(("cat", categorical, list(range(n_num, len(spec.columns)))))
+    # keep_empty_features: a feature missing for everyone still holds its column (stable width).
+    numeric.steps[0][1].set_params(keep_empty_features=True)
+    return Pipeline([("prep", ColumnTransformer(transformers)), ("clf", classifier)])
+
+
+def _classifier(algorithm: str, seed: int) -> Any:
+    if algorithm == "logistic":
+        return LogisticRegression(C=1.0, max_iter=2000)
+    if algorithm == "gbm":
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=seed)
+    raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
+
+
+def _model(spec: FeatureSpec, algorithm: str, seed: int, calibration_folds: int) -> Any:
+    return CalibratedClassifierCV(_pipeline(spec, _classifier(algorithm, seed)), method="sigmoid", cv=calibration_folds)
+
+
+def _baseline(spec: FeatureSpec) -> Any:
+    return _pipeline(spec, LogisticRegression(max_iter=2000))
+
+
+# ---- training -------------------------------------------------------------------------------------
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict[str, float]]:
+    """Predicted against observed churn rate in bins of equal size (by predicted risk)."""
+    order = np.argsort(p, kind="stable")
+    out = []
+    for chunk in np.array_split(order, min(bins, len(order))):
+        if len(chunk):
+            out.append(
+                {
+                    "from": round(float(p[chunk].min()), 4),
+                    "to": round(float(p[chunk].max()), 4),
+                    "n": len(chunk),
+                    "predicted": round(float(p[chunk].mean()), 4),
+                    "observed": round(float(y[chunk].mean()), 4),
+                }
+            )
+    return out
+
+
+def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = 50) -> list[dict[str, float]]:
+    """The ROC curve (false against true positive rate), thinned to at most ``max_points`` points that keep
+    both ends, so the model's metrics stay small whatever the number of customers."""
+    fpr, tpr, _ = roc_curve(y, p, drop_intermediate=True)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    return [{"fpr": round(float(fpr[i]), 4), "tpr": round(float(tpr[i]), 4)} for i in keep]
+
+
+def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    return {
+        "roc_auc": round(float(roc_auc_score(y, p)), 4),
+        "brier": round(float(brier_score_loss(y, p)), 4),
+        "calibration": calibration_table(y, p),
+        "roc": roc_points(y, p),
+    }
+
+
+@dataclass
+class TrainedChurnModel:
+    algorithm: str
+    spec: FeatureSpec
+    model: Any
+    reference: dict[str, Any]  # the typical value of each feature (the factors' baseline)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    # ---- storage
+
+    def dumps(self) -> bytes:
+        buffer = io.BytesIO()
+        joblib.dump(self, buffer, compress=3)
+        return buffer.getvalue()
+
+    @staticmethod
+    def loads(blob: bytes) -> TrainedChurnModel:
+        return joblib.load(io.BytesIO(blob))
+
+    # ---- scoring
+
+    def predict(self, snapshots: list[dict[str, Any]]) -> np.ndarray:
+        return self._predict(*self.spec.arrays(snapshots))
+
+    def _predict(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        if self.algorithm == "logistic":
+            # The same arithmetic as the sklearn pipeline, without its per-call overhead (which dominates
+            # the small batches a consumer predicts).
+            return _linear(self).predict(numeric, categorical)
+        return self.model.predict_proba(self.spec.combine(numeric, categorical))[:, 1]
+
+    def _variants(self, snapshots: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Each snapshot's row followed by one row per column with that column set to its reference value
+        (the factors' counterfactuals), built by copying arrays rather than one dict per variant."""
+        numeric, categorical = self.spec.arrays(snapshots)
+        n_num, n_cat = len(self.spec.numeric), len(self.spec.categorical)
+        width = 1 + n_num + n_cat
+        numeric = np.repeat(numeric, width, axis=0)
+        categorical = np.repeat(categorical, width, axis=0)
+        start = np.arange(len(snapshots))[:, None] * width + 1
+        if n_num:
+            cols = np.arange(n_num)[None, :]
+            ref = np.array([_as_number(self.reference.get(name)) for name in self.spec.numeric])
+            numeric[start + cols, cols] = ref[None, :]
+        if n_cat:
+            cols = np.arange(n_cat)[None, :]
+            ref_cat = np.empty(n_cat, dtype=object)
+            ref_cat[:] = [_as_category(self.reference.get(name)) for name in self.spec.categorical]
+            categorical[start + n_num + cols, cols] = ref_cat[None, :]
+        return numeric, categorical
+
+    def risk_and_factors_batch(self, snapshots: list[dict[str, Any]]) -> list[tuple[float, list[Factor]]]:
+        """Risk for each customer and the features that move it most, against the typical customer.
+
+        One predict call scores every customer of the batch and every one-feature-replaced variant
+        together; each row's arithmetic does not depend on the others, so a batch gives exactly what
+        scoring the customers one by one gives.
+        """
+        if not snapshots:
+            return []
+        columns = self.spec.columns
+        p = np.clip(self._predict(*self._variants(snapshots)), 1e-6, 1 - 1e-6)
+        logit = np.log(p / (1 - p)).reshape(len(snapshots), 1 + len(columns))
+        contributions = logit[:, :1] - logit[:, 1:]
+        out = []
+        for i, snap in enumerate(snapshots):
+            row = contributions[i]
+            ranked = sorted(
+                ((round(float(row[j]), 3), columns[j]) for j in np.flatnonzero(np.abs(row) >= 1e-3)),
+                key=lambda item: (-abs(item[0]), item[1]),
+            )[:TOP_FACTORS]
+            # Labels and Factor objects only for the few that are shown.
+            factors = [Factor(code=name, label=label(name, snap.get(name)), contribution=c) for c, name in ranked]
+            out.append((float(p[i * (1 + len(columns))]), factors))
+        return out
+
+    def risk_and_factors(self, snap: dict[str, Any]) -> tuple[float, list[Factor]]:
+        """Risk for one customer and its top factors (a batch of one)."""
+        return self.risk_and_factors_batch([snap])[0]
+
+
+def label(name: str, value: Any) -> str:
+    """A feature value in a retention manager's words: "contract: month-to-month", "2 complaints ..."."""
+    if name.startswith(ATTRIBUTE_PREFIX):
+        attribute = name[len(ATTRIBUTE_PREFIX) :]
+        return f"{attribute}: {'not recorded' if value is None else value}"
+    template = NUMERIC_LABELS.get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{name.replace('_', ' ')}: not recorded"
+    return template.format(v=float(value)) if template else f"{name}: {value}"
+
+
+def _reference(spec: FeatureSpec, snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    ref: dict[str, Any] = {}
+    for name in spec.numeric:
+        values = [float(s[name]) for s in snapshots if _is_number(s.get(name))]
+        ref[name] = float(np.median(values)) if values else None
+    for name in spec.categorical:
+        values = [str(s[name]) for s in snapshots if s.get(name) is not None]
+        ref[name] = max(sorted(set(values)), key=values.count) if values else None
+    return ref
+
+
+def train(
+    snapshots: list[dict[str, Any]],
+    labels: list[int],
+    *,
+    algorithm: str = "logistic",
+    folds: int = 5,
+    seed: int = 0,
+) -> TrainedChurnModel:
+    """Cross-validate the model and the logistic baseline on the same folds, then fit on everything."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
+    y = np.asarray(labels, dtype=int)
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    if minority < 4:
+        raise ValueError(f"need at least 4 churned and 4 active customers with features, have {minority} in one class")
+    folds = max(2, min(folds, minority // 2))
+    calibration_folds = 2 if minority < 2 * folds * 3 else 3
+    spec = FeatureSpec.infer(snapshots)
+    X = spec.matrix(snapshots)
+
+    p_model = np.zeros(len(y))
+    p_base = np.zeros(len(y))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_idx, test_idx in splitter.split(X, y):
+        model = _model(spec, algorithm, seed, calibration_folds).fit(X[train_idx], y[train_idx])
+        p_model[test_idx] = model.predict_proba(X[test_idx])[:, 1]
+        base = _baseline(spec).fit(X[train_idx], y[train_idx])
+        p_base[test_idx] = base.predict_proba(X[test_idx])[:, 1]
+
+    final = _model(spec, algorithm, seed, calibration_folds).fit(X, y)
+    metrics = {
+        "folds": folds,
+        "n_samples": len(y),
+        "n_churned": int(y.sum()),
+        "model": _scores(y, p_model),
+        "baseline_logistic": _scores(y, p_base),
+        "features": {"numeric": list(spec.numeric), "categorical": list(spec.categorical)},
+    }
+    return TrainedChurnModel(algorithm, spec, final, _reference(spec, snapshots), metrics)
+
+
+# ---- the fast path for the calibrated logistic model ------------------------------------------------
+
+
+class LinearScorer:
+    """The calibrated logistic pipeline compiled to numpy: per calibration fold, impute -> scale ->
+    dot coefficients (numeric), a coefficient per category (one-hot), then the fold's sigmoid
+    calibrator; the probability is the mean over folds, as CalibratedClassifierCV computes it."""
+
+    def __init__(self, trained: TrainedChurnModel) -> None:
+        self.spec = trained.spec
+        self.folds: list[tuple[np.ndarray, np.ndarray, list[dict[str, float]], float, float, float]] = []
+        n_num = len(self.spec.numeric)
+        for calibrated in trained.model.calibrated_classifiers_:
+            pipeline = calibrated.estimator
+            prep, clf = pipeline.named_steps["prep"], pipeline.named_steps["clf"]
+            coef = clf.coef_[0]
+            numeric = prep.named_transformers_["num"]
+            median = numeric.named_steps["impute"].statistics_
+            scaler = numeric.named_steps["scale"]
+            w_num = coef[:n_num] / scaler.scale_
+            offset = float(clf.intercept_[0] - np.dot(w_num, scaler.mean_))
+            by_category: list[dict[str, float]] = []
+            if self.spec.categorical:
+                encoder = prep.named_transformers_["cat"].named_steps["onehot"]
+                start = n_num
+                for categories in encoder.categories_:
+                    by_category.append({str(c): float(coef[start + j]) for j, c in enumerate(categories)})
+                    start += len(categories)
+            calibrator = calibrated.calibrators[0]
+            self.folds.append((median, w_num, by_category, offset, float(calibrator.a_), float(calibrator.b_)))
+
+    def predict(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """Probabilities for rows given as (numeric float matrix, categorical object matrix).
+
+        Sums run column by column, in the same order for every row, so a row's result never depends on
+        how many rows are scored with it (a matrix product may change its summation order with shape).
+        """
+        missing = np.isnan(numeric)
+        codes: list[tuple[np.ndarray, list[Any]]] = []
+        for j in range(categorical.shape[1]):
+            index: dict[Any, int] = {}
+            column = np.fromiter((index.setdefault(v, len(index)) for v in categorical[:, j]), dtype=np.intp)
+            codes.append((column, list(index)))
+        out = np.zeros(len(numeric))
+        for median, w_num, by_category, offset, a, b in self.folds:
+            filled = np.where(missing, median, numeric)
+            f = np.full(len(numeric), offset)
+            for j in range(filled.shape[1]):
+                f = f + filled[:, j] * w_num[j]
+            for (column, values), coefs in zip(codes, by_category, strict=True):
+                table = np.array([coefs.get("(missing)" if v is None else v, 0.0) for v in values], dtype=float)
+                f = f + table[column]
+            out += 1.0 / (1.0 + np.exp(a * f + b))
+        return out / len(self.folds)
+
+
+_COMPILED: dict[int, tuple[TrainedChurnModel, LinearScorer]] = {}
+
+
+def _linear(trained: TrainedChurnModel) -> LinearScorer:
+    cached = _COMPILED.get(id(trained))
+    if cached is None or cached[0] is not trained:  # an id can be reused after garbage collection
+        cached = _COMPILED[id(trained)] = (trained, LinearScorer(trained))
+    return cached[1]
+
+
+# ---- the labelled set ----------------------------------------------------------------------------------
+
+
+def training_set(
+    customers: list[tuple[str, str | None, datetime | None]],
+    history: list[tuple[str, datetime, dict[str, Any]]],
+    cutoff: datetime,
+) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    """Labelled snapshots without leakage.
+
+    customers: (id, status, churned_at). A churned customer (label 1) contributes the last snapshot
+    taken strictly BEFORE its churn date; an active customer (label 0) its last snapshot at or before
+    `cutoff`. Other statuses, and customers with no snapshot in time, are left out.
+    history: (customer id, as_of, snapshot), any order.
+    """
+    bound: dict[str, tuple[datetime, int]] = {}
+    for customer_id, status, churned_at in customers:
+        if status == "churned" and churned_at is not None:
+            bound[customer_id] = (churned_at, 1)
+        elif status == "active":
+            bound[customer_id] = (cutoff, 0)
+    latest: dict[str, tuple[datetime, dict[str, Any]]] = {}
+    for customer_id, as_of, snap in history:
+        limit = bound.get(customer_id)
+        if limit is None:
+            continue
+        in_time = as_of < limit[0] if limit[1] == 1 else as_of <= limit[0]
+        if in_time and (customer_id not in latest or as_of >= latest[customer_id][0]):
+            latest[customer_id] = (as_of, snap)
+    ids = sorted(latest)
+    return ids, [latest[c][1] for c in ids], [bound[c][1] for c in ids]

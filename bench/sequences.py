@@ -23,10 +23,14 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from servicekit.clock import utc_now
 from servicekit.db import Database
-from services.retention import sequence_engine
-from services.retention.models import Enrolment, EnrolmentStatus, Touch, metadata, new_id, utc_now
-from services.retention.sequences import SequenceDef
+from services.retention.db import new_id
+from services.retention.models import metadata
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.core import SequenceDef
+from services.retention.sequences.models import Enrolment, EnrolmentStatus
+from services.retention.touches.models import Touch
 
 DEFINITION = SequenceDef.model_validate(
     {

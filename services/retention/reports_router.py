@@ -12,14 +12,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
 from servicekit.types import as_utc
 from services.retention import read_model, reports
+from services.retention.db import Tier, UtcDatetime
 from services.retention.loyalty import Attitude, Behaviour, LoyaltyType, classify
-from services.retention.models import Customer, Tier, UtcDatetime, utc_now
+from services.retention.replica.models import Customer
 from services.retention.settings import RetentionSettings
 
 router = APIRouter(tags=["reports"])

@@ -12,10 +12,11 @@ from servicekit.settings import REPO_ROOT
 from services.customer.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
 from services.customer.models import CustomerKind
 from services.interaction.complaints import TRANSITIONS, ComplaintCategory
+from services.retention.alerts.models import AlertStatus, Outcome
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
-from services.retention.models import AlertStatus, Outcome, TaskStatus
-from services.retention.playbooks import Action
-from services.retention.rules import RuleKind
+from services.retention.playbooks.core import Action
+from services.retention.rules.core import RuleKind
+from services.retention.tasks.models import TaskStatus
 
 DOC = (REPO_ROOT / "docs" / "domain.md").read_text()
 

@@ -191,7 +191,12 @@ async def apply_trigger(
         tasks: list[EventData] = []
         if playbook is not None and not alert.control:
             tasks = await create_tasks(
-                uow=uow, playbook=playbook, customer_id=customer_id, alert_id=alert.id, tier=alert.tier
+                uow=uow,
+                playbook=playbook,
+                customer_id=customer_id,
+                alert_id=alert.id,
+                tier=alert.tier,
+                owner=alert.owner,  # the replica's owner, as it stands in this transaction
             )
         await publish(uow, alert_event(AlertRaised, alert), *tasks)
         return alert

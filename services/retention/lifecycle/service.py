@@ -149,7 +149,9 @@ async def on_status_changed(*, uow: UnitOfWork, event: Received[CustomerStatusCh
     if playbook is not None:
         latest = await replicas.known_score(uow, data.customer_id)
         tier = replica.tier or (latest.value_tier if latest else None)
-        events = await create_tasks(uow=uow, playbook=playbook, customer_id=data.customer_id, alert_id=None, tier=tier)
+        events = await create_tasks(
+            uow=uow, playbook=playbook, customer_id=data.customer_id, alert_id=None, tier=tier, owner=replica.owner
+        )
         if events:
             await publish(uow, *events)
     await session.flush()

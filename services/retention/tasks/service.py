@@ -21,7 +21,6 @@ from services.retention.catalog.service import ActivePlaybook
 from services.retention.db import new_id, page
 from services.retention.playbooks.core import plan_tasks
 from services.retention.publishing import publish
-from services.retention.replica.service import known_replica
 from services.retention.sequences import engine as sequence_engine
 from services.retention.tasks.events import task_event
 from services.retention.tasks.models import Task, TaskStatus
@@ -31,9 +30,15 @@ _NEW_TASKS = "retention.new_tasks"
 
 
 async def create_tasks(
-    *, uow: UnitOfWork, playbook: ActivePlaybook, customer_id: str, alert_id: str | None, tier: str | None
+    *,
+    uow: UnitOfWork,
+    playbook: ActivePlaybook,
+    customer_id: str,
+    alert_id: str | None,
+    tier: str | None,
+    owner: str | None,
 ) -> list[EventData]:
-    """The playbook's tasks for the customer's own account manager, due from now; returns their events,
+    """The playbook's tasks for the customer's own account manager (owner), due from now; returns their events,
     for the caller to publish with its own (the alert raised, or nothing).
 
     Written as plain rows, for the whole transaction in one statement at commit (a consumer batch raises
@@ -41,8 +46,6 @@ async def create_tasks(
     through stored_tasks, which writes them first.
     """
     session = uow.session
-    replica = await known_replica(uow, customer_id)
-    owner = replica.owner if replica is not None else None
     if sequence_engine.enrols(playbook, tier):
         # The playbook has a sequence for this tier: its steps run over time (sequences/engine.py).
         await sequence_engine.enrol(

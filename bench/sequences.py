@@ -1,5 +1,5 @@
 """Sequence engine benchmark: N enrolments whose next step falls due in the same minute, processed by the
-engine's own rounds (services/retention/sequence_engine.py), with memory measured around them.
+engine's own rounds (services/retention/sequences/engine.py), with memory measured around them.
 
     .venv/bin/python -m bench.sequences [--steps 100000] [--batch 200] [--database-url URL]
 

@@ -1,4 +1,4 @@
-"""The sequence definition format and the pure step selection (services/retention/sequences.py)."""
+"""The sequence definition format and the pure step selection (services/retention/sequences/core.py)."""
 
 from datetime import UTC, datetime, timedelta
 

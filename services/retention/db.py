@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, WithJsonSchema
+from pydantic import AfterValidator, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Boolean, Column, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,12 +58,6 @@ def _one_of(value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"must be one of {list(allowed)}")
     return value
-
-
-class Page(BaseModel):
-    total: int
-    limit: int
-    offset: int
 
 
 ReasonCode = Annotated[str, PydanticField(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]

@@ -12,9 +12,9 @@ from sqlalchemy import Column, String, UniqueConstraint
 from sqlmodel import Field
 
 from servicekit.events.contracts.common import Severity
+from servicekit.pagination import Page
 from servicekit.tables import BigIntId
 from services.retention.db import (
-    Page,
     RetentionTable,
     UtcDatetime,
     at_field,
@@ -143,10 +143,8 @@ class AlertPublic(BaseModel):
         return cls.model_validate({**data, "priority": alert.value_at_risk})
 
 
-class AlertsPublic(Page):
+class AlertsPublic(Page[AlertPublic]):
     """One page of alerts; total counts every alert matching the filters."""
-
-    items: list[AlertPublic]
 
 
 class AlertAcknowledge(BaseModel):

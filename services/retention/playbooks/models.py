@@ -9,8 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 from sqlmodel import Field
 
+from servicekit.pagination import Page
 from services.retention.db import (
-    Page,
     ReasonCode,
     RetentionTable,
     Tier,
@@ -91,5 +91,5 @@ class PlaybookPublic(BaseModel):
     updated_at: UtcDatetime
 
 
-class PlaybooksPublic(Page):
-    items: list[PlaybookPublic]
+class PlaybooksPublic(Page[PlaybookPublic]):
+    pass

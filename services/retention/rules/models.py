@@ -11,8 +11,8 @@ from sqlalchemy import String
 from sqlmodel import Field
 
 from servicekit.events.contracts.common import Severity
+from servicekit.pagination import Page
 from services.retention.db import (
-    Page,
     ReasonCode,
     RetentionTable,
     Tier,
@@ -87,8 +87,8 @@ class RulePublic(BaseModel):
     updated_at: UtcDatetime
 
 
-class RulesPublic(Page):
-    items: list[RulePublic]
+class RulesPublic(Page[RulePublic]):
+    pass
 
 
 class PreviewWindow(BaseModel):

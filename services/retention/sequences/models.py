@@ -11,8 +11,8 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field
 
+from servicekit.pagination import Page
 from services.retention.db import (
-    Page,
     RetentionTable,
     UtcDatetime,
     at_field,
@@ -81,8 +81,8 @@ class EnrolmentPublic(BaseModel):
     finished_at: UtcDatetime | None
 
 
-class EnrolmentsPublic(Page):
-    items: list[EnrolmentPublic]
+class EnrolmentsPublic(Page[EnrolmentPublic]):
+    pass
 
 
 class EnrolmentStop(BaseModel):

@@ -10,9 +10,9 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Index, String
 from sqlmodel import Field
 
+from servicekit.pagination import Page
 from servicekit.types import as_utc
 from services.retention.db import (
-    Page,
     RetentionTable,
     UtcDatetime,
     at_field,
@@ -65,8 +65,8 @@ class TaskPublic(BaseModel):
         return cls.model_validate({**data, "overdue": overdue})
 
 
-class TasksPublic(Page):
-    items: list[TaskPublic]
+class TasksPublic(Page[TaskPublic]):
+    pass
 
 
 class TaskComplete(BaseModel):

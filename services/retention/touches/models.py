@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Index
 from sqlmodel import Field
 
+from servicekit.pagination import Page
 from services.retention.db import (
-    Page,
     RetentionTable,
     UtcDatetime,
     at_field,
@@ -74,5 +74,5 @@ class TouchPublic(BaseModel):
     created_at: UtcDatetime
 
 
-class TouchesPublic(Page):
-    items: list[TouchPublic]
+class TouchesPublic(Page[TouchPublic]):
+    pass

@@ -10,8 +10,8 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index, String, Text
 from sqlmodel import Field
 
+from servicekit.pagination import Page
 from services.retention.db import (
-    Page,
     RetentionTable,
     UtcDatetime,
     at_field,
@@ -75,8 +75,8 @@ class WebhookPublic(BaseModel):
     created_at: UtcDatetime
 
 
-class WebhooksPublic(Page):
-    items: list[WebhookPublic]
+class WebhooksPublic(Page[WebhookPublic]):
+    pass
 
 
 class DeliveryPublic(BaseModel):
@@ -93,5 +93,5 @@ class DeliveryPublic(BaseModel):
     delivered_at: UtcDatetime | None
 
 
-class DeliveriesPublic(Page):
-    items: list[DeliveryPublic]
+class DeliveriesPublic(Page[DeliveryPublic]):
+    pass

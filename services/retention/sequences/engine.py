@@ -25,7 +25,7 @@ from servicekit.clock import utc_now
 from servicekit.db import Database, dialect_insert
 from servicekit.events.contracts.retention import TaskCreated, TouchRequested
 from servicekit.events.envelope import EventData
-from servicekit.problems import Problem, field_error
+from servicekit.problems import not_found
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import ActivePlaybook
@@ -358,13 +358,7 @@ async def get_enrolment(*, session: AsyncSession, enrolment_id: str, for_update:
         query = query.with_for_update()
     found = (await session.execute(query)).scalar_one_or_none()
     if found is None:
-        raise Problem(
-            404,
-            "Enrolment not found",
-            f"No enrolment {enrolment_id}.",
-            code="not_found",
-            errors=[field_error("id", "unknown enrolment")],
-        )
+        raise not_found("Enrolment", enrolment_id, detail=f"No enrolment {enrolment_id}.")
     return found
 
 

@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 CONSOLE_STAMP := console/.build-stamp
 CONSOLE_SOURCES := $(shell find console/src console/scripts -type f 2>/dev/null) console/index.html console/vite.config.ts console/tsconfig.json console/package.json console/package-lock.json
 
-.PHONY: help install run status test unit check types lint format kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
+.PHONY: help install run status test unit check types lint format hooks kafka-up kafka-down pg-up pg-down clean chaos chaos-reduced bench docs
 
-help:  ## list every target
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
+# Every target carries a `## ` comment, which is its line in `make help` (a unit test fails on one without).
+help:  ## list every target with what it does
+	@awk -F ':.*## ' '/^[A-Za-z0-9_-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,16 +39,19 @@ run: install console  ## run the whole platform locally (SQLite stores, local Ka
 status: $(STAMP)  ## what runs (from make run), its health, consumer lag and outbox age
 	$(BIN)/python -m servicekit.status
 
-test: install console  ## install everything, start Kafka and PostgreSQL, run lint + every test, stop them
+test: install console  ## install everything, start Kafka and PostgreSQL, run lint, format check, mypy and every test, stop them
 	bash deploy/postgres.sh install
 	bash deploy/chromium.sh install
 	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
-unit: $(STAMP)  ## unit tests only (no broker, no database server)
-	$(BIN)/python -m pytest tests/unit -q
+# The unit tests run in one pytest-xdist worker per core (-n auto), without the API fuzzer's pytest plugins
+# (schemathesis and hypothesis, which no unit test uses and every worker would import); `make test` runs
+# them in one process with every plugin.
+unit: $(STAMP)  ## unit tests only (no broker, no database server), one worker per core
+	$(BIN)/python -m pytest tests/unit -q -n auto -p no:schemathesis -p no:hypothesispytest
 
-lint: $(STAMP)  ## ruff check and format check
+lint: $(STAMP)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -59,6 +63,9 @@ check: lint types unit  ## the fast lane: lint, format, types and unit tests, no
 format: $(STAMP)  ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+hooks: $(STAMP)  ## install the git pre-commit hooks (.pre-commit-config.yaml: the venv's ruff and mypy, nothing downloaded)
+	$(BIN)/pre-commit install
 
 kafka-up: install  ## start the local Kafka broker and create the topics
 	bash deploy/kafka.sh start
@@ -88,13 +95,19 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences
+.PHONY: scaleout bench-floor console console-api bench-tracing bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
 bench-import: install  ## crm import of generated customers, interactions and statuses on PostgreSQL: rows/s, time to scores, store counts
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.imports
+bench-status-bulk: install  ## one POST /customers/status/bulk of 2,000 rows (and its resend) on PostgreSQL: seconds and rows/s
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.status_bulk
+bench-cdnow-reports: install  ## crm import cdnow on a fresh platform, then every report's figures into docs/reports-cdnow-<today>.md
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.cdnow_reports
 bench-reports: install  ## every report over 100,000 customers / 1,000,000 interactions on PostgreSQL: p50/p95 and peak memory
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.reports
@@ -111,6 +124,7 @@ chaos-reduced: install  ## the reduced fault-injection run that make test ends w
 	bash deploy/postgres.sh install
 	bash deploy/test.sh tests/chaos -s
 
-docs: $(STAMP)  ## regenerate the event documents (docs/events) and the configuration tables
+docs: $(STAMP)  ## regenerate the event documents (docs/events), the configuration tables and the domain reference's tables
 	$(BIN)/python -m servicekit.events.docs
 	$(BIN)/python -m servicekit.settings_doc --write docs/configuration.md
+	$(BIN)/python -m tools.domain_doc --write docs/domain.md

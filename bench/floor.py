@@ -58,7 +58,7 @@ from bench.pipeline import Outcome, cpu_snapshot, open_loop, summary_ms
 from servicekit.kafka import make_consumer, make_producer
 from servicekit.launcher import Platform, ProcessSpec
 from servicekit.settings import REPO_ROOT, KafkaSettings
-from services.interaction.models import InteractionCreate
+from services.interaction.interactions.models import InteractionCreate
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-floor", kafka_port=19492, pg_port=55473, port_offset=23000)
 SERVICE_PORT, PROXY_PORT, GATEWAY_PORT = 31001, 31002, 31003  # FastAPI and ASGI apps take SERVICE_PORT in turn

@@ -81,7 +81,8 @@ async def _load(
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        headers = dict(target.get("headers") or {})  # type: ignore[call-overload]
+        given = target.get("headers")
+        headers: dict[str, str] = dict(given) if isinstance(given, dict) else {}
         if target.get("sign"):
             headers.update(internal_headers("GET", str(target["path"]), settings=signer))
         url = str(target["url"])
@@ -112,7 +113,7 @@ async def _load(
     await asyncio.gather(*tasks)
     await aio.close()
     await hx.aclose()
-    latencies["_errors"] = [float(errors[k]) for k in errors]  # type: ignore[assignment]
+    latencies["_errors"] = [float(errors[k]) for k in errors]
     return latencies
 
 

@@ -23,21 +23,18 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import fcntl
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.infra import LAYOUT_TEXT, LAYOUTS, Infra, start_in_order
+from bench.infra import LAYOUTS, Infra, report_start, run_on_fresh_infra, start_in_order, write_report
 from cli.generate import write as generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -114,13 +111,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mechanism = generate(data, args.customers, args.seed)
     log(f"generated {mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned")  # fmt: skip
-    log_dir = INFRA.state_dir / "logs"
-    shutil.rmtree(log_dir, ignore_errors=True)
-    platform = INFRA.platform(layout=args.layout, log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
+    platform = INFRA.fresh_platform(layout=args.layout, extra_env=UNTHROTTLED_ENV)
     report: dict[str, Any] = {
-        "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
-        "layout": LAYOUT_TEXT[args.layout],
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        **report_start(args.layout),
         "args": vars(args) | {"json": str(args.json)},
         "files": {k: mechanism[k] for k in ("customers", "interactions", "churned")},
     }
@@ -170,31 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=10_000, help="default %(default)s (100000 for a migration)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--chunk-size", type=int, default=2000, help="rows per request (default %(default)s)")
-    # A status change is applied row by row (savepoint, events) and costs far more than an insert: smaller
-    # requests keep each one well inside the CLI's request timeout.
     parser.add_argument(
-        "--status-chunk-size", type=int, default=200, help="rows per statuses request (default %(default)s)"
+        "--status-chunk-size", type=int, default=2000, help="rows per statuses request (default %(default)s)"
     )
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="combined")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "imports.json")
     args = parser.parse_args(argv)
-    INFRA.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(INFRA.state_dir / "bench.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            sys.exit(f"another bench.imports run is using {INFRA.state_dir}")
-        INFRA.start()
-        try:
-            report = asyncio.run(run(args))
-        finally:
-            if not args.keep_infra:
-                INFRA.stop()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str))
-    print_report(report)
-    print(f"\n(JSON: {args.json})")
+    report = run_on_fresh_infra(INFRA, "bench.imports", lambda: run(args), keep_infra=args.keep_infra)
+    write_report(report, args.json, print_report)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -97,6 +103,12 @@ class Infra:
         specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + self.port_offset, gateway_env))
         return Platform(specs, log_dir=log_dir, base_env=self.env())
 
+    def fresh_platform(self, *, layout: str, extra_env: dict[str, str] | None = None) -> Platform:
+        """The platform (as `platform`) logging to an emptied ``<state_dir>/logs``."""
+        log_dir = self.state_dir / "logs"
+        shutil.rmtree(log_dir, ignore_errors=True)
+        return self.platform(layout=layout, log_dir=log_dir, extra_env=extra_env)
+
 
 # How a service's roles are spread over processes: (name suffix, roles, port offset) per process.
 LAYOUTS: dict[str, list[tuple[str, str, int]]] = {
@@ -173,3 +185,40 @@ async def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
             await admin.create_topics([NewTopic(topic, kafka.partitions, kafka.replication_factor)])
     finally:
         await admin.close()
+
+
+def report_start(layout: str) -> dict[str, Any]:
+    """The opening keys of a bench report: the machine and its load, the process layout, the start time."""
+    return {
+        "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
+        "layout": LAYOUT_TEXT[layout],
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run_on_fresh_infra(
+    infra: Infra, bench: str, run: Callable[[], Coroutine[Any, Any, dict[str, Any]]], *, keep_infra: bool
+) -> dict[str, Any]:
+    """One bench run on its own Kafka + PostgreSQL: started fresh, stopped afterwards (unless keep_infra),
+    one run per state directory at a time; returns what ``run()`` reports."""
+    infra.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(infra.state_dir / "bench.lock", "w") as lock:
+        # A second run would reset the broker and the databases under the first one.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(f"another {bench} run is using {infra.state_dir}")
+        infra.start()
+        try:
+            return asyncio.run(run())
+        finally:
+            if not keep_infra:
+                infra.stop()
+
+
+def write_report(report: dict[str, Any], path: Path, print_report: Callable[[dict[str, Any]], None]) -> None:
+    """The report as JSON at ``path``, then printed for a reader."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    print_report(report)
+    print(f"\n(JSON: {path})")

@@ -41,12 +41,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
-import json
 import math
 import os
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -67,7 +64,6 @@ from aiokafka.structs import TopicPartition
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import consumed_topics, interaction_body
 from bench.infra import (
-    LAYOUT_TEXT,
     LAYOUTS,
     Infra,
     another_instance,
@@ -75,8 +71,11 @@ from bench.infra import (
     ensure_topic,
     pid_file,
     postgres_pids,
+    report_start,
     rss_mib,
+    run_on_fresh_infra,
     start_in_order,
+    write_report,
 )
 from servicekit.events.contracts import topics
 from servicekit.kafka import make_consumer, make_producer, topic_partitions
@@ -785,9 +784,7 @@ async def throughput_step(ctx: Context, rate: float, seconds: float, bulk: int =
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     infra = INFRA
-    log_dir = infra.state_dir / "logs"
-    shutil.rmtree(log_dir, ignore_errors=True)
-    platform = infra.platform(layout=args.layout, log_dir=log_dir, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)})
+    platform = infra.fresh_platform(layout=args.layout, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)})
     for service, count in args.consumers.items():
         # More instances of a service's consumer in its group: they share the topics' partitions.
         first = platform.specs[f"{service}-consumer"]
@@ -796,9 +793,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             platform.specs[name] = another_instance(first, name, first.port + 50 * (n - 1))
     latency_total = sum(int(r * args.latency_seconds) for r in args.latency_rates)
     report: dict[str, Any] = {
-        "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
-        "layout": LAYOUT_TEXT[args.layout],
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        **report_start(args.layout),
         "args": {k: v for k, v in vars(args).items() if k != "observe"},
     }
     try:
@@ -995,23 +990,8 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(observe(args.observe))
         return
-    INFRA.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(INFRA.state_dir / "bench.lock", "w") as lock:
-        # A second run would reset the broker and the databases under the first one.
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            sys.exit(f"another bench.pipeline run is using {INFRA.state_dir}")
-        INFRA.start()
-        try:
-            report = asyncio.run(run(args))
-        finally:
-            if not args.keep_infra:
-                INFRA.stop()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str))
-    print_report(report)
-    print(f"\n(JSON: {args.json})")
+    report = run_on_fresh_infra(INFRA, "bench.pipeline", lambda: run(args), keep_infra=args.keep_infra)
+    write_report(report, args.json, print_report)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from sqlalchemy import func, insert, select
 
 from servicekit.clock import utc_now
 from servicekit.db import Database
+from servicekit.tables import table_of
 from services.retention.db import new_id
 from services.retention.models import metadata
 from services.retention.sequences import engine as sequence_engine
@@ -52,7 +53,7 @@ def rss_mib() -> float:
 
 
 async def seed(database: Database, n: int, due: object) -> None:
-    table = Enrolment.__table__  # type: ignore[attr-defined]
+    table = table_of(Enrolment)
     chunk = 5000
     for start in range(0, n, chunk):
         rows = [

@@ -18,6 +18,7 @@ from cli.rows import Row
 
 API = "/api/v1"
 RETRIES = 3
+ROW_RETRIES = 5  # sends of a row the platform rejected as retryable, after the first
 # Answers that mean "not now": nothing was stored, the same request may be sent again after a wait.
 BUSY = frozenset({429, 503})
 # The longest the CLI waits before one retry, whatever Retry-After asks for.
@@ -152,6 +153,7 @@ class ImportSummary:
     existing: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     ids: dict[int, str] = field(default_factory=dict)  # line -> id, for created and existing rows
+    row_retries: int = 0  # rows sent again after a retryable rejection
 
     @property
     def total(self) -> int:
@@ -167,18 +169,27 @@ def import_rows(
     chunk_size: int = 1000,
     progress: Progress | None = None,
 ) -> ImportSummary:
-    """Send rows to a bulk endpoint ({"rows": [...]}) chunk by chunk; map each row's result to its line."""
+    """Send rows to a bulk endpoint ({"rows": [...]}) chunk by chunk; map each row's result to its line.
+
+    A row the platform rejects as ``retryable`` (e.g. a customer its replica has not seen yet) is sent
+    again, with the other such rows of its chunk, up to ROW_RETRIES times with a growing wait; only then
+    is it reported rejected. 429 and 503 answers are retried by the gateway client (Retry-After)."""
     summary = ImportSummary()
     progress = progress or Progress(label, len(rows))
     try:
         for start in range(0, len(rows), chunk_size):
-            chunk = rows[start : start + chunk_size]
-            response = _post_chunk(gateway, path, chunk)
-            if response.status_code != 200:
-                raise GatewayError(f"{label}: rows from line {chunk[0].line} refused: {_describe(response)}")
-            else:
-                _apply_report(response.json(), chunk, summary)
-            progress.advance(len(chunk))
+            chunk: Sequence[Row] = rows[start : start + chunk_size]
+            for attempt in range(1, ROW_RETRIES + 2):
+                response = _post_chunk(gateway, path, chunk)
+                if response.status_code != 200:
+                    raise GatewayError(f"{label}: rows from line {chunk[0].line} refused: {_describe(response)}")
+                again = _apply_report(response.json(), chunk, summary, retry=attempt <= ROW_RETRIES)
+                if not again:
+                    break
+                chunk = again
+                summary.row_retries += len(again)
+                gateway.sleep(gateway.retry_backoff_s * 2**attempt)
+            progress.advance(min(chunk_size, len(rows) - start))
     finally:
         progress.close()
     return summary
@@ -197,10 +208,17 @@ def _post_chunk(gateway: Gateway, path: str, chunk: Sequence[Row]) -> httpx.Resp
     return response
 
 
-def _apply_report(report: dict[str, Any], chunk: Sequence[Row], summary: ImportSummary) -> None:
+def _apply_report(
+    report: dict[str, Any], chunk: Sequence[Row], summary: ImportSummary, *, retry: bool = False
+) -> list[Row]:
+    """Count each row's result; with ``retry``, the rows rejected as retryable are returned instead."""
+    again: list[Row] = []
     for result in report.get("rows", []):
         row = chunk[int(result["index"])]
         status = result.get("status")
+        if status == "rejected" and retry and result.get("retryable"):
+            again.append(row)
+            continue
         if status == "rejected":
             reasons = "; ".join(_error_text(e) for e in result.get("errors") or []) or "rejected"
             summary.rejected.append((row.line, reasons))
@@ -211,3 +229,4 @@ def _apply_report(report: dict[str, Any], chunk: Sequence[Row], summary: ImportS
             summary.existing += 1
         if result.get("id"):
             summary.ids[row.line] = str(result["id"])
+    return again

@@ -60,6 +60,9 @@ CUSTOMER_COLUMNS = (
     "paperless_billing",
     "monthly_charges",
 )
+# The attributes a churn model may learn from. Only attributes the customer service declares non-personal
+# (CUSTOMER_ERASURE_KEEP_ATTRIBUTES) travel in its events, so these must be listed there before the import.
+MODEL_ATTRIBUTES = CUSTOMER_COLUMNS[3:]
 INTERACTION_COLUMNS = (
     "customer_ref",
     "type",
@@ -255,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
         f"{mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned ({mechanism['churn_rate']:.1%}) written to {args.out}"
     )
+    keep = json.dumps(["tier", "value_tier", *MODEL_ATTRIBUTES], separators=(",", ":"))
+    print(f"for a churn model that learns from the attributes, start the customer service with\n"
+          f"  CUSTOMER_ERASURE_KEEP_ATTRIBUTES='{keep}'")  # fmt: skip
     return 0
 
 

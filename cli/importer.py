@@ -120,7 +120,7 @@ def mapping_digest(mapping: FieldMap, chunk_size: int) -> str:
 
 def default_paths(path: Path, kind: str, fmt: str) -> tuple[Path, Path]:
     """Where the checkpoint and the rejects file go unless given: next to the input."""
-    suffix = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".jsonl"}[fmt]
+    suffix = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}[fmt]
     return (
         path.with_name(f"{path.name}.{kind}.checkpoint.json"),
         path.with_name(f"{path.stem}.rejects{suffix}"),
@@ -132,11 +132,16 @@ def default_paths(path: Path, kind: str, fmt: str) -> tuple[Path, Path]:
 
 class Rejects:
     """Rejected rows in the input's format plus `_error`: CSV with an extra column, JSON Lines with an extra
-    key (Parquet inputs get JSON Lines: a Parquet file cannot be appended to row by row)."""
+    key, Parquet with the input's schema plus an `_error` string column. A Parquet file cannot be appended to
+    row by row, so a Parquet input's rejects are kept in a JSON Lines staging file next to it while the
+    import runs (what a checkpoint covers, like the others) and written as Parquet when the import ends."""
 
     def __init__(self, path: Path, source: Source, *, keep_bytes: int = 0) -> None:
         self.path = path
+        self.source = source
         self.csv = source.format == "csv"
+        self.parquet = source.format == "parquet"
+        self.stream_path = path.with_name(f"{path.name}.partial.jsonl") if self.parquet else path
         self.columns = [c for c in source.columns if c != "_error"] + ["_error"]
         self.delimiter = source.delimiter
         self.count = 0
@@ -145,8 +150,8 @@ class Rejects:
 
     def _open(self) -> IO[str]:
         if self._stream is None:
-            exists = self.path.exists() and self._keep > 0
-            stream = self.path.open("r+" if exists else "w", encoding="utf-8", newline="")
+            exists = self.stream_path.exists() and self._keep > 0
+            stream = self.stream_path.open("r+" if exists else "w", encoding="utf-8", newline="")
             if exists:
                 stream.truncate(self._keep)
                 stream.seek(self._keep)
@@ -157,9 +162,11 @@ class Rejects:
 
     def prepare(self) -> None:
         """Cut the file back to what the checkpoint covers (or start it afresh)."""
-        if self._keep == 0 and self.path.exists():
-            self.path.unlink()
-        elif self._keep > 0:
+        if self._keep == 0:
+            for path in {self.path, self.stream_path}:
+                if path.exists():
+                    path.unlink()
+        else:
             self._open()
 
     def write(self, values: dict[str, Any], reason: str) -> None:
@@ -176,7 +183,7 @@ class Rejects:
 
     def size(self) -> int:
         if self._stream is None:
-            return self._keep if self.path.exists() else 0
+            return self._keep if self.stream_path.exists() else 0
         self._stream.flush()
         os.fsync(self._stream.fileno())
         return self._stream.tell()
@@ -185,6 +192,40 @@ class Rejects:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+    def finish(self) -> None:
+        """At the end of a whole import: a Parquet input's staged rejects become the Parquet rejects file."""
+        self.close()
+        if self.parquet and self.stream_path.exists():
+            write_parquet_rejects(self.stream_path, self.path, self.source.path)
+            self.stream_path.unlink()
+
+
+def write_parquet_rejects(staged: Path, target: Path, original: Path) -> None:
+    """JSON Lines rejects (as the importer read the rows: dates and decimals as text) to Parquet with the
+    original file's schema plus `_error`; a column whose values no longer fit its type stays text."""
+    import pyarrow as pa  # imported here: only Parquet imports pay for it
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(original)
+    rows = [json.loads(line) for line in staged.read_text(encoding="utf-8").splitlines() if line.strip()]
+    columns: dict[str, Any] = {}
+    for name in [n for n in schema.names if n != "_error"]:
+        values = [row.get(name) for row in rows]
+        wanted = schema.field(name).type
+        try:
+            columns[name] = pa.array(values, type=wanted)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            text = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+            try:
+                columns[name] = pc.cast(text, wanted)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                columns[name] = text
+    columns["_error"] = pa.array([str(row.get("_error", "")) for row in rows], type=pa.string())
+    tmp = target.with_name(f"{target.name}.tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, target)
 
 
 def _cell(value: Any) -> str:
@@ -463,6 +504,7 @@ class Importer:
                 self._submit(window, batch, batch[-1].line, checkpoint, outcome, rejects)
             while window:
                 self._acknowledge(window, checkpoint, outcome, rejects)
+            rejects.finish()
         finally:
             window.close()
             rejects.close()
@@ -587,7 +629,7 @@ class Importer:
             if not sendable:
                 break
             suffix = "" if attempt == 1 else f"-retry{attempt}"
-            answers = self.sender([bodies[i] for i in sendable if bodies[i] is not None], key + suffix)  # type: ignore[misc]
+            answers = self.sender([body for i in sendable if (body := bodies[i]) is not None], key + suffix)
             waiting = []
             for i, answer in zip(sendable, answers, strict=True):
                 results[i] = answer

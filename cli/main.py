@@ -234,7 +234,8 @@ def report(what: str, summary: ImportSummary, stream: TextIO | None = None) -> i
     """Print the summary (rejected rows by line number) and return the exit code."""
     stream = stream or sys.stdout
     print(
-        f"{what}: {summary.created} created, {summary.existing} already there, {len(summary.rejected)} rejected",
+        f"{what}: {summary.created} created, {summary.existing} already there, {len(summary.rejected)} rejected"
+        + (f" ({summary.row_retries} sent again after a retryable rejection)" if summary.row_retries else ""),
         file=stream,
     )
     rejected = sorted(summary.rejected)

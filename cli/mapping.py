@@ -26,47 +26,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cli.schema import MODELS, problems_of
+from cli.schema import FIELDS, MODELS, problems_of
 
 ATTRIBUTE = "attributes."
 COLUMN_PREFIXES = ("attr.", "attributes.")
-FIELDS: dict[str, tuple[str, ...]] = {
-    "customers": (
-        "name",
-        "kind",
-        "email",
-        "phone",
-        "external_ref",
-        "segment",
-        "owner",
-        "status",
-        "churned_at",
-        "churn_reason",
-        "churn_note",
-        "tags",
-    ),
-    "interactions": (
-        "customer_id",
-        "customer_ref",
-        "type",
-        "channel",
-        "initiated_by",
-        "occurred_at",
-        "amount",
-        "currency",
-        "quantity",
-        "order_id",
-        "severity",
-        "category",
-        "rating",
-        "sentiment",
-        "survey",
-        "score",
-        "text",
-        "external_id",
-    ),
-    "statuses": ("customer_id", "customer_ref", "status", "reason", "churned_at", "note"),
-}
 # Each group needs one of its fields mapped.
 REQUIRED: dict[str, tuple[tuple[str, ...], ...]] = {
     "customers": (("name",),),

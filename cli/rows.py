@@ -10,46 +10,15 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
-# Columns the services know; others are still sent (the service decides) but the operator is warned.
-CUSTOMER_COLUMNS = frozenset(
-    {
-        "name",
-        "kind",
-        "email",
-        "phone",
-        "external_ref",
-        "segment",
-        "owner",
-        "status",
-        "tags",
-        "attributes",
-        # a churned customer needs the day and reason code of its last churn; the note is optional
-        "churned_at",
-        "churn_reason",
-        "churn_note",
-    }
-)
-INTERACTION_COLUMNS = frozenset(
-    {
-        "customer_id",
-        "type",
-        "channel",
-        "initiated_by",
-        "occurred_at",
-        "amount",
-        "currency",
-        "quantity",
-        "order_id",
-        "severity",
-        "category",
-        "rating",
-        "sentiment",
-        "survey",
-        "score",
-        "text",
-        "external_id",
-    }
-)
+from cli.schema import FIELDS
+
+# Columns the services know (the fields of cli.schema's row models); others are still sent (the service
+# decides) but the operator is warned. Customers take attributes as one "attributes" column too; this
+# reader of interactions names the customer by id only (customer_ref is resolved by `crm import`).
+CUSTOMER_COLUMNS = frozenset(FIELDS["customers"]) | {"attributes"}
+INTERACTION_COLUMNS = frozenset(FIELDS["interactions"]) - {"customer_ref"}
+# Where csv.DictReader puts the cells beyond the header's (no column name holds a NUL).
+SURPLUS = "\0surplus"
 ATTRIBUTE_PREFIXES = ("attr.", "attributes.")
 TAG_SEPARATORS = re.compile(r"[|;]")
 
@@ -83,12 +52,12 @@ def _typed(value: str) -> Any:
 
 
 def _records(stream: TextIO) -> Iterator[tuple[int, dict[str, str], list[str]]]:
-    reader = csv.DictReader(stream)
+    reader = csv.DictReader(stream, restkey=SURPLUS)
     if reader.fieldnames is None:
         return
     for record in reader:
-        # DictReader puts surplus cells under the key None; line_num is the line the record ended on.
-        extra = record.pop(None, None)  # type: ignore[call-overload]
+        # DictReader puts surplus cells under the restkey; line_num is the line the record ended on.
+        extra = record.pop(SURPLUS, None)
         problems = [f"{len(extra)} cell(s) more than the header has"] if extra else []
         yield reader.line_num, record, problems
 

@@ -1,10 +1,12 @@
 """The CLI's own copy of the rules the services apply to imported rows, so --dry-run can check a whole file
 without writing anything (the CLI reaches services over HTTP only and never imports them).
 
-The enumerations and limits mirror the customer and interaction services' request models; a unit test
-compares them with the services' so a change there fails the build until it is copied here. The
-services stay the judge: a row that passes here can still be rejected by them (an unknown customer, a
-reference already taken), and that reason reaches the rejects file too.
+The enumerations the event contracts define (customer status, interaction type, severity) come from
+servicekit.events.contracts, the services' own source. The others and the limits mirror the customer and
+interaction services' request models; a unit test compares them with the services' so a change there
+fails the build until it is copied here. The services stay the judge: a row that passes here can still
+be rejected by them (an unknown customer, a reference already taken), and that reason reaches the
+rejects file too.
 """
 
 from __future__ import annotations
@@ -17,17 +19,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from servicekit.events.contracts.common import CustomerStatus, InteractionType, Severity
+
 
 class CustomerKind(StrEnum):
     person = "person"
     company = "company"
-
-
-class CustomerStatus(StrEnum):
-    prospect = "prospect"
-    active = "active"
-    churned = "churned"
-    won_back = "won_back"
 
 
 class ChurnReason(StrEnum):
@@ -45,29 +42,9 @@ class ChurnReason(StrEnum):
     other = "other"
 
 
-class InteractionType(StrEnum):
-    purchase = "purchase"
-    return_ = "return"
-    call = "call"
-    email = "email"
-    chat = "chat"
-    visit = "visit"
-    ticket = "ticket"
-    complaint = "complaint"
-    survey = "survey"
-    feedback = "feedback"
-
-
 class Initiator(StrEnum):
     customer = "customer"
     company = "company"
-
-
-class Severity(StrEnum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
 
 
 class SurveyKind(StrEnum):
@@ -235,6 +212,11 @@ class StatusRow(BaseModel):
 
 
 MODELS: dict[str, type[BaseModel]] = {"customers": CustomerRow, "interactions": InteractionRow, "statuses": StatusRow}
+# The platform fields of each kind of row, in the models' order: the one list the column mapping
+# (cli.mapping) and the CSV readers (cli.rows) both use. Attributes are a group (attributes.<name>).
+FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(name for name in model.model_fields if name != "attributes") for kind, model in MODELS.items()
+}
 
 
 def problems_of(error: ValidationError) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import BigInteger, Column, Integer, select
 from sqlmodel import Field as SQLField
+from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.keys import GatewayTable
@@ -162,18 +163,18 @@ class AuditLog:
     ) -> list[AuditEntry]:
         query = select(AuditEntry)
         if actor is not None:
-            query = query.where(AuditEntry.actor == actor)
+            query = query.where(col(AuditEntry.actor) == actor)
         if action is not None:
-            query = query.where(AuditEntry.action == action)
+            query = query.where(col(AuditEntry.action) == action)
         if object_id is not None:
-            query = query.where(AuditEntry.object_id == object_id)
+            query = query.where(col(AuditEntry.object_id) == object_id)
         if since is not None:
-            query = query.where(AuditEntry.at >= since)  # type: ignore[operator]
+            query = query.where(col(AuditEntry.at) >= since)
         if until is not None:
-            query = query.where(AuditEntry.at < until)  # type: ignore[operator]
+            query = query.where(col(AuditEntry.at) < until)
         if before_id is not None:
-            query = query.where(AuditEntry.id < before_id)  # type: ignore[operator]
-        query = query.order_by(AuditEntry.id.desc()).limit(limit)  # type: ignore[union-attr]
+            query = query.where(col(AuditEntry.id) < before_id)
+        query = query.order_by(col(AuditEntry.id).desc()).limit(limit)
         async with self.database.sessions() as session:
             return list((await session.execute(query)).scalars().all())
 

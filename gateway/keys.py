@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import JSON, Column, String, select
 from sqlalchemy.orm import registry
 from sqlmodel import Field as SQLField
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
 
 from gateway.lru import LruDict
 from gateway.routes import API_PREFIX, ROLE_PERMISSIONS
@@ -165,8 +165,8 @@ class KeyStore:
         async with self.database.sessions() as session:
             query = select(ApiKey)
             if not include_revoked:
-                query = query.where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
-            rows = (await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))).scalars().all()
+                query = query.where(col(ApiKey.revoked_at).is_(None))
+            rows = (await session.execute(query.order_by(col(ApiKey.created_at), col(ApiKey.id)))).scalars().all()
         return ApiKeysPublic(
             items=[_public(r) for r in rows[offset : offset + limit]], total=len(rows), limit=limit, offset=offset
         )

@@ -36,6 +36,7 @@ from sqlmodel import Field as SQLField
 from gateway.keys import GatewayTable
 from gateway.lru import LruDict
 from servicekit.db import Database
+from servicekit.tables import table_of
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -53,7 +54,7 @@ class RateBucket(GatewayTable, table=True):
     granted: int = SQLField(sa_column=Column(Integer, nullable=False))
 
 
-BUCKETS = RateBucket.__table__  # type: ignore[attr-defined]
+BUCKETS = table_of(RateBucket)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,10 @@ ROUTES: tuple[Route, ...] = tuple(
             Route(("enrolments", WILDCARD), "retention"),  # no list: enrolments are read per customer
             _prefix("retention", "retention"),
             _prefix("retention", "webhooks"),
+            # win-back campaigns and their offer catalogue (docs/campaigns.md)
+            _prefix("retention", "offers"),
+            _prefix("retention", "campaigns"),
+            _prefix("retention", "followup-schedules"),
             Route(("surveys", "respond", WILDCARD), "retention", exact=True),
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
@@ -243,6 +247,16 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "enrolments/*/stop", "tasks:write", S.RESOURCE),
             _p(READ, "retention", "metrics:read", prefix=True),
             _p(ANY, "webhooks", "webhooks:admin", prefix=True),
+            # win-back campaigns: the members list names customers across owners, so reading campaigns is
+            # not for owner-scoped roles; a campaign's report is aggregates only, like the other reports
+            _p(READ, "offers", "campaigns:read", prefix=True),
+            _p(WRITE, "offers", "campaigns:write", prefix=True),
+            _p(READ, "campaigns", "campaigns:read", prefix=True),
+            _p(WRITE, "campaigns", "campaigns:write", prefix=True),
+            _p(READ, "campaigns/*/report", "reports:read"),
+            # scheduled follow-ups per tier: configured like playbooks
+            _p(READ, "followup-schedules", "playbooks:read", prefix=True),
+            _p(WRITE, "followup-schedules", "playbooks:write", prefix=True),
             # survey links: answered without a login (PUBLIC below), by the token in the path
             _p(READ | POST, "surveys/respond/*", "surveys:respond"),
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed

@@ -1,7 +1,22 @@
-"""Talking to the services: one pooled keep-alive client, header hygiene, and failure mapping.
+"""Talking to the services: one way to call them (``Upstreams.send``), header hygiene, and failure mapping.
 
 Used by the proxy, the 360 view and readiness alike, so retries, timeouts and metrics behave the
 same wherever the gateway calls a service.
+
+Behind ``Upstreams.send`` sit two HTTP clients, each with one pooled keep-alive session, on purpose:
+
+- aiohttp carries the requests of a running gateway (``GATEWAY_UPSTREAM_CLIENT=aiohttp``, the default):
+  under concurrency it answers markedly faster than ``httpx.AsyncClient`` (encode/httpx#3215), which
+  ``bench/gateway_overhead.py`` measures side by side (figures in docs/performance/). Its answers are
+  wrapped in ``AiohttpResponse`` (the part of ``httpx.Response`` the gateway reads, streaming included)
+  and its failures become the httpx exceptions ``classify`` knows, so both clients fail alike.
+- httpx is the seam the tests use: an httpx transport (``ASGITransport``, ``MockTransport``) puts the
+  services in the test's process, and aiohttp has nothing like it, so ``Upstreams`` built with a
+  transport use httpx. ``GATEWAY_UPSTREAM_CLIENT=httpx`` selects it in a running gateway too. The JWKS
+  fetch (``gateway/jwks.py``) also uses httpx: one call per key rotation, off the request path.
+
+httpx alone would give up the proxy's measured speed; aiohttp alone would take away the in-process
+transport every gateway test runs on. Both relay event streams chunk by chunk (``aiter_raw``).
 """
 
 from __future__ import annotations
@@ -257,7 +272,8 @@ def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
 
 
 class Upstreams:
-    """The services by name, reached through one shared connection pool."""
+    """The services by name, reached through one shared connection pool (aiohttp's, or httpx's when a
+    transport is given or ``upstream_client`` is "httpx")."""
 
     def __init__(
         self,

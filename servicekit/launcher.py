@@ -66,6 +66,8 @@ def platform_processes(
             env[f"{name.upper()}_DATABASE_URL"] = database_urls[name]
         if name == "interaction":  # asks the customer service when its replica lags
             env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{ports['customer']}"
+        if name == "retention":  # reads a campaign's audience from the scoring service's segments
+            env["RETENTION_SCORING_URL"] = f"http://127.0.0.1:{ports['scoring']}"
         specs.append(ProcessSpec(name, [python, "-m", f"services.{name}", "all"], port, env))
     gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
     if database_urls and "gateway" in database_urls:  # keys, rate buckets, audit log

@@ -3,8 +3,9 @@
 SQLModel builds a table object (an Alert, a Task, a stored interaction) through `FieldInfo.get_default`,
 and pydantic answers that by running `inspect.signature` on each field's default factory every time
 (pydantic caches it for private attributes since pydantic#13376, not for fields). In the retention
-consumer raising alerts that was a tenth of its CPU. The answer depends only on the factory, so one
-look per factory is enough. `install()` runs when servicekit is imported.
+consumer raising alerts that was a large share of its CPU (the profile is in
+docs/performance/2026-12-02-report.md, "Load"). The answer depends only on the factory, so one look per
+factory is enough. `install()` runs when servicekit is imported.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ own MetaData so that the service's migrations create them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -63,3 +65,11 @@ INBOX = Table(
 def add_plumbing_tables(metadata: MetaData) -> None:
     for table in (OUTBOX, INBOX):
         table.to_metadata(metadata)
+
+
+def table_of(model: type[Any]) -> Table:
+    """The Table of a SQLModel table class: ``model.__table__``, which SQLModel does not declare to type checkers."""
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table

@@ -19,8 +19,9 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import ARRAY, BigInteger, all_, any_, bindparam, delete, func, select, update
@@ -37,6 +38,15 @@ log = logging.getLogger("servicekit.relay")
 
 FAULT_EXIT_BEFORE_PUBLISH = "exit_before_publish"
 _HOUSEKEEPING_EVERY_S = 5.0
+
+
+class Producer(Protocol):
+    """What the relay asks of a Kafka producer (an AIOKafkaProducer; a fake in unit tests): ``send`` queues
+    a record and returns what to await for the broker's answer."""
+
+    async def send(
+        self, topic: str, *, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]: ...
 
 
 class OutboxRelay:
@@ -83,7 +93,7 @@ class OutboxRelay:
             await self._drop_producer()
             await self._drop_listener()
 
-    async def publish_batch(self, producer: AIOKafkaProducer, *, defer_mark: bool = False) -> int:
+    async def publish_batch(self, producer: Producer, *, defer_mark: bool = False) -> int:
         """Publish one batch of unpublished rows; returns how many were published.
 
         defer_mark: when more rows are already waiting (a full batch, or a commit woke the relay since),
@@ -134,7 +144,7 @@ class OutboxRelay:
             raise RuntimeError(f"{failed} outbox rows not published")
         return len(published_ids)
 
-    async def _send_traced(self, producer: AIOKafkaProducer, rows: list[Any]) -> list[Any]:
+    async def _send_traced(self, producer: Producer, rows: list[Any]) -> list[Any]:
         """publish_batch's sends, each in an `outbox publish` span (child of the span that wrote the row,
         carrying the outbox wait) that ends when the broker answers; the Kafka headers carry the publish
         span's context, so the consumer's span is its child."""

@@ -1,121 +1,19 @@
-"""Event handlers. Handlers never commit; the consumer commits with the inbox row.
+"""The interaction service's event handlers, assembled from its features. Handlers never commit; the consumer
+commits with the inbox row.
 
-crm.customer.v1 -> the local customer replica. Each is safe to apply twice or out of order: the replica
-keeps the customer version and the time of its status, and ignores what is older (see service.py). A
-customer arriving with an ERP reference also releases the ERP/SCM events parked for that reference.
-
-erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, idempotent by the source's own id;
-an event naming an unknown customer is parked, never dropped.
-
-crm.retention.v1 survey.responded -> a survey interaction (services/interaction/surveys.py), once per link.
+- crm.customer.v1 -> the local customer replica (replica/handlers.py), whose batches first prefetch the
+  customers they need from the customer service (BEFORE_BATCH).
+- erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, or parked (inbound/handlers.py).
+- crm.retention.v1 survey.responded -> a survey interaction (surveys/handlers.py).
 """
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
-
-from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.erp import MODELS as INBOUND_MODELS
-from servicekit.events.contracts.erp import InboundEvent
-from servicekit.events.contracts.retention import SurveyResponded
-from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.inbox.consumer import BatchHook
-from servicekit.unit_of_work import UnitOfWork
-from services.interaction import service, surveys
-from services.interaction.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
-from services.interaction.settings import InteractionSettings
+from services.interaction.inbound.handlers import HANDLERS as INBOUND
+from services.interaction.replica.handlers import HANDLERS as REPLICA
+from services.interaction.replica.handlers import prefetch_customers
+from services.interaction.surveys.handlers import HANDLERS as SURVEYS
 
-
-@cache
-def _sla_hours() -> Mapping[str, float]:
-    # Read on first use, not at import, so tests and processes configure the environment first.
-    return InteractionSettings().complaint_sla_hours
-
-
-@cache
-def _directory() -> CustomerDirectory:
-    # Customer events no longer carry the external reference (personal data): the replica reads it
-    # from the customer master. One client for the consume process's lifetime.
-    settings = InteractionSettings()
-    return CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
-
-
-@dataclass
-class PrefetchedCustomers:
-    """A consumer batch's customer snapshots, asked for once (None: the customer service does not know it)."""
-
-    by_id: dict[str, CustomerSnapshot | None] = field(default_factory=dict)
-
-
-async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """Ask the customer service once for every customer whose reference this batch's events need.
-
-    Events never carry the reference, so each customer.created/updated with one would otherwise cost
-    one call; asked after the events were received, the answers are at least as new as each event.
-    When the customer service is unavailable nothing is prefetched and each event asks on its own.
-    """
-    wanted = [
-        e.data.customer_id
-        for e in events
-        if isinstance(e.data, CustomerCreated | CustomerUpdated) and e.data.external_ref_set
-    ]
-    if not wanted:
-        return
-    try:
-        uow.state(PrefetchedCustomers).by_id.update(await _directory().fetch_many(wanted))
-    except CustomerServiceUnavailable:
-        return
-
-
-def _lookup(uow: UnitOfWork) -> Callable[[str], Awaitable[CustomerSnapshot | None]]:
-    prefetched = uow.state(PrefetchedCustomers).by_id
-
-    async def lookup(customer_id: str) -> CustomerSnapshot | None:
-        if customer_id in prefetched:
-            return prefetched[customer_id]
-        return await _directory().fetch(customer_id)
-
-    return lookup
-
-
-async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
-    await service.apply_customer_created(
-        session=uow.session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(uow)
-    )
-
-
-async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
-    await service.apply_customer_updated(
-        session=uow.session, data=event.data, sla_hours=_sla_hours(), lookup=_lookup(uow)
-    )
-
-
-async def on_customer_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChanged]) -> None:
-    await service.apply_customer_status_changed(session=uow.session, data=event.data)
-
-
-async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
-    await service.apply_customer_erased(session=uow.session, data=event.data)
-
-
-async def on_inbound(uow: UnitOfWork, event: Received[InboundEvent]) -> None:
-    await service.record_inbound(session=uow.session, event=event, sla_hours=_sla_hours())
-
-
-async def on_survey_responded(uow: UnitOfWork, event: Received[SurveyResponded]) -> None:
-    # Duplicate-safe: the interaction's external id is the link's.
-    await surveys.record_response(session=uow.session, data=event.data, sla_hours=_sla_hours())
-
-
-HANDLERS: Handlers = {
-    SurveyResponded.event_type: on_survey_responded,
-    CustomerCreated.event_type: on_customer_created,
-    CustomerUpdated.event_type: on_customer_updated,
-    CustomerStatusChanged.event_type: on_customer_status_changed,
-    CustomerErased.event_type: on_customer_erased,
-    **{model.event_type: on_inbound for model in INBOUND_MODELS},
-}
+HANDLERS: Handlers = {**SURVEYS, **REPLICA, **INBOUND}
 
 BEFORE_BATCH: BatchHook = prefetch_customers

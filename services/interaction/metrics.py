@@ -1,4 +1,4 @@
-"""Business gauge of the interaction service, refreshed by the SLA watcher (services.interaction.watchers)."""
+"""Business gauge of the interaction service, refreshed by the SLA watcher (services.interaction.background)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.metrics import set_gauges
-from services.interaction import sla
-from services.interaction.models import Interaction
+from services.interaction.complaints import sla
+from services.interaction.interactions.models import Interaction
 
 # New breaches per hour come from crm_events_published_total{event_type="complaint.overdue"}; this is the stock.
 OVERDUE_COMPLAINTS = Gauge(

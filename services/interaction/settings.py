@@ -1,3 +1,5 @@
+from functools import cache
+
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -45,3 +47,10 @@ class InteractionSettings(ServiceSettings):
         if bad:
             raise ValueError(f"SLA hours must be positive for {bad}")
         return {**DEFAULT_SLA_HOURS, **value}
+
+
+@cache
+def consumer_settings() -> InteractionSettings:
+    """The settings of the event handlers, read on first use (not at import, so tests and processes configure
+    the environment first)."""
+    return InteractionSettings()

@@ -1,7 +1,12 @@
 """What the retention service's api and consume roles run: its routes, event handlers and background loops."""
 
 from servicekit.service import ServiceComponents
+from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping
+from services.retention.campaigns.router import router as campaigns_router
+from services.retention.campaigns.service import run_campaigns
+from services.retention.followups.router import router as followups_router
+from services.retention.followups.service import run_followups
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports_router import router as reports_router
 from services.retention.router import router
@@ -13,8 +18,18 @@ from services.retention.webhooks.delivery import run_webhook_sender
 from services.retention.work import router as work_router
 
 COMPONENTS = ServiceComponents(
-    routers=[work_router, router, touches_router, surveys_router, reports_router, sequences_router],
+    routers=[
+        work_router,
+        router,
+        touches_router,
+        surveys_router,
+        reports_router,
+        sequences_router,
+        analysis_router,
+        campaigns_router,
+        followups_router,
+    ],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,
-    background=[run_housekeeping, run_webhook_sender, run_sequences],
+    background=[run_housekeeping, run_webhook_sender, run_sequences, run_campaigns, run_followups],
 )

@@ -17,7 +17,9 @@ from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.inbox import BatchHook, Handlers
 from services.retention.alerts import handlers as alerts
 from services.retention.lifecycle import handlers as lifecycle
+from services.retention.member_tiers.handlers import with_member_tiers
 from services.retention.touches import handlers as touches
+from services.retention.waits.handlers import with_wakes
 
 HANDLERS: Handlers = {
     ConsentChanged.event_type: touches.on_consent_changed,
@@ -31,6 +33,7 @@ HANDLERS: Handlers = {
     CustomerStatusChanged.event_type: lifecycle.on_status_changed,
     CustomerErased.event_type: lifecycle.on_customer_erased,
 }
+HANDLERS = with_wakes(with_member_tiers(HANDLERS))  # waits that end early; the member-tier replica
 
 # One query each for the batch's replicas, latest scores and unresolved alerts, instead of per event.
 BEFORE_BATCH: BatchHook = alerts.preload

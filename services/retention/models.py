@@ -4,8 +4,11 @@ defines its own tables on the one metadata (db.py); importing them here makes th
 # The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
 from services.retention import read_model as read_model
 from services.retention.alerts import models as alerts
+from services.retention.campaigns import models as campaigns
 from services.retention.catalog import models as catalog
 from services.retention.db import metadata
+from services.retention.followups import models as followups
+from services.retention.member_tiers import models as member_tiers
 from services.retention.outcomes import models as outcomes
 from services.retention.playbooks import models as playbooks
 from services.retention.replica import models as replica
@@ -15,8 +18,26 @@ from services.retention.signals import models as signals
 from services.retention.surveys import models as surveys
 from services.retention.tasks import models as tasks
 from services.retention.touches import models as touches
+from services.retention.waits import models as waits
 from services.retention.webhooks import models as webhooks
 
-FEATURES = (alerts, catalog, outcomes, playbooks, replica, rules, sequences, signals, surveys, tasks, touches, webhooks)
+FEATURES = (
+    alerts,
+    campaigns,
+    catalog,
+    followups,
+    member_tiers,
+    outcomes,
+    playbooks,
+    replica,
+    rules,
+    sequences,
+    signals,
+    surveys,
+    tasks,
+    touches,
+    waits,
+    webhooks,
+)
 
 __all__ = ["FEATURES", "metadata", "read_model"]

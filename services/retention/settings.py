@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.production import secret_problem
-from servicekit.settings import SERVICE_PORTS, ServiceSettings
+from servicekit.settings import SERVICE_PORTS, ServiceSettings, local_url
 from services.retention.loyalty import Thresholds
 
 DEV_SURVEY_SECRET = "dev-survey-link-secret-change-me-0123456789"
@@ -99,6 +99,13 @@ class RetentionSettings(ServiceSettings):
     def _valid_zone(cls, value: str) -> str:
         ZoneInfo(value)  # an unknown zone fails at start-up
         return value
+
+    # Win-back campaigns (docs/campaigns.md): the audience is a segment of the scoring service, asked directly.
+    scoring_url: str = local_url("scoring")
+    scoring_timeout_s: float = Field(30.0, gt=0)  # reading a segment's members at launch may take a while
+    campaign_interval_s: float = Field(30.0, gt=0)  # how often scheduled campaigns due to start are launched
+    followup_interval_s: float = Field(60.0, gt=0)  # how often scheduled follow-ups per tier are looked for
+    campaign_max_audience: int = Field(100_000, ge=1, le=1_000_000)  # a larger segment is refused at launch
 
     # Retention reports (docs/reports.md, "Retention").
     # An alert counts as answered in time when acknowledged within this many hours of being raised.

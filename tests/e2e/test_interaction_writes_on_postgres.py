@@ -16,8 +16,10 @@ from servicekit.db import Database
 from servicekit.outbox.writer import NOTIFY_CHANNEL
 from servicekit.problems import Problem
 from servicekit.tables import OUTBOX
-from services.interaction import service
-from services.interaction.models import Interaction, InteractionCreate, KnownCustomer, metadata
+from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.service import record_interaction
+from services.interaction.models import metadata
+from services.interaction.replica.models import KnownCustomer
 from tests.e2e.conftest import database_url
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService
 
@@ -58,7 +60,7 @@ async def _record(
     event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with database.sessions() as session:
-            result = await service.record_interaction(
+            result = await record_interaction(
                 session=session, data=data, sla_hours=SLA_HOURS, lookup=(lookup or FakeCustomerService()).fetch
             )
             await session.commit()

@@ -184,8 +184,8 @@ async def _complain(gateway: httpx.AsyncClient, customer_id: str, person: Person
 
 
 CONSENT_TABLES = {"customer": ("consents", "consent_changes", "contact_profiles"), "retention": ("consent_replica",)}
-# The loyalty points ledger and account (docs/loyalty-points.md).
-POINTS_TABLES = {"customer": ("points_entries", "points_accounts")}
+# The loyalty points ledger and account (docs/loyalty-points.md), and retention's member-tier replica of it.
+POINTS_TABLES = {"customer": ("points_entries", "points_accounts"), "retention": ("member_tiers",)}
 
 
 async def _consent_rows(customer_id: str, service: str) -> int:

@@ -122,6 +122,48 @@ class TouchRequested(EventData):
     at: datetime
 
 
+class CampaignTouchRequested(EventData):
+    """A win-back campaign's offer passed consent and the contact policy for one treated customer: the
+    organisation's e-mail, SMS or marketing system delivers it (from this topic or the signed webhook).
+    Ids, codes and numbers only; the sender looks the address up itself (docs/campaigns.md)."""
+
+    topic = topics.RETENTION
+    event_type = "campaign.touch_requested"
+    touch_id: str  # the recorded touch: one per customer and campaign, a deduplication key for the sender
+    campaign_id: str
+    customer_id: str
+    offer_id: str
+    offer_code: str  # the code the ERP sees on the order that redeems it
+    offer_kind: str  # discount_percent, discount_amount, free_shipping, loyalty_points, gift, service_upgrade
+    offer_value: float | None = None
+    channel: str  # email, sms, phone, post, visit
+    template: str = ""  # the sender's template name, as the campaign names it
+    valid_until: datetime  # the offer can be redeemed until then
+    at: datetime
+
+
+class CampaignLaunched(EventData):
+    """A campaign drew its audience: how many were treated, held out, reached and blocked (and why).
+    Keyed by the campaign id: it concerns no single customer."""
+
+    topic = topics.RETENTION
+    event_type = "campaign.launched"
+    campaign_id: str
+    offer_id: str
+    segment_id: str
+    channel: str
+    audience: int
+    treated: int
+    holdout: int
+    reached: int
+    blocked: int
+    blocked_by: dict[str, int] = {}  # contact-policy verdict -> customers
+    at: datetime
+
+    def subject(self) -> str:
+        return self.campaign_id
+
+
 MODELS = (
     AlertRaised,
     AlertUpdated,
@@ -131,4 +173,6 @@ MODELS = (
     SurveyRequested,
     SurveyResponded,
     TouchRequested,
+    CampaignTouchRequested,
+    CampaignLaunched,
 )

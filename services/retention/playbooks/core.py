@@ -19,6 +19,7 @@ class Action(StrEnum):
     executive_outreach = "executive_outreach"
     satisfaction_survey = "satisfaction_survey"
     win_back_offer = "win_back_offer"
+    follow_up_visit = "follow_up_visit"  # a regular return visit at a key customer's premises
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,16 +55,26 @@ class TouchStep(_Strict):
         return self
 
 
+# Events that can end a wait early (``until``): an order (interaction.recorded of type purchase), a
+# complaint opened, a survey answered, each arriving after the wait began.
+WAIT_EVENTS = ("purchased", "complaint_opened", "survey_answered")
+WaitEvent = Literal["purchased", "complaint_opened", "survey_answered"]
+
+
 class WaitStep(_Strict):
+    """Wait `hours`; with `until`, the wait ends as soon as one of those events arrives, and the sequence
+    goes on with the next step at once (a branch after it can tell which, e.g. on `purchased`)."""
+
     id: str = Field(pattern=STEP_ID)
     kind: Literal["wait"] = "wait"
     hours: float = Field(gt=0, le=24 * 365)
+    until: tuple[WaitEvent, ...] = Field(default=(), max_length=len(WAIT_EVENTS))
 
 
 class Condition(_Strict):
     """All given parts must hold. `replied`: the customer answered (a survey, a complaint) since the last
     wait began; `task`: the outcome of the sequence's latest task; `risk_below`: current churn risk;
-    `purchased`: a purchase (reactivation) since enrolment."""
+    `purchased`: an order (interaction.recorded of type purchase) since enrolment."""
 
     replied: bool | None = None
     task: Literal["completed", "open", "cancelled", "none"] | None = None
@@ -172,6 +182,7 @@ class Facts:
     replied: bool = False  # since the latest wait began (or enrolment)
     task: str = "none"  # outcome of the sequence's latest task
     erased: bool = False  # the customer was erased: nothing more is done
+    arrived: frozenset[str] = frozenset()  # WAIT_EVENTS that arrived since the latest wait began
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +201,8 @@ class Next:
     due_at: datetime | None  # None: finished
     finished: str | None = None  # completed, stopped:<why>
     trail: tuple[str, ...] = field(default=())  # ids of the steps passed, in order
+    wake_on: tuple[str, ...] = ()  # the events that end the wait the enrolment now waits at
+    ended_early: tuple[tuple[str, str], ...] = ()  # (wait step id, the event that ended it)
 
 
 def holds(when: Condition, facts: Facts) -> bool:
@@ -226,17 +239,30 @@ def advance(definition: SequenceDef, state: State, facts: Facts, now: datetime) 
     cursor, waiting_since, wait_began = state.cursor, state.waiting_since, state.wait_began
     effects: list[Effect] = []
     trail: list[str] = []
+    early: list[tuple[str, str]] = []
     for _ in range(MAX_STEPS):
         if cursor >= len(steps):
-            return _end(effects, state, cursor, wait_began, trail, "completed")
+            return _end(effects, state, cursor, wait_began, trail, "completed", early)
         step = steps[cursor]
         if isinstance(step, WaitStep):
+            # Only a wait that began before this walk can have seen its events (the facts were read
+            # against that wait's start).
+            ended_by = next((e for e in step.until if e in facts.arrived), None) if waiting_since else None
             if waiting_since is None:
                 waiting_since = wait_began = now
             due = waiting_since + timedelta(hours=step.hours)
-            if due > now:
+            if due > now and ended_by is None:
                 new = State(cursor, state.started_at, waiting_since, wait_began)
-                return Next(effects=tuple(effects), state=new, due_at=due, trail=tuple(trail))
+                return Next(
+                    effects=tuple(effects),
+                    state=new,
+                    due_at=due,
+                    trail=tuple(trail),
+                    wake_on=tuple(step.until),
+                    ended_early=tuple(early),
+                )
+            if due > now and ended_by is not None:
+                early.append((step.id, ended_by))
             trail.append(step.id)
             waiting_since = None
             cursor += 1
@@ -248,15 +274,23 @@ def advance(definition: SequenceDef, state: State, facts: Facts, now: datetime) 
         elif isinstance(step, BranchStep):
             target = step.then if holds(step.when, facts) else step.else_
             if target == "stop":
-                return _end(effects, state, cursor, wait_began, trail, f"stopped:branch:{step.id}")
+                return _end(effects, state, cursor, wait_began, trail, f"stopped:branch:{step.id}", early)
             cursor = ids[target] if target is not None else cursor + 1
         else:  # StopStep
-            return _end(effects, state, cursor, wait_began, trail, f"stopped:step:{step.id}")
-    return _end(effects, state, cursor, wait_began, trail, "stopped:too_many_steps")
+            return _end(effects, state, cursor, wait_began, trail, f"stopped:step:{step.id}", early)
+    return _end(effects, state, cursor, wait_began, trail, "stopped:too_many_steps", early)
 
 
 def _end(
-    effects: list[Effect], state: State, cursor: int, wait_began: datetime | None, trail: list[str], why: str
+    effects: list[Effect],
+    state: State,
+    cursor: int,
+    wait_began: datetime | None,
+    trail: list[str],
+    why: str,
+    early: list[tuple[str, str]],
 ) -> Next:
     new = State(cursor, state.started_at, None, wait_began)
-    return Next(effects=tuple(effects), state=new, due_at=None, finished=why, trail=tuple(trail))
+    return Next(
+        effects=tuple(effects), state=new, due_at=None, finished=why, trail=tuple(trail), ended_early=tuple(early)
+    )

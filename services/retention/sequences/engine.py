@@ -31,7 +31,8 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.db import new_id
 from services.retention.publishing import publish
-from services.retention.replica.models import Customer, CustomerScore, StatusChange
+from services.retention.read_model import ORDER, FactEvent
+from services.retention.replica.models import Customer, CustomerScore
 from services.retention.sequences import core as sq
 from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.settings import RetentionSettings
@@ -41,12 +42,14 @@ from services.retention.tasks.events import task_event
 from services.retention.tasks.models import Task, TaskStatus
 from services.retention.touches import contact_policy as cp
 from services.retention.touches import service as touches
+from services.retention.waits import service as waits
 
 log = logging.getLogger("retention.sequences")
 
 TRAIL_KEPT = 30
 REPLY_SIGNALS = ("survey.answered", "complaint.opened")  # the customer came back to us
-PURCHASE_STATUSES = ("active", "won_back")  # a status change to these after enrolment: a purchase
+# Signals that end a wait early (sequences.WAIT_EVENTS); "purchased" is an order in the read model.
+WAIT_SIGNALS = {"complaint.opened": "complaint_opened", "survey.answered": "survey_answered"}
 
 
 def enrols(playbook: ActivePlaybook, tier: str | None) -> bool:
@@ -193,18 +196,20 @@ async def read_facts(session: AsyncSession, enrolments: Sequence[Enrolment]) -> 
         ).all()
     )
     replies: dict[str, list[datetime]] = {}
-    for customer_id, at in await session.execute(
-        select(Signal.customer_id, Signal.at).where(
+    signals: dict[str, list[tuple[str, datetime]]] = {}
+    for customer_id, event_type, at in await session.execute(
+        select(Signal.customer_id, Signal.event_type, Signal.at).where(
             col(Signal.customer_id).in_(ids), col(Signal.event_type).in_(REPLY_SIGNALS), col(Signal.at) >= earliest
         )
     ):
         replies.setdefault(customer_id, []).append(as_utc(at))
+        if event_type in WAIT_SIGNALS:
+            signals.setdefault(customer_id, []).append((WAIT_SIGNALS[event_type], as_utc(at)))
+    # A purchase is an order (interaction.recorded of type purchase, kept by the read model), not a status.
     purchases: dict[str, list[datetime]] = {}
     for customer_id, at in await session.execute(
-        select(StatusChange.customer_id, StatusChange.at).where(
-            col(StatusChange.customer_id).in_(ids),
-            col(StatusChange.status).in_(PURCHASE_STATUSES),
-            col(StatusChange.at) >= earliest,
+        select(FactEvent.customer_id, FactEvent.at).where(
+            col(FactEvent.customer_id).in_(ids), col(FactEvent.kind) == ORDER, col(FactEvent.at) >= earliest
         )
     ):
         purchases.setdefault(customer_id, []).append(as_utc(at))
@@ -227,12 +232,16 @@ async def read_facts(session: AsyncSession, enrolments: Sequence[Enrolment]) -> 
     for e in enrolments:
         started = as_utc(e.started_at)
         since = as_utc(e.wait_began) if e.wait_began is not None else started
+        arrived = {name for name, at in signals.get(e.customer_id, ()) if at >= since}
+        if any(at >= since for at in purchases.get(e.customer_id, ())):
+            arrived.add("purchased")
         facts[e.id] = sq.Facts(
             churn_risk=risk.get(e.customer_id),
             purchased=any(at >= started for at in purchases.get(e.customer_id, ())),
             replied=any(at >= since for at in replies.get(e.customer_id, ())),
             task=str(task_status[e.last_task_id]) if e.last_task_id in task_status else "none",
             erased=e.customer_id in erased,
+            arrived=frozenset(arrived),
         )
     return facts
 
@@ -250,7 +259,16 @@ async def run_step(session: AsyncSession, enrolment: Enrolment, facts: sq.Facts,
         wait_began=as_utc(enrolment.wait_began) if enrolment.wait_began else None,
     )
     nxt = sq.advance(definition, state, facts, now)
-    trail = [{"step": step_id, "at": now.isoformat()} for step_id in nxt.trail]
+    early = dict(nxt.ended_early)
+    trail = [
+        {
+            "step": step_id,
+            "at": now.isoformat(),
+            **({"result": f"ended_by:{early[step_id]}"} if step_id in early else {}),
+        }
+        for step_id in nxt.trail
+    ]
+    await _wakes(session, enrolment, definition, nxt)
     finished = nxt.finished
     events: list[EventData] = []
     for effect in nxt.effects:
@@ -271,6 +289,21 @@ async def run_step(session: AsyncSession, enrolment: Enrolment, facts: sq.Facts,
     else:
         _finish(enrolment, finished, now)
     return events
+
+
+async def _wakes(session: AsyncSession, enrolment: Enrolment, definition: sq.SequenceDef, nxt: sq.Next) -> None:
+    """Keep the wake registry in step: registered while parked at a wait with `until`, removed after."""
+    parked_before = enrolment.waiting_since is not None and _waits_for_events(definition, enrolment.cursor)
+    parked_now = nxt.finished is None and bool(nxt.wake_on)
+    if parked_now and not (parked_before and nxt.state.cursor == enrolment.cursor):
+        await waits.register(session, enrolment_id=enrolment.id, customer_id=enrolment.customer_id, events=nxt.wake_on)
+    elif parked_before and not (parked_now and nxt.state.cursor == enrolment.cursor):
+        await waits.clear(session, [enrolment.id])
+
+
+def _waits_for_events(definition: sq.SequenceDef, cursor: int) -> bool:
+    step = definition.steps[cursor] if cursor < len(definition.steps) else None
+    return isinstance(step, sq.WaitStep) and bool(step.until)
 
 
 def _finish(enrolment: Enrolment, why: str, now: datetime) -> None:

@@ -350,6 +350,44 @@ def test_a_fixed_rejects_file_imports_again_in_the_same_format(tmp_path: Path, c
     assert line["external_ref"] == "A4" and line["_error"].startswith("line 2")
 
 
+def test_a_parquet_input_gets_parquet_rejects_with_its_schema_even_across_a_resume(tmp_path: Path, capsys):
+    from datetime import date
+    from decimal import Decimal
+
+    platform = Platform()
+    platform.customers = {"r0": "c1"}
+    schema = pa.schema(
+        [("Customer", pa.string()), ("Kind", pa.string()), ("When", pa.date32()), ("Amount", pa.decimal128(9, 2)),
+         ("Currency", pa.string()), ("Units", pa.int64())]
+    )  # fmt: skip
+    rows = [
+        {"Customer": f"r{i % 3}", "Kind": "purchase", "When": date(2026, 1, 1 + i), "Amount": Decimal("10.50"),
+         "Currency": "EUR", "Units": i}
+        for i in range(12)
+    ]  # fmt: skip
+    path = tmp_path / "history.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    with pytest.raises(KeyboardInterrupt):
+        importer(tmp_path, path, platform, chunk_size=4, after_batch=_stop_after(1)).run()
+    assert not (tmp_path / "history.rejects.parquet").exists()  # staged until the import is whole
+    outcome = importer(tmp_path, path, platform, chunk_size=4).run()
+    assert (outcome.created, outcome.rejected) == (4, 8)
+    rejects = pq.read_table(tmp_path / "history.rejects.parquet")
+    assert rejects.schema == schema.append(pa.field("_error", pa.string()))
+    assert rejects.column("Units").to_pylist() == [i for i in range(12) if i % 3]
+    assert rejects.column("When").to_pylist()[0] == date(2026, 1, 2)
+    assert rejects.column("Amount").to_pylist()[0] == Decimal("10.50")
+    assert rejects.column("_error").to_pylist()[0] == "customer_ref: no customer with external_ref 'r1'"
+    assert [p.name for p in tmp_path.iterdir() if "rejects" in p.name] == ["history.rejects.parquet"]
+
+    # Fixed, the rejects file imports again as it is (its _error column is not a field).
+    platform.customers |= {"r1": "c2", "r2": "c3"}
+    source = open_source(tmp_path / "history.rejects.parquet")
+    mapping, _ = build("interactions", source.columns, INTERACTION_MAP)
+    again = Importer(source, mapping, Settings("interactions"), gateway=gateway_for(platform)).run()
+    assert (again.created, again.rejected) == (8, 0)
+
+
 # ---- retries ---------------------------------------------------------------------------------------------
 
 
@@ -452,9 +490,13 @@ def test_batches_in_flight_are_acknowledged_in_file_order(tmp_path: Path):
     path = interactions_file(tmp_path, 23)
     checkpoints: list[int] = []
     run = importer(tmp_path, path, platform, chunk_size=5, concurrency=3)
-    run.settings.after_batch = lambda batches: checkpoints.append(
-        Checkpoint.load(tmp_path / "history.csv.interactions.checkpoint.json").through_line  # type: ignore[union-attr]
-    )
+
+    def through_line() -> int:
+        checkpoint = Checkpoint.load(tmp_path / "history.csv.interactions.checkpoint.json")
+        assert checkpoint is not None
+        return checkpoint.through_line
+
+    run.settings.after_batch = lambda batches: checkpoints.append(through_line())
     outcome = run.run()
     assert (outcome.created, outcome.existing, outcome.rejected) == (23, 0, 0)
     # The first batch answered last of three, yet the checkpoint moved batch by batch, in file order.
@@ -502,3 +544,22 @@ def test_a_checkpoint_never_passes_an_unacknowledged_batch_and_a_resume_stores_e
 def test_concurrency_must_be_positive(capsys):
     assert main(["import", "interactions", "x.csv", "--concurrency", "0"]) != 0
     assert "--concurrency" in capsys.readouterr().err
+
+
+def test_bulk_rows_rejected_as_retryable_are_sent_again_before_they_count_as_rejected():
+    from cli.client import import_rows
+    from cli.rows import Row
+
+    platform = Platform()
+    platform.customers = {"r0": "c1"}
+    platform.retryable_once = {"x1", "x3"}
+    rows = [
+        Row(line=n + 1, body={"customer_id": "c1" if n != 2 else "nobody", "type": "purchase", "external_id": f"x{n}"})
+        for n in range(4)
+    ]
+    slept: list[float] = []
+    summary = import_rows(gateway_for(platform, slept), "/interactions/bulk", rows, label="t", chunk_size=4)
+    assert (summary.created, summary.rejected, summary.row_retries) == (3, [(3, "customer_id: Unknown customer")], 2)
+    assert set(platform.interactions) == {"x0", "x1", "x3"}
+    resent = json.loads(platform.requests[1].content)["rows"]
+    assert [r["external_id"] for r in resent] == ["x1", "x3"] and len(slept) == 1

@@ -7,8 +7,8 @@ import pytest
 from cli import schema
 from services.customer import lifecycle
 from services.customer import models as customer_models
-from services.interaction import complaints
-from services.interaction import models as interaction_models
+from services.interaction.complaints import workflow as complaints
+from services.interaction.interactions import models as interaction_models
 
 
 @pytest.mark.parametrize(

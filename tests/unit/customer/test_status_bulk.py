@@ -89,3 +89,65 @@ async def test_lookup_answers_existing_erased_and_unknown_ids_without_personal_d
     assert (by_id[gone["id"]]["erased"], by_id[gone["id"]]["external_ref"]) == (True, None)
     assert "a@example.com" not in response.text
     assert (await api.client.post("/customers/lookup", json={"ids": []})).status_code == 422
+
+
+async def test_a_customer_named_twice_moves_twice_and_later_rows_see_the_earlier_ones(api):
+    a = await api.create()
+    gone = await api.create()
+    assert (await api.client.delete(f"/customers/{gone['id']}")).status_code == 202
+    rows = [
+        {"customer_id": a["id"], "status": "churned", "reason": "price", "churned_at": "2025-03-01"},
+        {"customer_id": a["id"], "status": "active"},  # churned -> active is not the lifecycle: won_back is
+        {"customer_id": a["id"], "status": "won_back", "note": "came back"},
+        {"customer_id": a["id"], "status": "won_back"},  # already won back by the row before
+        {"customer_id": gone["id"], "status": "churned", "reason": "price", "churned_at": "2025-03-01"},
+    ]
+    report = (await api.client.post("/customers/status/bulk", json={"rows": rows})).json()
+    assert [(r["status"], r.get("version"), r.get("code")) for r in report["rows"]] == [
+        ("changed", 2, None),
+        ("rejected", None, "invalid_transition"),
+        ("changed", 3, None),
+        ("unchanged", 3, None),
+        ("rejected", None, "erased"),
+    ]
+    assert report["rows"][1]["errors"] == [
+        {"field": "status", "message": "A churned customer who returns is won_back, not active."}
+    ]
+    customer = (await api.client.get(f"/customers/{a['id']}")).json()
+    assert (customer["status"], customer["version"], customer["churned_at"], customer["churn_reason"]) == (
+        "won_back",
+        3,
+        "2025-03-01",
+        "price",
+    )
+    history = (await api.client.get(f"/customers/{a['id']}/status-history")).json()["items"]
+    assert [(h["previous_status"], h["status"], h["version"], h["note"]) for h in history[:2]] == [
+        ("churned", "won_back", 3, "came back"),
+        ("active", "churned", 2, None),
+    ]
+    events = await api.events("customer.status_changed")
+    assert [(e["data"]["previous_status"], e["data"]["status"], e["data"]["version"]) for e in events] == [
+        ("active", "churned", 2),
+        ("churned", "won_back", 3),
+    ]
+
+
+async def test_bulk_and_single_changes_leave_the_same_record_history_and_event(api):
+    bulk, single = await api.create(), await api.create()
+    change = {"status": "churned", "reason": "competitor", "churned_at": "2025-01-31", "note": "moved"}
+    assert (await api.client.post(f"/customers/{single['id']}/status", json=change)).status_code == 200
+    response = await api.client.post("/customers/status/bulk", json={"rows": [{"customer_id": bulk["id"], **change}]})
+    assert response.json()["changed"] == 1
+
+    def comparable(body: dict) -> dict:
+        return {k: v for k, v in body.items() if k not in {"id", "customer_id", "changed_at", "time"}}
+
+    records = [(await api.client.get(f"/customers/{c['id']}")).json() for c in (single, bulk)]
+    keys = ("status", "churned_at", "churn_reason", "version")
+    assert [tuple(r[k] for k in keys) for r in records] == [("churned", "2025-01-31", "competitor", 2)] * 2
+    histories = [
+        (await api.client.get(f"/customers/{c['id']}/status-history")).json()["items"][0] for c in (single, bulk)
+    ]
+    assert comparable(histories[0]) == comparable(histories[1])
+    single_event, bulk_event = [e["data"] for e in await api.events("customer.status_changed")]
+    assert comparable(single_event) == comparable(bulk_event)

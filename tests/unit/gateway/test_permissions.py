@@ -93,6 +93,12 @@ def test_retention_reports_and_customer_views_route_to_retention_with_their_scop
     assert resolve("/api/v1/reports/retention/owners") == ("retention", "/reports/retention/owners")
     owners = permission_for("GET", "/api/v1/reports/retention/owners")
     assert owners is not None and (owners.permission, owners.scope) == ("reports:read", Scope.UNSCOPED)
+    # Cohorts and task SLA are aggregates (no customer listed): read unnarrowed, like owner performance.
+    for route in ("cohorts", "task-sla"):
+        assert resolve(f"/api/v1/reports/retention/{route}") == ("retention", f"/reports/retention/{route}")
+        rule = permission_for("GET", f"/api/v1/reports/retention/{route}")
+        assert rule is not None and (rule.permission, rule.scope) == ("reports:read", Scope.UNSCOPED)
+        assert permission_for("POST", f"/api/v1/reports/retention/{route}") is None
     # The one retention report that lists customers narrows a manager to the team's.
     traps = permission_for("GET", "/api/v1/reports/retention/satisfaction-trap")
     assert traps is not None and (traps.permission, traps.scope) == ("reports:read", Scope.OWNER_LIST)

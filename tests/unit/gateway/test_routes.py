@@ -78,7 +78,8 @@ def test_customer_id_named_like_a_subresource_still_goes_to_customer() -> None:
 
 
 def test_360_is_gateway_owned_only_at_its_exact_path() -> None:
-    assert resolve("/api/v1/customers/c-1/360").service == GATEWAY  # type: ignore[union-attr]
+    resolved = resolve("/api/v1/customers/c-1/360")
+    assert resolved is not None and resolved.service == GATEWAY
     assert resolve("/api/v1/customers/c-1/360/extra") == Resolved("customer", "/customers/c-1/360/extra")
 
 

@@ -12,9 +12,9 @@ from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.service import API, create_app
 from servicekit.tables import OUTBOX
-from services.interaction.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.main import SPEC
 from services.interaction.models import metadata
+from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
 from tests.unit.databases import sqlite_database
 

@@ -3,7 +3,8 @@ import logging
 import httpx
 import orjson
 
-from services.interaction import service
+from services.interaction.interactions.bulk import validate_rows
+from services.interaction.interactions.store import new_draft, new_interaction, row_values
 from tests.unit.interaction.conftest import outbox_events
 
 
@@ -20,7 +21,7 @@ def purchase(i: int, **fields) -> dict:
 
 
 def test_rows_are_validated_one_by_one_with_the_fields_at_fault():
-    valid, errors = service.validate_rows(
+    valid, errors = validate_rows(
         [purchase(0), {**purchase(1), "amount": None}, "not an object", {"customer_id": "c-1", "type": "teleport"}]
     )
     assert list(valid) == [0]
@@ -169,13 +170,13 @@ async def test_an_empty_or_oversized_request_is_a_422_naming_rows(api):
 def test_a_draft_holds_every_column_new_interaction_would_write():
     from datetime import UTC, datetime
 
-    from services.interaction.models import InteractionCreate
+    from services.interaction.interactions.models import InteractionCreate
 
     sla_hours = {"critical": 4.0, "high": 24.0, "medium": 72.0, "low": 168.0}
     now = datetime(2026, 1, 2, tzinfo=UTC)
     for row in (purchase(0), {"customer_id": "c-1", "type": "complaint", "severity": "high", "external_id": "k-1"}):
         data = InteractionCreate.model_validate(row)
-        draft = vars(service.new_draft(data, sla_hours, now))
-        model = service._row(service.new_interaction(data, sla_hours, now))
+        draft = vars(new_draft(data, sla_hours, now))
+        model = row_values(new_interaction(data, sla_hours, now))
         assert draft.keys() == model.keys()
         assert {k: v for k, v in draft.items() if k != "id"} == {k: v for k, v in model.items() if k != "id"}

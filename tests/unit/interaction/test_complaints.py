@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.interaction.complaints import (
+from services.interaction.complaints.sla import SLA_RUNNING, ComplaintStatus, needs_overdue_flag
+from services.interaction.complaints.workflow import (
     TRANSITIONS,
     ComplaintCategory,
     TransitionRefused,
@@ -10,7 +11,6 @@ from services.interaction.complaints import (
     category_of,
     check_transition,
 )
-from services.interaction.sla import SLA_RUNNING, ComplaintStatus, needs_overdue_flag
 
 S = ComplaintStatus
 WORKFLOW = [

@@ -5,10 +5,12 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.events.contracts.customer import CustomerErased
 from servicekit.unit_of_work import UnitOfWork
-from services.interaction import service
+from services.interaction.complaints.models import ComplaintStep, ComplaintTransition
+from services.interaction.complaints.service import transition_complaint
+from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.handlers import HANDLERS
-from services.interaction.models import ComplaintStep, ComplaintTransition, Interaction, InteractionCreate
-from services.interaction.sla import ComplaintStatus
+from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.service import record_interaction
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService, created, outbox_events, received
 
 ERASED_AT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -24,19 +26,19 @@ async def test_erasure_blanks_texts_resolutions_and_notes_and_confirms_once(data
     await handle(database, received(created("c-1")))
     async with database.transaction() as session:
         lookup = FakeCustomerService().fetch
-        complaint, _ = await service.record_interaction(
+        complaint, _ = await record_interaction(
             session=session,
             data=InteractionCreate(customer_id="c-1", type="complaint", severity="low", text="I live at ..."),
             sla_hours=SLA_HOURS,
             lookup=lookup,
         )
-        await service.record_interaction(
+        await record_interaction(
             session=session, data=InteractionCreate(customer_id="c-1", type="call"), sla_hours=SLA_HOURS, lookup=lookup
         )
         for to, extra in [("acknowledged", {"note": "spoke to Mrs X"}), ("valid", {}), ("resolved", {})]:
             resolution = "refund to IBAN DE.." if to == "resolved" else None
             change = ComplaintTransition(to=ComplaintStatus(to), resolution=resolution, **extra)
-            await service.transition_complaint(session=session, complaint_id=complaint.id, change=change)
+            await transition_complaint(session=session, complaint_id=complaint.id, change=change)
 
     erased = CustomerErased(customer_id="c-1", erased_at=ERASED_AT)
     await handle(database, received(erased, "e-1"), received(erased, "e-2"))  # the second under another id

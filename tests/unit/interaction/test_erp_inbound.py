@@ -9,9 +9,11 @@ from servicekit.events.contracts.erp import ErpOrderPlaced, ErpReturnCreated, Sc
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork
-from services.interaction import service
 from services.interaction.handlers import HANDLERS
-from services.interaction.models import Interaction, KnownCustomer, ParkedEvent
+from services.interaction.inbound.models import ParkedEvent
+from services.interaction.inbound.service import sweep_parked
+from services.interaction.interactions.models import Interaction
+from services.interaction.replica.models import KnownCustomer
 from tests.unit.interaction.conftest import SLA_HOURS, created, outbox_events
 
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -137,7 +139,7 @@ async def test_the_sweep_applies_events_parked_while_their_customer_arrived(data
     async with database.transaction() as session:
         session.add(KnownCustomer(customer_id="c-1", external_ref="ERP-7", version=1))
     async with database.transaction() as session:
-        assert await service.sweep_parked(session=session, sla_hours=SLA_HOURS) == 1
+        assert await sweep_parked(session=session, sla_hours=SLA_HOURS) == 1
     assert [i.customer_id for i in await interactions(database)] == ["c-1"]
     assert await parked(database) == []
 

@@ -13,7 +13,7 @@ from servicekit.events.contracts.erp import (
     ScmShipmentLost,
 )
 from servicekit.events.envelope import CloudEvent
-from services.interaction.erp import external_id_of, shipment_severity, to_interaction
+from services.interaction.inbound.erp import external_id_of, shipment_severity, to_interaction
 
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 

@@ -11,10 +11,12 @@ from servicekit.events.contracts.customer import (
     CustomerUpdated,
 )
 from servicekit.unit_of_work import UnitOfWork
-from services.interaction import service
-from services.interaction.directory import CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.handlers import HANDLERS
-from services.interaction.models import Interaction, InteractionCreate, KnownCustomer
+from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.service import record_interaction
+from services.interaction.replica.directory import CustomerServiceUnavailable, CustomerSnapshot
+from services.interaction.replica.models import KnownCustomer
+from services.interaction.replica.service import apply_customer_created, apply_customer_updated
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService, created, received
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -101,7 +103,7 @@ async def test_erasure_marks_the_customer_and_blanks_the_text_of_its_interaction
     async with database.transaction() as session:
         for customer_id in ("c-1", "c-2"):
             data = InteractionCreate(customer_id=customer_id, type="email", text="my address is ...")
-            await service.record_interaction(
+            await record_interaction(
                 session=session, data=data, sla_hours=SLA_HOURS, lookup=FakeCustomerService().fetch
             )
 
@@ -153,7 +155,7 @@ async def test_a_created_event_saying_there_is_a_reference_reads_it_from_the_cus
     master = MasterWithReference("ERP-9")
     event = CustomerCreated(customer_id="c-1", kind="company", status="active", external_ref_set=True, created_at=T0)
     async with database.transaction() as session:
-        await service.apply_customer_created(session=session, data=event, lookup=master)
+        await apply_customer_created(session=session, data=event, lookup=master)
     [row] = await replica(database)
     assert (master.asked, row.external_ref, row.version) == (["c-1"], "ERP-9", 1)
 
@@ -161,7 +163,7 @@ async def test_a_created_event_saying_there_is_a_reference_reads_it_from_the_cus
 async def test_an_update_clearing_the_reference_clears_it_without_asking(database):
     master = MasterWithReference("ERP-9")
     async with database.transaction() as session:
-        await service.apply_customer_created(
+        await apply_customer_created(
             session=session,
             data=CustomerCreated(
                 customer_id="c-1", kind="company", status="active", external_ref_set=True, created_at=T0
@@ -169,7 +171,7 @@ async def test_an_update_clearing_the_reference_clears_it_without_asking(databas
             lookup=master,
         )
         cleared = CustomerUpdated(customer_id="c-1", version=2, changed=["external_ref"], external_ref_set=False)
-        await service.apply_customer_updated(session=session, data=cleared, lookup=master)
+        await apply_customer_updated(session=session, data=cleared, lookup=master)
     [row] = await replica(database)
     assert (master.asked, row.external_ref, row.version) == (["c-1"], None, 2)
 
@@ -178,6 +180,4 @@ async def test_an_unreachable_customer_master_is_a_transient_error_so_the_event_
     event = CustomerCreated(customer_id="c-1", kind="company", status="active", external_ref_set=True, created_at=T0)
     async with database.transaction() as session:
         with pytest.raises(ConnectionError):
-            await service.apply_customer_created(
-                session=session, data=event, lookup=MasterWithReference(None, down=True)
-            )
+            await apply_customer_created(session=session, data=event, lookup=MasterWithReference(None, down=True))

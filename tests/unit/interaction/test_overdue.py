@@ -5,9 +5,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from servicekit.db import Database
-from services.interaction import service
-from services.interaction.models import ComplaintTransition, Interaction, InteractionCreate
-from services.interaction.sla import ComplaintStatus
+from services.interaction.complaints.models import ComplaintTransition
+from services.interaction.complaints.service import flag_overdue_complaints, transition_complaint
+from services.interaction.complaints.sla import ComplaintStatus
+from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.service import record_interaction
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService, outbox_events
 
 NOW = datetime.now(UTC)
@@ -16,7 +18,7 @@ NOW = datetime.now(UTC)
 async def complaint(database: Database, severity: str, opened: datetime) -> str:
     async with database.transaction() as session:
         data = InteractionCreate(customer_id="c-1", type="complaint", severity=severity, occurred_at=opened)
-        interaction, _ = await service.record_interaction(
+        interaction, _ = await record_interaction(
             session=session, data=data, sla_hours=SLA_HOURS, lookup=FakeCustomerService("c-1").fetch
         )
         return interaction.id
@@ -24,7 +26,7 @@ async def complaint(database: Database, severity: str, opened: datetime) -> str:
 
 async def flag(database: Database, now: datetime) -> list[str]:
     async with database.transaction() as session:
-        return await service.flag_overdue_complaints(session=session, now=now)
+        return await flag_overdue_complaints(session=session, now=now)
 
 
 async def overdue_events(database: Database) -> list[dict]:
@@ -52,9 +54,9 @@ async def test_a_complaint_with_a_verdict_or_a_solution_is_not_overdue(database)
     async with database.transaction() as session:
         for to in ("acknowledged", "rejected"):
             change = ComplaintTransition(to=ComplaintStatus(to))
-            await service.transition_complaint(session=session, complaint_id=rejected, change=change)
+            await transition_complaint(session=session, complaint_id=rejected, change=change)
         change = ComplaintTransition(to=ComplaintStatus.acknowledged)
-        await service.transition_complaint(session=session, complaint_id=acknowledged, change=change)
+        await transition_complaint(session=session, complaint_id=acknowledged, change=change)
     assert await flag(database, NOW) == [acknowledged]  # acknowledging does not stop the clock
 
 

@@ -4,9 +4,9 @@ from sqlalchemy import select
 
 from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.unit_of_work import UnitOfWork
-from services.interaction import handlers
-from services.interaction.directory import CustomerServiceUnavailable, CustomerSnapshot
-from services.interaction.models import KnownCustomer
+from services.interaction.replica import handlers
+from services.interaction.replica.directory import CustomerServiceUnavailable, CustomerSnapshot
+from services.interaction.replica.models import KnownCustomer
 from tests.unit.interaction.conftest import received
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from services.interaction.models import ComplaintStep, Interaction
+from services.interaction.complaints.models import ComplaintStep
+from services.interaction.interactions.models import Interaction
 
 PERIOD = "from=2025-01-01&to=2025-02-01"
 

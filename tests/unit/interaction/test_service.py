@@ -10,15 +10,16 @@ from servicekit.db import Database
 from servicekit.events.contracts.common import InteractionType
 from servicekit.problems import Problem
 from servicekit.tables import OUTBOX
-from services.interaction import service
-from services.interaction.models import Interaction, InteractionCreate, KnownCustomer
+from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.service import list_customer_interactions, record_interaction
+from services.interaction.replica.models import KnownCustomer
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService
 
 
 async def record(database: Database, lookup: FakeCustomerService, **fields: Any) -> tuple[Interaction, bool]:
     data = InteractionCreate(**{"customer_id": "c-1", **fields})
     async with database.transaction() as session:
-        return await service.record_interaction(session=session, data=data, sla_hours=SLA_HOURS, lookup=lookup.fetch)
+        return await record_interaction(session=session, data=data, sla_hours=SLA_HOURS, lookup=lookup.fetch)
 
 
 async def outbox(database: Database) -> list[dict[str, Any]]:
@@ -186,16 +187,14 @@ async def test_the_timeline_is_newest_first_filtered_by_type_and_period_and_page
     await record(database, customers, customer_id="c-2", type="call", occurred_at=start)
 
     async with database.sessions() as session:
-        everything, total = await service.list_customer_interactions(session=session, customer_id="c-1")
-        calls, calls_total = await service.list_customer_interactions(
+        everything, total = await list_customer_interactions(session=session, customer_id="c-1")
+        calls, calls_total = await list_customer_interactions(
             session=session, customer_id="c-1", types=[InteractionType.call]
         )
-        period, _ = await service.list_customer_interactions(
+        period, _ = await list_customer_interactions(
             session=session, customer_id="c-1", since=start + timedelta(days=1), until=start + timedelta(days=3)
         )
-        page, paged_total = await service.list_customer_interactions(
-            session=session, customer_id="c-1", limit=2, offset=2
-        )
+        page, paged_total = await list_customer_interactions(session=session, customer_id="c-1", limit=2, offset=2)
     assert total == 5
     assert [i.type for i in everything] == ["email", "call", "complaint", "call", "purchase"]
     assert (calls_total, [i.occurred_at.day for i in calls]) == (2, [4, 2])

@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from servicekit.events.contracts.common import Severity
+from services.interaction.complaints.sla import ComplaintStatus, due_at, is_overdue
 from services.interaction.settings import InteractionSettings
-from services.interaction.sla import ComplaintStatus, due_at, is_overdue
 from tests.unit.interaction.conftest import SLA_HOURS
 
 OPENED = datetime(2026, 3, 1, 22, 30, tzinfo=UTC)

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.interaction.models import InteractionCreate
+from services.interaction.interactions.models import InteractionCreate
 
 
 def errors(**fields: Any) -> dict[str, str]:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
 from servicekit.db import KEYS, Database, assign, for_each_key, update_at_commit, update_rows
-from servicekit.tables import INBOX
+from servicekit.tables import INBOX, table_of
 from tests.statements import statements_sent
 
 
@@ -71,7 +71,7 @@ def test_for_each_key_on_postgres_returns_orm_rows_for_an_entity_query_and_colum
 async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(database: Database):
     async with database.transaction() as session:
         session.add_all([_Row(id=1, stage="a"), _Row(id=2, stage="b"), _Row(id=3, stage="c")])
-    table = _Row.__table__  # type: ignore[attr-defined]
+    table = table_of(_Row)
     rows = [
         {"id": 3, "risk": 0.3, "stage": None, "evidence": [{"name": "complaints"}]},
         {"id": 1, "risk": 0.1, "stage": "z", "evidence": ["e-1"]},
@@ -135,3 +135,12 @@ async def test_update_at_commit_writes_nothing_when_the_transaction_rolls_back(d
             raise RuntimeError("the batch failed")
     async with database.sessions() as session:
         assert (await session.execute(select(_Row.stage))).scalar_one() == "a"
+
+
+def test_table_of_names_a_model_without_a_table() -> None:
+    class NotATable:
+        pass
+
+    assert table_of(_Row).name == _Row.__tablename__
+    with pytest.raises(TypeError, match="NotATable"):
+        table_of(NotATable)

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -53,7 +54,7 @@ def test_an_immediate_failure_streak_is_broken_by_a_longer_run() -> None:
     assert None not in delays
 
 
-def _wait_for(condition, timeout_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(condition: Callable[[], object], timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -1,6 +1,7 @@
 """The relay's publish step against a stand-in producer: order, marking, and what a failed send leaves behind."""
 
 import asyncio
+from collections.abc import Collection
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +20,7 @@ from servicekit.tables import OUTBOX
 class _Producer:
     """send() returns a future, as AIOKafkaProducer.send does; keys in fail_keys fail at the broker."""
 
-    def __init__(self, fail_keys: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, fail_keys: Collection[str] = frozenset()) -> None:
         self.fail_keys = fail_keys
         self.sent: list[tuple[str, bytes | None]] = []
 
@@ -59,10 +60,10 @@ async def test_committed_rows_are_published_in_commit_order_and_marked_once(data
     await _enqueue(database, "c-3")
     producer = _Producer()
     relay = _relay(database)
-    assert await relay.publish_batch(producer) == 3  # type: ignore[arg-type]
+    assert await relay.publish_batch(producer) == 3
     assert [k for _, k in producer.sent] == [b"c-1", b"c-2", b"c-3"]
     assert await _unpublished(database) == []
-    assert await relay.publish_batch(producer) == 0  # type: ignore[arg-type]
+    assert await relay.publish_batch(producer) == 0
     assert len(producer.sent) == 3
 
 
@@ -70,10 +71,10 @@ async def test_a_failed_send_leaves_that_row_and_every_later_one_for_the_next_at
     await _enqueue(database, "c-1", "bad", "c-3")
     relay = _relay(database)
     with pytest.raises(RuntimeError, match="not published"):
-        await relay.publish_batch(_Producer(fail_keys={"bad"}))  # type: ignore[arg-type]
+        await relay.publish_batch(_Producer(fail_keys={"bad"}))
     assert await _unpublished(database) == ["bad", "c-3"]
     retry = _Producer()
-    assert await relay.publish_batch(retry) == 2  # type: ignore[arg-type]
+    assert await relay.publish_batch(retry) == 2
     assert [k for _, k in retry.sent] == [b"bad", b"c-3"]
 
 
@@ -102,7 +103,7 @@ async def first_round_with_a_commit_while_publishing(database: Database) -> tupl
     await _enqueue(database, "c-1", "c-2")
     relay._wake.clear()  # as the relay's wait does when a commit wakes it
     producer = _CommitWhilePublishing(database)
-    assert await relay.publish_batch(producer, defer_mark=True) == 2  # type: ignore[arg-type]
+    assert await relay.publish_batch(producer, defer_mark=True) == 2
     return relay, producer
 
 
@@ -113,7 +114,7 @@ async def deferred_mark_rides_with_the_next_read(database: Database) -> OutboxRe
     first_ack = relay._acked.get("acked_at")
     assert relay._acked.get("ids") and first_ack is not None
 
-    assert await relay.publish_batch(producer) == 1  # type: ignore[arg-type]
+    assert await relay.publish_batch(producer) == 1
     assert [k for _, k in producer.sent] == [b"c-1", b"c-2", b"c-3"]  # nothing published twice
     assert await _unpublished(database) == []
     published_at = await _published_at(database)
@@ -131,7 +132,7 @@ async def test_a_relay_with_nothing_waiting_marks_its_batch_at_once(database: Da
     await _enqueue(database, "c-1")
     relay = _relay(database)
     relay._wake.clear()  # no commit since: the relay would go on to wait
-    assert await relay.publish_batch(_Producer(), defer_mark=True) == 1  # type: ignore[arg-type]
+    assert await relay.publish_batch(_Producer(), defer_mark=True) == 1
     assert await _unpublished(database) == []
     assert relay._acked == {}
 
@@ -174,7 +175,7 @@ async def test_under_load_a_round_starts_no_sooner_than_the_interval_after_the_l
     relay = _relay(database)
     interval_s = relay.settings.relay_min_round_interval_ms / 1000
     assert interval_s > 0
-    await relay.publish_batch(_Producer())  # type: ignore[arg-type]  # a round starts now
+    await relay.publish_batch(_Producer())  # a round starts now
     await relay._pace()
     assert slept == [pytest.approx(interval_s)]
 

@@ -140,7 +140,7 @@ async def test_relay_and_consumer_spans_continue_the_writers_trace_hop_by_hop(
         async with database.transaction() as session:
             await enqueue(session, _created())
     relay = OutboxRelay(database, ServiceSettings(name="test", database_url=database.url))
-    assert await relay.publish_batch(Producer()) == 1  # type: ignore[arg-type]
+    assert await relay.publish_batch(Producer()) == 1
     ((topic, headers),) = sent
     with tracing.handle_span(
         "customer.created",

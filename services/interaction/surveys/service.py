@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.events.contracts.common import InteractionType
 from servicekit.events.contracts.retention import SurveyResponded
 from servicekit.inbox import PoisonEvent
-from services.interaction import service
-from services.interaction.models import Initiator, Interaction, InteractionCreate, KnownCustomer
+from services.interaction.interactions.models import Initiator, Interaction, InteractionCreate
+from services.interaction.interactions.store import get_interaction, store_one, stored_external_ids
+from services.interaction.replica.models import KnownCustomer
 
 
 def external_id(link_id: str) -> str:
@@ -38,8 +39,8 @@ async def record_response(
         occurred_at=data.answered_at,
         external_id=external_id(data.link_id),
     )
-    stored = await service._stored_external_ids(session, [create.external_id or ""])
+    stored = await stored_external_ids(session, [create.external_id or ""])
     if create.external_id in stored:
-        return await service.get_interaction(session=session, interaction_id=stored[create.external_id][0])
-    interaction, _ = await service._store_one(session, create, sla_hours, stored)
+        return await get_interaction(session=session, interaction_id=stored[create.external_id][0])
+    interaction, _ = await store_one(session, create, sla_hours, stored)
     return interaction

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.interaction.sla import ComplaintStatus
+from services.interaction.complaints.sla import ComplaintStatus
 
 S = ComplaintStatus
 

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.background import every_in_transaction
-from services.interaction import metrics, service
-from services.interaction.models import utc_now
+from servicekit.clock import utc_now
+from services.interaction import metrics
+from services.interaction.complaints.service import flag_overdue_complaints
+from services.interaction.inbound.service import sweep_parked as sweep_parked_events
 from services.interaction.settings import InteractionSettings
 
 
@@ -20,7 +22,7 @@ async def watch_overdue(app: FastAPI) -> None:
     settings: InteractionSettings = app.state.settings
 
     async def work(session: AsyncSession) -> object:
-        flagged = await service.flag_overdue_complaints(session=session, now=utc_now())
+        flagged = await flag_overdue_complaints(session=session, now=utc_now())
         await metrics.refresh(session)  # the flags just set count too (same transaction)
         return flagged
 
@@ -32,6 +34,6 @@ async def sweep_parked(app: FastAPI) -> None:
     settings: InteractionSettings = app.state.settings
 
     async def work(session: AsyncSession) -> object:
-        return await service.sweep_parked(session=session, sla_hours=settings.complaint_sla_hours)
+        return await sweep_parked_events(session=session, sla_hours=settings.complaint_sla_hours)
 
     await every_in_transaction(settings.parked_sweep_interval_s, "parked", app.state.database, work)

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import Severity
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
-from services.interaction import reports
-from services.interaction.complaints import ComplaintCategory
-from services.interaction.models import utc_now
+from services.interaction.complaints.workflow import ComplaintCategory
+from services.interaction.reports import service as reports
 
 router = APIRouter(prefix="/reports/complaints", tags=["reports"])
 

@@ -29,8 +29,8 @@ from servicekit.events.contracts.erp import (
     ScmShipmentLost,
     ShipmentEvent,
 )
-from services.interaction.complaints import ComplaintCategory
-from services.interaction.models import Initiator, InteractionCreate
+from services.interaction.complaints.workflow import ComplaintCategory
+from services.interaction.interactions.models import Initiator, InteractionCreate
 
 DELAY_MEDIUM_DAYS = 5
 ORDER_CANCELLED = "order_cancelled"

@@ -15,8 +15,9 @@ from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.reports import Period, days_between
-from services.interaction.models import ComplaintStep, Interaction
-from services.interaction.sla import ComplaintStatus
+from services.interaction.complaints.models import ComplaintStep
+from services.interaction.complaints.sla import ComplaintStatus
+from services.interaction.interactions.models import Interaction
 
 I = Interaction.__table__  # type: ignore[attr-defined]  # noqa: E741
 STEPS = ComplaintStep.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,96 @@
+"""HTTP routes of interactions: record one, import many, read one, a customer's timeline."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from servicekit.deps import SessionDep
+from servicekit.events.contracts.common import InteractionType
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
+from servicekit.problems import Problem, field_error
+from servicekit.types import as_utc
+from services.interaction.interactions import bulk, service, store
+from services.interaction.interactions.models import (
+    BulkInteractions,
+    BulkReport,
+    InteractionCreate,
+    InteractionPublic,
+    InteractionsPublic,
+)
+from services.interaction.replica.directory import customer_directory
+from services.interaction.settings import InteractionSettings
+
+router = APIRouter(tags=["interactions"])
+
+
+@router.post(
+    "/interactions",
+    response_model=InteractionPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "A repeat of an earlier request with the same external_id"}},
+)
+async def record_interaction(
+    data: InteractionCreate, session: SessionDep, request: Request, response: Response
+) -> InteractionPublic:
+    settings: InteractionSettings = request.app.state.settings
+    interaction, created = await service.record_interaction(
+        session=session,
+        data=data,
+        sla_hours=settings.complaint_sla_hours,
+        lookup=customer_directory(request.app).fetch,
+    )
+    await session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/interactions/{interaction.id}"
+    return InteractionPublic.of(interaction)
+
+
+@router.post("/interactions/bulk", response_model=BulkReport)
+async def import_interactions(body: BulkInteractions, session: SessionDep, request: Request) -> BulkReport:
+    """Import up to 5,000 interactions at once, e.g. history from another system.
+
+    Each row is validated on its own and reported by its index: `created`, `existing` (its external_id
+    was imported before; nothing written) or `rejected` with the errors naming the fields. The good rows
+    are stored in one transaction with their events, the same events as single posts.
+    """
+    settings: InteractionSettings = request.app.state.settings
+    report = await bulk.bulk_import(
+        session=session,
+        items=body.rows,
+        sla_hours=settings.complaint_sla_hours,
+        lookup_many=customer_directory(request.app).fetch_many,
+    )
+    await session.commit()
+    return report
+
+
+@router.get("/interactions/{interaction_id}", response_model=InteractionPublic)
+async def get_interaction(interaction_id: str, session: SessionDep) -> InteractionPublic:
+    return InteractionPublic.of(await store.get_interaction(session=session, interaction_id=interaction_id))
+
+
+@router.get("/customers/{customer_id}/interactions", response_model=InteractionsPublic)
+async def customer_timeline(
+    customer_id: str,
+    session: SessionDep,
+    type: Annotated[list[InteractionType] | None, Query(description="repeat to match any of several")] = None,
+    since: Annotated[datetime | None, Query(description="occurred at or after (no offset = UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="occurred before (no offset = UTC)")] = None,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
+) -> InteractionsPublic:
+    """The customer's interactions, newest first. An id the service has not seen yields an empty page."""
+    if since is not None and until is not None and as_utc(since) >= as_utc(until):
+        raise Problem(
+            422,
+            "Invalid request",
+            "until must lie after since.",
+            code="validation",
+            errors=[field_error("until", "must lie after since")],
+        )
+    items, total = await service.list_customer_interactions(
+        session=session, customer_id=customer_id, types=type or (), since=since, until=until, limit=limit, offset=offset
+    )
+    return InteractionsPublic(items=[InteractionPublic.of(i) for i in items], total=total, limit=limit, offset=offset)

@@ -1,0 +1,93 @@
+"""crm.customer.v1 -> the local customer replica.
+
+Each event is safe to apply twice or out of order: the replica keeps the customer version and the time of
+its status, and ignores what is older (replica/service.py). A customer arriving with an ERP reference also
+releases the ERP/SCM events parked for that reference.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from servicekit.events.envelope import Received
+from servicekit.inbox import Handlers
+from servicekit.unit_of_work import UnitOfWork
+from services.interaction.replica import service
+from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
+from services.interaction.settings import consumer_settings
+
+
+@cache
+def _directory() -> CustomerDirectory:
+    # Customer events no longer carry the external reference (personal data): the replica reads it
+    # from the customer master. One client for the consume process's lifetime.
+    settings = consumer_settings()
+    return CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
+
+
+@dataclass
+class PrefetchedCustomers:
+    """A consumer batch's customer snapshots, asked for once (None: the customer service does not know it)."""
+
+    by_id: dict[str, CustomerSnapshot | None] = field(default_factory=dict)
+
+
+async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
+    """Ask the customer service once for every customer whose reference this batch's events need.
+
+    Events never carry the reference, so each customer.created/updated with one would otherwise cost
+    one call; asked after the events were received, the answers are at least as new as each event.
+    When the customer service is unavailable nothing is prefetched and each event asks on its own.
+    """
+    wanted = [
+        e.data.customer_id
+        for e in events
+        if isinstance(e.data, CustomerCreated | CustomerUpdated) and e.data.external_ref_set
+    ]
+    if not wanted:
+        return
+    try:
+        uow.state(PrefetchedCustomers).by_id.update(await _directory().fetch_many(wanted))
+    except CustomerServiceUnavailable:
+        return
+
+
+def _lookup(uow: UnitOfWork) -> Callable[[str], Awaitable[CustomerSnapshot | None]]:
+    prefetched = uow.state(PrefetchedCustomers).by_id
+
+    async def lookup(customer_id: str) -> CustomerSnapshot | None:
+        if customer_id in prefetched:
+            return prefetched[customer_id]
+        return await _directory().fetch(customer_id)
+
+    return lookup
+
+
+async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
+    await service.apply_customer_created(
+        session=uow.session, data=event.data, sla_hours=consumer_settings().complaint_sla_hours, lookup=_lookup(uow)
+    )
+
+
+async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
+    await service.apply_customer_updated(
+        session=uow.session, data=event.data, sla_hours=consumer_settings().complaint_sla_hours, lookup=_lookup(uow)
+    )
+
+
+async def on_customer_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChanged]) -> None:
+    await service.apply_customer_status_changed(session=uow.session, data=event.data)
+
+
+async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
+    await service.apply_customer_erased(session=uow.session, data=event.data)
+
+
+HANDLERS: Handlers = {
+    CustomerCreated.event_type: on_customer_created,
+    CustomerUpdated.event_type: on_customer_updated,
+    CustomerStatusChanged.event_type: on_customer_status_changed,
+    CustomerErased.event_type: on_customer_erased,
+}

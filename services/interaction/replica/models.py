@@ -1,0 +1,30 @@
+"""The local customer replica's table: what this service knows of each customer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlmodel import Field
+
+from servicekit.clock import utc_now
+from servicekit.types import UtcDateTime
+from services.interaction.db import InteractionTable
+
+
+class KnownCustomer(InteractionTable, table=True):
+    """What this service knows of a customer, built from crm.customer.v1 (ids, refs, status; no personal data)."""
+
+    __tablename__ = "known_customers"
+
+    customer_id: str = Field(primary_key=True, max_length=100)
+    external_ref: str | None = Field(default=None, max_length=100, index=True)
+    status: str | None = Field(default=None, sa_type=String(20))
+    # Guards against out-of-order events: the customer version and the time of the status held here.
+    version: int = 0
+    status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    erased: bool = False
+    erased_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # When this service sent its erasure receipt (erasure.confirmed): exactly once per customer.
+    erasure_confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime)

@@ -1,0 +1,251 @@
+"""The local customer replica.
+
+Events of one customer arrive in order on one partition, but the replica is also written from the
+customer service's HTTP answers, and a replay may bring old events: every change is guarded by the
+customer version (references) or the time of the status, and erasure is final. Never commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from servicekit.clock import utc_now
+from servicekit.db import dialect_insert
+from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from servicekit.events.contracts.erasure import ErasureConfirmed
+from servicekit.outbox import enqueue
+from servicekit.problems import Problem, field_error
+from servicekit.types import as_utc
+from services.interaction.complaints.models import ComplaintStep
+from services.interaction.inbound.service import apply_parked_for
+from services.interaction.interactions.models import Interaction
+from services.interaction.replica.directory import (
+    CustomerLookup,
+    CustomerServiceUnavailable,
+    CustomerSnapshot,
+)
+from services.interaction.replica.models import KnownCustomer
+from services.interaction.settings import DEFAULT_SLA_HOURS
+
+log = logging.getLogger("interaction.service")
+
+
+async def ensure_known_customer(*, session: AsyncSession, customer_id: str, lookup: CustomerLookup) -> KnownCustomer:
+    """The customer from the replica, or from the customer service if the replica has not caught up."""
+    known = await session.get(KnownCustomer, customer_id)
+    if known is None:
+        try:
+            snapshot = await lookup(customer_id)
+        except CustomerServiceUnavailable:
+            raise Problem(
+                503,
+                "Customer service unavailable",
+                "The customer is not known here yet and the customer service could not be asked; retry shortly.",
+                code="dependency_unavailable",
+                headers={"Retry-After": "2"},
+            ) from None
+        if snapshot is None:
+            raise Problem(
+                404,
+                "Customer not found",
+                f"No customer with id {customer_id}.",
+                code="unknown_customer",
+                errors=[field_error("customer_id", "unknown customer")],
+            )
+        known = await apply_customer_snapshot(session=session, snapshot=snapshot)
+        log.info("customer taken from the customer service ahead of its events", extra={"customer_id": customer_id})
+    if known.erased:
+        raise Problem(
+            410,
+            "Customer erased",
+            f"The data of customer {customer_id} was erased; no interactions can be recorded for it.",
+            code="customer_erased",
+            errors=[field_error("customer_id", "erased customer")],
+        )
+    return known
+
+
+async def _replica_row(session: AsyncSession, customer_id: str) -> KnownCustomer:
+    """The replica row of a customer, created empty if missing (safe against a concurrent insert)."""
+    row = await session.get(KnownCustomer, customer_id)
+    if row is not None:
+        return row
+    values = {"customer_id": customer_id, "version": 0, "erased": False, "updated_at": utc_now()}
+    await session.execute(
+        dialect_insert(session)(KnownCustomer).values(values).on_conflict_do_nothing(index_elements=["customer_id"])
+    )
+    row = await session.get(KnownCustomer, customer_id)
+    assert row is not None
+    return row
+
+
+def _set_status(row: KnownCustomer, status: str | None, at: datetime | None) -> bool:
+    if status is None:
+        return False
+    if row.status_at is not None and at is not None and as_utc(at) < as_utc(row.status_at):
+        return False  # an older status than the one held
+    row.status = status
+    row.status_at = as_utc(at) if at is not None else row.status_at
+    return True
+
+
+async def apply_customer_snapshot(
+    *, session: AsyncSession, snapshot: CustomerSnapshot, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+) -> KnownCustomer:
+    row = await _replica_row(session, snapshot.customer_id)
+    if snapshot.erased:
+        await _erase(session, row, snapshot.updated_at or utc_now())
+        return row
+    if snapshot.version >= row.version:
+        row.external_ref = snapshot.external_ref
+        row.version = snapshot.version
+    # The snapshot holds every status change up to its updated_at.
+    _set_status(row, snapshot.status, snapshot.updated_at)
+    row.updated_at = utc_now()
+    await session.flush()
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    return row
+
+
+async def _reference_from_master(
+    session: AsyncSession, row: KnownCustomer, lookup: CustomerLookup | None, sla_hours: Mapping[str, float]
+) -> KnownCustomer:
+    """Read the customer's external reference from the customer service: events never carry it (it is
+    personal data and Kafka's log cannot be erased), only whether there is one.
+
+    The answer is the customer's current state, at least as new as the event; the snapshot's version
+    guard keeps an older answer from overwriting a newer one.
+    """
+    if lookup is None:
+        raise RuntimeError("an event with external_ref_set needs a customer lookup")
+    try:
+        snapshot = await lookup(row.customer_id)
+    except CustomerServiceUnavailable as exc:
+        # Transient for the consumer (ConnectionError): the event is retried, never dead-lettered.
+        raise ConnectionError("customer service unavailable") from exc
+    if snapshot is None:
+        await session.flush()
+        return row
+    return await apply_customer_snapshot(session=session, snapshot=snapshot, sla_hours=sla_hours)
+
+
+async def apply_customer_created(
+    *,
+    session: AsyncSession,
+    data: CustomerCreated,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    lookup: CustomerLookup | None = None,
+) -> KnownCustomer:
+    row = await _replica_row(session, data.customer_id)
+    if row.version < 1:  # nothing newer known yet
+        row.external_ref = data.external_ref  # None unless an event from before external_ref_set
+        row.version = 1
+    _set_status(row, data.status, data.created_at)
+    if data.external_ref_set and not row.erased:
+        return await _reference_from_master(session, row, lookup, sla_hours)
+    row.updated_at = utc_now()
+    await session.flush()
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    return row
+
+
+async def apply_customer_updated(
+    *,
+    session: AsyncSession,
+    data: CustomerUpdated,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    lookup: CustomerLookup | None = None,
+) -> KnownCustomer:
+    row = await _replica_row(session, data.customer_id)
+    if data.version >= row.version:
+        if data.external_ref_set is None:
+            # An event from before external_ref_set, carrying the value itself. `changed` says whether
+            # a null external_ref means "cleared"; without it, only a value counts.
+            if "external_ref" in data.changed or (not data.changed and data.external_ref is not None):
+                row.external_ref = data.external_ref
+        elif not data.external_ref_set:
+            row.external_ref = None
+        elif ("external_ref" in data.changed or not data.changed) and not row.erased:
+            return await _reference_from_master(session, row, lookup, sla_hours)
+        row.version = data.version
+        row.updated_at = utc_now()
+    await session.flush()
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    return row
+
+
+async def apply_customer_status_changed(*, session: AsyncSession, data: CustomerStatusChanged) -> KnownCustomer:
+    row = await _replica_row(session, data.customer_id)
+    if _set_status(row, data.status, data.changed_at):
+        row.updated_at = utc_now()
+    await session.flush()
+    return row
+
+
+async def apply_customer_erased(*, session: AsyncSession, data: CustomerErased) -> KnownCustomer:
+    """Erase the customer's free text and, the first time, send this service's erasure receipt.
+
+    The receipt is written in the same transaction as the erasure and only while erasure_confirmed_at
+    is unset, so a redelivery (even under another event id) does not send a second one.
+    """
+    row = await _replica_row(session, data.customer_id)
+    blanked = await _erase(session, row, data.erased_at)
+    if row.erasure_confirmed_at is None:
+        kept = (
+            await session.execute(
+                select(func.count()).select_from(Interaction).where(col(Interaction.customer_id) == row.customer_id)
+            )
+        ).scalar_one()
+        row.erasure_confirmed_at = utc_now()
+        await session.flush()
+        await enqueue(
+            session,
+            ErasureConfirmed(
+                customer_id=row.customer_id,
+                service="interaction",
+                erased_at=row.erasure_confirmed_at,
+                summary=(
+                    f"Removed free text (notes, complaint resolutions and workflow notes) from {blanked} "
+                    f"interaction(s). Kept {kept} interaction(s) without personal data (type, channel, time, "
+                    "amounts, severity, category) as anonymous history for scores and aggregates."
+                ),
+            ),
+        )
+    return row
+
+
+async def _erase(session: AsyncSession, row: KnownCustomer, erased_at: datetime) -> int:
+    """Mark the customer erased and blank the free text of its interactions (it may hold personal data).
+
+    Returns how many interactions had free text removed now.
+    """
+    if not row.erased:
+        row.erased = True
+        row.erased_at = as_utc(erased_at)
+        row.updated_at = utc_now()
+    # The ERP reference names the person in the ERP: erased with the rest (an ERP event naming it
+    # later is parked as for any unknown reference).
+    row.external_ref = None
+    # Run on every delivery (it is idempotent), so a redelivered erasure also catches late arrivals.
+    has_text = or_(col(Interaction.text).is_not(None), col(Interaction.resolution).is_not(None))
+    blanked = await session.execute(
+        update(Interaction)
+        .where(col(Interaction.customer_id) == row.customer_id, has_text)
+        .values(text=None, resolution=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    complaint_ids = select(Interaction.id).where(col(Interaction.customer_id) == row.customer_id)
+    await session.execute(
+        update(ComplaintStep)
+        .where(col(ComplaintStep.complaint_id).in_(complaint_ids), col(ComplaintStep.note).is_not(None))
+        .values(note=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return int(getattr(blanked, "rowcount", 0) or 0)

@@ -1,0 +1,159 @@
+"""The analysis reports' queries: SQL aggregation over the read model and the tasks; never commits.
+
+Cohorts read the customer facts (first order), the order fact events and the churn facts; the task SLA
+reads the tasks. Filters (tier, segment, team) apply to the customer's current values, ``owner`` to the
+task's owner.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from servicekit.reports import Period, days_between, month_of
+from services.retention.read_model import ORDER
+from services.retention.reports import CH, CURRENT_TIER, C, E, F, Filters, S
+from services.retention.tasks.models import Task
+
+T = Task.__table__  # type: ignore[attr-defined]
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
+
+
+def _month(column: Any, dialect: str) -> ColumnElement[Any]:
+    """The month of a timestamp (UTC) as a grouping key: date_trunc on PostgreSQL (cheaper than formatting
+    every row), 'YYYY-MM' elsewhere; _month_name turns either into 'YYYY-MM'."""
+    if dialect == "postgresql":
+        return func.date_trunc("month", func.timezone("UTC", column))
+    return month_of(column, dialect)
+
+
+def _month_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return f"{value.year:04d}-{value.month:02d}"
+
+
+async def cohort_cells(
+    *, session: AsyncSession, period: Period, filters: Filters, months: int
+) -> tuple[list[tuple[str, str | None, int]], list[tuple[str, str, int]]]:
+    """The members per (cohort, first-churn month) and the buyers per (cohort, purchase month), for the
+    customers (not erased) whose first order fell in the period; purchases up to ``months`` months after
+    the period's last month."""
+    dialect = _dialect(session)
+    first_churn = (
+        select(CH.c.customer_id, func.min(CH.c.churned_at).label("first_churn"))
+        .group_by(CH.c.customer_id)
+        .subquery("first_churn")
+    )
+    source = (
+        C.join(F, F.c.customer_id == C.c.customer_id)
+        .outerjoin(S, S.c.customer_id == C.c.customer_id)
+        .outerjoin(first_churn, first_churn.c.customer_id == C.c.customer_id)
+    )
+    members = (
+        select(
+            C.c.customer_id.label("customer_id"),
+            _month(F.c.first_order_at, dialect).label("cohort"),
+            _month(first_churn.c.first_churn, dialect).label("churn_month"),
+        )
+        .select_from(source)
+        .where(
+            F.c.first_order_at >= period.start_at,
+            F.c.first_order_at < period.end_at,
+            C.c.erased_at.is_(None),
+            *filters.on(CURRENT_TIER, C.c.segment, C.c.owner, F.c.team),
+        )
+        .cte("members")
+    )
+    sizes = select(members.c.cohort, members.c.churn_month, func.count().label("n")).group_by(
+        members.c.cohort, members.c.churn_month
+    )
+    # Each customer's purchase months once (from the covering index on kind and time), then the members'.
+    until = period.end_at.replace(day=1) + timedelta(days=31 * (months + 1))
+    bought = _month(E.c.at, dialect)
+    pairs = (
+        select(E.c.customer_id.label("customer_id"), bought.label("month"))
+        .where(E.c.kind == ORDER, E.c.at >= period.start_at, E.c.at < until)
+        .group_by(E.c.customer_id, bought)
+        .subquery("pairs")
+    )
+    buyers = (
+        select(members.c.cohort, pairs.c.month, func.count().label("n"))
+        .select_from(pairs.join(members, members.c.customer_id == pairs.c.customer_id))
+        .group_by(members.c.cohort, pairs.c.month)
+    )
+    cells = [(_month_name(r.cohort) or "", _month_name(r.churn_month), int(r.n)) for r in await session.execute(sizes)]
+    active = [
+        (_month_name(r.cohort) or "", _month_name(r.month) or "", int(r.n)) for r in await session.execute(buyers)
+    ]
+    return cells, active
+
+
+async def task_sla(
+    *, session: AsyncSession, period: Period, filters: Filters, now: datetime, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Per task owner, the tasks due in the period: completed on time or late, open past their due time,
+    cancelled, and the hours from creation to completion; with the number of owners."""
+    dialect = _dialect(session)
+    completed = T.c.status == "completed"
+    on_time = and_(completed, T.c.completed_at <= T.c.due_at)
+    overdue_open = and_(T.c.status == "open", T.c.due_at < now)
+    hours = days_between(T.c.completed_at, T.c.created_at, dialect) * 24.0
+    late_hours = days_between(T.c.completed_at, T.c.due_at, dialect) * 24.0
+    source: Any = T
+    if filters.tiers or filters.segments or filters.teams:
+        source = (
+            T.outerjoin(C, C.c.customer_id == T.c.customer_id)
+            .outerjoin(S, S.c.customer_id == T.c.customer_id)
+            .outerjoin(F, F.c.customer_id == T.c.customer_id)
+        )
+    query = (
+        select(
+            T.c.owner.label("owner"),
+            func.count().label("tasks"),
+            func.sum(_flag(completed)).label("completed"),
+            func.sum(_flag(on_time)).label("on_time"),
+            func.sum(_flag(overdue_open)).label("open_overdue"),
+            func.sum(_flag(T.c.status == "cancelled")).label("cancelled"),
+            func.avg(case((completed, hours))).label("hours_to_complete_avg"),
+            func.avg(case((and_(completed, T.c.completed_at > T.c.due_at), late_hours))).label("hours_late_avg"),
+            func.count().over().label("_groups"),
+        )
+        .select_from(source)
+        .where(
+            T.c.due_at >= period.start_at,
+            T.c.due_at < period.end_at,
+            *filters.on(CURRENT_TIER, C.c.segment, T.c.owner, F.c.team),
+        )
+        .group_by(T.c.owner)
+        .order_by(T.c.owner.is_(None), T.c.owner)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = [dict(r) for r in (await session.execute(query)).mappings()]
+    if rows:
+        total = int(rows[0]["_groups"])
+    else:  # past the end, or no task at all: count the owners alone
+        owners = (
+            select(T.c.owner)
+            .select_from(source)
+            .where(
+                T.c.due_at >= period.start_at,
+                T.c.due_at < period.end_at,
+                *filters.on(CURRENT_TIER, C.c.segment, T.c.owner, F.c.team),
+            )
+        )
+        counted = select(func.count()).select_from(owners.group_by(T.c.owner).subquery())
+        total = int((await session.execute(counted)).scalar_one())
+    return rows, total

@@ -1,0 +1,1 @@
+"""Win-back campaigns: an offer catalogue, campaigns over a saved segment with a holdout, and their report."""

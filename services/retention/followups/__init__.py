@@ -1,0 +1,1 @@
+"""Scheduled follow-ups per tier: regular return visits, calls or satisfaction surveys for key customers."""

@@ -1,0 +1,66 @@
+"""Follow-up schedules per value tier, and each customer's next follow-up (a persisted timer)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
+from sqlalchemy import Column, Index
+from sqlmodel import Field
+
+from servicekit.clock import utc_now
+from servicekit.pagination import Page
+from servicekit.types import UtcDateTime
+from services.retention.db import RetentionTable, UtcDatetime
+from services.retention.playbooks.core import Action
+
+# What a follow-up may be: a visit or a call by the account manager (a task), or a survey link (a touch).
+FOLLOWUP_ACTIONS = (Action.follow_up_visit, Action.call_owner, Action.executive_outreach, Action.satisfaction_survey)
+
+
+class FollowupSchedule(RetentionTable, table=True):
+    __tablename__ = "followup_schedules"
+
+    tier: str = Field(primary_key=True, max_length=20)
+    every_days: float
+    action: str = Field(max_length=40)
+    due_in_hours: float = 72.0  # a task's due time after it is created
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class FollowupDue(RetentionTable, table=True):
+    """A customer's next scheduled follow-up; claimed by the follow-up loop like a sequence timer."""
+
+    __tablename__ = "followup_due"
+    __table_args__ = (Index("ix_followup_due_next", "next_due_at"),)
+
+    customer_id: str = Field(primary_key=True, max_length=100)
+    tier: str = Field(max_length=20)
+    next_due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    last_result: str | None = Field(default=None, max_length=30)  # created, sent, or the block reason
+    version: int = 0
+
+
+class ScheduleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    every_days: float = PydanticField(gt=0, le=366, description="a follow-up this often per customer of the tier")
+    action: Action = PydanticField(
+        description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
+    )
+    due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+
+
+class SchedulePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    tier: str
+    every_days: float
+    action: str
+    due_in_hours: float
+    updated_at: UtcDatetime
+
+
+class SchedulesPublic(Page[SchedulePublic]):
+    pass

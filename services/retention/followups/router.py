@@ -1,0 +1,37 @@
+"""Follow-up schedule routes: one schedule per value tier."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from servicekit.deps import SessionDep
+from services.retention.followups import service
+from services.retention.followups.models import ScheduleBody, SchedulePublic, SchedulesPublic
+
+router = APIRouter(prefix="/followup-schedules", tags=["followups"])
+
+
+@router.get("", response_model=SchedulesPublic)
+async def list_schedules(session: SessionDep) -> SchedulesPublic:
+    """The follow-up schedules, one per tier at most (four tiers: never more than one page)."""
+    items = await service.list_schedules(session=session)
+    return SchedulesPublic(
+        items=[SchedulePublic.model_validate(s) for s in items], total=len(items), limit=len(items), offset=0
+    )
+
+
+@router.put("/{tier}", response_model=SchedulePublic)
+async def put_schedule(tier: str, body: ScheduleBody, session: SessionDep) -> SchedulePublic:
+    """Set the tier's schedule: every customer of the tier gets `action` every `every_days`, the first at once."""
+    row = await service.put_schedule(session=session, tier=tier, body=body)
+    public = SchedulePublic.model_validate(row)
+    await session.commit()
+    return public
+
+
+@router.delete("/{tier}", status_code=204)
+async def delete_schedule(tier: str, session: SessionDep) -> Response:
+    """End the tier's schedule: no further follow-ups (tasks already created stay)."""
+    await service.delete_schedule(session=session, tier=tier)
+    await session.commit()
+    return Response(status_code=204)

@@ -31,7 +31,7 @@ from services.customer.lifecycle import ALLOWED, REASON_FACTS, ChurnReason
 from services.interaction.complaints.sla import SLA_RUNNING
 from services.interaction.complaints.workflow import TRANSITIONS
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
-from services.retention.outcomes import Metrics
+from services.retention.outcomes.core import Metrics
 from services.scoring.settings import ScoringSettings
 from services.scoring.summary import STAGES, TIERS
 

@@ -1,5 +1,5 @@
 """Sequence engine benchmark: N enrolments whose next step falls due in the same minute, processed by the
-engine's own rounds (services/retention/sequence_engine.py), with memory measured around them.
+engine's own rounds (services/retention/sequences/engine.py), with memory measured around them.
 
     .venv/bin/python -m bench.sequences [--steps 100000] [--batch 200] [--database-url URL]
 
@@ -23,11 +23,15 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.tables import table_of
-from services.retention import sequence_engine
-from services.retention.models import Enrolment, EnrolmentStatus, Touch, metadata, new_id, utc_now
-from services.retention.sequences import SequenceDef
+from services.retention.db import new_id
+from services.retention.models import metadata
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.core import SequenceDef
+from services.retention.sequences.models import Enrolment, EnrolmentStatus
+from services.retention.touches.models import Touch
 
 DEFINITION = SequenceDef.model_validate(
     {

@@ -31,7 +31,7 @@ from services.customer.status.lifecycle import ALLOWED, REASON_FACTS, ChurnReaso
 from services.interaction.complaints.sla import SLA_RUNNING
 from services.interaction.complaints.workflow import TRANSITIONS
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
-from services.retention.outcomes import Metrics
+from services.retention.outcomes.core import Metrics
 from services.scoring.scores.summary import STAGES, TIERS
 from services.scoring.settings import ScoringSettings
 

@@ -1,16 +1,26 @@
-"""Housekeeping loop of the consume role: wake snoozed alerts, close recovered ones as saved, prune logs."""
+"""The retention service's periodic loops: housekeeping (wake snoozed alerts, close recovered ones as saved,
+prune logs and refresh the business gauges); the webhook sender and the sequence engine run their own
+loops (webhooks/delivery.py, sequences/engine.py)."""
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.background import every
+from servicekit.clock import utc_now
 from servicekit.db import Database
-from services.retention import metrics, service
+from servicekit.unit_of_work import unit_of_work
+from services.retention import metrics
+from services.retention.alerts.actions import auto_save, wake_snoozed
+from services.retention.alerts.models import AlertChange
 from services.retention.settings import RetentionSettings
+from services.retention.signals.models import Signal
+from services.retention.webhooks.models import DeliveryStatus, WebhookDelivery
 
 # The business gauges need not follow every 5 s round: a minute is fresh enough for a dashboard.
 METRICS_EVERY_S = 60.0
@@ -18,12 +28,12 @@ _metrics_refreshed_at = float("-inf")
 
 
 async def housekeeping_round(database: Database, settings: RetentionSettings) -> None:
+    async with unit_of_work(database) as uow:
+        await wake_snoozed(uow=uow)
+    async with unit_of_work(database) as uow:
+        await auto_save(uow=uow, after=timedelta(days=settings.saved_after_days))
     async with database.transaction() as session:
-        await service.wake_snoozed(session=session)
-    async with database.transaction() as session:
-        await service.auto_save(session=session, after=timedelta(days=settings.saved_after_days))
-    async with database.transaction() as session:
-        await service.prune(
+        await prune(
             session=session,
             signals_for=timedelta(days=settings.signal_retention_days),
             changes_for=timedelta(hours=settings.alert_changes_retention_hours),
@@ -42,3 +52,27 @@ async def run_housekeeping(app: FastAPI) -> None:
     await every(
         settings.housekeeping_interval_s, "retention.housekeeping", lambda: housekeeping_round(database, settings)
     )
+
+
+async def prune(
+    *,
+    session: AsyncSession,
+    signals_for: timedelta,
+    changes_for: timedelta,
+    deliveries_for: timedelta | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Drop signals, alert changes and finished webhook deliveries past their retention (they only serve
+    preview, risk_jump, replay and a subscriber's debugging)."""
+    now = now or utc_now()
+    await session.execute(delete(Signal).where(Signal.at < now - signals_for))
+    await session.execute(delete(AlertChange).where(AlertChange.at < now - changes_for))
+    if deliveries_for is not None:
+        # The delivery log holds copies of events (payloads): kept only as long as it helps to debug
+        # a subscriber. A pending delivery stays until it is sent or fails.
+        await session.execute(
+            delete(WebhookDelivery).where(
+                WebhookDelivery.status != DeliveryStatus.pending,  # type: ignore[arg-type]
+                WebhookDelivery.created_at < now - deliveries_for,  # type: ignore[arg-type]
+            )
+        )

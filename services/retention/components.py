@@ -5,16 +5,16 @@ from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping
 from services.retention.campaigns.router import router as campaigns_router
 from services.retention.campaigns.service import run_campaigns
-from services.retention.delivery import run_webhook_sender
 from services.retention.followups.router import router as followups_router
 from services.retention.followups.service import run_followups
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports_router import router as reports_router
 from services.retention.router import router
-from services.retention.sequence_engine import run_sequences
-from services.retention.sequences_router import router as sequences_router
-from services.retention.surveys_router import router as surveys_router
-from services.retention.touches_router import router as touches_router
+from services.retention.sequences.engine import run_sequences
+from services.retention.sequences.router import router as sequences_router
+from services.retention.surveys.router import router as surveys_router
+from services.retention.touches.router import router as touches_router
+from services.retention.webhooks.delivery import run_webhook_sender
 from services.retention.work import router as work_router
 
 COMPONENTS = ServiceComponents(

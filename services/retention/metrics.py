@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.metrics import set_gauges
-from services.retention.models import Alert, AlertStatus
+from services.retention.alerts.models import Alert, AlertStatus
 
 OPEN_ALERTS = Gauge("crm_retention_open_alerts", "Unresolved alerts, by tier and status", ["tier", "status"])
 RESOLVED_7D = Gauge(

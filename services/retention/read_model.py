@@ -28,6 +28,7 @@ from sqlalchemy import JSON, Column, Index, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field
 
+from servicekit.clock import utc_now
 from servicekit.db import dialect_insert
 from servicekit.events.contracts.common import InteractionType
 from servicekit.events.contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
@@ -43,7 +44,9 @@ from servicekit.events.envelope import Received
 from servicekit.tables import BigIntId
 from servicekit.types import UtcDateTime, as_utc
 from services.retention import reason_suggestion
-from services.retention.models import Alert, Customer, CustomerScore, RetentionTable, utc_now
+from services.retention.alerts.models import Alert
+from services.retention.db import RetentionTable
+from services.retention.replica.models import Customer, CustomerScore
 from services.retention.settings import get_settings
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from servicekit.reports import Period, days_between, month_of
 from services.retention import loyalty
-from services.retention.models import Alert, Customer, CustomerScore
+from services.retention.alerts.models import Alert
 from services.retention.read_model import (
     COMPLAINT,
     ORDER,
@@ -30,6 +30,7 @@ from services.retention.read_model import (
     CustomerFact,
     FactEvent,
 )
+from services.retention.replica.models import Customer, CustomerScore
 
 A = Alert.__table__  # type: ignore[attr-defined]
 C = Customer.__table__  # type: ignore[attr-defined]

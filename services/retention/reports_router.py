@@ -12,14 +12,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.problems import Problem
+from servicekit.problems import Problem, not_found
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
 from servicekit.types import as_utc
 from services.retention import read_model, reports
+from services.retention.db import Tier, UtcDatetime
 from services.retention.loyalty import Attitude, Behaviour, LoyaltyType, classify
-from services.retention.models import Customer, Tier, UtcDatetime, utc_now
+from services.retention.replica.models import Customer
 from services.retention.settings import RetentionSettings
 
 router = APIRouter(tags=["reports"])
@@ -586,7 +588,7 @@ async def suggestion_accuracy(
 
 
 def _not_found(customer_id: str, what: str) -> Problem:
-    return Problem(404, "Not found", f"No {what} for customer {customer_id}.", code="not_found")
+    return not_found(what, detail=f"No {what} for customer {customer_id}.", title="Not found")
 
 
 class CustomerLoyalty(BaseModel):

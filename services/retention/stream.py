@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from servicekit.db import Database
-from services.retention.models import AlertChange
+from services.retention.alerts.models import AlertChange
 
 REPLAY_MAX = 5000
 QUEUE_MAX = 1000  # changes buffered per subscriber; a subscriber this far behind is dropped

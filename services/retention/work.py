@@ -24,8 +24,12 @@ from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.types import as_utc
-from services.retention import service
-from services.retention.models import Alert, AlertStatus, Customer, CustomerScore, UtcDatetime
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.alerts.actions import wake_snoozed
+from services.retention.alerts.models import Alert, AlertStatus
+from services.retention.alerts.service import handle_event
+from services.retention.db import UtcDatetime
+from services.retention.replica.models import Customer, CustomerScore
 
 router = APIRouter(tags=["alerts"])
 
@@ -143,7 +147,7 @@ async def list_work_items(
     offset: Offset = 0,
 ) -> WorkItemsPage:
     """One item per customer with all its unresolved alerts' reasons, by value at risk (unknown last)."""
-    if await service.wake_snoozed(session=session):
+    if await wake_snoozed(uow=UnitOfWork(session)):
         await session.commit()
     statuses = tuple(s for s in (status or (AlertStatus.open, AlertStatus.acknowledged)) if s in UNRESOLVED)
     items, total = await work_items(
@@ -208,13 +212,14 @@ async def evaluate_page(*, session: AsyncSession, after: str, limit: int) -> Eva
         for c in (await session.execute(select(Customer).where(Customer.customer_id.in_(ids)))).scalars()  # type: ignore[attr-defined]
     }
     evaluated = skipped = changed = 0
+    uow = UnitOfWork(session)  # the customers' rows, locked once for the whole page
     for score in scores:
         replica = replicas.get(score.customer_id)
         if replica is not None and (replica.erased_at is not None or replica.status == "churned"):
             skipped += 1
             continue
         evaluated += 1
-        changed += len(await service.handle_event(session=session, event=_evaluation_event(score)))
+        changed += len(await handle_event(uow=uow, event=_evaluation_event(score)))
     done = len(scores) < limit
     return Evaluation(
         evaluated=evaluated,

@@ -20,7 +20,7 @@ from servicekit.events.contracts.erp import ErpOrderPlaced
 from servicekit.events.contracts.topics import ERP_ORDERS
 from servicekit.events.envelope import CloudEvent
 from services.retention.campaigns import stats
-from services.retention.signing import verify
+from services.retention.webhooks.signing import verify
 from tests.e2e.conftest import service_url, token
 from tests.e2e.helpers import create_customer, eventually, metric, produce
 from tests.e2e.test_retention_loop import SECRET, Receiver, receivers  # noqa: F401 (fixture)

@@ -19,8 +19,8 @@ import pytest
 from servicekit.events.contracts.erp import ErpConsentChanged
 from servicekit.events.contracts.topics import ERP_CONSENTS, dead_letter
 from servicekit.events.envelope import CloudEvent
-from services.retention import survey_links
 from services.retention.settings import DEV_SURVEY_SECRET
+from services.retention.surveys import survey_links
 from tests.e2e.conftest import GATEWAY, service_url, token
 from tests.e2e.helpers import alerts_for, create_customer, eventually, metric, post_complaint, produce, read_topic
 

@@ -24,7 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from services.retention.signing import verify
+from services.retention.webhooks.signing import verify
 from tests.e2e.helpers import alerts_for, create_customer, eventually, post_complaint
 
 pytestmark = pytest.mark.e2e

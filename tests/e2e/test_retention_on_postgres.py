@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import insert, text
 
+from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.migrations import upgrade
-from services.retention.catalog import catalog
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.alerts.models import AlertChange
+from services.retention.catalog.service import catalog
 from services.retention.main import SPEC
-from services.retention.models import AlertChange, utc_now
 from services.retention.stream import Broadcaster
 from tests.e2e.conftest import new_database
 
@@ -52,7 +54,7 @@ async def test_every_kind_of_change_to_rules_playbooks_and_webhooks_renews_the_t
         assert len(set(seen)) == len(seen), seen
 
         async with database.transaction() as session:
-            current = await catalog(session)
+            current = await catalog(UnitOfWork(session))
         assert current.token == seen[-1]
         assert "default-severe-complaint" not in {r.id for r in current.rules}
         assert "severe_complaint" not in current.playbooks

@@ -11,13 +11,17 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
+from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.migrations import upgrade
-from services.retention import sequence_engine
-from services.retention.catalog import ActivePlaybook
+from services.retention.catalog.service import ActivePlaybook
 from services.retention.main import SPEC
-from services.retention.models import Enrolment, Task, Touch, metadata, utc_now
-from services.retention.sequences import SequenceDef
+from services.retention.models import metadata
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.core import SequenceDef
+from services.retention.sequences.models import Enrolment
+from services.retention.tasks.models import Task
+from services.retention.touches.models import Touch
 from tests.e2e.conftest import new_database
 
 CUSTOMERS = 300

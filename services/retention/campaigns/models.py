@@ -19,7 +19,7 @@ from servicekit.clock import utc_now
 from servicekit.events.contracts.common import ContactChannel
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
-from services.retention.models import RetentionTable, UtcDatetime, new_id
+from services.retention.db import RetentionTable, UtcDatetime, new_id
 
 
 def _at(*, nullable: bool = False) -> Any:

@@ -21,8 +21,8 @@ from services.retention.campaigns.models import (
     OfferPublic,
     OffersPublic,
 )
-from services.retention.contact_policy import Verdict
 from services.retention.settings import RetentionSettings
+from services.retention.touches.contact_policy import Verdict
 
 router = APIRouter(tags=["campaigns"])
 

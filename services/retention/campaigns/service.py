@@ -31,8 +31,7 @@ from servicekit.events.contracts.retention import CampaignLaunched, CampaignTouc
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.types import as_utc
-from services.retention import contact_policy as cp
-from services.retention import service, touches
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.campaigns import stats
 from services.retention.campaigns.audience import AudienceMember, SegmentClient
 from services.retention.campaigns.models import (
@@ -46,10 +45,15 @@ from services.retention.campaigns.models import (
     OfferCreate,
     UpliftPublic,
 )
+from services.retention.db import new_id
 from services.retention.member_tiers import service as member_tiers
-from services.retention.models import ConsentReplica, Customer, CustomerScore, StatusChange, Touch, new_id
+from services.retention.publishing import publish
 from services.retention.read_model import ORDER, FactEvent
+from services.retention.replica.models import Customer, CustomerScore, StatusChange
 from services.retention.settings import RetentionSettings
+from services.retention.touches import contact_policy as cp
+from services.retention.touches import service as touches
+from services.retention.touches.models import ConsentReplica, Touch
 
 log = logging.getLogger("retention.campaigns")
 
@@ -330,7 +334,7 @@ async def apply_launch(
             at=now,
         )
     )
-    await service.publish(session, *events)  # outbox and webhook deliveries, in this transaction
+    await publish(UnitOfWork(session), *events)  # outbox and webhook deliveries, in this transaction
     await session.flush()
     log.info(
         "campaign launched",

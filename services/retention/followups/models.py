@@ -12,8 +12,8 @@ from sqlmodel import Field
 from servicekit.clock import utc_now
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
-from services.retention.models import RetentionTable, UtcDatetime
-from services.retention.playbooks import Action
+from services.retention.db import RetentionTable, UtcDatetime
+from services.retention.playbooks.core import Action
 
 # What a follow-up may be: a visit or a call by the account manager (a task), or a survey link (a touch).
 FOLLOWUP_ACTIONS = (Action.follow_up_visit, Action.call_owner, Action.executive_outreach, Action.satisfaction_survey)

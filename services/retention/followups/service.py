@@ -28,11 +28,17 @@ from servicekit.db import Database, dialect_insert
 from servicekit.events.contracts.retention import TaskCreated
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error, not_found
-from services.retention import service, surveys, touches
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.db import new_id
 from services.retention.followups.models import FOLLOWUP_ACTIONS, FollowupDue, FollowupSchedule, ScheduleBody
-from services.retention.models import Customer, CustomerScore, Task, TaskStatus, new_id
-from services.retention.rules import TIERS
+from services.retention.publishing import publish
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.rules.core import TIERS
 from services.retention.settings import RetentionSettings
+from services.retention.surveys import service as surveys
+from services.retention.tasks.events import task_event
+from services.retention.tasks.models import Task, TaskStatus
+from services.retention.touches import service as touches
 
 log = logging.getLogger("retention.followups")
 REASON = "scheduled_followup"  # the reason on the follow-ups' tasks and touches
@@ -162,7 +168,7 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
         timer.last_result = result
         timer.next_due_at = now + timedelta(days=schedule.every_days)
     if events:
-        await service.publish(session, *events)
+        await publish(UnitOfWork(session), *events)
     await session.flush()
     return len(due)
 
@@ -197,7 +203,7 @@ async def _follow_up(
         created_at=now,
     )
     session.add(task)
-    return "created", [service.task_event(TaskCreated, task), *events]
+    return "created", [task_event(TaskCreated, task), *events]
 
 
 async def run_due(database: Database, *, batch_size: int, now: datetime | None = None) -> int:

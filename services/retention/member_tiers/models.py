@@ -8,7 +8,7 @@ from sqlalchemy import JSON, Column
 from sqlmodel import Field
 
 from servicekit.types import UtcDateTime
-from services.retention.models import RetentionTable
+from services.retention.db import RetentionTable
 
 
 class MemberTier(RetentionTable, table=True):

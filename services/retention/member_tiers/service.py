@@ -20,7 +20,7 @@ from servicekit.db import chunks
 from servicekit.events.contracts.customer import LoyaltyTierChanged
 from servicekit.types import as_utc
 from services.retention.member_tiers.models import MemberTier
-from services.retention.models import Customer
+from services.retention.replica.models import Customer
 
 NO_TIER = "none"  # how a campaign names customers below the lowest tier
 

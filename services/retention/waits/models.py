@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Field
 
-from services.retention.models import RetentionTable
+from services.retention.db import RetentionTable
 
 
 class EnrolmentWake(RetentionTable, table=True):

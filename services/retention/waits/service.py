@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.db import dialect_insert
-from services.retention.models import Enrolment, EnrolmentStatus
+from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.waits.models import EnrolmentWake
 
 

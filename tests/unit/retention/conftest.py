@@ -7,7 +7,9 @@ import pytest
 from servicekit.db import Database
 from servicekit.service import API, create_app
 from services.retention.defaults import DEFAULT_PLAYBOOKS, DEFAULT_RULES
-from services.retention.models import AlertRule, Playbook, metadata
+from services.retention.models import metadata
+from services.retention.playbooks.models import Playbook
+from services.retention.rules.models import AlertRule
 from services.retention.settings import RetentionSettings, get_settings
 from tests.unit.databases import Schema
 

@@ -17,7 +17,7 @@ import pytest
 
 from servicekit.db import Database
 from services.retention.analysis.curves import CohortPoint, cohort_points, month_name
-from services.retention.models import Task, TaskStatus
+from services.retention.tasks.models import Task, TaskStatus
 from tests.unit.retention.test_reports import apply, created, data_set, get, order
 
 

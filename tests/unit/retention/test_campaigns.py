@@ -15,8 +15,10 @@ from services.retention.campaigns import service as campaigns
 from services.retention.campaigns import stats
 from services.retention.campaigns.audience import SegmentClient
 from services.retention.campaigns.models import CampaignMember
-from services.retention.models import ConsentReplica, Customer, StatusChange, Touch, metadata
+from services.retention.models import metadata
 from services.retention.read_model import FactEvent
+from services.retention.replica.models import Customer, StatusChange
+from services.retention.touches.models import ConsentReplica, Touch
 
 AUDIENCE = [f"c{i:02d}" for i in range(40)]
 

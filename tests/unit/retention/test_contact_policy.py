@@ -4,7 +4,8 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from services.retention.contact_policy import (
+from services.retention.playbooks.core import Action
+from services.retention.touches.contact_policy import (
     STEP_CHANNELS,
     Cap,
     CustomerContact,
@@ -17,7 +18,6 @@ from services.retention.contact_policy import (
     touches_in_window,
     zone,
 )
-from services.retention.playbooks import Action
 
 NOON = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NIGHT = Quiet(time(21, 0), time(8, 0))

@@ -7,11 +7,11 @@ from sqlalchemy import select
 
 from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
-from services.retention.delivery import deliver_due
 from services.retention.handlers import HANDLERS
-from services.retention.models import Webhook, WebhookDelivery
 from services.retention.settings import RetentionSettings
-from services.retention.signing import verify
+from services.retention.webhooks.delivery import deliver_due
+from services.retention.webhooks.models import Webhook, WebhookDelivery
+from services.retention.webhooks.signing import verify
 from tests.unit.retention.events import complaint
 
 SECRET = "whsec-0123456789abcdef"

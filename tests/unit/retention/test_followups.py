@@ -12,7 +12,11 @@ from servicekit.clock import utc_now
 from servicekit.db import Database
 from services.retention.followups import service as followups
 from services.retention.followups.models import FollowupDue
-from services.retention.models import ConsentReplica, Customer, CustomerScore, SurveyLink, Task, Touch, metadata
+from services.retention.models import metadata
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.surveys.models import SurveyLink
+from services.retention.tasks.models import Task
+from services.retention.touches.models import ConsentReplica, Touch
 
 
 async def _customers(db: Database) -> None:

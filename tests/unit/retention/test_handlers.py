@@ -11,10 +11,12 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import EventConsumer
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import service
+from services.retention.alerts.actions import resolve_alert
+from services.retention.alerts.models import Alert, AlertStatus, Outcome
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
-from services.retention.models import Alert, AlertStatus, CustomerScore, Outcome, Task
+from services.retention.replica.models import CustomerScore
 from services.retention.settings import RetentionSettings
+from services.retention.tasks.models import Task
 from tests.unit.retention.conftest import create_schema
 from tests.unit.retention.events import complaint, created, score, status_changed, updated
 
@@ -130,7 +132,7 @@ async def test_a_resolved_alert_frees_the_slot_so_a_new_trigger_raises_a_new_ale
     await apply(database, complaint(minutes=0))
     [first] = await alerts(database)
     async with database.transaction() as session:
-        await service.resolve_alert(session=session, alert_id=first.id, outcome=Outcome.saved)
+        await resolve_alert(uow=UnitOfWork(session), alert_id=first.id, outcome=Outcome.saved)
 
     await apply(database, complaint(minutes=10))
     old, new = await alerts(database)

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.retention import history
 from services.retention.settings import get_settings
+from services.retention.signals import history
 from tests.unit.retention.events import T0, complaint, score
 from tests.unit.retention.test_handlers import alerts, apply, published, scores
 

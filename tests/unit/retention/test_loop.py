@@ -6,25 +6,23 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
+from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.events.contracts.scoring import Factor
 from servicekit.events.envelope import Received
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import service
+from services.retention.alerts import actions
+from services.retention.alerts.models import Alert, AlertChange, Outcome
+from services.retention.background import prune
 from services.retention.handlers import HANDLERS
-from services.retention.models import (
-    Alert,
-    AlertChange,
-    Outcome,
-    Playbook,
-    Signal,
-    Task,
-    Webhook,
-    WebhookDelivery,
-    utc_now,
-)
-from services.retention.rules import Rule, RuleKind, RuleParams
+from services.retention.playbooks.models import Playbook
+from services.retention.rules.core import Rule, RuleKind, RuleParams
+from services.retention.rules.service import preview_rule
+from services.retention.signals.models import Signal
+from services.retention.tasks.models import Task
+from services.retention.tasks.service import complete_task
+from services.retention.webhooks.models import Webhook, WebhookDelivery
 from tests.unit.retention.events import T0, complaint, created, erased, score, status_changed, updated
 
 
@@ -87,7 +85,9 @@ async def test_a_snoozed_alert_stays_quiet_until_its_date_then_opens_again(datab
     [alert] = await rows(database, Alert)
     now = utc_now()
     async with database.transaction() as session:
-        await service.snooze_alert(session=session, alert_id=alert.id, until=now + timedelta(days=3), reason="on leave")
+        await actions.snooze_alert(
+            uow=UnitOfWork(session), alert_id=alert.id, until=now + timedelta(days=3), reason="on leave"
+        )
     before = len(await outbox(database))
     await apply(database, complaint(minutes=5))
     [alert] = await rows(database, Alert)
@@ -95,8 +95,8 @@ async def test_a_snoozed_alert_stays_quiet_until_its_date_then_opens_again(datab
     assert len(await outbox(database)) == before  # silent
 
     async with database.transaction() as session:
-        assert await service.wake_snoozed(session=session, now=now + timedelta(days=2)) == []
-        woken = await service.wake_snoozed(session=session, now=now + timedelta(days=3, seconds=1))
+        assert await actions.wake_snoozed(uow=UnitOfWork(session), now=now + timedelta(days=2)) == []
+        woken = await actions.wake_snoozed(uow=UnitOfWork(session), now=now + timedelta(days=3, seconds=1))
     assert [a.id for a in woken] == [alert.id]
     [alert] = await rows(database, Alert)
     assert (alert.status, alert.snoozed_until) == ("open", None)
@@ -146,8 +146,13 @@ async def test_a_risk_alert_closes_as_saved_after_the_risk_stayed_low_long_enoug
     [alert] = await rows(database, Alert)
     assert alert.risk_below_since == T0 + timedelta(days=1)
     async with database.transaction() as session:
-        assert await service.auto_save(session=session, after=timedelta(days=14), now=T0 + timedelta(days=10)) == []
-        [saved] = await service.auto_save(session=session, after=timedelta(days=14), now=T0 + timedelta(days=16))
+        assert (
+            await actions.auto_save(uow=UnitOfWork(session), after=timedelta(days=14), now=T0 + timedelta(days=10))
+            == []
+        )
+        [saved] = await actions.auto_save(
+            uow=UnitOfWork(session), after=timedelta(days=14), now=T0 + timedelta(days=16)
+        )
     assert (saved.status, saved.outcome) == ("resolved", Outcome.saved)
     assert "60%" in saved.outcome_note
 
@@ -173,8 +178,10 @@ async def test_erasure_removes_notes_keeps_the_aggregates_and_confirms_once(data
     [alert] = await rows(database, Alert)
     async with database.transaction() as session:
         task = (await session.execute(select(Task).limit(1))).scalar_one()
-        await service.complete_task(session=session, task_id=task.id, note="Spoke to Mrs Jones at home")
-        await service.resolve_alert(session=session, alert_id=alert.id, outcome=Outcome.saved, note="Jones stays")
+        await complete_task(uow=UnitOfWork(session), task_id=task.id, note="Spoke to Mrs Jones at home")
+        await actions.resolve_alert(
+            uow=UnitOfWork(session), alert_id=alert.id, outcome=Outcome.saved, note="Jones stays"
+        )
     await apply(database, erased())
     await apply(database, erased())  # a second erasure event (new id)
     [alert] = await rows(database, Alert)
@@ -220,7 +227,7 @@ async def test_preview_over_stored_history_writes_nothing(database: Database):
     before = (len(await outbox(database)), len(await rows(database, Alert)), len(await rows(database, Signal)))
     rule = Rule(RuleKind.risk_jump, "medium", params=RuleParams(delta=0.3, within_days=7))
     async with database.transaction() as session:
-        result = await service.preview_rule(session=session, rule=rule, start=T0, end=T0 + timedelta(days=7))
+        result = await preview_rule(session=session, rule=rule, start=T0, end=T0 + timedelta(days=7))
     assert [(h.customer_id, h.first_triggered_at) for h in result.customers] == [("a", T0 + timedelta(days=2))]
     after = (len(await outbox(database)), len(await rows(database, Alert)), len(await rows(database, Signal)))
     assert after == before
@@ -276,7 +283,7 @@ async def test_finished_webhook_deliveries_are_pruned_after_their_retention(data
         for pending in others:
             pending.created_at = T0 - timedelta(days=30)  # old but still pending: kept
     async with database.transaction() as session:
-        await service.prune(
+        await prune(
             session=session,
             signals_for=timedelta(days=400),
             changes_for=timedelta(hours=72),

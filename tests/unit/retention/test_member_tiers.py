@@ -10,12 +10,12 @@ from sqlalchemy import select
 from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.events.contracts.customer import LoyaltyTierChanged
-from services.retention import sequence_engine
-from services.retention import sequences as sq
-from services.retention.catalog import ActivePlaybook
+from services.retention.catalog.service import ActivePlaybook
 from services.retention.member_tiers import service as member_tiers
 from services.retention.member_tiers.models import MemberTier
-from services.retention.models import Enrolment
+from services.retention.sequences import core as sq
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.models import Enrolment
 from tests.unit.retention.events import T0, complaint, erased, received
 from tests.unit.retention.test_handlers import apply
 

@@ -8,8 +8,10 @@ from sqlalchemy import select
 
 from servicekit.db import Database
 from servicekit.types import as_utc
-from services.retention import outcomes, service
-from services.retention.models import Alert, Customer, CustomerScore, StatusChange
+from services.retention.alerts.models import Alert
+from services.retention.outcomes import core as outcomes
+from services.retention.outcomes import service
+from services.retention.replica.models import Customer, CustomerScore, StatusChange
 from tests.unit.retention.events import T0, complaint, created, score, status_changed
 from tests.unit.retention.test_api_loop import feed
 

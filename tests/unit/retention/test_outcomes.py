@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.retention.outcomes import AlertFact, CustomerFact, compute, grouped, status_at
+from services.retention.outcomes.core import AlertFact, CustomerFact, compute, grouped, status_at
 from tests.unit.retention.events import T0
 
 START, END = T0, T0 + timedelta(days=30)

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from services.retention.playbooks import Action, Step, draw, in_control_group, plan_tasks
+from services.retention.playbooks.core import Action, Step, draw, in_control_group, plan_tasks
 from tests.unit.retention.events import T0
 
 STEPS = [

@@ -31,8 +31,8 @@ from servicekit.events.contracts.interaction import ComplaintOpened, Interaction
 from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.unit_of_work import UnitOfWork
+from services.retention.alerts.models import Alert, Outcome
 from services.retention.handlers import HANDLERS
-from services.retention.models import Alert, Outcome
 
 Q1 = "from=2026-01-01&to=2026-04-01"
 

@@ -7,7 +7,7 @@ from servicekit.events.contracts.common import Severity
 from servicekit.events.contracts.customer import CustomerErased
 from servicekit.events.contracts.scoring import ScoreValues
 from services.retention.defaults import DEFAULT_RULES
-from services.retention.rules import (
+from services.retention.rules.core import (
     Context,
     Reason,
     Rule,
@@ -175,7 +175,7 @@ def test_validation_names_the_missing_or_bad_parameter(rule: Rule, field: str):
 
 
 def test_the_default_rules_are_valid():
-    from services.retention.catalog import params_of
+    from services.retention.catalog.service import params_of
 
     for row in DEFAULT_RULES:
         assert validate(RuleKind(row["kind"]), params_of(row["params"])) == [], row["id"]

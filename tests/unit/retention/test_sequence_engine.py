@@ -8,10 +8,13 @@ import httpx
 from sqlalchemy import func, select, update
 
 from servicekit.db import Database
-from services.retention import sequence_engine
-from services.retention.catalog import ActivePlaybook
-from services.retention.models import ConsentReplica, Enrolment, Task, Touch, metadata
-from services.retention.sequences import SequenceDef
+from services.retention.catalog.service import ActivePlaybook
+from services.retention.models import metadata
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.core import SequenceDef
+from services.retention.sequences.models import Enrolment
+from services.retention.tasks.models import Task
+from services.retention.touches.models import ConsentReplica, Touch
 from tests.unit.databases import sqlite_database
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)

@@ -1,12 +1,12 @@
-"""The sequence definition format and the pure step selection (services/retention/sequences.py)."""
+"""The sequence definition format and the pure step selection (services/retention/sequences/core.py)."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from services.retention import sequences as sq
-from services.retention.playbooks import Action, Step
+from services.retention.playbooks.core import Action, Step
+from services.retention.sequences import core as sq
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-from services.retention.signing import backoff, sign, verify
+from services.retention.webhooks.signing import backoff, sign, verify
 
 BODY = b'{"type":"alert.raised"}'
 

@@ -4,10 +4,11 @@ import asyncio
 
 from sqlalchemy import insert
 
+from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
+from services.retention.alerts.models import AlertChange
 from services.retention.handlers import HANDLERS
-from services.retention.models import AlertChange, utc_now
 from services.retention.stream import Broadcaster, Change, emittable
 from tests.unit.retention.events import complaint
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.retention import survey_links as sl
+from services.retention.surveys import survey_links as sl
 
 SECRET = "a-survey-secret-for-tests-0123456789abcdef"
 LINK = "3f2c8a8e-1b7d-4c3e-9a55-0c6a1c2d9e10"

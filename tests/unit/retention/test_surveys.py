@@ -10,7 +10,8 @@ from servicekit.db import Database
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import HANDLERS
-from services.retention.models import SurveyLink, Task
+from services.retention.surveys.models import SurveyLink
+from services.retention.tasks.models import Task
 from tests.unit.retention.events import erased, survey
 from tests.unit.retention.test_touches import consent
 
@@ -76,8 +77,8 @@ async def test_forged_and_expired_links_are_refused(app_db: tuple[httpx.AsyncCli
     [link] = await _links(database)
     async with database.transaction() as session:
         await session.execute(update(SurveyLink).values(expires_at=link.expires_at - timedelta(days=30)))
-    from services.retention import survey_links
     from services.retention.settings import get_settings
+    from services.retention.surveys import survey_links
 
     old = survey_links.issue(get_settings().survey_link_secret, link.id, int(link.expires_at.timestamp()) - 30 * 86400)
     assert (await client.post(f"/surveys/respond/{old}", json={"score": 5})).status_code == 410

@@ -9,10 +9,12 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.events.contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import service
+from services.retention.alerts.actions import resolve_alert
+from services.retention.alerts.models import Alert, Outcome
 from services.retention.handlers import HANDLERS
-from services.retention.models import Alert, ConsentReplica, Outcome, Task, Touch
 from services.retention.settings import get_settings
+from services.retention.tasks.models import Task
+from services.retention.touches.models import ConsentReplica, Touch
 from tests.unit.retention.events import complaint, erased, received
 from tests.unit.retention.test_handlers import apply
 
@@ -74,7 +76,7 @@ async def test_the_cap_holds_over_repeated_alerts(database: Database):
         for alert in await rows(database, Alert):
             if alert.status == "open":
                 async with database.transaction() as session:
-                    await service.resolve_alert(session=session, alert_id=alert.id, outcome=Outcome.saved)
+                    await resolve_alert(uow=UnitOfWork(session), alert_id=alert.id, outcome=Outcome.saved)
     touches = await rows(database, Touch)
     assert len(touches) == 5
     assert sorted((t.allowed, t.verdict) for t in touches) == [(False, "frequency_cap")] * 3 + [(True, "allowed")] * 2

@@ -10,11 +10,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from servicekit.db import Database
-from services.retention import sequence_engine
-from services.retention import sequences as sq
-from services.retention.catalog import ActivePlaybook
-from services.retention.models import Enrolment, Signal, StatusChange, metadata
+from services.retention.catalog.service import ActivePlaybook
+from services.retention.models import metadata
 from services.retention.read_model import FactEvent
+from services.retention.replica.models import StatusChange
+from services.retention.sequences import core as sq
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.models import Enrolment
+from services.retention.signals.models import Signal
 from services.retention.waits import service as waits
 from services.retention.waits.models import EnrolmentWake
 from tests.unit.databases import sqlite_database

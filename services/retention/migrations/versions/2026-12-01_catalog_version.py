@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from services.retention.models import catalog_version_ddl, drop_catalog_version_ddl
+from services.retention.catalog.models import catalog_version_ddl, drop_catalog_version_ddl
 
 revision: str = "3f1d8c6a9b20"
 down_revision: str | None = "7a4c2e91b3d5"

@@ -19,10 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.events.contracts.common import Severity
-from services.retention.models import AlertRule, CatalogVersion, Playbook, RuleParamsBody, Webhook
-from services.retention.playbooks import Action, Step
-from services.retention.rules import Rule, RuleKind, RuleParams
-from services.retention.sequences import SequenceDef
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.catalog.models import CatalogVersion
+from services.retention.playbooks.core import Action, Step
+from services.retention.playbooks.models import Playbook
+from services.retention.rules.core import Rule, RuleKind, RuleParams
+from services.retention.rules.models import AlertRule, RuleParamsBody
+from services.retention.sequences.core import SequenceDef
+from services.retention.webhooks.models import Webhook
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +58,32 @@ class Catalog:
     subscribers: tuple[Subscriber, ...]
 
 
-_IN_TRANSACTION = "retention.catalog"
 _current: Catalog | None = None  # this process's copy
 
 
-async def catalog(session: AsyncSession) -> Catalog:
+@dataclass
+class CatalogInTransaction:
+    """The catalog this transaction has checked against the token (None: not checked yet)."""
+
+    found: Catalog | None = None
+
+
+async def catalog(uow: UnitOfWork) -> Catalog:
     """The catalog as this transaction sees it; reads the three tables only when their token has changed."""
     global _current
-    found: Catalog | None = session.info.get(_IN_TRANSACTION)
-    if found is None:
+    state = uow.state(CatalogInTransaction)
+    if state.found is None:
         # Token first, then the tables: a copy is never older than the token it is filed under.
-        token = (await session.execute(select(CatalogVersion.token))).scalar_one()
+        token = (await uow.session.execute(select(CatalogVersion.token))).scalar_one()
         if _current is None or _current.token != token:
-            _current = await _read(session, token)
-        found = session.info[_IN_TRANSACTION] = _current
-    return found
+            _current = await _read(uow.session, token)
+        state.found = _current
+    return state.found
 
 
-def changed(session: AsyncSession) -> None:
+def changed(uow: UnitOfWork) -> None:
     """Call after flushing a change to the three tables: the transaction's next read sees the new token."""
-    session.info.pop(_IN_TRANSACTION, None)
+    uow.forget(CatalogInTransaction)
 
 
 async def _read(session: AsyncSession, token: str) -> Catalog:

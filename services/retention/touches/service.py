@@ -16,13 +16,16 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.customer import ConsentChanged
 from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
-from services.retention import contact_policy as cp
-from services.retention import surveys
-from services.retention.models import ConsentReplica, Customer, Touch, new_id, utc_now
+from services.retention.db import new_id
+from services.retention.replica.models import Customer
 from services.retention.settings import RetentionSettings, get_settings
+from services.retention.surveys import service as surveys
+from services.retention.touches import contact_policy as cp
+from services.retention.touches.models import ConsentReplica, Touch
 
 
 def policy_of(settings: RetentionSettings) -> cp.Policy:

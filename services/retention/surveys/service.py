@@ -14,11 +14,13 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from servicekit.clock import utc_now
 from servicekit.events.contracts.retention import SurveyRequested, SurveyResponded
 from servicekit.problems import Problem, field_error
-from services.retention import survey_links
-from services.retention.models import SurveyAnswer, SurveyLink, SurveyQuestion, new_id, utc_now
+from services.retention.db import new_id
 from services.retention.settings import get_settings
+from services.retention.surveys import survey_links
+from services.retention.surveys.models import SurveyAnswer, SurveyLink, SurveyQuestion
 
 log = logging.getLogger("retention.surveys")
 SURVEY_ACTIONS = frozenset({"satisfaction_survey"})  # step kinds whose allowed touch sends a survey link

@@ -20,11 +20,25 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from servicekit import tracing
+from servicekit.clock import utc_now
 from servicekit.db import Database
-from services.retention.models import DeliveryStatus, Webhook, WebhookDelivery, utc_now
 from services.retention.settings import RetentionSettings
-from services.retention.signing import EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER, backoff, sign
-from services.retention.targets import IPNetwork, Resolver, TargetRefused, networks, pin, system_resolver
+from services.retention.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery
+from services.retention.webhooks.signing import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    backoff,
+    sign,
+)
+from services.retention.webhooks.targets import (
+    IPNetwork,
+    Resolver,
+    TargetRefused,
+    networks,
+    pin,
+    system_resolver,
+)
 
 log = logging.getLogger("retention.webhooks")
 LEASE = timedelta(seconds=60)

@@ -21,28 +21,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.background import every
+from servicekit.clock import utc_now
 from servicekit.db import Database, dialect_insert
 from servicekit.events.contracts.retention import TaskCreated, TouchRequested
 from servicekit.events.envelope import EventData
-from servicekit.problems import Problem, field_error
+from servicekit.problems import not_found
 from servicekit.types import as_utc
-from services.retention import contact_policy as cp
-from services.retention import sequences as sq
-from services.retention import service, surveys, touches
-from services.retention.catalog import ActivePlaybook
-from services.retention.models import (
-    Customer,
-    CustomerScore,
-    Enrolment,
-    EnrolmentStatus,
-    Signal,
-    Task,
-    TaskStatus,
-    new_id,
-    utc_now,
-)
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.catalog.service import ActivePlaybook
+from services.retention.db import new_id
+from services.retention.publishing import publish
 from services.retention.read_model import ORDER, FactEvent
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.sequences import core as sq
+from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.settings import RetentionSettings
+from services.retention.signals.models import Signal
+from services.retention.surveys import service as surveys
+from services.retention.tasks.events import task_event
+from services.retention.tasks.models import Task, TaskStatus
+from services.retention.touches import contact_policy as cp
+from services.retention.touches import service as touches
 from services.retention.waits import service as waits
 
 log = logging.getLogger("retention.sequences")
@@ -145,7 +144,7 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int, stats: 
     for enrolment in claimed:
         events.extend(await run_step(session, enrolment, facts[enrolment.id], now=now))
     if events:
-        await service.publish(session, *events)  # the outbox and webhook deliveries, in this transaction
+        await publish(UnitOfWork(session), *events)  # the outbox and webhook deliveries, in this transaction
     await session.flush()
     session.expunge_all()  # a round of many batches keeps no rows in memory
     stats.batches += 1
@@ -348,7 +347,7 @@ async def _carry_out(
         )
         session.add(task)
         enrolment.last_task_id = task.id
-        return "created", [service.task_event(TaskCreated, task), *events]
+        return "created", [task_event(TaskCreated, task), *events]
     assert not is_task
     if step.action.value in surveys.SURVEY_ACTIONS:
         return "sent", list(events)  # the survey link event is the touch
@@ -392,13 +391,7 @@ async def get_enrolment(*, session: AsyncSession, enrolment_id: str, for_update:
         query = query.with_for_update()
     found = (await session.execute(query)).scalar_one_or_none()
     if found is None:
-        raise Problem(
-            404,
-            "Enrolment not found",
-            f"No enrolment {enrolment_id}.",
-            code="not_found",
-            errors=[field_error("id", "unknown enrolment")],
-        )
+        raise not_found("Enrolment", enrolment_id, detail=f"No enrolment {enrolment_id}.")
     return found
 
 

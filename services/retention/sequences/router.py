@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from services.retention import sequence_engine
-from services.retention.models import EnrolmentPublic, EnrolmentsPublic, EnrolmentStop
+from services.retention.sequences import engine as sequence_engine
+from services.retention.sequences.models import EnrolmentPublic, EnrolmentsPublic, EnrolmentStop
 
 router = APIRouter(tags=["sequences"])
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from servicekit.deps import SessionDep
-from services.retention import read_model, service, surveys
-from services.retention.models import SurveyAnswer, SurveyQuestion, SurveyReceipt
+from servicekit.unit_of_work import UnitOfWork
+from services.retention import read_model
+from services.retention.publishing import publish
+from services.retention.surveys import service as surveys
+from services.retention.surveys.models import SurveyAnswer, SurveyQuestion, SurveyReceipt
 
 router = APIRouter(prefix="/surveys/respond", tags=["surveys"])
 ANSWERS = {
@@ -33,6 +36,6 @@ async def answer_survey(token: str, body: SurveyAnswer, session: SessionDep) -> 
     answer becomes a survey interaction of the customer (through survey.responded)."""
     event = await surveys.answer(session=session, token=token, body=body)
     await read_model.on_link_answer(session, event)  # the dimension scores, for the satisfaction report
-    await service.publish(session, event)
+    await publish(UnitOfWork(session), event)
     await session.commit()
     return SurveyReceipt()

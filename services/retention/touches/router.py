@@ -11,9 +11,9 @@ from servicekit.deps import SessionDep
 from servicekit.events.contracts.common import ContactChannel
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer
-from services.retention import touches
-from services.retention.contact_policy import BLOCK_REASONS
-from services.retention.models import TouchesPublic, TouchPublic
+from services.retention.touches import service as touches
+from services.retention.touches.contact_policy import BLOCK_REASONS
+from services.retention.touches.models import TouchesPublic, TouchPublic
 
 router = APIRouter(tags=["touches"])
 

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.retention.contact_policy import STEP_CHANNELS
-from services.retention.playbooks import Action, Step
+from services.retention.playbooks.core import Action, Step
+from services.retention.touches.contact_policy import STEP_CHANNELS
 
 # A walk through the steps never goes back (branches jump forward only), so one advance ends; this
 # bounds the work one due timer does even so.

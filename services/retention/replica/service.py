@@ -1,0 +1,139 @@
+"""The customer replica in a transaction: each customer's replica row and latest score, locked once.
+
+A consumer batch touches the same customers many times over (rules, playbooks, owners): the batch's
+preload locks and loads their rows in a few statements into `Replicas`, this transaction's typed state,
+and every later lookup finds them there instead of a round trip each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from functools import cache
+from typing import Any
+
+from sqlalchemy import select
+
+from servicekit.clock import utc_now
+from servicekit.db import KEYS, for_each_key, on_postgres, update_at_commit
+from servicekit.events.contracts.customer import CustomerStatusChanged
+from servicekit.events.contracts.scoring import ScoreUpdated
+from servicekit.types import as_utc
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.rules.core import TIERS, value_at_risk
+
+TIER_ATTRIBUTES = ("tier", "value_tier")
+
+
+@dataclass
+class Replicas:
+    """This transaction's locked rows by customer id; None: no row yet (the lock and the row stay ours)."""
+
+    customers: dict[str, Customer | None] = field(default_factory=dict)
+    scores: dict[str, CustomerScore | None] = field(default_factory=dict)
+
+
+@cache
+def _locked_rows(model: type[Customer] | type[CustomerScore], postgres: bool) -> Any:
+    # Built once per process (see for_each_key).
+    return for_each_key(select(model).with_for_update(), model.customer_id, postgres=postgres)
+
+
+async def lock(uow: UnitOfWork, ids: Sequence[str]) -> None:
+    """Lock and load the customers' replicas and latest scores not loaded yet (sorted ids: one lock order).
+
+    Key by key (for_each_key): with customer_id IN (...), generic plans scanned whole tables.
+    """
+    state = uow.state(Replicas)
+    for model, loaded in ((Customer, state.customers), (CustomerScore, state.scores)):
+        fresh = [i for i in ids if i not in loaded]
+        if fresh:
+            rows = await uow.session.execute(_locked_rows(model, on_postgres(uow.session)), {KEYS: fresh})
+            found = {row.customer_id: row for row in rows.scalars()}
+            loaded.update({i: found.get(i) for i in fresh})
+
+
+async def known_replica(uow: UnitOfWork, customer_id: str) -> Customer | None:
+    """The replica for reading: the transaction's locked one if it has it."""
+    customers = uow.state(Replicas).customers
+    if customer_id in customers:
+        return customers[customer_id]
+    return await uow.session.get(Customer, customer_id)
+
+
+async def replica(uow: UnitOfWork, customer_id: str) -> Customer:
+    """The replica for changing: locked once per transaction, created when the customer has none yet."""
+    customers = uow.state(Replicas).customers
+    if customer_id not in customers:
+        customers[customer_id] = await uow.session.get(Customer, customer_id, with_for_update=True)
+    found = customers[customer_id]
+    if found is None:
+        found = customers[customer_id] = Customer(customer_id=customer_id)
+        uow.session.add(found)
+    return found
+
+
+async def known_score(uow: UnitOfWork, customer_id: str) -> CustomerScore | None:
+    """The latest score for reading: the transaction's locked one if it has it."""
+    scores = uow.state(Replicas).scores
+    if customer_id in scores:
+        return scores[customer_id]
+    return await uow.session.get(CustomerScore, customer_id)
+
+
+async def _locked_score(uow: UnitOfWork, customer_id: str) -> CustomerScore | None:
+    scores = uow.state(Replicas).scores
+    if customer_id not in scores:
+        scores[customer_id] = await uow.session.get(CustomerScore, customer_id, with_for_update=True)
+    return scores[customer_id]
+
+
+async def record_score(uow: UnitOfWork, score: ScoreUpdated) -> CustomerScore | None:
+    """Keep the customer's latest score; None if the score is older than the one recorded (ignored).
+
+    Written at commit, with the batch's other scores: later events of the batch read it from `Replicas`.
+    """
+    computed_at = as_utc(score.computed_at)
+    latest = await _locked_score(uow, score.customer_id)
+    if latest is not None and as_utc(latest.as_of) > computed_at:
+        return None
+    if latest is None:
+        latest = CustomerScore(customer_id=score.customer_id, churn_risk=score.current.churn_risk)
+        uow.session.add(latest)
+        uow.state(Replicas).scores[score.customer_id] = latest
+    current = score.current
+    update_at_commit(
+        uow.session,
+        latest,
+        churn_risk=current.churn_risk,
+        clv=current.clv,
+        value_at_risk=value_at_risk(current),
+        value_tier=current.value_tier,
+        p_alive=current.p_alive,
+        lifecycle_stage=current.lifecycle_stage,
+        as_of=computed_at,
+        updated_at=utc_now(),
+    )
+    return latest
+
+
+def tier_attribute(attributes: dict[str, Any]) -> str | None:
+    """An account-managed tier from the customer's attributes (tier or value_tier), if it names one."""
+    for name in TIER_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and value.lower() in TIERS:
+            return value.lower()
+    return None
+
+
+def end_of(day: date) -> datetime:
+    return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+def churn_time(data: CustomerStatusChanged) -> datetime:
+    """When the churn happened: the reported churn day (end of it) if it lies before the change was recorded."""
+    at = as_utc(data.changed_at)
+    day = getattr(data, "churned_at", None)
+    return min(at, end_of(day)) if data.status == "churned" and day is not None else at

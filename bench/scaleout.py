@@ -183,7 +183,7 @@ async def describe_group(admin: AIOKafkaAdminClient) -> tuple[str, list[list[str
         return "Unknown", []
     group = response.groups[0]
     state, members = group[2], group[5]
-    assignments = []
+    assignments: list[list[str]] = []
     for member in members:
         raw = member[-1]
         if not raw:

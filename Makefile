@@ -95,7 +95,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console
+.PHONY: scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -125,6 +125,9 @@ bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy
 scaleout: install  ## throughput of 1 vs 2 scoring consumer instances in one group, draining a backlog
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.scaleout
+bench-scaleout: install  ## a consumer group of 1, 2 and 4 scoring consumers over 4 partitions per topic: events/s and assignment
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.scaleout --instances 1,2,4 --partitions 4
 
 chaos-reduced: install  ## the reduced fault-injection run that make test ends with
 	bash deploy/postgres.sh install

@@ -1,7 +1,8 @@
-"""Scale-out of the scoring consumer: ``python -m bench.scaleout`` (`make scaleout`).
+"""Scale-out of the scoring consumer: ``python -m bench.scaleout`` (`make scaleout`, `make bench-scaleout`).
 
-Shows that a second instance of the scoring consumer shares the partitions of its group and raises
-throughput, measured in one run against real Kafka and PostgreSQL:
+Shows how instances of the scoring consumer share the partitions of their group and what that does to
+throughput, measured in one run against real Kafka and PostgreSQL (`--instances 1,2,4` instance counts,
+`--partitions P` partitions per topic; `make scaleout` compares 1 and 2 on the default 6 partitions):
 
 1. A private broker and database server (bench.infra); the scoring database migrated to head.
 2. Phase "1 instance": a backlog of events is produced to the topics scoring reads while no scoring
@@ -9,12 +10,12 @@ throughput, measured in one run against real Kafka and PostgreSQL:
    customers (customer.created, then purchases, complaints with complaint.opened, surveys with
    survey.answered; key = customer id, as their outbox relays publish them). Then one consumer process
    starts and drains it.
-3. Phase "2 instances": a second backlog of the same shape (new customers, same mix and size); two
-   consumer processes start in the same group and drain it.
+3. One more phase per further instance count: a fresh backlog of the same shape (new customers, same
+   mix and size), drained by that many consumer processes in the same group.
 
 Throughput is handled events per second: rows the consumers committed to the scoring inbox (one per
 event scoring has a handler for; complaint.opened is read and skipped). It is measured over the steady
-window, from the moment the broker reports the group Stable with every instance holding partitions until
+window, from the moment the broker reports the group Stable with every instance joined until
 the backlog is drained, so process start-up and the join/rebalance are left out of both phases alike;
 the wall time from process start is printed too. The partition assignment comes from the group
 coordinator (DescribeGroups); each instance's own metrics say which partitions it committed and how many
@@ -182,7 +183,7 @@ async def describe_group(admin: AIOKafkaAdminClient) -> tuple[str, list[list[str
         return "Unknown", []
     group = response.groups[0]
     state, members = group[2], group[5]
-    assignments = []
+    assignments: list[list[str]] = []
     for member in members:
         raw = member[-1]
         if not raw:
@@ -307,7 +308,8 @@ async def run_phase(infra: Infra, platform: Platform, names: list[str], messages
             now = time.monotonic()
             if window_start is None:
                 state, assignment = await describe_group(admin)
-                if state == "Stable" and len(assignment) == len(names) and all(assignment):
+                # A member may hold nothing when instances outnumber partitions: it stands by.
+                if state == "Stable" and len(assignment) == len(names):
                     window_start = (done, CpuSample.take(infra, pids))
                     phase.assignment = assignment
                     log(f"  group Stable after {now - started:.1f}s with {len(names)} member(s); {done - base} handled")
@@ -344,40 +346,46 @@ async def run_phase(infra: Infra, platform: Platform, names: list[str], messages
 # ---- report -------------------------------------------------------------------------------------------
 
 
-def report(phases: list[Phase], partitions: int) -> None:
+def assignment_counts(assignment: list[list[str]]) -> str:
+    """Partitions held per member, e.g. '4+4' (one member per figure, most first)."""
+    return "+".join(str(n) for n in sorted((len(a) for a in assignment), reverse=True))
+
+
+def report(phases: list[Phase], partitions: int, topics_read: int) -> None:
     cores = os.cpu_count() or 1
-    print(f"\nscoring consumer scale-out ({partitions} partitions per topic; {cores} cores on this machine)\n")
-    print("| instances | backlog (handled events) | steady window | events/s | wall time from start |")
-    print("|---|---|---|---|---|")
+    print(
+        f"\nscoring consumer scale-out ({partitions} partitions per topic, {topics_read} topics read, "
+        f"{partitions * topics_read} partitions in all; {cores} cores on this machine)\n"
+    )
+    print(
+        "| instances | backlog (handled events) | steady window | events/s | ratio to 1 instance "
+        "| partitions per member | wall time from start |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    base: float | None = None
     for phase in phases:
+        if phase.instances == 1:
+            base = phase.rate
+        ratio = f"{phase.rate / base:.2f}" if base else "-"
         print(
             f"| {phase.instances} | {phase.events} ({phase.messages} messages) | {phase.window_s:.1f} s "
-            f"({phase.window_events} events) | {phase.rate:.0f} | {phase.wall_s:.1f} s |"
+            f"({phase.window_events} events) | {phase.rate:.0f} | {ratio} | {assignment_counts(phase.assignment)} "
+            f"| {phase.wall_s:.1f} s |"
         )
-    rounds = list(zip(phases[0::2], phases[1::2], strict=True))
-    for n, (one, two) in enumerate(rounds, 1):
-        ratio = two.rate / one.rate if one.rate else 0.0
-        wall_ratio = one.wall_s / two.wall_s if two.wall_s else 0.0
-        print(
-            f"\nround {n}: ratio 2 instances / 1 instance = {ratio:.2f} (steady window); {wall_ratio:.2f} (wall time)"
-        )
-    if len(rounds) > 1:
-        one_rate = statistics.fmean(one.rate for one, _ in rounds)
-        two_rate = statistics.fmean(two.rate for _, two in rounds)
-        print(
-            f"mean over {len(rounds)} rounds: {one_rate:.0f} vs {two_rate:.0f} events/s, "
-            f"ratio {two_rate / one_rate:.2f}"
-        )
+    counts = sorted({phase.instances for phase in phases})
+    if len(phases) > len(counts):
+        means = {n: statistics.fmean(p.rate for p in phases if p.instances == n) for n in counts}
+        print("\nmean over rounds: " + ", ".join(f"{n} instance(s) {rate:.0f} events/s" for n, rate in means.items()))
     groups = list(dict.fromkeys(g for phase in phases for g in phase.cores))
     print(f"\nCPU during the steady window, average cores busy (of {cores}):\n")
     print("| instances | " + " | ".join(groups) + " |")
     print("|---|" + "---|" * len(groups))
     for phase in phases:
         print(f"| {phase.instances} | " + " | ".join(f"{phase.cores.get(g, 0.0):.2f}" for g in groups) + " |")
-    for phase in phases[:2]:
+    for phase in phases[: len(counts)]:
         print(f"\n{phase.instances} instance(s), assignment by the group coordinator:")
         for i, assigned in enumerate(phase.assignment, 1):
-            print(f"  member {i}: {', '.join(assigned)}")
+            print(f"  member {i}: {len(assigned)} partitions: {', '.join(assigned) or '(none: standby)'}")
         for inst in phase.per_instance:
             print(
                 f"  {inst.name}: {inst.handled} handled, {inst.duplicates} re-deliveries skipped; "
@@ -395,7 +403,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=2000, help="new customers per phase")
     parser.add_argument("--events", type=int, default=15000, help="interactions per phase")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="alternate 1 and 2 instances this often (evens out a noisy machine)"
+        "--instances", default="1,2", help="instance counts to compare, in this order each round (e.g. 1,2,4)"
+    )
+    parser.add_argument("--partitions", type=int, help="partitions per topic (default: KAFKA_PARTITIONS, 6)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="go through the instance counts this often (evens out a noisy machine)"
     )
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".state" / "scaleout")
     # Ports below Linux's ephemeral range (32768+), apart from make chaos (29092/29432/20000) and make test.
@@ -403,32 +415,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-port", type=int, default=29732)
     parser.add_argument("--port-offset", type=int, default=21000)
     args = parser.parse_args(argv)
+    counts = [int(n) for n in args.instances.split(",")]
+    if args.partitions:
+        # A fresh broker each run (Infra.start resets it), so `servicekit.topics ensure` creates them so.
+        os.environ["KAFKA_PARTITIONS"] = str(args.partitions)
 
     infra = Infra(args.state_dir, kafka_port=args.kafka_port, pg_port=args.pg_port, port_offset=args.port_offset)
     log(f"starting Kafka on :{infra.kafka_port} and PostgreSQL on :{infra.pg_port} (state in {args.state_dir})")
     infra.start()
     try:
-        asyncio.run(measure(infra, args.customers, args.events, args.rounds, args.state_dir / "logs"))
+        asyncio.run(measure(infra, args.customers, args.events, counts, args.rounds, args.state_dir / "logs"))
     finally:
         infra.stop()
 
 
-async def measure(infra: Infra, customers: int, events: int, rounds: int, log_dir: Path) -> None:
-    # The scoring consumer exactly as the platform runs it, and a second instance of it in the same group.
+async def measure(infra: Infra, customers: int, events: int, counts: list[int], rounds: int, log_dir: Path) -> None:
+    # The scoring consumer exactly as the platform runs it, and further instances of it in the same group.
     first = infra.platform(layout="split", log_dir=log_dir).specs["scoring-consumer"]
-    second = another_instance(first, "scoring-consumer-2", first.port + 50)
-    platform = Platform([first, second], log_dir=log_dir, base_env=infra.env())
+    specs = [first] + [
+        another_instance(first, f"scoring-consumer-{n}", first.port + 50 * (n - 1)) for n in range(2, max(counts) + 1)
+    ]
+    platform = Platform(specs, log_dir=log_dir, base_env=infra.env())
     migrate = [sys.executable, "-m", "services.scoring", "migrate"]
     await asyncio.to_thread(subprocess.run, migrate, check=True, env={**infra.env(), **first.env}, cwd=REPO_ROOT)
     partitions = len(await topic_partitions(infra.kafka, topics.INTERACTION))
-    phases = []
+    phases: list[Phase] = []
     for n in range(rounds):
-        for names in ([first.name], [first.name, second.name]):
+        for count in counts:
+            names = [spec.name for spec in specs[:count]]
             # A fresh backlog of the same shape every phase: new customers, the same mix and size.
             messages = backlog(customers, events, seed=len(phases) + 1)
             phases.append(await run_phase(infra, platform, names, messages))
             log(f"round {n + 1}/{rounds}: {len(names)} instance(s) {phases[-1].rate:.0f} events/s")
-    report(phases, partitions)
+    topics_read = len({topic.rsplit("/", 1)[0] for phase in phases for member in phase.assignment for topic in member})
+    report(phases, partitions, topics_read)
 
 
 if __name__ == "__main__":

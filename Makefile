@@ -34,10 +34,10 @@ console-api: $(STAMP)  ## regenerate the console's typed API client from the gat
 	cd console && (test -d node_modules || npm ci --no-audit --no-fund --ignore-scripts) && npm run gen:api
 
 run: install console  ## run the whole platform locally (SQLite stores, local Kafka); gateway on :8000 (console at /console)
-	$(BIN)/python -m servicekit.launcher
+	$(BIN)/python -m runner.launcher
 
 status: $(STAMP)  ## what runs (from make run), its health, consumer lag and outbox age
-	$(BIN)/python -m servicekit.status
+	$(BIN)/python -m runner.status
 
 test: install console  ## install everything, start Kafka and PostgreSQL, run lint, format check, mypy and every test, stop them
 	bash deploy/postgres.sh install
@@ -69,7 +69,7 @@ hooks: $(STAMP)  ## install the git pre-commit hooks (.pre-commit-config.yaml: t
 
 kafka-up: install  ## start the local Kafka broker and create the topics
 	bash deploy/kafka.sh start
-	$(BIN)/python -m servicekit.topics ensure
+	$(BIN)/python -m runner.topic_setup ensure
 
 kafka-down:  ## stop the local Kafka broker
 	bash deploy/kafka.sh stop
@@ -134,6 +134,6 @@ chaos-reduced: install  ## the reduced fault-injection run that make test ends w
 	bash deploy/test.sh tests/chaos -s
 
 docs: $(STAMP)  ## regenerate the event documents (docs/events), the configuration tables and the domain reference's tables
-	$(BIN)/python -m servicekit.events.docs
-	$(BIN)/python -m servicekit.settings_doc --write docs/configuration.md
+	$(BIN)/python -m contracts.asyncapi
+	$(BIN)/python -m runner.settings_doc --write docs/configuration.md
 	$(BIN)/python -m tools.domain_doc --write docs/domain.md

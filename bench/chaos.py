@@ -39,9 +39,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.infra import Infra, another_instance, start_in_order
-from servicekit.events.contracts import topics
+from contracts import topics
+from runner.launcher import SERVICES, Platform
 from servicekit.kafka import topic_partitions
-from servicekit.launcher import SERVICES, Platform
 from servicekit.settings import REPO_ROOT
 
 CONSUMERS = [f"{name}-consumer" for name in SERVICES]

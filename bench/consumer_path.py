@@ -38,10 +38,10 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import event, text
 
 from bench.infra import cpu_seconds, postgres_pids
+from contracts.customer import CustomerCreated
+from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
+from contracts.scoring import Factor, ScoreUpdated, ScoreValues
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated
-from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
-from servicekit.events.contracts.scoring import Factor, ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, EventData
 from servicekit.inbox.consumer import EventConsumer
 from servicekit.migrations import upgrade

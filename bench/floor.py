@@ -55,8 +55,8 @@ from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.chaos import interaction_body
 from bench.infra import Infra, ensure_topic, pid_file, postgres_pids
 from bench.pipeline import Outcome, cpu_snapshot, open_loop, summary_ms
+from runner.launcher import Platform, ProcessSpec
 from servicekit.kafka import make_consumer, make_producer
-from servicekit.launcher import Platform, ProcessSpec
 from servicekit.settings import REPO_ROOT, KafkaSettings
 from services.interaction.interactions.models import InteractionCreate
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from servicekit.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec
+from runner.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec
 from servicekit.settings import REPO_ROOT, KafkaSettings
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -72,7 +72,9 @@ class Infra:
         self.kafka_ctl("start")
         self.pg_ctl("start")
         self.pg_ctl("reset-dbs")
-        subprocess.run([sys.executable, "-m", "servicekit.topics", "ensure"], check=True, env=self.env(), cwd=REPO_ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "runner.topic_setup", "ensure"], check=True, env=self.env(), cwd=REPO_ROOT
+        )
 
     def stop(self) -> None:
         for ctl in (self.kafka_ctl, self.pg_ctl):

@@ -77,9 +77,9 @@ from bench.infra import (
     start_in_order,
     write_report,
 )
-from servicekit.events.contracts import topics
+from contracts import topics
+from runner.launcher import SERVICES, Platform
 from servicekit.kafka import make_consumer, make_producer, topic_partitions
-from servicekit.launcher import SERVICES, Platform
 from servicekit.settings import REPO_ROOT, KafkaSettings
 
 # Private infrastructure: ports apart from `make run`, `make test` and `make chaos`; service ports + offset

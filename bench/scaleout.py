@@ -47,12 +47,12 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from bench.infra import Infra, another_instance, cpu_seconds, pid_file, postgres_pids
-from servicekit.events.contracts import topics
-from servicekit.events.contracts.customer import CustomerCreated
-from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
+from contracts import topics
+from contracts.customer import CustomerCreated
+from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
+from runner.launcher import Platform
 from servicekit.events.envelope import CloudEvent, EventData
 from servicekit.kafka import topic_partitions
-from servicekit.launcher import Platform
 from servicekit.settings import REPO_ROOT
 
 GROUP = "scoring"  # ScoringSettings.consumer_group
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.instances.split(",")]
     if args.partitions:
-        # A fresh broker each run (Infra.start resets it), so `servicekit.topics ensure` creates them so.
+        # A fresh broker each run (Infra.start resets it), so `runner.topic_setup ensure` creates them so.
         os.environ["KAFKA_PARTITIONS"] = str(args.partitions)
 
     infra = Infra(args.state_dir, kafka_port=args.kafka_port, pg_port=args.pg_port, port_offset=args.port_offset)

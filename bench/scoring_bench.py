@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts.interaction import InteractionRecorded
 from servicekit.db import Database
-from servicekit.events.contracts.interaction import InteractionRecorded
 from servicekit.events.envelope import CloudEvent, Received
 from services.scoring.handlers import HANDLERS
 from services.scoring.main import metadata

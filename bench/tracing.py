@@ -41,7 +41,7 @@ from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.infra import Infra, start_in_order
 from bench.otlp import OtlpReceiver
 from bench.pipeline import cpu_snapshot, open_loop, watched_processes
-from servicekit.launcher import Platform
+from runner.launcher import Platform
 from servicekit.settings import REPO_ROOT
 
 # Ports apart from `make run`, `make test`, `make chaos` and `make bench`.

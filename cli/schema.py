@@ -2,7 +2,7 @@
 without writing anything (the CLI reaches services over HTTP only and never imports them).
 
 The enumerations the event contracts define (customer status, interaction type, severity) come from
-servicekit.events.contracts, the services' own source. The others and the limits mirror the customer and
+contracts, the services' own source. The others and the limits mirror the customer and
 interaction services' request models; a unit test compares them with the services' so a change there
 fails the build until it is copied here. The services stay the judge: a row that passes here can still
 be rejected by them (an unknown customer, a reference already taken), and that reason reaches the
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from servicekit.events.contracts.common import CustomerStatus, InteractionType, Severity
+from contracts.common import CustomerStatus, InteractionType, Severity
 
 
 class CustomerKind(StrEnum):

@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gateway.main import create_app as create_gateway  # noqa: E402
+from gateway.app import create_app as create_gateway  # noqa: E402
 from gateway.openapi import merge  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
-from servicekit.launcher import SERVICES  # noqa: E402
+from runner.launcher import SERVICES  # noqa: E402
 from servicekit.service import API, create_app  # noqa: E402
 
 TARGET = ROOT / "console" / "openapi.json"

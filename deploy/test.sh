@@ -40,7 +40,7 @@ echo "== starting Kafka on :$KAFKA_PORT and PostgreSQL on :$PG_PORT"
 bash deploy/kafka.sh reset
 bash deploy/kafka.sh start
 bash deploy/postgres.sh start
-"$BIN/python" -m servicekit.topics ensure
+"$BIN/python" -m runner.topic_setup ensure
 
 if [[ $# -gt 0 ]]; then
     echo "== pytest $* (real Kafka, real PostgreSQL)"
@@ -62,5 +62,5 @@ echo "== API fuzzing (schemathesis), after every other test"
 echo "== fault injection, reduced (make chaos runs the full form)"
 bash deploy/kafka.sh reset
 bash deploy/kafka.sh start
-"$BIN/python" -m servicekit.topics ensure
+"$BIN/python" -m runner.topic_setup ensure
 "$BIN/python" -m pytest -q -p no:cacheprovider -s tests/chaos

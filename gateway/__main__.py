@@ -17,8 +17,8 @@ import time
 import jwt
 import uvicorn
 
+from gateway.app import create_app
 from gateway.keys import MIGRATIONS_DIR, ApiKeyCreate, KeyStore, describe
-from gateway.main import create_app
 from gateway.routes import ROLE_PERMISSIONS
 from gateway.settings import GatewaySettings
 from servicekit.db import Database

@@ -33,7 +33,7 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap_servers: str = "127.0.0.1:9092"  # comma-separated host:port list of the brokers
-    partitions: int = 6  # partitions of each topic, when `python -m servicekit.topics ensure` creates it
+    partitions: int = 6  # partitions of each topic, when `python -m runner.topic_setup ensure` creates it
     replication_factor: int = 1  # copies of each partition, when topics are created
     request_timeout_ms: int = 15000  # how long producers and consumers wait for a broker to answer
     # A consumer's fetch returns once this much data is there or consumer_fetch_wait_ms has passed: under

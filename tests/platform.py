@@ -23,8 +23,8 @@ import pytest
 from bench.auth import UNTHROTTLED_ENV
 from gateway.__main__ import issue_token
 from gateway.settings import GatewaySettings
+from runner.launcher import SERVICES, Platform, platform_processes
 from servicekit.db import Database
-from servicekit.launcher import SERVICES, Platform, platform_processes
 from servicekit.settings import REPO_ROOT, state_dir
 
 PORT_OFFSET = int(os.environ.get("CRM_TEST_PORT_OFFSET", "10000"))

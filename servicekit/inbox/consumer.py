@@ -32,13 +32,13 @@ from aiokafka.structs import OffsetAndMetadata
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.registry import REGISTRY, UnknownEventType
+from contracts.topics import dead_letter
 from servicekit import metrics, tracing
 from servicekit.context import correlation_id
 from servicekit.db import KEYS, Database, for_each_key
 from servicekit.errors import is_transient
-from servicekit.events.contracts.topics import dead_letter
 from servicekit.events.envelope import CloudEvent, Received
-from servicekit.events.registry import REGISTRY, UnknownEventType
 from servicekit.kafka import make_consumer, set_idle_fetch
 from servicekit.outbox.writer import enqueue_raw
 from servicekit.settings import ServiceSettings

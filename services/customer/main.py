@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.service import ServiceSpec
 from services.customer.common import metadata
 from services.customer.consent import models as _consent  # noqa: F401  (its tables join metadata)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.service import ServiceSpec
 from services.interaction.models import metadata
 from services.interaction.settings import InteractionSettings

@@ -3,7 +3,7 @@ from functools import cache
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.events.contracts.common import Severity
+from contracts.common import Severity
 from servicekit.settings import SERVICE_PORTS, ServiceSettings, local_url
 
 DEFAULT_SLA_HOURS: dict[str, float] = {"critical": 4, "high": 24, "medium": 72, "low": 168}

@@ -1,19 +1,19 @@
 """The retention consumer's handlers by event type, and its batch preload, from the features' handlers modules."""
 
-from servicekit.events.contracts.customer import (
+from contracts.customer import (
     ConsentChanged,
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
     CustomerUpdated,
 )
-from servicekit.events.contracts.interaction import (
+from contracts.interaction import (
     ComplaintOpened,
     ComplaintOverdue,
     InteractionRecorded,
     SurveyAnswered,
 )
-from servicekit.events.contracts.scoring import ScoreUpdated
+from contracts.scoring import ScoreUpdated
 from servicekit.inbox import BatchHook, Handlers
 from services.retention.alerts import handlers as alerts
 from services.retention.lifecycle import handlers as lifecycle

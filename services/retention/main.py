@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.service import ServiceSpec
 from services.retention.models import metadata
 from services.retention.settings import RetentionSettings

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from contracts.retention import AlertEvent
 from servicekit.clock import utc_now
 from servicekit.db import hold_until_commit, insert_rows
-from servicekit.events.contracts.retention import AlertEvent
 from servicekit.events.envelope import EventData
 from servicekit.outbox import enqueue
 from servicekit.unit_of_work import UnitOfWork

@@ -28,18 +28,18 @@ from sqlalchemy import JSON, Column, Index, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Field
 
-from servicekit.clock import utc_now
-from servicekit.db import dialect_insert
-from servicekit.events.contracts.common import InteractionType
-from servicekit.events.contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.interaction import (
+from contracts.common import InteractionType
+from contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
+from contracts.interaction import (
     ComplaintOpened,
     ComplaintOverdue,
     InteractionRecorded,
     SurveyAnswered,
     survey_dimension,
 )
-from servicekit.events.contracts.retention import SurveyResponded
+from contracts.retention import SurveyResponded
+from servicekit.clock import utc_now
+from servicekit.db import dialect_insert
 from servicekit.events.envelope import Received
 from servicekit.tables import BigIntId
 from servicekit.types import UtcDateTime, as_utc

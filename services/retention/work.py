@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.common import Severity
+from contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import Severity
-from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.types import as_utc

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import Query, Request
 
-from servicekit.events.contracts.common import CustomerStatus
+from contracts.common import CustomerStatus
 from servicekit.problems import Problem, field_error
 from services.scoring.reports.service import Filters
 from services.scoring.settings import ScoringSettings

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.service import ServiceSpec
 from services.scoring.common import metadata
 from services.scoring.scores import models as _scores  # noqa: F401  (its tables join metadata)

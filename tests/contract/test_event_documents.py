@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
+from contracts import topics
+from contracts.registry import REGISTRY
 from servicekit.events import docs
-from servicekit.events.contracts import topics
 from servicekit.events.envelope import CloudEvent
-from servicekit.events.registry import REGISTRY
 from servicekit.settings import REPO_ROOT
 
 
@@ -51,7 +51,7 @@ def test_each_event_schema_names_the_envelope_dataschema_and_the_required_fields
         assert set(schema.get("required", [])) == required, model.event_type
         assert schema["x-topic"] == model.topic
         assert f"schemas/{model.event_type}.json" in docs.documents()
-    from servicekit.events.contracts.erp import ErpOrderPlaced
+    from contracts.erp import ErpOrderPlaced
 
     event = ErpOrderPlaced(order_id="O-1", customer_ref="ERP-1", amount="1", currency="EUR", placed_at="2026-01-01")
     assert CloudEvent.wrap(event, source="/erp").dataschema == docs.event_schema(ErpOrderPlaced)["$id"]

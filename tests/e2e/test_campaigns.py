@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from servicekit.events.contracts.erp import ErpOrderPlaced
-from servicekit.events.contracts.topics import ERP_ORDERS
+from contracts.erp import ErpOrderPlaced
+from contracts.topics import ERP_ORDERS
 from servicekit.events.envelope import CloudEvent
 from services.retention.campaigns import stats
 from services.retention.webhooks.signing import verify

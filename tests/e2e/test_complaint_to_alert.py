@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from servicekit.launcher import Platform, ProcessSpec
+from runner.launcher import Platform, ProcessSpec
 from tests.e2e.conftest import service_url
 from tests.e2e.helpers import alerts_for, create_customer, eventually, metric, post_complaint, produce, read_topic
 

@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
-from servicekit.events.contracts.erp import ErpConsentChanged
-from servicekit.events.contracts.topics import ERP_CONSENTS, dead_letter
+from contracts.erp import ErpConsentChanged
+from contracts.topics import ERP_CONSENTS, dead_letter
 from servicekit.events.envelope import CloudEvent
 from services.retention.settings import DEV_SURVEY_SECRET
 from services.retention.surveys import survey_links

@@ -11,9 +11,9 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.customer import CustomerCreated
 from servicekit.db import Database
 from servicekit.events import CloudEvent, Received
-from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.inbox import EventConsumer
 from servicekit.kafka import make_producer
 from servicekit.settings import KafkaSettings, ServiceSettings

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from servicekit.events.contracts.erp import ErpOrderPlaced, ScmShipmentLost
-from servicekit.events.contracts.topics import ERP_ORDERS, SCM_SHIPMENTS, dead_letter
+from contracts.erp import ErpOrderPlaced, ScmShipmentLost
+from contracts.topics import ERP_ORDERS, SCM_SHIPMENTS, dead_letter
 from servicekit.events.envelope import CloudEvent, EventData
 from tests.e2e.conftest import token
 from tests.e2e.helpers import create_customer, eventually, produce, read_topic

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from gateway.routes import PERMISSIONS, PUBLIC
-from servicekit.launcher import SERVICES
+from runner.launcher import SERVICES
 from servicekit.settings import REPO_ROOT
 from tests.e2e.conftest import GATEWAY, service_url, token
 from tests.e2e.helpers import create_customer, eventually, post_complaint, read_topic

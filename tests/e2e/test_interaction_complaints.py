@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from servicekit.events.contracts.topics import INTERACTION
+from contracts.topics import INTERACTION
 from tests.e2e.helpers import create_customer, eventually, read_topic
 
 pytestmark = pytest.mark.e2e

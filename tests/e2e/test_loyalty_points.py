@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from servicekit.events.contracts.erp import ErpPointsEarned
-from servicekit.events.contracts.topics import ERP_LOYALTY, dead_letter
+from contracts.erp import ErpPointsEarned
+from contracts.topics import ERP_LOYALTY, dead_letter
 from servicekit.events.envelope import CloudEvent
 from tests.e2e.conftest import service_url
 from tests.e2e.helpers import create_customer, eventually, metric, produce, read_topic

@@ -12,14 +12,14 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import insert, select
 
+from contracts.customer import CustomerCreated
+from contracts.topics import CUSTOMER, dead_letter
+from runner.launcher import SERVICES, Platform
+from runner.status import collect
 from servicekit import dlq
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated
-from servicekit.events.contracts.topics import CUSTOMER, dead_letter
 from servicekit.events.envelope import CloudEvent
-from servicekit.launcher import SERVICES, Platform
 from servicekit.settings import KafkaSettings
-from servicekit.status import collect
 from servicekit.tables import INBOX
 from tests.e2e.conftest import GATEWAY, KAFKA, database_url, service_url
 from tests.e2e.helpers import eventually

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway.main import create_app
+from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from runner.launcher import Platform
 from servicekit.auth import InternalAuthSettings
-from servicekit.launcher import Platform
 from tests.e2e.helpers import create_customer
 from tests.platform import new_database, service_url, token
 

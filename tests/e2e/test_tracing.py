@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bench.otlp import OtlpReceiver, ReceivedSpan
-from servicekit.launcher import Platform
+from runner.launcher import Platform
 from tests.e2e.helpers import alerts_for, create_customer, eventually
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runner.launcher import Platform
 from servicekit.auth import INTERNAL_HEADER, InternalAuthSettings, internal_headers, sign
-from servicekit.launcher import Platform
 from servicekit.settings import REPO_ROOT
 from tests.platform import service_url
 
@@ -133,7 +133,7 @@ def test_the_gateway_starts_in_production_mode_once_every_setting_is_set(tmp_pat
         # Shared by every replica; only read when the app starts serving, so no server is needed here.
         "GATEWAY_DATABASE_URL": "postgresql+asyncpg://gateway@127.0.0.1:1/gateway",
     }
-    result = _start(["-c", "from gateway.main import create_app; create_app(); print('built')"], env, tmp_path)
+    result = _start(["-c", "from gateway.app import create_app; create_app(); print('built')"], env, tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert "built" in result.stdout

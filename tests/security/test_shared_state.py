@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from gateway.__main__ import issue_token
-from gateway.main import create_app
+from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.platform import new_database
 

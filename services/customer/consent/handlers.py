@@ -1,6 +1,6 @@
 """erp.consents.v1 -> consent changes."""
 
-from servicekit.events.contracts.erp import ErpConsentChanged
+from contracts.erp import ErpConsentChanged
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers, PoisonEvent
 from servicekit.unit_of_work import UnitOfWork

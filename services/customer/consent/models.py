@@ -12,8 +12,8 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String
 from sqlmodel import Field
 
+from contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
 from servicekit.pagination import Page
 from services.customer.common import CustomerTable, UtcDatetime, dt_column
 

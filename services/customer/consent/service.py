@@ -19,10 +19,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
+from contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.clock import utc_now
 from servicekit.digest import request_digest
-from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
-from servicekit.events.contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error, validation_errors
 from servicekit.types import as_utc

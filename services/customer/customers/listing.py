@@ -14,7 +14,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from servicekit.events.contracts.common import CustomerStatus
+from contracts.common import CustomerStatus
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
 from services.customer.customers import attributes as attrs

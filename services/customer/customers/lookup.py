@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.common import CustomerStatus
 from servicekit.db import chunks
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import CustomerStatus
 from services.customer.common import UtcDatetime
 from services.customer.customers.models import MAX_BULK_ROWS, Customer
 

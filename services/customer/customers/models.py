@@ -29,8 +29,8 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, Date, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
+from contracts.common import CustomerStatus
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import Page
 from services.customer.common import CustomerTable, UtcDatetime, dt_column
 from services.customer.customers import attributes as attrs

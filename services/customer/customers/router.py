@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 
+from contracts.common import CustomerStatus
 from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from services.customer.customers import attributes as attrs

@@ -1,7 +1,7 @@
 """Customer domain functions: they change state and enqueue events, and never commit.
 
 Events carry ids, codes and classification only; names, e-mail addresses, phone numbers, contacts and
-notes stay here (see servicekit.events.contracts.customer).
+notes stay here (see contracts.customer).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.clock import utc_now
 from servicekit.db import chunks
-from servicekit.events.contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error, not_found, validation_errors
 from services.customer.common import scoped_key

@@ -4,7 +4,7 @@ Every service (this one too) publishes erasure.confirmed once it erased its copy
 personal data. Recording a receipt is idempotent: a repeat keeps the earliest confirmation.
 """
 
-from servicekit.events.contracts.erasure import ErasureConfirmed
+from contracts.erasure import ErasureConfirmed
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers, PoisonEvent
 from servicekit.unit_of_work import UnitOfWork

@@ -9,9 +9,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.customer import CustomerErased
+from contracts.erasure import ErasureConfirmed
 from servicekit.clock import utc_now
-from servicekit.events.contracts.customer import CustomerErased
-from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.outbox import enqueue
 from servicekit.problems import not_found
 from servicekit.types import as_utc

@@ -1,6 +1,6 @@
 """erp.loyalty.v1 -> the points ledger."""
 
-from servicekit.events.contracts.erp import ErpPointsEarned, ErpPointsExpired, ErpPointsRedeemed, PointsEvent
+from contracts.erp import ErpPointsEarned, ErpPointsExpired, ErpPointsRedeemed, PointsEvent
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers, PoisonEvent
 from servicekit.unit_of_work import UnitOfWork

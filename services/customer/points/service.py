@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.customer import LoyaltyTierChanged
 from servicekit.clock import utc_now
-from servicekit.events.contracts.customer import LoyaltyTierChanged
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from servicekit.events.contracts.common import CustomerStatus
+from contracts.common import CustomerStatus
 from servicekit.reports import Period, days_between, month_of
 from services.customer.customers.models import Customer
 from services.customer.status.lifecycle import REASON_FACTS, ChurnReason

@@ -22,13 +22,13 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.common import CustomerStatus
+from contracts.customer import CustomerStatusChanged
 from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.clock import utc_now
 from servicekit.db import chunks
 from servicekit.deps import SessionDep
 from servicekit.digest import request_digest
-from servicekit.events.contracts.common import CustomerStatus
-from servicekit.events.contracts.customer import CustomerStatusChanged
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error, not_found, validation_errors
 from services.customer.common import scoped_key

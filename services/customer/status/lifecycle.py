@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-from servicekit.events.contracts.common import CustomerStatus
+from contracts.common import CustomerStatus
 
 
 class ChurnReason(StrEnum):

@@ -9,8 +9,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, computed_field
 from sqlalchemy import BigInteger, Column, Date, ForeignKey, Integer, String, Text
 from sqlmodel import Field
 
+from contracts.common import CustomerStatus
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import Page
 from services.customer.common import CustomerTable, UtcDatetime, dt_column
 from services.customer.status.lifecycle import ChurnReason, ChurnSide, canonical_reason, facts_of

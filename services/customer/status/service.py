@@ -6,9 +6,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.common import CustomerStatus
+from contracts.customer import CustomerStatusChanged
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import CustomerStatus
-from servicekit.events.contracts.customer import CustomerStatusChanged
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
 from services.customer.customers.models import Customer

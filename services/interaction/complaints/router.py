@@ -4,8 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from contracts.common import Severity
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import Severity
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from services.interaction.complaints import service
 from services.interaction.complaints.models import (

@@ -11,9 +11,9 @@ from sqlalchemy import ColumnElement, and_, func, not_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from contracts.common import InteractionType, Severity
+from contracts.interaction import ComplaintOverdue, ComplaintUpdated
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import InteractionType, Severity
-from servicekit.events.contracts.interaction import ComplaintOverdue, ComplaintUpdated
 from servicekit.outbox import enqueue
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, not_found

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from servicekit.events.contracts.common import Severity
+from contracts.common import Severity
 from servicekit.types import as_utc
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from servicekit.events.contracts.common import InteractionType, Severity
-from servicekit.events.contracts.erp import (
+from contracts.common import InteractionType, Severity
+from contracts.erp import (
     ErpOrderCancelled,
     ErpOrderPlaced,
     ErpReturnCreated,

@@ -1,8 +1,8 @@
 """erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, idempotent by the source's own id; an
 event naming an unknown customer is parked, never dropped."""
 
-from servicekit.events.contracts.erp import MODELS as INBOUND_MODELS
-from servicekit.events.contracts.erp import InboundEvent
+from contracts.erp import MODELS as INBOUND_MODELS
+from contracts.erp import InboundEvent
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork

@@ -10,11 +10,11 @@ from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from contracts.erp import InboundEvent
+from contracts.registry import REGISTRY
 from servicekit.clock import utc_now
 from servicekit.db import dialect_insert
-from servicekit.events.contracts.erp import InboundEvent
 from servicekit.events.envelope import CloudEvent, Received
-from servicekit.events.registry import REGISTRY
 from servicekit.inbox import PoisonEvent
 from servicekit.inbox.consumer import is_transient
 from servicekit.pagination import MAX_PAGE

@@ -14,8 +14,8 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import Index, Numeric, String, Text
 from sqlmodel import Field, SQLModel
 
+from contracts.common import InteractionType, Severity
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import InteractionType, Severity
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime, as_utc
 from services.interaction.complaints.sla import ComplaintStatus

@@ -5,8 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from contracts.common import InteractionType
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import InteractionType
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc

@@ -11,8 +11,8 @@ from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from contracts.common import InteractionType
 from servicekit.db import dialect_insert, on_postgres
-from servicekit.events.contracts.common import InteractionType
 from servicekit.outbox import insert_with_events
 from servicekit.pagination import MAX_PAGE
 from servicekit.types import as_utc

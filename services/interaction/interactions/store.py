@@ -13,15 +13,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from servicekit.clock import utc_now
-from servicekit.db import chunks, dialect_insert
-from servicekit.events.contracts.common import InteractionType
-from servicekit.events.contracts.interaction import (
+from contracts.common import InteractionType
+from contracts.interaction import (
     ComplaintOpened,
     InteractionRecorded,
     SurveyAnswered,
     survey_dimension,
 )
+from servicekit.clock import utc_now
+from servicekit.db import chunks, dialect_insert
 from servicekit.events.envelope import EventData
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error, not_found

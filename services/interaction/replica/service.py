@@ -15,10 +15,10 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from contracts.erasure import ErasureConfirmed
 from servicekit.clock import utc_now
 from servicekit.db import dialect_insert
-from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.erasure import ErasureConfirmed
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from contracts.common import Severity
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import Severity
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
 from services.interaction.complaints.workflow import ComplaintCategory

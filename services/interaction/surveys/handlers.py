@@ -1,6 +1,6 @@
 """crm.retention.v1 survey.responded -> a survey interaction (surveys/service.py), once per link."""
 
-from servicekit.events.contracts.retention import SurveyResponded
+from contracts.retention import SurveyResponded
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork

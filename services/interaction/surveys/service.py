@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.events.contracts.common import InteractionType
-from servicekit.events.contracts.retention import SurveyResponded
+from contracts.common import InteractionType
+from contracts.retention import SurveyResponded
 from servicekit.inbox import PoisonEvent
 from services.interaction.interactions.models import Initiator, Interaction, InteractionCreate
 from services.interaction.interactions.store import get_interaction, store_one, stored_external_ids

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from contracts.retention import AlertResolved, AlertUpdated
 from servicekit.clock import utc_now
-from servicekit.events.contracts.retention import AlertResolved, AlertUpdated
 from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
-from servicekit.events.contracts.scoring import ScoreUpdated
+from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox.writer import write_at_commit

@@ -11,7 +11,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import Column, String, UniqueConstraint
 from sqlmodel import Field
 
-from servicekit.events.contracts.common import Severity
+from contracts.common import Severity
 from servicekit.pagination import Page
 from servicekit.tables import BigIntId
 from services.retention.db import (

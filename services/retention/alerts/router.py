@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from contracts.common import Severity
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import Severity
 from servicekit.pagination import BIGINT_MAX, DEFAULT_PAGE, Limit, Offset
 from servicekit.unit_of_work import UnitOfWork
 from services.retention import stream

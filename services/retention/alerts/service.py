@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.common import Severity
+from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from contracts.retention import AlertEvent, AlertRaised, AlertUpdated
+from contracts.scoring import Factor, ScoreUpdated
 from servicekit.clock import utc_now
 from servicekit.db import KEYS, assign, for_each_key, on_postgres, update_at_commit
-from servicekit.events.contracts.common import Severity
-from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
-from servicekit.events.contracts.retention import AlertEvent, AlertRaised, AlertUpdated
-from servicekit.events.contracts.scoring import Factor, ScoreUpdated
 from servicekit.events.envelope import EventData, Received
 from servicekit.problems import not_found
 from servicekit.types import as_utc

@@ -15,8 +15,8 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field
 
+from contracts.common import ContactChannel
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import ContactChannel
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
 from services.retention.db import RetentionTable, UtcDatetime, new_id

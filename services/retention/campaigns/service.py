@@ -24,10 +24,10 @@ from sqlalchemy import and_, case, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.retention import CampaignLaunched, CampaignTouchRequested
 from servicekit.background import every
 from servicekit.clock import utc_now
 from servicekit.db import Database, chunks
-from servicekit.events.contracts.retention import CampaignLaunched, CampaignTouchRequested
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.types import as_utc

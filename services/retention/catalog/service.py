@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.events.contracts.common import Severity
+from contracts.common import Severity
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.models import CatalogVersion
 from services.retention.playbooks.core import Action, Step

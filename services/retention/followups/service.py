@@ -22,10 +22,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.retention import TaskCreated
 from servicekit.background import every
 from servicekit.clock import utc_now
 from servicekit.db import Database, dialect_insert
-from servicekit.events.contracts.retention import TaskCreated
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.unit_of_work import UnitOfWork

@@ -3,13 +3,13 @@ for the read model. Handlers never commit (the consumer does)."""
 
 from __future__ import annotations
 
-from servicekit.events.contracts.customer import (
+from contracts.customer import (
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
     CustomerUpdated,
 )
-from servicekit.events.contracts.interaction import InteractionRecorded
+from contracts.interaction import InteractionRecorded
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention import read_model

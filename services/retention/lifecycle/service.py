@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlmodel import col
 
+from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from contracts.erasure import ErasureConfirmed
+from contracts.retention import AlertUpdated
 from servicekit.clock import utc_now
-from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.erasure import ErasureConfirmed
-from servicekit.events.contracts.retention import AlertUpdated
 from servicekit.events.envelope import Received
 from servicekit.outbox import enqueue
 from servicekit.types import as_utc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from servicekit.events.contracts.customer import CustomerErased, LoyaltyTierChanged
+from contracts.customer import CustomerErased, LoyaltyTierChanged
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handler, Handlers
 from servicekit.unit_of_work import UnitOfWork

@@ -16,8 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.customer import LoyaltyTierChanged
 from servicekit.db import chunks
-from servicekit.events.contracts.customer import LoyaltyTierChanged
 from servicekit.types import as_utc
 from services.retention.member_tiers.models import MemberTier
 from services.retention.replica.models import Customer

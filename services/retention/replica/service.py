@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from contracts.customer import CustomerStatusChanged
+from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
 from servicekit.db import KEYS, for_each_key, on_postgres, update_at_commit
-from servicekit.events.contracts.customer import CustomerStatusChanged
-from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.replica.models import Customer, CustomerScore

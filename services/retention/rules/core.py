@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from servicekit.events.contracts.common import Severity
-from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
-from servicekit.events.contracts.scoring import Factor, ScoreUpdated, ScoreValues
+from contracts.common import Severity
+from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from contracts.scoring import Factor, ScoreUpdated, ScoreValues
 from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
 

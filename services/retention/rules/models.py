@@ -10,7 +10,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import String
 from sqlmodel import Field
 
-from servicekit.events.contracts.common import Severity
+from contracts.common import Severity
 from servicekit.pagination import Page
 from services.retention.db import (
     ReasonCode,

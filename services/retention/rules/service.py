@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.registry import REGISTRY
+from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
-from servicekit.events.contracts.scoring import ScoreUpdated
-from servicekit.events.registry import REGISTRY
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.types import as_utc
 from services.retention.catalog.service import params_of

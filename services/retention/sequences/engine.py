@@ -20,10 +20,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.retention import TaskCreated, TouchRequested
 from servicekit.background import every
 from servicekit.clock import utc_now
 from servicekit.db import Database, dialect_insert
-from servicekit.events.contracts.retention import TaskCreated, TouchRequested
 from servicekit.events.envelope import EventData
 from servicekit.problems import not_found
 from servicekit.types import as_utc

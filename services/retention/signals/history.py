@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
-from servicekit.events.contracts.scoring import ScoreUpdated
+from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from contracts.scoring import ScoreUpdated
 from servicekit.types import as_utc
 
 Signal = ScoreUpdated | ComplaintOpened | ComplaintOverdue | SurveyAnswered

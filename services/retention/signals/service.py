@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from contracts.scoring import ScoreUpdated
 from servicekit.db import KEYS, chunks, dialect_insert, for_each_key, on_postgres
-from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
-from servicekit.events.contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork

@@ -14,8 +14,8 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.retention import SurveyRequested, SurveyResponded
 from servicekit.clock import utc_now
-from servicekit.events.contracts.retention import SurveyRequested, SurveyResponded
 from servicekit.problems import Problem, field_error
 from services.retention.db import new_id
 from services.retention.settings import get_settings

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from contracts.retention import TaskEvent
 from servicekit.clock import utc_now
-from servicekit.events.contracts.retention import TaskEvent
 from services.retention.tasks.models import Task
 
 

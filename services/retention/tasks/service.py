@@ -11,9 +11,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from contracts.retention import TaskCompleted, TaskCreated
 from servicekit.clock import utc_now
 from servicekit.db import hold_until_commit, insert_rows, take_held
-from servicekit.events.contracts.retention import TaskCompleted, TaskCreated
 from servicekit.events.envelope import EventData
 from servicekit.problems import not_found
 from servicekit.unit_of_work import UnitOfWork

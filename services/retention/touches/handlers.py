@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from servicekit.events.contracts.customer import ConsentChanged
+from contracts.customer import ConsentChanged
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.touches import service as touches

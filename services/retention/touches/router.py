@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.common import ContactChannel
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import ContactChannel
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer
 from services.retention.touches import service as touches

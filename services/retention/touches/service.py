@@ -16,8 +16,8 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.customer import ConsentChanged
 from servicekit.clock import utc_now
-from servicekit.events.contracts.customer import ConsentChanged
 from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
 from services.retention.db import new_id

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.common import InteractionType
+from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
 from servicekit.clock import utc_now
-from servicekit.events.contracts.common import InteractionType
-from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handler, Handlers
 from servicekit.unit_of_work import UnitOfWork

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from servicekit.events.registry import REGISTRY
+from contracts.registry import REGISTRY
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import changed as catalog_changed

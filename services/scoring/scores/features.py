@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from servicekit.events.contracts.common import SEVERE, InteractionType
+from contracts.common import SEVERE, InteractionType
 from services.scoring.value.measures import REFERRAL_CATEGORY, wallet_from_attributes
 
 # How far back the windowed features reach; older marks are pruned so the JSON columns stay small.

@@ -17,14 +17,14 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from servicekit.events.contracts.common import InteractionType
-from servicekit.events.contracts.customer import (
+from contracts.common import InteractionType
+from contracts.customer import (
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
     CustomerUpdated,
 )
-from servicekit.events.contracts.interaction import (
+from contracts.interaction import (
     ComplaintOverdue,
     ComplaintUpdated,
     InteractionRecorded,

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, Date, Float, Index, String
 from sqlmodel import Field
 
+from contracts.scoring import Factor
 from servicekit.clock import utc_now
-from servicekit.events.contracts.scoring import Factor
 from servicekit.pagination import Page
 from servicekit.tables import BigIntId
 from servicekit.types import UtcDateTime

@@ -9,7 +9,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from servicekit.events.contracts.scoring import Factor
+from contracts.scoring import Factor
 from servicekit.problems import Problem, not_found
 from services.scoring.scores import features, summary
 from services.scoring.scores.models import (

@@ -4,8 +4,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from contracts.common import CustomerStatus
 from servicekit.deps import SessionDep
-from servicekit.events.contracts.common import CustomerStatus
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from services.scoring.scores import reads as service
 from services.scoring.scores.models import (

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from servicekit.events.contracts.scoring import Factor
+from contracts.scoring import Factor
 from services.scoring.scores.features import FeatureState, complaints_between, days_between, spend_between
 
 RULES_VERSION = "rules-v1"

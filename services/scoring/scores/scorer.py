@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from servicekit.events.contracts.scoring import Factor, ScoreValues
+from contracts.scoring import Factor, ScoreValues
 from services.scoring.scores import rules
 from services.scoring.scores.features import FeatureState
 from services.scoring.scores.rules import RuleWeights

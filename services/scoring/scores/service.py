@@ -12,11 +12,11 @@ from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from contracts.erasure import ErasureConfirmed
+from contracts.scoring import ScoreValues
 from servicekit import tracing
 from servicekit.context import current_correlation_id
 from servicekit.db import KEYS, chunks, for_each_key, on_postgres, update_at_commit
-from servicekit.events.contracts.erasure import ErasureConfirmed
-from servicekit.events.contracts.scoring import ScoreValues
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from servicekit.events.contracts.scoring import ScoreValues
+from contracts.scoring import ScoreValues
 
 
 class ChangeThresholds(BaseModel):

@@ -35,7 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from servicekit.events.contracts.scoring import Factor
+from contracts.scoring import Factor
 from services.scoring.scores.features import FeatureState, complaints_between, days_between, spend_between
 
 ALGORITHMS = ("logistic", "gbm")

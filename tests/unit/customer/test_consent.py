@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel
-from servicekit.events.contracts.erp import ErpConsentChanged
+from contracts.common import ConsentSource, ConsentStatus, ContactChannel
+from contracts.erp import ErpConsentChanged
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork

@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from servicekit.events.contracts.common import CustomerStatus as S
+from contracts.common import CustomerStatus as S
 from services.customer.status.lifecycle import (
     ChurnReason,
     InvalidTransition,

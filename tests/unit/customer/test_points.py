@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from servicekit.events.contracts.erp import ErpPointsEarned, ErpPointsRedeemed, PointsEvent
+from contracts.erp import ErpPointsEarned, ErpPointsRedeemed, PointsEvent
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from gateway.__main__ import issue_token
-from gateway.main import create_app
+from gateway.app import create_app
 from gateway.settings import SERVICES, GatewaySettings
 from tests.unit.gateway.fakes import FakeService, Servers
 

@@ -4,11 +4,11 @@ import importlib
 import re
 from pathlib import Path
 
-from gateway.main import create_app as create_gateway
+from gateway.app import create_app as create_gateway
 from gateway.openapi import METHODS
 from gateway.routes import API_PREFIX
 from gateway.settings import GatewaySettings
-from servicekit.launcher import SERVICES
+from runner.launcher import SERVICES
 from servicekit.service import API, create_app
 from servicekit.settings import REPO_ROOT
 

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
-from gateway.main import create_app
+from gateway.app import create_app
 from gateway.settings import DEV_API_KEY_PEPPER, DEV_JWT_SECRET, GatewaySettings, default_secrets, production_problems
 from servicekit.auth import InternalAuthSettings
 from servicekit.production import ProductionConfigError

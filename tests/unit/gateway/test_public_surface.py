@@ -8,7 +8,7 @@ import pytest
 
 from gateway.openapi import METHODS, merge
 from gateway.routes import API_PREFIX, permission_for, resolve
-from servicekit.launcher import SERVICES
+from runner.launcher import SERVICES
 from servicekit.service import API, create_app
 
 INTERNAL = ("/health/", "/metrics")

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from sqlalchemy import text
 
+from gateway.app import create_app
 from gateway.audit import audited
 from gateway.keys import MIGRATIONS_DIR, ApiKeyCreate, KeyStore
 from gateway.lru import LruDict
-from gateway.main import create_app
 from gateway.ratelimit import AuthThrottle, Quota, RateLimiter, SharedBuckets, retry_after
 from gateway.settings import GatewaySettings, production_problems
 from servicekit.auth import InternalAuthSettings

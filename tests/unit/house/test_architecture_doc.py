@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from servicekit.events.contracts import topics
-from servicekit.launcher import SERVICES
+from contracts import topics
+from runner.launcher import SERVICES
 from servicekit.settings import REPO_ROOT
 
 ARCHITECTURE = (REPO_ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")

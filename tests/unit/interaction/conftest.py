@@ -7,8 +7,8 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from contracts.customer import CustomerCreated
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.service import API, create_app
 from servicekit.tables import OUTBOX

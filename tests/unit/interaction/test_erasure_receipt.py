@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from contracts.customer import CustomerErased
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerErased
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.complaints.models import ComplaintStep, ComplaintTransition
 from services.interaction.complaints.service import transition_complaint

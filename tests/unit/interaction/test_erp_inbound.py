@@ -3,9 +3,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from contracts.customer import CustomerErased, CustomerUpdated
+from contracts.erp import ErpOrderPlaced, ErpReturnCreated, ScmShipmentLost
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerErased, CustomerUpdated
-from servicekit.events.contracts.erp import ErpOrderPlaced, ErpReturnCreated, ScmShipmentLost
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.unit_of_work import UnitOfWork

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pydantic
 import pytest
 
-from servicekit.events.contracts.erp import (
+from contracts.erp import (
     ErpOrderCancelled,
     ErpOrderPlaced,
     ErpReturnCreated,

@@ -3,13 +3,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from servicekit.db import Database
-from servicekit.events.contracts.customer import (
+from contracts.customer import (
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
     CustomerUpdated,
 )
+from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.handlers import HANDLERS
 from services.interaction.interactions.models import Interaction, InteractionCreate

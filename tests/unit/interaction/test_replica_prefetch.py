@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from servicekit.events.contracts.customer import CustomerCreated
+from contracts.customer import CustomerCreated
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.replica import handlers
 from services.interaction.replica.directory import CustomerServiceUnavailable, CustomerSnapshot

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
+from contracts.common import InteractionType
 from servicekit.db import Database
-from servicekit.events.contracts.common import InteractionType
 from servicekit.problems import Problem
 from servicekit.tables import OUTBOX
 from services.interaction.interactions.models import Interaction, InteractionCreate

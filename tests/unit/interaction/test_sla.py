@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from servicekit.events.contracts.common import Severity
+from contracts.common import Severity
 from services.interaction.complaints.sla import ComplaintStatus, due_at, is_overdue
 from services.interaction.settings import InteractionSettings
 from tests.unit.interaction.conftest import SLA_HOURS

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from servicekit.events.contracts.retention import SurveyResponded
+from contracts.retention import SurveyResponded
 from servicekit.inbox import PoisonEvent
 from tests.unit.interaction.conftest import outbox_events
 from tests.unit.interaction.test_erp_inbound import handle, inbound, interactions, received_created

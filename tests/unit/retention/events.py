@@ -2,14 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
-from servicekit.events.contracts.customer import (
+from contracts.customer import (
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
     CustomerUpdated,
 )
-from servicekit.events.contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
-from servicekit.events.contracts.scoring import Factor, ScoreUpdated, ScoreValues
+from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
+from contracts.scoring import Factor, ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, EventData, Received
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
+from contracts.scoring import Factor
 from servicekit.clock import utc_now
 from servicekit.db import Database
-from servicekit.events.contracts.scoring import Factor
 from servicekit.events.envelope import Received
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from contracts.customer import LoyaltyTierChanged
 from servicekit.clock import utc_now
 from servicekit.db import Database
-from servicekit.events.contracts.customer import LoyaltyTierChanged
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.member_tiers import service as member_tiers
 from services.retention.member_tiers.models import MemberTier

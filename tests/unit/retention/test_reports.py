@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
+from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
+from contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
-from servicekit.events.contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
-from servicekit.events.contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import Alert, Outcome
@@ -483,7 +483,7 @@ async def test_bad_group_and_window_name_their_fields(client: httpx.AsyncClient)
 
 
 async def test_erasure_blanks_the_attributes_copied_from_the_customer(app_db: tuple[httpx.AsyncClient, Database]):
-    from servicekit.events.contracts.customer import CustomerErased
+    from contracts.customer import CustomerErased
     from services.retention.read_model import CustomerFact
 
     _, database = app_db
@@ -499,7 +499,7 @@ async def test_erasure_blanks_the_attributes_copied_from_the_customer(app_db: tu
 async def test_survey_link_dimension_scores_count_by_dimension_but_not_in_the_trend(
     app_db: tuple[httpx.AsyncClient, Database],
 ):
-    from servicekit.events.contracts.retention import SurveyResponded
+    from contracts.retention import SurveyResponded
     from services.retention import read_model
 
     client, database = app_db

@@ -3,9 +3,9 @@ from datetime import timedelta
 
 import pytest
 
-from servicekit.events.contracts.common import Severity
-from servicekit.events.contracts.customer import CustomerErased
-from servicekit.events.contracts.scoring import ScoreValues
+from contracts.common import Severity
+from contracts.customer import CustomerErased
+from contracts.scoring import ScoreValues
 from services.retention.defaults import DEFAULT_RULES
 from services.retention.rules.core import (
     Context,

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import select
 
+from contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.db import Database
-from servicekit.events.contracts.customer import ChannelConsent, ConsentChanged, FrequencyCap, QuietHours
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, Outcome

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from servicekit.events.contracts.customer import CustomerCreated, CustomerErased, CustomerUpdated
-from servicekit.events.contracts.interaction import (
+from contracts.customer import CustomerCreated, CustomerErased, CustomerUpdated
+from contracts.interaction import (
     ComplaintOverdue,
     ComplaintUpdated,
     InteractionRecorded,

@@ -7,8 +7,8 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, select
 
+from contracts import topics
 from servicekit.db import Database
-from servicekit.events.contracts import topics
 from servicekit.inbox import EventConsumer, PoisonEvent
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork

@@ -144,7 +144,7 @@ def churn_population(n: int = 80, seed: int = 3) -> tuple[list[Any], list[Any]]:
 
 
 def status_changed(customer_id: str, status: str, *, days: float) -> Any:
-    from servicekit.events.contracts.customer import CustomerStatusChanged
+    from contracts.customer import CustomerStatusChanged
 
     data = CustomerStatusChanged(
         customer_id=customer_id, previous_status="active", status=status, changed_at=ev.T0 + timedelta(days=days)
@@ -177,7 +177,7 @@ async def test_training_data_uses_only_features_from_before_each_churn_date(data
 
 
 async def test_customers_imported_already_churned_are_labelled_at_their_churn_date(database):
-    from servicekit.events.contracts.customer import CustomerCreated, CustomerStatusChanged
+    from contracts.customer import CustomerCreated, CustomerStatusChanged
 
     churn_day = (ev.T0 + timedelta(days=40)).date()
     imported = CustomerCreated(
@@ -239,7 +239,7 @@ async def test_a_trained_churn_model_is_activated_reports_metrics_and_explains_s
 
 def attribute_population(n: int = 120, seed: int = 5) -> list[Any]:
     """A subscription book with no interactions: churn lives in the contract and the payment method."""
-    from servicekit.events.contracts.customer import CustomerCreated
+    from contracts.customer import CustomerCreated
 
     rng = np.random.default_rng(seed)
     out: list[Any] = []

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from sqlalchemy import select
 
+from contracts.scoring import ScoreValues
 from servicekit.db import Database
-from servicekit.events.contracts.scoring import ScoreValues
 from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring import background

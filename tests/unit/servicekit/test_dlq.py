@@ -1,10 +1,10 @@
-"""servicekit.dlq reads a .dlq record back into the original message and picks what a replay sends."""
+"""runner.dlq reads a .dlq record back into the original message and picks what a replay sends."""
 
 from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
-from servicekit.dlq import choose, parse
+from runner.dlq import choose, parse
 
 
 def _record(offset: int, consumer: str, headers: list[tuple[str, bytes]] | None = None) -> ConsumerRecord:

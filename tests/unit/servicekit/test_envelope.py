@@ -4,11 +4,11 @@ import pydantic
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 
+from contracts import topics
+from contracts.customer import CustomerCreated
+from contracts.interaction import ComplaintOpened
+from contracts.registry import UnknownEventType
 from servicekit.events import REGISTRY, CloudEvent
-from servicekit.events.contracts import topics
-from servicekit.events.contracts.customer import CustomerCreated
-from servicekit.events.contracts.interaction import ComplaintOpened
-from servicekit.events.registry import UnknownEventType
 
 
 def _created() -> CustomerCreated:

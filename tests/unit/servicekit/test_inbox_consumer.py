@@ -9,10 +9,10 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.db import Database
 from servicekit.errors import is_transient
 from servicekit.events import CloudEvent, Received
-from servicekit.events.contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.inbox import EventConsumer, PoisonEvent
 from servicekit.settings import ServiceSettings
 from servicekit.tables import INBOX, OUTBOX

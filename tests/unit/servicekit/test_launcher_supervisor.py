@@ -1,4 +1,4 @@
-"""`make run` restarts a crashed process as a supervisor would (servicekit.launcher.RestartPolicy/Supervisor)."""
+"""`make run` restarts a crashed process as a supervisor would (runner.launcher.RestartPolicy/Supervisor)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.launcher import (
+from runner.launcher import (
     Platform,
     ProcessSpec,
     RestartPolicy,

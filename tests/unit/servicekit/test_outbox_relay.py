@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from contracts.customer import CustomerCreated
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.outbox import enqueue
 from servicekit.outbox.relay import OutboxRelay
 from servicekit.settings import ServiceSettings

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import event, select
 
+from contracts.customer import CustomerCreated
 from servicekit.context import correlation_id
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.envelope import CONTENT_TYPE
 from servicekit.outbox import enqueue, enqueue_raw
 from servicekit.outbox.writer import event_source, outbox_row, write_at_commit, write_rows

@@ -1,7 +1,7 @@
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runner.settings_doc import BEGIN, END, markdown, replace_section, rows
 from servicekit.settings import REPO_ROOT
-from servicekit.settings_doc import BEGIN, END, markdown, replace_section, rows
 
 
 class Example(BaseSettings):
@@ -32,5 +32,5 @@ def test_every_environment_variable_the_settings_read_has_a_meaning():
 def test_the_readme_configuration_tables_are_what_the_settings_classes_read():
     readme = (REPO_ROOT / "docs" / "configuration.md").read_text()
     assert readme.index(BEGIN) < readme.index(END)
-    # On failure: python -m servicekit.settings_doc --write docs/configuration.md
+    # On failure: python -m runner.settings_doc --write docs/configuration.md
     assert replace_section(readme, markdown()) == readme

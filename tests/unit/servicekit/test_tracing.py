@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from contracts.customer import CustomerCreated
 from servicekit import tracing
 from servicekit.context import correlation_id
 from servicekit.db import Database
-from servicekit.events.contracts.customer import CustomerCreated
 from servicekit.events.envelope import CloudEvent
 from servicekit.outbox import enqueue
 from servicekit.outbox.relay import OutboxRelay

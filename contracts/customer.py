@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from servicekit.events.contracts import topics
-from servicekit.events.contracts.common import (
+from contracts import topics
+from contracts.common import (
     ConsentSource,
     ConsentStatus,
     ContactChannel,

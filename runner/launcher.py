@@ -1,4 +1,4 @@
-"""Starts the whole platform as separate processes: ``python -m servicekit.launcher``.
+"""Starts the whole platform as separate processes: ``python -m runner.launcher``.
 
 `make run` and the end-to-end tests use this same launcher. Each process's output is prefixed with
 its name (or written to a log file per process), and stopping is clean: SIGTERM, a grace period, then
@@ -7,7 +7,7 @@ SIGKILL, and the local Kafka broker is stopped only if this launcher started it.
 Under `make run` a Supervisor restarts a process that dies, as supervisord or systemd would: exponential
 backoff with a cap, the backoff forgotten after a stable run, and a process that keeps failing at once
 (a bad setting, a port in use) given up on with a message instead of restarted forever. It records what
-runs in <state>/platform.json for `make status` (servicekit.status).
+runs in <state>/platform.json for `make status` (runner.status).
 """
 
 from __future__ import annotations
@@ -317,13 +317,11 @@ def kafka_running() -> bool:
 
 
 def ensure_topics() -> None:
-    subprocess.run([sys.executable, "-m", "servicekit.topics", "ensure"], check=True, cwd=REPO_ROOT)
+    subprocess.run([sys.executable, "-m", "runner.topic_setup", "ensure"], check=True, cwd=REPO_ROOT)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m servicekit.launcher", description="Run the whole platform locally."
-    )
+    parser = argparse.ArgumentParser(prog="python -m runner.launcher", description="Run the whole platform locally.")
     parser.add_argument("--external-kafka", action="store_true", help="use KAFKA_BOOTSTRAP_SERVERS, start no broker")
     args = parser.parse_args(argv)
 

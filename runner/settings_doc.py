@@ -1,4 +1,4 @@
-"""The environment variables the settings classes read, as Markdown: ``python -m servicekit.settings_doc``.
+"""The environment variables the settings classes read, as Markdown: ``python -m runner.settings_doc``.
 
 docs/configuration.md's tables are this output, between the ``settings:begin``/``settings:end``
 markers (``--write docs/configuration.md`` refreshes them; a unit test checks they are current). The meaning of
@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
+from runner.launcher import SERVICES
 from servicekit.auth import InternalAuthSettings
-from servicekit.launcher import SERVICES
 from servicekit.metrics_route import MetricsSettings
 from servicekit.settings import KafkaSettings, PlatformSettings, ServiceSettings
 from servicekit.tracing import TracingSettings
@@ -131,7 +131,7 @@ def replace_section(document: str, generated: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m servicekit.settings_doc", description="Print the configuration tables."
+        prog="python -m runner.settings_doc", description="Print the configuration tables."
     )
     parser.add_argument("--write", type=Path, help=f"replace the text between {BEGIN} and {END} in this file")
     args = parser.parse_args(argv)

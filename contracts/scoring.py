@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.events.envelope import EventData
 
 

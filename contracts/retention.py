@@ -6,8 +6,8 @@ retention database).
 
 from datetime import datetime
 
-from servicekit.events.contracts import topics
-from servicekit.events.contracts.scoring import Factor
+from contracts import topics
+from contracts.scoring import Factor
 from servicekit.events.envelope import EventData
 
 

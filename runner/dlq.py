@@ -1,8 +1,8 @@
 """Dead letters: list them, and replay them through their original topic.
 
-    python -m servicekit.dlq list crm.scoring.v1                      # what is in crm.scoring.v1.dlq
-    python -m servicekit.dlq replay crm.scoring.v1 --consumer retention --dry-run
-    python -m servicekit.dlq replay crm.scoring.v1 --consumer retention --offset 17 --offset 18
+    python -m runner.dlq list crm.scoring.v1                      # what is in crm.scoring.v1.dlq
+    python -m runner.dlq replay crm.scoring.v1 --consumer retention --dry-run
+    python -m runner.dlq replay crm.scoring.v1 --consumer retention --offset 17 --offset 18
 
 A replay re-publishes the original message (its key, body and headers, without the dlq.* ones) on the
 original topic, so it goes through the normal path: every consumer group of that topic sees it again and
@@ -26,8 +26,8 @@ from importlib import import_module
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from sqlalchemy import delete
 
+from contracts.topics import dead_letter
 from servicekit.db import Database
-from servicekit.events.contracts.topics import dead_letter
 from servicekit.kafka import make_producer, topic_partitions
 from servicekit.settings import KafkaSettings, ServiceSettings
 from servicekit.tables import INBOX
@@ -148,7 +148,7 @@ def describe(letter: DeadLetter) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m servicekit.dlq", description="List or replay dead letters.")
+    parser = argparse.ArgumentParser(prog="python -m runner.dlq", description="List or replay dead letters.")
     parser.add_argument("command", choices=["list", "replay"])
     parser.add_argument("topic", help="the original topic, e.g. crm.scoring.v1 (its dead letters: <topic>.dlq)")
     parser.add_argument("--consumer", help="only dead letters of this consumer group (a service name)")

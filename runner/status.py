@@ -1,4 +1,4 @@
-"""What runs and how it is doing: ``python -m servicekit.status`` (``make status``).
+"""What runs and how it is doing: ``python -m runner.status`` (``make status``).
 
 For the gateway and each service: whether the launcher runs it (pid, restarts, from <state>/platform.json
 that `make run` writes), /health/live, /health/ready with the failing checks, and from /metrics the
@@ -135,7 +135,7 @@ def render(statuses: list[ProcessStatus]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m servicekit.status", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m runner.status", description=__doc__.splitlines()[0])
     parser.add_argument("--port-offset", type=int, default=0, help="the platform's ports are the usual ones + this")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

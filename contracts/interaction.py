@@ -3,8 +3,8 @@
 from datetime import datetime
 from decimal import Decimal
 
-from servicekit.events.contracts import topics
-from servicekit.events.contracts.common import InteractionType, Severity
+from contracts import topics
+from contracts.common import InteractionType, Severity
 from servicekit.events.envelope import EventData
 
 

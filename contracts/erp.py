@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from servicekit.events.contracts import topics
-from servicekit.events.contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
+from contracts import topics
+from contracts.common import ConsentSource, ConsentStatus, ContactChannel, LegalBasis
 from servicekit.events.envelope import EventData
 
 CURRENCY = r"^[A-Z]{3}$"

@@ -1,4 +1,4 @@
-"""Create every topic of the platform and its dead-letter twin: ``python -m servicekit.topics ensure``."""
+"""Create every topic of the platform and its dead-letter twin: ``python -m runner.topic_setup ensure``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.kafka import security_kwargs
 from servicekit.settings import KafkaSettings
 
@@ -50,7 +50,7 @@ async def ensure_topics(kafka: KafkaSettings, *, timeout_s: float = 60.0) -> lis
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m servicekit.topics")
+    parser = argparse.ArgumentParser(prog="python -m runner.topic_setup")
     parser.add_argument("command", choices=["ensure", "list"])
     args = parser.parse_args(argv)
     if args.command == "list":

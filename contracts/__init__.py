@@ -3,8 +3,8 @@
 Contracts change additively; a breaking change is a new event type (e.g. ``customer.created.v2``).
 """
 
-from servicekit.events.contracts import customer, erasure, erp, interaction, retention, scoring, topics
-from servicekit.events.registry import REGISTRY
+from contracts import customer, erasure, erp, interaction, retention, scoring, topics
+from contracts.registry import REGISTRY
 
 for _module in (customer, interaction, scoring, retention, erasure, erp):
     REGISTRY.register(*_module.MODELS)

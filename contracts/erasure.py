@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from servicekit.events.contracts import topics
+from contracts import topics
 from servicekit.events.envelope import EventData
 
 

@@ -1,28 +1,31 @@
-"""The retention service's feature packages call downwards only, and share batch state through the unit of work."""
+"""Every service's feature packages call downwards only, and share batch state through the unit of work."""
 
 import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3] / "services" / "retention"
-PACKAGE = "services.retention"
+import pytest
+
+SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
+SERVICES = ("customer", "interaction", "scoring", "retention")
 
 
-def _modules() -> dict[str, Path]:
+def _modules(service: str) -> dict[str, Path]:
+    root = SERVICES_DIR / service
     found = {}
-    for path in ROOT.rglob("*.py"):
+    for path in root.rglob("*.py"):
         if "migrations" in path.parts:
             continue
-        name = ".".join(path.relative_to(ROOT.parent.parent).with_suffix("").parts)
+        name = ".".join(path.relative_to(SERVICES_DIR.parent).with_suffix("").parts)
         found[name.removesuffix(".__init__")] = path
     return found
 
 
-def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+def _imports(modules: dict[str, Path], package: str) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package):
                 for alias in node.names:
                     target = f"{node.module}.{alias.name}"
                     target = target if target in modules else node.module
@@ -31,8 +34,9 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[str]]:
     return graph
 
 
-def test_no_module_imports_back_into_one_that_imports_it():
-    graph = _imports(_modules())
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_module_imports_back_into_one_that_imports_it(service: str) -> None:
+    graph = _imports(_modules(service), f"services.{service}")
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -54,7 +58,9 @@ def test_no_module_imports_back_into_one_that_imports_it():
     assert cycles == []
 
 
-def test_batch_state_lives_on_the_unit_of_work_not_in_session_info():
+@pytest.mark.parametrize("service", SERVICES)
+def test_batch_state_lives_on_the_unit_of_work_not_in_session_info(service: str) -> None:
+    root = SERVICES_DIR / service
     # session.info["..."], .info.get(...), .info.setdefault(...), .info.pop(...): a string-keyed cache.
     cache = re.compile(r"\.info\s*(\[|\.(get|setdefault|pop|update)\()")
-    assert [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if cache.search(p.read_text())] == []
+    assert [str(p.relative_to(root)) for p in root.rglob("*.py") if cache.search(p.read_text())] == []

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from contracts import asyncapi as docs
 from contracts import topics
 from contracts.registry import REGISTRY
-from servicekit.events import docs
 from servicekit.events.envelope import CloudEvent
 from servicekit.settings import REPO_ROOT
 

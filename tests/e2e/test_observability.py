@@ -14,9 +14,9 @@ from sqlalchemy import insert, select
 
 from contracts.customer import CustomerCreated
 from contracts.topics import CUSTOMER, dead_letter
+from runner import dlq
 from runner.launcher import SERVICES, Platform
 from runner.status import collect
-from servicekit import dlq
 from servicekit.db import Database
 from servicekit.events.envelope import CloudEvent
 from servicekit.settings import KafkaSettings

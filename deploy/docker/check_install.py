@@ -15,7 +15,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-PACKAGES = ("servicekit", "services", "gateway")
+PACKAGES = ("servicekit", "contracts", "runner", "services", "gateway")
 # Must match [tool.setuptools.package-data] in pyproject.toml, plus the Python sources.
 SHIPPED_SUFFIXES = {".py", ".mako", ".ini", ".json", ".yaml"}
 

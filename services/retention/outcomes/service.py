@@ -15,7 +15,7 @@ from services.retention.alerts.models import Alert
 from services.retention.outcomes import core as outcomes
 from services.retention.replica.models import Customer, CustomerScore, StatusChange
 
-METRICS_PAGE = 500
+METRICS_PAGE = 1000
 
 
 async def metrics(
@@ -119,8 +119,12 @@ async def _facts_of(
     session: AsyncSession, ids: list[str]
 ) -> AsyncIterator[tuple[outcomes.CustomerFact, list[outcomes.AlertFact]]]:
     replicas = {
-        c.customer_id: c
-        for c in (await session.execute(select(Customer).where(Customer.customer_id.in_(ids)))).scalars()
+        r.customer_id: r
+        for r in await session.execute(
+            select(Customer.customer_id, Customer.tier, Customer.segment, Customer.first_seen).where(
+                Customer.customer_id.in_(ids)
+            )
+        )
     }
     scores = dict(
         (

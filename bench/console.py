@@ -38,7 +38,9 @@ from bench.reports import app_for, insert_all, percentile, seed_customer, seed_i
 from servicekit.auth import internal_headers
 from servicekit.db import Database
 from servicekit.settings import REPO_ROOT
-from services.retention.models import Alert, Customer, CustomerScore, Task
+from services.retention.alerts.models import Alert
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.tasks.models import Task
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-console", kafka_port=19992, pg_port=55547, port_offset=24900)
 P95_TARGET_S = 1.0

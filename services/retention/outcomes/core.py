@@ -4,6 +4,8 @@ Pure: the service loads plain facts (customers with their status changes, alerts
 and these functions do the arithmetic, so every number can be checked by hand in a unit test. Every
 number is a sum over customers (each with their own alerts), so a Tally takes the customers a page at a
 time: the service never holds more than one page of facts (plus one float per warned churn, for the median).
+A customer with no alert first triggered and no churn within the period adds only to the population, so
+the service counts those in SQL (``add_quiet``) and loads the facts of the others only.
 
 Definitions (period = [start, end)):
 - population: customers known before `end` who were not churned at `start`.
@@ -155,6 +157,11 @@ class Tally:
             group[0] += 1
             group[1] += lost
 
+    def add_quiet(self, population: int) -> None:
+        """Customers with no alert first triggered and no churn within the period: of all the sums, they add
+        only to the population (``population`` counts those of them in it)."""
+        self.population += population
+
     def result(self, key: str | None = None) -> Metrics:
         treated, control = (GroupRates(alerts=n, churned=lost, churn_rate=_rate(lost, n)) for n, lost in self.uplift)
         churn_rate = _rate(self.churned, self.population)
@@ -239,6 +246,16 @@ class GroupedTally:
             if k not in self.tallies:
                 self.tallies[k] = Tally(*self.args)
             self.tallies[k].add(fact, alerts)
+
+    def add_quiet(self, key: str | None, population: int) -> None:
+        """Quiet customers (see Tally.add_quiet) of a tier or segment ``key``; per rule (key None), of every rule."""
+        if self.group_by == "rule":
+            for tally in self.tallies.values():
+                tally.add_quiet(population)
+        elif key is not None:
+            if key not in self.tallies:
+                self.tallies[key] = Tally(*self.args)
+            self.tallies[key].add_quiet(population)
 
     def result(self) -> list[Metrics]:
         return [self.tallies[k].result(k) for k in sorted(self.tallies)]

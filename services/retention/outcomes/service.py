@@ -1,11 +1,12 @@
-"""Retention metrics over a period: the facts of every customer, a page at a time, tallied (outcomes/core.py)."""
+"""Retention metrics over a period: quiet customers counted in SQL, the facts of the others a page at a time,
+tallied (outcomes/core.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, union
+from sqlalchemy import ColumnElement, Select, String, case, func, literal, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.problems import Problem, field_error
@@ -14,7 +15,7 @@ from services.retention.alerts.models import Alert
 from services.retention.outcomes import core as outcomes
 from services.retention.replica.models import Customer, CustomerScore, StatusChange
 
-METRICS_PAGE = 500
+METRICS_PAGE = 1000
 
 
 async def metrics(
@@ -34,42 +35,96 @@ async def metrics(
     pairs = await session.execute(select(Alert.rule_id, Alert.reason).distinct()) if group_by == "rule" else []
     rules = {rule_id or reason for rule_id, reason in pairs}
     groups = outcomes.GroupedTally(group_by, start, end, lookback, rules) if group_by else None
-    after = ""
-    # Bounded memory: the facts of METRICS_PAGE customers at a time, in customer id order (keyset paging).
-    while page := await _metrics_page(session, after):
-        async for fact, alerts in _facts_of(session, page):
+    # Quiet customers (no alert first triggered, no churn within the period) only add to the population:
+    # counted in SQL, per tier or segment when grouped by one.
+    for key, population in await session.execute(_quiet_population(start, end, group_by)):
+        overall.add_quiet(int(population or 0))
+        if groups is not None:
+            groups.add_quiet(key if group_by in ("tier", "segment") else None, int(population or 0))
+    # The others: their facts, METRICS_PAGE customers at a time (bounded memory), tallied by the pure core.
+    ids = list((await session.execute(_eventful(start, end).order_by("customer_id"))).scalars())
+    for i in range(0, len(ids), METRICS_PAGE):
+        async for fact, alerts in _facts_of(session, ids[i : i + METRICS_PAGE]):
             overall.add(fact, alerts)
             if groups is not None:
                 groups.add(fact, alerts)
-        after = page[-1]
     return overall.result(), groups.result() if groups is not None else []
 
 
-async def _metrics_page(session: AsyncSession, after: str) -> list[str]:
-    """The next METRICS_PAGE customer ids (after ``after``) known to any table the metrics read.
+def _eventful(start: datetime, end: datetime) -> Select[tuple[str]]:
+    """Ids of the customers with an alert first triggered or a churn within [start, end)."""
+    alerted = select(Alert.customer_id.label("customer_id")).where(
+        Alert.first_triggered_at >= start, Alert.first_triggered_at < end
+    )
+    churned = select(StatusChange.customer_id.label("customer_id")).where(
+        StatusChange.status == outcomes.CHURNED, StatusChange.at >= start, StatusChange.at < end
+    )
+    ids = union(alerted, churned).subquery()
+    return select(ids.c.customer_id)
 
-    Each table gives at most a page through its customer_id index; the union of those is cut to a page.
+
+def _quiet_population(start: datetime, end: datetime, group_by: str | None) -> Select[tuple[str | None, int]]:
+    """(tier or segment key, how many of its quiet customers are in the population) per key.
+
+    A customer is known to any table the metrics read; in the population when first seen before ``end``
+    (or never seen in the replica) and not churned at ``start``: the status of their latest change before
+    ``start`` (the greatest status among changes at that same time, as outcomes.status_at orders them).
     """
-    branches = [
-        select(column.label("customer_id"))
-        .where(column > after)
-        .group_by(column)
-        .order_by(column)
-        .limit(METRICS_PAGE)
+    known = union(
+        *(
+            select(c.label("customer_id"))
+            for c in (Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
+        )
+    ).subquery()
+    latest = (
+        select(StatusChange.customer_id, func.max(StatusChange.at).label("at"))
+        .where(StatusChange.at < start)
+        .group_by(StatusChange.customer_id)
         .subquery()
-        for column in (Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
-    ]
-    ids = union(*(select(b.c.customer_id) for b in branches)).subquery()
-    query = select(ids.c.customer_id).order_by(ids.c.customer_id).limit(METRICS_PAGE)
-    return list((await session.execute(query)).scalars())
+    )
+    churned_at_start = (
+        select(StatusChange.customer_id)
+        .join(latest, (StatusChange.customer_id == latest.c.customer_id) & (StatusChange.at == latest.c.at))
+        .group_by(StatusChange.customer_id)
+        .having(func.max(StatusChange.status) == outcomes.CHURNED)
+        .subquery()
+    )
+    eventful = _eventful(start, end).subquery()
+    in_population = or_(Customer.first_seen.is_(None), Customer.first_seen < end) & churned_at_start.c.customer_id.is_(
+        None
+    )
+    population = func.sum(case((in_population, 1), else_=0))
+    if group_by == "tier":
+        key: ColumnElement[str | None] = func.coalesce(
+            func.nullif(Customer.tier, ""), func.nullif(CustomerScore.value_tier, ""), outcomes.UNKNOWN
+        )
+    elif group_by == "segment":
+        key = func.coalesce(func.nullif(Customer.segment, ""), outcomes.UNKNOWN)
+    else:
+        key = literal(None, String)
+    query = (
+        select(key.label("key"), population)
+        .select_from(known)
+        .outerjoin(Customer, Customer.customer_id == known.c.customer_id)
+        .outerjoin(churned_at_start, churned_at_start.c.customer_id == known.c.customer_id)
+        .outerjoin(eventful, eventful.c.customer_id == known.c.customer_id)
+        .where(eventful.c.customer_id.is_(None))
+    )
+    if group_by == "tier":
+        query = query.outerjoin(CustomerScore, CustomerScore.customer_id == known.c.customer_id)
+    return query.group_by(key) if group_by in ("tier", "segment") else query
 
 
 async def _facts_of(
     session: AsyncSession, ids: list[str]
 ) -> AsyncIterator[tuple[outcomes.CustomerFact, list[outcomes.AlertFact]]]:
     replicas = {
-        c.customer_id: c
-        for c in (await session.execute(select(Customer).where(Customer.customer_id.in_(ids)))).scalars()
+        r.customer_id: r
+        for r in await session.execute(
+            select(Customer.customer_id, Customer.tier, Customer.segment, Customer.first_seen).where(
+                Customer.customer_id.in_(ids)
+            )
+        )
     }
     scores = dict(
         (

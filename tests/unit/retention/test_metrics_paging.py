@@ -1,7 +1,9 @@
-"""/retention/metrics reads a page of customers at a time and adds up the same numbers as all at once."""
+"""/retention/metrics counts quiet customers in SQL, reads the others a page at a time, and adds up the same
+numbers as all at once."""
 
+import random
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -69,11 +71,11 @@ async def test_paged_metrics_equal_the_whole_table_computation_and_read_at_most_
     )
     await feed(database, status_changed("c-1", days=3), status_changed("c-2", days=5), status_changed("c-9", days=6))
     monkeypatch.setattr(service, "METRICS_PAGE", 2)
-    pages: list[int] = []
+    pages: list[list[str]] = []
     original = service._facts_of
 
     def spy(session, ids):  # type: ignore[no-untyped-def]
-        pages.append(len(ids))
+        pages.append(list(ids))
         return original(session, ids)
 
     monkeypatch.setattr(service, "_facts_of", spy)
@@ -86,4 +88,80 @@ async def test_paged_metrics_equal_the_whole_table_computation_and_read_at_most_
     assert (asdict(overall), [asdict(g) for g in groups]) == await _everything_at_once(database, group_by)
     assert overall.customers >= 7 and overall.churned >= 2  # the data exercises the numbers
     assert groups or group_by is None
-    assert max(pages) == 2 and sum(pages) == 9  # c-0..c-6, c-8, c-9 once each, never more than a page at a time
+    # Facts are read only for the customers alerted or churned within the period, once each, a page at a time.
+    async with database.sessions() as session:
+        alerted = set((await session.execute(select(Alert.customer_id, Alert.first_triggered_at))).all())
+        changes = set(
+            (await session.execute(select(StatusChange.customer_id, StatusChange.at, StatusChange.status))).all()
+        )
+    eventful = {c for c, at in alerted if START <= as_utc(at) < END} | {
+        c for c, at, status in changes if status == outcomes.CHURNED and START <= as_utc(at) < END
+    }
+    read = [i for page in pages for i in page]
+    assert max(len(page) for page in pages) == 2 and sorted(read) == sorted(eventful)
+    assert {"c-1", "c-2", "c-4", "c-6", "c-9"} <= eventful
+
+
+async def _seed_random(database: Database, seed: int, customers: int) -> None:
+    """A random store: replica rows (some first seen at or after the end, some missing), scores, status
+    changes and alerts on a coarse grid of days (so ties, and changes at the very start, happen) before,
+    within and after the period, with outcomes and controls."""
+    rng = random.Random(seed)
+
+    def day() -> datetime:
+        return START + timedelta(days=10 * rng.randint(-22, 4))
+
+    rows: list[object] = []
+    for n in range(customers):
+        i = f"r-{n:04d}"
+        if rng.random() < 0.85:
+            rows.append(
+                Customer(
+                    customer_id=i,
+                    segment=rng.choice(("enterprise", "smb", "", None)),
+                    tier=rng.choice(("gold", "silver", "", None, None)),
+                    first_seen=rng.choice((day(), day(), day(), END)),
+                )
+            )
+        if rng.random() < 0.6:
+            rows.append(
+                CustomerScore(customer_id=i, churn_risk=rng.random(), value_tier=rng.choice(("platinum", "", None)))
+            )
+        for k in range(rng.choice((0, 0, 1, 2, 3))):
+            status = rng.choice((outcomes.CHURNED, outcomes.CHURNED, "active", "dormant", "won_back"))
+            rows.append(StatusChange(event_id=f"{i}-s{k}", customer_id=i, status=status, at=day()))
+        for _ in range(rng.choice((0, 0, 0, 1, 2))):
+            at = day()
+            rows.append(
+                Alert(
+                    customer_id=i,
+                    reason=rng.choice(("complaint", "risk_rise", "inactive")),
+                    rule_id=rng.choice((None, "rule-a", "rule-b")),
+                    severity="medium",
+                    status="resolved",
+                    first_triggered_at=at,
+                    last_triggered_at=at,
+                    outcome=rng.choice((None, None, outcomes.SAVED, outcomes.CHURNED, "lost_contact")),
+                    control=rng.random() < 0.2,
+                )
+            )
+    async with database.transaction() as session:
+        session.add_all(rows)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("group_by", [None, "tier", "segment", "rule"])
+async def test_sql_counted_metrics_equal_the_per_customer_computation_on_a_random_store(
+    database: Database, monkeypatch: pytest.MonkeyPatch, group_by: str | None, seed: int
+) -> None:
+    await _seed_random(database, seed, customers=300)
+    monkeypatch.setattr(service, "METRICS_PAGE", 37)
+
+    async with database.sessions() as session:
+        overall, groups = await service.metrics(
+            session=session, start=START, end=END, group_by=group_by, lookback=LOOKBACK
+        )
+
+    assert (asdict(overall), [asdict(g) for g in groups]) == await _everything_at_once(database, group_by)
+    assert overall.customers > 100 and overall.churned > 5 and overall.alerted_customers > 5
+    assert overall.churned_with_warning > 0 and overall.control.alerts > 0

@@ -48,8 +48,8 @@ from services.retention.campaigns.models import (
 from services.retention.db import new_id
 from services.retention.member_tiers import service as member_tiers
 from services.retention.publishing import publish
-from services.retention.read_model import ORDER, FactEvent
 from services.retention.replica.models import Customer, CustomerScore, StatusChange
+from services.retention.reports.models import ORDER, FactEvent
 from services.retention.settings import RetentionSettings
 from services.retention.touches import contact_policy as cp
 from services.retention.touches import service as touches

@@ -16,8 +16,8 @@ from services.retention.campaigns import stats
 from services.retention.campaigns.audience import SegmentClient
 from services.retention.campaigns.models import CampaignMember
 from services.retention.models import metadata
-from services.retention.read_model import FactEvent
 from services.retention.replica.models import Customer, StatusChange
+from services.retention.reports.models import FactEvent
 from services.retention.touches.models import ConsentReplica, Touch
 
 AUDIENCE = [f"c{i:02d}" for i in range(40)]

@@ -3,8 +3,8 @@
 from servicekit.service import ServiceComponents
 from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping
+from services.retention.campaigns.launch import run_campaigns
 from services.retention.campaigns.router import router as campaigns_router
-from services.retention.campaigns.service import run_campaigns
 from services.retention.followups.router import router as followups_router
 from services.retention.followups.service import run_followups
 from services.retention.handlers import BEFORE_BATCH, HANDLERS

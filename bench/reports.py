@@ -53,8 +53,8 @@ from servicekit.service import API, create_app
 from servicekit.settings import REPO_ROOT
 from servicekit.tables import table_of
 from services.retention.alerts.models import Alert
-from services.retention.read_model import ChurnFact, CustomerFact, FactEvent
 from services.retention.replica.models import Customer, CustomerScore
+from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
 from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-reports", kafka_port=19792, pg_port=55537, port_offset=24700)

@@ -3,12 +3,13 @@
 from servicekit.service import ServiceComponents
 from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping
+from services.retention.campaigns.launch import run_campaigns
 from services.retention.campaigns.router import router as campaigns_router
-from services.retention.campaigns.service import run_campaigns
 from services.retention.followups.router import router as followups_router
 from services.retention.followups.service import run_followups
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
-from services.retention.reports_router import router as reports_router
+from services.retention.reports.loyalty_router import router as loyalty_router
+from services.retention.reports.router import router as reports_router
 from services.retention.router import router
 from services.retention.sequences.engine import run_sequences
 from services.retention.sequences.router import router as sequences_router
@@ -24,6 +25,7 @@ COMPONENTS = ServiceComponents(
         touches_router,
         surveys_router,
         reports_router,
+        loyalty_router,
         sequences_router,
         analysis_router,
         campaigns_router,

@@ -1,8 +1,6 @@
 """Every table of the retention service, for its SPEC and migrations: each feature package's models.py
 defines its own tables on the one metadata (db.py); importing them here makes that metadata complete."""
 
-# The read model's tables (fact_events, customer_facts, churn_facts) belong to this metadata too.
-from services.retention import read_model as read_model
 from services.retention.alerts import models as alerts
 from services.retention.campaigns import models as campaigns
 from services.retention.catalog import models as catalog
@@ -12,6 +10,7 @@ from services.retention.member_tiers import models as member_tiers
 from services.retention.outcomes import models as outcomes
 from services.retention.playbooks import models as playbooks
 from services.retention.replica import models as replica
+from services.retention.reports import models as reports
 from services.retention.rules import models as rules
 from services.retention.sequences import models as sequences
 from services.retention.signals import models as signals
@@ -30,6 +29,7 @@ FEATURES = (
     outcomes,
     playbooks,
     replica,
+    reports,
     rules,
     sequences,
     signals,
@@ -40,4 +40,4 @@ FEATURES = (
     webhooks,
 )
 
-__all__ = ["FEATURES", "metadata", "read_model"]
+__all__ = ["FEATURES", "metadata"]

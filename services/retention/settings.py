@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from servicekit.production import secret_problem
 from servicekit.settings import SERVICE_PORTS, ServiceSettings, local_url
-from services.retention.loyalty import Thresholds
+from services.retention.reports.loyalty import Thresholds
 
 DEV_SURVEY_SECRET = "dev-survey-link-secret-change-me-0123456789"
 
@@ -112,7 +112,7 @@ class RetentionSettings(ServiceSettings):
     alert_response_sla_hours: float = Field(24.0, gt=0)
     # A churn's suggested reason weighs the signals dated this many days before it.
     suggestion_lookback_days: float = Field(180.0, gt=0, le=3650)
-    # Loyalty typing (services/retention/loyalty.py): behaviour is high with at least this many orders ...
+    # Loyalty typing (services/retention/reports/loyalty.py): behaviour is high with at least this many orders ...
     loyalty_repeat_orders: int = Field(3, ge=1)
     loyalty_min_tenure_days: float = Field(180.0, ge=0)  # ... a first order at least this many days ago ...
     loyalty_min_share_of_wallet: float = Field(0.5, ge=0, le=1)  # ... this share of wallet where known ...

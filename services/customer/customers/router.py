@@ -18,7 +18,7 @@ from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from services.customer.customers import attributes as attrs
-from services.customer.customers import listing, service
+from services.customer.customers import bulk, listing, service
 from services.customer.customers.models import (
     BulkImport,
     BulkReport,
@@ -141,7 +141,7 @@ async def bulk_import(data: BulkImport, session: SessionDep) -> BulkReport:
     ``created`` rows are new; ``existing`` rows matched a known external_ref (also one earlier in the
     same request) and carry that customer's id; ``rejected`` rows carry their errors and wrote nothing.
     """
-    report = await service.bulk_import(session=session, rows=data.rows)
+    report = await bulk.bulk_import(session=session, rows=data.rows)
     await session.commit()
     return report
 

@@ -12,10 +12,10 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox.writer import write_at_commit
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import read_model
 from services.retention.alerts import service as alerts
 from services.retention.metrics import HISTORY_SIGNALS
 from services.retention.replica import service as replica
+from services.retention.reports import facts as read_model
 from services.retention.settings import get_settings
 from services.retention.signals import history
 from services.retention.signals import service as signals

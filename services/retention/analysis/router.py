@@ -18,7 +18,7 @@ from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
 from services.retention.analysis import curves, service
 from services.retention.db import Tier
-from services.retention.reports import Filters
+from services.retention.reports.sql import Filters
 
 router = APIRouter(prefix="/reports/retention", tags=["reports"])
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from servicekit.reports import Period, days_between, month_of
-from services.retention.read_model import ORDER
-from services.retention.reports import CH, CURRENT_TIER, C, E, F, Filters, S
+from services.retention.reports.models import ORDER
+from services.retention.reports.sql import CH, CURRENT_TIER, C, E, F, Filters, S
 from services.retention.tasks.models import Task
 
 T = Task.__table__  # type: ignore[attr-defined]

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
+from services.retention.campaigns import launch as launches
+from services.retention.campaigns import report as reports
 from services.retention.campaigns import service
 from services.retention.campaigns.models import (
     CampaignCreate,
@@ -101,7 +103,7 @@ async def launch_campaign(campaign_id: str, session: SessionDep, request: Reques
     settings = _settings(request)
     client = service.segment_client(settings)
     try:
-        campaign = await service.launch(
+        campaign = await launches.launch(
             session=session, campaign_id=campaign_id, client=client, max_audience=settings.campaign_max_audience
         )
     finally:
@@ -159,4 +161,4 @@ async def campaign_members(
 async def campaign_report(campaign_id: str, session: SessionDep) -> CampaignReport:
     """Reached, blocked (by reason), redeemed, cost, value won back, ROI, and the uplift of the treated
     group's won-back rate over the holdout's with a 95% interval (docs/campaigns.md)."""
-    return await service.report(session=session, campaign_id=campaign_id)
+    return await reports.report(session=session, campaign_id=campaign_id)

@@ -12,9 +12,9 @@ from contracts.customer import (
 from contracts.interaction import InteractionRecorded
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import read_model
 from services.retention.lifecycle import service as lifecycle
 from services.retention.replica.service import churn_time
+from services.retention.reports import facts as read_model
 
 
 async def on_interaction(uow: UnitOfWork, event: Received[InteractionRecorded]) -> None:

@@ -31,8 +31,8 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.db import new_id
 from services.retention.publishing import publish
-from services.retention.read_model import ORDER, FactEvent
 from services.retention.replica.models import Customer, CustomerScore
+from services.retention.reports.models import ORDER, FactEvent
 from services.retention.sequences import core as sq
 from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.settings import RetentionSettings

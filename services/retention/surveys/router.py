@@ -10,8 +10,8 @@ from fastapi import APIRouter, status
 
 from servicekit.deps import SessionDep
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import read_model
 from services.retention.publishing import publish
+from services.retention.reports import facts as read_model
 from services.retention.surveys import service as surveys
 from services.retention.surveys.models import SurveyAnswer, SurveyQuestion, SurveyReceipt
 

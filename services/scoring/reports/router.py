@@ -14,6 +14,7 @@ from servicekit.deps import SessionDep
 from servicekit.pagination import Limit, Offset
 from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
 from services.scoring.http import Basis, Segments, Statuses, Tiers, filters_of, settings_of
+from services.scoring.reports import rfm as rfm_reports
 from services.scoring.reports import service as value_reports
 from services.scoring.value import measures
 
@@ -250,7 +251,7 @@ async def rfm(
     offset: Offset = 0,
 ) -> BaseModel | Response:
     """The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment."""
-    rows = await value_reports.rfm_cells(session=session, filters=filters_of(segment, status, tier))
+    rows = await rfm_reports.rfm_cells(session=session, filters=filters_of(segment, status, tier))
     cells = [
         RfmCell(
             r=r["r"],

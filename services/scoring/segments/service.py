@@ -10,16 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.scoring.reports.rfm import RfmCuts, rfm_columns, rfm_cuts
 from services.scoring.reports.service import (
     F,
     Filters,
-    RfmCuts,
     S,
     _joined,
     _rows,
     contribution,
-    rfm_columns,
-    rfm_cuts,
     share_of_wallet,
 )
 from services.scoring.segments.segment_filter import Condition, needs_rfm

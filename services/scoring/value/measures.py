@@ -1,5 +1,5 @@
 """Customer value as the source defines it, RFM scores and segments, the pyramid and concentration.
-Pure: no I/O, no clock. The report queries (services.scoring.reports.service) compute the same formulas
+Pure: no I/O, no clock. The report queries (services.scoring.reports.service and .rfm) compute the same formulas
 in SQL; these functions are their definition and the per-customer answer, and docs/reports.md (Value)
 states each one.
 

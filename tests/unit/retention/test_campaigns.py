@@ -11,13 +11,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from services.retention.campaigns import launch as campaign_launch
 from services.retention.campaigns import service as campaigns
 from services.retention.campaigns import stats
 from services.retention.campaigns.audience import SegmentClient
 from services.retention.campaigns.models import CampaignMember
 from services.retention.models import metadata
-from services.retention.read_model import FactEvent
 from services.retention.replica.models import Customer, StatusChange
+from services.retention.reports.models import FactEvent
 from services.retention.touches.models import ConsentReplica, Touch
 
 AUDIENCE = [f"c{i:02d}" for i in range(40)]
@@ -223,11 +224,11 @@ async def test_scheduled_campaigns_launch_when_due_and_cancel_before(app_db, sco
     cancelled = (await client.post("/campaigns", json={**base, "starts_at": "2000-01-01T00:00:00Z"})).json()
     assert (await client.post(f"/campaigns/{cancelled['id']}/cancel")).json()["status"] == "cancelled"
     settings = client._transport.app.state.settings  # type: ignore[attr-defined]
-    assert await campaigns.launch_due(db, settings) == 1
+    assert await campaign_launch.launch_due(db, settings) == 1
     assert (await client.get(f"/campaigns/{due['id']}")).json()["status"] == "launched"
     assert (await client.get(f"/campaigns/{later['id']}")).json()["status"] == "scheduled"
     assert (await client.post(f"/campaigns/{cancelled['id']}/launch")).status_code == 409
-    assert await campaigns.launch_due(db, settings) == 0  # nothing launches twice
+    assert await campaign_launch.launch_due(db, settings) == 0  # nothing launches twice
     pending = (await client.get(f"/campaigns/{later['id']}/report")).json()
     assert pending["uplift"] is None and pending["audience"] == 0
     assert (await client.get("/campaigns/nope/report")).status_code == 404

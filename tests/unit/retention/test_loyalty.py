@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.retention.loyalty import Attitude, Behaviour, LoyaltyType, Thresholds, classify
+from services.retention.reports.loyalty import Attitude, Behaviour, LoyaltyType, Thresholds, classify
 
 T = Thresholds()  # 3 orders, 180 days, wallet 0.5, decline ratio 0.5, NPS 9, CSAT 4
 

@@ -5,8 +5,8 @@ import random
 import pytest
 from sqlalchemy import Column, Float, Integer, MetaData, Table, create_engine, insert, select
 
-from services.retention.loyalty import Attitude, Behaviour, Thresholds, classify
-from services.retention.reports import loyalty_columns
+from services.retention.reports.loyalty import Attitude, Behaviour, Thresholds, classify
+from services.retention.reports.loyalty_queries import loyalty_columns
 
 FEATURES = Table(
     "features",

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from services.retention.reason_suggestion import SignalFact, recorded_reason, suggest
+from services.retention.reports.reason_suggestion import SignalFact, recorded_reason, suggest
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 

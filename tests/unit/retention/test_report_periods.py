@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.retention.reports import prior_period_start
+from services.retention.reports.loyalty_queries import prior_period_start
 
 
 def test_a_report_period_early_in_the_calendar_has_a_prior_period_from_the_earliest_time() -> None:

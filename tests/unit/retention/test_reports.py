@@ -484,7 +484,7 @@ async def test_bad_group_and_window_name_their_fields(client: httpx.AsyncClient)
 
 async def test_erasure_blanks_the_attributes_copied_from_the_customer(app_db: tuple[httpx.AsyncClient, Database]):
     from contracts.customer import CustomerErased
-    from services.retention.read_model import CustomerFact
+    from services.retention.reports.models import CustomerFact
 
     _, database = app_db
     await apply(database, [created("c1", "alice", "retail", "north", "gold"), order("c1", "2026-02-01", 100)])
@@ -500,7 +500,7 @@ async def test_survey_link_dimension_scores_count_by_dimension_but_not_in_the_tr
     app_db: tuple[httpx.AsyncClient, Database],
 ):
     from contracts.retention import SurveyResponded
-    from services.retention import read_model
+    from services.retention.reports import facts as read_model
 
     client, database = app_db
     answer = SurveyResponded(

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from servicekit.db import Database
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.models import metadata
-from services.retention.read_model import FactEvent
 from services.retention.replica.models import StatusChange
+from services.retention.reports.models import FactEvent
 from services.retention.sequences import core as sq
 from services.retention.sequences import engine as sequence_engine
 from services.retention.sequences.models import Enrolment

@@ -1,0 +1,315 @@
+"""A win-back campaign's launch, by a route or the due-campaign loop. Never commits (the route or the loop
+does). docs/campaigns.md.
+
+The audience is read from the scoring service's segment (audience.py) before the launch's
+transaction; in it the campaign row is locked and, only if still scheduled, every customer is drawn into
+the treated group or the holdout (stats.assign_group), each treated customer's touch is checked against
+consent and the contact policy and recorded as a touch (allowed, or blocked with the reason), and the
+allowed touches leave as campaign.touch_requested events and signed webhooks, with campaign.launched, all
+in that one transaction. A second launch (a retry, another replica's loop) finds the campaign launched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from contracts.retention import CampaignLaunched, CampaignTouchRequested
+from servicekit.background import every
+from servicekit.clock import utc_now
+from servicekit.db import Database, chunks
+from servicekit.events.envelope import EventData
+from servicekit.problems import Problem, field_error
+from servicekit.types import as_utc
+from servicekit.unit_of_work import UnitOfWork
+from services.retention.campaigns import service, stats
+from services.retention.campaigns.audience import AudienceMember, SegmentClient
+from services.retention.campaigns.models import (
+    Campaign,
+    CampaignMember,
+    CampaignStatus,
+    Offer,
+)
+from services.retention.campaigns.service import (
+    CAMPAIGN_ACTION,
+    get_campaign,
+    get_offer,
+    reason_of,
+)
+from services.retention.db import new_id
+from services.retention.member_tiers import service as member_tiers
+from services.retention.publishing import publish
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.settings import RetentionSettings
+from services.retention.touches import contact_policy as cp
+from services.retention.touches import service as touches
+from services.retention.touches.models import ConsentReplica, Touch
+
+log = logging.getLogger("retention.campaigns")
+
+
+# ---- launch -----------------------------------------------------------------------------------------------
+
+
+async def launch(
+    *,
+    session: AsyncSession,
+    campaign_id: str,
+    client: SegmentClient,
+    max_audience: int,
+    now: datetime | None = None,
+) -> Campaign:
+    """Launch a scheduled campaign now, in a route's session (idempotent: a launched one is returned as it
+    is; a cancelled one is a 409). The audience is read with no transaction open; the caller commits."""
+    campaign = await _launchable(session, campaign_id)
+    if campaign.status != CampaignStatus.scheduled.value:
+        return campaign
+    segment_id = campaign.segment_id
+    await session.rollback()  # no transaction stays open while the scoring service answers
+    audience = await client.members(segment_id, limit=max_audience)
+    return await launch_with(session=session, campaign_id=campaign_id, audience=audience, now=now)
+
+
+async def _launchable(session: AsyncSession, campaign_id: str) -> Campaign:
+    campaign = await get_campaign(session=session, campaign_id=campaign_id)
+    if campaign.status == CampaignStatus.cancelled.value:
+        raise Problem(409, "Campaign cancelled", code="conflict", errors=[field_error("status", "cancelled")])
+    return campaign
+
+
+async def launch_with(
+    *, session: AsyncSession, campaign_id: str, audience: Sequence[AudienceMember], now: datetime | None = None
+) -> Campaign:
+    """Lock the campaign and, if it is still scheduled, launch it over this audience."""
+    campaign = await get_campaign(session=session, campaign_id=campaign_id, for_update=True)
+    if campaign.status != CampaignStatus.scheduled.value:
+        return campaign  # launched (a retry, another replica) or cancelled meanwhile
+    offer = await get_offer(session=session, offer_id=campaign.offer_id, field="offer_id")
+    await apply_launch(session, campaign, offer, audience, now=now or utc_now())
+    return campaign
+
+
+async def apply_launch(
+    session: AsyncSession, campaign: Campaign, offer: Offer, audience: Sequence[AudienceMember], *, now: datetime
+) -> None:
+    """Members, touches and events of a locked, scheduled campaign, in the caller's transaction."""
+    wanted = {m.customer_id: m for m in audience}
+    if campaign.member_tiers:
+        member_tier = await member_tiers.tiers_of(session, list(wanted))
+        wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
+    erased, tiers = await _replica_facts(session, list(wanted))
+    members: list[dict[str, Any]] = []
+    touch_rows: list[dict[str, Any]] = []
+    events: list[EventData] = []
+    treated_ids = []
+    for customer_id in sorted(wanted):
+        if customer_id in erased:
+            continue
+        arm = stats.assign_group(campaign.id, customer_id, campaign.holdout_share)
+        if arm == stats.TREATED:
+            treated_ids.append(customer_id)
+        else:
+            members.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
+    verdicts = await _screen(session, treated_ids, channel=campaign.channel, tiers=tiers, wanted=wanted, now=now)
+    valid_until = now + timedelta(days=offer.valid_days)
+    blocked_by: dict[str, int] = {}
+    for customer_id in treated_ids:
+        verdict = verdicts[customer_id]
+        touch_id = new_id()
+        allowed = verdict is cp.Verdict.allowed
+        touch_rows.append(
+            {
+                "id": touch_id,
+                "customer_id": customer_id,
+                "alert_id": None,
+                "task_id": None,
+                "reason": reason_of(campaign.id),
+                "action": CAMPAIGN_ACTION,
+                "channel": campaign.channel,
+                "allowed": allowed,
+                "verdict": verdict.value,
+                "at": now,
+                "created_at": now,
+            }
+        )
+        members.append(_member(campaign.id, customer_id, stats.TREATED, verdict.value, touch_id, now))
+        if allowed:
+            events.append(
+                CampaignTouchRequested(
+                    touch_id=touch_id,
+                    campaign_id=campaign.id,
+                    customer_id=customer_id,
+                    offer_id=offer.id,
+                    offer_code=offer.code,
+                    offer_kind=offer.kind,
+                    offer_value=offer.value,
+                    channel=campaign.channel,
+                    template=campaign.template,
+                    valid_until=valid_until,
+                    at=now,
+                )
+            )
+        else:
+            blocked_by[verdict.value] = blocked_by.get(verdict.value, 0) + 1
+    for rows, table in ((touch_rows, Touch.__table__), (members, CampaignMember.__table__)):  # type: ignore[attr-defined]
+        for start in range(0, len(rows), 1000):
+            await session.execute(insert(table), rows[start : start + 1000])
+    campaign.audience = len(members)
+    campaign.treated = len(treated_ids)
+    campaign.holdout = len(members) - len(treated_ids)
+    campaign.blocked = sum(blocked_by.values())
+    campaign.reached = campaign.treated - campaign.blocked
+    campaign.blocked_by = blocked_by
+    campaign.status = CampaignStatus.launched.value
+    campaign.launched_at = now
+    campaign.version += 1
+    campaign.updated_at = now
+    events.append(
+        CampaignLaunched(
+            campaign_id=campaign.id,
+            offer_id=offer.id,
+            segment_id=campaign.segment_id,
+            channel=campaign.channel,
+            audience=campaign.audience,
+            treated=campaign.treated,
+            holdout=campaign.holdout,
+            reached=campaign.reached,
+            blocked=campaign.blocked,
+            blocked_by=blocked_by,
+            at=now,
+        )
+    )
+    await publish(UnitOfWork(session), *events)  # outbox and webhook deliveries, in this transaction
+    await session.flush()
+    log.info(
+        "campaign launched",
+        extra={"campaign_id": campaign.id, "audience": campaign.audience, "reached": campaign.reached},
+    )
+
+
+def _member(
+    campaign_id: str, customer_id: str, arm: str, verdict: str | None, touch_id: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "campaign_id": campaign_id,
+        "customer_id": customer_id,
+        "arm": arm,
+        "verdict": verdict,
+        "touch_id": touch_id,
+        "enrolled_at": now,
+    }
+
+
+async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str]]:
+    """Erased customers (left out of the audience) and the tier each customer's contact cap follows:
+    the account-managed tier of the replica, else the latest scored tier."""
+    erased: set[str] = set()
+    tiers: dict[str, str] = {}
+    for chunk in chunks(ids):
+        for customer_id, tier, erased_at in await session.execute(
+            select(Customer.customer_id, Customer.tier, Customer.erased_at).where(col(Customer.customer_id).in_(chunk))
+        ):
+            if erased_at is not None:
+                erased.add(customer_id)
+            if tier:
+                tiers[customer_id] = tier
+        for customer_id, tier in await session.execute(
+            select(CustomerScore.customer_id, CustomerScore.value_tier).where(col(CustomerScore.customer_id).in_(chunk))
+        ):
+            if tier and customer_id not in tiers:
+                tiers[customer_id] = tier
+    return erased, tiers
+
+
+async def _screen(
+    session: AsyncSession,
+    ids: list[str],
+    *,
+    channel: str,
+    tiers: dict[str, str],
+    wanted: dict[str, AudienceMember],
+    now: datetime,
+) -> dict[str, cp.Verdict]:
+    """The contact policy's verdict on a touch now for each customer (consent, quiet hours, cap)."""
+    rules = touches.policy()
+    contacts: dict[str, cp.CustomerContact] = {}
+    for chunk in chunks(ids):
+        for replica in (
+            await session.execute(select(ConsentReplica).where(col(ConsentReplica.customer_id).in_(chunk)))
+        ).scalars():
+            contacts[replica.customer_id] = touches.contact_of(replica)
+    windows = [c.window for c in (*rules.tier_caps.values(), rules.default_cap) if c is not None]
+    windows += [c.cap.window for c in contacts.values() if c.cap is not None]
+    previous: dict[str, list[datetime]] = {}
+    if windows:
+        widest = max(windows)
+        for chunk in chunks(ids):
+            for customer_id, at in await session.execute(
+                select(Touch.customer_id, Touch.at).where(
+                    col(Touch.customer_id).in_(chunk),
+                    col(Touch.allowed).is_(True),
+                    col(Touch.at) > now - widest,
+                    col(Touch.at) < now + widest,
+                )
+            ):
+                previous.setdefault(customer_id, []).append(as_utc(at))
+    verdicts = {}
+    for customer_id in ids:
+        tier = tiers.get(customer_id) or wanted[customer_id].value_tier
+        verdicts[customer_id] = cp.evaluate(
+            channel=channel,
+            at=now,
+            contact=contacts.get(customer_id, cp.CustomerContact()),
+            policy=rules,
+            tier=tier,
+            previous=previous.get(customer_id, ()),
+        )
+    return verdicts
+
+
+async def launch_due(database: Database, settings: RetentionSettings, *, now: datetime | None = None) -> int:
+    """Launch every scheduled campaign whose start has come; how many launched."""
+    at = now or utc_now()
+    async with database.transaction() as session:
+        due = list(
+            (
+                await session.execute(
+                    select(Campaign.id).where(
+                        col(Campaign.status) == CampaignStatus.scheduled.value, col(Campaign.starts_at) <= at
+                    )
+                )
+            ).scalars()
+        )
+    launched = 0
+    for campaign_id in due:
+        client = service.segment_client(settings)
+        try:
+            async with database.transaction() as session:
+                segment_id = (await get_campaign(session=session, campaign_id=campaign_id)).segment_id
+            audience = await client.members(segment_id, limit=settings.campaign_max_audience)
+            async with database.transaction() as session:
+                campaign = await launch_with(session=session, campaign_id=campaign_id, audience=audience)
+                launched += int(campaign.launched_at is not None and as_utc(campaign.launched_at) >= at)
+        except Problem as exc:
+            log.warning("campaign launch failed", extra={"campaign_id": campaign_id, "status": exc.status})
+        finally:
+            await client.aclose()
+    return launched
+
+
+async def run_campaigns(app: FastAPI) -> None:
+    database: Database = app.state.database
+    settings: RetentionSettings = app.state.settings
+
+    async def one_round() -> None:
+        await launch_due(database, settings)
+
+    await every(settings.campaign_interval_s, "retention.campaigns", one_round)

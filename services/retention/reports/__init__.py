@@ -1,0 +1,1 @@
+"""Retention reports: the read model fed by consumed events, the report queries and their routes."""

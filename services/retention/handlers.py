@@ -1,5 +1,8 @@
 """The retention consumer's handlers by event type, and its batch preload, from the features' handlers modules."""
 
+from collections.abc import Sequence
+from typing import Any
+
 from contracts.customer import (
     ConsentChanged,
     CustomerCreated,
@@ -14,11 +17,14 @@ from contracts.interaction import (
     SurveyAnswered,
 )
 from contracts.scoring import ScoreUpdated
+from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts import handlers as alerts
 from services.retention.lifecycle import handlers as lifecycle
 from services.retention.member_tiers.handlers import with_member_tiers
 from services.retention.touches import handlers as touches
+from services.retention.waits import handlers as waits
 from services.retention.waits.handlers import with_wakes
 
 HANDLERS: Handlers = {
@@ -35,5 +41,12 @@ HANDLERS: Handlers = {
 }
 HANDLERS = with_wakes(with_member_tiers(HANDLERS))  # waits that end early; the member-tier replica
 
-# One query each for the batch's replicas, latest scores and unresolved alerts, instead of per event.
-BEFORE_BATCH: BatchHook = alerts.preload
+
+async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
+    # One query each for the batch's replicas, latest scores and unresolved alerts, and one for which of its
+    # customers wait for an event, instead of per event.
+    await alerts.preload(uow, events)
+    await waits.preload(uow, events)
+
+
+BEFORE_BATCH: BatchHook = preload

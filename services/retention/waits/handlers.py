@@ -4,11 +4,18 @@
 order reaches the read model, a complaint or an answer the signal log, which the engine reads as facts),
 then the customer's enrolments waiting for that event are made due now, in the same unit of work.
 Duplicate-safe: a redelivered event makes an already-due timer due again, which changes nothing.
+``preload`` (part of the batch preload) reads once which of a batch's customers have a registered wait, so
+the events of every other customer cost no statement.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import col
 
 from contracts.common import InteractionType
 from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
@@ -17,6 +24,7 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import Handler, Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.waits import service
+from services.retention.waits.models import EnrolmentWake
 
 
 def wait_event(data: Any) -> str | None:
@@ -30,11 +38,31 @@ def wait_event(data: Any) -> str | None:
     return None
 
 
+@dataclass
+class WaitingCustomers:
+    """Which of a consumer batch's customers have a registered wait (None: not preloaded, so ask per event)."""
+
+    ids: set[str] | None = None
+
+    def may_wait(self, customer_id: str) -> bool:
+        return self.ids is None or customer_id in self.ids
+
+
+async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
+    """One query for the batch: the customers of its waking events that have any registered wait."""
+    wanted = sorted({e.data.customer_id for e in events if wait_event(e.data) is not None})
+    waiting: set[str] = set()
+    if wanted:
+        query = select(EnrolmentWake.customer_id).where(col(EnrolmentWake.customer_id).in_(wanted)).distinct()
+        waiting = {row[0] for row in await uow.session.execute(query)}
+    uow.state(WaitingCustomers).ids = waiting
+
+
 def waking(handler: Handler) -> Handler:
     async def handle(uow: UnitOfWork, event: Received[Any]) -> None:
         await handler(uow, event)
         name = wait_event(event.data)
-        if name is not None:
+        if name is not None and uow.state(WaitingCustomers).may_wait(event.data.customer_id):
             await service.wake(uow.session, customer_id=event.data.customer_id, event=name, now=utc_now())
 
     return handle

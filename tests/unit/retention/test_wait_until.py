@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from servicekit.db import Database
+from servicekit.events.envelope import Received
+from servicekit.unit_of_work import UnitOfWork, unit_of_work
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.models import metadata
 from services.retention.replica.models import StatusChange
@@ -19,8 +23,10 @@ from services.retention.sequences import engine as sequence_engine
 from services.retention.sequences.models import Enrolment
 from services.retention.signals.models import Signal
 from services.retention.waits import service as waits
+from services.retention.waits.handlers import WaitingCustomers, preload, waking
 from services.retention.waits.models import EnrolmentWake
 from tests.unit.databases import sqlite_database
+from tests.unit.retention.events import complaint
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -141,3 +147,49 @@ async def test_purchased_in_stop_when_reads_orders_not_statuses(tmp_path: Path) 
             rows = {e.customer_id: e for e in (await session.execute(select(Enrolment))).scalars()}
         assert (rows["ordered"].status, rows["ordered"].stop_reason) == ("stopped", "purchased")
         assert rows["status_only"].status == "completed"
+
+
+async def test_a_batch_preload_reads_who_waits_once_and_the_other_customers_events_cost_no_statement(
+    tmp_path: Path,
+) -> None:
+    async with sqlite_database(tmp_path / "r.db", metadata, source="/crm/retention") as db:
+        await _enrol(db)
+        await sequence_engine.run_due(db, batch_size=10, now=NOW)  # c1 parks at the wait and registers it
+        batch = [complaint("c1"), complaint("c2"), complaint("c3", minutes=1), complaint("c2", minutes=2)]
+        statements: list[str] = []
+
+        def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        async def recorded(uow: UnitOfWork, event: Received[Any]) -> None:
+            return None
+
+        handle = waking(recorded)
+        sa_event.listen(db.engine.sync_engine, "before_cursor_execute", remember)
+        async with unit_of_work(db) as uow:
+            await preload(uow, batch)
+            assert uow.state(WaitingCustomers).ids == {"c1"}
+            for received_event in batch:
+                await handle(uow, received_event)
+        wakes = [s for s in statements if s.lstrip().upper().startswith("UPDATE ENROLMENTS")]
+        reads = [s for s in statements if "FROM enrolment_wakes" in s]
+        assert len(wakes) == 1  # c1's complaint only
+        assert len(reads) == 2  # the preload, and the subquery of c1's wake
+
+
+async def test_without_a_preload_every_waking_event_still_asks(tmp_path: Path) -> None:
+    async with sqlite_database(tmp_path / "r.db", metadata, source="/crm/retention") as db:
+        await _enrol(db)
+        await sequence_engine.run_due(db, batch_size=10, now=NOW)
+        statements: list[str] = []
+
+        def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        async def recorded(uow: UnitOfWork, event: Received[Any]) -> None:
+            return None
+
+        sa_event.listen(db.engine.sync_engine, "before_cursor_execute", remember)
+        async with unit_of_work(db) as uow:  # a message applied on its own (the consumer's retry path)
+            await waking(recorded)(uow, complaint("c2"))
+        assert len([s for s in statements if s.lstrip().upper().startswith("UPDATE ENROLMENTS")]) == 1

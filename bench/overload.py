@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import signal
-import sys
 import time
 import uuid
 from collections import Counter
@@ -43,7 +41,7 @@ import asyncpg
 import orjson
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.infra import Infra, start_in_order
+from bench.infra import Infra, run_on_fresh_infra, start_in_order, write_report
 from bench.pipeline import percentile
 from servicekit.settings import REPO_ROOT
 
@@ -342,23 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "overload.json")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    INFRA.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(INFRA.state_dir / "bench.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            sys.exit(f"another bench.overload run is using {INFRA.state_dir}")
-        INFRA.start()
-        try:
-            report = asyncio.run(run(args))
-        finally:
-            if not args.keep_infra:
-                with contextlib.suppress(Exception):
-                    INFRA.stop()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str))
-    print_report(report)
-    print(f"\n(JSON: {args.json})")
+    report = run_on_fresh_infra(INFRA, "bench.overload", lambda: run(args), keep_infra=args.keep_infra)
+    write_report(report, args.json, print_report)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.problems import Problem, field_error
+from servicekit.problems import Problem, field_error, not_found
 from servicekit.reports import CSV, CSV_RESPONSE, ReportFormat, wants_csv
 from services.scoring.http import settings_of
 from services.scoring.segments import segment_filter
@@ -63,7 +63,7 @@ def _parse(conditions: Any, location: str) -> tuple[segment_filter.Condition, ..
 async def _segment(session: SessionDep, segment_id: str) -> SavedSegment:
     row = await session.get(SavedSegment, segment_id)
     if row is None:
-        raise Problem(404, "Segment not found", code="not_found", errors=[field_error("id", "unknown segment")])
+        raise not_found("Segment", segment_id, detail="")  # no detail: the problem document stays as it was
     return row
 
 

@@ -366,7 +366,11 @@ async def test_segments_list_count_export_and_delete(client):
 
     assert (await client.get("/segments")).json()["total"] == 3
     assert (await client.delete(f"/segments/{best}")).status_code == 204
-    assert (await client.get(f"/segments/{best}")).status_code == 404
+    gone = await client.get(f"/segments/{best}")
+    assert gone.status_code == 404
+    body = gone.json()
+    assert (body["type"], body["title"], "detail" in body) == ("urn:crm:problem:not_found", "Segment not found", False)
+    assert body["errors"] == [{"field": "id", "message": "unknown segment"}]
     assert (await client.get(f"/segments/{best}/customers")).status_code == 404
 
 

@@ -319,8 +319,12 @@ async def test_unknown_api_path_problem_names_the_path_and_carries_the_request_i
 
 
 async def test_a_method_the_proxy_does_not_forward_is_a_405_problem_listing_the_allowed_ones(
-    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+    start_gateway: StartGateway, fakes: dict[str, FakeService]
 ) -> None:
+    # The Allow header comes from the merged OpenAPI, which the gateway reads from each fake service within
+    # its readiness timeout; a machine loaded by other work can take longer than the default to answer, and
+    # a service missing from the document would leave the path unknown. The wait is not what this tests.
+    gateway = await start_gateway(ready_timeout_s=60.0)
     response = await gateway.request("OPTIONS", "/api/v1/customers")
 
     assert response.status_code == 405

@@ -5,6 +5,9 @@ counted, ``to`` the first day no longer counted, so consecutive periods neither 
 A reversed or empty period is a 422 naming ``query.to``. ``?format=csv`` (or ``Accept: text/csv``)
 answers the report's table as CSV instead of the JSON document.
 
+A report route is declared once with ``report_route``: its path, the report model and the table its CSV
+answer holds; the function under it takes the route's parameters and returns the report's own fields.
+
 SQL helpers for the few expressions that differ between PostgreSQL and SQLite (month buckets, day
 differences) live here too, so each service's report queries stay one query for both databases.
 """
@@ -12,13 +15,15 @@ differences) live here too, so each service's report queries stay one query for 
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Float, cast, func, literal_column
 from sqlalchemy.dialects.postgresql import TIMESTAMP
@@ -97,6 +102,75 @@ def answer(
         return report
     rows = [row.model_dump(mode="json") for row in getattr(report, table)]
     return csv_response(rows, columns=list(model.model_fields), filename=filename)
+
+
+def period_head(period: Period) -> dict[str, str]:
+    """A report's ``from`` and ``to``: the period's first day and the first day after it (ISO dates)."""
+    return {"from": period.first.isoformat(), "to": period.end.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class CsvTable:
+    """The list field of a report that its CSV answer holds, the model of that list's rows, the file's name."""
+
+    field: str
+    row: type[BaseModel]
+    filename: str
+
+
+# What a report function returns: the report's fields, less those report_route fills in.
+ReportFields = Mapping[str, Any]
+ReportFunction = Callable[..., Awaitable[ReportFields]]
+ReportEndpoint = Callable[..., Awaitable[BaseModel | Response]]
+
+
+def report_route(
+    router: APIRouter,
+    path: str,
+    model: type[BaseModel],
+    table: CsvTable | Callable[[Mapping[str, Any]], CsvTable],
+    **route: Any,
+) -> Callable[[ReportFunction], ReportEndpoint]:
+    """Declare the report ``GET path``: JSON shaped as ``model``, or ``table`` as CSV when asked for.
+
+    The decorated function is the route as FastAPI sees it (its parameters, name and docstring make the
+    OpenAPI operation); it must take ``request`` and ``format: ReportFormat``, and returns the report's
+    fields as a mapping. Filled in here: ``from`` and ``to`` when the route takes ``period: PeriodDep``,
+    ``limit`` and ``offset`` (from its parameters) when the model has them. ``table`` may be a function
+    of the route's arguments, for a report whose CSV table depends on them (e.g. a ``group_by``).
+    ``route``: further options of ``router.get`` (the defaults: the model by alias, the CSV response).
+    """
+
+    def register(function: ReportFunction) -> ReportEndpoint:
+        parameters = inspect.signature(function).parameters
+        missing = sorted({"request", "format"} - set(parameters))
+        if missing:
+            raise TypeError(f"report route {function.__name__} must take {', '.join(missing)}")
+        paged = [name for name in ("limit", "offset") if name in parameters and name in model.model_fields]
+
+        @functools.wraps(function)
+        async def endpoint(**arguments: Any) -> BaseModel | Response:
+            fields = dict(await function(**arguments))
+            period = arguments.get("period")
+            if isinstance(period, Period):
+                fields.update(period_head(period))
+            fields.update({name: arguments[name] for name in paged})
+            report = model.model_validate(fields)
+            chosen = table if isinstance(table, CsvTable) else table(arguments)
+            return answer(
+                arguments["request"],
+                arguments["format"],
+                report,
+                table=chosen.field,
+                model=chosen.row,
+                filename=chosen.filename,
+            )
+
+        options: dict[str, Any] = {"response_model_by_alias": True, "responses": {200: CSV_RESPONSE}, **route}
+        router.get(path, response_model=model, **options)(endpoint)
+        return endpoint
+
+    return register
 
 
 def ratio(numerator: float | int | None, denominator: float | int | None) -> float | None:

@@ -6,15 +6,16 @@ with ``?format=csv`` or ``Accept: text/csv``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
 from services.customer.reports import service as reports
 from services.customer.status.lifecycle import REASON_FACTS, ChurnReason, ChurnSide
 from services.customer.status.models import ChurnReasonCode
@@ -59,7 +60,7 @@ class SituationReport(BaseModel):
     offset: int
 
 
-@router.get("/churn", response_model=SituationReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, "/churn", SituationReport, CsvTable("items", SituationRow, "churn-situation"))
 async def churn_situation(
     request: Request,
     session: SessionDep,
@@ -70,7 +71,7 @@ async def churn_situation(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The churn situation over ``[from, to)``: customers at start and end, new, lost, won back, and the
     churn, retention and new-customer rates, overall or per segment or owner."""
     rows, total = await reports.churn_situation(
@@ -91,18 +92,7 @@ async def churn_situation(
         )
         for r in rows
     ]
-    report = SituationReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "group_by": group_by,
-            "items": items,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    return answer(request, format, report, table="items", model=SituationRow, filename="churn-situation")
+    return {"group_by": group_by, "items": items, "total": total}
 
 
 # ---- churn reasons -----------------------------------------------------------------------------------
@@ -157,7 +147,14 @@ def _facts(reason: str) -> tuple[ChurnSide, bool]:
     return facts.side, facts.voluntary
 
 
-@router.get("/churn-reasons", response_model=ReasonsReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+def _reasons_table(arguments: Mapping[str, Any]) -> CsvTable:
+    """With group_by the mix per group, else the churns by reason."""
+    if arguments["group_by"] is not None:
+        return CsvTable("mix", MixRow, "churn-reason-mix")
+    return CsvTable("by_reason", ReasonRow, "churn-reasons")
+
+
+@report_route(router, "/churn-reasons", ReasonsReport, _reasons_table)
 async def churn_reasons(
     request: Request,
     session: SessionDep,
@@ -169,7 +166,7 @@ async def churn_reasons(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Churns dated in ``[from, to)`` by reason, by side (company/customer) and voluntary or not; with
     ``group_by`` the reason mix per segment or owner. CSV: the mix with group_by, else by reason."""
     filters = _filters(segment, owner, reason)
@@ -190,36 +187,27 @@ async def churn_reasons(
             )
             for c in cells
         ]
-    report = ReasonsReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "churned": churned,
-            "by_reason": [
-                ReasonRow(
-                    reason=r["reason"],
-                    side=_facts(r["reason"])[0],
-                    voluntary=_facts(r["reason"])[1],
-                    churned=r["churned"],
-                    share=r["churned"] / churned,
-                )
-                for r in by_reason
-            ],
-            "by_side": [SideRow(side=r["side"], churned=r["churned"], share=r["churned"] / churned) for r in by_side],
-            "by_voluntary": [
-                VoluntaryRow(voluntary=bool(r["voluntary"]), churned=r["churned"], share=r["churned"] / churned)
-                for r in by_voluntary
-            ],
-            "group_by": group_by,
-            "mix": mix,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    if group_by is not None:
-        return answer(request, format, report, table="mix", model=MixRow, filename="churn-reason-mix")
-    return answer(request, format, report, table="by_reason", model=ReasonRow, filename="churn-reasons")
+    return {
+        "churned": churned,
+        "by_reason": [
+            ReasonRow(
+                reason=r["reason"],
+                side=_facts(r["reason"])[0],
+                voluntary=_facts(r["reason"])[1],
+                churned=r["churned"],
+                share=r["churned"] / churned,
+            )
+            for r in by_reason
+        ],
+        "by_side": [SideRow(side=r["side"], churned=r["churned"], share=r["churned"] / churned) for r in by_side],
+        "by_voluntary": [
+            VoluntaryRow(voluntary=bool(r["voluntary"]), churned=r["churned"], share=r["churned"] / churned)
+            for r in by_voluntary
+        ],
+        "group_by": group_by,
+        "mix": mix,
+        "total": total,
+    }
 
 
 # ---- win-back ----------------------------------------------------------------------------------------
@@ -245,7 +233,7 @@ class WinBackReport(BaseModel):
     offset: int
 
 
-@router.get("/win-back", response_model=WinBackReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, "/win-back", WinBackReport, CsvTable("items", WinBackRow, "win-back"))
 async def win_back(
     request: Request,
     session: SessionDep,
@@ -257,7 +245,7 @@ async def win_back(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Win-back (挽回客户) of the churns dated in ``[from, to)``: the rate and the days it took."""
     rows, total = await reports.win_back(
         session=session,
@@ -279,18 +267,7 @@ async def win_back(
         )
         for r in rows
     ]
-    report = WinBackReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "group_by": group_by,
-            "items": items,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    return answer(request, format, report, table="items", model=WinBackRow, filename="win-back")
+    return {"group_by": group_by, "items": items, "total": total}
 
 
 # ---- cohorts -----------------------------------------------------------------------------------------
@@ -311,7 +288,7 @@ class CohortReport(BaseModel):
     points: list[CohortPoint]
 
 
-@router.get("/cohorts", response_model=CohortReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, "/cohorts", CohortReport, CsvTable("points", CohortPoint, "cohorts"))
 async def cohorts(
     request: Request,
     session: SessionDep,
@@ -320,7 +297,7 @@ async def cohorts(
     owner: Owners = None,
     months: Annotated[int, Query(ge=0, le=36, description="curve length in months after the cohort month")] = 12,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Cohort retention: customers grouped by the month they first became customers (within
     ``[from, to)``), and for each following month the share not churned by its end. Only months that
     have ended are shown. At most 36 points per cohort, one cohort per month of the period."""
@@ -340,7 +317,4 @@ async def cohorts(
             points.append(
                 CohortPoint(cohort=cohort, size=size, month=offset, retained=retained, retention=retained / size)
             )
-    report = CohortReport.model_validate(
-        {"from": period.first.isoformat(), "to": period.end.isoformat(), "months": months, "points": points}
-    )
-    return answer(request, format, report, table="points", model=CohortPoint, filename="cohorts")
+    return {"months": months, "points": points}

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from contracts.common import Severity
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
 from services.interaction.complaints.workflow import ComplaintCategory
 from services.interaction.reports import service as reports
 
@@ -45,7 +45,7 @@ class ComplaintReport(BaseModel):
     offset: int
 
 
-@router.get("", response_model=ComplaintReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, "", ComplaintReport, CsvTable("items", ComplaintRow, "complaints"))
 async def complaint_report(
     request: Request,
     session: SessionDep,
@@ -56,7 +56,7 @@ async def complaint_report(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Complaint analytics for complaints opened in ``[from, to)``: volume, validity rate, time to
     resolve, SLA compliance and repeat complainers, overall or per category, severity or channel."""
     rows, total = await reports.complaints(
@@ -88,15 +88,4 @@ async def complaint_report(
         )
         for r in rows
     ]
-    report = ComplaintReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "group_by": group_by,
-            "items": items,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    return answer(request, format, report, table="items", model=ComplaintRow, filename="complaints")
+    return {"group_by": group_by, "items": items, "total": total}

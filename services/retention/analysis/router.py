@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
 from services.retention.analysis import curves, service
 from services.retention.db import Tier
 from services.retention.reports.sql import Filters
@@ -54,7 +54,7 @@ class CohortReport(BaseModel):
     points: list[CohortPoint]
 
 
-@router.get("/cohorts", response_model=CohortReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, "/cohorts", CohortReport, CsvTable("points", CohortPoint, "cohorts-first-purchase"))
 async def cohorts(
     request: Request,
     session: SessionDep,
@@ -67,7 +67,7 @@ async def cohorts(
         int, Query(ge=0, le=curves.MAX_MONTHS, description="curve length in months after the cohort month")
     ] = 12,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Cohorts by first-purchase month: the customers whose first purchase fell in each month of
     ``[from, to)``, and for each following month the share who bought in it (``active_share``) and the
     share not churned by its end (``retention``). Only months that have ended are shown; at most
@@ -78,15 +78,7 @@ async def cohorts(
     today = utc_now().date()
     last_ended = curves.month_name(today.year * 12 + today.month - 2)
     points = curves.cohort_points(cells, active, months=months, last_month=last_ended)
-    report = CohortReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "months": months,
-            "points": [CohortPoint(**asdict(p)) for p in points],
-        }
-    )
-    return answer(request, format, report, table="points", model=CohortPoint, filename="cohorts-first-purchase")
+    return {"months": months, "points": [CohortPoint(**asdict(p)) for p in points]}
 
 
 # ---- task SLA per owner ----------------------------------------------------------------------------------
@@ -117,7 +109,7 @@ class TaskSlaReport(BaseModel):
     items: list[TaskSlaRow]
 
 
-@router.get("/task-sla", response_model=TaskSlaReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, "/task-sla", TaskSlaReport, CsvTable("items", TaskSlaRow, "task-sla"))
 async def task_sla(
     request: Request,
     session: SessionDep,
@@ -129,7 +121,7 @@ async def task_sla(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Task SLA compliance per owner, for the tasks due in ``[from, to)``: completed on time or late,
     open past their due time, cancelled; SLA compliance = on time / (completed + open overdue)."""
     rows, total = await service.task_sla(
@@ -161,14 +153,4 @@ async def task_sla(
                 hours_late_avg=r["hours_late_avg"],
             )
         )
-    report = TaskSlaReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-            "items": items,
-        }
-    )
-    return answer(request, format, report, table="items", model=TaskSlaRow, filename="task-sla")
+    return {"total": total, "items": items}

@@ -7,14 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, not_found
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
 from servicekit.types import as_utc
 from services.retention.db import UtcDatetime
 from services.retention.replica.models import Customer
@@ -30,7 +30,6 @@ from services.retention.reports.params import (
     Teams,
     Tiers,
     filters_of,
-    head,
     settings_of,
 )
 
@@ -50,9 +49,7 @@ class LoyaltyReport(Report):
     items: list[LoyaltyRow]
 
 
-@router.get(
-    f"{PREFIX}/loyalty", response_model=LoyaltyReport, response_model_by_alias=True, responses={200: CSV_RESPONSE}
-)
+@report_route(router, f"{PREFIX}/loyalty", LoyaltyReport, CsvTable("items", LoyaltyRow, "loyalty"))
 async def loyalty_distribution(
     request: Request,
     session: SessionDep,
@@ -62,7 +59,7 @@ async def loyalty_distribution(
     owner: Owners = None,
     team: Teams = None,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Customers per loyalty type (true, latent, spurious/inertia, none, unmeasured), measured at ``to``;
     the trend compares orders in ``[from, to)`` with the equally long period before."""
     result = await loyalty_queries.loyalty_distribution(
@@ -72,16 +69,12 @@ async def loyalty_distribution(
         thresholds=settings_of(request).loyalty_thresholds(),
     )
     customers = result["customers"]
-    report = LoyaltyReport.model_validate(
-        {
-            **head(period),
-            "customers": customers,
-            "repeat_rate": ratio(result["repeaters"], result["buyers"]),
-            "satisfaction_traps": result["traps"],
-            "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
-        }
-    )
-    return answer(request, format, report, table="items", model=LoyaltyRow, filename="loyalty")
+    return {
+        "customers": customers,
+        "repeat_rate": ratio(result["repeaters"], result["buyers"]),
+        "satisfaction_traps": result["traps"],
+        "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
+    }
 
 
 class TrapRow(BaseModel):
@@ -102,12 +95,7 @@ class TrapReport(Paged):
     items: list[TrapRow]
 
 
-@router.get(
-    f"{PREFIX}/satisfaction-trap",
-    response_model=TrapReport,
-    response_model_by_alias=True,
-    responses={200: CSV_RESPONSE},
-)
+@report_route(router, f"{PREFIX}/satisfaction-trap", TrapReport, CsvTable("items", TrapRow, "satisfaction-trap"))
 async def satisfaction_trap(
     request: Request,
     session: SessionDep,
@@ -119,7 +107,7 @@ async def satisfaction_trap(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The satisfaction trap: satisfied customers (high NPS or CSAT) whose orders in ``[from, to)``
     fell to the decline ratio of the period before, by customer id."""
     rows, total = await loyalty_queries.satisfaction_traps(
@@ -131,10 +119,7 @@ async def satisfaction_trap(
         offset=offset,
     )
     items = [TrapRow.model_validate({**r, "recent_orders": r["recent"], "prior_orders": r["prior"]}) for r in rows]
-    report = TrapReport.model_validate(
-        {**head(period), "items": items, "total": total, "limit": limit, "offset": offset}
-    )
-    return answer(request, format, report, table="items", model=TrapRow, filename="satisfaction-trap")
+    return {"items": items, "total": total}
 
 
 # ---- suggested churn reasons: accuracy ------------------------------------------------------------------
@@ -172,11 +157,11 @@ class AccuracyReport(Paged):
     confusion: list[ConfusionRow] = Field(description="(recorded, suggested) cells, paged")
 
 
-@router.get(
+@report_route(
+    router,
     f"{PREFIX}/reason-suggestions/accuracy",
-    response_model=AccuracyReport,
-    response_model_by_alias=True,
-    responses={200: CSV_RESPONSE},
+    AccuracyReport,
+    CsvTable("confusion", ConfusionRow, "reason-suggestion-accuracy"),
 )
 async def suggestion_accuracy(
     request: Request,
@@ -189,44 +174,38 @@ async def suggestion_accuracy(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Suggested churn reasons against the reasons recorded, for the churns dated in ``[from, to)``.
     CSV: the confusion cells."""
     overall, per_reason, per_suggestion, cells, total = await loyalty_queries.suggestion_accuracy(
         session=session, period=period, filters=filters_of(tier, segment, owner, team), limit=limit, offset=offset
     )
-    report = AccuracyReport.model_validate(
-        {
-            **head(period),
-            **overall,
-            "coverage": ratio(overall["suggested"], overall["churned"]),
-            "accuracy": ratio(overall["correct"], overall["suggested"]),
-            "per_reason": [
-                {
-                    "reason": r["reason"],
-                    "churned": r["churned"],
-                    "suggested": int(r["suggested"] or 0),
-                    "correct": int(r["correct"] or 0),
-                    "recall": ratio(r["correct"], r["suggested"]),
-                }
-                for r in per_reason
-            ],
-            "per_suggestion": [
-                {
-                    "reason": r["reason"],
-                    "suggested": r["suggested"],
-                    "correct": int(r["correct"] or 0),
-                    "precision": ratio(r["correct"], r["suggested"]),
-                }
-                for r in per_suggestion
-            ],
-            "confusion": cells,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    return answer(request, format, report, table="confusion", model=ConfusionRow, filename="reason-suggestion-accuracy")
+    return {
+        **overall,
+        "coverage": ratio(overall["suggested"], overall["churned"]),
+        "accuracy": ratio(overall["correct"], overall["suggested"]),
+        "per_reason": [
+            {
+                "reason": r["reason"],
+                "churned": r["churned"],
+                "suggested": int(r["suggested"] or 0),
+                "correct": int(r["correct"] or 0),
+                "recall": ratio(r["correct"], r["suggested"]),
+            }
+            for r in per_reason
+        ],
+        "per_suggestion": [
+            {
+                "reason": r["reason"],
+                "suggested": r["suggested"],
+                "correct": int(r["correct"] or 0),
+                "precision": ratio(r["correct"], r["suggested"]),
+            }
+            for r in per_suggestion
+        ],
+        "confusion": cells,
+        "total": total,
+    }
 
 
 # ---- per customer --------------------------------------------------------------------------------------

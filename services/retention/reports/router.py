@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
 from services.retention.reports import queries
 from services.retention.reports.params import (
     PREFIX,
@@ -26,7 +26,6 @@ from services.retention.reports.params import (
     Teams,
     Tiers,
     filters_of,
-    head,
     settings_of,
 )
 
@@ -56,7 +55,7 @@ class OwnerReport(Paged):
     items: list[OwnerRow]
 
 
-@router.get(f"{PREFIX}/owners", response_model=OwnerReport, response_model_by_alias=True, responses={200: CSV_RESPONSE})
+@report_route(router, f"{PREFIX}/owners", OwnerReport, CsvTable("items", OwnerRow, "owner-performance"))
 async def owner_performance(
     request: Request,
     session: SessionDep,
@@ -68,7 +67,7 @@ async def owner_performance(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Per owner, for the churn alerts raised in ``[from, to)``: save rate, SLA compliance of the alert
     response, and the response time (raised -> acknowledged) p50/p90."""
     sla = settings_of(request).alert_response_sla_hours
@@ -98,10 +97,7 @@ async def owner_performance(
         )
         for r in rows
     ]
-    report = OwnerReport.model_validate(
-        {**head(period), "sla_hours": sla, "items": items, "total": total, "limit": limit, "offset": offset}
-    )
-    return answer(request, format, report, table="items", model=OwnerRow, filename="owner-performance")
+    return {"sla_hours": sla, "items": items, "total": total}
 
 
 # ---- value lost to churn ------------------------------------------------------------------------------
@@ -129,9 +125,7 @@ class ValueLostReport(Report):
     by_side: list[SideValueRow]
 
 
-@router.get(
-    f"{PREFIX}/value-lost", response_model=ValueLostReport, response_model_by_alias=True, responses={200: CSV_RESPONSE}
-)
+@report_route(router, f"{PREFIX}/value-lost", ValueLostReport, CsvTable("by_tier", TierValueRow, "value-lost"))
 async def value_lost(
     request: Request,
     session: SessionDep,
@@ -141,22 +135,18 @@ async def value_lost(
     owner: Owners = None,
     team: Teams = None,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Churns dated in ``[from, to)`` and the value they took (historical and predicted), by tier at
     churn and by side of the churn reason. CSV: by tier."""
     overall, by_tier, by_side = await queries.value_lost(
         session=session, period=period, filters=filters_of(tier, segment, owner, team)
     )
     churned = overall["churned"]
-    report = ValueLostReport.model_validate(
-        {
-            **head(period),
-            "overall": {**overall, "share": ratio(churned, churned)},
-            "by_tier": [{**r, "share": ratio(r["churned"], churned)} for r in by_tier],
-            "by_side": [{**r, "share": ratio(r["churned"], churned)} for r in by_side],
-        }
-    )
-    return answer(request, format, report, table="by_tier", model=TierValueRow, filename="value-lost")
+    return {
+        "overall": {**overall, "share": ratio(churned, churned)},
+        "by_tier": [{**r, "share": ratio(r["churned"], churned)} for r in by_tier],
+        "by_side": [{**r, "share": ratio(r["churned"], churned)} for r in by_side],
+    }
 
 
 class MixRow(BaseModel):
@@ -173,9 +163,7 @@ class MixReport(Paged):
     items: list[MixRow]
 
 
-@router.get(
-    f"{PREFIX}/reason-mix", response_model=MixReport, response_model_by_alias=True, responses={200: CSV_RESPONSE}
-)
+@report_route(router, f"{PREFIX}/reason-mix", MixReport, CsvTable("items", MixRow, "churn-reason-mix"))
 async def reason_mix(
     request: Request,
     session: SessionDep,
@@ -188,7 +176,7 @@ async def reason_mix(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The churn-reason mix per tier or segment (at churn) of the churns dated in ``[from, to)``."""
     rows, total = await queries.reason_mix(
         session=session,
@@ -209,10 +197,7 @@ async def reason_mix(
         )
         for r in rows
     ]
-    report = MixReport.model_validate(
-        {**head(period), "group_by": group_by, "items": items, "total": total, "limit": limit, "offset": offset}
-    )
-    return answer(request, format, report, table="items", model=MixRow, filename="churn-reason-mix")
+    return {"group_by": group_by, "items": items, "total": total}
 
 
 # ---- complaint-to-churn conversion --------------------------------------------------------------------
@@ -233,11 +218,11 @@ class ConversionReport(Paged):
     items: list[ConversionRow]
 
 
-@router.get(
+@report_route(
+    router,
     f"{PREFIX}/complaint-conversion",
-    response_model=ConversionReport,
-    response_model_by_alias=True,
-    responses={200: CSV_RESPONSE},
+    ConversionReport,
+    CsvTable("items", ConversionRow, "complaint-conversion"),
 )
 async def complaint_conversion(
     request: Request,
@@ -251,7 +236,7 @@ async def complaint_conversion(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Customers with a complaint opened in ``[from, to)`` who churned within ``within_days`` days of
     their first complaint in the period: overall and per complaint category."""
     overall, rows, total = await queries.complaint_conversion(
@@ -271,20 +256,14 @@ async def complaint_conversion(
         )
         for r in rows
     ]
-    report = ConversionReport.model_validate(
-        {
-            **head(period),
-            "within_days": within_days,
-            "complainers": overall["complainers"],
-            "churned": overall["churned"],
-            "conversion_rate": ratio(overall["churned"], overall["complainers"]),
-            "items": items,
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    return answer(request, format, report, table="items", model=ConversionRow, filename="complaint-conversion")
+    return {
+        "within_days": within_days,
+        "complainers": overall["complainers"],
+        "churned": overall["churned"],
+        "conversion_rate": ratio(overall["churned"], overall["complainers"]),
+        "items": items,
+        "total": total,
+    }
 
 
 # ---- satisfaction --------------------------------------------------------------------------------------
@@ -327,12 +306,7 @@ def _survey(r: Any) -> dict[str, Any]:
     }
 
 
-@router.get(
-    f"{PREFIX}/satisfaction",
-    response_model=SatisfactionReport,
-    response_model_by_alias=True,
-    responses={200: CSV_RESPONSE},
-)
+@report_route(router, f"{PREFIX}/satisfaction", SatisfactionReport, CsvTable("trend", TrendRow, "satisfaction"))
 async def satisfaction(
     request: Request,
     session: SessionDep,
@@ -344,20 +318,14 @@ async def satisfaction(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """NPS and CSAT answered in ``[from, to)`` by dimension (product, service and support,
     relationship) and by month (the trend). CSV: the trend."""
     by_dimension, trend, total = await queries.satisfaction(
         session=session, period=period, filters=filters_of(tier, segment, owner, team), limit=limit, offset=offset
     )
-    report = SatisfactionReport.model_validate(
-        {
-            **head(period),
-            "by_dimension": [{**_survey(r), "dimension": r["dimension"]} for r in by_dimension],
-            "trend": [{**_survey(r), "month": r["month"]} for r in trend],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
-    return answer(request, format, report, table="trend", model=TrendRow, filename="satisfaction")
+    return {
+        "by_dimension": [{**_survey(r), "dimension": r["dimension"]} for r in by_dimension],
+        "trend": [{**_survey(r), "month": r["month"]} for r in trend],
+        "total": total,
+    }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import ContactChannel
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, report_route
 from services.retention.touches import service as touches
 from services.retention.touches.contact_policy import BLOCK_REASONS
 from services.retention.touches.models import TouchesPublic, TouchPublic
@@ -57,15 +57,12 @@ class BlockedReport(BaseModel):
     items: list[BlockedRow]
 
 
-@router.get(
-    "/reports/retention/touches-blocked",
-    response_model=BlockedReport,
-    response_model_by_alias=True,
-    responses={200: CSV_RESPONSE},
+@report_route(
+    router, "/reports/retention/touches-blocked", BlockedReport, CsvTable("items", BlockedRow, "touches-blocked")
 )
 async def touches_blocked(
     request: Request, session: SessionDep, period: PeriodDep, format: ReportFormat = None
-) -> BaseModel | Response:
+) -> ReportFields:
     """Touches blocked by consent or the contact policy, recorded in ``[from, to)``, counted by reason and
     channel, next to the number allowed."""
     rows, allowed, blocked = await touches.blocked_counts(session=session, start=period.start_at, end=period.end_at)
@@ -75,15 +72,4 @@ async def touches_blocked(
     for item in items:
         by_verdict[item.verdict] = by_verdict.get(item.verdict, 0) + item.blocked
         by_channel[item.channel] = by_channel.get(item.channel, 0) + item.blocked
-    report = BlockedReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "allowed": allowed,
-            "blocked": blocked,
-            "by_verdict": by_verdict,
-            "by_channel": by_channel,
-            "items": items,
-        }
-    )
-    return answer(request, format, report, table="items", model=BlockedRow, filename="touches-blocked")
+    return {"allowed": allowed, "blocked": blocked, "by_verdict": by_verdict, "by_channel": by_channel, "items": items}

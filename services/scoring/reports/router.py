@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import Limit, Offset
-from servicekit.reports import CSV_RESPONSE, PeriodDep, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
 from services.scoring.http import Basis, Segments, Statuses, Tiers, filters_of, settings_of
 from services.scoring.reports import rfm as rfm_reports
 from services.scoring.reports import service as value_reports
@@ -39,7 +39,7 @@ class PyramidReport(BaseModel):
 TIER_ORDER = {t: i for i, t in enumerate((*measures.TIERS, value_reports.NONE_TIER))}
 
 
-@reports.get("/pyramid", response_model=PyramidReport, responses={200: CSV_RESPONSE})
+@report_route(reports, "/pyramid", PyramidReport, CsvTable("items", PyramidRow, "value-pyramid"))
 async def pyramid(
     request: Request,
     session: SessionDep,
@@ -47,7 +47,7 @@ async def pyramid(
     segment: Segments = None,
     status: Statuses = None,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Customers and share of value per pyramid tier, on the chosen basis (CLV or contribution)."""
     settings = settings_of(request)
     chosen = basis or settings.value_basis
@@ -71,8 +71,7 @@ async def pyramid(
         )
         for r in rows
     ]
-    report = PyramidReport(basis=chosen, customers=customers, value=value, items=items)
-    return answer(request, format, report, table="items", model=PyramidRow, filename="value-pyramid")
+    return {"basis": chosen, "customers": customers, "value": value, "items": items}
 
 
 class LorenzPoint(BaseModel):
@@ -90,7 +89,7 @@ class ConcentrationReport(BaseModel):
     items: list[LorenzPoint]
 
 
-@reports.get("/concentration", response_model=ConcentrationReport, responses={200: CSV_RESPONSE})
+@report_route(reports, "/concentration", ConcentrationReport, CsvTable("items", LorenzPoint, "value-concentration"))
 async def concentration(
     request: Request,
     session: SessionDep,
@@ -101,7 +100,7 @@ async def concentration(
     points: Annotated[int, Query(ge=2, le=100, description="Lorenz curve points")] = 10,
     top: Annotated[float, Query(gt=0, lt=1, description="the top share of customers (0.2: the 80/20 rule)")] = 0.2,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The 80/20 rule: the share of value held by the top 20% of customers, the Lorenz curve and Gini."""
     settings = settings_of(request)
     chosen = basis or settings.value_basis
@@ -127,16 +126,15 @@ async def concentration(
                 cumulative += float(by_bucket[k]["value"] or 0)
             items.append(LorenzPoint(customer_share=seen / n, value_share=cumulative / total))
     gini = 2 * weighted / (n * total) - (n + 1) / n if total > 0 else None
-    report = ConcentrationReport(
-        basis=chosen,
-        customers=n,
-        value=total,
-        top=top,
-        top_share=ratio(held, total),
-        gini=gini,
-        items=items,
-    )
-    return answer(request, format, report, table="items", model=LorenzPoint, filename="value-concentration")
+    return {
+        "basis": chosen,
+        "customers": n,
+        "value": total,
+        "top": top,
+        "top_share": ratio(held, total),
+        "gini": gini,
+        "items": items,
+    }
 
 
 class MigrationRow(BaseModel):
@@ -168,9 +166,7 @@ def _move(a: str, b: str) -> Literal["up", "down", "same", "new"]:
     return "up" if rank[b] < rank[a] else "down"
 
 
-@reports.get(
-    "/tier-migration", response_model=MigrationReport, response_model_by_alias=True, responses={200: CSV_RESPONSE}
-)
+@report_route(reports, "/tier-migration", MigrationReport, CsvTable("items", MigrationRow, "value-tier-migration"))
 async def tier_migration(
     request: Request,
     session: SessionDep,
@@ -179,7 +175,7 @@ async def tier_migration(
     status: Statuses = None,
     tier: Tiers = None,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The tier migration matrix: customers by their tier at the start of ``from`` and of ``to`` (the tier
     of their latest score before each), with the upgrade and downgrade rates."""
     rows = await value_reports.tier_migration(
@@ -197,21 +193,16 @@ async def tier_migration(
     items.sort(key=lambda i: (TIER_ORDER.get(i.from_tier, 99), TIER_ORDER.get(i.to_tier, 99)))
     count = {m: sum(i.customers for i in items if i.move == m) for m in ("up", "down", "same", "new")}
     ranked_at_start = sum(i.customers for i in items if i.from_tier in measures.TIERS)
-    report = MigrationReport.model_validate(
-        {
-            "from": period.first.isoformat(),
-            "to": period.end.isoformat(),
-            "customers": sum(i.customers for i in items),
-            "upgraded": count["up"],
-            "downgraded": count["down"],
-            "unchanged": count["same"],
-            "new": count["new"],
-            "upgrade_rate": ratio(count["up"], ranked_at_start),
-            "downgrade_rate": ratio(count["down"], ranked_at_start),
-            "items": items,
-        }
-    )
-    return answer(request, format, report, table="items", model=MigrationRow, filename="value-tier-migration")
+    return {
+        "customers": sum(i.customers for i in items),
+        "upgraded": count["up"],
+        "downgraded": count["down"],
+        "unchanged": count["same"],
+        "new": count["new"],
+        "upgrade_rate": ratio(count["up"], ranked_at_start),
+        "downgrade_rate": ratio(count["down"], ranked_at_start),
+        "items": items,
+    }
 
 
 class RfmCell(BaseModel):
@@ -239,7 +230,7 @@ class RfmReport(BaseModel):
     offset: int
 
 
-@reports.get("/rfm", response_model=RfmReport, responses={200: CSV_RESPONSE})
+@report_route(reports, "/rfm", RfmReport, CsvTable("items", RfmCell, "value-rfm"))
 async def rfm(
     request: Request,
     session: SessionDep,
@@ -249,7 +240,7 @@ async def rfm(
     format: ReportFormat = None,
     limit: Limit = 125,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment."""
     rows = await rfm_reports.rfm_cells(session=session, filters=filters_of(segment, status, tier))
     cells = [
@@ -273,15 +264,7 @@ async def rfm(
         )
         for name in measures.RFM_SEGMENTS
     ]
-    report = RfmReport(
-        customers=customers,
-        segments=segments,
-        items=cells[offset : offset + limit],
-        total=len(cells),
-        limit=limit,
-        offset=offset,
-    )
-    return answer(request, format, report, table="items", model=RfmCell, filename="value-rfm")
+    return {"customers": customers, "segments": segments, "items": cells[offset : offset + limit], "total": len(cells)}
 
 
 class SummaryRow(BaseModel):
@@ -304,7 +287,7 @@ class SummaryReport(BaseModel):
     items: list[SummaryRow]
 
 
-@reports.get("/summary", response_model=SummaryReport, responses={200: CSV_RESPONSE})
+@report_route(reports, "/summary", SummaryReport, CsvTable("items", SummaryRow, "value-summary"))
 async def summary(
     request: Request,
     session: SessionDep,
@@ -312,10 +295,9 @@ async def summary(
     status: Statuses = None,
     tier: Tiers = None,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Average profitability per customer, total contribution, average share of wallet, referral value, CLV."""
     row = await value_reports.summary(
         session=session, costs=settings_of(request).value_costs(), filters=filters_of(segment, status, tier)
     )
-    report = SummaryReport(items=[SummaryRow(**row)])
-    return answer(request, format, report, table="items", model=SummaryRow, filename="value-summary")
+    return {"items": [SummaryRow(**row)]}

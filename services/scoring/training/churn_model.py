@@ -1,4 +1,7 @@
-"""The trainable churn model: feature snapshots, training with cross-validation, prediction with factors.
+"""The trainable churn model: training with cross-validation, prediction with factors.
+
+Its inputs (feature snapshots and their labels) are in snapshots.py, the measures a training run reports
+in evaluation.py, and the fast path of the logistic model in linear.py.
 
 Pure apart from CPU: no database, no clock. The service assembles the labelled snapshots (each one as
 it stood BEFORE the customer's churn date, so nothing after churn leaks into training) and stores the
@@ -17,9 +20,8 @@ training population's typical value (median / most frequent), signed so positive
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import joblib
@@ -29,14 +31,19 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from contracts.scoring import Factor
-from services.scoring.scores.features import FeatureState, complaints_between, days_between, spend_between
+from services.scoring.training.evaluation import scores
+from services.scoring.training.linear import LinearScorer
+from services.scoring.training.snapshots import ATTRIBUTE_PREFIX, EVENT_FEATURES, label
+
+# Scoring and the training jobs take snapshots through the model's module.
+from services.scoring.training.snapshots import profile_snapshot as profile_snapshot
+from services.scoring.training.snapshots import snapshot as snapshot
 
 ALGORITHMS = ("logistic", "gbm")
 
@@ -44,73 +51,7 @@ ALGORITHMS = ("logistic", "gbm")
 # threads made fitting and prediction many times slower, and the consumer predicts small batches, where threads
 # do not pay off. Scale out with consumer processes instead.
 threadpool_limits(limits=1, user_api="openmp")
-ATTRIBUTE_PREFIX = "attr."
 TOP_FACTORS = 5
-
-# Event features: name -> how a retention manager reads the customer's value.
-NUMERIC_LABELS: dict[str, str] = {
-    "days_since_last_purchase": "No purchase for {v:.0f} days",
-    "days_since_last_contact": "Last contact {v:.0f} days ago",
-    "tenure_days": "Customer for {v:.0f} days",
-    "purchases": "{v:.0f} purchases in total",
-    "total_spend": "Total spend {v:,.0f}",
-    "spend_last_90d": "Spend {v:,.0f} in the last 90 days",
-    "spend_prev_90d": "Spend {v:,.0f} in the 90 days before",
-    "avg_days_between_purchases": "Buys every {v:.0f} days on average",
-    "returns": "{v:.0f} returns",
-    "complaints_30d": "{v:.0f} complaints in the last 30 days",
-    "complaints_90d": "{v:.0f} complaints in the last 90 days",
-    "open_complaints": "{v:.0f} complaints still open",
-    "overdue_complaints": "{v:.0f} complaints past the response deadline",
-    "last_nps": "Last NPS {v:.0f}",
-    "avg_nps": "Average NPS {v:.1f}",
-    "last_csat": "Last CSAT {v:.0f} of 5",
-    "avg_csat": "Average CSAT {v:.1f} of 5",
-    "sentiment": "Tone of recent contacts {v:+.2f}",
-}
-EVENT_FEATURES = tuple(NUMERIC_LABELS)
-
-
-def snapshot(state: FeatureState, as_of: datetime) -> dict[str, Any]:
-    """The model's inputs as they stand at `as_of`: event features plus the customer's own attributes
-    (segment and every attribute, prefixed "attr."). Status is left out: it is the label."""
-    first = state.first_purchase_at or state.first_seen_at
-    out: dict[str, Any] = {
-        "days_since_last_purchase": days_between(state.last_purchase_at, as_of),
-        "days_since_last_contact": days_between(state.last_contact_at, as_of),
-        "tenure_days": days_between(first, as_of),
-        "purchases": state.purchases,
-        "total_spend": state.total_spend,
-        "spend_last_90d": spend_between(state, as_of, 90),
-        "spend_prev_90d": spend_between(state, as_of, 180, 90),
-        "avg_days_between_purchases": state.avg_purchase_gap_days,
-        "returns": state.returns,
-        "complaints_30d": len(complaints_between(state, as_of, 30)),
-        "complaints_90d": len(complaints_between(state, as_of, 90)),
-        "open_complaints": state.open_complaints,
-        "overdue_complaints": state.overdue_complaints,
-        "last_nps": state.last_nps,
-        "avg_nps": state.avg_nps,
-        "last_csat": state.last_csat,
-        "avg_csat": state.avg_csat,
-        "sentiment": state.sentiment_ewma,
-        f"{ATTRIBUTE_PREFIX}segment": state.segment,
-    }
-    for key, value in sorted(state.attributes.items()):
-        if isinstance(value, str | int | float | bool) or value is None:
-            out[f"{ATTRIBUTE_PREFIX}{key}"] = value
-    return out
-
-
-PROFILE_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # any time: a profile has no event whose age would matter
-
-
-def profile_snapshot(segment: str | None, attributes: dict[str, Any]) -> dict[str, Any]:
-    """The inputs of a customer known only by its profile (no interactions yet): what `snapshot` gives
-    for such a customer's state, whatever the time."""
-    blank = FeatureState(customer_id="", segment=segment, attributes=dict(attributes))
-    return snapshot(blank, PROFILE_TIME)
-
 
 # ---- design matrix --------------------------------------------------------------------------------
 
@@ -206,44 +147,6 @@ def _baseline(spec: FeatureSpec) -> Any:
     return _pipeline(spec, LogisticRegression(max_iter=2000))
 
 
-# ---- training -------------------------------------------------------------------------------------
-
-
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict[str, float]]:
-    """Predicted against observed churn rate in bins of equal size (by predicted risk)."""
-    order = np.argsort(p, kind="stable")
-    out = []
-    for chunk in np.array_split(order, min(bins, len(order))):
-        if len(chunk):
-            out.append(
-                {
-                    "from": round(float(p[chunk].min()), 4),
-                    "to": round(float(p[chunk].max()), 4),
-                    "n": len(chunk),
-                    "predicted": round(float(p[chunk].mean()), 4),
-                    "observed": round(float(y[chunk].mean()), 4),
-                }
-            )
-    return out
-
-
-def roc_points(y: np.ndarray, p: np.ndarray, max_points: int = 50) -> list[dict[str, float]]:
-    """The ROC curve (false against true positive rate), thinned to at most ``max_points`` points that keep
-    both ends, so the model's metrics stay small whatever the number of customers."""
-    fpr, tpr, _ = roc_curve(y, p, drop_intermediate=True)
-    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
-    return [{"fpr": round(float(fpr[i]), 4), "tpr": round(float(tpr[i]), 4)} for i in keep]
-
-
-def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
-    return {
-        "roc_auc": round(float(roc_auc_score(y, p)), 4),
-        "brier": round(float(brier_score_loss(y, p)), 4),
-        "calibration": calibration_table(y, p),
-        "roc": roc_points(y, p),
-    }
-
-
 @dataclass
 class TrainedChurnModel:
     algorithm: str
@@ -325,17 +228,6 @@ class TrainedChurnModel:
         return self.risk_and_factors_batch([snap])[0]
 
 
-def label(name: str, value: Any) -> str:
-    """A feature value in a retention manager's words: "contract: month-to-month", "2 complaints ..."."""
-    if name.startswith(ATTRIBUTE_PREFIX):
-        attribute = name[len(ATTRIBUTE_PREFIX) :]
-        return f"{attribute}: {'not recorded' if value is None else value}"
-    template = NUMERIC_LABELS.get(name)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{name.replace('_', ' ')}: not recorded"
-    return template.format(v=float(value)) if template else f"{name}: {value}"
-
-
 def _reference(spec: FeatureSpec, snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     ref: dict[str, Any] = {}
     for name in spec.numeric:
@@ -381,67 +273,14 @@ def train(
         "folds": folds,
         "n_samples": len(y),
         "n_churned": int(y.sum()),
-        "model": _scores(y, p_model),
-        "baseline_logistic": _scores(y, p_base),
+        "model": scores(y, p_model),
+        "baseline_logistic": scores(y, p_base),
         "features": {"numeric": list(spec.numeric), "categorical": list(spec.categorical)},
     }
     return TrainedChurnModel(algorithm, spec, final, _reference(spec, snapshots), metrics)
 
 
-# ---- the fast path for the calibrated logistic model ------------------------------------------------
-
-
-class LinearScorer:
-    """The calibrated logistic pipeline compiled to numpy: per calibration fold, impute -> scale ->
-    dot coefficients (numeric), a coefficient per category (one-hot), then the fold's sigmoid
-    calibrator; the probability is the mean over folds, as CalibratedClassifierCV computes it."""
-
-    def __init__(self, trained: TrainedChurnModel) -> None:
-        self.spec = trained.spec
-        self.folds: list[tuple[np.ndarray, np.ndarray, list[dict[str, float]], float, float, float]] = []
-        n_num = len(self.spec.numeric)
-        for calibrated in trained.model.calibrated_classifiers_:
-            pipeline = calibrated.estimator
-            prep, clf = pipeline.named_steps["prep"], pipeline.named_steps["clf"]
-            coef = clf.coef_[0]
-            numeric = prep.named_transformers_["num"]
-            median = numeric.named_steps["impute"].statistics_
-            scaler = numeric.named_steps["scale"]
-            w_num = coef[:n_num] / scaler.scale_
-            offset = float(clf.intercept_[0] - np.dot(w_num, scaler.mean_))
-            by_category: list[dict[str, float]] = []
-            if self.spec.categorical:
-                encoder = prep.named_transformers_["cat"].named_steps["onehot"]
-                start = n_num
-                for categories in encoder.categories_:
-                    by_category.append({str(c): float(coef[start + j]) for j, c in enumerate(categories)})
-                    start += len(categories)
-            calibrator = calibrated.calibrators[0]
-            self.folds.append((median, w_num, by_category, offset, float(calibrator.a_), float(calibrator.b_)))
-
-    def predict(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-        """Probabilities for rows given as (numeric float matrix, categorical object matrix).
-
-        Sums run column by column, in the same order for every row, so a row's result never depends on
-        how many rows are scored with it (a matrix product may change its summation order with shape).
-        """
-        missing = np.isnan(numeric)
-        codes: list[tuple[np.ndarray, list[Any]]] = []
-        for j in range(categorical.shape[1]):
-            index: dict[Any, int] = {}
-            column = np.fromiter((index.setdefault(v, len(index)) for v in categorical[:, j]), dtype=np.intp)
-            codes.append((column, list(index)))
-        out = np.zeros(len(numeric))
-        for median, w_num, by_category, offset, a, b in self.folds:
-            filled = np.where(missing, median, numeric)
-            f = np.full(len(numeric), offset)
-            for j in range(filled.shape[1]):
-                f = f + filled[:, j] * w_num[j]
-            for (column, values), coefs in zip(codes, by_category, strict=True):
-                table = np.array([coefs.get("(missing)" if v is None else v, 0.0) for v in values], dtype=float)
-                f = f + table[column]
-            out += 1.0 / (1.0 + np.exp(a * f + b))
-        return out / len(self.folds)
+# ---- the fast path for the calibrated logistic model (services.scoring.training.linear) ---------------
 
 
 _COMPILED: dict[int, tuple[TrainedChurnModel, LinearScorer]] = {}
@@ -450,7 +289,8 @@ _COMPILED: dict[int, tuple[TrainedChurnModel, LinearScorer]] = {}
 def _linear(trained: TrainedChurnModel) -> LinearScorer:
     cached = _COMPILED.get(id(trained))
     if cached is None or cached[0] is not trained:  # an id can be reused after garbage collection
-        cached = _COMPILED[id(trained)] = (trained, LinearScorer(trained))
+        scorer = LinearScorer(trained.model, len(trained.spec.numeric), bool(trained.spec.categorical))
+        cached = _COMPILED[id(trained)] = (trained, scorer)
     return cached[1]
 
 

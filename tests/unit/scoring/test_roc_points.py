@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.scoring.training.churn_model import _scores, roc_points
+from services.scoring.training.evaluation import roc_points
+from services.scoring.training.evaluation import scores as model_scores
 
 
 def test_a_perfect_ranking_runs_from_the_origin_up_to_the_top_left_and_on_to_one_one():
@@ -30,6 +31,6 @@ def test_the_curve_is_thinned_to_the_limit_keeping_both_ends_in_order():
 def test_the_model_scores_carry_the_roc_next_to_auc_brier_and_calibration():
     y = np.array([0, 1, 0, 1, 1, 0])
     p = np.array([0.2, 0.7, 0.4, 0.6, 0.9, 0.1])
-    scores = _scores(y, p)
+    scores = model_scores(y, p)
     assert scores["roc_auc"] == 1.0
     assert scores["roc"][0] == {"fpr": 0.0, "tpr": 0.0}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
@@ -41,9 +42,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 
-OUTBOX_DIRTY = "outbox_dirty"
-HELD_ROWS = "rows_held_for_commit"  # key -> (writer, rows) of hold_until_commit, in the order first held
-
 # Writes rows through a synchronous session, in its transaction (hold_until_commit calls it in before_commit).
 RowWriter = Callable[[Session, list[dict[str, Any]]], None]
 # SQLite before 3.32 allows 999 bound parameters; statements over many ids or rows go in chunks of this size.
@@ -74,6 +72,37 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
+@dataclass(slots=True)
+class HeldForCommit:
+    """What a session's transactions leave for their commit: the rows hold_until_commit holds, and whether
+    outbox rows were written (the relay in this process wakes after the commit)."""
+
+    rows: dict[str, tuple[RowWriter, list[dict[str, Any]]]] = field(default_factory=dict)  # in the order first held
+    hooked: bool = False  # the session's before_commit writes the rows, its after_rollback drops them
+    outbox_written: bool = False  # since the last commit or rollback
+
+
+class CommitSession(Session):
+    """The synchronous session of every Database's sessions, with its commit's held state as a typed field."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = HeldForCommit()
+
+
+def held_for_commit(session: AsyncSession | Session) -> HeldForCommit:
+    """The session's held state; the session must come from a Database (its sessions are CommitSessions)."""
+    sync = _sync(session)
+    if not isinstance(sync, CommitSession):
+        raise TypeError("rows held for commit need a session made by servicekit.db.Database")
+    return sync.held
+
+
+def mark_outbox_written(session: AsyncSession | Session) -> None:
+    """The transaction wrote outbox rows: after it commits, the relay in this process wakes."""
+    held_for_commit(session).outbox_written = True
+
+
 class Database:
     def __init__(self, url: str, *, source: str = "", pool_size: int = 20, echo: bool = False) -> None:
         self.url = url
@@ -98,7 +127,7 @@ class Database:
             _configure_sqlite(self.engine)
         self._commit_listeners: list[Callable[[], None]] = []
 
-        class _Session(Session):
+        class _Session(CommitSession):
             pass
 
         event.listen(_Session, "after_commit", self._after_commit)
@@ -115,7 +144,9 @@ class Database:
         self._commit_listeners.append(listener)
 
     def _after_commit(self, session: Session) -> None:
-        if session.info.pop(OUTBOX_DIRTY, False):
+        held = held_for_commit(session)
+        if held.outbox_written:
+            held.outbox_written = False
             for listener in self._commit_listeners:
                 listener()
 
@@ -297,23 +328,23 @@ def hold_until_commit(
     A rollback of the whole transaction drops them; a rolled-back savepoint does not (hold nothing inside
     savepoints that may roll back).
     """
-    sync = _sync(session)
-    held: dict[str, tuple[RowWriter, list[dict[str, Any]]]] | None = sync.info.get(HELD_ROWS)
-    if held is None:
-        held = sync.info[HELD_ROWS] = {}
+    held = held_for_commit(session)
+    if not held.hooked:
+        held.hooked = True
+        sync = _sync(session)
         event.listen(sync, "before_commit", _write_held)
         event.listen(sync, "after_rollback", _drop_held)
-    held.setdefault(key, (writer, []))[1].extend(rows)
+    held.rows.setdefault(key, (writer, []))[1].extend(rows)
 
 
 def holds(session: AsyncSession | Session, key: str) -> bool:
     """Whether rows under `key` are held until commit in this session (hold_until_commit was called for it)."""
-    return key in _sync(session).info.get(HELD_ROWS, {})
+    return key in held_for_commit(session).rows
 
 
 def take_held(session: Session, key: str) -> list[dict[str, Any]]:
     """The rows held under `key` so far, which the caller now writes itself (they are no longer held)."""
-    held = session.info.get(HELD_ROWS, {}).get(key)
+    held = held_for_commit(session).rows.get(key)
     if not held:
         return []
     rows = list(held[1])
@@ -326,7 +357,7 @@ def _sync(session: AsyncSession | Session) -> Session:
 
 
 def _write_held(session: Session) -> None:
-    for writer, rows in session.info.get(HELD_ROWS, {}).values():
+    for writer, rows in held_for_commit(session).rows.values():
         if rows:
             batch = list(rows)
             rows.clear()
@@ -334,12 +365,12 @@ def _write_held(session: Session) -> None:
 
 
 def _drop_held(session: Session) -> None:
-    for _, rows in session.info.get(HELD_ROWS, {}).values():
+    for _, rows in held_for_commit(session).rows.values():
         rows.clear()
 
 
 def _forget_outbox_writes(session: Session) -> None:
-    session.info.pop(OUTBOX_DIRTY, None)
+    held_for_commit(session).outbox_written = False
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from servicekit import tracing
 from servicekit.context import current_correlation_id
-from servicekit.db import OUTBOX_DIRTY, hold_until_commit, holds, on_postgres, take_held
+from servicekit.db import hold_until_commit, holds, mark_outbox_written, on_postgres, take_held
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
 from servicekit.tables import OUTBOX
 
@@ -73,7 +73,7 @@ def outbox_row(
 def write_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert outbox rows through a synchronous session, in its transaction; usable inside before_commit.
 
-    Flags the session so the relay in this process wakes after the commit (OUTBOX_DIRTY), and on
+    Flags the session so the relay in this process wakes after the commit (mark_outbox_written), and on
     PostgreSQL notifies the channel relays elsewhere LISTEN on (delivered at commit).
     """
     # Rows held earlier (write_at_commit) are written first: the outbox keeps the order of enqueueing.
@@ -94,7 +94,7 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
         # commit, once per transaction however many rows asked for it.
         statement = statement.returning(func.pg_notify(NOTIFY_CHANNEL, ""))
     session.execute(statement, rows)
-    session.info[OUTBOX_DIRTY] = True
+    mark_outbox_written(session)
 
 
 def write_at_commit(session: AsyncSession) -> None:
@@ -191,5 +191,5 @@ async def insert_with_events(
     if row is None:
         await session.commit()  # ends the autocommit transaction (no round trip); the next one is real
         return None
-    session.info[OUTBOX_DIRTY] = True
+    mark_outbox_written(session)
     return row

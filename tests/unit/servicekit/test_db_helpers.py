@@ -5,10 +5,22 @@ from typing import Any
 import pytest
 from sqlalchemy import JSON, Column
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
-from servicekit.db import KEYS, Database, assign, for_each_key, update_at_commit, update_rows
+from servicekit.db import (
+    KEYS,
+    Database,
+    assign,
+    for_each_key,
+    held_for_commit,
+    hold_until_commit,
+    holds,
+    insert_rows,
+    update_at_commit,
+    update_rows,
+)
 from servicekit.tables import INBOX, table_of
 from tests.statements import statements_sent
 
@@ -135,6 +147,25 @@ async def test_update_at_commit_writes_nothing_when_the_transaction_rolls_back(d
             raise RuntimeError("the batch failed")
     async with database.sessions() as session:
         assert (await session.execute(select(_Row.stage))).scalar_one() == "a"
+
+
+async def test_rows_held_for_commit_live_on_the_sessions_typed_state_not_in_its_info(database: Database):
+    table = _Row.__table__  # type: ignore[attr-defined]
+    async with database.transaction() as session:
+        info_before = dict(session.info)
+        hold_until_commit(session, "rows", [{"id": 7, "risk": 0.0, "evidence": []}], insert_rows(table))
+        assert holds(session, "rows") and not holds(session, "other")
+        assert list(held_for_commit(session).rows) == ["rows"]
+        assert dict(session.info) == info_before  # only the database's own settings (source, dialect)
+    async with database.sessions() as session:
+        assert [r.id for r in (await session.execute(select(_Row))).scalars()] == [7]
+        assert holds(session, "rows") is False  # a new session holds nothing
+
+
+async def test_a_session_not_made_by_a_database_cannot_hold_rows(database: Database):
+    async with AsyncSession(database.engine) as session:
+        with pytest.raises(TypeError, match=r"servicekit\.db\.Database"):
+            hold_until_commit(session, "rows", [], insert_rows(_Row.__table__))  # type: ignore[attr-defined]
 
 
 def test_table_of_names_a_model_without_a_table() -> None:

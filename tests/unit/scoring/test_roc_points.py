@@ -34,3 +34,10 @@ def test_the_model_scores_carry_the_roc_next_to_auc_brier_and_calibration():
     scores = model_scores(y, p)
     assert scores["roc_auc"] == 1.0
     assert scores["roc"][0] == {"fpr": 0.0, "tpr": 0.0}
+
+
+def test_the_classes_a_stored_model_pickles_keep_their_module():
+    """Stored models are joblib pickles that name these classes by module: moving them breaks every stored model."""
+    from services.scoring.training.churn_model import FeatureSpec, TrainedChurnModel
+
+    assert {TrainedChurnModel.__module__, FeatureSpec.__module__} == {"services.scoring.training.churn_model"}

@@ -1,8 +1,8 @@
-"""What the retention report routes share: the path prefix, the filter parameters and the report head."""
+"""What the retention report routes share: the path prefix, the filter parameters and the report bases."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query, Request
 from pydantic import BaseModel, Field
@@ -39,7 +39,3 @@ class Paged(Report):
     total: int
     limit: int
     offset: int
-
-
-def head(period: Any) -> dict[str, str]:
-    return {"from": period.first.isoformat(), "to": period.end.isoformat()}

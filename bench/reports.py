@@ -54,6 +54,7 @@ from servicekit.settings import REPO_ROOT
 from servicekit.tables import table_of
 from services.retention.alerts.models import Alert
 from services.retention.replica.models import Customer, CustomerScore
+from services.retention.reports import facts, loyalty_sweep
 from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
 from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
 
@@ -127,6 +128,9 @@ REPORTS: list[tuple[str, str, str]] = [
             f"/reports/retention/task-sla?{PERIOD}&segment=retail&format=csv",
             "/reports/retention/cohorts?from=2024-07-01&to=2026-07-01&months=24",
             "/reports/retention/cohorts?from=2024-07-01&to=2026-07-01&months=24&segment=retail",
+            "/reports/retention/loyalty/today",
+            "/reports/retention/loyalty/today?tier=gold&segment=retail",
+            "/reports/retention/satisfaction-trap/today",
         )
     ),
 ]
@@ -540,10 +544,43 @@ async def seed_tasks(database: Database, customers: int) -> None:
 
 async def seed_retention(database: Database, customers: int, interactions: int) -> None:
     async with database.engine.begin() as conn:
-        for table in ("alerts", "churn_facts", "customer_facts", "fact_events", "customer_scores", "customers"):
+        for table in (
+            "alerts",
+            "churn_facts",
+            "customer_facts",
+            "fact_events",
+            "customer_scores",
+            "customers",
+            "customer_order_months",
+            "customer_loyalty",
+            "loyalty_sweeps",
+        ):
             await conn.execute(text(f"DELETE FROM {table}"))
     await seed_retention_rows(database, customers, interactions)
 
+
+async def prepare_retention(database: Database) -> None:
+    """The read models kept for the reports' speed, as a deployment has them: the purchase months filled
+    from the orders (as the migration fills them, when empty) and today's loyalty sweep (redone)."""
+    async with database.transaction() as session:
+        if (await session.execute(text("SELECT count(*) FROM customer_order_months"))).scalar_one() == 0:
+            t = time.perf_counter()
+            await facts.backfill_order_months(session)
+            print(f"  purchase months backfilled in {time.perf_counter() - t:.1f}s", flush=True)
+    settings = importlib.import_module("services.retention.main").SPEC.settings_cls()
+    day = datetime.now(UTC).date()
+    async with database.transaction() as session:
+        await session.execute(text("DELETE FROM loyalty_sweeps"))
+    t = time.perf_counter()
+    async with database.transaction() as session:
+        typed = await loyalty_sweep.sweep(session, day=day, thresholds=settings.loyalty_thresholds())
+    print(f"  loyalty sweep: {typed:,} customers typed in {time.perf_counter() - t:.1f}s", flush=True)
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE customer_order_months")
+        await conn.exec_driver_sql("ANALYZE customer_loyalty")
+
+
+PREPARERS: dict[str, Callable[[Database], Awaitable[None]]] = {"retention": prepare_retention}
 
 SEEDERS: dict[str, Callable[[Database, int, int], Awaitable[None]]] = {
     "scoring": seed_scoring,
@@ -605,11 +642,15 @@ async def run(args: argparse.Namespace) -> int:
     apps = {s: app_for(s, INFRA.database_url(s)) for s in services}
     for service, app in apps.items():
         database = app.state.database
-        if not args.no_seed:  # the databases were recreated empty: create the tables, then fill them
-            async with database.engine.begin() as conn:
-                await conn.run_sync(importlib.import_module(f"services.{service}.models").metadata.create_all)
+        # Create the tables (only those missing: a reused store gains the tables added since it was seeded).
+        async with database.engine.begin() as conn:
+            await conn.run_sync(importlib.import_module(f"services.{service}.main").SPEC.metadata.create_all)
+        if not args.no_seed:  # the databases were recreated empty: fill them
             print(f"seeding {service} ({args.customers:,} customers, {args.interactions:,} interactions) ...")
             await SEEDERS[service](database, args.customers, args.interactions)
+        if service in PREPARERS:
+            print(f"preparing {service}'s read models ...")
+            await PREPARERS[service](database)
     load = os.getloadavg()
     print(f"measuring on {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,6 +1,6 @@
 """The analysis reports' queries: SQL aggregation over the read model and the tasks; never commits.
 
-Cohorts read the customer facts (first order), the order fact events and the churn facts; the task SLA
+Cohorts read the customer facts (first order), the purchase months and the churn facts; the task SLA
 reads the tasks. Filters (tier, segment, team) apply to the customer's current values, ``owner`` to the
 task's owner.
 """
@@ -14,9 +14,10 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from servicekit.reports import Period, days_between, month_of
-from services.retention.reports.models import ORDER
-from services.retention.reports.sql import CH, CURRENT_TIER, C, E, F, Filters, S
+from servicekit.reports import Period, days_between
+from services.retention.analysis import curves
+from services.retention.reports import order_months
+from services.retention.reports.sql import CH, CURRENT_TIER, C, F, Filters, M, S, month_number
 from services.retention.tasks.models import Task
 
 T = Task.__table__  # type: ignore[attr-defined]
@@ -30,26 +31,13 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
 
-def _month(column: Any, dialect: str) -> ColumnElement[Any]:
-    """The month of a timestamp (UTC) as a grouping key: date_trunc on PostgreSQL (cheaper than formatting
-    every row), 'YYYY-MM' elsewhere; _month_name turns either into 'YYYY-MM'."""
-    if dialect == "postgresql":
-        return func.date_trunc("month", func.timezone("UTC", column))
-    return month_of(column, dialect)
-
-
-def _month_name(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return f"{value.year:04d}-{value.month:02d}"
-
-
 async def cohort_cells(
     *, session: AsyncSession, period: Period, filters: Filters, months: int
 ) -> tuple[list[tuple[str, str | None, int]], list[tuple[str, str, int]]]:
     """The members per (cohort, first-churn month) and the buyers per (cohort, purchase month), for the
     customers (not erased) whose first order fell in the period; purchases up to ``months`` months after
-    the period's last month."""
+    the period's last month. Purchase months come from each customer's set (customer_order_months), one
+    row per customer and month, not from the orders."""
     dialect = _dialect(session)
     first_churn = (
         select(CH.c.customer_id, func.min(CH.c.churned_at).label("first_churn"))
@@ -64,8 +52,8 @@ async def cohort_cells(
     members = (
         select(
             C.c.customer_id.label("customer_id"),
-            _month(F.c.first_order_at, dialect).label("cohort"),
-            _month(first_churn.c.first_churn, dialect).label("churn_month"),
+            month_number(F.c.first_order_at, dialect).label("cohort"),
+            month_number(first_churn.c.first_churn, dialect).label("churn_month"),
         )
         .select_from(source)
         .where(
@@ -79,25 +67,23 @@ async def cohort_cells(
     sizes = select(members.c.cohort, members.c.churn_month, func.count().label("n")).group_by(
         members.c.cohort, members.c.churn_month
     )
-    # Each customer's purchase months once (from the covering index on kind and time), then the members'.
-    until = period.end_at.replace(day=1) + timedelta(days=31 * (months + 1))
-    bought = _month(E.c.at, dialect)
-    pairs = (
-        select(E.c.customer_id.label("customer_id"), bought.label("month"))
-        .where(E.c.kind == ORDER, E.c.at >= period.start_at, E.c.at < until)
-        .group_by(E.c.customer_id, bought)
-        .subquery("pairs")
-    )
+    last = order_months.month_number(period.end_at - timedelta(days=1)) + months
     buyers = (
-        select(members.c.cohort, pairs.c.month, func.count().label("n"))
-        .select_from(pairs.join(members, members.c.customer_id == pairs.c.customer_id))
-        .group_by(members.c.cohort, pairs.c.month)
+        select(members.c.cohort, M.c.month, func.count().label("n"))
+        .select_from(members.join(M, M.c.customer_id == members.c.customer_id))
+        .where(M.c.month <= last)
+        .group_by(members.c.cohort, M.c.month)
     )
-    cells = [(_month_name(r.cohort) or "", _month_name(r.churn_month), int(r.n)) for r in await session.execute(sizes)]
-    active = [
-        (_month_name(r.cohort) or "", _month_name(r.month) or "", int(r.n)) for r in await session.execute(buyers)
+    cells = [
+        (_name(r.cohort), None if r.churn_month is None else _name(r.churn_month), int(r.n))
+        for r in await session.execute(sizes)
     ]
+    active = [(_name(r.cohort), _name(r.month), int(r.n)) for r in await session.execute(buyers)]
     return cells, active
+
+
+def _name(number: Any) -> str:
+    return curves.month_name(int(number))
 
 
 async def task_sla(

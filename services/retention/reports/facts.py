@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import InteractionType
@@ -25,7 +25,7 @@ from servicekit.db import dialect_insert
 from servicekit.events.envelope import Received
 from servicekit.types import as_utc
 from services.retention.replica.models import Customer, CustomerScore
-from services.retention.reports import reason_suggestion
+from services.retention.reports import order_months, reason_suggestion
 from services.retention.reports.models import (
     COMPETITOR_CATEGORIES,
     COMPETITOR_CONTACT,
@@ -43,8 +43,11 @@ from services.retention.reports.models import (
     SURVEY_DIMENSIONS,
     ChurnFact,
     CustomerFact,
+    CustomerLoyalty,
+    CustomerOrderMonth,
     FactEvent,
 )
+from services.retention.reports.sql import month_number
 from services.retention.settings import get_settings
 
 
@@ -54,6 +57,23 @@ async def _insert(session: AsyncSession, **row: Any) -> bool:
     query = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
     result = await session.execute(query.values(**row).returning(table.c.event_id))
     return result.first() is not None
+
+
+async def add_order_month(session: AsyncSession, customer_id: str, at: datetime) -> None:
+    """Add the month of an order to the customer's purchase months (idempotent)."""
+    table = CustomerOrderMonth.__table__  # type: ignore[attr-defined]
+    query = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=[table.c.customer_id, table.c.month])
+    await session.execute(query.values(customer_id=customer_id, month=order_months.month_number(at)))
+
+
+async def backfill_order_months(session: AsyncSession) -> None:
+    """Every recorded order's month into the purchase months, in one statement (as the migration does)."""
+    table = CustomerOrderMonth.__table__  # type: ignore[attr-defined]
+    events = FactEvent.__table__  # type: ignore[attr-defined]
+    month = month_number(events.c.at, session.get_bind().dialect.name)
+    months = select(events.c.customer_id, month).where(events.c.kind == ORDER).distinct()
+    query = dialect_insert(session)(table).from_select(["customer_id", "month"], months)
+    await session.execute(query.on_conflict_do_nothing(index_elements=[table.c.customer_id, table.c.month]))
 
 
 async def _facts(session: AsyncSession, customer_id: str) -> CustomerFact:
@@ -94,6 +114,9 @@ async def on_interaction(session: AsyncSession, event: Received[InteractionRecor
         return
     if kind == ORDER:
         fact = await _facts(session, data.customer_id)
+        first, last = fact.first_order_at, fact.last_order_at
+        if not order_months.known_month(at, as_utc(first) if first else None, as_utc(last) if last else None):
+            await add_order_month(session, data.customer_id, at)
         fact.orders += 1
         fact.revenue += amount or 0.0
         fact.first_order_at = at if fact.first_order_at is None else min(as_utc(fact.first_order_at), at)
@@ -310,7 +333,10 @@ async def _late_signal(session: AsyncSession, customer_id: str, kind: str, at: d
 
 
 async def erase(session: AsyncSession, customer_id: str) -> None:
-    """Erasure: the attributes copied from the customer go; ids, codes and numbers stay as anonymous facts."""
+    """Erasure: the attributes copied from the customer go, and so do the rows kept for the reports' speed
+    (purchase months, today's loyalty type); ids, codes and numbers stay as anonymous facts."""
+    for table in (CustomerOrderMonth.__table__, CustomerLoyalty.__table__):  # type: ignore[attr-defined]
+        await session.execute(delete(table).where(table.c.customer_id == customer_id))
     fact = await session.get(CustomerFact, customer_id, with_for_update=True)
     if fact is not None:
         fact.team = None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -21,6 +21,7 @@ from services.retention.replica.models import Customer, CustomerScore
 from services.retention.reports.models import (
     ChurnFact,
     CustomerFact,
+    CustomerOrderMonth,
     FactEvent,
 )
 
@@ -30,6 +31,7 @@ S = CustomerScore.__table__  # type: ignore[attr-defined]
 F = CustomerFact.__table__  # type: ignore[attr-defined]
 E = FactEvent.__table__  # type: ignore[attr-defined]
 CH = ChurnFact.__table__  # type: ignore[attr-defined]
+M = CustomerOrderMonth.__table__  # type: ignore[attr-defined]
 IS_CUSTOMER = ("active", "won_back")
 
 
@@ -69,6 +71,15 @@ def events(filters: Filters) -> Any:
         return E
     source, joined = customers_joined(E.c.customer_id)
     return E.join(source, joined)
+
+
+def month_number(column: Any, dialect: str) -> ColumnElement[int]:
+    """The calendar month (UTC) of a timestamp as year x 12 + month - 1, as order_months.month_number."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", column)
+        return cast(func.extract("year", utc) * 12 + func.extract("month", utc) - 1, Integer)
+    year, month = cast(func.strftime("%Y", column), Integer), cast(func.strftime("%m", column), Integer)
+    return year * 12 + month - 1
 
 
 def dialect(session: AsyncSession) -> str:

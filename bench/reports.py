@@ -551,7 +551,6 @@ async def seed_retention(database: Database, customers: int, interactions: int) 
             "fact_events",
             "customer_scores",
             "customers",
-            "customer_order_months",
             "customer_loyalty",
             "loyalty_sweeps",
         ):
@@ -561,9 +560,13 @@ async def seed_retention(database: Database, customers: int, interactions: int) 
 
 async def prepare_retention(database: Database) -> None:
     """The read models kept for the reports' speed, as a deployment has them: the purchase months filled
-    from the orders (as the migration fills them, when empty) and today's loyalty sweep (redone)."""
+    from the orders (as the migration fills them, when none is set) and today's loyalty sweep (redone)."""
     async with database.transaction() as session:
-        if (await session.execute(text("SELECT count(*) FROM customer_order_months"))).scalar_one() == 0:
+        # A store seeded before the column existed gains it as the migration adds it.
+        await session.execute(
+            text("ALTER TABLE customer_facts ADD COLUMN IF NOT EXISTS order_months BIGINT NOT NULL DEFAULT 0")
+        )
+        if (await session.execute(text("SELECT max(order_months) FROM customer_facts"))).scalar_one() in (0, None):
             t = time.perf_counter()
             await facts.backfill_order_months(session)
             print(f"  purchase months backfilled in {time.perf_counter() - t:.1f}s", flush=True)
@@ -576,7 +579,7 @@ async def prepare_retention(database: Database) -> None:
         typed = await loyalty_sweep.sweep(session, day=day, thresholds=settings.loyalty_thresholds())
     print(f"  loyalty sweep: {typed:,} customers typed in {time.perf_counter() - t:.1f}s", flush=True)
     async with database.engine.begin() as conn:
-        await conn.exec_driver_sql("ANALYZE customer_order_months")
+        await conn.exec_driver_sql("ANALYZE customer_facts")
         await conn.exec_driver_sql("ANALYZE customer_loyalty")
 
 

@@ -1,13 +1,13 @@
 """The analysis reports' queries: SQL aggregation over the read model and the tasks; never commits.
 
-Cohorts read the customer facts (first order), the purchase months and the churn facts; the task SLA
+Cohorts read the customer facts (first order, purchase months) and the churn facts; the task SLA
 reads the tasks. Filters (tier, segment, team) apply to the customer's current values, ``owner`` to the
 task's owner.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from servicekit.reports import Period, days_between
 from services.retention.analysis import curves
 from services.retention.reports import order_months
-from services.retention.reports.sql import CH, CURRENT_TIER, C, F, Filters, M, S, month_number
+from services.retention.reports.sql import CH, CURRENT_TIER, C, F, Filters, S, month_number
 from services.retention.tasks.models import Task
 
 T = Task.__table__  # type: ignore[attr-defined]
@@ -36,25 +36,25 @@ async def cohort_cells(
 ) -> tuple[list[tuple[str, str | None, int]], list[tuple[str, str, int]]]:
     """The members per (cohort, first-churn month) and the buyers per (cohort, purchase month), for the
     customers (not erased) whose first order fell in the period; purchases up to ``months`` months after
-    the period's last month. Purchase months come from each customer's set (customer_order_months), one
-    row per customer and month, not from the orders."""
+    the cohort month. One grouped pass over the members: each member's purchase months are a bit set
+    relative to its cohort month (customer_facts.order_months), so month k's buyers are the sum of bit k."""
     dialect = _dialect(session)
     first_churn = (
         select(CH.c.customer_id, func.min(CH.c.churned_at).label("first_churn"))
         .group_by(CH.c.customer_id)
         .subquery("first_churn")
     )
-    source = (
-        C.join(F, F.c.customer_id == C.c.customer_id)
-        .outerjoin(S, S.c.customer_id == C.c.customer_id)
-        .outerjoin(first_churn, first_churn.c.customer_id == C.c.customer_id)
+    source = C.join(F, F.c.customer_id == C.c.customer_id).outerjoin(
+        first_churn, first_churn.c.customer_id == C.c.customer_id
     )
-    members = (
-        select(
-            C.c.customer_id.label("customer_id"),
-            month_number(F.c.first_order_at, dialect).label("cohort"),
-            month_number(first_churn.c.first_churn, dialect).label("churn_month"),
-        )
+    if filters.tiers:
+        source = source.outerjoin(S, S.c.customer_id == C.c.customer_id)
+    cohort = month_number(F.c.first_order_at, dialect).label("cohort")
+    churn_month = month_number(first_churn.c.first_churn, dialect).label("churn_month")
+    span = min(months, order_months.MONTH_BITS - 1)
+    bits = [func.sum(F.c.order_months.op(">>")(k).op("&")(1)).label(f"m{k}") for k in range(span + 1)]
+    query = (
+        select(cohort, churn_month, func.count().label("n"), *bits)
         .select_from(source)
         .where(
             F.c.first_order_at >= period.start_at,
@@ -62,28 +62,20 @@ async def cohort_cells(
             C.c.erased_at.is_(None),
             *filters.on(CURRENT_TIER, C.c.segment, C.c.owner, F.c.team),
         )
-        .cte("members")
+        .group_by(cohort, churn_month)
     )
-    sizes = select(members.c.cohort, members.c.churn_month, func.count().label("n")).group_by(
-        members.c.cohort, members.c.churn_month
-    )
-    last = order_months.month_number(period.end_at - timedelta(days=1)) + months
-    buyers = (
-        select(members.c.cohort, M.c.month, func.count().label("n"))
-        .select_from(members.join(M, M.c.customer_id == members.c.customer_id))
-        .where(M.c.month <= last)
-        .group_by(members.c.cohort, M.c.month)
-    )
-    cells = [
-        (_name(r.cohort), None if r.churn_month is None else _name(r.churn_month), int(r.n))
-        for r in await session.execute(sizes)
-    ]
-    active = [(_name(r.cohort), _name(r.month), int(r.n)) for r in await session.execute(buyers)]
+    cells: list[tuple[str, str | None, int]] = []
+    buyers: dict[tuple[int, int], int] = {}
+    for row in (await session.execute(query)).mappings():
+        start = int(row["cohort"])
+        churned = row["churn_month"]
+        cells.append(
+            (curves.month_name(start), None if churned is None else curves.month_name(int(churned)), int(row["n"]))
+        )
+        for k in range(span + 1):
+            buyers[start, start + k] = buyers.get((start, start + k), 0) + int(row[f"m{k}"] or 0)
+    active = [(curves.month_name(c), curves.month_name(m), n) for (c, m), n in sorted(buyers.items()) if n]
     return cells, active
-
-
-def _name(number: Any) -> str:
-    return curves.month_name(int(number))
 
 
 async def task_sla(

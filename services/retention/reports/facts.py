@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import BigInteger, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import InteractionType
@@ -44,7 +44,6 @@ from services.retention.reports.models import (
     ChurnFact,
     CustomerFact,
     CustomerLoyalty,
-    CustomerOrderMonth,
     FactEvent,
 )
 from services.retention.reports.sql import month_number
@@ -59,21 +58,25 @@ async def _insert(session: AsyncSession, **row: Any) -> bool:
     return result.first() is not None
 
 
-async def add_order_month(session: AsyncSession, customer_id: str, at: datetime) -> None:
-    """Add the month of an order to the customer's purchase months (idempotent)."""
-    table = CustomerOrderMonth.__table__  # type: ignore[attr-defined]
-    query = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=[table.c.customer_id, table.c.month])
-    await session.execute(query.values(customer_id=customer_id, month=order_months.month_number(at)))
-
-
 async def backfill_order_months(session: AsyncSession) -> None:
-    """Every recorded order's month into the purchase months, in one statement (as the migration does)."""
-    table = CustomerOrderMonth.__table__  # type: ignore[attr-defined]
+    """Every customer's purchase months from the orders recorded, in one statement (as the migration does)."""
+    facts_table = CustomerFact.__table__  # type: ignore[attr-defined]
     events = FactEvent.__table__  # type: ignore[attr-defined]
-    month = month_number(events.c.at, session.get_bind().dialect.name)
-    months = select(events.c.customer_id, month).where(events.c.kind == ORDER).distinct()
-    query = dialect_insert(session)(table).from_select(["customer_id", "month"], months)
-    await session.execute(query.on_conflict_do_nothing(index_elements=[table.c.customer_id, table.c.month]))
+    dialect = session.get_bind().dialect.name
+    offset = month_number(events.c.at, dialect) - month_number(facts_table.c.first_order_at, dialect)
+    bit = literal(1, BigInteger).op("<<")(offset)
+    bits = (
+        select(func.sum(bit.distinct()))
+        .where(
+            events.c.customer_id == facts_table.c.customer_id,
+            events.c.kind == ORDER,
+            offset >= 0,
+            offset < order_months.MONTH_BITS,
+        )
+        .scalar_subquery()
+    )
+    query = update(facts_table).where(facts_table.c.first_order_at.is_not(None))
+    await session.execute(query.values(order_months=func.coalesce(bits, 0)))
 
 
 async def _facts(session: AsyncSession, customer_id: str) -> CustomerFact:
@@ -114,9 +117,8 @@ async def on_interaction(session: AsyncSession, event: Received[InteractionRecor
         return
     if kind == ORDER:
         fact = await _facts(session, data.customer_id)
-        first, last = fact.first_order_at, fact.last_order_at
-        if not order_months.known_month(at, as_utc(first) if first else None, as_utc(last) if last else None):
-            await add_order_month(session, data.customer_id, at)
+        first = as_utc(fact.first_order_at) if fact.first_order_at is not None else None
+        fact.order_months = order_months.with_order(fact.order_months or 0, first, at)
         fact.orders += 1
         fact.revenue += amount or 0.0
         fact.first_order_at = at if fact.first_order_at is None else min(as_utc(fact.first_order_at), at)
@@ -334,9 +336,9 @@ async def _late_signal(session: AsyncSession, customer_id: str, kind: str, at: d
 
 async def erase(session: AsyncSession, customer_id: str) -> None:
     """Erasure: the attributes copied from the customer go, and so do the rows kept for the reports' speed
-    (purchase months, today's loyalty type); ids, codes and numbers stay as anonymous facts."""
-    for table in (CustomerOrderMonth.__table__, CustomerLoyalty.__table__):  # type: ignore[attr-defined]
-        await session.execute(delete(table).where(table.c.customer_id == customer_id))
+    (today's loyalty type); ids, codes and numbers stay as anonymous facts."""
+    loyalty_rows = CustomerLoyalty.__table__  # type: ignore[attr-defined]
+    await session.execute(delete(loyalty_rows).where(loyalty_rows.c.customer_id == customer_id))
     fact = await session.get(CustomerFact, customer_id, with_for_update=True)
     if fact is not None:
         fact.team = None

@@ -12,10 +12,8 @@ Tables (ids, codes, numbers and times only; events carry no personal data and ne
   overdue complaint, survey answer, owner change, price or competitor contact), keyed by event id, so
   redelivery changes nothing.
 - ``customer_facts``: per customer, counters maintained from the rows just inserted (orders, revenue,
-  first and last order) and the latest NPS and CSAT, plus the non-personal ``team`` and
-  ``share_of_wallet`` attributes where the customer service declares them.
-- ``customer_order_months``: per customer, the calendar months in which it bought (one row per month),
-  added to as orders arrive, for the cohort curves.
+  first and last order, the months in which it bought as a bit set: order_months.py) and the latest NPS
+  and CSAT, plus the non-personal ``team`` and ``share_of_wallet`` attributes where the customer service declares them.
 - ``customer_loyalty`` and ``loyalty_sweeps``: each customer's loyalty type as of the start of today,
   re-typed once a day by a set-based sweep (loyalty_sweep.py).
 - ``churn_facts``: one row per churn (keyed by the status change's event id) with the tier, segment,
@@ -28,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field
 
 from servicekit.clock import utc_now
@@ -75,21 +73,13 @@ class CustomerFact(RetentionTable, table=True):
     revenue: float = 0.0
     first_order_at: datetime | None = _at(nullable=True)
     last_order_at: datetime | None = _at(nullable=True)
+    # Bit k: an order k months after the month of the first order (order_months.py); for the cohort curves.
+    order_months: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     nps: int | None = None
     nps_at: datetime | None = _at(nullable=True)
     csat: int | None = None
     csat_at: datetime | None = _at(nullable=True)
     updated_at: datetime = _at()
-
-
-class CustomerOrderMonth(RetentionTable, table=True):
-    """The months in which a customer bought (order_months.month_number), one row each; the cohort report's
-    curves read these instead of every order."""
-
-    __tablename__ = "customer_order_months"
-
-    customer_id: str = Field(primary_key=True, max_length=100)
-    month: int = Field(primary_key=True)
 
 
 class CustomerLoyalty(RetentionTable, table=True):

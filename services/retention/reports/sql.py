@@ -21,7 +21,6 @@ from services.retention.replica.models import Customer, CustomerScore
 from services.retention.reports.models import (
     ChurnFact,
     CustomerFact,
-    CustomerOrderMonth,
     FactEvent,
 )
 
@@ -31,7 +30,6 @@ S = CustomerScore.__table__  # type: ignore[attr-defined]
 F = CustomerFact.__table__  # type: ignore[attr-defined]
 E = FactEvent.__table__  # type: ignore[attr-defined]
 CH = ChurnFact.__table__  # type: ignore[attr-defined]
-M = CustomerOrderMonth.__table__  # type: ignore[attr-defined]
 IS_CUSTOMER = ("active", "won_back")
 
 

@@ -10,19 +10,20 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 
 from contracts.customer import CustomerErased
 from servicekit.db import Database
 from services.retention.reports import facts, loyalty_sweep, order_months
 from services.retention.reports.loyalty import Thresholds
-from services.retention.reports.models import CustomerLoyalty, CustomerOrderMonth
+from services.retention.reports.models import CustomerFact, CustomerLoyalty
 from tests.unit.retention.test_reports import Q1, apply, data_set, day, get, order, received
 
 APRIL = date(2026, 4, 1)  # the sweep of that day types over [2026-01-01, 2026-04-01): Q1, 90 days
 
 
 def month(text: str) -> int:
+    """'YYYY-MM' as year x 12 + month - 1."""
     year, mon = text.split("-")
     return int(year) * 12 + int(mon) - 1
 
@@ -38,12 +39,18 @@ def test_month_number_is_the_utc_calendar_month():
     assert month("2026-01") - month("2025-12") == 1
 
 
-def test_a_month_is_known_when_it_is_the_first_or_latest_orders_month():
-    first, last = datetime(2025, 3, 10, tzinfo=UTC), datetime(2025, 11, 2, tzinfo=UTC)
-    assert order_months.known_month(datetime(2025, 3, 31, tzinfo=UTC), first, last)
-    assert order_months.known_month(datetime(2025, 11, 30, tzinfo=UTC), first, last)
-    assert not order_months.known_month(datetime(2025, 6, 1, tzinfo=UTC), first, last)  # between: maybe new
-    assert not order_months.known_month(datetime(2025, 3, 1, tzinfo=UTC), None, None)  # a first order
+def test_purchase_months_are_bits_after_the_first_orders_month():
+    march, june = datetime(2025, 3, 10, tzinfo=UTC), datetime(2025, 6, 30, 23, 0, tzinfo=UTC)
+    assert order_months.with_order(0, None, march) == 0b1  # the first order
+    months = order_months.with_order(0b1, march, june)
+    assert months == 0b1001 and order_months.offsets(months) == [0, 3]
+    assert order_months.with_order(months, march, june) == months  # the same month again: no change
+    # An order before the first one: every month moves up by the months between them.
+    january = datetime(2025, 1, 5, tzinfo=UTC)
+    assert order_months.offsets(order_months.with_order(months, march, january)) == [0, 2, 5]
+    # Further than 62 months after the first order: not kept; a first order moved that far keeps bit 0.
+    assert order_months.with_order(0b1, march, datetime(2030, 6, 1, tzinfo=UTC)) == 0b1
+    assert order_months.with_order(0b1, datetime(2031, 1, 1, tzinfo=UTC), january) == 0b1
 
 
 def test_the_sweep_period_ends_at_the_start_of_the_day_and_spans_the_trend_window():
@@ -55,28 +62,31 @@ def test_the_sweep_period_ends_at_the_start_of_the_day_and_spans_the_trend_windo
 # ---- purchase months ---------------------------------------------------------------------------------------
 
 
-async def months_of(database: Database) -> dict[str, set[int]]:
+async def months_of(database: Database) -> dict[str, int]:
     async with database.sessions() as session:
-        rows = (await session.execute(select(CustomerOrderMonth.customer_id, CustomerOrderMonth.month))).all()
-    found: dict[str, set[int]] = {}
-    for customer_id, number in rows:
-        found.setdefault(customer_id, set()).add(number)
-    return found
+        rows = (await session.execute(select(CustomerFact.customer_id, CustomerFact.order_months))).all()
+    return {customer_id: months for customer_id, months in rows if months}
+
+
+def bits(*offsets: int) -> int:
+    return sum(1 << k for k in offsets)
 
 
 async def test_purchase_months_are_kept_as_orders_arrive_and_match_the_backfill(
     app_db: tuple[httpx.AsyncClient, Database],
 ):
     _, database = app_db
-    extra = [order("c1", "2025-03-20", 10), order("c1", "2025-07-04", 10), order("c1", "2025-07-05", 10)]
+    late_first = order("c1", "2025-01-20", 10)  # before c1's first order (2025-03-01), arriving last
+    extra = [order("c1", "2025-07-04", 10), order("c1", "2025-07-05", 10), late_first]
     await apply(database, [*data_set(), *extra])
     await apply(database, [*data_set(), *extra])  # redelivered: nothing changes
     kept = await months_of(database)
-    assert kept["c1"] == {month(m) for m in ("2025-03", "2025-07", "2025-11", "2025-12", "2026-02")}
-    assert kept["c5"] == {month("2025-12"), month("2026-01")}
+    # c1 bought in 2025-01 (its first month now), 03, 07, 11, 12 and 2026-02.
+    assert kept["c1"] == bits(0, 2, 6, 10, 11, 13)
+    assert kept["c5"] == bits(0, 1)  # 2025-12 and 2026-01
     assert set(kept) == {"c1", "c2", "c3", "c4", "c5", "c6"}  # c7 never bought
     async with database.transaction() as session:
-        await session.execute(delete(CustomerOrderMonth))
+        await session.execute(update(CustomerFact).values(order_months=0))
         await facts.backfill_order_months(session)
     assert await months_of(database) == kept
 
@@ -88,7 +98,6 @@ async def test_erasure_removes_the_read_model_rows(app_db: tuple[httpx.AsyncClie
         await loyalty_sweep.sweep(session, day=APRIL, thresholds=Thresholds())
     erased = received(CustomerErased(customer_id="c1", erased_at=day("2026-05-01")), "/crm/customer")
     await apply(database, [erased, erased])
-    assert "c1" not in await months_of(database) and "c2" in await months_of(database)
     async with database.sessions() as session:
         assert await session.get(CustomerLoyalty, "c1") is None
         assert await session.get(CustomerLoyalty, "c2") is not None

@@ -4,8 +4,8 @@ Revision ID: 7d2f9c4e1a86
 Revises: 4c7e2a9d5f61
 Create Date: 2026-12-07 01:00:00.000000
 
-customer_order_months is filled from the orders already recorded (fact_events); customer_loyalty stays
-empty until the first daily sweep.
+customer_facts.order_months (bit k: an order k months after the month of the first order) is filled from
+the orders already recorded (fact_events); customer_loyalty stays empty until the first daily sweep.
 """
 
 from collections.abc import Sequence
@@ -23,21 +23,17 @@ depends_on: str | Sequence[str] | None = None
 
 _S = sqlmodel.sql.sqltypes.AutoString
 
-# The month of an order (UTC) as year x 12 + month - 1, as services/retention/reports/order_months.py.
-_MONTH = {
-    "postgresql": "CAST(EXTRACT(YEAR FROM timezone('UTC', at)) * 12 + EXTRACT(MONTH FROM timezone('UTC', at)) - 1"
-    " AS INTEGER)",
-    "sqlite": "CAST(strftime('%Y', at) AS INTEGER) * 12 + CAST(strftime('%m', at) AS INTEGER) - 1",
-}
+
+def _month(column: str, dialect: str) -> str:
+    """The month (UTC) of a timestamp column as year x 12 + month - 1, as reports/order_months.py."""
+    if dialect == "postgresql":
+        utc = f"timezone('UTC', {column})"
+        return f"CAST(EXTRACT(YEAR FROM {utc}) * 12 + EXTRACT(MONTH FROM {utc}) - 1 AS INTEGER)"
+    return f"(CAST(strftime('%Y', {column}) AS INTEGER) * 12 + CAST(strftime('%m', {column}) AS INTEGER) - 1)"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "customer_order_months",
-        sa.Column("customer_id", _S(length=100), nullable=False),
-        sa.Column("month", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("customer_id", "month"),
-    )
+    op.add_column("customer_facts", sa.Column("order_months", sa.BigInteger(), nullable=False, server_default="0"))
     op.create_table(
         "customer_loyalty",
         sa.Column("customer_id", _S(length=100), nullable=False),
@@ -62,11 +58,13 @@ def upgrade() -> None:
         sa.Column("finished_at", servicekit.types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("as_of"),
     )
-    bind = op.get_bind()
-    month = _MONTH.get(bind.dialect.name, _MONTH["sqlite"])
+    dialect = op.get_bind().dialect.name
+    offset = f"({_month('e.at', dialect)} - {_month('customer_facts.first_order_at', dialect)})"
     op.execute(
-        "INSERT INTO customer_order_months (customer_id, month) "
-        f"SELECT DISTINCT customer_id, {month} FROM fact_events WHERE kind = 'order'"
+        "UPDATE customer_facts SET order_months = COALESCE(("
+        f"SELECT sum(DISTINCT CAST(1 AS BIGINT) << {offset}) FROM fact_events e "
+        f"WHERE e.customer_id = customer_facts.customer_id AND e.kind = 'order' AND {offset} BETWEEN 0 AND 62"
+        "), 0) WHERE first_order_at IS NOT NULL"
     )
 
 
@@ -74,4 +72,4 @@ def downgrade() -> None:
     op.drop_table("loyalty_sweeps")
     op.drop_index("ix_customer_loyalty_trap", table_name="customer_loyalty")
     op.drop_table("customer_loyalty")
-    op.drop_table("customer_order_months")
+    op.drop_column("customer_facts", "order_months")

@@ -55,7 +55,7 @@ from servicekit.tables import table_of
 from services.retention.alerts.models import Alert
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.reports import facts, loyalty_sweep
-from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
+from services.retention.reports.models import ChurnFact, CustomerFact, CustomerLoyalty, FactEvent, LoyaltySweep
 from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-reports", kafka_port=19792, pg_port=55537, port_offset=24700)
@@ -561,12 +561,16 @@ async def seed_retention(database: Database, customers: int, interactions: int) 
 async def prepare_retention(database: Database) -> None:
     """The read models kept for the reports' speed, as a deployment has them: the purchase months filled
     from the orders (as the migration fills them, when none is set) and today's loyalty sweep (redone)."""
+    async with database.engine.begin() as conn:  # a store seeded before they existed gains them
+        for table in (CustomerLoyalty, LoyaltySweep):
+            await conn.run_sync(table_of(table).create, checkfirst=True)
     async with database.transaction() as session:
         # A store seeded before the column existed gains it as the migration adds it.
         await session.execute(
             text("ALTER TABLE customer_facts ADD COLUMN IF NOT EXISTS order_months BIGINT NOT NULL DEFAULT 0")
         )
-        if (await session.execute(text("SELECT max(order_months) FROM customer_facts"))).scalar_one() in (0, None):
+        await session.execute(text("ALTER TABLE customer_facts ADD COLUMN IF NOT EXISTS first_order_month INTEGER"))
+        if (await session.execute(text("SELECT max(first_order_month) FROM customer_facts"))).scalar_one() is None:
             t = time.perf_counter()
             await facts.backfill_order_months(session)
             print(f"  purchase months backfilled in {time.perf_counter() - t:.1f}s", flush=True)
@@ -645,10 +649,9 @@ async def run(args: argparse.Namespace) -> int:
     apps = {s: app_for(s, INFRA.database_url(s)) for s in services}
     for service, app in apps.items():
         database = app.state.database
-        # Create the tables (only those missing: a reused store gains the tables added since it was seeded).
-        async with database.engine.begin() as conn:
-            await conn.run_sync(importlib.import_module(f"services.{service}.main").SPEC.metadata.create_all)
-        if not args.no_seed:  # the databases were recreated empty: fill them
+        if not args.no_seed:  # the databases were recreated empty: create the tables, then fill them
+            async with database.engine.begin() as conn:
+                await conn.run_sync(importlib.import_module(f"services.{service}.main").SPEC.metadata.create_all)
             print(f"seeding {service} ({args.customers:,} customers, {args.interactions:,} interactions) ...")
             await SEEDERS[service](database, args.customers, args.interactions)
         if service in PREPARERS:

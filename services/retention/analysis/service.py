@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Integer, and_, case, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -44,22 +44,32 @@ async def cohort_cells(
         .group_by(CH.c.customer_id)
         .subquery("first_churn")
     )
-    source = C.join(F, F.c.customer_id == C.c.customer_id).outerjoin(
-        first_churn, first_churn.c.customer_id == C.c.customer_id
-    )
+    source = F.outerjoin(first_churn, first_churn.c.customer_id == F.c.customer_id)
+    if filters.tiers or filters.segments or filters.owners:  # the customer's current values
+        source = source.join(C, C.c.customer_id == F.c.customer_id)
+        not_erased = C.c.erased_at.is_(None)
+    else:  # the few erased customers, left out without joining every customer
+        not_erased = F.c.customer_id.not_in(select(C.c.customer_id).where(C.c.erased_at.is_not(None)))
     if filters.tiers:
-        source = source.outerjoin(S, S.c.customer_id == C.c.customer_id)
-    cohort = month_number(F.c.first_order_at, dialect).label("cohort")
+        source = source.outerjoin(S, S.c.customer_id == F.c.customer_id)
+    cohort = F.c.first_order_month.label("cohort")
     churn_month = month_number(first_churn.c.first_churn, dialect).label("churn_month")
     span = min(months, order_months.MONTH_BITS - 1)
-    bits = [func.sum(F.c.order_months.op(">>")(k).op("&")(1)).label(f"m{k}") for k in range(span + 1)]
+    # Integer literals inline: PostgreSQL shifts a bigint by an integer (not by a bound bigint).
+    # bit k of each member as an integer (PostgreSQL sums integers faster than the numeric sum of bigints)
+    bits = [
+        func.sum(cast(F.c.order_months.op(">>")(literal_column(str(k))).op("&")(literal_column("1")), Integer)).label(
+            f"m{k}"
+        )
+        for k in range(span + 1)
+    ]
     query = (
         select(cohort, churn_month, func.count().label("n"), *bits)
         .select_from(source)
         .where(
             F.c.first_order_at >= period.start_at,
             F.c.first_order_at < period.end_at,
-            C.c.erased_at.is_(None),
+            not_erased,
             *filters.on(CURRENT_TIER, C.c.segment, C.c.owner, F.c.team),
         )
         .group_by(cohort, churn_month)

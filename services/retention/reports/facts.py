@@ -76,7 +76,8 @@ async def backfill_order_months(session: AsyncSession) -> None:
         .scalar_subquery()
     )
     query = update(facts_table).where(facts_table.c.first_order_at.is_not(None))
-    await session.execute(query.values(order_months=func.coalesce(bits, 0)))
+    first_month = month_number(facts_table.c.first_order_at, dialect)
+    await session.execute(query.values(order_months=func.coalesce(bits, 0), first_order_month=first_month))
 
 
 async def _facts(session: AsyncSession, customer_id: str) -> CustomerFact:
@@ -119,6 +120,7 @@ async def on_interaction(session: AsyncSession, event: Received[InteractionRecor
         fact = await _facts(session, data.customer_id)
         first = as_utc(fact.first_order_at) if fact.first_order_at is not None else None
         fact.order_months = order_months.with_order(fact.order_months or 0, first, at)
+        fact.first_order_month = order_months.month_number(at if first is None else min(first, at))
         fact.orders += 1
         fact.revenue += amount or 0.0
         fact.first_order_at = at if fact.first_order_at is None else min(as_utc(fact.first_order_at), at)

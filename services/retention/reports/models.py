@@ -73,7 +73,9 @@ class CustomerFact(RetentionTable, table=True):
     revenue: float = 0.0
     first_order_at: datetime | None = _at(nullable=True)
     last_order_at: datetime | None = _at(nullable=True)
-    # Bit k: an order k months after the month of the first order (order_months.py); for the cohort curves.
+    # For the cohort curves (order_months.py): the month of the first order (UTC, year x 12 + month - 1) and
+    # the months with an order as bits (bit k: k months after the first order's month).
+    first_order_month: int | None = None
     order_months: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     nps: int | None = None
     nps_at: datetime | None = _at(nullable=True)

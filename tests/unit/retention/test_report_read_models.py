@@ -62,10 +62,12 @@ def test_the_sweep_period_ends_at_the_start_of_the_day_and_spans_the_trend_windo
 # ---- purchase months ---------------------------------------------------------------------------------------
 
 
-async def months_of(database: Database) -> dict[str, int]:
+async def months_of(database: Database) -> dict[str, tuple[int | None, int]]:
+    """Per customer who bought: the first order's month and the purchase months."""
     async with database.sessions() as session:
-        rows = (await session.execute(select(CustomerFact.customer_id, CustomerFact.order_months))).all()
-    return {customer_id: months for customer_id, months in rows if months}
+        query = select(CustomerFact.customer_id, CustomerFact.first_order_month, CustomerFact.order_months)
+        rows = (await session.execute(query)).all()
+    return {customer_id: (first, months) for customer_id, first, months in rows if months}
 
 
 def bits(*offsets: int) -> int:
@@ -82,11 +84,11 @@ async def test_purchase_months_are_kept_as_orders_arrive_and_match_the_backfill(
     await apply(database, [*data_set(), *extra])  # redelivered: nothing changes
     kept = await months_of(database)
     # c1 bought in 2025-01 (its first month now), 03, 07, 11, 12 and 2026-02.
-    assert kept["c1"] == bits(0, 2, 6, 10, 11, 13)
-    assert kept["c5"] == bits(0, 1)  # 2025-12 and 2026-01
+    assert kept["c1"] == (month("2025-01"), bits(0, 2, 6, 10, 11, 13))
+    assert kept["c5"] == (month("2025-12"), bits(0, 1))  # 2025-12 and 2026-01
     assert set(kept) == {"c1", "c2", "c3", "c4", "c5", "c6"}  # c7 never bought
     async with database.transaction() as session:
-        await session.execute(update(CustomerFact).values(order_months=0))
+        await session.execute(update(CustomerFact).values(order_months=0, first_order_month=None))
         await facts.backfill_order_months(session)
     assert await months_of(database) == kept
 

@@ -4,8 +4,8 @@ Revision ID: 7d2f9c4e1a86
 Revises: 4c7e2a9d5f61
 Create Date: 2026-12-07 01:00:00.000000
 
-customer_facts.order_months (bit k: an order k months after the month of the first order) is filled from
-the orders already recorded (fact_events); customer_loyalty stays empty until the first daily sweep.
+customer_facts.first_order_month and order_months (bit k: an order k months after the month of the first
+order) are filled from the orders already recorded (fact_events); customer_loyalty stays empty until the first daily sweep.
 """
 
 from collections.abc import Sequence
@@ -33,6 +33,7 @@ def _month(column: str, dialect: str) -> str:
 
 
 def upgrade() -> None:
+    op.add_column("customer_facts", sa.Column("first_order_month", sa.Integer(), nullable=True))
     op.add_column("customer_facts", sa.Column("order_months", sa.BigInteger(), nullable=False, server_default="0"))
     op.create_table(
         "customer_loyalty",
@@ -61,7 +62,7 @@ def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     offset = f"({_month('e.at', dialect)} - {_month('customer_facts.first_order_at', dialect)})"
     op.execute(
-        "UPDATE customer_facts SET order_months = COALESCE(("
+        f"UPDATE customer_facts SET first_order_month = {_month('first_order_at', dialect)}, order_months = COALESCE(("
         f"SELECT sum(DISTINCT CAST(1 AS BIGINT) << {offset}) FROM fact_events e "
         f"WHERE e.customer_id = customer_facts.customer_id AND e.kind = 'order' AND {offset} BETWEEN 0 AND 62"
         "), 0) WHERE first_order_at IS NOT NULL"
@@ -73,3 +74,4 @@ def downgrade() -> None:
     op.drop_index("ix_customer_loyalty_trap", table_name="customer_loyalty")
     op.drop_table("customer_loyalty")
     op.drop_column("customer_facts", "order_months")
+    op.drop_column("customer_facts", "first_order_month")

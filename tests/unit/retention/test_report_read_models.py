@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from contracts.customer import CustomerErased
+from servicekit.clock import utc_now
 from servicekit.db import Database
 from services.retention.reports import facts, loyalty_sweep, order_months
 from services.retention.reports.loyalty import Thresholds
@@ -170,3 +171,17 @@ async def test_a_customer_who_churned_after_the_sweep_leaves_today_s_report(swep
 async def test_bad_filters_are_problems_naming_the_field(swept: httpx.AsyncClient, query: str, field: str):
     response = await swept.get(f"/reports/retention/satisfaction-trap/today?{query}")
     assert response.status_code == 422 and field in response.text
+
+
+async def test_the_background_round_sweeps_once_a_day(app_db: tuple[httpx.AsyncClient, Database]):
+    from services.retention.background import loyalty_sweep_round
+    from services.retention.settings import RetentionSettings
+
+    client, database = app_db
+    await apply(database, data_set())
+    settings = RetentionSettings(database_url="sqlite+aiosqlite://")
+    assert await loyalty_sweep_round(database, settings) == 4  # today's: the customers now (c1-c4)
+    assert await loyalty_sweep_round(database, settings) is None  # done for today: nothing more
+    body = await get(client, "/reports/retention/loyalty/today")
+    assert body["customers"] == 4 and body["window_days"] == 90
+    assert body["as_of"].startswith(utc_now().date().isoformat())

@@ -113,6 +113,9 @@ async def churn_situation(
         .subquery("history")
     )
     group = _group_column(group_by if group_by != "reason" else None)
+    # A customer without history adds nothing but to its group's existence; every history row's customer
+    # exists (a foreign key): without a filter or a group on the customer, the history alone answers.
+    by_customer = bool(filters.customer_where()) or group_by in ("segment", "owner")
     at_start = func.coalesce(history.c.start_key, 0) % 2 == 1
     at_end = func.coalesce(history.c.end_key, 0) % 2 == 1
     per_customer = (
@@ -125,7 +128,7 @@ async def churn_situation(
             func.coalesce(history.c.lost, 0).label("lost"),
             func.coalesce(history.c.won_back, 0).label("won_back"),
         )
-        .select_from(C.outerjoin(history, history.c.customer_id == C.c.id))
+        .select_from(C.outerjoin(history, history.c.customer_id == C.c.id) if by_customer else history)
         .where(*filters.customer_where())
         .subquery()
     )
@@ -143,6 +146,14 @@ async def churn_situation(
         .group_by(p.grp)
         .order_by(p.grp.is_(None), p.grp)
     )
+    if not by_customer:  # one group, "all", there when any customer is (with zeros if none has history)
+        found = (await session.execute(query)).mappings().first()
+        row = dict(found) if found is not None else None
+        if row is None and (await session.execute(select(C.c.id).limit(1))).first() is not None:
+            measures = ("customers_at_start", "customers_at_end", "retained", "new", "lost", "won_back")
+            row = {"grp": "all", **dict.fromkeys(measures, 0)}
+        page = [row] if row is not None and offset == 0 and limit > 0 else []
+        return [{k: (v if k == "grp" else int(v or 0)) for k, v in r.items()} for r in page], int(row is not None)
     # The page and the number of groups from one pass: the count travels with each row.
     counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
     rows = (await session.execute(counted)).mappings().all()

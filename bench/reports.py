@@ -63,6 +63,16 @@ P95_TARGET_S = 1.0
 PEAK_TARGET_MIB = 100.0
 
 PERIOD = "from=2026-07-01&to=2026-10-01"  # retention's reports: one quarter
+
+
+def _detail(path: str) -> str:
+    """What a retention report's name shows of its query: what follows the period, or all of it without one."""
+    query = path.partition("?")[2]
+    if query.startswith("from="):
+        query = query.split("&", 2)[2] if query.count("&") > 1 else ""
+    return f" ({query})" if query else ""
+
+
 # (name, service, path): each is called as GET on the service's app.
 REPORTS: list[tuple[str, str, str]] = [
     ("value/pyramid (clv)", "scoring", "/reports/value/pyramid?basis=clv"),
@@ -109,8 +119,7 @@ REPORTS: list[tuple[str, str, str]] = [
     ),
     *(
         (
-            path.split("?")[0].removeprefix("/reports/")
-            + (" (" + path.split("&", 2)[2] + ")" if path.count("&") > 1 else ""),
+            path.split("?")[0].removeprefix("/reports/") + _detail(path),
             "retention",
             path,
         )

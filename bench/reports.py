@@ -54,7 +54,8 @@ from servicekit.settings import REPO_ROOT
 from servicekit.tables import table_of
 from services.retention.alerts.models import Alert
 from services.retention.replica.models import Customer, CustomerScore
-from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
+from services.retention.reports import facts, loyalty_sweep
+from services.retention.reports.models import ChurnFact, CustomerFact, CustomerLoyalty, FactEvent, LoyaltySweep
 from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-reports", kafka_port=19792, pg_port=55537, port_offset=24700)
@@ -62,6 +63,16 @@ P95_TARGET_S = 1.0
 PEAK_TARGET_MIB = 100.0
 
 PERIOD = "from=2026-07-01&to=2026-10-01"  # retention's reports: one quarter
+
+
+def _detail(path: str) -> str:
+    """What a retention report's name shows of its query: what follows the period, or all of it without one."""
+    query = path.partition("?")[2]
+    if query.startswith("from="):
+        query = query.split("&", 2)[2] if query.count("&") > 1 else ""
+    return f" ({query})" if query else ""
+
+
 # (name, service, path): each is called as GET on the service's app.
 REPORTS: list[tuple[str, str, str]] = [
     ("value/pyramid (clv)", "scoring", "/reports/value/pyramid?basis=clv"),
@@ -108,8 +119,7 @@ REPORTS: list[tuple[str, str, str]] = [
     ),
     *(
         (
-            path.split("?")[0].removeprefix("/reports/")
-            + (" (" + path.split("&", 2)[2] + ")" if path.count("&") > 1 else ""),
+            path.split("?")[0].removeprefix("/reports/") + _detail(path),
             "retention",
             path,
         )
@@ -127,6 +137,9 @@ REPORTS: list[tuple[str, str, str]] = [
             f"/reports/retention/task-sla?{PERIOD}&segment=retail&format=csv",
             "/reports/retention/cohorts?from=2024-07-01&to=2026-07-01&months=24",
             "/reports/retention/cohorts?from=2024-07-01&to=2026-07-01&months=24&segment=retail",
+            "/reports/retention/loyalty/today",
+            "/reports/retention/loyalty/today?tier=gold&segment=retail",
+            "/reports/retention/satisfaction-trap/today",
         )
     ),
 ]
@@ -540,10 +553,50 @@ async def seed_tasks(database: Database, customers: int) -> None:
 
 async def seed_retention(database: Database, customers: int, interactions: int) -> None:
     async with database.engine.begin() as conn:
-        for table in ("alerts", "churn_facts", "customer_facts", "fact_events", "customer_scores", "customers"):
+        for table in (
+            "alerts",
+            "churn_facts",
+            "customer_facts",
+            "fact_events",
+            "customer_scores",
+            "customers",
+            "customer_loyalty",
+            "loyalty_sweeps",
+        ):
             await conn.execute(text(f"DELETE FROM {table}"))
     await seed_retention_rows(database, customers, interactions)
 
+
+async def prepare_retention(database: Database) -> None:
+    """The read models kept for the reports' speed, as a deployment has them: the purchase months filled
+    from the orders (as the migration fills them, when none is set) and today's loyalty sweep (redone)."""
+    async with database.engine.begin() as conn:  # a store seeded before they existed gains them
+        for table in (CustomerLoyalty, LoyaltySweep):
+            await conn.run_sync(table_of(table).create, checkfirst=True)
+    async with database.transaction() as session:
+        # A store seeded before the column existed gains it as the migration adds it.
+        await session.execute(
+            text("ALTER TABLE customer_facts ADD COLUMN IF NOT EXISTS order_months BIGINT NOT NULL DEFAULT 0")
+        )
+        await session.execute(text("ALTER TABLE customer_facts ADD COLUMN IF NOT EXISTS first_order_month INTEGER"))
+        if (await session.execute(text("SELECT max(first_order_month) FROM customer_facts"))).scalar_one() is None:
+            t = time.perf_counter()
+            await facts.backfill_order_months(session)
+            print(f"  purchase months backfilled in {time.perf_counter() - t:.1f}s", flush=True)
+    settings = importlib.import_module("services.retention.main").SPEC.settings_cls()
+    day = datetime.now(UTC).date()
+    async with database.transaction() as session:
+        await session.execute(text("DELETE FROM loyalty_sweeps"))
+    t = time.perf_counter()
+    async with database.transaction() as session:
+        typed = await loyalty_sweep.sweep(session, day=day, thresholds=settings.loyalty_thresholds())
+    print(f"  loyalty sweep: {typed:,} customers typed in {time.perf_counter() - t:.1f}s", flush=True)
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql("ANALYZE customer_facts")
+        await conn.exec_driver_sql("ANALYZE customer_loyalty")
+
+
+PREPARERS: dict[str, Callable[[Database], Awaitable[None]]] = {"retention": prepare_retention}
 
 SEEDERS: dict[str, Callable[[Database, int, int], Awaitable[None]]] = {
     "scoring": seed_scoring,
@@ -607,9 +660,12 @@ async def run(args: argparse.Namespace) -> int:
         database = app.state.database
         if not args.no_seed:  # the databases were recreated empty: create the tables, then fill them
             async with database.engine.begin() as conn:
-                await conn.run_sync(importlib.import_module(f"services.{service}.models").metadata.create_all)
+                await conn.run_sync(importlib.import_module(f"services.{service}.main").SPEC.metadata.create_all)
             print(f"seeding {service} ({args.customers:,} customers, {args.interactions:,} interactions) ...")
             await SEEDERS[service](database, args.customers, args.interactions)
+        if service in PREPARERS:
+            print(f"preparing {service}'s read models ...")
+            await PREPARERS[service](database)
     load = os.getloadavg()
     print(f"measuring on {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

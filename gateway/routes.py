@@ -269,6 +269,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(READ, "reports/retention", "reports:read", prefix=True),
             # ... except this one, which lists customers: a manager sees only the team's
             _p(READ, "reports/retention/satisfaction-trap", "reports:read", S.OWNER_LIST),
+            _p(READ, "reports/retention/satisfaction-trap/today", "reports:read", S.OWNER_LIST),
             # the gateway's own API-key management
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only

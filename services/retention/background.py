@@ -1,6 +1,6 @@
 """The retention service's periodic loops: housekeeping (wake snoozed alerts, close recovered ones as saved,
-prune logs and refresh the business gauges); the webhook sender and the sequence engine run their own
-loops (webhooks/delivery.py, sequences/engine.py)."""
+prune logs and refresh the business gauges) and the daily loyalty sweep; the webhook sender and the sequence
+engine run their own loops (webhooks/delivery.py, sequences/engine.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ from servicekit.unit_of_work import unit_of_work
 from services.retention import metrics
 from services.retention.alerts.actions import auto_save, wake_snoozed
 from services.retention.alerts.models import AlertChange
+from services.retention.reports import loyalty_sweep
 from services.retention.settings import RetentionSettings
 from services.retention.signals.models import Signal
 from services.retention.webhooks.models import DeliveryStatus, WebhookDelivery
+
+# How often a replica checks whether today's loyalty sweep is done (the sweep itself runs once a day).
+LOYALTY_SWEEP_CHECK_EVERY_S = 300.0
 
 # The business gauges need not follow every 5 s round: a minute is fresh enough for a dashboard.
 METRICS_EVERY_S = 60.0
@@ -52,6 +56,23 @@ async def run_housekeeping(app: FastAPI) -> None:
     await every(
         settings.housekeeping_interval_s, "retention.housekeeping", lambda: housekeeping_round(database, settings)
     )
+
+
+async def loyalty_sweep_round(database: Database, settings: RetentionSettings) -> int | None:
+    """Type every customer as of the start of today unless a sweep (this replica's or another's) did."""
+    day = utc_now().date()
+    async with database.sessions() as session:
+        latest = await loyalty_sweep.latest_sweep(session)
+    if latest is not None and latest[0].date() >= day:
+        return None
+    async with database.transaction() as session:
+        return await loyalty_sweep.sweep(session, day=day, thresholds=settings.loyalty_thresholds())
+
+
+async def run_loyalty_sweep(app: FastAPI) -> None:
+    database: Database = app.state.database
+    settings: RetentionSettings = app.state.settings
+    await every(LOYALTY_SWEEP_CHECK_EVERY_S, "retention.loyalty_sweep", lambda: loyalty_sweep_round(database, settings))
 
 
 async def prune(

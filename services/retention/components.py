@@ -2,13 +2,14 @@
 
 from servicekit.service import ServiceComponents
 from services.retention.analysis.router import router as analysis_router
-from services.retention.background import run_housekeeping
+from services.retention.background import run_housekeeping, run_loyalty_sweep
 from services.retention.campaigns.launch import run_campaigns
 from services.retention.campaigns.router import router as campaigns_router
 from services.retention.followups.router import router as followups_router
 from services.retention.followups.service import run_followups
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports.loyalty_router import router as loyalty_router
+from services.retention.reports.loyalty_today_router import router as loyalty_today_router
 from services.retention.reports.router import router as reports_router
 from services.retention.router import router
 from services.retention.sequences.engine import run_sequences
@@ -26,6 +27,7 @@ COMPONENTS = ServiceComponents(
         surveys_router,
         reports_router,
         loyalty_router,
+        loyalty_today_router,
         sequences_router,
         analysis_router,
         campaigns_router,
@@ -33,5 +35,5 @@ COMPONENTS = ServiceComponents(
     ],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,
-    background=[run_housekeeping, run_webhook_sender, run_sequences, run_campaigns, run_followups],
+    background=[run_housekeeping, run_loyalty_sweep, run_webhook_sender, run_sequences, run_campaigns, run_followups],
 )

@@ -1,22 +1,23 @@
 """The analysis reports' queries: SQL aggregation over the read model and the tasks; never commits.
 
-Cohorts read the customer facts (first order), the order fact events and the churn facts; the task SLA
+Cohorts read the customer facts (first order, purchase months) and the churn facts; the task SLA
 reads the tasks. Filters (tier, segment, team) apply to the customer's current values, ``owner`` to the
 task's owner.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Integer, and_, case, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from servicekit.reports import Period, days_between, month_of
-from services.retention.reports.models import ORDER
-from services.retention.reports.sql import CH, CURRENT_TIER, C, E, F, Filters, S
+from servicekit.reports import Period, days_between
+from services.retention.analysis import curves
+from services.retention.reports import order_months
+from services.retention.reports.sql import CH, CURRENT_TIER, C, F, Filters, S, month_number
 from services.retention.tasks.models import Task
 
 T = Task.__table__  # type: ignore[attr-defined]
@@ -30,73 +31,60 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return case((condition, 1), else_=0)
 
 
-def _month(column: Any, dialect: str) -> ColumnElement[Any]:
-    """The month of a timestamp (UTC) as a grouping key: date_trunc on PostgreSQL (cheaper than formatting
-    every row), 'YYYY-MM' elsewhere; _month_name turns either into 'YYYY-MM'."""
-    if dialect == "postgresql":
-        return func.date_trunc("month", func.timezone("UTC", column))
-    return month_of(column, dialect)
-
-
-def _month_name(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return f"{value.year:04d}-{value.month:02d}"
-
-
 async def cohort_cells(
     *, session: AsyncSession, period: Period, filters: Filters, months: int
 ) -> tuple[list[tuple[str, str | None, int]], list[tuple[str, str, int]]]:
     """The members per (cohort, first-churn month) and the buyers per (cohort, purchase month), for the
     customers (not erased) whose first order fell in the period; purchases up to ``months`` months after
-    the period's last month."""
+    the cohort month. One grouped pass over the members: each member's purchase months are a bit set
+    relative to its cohort month (customer_facts.order_months), so month k's buyers are the sum of bit k."""
     dialect = _dialect(session)
     first_churn = (
         select(CH.c.customer_id, func.min(CH.c.churned_at).label("first_churn"))
         .group_by(CH.c.customer_id)
         .subquery("first_churn")
     )
-    source = (
-        C.join(F, F.c.customer_id == C.c.customer_id)
-        .outerjoin(S, S.c.customer_id == C.c.customer_id)
-        .outerjoin(first_churn, first_churn.c.customer_id == C.c.customer_id)
-    )
-    members = (
-        select(
-            C.c.customer_id.label("customer_id"),
-            _month(F.c.first_order_at, dialect).label("cohort"),
-            _month(first_churn.c.first_churn, dialect).label("churn_month"),
+    source = F.outerjoin(first_churn, first_churn.c.customer_id == F.c.customer_id)
+    if filters.tiers or filters.segments or filters.owners:  # the customer's current values
+        source = source.join(C, C.c.customer_id == F.c.customer_id)
+        not_erased = C.c.erased_at.is_(None)
+    else:  # the few erased customers, left out without joining every customer
+        not_erased = F.c.customer_id.not_in(select(C.c.customer_id).where(C.c.erased_at.is_not(None)))
+    if filters.tiers:
+        source = source.outerjoin(S, S.c.customer_id == F.c.customer_id)
+    cohort = F.c.first_order_month.label("cohort")
+    churn_month = month_number(first_churn.c.first_churn, dialect).label("churn_month")
+    span = min(months, order_months.MONTH_BITS - 1)
+    # Integer literals inline: PostgreSQL shifts a bigint by an integer (not by a bound bigint).
+    # bit k of each member as an integer (PostgreSQL sums integers faster than the numeric sum of bigints)
+    bits = [
+        func.sum(cast(F.c.order_months.op(">>")(literal_column(str(k))).op("&")(literal_column("1")), Integer)).label(
+            f"m{k}"
         )
+        for k in range(span + 1)
+    ]
+    query = (
+        select(cohort, churn_month, func.count().label("n"), *bits)
         .select_from(source)
         .where(
             F.c.first_order_at >= period.start_at,
             F.c.first_order_at < period.end_at,
-            C.c.erased_at.is_(None),
+            not_erased,
             *filters.on(CURRENT_TIER, C.c.segment, C.c.owner, F.c.team),
         )
-        .cte("members")
+        .group_by(cohort, churn_month)
     )
-    sizes = select(members.c.cohort, members.c.churn_month, func.count().label("n")).group_by(
-        members.c.cohort, members.c.churn_month
-    )
-    # Each customer's purchase months once (from the covering index on kind and time), then the members'.
-    until = period.end_at.replace(day=1) + timedelta(days=31 * (months + 1))
-    bought = _month(E.c.at, dialect)
-    pairs = (
-        select(E.c.customer_id.label("customer_id"), bought.label("month"))
-        .where(E.c.kind == ORDER, E.c.at >= period.start_at, E.c.at < until)
-        .group_by(E.c.customer_id, bought)
-        .subquery("pairs")
-    )
-    buyers = (
-        select(members.c.cohort, pairs.c.month, func.count().label("n"))
-        .select_from(pairs.join(members, members.c.customer_id == pairs.c.customer_id))
-        .group_by(members.c.cohort, pairs.c.month)
-    )
-    cells = [(_month_name(r.cohort) or "", _month_name(r.churn_month), int(r.n)) for r in await session.execute(sizes)]
-    active = [
-        (_month_name(r.cohort) or "", _month_name(r.month) or "", int(r.n)) for r in await session.execute(buyers)
-    ]
+    cells: list[tuple[str, str | None, int]] = []
+    buyers: dict[tuple[int, int], int] = {}
+    for row in (await session.execute(query)).mappings():
+        start = int(row["cohort"])
+        churned = row["churn_month"]
+        cells.append(
+            (curves.month_name(start), None if churned is None else curves.month_name(int(churned)), int(row["n"]))
+        )
+        for k in range(span + 1):
+            buyers[start, start + k] = buyers.get((start, start + k), 0) + int(row[f"m{k}"] or 0)
+    active = [(curves.month_name(c), curves.month_name(m), n) for (c, m), n in sorted(buyers.items()) if n]
     return cells, active
 
 

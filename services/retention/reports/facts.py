@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import BigInteger, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import InteractionType
@@ -25,7 +25,7 @@ from servicekit.db import dialect_insert
 from servicekit.events.envelope import Received
 from servicekit.types import as_utc
 from services.retention.replica.models import Customer, CustomerScore
-from services.retention.reports import reason_suggestion
+from services.retention.reports import order_months, reason_suggestion
 from services.retention.reports.models import (
     COMPETITOR_CATEGORIES,
     COMPETITOR_CONTACT,
@@ -43,8 +43,10 @@ from services.retention.reports.models import (
     SURVEY_DIMENSIONS,
     ChurnFact,
     CustomerFact,
+    CustomerLoyalty,
     FactEvent,
 )
+from services.retention.reports.sql import month_number
 from services.retention.settings import get_settings
 
 
@@ -54,6 +56,28 @@ async def _insert(session: AsyncSession, **row: Any) -> bool:
     query = dialect_insert(session)(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
     result = await session.execute(query.values(**row).returning(table.c.event_id))
     return result.first() is not None
+
+
+async def backfill_order_months(session: AsyncSession) -> None:
+    """Every customer's purchase months from the orders recorded, in one statement (as the migration does)."""
+    facts_table = CustomerFact.__table__  # type: ignore[attr-defined]
+    events = FactEvent.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    offset = month_number(events.c.at, dialect) - month_number(facts_table.c.first_order_at, dialect)
+    bit = literal(1, BigInteger).op("<<")(offset)
+    bits = (
+        select(func.sum(bit.distinct()))
+        .where(
+            events.c.customer_id == facts_table.c.customer_id,
+            events.c.kind == ORDER,
+            offset >= 0,
+            offset < order_months.MONTH_BITS,
+        )
+        .scalar_subquery()
+    )
+    query = update(facts_table).where(facts_table.c.first_order_at.is_not(None))
+    first_month = month_number(facts_table.c.first_order_at, dialect)
+    await session.execute(query.values(order_months=func.coalesce(bits, 0), first_order_month=first_month))
 
 
 async def _facts(session: AsyncSession, customer_id: str) -> CustomerFact:
@@ -94,6 +118,9 @@ async def on_interaction(session: AsyncSession, event: Received[InteractionRecor
         return
     if kind == ORDER:
         fact = await _facts(session, data.customer_id)
+        first = as_utc(fact.first_order_at) if fact.first_order_at is not None else None
+        fact.order_months = order_months.with_order(fact.order_months or 0, first, at)
+        fact.first_order_month = order_months.month_number(at if first is None else min(first, at))
         fact.orders += 1
         fact.revenue += amount or 0.0
         fact.first_order_at = at if fact.first_order_at is None else min(as_utc(fact.first_order_at), at)
@@ -310,7 +337,10 @@ async def _late_signal(session: AsyncSession, customer_id: str, kind: str, at: d
 
 
 async def erase(session: AsyncSession, customer_id: str) -> None:
-    """Erasure: the attributes copied from the customer go; ids, codes and numbers stay as anonymous facts."""
+    """Erasure: the attributes copied from the customer go, and so do the rows kept for the reports' speed
+    (today's loyalty type); ids, codes and numbers stay as anonymous facts."""
+    loyalty_rows = CustomerLoyalty.__table__  # type: ignore[attr-defined]
+    await session.execute(delete(loyalty_rows).where(loyalty_rows.c.customer_id == customer_id))
     fact = await session.get(CustomerFact, customer_id, with_for_update=True)
     if fact is not None:
         fact.team = None

@@ -83,7 +83,7 @@ def prior_period_start(start: datetime, end: datetime) -> datetime:
         return datetime.min.replace(tzinfo=start.tzinfo)
 
 
-def _loyalty_features(session: AsyncSession, period: Period, filters: Filters, t: loyalty.Thresholds) -> Any:
+def loyalty_features(session: AsyncSession, period: Period, filters: Filters, t: loyalty.Thresholds) -> Any:
     """Per customer now (active or won back, not erased): the current orders, first order, latest NPS and
     CSAT and share of wallet (customer_facts); orders in the period (recent) and in the equally long
     period before it (prior); the tenure at ``to``; and the typing columns."""
@@ -136,7 +136,7 @@ async def loyalty_distribution(
     *, session: AsyncSession, period: Period, filters: Filters, thresholds: loyalty.Thresholds
 ) -> dict[str, Any]:
     """Customers per loyalty type, the satisfaction-trap count and the repeat rate's counts, in one query."""
-    rows = _loyalty_features(session, period, filters, thresholds).subquery()
+    rows = loyalty_features(session, period, filters, thresholds).subquery()
     query = select(
         rows.c.type,
         func.count().label("customers"),
@@ -157,7 +157,7 @@ async def satisfaction_traps(
     *, session: AsyncSession, period: Period, filters: Filters, thresholds: loyalty.Thresholds, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """The satisfied customers whose buying declines, by customer id: one page of them and how many in all."""
-    rows = _loyalty_features(session, period, filters, thresholds).subquery()
+    rows = loyalty_features(session, period, filters, thresholds).subquery()
     query = select(rows).where(rows.c.trap == 1).order_by(rows.c.customer_id)
     # The page and the total from one typing pass: the count travels with each row of the page.
     counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)

@@ -12,8 +12,10 @@ Tables (ids, codes, numbers and times only; events carry no personal data and ne
   overdue complaint, survey answer, owner change, price or competitor contact), keyed by event id, so
   redelivery changes nothing.
 - ``customer_facts``: per customer, counters maintained from the rows just inserted (orders, revenue,
-  first and last order) and the latest NPS and CSAT, plus the non-personal ``team`` and
-  ``share_of_wallet`` attributes where the customer service declares them.
+  first and last order, the months in which it bought as a bit set: order_months.py) and the latest NPS
+  and CSAT, plus the non-personal ``team`` and ``share_of_wallet`` attributes where the customer service declares them.
+- ``customer_loyalty`` and ``loyalty_sweeps``: each customer's loyalty type as of the start of today,
+  re-typed once a day by a set-based sweep (loyalty_sweep.py).
 - ``churn_facts``: one row per churn (keyed by the status change's event id) with the tier, segment,
   owner and team at churn, the value lost (historical and predicted), and the suggested reason.
 The writers that fill them: facts.py.
@@ -24,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, BigInteger, Column, Index
 from sqlmodel import Field
 
 from servicekit.clock import utc_now
@@ -71,11 +73,48 @@ class CustomerFact(RetentionTable, table=True):
     revenue: float = 0.0
     first_order_at: datetime | None = _at(nullable=True)
     last_order_at: datetime | None = _at(nullable=True)
+    # For the cohort curves (order_months.py): the month of the first order (UTC, year x 12 + month - 1) and
+    # the months with an order as bits (bit k: k months after the first order's month).
+    first_order_month: int | None = None
+    order_months: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     nps: int | None = None
     nps_at: datetime | None = _at(nullable=True)
     csat: int | None = None
     csat_at: datetime | None = _at(nullable=True)
     updated_at: datetime = _at()
+
+
+class CustomerLoyalty(RetentionTable, table=True):
+    """Each customer's loyalty type as of the start of a day (UTC), written by the daily sweep
+    (loyalty_sweep.py) for the customers then (active or won back, not erased); the "as of today" reports
+    read these rows instead of typing every customer per call."""
+
+    __tablename__ = "customer_loyalty"
+    __table_args__ = (Index("ix_customer_loyalty_trap", "trap", "customer_id"),)
+
+    customer_id: str = Field(primary_key=True, max_length=100)
+    type: str = Field(max_length=20)
+    trap: bool = False
+    orders: int = 0
+    buyer: bool = False  # orders >= 1
+    repeater: bool = False  # orders >= 2
+    recent_orders: int = 0  # orders in the latest trend window before the as-of instant
+    prior_orders: int = 0  # orders in the window before it
+    nps: int | None = None
+    csat: int | None = None
+    as_of: datetime = _at()
+
+
+class LoyaltySweep(RetentionTable, table=True):
+    """One row per day the loyalty sweep typed the customers: the claim (a second sweep for the same day
+    finds the row and does nothing) and what the reports show as their as-of instant."""
+
+    __tablename__ = "loyalty_sweeps"
+
+    as_of: datetime = Field(sa_column=Column(UtcDateTime(), primary_key=True))
+    customers: int = 0
+    window_days: int = 0
+    finished_at: datetime = _at()
 
 
 class ChurnFact(RetentionTable, table=True):

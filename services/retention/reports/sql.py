@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -69,6 +69,15 @@ def events(filters: Filters) -> Any:
         return E
     source, joined = customers_joined(E.c.customer_id)
     return E.join(source, joined)
+
+
+def month_number(column: Any, dialect: str) -> ColumnElement[int]:
+    """The calendar month (UTC) of a timestamp as year x 12 + month - 1, as order_months.month_number."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", column)
+        return cast(func.extract("year", utc) * 12 + func.extract("month", utc) - 1, Integer)
+    year, month = cast(func.strftime("%Y", column), Integer), cast(func.strftime("%m", column), Integer)
+    return year * 12 + month - 1
 
 
 def dialect(session: AsyncSession) -> str:

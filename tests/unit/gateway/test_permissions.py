@@ -102,6 +102,11 @@ def test_retention_reports_and_customer_views_route_to_retention_with_their_scop
     # The one retention report that lists customers narrows a manager to the team's.
     traps = permission_for("GET", "/api/v1/reports/retention/satisfaction-trap")
     assert traps is not None and (traps.permission, traps.scope) == ("reports:read", Scope.OWNER_LIST)
+    # ... and so does its "as of today" list; today's distribution is an aggregate.
+    today = permission_for("GET", "/api/v1/reports/retention/satisfaction-trap/today")
+    assert today is not None and (today.permission, today.scope) == ("reports:read", Scope.OWNER_LIST)
+    loyalty = permission_for("GET", "/api/v1/reports/retention/loyalty/today")
+    assert loyalty is not None and (loyalty.permission, loyalty.scope) == ("reports:read", Scope.UNSCOPED)
 
 
 def test_a_method_no_rule_covers_has_no_permission() -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CSV_RESPONSE, ReportFormat, answer, ratio
+from servicekit.reports import CsvTable, ReportFields, ReportFormat, ratio, report_route
 from services.retention.reports import loyalty_sweep
 from services.retention.reports.loyalty import LoyaltyType
 from services.retention.reports.params import PREFIX, Owners, Segments, Teams, Tiers, filters_of
@@ -46,10 +46,8 @@ async def _head(session: SessionDep) -> dict[str, object]:
     return {"as_of": latest[0] if latest else None, "window_days": latest[1] if latest else None}
 
 
-@router.get(
-    f"{PREFIX}/loyalty/today",
-    response_model=TodayLoyaltyReport,
-    responses={200: CSV_RESPONSE},
+@report_route(
+    router, f"{PREFIX}/loyalty/today", TodayLoyaltyReport, CsvTable("items", TodayLoyaltyRow, "loyalty-today")
 )
 async def loyalty_today(
     request: Request,
@@ -59,21 +57,18 @@ async def loyalty_today(
     owner: Owners = None,
     team: Teams = None,
     format: ReportFormat = None,
-) -> BaseModel | Response:
+) -> ReportFields:
     """Customers per loyalty type (true, latent, spurious/inertia, none, unmeasured) as of the start of
     today, from the daily sweep; filters on the customers' current values."""
     result = await loyalty_sweep.distribution_today(session, filters_of(tier, segment, owner, team))
     customers = result["customers"]
-    report = TodayLoyaltyReport.model_validate(
-        {
-            **await _head(session),
-            "customers": customers,
-            "repeat_rate": ratio(result["repeaters"], result["buyers"]),
-            "satisfaction_traps": result["traps"],
-            "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
-        }
-    )
-    return answer(request, format, report, table="items", model=TodayLoyaltyRow, filename="loyalty-today")
+    return {
+        **await _head(session),
+        "customers": customers,
+        "repeat_rate": ratio(result["repeaters"], result["buyers"]),
+        "satisfaction_traps": result["traps"],
+        "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
+    }
 
 
 class TodayTrapRow(BaseModel):
@@ -97,10 +92,11 @@ class TodayTrapReport(TodayHead):
     items: list[TodayTrapRow]
 
 
-@router.get(
+@report_route(
+    router,
     f"{PREFIX}/satisfaction-trap/today",
-    response_model=TodayTrapReport,
-    responses={200: CSV_RESPONSE},
+    TodayTrapReport,
+    CsvTable("items", TodayTrapRow, "satisfaction-trap-today"),
 )
 async def satisfaction_trap_today(
     request: Request,
@@ -112,13 +108,10 @@ async def satisfaction_trap_today(
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
-) -> BaseModel | Response:
+) -> ReportFields:
     """The satisfaction traps as of the start of today (satisfied customers whose orders in the latest
     window fell to the decline ratio of the window before), by customer id, from the daily sweep."""
     rows, total = await loyalty_sweep.traps_today(
         session, filters_of(tier, segment, owner, team), limit=limit, offset=offset
     )
-    report = TodayTrapReport.model_validate(
-        {**await _head(session), "items": rows, "total": total, "limit": limit, "offset": offset}
-    )
-    return answer(request, format, report, table="items", model=TodayTrapRow, filename="satisfaction-trap-today")
+    return {**await _head(session), "items": rows, "total": total}

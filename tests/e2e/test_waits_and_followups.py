@@ -222,3 +222,46 @@ async def test_scheduled_follow_ups_fire_per_tier(gateway: httpx.AsyncClient):
         for tier in ("platinum", "gold"):
             response = await gateway.delete(f"/api/v1/followup-schedules/{tier}")
             assert response.status_code in (204, 404), response.text
+
+
+async def test_follow_ups_after_a_resolved_complaint_and_after_a_win_back(gateway: httpx.AsyncClient):
+    tag = f"e2e-fx-{uuid.uuid4().hex[:8]}"
+    complained = await create_customer(gateway, external_ref=f"{tag}-c", owner="agent-fx", attributes={"tier": "iron"})
+    returning = await create_customer(gateway, external_ref=f"{tag}-w", owner="agent-fx", attributes={"tier": "iron"})
+    try:
+        await _ok(
+            await gateway.put(
+                "/api/v1/followup-triggers/iron/complaint_resolved",
+                json={"action": "call_owner", "delay_hours": 0, "due_in_hours": 24},
+            )
+        )
+        await _ok(
+            await gateway.put(
+                "/api/v1/followup-triggers/iron/won_back", json={"action": "follow_up_visit", "delay_hours": 0}
+            )
+        )
+        complaint = await post_complaint(gateway, complained["id"], severity="low")
+        for step in ({"to": "acknowledged"}, {"to": "valid"}, {"to": "resolved", "resolution": "Re-shipped"}):
+            await _ok(await gateway.post(f"/api/v1/complaints/{complaint['id']}/transitions", json=step))
+        await _churn(gateway, returning["id"])
+        await _ok(await gateway.post(f"/api/v1/customers/{returning['id']}/status", json={"status": "won_back"}))
+
+        async def called() -> list[dict[str, Any]] | None:
+            return await _tasks(gateway, complained["id"], "after_complaint_resolved") or None
+
+        [call] = await eventually(called, timeout_s=120, what="the call after the resolved complaint")
+        assert (call["action"], call["owner"], call["status"]) == ("call_owner", "agent-fx", "open")
+
+        async def visited() -> list[dict[str, Any]] | None:
+            return await _tasks(gateway, returning["id"], "after_won_back") or None
+
+        [visit] = await eventually(visited, timeout_s=120, what="the visit after the win-back")
+        assert (visit["action"], visit["owner"]) == ("follow_up_visit", "agent-fx")
+        # one follow-up per event
+        listed = (await _ok(await gateway.get("/api/v1/followup-triggers")))["items"]
+        assert {(t["tier"], t["trigger"]) for t in listed} >= {("iron", "complaint_resolved"), ("iron", "won_back")}
+        assert len(await _tasks(gateway, complained["id"], "after_complaint_resolved")) == 1
+    finally:
+        for trigger in ("complaint_resolved", "won_back"):
+            response = await gateway.delete(f"/api/v1/followup-triggers/iron/{trigger}")
+            assert response.status_code in (204, 404), response.text

@@ -47,6 +47,8 @@ from services.retention.db import new_id
 from services.retention.member_tiers import service as member_tiers
 from services.retention.publishing import publish
 from services.retention.replica.models import Customer, CustomerScore
+from services.retention.sequences import core as sq
+from services.retention.sequences import offers
 from services.retention.settings import RetentionSettings
 from services.retention.touches import contact_policy as cp
 from services.retention.touches import service as touches
@@ -104,7 +106,7 @@ async def apply_launch(
     if campaign.member_tiers:
         member_tier = await member_tiers.tiers_of(session, list(wanted))
         wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
-    erased, tiers = await _replica_facts(session, list(wanted))
+    erased, tiers, owners = await _replica_facts(session, list(wanted))
     members: list[dict[str, Any]] = []
     touch_rows: list[dict[str, Any]] = []
     events: list[EventData] = []
@@ -117,6 +119,9 @@ async def apply_launch(
             treated_ids.append(customer_id)
         else:
             members.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
+    if campaign.sequence is not None:
+        await _enrol(session, campaign, offer, treated_ids, members, tiers=tiers, owners=owners, wanted=wanted, now=now)
+        return
     verdicts = await _screen(session, treated_ids, channel=campaign.channel, tiers=tiers, wanted=wanted, now=now)
     valid_until = now + timedelta(days=offer.valid_days)
     blocked_by: dict[str, int] = {}
@@ -161,36 +166,88 @@ async def apply_launch(
     for rows, table in ((touch_rows, Touch.__table__), (members, CampaignMember.__table__)):  # type: ignore[attr-defined]
         for start in range(0, len(rows), 1000):
             await session.execute(insert(table), rows[start : start + 1000])
+    blocked = sum(blocked_by.values())
+    _launched(campaign, members, treated=len(treated_ids), blocked_by=blocked_by, now=now)
+    events.append(events_of_launch(campaign, offer, now))
+    await publish(UnitOfWork(session), *events)  # outbox and webhook deliveries, in this transaction
+    await session.flush()
+    log.info("campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "blocked": blocked})
+
+
+async def _enrol(
+    session: AsyncSession,
+    campaign: Campaign,
+    offer: Offer,
+    treated_ids: list[str],
+    members: list[dict[str, Any]],
+    *,
+    tiers: dict[str, str],
+    owners: dict[str, str],
+    wanted: dict[str, AudienceMember],
+    now: datetime,
+) -> None:
+    """A sequence campaign: every treated member runs the campaign's sequence (the engine's next round runs
+    the first step, so each touch passes the contact policy when it is sent); the verdicts follow."""
+    definition = sq.SequenceDef.model_validate(campaign.sequence)
+    context = offers.offer_context(
+        campaign_id=campaign.id,
+        offer_id=offer.id,
+        offer_code=offer.code,
+        offer_kind=offer.kind,
+        offer_value=offer.value,
+        channel=campaign.channel,
+        template=campaign.template,
+        valid_until=now + timedelta(days=offer.valid_days),
+    )
+    runs = [(c, tiers.get(c) or wanted[c].value_tier, owners.get(c)) for c in treated_ids]
+    await offers.enrol_members(
+        session, reason=reason_of(campaign.id), definition=definition, members=runs, context=context, now=now
+    )
+    members.extend(_member(campaign.id, c, stats.TREATED, None, None, now) for c in treated_ids)
+    for start in range(0, len(members), 1000):
+        await session.execute(insert(CampaignMember.__table__), members[start : start + 1000])  # type: ignore[attr-defined]
+    _launched(campaign, members, treated=len(treated_ids), blocked_by={}, now=now)
+    await publish(UnitOfWork(session), events_of_launch(campaign, offer, now))
+    await session.flush()
+    log.info(
+        "campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "enrolled": len(runs)}
+    )
+
+
+def _launched(
+    campaign: Campaign,
+    members: list[dict[str, Any]],
+    *,
+    treated: int,
+    blocked_by: dict[str, int],
+    now: datetime,
+) -> None:
     campaign.audience = len(members)
-    campaign.treated = len(treated_ids)
-    campaign.holdout = len(members) - len(treated_ids)
+    campaign.treated = treated
+    campaign.holdout = len(members) - treated
     campaign.blocked = sum(blocked_by.values())
-    campaign.reached = campaign.treated - campaign.blocked
+    # a sequence campaign's touches run later: its live counts are in the report
+    campaign.reached = treated - campaign.blocked if campaign.sequence is None else 0
     campaign.blocked_by = blocked_by
     campaign.status = CampaignStatus.launched.value
     campaign.launched_at = now
     campaign.version += 1
     campaign.updated_at = now
-    events.append(
-        CampaignLaunched(
-            campaign_id=campaign.id,
-            offer_id=offer.id,
-            segment_id=campaign.segment_id,
-            channel=campaign.channel,
-            audience=campaign.audience,
-            treated=campaign.treated,
-            holdout=campaign.holdout,
-            reached=campaign.reached,
-            blocked=campaign.blocked,
-            blocked_by=blocked_by,
-            at=now,
-        )
-    )
-    await publish(UnitOfWork(session), *events)  # outbox and webhook deliveries, in this transaction
-    await session.flush()
-    log.info(
-        "campaign launched",
-        extra={"campaign_id": campaign.id, "audience": campaign.audience, "reached": campaign.reached},
+
+
+def events_of_launch(campaign: Campaign, offer: Offer, now: datetime) -> CampaignLaunched:
+    return CampaignLaunched(
+        campaign_id=campaign.id,
+        offer_id=offer.id,
+        segment_id=campaign.segment_id,
+        channel=campaign.channel,
+        audience=campaign.audience,
+        treated=campaign.treated,
+        holdout=campaign.holdout,
+        reached=campaign.reached,
+        blocked=campaign.blocked,
+        blocked_by=dict(campaign.blocked_by),
+        at=now,
     )
 
 
@@ -204,19 +261,25 @@ def _member(
         "arm": arm,
         "verdict": verdict,
         "touch_id": touch_id,
+        "touches": 1 if verdict == cp.Verdict.allowed.value else 0,
         "enrolled_at": now,
     }
 
 
-async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str]]:
-    """Erased customers (left out of the audience) and the tier each customer's contact cap follows:
-    the account-managed tier of the replica, else the latest scored tier."""
+async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """Erased customers (left out of the audience), the tier each customer's contact cap follows (the
+    account-managed tier of the replica, else the latest scored tier) and each customer's owner."""
     erased: set[str] = set()
     tiers: dict[str, str] = {}
+    owners: dict[str, str] = {}
     for chunk in chunks(ids):
-        for customer_id, tier, erased_at in await session.execute(
-            select(Customer.customer_id, Customer.tier, Customer.erased_at).where(col(Customer.customer_id).in_(chunk))
+        for customer_id, tier, erased_at, owner in await session.execute(
+            select(Customer.customer_id, Customer.tier, Customer.erased_at, Customer.owner).where(
+                col(Customer.customer_id).in_(chunk)
+            )
         ):
+            if owner:
+                owners[customer_id] = owner
             if erased_at is not None:
                 erased.add(customer_id)
             if tier:
@@ -226,7 +289,7 @@ async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str
         ):
             if tier and customer_id not in tiers:
                 tiers[customer_id] = tier
-    return erased, tiers
+    return erased, tiers, owners
 
 
 async def _screen(

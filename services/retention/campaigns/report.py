@@ -112,6 +112,8 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
             func.sum(case((_status_to((CHURNED,), start, end), 1), else_=0)).label("churned"),
             func.sum(value).label("value"),
             func.sum(case((allowed, 1), else_=0)).label("reached"),
+            func.sum(case((col(CampaignMember.verdict).is_(None), 1), else_=0)).label("pending"),
+            func.sum(CampaignMember.touches).label("touches"),
             func.sum(case((and_(allowed, _orders(start, valid_end)), 1), else_=0)).label("redeemed"),
         )
         .where(col(CampaignMember.campaign_id) == campaign.id)
@@ -136,8 +138,11 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
     treated_row = rows.get(stats.TREATED)
     reached = int(treated_row.reached or 0) if treated_row is not None else 0
     redeemed = int(treated_row.redeemed or 0) if treated_row is not None else 0
+    pending = int(treated_row.pending or 0) if treated_row is not None else 0
+    sent = int(treated_row.touches or 0) if treated_row is not None else 0
+    blocked_by = await _blocked_by(session, campaign.id)
     money = stats.money(
-        reached=reached,
+        reached=sent,
         redeemed=redeemed,
         cost_per_touch=offer.cost_per_touch,
         cost_per_redemption=offer.cost_per_redemption,
@@ -154,8 +159,10 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
         window_end=end,
         audience=treated.customers + holdout.customers,
         reached=reached,
-        blocked=treated.customers - reached,
-        blocked_by=dict(campaign.blocked_by),
+        blocked=sum(blocked_by.values()),
+        blocked_by=blocked_by,
+        pending=pending,
+        touches=sent,
         redeemed=redeemed,
         treated=treated,
         holdout=holdout,
@@ -175,3 +182,18 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
             method=lift.method,
         ),
     )
+
+
+async def _blocked_by(session: AsyncSession, campaign_id: str) -> dict[str, int]:
+    """Treated customers no touch reached, by the latest verdict (a sequence's touches run after launch)."""
+    query = (
+        select(CampaignMember.verdict, func.count())
+        .where(
+            col(CampaignMember.campaign_id) == campaign_id,
+            col(CampaignMember.arm) == stats.TREATED,
+            col(CampaignMember.verdict).is_not(None),
+            col(CampaignMember.verdict) != cp.Verdict.allowed.value,
+        )
+        .group_by(CampaignMember.verdict)
+    )
+    return {str(verdict): int(n) for verdict, n in (await session.execute(query)).all()}

@@ -99,9 +99,10 @@ async def test_a_resolved_complaint_pends_one_visit_per_complaint_for_the_tier(a
     assert await triggers.run_due(db, batch_size=50, now=now + timedelta(hours=25)) == 3
     assert await triggers.run_due(db, batch_size=50, now=now + timedelta(days=30)) == 0  # each fires once
     tasks = await _all(db, Task)
-    assert sorted((t.customer_id, t.action, t.owner, t.reason) for t in tasks) == [
-        ("key", "follow_up_visit", "am1", "after_complaint_resolved")
-    ] * 2
+    assert (
+        sorted((t.customer_id, t.action, t.owner, t.reason) for t in tasks)
+        == [("key", "follow_up_visit", "am1", "after_complaint_resolved")] * 2
+    )
     blocked = [t for t in await _all(db, Touch) if not t.allowed]
     assert [(t.customer_id, t.verdict, t.reason) for t in blocked] == [
         ("no_visits", "opted_out", "after_complaint_resolved")

@@ -113,6 +113,20 @@ class CampaignMember(RetentionTable, table=True):
     enrolled_at: datetime = _at()
 
 
+class OfferRedemption(RetentionTable, table=True):
+    """An order that carried an offer's code (an exact redemption), from interaction.recorded. Ids, codes,
+    numbers and times only, like the read model's facts; the report matches it to the campaign's offer."""
+
+    __tablename__ = "offer_redemptions"
+    __table_args__ = (Index("ix_offer_redemptions_customer_code", "customer_id", "offer_code", "at"),)
+
+    event_id: str = Field(primary_key=True, max_length=200)  # the interaction.recorded event (fact_events.event_id)
+    customer_id: str = Field(max_length=100)
+    offer_code: str = Field(max_length=60)
+    amount: float | None = None
+    at: datetime = _at()
+
+
 # ---- API shapes -----------------------------------------------------------------------------------------
 
 _CODE = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -267,6 +281,9 @@ class CampaignReport(BaseModel):
     )
     touches: int = PydanticField(0, description="touches sent: one per reached customer, or one per sequence step")
     redeemed: int = PydanticField(description="reached customers who bought while the offer was valid")
+    redeemed_exact: int = PydanticField(
+        0, description="of the redeemed, those whose order carried the offer's code (the others are attributed)"
+    )
     treated: GroupOutcomes
     holdout: GroupOutcomes
     cost: float

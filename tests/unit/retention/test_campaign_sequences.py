@@ -10,14 +10,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from contracts.interaction import InteractionRecorded
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.campaigns import service as campaigns
 from services.retention.campaigns import stats
-from services.retention.campaigns.models import CampaignMember
+from services.retention.campaigns.models import CampaignMember, OfferRedemption
+from services.retention.handlers import HANDLERS
 from services.retention.models import metadata
 from services.retention.reports.models import FactEvent
 from services.retention.sequences import engine as sequence_engine
 from services.retention.sequences.models import Enrolment
 from services.retention.touches.models import ConsentReplica, Touch
+from tests.unit.retention.events import received
 from tests.unit.retention.test_campaigns import AUDIENCE, FakeScoring, _offer, scoring  # noqa: F401 (fixture)
 
 SEQUENCE = {
@@ -131,3 +135,54 @@ async def test_offer_then_a_reminder_unless_redeemed(app_db, scoring: FakeScorin
     cost = touches_sent * 0.5 + 12.0
     assert report["cost"] == pytest.approx(cost)
     assert report["value_won_back"] == 80.0 and report["roi"] == pytest.approx((80.0 - cost) / cost)
+
+
+def _purchase(customer_id: str, at, amount: float, code: str | None):
+    data = InteractionRecorded(
+        customer_id=customer_id,
+        interaction_id=f"i-{customer_id}-{code}",
+        type="purchase",
+        occurred_at=at,
+        amount=amount,
+        currency="EUR",
+        offer_code=code,
+    )
+    return received(data, "/crm/interaction")
+
+
+async def test_an_order_carrying_the_offer_code_is_an_exact_redemption(app_db, scoring: FakeScoring):  # noqa: F811
+    client, db = app_db
+    offer = await _offer(client)
+    body = {
+        "name": "One touch",
+        "offer_id": offer["id"],
+        "channel": "email",
+        "segment_id": "seg_known",
+        "holdout_share": 0.25,
+        "starts_at": "2099-01-01T00:00:00Z",
+    }
+    campaign = (await client.post("/campaigns", json=body)).json()
+    treated = sorted(c for c in AUDIENCE if stats.assign_group(campaign["id"], c, 0.25) == stats.TREATED)
+    await client.post(f"/campaigns/{campaign['id']}/launch")
+    async with db.sessions() as session:
+        launched_at = (await campaigns.get_campaign(session=session, campaign_id=campaign["id"])).launched_at
+    day = timedelta(days=1)
+    coded, uncoded, other_code, late = treated[:4]
+    purchase = _purchase(coded, launched_at + day, 60.0, "winback-20")
+    for event in (
+        purchase,
+        purchase,  # redelivered: one redemption
+        _purchase(uncoded, launched_at + day, 40.0, None),  # attributed, as without codes
+        _purchase(other_code, launched_at + day, 30.0, "spring-10"),  # redeems another offer, not this one
+        _purchase(late, launched_at + 20 * day, 20.0, "winback-20"),  # after the offer's 14 days
+    ):
+        async with db.transaction() as session:
+            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+    async with db.sessions() as session:
+        redemptions = list((await session.execute(select(OfferRedemption))).scalars())
+    assert sorted((r.customer_id, r.offer_code) for r in redemptions) == sorted(
+        [(coded, "winback-20"), (other_code, "spring-10"), (late, "winback-20")]
+    )
+    report = (await client.get(f"/campaigns/{campaign['id']}/report")).json()
+    assert (report["redeemed"], report["redeemed_exact"]) == (2, 1)
+    assert report["treated"]["value"] == 150.0  # every order in the window is value won back

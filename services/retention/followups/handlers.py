@@ -40,7 +40,12 @@ def _after_status_changed(handler: Handler) -> Handler:
         data: CustomerStatusChanged = event.data
         if triggers.won_back(data.previous_status, data.status):
             await triggers.triggered(
-                uow.session, customer_id=data.customer_id, trigger=Trigger.won_back, key=event.id, now=utc_now()
+                uow.session,
+                customer_id=data.customer_id,
+                trigger=Trigger.won_back,
+                key=event.id,
+                now=utc_now(),
+                current_status=data.status,  # the latest change: an older one arriving late pends nothing
             )
 
     return handle

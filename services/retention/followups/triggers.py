@@ -80,22 +80,32 @@ async def delete_trigger(*, session: AsyncSession, tier: str, trigger: Trigger) 
 
 
 async def triggered(
-    session: AsyncSession, *, customer_id: str, trigger: Trigger, key: str, now: datetime
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    trigger: Trigger,
+    key: str,
+    now: datetime,
+    current_status: str | None = None,
 ) -> FollowupPending | None:
-    """The customer's tier has a follow-up after this event: pend it, once per event key. None otherwise."""
+    """The customer's tier has a follow-up after this event: pend it, once per event key. None otherwise,
+    and None when `current_status` is given and the customer's status is no longer it (an older change
+    arriving late)."""
     query = select(FollowupTrigger).where(col(FollowupTrigger.trigger) == trigger.value)
     by_tier = {row.tier: row for row in (await session.execute(query)).scalars()}
     if not by_tier:
         return None
     found = (
         await session.execute(
-            select(tier_column(), Customer.erased_at)
+            select(tier_column(), Customer.erased_at, Customer.status)
             .select_from(Customer)
             .outerjoin(CustomerScore, col(CustomerScore.customer_id) == col(Customer.customer_id))
             .where(col(Customer.customer_id) == customer_id)
         )
     ).first()
     if found is None or found[1] is not None or found[0] not in by_tier:
+        return None
+    if current_status is not None and found[2] != current_status:
         return None
     rule = by_tier[found[0]]
     table = FollowupPending.__table__  # type: ignore[attr-defined]

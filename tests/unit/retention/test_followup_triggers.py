@@ -123,6 +123,8 @@ async def test_a_win_back_sends_a_survey_link_once_and_erasure_removes_a_pending
     await _handle(db, back)
     await _handle(db, back)  # redelivered: still one
     await _handle(db, status_changed("scored", "churned", days=2, previous="won_back"))  # a churn is no win-back
+    # an older win-back arriving after that churn is history, not the customer's status: it pends nothing
+    await _handle(db, status_changed("scored", "won_back", days=1.5, previous="churned"))
     [pending] = await _all(db, FollowupPending)
     assert (pending.trigger, pending.tier, pending.action) == ("won_back", "gold", "satisfaction_survey")
     assert await triggers.run_due(db, batch_size=50, now=utc_now()) == 1

@@ -27,6 +27,7 @@ from servicekit.clock import utc_now
 from servicekit.db import Database, chunks
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error
+from servicekit.tables import table_of
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.campaigns import service, stats
@@ -98,6 +99,11 @@ async def launch_with(
     return campaign
 
 
+# Treated customers are written and announced this many at a time, so a large audience's touches, events and
+# outbox rows never sit in memory all at once.
+CHUNK = 1000
+
+
 async def apply_launch(
     session: AsyncSession, campaign: Campaign, offer: Offer, audience: Sequence[AudienceMember], *, now: datetime
 ) -> None:
@@ -107,9 +113,7 @@ async def apply_launch(
         member_tier = await member_tiers.tiers_of(session, list(wanted))
         wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
     erased, tiers, owners = await _replica_facts(session, list(wanted))
-    members: list[dict[str, Any]] = []
-    touch_rows: list[dict[str, Any]] = []
-    events: list[EventData] = []
+    holdout: list[dict[str, Any]] = []
     treated_ids = []
     for customer_id in sorted(wanted):
         if customer_id in erased:
@@ -118,60 +122,73 @@ async def apply_launch(
         if arm == stats.TREATED:
             treated_ids.append(customer_id)
         else:
-            members.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
+            holdout.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
+    await _insert(session, CampaignMember, holdout)
+    size = len(holdout) + len(treated_ids)
     if campaign.sequence is not None:
-        await _enrol(session, campaign, offer, treated_ids, members, tiers=tiers, owners=owners, wanted=wanted, now=now)
+        await _enrol(session, campaign, offer, treated_ids, size, tiers=tiers, owners=owners, wanted=wanted, now=now)
         return
     verdicts = await _screen(session, treated_ids, channel=campaign.channel, tiers=tiers, wanted=wanted, now=now)
     valid_until = now + timedelta(days=offer.valid_days)
     blocked_by: dict[str, int] = {}
-    for customer_id in treated_ids:
-        verdict = verdicts[customer_id]
-        touch_id = new_id()
-        allowed = verdict is cp.Verdict.allowed
-        touch_rows.append(
-            {
-                "id": touch_id,
-                "customer_id": customer_id,
-                "alert_id": None,
-                "task_id": None,
-                "reason": reason_of(campaign.id),
-                "action": CAMPAIGN_ACTION,
-                "channel": campaign.channel,
-                "allowed": allowed,
-                "verdict": verdict.value,
-                "at": now,
-                "created_at": now,
-            }
-        )
-        members.append(_member(campaign.id, customer_id, stats.TREATED, verdict.value, touch_id, now))
-        if allowed:
-            events.append(
-                CampaignTouchRequested(
-                    touch_id=touch_id,
-                    campaign_id=campaign.id,
-                    customer_id=customer_id,
-                    offer_id=offer.id,
-                    offer_code=offer.code,
-                    offer_kind=offer.kind,
-                    offer_value=offer.value,
-                    channel=campaign.channel,
-                    template=campaign.template,
-                    valid_until=valid_until,
-                    at=now,
-                )
+    uow = UnitOfWork(session)
+    for start in range(0, len(treated_ids), CHUNK):
+        touch_rows: list[dict[str, Any]] = []
+        members: list[dict[str, Any]] = []
+        events: list[EventData] = []
+        for customer_id in treated_ids[start : start + CHUNK]:
+            verdict = verdicts[customer_id]
+            touch_id = new_id()
+            allowed = verdict is cp.Verdict.allowed
+            touch_rows.append(
+                {
+                    "id": touch_id,
+                    "customer_id": customer_id,
+                    "alert_id": None,
+                    "task_id": None,
+                    "reason": reason_of(campaign.id),
+                    "action": CAMPAIGN_ACTION,
+                    "channel": campaign.channel,
+                    "allowed": allowed,
+                    "verdict": verdict.value,
+                    "at": now,
+                    "created_at": now,
+                }
             )
-        else:
-            blocked_by[verdict.value] = blocked_by.get(verdict.value, 0) + 1
-    for rows, table in ((touch_rows, Touch.__table__), (members, CampaignMember.__table__)):  # type: ignore[attr-defined]
-        for start in range(0, len(rows), 1000):
-            await session.execute(insert(table), rows[start : start + 1000])
-    blocked = sum(blocked_by.values())
-    _launched(campaign, members, treated=len(treated_ids), blocked_by=blocked_by, now=now)
-    events.append(events_of_launch(campaign, offer, now))
-    await publish(UnitOfWork(session), *events)  # outbox and webhook deliveries, in this transaction
+            members.append(_member(campaign.id, customer_id, stats.TREATED, verdict.value, touch_id, now))
+            if allowed:
+                events.append(
+                    CampaignTouchRequested(
+                        touch_id=touch_id,
+                        campaign_id=campaign.id,
+                        customer_id=customer_id,
+                        offer_id=offer.id,
+                        offer_code=offer.code,
+                        offer_kind=offer.kind,
+                        offer_value=offer.value,
+                        channel=campaign.channel,
+                        template=campaign.template,
+                        valid_until=valid_until,
+                        at=now,
+                    )
+                )
+            else:
+                blocked_by[verdict.value] = blocked_by.get(verdict.value, 0) + 1
+        await _insert(session, Touch, touch_rows)
+        await _insert(session, CampaignMember, members)
+        if events:
+            await publish(uow, *events)  # outbox and webhook deliveries, in this transaction
+        await session.flush()
+    _launched(campaign, size, treated=len(treated_ids), blocked_by=blocked_by, now=now)
+    await publish(uow, events_of_launch(campaign, offer, now))
     await session.flush()
+    blocked = sum(blocked_by.values())
     log.info("campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "blocked": blocked})
+
+
+async def _insert(session: AsyncSession, model: type, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(insert(table_of(model)), rows[start : start + CHUNK])
 
 
 async def _enrol(
@@ -179,7 +196,7 @@ async def _enrol(
     campaign: Campaign,
     offer: Offer,
     treated_ids: list[str],
-    members: list[dict[str, Any]],
+    size: int,
     *,
     tiers: dict[str, str],
     owners: dict[str, str],
@@ -203,10 +220,10 @@ async def _enrol(
     await offers.enrol_members(
         session, reason=reason_of(campaign.id), definition=definition, members=runs, context=context, now=now
     )
-    members.extend(_member(campaign.id, c, stats.TREATED, None, None, now) for c in treated_ids)
-    for start in range(0, len(members), 1000):
-        await session.execute(insert(CampaignMember.__table__), members[start : start + 1000])  # type: ignore[attr-defined]
-    _launched(campaign, members, treated=len(treated_ids), blocked_by={}, now=now)
+    await _insert(
+        session, CampaignMember, [_member(campaign.id, c, stats.TREATED, None, None, now) for c in treated_ids]
+    )
+    _launched(campaign, size, treated=len(treated_ids), blocked_by={}, now=now)
     await publish(UnitOfWork(session), events_of_launch(campaign, offer, now))
     await session.flush()
     log.info(
@@ -216,15 +233,15 @@ async def _enrol(
 
 def _launched(
     campaign: Campaign,
-    members: list[dict[str, Any]],
+    size: int,
     *,
     treated: int,
     blocked_by: dict[str, int],
     now: datetime,
 ) -> None:
-    campaign.audience = len(members)
+    campaign.audience = size
     campaign.treated = treated
-    campaign.holdout = len(members) - treated
+    campaign.holdout = size - treated
     campaign.blocked = sum(blocked_by.values())
     # a sequence campaign's touches run later: its live counts are in the report
     campaign.reached = treated - campaign.blocked if campaign.sequence is None else 0

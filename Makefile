@@ -95,7 +95,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console
+.PHONY: scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -111,6 +111,9 @@ bench-console: install  ## every API call of the console's pages over 100,000 cu
 bench-status-bulk: install  ## one POST /customers/status/bulk of 2,000 rows (and its resend) on PostgreSQL: seconds and rows/s
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.status_bulk
+bench-campaign-launch: install  ## one campaign launch over a 100,000-member audience on PostgreSQL (one touch, then a sequence): seconds, rows/s, peak memory
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.campaign_launch
 bench-cdnow-reports: install  ## crm import cdnow on a fresh platform, then every report's figures into docs/reports-cdnow-<today>.md
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.cdnow_reports

@@ -45,6 +45,13 @@ class ErpOrderPlaced(OrderEvent):
     quantity: int = Field(1, ge=1, le=1_000_000, description="number of items")
     channel: str | None = Field(None, min_length=1, max_length=40, description="e.g. web, store, phone, edi")
     placed_at: datetime
+    offer_code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        pattern=r"^[a-z0-9][a-z0-9_.-]*$",
+        description="the campaign offer's code the order redeems, if any (exact redemption)",
+    )
 
 
 class ErpOrderCancelled(OrderEvent):

@@ -28,6 +28,7 @@ class InteractionRecorded(InteractionEvent):
     category: str | None = None
     rating: int | None = None
     sentiment: float | None = None
+    offer_code: str | None = None  # a purchase that redeems a campaign offer (the ERP order carried its code)
 
 
 class ComplaintOpened(InteractionEvent):

@@ -140,6 +140,8 @@ class CampaignTouchRequested(EventData):
     template: str = ""  # the sender's template name, as the campaign names it
     valid_until: datetime  # the offer can be redeemed until then
     at: datetime
+    # A campaign run as a sequence sends one per touch step (the offer, a reminder): the step's id.
+    step_id: str | None = None
 
 
 class CampaignLaunched(EventData):

@@ -84,6 +84,7 @@ ROUTES: tuple[Route, ...] = tuple(
             _prefix("retention", "offers"),
             _prefix("retention", "campaigns"),
             _prefix("retention", "followup-schedules"),
+            _prefix("retention", "followup-triggers"),
             Route(("surveys", "respond", WILDCARD), "retention", exact=True),
             # reports, each computed by the service that owns the data (docs/reports.md)
             _prefix("customer", "reports", "customers"),
@@ -257,6 +258,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             # scheduled follow-ups per tier: configured like playbooks
             _p(READ, "followup-schedules", "playbooks:read", prefix=True),
             _p(WRITE, "followup-schedules", "playbooks:write", prefix=True),
+            _p(READ, "followup-triggers", "playbooks:read", prefix=True),
+            _p(WRITE, "followup-triggers", "playbooks:write", prefix=True),
             # survey links: answered without a login (PUBLIC below), by the token in the path
             _p(READ | POST, "surveys/respond/*", "surveys:respond"),
             # reports: aggregates only (no customer is listed), so managers read them unnarrowed

@@ -110,6 +110,8 @@ def platform(infrastructure: None) -> Iterator[Platform]:
             "CRM_INTERNAL_AUTH": "on",
             # The tests' webhook receivers listen on loopback, which production refuses (SSRF).
             "RETENTION_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+            # Follow-ups are looked for every second, so a schedule's follow-ups fire within a test.
+            "RETENTION_FOLLOWUP_INTERVAL_S": "1",
             # Attributes declared non-personal: customer events carry them, so the churn model can use them.
             "CUSTOMER_ERASURE_KEEP_ATTRIBUTES": '["tier", "value_tier", "contract", "seats"]',
             **UNTHROTTLED_ENV,

@@ -5,8 +5,9 @@ from services.retention.analysis.router import router as analysis_router
 from services.retention.background import run_housekeeping, run_loyalty_sweep
 from services.retention.campaigns.launch import run_campaigns
 from services.retention.campaigns.router import router as campaigns_router
+from services.retention.followups.loop import run_followups
 from services.retention.followups.router import router as followups_router
-from services.retention.followups.service import run_followups
+from services.retention.followups.router import triggers_router as followup_triggers_router
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports.loyalty_router import router as loyalty_router
 from services.retention.reports.loyalty_today_router import router as loyalty_today_router
@@ -32,6 +33,7 @@ COMPONENTS = ServiceComponents(
         analysis_router,
         campaigns_router,
         followups_router,
+        followup_triggers_router,
     ],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,

@@ -21,6 +21,8 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts import handlers as alerts
+from services.retention.campaigns.handlers import with_redemptions
+from services.retention.followups.handlers import with_followups
 from services.retention.lifecycle import handlers as lifecycle
 from services.retention.member_tiers.handlers import with_member_tiers
 from services.retention.touches import handlers as touches
@@ -39,7 +41,8 @@ HANDLERS: Handlers = {
     CustomerStatusChanged.event_type: lifecycle.on_status_changed,
     CustomerErased.event_type: lifecycle.on_customer_erased,
 }
-HANDLERS = with_wakes(with_member_tiers(HANDLERS))  # waits that end early; the member-tier replica
+# waits ending early; the member-tier replica; follow-ups after events; offer redemptions
+HANDLERS = with_redemptions(with_followups(with_wakes(with_member_tiers(HANDLERS))))
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:

@@ -178,6 +178,7 @@ async def test_a_win_back_campaign_from_audience_to_report(gateway: httpx.AsyncC
         currency="EUR",
         quantity=1,
         placed_at=datetime.now(UTC),
+        offer_code=offer["code"],  # the order redeems the offer: an exact redemption
     )
     await produce(ERP_ORDERS, [(refs[buyer].encode(), CloudEvent.wrap(order, source="/erp/e2e").to_json())])
     await _ok(await gateway.post(f"/api/v1/customers/{returned}/status", json={"status": "won_back"}))
@@ -189,6 +190,7 @@ async def test_a_win_back_campaign_from_audience_to_report(gateway: httpx.AsyncC
     report = await eventually(settled, timeout_s=60, what="the order and the status change in the report")
     n = len(treated)
     assert (report["audience"], report["reached"], report["blocked"]) == (AUDIENCE, n - 1, 1)
+    assert (report["redeemed_exact"], report["touches"], report["pending"]) == (1, n - 1, 0)
     assert report["treated"]["customers"] == n and report["holdout"]["customers"] == len(holdout)
     assert report["treated"]["value"] == 120.0 and report["value_won_back"] == 120.0
     assert report["holdout"]["won_back"] == 0 and report["holdout"]["value"] == 0.0

@@ -96,6 +96,7 @@ def to_interaction(event: InboundEvent, customer_id: str) -> InteractionCreate:
             amount=event.amount,
             currency=event.currency,
             quantity=event.quantity,
+            offer_code=event.offer_code,
         )
     if isinstance(event, ErpOrderCancelled):
         return InteractionCreate(

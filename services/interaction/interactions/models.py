@@ -49,6 +49,7 @@ class InteractionBase(SQLModel):
     )
     quantity: int | None = Field(default=None, ge=1, le=1_000_000)
     order_id: str | None = Field(default=None, min_length=1, max_length=100)
+    offer_code: str | None = Field(default=None, min_length=1, max_length=60, description="a campaign offer redeemed")
     severity: Severity | None = Field(default=None, sa_type=String(10))
     category: str | None = Field(default=None, min_length=1, max_length=100)
     rating: int | None = Field(default=None, ge=1, le=5, description="a 1-5 star rating")
@@ -185,6 +186,7 @@ class InteractionPublic(BaseModel):
     currency: str | None
     quantity: int | None
     order_id: str | None
+    offer_code: str | None = None
     severity: Severity | None
     category: str | None
     rating: int | None

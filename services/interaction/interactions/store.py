@@ -218,6 +218,7 @@ def events_of(interaction: Interaction | Draft) -> list[EventData]:
             currency=interaction.currency,
             quantity=interaction.quantity,
             order_id=interaction.order_id,
+            offer_code=interaction.offer_code,
             severity=interaction.severity,
             category=interaction.category,
             rating=interaction.rating,

@@ -27,6 +27,7 @@ from servicekit.clock import utc_now
 from servicekit.db import Database, chunks
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error
+from servicekit.tables import table_of
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.campaigns import service, stats
@@ -47,6 +48,8 @@ from services.retention.db import new_id
 from services.retention.member_tiers import service as member_tiers
 from services.retention.publishing import publish
 from services.retention.replica.models import Customer, CustomerScore
+from services.retention.sequences import core as sq
+from services.retention.sequences import offers
 from services.retention.settings import RetentionSettings
 from services.retention.touches import contact_policy as cp
 from services.retention.touches import service as touches
@@ -96,6 +99,11 @@ async def launch_with(
     return campaign
 
 
+# Treated customers are written and announced this many at a time, so a large audience's touches, events and
+# outbox rows never sit in memory all at once.
+CHUNK = 1000
+
+
 async def apply_launch(
     session: AsyncSession, campaign: Campaign, offer: Offer, audience: Sequence[AudienceMember], *, now: datetime
 ) -> None:
@@ -104,10 +112,8 @@ async def apply_launch(
     if campaign.member_tiers:
         member_tier = await member_tiers.tiers_of(session, list(wanted))
         wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
-    erased, tiers = await _replica_facts(session, list(wanted))
-    members: list[dict[str, Any]] = []
-    touch_rows: list[dict[str, Any]] = []
-    events: list[EventData] = []
+    erased, tiers, owners = await _replica_facts(session, list(wanted))
+    holdout: list[dict[str, Any]] = []
     treated_ids = []
     for customer_id in sorted(wanted):
         if customer_id in erased:
@@ -116,81 +122,149 @@ async def apply_launch(
         if arm == stats.TREATED:
             treated_ids.append(customer_id)
         else:
-            members.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
+            holdout.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
+    await _insert(session, CampaignMember, holdout)
+    size = len(holdout) + len(treated_ids)
+    if campaign.sequence is not None:
+        await _enrol(session, campaign, offer, treated_ids, size, tiers=tiers, owners=owners, wanted=wanted, now=now)
+        return
     verdicts = await _screen(session, treated_ids, channel=campaign.channel, tiers=tiers, wanted=wanted, now=now)
     valid_until = now + timedelta(days=offer.valid_days)
     blocked_by: dict[str, int] = {}
-    for customer_id in treated_ids:
-        verdict = verdicts[customer_id]
-        touch_id = new_id()
-        allowed = verdict is cp.Verdict.allowed
-        touch_rows.append(
-            {
-                "id": touch_id,
-                "customer_id": customer_id,
-                "alert_id": None,
-                "task_id": None,
-                "reason": reason_of(campaign.id),
-                "action": CAMPAIGN_ACTION,
-                "channel": campaign.channel,
-                "allowed": allowed,
-                "verdict": verdict.value,
-                "at": now,
-                "created_at": now,
-            }
-        )
-        members.append(_member(campaign.id, customer_id, stats.TREATED, verdict.value, touch_id, now))
-        if allowed:
-            events.append(
-                CampaignTouchRequested(
-                    touch_id=touch_id,
-                    campaign_id=campaign.id,
-                    customer_id=customer_id,
-                    offer_id=offer.id,
-                    offer_code=offer.code,
-                    offer_kind=offer.kind,
-                    offer_value=offer.value,
-                    channel=campaign.channel,
-                    template=campaign.template,
-                    valid_until=valid_until,
-                    at=now,
-                )
+    uow = UnitOfWork(session)
+    for start in range(0, len(treated_ids), CHUNK):
+        touch_rows: list[dict[str, Any]] = []
+        members: list[dict[str, Any]] = []
+        events: list[EventData] = []
+        for customer_id in treated_ids[start : start + CHUNK]:
+            verdict = verdicts[customer_id]
+            touch_id = new_id()
+            allowed = verdict is cp.Verdict.allowed
+            touch_rows.append(
+                {
+                    "id": touch_id,
+                    "customer_id": customer_id,
+                    "alert_id": None,
+                    "task_id": None,
+                    "reason": reason_of(campaign.id),
+                    "action": CAMPAIGN_ACTION,
+                    "channel": campaign.channel,
+                    "allowed": allowed,
+                    "verdict": verdict.value,
+                    "at": now,
+                    "created_at": now,
+                }
             )
-        else:
-            blocked_by[verdict.value] = blocked_by.get(verdict.value, 0) + 1
-    for rows, table in ((touch_rows, Touch.__table__), (members, CampaignMember.__table__)):  # type: ignore[attr-defined]
-        for start in range(0, len(rows), 1000):
-            await session.execute(insert(table), rows[start : start + 1000])
-    campaign.audience = len(members)
-    campaign.treated = len(treated_ids)
-    campaign.holdout = len(members) - len(treated_ids)
+            members.append(_member(campaign.id, customer_id, stats.TREATED, verdict.value, touch_id, now))
+            if allowed:
+                events.append(
+                    CampaignTouchRequested(
+                        touch_id=touch_id,
+                        campaign_id=campaign.id,
+                        customer_id=customer_id,
+                        offer_id=offer.id,
+                        offer_code=offer.code,
+                        offer_kind=offer.kind,
+                        offer_value=offer.value,
+                        channel=campaign.channel,
+                        template=campaign.template,
+                        valid_until=valid_until,
+                        at=now,
+                    )
+                )
+            else:
+                blocked_by[verdict.value] = blocked_by.get(verdict.value, 0) + 1
+        await _insert(session, Touch, touch_rows)
+        await _insert(session, CampaignMember, members)
+        if events:
+            await publish(uow, *events)  # outbox and webhook deliveries, in this transaction
+        await session.flush()
+    _launched(campaign, size, treated=len(treated_ids), blocked_by=blocked_by, now=now)
+    await publish(uow, events_of_launch(campaign, offer, now))
+    await session.flush()
+    blocked = sum(blocked_by.values())
+    log.info("campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "blocked": blocked})
+
+
+async def _insert(session: AsyncSession, model: type, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(insert(table_of(model)), rows[start : start + CHUNK])
+
+
+async def _enrol(
+    session: AsyncSession,
+    campaign: Campaign,
+    offer: Offer,
+    treated_ids: list[str],
+    size: int,
+    *,
+    tiers: dict[str, str],
+    owners: dict[str, str],
+    wanted: dict[str, AudienceMember],
+    now: datetime,
+) -> None:
+    """A sequence campaign: every treated member runs the campaign's sequence (the engine's next round runs
+    the first step, so each touch passes the contact policy when it is sent); the verdicts follow."""
+    definition = sq.SequenceDef.model_validate(campaign.sequence)
+    context = offers.offer_context(
+        campaign_id=campaign.id,
+        offer_id=offer.id,
+        offer_code=offer.code,
+        offer_kind=offer.kind,
+        offer_value=offer.value,
+        channel=campaign.channel,
+        template=campaign.template,
+        valid_until=now + timedelta(days=offer.valid_days),
+    )
+    runs = [(c, tiers.get(c) or wanted[c].value_tier, owners.get(c)) for c in treated_ids]
+    await offers.enrol_members(
+        session, reason=reason_of(campaign.id), definition=definition, members=runs, context=context, now=now
+    )
+    await _insert(
+        session, CampaignMember, [_member(campaign.id, c, stats.TREATED, None, None, now) for c in treated_ids]
+    )
+    _launched(campaign, size, treated=len(treated_ids), blocked_by={}, now=now)
+    await publish(UnitOfWork(session), events_of_launch(campaign, offer, now))
+    await session.flush()
+    log.info(
+        "campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "enrolled": len(runs)}
+    )
+
+
+def _launched(
+    campaign: Campaign,
+    size: int,
+    *,
+    treated: int,
+    blocked_by: dict[str, int],
+    now: datetime,
+) -> None:
+    campaign.audience = size
+    campaign.treated = treated
+    campaign.holdout = size - treated
     campaign.blocked = sum(blocked_by.values())
-    campaign.reached = campaign.treated - campaign.blocked
+    # a sequence campaign's touches run later: its live counts are in the report
+    campaign.reached = treated - campaign.blocked if campaign.sequence is None else 0
     campaign.blocked_by = blocked_by
     campaign.status = CampaignStatus.launched.value
     campaign.launched_at = now
     campaign.version += 1
     campaign.updated_at = now
-    events.append(
-        CampaignLaunched(
-            campaign_id=campaign.id,
-            offer_id=offer.id,
-            segment_id=campaign.segment_id,
-            channel=campaign.channel,
-            audience=campaign.audience,
-            treated=campaign.treated,
-            holdout=campaign.holdout,
-            reached=campaign.reached,
-            blocked=campaign.blocked,
-            blocked_by=blocked_by,
-            at=now,
-        )
-    )
-    await publish(UnitOfWork(session), *events)  # outbox and webhook deliveries, in this transaction
-    await session.flush()
-    log.info(
-        "campaign launched",
-        extra={"campaign_id": campaign.id, "audience": campaign.audience, "reached": campaign.reached},
+
+
+def events_of_launch(campaign: Campaign, offer: Offer, now: datetime) -> CampaignLaunched:
+    return CampaignLaunched(
+        campaign_id=campaign.id,
+        offer_id=offer.id,
+        segment_id=campaign.segment_id,
+        channel=campaign.channel,
+        audience=campaign.audience,
+        treated=campaign.treated,
+        holdout=campaign.holdout,
+        reached=campaign.reached,
+        blocked=campaign.blocked,
+        blocked_by=dict(campaign.blocked_by),
+        at=now,
     )
 
 
@@ -204,19 +278,25 @@ def _member(
         "arm": arm,
         "verdict": verdict,
         "touch_id": touch_id,
+        "touches": 1 if verdict == cp.Verdict.allowed.value else 0,
         "enrolled_at": now,
     }
 
 
-async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str]]:
-    """Erased customers (left out of the audience) and the tier each customer's contact cap follows:
-    the account-managed tier of the replica, else the latest scored tier."""
+async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """Erased customers (left out of the audience), the tier each customer's contact cap follows (the
+    account-managed tier of the replica, else the latest scored tier) and each customer's owner."""
     erased: set[str] = set()
     tiers: dict[str, str] = {}
+    owners: dict[str, str] = {}
     for chunk in chunks(ids):
-        for customer_id, tier, erased_at in await session.execute(
-            select(Customer.customer_id, Customer.tier, Customer.erased_at).where(col(Customer.customer_id).in_(chunk))
+        for customer_id, tier, erased_at, owner in await session.execute(
+            select(Customer.customer_id, Customer.tier, Customer.erased_at, Customer.owner).where(
+                col(Customer.customer_id).in_(chunk)
+            )
         ):
+            if owner:
+                owners[customer_id] = owner
             if erased_at is not None:
                 erased.add(customer_id)
             if tier:
@@ -226,7 +306,7 @@ async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str
         ):
             if tier and customer_id not in tiers:
                 tiers[customer_id] = tier
-    return erased, tiers
+    return erased, tiers, owners
 
 
 async def _screen(

@@ -20,6 +20,7 @@ from servicekit.clock import utc_now
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
 from services.retention.db import RetentionTable, UtcDatetime, new_id
+from services.retention.sequences.core import SequenceDef, TouchStep
 
 
 def _at(*, nullable: bool = False) -> Any:
@@ -77,6 +78,9 @@ class Campaign(RetentionTable, table=True):
     holdout_share: float = 0.1
     starts_at: datetime = _at()
     measure_days: float = 30.0  # outcomes count from launch for this long
+    # A multi-step campaign: a sequence definition (sequences.core.SequenceDef) each treated member runs;
+    # null: one touch per member at launch.
+    sequence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     status: str = Field(default=CampaignStatus.scheduled.value, max_length=20)
     version: int = 0
     audience: int = 0
@@ -105,7 +109,22 @@ class CampaignMember(RetentionTable, table=True):
     arm: str = Field(max_length=10)  # treated | holdout
     verdict: str | None = Field(default=None, max_length=30)  # allowed or the block reason; null in the holdout
     touch_id: str | None = Field(default=None, max_length=36)  # the recorded touch (allowed or blocked)
+    touches: int = 0  # touches sent (allowed): one at most for a one-touch campaign, one per step for a sequence
     enrolled_at: datetime = _at()
+
+
+class OfferRedemption(RetentionTable, table=True):
+    """An order that carried an offer's code (an exact redemption), from interaction.recorded. Ids, codes,
+    numbers and times only, like the read model's facts; the report matches it to the campaign's offer."""
+
+    __tablename__ = "offer_redemptions"
+    __table_args__ = (Index("ix_offer_redemptions_customer_code", "customer_id", "offer_code", "at"),)
+
+    event_id: str = Field(primary_key=True, max_length=200)  # the interaction.recorded event (fact_events.event_id)
+    customer_id: str = Field(max_length=100)
+    offer_code: str = Field(max_length=60)
+    amount: float | None = None
+    at: datetime = _at()
 
 
 # ---- API shapes -----------------------------------------------------------------------------------------
@@ -171,9 +190,16 @@ class CampaignCreate(BaseModel):
     holdout_share: float = PydanticField(0.1, ge=0, le=0.5, description="share of the audience held back")
     starts_at: datetime | None = PydanticField(None, description="when to launch; default now")
     measure_days: float = PydanticField(30.0, gt=0, le=365, description="outcomes count this long after launch")
+    sequence: SequenceDef | None = PydanticField(
+        None,
+        description="steps each treated member runs (offer, wait, reminder unless redeemed...); "
+        "its touch steps send the offer. Default: one touch per member at launch",
+    )
 
     @model_validator(mode="after")
     def _one_audience(self) -> CampaignCreate:
+        if self.sequence is not None and not any(isinstance(s, TouchStep) for s in self.sequence.steps):
+            raise ValueError("sequence.steps: a campaign's sequence needs at least one touch step (the offer)")
         if (self.segment_id is None) == (self.filter is None):
             raise ValueError("segment_id: give exactly one of segment_id and filter")
         if self.starts_at is not None and self.starts_at.tzinfo is None:
@@ -194,6 +220,7 @@ class CampaignPublic(BaseModel):
     holdout_share: float
     starts_at: UtcDatetime
     measure_days: float
+    sequence: SequenceDef | None = None
     status: CampaignStatus
     audience: int
     treated: int
@@ -249,7 +276,14 @@ class CampaignReport(BaseModel):
     reached: int = PydanticField(description="treated customers the touch was sent to")
     blocked: int = PydanticField(description="treated customers the contact policy blocked")
     blocked_by: dict[str, int]
+    pending: int = PydanticField(
+        0, description="treated customers of a sequence campaign whose first touch has not run yet"
+    )
+    touches: int = PydanticField(0, description="touches sent: one per reached customer, or one per sequence step")
     redeemed: int = PydanticField(description="reached customers who bought while the offer was valid")
+    redeemed_exact: int = PydanticField(
+        0, description="of the redeemed, those whose order carried the offer's code (the others are attributed)"
+    )
     treated: GroupOutcomes
     holdout: GroupOutcomes
     cost: float

@@ -22,6 +22,7 @@ from services.retention.campaigns.models import (
     CampaignReport,
     CampaignStatus,
     GroupOutcomes,
+    OfferRedemption,
     UpliftPublic,
 )
 from services.retention.campaigns.service import (
@@ -46,6 +47,37 @@ def _orders(start: datetime, end: datetime) -> Any:
             col(FactEvent.kind) == ORDER,
             col(FactEvent.at) >= start,
             col(FactEvent.at) < end,
+        )
+        .exists()
+    )
+
+
+def _coded(code: str, start: datetime, end: datetime) -> Any:
+    """An order carrying this offer's code within the window: an exact redemption."""
+    return (
+        select(OfferRedemption.event_id)
+        .where(
+            col(OfferRedemption.customer_id) == col(CampaignMember.customer_id),
+            col(OfferRedemption.offer_code) == code,
+            col(OfferRedemption.at) >= start,
+            col(OfferRedemption.at) < end,
+        )
+        .exists()
+    )
+
+
+def _uncoded_orders(start: datetime, end: datetime) -> Any:
+    """An order without any offer's code within the window: attributed to the offer (an order carrying
+    another offer's code redeems that one, not this)."""
+    coded = select(OfferRedemption.event_id).where(col(OfferRedemption.event_id) == col(FactEvent.event_id)).exists()
+    return (
+        select(FactEvent.id)
+        .where(
+            col(FactEvent.customer_id) == col(CampaignMember.customer_id),
+            col(FactEvent.kind) == ORDER,
+            col(FactEvent.at) >= start,
+            col(FactEvent.at) < end,
+            ~coded,
         )
         .exists()
     )
@@ -104,6 +136,7 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
     )
     won_back = or_(_orders(start, end), _status_to(BACK_STATUSES, start, end))
     allowed = col(CampaignMember.verdict) == cp.Verdict.allowed.value
+    exact = _coded(offer.code, start, valid_end)
     query = (
         select(
             CampaignMember.arm,
@@ -112,7 +145,12 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
             func.sum(case((_status_to((CHURNED,), start, end), 1), else_=0)).label("churned"),
             func.sum(value).label("value"),
             func.sum(case((allowed, 1), else_=0)).label("reached"),
-            func.sum(case((and_(allowed, _orders(start, valid_end)), 1), else_=0)).label("redeemed"),
+            func.sum(case((col(CampaignMember.verdict).is_(None), 1), else_=0)).label("pending"),
+            func.sum(CampaignMember.touches).label("touches"),
+            func.sum(case((and_(allowed, or_(exact, _uncoded_orders(start, valid_end))), 1), else_=0)).label(
+                "redeemed"
+            ),
+            func.sum(case((and_(allowed, exact), 1), else_=0)).label("redeemed_exact"),
         )
         .where(col(CampaignMember.campaign_id) == campaign.id)
         .group_by(CampaignMember.arm)
@@ -136,8 +174,12 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
     treated_row = rows.get(stats.TREATED)
     reached = int(treated_row.reached or 0) if treated_row is not None else 0
     redeemed = int(treated_row.redeemed or 0) if treated_row is not None else 0
+    pending = int(treated_row.pending or 0) if treated_row is not None else 0
+    exact_n = int(treated_row.redeemed_exact or 0) if treated_row is not None else 0
+    sent = int(treated_row.touches or 0) if treated_row is not None else 0
+    blocked_by = await _blocked_by(session, campaign.id)
     money = stats.money(
-        reached=reached,
+        reached=sent,
         redeemed=redeemed,
         cost_per_touch=offer.cost_per_touch,
         cost_per_redemption=offer.cost_per_redemption,
@@ -154,9 +196,12 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
         window_end=end,
         audience=treated.customers + holdout.customers,
         reached=reached,
-        blocked=treated.customers - reached,
-        blocked_by=dict(campaign.blocked_by),
+        blocked=sum(blocked_by.values()),
+        blocked_by=blocked_by,
+        pending=pending,
+        touches=sent,
         redeemed=redeemed,
+        redeemed_exact=exact_n,
         treated=treated,
         holdout=holdout,
         cost=round(money.cost, 2),
@@ -175,3 +220,18 @@ async def report(*, session: AsyncSession, campaign_id: str) -> CampaignReport:
             method=lift.method,
         ),
     )
+
+
+async def _blocked_by(session: AsyncSession, campaign_id: str) -> dict[str, int]:
+    """Treated customers no touch reached, by the latest verdict (a sequence's touches run after launch)."""
+    query = (
+        select(CampaignMember.verdict, func.count())
+        .where(
+            col(CampaignMember.campaign_id) == campaign_id,
+            col(CampaignMember.arm) == stats.TREATED,
+            col(CampaignMember.verdict).is_not(None),
+            col(CampaignMember.verdict) != cp.Verdict.allowed.value,
+        )
+        .group_by(CampaignMember.verdict)
+    )
+    return {str(verdict): int(n) for verdict, n in (await session.execute(query)).all()}

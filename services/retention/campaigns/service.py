@@ -108,6 +108,7 @@ async def create_campaign(
         holdout_share=body.holdout_share,
         starts_at=as_utc(body.starts_at) if body.starts_at is not None else now,
         measure_days=body.measure_days,
+        sequence=body.sequence.model_dump(mode="json", by_alias=True) if body.sequence is not None else None,
         status=CampaignStatus.scheduled.value,
         blocked_by={},
         created_at=now,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
@@ -63,4 +64,75 @@ class SchedulePublic(BaseModel):
 
 
 class SchedulesPublic(Page[SchedulePublic]):
+    pass
+
+
+# ---- follow-ups triggered by an event -------------------------------------------------------------------
+
+
+class Trigger(StrEnum):
+    """The events after which a tier's customers get a follow-up."""
+
+    complaint_resolved = "complaint_resolved"  # complaint.updated to resolved
+    won_back = "won_back"  # customer.status_changed from churned back to won_back or active
+
+
+class FollowupTrigger(RetentionTable, table=True):
+    """A tier's follow-up after an event: what it is and how long after the event it falls due."""
+
+    __tablename__ = "followup_triggers"
+
+    tier: str = Field(primary_key=True, max_length=20)
+    trigger: str = Field(primary_key=True, max_length=30)
+    action: str = Field(max_length=40)
+    delay_hours: float = 24.0  # after the event
+    due_in_hours: float = 72.0  # a task's due time after it is created
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class FollowupPending(RetentionTable, table=True):
+    """One follow-up per triggering event (its key: the complaint, or the status change), a persisted timer
+    claimed by the follow-up loop. It stays after it fired, with its result, so a repeated event adds none."""
+
+    __tablename__ = "followup_pending"
+    __table_args__ = (
+        Index("ix_followup_pending_due", "status", "due_at"),
+        Index("ix_followup_pending_customer", "customer_id"),
+    )
+
+    key: str = Field(primary_key=True, max_length=200)  # <trigger>:<complaint id or status-change event id>
+    customer_id: str = Field(max_length=100)
+    trigger: str = Field(max_length=30)
+    tier: str = Field(max_length=20)
+    action: str = Field(max_length=40)
+    due_in_hours: float = 72.0
+    due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(default="pending", max_length=20)  # pending, created, sent, blocked, dropped
+    version: int = 0
+    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
+    fired_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class TriggerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action = PydanticField(
+        description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
+    )
+    delay_hours: float = PydanticField(24.0, ge=0, le=24 * 366, description="how long after the event it falls due")
+    due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+
+
+class TriggerPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    tier: str
+    trigger: Trigger
+    action: str
+    delay_hours: float
+    due_in_hours: float
+    updated_at: UtcDatetime
+
+
+class TriggersPublic(Page[TriggerPublic]):
     pass

@@ -5,8 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from servicekit.deps import SessionDep
-from services.retention.followups import service
-from services.retention.followups.models import ScheduleBody, SchedulePublic, SchedulesPublic
+from services.retention.followups import service, triggers
+from services.retention.followups.models import (
+    ScheduleBody,
+    SchedulePublic,
+    SchedulesPublic,
+    Trigger,
+    TriggerBody,
+    TriggerPublic,
+    TriggersPublic,
+)
 
 router = APIRouter(prefix="/followup-schedules", tags=["followups"])
 
@@ -33,5 +41,35 @@ async def put_schedule(tier: str, body: ScheduleBody, session: SessionDep) -> Sc
 async def delete_schedule(tier: str, session: SessionDep) -> Response:
     """End the tier's schedule: no further follow-ups (tasks already created stay)."""
     await service.delete_schedule(session=session, tier=tier)
+    await session.commit()
+    return Response(status_code=204)
+
+
+triggers_router = APIRouter(prefix="/followup-triggers", tags=["followups"])
+
+
+@triggers_router.get("", response_model=TriggersPublic)
+async def list_triggers(session: SessionDep) -> TriggersPublic:
+    """The follow-ups after events, per tier and trigger (four tiers, two triggers: never more than one page)."""
+    items = await triggers.list_triggers(session=session)
+    return TriggersPublic(
+        items=[TriggerPublic.model_validate(t) for t in items], total=len(items), limit=len(items), offset=0
+    )
+
+
+@triggers_router.put("/{tier}/{trigger}", response_model=TriggerPublic)
+async def put_trigger(tier: str, trigger: Trigger, body: TriggerBody, session: SessionDep) -> TriggerPublic:
+    """After each such event (a complaint resolved, a win-back), every customer of the tier gets `action`,
+    due `delay_hours` later, through consent and the contact policy; once per event."""
+    row = await triggers.put_trigger(session=session, tier=tier, trigger=trigger, body=body)
+    public = TriggerPublic.model_validate(row)
+    await session.commit()
+    return public
+
+
+@triggers_router.delete("/{tier}/{trigger}", status_code=204)
+async def delete_trigger(tier: str, trigger: Trigger, session: SessionDep) -> Response:
+    """No follow-up after later such events for the tier (those already pending still fire)."""
+    await triggers.delete_trigger(session=session, tier=tier, trigger=trigger)
     await session.commit()
     return Response(status_code=204)

@@ -17,13 +17,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts.retention import TaskCreated
-from servicekit.background import every
 from servicekit.clock import utc_now
 from servicekit.db import Database, dialect_insert
 from servicekit.events.envelope import EventData
@@ -34,7 +32,6 @@ from services.retention.followups.models import FOLLOWUP_ACTIONS, FollowupDue, F
 from services.retention.publishing import publish
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.rules.core import TIERS
-from services.retention.settings import RetentionSettings
 from services.retention.surveys import service as surveys
 from services.retention.tasks.events import task_event
 from services.retention.tasks.models import Task, TaskStatus
@@ -48,7 +45,7 @@ ELIGIBLE_STATUSES = ("active", "won_back")
 # ---- schedules --------------------------------------------------------------------------------------------
 
 
-def _check_tier(tier: str) -> None:
+def check_tier(tier: str) -> None:
     if tier not in TIERS:
         raise Problem(
             422, "Unknown tier", code="validation", errors=[field_error("tier", "one of: " + ", ".join(TIERS))]
@@ -56,7 +53,7 @@ def _check_tier(tier: str) -> None:
 
 
 async def put_schedule(*, session: AsyncSession, tier: str, body: ScheduleBody) -> FollowupSchedule:
-    _check_tier(tier)
+    check_tier(tier)
     if body.action not in FOLLOWUP_ACTIONS:
         allowed = ", ".join(a.value for a in FOLLOWUP_ACTIONS)
         raise Problem(422, "Not a follow-up", code="validation", errors=[field_error("action", f"one of: {allowed}")])
@@ -75,7 +72,7 @@ async def list_schedules(*, session: AsyncSession) -> list[FollowupSchedule]:
 
 
 async def delete_schedule(*, session: AsyncSession, tier: str) -> None:
-    _check_tier(tier)
+    check_tier(tier)
     row = await session.get(FollowupSchedule, tier)
     if row is None:
         raise not_found("Follow-up schedule", tier, field="tier")
@@ -86,13 +83,13 @@ async def delete_schedule(*, session: AsyncSession, tier: str) -> None:
 # ---- the loop ---------------------------------------------------------------------------------------------
 
 
-def _tier_column() -> Any:
+def tier_column() -> Any:
     return func.coalesce(Customer.tier, CustomerScore.value_tier)
 
 
 async def enrol_new(session: AsyncSession, *, schedules: dict[str, FollowupSchedule], now: datetime, limit: int) -> int:
     """Give eligible customers without a timer their first follow-up, due now; how many."""
-    tier = _tier_column()
+    tier = tier_column()
     query = (
         select(Customer.customer_id, tier)
         .outerjoin(CustomerScore, col(CustomerScore.customer_id) == col(Customer.customer_id))
@@ -146,7 +143,7 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
     if not due:
         return 0
     ids = [d.customer_id for d in due]
-    tier = _tier_column()
+    tier = tier_column()
     current = {
         customer_id: (customer_tier, owner, status, erased_at)
         for customer_id, customer_tier, owner, status, erased_at in await session.execute(
@@ -162,7 +159,16 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
         if schedule is None or erased_at is not None or status not in ELIGIBLE_STATUSES:
             await session.delete(timer)  # left the schedule; a later return to it starts a new timer
             continue
-        result, more = await _follow_up(session, timer.customer_id, schedule, owner=owner, now=now)
+        result, more = await follow_up(
+            session,
+            timer.customer_id,
+            action=schedule.action,
+            tier=schedule.tier,
+            due_in_hours=schedule.due_in_hours,
+            reason=REASON,
+            owner=owner,
+            now=now,
+        )
         events.extend(more)
         timer.tier = schedule.tier
         timer.last_result = result
@@ -173,20 +179,29 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
     return len(due)
 
 
-async def _follow_up(
-    session: AsyncSession, customer_id: str, schedule: FollowupSchedule, *, owner: str | None, now: datetime
+async def follow_up(
+    session: AsyncSession,
+    customer_id: str,
+    *,
+    action: str,
+    tier: str,
+    due_in_hours: float,
+    reason: str,
+    owner: str | None,
+    now: datetime,
 ) -> tuple[str, list[EventData]]:
-    survey = schedule.action in surveys.SURVEY_ACTIONS
-    due = now if survey else now + timedelta(hours=schedule.due_in_hours)
+    """One follow-up through consent and the contact policy: ('created' | 'sent' | 'blocked', its events)."""
+    survey = action in surveys.SURVEY_ACTIONS
+    due = now if survey else now + timedelta(hours=due_in_hours)
     row: dict[str, Any] = {
         "id": new_id(),
         "alert_id": None,
         "customer_id": customer_id,
-        "reason": REASON,
-        "action": schedule.action,
+        "reason": reason,
+        "action": action,
         "due_at": due,
     }
-    allowed, events = await touches.screen(session, [row], tier=schedule.tier)
+    allowed, events = await touches.screen(session, [row], tier=tier)
     if not allowed:
         return "blocked", []
     if survey:
@@ -195,8 +210,8 @@ async def _follow_up(
         id=row["id"],
         alert_id=None,
         customer_id=customer_id,
-        reason=REASON,
-        action=schedule.action,
+        reason=reason,
+        action=action,
         owner=owner,
         status=TaskStatus.open,
         due_at=due,
@@ -214,15 +229,3 @@ async def run_due(database: Database, *, batch_size: int, now: datetime | None =
         total += ran
         if ran < batch_size:
             return total
-
-
-async def run_followups(app: FastAPI) -> None:
-    database: Database = app.state.database
-    settings: RetentionSettings = app.state.settings
-
-    async def one_round() -> None:
-        ran = await run_due(database, batch_size=settings.sequence_batch_size)
-        if ran:
-            log.info("follow-ups ran", extra={"customers": ran})
-
-    await every(settings.followup_interval_s, "retention.followups", one_round)

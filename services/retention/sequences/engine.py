@@ -10,7 +10,6 @@ step runs exactly once and a restart resumes from the rows (nothing is held in m
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,12 +30,11 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.db import new_id
 from services.retention.publishing import publish
-from services.retention.replica.models import Customer, CustomerScore
-from services.retention.reports.models import ORDER, FactEvent
 from services.retention.sequences import core as sq
+from services.retention.sequences import offers
+from services.retention.sequences.facts import read_facts
 from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.settings import RetentionSettings
-from services.retention.signals.models import Signal
 from services.retention.surveys import service as surveys
 from services.retention.tasks.events import task_event
 from services.retention.tasks.models import Task, TaskStatus
@@ -47,9 +45,6 @@ from services.retention.waits import service as waits
 log = logging.getLogger("retention.sequences")
 
 TRAIL_KEPT = 30
-REPLY_SIGNALS = ("survey.answered", "complaint.opened")  # the customer came back to us
-# Signals that end a wait early (sequences.WAIT_EVENTS); "purchased" is an order in the read model.
-WAIT_SIGNALS = {"complaint.opened": "complaint_opened", "survey.answered": "survey_answered"}
 
 
 def enrols(playbook: ActivePlaybook, tier: str | None) -> bool:
@@ -178,74 +173,6 @@ async def run_sequences(app: FastAPI) -> None:
     await every(settings.sequence_interval_s, "retention.sequences", one_round)
 
 
-# ---- facts -----------------------------------------------------------------------------------------------
-
-
-async def read_facts(session: AsyncSession, enrolments: Sequence[Enrolment]) -> dict[str, sq.Facts]:
-    """What the conditions read, for a batch at once: churn risk (score replica), replies (signals),
-    purchases (status changes), the latest task's outcome, and erasure."""
-    ids = list({e.customer_id for e in enrolments})
-    earliest = min(as_utc(e.started_at) for e in enrolments)
-    risk = dict(
-        (
-            await session.execute(
-                select(CustomerScore.customer_id, CustomerScore.churn_risk).where(
-                    col(CustomerScore.customer_id).in_(ids)
-                )
-            )
-        ).all()
-    )
-    replies: dict[str, list[datetime]] = {}
-    signals: dict[str, list[tuple[str, datetime]]] = {}
-    for customer_id, event_type, at in await session.execute(
-        select(Signal.customer_id, Signal.event_type, Signal.at).where(
-            col(Signal.customer_id).in_(ids), col(Signal.event_type).in_(REPLY_SIGNALS), col(Signal.at) >= earliest
-        )
-    ):
-        replies.setdefault(customer_id, []).append(as_utc(at))
-        if event_type in WAIT_SIGNALS:
-            signals.setdefault(customer_id, []).append((WAIT_SIGNALS[event_type], as_utc(at)))
-    # A purchase is an order (interaction.recorded of type purchase, kept by the read model), not a status.
-    purchases: dict[str, list[datetime]] = {}
-    for customer_id, at in await session.execute(
-        select(FactEvent.customer_id, FactEvent.at).where(
-            col(FactEvent.customer_id).in_(ids), col(FactEvent.kind) == ORDER, col(FactEvent.at) >= earliest
-        )
-    ):
-        purchases.setdefault(customer_id, []).append(as_utc(at))
-    task_ids = [e.last_task_id for e in enrolments if e.last_task_id]
-    task_status = (
-        dict((await session.execute(select(Task.id, Task.status).where(col(Task.id).in_(task_ids)))).all())
-        if task_ids
-        else {}
-    )
-    erased = set(
-        (
-            await session.execute(
-                select(Customer.customer_id).where(
-                    col(Customer.customer_id).in_(ids), col(Customer.erased_at).is_not(None)
-                )
-            )
-        ).scalars()
-    )
-    facts = {}
-    for e in enrolments:
-        started = as_utc(e.started_at)
-        since = as_utc(e.wait_began) if e.wait_began is not None else started
-        arrived = {name for name, at in signals.get(e.customer_id, ()) if at >= since}
-        if any(at >= since for at in purchases.get(e.customer_id, ())):
-            arrived.add("purchased")
-        facts[e.id] = sq.Facts(
-            churn_risk=risk.get(e.customer_id),
-            purchased=any(at >= started for at in purchases.get(e.customer_id, ())),
-            replied=any(at >= since for at in replies.get(e.customer_id, ())),
-            task=str(task_status[e.last_task_id]) if e.last_task_id in task_status else "none",
-            erased=e.customer_id in erased,
-            arrived=frozenset(arrived),
-        )
-    return facts
-
-
 # ---- one step --------------------------------------------------------------------------------------------
 
 
@@ -318,7 +245,9 @@ async def _carry_out(
     session: AsyncSession, enrolment: Enrolment, step: sq.TaskStep | sq.TouchStep, *, now: datetime
 ) -> tuple[str, list[EventData]]:
     """A task or a touch, through the consent gate when it contacts the customer; ('created' | 'sent' |
-    'blocked', the events to publish)."""
+    'blocked', the events to publish). A campaign's touch step sends the campaign's offer (offers.py)."""
+    if isinstance(step, sq.TouchStep) and enrolment.context and step.action.value not in surveys.SURVEY_ACTIONS:
+        return await offers.carry_out(session, enrolment, step, now=now)
     is_task = isinstance(step, sq.TaskStep)
     due = now + timedelta(hours=step.due_in_hours) if isinstance(step, sq.TaskStep) else now
     row: dict[str, Any] = {

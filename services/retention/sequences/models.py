@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, UniqueConstraint
 from sqlmodel import Field
 
 from servicekit.pagination import Page
@@ -57,6 +57,9 @@ class Enrolment(RetentionTable, table=True):
     version: int = 0
     steps_run: int = 0
     trail: list[dict[str, Any]] = json_field(list)  # the last steps passed: id, kind, at, result
+    # A campaign's run: its touch steps send the campaign's offer (campaign id, offer, channel, template,
+    # valid_until), copied at launch; null for a playbook's enrolment.
+    context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     active_slot: str | None = Field(default=None, max_length=200)  # customer:reason while active
     started_at: datetime = at_field()
     finished_at: datetime | None = at_field(nullable=True)

@@ -62,12 +62,19 @@ def contact_of(replica: ConsentReplica | None) -> cp.CustomerContact:
 
 
 async def screen(
-    session: AsyncSession, rows: list[dict[str, Any]], *, tier: str | None
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    *,
+    tier: str | None,
+    verdicts: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[EventData]]:
     """The task rows that may be created (internal ones, and touches the policy allows) and the events
     their touches send (a survey link per allowed survey touch). Records a touch for every row that
-    contacts the customer (allowed with its task id, or blocked with the reason)."""
-    touching = [(row, channel) for row in rows if (channel := cp.channel_of(row["action"])) is not None]
+    contacts the customer (allowed with its task id, or blocked with the reason). A row's `channel`, if
+    given, overrides its action's; `verdicts`, if given, receives each touching row's verdict by row id."""
+    touching = [
+        (row, channel) for row in rows if (channel := row.get("channel") or cp.channel_of(row["action"])) is not None
+    ]
     if not touching:
         return rows, []
     customer_id = rows[0]["customer_id"]
@@ -92,6 +99,8 @@ async def screen(
         at = as_utc(row["due_at"])
         verdict = cp.evaluate(channel=channel, at=at, contact=contact, policy=rules, tier=tier, previous=previous)
         allowed = verdict is cp.Verdict.allowed
+        if verdicts is not None:
+            verdicts[row["id"]] = verdict.value
         if allowed:
             previous.append(at)
             if str(row["action"]) in surveys.SURVEY_ACTIONS:

@@ -60,6 +60,16 @@ async def test_an_order_for_a_known_reference_becomes_a_purchase_of_that_custome
     assert (event["key"], event["data"]["amount"], event["data"]["order_id"]) == ("c-1", "99.90", "O-1")
 
 
+async def test_an_order_s_offer_code_reaches_the_purchase_and_its_event(database):
+    await handle(database, received_created("c-1", "ERP-7"), inbound(order(offer_code="winback-20")))
+    [purchase] = await interactions(database)
+    assert purchase.offer_code == "winback-20"
+    [event] = [e for e in await outbox_events(database) if e["type"] == "interaction.recorded"]
+    assert event["data"]["offer_code"] == "winback-20"
+    with pytest.raises(ValueError):
+        order(offer_code="Not A Code")
+
+
 async def test_an_order_for_an_unknown_reference_is_parked_then_applied_when_the_customer_appears(database):
     await handle(database, inbound(order(), "evt-1"))
     [row] = await parked(database)

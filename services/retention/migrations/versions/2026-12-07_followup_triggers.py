@@ -1,7 +1,7 @@
 """follow-ups after events: per tier and trigger, and one pending follow-up per triggering event
 
 Revision ID: 7d2f9a4c1e85
-Revises: 4c7e2a9d5f61
+Revises: 7d2f9c4e1a86
 Create Date: 2026-12-07 01:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import servicekit.types
 
 revision: str = "7d2f9a4c1e85"
-down_revision: str | None = "4c7e2a9d5f61"
+down_revision: str | None = "7d2f9c4e1a86"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -182,3 +182,78 @@ async def test_under_load_a_round_starts_no_sooner_than_the_interval_after_the_l
     now[0] += interval_s  # the last round started a whole interval ago (a lull)
     await relay._pace()
     assert len(slept) == 1  # reads at once
+
+
+class _BatchingProducer(_Producer):
+    """Takes whole record batches, as AIOKafkaProducer does; batches for fail_partitions fail at the broker,
+    and a batch holds at most `capacity` records."""
+
+    def __init__(self, partitions: int = 4, capacity: int = 100, fail_partitions: Collection[int] = ()) -> None:
+        super().__init__()
+        self.partitions = partitions
+        self.capacity = capacity
+        self.fail_partitions = fail_partitions
+        self.batches: list[tuple[str, int, list[bytes | None]]] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> list[dict[str, Any]]:
+        return _Batch(self.capacity)
+
+    async def send_batch(self, batch: list[dict[str, Any]], topic: str, *, partition: int) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if partition in self.fail_partitions:
+            future.set_exception(ConnectionError("broker went away"))
+        else:
+            self.batches.append((topic, partition, [record["key"] for record in batch]))
+            self.sent.extend((topic, record["key"]) for record in batch)
+            future.set_result(None)
+        return future
+
+
+class _Batch(list):
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def append(self, **record: Any) -> object | None:  # type: ignore[override]
+        if len(self) >= self.capacity:
+            return None
+        super().append(record)
+        return object()
+
+
+def _partition(key: bytes, partitions: int) -> int:
+    """Where AIOKafkaProducer.send puts a keyed record."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    return int(DefaultPartitioner()(key, list(range(partitions)), list(range(partitions))))
+
+
+async def test_a_batching_producer_gets_one_batch_per_partition_in_outbox_order_on_send_s_partitions(
+    database: Database,
+):
+    customers = [f"c-{i}" for i in range(30)]
+    await _enqueue(database, *customers)
+    producer = _BatchingProducer(partitions=4, capacity=5)
+    assert await _relay(database).publish_batch(producer) == 30
+    assert await _unpublished(database) == []
+    assert sorted(k for _, k in producer.sent) == sorted(c.encode() for c in customers)  # each once
+    assert len(producer.batches) >= 6  # 30 records, at most 5 a batch
+    for _, partition, keys in producer.batches:
+        assert len(keys) <= 5
+        assert all(key is not None and _partition(key, 4) == partition for key in keys)
+    for partition in range(4):  # each partition's records in outbox order
+        keys = [k for _, p, batch in producer.batches if p == partition for k in batch]
+        assert keys == [c.encode() for c in customers if _partition(c.encode(), 4) == partition]
+
+
+async def test_a_failed_batch_leaves_its_first_row_and_every_later_one_for_the_next_attempt(database: Database):
+    customers = [f"c-{i}" for i in range(12)]
+    await _enqueue(database, *customers)
+    bad = _partition(b"c-3", 4)
+    with pytest.raises(RuntimeError, match="not published"):
+        await _relay(database).publish_batch(_BatchingProducer(partitions=4, fail_partitions={bad}))
+    first_failed = next(i for i, c in enumerate(customers) if _partition(c.encode(), 4) == bad)
+    assert await _unpublished(database) == customers[first_failed:]

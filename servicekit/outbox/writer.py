@@ -154,12 +154,22 @@ async def _write(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 
 async def enqueue(session: AsyncSession, *events: EventData) -> list[CloudEvent]:
     """Add events to the outbox; they are published only if the caller's transaction commits."""
+    wrapped = await _enqueue(session, events)
+    return [CloudEvent.model_construct(**fields) for fields, _ in wrapped]
+
+
+async def enqueue_many(session: AsyncSession, events: Sequence[EventData]) -> None:
+    """enqueue() for callers that do not need the envelopes back (a batch: building them costs)."""
+    await _enqueue(session, events)
+
+
+async def _enqueue(session: AsyncSession, events: Sequence[EventData]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     source = event_source(session)
     correlation_id, trace = current_correlation_id(), tracing.current_context_headers()
     now = datetime.now(UTC)
     wrapped = [_wrapped(data, source, correlation_id, trace, now) for data in events]
     await _write(session, [row for _, row in wrapped])
-    return [CloudEvent.model_construct(**fields) for fields, _ in wrapped]
+    return wrapped
 
 
 async def enqueue_raw(

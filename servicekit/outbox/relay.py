@@ -19,13 +19,11 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import ARRAY, BigInteger, all_, any_, bindparam, delete, func, select, update
 from sqlalchemy.sql.elements import BindParameter
 
@@ -51,21 +49,6 @@ class Producer(Protocol):
     ) -> Awaitable[Any]: ...
 
 
-@runtime_checkable
-class BatchingProducer(Producer, Protocol):
-    """A producer that also takes whole record batches (AIOKafkaProducer does): the relay's cheaper path."""
-
-    def create_batch(self) -> Any: ...
-
-    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Awaitable[Any]: ...
-
-    async def partitions_for(self, topic: str) -> set[int]: ...
-
-
-_PARTITIONER = DefaultPartitioner()
-_PARTITION_CACHE_SIZE = 100_000
-
-
 class OutboxRelay:
     def __init__(self, database: Database, settings: ServiceSettings) -> None:
         self.database = database
@@ -79,12 +62,6 @@ class OutboxRelay:
         # Rows the broker acknowledged that no statement has marked yet: {"ids": [...], "acked_at": ack time}.
         self._acked: dict[str, Any] = {}
         self._round_started = float("-inf")  # time.monotonic() of the last round's read
-        # (topic, key) -> partition, for the partition counts it was computed with (see _partitions).
-        self._partition_of: dict[tuple[str, bytes], int] = {}
-        self._partition_counts: dict[str, int] = {}
-        self._round_rows = metrics.OUTBOX_ROUND_ROWS.labels(self.service)
-        self._published = metrics.OUTBOX_PUBLISHED.labels(self.service)
-        self._delay = metrics.OUTBOX_DELAY.labels(self.service)
         database.on_outbox_commit(self._wake.set)
 
     async def run(self) -> None:
@@ -132,8 +109,6 @@ class OutboxRelay:
 
         if tracing.enabled():
             results = await self._send_traced(producer, rows)
-        elif isinstance(producer, BatchingProducer):
-            results = await self._send_batched(producer, rows)
         else:
             sends = [
                 await producer.send(
@@ -153,18 +128,14 @@ class OutboxRelay:
                 break
             published_ids.append(row.id)
         now = datetime.now(UTC)
-        self._round_rows.observe(len(rows))
+        metrics.OUTBOX_ROUND_ROWS.labels(self.service).observe(len(rows))
         if published_ids:
             self._acked = {"ids": published_ids, "acked_at": now}
-            self._published.inc(len(published_ids))
-            observe_delay = self._delay.observe
-            per_type: Counter[str] = Counter()
+            metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
             for row in rows[: len(published_ids)]:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-                observe_delay(max((now - created).total_seconds(), 0.0))
-                per_type[_event_type(row.headers)] += 1
-            for event_type, count in per_type.items():
-                metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(count)
+                metrics.OUTBOX_DELAY.labels(self.service).observe(max((now - created).total_seconds(), 0.0))
+                metrics.EVENTS_PUBLISHED.labels(self.service, _event_type(row.headers)).inc()
         failed = len(rows) - len(published_ids)
         more_waiting = len(rows) == self.settings.relay_batch_size or self._wake.is_set()
         if failed or not (defer_mark and more_waiting):
@@ -172,53 +143,6 @@ class OutboxRelay:
         if failed:
             raise RuntimeError(f"{failed} outbox rows not published")
         return len(published_ids)
-
-    async def _send_batched(self, producer: BatchingProducer, rows: list[Any]) -> list[Any]:
-        """publish_batch's sends as one record batch per partition (several when one fills up), instead of a
-        send and a future per row: each row's result is its batch's. Rows go to the partition the producer's
-        own send would choose (the Java client's murmur2 of the key; a row without a key to any partition),
-        and each partition's rows keep their outbox order."""
-        partitions = {topic: sorted(await producer.partitions_for(topic)) for topic in {row.topic for row in rows}}
-        groups: dict[tuple[str, int], list[int]] = {}
-        for index, row in enumerate(rows):
-            key = row.key.encode() if row.key else None
-            partition = self._partition(row.topic, key, partitions[row.topic])
-            groups.setdefault((row.topic, partition), []).append(index)
-        futures: list[Awaitable[Any]] = []
-        batch_of = [0] * len(rows)
-        for (topic, partition), indexes in groups.items():
-            batch = producer.create_batch()
-            for index in indexes:
-                row = rows[index]
-                record = {
-                    "key": row.key.encode() if row.key else None,
-                    "value": row.payload,
-                    "timestamp": None,
-                    "headers": [(k, v.encode()) for k, v in row.headers],
-                }
-                if batch.append(**record) is None:  # full: send it, and start the next one with this row
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(**record)
-                batch_of[index] = len(futures)
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        answers = await asyncio.gather(*futures, return_exceptions=True)
-        return [answers[batch_of[index]] for index in range(len(rows))]
-
-    def _partition(self, topic: str, key: bytes | None, partitions: list[int]) -> int:
-        """The partition AIOKafkaProducer.send would pick for this key among the topic's (sorted) partitions;
-        cached per key while the topic's partition count stays the same."""
-        if key is None:
-            return int(_PARTITIONER(None, partitions, partitions))
-        if len(partitions) != self._partition_counts.get(topic):
-            self._partition_of = {k: p for k, p in self._partition_of.items() if k[0] != topic}
-            self._partition_counts[topic] = len(partitions)
-        cached = self._partition_of.get((topic, key))
-        if cached is None:
-            if len(self._partition_of) >= _PARTITION_CACHE_SIZE:
-                self._partition_of.clear()
-            cached = self._partition_of[(topic, key)] = int(_PARTITIONER(key, partitions, partitions))
-        return cached
 
     async def _send_traced(self, producer: Producer, rows: list[Any]) -> list[Any]:
         """publish_batch's sends, each in an `outbox publish` span (child of the span that wrote the row,

@@ -95,7 +95,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch
+.PHONY: scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -108,6 +108,9 @@ bench-import: install  ## crm import of generated customers, interactions and st
 bench-console: install  ## every API call of the console's pages over 100,000 customers / 10,000 open alerts on PostgreSQL: p50/p95
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.console
+bench-write-path: install  ## the interaction API (single and bulk posts) and its outbox relay in process on PostgreSQL + Kafka: CPU ms and statements per interaction
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.write_path
 bench-status-bulk: install  ## one POST /customers/status/bulk of 2,000 rows (and its resend) on PostgreSQL: seconds and rows/s
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.status_bulk

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import asyncpg
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.infra import LAYOUTS, Infra, report_start, run_on_fresh_infra, start_in_order, write_report
+from bench.pipeline import cpu_snapshot, watched_processes
 from cli.generate import write as generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +123,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await start_in_order(platform)
         log("importing through the gateway with crm import")
         imports = {"customers": crm_import("customers", data, args.chunk_size)}
+        # CPU of every process (and of the CLI, a child of this one) while the interactions import runs.
+        pids = watched_processes(INFRA, platform)
+        before, cli_before = cpu_snapshot(pids), _children_cpu_s()
         imports["interactions"] = crm_import("interactions", data, args.chunk_size)
+        after, cli_after = cpu_snapshot(pids), _children_cpu_s()
+        spent = {name: after[name] - before[name] for name in before} | {"crm import (CLI)": cli_after - cli_before}
+        rows = imports["interactions"]["rows"]
+        report["interactions_cpu_ms_per_row"] = {
+            name: round(1000 * seconds / rows, 3) for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])
+        }
+        report["interactions_cpu_ms_per_row_total"] = round(1000 * sum(spent.values()) / rows, 3)
+        report["load_during_interactions"] = os.getloadavg()
         interactions_done = time.perf_counter()
         # Scores are watched while the statuses import runs, from the end of the interactions import.
         scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
@@ -137,12 +150,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def print_report(report: dict[str, Any]) -> None:
     files, stores = report["files"], report.get("stores", {})
     print(f"\nmachine: {report['machine']['cores']} cores; {report['layout']}")
     for kind, result in report.get("imports", {}).items():
         print(f"{kind:>13}: {result['rows']:>9,} rows {result['seconds']:>8.1f} s {result['rows_per_s']:>9,.0f} rows/s"
               f"  exit {result['exit_code']}")  # fmt: skip
+    if "interactions_cpu_ms_per_row" in report:
+        load = report["load_during_interactions"][0]
+        print(f"CPU ms per interaction during its import (load average {load:.1f} at its end), "
+              f"{report['interactions_cpu_ms_per_row_total']} in all:")  # fmt: skip
+        for name, ms in report["interactions_cpu_ms_per_row"].items():
+            print(f"{name:>28}: {ms:8.3f}")
     print(f"every customer scored {report.get('every_customer_scored_s')} s after the interactions import ended")
     expected = {
         "customer.customers": files["customers"],

@@ -202,7 +202,8 @@ class InteractionPublic(BaseModel):
     resolution: str | None = None
 
     @classmethod
-    def of(cls, interaction: Interaction) -> InteractionPublic:
+    def of(cls, interaction: object) -> InteractionPublic:
+        """From a stored Interaction, or the column values of one just written (store.Draft)."""
         return cls.model_validate(interaction, from_attributes=True)
 
 

@@ -19,9 +19,10 @@ from servicekit.types import as_utc
 from services.interaction.interactions.models import Interaction, InteractionCreate
 from services.interaction.interactions.store import (
     COLUMNS,
+    Draft,
     events_of,
     get_interaction,
-    new_interaction,
+    new_draft,
     row_values,
     same_request,
     store_one,
@@ -34,12 +35,12 @@ from services.interaction.replica.service import ensure_known_customer
 
 async def record_interaction(
     *, session: AsyncSession, data: InteractionCreate, sla_hours: Mapping[str, float], lookup: CustomerLookup
-) -> tuple[Interaction, bool]:
+) -> tuple[Interaction | Draft, bool]:
     """Store an interaction and enqueue its events; a repeated external_id returns the stored one.
 
-    Returns the interaction and whether it was recorded now.
+    Returns the interaction (its column values, when recorded now) and whether it was recorded now.
     """
-    interaction = new_interaction(data, sla_hours)
+    interaction = new_draft(data, sla_hours)
     if await insert_with_events(session, _active_insert(session), row_values(interaction), *events_of(interaction)):
         # The common case, in one statement: the replica knows the customer, it is not erased, and the
         # external_id is new. Anything else wrote nothing and takes the checks below.

@@ -23,7 +23,7 @@ from contracts.interaction import (
 from servicekit.clock import utc_now
 from servicekit.db import chunks, dialect_insert
 from servicekit.events.envelope import EventData
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found
 from services.interaction.complaints import sla
 from services.interaction.complaints.sla import ComplaintStatus
@@ -109,7 +109,7 @@ async def store_interactions(
 
     events = [event for interaction in created for event in events_of(interaction)]
     if events:
-        await enqueue(session, *events)
+        await enqueue_many(session, events)
     return results
 
 

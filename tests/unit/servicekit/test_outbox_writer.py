@@ -138,3 +138,35 @@ async def test_rows_held_for_the_commit_are_stamped_when_written_not_when_enqueu
     created_at = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     # the relay's commit -> publish delay starts at the write, just before the commit
     assert created_at >= work_done_at > enqueued_by
+
+
+def test_the_outbox_row_is_byte_for_byte_what_the_envelope_model_gives():
+    from decimal import Decimal
+
+    from contracts.interaction import InteractionRecorded
+    from servicekit.events.envelope import CloudEvent
+    from servicekit.outbox.writer import _wrapped, envelope_row
+
+    when = datetime(2026, 12, 7, 1, 2, 3, 456789, tzinfo=UTC)
+    data = InteractionRecorded(
+        customer_id="c-1",
+        interaction_id="i-1",
+        type="purchase",
+        occurred_at=when,
+        amount=Decimal("1.50"),
+        currency="EUR",
+    )
+    traces = [
+        None,
+        {},
+        {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+        {"traceparent": "tp", "tracestate": "k=v"},
+    ]
+    for trace, correlation, now in [
+        (t, c, n) for t in traces for c in (None, "req-1") for n in (when, when.replace(microsecond=0))
+    ]:
+        fields, row = _wrapped(data, "/crm/interaction", correlation, trace, now)
+        model = CloudEvent.wrap(data, source="/crm/interaction", correlation_id=correlation, trace=trace)
+        model.id, model.time = fields["id"], now
+        assert row == envelope_row(model, data.topic, now)
+        assert CloudEvent.model_construct(**fields) == model

@@ -1,0 +1,239 @@
+"""The write side per interaction, in process: CPU and statements of the interaction API and its outbox relay.
+
+    .venv/bin/python -m bench.write_path [--single 2000] [--bulk-requests 5] [--bulk-rows 2000]
+    make bench-write-path
+
+Starts a private Kafka + PostgreSQL (bench.infra; its own ports and state directory), creates the interaction
+service's schema, seeds its customer replica, then in this one process:
+
+1. ``single``: ``--single`` POST /interactions (purchases, complaints and NPS answers in turn, the mix of
+   bench.chaos) straight into the service's ASGI app, signed as the gateway signs: middleware, routing,
+   validation, the INSERT with its outbox rows, the JSON answer. No HTTP server and no network: those are
+   the floor's parts (bench.floor), not the service's own work.
+2. ``bulk``: ``--bulk-requests`` POST /interactions/bulk of ``--bulk-rows`` rows each, the same mix.
+3. ``relay``: the service's outbox relay (servicekit.outbox.relay, with the platform's producer settings)
+   publishes every event the two phases wrote to the real broker, round after round until none is left.
+
+For each phase: CPU ms of this process per interaction (per event for the relay), statements sent to
+PostgreSQL per interaction (each one a round trip; an executemany counts once), PostgreSQL's CPU per
+interaction (its postmaster and backends) and the broker's CPU per event in the relay phase. CPU time is
+robust under the load of other work on the machine; the wall times are not (the report gives the load
+average). One run prints one report and writes it as JSON to .state/bench-write-path/write_path.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import event, func, insert, select
+
+from bench.infra import Infra, cpu_seconds, pid_file, postgres_pids, report_start, run_on_fresh_infra, write_report
+from servicekit.auth import internal_headers
+from servicekit.kafka import make_producer
+from servicekit.outbox.relay import OutboxRelay
+from servicekit.service import API, create_app
+from servicekit.settings import REPO_ROOT, KafkaSettings
+from servicekit.tables import OUTBOX
+from services.interaction.main import SPEC
+from services.interaction.models import metadata
+from services.interaction.replica.models import KnownCustomer
+from services.interaction.settings import InteractionSettings
+
+INFRA = Infra(REPO_ROOT / ".state" / "bench-write-path", kafka_port=19572, pg_port=55587, port_offset=23100)
+PRINCIPAL = "role=importer&sub=bench"
+CUSTOMERS = 1000
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def interaction(customer_id: str, i: int) -> dict[str, Any]:
+    """The mix of bench.chaos: purchases 60 %, complaints 25 %, NPS answers 15 %."""
+    kind = i % 20
+    if kind < 12:
+        return {
+            "customer_id": customer_id, "type": "purchase", "amount": "42.50", "currency": "EUR", "channel": "web",
+            "occurred_at": "2026-11-01T10:00:00Z", "external_id": f"bench-{uuid.uuid4()}",
+        }  # fmt: skip
+    if kind < 17:
+        return {"customer_id": customer_id, "type": "complaint", "severity": "high", "category": "delivery"}
+    return {"customer_id": customer_id, "type": "survey", "survey": "nps", "score": 7}
+
+
+async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
+    """One POST into the ASGI app, signed for the service's internal authentication."""
+    signed = internal_headers("POST", path, body=body, principal=PRINCIPAL)
+    headers = [(b"content-type", b"application/json")] + [(k.lower().encode(), v.encode()) for k, v in signed.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": path,
+        "raw_path": path.encode(), "query_string": b"", "headers": headers, "scheme": "http",
+        "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": "",
+    }  # fmt: skip
+    delivered = False
+    answer: dict[str, Any] = {"body": b""}
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await asyncio.Event().wait()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return answer["status"], answer["body"]
+
+
+class Meter:
+    """CPU of this process, of PostgreSQL and of the broker, and the statements sent, over one phase."""
+
+    def __init__(self, engine: Any) -> None:
+        self.statements = 0
+
+        def count(*_: Any) -> None:
+            self.statements += 1
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+
+    def snapshot(self) -> dict[str, float]:
+        kafka = pid_file(INFRA.state_dir / "kafka" / "kafka.pid")
+        postgres = sum(cpu_seconds(p, reaped_children=True) for p in postgres_pids(INFRA.state_dir)[:1])
+        postgres += sum(cpu_seconds(p) for p in postgres_pids(INFRA.state_dir)[1:])
+        return {
+            "process": time.process_time(),
+            "postgres": postgres,
+            "kafka": cpu_seconds(kafka) if kafka else 0.0,
+            "statements": float(self.statements),
+            "wall": time.perf_counter(),
+        }
+
+    async def phase(self, name: str, units: int, work: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+        before = self.snapshot()
+        await work()
+        after = self.snapshot()
+        delta = {k: after[k] - before[k] for k in before}
+        result = {
+            "units": units,
+            "process_cpu_ms": round(1000 * delta["process"] / units, 4),
+            "postgres_cpu_ms": round(1000 * delta["postgres"] / units, 4),
+            "kafka_cpu_ms": round(1000 * delta["kafka"] / units, 4),
+            "statements": round(delta["statements"] / units, 4),
+            "wall_s": round(delta["wall"], 2),
+            "per_s": round(units / delta["wall"], 1),
+        }
+        log(f"{name}: {result}")
+        return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {**report_start("combined"), "args": {k: v for k, v in vars(args).items() if k != "json"}}
+    report["layout"] = "in process: the interaction service's API and relay"
+    settings = InteractionSettings(
+        database_url=INFRA.database_url("interaction"), kafka=KafkaSettings(bootstrap_servers=INFRA.kafka)
+    )
+    app = create_app(SPEC, settings, roles=(API,))
+    database = app.state.database
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        now = datetime.now(UTC)
+        await conn.execute(
+            insert(KnownCustomer.__table__),  # type: ignore[attr-defined]
+            [{"customer_id": f"c-{i}", "version": 1, "erased": False, "updated_at": now} for i in range(CUSTOMERS)],
+        )
+    meter = Meter(database.engine)
+    phases: dict[str, Any] = {}
+    async with app.router.lifespan_context(app):
+        for i in range(50):  # warm: every statement compiled and cached once
+            status, body = await call(app, "/interactions", orjson.dumps(interaction(f"c-{i}", i)))
+            assert status == 201, body
+
+        async def singles() -> None:
+            for i in range(args.single):
+                status, body = await call(app, "/interactions", orjson.dumps(interaction(f"c-{i % CUSTOMERS}", i)))
+                assert status == 201, body
+
+        phases["single"] = await meter.phase("single POST /interactions", args.single, singles)
+        bodies = [
+            orjson.dumps({"rows": [interaction(f"c-{(r * 7 + i) % CUSTOMERS}", i) for i in range(args.bulk_rows)]})
+            for r in range(args.bulk_requests)
+        ]
+
+        async def bulks() -> None:
+            for body in bodies:
+                status, answer = await call(app, "/interactions/bulk", body)
+                assert status == 200, answer[:500]
+                assert orjson.loads(answer)["created"] == args.bulk_rows, answer[:500]
+
+        phases["bulk"] = await meter.phase("POST /interactions/bulk", args.bulk_requests * args.bulk_rows, bulks)
+    async with database.sessions() as session:
+        events = (await session.execute(select(func.count()).select_from(OUTBOX))).scalar_one()
+    relay = OutboxRelay(database, settings)
+    producer = make_producer(settings.kafka, client_id="bench-write-path")
+    await producer.start()
+    try:
+
+        async def publish() -> None:
+            while await relay.publish_batch(producer, defer_mark=True):
+                pass
+            await relay.mark_acked()
+
+        phases["relay"] = await meter.phase("outbox relay", events, publish)
+    finally:
+        await producer.stop()
+    async with database.sessions() as session:
+        left = (
+            await session.execute(select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None)))
+        ).scalar_one()
+    await database.dispose()
+    report["events"] = events
+    report["unpublished_after"] = left
+    report["events_per_interaction"] = round(events / (50 + args.single + args.bulk_requests * args.bulk_rows), 3)
+    report["phases"] = phases
+    report["load_after"] = os.getloadavg()
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    machine = report["machine"]
+    print(f"\nmachine: {machine['cores']} cores, load average {machine['load_before'][0]:.1f} before, "
+          f"{report['load_after'][0]:.1f} after; {report['layout']}")  # fmt: skip
+    print(f"events in the outbox: {report['events']} ({report['events_per_interaction']} per interaction), "
+          f"unpublished after the relay: {report['unpublished_after']}")  # fmt: skip
+    print("\n| phase | units | this process CPU ms | PostgreSQL CPU ms | broker CPU ms | statements | per s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, p in report["phases"].items():
+        unit = "events" if name == "relay" else "interactions"
+        print(f"| {name} | {p['units']} {unit} | {p['process_cpu_ms']} | {p['postgres_cpu_ms']} | "
+              f"{p['kafka_cpu_ms']} | {p['statements']} | {p['per_s']} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--single", type=int, default=2000, help="single posts (default %(default)s)")
+    parser.add_argument("--bulk-requests", type=int, default=5, help="bulk requests (default %(default)s)")
+    parser.add_argument("--bulk-rows", type=int, default=2000, help="rows per bulk request (default %(default)s)")
+    parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
+    parser.add_argument("--json", type=Path, default=INFRA.state_dir / "write_path.json")
+    args = parser.parse_args()
+    report = run_on_fresh_infra(INFRA, "write_path", lambda: run(args), keep_infra=args.keep_infra)
+    write_report(report, args.json, print_report)
+
+
+if __name__ == "__main__":
+    main()

@@ -385,7 +385,7 @@ async def verify(run: Run) -> tuple[list[Row], dict[str, Any]]:
 
     rows: dict[str, Row] = {}
     expected_by_customer: Counter[str] = Counter()
-    for name in ["warm-up", *SCENARIOS, "cool-down"]:
+    for name in dict.fromkeys(["warm-up", *run.ran, *run.sent, "cool-down"]):
         rows[name] = Row(name, sent=run.sent[name], duplicates_delivered=run.duplicates[name])
     for sent in run.acknowledged:
         row = rows[sent.scenario]

@@ -135,7 +135,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             stop_sampling = asyncio.Event()
             sampling = asyncio.create_task(sampler(run, samples, args.every, stop_sampling))
             stop_stream = asyncio.Event()
-            load = asyncio.create_task(stream(run, args.rate, 0, stop_stream))
+            load = asyncio.create_task(stream(run, args.rate, 0, stop_stream, max_in_flight=args.max_in_flight))
             await asyncio.sleep(args.warmup * 60)
             run.scenario = "soak"
             run.ran.append("soak")
@@ -153,6 +153,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         platform.stop_all()
     report["load_after"] = os.getloadavg()
+    report["acknowledged_per_s"] = round(len(run.acknowledged) / (args.minutes * 60), 1)
     report["samples"] = samples
     report["rss"] = growth(samples, args.warmup * 60)
     report["counts"] = [row.__dict__ for row in rows]
@@ -171,7 +172,8 @@ def print_report(report: dict[str, Any]) -> None:
     loads = [s["load"] for s in report["samples"]]
     print(
         f"\nsoak: {report['minutes']} min at {report['rate']}/s through the gateway, warm-up {report['warmup_minutes']}"
-        f" min; {report['machine']['cores']} cores, load average (1 min) during the run"
+        f" min ({report['acknowledged_per_s']}/s acknowledged on average); {report['machine']['cores']} cores,"
+        f" load average (1 min) during the run"
         f" {min(loads):.1f}-{max(loads):.1f}, median {statistics.median(loads):.1f}"
     )
     print("\n| process | RSS after warm-up MiB | RSS at end MiB | max MiB | growth |")
@@ -208,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="interactions per second through the gateway")
     parser.add_argument(
         "--warmup", type=float, default=None, help="minutes before the RSS baseline (default: a sixth of the run)"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=64, help="unanswered requests at most; beyond it the schedule slips"
     )
     parser.add_argument("--every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--customers", type=int, default=300)

@@ -236,6 +236,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
+def recovered_after(series: list[tuple[float, float]], fault_at: float, bound: float) -> float | None:
+    """Seconds from the fault to the send of the last interaction over the bound, so that every one sent
+    later stayed within it (0 if none was over); None if the scenario's last one was still over it.
+
+    series: (sent at, seconds from send to score) of the scenario's interactions."""
+    ordered = sorted(series)
+    late = [t for t, latency in ordered if t >= fault_at and latency > bound]
+    if not late:
+        return 0.0
+    if late[-1] == ordered[-1][0]:
+        return None
+    return late[-1] - fault_at
+
+
 async def recovery(run: Run, rows: list[Row]) -> list[str]:
     """Print the time-to-recover table; a fault whose cluster never got back in sync is a problem."""
     events = [run.scoring_events[s.interaction_id] for s in run.acknowledged if s.interaction_id in run.scoring_events]
@@ -264,11 +278,9 @@ async def recovery(run: Run, rows: list[Row]) -> list[str]:
     print("|---|---|---:|---:|---:|---:|")
     problems = []
     for fault in FAULTS:
-        series = sorted(latency.get(fault.scenario, []))
-        late = [t for t, lat in series if t >= fault.at and lat > bound]
-        recovered = "0.0" if not late else f"{late[-1] - fault.at:.1f}"
-        if late and late[-1] == series[-1][0]:
-            recovered = "> end of scenario"
+        series = latency.get(fault.scenario, [])
+        after = recovered_after(series, fault.at, bound)
+        recovered = "> end of scenario" if after is None else f"{after:.1f}"
         worst = max((lat for t, lat in series if t >= fault.at), default=0.0)
         in_sync = "-" if fault.scenario.startswith("pg-") else (f"{fault.in_sync_s}" if fault.in_sync_s else "never")
         print(f"| {fault.scenario} | {fault.what} | {fault.back_s} | {in_sync} | {recovered} | {worst:.1f} |")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -56,6 +57,7 @@ class Fault:
 
 
 FAULTS: list[Fault] = []
+PROBLEMS: list[str] = []  # found by the scenarios themselves
 
 
 def infra_for(state_dir: os.PathLike[str] | str, port_offset: int) -> Infra:
@@ -177,19 +179,39 @@ async def kill_controller(run: Run, times: int) -> None:
         await bring_back(run, fault, node)
 
 
+async def create_customers(run: Run, stop: asyncio.Event, acknowledged: list[str]) -> None:
+    """Customers created through the gateway every 0.2 s until stop: writes in the customer store, which
+    the interaction stream barely touches. Not retried: a lost answer is simply not acknowledged."""
+    n = 0
+    while not stop.is_set():
+        with contextlib.suppress(httpx.HTTPError):
+            response = await run.gateway.post(
+                "/api/v1/customers",
+                headers=run.headers,
+                json={"name": f"Chaos PG {n}", "kind": "company", "owner": "agent-1"},
+            )
+            if response.status_code == 201:
+                acknowledged.append(response.json()["id"])
+        n += 1
+        await asyncio.sleep(0.2)
+
+
 async def kill_postgres_mid_transaction(run: Run, _times: int, *, service: str) -> None:
-    """SIGKILL to PostgreSQL (server and backends at once) while a transaction of `service` is open."""
+    """SIGKILL to PostgreSQL (server and backends at once) while a write transaction of `service` is open."""
     database = run.infra.database(service)
+    created: list[str] = []
+    stop_creating = asyncio.Event()
+    creating = asyncio.create_task(create_customers(run, stop_creating, created)) if service == "customer" else None
     watcher = await asyncpg.connect(run.infra.database_url(service, "postgresql"))
     seen = None
     try:
         deadline = time.monotonic() + 30
         while seen is None and time.monotonic() < deadline:
+            # backend_xid is set once a transaction has written: a write in flight, not yet committed.
             seen = await watcher.fetchrow(
                 "SELECT pid, state, left(query, 12) AS verb FROM pg_stat_activity"
                 " WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-                " AND xact_start IS NOT NULL AND state IN ('active', 'idle in transaction')"
-                " AND query !~* '^\\s*(select|begin)' LIMIT 1",
+                " AND backend_xid IS NOT NULL LIMIT 1",
                 database,
             )
             if seen is None:
@@ -217,6 +239,24 @@ async def kill_postgres_mid_transaction(run: Run, _times: int, *, service: str) 
     fault.back_s = round(time.time() - at, 1)
     FAULTS.append(fault)
     await asyncio.sleep(3)
+    if creating is not None:
+        stop_creating.set()
+        await creating
+        await wait_answering(run, service)
+        stored = await fetch(run.infra, "customer", "SELECT count(*) AS n FROM customers WHERE id = ANY($1)", created)
+        fault.what += f"; customers created meanwhile: {len(created)} acknowledged, {stored[0]['n']} stored"
+        if stored[0]["n"] != len(created):
+            PROBLEMS.append(f"{run.scenario}: {len(created) - stored[0]['n']} acknowledged customers not stored")
+
+
+async def wait_answering(run: Run, service: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            conn = await asyncpg.connect(run.infra.database_url(service, "postgresql"))
+            await conn.close()
+            return
+        await asyncio.sleep(0.5)
 
 
 SCENARIOS: dict[str, Callable[[Run, int], Awaitable[None]]] = {
@@ -276,7 +316,7 @@ async def recovery(run: Run, rows: list[Row]) -> list[str]:
     header = ["scenario", "fault", "back s", "replicas in sync s", "e2e within bound after s", "max e2e s"]
     print("\n| " + " | ".join(header) + " |")
     print("|---|---|---:|---:|---:|---:|")
-    problems = []
+    problems = list(PROBLEMS)
     for fault in FAULTS:
         series = latency.get(fault.scenario, [])
         after = recovered_after(series, fault.at, bound)

@@ -144,7 +144,6 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             await load
             stop_sampling.set()
             await sampling
-            samples.append({"t_s": args.minutes * 60.0, "load": os.getloadavg()[0], "rss_mib": sample(run)})
             run.log(f"stream done: {len(run.acknowledged)} acknowledged; waiting for the pipeline to drain")
             drain_started = time.monotonic()
             await wait_idle(run, timeout_s=args.drain_timeout)

@@ -85,9 +85,14 @@ clean:  ## stop the local infrastructure and delete .state
 	-bash deploy/postgres.sh stop
 	rm -rf .state console/dist $(CONSOLE_STAMP)
 
-chaos: install  ## full fault-injection run (60 interactions/s through every scenario, kills x3) with its table
+chaos: install  ## full fault-injection runs with their tables: one broker (every scenario, kills x3), then three brokers (chaos-cluster)
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.chaos
+	$(BIN)/python -m bench.chaos_cluster
+
+chaos-cluster: install  ## three brokers (RF 3, min ISR 2): leader and controller SIGKILL, a broker stopped 30 s, PostgreSQL SIGKILL per service
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.chaos_cluster
 
 bench: install  ## load, latency and memory benchmark of the whole pipeline on PostgreSQL
 	bash deploy/postgres.sh install
@@ -95,10 +100,13 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
+.PHONY: bench-soak chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
+bench-soak: install  ## memory soak: 30 min at 100 interactions/s through the gateway, every process's RSS growth after warm-up, count check
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.soak
 bench-overload: install  ## twice the sustainable rate through the gateway: p50/p99 per phase, shed share, recovery time, count check
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.overload

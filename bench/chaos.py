@@ -66,6 +66,7 @@ class Sent:
     type: str
     severity: str | None
     scenario: str
+    sent_at: float = 0.0  # wall-clock time of the first attempt (time.time())
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Run:
     headers: dict[str, str] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)  # the scenarios run, in order
     relay_exit: int | None = None  # exit code of the relay told to crash between commit and publish
+    scoring_events: dict[str, str] = field(default_factory=dict)  # interaction id -> the event scoring saw (verify)
 
     def log(self, message: str) -> None:
         print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -107,15 +109,24 @@ def interaction_body(customer_id: str, rng: random.Random) -> dict[str, Any]:
     return body
 
 
-async def stream(run: Run, rate: float, total: int, stop: asyncio.Event) -> None:
-    """Open-loop load: one request every 1/rate seconds, whatever the answers, until stop (or total, if not 0)."""
+async def stream(run: Run, rate: float, total: int, stop: asyncio.Event, max_in_flight: int = 0) -> None:
+    """Open-loop load: one request every 1/rate seconds, whatever the answers, until stop (or total, if not 0).
+
+    With max_in_flight, a send waits while that many requests are unanswered (the schedule slips instead of
+    a backlog of retries growing without bound on a machine that cannot keep up)."""
     rng = random.Random(7)
     in_flight: set[asyncio.Task[None]] = set()
     started = time.monotonic()
+    slipped = 0.0
     for n in range(total) if total else itertools.count():
         if stop.is_set():
             break
-        await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + slipped + n / rate - time.monotonic()))
+        if max_in_flight and len(in_flight) >= max_in_flight:
+            waited = time.monotonic()
+            while len(in_flight) >= max_in_flight and not stop.is_set():
+                await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+            slipped += time.monotonic() - waited
         body = interaction_body(rng.choice(run.customers), rng)
         task = asyncio.create_task(_post(run, body, run.scenario))
         in_flight.add(task)
@@ -125,6 +136,7 @@ async def stream(run: Run, rate: float, total: int, stop: asyncio.Event) -> None
 
 async def _post(run: Run, body: dict[str, Any], scenario: str) -> None:
     run.sent[scenario] += 1
+    sent_at = time.time()
     # A client retries with the same external id until it gets an answer: the interaction service is
     # idempotent by external id, so a retry after a lost answer cannot record twice.
     for _attempt in range(60):
@@ -135,7 +147,9 @@ async def _post(run: Run, body: dict[str, Any], scenario: str) -> None:
             continue
         if response.status_code in (200, 201):
             data = response.json()
-            run.acknowledged.append(Sent(data["id"], body["customer_id"], body["type"], body.get("severity"), scenario))
+            run.acknowledged.append(
+                Sent(data["id"], body["customer_id"], body["type"], body.get("severity"), scenario, sent_at)
+            )
             return
         if response.status_code < 500:
             run.log(f"rejected {response.status_code}: {response.text[:200]}")
@@ -369,6 +383,7 @@ async def verify(run: Run) -> tuple[list[Row], dict[str, Any]]:
             )
             if scored_here:
                 scoring_event[interaction_id] = envelope["id"]
+    run.scoring_events = scoring_event
     score_rows = Counter(
         r["caused_by"]
         for r in await fetch(
@@ -385,7 +400,7 @@ async def verify(run: Run) -> tuple[list[Row], dict[str, Any]]:
 
     rows: dict[str, Row] = {}
     expected_by_customer: Counter[str] = Counter()
-    for name in ["warm-up", *SCENARIOS, "cool-down"]:
+    for name in dict.fromkeys(["warm-up", *run.ran, *run.sent, "cool-down"]):
         rows[name] = Row(name, sent=run.sent[name], duplicates_delivered=run.duplicates[name])
     for sent in run.acknowledged:
         row = rows[sent.scenario]
@@ -513,7 +528,13 @@ async def run_chaos(
     repeat: int,
     scenarios: list[str],
     headers: dict[str, str] | None = None,
+    registry: dict[str, Callable[[Run, int], Awaitable[None]]] | None = None,
+    after: Callable[[Run, list[Row]], Awaitable[list[str]]] | None = None,
+    warmup_s: float = 3.0,
 ) -> list[str]:
+    """The stream with each named scenario of registry (default SCENARIOS) in turn, then the checks; after,
+    if given, reports more on the verified run and returns further problems. Returns every problem found."""
+    registry = registry or SCENARIOS
     log_dir = infra.state_dir / "chaos-logs"
     # Authentication stays on; the stream's admin token is not throttled (bench.auth).
     platform = infra.platform(layout="split", log_dir=log_dir, extra_env=UNTHROTTLED_ENV)
@@ -535,12 +556,12 @@ async def run_chaos(
             run.log(f"{customers} customers; streaming interactions at {rate}/s, {cap}")
             stop = asyncio.Event()
             load = asyncio.create_task(stream(run, rate, interactions, stop))
-            await asyncio.sleep(3)
+            await asyncio.sleep(warmup_s)
             for name in scenarios:
                 run.scenario = name
                 run.ran.append(name)
                 run.log(f"scenario {name}")
-                await SCENARIOS[name](run, repeat)
+                await registry[name](run, repeat)
                 await asyncio.sleep(2)
                 await scrape_all(run)
             run.scenario = "cool-down"
@@ -552,8 +573,9 @@ async def run_chaos(
             await scrape_all(run)
             rows, summary = await verify(run)
             print_table(rows, summary)
+            extra = await after(run, rows) if after else []
             not_ready = [n for n in platform.running if platform.exited().get(n) is not None]
-            problems = failures(rows, summary) + coverage_problems(run, rows)
+            problems = failures(rows, summary) + coverage_problems(run, rows) + extra
             try:
                 await asyncio.to_thread(platform.wait_ready, None, 60)
             except (TimeoutError, RuntimeError) as exc:

@@ -34,10 +34,18 @@ class Infra:
     port_offset: int
     db_prefix: str = ""
     kafka_controller_port: int | None = None  # default: kafka_port + 1
+    kafka_brokers: int = 1  # nodes of the cluster deploy/kafka.sh runs (KAFKA_BROKERS)
+    kafka_port_step: int = 10  # port distance between its nodes (KAFKA_PORT_STEP)
 
     @property
     def kafka(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        """The bootstrap servers: every node's address."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.kafka_ports)
+
+    @property
+    def kafka_ports(self) -> list[int]:
+        """Each node's PLAINTEXT port, node 1 first."""
+        return [self.kafka_port + i * self.kafka_port_step for i in range(self.kafka_brokers)]
 
     @property
     def gateway(self) -> str:
@@ -50,6 +58,9 @@ class Infra:
             "KAFKA_PORT": str(self.kafka_port),
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port or self.kafka_port + 1),
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "KAFKA_BROKERS": str(self.kafka_brokers),
+            "KAFKA_PORT_STEP": str(self.kafka_port_step),
+            "KAFKA_REPLICATION_FACTOR": str(min(self.kafka_brokers, 3)),
             "PG_PORT": str(self.pg_port),
             "PG_DATABASES": " ".join(self.database(name) for name in SERVICES),
         }
@@ -60,8 +71,13 @@ class Infra:
     def database_url(self, service: str, driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.pg_port}/{self.database(service)}"
 
-    def kafka_ctl(self, command: str) -> None:
-        subprocess.run(["bash", str(DEPLOY / "kafka.sh"), command], check=True, env=self.env())
+    def kafka_ctl(self, command: str, node: int | None = None) -> str:
+        """deploy/kafka.sh <command> on every node, or on one (1-based); returns what it printed."""
+        env = self.env() | ({"KAFKA_NODE": str(node)} if node is not None else {})
+        done = subprocess.run(
+            ["bash", str(DEPLOY / "kafka.sh"), command], check=True, env=env, stdout=subprocess.PIPE, text=True
+        )
+        return done.stdout
 
     def pg_ctl(self, command: str) -> None:
         subprocess.run(["bash", str(DEPLOY / "postgres.sh"), command], check=True, env=self.env())

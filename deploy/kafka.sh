@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft, no ZooKeeper) for development and tests.
+# Local Apache Kafka (KRaft, no ZooKeeper) for development and tests: one node by
+# default, or a cluster of KAFKA_BROKERS nodes on this machine.
 #
 # There is no Docker engine here and Maven Central is the only reachable download
 # site, so the broker comes from Maven (deploy/kafka/pom.xml) and runs as a plain
-# JVM process: one combined broker+controller bound to 127.0.0.1 only.
+# JVM process per node: each a combined broker+controller bound to 127.0.0.1 only.
+# With KAFKA_BROKERS=N (N > 1) the N nodes form the controller quorum together,
+# topics default to min(N, 3) replicas and min.insync.replicas is 2 (1 for N = 2),
+# so a producer with acks=all is answered only once two copies hold a message.
 #
-# Usage: deploy/kafka.sh {install|start|stop|kill|status|wait|reset}
+# Usage: deploy/kafka.sh {install|start|stop|kill|status|wait|reset|bootstrap|pid|quorum-leader}
+#   bootstrap       prints the comma-separated PLAINTEXT addresses of every node
+#   pid             prints the pid of node KAFKA_NODE (default 1) if it is running
+#   quorum-leader   prints the node id of the active controller, as the running nodes record it
 #
 # Environment:
 #   CRM_CACHE_DIR          jar cache root        (default: $HOME/.cache/crm-platform)
@@ -15,6 +22,11 @@
 #   KAFKA_HEAP_OPTS        JVM heap              (default: -Xmx512m -Xms256m)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default: 90)
 #   KAFKA_STOP_TIMEOUT     seconds to wait for a clean stop before SIGKILL (default: 30)
+#   KAFKA_BROKERS          nodes in the cluster  (default: 1); node i (1..N) listens on
+#                          KAFKA_PORT + (i-1)*KAFKA_PORT_STEP and KAFKA_CONTROLLER_PORT + (i-1)*KAFKA_PORT_STEP,
+#                          state in <root>/kafka/node<i> (a single node keeps <root>/kafka)
+#   KAFKA_PORT_STEP        port distance between nodes (default: 10)
+#   KAFKA_NODE             start/stop/kill/status/wait/pid act on this node only (default: every node)
 set -euo pipefail
 
 KAFKA_VERSION=3.9.1
@@ -28,17 +40,55 @@ LIBS_DIR="$KAFKA_HOME/libs"
 # Written last by install: its presence means the libs dir is complete.
 INSTALL_MARKER="$LIBS_DIR/.installed"
 
-STATE_DIR="${CRM_STATE_DIR:-$REPO_ROOT/.state}/kafka"
-DATA_DIR="$STATE_DIR/data"
-CONFIG_FILE="$STATE_DIR/server.properties"
-LOG4J_FILE="$STATE_DIR/log4j.properties"
-LOG_FILE="$STATE_DIR/server.log"
-PID_FILE="$STATE_DIR/kafka.pid"
-CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
+ROOT_STATE_DIR="${CRM_STATE_DIR:-$REPO_ROOT/.state}/kafka"
+CLUSTER_ID_FILE="$ROOT_STATE_DIR/cluster.id"
 
 HOST=127.0.0.1
-PORT="${KAFKA_PORT:-9092}"
-CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+BASE_PORT="${KAFKA_PORT:-9092}"
+BASE_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+BROKERS="${KAFKA_BROKERS:-1}"
+PORT_STEP="${KAFKA_PORT_STEP:-10}"
+[[ "$BROKERS" =~ ^[1-9][0-9]*$ ]] || { printf '[kafka] ERROR: KAFKA_BROKERS=%s is not a positive number\n' "$BROKERS" >&2; exit 2; }
+[[ "$PORT_STEP" =~ ^[1-9][0-9]*$ ]] || { printf '[kafka] ERROR: KAFKA_PORT_STEP=%s is not a positive number\n' "$PORT_STEP" >&2; exit 2; }
+
+# The node the helpers below act on; use_node sets it (node 1 of a single-node setup keeps the
+# historical layout: its state lives directly in <root>/kafka).
+NODE=1
+use_node() {
+    NODE="$1"
+    if ((BROKERS == 1)); then
+        STATE_DIR="$ROOT_STATE_DIR"
+    else
+        STATE_DIR="$ROOT_STATE_DIR/node$NODE"
+    fi
+    DATA_DIR="$STATE_DIR/data"
+    CONFIG_FILE="$STATE_DIR/server.properties"
+    LOG4J_FILE="$STATE_DIR/log4j.properties"
+    LOG_FILE="$STATE_DIR/server.log"
+    PID_FILE="$STATE_DIR/kafka.pid"
+    PORT=$((BASE_PORT + (NODE - 1) * PORT_STEP))
+    CONTROLLER_PORT=$((BASE_CONTROLLER_PORT + (NODE - 1) * PORT_STEP))
+}
+use_node 1
+
+# The nodes a command acts on: KAFKA_NODE, or all of them.
+selected_nodes() {
+    if [[ -n "${KAFKA_NODE:-}" ]]; then
+        [[ "$KAFKA_NODE" =~ ^[0-9]+$ ]] && ((KAFKA_NODE >= 1 && KAFKA_NODE <= BROKERS)) ||
+            die "KAFKA_NODE=$KAFKA_NODE is not a node of this cluster (1..$BROKERS)"
+        echo "$KAFKA_NODE"
+    else
+        seq 1 "$BROKERS"
+    fi
+}
+
+bootstrap_servers() {
+    local i out=()
+    for ((i = 1; i <= BROKERS; i++)); do
+        out+=("$HOST:$((BASE_PORT + (i - 1) * PORT_STEP))")
+    done
+    (IFS=,; echo "${out[*]}")
+}
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -46,7 +96,13 @@ STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 # Logged by kafka.server.KafkaRaftServer once the node has fully started.
 READY_LINE="Kafka Server started"
 
-log() { printf '[kafka] %s\n' "$*" >&2; }
+log() {
+    if ((BROKERS > 1)); then
+        printf '[kafka node %s] %s\n' "$NODE" "$*" >&2
+    else
+        printf '[kafka] %s\n' "$*" >&2
+    fi
+}
 die() { printf '[kafka] ERROR: %s\n' "$*" >&2; exit 1; }
 
 show_log_tail() {
@@ -177,13 +233,31 @@ wait_ready() {
 
 # ---------------------------------------------------------------- config
 
+quorum_voters() {
+    local i out=()
+    for ((i = 1; i <= BROKERS; i++)); do
+        out+=("$i@$HOST:$((BASE_CONTROLLER_PORT + (i - 1) * PORT_STEP))")
+    done
+    (IFS=,; echo "${out[*]}")
+}
+
+# Copies of each partition: every node, at most three.
+replication_factor() { echo $((BROKERS < 3 ? BROKERS : 3)); }
+
+# An acks=all write needs this many copies in sync: two wherever there are two or more replicas.
+min_insync_replicas() {
+    local rf
+    rf="$(replication_factor)"
+    echo $((rf >= 3 ? 2 : 1))
+}
+
 write_config() {
     # Rewritten on every start so port/env changes take effect.
     cat >"$CONFIG_FILE" <<EOF
 # Generated by deploy/kafka.sh - edits are overwritten on start.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+node.id=$NODE
+controller.quorum.voters=$(quorum_voters)
 listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://$HOST:$PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -192,11 +266,13 @@ inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
 
 num.partitions=6
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+default.replication.factor=$(replication_factor)
+min.insync.replicas=$(min_insync_replicas)
+offsets.topic.replication.factor=$(replication_factor)
+transaction.state.log.replication.factor=$(replication_factor)
+transaction.state.log.min.isr=$(min_insync_replicas)
+# A replica that is not in sync never becomes leader: that would drop acknowledged messages.
+unclean.leader.election.enable=false
 # Topics are created explicitly by the services; typos must fail, not create topics.
 auto.create.topics.enable=false
 # Tests should not wait 3 s for the first consumer group rebalance.
@@ -249,25 +325,23 @@ format_storage_once() {
 
 # Serialises start/stop/kill/reset on one state dir, so two concurrent `start`s
 # cannot launch two brokers that fight over the ports and the pid file. fd 9 is
-# closed for the broker itself (see cmd_start), so the lock dies with this script.
+# closed for the broker itself (see launch_node), so the lock dies with this script.
 lock_state() {
-    mkdir -p "$STATE_DIR"
-    exec 9>"$STATE_DIR/.lock"
-    flock -w "$((START_TIMEOUT + STOP_TIMEOUT))" 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
+    mkdir -p "$ROOT_STATE_DIR"
+    exec 9>"$ROOT_STATE_DIR/.lock"
+    flock -w "$((START_TIMEOUT + STOP_TIMEOUT))" 9 || die "timed out waiting for another kafka.sh on $ROOT_STATE_DIR"
 }
 
-cmd_start() {
+# Starts the current node's JVM unless it is running; does not wait for it to be ready (the nodes of a
+# cluster become ready only together, once a quorum of controllers has formed).
+launch_node() {
     local pid
-    lock_state
     if pid="$(running_pid)"; then
         log "already running (pid $pid)"
-        wait_ready || exit 1
-        log "ready on $HOST:$PORT"
         return 0
     fi
     rm -f "$PID_FILE"
 
-    cmd_install
     # Grace period: a broker that was just SIGKILLed from outside may still hold them.
     local p deadline=$((SECONDS + 10))
     for p in "$PORT" "$CONTROLLER_PORT"; do
@@ -310,24 +384,50 @@ cmd_start() {
         running_pid >/dev/null && break
         sleep 0.1
     done
+}
 
-    if ! wait_ready; then
-        # Do not leave a half-started broker behind: the next start must be clean.
-        if pid="$(running_pid)"; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_exit "$pid" 10 || true
-            wait_ports_closed
-        fi
-        rm -f "$PID_FILE"
-        die "start failed (full log: $LOG_FILE)"
+# Kills the current node if it is running and forgets its pid (a start that failed must leave nothing).
+abandon_node() {
+    local pid
+    if pid="$(running_pid)"; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_exit "$pid" 10 || true
+        wait_ports_closed
     fi
-    log "ready on $HOST:$PORT (pid $(running_pid)) after ${SECONDS}s"
+    rm -f "$PID_FILE"
+}
+
+cmd_start() {
+    local node nodes
+    lock_state
+    cmd_install
+    nodes="$(selected_nodes)"
+    for node in $nodes; do
+        use_node "$node"
+        launch_node
+    done
+    for node in $nodes; do
+        use_node "$node"
+        if ! wait_ready; then
+            # Do not leave a half-started broker behind: the next start must be clean.
+            for node in $nodes; do
+                use_node "$node"
+                abandon_node
+            done
+            die "start failed (full log: $LOG_FILE)"
+        fi
+        log "ready on $HOST:$PORT (pid $(running_pid)) after ${SECONDS}s"
+    done
 }
 
 cmd_wait() {
-    running_pid >/dev/null || die "Kafka is not running (start it with: deploy/kafka.sh start)"
-    wait_ready || exit 1
-    log "ready on $HOST:$PORT"
+    local node
+    for node in $(selected_nodes); do
+        use_node "$node"
+        running_pid >/dev/null || die "Kafka node $node is not running (start it with: deploy/kafka.sh start)"
+        wait_ready || exit 1
+        log "ready on $HOST:$PORT"
+    done
 }
 
 # Waits until pid has exited, up to $2 seconds; fails on timeout.
@@ -352,10 +452,8 @@ wait_ports_closed() {
     done
 }
 
-cmd_stop() {
+stop_node() {
     local pid
-    [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
-    lock_state
     if ! pid="$(running_pid)"; then
         log "not running"
         rm -f "$PID_FILE"
@@ -373,10 +471,8 @@ cmd_stop() {
     log "stopped"
 }
 
-cmd_kill() {
+kill_node() {
     local pid
-    [[ -d "$STATE_DIR" ]] || { log "not running"; return 0; }
-    lock_state
     if ! pid="$(running_pid)"; then
         log "not running"
         rm -f "$PID_FILE"
@@ -390,20 +486,79 @@ cmd_kill() {
     rm -f "$PID_FILE"
 }
 
-cmd_status() {
+# Runs stop_node or kill_node on every selected node.
+on_nodes() {
+    local node
+    [[ -d "$ROOT_STATE_DIR" ]] || { log "not running"; return 0; }
+    lock_state
+    for node in $(selected_nodes); do
+        use_node "$node"
+        "$1"
+    done
+}
+
+# SIGTERM to every node first: a cluster's last node cannot shut down cleanly once the controller
+# quorum is gone, so nodes stopped one after another would each wait out the stop timeout.
+term_node() {
     local pid
-    if pid="$(running_pid)" && port_open "$PORT"; then
-        echo "kafka: running (pid $pid) on $HOST:$PORT"
-        return 0
+    if pid="$(running_pid)"; then
+        kill -TERM "$pid" 2>/dev/null || true
     fi
-    echo "kafka: not running"
-    return 1
+}
+
+cmd_stop() {
+    ((BROKERS > 1)) && on_nodes term_node
+    on_nodes stop_node
+}
+
+cmd_kill() { on_nodes kill_node; }
+
+cmd_status() {
+    local pid node down=0
+    for node in $(selected_nodes); do
+        use_node "$node"
+        local name="kafka"
+        ((BROKERS > 1)) && name="kafka node $node"
+        if pid="$(running_pid)" && port_open "$PORT"; then
+            echo "$name: running (pid $pid) on $HOST:$PORT"
+        else
+            echo "$name: not running"
+            down=1
+        fi
+    done
+    return "$down"
+}
+
+cmd_pid() {
+    use_node "${KAFKA_NODE:-1}"
+    running_pid
+}
+
+# The active controller as the running nodes last recorded it (KRaft's quorum-state file): the
+# leader of the highest epoch any of them knows.
+cmd_quorum_leader() {
+    local node state epoch leader best_epoch=-1 best_leader=""
+    for ((node = 1; node <= BROKERS; node++)); do
+        use_node "$node"
+        running_pid >/dev/null || continue
+        state="$(cat "$DATA_DIR/__cluster_metadata-0/quorum-state" 2>/dev/null || true)"
+        epoch="$(sed -n 's/.*"leaderEpoch":\([0-9-]*\).*/\1/p' <<<"$state")"
+        leader="$(sed -n 's/.*"leaderId":\([0-9-]*\).*/\1/p' <<<"$state")"
+        [[ -n "$epoch" && -n "$leader" && "$leader" != "-1" ]] || continue
+        if ((epoch > best_epoch)); then
+            best_epoch="$epoch"
+            best_leader="$leader"
+        fi
+    done
+    [[ -n "$best_leader" ]] || die "no running node knows a controller leader"
+    echo "$best_leader"
 }
 
 cmd_reset() {
-    cmd_stop
-    log "deleting $STATE_DIR"
-    rm -rf "$STATE_DIR"
+    KAFKA_NODE="" cmd_stop
+    NODE=1
+    log "deleting $ROOT_STATE_DIR"
+    rm -rf "$ROOT_STATE_DIR"
 }
 
 usage() {
@@ -420,6 +575,9 @@ main() {
         status) cmd_status ;;
         wait) cmd_wait ;;
         reset) cmd_reset ;;
+        bootstrap) bootstrap_servers ;;
+        pid) cmd_pid ;;
+        quorum-leader) cmd_quorum_leader ;;
         -h | --help | help) usage ;;
         *)
             usage >&2

@@ -1,0 +1,233 @@
+"""Memory soak: ``python -m bench.soak`` (`make bench-soak`).
+
+A steady stream of interactions (purchases, complaints, surveys) flows through the gateway for N minutes
+at a fixed rate, on a fresh Kafka + PostgreSQL with every service split into API, relay and consumer
+processes. Every ~10 s the resident memory (RSS) of each process is sampled: each platform process, the
+broker's JVM and PostgreSQL (postmaster and backends together). The report compares each process's RSS
+right after the warm-up with its RSS at the end (the median of the last three samples, so one sample
+taken mid-collection does not decide) and flags growth of 5% or more.
+
+When the stream ends and the pipeline has drained, the counts are checked as `make chaos` checks them:
+every acknowledged interaction stored, scored exactly once, every severe complaint counted once in its
+customer's alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.auth import UNTHROTTLED_ENV, bearer_headers
+from bench.chaos import Row, Run, failures, stream, verify, wait_idle
+from bench.infra import (
+    Infra,
+    pid_file,
+    postgres_pids,
+    report_start,
+    rss_mib,
+    run_on_fresh_infra,
+    start_in_order,
+    write_report,
+)
+from servicekit.settings import REPO_ROOT
+
+INFRA = Infra(REPO_ROOT / ".state" / "bench-soak", kafka_port=31500, pg_port=31532, port_offset=23000)
+GROWTH_LIMIT = 0.05  # RSS may grow less than this share between the end of the warm-up and the end
+
+
+def process_pids(run: Run) -> dict[str, int]:
+    """Every single process to watch, by name: the platform's and the broker's JVM."""
+    pids = {name: proc.popen.pid for name, proc in run.platform.running.items() if proc.popen.poll() is None}
+    kafka = pid_file(run.infra.state_dir / "kafka" / "kafka.pid")
+    if kafka is not None:
+        pids["kafka"] = kafka
+    return pids
+
+
+def private_mib(pid: int) -> float:
+    """Memory a process holds for itself (RssAnon: heap and stacks, not shared or file pages), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sample(run: Run) -> dict[str, float]:
+    """RSS in MiB per watched process at this moment; PostgreSQL as the private memory of its server and
+    backends together (each backend's RSS also counts the shared buffers it has touched, which fill up
+    to shared_buffers as the data grows: a cache, not a leak)."""
+    out: dict[str, float] = {}
+    for name, pid in process_pids(run).items():
+        with contextlib.suppress(OSError):
+            out[name] = round(rss_mib(pid), 1)
+    total = 0.0
+    for pid in postgres_pids(run.infra.state_dir):
+        with contextlib.suppress(OSError):  # a backend that has just exited
+            total += private_mib(pid)
+    out["postgresql (private, all backends)"] = round(total, 1)
+    return out
+
+
+async def sampler(run: Run, samples: list[dict[str, Any]], every_s: float, stop: asyncio.Event) -> None:
+    started = time.monotonic()
+    while not stop.is_set():
+        elapsed = time.monotonic() - started
+        samples.append({"t_s": round(elapsed, 1), "load": os.getloadavg()[0], "rss_mib": sample(run)})
+        acked = len(run.acknowledged)
+        run.log(f"{elapsed / 60:5.1f} min: {acked} acknowledged, load {os.getloadavg()[0]:.1f}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+def growth(samples: list[dict[str, Any]], warmup_s: float) -> list[dict[str, Any]]:
+    """Per process: RSS at the first sample after the warm-up, at the end (median of the last three), max."""
+    after = [s for s in samples if s["t_s"] >= warmup_s]
+    if len(after) < 2:
+        return []
+    names = sorted({name for s in after for name in s["rss_mib"]})
+    rows = []
+    for name in names:
+        series = [s["rss_mib"][name] for s in after if name in s["rss_mib"]]
+        if len(series) < 2:
+            continue
+        start = series[0]
+        end = statistics.median(series[-3:])
+        rows.append(
+            {
+                "process": name,
+                "after_warmup_mib": start,
+                "end_mib": end,
+                "max_mib": max(series),
+                "growth": (end - start) / start if start else 0.0,
+            }
+        )
+    return rows
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    report = report_start("split")
+    report |= {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": args.warmup}
+    platform = INFRA.fresh_platform(layout="split", extra_env=UNTHROTTLED_ENV)
+    try:
+        await start_in_order(platform)
+        async with httpx.AsyncClient(
+            base_url=INFRA.gateway, timeout=15, limits=httpx.Limits(max_connections=64)
+        ) as gateway:
+            run = Run(INFRA, platform, gateway, headers=bearer_headers(sub="soak"))
+            for i in range(args.customers):
+                response = await gateway.post(
+                    "/api/v1/customers",
+                    headers=run.headers,
+                    json={"name": f"Soak {i}", "kind": "company", "owner": "agent-1"},
+                )
+                response.raise_for_status()
+                run.customers.append(response.json()["id"])
+            run.log(f"{args.customers} customers; {args.minutes} min at {args.rate}/s (warm-up {args.warmup} min)")
+            samples: list[dict[str, Any]] = []
+            stop_sampling = asyncio.Event()
+            sampling = asyncio.create_task(sampler(run, samples, args.every, stop_sampling))
+            stop_stream = asyncio.Event()
+            load = asyncio.create_task(stream(run, args.rate, 0, stop_stream, max_in_flight=args.max_in_flight))
+            await asyncio.sleep(args.warmup * 60)
+            run.scenario = "soak"
+            run.ran.append("soak")
+            await asyncio.sleep((args.minutes - args.warmup) * 60)
+            stop_stream.set()
+            await load
+            stop_sampling.set()
+            await sampling
+            run.log(f"stream done: {len(run.acknowledged)} acknowledged; waiting for the pipeline to drain")
+            drain_started = time.monotonic()
+            await wait_idle(run, timeout_s=args.drain_timeout)
+            report["drain_s"] = round(time.monotonic() - drain_started, 1)
+            rows, summary = await verify(run)
+    finally:
+        platform.stop_all()
+    report["load_after"] = os.getloadavg()
+    report["acknowledged_per_s"] = round(len(run.acknowledged) / (args.minutes * 60), 1)
+    report["samples"] = samples
+    report["rss"] = growth(samples, args.warmup * 60)
+    report["counts"] = [row.__dict__ for row in rows]
+    report["summary"] = summary
+    problems = [p for p in failures(rows, summary) if "no duplicate delivery" not in p]
+    problems += [
+        f"{r['process']}: RSS grew {r['growth']:.1%} after the warm-up"
+        for r in report["rss"]
+        if r["growth"] >= GROWTH_LIMIT
+    ]
+    report["problems"] = problems
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    loads = [s["load"] for s in report["samples"]]
+    print(
+        f"\nsoak: {report['minutes']} min at {report['rate']}/s through the gateway, warm-up {report['warmup_minutes']}"
+        f" min ({report['acknowledged_per_s']}/s acknowledged on average); {report['machine']['cores']} cores,"
+        f" load average (1 min) during the run"
+        f" {min(loads):.1f}-{max(loads):.1f}, median {statistics.median(loads):.1f}"
+    )
+    print("\n| process | RSS after warm-up MiB | RSS at end MiB | max MiB | growth |")
+    print("|---|---:|---:|---:|---:|")
+    for r in report["rss"]:
+        print(
+            f"| {r['process']} | {r['after_warmup_mib']:.1f} | {r['end_mib']:.1f} | {r['max_mib']:.1f} |"
+            f" {r['growth']:+.1%} |"
+        )
+    print("\n| phase | sent | acked | stored | scored | severe | dup deliv | dup effects | lost |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in report["counts"]:
+        row = Row(**c)
+        if not row.sent and not row.acknowledged:
+            continue
+        print(
+            f"| {row.scenario} | {row.sent} | {row.acknowledged} | {row.stored} | {row.scored} | {row.alerts_expected}"
+            f" | {row.duplicates_delivered} | {row.duplicated_effects} | {row.lost} |"
+        )
+    summary = report["summary"]
+    print(
+        f"\nsevere complaints counted in alerts: surplus {summary['alerts_surplus']},"
+        f" missing {summary['alerts_missing']}; drained in {report['drain_s']} s"
+    )
+    if report["problems"]:
+        print("\nFAILED:\n- " + "\n- ".join(report["problems"]))
+    else:
+        print("\nevery process's RSS flat after the warm-up (growth under 5%); every count checks out")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="length of the stream")
+    parser.add_argument("--rate", type=float, default=100.0, help="interactions per second through the gateway")
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="minutes before the RSS baseline (default: a sixth of the run)"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=64, help="unanswered requests at most; beyond it the schedule slips"
+    )
+    parser.add_argument("--every", type=float, default=10.0, help="seconds between RSS samples")
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds the pipeline may take to drain")
+    parser.add_argument("--json", type=Path, default=INFRA.state_dir / "soak.json", help="where the report goes")
+    parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
+    args = parser.parse_args(argv)
+    if args.warmup is None:
+        args.warmup = args.minutes / 6
+    if not 0 < args.warmup < args.minutes:
+        parser.error("--warmup must be shorter than --minutes")
+    report = run_on_fresh_infra(INFRA, "bench.soak", lambda: soak(args), keep_infra=args.keep_infra)
+    write_report(report, args.json, print_report)
+    if report["problems"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -24,8 +24,9 @@ from tests.unit.retention.events import complaint, created, score, status_change
 async def apply(database: Database, *events: Received) -> None:
     """Apply events as one consumer batch does: one session, one transaction, the consumer commits."""
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def alerts(database: Database) -> list[Alert]:

@@ -172,9 +172,11 @@ async def measure(args: argparse.Namespace, url: str) -> None:
     log(f"measuring {len(measured)} records in batches of {args.batch}")
     profile = cProfile.Profile() if args.profile else None
     sent: Counter[str] = Counter()  # statements the consumer sent, one per execute or executemany
+    kinds: Counter[str] = Counter()  # the same, by the statement's first words
 
     def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         sent["executemany" if executemany else "execute"] += 1
+        kinds[" ".join(statement.split()[:6])[:70] + (" (many)" if executemany else "")] += 1
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", count)
     cpu, wall, server_before = time.process_time(), time.perf_counter(), postgres_cpu()
@@ -195,8 +197,12 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         f"{1000 * cpu / interactions:.3f} ms per interaction), wall {wall:.2f} s\n"
         f"  PostgreSQL CPU {server:.2f} s ({1000 * server / interactions:.3f} ms per interaction)\n"
         f"  statements sent {sum(sent.values())} ({sent['executemany']} of them executemany), "
-        f"{sum(sent.values()) / batches:.1f} per batch\n"
+        f"{sum(sent.values()) / batches:.1f} per batch, {sum(sent.values()) / interactions:.2f} per interaction\n"
     )
+    print("| sent | per batch | statement (client side) |\n|---|---|---|")
+    for kind, n in kinds.most_common(args.statements):
+        print(f"| {n} | {n / batches:.1f} | `{kind}` |")
+    print()
     async with database.engine.connect() as conn:
         top = await conn.execute(
             text(

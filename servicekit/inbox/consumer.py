@@ -1,12 +1,13 @@
 """The consumer loop every service uses.
 
-For each poll: one transaction applies every new event's handler (partition by partition, each in its
-order) and records their ids in the inbox; then the polled offsets are committed, in one request for
+For each poll: one transaction claims the poll's event ids in the inbox (one INSERT .. ON CONFLICT DO
+NOTHING RETURNING for the whole poll: what comes back is new) and applies every new event's handler
+(partition by partition, each in its order); then the polled offsets are committed, in one request for
 every partition and at most every `consumer_commit_interval_s` (an offset is only ever committed after
-its event's transaction). A duplicate delivery finds its id in the inbox and is skipped, so events
-re-delivered after a crash or rebalance cost a look-up, nothing more. Per poll rather than per
+its event's transaction). A duplicate delivery is not claimed and is skipped, so events re-delivered
+after a crash or rebalance cost a row of that one statement, nothing more. Per poll rather than per
 partition, because under a steady trickle each partition brings one or two events per poll, and the
-fixed costs (transaction, commit flush, inbox look-up, offset commit) would otherwise be paid per event.
+fixed costs (transaction, commit flush, inbox claim, offset commit) would otherwise be paid per event.
 A poll holding only event types this service does not handle opens no transaction at all.
 If the batch fails, its messages are retried one by one; a message that still fails after bounded
 attempts is written to the dead-letter topic (through the outbox, in the same transaction as its inbox
@@ -29,14 +30,14 @@ import pydantic
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
-from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.registry import REGISTRY, UnknownEventType
 from contracts.topics import dead_letter
 from servicekit import metrics, tracing
 from servicekit.context import correlation_id
-from servicekit.db import KEYS, Database, for_each_key
+from servicekit.db import Database
 from servicekit.errors import is_transient
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.kafka import make_consumer, set_idle_fetch
@@ -119,8 +120,12 @@ class EventConsumer:
         # time.monotonic() of the last offset commit; -inf makes the first one due at once, however
         # recently the host booted (monotonic time starts near zero at boot)
         self._committed_at = float("-inf")
-        handled = select(INBOX.c.event_id).where(INBOX.c.consumer == self.group)
-        self._handled_query = for_each_key(handled, INBOX.c.event_id, postgres=database.is_postgres)
+        insert = postgresql.insert if database.is_postgres else sqlite.insert
+        self._claim_statement = (
+            insert(INBOX)
+            .on_conflict_do_nothing(index_elements=[INBOX.c.consumer, INBOX.c.event_id])
+            .returning(INBOX.c.event_id)
+        )
 
     # ---- decoding -------------------------------------------------------------------------------
 
@@ -153,32 +158,23 @@ class EventConsumer:
             return
         try:
             async with unit_of_work(self.database) as uow:
-                session = uow.session
-                seen = await self._already_handled(session, [d.inbox_id for d in deliveries])
-                if self.before_batch is not None:
-                    fresh = [
-                        d.event
-                        for d in deliveries
-                        if d.event is not None and d.event.data is not None and d.inbox_id not in seen
-                    ]
-                    if fresh:
-                        await self.before_batch(uow, fresh)
-                remembered = []
+                # One statement claims every new event id (its inbox row, written now, rolled back with the
+                # batch if it fails): what it does not claim was handled before, or comes twice in the batch.
+                claimed = await self._claim(uow.session, deliveries)
                 applied = []
-                duplicates = 0
                 for delivery in deliveries:
-                    if delivery.inbox_id in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(delivery.inbox_id)
-                    applied.append(delivery)
-                    if (row := await self._apply(uow, delivery)) is not None:
-                        remembered.append(row)
-                # One multi-row insert for the whole batch instead of a round trip per event.
-                await self._remember(session, remembered)
+                    if delivery.inbox_id in claimed:
+                        claimed.discard(delivery.inbox_id)  # a second copy in the batch is a duplicate
+                        applied.append(delivery)
+                if self.before_batch is not None:
+                    events = [d.event for d in applied if d.event is not None and d.event.data is not None]
+                    if events:
+                        await self.before_batch(uow, events)
+                for delivery in applied:
+                    await self._apply(uow, delivery)
             # Counted only once committed, and only what was applied: skipped duplicates are not "handled"
             # (the same as apply_one); a failed batch counts nothing here, its retry one by one does.
-            if duplicates:
+            if duplicates := len(deliveries) - len(applied):
                 metrics.EVENTS_DUPLICATE.labels(self.service).inc(duplicates)
             self._count_handled(applied)
             return
@@ -195,11 +191,10 @@ class EventConsumer:
             attempts += 1
             try:
                 async with unit_of_work(self.database) as uow:
-                    if await self._already_handled(uow.session, [delivery.inbox_id]):
+                    if not await self._claim(uow.session, [delivery]):
                         metrics.EVENTS_DUPLICATE.labels(self.service).inc()
                         return
-                    row = await self._apply(uow, delivery)
-                    await self._remember(uow.session, [row] if row is not None else [])
+                    await self._apply(uow, delivery)
                 self._count_handled([delivery])
                 return
             except Exception as exc:
@@ -214,17 +209,19 @@ class EventConsumer:
                     break
                 await asyncio.sleep(self.settings.consumer_retry_backoff_s * attempts)
         async with self.database.transaction() as session:
-            await self._remember(session, [await self._dead_letter(session, delivery)])
+            if await self._claim(session, [delivery]):
+                await self._dead_letter(session, delivery)
 
-    async def _apply(self, uow: UnitOfWork, delivery: Delivery) -> dict[str, Any] | None:
-        """Apply one delivery; returns its inbox row, to be written in the same transaction (None: nothing to keep)."""
+    async def _apply(self, uow: UnitOfWork, delivery: Delivery) -> None:
+        """Apply one delivery (its inbox row is claimed already, in the same transaction)."""
         if delivery.error is not None:
-            return await self._dead_letter(uow.session, delivery)
+            await self._dead_letter(uow.session, delivery)
+            return
         event = delivery.event
         assert event is not None
         handler = self.handlers.get(event.envelope.type)
         if handler is None:
-            return None  # another consumer's event on a shared topic
+            return  # another consumer's event on a shared topic
         record = delivery.record
         with tracing.handle_span(
             event.envelope.type,
@@ -242,9 +239,8 @@ class EventConsumer:
                 await handler(uow, event)
             finally:
                 correlation_id.reset(token)
-        return self._inbox_row(delivery, HANDLED)
 
-    async def _dead_letter(self, session: AsyncSession, delivery: Delivery) -> dict[str, Any]:
+    async def _dead_letter(self, session: AsyncSession, delivery: Delivery) -> None:
         record = delivery.record
         reason = delivery.error or "unknown error"
         headers = [(k, v.decode(errors="replace")) for k, v in (record.headers or ())]
@@ -259,24 +255,38 @@ class EventConsumer:
         )
         metrics.DEAD_LETTERED.labels(self.service, record.topic, delivery.reason).inc()
         log.warning("message dead-lettered", extra={"origin": headers[-1][1], "reason": reason[:500]})
-        return self._inbox_row(delivery, DEAD_LETTERED)
 
-    def _inbox_row(self, delivery: Delivery, outcome: str) -> dict[str, Any]:
-        return {
-            "consumer": self.group,
-            "event_id": delivery.inbox_id,
-            "event_type": delivery.event.envelope.type if delivery.event else None,
-            "outcome": outcome,
-            "handled_at": datetime.now(UTC),
-        }
+    async def _claim(self, session: AsyncSession, deliveries: Sequence[Delivery]) -> set[str]:
+        """Write the inbox rows of deliveries not handled before, in one statement; the ids it wrote.
 
-    async def _remember(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+        INSERT .. ON CONFLICT DO NOTHING RETURNING: an id handled before (or being handled by a consumer
+        that still holds it after a rebalance: the insert waits for that transaction) comes back absent,
+        with no look-up of its own. The rows belong to the caller's transaction: if applying fails, the
+        rollback takes them back. An event without a handler here is not kept (nothing was done with it).
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        claimed: set[str] = set()
+        now = datetime.now(UTC)
+        for delivery in deliveries:
+            event = delivery.event
+            if delivery.error is None and (event is None or event.envelope.type not in self.handlers):
+                claimed.add(delivery.inbox_id)
+                continue
+            rows.setdefault(
+                delivery.inbox_id,
+                {
+                    "consumer": self.group,
+                    "event_id": delivery.inbox_id,
+                    "event_type": event.envelope.type if event else None,
+                    "outcome": HANDLED if delivery.error is None else DEAD_LETTERED,
+                    "handled_at": now,
+                },
+            )
         if rows:
-            await session.execute(insert(INBOX), list(rows))
-
-    async def _already_handled(self, session: AsyncSession, ids: Sequence[str]) -> set[str]:
-        found = await session.execute(self._handled_query, {KEYS: sorted(set(ids))})
-        return set(found.scalars())
+            # Sorted: two transactions claiming overlapping ids take their index entries in one order.
+            found = await session.execute(self._claim_statement, [rows[key] for key in sorted(rows)])
+            claimed.update(found.scalars())
+        return claimed
 
     def _count_handled(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:

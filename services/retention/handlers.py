@@ -18,16 +18,31 @@ from contracts.interaction import (
 )
 from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
-from servicekit.inbox import BatchHook, Handlers
+from servicekit.inbox import BatchHook, Handler, Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts import handlers as alerts
+from services.retention.alerts.service import store_new_alerts
 from services.retention.campaigns.handlers import with_redemptions
 from services.retention.followups.handlers import with_followups
 from services.retention.lifecycle import handlers as lifecycle
 from services.retention.member_tiers.handlers import with_member_tiers
+from services.retention.replica.service import store_new_scores
 from services.retention.touches import handlers as touches
 from services.retention.waits import handlers as waits
 from services.retention.waits.handlers import with_wakes
+
+
+def _after_new_rows_stored(handler: Handler) -> Handler:
+    """The handler, run after the batch's new alerts and latest scores (written at commit) are put in the
+    session: the customer's lifecycle (owner change, churn, erasure) reads and changes them with SQL of its own."""
+
+    async def handle(uow: UnitOfWork, event: Received[Any]) -> None:
+        store_new_alerts(uow.session)
+        store_new_scores(uow.session)
+        await handler(uow, event)
+
+    return handle
+
 
 HANDLERS: Handlers = {
     ConsentChanged.event_type: touches.on_consent_changed,
@@ -36,10 +51,10 @@ HANDLERS: Handlers = {
     ComplaintOverdue.event_type: alerts.on_signal,
     SurveyAnswered.event_type: alerts.on_signal,
     InteractionRecorded.event_type: lifecycle.on_interaction,
-    CustomerCreated.event_type: lifecycle.on_customer_created,
-    CustomerUpdated.event_type: lifecycle.on_customer_updated,
-    CustomerStatusChanged.event_type: lifecycle.on_status_changed,
-    CustomerErased.event_type: lifecycle.on_customer_erased,
+    CustomerCreated.event_type: _after_new_rows_stored(lifecycle.on_customer_created),
+    CustomerUpdated.event_type: _after_new_rows_stored(lifecycle.on_customer_updated),
+    CustomerStatusChanged.event_type: _after_new_rows_stored(lifecycle.on_status_changed),
+    CustomerErased.event_type: _after_new_rows_stored(lifecycle.on_customer_erased),
 }
 # waits ending early; the member-tier replica; follow-ups after events; offer redemptions
 HANDLERS = with_redemptions(with_followups(with_wakes(with_member_tiers(HANDLERS))))

@@ -14,13 +14,23 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from contracts.common import Severity
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from contracts.retention import AlertEvent, AlertRaised, AlertUpdated
 from contracts.scoring import Factor, ScoreUpdated
 from servicekit.clock import utc_now
-from servicekit.db import KEYS, assign, for_each_key, on_postgres, update_at_commit
+from servicekit.db import (
+    KEYS,
+    assign,
+    for_each_key,
+    hold_until_commit,
+    holds,
+    on_postgres,
+    take_held,
+    update_at_commit,
+)
 from servicekit.events.envelope import EventData, Received
 from servicekit.problems import not_found
 from servicekit.types import as_utc
@@ -49,6 +59,24 @@ class UnresolvedAlerts:
     by_customer: dict[str, list[Alert]] = field(default_factory=dict)
 
 
+# Alerts raised in this transaction and not yet in the session, added just before commit, all at once.
+# Added at once, each would be inserted by the next flush, and the read model and the touches flush after
+# every event: one INSERT per alert. Added at commit, a batch's alerts go in one statement. Until then they
+# live in UnresolvedAlerts, where every lookup of this module finds them; code that reads or writes the
+# alerts table with SQL of its own calls store_new_alerts first.
+_NEW_ALERTS = "retention.new_alerts"
+
+
+def _add_to_session(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.add_all([row["alert"] for row in rows])
+
+
+def store_new_alerts(session: AsyncSession) -> None:
+    """Put this transaction's new alerts in the session now (the next flush inserts them)."""
+    if holds(session, _NEW_ALERTS):
+        _add_to_session(session.sync_session, take_held(session.sync_session, _NEW_ALERTS))
+
+
 @cache
 def _unresolved_alerts_of(postgres: bool) -> Any:
     # Built once per process (see for_each_key).
@@ -63,6 +91,7 @@ async def lock_unresolved(uow: UnitOfWork, ids: Sequence[str]) -> None:
     if fresh:
         for i in fresh:
             known[i] = []
+        store_new_alerts(uow.session)  # an earlier unit of work's new alerts in this transaction
         query = _unresolved_alerts_of(on_postgres(uow.session))
         for alert in (await uow.session.execute(query, {KEYS: fresh})).scalars():
             known[alert.customer_id].append(alert)
@@ -73,6 +102,7 @@ async def unresolved_alerts(uow: UnitOfWork, customer_id: str) -> list[Alert]:
     known = uow.state(UnresolvedAlerts).by_customer
     alerts = known.get(customer_id)
     if alerts is None:
+        store_new_alerts(uow.session)  # an earlier unit of work's new alerts in this transaction
         query = select(Alert).where(Alert.customer_id == customer_id, Alert.open_slot.is_not(None)).with_for_update()
         alerts = known[customer_id] = list((await uow.session.execute(query)).scalars().all())
     return [a for a in alerts if a.open_slot is not None]
@@ -185,7 +215,7 @@ async def apply_trigger(
         assign(alert, **_risk_values(alert, latest))
         playbook = current.playbooks.get(trigger.reason)
         alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
-        session.add(alert)
+        hold_until_commit(session, _NEW_ALERTS, [{"alert": alert}], _add_to_session)  # see _NEW_ALERTS
         # Known to the transaction's list at once, so a second trigger for the same slot finds this alert.
         uow.state(UnresolvedAlerts).by_customer[customer_id].append(alert)
         tasks: list[EventData] = []

@@ -14,11 +14,21 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from contracts.customer import CustomerStatusChanged
 from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
-from servicekit.db import KEYS, for_each_key, on_postgres, update_at_commit
+from servicekit.db import (
+    KEYS,
+    for_each_key,
+    hold_until_commit,
+    holds,
+    on_postgres,
+    take_held,
+    update_at_commit,
+)
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.replica.models import Customer, CustomerScore
@@ -35,6 +45,23 @@ class Replicas:
     scores: dict[str, CustomerScore | None] = field(default_factory=dict)
 
 
+# Latest scores of customers that had none, made in this transaction and added to the session just before
+# commit, all at once (added at once, the next per-event flush would insert each alone). Until then every
+# lookup of this module finds them in Replicas; code that reads customer_scores with SQL of its own calls
+# store_new_scores first.
+_NEW_SCORES = "retention.new_scores"
+
+
+def _add_to_session(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.add_all([row["score"] for row in rows])
+
+
+def store_new_scores(session: AsyncSession) -> None:
+    """Put this transaction's new latest-score rows in the session now (the next flush inserts them)."""
+    if holds(session, _NEW_SCORES):
+        _add_to_session(session.sync_session, take_held(session.sync_session, _NEW_SCORES))
+
+
 @cache
 def _locked_rows(model: type[Customer] | type[CustomerScore], postgres: bool) -> Any:
     # Built once per process (see for_each_key).
@@ -47,6 +74,7 @@ async def lock(uow: UnitOfWork, ids: Sequence[str]) -> None:
     Key by key (for_each_key): with customer_id IN (...), generic plans scanned whole tables.
     """
     state = uow.state(Replicas)
+    store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
     for model, loaded in ((Customer, state.customers), (CustomerScore, state.scores)):
         fresh = [i for i in ids if i not in loaded]
         if fresh:
@@ -80,12 +108,14 @@ async def known_score(uow: UnitOfWork, customer_id: str) -> CustomerScore | None
     scores = uow.state(Replicas).scores
     if customer_id in scores:
         return scores[customer_id]
+    store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
     return await uow.session.get(CustomerScore, customer_id)
 
 
 async def _locked_score(uow: UnitOfWork, customer_id: str) -> CustomerScore | None:
     scores = uow.state(Replicas).scores
     if customer_id not in scores:
+        store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
         scores[customer_id] = await uow.session.get(CustomerScore, customer_id, with_for_update=True)
     return scores[customer_id]
 
@@ -101,7 +131,7 @@ async def record_score(uow: UnitOfWork, score: ScoreUpdated) -> CustomerScore | 
         return None
     if latest is None:
         latest = CustomerScore(customer_id=score.customer_id, churn_risk=score.current.churn_risk)
-        uow.session.add(latest)
+        hold_until_commit(uow.session, _NEW_SCORES, [{"score": latest}], _add_to_session)  # see _NEW_SCORES
         uow.state(Replicas).scores[score.customer_id] = latest
     current = score.current
     update_at_commit(

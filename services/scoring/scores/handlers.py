@@ -12,7 +12,8 @@ creates its features row, whether or not customer.created has arrived.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -31,23 +32,27 @@ from contracts.interaction import (
     SurveyAnswered,
 )
 from servicekit.events.envelope import Received
-from servicekit.inbox import BatchHook, Handlers, PoisonEvent
+from servicekit.inbox import BatchHook, Handler, Handlers, PoisonEvent
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.scores import features, service
-from services.scoring.scores.rules import RuleWeights
 from services.scoring.settings import get_settings
 
 
-def _weights() -> RuleWeights:
-    return get_settings().weights
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """How one event type feeds a customer's features."""
+
+    change: Callable[[Any], service.Change]  # the event's data -> its change to the features
+    # Its business time. None: the event changes the profile, not the history (customer.*), and is scored
+    # as of the customer's latest event (service.apply_event's profile_only), the envelope time without one.
+    at: Callable[[Any], datetime] | None = None
+    rescore: Callable[[Any], bool] = lambda _: True  # whether a change of the features rescores
+    poison_if_invalid: bool = False  # a ValueError from the change: the event can never apply
+    then: Callable[[UnitOfWork, Any], None] | None = None  # after it rescored
 
 
-# ---- crm.customer.v1: a new customer, or a new profile, is scored at once ----------------------------
-
-
-async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
-    d = event.data
-    change = partial(
+def _customer_created(d: CustomerCreated) -> service.Change:
+    return partial(
         features.customer_upserted,
         status=d.status,
         segment=d.segment,
@@ -57,62 +62,12 @@ async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated])
         # Imported already churned (or won back): the day of the last churn is the training label's date.
         churned_at=features.churn_moment(d.churned_at),
     )
-    # Scored from the moment it exists: churn risk (the active model's, the rules otherwise), health,
-    # value tier and stage from its attributes and whatever history it has.
-    await _apply_customer(uow, event, change, rescore=True)
 
 
-async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
-    d = event.data
-    change = partial(
-        features.customer_upserted,
-        segment=d.segment,
-        attributes=d.attributes,
-        version=d.version,
-        fields_changed=frozenset(d.changed) if d.changed else None,
-    )
-    # A model over attributes must see a changed profile; a change of owner or name scores nothing new.
-    profile = not d.changed or bool({"segment", "attributes"} & set(d.changed))
-    await _apply_customer(uow, event, change, rescore=profile)
-
-
-async def on_customer_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChanged]) -> None:
-    d = event.data
-    change = partial(
-        features.customer_status_changed,
-        status=d.status,
-        changed_at=d.changed_at,
-        churned_at=features.churn_moment(d.churned_at, d.changed_at),
-    )
-    await _apply_customer(uow, event, change)
-
-
-async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
-    await service.erase_customer(uow=uow, customer_id=event.data.customer_id)
-
-
-async def _apply_customer(uow: UnitOfWork, event: Received, change: service.Change, *, rescore: bool = False) -> None:
-    await service.apply_event(
-        uow=uow,
-        customer_id=event.data.customer_id,
-        change=change,
-        event_id=event.id,
-        event_type=event.envelope.type,
-        at=event.time,
-        weights=_weights(),
-        rescore=rescore,
-        profile_only=True,
-    )
-
-
-# ---- crm.interaction.v1: every change rescores ---------------------------------------------------------
-
-
-async def on_interaction_recorded(uow: UnitOfWork, event: Received[InteractionRecorded]) -> None:
-    d = event.data
+def _interaction(d: InteractionRecorded) -> service.Change:
     # Survey interactions are skipped by features.record_interaction: survey.answered carries the score,
     # so counting both would count one answer twice.
-    change = partial(
+    return partial(
         features.record_interaction,
         interaction_id=d.interaction_id,
         type=d.type,
@@ -122,8 +77,10 @@ async def on_interaction_recorded(uow: UnitOfWork, event: Received[InteractionRe
         sentiment=d.sentiment,
         category=d.category,
     )
-    scored = await _rescore(uow, event, change, at=d.occurred_at)
-    if scored and d.type == InteractionType.purchase:
+
+
+def _record_purchase(uow: UnitOfWork, d: InteractionRecorded) -> None:
+    if d.type == InteractionType.purchase:
         service.record_purchase(
             uow=uow,
             interaction_id=d.interaction_id,
@@ -133,63 +90,98 @@ async def on_interaction_recorded(uow: UnitOfWork, event: Received[InteractionRe
         )
 
 
-async def on_complaint_updated(uow: UnitOfWork, event: Received[ComplaintUpdated]) -> None:
-    d = event.data
-    change = partial(
-        features.complaint_updated,
-        complaint_id=d.complaint_id,
-        status=d.status,
-        severity=d.severity,
-        changed_at=d.changed_at,
-    )
-    await _rescore(uow, event, change, at=d.changed_at)
-
-
-async def on_complaint_overdue(uow: UnitOfWork, event: Received[ComplaintOverdue]) -> None:
-    d = event.data
+FEEDS: dict[str, Feed] = {
+    # crm.customer.v1: a new customer is scored at once (churn risk from the active model or the rules,
+    # health, value tier and stage from its attributes and whatever history it has); a new profile too,
+    # since a model over attributes must see it, but a change of owner or name scores nothing new.
+    CustomerCreated.event_type: Feed(_customer_created),
+    CustomerUpdated.event_type: Feed(
+        lambda d: partial(
+            features.customer_upserted,
+            segment=d.segment,
+            attributes=d.attributes,
+            version=d.version,
+            fields_changed=frozenset(d.changed) if d.changed else None,
+        ),
+        rescore=lambda d: not d.changed or bool({"segment", "attributes"} & set(d.changed)),
+    ),
+    CustomerStatusChanged.event_type: Feed(
+        lambda d: partial(
+            features.customer_status_changed,
+            status=d.status,
+            changed_at=d.changed_at,
+            churned_at=features.churn_moment(d.churned_at, d.changed_at),
+        ),
+        rescore=lambda _: False,
+    ),
+    # crm.interaction.v1: every change rescores.
+    InteractionRecorded.event_type: Feed(_interaction, at=lambda d: d.occurred_at, then=_record_purchase),
+    ComplaintUpdated.event_type: Feed(
+        lambda d: partial(
+            features.complaint_updated,
+            complaint_id=d.complaint_id,
+            status=d.status,
+            severity=d.severity,
+            changed_at=d.changed_at,
+        ),
+        at=lambda d: d.changed_at,
+    ),
     # When the complaint became overdue is its due time (the watcher notices within seconds of it): a
     # complaint of an imported history went overdue back then, not when the watcher first saw it.
-    at = features.utc(d.due_at)
-    change = partial(features.complaint_overdue, complaint_id=d.complaint_id, severity=d.severity, at=at)
-    await _rescore(uow, event, change, at=at)
+    ComplaintOverdue.event_type: Feed(
+        lambda d: partial(
+            features.complaint_overdue, complaint_id=d.complaint_id, severity=d.severity, at=features.utc(d.due_at)
+        ),
+        at=lambda d: features.utc(d.due_at),
+    ),
+    SurveyAnswered.event_type: Feed(
+        lambda d: partial(
+            features.survey_answered,
+            interaction_id=d.interaction_id,
+            survey=d.survey,
+            score=d.score,
+            answered_at=d.answered_at,
+        ),
+        at=lambda d: d.answered_at,
+        poison_if_invalid=True,  # a score outside its scale will never become valid
+    ),
+}
 
 
-async def on_survey_answered(uow: UnitOfWork, event: Received[SurveyAnswered]) -> None:
-    d = event.data
-    change = partial(
-        features.survey_answered,
-        interaction_id=d.interaction_id,
-        survey=d.survey,
-        score=d.score,
-        answered_at=d.answered_at,
-    )
-    try:
-        await _rescore(uow, event, change, at=d.answered_at)
-    except ValueError as exc:  # a score outside its scale will never become valid
-        raise PoisonEvent(str(exc)) from exc
+def feeding(feed: Feed) -> Handler:
+    """The handler that applies an event to the customer's features as `feed` says and, if they changed, rescores."""
+
+    async def handle(uow: UnitOfWork, event: Received[Any]) -> None:
+        d = event.data
+        try:
+            scored = await service.apply_event(
+                uow=uow,
+                customer_id=d.customer_id,
+                change=feed.change(d),
+                event_id=event.id,
+                event_type=event.envelope.type,
+                at=event.time if feed.at is None else feed.at(d),
+                weights=get_settings().weights,
+                rescore=feed.rescore(d),
+                profile_only=feed.at is None,
+            )
+        except ValueError as exc:
+            if not feed.poison_if_invalid:
+                raise
+            raise PoisonEvent(str(exc)) from exc
+        if scored and feed.then is not None:
+            feed.then(uow, d)
+
+    return handle
 
 
-async def _rescore(uow: UnitOfWork, event: Received, change: service.Change, *, at: datetime) -> bool:
-    return await service.apply_event(
-        uow=uow,
-        customer_id=event.data.customer_id,
-        change=change,
-        event_id=event.id,
-        event_type=event.envelope.type,
-        at=at,
-        weights=_weights(),
-    )
+async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
+    await service.erase_customer(uow=uow, customer_id=event.data.customer_id)
 
 
 HANDLERS: Handlers = {
-    CustomerCreated.event_type: on_customer_created,
-    CustomerUpdated.event_type: on_customer_updated,
-    CustomerStatusChanged.event_type: on_customer_status_changed,
+    **{event_type: feeding(feed) for event_type, feed in FEEDS.items()},
     CustomerErased.event_type: on_customer_erased,
-    InteractionRecorded.event_type: on_interaction_recorded,
-    ComplaintUpdated.event_type: on_complaint_updated,
-    ComplaintOverdue.event_type: on_complaint_overdue,
-    SurveyAnswered.event_type: on_survey_answered,
 }
 
 

@@ -24,8 +24,9 @@ from tests.unit.retention.events import complaint, created, score, status_change
 async def apply(database: Database, *events: Received) -> None:
     """Apply events as one consumer batch does: one session, one transaction, the consumer commits."""
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def alerts(database: Database) -> list[Alert]:
@@ -302,3 +303,19 @@ async def test_a_risk_jump_is_seen_in_the_stored_score_history(database: Databas
     await apply(database, score("c-1", 0.6, minutes=2, stage="active"))
     jumps = [a for a in await alerts(database) if a.reason == "risk_jump"]
     assert len(jumps) == 1 and jumps[0].churn_risk == 0.6
+
+
+async def test_a_batch_inserts_its_new_alerts_and_latest_scores_in_one_statement_each(database: Database):
+    events = [e for c in ("c-1", "c-2", "c-3") for e in (score(c, churn_risk=0.9), complaint(c, minutes=1))]
+    statements: list[str] = []
+    remember = lambda c, cur, sql, *a: statements.append(sql)  # noqa: E731
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    async with database.transaction() as session:
+        uow = UnitOfWork(session)
+        await BEFORE_BATCH(uow, events)
+        for event in events:
+            await HANDLERS[event.envelope.type](uow, event)
+    inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().upper().startswith("INSERT INTO")]
+    assert len(await alerts(database)) == 6 and len(await scores(database)) == 3
+    assert inserts.count("INSERT INTO alerts") == 1
+    assert inserts.count("INSERT INTO customer_scores") == 1

@@ -194,3 +194,29 @@ async def test_a_preloaded_batch_reads_its_customers_features_in_one_query(tmp_p
         reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM customer_features" in s]
         assert len(reads) == 1, reads
     await database.dispose()
+
+
+async def test_a_batch_writes_its_feature_rows_in_one_update_per_set_of_changed_lists(tmp_path):
+    """Counters and times go with any change, so rows differ only by which JSON lists changed: a first
+    purchase (which also sets first_purchase_at) and a repeat purchase are written by one UPDATE."""
+    from services.scoring.main import metadata
+
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'writes.db'}", source="/crm/scoring")
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    await _install_models(database)
+    before = [ev.complaint(f"k{c}", id=f"k{c}-k", days=1, severity="low") for c in range(3)]
+    before += [ev.purchase(f"p{c}", id=f"p{c}-p0", days=1, amount=10) for c in range(3)]
+    batch = [ev.purchase(f"{kind}{c}", id=f"{kind}{c}-p1", days=2, amount=20) for kind in "kp" for c in range(3)]
+    statements: list[str] = []
+    remember = lambda c, cur, sql, *a: statements.append(sql)  # noqa: E731
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    for events in (before, batch):  # the second batch's statements are kept
+        statements.clear()
+        async with unit_of_work(database) as uow:
+            await BEFORE_BATCH(uow, events)
+            for event in events:
+                await HANDLERS[event.envelope.type](uow, event)
+    updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE CUSTOMER_FEATURES")]
+    assert len(updates) == 1, updates
+    await database.dispose()

@@ -80,6 +80,30 @@ async def test_the_same_event_twice_in_one_batch_is_applied_once(database: Datab
     assert await _count(database, EFFECTS) == 1
 
 
+async def test_a_batch_claims_its_event_ids_in_one_statement_and_a_failed_batch_keeps_no_claim(database: Database):
+    consumer = _consumer(database)
+    first, second = _event("c-1"), _event("c-2")
+    await consumer.apply_batch([consumer.decode(_record(first, 0))])
+    statements: list[str] = []
+    event.listen(database.engine.sync_engine, "before_cursor_execute", lambda c, cur, sql, *a: statements.append(sql))
+    # One old id, one new one twice: one statement touches the inbox, and only the new id is applied.
+    batch = [_record(first, 0), _record(second, 1), _record(second, 2)]
+    await consumer.apply_batch([consumer.decode(r) for r in batch])
+    assert len([sql for sql in statements if "inbox" in sql]) == 1
+    assert await _count(database, EFFECTS) == 2
+    assert await _count(database, INBOX) == 2
+
+    async def failing(uow: UnitOfWork, event: Received[Any]) -> None:
+        raise RuntimeError("bug")
+
+    broken = _consumer(database, handler=failing, attempts=1)
+    await broken.apply_batch([broken.decode(_record(_event("c-3"), 3))])
+    async with database.sessions() as session:
+        outcomes = (await session.execute(select(INBOX.c.outcome).order_by(INBOX.c.handled_at))).scalars().all()
+    assert outcomes == ["handled", "handled", "dead_lettered"]  # the failed claim rolled back, then dead-lettered
+    assert len(await _dead_letters(database)) == 1
+
+
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 

@@ -92,6 +92,9 @@ ROUTES: tuple[Route, ...] = tuple(
             # saved customer filters over scores, value and RFM (the segment builder)
             _prefix("scoring", "segments"),
             _prefix("retention", "reports", "retention"),
+            # run-time settings, each kept by the service it tunes (docs/runtime-settings.md)
+            _prefix("interaction", "settings", "interaction"),
+            _prefix("retention", "settings", "retention"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -273,6 +276,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only
             _p(READ, "audit", "audit:read", prefix=True),
+            # run-time settings (read, changed, reset, their change log): admins only
+            _p(ANY, "settings", "settings:admin", prefix=True),
         ),
         key=lambda p: p.specificity,
         reverse=True,

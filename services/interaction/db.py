@@ -9,6 +9,7 @@ from pydantic import AfterValidator
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
+from servicekit.runtime_settings import add_settings_tables
 from servicekit.tables import add_plumbing_tables
 from servicekit.types import as_utc
 
@@ -19,5 +20,6 @@ class InteractionTable(SQLModel, registry=registry()):
 
 metadata = InteractionTable.metadata
 add_plumbing_tables(metadata)
+add_settings_tables(metadata)  # run-time settings overrides and their audit
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]

@@ -16,6 +16,7 @@ from sqlmodel import Field, SQLModel
 
 from servicekit.clock import utc_now
 from servicekit.pagination import MAX_PAGE
+from servicekit.runtime_settings import add_settings_tables
 from servicekit.tables import add_plumbing_tables
 from servicekit.types import UtcDateTime, as_utc
 from services.retention.rules.core import TIERS
@@ -27,6 +28,7 @@ class RetentionTable(SQLModel, registry=registry()):
 
 metadata = RetentionTable.metadata
 add_plumbing_tables(metadata)
+add_settings_tables(metadata)  # run-time settings overrides and their audit
 
 
 def new_id() -> str:

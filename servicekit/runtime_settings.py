@@ -11,17 +11,16 @@ The routes (``/settings/<service>``) are added by the app factory to every servi
 the gateway lets administrators only reach them.
 """
 
-from __future__ import annotations
-
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Path, Request
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from sqlalchemy import Column, Index, MetaData, String, Table, Text, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -228,6 +227,8 @@ def settings_router(service: str, tunables: tuple[Tunable, ...]) -> APIRouter:
     router = APIRouter(tags=["settings"])
     by_name = {t.name: t for t in tunables}
     base_path = f"/settings/{service}"
+    # The path names one of the tunables: an enum in the API, so another name is a 422 naming it.
+    Name = Annotated[str, Path(json_schema_extra={"enum": list(by_name)}), AfterValidator(_one_of(tuple(by_name)))]
 
     def tunable(name: str) -> Tunable:
         if name not in by_name:
@@ -266,7 +267,7 @@ def settings_router(service: str, tunables: tuple[Tunable, ...]) -> APIRouter:
         return SettingsPublic(service=service, items=[public(base, t, found.get(t.name)) for t in tunables])
 
     @router.put(f"{base_path}/{{name}}", response_model=SettingPublic)
-    async def put_setting(name: str, data: SettingUpdate, request: Request, session: SessionDep) -> SettingPublic:
+    async def put_setting(name: Name, data: SettingUpdate, request: Request, session: SessionDep) -> SettingPublic:
         """Override a setting until reset; it applies without a restart. 422 names the value when the setting
         refuses it (its type and bounds are those checked at start-up)."""
         t = tunable(name)
@@ -300,7 +301,7 @@ def settings_router(service: str, tunables: tuple[Tunable, ...]) -> APIRouter:
         return public(base, t, (await rows(session)).get(name))
 
     @router.delete(f"{base_path}/{{name}}", response_model=SettingPublic)
-    async def reset_setting(name: str, request: Request, session: SessionDep) -> SettingPublic:
+    async def reset_setting(name: Name, request: Request, session: SessionDep) -> SettingPublic:
         """Drop the override: the configured value (environment or default) is in force again."""
         t = tunable(name)
         base: ServiceSettings = request.app.state.settings
@@ -341,6 +342,15 @@ def settings_router(service: str, tunables: tuple[Tunable, ...]) -> APIRouter:
         return SettingChangesPublic(items=items, total=total, limit=limit, offset=offset)
 
     return router
+
+
+def _one_of(names: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"not a run-time setting; one of {list(names)}")
+        return value
+
+    return check
 
 
 def _principal(request: Request) -> str:

@@ -12,7 +12,9 @@ def _item(body: dict, name: str) -> dict:
     return next(i for i in body["items"] if i["name"] == name)
 
 
-async def test_a_setting_is_listed_with_its_value_default_and_source(app_db: tuple[httpx.AsyncClient, Database]) -> None:
+async def test_a_setting_is_listed_with_its_value_default_and_source(
+    app_db: tuple[httpx.AsyncClient, Database],
+) -> None:
     client, _ = app_db
     body = (await client.get("/settings/retention")).json()
     assert body["service"] == "retention"
@@ -43,11 +45,12 @@ async def test_an_override_outside_the_settings_bounds_is_refused_naming_the_val
     assert _item((await client.get("/settings/retention")).json(), "campaign_max_audience")["source"] == "default"
 
 
-async def test_an_unknown_or_untunable_setting_is_not_found(app_db: tuple[httpx.AsyncClient, Database]) -> None:
+async def test_an_unknown_or_untunable_setting_is_refused_naming_it(app_db: tuple[httpx.AsyncClient, Database]) -> None:
     client, _ = app_db
     for name in ("no_such_setting", "database_url", "survey_link_secret"):
         answer = await client.put(f"/settings/retention/{name}", json={"value": "x"})
-        assert answer.status_code == 404, name
+        assert answer.status_code == 422, name
+        assert [e["field"] for e in answer.json()["errors"]] == ["path.name"] or "name" in answer.text
 
 
 async def test_an_override_is_in_force_at_once_audited_and_reset(app_db: tuple[httpx.AsyncClient, Database]) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -26,3 +27,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return as_utc(value) if value is not None else None
+
+
+def _date_time_text(value: Any) -> Any:
+    # JSON carries a date-time as text (RFC 3339): a number or a boolean is refused rather than read as Unix time.
+    if isinstance(value, bool | int | float):
+        raise ValueError("must be a date-time string (RFC 3339), not a number")
+    return value
+
+
+# A date-time field of an API model: text only on input (as its schema says), always UTC once read.
+UtcDatetime = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(as_utc)]

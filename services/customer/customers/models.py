@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
     validate_email,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, Date, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
@@ -266,16 +267,17 @@ class CustomerUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: CustomerKind | None = None
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Optional, but never null (a null is refused): the schema shows no null for these five.
+    kind: CustomerKind | SkipJsonSchema[None] = None
+    name: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=200)
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
-    contacts: Contacts | None = None
+    contacts: Contacts | SkipJsonSchema[None] = None
     external_ref: str | None = Field(default=None, min_length=1, max_length=100)
     segment: str | None = Field(default=None, max_length=100)
     owner: str | None = Field(default=None, max_length=100)
-    tags: Tags | None = None
-    attributes: dict[AttributeKey, AttributePatchValue] | None = None
+    tags: Tags | SkipJsonSchema[None] = None
+    attributes: dict[AttributeKey, AttributePatchValue] | SkipJsonSchema[None] = None
     version: int | None = Field(default=None, ge=1, description="the version you read (instead of If-Match)")
 
     @field_validator("kind", "name", "contacts", "tags", "attributes")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from servicekit.deps import SessionDep
 from services.retention.followups import service
 from services.retention.followups.models import ScheduleBody, SchedulePublic, SchedulesPublic
+from services.retention.rules.core import TIERS
+
+# One of the four value tiers (an enum in the API); the service answers 422 naming tier for any other.
+TierPath = Annotated[str, Path(description="value tier", json_schema_extra={"enum": list(TIERS)})]
 
 router = APIRouter(prefix="/followup-schedules", tags=["followups"])
 
@@ -21,7 +27,7 @@ async def list_schedules(session: SessionDep) -> SchedulesPublic:
 
 
 @router.put("/{tier}", response_model=SchedulePublic)
-async def put_schedule(tier: str, body: ScheduleBody, session: SessionDep) -> SchedulePublic:
+async def put_schedule(tier: TierPath, body: ScheduleBody, session: SessionDep) -> SchedulePublic:
     """Set the tier's schedule: every customer of the tier gets `action` every `every_days`, the first at once."""
     row = await service.put_schedule(session=session, tier=tier, body=body)
     public = SchedulePublic.model_validate(row)
@@ -30,7 +36,7 @@ async def put_schedule(tier: str, body: ScheduleBody, session: SessionDep) -> Sc
 
 
 @router.delete("/{tier}", status_code=204)
-async def delete_schedule(tier: str, session: SessionDep) -> Response:
+async def delete_schedule(tier: TierPath, session: SessionDep) -> Response:
     """End the tier's schedule: no further follow-ups (tasks already created stay)."""
     await service.delete_schedule(session=session, tier=tier)
     await session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 from pydantic import Field as PydanticField
 from sqlalchemy import String
 from sqlmodel import Field
@@ -62,7 +62,7 @@ class RuleCreate(BaseModel):
     reason: ReasonCode | None = None  # default: the kind's reason code
     severity: Severity
     params: RuleParamsBody = RuleParamsBody()
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class RuleUpdate(BaseModel):
@@ -72,7 +72,7 @@ class RuleUpdate(BaseModel):
     reason: ReasonCode | None = None
     severity: Severity | None = None
     params: RuleParamsBody | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class RulePublic(BaseModel):

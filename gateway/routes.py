@@ -141,6 +141,8 @@ class Scope(StrEnum):
     CUSTOMER_PATH = "customer_path"  # /customers/{id}/...: that customer must be theirs
     OWNER_LIST = "owner_list"  # a list: forced to ?owner=<theirs>, and every item is checked again
     CUSTOMER_QUERY = "customer_query"  # a list: ?customer_id= is required and must be theirs
+    # a list: ?customer_id= must be theirs; without one, forced to ?owner=<theirs> like OWNER_LIST
+    CUSTOMER_OR_OWNER = "customer_or_owner"
     BODY_CUSTOMER = "body_customer"  # the JSON body's customer_id must be theirs
     BODY_OWNER = "body_owner"  # the JSON body's owner must be one of them
     RESOURCE = "resource"  # the resource (GET /{collection}/{id}) must belong to one of their customers
@@ -219,7 +221,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
             _p(POST, "interactions/bulk", "interactions:bulk"),
             _p(READ, "interactions/*", "interactions:read", S.RESOURCE),
-            _p(READ, "complaints", "complaints:read", S.CUSTOMER_QUERY),
+            # an agent's complaint desk: one customer of theirs, or all of their customers (owner in the replica)
+            _p(READ, "complaints", "complaints:read", S.CUSTOMER_OR_OWNER),
             _p(READ, "complaints/*", "complaints:read", S.RESOURCE, prefix=True),
             _p(WRITE, "complaints/*", "complaints:write", S.RESOURCE, prefix=True),
             _p(READ, "integrations", "integrations:read", prefix=True),

@@ -280,7 +280,7 @@ export interface paths {
         };
         /**
          * List Complaints
-         * @description Complaints, the earliest due first.
+         * @description Complaints, the earliest due first, each with its customer's owner.
          */
         get: operations["list_complaints_complaints_get"];
         put?: never;
@@ -2971,6 +2971,63 @@ export interface components {
          * @enum {string}
          */
         ComplaintCategory: "product_quality" | "service" | "delivery" | "billing" | "staff" | "other";
+        /** ComplaintListItem */
+        ComplaintListItem: {
+            /** Amount */
+            amount: string | null;
+            /** Category */
+            category: string | null;
+            /** Channel */
+            channel: string | null;
+            complaint_status: components["schemas"]["ComplaintStatus"] | null;
+            /** Complaint Updated At */
+            complaint_updated_at?: string | null;
+            /** Currency */
+            currency: string | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Due At */
+            due_at: string | null;
+            /** External Id */
+            external_id: string | null;
+            /** Id */
+            id: string;
+            initiated_by: components["schemas"]["Initiator"] | null;
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /** Order Id */
+            order_id: string | null;
+            /** Overdue At */
+            overdue_at?: string | null;
+            /**
+             * Owner
+             * @description the customer's account manager, as this service knows it
+             */
+            owner?: string | null;
+            /** Quantity */
+            quantity: number | null;
+            /** Rating */
+            rating: number | null;
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            /** Resolution */
+            resolution?: string | null;
+            /** Score */
+            score: number | null;
+            /** Sentiment */
+            sentiment: number | null;
+            severity: components["schemas"]["Severity"] | null;
+            survey: components["schemas"]["SurveyKind"] | null;
+            /** Text */
+            text: string | null;
+            type: components["schemas"]["InteractionType"];
+        };
         /**
          * ComplaintPublic
          * @description A complaint with the steps of its workflow, oldest first.
@@ -3153,7 +3210,7 @@ export interface components {
         /** ComplaintsPublic */
         ComplaintsPublic: {
             /** Items */
-            items: components["schemas"]["InteractionPublic"][];
+            items: components["schemas"]["ComplaintListItem"][];
             /** Limit */
             limit: number;
             /** Offset */
@@ -3607,16 +3664,17 @@ export interface components {
             /** Attributes */
             attributes?: {
                 [key: string]: unknown;
-            } | null;
+            };
             /** Contacts */
-            contacts?: components["schemas"]["Contact"][] | null;
+            contacts?: components["schemas"]["Contact"][];
             /** Email */
             email?: string | null;
             /** External Ref */
             external_ref?: string | null;
-            kind?: components["schemas"]["CustomerKind"] | null;
+            /** Kind */
+            kind?: components["schemas"]["CustomerKind"];
             /** Name */
-            name?: string | null;
+            name?: string;
             /** Owner */
             owner?: string | null;
             /** Phone */
@@ -3624,7 +3682,7 @@ export interface components {
             /** Segment */
             segment?: string | null;
             /** Tags */
-            tags?: string[] | null;
+            tags?: string[];
             /**
              * Version
              * @description the version you read (instead of If-Match)
@@ -8787,6 +8845,8 @@ export interface operations {
                 severity?: components["schemas"]["Severity"][] | null;
                 category?: components["schemas"]["ComplaintCategory"][] | null;
                 customer_id?: string | null;
+                /** @description the customer's account manager; repeat to match any of several */
+                owner?: string[] | null;
                 /** @description true: past due while still open, acknowledged or valid; false: the others */
                 overdue?: boolean | null;
                 /** @description page size, at most 200 */
@@ -13227,7 +13287,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                tier: string;
+                /** @description value tier */
+                tier: "platinum" | "gold" | "iron" | "lead";
             };
             cookie?: never;
         };
@@ -13370,7 +13431,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                tier: string;
+                /** @description value tier */
+                tier: "platinum" | "gold" | "iron" | "lead";
             };
             cookie?: never;
         };

@@ -280,7 +280,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             # the gateway's audit log (who changed what): admins only
             _p(READ, "audit", "audit:read", prefix=True),
             # run-time settings (read, changed, reset, their change log): admins only
-            _p(ANY, "settings", "settings:admin", prefix=True),
+            _p(ANY, "settings/interaction", "settings:admin", prefix=True),
+            _p(ANY, "settings/retention", "settings:admin", prefix=True),
         ),
         key=lambda p: p.specificity,
         reverse=True,

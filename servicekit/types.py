@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
+from pydantic.json_schema import JsonDict
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -38,3 +39,15 @@ def _date_time_text(value: Any) -> Any:
 
 # A date-time field of an API model: text only on input (as its schema says), always UTC once read.
 UtcDatetime = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(as_utc)]
+
+
+def null_refused(schema: JsonDict) -> None:
+    """``json_schema_extra`` of an optional field that refuses an explicit null: its schema shows no null."""
+    options = schema.pop("anyOf", None)
+    if not isinstance(options, list):
+        return
+    kept = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+    if len(kept) == 1 and isinstance(kept[0], dict):
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept

@@ -3671,7 +3671,6 @@ export interface components {
             email?: string | null;
             /** External Ref */
             external_ref?: string | null;
-            /** Kind */
             kind?: components["schemas"]["CustomerKind"];
             /** Name */
             name?: string;

@@ -25,7 +25,6 @@ from pydantic import (
     model_validator,
     validate_email,
 )
-from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, Column, Date, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
@@ -33,6 +32,7 @@ from sqlmodel import Field, SQLModel
 from contracts.common import CustomerStatus
 from servicekit.clock import utc_now
 from servicekit.pagination import Page
+from servicekit.types import null_refused
 from services.customer.common import CustomerTable, UtcDatetime, dt_column
 from services.customer.customers import attributes as attrs
 from services.customer.status.lifecycle import ChurnReason, check_initial
@@ -268,16 +268,20 @@ class CustomerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Optional, but never null (a null is refused): the schema shows no null for these five.
-    kind: CustomerKind | SkipJsonSchema[None] = None
-    name: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=200)
+    kind: CustomerKind | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, schema_extra={"json_schema_extra": null_refused}
+    )
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
-    contacts: Contacts | SkipJsonSchema[None] = None
+    contacts: Contacts | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
     external_ref: str | None = Field(default=None, min_length=1, max_length=100)
     segment: str | None = Field(default=None, max_length=100)
     owner: str | None = Field(default=None, max_length=100)
-    tags: Tags | SkipJsonSchema[None] = None
-    attributes: dict[AttributeKey, AttributePatchValue] | SkipJsonSchema[None] = None
+    tags: Tags | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
+    attributes: dict[AttributeKey, AttributePatchValue] | None = Field(
+        default=None, schema_extra={"json_schema_extra": null_refused}
+    )
     version: int | None = Field(default=None, ge=1, description="the version you read (instead of If-Match)")
 
     @field_validator("kind", "name", "contacts", "tags", "attributes")

@@ -51,3 +51,11 @@ def null_refused(schema: JsonDict) -> None:
         schema.update(kept[0])
     else:
         schema["anyOf"] = kept
+
+
+def json_number(value: Any) -> Any:
+    """A ``mode="before"`` field validator's check: a JSON number only, so true, false or a numeral in a string
+    are refused rather than read as a number (the schema, which says number or integer, is unchanged)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    return value

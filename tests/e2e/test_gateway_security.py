@@ -232,6 +232,12 @@ FUZZ_CROSS_FIELD_RULES = {
     "^/api/v1/alerts/[^/]+/snooze$": "until after now",
     # offer_id must name an existing offer (422 naming offer_id): stored state, not the request's shape.
     "^/api/v1/campaigns$": "offer_id of an existing offer",
+    # An offer's value by its kind (a percent discount above 0 and at most 100, an amount above 0, ...).
+    "^/api/v1/offers$": "value by offer kind",
+    # A key's scopes must be permissions of its role.
+    "^/api/v1/keys$": "scopes within the role",
+    # A change needs the version read (If-Match or a version field): 428 without, 412 when it is not the stored one.
+    "^/api/v1/customers/[^/]+(/status)?$": "If-Match or version matching the stored version",
 }
 
 

@@ -5394,8 +5394,11 @@ export interface components {
         };
         /** ScheduleBody */
         ScheduleBody: {
-            /** @description follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey */
-            action: components["schemas"]["Action"];
+            /**
+             * @description follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey
+             * @enum {string}
+             */
+            action: "follow_up_visit" | "call_owner" | "executive_outreach" | "satisfaction_survey";
             /**
              * Due In Hours
              * @description a task's due time after creation
@@ -6810,6 +6813,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -6944,6 +6956,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7091,6 +7112,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7223,6 +7253,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7373,6 +7412,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7516,6 +7564,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7652,6 +7709,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7811,6 +7877,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7947,6 +8022,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8095,6 +8179,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8227,6 +8320,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8373,6 +8475,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8505,6 +8616,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8659,6 +8779,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8791,6 +8920,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8949,6 +9087,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9081,6 +9228,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9222,6 +9378,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9386,6 +9551,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9528,6 +9702,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9662,6 +9845,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9813,6 +10005,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9950,6 +10151,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10105,6 +10315,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -10237,6 +10456,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10390,6 +10618,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -10522,6 +10759,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10668,6 +10914,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -10800,6 +11055,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10943,6 +11207,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11094,6 +11367,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -11238,6 +11520,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -11370,6 +11661,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11527,6 +11827,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -11662,6 +11971,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11806,6 +12124,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11965,6 +12292,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12097,6 +12433,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12241,6 +12586,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12394,6 +12748,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12531,6 +12894,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12685,6 +13057,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12824,6 +13205,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12956,6 +13346,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13106,6 +13505,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13236,6 +13644,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13387,6 +13804,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13518,6 +13944,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13662,6 +14097,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13817,6 +14261,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13951,6 +14404,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14097,6 +14559,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14229,6 +14700,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14379,6 +14859,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14513,6 +15002,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14659,6 +15157,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14789,6 +15296,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14939,6 +15455,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15080,6 +15605,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15212,6 +15746,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15360,6 +15903,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15492,6 +16044,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15641,6 +16202,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15775,6 +16345,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15921,6 +16500,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16053,6 +16641,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16202,6 +16799,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16336,6 +16942,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16482,6 +17097,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16618,6 +17242,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16779,6 +17412,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16926,6 +17568,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17089,6 +17740,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -17233,6 +17893,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17396,6 +18065,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -17544,6 +18222,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17710,6 +18397,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -17856,6 +18552,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18013,6 +18718,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18178,6 +18892,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18328,6 +19051,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18492,6 +19224,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18642,6 +19383,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18806,6 +19556,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18944,6 +19703,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19104,6 +19872,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19257,6 +20034,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19397,6 +20183,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19555,6 +20350,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19695,6 +20499,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19853,6 +20666,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19989,6 +20811,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20140,6 +20971,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20274,6 +21114,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20422,6 +21271,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20561,6 +21419,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20691,6 +21558,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20841,6 +21717,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20973,6 +21858,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21119,6 +22013,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21255,6 +22158,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21415,6 +22327,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21547,6 +22468,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21696,6 +22626,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21837,6 +22776,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21967,6 +22915,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22113,6 +23070,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -22243,6 +23209,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22382,6 +23357,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22536,6 +23520,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -22666,6 +23659,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22808,6 +23810,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22958,6 +23969,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23090,6 +24110,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23234,6 +24263,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23369,6 +24407,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23519,6 +24566,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23651,6 +24707,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23791,6 +24856,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23921,6 +24995,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24077,6 +25160,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -24209,6 +25301,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24359,6 +25460,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -24494,6 +25604,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24642,6 +25761,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -24772,6 +25900,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -24923,6 +26060,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -25064,6 +26210,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

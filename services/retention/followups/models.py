@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index
 from sqlmodel import Field
@@ -46,8 +47,10 @@ class ScheduleBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     every_days: float = PydanticField(gt=0, le=366, description="a follow-up this often per customer of the tier")
-    action: Action = PydanticField(
-        description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
+    action: Annotated[Action, WithJsonSchema({"type": "string", "enum": [a.value for a in FOLLOWUP_ACTIONS]})] = (
+        PydanticField(
+            description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
+        )
     )
     due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
 

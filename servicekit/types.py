@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
-from pydantic.json_schema import JsonDict
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -41,7 +40,7 @@ def _date_time_text(value: Any) -> Any:
 UtcDatetime = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(as_utc)]
 
 
-def null_refused(schema: JsonDict) -> None:
+def null_refused(schema: dict[str, Any]) -> None:
     """``json_schema_extra`` of an optional field that refuses an explicit null: its schema shows no null."""
     options = schema.pop("anyOf", None)
     if not isinstance(options, list):

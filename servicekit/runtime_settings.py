@@ -266,6 +266,11 @@ def settings_router(service: str, tunables: tuple[Tunable, ...]) -> APIRouter:
         found = await rows(session)
         return SettingsPublic(service=service, items=[public(base, t, found.get(t.name)) for t in tunables])
 
+    @router.api_route(f"{base_path}/changes", methods=["PUT", "DELETE"], include_in_schema=False)
+    async def changes_is_read_only() -> None:
+        # Declared before /{name}: the change log is not a setting, so a write to it is a 405, not a 422.
+        raise Problem(405, "Method not allowed", "The change log is read only.", headers={"Allow": "GET"})
+
     @router.put(f"{base_path}/{{name}}", response_model=SettingPublic)
     async def put_setting(name: Name, data: SettingUpdate, request: Request, session: SessionDep) -> SettingPublic:
         """Override a setting until reset; it applies without a restart. 422 names the value when the setting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -29,9 +30,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         return as_utc(value) if value is not None else None
 
 
+_NUMERAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _date_time_text(value: Any) -> Any:
-    # JSON carries a date-time as text (RFC 3339): a number or a boolean is refused rather than read as Unix time.
-    if isinstance(value, bool | int | float):
+    # A date-time is text (RFC 3339): a number, a boolean or a numeral (a query string's number) is refused
+    # rather than read as Unix time.
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMERAL.fullmatch(value)):
         raise ValueError("must be a date-time string (RFC 3339), not a number")
     return value
 

@@ -86,3 +86,10 @@ async def test_an_override_is_in_force_at_once_audited_and_reset(app_db: tuple[h
     async with database.transaction() as session:
         # The reset went through this process: its cache was dropped, so the configured value is in force at once.
         assert (await runtime_settings.current(session, base)).campaign_max_audience == 100_000
+
+
+async def test_the_change_log_is_read_only(app_db: tuple[httpx.AsyncClient, Database]) -> None:
+    client, _ = app_db
+    for method in ("PUT", "DELETE"):
+        answer = await client.request(method, "/settings/retention/changes", json={"value": 1})
+        assert answer.status_code == 405 and answer.headers["allow"] == "GET"

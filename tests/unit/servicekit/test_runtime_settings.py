@@ -43,3 +43,15 @@ def test_the_source_default_and_actor() -> None:
     assert rs.schema_of(Tuned, "limit")["maximum"] == 100
     assert rs.actor("kind=jwt&role=admin&sub=alice") == "alice (admin)"
     assert rs.actor("") == "unknown"
+
+
+def test_a_date_time_is_text_never_a_number() -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from servicekit.types import UtcDatetime
+
+    adapter = TypeAdapter(UtcDatetime)
+    assert adapter.validate_python("2026-12-07T01:00:00+01:00").hour == 0
+    for bad in (0.5, 1700000000, True, "0.5", "1700000000", "2e-120"):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(bad)

@@ -170,9 +170,12 @@ async def narrow(
             return Narrowed(query)
         case Scope.OWNER_LIST:
             return _force_owner(principal, query)
-        case Scope.CUSTOMER_QUERY:
+        case Scope.CUSTOMER_QUERY | Scope.CUSTOMER_OR_OWNER:
             params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
             customer_ids = [v for k, v in params if k == "customer_id"]
+            if not customer_ids and rule.scope == Scope.CUSTOMER_OR_OWNER:
+                # Every item carries its customer's owner and is checked again (filter_items).
+                return _force_owner(principal, query)
             if not customer_ids:
                 raise Problem(
                     403,

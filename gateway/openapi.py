@@ -101,6 +101,7 @@ SERVICE_ERRORS = {
     "409": "conflict: a concurrent change overtook this one, or the object's state does not allow it",
     "410": "the customer's data was erased",
     "412": "If-Match names a version the object is no longer at: read it again",
+    "428": "a change that needs the version read (If-Match, or a version field) came without it",
     "422": "invalid request: each offending field under errors",
 }
 

@@ -93,6 +93,9 @@ ROUTES: tuple[Route, ...] = tuple(
             # saved customer filters over scores, value and RFM (the segment builder)
             _prefix("scoring", "segments"),
             _prefix("retention", "reports", "retention"),
+            # run-time settings, each kept by the service it tunes (docs/runtime-settings.md)
+            _prefix("interaction", "settings", "interaction"),
+            _prefix("retention", "settings", "retention"),
         ),
         key=lambda r: r.specificity,
         reverse=True,
@@ -139,6 +142,8 @@ class Scope(StrEnum):
     CUSTOMER_PATH = "customer_path"  # /customers/{id}/...: that customer must be theirs
     OWNER_LIST = "owner_list"  # a list: forced to ?owner=<theirs>, and every item is checked again
     CUSTOMER_QUERY = "customer_query"  # a list: ?customer_id= is required and must be theirs
+    # a list: ?customer_id= must be theirs; without one, forced to ?owner=<theirs> like OWNER_LIST
+    CUSTOMER_OR_OWNER = "customer_or_owner"
     BODY_CUSTOMER = "body_customer"  # the JSON body's customer_id must be theirs
     BODY_OWNER = "body_owner"  # the JSON body's owner must be one of them
     RESOURCE = "resource"  # the resource (GET /{collection}/{id}) must belong to one of their customers
@@ -217,7 +222,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "interactions", "interactions:write", S.BODY_CUSTOMER),
             _p(POST, "interactions/bulk", "interactions:bulk"),
             _p(READ, "interactions/*", "interactions:read", S.RESOURCE),
-            _p(READ, "complaints", "complaints:read", S.CUSTOMER_QUERY),
+            # an agent's complaint desk: one customer of theirs, or all of their customers (owner in the replica)
+            _p(READ, "complaints", "complaints:read", S.CUSTOMER_OR_OWNER),
             _p(READ, "complaints/*", "complaints:read", S.RESOURCE, prefix=True),
             _p(WRITE, "complaints/*", "complaints:write", S.RESOURCE, prefix=True),
             _p(READ, "integrations", "integrations:read", prefix=True),
@@ -277,6 +283,9 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(ANY, "keys", "keys:admin", prefix=True),
             # the gateway's audit log (who changed what): admins only
             _p(READ, "audit", "audit:read", prefix=True),
+            # run-time settings (read, changed, reset, their change log): admins only
+            _p(ANY, "settings/interaction", "settings:admin", prefix=True),
+            _p(ANY, "settings/retention", "settings:admin", prefix=True),
         ),
         key=lambda p: p.specificity,
         reverse=True,

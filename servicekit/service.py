@@ -30,6 +30,7 @@ from servicekit.migrations import current_revision, head_revision
 from servicekit.outbox.relay import OutboxRelay
 from servicekit.problems import install_problem_handlers
 from servicekit.production import default_internal_secrets, enforce, service_problems
+from servicekit.runtime_settings import Tunable, settings_router
 from servicekit.settings import ServiceSettings
 from servicekit.validation import NUL_GUARD
 
@@ -64,6 +65,8 @@ class ServiceSpec:
     components: str = ""
     consumes: Sequence[str] = ()
     version: str = "0.1.0"
+    # Settings an administrator may change at run time (servicekit.runtime_settings); its routes come with them.
+    tunable: tuple[Tunable, ...] = ()
 
     def load_components(self) -> ServiceComponents:
         if not self.components:
@@ -156,5 +159,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     if API in roles:
         for router in components.routers:
             app.include_router(router)
+        if spec.tunable:
+            app.include_router(settings_router(spec.name, spec.tunable))
     tracing.instrument_app(app)
     return app

@@ -98,6 +98,9 @@ class ServiceSettings(BaseSettings):
     # one read, one produce request and one mark; woken after a lull it reads at once (0: no pacing).
     relay_min_round_interval_ms: float = Field(10.0, ge=0)
     outbox_retention_hours: float = Field(24.0, ge=0)  # published outbox rows are deleted after this long
+    # How long a process uses the run-time settings overrides it read (docs/runtime-settings.md) before
+    # reading them again; a change made through the process itself applies at once.
+    runtime_settings_cache_s: float = Field(5.0, ge=0, le=300)
 
     consumer_batch_size: int = Field(500, ge=1)  # Kafka records handled per transaction
     # Offsets are committed at most this often (0: after every poll). A crash or rebalance re-delivers up

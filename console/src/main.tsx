@@ -12,11 +12,20 @@ import { Manager } from "./pages/Manager";
 import { Queue } from "./pages/Queue";
 import { Retention } from "./pages/Retention";
 import { Rules } from "./pages/Rules";
+import { Settings } from "./pages/Settings";
 import { SignIn } from "./pages/SignIn";
 import { BASE, match, navigate, route } from "./router";
 import { useSignal } from "./signal";
 
-type NavKey = "navQueue" | "navComplaints" | "navManager" | "navRetention" | "navRules" | "navAnalyst" | "navAdmin";
+type NavKey =
+  | "navQueue"
+  | "navComplaints"
+  | "navManager"
+  | "navRetention"
+  | "navRules"
+  | "navAnalyst"
+  | "navAdmin"
+  | "navSettings";
 // The pages a role may use (the gateway enforces the same rules on every call).
 const NAV: { path: string; key: NavKey; roles: Role[] }[] = [
   { path: `${BASE}/queue`, key: "navQueue", roles: ["agent", "manager", "admin"] },
@@ -26,6 +35,7 @@ const NAV: { path: string; key: NavKey; roles: Role[] }[] = [
   { path: `${BASE}/rules`, key: "navRules", roles: ["manager", "analyst", "admin"] },
   { path: `${BASE}/analyst`, key: "navAnalyst", roles: ["analyst", "admin"] },
   { path: `${BASE}/admin`, key: "navAdmin", roles: ["admin"] },
+  { path: `${BASE}/settings`, key: "navSettings", roles: ["admin"] },
 ];
 
 function home(role: Role): string {
@@ -43,6 +53,7 @@ function Page({ path, role }: { path: string; role: Role }) {
   if (allowed && path === `${BASE}/rules`) return <Rules role={role} />;
   if (allowed && path === `${BASE}/analyst`) return <Analyst />;
   if (allowed && path === `${BASE}/admin`) return <Admin />;
+  if (allowed && path === `${BASE}/settings`) return <Settings />;
   navigate(home(role));
   return null;
 }

@@ -4,16 +4,15 @@ the UTC column and field types, and the per-caller form of an Idempotency-Key.""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator
 from sqlalchemy import Column
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
+from servicekit import types
 from servicekit.tables import add_plumbing_tables
-from servicekit.types import UtcDateTime, as_utc
+from servicekit.types import UtcDateTime
 
 
 class CustomerTable(SQLModel, registry=registry()):
@@ -23,7 +22,7 @@ class CustomerTable(SQLModel, registry=registry()):
 metadata = CustomerTable.metadata
 add_plumbing_tables(metadata)
 
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcDatetime = types.UtcDatetime  # text only on input, UTC once read
 
 
 def dt_column(*, nullable: bool, index: bool = False) -> Any:

@@ -14,7 +14,7 @@ from servicekit.clock import utc_now
 from services.interaction import metrics
 from services.interaction.complaints.service import flag_overdue_complaints
 from services.interaction.inbound.service import sweep_parked as sweep_parked_events
-from services.interaction.settings import InteractionSettings
+from services.interaction.settings import InteractionSettings, complaint_sla_hours
 
 
 async def watch_overdue(app: FastAPI) -> None:
@@ -34,6 +34,6 @@ async def sweep_parked(app: FastAPI) -> None:
     settings: InteractionSettings = app.state.settings
 
     async def work(session: AsyncSession) -> object:
-        return await sweep_parked_events(session=session, sla_hours=settings.complaint_sla_hours)
+        return await sweep_parked_events(session=session, sla_hours=await complaint_sla_hours(session, settings))
 
     await every_in_transaction(settings.parked_sweep_interval_s, "parked", app.state.database, work)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
-
-from pydantic import AfterValidator
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
+from servicekit import types
+from servicekit.runtime_settings import add_settings_tables
 from servicekit.tables import add_plumbing_tables
-from servicekit.types import as_utc
 
 
 class InteractionTable(SQLModel, registry=registry()):
@@ -19,5 +16,6 @@ class InteractionTable(SQLModel, registry=registry()):
 
 metadata = InteractionTable.metadata
 add_plumbing_tables(metadata)
+add_settings_tables(metadata)  # run-time settings overrides and their audit
 
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcDatetime = types.UtcDatetime  # text only on input, UTC once read

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from contracts import topics
+from servicekit.runtime_settings import Tunable
 from servicekit.service import ServiceSpec
 from services.interaction.models import metadata
 from services.interaction.settings import InteractionSettings
@@ -15,4 +16,10 @@ SPEC = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     components="services.interaction.components",
     consumes=[topics.CUSTOMER, topics.ERP_ORDERS, topics.ERP_RETURNS, topics.SCM_SHIPMENTS, topics.RETENTION],
+    tunable=(
+        Tunable(
+            "complaint_sla_hours",
+            "Hours from the complaint until it must be resolved, per severity (complaints recorded from now on).",
+        ),
+    ),
 )

@@ -2,8 +2,10 @@ from functools import cache
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import Severity
+from servicekit import runtime_settings
 from servicekit.settings import SERVICE_PORTS, ServiceSettings, local_url
 
 DEFAULT_SLA_HOURS: dict[str, float] = {"critical": 4, "high": 24, "medium": 72, "low": 168}
@@ -54,3 +56,8 @@ def consumer_settings() -> InteractionSettings:
     """The settings of the event handlers, read on first use (not at import, so tests and processes configure
     the environment first)."""
     return InteractionSettings()
+
+
+async def complaint_sla_hours(session: AsyncSession, settings: InteractionSettings | None = None) -> dict[str, float]:
+    """The complaint SLA hours in force: the configured ones, or an administrator's run-time override."""
+    return (await runtime_settings.current(session, settings or consumer_settings())).complaint_sla_hours

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, WithJsonSchema
@@ -14,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from servicekit import types
 from servicekit.clock import utc_now
 from servicekit.pagination import MAX_PAGE
+from servicekit.runtime_settings import add_settings_tables
 from servicekit.tables import add_plumbing_tables
-from servicekit.types import UtcDateTime, as_utc
+from servicekit.types import UtcDateTime
 from services.retention.rules.core import TIERS
 
 
@@ -27,6 +28,7 @@ class RetentionTable(SQLModel, registry=registry()):
 
 metadata = RetentionTable.metadata
 add_plumbing_tables(metadata)
+add_settings_tables(metadata)  # run-time settings overrides and their audit
 
 
 def new_id() -> str:
@@ -48,7 +50,7 @@ def flag_field(default: bool) -> Any:
     return Field(default=default, sa_column=Column(Boolean, nullable=False, default=default))
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+UtcDatetime = types.UtcDatetime  # text only on input, UTC once read
 Tier = Annotated[
     str, AfterValidator(lambda t: _one_of(t, TIERS)), WithJsonSchema({"type": "string", "enum": list(TIERS)})
 ]

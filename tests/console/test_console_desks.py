@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -19,6 +20,7 @@ from playwright.async_api import Browser, Page
 
 from tests.console.conftest import CONSOLE, VIEWPORTS, screenshot, sign_in
 from tests.e2e.helpers import create_customer, eventually, post_complaint
+from tests.platform import GATEWAY, token
 
 pytestmark = pytest.mark.e2e
 
@@ -347,3 +349,59 @@ async def test_an_admin_creates_and_revokes_an_api_key_and_subscribes_a_webhook(
     await screenshot(page, "admin")
     assert not errors, errors
     await context.close()
+
+
+async def test_an_agents_complaint_desk_lists_the_complaints_of_every_customer_they_own(
+    gateway: httpx.AsyncClient, browser: Browser
+):
+    agent, other = f"agent-{uuid.uuid4().hex[:8]}", f"agent-{uuid.uuid4().hex[:8]}"
+    first = await create_customer(gateway, owner=agent, name="Harbour Mills")
+    second = await create_customer(gateway, owner=agent, name="Lantern Bakery")
+    theirs = await create_customer(gateway, owner=other, name="Elsewhere Ltd")
+    kept = (await post_complaint(gateway, first["id"], severity="high"))["id"]
+    moving = (await post_complaint(gateway, second["id"], severity="high"))["id"]
+    mine = {kept, moving}
+    not_mine = (await post_complaint(gateway, theirs["id"]))["id"]
+
+    async def listed(owner: str) -> set[str]:
+        page = (await gateway.get("/api/v1/complaints", params={"owner": owner, "limit": 200})).json()
+        return {item["id"] for item in page["items"]}
+
+    # The interaction service learns each customer's owner from the customer events.
+    await eventually(lambda: _equals(listed(agent), mine), what="the owners in interaction's replica")
+
+    # As the agent, through the gateway: no customer named, only their customers' complaints, each naming them.
+    headers = {"Authorization": f"Bearer {token('agent', agent)}"}
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10, headers=headers) as client:
+        page = (await client.get("/api/v1/complaints")).json()
+        assert {item["id"] for item in page["items"]} == mine and page["total"] == 2
+        assert {item["owner"] for item in page["items"]} == {agent}
+        assert (await client.get("/api/v1/complaints", params={"owner": other})).status_code == 403
+
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    errors = _errors(page)
+    await sign_in(page, agent, "agent", url=f"{CONSOLE}/complaints")
+    await page.get_by_role("heading", name="Open complaints by SLA due time").wait_for()
+    for complaint_id in mine:
+        await page.locator(f"li[data-complaint='{complaint_id}']").wait_for()
+    assert await page.locator(f"li[data-complaint='{not_mine}']").count() == 0
+    assert agent in await page.locator(f"li[data-complaint='{next(iter(mine))}'] [data-field=owner]").inner_text()
+    await screenshot(page, "complaint-desk-owner")
+
+    # Reassigned to another agent: the customer's complaints leave this agent's desk.
+    moved = await gateway.patch(
+        f"/api/v1/customers/{second['id']}", json={"owner": other, "version": second["version"]}
+    )
+    assert moved.status_code == 200, moved.text
+    await eventually(lambda: _equals(listed(agent), {kept}), what="the reassignment")
+    await sign_in(page, agent, "agent", url=f"{CONSOLE}/complaints")  # a reload signs out (token in memory)
+    await page.locator("ul.queue li").first.wait_for()
+    await page.locator(f"li[data-complaint='{kept}']").wait_for()
+    assert await page.locator("ul.queue li").count() == 1
+    assert not errors, errors
+    await context.close()
+
+
+async def _equals(found: Awaitable[set[str]], wanted: set[str]) -> bool:
+    return await found == wanted

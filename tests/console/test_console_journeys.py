@@ -202,6 +202,7 @@ PAGES = {
     "retention": ("manager", "/retention"),
     "rules": ("manager", "/rules"),
     "admin": ("admin", "/admin"),
+    "settings": ("admin", "/settings"),
 }
 
 

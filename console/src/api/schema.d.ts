@@ -280,7 +280,7 @@ export interface paths {
         };
         /**
          * List Complaints
-         * @description Complaints, the earliest due first.
+         * @description Complaints, the earliest due first, each with its customer's owner.
          */
         get: operations["list_complaints_complaints_get"];
         put?: never;
@@ -1890,6 +1890,136 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/settings/interaction": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Settings
+         * @description Every run-time setting: the value in force, the default, the configured value and where it comes from.
+         */
+        get: operations["list_settings_settings_interaction_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/interaction/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Changes
+         * @description Every change of a run-time setting, newest first: who, when, the value before and after.
+         */
+        get: operations["list_changes_settings_interaction_changes_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/interaction/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Setting
+         * @description Override a setting until reset; it applies without a restart. 422 names the value when the setting
+         *     refuses it (its type and bounds are those checked at start-up).
+         */
+        put: operations["put_setting_settings_interaction__name__put"];
+        post?: never;
+        /**
+         * Reset Setting
+         * @description Drop the override: the configured value (environment or default) is in force again.
+         */
+        delete: operations["reset_setting_settings_interaction__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Settings
+         * @description Every run-time setting: the value in force, the default, the configured value and where it comes from.
+         */
+        get: operations["list_settings_settings_retention_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/retention/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Changes
+         * @description Every change of a run-time setting, newest first: who, when, the value before and after.
+         */
+        get: operations["list_changes_settings_retention_changes_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/settings/retention/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Setting
+         * @description Override a setting until reset; it applies without a restart. 422 names the value when the setting
+         *     refuses it (its type and bounds are those checked at start-up).
+         */
+        put: operations["put_setting_settings_retention__name__put"];
+        post?: never;
+        /**
+         * Reset Setting
+         * @description Drop the override: the configured value (environment or default) is in force again.
+         */
+        delete: operations["reset_setting_settings_retention__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/surveys/respond/{token}": {
         parameters: {
             query?: never;
@@ -2841,6 +2971,63 @@ export interface components {
          * @enum {string}
          */
         ComplaintCategory: "product_quality" | "service" | "delivery" | "billing" | "staff" | "other";
+        /** ComplaintListItem */
+        ComplaintListItem: {
+            /** Amount */
+            amount: string | null;
+            /** Category */
+            category: string | null;
+            /** Channel */
+            channel: string | null;
+            complaint_status: components["schemas"]["ComplaintStatus"] | null;
+            /** Complaint Updated At */
+            complaint_updated_at?: string | null;
+            /** Currency */
+            currency: string | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Due At */
+            due_at: string | null;
+            /** External Id */
+            external_id: string | null;
+            /** Id */
+            id: string;
+            initiated_by: components["schemas"]["Initiator"] | null;
+            /**
+             * Occurred At
+             * Format: date-time
+             */
+            occurred_at: string;
+            /** Order Id */
+            order_id: string | null;
+            /** Overdue At */
+            overdue_at?: string | null;
+            /**
+             * Owner
+             * @description the customer's account manager, as this service knows it
+             */
+            owner?: string | null;
+            /** Quantity */
+            quantity: number | null;
+            /** Rating */
+            rating: number | null;
+            /**
+             * Recorded At
+             * Format: date-time
+             */
+            recorded_at: string;
+            /** Resolution */
+            resolution?: string | null;
+            /** Score */
+            score: number | null;
+            /** Sentiment */
+            sentiment: number | null;
+            severity: components["schemas"]["Severity"] | null;
+            survey: components["schemas"]["SurveyKind"] | null;
+            /** Text */
+            text: string | null;
+            type: components["schemas"]["InteractionType"];
+        };
         /**
          * ComplaintPublic
          * @description A complaint with the steps of its workflow, oldest first.
@@ -3023,7 +3210,7 @@ export interface components {
         /** ComplaintsPublic */
         ComplaintsPublic: {
             /** Items */
-            items: components["schemas"]["InteractionPublic"][];
+            items: components["schemas"]["ComplaintListItem"][];
             /** Limit */
             limit: number;
             /** Offset */
@@ -3477,16 +3664,16 @@ export interface components {
             /** Attributes */
             attributes?: {
                 [key: string]: unknown;
-            } | null;
+            };
             /** Contacts */
-            contacts?: components["schemas"]["Contact"][] | null;
+            contacts?: components["schemas"]["Contact"][];
             /** Email */
             email?: string | null;
             /** External Ref */
             external_ref?: string | null;
-            kind?: components["schemas"]["CustomerKind"] | null;
+            kind?: components["schemas"]["CustomerKind"];
             /** Name */
-            name?: string | null;
+            name?: string;
             /** Owner */
             owner?: string | null;
             /** Phone */
@@ -3494,7 +3681,7 @@ export interface components {
             /** Segment */
             segment?: string | null;
             /** Tags */
-            tags?: string[] | null;
+            tags?: string[];
             /**
              * Version
              * @description the version you read (instead of If-Match)
@@ -5207,8 +5394,11 @@ export interface components {
         };
         /** ScheduleBody */
         ScheduleBody: {
-            /** @description follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey */
-            action: components["schemas"]["Action"];
+            /**
+             * @description follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey
+             * @enum {string}
+             */
+            action: "follow_up_visit" | "call_owner" | "executive_outreach" | "satisfaction_survey";
             /**
              * Due In Hours
              * @description a task's due time after creation
@@ -5469,6 +5659,94 @@ export interface components {
              *     }
              */
             stop_when: components["schemas"]["StopWhen"];
+        };
+        /** SettingChangePublic */
+        SettingChangePublic: {
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "set" | "reset";
+            /**
+             * Changed At
+             * Format: date-time
+             */
+            changed_at: string;
+            /** Changed By */
+            changed_by: string;
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** New Value */
+            new_value: unknown;
+            /** Old Value */
+            old_value: unknown;
+        };
+        /** SettingChangesPublic */
+        SettingChangesPublic: {
+            /** Items */
+            items: components["schemas"]["SettingChangePublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** SettingPublic */
+        SettingPublic: {
+            /**
+             * Configured
+             * @description the value configured at start-up (environment or default)
+             */
+            configured: unknown;
+            /**
+             * Default
+             * @description the value the code sets when nothing is configured
+             */
+            default: unknown;
+            /** Description */
+            description: string;
+            /**
+             * Json Schema
+             * @description type and bounds the value must meet
+             */
+            json_schema: {
+                [key: string]: unknown;
+            };
+            /** Name */
+            name: string;
+            /**
+             * Source
+             * @description where the value in force comes from
+             * @enum {string}
+             */
+            source: "default" | "env" | "override";
+            /** Updated At */
+            updated_at?: string | null;
+            /** Updated By */
+            updated_by?: string | null;
+            /**
+             * Value
+             * @description the value in force
+             */
+            value: unknown;
+        };
+        /** SettingUpdate */
+        SettingUpdate: {
+            /**
+             * Value
+             * @description the new value, of the setting's own type (JSON)
+             */
+            value: unknown;
+        };
+        /** SettingsPublic */
+        SettingsPublic: {
+            /** Items */
+            items: components["schemas"]["SettingPublic"][];
+            /** Service */
+            service: string;
         };
         /**
          * Severity
@@ -6535,6 +6813,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -6669,6 +6956,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6816,6 +7112,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -6948,6 +7253,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7098,6 +7412,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7241,6 +7564,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7377,6 +7709,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7536,6 +7877,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7672,6 +8022,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7820,6 +8179,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -7952,6 +8320,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8098,6 +8475,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8230,6 +8616,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8384,6 +8779,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8523,6 +8927,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8569,6 +8982,8 @@ export interface operations {
                 severity?: components["schemas"]["Severity"][] | null;
                 category?: components["schemas"]["ComplaintCategory"][] | null;
                 customer_id?: string | null;
+                /** @description the customer's account manager; repeat to match any of several */
+                owner?: string[] | null;
                 /** @description true: past due while still open, acknowledged or valid; false: the others */
                 overdue?: boolean | null;
                 /** @description page size, at most 200 */
@@ -8665,6 +9080,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8811,6 +9235,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -8945,6 +9378,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9109,6 +9551,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9251,6 +9702,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9385,6 +9845,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9536,6 +10005,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9673,6 +10151,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9828,6 +10315,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -9960,6 +10456,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10113,6 +10618,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -10245,6 +10759,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10391,6 +10914,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -10523,6 +11055,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10666,6 +11207,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10817,6 +11367,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -10961,6 +11520,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -11093,6 +11661,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11250,6 +11827,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -11385,6 +11971,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11529,6 +12124,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11688,6 +12292,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -11820,6 +12433,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11964,6 +12586,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12117,6 +12748,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12254,6 +12894,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12408,6 +13057,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12547,6 +13205,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12679,6 +13346,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12829,6 +13505,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -12966,6 +13651,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13009,7 +13703,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                tier: string;
+                /** @description value tier */
+                tier: "platinum" | "gold" | "iron" | "lead";
             };
             cookie?: never;
         };
@@ -13109,6 +13804,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13152,7 +13856,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                tier: string;
+                /** @description value tier */
+                tier: "platinum" | "gold" | "iron" | "lead";
             };
             cookie?: never;
         };
@@ -13239,6 +13944,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13383,6 +14097,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13538,6 +14261,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13672,6 +14404,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13818,6 +14559,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -13950,6 +14700,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14100,6 +14859,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14234,6 +15002,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14380,6 +15157,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14510,6 +15296,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14660,6 +15455,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14801,6 +15605,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -14933,6 +15746,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15081,6 +15903,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15213,6 +16044,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15362,6 +16202,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15496,6 +16345,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15642,6 +16500,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -15774,6 +16641,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15923,6 +16799,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16057,6 +16942,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16203,6 +17097,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16339,6 +17242,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16500,6 +17412,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16647,6 +17568,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16810,6 +17740,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -16954,6 +17893,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17117,6 +18065,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -17265,6 +18222,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17431,6 +18397,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -17577,6 +18552,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17734,6 +18718,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17899,6 +18892,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18049,6 +19051,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18213,6 +19224,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18363,6 +19383,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18527,6 +19556,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18665,6 +19703,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18825,6 +19872,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -18978,6 +20034,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19118,6 +20183,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19276,6 +20350,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19416,6 +20499,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19574,6 +20666,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19710,6 +20811,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19861,6 +20971,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -19995,6 +21114,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20143,6 +21271,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20282,6 +21419,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20412,6 +21558,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20562,6 +21717,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20694,6 +21858,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20840,6 +22013,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -20976,6 +22158,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21136,6 +22327,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21268,6 +22468,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21417,6 +22626,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21558,6 +22776,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21688,6 +22915,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21834,6 +23070,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -21964,6 +23209,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22103,6 +23357,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22257,6 +23520,1209 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_settings_settings_interaction_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_changes_settings_interaction_changes_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingChangesPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_setting_settings_interaction__name__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: "complaint_sla_hours";
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SettingUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reset_setting_settings_interaction__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: "complaint_sla_hours";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_settings_settings_retention_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingsPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_changes_settings_retention_changes_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingChangesPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_setting_settings_retention__name__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: "contact_quiet_start" | "contact_quiet_end" | "contact_default_cap" | "contact_tier_caps" | "campaign_max_audience" | "alert_response_sla_hours";
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SettingUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reset_setting_settings_retention__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: "contact_quiet_start" | "contact_quiet_end" | "contact_default_cap" | "contact_tier_caps" | "campaign_max_audience" | "alert_response_sla_hours";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SettingPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -22383,6 +24849,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22520,6 +24995,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22676,6 +25160,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -22808,6 +25301,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22958,6 +25460,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23093,6 +25604,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23241,6 +25761,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23371,6 +25900,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23522,6 +26060,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description over the caller's rate limit (see Retry-After) */
             429: {
                 headers: {
@@ -23663,6 +26210,15 @@ export interface operations {
             };
             /** @description invalid request: each offending field under errors */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -6,7 +6,7 @@ import { type Key, formatDate, lang, useT, useWord } from "../i18n";
 import { navigate } from "../router";
 import { useSignal } from "../signal";
 
-type Complaint = Schemas["InteractionPublic"];
+type Complaint = Schemas["ComplaintListItem"];
 type Status = Schemas["ComplaintStatus"];
 
 // The workflow's next steps (services/interaction/complaints.py TRANSITIONS); the service is the judge.
@@ -50,10 +50,7 @@ export function Complaints({ role }: { role: Role }) {
   }, []);
 
   async function load() {
-    if (scoped && !customer) {
-      setPage(null);
-      return;
-    }
+    // Without a customer, an agent or manager gets every customer they own (the gateway narrows the list).
     try {
       const query = {
         status: OPEN,
@@ -89,7 +86,7 @@ export function Complaints({ role }: { role: Role }) {
       >
         <label>
           {t("customer")}
-          <input name="customer_id" value={typed} maxLength={100} required={scoped} onInput={(e) => setTyped(e.currentTarget.value)} />
+          <input name="customer_id" value={typed} maxLength={100} onInput={(e) => setTyped(e.currentTarget.value)} />
         </label>
         <label class="check">
           <input type="checkbox" checked={overdueOnly} onChange={(e) => setOverdueOnly(e.currentTarget.checked)} />
@@ -169,6 +166,11 @@ function ComplaintRow({
         >
           {complaint.customer_id}
         </a>
+        {complaint.owner && (
+          <span class="pill" data-field="owner">
+            {t("owner")}: {complaint.owner}
+          </span>
+        )}
         {complaint.category && <span class="reason">{complaint.category}</span>}
         {complaint.severity && <span class="pill">{word(complaint.severity)}</span>}
         <span class="pill status">{word(status)}</span>

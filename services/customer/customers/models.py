@@ -32,6 +32,7 @@ from sqlmodel import Field, SQLModel
 from contracts.common import CustomerStatus
 from servicekit.clock import utc_now
 from servicekit.pagination import Page
+from servicekit.types import null_refused
 from services.customer.common import CustomerTable, UtcDatetime, dt_column
 from services.customer.customers import attributes as attrs
 from services.customer.status.lifecycle import ChurnReason, check_initial
@@ -266,16 +267,21 @@ class CustomerUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: CustomerKind | None = None
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Optional, but never null (a null is refused): the schema shows no null for these five.
+    kind: CustomerKind | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, schema_extra={"json_schema_extra": null_refused}
+    )
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
-    contacts: Contacts | None = None
+    contacts: Contacts | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
     external_ref: str | None = Field(default=None, min_length=1, max_length=100)
     segment: str | None = Field(default=None, max_length=100)
     owner: str | None = Field(default=None, max_length=100)
-    tags: Tags | None = None
-    attributes: dict[AttributeKey, AttributePatchValue] | None = None
+    tags: Tags | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
+    attributes: dict[AttributeKey, AttributePatchValue] | None = Field(
+        default=None, schema_extra={"json_schema_extra": null_refused}
+    )
     version: int | None = Field(default=None, ge=1, description="the version you read (instead of If-Match)")
 
     @field_validator("kind", "name", "contacts", "tags", "attributes")

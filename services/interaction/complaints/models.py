@@ -55,5 +55,11 @@ class ComplaintPublic(InteractionPublic):
     steps: list[ComplaintStepPublic] = []
 
 
-class ComplaintsPublic(Page[InteractionPublic]):
+class ComplaintListItem(InteractionPublic):
+    owner: str | None = PydanticField(
+        default=None, description="the customer's account manager, as this service knows it"
+    )
+
+
+class ComplaintsPublic(Page[ComplaintListItem]):
     pass

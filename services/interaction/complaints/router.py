@@ -3,12 +3,14 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import StringConstraints
 
 from contracts.common import Severity
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from services.interaction.complaints import service
 from services.interaction.complaints.models import (
+    ComplaintListItem,
     ComplaintPublic,
     ComplaintsPublic,
     ComplaintStepPublic,
@@ -28,24 +30,34 @@ async def list_complaints(
     severity: Annotated[list[Severity] | None, Query()] = None,
     category: Annotated[list[ComplaintCategory] | None, Query()] = None,
     customer_id: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    owner: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None,
+        Query(description="the customer's account manager; repeat to match any of several"),
+    ] = None,
     overdue: Annotated[
         bool | None, Query(description="true: past due while still open, acknowledged or valid; false: the others")
     ] = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> ComplaintsPublic:
-    """Complaints, the earliest due first."""
+    """Complaints, the earliest due first, each with its customer's owner."""
     items, total = await service.list_complaints(
         session=session,
         statuses=status or (),
         severities=severity or (),
         categories=[c.value for c in category or ()],
         customer_id=customer_id,
+        owners=owner or (),
         overdue=overdue,
         limit=limit,
         offset=offset,
     )
-    return ComplaintsPublic(items=[InteractionPublic.of(i) for i in items], total=total, limit=limit, offset=offset)
+    return ComplaintsPublic(
+        items=[ComplaintListItem(**InteractionPublic.of(i).model_dump(), owner=owner) for i, owner in items],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
 
 
 async def _complaint_public(session: SessionDep, complaint_id: str) -> ComplaintPublic:

@@ -17,10 +17,12 @@ from servicekit.clock import utc_now
 from servicekit.outbox import enqueue
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, not_found
+from servicekit.tables import table_of
 from services.interaction.complaints import sla, workflow
 from services.interaction.complaints.models import ComplaintStep, ComplaintTransition
 from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.interactions.models import Interaction
+from services.interaction.replica.models import KnownCustomer
 
 log = logging.getLogger("interaction.service")
 
@@ -97,12 +99,14 @@ async def list_complaints(
     severities: Sequence[Severity] = (),
     categories: Sequence[str] = (),
     customer_id: str | None = None,
+    owners: Sequence[str] = (),
     overdue: bool | None = None,
     now: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[Interaction], int]:
-    """Complaints matching every filter, the most urgent (earliest due) first; a page and the total."""
+) -> tuple[list[tuple[Interaction, str | None]], int]:
+    """Complaints matching every filter, the most urgent (earliest due) first, each with its customer's owner
+    (from the replica); a page and the total. ``owners``: only complaints of customers one of them owns."""
     now = now or utc_now()
     conditions: list[ColumnElement[bool]] = [col(Interaction.type) == InteractionType.complaint.value]
     if statuses:
@@ -120,15 +124,21 @@ async def list_complaints(
             col(Interaction.due_at) < now,
         )
         conditions.append(late if overdue else not_(late))
-    total = (await session.execute(select(func.count()).select_from(Interaction).where(*conditions))).scalar_one()
+    joined = table_of(Interaction).outerjoin(
+        table_of(KnownCustomer), col(KnownCustomer.customer_id) == col(Interaction.customer_id)
+    )
+    if owners:
+        conditions.append(col(KnownCustomer.owner).in_(list(owners)))
+    total = (await session.execute(select(func.count()).select_from(joined).where(*conditions))).scalar_one()
     page = await session.execute(
-        select(Interaction)
+        select(Interaction, col(KnownCustomer.owner))
+        .select_from(joined)
         .where(*conditions)
         .order_by(col(Interaction.due_at).asc(), col(Interaction.id).asc())
         .limit(min(limit, MAX_PAGE))
         .offset(offset)
     )
-    return list(page.scalars()), total
+    return [(row[0], row[1]) for row in page.all()], total
 
 
 async def flag_overdue_complaints(*, session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:

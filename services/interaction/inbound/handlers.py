@@ -7,11 +7,11 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.inbound import service
-from services.interaction.settings import consumer_settings
+from services.interaction.settings import complaint_sla_hours
 
 
 async def on_inbound(uow: UnitOfWork, event: Received[InboundEvent]) -> None:
-    await service.record_inbound(session=uow.session, event=event, sla_hours=consumer_settings().complaint_sla_hours)
+    await service.record_inbound(session=uow.session, event=event, sla_hours=await complaint_sla_hours(uow.session))
 
 
 HANDLERS: Handlers = {model.event_type: on_inbound for model in INBOUND_MODELS}

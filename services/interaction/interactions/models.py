@@ -74,7 +74,7 @@ class InteractionCreate(InteractionBase):
     # Defaults are validated too, so the cross-field rules below run for fields left out and name them.
     model_config = ConfigDict(validate_default=True)  # type: ignore[assignment]
 
-    occurred_at: datetime = Field(default_factory=utc_now, description="may lie in the past; default now")
+    occurred_at: UtcDatetime = Field(default_factory=utc_now, description="may lie in the past; default now")
 
     @field_validator("channel", "category")
     @classmethod

@@ -19,7 +19,7 @@ from services.interaction.interactions.models import (
     InteractionsPublic,
 )
 from services.interaction.replica.directory import customer_directory
-from services.interaction.settings import InteractionSettings
+from services.interaction.settings import InteractionSettings, complaint_sla_hours
 
 router = APIRouter(tags=["interactions"])
 
@@ -37,7 +37,7 @@ async def record_interaction(
     interaction, created = await service.record_interaction(
         session=session,
         data=data,
-        sla_hours=settings.complaint_sla_hours,
+        sla_hours=await complaint_sla_hours(session, settings),
         lookup=customer_directory(request.app).fetch,
     )
     await session.commit()
@@ -59,7 +59,7 @@ async def import_interactions(body: BulkInteractions, session: SessionDep, reque
     report = await bulk.bulk_import(
         session=session,
         items=body.rows,
-        sla_hours=settings.complaint_sla_hours,
+        sla_hours=await complaint_sla_hours(session, settings),
         lookup_many=customer_directory(request.app).fetch_many,
     )
     await session.commit()

@@ -37,6 +37,7 @@ class CustomerSnapshot:
     version: int = 0
     updated_at: datetime | None = None
     erased: bool = False
+    owner: str | None = None  # the account manager
 
 
 class CustomerServiceUnavailable(Exception):
@@ -156,6 +157,7 @@ def _snapshot(customer_id: str, body: dict[str, Any]) -> CustomerSnapshot:
         customer_id=customer_id,
         status=body.get("status"),
         external_ref=body.get("external_ref"),
+        owner=body.get("owner"),
         version=int(body.get("version") or 0),
         updated_at=datetime.fromisoformat(updated_at) if updated_at else None,
         erased=bool(body.get("erased") or body.get("erased_at")),

@@ -16,7 +16,7 @@ from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.replica import service
 from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
-from services.interaction.settings import consumer_settings
+from services.interaction.settings import complaint_sla_hours, consumer_settings
 
 
 @cache
@@ -67,13 +67,13 @@ def _lookup(uow: UnitOfWork) -> Callable[[str], Awaitable[CustomerSnapshot | Non
 
 async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
     await service.apply_customer_created(
-        session=uow.session, data=event.data, sla_hours=consumer_settings().complaint_sla_hours, lookup=_lookup(uow)
+        session=uow.session, data=event.data, sla_hours=await complaint_sla_hours(uow.session), lookup=_lookup(uow)
     )
 
 
 async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
     await service.apply_customer_updated(
-        session=uow.session, data=event.data, sla_hours=consumer_settings().complaint_sla_hours, lookup=_lookup(uow)
+        session=uow.session, data=event.data, sla_hours=await complaint_sla_hours(uow.session), lookup=_lookup(uow)
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, false
 from sqlmodel import Field
 
 from servicekit.clock import utc_now
@@ -20,6 +20,11 @@ class KnownCustomer(InteractionTable, table=True):
     customer_id: str = Field(primary_key=True, max_length=100)
     external_ref: str | None = Field(default=None, max_length=100, index=True)
     status: str | None = Field(default=None, sa_type=String(20))
+    # The account manager, from the customer's events (the complaint desk lists an agent's customers by it).
+    owner: str | None = Field(default=None, max_length=100, index=True)
+    # Whether owner has been read: rows from before the column are filled from the customer service once
+    # (replica/backfill.py); every event and snapshot since sets it.
+    owner_known: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # Guards against out-of-order events: the customer version and the time of the status held here.
     version: int = 0
     status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

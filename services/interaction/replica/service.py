@@ -104,6 +104,7 @@ async def apply_customer_snapshot(
         return row
     if snapshot.version >= row.version:
         row.external_ref = snapshot.external_ref
+        row.owner, row.owner_known = snapshot.owner, True
         row.version = snapshot.version
     # The snapshot holds every status change up to its updated_at.
     _set_status(row, snapshot.status, snapshot.updated_at)
@@ -145,6 +146,7 @@ async def apply_customer_created(
     row = await _replica_row(session, data.customer_id)
     if row.version < 1:  # nothing newer known yet
         row.external_ref = data.external_ref  # None unless an event from before external_ref_set
+        row.owner, row.owner_known = data.owner, True
         row.version = 1
     _set_status(row, data.status, data.created_at)
     if data.external_ref_set and not row.erased:
@@ -164,6 +166,8 @@ async def apply_customer_updated(
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if data.version >= row.version:
+        # The event carries the customer's current owner (set or not), whatever changed.
+        row.owner, row.owner_known = data.owner, True
         if data.external_ref_set is None:
             # An event from before external_ref_set, carrying the value itself. `changed` says whether
             # a null external_ref means "cleared"; without it, only a value counts.

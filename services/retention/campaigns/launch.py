@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts.retention import CampaignLaunched, CampaignTouchRequested
+from servicekit import runtime_settings
 from servicekit.background import every
 from servicekit.clock import utc_now
 from servicekit.db import Database, chunks
@@ -319,7 +320,7 @@ async def _screen(
     now: datetime,
 ) -> dict[str, cp.Verdict]:
     """The contact policy's verdict on a touch now for each customer (consent, quiet hours, cap)."""
-    rules = touches.policy()
+    rules = await touches.policy(session)
     contacts: dict[str, cp.CustomerContact] = {}
     for chunk in chunks(ids):
         for replica in (
@@ -374,7 +375,8 @@ async def launch_due(database: Database, settings: RetentionSettings, *, now: da
         try:
             async with database.transaction() as session:
                 segment_id = (await get_campaign(session=session, campaign_id=campaign_id)).segment_id
-            audience = await client.members(segment_id, limit=settings.campaign_max_audience)
+                max_audience = (await runtime_settings.current(session, settings)).campaign_max_audience
+            audience = await client.members(segment_id, limit=max_audience)
             async with database.transaction() as session:
                 campaign = await launch_with(session=session, campaign_id=campaign_id, audience=audience)
                 launched += int(campaign.launched_at is not None and as_utc(campaign.launched_at) >= at)

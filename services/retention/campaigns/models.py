@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field
@@ -59,7 +59,7 @@ class Offer(RetentionTable, table=True):
     cost_per_touch: float = 0.0  # what sending it costs (postage, SMS, agency fee)
     cost_per_redemption: float = 0.0  # what the organisation gives up when it is used
     valid_days: float = 30.0  # how long after the touch the offer can be redeemed
-    active: bool = True
+    active: StrictBool = True
     created_at: datetime = _at()
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from servicekit import runtime_settings
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from services.retention.campaigns import launch as launches
@@ -100,7 +101,7 @@ async def get_campaign(campaign_id: str, session: SessionDep) -> CampaignPublic:
 async def launch_campaign(campaign_id: str, session: SessionDep, request: Request) -> CampaignPublic:
     """Launch now rather than at ``starts_at``. Launching a launched campaign changes nothing; a cancelled
     one is a 409."""
-    settings = _settings(request)
+    settings = await runtime_settings.current(session, _settings(request))
     client = service.segment_client(settings)
     try:
         campaign = await launches.launch(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index
 from sqlmodel import Field
@@ -43,11 +44,15 @@ class FollowupDue(RetentionTable, table=True):
     version: int = 0
 
 
+# A follow-up's action: one of the follow-up actions (an enum in the API; the service refuses any other).
+FollowupAction = Annotated[Action, WithJsonSchema({"type": "string", "enum": [a.value for a in FOLLOWUP_ACTIONS]})]
+
+
 class ScheduleBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     every_days: float = PydanticField(gt=0, le=366, description="a follow-up this often per customer of the tier")
-    action: Action = PydanticField(
+    action: FollowupAction = PydanticField(
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
     due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
@@ -116,7 +121,7 @@ class FollowupPending(RetentionTable, table=True):
 class TriggerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Action = PydanticField(
+    action: FollowupAction = PydanticField(
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
     delay_hours: float = PydanticField(24.0, ge=0, le=24 * 366, description="how long after the event it falls due")

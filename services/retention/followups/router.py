@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from servicekit.deps import SessionDep
 from services.retention.followups import service, triggers
@@ -15,6 +17,10 @@ from services.retention.followups.models import (
     TriggerPublic,
     TriggersPublic,
 )
+from services.retention.rules.core import TIERS
+
+# One of the four value tiers (an enum in the API); the service answers 422 naming tier for any other.
+TierPath = Annotated[str, Path(description="value tier", json_schema_extra={"enum": list(TIERS)})]
 
 router = APIRouter(prefix="/followup-schedules", tags=["followups"])
 
@@ -29,7 +35,7 @@ async def list_schedules(session: SessionDep) -> SchedulesPublic:
 
 
 @router.put("/{tier}", response_model=SchedulePublic)
-async def put_schedule(tier: str, body: ScheduleBody, session: SessionDep) -> SchedulePublic:
+async def put_schedule(tier: TierPath, body: ScheduleBody, session: SessionDep) -> SchedulePublic:
     """Set the tier's schedule: every customer of the tier gets `action` every `every_days`, the first at once."""
     row = await service.put_schedule(session=session, tier=tier, body=body)
     public = SchedulePublic.model_validate(row)
@@ -38,7 +44,7 @@ async def put_schedule(tier: str, body: ScheduleBody, session: SessionDep) -> Sc
 
 
 @router.delete("/{tier}", status_code=204)
-async def delete_schedule(tier: str, session: SessionDep) -> Response:
+async def delete_schedule(tier: TierPath, session: SessionDep) -> Response:
     """End the tier's schedule: no further follow-ups (tasks already created stay)."""
     await service.delete_schedule(session=session, tier=tier)
     await session.commit()
@@ -58,7 +64,7 @@ async def list_triggers(session: SessionDep) -> TriggersPublic:
 
 
 @triggers_router.put("/{tier}/{trigger}", response_model=TriggerPublic)
-async def put_trigger(tier: str, trigger: Trigger, body: TriggerBody, session: SessionDep) -> TriggerPublic:
+async def put_trigger(tier: TierPath, trigger: Trigger, body: TriggerBody, session: SessionDep) -> TriggerPublic:
     """After each such event (a complaint resolved, a win-back), every customer of the tier gets `action`,
     due `delay_hours` later, through consent and the contact policy; once per event."""
     row = await triggers.put_trigger(session=session, tier=tier, trigger=trigger, body=body)
@@ -68,7 +74,7 @@ async def put_trigger(tier: str, trigger: Trigger, body: TriggerBody, session: S
 
 
 @triggers_router.delete("/{tier}/{trigger}", status_code=204)
-async def delete_trigger(tier: str, trigger: Trigger, session: SessionDep) -> Response:
+async def delete_trigger(tier: TierPath, trigger: Trigger, session: SessionDep) -> Response:
     """No follow-up after later such events for the tier (those already pending still fire)."""
     await triggers.delete_trigger(session=session, tier=tier, trigger=trigger)
     await session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool
 from pydantic import Field as PydanticField
 from sqlmodel import Field
 
@@ -64,7 +64,7 @@ class PlaybookCreate(BaseModel):
         default_factory=dict, max_length=10
     )
     control_share: float = PydanticField(default=0.0, ge=0, le=1)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class PlaybookUpdate(BaseModel):
@@ -76,7 +76,7 @@ class PlaybookUpdate(BaseModel):
         default=None, max_length=10
     )
     control_share: float | None = PydanticField(default=None, ge=0, le=1)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class PlaybookPublic(BaseModel):

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from servicekit import runtime_settings
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
@@ -70,7 +71,7 @@ async def owner_performance(
 ) -> ReportFields:
     """Per owner, for the churn alerts raised in ``[from, to)``: save rate, SLA compliance of the alert
     response, and the response time (raised -> acknowledged) p50/p90."""
-    sla = settings_of(request).alert_response_sla_hours
+    sla = (await runtime_settings.current(session, settings_of(request))).alert_response_sla_hours
     rows, total = await queries.owner_performance(
         session=session,
         period=period,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import String
 from sqlmodel import Field
 
 from contracts.common import Severity
 from servicekit.pagination import Page
+from servicekit.types import json_number
 from services.retention.db import (
     ReasonCode,
     RetentionTable,
@@ -53,6 +54,10 @@ class RuleParamsBody(BaseModel):
     nps_max: int | None = PydanticField(default=None, ge=0, le=10)
     csat_max: int | None = PydanticField(default=None, ge=1, le=5)
 
+    _numbers_only = field_validator(
+        "threshold", "high_at", "delta", "within_days", "nps_max", "csat_max", mode="before"
+    )(json_number)
+
 
 class RuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -62,7 +67,7 @@ class RuleCreate(BaseModel):
     reason: ReasonCode | None = None  # default: the kind's reason code
     severity: Severity
     params: RuleParamsBody = RuleParamsBody()
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class RuleUpdate(BaseModel):
@@ -72,7 +77,7 @@ class RuleUpdate(BaseModel):
     reason: ReasonCode | None = None
     severity: Severity | None = None
     params: RuleParamsBody | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class RulePublic(BaseModel):

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts.customer import ConsentChanged
+from servicekit import runtime_settings
 from servicekit.clock import utc_now
 from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
@@ -45,8 +46,9 @@ def policy_of(settings: RetentionSettings) -> cp.Policy:
     )
 
 
-def policy() -> cp.Policy:
-    return policy_of(get_settings())
+async def policy(session: AsyncSession) -> cp.Policy:
+    """The contact policy in force: the configured one with the administrators' run-time overrides."""
+    return policy_of(await runtime_settings.current(session, get_settings()))
 
 
 def contact_of(replica: ConsentReplica | None) -> cp.CustomerContact:
@@ -79,7 +81,7 @@ async def screen(
         return rows, []
     customer_id = rows[0]["customer_id"]
     contact = contact_of(await session.get(ConsentReplica, customer_id))
-    rules = policy()
+    rules = await policy(session)
     cap = cp.cap_for(contact, rules, tier)
     previous: list[datetime] = []
     if cap is not None:

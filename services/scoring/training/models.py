@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 from pydantic import Field as PydanticField
 from sqlalchemy import Boolean, Column, Date, Float, Index, LargeBinary, String, text
 from sqlmodel import Field
@@ -83,14 +83,14 @@ class Job(ScoringTable, table=True):
 class ValueRefitRequest(BaseModel):
     calibration_end: date | None = None  # default: the latest purchase day held
     segment: str | None = PydanticField(None, max_length=100)  # fit on one segment's customers only
-    rescore: bool = True  # apply the new model to every customer at once (else on their next event)
+    rescore: StrictBool = True  # apply the new model to every customer at once (else on their next event)
 
 
 class ChurnTrainRequest(BaseModel):
     cutoff: datetime | None = None  # active customers are described as of this time (default: now)
     algorithm: Literal["logistic", "gbm"] = "logistic"
     folds: int = PydanticField(5, ge=2, le=10)
-    activate: bool = True
+    activate: StrictBool = True
 
 
 class JobPublic(BaseModel):

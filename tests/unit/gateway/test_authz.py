@@ -148,10 +148,15 @@ async def test_an_agent_records_interactions_only_for_their_customers(
     ]
 
 
-async def test_an_agent_lists_complaints_only_of_a_customer_of_theirs(gateway: httpx.AsyncClient) -> None:
-    assert (await gateway.get("/api/v1/complaints", headers=ALICE)).status_code == 403
+async def test_an_agent_lists_complaints_of_one_customer_of_theirs_or_of_all_they_own(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService]
+) -> None:
     assert (await gateway.get("/api/v1/complaints?customer_id=c-bob", headers=ALICE)).status_code == 404
     assert (await gateway.get("/api/v1/complaints?customer_id=c-alice", headers=ALICE)).status_code == 200
+    # Without a customer: narrowed to the customers they own, and asking for another owner's is refused.
+    assert (await gateway.get("/api/v1/complaints?status=open", headers=ALICE)).status_code == 200
+    assert (await gateway.get("/api/v1/complaints?owner=bob", headers=ALICE)).status_code == 403
+    assert _forwarded(fakes["interaction"], "/complaints") == ["customer_id=c-alice", "status=open&owner=alice"]
 
 
 async def test_an_agent_creates_customers_only_for_themselves(gateway: httpx.AsyncClient) -> None:

@@ -1,7 +1,7 @@
 """run-time settings: administrators' overrides of tunable settings and the audit of every change
 
 Revision ID: 7a2c5e9d1f43
-Revises: 9b4458b200e8
+Revises: 3a6c9e2b7d14
 Create Date: 2026-12-07 00:50:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import servicekit.types
 
 revision: str = "7a2c5e9d1f43"
-down_revision: str | None = "9b4458b200e8"
+down_revision: str | None = "3a6c9e2b7d14"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """run-time settings: administrators' overrides of tunable settings and the audit of every change
 
 Revision ID: 5e1d7c3a9b20
-Revises: 4c7e2a9d5f61
+Revises: 8e3a1b6d2f90
 Create Date: 2026-12-07 00:50:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import servicekit.types
 
 revision: str = "5e1d7c3a9b20"
-down_revision: str | None = "4c7e2a9d5f61"
+down_revision: str | None = "8e3a1b6d2f90"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

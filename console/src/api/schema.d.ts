@@ -852,6 +852,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/followup-triggers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Triggers
+         * @description The follow-ups after events, per tier and trigger (four tiers, two triggers: never more than one page).
+         */
+        get: operations["list_triggers_followup_triggers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/followup-triggers/{tier}/{trigger}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Put Trigger
+         * @description After each such event (a complaint resolved, a win-back), every customer of the tier gets `action`,
+         *     due `delay_hours` later, through consent and the contact policy; once per event.
+         */
+        put: operations["put_trigger_followup_triggers__tier___trigger__put"];
+        post?: never;
+        /**
+         * Delete Trigger
+         * @description No follow-up after later such events for the tier (those already pending still fire).
+         */
+        delete: operations["delete_trigger_followup_triggers__tier___trigger__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/integrations/parked": {
         parameters: {
             query?: never;
@@ -1352,6 +1397,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/retention/loyalty/today": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Loyalty Today
+         * @description Customers per loyalty type (true, latent, spurious/inertia, none, unmeasured) as of the start of
+         *     today, from the daily sweep; filters on the customers' current values.
+         */
+        get: operations["loyalty_today_reports_retention_loyalty_today_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/reports/retention/owners": {
         parameters: {
             query?: never;
@@ -1448,6 +1514,27 @@ export interface paths {
          *     fell to the decline ratio of the period before, by customer id.
          */
         get: operations["satisfaction_trap_reports_retention_satisfaction_trap_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/retention/satisfaction-trap/today": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Satisfaction Trap Today
+         * @description The satisfaction traps as of the start of today (satisfied customers whose orders in the latest
+         *     window fell to the decline ratio of the window before), by customer id, from the daily sweep.
+         */
+        get: operations["satisfaction_trap_today_reports_retention_satisfaction_trap_today_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2667,6 +2754,8 @@ export interface components {
              * @description a saved segment (POST /segments); or give filter
              */
             segment_id?: string | null;
+            /** @description steps each treated member runs (offer, wait, reminder unless redeemed...); its touch steps send the offer. Default: one touch per member at launch */
+            sequence?: components["schemas"]["SequenceDef"] | null;
             /**
              * Starts At
              * @description when to launch; default now
@@ -2743,6 +2832,7 @@ export interface components {
             reached: number;
             /** Segment Id */
             segment_id: string;
+            sequence?: components["schemas"]["SequenceDef"] | null;
             /**
              * Starts At
              * Format: date-time
@@ -2779,6 +2869,12 @@ export interface components {
             /** Launched At */
             launched_at: string | null;
             /**
+             * Pending
+             * @description treated customers of a sequence campaign whose first touch has not run yet
+             * @default 0
+             */
+            pending: number;
+            /**
              * Reached
              * @description treated customers the touch was sent to
              */
@@ -2789,11 +2885,23 @@ export interface components {
              */
             redeemed: number;
             /**
+             * Redeemed Exact
+             * @description of the redeemed, those whose order carried the offer's code (the others are attributed)
+             * @default 0
+             */
+            redeemed_exact: number;
+            /**
              * Roi
              * @description (value won back - cost) / cost
              */
             roi: number | null;
             status: components["schemas"]["CampaignStatus"];
+            /**
+             * Touches
+             * @description touches sent: one per reached customer, or one per sequence step
+             * @default 0
+             */
+            touches: number;
             treated: components["schemas"]["GroupOutcomes"];
             /** @description null until both groups have customers */
             uplift: components["schemas"]["UpliftPublic"] | null;
@@ -2998,6 +3106,8 @@ export interface components {
              * Format: date-time
              */
             occurred_at: string;
+            /** Offer Code */
+            offer_code?: string | null;
             /** Order Id */
             order_id: string | null;
             /** Overdue At */
@@ -3058,6 +3168,8 @@ export interface components {
              * Format: date-time
              */
             occurred_at: string;
+            /** Offer Code */
+            offer_code?: string | null;
             /** Order Id */
             order_id: string | null;
             /** Overdue At */
@@ -4126,6 +4238,11 @@ export interface components {
              * @description may lie in the past; default now
              */
             occurred_at?: string;
+            /**
+             * Offer Code
+             * @description a campaign offer redeemed
+             */
+            offer_code?: string | null;
             /** Order Id */
             order_id?: string | null;
             /** Quantity */
@@ -4178,6 +4295,8 @@ export interface components {
              * Format: date-time
              */
             occurred_at: string;
+            /** Offer Code */
+            offer_code?: string | null;
             /** Order Id */
             order_id: string | null;
             /** Overdue At */
@@ -6280,6 +6399,98 @@ export interface components {
              */
             with_prediction: number;
         };
+        /** TodayLoyaltyReport */
+        TodayLoyaltyReport: {
+            /**
+             * As Of
+             * @description the start of the day (UTC) the customers were typed at; None: not yet
+             */
+            as_of: string | null;
+            /**
+             * Customers
+             * @description customers typed at as_of that are still customers and match the filters
+             */
+            customers: number;
+            /** Items */
+            items: components["schemas"]["TodayLoyaltyRow"][];
+            /**
+             * Repeat Rate
+             * @description customers with 2+ orders / customers with 1+
+             */
+            repeat_rate: number | null;
+            /**
+             * Satisfaction Traps
+             * @description satisfied customers whose buying declined
+             */
+            satisfaction_traps: number;
+            /**
+             * Window Days
+             * @description the trend window: orders in the window before as_of vs the one before
+             */
+            window_days: number | null;
+        };
+        /** TodayLoyaltyRow */
+        TodayLoyaltyRow: {
+            /** Customers */
+            customers: number;
+            /**
+             * Share
+             * @description customers / all customers typed
+             */
+            share: number | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
+        /** TodayTrapReport */
+        TodayTrapReport: {
+            /**
+             * As Of
+             * @description the start of the day (UTC) the customers were typed at; None: not yet
+             */
+            as_of: string | null;
+            /** Items */
+            items: components["schemas"]["TodayTrapRow"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+            /**
+             * Window Days
+             * @description the trend window: orders in the window before as_of vs the one before
+             */
+            window_days: number | null;
+        };
+        /** TodayTrapRow */
+        TodayTrapRow: {
+            /** Csat */
+            csat: number | null;
+            /** Customer Id */
+            customer_id: string;
+            /** Nps */
+            nps: number | null;
+            /** Orders */
+            orders: number;
+            /** Owner */
+            owner: string | null;
+            /**
+             * Prior Orders
+             * @description orders in the window before that
+             */
+            prior_orders: number;
+            /**
+             * Recent Orders
+             * @description orders in the window before as_of
+             */
+            recent_orders: number;
+            /** Segment */
+            segment: string | null;
+            /** Team */
+            team: string | null;
+            /** Tier */
+            tier: string | null;
+            type: components["schemas"]["LoyaltyType"];
+        };
         /** TouchPublic */
         TouchPublic: {
             /** Action */
@@ -6423,6 +6634,60 @@ export interface components {
              * @description nps (0-10) or csat (1-5)
              */
             survey: string;
+        };
+        /**
+         * Trigger
+         * @description The events after which a tier's customers get a follow-up.
+         * @enum {string}
+         */
+        Trigger: "complaint_resolved" | "won_back";
+        /** TriggerBody */
+        TriggerBody: {
+            /**
+             * @description follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey
+             * @enum {string}
+             */
+            action: "follow_up_visit" | "call_owner" | "executive_outreach" | "satisfaction_survey";
+            /**
+             * Delay Hours
+             * @description how long after the event it falls due
+             * @default 24
+             */
+            delay_hours: number;
+            /**
+             * Due In Hours
+             * @description a task's due time after creation
+             * @default 72
+             */
+            due_in_hours: number;
+        };
+        /** TriggerPublic */
+        TriggerPublic: {
+            /** Action */
+            action: string;
+            /** Delay Hours */
+            delay_hours: number;
+            /** Due In Hours */
+            due_in_hours: number;
+            /** Tier */
+            tier: string;
+            trigger: components["schemas"]["Trigger"];
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /** TriggersPublic */
+        TriggersPublic: {
+            /** Items */
+            items: components["schemas"]["TriggerPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
         };
         /** UpliftPublic */
         UpliftPublic: {
@@ -13998,6 +14263,454 @@ export interface operations {
             };
         };
     };
+    list_triggers_followup_triggers_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggersPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_trigger_followup_triggers__tier___trigger__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description value tier */
+                tier: "platinum" | "gold" | "iron" | "lead";
+                trigger: components["schemas"]["Trigger"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TriggerBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_trigger_followup_triggers__tier___trigger__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description value tier */
+                tier: "platinum" | "gold" | "iron" | "lead";
+                trigger: components["schemas"]["Trigger"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_parked_events_integrations_parked_get: {
         parameters: {
             query?: {
@@ -18606,6 +19319,164 @@ export interface operations {
             };
         };
     };
+    loyalty_today_reports_retention_loyalty_today_get: {
+        parameters: {
+            query?: {
+                /** @description value tier; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TodayLoyaltyReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     owner_performance_reports_retention_owners_get: {
         parameters: {
             query: {
@@ -19306,6 +20177,168 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TrapReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    satisfaction_trap_today_reports_retention_satisfaction_trap_today_get: {
+        parameters: {
+            query?: {
+                /** @description value tier; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
+                /** @description csv: the report's table as CSV */
+                format?: ("json" | "csv") | null;
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON or CSV */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TodayTrapReport"];
                     "text/csv": string;
                 };
             };

@@ -2,7 +2,8 @@
 
 Off (the default), nothing is set up: the global tracer provider stays OpenTelemetry's no-op one, no
 instrumentation is installed, events carry no trace context and the helpers below return at their first
-line. On, each process exports spans and metrics over OTLP/HTTP to that endpoint and:
+line. On, each process exports spans (encoded by servicekit.tracing_wire) and metrics over OTLP/HTTP to
+that endpoint and:
 
 - each HTTP request is one server span (ServerSpanMiddleware, a lean ASGI middleware of our own), httpx
   and aiohttp calls are client spans carrying the W3C ``traceparent`` header between processes, and, with

@@ -99,15 +99,14 @@ def setup(service: str, settings: TracingSettings | None = None, *, http_clients
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    from servicekit.tracing_wire import LeanOTLPSpanExporter
+    from servicekit.tracing_wire import EncodingBatchSpanProcessor, LeanOTLPSpanExporter
 
     base = settings.exporter_otlp_endpoint.rstrip("/")
     resource = Resource.create({"service.name": service, "service.namespace": "crm"})
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.traces_sampler_arg)))
-    provider.add_span_processor(BatchSpanProcessor(LeanOTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    provider.add_span_processor(EncodingBatchSpanProcessor(LeanOTLPSpanExporter(endpoint=f"{base}/v1/traces")))
     trace.set_tracer_provider(provider)
     if settings.metrics_exporter == "otlp":
         from opentelemetry import metrics

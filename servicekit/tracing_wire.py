@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind
 
 log = logging.getLogger("servicekit.tracing")
@@ -166,11 +166,32 @@ def _span(span: ReadableSpan) -> bytes:
     return b"".join(out)
 
 
-def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
-    """The serialized ExportTraceServiceRequest of `spans`, grouped by resource and instrumentation scope."""
+# (resource, instrumentation scope) of the encoded spans, by number: an encoded span waiting for its export
+# is a tuple of that number and its bytes, which the garbage collector stops tracking (no containers in it).
+_ORIGINS: dict[tuple[Any, Any], int] = {}
+_ORIGIN_LIST: list[tuple[Any, Any]] = []
+
+EncodedSpan = tuple[int, bytes]
+
+
+def encode_span(span: ReadableSpan) -> EncodedSpan:
+    """One span's ``spans`` field of its ScopeSpans, and where it came from, for `encode_request` later."""
+    origin = (span.resource, span.instrumentation_scope or None)
+    number = _ORIGINS.get(origin)
+    if number is None:
+        number = _ORIGINS[origin] = len(_ORIGIN_LIST)
+        _ORIGIN_LIST.append(origin)
+    return number, _len(2, _span(span))
+
+
+def encode_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
+    """The serialized ExportTraceServiceRequest of `spans` (finished or already encoded), grouped by resource
+    and instrumentation scope."""
     grouped: defaultdict[Any, defaultdict[Any, list[bytes]]] = defaultdict(lambda: defaultdict(list))
     for span in spans:
-        grouped[span.resource][span.instrumentation_scope or None].append(_len(2, _span(span)))
+        number, body = span if isinstance(span, tuple) else encode_span(span)
+        resource, scope = _ORIGIN_LIST[number]
+        grouped[resource][scope].append(body)
     out = []
     for resource, scopes in grouped.items():
         body = _len(1, _attributes(1, resource.attributes))
@@ -184,10 +205,22 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     return b"".join(out)
 
 
+class EncodingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch span processor (queue, export thread, OTEL_BSP_* settings), except that a span is
+    encoded as it ends and only its bytes wait for the export, for a LeanOTLPSpanExporter: a finished span
+    is about a dozen objects the garbage collector would otherwise track, and promote to its oldest
+    generation while they wait (seconds), which made full collections more frequent."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not (span.context and span.context.trace_flags.sampled):
+            return
+        self._batch_processor.emit(encode_span(span))  # type: ignore[arg-type]
+
+
 class LeanOTLPSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP span exporter, serializing with `encode_request`."""
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
         try:

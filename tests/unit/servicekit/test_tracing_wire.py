@@ -113,3 +113,40 @@ def test_the_lean_exporter_posts_the_spans_to_an_otlp_http_receiver():
         assert exporter.export(spans).name == "FAILURE"
     finally:
         receiver.stop()
+
+
+def test_spans_encoded_as_they_end_make_the_same_request():
+    from servicekit.tracing_wire import encode_span
+
+    spans = _spans()
+    expected = encode_spans(spans).SerializePartialToString()
+    assert encode_request([encode_span(s) for s in spans]) == expected
+    assert encode_request([encode_span(s) if i % 2 else s for i, s in enumerate(spans)]) == expected
+
+
+def test_the_encoding_processor_exports_what_was_sampled():
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from bench.otlp import OtlpReceiver
+    from servicekit.tracing_wire import EncodingBatchSpanProcessor, LeanOTLPSpanExporter
+
+    receiver = OtlpReceiver().start()
+    try:
+        for sampler, expected in ((None, 3), (ALWAYS_OFF, 0)):
+            provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+            provider.add_span_processor(
+                EncodingBatchSpanProcessor(LeanOTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces"))
+            )
+            tracer = provider.get_tracer("t")
+            before = receiver.span_count
+            with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner"):
+                tracer.start_span("leaf").end()
+            provider.shutdown()
+            assert receiver.span_count - before == expected
+        assert [(s.name, s.parent_id != "") for s in receiver.spans] == [
+            ("leaf", True),
+            ("inner", True),
+            ("outer", False),
+        ]
+    finally:
+        receiver.stop()

@@ -7,7 +7,10 @@ processes restarted with or without OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAM
 a short warm-up, then severe complaints through the gateway at ``--rate`` for ``--seconds``, open loop,
 each for a customer with no alert yet, until retention has committed every one's alert. The CPU the
 platform's processes (services and gateway) and the broker and database server used over that window,
-from /proc, divided by the complaints, is the phase's CPU per interaction.
+from /proc, divided by the complaints, is the phase's CPU per interaction. The ratio on / off is reported
+as the mean of each mode's phases and as the median of the ratios of neighbouring phases (off-on and
+on-off), for the platform and per process: on a shared machine whose load drifts over the run, the
+median of neighbours is the steadier figure; three off/on rounds by default.
 
 With tracing on the processes export to an OTLP/HTTP receiver in this process that only counts the spans
 (bench.otlp): a collector's own work is not the platform's, the export (batching, encoding, the POST) is.
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
 import signal
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -190,13 +195,37 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         platform.stop_all()
         sink.stop()
         await retention.close()
-    for key in ("services_and_gateway", "with_broker_and_database"):
-        off = [p["cpu_ms_per_interaction"][key] for p in report["phases"] if p["tracing"] == "off"]
-        on = [p["cpu_ms_per_interaction"][key] for p in report["phases"] if p["tracing"] == "on"]
-        if off and on:
-            report.setdefault("ratio_on_over_off", {})[key] = round((sum(on) / len(on)) / (sum(off) / len(off)), 3)
+    report.update(ratios(report["phases"]))
     report["load_after"] = os.getloadavg()
     return report
+
+
+def neighbour_ratios(phases: list[dict[str, Any]], key: str) -> list[float]:
+    """on / off of every two neighbouring phases (off-on and on-off): a drift of the machine's load over the
+    run cancels out of the median of these, where the mean of each mode's phases keeps it."""
+    values = [(p["tracing"], p["cpu_ms_per_interaction"].get(key)) for p in phases]
+    found = []
+    for (mode_a, a), (mode_b, b) in itertools.pairwise(values):
+        if a and b and mode_a != mode_b:
+            found.append(b / a if mode_b == "on" else a / b)
+    return found
+
+
+def ratios(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ratio on / off: the mean of each mode's phases, and the median of neighbouring phases' ratios,
+    for the platform, with the broker and database, and per process."""
+    out: dict[str, Any] = {}
+    keys = list(phases[0]["cpu_ms_per_interaction"]) if phases else []
+    for key in keys:
+        off = [p["cpu_ms_per_interaction"][key] for p in phases if p["tracing"] == "off"]
+        on = [p["cpu_ms_per_interaction"][key] for p in phases if p["tracing"] == "on"]
+        if off and on and sum(off):
+            out.setdefault("ratio_on_over_off", {})[key] = round((sum(on) / len(on)) / (sum(off) / len(off)), 3)
+        if pairs := neighbour_ratios(phases, key):
+            out.setdefault("ratio_median_of_neighbours", {})[key] = round(statistics.median(pairs), 3)
+            if key == "services_and_gateway":
+                out["neighbour_ratios_services_and_gateway"] = [round(r, 3) for r in pairs]
+    return out
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -210,7 +239,9 @@ def print_report(report: dict[str, Any]) -> None:
         cells = [n, p["tracing"], f"{p['acknowledged']}/{p['complaints']}", p["alerts_committed"], p["spans_received"]]
         cells += [cpu["services_and_gateway"], cpu["with_broker_and_database"]]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    print(f"\nratio on / off (mean of phases): {report.get('ratio_on_over_off')}")
+    print(f"\nratio on / off, mean of phases: {report.get('ratio_on_over_off')}")
+    print(f"ratio on / off, median of neighbouring phases: {report.get('ratio_median_of_neighbours')}")
+    print(f"neighbouring phases' ratios (services + gateway): {report.get('neighbour_ratios_services_and_gateway')}")
 
 
 def _interrupt(*_: object) -> None:
@@ -221,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=15.0, help="complaints/s in each measured window")
     parser.add_argument("--seconds", type=float, default=40.0, help="length of each measured window")
-    parser.add_argument("--rounds", type=int, default=2, help="off/on pairs (phases alternate off, on, off, on ...)")
+    parser.add_argument("--rounds", type=int, default=3, help="off/on pairs (phases alternate off, on, off, on ...)")
     parser.add_argument("--no-rate-limit", action="store_true", help="GATEWAY_RATE_LIMIT=false in every phase")
     parser.add_argument(
         "--on-env",

@@ -2,7 +2,8 @@
 
 Off (the default), nothing is set up: the global tracer provider stays OpenTelemetry's no-op one, no
 instrumentation is installed, events carry no trace context and the helpers below return at their first
-line. On, each process exports spans and metrics over OTLP/HTTP to that endpoint and:
+line. On, each process exports spans (encoded by servicekit.tracing_wire) and metrics over OTLP/HTTP to
+that endpoint and:
 
 - each HTTP request is one server span (ServerSpanMiddleware, a lean ASGI middleware of our own), httpx
   and aiohttp calls are client spans carrying the W3C ``traceparent`` header between processes, and, with
@@ -25,6 +26,7 @@ is current in the relay's loop. The log correlation id is the trace id while tra
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -46,6 +48,7 @@ log = logging.getLogger("servicekit.tracing")
 
 TRACE_HEADERS = ("traceparent", "tracestate")  # W3C trace context: the Kafka headers and envelope attributes
 _PROPAGATOR = TraceContextTextMapPropagator()
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _tracer: Tracer | None = None  # set while tracing is on
 _trace_sql = True
 
@@ -92,18 +95,18 @@ def setup(service: str, settings: TracingSettings | None = None, *, http_clients
         return False
     if _tracer is not None:
         return True
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from servicekit.tracing_wire import EncodingBatchSpanProcessor, LeanOTLPSpanExporter
 
     base = settings.exporter_otlp_endpoint.rstrip("/")
     resource = Resource.create({"service.name": service, "service.namespace": "crm"})
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.traces_sampler_arg)))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    provider.add_span_processor(EncodingBatchSpanProcessor(LeanOTLPSpanExporter(endpoint=f"{base}/v1/traces")))
     trace.set_tracer_provider(provider)
     if settings.metrics_exporter == "otlp":
         from opentelemetry import metrics
@@ -245,9 +248,8 @@ def current_context_headers() -> dict[str, str]:
     """The current span's W3C context as {"traceparent": ..., "tracestate": ...}; {} when off or none."""
     if _tracer is None:
         return {}
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier
+    span = trace.get_current_span()
+    return _traceparent(span) if span.get_span_context().is_valid else {}
 
 
 def context_from(pairs: Iterable[tuple[str, Any]] | None) -> Context | None:
@@ -256,10 +258,35 @@ def context_from(pairs: Iterable[tuple[str, Any]] | None) -> Context | None:
     for name, value in pairs or ():
         if name in TRACE_HEADERS and name not in carrier:
             carrier[name] = value.decode(errors="replace") if isinstance(value, bytes | bytearray) else str(value)
-    if "traceparent" not in carrier:
+    traceparent = carrier.get("traceparent")
+    if traceparent is None:
         return None
+    if "tracestate" not in carrier and (parsed := _parse_traceparent(traceparent)) is not None:
+        return parsed
     context = _PROPAGATOR.extract(carrier)
     return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def _parse_traceparent(value: str) -> Context | None:
+    """A version-00 ``traceparent`` as the propagator reads it, without its regular expression and carrier
+    dictionaries (the form every event of this platform carries); None: leave it to the propagator."""
+    match = _TRACEPARENT_00.fullmatch(value)
+    if match is None:
+        return None
+    trace_id, span_id, flags = int(match[1], 16), int(match[2], 16), int(match[3], 16)
+    if not trace_id or not span_id:
+        return None
+    span_context = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _traceparent(span: Span) -> dict[str, str]:
+    """The W3C headers naming `span` as the parent (what the propagator's inject writes)."""
+    context = span.get_span_context()
+    headers = {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"}
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
+    return headers
 
 
 def with_trace_headers(headers: Sequence[Sequence[str]], trace_headers: Mapping[str, str]) -> list[list[str]]:
@@ -271,9 +298,7 @@ def with_trace_headers(headers: Sequence[Sequence[str]], trace_headers: Mapping[
 # ---- spans of the event path --------------------------------------------------------------------------
 
 
-def start_publish_span(
-    topic: str, headers: Sequence[Sequence[str]], *, wait_s: float, service: str
-) -> tuple[Span, list[list[str]]]:
+def start_publish_span(topic: str, headers: Sequence[Sequence[str]], *, wait_s: float) -> tuple[Span, list[list[str]]]:
     """The relay's span for one outbox row, child of the context stored with it (the caller ends it when
     the broker answers), and the row's headers carrying the span's own context. Only while tracing is on."""
     assert _tracer is not None
@@ -287,15 +312,11 @@ def start_publish_span(
             "messaging.system": "kafka",
             "messaging.operation.type": "send",
             "messaging.destination.name": topic,
-            "crm.service": service,
             "crm.event.type": event_type,
             "crm.outbox.wait_s": wait_s,
         },
     )
-    span.add_event("outbox.waited", {"crm.outbox.wait_s": wait_s})
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    return span, with_trace_headers(headers, carrier)
+    return span, with_trace_headers(headers, _traceparent(span))
 
 
 @contextmanager
@@ -332,7 +353,6 @@ def handle_span(
             "crm.consumer.lag_s": lag_s,
         },
     ) as span:
-        span.add_event("consumer.lag", {"crm.consumer.lag_s": lag_s})
         yield span
 
 

@@ -154,7 +154,7 @@ class OutboxRelay:
             for row in rows:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
                 wait_s = max((now - created).total_seconds(), 0.0)
-                span, headers = tracing.start_publish_span(row.topic, row.headers, wait_s=wait_s, service=self.service)
+                span, headers = tracing.start_publish_span(row.topic, row.headers, wait_s=wait_s)
                 spans.append(span)
                 sends.append(
                     await producer.send(

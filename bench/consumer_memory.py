@@ -224,6 +224,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
     components = spec.load_components()
     database = Database(url, source=f"/crm/{args.service}")
     consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
+    # The retention consumer process also runs the housekeeping loop (snoozes, auto-save, pruning, gauges).
+    housekeeping = import_module("services.retention.background").housekeeping_round if args.housekeeping else None
     opened: list[Any] = []  # the pool's DBAPI connections, to count the statements each keeps prepared
     event.listen(database.engine.sync_engine, "connect", lambda dbapi, record: opened.append(dbapi))
     stream = Stream(None if args.customers == "new" else int(args.customers))
@@ -235,6 +237,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
             records, count = stream.batch(args.batch)
             interactions += count
             await consumer.apply_batch([consumer.decode(r) for r in records])
+            if housekeeping is not None:
+                await housekeeping(database, settings)
 
     if args.frames:
         tracemalloc.start(args.frames)
@@ -307,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--top", type=int, default=15, help="allocation sites to list")
     parser.add_argument("--tracebacks", type=int, default=0, help="also list this many grown tracebacks")
+    parser.add_argument("--housekeeping", action="store_true", help="retention: a housekeeping round after each batch")
     parser.add_argument("--sqlite", action="store_true", help="on a SQLite file instead of PostgreSQL")
     args = parser.parse_args(argv)
     if args.sqlite:

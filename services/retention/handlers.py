@@ -65,6 +65,7 @@ async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     # One query each for the batch's replicas, latest scores and unresolved alerts, and one for which of its
     # customers wait for an event, instead of per event; the read model's rows the same way.
     await alerts.preload(uow, events)
+    await touches.preload(uow, events)
     await read_model.preload(uow, events)
     await waits.preload(uow, events)
 

@@ -15,6 +15,7 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.lifecycle import service as lifecycle
 from services.retention.replica.service import churn_time
 from services.retention.reports import facts as read_model
+from services.retention.touches.service import Consents
 
 
 async def on_interaction(uow: UnitOfWork, event: Received[InteractionRecorded]) -> None:
@@ -44,4 +45,5 @@ async def on_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChang
 async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -> None:
     # Idempotent: the second erasure of a customer finds the replica erased and confirms nothing again.
     if await lifecycle.erase_customer(uow=uow, data=event.data):
+        uow.forget(Consents)  # the consent replica is gone
         await read_model.erase(uow, event.data.customer_id)

@@ -14,6 +14,8 @@ from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports.models import CustomerFact, FactEvent
+from services.retention.touches.models import Touch
+from tests.unit.retention.events import complaint
 from tests.unit.retention.test_reports import order
 
 
@@ -73,3 +75,14 @@ async def test_a_batch_of_orders_writes_the_read_model_with_a_bounded_number_of_
     assert await facts(database) == {c: (8, 46.0, "2026-01-15", "2026-04-05") for c in customers}
     async with database.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(FactEvent)) == 4 * 8
+
+
+async def test_a_batch_of_alerts_reads_consent_once_and_inserts_its_touches_in_one_statement(database: Database):
+    events = [complaint(f"c-{k}", minutes=k) for k in range(5)]
+    statements = await apply_batch(database, events)
+    consent_reads = [s for s in on_table(statements, "consent_replica") if s.lstrip().upper().startswith("SELECT")]
+    touch_inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO TOUCHES")]
+    assert len(consent_reads) == 1 and len(touch_inserts) == 1
+    async with database.sessions() as session:
+        touched = set((await session.execute(select(Touch.customer_id))).scalars())
+    assert touched == {f"c-{k}" for k in range(5)}

@@ -27,6 +27,7 @@ from services.retention.followups.handlers import with_followups
 from services.retention.lifecycle import handlers as lifecycle
 from services.retention.member_tiers.handlers import with_member_tiers
 from services.retention.replica.service import store_new_scores
+from services.retention.reports import batch as read_model
 from services.retention.touches import handlers as touches
 from services.retention.waits import handlers as waits
 from services.retention.waits.handlers import with_wakes
@@ -62,8 +63,10 @@ HANDLERS = with_redemptions(with_followups(with_wakes(with_member_tiers(HANDLERS
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     # One query each for the batch's replicas, latest scores and unresolved alerts, and one for which of its
-    # customers wait for an event, instead of per event.
+    # customers wait for an event, instead of per event; the read model's rows the same way.
     await alerts.preload(uow, events)
+    await touches.preload(uow, events)
+    await read_model.preload(uow, events)
     await waits.preload(uow, events)
 
 

@@ -31,7 +31,7 @@ async def on_signal(
     if not live:
         HISTORY_SIGNALS.inc()
     await alerts.handle_event(uow=uow, event=event, raise_alerts=live)
-    await read_model.on_signal(uow.session, event)  # duplicate-safe: keyed on the event id
+    await read_model.on_signal(uow, event)  # duplicate-safe: keyed on the event id
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:

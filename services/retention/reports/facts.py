@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import BigInteger, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.common import InteractionType
 from contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
 from contracts.interaction import (
     ComplaintOpened,
@@ -21,21 +20,17 @@ from contracts.interaction import (
 )
 from contracts.retention import SurveyResponded
 from servicekit.clock import utc_now
-from servicekit.db import dialect_insert
+from servicekit.db import dialect_insert, update_at_commit
 from servicekit.events.envelope import Received
 from servicekit.types import as_utc
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.replica.models import Customer, CustomerScore
-from services.retention.reports import order_months, reason_suggestion
+from services.retention.reports import batch, order_months, reason_suggestion
 from services.retention.reports.models import (
-    COMPETITOR_CATEGORIES,
-    COMPETITOR_CONTACT,
     COMPLAINT,
     COMPLAINT_OVERDUE,
-    INCIDENT,
     ORDER,
     OWNER_CHANGE,
-    PRICE_CATEGORIES,
-    PRICE_CONTACT,
     RETURN,
     SIGNAL_KINDS,
     SURVEY,
@@ -80,61 +75,37 @@ async def backfill_order_months(session: AsyncSession) -> None:
     await session.execute(query.values(order_months=func.coalesce(bits, 0), first_order_month=first_month))
 
 
-async def _facts(session: AsyncSession, customer_id: str) -> CustomerFact:
-    fact = await session.get(CustomerFact, customer_id, with_for_update=True)
-    if fact is None:
-        fact = CustomerFact(customer_id=customer_id)
-        session.add(fact)
-    return fact
-
-
-def _interaction_kind(data: InteractionRecorded) -> str | None:
-    category = (data.category or "").lower()
-    match data.type:
-        case InteractionType.purchase:
-            return ORDER
-        case InteractionType.return_:
-            return RETURN
-        case InteractionType.ticket:
-            return INCIDENT
-        case InteractionType.complaint | InteractionType.survey:
-            return None  # complaint.opened and survey.answered carry those
-    if category in PRICE_CATEGORIES:
-        return PRICE_CONTACT
-    if category in COMPETITOR_CATEGORIES:
-        return COMPETITOR_CONTACT
-    return None
-
-
-async def on_interaction(session: AsyncSession, event: Received[InteractionRecorded]) -> None:
+async def on_interaction(uow: UnitOfWork, event: Received[InteractionRecorded]) -> None:
     data = event.data
-    kind = _interaction_kind(data)
-    if kind is None:
+    kind = batch.interaction_kind(data)
+    if kind is None or not await batch.is_new(uow, event.id):
         return
     at = as_utc(data.occurred_at)
     amount = float(data.amount) if data.amount is not None else None
     row = {"category": data.category, "amount": amount}
-    if not await _insert(session, event_id=event.id, customer_id=data.customer_id, kind=kind, at=at, **row):
-        return
+    batch.hold_fact_event(uow, event_id=event.id, customer_id=data.customer_id, kind=kind, at=at, **row)
     if kind == ORDER:
-        fact = await _facts(session, data.customer_id)
+        fact = await batch.locked_facts(uow, data.customer_id)
         first = as_utc(fact.first_order_at) if fact.first_order_at is not None else None
-        fact.order_months = order_months.with_order(fact.order_months or 0, first, at)
-        fact.first_order_month = order_months.month_number(at if first is None else min(first, at))
-        fact.orders += 1
-        fact.revenue += amount or 0.0
-        fact.first_order_at = at if fact.first_order_at is None else min(as_utc(fact.first_order_at), at)
-        fact.last_order_at = at if fact.last_order_at is None else max(as_utc(fact.last_order_at), at)
-        fact.updated_at = utc_now()
+        last = as_utc(fact.last_order_at) if fact.last_order_at is not None else None
+        update_at_commit(
+            uow.session,
+            fact,
+            order_months=order_months.with_order(fact.order_months or 0, first, at),
+            first_order_month=order_months.month_number(at if first is None else min(first, at)),
+            orders=(fact.orders or 0) + 1,
+            revenue=(fact.revenue or 0.0) + (amount or 0.0),
+            first_order_at=at if first is None else min(first, at),
+            last_order_at=at if last is None else max(last, at),
+            updated_at=utc_now(),
+        )
     elif kind == RETURN and amount:
-        fact = await _facts(session, data.customer_id)
-        fact.revenue -= abs(amount)
-        fact.updated_at = utc_now()
-    await session.flush()
-    await _late_signal(session, data.customer_id, kind, at)
+        fact = await batch.locked_facts(uow, data.customer_id)
+        update_at_commit(uow.session, fact, revenue=(fact.revenue or 0.0) - abs(amount), updated_at=utc_now())
+    await _late_signal(uow, data.customer_id, kind, at)
 
 
-async def on_signal(session: AsyncSession, event: Received[Any]) -> None:
+async def on_signal(uow: UnitOfWork, event: Received[Any]) -> None:
     """complaint.opened, complaint.overdue and survey.answered (score.updated lives in customer_scores)."""
     data = event.data
     if isinstance(data, ComplaintOpened):
@@ -152,18 +123,17 @@ async def on_signal(session: AsyncSession, event: Received[Any]) -> None:
         }
     else:
         return
-    if not await _insert(session, event_id=event.id, customer_id=data.customer_id, **row):
+    if not await batch.is_new(uow, event.id):
         return
+    batch.hold_fact_event(uow, event_id=event.id, customer_id=data.customer_id, **row)
     if isinstance(data, SurveyAnswered) and data.survey in ("nps", "csat"):
-        fact = await _facts(session, data.customer_id)
+        fact = await batch.locked_facts(uow, data.customer_id)
         at = row["at"]
         latest = getattr(fact, f"{data.survey}_at")
         if latest is None or as_utc(latest) <= at:  # an older answer arriving late is not the latest
-            setattr(fact, data.survey, data.score)
-            setattr(fact, f"{data.survey}_at", at)
-            fact.updated_at = utc_now()
-    await session.flush()
-    await _late_signal(session, data.customer_id, row["kind"], row["at"])
+            values = {data.survey: data.score, f"{data.survey}_at": at, "updated_at": utc_now()}
+            update_at_commit(uow.session, fact, **values)
+    await _late_signal(uow, data.customer_id, row["kind"], row["at"])
 
 
 async def on_link_answer(session: AsyncSession, answer: SurveyResponded) -> None:
@@ -184,25 +154,27 @@ async def on_link_answer(session: AsyncSession, answer: SurveyResponded) -> None
         )
 
 
-def _apply_attributes(fact: CustomerFact, attributes: dict[str, Any]) -> None:
+def _apply_attributes(uow: UnitOfWork, fact: CustomerFact, attributes: dict[str, Any]) -> None:
     team = attributes.get("team")
-    fact.team = team if isinstance(team, str) and 0 < len(team) <= 100 else None
     wallet = attributes.get("share_of_wallet")
     ok = isinstance(wallet, int | float) and not isinstance(wallet, bool) and 0 <= wallet <= 1
-    fact.share_of_wallet = float(wallet) if ok else None
-    fact.updated_at = utc_now()
+    update_at_commit(
+        uow.session,
+        fact,
+        team=team if isinstance(team, str) and 0 < len(team) <= 100 else None,
+        share_of_wallet=float(wallet) if ok else None,
+        updated_at=utc_now(),
+    )
 
 
-async def on_customer_created(session: AsyncSession, event: Received[CustomerCreated]) -> None:
+async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
     data = event.data
-    fact = await _facts(session, data.customer_id)
-    _apply_attributes(fact, data.attributes)
-    await session.flush()
+    _apply_attributes(uow, await batch.locked_facts(uow, data.customer_id), data.attributes)
     churned_on = getattr(data, "churned_at", None)
     if data.status == "churned" and churned_on is not None:
         at = datetime.combine(churned_on, datetime.max.time(), tzinfo=as_utc(data.created_at).tzinfo)
         await _record_churn(
-            session,
+            uow,
             event_id=f"{data.customer_id}:imported-churn",
             customer_id=data.customer_id,
             at=as_utc(at),
@@ -218,29 +190,27 @@ async def owner_of(session: AsyncSession, customer_id: str) -> str | None:
     return replica.owner if replica is not None else None
 
 
-async def on_customer_updated(
-    session: AsyncSession, event: Received[CustomerUpdated], *, previous_owner: str | None
-) -> None:
+async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated], *, previous_owner: str | None) -> None:
     data = event.data
-    replica = await session.get(Customer, data.customer_id)
+    replica = await uow.session.get(Customer, data.customer_id)
     if replica is None or replica.erased_at is not None or replica.version != data.version:
         return  # ignored by the replica (older than what it holds): ignored here too
     changed = set(data.changed) or {"owner", "attributes"}
     if "attributes" in changed:
-        _apply_attributes(await _facts(session, data.customer_id), data.attributes)
-        await session.flush()
+        _apply_attributes(uow, await batch.locked_facts(uow, data.customer_id), data.attributes)
     if previous_owner is not None and replica.owner != previous_owner:
         at = as_utc(event.envelope.time)  # when the customer service published the change
-        if await _insert(session, event_id=event.id, customer_id=data.customer_id, kind=OWNER_CHANGE, at=at):
-            await _late_signal(session, data.customer_id, OWNER_CHANGE, at)
+        if await batch.is_new(uow, event.id):
+            batch.hold_fact_event(uow, event_id=event.id, customer_id=data.customer_id, kind=OWNER_CHANGE, at=at)
+            await _late_signal(uow, data.customer_id, OWNER_CHANGE, at)
 
 
-async def on_status_changed(session: AsyncSession, event: Received[CustomerStatusChanged], at: datetime) -> None:
+async def on_status_changed(uow: UnitOfWork, event: Received[CustomerStatusChanged], at: datetime) -> None:
     data = event.data
     if data.status != "churned":
         return
     await _record_churn(
-        session,
+        uow,
         event_id=event.id,
         customer_id=data.customer_id,
         at=at,
@@ -251,7 +221,7 @@ async def on_status_changed(session: AsyncSession, event: Received[CustomerStatu
 
 
 async def _record_churn(
-    session: AsyncSession,
+    uow: UnitOfWork,
     *,
     event_id: str,
     customer_id: str,
@@ -260,11 +230,12 @@ async def _record_churn(
     side: str | None,
     voluntary: bool | None,
 ) -> None:
+    session = uow.session
     if await session.get(ChurnFact, event_id) is not None:
         return  # a redelivery
     replica = await session.get(Customer, customer_id)
     score = await session.get(CustomerScore, customer_id)
-    fact = await session.get(CustomerFact, customer_id)
+    fact = await batch.known_facts(uow, customer_id)
     churn = ChurnFact(
         event_id=event_id,
         customer_id=customer_id,
@@ -281,6 +252,7 @@ async def _record_churn(
     )
     session.add(churn)
     await session.flush()
+    batch.record_churn(uow, churn)
     await refresh_suggestion(session, churn)
 
 
@@ -288,6 +260,7 @@ async def refresh_suggestion(session: AsyncSession, churn: ChurnFact) -> None:
     """(Re)compute the churn's suggested reason from the signals dated in the look-back before it."""
     lookback = timedelta(days=get_settings().suggestion_lookback_days)
     churned_at = as_utc(churn.churned_at)
+    await batch.store_new_fact_events(session)  # the transaction's held rows, for the query below
     rows = (
         await session.execute(
             select(FactEvent.event_id, FactEvent.kind, FactEvent.category, FactEvent.at)
@@ -314,39 +287,24 @@ async def refresh_suggestion(session: AsyncSession, churn: ChurnFact) -> None:
     await session.flush()
 
 
-async def _late_signal(session: AsyncSession, customer_id: str, kind: str, at: datetime) -> None:
+async def _late_signal(uow: UnitOfWork, customer_id: str, kind: str, at: datetime) -> None:
     """A signal that arrives after the churn it preceded (another topic, no mutual order) updates its suggestion."""
     if kind not in SIGNAL_KINDS:
         return
     lookback = timedelta(days=get_settings().suggestion_lookback_days)
-    churns = (
-        (
-            await session.execute(
-                select(ChurnFact).where(
-                    ChurnFact.customer_id == customer_id,
-                    ChurnFact.churned_at >= at,
-                    ChurnFact.churned_at <= at + lookback,
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for churn in churns:
-        await refresh_suggestion(session, churn)
+    for churn in await batch.churns_of(uow, customer_id):
+        if at <= as_utc(churn.churned_at) <= at + lookback:
+            await refresh_suggestion(uow.session, churn)
 
 
-async def erase(session: AsyncSession, customer_id: str) -> None:
+async def erase(uow: UnitOfWork, customer_id: str) -> None:
     """Erasure: the attributes copied from the customer go, and so do the rows kept for the reports' speed
     (today's loyalty type); ids, codes and numbers stay as anonymous facts."""
     loyalty_rows = CustomerLoyalty.__table__  # type: ignore[attr-defined]
-    await session.execute(delete(loyalty_rows).where(loyalty_rows.c.customer_id == customer_id))
-    fact = await session.get(CustomerFact, customer_id, with_for_update=True)
+    await uow.session.execute(delete(loyalty_rows).where(loyalty_rows.c.customer_id == customer_id))
+    fact = await batch.locked_stored_facts(uow, customer_id)
     if fact is not None:
-        fact.team = None
-        fact.share_of_wallet = None
-        fact.updated_at = utc_now()
-    await session.flush()
+        update_at_commit(uow.session, fact, team=None, share_of_wallet=None, updated_at=utc_now())
 
 
 async def latest_churn(session: AsyncSession, customer_id: str) -> ChurnFact | None:

@@ -70,7 +70,8 @@ async def create_tasks(
         for planned in plan_tasks(playbook.steps, tier=tier, now=now)
     ]
     # Steps that contact the customer pass consent and the contact policy first; blocks are recorded.
-    rows, touch_events = await touches.screen(session, rows, tier=tier) if rows else (rows, [])
+    consents = uow.state(touches.Consents)
+    rows, touch_events = await touches.screen(session, rows, tier=tier, consents=consents) if rows else (rows, [])
     if not rows:
         return []
     hold_until_commit(session, _NEW_TASKS, rows, insert_rows(Task.__table__))  # type: ignore[attr-defined]

@@ -9,24 +9,70 @@ consent.changed (ConsentReplica). Domain functions only: they never commit. docs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts.customer import ConsentChanged
 from servicekit import runtime_settings
 from servicekit.clock import utc_now
+from servicekit.db import KEYS, for_each_key, hold_until_commit, holds, insert_rows, on_postgres, take_held
 from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
+from servicekit.unit_of_work import UnitOfWork
 from services.retention.db import new_id
 from services.retention.replica.models import Customer
 from services.retention.settings import RetentionSettings, get_settings
 from services.retention.surveys import service as surveys
 from services.retention.touches import contact_policy as cp
 from services.retention.touches.models import ConsentReplica, Touch
+
+
+@dataclass
+class Consents:
+    """A consumer batch's consent replicas by customer id (None: none), read once in the batch preload."""
+
+    replicas: dict[str, ConsentReplica | None] = field(default_factory=dict)
+
+
+@cache
+def _consents_of(postgres: bool) -> Any:
+    # Built once per process (see for_each_key).
+    return for_each_key(select(ConsentReplica), col(ConsentReplica.customer_id), postgres=postgres)
+
+
+async def preload(uow: UnitOfWork, ids: Sequence[str]) -> None:
+    """Read the customers' consent replicas not read yet, in one statement."""
+    replicas = uow.state(Consents).replicas
+    fresh = [i for i in ids if i not in replicas]
+    if fresh:
+        rows = await uow.session.execute(_consents_of(on_postgres(uow.session)), {KEYS: fresh})
+        found = {row.customer_id: row for row in rows.scalars()}
+        replicas.update({i: found.get(i) for i in fresh})
+
+
+async def _consent(session: AsyncSession, customer_id: str, consents: Consents | None) -> ConsentReplica | None:
+    if consents is not None and customer_id in consents.replicas:
+        return consents.replicas[customer_id]
+    return await session.get(ConsentReplica, customer_id)
+
+
+# Touch rows recorded in this transaction, inserted just before commit in one statement (flushed one by one,
+# each screened alert cost an INSERT). Code that reads touches with SQL of its own calls store_new_touches first.
+_NEW_TOUCHES = "retention.new_touches"
+
+
+async def store_new_touches(session: AsyncSession) -> None:
+    """Write this transaction's held touch rows now."""
+    rows = take_held(session.sync_session, _NEW_TOUCHES) if holds(session, _NEW_TOUCHES) else []
+    if rows:
+        await session.execute(insert(Touch), rows)
 
 
 def policy_of(settings: RetentionSettings) -> cp.Policy:
@@ -69,18 +115,20 @@ async def screen(
     *,
     tier: str | None,
     verdicts: dict[str, str] | None = None,
+    consents: Consents | None = None,
 ) -> tuple[list[dict[str, Any]], list[EventData]]:
     """The task rows that may be created (internal ones, and touches the policy allows) and the events
     their touches send (a survey link per allowed survey touch). Records a touch for every row that
     contacts the customer (allowed with its task id, or blocked with the reason). A row's `channel`, if
-    given, overrides its action's; `verdicts`, if given, receives each touching row's verdict by row id."""
+    given, overrides its action's; `verdicts`, if given, receives each touching row's verdict by row id.
+    `consents`: the batch's preloaded consent replicas, if any. Touch rows are inserted at commit."""
     touching = [
         (row, channel) for row in rows if (channel := row.get("channel") or cp.channel_of(row["action"])) is not None
     ]
     if not touching:
         return rows, []
     customer_id = rows[0]["customer_id"]
-    contact = contact_of(await session.get(ConsentReplica, customer_id))
+    contact = contact_of(await _consent(session, customer_id, consents))
     rules = await policy(session)
     cap = cp.cap_for(contact, rules, tier)
     previous: list[datetime] = []
@@ -92,7 +140,7 @@ async def screen(
             col(Touch.at) > min(times) - cap.window,
             col(Touch.at) < max(times) + cap.window,
         )
-        # autoflush: this transaction's earlier touches (a consumer batch) are counted too
+        await store_new_touches(session)  # this transaction's earlier touches (a consumer batch) count too
         previous = [as_utc(t) for t in (await session.execute(query)).scalars()]
     now = utc_now()
     blocked: set[str] = set()
@@ -118,22 +166,20 @@ async def screen(
                 )
         else:
             blocked.add(row["id"])
-        session.add(
-            Touch(
-                id=new_id(),
-                customer_id=customer_id,
-                alert_id=row["alert_id"],
-                task_id=row["id"] if allowed else None,
-                reason=row["reason"],
-                action=str(row["action"]),
-                channel=channel,
-                allowed=allowed,
-                verdict=verdict.value,
-                at=at,
-                created_at=now,
-            )
-        )
-    await session.flush()
+        touch = {
+            "id": new_id(),
+            "customer_id": customer_id,
+            "alert_id": row["alert_id"],
+            "task_id": row["id"] if allowed else None,
+            "reason": row["reason"],
+            "action": str(row["action"]),
+            "channel": channel,
+            "allowed": allowed,
+            "verdict": verdict.value,
+            "at": at,
+            "created_at": now,
+        }
+        hold_until_commit(session, _NEW_TOUCHES, [touch], insert_rows(Touch.__table__))  # type: ignore[attr-defined]
     return [row for row in rows if row["id"] not in blocked], events
 
 
@@ -180,6 +226,7 @@ async def list_touches(
     limit: int,
     offset: int,
 ) -> tuple[list[Touch], int]:
+    await store_new_touches(session)
     where = [col(Touch.customer_id) == customer_id]
     if allowed is not None:
         where.append(col(Touch.allowed).is_(allowed))
@@ -198,6 +245,7 @@ async def list_touches(
 
 async def blocked_counts(*, session: AsyncSession, start: datetime, end: datetime) -> tuple[list[Any], int, int]:
     """Blocked touches recorded in [start, end) by (verdict, channel), and the allowed and blocked totals."""
+    await store_new_touches(session)
     window = (col(Touch.created_at) >= start, col(Touch.created_at) < end)
     query = (
         select(Touch.verdict, Touch.channel, func.count().label("n"))

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
@@ -36,11 +35,10 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import event
 
-from bench.consumer_path import _record
+from bench.consumer_path import _record, interaction_events
 from bench.infra import rss_mib
 from contracts.customer import CustomerCreated
-from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
-from contracts.scoring import Factor, ScoreUpdated, ScoreValues
+from contracts.scoring import ScoreValues
 from servicekit.db import Database
 from servicekit.events.envelope import EventData
 from servicekit.inbox.consumer import EventConsumer
@@ -83,56 +81,8 @@ class Stream:
             if self.customers is not None:
                 self.created.add(customer)
             events.append(CustomerCreated(customer_id=customer, kind="person", status="active", created_at=at))
-        roll = rng.random()
-        kind = "purchase" if roll < 0.6 else "complaint" if roll < 0.85 else "survey"
-        extra: dict[str, Any] = {"purchase": {"amount": 25.0, "currency": "EUR"}, "survey": {}}.get(
-            kind, {"severity": "high", "category": "delivery"}
-        )
-        events.append(
-            InteractionRecorded(
-                customer_id=customer, interaction_id=str(uuid.uuid4()), type=kind, occurred_at=at, **extra
-            )
-        )
-        if kind == "complaint":
-            events.append(
-                ComplaintOpened(
-                    customer_id=customer,
-                    complaint_id=str(uuid.uuid4()),
-                    category="delivery",
-                    severity=rng.choice(["low", "medium", "high", "critical"]),
-                    opened_at=at,
-                    due_at=at + timedelta(days=2),
-                )
-            )
-        elif kind == "survey":
-            events.append(
-                SurveyAnswered(
-                    customer_id=customer,
-                    interaction_id=str(uuid.uuid4()),
-                    survey="nps",
-                    score=rng.randint(0, 10),
-                    answered_at=at,
-                )
-            )
-        current = ScoreValues(
-            churn_risk=round(rng.uniform(0.1, 0.95), 3),
-            health=0.5,
-            value_tier=rng.choice(["platinum", "gold", "silver", "bronze"]),
-            lifecycle_stage=rng.choice(["active", "at_risk", "decline"]),
-            p_alive=round(rng.uniform(0.1, 1.0), 3),
-            clv=100.0,
-        )
-        events.append(
-            ScoreUpdated(
-                customer_id=customer,
-                previous=self.previous.get(customer),
-                current=current,
-                factors=[Factor(code=f"f{k}", label=f"factor {k}", contribution=0.1) for k in range(3)],
-                model_version="rules-1",
-                caused_by=str(uuid.uuid4()),
-                computed_at=at,
-            )
-        )
+        drawn, current = interaction_events(rng, customer, at, self.previous)
+        events += drawn
         if self.customers is not None:
             self.previous[customer] = current
         return events

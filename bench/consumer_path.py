@@ -29,6 +29,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from typing import Any
@@ -64,6 +65,64 @@ def _record(data: EventData, offset: int) -> ConsumerRecord:
     return ConsumerRecord(data.topic, 0, offset, 0, 0, key, envelope.to_json(), None, 0, 0, headers)
 
 
+def interaction_events(
+    rng: random.Random, customer: str, at: datetime, previous: Mapping[str, ScoreValues]
+) -> tuple[list[EventData], ScoreValues]:
+    """One interaction of `customer` at `at` (a purchase, complaint or survey answer with its events) and the
+    score update it causes, drawn from `rng`; also the new score values."""
+    events: list[EventData] = []
+    roll = rng.random()
+    kind = "purchase" if roll < 0.6 else "complaint" if roll < 0.85 else "survey"
+    extra: dict[str, Any] = {"purchase": {"amount": 25.0, "currency": "EUR"}, "survey": {}}.get(
+        kind, {"severity": "high", "category": "delivery"}
+    )
+    events.append(
+        InteractionRecorded(customer_id=customer, interaction_id=str(uuid.uuid4()), type=kind, occurred_at=at, **extra)
+    )
+    if kind == "complaint":
+        severity = rng.choice(["low", "medium", "high", "critical"])
+        events.append(
+            ComplaintOpened(
+                customer_id=customer,
+                complaint_id=str(uuid.uuid4()),
+                category="delivery",
+                severity=severity,
+                opened_at=at,
+                due_at=at + timedelta(days=2),
+            )
+        )
+    elif kind == "survey":
+        events.append(
+            SurveyAnswered(
+                customer_id=customer,
+                interaction_id=str(uuid.uuid4()),
+                survey="nps",
+                score=rng.randint(0, 10),
+                answered_at=at,
+            )
+        )
+    current = ScoreValues(
+        churn_risk=round(rng.uniform(0.1, 0.95), 3),
+        health=0.5,
+        value_tier=rng.choice(["platinum", "gold", "silver", "bronze"]),
+        lifecycle_stage=rng.choice(["active", "at_risk", "decline"]),
+        p_alive=round(rng.uniform(0.1, 1.0), 3),
+        clv=100.0,
+    )
+    events.append(
+        ScoreUpdated(
+            customer_id=customer,
+            previous=previous.get(customer),
+            current=current,
+            factors=[Factor(code=f"f{k}", label=f"factor {k}", contribution=0.1) for k in range(3)],
+            model_version="rules-1",
+            caused_by=str(uuid.uuid4()),
+            computed_at=at,
+        )
+    )
+    return events, current
+
+
 def stream(interactions: int, seed: int = 1) -> list[ConsumerRecord]:
     """The records of `interactions` interactions (and their complaint, survey and score events), in order."""
     rng = random.Random(seed)
@@ -73,57 +132,8 @@ def stream(interactions: int, seed: int = 1) -> list[ConsumerRecord]:
     for i in range(interactions):
         customer = f"c{rng.randrange(CUSTOMERS):04d}"
         at = start + timedelta(milliseconds=2 * i)
-        roll = rng.random()
-        kind = "purchase" if roll < 0.6 else "complaint" if roll < 0.85 else "survey"
-        extra: dict[str, Any] = {"purchase": {"amount": 25.0, "currency": "EUR"}, "survey": {}}.get(
-            kind, {"severity": "high", "category": "delivery"}
-        )
-        events.append(
-            InteractionRecorded(
-                customer_id=customer, interaction_id=str(uuid.uuid4()), type=kind, occurred_at=at, **extra
-            )
-        )
-        if kind == "complaint":
-            severity = rng.choice(["low", "medium", "high", "critical"])
-            events.append(
-                ComplaintOpened(
-                    customer_id=customer,
-                    complaint_id=str(uuid.uuid4()),
-                    category="delivery",
-                    severity=severity,
-                    opened_at=at,
-                    due_at=at + timedelta(days=2),
-                )
-            )
-        elif kind == "survey":
-            events.append(
-                SurveyAnswered(
-                    customer_id=customer,
-                    interaction_id=str(uuid.uuid4()),
-                    survey="nps",
-                    score=rng.randint(0, 10),
-                    answered_at=at,
-                )
-            )
-        current = ScoreValues(
-            churn_risk=round(rng.uniform(0.1, 0.95), 3),
-            health=0.5,
-            value_tier=rng.choice(["platinum", "gold", "silver", "bronze"]),
-            lifecycle_stage=rng.choice(["active", "at_risk", "decline"]),
-            p_alive=round(rng.uniform(0.1, 1.0), 3),
-            clv=100.0,
-        )
-        events.append(
-            ScoreUpdated(
-                customer_id=customer,
-                previous=previous.get(customer),
-                current=current,
-                factors=[Factor(code=f"f{k}", label=f"factor {k}", contribution=0.1) for k in range(3)],
-                model_version="rules-1",
-                caused_by=str(uuid.uuid4()),
-                computed_at=at,
-            )
-        )
+        events_of, current = interaction_events(rng, customer, at, previous)
+        events += events_of
         previous[customer] = current
     return [_record(data, offset) for offset, data in enumerate(events)]
 

@@ -6,6 +6,7 @@ Definitions: docs/reports.md, "Retention". No I/O besides the queries; never com
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from servicekit.reports import Period, days_between
+from servicekit.reports import Period, days_between, ratio
 from services.retention.reports import loyalty
 from services.retention.reports.models import (
     ORDER,
@@ -216,3 +217,14 @@ async def suggestion_accuracy(
         cells,
         total,
     )
+
+
+def distribution_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A loyalty distribution's report fields from its counts (the period report and the one as of today)."""
+    customers = result["customers"]
+    return {
+        "customers": customers,
+        "repeat_rate": ratio(result["repeaters"], result["buyers"]),
+        "satisfaction_traps": result["traps"],
+        "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
+    }

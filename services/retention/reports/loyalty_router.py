@@ -68,13 +68,7 @@ async def loyalty_distribution(
         filters=filters_of(tier, segment, owner, team),
         thresholds=settings_of(request).loyalty_thresholds(),
     )
-    customers = result["customers"]
-    return {
-        "customers": customers,
-        "repeat_rate": ratio(result["repeaters"], result["buyers"]),
-        "satisfaction_traps": result["traps"],
-        "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
-    }
+    return loyalty_queries.distribution_fields(result)
 
 
 class TrapRow(BaseModel):

@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.reports import CsvTable, ReportFields, ReportFormat, ratio, report_route
+from servicekit.reports import CsvTable, ReportFields, ReportFormat, report_route
 from services.retention.reports import loyalty_sweep
 from services.retention.reports.loyalty import LoyaltyType
+from services.retention.reports.loyalty_queries import distribution_fields
 from services.retention.reports.params import PREFIX, Owners, Segments, Teams, Tiers, filters_of
 
 router = APIRouter(tags=["reports"])
@@ -61,14 +62,7 @@ async def loyalty_today(
     """Customers per loyalty type (true, latent, spurious/inertia, none, unmeasured) as of the start of
     today, from the daily sweep; filters on the customers' current values."""
     result = await loyalty_sweep.distribution_today(session, filters_of(tier, segment, owner, team))
-    customers = result["customers"]
-    return {
-        **await _head(session),
-        "customers": customers,
-        "repeat_rate": ratio(result["repeaters"], result["buyers"]),
-        "satisfaction_traps": result["traps"],
-        "items": [{"type": t, "customers": n, "share": ratio(n, customers)} for t, n in result["counts"].items()],
-    }
+    return {**await _head(session), **distribution_fields(result)}
 
 
 class TodayTrapRow(BaseModel):

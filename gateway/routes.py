@@ -62,6 +62,7 @@ ROUTES: tuple[Route, ...] = tuple(
             Route(("customers", WILDCARD, "value"), "scoring", exact=True),
             _prefix("retention", "customers", WILDCARD, "touches"),
             _prefix("retention", "customers", WILDCARD, "enrolments"),
+            _prefix("retention", "customers", WILDCARD, "followups"),
             Route(("customers", WILDCARD, "loyalty"), "retention", exact=True),
             Route(("customers", WILDCARD, "churn-suggestion"), "retention", exact=True),
             _prefix("customer", "customers"),
@@ -208,6 +209,7 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "customers/consent/bulk", "consent:bulk"),
             _p(READ, "customers/*/touches", "tasks:read", S.CUSTOMER_PATH, prefix=True),
             _p(READ, "customers/*/enrolments", "tasks:read", S.CUSTOMER_PATH, prefix=True),
+            _p(READ, "customers/*/followups", "tasks:read", S.CUSTOMER_PATH, prefix=True),
             # loyalty points: reading like the profile; booking an entry is an administrator's or the ERP's
             _p(READ, "customers/*/points", "customers:read", S.CUSTOMER_PATH),
             _p(POST, "customers/*/points", "points:write", S.CUSTOMER_PATH),

@@ -6,6 +6,7 @@ from services.retention.background import run_housekeeping, run_loyalty_sweep
 from services.retention.campaigns.launch import run_campaigns
 from services.retention.campaigns.router import router as campaigns_router
 from services.retention.followups.loop import run_followups
+from services.retention.followups.router import customer_router as customer_followups_router
 from services.retention.followups.router import router as followups_router
 from services.retention.followups.router import triggers_router as followup_triggers_router
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
@@ -34,6 +35,7 @@ COMPONENTS = ServiceComponents(
         campaigns_router,
         followups_router,
         followup_triggers_router,
+        customer_followups_router,
     ],
     handlers=HANDLERS,
     before_batch=BEFORE_BATCH,

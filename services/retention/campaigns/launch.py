@@ -114,18 +114,17 @@ async def apply_launch(
         member_tier = await member_tiers.tiers_of(session, list(wanted))
         wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
     erased, tiers, owners = await _replica_facts(session, list(wanted))
-    holdout: list[dict[str, Any]] = []
-    treated_ids = []
+    holdout_ids: list[str] = []
+    treated_ids: list[str] = []
     for customer_id in sorted(wanted):
         if customer_id in erased:
             continue
         arm = stats.assign_group(campaign.id, customer_id, campaign.holdout_share)
-        if arm == stats.TREATED:
-            treated_ids.append(customer_id)
-        else:
-            holdout.append(_member(campaign.id, customer_id, stats.HOLDOUT, None, None, now))
-    await _insert(session, CampaignMember, holdout)
-    size = len(holdout) + len(treated_ids)
+        (treated_ids if arm == stats.TREATED else holdout_ids).append(customer_id)
+    for start in range(0, len(holdout_ids), CHUNK):
+        chunk = holdout_ids[start : start + CHUNK]
+        await _insert(session, CampaignMember, [_member(campaign.id, c, stats.HOLDOUT, None, None, now) for c in chunk])
+    size = len(holdout_ids) + len(treated_ids)
     if campaign.sequence is not None:
         await _enrol(session, campaign, offer, treated_ids, size, tiers=tiers, owners=owners, wanted=wanted, now=now)
         return
@@ -217,18 +216,20 @@ async def _enrol(
         template=campaign.template,
         valid_until=now + timedelta(days=offer.valid_days),
     )
-    runs = [(c, tiers.get(c) or wanted[c].value_tier, owners.get(c)) for c in treated_ids]
-    await offers.enrol_members(
-        session, reason=reason_of(campaign.id), definition=definition, members=runs, context=context, now=now
-    )
-    await _insert(
-        session, CampaignMember, [_member(campaign.id, c, stats.TREATED, None, None, now) for c in treated_ids]
-    )
+    copied = definition.model_dump(mode="json", by_alias=True)  # one copy, shared by every run's row
+    for start in range(0, len(treated_ids), CHUNK):
+        chunk = treated_ids[start : start + CHUNK]
+        runs = [(c, tiers.get(c) or wanted[c].value_tier, owners.get(c)) for c in chunk]
+        await offers.enrol_members(
+            session, reason=reason_of(campaign.id), definition=copied, members=runs, context=context, now=now
+        )
+        await _insert(session, CampaignMember, [_member(campaign.id, c, stats.TREATED, None, None, now) for c in chunk])
     _launched(campaign, size, treated=len(treated_ids), blocked_by={}, now=now)
     await publish(UnitOfWork(session), events_of_launch(campaign, offer, now))
     await session.flush()
     log.info(
-        "campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "enrolled": len(runs)}
+        "campaign launched",
+        extra={"campaign_id": campaign.id, "audience": campaign.audience, "enrolled": len(treated_ids)},
     )
 
 

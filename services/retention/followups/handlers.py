@@ -1,5 +1,5 @@
 """Where the events that trigger follow-ups arrive: a complaint resolved, a customer won back; erasure
-removes the customer's pending follow-ups. Handlers never commit (the consumer does).
+removes the customer's pending and scheduled follow-ups. Handlers never commit (the consumer does).
 
 ``with_followups`` adds complaint.updated and wraps the status-change and erasure handlers: the existing
 handler runs first (the replica learns the new status), then the follow-up is pended in the same unit of

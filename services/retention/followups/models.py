@@ -141,3 +141,30 @@ class TriggerPublic(BaseModel):
 
 class TriggersPublic(Page[TriggerPublic]):
     pass
+
+
+# ---- a customer's follow-ups still to come ------------------------------------------------------------------
+
+
+class FollowupKind(StrEnum):
+    scheduled = "scheduled"  # the tier's schedule: the customer's next one
+    after_event = "after_event"  # pending after a resolved complaint or a win-back
+
+
+class PendingFollowupPublic(BaseModel):
+    kind: FollowupKind
+    action: str
+    tier: str
+    due_at: UtcDatetime
+    trigger: Trigger | None = PydanticField(None, description="the event it follows (after_event only)")
+    key: str | None = PydanticField(
+        None, description="after_event: <trigger>:<complaint id or status-change event id>, one follow-up per event"
+    )
+    every_days: float | None = PydanticField(None, description="scheduled: the schedule's interval")
+    last_result: str | None = PydanticField(
+        None, description="scheduled: the previous follow-up's result (created, sent, or the block reason)"
+    )
+
+
+class PendingFollowupsPublic(Page[PendingFollowupPublic]):
+    pass

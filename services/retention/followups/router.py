@@ -1,4 +1,4 @@
-"""Follow-up schedule routes: one schedule per value tier."""
+"""Follow-up routes: one schedule per value tier, the follow-ups after events, and a customer's pending ones."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from servicekit.deps import SessionDep
-from services.retention.followups import service, triggers
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
+from services.retention.followups import listing, service, triggers
 from services.retention.followups.models import (
+    PendingFollowupsPublic,
     ScheduleBody,
     SchedulePublic,
     SchedulesPublic,
@@ -79,3 +81,17 @@ async def delete_trigger(tier: TierPath, trigger: Trigger, session: SessionDep) 
     await triggers.delete_trigger(session=session, tier=tier, trigger=trigger)
     await session.commit()
     return Response(status_code=204)
+
+
+customer_router = APIRouter(tags=["followups"])
+
+
+@customer_router.get("/customers/{customer_id}/followups", response_model=PendingFollowupsPublic)
+async def customer_followups(
+    customer_id: str, session: SessionDep, limit: Limit = DEFAULT_PAGE, offset: Offset = 0
+) -> PendingFollowupsPublic:
+    """The customer's follow-ups still to come, soonest first: the next one of the tier's schedule
+    (`scheduled`) and each one pending after a resolved complaint or a win-back (`after_event`). Each still
+    passes consent and the contact policy when it falls due. A customer with none has an empty page."""
+    items = await listing.pending_for(session=session, customer_id=customer_id)
+    return PendingFollowupsPublic(items=items[offset : offset + limit], total=len(items), limit=limit, offset=offset)

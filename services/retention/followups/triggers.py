@@ -25,6 +25,7 @@ from servicekit.problems import Problem, field_error, not_found
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.followups.models import (
     FOLLOWUP_ACTIONS,
+    FollowupDue,
     FollowupPending,
     FollowupTrigger,
     Trigger,
@@ -130,7 +131,9 @@ def won_back(previous_status: str | None, status: str) -> bool:
 
 
 async def erase(session: AsyncSession, *, customer_id: str) -> None:
+    """The customer's follow-ups, pending after events and scheduled (the timer, not waiting for it to fall due)."""
     await session.execute(delete(FollowupPending).where(col(FollowupPending.customer_id) == customer_id))
+    await session.execute(delete(FollowupDue).where(col(FollowupDue.customer_id) == customer_id))
 
 
 # ---- the loop's side ----------------------------------------------------------------------------------------

@@ -112,15 +112,15 @@ async def enrol_members(
     session: AsyncSession,
     *,
     reason: str,
-    definition: sq.SequenceDef,
+    definition: dict[str, Any],
     members: list[tuple[str, str | None, str | None]],
     context: dict[str, Any],
     now: datetime,
 ) -> int:
-    """Enrol a launching campaign's treated members (customer id, tier, owner), first step due now, in
-    batches. The campaign is launched once (its row is locked), so no member is enrolled twice."""
+    """Enrol one chunk of a launching campaign's treated members (customer id, tier, owner), first step due
+    now; `definition` is the sequence as stored (the caller dumps it once for every chunk). The campaign is
+    launched once (its row is locked), so no member is enrolled twice."""
     table = Enrolment.__table__  # type: ignore[attr-defined]
-    copied = definition.model_dump(mode="json", by_alias=True)
     rows = [
         {
             "id": new_id(),
@@ -129,7 +129,7 @@ async def enrol_members(
             "reason": reason,
             "tier": tier,
             "owner": owner,
-            "definition": copied,
+            "definition": definition,
             "context": context,
             "status": EnrolmentStatus.active.value,
             "stop_reason": None,
@@ -148,6 +148,6 @@ async def enrol_members(
         }
         for customer_id, tier, owner in members
     ]
-    for start in range(0, len(rows), 1000):
-        await session.execute(insert(table), rows[start : start + 1000])
+    if rows:
+        await session.execute(insert(table), rows)
     return len(rows)

@@ -11,7 +11,7 @@ from contracts.interaction import ComplaintUpdated
 from servicekit.clock import utc_now
 from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
-from services.retention.followups import triggers
+from services.retention.followups import service, triggers
 from services.retention.followups.models import FollowupPending
 from services.retention.handlers import HANDLERS
 from services.retention.replica.models import Customer, CustomerScore
@@ -158,3 +158,42 @@ async def test_an_erased_customer_s_due_follow_up_is_dropped_not_sent(database: 
     assert await triggers.run_due(database, batch_size=10) == 1
     [pending] = await _all(database, FollowupPending)
     assert pending.status == "dropped" and await _all(database, Task) == []
+
+
+async def test_a_customer_s_pending_follow_ups_are_listed_soonest_first(app_db):
+    client, db = app_db
+    await _customers(db)
+    await client.put("/followup-schedules/platinum", json={"every_days": 30, "action": "follow_up_visit"})
+    await client.put("/followup-triggers/platinum/complaint_resolved", json={"action": "call_owner", "delay_hours": 24})
+    now = utc_now()
+    assert await service.run_due(db, batch_size=50, now=now) == 2  # the first visits: "key" and "no_visits"
+    await _handle(db, resolved("key", "k1"))
+
+    listed = await client.get("/customers/key/followups")
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert page["total"] == 2
+    after, scheduled = page["items"]  # soonest first: the call is a day away, the next visit a month
+    assert (scheduled["kind"], scheduled["action"], scheduled["tier"]) == ("scheduled", "follow_up_visit", "platinum")
+    assert (scheduled["every_days"], scheduled["last_result"], scheduled["trigger"]) == (30, "created", None)
+    assert (after["kind"], after["action"], after["trigger"], after["key"]) == (
+        "after_event",
+        "call_owner",
+        "complaint_resolved",
+        "complaint_resolved:k1",
+    )
+    assert after["due_at"] < scheduled["due_at"]
+    paged = await client.get("/customers/key/followups", params={"limit": 1, "offset": 1})
+    assert paged.json()["items"] == [scheduled]
+    assert (await client.get("/customers/small/followups")).json() == {
+        "items": [],
+        "total": 0,
+        "limit": 50,
+        "offset": 0,
+    }
+
+    # once fired, the event's follow-up is no longer pending; the schedule's next one still is
+    assert await triggers.run_due(db, batch_size=50, now=now + timedelta(hours=25)) == 1
+    assert [i["kind"] for i in (await client.get("/customers/key/followups")).json()["items"]] == ["scheduled"]
+    await _handle(db, erased("key"))
+    assert (await client.get("/customers/key/followups")).json()["total"] == 0

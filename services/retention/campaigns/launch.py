@@ -33,6 +33,7 @@ from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.campaigns import service, stats
 from services.retention.campaigns.audience import AudienceMember, SegmentClient
+from services.retention.campaigns.churn import ChurnFilter
 from services.retention.campaigns.models import (
     Campaign,
     CampaignMember,
@@ -113,6 +114,9 @@ async def apply_launch(
     if campaign.member_tiers:
         member_tier = await member_tiers.tiers_of(session, list(wanted))
         wanted = {c: m for c, m in wanted.items() if member_tier[c] in campaign.member_tiers}
+    if campaign.churn:
+        keep = await service.churn_matching(session, list(wanted), ChurnFilter.model_validate(campaign.churn), now)
+        wanted = {c: m for c, m in wanted.items() if c in keep}
     erased, tiers, owners = await _replica_facts(session, list(wanted))
     holdout_ids: list[str] = []
     treated_ids: list[str] = []
@@ -182,8 +186,8 @@ async def apply_launch(
     _launched(campaign, size, treated=len(treated_ids), blocked_by=blocked_by, now=now)
     await publish(uow, events_of_launch(campaign, offer, now))
     await session.flush()
-    blocked = sum(blocked_by.values())
-    log.info("campaign launched", extra={"campaign_id": campaign.id, "audience": campaign.audience, "blocked": blocked})
+    extra = {"campaign_id": campaign.id, "audience": campaign.audience, "blocked": sum(blocked_by.values())}
+    log.info("campaign launched", extra=extra)
 
 
 async def _insert(session: AsyncSession, model: type, rows: list[dict[str, Any]]) -> None:
@@ -227,10 +231,8 @@ async def _enrol(
     _launched(campaign, size, treated=len(treated_ids), blocked_by={}, now=now)
     await publish(UnitOfWork(session), events_of_launch(campaign, offer, now))
     await session.flush()
-    log.info(
-        "campaign launched",
-        extra={"campaign_id": campaign.id, "audience": campaign.audience, "enrolled": len(treated_ids)},
-    )
+    extra = {"campaign_id": campaign.id, "audience": campaign.audience, "enrolled": len(treated_ids)}
+    log.info("campaign launched", extra=extra)
 
 
 def _launched(

@@ -19,6 +19,7 @@ from contracts.common import ContactChannel
 from servicekit.clock import utc_now
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
+from services.retention.campaigns.churn import ChurnFilter
 from services.retention.db import RetentionTable, UtcDatetime, new_id
 from services.retention.sequences.core import SequenceDef, TouchStep
 
@@ -75,6 +76,8 @@ class Campaign(RetentionTable, table=True):
     segment_id: str = Field(max_length=60)  # the scoring service's saved segment (the audience)
     # Only customers in these loyalty member tiers ("none": below the lowest); empty: every tier.
     member_tiers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Only customers whose latest churn matches (churn.ChurnFilter: reasons, when, value lost); null: any.
+    churn: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     holdout_share: float = 0.1
     starts_at: datetime = _at()
     measure_days: float = 30.0  # outcomes count from launch for this long
@@ -187,6 +190,9 @@ class CampaignCreate(BaseModel):
         max_length=20,
         description="only customers in these loyalty member tiers (none: below the lowest tier); empty: all",
     )
+    churn: ChurnFilter | None = PydanticField(
+        None, description="only customers whose latest churn had one of these reasons, in this window, with this value"
+    )
     holdout_share: float = PydanticField(0.1, ge=0, le=0.5, description="share of the audience held back")
     starts_at: datetime | None = PydanticField(None, description="when to launch; default now")
     measure_days: float = PydanticField(30.0, gt=0, le=365, description="outcomes count this long after launch")
@@ -217,6 +223,7 @@ class CampaignPublic(BaseModel):
     template: str
     segment_id: str
     member_tiers: list[str]
+    churn: ChurnFilter | None = None
     holdout_share: float
     starts_at: UtcDatetime
     measure_days: float

@@ -4,6 +4,7 @@ route or the loop does). Their launch: launch.py; their report: report.py. docs/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -11,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.clock import utc_now
+from servicekit.db import chunks
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.types import as_utc
+from services.retention.campaigns import churn
 from services.retention.campaigns.audience import SegmentClient
 from services.retention.campaigns.models import (
     Campaign,
@@ -23,6 +26,7 @@ from services.retention.campaigns.models import (
     OfferCreate,
 )
 from services.retention.db import new_id
+from services.retention.reports.models import ChurnFact
 from services.retention.settings import RetentionSettings
 
 CAMPAIGN_ACTION = "campaign_offer"  # the action recorded on a campaign's touches
@@ -105,6 +109,7 @@ async def create_campaign(
         template=body.template,
         segment_id=segment_id,
         member_tiers=sorted(set(body.member_tiers)),
+        churn=body.churn.model_dump(mode="json") if body.churn is not None else None,
         holdout_share=body.holdout_share,
         starts_at=as_utc(body.starts_at) if body.starts_at is not None else now,
         measure_days=body.measure_days,
@@ -170,3 +175,25 @@ async def list_members(
     total = (await session.execute(select(func.count()).select_from(CampaignMember).where(*where))).scalar_one()
     query = select(CampaignMember).where(*where).order_by(col(CampaignMember.customer_id)).limit(limit).offset(offset)
     return list((await session.execute(query)).scalars()), total
+
+
+async def churn_matching(
+    session: AsyncSession, customer_ids: Sequence[str], rule: churn.ChurnFilter, now: datetime
+) -> set[str]:
+    """The customers among `customer_ids` whose latest recorded churn matches the filter."""
+    latest: dict[str, churn.Churn] = {}
+    for chunk in chunks(customer_ids):
+        rows = await session.execute(
+            select(
+                ChurnFact.customer_id,
+                ChurnFact.churned_at,
+                ChurnFact.reason,
+                ChurnFact.historical_value,
+                ChurnFact.predicted_value,
+            ).where(col(ChurnFact.customer_id).in_(chunk))
+        )
+        for customer_id, at, reason, historical, predicted in rows:
+            found = churn.Churn(as_utc(at), reason, historical, predicted)
+            if customer_id not in latest or found.at > latest[customer_id].at:
+                latest[customer_id] = found
+    return {c for c in customer_ids if churn.matches(latest.get(c), rule, now)}

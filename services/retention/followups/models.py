@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index
 from sqlmodel import Field
@@ -28,6 +28,7 @@ class FollowupSchedule(RetentionTable, table=True):
     every_days: float
     action: str = Field(max_length=40)
     due_in_hours: float = 72.0  # a task's due time after it is created
+    survey: str | None = Field(default=None, max_length=10)  # a survey link's question; none: the configured one
     updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
 
 
@@ -46,6 +47,13 @@ class FollowupDue(RetentionTable, table=True):
 
 # A follow-up's action: one of the follow-up actions (an enum in the API; the service refuses any other).
 FollowupAction = Annotated[Action, WithJsonSchema({"type": "string", "enum": [a.value for a in FOLLOWUP_ACTIONS]})]
+SurveyKind = Literal["nps", "csat"]
+SURVEY_DESCRIPTION = "satisfaction_survey only: nps (0-10) or csat (1-5); default the configured RETENTION_SURVEY_KIND"
+
+
+def _survey_only_for_surveys(action: Action, survey: str | None) -> None:
+    if survey is not None and action is not Action.satisfaction_survey:
+        raise ValueError("survey: only a satisfaction_survey follow-up asks a survey question")
 
 
 class ScheduleBody(BaseModel):
@@ -56,6 +64,12 @@ class ScheduleBody(BaseModel):
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
     due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+    survey: SurveyKind | None = PydanticField(None, description=SURVEY_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _survey(self) -> ScheduleBody:
+        _survey_only_for_surveys(self.action, self.survey)
+        return self
 
 
 class SchedulePublic(BaseModel):
@@ -65,6 +79,7 @@ class SchedulePublic(BaseModel):
     every_days: float
     action: str
     due_in_hours: float
+    survey: str | None = None
     updated_at: UtcDatetime
 
 
@@ -92,6 +107,7 @@ class FollowupTrigger(RetentionTable, table=True):
     action: str = Field(max_length=40)
     delay_hours: float = 24.0  # after the event
     due_in_hours: float = 72.0  # a task's due time after it is created
+    survey: str | None = Field(default=None, max_length=10)  # a survey link's question; none: the configured one
     updated_at: datetime = Field(default_factory=utc_now, sa_column=Column(UtcDateTime(), nullable=False))
 
 
@@ -111,6 +127,7 @@ class FollowupPending(RetentionTable, table=True):
     tier: str = Field(max_length=20)
     action: str = Field(max_length=40)
     due_in_hours: float = 72.0
+    survey: str | None = Field(default=None, max_length=10)
     due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     status: str = Field(default="pending", max_length=20)  # pending, created, sent, blocked, dropped
     version: int = 0
@@ -126,6 +143,12 @@ class TriggerBody(BaseModel):
     )
     delay_hours: float = PydanticField(24.0, ge=0, le=24 * 366, description="how long after the event it falls due")
     due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+    survey: SurveyKind | None = PydanticField(None, description=SURVEY_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _survey(self) -> TriggerBody:
+        _survey_only_for_surveys(self.action, self.survey)
+        return self
 
 
 class TriggerPublic(BaseModel):
@@ -136,6 +159,7 @@ class TriggerPublic(BaseModel):
     action: str
     delay_hours: float
     due_in_hours: float
+    survey: str | None = None
     updated_at: UtcDatetime
 
 

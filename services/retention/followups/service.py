@@ -62,6 +62,7 @@ async def put_schedule(*, session: AsyncSession, tier: str, body: ScheduleBody) 
         row = FollowupSchedule(tier=tier, every_days=body.every_days, action=body.action.value)
         session.add(row)
     row.every_days, row.action, row.due_in_hours = body.every_days, body.action.value, body.due_in_hours
+    row.survey = body.survey
     row.updated_at = utc_now()
     await session.flush()
     return row
@@ -165,6 +166,7 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int) -> int:
             action=schedule.action,
             tier=schedule.tier,
             due_in_hours=schedule.due_in_hours,
+            survey=schedule.survey,
             reason=REASON,
             owner=owner,
             now=now,
@@ -189,10 +191,11 @@ async def follow_up(
     reason: str,
     owner: str | None,
     now: datetime,
+    survey: str | None = None,
 ) -> tuple[str, list[EventData]]:
     """One follow-up through consent and the contact policy: ('created' | 'sent' | 'blocked', its events)."""
-    survey = action in surveys.SURVEY_ACTIONS
-    due = now if survey else now + timedelta(hours=due_in_hours)
+    is_survey = action in surveys.SURVEY_ACTIONS
+    due = now if is_survey else now + timedelta(hours=due_in_hours)
     row: dict[str, Any] = {
         "id": new_id(),
         "alert_id": None,
@@ -200,11 +203,12 @@ async def follow_up(
         "reason": reason,
         "action": action,
         "due_at": due,
+        "survey": survey,
     }
     allowed, events = await touches.screen(session, [row], tier=tier)
     if not allowed:
         return "blocked", []
-    if survey:
+    if is_survey:
         return "sent", list(events)  # the survey link (survey.requested) is the follow-up
     task = Task(
         id=row["id"],

@@ -58,6 +58,7 @@ async def put_trigger(*, session: AsyncSession, tier: str, trigger: Trigger, bod
         row = FollowupTrigger(tier=tier, trigger=trigger.value, action=body.action.value)
         session.add(row)
     row.action, row.delay_hours, row.due_in_hours = body.action.value, body.delay_hours, body.due_in_hours
+    row.survey = body.survey
     row.updated_at = utc_now()
     await session.flush()
     return row
@@ -117,6 +118,7 @@ async def triggered(
         "tier": rule.tier,
         "action": rule.action,
         "due_in_hours": rule.due_in_hours,
+        "survey": rule.survey,
         "due_at": now + timedelta(hours=rule.delay_hours),
         "status": PENDING,
         "version": 0,
@@ -186,6 +188,7 @@ async def run_batch(session: AsyncSession, *, now: datetime, limit: int) -> tupl
                 action=pending.action,
                 tier=pending.tier,
                 due_in_hours=pending.due_in_hours,
+                survey=pending.survey,
                 reason=reason_of(pending.trigger),
                 owner=owner,
                 now=now,

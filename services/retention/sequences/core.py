@@ -47,11 +47,15 @@ class TouchStep(_Strict):
     action: Action
     template: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")
     on_blocked: Literal["continue", "stop"] = "continue"
+    # A satisfaction_survey touch's question; none: the configured one (RETENTION_SURVEY_KIND).
+    survey: Literal["nps", "csat"] | None = None
 
     @model_validator(mode="after")
     def _has_channel(self) -> TouchStep:
         if STEP_CHANNELS.get(self.action.value) is None:
             raise ValueError(f"action {self.action.value!r} contacts no one: use a task step")
+        if self.survey is not None and self.action is not Action.satisfaction_survey:
+            raise ValueError("survey: only a satisfaction_survey touch asks a survey question")
         return self
 
 

@@ -257,6 +257,7 @@ async def _carry_out(
         "reason": enrolment.reason,
         "action": step.action,
         "due_at": due,
+        "survey": step.survey if isinstance(step, sq.TouchStep) else None,
     }
     allowed, events = await touches.screen(session, [row], tier=enrolment.tier)
     if not allowed:

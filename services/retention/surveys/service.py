@@ -24,12 +24,21 @@ from services.retention.surveys.models import SurveyAnswer, SurveyLink, SurveyQu
 
 log = logging.getLogger("retention.surveys")
 SURVEY_ACTIONS = frozenset({"satisfaction_survey"})  # step kinds whose allowed touch sends a survey link
+SURVEY_KINDS = ("nps", "csat")  # the question a link asks: NPS 0-10 or CSAT 1-5
 
 
 def new_link(
-    session: AsyncSession, *, customer_id: str, alert_id: str | None, task_id: str, channel: str, now: datetime
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    alert_id: str | None,
+    task_id: str,
+    channel: str,
+    now: datetime,
+    survey: str | None = None,
 ) -> SurveyRequested:
-    """A link for an allowed survey touch (added to the session) and the event that hands it to the sender."""
+    """A link for an allowed survey touch (added to the session) and the event that hands it to the sender.
+    `survey`: the touch's question (nps or csat); none: the configured RETENTION_SURVEY_KIND."""
     settings = get_settings()
     expires_at = (now + timedelta(days=settings.survey_link_ttl_days)).replace(microsecond=0)
     link = SurveyLink(
@@ -37,7 +46,7 @@ def new_link(
         customer_id=customer_id,
         alert_id=alert_id,
         task_id=task_id,
-        survey=settings.survey_kind,
+        survey=survey or settings.survey_kind,
         channel=channel,
         expires_at=expires_at,
         created_at=now,

@@ -120,8 +120,9 @@ async def screen(
     """The task rows that may be created (internal ones, and touches the policy allows) and the events
     their touches send (a survey link per allowed survey touch). Records a touch for every row that
     contacts the customer (allowed with its task id, or blocked with the reason). A row's `channel`, if
-    given, overrides its action's; `verdicts`, if given, receives each touching row's verdict by row id.
-    `consents`: the batch's preloaded consent replicas, if any. Touch rows are inserted at commit."""
+    given, overrides its action's, and a survey row's `survey` (nps, csat) the configured question;
+    `verdicts`, if given, receives each touching row's verdict by row id. `consents`: the batch's
+    preloaded consent replicas, if any. Touch rows are inserted at commit."""
     touching = [
         (row, channel) for row in rows if (channel := row.get("channel") or cp.channel_of(row["action"])) is not None
     ]
@@ -162,6 +163,7 @@ async def screen(
                         task_id=row["id"],
                         channel=channel,
                         now=now,
+                        survey=row.get("survey"),
                     )
                 )
         else:

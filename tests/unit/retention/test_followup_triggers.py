@@ -115,6 +115,29 @@ async def test_a_resolved_complaint_pends_one_visit_per_complaint_for_the_tier(a
     }
 
 
+async def test_a_follow_up_survey_asks_the_question_it_names(app_db):
+    client, db = app_db
+    await _customers(db)
+    call = await client.put("/followup-triggers/gold/won_back", json={"action": "call_owner", "survey": "csat"})
+    assert call.status_code == 422 and "survey" in call.text  # only a survey asks a question
+    unknown = await client.put(
+        "/followup-triggers/gold/won_back", json={"action": "satisfaction_survey", "survey": "x"}
+    )
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "survey"
+    ok = await client.put(
+        "/followup-triggers/gold/won_back", json={"action": "satisfaction_survey", "delay_hours": 0, "survey": "csat"}
+    )
+    assert ok.status_code == 200 and ok.json()["survey"] == "csat"
+    schedule = await client.put(
+        "/followup-schedules/platinum", json={"every_days": 30, "action": "satisfaction_survey", "survey": "nps"}
+    )
+    assert schedule.status_code == 200 and schedule.json()["survey"] == "nps"
+    await _handle(db, status_changed("scored", "won_back", previous="churned"))
+    assert await triggers.run_due(db, batch_size=50, now=utc_now()) == 1
+    [link] = await _all(db, SurveyLink)
+    assert (link.customer_id, link.survey) == ("scored", "csat")
+
+
 async def test_a_win_back_sends_a_survey_link_once_and_erasure_removes_a_pending_one(app_db):
     client, db = app_db
     await _customers(db)

@@ -13,6 +13,7 @@ from services.retention.models import metadata
 from services.retention.sequences import engine as sequence_engine
 from services.retention.sequences.core import SequenceDef
 from services.retention.sequences.models import Enrolment
+from services.retention.surveys.models import SurveyLink
 from services.retention.tasks.models import Task
 from services.retention.touches.models import ConsentReplica, Touch
 from tests.unit.databases import sqlite_database
@@ -114,6 +115,30 @@ async def test_an_opted_out_customer_gets_no_touch_and_the_block_is_recorded(tmp
             "blocked",
         ]
         assert await outbox_types(db) == []
+
+
+async def test_a_survey_touch_asks_its_own_question_else_the_configured_one(tmp_path: Path) -> None:
+    both = SequenceDef.model_validate(
+        {
+            "steps": [
+                {"id": "csat", "kind": "touch", "action": "satisfaction_survey", "survey": "csat"},
+                {"id": "configured", "kind": "touch", "action": "satisfaction_survey"},
+            ]
+        }
+    )
+    playbook = ActivePlaybook(reason="complaint", control_share=0.0, steps=(), sequences={"default": both})
+    async with sqlite_database(tmp_path / "r.db", metadata, source="/crm/retention") as db:
+        async with db.transaction() as session:
+            await sequence_engine.enrol(
+                session, playbook=playbook, customer_id="c1", alert_id=None, tier="gold", owner="am1", now=NOW
+            )
+        await sequence_engine.run_due(db, batch_size=10, now=NOW)
+        async with db.sessions() as session:
+            links = (await session.execute(select(SurveyLink).order_by(SurveyLink.created_at))).scalars().all()
+            payloads = (await session.execute(select(metadata.tables["outbox"].c.payload))).scalars().all()
+        assert sorted(link.survey for link in links) == ["csat", "nps"]  # nps: RETENTION_SURVEY_KIND's default
+        requested = [json.loads(p)["data"] for p in payloads if json.loads(p)["type"] == "survey.requested"]
+        assert sorted(r["survey"] for r in requested) == ["csat", "nps"]
 
 
 async def test_routes(app_db: tuple[httpx.AsyncClient, Database]) -> None:

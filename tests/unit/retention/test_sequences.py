@@ -119,6 +119,8 @@ def test_pick_by_tier_then_default() -> None:
         ([{"id": "b", "kind": "branch", "when": {}, "then": "stop"}], "at least one"),
         ([{"id": "a", "kind": "teleport"}], "kind"),
         ([{"id": "a", "kind": "task", "action": "call_owner", "assignee": "anyone"}], "assignee"),
+        ([{"id": "a", "kind": "touch", "action": "win_back_offer", "survey": "csat"}], "only a satisfaction_survey"),
+        ([{"id": "a", "kind": "touch", "action": "satisfaction_survey", "survey": "ces"}], "survey"),
     ],
 )
 def test_bad_definitions_are_refused(steps: list[dict[str, object]], fragment: str) -> None:

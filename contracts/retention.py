@@ -142,6 +142,10 @@ class CampaignTouchRequested(EventData):
     at: datetime
     # A campaign run as a sequence sends one per touch step (the offer, a reminder): the step's id.
     step_id: str | None = None
+    # The customer's loyalty member tier and its benefit codes, for the offer to use (a gold member's free
+    # shipping with the discount); none known: null and empty.
+    member_tier: str | None = None
+    member_benefits: list[str] = []
 
 
 class CampaignLaunched(EventData):

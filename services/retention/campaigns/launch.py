@@ -49,7 +49,6 @@ from services.retention.campaigns.service import (
 from services.retention.db import new_id
 from services.retention.member_tiers import service as member_tiers
 from services.retention.publishing import publish
-from services.retention.replica.models import Customer, CustomerScore
 from services.retention.sequences import core as sq
 from services.retention.sequences import offers
 from services.retention.settings import RetentionSettings
@@ -117,7 +116,7 @@ async def apply_launch(
     if campaign.churn:
         keep = await service.churn_matching(session, list(wanted), ChurnFilter.model_validate(campaign.churn), now)
         wanted = {c: m for c, m in wanted.items() if c in keep}
-    erased, tiers, owners = await _replica_facts(session, list(wanted))
+    erased, tiers, owners = await service.replica_facts(session, list(wanted))
     holdout_ids: list[str] = []
     treated_ids: list[str] = []
     for customer_id in sorted(wanted):
@@ -140,7 +139,9 @@ async def apply_launch(
         touch_rows: list[dict[str, Any]] = []
         members: list[dict[str, Any]] = []
         events: list[EventData] = []
-        for customer_id in treated_ids[start : start + CHUNK]:
+        chunk = treated_ids[start : start + CHUNK]
+        benefits = await member_tiers.benefits_of(session, chunk)
+        for customer_id in chunk:
             verdict = verdicts[customer_id]
             touch_id = new_id()
             allowed = verdict is cp.Verdict.allowed
@@ -174,6 +175,8 @@ async def apply_launch(
                         template=campaign.template,
                         valid_until=valid_until,
                         at=now,
+                        member_tier=benefits.get(customer_id, (None, []))[0],
+                        member_benefits=benefits.get(customer_id, (None, []))[1],
                     )
                 )
             else:
@@ -285,32 +288,6 @@ def _member(
         "touches": 1 if verdict == cp.Verdict.allowed.value else 0,
         "enrolled_at": now,
     }
-
-
-async def _replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str], dict[str, str]]:
-    """Erased customers (left out of the audience), the tier each customer's contact cap follows (the
-    account-managed tier of the replica, else the latest scored tier) and each customer's owner."""
-    erased: set[str] = set()
-    tiers: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for chunk in chunks(ids):
-        for customer_id, tier, erased_at, owner in await session.execute(
-            select(Customer.customer_id, Customer.tier, Customer.erased_at, Customer.owner).where(
-                col(Customer.customer_id).in_(chunk)
-            )
-        ):
-            if owner:
-                owners[customer_id] = owner
-            if erased_at is not None:
-                erased.add(customer_id)
-            if tier:
-                tiers[customer_id] = tier
-        for customer_id, tier in await session.execute(
-            select(CustomerScore.customer_id, CustomerScore.value_tier).where(col(CustomerScore.customer_id).in_(chunk))
-        ):
-            if tier and customer_id not in tiers:
-                tiers[customer_id] = tier
-    return erased, tiers, owners
 
 
 async def _screen(

@@ -26,6 +26,7 @@ from services.retention.campaigns.models import (
     OfferCreate,
 )
 from services.retention.db import new_id
+from services.retention.replica.models import Customer, CustomerScore
 from services.retention.reports.models import ChurnFact
 from services.retention.settings import RetentionSettings
 
@@ -197,3 +198,29 @@ async def churn_matching(
             if customer_id not in latest or found.at > latest[customer_id].at:
                 latest[customer_id] = found
     return {c for c in customer_ids if churn.matches(latest.get(c), rule, now)}
+
+
+async def replica_facts(session: AsyncSession, ids: list[str]) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """Erased customers (left out of the audience), the tier each customer's contact cap follows (the
+    account-managed tier of the replica, else the latest scored tier) and each customer's owner."""
+    erased: set[str] = set()
+    tiers: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for chunk in chunks(ids):
+        for customer_id, tier, erased_at, owner in await session.execute(
+            select(Customer.customer_id, Customer.tier, Customer.erased_at, Customer.owner).where(
+                col(Customer.customer_id).in_(chunk)
+            )
+        ):
+            if owner:
+                owners[customer_id] = owner
+            if erased_at is not None:
+                erased.add(customer_id)
+            if tier:
+                tiers[customer_id] = tier
+        for customer_id, tier in await session.execute(
+            select(CustomerScore.customer_id, CustomerScore.value_tier).where(col(CustomerScore.customer_id).in_(chunk))
+        ):
+            if tier and customer_id not in tiers:
+                tiers[customer_id] = tier
+    return erased, tiers, owners

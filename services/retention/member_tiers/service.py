@@ -47,6 +47,19 @@ async def erase(session: AsyncSession, customer_id: str) -> None:
     await session.execute(delete(MemberTier).where(col(MemberTier.customer_id) == customer_id))
 
 
+async def benefits_of(session: AsyncSession, customer_ids: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+    """The member tier and its benefit codes of each customer who has one (others are left out)."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    for chunk in chunks(list(customer_ids)):
+        for customer_id, tier, benefits in await session.execute(
+            select(MemberTier.customer_id, MemberTier.tier, MemberTier.benefits).where(
+                col(MemberTier.customer_id).in_(chunk)
+            )
+        ):
+            found[customer_id] = (tier, list(benefits or []))
+    return found
+
+
 async def tiers_of(session: AsyncSession, customer_ids: Sequence[str]) -> dict[str, str]:
     """Each customer's member tier code, NO_TIER for those without one (or not yet known)."""
     found: dict[str, str] = {}

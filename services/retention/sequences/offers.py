@@ -21,6 +21,7 @@ from contracts.retention import CampaignTouchRequested
 from servicekit.events.envelope import EventData
 from services.retention.campaigns.models import CampaignMember
 from services.retention.db import new_id
+from services.retention.member_tiers import service as member_tiers
 from services.retention.sequences import core as sq
 from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.touches import contact_policy as cp
@@ -73,6 +74,9 @@ async def carry_out(
     await _member(session, context["campaign_id"], enrolment.customer_id, verdict, row["id"])
     if not allowed:
         return "blocked", []
+    member_tier, benefits = (await member_tiers.benefits_of(session, [enrolment.customer_id])).get(
+        enrolment.customer_id, (None, [])
+    )
     event = CampaignTouchRequested(
         touch_id=row["id"],
         campaign_id=context["campaign_id"],
@@ -86,6 +90,8 @@ async def carry_out(
         valid_until=datetime.fromisoformat(context["valid_until"]),
         at=now,
         step_id=step.id,
+        member_tier=member_tier,
+        member_benefits=benefits,
     )
     return "sent", [event]
 

@@ -16,6 +16,7 @@ from services.retention.campaigns import service as campaigns
 from services.retention.campaigns import stats
 from services.retention.campaigns.models import CampaignMember, OfferRedemption
 from services.retention.handlers import HANDLERS
+from services.retention.member_tiers.models import MemberTier
 from services.retention.models import metadata
 from services.retention.reports.models import FactEvent
 from services.retention.sequences import engine as sequence_engine
@@ -87,6 +88,8 @@ async def test_offer_then_a_reminder_unless_redeemed(app_db, scoring: FakeScorin
     assert sorted(e.customer_id for e in runs) == treated  # the holdout runs nothing
     assert {e.reason for e in runs} == {f"campaign:{campaign['id']}"}
 
+    async with db.transaction() as session:
+        session.add(MemberTier(customer_id=treated[1], tier="gold", benefits=["free_shipping"], changed_at=launched_at))
     # the engine's first round sends the offer to every treated member the policy allows
     assert (await sequence_engine.run_due(db, batch_size=7, now=launched_at)).claimed == len(treated)
     sent = await _events(db, "campaign.touch_requested")
@@ -96,6 +99,8 @@ async def test_offer_then_a_reminder_unless_redeemed(app_db, scoring: FakeScorin
         ("offer", "wb-offer", "winback-20")
     }
     assert {e["data"]["channel"] for e in sent} == {"email"}
+    tiers = {e["data"]["customer_id"]: (e["data"]["member_tier"], e["data"]["member_benefits"]) for e in sent}
+    assert tiers[treated[1]] == ("gold", ["free_shipping"]) and tiers[treated[2]] == (None, [])
 
     # one member redeems during the wait; at the end of the wait the others get the reminder, the buyer not
     buyer = reached[0]

@@ -240,7 +240,14 @@ async def test_member_tiers_narrow_the_audience(app_db, scoring: FakeScoring):
     client, db = app_db
     offer = await _offer(client)
     async with db.transaction() as session:
-        session.add(MemberTier(customer_id="c00", tier="gold", benefits=[], changed_at=campaigns.utc_now()))
+        session.add(
+            MemberTier(
+                customer_id="c00",
+                tier="gold",
+                benefits=["free_shipping", "priority_support"],
+                changed_at=campaigns.utc_now(),
+            )
+        )
         session.add(MemberTier(customer_id="c01", tier="silver", benefits=[], changed_at=campaigns.utc_now()))
         session.add(MemberTier(customer_id="c02", tier=None, benefits=[], changed_at=campaigns.utc_now()))
     body = {
@@ -258,5 +265,18 @@ async def test_member_tiers_narrow_the_audience(app_db, scoring: FakeScoring):
     assert launched["audience"] == len(AUDIENCE) - 1
     members = (await client.get(f"/campaigns/{campaign['id']}/members", params={"limit": 200})).json()
     assert "c01" not in {m["customer_id"] for m in members["items"]}
+    # each offer carries the member's tier and its benefits for the sender to use
+    async with db.sessions() as session:
+        payloads = (await session.execute(select(metadata.tables["outbox"].c.payload))).scalars().all()
+    sent = {
+        e["data"]["customer_id"]: e["data"]
+        for e in map(json.loads, payloads)
+        if e["type"] == "campaign.touch_requested"
+    }
+    assert (sent["c00"]["member_tier"], sent["c00"]["member_benefits"]) == (
+        "gold",
+        ["free_shipping", "priority_support"],
+    )
+    assert (sent["c03"]["member_tier"], sent["c03"]["member_benefits"]) == (None, [])
     bad = await client.post("/campaigns", json={**body, "member_tiers": [""]})
     assert bad.status_code == 422

@@ -3374,6 +3374,14 @@ export interface components {
             risk_below?: number | null;
             /** Task */
             task?: ("completed" | "open" | "cancelled" | "none") | null;
+        } | {
+            replied: unknown;
+        } | {
+            task: unknown;
+        } | {
+            risk_below: unknown;
+        } | {
+            purchased: unknown;
         };
         /** ConfusionRow */
         ConfusionRow: {
@@ -6591,7 +6599,8 @@ export interface components {
          *     It passes consent and the contact policy first; a blocked touch is recorded, then `on_blocked`.
          */
         TouchStep: {
-            action: components["schemas"]["Action"];
+            /** @enum {string} */
+            action: "call_owner" | "loyalty_offer" | "executive_outreach" | "satisfaction_survey" | "win_back_offer" | "follow_up_visit";
             /** Id */
             id: string;
             /**

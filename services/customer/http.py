@@ -20,7 +20,12 @@ IdempotencyKeyHeader = Annotated[
         description="makes a retried create safe: the same key and body replay the first answer",
     ),
 ]
-IfMatchHeader = Annotated[str | None, Header(description='the ETag you read, e.g. "3"')]
+# `*` or a comma-separated list of the ETags this service gives (`"3"`, also weak or unquoted); anything else
+# is refused (422 naming the header) rather than read as matching no version.
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"?[0-9]{1,18}"?([ \t]*,[ \t]*(W/)?"?[0-9]{1,18}"?)*)[ \t]*$'
+IfMatchHeader = Annotated[
+    str | None, Header(pattern=IF_MATCH_PATTERN, description='the ETag you read, e.g. "3" (or * for any version)')
+]
 
 
 def settings_of(request: Request) -> CustomerSettings:

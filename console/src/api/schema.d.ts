@@ -3374,6 +3374,14 @@ export interface components {
             risk_below?: number | null;
             /** Task */
             task?: ("completed" | "open" | "cancelled" | "none") | null;
+        } | {
+            replied: unknown;
+        } | {
+            task: unknown;
+        } | {
+            risk_below: unknown;
+        } | {
+            purchased: unknown;
         };
         /** ConfusionRow */
         ConfusionRow: {
@@ -5690,7 +5698,70 @@ export interface components {
              * Filter
              * @description conditions that must all hold: [{field, op, value}]; GET /segments/fields lists the fields
              */
-            filter: unknown[];
+            filter: ({
+                /** @enum {string} */
+                field: "churn_risk" | "health" | "clv" | "p_alive" | "value_at_risk" | "revenue" | "contribution" | "purchases" | "complaints" | "returns" | "referrals" | "share_of_wallet" | "last_nps" | "last_csat" | "r" | "f" | "m";
+                /** @enum {string} */
+                op: "eq" | "gt" | "gte" | "lt" | "lte" | "ne";
+                value: number;
+            } | {
+                /** @enum {string} */
+                field: "churn_risk" | "health" | "clv" | "p_alive" | "value_at_risk" | "revenue" | "contribution" | "purchases" | "complaints" | "returns" | "referrals" | "share_of_wallet" | "last_nps" | "last_csat" | "r" | "f" | "m";
+                /** @enum {string} */
+                op: "in";
+                value: number[];
+            } | {
+                /** @enum {string} */
+                field: "value_tier";
+                /** @enum {string} */
+                op: "eq" | "ne";
+                /** @enum {string} */
+                value: "platinum" | "gold" | "iron" | "lead";
+            } | {
+                /** @enum {string} */
+                field: "value_tier";
+                /** @enum {string} */
+                op: "in";
+                value: ("platinum" | "gold" | "iron" | "lead")[];
+            } | {
+                /** @enum {string} */
+                field: "lifecycle_stage";
+                /** @enum {string} */
+                op: "eq" | "ne";
+                /** @enum {string} */
+                value: "exploration" | "formation" | "stability" | "decline";
+            } | {
+                /** @enum {string} */
+                field: "lifecycle_stage";
+                /** @enum {string} */
+                op: "in";
+                value: ("exploration" | "formation" | "stability" | "decline")[];
+            } | {
+                /** @enum {string} */
+                field: "rfm_segment";
+                /** @enum {string} */
+                op: "eq" | "ne";
+                /** @enum {string} */
+                value: "champions" | "loyal" | "potential_loyalist" | "new" | "at_risk" | "cant_lose" | "hibernating" | "needs_attention";
+            } | {
+                /** @enum {string} */
+                field: "rfm_segment";
+                /** @enum {string} */
+                op: "in";
+                value: ("champions" | "loyal" | "potential_loyalist" | "new" | "at_risk" | "cant_lose" | "hibernating" | "needs_attention")[];
+            } | {
+                /** @enum {string} */
+                field: "segment" | "status";
+                /** @enum {string} */
+                op: "eq" | "ne";
+                value: string;
+            } | {
+                /** @enum {string} */
+                field: "segment" | "status";
+                /** @enum {string} */
+                op: "in";
+                value: string[];
+            })[];
             /** Name */
             name: string;
         };
@@ -6528,7 +6599,8 @@ export interface components {
          *     It passes consent and the contact policy first; a blocked touch is recorded, then `on_blocked`.
          */
         TouchStep: {
-            action: components["schemas"]["Action"];
+            /** @enum {string} */
+            action: "call_owner" | "loyalty_offer" | "executive_outreach" | "satisfaction_survey" | "win_back_offer" | "follow_up_visit";
             /** Id */
             id: string;
             /**
@@ -10779,7 +10851,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description the ETag you read, e.g. "3" */
+                /** @description the ETag you read, e.g. "3" (or * for any version) */
                 "if-match"?: string | null;
             };
             path: {
@@ -12909,7 +12981,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description the ETag you read, e.g. "3" */
+                /** @description the ETag you read, e.g. "3" (or * for any version) */
                 "if-match"?: string | null;
             };
             path: {

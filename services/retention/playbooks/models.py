@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictFloat, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlmodel import Field
 
@@ -46,6 +46,12 @@ def _sequence_key(key: str) -> str:
     return key
 
 
+# A sequence's key: "default" or a value tier, published as the enum it is.
+SequenceKey = Annotated[
+    str, AfterValidator(_sequence_key), WithJsonSchema({"type": "string", "enum": [DEFAULT_KEY, *TIERS]})
+]
+
+
 class StepBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,10 +66,8 @@ class PlaybookCreate(BaseModel):
     reason: ReasonCode
     name: str = PydanticField(min_length=1, max_length=200)
     steps: list[StepBody] = PydanticField(max_length=20)
-    sequences: dict[Annotated[str, AfterValidator(_sequence_key)], SequenceDef] = PydanticField(
-        default_factory=dict, max_length=10
-    )
-    control_share: float = PydanticField(default=0.0, ge=0, le=1)
+    sequences: dict[SequenceKey, SequenceDef] = PydanticField(default_factory=dict, max_length=10)
+    control_share: StrictFloat = PydanticField(default=0.0, ge=0, le=1)
     enabled: StrictBool = True
 
 
@@ -72,10 +76,8 @@ class PlaybookUpdate(BaseModel):
 
     name: str | None = PydanticField(default=None, min_length=1, max_length=200)
     steps: list[StepBody] | None = PydanticField(default=None, max_length=20)
-    sequences: dict[Annotated[str, AfterValidator(_sequence_key)], SequenceDef] | None = PydanticField(
-        default=None, max_length=10
-    )
-    control_share: float | None = PydanticField(default=None, ge=0, le=1)
+    sequences: dict[SequenceKey, SequenceDef] | None = PydanticField(default=None, max_length=10)
+    control_share: StrictFloat | None = PydanticField(default=None, ge=0, le=1)
     enabled: StrictBool | None = None
 
 

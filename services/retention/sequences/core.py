@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from services.retention.playbooks.core import Action, Step
 from services.retention.touches.contact_policy import STEP_CHANNELS
@@ -28,7 +29,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskStep(_Strict):
+def _kind_required(schema: JsonDict) -> None:
+    """The published schema says what validation needs: the steps are told apart by `kind`, so a step in a
+    request names it (its default serves code that builds a step of a known kind)."""
+    required = schema.get("required")
+    schema["required"] = [*(required if isinstance(required, list) else []), "kind"]
+
+
+class _Step(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_kind_required)
+
+
+def _touch_schema(schema: JsonDict) -> None:
+    _kind_required(schema)
+    properties = schema.get("properties")
+    if isinstance(properties, dict):  # only the actions that contact the customer on a channel
+        properties["action"] = {"type": "string", "enum": [a.value for a in Action if STEP_CHANNELS.get(a.value)]}
+
+
+class TaskStep(_Step):
     """A task for a person: the customer's account manager (`owner`) or a named role (`role:<name>`)."""
 
     id: str = Field(pattern=STEP_ID)
@@ -38,9 +57,11 @@ class TaskStep(_Strict):
     assignee: str = Field(default="owner", pattern=r"^(owner|role:[a-z][a-z0-9_-]{0,59})$")
 
 
-class TouchStep(_Strict):
+class TouchStep(_Step):
     """An automated touch: an outbound event (and signed webhook) for the email, SMS or marketing system.
     It passes consent and the contact policy first; a blocked touch is recorded, then `on_blocked`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_touch_schema)
 
     id: str = Field(pattern=STEP_ID)
     kind: Literal["touch"] = "touch"
@@ -65,7 +86,7 @@ WAIT_EVENTS = ("purchased", "complaint_opened", "survey_answered")
 WaitEvent = Literal["purchased", "complaint_opened", "survey_answered"]
 
 
-class WaitStep(_Strict):
+class WaitStep(_Step):
     """Wait `hours`; with `until`, the wait ends as soon as one of those events arrives, and the sequence
     goes on with the next step at once (a branch after it can tell which, e.g. on `purchased`)."""
 
@@ -75,10 +96,21 @@ class WaitStep(_Strict):
     until: tuple[WaitEvent, ...] = Field(default=(), max_length=len(WAIT_EVENTS))
 
 
+CONDITION_PARTS = ("replied", "task", "risk_below", "purchased")
+
+
+def _one_part_given(schema: JsonDict) -> None:
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in CONDITION_PARTS
+    ]
+
+
 class Condition(_Strict):
     """All given parts must hold. `replied`: the customer answered (a survey, a complaint) since the last
     wait began; `task`: the outcome of the sequence's latest task; `risk_below`: current churn risk;
     `purchased`: an order (interaction.recorded of type purchase) since enrolment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_one_part_given)
 
     replied: bool | None = None
     task: Literal["completed", "open", "cancelled", "none"] | None = None
@@ -92,10 +124,10 @@ class Condition(_Strict):
         return self
 
 
-class BranchStep(_Strict):
+class BranchStep(_Step):
     """If the condition holds go to `then` (a later step's id, or `stop`), else to `else_` (default: next)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_kind_required)
 
     id: str = Field(pattern=STEP_ID)
     kind: Literal["branch"] = "branch"
@@ -104,7 +136,7 @@ class BranchStep(_Strict):
     else_: str | None = Field(default=None, alias="else", pattern=STEP_ID)
 
 
-class StopStep(_Strict):
+class StopStep(_Step):
     id: str = Field(pattern=STEP_ID)
     kind: Literal["stop"] = "stop"
 

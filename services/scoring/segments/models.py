@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlalchemy import Column
 from sqlmodel import Field
@@ -14,6 +14,7 @@ from servicekit.clock import utc_now
 from servicekit.pagination import Page
 from servicekit.types import UtcDateTime
 from services.scoring.common import ScoringTable, json_column
+from services.scoring.segments import segment_filter
 
 
 class SavedSegment(ScoringTable, table=True):
@@ -32,7 +33,7 @@ class SavedSegment(ScoringTable, table=True):
 class SegmentCreate(BaseModel):
     name: str = PydanticField(min_length=1, max_length=200)
     description: str | None = PydanticField(None, max_length=2000)
-    filter: list[Any] = PydanticField(
+    filter: Annotated[list[Any], WithJsonSchema(segment_filter.json_schema())] = PydanticField(
         description="conditions that must all hold: [{field, op, value}]; GET /segments/fields lists the fields"
     )
 

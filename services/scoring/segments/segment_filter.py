@@ -23,6 +23,8 @@ NUMBER, TEXT = "number", "text"
 MAX_CONDITIONS = 20
 MAX_IN_VALUES = 100
 MAX_TEXT = 100
+# A number in a condition lies within +-MAX_NUMBER (a bound on every field it may be compared with).
+MAX_NUMBER = 1e15
 
 STAGES = ("exploration", "formation", "stability", "decline")
 
@@ -86,8 +88,10 @@ class FilterError(ValueError):
 
 def _scalar(spec: FieldSpec, value: Any, where: str) -> Any:
     if spec.kind == NUMBER:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise FilterError(where, "must be a finite number")
+        if not -MAX_NUMBER <= value <= MAX_NUMBER or not math.isfinite(value):
+            raise FilterError(where, f"must be a number from {-MAX_NUMBER:g} to {MAX_NUMBER:g}")
         return float(value)
     if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
         raise FilterError(where, f"must be a string of 1 to {MAX_TEXT} characters")
@@ -128,6 +132,43 @@ def parse(conditions: Any, *, location: str = "filter") -> tuple[Condition, ...]
             parsed = _scalar(spec, value, f"{at}.value")
         out.append(Condition(name, op, parsed))
     return tuple(out)
+
+
+def _value_schema(spec: FieldSpec) -> dict[str, Any]:
+    if spec.kind == NUMBER:
+        return {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
+    if spec.choices is not None:
+        return {"type": "string", "enum": list(spec.choices)}
+    return {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+
+
+def _condition_schema(names: list[str], ops: list[str], value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["field", "op", "value"],
+        "properties": {
+            "field": {"type": "string", "enum": names},
+            "op": {"type": "string", "enum": ops},
+            "value": value,
+        },
+    }
+
+
+def json_schema() -> dict[str, Any]:
+    """The filter language as JSON Schema, what `parse` accepts: per field kind (and per field with its own
+    choices), the operators and the value each takes, `in` with a list of 1 to MAX_IN_VALUES such values."""
+    groups: dict[str, tuple[FieldSpec, list[str]]] = {}
+    for name, spec in FIELDS.items():
+        key = f"{spec.kind}:{','.join(spec.choices or ())}"
+        groups.setdefault(key, (spec, []))[1].append(name)
+    branches = []
+    for spec, names in groups.values():
+        value = _value_schema(spec)
+        branches.append(_condition_schema(names, sorted(OPS[spec.kind] - {"in"}), value))
+        values = {"type": "array", "minItems": 1, "maxItems": MAX_IN_VALUES, "items": value}
+        branches.append(_condition_schema(names, ["in"], values))
+    return {"type": "array", "maxItems": MAX_CONDITIONS, "items": {"anyOf": branches}}
 
 
 def needs_rfm(conditions: tuple[Condition, ...]) -> bool:

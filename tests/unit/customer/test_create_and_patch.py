@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from servicekit.clock import utc_now
@@ -182,6 +183,16 @@ async def test_a_patch_without_if_match_or_version_is_a_428(api):
     response = await api.client.patch(f"/customers/{customer['id']}", json={"segment": "a"})
     assert response.status_code == 428
     assert [e["field"] for e in response.json()["errors"]] == ["header.if-match"]
+
+
+@pytest.mark.parametrize("if_match", ["", '"a"', '"1",', "1; DROP"])
+async def test_an_if_match_that_is_no_etag_list_is_a_422_naming_the_header(api, if_match):
+    customer = await api.create()
+    response = await api.client.patch(
+        f"/customers/{customer['id']}", json={"segment": "a"}, headers={"If-Match": if_match}
+    )
+    assert response.status_code == 422
+    assert any("if-match" in e["field"] for e in response.json()["errors"])
 
 
 async def test_a_version_field_stands_in_for_if_match(api):

@@ -126,6 +126,11 @@ async def test_playbooks_are_listed_created_once_per_reason_and_patched(app_db):
     assert "steps[0].action" in problem_fields(bad)
     bad = await client.patch(f"/playbooks/{created_pb.json()['id']}", json={"control_share": 1.5})
     assert "control_share" in problem_fields(bad)
+    # A share is a number, never a flag read as 1; a sequence's key is "default" or a tier, as the schema says.
+    bad = await client.patch(f"/playbooks/{created_pb.json()['id']}", json={"control_share": True})
+    assert "control_share" in problem_fields(bad)
+    bad = await client.post("/playbooks", json={**body, "reason": "y", "sequences": {"": {"steps": []}}})
+    assert bad.status_code == 422
 
 
 async def test_tasks_are_filtered_by_owner_and_overdue_and_completed_with_a_note(app_db):

@@ -1,8 +1,9 @@
 """The segment filter language: what it accepts and how it names what it refuses."""
 
+import jsonschema_rs
 import pytest
 
-from services.scoring.segments.segment_filter import Condition, FilterError, holds, needs_rfm, parse
+from services.scoring.segments.segment_filter import Condition, FilterError, holds, json_schema, needs_rfm, parse
 
 
 def test_a_valid_filter_parses_into_conditions():
@@ -49,3 +50,38 @@ def test_holds_matches_the_sql_meaning():
     assert not holds(Condition("clv", "gte", 10.0), None)
     assert holds(Condition("value_tier", "in", ("gold",)), "gold")
     assert holds(Condition("segment", "ne", "A"), "B")
+
+
+# Filters the published schema and the parser must judge alike (the API fuzz draws from the schema).
+SAME_VERDICT = [
+    [],
+    [{"field": "clv", "op": "gt", "value": 100}],
+    [{"field": "clv", "op": "in", "value": [1, 2.5]}],
+    [{"field": "value_tier", "op": "ne", "value": "iron"}],
+    [{"field": "lifecycle_stage", "op": "in", "value": ["decline"]}],
+    [{"field": "segment", "op": "eq", "value": "smb"}],
+    [{}],
+    [{"field": "clv", "op": "gt", "value": 10**400}],
+    [{"field": "clv", "op": "gt", "value": 1e16}],
+    [{"field": "clv", "op": "gt", "value": True}],
+    [{"field": "clv", "op": "in", "value": []}],
+    [{"field": "value_tier", "op": "eq", "value": "bronze"}],
+    [{"field": "value_tier", "op": "lt", "value": "gold"}],
+    [{"field": "segment", "op": "eq", "value": ""}],
+    [{"field": "segment", "op": "eq", "value": "x" * 101}],
+    [{"field": "clv", "op": "gt", "value": 1, "extra": 0}],
+    [{"field": "clv", "op": "gt"}],
+    [{"field": "status", "op": "eq", "value": "active"}] * 21,
+]
+
+
+@pytest.mark.parametrize("filter_", SAME_VERDICT)
+def test_the_published_schema_accepts_exactly_what_the_parser_accepts(filter_):
+    def parses() -> bool:
+        try:
+            parse(filter_)
+        except FilterError:
+            return False
+        return True
+
+    assert jsonschema_rs.validator_for(json_schema()).is_valid(filter_) == parses()

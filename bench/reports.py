@@ -148,7 +148,11 @@ REPORTS: list[tuple[str, str, str]] = [
     # a year before it, overall and per tier.
     ("retention/metrics (latest month)", "retention", f"/retention/metrics?{METRICS_MONTH}"),
     ("retention/metrics (a past month)", "retention", f"/retention/metrics?{METRICS_PAST_MONTH}"),
-    ("retention/metrics (a past month, by tier)", "retention", f"/retention/metrics?{METRICS_PAST_MONTH}&group_by=tier"),
+    (
+        "retention/metrics (a past month, by tier)",
+        "retention",
+        f"/retention/metrics?{METRICS_PAST_MONTH}&group_by=tier",
+    ),
 ]
 
 

@@ -66,6 +66,10 @@ REPORTS: list[str] = [
     f"/reports/retention/reason-mix?{SPAN}&group_by=segment",
     f"/reports/retention/complaint-conversion?{SPAN}",
     f"/reports/retention/owners?{SPAN}",
+    f"/reports/retention/reason-suggestions/accuracy?{SPAN}",
+    "/reports/retention/loyalty/today",
+    "/reports/retention/satisfaction-trap/today",
+    "/retention/metrics?from=1997-01-01T00:00:00Z&to=1998-07-01T00:00:00Z&group_by=tier",
 ]
 
 

@@ -63,6 +63,8 @@ P95_TARGET_S = 1.0
 PEAK_TARGET_MIB = 100.0
 
 PERIOD = "from=2026-07-01&to=2026-10-01"  # retention's reports: one quarter
+METRICS_MONTH = "from=2026-09-01T00:00:00Z&to=2026-10-01T00:00:00Z"
+METRICS_PAST_MONTH = "from=2025-09-01T00:00:00Z&to=2025-10-01T00:00:00Z"
 
 
 def _detail(path: str) -> str:
@@ -141,6 +143,15 @@ REPORTS: list[tuple[str, str, str]] = [
             "/reports/retention/loyalty/today?tier=gold&segment=retail",
             "/reports/retention/satisfaction-trap/today",
         )
+    ),
+    # The retention metrics (outcomes) over a month with alerts and churns: the data's latest month and one
+    # a year before it, overall and per tier.
+    ("retention/metrics (latest month)", "retention", f"/retention/metrics?{METRICS_MONTH}"),
+    ("retention/metrics (a past month)", "retention", f"/retention/metrics?{METRICS_PAST_MONTH}"),
+    (
+        "retention/metrics (a past month, by tier)",
+        "retention",
+        f"/retention/metrics?{METRICS_PAST_MONTH}&group_by=tier",
     ),
 ]
 
@@ -556,6 +567,7 @@ async def seed_retention(database: Database, customers: int, interactions: int) 
         for table in (
             "alerts",
             "churn_facts",
+            "status_changes",
             "customer_facts",
             "fact_events",
             "customer_scores",
@@ -565,6 +577,14 @@ async def seed_retention(database: Database, customers: int, interactions: int) 
         ):
             await conn.execute(text(f"DELETE FROM {table}"))
     await seed_retention_rows(database, customers, interactions)
+
+
+STATUS_HISTORY_SQL = """
+INSERT INTO status_changes (event_id, customer_id, previous_status, status, reason, at)
+SELECT 'active-' || customer_id, customer_id, NULL, 'active', NULL, :start FROM customers
+UNION ALL
+SELECT 'churn-' || customer_id, customer_id, 'active', 'churned', reason, churned_at FROM churn_facts
+"""
 
 
 async def prepare_retention(database: Database) -> None:
@@ -583,6 +603,10 @@ async def prepare_retention(database: Database) -> None:
             t = time.perf_counter()
             await facts.backfill_order_months(session)
             print(f"  purchase months backfilled in {time.perf_counter() - t:.1f}s", flush=True)
+        # The status history the retention metrics read: each customer became one at the start of the data,
+        # and each churn fact is a change to churned on its day (a store seeded before they were gains them).
+        if (await session.execute(text("SELECT count(*) FROM status_changes"))).scalar_one() == 0:
+            await session.execute(text(STATUS_HISTORY_SQL), {"start": T_START})
     settings = importlib.import_module("services.retention.main").SPEC.settings_cls()
     day = datetime.now(UTC).date()
     async with database.transaction() as session:

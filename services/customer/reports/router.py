@@ -24,14 +24,18 @@ router = APIRouter(prefix="/reports/customers", tags=["reports"])
 
 Segments = Annotated[list[str] | None, Query(alias="segment", description="repeat to match any of several")]
 Owners = Annotated[list[str] | None, Query(alias="owner", description="account manager; repeatable")]
+Teams = Annotated[list[str] | None, Query(alias="team", description="the customer's team attribute; repeatable")]
 Reasons = Annotated[list[ChurnReasonCode] | None, Query(alias="reason", description="churn reason code; repeatable")]
 CustomerGroup = Literal["segment", "owner"]
 
 
 def _filters(
-    segment: list[str] | None, owner: list[str] | None, reason: list[ChurnReason] | None = None
+    segment: list[str] | None,
+    owner: list[str] | None,
+    team: list[str] | None,
+    reason: list[ChurnReason] | None = None,
 ) -> reports.Filters:
-    return reports.Filters(segments=segment or (), owners=owner or (), reasons=reason or ())
+    return reports.Filters(segments=segment or (), owners=owner or (), teams=team or (), reasons=reason or ())
 
 
 # ---- churn situation ---------------------------------------------------------------------------------
@@ -67,6 +71,7 @@ async def churn_situation(
     period: PeriodDep,
     segment: Segments = None,
     owner: Owners = None,
+    team: Teams = None,
     group_by: CustomerGroup | None = None,
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
@@ -75,7 +80,12 @@ async def churn_situation(
     """The churn situation over ``[from, to)``: customers at start and end, new, lost, won back, and the
     churn, retention and new-customer rates, overall or per segment or owner."""
     rows, total = await reports.churn_situation(
-        session=session, period=period, filters=_filters(segment, owner), group_by=group_by, limit=limit, offset=offset
+        session=session,
+        period=period,
+        filters=_filters(segment, owner, team),
+        group_by=group_by,
+        limit=limit,
+        offset=offset,
     )
     items = [
         SituationRow(
@@ -161,6 +171,7 @@ async def churn_reasons(
     period: PeriodDep,
     segment: Segments = None,
     owner: Owners = None,
+    team: Teams = None,
     reason: Reasons = None,
     group_by: CustomerGroup | None = None,
     format: ReportFormat = None,
@@ -169,7 +180,7 @@ async def churn_reasons(
 ) -> ReportFields:
     """Churns dated in ``[from, to)`` by reason, by side (company/customer) and voluntary or not; with
     ``group_by`` the reason mix per segment or owner. CSV: the mix with group_by, else by reason."""
-    filters = _filters(segment, owner, reason)
+    filters = _filters(segment, owner, team, reason)
     by_reason, by_side, by_voluntary = await reports.churn_reasons(session=session, period=period, filters=filters)
     churned = sum(r["churned"] for r in by_reason)
     mix: list[MixRow] = []
@@ -240,6 +251,7 @@ async def win_back(
     period: PeriodDep,
     segment: Segments = None,
     owner: Owners = None,
+    team: Teams = None,
     reason: Reasons = None,
     group_by: Literal["segment", "owner", "reason"] | None = None,
     format: ReportFormat = None,
@@ -250,7 +262,7 @@ async def win_back(
     rows, total = await reports.win_back(
         session=session,
         period=period,
-        filters=_filters(segment, owner, reason),
+        filters=_filters(segment, owner, team, reason),
         group_by=group_by,
         limit=limit,
         offset=offset,
@@ -295,13 +307,14 @@ async def cohorts(
     period: PeriodDep,
     segment: Segments = None,
     owner: Owners = None,
+    team: Teams = None,
     months: Annotated[int, Query(ge=0, le=36, description="curve length in months after the cohort month")] = 12,
     format: ReportFormat = None,
 ) -> ReportFields:
     """Cohort retention: customers grouped by the month they first became customers (within
     ``[from, to)``), and for each following month the share not churned by its end. Only months that
     have ended are shown. At most 36 points per cohort, one cohort per month of the period."""
-    cells = await reports.cohorts(session=session, period=period, filters=_filters(segment, owner))
+    cells = await reports.cohorts(session=session, period=period, filters=_filters(segment, owner, team))
     today = datetime.now(UTC).date()
     last_ended = today.year * 12 + today.month - 2  # the month before the current one
     by_cohort: dict[str, list[tuple[str | None, int]]] = {}

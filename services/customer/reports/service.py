@@ -19,12 +19,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.common import CustomerStatus
 from servicekit.reports import Period, days_between, month_of
-from services.customer.customers.models import Customer
+from services.customer.customers.attributes import STRING
+from services.customer.customers.models import Customer, CustomerAttribute
 from services.customer.status.lifecycle import REASON_FACTS, ChurnReason
 from services.customer.status.models import StatusChange
 
 C = Customer.__table__  # type: ignore[attr-defined]
 H = StatusChange.__table__  # type: ignore[attr-defined]
+A = CustomerAttribute.__table__  # type: ignore[attr-defined]
+TEAM = "team"  # the text attribute naming the customer's team (as the retention reports read it)
 IS_CUSTOMER = (CustomerStatus.active.value, CustomerStatus.won_back.value)
 CHURNED = CustomerStatus.churned.value
 WON_BACK = CustomerStatus.won_back.value
@@ -38,6 +41,7 @@ VOLUNTARY = case({r.value: f.voluntary for r, f in REASON_FACTS.items()}, value=
 class Filters:
     segments: Sequence[str] = ()
     owners: Sequence[str] = ()
+    teams: Sequence[str] = ()  # the customer's ``team`` attribute
     reasons: Sequence[ChurnReason] = ()
 
     def customer_where(self) -> list[ColumnElement[bool]]:
@@ -46,6 +50,12 @@ class Filters:
             where.append(C.c.segment.in_(list(self.segments)))
         if self.owners:
             where.append(C.c.owner.in_(list(self.owners)))
+        if self.teams:  # through the attribute filter's index (key, value)
+            where.append(
+                C.c.id.in_(
+                    select(A.c.customer_id).where(A.c.key == TEAM, A.c.type == STRING, A.c.value.in_(list(self.teams)))
+                )
+            )
         return where
 
     def reason_where(self) -> list[ColumnElement[bool]]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
+from servicekit.reports import without_jit
 from services.retention.outcomes import service as outcomes
 from services.retention.outcomes.models import RetentionMetricsPublic
 from services.retention.settings import RetentionSettings
@@ -27,6 +28,7 @@ async def retention_metrics(
     settings: RetentionSettings = request.app.state.settings
     end = to or utc_now()
     start = from_ or end - timedelta(days=90)
+    await without_jit(session)
     overall, groups = await outcomes.metrics(
         session=session,
         start=start,

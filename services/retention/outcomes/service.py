@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, String, case, func, literal, or_, select, union
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, literal, or_, select, union, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.problems import Problem, field_error
@@ -70,23 +70,38 @@ def _quiet_population(start: datetime, end: datetime, group_by: str | None) -> S
     (or never seen in the replica) and not churned at ``start``: the status of their latest change before
     ``start`` (the greatest status among changes at that same time, as outcomes.status_at orders them).
     """
-    known = union(
+    # Every replica row, and the few ids known only to the other tables: each of those is first narrowed to
+    # the ids the replica lacks (an anti-join on its key), so only that remainder needs making distinct.
+    replica = select(Customer.customer_id.label("customer_id"))
+    others = union(
         *(
-            select(c.label("customer_id"))
-            for c in (Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
+            select(c.label("customer_id")).where(
+                ~select(Customer.customer_id).where(Customer.customer_id == c).exists()
+            )
+            for c in (CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
         )
     ).subquery()
-    latest = (
-        select(StatusChange.customer_id, func.max(StatusChange.at).label("at"))
-        .where(StatusChange.at < start)
-        .group_by(StatusChange.customer_id)
-        .subquery()
-    )
+    known = union_all(replica, select(others.c.customer_id)).subquery()
+    # Churned at the start: a change to churned before it with no later change before it (nor one at the
+    # same moment with a greater status).
+    later = StatusChange.__table__.alias("later")
     churned_at_start = (
         select(StatusChange.customer_id)
-        .join(latest, (StatusChange.customer_id == latest.c.customer_id) & (StatusChange.at == latest.c.at))
-        .group_by(StatusChange.customer_id)
-        .having(func.max(StatusChange.status) == outcomes.CHURNED)
+        .where(
+            StatusChange.status == outcomes.CHURNED,
+            StatusChange.at < start,
+            ~select(later.c.id)
+            .where(
+                later.c.customer_id == StatusChange.customer_id,
+                later.c.at < start,
+                or_(
+                    later.c.at > StatusChange.at,
+                    and_(later.c.at == StatusChange.at, later.c.status > StatusChange.status),
+                ),
+            )
+            .exists(),
+        )
+        .distinct()
         .subquery()
     )
     eventful = _eventful(start, end).subquery()

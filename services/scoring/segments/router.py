@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error, not_found
-from servicekit.reports import CSV, CSV_RESPONSE, ReportFormat, wants_csv
+from servicekit.reports import CSV, CSV_RESPONSE, ReportFormat, wants_csv, without_jit
 from services.scoring.http import settings_of
 from services.scoring.segments import segment_filter
 from services.scoring.segments import service as value_reports
@@ -129,6 +129,7 @@ async def delete_segment(segment_id: str, session: SessionDep) -> Response:
 async def count_segment(segment_id: str, session: SessionDep, request: Request) -> SegmentCount:
     row = await _segment(session, segment_id)
     conditions = _parse(row.conditions, "filter")
+    await without_jit(session)
     cuts = await value_reports.segment_cuts(session, conditions)
     n = await value_reports.segment_count(
         session=session, conditions=conditions, costs=settings_of(request).value_costs(), cuts=cuts
@@ -153,6 +154,7 @@ async def segment_customers(
     row = await _segment(session, segment_id)
     conditions = _parse(row.conditions, "filter")
     costs = settings_of(request).value_costs()
+    await without_jit(session)
     cuts = await value_reports.segment_cuts(session, conditions)
     if wants_csv(request, format):
         await session.rollback()  # read-only so far: end the transaction before the export opens its own
@@ -184,6 +186,7 @@ async def _export(
     header = True
     while True:
         async with request.app.state.database.transaction() as session:
+            await without_jit(session)
             rows = await value_reports.segment_page(
                 session=session, conditions=conditions, costs=costs, limit=EXPORT_CHUNK, after=after, cuts=cuts
             )

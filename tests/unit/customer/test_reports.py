@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from services.customer.customers.models import Customer
+from services.customer.customers.models import Customer, CustomerAttribute
 from services.customer.status.models import StatusChange
 
 PERIOD = "from=2025-01-01&to=2025-04-01"
@@ -142,6 +142,32 @@ async def test_churn_situation_by_segment_and_filtered_by_owner(history) -> None
     )
     [ben] = (await _get(history, f"/reports/customers/churn?{PERIOD}&owner=ben"))["items"]
     assert (ben["customers_at_start"], ben["new"], ben["lost"]) == (1, 2, 1)
+
+
+async def test_every_customer_report_filters_by_the_team_attribute(history) -> None:
+    # c1 and c2 in team north, c3 in south, c5 with a number (not a team name) of the same text.
+    rows = [("c1", "string", "north"), ("c2", "string", "north"), ("c3", "string", "south"), ("c5", "number", "7")]
+    async with history.database.sessions() as session:
+        await session.execute(
+            insert(CustomerAttribute.__table__),
+            [{"customer_id": c, "key": "team", "type": t, "value": v} for c, t, v in rows],
+        )
+        await session.commit()
+    [north] = (await _get(history, f"/reports/customers/churn?{PERIOD}&team=north"))["items"]
+    # c1 and c2 customers at the start, both churned, c1 won back: at the end only c1.
+    assert (north["customers_at_start"], north["customers_at_end"], north["retained"]) == (2, 1, 1)
+    assert (north["new"], north["lost"], north["won_back"]) == (0, 2, 1)
+    [both] = (await _get(history, f"/reports/customers/churn?{PERIOD}&team=north&team=south"))["items"]
+    assert (both["customers_at_start"], both["lost"]) == (3, 2)
+    seven = await _get(history, f"/reports/customers/churn?{PERIOD}&team=7")
+    assert seven["items"] == []  # a number is not a team name: no customer, no group
+    reasons = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&team=north")
+    assert reasons["churned"] == 2
+    assert {r["reason"]: r["churned"] for r in reasons["by_reason"]} == {"competitor": 1, "price": 1}
+    [win_back] = (await _get(history, f"/reports/customers/win-back?{PERIOD}&team=north"))["items"]
+    assert (win_back["churned"], win_back["won_back"]) == (2, 1)
+    cohorts = await _get(history, "/reports/customers/cohorts?from=2024-06-01&to=2024-09-01&months=1&team=south")
+    assert {(p["cohort"], p["size"]) for p in cohorts["points"]} == {("2024-08", 1)}  # c3 only
 
 
 async def test_churn_reasons_by_reason_side_voluntariness_and_mix_by_segment(history) -> None:

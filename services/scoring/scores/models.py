@@ -213,12 +213,8 @@ class CustomerScoresPublic(BaseModel):
     features_as_of: datetime | None
 
 
-class ScoreHistoryPublic(BaseModel):
+class ScoreHistoryPublic(Page[ScoreHistoryItem]):
     customer_id: str
-    items: list[ScoreHistoryItem]
-    total: int
-    limit: int
-    offset: int
 
 
 class RankedScore(BaseModel):

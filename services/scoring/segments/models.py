@@ -69,12 +69,8 @@ class SegmentCustomer(BaseModel):
     contribution: float | None
 
 
-class SegmentCustomersPublic(BaseModel):
+class SegmentCustomersPublic(Page[SegmentCustomer]):
     segment_id: str
-    items: list[SegmentCustomer]
-    total: int
-    limit: int
-    offset: int
 
 
 class SegmentCount(BaseModel):

@@ -6,8 +6,10 @@ Starts (on loopback, ports 36001.., state in /tmp/gw-bench) one customer service
 two gateways in front of it: JWT checks on and authentication off. A separate load-generator process
 sends GET /customers/{id} open-loop at a constant total rate, round-robin over the three targets, so all
 three see the same moments of machine noise; latency is measured from each request's *scheduled* time
-(no coordinated omission). A second phase compares httpx.AsyncClient with aiohttp as the upstream client
-(encode/httpx#3215) at the same rate against the service. Bounded: requests = rate x seconds per phase.
+(no coordinated omission). Each process's CPU time (user + system, from /proc) over the phase, divided by
+the requests it served, gives the CPU per request of the service and of each gateway: unlike latency, it
+holds up on a loaded machine. A second phase compares httpx.AsyncClient with aiohttp as a client (encode/httpx#3215)
+at the same rate against the service. Bounded: requests = rate x seconds per phase.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ SERVICE_PORT = 36001
 GATEWAY_JWT_PORT = 36010
 GATEWAY_OPEN_PORT = 36011
 TOKEN = "bench-internal-token-0123456789abcdef"
+WARMUP = 20  # requests per target before the measured ones
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -46,6 +49,12 @@ def _env(**extra: str) -> dict[str, str]:
 def _start(argv: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
     log = open(STATE / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait(url: str, timeout_s: float = 60) -> None:
@@ -104,7 +113,7 @@ async def _load(
 
     # Warm-up: a few requests per target so connection setup is not measured.
     for target in targets:
-        for _ in range(20):
+        for _ in range(WARMUP):
             await one(target, time.perf_counter())
     for values in latencies.values():
         values.clear()
@@ -202,11 +211,23 @@ def main() -> None:
             {"name": "gateway-noauth", "url": f"http://127.0.0.1:{GATEWAY_OPEN_PORT}/api/v1{path}"},
         ]  # fmt: skip
         print(f"phase 1: {args.rate:.0f} req/s for {args.seconds:.0f} s, round-robin over {len(targets)} targets")
+        cpu_before = [_cpu_s(proc.pid) for proc in procs]
         result = _run_loadgen(targets, args.rate, args.seconds)
+        cpu_used = [_cpu_s(proc.pid) - before for proc, before in zip(procs, cpu_before, strict=True)]
         errors = result.pop("_errors")
         for name, values in result.items():
             print(f"  {name:15s} {_summary(values)}")
         print(f"  errors per target: {errors}")
+        # Each gateway serves its own target's requests and calls the service once per request, so the
+        # service serves all three targets' requests (and the warm-up's).
+        served = [WARMUP + len(values) for values in result.values()]
+        for name, used, requests in zip(
+            ("customer service", "gateway+jwt", "gateway-noauth"),
+            cpu_used,
+            (sum(served), served[1], served[2]),
+            strict=True,
+        ):
+            print(f"  CPU per request {name:17s} {used / requests * 1000:6.3f} ms  ({used:.2f} s, {requests} requests)")
         d, g, o = result["direct"], result["gateway+jwt"], result["gateway-noauth"]
         print(f"  p50 ratio gateway/direct       {_pct(g, 0.5) / _pct(d, 0.5):.2f}   (target <= 1.5)")
         print(f"  p99 ratio gateway/direct       {_pct(g, 0.99) / _pct(d, 0.99):.2f}   (target <= 1.8)")

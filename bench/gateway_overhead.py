@@ -218,9 +218,9 @@ def main() -> None:
         for name, values in result.items():
             print(f"  {name:15s} {_summary(values)}")
         print(f"  errors per target: {errors}")
-        # Each gateway serves its own target's requests and calls the service once per request, so the
-        # service serves all three targets' requests (and the warm-up's).
-        served = [WARMUP + len(values) for values in result.values()]
+        # Each gateway serves its own target's requests (answered or failed) and calls the service once per
+        # request, so the service serves all three targets' requests (and the warm-up's).
+        served = [WARMUP + len(values) + int(failed) for values, failed in zip(result.values(), errors, strict=True)]
         for name, used, requests in zip(
             ("customer service", "gateway+jwt", "gateway-noauth"),
             cpu_used,

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.gateway_overhead [--rate 240] [--seconds 30]
 
-Starts (on loopback, ports 36001.., state in /tmp/gw-bench) one customer service (API role, SQLite) and
+Starts (on free loopback ports, state in /tmp/gw-bench) one customer service (API role, SQLite) and
 two gateways in front of it: JWT checks on and authentication off. A separate load-generator process
 sends GET /customers/{id} open-loop at a constant total rate, round-robin over the three targets, so all
 three see the same moments of machine noise; latency is measured from each request's *scheduled* time
@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,9 +34,6 @@ from servicekit.auth import InternalAuthSettings, internal_headers
 from servicekit.settings import REPO_ROOT
 
 STATE = Path("/tmp/gw-bench")
-SERVICE_PORT = 36001
-GATEWAY_JWT_PORT = 36010
-GATEWAY_OPEN_PORT = 36011
 TOKEN = "bench-internal-token-0123456789abcdef"
 WARMUP = 20  # requests per target before the measured ones
 
@@ -49,6 +47,13 @@ def _env(**extra: str) -> dict[str, str]:
 def _start(argv: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
     log = open(STATE / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _free_port() -> int:
+    """A port nothing listens on now (a fixed one may be some other connection's ephemeral port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _cpu_s(pid: int) -> float:
@@ -174,30 +179,31 @@ def main() -> None:
     STATE.mkdir(parents=True)
     py = sys.executable
     procs = []
+    service_port, jwt_port, open_port = _free_port(), _free_port(), _free_port()
     try:
-        procs.append(_start([py, "-m", "services.customer", "api", "--port", str(SERVICE_PORT)],
+        procs.append(_start([py, "-m", "services.customer", "api", "--port", str(service_port)],
                             _env(CUSTOMER_LOG_LEVEL="WARNING"), "customer"))  # fmt: skip
         common = {
-            "GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{SERVICE_PORT}",
+            "GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{service_port}",
             "GATEWAY_RATE_LIMIT": "false",
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
         procs.append(
             _start(
-                [py, "-m", "gateway", "--port", str(GATEWAY_JWT_PORT)],
+                [py, "-m", "gateway", "--port", str(jwt_port)],
                 _env(**common, GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{STATE}/gw1.db"),
                 "gateway-jwt",
             )
         )
-        procs.append(_start([py, "-m", "gateway", "--port", str(GATEWAY_OPEN_PORT)],
+        procs.append(_start([py, "-m", "gateway", "--port", str(open_port)],
                             _env(**common, GATEWAY_AUTH="false", GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{STATE}/gw2.db"),
                             "gateway-open"))  # fmt: skip
-        for port in (SERVICE_PORT, GATEWAY_JWT_PORT, GATEWAY_OPEN_PORT):
+        for port in (service_port, jwt_port, open_port):
             _wait(f"http://127.0.0.1:{port}/health/live")
 
         token = issue_token(GatewaySettings(), sub="bench", role="admin", ttl_s=3600)
         created = httpx.post(
-            f"http://127.0.0.1:{GATEWAY_JWT_PORT}/api/v1/customers",
+            f"http://127.0.0.1:{jwt_port}/api/v1/customers",
             json={"name": "Bench AG", "kind": "company", "owner": "bench"},
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -205,10 +211,10 @@ def main() -> None:
         cid = created.json()["id"]
         path = f"/customers/{cid}"
         targets = [
-            {"name": "direct", "url": f"http://127.0.0.1:{SERVICE_PORT}{path}", "path": path, "sign": True},
-            {"name": "gateway+jwt", "url": f"http://127.0.0.1:{GATEWAY_JWT_PORT}/api/v1{path}",
+            {"name": "direct", "url": f"http://127.0.0.1:{service_port}{path}", "path": path, "sign": True},
+            {"name": "gateway+jwt", "url": f"http://127.0.0.1:{jwt_port}/api/v1{path}",
              "headers": {"Authorization": f"Bearer {token}"}},
-            {"name": "gateway-noauth", "url": f"http://127.0.0.1:{GATEWAY_OPEN_PORT}/api/v1{path}"},
+            {"name": "gateway-noauth", "url": f"http://127.0.0.1:{open_port}/api/v1{path}"},
         ]  # fmt: skip
         print(f"phase 1: {args.rate:.0f} req/s for {args.seconds:.0f} s, round-robin over {len(targets)} targets")
         cpu_before = [_cpu_s(proc.pid) for proc in procs]

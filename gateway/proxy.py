@@ -39,7 +39,7 @@ from gateway.upstream import (
     upstream_problem,
 )
 from gateway.upstream_headers import downstream_response_headers, upstream_request_headers
-from servicekit.problems import DEFAULT_RETRY_AFTER_S, RETRY_STATUSES, Problem, render_problem
+from servicekit.problems import DEFAULT_RETRY_AFTER_S, RETRY_STATUSES, Problem, not_found, render_problem
 
 log = logging.getLogger("gateway.proxy")
 
@@ -95,17 +95,22 @@ def _too_large(limit: int) -> Problem:
     )
 
 
+def no_resource(path: str) -> Problem:
+    """The 404 of an /api/v1 path that no route takes."""
+    return not_found("API resource", detail=f"No API resource at {path}.", title="Not found")
+
+
 def off_route(method: str, path: str, resolved: Resolved | None) -> Problem:
     """The answer for an /api/v1 request no service and no gateway route takes."""
     if resolved is not None and resolved.service == GATEWAY:
         # Gateway-owned views have their own routes (GET only); anything reaching here is off them.
         if method == "GET":
-            return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
+            return no_resource(path)
         return Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": "GET"})
     if method not in PROXY_METHODS:
         allow = ", ".join(PROXY_METHODS)
         return Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": allow})
-    return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
+    return no_resource(path)
 
 
 class StreamSlots:
@@ -356,7 +361,7 @@ class ApiDispatcher:
             # OPTIONS and other methods no route takes: Allow lists exactly what the API document lists.
             allowed = await self.documented(public_path)
             if allowed is None:
-                problem = Problem(404, "Not found", f"No API resource at {scope['path']}.", code="not_found")
+                problem = no_resource(scope["path"])
             else:
                 problem = Problem(
                     405, "Method not allowed", code="method_not_allowed", headers={"Allow": ", ".join(allowed)}

@@ -167,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=240.0, help="total requests per second (all targets)")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--no-client-phase", action="store_true", help="skip phase 2 (httpx against aiohttp)")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
@@ -240,6 +241,8 @@ def main() -> None:
         print(f"  added p99                      {_pct(g, 0.99) - _pct(d, 0.99):.2f} ms (target <= 2.5)")
         print(f"  p99 ratio JWT on/off           {_pct(g, 0.99) / _pct(o, 0.99):.2f}   (target <= 1.10)")
 
+        if args.no_client_phase:
+            return
         print(f"phase 2: upstream client, {args.rate:.0f} req/s for {args.seconds:.0f} s straight to the service")
         client_targets = [
             {"name": "httpx", "client": "httpx", "url": targets[0]["url"], "path": path, "sign": True},

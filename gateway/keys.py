@@ -188,6 +188,7 @@ class KeyStore:
         key_id, secret = parts
         now = time.monotonic()
         cached = self._cache.fresh(key_id)
+        row: ApiKey | None
         if cached is not None and cached[1] > now:
             row = cached[0]
         else:
@@ -207,7 +208,8 @@ def keys_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX + "/keys", tags=["api-keys"])
 
     def store(request: Request) -> KeyStore:
-        return request.app.state.key_store
+        key_store: KeyStore = request.app.state.key_store
+        return key_store
 
     @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, summary="Create an API key")
     async def create_key(data: ApiKeyCreate, request: Request, response: Response) -> ApiKeyCreated:

@@ -69,8 +69,14 @@ class SegmentCustomer(BaseModel):
     contribution: float | None
 
 
-class SegmentCustomersPublic(Page[SegmentCustomer]):
+class _CustomersOf(BaseModel):
     segment_id: str
+
+
+# The page's fields follow the segment's id (base classes' fields come in reverse order of the bases),
+# so the document and the answers keep the order they always had.
+class SegmentCustomersPublic(Page[SegmentCustomer], _CustomersOf):
+    pass
 
 
 class SegmentCount(BaseModel):

@@ -2,12 +2,14 @@
 
     .venv/bin/python -m bench.gateway_overhead [--rate 240] [--seconds 30]
 
-Starts (on loopback, ports 36001.., state in /tmp/gw-bench) one customer service (API role, SQLite) and
+Starts (on free loopback ports, state in /tmp/gw-bench) one customer service (API role, SQLite) and
 two gateways in front of it: JWT checks on and authentication off. A separate load-generator process
 sends GET /customers/{id} open-loop at a constant total rate, round-robin over the three targets, so all
 three see the same moments of machine noise; latency is measured from each request's *scheduled* time
-(no coordinated omission). A second phase compares httpx.AsyncClient with aiohttp as the upstream client
-(encode/httpx#3215) at the same rate against the service. Bounded: requests = rate x seconds per phase.
+(no coordinated omission). Each process's CPU time (user + system, from /proc) over the phase, divided by
+the requests it served, gives the CPU per request of the service and of each gateway: unlike latency, it
+holds up on a loaded machine. A second phase compares httpx.AsyncClient with aiohttp as a client (encode/httpx#3215)
+at the same rate against the service. Bounded: requests = rate x seconds per phase.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,10 +34,8 @@ from servicekit.auth import InternalAuthSettings, internal_headers
 from servicekit.settings import REPO_ROOT
 
 STATE = Path("/tmp/gw-bench")
-SERVICE_PORT = 36001
-GATEWAY_JWT_PORT = 36010
-GATEWAY_OPEN_PORT = 36011
 TOKEN = "bench-internal-token-0123456789abcdef"
+WARMUP = 20  # requests per target before the measured ones
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -46,6 +47,19 @@ def _env(**extra: str) -> dict[str, str]:
 def _start(argv: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
     log = open(STATE / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _free_port() -> int:
+    """A port nothing listens on now (a fixed one may be some other connection's ephemeral port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait(url: str, timeout_s: float = 60) -> None:
@@ -104,7 +118,7 @@ async def _load(
 
     # Warm-up: a few requests per target so connection setup is not measured.
     for target in targets:
-        for _ in range(20):
+        for _ in range(WARMUP):
             await one(target, time.perf_counter())
     for values in latencies.values():
         values.clear()
@@ -153,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=240.0, help="total requests per second (all targets)")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--no-client-phase", action="store_true", help="skip phase 2 (httpx against aiohttp)")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
@@ -165,30 +180,31 @@ def main() -> None:
     STATE.mkdir(parents=True)
     py = sys.executable
     procs = []
+    service_port, jwt_port, open_port = _free_port(), _free_port(), _free_port()
     try:
-        procs.append(_start([py, "-m", "services.customer", "api", "--port", str(SERVICE_PORT)],
+        procs.append(_start([py, "-m", "services.customer", "api", "--port", str(service_port)],
                             _env(CUSTOMER_LOG_LEVEL="WARNING"), "customer"))  # fmt: skip
         common = {
-            "GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{SERVICE_PORT}",
+            "GATEWAY_CUSTOMER_URL": f"http://127.0.0.1:{service_port}",
             "GATEWAY_RATE_LIMIT": "false",
             "GATEWAY_LOG_LEVEL": "WARNING",
         }
         procs.append(
             _start(
-                [py, "-m", "gateway", "--port", str(GATEWAY_JWT_PORT)],
+                [py, "-m", "gateway", "--port", str(jwt_port)],
                 _env(**common, GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{STATE}/gw1.db"),
                 "gateway-jwt",
             )
         )
-        procs.append(_start([py, "-m", "gateway", "--port", str(GATEWAY_OPEN_PORT)],
+        procs.append(_start([py, "-m", "gateway", "--port", str(open_port)],
                             _env(**common, GATEWAY_AUTH="false", GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{STATE}/gw2.db"),
                             "gateway-open"))  # fmt: skip
-        for port in (SERVICE_PORT, GATEWAY_JWT_PORT, GATEWAY_OPEN_PORT):
+        for port in (service_port, jwt_port, open_port):
             _wait(f"http://127.0.0.1:{port}/health/live")
 
         token = issue_token(GatewaySettings(), sub="bench", role="admin", ttl_s=3600)
         created = httpx.post(
-            f"http://127.0.0.1:{GATEWAY_JWT_PORT}/api/v1/customers",
+            f"http://127.0.0.1:{jwt_port}/api/v1/customers",
             json={"name": "Bench AG", "kind": "company", "owner": "bench"},
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -196,23 +212,37 @@ def main() -> None:
         cid = created.json()["id"]
         path = f"/customers/{cid}"
         targets = [
-            {"name": "direct", "url": f"http://127.0.0.1:{SERVICE_PORT}{path}", "path": path, "sign": True},
-            {"name": "gateway+jwt", "url": f"http://127.0.0.1:{GATEWAY_JWT_PORT}/api/v1{path}",
+            {"name": "direct", "url": f"http://127.0.0.1:{service_port}{path}", "path": path, "sign": True},
+            {"name": "gateway+jwt", "url": f"http://127.0.0.1:{jwt_port}/api/v1{path}",
              "headers": {"Authorization": f"Bearer {token}"}},
-            {"name": "gateway-noauth", "url": f"http://127.0.0.1:{GATEWAY_OPEN_PORT}/api/v1{path}"},
+            {"name": "gateway-noauth", "url": f"http://127.0.0.1:{open_port}/api/v1{path}"},
         ]  # fmt: skip
         print(f"phase 1: {args.rate:.0f} req/s for {args.seconds:.0f} s, round-robin over {len(targets)} targets")
+        cpu_before = [_cpu_s(proc.pid) for proc in procs]
         result = _run_loadgen(targets, args.rate, args.seconds)
+        cpu_used = [_cpu_s(proc.pid) - before for proc, before in zip(procs, cpu_before, strict=True)]
         errors = result.pop("_errors")
         for name, values in result.items():
             print(f"  {name:15s} {_summary(values)}")
         print(f"  errors per target: {errors}")
+        # Each gateway serves its own target's requests (answered or failed) and calls the service once per
+        # request, so the service serves all three targets' requests (and the warm-up's).
+        served = [WARMUP + len(values) + int(failed) for values, failed in zip(result.values(), errors, strict=True)]
+        for name, used, requests in zip(
+            ("customer service", "gateway+jwt", "gateway-noauth"),
+            cpu_used,
+            (sum(served), served[1], served[2]),
+            strict=True,
+        ):
+            print(f"  CPU per request {name:17s} {used / requests * 1000:6.3f} ms  ({used:.2f} s, {requests} requests)")
         d, g, o = result["direct"], result["gateway+jwt"], result["gateway-noauth"]
         print(f"  p50 ratio gateway/direct       {_pct(g, 0.5) / _pct(d, 0.5):.2f}   (target <= 1.5)")
         print(f"  p99 ratio gateway/direct       {_pct(g, 0.99) / _pct(d, 0.99):.2f}   (target <= 1.8)")
         print(f"  added p99                      {_pct(g, 0.99) - _pct(d, 0.99):.2f} ms (target <= 2.5)")
         print(f"  p99 ratio JWT on/off           {_pct(g, 0.99) / _pct(o, 0.99):.2f}   (target <= 1.10)")
 
+        if args.no_client_phase:
+            return
         print(f"phase 2: upstream client, {args.rate:.0f} req/s for {args.seconds:.0f} s straight to the service")
         client_targets = [
             {"name": "httpx", "client": "httpx", "url": targets[0]["url"], "path": path, "sign": True},

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -50,11 +50,12 @@ def app_documented_methods(app: FastAPI) -> Callable[[str], Awaitable[list[str] 
 def create_app(
     settings: GatewaySettings | None = None,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    connector: Callable[[GatewaySettings], aiohttp.BaseConnector] | None = None,
     internal: InternalAuthSettings | None = None,
 ) -> FastAPI:
-    """Build the gateway. ``transport`` replaces the HTTP transport to the services (tests only); ``internal``
-    the CRM_* settings it signs its calls into the services with (default: from the environment)."""
+    """Build the gateway. ``connector`` builds the connection pools' connectors to the services (tests: one
+    that refuses connections); ``internal`` the CRM_* settings it signs its calls into the services with
+    (default: from the environment)."""
     settings = settings or GatewaySettings()
     internal = internal or InternalAuthSettings()
     # Production mode (CRM_PRODUCTION) refuses development secrets and permissive CORS before anything starts.
@@ -71,11 +72,11 @@ def create_app(
     tracing.instrument_engine(database.engine)
     buckets = SharedBuckets(database)
     key_store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=settings.api_key_cache_s)
-    upstreams = Upstreams(settings, transport=transport, internal=internal)
-    # Event streams get their own pool, as large as the stream cap and keeping no idle connections.
+    upstreams = Upstreams(settings, connector=connector, internal=internal)
+    # Event streams get their own pool, as large as the stream cap.
     stream_upstreams = Upstreams(
-        settings.model_copy(update={"max_connections": settings.stream_max_total, "max_keepalive_connections": 0}),
-        transport=transport,
+        settings.model_copy(update={"max_connections": settings.stream_max_total}),
+        connector=connector,
         internal=internal,
     )
     authenticator = Authenticator(settings, key_store)

@@ -15,17 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-import httpx
-
 from gateway.auth import Principal
 from gateway.routes import API_PREFIX, Permission, Resolved, Scope, permission_for, resolve
-from gateway.upstream import (
-    UpstreamError,
-    Upstreams,
-    current_request_id,
-    default_timeout,
-    upstream_request_headers,
-)
+from gateway.upstream import UpstreamError, UpstreamResponse, Upstreams, current_request_id, default_timeout
+from gateway.upstream_headers import upstream_request_headers
 from servicekit.problems import Problem, not_found
 
 log = logging.getLogger("gateway.authz")
@@ -113,7 +106,7 @@ async def fetch_json(upstreams: Upstreams, service: str, path: str) -> dict[str,
     return body
 
 
-def _invalid_lookup(response: httpx.Response) -> Problem:
+def _invalid_lookup(response: UpstreamResponse) -> Problem:
     """The service's own validation problem, handed on as the proxy would hand it on."""
     try:
         body = response.json()

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout, upstream_request_headers
+from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout
+from gateway.upstream_headers import upstream_request_headers
 from servicekit.metrics import record_readiness
 
 

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 import jwt
+import orjson
 
 log = logging.getLogger("gateway.jwks")
 
@@ -49,7 +50,6 @@ class JwksCache:
         max_s: float,
         refetch_floor_s: float,
         timeout_s: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
@@ -57,7 +57,8 @@ class JwksCache:
         self.max_s = max_s
         self.refetch_floor_s = refetch_floor_s
         self.clock = clock
-        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport, trust_env=False)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None  # created on first use, in the running loop
         self._keys: dict[str, Any] = {}  # kid ("" for a key without one) -> the public key
         self._expires = float("-inf")
         self._last_fetch = float("-inf")
@@ -93,20 +94,26 @@ class JwksCache:
             self._last_fetch = now
             self.fetches += 1
             try:
-                response = await self._client.get(self.url, headers={"accept": "application/json"})
-                response.raise_for_status()
-                keys = _parse(response.json())
-            except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+                document, cache_control = await self._fetch()
+                keys = _parse(document)
+            except (TimeoutError, aiohttp.ClientError, ValueError, jwt.PyJWTError) as exc:
                 # Keep what is known; retry after the floor interval.
                 log.warning("could not fetch the JWKS", extra={"error": type(exc).__name__})
                 return
             self._keys = keys
-            self._expires = now + cache_lifetime(
-                response.headers.get("cache-control"), min_s=self.min_s, max_s=self.max_s
-            )
+            self._expires = now + cache_lifetime(cache_control, min_s=self.min_s, max_s=self.max_s)
+
+    async def _fetch(self) -> tuple[Any, str | None]:
+        """The key set document and its Cache-Control header; raises unless the answer is a 200 with JSON."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+        async with self._session.get(self.url, headers={"accept": "application/json"}) as response:
+            response.raise_for_status()
+            return orjson.loads(await response.read()), response.headers.get("cache-control")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _parse(document: Any) -> dict[str, Any]:

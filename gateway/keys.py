@@ -25,8 +25,8 @@ from sqlmodel import SQLModel, col
 from gateway.lru import LruDict
 from gateway.routes import API_PREFIX, ROLE_PERMISSIONS
 from servicekit.db import Database
-from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.problems import Problem, field_error
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset, Page
+from servicekit.problems import Problem, field_error, not_found
 from servicekit.types import UtcDateTime
 
 KEY_PREFIX = "crmk_"
@@ -97,11 +97,8 @@ class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="the key itself: shown only in this response, store it now")
 
 
-class ApiKeysPublic(BaseModel):
-    items: list[ApiKeyPublic]
-    total: int
-    limit: int
-    offset: int
+class ApiKeysPublic(Page[ApiKeyPublic]):
+    pass
 
 
 def hash_secret(secret: str, pepper: str) -> str:
@@ -191,6 +188,7 @@ class KeyStore:
         key_id, secret = parts
         now = time.monotonic()
         cached = self._cache.fresh(key_id)
+        row: ApiKey | None
         if cached is not None and cached[1] > now:
             row = cached[0]
         else:
@@ -210,7 +208,8 @@ def keys_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX + "/keys", tags=["api-keys"])
 
     def store(request: Request) -> KeyStore:
-        return request.app.state.key_store
+        key_store: KeyStore = request.app.state.key_store
+        return key_store
 
     @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, summary="Create an API key")
     async def create_key(data: ApiKeyCreate, request: Request, response: Response) -> ApiKeyCreated:
@@ -233,13 +232,13 @@ def keys_router() -> APIRouter:
     async def get_key(key_id: str, request: Request) -> ApiKeyPublic:
         row = await store(request).get(key_id)
         if row is None:
-            raise Problem(404, "API key not found", code="not_found")
+            raise not_found("API key", key_id, detail=f"No API key with id {key_id}.", field=None)
         return _public(row)
 
     @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke an API key")
     async def revoke_key(key_id: str, request: Request) -> Response:
         if await store(request).revoke(key_id) is None:
-            raise Problem(404, "API key not found", code="not_found")
+            raise not_found("API key", key_id, detail=f"No API key with id {key_id}.", field=None)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway.routes import API_PREFIX, ROLE_PERMISSIONS, permission_for, resolve
-from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout, upstream_request_headers
+from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout
+from gateway.upstream_headers import upstream_request_headers
 from servicekit.pagination import MAX_OFFSET, MAX_PAGE
 
 log = logging.getLogger("gateway.openapi")

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import httpx
 from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
@@ -32,15 +31,15 @@ from gateway.routes import API_PREFIX, GATEWAY, Resolved, resolve
 from gateway.sse_filter import OwnerStreamFilter
 from gateway.upstream import (
     UpstreamError,
+    UpstreamResponse,
     Upstreams,
-    classify,
     current_request_id,
     default_timeout,
-    downstream_response_headers,
+    stream_timeout,
     upstream_problem,
-    upstream_request_headers,
 )
-from servicekit.problems import DEFAULT_RETRY_AFTER_S, RETRY_STATUSES, Problem, render_problem
+from gateway.upstream_headers import downstream_response_headers, upstream_request_headers
+from servicekit.problems import DEFAULT_RETRY_AFTER_S, RETRY_STATUSES, Problem, not_found, render_problem
 
 log = logging.getLogger("gateway.proxy")
 
@@ -96,17 +95,22 @@ def _too_large(limit: int) -> Problem:
     )
 
 
+def no_resource(path: str) -> Problem:
+    """The 404 of an /api/v1 path that no route takes."""
+    return not_found("API resource", detail=f"No API resource at {path}.", title="Not found")
+
+
 def off_route(method: str, path: str, resolved: Resolved | None) -> Problem:
     """The answer for an /api/v1 request no service and no gateway route takes."""
     if resolved is not None and resolved.service == GATEWAY:
         # Gateway-owned views have their own routes (GET only); anything reaching here is off them.
         if method == "GET":
-            return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
+            return no_resource(path)
         return Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": "GET"})
     if method not in PROXY_METHODS:
         allow = ", ".join(PROXY_METHODS)
         return Problem(405, "Method not allowed", code="method_not_allowed", headers={"Allow": allow})
-    return Problem(404, "Not found", f"No API resource at {path}.", code="not_found")
+    return no_resource(path)
 
 
 class StreamSlots:
@@ -178,10 +182,7 @@ class Proxy:
         # Built once: the budgets only change with the settings.
         self.timeout = default_timeout(settings)
         self.bulk_timeout = default_timeout(settings, settings.bulk_timeout_s)
-        # An open stream is bounded by silence, not length: each read waits at most stream_read_timeout_s.
-        self.stream_timeout = httpx.Timeout(
-            settings.stream_read_timeout_s, connect=self.timeout.connect, pool=self.timeout.pool
-        )
+        self.stream_timeout = stream_timeout(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, public_path: str, resolved: Resolved) -> None:
         try:
@@ -245,7 +246,7 @@ class Proxy:
 
         base = upstreams.base_url(resolved.service)
         is_head = method == "HEAD"
-        out_headers = downstream_response_headers(upstream.headers.raw, upstream_base=base, keep_content_length=is_head)
+        out_headers = downstream_response_headers(upstream.raw_headers, upstream_base=base, keep_content_length=is_head)
 
         if upstream.headers.get("content-type", "").startswith(EVENT_STREAM):
             if admitted:  # a stream nobody asked for by Accept: its slot ends with its headers
@@ -265,8 +266,8 @@ class Proxy:
         try:
             content = await upstream.aread()
             answered = time.perf_counter() - started
-        except httpx.TransportError as exc:
-            return upstream_problem(UpstreamError(resolved.service, classify(exc)[0]))
+        except UpstreamError as exc:
+            return upstream_problem(exc)
         finally:
             await _close(upstream, slot)
             if admitted:
@@ -285,14 +286,14 @@ class Proxy:
         return response
 
 
-async def _close(upstream: httpx.Response, slot: StreamSlot | None) -> None:
+async def _close(upstream: UpstreamResponse, slot: StreamSlot | None) -> None:
     if slot is not None:
         slot.release()
     await upstream.aclose()
 
 
 async def _relay(
-    upstream: httpx.Response,
+    upstream: UpstreamResponse,
     service: str,
     slot: StreamSlot | None = None,
     owned: OwnerStreamFilter | None = None,
@@ -311,10 +312,11 @@ async def _relay(
                     except Problem:
                         continue  # reassigned away (or erased) since the alert was raised
                 yield frame
-    except httpx.TransportError as exc:
+    except UpstreamError as exc:
         # Headers are already sent: all the gateway can do is end the stream; the client reconnects
         # with Last-Event-ID. A silent upstream (stream_read_timeout_s) ends up here too.
-        log.warning("upstream stream ended", extra={"upstream": service, "error": type(exc).__name__})
+        cause = exc.__cause__ or exc
+        log.warning("upstream stream ended", extra={"upstream": service, "error": type(cause).__name__})
     finally:
         await _close(upstream, slot)
 
@@ -359,7 +361,7 @@ class ApiDispatcher:
             # OPTIONS and other methods no route takes: Allow lists exactly what the API document lists.
             allowed = await self.documented(public_path)
             if allowed is None:
-                problem = Problem(404, "Not found", f"No API resource at {scope['path']}.", code="not_found")
+                problem = no_resource(scope["path"])
             else:
                 problem = Problem(
                     405, "Method not allowed", code="method_not_allowed", headers={"Allow": ", ".join(allowed)}

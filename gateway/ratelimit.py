@@ -173,7 +173,7 @@ class SharedBuckets:
         if taken > 0:
             return 0.0
         # The bucket holds enough again once tat has moved back to want tokens below full.
-        return max(0.0, tat + want * per_token - quota.burst_s - now)
+        return max(0.0, float(tat) + want * per_token - quota.burst_s - now)
 
     def _maybe_prune(self, now: float) -> None:
         if now - self._last_prune < PRUNE_EVERY_S or (self._prune_task is not None and not self._prune_task.done()):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,10 +38,7 @@ class GatewaySettings(BaseSettings):
     # One pool for all services; keep-alive expiry stays under uvicorn's 5 s idle timeout so the
     # gateway drops a connection before the service does (avoids reusing a half-closed socket).
     max_connections: int = Field(200, ge=1)
-    max_keepalive_connections: int = Field(50, ge=0)  # idle connections kept open
     keepalive_expiry_s: float = Field(4.0, ge=0)  # an idle connection is closed after this long
-    # "aiohttp" (faster under concurrency, see bench/gateway_overhead.py) or "httpx".
-    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=0)  # larger request bodies are refused with 413
     # Readiness and the 360 view must answer even when one service hangs: readiness waits this long per service.
     ready_timeout_s: float = Field(2.0, gt=0)

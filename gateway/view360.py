@@ -24,14 +24,8 @@ from starlette.responses import Response
 from gateway.authz import check_customer
 from gateway.proxy import request_principal
 from gateway.routes import API_PREFIX, permission_for
-from gateway.upstream import (
-    UpstreamError,
-    Upstreams,
-    current_request_id,
-    default_timeout,
-    downstream_response_headers,
-    upstream_request_headers,
-)
+from gateway.upstream import UpstreamError, Upstreams, current_request_id, default_timeout
+from gateway.upstream_headers import downstream_response_headers, upstream_request_headers
 from servicekit.problems import problem_response
 
 router = APIRouter(tags=["customer-360"])
@@ -101,7 +95,7 @@ async def _fetch(upstreams: Upstreams, part: Part, path: str, query: str, header
         response = await upstreams.send(part.service, "GET", path, query=query, headers=headers, timeouts=timeout)
     except UpstreamError as exc:
         return Fetched(part, failure={"service": part.service, "reason": exc.kind})
-    fetched = Fetched(part, status_code=response.status_code, raw=(response.content, list(response.headers.raw)))
+    fetched = Fetched(part, status_code=response.status_code, raw=(response.content, list(response.raw_headers)))
     if response.status_code == 200:
         try:
             fetched.data = response.json()

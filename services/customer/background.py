@@ -14,7 +14,7 @@ from services.customer.consent import service as consent
 from services.customer.customers import service
 from services.customer.settings import CustomerSettings
 
-log = logging.getLogger("customer.housekeeping")
+log = logging.getLogger("customer.background")
 
 
 async def purge_idempotency_keys(app: FastAPI) -> None:

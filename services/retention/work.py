@@ -22,7 +22,7 @@ from contracts.common import Severity
 from contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.deps import SessionDep
 from servicekit.events.envelope import CloudEvent, Received
-from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
+from servicekit.pagination import DEFAULT_PAGE, Limit, Offset, Page
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import wake_snoozed
@@ -60,11 +60,8 @@ class WorkItem(BaseModel):
     reasons: list[WorkReason] = Field(description="every unresolved alert of the customer, worst first")
 
 
-class WorkItemsPage(BaseModel):
-    items: list[WorkItem]
-    total: int
-    limit: int
-    offset: int
+class WorkItemsPage(Page[WorkItem]):
+    pass
 
 
 async def work_items(

@@ -32,7 +32,7 @@ from services.scoring.training.jobs import RUNNERS
 from services.scoring.training.models import Job, ValueModelVersion
 from services.scoring.training.service import FAILED, QUEUED, RUNNING, SUCCEEDED, VALUE_REFIT, WORKER, enqueue_job
 
-log = logging.getLogger("services.scoring.jobs")
+log = logging.getLogger("services.scoring.background")
 
 
 # ---- the loop ---------------------------------------------------------------------------------------

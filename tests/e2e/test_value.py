@@ -92,6 +92,13 @@ async def test_value_counters_reach_scoring_and_the_reports_answer_through_the_g
     assert created.status_code == 201, created.text
     listed = await gateway.get(f"/api/v1/segments/{created.json()['id']}/customers")
     assert sorted(i["customer_id"] for i in listed.json()["items"]) == sorted([big, small])
+    assert listed.json().keys() == {"segment_id", "items", "total", "limit", "offset"}
+    assert (listed.json()["segment_id"], listed.json()["total"]) == (created.json()["id"], 2)
+    history = await gateway.get(f"/api/v1/customers/{big}/scores/history", params={"limit": 1})
+    assert history.status_code == 200, history.text
+    assert history.json().keys() == {"customer_id", "items", "total", "limit", "offset"}
+    assert (history.json()["customer_id"], history.json()["limit"], len(history.json()["items"])) == (big, 1, 1)
+    assert history.json()["total"] >= 1
     unknown = await gateway.post(
         "/api/v1/segments", json={"name": "x", "filter": [{"field": "email", "op": "eq", "value": "a"}]}
     )

@@ -213,12 +213,14 @@ class CustomerScoresPublic(BaseModel):
     features_as_of: datetime | None
 
 
-class ScoreHistoryPublic(BaseModel):
+class _HistoryOf(BaseModel):
     customer_id: str
-    items: list[ScoreHistoryItem]
-    total: int
-    limit: int
-    offset: int
+
+
+# The page's fields follow the customer's id (base classes' fields come in reverse order of the bases),
+# so the document and the answers keep the order they always had.
+class ScoreHistoryPublic(Page[ScoreHistoryItem], _HistoryOf):
+    pass
 
 
 class RankedScore(BaseModel):

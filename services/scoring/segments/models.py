@@ -70,12 +70,14 @@ class SegmentCustomer(BaseModel):
     contribution: float | None
 
 
-class SegmentCustomersPublic(BaseModel):
+class _CustomersOf(BaseModel):
     segment_id: str
-    items: list[SegmentCustomer]
-    total: int
-    limit: int
-    offset: int
+
+
+# The page's fields follow the segment's id (base classes' fields come in reverse order of the bases),
+# so the document and the answers keep the order they always had.
+class SegmentCustomersPublic(Page[SegmentCustomer], _CustomersOf):
+    pass
 
 
 class SegmentCount(BaseModel):

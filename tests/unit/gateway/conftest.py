@@ -3,6 +3,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -45,12 +46,14 @@ async def start_gateway(fakes: dict[str, FakeService], tmp_path: Path) -> AsyncI
         stack.push_async_callback(servers.stop)
 
         async def start(
-            transport: httpx.AsyncBaseTransport | None = None, as_role: str | None = "admin", **overrides: Any
+            connector: Callable[[GatewaySettings], aiohttp.BaseConnector] | None = None,
+            as_role: str | None = "admin",
+            **overrides: Any,
         ) -> httpx.AsyncClient:
             values: dict[str, Any] = {f"{name}_url": service.url for name, service in fakes.items()}
             values["database_url"] = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
             values.update(overrides)
-            app = create_app(GatewaySettings(**values), transport=transport)
+            app = create_app(GatewaySettings(**values), connector=connector)
             url = await servers.start(app)
             headers = bearer(as_role) if as_role else {}
             return await stack.enter_async_context(httpx.AsyncClient(base_url=url, trust_env=False, headers=headers))

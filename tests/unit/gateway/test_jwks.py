@@ -1,14 +1,19 @@
 """The JWKS cache follows the identity provider: Cache-Control max-age (bounded), and a rotation (unknown
 kid) refetches at once but no more often than the floor interval."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from gateway.jwks import JwksCache, JwksError, cache_lifetime
+from tests.unit.gateway.fakes import Servers
 
 
 class Clock:
@@ -29,12 +34,12 @@ class Provider:
         self.failing = False
         self._keys = {kid: _public_jwk(kid) for kid in ("k1", "k2", "k3")}
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    async def handler(self, request: Request) -> Response:
         self.requests += 1
         if self.failing:
-            return httpx.Response(503)
+            return Response(status_code=503)
         headers = {"cache-control": self.cache_control} if self.cache_control else {}
-        return httpx.Response(200, json={"keys": [self._keys[k] for k in self.kids]}, headers=headers)
+        return JSONResponse({"keys": [self._keys[k] for k in self.kids]}, headers=headers)
 
 
 def _public_jwk(kid: str) -> dict[str, Any]:
@@ -42,15 +47,23 @@ def _public_jwk(kid: str) -> dict[str, Any]:
     return jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True) | {"kid": kid, "use": "sig"}
 
 
-def _cache(provider: Provider, clock: Clock) -> JwksCache:
-    return JwksCache(
-        "https://idp.example.com/jwks.json",
-        min_s=60,
-        max_s=3600,
-        refetch_floor_s=30,
-        transport=httpx.MockTransport(provider.handler),
-        clock=clock,
-    )
+@pytest.fixture
+async def idp_url(provider: "Provider") -> AsyncIterator[str]:
+    """The provider's key set served over real HTTP on loopback."""
+    servers = Servers()
+    try:
+        yield await servers.start(Starlette(routes=[Route("/jwks.json", provider.handler)])) + "/jwks.json"
+    finally:
+        await servers.stop()
+
+
+@pytest.fixture
+def provider() -> "Provider":
+    return Provider()
+
+
+def _cache(url: str, clock: Clock) -> JwksCache:
+    return JwksCache(url, min_s=60, max_s=3600, refetch_floor_s=30, clock=clock)
 
 
 @pytest.mark.parametrize(
@@ -69,9 +82,9 @@ def test_the_key_set_lives_as_long_as_its_max_age_within_the_bounds(header: str 
     assert cache_lifetime(header, min_s=60, max_s=3600) == lifetime
 
 
-async def test_the_key_set_is_fetched_again_once_its_max_age_has_passed() -> None:
-    provider, clock = Provider(), Clock()
-    cache = _cache(provider, clock)
+async def test_the_key_set_is_fetched_again_once_its_max_age_has_passed(provider: Provider, idp_url: str) -> None:
+    clock = Clock()
+    cache = _cache(idp_url, clock)
     await cache.key("k1")
     clock.now += 299
     await cache.key("k1")
@@ -83,9 +96,9 @@ async def test_the_key_set_is_fetched_again_once_its_max_age_has_passed() -> Non
     await cache.aclose()
 
 
-async def test_a_rotated_key_is_found_by_refetching_on_its_unknown_kid() -> None:
-    provider, clock = Provider(), Clock()
-    cache = _cache(provider, clock)
+async def test_a_rotated_key_is_found_by_refetching_on_its_unknown_kid(provider: Provider, idp_url: str) -> None:
+    clock = Clock()
+    cache = _cache(idp_url, clock)
     await cache.key("k1")
     provider.kids = ["k1", "k2"]
     clock.now += 31  # past the floor, long before max-age
@@ -95,9 +108,9 @@ async def test_a_rotated_key_is_found_by_refetching_on_its_unknown_kid() -> None
     await cache.aclose()
 
 
-async def test_unknown_kids_refetch_no_more_often_than_the_floor_interval() -> None:
-    provider, clock = Provider(), Clock()
-    cache = _cache(provider, clock)
+async def test_unknown_kids_refetch_no_more_often_than_the_floor_interval(provider: Provider, idp_url: str) -> None:
+    clock = Clock()
+    cache = _cache(idp_url, clock)
     await cache.key("k1")
     for attempt in range(20):  # a flood of tokens with made-up kids
         clock.now += 1
@@ -112,9 +125,9 @@ async def test_unknown_kids_refetch_no_more_often_than_the_floor_interval() -> N
     await cache.aclose()
 
 
-async def test_a_failed_refresh_keeps_the_known_keys() -> None:
-    provider, clock = Provider(), Clock()
-    cache = _cache(provider, clock)
+async def test_a_failed_refresh_keeps_the_known_keys(provider: Provider, idp_url: str) -> None:
+    clock = Clock()
+    cache = _cache(idp_url, clock)
     known = await cache.key("k1")
     provider.failing = True
     clock.now += 400  # expired
@@ -124,9 +137,9 @@ async def test_a_failed_refresh_keeps_the_known_keys() -> None:
     await cache.aclose()
 
 
-async def test_a_token_without_kid_needs_a_set_of_exactly_one_key() -> None:
-    provider, clock = Provider(), Clock()
-    cache = _cache(provider, clock)
+async def test_a_token_without_kid_needs_a_set_of_exactly_one_key(provider: Provider, idp_url: str) -> None:
+    clock = Clock()
+    cache = _cache(idp_url, clock)
     assert await cache.key(None) is not None
     provider.kids = ["k1", "k2"]
     clock.now += 400

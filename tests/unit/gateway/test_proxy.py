@@ -1,6 +1,10 @@
+from typing import Any
+
+import aiohttp
 import httpx
 import orjson
 
+from gateway.settings import GatewaySettings
 from tests.unit.gateway.conftest import StartGateway
 from tests.unit.gateway.fakes import PROBLEM, FakeService, dead_url
 
@@ -196,52 +200,54 @@ async def test_non_get_on_the_gateway_owned_360_view_is_405(gateway: httpx.Async
     assert response.headers["allow"] == "GET"
 
 
-class FailFirstConnects(httpx.AsyncBaseTransport):
-    """The real transport, except that the first ``failures`` connects are refused."""
+class FailFirstConnects:
+    """Builds the gateway's real connectors, except that the first ``failures`` connects are refused."""
 
     def __init__(self, failures: int) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
         self.failures = failures
         self.attempts = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise httpx.ConnectError("connection refused", request=request)
-        return await self.inner.handle_async_request(request)
+    def __call__(self, settings: GatewaySettings) -> aiohttp.BaseConnector:
+        counter = self
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        class Refusing(aiohttp.TCPConnector):
+            async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 - aiohttp calls it so
+                counter.attempts += 1
+                if counter.attempts <= counter.failures:
+                    raise aiohttp.ClientConnectorError(req.connection_key, ConnectionRefusedError(111, "refused"))
+                return await super().connect(req, traces, timeout)
+
+        return Refusing(limit=settings.max_connections)
 
 
 async def test_get_is_retried_once_after_a_connect_error(start_gateway: StartGateway) -> None:
-    transport = FailFirstConnects(failures=1)
-    gateway = await start_gateway(transport=transport)
+    connector = FailFirstConnects(failures=1)
+    gateway = await start_gateway(connector=connector)
 
     response = await gateway.get("/api/v1/scores")
 
     assert response.status_code == 200
-    assert transport.attempts == 2
+    assert connector.attempts == 2
 
 
 async def test_get_gives_up_after_one_retry(start_gateway: StartGateway) -> None:
-    transport = FailFirstConnects(failures=5)
-    gateway = await start_gateway(transport=transport)
+    connector = FailFirstConnects(failures=5)
+    gateway = await start_gateway(connector=connector)
 
     response = await gateway.get("/api/v1/scores")
 
     assert response.status_code == 503
-    assert transport.attempts == 2
+    assert connector.attempts == 2
 
 
 async def test_post_is_not_retried(start_gateway: StartGateway, fakes: dict[str, FakeService]) -> None:
-    transport = FailFirstConnects(failures=1)
-    gateway = await start_gateway(transport=transport)
+    connector = FailFirstConnects(failures=1)
+    gateway = await start_gateway(connector=connector)
 
     response = await gateway.post("/api/v1/interactions", json={"type": "call"})
 
     assert response.status_code == 503
-    assert transport.attempts == 1
+    assert connector.attempts == 1
     assert fakes["interaction"].seen == []
 
 

@@ -1,4 +1,4 @@
-from gateway.upstream import downstream_response_headers, public_location, upstream_request_headers
+from gateway.upstream_headers import downstream_response_headers, public_location, upstream_request_headers
 
 BASE = "http://10.0.0.5:8001"
 

@@ -3,23 +3,19 @@ child of the gateway's span; with tracing off no trace header is sent."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstreams
 from servicekit import tracing
+from tests.unit.gateway.fakes import FakeService
 
 
-async def _headers_sent(monkeypatch: pytest.MonkeyPatch, traced: bool) -> tuple[httpx.Headers, str | None]:
-    seen: list[httpx.Headers] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers)
-        return httpx.Response(200, json={})
-
-    upstreams = Upstreams(GatewaySettings(), transport=httpx.MockTransport(handler))
+async def _headers_sent(
+    monkeypatch: pytest.MonkeyPatch, service: FakeService, traced: bool
+) -> tuple[dict[str, str], str | None]:
+    upstreams = Upstreams(GatewaySettings(interaction_url=service.url))
     provider = TracerProvider()
     trace_id = None
     try:
@@ -34,14 +30,18 @@ async def _headers_sent(monkeypatch: pytest.MonkeyPatch, traced: bool) -> tuple[
     finally:
         await upstreams.aclose()
         provider.shutdown()
-    return seen[0], trace_id
+    return service.seen[0].headers, trace_id
 
 
-async def test_the_upstream_request_carries_the_gateways_span_context(monkeypatch: pytest.MonkeyPatch):
-    headers, trace_id = await _headers_sent(monkeypatch, traced=True)
+async def test_the_upstream_request_carries_the_gateways_span_context(
+    monkeypatch: pytest.MonkeyPatch, fakes: dict[str, FakeService]
+) -> None:
+    headers, trace_id = await _headers_sent(monkeypatch, fakes["interaction"], traced=True)
     assert trace_id is not None and headers["traceparent"].split("-")[1] == trace_id
 
 
-async def test_without_tracing_no_trace_context_is_sent(monkeypatch: pytest.MonkeyPatch):
-    headers, _ = await _headers_sent(monkeypatch, traced=False)
+async def test_without_tracing_no_trace_context_is_sent(
+    monkeypatch: pytest.MonkeyPatch, fakes: dict[str, FakeService]
+) -> None:
+    headers, _ = await _headers_sent(monkeypatch, fakes["interaction"], traced=False)
     assert "traceparent" not in headers

@@ -53,3 +53,9 @@ def test_a_service_imports_no_other_service_nor_the_gateway_runner_or_cli(servic
 def test_the_gateway_and_cli_reach_services_over_http_only() -> None:
     assert _violations("gateway", ("services", "runner", "cli")) == []
     assert _violations("cli", ("services", "runner", "gateway")) == []
+
+
+def test_the_gateway_calls_out_with_one_http_client() -> None:
+    clients = {"httpx", "aiohttp", "requests", "urllib3"}
+    used = {module.split(".")[0] for modules in _imported_modules(ROOT / "gateway").values() for module in modules}
+    assert used & clients == {"aiohttp"}

@@ -8,9 +8,10 @@ a short warm-up, then severe complaints through the gateway at ``--rate`` for ``
 each for a customer with no alert yet, until retention has committed every one's alert. The CPU the
 platform's processes (services and gateway) and the broker and database server used over that window,
 from /proc, divided by the complaints, is the phase's CPU per interaction. The ratio on / off is reported
-as the mean of each mode's phases and as the median of the ratios of neighbouring phases (off-on and
-on-off), for the platform and per process: on a shared machine whose load drifts over the run, the
-median of neighbours is the steadier figure; three off/on rounds by default.
+as the mean of each mode's phases, as the median of the ratios of neighbouring phases (off-on and
+on-off) and as the median of each on phase over the off phases either side of it, for the platform and
+per process: on a shared machine whose load drifts over the run, the last two are the steadier figures
+(the bracketed one also under a drift one way); three off/on rounds by default.
 
 With tracing on the processes export to an OTLP/HTTP receiver in this process that only counts the spans
 (bench.otlp): a collector's own work is not the platform's, the export (batching, encoding, the POST) is.
@@ -211,6 +212,23 @@ def neighbour_ratios(phases: list[dict[str, Any]], key: str) -> list[float]:
     return found
 
 
+def bracketed_ratios(phases: list[dict[str, Any]], key: str) -> list[float]:
+    """Each on phase over the mean of the off phases either side of it (one side at an end): a load that
+    drifts one way through the run biases off-on and on-off pairs in opposite directions, this not at all."""
+    found = []
+    for i, phase in enumerate(phases):
+        value = phase["cpu_ms_per_interaction"].get(key)
+        sides = [
+            p["cpu_ms_per_interaction"].get(key)
+            for p in phases[max(i - 1, 0) : i] + phases[i + 1 : i + 2]
+            if p["tracing"] == "off"
+        ]
+        sides = [v for v in sides if v]
+        if phase["tracing"] == "on" and value and sides:
+            found.append(value / (sum(sides) / len(sides)))
+    return found
+
+
 def ratios(phases: list[dict[str, Any]]) -> dict[str, Any]:
     """The ratio on / off: the mean of each mode's phases, and the median of neighbouring phases' ratios,
     for the platform, with the broker and database, and per process."""
@@ -225,6 +243,10 @@ def ratios(phases: list[dict[str, Any]]) -> dict[str, Any]:
             out.setdefault("ratio_median_of_neighbours", {})[key] = round(statistics.median(pairs), 3)
             if key == "services_and_gateway":
                 out["neighbour_ratios_services_and_gateway"] = [round(r, 3) for r in pairs]
+        if bracketed := bracketed_ratios(phases, key):
+            out.setdefault("ratio_median_bracketed", {})[key] = round(statistics.median(bracketed), 3)
+            if key == "services_and_gateway":
+                out["bracketed_ratios_services_and_gateway"] = [round(r, 3) for r in bracketed]
     return out
 
 
@@ -242,6 +264,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"\nratio on / off, mean of phases: {report.get('ratio_on_over_off')}")
     print(f"ratio on / off, median of neighbouring phases: {report.get('ratio_median_of_neighbours')}")
     print(f"neighbouring phases' ratios (services + gateway): {report.get('neighbour_ratios_services_and_gateway')}")
+    print(f"ratio on / off, each on phase over the off phases beside it: {report.get('ratio_median_bracketed')}")
+    print(f"  of which (services + gateway): {report.get('bracketed_ratios_services_and_gateway')}")
 
 
 def _interrupt(*_: object) -> None:

@@ -131,6 +131,10 @@ async def run(
     spec = __import__(f"services.{args.service}.main", fromlist=["x"]).SPEC
     tracing.setup(args.service, tracing.TracingSettings(exporter_otlp_endpoint=receiver_url))
     tracer = tracing._tracer
+    if args.sdk_tracer:  # the platform's spans from the SDK's tracer, as before servicekit.tracing_lean
+        from opentelemetry import trace
+
+        tracer = trace.get_tracer("crm.servicekit")
     components = spec.load_components()
     database = Database(url, source=f"/crm/{args.service}")
     consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=20, help="records per consumer batch (transaction)")
     parser.add_argument("--block", type=int, default=10, help="batches per block (blocks alternate off and on)")
     parser.add_argument("--gc-freeze", action="store_true", help="after the warm-up, gc.freeze() every object so far")
+    parser.add_argument(
+        "--sdk-tracer", action="store_true", help="on blocks: spans from the SDK's tracer instead of the lean one"
+    )
     parser.add_argument("--profile", help="save cProfiles of the off and on blocks in this folder")
     args = parser.parse_args(argv)
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{consumer_path.PG_PORT}/{args.service}"

@@ -101,12 +101,14 @@ def setup(service: str, settings: TracingSettings | None = None, *, http_clients
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+    from servicekit.tracing_lean import lean_tracer
     from servicekit.tracing_wire import EncodingBatchSpanProcessor, LeanOTLPSpanExporter
 
     base = settings.exporter_otlp_endpoint.rstrip("/")
     resource = Resource.create({"service.name": service, "service.namespace": "crm"})
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.traces_sampler_arg)))
-    provider.add_span_processor(EncodingBatchSpanProcessor(LeanOTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    processor = EncodingBatchSpanProcessor(LeanOTLPSpanExporter(endpoint=f"{base}/v1/traces"))
+    provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     if settings.metrics_exporter == "otlp":
         from opentelemetry import metrics
@@ -122,7 +124,9 @@ def setup(service: str, settings: TracingSettings | None = None, *, http_clients
         HTTPXClientInstrumentor().instrument()
         AioHttpClientInstrumentor().instrument()
     _trace_sql = settings.trace_sql
-    _tracer = trace.get_tracer("crm.servicekit")
+    # The platform's own spans (server, publish, handle, webhook deliver) from the lean tracer; the
+    # instrumentation packages' spans from the SDK's provider; both leave through `processor`.
+    _tracer = lean_tracer(provider, processor, settings.traces_sampler_arg, "crm.servicekit")
     log.info("tracing on", extra={"sample_ratio": settings.traces_sampler_arg})
     return True
 

@@ -168,20 +168,31 @@ def _span(span: ReadableSpan) -> bytes:
 
 # (resource, instrumentation scope) of the encoded spans, by number: an encoded span waiting for its export
 # is a tuple of that number and its bytes, which the garbage collector stops tracking (no containers in it).
+# Looked up by the objects' identity first (a process has a handful of each, alive as long as it runs and kept
+# alive by _ORIGIN_LIST, so an id is never reused): hashing a Resource serializes its attributes every time.
 _ORIGINS: dict[tuple[Any, Any], int] = {}
+_ORIGIN_IDS: dict[tuple[int, int], int] = {}
 _ORIGIN_LIST: list[tuple[Any, Any]] = []
 
 EncodedSpan = tuple[int, bytes]
 
 
+def _origin(resource: Any, scope: Any) -> int:
+    key = (id(resource), id(scope))
+    number = _ORIGIN_IDS.get(key)
+    if number is None:
+        origin = (resource, scope)
+        number = _ORIGINS.get(origin)
+        if number is None:
+            number = _ORIGINS[origin] = len(_ORIGIN_LIST)
+        _ORIGIN_LIST.append(origin)  # keeps these very objects alive, so their ids stay theirs
+        _ORIGIN_IDS[key] = number
+    return number
+
+
 def encode_span(span: ReadableSpan) -> EncodedSpan:
     """One span's ``spans`` field of its ScopeSpans, and where it came from, for `encode_request` later."""
-    origin = (span.resource, span.instrumentation_scope or None)
-    number = _ORIGINS.get(origin)
-    if number is None:
-        number = _ORIGINS[origin] = len(_ORIGIN_LIST)
-        _ORIGIN_LIST.append(origin)
-    return number, _len(2, _span(span))
+    return _origin(span.resource, span.instrumentation_scope or None), _len(2, _span(span))
 
 
 def encode_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
@@ -205,6 +216,16 @@ def encode_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
     return b"".join(out)
 
 
+# PINNED SDK INTERNALS. The two classes below use private attributes of the OpenTelemetry SDK:
+# BatchSpanProcessor._batch_processor (its shared BatchProcessor, whose emit() queues an item for the export
+# thread) and OTLPSpanExporter._client / ._shutdown (the _OTLPHTTPClient whose export(bytes) POSTs a serialized
+# body and answers a result with .success). They are written against the versions pinned in constraints.txt:
+# opentelemetry-sdk==1.45.1, opentelemetry-exporter-otlp-proto-http==1.45.1,
+# opentelemetry-exporter-otlp-common==0.66b1 and opentelemetry-exporter-http-transport==0.66b1.
+# tests/unit/servicekit/test_tracing_sdk_shape.py fails if an upgrade moves or reshapes any of them; when it
+# does, adapt these classes (or fall back to the SDK's own processor and exporter) before the upgrade lands.
+
+
 class EncodingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch span processor (queue, export thread, OTEL_BSP_* settings), except that a span is
     encoded as it ends and only its bytes wait for the export, for a LeanOTLPSpanExporter: a finished span
@@ -216,9 +237,13 @@ class EncodingBatchSpanProcessor(BatchSpanProcessor):
             return
         self._batch_processor.emit(encode_span(span))  # type: ignore[arg-type]
 
+    def emit_encoded(self, encoded: EncodedSpan) -> None:
+        """Queue a span already encoded (servicekit.tracing_lean's spans, which bypass on_end)."""
+        self._batch_processor.emit(encoded)  # type: ignore[arg-type]
+
 
 class LeanOTLPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter, serializing with `encode_request`."""
+    """The SDK's OTLP/HTTP span exporter, serializing with `encode_request` (see PINNED SDK INTERNALS)."""
 
     def export(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> SpanExportResult:
         if self._shutdown:

@@ -17,16 +17,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import random
+import shutil
 import statistics
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
+import orjson
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.chaos import Row, Run, failures, stream, verify, wait_idle
+from bench.chaos import Row, Run, Sent, failures, interaction_body, verify, wait_idle
 from bench.infra import (
     Infra,
     pid_file,
@@ -37,10 +44,91 @@ from bench.infra import (
     start_in_order,
     write_report,
 )
+from bench.memtrace import compare
+from bench.pipeline import percentile
 from servicekit.settings import REPO_ROOT
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-soak", kafka_port=31500, pg_port=31532, port_offset=23000)
 GROWTH_LIMIT = 0.05  # RSS may grow less than this share between the end of the warm-up and the end
+
+
+@dataclass
+class Offered:
+    """What the load generator offered and what came back: every attempt's answer by status, the retries,
+    and how far behind its schedule each send went out (a generator that cannot keep up shows here, not as a
+    lower rate silently offered)."""
+
+    rate: float
+    scheduled: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    in_flight: int = 0
+    max_behind_s: float = 0.0
+    latency_ms: list[float] = field(default_factory=list)  # scheduled -> acknowledged, every acknowledged one
+
+
+async def offer(run: Run, http: aiohttp.ClientSession, stats: Offered, stop: asyncio.Event, max_in_flight: int) -> None:
+    """Open loop at stats.rate: send n goes out at start + n/rate whatever the earlier ones are doing. A
+    refused send (429/503) is sent again after its Retry-After, a lost connection after 0.5 s, with the same
+    external id (the interaction service is idempotent by it). Past max_in_flight unanswered sends the
+    schedule waits (counted as behind) rather than piling up without bound."""
+    rng = random.Random(7)
+    url = f"{run.infra.gateway}/api/v1/interactions"
+    in_flight: set[asyncio.Task[None]] = set()
+    started = time.monotonic()
+    n = 0
+    while not stop.is_set():
+        due = started + n / stats.rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        while len(in_flight) >= max_in_flight and not stop.is_set():
+            await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            break
+        stats.max_behind_s = max(stats.max_behind_s, time.monotonic() - due)
+        body = interaction_body(rng.choice(run.customers), rng)
+        task = asyncio.create_task(_post(run, http, url, body, due, stats))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        n += 1
+        stats.scheduled = n
+    await asyncio.gather(*in_flight)
+
+
+async def _post(
+    run: Run, http: aiohttp.ClientSession, url: str, body: dict[str, Any], due: float, stats: Offered
+) -> None:
+    scenario = run.scenario
+    run.sent[scenario] += 1
+    sent_at = time.time()
+    data = orjson.dumps(body)
+    stats.in_flight += 1
+    try:
+        for attempt in range(120):
+            if attempt:
+                stats.retries += 1
+            wait = 0.5
+            try:
+                async with http.post(url, data=data, headers=run.headers) as response:
+                    answer = await response.read()
+                    stats.answers[str(response.status)] += 1
+                    if response.status in (200, 201):
+                        interaction_id = orjson.loads(answer)["id"]
+                        stats.latency_ms.append((time.monotonic() - due) * 1000)
+                        kind, severity = body["type"], body.get("severity")
+                        run.acknowledged.append(
+                            Sent(interaction_id, body["customer_id"], kind, severity, scenario, sent_at)
+                        )
+                        return
+                    if response.status not in (429, 503) and response.status < 500:
+                        run.log(f"refused {response.status}: {answer[:200]!r}")
+                        return
+                    with contextlib.suppress(ValueError):
+                        wait = float(response.headers.get("Retry-After", wait))
+            except (aiohttp.ClientError, TimeoutError):
+                stats.answers["no answer"] += 1
+            await asyncio.sleep(wait)
+    finally:
+        stats.in_flight -= 1
 
 
 def process_pids(run: Run) -> dict[str, int]:
@@ -76,13 +164,28 @@ def sample(run: Run) -> dict[str, float]:
     return out
 
 
-async def sampler(run: Run, samples: list[dict[str, Any]], every_s: float, stop: asyncio.Event) -> None:
+async def sampler(run: Run, stats: Offered, samples: list[dict[str, Any]], every_s: float, stop: asyncio.Event) -> None:
     started = time.monotonic()
+    last_t, last_acked = 0.0, 0
     while not stop.is_set():
         elapsed = time.monotonic() - started
-        samples.append({"t_s": round(elapsed, 1), "load": os.getloadavg()[0], "rss_mib": sample(run)})
         acked = len(run.acknowledged)
-        run.log(f"{elapsed / 60:5.1f} min: {acked} acknowledged, load {os.getloadavg()[0]:.1f}")
+        rate = (acked - last_acked) / (elapsed - last_t) if elapsed > last_t else 0.0
+        samples.append(
+            {
+                "t_s": round(elapsed, 1),
+                "load": os.getloadavg()[0],
+                "acknowledged": acked,
+                "acknowledged_per_s": round(rate, 1),
+                "in_flight": stats.in_flight,
+                "rss_mib": sample(run),
+            }
+        )
+        last_t, last_acked = elapsed, acked
+        run.log(
+            f"{elapsed / 60:5.1f} min: {acked} acknowledged ({rate:.1f}/s of {stats.rate:g}/s offered),"
+            f" {stats.in_flight} in flight, answers {dict(stats.answers)}, load {os.getloadavg()[0]:.1f}"
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
 
@@ -116,6 +219,22 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     report = report_start("split")
     report |= {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": args.warmup}
     platform = INFRA.fresh_platform(layout="split", extra_env=UNTHROTTLED_ENV)
+    traced = INFRA.state_dir / "memtrace"
+    if args.trace_memory:
+        # That process under tracemalloc, a snapshot every --trace-every seconds (bench.memtrace).
+        shutil.rmtree(traced, ignore_errors=True)
+        spec = platform.specs[args.trace_memory]
+        module_at = spec.argv.index("-m") + 1
+        spec.argv = [
+            *spec.argv[:module_at],
+            "bench.memtrace",
+            "--out",
+            str(traced),
+            "--every",
+            str(args.trace_every),
+            *spec.argv[module_at:],
+        ]
+    report_t0 = time.monotonic()
     try:
         await start_in_order(platform)
         async with httpx.AsyncClient(
@@ -131,19 +250,43 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 response.raise_for_status()
                 run.customers.append(response.json()["id"])
             run.log(f"{args.customers} customers; {args.minutes} min at {args.rate}/s (warm-up {args.warmup} min)")
+            report["stream_started_s"] = round(time.monotonic() - report_t0, 1)
             samples: list[dict[str, Any]] = []
+            stats = Offered(args.rate)
             stop_sampling = asyncio.Event()
-            sampling = asyncio.create_task(sampler(run, samples, args.every, stop_sampling))
+            sampling = asyncio.create_task(sampler(run, stats, samples, args.every, stop_sampling))
             stop_stream = asyncio.Event()
-            load = asyncio.create_task(stream(run, args.rate, 0, stop_stream, max_in_flight=args.max_in_flight))
-            await asyncio.sleep(args.warmup * 60)
-            run.scenario = "soak"
-            run.ran.append("soak")
-            await asyncio.sleep((args.minutes - args.warmup) * 60)
-            stop_stream.set()
-            await load
+            # The load generator's own client: aiohttp costs the shared cores less per request than httpx.
+            connector = aiohttp.TCPConnector(limit=args.max_in_flight, keepalive_timeout=30)
+            async with aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=30),
+                headers={"content-type": "application/json"},
+            ) as http:
+                load = asyncio.create_task(offer(run, http, stats, stop_stream, args.max_in_flight))
+                await asyncio.sleep(args.warmup * 60)
+                run.scenario = "soak"
+                run.ran.append("soak")
+                soak_started, soak_acked = time.monotonic(), len(run.acknowledged)
+                await asyncio.sleep((args.minutes - args.warmup) * 60)
+                stop_stream.set()
+                report["soak_acknowledged_per_s"] = round(
+                    (len(run.acknowledged) - soak_acked) / (time.monotonic() - soak_started), 1
+                )
+                await load
             stop_sampling.set()
             await sampling
+            report["offered"] = {
+                "rate": args.rate,
+                "scheduled": stats.scheduled,
+                "answers": dict(stats.answers),
+                "retries": stats.retries,
+                "max_behind_s": round(stats.max_behind_s, 2),
+                "http_ms": {
+                    "p50": round(percentile(stats.latency_ms, 0.5), 1) if stats.latency_ms else None,
+                    "p99": round(percentile(stats.latency_ms, 0.99), 1) if stats.latency_ms else None,
+                },
+            }
             run.log(f"stream done: {len(run.acknowledged)} acknowledged; waiting for the pipeline to drain")
             drain_started = time.monotonic()
             await wait_idle(run, timeout_s=args.drain_timeout)
@@ -151,6 +294,13 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             rows, summary = await verify(run)
     finally:
         platform.stop_all()
+    if args.trace_memory:
+        marks = [json.loads(line) for line in (traced / "marks.jsonl").read_text().splitlines()]
+        after = [m for m in marks if m["t_s"] >= report["stream_started_s"] + args.warmup * 60]
+        if len(after) >= 2:
+            report["memtrace"] = {"process": args.trace_memory, "marks": marks} | compare(
+                traced, after[0]["n"], after[-1]["n"]
+            )
     report["load_after"] = os.getloadavg()
     report["acknowledged_per_s"] = round(len(run.acknowledged) / (args.minutes * 60), 1)
     report["samples"] = samples
@@ -158,6 +308,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     report["counts"] = [row.__dict__ for row in rows]
     report["summary"] = summary
     problems = [p for p in failures(rows, summary) if "no duplicate delivery" not in p]
+    if report["soak_acknowledged_per_s"] < 0.95 * args.rate:
+        problems.append(f"the offered {args.rate:g}/s was not held: {report['soak_acknowledged_per_s']}/s acknowledged")
     problems += [
         f"{r['process']}: RSS grew {r['growth']:.1%} after the warm-up"
         for r in report["rss"]
@@ -171,9 +323,16 @@ def print_report(report: dict[str, Any]) -> None:
     loads = [s["load"] for s in report["samples"]]
     print(
         f"\nsoak: {report['minutes']} min at {report['rate']}/s through the gateway, warm-up {report['warmup_minutes']}"
-        f" min ({report['acknowledged_per_s']}/s acknowledged on average); {report['machine']['cores']} cores,"
+        f" min ({report['acknowledged_per_s']}/s acknowledged on average, {report['soak_acknowledged_per_s']}/s"
+        f" after the warm-up); {report['machine']['cores']} cores,"
         f" load average (1 min) during the run"
         f" {min(loads):.1f}-{max(loads):.1f}, median {statistics.median(loads):.1f}"
+    )
+    offered = report["offered"]
+    print(
+        f"offered {offered['rate']:g}/s: {offered['scheduled']} sends scheduled, answers {offered['answers']},"
+        f" {offered['retries']} retries, at most {offered['max_behind_s']} s behind schedule;"
+        f" HTTP p50 {offered['http_ms']['p50']} ms, p99 {offered['http_ms']['p99']} ms (from the scheduled time)"
     )
     print("\n| process | RSS after warm-up MiB | RSS at end MiB | max MiB | growth |")
     print("|---|---:|---:|---:|---:|")
@@ -197,6 +356,13 @@ def print_report(report: dict[str, Any]) -> None:
         f"\nsevere complaints counted in alerts: surplus {summary['alerts_surplus']},"
         f" missing {summary['alerts_missing']}; drained in {report['drain_s']} s"
     )
+    if "memtrace" in report:
+        trace = report["memtrace"]
+        print(f"\n{trace['process']} under tracemalloc, marks (t_s, RSS MiB, traced MiB):")
+        print("  " + ", ".join(f"({m['t_s']}, {m['rss_mib']}, {m['traced_mib']})" for m in trace["marks"]))
+        print(f"grown between {trace['from']} and {trace['to']} (freed elsewhere {trace['shrunk_kib']} KiB):")
+        for g in trace["grown"]:
+            print(f"  {g['kib']:+9.1f} KiB {g['blocks']:+7d} blocks  {g['at']}")
     if report["problems"]:
         print("\nFAILED:\n- " + "\n- ".join(report["problems"]))
     else:
@@ -211,12 +377,14 @@ def main(argv: list[str] | None = None) -> None:
         "--warmup", type=float, default=None, help="minutes before the RSS baseline (default: a sixth of the run)"
     )
     parser.add_argument(
-        "--max-in-flight", type=int, default=64, help="unanswered requests at most; beyond it the schedule slips"
+        "--max-in-flight", type=int, default=256, help="unanswered requests at most; beyond it the schedule waits"
     )
     parser.add_argument("--every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds the pipeline may take to drain")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "soak.json", help="where the report goes")
+    parser.add_argument("--trace-memory", metavar="PROCESS", help="that process under tracemalloc")
+    parser.add_argument("--trace-every", type=float, default=60.0, help="seconds between its snapshots")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     args = parser.parse_args(argv)
     if args.warmup is None:

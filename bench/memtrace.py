@@ -38,13 +38,18 @@ def dumper(out: Path, every_s: float, started: float) -> None:
     while True:
         time.sleep(every_s)
         n += 1
+        # RSS and the traced total before the snapshot, whose own objects are traced too.
+        meta = {
+            "n": n,
+            "t_s": round(time.monotonic() - started, 1),
+            "at": time.time(),
+            "rss_mib": round(rss_mib(os.getpid()), 1),
+            "traced_mib": round(tracemalloc.get_traced_memory()[0] / 2**20, 2),
+        }
         snap = snapshot()
-        elapsed = time.monotonic() - started
-        path = out / f"snapshot-{n:04d}.pickle"
-        with path.open("wb") as f:
+        with (out / f"snapshot-{n:04d}.pickle").open("wb") as f:
             pickle.dump(snap, f, protocol=pickle.HIGHEST_PROTOCOL)
-        meta = {"n": n, "t_s": round(elapsed, 1), "rss_mib": round(rss_mib(os.getpid()), 1)}
-        meta["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
+        del snap
         with (out / "marks.jsonl").open("a") as f:
             f.write(json.dumps(meta) + "\n")
 

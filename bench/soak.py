@@ -148,6 +148,20 @@ def private_mib(pid: int) -> float:
     return 0.0
 
 
+async def consumer_lag(run: Run) -> dict[str, float]:
+    """Each consumer process's lag (records behind, all its partitions), from its own metrics."""
+    lags: dict[str, float] = {}
+    for name, proc in list(run.platform.running.items()):
+        if not name.endswith("-consumer"):
+            continue
+        with contextlib.suppress(httpx.HTTPError):
+            text = (await run.gateway.get(f"http://127.0.0.1:{proc.spec.port}/metrics", timeout=5)).text
+            lags[name] = sum(
+                float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("crm_consumer_lag{")
+            )
+    return lags
+
+
 def sample(run: Run) -> dict[str, float]:
     """RSS in MiB per watched process at this moment; PostgreSQL as the private memory of its server and
     backends together (each backend's RSS also counts the shared buffers it has touched, which fill up
@@ -179,12 +193,14 @@ async def sampler(run: Run, stats: Offered, samples: list[dict[str, Any]], every
                 "acknowledged_per_s": round(rate, 1),
                 "in_flight": stats.in_flight,
                 "rss_mib": sample(run),
+                "consumer_lag": await consumer_lag(run),
             }
         )
         last_t, last_acked = elapsed, acked
         run.log(
             f"{elapsed / 60:5.1f} min: {acked} acknowledged ({rate:.1f}/s of {stats.rate:g}/s offered),"
-            f" {stats.in_flight} in flight, answers {dict(stats.answers)}, load {os.getloadavg()[0]:.1f}"
+            f" {stats.in_flight} in flight, answers {dict(stats.answers)}, load {os.getloadavg()[0]:.1f},"
+            f" consumer lag {samples[-1]['consumer_lag']}"
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
@@ -234,7 +250,6 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             str(args.trace_every),
             *spec.argv[module_at:],
         ]
-    report_t0 = time.monotonic()
     try:
         await start_in_order(platform)
         async with httpx.AsyncClient(
@@ -250,7 +265,6 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 response.raise_for_status()
                 run.customers.append(response.json()["id"])
             run.log(f"{args.customers} customers; {args.minutes} min at {args.rate}/s (warm-up {args.warmup} min)")
-            report["stream_started_s"] = round(time.monotonic() - report_t0, 1)
             samples: list[dict[str, Any]] = []
             stats = Offered(args.rate)
             stop_sampling = asyncio.Event()
@@ -268,6 +282,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 run.scenario = "soak"
                 run.ran.append("soak")
                 soak_started, soak_acked = time.monotonic(), len(run.acknowledged)
+                report["soak_started_at"] = time.time()
                 await asyncio.sleep((args.minutes - args.warmup) * 60)
                 stop_stream.set()
                 report["soak_acknowledged_per_s"] = round(
@@ -296,7 +311,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         platform.stop_all()
     if args.trace_memory:
         marks = [json.loads(line) for line in (traced / "marks.jsonl").read_text().splitlines()]
-        after = [m for m in marks if m["t_s"] >= report["stream_started_s"] + args.warmup * 60]
+        after = [m for m in marks if m["at"] >= report["soak_started_at"]]
         if len(after) >= 2:
             report["memtrace"] = {"process": args.trace_memory, "marks": marks} | compare(
                 traced, after[0]["n"], after[-1]["n"]
@@ -317,6 +332,17 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     ]
     report["problems"] = problems
     return report
+
+
+def minute_series(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first sample of each minute of the stream, and the last one."""
+    picked: dict[int, dict[str, Any]] = {}
+    for s in samples:
+        picked.setdefault(int(s["t_s"] // 60), s)
+    series = list(picked.values())
+    if samples and series[-1] is not samples[-1]:
+        series.append(samples[-1])
+    return series
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -341,6 +367,16 @@ def print_report(report: dict[str, Any]) -> None:
             f"| {r['process']} | {r['after_warmup_mib']:.1f} | {r['end_mib']:.1f} | {r['max_mib']:.1f} |"
             f" {r['growth']:+.1%} |"
         )
+    series = minute_series(report["samples"])
+    if series:
+        print("\nRSS MiB about once a minute (minute of the stream), with the consumers' lag (records behind):")
+        print("| process | " + " | ".join(f"{s['t_s'] / 60:.0f}" for s in series) + " |")
+        print("|---|" + "---:|" * len(series))
+        for name in sorted(series[-1]["rss_mib"]):
+            print(f"| {name} | " + " | ".join(f"{s['rss_mib'].get(name, 0.0):.1f}" for s in series) + " |")
+        for name in sorted(series[-1].get("consumer_lag", {})):
+            print(f"| lag {name} | " + " | ".join(f"{s['consumer_lag'].get(name, 0.0):.0f}" for s in series) + " |")
+        print("| acknowledged/s | " + " | ".join(f"{s.get('acknowledged_per_s', 0.0):.1f}" for s in series) + " |")
     print("\n| phase | sent | acked | stored | scored | severe | dup deliv | dup effects | lost |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in report["counts"]:

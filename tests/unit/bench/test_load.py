@@ -17,7 +17,7 @@ from aiohttp import web
 from bench.chaos import Run
 from bench.infra import Infra
 from bench.memtrace import compare
-from bench.soak import Offered, _post
+from bench.soak import Offered, _post, minute_series
 
 
 @pytest.fixture
@@ -99,3 +99,9 @@ def test_compare_names_the_allocation_site_that_grew_between_two_snapshots(tmp_p
     assert top["kib"] > 1900 and top["blocks"] >= 2000
     assert diff["from"]["t_s"] == 0.0 and diff["to"]["t_s"] == 5.0
     assert len(kept) == 2000
+
+
+def test_minute_series_keeps_the_first_sample_of_each_minute_and_the_last() -> None:
+    samples = [{"t_s": t, "rss_mib": {"gateway": 100.0}} for t in (0.0, 10.0, 55.0, 61.0, 130.0, 135.0)]
+    assert [s["t_s"] for s in minute_series(samples)] == [0.0, 61.0, 130.0, 135.0]
+    assert minute_series([]) == []

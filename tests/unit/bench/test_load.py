@@ -16,8 +16,9 @@ from aiohttp import web
 
 from bench.chaos import Run
 from bench.infra import Infra
+from bench.loadgen import Offered, _post
 from bench.memtrace import compare
-from bench.soak import Offered, _post, minute_series
+from bench.soak import minute_series
 
 
 @pytest.fixture

@@ -100,13 +100,15 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: bench-soak chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
+.PHONY: bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
 bench-soak: install  ## memory soak: 30 min at 100 interactions/s through the gateway, every process's RSS growth after warm-up, count check
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.soak
+bench-embedded: install  ## make run's layout (SQLite, one broker) at 100 interactions/s by an integration key: CPU per interaction, HTTP p50/p99
+	$(BIN)/python -m bench.embedded
 bench-overload: install  ## twice the sustainable rate through the gateway: p50/p99 per phase, shed share, recovery time, count check
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.overload

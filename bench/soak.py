@@ -17,16 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.chaos import Row, Run, failures, stream, verify, wait_idle
+from bench.chaos import Row, Run, failures, verify, wait_idle
 from bench.infra import (
     Infra,
     pid_file,
@@ -37,6 +40,9 @@ from bench.infra import (
     start_in_order,
     write_report,
 )
+from bench.loadgen import Offered, offer
+from bench.memtrace import compare
+from bench.pipeline import percentile
 from servicekit.settings import REPO_ROOT
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-soak", kafka_port=31500, pg_port=31532, port_offset=23000)
@@ -60,6 +66,20 @@ def private_mib(pid: int) -> float:
     return 0.0
 
 
+async def consumer_lag(run: Run) -> dict[str, float]:
+    """Each consumer process's lag (records behind, all its partitions), from its own metrics."""
+    lags: dict[str, float] = {}
+    for name, proc in list(run.platform.running.items()):
+        if not name.endswith("-consumer"):
+            continue
+        with contextlib.suppress(httpx.HTTPError):
+            text = (await run.gateway.get(f"http://127.0.0.1:{proc.spec.port}/metrics", timeout=5)).text
+            lags[name] = sum(
+                float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("crm_consumer_lag{")
+            )
+    return lags
+
+
 def sample(run: Run) -> dict[str, float]:
     """RSS in MiB per watched process at this moment; PostgreSQL as the private memory of its server and
     backends together (each backend's RSS also counts the shared buffers it has touched, which fill up
@@ -76,13 +96,30 @@ def sample(run: Run) -> dict[str, float]:
     return out
 
 
-async def sampler(run: Run, samples: list[dict[str, Any]], every_s: float, stop: asyncio.Event) -> None:
+async def sampler(run: Run, stats: Offered, samples: list[dict[str, Any]], every_s: float, stop: asyncio.Event) -> None:
     started = time.monotonic()
+    last_t, last_acked = 0.0, 0
     while not stop.is_set():
         elapsed = time.monotonic() - started
-        samples.append({"t_s": round(elapsed, 1), "load": os.getloadavg()[0], "rss_mib": sample(run)})
         acked = len(run.acknowledged)
-        run.log(f"{elapsed / 60:5.1f} min: {acked} acknowledged, load {os.getloadavg()[0]:.1f}")
+        rate = (acked - last_acked) / (elapsed - last_t) if elapsed > last_t else 0.0
+        samples.append(
+            {
+                "t_s": round(elapsed, 1),
+                "load": os.getloadavg()[0],
+                "acknowledged": acked,
+                "acknowledged_per_s": round(rate, 1),
+                "in_flight": stats.in_flight,
+                "rss_mib": sample(run),
+                "consumer_lag": await consumer_lag(run),
+            }
+        )
+        last_t, last_acked = elapsed, acked
+        run.log(
+            f"{elapsed / 60:5.1f} min: {acked} acknowledged ({rate:.1f}/s of {stats.rate:g}/s offered),"
+            f" {stats.in_flight} in flight, answers {dict(stats.answers)}, load {os.getloadavg()[0]:.1f},"
+            f" consumer lag {samples[-1]['consumer_lag']}"
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
 
@@ -116,6 +153,21 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     report = report_start("split")
     report |= {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": args.warmup}
     platform = INFRA.fresh_platform(layout="split", extra_env=UNTHROTTLED_ENV)
+    traced = INFRA.state_dir / "memtrace"
+    if args.trace_memory:
+        # That process under tracemalloc, a snapshot every --trace-every seconds (bench.memtrace).
+        shutil.rmtree(traced, ignore_errors=True)
+        spec = platform.specs[args.trace_memory]
+        module_at = spec.argv.index("-m") + 1
+        spec.argv = [
+            *spec.argv[:module_at],
+            "bench.memtrace",
+            "--out",
+            str(traced),
+            "--every",
+            str(args.trace_every),
+            *spec.argv[module_at:],
+        ]
     try:
         await start_in_order(platform)
         async with httpx.AsyncClient(
@@ -132,18 +184,42 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 run.customers.append(response.json()["id"])
             run.log(f"{args.customers} customers; {args.minutes} min at {args.rate}/s (warm-up {args.warmup} min)")
             samples: list[dict[str, Any]] = []
+            stats = Offered(args.rate)
             stop_sampling = asyncio.Event()
-            sampling = asyncio.create_task(sampler(run, samples, args.every, stop_sampling))
+            sampling = asyncio.create_task(sampler(run, stats, samples, args.every, stop_sampling))
             stop_stream = asyncio.Event()
-            load = asyncio.create_task(stream(run, args.rate, 0, stop_stream, max_in_flight=args.max_in_flight))
-            await asyncio.sleep(args.warmup * 60)
-            run.scenario = "soak"
-            run.ran.append("soak")
-            await asyncio.sleep((args.minutes - args.warmup) * 60)
-            stop_stream.set()
-            await load
+            # The load generator's own client: aiohttp costs the shared cores less per request than httpx.
+            connector = aiohttp.TCPConnector(limit=args.max_in_flight, keepalive_timeout=30)
+            async with aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=30),
+                headers={"content-type": "application/json"},
+            ) as http:
+                load = asyncio.create_task(offer(run, http, stats, stop_stream, args.max_in_flight))
+                await asyncio.sleep(args.warmup * 60)
+                run.scenario = "soak"
+                run.ran.append("soak")
+                soak_started, soak_acked = time.monotonic(), len(run.acknowledged)
+                report["soak_started_at"] = time.time()
+                await asyncio.sleep((args.minutes - args.warmup) * 60)
+                stop_stream.set()
+                report["soak_acknowledged_per_s"] = round(
+                    (len(run.acknowledged) - soak_acked) / (time.monotonic() - soak_started), 1
+                )
+                await load
             stop_sampling.set()
             await sampling
+            report["offered"] = {
+                "rate": args.rate,
+                "scheduled": stats.scheduled,
+                "answers": dict(stats.answers),
+                "retries": stats.retries,
+                "max_behind_s": round(stats.max_behind_s, 2),
+                "http_ms": {
+                    "p50": round(percentile(stats.latency_ms, 0.5), 1) if stats.latency_ms else None,
+                    "p99": round(percentile(stats.latency_ms, 0.99), 1) if stats.latency_ms else None,
+                },
+            }
             run.log(f"stream done: {len(run.acknowledged)} acknowledged; waiting for the pipeline to drain")
             drain_started = time.monotonic()
             await wait_idle(run, timeout_s=args.drain_timeout)
@@ -151,6 +227,13 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             rows, summary = await verify(run)
     finally:
         platform.stop_all()
+    if args.trace_memory:
+        marks = [json.loads(line) for line in (traced / "marks.jsonl").read_text().splitlines()]
+        after = [m for m in marks if m["at"] >= report["soak_started_at"]]
+        if len(after) >= 2:
+            report["memtrace"] = {"process": args.trace_memory, "marks": marks} | compare(
+                traced, after[0]["n"], after[-1]["n"]
+            )
     report["load_after"] = os.getloadavg()
     report["acknowledged_per_s"] = round(len(run.acknowledged) / (args.minutes * 60), 1)
     report["samples"] = samples
@@ -158,6 +241,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     report["counts"] = [row.__dict__ for row in rows]
     report["summary"] = summary
     problems = [p for p in failures(rows, summary) if "no duplicate delivery" not in p]
+    if report["soak_acknowledged_per_s"] < 0.95 * args.rate:
+        problems.append(f"the offered {args.rate:g}/s was not held: {report['soak_acknowledged_per_s']}/s acknowledged")
     problems += [
         f"{r['process']}: RSS grew {r['growth']:.1%} after the warm-up"
         for r in report["rss"]
@@ -167,13 +252,31 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def minute_series(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first sample of each minute of the stream, and the last one."""
+    picked: dict[int, dict[str, Any]] = {}
+    for s in samples:
+        picked.setdefault(int(s["t_s"] // 60), s)
+    series = list(picked.values())
+    if samples and series[-1] is not samples[-1]:
+        series.append(samples[-1])
+    return series
+
+
 def print_report(report: dict[str, Any]) -> None:
     loads = [s["load"] for s in report["samples"]]
     print(
         f"\nsoak: {report['minutes']} min at {report['rate']}/s through the gateway, warm-up {report['warmup_minutes']}"
-        f" min ({report['acknowledged_per_s']}/s acknowledged on average); {report['machine']['cores']} cores,"
+        f" min ({report['acknowledged_per_s']}/s acknowledged on average, {report['soak_acknowledged_per_s']}/s"
+        f" after the warm-up); {report['machine']['cores']} cores,"
         f" load average (1 min) during the run"
         f" {min(loads):.1f}-{max(loads):.1f}, median {statistics.median(loads):.1f}"
+    )
+    offered = report["offered"]
+    print(
+        f"offered {offered['rate']:g}/s: {offered['scheduled']} sends scheduled, answers {offered['answers']},"
+        f" {offered['retries']} retries, at most {offered['max_behind_s']} s behind schedule;"
+        f" HTTP p50 {offered['http_ms']['p50']} ms, p99 {offered['http_ms']['p99']} ms (from the scheduled time)"
     )
     print("\n| process | RSS after warm-up MiB | RSS at end MiB | max MiB | growth |")
     print("|---|---:|---:|---:|---:|")
@@ -182,6 +285,16 @@ def print_report(report: dict[str, Any]) -> None:
             f"| {r['process']} | {r['after_warmup_mib']:.1f} | {r['end_mib']:.1f} | {r['max_mib']:.1f} |"
             f" {r['growth']:+.1%} |"
         )
+    series = minute_series(report["samples"])
+    if series:
+        print("\nRSS MiB about once a minute (minute of the stream), with the consumers' lag (records behind):")
+        print("| process | " + " | ".join(f"{s['t_s'] / 60:.0f}" for s in series) + " |")
+        print("|---|" + "---:|" * len(series))
+        for name in sorted(series[-1]["rss_mib"]):
+            print(f"| {name} | " + " | ".join(f"{s['rss_mib'].get(name, 0.0):.1f}" for s in series) + " |")
+        for name in sorted(series[-1].get("consumer_lag", {})):
+            print(f"| lag {name} | " + " | ".join(f"{s['consumer_lag'].get(name, 0.0):.0f}" for s in series) + " |")
+        print("| acknowledged/s | " + " | ".join(f"{s.get('acknowledged_per_s', 0.0):.1f}" for s in series) + " |")
     print("\n| phase | sent | acked | stored | scored | severe | dup deliv | dup effects | lost |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in report["counts"]:
@@ -197,6 +310,13 @@ def print_report(report: dict[str, Any]) -> None:
         f"\nsevere complaints counted in alerts: surplus {summary['alerts_surplus']},"
         f" missing {summary['alerts_missing']}; drained in {report['drain_s']} s"
     )
+    if "memtrace" in report:
+        trace = report["memtrace"]
+        print(f"\n{trace['process']} under tracemalloc, marks (t_s, RSS MiB, traced MiB):")
+        print("  " + ", ".join(f"({m['t_s']}, {m['rss_mib']}, {m['traced_mib']})" for m in trace["marks"]))
+        print(f"grown between {trace['from']} and {trace['to']} (freed elsewhere {trace['shrunk_kib']} KiB):")
+        for g in trace["grown"]:
+            print(f"  {g['kib']:+9.1f} KiB {g['blocks']:+7d} blocks  {g['at']}")
     if report["problems"]:
         print("\nFAILED:\n- " + "\n- ".join(report["problems"]))
     else:
@@ -211,12 +331,14 @@ def main(argv: list[str] | None = None) -> None:
         "--warmup", type=float, default=None, help="minutes before the RSS baseline (default: a sixth of the run)"
     )
     parser.add_argument(
-        "--max-in-flight", type=int, default=64, help="unanswered requests at most; beyond it the schedule slips"
+        "--max-in-flight", type=int, default=256, help="unanswered requests at most; beyond it the schedule waits"
     )
     parser.add_argument("--every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds the pipeline may take to drain")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "soak.json", help="where the report goes")
+    parser.add_argument("--trace-memory", metavar="PROCESS", help="that process under tracemalloc")
+    parser.add_argument("--trace-every", type=float, default=60.0, help="seconds between its snapshots")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     args = parser.parse_args(argv)
     if args.warmup is None:

@@ -43,7 +43,6 @@ def issue_token(settings: GatewaySettings, *, sub: str, role: str, ttl_s: int, t
 
 
 async def _keys(settings: GatewaySettings, args: argparse.Namespace) -> int:
-    upgrade(MIGRATIONS_DIR, settings.database_url, "gateway")
     database = Database(settings.database_url, source="/crm/gateway")
     store = KeyStore(database, pepper=settings.api_key_pepper, cache_s=0)
     try:
@@ -96,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         print(issue_token(settings, sub=args.sub, role=args.role, ttl_s=args.ttl, team=team))
         return
     if args.command == "key":
+        # Alembic runs its async migrations in an event loop of its own: before this command's, not inside it.
+        upgrade(MIGRATIONS_DIR, settings.database_url, "gateway")
         sys.exit(asyncio.run(_keys(settings, args)))
     if args.command == "migrate":
         upgrade(MIGRATIONS_DIR, settings.database_url, "gateway")

@@ -66,7 +66,9 @@ class OutboxRelay:
         # Rows the broker acknowledged that no statement has marked yet: {"ids": [...], "acked_at": ack time}.
         self._acked: dict[str, Any] = {}
         self._round_started = float("-inf")  # time.monotonic() of the last round's read
-        self._connection: AsyncConnection | None = None  # PostgreSQL: the relay's own, in autocommit
+        # PostgreSQL, while run() runs: the relay's own connection, in autocommit, kept between rounds.
+        self._connection: AsyncConnection | None = None
+        self._keep_connection = False
         # The metrics' children for this service, looked up once (a labels() call per row costs).
         self._round_rows = metrics.OUTBOX_ROUND_ROWS.labels(self.service)
         self._published = metrics.OUTBOX_PUBLISHED.labels(self.service)
@@ -76,6 +78,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         backoff = 0.2
+        self._keep_connection = self.database.is_postgres
         try:
             while True:
                 try:
@@ -103,6 +106,7 @@ class OutboxRelay:
             with contextlib.suppress(Exception):  # a clean stop publishes nothing twice
                 await asyncio.wait_for(self.mark_acked(), 5)
             await self._drop_producer()
+            self._keep_connection = False
             await self._drop_connection()
             await self._drop_listener()
 
@@ -213,10 +217,10 @@ class OutboxRelay:
 
     @contextlib.asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """Database.autocommit(), but on PostgreSQL the relay's own connection, kept between rounds (a
-        checkout from the pool and the isolation level set and reset cost more than a round's read). A
-        statement that fails drops it; the next round opens another."""
-        if not self.database.is_postgres:
+        """Database.autocommit(), but while run() runs on PostgreSQL the relay's own connection, kept
+        between rounds (a checkout from the pool and the isolation level set and reset cost more than a
+        round's read). A statement that fails drops it; the next round opens another."""
+        if not self._keep_connection:
             async with self.database.autocommit() as conn:
                 yield conn
             return

@@ -10,6 +10,9 @@ service's schema, seeds its customer replica, then in this one process:
    bench.chaos) straight into the service's ASGI app, signed as the gateway signs: middleware, routing,
    validation, the INSERT with its outbox rows, the JSON answer. No HTTP server and no network: those are
    the floor's parts (bench.floor), not the service's own work.
+   Beside it, ``floor``: the same posts to bench.floor's bare FastAPI app (one route validating the body as
+   ``InteractionCreate`` and returning it) plus one prepared single-row asyncpg INSERT each, in the same
+   driver: the least a single post can cost in process, and the single post's ratio to it.
 2. ``bulk``: ``--bulk-requests`` POST /interactions/bulk of ``--bulk-rows`` rows each, the same mix.
 3. ``relay``: the service's outbox relay (servicekit.outbox.relay, with the platform's producer settings)
    publishes every event the two phases wrote to the real broker, round after round until none is left.
@@ -41,9 +44,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import event, func, insert, select
 
+from bench.floor import bare_fastapi
 from bench.infra import Infra, cpu_seconds, pid_file, postgres_pids, report_start, run_on_fresh_infra, write_report
 from servicekit import metrics
 from servicekit.auth import internal_headers
@@ -242,6 +247,29 @@ async def paced_relay(
     return result
 
 
+async def floor(meter: Meter, posts: int) -> dict[str, Any]:
+    """bench.floor's bare FastAPI route and one prepared asyncpg INSERT per post, in this driver."""
+    app = bare_fastapi()
+    connection = await asyncpg.connect(INFRA.database_url("interaction", driver="postgresql"))
+    try:
+        await connection.execute("CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, body jsonb NOT NULL)")
+        insert_row = await connection.prepare("INSERT INTO floor_rows (id, body) VALUES ($1, $2) RETURNING id")
+        bodies = [orjson.dumps(interaction(f"c-{i % CUSTOMERS}", i)) for i in range(posts)]
+        for body in bodies[:50]:  # warm, as the service's phase is
+            await call(app, "/interactions", body)
+
+        async def bare() -> None:
+            for body in bodies:
+                status, answer = await call(app, "/interactions", body)
+                assert status == 201, answer
+                await insert_row.fetchval(str(uuid.uuid4()), body.decode())
+
+        return await meter.phase("floor: bare FastAPI route + one asyncpg INSERT", posts, bare)
+    finally:
+        await connection.execute("DROP TABLE IF EXISTS floor_rows")
+        await connection.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {**report_start("combined"), "args": {k: v for k, v in vars(args).items() if k != "json"}}
     report["layout"] = "in process: the interaction service's API and relay"
@@ -270,6 +298,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert status == 201, body
 
         phases["single"] = await meter.phase("single POST /interactions", args.single, singles)
+        phases["floor"] = await floor(meter, args.single)
+        phases["single"]["floor_ratio"] = round(
+            phases["single"]["process_cpu_ms"] / phases["floor"]["process_cpu_ms"], 2
+        )
         bodies = [
             orjson.dumps({"rows": [interaction(f"c-{(r * 7 + i) % CUSTOMERS}", i) for i in range(args.bulk_rows)]})
             for r in range(args.bulk_requests)
@@ -329,6 +361,10 @@ def print_report(report: dict[str, Any]) -> None:
             continue
         print(f"| {name} | {p['units']} {unit} | {p['process_cpu_ms']} | {p['postgres_cpu_ms']} | "
               f"{p['kafka_cpu_ms']} | {p['statements']} | {p['per_s']} |")  # fmt: skip
+    single, bare = report["phases"].get("single"), report["phases"].get("floor")
+    if single and bare:
+        print(f"\na single post costs this process {single['floor_ratio']}x the floor "
+              f"({single['process_cpu_ms']} ms against {bare['process_cpu_ms']} ms)")  # fmt: skip
     paced = report["phases"].get("relay_paced")
     if paced:
         rate = report["args"]["paced_rate"]

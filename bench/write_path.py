@@ -10,9 +10,17 @@ service's schema, seeds its customer replica, then in this one process:
    bench.chaos) straight into the service's ASGI app, signed as the gateway signs: middleware, routing,
    validation, the INSERT with its outbox rows, the JSON answer. No HTTP server and no network: those are
    the floor's parts (bench.floor), not the service's own work.
+   Beside it, ``floor``: the same posts to bench.floor's bare FastAPI app (one route validating the body as
+   ``InteractionCreate`` and returning it) plus one prepared single-row asyncpg INSERT each, in the same
+   driver: the least a single post can cost in process, and the single post's ratio to it.
 2. ``bulk``: ``--bulk-requests`` POST /interactions/bulk of ``--bulk-rows`` rows each, the same mix.
 3. ``relay``: the service's outbox relay (servicekit.outbox.relay, with the platform's producer settings)
    publishes every event the two phases wrote to the real broker, round after round until none is left.
+4. ``relay_paced``: the relay's own loop (OutboxRelay.run: woken by NOTIFY, paced rounds) while another
+   process commits outbox rows at ``--paced-rate`` interactions/s for ``--paced-seconds`` (copies of the
+   rows written above, one or two events a commit, as the API writes them): the relay at a platform's
+   ordinary rate, where each round carries a few rows, so its per-round cost shows. This process then runs
+   only the relay, so its CPU is the relay's; the statements and rounds are per round and per event.
 
 For each phase: CPU ms of this process per interaction (per event for the relay), statements sent to
 PostgreSQL per interaction (each one a round trip; an executemany counts once), PostgreSQL's CPU per
@@ -25,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -34,10 +44,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import event, func, insert, select
 
+from bench.floor import bare_fastapi
 from bench.infra import Infra, cpu_seconds, pid_file, postgres_pids, report_start, run_on_fresh_infra, write_report
+from servicekit import metrics
 from servicekit.auth import internal_headers
 from servicekit.kafka import make_producer
 from servicekit.outbox.relay import OutboxRelay
@@ -141,6 +154,122 @@ class Meter:
         return result
 
 
+# The paced writer: a separate process committing copies of template outbox rows (one or two events a
+# commit, as the API writes them) at a fixed rate, open loop, with the NOTIFY the writer's INSERT carries.
+PACED_WRITER = """
+import asyncio, sys, time
+import asyncpg
+async def main(dsn, rate, seconds, templates):
+    ids = [[int(i) for i in group.split(",")] for group in templates.split(";")]
+    conn = await asyncpg.connect(dsn)
+    copy = await conn.prepare(
+        "INSERT INTO outbox (topic, key, payload, headers, event_id, created_at, attempts) "
+        "SELECT topic, key, payload, headers, gen_random_uuid()::text, now(), 0 FROM outbox "
+        "WHERE id = ANY($1::bigint[]) ORDER BY id RETURNING pg_notify('outbox', '')"
+    )
+    start = time.monotonic()
+    for k in range(int(rate * seconds)):
+        delay = start + k / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await copy.fetch(ids[k % len(ids)])
+    await conn.close()
+asyncio.run(main(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]))
+"""
+
+
+def _round_count(service: str) -> float:
+    """Rounds the relay has made in this process (its round-size histogram's count)."""
+    for family in metrics.OUTBOX_ROUND_ROWS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_count") and sample.labels.get("service") == service:
+                return sample.value
+    return 0.0
+
+
+async def paced_relay(
+    meter: Meter, database: Any, settings: InteractionSettings, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The relay's loop while another process commits outbox rows at --paced-rate interactions/s."""
+    async with database.sessions() as session:
+        # Templates: the mix of interaction(): of 20 commits, 12 purchases (one event) and 8 complaints or
+        # survey answers (two), each copying rows the single posts wrote.
+        first = (await session.execute(select(func.min(OUTBOX.c.id)))).scalar_one()
+        sizes = [1 if kind < 12 else 2 for kind in range(20)]
+        starts = [first + sum(sizes[:kind]) for kind in range(20)]
+        templates = ";".join(",".join(str(start + i) for i in range(n)) for start, n in zip(starts, sizes, strict=True))
+        before_id = (await session.execute(select(func.max(OUTBOX.c.id)))).scalar_one()
+    relay = OutboxRelay(database, settings)
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(3)  # connected: the producer started, LISTEN on
+    rounds_before = _round_count(settings.name)
+    dsn = INFRA.database_url("interaction", driver="postgresql")
+    command = [sys.executable, "-c", PACED_WRITER, dsn, str(args.paced_rate), str(args.paced_seconds), templates]
+    events = polls = 0
+
+    async def work() -> None:
+        nonlocal events, polls
+        writer = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL)
+        assert await writer.wait() == 0
+        async with database.sessions() as session:
+            written = OUTBOX.c.id > before_id
+            while True:  # until the relay has published every row written
+                waiting = (
+                    await session.execute(
+                        select(func.count()).select_from(OUTBOX).where(written, OUTBOX.c.published_at.is_(None))
+                    )
+                ).scalar_one()
+                await session.rollback()
+                polls += 1
+                if not waiting:
+                    break
+                await asyncio.sleep(0.2)
+            events = (await session.execute(select(func.count()).select_from(OUTBOX).where(written))).scalar_one()
+
+    interactions = int(args.paced_rate * args.paced_seconds)
+    result = await meter.phase(f"relay at {args.paced_rate:g} interactions/s", interactions, work)
+    rounds = _round_count(settings.name) - rounds_before
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    per_event = interactions / events if events else 0.0
+    result |= {
+        "events": events,
+        "rounds": int(rounds),
+        "events_per_round": round(events / rounds, 2) if rounds else None,
+        "process_cpu_ms_per_event": round(result["process_cpu_ms"] * per_event, 4),
+        # Less this bench's own polls for the end of the phase (and its final count).
+        "statements_per_round": round((result["statements"] * interactions - polls - 1) / rounds, 3)
+        if rounds
+        else None,
+    }
+    log(f"relay paced: {events} events in {int(rounds)} rounds")
+    return result
+
+
+async def floor(meter: Meter, posts: int) -> dict[str, Any]:
+    """bench.floor's bare FastAPI route and one prepared asyncpg INSERT per post, in this driver."""
+    app = bare_fastapi()
+    connection = await asyncpg.connect(INFRA.database_url("interaction", driver="postgresql"))
+    try:
+        await connection.execute("CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, body jsonb NOT NULL)")
+        insert_row = await connection.prepare("INSERT INTO floor_rows (id, body) VALUES ($1, $2) RETURNING id")
+        bodies = [orjson.dumps(interaction(f"c-{i % CUSTOMERS}", i)) for i in range(posts)]
+        for body in bodies[:50]:  # warm, as the service's phase is
+            await call(app, "/interactions", body)
+
+        async def bare() -> None:
+            for body in bodies:
+                status, answer = await call(app, "/interactions", body)
+                assert status == 201, answer
+                await insert_row.fetchval(str(uuid.uuid4()), body.decode())
+
+        return await meter.phase("floor: bare FastAPI route + one asyncpg INSERT", posts, bare)
+    finally:
+        await connection.execute("DROP TABLE IF EXISTS floor_rows")
+        await connection.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {**report_start("combined"), "args": {k: v for k, v in vars(args).items() if k != "json"}}
     report["layout"] = "in process: the interaction service's API and relay"
@@ -169,6 +298,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert status == 201, body
 
         phases["single"] = await meter.phase("single POST /interactions", args.single, singles)
+        phases["floor"] = await floor(meter, args.single)
+        phases["single"]["floor_ratio"] = round(
+            phases["single"]["process_cpu_ms"] / phases["floor"]["process_cpu_ms"], 2
+        )
         bodies = [
             orjson.dumps({"rows": [interaction(f"c-{(r * 7 + i) % CUSTOMERS}", i) for i in range(args.bulk_rows)]})
             for r in range(args.bulk_requests)
@@ -191,11 +324,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async def publish() -> None:
             while await relay.publish_batch(producer, defer_mark=True):
                 pass
-            await relay.mark_acked()
+            await relay.close()
 
         phases["relay"] = await meter.phase("outbox relay", events, publish)
     finally:
         await producer.stop()
+    if args.paced_seconds > 0:
+        phases["relay_paced"] = await paced_relay(meter, database, settings, args)
     async with database.sessions() as session:
         left = (
             await session.execute(select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None)))
@@ -219,8 +354,24 @@ def print_report(report: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, p in report["phases"].items():
         unit = "events" if name == "relay" else "interactions"
+        if name == "relay_paced":
+            rate = report["args"]["paced_rate"]
+            print(f"| relay at {rate:g} interactions/s | {p['units']} interactions | {p['process_cpu_ms']} "
+                  f"| {p['postgres_cpu_ms']} | {p['kafka_cpu_ms']} | {p['statements']} | {p['per_s']} |")  # fmt: skip
+            continue
         print(f"| {name} | {p['units']} {unit} | {p['process_cpu_ms']} | {p['postgres_cpu_ms']} | "
               f"{p['kafka_cpu_ms']} | {p['statements']} | {p['per_s']} |")  # fmt: skip
+    single, bare = report["phases"].get("single"), report["phases"].get("floor")
+    if single and bare:
+        print(f"\na single post costs this process {single['floor_ratio']}x the floor "
+              f"({single['process_cpu_ms']} ms against {bare['process_cpu_ms']} ms)")  # fmt: skip
+    paced = report["phases"].get("relay_paced")
+    if paced:
+        rate = report["args"]["paced_rate"]
+        print(f"\nrelay at {rate:g} interactions/s: {paced['events']} events in {paced['rounds']} rounds "
+              f"({paced['events_per_round']} a round), relay CPU {paced['process_cpu_ms_per_event']} ms per event, "
+              f"{paced['statements_per_round']} statements a round "
+              "(PostgreSQL's CPU there includes the writer's commits)")  # fmt: skip
 
 
 def main() -> None:
@@ -228,6 +379,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2000, help="single posts (default %(default)s)")
     parser.add_argument("--bulk-requests", type=int, default=5, help="bulk requests (default %(default)s)")
     parser.add_argument("--bulk-rows", type=int, default=2000, help="rows per bulk request (default %(default)s)")
+    parser.add_argument("--paced-rate", type=float, default=200.0, help="interactions/s of the paced relay phase")
+    parser.add_argument("--paced-seconds", type=float, default=20.0, help="its length; 0 leaves it out")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "write_path.json")
     args = parser.parse_args()

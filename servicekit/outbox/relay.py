@@ -6,10 +6,13 @@ consumers de-duplicate by event id).
 
 Under load the mark of a published batch rides with the read of the next one (on PostgreSQL one
 statement: the UPDATE in a CTE, the read skipping the rows it marks), so a round costs one round trip to
-the database instead of two; a relay about to wait marks at once. `published_at` is the broker's ack
-time either way. A crash before a deferred mark publishes those rows again: at least once, as above.
-Under load a round starts at most every relay_min_round_interval_ms, so the commits in between go out
-together (one read, one produce request, one mark) instead of a round each.
+the database instead of two. At an ordinary rate, where a round carries a few rows, the mark waits too:
+it rides with the read the next commit's wake-up starts, and only a relay that has waited a whole poll
+interval with nothing to read marks by itself; so a round is one statement at any rate. `published_at` is
+the broker's ack time either way. A crash before a deferred mark publishes those rows again: at least
+once, as above. Under load a round starts at most every relay_min_round_interval_ms, so the commits in
+between go out together (one read, one produce request) instead of a round each. On PostgreSQL the relay
+keeps one connection of its own in autocommit between rounds rather than taking one from the pool each time.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import ARRAY, BigInteger, all_, any_, bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
 from servicekit import metrics, tracing
@@ -62,10 +66,19 @@ class OutboxRelay:
         # Rows the broker acknowledged that no statement has marked yet: {"ids": [...], "acked_at": ack time}.
         self._acked: dict[str, Any] = {}
         self._round_started = float("-inf")  # time.monotonic() of the last round's read
+        # PostgreSQL, while run() runs: the relay's own connection, in autocommit, kept between rounds.
+        self._connection: AsyncConnection | None = None
+        self._keep_connection = False
+        # The metrics' children for this service, looked up once (a labels() call per row costs).
+        self._round_rows = metrics.OUTBOX_ROUND_ROWS.labels(self.service)
+        self._published = metrics.OUTBOX_PUBLISHED.labels(self.service)
+        self._delay = metrics.OUTBOX_DELAY.labels(self.service)
+        self._events: dict[str, Any] = {}
         database.on_outbox_commit(self._wake.set)
 
     async def run(self) -> None:
         backoff = 0.2
+        self._keep_connection = self.database.is_postgres
         try:
             while True:
                 try:
@@ -74,32 +87,41 @@ class OutboxRelay:
                     # moving, so the RelayNotPublishing and OutboxOldRows alerts can see the stall.
                     await self._housekeeping()
                     producer = await self._ensure_producer()
-                    published = await self.publish_batch(producer, defer_mark=True)
+                    published = await self.publish_batch(producer, defer_mark=True, hold_mark=True)
+                    if published < self.settings.relay_batch_size and not await self._wait():
+                        await self.mark_acked()  # a poll interval with nothing to read: no read to ride with
                     backoff = 0.2
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     log.warning("outbox relay error, retrying", extra={"error": repr(exc), "retry_in_s": backoff})
                     await self._drop_producer()
+                    await self._drop_connection()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 if published < self.settings.relay_batch_size:
-                    await self._wait()
                     await self._pace()
         finally:
             with contextlib.suppress(Exception):  # a clean stop publishes nothing twice
                 await asyncio.wait_for(self.mark_acked(), 5)
             await self._drop_producer()
+            self._keep_connection = False
+            await self._drop_connection()
             await self._drop_listener()
 
-    async def publish_batch(self, producer: Producer, *, defer_mark: bool = False) -> int:
+    async def publish_batch(self, producer: Producer, *, defer_mark: bool = False, hold_mark: bool = False) -> int:
         """Publish one batch of unpublished rows; returns how many were published.
 
         defer_mark: when more rows are already waiting (a full batch, or a commit woke the relay since),
         leave the batch's mark for the next read to carry; otherwise mark at once.
+        hold_mark: leave it for the next read whether or not rows are waiting (the caller marks with
+        mark_acked() when no read follows soon).
         """
         self._round_started = time.monotonic()
+        # This read sees every row committed so far, so the wake-ups of those commits are spent: one that
+        # comes during the round is for rows the read may miss (an empty round at worst).
+        self._wake.clear()
         rows = await self._mark_acked_and_read()
         if not rows:
             return 0
@@ -128,17 +150,17 @@ class OutboxRelay:
                 break
             published_ids.append(row.id)
         now = datetime.now(UTC)
-        metrics.OUTBOX_ROUND_ROWS.labels(self.service).observe(len(rows))
+        self._round_rows.observe(len(rows))
         if published_ids:
             self._acked = {"ids": published_ids, "acked_at": now}
-            metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(published_ids))
+            self._published.inc(len(published_ids))
             for row in rows[: len(published_ids)]:
                 created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-                metrics.OUTBOX_DELAY.labels(self.service).observe(max((now - created).total_seconds(), 0.0))
-                metrics.EVENTS_PUBLISHED.labels(self.service, _event_type(row.headers)).inc()
+                self._delay.observe(max((now - created).total_seconds(), 0.0))
+                self._event_counter(_event_type(row.headers)).inc()
         failed = len(rows) - len(published_ids)
         more_waiting = len(rows) == self.settings.relay_batch_size or self._wake.is_set()
-        if failed or not (defer_mark and more_waiting):
+        if failed or not (hold_mark or (defer_mark and more_waiting)):
             await self.mark_acked()
         if failed:
             raise RuntimeError(f"{failed} outbox rows not published")
@@ -173,18 +195,55 @@ class OutboxRelay:
             for span in spans:
                 span.end()
 
+    async def close(self) -> None:
+        """For callers that drive publish_batch themselves: mark what is acknowledged, release the connection."""
+        try:
+            await self.mark_acked()
+        finally:
+            await self._drop_connection()
+
+    def _event_counter(self, event_type: str) -> Any:
+        counter = self._events.get(event_type)
+        if counter is None:
+            counter = self._events[event_type] = metrics.EVENTS_PUBLISHED.labels(self.service, event_type)
+        return counter
+
     async def mark_acked(self) -> None:
         """Mark the rows the broker has acknowledged and no read has marked yet."""
         if self._acked:
-            async with self.database.autocommit() as conn:  # a single UPDATE is atomic by itself
+            async with self._autocommit() as conn:  # a single UPDATE is atomic by itself
                 await conn.execute(_MARK, self._acked)
             self._acked = {}
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """Database.autocommit(), but while run() runs on PostgreSQL the relay's own connection, kept
+        between rounds (a checkout from the pool and the isolation level set and reset cost more than a
+        round's read). A statement that fails drops it; the next round opens another."""
+        if not self._keep_connection:
+            async with self.database.autocommit() as conn:
+                yield conn
+            return
+        if self._connection is None or self._connection.closed or self._connection.invalidated:
+            connection = await self.database.engine.connect()
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield self._connection
+        except BaseException:
+            await self._drop_connection()
+            raise
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _mark_acked_and_read(self) -> list[Any]:
         """The next batch of unpublished rows, marking the acknowledged ones in the same round trip."""
         limit = {"limit": self.settings.relay_batch_size}
         # Autocommit: no transaction stays open while we talk to Kafka.
-        async with self.database.autocommit() as conn:
+        async with self._autocommit() as conn:
             if not self._acked:
                 rows = (await conn.execute(_READ, limit)).all()
             elif self.database.is_postgres:
@@ -223,10 +282,13 @@ class OutboxRelay:
         if due > 0:
             await asyncio.sleep(due)
 
-    async def _wait(self) -> None:
+    async def _wait(self) -> bool:
+        """Wait for a wake-up (a commit here, a NOTIFY from elsewhere) or the poll interval; True if woken."""
+        woken = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval_s)
+            woken = await asyncio.wait_for(self._wake.wait(), self.settings.relay_poll_interval_s)
         self._wake.clear()
+        return woken
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

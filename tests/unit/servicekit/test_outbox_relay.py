@@ -182,3 +182,62 @@ async def test_under_load_a_round_starts_no_sooner_than_the_interval_after_the_l
     now[0] += interval_s  # the last round started a whole interval ago (a lull)
     await relay._pace()
     assert len(slept) == 1  # reads at once
+
+
+async def _until(condition: Any, timeout_s: float = 5.0) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError
+
+
+def _running(database: Database, producer: _Producer, poll_interval_s: float) -> tuple[OutboxRelay, asyncio.Task[None]]:
+    settings = ServiceSettings(name="test", database_url=database.url, relay_poll_interval_s=poll_interval_s)
+    relay = OutboxRelay(database, settings)
+
+    async def ensure_producer() -> _Producer:
+        return producer
+
+    relay._ensure_producer = ensure_producer  # type: ignore[method-assign]
+    return relay, asyncio.create_task(relay.run())
+
+
+async def test_at_an_ordinary_rate_the_loop_leaves_each_mark_to_the_next_read(database: Database):
+    producer = _Producer()
+    _, task = _running(database, producer, poll_interval_s=30)
+    try:
+        await _enqueue(database, "c-1")
+
+        async def sent(count: int) -> bool:
+            return len(producer.sent) >= count
+
+        await _until(lambda: sent(1))
+        assert await _unpublished(database) == ["c-1"]  # acknowledged; no statement of its own marks it
+        await _enqueue(database, "c-2")  # the commit wakes the relay: its read carries c-1's mark
+        await _until(lambda: sent(2))
+        assert await _unpublished(database) == ["c-2"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await _unpublished(database) == []  # the stop marked the last one
+    assert [k for _, k in producer.sent] == [b"c-1", b"c-2"]
+
+
+async def test_a_relay_that_waited_a_poll_interval_with_nothing_to_read_marks_by_itself(database: Database):
+    producer = _Producer()
+    relay, task = _running(database, producer, poll_interval_s=0.05)
+    try:
+        await _enqueue(database, "c-1")
+
+        async def marked() -> bool:
+            return bool(producer.sent) and await _unpublished(database) == []
+
+        await _until(marked)
+        assert relay._acked == {}
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert [k for _, k in producer.sent] == [b"c-1"]

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.consumer_path [--service retention|scoring] [--interactions 12000]
                                             [--warm 14000] [--batch 150] [--statements 8] [--profile]
+                                            [--pg-port 55473]
 
 The same records the platform would publish for a stream of interactions (60 % purchases, 25 %
 complaints, 15 % NPS answers, each followed by its score.updated, for 1,000 customers created first)
@@ -13,7 +14,7 @@ interaction (time.process_time, decoding included), the PostgreSQL server's CPU 
 (utime + stime of its postmaster and backends), how many statements the consumer sent (each one a
 round trip and a socket write), and the statements that took the most server time (pg_stat_statements).
 `--profile` adds a cProfile of the measured span (top functions by cumulative and own time).
-PostgreSQL runs privately under .state/consumer-path on port 55473.
+PostgreSQL runs privately under .state/consumer-path on port 55473 (--pg-port: another).
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ def postgres_cpu() -> dict[int, float]:
     return seconds
 
 
-def pg_ctl(command: str, service: str) -> None:
-    env = {**os.environ, "CRM_STATE_DIR": str(STATE_DIR), "PG_PORT": str(PG_PORT), "PG_DATABASES": service}
+def pg_ctl(command: str, service: str, port: int = PG_PORT) -> None:
+    env = {**os.environ, "CRM_STATE_DIR": str(STATE_DIR), "PG_PORT": str(port), "PG_DATABASES": service}
     subprocess.run(["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), command], check=True, env=env)
 
 
@@ -234,9 +235,9 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         stats.sort_stats("tottime").print_stats(25)
 
 
-async def _enable_statement_stats() -> bool:
+async def _enable_statement_stats(port: int) -> bool:
     """Ask the private server to load pg_stat_statements; True if it needs a restart for that."""
-    conn = await asyncpg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", database="postgres")
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
     try:
         if "pg_stat_statements" in await conn.fetchval("SHOW shared_preload_libraries"):
             return False
@@ -255,17 +256,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--statements", type=int, default=8, help="how many of the costliest statements to list")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the measured span")
     parser.add_argument("--profile-out", help="with --profile: also save the profile here (for pstats or snakeviz)")
+    parser.add_argument("--pg-port", type=int, default=PG_PORT, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{PG_PORT}/{args.service}"
-    pg_ctl("start", args.service)
+    port = args.pg_port
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{args.service}"
+    pg_ctl("start", args.service, port)
     try:
-        if asyncio.run(_enable_statement_stats()):
-            pg_ctl("restart", args.service)
-        pg_ctl("reset-dbs", args.service)
+        if asyncio.run(_enable_statement_stats(port)):
+            pg_ctl("restart", args.service, port)
+        pg_ctl("reset-dbs", args.service, port)
         upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
         asyncio.run(measure(args, url))
     finally:
-        pg_ctl("stop", args.service)
+        pg_ctl("stop", args.service, port)
 
 
 if __name__ == "__main__":

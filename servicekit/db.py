@@ -205,7 +205,9 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool)
     return select(*columns).select_from(keys.join(per_key, true()))
 
 
-def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+def update_rows(
+    session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]], *, columns: Sequence[str] = ()
+) -> None:
     """Write each row's values onto the table row whose `key` column equals the row's `key` value.
 
     On PostgreSQL one UPDATE .. FROM unnest(an array per column): one statement and one execution for
@@ -214,15 +216,17 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict[st
     of JSON values does not bind). Rows may carry different columns: a column a row leaves out keeps its
     stored value (each column then travels with a flag per row saying whether the row sets it), still in
     one statement, so a batch of rows changed in different ways costs one round trip, not one per set.
+    `columns`: the columns the statement covers whatever the rows carry (the same statement for any rows,
+    prepared once per connection); by default those the rows carry.
     """
     if not rows:
         return
     first = rows[0].keys()
-    if all(row.keys() == first for row in rows):
+    if not columns and all(row.keys() == first for row in rows):
         names = tuple(first)
         sparse = False
     else:  # in the table's column order, so the same columns make the same statement
-        given = set().union(*(row.keys() for row in rows))
+        given = {key, *columns} if columns else set().union(*(row.keys() for row in rows))
         names = tuple(c.name for c in table.columns if c.name in given)
         sparse = True
     if not on_postgres(session):
@@ -308,15 +312,14 @@ def _write_updates(session: Session, held: list[dict[str, Any]]) -> None:
         changed.update(dict.fromkeys(entry["columns"]))
     mapper = inspect(next(iter(columns_by_row.values()))[0]).mapper
     [key] = [c.key for c in mapper.primary_key]  # single-column keys only
-    # One statement for the table: each row writes only its changed columns, so its unchanged (e.g. large
-    # JSON) columns do not travel again; in the table's column order, so the same columns make the same
-    # prepared statement.
+    # One statement for the table, the same for any rows (it covers every column): each row writes only
+    # its changed columns, so its unchanged (e.g. large JSON) columns do not travel again.
     columns = [c.key for c in mapper.local_table.columns]
     values = [
         {key: getattr(row, key), **{c: getattr(row, c) for c in columns if c in changed}}
         for row, changed in columns_by_row.values()
     ]
-    update_rows(session, mapper.local_table, key, values)
+    update_rows(session, mapper.local_table, key, values, columns=columns)
 
 
 def assign(row: Any, **values: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -211,6 +212,10 @@ class BatchApplier:
         return claimed
 
     def _count_handled(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            if delivery.event is not None and delivery.error is None and delivery.event.data is not None:
-                metrics.EVENTS_HANDLED.labels(self.service, delivery.event.envelope.type).inc()
+        handled = Counter(
+            d.event.envelope.type
+            for d in deliveries
+            if d.event is not None and d.error is None and d.event.data is not None
+        )
+        for event_type, count in handled.items():  # one increment per type and batch, not per event
+            metrics.EVENTS_HANDLED.labels(self.service, event_type).inc(count)

@@ -283,7 +283,7 @@ def alert_event(event_cls: type[AlertEvent], alert: Alert, **extra: Any) -> Aler
         churn_risk=alert.churn_risk,
         value_at_risk=alert.value_at_risk,
         owner=alert.owner,
-        factors=[Factor.model_validate(f) for f in alert.factors],
+        factors=alert.factors,  # type: ignore[arg-type]  # the stored dicts, validated into Factor once here
         event_ids=list(alert.event_ids),
         at=utc_now(),
         rule_id=alert.rule_id,

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.consumer_path [--service retention|scoring] [--interactions 12000]
                                             [--warm 14000] [--batch 150] [--statements 8] [--profile]
-                                            [--pg-port 55473]
+                                            [--gc-freeze] [--pg-port 55473]
 
 The same records the platform would publish for a stream of interactions (60 % purchases, 25 %
 complaints, 15 % NPS answers, each followed by its score.updated, for 1,000 customers created first)
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import os
 import pstats
 import random
@@ -180,6 +181,9 @@ async def measure(args: argparse.Namespace, url: str) -> None:
     await apply(consumer, warm, args.batch)
     async with database.engine.connect() as conn:
         await conn.execute(text("SELECT pg_stat_statements_reset()"))
+    if args.gc_freeze:  # what a service could do after start-up: collections then skip every object so far
+        gc.collect()
+        gc.freeze()
     log(f"measuring {len(measured)} records in batches of {args.batch}")
     profile = cProfile.Profile() if args.profile else None
     sent: Counter[str] = Counter()  # statements the consumer sent, one per execute or executemany
@@ -256,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--statements", type=int, default=8, help="how many of the costliest statements to list")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the measured span")
     parser.add_argument("--profile-out", help="with --profile: also save the profile here (for pstats or snakeviz)")
+    parser.add_argument("--gc-freeze", action="store_true", help="after the warm-up, gc.freeze() every object so far")
     parser.add_argument("--pg-port", type=int, default=PG_PORT, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
     port = args.pg_port

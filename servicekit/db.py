@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal_column,
     select,
     text,
     true,
@@ -214,8 +215,8 @@ def update_rows(
     any number of rows, where an executemany runs the UPDATE once per row. Elsewhere an executemany.
     A JSON column's values travel as an array of their JSON texts, cast back to JSON in the SET (an array
     of JSON values does not bind). Rows may carry different columns: a column a row leaves out keeps its
-    stored value (each column then travels with a flag per row saying whether the row sets it), still in
-    one statement, so a batch of rows changed in different ways costs one round trip, not one per set.
+    stored value (each row then carries a text marking which columns it sets), still in one statement, so
+    a batch of rows changed in different ways costs one round trip, not one per set of changed columns.
     `columns`: the columns the statement covers whatever the rows carry (the same statement for any rows,
     prepared once per connection); by default those the rows carry.
     """
@@ -243,8 +244,9 @@ def update_rows(
         else [row.get(n) for row in rows]
         for n in names
     }
-    if sparse:
-        arrays.update({f"_set_{n}": [n in row for row in rows] for n in names if n != key})
+    if sparse:  # per row, one character per column: "1" where the row sets it
+        written = [n for n in names if n != key]
+        arrays[_WRITTEN] = ["".join("1" if n in row else "0" for n in written) for row in rows]
     session.execute(statement, arrays)
 
 
@@ -267,15 +269,26 @@ def _update_from_arrays(
 ) -> tuple[Any, frozenset[str]]:
     json = frozenset(n for n in names if isinstance(table.c[n].type, JSON))
     arrays = [bindparam(f"_{n}", type_=ARRAY(Text) if n in json else ARRAY(table.c[n].type)) for n in names]
-    flags = [f"set_{n}" for n in names if n != key] if sparse else []
-    arrays += [bindparam(f"_{flag}", type_=ARRAY(Boolean)) for flag in flags]
-    given = func.unnest(*arrays).table_valued(*names, *flags).render_derived(name="given")
+    # Which columns each row sets travel as one text per row (a flag array per column would cost a
+    # conversion per row and column on the way out).
+    written = [bindparam(_WRITTEN, type_=ARRAY(Text))] if sparse else []
+    given = func.unnest(*arrays, *written).table_valued(*names, *[_WRITTEN][: len(written)])
+    given = given.render_derived(name="given")
     values: dict[str, Any] = {
         n: cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names if n != key
     }
     if sparse:
-        values = {n: case((given.c[f"set_{n}"], value), else_=table.c[n]) for n, value in values.items()}
+        marks = given.c[_WRITTEN]
+        values = {n: case((_sets(marks, i), v), else_=table.c[n]) for i, (n, v) in enumerate(values.items())}
     return update(table).where(table.c[key] == given.c[key]).values(values), json
+
+
+_WRITTEN = "_written"  # update_rows' bound array of which columns each row sets
+
+
+def _sets(written: Any, index: int) -> Any:
+    """Whether the row's `written` text marks its column `index` (from 0) as set: substr(written, index+1, 1) = '1'."""
+    return func.substr(written, literal_column(str(index + 1)), literal_column("1")) == literal_column("'1'")
 
 
 def update_at_commit(session: AsyncSession | Session, row: Any, **values: Any) -> None:

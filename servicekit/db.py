@@ -353,16 +353,16 @@ def new_row(cls: type[T], **values: Any) -> T:
     and add() then inserts it. SQLModel's constructor sets each field through pydantic's __setattr__ as
     well and asks pydantic for every default, several times the cost, which shows in consumers that
     create rows per event. The instance starts as SQLAlchemy starts a row it loads (class manager's
-    new_instance: no __init__), then takes the values as assign() sets them. No validation, as for
-    table models anyway.
+    new_instance: no __init__) and holds the values in its instance dict, where the ORM reads a new row's
+    values for its INSERT. No validation, as for table models anyway.
     """
     row: T = manager_of_class(cls).new_instance()
     object.__setattr__(row, "__pydantic_fields_set__", set(values))  # as the constructor: the fields given
     for name, default, factory in _field_defaults(cls):
         if name not in values:
             values[name] = default() if factory else default
-    for key, value in values.items():
-        set_attribute(row, key, value)
+    # A new row has no history to keep: its INSERT takes every value from the instance dict.
+    row.__dict__.update(values)
     return row
 
 

@@ -18,6 +18,7 @@ from servicekit.db import (
     hold_until_commit,
     holds,
     insert_rows,
+    new_row,
     update_at_commit,
     update_rows,
 )
@@ -189,3 +190,15 @@ def test_table_of_names_a_model_without_a_table() -> None:
     assert table_of(_Row).name == _Row.__tablename__
     with pytest.raises(TypeError, match="NotATable"):
         table_of(NotATable)
+
+
+async def test_new_row_is_the_constructors_row_and_its_insert_carries_every_value(database: Database):
+    built, made = _Row(id=1, stage="a", evidence=["e"]), new_row(_Row, id=2, stage="a", evidence=["e"])
+    assert made.model_dump() == {**built.model_dump(), "id": 2}
+    assert made.model_fields_set == built.model_fields_set
+    async with database.transaction() as session:
+        session.add_all([made, new_row(_Row, id=3)])
+        update_at_commit(session, made, risk=0.5)  # still new: its INSERT takes the value
+    async with database.sessions() as session:
+        stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
+    assert stored == {2: (0.5, "a", ["e"]), 3: (0.0, None, [])}

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.consumer_path [--service retention|scoring] [--interactions 12000]
                                             [--warm 14000] [--batch 150] [--statements 8] [--profile]
+                                            [--no-gc-freeze] [--pg-port 55473]
 
 The same records the platform would publish for a stream of interactions (60 % purchases, 25 %
 complaints, 15 % NPS answers, each followed by its score.updated, for 1,000 customers created first)
@@ -11,9 +12,11 @@ before-batch hook, inbox and outbox) in batches like a consumer's polls, without
 those of a steady state on tables that have grown. Reported: this process's CPU per record and per
 interaction (time.process_time, decoding included), the PostgreSQL server's CPU over the same span
 (utime + stime of its postmaster and backends), how many statements the consumer sent (each one a
-round trip and a socket write), and the statements that took the most server time (pg_stat_statements).
-`--profile` adds a cProfile of the measured span (top functions by cumulative and own time).
-PostgreSQL runs privately under .state/consumer-path on port 55473.
+round trip and a socket write), and the statements that took the most server time (pg_stat_statements),
+and how much of the CPU went to the cyclic garbage collector. Like a service's process, the bench freezes
+what start-up built before it applies anything (servicekit.runner.freeze_startup_objects; --no-gc-freeze:
+not). `--profile` adds a cProfile of the measured span (top functions by cumulative and own time).
+PostgreSQL runs privately under .state/consumer-path on port 55473 (--pg-port: another).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import os
 import pstats
 import random
@@ -46,6 +50,7 @@ from servicekit.db import Database
 from servicekit.events.envelope import CloudEvent, EventData
 from servicekit.inbox.consumer import EventConsumer
 from servicekit.migrations import upgrade
+from servicekit.runner import freeze_startup_objects
 from servicekit.settings import REPO_ROOT
 
 STATE_DIR = REPO_ROOT / ".state" / "consumer-path"
@@ -147,8 +152,8 @@ def postgres_cpu() -> dict[int, float]:
     return seconds
 
 
-def pg_ctl(command: str, service: str) -> None:
-    env = {**os.environ, "CRM_STATE_DIR": str(STATE_DIR), "PG_PORT": str(PG_PORT), "PG_DATABASES": service}
+def pg_ctl(command: str, service: str, port: int = PG_PORT) -> None:
+    env = {**os.environ, "CRM_STATE_DIR": str(STATE_DIR), "PG_PORT": str(port), "PG_DATABASES": service}
     subprocess.run(["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), command], check=True, env=env)
 
 
@@ -164,6 +169,8 @@ async def measure(args: argparse.Namespace, url: str) -> None:
     components = spec.load_components()
     database = Database(url, source=f"/crm/{args.service}")
     consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
+    if not args.no_gc_freeze:
+        freeze_startup_objects()  # as the service's process does once started (servicekit.runner)
     async with database.engine.connect() as conn:
         await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         await conn.commit()
@@ -188,13 +195,25 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         sent["executemany" if executemany else "execute"] += 1
         kinds[" ".join(statement.split()[:6])[:70] + (" (many)" if executemany else "")] += 1
 
+    collections: Counter[int] = Counter()  # the cyclic garbage collector's runs by generation, and its CPU
+    gc_cpu = [0.0, 0.0]  # seconds so far, CPU time at the start of the current run
+
+    def collected(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_cpu[1] = time.process_time()
+        else:
+            gc_cpu[0] += time.process_time() - gc_cpu[1]
+            collections[info["generation"]] += 1
+
     event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    gc.callbacks.append(collected)
     cpu, wall, server_before = time.process_time(), time.perf_counter(), postgres_cpu()
     if profile:
         profile.enable()
     await apply(consumer, measured, args.batch)
     if profile:
         profile.disable()
+    gc.callbacks.remove(collected)
     event.remove(database.engine.sync_engine, "before_cursor_execute", count)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     server = sum(s - server_before.get(pid, 0.0) for pid, s in postgres_cpu().items())
@@ -205,6 +224,8 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         f"warm-up records, batches of {args.batch}{' (profiled: CPU inflated)' if profile else ''}:\n"
         f"  consumer CPU {cpu:.2f} s ({1000 * cpu / len(measured):.3f} ms per record, "
         f"{1000 * cpu / interactions:.3f} ms per interaction), wall {wall:.2f} s\n"
+        f"  of which garbage collection {gc_cpu[0]:.2f} s ({1000 * gc_cpu[0] / interactions:.3f} ms per interaction; "
+        f"runs of generation 0/1/2: {collections[0]}/{collections[1]}/{collections[2]})\n"
         f"  PostgreSQL CPU {server:.2f} s ({1000 * server / interactions:.3f} ms per interaction)\n"
         f"  statements sent {sum(sent.values())} ({sent['executemany']} of them executemany), "
         f"{sum(sent.values()) / batches:.1f} per batch, {sum(sent.values()) / interactions:.2f} per interaction\n"
@@ -234,9 +255,9 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         stats.sort_stats("tottime").print_stats(25)
 
 
-async def _enable_statement_stats() -> bool:
+async def _enable_statement_stats(port: int) -> bool:
     """Ask the private server to load pg_stat_statements; True if it needs a restart for that."""
-    conn = await asyncpg.connect(host="127.0.0.1", port=PG_PORT, user="postgres", database="postgres")
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
     try:
         if "pg_stat_statements" in await conn.fetchval("SHOW shared_preload_libraries"):
             return False
@@ -255,17 +276,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--statements", type=int, default=8, help="how many of the costliest statements to list")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the measured span")
     parser.add_argument("--profile-out", help="with --profile: also save the profile here (for pstats or snakeviz)")
+    parser.add_argument(
+        "--no-gc-freeze", action="store_true", help="leave start-up's objects in the garbage collector's view"
+    )
+    parser.add_argument("--pg-port", type=int, default=PG_PORT, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{PG_PORT}/{args.service}"
-    pg_ctl("start", args.service)
+    port = args.pg_port
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{args.service}"
+    pg_ctl("start", args.service, port)
     try:
-        if asyncio.run(_enable_statement_stats()):
-            pg_ctl("restart", args.service)
-        pg_ctl("reset-dbs", args.service)
+        if asyncio.run(_enable_statement_stats(port)):
+            pg_ctl("restart", args.service, port)
+        pg_ctl("reset-dbs", args.service, port)
         upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
         asyncio.run(measure(args, url))
     finally:
-        pg_ctl("stop", args.service)
+        pg_ctl("stop", args.service, port)
 
 
 if __name__ == "__main__":

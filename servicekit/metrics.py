@@ -15,7 +15,7 @@ EVENTS_DUPLICATE = Counter(
     "crm_events_duplicate_total", "Deliveries skipped because the inbox had the event already", ["service"]
 )
 EVENTS_FAILED = Counter("crm_events_failed_total", "Handler attempts that raised", ["service", "event_type"])
-# reason: a small fixed set (servicekit.inbox.consumer.DLQ_REASONS), never the free-text error.
+# reason: a small fixed set (servicekit.inbox.delivery.DLQ_REASONS), never the free-text error.
 DEAD_LETTERED = Counter(
     "crm_events_dead_lettered_total", "Messages sent to a dead-letter topic", ["service", "topic", "reason"]
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 import uvicorn
@@ -41,6 +42,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
             return
 
     app = create_app(spec, settings, roles)
+    freeze_startup_objects()
     uvicorn.run(
         app,
         host=settings.host,
@@ -49,6 +51,18 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def freeze_startup_objects() -> None:
+    """Take what the process has built so far out of the cyclic garbage collector's sight.
+
+    Modules, schemas, the app and its routes live as long as the process, and a full collection scans
+    every tracked object: with them in its view, each one costs the process a pause proportional to the
+    whole program, several times a minute in a busy consumer. Frozen (after collecting what is garbage
+    already), those collections scan only what the work has allocated since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _roles(parser: argparse.ArgumentParser, command: str) -> tuple[str, ...]:

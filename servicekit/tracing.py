@@ -20,7 +20,7 @@ that endpoint and:
 Kafka spans are made here rather than by the aiokafka instrumentation: the outbox separates a send from
 the request that caused it, so the parent of a publish is the context stored with the row, not whatever
 is current in the relay's loop. The log correlation id is the trace id while tracing is on
-(servicekit.middleware, servicekit.inbox.consumer).
+(servicekit.middleware, servicekit.inbox.applier).
 """
 
 from __future__ import annotations

@@ -26,20 +26,17 @@ async def publish(uow: UnitOfWork, *events: EventData) -> None:
     subscribers = (await catalog(uow)).subscribers
     changes = []
     for data, envelope in zip(events, envelopes, strict=True):
-        body = envelope.to_json().decode()
-        for hook in subscribers:
-            if hook.wants(envelope.type):
+        hooks = [hook for hook in subscribers if hook.wants(envelope.type)]
+        if hooks:  # the body is serialised only for an event someone subscribed to
+            body = envelope.to_json().decode()
+            for hook in hooks:
                 session.add(
                     WebhookDelivery(webhook_id=hook.id, event_id=envelope.id, event_type=envelope.type, payload=body)
                 )
         if isinstance(data, AlertEvent):
+            # The envelope's data is the event's JSON form already (enqueue dumped it once for the outbox).
             changes.append(
-                {
-                    "alert_id": data.alert_id,
-                    "event_type": envelope.type,
-                    "at": utc_now(),
-                    "data": data.model_dump(mode="json"),
-                }
+                {"alert_id": data.alert_id, "event_type": envelope.type, "at": utc_now(), "data": envelope.data}
             )
     if changes:
         # An append-only log nothing reads back before commit: plain rows, one statement per transaction.

@@ -64,6 +64,20 @@ async def test_update_rows_writes_every_rows_values_by_key_in_one_statement(sess
     }
 
 
+async def test_update_rows_keeps_what_a_row_leaves_out_and_still_sends_one_statement(session: AsyncSession):
+    since = datetime(2026, 3, 1, tzinfo=UTC)
+    rows = [
+        {"id": "r-1", "risk": 0.1},  # leaves since and evidence as stored
+        {"id": "r-2", "since": None, "evidence": ["e-2"]},  # a None that is written, not kept
+        {"id": "r-3", "risk": 0.3, "since": since},
+    ]
+    with statements_sent(session.bind.sync_engine) as statements:  # type: ignore[union-attr]
+        await session.run_sync(lambda s: update_rows(s, _ROWS, "id", rows))
+
+    assert len(statements) == 1
+    assert await _stored(session) == {"r-1": (0.1, T0, []), "r-2": (0.0, None, ["e-2"]), "r-3": (0.3, since, [])}
+
+
 async def test_for_each_key_reads_the_listed_keys_rows_on_postgresql(session: AsyncSession):
     unchanged = select(_ROWS.c.id).where(_ROWS.c.risk == 0.0)
     query = for_each_key(unchanged, _ROWS.c.id, postgres=True)

@@ -27,6 +27,7 @@ from servicekit.db import (
     for_each_key,
     hold_until_commit,
     holds,
+    new_row,
     on_postgres,
     take_held,
     update_at_commit,
@@ -196,7 +197,8 @@ async def apply_trigger(
     if alert is None:
         known = await replica.known_replica(uow, customer_id)
         rule = next((r for r in current.rules if r.id == trigger.rule_id), None)
-        alert = Alert(
+        alert = new_row(
+            Alert,
             customer_id=customer_id,
             reason=trigger.reason,
             rule_id=trigger.rule_id or None,
@@ -281,7 +283,7 @@ def alert_event(event_cls: type[AlertEvent], alert: Alert, **extra: Any) -> Aler
         churn_risk=alert.churn_risk,
         value_at_risk=alert.value_at_risk,
         owner=alert.owner,
-        factors=[Factor.model_validate(f) for f in alert.factors],
+        factors=alert.factors,  # type: ignore[arg-type]  # the stored dicts, validated into Factor once here
         event_ids=list(alert.event_ids),
         at=utc_now(),
         rule_id=alert.rule_id,

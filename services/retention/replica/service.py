@@ -25,6 +25,7 @@ from servicekit.db import (
     for_each_key,
     hold_until_commit,
     holds,
+    new_row,
     on_postgres,
     take_held,
     update_at_commit,
@@ -130,7 +131,7 @@ async def record_score(uow: UnitOfWork, score: ScoreUpdated) -> CustomerScore | 
     if latest is not None and as_utc(latest.as_of) > computed_at:
         return None
     if latest is None:
-        latest = CustomerScore(customer_id=score.customer_id, churn_risk=score.current.churn_risk)
+        latest = new_row(CustomerScore, customer_id=score.customer_id, churn_risk=score.current.churn_risk)
         hold_until_commit(uow.session, _NEW_SCORES, [{"score": latest}], _add_to_session)  # see _NEW_SCORES
         uow.state(Replicas).scores[score.customer_id] = latest
     current = score.current

@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 from servicekit.db import Database
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
+from services.retention.alerts.models import Alert
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
 from services.retention.reports.models import CustomerFact, FactEvent
 from services.retention.touches.models import Touch
-from tests.unit.retention.events import complaint
+from tests.unit.retention.events import complaint, score
 from tests.unit.retention.test_reports import order
 
 
@@ -86,3 +87,17 @@ async def test_a_batch_of_alerts_reads_consent_once_and_inserts_its_touches_in_o
     async with database.sessions() as session:
         touched = set((await session.execute(select(Touch.customer_id))).scalars())
     assert touched == {f"c-{k}" for k in range(5)}
+
+
+async def test_a_batch_that_changes_alerts_in_different_ways_updates_them_in_one_statement(database: Database):
+    await apply_batch(database, [e for c in ("c-1", "c-2") for e in (score(c, churn_risk=0.9), complaint(c))])
+    async with database.sessions() as session:
+        before = {(a.customer_id, a.reason): a.trigger_count for a in (await session.execute(select(Alert))).scalars()}
+    # c-1's alerts take a newer risk (risk columns), c-2's complaint alert one more trigger (count, lineage).
+    statements = await apply_batch(database, [score("c-1", churn_risk=0.95, minutes=5), complaint("c-2", minutes=6)])
+
+    assert len([s for s in on_table(statements, "alerts") if s.lstrip().upper().startswith("UPDATE")]) == 1
+    async with database.sessions() as session:
+        after = {(a.customer_id, a.reason): a for a in (await session.execute(select(Alert))).scalars()}
+    assert {a.churn_risk for (c, _), a in after.items() if c == "c-1"} == {0.95}
+    assert after[("c-2", "severe_complaint")].trigger_count == before[("c-2", "severe_complaint")] + 1

@@ -15,6 +15,7 @@ from servicekit.unit_of_work import UnitOfWork
 from services.scoring.handlers import HANDLERS
 from services.scoring.scores.models import CurrentScore, CustomerFeatures, ScoreRecord
 from services.scoring.settings import ScoringSettings
+from tests.statements import statements_sent
 from tests.unit.scoring import events as ev
 
 
@@ -243,3 +244,22 @@ async def test_erasure_is_confirmed_once_so_the_customers_erasure_can_complete(d
     assert [(e["type"], e["data"]["customer_id"], e["data"]["service"]) for e in receipts] == [
         ("erasure.confirmed", "c-1", "scoring")
     ]
+
+
+async def test_a_batch_updates_its_features_rows_in_one_statement_whatever_each_event_changed(database):
+    customers = ["c-1", "c-2", "c-3"]
+    await handle(database, *[ev.purchase(c, id=f"p0-{c}", days=-30) for c in customers])
+    # A purchase, a complaint and a survey answer change different columns (spend, complaint lists, NPS).
+    batch = [
+        ev.purchase("c-1", id="p1", days=0),
+        ev.complaint("c-2", id="k1", days=0),
+        ev.survey("c-3", id="s1", score=3, days=0),
+    ]
+    with statements_sent(database.engine.sync_engine, "UPDATE") as updates:
+        await handle(database, *batch)
+
+    assert len([s for s in updates if "customer_features" in s]) == 1
+    rows = {c: await features_row(database, c) for c in customers}
+    assert (rows["c-1"].purchases, rows["c-1"].complaints_total, rows["c-1"].nps_count) == (2, 0, 0)
+    assert (rows["c-2"].purchases, rows["c-2"].complaints_total, rows["c-2"].open_complaints) == (1, 1, 1)
+    assert (rows["c-3"].purchases, rows["c-3"].last_nps, rows["c-3"].nps_count) == (1, 3, 1)

@@ -18,6 +18,7 @@ from servicekit.db import (
     hold_until_commit,
     holds,
     insert_rows,
+    new_row,
     update_at_commit,
     update_rows,
 )
@@ -96,6 +97,19 @@ async def test_update_rows_writes_each_rows_values_onto_the_row_with_its_key(dat
     assert stored == {1: (0.1, "z", ["e-1"]), 2: (0.0, "b", []), 3: (0.3, None, [{"name": "complaints"}])}
 
 
+async def test_update_rows_keeps_the_stored_value_of_a_column_a_row_leaves_out_in_one_statement(database: Database):
+    async with database.transaction() as session:
+        session.add_all([_Row(id=1, stage="a", evidence=["old"]), _Row(id=2, stage="b", evidence=["kept"])])
+    rows = [{"id": 1, "stage": None, "evidence": ["new"]}, {"id": 2, "risk": 0.5}]
+    with statements_sent(database.engine.sync_engine, "UPDATE") as updates:
+        async with database.transaction() as session:
+            await session.run_sync(lambda s: update_rows(s, table_of(_Row), "id", rows))
+    assert len(updates) == 1
+    async with database.sessions() as session:
+        stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
+    assert stored == {1: (0.0, None, ["new"]), 2: (0.5, "b", ["kept"])}
+
+
 async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_json(database: Database):
     import numpy as np
     from sqlalchemy import Integer, MetaData, Table, text
@@ -111,7 +125,7 @@ async def test_json_columns_store_numpy_scalars_and_non_string_keys_as_standard_
     assert body == {"fit": 0.25, "7": [3], "ok": True}
 
 
-async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_per_set_of_changed_columns(
+async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_per_table(
     database: Database,
 ):
     async with database.transaction() as session:
@@ -131,7 +145,8 @@ async def test_update_at_commit_shows_values_at_once_and_writes_one_statement_pe
             assert not session.dirty  # nothing for the ORM to flush row by row
             await session.flush()
             assert updates == []  # held until commit
-    assert len(updates) == 2  # {risk, stage} for rows 1 and 4, {risk, stage, evidence} for row 2
+    # {risk, stage} for rows 1 and 4 and {risk, stage, evidence} for row 2, in one statement
+    assert len(updates) == 1
     async with database.sessions() as session:
         stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
     assert stored == {1: (0.5, "y", []), 2: (0.25, "z", ["e-1"]), 3: (0.0, "n", []), 4: (0.75, "e", [])}
@@ -175,3 +190,15 @@ def test_table_of_names_a_model_without_a_table() -> None:
     assert table_of(_Row).name == _Row.__tablename__
     with pytest.raises(TypeError, match="NotATable"):
         table_of(NotATable)
+
+
+async def test_new_row_is_the_constructors_row_and_its_insert_carries_every_value(database: Database):
+    built, made = _Row(id=1, stage="a", evidence=["e"]), new_row(_Row, id=2, stage="a", evidence=["e"])
+    assert made.model_dump() == {**built.model_dump(), "id": 2}
+    assert made.model_fields_set == built.model_fields_set
+    async with database.transaction() as session:
+        session.add_all([made, new_row(_Row, id=3)])
+        update_at_commit(session, made, risk=0.5)  # still new: its INSERT takes the value
+    async with database.sessions() as session:
+        stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
+    assert stored == {2: (0.5, "a", ["e"]), 3: (0.0, None, [])}

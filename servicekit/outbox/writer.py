@@ -24,8 +24,9 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from servicekit import tracing
 from servicekit.context import current_correlation_id
-from servicekit.db import hold_until_commit, holds, mark_outbox_written, on_postgres, take_held
+from servicekit.db import hold_until_commit, holds, mark_outbox_written, take_held
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
+from servicekit.sql import on_postgres
 from servicekit.tables import OUTBOX
 
 Headers = list[tuple[str, str]]

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import JSON, Column, Float, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import KEYS, Database, for_each_key, update_rows
+from servicekit.db import Database
+from servicekit.sql import KEYS, for_each_key, update_rows
 from servicekit.types import UtcDateTime
 from tests.e2e.conftest import database_url
 from tests.statements import statements_sent

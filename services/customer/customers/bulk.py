@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from servicekit.db import chunks
 from servicekit.problems import validation_errors
+from servicekit.sql import chunks
 from services.customer.customers.models import (
     BulkReport,
     BulkRowResult,

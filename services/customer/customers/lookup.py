@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts.common import CustomerStatus
-from servicekit.db import chunks
 from servicekit.deps import SessionDep
+from servicekit.sql import chunks
 from services.customer.common import UtcDatetime
 from services.customer.customers.models import MAX_BULK_ROWS, Customer
 

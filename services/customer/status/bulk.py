@@ -26,11 +26,11 @@ from contracts.common import CustomerStatus
 from contracts.customer import CustomerStatusChanged
 from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.clock import utc_now
-from servicekit.db import chunks
 from servicekit.deps import SessionDep
 from servicekit.digest import request_digest
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error, not_found, validation_errors
+from servicekit.sql import chunks
 from services.customer.common import scoped_key
 from services.customer.customers.models import MAX_BULK_ROWS, BulkReply, Customer
 from services.customer.status import lifecycle

@@ -13,11 +13,11 @@ from sqlmodel import col, select
 from contracts.erp import InboundEvent
 from contracts.registry import REGISTRY
 from servicekit.clock import utc_now
-from servicekit.db import dialect_insert
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.inbox.consumer import is_transient
 from servicekit.pagination import MAX_PAGE
+from servicekit.sql import dialect_insert
 from services.interaction.inbound import erp
 from services.interaction.inbound.models import ParkedEvent
 from services.interaction.interactions.models import Interaction

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from servicekit.db import chunks
 from servicekit.problems import field_error, validation_errors
+from servicekit.sql import chunks
 from services.interaction.interactions.models import BulkReport, BulkRow, BulkRowStatus, InteractionCreate
 from services.interaction.interactions.store import store_interactions
 from services.interaction.replica.directory import CustomerBatchLookup, CustomerServiceUnavailable

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from contracts.common import InteractionType
-from servicekit.db import dialect_insert, on_postgres
 from servicekit.outbox import insert_with_events
 from servicekit.pagination import MAX_PAGE
+from servicekit.sql import dialect_insert, on_postgres
 from servicekit.types import as_utc
 from services.interaction.interactions.models import Interaction, InteractionCreate
 from services.interaction.interactions.store import (

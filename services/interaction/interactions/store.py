@@ -21,10 +21,10 @@ from contracts.interaction import (
     survey_dimension,
 )
 from servicekit.clock import utc_now
-from servicekit.db import chunks, dialect_insert
 from servicekit.events.envelope import EventData
 from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found
+from servicekit.sql import chunks, dialect_insert
 from services.interaction.complaints import sla
 from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.interactions.models import BulkRowStatus, Interaction, InteractionCreate

@@ -18,9 +18,9 @@ from sqlmodel import col, select
 from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
 from contracts.erasure import ErasureConfirmed
 from servicekit.clock import utc_now
-from servicekit.db import dialect_insert
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
+from servicekit.sql import dialect_insert
 from servicekit.types import as_utc
 from services.interaction.complaints.models import ComplaintStep
 from services.interaction.inbound.service import apply_parked_for

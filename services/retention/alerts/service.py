@@ -21,19 +21,10 @@ from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswe
 from contracts.retention import AlertEvent, AlertRaised, AlertUpdated
 from contracts.scoring import Factor, ScoreUpdated
 from servicekit.clock import utc_now
-from servicekit.db import (
-    KEYS,
-    assign,
-    for_each_key,
-    hold_until_commit,
-    holds,
-    new_row,
-    on_postgres,
-    take_held,
-    update_at_commit,
-)
+from servicekit.db import hold_until_commit, holds, take_held, update_at_commit
 from servicekit.events.envelope import EventData, Received
 from servicekit.problems import not_found
+from servicekit.sql import KEYS, assign, for_each_key, new_row, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import EVENT_IDS_KEPT, Alert, AlertStatus, open_slot

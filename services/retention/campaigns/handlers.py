@@ -12,9 +12,9 @@ from typing import Any
 
 from contracts.common import InteractionType
 from contracts.interaction import InteractionRecorded
-from servicekit.db import dialect_insert
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handler, Handlers
+from servicekit.sql import dialect_insert
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.campaigns.models import OfferRedemption

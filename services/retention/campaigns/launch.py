@@ -25,9 +25,10 @@ from contracts.retention import CampaignLaunched, CampaignTouchRequested
 from servicekit import runtime_settings
 from servicekit.background import every
 from servicekit.clock import utc_now
-from servicekit.db import Database, chunks
+from servicekit.db import Database
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error
+from servicekit.sql import chunks
 from servicekit.tables import table_of
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.clock import utc_now
-from servicekit.db import chunks
 from servicekit.problems import Problem, field_error, not_found
+from servicekit.sql import chunks
 from servicekit.types import as_utc
 from services.retention.campaigns import churn
 from services.retention.campaigns.audience import SegmentClient

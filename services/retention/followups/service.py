@@ -23,9 +23,10 @@ from sqlmodel import col
 
 from contracts.retention import TaskCreated
 from servicekit.clock import utc_now
-from servicekit.db import Database, dialect_insert
+from servicekit.db import Database
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error, not_found
+from servicekit.sql import dialect_insert
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.db import new_id
 from services.retention.followups.models import FOLLOWUP_ACTIONS, FollowupDue, FollowupSchedule, ScheduleBody

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from servicekit.clock import utc_now
-from servicekit.db import Database, dialect_insert
+from servicekit.db import Database
 from servicekit.events.envelope import EventData
 from servicekit.problems import Problem, field_error, not_found
+from servicekit.sql import dialect_insert
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.followups.models import (
     FOLLOWUP_ACTIONS,

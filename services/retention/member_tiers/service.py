@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from contracts.customer import LoyaltyTierChanged
-from servicekit.db import chunks
+from servicekit.sql import chunks
 from servicekit.types import as_utc
 from services.retention.member_tiers.models import MemberTier
 from services.retention.replica.models import Customer

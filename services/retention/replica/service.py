@@ -20,16 +20,8 @@ from sqlalchemy.orm import Session
 from contracts.customer import CustomerStatusChanged
 from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
-from servicekit.db import (
-    KEYS,
-    for_each_key,
-    hold_until_commit,
-    holds,
-    new_row,
-    on_postgres,
-    take_held,
-    update_at_commit,
-)
+from servicekit.db import hold_until_commit, holds, take_held, update_at_commit
+from servicekit.sql import KEYS, for_each_key, new_row, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.replica.models import Customer, CustomerScore

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from contracts.common import InteractionType
 from contracts.customer import CustomerCreated, CustomerErased, CustomerUpdated
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, InteractionRecorded, SurveyAnswered
-from servicekit.db import KEYS, for_each_key, hold_until_commit, holds, on_postgres, take_held
+from servicekit.db import hold_until_commit, holds, take_held
 from servicekit.events.envelope import Received
+from servicekit.sql import KEYS, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.reports.models import (
     COMPETITOR_CATEGORIES,

@@ -20,8 +20,9 @@ from contracts.interaction import (
 )
 from contracts.retention import SurveyResponded
 from servicekit.clock import utc_now
-from servicekit.db import dialect_insert, update_at_commit
+from servicekit.db import update_at_commit
 from servicekit.events.envelope import Received
+from servicekit.sql import dialect_insert
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.replica.models import Customer, CustomerScore

@@ -19,8 +19,8 @@ from sqlalchemy import delete, func, insert, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.clock import utc_now
-from servicekit.db import dialect_insert
 from servicekit.reports import Period
+from servicekit.sql import dialect_insert
 from services.retention.reports import loyalty
 from services.retention.reports.loyalty_queries import loyalty_features
 from services.retention.reports.models import CustomerLoyalty, LoyaltySweep

@@ -22,9 +22,10 @@ from sqlmodel import col
 from contracts.retention import TaskCreated, TouchRequested
 from servicekit.background import every
 from servicekit.clock import utc_now
-from servicekit.db import Database, dialect_insert
+from servicekit.db import Database
 from servicekit.events.envelope import EventData
 from servicekit.problems import not_found
+from servicekit.sql import dialect_insert
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import ActivePlaybook

@@ -17,8 +17,8 @@ from sqlalchemy import bindparam, select
 
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from contracts.scoring import ScoreUpdated
-from servicekit.db import KEYS, chunks, dialect_insert, for_each_key, on_postgres
 from servicekit.events.envelope import Received
+from servicekit.sql import KEYS, chunks, dialect_insert, for_each_key, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import catalog

@@ -22,8 +22,9 @@ from sqlmodel import col
 from contracts.customer import ConsentChanged
 from servicekit import runtime_settings
 from servicekit.clock import utc_now
-from servicekit.db import KEYS, for_each_key, hold_until_commit, holds, insert_rows, on_postgres, take_held
+from servicekit.db import hold_until_commit, holds, insert_rows, take_held
 from servicekit.events.envelope import EventData
+from servicekit.sql import KEYS, for_each_key, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.db import new_id

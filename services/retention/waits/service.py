@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from servicekit.db import dialect_insert
+from servicekit.sql import dialect_insert
 from services.retention.sequences.models import Enrolment, EnrolmentStatus
 from services.retention.waits.models import EnrolmentWake
 

@@ -16,10 +16,11 @@ from contracts.erasure import ErasureConfirmed
 from contracts.scoring import ScoreValues
 from servicekit import tracing
 from servicekit.context import current_correlation_id
-from servicekit.db import KEYS, chunks, for_each_key, on_postgres, update_at_commit
+from servicekit.db import update_at_commit
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue
+from servicekit.sql import KEYS, chunks, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.scores import features, sweep, write_behind
 from services.scoring.scores.features import FeatureState

@@ -30,8 +30,8 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from contracts.scoring import ScoreUpdated, ScoreValues
-from servicekit.db import KEYS, chunks, dialect_insert, for_each_key, on_postgres
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
+from servicekit.sql import KEYS, chunks, dialect_insert, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.scores.features import FeatureState
 from services.scoring.scores.models import CurrentScore, Purchase, ScoreRecord, TierChange

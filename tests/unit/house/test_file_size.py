@@ -27,4 +27,3 @@ def _line_counts() -> dict[str, int]:
 def test_no_source_file_is_over_the_limit() -> None:
     over = {name: n for name, n in sorted(_line_counts().items()) if n > MAX_LINES}
     assert over == {}, f"split these by what each part does (at most {MAX_LINES} lines): {over}"
-

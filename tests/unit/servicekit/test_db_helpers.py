@@ -9,19 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
-from servicekit.db import (
-    KEYS,
-    Database,
-    assign,
-    for_each_key,
-    held_for_commit,
-    hold_until_commit,
-    holds,
-    insert_rows,
-    new_row,
-    update_at_commit,
-    update_rows,
-)
+from servicekit.db import Database, held_for_commit, hold_until_commit, holds, insert_rows, update_at_commit
+from servicekit.sql import KEYS, assign, for_each_key, new_row, update_rows
 from servicekit.tables import INBOX, table_of
 from tests.statements import statements_sent
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, StrictFloat, WithJsonSchema
 from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index
 from sqlmodel import Field
@@ -55,7 +55,7 @@ class ScheduleBody(BaseModel):
     action: FollowupAction = PydanticField(
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
-    due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+    due_in_hours: StrictFloat = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
 
 
 class SchedulePublic(BaseModel):
@@ -124,8 +124,10 @@ class TriggerBody(BaseModel):
     action: FollowupAction = PydanticField(
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
-    delay_hours: float = PydanticField(24.0, ge=0, le=24 * 366, description="how long after the event it falls due")
-    due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+    delay_hours: StrictFloat = PydanticField(
+        24.0, ge=0, le=24 * 366, description="how long after the event it falls due"
+    )
+    due_in_hours: StrictFloat = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
 
 
 class TriggerPublic(BaseModel):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, model_validator
 from pydantic.config import JsonDict
 
 from services.retention.playbooks.core import Action, Step
@@ -110,7 +110,7 @@ class Condition(_Strict):
 
     replied: StrictBool | None = None
     task: Literal["completed", "open", "cancelled", "none"] | None = None
-    risk_below: float | None = Field(default=None, ge=0, le=1)
+    risk_below: StrictFloat | None = Field(default=None, ge=0, le=1)
     purchased: StrictBool | None = None
 
     @model_validator(mode="after")
@@ -143,7 +143,7 @@ SequenceStep = Annotated[TaskStep | TouchStep | WaitStep | BranchStep | StopStep
 class StopWhen(_Strict):
     """Checked before every step: the sequence ends as soon as one holds."""
 
-    risk_below: float | None = Field(default=None, ge=0, le=1)
+    risk_below: StrictFloat | None = Field(default=None, ge=0, le=1)
     purchased: StrictBool = True
 
 

@@ -30,7 +30,7 @@ from gateway.upstream import current_request_id
 from servicekit.db import Database
 from servicekit.pagination import DEFAULT_PAGE, Limit
 from servicekit.problems import Problem, field_error
-from servicekit.types import UtcDateTime
+from servicekit.types import UtcDateTime, UtcDatetime
 
 log = logging.getLogger("gateway.audit")
 
@@ -282,8 +282,8 @@ def audit_router() -> APIRouter:
             Query(max_length=40, description="the audited action", json_schema_extra={"enum": sorted(ACTIONS)}),
         ] = None,
         object: Annotated[str | None, Query(max_length=100, description="the object's id")] = None,
-        since: Annotated[datetime | None, Query(description="entries at or after (with a time zone)")] = None,
-        until: Annotated[datetime | None, Query(description="entries before (with a time zone)")] = None,
+        since: Annotated[UtcDatetime | None, Query(description="entries at or after (with a time zone)")] = None,
+        until: Annotated[UtcDatetime | None, Query(description="entries before (with a time zone)")] = None,
         limit: Limit = DEFAULT_PAGE,
         cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
     ) -> AuditPage:

@@ -32,7 +32,6 @@ async def test_the_docs_render_every_operation_with_no_request_leaving_the_gatew
     await page.goto(f"{GATEWAY}/docs")
     await page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
     assert await page.locator(".swagger-ui .info .title").count() == 1
-    assert await page.locator(".swagger-ui .opblock-tag").count() >= 5  # the operations, grouped by tag
     assert elsewhere == []  # no CDN, no font, no validator badge: the page needs nothing outside the gateway
 
 

@@ -1,6 +1,5 @@
 """HTTP routes of interactions: record one, import many, read one, a customer's timeline."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -9,7 +8,7 @@ from contracts.common import InteractionType
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
-from servicekit.types import as_utc
+from servicekit.types import UtcDatetime, as_utc
 from services.interaction.interactions import bulk, service, store
 from services.interaction.interactions.models import (
     BulkInteractions,
@@ -80,8 +79,8 @@ async def customer_timeline(
     customer_id: str,
     session: SessionDep,
     type: Annotated[list[InteractionType] | None, Query(description="repeat to match any of several")] = None,
-    since: Annotated[datetime | None, Query(description="occurred at or after (no offset = UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="occurred before (no offset = UTC)")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="occurred at or after (no offset = UTC)")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="occurred before (no offset = UTC)")] = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> InteractionsPublic:

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, StrictFloat, WithJsonSchema, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import Column, Index
 from sqlmodel import Field
@@ -63,7 +63,7 @@ class ScheduleBody(BaseModel):
     action: FollowupAction = PydanticField(
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
-    due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+    due_in_hours: StrictFloat = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
     survey: SurveyKind | None = PydanticField(None, description=SURVEY_DESCRIPTION)
 
     @model_validator(mode="after")
@@ -141,8 +141,10 @@ class TriggerBody(BaseModel):
     action: FollowupAction = PydanticField(
         description="follow_up_visit, call_owner, executive_outreach (tasks for the owner) or satisfaction_survey"
     )
-    delay_hours: float = PydanticField(24.0, ge=0, le=24 * 366, description="how long after the event it falls due")
-    due_in_hours: float = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
+    delay_hours: StrictFloat = PydanticField(
+        24.0, ge=0, le=24 * 366, description="how long after the event it falls due"
+    )
+    due_in_hours: StrictFloat = PydanticField(72.0, gt=0, le=24 * 60, description="a task's due time after creation")
     survey: SurveyKind | None = PydanticField(None, description=SURVEY_DESCRIPTION)
 
     @model_validator(mode="after")

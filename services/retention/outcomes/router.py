@@ -1,7 +1,7 @@
 """HTTP route of the retention metrics (outcomes): churn, retention and save rates, precision, uplift."""
 
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.reports import without_jit
+from servicekit.types import UtcDatetime
 from services.retention.outcomes import service as outcomes
 from services.retention.outcomes.models import RetentionMetricsPublic
 from services.retention.settings import RetentionSettings
@@ -20,8 +21,8 @@ router = APIRouter()
 async def retention_metrics(
     request: Request,
     session: SessionDep,
-    from_: Annotated[datetime | None, Query(alias="from", description="default: 90 days before to")] = None,
-    to: Annotated[datetime | None, Query(description="default: now")] = None,
+    from_: Annotated[UtcDatetime | None, Query(alias="from", description="default: 90 days before to")] = None,
+    to: Annotated[UtcDatetime | None, Query(description="default: now")] = None,
     group_by: Literal["tier", "segment", "rule"] | None = None,
 ) -> RetentionMetricsPublic:
     """Churn, retention and save rates, alert precision and recall, warning time and uplift, for [from, to)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, model_validator
 from pydantic.config import JsonDict
 
 from services.retention.playbooks.core import Action, Step
@@ -112,10 +112,10 @@ class Condition(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_one_part_given)
 
-    replied: bool | None = None
+    replied: StrictBool | None = None
     task: Literal["completed", "open", "cancelled", "none"] | None = None
-    risk_below: float | None = Field(default=None, ge=0, le=1)
-    purchased: bool | None = None
+    risk_below: StrictFloat | None = Field(default=None, ge=0, le=1)
+    purchased: StrictBool | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> Condition:
@@ -147,8 +147,8 @@ SequenceStep = Annotated[TaskStep | TouchStep | WaitStep | BranchStep | StopStep
 class StopWhen(_Strict):
     """Checked before every step: the sequence ends as soon as one holds."""
 
-    risk_below: float | None = Field(default=None, ge=0, le=1)
-    purchased: bool = True
+    risk_below: StrictFloat | None = Field(default=None, ge=0, le=1)
+    purchased: StrictBool = True
 
 
 class SequenceDef(_Strict):

@@ -119,7 +119,7 @@ def parse(conditions: Any, *, location: str = "filter") -> tuple[Condition, ...]
             raise FilterError(f"{at}.field", "unknown field; one of: " + ", ".join(sorted(FIELDS)))
         spec = FIELDS[name]
         op = raw.get("op")
-        if op not in OPS[spec.kind]:
+        if not isinstance(op, str) or op not in OPS[spec.kind]:
             raise FilterError(f"{at}.op", f"for {name} one of: " + ", ".join(sorted(OPS[spec.kind])))
         if "value" not in raw:
             raise FilterError(f"{at}.value", "required")

@@ -149,6 +149,9 @@ STEP_VERDICTS = [
     {"id": "a", "kind": "branch", "when": {"purchased": True}, "then": "stop"},
     {"id": "a", "kind": "branch", "when": {}, "then": "stop"},
     {"id": "a", "kind": "branch", "when": {"purchased": None}, "then": "stop"},
+    {"id": "a", "kind": "branch", "when": {"purchased": 0}, "then": "stop"},
+    {"id": "a", "kind": "branch", "when": {"risk_below": False}, "then": "stop"},
+    {"id": "a", "kind": "branch", "when": {"risk_below": 0}, "then": "stop"},
     {"id": "a", "kind": "stop"},
     {"id": "a"},
 ]

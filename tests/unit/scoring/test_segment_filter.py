@@ -71,6 +71,7 @@ SAME_VERDICT = [
     [{"field": "segment", "op": "eq", "value": "x" * 101}],
     [{"field": "clv", "op": "gt", "value": 1, "extra": 0}],
     [{"field": "clv", "op": "gt"}],
+    [{"field": "status", "op": {}, "value": "a"}],
     [{"field": "status", "op": "eq", "value": "active"}] * 21,
 ]
 

@@ -579,6 +579,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers/{customer_id}/followups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customer Followups
+         * @description The customer's follow-ups still to come, soonest first: the next one of the tier's schedule
+         *     (`scheduled`) and each one pending after a resolved complaint or a win-back (`after_event`). Each still
+         *     passes consent and the contact policy when it falls due. A customer with none has an empty page.
+         */
+        get: operations["customer_followups_customers__customer_id__followups_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers/{customer_id}/interactions": {
         parameters: {
             query?: never;
@@ -2723,6 +2745,8 @@ export interface components {
         /** CampaignCreate */
         CampaignCreate: {
             channel: components["schemas"]["ContactChannel"];
+            /** @description only customers whose latest churn had one of these reasons, in this window, with this value */
+            churn?: components["schemas"]["ChurnFilter"] | null;
             /**
              * Filter
              * @description segment filter conditions [{field, op, value}] (GET /segments/fields); saved as a segment
@@ -2807,6 +2831,7 @@ export interface components {
             };
             /** Channel */
             channel: string;
+            churn?: components["schemas"]["ChurnFilter"] | null;
             /**
              * Created At
              * Format: date-time
@@ -2960,6 +2985,34 @@ export interface components {
             recorded_at: string;
             source: components["schemas"]["ConsentSource"];
             status: components["schemas"]["ConsentStatus"];
+        };
+        /** ChurnFilter */
+        ChurnFilter: {
+            /**
+             * Churned Before Days
+             * @description churned at least this many days before the launch (lapsed a while)
+             */
+            churned_before_days?: number | null;
+            /**
+             * Churned Within Days
+             * @description churned at most this many days before the launch
+             */
+            churned_within_days?: number | null;
+            /**
+             * Min Value Lost
+             * @description the value that left with the churn, at least this (see value_basis)
+             */
+            min_value_lost?: number | null;
+            /**
+             * Reasons
+             * @description churn reason codes (competitor, price, ...); empty: any
+             */
+            reasons?: string[];
+            /**
+             * @description predicted: the CLV known at the churn; historical: revenue up to it
+             * @default predicted
+             */
+            value_basis: components["schemas"]["ValueBasis"];
         };
         /**
          * ChurnReason
@@ -4130,6 +4183,11 @@ export interface components {
             /** Total Spend */
             total_spend: number;
         };
+        /**
+         * FollowupKind
+         * @enum {string}
+         */
+        FollowupKind: "scheduled" | "after_event";
         /** FrequencyCapBody */
         FrequencyCapBody: {
             /**
@@ -4768,6 +4826,47 @@ export interface components {
         ParkedEventsPublic: {
             /** Items */
             items: components["schemas"]["ParkedEventPublic"][];
+            /** Limit */
+            limit: number;
+            /** Offset */
+            offset: number;
+            /** Total */
+            total: number;
+        };
+        /** PendingFollowupPublic */
+        PendingFollowupPublic: {
+            /** Action */
+            action: string;
+            /**
+             * Due At
+             * Format: date-time
+             */
+            due_at: string;
+            /**
+             * Every Days
+             * @description scheduled: the schedule's interval
+             */
+            every_days?: number | null;
+            /**
+             * Key
+             * @description after_event: <trigger>:<complaint id or status-change event id>, one follow-up per event
+             */
+            key?: string | null;
+            kind: components["schemas"]["FollowupKind"];
+            /**
+             * Last Result
+             * @description scheduled: the previous follow-up's result (created, sent, or the block reason)
+             */
+            last_result?: string | null;
+            /** Tier */
+            tier: string;
+            /** @description the event it follows (after_event only) */
+            trigger?: components["schemas"]["Trigger"] | null;
+        };
+        /** PendingFollowupsPublic */
+        PendingFollowupsPublic: {
+            /** Items */
+            items: components["schemas"]["PendingFollowupPublic"][];
             /** Limit */
             limit: number;
             /** Offset */
@@ -5537,6 +5636,11 @@ export interface components {
              * @description a follow-up this often per customer of the tier
              */
             every_days: number;
+            /**
+             * Survey
+             * @description satisfaction_survey only: nps (0-10) or csat (1-5); default the configured RETENTION_SURVEY_KIND
+             */
+            survey?: ("nps" | "csat") | null;
         };
         /** SchedulePublic */
         SchedulePublic: {
@@ -5546,6 +5650,8 @@ export interface components {
             due_in_hours: number;
             /** Every Days */
             every_days: number;
+            /** Survey */
+            survey?: string | null;
             /** Tier */
             tier: string;
             /**
@@ -6614,6 +6720,8 @@ export interface components {
              * @enum {string}
              */
             on_blocked: "continue" | "stop";
+            /** Survey */
+            survey?: ("nps" | "csat") | null;
             /**
              * Template
              * @default
@@ -6732,6 +6840,11 @@ export interface components {
              * @default 72
              */
             due_in_hours: number;
+            /**
+             * Survey
+             * @description satisfaction_survey only: nps (0-10) or csat (1-5); default the configured RETENTION_SURVEY_KIND
+             */
+            survey?: ("nps" | "csat") | null;
         };
         /** TriggerPublic */
         TriggerPublic: {
@@ -6741,6 +6854,8 @@ export interface components {
             delay_hours: number;
             /** Due In Hours */
             due_in_hours: number;
+            /** Survey */
+            survey?: string | null;
             /** Tier */
             tier: string;
             trigger: components["schemas"]["Trigger"];
@@ -6795,6 +6910,11 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /**
+         * ValueBasis
+         * @enum {string}
+         */
+        ValueBasis: "predicted" | "historical";
         /** ValueLostReport */
         ValueLostReport: {
             /** By Side */
@@ -11922,6 +12042,159 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErasureStatus"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    customer_followups_customers__customer_id__followups_get: {
+        parameters: {
+            query?: {
+                /** @description page size, at most 200 */
+                limit?: number;
+                /** @description rows to skip, at most 1000000 */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PendingFollowupsPublic"];
                 };
             };
             /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
@@ -18251,6 +18524,8 @@ export interface operations {
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
                 owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 group_by?: ("segment" | "owner") | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
@@ -18414,6 +18689,8 @@ export interface operations {
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
                 owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description churn reason code; repeatable */
                 reason?: components["schemas"]["ChurnReason"][] | null;
                 group_by?: ("segment" | "owner") | null;
@@ -18579,6 +18856,8 @@ export interface operations {
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
                 owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description curve length in months after the cohort month */
                 months?: number;
                 /** @description csv: the report's table as CSV */
@@ -18739,6 +19018,8 @@ export interface operations {
                 segment?: string[] | null;
                 /** @description account manager; repeatable */
                 owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description churn reason code; repeatable */
                 reason?: components["schemas"]["ChurnReason"][] | null;
                 group_by?: ("segment" | "owner" | "reason") | null;

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from servicekit.kafka import make_producer, topic_partitions
 from servicekit.settings import KafkaSettings
-from tests.e2e.conftest import KAFKA
+from tests.e2e.conftest import KAFKA, service_url
 
 T = TypeVar("T")
 
@@ -100,3 +100,22 @@ async def metric(client: httpx.AsyncClient, base_url: str, name: str) -> float:
         if line.startswith(name) and (line[len(name)] in " {"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+CONSENT_HANDLED = 'crm_events_handled_total{event_type="consent.changed",service="retention"}'
+OPT_OUT_OF_EMAIL = {"channels": {"email": {"status": "opt_out", "legal_basis": "consent", "source": "web_form"}}}
+
+
+async def put_consent(gateway: httpx.AsyncClient, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """PUT a customer's consent and wait until retention has applied it (its consent.changed handled)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        before = await metric(client, service_url("retention"), CONSENT_HANDLED)
+    response = await gateway.put(f"/api/v1/customers/{customer_id}/consent", json=body)
+    assert response.status_code == 200, response.text
+
+    async def applied() -> bool:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await metric(client, service_url("retention"), CONSENT_HANDLED) >= before + 1
+
+    await eventually(applied, what="retention to apply consent.changed")
+    return response.json()

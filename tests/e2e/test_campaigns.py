@@ -21,12 +21,11 @@ from contracts.topics import ERP_ORDERS
 from servicekit.events.envelope import CloudEvent
 from services.retention.campaigns import stats
 from services.retention.webhooks.signing import verify
-from tests.e2e.conftest import service_url, token
-from tests.e2e.helpers import create_customer, eventually, metric, produce
+from tests.e2e.conftest import token
+from tests.e2e.helpers import OPT_OUT_OF_EMAIL, create_customer, eventually, produce, put_consent
 from tests.e2e.test_retention_loop import SECRET, Receiver, receivers  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.e2e
-CONSENT_HANDLED = 'crm_events_handled_total{event_type="consent.changed",service="retention"}'
 AUDIENCE = 10
 
 
@@ -116,20 +115,7 @@ async def test_a_win_back_campaign_from_audience_to_report(gateway: httpx.AsyncC
 
     # a treated customer opts out of e-mail; retention applies it before the launch
     opted_out = treated[0]
-    async with httpx.AsyncClient(timeout=5) as client:
-        before = await metric(client, service_url("retention"), CONSENT_HANDLED)
-    await _ok(
-        await gateway.put(
-            f"/api/v1/customers/{opted_out}/consent",
-            json={"channels": {"email": {"status": "opt_out", "legal_basis": "consent", "source": "web_form"}}},
-        )
-    )
-
-    async def consent_applied() -> bool:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await metric(client, service_url("retention"), CONSENT_HANDLED) >= before + 1
-
-    await eventually(consent_applied, what="retention to apply the opt-out")
+    await put_consent(gateway, opted_out, OPT_OUT_OF_EMAIL)
 
     launched = await _ok(await gateway.post(f"/api/v1/campaigns/{campaign['id']}/launch"))
     assert launched["status"] == "launched"

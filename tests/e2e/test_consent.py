@@ -21,26 +21,18 @@ from contracts.topics import ERP_CONSENTS, dead_letter
 from servicekit.events.envelope import CloudEvent
 from services.retention.settings import DEV_SURVEY_SECRET
 from services.retention.surveys import survey_links
-from tests.e2e.conftest import GATEWAY, service_url, token
-from tests.e2e.helpers import alerts_for, create_customer, eventually, metric, post_complaint, produce, read_topic
+from tests.e2e.conftest import GATEWAY, token
+from tests.e2e.helpers import (
+    alerts_for,
+    create_customer,
+    eventually,
+    post_complaint,
+    produce,
+    put_consent,
+    read_topic,
+)
 
 pytestmark = pytest.mark.e2e
-CONSENT_HANDLED = 'crm_events_handled_total{event_type="consent.changed",service="retention"}'
-
-
-async def _consent_applied_by_retention(before: float) -> bool:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return await metric(client, service_url("retention"), CONSENT_HANDLED) >= before + 1
-
-
-async def _put_consent(gateway: httpx.AsyncClient, customer_id: str, body: dict) -> dict:
-    """PUT the consent and wait until retention has applied it (its consent.changed handled)."""
-    async with httpx.AsyncClient(timeout=5) as client:
-        before = await metric(client, service_url("retention"), CONSENT_HANDLED)
-    response = await gateway.put(f"/api/v1/customers/{customer_id}/consent", json=body)
-    assert response.status_code == 200, response.text
-    await eventually(lambda: _consent_applied_by_retention(before), what="retention to apply consent.changed")
-    return response.json()
 
 
 async def _touches(gateway: httpx.AsyncClient, customer_id: str, **params: object) -> dict:
@@ -51,7 +43,7 @@ async def _touches(gateway: httpx.AsyncClient, customer_id: str, **params: objec
 
 async def test_an_opted_out_customers_alert_creates_no_touch_on_that_channel(gateway: httpx.AsyncClient):
     customer = await create_customer(gateway, owner="agent-consent")
-    consent = await _put_consent(
+    consent = await put_consent(
         gateway,
         customer["id"],
         {"channels": {"phone": {"status": "opt_out", "legal_basis": "consent", "source": "phone_call"}}},
@@ -133,14 +125,14 @@ async def test_quiet_hours_and_the_cap_hold_under_a_burst_of_100_alerts(gateway:
     due = (datetime.now(UTC) + timedelta(hours=24)).astimezone(ZoneInfo(zone))
     start, end = (due - timedelta(hours=3)).time(), (due + timedelta(hours=3)).time()
     quiet = {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M")}
-    await _put_consent(
+    await put_consent(
         gateway,
         customer["id"],
         {"timezone": zone, "quiet_hours": quiet, "frequency_cap": {"max_touches": 3, "window_days": 7}},
     )
     seen: set[str] = set()
     await _burst(gateway, customer["id"], 50, seen)
-    await _put_consent(gateway, customer["id"], {"quiet_hours": None})
+    await put_consent(gateway, customer["id"], {"quiet_hours": None})
     cleared = datetime.now(UTC)
     await _burst(gateway, customer["id"], 50, seen)
 

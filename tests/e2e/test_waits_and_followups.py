@@ -26,11 +26,16 @@ import pytest
 from contracts.erp import ErpOrderPlaced
 from contracts.topics import ERP_ORDERS
 from servicekit.events.envelope import CloudEvent
-from tests.e2e.conftest import service_url
-from tests.e2e.helpers import create_customer, eventually, metric, post_complaint, produce
+from tests.e2e.helpers import (
+    OPT_OUT_OF_EMAIL,
+    create_customer,
+    eventually,
+    post_complaint,
+    produce,
+    put_consent,
+)
 
 pytestmark = pytest.mark.e2e
-CONSENT_HANDLED = 'crm_events_handled_total{event_type="consent.changed",service="retention"}'
 
 WAITING = {
     "steps": [
@@ -171,20 +176,7 @@ async def test_scheduled_follow_ups_fire_per_tier(gateway: httpx.AsyncClient):
     key = await create_customer(gateway, external_ref=f"{tag}-p", owner="agent-fu", attributes={"tier": "platinum"})
     surveyed = await create_customer(gateway, external_ref=f"{tag}-g", owner="agent-fu", attributes={"tier": "gold"})
     opted_out = await create_customer(gateway, external_ref=f"{tag}-o", owner="agent-fu", attributes={"tier": "gold"})
-    async with httpx.AsyncClient(timeout=5) as client:
-        before = await metric(client, service_url("retention"), CONSENT_HANDLED)
-    await _ok(
-        await gateway.put(
-            f"/api/v1/customers/{opted_out['id']}/consent",
-            json={"channels": {"email": {"status": "opt_out", "legal_basis": "consent", "source": "web_form"}}},
-        )
-    )
-
-    async def consent_applied() -> bool:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await metric(client, service_url("retention"), CONSENT_HANDLED) >= before + 1
-
-    await eventually(consent_applied, what="retention to apply the opt-out")
+    await put_consent(gateway, opted_out["id"], OPT_OUT_OF_EMAIL)
     every_days = 10 / 86400  # ten seconds: the next visit falls due within the test
     try:
         await _ok(

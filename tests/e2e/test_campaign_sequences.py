@@ -30,7 +30,7 @@ from servicekit.events.envelope import CloudEvent
 from services.retention.campaigns import stats
 from services.retention.webhooks.signing import verify
 from tests.e2e.helpers import OPT_OUT_OF_EMAIL, create_customer, eventually, produce, put_consent, read_topic
-from tests.e2e.test_campaigns import _campaign_with_both_groups, _ok
+from tests.e2e.test_campaigns import _campaign_with_both_groups, _ok, subscribe_to_touches
 from tests.e2e.test_consent import _public
 from tests.e2e.test_retention_loop import SECRET, Receiver, receivers  # noqa: F401 (fixture)
 
@@ -67,17 +67,7 @@ async def test_a_sequence_campaign_sends_the_offer_and_a_reminder_unless_redeeme
     receivers,  # noqa: F811
 ):
     good, _ = receivers
-    hook = await _ok(
-        await gateway.post(
-            "/api/v1/webhooks",
-            json={
-                "url": f"http://127.0.0.1:{good.port}/hook",
-                "event_types": ["campaign.touch_requested"],
-                "secret": SECRET,
-            },
-        ),
-        201,
-    )
+    hook = await subscribe_to_touches(gateway, good.port)
     tag = f"e2e-cseq-{uuid.uuid4().hex[:8]}"
     refs: dict[str, str] = {}
     for i in range(AUDIENCE):

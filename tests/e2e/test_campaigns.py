@@ -48,19 +48,24 @@ async def _campaign_with_both_groups(gateway: httpx.AsyncClient, body: dict, ids
     raise AssertionError("no suitable draw in 20 campaigns")
 
 
-async def test_a_win_back_campaign_from_audience_to_report(gateway: httpx.AsyncClient, receivers):  # noqa: F811
-    good, _ = receivers
-    hook = await _ok(
+async def subscribe_to_touches(gateway: httpx.AsyncClient, port: int) -> dict:
+    """A signed webhook on the local receiver for campaign.touch_requested (the organisation's delivery system)."""
+    return await _ok(
         await gateway.post(
             "/api/v1/webhooks",
             json={
-                "url": f"http://127.0.0.1:{good.port}/hook",
+                "url": f"http://127.0.0.1:{port}/hook",
                 "event_types": ["campaign.touch_requested"],
                 "secret": SECRET,
             },
         ),
         201,
     )
+
+
+async def test_a_win_back_campaign_from_audience_to_report(gateway: httpx.AsyncClient, receivers):  # noqa: F811
+    good, _ = receivers
+    hook = await subscribe_to_touches(gateway, good.port)
     tag = f"e2e-camp-{uuid.uuid4().hex[:8]}"
     refs = {}
     ids = []

@@ -58,7 +58,15 @@ from services.retention.reports import facts, loyalty_sweep
 from services.retention.reports.models import ChurnFact, CustomerFact, CustomerLoyalty, FactEvent, LoyaltySweep
 from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
 
-INFRA = Infra(REPO_ROOT / ".state" / "bench-reports", kafka_port=19792, pg_port=55537, port_offset=24700)
+# CRM_BENCH_REPORTS_PG_PORT: another port (with its own state directory under .state) so that two benches can run
+# at once on one machine without sharing the e2e lock.
+_PG_PORT = int(os.environ.get("CRM_BENCH_REPORTS_PG_PORT", "55537"))
+INFRA = Infra(
+    REPO_ROOT / ".state" / ("bench-reports" if _PG_PORT == 55537 else f"bench-reports-{_PG_PORT}"),
+    kafka_port=19792,
+    pg_port=_PG_PORT,
+    port_offset=24700,
+)
 P95_TARGET_S = 1.0
 PEAK_TARGET_MIB = 100.0
 

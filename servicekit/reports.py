@@ -186,6 +186,16 @@ async def without_jit(session: AsyncSession) -> None:
         await session.execute(text("SET LOCAL jit = off"))
 
 
+async def without_parallel_workers(session: AsyncSession) -> None:
+    """No parallel workers for the rest of the session's transaction (PostgreSQL only).
+
+    For a report whose plan puts a per-customer aggregate below a parallel hash join: each worker builds that
+    aggregate again, so a parallel plan does the largest step twice, and on a machine whose cores are busy
+    with other work the second process gains no time."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+
 def ratio(numerator: float | int | None, denominator: float | int | None) -> float | None:
     """numerator / denominator, or None when the denominator is zero (a rate of nothing is unknown, not 0)."""
     if numerator is None or not denominator:

@@ -3,10 +3,10 @@
 import random
 
 import pytest
-from sqlalchemy import Column, Float, Integer, MetaData, Table, create_engine, insert, select
+from sqlalchemy import Column, Float, Integer, MetaData, Table, and_, create_engine, insert, select
 
 from services.retention.reports.loyalty import Attitude, Behaviour, Thresholds, classify
-from services.retention.reports.loyalty_queries import loyalty_columns
+from services.retention.reports.loyalty_queries import declines, loyalty_columns
 
 FEATURES = Table(
     "features",
@@ -49,9 +49,8 @@ def test_sql_typing_agrees_with_the_pure_typing(thresholds: Thresholds) -> None:
         c = FEATURES.c
         typed = loyalty_columns(
             orders=c.orders,
-            tenure_days=c.tenure,
-            recent=c.recent,
-            prior=c.prior,
+            tenured=and_(c.tenure.is_not(None), c.tenure >= thresholds.min_tenure_days),
+            declining=declines(c.recent, c.prior, thresholds),
             wallet=c.wallet,
             nps=c.nps,
             csat=c.csat,

@@ -186,14 +186,21 @@ async def without_jit(session: AsyncSession) -> None:
         await session.execute(text("SET LOCAL jit = off"))
 
 
-async def without_parallel_workers(session: AsyncSession) -> None:
-    """No parallel workers for the rest of the session's transaction (PostgreSQL only).
+# What a report that groups a row per customer may hash or sort in memory per plan step (the default 4 MB
+# spills 100,000 customers' groups to disk).
+PER_CUSTOMER_WORK_MEM = "16MB"
 
-    For a report whose plan puts a per-customer aggregate below a parallel hash join: each worker builds that
-    aggregate again, so a parallel plan does the largest step twice, and on a machine whose cores are busy
-    with other work the second process gains no time."""
+
+async def per_customer_plan(session: AsyncSession) -> None:
+    """Plan settings for the rest of the session's transaction (PostgreSQL only) for a report that groups a
+    row per customer: no parallel workers, and PER_CUSTOMER_WORK_MEM per step.
+
+    Such a plan puts the per-customer aggregate below a parallel hash join, where each worker builds it
+    again: the largest step done twice, and on a machine whose cores are busy with other work the second
+    process gains no time. With 4 MB the aggregate and the final sort spill to disk."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+        await session.execute(text(f"SET LOCAL work_mem = '{PER_CUSTOMER_WORK_MEM}'"))
 
 
 def ratio(numerator: float | int | None, denominator: float | int | None) -> float | None:

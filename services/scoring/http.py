@@ -15,6 +15,8 @@ Tier = Literal["platinum", "gold", "iron", "lead"]
 Segments = Annotated[list[str] | None, Query(alias="segment", description="customer segment; repeatable")]
 Statuses = Annotated[list[CustomerStatus] | None, Query(alias="status", description="customer status; repeatable")]
 Tiers = Annotated[list[Tier] | None, Query(alias="tier", description="value tier by CLV as scored; repeatable")]
+Owners = Annotated[list[str] | None, Query(alias="owner", description="account manager; repeatable")]
+Teams = Annotated[list[str] | None, Query(alias="team", description="the customer's team attribute; repeatable")]
 Basis = Annotated[
     Literal["clv", "contribution"] | None, Query(description="the pyramid's basis; default SCORING_VALUE_BASIS")
 ]
@@ -26,16 +28,20 @@ def settings_of(request: Request) -> ScoringSettings:
 
 
 def filters_of(
-    segment: list[str] | None, status: list[CustomerStatus] | None, tier: list[str] | None = None
+    segment: list[str] | None,
+    status: list[CustomerStatus] | None,
+    tier: list[str] | None = None,
+    owner: list[str] | None = None,
+    team: list[str] | None = None,
 ) -> Filters:
-    for name, values in (("segment", segment),):
-        for value in values or ():
+    for name, values in (("segment", segment), ("owner", owner), ("team", team)):
+        for index, value in enumerate(values or ()):
             if not 0 < len(value) <= 100:
                 raise Problem(
                     422,
                     "Invalid request",
                     code="validation",
-                    errors=[field_error(f"query.{name}", "1 to 100 characters")],
+                    errors=[field_error(f"query.{name}[{index}]", "1 to 100 characters")],
                 )
     statuses = [s.value for s in status or ()]
-    return Filters(segments=segment or (), statuses=statuses, tiers=tier or ())
+    return Filters(segments=segment or (), statuses=statuses, tiers=tier or (), owners=owner or (), teams=team or ())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from contracts.common import Severity
 from servicekit.clock import utc_now
@@ -52,6 +52,10 @@ async def complaint_report(
     period: PeriodDep,
     category: Annotated[list[ComplaintCategory] | None, Query(description="repeatable")] = None,
     severity: Annotated[list[Severity] | None, Query(description="repeatable")] = None,
+    owner: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None,
+        Query(description="the customer's current account manager; repeatable"),
+    ] = None,
     group_by: Literal["category", "severity", "channel"] | None = None,
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
@@ -64,6 +68,7 @@ async def complaint_report(
         period=period,
         categories=[c.value for c in category or ()],
         severities=[s.value for s in severity or ()],
+        owners=owner or (),
         group_by=group_by,
         now=utc_now(),
         limit=limit,

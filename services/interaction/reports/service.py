@@ -18,9 +18,11 @@ from servicekit.reports import Period, days_between
 from services.interaction.complaints.models import ComplaintStep
 from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.interactions.models import Interaction
+from services.interaction.replica.models import KnownCustomer
 
 I = Interaction.__table__  # type: ignore[attr-defined]  # noqa: E741
 STEPS = ComplaintStep.__table__  # type: ignore[attr-defined]
+KNOWN = KnownCustomer.__table__  # type: ignore[attr-defined]
 S = ComplaintStatus
 
 
@@ -40,6 +42,7 @@ async def complaints(
     period: Period,
     categories: Sequence[str],
     severities: Sequence[str],
+    owners: Sequence[str] = (),
     group_by: str | None,
     now: datetime,
     limit: int,
@@ -56,6 +59,8 @@ async def complaints(
         where.append(I.c.category.in_(list(categories)))
     if severities:
         where.append(I.c.severity.in_(list(severities)))
+    if owners:  # the customer's current account manager, from this service's customer replica
+        where.append(I.c.customer_id.in_(select(KNOWN.c.customer_id).where(KNOWN.c.owner.in_(list(owners)))))
     # One pass over the period's complaints and their steps: per complaint, when it was first handled and
     # first resolved, and whether it was ever judged valid or rejected.
     steps = STEPS.alias("steps")

@@ -15,7 +15,7 @@ from sqlalchemy import Float, and_, case, false, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from servicekit.reports import Period, ratio, without_parallel_workers
+from servicekit.reports import Period, per_customer_plan, ratio
 from services.retention.reports import loyalty
 from services.retention.reports.models import (
     ORDER,
@@ -202,7 +202,7 @@ async def loyalty_distribution(
     )
     counts = {t.value: 0 for t in loyalty.LoyaltyType}
     totals = {"customers": 0, "traps": 0, "buyers": 0, "repeaters": 0}
-    await without_parallel_workers(session)
+    await per_customer_plan(session)
     for row in (await session.execute(query)).mappings():
         counts[row["type"]] = int(row["customers"])
         for key in totals:
@@ -245,7 +245,7 @@ async def satisfaction_traps(
     )
     # The page and the total from one typing pass: the count travels with each row of the page.
     counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
-    await without_parallel_workers(session)
+    await per_customer_plan(session)
     page = [dict(r) for r in (await session.execute(counted)).mappings().all()]
     if not page:  # past the end (or none at all): the total needs its own count
         return await paged(session, query, limit, offset)

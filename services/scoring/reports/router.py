@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from servicekit.deps import SessionDep
 from servicekit.pagination import Limit, Offset
 from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
-from services.scoring.http import Basis, Segments, Statuses, Tiers, filters_of, settings_of
+from services.scoring.http import Basis, Owners, Segments, Statuses, Teams, Tiers, filters_of, settings_of
 from services.scoring.reports import rfm as rfm_reports
 from services.scoring.reports import service as value_reports
 from services.scoring.value import measures
@@ -46,6 +46,8 @@ async def pyramid(
     basis: Basis = None,
     segment: Segments = None,
     status: Statuses = None,
+    owner: Owners = None,
+    team: Teams = None,
     format: ReportFormat = None,
 ) -> ReportFields:
     """Customers and share of value per pyramid tier, on the chosen basis (CLV or contribution)."""
@@ -56,7 +58,7 @@ async def pyramid(
         basis=chosen,
         costs=settings.value_costs(),
         shares=settings.tier_shares,
-        filters=filters_of(segment, status),
+        filters=filters_of(segment, status, owner=owner, team=team),
     )
     rows.sort(key=lambda r: TIER_ORDER.get(r["tier"], 99))
     customers = sum(r["customers"] for r in rows)
@@ -97,6 +99,8 @@ async def concentration(
     segment: Segments = None,
     status: Statuses = None,
     tier: Tiers = None,
+    owner: Owners = None,
+    team: Teams = None,
     points: Annotated[int, Query(ge=2, le=100, description="Lorenz curve points")] = 10,
     top: Annotated[float, Query(gt=0, lt=1, description="the top share of customers (0.2: the 80/20 rule)")] = 0.2,
     format: ReportFormat = None,
@@ -108,7 +112,7 @@ async def concentration(
         session=session,
         basis=chosen,
         costs=settings.value_costs(),
-        filters=filters_of(segment, status, tier),
+        filters=filters_of(segment, status, tier, owner, team),
         points=points,
         top=top,
     )
@@ -174,12 +178,17 @@ async def tier_migration(
     segment: Segments = None,
     status: Statuses = None,
     tier: Tiers = None,
+    owner: Owners = None,
+    team: Teams = None,
     format: ReportFormat = None,
 ) -> ReportFields:
     """The tier migration matrix: customers by their tier at the start of ``from`` and of ``to`` (the tier
     of their latest score before each), with the upgrade and downgrade rates."""
     rows = await value_reports.tier_migration(
-        session=session, start=period.start_at, end=period.end_at, filters=filters_of(segment, status, tier)
+        session=session,
+        start=period.start_at,
+        end=period.end_at,
+        filters=filters_of(segment, status, tier, owner, team),
     )
     items = [
         MigrationRow(
@@ -237,12 +246,14 @@ async def rfm(
     segment: Segments = None,
     status: Statuses = None,
     tier: Tiers = None,
+    owner: Owners = None,
+    team: Teams = None,
     format: ReportFormat = None,
     limit: Limit = 125,
     offset: Offset = 0,
 ) -> ReportFields:
     """The RFM distribution: customers per (R, F, M) quintile cell and per RFM segment."""
-    rows = await rfm_reports.rfm_cells(session=session, filters=filters_of(segment, status, tier))
+    rows = await rfm_reports.rfm_cells(session=session, filters=filters_of(segment, status, tier, owner, team))
     cells = [
         RfmCell(
             r=r["r"],
@@ -294,10 +305,14 @@ async def summary(
     segment: Segments = None,
     status: Statuses = None,
     tier: Tiers = None,
+    owner: Owners = None,
+    team: Teams = None,
     format: ReportFormat = None,
 ) -> ReportFields:
     """Average profitability per customer, total contribution, average share of wallet, referral value, CLV."""
     row = await value_reports.summary(
-        session=session, costs=settings_of(request).value_costs(), filters=filters_of(segment, status, tier)
+        session=session,
+        costs=settings_of(request).value_costs(),
+        filters=filters_of(segment, status, tier, owner, team),
     )
     return {"items": [SummaryRow(**row)]}

@@ -26,6 +26,8 @@ from services.scoring.value.measures import ValueCosts
 F = CustomerFeatures.__table__  # type: ignore[attr-defined]
 S = CurrentScore.__table__  # type: ignore[attr-defined]
 T = TierChange.__table__  # type: ignore[attr-defined]
+# The customer's team: the text attribute of that name, as the customer and retention reports read it.
+TEAM: ColumnElement[str] = F.c.attributes["team"].as_string()
 NONE_TIER = "none"  # no tier (no active value model, or no score yet)
 
 
@@ -34,13 +36,24 @@ class Filters:
     segments: Sequence[str] = ()
     statuses: Sequence[str] = ()
     tiers: Sequence[str] = ()  # the value tier by CLV, as scored
+    owners: Sequence[str] = ()  # the account manager, from crm.customer.v1
+    teams: Sequence[str] = ()  # the customer's ``team`` attribute
 
-    def where(self) -> list[ColumnElement[bool]]:
+    def profile(self) -> list[ColumnElement[bool]]:
+        """The conditions on the customer's features row (segment, status, owner, team)."""
         where: list[ColumnElement[bool]] = []
         if self.segments:
             where.append(F.c.segment.in_(list(self.segments)))
         if self.statuses:
             where.append(F.c.status.in_(list(self.statuses)))
+        if self.owners:
+            where.append(F.c.owner.in_(list(self.owners)))
+        if self.teams:
+            where.append(TEAM.in_(list(self.teams)))
+        return where
+
+    def where(self) -> list[ColumnElement[bool]]:
+        where = self.profile()
         if self.tiers:
             where.append(S.c.value_tier.in_(list(self.tiers)))
         return where
@@ -101,7 +114,7 @@ def _scores_only(filters: Filters) -> list[ColumnElement[bool]]:
 
 
 def _needs_features(filters: Filters) -> bool:
-    return bool(filters.segments or filters.statuses)
+    return bool(filters.profile())
 
 
 async def _count(session: AsyncSession, source: Any, where: list[ColumnElement[bool]]) -> int:
@@ -239,12 +252,9 @@ async def tier_migration(
     from_code, to_code = (per_customer.c.a % 8).label("from_code"), (per_customer.c.b % 8).label("to_code")
     query = select(from_code, to_code, func.count().label("customers")).group_by(from_code, to_code)
     where: list[ColumnElement[bool]] = []
-    if filters.segments or filters.statuses:
+    if filters.profile():
         query = query.select_from(per_customer.join(F, F.c.customer_id == per_customer.c.customer_id))
-        if filters.segments:
-            where.append(F.c.segment.in_(list(filters.segments)))
-        if filters.statuses:
-            where.append(F.c.status.in_(list(filters.statuses)))
+        where.extend(filters.profile())
     if filters.tiers:
         codes = [TIER_CODES[t] for t in filters.tiers if t in TIER_CODES]
         where.append(or_(from_code.in_(codes), to_code.in_(codes)))

@@ -20,6 +20,7 @@ from typing import Any
 
 from contracts.common import InteractionType
 from contracts.customer import (
+    ConsentChanged,
     CustomerCreated,
     CustomerErased,
     CustomerStatusChanged,
@@ -59,6 +60,8 @@ def _customer_created(d: CustomerCreated) -> service.Change:
         attributes=d.attributes,
         version=1,
         fields_changed=frozenset({"segment", "attributes"}),
+        owner=d.owner,
+        with_owner=True,
         # Imported already churned (or won back): the day of the last churn is the training label's date.
         churned_at=features.churn_moment(d.churned_at),
     )
@@ -102,8 +105,19 @@ FEEDS: dict[str, Feed] = {
             attributes=d.attributes,
             version=d.version,
             fields_changed=frozenset(d.changed) if d.changed else None,
+            owner=d.owner,
+            with_owner=True,
         ),
         rescore=lambda d: not d.changed or bool({"segment", "attributes"} & set(d.changed)),
+    ),
+    # Consent is a profile fact for the segment builder: it changes no score.
+    ConsentChanged.event_type: Feed(
+        lambda d: partial(
+            features.consent_changed,
+            channels={channel.value: c.status.value for channel, c in d.channels.items()},
+            version=d.version,
+        ),
+        rescore=lambda _: False,
     ),
     CustomerStatusChanged.event_type: Feed(
         lambda d: partial(

@@ -25,8 +25,11 @@ class CustomerFeatures(ScoringTable, table=True):
     customer_id: str = Field(primary_key=True, max_length=64)
     status: str | None = Field(default=None, sa_type=String(20))
     segment: str | None = Field(default=None, max_length=100, index=True)
+    owner: str | None = Field(default=None, max_length=100, index=True)
     attributes: dict[str, Any] = json_column(dict)
     customer_version: int = 0
+    consent: dict[str, Any] = json_column(dict)  # channel -> opt_in / opt_out, from consent.changed
+    consent_version: int = 0
     churned_at: datetime | None = ts_column()
 
     purchases: int = 0

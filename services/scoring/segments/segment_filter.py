@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.common import ConsentStatus, ContactChannel
 from services.scoring.value.measures import RFM_SEGMENTS, TIERS
 
 NUMBER, TEXT = "number", "text"
@@ -27,6 +28,7 @@ MAX_TEXT = 100
 MAX_NUMBER = 1e15
 
 STAGES = ("exploration", "formation", "stability", "decline")
+CONSENT_STATUSES = tuple(s.value for s in ConsentStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,13 @@ FIELDS: dict[str, FieldSpec] = {
     # profile fields held in scoring's replica of the customer
     "segment": FieldSpec(TEXT, "the customer's segment"),
     "status": FieldSpec(TEXT, "customer status (active, churned, won_back, ...)"),
+    "owner": FieldSpec(TEXT, "the account manager"),
+    "team": FieldSpec(TEXT, "the customer's team attribute"),
+    # consent per channel, from consent.changed: a channel never recorded matches no condition
+    **{
+        f"consent_{channel.value}": FieldSpec(TEXT, f"consent to {channel.value} contact", CONSENT_STATUSES)
+        for channel in ContactChannel
+    },
 }
 
 OPS: dict[str, frozenset[str]] = {

@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
+from contracts.common import ContactChannel
 from services.scoring.reports.rfm import RfmCuts, rfm_columns, rfm_cuts
 from services.scoring.reports.service import (
+    TEAM,
     F,
     Filters,
     S,
@@ -45,6 +47,9 @@ def segment_columns(costs: ValueCosts) -> dict[str, ColumnElement[Any]]:
         "last_csat": F.c.last_csat,
         "segment": F.c.segment,
         "status": F.c.status,
+        "owner": F.c.owner,
+        "team": TEAM,
+        **{f"consent_{channel.value}": F.c.consent[channel.value].as_string() for channel in ContactChannel},
     }
 
 

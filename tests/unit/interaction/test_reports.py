@@ -15,6 +15,7 @@ from sqlalchemy import insert
 
 from services.interaction.complaints.models import ComplaintStep
 from services.interaction.interactions.models import Interaction
+from services.interaction.replica.models import KnownCustomer
 
 PERIOD = "from=2025-01-01&to=2025-02-01"
 
@@ -102,6 +103,30 @@ async def test_complaint_analytics_by_category_and_filtered_by_severity(client) 
     assert (high["opened"], high["resolved"], high["sla_met"]) == (2, 1, 1)
 
 
+async def test_complaint_analytics_filtered_by_the_customers_owner(client) -> None:
+    """Owners from the customer replica: A and B are ann's, C is bob's; a customer the replica lacks
+    (none here) or whose owner is unset matches no owner."""
+    async with client.database.sessions() as session:
+        await session.execute(
+            insert(KnownCustomer.__table__),
+            [
+                {"customer_id": "A", "owner": "ann", "owner_known": True},
+                {"customer_id": "B", "owner": "ann", "owner_known": True},
+                {"customer_id": "C", "owner": "bob", "owner_known": True},
+            ],
+        )
+        await session.commit()
+    [ann] = (await client.get(f"/reports/complaints?{PERIOD}&owner=ann")).json()["items"]
+    # k1, k2 (A) and k3 (B): k2 rejected; k1 resolved in 0.75 d; k1 in time, k2 late, k3's deadline passed.
+    assert (ann["opened"], ann["valid"], ann["rejected"], ann["resolved"]) == (3, 2, 1, 1)
+    assert (ann["sla_due"], ann["sla_met"], ann["complainers"], ann["repeat_complainers"]) == (3, 1, 2, 1)
+    [bob] = (await client.get(f"/reports/complaints?{PERIOD}&owner=bob")).json()["items"]
+    assert (bob["opened"], bob["avg_days_to_resolve"]) == (1, pytest.approx(2.0))
+    both = (await client.get(f"/reports/complaints?{PERIOD}&owner=ann&owner=bob")).json()["items"]
+    assert both[0]["opened"] == 4
+    assert (await client.get(f"/reports/complaints?{PERIOD}&owner=carol")).json()["items"] == []
+
+
 async def test_complaint_analytics_as_csv(client) -> None:
     response = await client.get(f"/reports/complaints?{PERIOD}&group_by=severity&format=csv")
     assert response.headers["content-type"].startswith("text/csv")
@@ -116,6 +141,8 @@ async def test_complaint_analytics_as_csv(client) -> None:
         ("from=2025-02-01&to=2025-01-01", "query.to"),
         (f"{PERIOD}&group_by=owner", "query.group_by"),
         (f"{PERIOD}&category=weather", "query.category[0]"),
+        (f"{PERIOD}&owner=", "query.owner[0]"),
+        (f"{PERIOD}&owner={'x' * 101}", "query.owner[0]"),
     ],
 )
 async def test_bad_complaint_report_input_is_a_problem_naming_the_field(api, query: str, field: str) -> None:

@@ -228,10 +228,13 @@ def customer_upserted(
     version: int | None = None,
     fields_changed: frozenset[str] | None = None,
     churned_at: datetime | None = None,
+    owner: str | None = None,
+    with_owner: bool = False,
 ) -> bool:
     """Apply customer.created / customer.updated. fields_changed limits an update to the named fields;
     without it, only values that are present are taken. A version older than one already applied is ignored.
-    churned_at: a customer imported as churned (or won back) with the date of its last churn."""
+    churned_at: a customer imported as churned (or won back) with the date of its last churn.
+    with_owner: the event carries the customer's current owner (set or not), whatever else changed."""
     if state.erased:
         return False
     if version is not None:
@@ -253,7 +256,19 @@ def customer_upserted(
             state.segment = segment
         if "attributes" in fields_changed:
             state.attributes = dict(attributes or {})
+    if with_owner:
+        state.owner = owner
     state.wallet_estimate = wallet_from_attributes(state.attributes)
+    return True
+
+
+def consent_changed(state: FeatureState, *, channels: dict[str, str], version: int) -> bool:
+    """Apply consent.changed: the whole current consent per channel, kept by version (an older one is
+    ignored, an equal one re-applies)."""
+    if state.erased or version < state.consent_version:
+        return False
+    state.consent = dict(channels)
+    state.consent_version = version
     return True
 
 

@@ -48,8 +48,12 @@ class FeatureState:
     # From crm.customer.v1.
     status: str | None = None
     segment: str | None = None
+    owner: str | None = None  # the account manager (report and segment filters)
     attributes: dict[str, Any] = field(default_factory=dict)
     customer_version: int = 0
+    # From consent.changed: each recorded channel's status (opt_in / opt_out), and the consent version held.
+    consent: dict[str, str] = field(default_factory=dict)
+    consent_version: int = 0
     churned_at: datetime | None = None  # when the status last became churned (the training label's date)
     # Purchases: enough for recency, the customer's own rhythm and (later) BG/NBD and Gamma-Gamma.
     purchases: int = 0

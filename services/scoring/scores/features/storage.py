@@ -36,6 +36,7 @@ def dump_state(state: FeatureState) -> dict[str, Any]:
     out["closed_complaint_ids"] = list(state.closed_complaint_ids)
     out["seen_ids"] = list(state.seen_ids)
     out["attributes"] = dict(state.attributes)
+    out["consent"] = dict(state.consent)
     out["purchase_days"] = dict(state.purchase_days)
     # Counters kept as columns for queries and dashboards.
     out["open_complaints"] = state.open_complaints
@@ -61,5 +62,6 @@ def load_state(values: dict[str, Any]) -> FeatureState:
     kwargs["closed_complaint_ids"] = list(values.get("closed_complaint_ids") or [])
     kwargs["seen_ids"] = list(values.get("seen_ids") or [])
     kwargs["attributes"] = dict(values.get("attributes") or {})
+    kwargs["consent"] = dict(values.get("consent") or {})
     kwargs["purchase_days"] = dict(values.get("purchase_days") or {})
     return FeatureState(**kwargs)

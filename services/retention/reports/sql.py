@@ -63,6 +63,15 @@ def customers_joined(customer_id: Any) -> Any:
     )
 
 
+def matching_customers(filters: Filters) -> Any:
+    """The ids of the customers whose current tier, segment, owner and team match the filters; None without
+    a filter (every customer, including those the replica does not hold)."""
+    if not (filters.tiers or filters.segments or filters.owners or filters.teams):
+        return None
+    source = C.outerjoin(S, S.c.customer_id == C.c.customer_id).outerjoin(F, F.c.customer_id == C.c.customer_id)
+    return select(C.c.customer_id).select_from(source).where(*current(filters))
+
+
 def events(filters: Filters) -> Any:
     """fact_events, joined to the customer's current values only when a filter needs them."""
     if not (filters.tiers or filters.segments or filters.owners or filters.teams):

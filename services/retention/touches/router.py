@@ -11,6 +11,8 @@ from contracts.common import ContactChannel
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, report_route
+from services.retention.reports.params import Owners, Segments, Teams, Tiers, filters_of
+from services.retention.reports.sql import matching_customers
 from services.retention.touches import service as touches
 from services.retention.touches.contact_policy import BLOCK_REASONS
 from services.retention.touches.models import TouchesPublic, TouchPublic
@@ -61,11 +63,23 @@ class BlockedReport(BaseModel):
     router, "/reports/retention/touches-blocked", BlockedReport, CsvTable("items", BlockedRow, "touches-blocked")
 )
 async def touches_blocked(
-    request: Request, session: SessionDep, period: PeriodDep, format: ReportFormat = None
+    request: Request,
+    session: SessionDep,
+    period: PeriodDep,
+    tier: Tiers = None,
+    segment: Segments = None,
+    owner: Owners = None,
+    team: Teams = None,
+    format: ReportFormat = None,
 ) -> ReportFields:
     """Touches blocked by consent or the contact policy, recorded in ``[from, to)``, counted by reason and
-    channel, next to the number allowed."""
-    rows, allowed, blocked = await touches.blocked_counts(session=session, start=period.start_at, end=period.end_at)
+    channel, next to the number allowed; filtered by the customer's current tier, segment, owner and team."""
+    rows, allowed, blocked = await touches.blocked_counts(
+        session=session,
+        start=period.start_at,
+        end=period.end_at,
+        customers=matching_customers(filters_of(tier, segment, owner, team)),
+    )
     items = [BlockedRow(verdict=v, channel=c, blocked=n) for v, c, n in rows]
     by_verdict: dict[str, int] = {}
     by_channel: dict[str, int] = {}

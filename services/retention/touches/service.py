@@ -246,10 +246,15 @@ async def list_touches(
     return list((await session.execute(query)).scalars()), total
 
 
-async def blocked_counts(*, session: AsyncSession, start: datetime, end: datetime) -> tuple[list[Any], int, int]:
-    """Blocked touches recorded in [start, end) by (verdict, channel), and the allowed and blocked totals."""
+async def blocked_counts(
+    *, session: AsyncSession, start: datetime, end: datetime, customers: Any = None
+) -> tuple[list[Any], int, int]:
+    """Blocked touches recorded in [start, end) by (verdict, channel), and the allowed and blocked totals;
+    only the touches of ``customers`` (a select of customer ids) when given."""
     await store_new_touches(session)
-    window = (col(Touch.created_at) >= start, col(Touch.created_at) < end)
+    window = [col(Touch.created_at) >= start, col(Touch.created_at) < end]
+    if customers is not None:
+        window.append(col(Touch.customer_id).in_(customers))
     query = (
         select(Touch.verdict, Touch.channel, func.count().label("n"))
         .where(*window, col(Touch.allowed).is_(False))

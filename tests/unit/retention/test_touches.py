@@ -12,6 +12,8 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, Outcome
 from services.retention.handlers import HANDLERS
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.reports.models import CustomerFact
 from services.retention.settings import get_settings
 from services.retention.tasks.models import Task
 from services.retention.touches.models import ConsentReplica, Touch
@@ -123,3 +125,31 @@ async def test_touches_route_and_blocked_report(app_db: tuple[httpx.AsyncClient,
     assert csv.text.splitlines() == ["verdict,channel,blocked", "opted_out,phone,1"]
     bad = await client.get(f"/reports/retention/touches-blocked?from={today}&to={today}")
     assert bad.status_code == 422
+
+
+async def test_blocked_report_by_the_customers_tier_segment_owner_and_team(app_db: tuple[httpx.AsyncClient, Database]):
+    """c-1 (alice, retail, gold, north): its call blocked; c-2 (bob, b2b, iron by its score, south): allowed."""
+    client, database = app_db
+    async with database.transaction() as session:
+        session.add(Customer(customer_id="c-1", owner="alice", segment="retail", status="active", tier="gold"))
+        session.add(Customer(customer_id="c-2", owner="bob", segment="b2b", status="active"))
+        session.add(CustomerScore(customer_id="c-2", churn_risk=0.5, value_tier="iron"))
+        session.add_all([CustomerFact(customer_id="c-1", team="north"), CustomerFact(customer_id="c-2", team="south")])
+        await session.flush()
+        await HANDLERS["consent.changed"](UnitOfWork(session), consent(channels={"phone": "opt_out"}))
+        await HANDLERS["complaint.opened"](UnitOfWork(session), complaint())
+        await HANDLERS["complaint.opened"](UnitOfWork(session), complaint("c-2"))
+    period = f"from={NOW.date()}&to={NOW.date() + timedelta(days=1)}"
+
+    async def counts(query: str) -> tuple[int, int]:
+        body = (await client.get(f"/reports/retention/touches-blocked?{period}&{query}")).json()
+        return body["allowed"], body["blocked"]
+
+    assert await counts("owner=alice") == (0, 1)
+    assert await counts("owner=bob") == (1, 0)
+    assert await counts("tier=gold") == (0, 1)
+    assert await counts("tier=iron") == (1, 0)  # from the score: no account-managed tier
+    assert await counts("team=south&team=north") == (1, 1)
+    assert await counts("segment=retail&owner=bob") == (0, 0)
+    bad = await client.get(f"/reports/retention/touches-blocked?{period}&tier=diamond")
+    assert bad.status_code == 422 and "query.tier[0]" in [e["field"] for e in bad.json()["errors"]]

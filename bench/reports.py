@@ -628,7 +628,21 @@ async def prepare_retention(database: Database) -> None:
         await conn.exec_driver_sql("ANALYZE customer_loyalty")
 
 
-PREPARERS: dict[str, Callable[[Database], Awaitable[None]]] = {"retention": prepare_retention}
+async def prepare_scoring(database: Database) -> None:
+    """A store seeded before the owner and consent columns gains them as the 2026-12-07 migration adds them."""
+    async with database.transaction() as session:
+        for ddl in (
+            "ADD COLUMN IF NOT EXISTS owner VARCHAR(100)",
+            "ADD COLUMN IF NOT EXISTS consent JSON NOT NULL DEFAULT '{}'",
+            "ADD COLUMN IF NOT EXISTS consent_version INTEGER NOT NULL DEFAULT 0",
+        ):
+            await session.execute(text(f"ALTER TABLE customer_features {ddl}"))
+
+
+PREPARERS: dict[str, Callable[[Database], Awaitable[None]]] = {
+    "retention": prepare_retention,
+    "scoring": prepare_scoring,
+}
 
 SEEDERS: dict[str, Callable[[Database, int, int], Awaitable[None]]] = {
     "scoring": seed_scoring,

@@ -1596,7 +1596,7 @@ export interface paths {
         /**
          * Touches Blocked
          * @description Touches blocked by consent or the contact policy, recorded in ``[from, to)``, counted by reason and
-         *     channel, next to the number allowed.
+         *     channel, next to the number allowed; filtered by the customer's current tier, segment, owner and team.
          */
         get: operations["touches_blocked_reports_retention_touches_blocked_get"];
         put?: never;
@@ -5857,16 +5857,29 @@ export interface components {
                 value: ("champions" | "loyal" | "potential_loyalist" | "new" | "at_risk" | "cant_lose" | "hibernating" | "needs_attention")[];
             } | {
                 /** @enum {string} */
-                field: "segment" | "status";
+                field: "segment" | "status" | "owner" | "team";
                 /** @enum {string} */
                 op: "eq" | "ne";
                 value: string;
             } | {
                 /** @enum {string} */
-                field: "segment" | "status";
+                field: "segment" | "status" | "owner" | "team";
                 /** @enum {string} */
                 op: "in";
                 value: string[];
+            } | {
+                /** @enum {string} */
+                field: "consent_email" | "consent_phone" | "consent_sms" | "consent_post" | "consent_visit";
+                /** @enum {string} */
+                op: "eq" | "ne";
+                /** @enum {string} */
+                value: "opt_in" | "opt_out";
+            } | {
+                /** @enum {string} */
+                field: "consent_email" | "consent_phone" | "consent_sms" | "consent_post" | "consent_visit";
+                /** @enum {string} */
+                op: "in";
+                value: ("opt_in" | "opt_out")[];
             })[];
             /** Name */
             name: string;
@@ -18361,6 +18374,8 @@ export interface operations {
                 category?: components["schemas"]["ComplaintCategory"][] | null;
                 /** @description repeatable */
                 severity?: components["schemas"]["Severity"][] | null;
+                /** @description the customer's current account manager; repeatable */
+                owner?: string[] | null;
                 group_by?: ("category" | "severity" | "channel") | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
@@ -20992,6 +21007,14 @@ export interface operations {
     touches_blocked_reports_retention_touches_blocked_get: {
         parameters: {
             query: {
+                /** @description value tier; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description repeat to match any of several */
+                segment?: string[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description first day of the period (inclusive, UTC) */
@@ -21316,6 +21339,10 @@ export interface operations {
                 status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description Lorenz curve points */
                 points?: number;
                 /** @description the top share of customers (0.2: the 80/20 rule) */
@@ -21476,6 +21503,10 @@ export interface operations {
                 segment?: string[] | null;
                 /** @description customer status; repeatable */
                 status?: components["schemas"]["CustomerStatus"][] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
             };
@@ -21632,6 +21663,10 @@ export interface operations {
                 status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description page size, at most 200 */
@@ -21792,6 +21827,10 @@ export interface operations {
                 status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
             };
@@ -21948,6 +21987,10 @@ export interface operations {
                 status?: components["schemas"]["CustomerStatus"][] | null;
                 /** @description value tier by CLV as scored; repeatable */
                 tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                /** @description account manager; repeatable */
+                owner?: string[] | null;
+                /** @description the customer's team attribute; repeatable */
+                team?: string[] | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description first day of the period (inclusive, UTC) */

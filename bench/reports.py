@@ -639,9 +639,20 @@ async def prepare_scoring(database: Database) -> None:
             await session.execute(text(f"ALTER TABLE customer_features {ddl}"))
 
 
+async def prepare_interaction(database: Database) -> None:
+    """A store seeded before the complaints' partial index gains it as the 2026-12-07 migration adds it."""
+    async with database.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_interactions_complaints_opened ON interactions (occurred_at) "
+            "WHERE type = 'complaint'"
+        )
+        await conn.exec_driver_sql("ANALYZE interactions")
+
+
 PREPARERS: dict[str, Callable[[Database], Awaitable[None]]] = {
     "retention": prepare_retention,
     "scoring": prepare_scoring,
+    "interaction": prepare_interaction,
 }
 
 SEEDERS: dict[str, Callable[[Database, int, int], Awaitable[None]]] = {

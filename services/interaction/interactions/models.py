@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Index, Numeric, String, Text
+from sqlalchemy import Index, Numeric, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from contracts.common import InteractionType, Severity
@@ -159,7 +159,16 @@ class InteractionCreate(InteractionBase):
 class Interaction(InteractionTable, InteractionBase, table=True):
     __tablename__ = "interactions"
     # A customer's timeline, newest first, is the main read; the index also serves lookups by customer.
-    __table_args__ = (Index("ix_interactions_customer_occurred", "customer_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_interactions_customer_occurred", "customer_id", "occurred_at"),
+        # The complaint reports read a period's complaints: a tenth of the rows, found without a full scan.
+        Index(
+            "ix_interactions_complaints_opened",
+            "occurred_at",
+            postgresql_where=text("type = 'complaint'"),
+            sqlite_where=text("type = 'complaint'"),
+        ),
+    )
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), primary_key=True, max_length=36)
     occurred_at: datetime = Field(sa_type=UtcDateTime)

@@ -48,9 +48,7 @@ class Contribution:
 
 def counts(row: Contribution, start: datetime, end: datetime) -> bool:
     """Whether the row counts for the period [start, end)."""
-    return (
-        (row.lo is None or row.lo < start) and (row.t is None or start <= row.t) and (row.u is None or row.u < end)
-    )
+    return (row.lo is None or row.lo < start) and (row.t is None or start <= row.t) and (row.u is None or row.u < end)
 
 
 def tier_key(fact: CustomerFact) -> str:
@@ -65,7 +63,9 @@ def _later(a: datetime, b: datetime | None) -> datetime:
     return a if b is None or b < a else b
 
 
-def _spells(changes: Sequence[tuple[datetime, str]]) -> tuple[list[tuple[datetime, datetime | None]], dict]:
+def _spells(
+    changes: Sequence[tuple[datetime, str]],
+) -> tuple[list[tuple[datetime, datetime | None]], dict[datetime, str]]:
     """Churned spells (a, b] of the status in force, and the status in force after each change time."""
     effective: dict[datetime, str] = {}
     for at, status in changes:  # at one time the greatest status wins, as core.status_at orders them
@@ -161,7 +161,7 @@ def contributions(fact: CustomerFact, alerts: Sequence[AlertFact], lookback: tim
     return sorted(rows, key=_order)
 
 
-def _order(row: Contribution) -> tuple:
+def _order(row: Contribution) -> tuple[object, ...]:
     none_first = (row.lo is not None, row.lo, row.t is not None, row.t, row.u is not None, row.u)
     return (row.measure, row.rule or "", *none_first, row.value)
 

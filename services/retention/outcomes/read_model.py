@@ -65,17 +65,23 @@ def _refresh_touched(session: Session, rows: list[dict[str, Any]]) -> None:
     refresh(session.connection(), sorted({r["customer_id"] for r in rows}))
 
 
-def lookback_of(conn: Connection) -> timedelta | None:
-    seconds = conn.execute(select(S.c.lookback_seconds).where(S.c.id == 1)).scalar_one_or_none()
+def lookback_of(conn: Connection, *, lock: str | None = None) -> timedelta | None:
+    """The look-back the rows were built with (None: never built). lock: "share" (a refresh: rebuilds wait
+    for it) or "update" (a rebuild: refreshes wait for it), on PostgreSQL."""
+    query = select(S.c.lookback_seconds).where(S.c.id == 1)
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share")
+    seconds = conn.execute(query).scalar_one_or_none()
     return None if seconds is None else timedelta(seconds=seconds)
 
 
 def _ensure_lookback(conn: Connection) -> timedelta:
-    found = lookback_of(conn)
-    if found is None:
-        conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=int(DEFAULT_LOOKBACK.total_seconds())))
-        return DEFAULT_LOOKBACK
-    return found
+    found = lookback_of(conn, lock="share")
+    if found is None:  # a store whose tables were created without the migration: nothing was built yet
+        seconds = int(DEFAULT_LOOKBACK.total_seconds())
+        conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds).on_conflict_do_nothing())
+        found = lookback_of(conn, lock="share")
+    return found or DEFAULT_LOOKBACK
 
 
 def _insert(conn: Connection) -> Any:
@@ -165,9 +171,7 @@ def _stored(conn: Connection, ids: Sequence[str]) -> dict[str, list[Row]]:
     columns = (F.c.customer_id, F.c.measure, F.c.rule, F.c.tier, F.c.segment, F.c.lo, F.c.t, F.c.u, F.c.value)
     found: dict[str, list[Row]] = {}
     for r in conn.execute(select(*columns).where(F.c.customer_id.in_(ids))):
-        found.setdefault(r.customer_id, []).append(
-            (*r[:5], as_utc(r[5]), as_utc(r[6]), as_utc(r[7]), int(r[8]))
-        )
+        found.setdefault(r.customer_id, []).append((*r[:5], as_utc(r[5]), as_utc(r[6]), as_utc(r[7]), int(r[8])))
     return found
 
 
@@ -210,7 +214,9 @@ def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, i
     values = [dict(zip(TOTAL_KEY, key, strict=True), n=n) for key, n in sorted(delta.items()) if n]
     for chunk in chunks(values, IN_CHUNK // 2):
         statement = _insert(conn)(T).values(list(chunk))
-        conn.execute(statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n}))
+        conn.execute(
+            statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n})
+        )
 
 
 def known_ids(conn: Connection, after: str, limit: int) -> list[str]:
@@ -228,10 +234,13 @@ def rebuild(conn: Connection, lookback: timedelta = DEFAULT_LOOKBACK, page: int 
     """Every customer's rows and the totals built again from the facts (the migration's backfill, or a new
     look-back); returns the number of customers. Totals are kept in memory until the end (counts only:
     one per group, measure and three months)."""
+    seconds = int(lookback.total_seconds())
+    if lookback_of(conn, lock="update") is None:
+        conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds).on_conflict_do_nothing())
+        lookback_of(conn, lock="update")
+    conn.execute(S.update().where(S.c.id == 1).values(lookback_seconds=seconds))
     conn.execute(delete(F))
     conn.execute(delete(T))
-    conn.execute(delete(S))
-    conn.execute(S.insert().values(id=1, lookback_seconds=int(lookback.total_seconds())))
     totals: Counter[tuple[str, str, str, int, int, int]] = Counter()
     after, customers = "", 0
     while ids := known_ids(conn, after, page):
@@ -242,3 +251,10 @@ def rebuild(conn: Connection, lookback: timedelta = DEFAULT_LOOKBACK, page: int 
         after, customers = ids[-1], customers + len(ids)
     add_totals(conn, totals)
     return customers
+
+
+def rebuild_if_stale(conn: Connection, lookback: timedelta) -> int | None:
+    """Rebuild when the rows were built with another look-back (the setting changed); else None."""
+    if lookback_of(conn) == lookback:
+        return None
+    return rebuild(conn, lookback)

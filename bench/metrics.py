@@ -23,15 +23,17 @@ import statistics
 import sys
 import time
 import tracemalloc
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import event, text
 
 from bench.infra import Infra
-from bench.reports import STATUS_HISTORY_SQL, T_START, percentile, seed_retention
+from bench.reports import STATUS_HISTORY_SQL, T_START, app_for, measure, percentile, seed_retention
 from servicekit.db import Database
 from servicekit.settings import REPO_ROOT
 from services.retention.main import SPEC
@@ -123,6 +125,21 @@ async def peak_and_statements(
     return peak / 2**20, statements
 
 
+async def through_the_app(cases: list[tuple[str, datetime, datetime, str | None]], repeat: int) -> None:
+    """GET /retention/metrics through the service's app (routing, validation, JSON), as bench/reports.py."""
+    app = app_for("retention", INFRA.database_url("retention"))
+    print("\n| case (GET through the app) | p50 ms | p95 ms | peak MiB |\n|---|---:|---:|---:|")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://retention") as client:
+        for name, start, end, group_by in cases:
+            query = {"from": start.isoformat(), "to": end.isoformat()} | ({"group_by": group_by} if group_by else {})
+            result = await measure(client, f"/retention/metrics?{urllib.parse.urlencode(query)}", 1, repeat)
+            print(
+                f"| {name} | {result['p50'] * 1000:.0f} | {result['p95'] * 1000:.0f} | {result['peak_mib']:.2f} |",
+                flush=True,
+            )
+    await app.state.database.dispose()
+
+
 async def run(args: argparse.Namespace) -> int:
     database = Database(INFRA.database_url("retention"))
     try:
@@ -138,10 +155,16 @@ async def run(args: argparse.Namespace) -> int:
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         cases = [c for c in CASES if not args.only or any(part in c[0] for part in args.only)]
+        if args.http:
+            await through_the_app(cases, args.rounds)
+            return 0
         for case in cases:
             exact: list[float] = []
             fast: list[float] = []
             for _ in range(args.rounds):
+                if args.totals_only:
+                    fast.append((await timed(_fast, database, case))[0])
+                    continue
                 t_exact, expected = await timed(_exact, database, case)
                 t_fast, found = await timed(_fast, database, case)
                 if (asdict(found[0]), [asdict(g) for g in found[1]]) != (
@@ -152,6 +175,14 @@ async def run(args: argparse.Namespace) -> int:
                     return 1
                 exact.append(t_exact)
                 fast.append(t_fast)
+            if args.totals_only:
+                peak_fast, n_fast = await peak_and_statements(_fast, database, case)
+                print(
+                    f"| {case[0]} | - | - | {statistics.median(fast) * 1000:.0f} | "
+                    f"{percentile(fast, 0.95) * 1000:.0f} | - | - / {n_fast} | - / {peak_fast:.2f} |",
+                    flush=True,
+                )
+                continue
             peak_exact, n_exact = await peak_and_statements(_exact, database, case)
             peak_fast, n_fast = await peak_and_statements(_fast, database, case)
             print(
@@ -162,7 +193,8 @@ async def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         load = os.getloadavg()
-        print(f"\nload average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; same answers in every call")
+        same = "" if args.totals_only else "; same answers in every call"
+        print(f"\nload average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}{same}")
     finally:
         await database.dispose()
     return 0
@@ -176,6 +208,8 @@ def main() -> None:
     parser.add_argument("--no-seed", action="store_true", help="reuse the data of the previous run")
     parser.add_argument("--rebuild", action="store_true", help="with --no-seed: build the read model again")
     parser.add_argument("--only", action="append", default=[], help="measure only cases whose name contains this")
+    parser.add_argument("--http", action="store_true", help="time GET /retention/metrics through the app only")
+    parser.add_argument("--totals-only", action="store_true", help="time the read model only (no exact calls)")
     parser.add_argument("--keep", action="store_true", help="leave PostgreSQL running afterwards")
     args = parser.parse_args()
     INFRA.pg_ctl("start")

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, union
+from sqlalchemy import Connection, delete, select, text, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -175,17 +175,22 @@ def _stored(conn: Connection, ids: Sequence[str]) -> dict[str, list[Row]]:
     return found
 
 
+# One refresh of a customer at a time, so none recomputes from facts another has since changed (under READ
+# COMMITTED, the statements after the lock see what the holder committed). Transaction-scoped advisory locks,
+# taken at commit in one order (by key): no row lock is taken, so nothing waits in a cycle with the
+# handlers' own row locks (an API resolving an alert while a consumer's batch churns its customer).
+_LOCK_CUSTOMERS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(i, 7263) AS k"
+    " FROM unnest(CAST(:ids AS text[])) AS i ORDER BY k) AS keys"
+)
+
+
 def refresh(conn: Connection, ids: Sequence[str]) -> None:
     """Recompute these customers' rows from their facts; write the difference to the rows and the totals."""
     lookback = _ensure_lookback(conn)
     for chunk in chunks(list(ids), IN_CHUNK):
-        if conn.dialect.name == "postgresql":  # one at a time per customer: the facts read are the ones kept
-            conn.execute(
-                select(Customer.customer_id)
-                .where(Customer.customer_id.in_(chunk))  # type: ignore[attr-defined]
-                .order_by(Customer.customer_id)
-                .with_for_update()
-            )
+        if conn.dialect.name == "postgresql":
+            conn.execute(_LOCK_CUSTOMERS, {"ids": list(chunk)})
         fresh = {fact.customer_id: rows_of(fact, alerts, lookback) for fact, alerts in load_facts(conn, chunk)}
         stored = _stored(conn, chunk)
         changed = [i for i in chunk if Counter(fresh.get(i, [])) != Counter(stored.get(i, []))]

@@ -83,6 +83,9 @@ def test_counting_contribution_rows_gives_the_per_customer_metrics(seed: int, st
 
     expected = outcomes.compute(facts, alerts, start=start, end=end, lookback=LOOKBACK)
     assert asdict(shares.metrics_of(counted, warnings, start, end)) == asdict(expected)
+    if (start, end) == PERIODS[2]:  # the whole data exercises every number
+        assert expected.churned > 3 and expected.saved_customers > 0 and expected.churned_with_warning > 1
+        assert expected.control.alerts > 0 and expected.treated.churned > 0 and expected.positive_customers > 0
 
 
 @pytest.mark.parametrize("seed", range(4))

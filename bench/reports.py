@@ -53,6 +53,8 @@ from servicekit.service import API, create_app
 from servicekit.settings import REPO_ROOT
 from servicekit.tables import table_of
 from services.retention.alerts.models import Alert
+from services.retention.outcomes import read_model
+from services.retention.outcomes.models import MetricFact, MetricTotal, MetricTotalsState
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.reports import facts, loyalty_sweep
 from services.retention.reports.models import ChurnFact, CustomerFact, CustomerLoyalty, FactEvent, LoyaltySweep
@@ -153,13 +155,18 @@ REPORTS: list[tuple[str, str, str]] = [
         )
     ),
     # The retention metrics (outcomes) over a month with alerts and churns: the data's latest month and one
-    # a year before it, overall and per tier.
+    # a year before it, overall and per tier; and the whole two years, per rule.
     ("retention/metrics (latest month)", "retention", f"/retention/metrics?{METRICS_MONTH}"),
     ("retention/metrics (a past month)", "retention", f"/retention/metrics?{METRICS_PAST_MONTH}"),
     (
         "retention/metrics (a past month, by tier)",
         "retention",
         f"/retention/metrics?{METRICS_PAST_MONTH}&group_by=tier",
+    ),
+    (
+        "retention/metrics (two years, by rule)",
+        "retention",
+        "/retention/metrics?from=2024-10-01T00:00:00Z&to=2026-10-01T00:00:00Z&group_by=rule",
     ),
 ]
 
@@ -615,6 +622,15 @@ async def prepare_retention(database: Database) -> None:
         # and each churn fact is a change to churned on its day (a store seeded before they were gains them).
         if (await session.execute(text("SELECT count(*) FROM status_changes"))).scalar_one() == 0:
             await session.execute(text(STATUS_HISTORY_SQL), {"start": T_START})
+    # The metrics' read model, as the migration backfills it (a store seeded before it existed gains it).
+    async with database.engine.begin() as conn:
+        for model in (MetricFact, MetricTotal, MetricTotalsState):
+            await conn.run_sync(table_of(model).create, checkfirst=True)
+    async with database.transaction() as session:
+        if await session.run_sync(lambda s: read_model.lookback_of(s.connection())) is None:
+            t = time.perf_counter()
+            await session.run_sync(lambda s: read_model.rebuild(s.connection()))
+            print(f"  metrics' read model built in {time.perf_counter() - t:.1f}s", flush=True)
     settings = importlib.import_module("services.retention.main").SPEC.settings_cls()
     day = datetime.now(UTC).date()
     async with database.transaction() as session:

@@ -41,6 +41,7 @@ class HeldForCommit:
     outbox rows were written (the relay in this process wakes after the commit)."""
 
     rows: dict[str, tuple[RowWriter, list[dict[str, Any]]]] = field(default_factory=dict)  # in the order first held
+    last: set[str] = field(default_factory=set)  # keys written after every other (they read what the others wrote)
     hooked: bool = False  # the session's before_commit writes the rows, its after_rollback drops them
     outbox_written: bool = False  # since the last commit or rollback
 
@@ -195,13 +196,14 @@ def insert_rows(table: Table) -> RowWriter:
 
 
 def hold_until_commit(
-    session: AsyncSession | Session, key: str, rows: Sequence[dict[str, Any]], writer: RowWriter
+    session: AsyncSession | Session, key: str, rows: Sequence[dict[str, Any]], writer: RowWriter, *, last: bool = False
 ) -> None:
     """Hold rows under `key` and write them with writer(session, rows) just before the transaction commits.
 
     For append-only rows that nothing reads back in the same transaction (outbox, change logs): a consumer
     batch that adds some per event writes them in one statement instead of one per event, and builds no
-    ORM objects for them. Rows keep the order they were held in; keys are written in the order first held.
+    ORM objects for them. Rows keep the order they were held in; keys are written in the order first held,
+    those held with ``last`` after all others (a writer that reads what the others write).
     A rollback of the whole transaction drops them; a rolled-back savepoint does not (hold nothing inside
     savepoints that may roll back).
     """
@@ -212,6 +214,8 @@ def hold_until_commit(
         event.listen(sync, "before_commit", _write_held)
         event.listen(sync, "after_rollback", _drop_held)
     held.rows.setdefault(key, (writer, []))[1].extend(rows)
+    if last:
+        held.last.add(key)
 
 
 def holds(session: AsyncSession | Session, key: str) -> bool:
@@ -234,7 +238,9 @@ def _sync(session: AsyncSession | Session) -> Session:
 
 
 def _write_held(session: Session) -> None:
-    for writer, rows in held_for_commit(session).rows.values():
+    held = held_for_commit(session)
+    ordered = sorted(held.rows.items(), key=lambda item: item[0] in held.last)  # stable: first held first
+    for _, (writer, rows) in ordered:
         if rows:
             batch = list(rows)
             rows.clear()

@@ -18,6 +18,7 @@ from servicekit.unit_of_work import unit_of_work
 from services.retention import metrics
 from services.retention.alerts.actions import auto_save, wake_snoozed
 from services.retention.alerts.models import AlertChange
+from services.retention.outcomes import read_model as metric_totals
 from services.retention.reports import loyalty_sweep
 from services.retention.settings import RetentionSettings
 from services.retention.signals.models import Signal
@@ -43,6 +44,9 @@ async def housekeeping_round(database: Database, settings: RetentionSettings) ->
             changes_for=timedelta(hours=settings.alert_changes_retention_hours),
             deliveries_for=timedelta(days=settings.webhook_delivery_retention_days),
         )
+    async with database.transaction() as session:  # recall and warning time follow a changed look-back
+        lookback = timedelta(days=settings.warning_lookback_days)
+        await session.run_sync(lambda s: metric_totals.rebuild_if_stale(s.connection(), lookback))
     global _metrics_refreshed_at
     if time.monotonic() - _metrics_refreshed_at >= METRICS_EVERY_S:
         async with database.sessions() as session:

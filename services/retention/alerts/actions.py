@@ -13,6 +13,7 @@ from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import ACKNOWLEDGE_FROM, RESOLVE_FROM, SNOOZE_FROM, Alert, AlertStatus, Outcome
 from services.retention.alerts.service import alert_event, get_alert
+from services.retention.outcomes import read_model as metric_totals
 from services.retention.publishing import publish
 
 
@@ -102,6 +103,7 @@ async def resolve_alert(
     alert.open_slot = None
     alert.updated_at = now
     await uow.session.flush()
+    metric_totals.touch(uow.session, alert.customer_id)
     # The note stays here: free text may name people, and the Kafka log cannot be erased.
     await publish(uow, alert_event(AlertResolved, alert, outcome=outcome))
     return alert

@@ -30,6 +30,7 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import EVENT_IDS_KEPT, Alert, AlertStatus, open_slot
 from services.retention.catalog.service import Catalog, catalog
 from services.retention.db import page
+from services.retention.outcomes import read_model as metric_totals
 from services.retention.playbooks.core import in_control_group
 from services.retention.publishing import publish
 from services.retention.replica import service as replica
@@ -209,6 +210,7 @@ async def apply_trigger(
         playbook = current.playbooks.get(trigger.reason)
         alert.control = playbook is not None and in_control_group(alert.id, playbook.control_share)
         hold_until_commit(session, _NEW_ALERTS, [{"alert": alert}], _add_to_session)  # see _NEW_ALERTS
+        metric_totals.touch(session, customer_id)
         # Known to the transaction's list at once, so a second trigger for the same slot finds this alert.
         uow.state(UnresolvedAlerts).by_customer[customer_id].append(alert)
         tasks: list[EventData] = []
@@ -236,6 +238,8 @@ async def apply_trigger(
     }
     if observed_at >= as_utc(alert.last_triggered_at):
         values.update(last_triggered_at=observed_at, factors=_factors(trigger.factors))
+    if observed_at < as_utc(alert.first_triggered_at):  # an older signal arriving late moves the alert's start
+        metric_totals.touch(session, customer_id)
     update_at_commit(session, alert, **{**values, **_risk_values(alert, latest)})
     # A snoozed alert takes the new evidence without paging anyone again.
     if alert.status != AlertStatus.snoozed:

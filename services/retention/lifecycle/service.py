@@ -20,6 +20,7 @@ from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, AlertChange, Outcome
 from services.retention.alerts.service import alert_event, unresolved_alerts
 from services.retention.catalog.service import catalog
+from services.retention.outcomes import read_model as metric_totals
 from services.retention.publishing import publish
 from services.retention.replica import service as replicas
 from services.retention.replica.models import StatusChange
@@ -44,6 +45,7 @@ async def on_customer_created(*, uow: UnitOfWork, data: CustomerCreated) -> None
     replica.first_seen = as_utc(data.created_at)
     replica.updated_at = utc_now()
     await session.flush()
+    metric_totals.touch(session, data.customer_id)
     # A complaint can overtake the creation (other topic): hand its unowned work to the owner now.
     if data.owner is not None:
         await _reassign(uow, data.customer_id, None, data.owner)
@@ -68,6 +70,7 @@ async def on_customer_updated(*, uow: UnitOfWork, data: CustomerUpdated) -> None
         return
     changed = set(data.changed) or {"owner", "segment", "attributes"}
     previous_owner = replica.owner
+    previous_groups = (replica.segment, replica.tier)
     if "owner" in changed:
         replica.owner = data.owner
     if "segment" in changed:
@@ -77,6 +80,8 @@ async def on_customer_updated(*, uow: UnitOfWork, data: CustomerUpdated) -> None
     replica.version = data.version
     replica.updated_at = utc_now()
     await uow.session.flush()
+    if (replica.segment, replica.tier) != previous_groups:
+        metric_totals.touch(uow.session, data.customer_id)
     if replica.owner != previous_owner:
         await _reassign(uow, data.customer_id, previous_owner, replica.owner)
 
@@ -134,6 +139,7 @@ async def on_status_changed(*, uow: UnitOfWork, event: Received[CustomerStatusCh
     )
     replica = await replicas.replica(uow, data.customer_id)
     await session.flush()
+    metric_totals.touch(session, data.customer_id)
     if latest_at is not None and as_utc(latest_at) > at:
         return  # an older change arriving late: history for the metrics, but not the current status
     replica.status = data.status
@@ -171,6 +177,7 @@ async def erase_customer(*, uow: UnitOfWork, data: CustomerErased) -> bool:
     replica.erased_at = as_utc(data.erased_at)
     replica.tier = None
     replica.updated_at = utc_now()
+    metric_totals.touch(session, data.customer_id)  # the tier the metrics group the customer by is gone
     alerts = (await session.execute(select(Alert).where(Alert.customer_id == data.customer_id))).scalars().all()
     for alert in alerts:
         alert.outcome_note = None

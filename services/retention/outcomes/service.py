@@ -1,5 +1,6 @@
-"""Retention metrics over a period: quiet customers counted in SQL, the facts of the others a page at a time,
-tallied (outcomes/core.py)."""
+"""Retention metrics over a period: from the read model's monthly totals (outcomes/totals.py) when it was
+built with the look-back asked for; else exactly as before, from the facts: quiet customers counted in SQL,
+the facts of the others a page at a time, tallied (outcomes/core.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from servicekit.problems import Problem, field_error
 from servicekit.types import as_utc
 from services.retention.alerts.models import Alert
 from services.retention.outcomes import core as outcomes
+from services.retention.outcomes import read_model, totals
 from services.retention.replica.models import Customer, CustomerScore, StatusChange
 
 METRICS_PAGE = 1000
@@ -21,6 +23,15 @@ METRICS_PAGE = 1000
 async def metrics(
     *, session: AsyncSession, start: datetime, end: datetime, group_by: str | None, lookback: timedelta
 ) -> tuple[outcomes.Metrics, list[outcomes.Metrics]]:
+    start, end = _period(start, end)
+    built_with = await session.run_sync(lambda s: read_model.lookback_of(s.connection()))
+    if built_with == lookback:
+        return await totals.metrics(session, start, end, group_by)
+    # Built with another look-back (the setting changed since): exact, from the facts, until rebuilt.
+    return await exact_metrics(session=session, start=start, end=end, group_by=group_by, lookback=lookback)
+
+
+def _period(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise Problem(
@@ -30,6 +41,14 @@ async def metrics(
             code="validation",
             errors=[field_error("to", "must be after from")],
         )
+    return start, end
+
+
+async def exact_metrics(
+    *, session: AsyncSession, start: datetime, end: datetime, group_by: str | None, lookback: timedelta
+) -> tuple[outcomes.Metrics, list[outcomes.Metrics]]:
+    """The metrics from the facts themselves (the reference the read model is tested against)."""
+    start, end = _period(start, end)
     overall = outcomes.Tally(start, end, lookback)
     # Each rule's metrics count every customer, so its key must be known before the first page.
     pairs = await session.execute(select(Alert.rule_id, Alert.reason).distinct()) if group_by == "rule" else []

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time
 from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from servicekit.db import hold_until_commit, holds, take_held, update_at_commit
 from servicekit.sql import KEYS, for_each_key, new_row, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
+from services.retention.outcomes import read_model as metric_totals
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.rules.core import TIERS, value_at_risk
 
@@ -93,6 +94,7 @@ async def replica(uow: UnitOfWork, customer_id: str) -> Customer:
     if found is None:
         found = customers[customer_id] = Customer(customer_id=customer_id)
         uow.session.add(found)
+        metric_totals.touch(uow.session, customer_id)  # known to the metrics from now
     return found
 
 
@@ -127,6 +129,8 @@ async def record_score(uow: UnitOfWork, score: ScoreUpdated) -> CustomerScore | 
         hold_until_commit(uow.session, _NEW_SCORES, [{"score": latest}], _add_to_session)  # see _NEW_SCORES
         uow.state(Replicas).scores[score.customer_id] = latest
     current = score.current
+    if latest.value_tier != current.value_tier or inspect(latest).transient:  # the metrics' tier or a new customer
+        metric_totals.touch(uow.session, score.customer_id)
     update_at_commit(
         uow.session,
         latest,

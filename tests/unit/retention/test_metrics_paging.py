@@ -1,5 +1,6 @@
-"""/retention/metrics counts quiet customers in SQL, reads the others a page at a time, and adds up the same
-numbers as all at once."""
+"""/retention/metrics' exact path (the reference of its read model, and its answer while the read model
+was built with another look-back) counts quiet customers in SQL, reads the others a page at a time, and
+adds up the same numbers as all at once."""
 
 import random
 from dataclasses import asdict
@@ -81,7 +82,7 @@ async def test_paged_metrics_equal_the_whole_table_computation_and_read_at_most_
     monkeypatch.setattr(service, "_facts_of", spy)
 
     async with database.sessions() as session:
-        overall, groups = await service.metrics(
+        overall, groups = await service.exact_metrics(
             session=session, start=START, end=END, group_by=group_by, lookback=LOOKBACK
         )
 
@@ -158,7 +159,7 @@ async def test_sql_counted_metrics_equal_the_per_customer_computation_on_a_rando
     monkeypatch.setattr(service, "METRICS_PAGE", 37)
 
     async with database.sessions() as session:
-        overall, groups = await service.metrics(
+        overall, groups = await service.exact_metrics(
             session=session, start=START, end=END, group_by=group_by, lookback=LOOKBACK
         )
 

@@ -1,0 +1,265 @@
+"""The metrics' read model kept up to date: each customer's contribution rows and their monthly totals.
+
+Whatever changes a customer's metric facts (an alert raised, re-triggered earlier or resolved, a status
+change, the replica's first sight, tier or segment, a new score or value tier, an erasure) calls
+``touch`` in its transaction. Just before that transaction commits, after every other row it holds is
+written, the touched customers' facts are read again, their contribution rows recomputed
+(outcomes/contributions.py) and the difference applied to metric_facts and metric_totals: in the same
+transaction as the event's inbox claim, so a redelivered event (dropped by the inbox) changes nothing,
+and recomputing a customer whose facts did not change writes nothing.
+
+Synchronous (a Connection): it runs in the session's before_commit, and the migration's backfill runs it too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, text, union
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from servicekit.db import hold_until_commit
+from servicekit.sql import IN_CHUNK, chunks
+from servicekit.types import as_utc
+from services.retention.alerts.models import Alert
+from services.retention.outcomes import contributions as shares
+from services.retention.outcomes.core import AlertFact, CustomerFact
+from services.retention.outcomes.models import MetricFact, MetricTotal, MetricTotalsState
+from services.retention.replica.models import Customer, CustomerScore, StatusChange
+
+FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)  # lo or u of none
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # t of none
+DEFAULT_LOOKBACK = timedelta(days=180)  # RetentionSettings.warning_lookback_days' default
+ALL, TIER, SEGMENT, RULE = "all", "tier", "segment", "rule"
+
+F = MetricFact.__table__  # type: ignore[attr-defined]
+T = MetricTotal.__table__  # type: ignore[attr-defined]
+S = MetricTotalsState.__table__  # type: ignore[attr-defined]
+TOTAL_KEY = ("kind", "key", "measure", "lo_month", "t_month", "u_month")
+_TOUCHED = "retention.metric_totals"
+
+Row = tuple[Any, ...]  # (customer_id, measure, rule, tier, segment, lo, t, u, value)
+
+
+def month_of(at: datetime) -> int:
+    at = as_utc(at)
+    return at.year * 12 + at.month - 1
+
+
+def month_start(month: int) -> datetime:
+    return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+
+def touch(session: AsyncSession | Session, customer_id: str) -> None:
+    """The customer's metric facts change in this transaction: recompute their share before it commits."""
+    hold_until_commit(session, _TOUCHED, [{"customer_id": customer_id}], _refresh_touched, last=True)
+
+
+def _refresh_touched(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.flush()  # rows the transaction added to the session, new latest scores among them
+    refresh(session.connection(), sorted({r["customer_id"] for r in rows}))
+
+
+def lookback_of(conn: Connection, *, lock: str | None = None) -> timedelta | None:
+    """The look-back the rows were built with (None: never built). lock: "share" (a refresh: rebuilds wait
+    for it) or "update" (a rebuild: refreshes wait for it), on PostgreSQL."""
+    query = select(S.c.lookback_seconds).where(S.c.id == 1)
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share")
+    seconds = conn.execute(query).scalar_one_or_none()
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _ensure_lookback(conn: Connection) -> timedelta:
+    found = lookback_of(conn, lock="share")
+    if found is None:  # a store whose tables were created without the migration: nothing was built yet
+        seconds = int(DEFAULT_LOOKBACK.total_seconds())
+        conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds).on_conflict_do_nothing())
+        found = lookback_of(conn, lock="share")
+    return found or DEFAULT_LOOKBACK
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def load_facts(conn: Connection, ids: Sequence[str]) -> Iterator[tuple[CustomerFact, list[AlertFact]]]:
+    """The facts the metrics read of these customers (as outcomes/service.py reads them), by customer."""
+    replicas = {
+        r.customer_id: r
+        for r in conn.execute(
+            select(Customer.customer_id, Customer.tier, Customer.segment, Customer.first_seen).where(
+                Customer.customer_id.in_(ids)  # type: ignore[attr-defined]
+            )
+        )
+    }
+    scores = dict(
+        conn.execute(
+            select(CustomerScore.customer_id, CustomerScore.value_tier).where(
+                CustomerScore.customer_id.in_(ids)  # type: ignore[attr-defined]
+            )
+        ).all()
+    )
+    changes: dict[str, list[tuple[datetime, str]]] = {}
+    for customer_id, at, status in conn.execute(
+        select(StatusChange.customer_id, StatusChange.at, StatusChange.status).where(
+            StatusChange.customer_id.in_(ids)  # type: ignore[attr-defined]
+        )
+    ):
+        changes.setdefault(customer_id, []).append((as_utc(at), status))
+    alerts: dict[str, list[AlertFact]] = {}
+    for r in conn.execute(
+        select(
+            Alert.customer_id, Alert.reason, Alert.first_triggered_at, Alert.rule_id, Alert.outcome, Alert.control
+        ).where(Alert.customer_id.in_(ids))  # type: ignore[attr-defined]
+    ):
+        alerts.setdefault(r.customer_id, []).append(
+            AlertFact(r.customer_id, r.reason, as_utc(r.first_triggered_at), r.rule_id, r.outcome, bool(r.control))
+        )
+    for i in ids:
+        if i not in replicas and i not in scores and i not in changes and i not in alerts:
+            continue  # not known to any table the metrics read (erased from all, or never stored)
+        replica = replicas.get(i)
+        yield (
+            CustomerFact(
+                customer_id=i,
+                tier=(replica.tier if replica else None) or scores.get(i),
+                segment=replica.segment if replica else None,
+                first_seen=as_utc(replica.first_seen) if replica and replica.first_seen else None,
+                status_changes=tuple(changes.get(i, ())),
+            ),
+            alerts.get(i, []),
+        )
+
+
+def rows_of(fact: CustomerFact, alerts: Sequence[AlertFact], lookback: timedelta) -> list[Row]:
+    tier, segment = shares.tier_key(fact), shares.segment_key(fact)
+    return [
+        (
+            fact.customer_id,
+            c.measure,
+            c.rule,
+            tier,
+            segment,
+            c.lo or FAR_PAST,
+            c.t or FAR_FUTURE,
+            c.u or FAR_PAST,
+            c.value,
+        )
+        for c in shares.contributions(fact, alerts, lookback)
+    ]
+
+
+def total_keys(row: Row) -> Iterator[tuple[str, str, str, int, int, int]]:
+    """The totals a row counts in: all, its tier and segment (rows of no rule), or its rule."""
+    _, measure, rule, tier, segment, lo, t, u, _ = row
+    months = (month_of(lo), month_of(t), month_of(u))
+    if rule is None:
+        yield (ALL, "", measure, *months)
+        yield (TIER, tier, measure, *months)
+        yield (SEGMENT, segment, measure, *months)
+    else:
+        yield (RULE, rule, measure, *months)
+
+
+def _stored(conn: Connection, ids: Sequence[str]) -> dict[str, list[Row]]:
+    columns = (F.c.customer_id, F.c.measure, F.c.rule, F.c.tier, F.c.segment, F.c.lo, F.c.t, F.c.u, F.c.value)
+    found: dict[str, list[Row]] = {}
+    for r in conn.execute(select(*columns).where(F.c.customer_id.in_(ids))):
+        found.setdefault(r.customer_id, []).append((*r[:5], as_utc(r[5]), as_utc(r[6]), as_utc(r[7]), int(r[8])))
+    return found
+
+
+# One refresh of a customer at a time, so none recomputes from facts another has since changed (under READ
+# COMMITTED, the statements after the lock see what the holder committed). Transaction-scoped advisory locks,
+# taken at commit in one order (by key): no row lock is taken, so nothing waits in a cycle with the
+# handlers' own row locks (an API resolving an alert while a consumer's batch churns its customer).
+_LOCK_CUSTOMERS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(i, 7263) AS k"
+    " FROM unnest(CAST(:ids AS text[])) AS i ORDER BY k) AS keys"
+)
+
+
+def refresh(conn: Connection, ids: Sequence[str]) -> None:
+    """Recompute these customers' rows from their facts; write the difference to the rows and the totals."""
+    lookback = _ensure_lookback(conn)
+    for chunk in chunks(list(ids), IN_CHUNK):
+        if conn.dialect.name == "postgresql":
+            conn.execute(_LOCK_CUSTOMERS, {"ids": list(chunk)})
+        fresh = {fact.customer_id: rows_of(fact, alerts, lookback) for fact, alerts in load_facts(conn, chunk)}
+        stored = _stored(conn, chunk)
+        changed = [i for i in chunk if Counter(fresh.get(i, [])) != Counter(stored.get(i, []))]
+        if not changed:
+            continue
+        delta: Counter[tuple[str, str, str, int, int, int]] = Counter()
+        for i in changed:
+            for row in stored.get(i, []):
+                delta.subtract(total_keys(row))
+            for row in fresh.get(i, []):
+                delta.update(total_keys(row))
+        conn.execute(delete(F).where(F.c.customer_id.in_(changed)))
+        _insert_rows(conn, [row for i in changed for row in fresh.get(i, [])])
+        add_totals(conn, delta)
+
+
+def _insert_rows(conn: Connection, rows: Iterable[Row]) -> None:
+    names = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")
+    values = [dict(zip(names, row, strict=True)) for row in rows]
+    for chunk in chunks(values, IN_CHUNK):
+        conn.execute(F.insert(), list(chunk))
+
+
+def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, int]]) -> None:
+    """Add each count to its total (ON CONFLICT: one statement per chunk of totals)."""
+    values = [dict(zip(TOTAL_KEY, key, strict=True), n=n) for key, n in sorted(delta.items()) if n]
+    for chunk in chunks(values, IN_CHUNK // 2):
+        statement = _insert(conn)(T).values(list(chunk))
+        conn.execute(
+            statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n})
+        )
+
+
+def known_ids(conn: Connection, after: str, limit: int) -> list[str]:
+    """The next ids (in order) known to any table the metrics read."""
+    ids = union(
+        *(
+            select(c.label("customer_id")).where(c > after)
+            for c in (Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
+        )
+    ).subquery()
+    return list(conn.execute(select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)).scalars())
+
+
+def rebuild(conn: Connection, lookback: timedelta = DEFAULT_LOOKBACK, page: int = 2000) -> int:
+    """Every customer's rows and the totals built again from the facts (the migration's backfill, or a new
+    look-back); returns the number of customers. Totals are kept in memory until the end (counts only:
+    one per group, measure and three months)."""
+    seconds = int(lookback.total_seconds())
+    if lookback_of(conn, lock="update") is None:
+        conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds).on_conflict_do_nothing())
+        lookback_of(conn, lock="update")
+    conn.execute(S.update().where(S.c.id == 1).values(lookback_seconds=seconds))
+    conn.execute(delete(F))
+    conn.execute(delete(T))
+    totals: Counter[tuple[str, str, str, int, int, int]] = Counter()
+    after, customers = "", 0
+    while ids := known_ids(conn, after, page):
+        rows = [row for fact, alerts in load_facts(conn, ids) for row in rows_of(fact, alerts, lookback)]
+        for row in rows:
+            totals.update(total_keys(row))
+        _insert_rows(conn, rows)
+        after, customers = ids[-1], customers + len(ids)
+    add_totals(conn, totals)
+    return customers
+
+
+def rebuild_if_stale(conn: Connection, lookback: timedelta) -> int | None:
+    """Rebuild when the rows were built with another look-back (the setting changed); else None."""
+    if lookback_of(conn) == lookback:
+        return None
+    return rebuild(conn, lookback)

@@ -1,0 +1,120 @@
+"""SQLite as the embedded default: WAL, and one transaction at a time per database file, queued in the event loop.
+
+Every transaction starts with BEGIN IMMEDIATE (a deferred one that reads first and writes later fails at
+once with SQLITE_BUSY when another connection wrote in between), so a file has one transaction at a time.
+Left to SQLite, a second connection that asks for the lock sleeps in SQLite's busy handler (1, 2, 5 ... up to
+100 ms a try, in its aiosqlite thread) and is not woken when the lock frees: under a steady write rate the
+waits add up to hundreds of milliseconds. Here a process's transactions on one file queue on an asyncio
+lock instead, taken before BEGIN IMMEDIATE and handed on the moment the holder's COMMIT or ROLLBACK has
+run, so the next one starts at once. busy_timeout still covers other processes on the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from typing import Any
+
+from sqlalchemy import event, exc, pool
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
+
+LOCK_TIMEOUT_S = 30.0  # as busy_timeout: then the transaction fails as SQLite's own wait would
+
+
+class TransactionQueue:
+    """One asyncio lock per event loop for a database file, held from BEGIN to COMMIT or ROLLBACK."""
+
+    def __init__(self, timeout_s: float | None = None) -> None:
+        self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._held: dict[int, asyncio.Lock] = {}  # id of the DBAPI connection -> the lock it holds
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        """Wait (in the event loop) for the file's lock; called from SQLAlchemy's greenlet before BEGIN."""
+        if not in_greenlet():
+            return  # a synchronous caller cannot wait in the loop: SQLite's busy handler queues it
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            await_(asyncio.wait_for(lock.acquire(), self.timeout_s))
+        except TimeoutError as error:
+            locked = sqlite3.OperationalError("database is locked")
+            raise exc.OperationalError("BEGIN IMMEDIATE", None, locked) from error
+        self._held[id(_raw(dbapi_connection))] = lock
+
+    def release(self, dbapi_connection: Any) -> None:
+        """Hand the lock on, if this connection holds it (idempotent)."""
+        lock = self._held.pop(id(_raw(dbapi_connection)), None)
+        if lock is not None and lock.locked():
+            lock.release()
+
+    def holds(self, dbapi_connection: Any) -> bool:
+        return id(_raw(dbapi_connection)) in self._held
+
+
+def _raw(connection: Any) -> Any:
+    """The DBAPI connection under a pool's proxy (SQLAlchemy passes either, depending on the path)."""
+    return getattr(connection, "dbapi_connection", None) or connection
+
+
+def configure_sqlite(engine: AsyncEngine) -> TransactionQueue | None:
+    """WAL, BEGIN IMMEDIATE for every transaction, and (for a file database) the in-process queue.
+
+    In-memory databases (tests) share one connection (StaticPool) and get no queue."""
+    sync_engine = engine.sync_engine
+    queue = TransactionQueue() if isinstance(sync_engine.pool, pool.QueuePool) else None
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if queue is None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        queue.acquire(conn.connection)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            queue.release(conn.connection)
+            raise
+
+    if queue is not None:
+        _release_after(sync_engine.dialect, queue)
+        # A connection returned, invalidated or closed mid-transaction no longer holds the file.
+        for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
+            event.listen(sync_engine.pool, name, lambda dbapi_connection, *_: queue.release(dbapi_connection))
+    return queue
+
+
+def _release_after(dialect: Any, queue: TransactionQueue) -> None:
+    """The lock is handed on after the COMMIT or ROLLBACK has run (SQLAlchemy's commit and rollback events
+    fire before it, when the next BEGIN IMMEDIATE would still find the file locked)."""
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            queue.release(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            queue.release(dbapi_connection)
+
+    # The dialect object is this engine's own (create_engine makes one per engine).
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback

@@ -5,8 +5,8 @@ once with SQLITE_BUSY when another connection wrote in between), so a file has o
 Left to SQLite, a second connection that asks for the lock sleeps in SQLite's busy handler (1, 2, 5 ... up to
 100 ms a try, in its aiosqlite thread) and is not woken when the lock frees: under a steady write rate the
 waits add up to hundreds of milliseconds. Here a process's transactions on one file queue on an asyncio
-lock instead, taken before BEGIN IMMEDIATE and handed on the moment the holder's COMMIT or ROLLBACK has
-run, so the next one starts at once. busy_timeout still covers other processes on the same file.
+lock instead, taken before BEGIN IMMEDIATE and handed on as the holder's COMMIT or ROLLBACK goes out, so
+the next one starts at once. busy_timeout still covers other processes on the same file.
 """
 
 from __future__ import annotations
@@ -92,29 +92,28 @@ def configure_sqlite(engine: AsyncEngine) -> TransactionQueue | None:
             raise
 
     if queue is not None:
-        _release_after(sync_engine.dialect, queue)
+        _hand_on_at_end(sync_engine.dialect, queue)
         # A connection returned, invalidated or closed mid-transaction no longer holds the file.
         for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
             event.listen(sync_engine.pool, name, lambda dbapi_connection, *_: queue.release(dbapi_connection))
     return queue
 
 
-def _release_after(dialect: Any, queue: TransactionQueue) -> None:
-    """The lock is handed on after the COMMIT or ROLLBACK has run (SQLAlchemy's commit and rollback events
-    fire before it, when the next BEGIN IMMEDIATE would still find the file locked)."""
+def _hand_on_at_end(dialect: Any, queue: TransactionQueue) -> None:
+    """The lock is handed on as the COMMIT or ROLLBACK is sent to the connection's thread. The next
+    transaction resumes on a later turn of the event loop, by which time that statement is under way (a
+    WAL commit takes well under a millisecond; should its BEGIN IMMEDIATE still find the file locked, the
+    busy handler's first 1-ms try covers it). Handing on only after the COMMIT's answer came back would
+    add one more turn of the loop to every transaction, and under load a turn is the longest wait."""
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
     def do_commit(dbapi_connection: Any) -> None:
-        try:
-            commit(dbapi_connection)
-        finally:
-            queue.release(dbapi_connection)
+        queue.release(dbapi_connection)
+        commit(dbapi_connection)
 
     def do_rollback(dbapi_connection: Any) -> None:
-        try:
-            rollback(dbapi_connection)
-        finally:
-            queue.release(dbapi_connection)
+        queue.release(dbapi_connection)
+        rollback(dbapi_connection)
 
     # The dialect object is this engine's own (create_engine makes one per engine).
     dialect.do_commit, dialect.do_rollback = do_commit, do_rollback

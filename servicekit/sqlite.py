@@ -41,7 +41,8 @@ class TransactionQueue:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         try:
-            await_(asyncio.wait_for(lock.acquire(), self.timeout_s))
+            # Free (the common case): taken at once, without a timer or a turn of the event loop.
+            await_(lock.acquire() if not lock.locked() else _acquire_within(lock, self.timeout_s))
         except TimeoutError as error:
             locked = sqlite3.OperationalError("database is locked")
             raise exc.OperationalError("BEGIN IMMEDIATE", None, locked) from error
@@ -55,6 +56,11 @@ class TransactionQueue:
 
     def holds(self, dbapi_connection: Any) -> bool:
         return id(_raw(dbapi_connection)) in self._held
+
+
+async def _acquire_within(lock: asyncio.Lock, timeout_s: float) -> bool:
+    async with asyncio.timeout(timeout_s):
+        return await lock.acquire()
 
 
 def _raw(connection: Any) -> Any:

@@ -100,7 +100,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
+.PHONY: bench-api-single bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -133,6 +133,13 @@ bench-cdnow-reports: install  ## crm import cdnow on a fresh platform, then ever
 bench-reports: install  ## every report over 100,000 customers / 1,000,000 interactions on PostgreSQL: p50/p95 and peak memory
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.reports
+
+bench-api-single: install  ## one POST /interactions in process: the direct route vs the framework's path vs the floor, CPU ms and ratio
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.api_single
+
+bench-sqlite-queue: install  ## SQLite's write lock at 100 posts/s: p50/p99 with SQLite's busy handler vs the in-process transaction queue
+	$(BIN)/python -m bench.sqlite_queue
 
 bench-floor: install  ## CPU floor of the platform's shape: bare HTTP hop, proxy, INSERT, Kafka record
 	bash deploy/postgres.sh install

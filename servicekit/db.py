@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from servicekit.sql import assign, json_text, update_rows
+from servicekit.sqlite import configure_sqlite
 
 # Writes rows through a synchronous session, in its transaction (hold_until_commit calls it in before_commit).
 RowWriter = Callable[[Session, list[dict[str, Any]]], None]
@@ -88,7 +89,7 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            configure_sqlite(self.engine)
         self._commit_listeners: list[Callable[[], None]] = []
 
         class _Session(CommitSession):
@@ -254,25 +255,3 @@ def _drop_held(session: Session) -> None:
 
 def _forget_outbox_writes(session: Session) -> None:
     held_for_commit(session).outbox_written = False
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL for concurrent readers, and BEGIN IMMEDIATE so writers queue instead of failing.
-
-    A deferred SQLite transaction that reads first and writes later fails at once with SQLITE_BUSY when
-    another connection wrote in between; taking the write lock up front makes busy_timeout apply.
-    """
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")

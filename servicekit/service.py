@@ -22,6 +22,7 @@ from sqlalchemy import MetaData
 from servicekit import tracing
 from servicekit.auth import InternalAuthMiddleware, InternalAuthSettings
 from servicekit.db import Database
+from servicekit.direct import install_direct_routes
 from servicekit.health import health_router
 from servicekit.inbox.consumer import BatchHook, EventConsumer, Handlers
 from servicekit.metrics_route import metrics_router
@@ -161,5 +162,6 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
             app.include_router(router)
         if spec.tunable:
             app.include_router(settings_router(spec.name, spec.tunable))
+    install_direct_routes(app)  # routes marked @direct: their plain case skips routing and dependencies
     tracing.instrument_app(app)
     return app

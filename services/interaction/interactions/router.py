@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from contracts.common import InteractionType
 from servicekit.deps import SessionDep
+from servicekit.direct import direct
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from servicekit.types import UtcDatetime, as_utc
@@ -29,10 +30,12 @@ router = APIRouter(tags=["interactions"])
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "A repeat of an earlier request with the same external_id"}},
 )
+@direct
 async def record_interaction(data: InteractionCreate, request: Request) -> Response:
-    # The busiest route: its session is opened here rather than by a dependency, and its answer is the
-    # response model serialized once, so the framework neither runs a generator dependency nor validates
-    # the answer again. The schema (response_model above) and the bytes are those of the other routes.
+    # The busiest route: called directly in its plain case (servicekit.direct), its session opened here
+    # rather than by a dependency, and its answer the response model serialized once, so the framework
+    # neither routes, solves dependencies nor validates the answer again. The schema (response_model
+    # above) and the bytes are those of the other routes.
     settings: InteractionSettings = request.app.state.settings
     async with request.app.state.database.sessions() as session:
         interaction, created = await service.record_interaction(

@@ -1,0 +1,125 @@
+"""SQLite as the embedded default: WAL, and one transaction at a time per database file, queued in the event loop.
+
+Every transaction starts with BEGIN IMMEDIATE (a deferred one that reads first and writes later fails at
+once with SQLITE_BUSY when another connection wrote in between), so a file has one transaction at a time.
+Left to SQLite, a second connection that asks for the lock sleeps in SQLite's busy handler (1, 2, 5 ... up to
+100 ms a try, in its aiosqlite thread) and is not woken when the lock frees: under a steady write rate the
+waits add up to hundreds of milliseconds. Here a process's transactions on one file queue on an asyncio
+lock instead, taken before BEGIN IMMEDIATE and handed on as the holder's COMMIT or ROLLBACK goes out, so
+the next one starts at once. busy_timeout still covers other processes on the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from typing import Any
+
+from sqlalchemy import event, exc, pool
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
+
+LOCK_TIMEOUT_S = 30.0  # as busy_timeout: then the transaction fails as SQLite's own wait would
+
+
+class TransactionQueue:
+    """One asyncio lock per event loop for a database file, held from BEGIN to COMMIT or ROLLBACK."""
+
+    def __init__(self, timeout_s: float | None = None) -> None:
+        self.timeout_s = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._held: dict[int, asyncio.Lock] = {}  # id of the DBAPI connection -> the lock it holds
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        """Wait (in the event loop) for the file's lock; called from SQLAlchemy's greenlet before BEGIN."""
+        if not in_greenlet():
+            return  # a synchronous caller cannot wait in the loop: SQLite's busy handler queues it
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            # Free (the common case): taken at once, without a timer or a turn of the event loop.
+            await_(lock.acquire() if not lock.locked() else _acquire_within(lock, self.timeout_s))
+        except TimeoutError as error:
+            locked = sqlite3.OperationalError("database is locked")
+            raise exc.OperationalError("BEGIN IMMEDIATE", None, locked) from error
+        self._held[id(_raw(dbapi_connection))] = lock
+
+    def release(self, dbapi_connection: Any) -> None:
+        """Hand the lock on, if this connection holds it (idempotent)."""
+        lock = self._held.pop(id(_raw(dbapi_connection)), None)
+        if lock is not None and lock.locked():
+            lock.release()
+
+    def holds(self, dbapi_connection: Any) -> bool:
+        return id(_raw(dbapi_connection)) in self._held
+
+
+async def _acquire_within(lock: asyncio.Lock, timeout_s: float) -> bool:
+    async with asyncio.timeout(timeout_s):
+        return await lock.acquire()
+
+
+def _raw(connection: Any) -> Any:
+    """The DBAPI connection under a pool's proxy (SQLAlchemy passes either, depending on the path)."""
+    return getattr(connection, "dbapi_connection", None) or connection
+
+
+def configure_sqlite(engine: AsyncEngine) -> TransactionQueue | None:
+    """WAL, BEGIN IMMEDIATE for every transaction, and (for a file database) the in-process queue.
+
+    In-memory databases (tests) share one connection (StaticPool) and get no queue."""
+    sync_engine = engine.sync_engine
+    queue = TransactionQueue() if isinstance(sync_engine.pool, pool.QueuePool) else None
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if queue is None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        queue.acquire(conn.connection)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            queue.release(conn.connection)
+            raise
+
+    if queue is not None:
+        _hand_on_at_end(sync_engine.dialect, queue)
+        # A connection returned, invalidated or closed mid-transaction no longer holds the file.
+        for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
+            event.listen(sync_engine.pool, name, lambda dbapi_connection, *_: queue.release(dbapi_connection))
+    return queue
+
+
+def _hand_on_at_end(dialect: Any, queue: TransactionQueue) -> None:
+    """The lock is handed on as the COMMIT or ROLLBACK is sent to the connection's thread. The next
+    transaction resumes on a later turn of the event loop, by which time that statement is under way (a
+    WAL commit takes well under a millisecond; should its BEGIN IMMEDIATE still find the file locked, the
+    busy handler's first 1-ms try covers it). Handing on only after the COMMIT's answer came back would
+    add one more turn of the loop to every transaction, and under load a turn is the longest wait."""
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        queue.release(dbapi_connection)
+        commit(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        queue.release(dbapi_connection)
+        rollback(dbapi_connection)
+
+    # The dialect object is this engine's own (create_engine makes one per engine).
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback

@@ -183,8 +183,9 @@ async def apply_customer_created(
     if row.version < 1:  # nothing newer known yet
         row.external_ref = data.external_ref  # None unless an event from before external_ref_set
         row.owner, row.owner_known = data.owner, True
-        _take_profile(row, data)
         row.version = 1
+    if row.version <= 1:  # also after a snapshot of version 1 (an API call ahead of the events)
+        _take_profile(row, data)
     _set_status(row, data.status, data.created_at)
     if data.external_ref_set and not row.erased:
         return await _reference_from_master(session, row, lookup, sla_hours)

@@ -12,6 +12,8 @@ from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.handlers import HANDLERS
 from services.interaction.main import SPEC
+from services.interaction.replica import service
+from services.interaction.replica.directory import CustomerSnapshot
 from services.interaction.replica.models import KnownCustomer
 from tests.unit.interaction.conftest import received
 
@@ -85,6 +87,15 @@ async def test_customer_events_keep_segment_team_and_managed_tier_by_version(dat
     assert await profile(database) == (None, None, None, None)
     await handle(database, received(updated(5, None, {"team": "x" * 101}, ["attributes"])))
     assert (await profile(database))[1] is None
+
+
+async def test_the_created_event_fills_the_profile_of_a_row_taken_from_the_customer_service_first(database):
+    """An interaction posted before the replica caught up takes the customer from the customer service (a
+    snapshot of version 1, without the profile); the created event of that version still brings it."""
+    async with database.transaction() as session:
+        await service.apply_customer_snapshot(session=session, snapshot=CustomerSnapshot("c-1", "active", None, 1, T0))
+    await handle(database, received(created("retail", {"team": "north"})))
+    assert await profile(database) == ("retail", "north", None, None)
 
 
 async def test_score_updates_keep_the_latest_scored_tier_even_before_the_customer_arrives(database):

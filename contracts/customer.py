@@ -139,6 +139,27 @@ class LoyaltyTierChanged(CustomerEvent):
     changed_at: datetime
 
 
+# Attributes with an agreed meaning, read by the services that keep the customer's profile for reports.
+TEAM_ATTRIBUTE = "team"  # the customer's team: a text attribute
+TIER_ATTRIBUTES = ("tier", "value_tier")  # an account-managed value tier, overriding the scored one
+VALUE_TIERS = ("platinum", "gold", "iron", "lead")  # the scoring service's value tiers, best first
+
+
+def team_attribute(attributes: dict[str, Any]) -> str | None:
+    """The customer's team from its attributes: the text attribute ``team`` (1 to 100 characters), else None."""
+    team = attributes.get(TEAM_ATTRIBUTE)
+    return team if isinstance(team, str) and 0 < len(team) <= 100 else None
+
+
+def tier_attribute(attributes: dict[str, Any]) -> str | None:
+    """An account-managed tier from the customer's attributes (tier or value_tier), if it names one."""
+    for name in TIER_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and value.lower() in VALUE_TIERS:
+            return value.lower()
+    return None
+
+
 MODELS = (
     CustomerCreated,
     CustomerUpdated,

@@ -3,6 +3,7 @@ commits with the inbox row.
 
 - crm.customer.v1 -> the local customer replica (replica/handlers.py), whose batches first prefetch the
   customers they need from the customer service (BEFORE_BATCH).
+- crm.scoring.v1 score.updated -> the replica's scored value tier (replica/handlers.py).
 - erp.orders.v1, erp.returns.v1, scm.shipments.v1 -> interactions, or parked (inbound/handlers.py).
 - crm.retention.v1 survey.responded -> a survey interaction (surveys/handlers.py).
 """

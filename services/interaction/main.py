@@ -15,7 +15,14 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     components="services.interaction.components",
-    consumes=[topics.CUSTOMER, topics.ERP_ORDERS, topics.ERP_RETURNS, topics.SCM_SHIPMENTS, topics.RETENTION],
+    consumes=[
+        topics.CUSTOMER,
+        topics.ERP_ORDERS,
+        topics.ERP_RETURNS,
+        topics.SCM_SHIPMENTS,
+        topics.RETENTION,
+        topics.SCORING,  # score.updated: the value tier of the replica's customers
+    ],
     tunable=(
         Tunable(
             "complaint_sla_hours",

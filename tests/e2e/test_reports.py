@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from tests.e2e.helpers import create_customer, eventually, post_complaint
 from tests.platform import GATEWAY, token
 
 pytestmark = pytest.mark.e2e
@@ -64,3 +65,36 @@ async def test_churn_reports_through_the_gateway_count_what_was_recorded(gateway
                 headers={"Authorization": f"Bearer {token(role, sub=f'e2e-{role}', team=['e2e-{role}'])}"},
             )
             assert answer.status_code == expected, (role, answer.text)
+
+
+async def test_complaint_analytics_filter_by_the_segment_and_tier_the_replica_took_from_events(
+    gateway: httpx.AsyncClient,
+) -> None:
+    """The interaction service's replica keeps each customer's segment and account-managed tier from the
+    customer events (the migration ran on PostgreSQL); the complaint report filters by them."""
+    segment = f"e2e-complaints-{uuid.uuid4()}"
+    gold = await create_customer(gateway, segment=segment, attributes={"tier": "gold"})
+    plain = await create_customer(gateway, segment=segment)
+    for customer in (gold, plain, gold):
+        await post_complaint(gateway, customer["id"])
+    today = datetime.now(UTC).date()
+    period = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+
+    async def opened(**filters: str) -> int | None:
+        answer = await gateway.get("/api/v1/reports/complaints", params={**period, **filters})
+        assert answer.status_code == 200, answer.text
+        items = answer.json()["items"]
+        return items[0]["opened"] if items else None
+
+    async def both_in_segment() -> bool:
+        return await opened(segment=segment) == 3 and await opened(segment=segment, tier="gold") == 2
+
+    await eventually(both_in_segment, what="the replica's segment and tier")
+    [row] = (
+        await gateway.get("/api/v1/reports/complaints", params={**period, "segment": segment, "tier": "gold"})
+    ).json()["items"]
+    assert (row["complainers"], row["repeat_complainers"]) == (1, 1)
+    assert await opened(segment=segment, tier="iron") is None
+    bad = await gateway.get("/api/v1/reports/complaints", params={**period, "tier": "diamond"})
+    assert bad.status_code == 422
+    assert [e["field"] for e in bad.json()["errors"]] == ["query.tier[0]"]

@@ -1259,7 +1259,8 @@ export interface paths {
         /**
          * Complaint Report
          * @description Complaint analytics for complaints opened in ``[from, to)``: volume, validity rate, time to
-         *     resolve, SLA compliance and repeat complainers, overall or per category, severity or channel.
+         *     resolve, SLA compliance and repeat complainers, overall or per category, severity or channel;
+         *     filtered by the customer's current owner, segment, team and value tier (this service's replica).
          */
         get: operations["complaint_report_reports_complaints_get"];
         put?: never;
@@ -18376,6 +18377,12 @@ export interface operations {
                 severity?: components["schemas"]["Severity"][] | null;
                 /** @description the customer's current account manager; repeatable */
                 owner?: string[] | null;
+                /** @description the customer's current segment; repeatable */
+                segment?: string[] | null;
+                /** @description the customer's `team` attribute; repeatable */
+                team?: string[] | null;
+                /** @description the customer's value tier: account-managed, else as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 group_by?: ("category" | "severity" | "channel") | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;

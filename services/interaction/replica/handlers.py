@@ -1,4 +1,4 @@
-"""crm.customer.v1 -> the local customer replica.
+"""crm.customer.v1 -> the local customer replica; crm.scoring.v1 score.updated -> its scored value tier.
 
 Each event is safe to apply twice or out of order: the replica keeps the customer version and the time of
 its status, and ignores what is older (replica/service.py). A customer arriving with an ERP reference also
@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork
@@ -85,9 +86,14 @@ async def on_customer_erased(uow: UnitOfWork, event: Received[CustomerErased]) -
     await service.apply_customer_erased(session=uow.session, data=event.data)
 
 
+async def on_score_updated(uow: UnitOfWork, event: Received[ScoreUpdated]) -> None:
+    await service.apply_score(session=uow.session, data=event.data)
+
+
 HANDLERS: Handlers = {
     CustomerCreated.event_type: on_customer_created,
     CustomerUpdated.event_type: on_customer_updated,
     CustomerStatusChanged.event_type: on_customer_status_changed,
     CustomerErased.event_type: on_customer_erased,
+    ScoreUpdated.event_type: on_score_updated,  # the scored value tier (complaint report filter)
 }

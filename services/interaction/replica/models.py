@@ -25,6 +25,14 @@ class KnownCustomer(InteractionTable, table=True):
     # Whether owner has been read: rows from before the column are filled from the customer service once
     # (replica/backfill.py); every event and snapshot since sets it.
     owner_known: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # The complaint reports' other filters. Segment and team (the `team` attribute) from the customer's
+    # events; the value tier is the account-managed one (attributes tier/value_tier) from those events,
+    # else the scored one from score.updated (crm.scoring.v1), as of scored_tier_at. Blanked on erasure.
+    segment: str | None = Field(default=None, max_length=100, index=True)
+    team: str | None = Field(default=None, max_length=100, index=True)
+    managed_tier: str | None = Field(default=None, sa_type=String(20))
+    scored_tier: str | None = Field(default=None, sa_type=String(20))
+    scored_tier_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     # Guards against out-of-order events: the customer version and the time of the status held here.
     version: int = 0
     status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -15,8 +15,16 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from contracts.customer import (
+    CustomerCreated,
+    CustomerErased,
+    CustomerStatusChanged,
+    CustomerUpdated,
+    team_attribute,
+    tier_attribute,
+)
 from contracts.erasure import ErasureConfirmed
+from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
@@ -95,6 +103,34 @@ def _set_status(row: KnownCustomer, status: str | None, at: datetime | None) -> 
     return True
 
 
+def _take_profile(row: KnownCustomer, data: CustomerCreated | CustomerUpdated) -> None:
+    """Segment, team and account-managed tier from a customer event the version guard let through.
+
+    Events since external_ref_set carry the customer's current segment and (non-personal) attributes
+    whatever changed; an older update names what it changed, or without that only carries values."""
+    if row.erased:
+        return
+    if isinstance(data, CustomerCreated) or data.external_ref_set is not None:
+        taken = {"segment", "attributes"}
+    else:
+        taken = set(data.changed) or {n for n, v in (("segment", data.segment), ("attributes", data.attributes)) if v}
+    if "segment" in taken:
+        row.segment = data.segment
+    if "attributes" in taken:
+        row.team, row.managed_tier = team_attribute(data.attributes), tier_attribute(data.attributes)
+
+
+async def apply_score(*, session: AsyncSession, data: ScoreUpdated) -> KnownCustomer:
+    """Keep the customer's scored value tier from score.updated; an older score than the one held, or
+    an erased customer, changes nothing (a redelivery re-applies the same values)."""
+    row = await _replica_row(session, data.customer_id)
+    at = as_utc(data.computed_at)
+    if row.erased or (row.scored_tier_at is not None and at < as_utc(row.scored_tier_at)):
+        return row
+    row.scored_tier, row.scored_tier_at = data.current.value_tier, at
+    return row
+
+
 async def apply_customer_snapshot(
     *, session: AsyncSession, snapshot: CustomerSnapshot, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
 ) -> KnownCustomer:
@@ -148,6 +184,8 @@ async def apply_customer_created(
         row.external_ref = data.external_ref  # None unless an event from before external_ref_set
         row.owner, row.owner_known = data.owner, True
         row.version = 1
+    if row.version <= 1:  # also after a snapshot of version 1 (an API call ahead of the events)
+        _take_profile(row, data)
     _set_status(row, data.status, data.created_at)
     if data.external_ref_set and not row.erased:
         return await _reference_from_master(session, row, lookup, sla_hours)
@@ -168,6 +206,7 @@ async def apply_customer_updated(
     if data.version >= row.version:
         # The event carries the customer's current owner (set or not), whatever changed.
         row.owner, row.owner_known = data.owner, True
+        _take_profile(row, data)
         if data.external_ref_set is None:
             # An event from before external_ref_set, carrying the value itself. `changed` says whether
             # a null external_ref means "cleared"; without it, only a value counts.
@@ -236,6 +275,9 @@ async def _erase(session: AsyncSession, row: KnownCustomer, erased_at: datetime)
     # The ERP reference names the person in the ERP: erased with the rest (an ERP event naming it
     # later is parked as for any unknown reference).
     row.external_ref = None
+    # Its profile too, as the scoring service forgets it: complaints kept as anonymous history no longer
+    # match a segment, team or tier filter.
+    row.segment = row.team = row.managed_tier = row.scored_tier = None
     # Run on every delivery (it is idempotent), so a redelivered erasure also catches late arrivals.
     has_text = or_(col(Interaction.text).is_not(None), col(Interaction.resolution).is_not(None))
     blanked = await session.execute(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StringConstraints
 
 from contracts.common import Severity
+from contracts.customer import VALUE_TIERS
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
@@ -16,6 +17,9 @@ from services.interaction.complaints.workflow import ComplaintCategory
 from services.interaction.reports import service as reports
 
 router = APIRouter(prefix="/reports/complaints", tags=["reports"])
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Tier = Literal[VALUE_TIERS]  # type: ignore[valid-type]
 
 
 class ComplaintRow(BaseModel):
@@ -52,9 +56,12 @@ async def complaint_report(
     period: PeriodDep,
     category: Annotated[list[ComplaintCategory] | None, Query(description="repeatable")] = None,
     severity: Annotated[list[Severity] | None, Query(description="repeatable")] = None,
-    owner: Annotated[
-        list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None,
-        Query(description="the customer's current account manager; repeatable"),
+    owner: Annotated[list[Text] | None, Query(description="the customer's current account manager; repeatable")] = None,
+    segment: Annotated[list[Text] | None, Query(description="the customer's current segment; repeatable")] = None,
+    team: Annotated[list[Text] | None, Query(description="the customer's `team` attribute; repeatable")] = None,
+    tier: Annotated[
+        list[Tier] | None,
+        Query(description="the customer's value tier: account-managed, else as scored; repeatable"),
     ] = None,
     group_by: Literal["category", "severity", "channel"] | None = None,
     format: ReportFormat = None,
@@ -62,13 +69,17 @@ async def complaint_report(
     offset: Offset = 0,
 ) -> ReportFields:
     """Complaint analytics for complaints opened in ``[from, to)``: volume, validity rate, time to
-    resolve, SLA compliance and repeat complainers, overall or per category, severity or channel."""
+    resolve, SLA compliance and repeat complainers, overall or per category, severity or channel;
+    filtered by the customer's current owner, segment, team and value tier (this service's replica)."""
     rows, total = await reports.complaints(
         session=session,
         period=period,
         categories=[c.value for c in category or ()],
         severities=[s.value for s in severity or ()],
         owners=owner or (),
+        segments=segment or (),
+        teams=team or (),
+        tiers=tier or (),
         group_by=group_by,
         now=utc_now(),
         limit=limit,

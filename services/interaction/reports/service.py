@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.reports import Period, days_between
@@ -36,6 +36,20 @@ def _reached(steps: Any, status: ComplaintStatus) -> Any:
     return func.max(case((steps.c.status == status.value, 1), else_=0))
 
 
+def _profile(
+    *, owners: Sequence[str], segments: Sequence[str], teams: Sequence[str], tiers: Sequence[str]
+) -> list[ColumnElement[bool]]:
+    """Conditions on the replica row (each any of its values; a customer without the value matches none).
+    The tier is the account-managed one, else the scored one."""
+    where: list[ColumnElement[bool]] = []
+    for column, values in ((KNOWN.c.owner, owners), (KNOWN.c.segment, segments), (KNOWN.c.team, teams)):
+        if values:
+            where.append(column.in_(list(values)))
+    if tiers:
+        where.append(func.coalesce(KNOWN.c.managed_tier, KNOWN.c.scored_tier).in_(list(tiers)))
+    return where
+
+
 async def complaints(
     *,
     session: AsyncSession,
@@ -43,6 +57,9 @@ async def complaints(
     categories: Sequence[str],
     severities: Sequence[str],
     owners: Sequence[str] = (),
+    segments: Sequence[str] = (),
+    teams: Sequence[str] = (),
+    tiers: Sequence[str] = (),
     group_by: str | None,
     now: datetime,
     limit: int,
@@ -59,8 +76,10 @@ async def complaints(
         where.append(I.c.category.in_(list(categories)))
     if severities:
         where.append(I.c.severity.in_(list(severities)))
-    if owners:  # the customer's current account manager, from this service's customer replica
-        where.append(I.c.customer_id.in_(select(KNOWN.c.customer_id).where(KNOWN.c.owner.in_(list(owners)))))
+    # The customer's current owner, segment, team and tier, from this service's customer replica.
+    profile = _profile(owners=owners, segments=segments, teams=teams, tiers=tiers)
+    if profile:
+        where.append(I.c.customer_id.in_(select(KNOWN.c.customer_id).where(*profile)))
     # One pass over the period's complaints and their steps: per complaint, when it was first handled and
     # first resolved, and whether it was ever judged valid or rejected.
     steps = STEPS.alias("steps")

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlmodel import col
 
-from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated
+from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusChanged, CustomerUpdated, tier_attribute
 from contracts.erasure import ErasureConfirmed
 from contracts.retention import AlertUpdated
 from servicekit.clock import utc_now
@@ -40,7 +40,7 @@ async def on_customer_created(*, uow: UnitOfWork, data: CustomerCreated) -> None
     replica.owner = data.owner
     replica.segment = data.segment
     replica.status = replica.status or data.status
-    replica.tier = replicas.tier_attribute(data.attributes)
+    replica.tier = tier_attribute(data.attributes)
     replica.version = 1
     replica.first_seen = as_utc(data.created_at)
     replica.updated_at = utc_now()
@@ -76,7 +76,7 @@ async def on_customer_updated(*, uow: UnitOfWork, data: CustomerUpdated) -> None
     if "segment" in changed:
         replica.segment = data.segment
     if "attributes" in changed:
-        replica.tier = replicas.tier_attribute(data.attributes)
+        replica.tier = tier_attribute(data.attributes)
     replica.version = data.version
     replica.updated_at = utc_now()
     await uow.session.flush()

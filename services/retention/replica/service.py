@@ -26,9 +26,7 @@ from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.outcomes import read_model as metric_totals
 from services.retention.replica.models import Customer, CustomerScore
-from services.retention.rules.core import TIERS, value_at_risk
-
-TIER_ATTRIBUTES = ("tier", "value_tier")
+from services.retention.rules.core import value_at_risk
 
 
 @dataclass
@@ -144,15 +142,6 @@ async def record_score(uow: UnitOfWork, score: ScoreUpdated) -> CustomerScore | 
         updated_at=utc_now(),
     )
     return latest
-
-
-def tier_attribute(attributes: dict[str, Any]) -> str | None:
-    """An account-managed tier from the customer's attributes (tier or value_tier), if it names one."""
-    for name in TIER_ATTRIBUTES:
-        value = attributes.get(name)
-        if isinstance(value, str) and value.lower() in TIERS:
-            return value.lower()
-    return None
 
 
 def end_of(day: date) -> datetime:

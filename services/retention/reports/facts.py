@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import BigInteger, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated
+from contracts.customer import CustomerCreated, CustomerStatusChanged, CustomerUpdated, team_attribute
 from contracts.interaction import (
     ComplaintOpened,
     ComplaintOverdue,
@@ -156,13 +156,12 @@ async def on_link_answer(session: AsyncSession, answer: SurveyResponded) -> None
 
 
 def _apply_attributes(uow: UnitOfWork, fact: CustomerFact, attributes: dict[str, Any]) -> None:
-    team = attributes.get("team")
     wallet = attributes.get("share_of_wallet")
     ok = isinstance(wallet, int | float) and not isinstance(wallet, bool) and 0 <= wallet <= 1
     update_at_commit(
         uow.session,
         fact,
-        team=team if isinstance(team, str) and 0 < len(team) <= 100 else None,
+        team=team_attribute(attributes),
         share_of_wallet=float(wallet) if ok else None,
         updated_at=utc_now(),
     )

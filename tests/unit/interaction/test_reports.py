@@ -127,6 +127,80 @@ async def test_complaint_analytics_filtered_by_the_customers_owner(client) -> No
     assert (await client.get(f"/reports/complaints?{PERIOD}&owner=carol")).json()["items"] == []
 
 
+# Profiles in the replica: A retail/north, scored gold; B retail/south, managed platinum over a scored
+# iron; C wholesale/north, scored iron.
+PROFILES = [
+    {"customer_id": "A", "owner": "ann", "segment": "retail", "team": "north", "scored_tier": "gold"},
+    {"customer_id": "B", "owner": "ann", "segment": "retail", "team": "south", "managed_tier": "platinum",
+     "scored_tier": "iron"},
+    {"customer_id": "C", "owner": "bob", "segment": "wholesale", "team": "north", "scored_tier": "iron"},
+]  # fmt: skip
+
+
+@pytest.fixture
+async def profiled(client) -> Any:
+    async with client.database.sessions() as session:
+        await session.execute(
+            insert(KnownCustomer.__table__), [{"managed_tier": None, **p, "owner_known": True} for p in PROFILES]
+        )
+        await session.commit()
+    return client
+
+
+async def _only(client, query: str) -> dict[str, Any]:
+    response = await client.get(f"/reports/complaints?{PERIOD}&{query}")
+    assert response.status_code == 200, response.text
+    [row] = response.json()["items"]
+    return row
+
+
+async def test_complaint_analytics_filtered_by_the_customers_segment(profiled) -> None:
+    retail = await _only(profiled, "segment=retail")  # A and B: k1, k2, k3
+    assert (retail["opened"], retail["valid"], retail["rejected"], retail["resolved"]) == (3, 2, 1, 1)
+    assert (retail["sla_due"], retail["sla_met"], retail["complainers"], retail["repeat_complainers"]) == (3, 1, 2, 1)
+    wholesale = await _only(profiled, "segment=wholesale")  # C: k4, resolved in 2 days
+    assert (wholesale["opened"], wholesale["avg_days_to_resolve"]) == (1, pytest.approx(2.0))
+    assert (await _only(profiled, "segment=retail&segment=wholesale"))["opened"] == 4
+    assert (await profiled.get(f"/reports/complaints?{PERIOD}&segment=gov")).json()["items"] == []
+
+
+async def test_complaint_analytics_filtered_by_the_customers_team(profiled) -> None:
+    north = await _only(profiled, "team=north")  # A and C: k1, k2, k4
+    assert (north["opened"], north["valid"], north["rejected"], north["validity_rate"]) == (
+        3,
+        2,
+        1,
+        pytest.approx(2 / 3),
+    )
+    # k1 in 0.75 d, k4 in 2 d; k1 and k4 in time, k2 late; A complained twice (k1, k2 of three).
+    assert (north["resolved"], north["avg_days_to_resolve"]) == (2, pytest.approx(1.375))
+    assert (north["sla_due"], north["sla_met"], north["repeat_complaint_share"]) == (3, 2, pytest.approx(2 / 3))
+    south = await _only(profiled, "team=south")  # B: k3, valid, never resolved, its deadline passed
+    assert (south["opened"], south["resolved"], south["sla_due"], south["sla_met"]) == (1, 0, 1, 0)
+
+
+async def test_complaint_analytics_filtered_by_the_tier_managed_before_scored(profiled) -> None:
+    gold = await _only(profiled, "tier=gold")  # A: k1 (valid, resolved in time), k2 (rejected late)
+    assert (gold["opened"], gold["validity_rate"], gold["avg_days_to_resolve"]) == (2, 0.5, pytest.approx(0.75))
+    assert (gold["sla_compliance"], gold["complainers"], gold["repeat_complaint_share"]) == (0.5, 1, 1.0)
+    # B is platinum (account-managed) although scored iron: iron is C's k4 alone.
+    assert (await _only(profiled, "tier=platinum"))["opened"] == 1
+    iron = await _only(profiled, "tier=iron")
+    assert (iron["opened"], iron["avg_days_to_resolve"]) == (1, pytest.approx(2.0))
+    assert (await profiled.get(f"/reports/complaints?{PERIOD}&tier=lead")).json()["items"] == []
+
+
+async def test_profile_filters_combine_with_each_other_the_period_and_the_groups(profiled) -> None:
+    assert (await _only(profiled, "segment=retail&team=north"))["opened"] == 2  # A: k1, k2
+    assert (await _only(profiled, "owner=ann&team=north&tier=gold"))["opened"] == 2  # A
+    assert (await _only(profiled, "tier=gold&severity=high"))["opened"] == 1  # k1
+    later = await profiled.get("/reports/complaints?from=2025-01-15&to=2025-02-01&team=north")
+    assert [r["opened"] for r in later.json()["items"]] == [1]  # k4 (k1, k2 opened before the 15th)
+    grouped = (await profiled.get(f"/reports/complaints?{PERIOD}&team=north&group_by=category")).json()
+    assert [(r["group"], r["opened"]) for r in grouped["items"]] == [("billing", 2), ("delivery", 1)]
+    assert (await profiled.get(f"/reports/complaints?{PERIOD}&owner=bob&segment=retail")).json()["items"] == []
+
+
 async def test_complaint_analytics_as_csv(client) -> None:
     response = await client.get(f"/reports/complaints?{PERIOD}&group_by=severity&format=csv")
     assert response.headers["content-type"].startswith("text/csv")
@@ -143,6 +217,12 @@ async def test_complaint_analytics_as_csv(client) -> None:
         (f"{PERIOD}&category=weather", "query.category[0]"),
         (f"{PERIOD}&owner=", "query.owner[0]"),
         (f"{PERIOD}&owner={'x' * 101}", "query.owner[0]"),
+        (f"{PERIOD}&segment=", "query.segment[0]"),
+        (f"{PERIOD}&segment=retail&segment={'x' * 101}", "query.segment[1]"),
+        (f"{PERIOD}&team=", "query.team[0]"),
+        (f"{PERIOD}&team={'x' * 101}", "query.team[0]"),
+        (f"{PERIOD}&tier=diamond", "query.tier[0]"),
+        (f"{PERIOD}&tier=gold&tier=Gold", "query.tier[1]"),
     ],
 )
 async def test_bad_complaint_report_input_is_a_problem_naming_the_field(api, query: str, field: str) -> None:

@@ -11,7 +11,7 @@ from services.retention.models import metadata
 from services.retention.playbooks.models import Playbook
 from services.retention.rules.models import AlertRule
 from services.retention.settings import RetentionSettings, get_settings
-from tests.unit.databases import Schema
+from tests.unit.databases import Schema, install_schema
 
 
 @pytest.fixture(autouse=True)
@@ -25,22 +25,23 @@ def retention_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     get_settings.cache_clear()
 
 
-async def create_schema(db: Database) -> None:
-    """The schema and the default rules and playbooks, as the migration leaves them."""
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    await seed_defaults(db)
-
-
 async def seed_defaults(db: Database) -> None:
     async with db.transaction() as session:
         session.add_all([AlertRule(**r) for r in DEFAULT_RULES])
         session.add_all([Playbook(**p) for p in DEFAULT_PLAYBOOKS])
 
 
+SCHEMA = Schema(metadata, source="/crm/retention", seed=seed_defaults)
+
+
+async def create_schema(db: Database) -> None:
+    """The schema and the default rules and playbooks, as the migration leaves them (db not yet opened)."""
+    await install_schema(db, SCHEMA)
+
+
 @pytest.fixture
 def database_schema() -> Schema:
-    return Schema(metadata, source="/crm/retention", seed=seed_defaults)
+    return SCHEMA
 
 
 @pytest.fixture

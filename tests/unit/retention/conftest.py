@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -44,14 +45,21 @@ def database_schema() -> Schema:
     return SCHEMA
 
 
-@pytest.fixture
-async def app_db(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
+@asynccontextmanager
+async def retention_api(path: Path, schema: Schema = SCHEMA) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
+    """The retention API (in process) on a new database file at ``path`` with ``schema`` and its seed rows."""
     from services.retention.main import SPEC
 
-    settings = RetentionSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
+    settings = RetentionSettings(database_url=f"sqlite+aiosqlite:///{path}")
     app = create_app(SPEC, settings, roles=(API,))
     database: Database = app.state.database
-    await create_schema(database)
+    await install_schema(database, schema)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://retention") as client:
         yield client, database
     await database.dispose()
+
+
+@pytest.fixture
+async def app_db(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Database]]:
+    async with retention_api(tmp_path / "api.db") as found:
+        yield found

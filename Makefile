@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The fast lane's prerequisite: the stamp only while there is none (see unit).
+FAST_VENV := $(if $(wildcard $(STAMP)),,$(STAMP))
 
 CONSOLE_STAMP := console/.build-stamp
 CONSOLE_SOURCES := $(shell find console/src console/scripts -type f 2>/dev/null) console/index.html console/vite.config.ts console/tsconfig.json console/package.json console/package-lock.json
@@ -45,17 +47,22 @@ test: install console  ## install everything, start Kafka and PostgreSQL, run li
 	bash deploy/promtool.sh install
 	bash deploy/test.sh
 
+# The fast lane (unit, lint, types, check) installs the venv when there is none, but does not reinstall it
+# because pyproject.toml is newer than the stamp (every checkout of a branch that touches it makes it so):
+# run `make install` after changing dependencies. `make test` always goes through install.
 # The unit tests run in one pytest-xdist worker per core (-n auto), without the API fuzzer's pytest plugins
 # (schemathesis and hypothesis, which no unit test uses and every worker would import); `make test` runs
-# them in one process with every plugin.
-unit: $(STAMP)  ## unit tests only (no broker, no database server), one worker per core
-	$(BIN)/python -m pytest tests/unit -q -n auto -p no:schemathesis -p no:hypothesispytest
+# them in one process with every plugin. They keep the bytecode and pytest's rewritten test modules in
+# __pycache__ even where PYTHONDONTWRITEBYTECODE is set: without them every worker, and every process a
+# test starts, compiles the whole project again (docs/performance/2026-12-07-check-3.md).
+unit: $(FAST_VENV)  ## unit tests only (no broker, no database server), one worker per core
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest tests/unit -q -n auto -p no:schemathesis -p no:hypothesispytest
 
-lint: $(STAMP)  ## ruff check and ruff format --check
+lint: $(FAST_VENV)  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-types: $(STAMP)  ## mypy (strict on servicekit and the pure domain modules)
+types: $(FAST_VENV)  ## mypy (strict on servicekit and the pure domain modules)
 	$(BIN)/mypy
 
 check: lint types unit  ## the fast lane: lint, format, types and unit tests, no infrastructure

@@ -10,7 +10,6 @@ from tests.unit.databases import Schema, sqlite_database
 @pytest.fixture
 async def database(tmp_path: Path, database_schema: Schema) -> AsyncIterator[Database]:
     """A fresh SQLite database with the suite's schema (its conftest's ``database_schema``) and seed."""
-    async with sqlite_database(tmp_path / "unit.db", database_schema.metadata, source=database_schema.source) as db:
-        if database_schema.seed is not None:
-            await database_schema.seed(db)
+    schema = database_schema
+    async with sqlite_database(tmp_path / "unit.db", schema.metadata, source=schema.source, seed=schema.seed) as db:
         yield db

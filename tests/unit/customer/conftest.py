@@ -13,7 +13,7 @@ from servicekit.service import API, create_app
 from servicekit.tables import OUTBOX
 from services.customer.main import SPEC, metadata
 from services.customer.settings import CustomerSettings
-from tests.unit.databases import Schema
+from tests.unit.databases import Schema, install_schema
 
 
 @dataclass
@@ -35,9 +35,12 @@ class Api:
         return [e for e in events if event_type is None or e["type"] == event_type]
 
 
+SCHEMA = Schema(metadata, source="/crm/customer")
+
+
 @pytest.fixture
 def database_schema() -> Schema:
-    return Schema(metadata, source="/crm/customer")
+    return SCHEMA
 
 
 @pytest.fixture
@@ -47,8 +50,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     )
     app = create_app(SPEC, settings, roles=(API,))
     database: Database = app.state.database
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    await install_schema(database, SCHEMA)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://customer") as client,

@@ -16,14 +16,17 @@ from services.interaction.main import SPEC
 from services.interaction.models import metadata
 from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.settings import InteractionSettings
-from tests.unit.databases import Schema
+from tests.unit.databases import Schema, install_schema
 
 SLA_HOURS = {"critical": 4.0, "high": 24.0, "medium": 72.0, "low": 168.0}
 
 
+SCHEMA = Schema(metadata, source="/crm/interaction")
+
+
 @pytest.fixture
 def database_schema() -> Schema:
-    return Schema(metadata, source="/crm/interaction")
+    return SCHEMA
 
 
 class FakeCustomerService:
@@ -110,8 +113,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Customer
     settings = InteractionSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
     app = create_app(SPEC, settings, roles=(API,))
     database: Database = app.state.database
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    await install_schema(database, SCHEMA)
     customers = CustomerService()
     app.state.customer_directory = CustomerDirectory(
         "http://customer", timeout_s=1, transport=httpx.MockTransport(customers), batch_wait_s=0.5

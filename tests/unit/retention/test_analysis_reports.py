@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,10 @@ import pytest
 
 from servicekit.db import Database
 from services.retention.analysis.curves import CohortPoint, cohort_points, month_name
+from services.retention.models import metadata
 from services.retention.tasks.models import Task, TaskStatus
+from tests.unit.databases import Schema
+from tests.unit.retention.conftest import retention_api, seed_defaults
 from tests.unit.retention.test_reports import apply, created, data_set, get, order
 
 
@@ -55,14 +60,22 @@ def tasks() -> list[Task]:
     ]
 
 
-@pytest.fixture
-async def client(app_db: tuple[httpx.AsyncClient, Database]) -> httpx.AsyncClient:
-    client, database = app_db
+async def seed_data_set(database: Database) -> None:
+    await seed_defaults(database)
     extra = [created("c8", "alice", "retail", "north", None), order("c8", "2025-12-20", 40)]
     await apply(database, [*data_set(), *extra, order("c8", "2026-02-05", 60)])
     async with database.transaction() as session:
         session.add_all(tasks())
-    return client
+
+
+# The default rules and playbooks, the data set and the tasks: built once per test process, copied per test.
+DATA_SET = Schema(metadata, source="/crm/retention", seed=seed_data_set)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with retention_api(tmp_path / "api.db", DATA_SET) as (client, _):
+        yield client
 
 
 def points(body: dict[str, Any], cohort: str) -> list[tuple[int, int, int, int]]:

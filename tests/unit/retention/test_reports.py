@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +35,9 @@ from servicekit.events.envelope import CloudEvent, EventData, Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import Alert, Outcome
 from services.retention.handlers import HANDLERS
+from services.retention.models import metadata
+from tests.unit.databases import Schema
+from tests.unit.retention.conftest import retention_api, seed_defaults
 
 Q1 = "from=2026-01-01&to=2026-04-01"
 
@@ -185,15 +190,16 @@ def alert(n: int, cid: str, owner: str, raised: str, ack_hours: float | None, ou
     )
 
 
-ALERTS = [
-    alert(1, "c1", "alice", "2026-01-10", 2, Outcome.saved),
-    alert(2, "c1", "alice", "2026-01-20", 30, Outcome.churned),
-    alert(3, "c1", "alice", "2026-02-01", 10, None),
-    alert(4, "c1", "alice", "2026-03-01", None, None),
-    alert(5, "c2", "bob", "2026-02-01", 48, Outcome.saved),
-    alert(6, "c2", "bob", "2026-02-02", None, Outcome.saved),
-    alert(7, "c2", "bob", "2025-12-31", 1, Outcome.saved),  # raised before the period
-]
+def alerts() -> list[Alert]:
+    return [
+        alert(1, "c1", "alice", "2026-01-10", 2, Outcome.saved),
+        alert(2, "c1", "alice", "2026-01-20", 30, Outcome.churned),
+        alert(3, "c1", "alice", "2026-02-01", 10, None),
+        alert(4, "c1", "alice", "2026-03-01", None, None),
+        alert(5, "c2", "bob", "2026-02-01", 48, Outcome.saved),
+        alert(6, "c2", "bob", "2026-02-02", None, Outcome.saved),
+        alert(7, "c2", "bob", "2025-12-31", 1, Outcome.saved),  # raised before the period
+    ]
 
 
 async def apply(database: Database, events: list[Received]) -> None:
@@ -202,13 +208,21 @@ async def apply(database: Database, events: list[Received]) -> None:
             await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
-@pytest.fixture
-async def client(app_db: tuple[httpx.AsyncClient, Database]) -> httpx.AsyncClient:
-    client, database = app_db
+async def seed_data_set(database: Database) -> None:
+    await seed_defaults(database)
     await apply(database, data_set())
     async with database.transaction() as session:
-        session.add_all(ALERTS)
-    return client
+        session.add_all(alerts())
+
+
+# The default rules and playbooks, the data set and the alerts: built once per test process, copied per test.
+DATA_SET = Schema(metadata, source="/crm/retention", seed=seed_data_set)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with retention_api(tmp_path / "api.db", DATA_SET) as (client, _):
+        yield client
 
 
 async def get(client: httpx.AsyncClient, path: str) -> Any:

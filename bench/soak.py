@@ -187,7 +187,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             extra += ["--probe-every", str(args.probe_every)]
         wrap(platform.specs[name], traced / name, extra)
     try:
-        await start_in_order(platform)
+        await start_in_order(platform, timeout_s=args.start_timeout)
         async with httpx.AsyncClient(
             base_url=INFRA.gateway, timeout=15, limits=httpx.Limits(max_connections=64)
         ) as gateway:
@@ -359,6 +359,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds the pipeline may take to drain")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "soak.json", help="where the report goes")
     parser.add_argument("--trace-memory", metavar="PROCESS", help="that process under tracemalloc")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=180.0,
+        help="seconds each process may take to start",
+    )
     parser.add_argument("--trace-every", type=float, default=60.0, help="seconds between its snapshots")
     parser.add_argument(
         "--probe", action="append", default=[], metavar="PROCESS", help="that process's statement caches (repeatable)"

@@ -14,6 +14,7 @@ import ctypes
 import gc
 import json
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
@@ -45,6 +46,26 @@ def shape(sql: str) -> str:
     return " ".join(sql.split()[:3])[:48]
 
 
+_ENGINES: weakref.WeakSet[Any] = weakref.WeakSet()
+# The pools' DBAPI (adapted asyncpg) connections by id, from opened to closed (they take no weak references).
+_CONNECTIONS: dict[int, Any] = {}
+
+
+def watch_engines() -> None:
+    """Remember each engine that connects (call before the service is imported): a service freezes what
+    start-up built (gc.freeze), and gc.get_objects() does not list frozen objects such as its engine."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    event.listen(Engine, "engine_connect", lambda connection: _ENGINES.add(connection.engine))
+    event.listen(
+        Pool, "connect", lambda dbapi_connection, _record: _CONNECTIONS.update({id(dbapi_connection): dbapi_connection})
+    )
+    for closed in ("close", "close_detached"):
+        event.listen(Pool, closed, lambda connection, *_: _CONNECTIONS.pop(id(connection), None))
+
+
 def caches() -> dict[str, Any]:
     """The statement caches of every live connection and engine in this process (call in its event loop)."""
     from asyncpg.connection import Connection
@@ -59,6 +80,12 @@ def caches() -> dict[str, Any]:
             raw.append(obj)
         elif isinstance(obj, Engine):
             engines.append(obj)
+    # Those start-up opened are frozen (gc.freeze) and not listed: the ones watch_engines() saw too.
+    engines += [e for e in _ENGINES if e not in engines]
+    adapted += [
+        c for c in list(_CONNECTIONS.values()) if isinstance(c, AsyncAdapt_asyncpg_connection) and c not in adapted
+    ]
+    raw += [a._connection for a in adapted if a._connection not in raw]
     prepared = [list(a._prepared_statement_cache or ()) for a in adapted]
     texts = [sql for keys in prepared for sql in keys]
     shapes = Counter(shape(sql) for sql in texts)
@@ -69,6 +96,7 @@ def caches() -> dict[str, Any]:
         "distinct_prepared": len(set(texts)),
         "asyncpg_stmt_cache": sum(len(c._stmt_cache) for c in raw),
         "asyncpg_to_close": sum(len(c._stmts_to_close) for c in raw),
+        "engines": len(engines),
         "compiled_cache": sum(len(e._compiled_cache) for e in engines if e._compiled_cache is not None),
         "shapes": dict(shapes.most_common(8)),
     }

@@ -23,7 +23,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench.cacheprobe import prober
+from bench.cacheprobe import prober, watch_engines
 from bench.infra import rss_mib
 
 
@@ -103,6 +103,7 @@ def main() -> None:
     if args.probe_every > 0:
         with contextlib.suppress(FileNotFoundError):
             (args.out / "probes.jsonl").unlink()
+        watch_engines()
         rss = lambda: round(rss_mib(os.getpid()), 1)  # noqa: E731
         threading.Thread(target=prober, args=(args.out, args.probe_every, started, rss), daemon=True).start()
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import pickle
 import runpy
 import sys
@@ -22,6 +23,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from bench.cacheprobe import prober, watch_engines
 from bench.infra import rss_mib
 
 
@@ -32,8 +34,6 @@ def snapshot() -> tracemalloc.Snapshot:
 
 
 def dumper(out: Path, every_s: float, started: float) -> None:
-    import os
-
     n = 0
     while True:
         time.sleep(every_s)
@@ -86,14 +86,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the snapshots")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between snapshots")
     parser.add_argument("--frames", type=int, default=8, help="frames kept per allocation")
+    parser.add_argument("--no-snapshots", action="store_true", help="no tracemalloc (its cost), the probe only")
+    parser.add_argument(
+        "--probe-every", type=float, default=0.0, help="seconds between statement-cache probes (0: none)"
+    )
     parser.add_argument("module", help="the module to run, e.g. services.retention")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="its arguments")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         (args.out / "marks.jsonl").unlink()
-    tracemalloc.start(args.frames)
-    threading.Thread(target=dumper, args=(args.out, args.every, time.monotonic()), daemon=True).start()
+    started = time.monotonic()
+    if not args.no_snapshots:
+        tracemalloc.start(args.frames)
+        threading.Thread(target=dumper, args=(args.out, args.every, started), daemon=True).start()
+    if args.probe_every > 0:
+        with contextlib.suppress(FileNotFoundError):
+            (args.out / "probes.jsonl").unlink()
+        watch_engines()
+        rss = lambda: round(rss_mib(os.getpid()), 1)  # noqa: E731
+        threading.Thread(target=prober, args=(args.out, args.probe_every, started, rss), daemon=True).start()
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     sys.argv = [args.module, *rest]
     runpy.run_module(args.module, run_name="__main__", alter_sys=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import httpx
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
@@ -42,10 +43,28 @@ from bench.infra import (
 )
 from bench.loadgen import Offered, offer
 from bench.memtrace import compare
+from bench.pgmemory import by_database, client_backends, log_contexts, private_mib
 from bench.pipeline import percentile
+from bench.soak_probes import print_probes, probe_report, wrap
 from servicekit.settings import REPO_ROOT
 
-INFRA = Infra(REPO_ROOT / ".state" / "bench-soak", kafka_port=31500, pg_port=31532, port_offset=23000)
+
+def soak_infra(env: dict[str, str]) -> Infra:
+    """Its own ports and state directory, so a 30-minute run holds no shared lock: CRM_TEST_STATE_DIR,
+    CRM_TEST_KAFKA_PORT, CRM_TEST_KAFKA_CONTROLLER_PORT, CRM_TEST_PG_PORT (as deploy/test.sh reads them) and
+    CRM_SOAK_PORT_OFFSET (where the platform's processes listen) override the private defaults."""
+    kafka_port = int(env.get("CRM_TEST_KAFKA_PORT", "31500"))
+    return Infra(
+        Path(env.get("CRM_TEST_STATE_DIR", REPO_ROOT / ".state" / "bench-soak")),
+        kafka_port=kafka_port,
+        kafka_controller_port=int(env.get("CRM_TEST_KAFKA_CONTROLLER_PORT", kafka_port + 1)),
+        pg_port=int(env.get("CRM_TEST_PG_PORT", "31532")),
+        port_offset=int(env.get("CRM_SOAK_PORT_OFFSET", "18000")),
+    )
+
+
+INFRA = soak_infra(dict(os.environ))
+KAFKA_HEAP = "-Xms512m -Xmx512m -XX:+AlwaysPreTouch"  # deploy/kafka.sh's -Xmx, fixed (KAFKA_HEAP_OPTS overrides)
 GROWTH_LIMIT = 0.05  # RSS may grow less than this share between the end of the warm-up and the end
 
 
@@ -56,14 +75,6 @@ def process_pids(run: Run) -> dict[str, int]:
     if kafka is not None:
         pids["kafka"] = kafka
     return pids
-
-
-def private_mib(pid: int) -> float:
-    """Memory a process holds for itself (RssAnon: heap and stacks, not shared or file pages), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def consumer_lag(run: Run) -> dict[str, float]:
@@ -96,13 +107,24 @@ def sample(run: Run) -> dict[str, float]:
     return out
 
 
-async def sampler(run: Run, stats: Offered, samples: list[dict[str, Any]], every_s: float, stop: asyncio.Event) -> None:
+async def sampler(
+    run: Run, stats: Offered, samples: list[dict[str, Any]], args: argparse.Namespace, stop: asyncio.Event
+) -> None:
     started = time.monotonic()
-    last_t, last_acked = 0.0, 0
+    last_t, last_acked, last_dump = 0.0, 0, -args.probe_every
     while not stop.is_set():
         elapsed = time.monotonic() - started
         acked = len(run.acknowledged)
         rate = (acked - last_acked) / (elapsed - last_t) if elapsed > last_t else 0.0
+        backends: dict[int, str] = {}
+        dumped: dict[str, Any] = {}
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            backends = await client_backends(run.infra)
+            if args.probe_every > 0 and elapsed - last_dump >= args.probe_every:
+                # Each backend's memory contexts into the server log, read back after the run.
+                await log_contexts(run.infra, list(backends))
+                last_dump = elapsed
+                dumped = {"pg_dumped_at": time.time(), "pg_backends": backends}
         samples.append(
             {
                 "t_s": round(elapsed, 1),
@@ -112,7 +134,9 @@ async def sampler(run: Run, stats: Offered, samples: list[dict[str, Any]], every
                 "in_flight": stats.in_flight,
                 "rss_mib": sample(run),
                 "consumer_lag": await consumer_lag(run),
+                "pg_by_database": by_database(backends),
             }
+            | dumped
         )
         last_t, last_acked = elapsed, acked
         run.log(
@@ -121,7 +145,7 @@ async def sampler(run: Run, stats: Offered, samples: list[dict[str, Any]], every
             f" consumer lag {samples[-1]['consumer_lag']}"
         )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+            await asyncio.wait_for(stop.wait(), args.every)
 
 
 def growth(samples: list[dict[str, Any]], warmup_s: float) -> list[dict[str, Any]]:
@@ -152,24 +176,18 @@ def growth(samples: list[dict[str, Any]], warmup_s: float) -> list[dict[str, Any
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
     report = report_start("split")
     report |= {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": args.warmup}
+    report["kafka_heap_opts"] = os.environ.get("KAFKA_HEAP_OPTS")
     platform = INFRA.fresh_platform(layout="split", extra_env=UNTHROTTLED_ENV)
     traced = INFRA.state_dir / "memtrace"
-    if args.trace_memory:
-        # That process under tracemalloc, a snapshot every --trace-every seconds (bench.memtrace).
-        shutil.rmtree(traced, ignore_errors=True)
-        spec = platform.specs[args.trace_memory]
-        module_at = spec.argv.index("-m") + 1
-        spec.argv = [
-            *spec.argv[:module_at],
-            "bench.memtrace",
-            "--out",
-            str(traced),
-            "--every",
-            str(args.trace_every),
-            *spec.argv[module_at:],
-        ]
+    shutil.rmtree(traced, ignore_errors=True)
+    for name in {args.trace_memory, *args.probe} - {None}:
+        # Through bench.memtrace: tracemalloc snapshots (--trace-memory) and/or statement-cache probes (--probe).
+        extra = ["--every", str(args.trace_every)] if name == args.trace_memory else ["--no-snapshots"]
+        if name in args.probe:
+            extra += ["--probe-every", str(args.probe_every)]
+        wrap(platform.specs[name], traced / name, extra)
     try:
-        await start_in_order(platform)
+        await start_in_order(platform, timeout_s=args.start_timeout)
         async with httpx.AsyncClient(
             base_url=INFRA.gateway, timeout=15, limits=httpx.Limits(max_connections=64)
         ) as gateway:
@@ -186,7 +204,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             samples: list[dict[str, Any]] = []
             stats = Offered(args.rate)
             stop_sampling = asyncio.Event()
-            sampling = asyncio.create_task(sampler(run, stats, samples, args.every, stop_sampling))
+            sampling = asyncio.create_task(sampler(run, stats, samples, args, stop_sampling))
             stop_stream = asyncio.Event()
             # The load generator's own client: aiohttp costs the shared cores less per request than httpx.
             connector = aiohttp.TCPConnector(limit=args.max_in_flight, keepalive_timeout=30)
@@ -227,7 +245,9 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             rows, summary = await verify(run)
     finally:
         platform.stop_all()
+    report |= probe_report(args.probe, traced, INFRA.state_dir / "postgres" / "server.log", samples)
     if args.trace_memory:
+        traced = traced / args.trace_memory
         marks = [json.loads(line) for line in (traced / "marks.jsonl").read_text().splitlines()]
         after = [m for m in marks if m["at"] >= report["soak_started_at"]]
         if len(after) >= 2:
@@ -310,6 +330,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"\nsevere complaints counted in alerts: surplus {summary['alerts_surplus']},"
         f" missing {summary['alerts_missing']}; drained in {report['drain_s']} s"
     )
+    print_probes(report)
     if "memtrace" in report:
         trace = report["memtrace"]
         print(f"\n{trace['process']} under tracemalloc, marks (t_s, RSS MiB, traced MiB):")
@@ -338,13 +359,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds the pipeline may take to drain")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "soak.json", help="where the report goes")
     parser.add_argument("--trace-memory", metavar="PROCESS", help="that process under tracemalloc")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=180.0,
+        help="seconds each process may take to start",
+    )
     parser.add_argument("--trace-every", type=float, default=60.0, help="seconds between its snapshots")
+    parser.add_argument(
+        "--probe", action="append", default=[], metavar="PROCESS", help="that process's statement caches (repeatable)"
+    )
+    parser.add_argument(
+        "--probe-every", type=float, default=60.0, help="seconds between probes and PostgreSQL context dumps (0: none)"
+    )
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = args.minutes / 6
     if not 0 < args.warmup < args.minutes:
         parser.error("--warmup must be shorter than --minutes")
+    # The broker's heap committed and touched at start (as Kafka's own guidance sizes it: -Xms = -Xmx): a
+    # heap growing from -Xms towards -Xmx raises the JVM's RSS for minutes without any leak, and hides one.
+    os.environ.setdefault("KAFKA_HEAP_OPTS", KAFKA_HEAP)
     report = run_on_fresh_infra(INFRA, "bench.soak", lambda: soak(args), keep_infra=args.keep_infra)
     write_report(report, args.json, print_report)
     if report["problems"]:

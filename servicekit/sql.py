@@ -168,6 +168,38 @@ def _update_from_arrays(
 _WRITTEN = "_written"  # update_rows' bound array of which columns each row sets
 
 
+@cache
+def insert_from_arrays(table: Table, names: tuple[str, ...]) -> postgresql.Insert:
+    """PostgreSQL: INSERT INTO table (names) SELECT .. FROM unnest(an array per column) WITH ORDINALITY,
+    in the rows' order; bind the arrays with column_arrays(). Add ON CONFLICT / RETURNING once to the result.
+
+    A multi-row INSERT of N rows (what SQLAlchemy's insertmanyvalues makes of an executemany with
+    RETURNING) has its own SQL text for every N, so each batch size became another prepared statement
+    on every pooled connection and another plan source in its PostgreSQL backend: memory on both sides
+    that grew with each new batch size, up to the statement cache's bound. This text is the same for any
+    number of rows, prepared once per connection, with one parameter per column instead of per value.
+    """
+    json = frozenset(n for n in names if isinstance(table.c[n].type, JSON))
+    arrays = [bindparam(f"_{n}", type_=ARRAY(Text) if n in json else ARRAY(table.c[n].type)) for n in names]
+    given = func.unnest(*arrays).table_valued(*names, with_ordinality=_ORDINAL).render_derived(name="given")
+    values = [cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names]
+    return postgresql.insert(table).from_select(list(names), select(*values).order_by(given.c[_ORDINAL]))
+
+
+def column_arrays(table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """insert_from_arrays' parameters: per column its rows' values (a JSON column's as JSON texts)."""
+    json = {n for n in names if isinstance(table.c[n].type, JSON)}
+    return {
+        f"_{n}": [json_text(row[n]) if row.get(n) is not None else None for row in rows]
+        if n in json
+        else [row.get(n) for row in rows]
+        for n in names
+    }
+
+
+_ORDINAL = "_ordinal"  # insert_from_arrays' row number, which keeps the rows' order (ids, lock order)
+
+
 def _sets(written: Any, index: int) -> Any:
     """Whether the row's `written` text marks its column `index` (from 0) as set: substr(written, index+1, 1) = '1'."""
     return func.substr(written, literal_column(str(index + 1)), literal_column("1")) == literal_column("'1'")

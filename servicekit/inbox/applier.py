@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.topics import dead_letter
@@ -40,8 +40,11 @@ from servicekit.inbox.delivery import (
 )
 from servicekit.outbox.writer import enqueue_raw
 from servicekit.settings import ServiceSettings
+from servicekit.sql import column_arrays, insert_from_arrays
 from servicekit.tables import INBOX
 from servicekit.unit_of_work import UnitOfWork, unit_of_work
+
+_CLAIMED = ("consumer", "event_id", "event_type", "outcome", "handled_at")  # the columns a claim writes
 
 log = logging.getLogger("servicekit.consumer")
 
@@ -62,12 +65,12 @@ class BatchApplier:
         self.before_batch = before_batch
         self.service = settings.name
         self.group = settings.consumer_group
-        insert = postgresql.insert if database.is_postgres else sqlite.insert
-        self._claim_statement = (
-            insert(INBOX)
-            .on_conflict_do_nothing(index_elements=[INBOX.c.consumer, INBOX.c.event_id])
-            .returning(INBOX.c.event_id)
-        )
+        # On PostgreSQL the rows travel as one array per column: one SQL text (one prepared statement per
+        # connection) for any batch size, where a multi-row VALUES list had one per batch size.
+        insert = insert_from_arrays(INBOX, _CLAIMED) if database.is_postgres else sqlite.insert(INBOX)
+        self._claim_statement = insert.on_conflict_do_nothing(
+            index_elements=[INBOX.c.consumer, INBOX.c.event_id]
+        ).returning(INBOX.c.event_id)
 
     def decode(self, record: ConsumerRecord) -> Delivery:
         return decode(record, self.handlers)
@@ -207,7 +210,9 @@ class BatchApplier:
             )
         if rows:
             # Sorted: two transactions claiming overlapping ids take their index entries in one order.
-            found = await session.execute(self._claim_statement, [rows[key] for key in sorted(rows)])
+            ordered = [rows[key] for key in sorted(rows)]
+            bound = column_arrays(INBOX, _CLAIMED, ordered) if self.database.is_postgres else ordered
+            found = await session.execute(self._claim_statement, bound)
             claimed.update(found.scalars())
         return claimed
 

@@ -212,7 +212,7 @@ class OutboxRelay:
         """Mark the rows the broker has acknowledged and no read has marked yet."""
         if self._acked:
             async with self._autocommit() as conn:  # a single UPDATE is atomic by itself
-                await conn.execute(_MARK, self._acked)
+                await conn.execute(_MARK_ANY if self.database.is_postgres else _MARK, self._acked)
             self._acked = {}
 
     @contextlib.asynccontextmanager
@@ -351,7 +351,10 @@ _ACKED_AT: BindParameter[datetime] = bindparam("acked_at")
 _MARK = update(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(published_at=_ACKED_AT)
 # PostgreSQL: the UPDATE runs in a CTE; the read sees the snapshot from before it, so it skips those ids.
 _ACKED_IDS = bindparam("ids", type_=ARRAY(BigInteger))
-_MARKED = update(OUTBOX).where(OUTBOX.c.id == any_(_ACKED_IDS)).values(published_at=_ACKED_AT).cte("marked")
+# The ids as one array: one SQL text (one prepared statement per connection) for any number of them,
+# where an IN list had one per length.
+_MARK_ANY = update(OUTBOX).where(OUTBOX.c.id == any_(_ACKED_IDS)).values(published_at=_ACKED_AT)
+_MARKED = _MARK_ANY.cte("marked")
 _MARK_AND_READ = (
     select(*_COLUMNS)
     .add_cte(_MARKED)

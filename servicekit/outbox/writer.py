@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ from servicekit import tracing
 from servicekit.context import current_correlation_id
 from servicekit.db import hold_until_commit, holds, mark_outbox_written, take_held
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
-from servicekit.sql import on_postgres
+from servicekit.sql import column_arrays, insert_from_arrays, on_postgres
 from servicekit.tables import OUTBOX
 
 Headers = list[tuple[str, str]]
@@ -129,13 +130,19 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     written_at = datetime.now(UTC)
     for row in rows:
         row["created_at"] = written_at
-    statement = insert(OUTBOX)
     if session.info.get("postgres"):
-        # The NOTIFY rides on the INSERT (one round trip instead of two); PostgreSQL delivers it at
-        # commit, once per transaction however many rows asked for it.
-        statement = statement.returning(func.pg_notify(NOTIFY_CHANNEL, ""))
-    session.execute(statement, rows)
+        session.execute(_insert_arrays(), column_arrays(OUTBOX, _OUTBOX_WRITTEN, rows))
+    else:
+        session.execute(insert(OUTBOX), rows)
     mark_outbox_written(session)
+
+
+@cache
+def _insert_arrays() -> Any:
+    """PostgreSQL: the rows as one array per column, one SQL text for any number of rows (servicekit.sql's
+    insert_from_arrays). The NOTIFY rides on the INSERT (one round trip instead of two); PostgreSQL
+    delivers it at commit, once per transaction however many rows asked for it."""
+    return insert_from_arrays(OUTBOX, _OUTBOX_WRITTEN).returning(func.pg_notify(NOTIFY_CHANNEL, ""))
 
 
 def write_at_commit(session: AsyncSession) -> None:

@@ -14,11 +14,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import sqlite
 
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
-from servicekit.sql import KEYS, chunks, dialect_insert, for_each_key, on_postgres
+from servicekit.sql import KEYS, chunks, column_arrays, for_each_key, insert_from_arrays, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import catalog
@@ -109,17 +110,26 @@ def _signal_row(event: Received[Any]) -> dict[str, Any]:
 
 async def _store_signals(uow: UnitOfWork, events: Sequence[Received[Any]]) -> set[str]:
     """Store the events' signals (a statement per chunk), skipping event ids stored already; the ids stored now."""
-    table = Signal.__table__  # type: ignore[attr-defined]
     stored: set[str] = set()
-    # Rows as parameters, not .values(rows): the statement is compiled once and cached, whatever the batch size.
-    query = (
-        dialect_insert(uow.session)(table)
-        .on_conflict_do_nothing(index_elements=[table.c.event_id])
-        .returning(table.c.event_id)
-    )
+    postgres = on_postgres(uow.session)
+    query = _store_statement(postgres)
     for chunk in chunks(events):
-        stored.update((await uow.session.execute(query, [_signal_row(e) for e in chunk])).scalars())
+        rows = [_signal_row(e) for e in chunk]
+        bound = column_arrays(_SIGNALS, _SIGNAL_COLUMNS, rows) if postgres else rows
+        stored.update((await uow.session.execute(query, bound)).scalars())
     return stored
+
+
+_SIGNALS = Signal.__table__  # type: ignore[attr-defined]
+_SIGNAL_COLUMNS = ("event_id", "event_type", "customer_id", "at", "data", "churn_risk", "lifecycle_stage")
+
+
+@cache
+def _store_statement(postgres: bool) -> Any:
+    """Built once. On PostgreSQL the rows travel as arrays, one SQL text for any batch size (a multi-row
+    VALUES list had one per size: a prepared statement each, per connection and backend)."""
+    insert = insert_from_arrays(_SIGNALS, _SIGNAL_COLUMNS) if postgres else sqlite.insert(_SIGNALS)
+    return insert.on_conflict_do_nothing(index_elements=[_SIGNALS.c.event_id]).returning(_SIGNALS.c.event_id)
 
 
 async def record_signal(uow: UnitOfWork, event: Received[Any]) -> bool:

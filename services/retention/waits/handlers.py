@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAn
 from servicekit.clock import utc_now
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handler, Handlers
+from servicekit.sql import KEYS, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.waits import service
 from services.retention.waits.models import EnrolmentWake
@@ -53,9 +55,16 @@ async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     wanted = sorted({e.data.customer_id for e in events if wait_event(e.data) is not None})
     waiting: set[str] = set()
     if wanted:
-        query = select(EnrolmentWake.customer_id).where(col(EnrolmentWake.customer_id).in_(wanted)).distinct()
-        waiting = {row[0] for row in await uow.session.execute(query)}
+        query = _waiting_query(on_postgres(uow.session))
+        waiting = {row[0] for row in await uow.session.execute(query, {KEYS: wanted})}
     uow.state(WaitingCustomers).ids = waiting
+
+
+@cache
+def _waiting_query(postgres: bool) -> Any:
+    """Which of the bound customers have a registered wait. The ids bind as one array (for_each_key): one
+    SQL text for any number of them, where an IN list had one per length (a prepared statement each)."""
+    return for_each_key(select(EnrolmentWake.customer_id).distinct(), col(EnrolmentWake.customer_id), postgres=postgres)
 
 
 def waking(handler: Handler) -> Handler:

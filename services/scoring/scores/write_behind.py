@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.outbox.writer import event_source, outbox_row, write_rows
-from servicekit.sql import KEYS, chunks, dialect_insert, for_each_key, on_postgres
+from servicekit.sql import KEYS, chunks, column_arrays, dialect_insert, for_each_key, insert_from_arrays, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.scores.features import FeatureState
 from services.scoring.scores.models import CurrentScore, Purchase, ScoreRecord, TierChange
@@ -175,10 +175,8 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
             if before is None or before.value_tier != current.value_tier:
                 tiers.append({"customer_id": r.customer_id, "tier": current.value_tier, "as_of": r.as_of})
             previous[r.customer_id] = current
-        table = ScoreRecord.__table__  # type: ignore[attr-defined]
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         rows = [{**row, "snapshot": snap} for row, snap in zip(history, snapshots, strict=True)]
-        ids = list(session.execute(stmt, rows).scalars())
+        ids = _insert_history(session, rows)
         current_rows = [{**history[i], "score_id": ids[i]} for i in last.values()]
         table = CurrentScore.__table__  # type: ignore[attr-defined]
         upsert = upsert_insert(table)
@@ -191,3 +189,21 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
         table = Purchase.__table__  # type: ignore[attr-defined]
         stmt = upsert_insert(table).on_conflict_do_nothing(index_elements=["interaction_id"])
         session.execute(stmt, list(purchases.values()))
+
+
+def _insert_history(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert the score history rows; their ids, in the rows' order."""
+    table = ScoreRecord.__table__  # type: ignore[attr-defined]
+    if not on_postgres(session):
+        return list(session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    names = tuple(rows[0])
+    # One SQL text for any batch size (a multi-row VALUES list had one per size: a prepared statement each,
+    # per connection and backend). The rows are inserted in their order, so their ids ascend in it.
+    found = session.execute(_history_statement(names), column_arrays(table, names, rows)).scalars()
+    return sorted(found)
+
+
+@cache
+def _history_statement(names: tuple[str, ...]) -> Any:
+    table = ScoreRecord.__table__  # type: ignore[attr-defined]
+    return insert_from_arrays(table, names).returning(table.c.id)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
 from servicekit.db import Database, held_for_commit, hold_until_commit, holds, insert_rows, update_at_commit
-from servicekit.sql import KEYS, assign, for_each_key, new_row, update_rows
+from servicekit.sql import KEYS, assign, column_arrays, for_each_key, insert_from_arrays, new_row, update_rows
 from servicekit.tables import INBOX, table_of
 from tests.statements import statements_sent
 
@@ -191,3 +191,24 @@ async def test_new_row_is_the_constructors_row_and_its_insert_carries_every_valu
     async with database.sessions() as session:
         stored = {r.id: (r.risk, r.stage, r.evidence) for r in (await session.execute(select(_Row))).scalars()}
     assert stored == {2: (0.5, "a", ["e"]), 3: (0.0, None, [])}
+
+
+def test_insert_from_arrays_is_one_sql_text_for_any_number_of_rows_with_a_parameter_per_column() -> None:
+    names = ("consumer", "event_id", "event_type", "outcome", "handled_at")
+    statement = insert_from_arrays(INBOX, names).on_conflict_do_nothing().returning(INBOX.c.event_id)
+    rows = [{"consumer": "g", "event_id": str(i), "event_type": "t", "outcome": "handled"} for i in range(300)]
+    few, many = column_arrays(INBOX, names, rows[:2]), column_arrays(INBOX, names, rows)
+    # The text is compiled from the statement alone; only the arrays' lengths differ between batches.
+    compiled = statement.compile(dialect=postgresql.dialect())
+    assert set(compiled.params) == {f"_{n}" for n in names}
+    assert "unnest" in str(compiled) and "WITH ORDINALITY" in str(compiled) and "ORDER BY" in str(compiled)
+    assert few["_event_id"] == ["0", "1"] and many["_event_id"] == [str(i) for i in range(300)]
+    assert many["_handled_at"] == [None] * 300  # a column a row leaves out is bound as NULL
+
+
+def test_column_arrays_bind_a_json_columns_values_as_json_texts_and_none_as_null() -> None:
+    table = table_of(_Row)
+    arrays = column_arrays(table, ("id", "evidence"), [{"id": 1, "evidence": [{"a": 1}]}, {"id": 2, "evidence": None}])
+    assert arrays == {"_id": [1, 2], "_evidence": ['[{"a":1}]', None]}
+    compiled = str(insert_from_arrays(table, ("id", "evidence")).compile(dialect=postgresql.dialect()))
+    assert "CAST(given.evidence AS JSON)" in compiled

@@ -1,0 +1,79 @@
+"""The soak's statement-cache evidence: processes started through bench.memtrace, their probes read back,
+and PostgreSQL's memory-context dumps grouped per database and round (bench.pgmemory)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.pgmemory import parse_contexts
+from runner.launcher import ProcessSpec
+
+
+def wrap(spec: ProcessSpec, out: Path, extra: list[str]) -> None:
+    """Start that process as `python -m bench.memtrace --out OUT EXTRA services.x ...` instead."""
+    module_at = spec.argv.index("-m") + 1
+    spec.argv = [*spec.argv[:module_at], "bench.memtrace", "--out", str(out), *extra, *spec.argv[module_at:]]
+
+
+def contexts_by_round(samples: list[dict[str, Any]], log: str) -> dict[str, list[dict[str, Any]]]:
+    """Per database, per dump round (a sample that asked for one): its backends' dumps summed."""
+    rounds = [(s["pg_dumped_at"], s["t_s"], s["pg_backends"]) for s in samples if "pg_dumped_at" in s]
+    out: dict[str, dict[float, dict[str, Any]]] = defaultdict(dict)
+    for pid, dumps in parse_contexts(log).items():
+        for dump in dumps:
+            asked = [r for r in rounds if r[0] - 1 <= dump["at"] and pid in r[2]]
+            if not asked:
+                continue
+            _, t_s, backends = asked[-1]
+            row = out[backends[pid]].setdefault(
+                t_s, {"t_s": t_s, "backends": 0, "total_kib": 0.0, "cache_kib": 0.0, "plan_sources": 0, "plan_kib": 0.0}
+            )
+            row["backends"] += 1
+            for key in ("total_kib", "cache_kib", "plan_sources", "plan_kib"):
+                row[key] = round(row[key] + dump.get(key, 0), 1)
+    return {db: [rows[t] for t in sorted(rows)] for db, rows in sorted(out.items())}
+
+
+def probe_report(probed: list[str], traced: Path, server_log: Path, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"probes": {}}
+    for name in probed:
+        with contextlib.suppress(FileNotFoundError):
+            lines = (traced / name / "probes.jsonl").read_text().splitlines()
+            out["probes"][name] = [json.loads(line) for line in lines]
+    with contextlib.suppress(FileNotFoundError):
+        out["pg_contexts"] = contexts_by_round(samples, server_log.read_text(errors="replace"))
+    return out
+
+
+def print_probes(report: dict[str, Any]) -> None:
+    for name, probes in report.get("probes", {}).items():
+        print(f"\n{name}: statement caches and glibc heap over time")
+        print(
+            "| t s | RSS MiB | heap MiB | in use MiB | conns | prepared (per conn) | distinct | SQL KiB |"
+            " asyncpg cache | to close | compiled |"
+        )
+        print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        for p in probes:
+            print(
+                f"| {p['t_s']:.0f} | {p['rss_mib']} | {p.get('heap_mib', '')} | {p.get('in_use_mib', '')} |"
+                f" {p.get('connections', '')} | {sum(p.get('prepared_per_connection', []))}"
+                f" ({p.get('prepared_per_connection', [])}) | {p.get('distinct_prepared', '')} |"
+                f" {p.get('prepared_sql_kib', '')} | {p.get('asyncpg_stmt_cache', '')} |"
+                f" {p.get('asyncpg_to_close', '')} |"
+                f" {p.get('compiled_cache', '')} |"
+            )
+        if probes and "shapes" in probes[-1]:
+            print(f"  prepared at the end, by kind: {probes[-1]['shapes']}")
+    for db, rows in report.get("pg_contexts", {}).items():
+        print(f"\nPostgreSQL backends of {db}: memory contexts (KiB, all its backends together)")
+        print("| t s | backends | total | CacheMemoryContext subtree | plan sources named | their KiB |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(
+                f"| {r['t_s']:.0f} | {r['backends']} | {r['total_kib']:.0f} | {r['cache_kib']:.0f} |"
+                f" {r['plan_sources']:.0f} | {r['plan_kib']:.0f} |"
+            )

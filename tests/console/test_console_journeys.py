@@ -11,14 +11,21 @@ import base64
 import hashlib
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route
 
-from tests.console.conftest import CONSOLE, VIEWPORTS, axe_violations, screenshot, sign_in
+from tests.console.conftest import (
+    CONSOLE,
+    VIEWPORTS,
+    axe_violations,
+    screenshot,
+    seed_churners,
+    sign_in,
+    train_churn_model,
+)
 from tests.e2e.helpers import alerts_for, create_customer, eventually, post_complaint
 from tests.platform import token
 
@@ -237,38 +244,9 @@ async def test_every_page_has_no_serious_accessibility_violation(
 async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     gateway: httpx.AsyncClient, browser: Browser
 ):
-    # Customers who complained ten days ago and churned today: the training set's churned class (the
-    # platform's other customers are its active class). The model is trained but not activated, so no
-    # other test's scores change.
-    segment = f"churners-{uuid.uuid4().hex[:8]}"
-    earlier = (datetime.now(UTC) - timedelta(days=10)).isoformat()
-    churners = [await create_customer(gateway, segment=segment) for _ in range(5)]
-    for customer in churners:
-        body = {"customer_id": customer["id"], "type": "complaint", "severity": "high", "occurred_at": earlier}
-        assert (await gateway.post("/api/v1/interactions", json=body)).status_code == 201
-    for customer in churners:
-        await eventually(lambda c=customer: _score(gateway, c["id"]), what="the churner's score")
-        changed = await gateway.post(
-            f"/api/v1/customers/{customer['id']}/status",
-            json={"status": "churned", "reason": "competitor", "churned_at": datetime.now(UTC).date().isoformat()},
-        )
-        assert changed.status_code == 200, changed.text
-
-    async def scoring_knows_they_churned() -> bool:
-        params = {"segment": segment, "status": "churned"}
-        return (await gateway.get("/api/v1/scores", params=params)).json()["total"] == len(churners)
-
-    await eventually(scoring_knows_they_churned, what="scoring to hold the churned statuses it trains on")
-    started = await gateway.post("/api/v1/models/churn/train", json={"activate": False, "folds": 2})
-    assert started.status_code == 202, started.text
-    job_id = started.json()["id"]
-
-    async def finished() -> dict | None:
-        job = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    job = await eventually(finished, timeout_s=120, what="the churn training job")
-    assert job["status"] == "succeeded", job
+    # Trained but not activated, so no other test's scores change.
+    await seed_churners(gateway)
+    job = await train_churn_model(gateway, activate=False)
     metrics = job["result"]["metrics"]["model"]
 
     context = await browser.new_context(viewport=VIEWPORTS["desktop"])

@@ -2791,7 +2791,11 @@ export interface components {
              * @default
              */
             template: string;
-        };
+        } & ({
+            segment_id: string;
+        } | {
+            filter: unknown[];
+        });
         /** CampaignMemberPublic */
         CampaignMemberPublic: {
             /** Customer Id */
@@ -3656,7 +3660,7 @@ export interface components {
         CustomerCreate: {
             /** Attributes */
             attributes?: {
-                [key: string]: unknown;
+                [key: string]: string | number | boolean;
             };
             /**
              * Churn Note
@@ -3836,7 +3840,7 @@ export interface components {
         CustomerUpdate: {
             /** Attributes */
             attributes?: {
-                [key: string]: unknown;
+                [key: string]: string | number | boolean | null;
             };
             /** Contacts */
             contacts?: components["schemas"]["Contact"][];
@@ -4279,7 +4283,10 @@ export interface components {
         };
         /** InteractionCreate */
         InteractionCreate: {
-            /** Amount */
+            /**
+             * Amount
+             * @description a JSON number or decimal text, at most 2 places after the point
+             */
             amount?: number | string | null;
             /** Category */
             category?: string | null;
@@ -7474,7 +7481,7 @@ export interface operations {
                 after?: number | null;
             };
             header?: {
-                "last-event-id"?: number | null;
+                "last-event-id"?: number;
             };
             path?: never;
             cookie?: never;
@@ -10060,7 +10067,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description makes a retried create safe: the same key and body replay the first answer */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10361,7 +10368,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description makes a retried create safe: the same key and body replay the first answer */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10514,7 +10521,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description makes a resent request safe: it answers the first report */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10666,7 +10673,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                "if-none-match"?: string | null;
+                "if-none-match"?: string;
             };
             path: {
                 customer_id: string;
@@ -10972,7 +10979,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description the ETag you read, e.g. "3" (or * for any version) */
-                "if-match"?: string | null;
+                "if-match"?: string;
             };
             path: {
                 customer_id: string;
@@ -13255,7 +13262,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description the ETag you read, e.g. "3" (or * for any version) */
-                "if-match"?: string | null;
+                "if-match"?: string;
             };
             path: {
                 customer_id: string;

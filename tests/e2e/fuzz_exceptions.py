@@ -30,6 +30,7 @@ from tests.e2e.fuzz_rules import (
     rule_misfit,
     scopes_outside_role,
     setting_value_misfit,
+    status_details_misfit,
     version_not_stored,
     window_reversed,
 )
@@ -162,8 +163,8 @@ CROSS_FIELD_RULES = (
     ),
     _rule(
         "Idempotency-Key reused",
-        "a key already answered for other rows is refused: stored state",
-        paths=r"^/api/v1/customers/(consent|status)/bulk$",
+        "a key already answered for another request is refused: stored state",
+        paths=r"^/api/v1/customers(/(consent|status)/bulk)?$",
         methods="POST",
         fields="idempotency-key",
         violated=idempotency_key_reused,
@@ -200,6 +201,15 @@ CROSS_FIELD_RULES = (
         methods="POST",
         fields="scopes",
         violated=scopes_outside_role,
+    ),
+    _rule(
+        "status change details",
+        "a move to churned needs its reason and date, any other move takes neither, and the date is not in the "
+        "future: fields required or refused by the value of status",
+        paths=r"^/api/v1/customers/[^/]+/status$",
+        methods="POST",
+        fields="reason churned_at",
+        violated=status_details_misfit,
     ),
     _rule(
         "version precondition",

@@ -135,6 +135,19 @@ def churn_details_misfit(sent: Sent, _: Lookup) -> bool:
     return day is not None and day > datetime.now(UTC).date()
 
 
+def status_details_misfit(sent: Sent, _: Lookup) -> bool:
+    """A move to churned without its reason and date, another move with them, or a churn date in the future."""
+    body = _body(sent)
+    reason, churned_at = body.get("reason"), body.get("churned_at")
+    if body.get("status") == "churned":
+        if reason is None or churned_at is None:
+            return True
+    elif reason is not None or churned_at is not None:
+        return True
+    day = _day(churned_at)
+    return day is not None and day > datetime.now(UTC).date()
+
+
 def interaction_misfit(sent: Sent, _: Lookup) -> bool:
     """The fields each interaction type needs or may not carry (services/interaction/interactions/models.py)."""
     body = _body(sent)

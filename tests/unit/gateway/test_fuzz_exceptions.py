@@ -48,7 +48,7 @@ LOOKUP = FakeLookup(
         "/settings/retention": {"items": [{"name": "alert_page", "json_schema": {"type": "integer", "minimum": 1}}]},
     },
     cursors={"/api/v1/customers": {"issued": {"sort": "name"}}, "/api/v1/audit": {"issued": {}}},
-    bodies={("/api/v1/customers/status/bulk", "k1"): [{"rows": [1]}]},
+    bodies={("/api/v1/customers/status/bulk", "k1"): [{"rows": [1]}], ("/api/v1/customers", "k2"): [{"name": "A"}]},
 )
 
 # (rule name, the request that breaks it, the same route's request that does not, the refusal's fields)
@@ -176,6 +176,22 @@ CASES = [
         Sent("POST", "/api/v1/customers/status/bulk", headers={"Idempotency-Key": "k1"}, body={"rows": [2]}),
         Sent("POST", "/api/v1/customers/status/bulk", headers={"Idempotency-Key": "k1"}, body={"rows": [1]}),
         ("header.idempotency-key",),
+    ),
+    (
+        "Idempotency-Key reused",
+        Sent("POST", "/api/v1/customers", headers={"idempotency-key": "k2"}, body={"name": "B"}),
+        Sent("POST", "/api/v1/customers", headers={"idempotency-key": "k2"}, body={"name": "A"}),
+        ("header.idempotency-key",),
+    ),
+    (
+        "status change details",
+        Sent("POST", "/api/v1/customers/{customer_id}/status", body={"status": "churned", "churned_at": "2000-01-01"}),
+        Sent(
+            "POST",
+            "/api/v1/customers/{customer_id}/status",
+            body={"status": "churned", "churned_at": "2000-01-01", "reason": "price"},
+        ),
+        ("reason",),
     ),
     (
         "snooze deadline",

@@ -81,14 +81,21 @@ async def _score(gateway: httpx.AsyncClient, customer_id: str) -> dict[str, Any]
 
 
 async def seed_churners(gateway: httpx.AsyncClient, count: int = 5) -> None:
-    """Customers who complained ten days ago and churned today: a churn model's churned class (the platform's
-    other customers are its active class)."""
+    """Customers who complained ten days ago and churned today, a churn model's churned class, and as many who
+    bought then and stay active (with the platform's other customers, its active class), so a model trains
+    on a fresh platform too."""
     segment = f"churners-{uuid.uuid4().hex[:8]}"
     earlier = (datetime.now(UTC) - timedelta(days=10)).isoformat()
     churners = [await create_customer(gateway, segment=segment) for _ in range(count)]
+    stayers = [await create_customer(gateway, segment=f"{segment}-stay") for _ in range(count)]
     for customer in churners:
         body = {"customer_id": customer["id"], "type": "complaint", "severity": "high", "occurred_at": earlier}
         assert (await gateway.post("/api/v1/interactions", json=body)).status_code == 201
+    for customer in stayers:
+        body = {"customer_id": customer["id"], "type": "purchase", "amount": "40.00", "currency": "EUR"}
+        assert (await gateway.post("/api/v1/interactions", json={**body, "occurred_at": earlier})).status_code == 201
+    for customer in stayers:
+        await eventually(lambda c=customer: _score(gateway, c["id"]), what="the staying customer's score")
     for customer in churners:
         await eventually(lambda c=customer: _score(gateway, c["id"]), what="the churner's score")
         changed = await gateway.post(

@@ -247,7 +247,10 @@ async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     # Trained but not activated, so no other test's scores change.
     await seed_churners(gateway)
     job = await train_churn_model(gateway, activate=False)
-    metrics = job["result"]["metrics"]["model"]
+    trained = job["result"]["metrics"]["model"]
+    # The figures at the top are the active model's, or the newest one's when none is active (this one then).
+    models = (await gateway.get("/api/v1/models", params={"kind": "churn", "limit": 100})).json()["items"]
+    metrics = next((m for m in models if m["active"]), models[0])["metrics"]["model"]
 
     context = await browser.new_context(viewport=VIEWPORTS["desktop"])
     page = await context.new_page()
@@ -259,11 +262,15 @@ async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     assert shown_auc == pytest.approx(metrics["roc_auc"], abs=shown_to_3)
     shown_brier = float(await page.locator("[data-field=brier]").inner_text())
     assert shown_brier == pytest.approx(metrics["brier"], abs=shown_to_3)
+    # The trained model's own row in the history: version, fitted, algorithm, AUC, Brier.
+    cells = page.locator(f"tr[data-model='{job['result']['model_id']}'] td")
+    assert float(await cells.nth(3).inner_text()) == pytest.approx(trained["roc_auc"], abs=shown_to_3)
+    assert float(await cells.nth(4).inner_text()) == pytest.approx(trained["brier"], abs=shown_to_3)
     plot = page.get_by_role("img", name=re.compile("^Calibration curve"))
     await plot.wait_for()
     assert (await plot.bounding_box() or {}).get("height", 0) > 100
-    # The ROC curve is the trained model's own (its points are kept with its metrics).
-    assert metrics["roc"][0] == {"fpr": 0.0, "tpr": 0.0} and metrics["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
+    # The ROC curve is the model's own (its points are kept with its metrics).
+    assert trained["roc"][0] == {"fpr": 0.0, "tpr": 0.0} and trained["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
     roc = page.get_by_role("img", name=re.compile(r"^ROC curve: AUC "))
     await roc.wait_for()
     assert (await roc.get_attribute("aria-label")).endswith(f"{metrics['roc_auc']:.3f}")

@@ -158,14 +158,17 @@ async def test_a_manager_sees_the_pyramid_and_risk_counts_of_a_seeded_set_and_ch
 
     await eventually(all_scored, what="every seeded customer scored")
 
-    def expected(items: list[dict]) -> tuple[dict[str, int], list[int]]:
+    def expected(items: list[dict]) -> tuple[dict[str, int], list[int], dict[str, int]]:
         tiers: dict[str, int] = {}
         risk = [0] * 10
+        stages: dict[str, int] = {}
         for item in items:
             key = item["value_tier"] or "none"
             tiers[key] = tiers.get(key, 0) + 1
             risk[min(int(item["churn_risk"] * 10), 9)] += 1
-        return tiers, risk
+            stage = item["lifecycle_stage"] or "none"
+            stages[stage] = stages.get(stage, 0) + 1
+        return tiers, risk, stages
 
     context = await browser.new_context(viewport=VIEWPORTS["desktop"])
     page = await context.new_page()
@@ -177,16 +180,23 @@ async def test_a_manager_sees_the_pyramid_and_risk_counts_of_a_seeded_set_and_ch
         ranked = await all_scored()
         if ranked is None:
             return False
-        tiers, risk = expected(ranked)
+        tiers, risk, stages = expected(ranked)
         await sign_in(page, "manager-1", "manager", team="agent-1", url=f"{CONSOLE}/manager?segment={segment}")
         await page.locator("[data-field=total]", has_text="4").wait_for()
         for tier, count in tiers.items():
             if await page.locator(f"tr[data-tier='{tier}'] [data-field=customers]").inner_text() != str(count):
                 return False
         shown = [await page.locator("li[data-risk]").nth(i).inner_text() for i in range(10)]
-        return [int(text.rsplit(":", 1)[1]) for text in shown] == risk
+        if [int(text.rsplit(":", 1)[1]) for text in shown] != risk:
+            return False
+        # The lifecycle stage funnel: each stage's count beside the chart, as the API gives them.
+        for stage, count in stages.items():
+            text = await page.locator(f"li[data-stage='{stage}']").inner_text()
+            if int(text.rsplit(":", 1)[1]) != count:
+                return False
+        return True
 
-    await eventually(page_shows_the_api, what="the pyramid and risk counts the API reports")
+    await eventually(page_shows_the_api, what="the pyramid, risk and stage counts the API reports")
     await screenshot(page, "manager-pyramid")
 
     await page.get_by_role("button", name="切换到中文").click()

@@ -179,11 +179,12 @@ CROSS_FIELD_RULES = (
     ),
     _rule(
         "campaign references",
-        "offer_id must name a stored offer that is not retired and segment_id a stored segment (stored state); a "
-        "campaign's sequence needs a touch step (the steps' schema is the playbooks' too, where none is needed)",
+        "offer_id must name a stored offer that is not retired and segment_id a stored segment (stored state); the "
+        "churn filter's churned_before_days below its churned_within_days (two values compared); a campaign's "
+        "sequence needs a touch step (the steps' schema is the playbooks' too, where none is needed)",
         paths=r"^/api/v1/campaigns$",
         methods="POST",
-        fields="offer_id segment_id body",
+        fields="offer_id segment_id churn body",
         violated=campaign_reference_missing,
     ),
     _rule(

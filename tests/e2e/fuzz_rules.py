@@ -292,7 +292,8 @@ def deadline_past(sent: Sent, _: Lookup) -> bool:
 
 
 def campaign_reference_missing(sent: Sent, lookup: Lookup) -> bool:
-    """The offer missing or retired, the saved segment missing, or a sequence without a touch step (the offer)."""
+    """The offer missing or retired, the saved segment missing, a churn window that ends before it starts, or a
+    sequence without a touch step (the offer)."""
     body = _body(sent)
     offer_id, segment_id, sequence = body.get("offer_id"), body.get("segment_id"), body.get("sequence")
     if isinstance(offer_id, str):
@@ -300,6 +301,10 @@ def campaign_reference_missing(sent: Sent, lookup: Lookup) -> bool:
         if not isinstance(offer, dict) or offer.get("active") is False:
             return True
     if isinstance(segment_id, str) and lookup.get(f"/segments/{segment_id}") is None:
+        return True
+    churn = body.get("churn") if isinstance(body.get("churn"), dict) else {}
+    within, before = churn.get("churned_within_days"), churn.get("churned_before_days")
+    if isinstance(within, int | float) and isinstance(before, int | float) and before >= within:
         return True
     steps = sequence.get("steps") if isinstance(sequence, dict) else None
     return isinstance(steps, list) and not any(isinstance(s, dict) and s.get("kind") == "touch" for s in steps)

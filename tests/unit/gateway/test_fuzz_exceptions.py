@@ -226,6 +226,20 @@ CASES = [
         ("body",),
     ),
     (
+        "campaign references",
+        Sent(
+            "POST",
+            "/api/v1/campaigns",
+            body={"offer_id": "live", "filter": [], "churn": {"churned_within_days": 1, "churned_before_days": 3}},
+        ),
+        Sent(
+            "POST",
+            "/api/v1/campaigns",
+            body={"offer_id": "live", "filter": [], "churn": {"churned_within_days": 9, "churned_before_days": 3}},
+        ),
+        ("churn",),
+    ),
+    (
         "offer value by kind",
         Sent("POST", "/api/v1/offers", body={"kind": "discount_percent", "value": 120}),
         Sent("POST", "/api/v1/offers", body={"kind": "discount_amount", "value": 120}),

@@ -26,7 +26,7 @@ FUZZ_INERT = re.compile(r"^/api/v1/(rules|playbooks)(/[^/]+)?$")
 # names a later step; ids are unique within the sequence): a reference between array items, which JSON Schema
 # cannot state (uniqueItems compares whole items, and no keyword ties a value to a sibling item's property).
 # positive_data_acceptance only, on these routes only, and only when every error the 422 names is such a reference.
-PLAYBOOK_PATHS = re.compile(r"^/api/v1/playbooks(/[^/]+)?$")
+PLAYBOOK_PATHS = re.compile(r"^/api/v1/(playbooks(/[^/]+)?|campaigns)$")  # a campaign's sequence too
 STEP_REFERENCE = re.compile(r"steps\[\d+\]\.(then: no step |else: no step |then: .* is not a later step|"
                             r"else: .* is not a later step|id: .* is used twice)")  # fmt: skip
 
@@ -35,7 +35,9 @@ STEP_REFERENCE = re.compile(r"steps\[\d+\]\.(then: no step |else: no step |then:
 # say it with if/then, but neither the generated TypeScript client nor the fuzzer's data generation reads if/then,
 # so the field's description states it. positive_data_acceptance only, on these routes only, and only when every
 # error the 422 names is this rule.
-SURVEY_PATHS = re.compile(r"^/api/v1/(playbooks(/[^/]+)?|followup-schedules/[^/]+|followup-triggers/[^/]+/[^/]+)$")
+SURVEY_PATHS = re.compile(
+    r"^/api/v1/(playbooks(/[^/]+)?|campaigns|followup-schedules/[^/]+|followup-triggers/[^/]+/[^/]+)$"
+)
 SURVEY_ONLY = re.compile(r"survey: only a satisfaction_survey (touch|follow-up) asks a survey question")
 
 

@@ -142,6 +142,21 @@ def _constrain_path_parameters(operation: dict[str, Any]) -> None:
             schema.setdefault("pattern", SEGMENT_PATTERN)
 
 
+def _headers_are_text(operation: dict[str, Any]) -> None:
+    """A header is text or absent, never null: an optional header's ``anyOf [..., null]`` loses the null branch
+    (a generated client would otherwise send the text "null")."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema")
+        if parameter.get("in") != "header" or not isinstance(schema, dict) or "anyOf" not in schema:
+            continue
+        kept = [branch for branch in schema["anyOf"] if branch != {"type": "null"}]
+        if len(kept) == 1:
+            del schema["anyOf"]
+            schema.update(kept[0])
+        else:
+            schema["anyOf"] = kept
+
+
 def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
     if isinstance(node, dict):
         out = {}
@@ -199,6 +214,7 @@ def merge(gateway_doc: dict[str, Any], services: dict[str, dict[str, Any] | None
             if rule is not None:
                 operation["x-permission"] = rule.permission
             _constrain_path_parameters(operation)
+            _headers_are_text(operation)
             responses = operation.setdefault("responses", {})
             if "422" in responses:
                 # FastAPI documents its default shape; every part of the platform answers problem+json.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Query, Request
+from pydantic import StringConstraints
 
 from contracts.common import CustomerStatus
 from servicekit.problems import Problem, field_error
@@ -12,7 +13,10 @@ from services.scoring.reports.service import Filters
 from services.scoring.settings import ScoringSettings
 
 Tier = Literal["platinum", "gold", "iron", "lead"]
-Segments = Annotated[list[str] | None, Query(alias="segment", description="customer segment; repeatable")]
+Segments = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None,
+    Query(alias="segment", description="customer segment; repeatable"),
+]
 Statuses = Annotated[list[CustomerStatus] | None, Query(alias="status", description="customer status; repeatable")]
 Tiers = Annotated[list[Tier] | None, Query(alias="tier", description="value tier by CLV as scored; repeatable")]
 Owners = Annotated[list[str] | None, Query(alias="owner", description="account manager; repeatable")]

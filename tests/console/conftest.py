@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from servicekit.settings import REPO_ROOT
+from tests.e2e.helpers import create_customer, eventually
 from tests.platform import GATEWAY
 
 CONSOLE = f"{GATEWAY}/console"
@@ -67,3 +72,55 @@ async def axe_violations(page: Page) -> list[dict]:
 
 async def screenshot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def _score(gateway: httpx.AsyncClient, customer_id: str) -> dict[str, Any] | None:
+    response = await gateway.get(f"/api/v1/customers/{customer_id}/scores")
+    body = response.json() if response.status_code == 200 else None
+    return body if body and body.get("scores") else None
+
+
+async def seed_churners(gateway: httpx.AsyncClient, count: int = 5) -> None:
+    """Customers who complained ten days ago and churned today, a churn model's churned class, and as many who
+    bought then and stay active (with the platform's other customers, its active class), so a model trains
+    on a fresh platform too."""
+    segment = f"churners-{uuid.uuid4().hex[:8]}"
+    earlier = (datetime.now(UTC) - timedelta(days=10)).isoformat()
+    churners = [await create_customer(gateway, segment=segment) for _ in range(count)]
+    stayers = [await create_customer(gateway, segment=f"{segment}-stay") for _ in range(count)]
+    for customer in churners:
+        body = {"customer_id": customer["id"], "type": "complaint", "severity": "high", "occurred_at": earlier}
+        assert (await gateway.post("/api/v1/interactions", json=body)).status_code == 201
+    for customer in stayers:
+        body = {"customer_id": customer["id"], "type": "purchase", "amount": "40.00", "currency": "EUR"}
+        assert (await gateway.post("/api/v1/interactions", json={**body, "occurred_at": earlier})).status_code == 201
+    for customer in stayers:
+        await eventually(lambda c=customer: _score(gateway, c["id"]), what="the staying customer's score")
+    for customer in churners:
+        await eventually(lambda c=customer: _score(gateway, c["id"]), what="the churner's score")
+        changed = await gateway.post(
+            f"/api/v1/customers/{customer['id']}/status",
+            json={"status": "churned", "reason": "competitor", "churned_at": datetime.now(UTC).date().isoformat()},
+        )
+        assert changed.status_code == 200, changed.text
+
+    async def scoring_knows_they_churned() -> bool:
+        params = {"segment": segment, "status": "churned"}
+        return (await gateway.get("/api/v1/scores", params=params)).json()["total"] == len(churners)
+
+    await eventually(scoring_knows_they_churned, what="scoring to hold the churned statuses it trains on")
+
+
+async def train_churn_model(gateway: httpx.AsyncClient, *, activate: bool) -> dict[str, Any]:
+    """A churn training job run to its end through the API; its finished job (result: model_id, metrics)."""
+    started = await gateway.post("/api/v1/models/churn/train", json={"activate": activate, "folds": 2})
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+
+    async def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
+        return job if job["status"] in ("succeeded", "failed") else None
+
+    job = await eventually(finished, timeout_s=120, what="the churn training job")
+    assert job["status"] == "succeeded", job
+    return job

@@ -11,14 +11,21 @@ import base64
 import hashlib
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route
 
-from tests.console.conftest import CONSOLE, VIEWPORTS, axe_violations, screenshot, sign_in
+from tests.console.conftest import (
+    CONSOLE,
+    VIEWPORTS,
+    axe_violations,
+    screenshot,
+    seed_churners,
+    sign_in,
+    train_churn_model,
+)
 from tests.e2e.helpers import alerts_for, create_customer, eventually, post_complaint
 from tests.platform import token
 
@@ -151,14 +158,17 @@ async def test_a_manager_sees_the_pyramid_and_risk_counts_of_a_seeded_set_and_ch
 
     await eventually(all_scored, what="every seeded customer scored")
 
-    def expected(items: list[dict]) -> tuple[dict[str, int], list[int]]:
+    def expected(items: list[dict]) -> tuple[dict[str, int], list[int], dict[str, int]]:
         tiers: dict[str, int] = {}
         risk = [0] * 10
+        stages: dict[str, int] = {}
         for item in items:
             key = item["value_tier"] or "none"
             tiers[key] = tiers.get(key, 0) + 1
             risk[min(int(item["churn_risk"] * 10), 9)] += 1
-        return tiers, risk
+            stage = item["lifecycle_stage"] or "none"
+            stages[stage] = stages.get(stage, 0) + 1
+        return tiers, risk, stages
 
     context = await browser.new_context(viewport=VIEWPORTS["desktop"])
     page = await context.new_page()
@@ -170,16 +180,23 @@ async def test_a_manager_sees_the_pyramid_and_risk_counts_of_a_seeded_set_and_ch
         ranked = await all_scored()
         if ranked is None:
             return False
-        tiers, risk = expected(ranked)
+        tiers, risk, stages = expected(ranked)
         await sign_in(page, "manager-1", "manager", team="agent-1", url=f"{CONSOLE}/manager?segment={segment}")
         await page.locator("[data-field=total]", has_text="4").wait_for()
         for tier, count in tiers.items():
             if await page.locator(f"tr[data-tier='{tier}'] [data-field=customers]").inner_text() != str(count):
                 return False
         shown = [await page.locator("li[data-risk]").nth(i).inner_text() for i in range(10)]
-        return [int(text.rsplit(":", 1)[1]) for text in shown] == risk
+        if [int(text.rsplit(":", 1)[1]) for text in shown] != risk:
+            return False
+        # The lifecycle stage funnel: each stage's count beside the chart, as the API gives them.
+        for stage, count in stages.items():
+            text = await page.locator(f"li[data-stage='{stage}']").inner_text()
+            if int(text.rsplit(":", 1)[1]) != count:
+                return False
+        return True
 
-    await eventually(page_shows_the_api, what="the pyramid and risk counts the API reports")
+    await eventually(page_shows_the_api, what="the pyramid, risk and stage counts the API reports")
     await screenshot(page, "manager-pyramid")
 
     await page.get_by_role("button", name="切换到中文").click()
@@ -237,39 +254,13 @@ async def test_every_page_has_no_serious_accessibility_violation(
 async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     gateway: httpx.AsyncClient, browser: Browser
 ):
-    # Customers who complained ten days ago and churned today: the training set's churned class (the
-    # platform's other customers are its active class). The model is trained but not activated, so no
-    # other test's scores change.
-    segment = f"churners-{uuid.uuid4().hex[:8]}"
-    earlier = (datetime.now(UTC) - timedelta(days=10)).isoformat()
-    churners = [await create_customer(gateway, segment=segment) for _ in range(5)]
-    for customer in churners:
-        body = {"customer_id": customer["id"], "type": "complaint", "severity": "high", "occurred_at": earlier}
-        assert (await gateway.post("/api/v1/interactions", json=body)).status_code == 201
-    for customer in churners:
-        await eventually(lambda c=customer: _score(gateway, c["id"]), what="the churner's score")
-        changed = await gateway.post(
-            f"/api/v1/customers/{customer['id']}/status",
-            json={"status": "churned", "reason": "competitor", "churned_at": datetime.now(UTC).date().isoformat()},
-        )
-        assert changed.status_code == 200, changed.text
-
-    async def scoring_knows_they_churned() -> bool:
-        params = {"segment": segment, "status": "churned"}
-        return (await gateway.get("/api/v1/scores", params=params)).json()["total"] == len(churners)
-
-    await eventually(scoring_knows_they_churned, what="scoring to hold the churned statuses it trains on")
-    started = await gateway.post("/api/v1/models/churn/train", json={"activate": False, "folds": 2})
-    assert started.status_code == 202, started.text
-    job_id = started.json()["id"]
-
-    async def finished() -> dict | None:
-        job = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
-        return job if job["status"] in ("succeeded", "failed") else None
-
-    job = await eventually(finished, timeout_s=120, what="the churn training job")
-    assert job["status"] == "succeeded", job
-    metrics = job["result"]["metrics"]["model"]
+    # Trained but not activated, so no other test's scores change.
+    await seed_churners(gateway)
+    job = await train_churn_model(gateway, activate=False)
+    trained = job["result"]["metrics"]["model"]
+    # The figures at the top are the active model's, or the newest one's when none is active (this one then).
+    models = (await gateway.get("/api/v1/models", params={"kind": "churn", "limit": 100})).json()["items"]
+    metrics = next((m for m in models if m["active"]), models[0])["metrics"]["model"]
 
     context = await browser.new_context(viewport=VIEWPORTS["desktop"])
     page = await context.new_page()
@@ -281,11 +272,15 @@ async def test_an_analyst_sees_the_churn_models_auc_brier_and_calibration_plot(
     assert shown_auc == pytest.approx(metrics["roc_auc"], abs=shown_to_3)
     shown_brier = float(await page.locator("[data-field=brier]").inner_text())
     assert shown_brier == pytest.approx(metrics["brier"], abs=shown_to_3)
+    # The trained model's own row in the history: version, fitted, algorithm, AUC, Brier.
+    cells = page.locator(f"tr[data-model='{job['result']['model_id']}'] td")
+    assert float(await cells.nth(3).inner_text()) == pytest.approx(trained["roc_auc"], abs=shown_to_3)
+    assert float(await cells.nth(4).inner_text()) == pytest.approx(trained["brier"], abs=shown_to_3)
     plot = page.get_by_role("img", name=re.compile("^Calibration curve"))
     await plot.wait_for()
     assert (await plot.bounding_box() or {}).get("height", 0) > 100
-    # The ROC curve is the trained model's own (its points are kept with its metrics).
-    assert metrics["roc"][0] == {"fpr": 0.0, "tpr": 0.0} and metrics["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
+    # The ROC curve is the model's own (its points are kept with its metrics).
+    assert trained["roc"][0] == {"fpr": 0.0, "tpr": 0.0} and trained["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
     roc = page.get_by_role("img", name=re.compile(r"^ROC curve: AUC "))
     await roc.wait_for()
     assert (await roc.get_attribute("aria-label")).endswith(f"{metrics['roc_auc']:.3f}")

@@ -5,14 +5,20 @@ where the rule is one the document does not state as a schema or the request on 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import schemathesis
 from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.utils import parameter_types, sent_text_is_valid
+
+from tests.e2e.fuzz_exceptions import excused_by
+from tests.e2e.fuzz_rules import Sent
 
 FUZZ_INERT = re.compile(r"^/api/v1/(rules|playbooks)(/[^/]+)?$")
 
@@ -20,7 +26,7 @@ FUZZ_INERT = re.compile(r"^/api/v1/(rules|playbooks)(/[^/]+)?$")
 # names a later step; ids are unique within the sequence): a reference between array items, which JSON Schema
 # cannot state (uniqueItems compares whole items, and no keyword ties a value to a sibling item's property).
 # positive_data_acceptance only, on these routes only, and only when every error the 422 names is such a reference.
-PLAYBOOK_PATHS = re.compile(r"^/api/v1/playbooks(/[^/]+)?$")
+PLAYBOOK_PATHS = re.compile(r"^/api/v1/(playbooks(/[^/]+)?|campaigns)$")  # a campaign's sequence too
 STEP_REFERENCE = re.compile(r"steps\[\d+\]\.(then: no step |else: no step |then: .* is not a later step|"
                             r"else: .* is not a later step|id: .* is used twice)")  # fmt: skip
 
@@ -29,7 +35,9 @@ STEP_REFERENCE = re.compile(r"steps\[\d+\]\.(then: no step |else: no step |then:
 # say it with if/then, but neither the generated TypeScript client nor the fuzzer's data generation reads if/then,
 # so the field's description states it. positive_data_acceptance only, on these routes only, and only when every
 # error the 422 names is this rule.
-SURVEY_PATHS = re.compile(r"^/api/v1/(playbooks(/[^/]+)?|followup-schedules/[^/]+|followup-triggers/[^/]+/[^/]+)$")
+SURVEY_PATHS = re.compile(
+    r"^/api/v1/(playbooks(/[^/]+)?|campaigns|followup-schedules/[^/]+|followup-triggers/[^/]+/[^/]+)$"
+)
 SURVEY_ONLY = re.compile(r"survey: only a satisfaction_survey (touch|follow-up) asks a survey question")
 
 
@@ -153,9 +161,69 @@ def _query_on_the_wire_is_valid(case: Any, response: Any) -> bool:
     return True
 
 
+# What this run's responses issued, for the rules that compare with it (tests/e2e/fuzz_rules.py).
+_CURSORS: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
+_IDEMPOTENT: dict[tuple[str, str], list[Any]] = defaultdict(list)
+
+
+def sent_of(case: Any) -> Sent:
+    body = case.body if isinstance(case.body, dict | list | str | int | float | bool) else None
+    return Sent(
+        method=case.method,
+        path=case.operation.path,
+        path_parameters=dict(case.path_parameters or {}),
+        query=dict(case.query or {}),
+        headers=dict(case.headers or {}),
+        body=body,
+    )
+
+
+class GatewayLookup:
+    """Stored state as the fuzzing caller reads it through the gateway, and what this run's responses issued."""
+
+    def __init__(self, response: Any) -> None:
+        url = urlsplit(response.request.url)
+        self._base = f"{url.scheme}://{url.netloc}/api/v1"
+        self._auth = response.request.headers.get("Authorization", "")
+
+    def get(self, path: str) -> Any:
+        answer = httpx.get(self._base + path, headers={"Authorization": self._auth}, timeout=10)
+        return answer.json() if answer.status_code == 200 else None
+
+    def issued_cursors(self, path: str) -> Mapping[str, Mapping[str, Any]]:
+        return _CURSORS[path]
+
+    def idempotent_bodies(self, path: str, key: str) -> list[Any]:
+        return _IDEMPOTENT[(path, key)]
+
+
+@schemathesis.hook
+def after_call(context: object, case: Any, response: Any) -> None:
+    """Records the cursors and Idempotency-Keys the platform accepted, for the rules that refer to them."""
+    if not 200 <= response.status_code < 300:
+        return
+    sent = sent_of(case)
+    key = sent.header("idempotency-key")
+    if key is not None:
+        _IDEMPOTENT[(sent.path, str(key))].append(sent.body)
+    try:
+        cursor = response.json().get("next_cursor")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(cursor, str):
+        _CURSORS[sent.path][cursor] = sent.query
+
+
 @schemathesis.hook
 def filter_failure(context: object, failure: object, case: Any, response: Any) -> bool:
-    """False drops the failure; each exception is named above and scoped to one check."""
+    """False drops the failure; each exception is named above or in fuzz_rules.py and scoped to one check."""
+    if isinstance(failure, RejectedPositiveData):
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        if excused_by(sent_of(case), response.status_code, problem, GatewayLookup(response)):
+            return False
     if isinstance(failure, RejectedPositiveData) and response.status_code == 422:
         if _nul_in_a_free_value(case, response):
             return False

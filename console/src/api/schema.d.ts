@@ -2792,7 +2792,11 @@ export interface components {
              * @default
              */
             template: string;
-        };
+        } & ({
+            segment_id: string;
+        } | {
+            filter: unknown[];
+        });
         /** CampaignMemberPublic */
         CampaignMemberPublic: {
             /** Customer Id */
@@ -3657,7 +3661,7 @@ export interface components {
         CustomerCreate: {
             /** Attributes */
             attributes?: {
-                [key: string]: unknown;
+                [key: string]: string | number | boolean;
             };
             /**
              * Churn Note
@@ -3837,7 +3841,7 @@ export interface components {
         CustomerUpdate: {
             /** Attributes */
             attributes?: {
-                [key: string]: unknown;
+                [key: string]: string | number | boolean | null;
             };
             /** Contacts */
             contacts?: components["schemas"]["Contact"][];
@@ -4280,7 +4284,10 @@ export interface components {
         };
         /** InteractionCreate */
         InteractionCreate: {
-            /** Amount */
+            /**
+             * Amount
+             * @description a JSON number or decimal text, at most 2 places after the point
+             */
             amount?: number | string | null;
             /** Category */
             category?: string | null;
@@ -7488,7 +7495,7 @@ export interface operations {
                 after?: number | null;
             };
             header?: {
-                "last-event-id"?: number | null;
+                "last-event-id"?: number;
             };
             path?: never;
             cookie?: never;
@@ -10074,7 +10081,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description makes a retried create safe: the same key and body replay the first answer */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10375,7 +10382,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description makes a retried create safe: the same key and body replay the first answer */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10528,7 +10535,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description makes a resent request safe: it answers the first report */
-                "idempotency-key"?: string | null;
+                "idempotency-key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -10680,7 +10687,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                "if-none-match"?: string | null;
+                "if-none-match"?: string;
             };
             path: {
                 customer_id: string;
@@ -10986,7 +10993,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description the ETag you read, e.g. "3" (or * for any version) */
-                "if-match"?: string | null;
+                "if-match"?: string;
             };
             path: {
                 customer_id: string;
@@ -13269,7 +13276,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description the ETag you read, e.g. "3" (or * for any version) */
-                "if-match"?: string | null;
+                "if-match"?: string;
             };
             path: {
                 customer_id: string;

@@ -13,6 +13,7 @@ export function Analyst() {
   const language = useSignal(lang);
   const [models, setModels] = useState<Model[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [activated, setActivated] = useState<string | null>(null);
 
   async function load() {
     try {
@@ -25,9 +26,13 @@ export function Analyst() {
     void load();
   }, []);
 
+  // Also the rollback: an earlier version made active again.
   async function activate(model: Model) {
+    setError(null);
+    setActivated(null);
     try {
       unwrap(await api.POST("/api/v1/models/{model_id}/activate", { params: { path: { model_id: model.id } } }));
+      setActivated(model.id);
       await load();
     } catch (exc) {
       setError((exc as Error).message);
@@ -137,10 +142,16 @@ export function Analyst() {
       <ValueFit />
       {models && models.length > 0 && (
         <Section title={t("modelHistory")} id="history-title">
+          {activated && (
+            <p class="notice" role="status">
+              {t("nowActive", { id: activated })}
+            </p>
+          )}
           <div class="table-wrap">
             <table>
               <thead>
                 <tr>
+                  <th scope="col">{t("version")}</th>
                   <th scope="col">{t("fitted")}</th>
                   <th scope="col">{t("algorithm")}</th>
                   <th scope="col">{t("auc")}</th>
@@ -152,7 +163,10 @@ export function Analyst() {
                 {models.map((m) => {
                   const q = ((m.metrics as { model?: Quality }).model ?? {}) as Quality;
                   return (
-                    <tr key={m.id}>
+                    <tr key={m.id} data-model={m.id}>
+                      <td>
+                        <code>{m.id}</code>
+                      </td>
                       <td>{formatDate(language, m.fitted_at)}</td>
                       <td>{m.algorithm}</td>
                       <td>{formatNumber(language, q.roc_auc, 3)}</td>
@@ -161,7 +175,11 @@ export function Analyst() {
                         {m.active ? (
                           <strong>{t("active")}</strong>
                         ) : (
-                          <button type="button" onClick={() => activate(m)}>
+                          <button
+                            type="button"
+                            aria-label={t("activateModel", { id: m.id })}
+                            onClick={() => activate(m)}
+                          >
                             {t("activate")}
                           </button>
                         )}

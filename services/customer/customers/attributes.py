@@ -19,7 +19,7 @@ KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 KEY_RULE = "a letter, then up to 63 letters, digits or underscores"
 MAX_ATTRIBUTES = 100
 MAX_STRING = 500
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch: ASCII digits, no trailing newline
 
 STRING, NUMBER, BOOLEAN, DATE = "string", "number", "boolean", "date"
 
@@ -34,12 +34,12 @@ class InvalidAttribute(ValueError):
 
 
 def check_key(key: str) -> None:
-    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         raise InvalidAttribute(str(key), f"Attribute names are {KEY_RULE}")
 
 
 def is_iso_date(value: str) -> bool:
-    if not _ISO_DATE.match(value):
+    if not _ISO_DATE.fullmatch(value):
         return False
     try:
         date.fromisoformat(value)
@@ -62,7 +62,7 @@ def value_type(key: str, value: Any) -> str:
     if isinstance(value, str):
         if len(value) > MAX_STRING:
             raise InvalidAttribute(key, f"Strings hold at most {MAX_STRING} characters")
-        if _ISO_DATE.match(value) and not is_iso_date(value):
+        if _ISO_DATE.fullmatch(value) and not is_iso_date(value):
             raise InvalidAttribute(key, "Not a valid ISO date (YYYY-MM-DD)")
         return DATE if is_iso_date(value) else STRING
     if value is None:

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
     validate_email,
@@ -35,6 +36,7 @@ from servicekit.pagination import Page
 from servicekit.types import null_refused
 from services.customer.common import CustomerTable, UtcDatetime, dt_column
 from services.customer.customers import attributes as attrs
+from services.customer.customers.documented import NAME_PATTERN, TAG_PATTERN, attributes_schema
 from services.customer.status.lifecycle import ChurnReason, check_initial
 from services.customer.status.models import ChurnReasonCode
 
@@ -85,6 +87,11 @@ def _tag(value: str) -> str:
     return value
 
 
+def _name_not_null(schema: dict[str, Any]) -> None:
+    null_refused(schema)
+    schema["pattern"] = NAME_PATTERN
+
+
 def _unique_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))  # keeps the first occurrence's order
 
@@ -93,8 +100,11 @@ AttributeKey = Annotated[str, AfterValidator(_attribute_key)]
 # The dict key becomes part of the error location, so a bad value is reported as "attributes.<name>".
 AttributeValue = Annotated[Any, AfterValidator(_attribute_value)]
 AttributePatchValue = Annotated[Any, AfterValidator(_attribute_patch_value)]
-Attributes = Annotated[dict[AttributeKey, AttributeValue], AfterValidator(attrs.validate)]
-Tag = Annotated[str, AfterValidator(_tag)]
+Attributes = Annotated[
+    dict[AttributeKey, AttributeValue], AfterValidator(attrs.validate), WithJsonSchema(attributes_schema(patch=False))
+]
+PatchAttributes = Annotated[dict[AttributeKey, AttributePatchValue], WithJsonSchema(attributes_schema(patch=True))]
+Tag = Annotated[str, AfterValidator(_tag), WithJsonSchema({"type": "string", "pattern": TAG_PATTERN})]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique_tags)]
 
 
@@ -125,7 +135,7 @@ Contacts = Annotated[list[Contact], Field(max_length=MAX_CONTACTS)]
 
 class CustomerBase(SQLModel):
     kind: CustomerKind = Field(default=CustomerKind.person, sa_type=String(20))
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, schema_extra={"json_schema_extra": {"pattern": NAME_PATTERN}})
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
     external_ref: str | None = Field(
@@ -270,7 +280,7 @@ class CustomerUpdate(BaseModel):
     # Optional, but never null (a null is refused): the schema shows no null for these five.
     kind: CustomerKind | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
     name: str | None = Field(
-        default=None, min_length=1, max_length=200, schema_extra={"json_schema_extra": null_refused}
+        default=None, min_length=1, max_length=200, schema_extra={"json_schema_extra": _name_not_null}
     )
     email: EmailStr | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
@@ -279,9 +289,7 @@ class CustomerUpdate(BaseModel):
     segment: str | None = Field(default=None, max_length=100)
     owner: str | None = Field(default=None, max_length=100)
     tags: Tags | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
-    attributes: dict[AttributeKey, AttributePatchValue] | None = Field(
-        default=None, schema_extra={"json_schema_extra": null_refused}
-    )
+    attributes: PatchAttributes | None = Field(default=None, schema_extra={"json_schema_extra": null_refused})
     version: int | None = Field(default=None, ge=1, description="the version you read (instead of If-Match)")
 
     @field_validator("kind", "name", "contacts", "tags", "attributes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,6 +27,18 @@ from services.interaction.db import InteractionTable, UtcDatetime
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 TEXT_MAX = 5000
 SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
+# An amount as text: a plain numeral (no exponent, blank, "+" or digit group); within that, what the table holds
+# (Numeric(14, 2), not negative) is exactly what AMOUNT_TEXT matches, which the document states.
+NUMERAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+AMOUNT_TEXT = re.compile(r"^(-0+(\.0+)?|0*[0-9]{1,12}(\.[0-9]{1,2}0*)?)$")
+AMOUNT_MAX = 999_999_999_999.99
+AMOUNT_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": AMOUNT_MAX, "multipleOf": 0.01},
+        {"type": "string", "pattern": AMOUNT_TEXT.pattern},
+        {"type": "null"},
+    ]
+}
 
 
 class Initiator(StrEnum):
@@ -75,6 +88,21 @@ class InteractionCreate(InteractionBase):
     model_config = ConfigDict(validate_default=True)  # type: ignore[assignment]
 
     occurred_at: UtcDatetime = Field(default_factory=utc_now, description="may lie in the past; default now")
+    amount: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=14,
+        decimal_places=2,
+        description="a JSON number or decimal text, at most 2 places after the point",
+        schema_extra={"json_schema_extra": AMOUNT_SCHEMA},
+    )
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and not NUMERAL.match(value):
+            raise PydanticCustomError("decimal_text", "Must be decimal text such as 19.99 (at most 2 places)")
+        return value
 
     @field_validator("channel", "category")
     @classmethod

@@ -172,8 +172,18 @@ class OffersPublic(Page[OfferPublic]):
     pass
 
 
+# The audience is a saved segment or a filter, exactly one of them (null counts as not given): stated in the
+# document so a generated client and the API fuzz send one.
+ONE_AUDIENCE = {
+    "oneOf": [
+        {"required": ["segment_id"], "properties": {"segment_id": {"type": "string"}}},
+        {"required": ["filter"], "properties": {"filter": {"type": "array"}}},
+    ]
+}
+
+
 class CampaignCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_AUDIENCE)
 
     name: str = PydanticField(min_length=1, max_length=200)
     offer_id: str = PydanticField(min_length=1, max_length=36)

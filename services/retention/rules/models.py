@@ -47,8 +47,8 @@ class RuleParamsBody(BaseModel):
 
     threshold: float | None = PydanticField(default=None, ge=0, le=1)
     high_at: float | None = PydanticField(default=None, ge=0, le=1)
-    delta: float | None = PydanticField(default=None, gt=0, le=1)
-    within_days: float | None = PydanticField(default=None, gt=0, le=365)
+    delta: float | None = PydanticField(default=None, ge=0.01, le=1)
+    within_days: float | None = PydanticField(default=None, ge=0.01, le=365)
     tiers: list[Tier] = []
     severities: list[Severity] = []
     nps_max: int | None = PydanticField(default=None, ge=0, le=10)

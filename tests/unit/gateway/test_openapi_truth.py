@@ -71,3 +71,18 @@ def test_a_key_expiry_is_date_time_text_not_a_number() -> None:
     assert ApiKeyCreate(name="k", expires_at="2027-01-01T00:00:00Z").expires_at is not None  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="RFC 3339"):
         ApiKeyCreate(name="k", expires_at=0)  # type: ignore[arg-type]
+
+
+def test_an_optional_header_is_text_or_absent_never_null() -> None:
+    null = {"type": "null"}
+    headers = [
+        {"name": "if-match", "in": "header", "schema": {"anyOf": [{"type": "string", "pattern": "^[0-9]+$"}, null]}},
+        {"name": "x-both", "in": "header", "schema": {"anyOf": [{"type": "string"}, {"type": "integer"}, null]}},
+        {"name": "q", "in": "query", "schema": {"anyOf": [{"type": "string"}, null]}},
+    ]
+    service = {"paths": {"/customers/{customer_id}": {"patch": {"parameters": headers, "responses": {"200": {}}}}}}
+    doc = merge({"paths": {}}, {"customer": service})
+    if_match, both, query = doc["paths"]["/api/v1/customers/{customer_id}"]["patch"]["parameters"]
+    assert if_match["schema"] == {"type": "string", "pattern": "^[0-9]+$"}
+    assert both["schema"]["anyOf"] == [{"type": "string", "pattern": NO_NUL_PATTERN}, {"type": "integer"}]
+    assert {"type": "null"} in query["schema"]["anyOf"]  # a query parameter may be left out as null

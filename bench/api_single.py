@@ -103,14 +103,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=20, help="blocks per arrangement")
     parser.add_argument("--block", type=int, default=100, help="posts per block")
     args = parser.parse_args()
-    INFRA.state_dir.mkdir(parents=True, exist_ok=True)
-    INFRA.pg_ctl("start")
-    INFRA.pg_ctl("reset-dbs")
-    try:
+    with INFRA.postgres():
         load_before = os.getloadavg()[0]
         result = asyncio.run(run(args.blocks, args.block))
-    finally:
-        INFRA.pg_ctl("stop")
     print(
         f"\nload average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.blocks} blocks of {args.block}"
     )

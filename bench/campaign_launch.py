@@ -189,15 +189,9 @@ def main() -> None:
     parser.add_argument("--only", choices=LAUNCHES, help="launch only this campaign (a fresh process's memory)")
     parser.add_argument("--keep-infra", action="store_true", help="leave PostgreSQL running afterwards")
     args = parser.parse_args()
-    INFRA.state_dir.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {os.getloadavg()}", flush=True)
-    INFRA.pg_ctl("start")
-    INFRA.pg_ctl("reset-dbs")
-    try:
+    with INFRA.postgres(keep=args.keep_infra):
         results = asyncio.run(run(args.audience, (args.only,) if args.only else LAUNCHES))
-    finally:
-        if not args.keep_infra:
-            INFRA.pg_ctl("stop")
     print(f"load average after: {os.getloadavg()}")
     print("== result")
     print("| launch | treated | reached | seconds | rows written | rows/s | RSS before / peak / after MiB |")

@@ -298,14 +298,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", help="measure only this page's calls (repeatable)")
     parser.add_argument("--keep", action="store_true", help="leave PostgreSQL running afterwards")
     args = parser.parse_args()
-    INFRA.pg_ctl("start")
-    if not args.no_seed:
-        INFRA.pg_ctl("reset-dbs")
-    try:
+    with INFRA.postgres(fresh=not args.no_seed, keep=args.keep):
         code = asyncio.run(run(args))
-    finally:
-        if not args.keep:
-            INFRA.pg_ctl("stop")
     sys.exit(code)
 
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +81,20 @@ class Infra:
 
     def pg_ctl(self, command: str) -> None:
         subprocess.run(["bash", str(DEPLOY / "postgres.sh"), command], check=True, env=self.env())
+
+    @contextlib.contextmanager
+    def postgres(self, *, fresh: bool = True, keep: bool = False) -> Iterator[None]:
+        """PostgreSQL running for the block (its databases emptied first when fresh), stopped after it
+        unless keep."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.pg_ctl("start")
+        if fresh:
+            self.pg_ctl("reset-dbs")
+        try:
+            yield
+        finally:
+            if not keep:
+                self.pg_ctl("stop")
 
     def start(self, *, fresh_kafka: bool = True) -> None:
         if fresh_kafka:

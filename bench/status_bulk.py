@@ -129,13 +129,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3, help="rounds of first + resend (default %(default)s)")
     parser.add_argument("--keep", action="store_true", help="leave PostgreSQL running afterwards")
     args = parser.parse_args()
-    INFRA.pg_ctl("start")
-    INFRA.pg_ctl("reset-dbs")
-    try:
+    with INFRA.postgres(keep=args.keep):
         code = asyncio.run(run(args))
-    finally:
-        if not args.keep:
-            INFRA.pg_ctl("stop")
     sys.exit(code)
 
 

@@ -54,6 +54,9 @@ class Rescore:
     computed: Computed | None = None  # already scored by the caller (the sweep), or at flush
     # The trace context of the event's handling (servicekit.tracing), so score.updated continues its trace.
     trace: dict[str, str] = field(default_factory=dict)
+    # Caused by an event older than the history horizon: a later such rescoring of the customer in the
+    # same batch replaces it (one score per customer per batch for imported history).
+    history: bool = False
 
     @property
     def customer_id(self) -> str:
@@ -65,14 +68,26 @@ class Pending:
     """A unit of work's queue, written by its session's commit (hooked on first use) and emptied then."""
 
     rescores: list[Rescore] = field(default_factory=list)  # in order
+    last_of: dict[str, int] = field(default_factory=dict)  # customer id -> index of its last rescoring
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)  # interaction id -> row
     hooked: bool = False  # the session's before_commit and after_rollback call flush_pending and clear
 
     def take(self) -> tuple[list[Rescore], dict[str, dict[str, Any]]]:
         """What is queued, leaving the queue empty."""
         taken = self.rescores, self.purchases
-        self.rescores, self.purchases = [], {}
+        self.rescores, self.purchases, self.last_of = [], {}, {}
         return taken
+
+    def add(self, rescore: Rescore) -> None:
+        """Queue a rescoring. History after history of the same customer takes the earlier one's place: its
+        state holds every change the earlier one saw, so the customer's current score is the same, and the
+        history row and score.updated of each intermediate step of an import are not worth their cost."""
+        last = self.last_of.get(rescore.customer_id)
+        if rescore.history and last is not None and self.rescores[last].history:
+            self.rescores[last] = rescore
+            return
+        self.last_of[rescore.customer_id] = len(self.rescores)
+        self.rescores.append(rescore)
 
     def clear(self, _session: Session | None = None) -> None:
         """Drop what is queued (the transaction rolled back: nothing of it may be written later)."""
@@ -81,6 +96,7 @@ class Pending:
     def forget_customer(self, customer_id: str) -> None:
         """An erased customer's unwritten scores and purchases must not be written after its erasure."""
         self.rescores = [r for r in self.rescores if r.customer_id != customer_id]
+        self.last_of = {r.customer_id: i for i, r in enumerate(self.rescores)}
         self.purchases = {k: v for k, v in self.purchases.items() if v["customer_id"] != customer_id}
 
 
@@ -95,7 +111,7 @@ def pending(uow: UnitOfWork) -> Pending:
 
 
 def add_rescore(uow: UnitOfWork, rescore: Rescore) -> None:
-    pending(uow).rescores.append(rescore)
+    pending(uow).add(rescore)
 
 
 def add_purchase(uow: UnitOfWork, row: dict[str, Any]) -> None:

@@ -21,8 +21,8 @@ from tests.unit.scoring import events as ev
 
 @pytest.fixture(autouse=True)
 def every_event_scored_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    # These events lie weeks back: as the clock moves on, with the history horizon they would share one score per customer and
-    # batch (test_history_batches proves that); here each event's own score is what is compared.
+    # These events lie weeks back: as the clock moves on, the history horizon would give them one score per
+    # customer and batch (test_history_batches proves that); here each event's own score is what is compared.
     monkeypatch.setattr(get_settings(), "history_horizon_days", 0.0)
 
 

@@ -17,7 +17,6 @@ from services.scoring.scores.models import CurrentScore, ScoreRecord
 from services.scoring.settings import get_settings
 from tests.unit.scoring import events as ev
 
-
 YEAR = -365  # days from ev.T0
 
 

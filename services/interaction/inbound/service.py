@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, func, update
@@ -17,7 +17,7 @@ from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.inbox.consumer import is_transient
 from servicekit.pagination import MAX_PAGE
-from servicekit.sql import dialect_insert
+from servicekit.sql import chunks, dialect_insert
 from services.interaction.inbound import erp
 from services.interaction.inbound.models import ParkedEvent
 from services.interaction.interactions.models import Interaction
@@ -87,8 +87,32 @@ async def park(*, session: AsyncSession, event: Received[InboundEvent], reason: 
     await session.execute(
         dialect_insert(session)(ParkedEvent).values(values).on_conflict_do_nothing(index_elements=["event_id"])
     )
+    session.info.pop(_NONE_PARKED, None)  # what preload_parked found no longer holds
     # Not the customer_ref: it names the person in the ERP, and logs are not erased.
     log.info("inbound event parked", extra={"event_type": event.envelope.type, "event_id": event.envelope.id})
+
+
+_NONE_PARKED = "interaction.refs_without_parked"  # session.info: (transaction, refs with nothing parked)
+
+
+async def preload_parked(*, session: AsyncSession, refs: Collection[str]) -> None:
+    """Find in one query which of these references have parked events, so apply_parked_for asks only
+    for those in this transaction (a consumer batch of new customers, most of which have none)."""
+    if not refs:
+        return
+    with_parked: set[str] = set()
+    ordered = sorted(refs)
+    for chunk in chunks(ordered):
+        rows = await session.execute(
+            select(ParkedEvent.customer_ref).where(col(ParkedEvent.customer_ref).in_(chunk)).distinct()
+        )
+        with_parked.update(rows.scalars())
+    session.info[_NONE_PARKED] = (session.sync_session.get_transaction(), frozenset(refs) - with_parked)
+
+
+def _none_parked(session: AsyncSession, ref: str) -> bool:
+    held = session.info.get(_NONE_PARKED)
+    return held is not None and held[0] is session.sync_session.get_transaction() and ref in held[1]
 
 
 async def apply_parked_for(
@@ -99,7 +123,7 @@ async def apply_parked_for(
     Each runs in a savepoint: one that fails stays parked (attempts + 1, last_error) without undoing
     the others or the caller's change.
     """
-    if customer.external_ref is None or customer.erased:
+    if customer.external_ref is None or customer.erased or _none_parked(session, customer.external_ref):
         return 0
     query = (
         select(ParkedEvent).where(col(ParkedEvent.customer_ref) == customer.external_ref).order_by(col(ParkedEvent.id))

@@ -5,6 +5,7 @@ its status, and ignores what is older (replica/service.py). A customer arriving 
 releases the ERP/SCM events parked for that reference.
 """
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -16,6 +17,7 @@ from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.replica import service
 from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
+from services.interaction.replica.models import KnownCustomer
 from services.interaction.settings import complaint_sla_hours, consumer_settings
 
 
@@ -27,31 +29,43 @@ def _directory() -> CustomerDirectory:
     return CustomerDirectory(settings.customer_url, timeout_s=settings.customer_timeout_s)
 
 
+CUSTOMER_EVENTS = (CustomerCreated, CustomerUpdated, CustomerStatusChanged, CustomerErased)
+
+
 @dataclass
 class PrefetchedCustomers:
     """A consumer batch's customer snapshots, asked for once (None: the customer service does not know it)."""
 
     by_id: dict[str, CustomerSnapshot | None] = field(default_factory=dict)
+    rows: dict[str, KnownCustomer] = field(default_factory=dict)  # the batch's replica rows, held for its handlers
 
 
 async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """Ask the customer service once for every customer whose reference this batch's events need.
+    """Ask the customer service once for every customer whose reference this batch's events need, and
+    load the batch's replica rows.
 
     Events never carry the reference, so each customer.created/updated with one would otherwise cost
     one call; asked after the events were received, the answers are at least as new as each event.
     When the customer service is unavailable nothing is prefetched and each event asks on its own.
     """
+    customer_events = [e.data for e in events if isinstance(e.data, CUSTOMER_EVENTS)]
+    if not customer_events:
+        return
     wanted = [
-        e.data.customer_id
-        for e in events
-        if isinstance(e.data, CustomerCreated | CustomerUpdated) and e.data.external_ref_set
+        d.customer_id
+        for d in customer_events
+        if isinstance(d, CustomerCreated | CustomerUpdated) and d.external_ref_set
     ]
-    if not wanted:
-        return
-    try:
-        uow.state(PrefetchedCustomers).by_id.update(await _directory().fetch_many(wanted))
-    except CustomerServiceUnavailable:
-        return
+    prefetched = uow.state(PrefetchedCustomers).by_id
+    if wanted:
+        with contextlib.suppress(CustomerServiceUnavailable):  # then each event asks on its own
+            prefetched.update(await _directory().fetch_many(wanted))
+    # The batch's replica rows (and the parked events their references release) in a few statements,
+    # not a few per event: an import's customers arrive thousands at a time.
+    refs = {s.external_ref for s in prefetched.values() if s is not None and s.external_ref}
+    uow.state(PrefetchedCustomers).rows = await service.preload_replica_rows(
+        session=uow.session, customer_ids={d.customer_id for d in customer_events}, refs=refs
+    )
 
 
 def _lookup(uow: UnitOfWork) -> Callable[[str], Awaitable[CustomerSnapshot | None]]:

@@ -8,10 +8,10 @@ customer version (references) or the time of the status, and erasure is final. N
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -20,10 +20,10 @@ from contracts.erasure import ErasureConfirmed
 from servicekit.clock import utc_now
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
-from servicekit.sql import dialect_insert
+from servicekit.sql import KEYS, chunks, dialect_insert
 from servicekit.types import as_utc
 from services.interaction.complaints.models import ComplaintStep
-from services.interaction.inbound.service import apply_parked_for
+from services.interaction.inbound.service import apply_parked_for, preload_parked
 from services.interaction.interactions.models import Interaction
 from services.interaction.replica.directory import (
     CustomerLookup,
@@ -71,6 +71,33 @@ async def ensure_known_customer(*, session: AsyncSession, customer_id: str, look
     return known
 
 
+async def preload_replica_rows(
+    *, session: AsyncSession, customer_ids: Collection[str], refs: Collection[str]
+) -> dict[str, KnownCustomer]:
+    """A consumer batch's replica rows in the session (created empty where missing) in a few statements,
+    and which references have parked events (inbound.service.preload_parked): each event's handler then
+    finds its row without a query, and asks for parked events only where there are some. The caller keeps
+    the rows it returns for the transaction: the session's identity map holds them only weakly."""
+    ids = sorted(customer_ids)
+    found: dict[str, KnownCustomer] = {}
+    for chunk in chunks(ids):
+        found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
+    missing = [i for i in ids if i not in found]
+    if missing:
+        now = utc_now()
+        insert = dialect_insert(session)(KnownCustomer).on_conflict_do_nothing(index_elements=["customer_id"])
+        for chunk in chunks(missing):
+            rows = [{"customer_id": i, "version": 0, "erased": False, "updated_at": now} for i in chunk]
+            await session.execute(insert, rows)
+            found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
+    known_refs = {r.external_ref for r in found.values() if r.external_ref}
+    await preload_parked(session=session, refs=set(refs) | known_refs)
+    return found
+
+
+_ROWS = select(KnownCustomer).where(col(KnownCustomer.customer_id).in_(bindparam(KEYS, expanding=True)))
+
+
 async def _replica_row(session: AsyncSession, customer_id: str) -> KnownCustomer:
     """The replica row of a customer, created empty if missing (safe against a concurrent insert)."""
     row = await session.get(KnownCustomer, customer_id)
@@ -109,8 +136,7 @@ async def apply_customer_snapshot(
     # The snapshot holds every status change up to its updated_at.
     _set_status(row, snapshot.status, snapshot.updated_at)
     row.updated_at = utc_now()
-    await session.flush()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)  # the row goes at commit
     return row
 
 
@@ -152,8 +178,7 @@ async def apply_customer_created(
     if data.external_ref_set and not row.erased:
         return await _reference_from_master(session, row, lookup, sla_hours)
     row.updated_at = utc_now()
-    await session.flush()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)  # the row goes at commit
     return row
 
 
@@ -179,8 +204,7 @@ async def apply_customer_updated(
             return await _reference_from_master(session, row, lookup, sla_hours)
         row.version = data.version
         row.updated_at = utc_now()
-    await session.flush()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)  # the row goes at commit
     return row
 
 

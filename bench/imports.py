@@ -184,7 +184,8 @@ def profile_processes(specs: Iterable[ProcessSpec], into: Path) -> None:
     into.mkdir(parents=True)
     for spec in specs:
         python, *rest = spec.argv
-        spec.argv[:] = [python, "-m", "cProfile", "-o", str(into / f"{spec.name}.prof"), *rest]
+        assert rest[0] == "-m", spec.argv
+        spec.argv[:] = [python, "-m", "bench.profiled", str(into / f"{spec.name}.prof"), *rest[1:]]
 
 
 def _per_row(

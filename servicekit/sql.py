@@ -165,6 +165,63 @@ def _update_from_arrays(
     return update(table).where(table.c[key] == given.c[key]).values(values), json
 
 
+async def insert_from_arrays(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    skip_conflicts_on: str | None = None,
+    returning: str | None = None,
+) -> list[Any]:
+    """Insert rows (each with every column of the first row); returns the `returning` column's values of
+    the rows inserted. skip_conflicts_on: a unique column; a row whose value is taken is skipped.
+
+    On PostgreSQL one INSERT .. SELECT FROM unnest(an array per column) per IN_CHUNK * 4 rows: one short
+    statement whatever the rows, where a multi-row VALUES list is parsed and planned anew at each size and
+    binds every value of every row on its own. Elsewhere multi-row INSERTs of IN_CHUNK rows.
+    """
+    if not rows:
+        return []
+    names = tuple(rows[0])
+    found: list[Any] = []
+    if not on_postgres(session):
+        statement: Any = sqlite.insert(table)
+        if skip_conflicts_on is not None:
+            statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
+        if returning is not None:
+            statement = statement.returning(table.c[returning])
+        for chunk in chunks(rows):
+            result = await session.execute(statement, list(chunk))
+            if returning is not None:
+                found.extend(result.scalars())
+        return found
+    statement, json = _insert_from_arrays(table, names, skip_conflicts_on, returning)
+    for chunk in chunks(rows, IN_CHUNK * 4):
+        arrays = {
+            f"_{n}": [json_text(row[n]) for row in chunk] if n in json else [row[n] for row in chunk] for n in names
+        }
+        result = await session.execute(statement, arrays)
+        if returning is not None:
+            found.extend(result.scalars())
+    return found
+
+
+@cache
+def _insert_from_arrays(
+    table: Table, names: tuple[str, ...], skip_conflicts_on: str | None, returning: str | None
+) -> tuple[Any, frozenset[str]]:
+    json = frozenset(n for n in names if isinstance(table.c[n].type, JSON))
+    arrays = [bindparam(f"_{n}", type_=ARRAY(Text) if n in json else ARRAY(table.c[n].type)) for n in names]
+    given = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
+    values = select(*[cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names])
+    statement: Any = postgresql.insert(table).from_select(list(names), values)
+    if skip_conflicts_on is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
+    if returning is not None:
+        statement = statement.returning(table.c[returning])
+    return statement, json
+
+
 _WRITTEN = "_written"  # update_rows' bound array of which columns each row sets
 
 

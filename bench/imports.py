@@ -9,6 +9,10 @@ operator would: `crm import customers`, `crm import interactions` (by the custom
 - rows/s of each import (rows in the file / wall time of the command, reading and checking included);
 - the time from the end of the interactions import until every customer has a score in the scoring
   service (polled in its store every half second);
+- the time from the end of the customers import until the interaction service's replica of the
+  customers (filled from their events) holds every one;
+- the time from the end of the interactions import until the pipeline is drained (no outbox row
+  unpublished, no consumer group behind), and the CPU of every process per interaction up to then;
 - the rows in each store at the end (customers, status changes, interactions, scores, retention's
   replica), next to what the files hold: nothing lost, nothing twice.
 
@@ -53,6 +57,7 @@ INFRA = Infra(
     port_offset=int(os.environ.get("CRM_TEST_PORT_OFFSET", "23000")),
 )
 SCORE_TIMEOUT_S = 1800
+REPLICA_WAIT_S = 120  # after every customer is scored
 
 
 def log(message: str) -> None:
@@ -104,6 +109,16 @@ async def store_counts() -> dict[str, int]:
     }
 
 
+async def wait_for_count(service: str, sql: str, want: int) -> float | None:
+    """perf_counter() when the count reaches `want` (polled every half second; None: timed out)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < SCORE_TIMEOUT_S:
+        if await count(service, sql) >= want:
+            return time.perf_counter()
+        await asyncio.sleep(0.5)
+    return None
+
+
 async def wait_for_scores(customers: int, since: float) -> float | None:
     """Seconds from `since` until the scoring service holds a score for every customer (None: timed out)."""
     last = -1
@@ -136,10 +151,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await start_in_order(platform)
         log("importing through the gateway with crm import")
         imports = {"customers": crm_import("customers", data, args.chunk_size)}
+        # The interaction service's replica of the customers fills from their events meanwhile.
+        replica = asyncio.create_task(
+            wait_for_count("interaction", "SELECT count(*) FROM known_customers", mechanism["customers"])
+        )
+        customers_done = time.perf_counter()
         # CPU of every process (and of the CLI, a child of this one) while the interactions import runs.
         pids = watched_processes(INFRA, platform)
         before, cli_before = cpu_snapshot(pids), _children_cpu_s()
-        imports["interactions"] = crm_import("interactions", data, args.chunk_size)
+        imports["interactions"] = await asyncio.to_thread(crm_import, "interactions", data, args.chunk_size)
         interactions_done = time.perf_counter()
         after, cli_after = cpu_snapshot(pids), _children_cpu_s()
         report["load_during_interactions"] = os.getloadavg()
@@ -168,6 +188,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
         report["imports"] = imports
         scored_after = await scoring
+        try:  # bounded: a replica that never fills must not hold the report back
+            replica_at = await asyncio.wait_for(replica, REPLICA_WAIT_S)
+        except TimeoutError:
+            replica_at = None
+        report["replica_complete_s"] = None if replica_at is None else round(replica_at - customers_done, 1)
         report["every_customer_scored_s"] = None if scored_after is None else round(scored_after, 1)
         # Events still in flight settle before the count (retention's replica lags the customer store).
         await asyncio.sleep(5)
@@ -222,6 +247,9 @@ def print_report(report: dict[str, Any]) -> None:
         for name, ms in report["interactions_cpu_ms_per_row_drained"].items():
             print(f"{name:>28}: {ms:8.3f}")
     print(f"every customer scored {report.get('every_customer_scored_s')} s after the interactions import ended")
+    if "replica_complete_s" in report:
+        print(f"the interaction service's replica held every customer {report['replica_complete_s']} s after the "
+              "customers import ended")  # fmt: skip
     expected = {
         "customer.customers": files["customers"],
         "customer.churned": files["churned"],

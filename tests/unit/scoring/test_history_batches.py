@@ -1,4 +1,4 @@
-"""History (events older than the horizon) in one consumer batch: one score per customer, the same one."""
+"""History (events older than the horizon) in one consumer batch: every score kept, one published per customer."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +60,13 @@ async def _counts(database: Database) -> tuple[int, list[dict[str, Any]]]:
     return history, [orjson.loads(p)["data"] for p in payloads]
 
 
-async def test_history_in_one_batch_writes_one_score_per_customer_equal_to_scoring_each_event(tmp_path, monkeypatch):
+async def _history_rows(database: Database) -> list[tuple[Any, ...]]:
+    async with database.sessions() as session:
+        query = select(ScoreRecord.customer_id, ScoreRecord.as_of, ScoreRecord.churn_risk, ScoreRecord.snapshot)
+        return sorted((await session.execute(query.order_by(ScoreRecord.id))).all(), key=lambda r: (r[0], r[1]))
+
+
+async def test_history_in_one_batch_keeps_every_score_and_publishes_one_per_customer(tmp_path, monkeypatch):
     stream = _history()
     monkeypatch.setattr(get_settings(), "history_horizon_days", 0.0)  # every event scored on its own
     one_by_one = await _database(tmp_path, "alone.db")
@@ -70,11 +76,16 @@ async def test_history_in_one_batch_writes_one_score_per_customer_equal_to_scori
     await _apply(merged, [stream])
 
     assert await _current(merged) == await _current(one_by_one)
+    # The score history (what training reads as of each event) is that of scoring each event alone.
+    assert await _history_rows(merged) == await _history_rows(one_by_one)
     history, events = await _counts(merged)
-    assert history == 3 and [e["customer_id"] for e in events] == ["c0", "c1", "c2"]
-    # The merged score.updated carries the customer's first score's previous (none) and its last score.
-    assert all(e["previous"] is None for e in events)
-    assert (await _counts(one_by_one))[0] == len(stream)  # scored alone: one score per event
+    assert history == len(stream) and sorted(e["customer_id"] for e in events) == ["c0", "c1", "c2"]
+    # Each published score is the customer's last, after the one its consumers held before (none here).
+    current = await _current(merged)
+    assert all(
+        e["previous"] is None and e["current"]["churn_risk"] == current[e["customer_id"]]["churn_risk"] for e in events
+    )
+    assert len((await _counts(one_by_one))[1]) == len(stream)  # scored alone: one score.updated per event
     await one_by_one.dispose()
     await merged.dispose()
 
@@ -88,8 +99,8 @@ async def test_a_live_event_between_history_keeps_its_own_score(tmp_path):
     await _apply(database, [batch])
 
     history, events = await _counts(database)
-    # old-0 and old-1 merge; the live purchase and the history after it are scores of their own.
-    assert history == 3 and len(events) == 3
+    # old-0 is carried by old-1; the live purchase and the history after it are published on their own.
+    assert history == 4 and len(events) == 3
     await database.dispose()
 
 

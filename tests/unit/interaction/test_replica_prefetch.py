@@ -83,6 +83,8 @@ async def apply_batch(database, directory, monkeypatch, events) -> None:
 
 async def test_a_batch_of_new_customers_costs_the_same_statements_whatever_its_size(database, monkeypatch):
     sent_per_batch = []
+    # The first batch also reads the run-time settings (then cached for a while): not counted.
+    await apply_batch(database, Directory(), monkeypatch, [received(created("first"))])
     for size, prefix in ((4, "small-"), (60, "large-")):
         events = [received(created(f"{prefix}{i}")) for i in range(size)]
         with statements_sent(database.engine.sync_engine) as sent:
@@ -91,7 +93,7 @@ async def test_a_batch_of_new_customers_costs_the_same_statements_whatever_its_s
     assert sent_per_batch[0] == sent_per_batch[1]
     async with database.sessions() as session:
         refs = dict((await session.execute(select(KnownCustomer.customer_id, KnownCustomer.external_ref))).all())
-    assert len(refs) == 64 and refs["large-59"] == "ref-large-59"
+    assert len(refs) == 65 and refs["large-59"] == "ref-large-59"
 
 
 def order_for(ref: str, order_id: str) -> Received:

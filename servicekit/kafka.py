@@ -31,14 +31,14 @@ def security_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
 
 @lru_cache(maxsize=65536)
 def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
+    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 def cached_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
     """aiokafka's default partitioner (murmur2 of the key, as the Java client), with each key's hash kept:
     aiokafka's murmur2 is pure Python, and a relay sends many events of the same customers in a row."""
     if key is None:
-        return DefaultPartitioner()(key, all_partitions, available)
+        return int(DefaultPartitioner()(key, all_partitions, available))
     return all_partitions[_key_hash(key) % len(all_partitions)]
 
 

@@ -15,6 +15,7 @@ from contracts.customer import CustomerCreated, CustomerErased, CustomerStatusCh
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handlers
 from servicekit.unit_of_work import UnitOfWork
+from services.interaction.inbound.service import ParkedRefs
 from services.interaction.replica import service
 from services.interaction.replica.directory import CustomerDirectory, CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.replica.models import KnownCustomer
@@ -68,7 +69,10 @@ async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -
     # not a few per event: an import's customers arrive thousands at a time.
     refs = {s.external_ref for s in prefetched.values() if s is not None and s.external_ref}
     uow.state(PrefetchedCustomers).rows = await service.preload_replica_rows(
-        session=uow.session, customer_ids={d.customer_id for d in customer_events}, refs=refs
+        session=uow.session,
+        customer_ids={d.customer_id for d in customer_events},
+        refs=refs,
+        parked=uow.state(ParkedRefs),
     )
 
 
@@ -85,13 +89,21 @@ def _lookup(uow: UnitOfWork) -> Callable[[str], Awaitable[CustomerSnapshot | Non
 
 async def on_customer_created(uow: UnitOfWork, event: Received[CustomerCreated]) -> None:
     await service.apply_customer_created(
-        session=uow.session, data=event.data, sla_hours=await complaint_sla_hours(uow.session), lookup=_lookup(uow)
+        session=uow.session,
+        data=event.data,
+        sla_hours=await complaint_sla_hours(uow.session),
+        lookup=_lookup(uow),
+        parked=uow.state(ParkedRefs),
     )
 
 
 async def on_customer_updated(uow: UnitOfWork, event: Received[CustomerUpdated]) -> None:
     await service.apply_customer_updated(
-        session=uow.session, data=event.data, sla_hours=await complaint_sla_hours(uow.session), lookup=_lookup(uow)
+        session=uow.session,
+        data=event.data,
+        sla_hours=await complaint_sla_hours(uow.session),
+        lookup=_lookup(uow),
+        parked=uow.state(ParkedRefs),
     )
 
 

@@ -23,7 +23,7 @@ from servicekit.problems import Problem, field_error
 from servicekit.sql import KEYS, chunks, dialect_insert
 from servicekit.types import as_utc
 from services.interaction.complaints.models import ComplaintStep
-from services.interaction.inbound.service import apply_parked_for, preload_parked
+from services.interaction.inbound.service import ParkedRefs, apply_parked_for, preload_parked
 from services.interaction.interactions.models import Interaction
 from services.interaction.replica.directory import (
     CustomerLookup,
@@ -72,7 +72,7 @@ async def ensure_known_customer(*, session: AsyncSession, customer_id: str, look
 
 
 async def preload_replica_rows(
-    *, session: AsyncSession, customer_ids: Collection[str], refs: Collection[str]
+    *, session: AsyncSession, customer_ids: Collection[str], refs: Collection[str], parked: ParkedRefs
 ) -> dict[str, KnownCustomer]:
     """A consumer batch's replica rows in the session (created empty where missing) in a few statements,
     and which references have parked events (inbound.service.preload_parked): each event's handler then
@@ -91,7 +91,7 @@ async def preload_replica_rows(
             await session.execute(insert, rows)
             found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
     known_refs = {r.external_ref for r in found.values() if r.external_ref}
-    await preload_parked(session=session, refs=set(refs) | known_refs)
+    await preload_parked(session=session, refs=set(refs) | known_refs, parked=parked)
     return found
 
 
@@ -123,7 +123,11 @@ def _set_status(row: KnownCustomer, status: str | None, at: datetime | None) -> 
 
 
 async def apply_customer_snapshot(
-    *, session: AsyncSession, snapshot: CustomerSnapshot, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+    *,
+    session: AsyncSession,
+    snapshot: CustomerSnapshot,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    parked: ParkedRefs | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, snapshot.customer_id)
     if snapshot.erased:
@@ -136,12 +140,16 @@ async def apply_customer_snapshot(
     # The snapshot holds every status change up to its updated_at.
     _set_status(row, snapshot.status, snapshot.updated_at)
     row.updated_at = utc_now()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)  # the row goes at commit
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours, parked=parked)  # the row goes at commit
     return row
 
 
 async def _reference_from_master(
-    session: AsyncSession, row: KnownCustomer, lookup: CustomerLookup | None, sla_hours: Mapping[str, float]
+    session: AsyncSession,
+    row: KnownCustomer,
+    lookup: CustomerLookup | None,
+    sla_hours: Mapping[str, float],
+    parked: ParkedRefs | None,
 ) -> KnownCustomer:
     """Read the customer's external reference from the customer service: events never carry it (it is
     personal data and Kafka's log cannot be erased), only whether there is one.
@@ -159,7 +167,7 @@ async def _reference_from_master(
     if snapshot is None:
         await session.flush()
         return row
-    return await apply_customer_snapshot(session=session, snapshot=snapshot, sla_hours=sla_hours)
+    return await apply_customer_snapshot(session=session, snapshot=snapshot, sla_hours=sla_hours, parked=parked)
 
 
 async def apply_customer_created(
@@ -168,6 +176,7 @@ async def apply_customer_created(
     data: CustomerCreated,
     sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
     lookup: CustomerLookup | None = None,
+    parked: ParkedRefs | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if row.version < 1:  # nothing newer known yet
@@ -176,9 +185,9 @@ async def apply_customer_created(
         row.version = 1
     _set_status(row, data.status, data.created_at)
     if data.external_ref_set and not row.erased:
-        return await _reference_from_master(session, row, lookup, sla_hours)
+        return await _reference_from_master(session, row, lookup, sla_hours, parked)
     row.updated_at = utc_now()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)  # the row goes at commit
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours, parked=parked)  # the row goes at commit
     return row
 
 
@@ -188,6 +197,7 @@ async def apply_customer_updated(
     data: CustomerUpdated,
     sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
     lookup: CustomerLookup | None = None,
+    parked: ParkedRefs | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if data.version >= row.version:
@@ -201,10 +211,10 @@ async def apply_customer_updated(
         elif not data.external_ref_set:
             row.external_ref = None
         elif ("external_ref" in data.changed or not data.changed) and not row.erased:
-            return await _reference_from_master(session, row, lookup, sla_hours)
+            return await _reference_from_master(session, row, lookup, sla_hours, parked)
         row.version = data.version
         row.updated_at = utc_now()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)  # the row goes at commit
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours, parked=parked)  # the row goes at commit
     return row
 
 

@@ -161,6 +161,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         before, cli_before = cpu_snapshot(pids), _children_cpu_s()
         imports["interactions"] = await asyncio.to_thread(crm_import, "interactions", data, args.chunk_size)
         interactions_done = time.perf_counter()
+        # Scores are watched from the end of the interactions import, through the drain and the statuses.
+        scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
         after, cli_after = cpu_snapshot(pids), _children_cpu_s()
         report["load_during_interactions"] = os.getloadavg()
         rows = imports["interactions"]["rows"]
@@ -183,8 +185,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         report["load_after_drain"] = os.getloadavg()
         log(f"  pipeline drained {drained_s:.1f} s after the interactions import ended")
-        # Scores are watched while the statuses import runs (from the end of the interactions import).
-        scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
         imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
         report["imports"] = imports
         scored_after = await scoring

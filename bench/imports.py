@@ -9,6 +9,10 @@ operator would: `crm import customers`, `crm import interactions` (by the custom
 - rows/s of each import (rows in the file / wall time of the command, reading and checking included);
 - the time from the end of the interactions import until every customer has a score in the scoring
   service (polled in its store every half second);
+- the time from the end of the customers import until the interaction service's replica of the
+  customers (filled from their events) holds every one;
+- the time from the end of the interactions import until the pipeline is drained (no outbox row
+  unpublished, no consumer group behind), and the CPU of every process per interaction up to then;
 - the rows in each store at the end (customers, status changes, interactions, scores, retention's
   replica), next to what the files hold: nothing lost, nothing twice.
 
@@ -29,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +41,23 @@ import asyncpg
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.infra import LAYOUTS, Infra, report_start, run_on_fresh_infra, start_in_order, write_report
-from bench.pipeline import cpu_snapshot, watched_processes
+from bench.pipeline import Backlog, cpu_snapshot, watched_processes
 from cli.generate import write as generate
+from runner.launcher import ProcessSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-INFRA = Infra(REPO_ROOT / ".state" / "bench-import", kafka_port=19492, pg_port=55483, port_offset=23000)
+# Fixed ports by default (hold /tmp/crm-e2e.lock); CRM_TEST_* give a long run its own ports and state dir.
+INFRA = Infra(
+    Path(os.environ.get("CRM_TEST_STATE_DIR", REPO_ROOT / ".state" / "bench-import")),
+    kafka_port=int(os.environ.get("CRM_TEST_KAFKA_PORT", "19492")),
+    kafka_controller_port=int(os.environ["CRM_TEST_KAFKA_CONTROLLER_PORT"])
+    if "CRM_TEST_KAFKA_CONTROLLER_PORT" in os.environ
+    else None,
+    pg_port=int(os.environ.get("CRM_TEST_PG_PORT", "55483")),
+    port_offset=int(os.environ.get("CRM_TEST_PORT_OFFSET", "23000")),
+)
 SCORE_TIMEOUT_S = 1800
+REPLICA_WAIT_S = 120  # after every customer is scored
 
 
 def log(message: str) -> None:
@@ -93,6 +109,16 @@ async def store_counts() -> dict[str, int]:
     }
 
 
+async def wait_for_count(service: str, sql: str, want: int) -> float | None:
+    """perf_counter() when the count reaches `want` (polled every half second; None: timed out)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < SCORE_TIMEOUT_S:
+        if await count(service, sql) >= want:
+            return time.perf_counter()
+        await asyncio.sleep(0.5)
+    return None
+
+
 async def wait_for_scores(customers: int, since: float) -> float | None:
     """Seconds from `since` until the scoring service holds a score for every customer (None: timed out)."""
     last = -1
@@ -114,6 +140,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"generated {mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned")  # fmt: skip
     platform = INFRA.fresh_platform(layout=args.layout, extra_env=UNTHROTTLED_ENV)
+    if args.profile:
+        profile_processes(platform.specs.values(), INFRA.state_dir / "profiles")
     report: dict[str, Any] = {
         **report_start(args.layout),
         "args": vars(args) | {"json": str(args.json)},
@@ -123,24 +151,48 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await start_in_order(platform)
         log("importing through the gateway with crm import")
         imports = {"customers": crm_import("customers", data, args.chunk_size)}
+        # The interaction service's replica of the customers fills from their events meanwhile.
+        replica = asyncio.create_task(
+            wait_for_count("interaction", "SELECT count(*) FROM known_customers", mechanism["customers"])
+        )
+        customers_done = time.perf_counter()
         # CPU of every process (and of the CLI, a child of this one) while the interactions import runs.
         pids = watched_processes(INFRA, platform)
         before, cli_before = cpu_snapshot(pids), _children_cpu_s()
-        imports["interactions"] = crm_import("interactions", data, args.chunk_size)
-        after, cli_after = cpu_snapshot(pids), _children_cpu_s()
-        spent = {name: after[name] - before[name] for name in before} | {"crm import (CLI)": cli_after - cli_before}
-        rows = imports["interactions"]["rows"]
-        report["interactions_cpu_ms_per_row"] = {
-            name: round(1000 * seconds / rows, 3) for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])
-        }
-        report["interactions_cpu_ms_per_row_total"] = round(1000 * sum(spent.values()) / rows, 3)
-        report["load_during_interactions"] = os.getloadavg()
+        imports["interactions"] = await asyncio.to_thread(crm_import, "interactions", data, args.chunk_size)
         interactions_done = time.perf_counter()
-        # Scores are watched while the statuses import runs, from the end of the interactions import.
+        # Scores are watched from the end of the interactions import, through the drain and the statuses.
         scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
+        after, cli_after = cpu_snapshot(pids), _children_cpu_s()
+        report["load_during_interactions"] = os.getloadavg()
+        rows = imports["interactions"]["rows"]
+        report["interactions_cpu_ms_per_row"], report["interactions_cpu_ms_per_row_total"] = _per_row(
+            before, after, cli_after - cli_before, rows
+        )
+        # The consumers (scoring, retention) and relays go on after the CLI has its answers: the work an
+        # interaction causes is all done only when no outbox row waits and no consumer group lags.
+        backlog = Backlog(INFRA)
+        await backlog.start()
+        try:
+            drained_s = await backlog.wait_drained(SCORE_TIMEOUT_S)
+        finally:
+            await backlog.stop()
+        drained = cpu_snapshot(pids)
+        report["interactions_drained_s"] = round(drained_s, 1)
+        report["interactions_rows_per_s_drained"] = round(rows / (imports["interactions"]["seconds"] + drained_s), 1)
+        report["interactions_cpu_ms_per_row_drained"], report["interactions_cpu_ms_per_row_drained_total"] = _per_row(
+            before, drained, cli_after - cli_before, rows
+        )
+        report["load_after_drain"] = os.getloadavg()
+        log(f"  pipeline drained {drained_s:.1f} s after the interactions import ended")
         imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
         report["imports"] = imports
         scored_after = await scoring
+        try:  # bounded: a replica that never fills must not hold the report back
+            replica_at = await asyncio.wait_for(replica, REPLICA_WAIT_S)
+        except TimeoutError:
+            replica_at = None
+        report["replica_complete_s"] = None if replica_at is None else round(replica_at - customers_done, 1)
         report["every_customer_scored_s"] = None if scored_after is None else round(scored_after, 1)
         # Events still in flight settle before the count (retention's replica lags the customer store).
         await asyncio.sleep(5)
@@ -148,6 +200,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         platform.stop_all()
     return report
+
+
+def profile_processes(specs: Iterable[ProcessSpec], into: Path) -> None:
+    """Run every service process under cProfile (written to into/<name>.prof when it stops): where each
+    process spends its CPU during the import. Slows them down; its rates are not the bench's."""
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    for spec in specs:
+        python, *rest = spec.argv
+        assert rest[0] == "-m", spec.argv
+        spec.argv[:] = [python, "-m", "bench.profiled", str(into / f"{spec.name}.prof"), *rest[1:]]
+
+
+def _per_row(
+    before: dict[str, float], after: dict[str, float], cli_s: float, rows: int
+) -> tuple[dict[str, float], float]:
+    """CPU ms per row of every process between two snapshots (and the CLI's), largest first, and their sum."""
+    spent = {name: after[name] - before[name] for name in before} | {"crm import (CLI)": cli_s}
+    per_row = {name: round(1000 * sec / rows, 3) for name, sec in sorted(spent.items(), key=lambda kv: -kv[1])}
+    return per_row, round(1000 * sum(spent.values()) / rows, 3)
 
 
 def _children_cpu_s() -> float:
@@ -167,7 +239,17 @@ def print_report(report: dict[str, Any]) -> None:
               f"{report['interactions_cpu_ms_per_row_total']} in all:")  # fmt: skip
         for name, ms in report["interactions_cpu_ms_per_row"].items():
             print(f"{name:>28}: {ms:8.3f}")
+    if "interactions_drained_s" in report:
+        print(f"pipeline drained {report['interactions_drained_s']} s after the interactions import ended: "
+              f"{report['interactions_rows_per_s_drained']:,.0f} interactions/s through every store; CPU ms per "
+              f"interaction until drained (load average {report['load_after_drain'][0]:.1f}), "
+              f"{report['interactions_cpu_ms_per_row_drained_total']} in all:")  # fmt: skip
+        for name, ms in report["interactions_cpu_ms_per_row_drained"].items():
+            print(f"{name:>28}: {ms:8.3f}")
     print(f"every customer scored {report.get('every_customer_scored_s')} s after the interactions import ended")
+    if "replica_complete_s" in report:
+        print(f"the interaction service's replica held every customer {report['replica_complete_s']} s after the "
+              "customers import ended")  # fmt: skip
     expected = {
         "customer.customers": files["customers"],
         "customer.churned": files["churned"],
@@ -191,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         "--status-chunk-size", type=int, default=2000, help="rows per statuses request (default %(default)s)"
     )
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="combined")
+    parser.add_argument("--profile", action="store_true", help="cProfile every process into <state>/profiles")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "imports.json")
     args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import orjson
+
 from cli.client import IDEMPOTENCY_KEYS, RETRIES, Gateway, GatewayError, _describe, _error_text, retry_wait_s
 from cli.import_state import Pending, RowResult
 
@@ -70,14 +72,17 @@ def bulk_sender(gateway: Gateway, path: str) -> Sender:
         # A gateway timeout (504) means the service may still finish the batch: it is sent again only when
         # every row carries its own key, so a second delivery reports them `existing`.
         keyed = all(IDEMPOTENCY_KEYS & body.keys() for body in bodies)
+        # orjson: several times cheaper than the standard library's encoder for a batch of thousands of rows.
+        content = orjson.dumps({"rows": bodies})
+        headers = {"Idempotency-Key": key, "content-type": "application/json"}
         for attempt in range(1, RETRIES + 2):
-            response = gateway.request("POST", path, json={"rows": bodies}, headers={"Idempotency-Key": key})
+            response = gateway.request("POST", path, content=content, headers=headers)
             if response.status_code != 504 or not keyed or attempt > RETRIES:
                 break
             gateway.sleep(retry_wait_s(attempt, None, backoff_s=gateway.retry_backoff_s * 4, cap_s=gateway.max_wait_s))
         if response.status_code != 200:
             raise GatewayError(f"POST {path} refused a batch: {_describe(response)}")
-        return _results(response.json(), len(bodies))
+        return _results(orjson.loads(response.content), len(bodies))
 
     return send
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from servicekit.settings import KafkaSettings
 
@@ -27,6 +29,19 @@ def security_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     return kwargs
 
 
+@lru_cache(maxsize=65536)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def cached_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (murmur2 of the key, as the Java client), with each key's hash kept:
+    aiokafka's murmur2 is pure Python, and a relay sends many events of the same customers in a row."""
+    if key is None:
+        return int(DefaultPartitioner()(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 def make_producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     # aiokafka's defaults (acks=1, no idempotence) can lose or duplicate on broker failover.
     return AIOKafkaProducer(
@@ -35,6 +50,7 @@ def make_producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
+        partitioner=cached_partitioner,
         request_timeout_ms=kafka.request_timeout_ms,
         **security_kwargs(kafka),
     )

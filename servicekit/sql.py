@@ -165,6 +165,38 @@ def _update_from_arrays(
     return update(table).where(table.c[key] == given.c[key]).values(values), json
 
 
+async def insert_rows_from_arrays(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    skip_conflicts_on: str | None = None,
+    returning: str | None = None,
+) -> list[Any]:
+    """Insert rows (each with every column of the first row); returns the `returning` column's values of
+    the rows inserted. skip_conflicts_on: a unique column; a row whose value is taken is skipped.
+
+    On PostgreSQL one insert_from_arrays statement per IN_CHUNK * 4 rows: one short statement whatever the
+    rows, where a multi-row VALUES list is parsed and planned anew at each size and binds every value of
+    every row on its own. Elsewhere multi-row INSERTs of IN_CHUNK rows.
+    """
+    if not rows:
+        return []
+    names = tuple(rows[0])
+    postgres = on_postgres(session)
+    statement: Any = insert_from_arrays(table, names) if postgres else sqlite.insert(table)
+    if skip_conflicts_on is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
+    if returning is not None:
+        statement = statement.returning(table.c[returning])
+    found: list[Any] = []
+    for chunk in chunks(rows, IN_CHUNK * 4) if postgres else chunks(rows):
+        result = await session.execute(statement, column_arrays(table, names, chunk) if postgres else list(chunk))
+        if returning is not None:
+            found.extend(result.scalars())
+    return found
+
+
 _WRITTEN = "_written"  # update_rows' bound array of which columns each row sets
 
 

@@ -22,6 +22,7 @@ class InteractionSettings(ServiceSettings):
     customer_timeout_s: float = Field(2.0, gt=0)  # a slower answer counts as the customer service being down
     # A bulk import asks the customer service once for every customer its replica has not seen yet; an
     # unavailable customer service is asked again for up to this long before those rows are rejected (retryable).
+    # The replica's consumer asks once per batch the same way before its events fall back to a call each.
     customer_lookup_wait_s: float = Field(10.0, ge=0)
 
     # Hours from when the customer complained until the complaint must be resolved, per severity.

@@ -48,6 +48,10 @@ class ScoringSettings(ServiceSettings):
     # Jobs of one kind waiting to run; a request beyond it is refused with 429 (one runs at a time per kind).
     job_queue_limit: int = Field(2, ge=1)
     rescore_chunk: int = Field(500, ge=1)  # customers per transaction when a new model is applied to all
+    # History: an event whose business time is older than this many days (an import, a replay) is scored
+    # and kept in the score history as any other, but of a consumer batch's run of such events of one
+    # customer only the last score is published (score.updated). 0 = every score is published.
+    history_horizon_days: float = Field(30.0, ge=0)
 
     # ---- silent-customer sweep (consume role): risk rises as recency grows, without any event ----
     # Seconds between sweeps; 0 = off. The first sweep runs one interval after the process starts.

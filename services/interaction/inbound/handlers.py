@@ -11,7 +11,10 @@ from services.interaction.settings import complaint_sla_hours
 
 
 async def on_inbound(uow: UnitOfWork, event: Received[InboundEvent]) -> None:
-    await service.record_inbound(session=uow.session, event=event, sla_hours=await complaint_sla_hours(uow.session))
+    sla_hours = await complaint_sla_hours(uow.session)
+    await service.record_inbound(
+        session=uow.session, event=event, sla_hours=sla_hours, parked=uow.state(service.ParkedRefs)
+    )
 
 
 HANDLERS: Handlers = {model.event_type: on_inbound for model in INBOUND_MODELS}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, func, update
@@ -17,7 +18,7 @@ from servicekit.events.envelope import CloudEvent, Received
 from servicekit.inbox import PoisonEvent
 from servicekit.inbox.consumer import is_transient
 from servicekit.pagination import MAX_PAGE
-from servicekit.sql import dialect_insert
+from servicekit.sql import chunks, dialect_insert
 from services.interaction.inbound import erp
 from services.interaction.inbound.models import ParkedEvent
 from services.interaction.interactions.models import Interaction
@@ -40,7 +41,11 @@ async def customer_by_ref(*, session: AsyncSession, customer_ref: str) -> KnownC
 
 
 async def record_inbound(
-    *, session: AsyncSession, event: Received[InboundEvent], sla_hours: Mapping[str, float]
+    *,
+    session: AsyncSession,
+    event: Received[InboundEvent],
+    sla_hours: Mapping[str, float],
+    parked: ParkedRefs | None = None,
 ) -> Interaction | None:
     """Turn an ERP/SCM event into an interaction, or park it if its customer is not known yet.
 
@@ -55,6 +60,8 @@ async def record_inbound(
     customer = await customer_by_ref(session=session, customer_ref=data.customer_ref)
     if customer is None:
         await park(session=session, event=event, reason=f"no customer with external_ref {data.customer_ref!r} yet")
+        if parked is not None:
+            parked.without.discard(data.customer_ref)
         return None
     if customer.erased:
         raise PoisonEvent(f"customer {customer.customer_id} was erased")
@@ -91,15 +98,42 @@ async def park(*, session: AsyncSession, event: Received[InboundEvent], reason: 
     log.info("inbound event parked", extra={"event_type": event.envelope.type, "event_id": event.envelope.id})
 
 
+@dataclass
+class ParkedRefs:
+    """What a unit of work knows of parked events: the references it found none for (preload_parked), so
+    apply_parked_for asks only for the others. Parking an event in the transaction takes its reference out."""
+
+    without: set[str] = field(default_factory=set)
+
+
+async def preload_parked(*, session: AsyncSession, refs: Collection[str], parked: ParkedRefs) -> None:
+    """Find in one query which of these references have parked events, so apply_parked_for asks only
+    for those in this transaction (a consumer batch of new customers, most of which have none)."""
+    if not refs:
+        return
+    with_parked: set[str] = set()
+    for chunk in chunks(sorted(refs)):
+        rows = await session.execute(
+            select(ParkedEvent.customer_ref).where(col(ParkedEvent.customer_ref).in_(chunk)).distinct()
+        )
+        with_parked.update(rows.scalars())
+    parked.without.update(set(refs) - with_parked)
+
+
 async def apply_parked_for(
-    *, session: AsyncSession, customer: KnownCustomer, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+    *,
+    session: AsyncSession,
+    customer: KnownCustomer,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    parked: ParkedRefs | None = None,
 ) -> int:
     """Apply and delete the parked events naming this customer's reference; returns how many were applied.
 
     Each runs in a savepoint: one that fails stays parked (attempts + 1, last_error) without undoing
     the others or the caller's change.
     """
-    if customer.external_ref is None or customer.erased:
+    ref = customer.external_ref
+    if ref is None or customer.erased or (parked is not None and ref in parked.without):
         return 0
     query = (
         select(ParkedEvent).where(col(ParkedEvent.customer_ref) == customer.external_ref).order_by(col(ParkedEvent.id))

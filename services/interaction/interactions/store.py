@@ -24,7 +24,7 @@ from servicekit.clock import utc_now
 from servicekit.events.envelope import EventData
 from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found
-from servicekit.sql import chunks, dialect_insert
+from servicekit.sql import chunks, insert_rows_from_arrays
 from services.interaction.complaints import sla
 from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.interactions.models import BulkRowStatus, Interaction, InteractionCreate
@@ -142,18 +142,13 @@ def row_values(interaction: Interaction | Draft) -> dict[str, Any]:
 
 
 async def _insert_interactions(session: AsyncSession, interactions: Sequence[Draft]) -> set[str]:
-    """Multi-row INSERTs that skip rows whose external_id exists; returns the ids actually inserted."""
+    """INSERTs that skip rows whose external_id exists (on PostgreSQL from an array per column, one
+    statement per few thousand rows); returns the ids actually inserted."""
     if not interactions:
         return set()
     table = Interaction.__table__  # type: ignore[attr-defined]
-    insert = dialect_insert(session)
-    inserted: set[str] = set()
-    for chunk in chunks(list(interactions)):
-        rows = [vars(i) for i in chunk]
-        statement = insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id)
-        result = await session.execute(statement, rows)
-        inserted.update(result.scalars())
-    return inserted
+    rows = [vars(i) for i in interactions]
+    return set(await insert_rows_from_arrays(session, table, rows, skip_conflicts_on="external_id", returning="id"))
 
 
 class Draft(SimpleNamespace):

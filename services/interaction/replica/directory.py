@@ -63,6 +63,9 @@ class CustomerDirectory:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.batch_wait_s = batch_wait_s  # how long fetch_many keeps retrying an unavailable customer service
+        # A lookup of thousands of ids takes longer than one customer's read, the more so on a loaded
+        # machine: it may take the whole wait, where a single read counts as failed after timeout_s.
+        self._batch_timeout = httpx.Timeout(max(timeout_s, batch_wait_s))
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s),
@@ -127,7 +130,7 @@ class CustomerDirectory:
         if request_id:
             headers["x-request-id"] = request_id
         try:
-            response = await self._client.post(LOOKUP_PATH, content=body, headers=headers)
+            response = await self._client.post(LOOKUP_PATH, content=body, headers=headers, timeout=self._batch_timeout)
         except httpx.HTTPError as exc:
             log.warning("customer service unreachable", extra={"error": repr(exc)})
             raise CustomerServiceUnavailable(repr(exc)) from exc

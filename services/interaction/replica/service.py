@@ -8,10 +8,10 @@ customer version (references) or the time of the status, and erasure is final. N
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -28,10 +28,10 @@ from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
 from servicekit.outbox import enqueue
 from servicekit.problems import Problem, field_error
-from servicekit.sql import dialect_insert
+from servicekit.sql import KEYS, chunks, dialect_insert
 from servicekit.types import as_utc
 from services.interaction.complaints.models import ComplaintStep
-from services.interaction.inbound.service import apply_parked_for
+from services.interaction.inbound.service import ParkedRefs, apply_parked_for, preload_parked
 from services.interaction.interactions.models import Interaction
 from services.interaction.replica.directory import (
     CustomerLookup,
@@ -77,6 +77,33 @@ async def ensure_known_customer(*, session: AsyncSession, customer_id: str, look
             errors=[field_error("customer_id", "erased customer")],
         )
     return known
+
+
+async def preload_replica_rows(
+    *, session: AsyncSession, customer_ids: Collection[str], refs: Collection[str], parked: ParkedRefs
+) -> dict[str, KnownCustomer]:
+    """A consumer batch's replica rows in the session (created empty where missing) in a few statements,
+    and which references have parked events (inbound.service.preload_parked): each event's handler then
+    finds its row without a query, and asks for parked events only where there are some. The caller keeps
+    the rows it returns for the transaction: the session's identity map holds them only weakly."""
+    ids = sorted(customer_ids)
+    found: dict[str, KnownCustomer] = {}
+    for chunk in chunks(ids):
+        found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
+    missing = [i for i in ids if i not in found]
+    if missing:
+        now = utc_now()
+        insert = dialect_insert(session)(KnownCustomer).on_conflict_do_nothing(index_elements=["customer_id"])
+        for chunk in chunks(missing):
+            rows = [{"customer_id": i, "version": 0, "erased": False, "updated_at": now} for i in chunk]
+            await session.execute(insert, rows)
+            found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
+    known_refs = {r.external_ref for r in found.values() if r.external_ref}
+    await preload_parked(session=session, refs=set(refs) | known_refs, parked=parked)
+    return found
+
+
+_ROWS = select(KnownCustomer).where(col(KnownCustomer.customer_id).in_(bindparam(KEYS, expanding=True)))
 
 
 async def _replica_row(session: AsyncSession, customer_id: str) -> KnownCustomer:
@@ -132,7 +159,11 @@ async def apply_score(*, session: AsyncSession, data: ScoreUpdated) -> KnownCust
 
 
 async def apply_customer_snapshot(
-    *, session: AsyncSession, snapshot: CustomerSnapshot, sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS
+    *,
+    session: AsyncSession,
+    snapshot: CustomerSnapshot,
+    sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
+    parked: ParkedRefs | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, snapshot.customer_id)
     if snapshot.erased:
@@ -145,13 +176,16 @@ async def apply_customer_snapshot(
     # The snapshot holds every status change up to its updated_at.
     _set_status(row, snapshot.status, snapshot.updated_at)
     row.updated_at = utc_now()
-    await session.flush()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours, parked=parked)  # the row goes at commit
     return row
 
 
 async def _reference_from_master(
-    session: AsyncSession, row: KnownCustomer, lookup: CustomerLookup | None, sla_hours: Mapping[str, float]
+    session: AsyncSession,
+    row: KnownCustomer,
+    lookup: CustomerLookup | None,
+    sla_hours: Mapping[str, float],
+    parked: ParkedRefs | None,
 ) -> KnownCustomer:
     """Read the customer's external reference from the customer service: events never carry it (it is
     personal data and Kafka's log cannot be erased), only whether there is one.
@@ -169,7 +203,7 @@ async def _reference_from_master(
     if snapshot is None:
         await session.flush()
         return row
-    return await apply_customer_snapshot(session=session, snapshot=snapshot, sla_hours=sla_hours)
+    return await apply_customer_snapshot(session=session, snapshot=snapshot, sla_hours=sla_hours, parked=parked)
 
 
 async def apply_customer_created(
@@ -178,6 +212,7 @@ async def apply_customer_created(
     data: CustomerCreated,
     sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
     lookup: CustomerLookup | None = None,
+    parked: ParkedRefs | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if row.version < 1:  # nothing newer known yet
@@ -188,10 +223,9 @@ async def apply_customer_created(
         _take_profile(row, data)
     _set_status(row, data.status, data.created_at)
     if data.external_ref_set and not row.erased:
-        return await _reference_from_master(session, row, lookup, sla_hours)
+        return await _reference_from_master(session, row, lookup, sla_hours, parked)
     row.updated_at = utc_now()
-    await session.flush()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours, parked=parked)  # the row goes at commit
     return row
 
 
@@ -201,6 +235,7 @@ async def apply_customer_updated(
     data: CustomerUpdated,
     sla_hours: Mapping[str, float] = DEFAULT_SLA_HOURS,
     lookup: CustomerLookup | None = None,
+    parked: ParkedRefs | None = None,
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if data.version >= row.version:
@@ -215,11 +250,10 @@ async def apply_customer_updated(
         elif not data.external_ref_set:
             row.external_ref = None
         elif ("external_ref" in data.changed or not data.changed) and not row.erased:
-            return await _reference_from_master(session, row, lookup, sla_hours)
+            return await _reference_from_master(session, row, lookup, sla_hours, parked)
         row.version = data.version
         row.updated_at = utc_now()
-    await session.flush()
-    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours)
+    await apply_parked_for(session=session, customer=row, sla_hours=sla_hours, parked=parked)  # the row goes at commit
     return row
 
 

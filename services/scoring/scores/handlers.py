@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -162,11 +162,20 @@ FEEDS: dict[str, Feed] = {
 }
 
 
+def is_history(at: datetime, horizon_days: float, now: datetime | None = None) -> bool:
+    """Whether an event's business time lies further back than the history horizon (0: nothing is history)."""
+    if horizon_days <= 0:
+        return False
+    return features.utc(at) < (now or datetime.now(UTC)) - timedelta(days=horizon_days)
+
+
 def feeding(feed: Feed) -> Handler:
     """The handler that applies an event to the customer's features as `feed` says and, if they changed, rescores."""
 
     async def handle(uow: UnitOfWork, event: Received[Any]) -> None:
         d = event.data
+        settings = get_settings()
+        at = event.time if feed.at is None else feed.at(d)
         try:
             scored = await service.apply_event(
                 uow=uow,
@@ -174,10 +183,11 @@ def feeding(feed: Feed) -> Handler:
                 change=feed.change(d),
                 event_id=event.id,
                 event_type=event.envelope.type,
-                at=event.time if feed.at is None else feed.at(d),
-                weights=get_settings().weights,
+                at=at,
+                weights=settings.weights,
                 rescore=feed.rescore(d),
                 profile_only=feed.at is None,
+                history=feed.at is not None and is_history(at, settings.history_horizon_days),
             )
         except ValueError as exc:
             if not feed.poison_if_invalid:

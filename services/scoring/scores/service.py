@@ -139,12 +139,16 @@ async def apply_event(
     weights: RuleWeights,
     rescore: bool = True,
     profile_only: bool = False,
+    history: bool = False,
 ) -> bool:
     """Apply one event to the customer's features and, if it changed them, rescore.
 
     profile_only: the event changes the customer's profile, not its history (customer.*): it is
     scored as of the customer's latest event if it has one, so the order in which a profile and its
     history arrive does not change the scores; as of `at` otherwise.
+
+    history: the event is older than the history horizon; its rescoring may be merged with the
+    customer's next one in the batch (write_behind.Pending.add).
 
     Returns whether it rescored: False when nothing was scored (a duplicate, an erased
     customer, or an event that does not feed the scores).
@@ -163,6 +167,7 @@ async def apply_event(
         caused_by=event_id,
         caused_by_type=event_type,
         weights=weights,
+        history=history,
     )
     return True
 
@@ -210,6 +215,7 @@ async def rescore_customer(
     caused_by_type: str,
     weights: RuleWeights,
     computed: Computed | None = None,
+    history: bool = False,
 ) -> None:
     """Queue a rescoring: at commit its scores are appended to the history, the current row replaced and
     score.updated enqueued, for the whole batch at once (write_behind). `computed`: already scored."""
@@ -226,6 +232,7 @@ async def rescore_customer(
             correlation_id=current_correlation_id(),
             computed=computed,
             trace=tracing.current_context_headers(),
+            history=history,
         ),
     )
 

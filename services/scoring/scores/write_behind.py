@@ -8,7 +8,8 @@ chunk of a rescoring job, a batch of the silent-customer sweep) is:
 
 - scored in one call (scorer.compute_batch: one churn-model matrix, one set of value closed forms),
 - compared with the customers' current scores, read in one query (the `previous` of score.updated;
-  several rescorings of one customer in the batch chain, each the previous of the next),
+  several rescorings of one customer in the batch chain, each the previous of the next published one;
+  of a run of history rescorings of one customer only the last is published, Pending.add),
 - written: one INSERT .. RETURNING for the history, one upsert of the current rows (each customer's
   last score), one multi-row insert for purchases and one for the outbox (servicekit.outbox.writer's
   synchronous door, as enqueue uses it).
@@ -54,6 +55,10 @@ class Rescore:
     computed: Computed | None = None  # already scored by the caller (the sweep), or at flush
     # The trace context of the event's handling (servicekit.tracing), so score.updated continues its trace.
     trace: dict[str, str] = field(default_factory=dict)
+    # Caused by an event older than the history horizon: when a later such rescoring of the customer
+    # follows in the same batch, this one is written to the score history but not published.
+    history: bool = False
+    publish: bool = True  # score.updated for it (False: a later history rescoring of the batch carries it)
 
     @property
     def customer_id(self) -> str:
@@ -65,14 +70,26 @@ class Pending:
     """A unit of work's queue, written by its session's commit (hooked on first use) and emptied then."""
 
     rescores: list[Rescore] = field(default_factory=list)  # in order
+    last_of: dict[str, int] = field(default_factory=dict)  # customer id -> index of its last rescoring
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)  # interaction id -> row
     hooked: bool = False  # the session's before_commit and after_rollback call flush_pending and clear
 
     def take(self) -> tuple[list[Rescore], dict[str, dict[str, Any]]]:
         """What is queued, leaving the queue empty."""
         taken = self.rescores, self.purchases
-        self.rescores, self.purchases = [], {}
+        self.rescores, self.purchases, self.last_of = [], {}, {}
         return taken
+
+    def add(self, rescore: Rescore) -> None:
+        """Queue a rescoring. History after history of the same customer unpublishes the earlier one: each
+        keeps its row in the score history (training reads a customer's score as of each event), but only
+        the batch's last score of the run is published, so an import of many events per customer sends one
+        score.updated per customer and batch, not one per event, to every consumer of scores."""
+        last = self.last_of.get(rescore.customer_id)
+        if rescore.history and last is not None and self.rescores[last].history:
+            self.rescores[last].publish = False
+        self.last_of[rescore.customer_id] = len(self.rescores)
+        self.rescores.append(rescore)
 
     def clear(self, _session: Session | None = None) -> None:
         """Drop what is queued (the transaction rolled back: nothing of it may be written later)."""
@@ -81,6 +98,7 @@ class Pending:
     def forget_customer(self, customer_id: str) -> None:
         """An erased customer's unwritten scores and purchases must not be written after its erasure."""
         self.rescores = [r for r in self.rescores if r.customer_id != customer_id]
+        self.last_of = {r.customer_id: i for i, r in enumerate(self.rescores)}
         self.purchases = {k: v for k, v in self.purchases.items() if v["customer_id"] != customer_id}
 
 
@@ -95,7 +113,7 @@ def pending(uow: UnitOfWork) -> Pending:
 
 
 def add_rescore(uow: UnitOfWork, rescore: Rescore) -> None:
-    pending(uow).rescores.append(rescore)
+    pending(uow).add(rescore)
 
 
 def add_purchase(uow: UnitOfWork, row: dict[str, Any]) -> None:
@@ -145,6 +163,7 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
     if rescores:
         score_all(rescores)
         previous: dict[str, ScoreValues | None] = dict(current_values(session, (r.customer_id for r in rescores)))
+        published = dict(previous)
         source = event_source(session)
         history: list[dict[str, Any]] = []
         snapshots: list[dict[str, Any]] = []  # history only: the current row has no snapshot
@@ -160,17 +179,19 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
             snapshots.append(jsonable(computed.snapshot))
             last[r.customer_id] = len(history) - 1
             current = computed.values()
-            update = ScoreUpdated(
-                customer_id=r.customer_id,
-                previous=previous.get(r.customer_id),
-                current=current,
-                factors=computed.churn_factors,
-                model_version=computed.model_version,
-                caused_by=r.caused_by,
-                computed_at=r.computed_at,
-                as_of=r.as_of,
-            )
-            outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id, trace=r.trace))
+            if r.publish:  # its `previous`: the last score published, what consumers of scores hold
+                update = ScoreUpdated(
+                    customer_id=r.customer_id,
+                    previous=published.get(r.customer_id),
+                    current=current,
+                    factors=computed.churn_factors,
+                    model_version=computed.model_version,
+                    caused_by=r.caused_by,
+                    computed_at=r.computed_at,
+                    as_of=r.as_of,
+                )
+                outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id, trace=r.trace))
+                published[r.customer_id] = current
             before = previous.get(r.customer_id)
             if before is None or before.value_tier != current.value_tier:
                 tiers.append({"customer_id": r.customer_id, "tier": current.value_tier, "as_of": r.as_of})

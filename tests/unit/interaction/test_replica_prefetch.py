@@ -1,12 +1,18 @@
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from contracts.customer import CustomerCreated
+from contracts.erp import ErpOrderPlaced
+from servicekit.events.envelope import CloudEvent, Received
 from servicekit.unit_of_work import UnitOfWork
+from services.interaction.handlers import BEFORE_BATCH, HANDLERS
+from services.interaction.inbound.models import ParkedEvent
+from services.interaction.interactions.models import Interaction
 from services.interaction.replica import handlers
 from services.interaction.replica.directory import CustomerServiceUnavailable, CustomerSnapshot
 from services.interaction.replica.models import KnownCustomer
+from tests.statements import statements_sent
 from tests.unit.interaction.conftest import received
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -63,3 +69,51 @@ async def test_an_unavailable_batch_lookup_falls_back_to_one_call_per_customer(d
     replica = await apply(database, directory, monkeypatch, ["a", "b"])
     assert directory.single == ["a", "b"]
     assert replica == {"a": "ref-a", "b": "ref-b"}
+
+
+async def apply_batch(database, directory, monkeypatch, events) -> None:
+    """As the consumer applies a poll: the batch hook, then every event, in one transaction."""
+    monkeypatch.setattr(handlers, "_directory", lambda: directory)
+    async with database.transaction() as session:
+        uow = UnitOfWork(session)
+        await BEFORE_BATCH(uow, events)
+        for event in events:
+            await HANDLERS[event.envelope.type](uow, event)
+
+
+async def test_a_batch_of_new_customers_costs_the_same_statements_whatever_its_size(database, monkeypatch):
+    sent_per_batch = []
+    # The first batch also reads the run-time settings (then cached for a while): not counted.
+    await apply_batch(database, Directory(), monkeypatch, [received(created("first"))])
+    for size, prefix in ((4, "small-"), (60, "large-")):
+        events = [received(created(f"{prefix}{i}")) for i in range(size)]
+        with statements_sent(database.engine.sync_engine) as sent:
+            await apply_batch(database, Directory(), monkeypatch, events)
+        sent_per_batch.append(len(sent))
+    assert sent_per_batch[0] == sent_per_batch[1]
+    async with database.sessions() as session:
+        refs = dict((await session.execute(select(KnownCustomer.customer_id, KnownCustomer.external_ref))).all())
+    assert len(refs) == 65 and refs["large-59"] == "ref-large-59"
+
+
+def order_for(ref: str, order_id: str) -> Received:
+    data = ErpOrderPlaced(order_id=order_id, customer_ref=ref, amount="10.00", currency="EUR", quantity=1, placed_at=AT)
+    return Received(envelope=CloudEvent.wrap(data, source="/erp/sap"), data=data)
+
+
+async def _stored(database) -> tuple[list[str | None], int]:
+    async with database.sessions() as session:
+        orders = list((await session.execute(select(Interaction.order_id))).scalars())
+        still_parked = (await session.execute(select(func.count()).select_from(ParkedEvent))).scalar_one()
+    return orders, still_parked
+
+
+async def test_a_batch_releases_orders_parked_before_it_and_within_it(database, monkeypatch):
+    # Parked by an earlier batch, before its customer existed.
+    await apply_batch(database, Directory(), monkeypatch, [order_for("ref-a", "O-1")])
+    assert await _stored(database) == ([], 1)
+    # One batch: customer a (releasing O-1), an order for b not known yet (parked), then b itself.
+    batch = [received(created("a")), order_for("ref-b", "O-2"), received(created("b")), received(created("c"))]
+    await apply_batch(database, Directory(), monkeypatch, batch)
+    orders, still_parked = await _stored(database)
+    assert sorted(orders) == ["O-1", "O-2"] and still_parked == 0

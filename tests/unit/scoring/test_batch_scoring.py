@@ -21,6 +21,7 @@ from services.scoring.scores import scorer
 from services.scoring.scores.features import FeatureState, customer_upserted, record_interaction
 from services.scoring.scores.models import ScoreRecord
 from services.scoring.scores.rules import DEFAULT_WEIGHTS
+from services.scoring.settings import get_settings
 from services.scoring.training import churn_model
 from services.scoring.training.models import ChurnModelVersion, ValueModelVersion
 from services.scoring.value import value_model as vm
@@ -34,6 +35,13 @@ VALUE_MODEL = ValueModel(
     vm.ClvSettings(),
     (120.0, 30.0, 10.0),
 )
+
+
+@pytest.fixture(autouse=True)
+def every_event_scored_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These events lie weeks back: as the clock moves on, the history horizon would give them one score per
+    # customer and batch (test_history_batches proves that); here each event's own score is what is compared.
+    monkeypatch.setattr(get_settings(), "history_horizon_days", 0.0)
 
 
 def synthetic_training(n: int = 300, seed: int = 0) -> tuple[list[dict[str, Any]], list[int]]:

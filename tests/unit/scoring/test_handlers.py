@@ -14,9 +14,16 @@ from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.handlers import HANDLERS
 from services.scoring.scores.models import CurrentScore, CustomerFeatures, ScoreRecord
-from services.scoring.settings import ScoringSettings
+from services.scoring.settings import ScoringSettings, get_settings
 from tests.statements import statements_sent
 from tests.unit.scoring import events as ev
+
+
+@pytest.fixture(autouse=True)
+def every_event_scored_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These events lie weeks back: as the clock moves on, the history horizon would give them one score per
+    # customer and batch (test_history_batches proves that); here each event's own score is what is compared.
+    monkeypatch.setattr(get_settings(), "history_horizon_days", 0.0)
 
 
 async def handle(database: Database, *events: Any) -> None:

@@ -10,7 +10,16 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel, select
 
 from servicekit.db import Database, held_for_commit, hold_until_commit, holds, insert_rows, update_at_commit
-from servicekit.sql import KEYS, assign, column_arrays, for_each_key, insert_from_arrays, new_row, update_rows
+from servicekit.sql import (
+    KEYS,
+    assign,
+    column_arrays,
+    for_each_key,
+    insert_from_arrays,
+    insert_rows_from_arrays,
+    new_row,
+    update_rows,
+)
 from servicekit.tables import INBOX, table_of
 from tests.statements import statements_sent
 
@@ -212,3 +221,24 @@ def test_column_arrays_bind_a_json_columns_values_as_json_texts_and_none_as_null
     assert arrays == {"_id": [1, 2], "_evidence": ['[{"a":1}]', None]}
     compiled = str(insert_from_arrays(table, ("id", "evidence")).compile(dialect=postgresql.dialect()))
     assert "CAST(given.evidence AS JSON)" in compiled
+
+
+async def test_insert_from_arrays_skips_taken_keys_and_returns_what_it_inserted(database: Database):
+    async with database.transaction() as session:
+        first = await insert_rows_from_arrays(
+            session, _Row.__table__, [{"id": 1, "risk": 0.5, "stage": "a", "evidence": []}]
+        )
+        rows = [{"id": i, "risk": i / 10, "stage": None, "evidence": [i]} for i in range(1, 1200)]
+        inserted = await insert_rows_from_arrays(session, _Row.__table__, rows, skip_conflicts_on="id", returning="id")
+    assert first == [] and sorted(inserted) == list(range(2, 1200))
+    async with database.sessions() as session:
+        stored = {r.id: r for r in (await session.execute(select(_Row))).scalars()}
+    assert len(stored) == 1199 and stored[1].stage == "a" and stored[7].evidence == [7]
+
+
+def test_insert_from_arrays_on_postgres_is_one_insert_from_unnest_whatever_the_row_count():
+    statement = insert_from_arrays(_Row.__table__, ("id", "risk", "stage", "evidence"))
+    statement = statement.on_conflict_do_nothing(index_elements=["id"]).returning(_Row.__table__.c.id)
+    sql = str(statement.compile(dialect=postgresql.dialect()))
+    assert "FROM unnest(" in sql and "ON CONFLICT (id) DO NOTHING RETURNING" in sql
+    assert "CAST(given.evidence AS JSON)" in sql

@@ -13,14 +13,12 @@ from services.scoring.reports.service import Filters
 from services.scoring.settings import ScoringSettings
 
 Tier = Literal["platinum", "gold", "iron", "lead"]
-Segments = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] | None,
-    Query(alias="segment", description="customer segment; repeatable"),
-]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Segments = Annotated[list[Label] | None, Query(alias="segment", description="customer segment; repeatable")]
 Statuses = Annotated[list[CustomerStatus] | None, Query(alias="status", description="customer status; repeatable")]
 Tiers = Annotated[list[Tier] | None, Query(alias="tier", description="value tier by CLV as scored; repeatable")]
-Owners = Annotated[list[str] | None, Query(alias="owner", description="account manager; repeatable")]
-Teams = Annotated[list[str] | None, Query(alias="team", description="the customer's team attribute; repeatable")]
+Owners = Annotated[list[Label] | None, Query(alias="owner", description="account manager; repeatable")]
+Teams = Annotated[list[Label] | None, Query(alias="team", description="the customer's team attribute; repeatable")]
 Basis = Annotated[
     Literal["clv", "contribution"] | None, Query(description="the pyramid's basis; default SCORING_VALUE_BASIS")
 ]

@@ -8,7 +8,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import schemathesis
@@ -187,7 +187,8 @@ class GatewayLookup:
         self._auth = response.request.headers.get("Authorization", "")
 
     def get(self, path: str) -> Any:
-        answer = httpx.get(self._base + path, headers={"Authorization": self._auth}, timeout=10)
+        # Generated ids hold any character (control characters too): percent-encode them as a client would.
+        answer = httpx.get(self._base + quote(path, safe="/"), headers={"Authorization": self._auth}, timeout=10)
         return answer.json() if answer.status_code == 200 else None
 
     def issued_cursors(self, path: str) -> Mapping[str, Mapping[str, Any]]:

@@ -232,7 +232,7 @@ def setting_value_misfit(sent: Sent, lookup: Lookup) -> bool:
 def points_misfit(sent: Sent, _: Lookup) -> bool:
     body = _body(sent)
     kind, amount = body.get("kind", "adjust"), body.get("amount")
-    if not isinstance(amount, int):
+    if not isinstance(amount, int | float) or isinstance(amount, bool):
         return False
     return amount == 0 if kind == "adjust" else amount <= 0
 

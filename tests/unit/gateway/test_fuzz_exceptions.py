@@ -166,6 +166,12 @@ CASES = [
         ("body",),
     ),
     (
+        "points amount by kind",
+        Sent("POST", "/api/v1/customers/{customer_id}/points", body={"kind": "redeem", "amount": -1341.0}),
+        Sent("POST", "/api/v1/customers/{customer_id}/points", body={"kind": "redeem", "amount": 5.0}),
+        ("body",),
+    ),
+    (
         "consent preferences",
         Sent("PUT", "/api/v1/customers/{customer_id}/consent", body={"timezone": "Mars/Olympus"}),
         Sent("PUT", "/api/v1/customers/{customer_id}/consent", body={"timezone": "Asia/Shanghai"}),

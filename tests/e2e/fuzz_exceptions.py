@@ -21,6 +21,7 @@ from tests.e2e.fuzz_rules import (
     contact_misfit,
     customer_list_misfit,
     deadline_past,
+    email_domain_special_use,
     idempotency_key_reused,
     instants_reversed,
     interaction_misfit,
@@ -211,6 +212,15 @@ CROSS_FIELD_RULES = (
         methods="POST",
         fields="reason churned_at",
         violated=status_details_misfit,
+    ),
+    _rule(
+        "e-mail domain special-use",
+        "an address at a special-use domain (RFC 6761, e.g. .test or .invalid) is refused as undeliverable; the "
+        "document's email format cannot name the domains the address validator reserves",
+        paths=r"^/api/v1/customers(/[^/]+)?$",
+        methods="POST PATCH",
+        fields="email",
+        violated=email_domain_special_use,
     ),
     _rule(
         "version precondition",

@@ -132,6 +132,12 @@ CASES = [
         ("churned_at",),
     ),
     (
+        "e-mail domain special-use",
+        Sent("POST", "/api/v1/customers", body={"name": "A", "email": "a@s.v.test"}),
+        Sent("POST", "/api/v1/customers", body={"name": "A", "email": "a@testing.example.com"}),
+        ("email",),
+    ),
+    (
         "consent preferences",
         Sent(
             "PUT", "/api/v1/customers/{customer_id}/consent", body={"quiet_hours": {"start": "00:00", "end": "00:00"}}
@@ -292,6 +298,9 @@ def test_a_change_without_the_stored_version_is_excused_and_one_with_it_is_not()
     current = Sent("PATCH", path, customer, headers={"If-Match": '"3"'}, body={"name": "B"})
     assert excused_by(current, 412, {"status": 412}, LOOKUP) == []
     assert excused_by(Sent("PATCH", path, customer, body={"version": 3}), 412, {"status": 412}, LOOKUP) == []
+    # JSON has one number type: a version sent as 383.0 is the version 383, 3.0 the stored one.
+    assert excused_by(Sent("PATCH", path, customer, body={"version": 383.0}), 412, {"status": 412}, LOOKUP) != []
+    assert excused_by(Sent("PATCH", path, customer, body={"version": 3.0}), 412, {"status": 412}, LOOKUP) == []
     assert excused_by(stale, 422, refusal("if-match"), LOOKUP) == []  # only the statuses the rule answers
 
 

@@ -34,7 +34,15 @@ import httpx
 from sqlalchemy import text
 
 from bench.infra import Infra
-from bench.reports import app_for, insert_all, percentile, seed_customer, seed_interaction, seed_scoring
+from bench.reports import (
+    app_for,
+    build_metrics_read_model,
+    insert_all,
+    percentile,
+    seed_customer,
+    seed_interaction,
+    seed_scoring,
+)
 from servicekit.auth import internal_headers
 from servicekit.db import Database
 from servicekit.settings import REPO_ROOT
@@ -102,7 +110,8 @@ async def seed_retention(database: Database, customers: int, open_alerts: int) -
     now = datetime.now(UTC)
     started = time.perf_counter()
     async with database.engine.begin() as conn:
-        for table in ("tasks", "alerts", "customer_scores", "customers"):
+        # Emptying the read model's state makes build_metrics_read_model build it again from the new rows.
+        for table in ("tasks", "alerts", "customer_scores", "customers", "metric_totals_state"):
             await conn.execute(text(f"DELETE FROM {table}"))
     ids = [f"c{g:07d}" for g in range(1, customers + 1)]
     owner = {c: f"owner-{g % OWNERS}" for g, c in enumerate(ids, start=1)}  # as the customer seed assigns them
@@ -204,6 +213,7 @@ async def seed_retention(database: Database, customers: int, open_alerts: int) -
         f"({time.perf_counter() - started:.1f}s)",
         flush=True,
     )
+    await build_metrics_read_model(database)
 
 
 async def get(client: httpx.AsyncClient, path: str) -> httpx.Response:

@@ -602,6 +602,19 @@ SELECT 'churn-' || customer_id, customer_id, 'active', 'churned', reason, churne
 """
 
 
+async def build_metrics_read_model(database: Database) -> None:
+    """The metrics' read model, as the migration backfills it, for a store seeded by SQL after its tables were
+    made (without it /retention/metrics answers from the facts: the exact path, not the one users get)."""
+    async with database.engine.begin() as conn:
+        for model in (MetricFact, MetricTotal, MetricTotalsState):
+            await conn.run_sync(table_of(model).create, checkfirst=True)
+    async with database.transaction() as session:
+        if await session.run_sync(lambda s: read_model.lookback_of(s.connection())) is None:
+            t = time.perf_counter()
+            await session.run_sync(lambda s: read_model.rebuild(s.connection()))
+            print(f"  metrics' read model built in {time.perf_counter() - t:.1f}s", flush=True)
+
+
 async def prepare_retention(database: Database) -> None:
     """The read models kept for the reports' speed, as a deployment has them: the purchase months filled
     from the orders (as the migration fills them, when none is set) and today's loyalty sweep (redone)."""
@@ -622,15 +635,7 @@ async def prepare_retention(database: Database) -> None:
         # and each churn fact is a change to churned on its day (a store seeded before they were gains them).
         if (await session.execute(text("SELECT count(*) FROM status_changes"))).scalar_one() == 0:
             await session.execute(text(STATUS_HISTORY_SQL), {"start": T_START})
-    # The metrics' read model, as the migration backfills it (a store seeded before it existed gains it).
-    async with database.engine.begin() as conn:
-        for model in (MetricFact, MetricTotal, MetricTotalsState):
-            await conn.run_sync(table_of(model).create, checkfirst=True)
-    async with database.transaction() as session:
-        if await session.run_sync(lambda s: read_model.lookback_of(s.connection())) is None:
-            t = time.perf_counter()
-            await session.run_sync(lambda s: read_model.rebuild(s.connection()))
-            print(f"  metrics' read model built in {time.perf_counter() - t:.1f}s", flush=True)
+    await build_metrics_read_model(database)
     settings = importlib.import_module("services.retention.main").SPEC.settings_cls()
     day = datetime.now(UTC).date()
     async with database.transaction() as session:

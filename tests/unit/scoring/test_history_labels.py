@@ -105,7 +105,7 @@ async def _handle(database: Database, events: list[Any]) -> None:
             await HANDLERS[event.envelope.type](UnitOfWork(session), event)
 
 
-async def test_customers_imported_as_churned_train_the_same_model_as_churn_entered_live(tmp_path):
+async def test_customers_imported_as_churned_train_the_same_model_as_churn_entered_live(tmp_path: Path) -> None:
     imported = await _train(tmp_path / "imported.db", book(400, imported_churned=True))
     live = await _train(tmp_path / "live.db", book(400, imported_churned=False))
 
@@ -117,14 +117,15 @@ async def test_customers_imported_as_churned_train_the_same_model_as_churn_enter
 
 
 def _attribute_table(n: int, seed: int) -> tuple[list[dict[str, Any]], list[int]]:
-    snapshots, labels = [], []
+    snapshots: list[dict[str, Any]] = []
+    labels: list[int] = []
     for customer, _rows in subscriptions(n, seed):
         snapshots.append({f"attr.{k}": v for k, v in customer.attributes.items()})
         labels.append(int(customer.churned_at is not None))
     return snapshots, labels
 
 
-def test_on_the_generators_additive_mechanism_the_model_ranks_as_well_as_plain_logistic_regression():
+def test_on_the_generators_additive_mechanism_the_model_ranks_as_well_as_plain_logistic_regression() -> None:
     # The generator's churn log-odds are a sum of per-column terms (cli/generate.py), so plain logistic
     # regression is the true model family here: the platform's calibrated model can only match it, not beat it.
     snapshots, labels = _attribute_table(1000, seed=7)

@@ -147,7 +147,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         profile_processes(platform.specs.values(), INFRA.state_dir / "profiles")
     report: dict[str, Any] = {
         **report_start(args.layout),
-        "args": vars(args) | {"json": str(args.json)},
+        "args": vars(args) | {"json": str(args.json), "as_of": args.as_of.isoformat()},
         "files": {k: mechanism[k] for k in ("customers", "interactions", "churned")},
     }
     try:

@@ -42,6 +42,7 @@ import asyncpg
 import httpx
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
+from bench.import_churn import KEEP_ATTRIBUTES_ENV, churn_on_import, train_churn
 from bench.infra import LAYOUTS, Infra, report_start, run_on_fresh_infra, start_in_order, write_report
 from bench.pipeline import Backlog, cpu_snapshot, watched_processes
 from cli.generate import AS_OF
@@ -142,7 +143,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mechanism = generate(data, args.customers, args.seed, args.as_of)
     log(f"generated {mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned")  # fmt: skip
-    platform = INFRA.fresh_platform(layout=args.layout, extra_env=UNTHROTTLED_ENV)
+    if args.churn_on_import:
+        log(f"  {churn_on_import(data)} customers carry their churn in customers.csv; no statuses import")
+    platform = INFRA.fresh_platform(
+        layout=args.layout, extra_env=UNTHROTTLED_ENV | (KEEP_ATTRIBUTES_ENV if args.train else {})
+    )
     if args.profile:
         profile_processes(platform.specs.values(), INFRA.state_dir / "profiles")
     report: dict[str, Any] = {
@@ -188,7 +193,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         report["load_after_drain"] = os.getloadavg()
         log(f"  pipeline drained {drained_s:.1f} s after the interactions import ended")
-        imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
+        if not args.churn_on_import:
+            imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
         report["imports"] = imports
         scored_after = await scoring
         try:  # bounded: a replica that never fills must not hold the report back
@@ -201,6 +207,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(5)
         report["stores"] = await store_counts()
         report["queue"] = await queue_before_and_after_evaluation()
+        if args.train:
+            report["churn_model"] = await train_churn(INFRA.gateway, bearer_headers(role="admin", sub="bench-import"))
+            log(f"  churn model: {report['churn_model']}")
     finally:
         platform.stop_all()
     return report
@@ -307,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=10_000, help="default %(default)s (100000 for a migration)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--churn-on-import", action="store_true", help="churns in customers.csv, no statuses file")
+    parser.add_argument("--train", action="store_true", help="train the churn model at the end; report its AUC")
     parser.add_argument(
         "--as-of", type=date.fromisoformat, default=AS_OF, help="the export's day; a year back makes it all history"
     )

@@ -34,14 +34,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
+from bench.import_churn import KEEP_ATTRIBUTES_ENV, churn_on_import, train_churn
 from bench.infra import LAYOUTS, Infra, report_start, run_on_fresh_infra, start_in_order, write_report
 from bench.pipeline import Backlog, cpu_snapshot, watched_processes
+from cli.generate import AS_OF
 from cli.generate import write as generate
 from runner.launcher import ProcessSpec
 
@@ -136,15 +140,19 @@ async def wait_for_scores(customers: int, since: float) -> float | None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data = INFRA.state_dir / "data"
     shutil.rmtree(data, ignore_errors=True)
-    mechanism = generate(data, args.customers, args.seed)
+    mechanism = generate(data, args.customers, args.seed, args.as_of)
     log(f"generated {mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned")  # fmt: skip
-    platform = INFRA.fresh_platform(layout=args.layout, extra_env=UNTHROTTLED_ENV)
+    if args.churn_on_import:
+        log(f"  {churn_on_import(data)} customers carry their churn in customers.csv; no statuses import")
+    platform = INFRA.fresh_platform(
+        layout=args.layout, extra_env=UNTHROTTLED_ENV | (KEEP_ATTRIBUTES_ENV if args.train else {})
+    )
     if args.profile:
         profile_processes(platform.specs.values(), INFRA.state_dir / "profiles")
     report: dict[str, Any] = {
         **report_start(args.layout),
-        "args": vars(args) | {"json": str(args.json)},
+        "args": vars(args) | {"json": str(args.json), "as_of": args.as_of.isoformat()},
         "files": {k: mechanism[k] for k in ("customers", "interactions", "churned")},
     }
     try:
@@ -185,7 +193,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         report["load_after_drain"] = os.getloadavg()
         log(f"  pipeline drained {drained_s:.1f} s after the interactions import ended")
-        imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
+        if not args.churn_on_import:
+            imports["statuses"] = await asyncio.to_thread(crm_import, "statuses", data, args.status_chunk_size)
         report["imports"] = imports
         scored_after = await scoring
         try:  # bounded: a replica that never fills must not hold the report back
@@ -197,9 +206,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Events still in flight settle before the count (retention's replica lags the customer store).
         await asyncio.sleep(5)
         report["stores"] = await store_counts()
+        report["queue"] = await queue_before_and_after_evaluation()
+        if args.train:
+            report["churn_model"] = await train_churn(INFRA.gateway, bearer_headers(role="admin", sub="bench-import"))
+            log(f"  churn model: {report['churn_model']}")
     finally:
         platform.stop_all()
     return report
+
+
+async def queue_sizes(gateway: httpx.AsyncClient) -> dict[str, int]:
+    """What the agents' queue holds: open alerts (one per customer and reason) and work items (one per customer)."""
+    alerts = (await gateway.get("/api/v1/alerts", params={"status": "open", "limit": 1})).json()["total"]
+    items = (await gateway.get("/api/v1/work-items", params={"limit": 1})).json()["total"]
+    return {"open_alerts": int(alerts), "work_items": int(items)}
+
+
+async def queue_before_and_after_evaluation() -> dict[str, Any]:
+    """The queue after the import (history beyond the horizon raised nothing), then after one evaluation of
+    the alert rules on every customer's current state (POST /alerts/evaluate, paged), as the guide does it."""
+    headers = bearer_headers(role="admin", sub="bench-import")
+    async with httpx.AsyncClient(base_url=INFRA.gateway, headers=headers, timeout=120) as gateway:
+        before = await queue_sizes(gateway)
+        after_id, pages, evaluated = "", 0, 0
+        started = time.perf_counter()
+        while True:
+            response = await gateway.post("/api/v1/alerts/evaluate", params={"after": after_id, "limit": 1000})
+            response.raise_for_status()
+            page = response.json()
+            pages, evaluated = pages + 1, evaluated + int(page["evaluated"])
+            if page["done"]:
+                break
+            after_id = page["next_after"]
+        seconds = time.perf_counter() - started
+        after = await queue_sizes(gateway)
+    log(f"  queue before evaluation {before}, after {after} ({pages} page(s), {seconds:.1f} s)")
+    return {"before_evaluation": before, "after_evaluation": after, "evaluate_pages": pages,
+            "evaluated": evaluated, "evaluate_s": round(seconds, 1)}  # fmt: skip
 
 
 def profile_processes(specs: Iterable[ProcessSpec], into: Path) -> None:
@@ -250,6 +293,11 @@ def print_report(report: dict[str, Any]) -> None:
     if "replica_complete_s" in report:
         print(f"the interaction service's replica held every customer {report['replica_complete_s']} s after the "
               "customers import ended")  # fmt: skip
+    if "queue" in report:
+        queue = report["queue"]
+        print(f"agents' queue after the import: {queue['before_evaluation']}; after one POST /alerts/evaluate "
+              f"({queue['evaluated']} customers judged, {queue['evaluate_pages']} page(s), {queue['evaluate_s']} s): "
+              f"{queue['after_evaluation']}")  # fmt: skip
     expected = {
         "customer.customers": files["customers"],
         "customer.churned": files["churned"],
@@ -268,6 +316,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=10_000, help="default %(default)s (100000 for a migration)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--churn-on-import", action="store_true", help="churns in customers.csv, no statuses file")
+    parser.add_argument("--train", action="store_true", help="train the churn model at the end; report its AUC")
+    parser.add_argument(
+        "--as-of", type=date.fromisoformat, default=AS_OF, help="the export's day; a year back makes it all history"
+    )
     parser.add_argument("--chunk-size", type=int, default=2000, help="rows per request (default %(default)s)")
     parser.add_argument(
         "--status-chunk-size", type=int, default=2000, help="rows per statuses request (default %(default)s)"

@@ -197,11 +197,30 @@ def _csv(source: Source) -> Iterator[Record]:
 # ---- JSON Lines -----------------------------------------------------------------------------------------
 
 
+def _skip_rest_of_line(stream: IO[bytes]) -> int:
+    """Read past the end of the current line in bounded pieces; returns the bytes skipped."""
+    skipped = 0
+    while piece := stream.readline(MAX_LINE_BYTES):
+        skipped += len(piece)
+        if piece.endswith(b"\n"):
+            break
+    return skipped
+
+
 def _jsonl(source: Source, limit: int | None = None) -> Iterator[Record]:
     yielded = 0
     with source.path.open("rb") as stream:
         for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES), b""), start=1):
             source._bytes_read += len(raw)
+            if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                # Skip the rest of the line (in bounded reads) so the next lines keep their numbers.
+                source._bytes_read += _skip_rest_of_line(stream)
+                lossy = raw[:200].decode(source.encoding, errors="replace")
+                yield Record(number, {"_raw": lossy + "..."}, f"line {number} is longer than {MAX_LINE_BYTES} bytes")
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+                continue
             if not raw.strip():
                 continue
             # A line that is not a JSON object keeps its text under "_raw", so the rejects file shows it.

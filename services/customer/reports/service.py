@@ -240,13 +240,15 @@ async def reason_mix(
     *, session: AsyncSession, period: Period, filters: Filters, group_by: str, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """Churns in the period per (group, reason), with the group's total churns, ordered by group."""
-    group = _group_column(group_by)
-    query = (
-        select(group.label("grp"), H.c.reason.label("reason"), func.count().label("churned"))
+    # Each churn's group first, then the counts: a group that is itself a subquery (the tier) is grouped
+    # by as a plain column.
+    churns = (
+        select(_group_column(group_by).label("grp"), H.c.reason.label("reason"))
         .select_from(H.join(C, C.c.id == H.c.customer_id))
         .where(*_churns_in(period, filters))
-        .group_by(group, H.c.reason)
+        .subquery("churns")
     )
+    query = select(churns.c.grp, churns.c.reason, func.count().label("churned")).group_by(churns.c.grp, churns.c.reason)
     cells = query.subquery()
     totals = select(cells.c.grp, func.sum(cells.c.churned).label("group_churned")).group_by(cells.c.grp).subquery()
     ordered = (

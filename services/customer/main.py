@@ -19,5 +19,10 @@ SPEC = ServiceSpec(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     components="services.customer.components",
-    consumes=[topics.ERASURE, topics.ERP_CONSENTS, topics.ERP_LOYALTY],
+    consumes=[
+        topics.ERASURE,
+        topics.ERP_CONSENTS,
+        topics.ERP_LOYALTY,
+        topics.SCORING,  # score.updated: the customer's scored value tier (the reports' tier filter)
+    ],
 )

@@ -67,6 +67,50 @@ async def test_churn_reports_through_the_gateway_count_what_was_recorded(gateway
             assert answer.status_code == expected, (role, answer.text)
 
 
+async def test_customer_reports_filter_and_group_by_the_account_managed_tier(gateway: httpx.AsyncClient) -> None:
+    """The tier filter's SQL on PostgreSQL: the managed tier from the `tier` attribute (any case), else the
+    scored one (none here: e2e customers have no value model), combined with the segment filter."""
+    segment = f"e2e-tier-{uuid.uuid4()}"
+    today = datetime.now(UTC).date()
+    yesterday = (today - timedelta(days=1)).isoformat()
+    ids = []
+    for attributes, reason in (({"tier": "Gold"}, "competitor"), ({}, "relocation")):
+        created = await gateway.post(
+            "/api/v1/customers", json={"name": "tiered", "segment": segment, "attributes": attributes}
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+        churned = await gateway.post(
+            f"/api/v1/customers/{ids[-1]}/status",
+            json={"status": "churned", "reason": reason, "churned_at": yesterday},
+        )
+        assert churned.status_code == 200, churned.text
+    period = {"from": (today - timedelta(days=7)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+    gold = {**period, "segment": segment, "tier": "gold"}
+
+    reasons = await gateway.get("/api/v1/reports/customers/churn-reasons", params=gold)
+    assert reasons.status_code == 200, reasons.text
+    assert [(r["reason"], r["churned"]) for r in reasons.json()["by_reason"]] == [("competitor", 1)]
+    mix = await gateway.get(
+        "/api/v1/reports/customers/churn-reasons", params={**period, "segment": segment, "group_by": "tier"}
+    )
+    assert mix.status_code == 200, mix.text
+    assert [(m["group"], m["reason"], m["share_of_group"]) for m in mix.json()["mix"]] == [
+        ("gold", "competitor", 1.0),
+        (None, "relocation", 1.0),
+    ]
+    situation = await gateway.get("/api/v1/reports/customers/churn", params=gold)
+    [row] = situation.json()["items"]
+    assert (row["new"], row["lost"], row["customers_at_end"]) == (1, 1, 0)
+    [won] = (await gateway.get("/api/v1/reports/customers/win-back", params=gold)).json()["items"]
+    assert (won["churned"], won["won_back"]) == (1, 0)
+    cohorts = await gateway.get("/api/v1/reports/customers/cohorts", params={**gold, "tier": "iron"})
+    assert cohorts.status_code == 200 and cohorts.json()["points"] == []
+    bad = await gateway.get("/api/v1/reports/customers/cohorts", params={**period, "tier": "diamond"})
+    assert bad.status_code == 422
+    assert [e["field"] for e in bad.json()["errors"]] == ["query.tier[0]"]
+
+
 async def test_complaint_analytics_filter_by_the_segment_and_tier_the_replica_took_from_events(
     gateway: httpx.AsyncClient,
 ) -> None:

@@ -1281,7 +1281,7 @@ export interface paths {
         /**
          * Churn Situation
          * @description The churn situation over ``[from, to)``: customers at start and end, new, lost, won back, and the
-         *     churn, retention and new-customer rates, overall or per segment or owner.
+         *     churn, retention and new-customer rates, overall or per segment, owner or value tier.
          */
         get: operations["churn_situation_reports_customers_churn_get"];
         put?: never;
@@ -1302,7 +1302,7 @@ export interface paths {
         /**
          * Churn Reasons
          * @description Churns dated in ``[from, to)`` by reason, by side (company/customer) and voluntary or not; with
-         *     ``group_by`` the reason mix per segment or owner. CSV: the mix with group_by, else by reason.
+         *     ``group_by`` the reason mix per segment, owner or value tier. CSV: the mix with group_by, else by reason.
          */
         get: operations["churn_reasons_reports_customers_churn_reasons_get"];
         put?: never;
@@ -5311,7 +5311,7 @@ export interface components {
             /** From */
             from: string;
             /** Group By */
-            group_by: ("segment" | "owner") | null;
+            group_by: ("segment" | "owner" | "tier") | null;
             /** Limit */
             limit: number;
             /**
@@ -6110,7 +6110,7 @@ export interface components {
             /** From */
             from: string;
             /** Group By */
-            group_by: ("segment" | "owner") | null;
+            group_by: ("segment" | "owner" | "tier") | null;
             /** Items */
             items: components["schemas"]["SituationRow"][];
             /** Limit */
@@ -6141,7 +6141,7 @@ export interface components {
             customers_at_start: number;
             /**
              * Group
-             * @description the group's segment or owner; 'all' without group_by
+             * @description the group's segment, owner or tier; 'all' without group_by
              */
             group: string | null;
             /**
@@ -7067,7 +7067,7 @@ export interface components {
             /** From */
             from: string;
             /** Group By */
-            group_by: ("segment" | "owner" | "reason") | null;
+            group_by: ("segment" | "owner" | "tier" | "reason") | null;
             /** Items */
             items: components["schemas"]["WinBackRow"][];
             /** Limit */
@@ -18555,7 +18555,9 @@ export interface operations {
                 owner?: string[] | null;
                 /** @description the customer's team attribute; repeatable */
                 team?: string[] | null;
-                group_by?: ("segment" | "owner") | null;
+                /** @description the customer's value tier: account-managed, else as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
+                group_by?: ("segment" | "owner" | "tier") | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description page size, at most 200 */
@@ -18720,9 +18722,11 @@ export interface operations {
                 owner?: string[] | null;
                 /** @description the customer's team attribute; repeatable */
                 team?: string[] | null;
+                /** @description the customer's value tier: account-managed, else as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description churn reason code; repeatable */
                 reason?: components["schemas"]["ChurnReason"][] | null;
-                group_by?: ("segment" | "owner") | null;
+                group_by?: ("segment" | "owner" | "tier") | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description page size, at most 200 */
@@ -18887,6 +18891,8 @@ export interface operations {
                 owner?: string[] | null;
                 /** @description the customer's team attribute; repeatable */
                 team?: string[] | null;
+                /** @description the customer's value tier: account-managed, else as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description curve length in months after the cohort month */
                 months?: number;
                 /** @description csv: the report's table as CSV */
@@ -19049,9 +19055,11 @@ export interface operations {
                 owner?: string[] | null;
                 /** @description the customer's team attribute; repeatable */
                 team?: string[] | null;
+                /** @description the customer's value tier: account-managed, else as scored; repeatable */
+                tier?: ("platinum" | "gold" | "iron" | "lead")[] | null;
                 /** @description churn reason code; repeatable */
                 reason?: components["schemas"]["ChurnReason"][] | null;
-                group_by?: ("segment" | "owner" | "reason") | null;
+                group_by?: ("segment" | "owner" | "tier" | "reason") | null;
                 /** @description csv: the report's table as CSV */
                 format?: ("json" | "csv") | null;
                 /** @description page size, at most 200 */

@@ -165,6 +165,10 @@ class Customer(CustomerTable, CustomerBase, table=True):
     churn_reason: ChurnReason | None = Field(default=None, sa_type=String(30))
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The value tier as last scored (score.updated on crm.scoring.v1) and when it was computed, so an older
+    # score arriving late changes nothing. An account-managed tier attribute overrides it in reports.
+    scored_tier: str | None = Field(default=None, sa_type=String(20))
+    scored_tier_at: datetime | None = Field(default=None, sa_column=dt_column(nullable=True))
     version: int = 1
     created_at: datetime = Field(default_factory=utc_now, sa_column=dt_column(nullable=False))
     updated_at: datetime = Field(default_factory=utc_now, sa_column=dt_column(nullable=False))

@@ -25,7 +25,8 @@ from services.customer.status.models import StatusChange
 SELF = "customer"
 ERASURE_SUMMARY = (
     "name, e-mail, phone, contacts, tags, external reference, status notes, personal attributes, consent "
-    "records, contact preferences, the consent history and the loyalty points ledger removed; "
+    "records, contact preferences, the consent history, the loyalty points ledger and the scored value tier "
+    "removed; "
     "kind, segment, owner, status and churn details kept"
 )
 
@@ -52,6 +53,8 @@ async def erase_customer(
     customer.external_ref = None  # links the record to the person in the ERP
     customer.tags = []
     customer.attributes = {k: v for k, v in customer.attributes.items() if k in keep}
+    # The scored tier goes as the scoring service forgets the scores (a later score.updated is ignored).
+    customer.scored_tier = customer.scored_tier_at = None
     customer.erased_at = now
     customer.version += 1
     customer.updated_at = now

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from contracts.customer import VALUE_TIERS
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.reports import CsvTable, PeriodDep, ReportFields, ReportFormat, ratio, report_route
@@ -25,24 +26,31 @@ router = APIRouter(prefix="/reports/customers", tags=["reports"])
 Segments = Annotated[list[str] | None, Query(alias="segment", description="repeat to match any of several")]
 Owners = Annotated[list[str] | None, Query(alias="owner", description="account manager; repeatable")]
 Teams = Annotated[list[str] | None, Query(alias="team", description="the customer's team attribute; repeatable")]
+Tiers = Annotated[
+    list[Literal[VALUE_TIERS]] | None,  # type: ignore[valid-type]
+    Query(alias="tier", description="the customer's value tier: account-managed, else as scored; repeatable"),
+]
 Reasons = Annotated[list[ChurnReasonCode] | None, Query(alias="reason", description="churn reason code; repeatable")]
-CustomerGroup = Literal["segment", "owner"]
+CustomerGroup = Literal["segment", "owner", "tier"]
 
 
 def _filters(
     segment: list[str] | None,
     owner: list[str] | None,
     team: list[str] | None,
+    tier: list[str] | None,
     reason: list[ChurnReason] | None = None,
 ) -> reports.Filters:
-    return reports.Filters(segments=segment or (), owners=owner or (), teams=team or (), reasons=reason or ())
+    return reports.Filters(
+        segments=segment or (), owners=owner or (), teams=team or (), tiers=tier or (), reasons=reason or ()
+    )
 
 
 # ---- churn situation ---------------------------------------------------------------------------------
 
 
 class SituationRow(BaseModel):
-    group: str | None = Field(description="the group's segment or owner; 'all' without group_by")
+    group: str | None = Field(description="the group's segment, owner or tier; 'all' without group_by")
     customers_at_start: int = Field(description="customers (active or won_back) at the start of the period")
     customers_at_end: int = Field(description="customers (active or won_back) at the end of the period")
     retained: int = Field(description="customers at the start who are still customers at the end")
@@ -72,17 +80,18 @@ async def churn_situation(
     segment: Segments = None,
     owner: Owners = None,
     team: Teams = None,
+    tier: Tiers = None,
     group_by: CustomerGroup | None = None,
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
 ) -> ReportFields:
     """The churn situation over ``[from, to)``: customers at start and end, new, lost, won back, and the
-    churn, retention and new-customer rates, overall or per segment or owner."""
+    churn, retention and new-customer rates, overall or per segment, owner or value tier."""
     rows, total = await reports.churn_situation(
         session=session,
         period=period,
-        filters=_filters(segment, owner, team),
+        filters=_filters(segment, owner, team, tier),
         group_by=group_by,
         limit=limit,
         offset=offset,
@@ -172,6 +181,7 @@ async def churn_reasons(
     segment: Segments = None,
     owner: Owners = None,
     team: Teams = None,
+    tier: Tiers = None,
     reason: Reasons = None,
     group_by: CustomerGroup | None = None,
     format: ReportFormat = None,
@@ -179,8 +189,8 @@ async def churn_reasons(
     offset: Offset = 0,
 ) -> ReportFields:
     """Churns dated in ``[from, to)`` by reason, by side (company/customer) and voluntary or not; with
-    ``group_by`` the reason mix per segment or owner. CSV: the mix with group_by, else by reason."""
-    filters = _filters(segment, owner, team, reason)
+    ``group_by`` the reason mix per segment, owner or value tier. CSV: the mix with group_by, else by reason."""
+    filters = _filters(segment, owner, team, tier, reason)
     by_reason, by_side, by_voluntary = await reports.churn_reasons(session=session, period=period, filters=filters)
     churned = sum(r["churned"] for r in by_reason)
     mix: list[MixRow] = []
@@ -237,7 +247,7 @@ class WinBackRow(BaseModel):
 class WinBackReport(BaseModel):
     from_: str = Field(alias="from")
     to: str
-    group_by: Literal["segment", "owner", "reason"] | None
+    group_by: Literal["segment", "owner", "tier", "reason"] | None
     items: list[WinBackRow]
     total: int
     limit: int
@@ -252,8 +262,9 @@ async def win_back(
     segment: Segments = None,
     owner: Owners = None,
     team: Teams = None,
+    tier: Tiers = None,
     reason: Reasons = None,
-    group_by: Literal["segment", "owner", "reason"] | None = None,
+    group_by: Literal["segment", "owner", "tier", "reason"] | None = None,
     format: ReportFormat = None,
     limit: Limit = DEFAULT_PAGE,
     offset: Offset = 0,
@@ -262,7 +273,7 @@ async def win_back(
     rows, total = await reports.win_back(
         session=session,
         period=period,
-        filters=_filters(segment, owner, team, reason),
+        filters=_filters(segment, owner, team, tier, reason),
         group_by=group_by,
         limit=limit,
         offset=offset,
@@ -308,13 +319,14 @@ async def cohorts(
     segment: Segments = None,
     owner: Owners = None,
     team: Teams = None,
+    tier: Tiers = None,
     months: Annotated[int, Query(ge=0, le=36, description="curve length in months after the cohort month")] = 12,
     format: ReportFormat = None,
 ) -> ReportFields:
     """Cohort retention: customers grouped by the month they first became customers (within
     ``[from, to)``), and for each following month the share not churned by its end. Only months that
     have ended are shown. At most 36 points per cohort, one cohort per month of the period."""
-    cells = await reports.cohorts(session=session, period=period, filters=_filters(segment, owner, team))
+    cells = await reports.cohorts(session=session, period=period, filters=_filters(segment, owner, team, tier))
     today = datetime.now(UTC).date()
     last_ended = today.year * 12 + today.month - 2  # the month before the current one
     by_cohort: dict[str, list[tuple[str | None, int]]] = {}

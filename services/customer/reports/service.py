@@ -3,7 +3,9 @@
 Dating (docs/reports.md): a churn counts on its churn day (``churned_at``), every other status change
 on the moment it was recorded (``changed_at``). A customer's status at the instant ``t`` is that of its
 latest history row dated before ``t``; "a customer" at ``t`` means status active or won_back.
-Filters (segment, owner) use the customer's current values. No I/O besides the queries; never commits.
+Filters (segment, owner, team, tier) use the customer's current values; the tier is the account-managed
+one (a tier or value_tier attribute naming a value tier), else the one last scored.
+No I/O besides the queries; never commits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from contracts.common import CustomerStatus
+from contracts.customer import TEAM_ATTRIBUTE, TIER_ATTRIBUTES, VALUE_TIERS
 from servicekit.reports import Period, days_between, month_of
 from services.customer.customers.attributes import STRING
 from services.customer.customers.models import Customer, CustomerAttribute
@@ -27,7 +30,6 @@ from services.customer.status.models import StatusChange
 C = Customer.__table__  # type: ignore[attr-defined]
 H = StatusChange.__table__  # type: ignore[attr-defined]
 A = CustomerAttribute.__table__  # type: ignore[attr-defined]
-TEAM = "team"  # the text attribute naming the customer's team (as the retention reports read it)
 IS_CUSTOMER = (CustomerStatus.active.value, CustomerStatus.won_back.value)
 CHURNED = CustomerStatus.churned.value
 WON_BACK = CustomerStatus.won_back.value
@@ -37,11 +39,27 @@ SIDE = case({r.value: f.side.value for r, f in REASON_FACTS.items()}, value=H.c.
 VOLUNTARY = case({r.value: f.voluntary for r, f in REASON_FACTS.items()}, value=H.c.reason, else_=True)
 
 
+def _managed_tier(key: str) -> ColumnElement[Any]:
+    # The attribute's value when it names a value tier, in any case (as contracts.customer.tier_attribute).
+    a = A.alias(f"a_{key}")
+    value = func.lower(a.c.value)
+    return (
+        select(value)
+        .where(a.c.customer_id == C.c.id, a.c.key == key, a.c.type == STRING, value.in_(VALUE_TIERS))
+        .scalar_subquery()
+    )
+
+
+# The customer's value tier: account-managed (tier, else value_tier attribute), else as scored.
+TIER = func.coalesce(*(_managed_tier(k) for k in TIER_ATTRIBUTES), C.c.scored_tier)
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     segments: Sequence[str] = ()
     owners: Sequence[str] = ()
     teams: Sequence[str] = ()  # the customer's ``team`` attribute
+    tiers: Sequence[str] = ()  # the customer's value tier (TIER)
     reasons: Sequence[ChurnReason] = ()
 
     def customer_where(self) -> list[ColumnElement[bool]]:
@@ -53,9 +71,13 @@ class Filters:
         if self.teams:  # through the attribute filter's index (key, value)
             where.append(
                 C.c.id.in_(
-                    select(A.c.customer_id).where(A.c.key == TEAM, A.c.type == STRING, A.c.value.in_(list(self.teams)))
+                    select(A.c.customer_id).where(
+                        A.c.key == TEAM_ATTRIBUTE, A.c.type == STRING, A.c.value.in_(list(self.teams))
+                    )
                 )
             )
+        if self.tiers:
+            where.append(TIER.in_(list(self.tiers)))
         return where
 
     def reason_where(self) -> list[ColumnElement[bool]]:
@@ -65,7 +87,7 @@ class Filters:
 def _group_column(group_by: str | None) -> ColumnElement[Any]:
     if group_by is None:
         return literal("all")
-    return {"segment": C.c.segment, "owner": C.c.owner, "reason": H.c.reason}[group_by]
+    return {"segment": C.c.segment, "owner": C.c.owner, "tier": TIER, "reason": H.c.reason}[group_by]
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -125,7 +147,7 @@ async def churn_situation(
     group = _group_column(group_by if group_by != "reason" else None)
     # A customer without history adds nothing but to its group's existence; every history row's customer
     # exists (a foreign key): without a filter or a group on the customer, the history alone answers.
-    by_customer = bool(filters.customer_where()) or group_by in ("segment", "owner")
+    by_customer = bool(filters.customer_where()) or group_by in ("segment", "owner", "tier")
     at_start = func.coalesce(history.c.start_key, 0) % 2 == 1
     at_end = func.coalesce(history.c.end_key, 0) % 2 == 1
     per_customer = (
@@ -218,13 +240,15 @@ async def reason_mix(
     *, session: AsyncSession, period: Period, filters: Filters, group_by: str, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     """Churns in the period per (group, reason), with the group's total churns, ordered by group."""
-    group = _group_column(group_by)
-    query = (
-        select(group.label("grp"), H.c.reason.label("reason"), func.count().label("churned"))
+    # Each churn's group first, then the counts: a group that is itself a subquery (the tier) is grouped
+    # by as a plain column.
+    churns = (
+        select(_group_column(group_by).label("grp"), H.c.reason.label("reason"))
         .select_from(H.join(C, C.c.id == H.c.customer_id))
         .where(*_churns_in(period, filters))
-        .group_by(group, H.c.reason)
+        .subquery("churns")
     )
+    query = select(churns.c.grp, churns.c.reason, func.count().label("churned")).group_by(churns.c.grp, churns.c.reason)
     cells = query.subquery()
     totals = select(cells.c.grp, func.sum(cells.c.churned).label("group_churned")).group_by(cells.c.grp).subquery()
     ordered = (

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from services.customer.customers.models import Customer, CustomerAttribute
 from services.customer.status.models import StatusChange
@@ -271,3 +271,79 @@ async def test_reports_filtered_by_reason_reject_an_unknown_reason(api, route: s
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "query.reason[1]" in [e["field"] for e in response.json()["errors"]]
+
+
+async def _tiers(api) -> None:
+    """c1 account-managed Gold over a scored iron, c2 scored gold, c3 managed platinum (value_tier), c4 an
+    unknown tier name over a scored iron, c5 scored lead, c6 none, c7 scored gold."""
+    managed = [("c1", "tier", "Gold"), ("c3", "value_tier", "platinum"), ("c4", "tier", "diamond")]
+    scored = {"c1": "iron", "c2": "gold", "c4": "iron", "c5": "lead", "c7": "gold"}
+    async with api.database.sessions() as session:
+        await session.execute(
+            insert(CustomerAttribute.__table__),
+            [{"customer_id": c, "key": k, "type": "string", "value": v} for c, k, v in managed],
+        )
+        for cid, tier in scored.items():
+            await session.execute(
+                update(Customer.__table__)
+                .where(Customer.__table__.c.id == cid)
+                .values(scored_tier=tier, scored_tier_at=_at("2025-01-01"))
+            )
+        await session.commit()
+
+
+async def test_churn_situation_filters_and_groups_by_the_managed_else_scored_tier(history) -> None:
+    await _tiers(history)
+    [row] = (await _get(history, f"/reports/customers/churn?{PERIOD}&tier=gold&tier=iron"))["items"]
+    # c1 c2 (gold) and c4 (iron): c1 c2 customers at the start, c1 (won back) and c4 (new) at the end.
+    assert (row["customers_at_start"], row["customers_at_end"], row["retained"]) == (2, 2, 1)
+    assert (row["new"], row["lost"], row["won_back"]) == (1, 2, 1)
+    body = await _get(history, f"/reports/customers/churn?{PERIOD}&group_by=tier")
+    measures = ("customers_at_start", "customers_at_end", "retained", "new", "lost", "won_back")
+    assert [(r["group"], *(r[m] for m in measures)) for r in body["items"]] == [
+        ("gold", 2, 1, 1, 0, 2, 1),  # c1 c2 c7
+        ("iron", 0, 1, 0, 1, 0, 0),  # c4
+        ("lead", 0, 0, 0, 1, 1, 0),  # c5
+        ("platinum", 1, 1, 1, 0, 0, 0),  # c3
+        (None, 0, 1, 0, 0, 0, 1),  # c6
+    ]
+    [anna] = (await _get(history, f"/reports/customers/churn?{PERIOD}&tier=gold&owner=anna&segment=A"))["items"]
+    assert (anna["customers_at_start"], anna["lost"]) == (2, 2)
+    none = await _get(history, f"/reports/customers/churn?{PERIOD}&tier=platinum&owner=anna")
+    assert none["items"] == []
+
+
+async def test_churn_reasons_filter_by_tier_and_give_the_reason_mix_by_tier(history) -> None:
+    await _tiers(history)
+    gold = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&tier=gold")
+    assert gold["churned"] == 2
+    assert {r["reason"]: r["churned"] for r in gold["by_reason"]} == {"competitor": 1, "price": 1}
+    body = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&group_by=tier")
+    assert [(m["group"], m["reason"], m["churned"], m["share_of_group"]) for m in body["mix"]] == [
+        ("gold", "competitor", 1, 0.5),
+        ("gold", "price", 1, 0.5),
+        ("lead", "relocation", 1, 1.0),
+    ]
+    priced = await _get(history, f"/reports/customers/churn-reasons?{PERIOD}&tier=gold&reason=price")
+    assert priced["churned"] == 1
+
+
+async def test_win_back_and_cohorts_filter_by_tier(history) -> None:
+    await _tiers(history)
+    [gold] = (await _get(history, f"/reports/customers/win-back?{PERIOD}&tier=gold"))["items"]
+    assert (gold["churned"], gold["won_back"], gold["avg_days_to_win_back"]) == (2, 1, pytest.approx(19.0))
+    by_tier = (await _get(history, f"/reports/customers/win-back?{PERIOD}&group_by=tier"))["items"]
+    assert [(r["group"], r["churned"], r["won_back"]) for r in by_tier] == [("gold", 2, 1), ("lead", 1, 0)]
+    cohorts = "/reports/customers/cohorts?from=2024-06-01&to=2024-09-01&months=1"
+    platinum = await _get(history, f"{cohorts}&tier=platinum")
+    assert {(p["cohort"], p["size"]) for p in platinum["points"]} == {("2024-08", 1)}  # c3 only
+    gold_cohorts = await _get(history, f"{cohorts}&tier=gold")
+    assert {p["cohort"] for p in gold_cohorts["points"]} == {"2024-06", "2024-07"}  # c1, c2
+
+
+@pytest.mark.parametrize("route", ["churn", "churn-reasons", "win-back", "cohorts"])
+async def test_every_report_rejects_an_unknown_tier_naming_it(api, route: str) -> None:
+    response = await api.client.get(f"/reports/customers/{route}?{PERIOD}&tier=gold&tier=bronze")
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "query.tier[1]" in [e["field"] for e in response.json()["errors"]]

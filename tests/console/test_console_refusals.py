@@ -110,7 +110,7 @@ async def test_a_key_with_a_scope_outside_its_role_is_refused_in_words_and_the_f
     keys = page.locator("section", has=page.get_by_role("heading", name="API keys"))
     await keys.get_by_label("Name").fill(name)
     await keys.get_by_label("Role").select_option("integration")
-    await keys.get_by_label("Scopes (comma-separated; empty: all of the role's)").fill(scopes)
+    await keys.get_by_label("Scopes (comma-separated; empty: all)").fill(scopes)
     await keys.get_by_label("Expires").fill("2031-01-01T09:30")
     await keys.get_by_role("button", name="Create key").click()
 
@@ -118,7 +118,7 @@ async def test_a_key_with_a_scope_outside_its_role_is_refused_in_words_and_the_f
     assert "keys:admin" in text and "integration" in text
     assert await keys.get_by_label("Name").input_value() == name
     assert await keys.get_by_label("Role").input_value() == "integration"
-    assert await keys.get_by_label("Scopes (comma-separated; empty: all of the role's)").input_value() == scopes
+    assert await keys.get_by_label("Scopes (comma-separated; empty: all)").input_value() == scopes
     assert await keys.get_by_label("Expires").input_value() == "2031-01-01T09:30"
     assert await keys.locator("[data-field=new-key]").count() == 0
     await screenshot(page, "admin-key-refused")

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Route
+from playwright.async_api import Browser, Page, Request, Route
 
 from tests.console.conftest import (
     CONSOLE,
@@ -48,6 +48,22 @@ def _errors(page: Page) -> list[str]:
     return seen
 
 
+JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.")
+
+
+def _bearer_tokens(page: Page) -> set[str]:
+    """The bearer tokens the page sends to the API, collected while it lives."""
+    seen: set[str] = set()
+
+    def keep(request: Request) -> None:
+        value = request.headers.get("authorization", "")
+        if value.startswith("Bearer "):
+            seen.add(value.removeprefix("Bearer "))
+
+    page.on("request", keep)
+    return seen
+
+
 async def _open_tasks(gateway: httpx.AsyncClient, alert_id: str) -> list[dict] | None:
     response = await gateway.get("/api/v1/tasks", params={"alert_id": alert_id, "status": "open"})
     return response.json()["items"] or None
@@ -67,9 +83,14 @@ async def test_an_agent_sees_a_complaint_become_an_alert_live_acknowledges_it_an
     context = await browser.new_context(viewport=VIEWPORTS["desktop"])
     page = await context.new_page()
     errors = _errors(page)
+    bearers = _bearer_tokens(page)
     await sign_in(page, agent, "agent")
     await page.wait_for_url(f"{CONSOLE}/queue")
     await page.wait_for_selector("[data-stream=live]")
+    # The development sign-in's token lives in memory only: none in storage an XSS could read.
+    assert bearers, "the queue's requests carry the signed-in agent's token"
+    storage = await page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+    assert not [t for t in bearers if t in storage] and not JWT.search(storage), storage
     await page.evaluate("() => { window.__sameDocument = true; }")
 
     await post_complaint(gateway, customer["id"], severity="high")
@@ -119,6 +140,21 @@ async def test_an_agent_sees_a_complaint_become_an_alert_live_acknowledges_it_an
     assert "The order arrived two weeks late." in await complaint.first.inner_text()
     risk = await page.locator("[data-field=churn-risk]").inner_text()
     assert risk.endswith("%")
+    # Churn risk and health with their factors in words: each sentence the scoring service gives is on
+    # the page, and they are sentences, not bare figures.
+    scores = (await gateway.get(f"/api/v1/customers/{customer['id']}/scores")).json()["scores"]
+    assert scores["factors"]["churn_risk"], scores["factors"]  # a complaint is one
+    lists = page.locator("section[aria-labelledby=risk-title] ul.factors")
+    given = [f for f in (scores["factors"]["churn_risk"], scores["factors"]["health"]) if f]
+    assert await lists.count() == len(given)
+    for shown, factors in enumerate(given):
+        # Each line: the sentence, then its contribution in brackets.
+        texts = await lists.nth(shown).locator("li").all_inner_texts()
+        assert [text.rsplit(" (", 1)[0] for text in texts] == [f["label"] for f in factors]
+        assert all(re.search(r"[a-z]{3,} [a-z]{2,}", f["label"]) for f in factors), factors
+    if scores["model_version"].startswith("rules"):  # the complaint, in the rules' own words
+        section = await page.locator("section[aria-labelledby=risk-title]").inner_text()
+        assert "1 severe complaint (high or critical) in 90 days" in section
     await page.locator("canvas").first.wait_for()
     await screenshot(page, "customer-360")
     assert not errors, errors

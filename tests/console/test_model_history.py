@@ -9,9 +9,14 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser
+from sqlalchemy import update
 
+from servicekit.db import Database
+from services.scoring.training.models import ChurnModelVersion
+from services.scoring.training.service import RESCORE, enqueue_job
 from tests.console.conftest import CONSOLE, VIEWPORTS, screenshot, seed_churners, sign_in, train_churn_model
-from tests.platform import GATEWAY, token
+from tests.e2e.helpers import eventually
+from tests.platform import GATEWAY, database_url, token
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +30,28 @@ async def _churn_models(gateway: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 async def _active_churn_model(gateway: httpx.AsyncClient) -> str | None:
     return next((m["id"] for m in await _churn_models(gateway) if m["active"]), None)
+
+
+async def _back_to_the_rules(gateway: httpx.AsyncClient) -> None:
+    """No churn model active, and every customer rescored by the rules.
+
+    No route makes "none" active (an analyst rolls back to a version, never to nothing), so the test clears
+    the flag in the scoring store and queues a rescore as an activation does, with the service's own code."""
+    scoring = Database(database_url("scoring"))
+    try:
+        async with scoring.transaction() as session:
+            await session.execute(update(ChurnModelVersion).values(active=False))
+            job = await enqueue_job(session=session, kind=RESCORE, request={})
+            job_id = job.id
+    finally:
+        await scoring.dispose()
+
+    async def rescored() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    assert (await eventually(rescored, timeout_s=120, what="the rescore by the rules"))["status"] == "succeeded"
+    assert await _active_churn_model(gateway) is None
 
 
 async def test_an_analyst_rolls_back_to_an_earlier_churn_model_from_the_history(
@@ -58,10 +85,12 @@ async def test_an_analyst_rolls_back_to_an_earlier_churn_model_from_the_history(
         await screenshot(page, "analyst-model-rolled-back")
         await context.close()
     finally:
-        # The session's later tests score with what was active before (a fresh platform has no trained model,
-        # and no route makes "none" active again; the versions this test trained stay in the history).
+        # Later tests, in whatever order they run, score with what was active before: that version again,
+        # or on a fresh platform the rules (the versions this test trained stay in the history).
         if before is not None:
             assert (await gateway.post(f"/api/v1/models/{before}/activate")).status_code == 200
+        else:
+            await _back_to_the_rules(gateway)
 
 
 async def test_a_manager_has_no_model_history_control_and_the_api_refuses_their_rollback(

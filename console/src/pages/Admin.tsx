@@ -51,6 +51,7 @@ function ApiKeys() {
   const [name, setName] = useState("");
   const [role, setRole] = useState<KeyRole>("integration");
   const [expires, setExpires] = useState("");
+  const [scopes, setScopes] = useState("");
   const [created, setCreated] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -74,10 +75,21 @@ function ApiKeys() {
         onSubmit={(e) => {
           e.preventDefault();
           void act(async () => {
-            const body = { name, role, expires_at: expires ? new Date(expires).toISOString() : null };
+            // Empty: every permission of the role; otherwise the subset named (the gateway refuses others).
+            const scopeList = scopes
+              .split(",")
+              .map((s) => s.trim())
+              .filter(Boolean);
+            const body = {
+              name,
+              role,
+              scopes: scopeList.length ? scopeList : null,
+              expires_at: expires ? new Date(expires).toISOString() : null,
+            };
             const answer = unwrap(await api.POST("/api/v1/keys", { body }));
             setCreated(answer.key);
             setName("");
+            setScopes("");
             setExpires("");
           });
         }}
@@ -95,6 +107,10 @@ function ApiKeys() {
               </option>
             ))}
           </select>
+        </label>
+        <label>
+          {t("scopes")}
+          <input name="key-scopes" value={scopes} onInput={(e) => setScopes(e.currentTarget.value)} />
         </label>
         <label>
           {t("expires")}

@@ -152,13 +152,32 @@ def _query_on_the_wire_is_valid(case: Any, response: Any) -> bool:
                 return False
             continue
         validator = parameter.get_validator()
-        types = parameter_types(parameter.validation_schema)
+        types = parameter_types(_inlined(parameter.validation_schema))
         if "array" in types:
             if not validator.is_valid(values):
                 return False
         elif len(values) != 1 or not sent_text_is_valid(values[0], validator.is_valid, types):
             return False
     return True
+
+
+def _inlined(schema: Any) -> Any:
+    """The parameter's schema with its bundled references put in place: parameter_types reads a `$ref` branch
+    (an enum such as a task status) as "any type", array included, which made a single valid text look like
+    an invalid array."""
+    bundled = schema.get("x-bundled", {}) if isinstance(schema, dict) else {}
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/x-bundled/") and ref.rsplit("/", 1)[1] in bundled:
+                return inline(bundled[ref.rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items() if key != "x-bundled"}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    return inline(schema)
 
 
 # What this run's responses issued, for the rules that compare with it (tests/e2e/fuzz_rules.py).

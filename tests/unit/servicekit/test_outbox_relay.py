@@ -205,8 +205,15 @@ def _running(database: Database, producer: _Producer, poll_interval_s: float) ->
 
 async def test_at_an_ordinary_rate_the_loop_leaves_each_mark_to_the_next_read(database: Database):
     producer = _Producer()
-    _, task = _running(database, producer, poll_interval_s=30)
+    relay, task = _running(database, producer, poll_interval_s=30)
     try:
+
+        async def parked() -> bool:  # waiting for a wake-up after its first, empty round
+            return bool(relay._wake._waiters)  # type: ignore[attr-defined]
+
+        # Enqueued while the first round runs, c-1 could be read before its commit's wake-up is set, and that
+        # wake-up would start a second round at once, carrying the mark this test looks for.
+        await _until(parked)
         await _enqueue(database, "c-1")
 
         async def sent(count: int) -> bool:

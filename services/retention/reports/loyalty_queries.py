@@ -133,6 +133,20 @@ def declining_customers(period: Period, t: loyalty.Thresholds, among: Any = None
     return query.having(declines(recent, prior, t)).subquery()
 
 
+def _profile_columns() -> list[Any]:
+    """The customer's identity, profile and survey columns both per-customer loyalty queries list first."""
+    return [
+        C.c.customer_id,
+        C.c.owner,
+        C.c.segment,
+        CURRENT_TIER.label("tier"),
+        F.c.team,
+        F.c.orders,
+        F.c.nps,
+        F.c.csat,
+    ]
+
+
 def _typed(declining: Any, period: Period, t: loyalty.Thresholds) -> LoyaltyColumns:
     return loyalty_columns(
         orders=F.c.orders,
@@ -160,14 +174,7 @@ def loyalty_features(session: AsyncSession, period: Period, filters: Filters, t:
     source = C.outerjoin(S, S.c.customer_id == C.c.customer_id).join(F, F.c.customer_id == C.c.customer_id)
     return (
         select(
-            C.c.customer_id,
-            C.c.owner,
-            C.c.segment,
-            CURRENT_TIER.label("tier"),
-            F.c.team,
-            F.c.orders,
-            F.c.nps,
-            F.c.csat,
+            *_profile_columns(),
             recent.label("recent"),
             prior.label("prior"),
             typed.type.label("type"),
@@ -227,14 +234,7 @@ async def satisfaction_traps(
     )
     query = (
         select(
-            C.c.customer_id,
-            C.c.owner,
-            C.c.segment,
-            CURRENT_TIER.label("tier"),
-            F.c.team,
-            F.c.orders,
-            F.c.nps,
-            F.c.csat,
+            *_profile_columns(),
             windows.c.recent,
             windows.c.prior,
             typed.type.label("type"),

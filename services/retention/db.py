@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from contracts.customer import VALUE_TIERS
 from servicekit import types
 from servicekit.clock import utc_now
 from servicekit.pagination import MAX_PAGE
 from servicekit.runtime_settings import add_settings_tables
 from servicekit.tables import add_plumbing_tables
 from servicekit.types import UtcDateTime
-from services.retention.rules.core import TIERS
 
 
 class RetentionTable(SQLModel, registry=registry()):
@@ -52,7 +52,9 @@ def flag_field(default: bool) -> Any:
 
 UtcDatetime = types.UtcDatetime  # text only on input, UTC once read
 Tier = Annotated[
-    str, AfterValidator(lambda t: _one_of(t, TIERS)), WithJsonSchema({"type": "string", "enum": list(TIERS)})
+    str,
+    AfterValidator(lambda t: _one_of(t, VALUE_TIERS)),
+    WithJsonSchema({"type": "string", "enum": list(VALUE_TIERS)}),
 ]
 
 

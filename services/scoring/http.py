@@ -8,11 +8,12 @@ from fastapi import Query, Request
 from pydantic import StringConstraints
 
 from contracts.common import CustomerStatus
+from contracts.customer import VALUE_TIERS
 from servicekit.problems import Problem, field_error
 from services.scoring.reports.service import Filters
 from services.scoring.settings import ScoringSettings
 
-Tier = Literal["platinum", "gold", "iron", "lead"]
+Tier = Literal[VALUE_TIERS]  # type: ignore[valid-type]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Segments = Annotated[list[Label] | None, Query(alias="segment", description="customer segment; repeatable")]
 Statuses = Annotated[list[CustomerStatus] | None, Query(alias="status", description="customer status; repeatable")]

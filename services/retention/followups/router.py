@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from contracts.customer import VALUE_TIERS
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from services.retention.followups import listing, service, triggers
@@ -19,10 +20,9 @@ from services.retention.followups.models import (
     TriggerPublic,
     TriggersPublic,
 )
-from services.retention.rules.core import TIERS
 
 # One of the four value tiers (an enum in the API); the service answers 422 naming tier for any other.
-TierPath = Annotated[str, Path(description="value tier", json_schema_extra={"enum": list(TIERS)})]
+TierPath = Annotated[str, Path(description="value tier", json_schema_extra={"enum": list(VALUE_TIERS)})]
 
 router = APIRouter(prefix="/followup-schedules", tags=["followups"])
 

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from contracts.customer import VALUE_TIERS
 from contracts.retention import TaskCreated
 from servicekit.clock import utc_now
 from servicekit.db import Database
@@ -32,7 +33,6 @@ from services.retention.db import new_id
 from services.retention.followups.models import FOLLOWUP_ACTIONS, FollowupDue, FollowupSchedule, ScheduleBody
 from services.retention.publishing import publish
 from services.retention.replica.models import Customer, CustomerScore
-from services.retention.rules.core import TIERS
 from services.retention.surveys import service as surveys
 from services.retention.tasks.events import task_event
 from services.retention.tasks.models import Task, TaskStatus
@@ -47,9 +47,9 @@ ELIGIBLE_STATUSES = ("active", "won_back")
 
 
 def check_tier(tier: str) -> None:
-    if tier not in TIERS:
+    if tier not in VALUE_TIERS:
         raise Problem(
-            422, "Unknown tier", code="validation", errors=[field_error("tier", "one of: " + ", ".join(TIERS))]
+            422, "Unknown tier", code="validation", errors=[field_error("tier", "one of: " + ", ".join(VALUE_TIERS))]
         )
 
 

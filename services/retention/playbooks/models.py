@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictFl
 from pydantic import Field as PydanticField
 from sqlmodel import Field
 
+from contracts.customer import VALUE_TIERS
 from servicekit.pagination import Page
 from services.retention.db import (
     ReasonCode,
@@ -21,7 +22,6 @@ from services.retention.db import (
     new_id,
 )
 from services.retention.playbooks.core import Action
-from services.retention.rules.core import TIERS
 from services.retention.sequences.core import DEFAULT_KEY, SequenceDef
 
 
@@ -41,14 +41,14 @@ class Playbook(RetentionTable, table=True):
 
 
 def _sequence_key(key: str) -> str:
-    if key != DEFAULT_KEY and key not in TIERS:
-        raise ValueError(f"must be {DEFAULT_KEY!r} or one of {list(TIERS)}")
+    if key != DEFAULT_KEY and key not in VALUE_TIERS:
+        raise ValueError(f"must be {DEFAULT_KEY!r} or one of {list(VALUE_TIERS)}")
     return key
 
 
 # A sequence's key: "default" or a value tier, published as the enum it is.
 SequenceKey = Annotated[
-    str, AfterValidator(_sequence_key), WithJsonSchema({"type": "string", "enum": [DEFAULT_KEY, *TIERS]})
+    str, AfterValidator(_sequence_key), WithJsonSchema({"type": "string", "enum": [DEFAULT_KEY, *VALUE_TIERS]})
 ]
 
 

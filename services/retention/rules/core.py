@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from contracts.common import Severity
+from contracts.customer import VALUE_TIERS
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from contracts.scoring import Factor, ScoreUpdated, ScoreValues
 from servicekit.events.envelope import EventData
@@ -64,7 +65,6 @@ WATCHES: dict[RuleKind, str] = {
     RuleKind.low_survey: SurveyAnswered.event_type,
 }
 
-TIERS = ("platinum", "gold", "iron", "lead")
 DECLINE = "decline"
 
 _SEVERITY_RANK = {Severity.low: 0, Severity.medium: 1, Severity.high: 2, Severity.critical: 3}
@@ -142,9 +142,9 @@ def validate(kind: RuleKind, params: RuleParams) -> list[tuple[str, str]]:
             errors.append(("params.nps_max", "must be between 0 and 10"))
         if params.csat_max is not None and not 1 <= params.csat_max <= 5:
             errors.append(("params.csat_max", "must be between 1 and 5"))
-    unknown = sorted(params.tiers - set(TIERS))
+    unknown = sorted(params.tiers - set(VALUE_TIERS))
     if unknown:
-        errors.append(("params.tiers", f"unknown tier(s) {unknown}; choose from {list(TIERS)}"))
+        errors.append(("params.tiers", f"unknown tier(s) {unknown}; choose from {list(VALUE_TIERS)}"))
     return errors
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import Boolean, Column, Date, Float, Index, String
 from sqlmodel import Field
 
+from contracts.customer import VALUE_TIERS
 from contracts.scoring import Factor
 from servicekit.clock import utc_now
 from servicekit.pagination import Page
@@ -247,7 +248,7 @@ class RankedScoresPublic(Page[RankedScore]):
 
 
 class TierShare(BaseModel):
-    tier: Literal["platinum", "gold", "iron", "lead"] | None  # None: no value model or no purchase yet
+    tier: Literal[VALUE_TIERS] | None  # type: ignore[valid-type]  # None: no value model or no purchase yet
     customers: int
     value: float  # the tier's summed CLV
     value_share: float  # its share of all customers' CLV, 0..1

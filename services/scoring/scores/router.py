@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from contracts.common import CustomerStatus
+from contracts.customer import VALUE_TIERS
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from services.scoring.scores import reads as service
@@ -40,7 +41,10 @@ async def list_scores(
     min_risk: Annotated[float | None, Query(ge=0, le=1, description="only churn risk at or above this")] = None,
     segment: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[CustomerStatus | None, Query(description="customer status")] = None,
-    tier: Annotated[Literal["platinum", "gold", "iron", "lead"] | None, Query(description="value tier")] = None,
+    tier: Annotated[
+        Literal[VALUE_TIERS] | None,  # type: ignore[valid-type]
+        Query(description="value tier"),
+    ] = None,
     stage: Annotated[
         Literal["exploration", "formation", "stability", "decline"] | None, Query(description="lifecycle stage")
     ] = None,

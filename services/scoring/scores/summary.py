@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-TIERS = ("platinum", "gold", "iron", "lead")
+from contracts.customer import VALUE_TIERS
+
+TIERS = VALUE_TIERS
 STAGES = ("exploration", "formation", "stability", "decline")
 RISK_BUCKETS = 10
 

@@ -17,8 +17,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PLATINUM, GOLD, IRON, LEAD = "platinum", "gold", "iron", "lead"
-TIERS = (PLATINUM, GOLD, IRON, LEAD)
+from contracts.customer import VALUE_TIERS
+
+TIERS = VALUE_TIERS
+PLATINUM, GOLD, IRON, LEAD = TIERS
 CONTRIBUTION, CLV = "contribution", "clv"
 # The customer attribute (a number, in the currency of purchases) holding the ERP's estimate of what the
 # customer spends in our categories with every supplier over the same span as their history with us.

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import gammaln, hyp2f1
 
+from contracts.customer import VALUE_TIERS
 from services.scoring.value.clv import ClvSettings
 
 WEEKS_PER_MONTH = 52.0 / 12.0
@@ -271,7 +272,7 @@ def clv(
 
 # ---- value tiers ----------------------------------------------------------------------------------
 
-TIERS = ("platinum", "gold", "iron", "lead")
+TIERS = VALUE_TIERS
 
 
 def tier_thresholds(values: ArrayLike, shares: Sequence[float] = (0.05, 0.15, 0.30)) -> list[float]:

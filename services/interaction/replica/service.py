@@ -217,7 +217,8 @@ async def apply_customer_created(
     row = await _replica_row(session, data.customer_id)
     if row.version < 1:  # nothing newer known yet
         row.external_ref = data.external_ref  # None unless an event from before external_ref_set
-        row.owner, row.owner_known = data.owner, True
+        if not row.erased:
+            row.owner, row.owner_known = data.owner, True
         row.version = 1
     if row.version <= 1:  # also after a snapshot of version 1 (an API call ahead of the events)
         _take_profile(row, data)
@@ -239,8 +240,9 @@ async def apply_customer_updated(
 ) -> KnownCustomer:
     row = await _replica_row(session, data.customer_id)
     if data.version >= row.version:
-        # The event carries the customer's current owner (set or not), whatever changed.
-        row.owner, row.owner_known = data.owner, True
+        # The event carries the customer's current owner (set or not), whatever changed; none after erasure.
+        if not row.erased:
+            row.owner, row.owner_known = data.owner, True
         _take_profile(row, data)
         if data.external_ref_set is None:
             # An event from before external_ref_set, carrying the value itself. `changed` says whether
@@ -312,6 +314,9 @@ async def _erase(session: AsyncSession, row: KnownCustomer, erased_at: datetime)
     # Its profile too, as the scoring service forgets it: complaints kept as anonymous history no longer
     # match a segment, team or tier filter.
     row.segment = row.team = row.managed_tier = row.scored_tier = None
+    # And its owner: the link from an erased customer to the employee who managed them serves nothing now
+    # (known: the owner backfill has nothing to read for it).
+    row.owner, row.owner_known = None, True
     # Run on every delivery (it is idempotent), so a redelivered erasure also catches late arrivals.
     has_text = or_(col(Interaction.text).is_not(None), col(Interaction.resolution).is_not(None))
     blanked = await session.execute(

@@ -20,9 +20,10 @@ from tests.unit.interaction.conftest import received
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def created(segment: str | None, attributes: dict[str, Any]) -> CustomerCreated:
+def created(segment: str | None, attributes: dict[str, Any], owner: str | None = None) -> CustomerCreated:
     return CustomerCreated(
         customer_id="c-1",
+        owner=owner,
         kind="company",
         status="active",
         created_at=T0,
@@ -32,9 +33,12 @@ def created(segment: str | None, attributes: dict[str, Any]) -> CustomerCreated:
     )
 
 
-def updated(version: int, segment: str | None, attributes: dict[str, Any], changed: list[str]) -> CustomerUpdated:
+def updated(
+    version: int, segment: str | None, attributes: dict[str, Any], changed: list[str], owner: str | None = None
+) -> CustomerUpdated:
     return CustomerUpdated(
         customer_id="c-1",
+        owner=owner,
         version=version,
         changed=changed,
         external_ref_set=False,
@@ -129,3 +133,22 @@ async def test_erasure_blanks_the_profile_and_later_events_do_not_restore_it(dat
         row = await session.get(KnownCustomer, "c-1")
         assert row is not None
         assert (row.erased, row.external_ref) == (True, None)
+
+
+async def test_erasure_blanks_the_owner_and_later_events_do_not_restore_it(database):
+    await handle(database, received(created("retail", {}, owner="u-ann")))
+    async with database.sessions() as session:
+        row = await session.get(KnownCustomer, "c-1")
+        assert row is not None and row.owner == "u-ann"
+    erased = received(CustomerErased(customer_id="c-1", erased_at=T0 + timedelta(days=1)), "x-1")
+    await handle(database, erased)
+    await handle(
+        database,
+        erased,  # redelivered
+        received(updated(2, "wholesale", {}, ["owner"], owner="u-bob")),  # a late update naming an owner
+        received(created("retail", {}, owner="u-ann"), "c-again"),  # and the creation again
+    )
+    async with database.sessions() as session:
+        row = await session.get(KnownCustomer, "c-1")
+        assert row is not None
+        assert (row.erased, row.owner, row.owner_known) == (True, None, True)

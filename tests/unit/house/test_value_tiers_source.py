@@ -20,4 +20,3 @@ def test_the_value_tiers_are_spelled_out_only_in_the_contract() -> None:
             if "migrations" not in path.parts and SPELLED.search(path.read_text()):
                 spelled.append(str(path.relative_to(ROOT)))
     assert spelled == [str(SOURCE)], "read contracts.customer.VALUE_TIERS instead of spelling the tiers out"
-

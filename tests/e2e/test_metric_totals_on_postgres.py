@@ -13,10 +13,12 @@ from services.retention.main import SPEC
 from tests.e2e.conftest import new_database
 from tests.unit.retention.test_metric_totals import (
     BEFORE_TOTALS,
+    _read_model,
     apply_history,
     assert_kept_totals_are_exact,
     assert_same_as_exact,
     periods,
+    rebuild,
 )
 from tests.unit.retention.test_metrics_paging import START, _seed_random
 
@@ -39,6 +41,9 @@ async def test_the_migration_backfills_totals_that_give_the_exact_metrics(postgr
         await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name)
 
         await assert_same_as_exact(database, periods(START))
+        backfilled = await _read_model(database)  # by the migration's own frozen copy of the computation
+        await rebuild(database)
+        assert backfilled[0] and await _read_model(database) == backfilled
 
 
 async def test_totals_kept_event_by_event_give_the_exact_metrics(postgres: None) -> None:

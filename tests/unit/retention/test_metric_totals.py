@@ -32,6 +32,7 @@ from tests.unit.retention.test_metrics_paging import START, _seed_random
 LOOKBACK = timedelta(days=180)
 GROUPINGS = [None, "tier", "segment", "rule"]
 BEFORE_TOTALS = "2f6d8a1c4e97"  # the retention head before the metrics' read model
+TOTALS = "3b8e5d1f7a29"  # the migration that creates and backfills it
 
 
 def periods(origin: datetime) -> list[tuple[datetime, datetime]]:
@@ -176,19 +177,34 @@ async def test_totals_kept_event_by_event_equal_the_exact_metrics_and_a_rebuild(
     await assert_kept_totals_are_exact(database)
 
 
-async def test_the_migration_backfills_the_totals_from_the_rows_already_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [7, 8])
+async def test_the_migration_backfills_the_totals_from_the_rows_already_stored(tmp_path: Path, seed: int) -> None:
+    """Its own frozen copy of the computation builds exactly the rows and totals the application's rebuild does."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}"
     await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name, BEFORE_TOTALS)
     database = Database(url)
     try:
-        await _seed_random(database, 7, customers=200)
+        await _seed_random(database, seed, customers=200)
+        await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name, TOTALS)
+        backfilled = await _read_model(database)
         await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name)
 
         await assert_same_as_exact(database, periods(START))
         async with database.sessions() as session:
             assert await session.run_sync(lambda s: read_model.lookback_of(s.connection())) == LOOKBACK
+        await rebuild(database)
+        assert backfilled[0] and backfilled[1]
+        assert await _read_model(database) == backfilled
     finally:
         await database.dispose()
+
+
+def test_the_migration_s_backfill_reads_no_application_code() -> None:
+    """A migration runs as written forever: it may not import the application, whose code changes."""
+    source = (SPEC.migrations_dir / "versions" / "2026-12-07_metric_totals.py").read_text()
+    assert f'revision: str = "{TOTALS}"' in source
+    imported = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert imported and not [line for line in imported if "services" in line or "contracts" in line]
 
 
 async def test_a_redelivered_event_counts_once(database: Database) -> None:

@@ -44,14 +44,24 @@ async def housekeeping_round(database: Database, settings: RetentionSettings) ->
             changes_for=timedelta(hours=settings.alert_changes_retention_hours),
             deliveries_for=timedelta(days=settings.webhook_delivery_retention_days),
         )
-    async with database.transaction() as session:  # recall and warning time follow a changed look-back
-        lookback = timedelta(days=settings.warning_lookback_days)
-        await session.run_sync(lambda s: metric_totals.rebuild_if_stale(s.connection(), lookback))
+    await rebuild_metric_totals(database, timedelta(days=settings.warning_lookback_days))
     global _metrics_refreshed_at
     if time.monotonic() - _metrics_refreshed_at >= METRICS_EVERY_S:
         async with database.sessions() as session:
             await metrics.refresh(session)
         _metrics_refreshed_at = time.monotonic()
+
+
+async def rebuild_metric_totals(database: Database, lookback: timedelta) -> None:
+    """Recall and warning time follow a changed look-back: the metrics' read model is rebuilt a chunk of
+    customers per transaction, so event transactions commit between chunks rather than wait for all of it
+    (the metrics answer from the facts until the last chunk). A rebuild cut short resumes at its cursor."""
+    async with database.transaction() as session:
+        await session.run_sync(lambda s: metric_totals.start_rebuild(s.connection(), lookback))
+    going = True
+    while going:
+        async with database.transaction() as session:
+            going = await session.run_sync(lambda s: metric_totals.rebuild_step(s.connection()))
 
 
 async def run_housekeeping(app: FastAPI) -> None:

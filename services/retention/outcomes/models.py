@@ -64,6 +64,9 @@ class MetricTotalsState(RetentionTable, table=True):
 
     id: int = Field(default=1, primary_key=True)
     lookback_seconds: int
+    # A rebuild for a new look-back under way: the last customer id rebuilt so far ("" before the first
+    # chunk). None: the rows are complete for lookback_seconds.
+    rebuilt_after: str | None = Field(default=None, max_length=100)
 
 
 class GroupRatesPublic(BaseModel):

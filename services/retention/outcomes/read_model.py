@@ -8,7 +8,13 @@ written, the touched customers' facts are read again, their contribution rows re
 transaction as the event's inbox claim, so a redelivered event (dropped by the inbox) changes nothing,
 and recomputing a customer whose facts did not change writes nothing.
 
-Synchronous (a Connection): it runs in the session's before_commit, and the migration's backfill runs it too.
+A new look-back rebuilds every customer's rows in chunks, one transaction each (``start_rebuild``, then
+``rebuild_step`` until it says done), so events commit between chunks instead of waiting for the whole
+store; /retention/metrics answers from the facts until the last chunk is done (``lookback_of`` is None
+meanwhile). Events during a rebuild recompute their customers with the new look-back, whichever side of
+the chunk cursor they are on, so the finished rows are the one-shot ``rebuild``'s.
+
+Synchronous (a Connection): it runs in the session's before_commit.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from services.retention.replica.models import Customer, CustomerScore, StatusCha
 FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)  # lo or u of none
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # t of none
 DEFAULT_LOOKBACK = timedelta(days=180)  # RetentionSettings.warning_lookback_days' default
+REBUILD_CHUNK = 1000  # customers per transaction of a rebuild: what an event may wait for
 ALL, TIER, SEGMENT, RULE = "all", "tier", "segment", "rule"
 
 F = MetricFact.__table__  # type: ignore[attr-defined]
@@ -65,23 +72,30 @@ def _refresh_touched(session: Session, rows: list[dict[str, Any]]) -> None:
     refresh(session.connection(), sorted({r["customer_id"] for r in rows}))
 
 
-def lookback_of(conn: Connection, *, lock: str | None = None) -> timedelta | None:
-    """The look-back the rows were built with (None: never built). lock: "share" (a refresh: rebuilds wait
-    for it) or "update" (a rebuild: refreshes wait for it), on PostgreSQL."""
-    query = select(S.c.lookback_seconds).where(S.c.id == 1)
+def _state(conn: Connection, *, lock: str | None = None) -> tuple[timedelta, str | None] | None:
+    """(look-back the rows are built or being rebuilt with, the rebuild's cursor or None when complete);
+    None: never built. lock: "share" (a refresh: rebuild chunks wait for it) or "update" (a rebuild chunk:
+    refreshes wait for it), on PostgreSQL."""
+    query = select(S.c.lookback_seconds, S.c.rebuilt_after).where(S.c.id == 1)
     if lock is not None:
         query = query.with_for_update(read=lock == "share")
-    seconds = conn.execute(query).scalar_one_or_none()
-    return None if seconds is None else timedelta(seconds=seconds)
+    found = conn.execute(query).one_or_none()
+    return None if found is None else (timedelta(seconds=found[0]), found[1])
+
+
+def lookback_of(conn: Connection) -> timedelta | None:
+    """The look-back the rows are complete for (None: never built, or a rebuild is under way)."""
+    state = _state(conn)
+    return state[0] if state is not None and state[1] is None else None
 
 
 def _ensure_lookback(conn: Connection) -> timedelta:
-    found = lookback_of(conn, lock="share")
+    found = _state(conn, lock="share")
     if found is None:  # a store whose tables were created without the migration: nothing was built yet
         seconds = int(DEFAULT_LOOKBACK.total_seconds())
         conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds).on_conflict_do_nothing())
-        found = lookback_of(conn, lock="share")
-    return found or DEFAULT_LOOKBACK
+        found = _state(conn, lock="share")
+    return found[0] if found is not None else DEFAULT_LOOKBACK
 
 
 def _insert(conn: Connection) -> Any:
@@ -187,7 +201,10 @@ _LOCK_CUSTOMERS = text(
 
 def refresh(conn: Connection, ids: Sequence[str]) -> None:
     """Recompute these customers' rows from their facts; write the difference to the rows and the totals."""
-    lookback = _ensure_lookback(conn)
+    _refresh(conn, ids, _ensure_lookback(conn))
+
+
+def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta) -> None:
     for chunk in chunks(list(ids), IN_CHUNK):
         if conn.dialect.name == "postgresql":
             conn.execute(_LOCK_CUSTOMERS, {"ids": list(chunk)})
@@ -224,26 +241,24 @@ def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, i
         )
 
 
-def known_ids(conn: Connection, after: str, limit: int) -> list[str]:
-    """The next ids (in order) known to any table the metrics read."""
-    ids = union(
-        *(
-            select(c.label("customer_id")).where(c > after)
-            for c in (Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id)
-        )
-    ).subquery()
+def known_ids(conn: Connection, after: str, limit: int, *, with_rows: bool = False) -> list[str]:
+    """The next ids (in order) known to any table the metrics read (with_rows: or holding rows)."""
+    columns = [Customer.customer_id, CustomerScore.customer_id, StatusChange.customer_id, Alert.customer_id]
+    if with_rows:
+        columns.append(F.c.customer_id)
+    ids = union(*(select(c.label("customer_id")).where(c > after) for c in columns)).subquery()
     return list(conn.execute(select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)).scalars())
 
 
 def rebuild(conn: Connection, lookback: timedelta = DEFAULT_LOOKBACK, page: int = 2000) -> int:
-    """Every customer's rows and the totals built again from the facts (the migration's backfill, or a new
-    look-back); returns the number of customers. Totals are kept in memory until the end (counts only:
-    one per group, measure and three months)."""
+    """Every customer's rows and the totals built again from the facts in one transaction (the reference
+    the chunked rebuild is tested against); returns the number of customers. Totals are kept in memory
+    until the end (counts only: one per group, measure and three months)."""
     seconds = int(lookback.total_seconds())
-    if lookback_of(conn, lock="update") is None:
+    if _state(conn, lock="update") is None:
         conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds).on_conflict_do_nothing())
-        lookback_of(conn, lock="update")
-    conn.execute(S.update().where(S.c.id == 1).values(lookback_seconds=seconds))
+        _state(conn, lock="update")
+    conn.execute(S.update().where(S.c.id == 1).values(lookback_seconds=seconds, rebuilt_after=None))
     conn.execute(delete(F))
     conn.execute(delete(T))
     totals: Counter[tuple[str, str, str, int, int, int]] = Counter()
@@ -258,8 +273,32 @@ def rebuild(conn: Connection, lookback: timedelta = DEFAULT_LOOKBACK, page: int 
     return customers
 
 
-def rebuild_if_stale(conn: Connection, lookback: timedelta) -> int | None:
-    """Rebuild when the rows were built with another look-back (the setting changed); else None."""
-    if lookback_of(conn) == lookback:
-        return None
-    return rebuild(conn, lookback)
+def start_rebuild(conn: Connection, lookback: timedelta) -> bool:
+    """Begin a rebuild for ``lookback`` when the rows are built (or being rebuilt) for another one (the
+    setting changed); False when none is needed. Its chunks are ``rebuild_step``'s."""
+    if (unlocked := _state(conn)) is not None and unlocked[0] == lookback:
+        return False  # the usual answer, without taking the lock refreshes share
+    state = _state(conn, lock="update")
+    if state is not None and state[0] == lookback:
+        return False
+    seconds = int(lookback.total_seconds())
+    if state is None:
+        conn.execute(_insert(conn)(S).values(id=1, lookback_seconds=seconds, rebuilt_after="").on_conflict_do_nothing())
+    conn.execute(S.update().where(S.c.id == 1).values(lookback_seconds=seconds, rebuilt_after=""))
+    return True
+
+
+def rebuild_step(conn: Connection, chunk: int = REBUILD_CHUNK) -> bool:
+    """Rebuild the next ``chunk`` customers of a rebuild under way (only the rows that differ are written,
+    with their totals' difference); whether one is still under way after this step. The rows stay
+    consistent with the totals after every step, so events may commit between steps."""
+    if (unlocked := _state(conn)) is None or unlocked[1] is None:
+        return False  # the usual answer, without taking the lock refreshes share
+    state = _state(conn, lock="update")
+    if state is None or state[1] is None:
+        return False
+    lookback, after = state
+    ids = known_ids(conn, after, chunk, with_rows=True)
+    _refresh(conn, ids, lookback)
+    conn.execute(S.update().where(S.c.id == 1).values(rebuilt_after=ids[-1] if ids else None))
+    return bool(ids)

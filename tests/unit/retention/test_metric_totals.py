@@ -21,6 +21,7 @@ from servicekit.migrations import upgrade
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, AlertStatus, Outcome
+from services.retention.background import rebuild_metric_totals
 from services.retention.handlers import HANDLERS
 from services.retention.main import SPEC
 from services.retention.outcomes import read_model, service
@@ -251,8 +252,12 @@ async def test_another_look_back_answers_exactly_until_the_totals_are_rebuilt_wi
     assert before == exact and default[0].churned_with_warning > exact[0].churned_with_warning
 
     async with database.transaction() as session:  # as the housekeeping round does when the setting changed
-        assert await session.run_sync(lambda s: read_model.rebuild_if_stale(s.connection(), shorter))
-        assert await session.run_sync(lambda s: read_model.rebuild_if_stale(s.connection(), shorter)) is None
+        assert await session.run_sync(lambda s: read_model.start_rebuild(s.connection(), shorter))
+        assert not await session.run_sync(lambda s: read_model.start_rebuild(s.connection(), shorter))
+    async with database.sessions() as session:  # under way: the facts answer
+        assert await session.run_sync(lambda s: read_model.lookback_of(s.connection())) is None
+        assert await service.metrics(session=session, start=start, end=end, group_by="rule", lookback=shorter) == exact
+    await rebuild_metric_totals(database, shorter)
 
     async with database.sessions() as session:
         assert await session.run_sync(lambda s: read_model.lookback_of(s.connection())) == shorter

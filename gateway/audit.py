@@ -112,6 +112,7 @@ AUDITED: tuple[Audited, ...] = (
     _a("POST", "models/value/refit", "model.refit_started", "job"),
     _a("POST", "models/churn/train", "model.training_started", "job"),
     _a("POST", "models/*/activate", "model.activated", "model"),
+    _a("POST", "models/churn/deactivate", "model.deactivated", "model"),
     _a("GET", "audit", "audit.read", "audit"),
 )
 ACTIONS = frozenset(a.action for a in AUDITED)

@@ -1,5 +1,6 @@
 """The analyst's model history in a real browser against the real platform: rolling back to an earlier churn
-model from the console, and the roles that may not (the control is not theirs, and the API refuses them)."""
+model from the console, and the roles that may not (the control is not theirs, and the API refuses them
+activation and deactivation)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser
-from sqlalchemy import update
 
-from servicekit.db import Database
-from services.scoring.training.models import ChurnModelVersion
-from services.scoring.training.service import RESCORE, enqueue_job
 from tests.console.conftest import CONSOLE, VIEWPORTS, screenshot, seed_churners, sign_in, train_churn_model
 from tests.e2e.helpers import eventually
-from tests.platform import GATEWAY, database_url, token
+from tests.platform import GATEWAY, token
 
 pytestmark = pytest.mark.e2e
 
@@ -33,18 +30,10 @@ async def _active_churn_model(gateway: httpx.AsyncClient) -> str | None:
 
 
 async def _back_to_the_rules(gateway: httpx.AsyncClient) -> None:
-    """No churn model active, and every customer rescored by the rules.
-
-    No route makes "none" active (an analyst rolls back to a version, never to nothing), so the test clears
-    the flag in the scoring store and queues a rescore as an activation does, with the service's own code."""
-    scoring = Database(database_url("scoring"))
-    try:
-        async with scoring.transaction() as session:
-            await session.execute(update(ChurnModelVersion).values(active=False))
-            job = await enqueue_job(session=session, kind=RESCORE, request={})
-            job_id = job.id
-    finally:
-        await scoring.dispose()
+    """No churn model active (POST /models/churn/deactivate), and every customer rescored by the rules."""
+    response = await gateway.post("/api/v1/models/churn/deactivate")
+    assert response.status_code == 200, response.text
+    job_id = response.json()["id"]
 
     async def rescored() -> dict[str, Any] | None:
         body: dict[str, Any] = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
@@ -112,8 +101,9 @@ async def test_a_manager_has_no_model_history_control_and_the_api_refuses_their_
     async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as client:
         for role in ("manager", "agent"):
             headers = {"Authorization": f"Bearer {token(role, f'{role}-models')}"}
-            refused = await client.post(f"/api/v1/models/{target}/activate", headers=headers)
-            assert refused.status_code == 403, (role, refused.text)
-            assert refused.headers["content-type"].startswith("application/problem+json")
+            for path in (f"/api/v1/models/{target}/activate", "/api/v1/models/churn/deactivate"):
+                refused = await client.post(path, headers=headers)
+                assert refused.status_code == 403, (role, path, refused.text)
+                assert refused.headers["content-type"].startswith("application/problem+json")
     if models:  # nothing changed
         assert await _active_churn_model(gateway) == next((m["id"] for m in models if m["active"]), None)

@@ -1073,6 +1073,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/models/churn/deactivate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deactivate Churn Model
+         * @description Back to no active churn model (rules-based risk); every customer is rescored: the rescore job to poll.
+         *     409 when no churn model is active.
+         */
+        post: operations["deactivate_churn_model_models_churn_deactivate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/models/churn/train": {
         parameters: {
             query?: never;
@@ -8247,7 +8268,7 @@ export interface operations {
                 /** @description the caller's sub, e.g. key:<id> */
                 actor?: string | null;
                 /** @description the audited action */
-                action?: "alerts.evaluated" | "audit.read" | "consent.changed" | "consent.imported" | "customer.erased" | "customer.erasure_read" | "customer.updated" | "customers.imported" | "customers.statuses_imported" | "interactions.imported" | "key.created" | "key.revoked" | "model.activated" | "model.refit_started" | "model.training_started" | "playbook.created" | "playbook.updated" | "points.booked" | "rule.created" | "rule.deleted" | "rule.disabled" | "rule.enabled" | "rule.updated" | "webhook.created" | "webhook.deleted" | "webhook.deliveries_read";
+                action?: "alerts.evaluated" | "audit.read" | "consent.changed" | "consent.imported" | "customer.erased" | "customer.erasure_read" | "customer.updated" | "customers.imported" | "customers.statuses_imported" | "interactions.imported" | "key.created" | "key.revoked" | "model.activated" | "model.deactivated" | "model.refit_started" | "model.training_started" | "playbook.created" | "playbook.updated" | "points.booked" | "rule.created" | "rule.deleted" | "rule.disabled" | "rule.enabled" | "rule.updated" | "webhook.created" | "webhook.deleted" | "webhook.deliveries_read";
                 /** @description the object's id */
                 object?: string | null;
                 /** @description entries at or after (with a time zone) */
@@ -16451,6 +16472,152 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelVersionsPublic"];
+                };
+            };
+            /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the caller's role does not allow this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description no such object, or not one the caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: a concurrent change overtook this one, or the object's state does not allow it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the customer's data was erased */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description If-Match names a version the object is no longer at: read it again */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description invalid request: each offending field under errors */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a change that needs the version read (If-Match, or a version field) came without it */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description over the caller's rate limit (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service sent an invalid response */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deactivate_churn_model_models_churn_deactivate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobPublic"];
                 };
             };
             /** @description the request cannot be read: a body that is not JSON, or a path segment no resource id may hold */

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 
 from servicekit.deps import SessionDep
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
-from servicekit.problems import not_found
+from servicekit.problems import Problem, not_found
 from servicekit.unit_of_work import UnitOfWork
 from services.scoring.scores.models import PurchaseHistoryPublic
 from services.scoring.training import service
@@ -99,3 +99,15 @@ async def activate_model(model_id: str, session: SessionDep) -> ModelVersionPubl
     public = service.model_public(row)
     await session.commit()
     return public
+
+
+@router.post("/models/churn/deactivate", response_model=JobPublic, tags=["models"])
+async def deactivate_churn_model(session: SessionDep) -> JobPublic:
+    """Back to no active churn model (rules-based risk); every customer is rescored: the rescore job to poll.
+    409 when no churn model is active."""
+    row = await jobs.deactivate_churn_model(uow=UnitOfWork(session))
+    if row is None:
+        raise Problem(409, "No active churn model", "Churn risk is rules-based already.", code="no_active_model")
+    job = await jobs.enqueue_job(session=session, kind=jobs.RESCORE, request={"deactivated": row.id})
+    await session.commit()
+    return await service.job_public(session=session, job_id=job.id)

@@ -16,7 +16,7 @@ from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
-from sqlmodel import select
+from sqlmodel import col, select
 
 from servicekit.problems import Problem, not_found
 from servicekit.unit_of_work import UnitOfWork
@@ -87,6 +87,18 @@ async def activate_version(*, uow: UnitOfWork, model_id: str) -> ValueModelVersi
         raise LookupError(model_id)
     await session.execute(update(table).where(table.id != model_id).values(active=False))  # type: ignore[arg-type]
     row.active = True
+    await session.flush()
+    forget_active_models(uow)
+    return row
+
+
+async def deactivate_churn_model(*, uow: UnitOfWork) -> ChurnModelVersion | None:
+    """No churn model active: churn risk is the rules' again. The version that was active, if one was."""
+    session = uow.session
+    row = (await session.execute(select(ChurnModelVersion).where(col(ChurnModelVersion.active)))).scalars().first()
+    if row is None:
+        return None
+    await session.execute(update(ChurnModelVersion).values(active=False))
     await session.flush()
     forget_active_models(uow)
     return row

@@ -69,6 +69,7 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("GET", "/api/v1/work-items", "alerts:read"),
         ("POST", "/api/v1/rules/r-1/preview", "rules:write"),
         ("POST", "/api/v1/models/churn/train", "models:write"),
+        ("POST", "/api/v1/models/churn/deactivate", "models:write"),
         ("GET", "/api/v1/jobs/j-1", "models:read"),
         ("GET", "/api/v1/retention/metrics", "metrics:read"),
         ("GET", "/api/v1/reports/customers/churn-reasons", "reports:read"),

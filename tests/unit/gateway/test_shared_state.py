@@ -201,6 +201,8 @@ def test_production_mode_refuses_a_sqlite_key_store(tmp_path: Path, monkeypatch:
         ("DELETE", "/api/v1/customers/c-1", "customer.erased", "c-1"),
         ("PATCH", "/api/v1/customers/c-1/", "customer.updated", "c-1"),
         ("POST", "/api/v1/rules/r1/disable", "rule.disabled", "r1"),
+        ("POST", "/api/v1/models/churn-1/activate", "model.activated", "churn-1"),
+        ("POST", "/api/v1/models/churn/deactivate", "model.deactivated", None),
         ("POST", "/api/v1/webhooks", "webhook.created", None),
         ("GET", "/api/v1/audit", "audit.read", None),
     ],

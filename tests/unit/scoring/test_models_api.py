@@ -1,7 +1,7 @@
 """Model and job routes, and the ranked list's value filters, over a temp-file SQLite database."""
 
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -11,13 +11,15 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.service import API, create_app
 from services.scoring.main import SPEC, metadata
+from services.scoring.scores.models import CurrentScore
+from services.scoring.scores.rules import RULES_VERSION
 from services.scoring.settings import ScoringSettings
 from services.scoring.training import service as training
 from services.scoring.training.models import Job, ValueModelVersion
 from services.scoring.value.valuation import ValueModel
 from services.scoring.value.value_model import BgNbdParams, ClvSettings, GammaGammaParams
 from tests.unit.scoring import events as ev
-from tests.unit.scoring.test_jobs import handle
+from tests.unit.scoring.test_jobs import churn_population, handle, queue, run_queued
 
 
 @pytest.fixture
@@ -118,3 +120,41 @@ async def test_requests_beyond_the_queue_limit_are_a_429_problem(app_db) -> None
     assert answers[2].headers["retry-after"] == "60"
     # Another kind has its own queue.
     assert (await client.post("/models/value/refit", json={})).status_code == 202
+
+
+async def test_deactivating_the_churn_model_rescores_everyone_by_the_rules(app_db) -> None:
+    client, database = app_db
+    before, after = churn_population(120)
+    await handle(database, *before, *after)
+    await queue(database, training.CHURN_TRAIN, {"cutoff": (ev.T0 + timedelta(days=60)).isoformat()})
+    trained = await run_queued(database, ScoringSettings())
+    model_id = trained.result["model_id"]
+    async with database.sessions() as session:
+        versions = set((await session.execute(select(CurrentScore.model_version))).scalars())
+    assert versions == {model_id}  # the activation's rescoring: every customer by the trained model
+
+    response = await client.post("/models/churn/deactivate")
+
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert (job["kind"], job["status"], job["request"]) == (training.RESCORE, "queued", {"deactivated": model_id})
+    listed = (await client.get("/models", params={"kind": "churn"})).json()["items"]
+    assert [(m["id"], m["active"]) for m in listed] == [(model_id, False)]  # kept in the history, not in use
+    assert (await run_queued(database, ScoringSettings())).status == "succeeded"
+    async with database.sessions() as session:
+        versions = set((await session.execute(select(CurrentScore.model_version))).scalars())
+    assert versions == {RULES_VERSION}
+    # A new event is scored by the rules too (no cached model left behind).
+    await handle(database, ev.complaint(before[0].data.customer_id, id="after-deactivation", days=1))
+    async with database.sessions() as session:
+        assert set((await session.execute(select(CurrentScore.model_version))).scalars()) == {RULES_VERSION}
+
+
+async def test_deactivating_when_no_churn_model_is_active_is_a_409_and_queues_nothing(app_db) -> None:
+    client, database = app_db
+
+    response = await client.post("/models/churn/deactivate")
+
+    assert response.status_code == 409 and response.headers["content-type"].startswith("application/problem+json")
+    async with database.sessions() as session:
+        assert (await session.execute(select(Job.id))).first() is None

@@ -20,6 +20,9 @@ from tests.unit.retention.test_metric_totals import (
     periods,
     rebuild,
 )
+from tests.unit.retention.test_metric_totals_rebuild import (
+    test_an_event_committed_between_chunks_is_counted_with_the_new_look_back as chunked_rebuild_with_an_event,
+)
 from tests.unit.retention.test_metrics_paging import START, _seed_random
 
 
@@ -51,3 +54,8 @@ async def test_totals_kept_event_by_event_give_the_exact_metrics(postgres: None)
         await apply_history(database, 4, customers=60)
 
         await assert_kept_totals_are_exact(database)
+
+
+async def test_a_rebuild_in_chunks_with_an_event_between_them_gives_the_one_shot_rows(postgres: None) -> None:
+    async with migrated() as (database, _):
+        await chunked_rebuild_with_an_event(database)

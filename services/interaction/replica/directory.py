@@ -38,6 +38,12 @@ class CustomerSnapshot:
     updated_at: datetime | None = None
     erased: bool = False
     owner: str | None = None  # the account manager
+    # Asked for with profile=True (a backfill): segment, team, account-managed and scored tier.
+    segment: str | None = None
+    team: str | None = None
+    managed_tier: str | None = None
+    scored_tier: str | None = None
+    scored_tier_at: datetime | None = None
 
 
 class CustomerServiceUnavailable(Exception):
@@ -99,7 +105,9 @@ class CustomerDirectory:
         except (ValueError, TypeError, KeyError) as exc:
             raise CustomerServiceUnavailable(f"malformed customer: {exc!r}") from exc
 
-    async def fetch_many(self, customer_ids: Sequence[str]) -> dict[str, CustomerSnapshot | None]:
+    async def fetch_many(
+        self, customer_ids: Sequence[str], *, profile: bool = False
+    ) -> dict[str, CustomerSnapshot | None]:
         """Every id -> its snapshot, None when the customer service knows no such customer.
 
         One signed call per 5,000 ids. An unavailable customer service is asked again, with growing
@@ -113,7 +121,7 @@ class CustomerDirectory:
             pause = 0.1
             while True:
                 try:
-                    answers.update(await self._lookup(chunk))
+                    answers.update(await self._lookup(chunk, profile))
                     break
                 except CustomerServiceUnavailable:
                     if time.monotonic() + pause > deadline:
@@ -122,8 +130,8 @@ class CustomerDirectory:
                     pause = min(pause * 2, 2.0)
         return answers
 
-    async def _lookup(self, chunk: Sequence[str]) -> dict[str, CustomerSnapshot | None]:
-        body = orjson.dumps({"ids": list(chunk)})
+    async def _lookup(self, chunk: Sequence[str], profile: bool = False) -> dict[str, CustomerSnapshot | None]:
+        body = orjson.dumps({"ids": list(chunk), "profile": True} if profile else {"ids": list(chunk)})
         headers = internal_headers("POST", LOOKUP_PATH, body=body, principal=PRINCIPAL)
         headers["content-type"] = "application/json"
         request_id = current_correlation_id()
@@ -164,6 +172,11 @@ def _snapshot(customer_id: str, body: dict[str, Any]) -> CustomerSnapshot:
         version=int(body.get("version") or 0),
         updated_at=datetime.fromisoformat(updated_at) if updated_at else None,
         erased=bool(body.get("erased") or body.get("erased_at")),
+        segment=body.get("segment"),
+        team=body.get("team"),
+        managed_tier=body.get("tier"),
+        scored_tier=body.get("scored_tier"),
+        scored_tier_at=datetime.fromisoformat(scored_at) if (scored_at := body.get("scored_tier_at")) else None,
     )
 
 

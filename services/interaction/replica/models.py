@@ -33,6 +33,9 @@ class KnownCustomer(InteractionTable, table=True):
     managed_tier: str | None = Field(default=None, sa_type=String(20))
     scored_tier: str | None = Field(default=None, sa_type=String(20))
     scored_tier_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # Whether segment, team and managed tier have been read: rows from before these columns (and rows a
+    # score created before any customer event) are filled from the customer service once (replica/backfill.py).
+    profile_known: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # Guards against out-of-order events: the customer version and the time of the status held here.
     version: int = 0
     status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

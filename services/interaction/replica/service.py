@@ -145,6 +145,8 @@ def _take_profile(row: KnownCustomer, data: CustomerCreated | CustomerUpdated) -
         row.segment = data.segment
     if "attributes" in taken:
         row.team, row.managed_tier = team_attribute(data.attributes), tier_attribute(data.attributes)
+    if taken == {"segment", "attributes"}:  # the whole profile, as the backfill would read it
+        row.profile_known = True
 
 
 async def apply_score(*, session: AsyncSession, data: ScoreUpdated) -> KnownCustomer:

@@ -1,5 +1,12 @@
 """POST /customers/status/bulk and the internal POST /customers/lookup."""
 
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+
+from contracts.customer import team_attribute, tier_attribute
+from services.customer.customers.models import Customer
+
 
 async def test_each_row_is_applied_or_rejected_on_its_own_with_the_single_route_s_events(api):
     a, b, c = [await api.create() for _ in range(3)]
@@ -151,3 +158,27 @@ async def test_bulk_and_single_changes_leave_the_same_record_history_and_event(a
     assert comparable(histories[0]) == comparable(histories[1])
     single_event, bulk_event = [e["data"] for e in await api.events("customer.status_changed")]
     assert comparable(single_event) == comparable(bulk_event)
+
+
+async def test_lookup_with_profile_answers_what_the_customer_events_carry_for_a_replica_backfill(api):
+    a = await api.create(owner="u-ann", segment="smb", attributes={"plan": "gold", "tier": "gold", "team": "north"})
+    gone = await api.create(owner="u-bob", segment="smb")
+    assert (await api.client.delete(f"/customers/{gone['id']}")).status_code == 202
+    scored_at = datetime(2026, 12, 1, tzinfo=UTC)
+    async with api.database.transaction() as session:
+        await session.execute(update(Customer).values(scored_tier="iron", scored_tier_at=scored_at))
+
+    plain = (await api.client.post("/customers/lookup", json={"ids": [a["id"]]})).json()["customers"][0]
+    response = await api.client.post("/customers/lookup", json={"ids": [a["id"], gone["id"]], "profile": True})
+
+    assert response.status_code == 200, response.text
+    by_id = {c["id"]: c for c in response.json()["customers"]}
+    mine = by_id[a["id"]]
+    assert (mine["owner"], mine["segment"], mine["scored_tier"]) == ("u-ann", "smb", "iron")
+    assert datetime.fromisoformat(mine["scored_tier_at"]) == scored_at
+    # Team and tier only as the customer's events carry them (the attributes declared non-personal).
+    carried = (await api.events("customer.created"))[0]["data"]["attributes"]
+    assert (mine["team"], mine["tier"]) == (team_attribute(carried), tier_attribute(carried))
+    assert plain["owner"] is None and plain["segment"] is None  # asked without profile: ids and status only
+    erased = by_id[gone["id"]]
+    assert erased["erased"] and (erased["owner"], erased["segment"], erased["scored_tier"]) == (None, None, None)

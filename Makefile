@@ -107,7 +107,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: bench-api-single bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
+.PHONY: bench-api-single bench-single-http bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -141,9 +141,13 @@ bench-reports: install  ## every report over 100,000 customers / 1,000,000 inter
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.reports
 
-bench-api-single: install  ## one POST /interactions in process: the direct route vs the framework's path vs the floor, CPU ms and ratio
+bench-api-single: install  ## one POST /interactions in process: as it runs vs the session path vs the framework path vs the floor, CPU ms, ratio, statements
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.api_single
+
+bench-single-http: install  ## single posts through the gateway to the interaction API on PostgreSQL: CPU ms per request per process, transactions
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.single_http
 
 bench-sqlite-queue: install  ## SQLite's write lock at 100 posts/s: p50/p99 with SQLite's busy handler vs the in-process transaction queue
 	$(BIN)/python -m bench.sqlite_queue

@@ -5,32 +5,43 @@ interaction service's schema and 1,000 known customers, then in this one process
 blocks of ``--block`` posts (``--blocks`` each, so every arrangement meets the same load):
 
 * ``direct``: the service app as it runs (servicekit.direct: the plain case skips FastAPI's routing and
-  dependency solving);
-* ``framework``: the same app with the direct route left out (every request through FastAPI's router);
+  dependency solving; servicekit.driver: its common case's one statement runs on the asyncpg connection);
+* ``session``: the same app with the statement run through the ORM session (as before servicekit.driver);
+* ``framework``: the app with the direct route left out (every request through FastAPI's router) and the
+  statement through the session: the path before either change;
 * ``floor``: bench.floor's bare FastAPI route validating the same body plus one prepared asyncpg INSERT.
 
 Requests go straight into the ASGI apps, signed as the gateway signs (bench.write_path.call): no HTTP
-server. Prints this process's CPU ms per post (median over the blocks) and each arrangement's ratio to the
-floor; statements per post come from bench.write_path.
+server. Prints, per arrangement, this process's CPU ms per post (the median over the blocks),
+PostgreSQL's (its postmaster and backends; the mean over the blocks, as its clock counts in 10 ms
+ticks), the ratio of the process's CPU to the floor's, and the statements per post (counted in a pass
+of their own after the timed blocks: a listener on the engine makes the driver fire statement events,
+which the timed blocks leave out, as production does).
+``--pg-port`` (default 55631) and the state directory .state/bench-api-single keep it apart from other
+runs; two copies must not run at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import os
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
+import services.interaction.interactions.router as interaction_router
 from bench.floor import bare_fastapi
-from bench.infra import Infra
+from bench.infra import Infra, cpu_seconds, postgres_pids
 from bench.write_path import CUSTOMERS, call, interaction
 from servicekit import service
 from servicekit.service import API, create_app
@@ -41,11 +52,12 @@ from services.interaction.replica.models import KnownCustomer
 from services.interaction.settings import InteractionSettings
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-api-single", kafka_port=19612, pg_port=55631, port_offset=24500)
-ARRANGEMENTS = ("direct", "framework", "floor")
+ARRANGEMENTS = ("direct", "session", "framework", "floor")
 
 
 def service_app(direct: bool) -> Any:
-    settings = InteractionSettings(database_url=INFRA.database_url("interaction"))
+    # Run-time settings cached for the whole run: no arrangement reads them again mid-run.
+    settings = InteractionSettings(database_url=INFRA.database_url("interaction"), runtime_settings_cache_s=300)
     if direct:
         return create_app(SPEC, settings, roles=(API,))
     install = service.install_direct_routes
@@ -56,8 +68,26 @@ def service_app(direct: bool) -> Any:
         service.install_direct_routes = install
 
 
-async def run(blocks: int, size: int) -> dict[str, float]:
+@contextlib.contextmanager
+def statement_path(arrangement: str) -> Iterator[None]:
+    """The session's path for the arrangements measured without servicekit.driver."""
+    saved = interaction_router.usable
+    if arrangement in ("session", "framework"):
+        interaction_router.usable = lambda _engine: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        interaction_router.usable = saved  # type: ignore[assignment]
+
+
+def postgres_cpu() -> float:
+    pids = postgres_pids(INFRA.state_dir)
+    return sum(cpu_seconds(p, reaped_children=True) for p in pids[:1]) + sum(cpu_seconds(p) for p in pids[1:])
+
+
+async def run(blocks: int, size: int) -> dict[str, dict[str, float]]:
     apps = {"direct": service_app(True), "framework": service_app(False)}
+    apps["session"] = apps["direct"]
     database = apps["direct"].state.database
     async with database.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
@@ -70,48 +100,82 @@ async def run(blocks: int, size: int) -> dict[str, float]:
     insert_row = await connection.prepare("INSERT INTO floor_rows (id, body) VALUES ($1, $2) RETURNING id")
     sent = 0
 
-    async def block(arrangement: str) -> float:
+    async def block(arrangement: str) -> tuple[float, float]:
         nonlocal sent
         bodies = [orjson.dumps(interaction(f"c-{(sent + i) % CUSTOMERS}", sent + i)) for i in range(size)]
         sent += size
-        started = time.process_time()
-        for body in bodies:
-            if arrangement == "floor":
-                status, answer = await call(bare, "/interactions", body)
-                await insert_row.fetchval(str(uuid.uuid4()), body.decode())
-            else:
-                status, answer = await call(apps[arrangement], "/interactions", body)
-            assert status == 201, answer
-        return (time.process_time() - started) * 1000 / size
+        with statement_path(arrangement):
+            started, postgres = time.process_time(), postgres_cpu()
+            for body in bodies:
+                if arrangement == "floor":
+                    status, answer = await call(bare, "/interactions", body)
+                    await insert_row.fetchval(str(uuid.uuid4()), body.decode())
+                else:
+                    status, answer = await call(apps[arrangement], "/interactions", body)
+                assert status == 201, answer
+            return (time.process_time() - started) * 1000 / size, (postgres_cpu() - postgres) * 1000 / size
 
     cpu: dict[str, list[float]] = {name: [] for name in ARRANGEMENTS}
+    server: dict[str, list[float]] = {name: [] for name in ARRANGEMENTS}
+    statements: dict[str, float] = {"floor": 1.0}  # one prepared INSERT by construction
     direct, framework = apps["direct"], apps["framework"]
     async with direct.router.lifespan_context(direct), framework.router.lifespan_context(framework):
         for name in ARRANGEMENTS:  # warm: statements prepared, caches filled
             await block(name)
         for _ in range(blocks):
             for name in ARRANGEMENTS:
-                cpu[name].append(await block(name))
+                process, postgres = await block(name)
+                cpu[name].append(process)
+                server[name].append(postgres)
+        for name in ARRANGEMENTS[:-1]:
+            seen: list[str] = []
+
+            def count(_conn: Any, _cursor: Any, statement: str, *_: Any, seen: list[str] = seen) -> None:
+                seen.append(statement)
+
+            engine = apps[name].state.database.engine.sync_engine
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                await block(name)
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+            statements[name] = len(seen) / size
     await connection.close()
-    for app in apps.values():
+    for app in (direct, framework):
         await app.state.database.dispose()
-    return {name: statistics.median(values) for name, values in cpu.items()}
+    return {
+        name: {
+            "cpu": statistics.median(cpu[name]),
+            "postgres": statistics.mean(server[name]),  # its clock ticks in 10 ms: the mean of the blocks
+            "statements": statements[name],
+        }
+        for name in ARRANGEMENTS
+    }
 
 
 def main() -> None:
+    global INFRA
     parser = argparse.ArgumentParser(prog="python -m bench.api_single", description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=20, help="blocks per arrangement")
     parser.add_argument("--block", type=int, default=100, help="posts per block")
+    parser.add_argument("--pg-port", type=int, default=INFRA.pg_port, help="the private PostgreSQL's port")
     args = parser.parse_args()
+    INFRA = dataclasses.replace(INFRA, pg_port=args.pg_port)
     with INFRA.postgres():
         load_before = os.getloadavg()[0]
         result = asyncio.run(run(args.blocks, args.block))
     print(
         f"\nload average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.blocks} blocks of {args.block}"
     )
-    print("| arrangement | CPU ms per post (median of blocks) | ratio to the floor |\n|---|---:|---:|")
+    print("| arrangement | process CPU ms / post | ÷ floor | PostgreSQL CPU ms / post | statements / post |")
+    print("|---|---:|---:|---:|---:|")
+    floor = result["floor"]["cpu"]
     for name in ARRANGEMENTS:
-        print(f"| {name} | {result[name]:.3f} | {result[name] / result['floor']:.2f} |")
+        figures = result[name]
+        print(
+            f"| {name} | {figures['cpu']:.3f} | {figures['cpu'] / floor:.2f} | {figures['postgres']:.3f}"
+            f" | {figures['statements']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def canonical_query(query: str | bytes) -> str:
     Clients may percent-encode the same query differently (httpx re-quotes, aiohttp sends it as is);
     any two spellings the service would parse alike sign alike, and any that parse differently do not.
     """
+    if not query:
+        return ""  # what parsing and encoding nothing gives, without the work (most requests have no query)
     if isinstance(query, bytes):
         query = query.decode("latin-1")
     return urlencode(parse_qsl(query, keep_blank_values=True), quote_via=quote)

@@ -71,6 +71,7 @@ def mark_outbox_written(session: AsyncSession | Session) -> None:
 class Database:
     def __init__(self, url: str, *, source: str = "", pool_size: int = 20, echo: bool = False) -> None:
         self.url = url
+        self.source = source
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         # JSON columns (scores' factors, alerts' evidence, outbox headers) go through orjson, several times
@@ -112,8 +113,12 @@ class Database:
         held = held_for_commit(session)
         if held.outbox_written:
             held.outbox_written = False
-            for listener in self._commit_listeners:
-                listener()
+            self.outbox_committed()
+
+    def outbox_committed(self) -> None:
+        """Outbox rows were committed without a session (servicekit.driver): wake the relay as a commit does."""
+        for listener in self._commit_listeners:
+            listener()
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:

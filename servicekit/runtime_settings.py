@@ -179,6 +179,14 @@ async def current(session: AsyncSession, base: S) -> S:
     return effective
 
 
+def cached(base: S) -> S | None:
+    """current()'s answer when it needs no read (the cached overrides are fresh), else None."""
+    cached = _cache.get((base.name, base.database_url))
+    if cached is None or time.monotonic() - cached[0] >= base.runtime_settings_cache_s:
+        return None
+    return cached[2]  # type: ignore[return-value]
+
+
 def forget(base: ServiceSettings) -> None:
     """Drop this process's cached overrides (after a change), so the next read sees the database."""
     _cache.pop((base.name, base.database_url), None)

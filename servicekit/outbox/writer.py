@@ -25,7 +25,8 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from servicekit import tracing
 from servicekit.context import current_correlation_id
-from servicekit.db import hold_until_commit, holds, mark_outbox_written, take_held
+from servicekit.db import Database, hold_until_commit, holds, mark_outbox_written, take_held
+from servicekit.driver import DriverStatement
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
 from servicekit.sql import column_arrays, insert_from_arrays, on_postgres
 from servicekit.tables import OUTBOX
@@ -239,14 +240,45 @@ async def insert_with_events(
     # The connection first: the events' time and created_at (the relay's delay metric) then exclude a
     # wait for a free connection when the pool is busy.
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    source, correlation_id, trace = event_source(session), current_correlation_id(), tracing.current_context_headers()
-    outbox = [outbox_row(data, source=source, correlation_id=correlation_id, trace=trace) for data in events]
-    bound = dict(params)
-    for i, row_values in enumerate(outbox):
-        bound.update({f"outbox_{i}_{name}": row_values[name] for name in _OUTBOX_WRITTEN})
+    bound = _with_events_params(params, events, event_source(session))
     row = (await session.execute(_with_events_statement(statement, len(events)), bound)).first()
     if row is None:
         await session.commit()  # ends the autocommit transaction (no round trip); the next one is real
         return None
     mark_outbox_written(session)
+    return row
+
+
+def _with_events_params(params: Mapping[str, Any], events: Sequence[EventData], source: str) -> dict[str, Any]:
+    """The bound values of _with_events_statement: the statement's own, then each event's outbox row
+    (wrapped now: its id, time and the current correlation id and trace context)."""
+    correlation_id, trace = current_correlation_id(), tracing.current_context_headers()
+    bound = dict(params)
+    for i, data in enumerate(events):
+        row_values = outbox_row(data, source=source, correlation_id=correlation_id, trace=trace)
+        bound.update({f"outbox_{i}_{name}": row_values[name] for name in _OUTBOX_WRITTEN})
+    return bound
+
+
+_ON_DRIVER: dict[tuple[int, int, int], DriverStatement] = {}  # (engine, statement, events) -> compiled
+
+
+async def insert_with_events_on_driver(
+    database: Database, statement: ReturningInsert[Any], params: dict[str, Any], *events: EventData
+) -> tuple[Any, ...] | None:
+    """insert_with_events' one-statement case without a session: the same statement and values (the row,
+    its outbox rows and the NOTIFY, committed together in autocommit) run on the asyncpg connection
+    (servicekit.driver), and the relay in this process woken when it wrote. Returns the returned row, or
+    None when nothing was written. PostgreSQL with at least one event (servicekit.driver.usable)."""
+    if not events:
+        raise ValueError("insert_with_events_on_driver writes a row with its events")
+    key = (id(database.engine), id(statement), len(events))
+    driver = _ON_DRIVER.get(key)
+    if driver is None or driver.engine is not database.engine.sync_engine:  # an id reused by a new engine
+        driver = _ON_DRIVER[key] = DriverStatement(database.engine, _with_events_statement(statement, len(events)))
+    source = database.source or DEFAULT_SOURCE
+    # The outbox rows are built once a connection is at hand, as insert_with_events builds them.
+    row = await driver.first(lambda: _with_events_params(params, events, source))
+    if row is not None:
+        database.outbox_committed()
     return row

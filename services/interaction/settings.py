@@ -62,3 +62,9 @@ def consumer_settings() -> InteractionSettings:
 async def complaint_sla_hours(session: AsyncSession, settings: InteractionSettings | None = None) -> dict[str, float]:
     """The complaint SLA hours in force: the configured ones, or an administrator's run-time override."""
     return (await runtime_settings.current(session, settings or consumer_settings())).complaint_sla_hours
+
+
+def cached_complaint_sla_hours(settings: InteractionSettings) -> dict[str, float] | None:
+    """complaint_sla_hours when it needs no read of the overrides (cached and fresh), else None."""
+    effective = runtime_settings.cached(settings)
+    return None if effective is None else effective.complaint_sla_hours

@@ -5,8 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from contracts.common import InteractionType
+from servicekit.db import Database
 from servicekit.deps import SessionDep
 from servicekit.direct import direct
+from servicekit.driver import usable
 from servicekit.pagination import DEFAULT_PAGE, Limit, Offset
 from servicekit.problems import Problem, field_error
 from servicekit.types import UtcDatetime, as_utc
@@ -14,12 +16,14 @@ from services.interaction.interactions import bulk, service, store
 from services.interaction.interactions.models import (
     BulkInteractions,
     BulkReport,
+    Interaction,
     InteractionCreate,
     InteractionPublic,
     InteractionsPublic,
 )
+from services.interaction.interactions.store import Draft
 from services.interaction.replica.directory import customer_directory
-from services.interaction.settings import InteractionSettings, complaint_sla_hours
+from services.interaction.settings import InteractionSettings, cached_complaint_sla_hours, complaint_sla_hours
 
 router = APIRouter(tags=["interactions"])
 
@@ -37,14 +41,27 @@ async def record_interaction(data: InteractionCreate, request: Request) -> Respo
     # neither routes, solves dependencies nor validates the answer again. The schema (response_model
     # above) and the bytes are those of the other routes.
     settings: InteractionSettings = request.app.state.settings
-    async with request.app.state.database.sessions() as session:
+    database: Database = request.app.state.database
+    # On PostgreSQL the common case (a known active customer, a new external_id) is one statement on the
+    # driver, without a session; when it wrote nothing, the session's path takes the checks.
+    sla_hours = cached_complaint_sla_hours(settings) if usable(database.engine) else None
+    recorded = None if sla_hours is None else await service.record_common_case(database, data, sla_hours)
+    if recorded is not None:
+        return _recorded(recorded, created=True)
+    async with database.sessions() as session:
         interaction, created = await service.record_interaction(
             session=session,
             data=data,
             sla_hours=await complaint_sla_hours(session, settings),
             lookup=customer_directory(request.app).fetch,
+            common_case_tried=sla_hours is not None,
         )
         await session.commit()
+    return _recorded(interaction, created=created)
+
+
+def _recorded(interaction: Interaction | Draft, *, created: bool) -> Response:
+    """The answer to a recorded interaction: the response model serialized once."""
     return Response(
         InteractionPublic.of(interaction).model_dump_json().encode(),
         status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

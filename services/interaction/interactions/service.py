@@ -8,13 +8,16 @@ from typing import Any
 
 from sqlalchemy import bindparam, exists, func
 from sqlalchemy import select as core_select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from contracts.common import InteractionType
-from servicekit.outbox import insert_with_events
+from servicekit.db import Database
+from servicekit.outbox import insert_with_events, insert_with_events_on_driver
 from servicekit.pagination import MAX_PAGE
-from servicekit.sql import dialect_insert, on_postgres
+from servicekit.sql import on_postgres
 from servicekit.types import as_utc
 from services.interaction.interactions.models import Interaction, InteractionCreate
 from services.interaction.interactions.store import (
@@ -34,17 +37,25 @@ from services.interaction.replica.service import ensure_known_customer
 
 
 async def record_interaction(
-    *, session: AsyncSession, data: InteractionCreate, sla_hours: Mapping[str, float], lookup: CustomerLookup
+    *,
+    session: AsyncSession,
+    data: InteractionCreate,
+    sla_hours: Mapping[str, float],
+    lookup: CustomerLookup,
+    common_case_tried: bool = False,
 ) -> tuple[Interaction | Draft, bool]:
     """Store an interaction and enqueue its events; a repeated external_id returns the stored one.
 
     Returns the interaction (its column values, when recorded now) and whether it was recorded now.
+    common_case_tried: record_common_case ran and wrote nothing, so its statement is not sent again.
     """
-    interaction = new_draft(data, sla_hours)
-    if await insert_with_events(session, _active_insert(session), row_values(interaction), *events_of(interaction)):
-        # The common case, in one statement: the replica knows the customer, it is not erased, and the
-        # external_id is new. Anything else wrote nothing and takes the checks below.
-        return interaction, True
+    if not common_case_tried:
+        interaction = new_draft(data, sla_hours)
+        statement = _active_insert(on_postgres(session))
+        if await insert_with_events(session, statement, row_values(interaction), *events_of(interaction)):
+            # The common case, in one statement: the replica knows the customer, it is not erased, and the
+            # external_id is new. Anything else wrote nothing and takes the checks below.
+            return interaction, True
     stored: dict[str, tuple[str, str, str]] = {}
     if data.external_id is not None:
         # A retry is answered before the customer is checked (it may be erased or unreachable by now).
@@ -56,13 +67,26 @@ async def record_interaction(
     return await store_one(session, data, sla_hours, stored)
 
 
+async def record_common_case(
+    database: Database, data: InteractionCreate, sla_hours: Mapping[str, float]
+) -> Draft | None:
+    """record_interaction's common case without a session, on the asyncpg connection (PostgreSQL, see
+    servicekit.driver.usable): the same one statement with the same values. The interaction when it was
+    written; None when not (the customer is not known as active, or the external_id is stored): then
+    record_interaction(common_case_tried=True) takes the checks."""
+    interaction = new_draft(data, sla_hours)
+    written = await insert_with_events_on_driver(
+        database, _active_insert(True), row_values(interaction), *events_of(interaction)
+    )
+    return interaction if written is not None else None
+
+
 _ACTIVE_INSERTS: dict[bool, Any] = {}  # on PostgreSQL? -> the statement, built once (its cache key too)
 
 
-def _active_insert(session: AsyncSession) -> Any:
+def _active_insert(postgres: bool) -> Any:
     """INSERT .. SELECT of one interaction, bound by column name, that writes only if the replica knows its
     customer as not erased and skips a stored external_id; RETURNING the id."""
-    postgres = on_postgres(session)
     statement = _ACTIVE_INSERTS.get(postgres)
     if statement is None:
         table = Interaction.__table__  # type: ignore[attr-defined]
@@ -71,7 +95,7 @@ def _active_insert(session: AsyncSession) -> Any:
         active = exists().where(replica.c.customer_id == bindparam("customer_id"), replica.c.erased.is_(False))
         values = core_select(*[bindparam(c.name, type_=c.type) for c in columns]).where(active)
         statement = _ACTIVE_INSERTS[postgres] = (
-            dialect_insert(session)(table)
+            (postgresql_insert if postgres else sqlite_insert)(table)
             .from_select(columns, values)
             .on_conflict_do_nothing(index_elements=["external_id"])
             .returning(table.c.id)

@@ -11,7 +11,7 @@ chunk of a rescoring job, a batch of the silent-customer sweep) is:
   several rescorings of one customer in the batch chain, each the previous of the next published one;
   of a run of history rescorings of one customer only the last is published, Pending.add),
 - written: one INSERT .. RETURNING for the history, one upsert of the current rows (each customer's
-  last score), one multi-row insert for purchases and one for the outbox (servicekit.outbox.writer's
+  last score), one insert for purchases and one for the outbox (servicekit.outbox.writer's
   synchronous door, as enqueue uses it).
 
 Nothing is written if the transaction rolls back, and nothing is published before it commits, exactly
@@ -199,17 +199,42 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
         rows = [{**row, "snapshot": snap} for row, snap in zip(history, snapshots, strict=True)]
         ids = _insert_history(session, rows)
         current_rows = [{**history[i], "score_id": ids[i]} for i in last.values()]
-        table = CurrentScore.__table__  # type: ignore[attr-defined]
-        upsert = upsert_insert(table)
-        keep = {c.name: upsert.excluded[c.name] for c in table.columns if c.name != "customer_id"}
-        session.execute(upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep), current_rows)
+        if on_postgres(session):
+            names = tuple(current_rows[0])
+            session.execute(_current_upsert(names), column_arrays(_CURRENT, names, current_rows))
+        else:
+            upsert = upsert_insert(_CURRENT)
+            keep = {c.name: upsert.excluded[c.name] for c in _CURRENT.columns if c.name != "customer_id"}
+            session.execute(upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep), current_rows)
         if tiers:
             session.execute(insert(TierChange.__table__), tiers)  # type: ignore[attr-defined]
         write_rows(session, outbox)
     if purchases:
-        table = Purchase.__table__  # type: ignore[attr-defined]
-        stmt = upsert_insert(table).on_conflict_do_nothing(index_elements=["interaction_id"])
-        session.execute(stmt, list(purchases.values()))
+        rows = list(purchases.values())
+        if on_postgres(session):
+            names = tuple(rows[0])
+            session.execute(_purchase_insert(names), column_arrays(_PURCHASES, names, rows))
+        else:
+            stmt = upsert_insert(_PURCHASES).on_conflict_do_nothing(index_elements=["interaction_id"])
+            session.execute(stmt, rows)
+
+
+_CURRENT = CurrentScore.__table__  # type: ignore[attr-defined]
+_PURCHASES = Purchase.__table__  # type: ignore[attr-defined]
+
+
+# PostgreSQL: the current rows and the purchases each as one statement over arrays (insert_from_arrays). An
+# executemany ran the statement once per row on the server (a bind and an execute each).
+@cache
+def _current_upsert(names: tuple[str, ...]) -> Any:
+    upsert = insert_from_arrays(_CURRENT, names)
+    keep = {n: upsert.excluded[n] for n in names if n != "customer_id"}
+    return upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep)
+
+
+@cache
+def _purchase_insert(names: tuple[str, ...]) -> Any:
+    return insert_from_arrays(_PURCHASES, names).on_conflict_do_nothing(index_elements=["interaction_id"])
 
 
 def _insert_history(session: Session, rows: list[dict[str, Any]]) -> list[int]:

@@ -21,14 +21,15 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from contracts.scoring import ScoreValues
 from servicekit.db import hold_until_commit, insert_rows
 from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.sql import KEYS, chunks, for_each_key, on_postgres, update_rows
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring.scores import features
+from services.scoring.scores import features, write_behind
 from services.scoring.scores.features import FeatureState
-from services.scoring.scores.models import CustomerFeatures
+from services.scoring.scores.models import CurrentScore, CustomerFeatures
 
 TABLE: Table = CustomerFeatures.__table__  # type: ignore[attr-defined]
 COLUMNS = tuple(c.name for c in TABLE.columns)
@@ -76,28 +77,40 @@ def new_row(customer_id: str) -> Row:
     return {**copy.deepcopy(_defaults()), "customer_id": customer_id, "updated_at": datetime.now(UTC)}
 
 
+_CURRENT = CurrentScore.__table__  # type: ignore[attr-defined]
+_CURRENT_PREFIX = "current_"  # the current score's columns beside the features row's
+
+
 @cache
 def _rows_query(postgres: bool) -> Any:
-    return for_each_key(select(*TABLE.c), TABLE.c.customer_id, postgres=postgres)
+    """The features rows with each customer's current score (the previous of the batch's score.updated)."""
+    current = [_CURRENT.c[n].label(f"{_CURRENT_PREFIX}{n}") for n in ("customer_id", *write_behind.VALUE_COLUMNS)]
+    joined = TABLE.outerjoin(_CURRENT, _CURRENT.c.customer_id == TABLE.c.customer_id)
+    return for_each_key(select(*TABLE.c, *current).select_from(joined), TABLE.c.customer_id, postgres=postgres)
 
 
 _ONE = select(*TABLE.c).where(TABLE.c.customer_id == bindparam("customer_id"))
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """Read the features rows of a consumer batch's customers in one query, instead of one per event.
+    """Read the features rows of a consumer batch's customers in one query, instead of one per event, and
+    with them their current scores (which the batch's rescorings compare with at commit: write_behind).
 
     load then finds each row (or knows there is none yet) in the unit of work's FeatureRows.
     """
     session = uow.session
     cache_ = uow.state(FeatureRows)
     rows, absent = cache_.rows, cache_.absent
+    current = write_behind.pending(uow).current
     ids = sorted(batch_customer_ids(events) - rows.keys() - absent)
     for chunk in chunks(ids):
         found = await session.execute(_rows_query(on_postgres(session)), {KEYS: list(chunk)})
         for row in found:
             values = row._asdict()
+            scores = {name: values.pop(f"{_CURRENT_PREFIX}{name}") for name in write_behind.VALUE_COLUMNS}
+            scored = values.pop(f"{_CURRENT_PREFIX}customer_id") is not None
             rows[values["customer_id"]] = values
+            current[values["customer_id"]] = ScoreValues(**scores) if scored else None
         absent.update(i for i in chunk if i not in rows)
 
 

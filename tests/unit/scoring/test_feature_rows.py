@@ -3,10 +3,12 @@ statement and changed ones updated in one, with no ORM features objects in the s
 
 from typing import Any
 
+import orjson
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from servicekit.db import Database
+from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import unit_of_work
 from services.scoring.handlers import BEFORE_BATCH, HANDLERS
 from services.scoring.scores.feature_rows import changed_values, new_row
@@ -97,3 +99,26 @@ def test_new_rows_do_not_share_their_mutable_defaults():
     one["attributes"]["k"] = 1
     assert two["seen_ids"] == [] and two["attributes"] == {}
     assert (one["customer_id"], two["customer_id"]) == ("a", "b")
+
+
+async def test_a_batch_takes_its_customers_current_scores_from_the_preload_and_publishes_them_as_previous(tmp_path):
+    database = await _database(tmp_path)
+    statements: list[str] = []
+    remember = lambda c, cur, sql, *a: statements.append(sql)  # noqa: E731
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    await _apply(database, [ev.purchase(f"c{c}", id=f"c{c}-p1", days=1, amount=10) for c in range(3)], statements)
+    first = {u["customer_id"]: u["current"] for u in await _score_updates(database)}
+    await _apply(
+        database, [ev.complaint(f"c{c}", id=f"c{c}-k1", days=2, severity="high") for c in range(3)], statements
+    )
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "current_scores" in s]
+    assert len(reads) == 1 and "customer_features" in reads[0], reads  # the preload's join, nothing more
+    second = (await _score_updates(database))[3:]
+    assert {u["customer_id"]: u["previous"] for u in second} == first
+    await database.dispose()
+
+
+async def _score_updates(database: Database) -> list[dict[str, Any]]:
+    async with database.sessions() as session:
+        payloads = (await session.execute(select(OUTBOX.c.payload).order_by(OUTBOX.c.id))).scalars().all()
+    return [orjson.loads(p)["data"] for p in payloads]

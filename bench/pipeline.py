@@ -33,7 +33,8 @@ created_at). Resident memory of every process comes from /proc (PSS summed for P
 buffers RSS would count once per backend); CPU seconds per process per phase from /proc/<pid>/stat.
 
 One run prints one report and writes it as JSON to .state/bench/pipeline.json. The machine is whatever
-runs it: the report names its cores and load average.
+runs it: the report names its cores and load average. `--state-dir`, `--kafka-port`, `--pg-port` and
+`--port-offset` put the private infrastructure and the platform elsewhere, so two checkouts can run it at once.
 """
 
 from __future__ import annotations
@@ -782,8 +783,18 @@ async def throughput_step(ctx: Context, rate: float, seconds: float, bulk: int =
     return result
 
 
+def infra_from(args: argparse.Namespace) -> Infra:
+    """INFRA, with the ports and state directory the command line names instead (to run beside another run)."""
+    return Infra(
+        args.state_dir or INFRA.state_dir,
+        kafka_port=args.kafka_port or INFRA.kafka_port,
+        pg_port=args.pg_port or INFRA.pg_port,
+        port_offset=INFRA.port_offset if args.port_offset is None else args.port_offset,
+    )
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    infra = INFRA
+    infra = infra_from(args)
     platform = infra.fresh_platform(layout=args.layout, extra_env={**UNTHROTTLED_ENV, **_extra_env(args)})
     for service, count in args.consumers.items():
         # More instances of a service's consumer in its group: they share the topics' partitions.
@@ -981,7 +992,13 @@ def main(argv: list[str] | None = None) -> None:
         "--layout", choices=sorted(LAYOUTS), default="split", help="how each service's roles are spread over processes"
     )
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running afterwards")
-    parser.add_argument("--json", type=Path, default=INFRA.state_dir / "pipeline.json")
+    parser.add_argument("--json", type=Path, help="where to write the report (default <state dir>/pipeline.json)")
+    parser.add_argument("--state-dir", type=Path, help=f"private infra files (default {INFRA.state_dir})")
+    parser.add_argument("--kafka-port", type=int, help=f"the broker's port; its controller's is one more "
+                        f"(default {INFRA.kafka_port})")  # fmt: skip
+    parser.add_argument("--pg-port", type=int, help=f"PostgreSQL's port (default {INFRA.pg_port})")
+    parser.add_argument("--port-offset", type=int, help=f"added to every service's and the gateway's port; they "
+                        f"must stay under 32768 (default {INFRA.port_offset})")  # fmt: skip
     parser.add_argument("--observe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.layout == "combined" and args.consumers:
@@ -990,8 +1007,9 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(observe(args.observe))
         return
-    report = run_on_fresh_infra(INFRA, "bench.pipeline", lambda: run(args), keep_infra=args.keep_infra)
-    write_report(report, args.json, print_report)
+    infra = infra_from(args)
+    report = run_on_fresh_infra(infra, "bench.pipeline", lambda: run(args), keep_infra=args.keep_infra)
+    write_report(report, args.json or infra.state_dir / "pipeline.json", print_report)
 
 
 if __name__ == "__main__":

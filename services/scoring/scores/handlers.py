@@ -35,7 +35,7 @@ from contracts.interaction import (
 from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handler, Handlers, PoisonEvent
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring.scores import features, service
+from services.scoring.scores import feature_rows, features, service
 from services.scoring.settings import get_settings
 
 
@@ -211,7 +211,7 @@ HANDLERS: Handlers = {
 
 # One query for the batch's features rows, instead of one per event.
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    await service.preload(uow, events)
+    await feature_rows.preload(uow, events)
 
 
 BEFORE_BATCH: BatchHook = preload

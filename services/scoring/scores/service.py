@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from typing import Any
 
 from sqlalchemy import delete, or_
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import select
 
 from contracts.erasure import ErasureConfirmed
 from contracts.scoring import ScoreValues
 from servicekit import tracing
 from servicekit.context import current_correlation_id
-from servicekit.db import update_at_commit
-from servicekit.events.envelope import Received
-from servicekit.inbox import batch_customer_ids
 from servicekit.outbox import enqueue
-from servicekit.sql import KEYS, chunks, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
-from services.scoring.scores import features, sweep, write_behind
+from services.scoring.scores import feature_rows, features, sweep, write_behind
 from services.scoring.scores.features import FeatureState
 from services.scoring.scores.models import (
     CurrentScore,
@@ -40,92 +32,6 @@ Change = Callable[[FeatureState], bool]
 
 
 # ---- feature state -----------------------------------------------------------------------------------
-
-
-@dataclass
-class FeatureRows:
-    """The features rows this transaction has read or made (a consumer batch's events build on each other)
-    and the customer ids a preload found without one."""
-
-    rows: dict[str, CustomerFeatures] = field(default_factory=dict)
-    absent: set[str] = field(default_factory=set)
-
-
-def new_features_row(customer_id: str) -> CustomerFeatures:
-    # Every default-factory column given explicitly: SQLModel's own defaults cost more CPU per row than the
-    # rest of the row (pydantic inspects each factory's signature on every construction).
-    return CustomerFeatures(
-        customer_id=customer_id,
-        attributes={},
-        recent_purchases=[],
-        purchase_days={},
-        recent_complaints=[],
-        open_complaint_ids={},
-        overdue_complaint_ids=[],
-        closed_complaint_ids=[],
-        seen_ids=[],
-        updated_at=datetime.now(UTC),
-    )
-
-
-@cache
-def _features_rows(postgres: bool) -> Any:
-    return for_each_key(select(CustomerFeatures), col(CustomerFeatures.customer_id), postgres=postgres)
-
-
-async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """Read the features rows of a consumer batch's customers in one query, instead of one per event.
-
-    load_features then finds each row (or knows there is none yet) in the unit of work's FeatureRows.
-    """
-    session = uow.session
-    cache = uow.state(FeatureRows)
-    rows, absent = cache.rows, cache.absent
-    ids = sorted(batch_customer_ids(events) - rows.keys() - absent)
-    for chunk in chunks(ids):
-        with session.no_autoflush:
-            found = await session.execute(_features_rows(on_postgres(session)), {KEYS: list(chunk)})
-        for row in found.scalars():
-            rows[row.customer_id] = row
-        absent.update(i for i in chunk if i not in rows)
-
-
-async def load_features(*, uow: UnitOfWork, customer_id: str) -> tuple[CustomerFeatures, FeatureState]:
-    """The customer's features row and state, created on first sight (events may beat customer.created).
-
-    The row is remembered for the rest of the transaction, so several events for one customer in one
-    consumer batch build on each other. Reads do not autoflush: the batch's changed and new rows are
-    written together at commit instead of a few at a time before every read.
-    """
-    session = uow.session
-    cache = uow.state(FeatureRows)
-    rows = cache.rows
-    row = rows.get(customer_id)
-    if row is None:
-        if customer_id not in cache.absent:
-            with session.no_autoflush:
-                row = await session.get(CustomerFeatures, customer_id)
-        if row is None:
-            row = new_features_row(customer_id)
-            session.add(row)
-        rows[customer_id] = row
-    return row, features.load_state(_values(row, features.STATE_FIELDS))
-
-
-def _values(row: CustomerFeatures, names: Iterable[str]) -> dict[str, Any]:
-    """The row's values of these columns, from its instance dict where it holds them (where the ORM keeps
-    loaded and set values; reading each through the ORM's attribute costs several times more per column)."""
-    held = row.__dict__
-    return {name: held[name] if name in held else getattr(row, name) for name in names}
-
-
-def _store(session: AsyncSession, row: CustomerFeatures, state: FeatureState) -> None:
-    """Put the state on the row; a stored row is written at commit with the batch's others, in one UPDATE
-    whatever columns each changed (update_at_commit). Only the columns that changed travel."""
-    values = features.dump_state(state)
-    stored = _values(row, values)
-    written = {name: value for name, value in values.items() if stored[name] != value}
-    update_at_commit(session, row, **written, updated_at=datetime.now(UTC))
 
 
 async def apply_event(
@@ -153,10 +59,10 @@ async def apply_event(
     Returns whether it rescored: False when nothing was scored (a duplicate, an erased
     customer, or an event that does not feed the scores).
     """
-    row, state = await load_features(uow=uow, customer_id=customer_id)
+    row, state = await feature_rows.load(uow, customer_id)
     if state.erased or not change(state):
         return False
-    _store(uow.session, row, state)
+    feature_rows.store(uow, row, state)
     if not rescore:
         return False
     as_of = state.last_event_at if profile_only and state.last_event_at is not None else state.as_of(at)
@@ -185,10 +91,10 @@ async def erase_customer(*, uow: UnitOfWork, customer_id: str) -> None:
     redelivery a no-op, so there is one receipt); without it the customer's erasure never completes."""
     session = uow.session
     write_behind.forget_customer(uow, customer_id)
-    row, state = await load_features(uow=uow, customer_id=customer_id)
+    row, state = await feature_rows.load(uow, customer_id)
     first = features.customer_erased(state)
     if first:
-        _store(session, row, state)
+        feature_rows.store(uow, row, state)
     await session.execute(delete(ScoreRecord).where(ScoreRecord.customer_id == customer_id))
     await session.execute(delete(CurrentScore).where(CurrentScore.customer_id == customer_id))
     await session.execute(delete(TierChange).where(TierChange.customer_id == customer_id))  # type: ignore[arg-type]

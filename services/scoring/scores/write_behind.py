@@ -11,7 +11,7 @@ chunk of a rescoring job, a batch of the silent-customer sweep) is:
   several rescorings of one customer in the batch chain, each the previous of the next published one;
   of a run of history rescorings of one customer only the last is published, Pending.add),
 - written: one INSERT .. RETURNING for the history, one upsert of the current rows (each customer's
-  last score), one multi-row insert for purchases and one for the outbox (servicekit.outbox.writer's
+  last score), one insert for purchases and one for the outbox (servicekit.outbox.writer's
   synchronous door, as enqueue uses it).
 
 Nothing is written if the transaction rolls back, and nothing is published before it commits, exactly
@@ -72,6 +72,9 @@ class Pending:
     rescores: list[Rescore] = field(default_factory=list)  # in order
     last_of: dict[str, int] = field(default_factory=dict)  # customer id -> index of its last rescoring
     purchases: dict[str, dict[str, Any]] = field(default_factory=dict)  # interaction id -> row
+    # Current scores read with the batch's features rows (None: never scored), so the next flush need not
+    # read them again; that flush drops them (what it writes replaces them).
+    current: dict[str, ScoreValues | None] = field(default_factory=dict)
     hooked: bool = False  # the session's before_commit and after_rollback call flush_pending and clear
 
     def take(self) -> tuple[list[Rescore], dict[str, dict[str, Any]]]:
@@ -100,6 +103,7 @@ class Pending:
         self.rescores = [r for r in self.rescores if r.customer_id != customer_id]
         self.last_of = {r.customer_id: i for i, r in enumerate(self.rescores)}
         self.purchases = {k: v for k, v in self.purchases.items() if v["customer_id"] != customer_id}
+        self.current.pop(customer_id, None)
 
 
 def pending(uow: UnitOfWork) -> Pending:
@@ -136,17 +140,25 @@ def score_all(rescores: list[Rescore]) -> None:
             r.computed = c
 
 
+VALUE_COLUMNS = ("churn_risk", "health", "value_tier", "lifecycle_stage", "p_alive", "clv", "expected_purchases")
+
+
 @cache
 def _current_values_query(postgres: bool) -> Any:
     t = CurrentScore.__table__  # type: ignore[attr-defined]
-    columns = (t.c.churn_risk, t.c.health, t.c.value_tier, t.c.lifecycle_stage, t.c.p_alive, t.c.clv)
-    return for_each_key(select(t.c.customer_id, *columns, t.c.expected_purchases), t.c.customer_id, postgres=postgres)
+    columns = [t.c[name] for name in VALUE_COLUMNS]
+    return for_each_key(select(t.c.customer_id, *columns), t.c.customer_id, postgres=postgres)
 
 
-def current_values(session: Session, customer_ids: Iterable[str]) -> dict[str, ScoreValues]:
-    """The customers' current scores, as score.updated carries them (absent: never scored)."""
-    ids = sorted(set(customer_ids))
-    out: dict[str, ScoreValues] = {}
+def current_values(
+    session: Session, customer_ids: Iterable[str], known: dict[str, ScoreValues | None] | None = None
+) -> dict[str, ScoreValues]:
+    """The customers' current scores, as score.updated carries them (absent: never scored); those in
+    `known` (read earlier in the transaction) are not read again."""
+    known = known or {}
+    wanted = set(customer_ids)
+    out = {i: held for i in wanted & known.keys() if (held := known[i]) is not None}
+    ids = sorted(wanted - known.keys())
     for chunk in chunks(ids):
         for row in session.execute(_current_values_query(on_postgres(session)), {KEYS: list(chunk)}):
             values = row._asdict()
@@ -157,12 +169,15 @@ def current_values(session: Session, customer_ids: Iterable[str]) -> dict[str, S
 def flush_pending(session: Session, *, pending: Pending) -> None:
     """Score and write what is pending (before commit; also usable by code that reads in the same transaction)."""
     rescores, purchases = pending.take()
+    known, pending.current = pending.current, {}
     if not rescores and not purchases:
         return
     upsert_insert = dialect_insert(session)
     if rescores:
         score_all(rescores)
-        previous: dict[str, ScoreValues | None] = dict(current_values(session, (r.customer_id for r in rescores)))
+        previous: dict[str, ScoreValues | None] = dict(
+            current_values(session, (r.customer_id for r in rescores), known)
+        )
         published = dict(previous)
         source = event_source(session)
         history: list[dict[str, Any]] = []
@@ -199,17 +214,42 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
         rows = [{**row, "snapshot": snap} for row, snap in zip(history, snapshots, strict=True)]
         ids = _insert_history(session, rows)
         current_rows = [{**history[i], "score_id": ids[i]} for i in last.values()]
-        table = CurrentScore.__table__  # type: ignore[attr-defined]
-        upsert = upsert_insert(table)
-        keep = {c.name: upsert.excluded[c.name] for c in table.columns if c.name != "customer_id"}
-        session.execute(upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep), current_rows)
+        if on_postgres(session):
+            names = tuple(current_rows[0])
+            session.execute(_current_upsert(names), column_arrays(_CURRENT, names, current_rows))
+        else:
+            upsert = upsert_insert(_CURRENT)
+            keep = {c.name: upsert.excluded[c.name] for c in _CURRENT.columns if c.name != "customer_id"}
+            session.execute(upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep), current_rows)
         if tiers:
             session.execute(insert(TierChange.__table__), tiers)  # type: ignore[attr-defined]
         write_rows(session, outbox)
     if purchases:
-        table = Purchase.__table__  # type: ignore[attr-defined]
-        stmt = upsert_insert(table).on_conflict_do_nothing(index_elements=["interaction_id"])
-        session.execute(stmt, list(purchases.values()))
+        rows = list(purchases.values())
+        if on_postgres(session):
+            names = tuple(rows[0])
+            session.execute(_purchase_insert(names), column_arrays(_PURCHASES, names, rows))
+        else:
+            stmt = upsert_insert(_PURCHASES).on_conflict_do_nothing(index_elements=["interaction_id"])
+            session.execute(stmt, rows)
+
+
+_CURRENT = CurrentScore.__table__  # type: ignore[attr-defined]
+_PURCHASES = Purchase.__table__  # type: ignore[attr-defined]
+
+
+# PostgreSQL: the current rows and the purchases each as one statement over arrays (insert_from_arrays). An
+# executemany ran the statement once per row on the server (a bind and an execute each).
+@cache
+def _current_upsert(names: tuple[str, ...]) -> Any:
+    upsert = insert_from_arrays(_CURRENT, names)
+    keep = {n: upsert.excluded[n] for n in names if n != "customer_id"}
+    return upsert.on_conflict_do_update(index_elements=["customer_id"], set_=keep)
+
+
+@cache
+def _purchase_insert(names: tuple[str, ...]) -> Any:
+    return insert_from_arrays(_PURCHASES, names).on_conflict_do_nothing(index_elements=["interaction_id"])
 
 
 def _insert_history(session: Session, rows: list[dict[str, Any]]) -> list[int]:

@@ -30,8 +30,9 @@ async def app_db(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Datab
 
 async def handle(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's batch
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def test_customer_scores_show_current_values_factors_and_features(app_db):

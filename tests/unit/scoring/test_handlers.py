@@ -29,8 +29,9 @@ def every_event_scored_alone(monkeypatch: pytest.MonkeyPatch) -> None:
 async def handle(database: Database, *events: Any) -> None:
     """Apply events in one transaction, as the consumer applies a batch."""
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's batch
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def score_updates(database: Database) -> list[dict[str, Any]]:

@@ -101,8 +101,9 @@ async def _train(path: Path, events: list[Any]) -> Job:
 
 async def _handle(database: Database, events: list[Any]) -> None:
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's batch
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def test_customers_imported_as_churned_train_the_same_model_as_churn_entered_live(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ from tests.unit.scoring.cdnow import cdnow_rows
 
 async def handle(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's batch
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def run_queued(database: Database, settings: ScoringSettings) -> Job:

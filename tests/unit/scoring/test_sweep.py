@@ -99,8 +99,9 @@ def test_thresholds_are_configurable_as_json_in_the_environment(monkeypatch):
 
 async def handle(database: Database, *events: Any) -> None:
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's batch
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def history(database: Database, customer_id: str) -> list[ScoreRecord]:

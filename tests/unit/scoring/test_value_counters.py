@@ -52,8 +52,9 @@ async def _handle(database, *events) -> None:
     from services.scoring.handlers import HANDLERS
 
     async with database.transaction() as session:
+        uow = UnitOfWork(session)  # one per transaction, as the consumer's batch
         for event in events:
-            await HANDLERS[event.envelope.type](UnitOfWork(session), event)
+            await HANDLERS[event.envelope.type](uow, event)
 
 
 async def test_handlers_keep_the_counters_and_write_a_tier_change_only_when_the_tier_moves(database):

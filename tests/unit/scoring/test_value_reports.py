@@ -32,8 +32,8 @@ from servicekit.db import Database
 from servicekit.service import API, create_app
 from services.scoring.main import SPEC, metadata
 from services.scoring.reports.service import TIER_HISTORY_FROM_SCORES
+from services.scoring.scores.feature_rows import new_features_row
 from services.scoring.scores.models import CurrentScore, ScoreRecord
-from services.scoring.scores.service import new_features_row
 from services.scoring.settings import ScoringSettings
 
 

@@ -16,8 +16,9 @@ operator would: `crm import customers`, `crm import interactions` (by the custom
 - the rows in each store at the end (customers, status changes, interactions, scores, retention's
   replica), next to what the files hold: nothing lost, nothing twice.
 
-Defaults fit a small machine in a few minutes; `--customers 100000` gives the migration-sized run
-(about a million interactions). One run prints one report and writes it as JSON to
+Defaults fit a small machine in a few minutes; `--customers 100000 --interactions 1000000` gives the
+migration-sized run of issue 27 (the generator makes about eight interactions per customer; --interactions
+pads the histories with support contacts to exactly that many). One run prints one report and writes it as JSON to
 .state/bench-import/imports.json.
 """
 
@@ -140,7 +141,7 @@ async def wait_for_scores(customers: int, since: float) -> float | None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     data = INFRA.state_dir / "data"
     shutil.rmtree(data, ignore_errors=True)
-    mechanism = generate(data, args.customers, args.seed, args.as_of)
+    mechanism = generate(data, args.customers, args.seed, args.as_of, args.interactions)
     log(f"generated {mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned")  # fmt: skip
     if args.churn_on_import:
@@ -315,6 +316,9 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=10_000, help="default %(default)s (100000 for a migration)")
+    parser.add_argument(
+        "--interactions", type=int, help="pad the histories to exactly this many (1000000 with --customers 100000)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--churn-on-import", action="store_true", help="churns in customers.csv, no statuses file")
     parser.add_argument("--train", action="store_true", help="train the churn model at the end; report its AUC")

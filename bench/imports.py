@@ -42,6 +42,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench import import_stats
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
 from bench.import_churn import KEEP_ATTRIBUTES_ENV, churn_on_import, train_churn
 from bench.infra import LAYOUTS, Infra, report_start, run_on_fresh_infra, start_in_order, write_report
@@ -168,6 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # CPU of every process (and of the CLI, a child of this one) while the interactions import runs.
         pids = watched_processes(INFRA, platform)
         before, cli_before = cpu_snapshot(pids), _children_cpu_s()
+        pg_before = await _pg_counters()
         imports["interactions"] = await asyncio.to_thread(crm_import, "interactions", data, args.chunk_size)
         interactions_done = time.perf_counter()
         # Scores are watched from the end of the interactions import, through the drain and the statuses.
@@ -175,6 +177,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         after, cli_after = cpu_snapshot(pids), _children_cpu_s()
         report["load_during_interactions"] = os.getloadavg()
         rows = imports["interactions"]["rows"]
+        report["pg_per_interaction"] = import_stats.per_row(pg_before, await _pg_counters(), rows)
         report["interactions_cpu_ms_per_row"], report["interactions_cpu_ms_per_row_total"] = _per_row(
             before, after, cli_after - cli_before, rows
         )
@@ -187,6 +190,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await backlog.stop()
         drained = cpu_snapshot(pids)
+        report["pg_per_interaction_drained"] = import_stats.per_row(pg_before, await _pg_counters(), rows)
+        report["events_handled"] = await import_stats.inbox_counts(INFRA.database_url)
         report["interactions_drained_s"] = round(drained_s, 1)
         report["interactions_rows_per_s_drained"] = round(rows / (imports["interactions"]["seconds"] + drained_s), 1)
         report["interactions_cpu_ms_per_row_drained"], report["interactions_cpu_ms_per_row_drained_total"] = _per_row(
@@ -266,6 +271,10 @@ def _per_row(
     return per_row, round(1000 * sum(spent.values()) / rows, 3)
 
 
+async def _pg_counters() -> dict[str, dict[str, int]]:
+    return await import_stats.pg_counters(INFRA.database_url, {s: INFRA.database(s) for s in import_stats.SERVICES})
+
+
 def _children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -290,6 +299,10 @@ def print_report(report: dict[str, Any]) -> None:
               f"{report['interactions_cpu_ms_per_row_drained_total']} in all:")  # fmt: skip
         for name, ms in report["interactions_cpu_ms_per_row_drained"].items():
             print(f"{name:>28}: {ms:8.3f}")
+    for name, counters in report.get("pg_per_interaction_drained", {}).items():
+        print(f"{'PostgreSQL ' + name:>28}: per interaction until drained {counters}")
+    for name, events in report.get("events_handled", {}).items():
+        print(f"{name + ' handled':>28}: {events}")
     print(f"every customer scored {report.get('every_customer_scored_s')} s after the interactions import ended")
     if "replica_complete_s" in report:
         print(f"the interaction service's replica held every customer {report['replica_complete_s']} s after the "

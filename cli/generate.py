@@ -223,8 +223,7 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF, interactions: int |
     """Write the data set to `out`; returns what mechanism.json holds. With `interactions`, the histories are
     padded with support contacts to exactly that many rows (see padded())."""
     out.mkdir(parents=True, exist_ok=True)
-    target = interactions
-    generated = subscriptions(n, seed, as_of) if target is None else padded(n, seed, as_of, target)
+    generated = subscriptions(n, seed, as_of) if interactions is None else padded(n, seed, as_of, interactions)
     counts = {"customers": 0, "interactions": 0, "churned": 0}
     with (
         (out / "customers.csv").open("w", newline="", encoding="utf-8") as customers_file,
@@ -232,9 +231,9 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF, interactions: int |
         (out / "statuses.csv").open("w", newline="", encoding="utf-8") as statuses_file,
     ):
         customers = csv.DictWriter(customers_file, CUSTOMER_COLUMNS, lineterminator="\n")
-        interactions = csv.DictWriter(interactions_file, INTERACTION_COLUMNS, lineterminator="\n")
+        histories = csv.DictWriter(interactions_file, INTERACTION_COLUMNS, lineterminator="\n")
         statuses = csv.DictWriter(statuses_file, STATUS_COLUMNS, lineterminator="\n")
-        for writer in (customers, interactions, statuses):
+        for writer in (customers, histories, statuses):
             writer.writeheader()
         for customer, history in generated:
             number = int(customer.ref.split("-")[1])
@@ -247,7 +246,7 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF, interactions: int |
                     **attributes,
                 }
             )
-            interactions.writerows(history)
+            histories.writerows(history)
             counts["customers"] += 1
             counts["interactions"] += len(history)
             if customer.churned_at is not None:
@@ -270,7 +269,7 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF, interactions: int |
         "intercept": INTERCEPT,
         "weights": WEIGHTS,
         **counts,
-        **({} if target is None else {"padded_to_interactions": target}),
+        **({} if interactions is None else {"padded_to_interactions": interactions}),
         "churn_rate": round(counts["churned"] / max(1, counts["customers"]), 4),
     }
     (out / "mechanism.json").write_text(json.dumps(mechanism, indent=2) + "\n", encoding="utf-8")

@@ -212,7 +212,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Events still in flight settle before the count (retention's replica lags the customer store).
         await asyncio.sleep(5)
         report["stores"] = await store_counts()
-        report["queue"] = await queue_before_and_after_evaluation()
+        try:  # on a loaded machine the evaluation may time out at the gateway; the import's figures stand
+            report["queue"] = await queue_before_and_after_evaluation()
+        except httpx.HTTPError as exc:
+            report["queue_error"] = repr(exc)
+            log(f"  queue evaluation failed: {exc!r}")
         if args.train:
             report["churn_model"] = await train_churn(INFRA.gateway, bearer_headers(role="admin", sub="bench-import"))
             log(f"  churn model: {report['churn_model']}")

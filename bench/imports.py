@@ -284,6 +284,14 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _print_share(report: dict[str, Any], rows_per_s: float, ms_per_row: float) -> None:
+    """The cores the run's processes got (rows/s x CPU per row): on a shared machine a rate is the share of
+    it the import got, times what one row costs; and the rate all of the machine's cores would carry."""
+    cores = report["machine"]["cores"]
+    print(f"{'cores used':>28}: {rows_per_s * ms_per_row / 1000:8.2f} of {cores}; all {cores} would carry "
+          f"{1000 * cores / ms_per_row:,.0f} rows/s at this cost")  # fmt: skip
+
+
 def print_report(report: dict[str, Any]) -> None:
     files, stores = report["files"], report.get("stores", {})
     print(f"\nmachine: {report['machine']['cores']} cores; {report['layout']}")
@@ -296,6 +304,9 @@ def print_report(report: dict[str, Any]) -> None:
               f"{report['interactions_cpu_ms_per_row_total']} in all:")  # fmt: skip
         for name, ms in report["interactions_cpu_ms_per_row"].items():
             print(f"{name:>28}: {ms:8.3f}")
+        _print_share(
+            report, report["imports"]["interactions"]["rows_per_s"], report["interactions_cpu_ms_per_row_total"]
+        )
     if "interactions_drained_s" in report:
         print(f"pipeline drained {report['interactions_drained_s']} s after the interactions import ended: "
               f"{report['interactions_rows_per_s_drained']:,.0f} interactions/s through every store; CPU ms per "
@@ -303,6 +314,9 @@ def print_report(report: dict[str, Any]) -> None:
               f"{report['interactions_cpu_ms_per_row_drained_total']} in all:")  # fmt: skip
         for name, ms in report["interactions_cpu_ms_per_row_drained"].items():
             print(f"{name:>28}: {ms:8.3f}")
+        _print_share(
+            report, report["interactions_rows_per_s_drained"], report["interactions_cpu_ms_per_row_drained_total"]
+        )
     for name, counters in report.get("pg_per_interaction_drained", {}).items():
         print(f"{'PostgreSQL ' + name:>28}: per interaction until drained {counters}")
     for name, events in report.get("events_handled", {}).items():

@@ -185,9 +185,45 @@ def subscriptions(n: int, seed: int, as_of: date = AS_OF) -> Iterator[tuple[Cust
         yield customer, history
 
 
-def write(out: Path, n: int, seed: int, as_of: date = AS_OF) -> dict[str, Any]:
-    """Write the data set to `out`; returns what mechanism.json holds."""
+def _extra_contacts(customer: Customer, count: int, seed: int, first: int, as_of: date) -> list[dict[str, Any]]:
+    """`count` more support contacts of a customer, numbered from `first`, drawn from a generator of their
+    own (the customer's seed and reference) so the rest of the data set is unchanged: padding a file to a
+    round size for a benchmark. Contacts carry no churn signal, so the mechanism stays the truth."""
+    rng = random.Random(f"{seed}:{customer.ref}:extra")
+    end = customer.churned_at or as_of
+    span = min(365, customer.attributes["tenure_months"] * 30)
+    return [
+        {
+            "customer_ref": customer.ref,
+            "type": rng.choice(("call", "chat", "email")),
+            "occurred_at": _moment(rng, end - timedelta(days=rng.randint(0, span - 1))),
+            "external_id": f"{customer.ref}-{first + k}",
+            "channel": "support",
+        }
+        for k in range(count)
+    ]
+
+
+def padded(n: int, seed: int, as_of: date, interactions: int) -> Iterator[tuple[Customer, list[dict[str, Any]]]]:
+    """subscriptions() with support contacts added so that the histories hold `interactions` rows in all,
+    spread evenly over the customers (the generated rows are kept as they are). A first pass counts them."""
+    base = sum(len(history) for _, history in subscriptions(n, seed, as_of))
+    extra = interactions - base
+    if extra < 0:
+        raise ValueError(f"{n} customers already have {base} interactions, more than {interactions}")
+    for index, (customer, history) in enumerate(subscriptions(n, seed, as_of), start=1):
+        count = extra * index // n - extra * (index - 1) // n
+        if count:
+            added = _extra_contacts(customer, count, seed, len(history) + 1, as_of)
+            history = sorted(history + added, key=lambda r: r["occurred_at"])
+        yield customer, history
+
+
+def write(out: Path, n: int, seed: int, as_of: date = AS_OF, interactions: int | None = None) -> dict[str, Any]:
+    """Write the data set to `out`; returns what mechanism.json holds. With `interactions`, the histories are
+    padded with support contacts to exactly that many rows (see padded())."""
     out.mkdir(parents=True, exist_ok=True)
+    generated = subscriptions(n, seed, as_of) if interactions is None else padded(n, seed, as_of, interactions)
     counts = {"customers": 0, "interactions": 0, "churned": 0}
     with (
         (out / "customers.csv").open("w", newline="", encoding="utf-8") as customers_file,
@@ -195,11 +231,11 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF) -> dict[str, Any]:
         (out / "statuses.csv").open("w", newline="", encoding="utf-8") as statuses_file,
     ):
         customers = csv.DictWriter(customers_file, CUSTOMER_COLUMNS, lineterminator="\n")
-        interactions = csv.DictWriter(interactions_file, INTERACTION_COLUMNS, lineterminator="\n")
+        histories = csv.DictWriter(interactions_file, INTERACTION_COLUMNS, lineterminator="\n")
         statuses = csv.DictWriter(statuses_file, STATUS_COLUMNS, lineterminator="\n")
-        for writer in (customers, interactions, statuses):
+        for writer in (customers, histories, statuses):
             writer.writeheader()
-        for customer, history in subscriptions(n, seed, as_of):
+        for customer, history in generated:
             number = int(customer.ref.split("-")[1])
             attributes = {k: str(v).lower() if isinstance(v, bool) else v for k, v in customer.attributes.items()}
             customers.writerow(
@@ -210,7 +246,7 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF) -> dict[str, Any]:
                     **attributes,
                 }
             )
-            interactions.writerows(history)
+            histories.writerows(history)
             counts["customers"] += 1
             counts["interactions"] += len(history)
             if customer.churned_at is not None:
@@ -233,6 +269,7 @@ def write(out: Path, n: int, seed: int, as_of: date = AS_OF) -> dict[str, Any]:
         "intercept": INTERCEPT,
         "weights": WEIGHTS,
         **counts,
+        **({} if interactions is None else {"padded_to_interactions": interactions}),
         "churn_rate": round(counts["churned"] / max(1, counts["customers"]), 4),
     }
     (out / "mechanism.json").write_text(json.dumps(mechanism, indent=2) + "\n", encoding="utf-8")
@@ -247,13 +284,20 @@ def add_parser(commands: Any) -> None:
     sub.add_argument("--customers", type=int, default=5000, help="how many (default %(default)s)")
     sub.add_argument("--seed", type=int, default=7)
     sub.add_argument("--as-of", type=date.fromisoformat, default=AS_OF, help="the day the export was taken")
+    sub.add_argument(
+        "--interactions", type=int, help="pad the histories with support contacts to exactly this many rows"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.customers < 1:
         print("error: --customers must be at least 1")
         return 2
-    mechanism = write(args.out, args.customers, args.seed, args.as_of)
+    try:
+        mechanism = write(args.out, args.customers, args.seed, args.as_of, args.interactions)
+    except ValueError as exc:
+        print(f"error: --interactions: {exc}")
+        return 2
     print(
         f"{mechanism['customers']} customers, {mechanism['interactions']} interactions, "
         f"{mechanism['churned']} churned ({mechanism['churn_rate']:.1%}) written to {args.out}"

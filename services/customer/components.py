@@ -6,7 +6,7 @@ from services.customer.consent.router import router as consent_router
 from services.customer.customers.lookup import router as lookup_router
 from services.customer.customers.router import router as customers_router
 from services.customer.erasure.router import router as erasure_router
-from services.customer.handlers import HANDLERS
+from services.customer.handlers import BEFORE_BATCH, HANDLERS
 from services.customer.points.router import router as points_router
 from services.customer.reports.router import router as reports_router
 from services.customer.status.bulk import router as status_bulk_router
@@ -26,4 +26,5 @@ COMPONENTS = ServiceComponents(
     ],
     handlers=HANDLERS,
     background=[purge_idempotency_keys],
+    before_batch=BEFORE_BATCH,
 )

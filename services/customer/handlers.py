@@ -6,9 +6,13 @@ Handlers never commit; the consumer commits with the inbox row.
 """
 
 from servicekit.inbox import Handlers
+from servicekit.inbox.consumer import BatchHook
 from services.customer.consent.handlers import HANDLERS as CONSENT
 from services.customer.erasure.handlers import HANDLERS as ERASURE
 from services.customer.points.handlers import HANDLERS as POINTS
 from services.customer.scores.handlers import HANDLERS as SCORES
+from services.customer.scores.handlers import apply_batch_scores
 
 HANDLERS: Handlers = {**ERASURE, **CONSENT, **POINTS, **SCORES}
+# Before a batch's handlers: its score.updated written in one statement run.
+BEFORE_BATCH: BatchHook = apply_batch_scores

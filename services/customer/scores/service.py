@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, update
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -34,3 +36,38 @@ async def apply_score(*, session: AsyncSession, data: ScoreUpdated) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def latest_scores(scores: Iterable[ScoreUpdated]) -> list[ScoreUpdated]:
+    """Of each customer's scores, the one computed last (of equal times the later in the list): what
+    applying them one by one through apply_score's guard leaves on the customer."""
+    latest: dict[str, ScoreUpdated] = {}
+    for data in scores:
+        held = latest.get(data.customer_id)
+        if held is None or as_utc(data.computed_at) >= as_utc(held.computed_at):
+            latest[data.customer_id] = data
+    return list(latest.values())
+
+
+_TABLE = Customer.__table__  # type: ignore[attr-defined]
+# apply_score's guarded UPDATE on the table, its values bound per row: one executemany for a batch.
+_GUARDED = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id == bindparam("_id"),
+        _TABLE.c.erased_at.is_(None),
+        or_(_TABLE.c.scored_tier_at.is_(None), _TABLE.c.scored_tier_at <= bindparam("_at")),
+    )
+    .values(scored_tier=bindparam("_tier"), scored_tier_at=bindparam("_at"))
+)
+
+
+async def apply_scores(*, session: AsyncSession, scores: Sequence[ScoreUpdated]) -> None:
+    """apply_score for a consumer batch's scores: the latest per customer, one guarded UPDATE run for all
+    of them (an import's score batch names hundreds of customers, each once or more)."""
+    rows = [
+        {"_id": data.customer_id, "_tier": scored_tier(data), "_at": as_utc(data.computed_at)}
+        for data in latest_scores(scores)
+    ]
+    if rows:
+        await session.execute(_GUARDED, rows)

@@ -48,12 +48,18 @@ class PrefetchedCustomers:
 
 async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     """Ask the customer service once for every customer whose reference this batch's events need, and
-    load the batch's replica rows.
+    load the batch's replica rows (those of its customer events and of its score.updated).
 
     Events never carry the reference, so each customer.created/updated with one would otherwise cost
     one call; asked after the events were received, the answers are at least as new as each event.
     When the customer service is unavailable nothing is prefetched and each event asks on its own.
     """
+    held = uow.state(PrefetchedCustomers).rows
+    # score.updated: the rows its customers' tiers go on, in one query (a score batch of an import
+    # names hundreds of customers; one read each made this consumer the last to catch up).
+    scored = {e.data.customer_id for e in events if isinstance(e.data, ScoreUpdated)}
+    if scored:
+        held.update(await service.preload_replica_rows(session=uow.session, customer_ids=scored))
     customer_events = [e.data for e in events if isinstance(e.data, CUSTOMER_EVENTS)]
     if not customer_events:
         return
@@ -69,11 +75,13 @@ async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -
     # The batch's replica rows (and the parked events their references release) in a few statements,
     # not a few per event: an import's customers arrive thousands at a time.
     refs = {s.external_ref for s in prefetched.values() if s is not None and s.external_ref}
-    uow.state(PrefetchedCustomers).rows = await service.preload_replica_rows(
-        session=uow.session,
-        customer_ids={d.customer_id for d in customer_events},
-        refs=refs,
-        parked=uow.state(ParkedRefs),
+    held.update(
+        await service.preload_replica_rows(
+            session=uow.session,
+            customer_ids={d.customer_id for d in customer_events},
+            refs=refs,
+            parked=uow.state(ParkedRefs),
+        )
     )
 
 

@@ -80,7 +80,11 @@ async def ensure_known_customer(*, session: AsyncSession, customer_id: str, look
 
 
 async def preload_replica_rows(
-    *, session: AsyncSession, customer_ids: Collection[str], refs: Collection[str], parked: ParkedRefs
+    *,
+    session: AsyncSession,
+    customer_ids: Collection[str],
+    refs: Collection[str] = (),
+    parked: ParkedRefs | None = None,
 ) -> dict[str, KnownCustomer]:
     """A consumer batch's replica rows in the session (created empty where missing) in a few statements,
     and which references have parked events (inbound.service.preload_parked): each event's handler then
@@ -98,8 +102,9 @@ async def preload_replica_rows(
             rows = [{"customer_id": i, "version": 0, "erased": False, "updated_at": now} for i in chunk]
             await session.execute(insert, rows)
             found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
-    known_refs = {r.external_ref for r in found.values() if r.external_ref}
-    await preload_parked(session=session, refs=set(refs) | known_refs, parked=parked)
+    if parked is not None:  # None: events that release no parked ones (score.updated)
+        known_refs = {r.external_ref for r in found.values() if r.external_ref}
+        await preload_parked(session=session, refs=set(refs) | known_refs, parked=parked)
     return found
 
 

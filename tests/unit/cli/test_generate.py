@@ -53,3 +53,25 @@ def test_the_generated_files_pass_a_dry_run_with_their_mappings(tmp_path: Path, 
     out = capsys.readouterr().out
     assert "customers: 50 valid, 0 rejected" in out
     assert json.loads((tmp_path / "mechanism.json").read_text())["customers"] == 50
+
+
+def test_padding_gives_exactly_the_asked_interactions_and_keeps_the_rest_of_the_data_set(tmp_path: Path):
+    plain = write(tmp_path / "plain", 400, seed=5)
+    padded = write(tmp_path / "padded", 400, seed=5, interactions=plain["interactions"] + 1234)
+    rows = list(csv.DictReader((tmp_path / "padded" / "interactions.csv").open()))
+    assert padded["interactions"] == len(rows) == plain["interactions"] + 1234
+    assert len({r["external_id"] for r in rows}) == len(rows)
+    for name in ("customers.csv", "statuses.csv"):
+        assert digest(tmp_path / "plain")[name] == digest(tmp_path / "padded")[name]
+    # Every generated row is still there, unchanged; the added ones are support contacts.
+    original = {tuple(r.values()) for r in csv.DictReader((tmp_path / "plain" / "interactions.csv").open())}
+    added = [r for r in rows if tuple(r.values()) not in original]
+    assert len(added) == 1234 and {r["channel"] for r in added} == {"support"}
+    # A churned customer's padded history still ends by its churn day.
+    last = {s["customer_ref"]: s["churned_at"] for s in csv.DictReader((tmp_path / "padded" / "statuses.csv").open())}
+    assert all(r["occurred_at"][:10] <= last[r["customer_ref"]] for r in added if r["customer_ref"] in last)
+
+
+def test_padding_to_fewer_interactions_than_generated_is_refused(tmp_path: Path, capsys):
+    code = main(["generate", "subscriptions", "--customers", "50", "--interactions", "10", str(tmp_path)])
+    assert code == 2 and "--interactions" in capsys.readouterr().out

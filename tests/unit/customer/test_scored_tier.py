@@ -10,8 +10,10 @@ from contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.unit_of_work import UnitOfWork
 from services.customer.customers.models import Customer
-from services.customer.handlers import HANDLERS
+from services.customer.handlers import BEFORE_BATCH, HANDLERS
 from services.customer.main import SPEC
+from services.customer.scores.service import latest_scores
+from tests.statements import statements_sent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -78,3 +80,37 @@ async def test_erasure_removes_the_scored_tier_and_a_later_score_does_not_bring_
     assert await held(api, customer) == (None, None)
     await handle(api, scored(customer, "gold", T0 + timedelta(days=1)))
     assert await held(api, customer) == (None, None)
+
+
+async def handle_batch(api: Any, *events: Received[ScoreUpdated]) -> None:
+    """As the consumer applies a poll: the batch hook, then every event's handler, in one transaction."""
+    async with api.database.transaction() as session:
+        uow = UnitOfWork(session)
+        await BEFORE_BATCH(uow, list(events))
+        for event in events:
+            await HANDLERS[event.envelope.type](uow, event)
+
+
+async def test_a_batch_of_scores_leaves_what_one_by_one_would_in_the_same_statements_whatever_its_size(api):
+    customers = [(await api.create())["id"] for _ in range(12)]
+    erased = customers.pop()
+    assert (await api.client.delete(f"/customers/{erased}")).status_code == 202
+    await handle(api, scored(customers[0], "gold", T0 + timedelta(hours=5)))  # held already, computed later
+    sent_per_batch = []
+    for size in (3, 11):
+        batch = [scored(c, "iron", T0 + timedelta(hours=2)) for c in customers[:size]]
+        batch += [scored(c, "platinum", T0 + timedelta(hours=1)) for c in customers[:size]]  # older: ignored
+        batch += [scored(erased, "gold", T0), scored("no-such-customer", "gold", T0)]
+        with statements_sent(api.database.engine.sync_engine, "UPDATE") as sent:
+            await handle_batch(api, *batch)
+        sent_per_batch.append(len(sent))
+    assert sent_per_batch[0] == sent_per_batch[1] == 1
+    assert await held(api, customers[0]) == ("gold", T0 + timedelta(hours=5))
+    assert {await held(api, c) for c in customers[1:]} == {("iron", T0 + timedelta(hours=2))}
+    assert await held(api, erased) == (None, None)
+
+
+def test_of_a_customers_scores_the_latest_computed_is_kept_and_of_equal_times_the_later_one():
+    first, later = scored("c-1", "gold", T0).data, scored("c-1", "silver", T0).data
+    older, other = scored("c-1", "bronze", T0 - timedelta(hours=1)).data, scored("c-2", "gold", T0).data
+    assert latest_scores([first, older, later, other]) == [later, other]

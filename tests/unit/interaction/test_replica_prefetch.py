@@ -1,9 +1,10 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
 from contracts.customer import CustomerCreated
 from contracts.erp import ErpOrderPlaced
+from contracts.scoring import ScoreUpdated, ScoreValues
 from servicekit.events.envelope import CloudEvent, Received
 from servicekit.unit_of_work import UnitOfWork
 from services.interaction.handlers import BEFORE_BATCH, HANDLERS
@@ -117,3 +118,38 @@ async def test_a_batch_releases_orders_parked_before_it_and_within_it(database, 
     await apply_batch(database, Directory(), monkeypatch, batch)
     orders, still_parked = await _stored(database)
     assert sorted(orders) == ["O-1", "O-2"] and still_parked == 0
+
+
+def score(customer_id: str, tier: str, minutes: int = 0) -> Received:
+    data = ScoreUpdated(
+        customer_id=customer_id,
+        previous=None,
+        current=ScoreValues(churn_risk=0.2, health=0.8, value_tier=tier),
+        model_version="v1",
+        caused_by="e-0",
+        computed_at=AT + timedelta(minutes=minutes),
+    )
+    return received(data)
+
+
+async def test_a_batch_of_scores_costs_the_same_statements_whatever_its_size(database, monkeypatch):
+    # Known customers, whose rows the scores update (and one the replica has not heard of yet).
+    await apply_batch(database, Directory(), monkeypatch, [received(created(f"c-{i}")) for i in range(60)])
+    sent_per_batch = []
+    for size, tier in ((4, "gold"), (60, "silver")):
+        events = [score(f"c-{i}", tier, size) for i in range(size)] + [score(f"new-{size}", tier, size)]
+        with statements_sent(database.engine.sync_engine) as sent:
+            await apply_batch(database, Directory(), monkeypatch, events)
+        sent_per_batch.append(len(sent))
+    assert sent_per_batch[0] == sent_per_batch[1]
+    async with database.sessions() as session:
+        tiers = dict((await session.execute(select(KnownCustomer.customer_id, KnownCustomer.scored_tier))).all())
+    assert tiers["c-0"] == tiers["c-59"] == "silver" and tiers["new-4"] == "gold" and tiers["new-60"] == "silver"
+
+
+async def test_of_a_customers_scores_in_one_batch_the_latest_holds_whatever_their_order(database, monkeypatch):
+    events = [score("c-1", "gold", minutes=5), score("c-1", "bronze", minutes=1), score("c-2", "silver")]
+    await apply_batch(database, Directory(), monkeypatch, events)
+    async with database.sessions() as session:
+        tiers = dict((await session.execute(select(KnownCustomer.customer_id, KnownCustomer.scored_tier))).all())
+    assert tiers == {"c-1": "gold", "c-2": "silver"}

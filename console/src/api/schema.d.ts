@@ -3084,10 +3084,17 @@ export interface components {
             activate: boolean;
             /**
              * Algorithm
-             * @default logistic
+             * @default gbm
              * @enum {string}
              */
             algorithm: "logistic" | "gbm";
+            /**
+             * Attributes
+             * @description train only on customers whose attributes have these values (all of them)
+             */
+            attributes?: {
+                [key: string]: string | boolean | number;
+            };
             /** Cutoff */
             cutoff?: string | null;
             /**
@@ -3095,6 +3102,11 @@ export interface components {
              * @default 5
              */
             folds: number;
+            /**
+             * Segment
+             * @description train only on customers of this segment
+             */
+            segment?: string | null;
         };
         /** CohortPoint */
         CohortPoint: {

@@ -3084,10 +3084,9 @@ export interface components {
             activate: boolean;
             /**
              * Algorithm
-             * @default gbm
-             * @enum {string}
+             * @description gbm: gradient boosting (interactions, thresholds); logistic: one term per column; default: gbm from 2,000 labelled customers on, logistic below
              */
-            algorithm: "logistic" | "gbm";
+            algorithm?: ("logistic" | "gbm") | null;
             /**
              * Attributes
              * @description train only on customers whose attributes have these values (all of them)

@@ -104,7 +104,7 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
         data = await labelled_set(session=session, cutoff=cutoff, audience=audience)
     ids, snapshots, labels_ = data.ids, data.snapshots, data.labels
     await progress(0.2, f"training on {len(ids)} customers ({sum(labels_)} churned)")
-    algorithm = job.request.get("algorithm", churn_model.DEFAULT_ALGORITHM)
+    algorithm = job.request.get("algorithm")  # None: chosen by the number of examples
     try:
         trained = await asyncio.to_thread(
             churn_model.train, snapshots, labels_, algorithm=algorithm, folds=int(job.request.get("folds", 5))
@@ -116,7 +116,7 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
         session.add(
             ChurnModelVersion(
                 id=model_id,
-                algorithm=algorithm,
+                algorithm=trained.algorithm,
                 params={
                     "cutoff": cutoff.isoformat(),
                     "folds": trained.metrics["folds"],

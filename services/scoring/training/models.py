@@ -102,7 +102,11 @@ class ChurnTrainRequest(BaseModel):
         max_length=10,
         description="train only on customers whose attributes have these values (all of them)",
     )
-    algorithm: Literal["logistic", "gbm"] = "gbm"  # gbm: interactions and thresholds; logistic: one term a column
+    algorithm: Literal["logistic", "gbm"] | None = PydanticField(
+        None,
+        description="gbm: gradient boosting (interactions, thresholds); logistic: one term per column; "
+        "default: gbm from 2,000 labelled customers on, logistic below",
+    )
     folds: int = PydanticField(5, ge=2, le=10)
     activate: StrictBool = True
 

@@ -75,7 +75,7 @@ async def test_bad_requests_name_the_field(app_db):
     assert bad_tier.status_code == 422 and "tier" in bad_tier.text
 
 
-async def test_a_churn_training_request_carries_its_audience_and_gbm_by_default(app_db):
+async def test_a_churn_training_request_carries_its_audience_and_leaves_the_algorithm_to_the_job(app_db):
     client, _ = app_db
     response = await client.post(
         "/models/churn/train", json={"segment": "subscription", "attributes": {"source": "erp-2026", "seats": 3}}
@@ -85,7 +85,7 @@ async def test_a_churn_training_request_carries_its_audience_and_gbm_by_default(
     assert (request["segment"], request["attributes"], request["algorithm"]) == (
         "subscription",
         {"source": "erp-2026", "seats": 3},
-        "gbm",
+        None,
     )
 
 

@@ -134,6 +134,9 @@ async def test_a_book_churned_at_import_trains_a_model_as_good_as_the_same_book_
         assert data["used"] == {"churned": counts[segment][1], "active": CUSTOMERS - counts[segment][1]}, data
     assert results[imported]["data"] == {**results[live]["data"], "audience": results[imported]["data"]["audience"]}
     a, b = (results[s]["metrics"]["model"]["roc_auc"] for s in (imported, live))
+    # The figures, for a report (pytest -rP shows them).
+    print({s: (r["data"]["used"], r["metrics"]["model"]["roc_auc"], r["metrics"]["baseline_logistic"]["roc_auc"])
+           for s, r in results.items()})  # fmt: skip
     assert a > 0.6 and abs(a - b) <= 0.01, (a, b)
     base_a, base_b = (results[s]["metrics"]["baseline_logistic"]["roc_auc"] for s in (imported, live))
     assert abs(base_a - base_b) <= 0.01, (base_a, base_b)

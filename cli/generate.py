@@ -13,13 +13,24 @@ Writes, to OUT_DIR, files as an ERP or billing export would hold them, plus the 
 The churn mechanism (the truth a churn model should recover): a customer churns with probability
 sigmoid(z), where
 
-    z = -1.9 + 1.6·[contract = month_to_month] - 1.0·[contract = two_year]
-        + 0.9·[payment_method = electronic_check] - 0.03·tenure_months
-        + 0.6·complaints + 0.012·(monthly_charges - 60)
+    z = -2.0 + 0.5·[month_to_month] - 1.0·[two_year]
+        + 1.8·[month_to_month and tenure_months <= 6]
+        + 1.2·[month_to_month and payment_method = electronic_check]
+        + 1.4·[plan = basic and monthly_charges >= 1.1 x the plan's list price]
+        - 0.015·tenure_months + 0.6·complaints + 0.01·(monthly_charges - 60)
+
+Three of its terms are interactions or thresholds, as in real subscription churn: a month-to-month
+customer leaves mostly in its first six months (one that stayed has settled in; a contract customer
+cannot leave early at all); paying by electronic check (no automatic payment, each month a decision)
+matters without a contract, not with one; and a price increase (charged 10% or more above the plan's
+list price: basic 30, standard 60, premium 95) drives away basic-plan customers, who chose the plan for
+its price, while standard and premium ones shrug it off. A model with one term per column (plain
+logistic regression) can only approximate these.
 
 `complaints` is the number of complaints the customer filed in the last six months. A churned customer's
-history stops at its churned_at (1-180 days before --as-of); its reason follows its situation (price for
-high charges, poor_service after complaints, otherwise competitor or changed_needs). Everything is drawn
+history stops at its churned_at (1-180 days before --as-of); its reason follows its situation
+(poor_service after two complaints or more, price after a price increase on the basic plan or above 80 a
+month, otherwise competitor or changed_needs). Everything is drawn
 from one seeded generator: the same --seed and --as-of give byte-identical files.
 """
 
@@ -37,15 +48,19 @@ from pathlib import Path
 from typing import Any
 
 AS_OF = date(2026, 11, 30)
-INTERCEPT = -1.9
+INTERCEPT = -2.0
 WEIGHTS = {
-    "contract=month_to_month": 1.6,
+    "contract=month_to_month": 0.5,
     "contract=two_year": -1.0,
-    "payment_method=electronic_check": 0.9,
-    "tenure_months": -0.03,
+    "contract=month_to_month & tenure_months<=6": 1.8,
+    "contract=month_to_month & payment_method=electronic_check": 1.2,
+    "plan=basic & monthly_charges>=1.1*list_price": 1.4,
+    "tenure_months": -0.015,
     "complaints": 0.6,
-    "monthly_charges-60": 0.012,
+    "monthly_charges-60": 0.01,
 }
+EARLY_MONTHS = 6  # a month-to-month customer's first months, when most of them leave
+PRICE_INCREASE = 1.1  # charged at least this times the plan's list price
 PLANS = {"basic": 30.0, "standard": 60.0, "premium": 95.0}
 CONTRACTS = (("month_to_month", 0.55), ("one_year", 0.25), ("two_year", 0.20))
 PAYMENTS = (("electronic_check", 0.34), ("credit_card", 0.22), ("bank_transfer", 0.22), ("mailed_check", 0.22))
@@ -104,12 +119,23 @@ def _pick(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
 
 
+def price_increase(attributes: dict[str, Any]) -> bool:
+    """Charged 10% or more above the plan's list price."""
+    return bool(attributes["monthly_charges"] >= PRICE_INCREASE * PLANS[attributes["plan"]])
+
+
 def churn_logit(attributes: dict[str, Any], complaints: int) -> float:
+    monthly = attributes["contract"] == "month_to_month"
     return float(
         INTERCEPT
-        + WEIGHTS["contract=month_to_month"] * (attributes["contract"] == "month_to_month")
+        + WEIGHTS["contract=month_to_month"] * monthly
         + WEIGHTS["contract=two_year"] * (attributes["contract"] == "two_year")
-        + WEIGHTS["payment_method=electronic_check"] * (attributes["payment_method"] == "electronic_check")
+        + WEIGHTS["contract=month_to_month & tenure_months<=6"]
+        * (monthly and attributes["tenure_months"] <= EARLY_MONTHS)
+        + WEIGHTS["contract=month_to_month & payment_method=electronic_check"]
+        * (monthly and attributes["payment_method"] == "electronic_check")
+        + WEIGHTS["plan=basic & monthly_charges>=1.1*list_price"]
+        * (attributes["plan"] == "basic" and price_increase(attributes))
         + WEIGHTS["tenure_months"] * attributes["tenure_months"]
         + WEIGHTS["complaints"] * complaints
         + WEIGHTS["monthly_charges-60"] * (attributes["monthly_charges"] - 60)
@@ -136,7 +162,7 @@ def _customer(rng: random.Random, index: int, as_of: date) -> Customer:
         churned_at = as_of - timedelta(days=rng.randint(1, 180))
         if complaints >= 2:
             reason = "poor_service"
-        elif attributes["monthly_charges"] > 80:
+        elif attributes["monthly_charges"] > 80 or (plan == "basic" and price_increase(attributes)):
             reason = "price"
         else:
             reason = rng.choice(("competitor", "changed_needs"))

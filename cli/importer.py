@@ -21,7 +21,6 @@ rejects file in the input's format with the reason (`_error`), ready to be fixed
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from cli.import_state import (
     default_paths,
     mapping_digest,
 )
+from cli.keys import IN_MEMORY, FirstLines, digest
 from cli.mapping import KEY_FIELDS, FieldMap, apply, describe
 from cli.progress import RateProgress
 from cli.rejects import Rejects
@@ -61,6 +61,7 @@ class Settings:
     restart: bool = False
     row_retries: int = ROW_RETRIES
     concurrency: int = 1  # batches in flight at once; answers are still taken in file order
+    keys_in_memory: int = IN_MEMORY  # row keys held in memory before the duplicate check moves them to disk
     # Called after each acknowledged batch with the number of batches done so far (tests interrupt here).
     after_batch: Callable[[int], None] | None = None
 
@@ -90,7 +91,7 @@ class Importer:
         self.progress = progress or RateProgress(
             f"{'checking' if settings.dry_run else 'importing'} {settings.kind}", source
         )
-        self.keys: dict[str, int] = {}  # a row key's digest -> the line that used it first
+        self.keys = FirstLines(settings.keys_in_memory)  # a row key -> the line that used it first
 
     def _default_sender(self) -> Sender | None:
         if self.settings.dry_run or self.gateway is None:
@@ -155,6 +156,7 @@ class Importer:
         finally:
             window.close()
             rejects.close()
+            self.keys.close()
             self.progress.close()
         if not self.settings.dry_run and self.checkpoint_path.exists():
             self.checkpoint_path.unlink()  # done: a new run imports afresh (keyed rows come back `existing`)
@@ -221,8 +223,7 @@ class Importer:
             value = raw.strip() if isinstance(raw, str) else raw
             if value is None or value == "":
                 continue
-            digest = hashlib.blake2b(f"{name}\0{value}".encode(), digest_size=8).hexdigest()
-            first = self.keys.setdefault(digest, line)
+            first = self.keys.claim(digest(name, value), line)
             if first != line:
                 named = f"column {column!r}" if column == name else f"column {column!r} ({name})"
                 return f"{unit} {line}, {named}: {value!r} is already on {unit} {first} of this file"

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from cli import datasets, generate
 from cli.client import Gateway, GatewayError, ImportSummary, import_rows
 from cli.importer import Importer, ImportError_, Outcome, Settings
+from cli.keys import IN_MEMORY
 from cli.mapping import MappingError, build, load_mapping_file, parse_flags
 from cli.rows import (
     Row,
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--rejects", type=Path, help="default: <name>.rejects.<ext> next to the file")
         sub.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
         sub.add_argument("--max-wait", type=float, default=60.0, help="longest wait before a retry, s (default 60)")
+        sub.add_argument(
+            "--keys-in-memory",
+            type=int,
+            default=IN_MEMORY,
+            help="row keys the duplicate check holds in memory before it moves them to a temporary file "
+            "(default %(default)s)",
+        )
     cdnow = imports.add_parser("cdnow", help="the CDNOW sample transaction log (fetched if FILE is omitted)")
     cdnow.add_argument("file", type=Path, nargs="?")
     cdnow.add_argument("--chunk-size", type=int, default=500, help="rows per request (default %(default)s)")
@@ -108,6 +116,9 @@ def main(argv: Sequence[str] | None = None, *, gateway: Gateway | None = None) -
     args = build_parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
         print("error: --concurrency must be at least 1", file=sys.stderr)
+        return FAILED
+    if getattr(args, "keys_in_memory", 1) < 1:
+        print("error: --keys-in-memory must be at least 1", file=sys.stderr)
         return FAILED
     if getattr(args, "chunk_size", 1) < 1:
         print("error: --chunk-size must be at least 1", file=sys.stderr)
@@ -166,6 +177,7 @@ def _import(gateway: Gateway, args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         rejects=args.rejects,
         restart=args.restart,
+        keys_in_memory=args.keys_in_memory,
     )
     importer = Importer(source, mapping, settings, gateway=None if args.dry_run else gateway)
     if importer.checkpoint_path.exists() and not args.restart and not args.dry_run:

@@ -3105,10 +3105,16 @@ export interface components {
             activate: boolean;
             /**
              * Algorithm
-             * @default logistic
-             * @enum {string}
+             * @description gbm: gradient boosting (interactions, thresholds); logistic: one term per column; default: gbm from 2,000 labelled customers on, logistic below
              */
-            algorithm: "logistic" | "gbm";
+            algorithm?: ("logistic" | "gbm") | null;
+            /**
+             * Attributes
+             * @description train only on customers whose attributes have these values (all of them)
+             */
+            attributes?: {
+                [key: string]: string | boolean | number;
+            };
             /** Cutoff */
             cutoff?: string | null;
             /**
@@ -3116,6 +3122,11 @@ export interface components {
              * @default 5
              */
             folds: number;
+            /**
+             * Segment
+             * @description train only on customers of this segment
+             */
+            segment?: string | null;
         };
         /** CohortPoint */
         CohortPoint: {

@@ -8,10 +8,18 @@ it stood BEFORE the customer's churn date, so nothing after churn leaks into tra
 fitted model as joblib bytes.
 
 Model: a scikit-learn Pipeline (ColumnTransformer: numeric = median impute + scale, categorical =
-most-frequent impute + one-hot ignoring unknown values) followed by a logistic regression (default) or
-histogram gradient boosting, wrapped in CalibratedClassifierCV (sigmoid) so the risk is a calibrated
-probability. Each training run reports, on the same stratified folds, ROC AUC, Brier score and a
-calibration table for the model and for a plain logistic-regression baseline.
+most-frequent impute + one-hot ignoring unknown values) followed by histogram gradient boosting (the
+default from GBM_FROM labelled customers on) or a logistic regression (the default below), wrapped in
+CalibratedClassifierCV (sigmoid) so the risk is a calibrated probability. Gradient boosting is the
+default on a large enough book because real churn has interactions and thresholds (a month-to-month
+customer leaves mostly in its first months; a price increase matters on some plans only) that a model
+with one term per column cannot represent; it is regularised (leaves of 20 customers or more, L2, early
+stopping on 15% held out). On a small book the trees lack examples and the logistic model ranks better,
+hence the threshold. Each training run reports, on the same stratified folds, ROC AUC, Brier score and a
+calibration table for the model and for a plain logistic-regression baseline on the same columns.
+
+The folds depend on the examples' contents, not on the order or ids the platform gave the customers:
+the same data trains the same model and reports the same quality wherever it came from.
 
 Factors: for each feature, the change in log-odds when the customer's value is replaced by the
 training population's typical value (median / most frequent), signed so positive raises the risk.
@@ -20,6 +28,7 @@ training population's typical value (median / most frequent), signed so positive
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,6 +55,16 @@ from services.scoring.training.snapshots import profile_snapshot as profile_snap
 from services.scoring.training.snapshots import snapshot as snapshot
 
 ALGORITHMS = ("logistic", "gbm")
+# Below this many labelled customers the trees have too few examples per combination of values and rank
+# worse than the logistic model (measured on the generator: 1,000 customers 0.776 against 0.780; 2,000
+# customers 0.768 against 0.762; 3,000 customers 0.778 against 0.760).
+GBM_FROM = 2000
+
+
+def default_algorithm(n_examples: int) -> str:
+    """The algorithm a training run uses when none is asked for: gradient boosting on a book large enough."""
+    return "gbm" if n_examples >= GBM_FROM else "logistic"
+
 
 # One OpenMP thread per process: on a busy small machine the gradient-boosting model's spinning OpenMP
 # threads made fitting and prediction many times slower, and the consumer predicts small batches, where threads
@@ -135,7 +154,17 @@ def _classifier(algorithm: str, seed: int) -> Any:
     if algorithm == "logistic":
         return LogisticRegression(C=1.0, max_iter=2000)
     if algorithm == "gbm":
-        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=seed)
+        return HistGradientBoostingClassifier(
+            max_iter=500,
+            learning_rate=0.05,
+            max_leaf_nodes=15,
+            min_samples_leaf=20,
+            l2_regularization=1.0,
+            early_stopping=True,
+            validation_fraction=0.15,
+            n_iter_no_change=20,
+            random_state=seed,
+        )
     raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
 
 
@@ -228,6 +257,11 @@ class TrainedChurnModel:
         return self.risk_and_factors_batch([snap])[0]
 
 
+def _content(snap: dict[str, Any]) -> str:
+    """An example's contents as text: the order the folds are drawn from."""
+    return json.dumps(snap, sort_keys=True, default=str)
+
+
 def _reference(spec: FeatureSpec, snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     ref: dict[str, Any] = {}
     for name in spec.numeric:
@@ -243,13 +277,20 @@ def train(
     snapshots: list[dict[str, Any]],
     labels: list[int],
     *,
-    algorithm: str = "logistic",
+    algorithm: str | None = None,
     folds: int = 5,
     seed: int = 0,
 ) -> TrainedChurnModel:
-    """Cross-validate the model and the logistic baseline on the same folds, then fit on everything."""
+    """Cross-validate the model and the logistic baseline on the same folds, then fit on everything
+    (``algorithm`` None: default_algorithm for the number of examples)."""
+    algorithm = algorithm or default_algorithm(len(labels))
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
+    # Sorted by content, then shuffled with the seed: an order that depends only on the examples (the
+    # calibration's inner folds are drawn in order, so a sorted order alone would give skewed folds).
+    by_content = sorted(range(len(labels)), key=lambda i: (labels[i], _content(snapshots[i])))
+    order = [by_content[i] for i in np.random.default_rng(seed).permutation(len(by_content))]
+    snapshots, labels = [snapshots[i] for i in order], [labels[i] for i in order]
     y = np.asarray(labels, dtype=int)
     minority = int(min(y.sum(), len(y) - y.sum()))
     if minority < 4:

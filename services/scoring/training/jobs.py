@@ -99,11 +99,12 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
     cutoff = datetime.fromisoformat(requested) if requested else datetime.now(UTC)
     if cutoff.tzinfo is None:
         cutoff = cutoff.replace(tzinfo=UTC)
+    audience = labels.Audience(job.request.get("segment"), dict(job.request.get("attributes") or {}))
     async with database.sessions() as session:
-        data = await labelled_set(session=session, cutoff=cutoff)
+        data = await labelled_set(session=session, cutoff=cutoff, audience=audience)
     ids, snapshots, labels_ = data.ids, data.snapshots, data.labels
     await progress(0.2, f"training on {len(ids)} customers ({sum(labels_)} churned)")
-    algorithm = job.request.get("algorithm", "logistic")
+    algorithm = job.request.get("algorithm")  # None: chosen by the number of examples
     try:
         trained = await asyncio.to_thread(
             churn_model.train, snapshots, labels_, algorithm=algorithm, folds=int(job.request.get("folds", 5))
@@ -115,8 +116,12 @@ async def churn_train(database: Database, settings: ScoringSettings, job: Job, p
         session.add(
             ChurnModelVersion(
                 id=model_id,
-                algorithm=algorithm,
-                params={"cutoff": cutoff.isoformat(), "folds": trained.metrics["folds"]},
+                algorithm=trained.algorithm,
+                params={
+                    "cutoff": cutoff.isoformat(),
+                    "folds": trained.metrics["folds"],
+                    "audience": {"segment": audience.segment, "attributes": audience.attributes},
+                },
                 metrics={**trained.metrics, "data": data.report()},
                 n_samples=len(ids),
                 n_churned=sum(labels_),
@@ -143,9 +148,12 @@ async def training_data(
     return data.ids, data.snapshots, data.labels
 
 
-async def labelled_set(*, session: AsyncSession, cutoff: datetime) -> labels.TrainingSet:
+async def labelled_set(
+    *, session: AsyncSession, cutoff: datetime, audience: labels.Audience | None = None
+) -> labels.TrainingSet:
     """Churned customers' last snapshot before their churn date, active customers' last before cutoff;
-    a customer without one in time is an example by its attributes (labels.build)."""
+    a customer without one in time is an example by its attributes (labels.build). Only the audience's
+    customers are used (its segment is also a condition on the history read)."""
     rows = (
         await session.execute(
             select(
@@ -163,20 +171,23 @@ async def labelled_set(*, session: AsyncSession, cutoff: datetime) -> labels.Tra
             status=s,
             churned_at=features.utc(t) if t else None,
             profile=churn_model.profile_snapshot(segment, attributes or {}),
+            segment=segment,
+            attributes=attributes or {},
         )
         for c, s, t, segment, attributes in rows
     ]
-    history = (
-        await session.execute(
-            select(ScoreRecord.customer_id, ScoreRecord.as_of, ScoreRecord.snapshot, ScoreRecord.caused_by_type)
-            .join(CustomerFeatures, CustomerFeatures.customer_id == ScoreRecord.customer_id)
-            .where(CustomerFeatures.status.in_(("churned", "active")))  # type: ignore[union-attr]
-            .order_by(ScoreRecord.id)
-        )
-    ).all()
+    query = (
+        select(ScoreRecord.customer_id, ScoreRecord.as_of, ScoreRecord.snapshot, ScoreRecord.caused_by_type)
+        .join(CustomerFeatures, CustomerFeatures.customer_id == ScoreRecord.customer_id)
+        .where(CustomerFeatures.status.in_(("churned", "active")))  # type: ignore[union-attr]
+        .order_by(ScoreRecord.id)
+    )
+    if audience is not None and audience.segment is not None:
+        query = query.where(CustomerFeatures.segment == audience.segment)
+    history = (await session.execute(query)).all()
     snapshots = [labels.Snapshot(c, features.utc(t), snap, cause) for c, t, snap, cause in history]
     # Labelling walks every score record: off the event loop, which the API of this process shares.
-    return await asyncio.to_thread(labels.build, customers, snapshots, cutoff)
+    return await asyncio.to_thread(labels.build, customers, snapshots, cutoff, audience)
 
 
 async def rescore(database: Database, settings: ScoringSettings, job: Job, progress: Progress) -> dict[str, Any]:

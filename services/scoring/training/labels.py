@@ -11,6 +11,9 @@ Every customer whose status is a label (churned with a churn date: 1; active: 0)
 A churned customer imported with its churn date counts exactly as one whose churn was recorded live:
 both reach scoring as a status and a churn date. Left out: statuses that are no label (prospect,
 won_back), churned customers without a churn date, erased customers.
+
+An audience (a segment, attribute values) limits training to the customers it matches, e.g. one
+company's book or one import's customers; the others are counted as outside it, not as left out.
 """
 
 from __future__ import annotations
@@ -34,6 +37,35 @@ class Customer:
     status: str | None
     churned_at: datetime | None
     profile: dict[str, Any] | None = None  # the attribute-only snapshot, when there is one
+    segment: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def _same(held: Any, wanted: Any) -> bool:
+    # True is not 1 here: an attribute "true" and a count 1 are different facts.
+    if isinstance(held, bool) or isinstance(wanted, bool):
+        return isinstance(held, bool) and isinstance(wanted, bool) and held == wanted
+    return bool(held == wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """The customers a training run may use: of this segment, with these attribute values (all must hold)."""
+
+    segment: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, customer: Customer) -> bool:
+        if self.segment is not None and customer.segment != self.segment:
+            return False
+        return all(
+            name in customer.attributes and _same(customer.attributes[name], value)
+            for name, value in self.attributes.items()
+        )
+
+    @property
+    def everyone(self) -> bool:
+        return self.segment is None and not self.attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,24 +84,37 @@ class TrainingSet:
     from_history: int = 0  # examples built from event history
     from_profile: int = 0  # examples built from attributes alone
     left_out: Counter[str] = field(default_factory=Counter)
+    audience: Audience = field(default_factory=Audience)
+    outside: int = 0  # customers the audience does not match
 
     def report(self) -> dict[str, Any]:
         """What the training job's result says about its data."""
         churned = sum(self.labels)
-        return {
+        report: dict[str, Any] = {
             "used": {"churned": churned, "active": len(self.labels) - churned},
             "from_history": self.from_history,
             "from_profile": self.from_profile,
             "left_out": dict(sorted(self.left_out.items())),
         }
+        if not self.audience.everyone:
+            report["audience"] = {
+                "segment": self.audience.segment,
+                "attributes": dict(self.audience.attributes),
+                "customers_outside": self.outside,
+            }
+        return report
 
 
-def build(customers: list[Customer], history: list[Snapshot], cutoff: datetime) -> TrainingSet:
+def build(
+    customers: list[Customer], history: list[Snapshot], cutoff: datetime, audience: Audience | None = None
+) -> TrainingSet:
     """The labelled examples, in customer id order, without leakage (see the module doc)."""
-    out = TrainingSet()
+    out = TrainingSet(audience=audience or Audience())
     bound: dict[str, tuple[datetime, int]] = {}
     for c in customers:
-        if c.status == "churned":
+        if not out.audience.matches(c):
+            out.outside += 1
+        elif c.status == "churned":
             if c.churned_at is None:
                 out.left_out[LEFT_OUT_NO_DATE] += 1
             else:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, StrictBool
+from pydantic import BaseModel, StrictBool, StrictFloat, StrictInt, StrictStr, StringConstraints
 from pydantic import Field as PydanticField
 from sqlalchemy import Boolean, Column, Date, Float, Index, LargeBinary, String, text
 from sqlmodel import Field
@@ -86,9 +86,27 @@ class ValueRefitRequest(BaseModel):
     rescore: StrictBool = True  # apply the new model to every customer at once (else on their next event)
 
 
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+AttributeValue = Annotated[StrictStr, StringConstraints(max_length=200)] | StrictBool | StrictInt | StrictFloat
+
+
 class ChurnTrainRequest(BaseModel):
     cutoff: datetime | None = None  # active customers are described as of this time (default: now)
-    algorithm: Literal["logistic", "gbm"] = "logistic"
+    # The audience: train only on customers of this segment and with these attribute values (all must hold),
+    # e.g. one business line or one import's customers. Attributes are those scoring receives (non-personal).
+    segment: str | None = PydanticField(
+        None, min_length=1, max_length=100, description="train only on customers of this segment"
+    )
+    attributes: dict[AttributeName, AttributeValue] = PydanticField(
+        default_factory=dict,
+        max_length=10,
+        description="train only on customers whose attributes have these values (all of them)",
+    )
+    algorithm: Literal["logistic", "gbm"] | None = PydanticField(
+        None,
+        description="gbm: gradient boosting (interactions, thresholds); logistic: one term per column; "
+        "default: gbm from 2,000 labelled customers on, logistic below",
+    )
     folds: int = PydanticField(5, ge=2, le=10)
     activate: StrictBool = True
 

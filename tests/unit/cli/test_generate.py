@@ -5,6 +5,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from cli.generate import WEIGHTS, churn_logit, write
 from cli.main import main
 
@@ -39,10 +41,18 @@ def test_the_data_set_carries_the_mechanism_it_documents(tmp_path: Path):
             assert row["occurred_at"][:10] <= last[row["customer_ref"]]
 
 
-def test_the_logit_is_the_documented_formula():
-    attributes = {"contract": "month_to_month", "payment_method": "electronic_check", "tenure_months": 10,
-                  "monthly_charges": 70.0}  # fmt: skip
-    assert churn_logit(attributes, complaints=2) == -1.9 + 1.6 + 0.9 - 0.3 + 1.2 + 0.12
+def test_the_logit_is_the_documented_formula_with_its_interactions_and_thresholds():
+    early = {"plan": "basic", "contract": "month_to_month", "payment_method": "electronic_check", "tenure_months": 4,
+             "monthly_charges": 34.0}  # fmt: skip
+    # A month-to-month customer in its first months, paying by electronic check, after a price increase on basic.
+    assert churn_logit(early, complaints=2) == pytest.approx(-2.0 + 0.5 + 1.8 + 1.2 + 1.4 - 0.06 + 1.2 - 0.26)
+    # The same facts where they do not matter: a two-year contract, a premium plan's increase.
+    settled = {**early, "plan": "premium", "contract": "two_year", "monthly_charges": 110.0}
+    assert churn_logit(settled, complaints=2) == pytest.approx(-2.0 - 1.0 - 0.06 + 1.2 + 0.5)
+    # Past its first six months a month-to-month customer loses the early term, not the electronic check one.
+    assert churn_logit({**early, "tenure_months": 7, "monthly_charges": 30.0}, complaints=0) == pytest.approx(
+        -2.0 + 0.5 + 1.2 - 0.105 - 0.3
+    )
 
 
 def test_the_generated_files_pass_a_dry_run_with_their_mappings(tmp_path: Path, capsys):

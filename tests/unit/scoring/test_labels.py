@@ -43,3 +43,36 @@ def test_history_before_the_label_time_wins_and_profiles_cover_customers_without
 def test_a_customer_without_history_or_profile_is_left_out_and_counted():
     out = labels.build([labels.Customer("x", "active", None, None)], [], cutoff=T0)
     assert out.ids == [] and out.report()["left_out"] == {labels.LEFT_OUT_NO_PROFILE: 1}
+
+
+def test_an_audience_trains_on_its_segment_and_attribute_values_only_and_counts_the_others_as_outside():
+    def customer(cid: str, status: str, segment: str | None, **attributes) -> labels.Customer:
+        churned_at = T0 if status == "churned" else None
+        return labels.Customer(cid, status, churned_at, {"attr.plan": "p"}, segment=segment, attributes=attributes)
+
+    customers = [
+        customer("in-1", "active", "subscription", source="erp-2026", paperless=True),
+        customer("in-2", "churned", "subscription", source="erp-2026", paperless=True),
+        customer("in-won-back", "won_back", "subscription", source="erp-2026", paperless=True),
+        customer("other-source", "active", "subscription", source="live", paperless=True),
+        customer("other-segment", "active", "retail", source="erp-2026", paperless=True),
+        customer("no-attribute", "active", "subscription", paperless=True),
+        customer("paperless-one", "active", "subscription", source="erp-2026", paperless=1),
+    ]
+    audience = labels.Audience("subscription", {"source": "erp-2026", "paperless": True})
+    out = labels.build(customers, [], cutoff=T0 + timedelta(days=30), audience=audience)
+    assert out.ids == ["in-1", "in-2"]
+    # True is not the number 1: a count of one is not a yes.
+    assert out.report() == {
+        "used": {"churned": 1, "active": 1},
+        "from_history": 0,
+        "from_profile": 2,
+        "left_out": {labels.LEFT_OUT_STATUS: 1},
+        "audience": {
+            "segment": "subscription",
+            "attributes": {"source": "erp-2026", "paperless": True},
+            "customers_outside": 4,
+        },
+    }
+    # Without an audience every customer counts and the report names none.
+    assert "audience" not in labels.build(customers, [], cutoff=T0).report()

@@ -59,10 +59,36 @@ async def test_bad_requests_name_the_field(app_db):
     assert bad_date.status_code == 422 and "calibration_end" in bad_date.text
     bad_algorithm = await client.post("/models/churn/train", json={"algorithm": "magic"})
     assert bad_algorithm.status_code == 422 and "algorithm" in bad_algorithm.text
+    for audience, field in (
+        ({"segment": ""}, "segment"),
+        ({"segment": "s" * 101}, "segment"),
+        ({"attributes": {"plan": ["a", "b"]}}, "plan"),
+        ({"attributes": {"plan": {"nested": 1}}}, "plan"),
+        ({"attributes": {"": "x"}}, "attributes"),
+        ({"attributes": {f"a{i}": i for i in range(11)}}, "attributes"),
+        ({"attributes": "plan=basic"}, "attributes"),
+    ):
+        bad = await client.post("/models/churn/train", json=audience)
+        assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json"), bad.text
+        assert field in bad.text, (audience, bad.text)
     assert (await client.get("/jobs/nope")).status_code == 404
     assert (await client.post("/models/value-nope/activate")).status_code == 404
     bad_tier = await client.get("/scores", params={"tier": "diamond"})
     assert bad_tier.status_code == 422 and "tier" in bad_tier.text
+
+
+async def test_a_churn_training_request_carries_its_audience_and_leaves_the_algorithm_to_the_job(app_db):
+    client, _ = app_db
+    response = await client.post(
+        "/models/churn/train", json={"segment": "subscription", "attributes": {"source": "erp-2026", "seats": 3}}
+    )
+    assert response.status_code == 202, response.text
+    request = response.json()["request"]
+    assert (request["segment"], request["attributes"], request["algorithm"]) == (
+        "subscription",
+        {"source": "erp-2026", "seats": 3},
+        None,
+    )
 
 
 async def test_activating_an_older_version_rolls_back_and_queues_a_rescore(app_db):

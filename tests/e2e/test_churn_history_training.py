@@ -4,6 +4,7 @@ by status changes, each trained on its own segment, gives the same examples and 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -71,13 +72,12 @@ async def import_book(
 
 
 async def churn_live(gateway: httpx.AsyncClient, churns: list[dict[str, Any]]) -> None:
-    # Known platform bug (2026-12-07): on PostgreSQL the bulk status route can deadlock with the customer
-    # service's own consumer (score.updated) and answer 500; the request is one transaction, so resending
-    # it is safe. Every other answer is judged as it is.
+    # A 503 (with Retry-After) asks the caller to send the same request again, as crm import does.
     for _ in range(5):
         response = await gateway.post("/api/v1/customers/status/bulk", json={"rows": churns}, timeout=120)
-        if response.status_code != 500:
+        if response.status_code != 503:
             break
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
     assert response.status_code == 200 and response.json()["changed"] == len(churns), response.text
 
 

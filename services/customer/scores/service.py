@@ -67,7 +67,8 @@ async def apply_scores(*, session: AsyncSession, scores: Sequence[ScoreUpdated])
     of them (an import's score batch names hundreds of customers, each once or more)."""
     rows = [
         {"_id": data.customer_id, "_tier": scored_tier(data), "_at": as_utc(data.computed_at)}
-        for data in latest_scores(scores)
+        # In id order, as the bulk status route locks customers, so the two cannot deadlock.
+        for data in sorted(latest_scores(scores), key=lambda d: d.customer_id)
     ]
     if rows:
         await session.execute(_GUARDED, rows)

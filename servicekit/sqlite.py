@@ -13,15 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import weakref
 from typing import Any
 
-from sqlalchemy import event, exc, pool
+from sqlalchemy import event, exc, make_url, pool
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from servicekit.sqlite_driver import INLINE_BUSY_TIMEOUT_MS, inline_creator
+
 LOCK_TIMEOUT_S = 30.0  # as busy_timeout: then the transaction fails as SQLite's own wait would
+# Pages of the file each connection keeps in memory (negative: KiB): the hot tables of a service's file
+# (outbox, inbox, replicas) stay cached across transactions instead of being read again.
+CACHE_KIB = 16384
+# Reads of the main file through a memory map instead of a read() per page (WAL pages still come from
+# the WAL); writes are unchanged, so durability is as without it.
+MMAP_BYTES = 256 * 1024 * 1024
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """create_async_engine's options for a SQLite URL: a file database's connections run their calls in
+    the event loop's thread (servicekit.sqlite_driver); in-memory ones (tests) keep aiosqlite."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:") or "?" in url:
+        return {}
+    return {"async_creator": inline_creator(database)}
 
 
 class TransactionQueue:
@@ -68,31 +86,56 @@ def _raw(connection: Any) -> Any:
     return getattr(connection, "dbapi_connection", None) or connection
 
 
-def configure_sqlite(engine: AsyncEngine) -> TransactionQueue | None:
+def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> TransactionQueue | None:
     """WAL, BEGIN IMMEDIATE for every transaction, and (for a file database) the in-process queue.
+    inline: the engine's connections run in the event loop's thread (engine_options).
 
     In-memory databases (tests) share one connection (StaticPool) and get no queue."""
     sync_engine = engine.sync_engine
     queue = TransactionQueue() if isinstance(sync_engine.pool, pool.QueuePool) else None
+    busy_timeout_ms = INLINE_BUSY_TIMEOUT_MS if inline else int(LOCK_TIMEOUT_S * 1000)
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL syncs the WAL at checkpoints, not at every COMMIT: a committed transaction
+        # survives the process being killed (it is in the WAL, in the OS's cache); an OS crash or power
+        # loss can lose the last commits before the next checkpoint (docs/performance/2026-12-07-embedded-4.md).
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
+
+    def begin_immediate(conn: Any) -> None:
+        if not inline or not in_greenlet():
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        # Another process holds the write lock: wait for it with the event loop free, not in SQLite's
+        # busy handler (which would block the loop), up to LOCK_TIMEOUT_S as busy_timeout would.
+        deadline, pause = time.monotonic() + LOCK_TIMEOUT_S, 0.001
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except exc.OperationalError as error:
+                if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                    raise
+            await_(asyncio.sleep(pause))
+            pause = min(pause * 2, 0.05)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         if queue is None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            begin_immediate(conn)
             return
         queue.acquire(conn.connection)
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            begin_immediate(conn)
         except BaseException:
             queue.release(conn.connection)
             raise

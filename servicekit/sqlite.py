@@ -33,6 +33,54 @@ CACHE_KIB = 16384
 MMAP_BYTES = 256 * 1024 * 1024
 
 
+# An inline engine's connections never checkpoint the WAL themselves (a checkpoint fsyncs the WAL and the
+# file, milliseconds to a disk under load, with the event loop waiting): after this many commits a
+# PASSIVE checkpoint runs on a connection of its own in a worker thread (SQLite's default is every 1,000
+# WAL pages, a few hundred of the platform's transactions).
+CHECKPOINT_EVERY_COMMITS = 200
+
+
+class Checkpointer:
+    """WAL checkpoints of one database file, in a worker thread, one at a time."""
+
+    def __init__(self, path: str, every_commits: int | None = None) -> None:
+        self.path = path
+        self.every_commits = CHECKPOINT_EVERY_COMMITS if every_commits is None else every_commits
+        self.checkpoints = 0  # completed
+        self._commits = 0
+        self._running = False
+        self._connection: sqlite3.Connection | None = None
+
+    def committed(self) -> None:
+        """Count a commit; start a checkpoint in a thread when one is due and none runs."""
+        self._commits += 1
+        if self._commits < self.every_commits or self._running:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a synchronous caller: the next commit in the loop starts it
+        self._commits, self._running = 0, True
+        loop.run_in_executor(None, self._checkpoint).add_done_callback(self._done)
+
+    def _checkpoint(self) -> None:
+        if self._connection is None:
+            self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+        # PASSIVE: copies what no reader still needs, waits for nobody, never blocks a writer.
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self._running = False
+        if future.exception() is None:
+            self.checkpoints += 1
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
 def engine_options(url: str) -> dict[str, Any]:
     """create_async_engine's options for a SQLite URL: a file database's connections run their calls in
     the event loop's thread (servicekit.sqlite_driver); in-memory ones (tests) keep aiosqlite."""
@@ -94,6 +142,7 @@ def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> Transactio
     sync_engine = engine.sync_engine
     queue = TransactionQueue() if isinstance(sync_engine.pool, pool.QueuePool) else None
     busy_timeout_ms = INLINE_BUSY_TIMEOUT_MS if inline else int(LOCK_TIMEOUT_S * 1000)
+    checkpointer = Checkpointer(str(engine.url.database)) if inline else None
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -109,6 +158,8 @@ def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> Transactio
         cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         cursor.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        if checkpointer is not None:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
         cursor.close()
 
     def begin_immediate(conn: Any) -> None:
@@ -141,14 +192,14 @@ def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> Transactio
             raise
 
     if queue is not None:
-        _hand_on_at_end(sync_engine.dialect, queue)
+        _hand_on_at_end(sync_engine.dialect, queue, checkpointer)
         # A connection returned, invalidated or closed mid-transaction no longer holds the file.
         for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
             event.listen(sync_engine.pool, name, lambda dbapi_connection, *_: queue.release(dbapi_connection))
     return queue
 
 
-def _hand_on_at_end(dialect: Any, queue: TransactionQueue) -> None:
+def _hand_on_at_end(dialect: Any, queue: TransactionQueue, checkpointer: Checkpointer | None) -> None:
     """The lock is handed on as the COMMIT or ROLLBACK is sent to the connection's thread. The next
     transaction resumes on a later turn of the event loop, by which time that statement is under way (a
     WAL commit takes well under a millisecond; should its BEGIN IMMEDIATE still find the file locked, the
@@ -159,6 +210,8 @@ def _hand_on_at_end(dialect: Any, queue: TransactionQueue) -> None:
     def do_commit(dbapi_connection: Any) -> None:
         queue.release(dbapi_connection)
         commit(dbapi_connection)
+        if checkpointer is not None:
+            checkpointer.committed()
 
     def do_rollback(dbapi_connection: Any) -> None:
         queue.release(dbapi_connection)

@@ -125,3 +125,40 @@ async def test_another_processs_lock_held_past_the_timeout_fails_as_locked(
     finally:
         other.close()
         await db.dispose()
+
+
+async def test_the_wal_is_checkpointed_in_a_worker_thread_not_by_the_loops_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "CHECKPOINT_EVERY_COMMITS", 5)
+    made: list[sqlite.Checkpointer] = []
+    real = sqlite.Checkpointer
+
+    def recording(path: str) -> sqlite.Checkpointer:
+        made.append(real(path))
+        return made[-1]
+
+    monkeypatch.setattr(sqlite, "Checkpointer", recording)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
+    try:
+        async with db.engine.begin() as conn:
+            assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar_one() == 0
+            await conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        for n in range(12):
+            async with db.engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
+        for _ in range(100):
+            if made[0].checkpoints >= 1:
+                break
+            await asyncio.sleep(0.02)
+        assert made[0].checkpoints >= 1
+        other = sqlite3.connect(tmp_path / "wal.db")
+        try:  # nothing left to copy: the worker's checkpoint moved the committed pages into the file
+            busy, wal_pages, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert busy == 0 and wal_pages == copied
+            assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 12
+        finally:
+            other.close()
+    finally:
+        made[0].close()
+        await db.dispose()

@@ -96,8 +96,10 @@ async def test_waiting_for_another_processs_lock_leaves_the_event_loop_free(data
     ticking = asyncio.create_task(ticker())
     writing = asyncio.create_task(write())
     await asyncio.sleep(0.3)
+    # The loop kept turning while the write waited (blocked in SQLite's busy handler, it would not have
+    # come back here before the write failed, and the ticker would not have run again).
     assert not writing.done()
-    assert ticks >= 20  # the loop kept turning while the write waited
+    assert ticks >= 2
     other.execute("COMMIT")
     other.close()
     await asyncio.wait_for(writing, 5)

@@ -12,9 +12,13 @@ the next one starts at once. busy_timeout still covers other processes on the sa
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 import time
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, exc, make_url, pool
@@ -23,6 +27,8 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
 from servicekit.sqlite_driver import INLINE_BUSY_TIMEOUT_MS, inline_creator
+
+log = logging.getLogger("servicekit.sqlite")
 
 LOCK_TIMEOUT_S = 30.0  # as busy_timeout: then the transaction fails as SQLite's own wait would
 # Pages of the file each connection keeps in memory (negative: KiB): the hot tables of a service's file
@@ -41,18 +47,26 @@ CHECKPOINT_EVERY_COMMITS = 200
 
 
 class Checkpointer:
-    """WAL checkpoints of one database file, in a worker thread, one at a time."""
+    """WAL checkpoints of one database file, in a worker thread, one at a time.
 
-    def __init__(self, path: str, every_commits: int | None = None) -> None:
+    The checkpoint holds the file's place in the process's transaction queue while it runs, so no
+    transaction of this process appends to the WAL meanwhile: it copies every frame, and the next writer
+    starts the WAL from the beginning again, as after SQLite's own checkpoint at COMMIT. (Run beside
+    writers, a checkpoint never reaches the WAL's end and the WAL grows without bound.) Writers of the
+    file wait for it as they waited for the checkpoint inside a COMMIT; the event loop does not."""
+
+    def __init__(self, path: str, queue: TransactionQueue | None, every_commits: int | None = None) -> None:
         self.path = path
+        self.queue = queue
         self.every_commits = CHECKPOINT_EVERY_COMMITS if every_commits is None else every_commits
         self.checkpoints = 0  # completed
         self._commits = 0
         self._running = False
         self._connection: sqlite3.Connection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def committed(self) -> None:
-        """Count a commit; start a checkpoint in a thread when one is due and none runs."""
+        """Count a commit; start a checkpoint when one is due and none runs."""
         self._commits += 1
         if self._commits < self.every_commits or self._running:
             return
@@ -61,19 +75,29 @@ class Checkpointer:
         except RuntimeError:
             return  # a synchronous caller: the next commit in the loop starts it
         self._commits, self._running = 0, True
-        loop.run_in_executor(None, self._checkpoint).add_done_callback(self._done)
+        task = loop.create_task(self._run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        try:
+            if self.queue is None:
+                await asyncio.to_thread(self._checkpoint)
+            else:
+                async with self.queue.held():
+                    await asyncio.to_thread(self._checkpoint)
+            self.checkpoints += 1
+        except Exception:  # the next due checkpoint tries again
+            log.warning("WAL checkpoint failed", extra={"database": os.path.basename(self.path)}, exc_info=True)
+        finally:
+            self._running = False
 
     def _checkpoint(self) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._connection.execute("PRAGMA synchronous=NORMAL")
-        # PASSIVE: copies what no reader still needs, waits for nobody, never blocks a writer.
+        # PASSIVE: waits for nobody (another process's reader only leaves some frames for the next one).
         self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-    def _done(self, future: asyncio.Future[None]) -> None:
-        self._running = False
-        if future.exception() is None:
-            self.checkpoints += 1
 
     def close(self) -> None:
         if self._connection is not None:
@@ -102,10 +126,7 @@ class TransactionQueue:
         """Wait (in the event loop) for the file's lock; called from SQLAlchemy's greenlet before BEGIN."""
         if not in_greenlet():
             return  # a synchronous caller cannot wait in the loop: SQLite's busy handler queues it
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
+        lock = self._loop_lock(asyncio.get_running_loop())
         try:
             # Free (the common case): taken at once, without a timer or a turn of the event loop.
             await_(lock.acquire() if not lock.locked() else _acquire_within(lock, self.timeout_s))
@@ -113,6 +134,19 @@ class TransactionQueue:
             locked = sqlite3.OperationalError("database is locked")
             raise exc.OperationalError("BEGIN IMMEDIATE", None, locked) from error
         self._held[id(_raw(dbapi_connection))] = lock
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """The file's place in this loop's queue, for work that is not a transaction (a checkpoint)."""
+        lock = self._loop_lock(asyncio.get_running_loop())
+        async with lock:
+            yield
+
+    def _loop_lock(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
 
     def release(self, dbapi_connection: Any) -> None:
         """Hand the lock on, if this connection holds it (idempotent)."""
@@ -142,7 +176,7 @@ def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> Transactio
     sync_engine = engine.sync_engine
     queue = TransactionQueue() if isinstance(sync_engine.pool, pool.QueuePool) else None
     busy_timeout_ms = INLINE_BUSY_TIMEOUT_MS if inline else int(LOCK_TIMEOUT_S * 1000)
-    checkpointer = Checkpointer(str(engine.url.database)) if inline else None
+    checkpointer = Checkpointer(str(engine.url.database), queue) if inline else None
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -13,6 +13,13 @@ single interactions (purchases, complaints, surveys) through the gateway, open l
   no consumer lag), and per process; the load generator's own CPU apart.
 
 ``--runs N`` repeats the measured phase on the same platform and reports each run and the median.
+``--profile DIR`` runs every Python process of the group under cProfile (CPU-time clock, `bench.profiled`) and
+writes DIR/<process>.prof when the platform stops (the profiler's own cost inflates the CPU figures: profile
+and measure in separate runs).
+
+Its ports and state directory default apart from `make run`, `make test` and the other benchmarks; beside
+another copy of it, move them: CRM_BENCH_EMBEDDED_STATE_DIR, CRM_BENCH_EMBEDDED_KAFKA_PORT (the controller
+takes the next port) and CRM_BENCH_EMBEDDED_PORT_OFFSET (added to every service's and the gateway's port).
 """
 
 from __future__ import annotations
@@ -43,7 +50,12 @@ from runner.launcher import SERVICES, Platform, platform_processes
 from servicekit.settings import REPO_ROOT
 
 # Ports apart from `make run`, `make test`, `make chaos` and the other benchmarks; no PostgreSQL is started.
-INFRA = Infra(REPO_ROOT / ".state" / "bench-embedded", kafka_port=19592, pg_port=0, port_offset=24300)
+INFRA = Infra(
+    Path(os.environ.get("CRM_BENCH_EMBEDDED_STATE_DIR", REPO_ROOT / ".state" / "bench-embedded")),
+    kafka_port=int(os.environ.get("CRM_BENCH_EMBEDDED_KAFKA_PORT", "19592")),
+    pg_port=0,
+    port_offset=int(os.environ.get("CRM_BENCH_EMBEDDED_PORT_OFFSET", "24300")),
+)
 
 
 def log(message: str) -> None:
@@ -190,6 +202,16 @@ async def measure(
     }
 
 
+async def idle_cost(platform: Platform, seconds: float) -> dict[str, Any]:
+    """Cores the group uses with nothing sent (polling, housekeeping, the broker's own work), per process."""
+    pids = group_pids(platform)
+    before, wall = cpu(pids), time.monotonic()
+    await asyncio.sleep(seconds)
+    after, wall = cpu(pids), time.monotonic() - wall
+    by_process = {name: round((after[name] - before[name]) / wall, 4) for name in after if name in before}
+    return {"seconds": round(wall, 1), "cores": round(sum(by_process.values()), 4), "cores_by_process": by_process}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_before": os.getloadavg()},
@@ -200,6 +222,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for spec in specs:
         if spec.name == "gateway":
             spec.env.update(UNTHROTTLED_ENV)  # the admin's customer import; the integration keeps its 200/s
+        if args.profile is not None:
+            assert spec.argv[1] == "-m", spec.argv
+            out = args.profile.resolve() / f"{spec.name}.prof"
+            spec.argv = [spec.argv[0], "-m", "bench.profiled", str(out), *spec.argv[2:]]
     log_dir = INFRA.state_dir / "logs"
     platform = Platform(specs, log_dir=log_dir, base_env=INFRA.env())
     try:
@@ -224,6 +250,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"{len(customers)} customers known; warm-up {args.warmup:g} s at {args.rate:g}/s")
             await open_loop(http, f"{api}/interactions", key_headers, customers, args.rate, args.warmup)
             await drained(http, args.drain_timeout)
+            if args.idle > 0:
+                report["idle"] = await idle_cost(platform, args.idle)
+                log(f"idle: {report['idle']['cores']} cores ({report['idle']['cores_by_process']})")
             report["runs"] = []
             for n in range(args.runs):
                 await asyncio.sleep(2)
@@ -249,6 +278,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     args = report["args"]
     print(f"\n{report['layout']}; {report['machine']['cores']} cores; load before {report['machine']['load_before']}")
+    if "idle" in report:
+        idle = report["idle"]
+        print(f"idle ({idle['seconds']:g} s, nothing sent): {idle['cores']} cores; {idle['cores_by_process']}")
     print(f"offered {args['rate']:g}/s of single interactions by an integration key, {args['seconds']:g} s per run")
     names = sorted({n for r in report["runs"] for n in r["cpu_ms_per_interaction_by_process"]})
     columns = ["run", "achieved/s", "answers", "p50 ms", "p99 ms", "max ms", "CPU ms/interaction", "load 1-min"]
@@ -283,8 +315,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=500, help="the load generator's connection cap")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument("--keep-state", action="store_true", help="keep the SQLite files and logs afterwards")
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds to measure the idle group's CPU, 0: not")
+    parser.add_argument("--profile", type=Path, help="write a CPU profile of each process to this folder")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir.parent / "bench-embedded.json")
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(INFRA.state_dir, ignore_errors=True)
     INFRA.state_dir.mkdir(parents=True)
     INFRA.kafka_ctl("reset")

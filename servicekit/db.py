@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from servicekit.sql import assign, json_text, update_rows
-from servicekit.sqlite import configure_sqlite
+from servicekit.sqlite import configure_sqlite, engine_options
 
 # Writes rows through a synchronous session, in its transaction (hold_until_commit calls it in before_commit).
 RowWriter = Callable[[Session, list[dict[str, Any]]], None]
@@ -88,9 +88,10 @@ class Database:
             # connections (a server process forked, statements prepared again) at the busiest moments. A
             # request that finds every connection busy waits for one instead (pool_timeout, 30 s).
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        sqlite_options = engine_options(url) if self.is_sqlite else {}
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs, **sqlite_options)
         if self.is_sqlite:
-            configure_sqlite(self.engine)
+            configure_sqlite(self.engine, inline=bool(sqlite_options))
         self._commit_listeners: list[Callable[[], None]] = []
 
         class _Session(CommitSession):

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, text, union
@@ -232,13 +233,23 @@ def _insert_rows(conn: Connection, rows: Iterable[Row]) -> None:
 
 
 def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, int]]) -> None:
-    """Add each count to its total (ON CONFLICT: one statement per chunk of totals)."""
+    """Add each count to its total (ON CONFLICT: one statement per chunk of totals; on SQLite one
+    executemany of a statement built once: a multi-row VALUES list is compiled again for every batch)."""
     values = [dict(zip(TOTAL_KEY, key, strict=True), n=n) for key, n in sorted(delta.items()) if n]
+    if values and conn.dialect.name == "sqlite":
+        conn.execute(_add_total_sqlite(), values)
+        return
     for chunk in chunks(values, IN_CHUNK // 2):
         statement = _insert(conn)(T).values(list(chunk))
         conn.execute(
             statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n})
         )
+
+
+@cache
+def _add_total_sqlite() -> Any:
+    statement = sqlite.insert(T)
+    return statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n})
 
 
 def known_ids(conn: Connection, after: str, limit: int, *, with_rows: bool = False) -> list[str]:

@@ -45,7 +45,7 @@ from bench.loadgen import Offered, offer
 from bench.memtrace import compare
 from bench.pgmemory import by_database, client_backends, log_contexts, private_mib
 from bench.pipeline import percentile
-from bench.soak_probes import print_probes, probe_report, wrap
+from bench.soak_probes import ask_trim, print_probes, probe_report, wrap
 from servicekit.settings import REPO_ROOT
 
 
@@ -242,6 +242,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             drain_started = time.monotonic()
             await wait_idle(run, timeout_s=args.drain_timeout)
             report["drain_s"] = round(time.monotonic() - drain_started, 1)
+            await ask_trim(args.probe, traced)  # how much of each probed process's memory glibc kept
             rows, summary = await verify(run)
     finally:
         platform.stop_all()

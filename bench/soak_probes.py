@@ -3,12 +3,14 @@ and PostgreSQL's memory-context dumps grouped per database and round (bench.pgme
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.cacheprobe import TRIM_REQUEST
 from bench.pgmemory import parse_contexts
 from runner.launcher import ProcessSpec
 
@@ -17,6 +19,18 @@ def wrap(spec: ProcessSpec, out: Path, extra: list[str]) -> None:
     """Start that process as `python -m bench.memtrace --out OUT EXTRA services.x ...` instead."""
     module_at = spec.argv.index("-m") + 1
     spec.argv = [*spec.argv[:module_at], "bench.memtrace", "--out", str(out), *extra, *spec.argv[module_at:]]
+
+
+async def ask_trim(probed: list[str], traced: Path, timeout_s: float = 60.0) -> None:
+    """Ask each probed process for its last probe and a malloc_trim (once the stream has drained), and wait
+    until each has answered or timeout_s has passed."""
+    asked = [traced / name / TRIM_REQUEST for name in probed if (traced / name).is_dir()]
+    for request in asked:
+        request.touch()
+    for _ in range(int(timeout_s * 2)):  # the probe looks for its request every second
+        if not any(request.exists() for request in asked):
+            return
+        await asyncio.sleep(0.5)
 
 
 def contexts_by_round(samples: list[dict[str, Any]], log: str) -> dict[str, list[dict[str, Any]]]:
@@ -49,25 +63,44 @@ def probe_report(probed: list[str], traced: Path, server_log: Path, samples: lis
     return out
 
 
+def _mib(value: Any) -> str:
+    return "" if value is None else f"{value}"
+
+
 def print_probes(report: dict[str, Any]) -> None:
     for name, probes in report.get("probes", {}).items():
-        print(f"\n{name}: statement caches and glibc heap over time")
+        print(f"\n{name}: statement caches over time")
         print(
-            "| t s | RSS MiB | heap MiB | in use MiB | conns | prepared (per conn) | distinct | SQL KiB |"
-            " asyncpg cache | to close | compiled |"
+            "| t s | RSS MiB | conns | prepared (per conn) | distinct | SQL KiB | asyncpg cache | to close | compiled |"
         )
-        print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")
         for p in probes:
             print(
-                f"| {p['t_s']:.0f} | {p['rss_mib']} | {p.get('heap_mib', '')} | {p.get('in_use_mib', '')} |"
-                f" {p.get('connections', '')} | {sum(p.get('prepared_per_connection', []))}"
-                f" ({p.get('prepared_per_connection', [])}) | {p.get('distinct_prepared', '')} |"
-                f" {p.get('prepared_sql_kib', '')} | {p.get('asyncpg_stmt_cache', '')} |"
-                f" {p.get('asyncpg_to_close', '')} |"
+                f"| {p['t_s']:.0f} | {p['rss_mib']} | {p.get('connections', '')} |"
+                f" {sum(p.get('prepared_per_connection', []))} ({p.get('prepared_per_connection', [])}) |"
+                f" {p.get('distinct_prepared', '')} | {p.get('prepared_sql_kib', '')} |"
+                f" {p.get('asyncpg_stmt_cache', '')} | {p.get('asyncpg_to_close', '')} |"
                 f" {p.get('compiled_cache', '')} |"
             )
         if probes and "shapes" in probes[-1]:
             print(f"  prepared at the end, by kind: {probes[-1]['shapes']}")
+        print(f"\n{name}: where its memory is (MiB): glibc held / in use / free, pymalloc held / in live objects")
+        print("| t s | RSS | anonymous | glibc held | in use | free | arenas | pymalloc held | in objects | max held |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for p in probes:
+            print(
+                f"| {p['t_s']:.0f} | {p['rss_mib']} | {_mib(p.get('anon_mib'))} | {_mib(p.get('heap_mib'))} |"
+                f" {_mib(p.get('in_use_mib'))} | {_mib(p.get('heap_free_mib'))} | {_mib(p.get('arenas'))} |"
+                f" {_mib(p.get('pymalloc_arenas_mib'))} | {_mib(p.get('pymalloc_in_use_mib'))} |"
+                f" {_mib(p.get('pymalloc_arenas_max_mib'))} |"
+            )
+        trimmed = [p for p in probes if "trim_anon_before_mib" in p]
+        if trimmed:
+            t = trimmed[-1]
+            print(
+                f"  after the drain, malloc_trim(0): anonymous RSS {t['trim_anon_before_mib']} ->"
+                f" {t['trim_anon_after_mib']} MiB"
+            )
     for db, rows in report.get("pg_contexts", {}).items():
         print(f"\nPostgreSQL backends of {db}: memory contexts (KiB, all its backends together)")
         print("| t s | backends | total | CacheMemoryContext subtree | plan sources named | their KiB |")

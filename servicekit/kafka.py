@@ -71,6 +71,8 @@ def make_consumer(
         # Short, also when idle: a partition whose records were just handed over is not in the fetch
         # already waiting at the broker, so its next records can wait for that fetch to come back.
         fetch_max_wait_ms=kafka.consumer_fetch_wait_ms,
+        max_partition_fetch_bytes=kafka.consumer_max_partition_fetch_bytes,
+        fetch_max_bytes=kafka.consumer_fetch_max_bytes,
         request_timeout_ms=max(kafka.request_timeout_ms, 40000),
         session_timeout_ms=10000,
         heartbeat_interval_ms=3000,

@@ -49,6 +49,14 @@ class KafkaSettings(BaseSettings):
     consumer_idle_fetch_wait_ms: int = Field(500, ge=0)
     # How long a consumer sees nothing before it long-polls (0: never).
     consumer_idle_after_s: float = Field(2.0, ge=0)
+    # The most one fetch brings of one partition (aiokafka's default: 1 MiB). Fetched records wait in the
+    # consumer until polled, so this and consumer_fetch_max_bytes bound what a lagging consumer holds
+    # besides the poll in hand. Events are 0.7-0.8 KiB: 256 KiB is ~330 of them. A record batch larger
+    # than this still comes whole when it is the first of the fetch, so no consumer is stuck behind one.
+    consumer_max_partition_fetch_bytes: int = Field(262144, ge=1024)
+    # The most one fetch brings in all, read into one buffer (aiokafka's default: 50 MiB): 1 MiB is ~1,300
+    # events, several polls of consumer_batch_size. Per broker: fetches to several brokers run in parallel.
+    consumer_fetch_max_bytes: int = Field(1048576, ge=1024)
 
     # ---- security (every producer, consumer and admin client; see docs/security/secrets.md) -------------
     # PLAINTEXT (local runs), SSL (TLS), SASL_SSL (TLS + SASL login) or SASL_PLAINTEXT.
@@ -102,7 +110,11 @@ class ServiceSettings(BaseSettings):
     # reading them again; a change made through the process itself applies at once.
     runtime_settings_cache_s: float = Field(5.0, ge=0, le=300)
 
-    consumer_batch_size: int = Field(500, ge=1)  # Kafka records handled per transaction
+    # Kafka records handled per transaction (the most one poll brings). A lagging consumer's full polls set
+    # the high-water mark of its memory, which Python's and glibc's allocators keep once freed: 500-record
+    # batches raised the retention consumer's by ~8 MiB over 50-record ones, 200-record batches by none
+    # measurable (bench.batch_memory), for about the same CPU per event (docs/performance/).
+    consumer_batch_size: int = Field(200, ge=1)
     # Offsets are committed at most this often (0: after every poll). A crash or rebalance re-delivers up
     # to this much, which the inbox skips; committing after every small poll cost the broker more than
     # the events did.

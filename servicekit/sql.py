@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    any_,
     bindparam,
     case,
     cast,
@@ -86,6 +87,15 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool)
     entity = first.get("entity") if not others and first.get("expr") is first.get("entity") else None
     columns = [aliased(entity, per_key)] if entity is not None else list(per_key.c)
     return select(*columns).select_from(keys.join(per_key, true()))
+
+
+def one_of(column: ColumnElement[Any], values: Sequence[Any], *, postgres: bool) -> ColumnElement[bool]:
+    """`column IN values`. On PostgreSQL `column = ANY(array)`, one bound array: the statement text is the
+    same for any number of values, where an IN list has its own text (another prepared statement on the
+    connection, another plan source in its backend) for every length."""
+    if not postgres:
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 def update_rows(

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import hold_until_commit
-from servicekit.sql import IN_CHUNK, chunks
+from servicekit.sql import IN_CHUNK, chunks, column_arrays, insert_from_arrays, one_of
 from servicekit.types import as_utc
 from services.retention.alerts.models import Alert
 from services.retention.outcomes import contributions as shares
@@ -103,27 +103,32 @@ def _insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
+def _postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
 def load_facts(conn: Connection, ids: Sequence[str]) -> Iterator[tuple[CustomerFact, list[AlertFact]]]:
     """The facts the metrics read of these customers (as outcomes/service.py reads them), by customer."""
+    pg = _postgres(conn)
     replicas = {
         r.customer_id: r
         for r in conn.execute(
             select(Customer.customer_id, Customer.tier, Customer.segment, Customer.first_seen).where(
-                Customer.customer_id.in_(ids)  # type: ignore[attr-defined]
+                one_of(Customer.customer_id, ids, postgres=pg)
             )
         )
     }
     scores = dict(
         conn.execute(
             select(CustomerScore.customer_id, CustomerScore.value_tier).where(
-                CustomerScore.customer_id.in_(ids)  # type: ignore[attr-defined]
+                one_of(CustomerScore.customer_id, ids, postgres=pg)
             )
         ).all()
     )
     changes: dict[str, list[tuple[datetime, str]]] = {}
     for customer_id, at, status in conn.execute(
         select(StatusChange.customer_id, StatusChange.at, StatusChange.status).where(
-            StatusChange.customer_id.in_(ids)  # type: ignore[attr-defined]
+            one_of(StatusChange.customer_id, ids, postgres=pg)
         )
     ):
         changes.setdefault(customer_id, []).append((as_utc(at), status))
@@ -131,7 +136,7 @@ def load_facts(conn: Connection, ids: Sequence[str]) -> Iterator[tuple[CustomerF
     for r in conn.execute(
         select(
             Alert.customer_id, Alert.reason, Alert.first_triggered_at, Alert.rule_id, Alert.outcome, Alert.control
-        ).where(Alert.customer_id.in_(ids))  # type: ignore[attr-defined]
+        ).where(one_of(Alert.customer_id, ids, postgres=pg))
     ):
         alerts.setdefault(r.customer_id, []).append(
             AlertFact(r.customer_id, r.reason, as_utc(r.first_triggered_at), r.rule_id, r.outcome, bool(r.control))
@@ -185,7 +190,7 @@ def total_keys(row: Row) -> Iterator[tuple[str, str, str, int, int, int]]:
 def _stored(conn: Connection, ids: Sequence[str]) -> dict[str, list[Row]]:
     columns = (F.c.customer_id, F.c.measure, F.c.rule, F.c.tier, F.c.segment, F.c.lo, F.c.t, F.c.u, F.c.value)
     found: dict[str, list[Row]] = {}
-    for r in conn.execute(select(*columns).where(F.c.customer_id.in_(ids))):
+    for r in conn.execute(select(*columns).where(one_of(F.c.customer_id, ids, postgres=_postgres(conn)))):
         found.setdefault(r.customer_id, []).append((*r[:5], as_utc(r[5]), as_utc(r[6]), as_utc(r[7]), int(r[8])))
     return found
 
@@ -220,16 +225,21 @@ def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta) -> None:
                 delta.subtract(total_keys(row))
             for row in fresh.get(i, []):
                 delta.update(total_keys(row))
-        conn.execute(delete(F).where(F.c.customer_id.in_(changed)))
+        conn.execute(delete(F).where(one_of(F.c.customer_id, changed, postgres=_postgres(conn))))
         _insert_rows(conn, [row for i in changed for row in fresh.get(i, [])])
         add_totals(conn, delta)
 
 
+_FACT_COLUMNS = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")
+
+
 def _insert_rows(conn: Connection, rows: Iterable[Row]) -> None:
-    names = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")
-    values = [dict(zip(names, row, strict=True)) for row in rows]
+    values = [dict(zip(_FACT_COLUMNS, row, strict=True)) for row in rows]
     for chunk in chunks(values, IN_CHUNK):
-        conn.execute(F.insert(), list(chunk))
+        if _postgres(conn):  # one statement text for any number of rows (servicekit.sql.insert_from_arrays)
+            conn.execute(insert_from_arrays(F, _FACT_COLUMNS), column_arrays(F, _FACT_COLUMNS, chunk))
+        else:
+            conn.execute(F.insert(), list(chunk))
 
 
 def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, int]]) -> None:
@@ -240,10 +250,18 @@ def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, i
         conn.execute(_add_total_sqlite(), values)
         return
     for chunk in chunks(values, IN_CHUNK // 2):
-        statement = _insert(conn)(T).values(list(chunk))
-        conn.execute(
-            statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n})
-        )
+        if _postgres(conn):  # one statement text for any number of totals
+            statement = insert_from_arrays(T, _TOTAL_COLUMNS)
+            conn.execute(_add_on_conflict(statement), column_arrays(T, _TOTAL_COLUMNS, chunk))
+        else:
+            conn.execute(_add_on_conflict(_insert(conn)(T).values(list(chunk))))
+
+
+_TOTAL_COLUMNS = (*TOTAL_KEY, "n")
+
+
+def _add_on_conflict(statement: Any) -> Any:
+    return statement.on_conflict_do_update(index_elements=list(TOTAL_KEY), set_={"n": T.c.n + statement.excluded.n})
 
 
 @cache

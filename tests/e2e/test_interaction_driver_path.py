@@ -197,7 +197,14 @@ async def test_a_driver_error_is_sqlalchemys_error(pair: tuple[Side, Side]):
     driver, _ = pair
     database = driver.database
     table = KnownCustomer.__table__  # type: ignore[attr-defined]
-    row = {"customer_id": "c-1", "version": 1, "erased": False, "owner_known": False, "updated_at": datetime.now(UTC)}
+    row = {
+        "customer_id": "c-1",
+        "version": 1,
+        "erased": False,
+        "owner_known": False,
+        "profile_known": False,
+        "updated_at": datetime.now(UTC),
+    }
     duplicate = insert(table).values({name: bindparam(name) for name in row}).returning(table.c.customer_id)
     errors = []
     with pytest.raises(Exception) as through_sqlalchemy:

@@ -23,15 +23,12 @@ import os
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from importlib import import_module
 from typing import Any
 
 from bench.cacheprobe import probe_line, pymalloc_mib, trim
-from bench.consumer_path import CUSTOMERS, SERVICES, _record, apply, stream
+from bench.consumer_path import CUSTOMERS, SERVICES, _record, apply, service_consumer, stream
 from bench.infra import rss_mib
 from contracts.customer import CustomerCreated
-from servicekit.db import Database
-from servicekit.inbox.consumer import EventConsumer
 from servicekit.migrations import upgrade
 from servicekit.runner import freeze_startup_objects
 from servicekit.settings import REPO_ROOT
@@ -60,12 +57,7 @@ def where(phase: str, started: float) -> dict[str, Any]:
 
 
 async def phases(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
-    settings_module = import_module(f"services.{args.service}.settings")
-    settings = getattr(settings_module, f"{args.service.capitalize()}Settings")(database_url=url)
-    spec = import_module(f"services.{args.service}.main").SPEC
-    components = spec.load_components()
-    database = Database(url, source=f"/crm/{args.service}")
-    consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
+    database, consumer = service_consumer(args.service, url)
     freeze_startup_objects()  # as the service's process does once started
     start = datetime.now(UTC) - timedelta(days=1)
     customers = [

@@ -157,18 +157,24 @@ def pg_ctl(command: str, service: str, port: int = PG_PORT) -> None:
     subprocess.run(["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), command], check=True, env=env)
 
 
+def service_consumer(service: str, url: str) -> tuple[Database, EventConsumer]:
+    """The service's consumer on url, built as its consumer process builds it (its settings, handlers and
+    batch hook)."""
+    settings_module = import_module(f"services.{service}.settings")
+    settings = getattr(settings_module, f"{service.capitalize()}Settings")(database_url=url)
+    spec = import_module(f"services.{service}.main").SPEC
+    components = spec.load_components()
+    database = Database(url, source=f"/crm/{service}")
+    return database, EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
+
+
 async def apply(consumer: EventConsumer, records: list[ConsumerRecord], batch: int) -> None:
     for start in range(0, len(records), batch):
         await consumer.apply_batch([consumer.decode(r) for r in records[start : start + batch]])
 
 
 async def measure(args: argparse.Namespace, url: str) -> None:
-    settings_module = import_module(f"services.{args.service}.settings")
-    settings = getattr(settings_module, f"{args.service.capitalize()}Settings")(database_url=url)
-    spec = import_module(f"services.{args.service}.main").SPEC
-    components = spec.load_components()
-    database = Database(url, source=f"/crm/{args.service}")
-    consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
+    database, consumer = service_consumer(args.service, url)
     if not args.no_gc_freeze:
         freeze_startup_objects()  # as the service's process does once started (servicekit.runner)
     async with database.engine.connect() as conn:

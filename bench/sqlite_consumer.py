@@ -29,10 +29,8 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bench.consumer_path import CUSTOMERS, SERVICES, _record, apply, stream
+from bench.consumer_path import CUSTOMERS, SERVICES, _record, apply, service_consumer, stream
 from contracts.customer import CustomerCreated
-from servicekit.db import Database
-from servicekit.inbox.consumer import EventConsumer
 from servicekit.migrations import upgrade
 from servicekit.runner import freeze_startup_objects
 
@@ -42,12 +40,7 @@ def log(message: str) -> None:
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    settings_module = import_module(f"services.{args.service}.settings")
-    settings = getattr(settings_module, f"{args.service.capitalize()}Settings")(database_url=url)
-    spec = import_module(f"services.{args.service}.main").SPEC
-    components = spec.load_components()
-    database = Database(url, source=f"/crm/{args.service}")
-    consumer = EventConsumer(database, settings, components.handlers, spec.consumes, components.before_batch)
+    database, consumer = service_consumer(args.service, url)
     freeze_startup_objects()  # as the service's process does once started (servicekit.runner)
     start = datetime.now(UTC) - timedelta(days=1)
     customers = [

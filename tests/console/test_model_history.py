@@ -1,6 +1,6 @@
 """The analyst's model history in a real browser against the real platform: rolling back to an earlier churn
-model from the console, and the roles that may not (the control is not theirs, and the API refuses them
-activation and deactivation)."""
+model from the console and then switching churn models off (back to the rules), and the roles that may not
+(the control is not theirs, and the API refuses them activation and deactivation)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ async def _back_to_the_rules(gateway: httpx.AsyncClient) -> None:
     """No churn model active (POST /models/churn/deactivate), and every customer rescored by the rules."""
     response = await gateway.post("/api/v1/models/churn/deactivate")
     assert response.status_code == 200, response.text
-    job_id = response.json()["id"]
+    await _rescored_by_the_rules(gateway, response.json()["id"])
 
+
+async def _rescored_by_the_rules(gateway: httpx.AsyncClient, job_id: str) -> None:
     async def rescored() -> dict[str, Any] | None:
         body: dict[str, Any] = (await gateway.get(f"/api/v1/jobs/{job_id}")).json()
         return body if body["status"] in ("succeeded", "failed") else None
@@ -72,13 +74,25 @@ async def test_an_analyst_rolls_back_to_an_earlier_churn_model_from_the_history(
         assert shown_auc == pytest.approx(metrics["roc_auc"], abs=0.0005 + 1e-9)
         assert await _active_churn_model(gateway) == earlier
         await screenshot(page, "analyst-model-rolled-back")
+
+        # Then no model at all: the rules score churn risk again, and every customer is rescored.
+        await earlier_row.get_by_role("button", name=f"Switch off {earlier} and score churn risk by the rules").click()
+        notice = history.locator("p[role=status][data-job]")
+        await notice.wait_for()
+        assert "rescored by the rules" in await notice.inner_text()
+        await _rescored_by_the_rules(gateway, str(await notice.get_attribute("data-job")))
+        assert await _active_churn_model(gateway) is None
+        await earlier_row.get_by_role("button", name=f"Make active: {earlier}").wait_for()
+        assert await history.get_by_text("Active", exact=True).count() == 0
+        await page.get_by_text("No churn model is active: the rules score churn risk").wait_for()
+        await screenshot(page, "analyst-model-rules-again")
         await context.close()
     finally:
         # Later tests, in whatever order they run, score with what was active before: that version again,
         # or on a fresh platform the rules (the versions this test trained stay in the history).
         if before is not None:
             assert (await gateway.post(f"/api/v1/models/{before}/activate")).status_code == 200
-        else:
+        elif await _active_churn_model(gateway) is not None:
             await _back_to_the_rules(gateway)
 
 

@@ -14,6 +14,8 @@ export function Analyst() {
   const [models, setModels] = useState<Model[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [activated, setActivated] = useState<string | null>(null);
+  // The rescore job started when the analyst went back to the rules.
+  const [rulesJob, setRulesJob] = useState<string | null>(null);
 
   async function load() {
     try {
@@ -30,9 +32,25 @@ export function Analyst() {
   async function activate(model: Model) {
     setError(null);
     setActivated(null);
+    setRulesJob(null);
     try {
       unwrap(await api.POST("/api/v1/models/{model_id}/activate", { params: { path: { model_id: model.id } } }));
       setActivated(model.id);
+      await load();
+    } catch (exc) {
+      setError((exc as Error).message);
+    }
+  }
+
+  // No churn model active: churn risk comes from the rules again (a model that misbehaves is switched off
+  // without picking another); every customer is rescored.
+  async function backToRules() {
+    setError(null);
+    setActivated(null);
+    setRulesJob(null);
+    try {
+      const job = unwrap(await api.POST("/api/v1/models/churn/deactivate", {}));
+      setRulesJob(job.id);
       await load();
     } catch (exc) {
       setError((exc as Error).message);
@@ -48,6 +66,7 @@ export function Analyst() {
       <ErrorNote message={error} />
       {models === null && !error && <p>{t("loading")}</p>}
       {models !== null && !active && <p>{t("noModel")}</p>}
+      {active && !active.active && <p class="notice">{t("rulesActive")}</p>}
       {active && (
         <div class="grid">
           <Section title={`${t("modelTitle")}: ${active.algorithm}`} id="quality-title">
@@ -147,6 +166,11 @@ export function Analyst() {
               {t("nowActive", { id: activated })}
             </p>
           )}
+          {rulesJob && (
+            <p class="notice" role="status" data-job={rulesJob}>
+              {t("nowRules")}
+            </p>
+          )}
           <div class="table-wrap">
             <table>
               <thead>
@@ -173,7 +197,12 @@ export function Analyst() {
                       <td>{formatNumber(language, q.brier, 3)}</td>
                       <td>
                         {m.active ? (
-                          <strong>{t("active")}</strong>
+                          <>
+                            <strong>{t("active")}</strong>{" "}
+                            <button type="button" aria-label={t("deactivateModel", { id: m.id })} onClick={backToRules}>
+                              {t("deactivate")}
+                            </button>
+                          </>
                         ) : (
                           <button
                             type="button"

@@ -123,6 +123,13 @@ class ServiceSettings(BaseSettings):
     # are retried without limit instead).
     consumer_max_attempts: int = Field(3, ge=1)
     consumer_retry_backoff_s: float = Field(0.2, ge=0)  # pause before retry n is n times this
+    # This service's consumer's fetch wait and minimum, over KAFKA_CONSUMER_FETCH_WAIT_MS and
+    # KAFKA_CONSUMER_FETCH_MIN_BYTES (unset: those). A consumer on a path someone waits for (a complaint
+    # becoming an alert) fetches with a short wait, while bulk consumers keep gathering: the wait is
+    # latency added per hop, and under a trickle the fetch of a partition just handed over queues
+    # behind the one already at the broker, so an event can wait up to twice this.
+    consumer_fetch_wait_ms: int | None = Field(None, ge=0)
+    consumer_fetch_min_bytes: int | None = Field(None, ge=1)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
@@ -144,6 +151,18 @@ class ServiceSettings(BaseSettings):
     def default_secrets(self) -> list[str]:
         """The names of the service's own secrets still at their development default (warned about)."""
         return []
+
+    def consumer_kafka(self) -> KafkaSettings:
+        """The broker settings this service's consumer fetches with: KAFKA_*, with its own overrides."""
+        overrides = {
+            name: value
+            for name, value in (
+                ("consumer_fetch_wait_ms", self.consumer_fetch_wait_ms),
+                ("consumer_fetch_min_bytes", self.consumer_fetch_min_bytes),
+            )
+            if value is not None
+        }
+        return self.kafka.model_copy(update=overrides) if overrides else self.kafka
 
     @property
     def consumer_group(self) -> str:

@@ -125,10 +125,10 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = Field(0.2, ge=0)  # pause before retry n is n times this
     # This service's consumer's fetch wait, over KAFKA_CONSUMER_FETCH_WAIT_MS (unset: that one), so a
     # consumer on a path someone waits for (complaint -> alert: retention) can fetch with a short wait
-    # while bulk consumers keep gathering. The wait is latency per hop, up to twice over under a trickle
-    # (a partition just handed over waits for the fetch already at the broker); each fetch that returns
-    # is a batch, and a batch costs the consumer and PostgreSQL a fixed CPU whatever its size, so a
-    # shorter wait costs CPU per second (docs/performance/2026-12-07-latency-5.md).
+    # while bulk consumers keep gathering. The wait is latency per hop (twice over when a batch takes
+    # longer than aiokafka's 100 ms prefetch backoff); each fetch that returns is a batch, and a batch
+    # costs the consumer and PostgreSQL a fixed CPU whatever its size (retention: ~22 ms), so a shorter
+    # wait costs CPU per second (docs/performance/2026-12-07-latency-5.md).
     consumer_fetch_wait_ms: int | None = Field(None, ge=0)
     # This service's consumer's fetch minimum, over KAFKA_CONSUMER_FETCH_MIN_BYTES (unset: that one).
     consumer_fetch_min_bytes: int | None = Field(None, ge=1)

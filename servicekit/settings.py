@@ -123,6 +123,15 @@ class ServiceSettings(BaseSettings):
     # are retried without limit instead).
     consumer_max_attempts: int = Field(3, ge=1)
     consumer_retry_backoff_s: float = Field(0.2, ge=0)  # pause before retry n is n times this
+    # This service's consumer's fetch wait, over KAFKA_CONSUMER_FETCH_WAIT_MS (unset: that one), so a
+    # consumer on a path someone waits for (complaint -> alert: retention) can fetch with a short wait
+    # while bulk consumers keep gathering. The wait is latency per hop (twice over when a batch takes
+    # longer than aiokafka's 100 ms prefetch backoff); each fetch that returns is a batch, and a batch
+    # costs the consumer and PostgreSQL a fixed CPU whatever its size (retention: ~22 ms), so a shorter
+    # wait costs CPU per second (docs/performance/2026-12-07-latency-5.md).
+    consumer_fetch_wait_ms: int | None = Field(None, ge=0)
+    # This service's consumer's fetch minimum, over KAFKA_CONSUMER_FETCH_MIN_BYTES (unset: that one).
+    consumer_fetch_min_bytes: int | None = Field(None, ge=1)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
@@ -144,6 +153,18 @@ class ServiceSettings(BaseSettings):
     def default_secrets(self) -> list[str]:
         """The names of the service's own secrets still at their development default (warned about)."""
         return []
+
+    def consumer_kafka(self) -> KafkaSettings:
+        """The broker settings this service's consumer fetches with: KAFKA_*, with its own overrides."""
+        overrides = {
+            name: value
+            for name, value in (
+                ("consumer_fetch_wait_ms", self.consumer_fetch_wait_ms),
+                ("consumer_fetch_min_bytes", self.consumer_fetch_min_bytes),
+            )
+            if value is not None
+        }
+        return self.kafka.model_copy(update=overrides) if overrides else self.kafka
 
     @property
     def consumer_group(self) -> str:

@@ -109,8 +109,9 @@ class EventConsumer(BatchApplier):
                 await self._stop()
 
     async def _consume(self) -> None:
+        kafka = self.settings.consumer_kafka()
         consumer = make_consumer(
-            self.settings.kafka,
+            kafka,
             *self.topics,
             group_id=self.group,
             client_id=f"{self.service}-consumer",
@@ -120,7 +121,6 @@ class EventConsumer(BatchApplier):
         await consumer.start()
         self.connected = True
         log.info("consumer started", extra={"topics": self.topics, "group": self.group})
-        kafka = self.settings.kafka
         last_records_at, idle = time.monotonic(), False
         while True:
             # Wake no later than pending offsets fall due, so a lull does not leave them uncommitted.

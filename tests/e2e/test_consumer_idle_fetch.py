@@ -68,3 +68,50 @@ async def test_an_idle_consumer_long_polls_and_the_first_event_after_the_lull_is
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_service_fetch_wait_is_what_its_consumer_fetches_with_before_and_after_a_lull(
+    infrastructure: None, scratch_database: Database
+):
+    topic = f"test.wait.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+
+    kafka = KafkaSettings(bootstrap_servers=KAFKA, consumer_idle_after_s=0.5, consumer_fetch_wait_ms=100)
+    settings = ServiceSettings(
+        name="wait-test",
+        database_url=scratch_database.url,
+        kafka=kafka,
+        consumer_fetch_wait_ms=7,
+        consumer_fetch_min_bytes=2048,
+    )
+    applied: list[str] = []
+
+    async def remember(session: AsyncSession, event: Received[Any]) -> None:
+        applied.append(event.data.customer_id)
+
+    consumer = EventConsumer(scratch_database, settings, {CustomerCreated.event_type: remember}, [topic])
+    task = asyncio.create_task(consumer.run())
+    producer = make_producer(kafka, client_id="wait-test")
+    await producer.start()
+    try:
+
+        def fetch() -> tuple[int, int] | None:
+            fetcher = getattr(consumer._consumer, "_fetcher", None)
+            return None if fetcher is None else (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms)
+
+        await _eventually(lambda: fetch() is not None)
+        await _eventually(lambda: fetch() == (1, kafka.consumer_idle_fetch_wait_ms))  # idle: long polls
+        data = CustomerCreated(customer_id="c-wait", kind="person", status="active", created_at=datetime.now(UTC))
+        await producer.send_and_wait(topic, CloudEvent.wrap(data, source="/crm/test").to_json(), key=b"c-wait")
+        await _eventually(lambda: applied == ["c-wait"])
+        assert fetch() == (2048, 7)  # the service's own, not KAFKA_CONSUMER_FETCH_WAIT_MS
+    finally:
+        await producer.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

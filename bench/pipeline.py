@@ -35,6 +35,8 @@ buffers RSS would count once per backend); CPU seconds per process per phase fro
 One run prints one report and writes it as JSON to .state/bench/pipeline.json. The machine is whatever
 runs it: the report names its cores and load average. `--state-dir`, `--kafka-port`, `--pg-port` and
 `--port-offset` put the private infrastructure and the platform elsewhere, so two checkouts can run it at once.
+`--profile DIR` runs every platform process under cProfile (CPU clock, bench.profiled) and writes
+``DIR/<process>.prof`` when it stops: the whole run, start-up included, and CPU inflated by the profiler.
 """
 
 from __future__ import annotations

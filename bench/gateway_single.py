@@ -41,7 +41,8 @@ class Answer(asyncio.Protocol):
         self.buffer += data
         while b"\\r\\n\\r\\n" in self.buffer:
             head, rest = self.buffer.split(b"\\r\\n\\r\\n", 1)
-            length = next((int(l.split(b":")[1]) for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length")), 0)
+            lines = [l for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length")]
+            length = int(lines[0].split(b":")[1]) if lines else 0
             if len(rest) < length: return
             self.buffer = rest[length:]
             self.transport.write(ANSWER)

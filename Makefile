@@ -107,7 +107,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: bench-api-single bench-single-http bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
+.PHONY: bench-api-single bench-gateway-single bench-single-http bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -144,6 +144,9 @@ bench-reports: install  ## every report over 100,000 customers / 1,000,000 inter
 bench-api-single: install  ## one POST /interactions in process: as it runs vs the session path vs the framework path vs the floor, CPU ms, ratio, statements
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.api_single
+
+bench-gateway-single: install  ## the gateway's own CPU per proxied POST /api/v1/interactions, in process, against a bare upstream
+	$(BIN)/python -m bench.gateway_single
 
 bench-single-http: install  ## single posts through the gateway to the interaction API on PostgreSQL: CPU ms per request per process, transactions
 	bash deploy/postgres.sh install

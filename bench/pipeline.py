@@ -35,6 +35,8 @@ buffers RSS would count once per backend); CPU seconds per process per phase fro
 One run prints one report and writes it as JSON to .state/bench/pipeline.json. The machine is whatever
 runs it: the report names its cores and load average. `--state-dir`, `--kafka-port`, `--pg-port` and
 `--port-offset` put the private infrastructure and the platform elsewhere, so two checkouts can run it at once.
+`--profile DIR` runs every platform process under cProfile (CPU clock, bench.profiled) and writes
+``DIR/<process>.prof`` when it stops: the whole run, start-up included, and CPU inflated by the profiler.
 """
 
 from __future__ import annotations
@@ -824,6 +826,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in range(2, count + 1):
             name = f"{first.name}-{n}"
             platform.specs[name] = another_instance(first, name, first.port + 50 * (n - 1))
+    if args.profile is not None:
+        profile_processes(platform, args.profile)
     latency_total = sum(int(r * args.latency_seconds) for r in args.latency_rates)
     report: dict[str, Any] = {
         **report_start(args.layout),
@@ -910,6 +914,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         platform.stop_all()
     return report
+
+
+def profile_processes(platform: Platform, into: Path) -> None:
+    """Run every platform process under cProfile (CPU clock, bench.profiled): ``<into>/<process>.prof``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for spec in platform.specs.values():
+        assert spec.argv[1] == "-m", spec.argv
+        spec.argv = [spec.argv[0], "-m", "bench.profiled", str(into.resolve() / f"{spec.name}.prof"), *spec.argv[2:]]
 
 
 def _extra_env(args: argparse.Namespace) -> dict[str, str]:
@@ -1028,6 +1040,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-port", type=int, help=f"PostgreSQL's port (default {INFRA.pg_port})")
     parser.add_argument("--port-offset", type=int, help=f"added to every service's and the gateway's port; they "
                         f"must stay under 32768 (default {INFRA.port_offset})")  # fmt: skip
+    parser.add_argument("--profile", type=Path, help="write a CPU profile of each platform process to this folder "
+                        "(cProfile inflates CPU: take the shares, not the figures)")  # fmt: skip
     parser.add_argument("--observe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.layout == "combined" and args.consumers:

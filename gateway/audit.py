@@ -11,6 +11,7 @@ request id. Admins read it at GET /api/v1/audit.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.keys import GatewayTable
-from gateway.routes import API_PREFIX, WILDCARD
+from gateway.routes import API_PREFIX, MEMO_MAX_PATH, WILDCARD
 from gateway.upstream import current_request_id
 from servicekit.db import Database
 from servicekit.pagination import DEFAULT_PAGE, Limit
@@ -121,6 +122,16 @@ _ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 def audited(method: str, path: str) -> tuple[Audited, str | None] | None:
     """The audit rule for a request on a decoded path, with the object id the path names; None if none."""
+    # Remembered per process for the paths clients repeat (the rules are scanned one by one).
+    return _audited_memo(method, path) if len(path) <= MEMO_MAX_PATH else _audited(method, path)
+
+
+@functools.lru_cache(maxsize=2048)
+def _audited_memo(method: str, path: str) -> tuple[Audited, str | None] | None:
+    return _audited(method, path)
+
+
+def _audited(method: str, path: str) -> tuple[Audited, str | None] | None:
     if not path.startswith(API_PREFIX + "/"):
         return None
     segments = path[len(API_PREFIX) + 1 :].rstrip("/").split("/")

@@ -22,8 +22,9 @@ answers 404. The upstream request carries the canonical path re-encoded one way 
 
 from __future__ import annotations
 
+import functools
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,6 +38,9 @@ _FORBIDDEN = frozenset("/\\%;") | frozenset(chr(c) for c in range(0x20)) | {"\x7
 # Left as they are when re-encoding: unreserved characters and the sub-delimiters a path may carry raw.
 _SAFE = "-._~!$&'()*+,=:@"
 STATE_KEY = "canonical_path"
+# Paths up to this long are canonicalized once per process (a bounded LRU of the recent ones): a client
+# sends the same few paths again and again, and the work showed in the gateway's profile per request.
+_MEMO_MAX_LENGTH = 256
 
 
 class NonCanonicalPath(ValueError):
@@ -50,20 +54,26 @@ class NonCanonicalPath(ValueError):
 @dataclass(frozen=True, slots=True)
 class CanonicalPath:
     segments: tuple[str, ...]  # decoded; empty for "/"
+    # Both spellings computed once (each request reads them several times):
+    path: str = field(init=False)  # decoded, as ASGI's ``scope["path"]``
+    encoded: str = field(init=False)  # percent-encoded one way, as ASGI's ``raw_path`` and as sent upstream
 
-    @property
-    def path(self) -> str:
-        """Decoded, as ASGI's ``scope["path"]``."""
-        return "/" + "/".join(self.segments)
-
-    @property
-    def encoded(self) -> str:
-        """Percent-encoded one way, as ASGI's ``raw_path`` and as sent upstream."""
-        return "/" + "/".join(quote(s, safe=_SAFE) for s in self.segments)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", "/" + "/".join(self.segments))
+        object.__setattr__(self, "encoded", "/" + "/".join(quote(s, safe=_SAFE) for s in self.segments))
 
 
 def canonicalize(raw: str) -> CanonicalPath:
     """The canonical form of a raw request path (no query string); raises NonCanonicalPath."""
+    return _canonicalize_memo(raw) if len(raw) <= _MEMO_MAX_LENGTH else _canonicalize(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonicalize_memo(raw: str) -> CanonicalPath:
+    return _canonicalize(raw)  # a refusal raises, and is not remembered
+
+
+def _canonicalize(raw: str) -> CanonicalPath:
     if not raw.startswith("/"):
         raise NonCanonicalPath("The path must start with '/'.")
     if any(not ("\x21" <= ch <= "\x7e") for ch in raw):

@@ -189,6 +189,11 @@ class Proxy:
             response = await self.forward(scope, receive, public_path, resolved)
         except Problem as exc:
             response = render_problem(exc)
+        except ClientDisconnect:
+            # The client went away before its body arrived (e.g. its own timeout under overload): nobody to
+            # answer and nothing forwarded. Not an error: logging a traceback each time cost the gateway CPU
+            # exactly when it had least to spare.
+            return
         await response(scope, receive, send)
 
     async def forward(self, scope: Scope, receive: Receive, public_path: str, resolved: Resolved) -> Response:

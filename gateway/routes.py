@@ -8,6 +8,7 @@ for roles limited to their own customers (agent, manager), how the gateway narro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -17,6 +18,9 @@ API_PREFIX = "/api/v1"
 # Paths the gateway answers itself (composed views) rather than forwarding.
 GATEWAY = "gateway"
 WILDCARD = "*"
+# Lookups in the default tables for paths up to this long are remembered per process (a bounded LRU): the
+# tables are scanned rule by rule, several times per request, and that showed in the gateway's profile.
+MEMO_MAX_PATH = 256
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,17 @@ def resolve(path: str, routes: tuple[Route, ...] = ROUTES) -> Resolved | None:
     A trailing slash is dropped so ``/api/v1/customers/`` reaches ``/customers`` instead of being
     redirected by the service to its own (internal) address.
     """
+    if routes is ROUTES and len(path) <= MEMO_MAX_PATH:
+        return _resolve_memo(path)
+    return _resolve(path, routes)
+
+
+@functools.lru_cache(maxsize=2048)
+def _resolve_memo(path: str) -> Resolved | None:
+    return _resolve(path, ROUTES)
+
+
+def _resolve(path: str, routes: tuple[Route, ...]) -> Resolved | None:
     if not path.startswith(API_PREFIX + "/"):
         return None
     rest = path[len(API_PREFIX) + 1 :].rstrip("/")
@@ -360,6 +375,17 @@ def is_public(method: str, path: str) -> bool:
 
 def permission_for(method: str, path: str, rules: tuple[Permission, ...] = PERMISSIONS) -> Permission | None:
     """The rule governing ``method`` on a public path (``/api/v1/...``), or None if none does."""
+    if (rules is PERMISSIONS or rules is PUBLIC) and len(path) <= MEMO_MAX_PATH:
+        return _permission_memo(method, path, rules is PUBLIC)
+    return _permission_for(method, path, rules)
+
+
+@functools.lru_cache(maxsize=4096)
+def _permission_memo(method: str, path: str, public: bool) -> Permission | None:
+    return _permission_for(method, path, PUBLIC if public else PERMISSIONS)
+
+
+def _permission_for(method: str, path: str, rules: tuple[Permission, ...]) -> Permission | None:
     if not path.startswith(API_PREFIX + "/"):
         return None
     segments = path[len(API_PREFIX) + 1 :].rstrip("/").split("/")

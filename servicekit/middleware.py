@@ -20,6 +20,9 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # Each (method, route, status)'s histogram child, looked up once: prometheus_client's labels()
+        # takes a lock and checks every label per call. Bounded: routes are templates, statuses few.
+        self._latency: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,7 +53,9 @@ class RequestContextMiddleware:
         finally:
             route: Any = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            metrics.HTTP_LATENCY.labels(self.service, scope["method"], path, str(status)).observe(
-                time.perf_counter() - started
-            )
+            key = (scope["method"], path, status)
+            child = self._latency.get(key)
+            if child is None:
+                child = self._latency[key] = metrics.HTTP_LATENCY.labels(self.service, key[0], path, str(status))
+            child.observe(time.perf_counter() - started)
             correlation_id.reset(token)

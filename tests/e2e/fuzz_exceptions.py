@@ -156,10 +156,11 @@ CROSS_FIELD_RULES = (
     _rule(
         "consent preferences",
         "a time-zone name the server's tz database knows (the set differs between tzdata releases); quiet hours "
-        "whose end differs from their start (two values of one object compared)",
+        "whose end differs from their start (two values of one object compared); a channel's `at` not in the "
+        "future by the server's clock",
         paths=r"^/api/v1/customers/[^/]+/consent$",
         methods="PUT",
-        fields="timezone quiet_hours",
+        fields="timezone quiet_hours channels",
         violated=consent_misfit,
     ),
     _rule(

@@ -259,10 +259,17 @@ def _time_zones(value: Any) -> list[str]:
 
 
 def consent_misfit(sent: Sent, lookup: Lookup) -> bool:
-    """A time zone the tz database does not know, or quiet hours that start when they end."""
-    quiet = _body(sent).get("quiet_hours")
+    """A time zone the tz database does not know, quiet hours that start when they end, or a channel's
+    consent given at a time in the future (services/customer/consent/service.py MAX_FUTURE)."""
+    body = _body(sent)
+    quiet = body.get("quiet_hours")
     empty = isinstance(quiet, dict) and quiet.get("start") is not None and quiet.get("start") == quiet.get("end")
-    return empty or unknown_zone(sent, lookup)
+    channels = body.get("channels")
+    limit = datetime.now(UTC) + FUTURE_SKEW - CLOCK_MARGIN
+    future = isinstance(channels, dict) and any(
+        isinstance(c, dict) and (at := _instant(c.get("at"))) is not None and at > limit for c in channels.values()
+    )
+    return empty or future or unknown_zone(sent, lookup)
 
 
 def contact_misfit(sent: Sent, _: Lookup) -> bool:

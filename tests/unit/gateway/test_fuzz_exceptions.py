@@ -148,6 +148,16 @@ CASES = [
         ("quiet_hours",),
     ),
     (
+        "consent preferences",
+        Sent(
+            "PUT",
+            "/api/v1/customers/{customer_id}/consent",
+            body={"channels": {"visit": {"at": "2926-05-29T02:30:35Z"}}},
+        ),
+        Sent("PUT", "/api/v1/customers/{customer_id}/consent", body={"channels": {"visit": {"at": PAST}}}),
+        ("channels.visit.at",),
+    ),
+    (
         "contact value by kind",
         Sent("POST", "/api/v1/customers", body={"name": "A", "contacts": [{"kind": "email", "value": "0"}]}),
         Sent("POST", "/api/v1/customers", body={"name": "A", "contacts": [{"kind": "address", "value": "0"}]}),

@@ -1,8 +1,11 @@
+import asyncio
+import logging
 from typing import Any
 
 import aiohttp
 import httpx
 import orjson
+import pytest
 
 from gateway.settings import GatewaySettings
 from tests.unit.gateway.conftest import StartGateway
@@ -366,3 +369,27 @@ async def test_a_cookie_set_by_a_service_is_never_sent_on_later_requests(
 
     assert "secret-of-the-first-caller" in first.headers["set-cookie"]
     assert "cookie" not in fakes["customer"].seen[-1].headers
+
+
+async def test_a_client_that_leaves_before_its_body_arrives_is_dropped_without_an_error(
+    gateway: httpx.AsyncClient, fakes: dict[str, FakeService], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = httpx.URL(str(gateway.base_url))
+    seen_before = len(fakes["interaction"].seen)
+    _reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        b"POST /api/v1/interactions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+        + f"Authorization: {gateway.headers['authorization']}\r\n".encode()
+        + b'Content-Length: 1000\r\n\r\n{"customer_id": "c-'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the gateway is reading the body now
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.2)
+
+    # Nothing was forwarded, nothing logged as an error (a traceback per leaving client cost CPU under
+    # overload), and the gateway serves the next request as usual.
+    assert len(fakes["interaction"].seen) == seen_before
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert (await gateway.get("/api/v1/scores")).status_code == 200

@@ -74,6 +74,7 @@ class Database:
     ) -> None:
         self.url = url
         self.source = source
+        self.application_name = application_name[:63]  # PostgreSQL keeps 63 bytes of it
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         # JSON columns (scores' factors, alerts' evidence, outbox headers) go through orjson, several times
@@ -92,7 +93,7 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
             if application_name:
                 # Shown in pg_stat_activity: which process holds each server backend (and its memory).
-                kwargs["connect_args"] = {"server_settings": {"application_name": application_name[:63]}}
+                kwargs["connect_args"] = {"server_settings": {"application_name": self.application_name}}
         sqlite_options = engine_options(url) if self.is_sqlite else {}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs, **sqlite_options)
         if self.is_sqlite:

@@ -1,10 +1,15 @@
-"""A consumer's heap trimming: paced by its interval, off at 0, off for good where glibc is missing; and the
-launcher gives the chosen allocator only to processes that consume."""
+"""A consumer's heap trimming: paced by its interval, off at 0, off for good where glibc is missing; the
+launcher gives the chosen allocator only to processes that consume; a pool's connections name their process
+(pg_stat_activity.application_name, which the memory soak groups PostgreSQL's backends by)."""
+
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from runner.launcher import allocator_env
 from servicekit.allocator import TrimPacer, trim_heap
+from servicekit.db import Database
 from servicekit.settings import PlatformSettings
 
 
@@ -68,3 +73,18 @@ def test_the_allocator_goes_to_processes_that_consume(roles: str, expected: dict
 
 def test_no_allocator_setting_leaves_pythons_default() -> None:
     assert allocator_env("consume", PlatformSettings(consumer_pythonmalloc="")) == {}
+
+
+def test_a_postgres_pool_names_its_process_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    import servicekit.db
+
+    seen: dict[str, Any] = {}
+
+    def engine(url: str, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return create_async_engine(url, **kwargs)
+
+    monkeypatch.setattr(servicekit.db, "create_async_engine", engine)
+    database = Database("postgresql+asyncpg://crm@127.0.0.1:1/interaction", application_name="interaction api")
+    assert seen["connect_args"] == {"server_settings": {"application_name": "interaction api"}}
+    assert database.application_name == "interaction api"

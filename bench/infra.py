@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from runner.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec
+from runner.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec, allocator_env
 from servicekit.settings import REPO_ROOT, KafkaSettings
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -125,7 +125,10 @@ class Infra:
             for suffix, roles, offset in LAYOUTS[layout]:
                 specs.append(
                     ProcessSpec(
-                        f"{name}{suffix}", [python, *module, roles, "--port", str(port + offset)], port + offset, env
+                        f"{name}{suffix}",
+                        [python, *module, roles, "--port", str(port + offset)],
+                        port + offset,
+                        env | allocator_env(roles),
                     )
                 )
         gateway_env = {**common, "GATEWAY_PORT": str(GATEWAY_PORT + self.port_offset)}

@@ -24,10 +24,56 @@ _GRAND = re.compile(r"^Grand total: (\d+) bytes")
 
 def private_mib(pid: int) -> float:
     """Memory a process holds for itself (RssAnon: heap and stacks, not shared or file pages), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return resident_mib(Path(f"/proc/{pid}/status").read_text())["anon"]
+
+
+def resident_mib(status: str) -> dict[str, float]:
+    """A /proc/<pid>/status text's resident memory by kind, in MiB: anon (RssAnon, the process's own heap,
+    the figure that shows a leak) and shmem (RssShmem, the pages of shared memory it has touched: for a
+    PostgreSQL server process, the part of shared_buffers it has read or written, which grows towards
+    shared_buffers as the cache fills and is the same memory in every process, so not a leak)."""
+    out = {"anon": 0.0, "shmem": 0.0}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssShmem"):
+            out[key[3:].lower()] = int(value.split()[0]) / 1024
+    return out
+
+
+async def server_processes(infra: Infra) -> dict[int, str]:
+    """Every server process PostgreSQL lists (this monitor's own connection excepted), by pid, labelled:
+    a client backend by its database and the application_name its client gave (each platform process
+    names itself, servicekit.db), any other by its type (autovacuum worker, checkpointer, walwriter...)."""
+    conn = await asyncpg.connect(host="127.0.0.1", port=infra.pg_port, user="postgres", database="postgres")
+    try:
+        rows = await conn.fetch(
+            "SELECT pid, backend_type, datname, application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return {row["pid"]: label(row["backend_type"], row["datname"], row["application_name"]) for row in rows}
+
+
+def label(backend_type: str, database: str | None, application: str | None) -> str:
+    """How the soak groups a PostgreSQL process: 'db <database>: <application>' for a client backend."""
+    if backend_type != "client backend" or database is None:
+        return backend_type
+    return f"db {database}: {application}" if application else f"db {database}"
+
+
+def by_group(labels: dict[int, str], memory: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per label: how many processes, their private memory together and the most shared memory any of them
+    touched (MiB); a process without a label (the postmaster) counts as 'postmaster', one that has exited
+    since it was listed (no memory read) is left out."""
+    out: dict[str, dict[str, float]] = {}
+    for pid, mib in sorted(memory.items()):
+        group = out.setdefault(
+            labels.get(pid, "postmaster"), {"processes": 0, "private_mib": 0.0, "shmem_max_mib": 0.0}
+        )
+        group["processes"] += 1
+        group["private_mib"] = round(group["private_mib"] + mib["anon"], 1)
+        group["shmem_max_mib"] = round(max(group["shmem_max_mib"], mib["shmem"]), 1)
+    return dict(sorted(out.items()))
 
 
 async def client_backends(infra: Infra) -> dict[int, str]:

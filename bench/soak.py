@@ -43,9 +43,10 @@ from bench.infra import (
 )
 from bench.loadgen import Offered, offer
 from bench.memtrace import compare
-from bench.pgmemory import by_database, client_backends, log_contexts, private_mib
+from bench.pgmemory import by_database, by_group, client_backends, log_contexts, resident_mib, server_processes
 from bench.pipeline import percentile
-from bench.soak_probes import ask_trim, print_probes, probe_report, wrap
+from bench.soak_probes import ask_trim, print_pg_groups, print_probes, probe_report, wrap
+from bench.soak_twins import add_twins, consumer_costs, cost_rows, print_costs
 from servicekit.settings import REPO_ROOT
 
 
@@ -65,6 +66,7 @@ def soak_infra(env: dict[str, str]) -> Infra:
 
 INFRA = soak_infra(dict(os.environ))
 KAFKA_HEAP = "-Xms512m -Xmx512m -XX:+AlwaysPreTouch"  # deploy/kafka.sh's -Xmx, fixed (KAFKA_HEAP_OPTS overrides)
+TWIN_HELP = "one more instance of that consumer, in its group, with these settings (repeatable; bench.soak_twins)"
 GROWTH_LIMIT = 0.05  # RSS may grow less than this share between the end of the warm-up and the end
 
 
@@ -91,20 +93,21 @@ async def consumer_lag(run: Run) -> dict[str, float]:
     return lags
 
 
-def sample(run: Run) -> dict[str, float]:
-    """RSS in MiB per watched process at this moment; PostgreSQL as the private memory of its server and
-    backends together (each backend's RSS also counts the shared buffers it has touched, which fill up
-    to shared_buffers as the data grows: a cache, not a leak)."""
+def sample(run: Run, labels: dict[int, str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """RSS in MiB per watched process at this moment; PostgreSQL as the private memory (RssAnon) of its
+    server and backends together. Each backend's RSS also counts the shared buffers it has touched (RssShmem),
+    which fill up to shared_buffers as the data grows: a cache, not a leak, so it is kept apart, per group
+    of server processes (bench.pgmemory.by_group) with their private memory."""
     out: dict[str, float] = {}
     for name, pid in process_pids(run).items():
         with contextlib.suppress(OSError):
             out[name] = round(rss_mib(pid), 1)
-    total = 0.0
+    memory: dict[int, dict[str, float]] = {}
     for pid in postgres_pids(run.infra.state_dir):
         with contextlib.suppress(OSError):  # a backend that has just exited
-            total += private_mib(pid)
-    out["postgresql (private, all backends)"] = round(total, 1)
-    return out
+            memory[pid] = resident_mib(Path(f"/proc/{pid}/status").read_text())
+    out["postgresql (private, all backends)"] = round(sum(m["anon"] for m in memory.values()), 1)
+    return out, by_group(labels, memory)
 
 
 async def sampler(
@@ -117,14 +120,17 @@ async def sampler(
         acked = len(run.acknowledged)
         rate = (acked - last_acked) / (elapsed - last_t) if elapsed > last_t else 0.0
         backends: dict[int, str] = {}
+        labels: dict[int, str] = {}
         dumped: dict[str, Any] = {}
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             backends = await client_backends(run.infra)
+            labels = await server_processes(run.infra)
             if args.probe_every > 0 and elapsed - last_dump >= args.probe_every:
                 # Each backend's memory contexts into the server log, read back after the run.
                 await log_contexts(run.infra, list(backends))
                 last_dump = elapsed
                 dumped = {"pg_dumped_at": time.time(), "pg_backends": backends}
+        rss, pg_groups = sample(run, labels)
         samples.append(
             {
                 "t_s": round(elapsed, 1),
@@ -132,7 +138,9 @@ async def sampler(
                 "acknowledged": acked,
                 "acknowledged_per_s": round(rate, 1),
                 "in_flight": stats.in_flight,
-                "rss_mib": sample(run),
+                "rss_mib": rss,
+                "pg_groups": pg_groups,
+                "pg_shared_touched_mib": max((g["shmem_max_mib"] for g in pg_groups.values()), default=0.0),
                 "consumer_lag": await consumer_lag(run),
                 "pg_by_database": by_database(backends),
             }
@@ -178,6 +186,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     report |= {"minutes": args.minutes, "rate": args.rate, "warmup_minutes": args.warmup}
     report["kafka_heap_opts"] = os.environ.get("KAFKA_HEAP_OPTS")
     platform = INFRA.fresh_platform(layout="split", extra_env=UNTHROTTLED_ENV)
+    report["twins"] = add_twins(platform, args.twin)
     traced = INFRA.state_dir / "memtrace"
     shutil.rmtree(traced, ignore_errors=True)
     for name in {args.trace_memory, *args.probe} - {None}:
@@ -218,9 +227,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 run.scenario = "soak"
                 run.ran.append("soak")
                 soak_started, soak_acked = time.monotonic(), len(run.acknowledged)
+                costs = await consumer_costs(platform, gateway)
                 report["soak_started_at"] = time.time()
                 await asyncio.sleep((args.minutes - args.warmup) * 60)
                 stop_stream.set()
+                report["consumer_costs"] = cost_rows(costs, await consumer_costs(platform, gateway))
                 report["soak_acknowledged_per_s"] = round(
                     (len(run.acknowledged) - soak_acked) / (time.monotonic() - soak_started), 1
                 )
@@ -316,6 +327,7 @@ def print_report(report: dict[str, Any]) -> None:
         for name in sorted(series[-1].get("consumer_lag", {})):
             print(f"| lag {name} | " + " | ".join(f"{s['consumer_lag'].get(name, 0.0):.0f}" for s in series) + " |")
         print("| acknowledged/s | " + " | ".join(f"{s.get('acknowledged_per_s', 0.0):.1f}" for s in series) + " |")
+        print_pg_groups(series)
     print("\n| phase | sent | acked | stored | scored | severe | dup deliv | dup effects | lost |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in report["counts"]:
@@ -332,6 +344,7 @@ def print_report(report: dict[str, Any]) -> None:
         f" missing {summary['alerts_missing']}; drained in {report['drain_s']} s"
     )
     print_probes(report)
+    print_costs(report)
     if "memtrace" in report:
         trace = report["memtrace"]
         print(f"\n{trace['process']} under tracemalloc, marks (t_s, RSS MiB, traced MiB):")
@@ -352,27 +365,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--warmup", type=float, default=None, help="minutes before the RSS baseline (default: a sixth of the run)"
     )
-    parser.add_argument(
-        "--max-in-flight", type=int, default=256, help="unanswered requests at most; beyond it the schedule waits"
-    )
+    parser.add_argument("--max-in-flight", type=int, default=256, help="unanswered requests at most, then it waits")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds the pipeline may take to drain")
     parser.add_argument("--json", type=Path, default=INFRA.state_dir / "soak.json", help="where the report goes")
     parser.add_argument("--trace-memory", metavar="PROCESS", help="that process under tracemalloc")
-    parser.add_argument(
-        "--start-timeout",
-        type=float,
-        default=180.0,
-        help="seconds each process may take to start",
-    )
+    parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds each process may take to start")
+    parser.add_argument("--twin", action="append", default=[], metavar="PROCESS:VAR=VALUE,...", help=TWIN_HELP)
     parser.add_argument("--trace-every", type=float, default=60.0, help="seconds between its snapshots")
     parser.add_argument(
         "--probe", action="append", default=[], metavar="PROCESS", help="that process's statement caches (repeatable)"
     )
-    parser.add_argument(
-        "--probe-every", type=float, default=60.0, help="seconds between probes and PostgreSQL context dumps (0: none)"
-    )
+    parser.add_argument("--probe-every", type=float, default=60.0, help="seconds between probes and PG dumps (0: none)")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and PostgreSQL running")
     args = parser.parse_args(argv)
     if args.warmup is None:

@@ -110,3 +110,24 @@ def print_probes(report: dict[str, Any]) -> None:
                 f"| {r['t_s']:.0f} | {r['backends']} | {r['total_kib']:.0f} | {r['cache_kib']:.0f} |"
                 f" {r['plan_sources']:.0f} | {r['plan_kib']:.0f} |"
             )
+
+
+def print_pg_groups(series: list[dict[str, Any]]) -> None:
+    """PostgreSQL's memory by group of server processes about once a minute: how many processes and their
+    private memory together (the leak-relevant figure), and apart from it the shared buffers touched."""
+    if not series or "pg_groups" not in series[-1]:
+        return
+    print("\nPostgreSQL by server process group, about once a minute: processes / private MiB (RssAnon)")
+    print("| group | " + " | ".join(f"{s['t_s'] / 60:.0f}" for s in series) + " |")
+    print("|---|" + "---:|" * len(series))
+    for name in sorted({g for s in series for g in s.get("pg_groups", {})}):
+        cells = []
+        for s in series:
+            group = s.get("pg_groups", {}).get(name)
+            cells.append(f"{group['processes']:.0f} / {group['private_mib']:.1f}" if group else "-")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(
+        "| shared memory touched, MiB (RssShmem, largest process; shared_buffers filling: a cache, not a leak) | "
+        + " | ".join(f"{s.get('pg_shared_touched_mib', 0.0):.1f}" for s in series)
+        + " |"
+    )

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from servicekit.settings import GATEWAY_PORT, REPO_ROOT, SERVICE_PORTS, state_dir
+from servicekit.settings import GATEWAY_PORT, REPO_ROOT, SERVICE_PORTS, PlatformSettings, state_dir
 
 SERVICES = SERVICE_PORTS  # the services the launcher starts, by default port
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka.sh"
@@ -50,6 +50,15 @@ class Running:
     started_at: float = field(default_factory=time.monotonic)
 
 
+def allocator_env(roles: str, settings: PlatformSettings | None = None) -> dict[str, str]:
+    """The allocator a process starts with (PYTHONMALLOC is read only at start-up, so it goes in the process's
+    environment): CRM_CONSUMER_PYTHONMALLOC for a process whose roles (e.g. "consume", "api,relay", "all")
+    include consuming; nothing otherwise, or when it is empty."""
+    chosen = (settings or PlatformSettings()).consumer_pythonmalloc
+    runs = {role.strip() for role in roles.split(",")}
+    return {"PYTHONMALLOC": chosen} if chosen and runs & {"consume", "all"} else {}
+
+
 def platform_processes(
     *,
     database_urls: Mapping[str, str] | None = None,
@@ -68,6 +77,7 @@ def platform_processes(
             env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{ports['customer']}"
         if name == "retention":  # reads a campaign's audience from the scoring service's segments
             env["RETENTION_SCORING_URL"] = f"http://127.0.0.1:{ports['scoring']}"
+        env.update(allocator_env("all"))
         specs.append(ProcessSpec(name, [python, "-m", f"services.{name}", "all"], port, env))
     gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
     if database_urls and "gateway" in database_urls:  # keys, rate buckets, audit log

@@ -69,9 +69,12 @@ def mark_outbox_written(session: AsyncSession | Session) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, source: str = "", pool_size: int = 20, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, source: str = "", pool_size: int = 20, echo: bool = False, application_name: str = ""
+    ) -> None:
         self.url = url
         self.source = source
+        self.application_name = application_name[:63]  # PostgreSQL keeps 63 bytes of it
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith("postgresql")
         # JSON columns (scores' factors, alerts' evidence, outbox headers) go through orjson, several times
@@ -88,6 +91,9 @@ class Database:
             # connections (a server process forked, statements prepared again) at the busiest moments. A
             # request that finds every connection busy waits for one instead (pool_timeout, 30 s).
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+            if application_name:
+                # Shown in pg_stat_activity: which process holds each server backend (and its memory).
+                kwargs["connect_args"] = {"server_settings": {"application_name": self.application_name}}
         sqlite_options = engine_options(url) if self.is_sqlite else {}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs, **sqlite_options)
         if self.is_sqlite:

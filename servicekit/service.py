@@ -103,7 +103,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     # On only with OTEL_EXPORTER_OTLP_ENDPOINT; before the engine and the HTTP clients exist (they are instrumented).
     tracing.setup(spec.name)
     database = Database(
-        settings.database_url, source=settings.event_source, pool_size=settings.db_pool_size, echo=settings.log_sql
+        settings.database_url,
+        source=settings.event_source,
+        pool_size=settings.db_pool_size,
+        echo=settings.log_sql,
+        application_name=f"{spec.name} {'+'.join(roles)}",
     )
     tracing.instrument_engine(database.engine)
     relay = OutboxRelay(database, settings) if RELAY in roles else None

@@ -82,6 +82,11 @@ class PlatformSettings(BaseSettings):
     # Production mode: a process refuses to start while a secret is a development default or short, a
     # credential would travel in plaintext, or CORS is permissive (docs/security/secrets.md).
     production: bool = False
+    # The allocator of every process that runs a service's consume role, as the launcher starts it
+    # (PYTHONMALLOC, read by Python at start-up): "malloc" puts Python's objects in glibc's heap, whose
+    # free pages <NAME>_CONSUMER_MALLOC_TRIM_INTERVAL_S hands back after a lag burst; "" leaves Python's own
+    # (pymalloc: faster, but it keeps partly used arenas, so a consumer's RSS stays at its high-water mark).
+    consumer_pythonmalloc: Literal["", "malloc", "pymalloc"] = ""
 
 
 class ServiceSettings(BaseSettings):
@@ -132,6 +137,10 @@ class ServiceSettings(BaseSettings):
     consumer_fetch_wait_ms: int | None = Field(None, ge=0)
     # This service's consumer's fetch minimum, over KAFKA_CONSUMER_FETCH_MIN_BYTES (unset: that one).
     consumer_fetch_min_bytes: int | None = Field(None, ge=1)
+    # After a batch, a consumer hands the wholly free pages of its heap back to the operating system
+    # (glibc's malloc_trim, servicekit.allocator) at most this often (0: never). What a lag burst's batches
+    # freed otherwise stays in the process; with CRM_CONSUMER_PYTHONMALLOC=malloc that is most of it.
+    consumer_malloc_trim_interval_s: float = Field(0.0, ge=0)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)

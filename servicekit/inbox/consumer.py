@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from servicekit import metrics
+from servicekit.allocator import TrimPacer
 from servicekit.db import Database
 from servicekit.errors import is_transient
 from servicekit.inbox.applier import BatchApplier
@@ -91,6 +92,7 @@ class EventConsumer(BatchApplier):
         # time.monotonic() of the last offset commit; -inf makes the first one due at once, however
         # recently the host booted (monotonic time starts near zero at boot)
         self._committed_at = float("-inf")
+        self._trim = TrimPacer(settings.consumer_malloc_trim_interval_s)
 
     # ---- the loop ---------------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class EventConsumer(BatchApplier):
                     idle = False
                     set_idle_fetch(consumer, kafka, idle=False)
                 await self._handle_poll(consumer, batches)
+                self._trim.after_batch()  # what the batch freed goes back to the OS (servicekit.allocator)
                 continue
             if self._uncommitted and self._commit_due_in() <= 0:
                 await self._commit(consumer)

@@ -320,7 +320,8 @@ class OutboxRelay:
 
         dsn = self.database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            self._listener = await asyncpg.connect(dsn)
+            named = {"application_name": f"{self.database.application_name} listen"[:63]}
+            self._listener = await asyncpg.connect(dsn, server_settings=named)
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
         except Exception as exc:  # polling still works without it
             log.warning("outbox LISTEN unavailable, polling", extra={"error": repr(exc)})

@@ -3,10 +3,13 @@ the server log, and the statement-cache probe of a process's connections."""
 
 from pathlib import Path
 
+import pytest
+
 from bench.cacheprobe import shape
-from bench.pgmemory import parse_contexts
+from bench.pgmemory import by_group, label, parse_contexts, resident_mib
 from bench.soak import soak_infra
 from bench.soak_probes import contexts_by_round
+from bench.soak_twins import cost_rows, parse_twin, twin_name
 
 _AT = "2026-12-07 09:40:01.100 UTC [4242] postgres@retention LOG:  "
 _FREE = "0 free (0 chunks)"
@@ -69,3 +72,53 @@ def test_dumps_are_summed_per_database_and_round_that_asked_for_them() -> None:
 def test_a_prepared_statement_is_counted_by_its_kind_and_table() -> None:
     assert shape("INSERT INTO outbox (topic, key) SELECT given.topic") == "INSERT INTO outbox"
     assert shape("SELECT DISTINCT enrolment_wakes.customer_id FROM x") == "SELECT DISTINCT enrolment_wakes.customer_id"
+
+
+def test_postgres_memory_splits_private_from_shared_buffers_touched() -> None:
+    status = (
+        "Name:\tpostgres\nVmRSS:\t  150000 kB\nRssAnon:\t    5120 kB\nRssFile:\t   10240 kB\nRssShmem:\t  131072 kB\n"
+    )
+    assert resident_mib(status) == {"anon": 5.0, "shmem": 128.0}
+
+
+def test_postgres_processes_are_grouped_by_database_and_application_or_by_type() -> None:
+    labels = {
+        11: label("client backend", "interaction", "interaction api"),
+        12: label("client backend", "interaction", "interaction api"),
+        13: label("client backend", "retention", ""),
+        14: label("autovacuum worker", "interaction", None),
+    }
+    memory = {
+        10: {"anon": 2.0, "shmem": 1.0},  # the postmaster: not listed by pg_stat_activity
+        11: {"anon": 5.5, "shmem": 40.0},
+        12: {"anon": 5.0, "shmem": 90.0},
+        13: {"anon": 4.0, "shmem": 20.0},
+        14: {"anon": 30.0, "shmem": 60.0},
+    }
+    assert by_group(labels, memory) == {
+        "autovacuum worker": {"processes": 1, "private_mib": 30.0, "shmem_max_mib": 60.0},
+        "db interaction: interaction api": {"processes": 2, "private_mib": 10.5, "shmem_max_mib": 90.0},
+        "db retention": {"processes": 1, "private_mib": 4.0, "shmem_max_mib": 20.0},
+        "postmaster": {"processes": 1, "private_mib": 2.0, "shmem_max_mib": 1.0},
+    }
+
+
+def test_a_twin_consumer_is_named_as_a_consumer_and_gets_the_launchers_allocator() -> None:
+    process, env = parse_twin("retention-consumer:CRM_CONSUMER_PYTHONMALLOC=malloc,RETENTION_X=30")
+    assert process == "retention-consumer"
+    assert env == {"CRM_CONSUMER_PYTHONMALLOC": "malloc", "RETENTION_X": "30", "PYTHONMALLOC": "malloc"}
+    assert twin_name(process) == "retention-twin-consumer"
+
+
+def test_a_twin_without_assignments_is_refused() -> None:
+    with pytest.raises(ValueError, match="PROCESS:VAR=VALUE"):
+        parse_twin("retention-consumer:PYTHONMALLOC")
+
+
+def test_consumer_cost_is_cpu_per_event_handled_between_two_readings() -> None:
+    start = {"a-consumer": {"cpu_s": 10.0, "handled": 1000.0}, "b-consumer": {"cpu_s": 1.0, "handled": 5.0}}
+    end = {"a-consumer": {"cpu_s": 13.0, "handled": 3000.0}, "b-consumer": {"cpu_s": 1.5, "handled": 5.0}}
+    assert cost_rows(start, end) == [
+        {"process": "a-consumer", "events": 2000, "cpu_s": 3.0, "cpu_ms_per_event": 1.5},
+        {"process": "b-consumer", "events": 0, "cpu_s": 0.5, "cpu_ms_per_event": None},
+    ]

@@ -24,7 +24,8 @@ def _paths() -> list[str]:
     """Every rule's pattern with ids filled in, plus paths no rule takes and one too long to remember."""
     patterns = {r.pattern for r in PERMISSIONS} | {r.pattern for r in PUBLIC} | {r.pattern for r in AUDITED}
     patterns |= {r.pattern for r in ROUTES}
-    paths = ["/api/v1/" + "/".join("x-1" if s == "*" else s for s in p) for p in patterns]
+    # Sorted: pytest-xdist's workers must collect the same tests in the same order.
+    paths = sorted("/api/v1/" + "/".join("x-1" if s == "*" else s for s in p) for p in patterns)
     paths += ["/api/v1/nothing", "/api/v1/customers/c-1/", "/elsewhere", "/api/v1/" + "a" * (MEMO_MAX_PATH + 1)]
     return paths
 

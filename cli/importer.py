@@ -178,9 +178,10 @@ class Importer:
             return
         while window.full():
             self._acknowledge(window, checkpoint, outcome, rejects)
-        # References are resolved here, in one thread: the directory is read once, then only looked up.
-        if self.directory is not None and self.directory.ids is None and any("customer_ref" in p.body for p in batch):
-            self.directory.load()
+        # References are resolved here, in one thread (the batch's new ones in one request); the senders'
+        # threads then only look them up.
+        if self.directory is not None:
+            self.directory.prepare(p.body["customer_ref"] for p in batch if "customer_ref" in p.body)
         bodies = [self._resolved(p.body) for p in batch]
         window.submit(batch, through, lambda: self._send(batch, bodies))
 

@@ -4,7 +4,7 @@ per row back), and up to --concurrency batches in flight at once, answered in fi
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +15,8 @@ from cli.import_state import Pending, RowResult
 
 PATHS = {"customers": "/customers/bulk", "interactions": "/interactions/bulk"}
 STATUS_BULK = "/customers/status/bulk"
+RESOLVE = "/customers/resolve"
+RESOLVE_CHUNK = 5000  # references per POST /customers/resolve (the route's limit)
 FALLBACK_CONCURRENCY = 8  # status changes in flight at once where there is no bulk route
 
 
@@ -22,11 +24,35 @@ FALLBACK_CONCURRENCY = 8  # status changes in flight at once where there is no b
 
 
 class Directory:
-    """external_ref -> customer id, read from GET /customers page by page the first time a file needs it."""
+    """external_ref -> customer id, asked of POST /customers/resolve for the references a batch names (each
+    once), or, from a platform without that route, read from GET /customers page by page the first time."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.ids: dict[str, str] | None = None
+        self.ids: dict[str, str] = {}
+        self.unknown: set[str] = set()
+        self.complete = False  # every customer was read (the listing): a reference not in ids is unknown
+
+    def prepare(self, refs: Iterable[str]) -> None:
+        """Learn the ids of these references (those not asked before), a chunk of them per request."""
+        if self.complete:
+            return
+        wanted = sorted({ref for ref in refs if ref not in self.ids and ref not in self.unknown})
+        for start in range(0, len(wanted), RESOLVE_CHUNK):
+            if self.complete:
+                return
+            self._resolve(wanted[start : start + RESOLVE_CHUNK])
+
+    def _resolve(self, refs: list[str]) -> None:
+        response = self.gateway.request("POST", RESOLVE, json={"external_refs": refs})
+        if response.status_code in (404, 405):
+            self.load()  # an older platform: read the whole listing instead
+            return
+        if response.status_code != 200:
+            raise GatewayError(f"POST {RESOLVE} refused: {_describe(response)}")
+        answer = response.json()
+        self.ids.update({item["external_ref"]: item["id"] for item in answer["customers"]})
+        self.unknown.update(answer["unknown"])
 
     def load(self) -> dict[str, str]:
         ids: dict[str, str] = {}
@@ -39,12 +65,13 @@ class Directory:
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        self.ids = ids
+        self.ids, self.complete = ids, True
         return ids
 
     def resolve(self, ref: str) -> str | None:
-        ids = self.ids if self.ids is not None else self.load()
-        return ids.get(ref)
+        if ref not in self.ids and ref not in self.unknown:
+            self.prepare([ref])
+        return self.ids.get(ref)
 
 
 # ---- senders: a batch of bodies in, one result per row out -----------------------------------------------

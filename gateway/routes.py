@@ -214,6 +214,8 @@ PERMISSIONS: tuple[Permission, ...] = tuple(
             _p(POST, "customers", "customers:write", S.BODY_OWNER),
             _p(POST, "customers/bulk", "customers:bulk"),
             _p(POST, "customers/status/bulk", "customers:bulk"),
+            # ids by external reference, for imports that name customers so (the import role has no customers:read)
+            _p(POST, "customers/resolve", "customers:bulk"),
             _p(READ, "customers/*", "customers:read", S.CUSTOMER_PATH, prefix=True),
             _p(PATCH, "customers/*", "customers:write", S.CUSTOMER_PATH),
             _p(DELETE, "customers/*", "customers:erase"),

@@ -4,6 +4,7 @@ from servicekit.service import ServiceComponents
 from services.customer.background import purge_idempotency_keys
 from services.customer.consent.router import router as consent_router
 from services.customer.customers.lookup import router as lookup_router
+from services.customer.customers.refs import router as refs_router
 from services.customer.customers.router import router as customers_router
 from services.customer.erasure.router import router as erasure_router
 from services.customer.handlers import BEFORE_BATCH, HANDLERS
@@ -13,9 +14,11 @@ from services.customer.status.bulk import router as status_bulk_router
 from services.customer.status.router import router as status_router
 
 COMPONENTS = ServiceComponents(
-    # In this order: a fixed path (/customers/lookup, /customers/status/bulk) before /customers/{id}.
+    # In this order: a fixed path (/customers/lookup, /customers/resolve, /customers/status/bulk) before
+    # /customers/{id}.
     routers=[
         lookup_router,
+        refs_router,
         status_bulk_router,
         consent_router,
         points_router,

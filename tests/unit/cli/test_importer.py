@@ -22,12 +22,13 @@ from cli.sources import SourceError, open_source, records
 class Platform:
     """The gateway's bulk routes over an in-memory store keyed like the services key rows."""
 
-    def __init__(self, *, status_bulk: bool = True) -> None:
+    def __init__(self, *, status_bulk: bool = True, resolve: bool = True) -> None:
         self.customers: dict[str, str] = {}  # external_ref -> id
         self.interactions: dict[str, dict] = {}  # external_id -> row
         self.statuses: dict[str, str] = {}  # customer id -> status
         self.requests: list[httpx.Request] = []
         self.status_bulk = status_bulk
+        self.resolve = resolve  # POST /customers/resolve exists (an older platform has only the listing)
         self.busy: list[httpx.Response] = []  # answers to give before the next real one
         self.retryable_once: set[str] = set()  # external_ids rejected as retryable the first time
 
@@ -39,6 +40,11 @@ class Platform:
         if path == "/customers" and request.method == "GET":
             items = [{"id": i, "external_ref": r} for r, i in self.customers.items()]
             return httpx.Response(200, json={"items": items, "total": len(items), "next_cursor": None})
+        if path == "/customers/resolve" and self.resolve:
+            refs = json.loads(request.content)["external_refs"]
+            known = [{"external_ref": r, "id": self.customers[r]} for r in refs if r in self.customers]
+            unknown = [r for r in refs if r not in self.customers]
+            return httpx.Response(200, json={"customers": known, "unknown": unknown})
         if path == "/customers/bulk":
             return self._report(json.loads(request.content)["rows"], self._customer)
         if path == "/interactions/bulk":
@@ -322,6 +328,32 @@ def test_rejected_rows_are_written_once_even_across_a_resume(tmp_path: Path):
     assert len(rejects) == 8
     assert {r["Customer"] for r in rejects} == {"r1", "r2"}
     assert rejects[0]["_error"] == "customer_ref: no customer with external_ref 'r1'"
+
+
+@pytest.mark.parametrize("by_reference", [True, False])
+def test_customer_references_give_the_same_import_by_reference_or_from_the_listing(tmp_path: Path, by_reference: bool):
+    platform = Platform(resolve=by_reference)
+    platform.customers = {"r0": "c1", "r1": "c2"}
+    path = interactions_file(tmp_path, 12, customers=3)  # r2 is unknown to the platform
+    outcome = importer(tmp_path, path, platform, chunk_size=4).run()
+    assert (outcome.created, outcome.rejected) == (8, 4)
+    assert {row["customer_id"] for row in platform.interactions.values()} == {"c1", "c2"}
+    asked = [r.url.path for r in platform.requests if r.url.path != "/api/v1/interactions/bulk"]
+    if by_reference:  # each reference asked once, with the first batch that names it; the listing never read
+        assert asked == ["/api/v1/customers/resolve"]
+        assert json.loads(platform.requests[0].content) == {"external_refs": ["r0", "r1", "r2"]}
+    else:  # no such route: the whole listing, read once
+        assert asked == ["/api/v1/customers/resolve", "/api/v1/customers"]
+
+
+def test_references_are_asked_in_chunks_the_route_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("cli.senders.RESOLVE_CHUNK", 2)
+    platform = Platform()
+    platform.customers = {"r0": "c1", "r1": "c2", "r2": "c3"}
+    outcome = importer(tmp_path, interactions_file(tmp_path, 6, customers=3), platform, chunk_size=10).run()
+    assert outcome.created == 6
+    sent = [json.loads(r.content)["external_refs"] for r in platform.requests if r.url.path.endswith("/resolve")]
+    assert sent == [["r0", "r1"], ["r2"]]
 
 
 # ---- rejects round trip ---------------------------------------------------------------------------------

@@ -50,8 +50,18 @@ async def test_bulk_requests_are_limited_by_rows_not_by_requests(start_gateway: 
 async def test_the_importer_role_may_only_load_data(start_gateway: StartGateway) -> None:
     gateway = await start_gateway(as_role="importer")
     assert (await gateway.post("/api/v1/customers/status/bulk", json=rows(1))).status_code == 200
+    # The ids of the references its files name, without reading customers (crm import's customer_ref).
+    assert (await gateway.post("/api/v1/customers/resolve", json={"external_refs": ["r-1"]})).status_code == 200
     assert (await gateway.get("/api/v1/customers")).status_code == 403
     assert (await gateway.get("/api/v1/alerts")).status_code == 403
+
+
+async def test_agents_and_managers_may_not_resolve_references(start_gateway: StartGateway, fakes) -> None:
+    for role in ("agent", "manager"):
+        gateway = await start_gateway(as_role=role)
+        refused = await gateway.post("/api/v1/customers/resolve", json={"external_refs": ["r-1"]})
+        assert refused.status_code == 403, role
+    assert not [s for s in fakes["customer"].seen if s.path == "/customers/resolve"]
 
 
 async def test_a_service_s_503_or_429_without_retry_after_gets_one(

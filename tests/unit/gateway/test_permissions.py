@@ -56,6 +56,7 @@ def test_owner_scoped_roles_only_hold_permissions_whose_routes_narrow_them_or_to
         ("HEAD", "/api/v1/customers/c-1", "customers:read"),
         ("POST", "/api/v1/customers/bulk", "customers:bulk"),
         ("POST", "/api/v1/customers/status/bulk", "customers:bulk"),
+        ("POST", "/api/v1/customers/resolve", "customers:bulk"),
         ("DELETE", "/api/v1/customers/c-1", "customers:erase"),
         ("GET", "/api/v1/customers/c-1/scores/history", "scores:read"),
         ("GET", "/api/v1/customers/c-1/360", "customers:read"),

@@ -27,16 +27,22 @@ async def _eventually(check: Any, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_an_idle_consumer_long_polls_and_the_first_event_after_the_lull_is_applied(
-    infrastructure: None, scratch_database: Database
-):
-    topic = f"test.idle.{uuid.uuid4().hex[:8]}"
+async def _fresh_topic(prefix: str) -> str:
+    """A new one-partition topic of this test's own."""
+    topic = f"{prefix}.{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
+    return topic
+
+
+async def test_an_idle_consumer_long_polls_and_the_first_event_after_the_lull_is_applied(
+    infrastructure: None, scratch_database: Database
+):
+    topic = await _fresh_topic("test.idle")
 
     kafka = KafkaSettings(bootstrap_servers=KAFKA, consumer_idle_after_s=0.5, consumer_idle_fetch_wait_ms=400)
     settings = ServiceSettings(name="idle-test", database_url=scratch_database.url, kafka=kafka)
@@ -73,13 +79,7 @@ async def test_an_idle_consumer_long_polls_and_the_first_event_after_the_lull_is
 async def test_a_service_fetch_wait_is_what_its_consumer_fetches_with_before_and_after_a_lull(
     infrastructure: None, scratch_database: Database
 ):
-    topic = f"test.wait.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await _fresh_topic("test.wait")
 
     kafka = KafkaSettings(bootstrap_servers=KAFKA, consumer_idle_after_s=0.5, consumer_fetch_wait_ms=100)
     settings = ServiceSettings(

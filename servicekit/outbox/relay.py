@@ -42,6 +42,10 @@ log = logging.getLogger("servicekit.relay")
 
 FAULT_EXIT_BEFORE_PUBLISH = "exit_before_publish"
 _HOUSEKEEPING_EVERY_S = 5.0
+# The backlog gauge counts unpublished rows up to this many. Counting them all every round cost PostgreSQL
+# 84-172 ms at a 950,000-row backlog (a migration-sized import); through the partial index, this many cost
+# a few ms, and past it the gauge reads "at least this many" (docs/observability.md).
+BACKLOG_COUNT_CAP = 100_000
 
 
 class Producer(Protocol):
@@ -254,12 +258,17 @@ class OutboxRelay:
         self._acked = {}
         return list(rows)
 
-    async def backlog(self) -> tuple[int, float]:
-        """Unpublished rows and the age in seconds of the oldest one (0.0 when none wait)."""
+    async def backlog(self, cap: int = BACKLOG_COUNT_CAP) -> tuple[int, float]:
+        """Unpublished rows, counted up to cap, and the age in seconds of the oldest (0.0 when none wait).
+
+        Both read the partial index of unpublished rows in id order, so neither grows with the backlog:
+        the oldest is the lowest id (ids are taken as rows are written, so within a commit's span of it).
+        """
+        waiting = select(OUTBOX.c.id).where(_UNPUBLISHED).order_by(OUTBOX.c.id).limit(cap).subquery()
+        oldest_row = select(OUTBOX.c.created_at).where(_UNPUBLISHED).order_by(OUTBOX.c.id).limit(1)
         async with self.database.sessions() as session:
-            count, oldest = (
-                await session.execute(select(func.count(), func.min(OUTBOX.c.created_at)).where(_UNPUBLISHED))
-            ).one()
+            count = (await session.execute(select(func.count()).select_from(waiting))).scalar_one()
+            oldest = (await session.execute(oldest_row)).scalar() if count else None
         if oldest is None:
             return count, 0.0
         oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)

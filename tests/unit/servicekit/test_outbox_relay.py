@@ -248,3 +248,18 @@ async def test_a_relay_that_waited_a_poll_interval_with_nothing_to_read_marks_by
         with pytest.raises(asyncio.CancelledError):
             await task
     assert [k for _, k in producer.sent] == [b"c-1"]
+
+
+async def test_the_backlog_counts_unpublished_rows_up_to_its_cap_and_ages_the_oldest(database: Database):
+    relay = _relay(database)
+    assert await relay.backlog() == (0, 0.0)
+    await _enqueue(database, "c-1")
+    await asyncio.sleep(0.05)
+    await _enqueue(database, "c-2", "c-3")
+    count, oldest_age_s = await relay.backlog()
+    assert count == 3
+    assert oldest_age_s >= 0.05  # c-1's age, not the newer rows'
+    assert (await relay.backlog(cap=2))[0] == 2  # past the cap: "at least this many"
+    await relay.publish_batch(_Producer())
+    await relay.publish_batch(_Producer())  # the deferred mark rides with the next read
+    assert await relay.backlog() == (0, 0.0)

@@ -34,7 +34,8 @@ class GatewaySettings(BaseSettings):
     # Whole-request budget per upstream call; connect is short so a dead service fails fast.
     timeout_s: float = Field(10.0, gt=0)
     connect_timeout_s: float = Field(2.0, gt=0)  # timeout to open a connection to a service
-    bulk_timeout_s: float = Field(120.0, gt=0)  # budget of a bulk import (`.../bulk`): thousands of rows
+    # Budget of a bulk import (`.../bulk`: thousands of rows), of POST /alerts/evaluate and /customers/resolve.
+    bulk_timeout_s: float = Field(120.0, gt=0)
     # One pool for all services; keep-alive expiry stays under uvicorn's 5 s idle timeout so the
     # gateway drops a connection before the service does (avoids reusing a half-closed socket).
     max_connections: int = Field(200, ge=1)

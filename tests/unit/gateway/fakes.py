@@ -69,6 +69,11 @@ class FakeService:
             await asyncio.sleep(0.5)  # longer than the tests' timeout_s, well inside bulk_timeout_s
             return {"created": 1}
 
+        @app.post("/alerts/evaluate")
+        async def slow_evaluation() -> dict[str, int]:
+            await asyncio.sleep(0.5)  # a page of customers judged: longer than timeout_s, inside bulk_timeout_s
+            return {"evaluated": 1}
+
         @app.post("/customers")
         async def create(request: Request) -> Response:
             payload = await request.json()

@@ -7,6 +7,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.proxy import takes_bulk_budget
 from gateway.settings import GatewaySettings
 from tests.unit.gateway.conftest import StartGateway
 from tests.unit.gateway.fakes import PROBLEM, FakeService, dead_url
@@ -173,6 +174,25 @@ async def test_bulk_imports_get_the_longer_bulk_budget(start_gateway: StartGatew
 
     assert response.status_code == 200, response.text
     assert response.json() == {"created": 1}
+
+
+async def test_a_page_of_alert_evaluation_gets_the_bulk_budget_too(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(timeout_s=0.3, bulk_timeout_s=5)
+
+    response = await gateway.post("/api/v1/alerts/evaluate", params={"limit": 1000})
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"evaluated": 1}
+
+
+def test_only_many_row_work_gets_the_bulk_budget() -> None:
+    assert takes_bulk_budget("/interactions/bulk")
+    assert takes_bulk_budget("/customers/status/bulk")
+    assert takes_bulk_budget("/alerts/evaluate")
+    assert takes_bulk_budget("/customers/resolve")
+    assert not takes_bulk_budget("/customers")
+    assert not takes_bulk_budget("/customers/c-1")
+    assert not takes_bulk_budget("/alerts/evaluate/x")
 
 
 async def test_body_over_the_limit_is_a_413_problem_and_never_reaches_the_service(

@@ -122,3 +122,18 @@ async def _score_updates(database: Database) -> list[dict[str, Any]]:
     async with database.sessions() as session:
         payloads = (await session.execute(select(OUTBOX.c.payload).order_by(OUTBOX.c.id))).scalars().all()
     return [orjson.loads(p)["data"] for p in payloads]
+
+
+def test_new_rows_hold_the_defaults_in_containers_of_their_own():
+    first, second = new_row("c-1"), new_row("c-2")
+    assert (first["customer_id"], second["customer_id"]) == ("c-1", "c-2")
+    assert {k: v for k, v in first.items() if k not in ("customer_id", "updated_at")} == {
+        k: v for k, v in second.items() if k not in ("customer_id", "updated_at")
+    }
+    containers = [name for name, value in first.items() if isinstance(value, list | dict)]
+    assert containers  # purchases, complaints, attributes...
+    for name in containers:
+        assert first[name] is not second[name], name
+    first["recent_purchases"].append({"amount": 1})
+    first["attributes"]["plan"] = "pro"
+    assert new_row("c-3")["recent_purchases"] == [] and new_row("c-3")["attributes"] == {}

@@ -107,7 +107,7 @@ bench: install  ## load, latency and memory benchmark of the whole pipeline on P
 
 bench-sequences: install  ## memory and rate of the sequence engine: 100,000 steps due in the same minute (SQLite)
 	$(BIN)/python -m bench.sequences
-.PHONY: bench-api-single bench-gateway-single bench-single-http bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path
+.PHONY: bench-api-single bench-gateway-single bench-single-http bench-sqlite-queue bench-soak bench-embedded chaos-cluster scaleout bench-scaleout bench-floor console console-api bench-tracing bench-overload bench-import bench-reports bench-sequences bench-status-bulk bench-cdnow-reports bench-console bench-campaign-launch bench-write-path bench-outbox-backlog
 bench-tracing: install  ## CPU per interaction with tracing off vs on at 100% sampling, as a ratio in one run
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.tracing
@@ -128,6 +128,10 @@ bench-console: install  ## every API call of the console's pages over 100,000 cu
 bench-write-path: install  ## the interaction API (single and bulk posts) and its outbox relay in process on PostgreSQL + Kafka: CPU ms and statements per interaction
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.write_path
+
+bench-outbox-backlog: install  ## what the relay's backlog gauge costs PostgreSQL at 1,000 to 1,000,000 unpublished rows, before and after its cap
+	bash deploy/postgres.sh install
+	$(BIN)/python -m bench.outbox_backlog
 bench-status-bulk: install  ## one POST /customers/status/bulk of 2,000 rows (and its resend) on PostgreSQL: seconds and rows/s
 	bash deploy/postgres.sh install
 	$(BIN)/python -m bench.status_bulk

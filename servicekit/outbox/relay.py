@@ -265,10 +265,10 @@ class OutboxRelay:
         the oldest is the lowest id (ids are taken as rows are written, so within a commit's span of it).
         """
         waiting = select(OUTBOX.c.id).where(_UNPUBLISHED).order_by(OUTBOX.c.id).limit(cap).subquery()
-        oldest_row = select(OUTBOX.c.created_at).where(_UNPUBLISHED).order_by(OUTBOX.c.id).limit(1)
-        async with self.database.sessions() as session:
-            count = (await session.execute(select(func.count()).select_from(waiting))).scalar_one()
-            oldest = (await session.execute(oldest_row)).scalar() if count else None
+        counted = select(func.count()).select_from(waiting).scalar_subquery()
+        first = select(OUTBOX.c.created_at).where(_UNPUBLISHED).order_by(OUTBOX.c.id).limit(1).scalar_subquery()
+        async with self.database.sessions() as session:  # one round trip
+            count, oldest = (await session.execute(select(counted, first))).one()
         if oldest is None:
             return count, 0.0
         oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)

@@ -17,6 +17,7 @@ PATHS = {"customers": "/customers/bulk", "interactions": "/interactions/bulk"}
 STATUS_BULK = "/customers/status/bulk"
 RESOLVE = "/customers/resolve"
 RESOLVE_CHUNK = 5000  # references per POST /customers/resolve (the route's limit)
+MAX_REF_LENGTH = 100  # a customer's external_ref: the route refuses a longer one, which names no customer
 FALLBACK_CONCURRENCY = 8  # status changes in flight at once where there is no bulk route
 
 
@@ -38,6 +39,9 @@ class Directory:
         if self.complete:
             return
         wanted = sorted({ref for ref in refs if ref not in self.ids and ref not in self.unknown})
+        impossible = {ref for ref in wanted if not 0 < len(ref) <= MAX_REF_LENGTH}
+        self.unknown |= impossible  # rejected as unknown rows, not a refused request that stops the import
+        wanted = [ref for ref in wanted if ref not in impossible]
         for start in range(0, len(wanted), RESOLVE_CHUNK):
             if self.complete:
                 return

@@ -9,8 +9,10 @@ Erased customers are left out (as from the listing): their reference no longer n
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -25,7 +27,8 @@ router = APIRouter(prefix="/customers", tags=["customers"])
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    external_refs: list[str] = Field(
+    # As a customer's external_ref: a longer one can name no one, and says the file's column is not a reference.
+    external_refs: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
         min_length=1, max_length=MAX_BULK_ROWS, description="external references, any order, repeats allowed"
     )
 

@@ -356,6 +356,18 @@ def test_references_are_asked_in_chunks_the_route_accepts(tmp_path: Path, monkey
     assert sent == [["r0", "r1"], ["r2"]]
 
 
+def test_a_reference_no_customer_can_carry_is_an_unknown_row_and_is_never_asked(tmp_path: Path):
+    platform = Platform()
+    platform.customers = {"r0": "c1"}
+    too_long = "r" * 101  # longer than any external_ref: the route would refuse the whole request
+    rows = [["r0", "purchase", "2026-01-01", "1", "EUR"], [too_long, "purchase", "2026-01-02", "1", "EUR"]]
+    path = write_csv(tmp_path / "history.csv", ["Customer", "Kind", "When", "Amount", "Currency"], rows)
+    outcome = importer(tmp_path, path, platform, chunk_size=10).run()
+    assert (outcome.created, outcome.rejected) == (1, 1)
+    sent = [json.loads(r.content)["external_refs"] for r in platform.requests if r.url.path.endswith("/resolve")]
+    assert sent == [["r0"]]
+
+
 # ---- rejects round trip ---------------------------------------------------------------------------------
 
 

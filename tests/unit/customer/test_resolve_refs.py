@@ -22,3 +22,7 @@ async def test_an_empty_or_oversized_request_is_a_problem_naming_the_field(api):
         assert response.json()["errors"][0]["field"] == "external_refs"
     response = await api.client.post("/customers/resolve", json={"refs": ["r1"]})
     assert response.status_code == 422
+    for ref in ("", "r" * 101):  # not a reference any customer can carry
+        response = await api.client.post("/customers/resolve", json={"external_refs": ["r1", ref]})
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"].startswith("external_refs")

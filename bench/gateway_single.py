@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.write_path import interaction
+from bench.write_path import asgi_post, interaction
 
 ANSWER = b'{"id":"i-1"}'
 # A fixed answer with a Location header, as the interaction service sends one.
@@ -55,31 +55,6 @@ asyncio.run(main())
 """
 
 
-async def post(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": path,
-        "raw_path": path.encode(), "query_string": b"", "headers": headers, "scheme": "http",
-        "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1), "root_path": "", "state": {},
-    }  # fmt: skip
-    delivered = False
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if delivered:
-            await asyncio.Event().wait()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
-    return status
-
-
 async def run(app: Any, blocks: int, size: int) -> list[float]:
     headers = [(b"content-type", b"application/json")]
     headers += [(k.lower().encode(), v.encode()) for k, v in bearer_headers().items()]
@@ -89,7 +64,7 @@ async def run(app: Any, blocks: int, size: int) -> list[float]:
             bodies = [orjson.dumps(interaction(f"c-{i % 1000}", number * size + i)) for i in range(size)]
             started = time.process_time()
             for body in bodies:
-                status = await post(app, "/api/v1/interactions", body, headers)
+                status, _ = await asgi_post(app, "/api/v1/interactions", body, headers)
                 assert status == 201, status
             if number:
                 per_block.append((time.process_time() - started) * 1000 / size)

@@ -84,14 +84,12 @@ def interaction(customer_id: str, i: int) -> dict[str, Any]:
     return {"customer_id": customer_id, "type": "survey", "survey": "nps", "score": 7}
 
 
-async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
-    """One POST into the ASGI app, signed for the service's internal authentication."""
-    signed = internal_headers("POST", path, body=body, principal=PRINCIPAL)
-    headers = [(b"content-type", b"application/json")] + [(k.lower().encode(), v.encode()) for k, v in signed.items()]
+async def asgi_post(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """One POST straight into an ASGI app, in process: its status and body."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": path,
         "raw_path": path.encode(), "query_string": b"", "headers": headers, "scheme": "http",
-        "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": "",
+        "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": "", "state": {},
     }  # fmt: skip
     delivered = False
     answer: dict[str, Any] = {"body": b""}
@@ -111,6 +109,13 @@ async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
 
     await app(scope, receive, send)
     return answer["status"], answer["body"]
+
+
+async def call(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
+    """One POST into the service's ASGI app, signed for the service's internal authentication."""
+    signed = internal_headers("POST", path, body=body, principal=PRINCIPAL)
+    headers = [(b"content-type", b"application/json")] + [(k.lower().encode(), v.encode()) for k, v in signed.items()]
+    return await asgi_post(app, path, body, headers)
 
 
 class Meter:

@@ -211,9 +211,10 @@ _WRITTEN = "_written"  # update_rows' bound array of which columns each row sets
 
 
 @cache
-def insert_from_arrays(table: Table, names: tuple[str, ...]) -> postgresql.Insert:
+def insert_from_arrays(table: Table, names: tuple[str, ...], *, prefix: str = "_") -> postgresql.Insert:
     """PostgreSQL: INSERT INTO table (names) SELECT .. FROM unnest(an array per column) WITH ORDINALITY,
-    in the rows' order; bind the arrays with column_arrays(). Add ON CONFLICT / RETURNING once to the result.
+    in the rows' order; bind the arrays with column_arrays() (the same `prefix`: another one lets two such
+    inserts share a statement, as CTEs). Add ON CONFLICT / RETURNING once to the result.
 
     A multi-row INSERT of N rows (what SQLAlchemy's insertmanyvalues makes of an executemany with
     RETURNING) has its own SQL text for every N, so each batch size became another prepared statement
@@ -222,17 +223,19 @@ def insert_from_arrays(table: Table, names: tuple[str, ...]) -> postgresql.Inser
     number of rows, prepared once per connection, with one parameter per column instead of per value.
     """
     json = frozenset(n for n in names if isinstance(table.c[n].type, JSON))
-    arrays = [bindparam(f"_{n}", type_=ARRAY(Text) if n in json else ARRAY(table.c[n].type)) for n in names]
+    arrays = [bindparam(f"{prefix}{n}", type_=ARRAY(Text) if n in json else ARRAY(table.c[n].type)) for n in names]
     given = func.unnest(*arrays).table_valued(*names, with_ordinality=_ORDINAL).render_derived(name="given")
     values = [cast(given.c[n], table.c[n].type) if n in json else given.c[n] for n in names]
     return postgresql.insert(table).from_select(list(names), select(*values).order_by(given.c[_ORDINAL]))
 
 
-def column_arrays(table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+def column_arrays(
+    table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]], *, prefix: str = "_"
+) -> dict[str, list[Any]]:
     """insert_from_arrays' parameters: per column its rows' values (a JSON column's as JSON texts)."""
     json = {n for n in names if isinstance(table.c[n].type, JSON)}
     return {
-        f"_{n}": [json_text(row[n]) if row.get(n) is not None else None for row in rows]
+        f"{prefix}{n}": [json_text(row[n]) if row.get(n) is not None else None for row in rows]
         if n in json
         else [row.get(n) for row in rows]
         for n in names

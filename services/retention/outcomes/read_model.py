@@ -35,6 +35,7 @@ from servicekit.sql import IN_CHUNK, chunks, column_arrays, insert_from_arrays, 
 from servicekit.types import as_utc
 from services.retention.alerts.models import Alert
 from services.retention.outcomes import contributions as shares
+from services.retention.outcomes import refresh_reads as reads
 from services.retention.outcomes.core import AlertFact, CustomerFact
 from services.retention.outcomes.models import MetricFact, MetricTotal, MetricTotalsState
 from services.retention.replica.models import Customer, CustomerScore, StatusChange
@@ -108,10 +109,11 @@ def _postgres(conn: Connection) -> bool:
 
 
 def load_facts(conn: Connection, ids: Sequence[str]) -> Iterator[tuple[CustomerFact, list[AlertFact]]]:
-    """The facts the metrics read of these customers (as outcomes/service.py reads them), by customer."""
+    """The facts the metrics read of these customers (as outcomes/service.py reads them), by customer: one
+    statement per table (a rebuild's pages; a refresh reads them in one, refresh_reads.read)."""
     pg = _postgres(conn)
-    replicas = {
-        r.customer_id: r
+    replicas: dict[str, reads.Replica] = {
+        r.customer_id: (r.tier, r.segment, r.first_seen)
         for r in conn.execute(
             select(Customer.customer_id, Customer.tier, Customer.segment, Customer.first_seen).where(
                 one_of(Customer.customer_id, ids, postgres=pg)
@@ -141,20 +143,7 @@ def load_facts(conn: Connection, ids: Sequence[str]) -> Iterator[tuple[CustomerF
         alerts.setdefault(r.customer_id, []).append(
             AlertFact(r.customer_id, r.reason, as_utc(r.first_triggered_at), r.rule_id, r.outcome, bool(r.control))
         )
-    for i in ids:
-        if i not in replicas and i not in scores and i not in changes and i not in alerts:
-            continue  # not known to any table the metrics read (erased from all, or never stored)
-        replica = replicas.get(i)
-        yield (
-            CustomerFact(
-                customer_id=i,
-                tier=(replica.tier if replica else None) or scores.get(i),
-                segment=replica.segment if replica else None,
-                first_seen=as_utc(replica.first_seen) if replica and replica.first_seen else None,
-                status_changes=tuple(changes.get(i, ())),
-            ),
-            alerts.get(i, []),
-        )
+    yield from reads.facts_of(ids, replicas, scores, changes, alerts)
 
 
 def rows_of(fact: CustomerFact, alerts: Sequence[AlertFact], lookback: timedelta) -> list[Row]:
@@ -207,27 +196,60 @@ _LOCK_CUSTOMERS = text(
 
 def refresh(conn: Connection, ids: Sequence[str]) -> None:
     """Recompute these customers' rows from their facts; write the difference to the rows and the totals."""
-    _refresh(conn, ids, _ensure_lookback(conn))
+    _refresh(conn, ids, None)
 
 
-def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta) -> None:
-    for chunk in chunks(list(ids), IN_CHUNK):
-        if conn.dialect.name == "postgresql":
-            conn.execute(_LOCK_CUSTOMERS, {"ids": list(chunk)})
-        fresh = {fact.customer_id: rows_of(fact, alerts, lookback) for fact, alerts in load_facts(conn, chunk)}
-        stored = _stored(conn, chunk)
-        changed = [i for i in chunk if Counter(fresh.get(i, [])) != Counter(stored.get(i, []))]
+def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta | None) -> None:
+    """lookback None: the stored one, read (under the state's share lock on PostgreSQL) with the first chunk."""
+    pg = _postgres(conn)
+    for chunk in map(list, chunks(list(ids), IN_CHUNK)):
+        if pg and lookback is None:
+            lookback = reads.lock_with_lookback(conn, chunk)
+            if lookback is None:  # never built: create the state, then lock as below
+                lookback = _ensure_lookback(conn)
+                conn.execute(_LOCK_CUSTOMERS, {"ids": chunk})
+        elif pg:
+            conn.execute(_LOCK_CUSTOMERS, {"ids": chunk})
+        found = reads.read(conn, chunk, with_state=lookback is None)
+        if lookback is None:
+            lookback = found.lookback if found.lookback is not None else _ensure_lookback(conn)
+        fresh = {fact.customer_id: rows_of(fact, alerts, lookback) for fact, alerts in found.facts}
+        changed = [i for i in chunk if Counter(fresh.get(i, [])) != Counter(found.stored.get(i, []))]
         if not changed:
             continue
         delta: Counter[tuple[str, str, str, int, int, int]] = Counter()
         for i in changed:
-            for row in stored.get(i, []):
+            for row in found.stored.get(i, []):
                 delta.subtract(total_keys(row))
             for row in fresh.get(i, []):
                 delta.update(total_keys(row))
-        conn.execute(delete(F).where(one_of(F.c.customer_id, changed, postgres=_postgres(conn))))
-        _insert_rows(conn, [row for i in changed for row in fresh.get(i, [])])
+        rows = [row for i in changed for row in fresh.get(i, [])]
+        if pg and len(rows) <= IN_CHUNK and len(delta) <= IN_CHUNK // 2:
+            _replace_rows_postgres(conn, changed, rows, delta)
+            continue
+        conn.execute(delete(F).where(one_of(F.c.customer_id, changed, postgres=pg)))
+        _insert_rows(conn, rows)
         add_totals(conn, delta)
+
+
+def _replace_rows_postgres(
+    conn: Connection, changed: Sequence[str], rows: Sequence[Row], delta: Counter[tuple[str, str, str, int, int, int]]
+) -> None:
+    """The changed customers' rows deleted, their new rows inserted and the totals added in one statement
+    (data-modifying CTEs: each sees the rows as they were before it, so the delete leaves the inserted
+    rows alone, and they touch different tables or rows)."""
+    parts: list[Any] = [delete(F).where(one_of(F.c.customer_id, changed, postgres=True))]
+    parameters: dict[str, Any] = {}
+    if rows:
+        parts.append(insert_from_arrays(F, _FACT_COLUMNS, prefix="_f_"))
+        values = [dict(zip(_FACT_COLUMNS, row, strict=True)) for row in rows]
+        parameters |= column_arrays(F, _FACT_COLUMNS, values, prefix="_f_")
+    if totals := _total_values(delta):
+        parts.append(_add_on_conflict(insert_from_arrays(T, _TOTAL_COLUMNS, prefix="_t_")))
+        parameters |= column_arrays(T, _TOTAL_COLUMNS, totals, prefix="_t_")
+    *first, last = parts
+    statement = last.add_cte(*(part.cte(f"step_{k}") for k, part in enumerate(first))) if first else last
+    conn.execute(statement, parameters)
 
 
 _FACT_COLUMNS = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")
@@ -245,7 +267,7 @@ def _insert_rows(conn: Connection, rows: Iterable[Row]) -> None:
 def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, int]]) -> None:
     """Add each count to its total (ON CONFLICT: one statement per chunk of totals; on SQLite one
     executemany of a statement built once: a multi-row VALUES list is compiled again for every batch)."""
-    values = [dict(zip(TOTAL_KEY, key, strict=True), n=n) for key, n in sorted(delta.items()) if n]
+    values = _total_values(delta)
     if values and conn.dialect.name == "sqlite":
         conn.execute(_add_total_sqlite(), values)
         return
@@ -258,6 +280,10 @@ def add_totals(conn: Connection, delta: Counter[tuple[str, str, str, int, int, i
 
 
 _TOTAL_COLUMNS = (*TOTAL_KEY, "n")
+
+
+def _total_values(delta: Counter[tuple[str, str, str, int, int, int]]) -> list[dict[str, Any]]:
+    return [dict(zip(TOTAL_KEY, key, strict=True), n=n) for key, n in sorted(delta.items()) if n]
 
 
 def _add_on_conflict(statement: Any) -> Any:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text, union
+from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, select, text, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -235,21 +235,26 @@ def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta | None) -
 def _replace_rows_postgres(
     conn: Connection, changed: Sequence[str], rows: Sequence[Row], delta: Counter[tuple[str, str, str, int, int, int]]
 ) -> None:
-    """The changed customers' rows deleted, their new rows inserted and the totals added in one statement
-    (data-modifying CTEs: each sees the rows as they were before it, so the delete leaves the inserted
-    rows alone, and they touch different tables or rows)."""
-    parts: list[Any] = [delete(F).where(one_of(F.c.customer_id, changed, postgres=True))]
-    parameters: dict[str, Any] = {}
+    """The changed customers' rows deleted, their new rows inserted and the totals added in one statement."""
+    values = [dict(zip(_FACT_COLUMNS, row, strict=True)) for row in rows]
+    totals = _total_values(delta)
+    parameters = {"changed": list(changed)}
+    parameters |= column_arrays(F, _FACT_COLUMNS, values, prefix="_f_") if values else {}
+    parameters |= column_arrays(T, _TOTAL_COLUMNS, totals, prefix="_t_") if totals else {}
+    conn.execute(_replace_statement(bool(values), bool(totals)), parameters)
+
+
+@cache
+def _replace_statement(rows: bool, totals: bool) -> Any:
+    """Data-modifying CTEs: each sees the table as it was before the statement, so the delete leaves the
+    inserted rows alone. Built once per shape: building it takes more CPU than running it."""
+    parts: list[Any] = [delete(F).where(F.c.customer_id == any_(bindparam("changed", type_=ARRAY(String))))]
     if rows:
         parts.append(insert_from_arrays(F, _FACT_COLUMNS, prefix="_f_"))
-        values = [dict(zip(_FACT_COLUMNS, row, strict=True)) for row in rows]
-        parameters |= column_arrays(F, _FACT_COLUMNS, values, prefix="_f_")
-    if totals := _total_values(delta):
+    if totals:
         parts.append(_add_on_conflict(insert_from_arrays(T, _TOTAL_COLUMNS, prefix="_t_")))
-        parameters |= column_arrays(T, _TOTAL_COLUMNS, totals, prefix="_t_")
     *first, last = parts
-    statement = last.add_cte(*(part.cte(f"step_{k}") for k, part in enumerate(first))) if first else last
-    conn.execute(statement, parameters)
+    return last.add_cte(*(part.cte(f"step_{k}") for k, part in enumerate(first))) if first else last
 
 
 _FACT_COLUMNS = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from servicekit.db import Database
 from servicekit.migrations import upgrade
 from services.retention.main import SPEC
+from services.retention.outcomes import read_model
 from services.retention.outcomes import refresh_reads as reads
 from tests.e2e.conftest import new_database
 from tests.unit.retention.test_metric_totals import (
@@ -106,3 +107,16 @@ async def test_a_refresh_takes_its_customers_locks_only_once_it_holds_the_look_b
             await chunk.commit()
             assert await locking == timedelta(seconds=lookback)
             assert await _now(watcher, ADVISORY, pid) == 2
+
+
+async def test_a_refresh_on_a_store_never_built_creates_the_state_and_still_locks_its_customers(postgres: None) -> None:
+    async with migrated() as (database, _), database.engine.connect() as conn:
+        await conn.execute(text("DELETE FROM metric_totals_state"))
+        await conn.commit()
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+        await conn.run_sync(lambda c: read_model.refresh(c, ["c-1", "c-2"]))
+
+        lookback = (await conn.execute(text("SELECT lookback_seconds FROM metric_totals_state"))).scalar_one()
+        assert timedelta(seconds=lookback) == read_model.DEFAULT_LOOKBACK
+        assert (await conn.execute(text(ADVISORY), {"p": pid})).scalar_one() == 2

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, String, any_, bindparam, delete, select, text, union
+from sqlalchemy import ARRAY, BigInteger, Connection, any_, bindparam, delete, select, text, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -225,7 +225,8 @@ def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta | None) -
                 delta.update(total_keys(row))
         rows = [row for i in changed for row in fresh.get(i, [])]
         if pg and len(rows) <= IN_CHUNK and len(delta) <= IN_CHUNK // 2:
-            _replace_rows_postgres(conn, changed, rows, delta)
+            gone = [row_id for i in changed for row_id in found.row_ids.get(i, [])]
+            _replace_rows_postgres(conn, gone, rows, delta)
             continue
         conn.execute(delete(F).where(one_of(F.c.customer_id, changed, postgres=pg)))
         _insert_rows(conn, rows)
@@ -233,12 +234,13 @@ def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta | None) -
 
 
 def _replace_rows_postgres(
-    conn: Connection, changed: Sequence[str], rows: Sequence[Row], delta: Counter[tuple[str, str, str, int, int, int]]
+    conn: Connection, gone: Sequence[int], rows: Sequence[Row], delta: Counter[tuple[str, str, str, int, int, int]]
 ) -> None:
-    """The changed customers' rows deleted, their new rows inserted and the totals added in one statement."""
+    """The changed customers' rows deleted (by id: the read's, which no other transaction can have changed
+    under the customers' advisory locks), their new rows inserted and the totals added in one statement."""
     values = [dict(zip(_FACT_COLUMNS, row, strict=True)) for row in rows]
     totals = _total_values(delta)
-    parameters = {"changed": list(changed)}
+    parameters: dict[str, Any] = {"gone": list(gone)}
     parameters |= column_arrays(F, _FACT_COLUMNS, values, prefix="_f_") if values else {}
     parameters |= column_arrays(T, _TOTAL_COLUMNS, totals, prefix="_t_") if totals else {}
     conn.execute(_replace_statement(bool(values), bool(totals)), parameters)
@@ -248,7 +250,7 @@ def _replace_rows_postgres(
 def _replace_statement(rows: bool, totals: bool) -> Any:
     """Data-modifying CTEs: each sees the table as it was before the statement, so the delete leaves the
     inserted rows alone. Built once per shape: building it takes more CPU than running it."""
-    parts: list[Any] = [delete(F).where(F.c.customer_id == any_(bindparam("changed", type_=ARRAY(String))))]
+    parts: list[Any] = [delete(F).where(F.c.id == any_(bindparam("gone", type_=ARRAY(BigInteger))))]
     if rows:
         parts.append(insert_from_arrays(F, _FACT_COLUMNS, prefix="_f_"))
     if totals:

@@ -19,13 +19,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Connection,
     Integer,
     String,
-    any_,
-    bindparam,
     cast,
     literal_column,
     null,
@@ -36,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from servicekit.sql import KEYS, for_each_key
 from servicekit.types import UtcDateTime, as_utc
 from services.retention.alerts.models import Alert
 from services.retention.outcomes.core import AlertFact, CustomerFact
@@ -50,7 +48,6 @@ Replica = tuple[str | None, str | None, datetime | None]  # (tier, segment, firs
 
 # What each tagged row of ``read`` is; its columns: (kind, customer_id, s1..s5 (text), d1..d3 (times), n).
 REPLICA, SCORE, CHANGE, ALERT, STORED, STATE = range(6)
-IDS = "ids"
 _TEXTS, _TIMES = 5, 3
 
 # The look-back state's row lock first (FOR SHARE, in a materialized CTE), then the advisory locks of the
@@ -99,42 +96,49 @@ def _tagged(
 @cache
 def read_statement(*, postgres: bool, with_state: bool) -> Any:
     """The customers' replica rows, latest scores, status changes, alerts and stored rows (and the look-back
-    state) as one UNION ALL of tagged rows; the ids bound as IDS. Built once: building it takes more CPU
+    state) as one UNION ALL of tagged rows; the ids bound as KEYS. Built once: building it takes more CPU
     than running it."""
 
-    def among(column: Any) -> ColumnElement[bool]:
-        if postgres:  # one array: the same text for any number of ids
-            return column == any_(bindparam(IDS, type_=ARRAY(String)))
-        return column.in_(bindparam(IDS, expanding=True))
+    def among(query: Any, key: Any) -> Any:
+        # Key by key (for_each_key): a small, churned table's plan otherwise scans it whole for each refresh.
+        return for_each_key(query, key, postgres=postgres)
 
     branches = [
-        select(
-            *_tagged(REPLICA, Customer.customer_id, (Customer.tier, Customer.segment), (Customer.first_seen,))
-        ).where(among(Customer.customer_id)),
-        select(*_tagged(SCORE, CustomerScore.customer_id, (CustomerScore.value_tier,))).where(
-            among(CustomerScore.customer_id)
+        among(
+            select(*_tagged(REPLICA, Customer.customer_id, (Customer.tier, Customer.segment), (Customer.first_seen,))),
+            Customer.customer_id,
         ),
-        select(*_tagged(CHANGE, StatusChange.customer_id, (StatusChange.status,), (StatusChange.at,))).where(
-            among(StatusChange.customer_id)
+        among(
+            select(*_tagged(SCORE, CustomerScore.customer_id, (CustomerScore.value_tier,))), CustomerScore.customer_id
         ),
-        select(
-            *_tagged(
-                ALERT,
-                Alert.customer_id,
-                (Alert.reason, Alert.rule_id, Alert.outcome),
-                (Alert.first_triggered_at,),
-                cast(Alert.control, Integer),
-            )
-        ).where(among(Alert.customer_id)),
-        select(
-            *_tagged(
-                STORED,
-                F.c.customer_id,
-                (F.c.measure, F.c.rule, F.c.tier, F.c.segment),
-                (F.c.lo, F.c.t, F.c.u),
-                F.c.value,
-            )
-        ).where(among(F.c.customer_id)),
+        among(
+            select(*_tagged(CHANGE, StatusChange.customer_id, (StatusChange.status,), (StatusChange.at,))),
+            StatusChange.customer_id,
+        ),
+        among(
+            select(
+                *_tagged(
+                    ALERT,
+                    Alert.customer_id,
+                    (Alert.reason, Alert.rule_id, Alert.outcome),
+                    (Alert.first_triggered_at,),
+                    cast(Alert.control, Integer),
+                )
+            ),
+            Alert.customer_id,
+        ),
+        among(
+            select(
+                *_tagged(
+                    STORED,
+                    F.c.customer_id,
+                    (F.c.measure, F.c.rule, F.c.tier, F.c.segment, F.c.id),  # the row's id: the delete's key
+                    (F.c.lo, F.c.t, F.c.u),
+                    F.c.value,
+                )
+            ),
+            F.c.customer_id,
+        ),
     ]
     if with_state:
         branches.append(select(*_tagged(STATE, literal_column("''"), n=S.c.lookback_seconds)).where(S.c.id == 1))
@@ -148,13 +152,14 @@ class Read:
 
     facts: list[tuple[CustomerFact, list[AlertFact]]] = field(default_factory=list)
     stored: dict[str, list[Row]] = field(default_factory=dict)
+    row_ids: dict[str, list[int]] = field(default_factory=dict)  # of the stored rows
     lookback: timedelta | None = None
 
 
 def read(conn: Connection, ids: Sequence[str], *, with_state: bool) -> Read:
     """The facts and stored rows of these customers (and the look-back when with_state), one statement."""
     postgres = conn.dialect.name == "postgresql"
-    return assemble(conn.execute(read_statement(postgres=postgres, with_state=with_state), {IDS: list(ids)}), ids)
+    return assemble(conn.execute(read_statement(postgres=postgres, with_state=with_state), {KEYS: list(ids)}), ids)
 
 
 def assemble(rows: Iterable[Sequence[Any]], ids: Sequence[str]) -> Read:
@@ -166,7 +171,7 @@ def assemble(rows: Iterable[Sequence[Any]], ids: Sequence[str]) -> Read:
     alerts: dict[str, list[AlertFact]] = {}
     stored: dict[str, list[Row]] = {}
     found = Read()
-    for kind, customer_id, s1, s2, s3, s4, _, d1, d2, d3, n in rows:
+    for kind, customer_id, s1, s2, s3, s4, s5, d1, d2, d3, n in rows:
         if kind == REPLICA:
             replicas[customer_id] = (s1, s2, d1)
         elif kind == SCORE:
@@ -178,6 +183,7 @@ def assemble(rows: Iterable[Sequence[Any]], ids: Sequence[str]) -> Read:
         elif kind == STORED:
             row = (customer_id, s1, s2, s3, s4, as_utc(d1), as_utc(d2), as_utc(d3), int(n))
             stored.setdefault(customer_id, []).append(row)
+            found.row_ids.setdefault(customer_id, []).append(int(s5))
         elif kind == STATE:
             found.lookback = timedelta(seconds=n)
     found.facts = list(facts_of(ids, replicas, scores, changes, alerts))

@@ -33,7 +33,7 @@ def test_tagged_rows_assemble_into_each_customer_s_facts_in_the_order_asked() ->
         _tag(reads.SCORE, "a", ("silver",)),
         _tag(reads.CHANGE, "a", ("churned",), (AT,)),
         _tag(reads.ALERT, "a", ("complaint", "rule-1", "saved"), (naive,), 1),
-        _tag(reads.STORED, "a", ("alerts", None, "silver", "smb"), (AT, AT, naive), 3),
+        _tag(reads.STORED, "a", ("alerts", None, "silver", "smb", "41"), (AT, AT, naive), 3),
         _tag(reads.STATE, "", n=86400),
     ]
 
@@ -48,6 +48,7 @@ def test_tagged_rows_assemble_into_each_customer_s_facts_in_the_order_asked() ->
         ),
     ]  # "c" is known to no table; a's empty replica tier falls back to the score's
     assert found.stored == {"a": [("a", "alerts", None, "silver", "smb", AT, AT, at, 3)]}
+    assert found.row_ids == {"a": [41]}
     assert found.lookback == timedelta(days=1)
 
 
@@ -70,6 +71,7 @@ def _both_ways(conn: Connection, ids: list[str]) -> tuple[Any, Any]:
     folded = reads.read(conn, ids, with_state=True)
     separate = list(read_model.load_facts(conn, ids)), read_model._stored(conn, ids), read_model.lookback_of(conn)
     stored = {i: sorted(rows, key=repr) for i, rows in folded.stored.items()}
+    assert {i: len(ids) for i, ids in folded.row_ids.items()} == {i: len(rows) for i, rows in folded.stored.items()}
     expected_stored = {i: sorted(rows, key=repr) for i, rows in separate[1].items()}
     return (
         (_canonical(folded.facts), stored, folded.lookback),

@@ -159,7 +159,8 @@ class Read:
 def read(conn: Connection, ids: Sequence[str], *, with_state: bool) -> Read:
     """The facts and stored rows of these customers (and the look-back when with_state), one statement."""
     postgres = conn.dialect.name == "postgresql"
-    return assemble(conn.execute(read_statement(postgres=postgres, with_state=with_state), {KEYS: list(ids)}), ids)
+    keys = list(dict.fromkeys(ids))  # each once: a key looked up twice would bring its rows twice
+    return assemble(conn.execute(read_statement(postgres=postgres, with_state=with_state), {KEYS: keys}), ids)
 
 
 def assemble(rows: Iterable[Sequence[Any]], ids: Sequence[str]) -> Read:

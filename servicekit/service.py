@@ -89,6 +89,11 @@ async def _after_migrations(
     await loop()
 
 
+def _serves_only_http(roles: Sequence[str]) -> bool:
+    """An HTTP process (with or without a relay): its pool is DB_API_POOL_SIZE, opened at start-up."""
+    return API in roles and CONSUME not in roles
+
+
 async def _open_pool(database: Database) -> None:
     """Open the HTTP process's pool up front; a server not up yet only means they open as needed instead."""
     try:
@@ -116,7 +121,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     database = Database(
         settings.database_url,
         source=settings.event_source,
-        pool_size=settings.db_pool_size,
+        pool_size=settings.db_api_pool_size if _serves_only_http(roles) else settings.db_pool_size,
         echo=settings.log_sql,
         application_name=f"{spec.name} {'+'.join(roles)}",
     )
@@ -132,7 +137,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.migration_head = head_revision(spec.migrations_dir)
-        if API in roles and CONSUME not in roles and settings.db_pool_open_at_start:
+        if _serves_only_http(roles) and settings.db_pool_open_at_start:
             await _open_pool(database)
         loops: list[Coroutine[Any, Any, Any]] = []
         if relay:

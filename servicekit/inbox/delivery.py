@@ -63,7 +63,8 @@ class Delivery:
     released: bool = False
 
     def release(self) -> None:
-        """Let go of the decoded event (envelope and contract model) once nothing in the batch needs it."""
+        """Let go of the decoded event (envelope and contract model) once nothing in the batch needs it.
+        A released delivery is not applied again as it stands: decode(record) gives its event (and id) back."""
         if self.event is not None:
             self.event = None
             self.released = True

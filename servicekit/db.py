@@ -5,6 +5,7 @@ PostgreSQL (asyncpg) in tests, CI and production; SQLite (aiosqlite) as the embe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Database:
         self, url: str, *, source: str = "", pool_size: int = 20, echo: bool = False, application_name: str = ""
     ) -> None:
         self.url = url
+        self.pool_size = pool_size
         self.source = source
         self.application_name = application_name[:63]  # PostgreSQL keeps 63 bytes of it
         self.is_sqlite = url.startswith("sqlite")
@@ -144,6 +146,19 @@ class Database:
         """A session inside one transaction: commits on success, rolls back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def open_pool(self) -> int:
+        """Open every connection of the pool now (PostgreSQL; SQLite has no pool to fill); how many were opened.
+
+        The pool keeps what it opened (no overflow, see __init__), so after this the process holds exactly
+        `pool_size` server backends for its life (a recycled connection is replaced one for one)."""
+        if not self.is_postgres:
+            return 0
+        async with contextlib.AsyncExitStack() as held:
+            # Each checkout is held until all are, so every one is a new connection, not the same one again.
+            for _ in range(self.pool_size):
+                await held.enter_async_context(self.engine.connect())
+        return self.pool_size
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -89,6 +89,22 @@ async def _after_migrations(
     await loop()
 
 
+def _serves_only_http(roles: Sequence[str]) -> bool:
+    """An HTTP process (with or without a relay): its pool is DB_API_POOL_SIZE, opened at start-up."""
+    return API in roles and CONSUME not in roles
+
+
+async def _open_pool(database: Database) -> None:
+    """Open the HTTP process's pool up front; a server not up yet only means they open as needed instead."""
+    try:
+        opened = await database.open_pool()
+    except Exception as exc:
+        log.warning("could not open the database pool at start-up", extra={"error": repr(exc)})
+        return
+    if opened:
+        log.info("database pool opened", extra={"connections": opened})
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles: Sequence[str] = ALL_ROLES) -> FastAPI:
     settings = settings or spec.settings_cls()
     roles = tuple(roles)
@@ -105,7 +121,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     database = Database(
         settings.database_url,
         source=settings.event_source,
-        pool_size=settings.db_pool_size,
+        pool_size=settings.db_api_pool_size if _serves_only_http(roles) else settings.db_pool_size,
         echo=settings.log_sql,
         application_name=f"{spec.name} {'+'.join(roles)}",
     )
@@ -121,6 +137,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None, roles
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.migration_head = head_revision(spec.migrations_dir)
+        if _serves_only_http(roles) and settings.db_pool_open_at_start:
+            await _open_pool(database)
         loops: list[Coroutine[Any, Any, Any]] = []
         if relay:
             loops.append(relay.run())

@@ -100,7 +100,13 @@ class ServiceSettings(BaseSettings):
     # SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@host:5432/<name>; empty = the SQLite file
     # <CRM_STATE_DIR>/<name>.db.
     database_url: str = ""
-    db_pool_size: int = 20  # PostgreSQL connections per process, opened as needed and kept
+    db_pool_size: int = 20  # PostgreSQL connections per process that consumes or only relays, opened as needed and kept
+    # A process that serves only HTTP (its roles include api, not consume) has this many instead, all opened at
+    # start-up: PostgreSQL's backends (about 6 MiB each once used) are then flat from the start, instead of
+    # growing one request burst at a time up to the pool size over hours. Its requests run one or two
+    # statements each; a burst beyond the pool waits for a connection in the process, not in a new backend.
+    db_api_pool_size: int = Field(8, ge=1)
+    db_pool_open_at_start: bool = True  # false: the HTTP process's connections too open as needed
     log_level: str = "INFO"  # JSON logs on stdout
     log_sql: bool = False  # log every SQL statement (debugging only)
 

@@ -96,20 +96,27 @@ class BatchApplier:
                     events = [d.event for d in applied if d.event is not None and d.event.data is not None]
                     if events:
                         await self.before_batch(uow, events)
+                    del events
                 for delivery in applied:
                     await self._apply(uow, delivery)
+                handled = _handled_types(applied)
+                # Every handler has run: the poll's decoded envelopes and models are let go before the
+                # commit's writes and round trips (the batch's largest moment), not kept through them.
+                for delivery in deliveries:
+                    delivery.release()
             # Counted only once committed, and only what was applied: skipped duplicates are not "handled"
             # (the same as apply_one); a failed batch counts nothing here, its retry one by one does.
             if duplicates := len(deliveries) - len(applied):
                 metrics.EVENTS_DUPLICATE.labels(self.service).inc(duplicates)
-            self._count_handled(applied)
+            self._count(handled)
             return
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.info("batch failed, retrying message by message", extra={"error": repr(exc)})
         for delivery in deliveries:
-            await self.apply_one(delivery)
+            # A commit that failed after the release: the record decodes again, to the same event.
+            await self.apply_one(self.decode(delivery.record) if delivery.released else delivery)
 
     async def apply_one(self, delivery: Delivery) -> None:
         attempts = 0
@@ -121,7 +128,7 @@ class BatchApplier:
                         metrics.EVENTS_DUPLICATE.labels(self.service).inc()
                         return
                     await self._apply(uow, delivery)
-                self._count_handled([delivery])
+                self._count(_handled_types([delivery]))
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -216,11 +223,15 @@ class BatchApplier:
             claimed.update(found.scalars())
         return claimed
 
-    def _count_handled(self, deliveries: Sequence[Delivery]) -> None:
-        handled = Counter(
-            d.event.envelope.type
-            for d in deliveries
-            if d.event is not None and d.error is None and d.event.data is not None
-        )
+    def _count(self, handled: Counter[str]) -> None:
         for event_type, count in handled.items():  # one increment per type and batch, not per event
             metrics.EVENTS_HANDLED.labels(self.service, event_type).inc(count)
+
+
+def _handled_types(deliveries: Sequence[Delivery]) -> Counter[str]:
+    """How many of the deliveries' events were handled, by event type (dead letters are not)."""
+    return Counter(
+        d.event.envelope.type
+        for d in deliveries
+        if d.event is not None and d.error is None and d.event.data is not None
+    )

@@ -136,6 +136,7 @@ class EventConsumer(BatchApplier):
                     idle = False
                     set_idle_fetch(consumer, kafka, idle=False)
                 await self._handle_poll(consumer, batches)
+                batches = {}  # the poll's records are done with: not kept through the next fetch's wait
                 self._trim.after_batch()  # what the batch freed goes back to the OS (servicekit.allocator)
                 continue
             if self._uncommitted and self._commit_due_in() <= 0:

@@ -59,6 +59,15 @@ class Delivery:
     reason: str = HANDLER_FAILED  # one of DLQ_REASONS, meaningful once `error` is set
     # Another consumer's event on a shared topic: nothing to apply, nothing to remember.
     ignored: bool = False
+    # The decoded event was let go once its handler ran (release()); decode(record) gives it again.
+    released: bool = False
+
+    def release(self) -> None:
+        """Let go of the decoded event (envelope and contract model) once nothing in the batch needs it.
+        A released delivery is not applied again as it stands: decode(record) gives its event (and id) back."""
+        if self.event is not None:
+            self.event = None
+            self.released = True
 
     @property
     def inbox_id(self) -> str:

@@ -58,10 +58,10 @@ async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -
     # score.updated: the rows its customers' tiers go on, in one query (a score batch of an import
     # names hundreds of customers; one read each made this consumer the last to catch up).
     scored = {e.data.customer_id for e in events if isinstance(e.data, ScoreUpdated)}
-    if scored:
-        held.update(await service.preload_replica_rows(session=uow.session, customer_ids=scored))
     customer_events = [e.data for e in events if isinstance(e.data, CUSTOMER_EVENTS)]
     if not customer_events:
+        if scored:
+            held.update(await service.preload_replica_rows(session=uow.session, customer_ids=scored))
         return
     wanted = [
         d.customer_id
@@ -72,13 +72,14 @@ async def prefetch_customers(uow: UnitOfWork, events: Sequence[Received[Any]]) -
     if wanted:
         with contextlib.suppress(CustomerServiceUnavailable):  # then each event asks on its own
             prefetched.update(await _directory().fetch_many(wanted))
-    # The batch's replica rows (and the parked events their references release) in a few statements,
-    # not a few per event: an import's customers arrive thousands at a time.
+    # The batch's replica rows, those of its scores among them (and the parked events their references
+    # release), in a few statements, not a few per event: an import's customers arrive thousands at a time.
+    # In a process that also serves the API each round trip waits behind its requests: they are few.
     refs = {s.external_ref for s in prefetched.values() if s is not None and s.external_ref}
     held.update(
         await service.preload_replica_rows(
             session=uow.session,
-            customer_ids={d.customer_id for d in customer_events},
+            customer_ids={d.customer_id for d in customer_events} | scored,
             refs=refs,
             parked=uow.state(ParkedRefs),
         )

@@ -97,11 +97,18 @@ async def preload_replica_rows(
     missing = [i for i in ids if i not in found]
     if missing:
         now = utc_now()
-        insert = dialect_insert(session)(KnownCustomer).on_conflict_do_nothing(index_elements=["customer_id"])
+        # The new rows come back from the insert itself (one round trip, not an insert and a read); only
+        # those another transaction inserted meanwhile (skipped by ON CONFLICT) are read after it.
+        insert = (
+            dialect_insert(session)(KnownCustomer)
+            .on_conflict_do_nothing(index_elements=["customer_id"])
+            .returning(KnownCustomer)
+        )
         for chunk in chunks(missing):
             rows = [{"customer_id": i, "version": 0, "erased": False, "updated_at": now} for i in chunk]
-            await session.execute(insert, rows)
-            found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: list(chunk)})).scalars())
+            found.update((r.customer_id, r) for r in (await session.scalars(insert, rows)))
+            if raced := [i for i in chunk if i not in found]:
+                found.update((r.customer_id, r) for r in (await session.execute(_ROWS, {KEYS: raced})).scalars())
     if parked is not None:  # None: events that release no parked ones (score.updated)
         known_refs = {r.external_ref for r in found.values() if r.external_ref}
         await preload_parked(session=session, refs=set(refs) | known_refs, parked=parked)

@@ -44,7 +44,8 @@ async def on_customer_created(*, uow: UnitOfWork, data: CustomerCreated) -> None
     replica.version = 1
     replica.first_seen = as_utc(data.created_at)
     replica.updated_at = utc_now()
-    await session.flush()
+    # Not flushed here: a batch's new replicas go in with its next statement (autoflush), all at once,
+    # where a flush per event inserted each alone (an import's batch is hundreds of new customers).
     metric_totals.touch(session, data.customer_id)
     # A complaint can overtake the creation (other topic): hand its unowned work to the owner now.
     if data.owner is not None:

@@ -153,3 +153,17 @@ async def test_of_a_customers_scores_in_one_batch_the_latest_holds_whatever_thei
     async with database.sessions() as session:
         tiers = dict((await session.execute(select(KnownCustomer.customer_id, KnownCustomer.scored_tier))).all())
     assert tiers == {"c-1": "gold", "c-2": "silver"}
+
+
+async def test_a_batch_of_new_customers_and_scores_reads_and_creates_their_replica_rows_once(database, monkeypatch):
+    # Scores of customers the replica has not heard of, and the creations of others, in one poll: their
+    # rows are read in one statement and the missing ones come back from their insert (no second read).
+    events = [score(f"s-{i}", "gold") for i in range(5)] + [received(created(f"n-{i}")) for i in range(5)]
+    with statements_sent(database.engine.sync_engine) as sent:
+        await apply_batch(database, Directory(), monkeypatch, events)
+    rows = [s.split(" WHERE")[0].split(" VALUES")[0] for s in sent if "known_customers" in s.split("\n")[0]]
+    assert sum(s.startswith("SELECT known_customers") for s in rows) == 1
+    assert sum(s.startswith("INSERT INTO known_customers") for s in rows) == 1
+    async with database.sessions() as session:
+        replica = dict((await session.execute(select(KnownCustomer.customer_id, KnownCustomer.external_ref))).all())
+    assert len(replica) == 10 and replica["n-4"] == "ref-n-4" and replica["s-0"] is None

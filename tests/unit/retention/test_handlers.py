@@ -14,7 +14,7 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, AlertStatus, Outcome
 from services.retention.handlers import BEFORE_BATCH, HANDLERS
-from services.retention.replica.models import CustomerScore
+from services.retention.replica.models import Customer, CustomerScore
 from services.retention.settings import RetentionSettings
 from services.retention.tasks.models import Task
 from tests.unit.retention.conftest import create_schema
@@ -319,3 +319,22 @@ async def test_a_batch_inserts_its_new_alerts_and_latest_scores_in_one_statement
     assert len(await alerts(database)) == 6 and len(await scores(database)) == 3
     assert inserts.count("INSERT INTO alerts") == 1
     assert inserts.count("INSERT INTO customer_scores") == 1
+
+
+async def test_a_batch_of_new_customers_inserts_their_replicas_in_one_statement(database: Database):
+    # An import's batch: hundreds of customer.created, none owned yet.
+    events = [created(f"c-{i}", owner=None) for i in range(40)]
+    statements: list[str] = []
+    remember = lambda c, cur, sql, *a: statements.append(sql)  # noqa: E731
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    async with database.transaction() as session:
+        uow = UnitOfWork(session)
+        await BEFORE_BATCH(uow, events)
+        for event in events:
+            await HANDLERS[event.envelope.type](uow, event)
+    sa_event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
+    inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().upper().startswith("INSERT INTO")]
+    assert inserts.count("INSERT INTO customers") == 1
+    async with database.sessions() as session:
+        replicas = (await session.execute(select(Customer).order_by(Customer.customer_id))).scalars().all()
+    assert len(replicas) == 40 and {r.version for r in replicas} == {1} and replicas[0].segment == "smb"

@@ -14,10 +14,11 @@ from sqlmodel import col, select
 from contracts.common import InteractionType, Severity
 from contracts.interaction import ComplaintOverdue, ComplaintUpdated
 from servicekit.clock import utc_now
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue, enqueue_many
 from servicekit.pagination import MAX_PAGE
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.tables import table_of
+from servicekit.types import as_utc
 from services.interaction.complaints import sla, workflow
 from services.interaction.complaints.models import ComplaintStep, ComplaintTransition
 from services.interaction.complaints.sla import ComplaintStatus
@@ -144,50 +145,59 @@ async def list_complaints(
 async def flag_overdue_complaints(*, session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
     """Flag complaints that just went past their SLA and enqueue complaint.overdue once for each.
 
-    The flag and the event commit together with the caller's transaction. The conditional UPDATE
-    (overdue_at IS NULL) makes a second watcher, in this process or another, find the row already
-    flagged and emit nothing. Returns the ids flagged now.
+    One UPDATE … RETURNING flags a page of them, however many (an import can bring thousands of complaints
+    still open from years ago): the flag and the events commit together with the caller's transaction. The
+    update's own condition (overdue_at IS NULL) makes a second watcher, in this process or another, find
+    the rows already flagged and emit nothing; on PostgreSQL it also skips the rows another watcher holds
+    instead of waiting for them. Returns the ids flagged now, earliest due first.
     """
-    candidates = await session.execute(
+    running = [s.value for s in sla.SLA_RUNNING]
+    page = (
         select(Interaction.id)
         .where(
-            col(Interaction.complaint_status).in_([s.value for s in sla.SLA_RUNNING]),
+            col(Interaction.complaint_status).in_(running),
             col(Interaction.due_at) < now,
             col(Interaction.overdue_at).is_(None),
         )
         .order_by(col(Interaction.due_at))
         .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite writes one transaction at a time
     )
-    flagged: list[str] = []
-    for complaint_id in candidates.scalars():
-        claimed = await session.execute(
-            update(Interaction)
-            .where(
-                col(Interaction.id) == complaint_id,
-                col(Interaction.overdue_at).is_(None),
-                col(Interaction.complaint_status).in_([s.value for s in sla.SLA_RUNNING]),
-            )
-            .values(overdue_at=now)
-            .execution_options(synchronize_session=False)
+    claimed = await session.execute(
+        update(Interaction)
+        .where(
+            col(Interaction.id).in_(page.scalar_subquery()),
+            col(Interaction.overdue_at).is_(None),
+            col(Interaction.complaint_status).in_(running),
         )
-        if getattr(claimed, "rowcount", 0) != 1:
-            continue  # another watcher flagged it, or it was resolved meanwhile
-        complaint = (await session.execute(select(Interaction).where(col(Interaction.id) == complaint_id))).scalar_one()
-        await session.refresh(complaint)
-        assert complaint.severity is not None and complaint.due_at is not None
-        await enqueue(
-            session,
+        .values(overdue_at=now)
+        .returning(
+            Interaction.id,
+            Interaction.customer_id,
+            Interaction.severity,
+            Interaction.complaint_status,
+            Interaction.due_at,
+            Interaction.category,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = sorted(claimed.all(), key=lambda row: (as_utc(row.due_at), row.id))
+    if not rows:
+        return []
+    await enqueue_many(
+        session,
+        [
             ComplaintOverdue(
-                customer_id=complaint.customer_id,
-                complaint_id=complaint.id,
-                severity=complaint.severity,
-                status=str(complaint.complaint_status),
-                due_at=complaint.due_at,
-                category=complaint.category,
+                customer_id=row.customer_id,
+                complaint_id=row.id,
+                severity=row.severity,
+                status=str(row.complaint_status),
+                due_at=row.due_at,
+                category=row.category,
                 detected_at=now,
-            ),
-        )
-        flagged.append(complaint_id)
-    if flagged:
-        log.info("complaints overdue", extra={"count": len(flagged)})
-    return flagged
+            )
+            for row in rows
+        ],
+    )
+    log.info("complaints overdue", extra={"count": len(rows)})
+    return [row.id for row in rows]

@@ -10,6 +10,7 @@ from services.interaction.complaints.service import flag_overdue_complaints, tra
 from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.interactions.models import Interaction, InteractionCreate
 from services.interaction.interactions.service import record_interaction
+from tests.statements import statements_sent
 from tests.unit.interaction.conftest import SLA_HOURS, FakeCustomerService, outbox_events
 
 NOW = datetime.now(UTC)
@@ -71,3 +72,25 @@ async def test_two_watchers_at_once_announce_each_overdue_complaint_once(databas
     assert set(first) | set(second) == ids
     assert not set(first) & set(second)
     assert sorted(e["data"]["complaint_id"] for e in await overdue_events(database)) == sorted(ids)
+
+
+async def test_a_backlog_of_late_complaints_is_flagged_in_one_update_earliest_due_first_a_page_at_a_time(database):
+    # An import brings complaints still open from long ago: the sweep must not take a round trip each.
+    opened = [NOW - timedelta(days=400 - day) for day in (7, 3, 9, 1, 5, 2, 8, 4, 6, 0)]
+    ids = {await complaint(database, "medium", at): at for at in opened}
+    by_due = sorted(ids, key=lambda i: (ids[i], i))
+
+    async with database.transaction() as session:
+        with statements_sent(database.engine.sync_engine) as sent:
+            first = await flag_overdue_complaints(session=session, now=NOW, limit=6)
+    updates = [s for s in sent if s.startswith("UPDATE")]
+    assert len(updates) == 1 and not [s for s in sent if s.startswith("SELECT")]
+    assert first == by_due[:6]
+    second = await flag(database, NOW)
+    assert second == by_due[6:]
+    assert await flag(database, NOW) == []
+
+    events = await overdue_events(database)
+    assert [e["data"]["complaint_id"] for e in events] == by_due
+    assert {e["data"]["severity"] for e in events} == {"medium"}
+    assert all(e["data"]["status"] == "open" and e["key"] == "c-1" for e in events)

@@ -172,12 +172,12 @@ async def flag_overdue_complaints(*, session: AsyncSession, now: datetime, limit
         )
         .values(overdue_at=now)
         .returning(
-            Interaction.id,
-            Interaction.customer_id,
-            Interaction.severity,
-            Interaction.complaint_status,
-            Interaction.due_at,
-            Interaction.category,
+            col(Interaction.id),
+            col(Interaction.customer_id),
+            col(Interaction.severity),
+            col(Interaction.complaint_status),
+            col(Interaction.due_at),
+            col(Interaction.category),
         )
         .execution_options(synchronize_session=False)
     )

@@ -15,7 +15,7 @@ Requests go straight into the ASGI apps, signed as the gateway signs (bench.writ
 server. Prints, per arrangement, this process's CPU ms per post (the median over the blocks),
 the fastest block's (the one least disturbed by other work on the machine), PostgreSQL's (its postmaster
 and backends; the mean over the blocks, as its clock counts in 10 ms ticks), the ratios of the process's
-CPU to the floor's (median to median, fastest to fastest), and the statements per post (counted in a pass
+CPU to the floor's (median to median, fastest to fastest, and the median of each round's ratio), and the statements per post (counted in a pass
 of their own after the timed blocks: a listener on the engine makes the driver fire statement events,
 which the timed blocks leave out, as production does).
 ``--profile FILE`` then runs as many more blocks of ``direct`` under cProfile and writes their stats to FILE
@@ -160,6 +160,9 @@ async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, d
         name: {
             "cpu": statistics.median(cpu[name]),
             "fastest": min(cpu[name]),  # the block least disturbed by other work on the machine
+            # Each round's block against the floor's block of the same round (run next to it): the
+            # median of these ratios follows the machine's load least.
+            "paired": statistics.median(c / f for c, f in zip(cpu[name], cpu["floor"], strict=True)),
             "postgres": statistics.mean(server[name]),  # its clock ticks in 10 ms: the mean of the blocks
             "statements": statements[name],
         }
@@ -183,16 +186,17 @@ def main() -> None:
         f"\nload average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.blocks} blocks of {args.block}"
     )
     print(
-        "| arrangement | process CPU ms / post | ÷ floor | fastest block | ÷ floor's fastest"
+        "| arrangement | process CPU ms / post | ÷ floor | fastest block | ÷ floor's fastest | ÷ floor, by round"
         " | PostgreSQL CPU ms / post | statements / post |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     floor, fastest = result["floor"]["cpu"], result["floor"]["fastest"]
     for name in ARRANGEMENTS:
         figures = result[name]
         print(
             f"| {name} | {figures['cpu']:.3f} | {figures['cpu'] / floor:.2f} | {figures['fastest']:.3f}"
-            f" | {figures['fastest'] / fastest:.2f} | {figures['postgres']:.3f} | {figures['statements']:.2f} |"
+            f" | {figures['fastest'] / fastest:.2f} | {figures['paired']:.2f} | {figures['postgres']:.3f}"
+            f" | {figures['statements']:.2f} |"
         )
 
 

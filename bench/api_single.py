@@ -15,9 +15,9 @@ Requests go straight into the ASGI apps, signed as the gateway signs (bench.writ
 server. Prints, per arrangement, this process's CPU ms per post (the median over the blocks),
 the fastest block's (the one least disturbed by other work on the machine), PostgreSQL's (its postmaster
 and backends; the mean over the blocks, as its clock counts in 10 ms ticks), the ratios of the process's
-CPU to the floor's (median to median, fastest to fastest, and the median of each round's ratio), and the statements per post (counted in a pass
-of their own after the timed blocks: a listener on the engine makes the driver fire statement events,
-which the timed blocks leave out, as production does).
+CPU to the floor's (median to median, fastest to fastest, and the median of each round's ratio), and the
+statements per post (counted in a pass of their own after the timed blocks: a listener on the engine
+makes the driver fire statement events, which the timed blocks leave out, as production does).
 ``--profile FILE`` then runs as many more blocks of ``direct`` under cProfile and writes their stats to FILE
 (read them with ``python -m pstats FILE``), printing the top functions by own time.
 ``--pg-port`` (default 55631) and the state directory .state/bench-api-single keep it apart from other

@@ -13,10 +13,13 @@ blocks of ``--block`` posts (``--blocks`` each, so every arrangement meets the s
 
 Requests go straight into the ASGI apps, signed as the gateway signs (bench.write_path.call): no HTTP
 server. Prints, per arrangement, this process's CPU ms per post (the median over the blocks),
-PostgreSQL's (its postmaster and backends; the mean over the blocks, as its clock counts in 10 ms
-ticks), the ratio of the process's CPU to the floor's, and the statements per post (counted in a pass
-of their own after the timed blocks: a listener on the engine makes the driver fire statement events,
-which the timed blocks leave out, as production does).
+the fastest block's (the one least disturbed by other work on the machine), PostgreSQL's (its postmaster
+and backends; the mean over the blocks, as its clock counts in 10 ms ticks), the ratios of the process's
+CPU to the floor's (median to median, fastest to fastest, and the median of each round's ratio), and the
+statements per post (counted in a pass of their own after the timed blocks: a listener on the engine
+makes the driver fire statement events, which the timed blocks leave out, as production does).
+``--profile FILE`` then runs as many more blocks of ``direct`` under cProfile and writes their stats to FILE
+(read them with ``python -m pstats FILE``), printing the top functions by own time.
 ``--pg-port`` (default 55631) and the state directory .state/bench-api-single keep it apart from other
 runs; two copies must not run at once.
 """
@@ -26,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import dataclasses
 import os
+import pstats
 import statistics
 import time
 import uuid
@@ -85,7 +90,7 @@ def postgres_cpu() -> float:
     return sum(cpu_seconds(p, reaped_children=True) for p in pids[:1]) + sum(cpu_seconds(p) for p in pids[1:])
 
 
-async def run(blocks: int, size: int) -> dict[str, dict[str, float]]:
+async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, dict[str, float]]:
     apps = {"direct": service_app(True), "framework": service_app(False)}
     apps["session"] = apps["direct"]
     database = apps["direct"].state.database
@@ -140,12 +145,24 @@ async def run(blocks: int, size: int) -> dict[str, dict[str, float]]:
             finally:
                 event.remove(engine, "before_cursor_execute", count)
             statements[name] = len(seen) / size
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(blocks):
+                await block("direct")
+            profiler.disable()
+            profiler.dump_stats(profile)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     await connection.close()
     for app in (direct, framework):
         await app.state.database.dispose()
     return {
         name: {
             "cpu": statistics.median(cpu[name]),
+            "fastest": min(cpu[name]),  # the block least disturbed by other work on the machine
+            # Each round's block against the floor's block of the same round (run next to it): the
+            # median of these ratios follows the machine's load least.
+            "paired": statistics.median(c / f for c, f in zip(cpu[name], cpu["floor"], strict=True)),
             "postgres": statistics.mean(server[name]),  # its clock ticks in 10 ms: the mean of the blocks
             "statements": statements[name],
         }
@@ -158,22 +175,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.api_single", description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=20, help="blocks per arrangement")
     parser.add_argument("--block", type=int, default=100, help="posts per block")
+    parser.add_argument("--profile", metavar="FILE", help="profile as many blocks of direct, stats to FILE")
     parser.add_argument("--pg-port", type=int, default=INFRA.pg_port, help="the private PostgreSQL's port")
     args = parser.parse_args()
     INFRA = dataclasses.replace(INFRA, pg_port=args.pg_port)
     with INFRA.postgres():
         load_before = os.getloadavg()[0]
-        result = asyncio.run(run(args.blocks, args.block))
+        result = asyncio.run(run(args.blocks, args.block, args.profile))
     print(
         f"\nload average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.blocks} blocks of {args.block}"
     )
-    print("| arrangement | process CPU ms / post | ÷ floor | PostgreSQL CPU ms / post | statements / post |")
-    print("|---|---:|---:|---:|---:|")
-    floor = result["floor"]["cpu"]
+    print(
+        "| arrangement | process CPU ms / post | ÷ floor | fastest block | ÷ floor's fastest | ÷ floor, by round"
+        " | PostgreSQL CPU ms / post | statements / post |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    floor, fastest = result["floor"]["cpu"], result["floor"]["fastest"]
     for name in ARRANGEMENTS:
         figures = result[name]
         print(
-            f"| {name} | {figures['cpu']:.3f} | {figures['cpu'] / floor:.2f} | {figures['postgres']:.3f}"
+            f"| {name} | {figures['cpu']:.3f} | {figures['cpu'] / floor:.2f} | {figures['fastest']:.3f}"
+            f" | {figures['fastest'] / fastest:.2f} | {figures['paired']:.2f} | {figures['postgres']:.3f}"
             f" | {figures['statements']:.2f} |"
         )
 

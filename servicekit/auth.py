@@ -138,6 +138,24 @@ def verify(
     parsed = parse(value)
     if parsed is None:
         return False
+    return verify_parsed(
+        parsed, method, path, token=token, max_age_s=max_age_s, query=query, body=body, principal=principal, now=now
+    )
+
+
+def verify_parsed(
+    parsed: tuple[int, str, str],
+    method: str,
+    path: str,
+    *,
+    token: str,
+    max_age_s: float,
+    query: str | bytes = "",
+    body: bytes = b"",
+    principal: str = "",
+    now: float | None = None,
+) -> bool:
+    """verify() of a header value already parsed (parse()), so a server parsing it once checks it."""
     timestamp, nonce, mac = parsed
     if abs((time.time() if now is None else now) - timestamp) > max_age_s:
         return False
@@ -237,8 +255,8 @@ class InternalAuthMiddleware:
             return
         if body is None:
             return  # the client went away: nobody to answer
-        valid = verify(
-            signature,
+        valid = verify_parsed(
+            parsed,
             scope["method"],
             scope["path"],
             token=self.settings.internal_token,

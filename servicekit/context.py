@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from contextvars import ContextVar
+
+from servicekit.ids import uuid4_hex
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return uuid4_hex()
 
 
 def current_correlation_id() -> str | None:

@@ -111,8 +111,11 @@ def _plain_case(model: type[BaseModel], body: bytes) -> BaseModel | None:
     if not body or b"\x00" in body or b"\\u0000" in body:
         return None
     try:
-        # As FastAPI reads a JSON body: the standard library's json, then the model in Python mode.
-        return model.model_validate(json.loads(body))
+        # As FastAPI reads a JSON body: the standard library's json, then the model's own validator in
+        # Python mode (FastAPI's TypeAdapter runs it as it is; a model's model_validate may add work of
+        # its own, as SQLModel's does, building the instance a second way).
+        validated: BaseModel = model.__pydantic_validator__.validate_python(json.loads(body))
+        return validated
     except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
 

@@ -7,6 +7,11 @@ the same SQL text and the same bound values (the dialect's bind processors, in i
 SQLAlchemy sends, run on a connection checked out from the engine's own pool (its size, timeout and
 recycling hold) in autocommit, as SQLAlchemy's AUTOCOMMIT connections run it. PostgreSQL (asyncpg) only.
 
+The check-out is the pool's own (``pool.connect()``: its accounting, its records, their recycling and
+invalidation). It runs inside a greenlet, as SQLAlchemy runs it, whenever it might await (a new or recycled
+connection, a wait for a free one, a pre-ping or checkout listener); when the pool has an idle connection
+that is handed over as it is (see ready_without_waiting), it runs directly, without the greenlet's cost.
+
 What the engine's listeners see is kept: when it has any, before_cursor_execute and after_cursor_execute
 are fired by hand on a Connection wrapping the pooled connection (statement counters, tracing's SQL spans),
 with an empty namespace as the execution context. A driver error goes through SQLAlchemy's own handling:
@@ -15,12 +20,14 @@ translated as its asyncpg adapter translates it, then wrapped, with disconnects 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
@@ -66,7 +73,8 @@ class DriverStatement:
     async def first(self, params: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> tuple[Any, ...] | None:
         """Run it in autocommit on a connection of the engine's pool; its first row, or None.
         `params` may be a function, called once a connection is at hand (values that carry a time)."""
-        pooled: Any = await greenlet_spawn(self.engine.raw_connection)
+        pool = self.engine.pool
+        pooled: Any = pool.connect() if ready_without_waiting(pool) else await greenlet_spawn(pool.connect)
         try:
             arguments = self.arguments(params() if callable(params) else params)
             sql, connection, context = self.sql, None, None
@@ -85,6 +93,32 @@ class DriverStatement:
             return None if row is None else tuple(row)
         finally:
             pooled.close()  # back to the pool (no transaction was begun: no rollback to send)
+
+
+# A connection this close to its recycling age goes through the greenlet: its age is read here and again in
+# the check-out, microseconds later, and it must not cross the limit in between.
+RECYCLE_MARGIN_S = 1.0
+
+
+def ready_without_waiting(pool: Pool, now: float | None = None) -> bool:
+    """Whether `pool.connect()` hands over an idle connection without awaiting anything, so it may run
+    outside a greenlet: an asyncio queue pool without pre-ping or checkout listeners, whose next idle
+    connection (the one its queue gives next) is open and due neither for recycling nor for replacement
+    after an invalidation (as _ConnectionRecord.get_connection decides). False whenever unsure."""
+    if type(pool) is not AsyncAdaptedQueuePool or pool._pre_ping or pool.dispatch.checkout:
+        return False
+    queue: Any = pool._pool
+    idle = getattr(getattr(queue, "_queue", None), "_queue", None)  # the asyncio queue's deque
+    if not idle:
+        return False
+    record = idle[-1] if queue.use_lifo else idle[0]  # LifoQueue pops the right end, Queue the left
+    started = getattr(record, "starttime", None)
+    if record.dbapi_connection is None or started is None:
+        return False
+    age = (time.time() if now is None else now) - started
+    recycle: float = pool._recycle
+    stale = pool._invalidate_time > started or getattr(record, "_soft_invalidate_time", 0) > started
+    return not stale and (recycle < 0 or age <= recycle - RECYCLE_MARGIN_S)
 
 
 class _Context(SimpleNamespace):

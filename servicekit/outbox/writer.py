@@ -11,7 +11,6 @@ in one statement just before it commits (`write_at_commit`); rows keep the order
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -28,6 +27,7 @@ from servicekit.context import current_correlation_id
 from servicekit.db import Database, hold_until_commit, holds, mark_outbox_written, take_held
 from servicekit.driver import DriverStatement
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
+from servicekit.ids import uuid4_text
 from servicekit.sql import column_arrays, insert_from_arrays, on_postgres
 from servicekit.tables import OUTBOX
 
@@ -84,7 +84,7 @@ def _wrapped(
         raise ValueError("an event's source must not be empty")
     fields: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(uuid.uuid4()),
+        "id": uuid4_text(),
         "source": source,
         "type": event_type,
         "time": now,

@@ -62,8 +62,12 @@ async def record_interaction(data: InteractionCreate, request: Request) -> Respo
 
 def _recorded(interaction: Interaction | Draft, *, created: bool) -> Response:
     """The answer to a recorded interaction: the response model serialized once."""
+    if isinstance(interaction, Draft):
+        public = InteractionPublic.of_values(vars(interaction))
+    else:
+        public = InteractionPublic.of(interaction)
     return Response(
-        InteractionPublic.of(interaction).model_dump_json().encode(),
+        InteractionPublic.__pydantic_serializer__.to_json(public),  # model_dump_json's bytes, not re-encoded
         status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         headers={"Location": f"/interactions/{interaction.id}"},
         media_type="application/json",

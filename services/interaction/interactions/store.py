@@ -3,7 +3,6 @@ store_interactions. A single post is a batch of one whose outcome becomes the HT
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from contracts.interaction import (
 )
 from servicekit.clock import utc_now
 from servicekit.events.envelope import EventData
+from servicekit.ids import uuid4_text
 from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.sql import chunks, insert_rows_from_arrays
@@ -164,7 +164,7 @@ _DRAFT_DEFAULTS = dict.fromkeys(COLUMNS)
 
 def new_draft(data: InteractionCreate, sla_hours: Mapping[str, float], now: datetime | None = None) -> Draft:
     """What new_interaction would build, as plain values."""
-    values = {**_DRAFT_DEFAULTS, **data.__dict__, "id": str(uuid.uuid4()), "recorded_at": now or utc_now()}
+    values = {**_DRAFT_DEFAULTS, **data.__dict__, "id": uuid4_text(), "recorded_at": now or utc_now()}
     if data.type == InteractionType.complaint:
         assert data.severity is not None  # InteractionCreate requires it
         values["complaint_status"] = ComplaintStatus.open

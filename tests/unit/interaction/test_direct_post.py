@@ -7,10 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
 
+import servicekit.direct as direct_module
 import servicekit.service as service_module
 from servicekit.direct import DirectRoutes
 from servicekit.service import API, create_app
+from services.interaction.interactions.models import InteractionCreate
 from services.interaction.main import SPEC
 from services.interaction.models import metadata
 from services.interaction.replica.directory import CustomerDirectory
@@ -133,3 +136,49 @@ async def test_the_request_metric_names_the_route(pair: tuple[Client, Client]) -
     await direct.http.post("/interactions", json=PURCHASE)
     metrics = (await direct.http.get("/metrics")).text
     assert 'method="POST",route="/interactions",service="interaction",status="201"' in metrics
+
+
+MODELS_HANDED_OVER = [
+    PURCHASE,
+    COMPLAINT,
+    {**COMPLAINT, "category": " Billing ", "channel": "PHONE", "external_id": "x-9"},
+    {"customer_id": "c-1", "type": "survey", "survey": "nps", "score": 9, "occurred_at": "2026-11-01T10:00:00+02:00"},
+    {**PURCHASE, "amount": 19.5, "quantity": 2, "sentiment": 0, "text": "ok"},
+]
+
+
+@pytest.mark.parametrize("body", MODELS_HANDED_OVER)
+async def test_the_endpoint_gets_the_model_the_framework_would_hand_it(
+    body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed: list[InteractionCreate] = []
+    plain_cases: list[Any] = []
+    validate = direct_module._plain_case
+
+    def counted(model: Any, raw: bytes) -> Any:
+        plain_cases.append(validate(model, raw))
+        return plain_cases[-1]
+
+    monkeypatch.setattr(direct_module, "_plain_case", counted)
+
+    @direct_module.direct
+    async def endpoint(data: InteractionCreate, request: Request) -> Response:
+        handed.append(data)
+        return Response(status_code=201)
+
+    for install in (True, False):
+        app = FastAPI()
+        app.post("/interactions")(endpoint)
+        if install:
+            direct_module.install_direct_routes(app)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as http:
+            assert (await http.post("/interactions", json=body)).status_code == 201
+    assert len(plain_cases) == 1 and plain_cases[0] is handed[0]  # the first app's, directly
+    directly, routed = handed
+    assert type(directly) is type(routed) and directly == routed
+    assert directly.__dict__ == routed.__dict__
+    assert directly.model_fields_set == routed.model_fields_set
+    assert (directly.__pydantic_extra__, directly.__pydantic_private__) == (
+        routed.__pydantic_extra__,
+        routed.__pydantic_private__,
+    )

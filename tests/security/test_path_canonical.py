@@ -112,11 +112,22 @@ class Sweep:
     async def status(self, method: str, raw_path: str, headers: dict[str, str]) -> int:
         async with self.limit:
             for _ in range(20):
-                response = await self.client.send(raw_request(self.client, method, raw_path, headers=headers))
+                response = await self._send(raw_request(self.client, method, raw_path, headers=headers))
                 if response.status_code != 429:
                     return response.status_code
                 await asyncio.sleep(min(2.0, float(response.headers.get("retry-after", "1"))))
             return 429
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        # A pooled keep-alive connection the server closes just as a request goes out ends without an
+        # answer. Sent again on a new connection; a spelling the gateway really drops fails every time.
+        for attempt in range(3):
+            try:
+                return await self.client.send(request)
+            except httpx.RemoteProtocolError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def test_spellings_differ_from_the_route_and_cover_every_character() -> None:

@@ -16,7 +16,8 @@ What SQLAlchemy's path does around them is kept:
 - the connection is the pool's own, checked out without a greenlet when the pool has one idle
   (servicekit.driver.ready_without_waiting);
 - statement events: before_cursor_execute and after_cursor_execute fired for each statement SQLAlchemy's
-  path fires them for (BEGIN IMMEDIATE, the INSERT, the executemany), when the engine has listeners;
+  path fires them for (BEGIN IMMEDIATE, the INSERT, the executemany), when the engine has listeners (they
+  get the sqlite3 cursor itself, and an empty namespace as the execution context);
 - errors: translated and wrapped by SQLAlchemy's own handling (a locked file is an OperationalError,
   transient; a constraint an IntegrityError), the transaction rolled back.
 """
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
@@ -94,7 +96,6 @@ class _Run:
         self.cursor = self.raw.cursor()
         self.listened = bool(engine.dispatch.before_cursor_execute or engine.dispatch.after_cursor_execute)
         self.connection = Connection(engine, pooled, _allow_autobegin=False) if self.listened else None
-        self.failed = False
 
     async def begin(self) -> None:
         """BEGIN IMMEDIATE; while another process holds the write lock, retried with the event loop free
@@ -102,15 +103,15 @@ class _Run:
         deadline, pause = time.monotonic() + LOCK_TIMEOUT_S, 0.001
         while True:
             try:
-                await self.execute(BEGIN, (), translate=False)
+                await self.execute(BEGIN, ())
                 return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or time.monotonic() > deadline:
-                    await self._raise(error, BEGIN, ())
+            except exc.OperationalError as error:  # each try's error handled as SQLAlchemy handles it
+                if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                    raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    async def execute(self, sql: str, arguments: Any, *, many: bool = False, translate: bool = True) -> list[Any]:
+    async def execute(self, sql: str, arguments: Any, *, many: bool = False) -> list[Any]:
         """Run one statement (with its listeners' events); its rows."""
         connection, context = self.connection, None
         if connection is not None:
@@ -124,8 +125,6 @@ class _Run:
             else:
                 found = self.cursor.execute(sql, arguments).fetchall()  # drained: COMMIT finds it finished
         except Exception as error:
-            if not translate:
-                raise
             await self._raise(error, sql, arguments, context)
         if connection is not None:
             for listener in connection.dispatch.after_cursor_execute:
@@ -142,7 +141,6 @@ class _Run:
     async def _raise(self, error: BaseException, sql: str, arguments: Any, context: _Context | None = None) -> None:
         """Raise `error` as SQLAlchemy's path would (servicekit.driver._handle: translated, wrapped, the
         transaction rolled back, a disconnect invalidating the pool)."""
-        self.failed = True
         connection = self.connection or Connection(self.engine, self.pooled, _allow_autobegin=False)
         await greenlet_spawn(_handle, connection, self.pooled, context or _Context(), error, sql, list(arguments))
 

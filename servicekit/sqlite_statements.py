@@ -65,20 +65,22 @@ class InlineInsert:
         it), or None when it wrote nothing (the transaction rolled back)."""
         pool = self.engine.pool
         pooled: Any = pool.connect() if ready_without_waiting(pool) else await greenlet_spawn(pool.connect)
-        run = _Run(self.engine, pooled)
+        run: _Run | None = None
         try:
+            run = _Run(self.engine, pooled)
             await self.file.queue.acquire_in_loop(pooled.dbapi_connection)
             await run.begin()
             returned = await run.execute(self.first.sql, self.first.arguments(params))
             if not returned:
-                run.end(commit=False)
+                await run.end(commit=False)
                 return None
             await run.execute(self.then.sql, [self.then.arguments(row) for row in rows()], many=True)
-            run.end(commit=True)
+            await run.end(commit=True)
             self.file.checkpointer.committed()
             return tuple(returned[0])
         except BaseException as error:
-            await run.abandon(error)
+            if run is not None:
+                await run.abandon(error)
             raise
         finally:
             self.file.queue.release(pooled.dbapi_connection)
@@ -131,12 +133,16 @@ class _Run:
                 listener(connection, self.cursor, sql, arguments, context, many)
         return found
 
-    def end(self, *, commit: bool) -> None:
-        """COMMIT or ROLLBACK (the file's queue is handed on by the caller as it returns the connection)."""
-        if commit:
-            self.raw.commit()
-        else:
-            self.raw.rollback()
+    async def end(self, *, commit: bool) -> None:
+        """COMMIT or ROLLBACK (the file's queue is handed on by the caller as it returns the connection);
+        an error translated as SQLAlchemy translates one at COMMIT."""
+        try:
+            if commit:
+                self.raw.commit()
+            else:
+                self.raw.rollback()
+        except Exception as error:
+            await self._raise(error, "COMMIT" if commit else "ROLLBACK", ())
 
     async def _raise(self, error: BaseException, sql: str, arguments: Any, context: _Context | None = None) -> None:
         """Raise `error` as SQLAlchemy's path would (servicekit.driver._handle: translated, wrapped, the

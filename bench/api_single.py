@@ -22,6 +22,12 @@ makes the driver fire statement events, which the timed blocks leave out, as pro
 (read them with ``python -m pstats FILE``), printing the top functions by own time.
 ``--pg-port`` (default 55631) and the state directory .state/bench-api-single keep it apart from other
 runs; two copies must not run at once.
+
+``--sqlite``: the same on SQLite files as the embedded default runs them (no PostgreSQL; the files in
+.state/bench-api-single-sqlite, made afresh). ``direct``'s common case then runs on the inline sqlite3
+connection (servicekit.sqlite_statements), ``session`` through the ORM session, and the floor is one
+bare INSERT .. RETURNING on a sqlite3 connection set up as the platform's (WAL, synchronous NORMAL), in
+autocommit. Every SQLite call runs in this process, so its CPU is in the process's column.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import cProfile
 import dataclasses
 import os
 import pstats
+import shutil
+import sqlite3
 import statistics
 import time
 import uuid
@@ -57,12 +65,17 @@ from services.interaction.replica.models import KnownCustomer
 from services.interaction.settings import InteractionSettings
 
 INFRA = Infra(REPO_ROOT / ".state" / "bench-api-single", kafka_port=19612, pg_port=55631, port_offset=24500)
+SQLITE_DIR = REPO_ROOT / ".state" / "bench-api-single-sqlite"
 ARRANGEMENTS = ("direct", "session", "framework", "floor")
 
 
-def service_app(direct: bool) -> Any:
+def database_url(sqlite: bool) -> str:
+    return f"sqlite+aiosqlite:///{SQLITE_DIR / 'interaction.db'}" if sqlite else INFRA.database_url("interaction")
+
+
+def service_app(direct: bool, sqlite: bool = False) -> Any:
     # Run-time settings cached for the whole run: no arrangement reads them again mid-run.
-    settings = InteractionSettings(database_url=INFRA.database_url("interaction"), runtime_settings_cache_s=300)
+    settings = InteractionSettings(database_url=database_url(sqlite), runtime_settings_cache_s=300)
     if direct:
         return create_app(SPEC, settings, roles=(API,))
     install = service.install_direct_routes
@@ -85,13 +98,31 @@ def statement_path(arrangement: str) -> Iterator[None]:
         interaction_router.usable = saved  # type: ignore[assignment]
 
 
-def postgres_cpu() -> float:
+def postgres_cpu(sqlite: bool = False) -> float:
+    if sqlite:
+        return 0.0  # SQLite runs in this process
     pids = postgres_pids(INFRA.state_dir)
     return sum(cpu_seconds(p, reaped_children=True) for p in pids[:1]) + sum(cpu_seconds(p) for p in pids[1:])
 
 
-async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, dict[str, float]]:
-    apps = {"direct": service_app(True), "framework": service_app(False)}
+def sqlite_floor() -> Any:
+    """The floor's statement on SQLite: one INSERT .. RETURNING in autocommit on a connection set up as the
+    platform's (servicekit.sqlite's pragmas that bear on a write)."""
+    connection = sqlite3.connect(SQLITE_DIR / "floor.db", isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-16384", "temp_store=MEMORY"):
+        connection.execute(f"PRAGMA {pragma}")
+    connection.execute("CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, body text NOT NULL)")
+
+    async def insert_row(id_: str, body: str) -> Any:
+        return connection.execute(
+            "INSERT INTO floor_rows (id, body) VALUES (?, ?) RETURNING id", (id_, body)
+        ).fetchall()
+
+    return insert_row
+
+
+async def run(blocks: int, size: int, profile: str | None = None, sqlite: bool = False) -> dict[str, dict[str, float]]:
+    apps = {"direct": service_app(True, sqlite), "framework": service_app(False, sqlite)}
     apps["session"] = apps["direct"]
     database = apps["direct"].state.database
     async with database.engine.begin() as conn:
@@ -100,9 +131,15 @@ async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, d
         rows = [{"customer_id": f"c-{i}", "version": 1, "erased": False, "updated_at": now} for i in range(CUSTOMERS)]
         await conn.execute(insert(KnownCustomer.__table__), rows)  # type: ignore[attr-defined]
     bare = bare_fastapi()
-    connection = await asyncpg.connect(INFRA.database_url("interaction", driver="postgresql"))
-    await connection.execute("CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, body jsonb NOT NULL)")
-    insert_row = await connection.prepare("INSERT INTO floor_rows (id, body) VALUES ($1, $2) RETURNING id")
+    connection: Any = None
+    if sqlite:
+        floor_insert = sqlite_floor()
+    else:
+        connection = await asyncpg.connect(INFRA.database_url("interaction", driver="postgresql"))
+        await connection.execute("CREATE TABLE IF NOT EXISTS floor_rows (id text PRIMARY KEY, body jsonb NOT NULL)")
+        floor_insert = (
+            await connection.prepare("INSERT INTO floor_rows (id, body) VALUES ($1, $2) RETURNING id")
+        ).fetchval
     sent = 0
 
     async def block(arrangement: str) -> tuple[float, float]:
@@ -110,15 +147,15 @@ async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, d
         bodies = [orjson.dumps(interaction(f"c-{(sent + i) % CUSTOMERS}", sent + i)) for i in range(size)]
         sent += size
         with statement_path(arrangement):
-            started, postgres = time.process_time(), postgres_cpu()
+            started, postgres = time.process_time(), postgres_cpu(sqlite)
             for body in bodies:
                 if arrangement == "floor":
                     status, answer = await call(bare, "/interactions", body)
-                    await insert_row.fetchval(str(uuid.uuid4()), body.decode())
+                    await floor_insert(str(uuid.uuid4()), body.decode())
                 else:
                     status, answer = await call(apps[arrangement], "/interactions", body)
                 assert status == 201, answer
-            return (time.process_time() - started) * 1000 / size, (postgres_cpu() - postgres) * 1000 / size
+            return (time.process_time() - started) * 1000 / size, (postgres_cpu(sqlite) - postgres) * 1000 / size
 
     cpu: dict[str, list[float]] = {name: [] for name in ARRANGEMENTS}
     server: dict[str, list[float]] = {name: [] for name in ARRANGEMENTS}
@@ -153,7 +190,8 @@ async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, d
             profiler.disable()
             profiler.dump_stats(profile)
             pstats.Stats(profile).sort_stats("tottime").print_stats(25)
-    await connection.close()
+    if connection is not None:
+        await connection.close()
     for app in (direct, framework):
         await app.state.database.dispose()
     return {
@@ -170,6 +208,9 @@ async def run(blocks: int, size: int, profile: str | None = None) -> dict[str, d
     }
 
 
+SQLITE_NOTE = "SQLite (in this process; statements: those SQLAlchemy fires events for, COMMIT is not one)"
+
+
 def main() -> None:
     global INFRA
     parser = argparse.ArgumentParser(prog="python -m bench.api_single", description=__doc__.splitlines()[0])
@@ -177,13 +218,18 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=100, help="posts per block")
     parser.add_argument("--profile", metavar="FILE", help="profile as many blocks of direct, stats to FILE")
     parser.add_argument("--pg-port", type=int, default=INFRA.pg_port, help="the private PostgreSQL's port")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite files as the embedded default, no PostgreSQL")
     args = parser.parse_args()
     INFRA = dataclasses.replace(INFRA, pg_port=args.pg_port)
-    with INFRA.postgres():
+    if args.sqlite:
+        shutil.rmtree(SQLITE_DIR, ignore_errors=True)
+        SQLITE_DIR.mkdir(parents=True)
+    with contextlib.nullcontext() if args.sqlite else INFRA.postgres():
         load_before = os.getloadavg()[0]
-        result = asyncio.run(run(args.blocks, args.block, args.profile))
+        result = asyncio.run(run(args.blocks, args.block, args.profile, args.sqlite))
     print(
         f"\nload average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.blocks} blocks of {args.block}"
+        f"; {SQLITE_NOTE if args.sqlite else 'PostgreSQL'}"
     )
     print(
         "| arrangement | process CPU ms / post | ÷ floor | fastest block | ÷ floor's fastest | ÷ floor, by round"
@@ -195,7 +241,8 @@ def main() -> None:
         figures = result[name]
         print(
             f"| {name} | {figures['cpu']:.3f} | {figures['cpu'] / floor:.2f} | {figures['fastest']:.3f}"
-            f" | {figures['fastest'] / fastest:.2f} | {figures['paired']:.2f} | {figures['postgres']:.3f}"
+            f" | {figures['fastest'] / fastest:.2f} | {figures['paired']:.2f}"
+            f" | {'n/a' if args.sqlite else format(figures['postgres'], '.3f')}"
             f" | {figures['statements']:.2f} |"
         )
 

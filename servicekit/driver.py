@@ -31,22 +31,24 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
+from servicekit.sqlite import inline_file
+
 
 def usable(engine: AsyncEngine) -> bool:
-    """Whether statements of this engine may run on the driver: asyncpg, and SQLAlchemy not logging its
-    statements (echo: the driver would not log them)."""
+    """Whether statements of this engine may run on the driver, with SQLAlchemy not logging its statements
+    (echo: the driver would not log them): asyncpg (DriverStatement), or a SQLite file whose connections
+    run in the event loop's thread (servicekit.sqlite_statements)."""
     sync = engine.sync_engine
-    return sync.dialect.driver == "asyncpg" and not sync.echo
+    return not sync.echo and (sync.dialect.driver == "asyncpg" or inline_file(sync) is not None)
 
 
-class DriverStatement:
-    """A statement compiled once for `engine`, run on its pool's asyncpg connections (see the module)."""
+class Compiled:
+    """A statement compiled once for `engine`'s dialect: its SQL text and the positional values SQLAlchemy
+    would send for given parameters (the dialect's bind processors, in its positional order).
+    column_keys: for an INSERT without values, the columns it sets (as an executemany's rows give them)."""
 
-    def __init__(self, engine: AsyncEngine, statement: ClauseElement) -> None:
-        self.engine: Engine = engine.sync_engine
-        if not usable(engine):
-            raise TypeError("DriverStatement runs on asyncpg, with SQLAlchemy's echo off")
-        compiled: Any = statement.compile(dialect=self.engine.dialect)
+    def __init__(self, engine: Engine, statement: ClauseElement, column_keys: list[str] | None = None) -> None:
+        compiled: Any = statement.compile(dialect=engine.dialect, column_keys=column_keys)
         if compiled.literal_execute_params or compiled.post_compile_params or compiled.schema_translate_map:
             raise TypeError("a statement with expanding or literal parameters needs SQLAlchemy's execution")
         if compiled.insert_prefetch or compiled.update_prefetch:
@@ -69,6 +71,16 @@ class DriverStatement:
         the statement's own must be given)."""
         given = {**self.fixed, **params}
         return [given[name] if process is None else process(given[name]) for name, process in self.binds]
+
+
+class DriverStatement(Compiled):
+    """A statement compiled once for `engine`, run on its pool's asyncpg connections (see the module)."""
+
+    def __init__(self, engine: AsyncEngine, statement: ClauseElement) -> None:
+        self.engine: Engine = engine.sync_engine
+        if self.engine.dialect.driver != "asyncpg" or self.engine.echo:
+            raise TypeError("DriverStatement runs on asyncpg, with SQLAlchemy's echo off")
+        super().__init__(self.engine, statement)
 
     async def first(self, params: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> tuple[Any, ...] | None:
         """Run it in autocommit on a connection of the engine's pool; its first row, or None.

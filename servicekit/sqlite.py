@@ -19,9 +19,10 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, exc, make_url, pool
+from sqlalchemy import Engine, event, exc, make_url, pool
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
@@ -126,10 +127,14 @@ class TransactionQueue:
         """Wait (in the event loop) for the file's lock; called from SQLAlchemy's greenlet before BEGIN."""
         if not in_greenlet():
             return  # a synchronous caller cannot wait in the loop: SQLite's busy handler queues it
+        await_(self.acquire_in_loop(dbapi_connection))
+
+    async def acquire_in_loop(self, dbapi_connection: Any) -> None:
+        """acquire() for a caller in the event loop itself (servicekit.sqlite_statements)."""
         lock = self._loop_lock(asyncio.get_running_loop())
         try:
             # Free (the common case): taken at once, without a timer or a turn of the event loop.
-            await_(lock.acquire() if not lock.locked() else _acquire_within(lock, self.timeout_s))
+            await (lock.acquire() if not lock.locked() else _acquire_within(lock, self.timeout_s))
         except TimeoutError as error:
             locked = sqlite3.OperationalError("database is locked")
             raise exc.OperationalError("BEGIN IMMEDIATE", None, locked) from error
@@ -166,6 +171,24 @@ async def _acquire_within(lock: asyncio.Lock, timeout_s: float) -> bool:
 def _raw(connection: Any) -> Any:
     """The DBAPI connection under a pool's proxy (SQLAlchemy passes either, depending on the path)."""
     return getattr(connection, "dbapi_connection", None) or connection
+
+
+@dataclass(frozen=True)
+class InlineFile:
+    """What a statement run on an inline engine's sqlite3 connection itself, outside SQLAlchemy's
+    transaction, must take part in (servicekit.sqlite_statements): the file's transaction queue, and its
+    checkpointer, told of each commit."""
+
+    queue: TransactionQueue
+    checkpointer: Checkpointer
+
+
+_INLINE_FILES: weakref.WeakKeyDictionary[Engine, InlineFile] = weakref.WeakKeyDictionary()
+
+
+def inline_file(engine: Engine) -> InlineFile | None:
+    """The queue and checkpointer of an engine configured inline on a file database; None for any other."""
+    return _INLINE_FILES.get(engine)
 
 
 def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> TransactionQueue | None:
@@ -226,6 +249,8 @@ def configure_sqlite(engine: AsyncEngine, *, inline: bool = False) -> Transactio
             raise
 
     if queue is not None:
+        if checkpointer is not None:
+            _INLINE_FILES[sync_engine] = InlineFile(queue, checkpointer)
         _hand_on_at_end(sync_engine.dialect, queue, checkpointer)
         # A connection returned, invalidated or closed mid-transaction no longer holds the file.
         for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):

@@ -29,6 +29,7 @@ from servicekit.driver import DriverStatement
 from servicekit.events.envelope import CONTENT_TYPE, CloudEvent, EventData
 from servicekit.ids import uuid4_text
 from servicekit.sql import column_arrays, insert_from_arrays, on_postgres
+from servicekit.sqlite_statements import InlineInsert
 from servicekit.tables import OUTBOX
 
 Headers = list[tuple[str, str]]
@@ -261,6 +262,7 @@ def _with_events_params(params: Mapping[str, Any], events: Sequence[EventData], 
 
 
 _ON_DRIVER: dict[tuple[int, int, int], DriverStatement] = {}  # (engine, statement, events) -> compiled
+_ON_INLINE: dict[tuple[int, int], InlineInsert] = {}  # (engine, statement) -> compiled (SQLite)
 
 
 async def insert_with_events_on_driver(
@@ -269,9 +271,13 @@ async def insert_with_events_on_driver(
     """insert_with_events' one-statement case without a session: the same statement and values (the row,
     its outbox rows and the NOTIFY, committed together in autocommit) run on the asyncpg connection
     (servicekit.driver), and the relay in this process woken when it wrote. Returns the returned row, or
-    None when nothing was written. PostgreSQL with at least one event (servicekit.driver.usable)."""
+    None when nothing was written. At least one event, on an engine servicekit.driver.usable accepts: on an
+    inline SQLite file the session path's statements (BEGIN IMMEDIATE, the INSERT, the outbox rows' insert,
+    COMMIT) run on the sqlite3 connection instead (servicekit.sqlite_statements)."""
     if not events:
         raise ValueError("insert_with_events_on_driver writes a row with its events")
+    if database.is_sqlite:
+        return await _insert_with_events_inline(database, statement, params, events)
     key = (id(database.engine), id(statement), len(events))
     driver = _ON_DRIVER.get(key)
     if driver is None or driver.engine is not database.engine.sync_engine:  # an id reused by a new engine
@@ -279,6 +285,27 @@ async def insert_with_events_on_driver(
     source = database.source or DEFAULT_SOURCE
     # The outbox rows are built once a connection is at hand, as insert_with_events builds them.
     row = await driver.first(lambda: _with_events_params(params, events, source))
+    if row is not None:
+        database.outbox_committed()
+    return row
+
+
+async def _insert_with_events_inline(
+    database: Database, statement: ReturningInsert[Any], params: dict[str, Any], events: Sequence[EventData]
+) -> tuple[Any, ...] | None:
+    key = (id(database.engine), id(statement))
+    inline = _ON_INLINE.get(key)
+    if inline is None or inline.engine is not database.engine.sync_engine:  # an id reused by a new engine
+        inline = _ON_INLINE[key] = InlineInsert(database.engine, statement, insert(OUTBOX), _OUTBOX_WRITTEN)
+    source = database.source or DEFAULT_SOURCE
+
+    def rows() -> list[dict[str, Any]]:
+        # Wrapped once the row is written, as enqueue wraps them after the session's INSERT; one created_at
+        # for the rows, as _insert gives them.
+        correlation_id, trace, now = current_correlation_id(), tracing.current_context_headers(), datetime.now(UTC)
+        return [_wrapped(data, source, correlation_id, trace, now)[1] for data in events]
+
+    row = await inline.run(params, rows)
     if row is not None:
         database.outbox_committed()
     return row

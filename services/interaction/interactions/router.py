@@ -42,8 +42,9 @@ async def record_interaction(data: InteractionCreate, request: Request) -> Respo
     # above) and the bytes are those of the other routes.
     settings: InteractionSettings = request.app.state.settings
     database: Database = request.app.state.database
-    # On PostgreSQL the common case (a known active customer, a new external_id) is one statement on the
-    # driver, without a session; when it wrote nothing, the session's path takes the checks.
+    # The common case (a known active customer, a new external_id) runs on the driver's connection without
+    # a session (on PostgreSQL one statement; on a SQLite file the session's statements on the sqlite3
+    # connection); when it wrote nothing, the session's path takes the checks.
     sla_hours = cached_complaint_sla_hours(settings) if usable(database.engine) else None
     recorded = None if sla_hours is None else await service.record_common_case(database, data, sla_hours)
     if recorded is not None:

@@ -70,13 +70,14 @@ async def record_interaction(
 async def record_common_case(
     database: Database, data: InteractionCreate, sla_hours: Mapping[str, float]
 ) -> Draft | None:
-    """record_interaction's common case without a session, on the asyncpg connection (PostgreSQL, see
-    servicekit.driver.usable): the same one statement with the same values. The interaction when it was
+    """record_interaction's common case without a session, on the driver's connection (see
+    servicekit.driver.usable): the same statement with the same values (on PostgreSQL one statement, on
+    SQLite the session's statements on the sqlite3 connection). The interaction when it was
     written; None when not (the customer is not known as active, or the external_id is stored): then
     record_interaction(common_case_tried=True) takes the checks."""
     interaction = new_draft(data, sla_hours)
     written = await insert_with_events_on_driver(
-        database, _active_insert(True), row_values(interaction), *events_of(interaction)
+        database, _active_insert(database.is_postgres), row_values(interaction), *events_of(interaction)
     )
     return interaction if written is not None else None
 

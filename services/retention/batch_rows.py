@@ -1,14 +1,26 @@
-"""A consumer batch's locked rows in one statement: replicas, latest scores, unresolved alerts, consent, and
+"""A consumer batch's locked rows in two statements: replicas, latest scores, unresolved alerts, consent, and
 the catalog token.
 
-Each was a statement of its own per batch (five round trips whatever the batch's size). Here they are one
-UNION ALL of tagged rows, each table's columns in a place of their own and NULL elsewhere, which the ORM
-loads back into objects of the four classes (an aliased entity per class over the union: its columns are
-found through their lineage, so every object is loaded, identity-mapped and typed as a plain `select`
-would). The branches run in order, each key by key over the same sorted ids, so the locks are taken in
-the order the separate statements took them: every customer row, then every latest score, then every
-unresolved alert (consent is read, never locked). The rows land in the same per-transaction states as
-the separate reads' (`Replicas`, `UnresolvedAlerts`, `Consents`), and the token in the catalog's check.
+Each was a statement of its own per batch (five round trips whatever the batch's size). Here, on PostgreSQL:
+
+1. one statement locks the customers' replica rows, then their latest scores, then their unresolved alerts
+   (the branches of a UNION ALL run in order, each key by key over the same sorted ids): the order the
+   separate statements took them in, and the order of every other batch;
+2. one statement reads them all, locked again (no wait: they are this transaction's), with consent and the
+   catalog token, as a UNION ALL of tagged rows, each table's columns in a place of their own and NULL
+   elsewhere, which the ORM loads back into objects of the four classes (an aliased entity per class over
+   the union: its columns are found through their lineage, so every object is loaded, identity-mapped and
+   typed as a plain `select` would).
+
+Why not one statement: a statement reads with the snapshot it started with, also after waiting for a lock.
+The separate statements each started after the previous table's locks were held, so they saw rows that the
+transactions they waited for had added meanwhile (an alert that `POST /alerts/evaluate` raised while it held
+the score's lock, a latest score another batch inserted). The second statement starts once every lock is
+held, and locks any such row it now sees, so it sees at least what the separate statements saw.
+SQLite has no row locks (a writer holds the whole database): there, the second statement alone.
+
+The rows land in the same per-transaction states as the separate reads' (`Replicas`, `UnresolvedAlerts`,
+`Consents`), and the token in the catalog's check.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, cast, literal_column, null, select, union_all
+from sqlalchemy import String, cast, func, literal_column, null, select, union_all
 from sqlalchemy.orm import aliased
 
 from servicekit.sql import KEYS, for_each_key, on_postgres
@@ -68,9 +80,22 @@ def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
     return select(union.c.tag, *entities, union.c.token), entities
 
 
+@cache
+def lock_statement() -> Any:
+    """PostgreSQL: lock the customers' replicas, then latest scores, then unresolved alerts; returns a count."""
+    customers, scores, alerts, _ = (m.__table__ for m in _MODELS)
+
+    def locked(table: Any, *where: Any) -> Any:
+        rows = for_each_key(select(*table.c).where(*where).with_for_update(), table.c.customer_id, postgres=True)
+        return rows.with_only_columns(literal_column("1").label("one"), maintain_column_froms=True)
+
+    union = union_all(locked(customers), locked(scores), locked(alerts, alerts.c.open_slot.is_not(None)))
+    return select(func.count()).select_from(union.subquery("locked"))
+
+
 async def lock_and_load(uow: UnitOfWork, ids: Sequence[str]) -> None:
     """Lock and load the rows of these customers (sorted, each once) that this transaction has not loaded yet,
-    and check the catalog's token, in one statement."""
+    and check the catalog's token: two statements on PostgreSQL, one on SQLite."""
     replicas = uow.state(Replicas)
     unresolved = uow.state(UnresolvedAlerts).by_customer
     consents = uow.state(Consents).replicas
@@ -79,8 +104,11 @@ async def lock_and_load(uow: UnitOfWork, ids: Sequence[str]) -> None:
     ]
     store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
     store_new_alerts(uow.session)
-    query, _ = statement(on_postgres(uow.session))
+    postgres = on_postgres(uow.session)
+    query, _ = statement(postgres)
     keys = [i for i in ids if any(i in f for f in fresh)]
+    if postgres and keys:
+        await uow.session.execute(lock_statement(), {KEYS: keys})  # every wait happens here (see the top)
     found: tuple[dict[str, Any], ...] = ({}, {}, {}, {})
     alerts: dict[str, list[Alert]] = {}
     token = None

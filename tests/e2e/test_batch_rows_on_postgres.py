@@ -84,3 +84,44 @@ async def test_the_batch_locks_every_replica_then_every_score_then_every_unresol
             uow = await locking
             assert set(uow.state(Replicas).scores) == {"c-1", "c-2"}
             assert [len(uow.state(UnresolvedAlerts).by_customer[i]) for i in ("c-1", "c-2")] == [1, 1]
+
+
+async def test_an_alert_raised_while_the_batch_waited_for_a_score_is_read_and_locked(postgres: None) -> None:
+    """`POST /alerts/evaluate` locks a latest score, then raises an alert, without the replica's lock. A batch
+    waiting for that score must find the new alert once it gets the score, as the separate reads did (a read
+    with the snapshot from before the wait would miss it, and the batch would raise the alert a second time)."""
+    async with migrated() as (database, _):
+        async with database.transaction() as session:
+            session.add_all([Customer(customer_id="c-1"), CustomerScore(customer_id="c-1", churn_risk=0.5)])
+        async with database.engine.connect() as evaluate, database.engine.connect() as watcher:
+            await evaluate.execute(text("SELECT 1 FROM customer_scores WHERE customer_id = 'c-1' FOR UPDATE"))
+            pid: list[int] = []
+
+            async def batch() -> UnitOfWork:
+                async with database.transaction() as session:
+                    pid.append((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                    uow = UnitOfWork(session)
+                    await batch_rows.lock_and_load(uow, ["c-1"])
+                    return uow
+
+            locking = asyncio.create_task(batch())
+            for _ in range(600):  # until the batch waits on the score
+                if (
+                    pid
+                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
+                    == "Lock"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            await evaluate.execute(
+                text(
+                    "INSERT INTO alerts (id, customer_id, reason, severity, status, trigger_count, first_triggered_at,"
+                    " last_triggered_at, control, factors, event_ids, open_slot, created_at, updated_at)"
+                    " VALUES ('a-1', 'c-1', 'complaint', 'medium', 'open', 1, now(), now(), false, '[]', '[]',"
+                    " :slot, now(), now())"
+                ),
+                {"slot": open_slot("c-1", "complaint")},
+            )
+            await evaluate.commit()
+            uow = await locking
+            assert [a.id for a in uow.state(UnresolvedAlerts).by_customer["c-1"]] == ["a-1"]

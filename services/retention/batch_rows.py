@@ -56,7 +56,7 @@ def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
 
     def branch(tag: int, rows: Any) -> Any:
         own = {c.name: c for c in rows.selected_columns} if rows is not None else {}
-        columns = [literal_column(str(tag)).label("tag")]
+        columns: list[Any] = [literal_column(str(tag)).label("tag")]
         for k, (i, c) in enumerate(places):
             columns.append((own[c.name] if i == tag else cast(null(), c.type)).label(f"c{k}"))
         if rows is None:
@@ -111,14 +111,14 @@ async def lock_and_load(uow: UnitOfWork, ids: Sequence[str]) -> None:
         await uow.session.execute(lock_statement(), {KEYS: keys})  # every wait happens here (see the top)
     found: tuple[dict[str, Any], ...] = ({}, {}, {}, {})
     alerts: dict[str, list[Alert]] = {}
-    token = None
+    token: str | None = None
     for tag, customer, score, alert, consent, row_token in await uow.session.execute(query, {KEYS: keys}):
         if tag == ALERT:
             alerts.setdefault(alert.customer_id, []).append(alert)
         elif tag == TOKEN:
             token = row_token
         else:
-            row = (customer, score, None, consent)[tag]
+            row: Any = (customer, score, None, consent)[tag]
             found[tag][row.customer_id] = row
     customers, scores, _, consent_rows = found
     replicas.customers.update({i: customers.get(i) for i in fresh[CUSTOMER]})

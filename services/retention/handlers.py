@@ -62,10 +62,9 @@ HANDLERS = with_redemptions(with_followups(with_wakes(with_member_tiers(HANDLERS
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    # One query each for the batch's replicas, latest scores and unresolved alerts, and one for which of its
+    # One query for the batch's replicas, latest scores, unresolved alerts and consent, and one for which of its
     # customers wait for an event, instead of per event; the read model's rows the same way.
     await alerts.preload(uow, events)
-    await touches.preload(uow, events)
     await read_model.preload(uow, events)
     await waits.preload(uow, events)
 

@@ -12,9 +12,9 @@ from servicekit.events.envelope import Received
 from servicekit.inbox import batch_customer_ids
 from servicekit.outbox.writer import write_at_commit
 from servicekit.unit_of_work import UnitOfWork
+from services.retention import batch_rows
 from services.retention.alerts import service as alerts
 from services.retention.metrics import HISTORY_SIGNALS
-from services.retention.replica import service as replica
 from services.retention.reports import facts as read_model
 from services.retention.settings import get_settings
 from services.retention.signals import history
@@ -42,9 +42,9 @@ async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     Sorted ids, so two transactions lock in the same order.
     """
     write_at_commit(uow.session)  # the batch's events go to the outbox in one statement
-    await signals.preload(uow, events)
     ids = sorted(batch_customer_ids(events))
-    if not ids:
-        return
-    await replica.lock(uow, ids)
-    await alerts.lock_unresolved(uow, ids)
+    if ids:
+        # Replicas, latest scores, unresolved alerts and consent locked and read, and the catalog checked, in
+        # one statement (batch_rows): the signals' preload below finds the catalog checked.
+        await batch_rows.lock_and_load(uow, ids)
+    await signals.preload(uow, events)

@@ -70,11 +70,19 @@ class CatalogInTransaction:
 
 async def catalog(uow: UnitOfWork) -> Catalog:
     """The catalog as this transaction sees it; reads the three tables only when their token has changed."""
-    global _current
     state = uow.state(CatalogInTransaction)
     if state.found is None:
         # Token first, then the tables: a copy is never older than the token it is filed under.
-        token = (await uow.session.execute(select(CatalogVersion.token))).scalar_one()
+        return await checked(uow, (await uow.session.execute(select(CatalogVersion.token))).scalar_one())
+    return state.found
+
+
+async def checked(uow: UnitOfWork, token: str) -> Catalog:
+    """The catalog as this transaction sees it, given the token this transaction has just read (with other rows,
+    in one statement); reads the three tables only when the token has changed."""
+    global _current
+    state = uow.state(CatalogInTransaction)
+    if state.found is None:
         if _current is None or _current.token != token:
             _current = await _read(uow.session, token)
         state.found = _current

@@ -1,0 +1,127 @@
+"""The retention consumer's one locking read per batch (services/retention/batch_rows.py) on PostgreSQL: the
+same rows as the separate reads it replaced, and their lock order (every customer row, then every latest
+score, then every unresolved alert), the order any other batch takes them in, or two batches could deadlock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from servicekit.unit_of_work import UnitOfWork
+from services.retention import batch_rows
+from services.retention.alerts.models import Alert, open_slot
+from services.retention.alerts.service import UnresolvedAlerts
+from services.retention.replica.models import Customer, CustomerScore
+from services.retention.replica.service import Replicas
+from tests.e2e.test_metric_totals_on_postgres import _now, migrated
+from tests.unit.retention.test_batch_rows import AT, assert_one_statement_equals_the_separate_reads
+
+
+async def test_one_statement_gives_the_rows_and_catalog_of_the_separate_reads_on_postgres(postgres: None) -> None:
+    async with migrated() as (database, _):
+        await assert_one_statement_equals_the_separate_reads(database, 5)
+
+
+async def _free(watcher: AsyncConnection, table: str, customer_id: str) -> bool:
+    """Whether another transaction could lock the customer's rows of `table` now."""
+    try:
+        await watcher.execute(
+            text(f"SELECT 1 FROM {table} WHERE customer_id = :c FOR UPDATE NOWAIT"), {"c": customer_id}
+        )
+        return True
+    except DBAPIError:
+        return False
+    finally:
+        await watcher.rollback()
+
+
+async def test_the_batch_locks_every_replica_then_every_score_then_every_unresolved_alert(postgres: None) -> None:
+    async with migrated() as (database, _):
+        async with database.transaction() as session:
+            for i in ("c-1", "c-2"):
+                session.add_all([Customer(customer_id=i), CustomerScore(customer_id=i, churn_risk=0.5)])
+                session.add(
+                    Alert(
+                        customer_id=i,
+                        reason="complaint",
+                        severity="medium",
+                        first_triggered_at=AT,
+                        last_triggered_at=AT,
+                        open_slot=open_slot(i, "complaint"),
+                    )
+                )
+        async with database.engine.connect() as holder, database.engine.connect() as watcher:
+            await holder.execute(text("SELECT 1 FROM customer_scores WHERE customer_id = 'c-2' FOR UPDATE"))
+            pid: list[int] = []
+
+            async def batch() -> UnitOfWork:
+                async with database.transaction() as session:
+                    pid.append((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                    uow = UnitOfWork(session)
+                    await batch_rows.lock_and_load(uow, ["c-1", "c-2"])
+                    return uow
+
+            locking = asyncio.create_task(batch())
+            for _ in range(600):  # until the batch waits on c-2's score
+                if (
+                    pid
+                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
+                    == "Lock"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+
+            # Waiting for c-2's score: both replicas and c-1's score are its, no alert yet.
+            assert not await _free(watcher, "customers", "c-1")
+            assert not await _free(watcher, "customers", "c-2")
+            assert not await _free(watcher, "customer_scores", "c-1")
+            assert await _free(watcher, "alerts", "c-1")
+            assert await _free(watcher, "alerts", "c-2")
+            await holder.commit()
+            uow = await locking
+            assert set(uow.state(Replicas).scores) == {"c-1", "c-2"}
+            assert [len(uow.state(UnresolvedAlerts).by_customer[i]) for i in ("c-1", "c-2")] == [1, 1]
+
+
+async def test_an_alert_raised_while_the_batch_waited_for_a_score_is_read_and_locked(postgres: None) -> None:
+    """`POST /alerts/evaluate` locks a latest score, then raises an alert, without the replica's lock. A batch
+    waiting for that score must find the new alert once it gets the score, as the separate reads did (a read
+    with the snapshot from before the wait would miss it, and the batch would raise the alert a second time)."""
+    async with migrated() as (database, _):
+        async with database.transaction() as session:
+            session.add_all([Customer(customer_id="c-1"), CustomerScore(customer_id="c-1", churn_risk=0.5)])
+        async with database.engine.connect() as evaluate, database.engine.connect() as watcher:
+            await evaluate.execute(text("SELECT 1 FROM customer_scores WHERE customer_id = 'c-1' FOR UPDATE"))
+            pid: list[int] = []
+
+            async def batch() -> UnitOfWork:
+                async with database.transaction() as session:
+                    pid.append((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                    uow = UnitOfWork(session)
+                    await batch_rows.lock_and_load(uow, ["c-1"])
+                    return uow
+
+            locking = asyncio.create_task(batch())
+            for _ in range(600):  # until the batch waits on the score
+                if (
+                    pid
+                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
+                    == "Lock"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            await evaluate.execute(
+                text(
+                    "INSERT INTO alerts (id, customer_id, reason, severity, status, trigger_count, first_triggered_at,"
+                    " last_triggered_at, control, factors, event_ids, open_slot, created_at, updated_at)"
+                    " VALUES ('a-1', 'c-1', 'complaint', 'medium', 'open', 1, now(), now(), false, '[]', '[]',"
+                    " :slot, now(), now())"
+                ),
+                {"slot": open_slot("c-1", "complaint")},
+            )
+            await evaluate.commit()
+            uow = await locking
+            assert [a.id for a in uow.state(UnresolvedAlerts).by_customer["c-1"]] == ["a-1"]

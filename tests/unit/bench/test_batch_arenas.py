@@ -7,7 +7,9 @@ import pytest
 from bench.batch_arenas import module_containers, records_forever, take
 
 
-def test_module_containers_counts_module_level_dicts_and_caches_of_platform_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_containers_counts_module_level_dicts_and_caches_of_platform_modules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     module = types.ModuleType("servicekit._arenas_probe")
     module.seen = {"a": 1, "b": 2}  # type: ignore[attr-defined]
 

@@ -72,3 +72,14 @@ def test_registering_a_different_model_under_an_existing_type_fails():
 
     with pytest.raises(ValueError, match="registered twice"):
         REGISTRY.register(Impostor)
+
+
+def test_parsed_envelope_values_are_not_kept_in_the_process_wide_string_cache():
+    # With pydantic-core's default string cache, parsing the same bytes twice hands back the very same
+    # cached str objects: values that outlive their batch. Only field names may be cached.
+    raw = CloudEvent.wrap(_created(), source="/crm/customer", correlation_id="req-1").to_json()
+    first, second = CloudEvent.from_json(raw), CloudEvent.from_json(raw)
+    assert first == second
+    assert first.id is not second.id
+    assert first.subject is not second.subject
+    assert first.source is not second.source

@@ -1,0 +1,213 @@
+"""Whether lag bursts leave pymalloc holding more: ``python -m bench.batch_arenas [--service retention]``.
+
+The consumer path of bench.consumer_path (the service's own EventConsumer.apply_batch on a private
+PostgreSQL, without Kafka), fed as a consumer is in the soak: cycles of many tiny polls (a consumer at zero
+lag, --small records each) then a burst of full polls (a lagging one, --large records each). Each poll's
+records are built just before it is applied, and the next poll's while it is applied (--prefetch, as
+aiokafka's fetcher brings the next fetch in the background), so the records are as short-lived as in the
+service and not one list built up front. After each cycle (and a full collection): pymalloc's arenas held
+(MiB and count) against the bytes in live small objects, and the RSS. If held grows cycle after cycle while
+live objects do not, the allocator keeps freed memory that the batches fragmented: the soak's creep.
+At the end, every module-level container of the service's and servicekit's modules whose size changed
+after the first cycle (caches that keep growing).
+
+    .venv/bin/python -m bench.batch_arenas [--cycles 30] [--warm-cycles 4] [--small 2] [--small-polls 60] [--large 200]
+        [--large-polls 6] [--no-prefetch] [--no-gc-freeze] [--pg-port 55476]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import json
+import os
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from bench.batch_memory import pg_ctl
+from bench.cacheprobe import pymalloc_mib
+from bench.consumer_path import CUSTOMERS, SERVICES, _record, interaction_events, service_consumer
+from bench.infra import rss_mib
+from contracts.customer import CustomerCreated
+from servicekit.events.envelope import EventData
+from servicekit.inbox.consumer import EventConsumer
+from servicekit.migrations import upgrade
+from servicekit.runner import freeze_startup_objects
+from servicekit.settings import REPO_ROOT
+
+
+def records_forever(seed: int = 1) -> Iterator[ConsumerRecord]:
+    """bench.consumer_path.stream's records, made one at a time."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    previous: dict[str, Any] = {}
+    offset, i = 0, 0
+    while True:
+        customer = f"c{rng.randrange(CUSTOMERS):04d}"
+        events: list[EventData]
+        events, previous[customer] = interaction_events(rng, customer, start + timedelta(milliseconds=2 * i), previous)
+        i += 1
+        for data in events:
+            yield _record(data, offset)
+            offset += 1
+
+
+def take(source: Iterator[ConsumerRecord], n: int) -> list[ConsumerRecord]:
+    return [next(source) for _ in range(n)]
+
+
+async def polls(
+    consumer: EventConsumer, source: Iterator[ConsumerRecord], size: int, count: int, prefetch: bool
+) -> int:
+    """Apply `count` polls of `size` records; with prefetch the next poll's records exist during each batch."""
+    applied = 0
+    upcoming = take(source, size)
+    for _ in range(count):
+        current = upcoming
+        upcoming = take(source, size) if prefetch else []
+        await consumer.apply_batch([consumer.decode(r) for r in current])
+        applied += len(current)
+        del current
+        if not prefetch:
+            upcoming = take(source, size)
+    return applied
+
+
+def module_containers() -> dict[str, int]:
+    """Sizes of the module-level dicts, lists, sets and functools caches of services.* and servicekit.*."""
+    sizes: dict[str, int] = {}
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(("services.", "servicekit.", "contracts.")) or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, dict | list | set) and not attr.startswith("__"):
+                sizes[f"{name}.{attr}"] = len(value)
+            elif isinstance(value, functools._lru_cache_wrapper):
+                sizes[f"{name}.{attr}()"] = value.cache_info().currsize
+    return sizes
+
+
+def where(cycle: int, started: float, events: int) -> dict[str, Any]:
+    stats = pymalloc_mib()
+    return {
+        "cycle": cycle,
+        "t_s": round(time.monotonic() - started, 1),
+        "events": events,
+        "rss_mib": round(rss_mib(os.getpid()), 1),
+        "held_mib": stats.get("pymalloc_arenas_mib"),
+        "live_mib": stats.get("pymalloc_in_use_mib"),
+        "max_held_mib": stats.get("pymalloc_arenas_max_mib"),
+    }
+
+
+async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+    database, consumer = service_consumer(args.service, url)
+    start = datetime.now(UTC) - timedelta(days=1)
+    customers = [
+        _record(CustomerCreated(customer_id=f"c{i:04d}", kind="person", status="active", created_at=start), i)
+        for i in range(CUSTOMERS)
+    ]
+    for first in range(0, CUSTOMERS, 200):
+        await consumer.apply_batch([consumer.decode(r) for r in customers[first : first + 200]])
+    del customers
+    if args.gc_freeze:
+        freeze_startup_objects()  # as the service's process does once started (servicekit.runner)
+    source = records_forever()
+    for _ in range(args.warm_cycles):  # every customer seen (the service's rows, the bench's score state)
+        await polls(consumer, source, args.small, args.small_polls, args.prefetch)
+        await polls(consumer, source, args.large, args.large_polls, args.prefetch)
+    started, rows, events = time.monotonic(), [], 0
+    containers: dict[str, int] = {}
+    for cycle in range(args.cycles):
+        events += await polls(consumer, source, args.small, args.small_polls, args.prefetch)
+        events += await polls(consumer, source, args.large, args.large_polls, args.prefetch)
+        gc.collect()
+        rows.append(where(cycle, started, events))
+        print(json.dumps(rows[-1]), flush=True)
+        if cycle == 0:
+            containers = module_containers()
+            if args.trace_top:
+                tracemalloc.start(args.frames)
+        elif cycle == 1 and args.trace_top:
+            first_snapshot = tracemalloc.take_snapshot()
+    if args.trace_top:
+        grown = tracemalloc.take_snapshot().compare_to(first_snapshot, "traceback")[: args.trace_top]
+        print("\nlive now and not after cycle 1, by allocation site (innermost first):")
+        for stat in grown:
+            frames = " <- ".join(
+                f"{f.filename.split('/site-packages/')[-1].removeprefix(str(REPO_ROOT) + '/')}:{f.lineno}"
+                for f in reversed(list(stat.traceback))
+            )
+            print(f"  {stat.size_diff / 1024:+.1f} KiB {stat.count_diff:+d} blocks {frames}")
+        tracemalloc.stop()
+    changed = {
+        name: (containers.get(name, 0), size)
+        for name, size in module_containers().items()
+        if size != containers.get(name, 0)
+    }
+    await database.dispose()
+    return rows, changed
+
+
+def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], changed: dict[str, tuple[int, int]]) -> None:
+    print(
+        f"\n{args.service} consumer; a cycle = {args.small_polls} polls of {args.small} records, then "
+        f"{args.large_polls} of {args.large}; prefetch {args.prefetch}, gc.freeze {args.gc_freeze}"
+    )
+    print("| cycle | events | RSS MiB | pymalloc held MiB | in live objects MiB | most held MiB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['cycle']} | {r['events']} | {r['rss_mib']} | {r['held_mib']} | {r['live_mib']} |"
+            f" {r['max_held_mib']} |"
+        )
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(
+            f"\nafter cycle 0 -> end: RSS {first['rss_mib']} -> {last['rss_mib']} MiB"
+            f" ({(last['rss_mib'] / first['rss_mib'] - 1) * 100:+.1f} %), pymalloc held {first['held_mib']} ->"
+            f" {last['held_mib']}, live {first['live_mib']} -> {last['live_mib']}"
+        )
+    print("\nmodule-level containers whose size changed after cycle 0:")
+    for name, (before, after) in sorted(changed.items()):
+        print(f"  {name}: {before} -> {after}")
+    if not changed:
+        print("  none")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.batch_arenas", description=__doc__.splitlines()[0])
+    parser.add_argument("--service", choices=SERVICES, default="retention")
+    parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--warm-cycles", type=int, default=4, help="cycles before the first one reported")
+    parser.add_argument("--small", type=int, default=2, help="records per poll at zero lag")
+    parser.add_argument("--small-polls", type=int, default=60, help="tiny polls per cycle")
+    parser.add_argument("--large", type=int, default=200, help="records per poll in a lag burst")
+    parser.add_argument("--large-polls", type=int, default=6, help="full polls per cycle")
+    parser.add_argument("--no-prefetch", dest="prefetch", action="store_false")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
+    parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc: the N sites grown after cycle 1")
+    parser.add_argument("--frames", type=int, default=4, help="frames kept per site with --trace-top")
+    parser.add_argument("--pg-port", type=int, default=55476, help="port of the private PostgreSQL server")
+    args = parser.parse_args(argv)
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{args.pg_port}/{args.service}"
+    pg_ctl("start", args.service, args.pg_port)
+    try:
+        pg_ctl("reset-dbs", args.service, args.pg_port)
+        upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
+        print_rows(args, *asyncio.run(cycles(args, url)))
+    finally:
+        pg_ctl("stop", args.service, args.pg_port)
+
+
+if __name__ == "__main__":
+    main()

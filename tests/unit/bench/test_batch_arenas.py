@@ -1,0 +1,38 @@
+import functools
+import sys
+import types
+
+import pytest
+
+from bench.batch_arenas import module_containers, records_forever, take
+
+
+def test_module_containers_counts_module_level_dicts_and_caches_of_platform_modules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("servicekit._arenas_probe")
+    module.seen = {"a": 1, "b": 2}  # type: ignore[attr-defined]
+
+    @functools.lru_cache(maxsize=8)
+    def square(x: int) -> int:
+        return x * x
+
+    module.square = square  # type: ignore[attr-defined]
+    square(2), square(3), square(3)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    other = types.ModuleType("elsewhere._arenas_probe")
+    other.seen = {"x": 1}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, other.__name__, other)
+
+    sizes = module_containers()
+
+    assert sizes["servicekit._arenas_probe.seen"] == 2
+    assert sizes["servicekit._arenas_probe.square()"] == 2
+    assert not any(name.startswith("elsewhere.") for name in sizes)
+
+
+def test_records_are_made_one_at_a_time_with_increasing_offsets() -> None:
+    source = records_forever()
+    first, second = take(source, 5), take(source, 3)
+    assert [r.offset for r in first + second] == list(range(8))
+    assert all(r.value for r in first + second)

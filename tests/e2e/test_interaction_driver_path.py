@@ -4,120 +4,37 @@ on PostgreSQL: the same answers, rows, outbox rows, statements, relay wake-ups, 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
-import orjson
 import pytest
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import bindparam, event, insert, select, text
+from sqlalchemy import bindparam, event, insert
 
-import services.interaction.interactions.router as interaction_router
 from servicekit.auth import current_settings
 from servicekit.db import Database
 from servicekit.driver import DriverStatement
 from servicekit.errors import is_transient
 from servicekit.outbox.writer import _with_events_params, _with_events_statement
-from servicekit.service import API, create_app
-from servicekit.tables import OUTBOX
-from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.models import InteractionCreate
 from services.interaction.interactions.service import _active_insert
 from services.interaction.interactions.store import events_of, new_draft, row_values
-from services.interaction.main import SPEC
-from services.interaction.models import metadata
-from services.interaction.replica.directory import CustomerDirectory
 from services.interaction.replica.models import KnownCustomer
-from services.interaction.settings import InteractionSettings
 from tests.e2e.conftest import new_database
-from tests.unit.interaction.conftest import SLA_HOURS, CustomerService
-from tests.unit.interaction.test_direct_post import COMPLAINT, PURCHASE, REQUESTS, VARYING
-
-SURVEY = {"customer_id": "c-1", "type": "survey", "survey": "nps", "score": 7, "occurred_at": "2026-11-03T08:00:00Z"}
-# Values that differ between two runs of the same request: ids, times, and JSON holding them.
-UNSTABLE = {"id", "recorded_at", "complaint_updated_at", "due_at", "created_at", "event_id", "payload", "headers"}
-UUIDISH = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-class Side:
-    """One app on a database of its own; `driver` False: the session's path (as before servicekit.driver)."""
-
-    def __init__(self, app: Any, http: httpx.AsyncClient, driver: bool) -> None:
-        self.app, self.http, self.driver = app, http, driver
-        self.database: Database = app.state.database
-        self.statements: list[str] = []
-        self.wakes = 0
-        self.database.on_outbox_commit(self.woken)
-
-    def woken(self) -> None:
-        self.wakes += 1
-
-    @contextlib.contextmanager
-    def counting(self) -> Iterator[None]:
-        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            self.statements.append(statement)
-
-        event.listen(self.database.engine.sync_engine, "before_cursor_execute", seen)
-        try:
-            yield
-        finally:
-            event.remove(self.database.engine.sync_engine, "before_cursor_execute", seen)
-
-    async def post(self, **kwargs: Any) -> httpx.Response:
-        saved = interaction_router.usable
-        if not self.driver:
-            interaction_router.usable = lambda _engine: False  # type: ignore[assignment]
-        try:
-            return await self.http.post("/interactions", **kwargs)
-        finally:
-            interaction_router.usable = saved  # type: ignore[assignment]
-
-    async def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The interactions and outbox rows, without what differs between runs (ids, times)."""
-        async with self.database.sessions() as session:
-            stored = (await session.execute(select(Interaction.__table__).order_by(text("recorded_at")))).mappings()
-            interactions = [{k: v for k, v in row.items() if k not in UNSTABLE} for row in stored]
-            outbox = (await session.execute(select(OUTBOX).order_by(OUTBOX.c.id))).mappings().all()
-        events = []
-        for row in outbox:
-            payload = orjson.loads(row["payload"])
-            data = {k: v for k, v in payload.pop("data").items() if k not in ("interaction_id", "complaint_id")}
-            envelope = {k: v for k, v in payload.items() if k not in ("id", "time", "correlationid")}
-            headers = [h for h in row["headers"] if h[0] != "ce_id"]
-            fixed = {k: v for k, v in row.items() if k not in UNSTABLE}
-            data_text = UUIDISH.sub("", orjson.dumps(data).decode())
-            events.append({**fixed, "envelope": envelope, "data": data_text, "headers": headers})
-        return interactions, events
+from tests.unit.interaction.conftest import SLA_HOURS
+from tests.unit.interaction.post_paths import SURVEY, Side, answer, side_on
+from tests.unit.interaction.test_direct_post import COMPLAINT, PURCHASE, REQUESTS
 
 
 @contextlib.asynccontextmanager
 async def side(driver: bool) -> AsyncIterator[Side]:
-    async with new_database() as url:
-        # The run-time settings stay cached through a test, so both sides read them once, at the first post.
-        settings = InteractionSettings(database_url=url, runtime_settings_cache_s=300)
-        app = create_app(SPEC, settings, roles=(API,))
-        async with app.state.database.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            now = datetime.now(UTC)
-            await conn.execute(
-                insert(KnownCustomer.__table__),  # type: ignore[attr-defined]
-                [{"customer_id": "c-1", "version": 1, "erased": False, "updated_at": now}],
-            )
-        app.state.customer_directory = CustomerDirectory(
-            "http://customer", timeout_s=1, transport=httpx.MockTransport(CustomerService()), batch_wait_s=0.05
-        )
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://interaction") as http,
-        ):
-            yield Side(app, http, driver)
+    async with new_database() as url, side_on(url, driver) as each:
+        yield each
 
 
 @pytest.fixture
@@ -131,11 +48,6 @@ async def pair(postgres: None, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         for each in (driver, session):
             assert (await each.post(json=PURCHASE)).status_code == 201
         yield driver, session
-
-
-def answer(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
-    headers = [(k, VARYING.sub(b"", v.encode()).decode()) for k, v in response.headers.items() if k != "x-request-id"]
-    return response.status_code, VARYING.sub(b"", response.content), sorted(headers)
 
 
 @pytest.mark.parametrize("case", REQUESTS)

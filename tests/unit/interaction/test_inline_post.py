@@ -6,122 +6,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import bindparam, event, insert, select, text
+from sqlalchemy import bindparam, event, insert
 
 import servicekit.sqlite as sqlite_module
 import servicekit.sqlite_statements as statements_module
-import services.interaction.interactions.router as interaction_router
 import services.interaction.interactions.store as store_module
-from servicekit.db import Database
 from servicekit.driver import usable
 from servicekit.errors import is_transient
-from servicekit.service import API, create_app
 from servicekit.sqlite_statements import InlineInsert
 from servicekit.tables import OUTBOX
-from services.interaction.interactions.models import Interaction
-from services.interaction.main import SPEC
-from services.interaction.models import metadata
-from services.interaction.replica.directory import CustomerDirectory
 from services.interaction.replica.models import KnownCustomer
-from services.interaction.settings import InteractionSettings
-from tests.unit.interaction.conftest import CustomerService
-from tests.unit.interaction.test_direct_post import COMPLAINT, PURCHASE, REQUESTS, VARYING
+from tests.unit.interaction.post_paths import SURVEY, Side, answer, side_on
+from tests.unit.interaction.test_direct_post import COMPLAINT, PURCHASE, REQUESTS
 
-SURVEY = {"customer_id": "c-1", "type": "survey", "survey": "nps", "score": 7, "occurred_at": "2026-11-03T08:00:00Z"}
-# Values that differ between two runs of the same request: ids, times, and JSON holding them.
-UNSTABLE = {"id", "recorded_at", "complaint_updated_at", "due_at", "created_at", "event_id", "payload", "headers"}
-UUIDISH = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Requests whose common case writes nothing, so the session's path takes the checks after it.
 FALLBACKS = {"a repeat by external_id", "an external_id reused for another type", "an unknown customer"}
-
-
-class Side:
-    """One app on a SQLite file of its own; `inline` False: the session's path (as before)."""
-
-    def __init__(self, app: Any, http: httpx.AsyncClient, inline: bool, path: Path) -> None:
-        self.app, self.http, self.inline, self.path = app, http, inline, path
-        self.database: Database = app.state.database
-        self.statements: list[str] = []
-        self.wakes = 0
-        self.database.on_outbox_commit(self.woken)
-
-    def woken(self) -> None:
-        self.wakes += 1
-
-    @contextlib.contextmanager
-    def counting(self) -> Iterator[None]:
-        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            self.statements.append(statement)
-
-        event.listen(self.database.engine.sync_engine, "before_cursor_execute", seen)
-        try:
-            yield
-        finally:
-            event.remove(self.database.engine.sync_engine, "before_cursor_execute", seen)
-
-    async def post(self, **kwargs: Any) -> httpx.Response:
-        saved = interaction_router.usable
-        if not self.inline:
-            interaction_router.usable = lambda _engine: False  # type: ignore[assignment]
-        try:
-            return await self.http.post("/interactions", **kwargs)
-        finally:
-            interaction_router.usable = saved  # type: ignore[assignment]
-
-    async def rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The interactions and outbox rows, without what differs between runs (ids, times)."""
-        async with self.database.sessions() as session:
-            table = Interaction.__table__  # type: ignore[attr-defined]
-            stored = (await session.execute(select(table).order_by(text("recorded_at")))).mappings()
-            interactions = [{k: v for k, v in row.items() if k not in UNSTABLE} for row in stored]
-            outbox = (await session.execute(select(OUTBOX).order_by(OUTBOX.c.id))).mappings().all()
-        events = []
-        for row in outbox:
-            payload = orjson.loads(row["payload"])
-            data = {k: v for k, v in payload.pop("data").items() if k not in ("interaction_id", "complaint_id")}
-            envelope = {k: v for k, v in payload.items() if k not in ("id", "time", "correlationid")}
-            headers = [h for h in row["headers"] if h[0] != "ce_id"]
-            fixed = {k: v for k, v in row.items() if k not in UNSTABLE}
-            data_text = UUIDISH.sub("", orjson.dumps(data).decode())
-            events.append({**fixed, "envelope": envelope, "data": data_text, "headers": headers})
-        return interactions, events
 
 
 @contextlib.asynccontextmanager
 async def side(tmp_path: Path, inline: bool) -> AsyncIterator[Side]:
     path = tmp_path / f"{'inline' if inline else 'session'}.db"
-    # The run-time settings stay cached through a test, so both sides read them once, at the first post.
-    settings = InteractionSettings(database_url=f"sqlite+aiosqlite:///{path}", runtime_settings_cache_s=300)
-    app = create_app(SPEC, settings, roles=(API,))
-    async with app.state.database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.execute(
-            insert(KnownCustomer.__table__),  # type: ignore[attr-defined]
-            [{"customer_id": "c-1", "version": 1, "erased": False, "updated_at": datetime.now(UTC)}],
-        )
-    app.state.customer_directory = CustomerDirectory(
-        "http://customer", timeout_s=1, transport=httpx.MockTransport(CustomerService()), batch_wait_s=0.05
-    )
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://interaction") as http,
-    ):
-        yield Side(app, http, inline, path)
+    async with side_on(f"sqlite+aiosqlite:///{path}", inline, path) as each:
+        yield each
 
 
 @pytest.fixture
@@ -133,11 +50,6 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[Side, Side]]:
         for each in (inline, session):
             assert (await each.post(json=PURCHASE)).status_code == 201
         yield inline, session
-
-
-def answer(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
-    headers = [(k, VARYING.sub(b"", v.encode()).decode()) for k, v in response.headers.items() if k != "x-request-id"]
-    return response.status_code, VARYING.sub(b"", response.content), sorted(headers)
 
 
 @pytest.mark.parametrize("case", REQUESTS)
@@ -208,7 +120,7 @@ async def test_the_statements_and_values_are_sqlalchemys(pair: tuple[Side, Side]
             assert (await each.post(json={**COMPLAINT, "external_id": "v-1"})).status_code == 201
         finally:
             event.remove(each.database.engine.sync_engine, "before_cursor_execute", record)
-        sent[each.inline] = seen
+        sent[each.fast] = seen
     inline, session = sent[True], sent[False]
     assert [(sql, many) for sql, _, many in inline] == [(sql, many) for sql, _, many in session]
     # The values differ only where ids, times and payloads do; their types and count are the same.

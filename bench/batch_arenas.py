@@ -33,14 +33,13 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from bench.batch_memory import pg_ctl
+from bench.batch_memory import private_store
 from bench.cacheprobe import pymalloc_mib
 from bench.consumer_path import CUSTOMERS, SERVICES, _record, interaction_events, service_consumer
 from bench.infra import rss_mib
 from contracts.customer import CustomerCreated
 from servicekit.events.envelope import EventData
 from servicekit.inbox.consumer import EventConsumer
-from servicekit.migrations import upgrade
 from servicekit.runner import freeze_startup_objects
 from servicekit.settings import REPO_ROOT
 
@@ -199,14 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=4, help="frames kept per site with --trace-top")
     parser.add_argument("--pg-port", type=int, default=55476, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{args.pg_port}/{args.service}"
-    pg_ctl("start", args.service, args.pg_port)
-    try:
-        pg_ctl("reset-dbs", args.service, args.pg_port)
-        upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
+    with private_store(args.service, args.pg_port) as url:
         print_rows(args, *asyncio.run(cycles(args, url)))
-    finally:
-        pg_ctl("stop", args.service, args.pg_port)
 
 
 if __name__ == "__main__":

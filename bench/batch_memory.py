@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +51,19 @@ SHOWN = (
 def pg_ctl(command: str, service: str, port: int) -> None:
     env = {**os.environ, "CRM_STATE_DIR": str(STATE_DIR), "PG_PORT": str(port), "PG_DATABASES": service}
     subprocess.run(["bash", str(REPO_ROOT / "deploy" / "postgres.sh"), command], check=True, env=env)
+
+
+@contextlib.contextmanager
+def private_store(service: str, port: int) -> Iterator[str]:
+    """The URL of `service`'s database, empty and migrated, on a private PostgreSQL server stopped afterwards."""
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{service}"
+    pg_ctl("start", service, port)
+    try:
+        pg_ctl("reset-dbs", service, port)
+        upgrade(REPO_ROOT / "services" / service / "migrations", url, service)
+        yield url
+    finally:
+        pg_ctl("stop", service, port)
 
 
 def where(phase: str, started: float) -> dict[str, Any]:
@@ -104,14 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=500, help="records per batch when lagging (a full poll)")
     parser.add_argument("--pg-port", type=int, default=55474, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{args.pg_port}/{args.service}"
-    pg_ctl("start", args.service, args.pg_port)
-    try:
-        pg_ctl("reset-dbs", args.service, args.pg_port)
-        upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
+    with private_store(args.service, args.pg_port) as url:
         print_rows(asyncio.run(phases(args, url)))
-    finally:
-        pg_ctl("stop", args.service, args.pg_port)
 
 
 if __name__ == "__main__":

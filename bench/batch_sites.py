@@ -21,10 +21,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from bench.batch_memory import pg_ctl
+from bench.batch_memory import private_store
 from bench.consumer_path import CUSTOMERS, SERVICES, _record, apply, service_consumer, stream
 from contracts.customer import CustomerCreated
-from servicekit.migrations import upgrade
 from servicekit.settings import REPO_ROOT
 
 MIB = 1024 * 1024
@@ -97,14 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--pg-port", type=int, default=55475, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{args.pg_port}/{args.service}"
-    pg_ctl("start", args.service, args.pg_port)
-    try:
-        pg_ctl("reset-dbs", args.service, args.pg_port)
-        upgrade(REPO_ROOT / "services" / args.service / "migrations", url, args.service)
+    with private_store(args.service, args.pg_port) as url:
         print_result(args, *asyncio.run(batches(args, url)))
-    finally:
-        pg_ctl("stop", args.service, args.pg_port)
 
 
 if __name__ == "__main__":

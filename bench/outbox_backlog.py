@@ -21,11 +21,10 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select, text
 
-from bench.batch_memory import pg_ctl
+from bench.batch_memory import private_store
 from servicekit.db import Database
-from servicekit.migrations import upgrade
 from servicekit.outbox.relay import OutboxRelay
-from servicekit.settings import REPO_ROOT, ServiceSettings
+from servicekit.settings import ServiceSettings
 from servicekit.tables import OUTBOX
 
 SERVICE = "interaction"
@@ -89,15 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="calls of each query per size")
     parser.add_argument("--pg-port", type=int, default=55477, help="port of the private PostgreSQL server")
     args = parser.parse_args(argv)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:{args.pg_port}/{SERVICE}"
-    pg_ctl("start", SERVICE, args.pg_port)
-    try:
-        pg_ctl("reset-dbs", SERVICE, args.pg_port)
-        upgrade(REPO_ROOT / "services" / SERVICE / "migrations", url, SERVICE)
+    with private_store(SERVICE, args.pg_port) as url:
         sizes = sorted(int(x) for x in args.backlogs.split(",") if x)
         asyncio.run(measure(url, sizes, args.repeats))
-    finally:
-        pg_ctl("stop", SERVICE, args.pg_port)
 
 
 if __name__ == "__main__":

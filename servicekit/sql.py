@@ -66,9 +66,10 @@ def _json_default(value: Any) -> Any:
 KEYS = "keys"  # the bound parameter of for_each_key's values
 
 
-def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool) -> Select[Any]:
+def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool, param: str = KEYS) -> Select[Any]:
     """`query` restricted to rows whose `key` is one of the values bound at execution as KEYS
-    (`session.execute(statement, {KEYS: [...]})`), looked up key by key on PostgreSQL.
+    (`session.execute(statement, {KEYS: [...]})`), looked up key by key on PostgreSQL. `param` names the
+    bound values otherwise (one statement restricting several queries to different keys).
 
     With `key IN (...)`, PostgreSQL's cached generic plan, or statistics that lag a table growing fast
     (an inbox, a signal log), can prefer a scan that reads every row of the table's other index ranges
@@ -80,8 +81,8 @@ def for_each_key(query: Select[Any], key: ColumnElement[Any], *, postgres: bool)
     and bind the keys, and any other values, at execution.
     """
     if not postgres:
-        return query.where(key.in_(bindparam(KEYS, expanding=True)))
-    keys = func.unnest(bindparam(KEYS, type_=ARRAY(String))).table_valued("key").render_derived()
+        return query.where(key.in_(bindparam(param, expanding=True)))
+    keys = func.unnest(bindparam(param, type_=ARRAY(String))).table_valued("key").render_derived()
     per_key = query.where(key == keys.c.key).offset(0).lateral()
     [first, *others] = query.column_descriptions
     entity = first.get("entity") if not others and first.get("expr") is first.get("entity") else None

@@ -1,14 +1,17 @@
-"""A consumer batch's locked rows in two statements: replicas, latest scores, unresolved alerts, consent, and
-the catalog token.
+"""A consumer batch's rows in two statements: the batch's signals stored; replicas, latest scores, unresolved
+alerts and read-model facts locked; consent, churns, the read model's stored event ids, who waits, and the
+catalog token read.
 
-Each was a statement of its own per batch (five round trips whatever the batch's size). Here, on PostgreSQL:
+Each was a statement of its own per batch (ten round trips whatever the batch's size). Here, on PostgreSQL:
 
-1. one statement locks the customers' replica rows, then their latest scores, then their unresolved alerts
-   (the branches of a UNION ALL run in order, each key by key over the same sorted ids): the order the
-   separate statements took them in, and the order of every other batch;
-2. one statement reads them all, locked again (no wait: they are this transaction's), with consent and the
-   catalog token, as a UNION ALL of tagged rows, each table's columns in a place of their own and NULL
-   elsewhere, which the ORM loads back into objects of the four classes (an aliased entity per class over
+1. one statement stores the batch's signals (INSERT .. ON CONFLICT DO NOTHING RETURNING, a data-modifying
+   CTE) and locks the customers' replica rows, then their latest scores, then their unresolved alerts, then
+   the customer_facts rows the batch's events change (the branches of a UNION ALL run in order, each key by
+   key over sorted ids): the order the separate statements took them in, and the order of every other batch;
+2. one statement reads them all, locked again (no wait: they are this transaction's), with consent, the
+   churns, which of the batch's event ids the read model holds, which customers have a registered wait and
+   the catalog token, as a UNION ALL of tagged rows, each table's columns in a place of their own and NULL
+   elsewhere, which the ORM loads back into objects of the six classes (an aliased entity per class over
    the union: its columns are found through their lineage, so every object is loaded, identity-mapped and
    typed as a plain `select` would).
 
@@ -16,11 +19,14 @@ Why not one statement: a statement reads with the snapshot it started with, also
 The separate statements each started after the previous table's locks were held, so they saw rows that the
 transactions they waited for had added meanwhile (an alert that `POST /alerts/evaluate` raised while it held
 the score's lock, a latest score another batch inserted). The second statement starts once every lock is
-held, and locks any such row it now sees, so it sees at least what the separate statements saw.
-SQLite has no row locks (a writer holds the whole database): there, the second statement alone.
+held, and locks any such row it now sees, so it sees at least what the separate statements saw. The signals'
+insert reads nothing with the snapshot: a conflict is checked against the latest committed row, and the inbox
+claim before it has already waited for any other transaction applying the same event.
+SQLite has no row locks (a writer holds the whole database): there, the signals' insert and the second
+statement.
 
 The rows land in the same per-transaction states as the separate reads' (`Replicas`, `UnresolvedAlerts`,
-`Consents`), and the token in the catalog's check.
+`Consents`, `ReadModelBatch`, `WaitingCustomers`, `BatchSignals`), and the token in the catalog's check.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from typing import Any
 from sqlalchemy import String, cast, func, literal_column, null, select, union_all
 from sqlalchemy.orm import aliased
 
-from servicekit.sql import KEYS, for_each_key, on_postgres
+from servicekit.events.envelope import Received
+from servicekit.inbox import batch_customer_ids
+from servicekit.sql import IN_CHUNK, KEYS, column_arrays, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import Alert
 from services.retention.alerts.service import UnresolvedAlerts, store_new_alerts
@@ -40,17 +48,29 @@ from services.retention.catalog.models import CatalogVersion
 from services.retention.catalog.service import checked
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.replica.service import Replicas, store_new_scores
+from services.retention.reports import batch as read_model
+from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
+from services.retention.signals import service as signals
 from services.retention.touches.models import ConsentReplica
 from services.retention.touches.service import Consents
+from services.retention.waits import handlers as waits
+from services.retention.waits.models import EnrolmentWake
 
-# Tags, in lock order.
-CUSTOMER, SCORE, ALERT, CONSENT, TOKEN = range(5)
-_MODELS: tuple[Any, ...] = (Customer, CustomerScore, Alert, ConsentReplica)
+# Tags: the rows of the six classes, in lock order, then the rows that carry one value of their own.
+CUSTOMER, SCORE, ALERT, CONSENT, FACTS, CHURN, TOKEN, STORED, WAITING = range(9)
+_MODELS: tuple[Any, ...] = (Customer, CustomerScore, Alert, ConsentReplica, CustomerFact, ChurnFact)
+# The bound keys of each branch (KEYS: the batch's customers not loaded yet).
+FACT_KEYS, CHURN_KEYS, EVENT_KEYS, WAIT_KEYS = "fact_keys", "churn_keys", "event_keys", "wait_keys"
+
+
+def _locked(table: Any, *where: Any, postgres: bool, lock: bool = True, param: str = KEYS) -> Any:
+    query = select(*table.c).where(*where)
+    return for_each_key(query.with_for_update() if lock else query, table.c.customer_id, postgres=postgres, param=param)
 
 
 @cache
 def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
-    """The statement and its four entities. Built once per process: building it costs more than running it."""
+    """The statement and its six entities. Built once per process: building it costs more than running it."""
     tables = [m.__table__ for m in _MODELS]
     places = [(i, c) for i, t in enumerate(tables) for c in t.c]
 
@@ -60,70 +80,129 @@ def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
         for k, (i, c) in enumerate(places):
             columns.append((own[c.name] if i == tag else cast(null(), c.type)).label(f"c{k}"))
         if rows is None:
-            return select(*columns, CatalogVersion.token.label("token"))  # type: ignore[attr-defined]
+            return select(*columns, CatalogVersion.token.label("value"))  # type: ignore[attr-defined]
+        value = next(iter(rows.selected_columns)) if tag > TOKEN else cast(null(), String)
         # The same FROM (on PostgreSQL the keys joined to the per-key subquery), other columns.
-        return rows.with_only_columns(*columns, cast(null(), String).label("token"), maintain_column_froms=True)
+        return rows.with_only_columns(*columns, value.label("value"), maintain_column_froms=True)
 
-    def locked(table: Any, *where: Any, lock: bool = True) -> Any:
-        query = select(*table.c).where(*where)
-        return for_each_key(query.with_for_update() if lock else query, table.c.customer_id, postgres=postgres)
-
-    customers, scores, alerts, consents = tables
+    customers, scores, alerts, consents, facts, churns = tables
+    events, wakes = FactEvent.__table__.c, EnrolmentWake.__table__.c  # type: ignore[attr-defined]
+    stored = for_each_key(select(events.event_id), events.event_id, postgres=postgres, param=EVENT_KEYS)
+    waits_of = select(wakes.customer_id).limit(1) if postgres else select(wakes.customer_id)  # one row a key
+    waiting = for_each_key(waits_of, wakes.customer_id, postgres=postgres, param=WAIT_KEYS)
     union = union_all(
-        branch(CUSTOMER, locked(customers)),
-        branch(SCORE, locked(scores)),
-        branch(ALERT, locked(alerts, alerts.c.open_slot.is_not(None))),
-        branch(CONSENT, locked(consents, lock=False)),
+        branch(CUSTOMER, _locked(customers, postgres=postgres)),
+        branch(SCORE, _locked(scores, postgres=postgres)),
+        branch(ALERT, _locked(alerts, alerts.c.open_slot.is_not(None), postgres=postgres)),
+        branch(CONSENT, _locked(consents, postgres=postgres, lock=False)),
+        branch(FACTS, _locked(facts, postgres=postgres, param=FACT_KEYS)),
+        branch(CHURN, _locked(churns, postgres=postgres, lock=False, param=CHURN_KEYS)),
         branch(TOKEN, None),
+        branch(STORED, stored),
+        branch(WAITING, waiting),
     ).subquery("batch_rows")
     entities = tuple(aliased(m, union) for m in _MODELS)
-    return select(union.c.tag, *entities, union.c.token), entities
+    return select(union.c.tag, *entities, union.c.value), entities
 
 
 @cache
-def lock_statement() -> Any:
-    """PostgreSQL: lock the customers' replicas, then latest scores, then unresolved alerts; returns a count."""
-    customers, scores, alerts, _ = (m.__table__ for m in _MODELS)
+def lock_statement(with_signals: bool) -> Any:
+    """PostgreSQL: store the signals bound as arrays (with_signals), lock the customers' replicas, then latest
+    scores, then unresolved alerts, then the facts rows bound as FACT_KEYS. Rows: each event id stored, and
+    one row counting the rows locked."""
+    customers, scores, alerts, _, facts, _ = (m.__table__ for m in _MODELS)
 
-    def locked(table: Any, *where: Any) -> Any:
-        rows = for_each_key(select(*table.c).where(*where).with_for_update(), table.c.customer_id, postgres=True)
+    def locked(table: Any, *where: Any, param: str = KEYS) -> Any:
+        rows = _locked(table, *where, postgres=True, param=param)
         return rows.with_only_columns(literal_column("1").label("one"), maintain_column_froms=True)
 
-    union = union_all(locked(customers), locked(scores), locked(alerts, alerts.c.open_slot.is_not(None)))
-    return select(func.count()).select_from(union.subquery("locked"))
+    union = union_all(
+        locked(customers),
+        locked(scores),
+        locked(alerts, alerts.c.open_slot.is_not(None)),
+        locked(facts, param=FACT_KEYS),
+    ).subquery("locked")
+    count = select(cast(null(), String).label("event_id"), func.count().label("locked")).select_from(union)
+    if not with_signals:
+        return count
+    stored = signals.store_statement(True).cte("stored")
+    return union_all(select(stored.c.event_id, literal_column("0").label("locked")), count)
 
 
-async def lock_and_load(uow: UnitOfWork, ids: Sequence[str]) -> None:
+async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
+    """The consumer's batch preload: store the batch's signals, lock and load the rows its events will touch,
+    in two statements (see the top); then the score history its new scores need."""
+    await lock_and_load(uow, sorted(batch_customer_ids(events)), events)
+
+
+async def lock_and_load(uow: UnitOfWork, ids: Sequence[str], events: Sequence[Received[Any]] = ()) -> None:
     """Lock and load the rows of these customers (sorted, each once) that this transaction has not loaded yet,
-    and check the catalog's token: two statements on PostgreSQL, one on SQLite."""
+    check the catalog's token, and store and load what the events need: two statements on PostgreSQL."""
     replicas = uow.state(Replicas)
     unresolved = uow.state(UnresolvedAlerts).by_customer
     consents = uow.state(Consents).replicas
     fresh = [
         {i for i in ids if i not in loaded} for loaded in (replicas.customers, replicas.scores, unresolved, consents)
     ]
+    model = read_model.wanted(uow, events)
+    waiting = waits.wanted(events)
+    watched = signals.watched(events)
     store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
     store_new_alerts(uow.session)
-    postgres = on_postgres(uow.session)
-    query, _ = statement(postgres)
+    if model.facts:
+        read_model.store_new_facts(uow.session)
+    session, postgres = uow.session, on_postgres(uow.session)
     keys = [i for i in ids if any(i in f for f in fresh)]
-    if postgres and keys:
-        await uow.session.execute(lock_statement(), {KEYS: keys})  # every wait happens here (see the top)
-    found: tuple[dict[str, Any], ...] = ({}, {}, {}, {})
+    stored: set[str] | None = None
+    if postgres and (keys or model.facts or watched):  # every wait happens here (see the top)
+        folded = bool(watched) and len(watched) <= IN_CHUNK
+        params: dict[str, Any] = {KEYS: keys, FACT_KEYS: model.facts}
+        if folded:
+            params |= column_arrays(signals.SIGNALS, signals.SIGNAL_COLUMNS, [signals.signal_row(e) for e in watched])
+            stored = set()
+        for event_id, _ in await session.execute(lock_statement(folded), params):
+            if event_id is not None and stored is not None:
+                stored.add(event_id)
+    if ids or model or waiting:
+        found = await _read(uow, keys, model, waiting, fresh)
+        waits.loaded(uow, found)
+    else:
+        waits.loaded(uow, set())
+    if stored is None and watched:
+        stored = await signals.store(uow, watched)
+    await signals.loaded(uow, watched, stored or set())
+
+
+async def _read(
+    uow: UnitOfWork, keys: list[str], model: read_model.Wanted, waiting: list[str], fresh: list[set[str]]
+) -> set[str]:
+    """The second statement: every row into its state; the customers that wait, of `waiting`."""
+    query, _ = statement(on_postgres(uow.session))
+    params = {KEYS: keys, FACT_KEYS: model.facts, CHURN_KEYS: model.churns, EVENT_KEYS: model.event_ids}
+    found: tuple[dict[str, Any], ...] = ({}, {}, {}, {}, {})
     alerts: dict[str, list[Alert]] = {}
+    churns: list[ChurnFact] = []
+    values: tuple[set[str], set[str]] = (set(), set())
     token: str | None = None
-    for tag, customer, score, alert, consent, row_token in await uow.session.execute(query, {KEYS: keys}):
+    rows = await uow.session.execute(query, params | {WAIT_KEYS: waiting})
+    for tag, customer, score, alert, consent, facts, churn, value in rows:
         if tag == ALERT:
             alerts.setdefault(alert.customer_id, []).append(alert)
+        elif tag == CHURN:
+            churns.append(churn)
         elif tag == TOKEN:
-            token = row_token
+            token = value
+        elif tag > TOKEN:
+            values[tag - STORED].add(value)
         else:
-            row: Any = (customer, score, None, consent)[tag]
+            row: Any = (customer, score, None, consent, facts)[tag]
             found[tag][row.customer_id] = row
-    customers, scores, _, consent_rows = found
-    replicas.customers.update({i: customers.get(i) for i in fresh[CUSTOMER]})
-    replicas.scores.update({i: scores.get(i) for i in fresh[SCORE]})
-    unresolved.update({i: alerts.get(i, []) for i in fresh[ALERT]})
-    consents.update({i: consent_rows.get(i) for i in fresh[CONSENT]})
+    replicas = uow.state(Replicas)
+    replicas.customers.update({i: found[CUSTOMER].get(i) for i in fresh[CUSTOMER]})
+    replicas.scores.update({i: found[SCORE].get(i) for i in fresh[SCORE]})
+    uow.state(UnresolvedAlerts).by_customer.update({i: alerts.get(i, []) for i in fresh[ALERT]})
+    uow.state(Consents).replicas.update({i: found[CONSENT].get(i) for i in fresh[CONSENT]})
+    read_model.loaded(uow, model, values[0], found[FACTS].values(), churns)
     if token is not None:
         await checked(uow, token)
+    return values[1]

@@ -19,7 +19,9 @@ from contracts.interaction import (
 from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
 from servicekit.inbox import BatchHook, Handler, Handlers
+from servicekit.outbox.writer import write_at_commit
 from servicekit.unit_of_work import UnitOfWork
+from services.retention import batch_rows
 from services.retention.alerts import handlers as alerts
 from services.retention.alerts.service import store_new_alerts
 from services.retention.campaigns.handlers import with_redemptions
@@ -27,9 +29,7 @@ from services.retention.followups.handlers import with_followups
 from services.retention.lifecycle import handlers as lifecycle
 from services.retention.member_tiers.handlers import with_member_tiers
 from services.retention.replica.service import store_new_scores
-from services.retention.reports import batch as read_model
 from services.retention.touches import handlers as touches
-from services.retention.waits import handlers as waits
 from services.retention.waits.handlers import with_wakes
 
 
@@ -62,11 +62,11 @@ HANDLERS = with_redemptions(with_followups(with_wakes(with_member_tiers(HANDLERS
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    # One query for the batch's replicas, latest scores, unresolved alerts and consent, and one for which of its
-    # customers wait for an event, instead of per event; the read model's rows the same way.
-    await alerts.preload(uow, events)
-    await read_model.preload(uow, events)
-    await waits.preload(uow, events)
+    # The batch's events go to the outbox in one statement at commit; its signals are stored, and the rows its
+    # events will touch locked and loaded (replicas, latest scores, unresolved alerts, consent, the read
+    # model's, who waits), in two statements instead of per event.
+    write_at_commit(uow.session)
+    await batch_rows.preload(uow, events)
 
 
 BEFORE_BATCH: BatchHook = preload

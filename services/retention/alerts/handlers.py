@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
-from servicekit.inbox import batch_customer_ids
-from servicekit.outbox.writer import write_at_commit
 from servicekit.unit_of_work import UnitOfWork
-from services.retention import batch_rows
 from services.retention.alerts import service as alerts
 from services.retention.metrics import HISTORY_SIGNALS
 from services.retention.reports import facts as read_model
 from services.retention.settings import get_settings
 from services.retention.signals import history
-from services.retention.signals import service as signals
 
 
 async def on_signal(
@@ -32,19 +26,3 @@ async def on_signal(
         HISTORY_SIGNALS.inc()
     await alerts.handle_event(uow=uow, event=event, raise_alerts=live)
     await read_model.on_signal(uow, event)  # duplicate-safe: keyed on the event id
-
-
-async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """Store a consumer batch's signals, and lock and load the rows its events will touch, in a few statements.
-
-    The consumer calls this before applying the batch; the per-event lookups then find the replicas,
-    latest scores and unresolved alerts in the unit of work's state instead of a round trip each.
-    Sorted ids, so two transactions lock in the same order.
-    """
-    write_at_commit(uow.session)  # the batch's events go to the outbox in one statement
-    ids = sorted(batch_customer_ids(events))
-    if ids:
-        # Replicas, latest scores, unresolved alerts and consent locked and read, and the catalog checked, in
-        # one statement (batch_rows): the signals' preload below finds the catalog checked.
-        await batch_rows.lock_and_load(uow, ids)
-    await signals.preload(uow, events)

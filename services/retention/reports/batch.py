@@ -1,16 +1,17 @@
 """The read model's rows in a consumer batch: read once, written at commit.
 
-A batch's orders, returns and answers touch few customers many times. The batch preload reads, in one
-statement per table, which of its event ids the read model holds already, the customer_facts rows its
-events change (locked, in customer order) and the churns its late signals may update, into `ReadModelBatch`,
-this transaction's typed state. New fact_events rows are held until commit and inserted in one statement;
-customer_facts changes are written at commit (servicekit.db.update_at_commit, new rows with one INSERT).
-Code that reads fact_events with SQL of its own in the transaction calls store_new_fact_events first.
+A batch's orders, returns and answers touch few customers many times. The batch preload reads, with the
+batch's other rows (services/retention/batch_rows.py), which of its event ids the read model holds already,
+the customer_facts rows its events change (locked, in customer order) and the churns its late signals may
+update, into `ReadModelBatch`, this transaction's typed state. New fact_events rows are held until commit
+and inserted in one statement; customer_facts changes are written at commit (servicekit.db.update_at_commit,
+new rows with one INSERT). Code that reads fact_events with SQL of its own in the transaction calls
+store_new_fact_events first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -25,7 +26,7 @@ from contracts.customer import CustomerCreated, CustomerErased, CustomerUpdated
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, InteractionRecorded, SurveyAnswered
 from servicekit.db import hold_until_commit, holds, take_held
 from servicekit.events.envelope import Received
-from servicekit.sql import KEYS, for_each_key, on_postgres
+from servicekit.sql import on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.reports.models import (
     COMPETITOR_CATEGORIES,
@@ -178,14 +179,6 @@ def record_churn(uow: UnitOfWork, churn: ChurnFact) -> None:
         churns[churn.customer_id].append(churn)
 
 
-@cache
-def _by_key(model: Any, key: str, postgres: bool, lock: bool) -> Any:
-    # Built once per process (see for_each_key).
-    column = getattr(model, key)
-    query = select(column) if model is FactEvent else select(model)
-    return for_each_key(query.with_for_update() if lock else query, column, postgres=postgres)
-
-
 def _facts_change(data: Any) -> bool:
     if isinstance(data, InteractionRecorded):
         return data.type == InteractionType.purchase or (data.type == InteractionType.return_ and bool(data.amount))
@@ -205,27 +198,44 @@ def _kept(data: Any) -> str | None:
     return SURVEY if isinstance(data, SurveyAnswered) else None
 
 
-async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """One statement each for the batch: its event ids already stored, its customers' facts (locked, in
-    customer order) and the churns of the customers its signals belong to."""
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a batch's preload reads for the read model, less what this transaction has read already."""
+
+    event_ids: list[str]  # whether fact_events holds them
+    facts: list[str]  # customers whose customer_facts row to lock and load
+    churns: list[str]  # customers whose churns to load (the late-signal check)
+
+    def __bool__(self) -> bool:
+        return bool(self.event_ids or self.facts or self.churns)
+
+
+def wanted(uow: UnitOfWork, events: Sequence[Received[Any]]) -> Wanted:
+    """The batch's event ids the read model may store, the customers whose facts its events change (sorted:
+    the lock order) and the customers its signals belong to; each less what the transaction has read."""
     state = uow.state(ReadModelBatch)
-    session, postgres = uow.session, on_postgres(uow.session)
     kept = [(e, kind) for e in events if (kind := _kept(e.data)) is not None]
-    ids = sorted({e.id for e, _ in kept} - state.checked)
-    if ids:
-        query = _by_key(FactEvent, "event_id", postgres, False)
-        state.stored.update(row[0] for row in await session.execute(query, {KEYS: ids}))
-        state.checked.update(ids)
-    changing = sorted({e.data.customer_id for e in events if _facts_change(e.data)} - set(state.facts))
-    if changing:
-        store_new_facts(session)
-        rows = await session.execute(_by_key(CustomerFact, "customer_id", postgres, True), {KEYS: changing})
-        found = {row.customer_id: row for row in rows.scalars()}
-        state.facts.update({i: found.get(i) for i in changing})
-    signalling = sorted({e.data.customer_id for e, kind in kept if kind in SIGNAL_KINDS} - set(state.churns))
-    if signalling:
-        rows = await session.execute(_by_key(ChurnFact, "customer_id", postgres, False), {KEYS: signalling})
-        for i in signalling:
+    return Wanted(
+        event_ids=sorted({e.id for e, _ in kept} - state.checked),
+        facts=sorted({e.data.customer_id for e in events if _facts_change(e.data)} - set(state.facts)),
+        churns=sorted({e.data.customer_id for e, kind in kept if kind in SIGNAL_KINDS} - set(state.churns)),
+    )
+
+
+def loaded(
+    uow: UnitOfWork, wanted: Wanted, stored: Iterable[str], facts: Iterable[CustomerFact], churns: Iterable[ChurnFact]
+) -> None:
+    """Keep what the batch's preload read for `wanted` (services/retention/batch_rows.py) in the transaction's
+    state: the event ids stored already, the locked facts rows (None: none yet), every churn in read order."""
+    state = uow.state(ReadModelBatch)
+    if wanted.event_ids:
+        state.stored.update(stored)
+        state.checked.update(wanted.event_ids)
+    if wanted.facts:
+        found = {row.customer_id: row for row in facts}
+        state.facts.update({i: found.get(i) for i in wanted.facts})
+    if wanted.churns:
+        for i in wanted.churns:
             state.churns[i] = []
-        for churn in rows.scalars():
+        for churn in churns:
             state.churns[churn.customer_id].append(churn)

@@ -1,6 +1,7 @@
 """Signals: the consumed events the rules watch, stored once, and the score history the rules read.
 
-A consumer batch stores its signals in one statement per chunk before any event is applied (preload);
+A consumer batch stores its signals before any event is applied (on PostgreSQL in the statement that takes
+the batch's locks, services/retention/batch_rows.py; else one statement per chunk);
 `BatchSignals`, this transaction's typed state, remembers which of them are new and not applied yet, and
 holds one read of the score history for every score of the batch that needs some.
 """
@@ -66,12 +67,16 @@ def _score_signals_in_window(postgres: bool) -> Any:
     return for_each_key(select(*columns).where(*in_window), Signal.customer_id, postgres=postgres)
 
 
-async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """Store the batch's watched signals, and read once the score history its new scores need."""
-    watched = [e for e in events if isinstance(e.data, WATCHED)]
+def watched(events: Sequence[Received[Any]]) -> list[Received[Any]]:
+    """The batch's events the rules watch: their signals are stored before any event is applied."""
+    return [e for e in events if isinstance(e.data, WATCHED)]
+
+
+async def loaded(uow: UnitOfWork, watched: Sequence[Received[Any]], stored: set[str]) -> None:
+    """Keep which of the batch's watched signals were stored now (`stored`: by the batch preload's statement,
+    services/retention/batch_rows.py), and read once the score history its new scores need."""
     if not watched:
         return
-    stored = await _store_signals(uow, watched)
     state = uow.state(BatchSignals)
     state.unapplied.update({e.id: e.id in stored for e in watched})
     active = (await catalog(uow)).rules
@@ -94,7 +99,7 @@ _SIGNAL_TIME = {
 }
 
 
-def _signal_row(event: Received[Any]) -> dict[str, Any]:
+def signal_row(event: Received[Any]) -> dict[str, Any]:
     data = event.data
     score = data.current if isinstance(data, ScoreUpdated) else None
     return {
@@ -108,28 +113,28 @@ def _signal_row(event: Received[Any]) -> dict[str, Any]:
     }
 
 
-async def _store_signals(uow: UnitOfWork, events: Sequence[Received[Any]]) -> set[str]:
+async def store(uow: UnitOfWork, events: Sequence[Received[Any]]) -> set[str]:
     """Store the events' signals (a statement per chunk), skipping event ids stored already; the ids stored now."""
     stored: set[str] = set()
     postgres = on_postgres(uow.session)
-    query = _store_statement(postgres)
+    query = store_statement(postgres)
     for chunk in chunks(events):
-        rows = [_signal_row(e) for e in chunk]
-        bound = column_arrays(_SIGNALS, _SIGNAL_COLUMNS, rows) if postgres else rows
+        rows = [signal_row(e) for e in chunk]
+        bound = column_arrays(SIGNALS, SIGNAL_COLUMNS, rows) if postgres else rows
         stored.update((await uow.session.execute(query, bound)).scalars())
     return stored
 
 
-_SIGNALS = Signal.__table__  # type: ignore[attr-defined]
-_SIGNAL_COLUMNS = ("event_id", "event_type", "customer_id", "at", "data", "churn_risk", "lifecycle_stage")
+SIGNALS = Signal.__table__  # type: ignore[attr-defined]
+SIGNAL_COLUMNS = ("event_id", "event_type", "customer_id", "at", "data", "churn_risk", "lifecycle_stage")
 
 
 @cache
-def _store_statement(postgres: bool) -> Any:
+def store_statement(postgres: bool) -> Any:
     """Built once. On PostgreSQL the rows travel as arrays, one SQL text for any batch size (a multi-row
     VALUES list had one per size: a prepared statement each, per connection and backend)."""
-    insert = insert_from_arrays(_SIGNALS, _SIGNAL_COLUMNS) if postgres else sqlite.insert(_SIGNALS)
-    return insert.on_conflict_do_nothing(index_elements=[_SIGNALS.c.event_id]).returning(_SIGNALS.c.event_id)
+    insert = insert_from_arrays(SIGNALS, SIGNAL_COLUMNS) if postgres else sqlite.insert(SIGNALS)
+    return insert.on_conflict_do_nothing(index_elements=[SIGNALS.c.event_id]).returning(SIGNALS.c.event_id)
 
 
 async def record_signal(uow: UnitOfWork, event: Received[Any]) -> bool:
@@ -137,7 +142,7 @@ async def record_signal(uow: UnitOfWork, event: Received[Any]) -> bool:
     unapplied = uow.state(BatchSignals).unapplied
     if event.id in unapplied:
         return unapplied.pop(event.id)
-    return bool(await _store_signals(uow, [event]))
+    return bool(await store(uow, [event]))
 
 
 def history_window(active: Sequence[Rule]) -> timedelta:

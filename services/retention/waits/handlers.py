@@ -4,29 +4,23 @@
 order reaches the read model, a complaint or an answer the signal log, which the engine reads as facts),
 then the customer's enrolments waiting for that event are made due now, in the same unit of work.
 Duplicate-safe: a redelivered event makes an already-due timer due again, which changes nothing.
-``preload`` (part of the batch preload) reads once which of a batch's customers have a registered wait, so
-the events of every other customer cost no statement.
+The batch preload reads once which of a batch's customers have a registered wait (``wanted``, ``loaded``),
+so the events of every other customer cost no statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
-
-from sqlalchemy import select
-from sqlmodel import col
 
 from contracts.common import InteractionType
 from contracts.interaction import ComplaintOpened, InteractionRecorded, SurveyAnswered
 from servicekit.clock import utc_now
 from servicekit.events.envelope import Received
 from servicekit.inbox import Handler, Handlers
-from servicekit.sql import KEYS, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.waits import service
-from services.retention.waits.models import EnrolmentWake
 
 
 def wait_event(data: Any) -> str | None:
@@ -50,21 +44,14 @@ class WaitingCustomers:
         return self.ids is None or customer_id in self.ids
 
 
-async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """One query for the batch: the customers of its waking events that have any registered wait."""
-    wanted = sorted({e.data.customer_id for e in events if wait_event(e.data) is not None})
-    waiting: set[str] = set()
-    if wanted:
-        query = _waiting_query(on_postgres(uow.session))
-        waiting = {row[0] for row in await uow.session.execute(query, {KEYS: wanted})}
+def wanted(events: Sequence[Received[Any]]) -> list[str]:
+    """The customers of a batch's waking events, sorted: the batch preload reads which have a registered wait
+    (services/retention/batch_rows.py) and keeps them with `loaded`."""
+    return sorted({e.data.customer_id for e in events if wait_event(e.data) is not None})
+
+
+def loaded(uow: UnitOfWork, waiting: set[str]) -> None:
     uow.state(WaitingCustomers).ids = waiting
-
-
-@cache
-def _waiting_query(postgres: bool) -> Any:
-    """Which of the bound customers have a registered wait. The ids bind as one array (for_each_key): one
-    SQL text for any number of them, where an IN list had one per length (a prepared statement each)."""
-    return for_each_key(select(EnrolmentWake.customer_id).distinct(), col(EnrolmentWake.customer_id), postgres=postgres)
 
 
 def waking(handler: Handler) -> Handler:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -24,7 +23,7 @@ from servicekit.clock import utc_now
 from servicekit.db import hold_until_commit, holds, take_held, update_at_commit
 from servicekit.events.envelope import EventData, Received
 from servicekit.problems import not_found
-from servicekit.sql import KEYS, assign, for_each_key, new_row, on_postgres
+from servicekit.sql import assign, new_row
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import EVENT_IDS_KEPT, Alert, AlertStatus, open_slot
@@ -68,26 +67,6 @@ def store_new_alerts(session: AsyncSession) -> None:
     """Put this transaction's new alerts in the session now (the next flush inserts them)."""
     if holds(session, _NEW_ALERTS):
         _add_to_session(session.sync_session, take_held(session.sync_session, _NEW_ALERTS))
-
-
-@cache
-def _unresolved_alerts_of(postgres: bool) -> Any:
-    # Built once per process (see for_each_key).
-    query = select(Alert).where(Alert.open_slot.is_not(None)).with_for_update()
-    return for_each_key(query, Alert.customer_id, postgres=postgres)
-
-
-async def lock_unresolved(uow: UnitOfWork, ids: Sequence[str]) -> None:
-    """Lock and load the customers' unresolved alerts not loaded yet, in one statement (sorted ids)."""
-    known = uow.state(UnresolvedAlerts).by_customer
-    fresh = [i for i in ids if i not in known]
-    if fresh:
-        for i in fresh:
-            known[i] = []
-        store_new_alerts(uow.session)  # an earlier unit of work's new alerts in this transaction
-        query = _unresolved_alerts_of(on_postgres(uow.session))
-        for alert in (await uow.session.execute(query, {KEYS: fresh})).scalars():
-            known[alert.customer_id].append(alert)
 
 
 async def unresolved_alerts(uow: UnitOfWork, customer_id: str) -> list[Alert]:

@@ -7,13 +7,11 @@ and every later lookup finds them there instead of a round trip each.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from functools import cache
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -21,7 +19,7 @@ from contracts.customer import CustomerStatusChanged
 from contracts.scoring import ScoreUpdated
 from servicekit.clock import utc_now
 from servicekit.db import hold_until_commit, holds, take_held, update_at_commit
-from servicekit.sql import KEYS, for_each_key, new_row, on_postgres
+from servicekit.sql import new_row
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.outcomes import read_model as metric_totals
@@ -52,27 +50,6 @@ def store_new_scores(session: AsyncSession) -> None:
     """Put this transaction's new latest-score rows in the session now (the next flush inserts them)."""
     if holds(session, _NEW_SCORES):
         _add_to_session(session.sync_session, take_held(session.sync_session, _NEW_SCORES))
-
-
-@cache
-def _locked_rows(model: type[Customer] | type[CustomerScore], postgres: bool) -> Any:
-    # Built once per process (see for_each_key).
-    return for_each_key(select(model).with_for_update(), model.customer_id, postgres=postgres)
-
-
-async def lock(uow: UnitOfWork, ids: Sequence[str]) -> None:
-    """Lock and load the customers' replicas and latest scores not loaded yet (sorted ids: one lock order).
-
-    Key by key (for_each_key): with customer_id IN (...), generic plans scanned whole tables.
-    """
-    state = uow.state(Replicas)
-    store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
-    for model, loaded in ((Customer, state.customers), (CustomerScore, state.scores)):
-        fresh = [i for i in ids if i not in loaded]
-        if fresh:
-            rows = await uow.session.execute(_locked_rows(model, on_postgres(uow.session)), {KEYS: fresh})
-            found = {row.customer_id: row for row in rows.scalars()}
-            loaded.update({i: found.get(i) for i in fresh})
 
 
 async def known_replica(uow: UnitOfWork, customer_id: str) -> Customer | None:

@@ -1,6 +1,7 @@
 """A consumer batch locks and reads its customers' replicas, latest scores, unresolved alerts and consent, and
 checks the catalog, in one statement (batch_rows): the same rows, in the same per-transaction states, as the
-separate reads it replaced (replica.lock, alerts.lock_unresolved, touches.preload, the catalog's token read)."""
+separate reads it replaced (tests/unit/retention/batch_reference.py: the replicas' and alerts' locking reads,
+touches.preload, the catalog's token read)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from services.retention import batch_rows
 from services.retention.alerts import service as alerts
 from services.retention.alerts.models import Alert, open_slot
 from services.retention.catalog.models import CatalogVersion
-from services.retention.catalog.service import CatalogInTransaction, catalog
+from services.retention.catalog.service import CatalogInTransaction
 from services.retention.replica import service as replica
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.touches import service as touches
 from services.retention.touches.models import ConsentReplica
+from tests.unit.retention.batch_reference import separately
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 REASONS = ("complaint", "risk_rise", "inactive", "low_nps")
@@ -82,14 +84,6 @@ def snapshot(uow: UnitOfWork) -> dict[str, Any]:
         "consents": {i: _values(r) for i, r in uow.state(touches.Consents).replicas.items()},
         "token": found.token if found is not None else None,
     }
-
-
-async def separately(uow: UnitOfWork, ids: list[str]) -> None:
-    """The reads the one statement replaced, in their order."""
-    await catalog(uow)
-    await replica.lock(uow, ids)
-    await alerts.lock_unresolved(uow, ids)
-    await touches.preload(uow, ids)
 
 
 async def assert_one_statement_equals_the_separate_reads(database: Database, seed: int) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork, unit_of_work
+from services.retention.batch_rows import preload
 from services.retention.catalog.service import ActivePlaybook
 from services.retention.models import metadata
 from services.retention.replica.models import StatusChange
@@ -23,7 +24,7 @@ from services.retention.sequences import engine as sequence_engine
 from services.retention.sequences.models import Enrolment
 from services.retention.signals.models import Signal
 from services.retention.waits import service as waits
-from services.retention.waits.handlers import WaitingCustomers, preload, waking
+from services.retention.waits.handlers import WaitingCustomers, waking
 from services.retention.waits.models import EnrolmentWake
 from tests.unit.databases import sqlite_database
 from tests.unit.retention.events import complaint

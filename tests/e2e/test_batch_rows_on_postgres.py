@@ -1,6 +1,7 @@
-"""The retention consumer's one locking read per batch (services/retention/batch_rows.py) on PostgreSQL: the
-same rows as the separate reads it replaced, and their lock order (every customer row, then every latest
-score, then every unresolved alert), the order any other batch takes them in, or two batches could deadlock."""
+"""The retention consumer's batch preload (services/retention/batch_rows.py) on PostgreSQL: the same rows and
+signals as the separate statements it replaced, and their lock order (every customer row, then every latest
+score, then every unresolved alert, then the read model's facts rows), the order any other batch takes them in,
+or two batches could deadlock."""
 
 from __future__ import annotations
 
@@ -16,8 +17,14 @@ from services.retention.alerts.models import Alert, open_slot
 from services.retention.alerts.service import UnresolvedAlerts
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.replica.service import Replicas
+from services.retention.reports.batch import ReadModelBatch
+from services.retention.reports.models import CustomerFact
+from services.retention.signals.service import BatchSignals
 from tests.e2e.test_metric_totals_on_postgres import _now, migrated
+from tests.unit.retention.events import complaint
+from tests.unit.retention.test_batch_preload import assert_the_fold_equals_the_separate_statements
 from tests.unit.retention.test_batch_rows import AT, assert_one_statement_equals_the_separate_reads
+from tests.unit.retention.test_reports import order
 
 
 async def test_one_statement_gives_the_rows_and_catalog_of_the_separate_reads_on_postgres(postgres: None) -> None:
@@ -125,3 +132,60 @@ async def test_an_alert_raised_while_the_batch_waited_for_a_score_is_read_and_lo
             await evaluate.commit()
             uow = await locking
             assert [a.id for a in uow.state(UnresolvedAlerts).by_customer["c-1"]] == ["a-1"]
+
+
+async def test_the_folded_preload_gives_the_states_and_signals_of_the_separate_statements_on_postgres(
+    postgres: None,
+) -> None:
+    async with migrated() as (database, _):
+        await assert_the_fold_equals_the_separate_statements(database, 7)
+
+
+async def test_the_batch_stores_its_signals_and_locks_the_facts_rows_last_in_its_first_statement(
+    postgres: None,
+) -> None:
+    """While the batch waits for a customer_facts row another transaction holds, it has stored its signals and
+    holds every replica, latest score and the facts rows before that one (the old statements' order); once
+    it gets the row it reads the row as that transaction committed it."""
+    async with migrated() as (database, _):
+        async with database.transaction() as session:
+            for i in ("c-1", "c-2"):
+                session.add_all([Customer(customer_id=i), CustomerScore(customer_id=i, churn_risk=0.5)])
+                session.add(CustomerFact(customer_id=i, orders=1))
+        events = [order("c-1", "2026-03-01", 10), order("c-2", "2026-03-01", 10), complaint("c-1")]
+        async with database.engine.connect() as holder, database.engine.connect() as watcher:
+            await holder.execute(text("UPDATE customer_facts SET orders = 7 WHERE customer_id = 'c-2'"))
+            pid: list[int] = []
+
+            async def batch() -> UnitOfWork:
+                async with database.transaction() as session:
+                    pid.append((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                    uow = UnitOfWork(session)
+                    await batch_rows.preload(uow, events)
+                    return uow
+
+            locking = asyncio.create_task(batch())
+            for _ in range(600):  # until the batch waits on c-2's facts
+                if (
+                    pid
+                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
+                    == "Lock"
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            for table in ("customers", "customer_scores"):
+                assert not await _free(watcher, table, "c-1")
+                assert not await _free(watcher, table, "c-2")
+            assert not await _free(watcher, "customer_facts", "c-1")
+            writes = await _now(
+                watcher,
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE l.pid = :p AND c.relname = 'signals' AND l.mode = 'RowExclusiveLock'",
+                pid[0],
+            )
+            assert writes == 1  # the complaint's signal is written, in the statement that waits
+            await holder.commit()
+            uow = await locking
+            facts = uow.state(ReadModelBatch).facts
+            assert {i: f.orders for i, f in facts.items() if f is not None} == {"c-1": 1, "c-2": 7}
+            assert uow.state(BatchSignals).unapplied == {events[2].id: True}

@@ -44,6 +44,7 @@ from servicekit.sql import IN_CHUNK, KEYS, column_arrays, for_each_key, on_postg
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import Alert
 from services.retention.alerts.service import UnresolvedAlerts, store_new_alerts
+from services.retention.catalog import service as catalog_service
 from services.retention.catalog.models import CatalogVersion
 from services.retention.catalog.service import checked
 from services.retention.replica.models import Customer, CustomerScore
@@ -56,11 +57,12 @@ from services.retention.touches.service import Consents
 from services.retention.waits import handlers as waits
 from services.retention.waits.models import EnrolmentWake
 
-# Tags: the rows of the six classes, in lock order, then the rows that carry one value of their own.
-CUSTOMER, SCORE, ALERT, CONSENT, FACTS, CHURN, TOKEN, STORED, WAITING = range(9)
+# Tags: the rows of the six classes, in lock order, the score history's, then the rows that carry one value.
+CUSTOMER, SCORE, ALERT, CONSENT, FACTS, CHURN, HISTORY, TOKEN, STORED, WAITING = range(10)
 _MODELS: tuple[Any, ...] = (Customer, CustomerScore, Alert, ConsentReplica, CustomerFact, ChurnFact)
-# The bound keys of each branch (KEYS: the batch's customers not loaded yet).
+# The bound keys of each branch (KEYS: the batch's customers not loaded yet), and the history's window.
 FACT_KEYS, CHURN_KEYS, EVENT_KEYS, WAIT_KEYS = "fact_keys", "churn_keys", "event_keys", "wait_keys"
+HISTORY_KEYS, SINCE, UNTIL = "history_keys", "history_since", "history_until"
 
 
 def _locked(table: Any, *where: Any, postgres: bool, lock: bool = True, param: str = KEYS) -> Any:
@@ -72,7 +74,8 @@ def _locked(table: Any, *where: Any, postgres: bool, lock: bool = True, param: s
 def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
     """The statement and its six entities. Built once per process: building it costs more than running it."""
     tables = [m.__table__ for m in _MODELS]
-    places = [(i, c) for i, t in enumerate(tables) for c in t.c]
+    history = signals.score_signals_in_window(postgres, HISTORY_KEYS, SINCE, UNTIL)
+    places = [(i, c) for i, t in enumerate(tables) for c in t.c] + [(HISTORY, c) for c in history.selected_columns]
 
     def branch(tag: int, rows: Any) -> Any:
         own = {c.name: c for c in rows.selected_columns} if rows is not None else {}
@@ -97,12 +100,14 @@ def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
         branch(CONSENT, _locked(consents, postgres=postgres, lock=False)),
         branch(FACTS, _locked(facts, postgres=postgres, param=FACT_KEYS)),
         branch(CHURN, _locked(churns, postgres=postgres, lock=False, param=CHURN_KEYS)),
+        branch(HISTORY, history),
         branch(TOKEN, None),
         branch(STORED, stored),
         branch(WAITING, waiting),
     ).subquery("batch_rows")
     entities = tuple(aliased(m, union) for m in _MODELS)
-    return select(union.c.tag, *entities, union.c.value), entities
+    history_columns = [union.c[f"c{k}"] for k, (i, _) in enumerate(places) if i == HISTORY]
+    return select(union.c.tag, *entities, union.c.value, *history_columns), entities
 
 
 @cache
@@ -163,33 +168,47 @@ async def lock_and_load(uow: UnitOfWork, ids: Sequence[str], events: Sequence[Re
         for event_id, _ in await session.execute(lock_statement(folded), params):
             if event_id is not None and stored is not None:
                 stored.add(event_id)
-    if ids or model or waiting:
-        found = await _read(uow, keys, model, waiting, fresh)
-        waits.loaded(uow, found)
-    else:
-        waits.loaded(uow, set())
     if stored is None and watched:
-        stored = await signals.store(uow, watched)
-    await signals.loaded(uow, watched, stored or set())
+        stored = await signals.store(uow, watched)  # before the read: the score history counts them
+    stored = stored or set()
+    # The history the new scores need, guessed with the catalog as last read: signals.loaded uses the rows
+    # only if the catalog this transaction checks makes the same request (else it reads them itself).
+    last = catalog_service.last_read()
+    request = signals.history_request(watched, stored, last.rules) if last is not None else None
+    found: tuple[set[str], list[Any]] = (set(), [])
+    if ids or model or waiting or request:
+        found = await _read(uow, keys, model, waiting, request, fresh)
+    waits.loaded(uow, found[0])
+    await signals.loaded(uow, watched, stored, (request, found[1]))
 
 
 async def _read(
-    uow: UnitOfWork, keys: list[str], model: read_model.Wanted, waiting: list[str], fresh: list[set[str]]
-) -> set[str]:
-    """The second statement: every row into its state; the customers that wait, of `waiting`."""
+    uow: UnitOfWork,
+    keys: list[str],
+    model: read_model.Wanted,
+    waiting: list[str],
+    request: signals.HistoryRequest | None,
+    fresh: list[set[str]],
+) -> tuple[set[str], list[Any]]:
+    """The second statement: every row into its state; the customers that wait, of `waiting`, and the rows
+    of the score history `request`ed."""
     query, _ = statement(on_postgres(uow.session))
+    since, until, customers = request or (None, None, [])
     params = {KEYS: keys, FACT_KEYS: model.facts, CHURN_KEYS: model.churns, EVENT_KEYS: model.event_ids}
+    params |= {WAIT_KEYS: waiting, HISTORY_KEYS: customers, SINCE: since, UNTIL: until}
     found: tuple[dict[str, Any], ...] = ({}, {}, {}, {}, {})
     alerts: dict[str, list[Alert]] = {}
     churns: list[ChurnFact] = []
+    history: list[Any] = []
     values: tuple[set[str], set[str]] = (set(), set())
     token: str | None = None
-    rows = await uow.session.execute(query, params | {WAIT_KEYS: waiting})
-    for tag, customer, score, alert, consent, facts, churn, value in rows:
+    for tag, customer, score, alert, consent, facts, churn, value, *signal in await uow.session.execute(query, params):
         if tag == ALERT:
             alerts.setdefault(alert.customer_id, []).append(alert)
         elif tag == CHURN:
             churns.append(churn)
+        elif tag == HISTORY:
+            history.append(signal)
         elif tag == TOKEN:
             token = value
         elif tag > TOKEN:
@@ -205,4 +224,4 @@ async def _read(
     read_model.loaded(uow, model, values[0], found[FACTS].values(), churns)
     if token is not None:
         await checked(uow, token)
-    return values[1]
+    return values[1], history

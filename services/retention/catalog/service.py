@@ -89,6 +89,11 @@ async def checked(uow: UnitOfWork, token: str) -> Catalog:
     return state.found
 
 
+def last_read() -> Catalog | None:
+    """This process's copy as last read, unchecked (what a preload may guess with before its token is read)."""
+    return _current
+
+
 def changed(uow: UnitOfWork) -> None:
     """Call after flushing a change to the three tables: the transaction's next read sees the new token."""
     uow.forget(CatalogInTransaction)

@@ -8,7 +8,7 @@ holds one read of the score history for every score of the batch that needs some
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -55,16 +55,22 @@ class BatchSignals:
 
 
 @cache
-def _score_signals_in_window(postgres: bool) -> Any:
+def score_signals_in_window(postgres: bool, keys: str = KEYS, since: str = "since", until: str = "until") -> Any:
+    """The bound customers' score signals at or after `since`, before `until` (the names of the bound values).
+    Columns: customer id, event id, at, churn risk, lifecycle stage."""
     # Only the two values the rules read, kept in columns of their own: a signal's whole document is ten
     # times larger and would be parsed again on every read, and a busy customer has many in the window.
     columns = (Signal.customer_id, Signal.event_id, Signal.at, Signal.churn_risk, Signal.lifecycle_stage)
     in_window = (
         Signal.event_type == ScoreUpdated.event_type,
-        Signal.at >= bindparam("since"),
-        Signal.at < bindparam("until"),
+        Signal.at >= bindparam(since, type_=Signal.__table__.c.at.type),  # type: ignore[attr-defined]
+        Signal.at < bindparam(until, type_=Signal.__table__.c.at.type),  # type: ignore[attr-defined]
     )
-    return for_each_key(select(*columns).where(*in_window), Signal.customer_id, postgres=postgres)
+    return for_each_key(select(*columns).where(*in_window), Signal.customer_id, postgres=postgres, param=keys)
+
+
+# What a batch's new scores need of the score history: [since, until) of these customers (sorted).
+HistoryRequest = tuple[datetime, datetime, list[str]]
 
 
 def watched(events: Sequence[Received[Any]]) -> list[Received[Any]]:
@@ -72,23 +78,37 @@ def watched(events: Sequence[Received[Any]]) -> list[Received[Any]]:
     return [e for e in events if isinstance(e.data, WATCHED)]
 
 
-async def loaded(uow: UnitOfWork, watched: Sequence[Received[Any]], stored: set[str]) -> None:
+def history_request(watched: Sequence[Received[Any]], stored: set[str], rules: Sequence[Rule]) -> HistoryRequest | None:
+    """The score history the batch's new scores need under these rules (None: none)."""
+    needing = [
+        e.data for e in watched if e.id in stored and isinstance(e.data, ScoreUpdated) and needs_history(e.data, rules)
+    ]
+    if not needing:
+        return None
+    times = [as_utc(d.computed_at) for d in needing]
+    return min(times) - history_window(rules), max(times), sorted({d.customer_id for d in needing})
+
+
+async def loaded(
+    uow: UnitOfWork,
+    watched: Sequence[Received[Any]],
+    stored: set[str],
+    read: tuple[HistoryRequest | None, Sequence[Any]] = (None, ()),
+) -> None:
     """Keep which of the batch's watched signals were stored now (`stored`: by the batch preload's statement,
-    services/retention/batch_rows.py), and read once the score history its new scores need."""
+    services/retention/batch_rows.py), and the score history its new scores need: `read`'s rows when they
+    answer the request the rules make (the preload guessed it with the catalog it had), else read once."""
     if not watched:
         return
     state = uow.state(BatchSignals)
     state.unapplied.update({e.id: e.id in stored for e in watched})
-    active = (await catalog(uow)).rules
-    needing = [
-        e.data for e in watched if e.id in stored and isinstance(e.data, ScoreUpdated) and needs_history(e.data, active)
-    ]
-    if not needing:
+    request = history_request(watched, stored, (await catalog(uow)).rules)
+    if request is None:
         return
-    times = [as_utc(d.computed_at) for d in needing]
-    since, until = min(times) - history_window(active), max(times)
-    ids = sorted({d.customer_id for d in needing})
-    state.history = _BatchHistory(since, until, await _read_score_signals(uow, ids, since, until))
+    since, until, ids = request
+    guessed, rows = read
+    found = grouped(ids, rows) if guessed == request else await _read_score_signals(uow, ids, since, until)
+    state.history = _BatchHistory(since, until, found)
 
 
 _SIGNAL_TIME = {
@@ -171,11 +191,16 @@ async def _read_score_signals(
     uow: UnitOfWork, customer_ids: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, list[_ScoreSignal]]:
     """The customers' stored score signals in [since, until), by customer (every customer id a key)."""
-    found: dict[str, list[_ScoreSignal]] = {i: [] for i in customer_ids}
     session = uow.session
-    query = _score_signals_in_window(on_postgres(session))
+    query = score_signals_in_window(on_postgres(session))
     params = {KEYS: list(customer_ids), "since": since, "until": until}
     with session.no_autoflush:  # signals are written with Core, never pending in the session
-        for customer_id, event_id, at, risk, stage in await session.execute(query, params):
-            found[customer_id].append(_ScoreSignal(event_id, as_utc(at), risk, stage))
+        return grouped(customer_ids, await session.execute(query, params))
+
+
+def grouped(customer_ids: Sequence[str], rows: Iterable[Any]) -> dict[str, list[_ScoreSignal]]:
+    """score_signals_in_window's rows by customer, in read order (every customer id a key)."""
+    found: dict[str, list[_ScoreSignal]] = {i: [] for i in customer_ids}
+    for customer_id, event_id, at, risk, stage in rows:
+        found[customer_id].append(_ScoreSignal(event_id, as_utc(at), risk, stage))
     return found

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from contracts.interaction import InteractionRecorded
@@ -19,8 +20,10 @@ from servicekit.db import Database
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention import batch_rows
+from services.retention.catalog.models import CatalogVersion
 from services.retention.reports.batch import ReadModelBatch
 from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
+from services.retention.rules.models import AlertRule
 from services.retention.signals import service as signals
 from services.retention.signals.models import Signal
 from services.retention.waits.handlers import WaitingCustomers
@@ -153,3 +156,45 @@ async def test_a_batch_without_customers_reads_nothing_and_nobody_waits(database
         await batch_rows.preload(uow, [])
         assert uow.state(WaitingCustomers).ids == set()
         assert uow.state(signals.BatchSignals).unapplied == {}
+
+
+async def test_new_scores_get_their_history_from_the_preload_statement_when_the_catalog_has_not_changed(
+    database: Database,
+) -> None:
+    old = [score("h-1", 0.2, minutes=m) for m in range(3)]
+    async with database.transaction() as session:
+        await batch_rows.preload(UnitOfWork(session), old)  # stored, and the catalog read by this process
+    statements: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
+    try:
+        async with database.transaction() as session:
+            uow = UnitOfWork(session)
+            await batch_rows.preload(uow, [score("h-1", 0.9, minutes=10)])
+            history = uow.state(signals.BatchSignals).history
+    finally:
+        sa_event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
+    assert history is not None and [s.event_id for s in history.signals["h-1"]][:3] == [e.id for e in old]
+    reads = [s for s in statements if "FROM signals" in s and "INSERT" not in s]
+    assert len(reads) == 1 and "batch_rows" in reads[0]  # no read of its own
+
+
+async def test_after_the_rules_change_new_scores_get_the_history_the_new_rules_need(database: Database) -> None:
+    rng = random.Random(11)
+    await seed_random(database, 11, customers=CUSTOMERS)
+    batches = [random_batch(rng, 20) for _ in range(3)]
+    await seed_batch_rows(database, rng, batches)
+    async with database.transaction() as session:
+        # the process reads the catalog; a score 100 days back: history under the new rules only
+        await batch_rows.preload(UnitOfWork(session), [*batches[0], score("b-0001", 0.3, days=-100)])
+        for rule in (await session.execute(select(AlertRule).where(AlertRule.kind == "risk_jump"))).scalars():
+            rule.params = {**rule.params, "within_days": 300}
+        (await session.execute(select(CatalogVersion))).scalar_one().token = "rules-changed"
+    later = [*batches[1], score("b-0001", 0.9, minutes=100)]
+    got = await preloaded(database, batch_rows.preload, later)
+    assert got == await preloaded(database, preload_separately, later)
+    assert got["history"][1] - got["history"][0] > timedelta(days=299)  # the new window
+    assert got["history"][2]["b-0001"]  # the score 100 days back

@@ -1,19 +1,19 @@
 """A consumer batch's rows in two statements: the batch's signals stored; replicas, latest scores, unresolved
-alerts and read-model facts locked; consent, churns, the read model's stored event ids, who waits, and the
-catalog token read.
+alerts and read-model facts locked; consent, churns, the score history, the read model's stored event ids,
+who waits, and the catalog token read.
 
-Each was a statement of its own per batch (ten round trips whatever the batch's size). Here, on PostgreSQL:
+Each was a statement of its own per batch (eight round trips whatever the batch's size). Here, on PostgreSQL:
 
 1. one statement stores the batch's signals (INSERT .. ON CONFLICT DO NOTHING RETURNING, a data-modifying
    CTE) and locks the customers' replica rows, then their latest scores, then their unresolved alerts, then
    the customer_facts rows the batch's events change (the branches of a UNION ALL run in order, each key by
    key over sorted ids): the order the separate statements took them in, and the order of every other batch;
 2. one statement reads them all, locked again (no wait: they are this transaction's), with consent, the
-   churns, which of the batch's event ids the read model holds, which customers have a registered wait and
-   the catalog token, as a UNION ALL of tagged rows, each table's columns in a place of their own and NULL
-   elsewhere, which the ORM loads back into objects of the six classes (an aliased entity per class over
-   the union: its columns are found through their lineage, so every object is loaded, identity-mapped and
-   typed as a plain `select` would).
+   churns, the score history the batch's new scores need (see `lock_and_load`), which of the batch's event
+   ids the read model holds, which customers have a registered wait and the catalog token, as a UNION ALL
+   of tagged rows, each table's columns in a place of their own and NULL elsewhere, which the ORM loads
+   back into objects of the six classes (an aliased entity per class over the union: its columns are found
+   through their lineage, so every object is loaded, identity-mapped and typed as a plain `select` would).
 
 Why not one statement: a statement reads with the snapshot it started with, also after waiting for a lock.
 The separate statements each started after the previous table's locks were held, so they saw rows that the

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from contracts.customer import ConsentChanged
 from servicekit.events.envelope import Received
-from servicekit.inbox import batch_customer_ids
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.touches import service as touches
 
@@ -16,10 +12,3 @@ async def on_consent_changed(uow: UnitOfWork, event: Received[ConsentChanged]) -
     # Order-safe: a version at or below the replica's is ignored.
     await touches.on_consent_changed(session=uow.session, data=event.data)
     uow.state(touches.Consents).replicas.pop(event.data.customer_id, None)  # read again when next needed
-
-
-async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    """The consent replicas of the batch's customers, in one statement (the alerts' touches read them)."""
-    ids = sorted(batch_customer_ids(events))
-    if ids:
-        await touches.preload(uow, ids)

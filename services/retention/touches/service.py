@@ -9,10 +9,8 @@ consent.changed (ConsentReplica). Domain functions only: they never commit. docs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import case, delete, func, insert, select
@@ -24,9 +22,7 @@ from servicekit import runtime_settings
 from servicekit.clock import utc_now
 from servicekit.db import hold_until_commit, holds, insert_rows, take_held
 from servicekit.events.envelope import EventData
-from servicekit.sql import KEYS, for_each_key, on_postgres
 from servicekit.types import as_utc
-from servicekit.unit_of_work import UnitOfWork
 from services.retention.db import new_id
 from services.retention.replica.models import Customer
 from services.retention.settings import RetentionSettings, get_settings
@@ -40,22 +36,6 @@ class Consents:
     """A consumer batch's consent replicas by customer id (None: none), read once in the batch preload."""
 
     replicas: dict[str, ConsentReplica | None] = field(default_factory=dict)
-
-
-@cache
-def _consents_of(postgres: bool) -> Any:
-    # Built once per process (see for_each_key).
-    return for_each_key(select(ConsentReplica), col(ConsentReplica.customer_id), postgres=postgres)
-
-
-async def preload(uow: UnitOfWork, ids: Sequence[str]) -> None:
-    """Read the customers' consent replicas not read yet, in one statement."""
-    replicas = uow.state(Consents).replicas
-    fresh = [i for i in ids if i not in replicas]
-    if fresh:
-        rows = await uow.session.execute(_consents_of(on_postgres(uow.session)), {KEYS: fresh})
-        found = {row.customer_id: row for row in rows.scalars()}
-        replicas.update({i: found.get(i) for i in fresh})
 
 
 async def _consent(session: AsyncSession, customer_id: str, consents: Consents | None) -> ConsentReplica | None:

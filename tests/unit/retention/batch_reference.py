@@ -22,6 +22,7 @@ from services.retention.reports import batch as read_model
 from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
 from services.retention.signals import service as signals
 from services.retention.touches import service as touches
+from services.retention.touches.models import ConsentReplica
 from services.retention.waits import handlers as waits
 from services.retention.waits.handlers import WaitingCustomers
 from services.retention.waits.models import EnrolmentWake
@@ -48,8 +49,8 @@ async def lock_unresolved(uow: UnitOfWork, ids: Sequence[str]) -> None:
         for i in fresh:
             known[i] = []
         store_new_alerts(uow.session)
-        query = select(Alert).where(Alert.open_slot.is_not(None)).with_for_update()  # type: ignore[union-attr]
-        query = for_each_key(query, Alert.customer_id, postgres=on_postgres(uow.session))  # type: ignore[arg-type]
+        query = select(Alert).where(Alert.open_slot.is_not(None)).with_for_update()
+        query = for_each_key(query, Alert.customer_id, postgres=on_postgres(uow.session))
         for alert in (await uow.session.execute(query, {KEYS: fresh})).scalars():
             known[alert.customer_id].append(alert)
 
@@ -59,7 +60,18 @@ async def separately(uow: UnitOfWork, ids: list[str]) -> None:
     await catalog(uow)
     await lock_replicas(uow, ids)
     await lock_unresolved(uow, ids)
-    await touches.preload(uow, ids)
+    await consents_preload(uow, ids)
+
+
+async def consents_preload(uow: UnitOfWork, ids: Sequence[str]) -> None:
+    """Read the customers' consent replicas not read yet (touches.preload)."""
+    replicas = uow.state(touches.Consents).replicas
+    fresh = [i for i in ids if i not in replicas]
+    if fresh:
+        postgres = on_postgres(uow.session)
+        query = for_each_key(select(ConsentReplica), ConsentReplica.customer_id, postgres=postgres)
+        found = {row.customer_id: row for row in (await uow.session.execute(query, {KEYS: fresh})).scalars()}
+        replicas.update({i: found.get(i) for i in fresh})
 
 
 def _by_key(model: Any, key: str, postgres: bool, lock: bool) -> Any:
@@ -96,7 +108,7 @@ async def waits_preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> Non
     waiting: set[str] = set()
     if customers:
         column = EnrolmentWake.customer_id
-        query = for_each_key(select(column).distinct(), column, postgres=on_postgres(uow.session))  # type: ignore[arg-type]
+        query = for_each_key(select(column).distinct(), column, postgres=on_postgres(uow.session))
         waiting = {row[0] for row in await uow.session.execute(query, {KEYS: customers})}
     uow.state(WaitingCustomers).ids = waiting
 

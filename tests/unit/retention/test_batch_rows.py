@@ -1,7 +1,7 @@
 """A consumer batch locks and reads its customers' replicas, latest scores, unresolved alerts and consent, and
 checks the catalog, in one statement (batch_rows): the same rows, in the same per-transaction states, as the
 separate reads it replaced (tests/unit/retention/batch_reference.py: the replicas' and alerts' locking reads,
-touches.preload, the catalog's token read)."""
+the consent read, the catalog's token read)."""
 
 from __future__ import annotations
 

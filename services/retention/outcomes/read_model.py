@@ -25,7 +25,20 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Connection, bindparam, delete, func, literal_column, select, text, true, union
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+    union,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -269,14 +282,14 @@ def _replace_statement(rows: bool, totals: bool) -> Any:
 
 @cache
 def _delete_by_id() -> Any:
-    """DELETE of the rows whose ids are bound as "gone", each found through the primary key and deleted by
-    its ctid. `id = ANY(:gone)` let the planner scan the whole table when its statistics said it was small
-    (a generic plan, a table whose dead rows autovacuum had not caught up with)."""
+    """DELETE of the rows whose ids are bound as "gone": each found through the primary key (a LATERAL
+    lookup per id), then deleted by its ctid (a TID scan). `id = ANY(:gone)` let the planner scan the whole
+    table when its statistics said it was small (a generic plan, dead rows autovacuum had not caught up with)."""
     ids = func.unnest(bindparam("gone", type_=ARRAY(BigInteger))).table_valued("id").render_derived(name="gone")
     stored = F.alias("stored")
     one = select(literal_column("stored.ctid").label("tid")).where(stored.c.id == ids.c.id).offset(0).lateral("one")
-    found = select(one.c.tid).select_from(ids.join(one, true())).subquery("found")
-    return delete(F).where(literal_column(f"{F.name}.ctid") == found.c.tid)
+    found = func.array(select(one.c.tid).select_from(ids.join(one, true())).scalar_subquery())
+    return delete(F).where(literal_column("ctid") == any_(found))
 
 
 _FACT_COLUMNS = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")

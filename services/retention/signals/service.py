@@ -24,6 +24,7 @@ from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import catalog
 from services.retention.rules.core import Rule, RuleKind, ScorePoint, needs_history
+from services.retention.signals import window
 from services.retention.signals.models import Signal
 
 WATCHED = (ScoreUpdated, ComplaintOpened, ComplaintOverdue, SurveyAnswered)
@@ -81,9 +82,12 @@ async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     if not needing:
         return
     times = [as_utc(d.computed_at) for d in needing]
-    since, until = min(times) - history_window(active), max(times)
+    longest = history_window(active)
+    since, until = min(times) - longest, max(times)
     ids = sorted({d.customer_id for d in needing})
-    state.history = _BatchHistory(since, until, await _read_score_signals(uow, ids, since, until))
+    # The scores inside every needing score's every window folded to the two the rules use (signals.window)
+    folded = (until - window.shortest_window(list(active), longest), min(times), sorted(state.unapplied))
+    state.history = _BatchHistory(since, until, await _read_score_signals(uow, ids, since, until, folded))
 
 
 _SIGNAL_TIME = {
@@ -163,13 +167,21 @@ async def score_history(uow: UnitOfWork, customer_id: str, since: datetime, at: 
 
 
 async def _read_score_signals(
-    uow: UnitOfWork, customer_ids: Sequence[str], since: datetime, until: datetime
+    uow: UnitOfWork,
+    customer_ids: Sequence[str],
+    since: datetime,
+    until: datetime,
+    folded: tuple[datetime, datetime, list[str]] | None = None,
 ) -> dict[str, list[_ScoreSignal]]:
-    """The customers' stored score signals in [since, until), by customer (every customer id a key)."""
+    """The customers' stored score signals in [since, until), by customer (every customer id a key);
+    folded (edge, first, own): those in [edge, first) not in own reduced as signals.window says."""
     found: dict[str, list[_ScoreSignal]] = {i: [] for i in customer_ids}
     session = uow.session
-    query = _score_signals_in_window(on_postgres(session))
-    params = {KEYS: list(customer_ids), "since": since, "until": until}
+    postgres = on_postgres(session)
+    query = _score_signals_in_window(postgres) if folded is None else window.reduced_statement(postgres)
+    params: dict[str, Any] = {KEYS: list(customer_ids), "since": since, "until": until}
+    if folded is not None:
+        params |= {"edge": folded[0], "first": folded[1], "own": folded[2]}
     with session.no_autoflush:  # signals are written with Core, never pending in the session
         for customer_id, event_id, at, risk, stage in await session.execute(query, params):
             found[customer_id].append(_ScoreSignal(event_id, as_utc(at), risk, stage))

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from aiokafka import ConsumerRecord
 
 from bench.batch_memory import private_store
@@ -38,26 +39,39 @@ from bench.cacheprobe import pymalloc_mib
 from bench.consumer_path import CUSTOMERS, SERVICES, _record, interaction_events, service_consumer
 from bench.infra import rss_mib
 from contracts.customer import CustomerCreated
+from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import EventData
 from servicekit.inbox.consumer import EventConsumer
 from servicekit.runner import freeze_startup_objects
 from servicekit.settings import REPO_ROOT
 
 
-def records_forever(seed: int = 1) -> Iterator[ConsumerRecord]:
-    """bench.consumer_path.stream's records, made one at a time."""
+def records_forever(seed: int = 1, customers: int = CUSTOMERS, stable_tiers: bool = False) -> Iterator[ConsumerRecord]:
+    """bench.consumer_path.stream's records (of `customers` customers), made one at a time. stable_tiers:
+    each customer keeps one value tier (the scoring derives it from the customer's value, which seldom
+    changes; the stream's random tier changes every row of the customer's metrics at most score updates)."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=2)
     previous: dict[str, Any] = {}
     offset, i = 0, 0
     while True:
-        customer = f"c{rng.randrange(CUSTOMERS):04d}"
+        customer = f"c{rng.randrange(customers):04d}"
         events: list[EventData]
         events, previous[customer] = interaction_events(rng, customer, start + timedelta(milliseconds=2 * i), previous)
+        if stable_tiers:
+            tier = TIERS[int(customer[1:]) % len(TIERS)]
+            previous[customer] = previous[customer].model_copy(update={"value_tier": tier})
+            events = [
+                e.model_copy(update={"current": previous[customer]}) if isinstance(e, ScoreUpdated) else e
+                for e in events
+            ]
         i += 1
         for data in events:
             yield _record(data, offset)
             offset += 1
+
+
+TIERS = ("platinum", "gold", "silver", "bronze")
 
 
 def take(source: Iterator[ConsumerRecord], n: int) -> list[ConsumerRecord]:
@@ -73,12 +87,18 @@ async def polls(
     for _ in range(count):
         current = upcoming
         upcoming = take(source, size) if prefetch else []
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
         await consumer.apply_batch([consumer.decode(r) for r in current])
+        PEAKS["batch"] = max(PEAKS["batch"], tracemalloc.get_traced_memory()[1] - before)
         applied += len(current)
         del current
         if not prefetch:
             upcoming = take(source, size)
     return applied
+
+
+PEAKS = {"batch": 0}  # with --peaks: the most one batch allocated above its start, this cycle
 
 
 def module_containers() -> dict[str, int]:
@@ -105,6 +125,7 @@ def where(cycle: int, started: float, events: int) -> dict[str, Any]:
         "held_mib": stats.get("pymalloc_arenas_mib"),
         "live_mib": stats.get("pymalloc_in_use_mib"),
         "max_held_mib": stats.get("pymalloc_arenas_max_mib"),
+        **({"batch_peak_mib": round(PEAKS["batch"] / 2**20, 2)} if tracemalloc.is_tracing() else {}),
     }
 
 
@@ -113,20 +134,23 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
     start = datetime.now(UTC) - timedelta(days=1)
     customers = [
         _record(CustomerCreated(customer_id=f"c{i:04d}", kind="person", status="active", created_at=start), i)
-        for i in range(CUSTOMERS)
+        for i in range(args.customers)
     ]
-    for first in range(0, CUSTOMERS, 200):
+    for first in range(0, args.customers, 200):
         await consumer.apply_batch([consumer.decode(r) for r in customers[first : first + 200]])
     del customers
     if args.gc_freeze:
         freeze_startup_objects()  # as the service's process does once started (servicekit.runner)
-    source = records_forever()
+    source = records_forever(customers=args.customers, stable_tiers=args.stable_tiers)
     for _ in range(args.warm_cycles):  # every customer seen (the service's rows, the bench's score state)
         await polls(consumer, source, args.small, args.small_polls, args.prefetch)
         await polls(consumer, source, args.large, args.large_polls, args.prefetch)
     started, rows, events = time.monotonic(), [], 0
     containers: dict[str, int] = {}
+    if args.peaks:  # one frame: the sizes, not the sites (pymalloc's figures then include tracemalloc's own)
+        tracemalloc.start(1)
     for cycle in range(args.cycles):
+        PEAKS["batch"] = 0
         events += await polls(consumer, source, args.small, args.small_polls, args.prefetch)
         events += await polls(consumer, source, args.large, args.large_polls, args.prefetch)
         gc.collect()
@@ -153,8 +177,26 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
         for name, size in module_containers().items()
         if size != containers.get(name, 0)
     }
-    await database.dispose()
+    await database.dispose()  # its backends exit, which flushes their table statistics
+    if args.table_stats:
+        await print_table_stats(url)
     return rows, changed
+
+
+async def print_table_stats(url: str) -> None:
+    """Rows inserted, updated and deleted (each update or delete leaves a dead row for vacuum) per table."""
+    await asyncio.sleep(1.0)
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        found = await conn.fetch(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del, n_live_tup, n_dead_tup FROM pg_stat_user_tables"
+            " ORDER BY n_tup_upd + n_tup_del DESC, relname LIMIT 8"
+        )
+    finally:
+        await conn.close()
+    print("\n| table | inserted | updated | deleted | live | dead |\n|---|---:|---:|---:|---:|---:|")
+    for r in found:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
 
 
 def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], changed: dict[str, tuple[int, int]]) -> None:
@@ -194,6 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large-polls", type=int, default=6, help="full polls per cycle")
     parser.add_argument("--no-prefetch", dest="prefetch", action="store_false")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false")
+    parser.add_argument("--customers", type=int, default=CUSTOMERS, help="customers the stream is about")
+    parser.add_argument("--peaks", action="store_true", help="tracemalloc: the largest batch's peak per cycle")
+    parser.add_argument("--stable-tiers", action="store_true", help="each customer keeps one value tier")
+    parser.add_argument("--table-stats", action="store_true", help="rows written and dead rows per table")
     parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc: the N sites grown after cycle 1")
     parser.add_argument("--frames", type=int, default=4, help="frames kept per site with --trace-top")
     parser.add_argument("--pg-port", type=int, default=55476, help="port of the private PostgreSQL server")

@@ -33,6 +33,10 @@ from tests.unit.retention.test_metric_totals_rebuild import (
 )
 from tests.unit.retention.test_metrics_paging import START, _seed_random
 from tests.unit.retention.test_refresh_reads import assert_one_read_equals_the_separate_reads
+from tests.unit.retention.test_refresh_writes import (
+    assert_one_new_alert_rewrites_only_the_rows_it_changes,
+    assert_refresh_writes_what_a_full_rewrite_wrote,
+)
 
 
 @asynccontextmanager
@@ -73,6 +77,16 @@ async def test_a_rebuild_in_chunks_with_an_event_between_them_gives_the_one_shot
 async def test_one_read_of_a_refresh_gives_the_separate_reads_facts_and_rows(postgres: None) -> None:
     async with migrated() as (database, _):
         await assert_one_read_equals_the_separate_reads(database, 3)
+
+
+async def test_a_refresh_leaves_the_rows_and_totals_of_a_full_rewrite(postgres: None) -> None:
+    async with migrated() as (database, _):
+        await assert_refresh_writes_what_a_full_rewrite_wrote(database, 4)
+
+
+async def test_one_new_alert_rewrites_only_the_customer_s_rows_it_changes(postgres: None) -> None:
+    async with migrated() as (database, _):
+        await assert_one_new_alert_rewrites_only_the_rows_it_changes(database)
 
 
 async def _now(watcher: AsyncConnection, query: str, pid: int) -> Any:

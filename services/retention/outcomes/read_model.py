@@ -25,7 +25,20 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Connection, any_, bindparam, delete, select, text, union
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+    union,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -214,21 +227,29 @@ def _refresh(conn: Connection, ids: Sequence[str], lookback: timedelta | None) -
         if lookback is None:
             lookback = found.lookback if found.lookback is not None else _ensure_lookback(conn)
         fresh = {fact.customer_id: rows_of(fact, alerts, lookback) for fact, alerts in found.facts}
-        changed = [i for i in chunk if Counter(fresh.get(i, [])) != Counter(found.stored.get(i, []))]
-        if not changed:
-            continue
+        # Only the rows that differ are written: a customer's rows grow with its alerts, and rewriting all of
+        # them for one new alert left as many dead rows and made a batch's memory grow with the history.
+        gone: list[int] = []
         delta: Counter[tuple[str, str, str, int, int, int]] = Counter()
-        for i in changed:
-            for row in found.stored.get(i, []):
+        rows: list[Row] = []
+        for i in dict.fromkeys(chunk):
+            ids_of, old, new = reads.difference(found.stored.get(i, []), found.row_ids.get(i, []), fresh.get(i, []))
+            gone += ids_of
+            rows += new
+            for row in old:
                 delta.subtract(total_keys(row))
-            for row in fresh.get(i, []):
+            for row in new:
                 delta.update(total_keys(row))
-        rows = [row for i in changed for row in fresh.get(i, [])]
+        if not gone and not rows:
+            continue
         if pg and len(rows) <= IN_CHUNK and len(delta) <= IN_CHUNK // 2:
-            gone = [row_id for i in changed for row_id in found.row_ids.get(i, [])]
             _replace_rows_postgres(conn, gone, rows, delta)
             continue
-        conn.execute(delete(F).where(one_of(F.c.customer_id, changed, postgres=pg)))
+        for part in chunks(gone, IN_CHUNK):
+            if pg:
+                conn.execute(_delete_by_id(), {"gone": list(part)})
+            else:
+                conn.execute(delete(F).where(F.c.id.in_(list(part))))
         _insert_rows(conn, rows)
         add_totals(conn, delta)
 
@@ -250,13 +271,25 @@ def _replace_rows_postgres(
 def _replace_statement(rows: bool, totals: bool) -> Any:
     """Data-modifying CTEs: each sees the table as it was before the statement, so the delete leaves the
     inserted rows alone. Built once per shape: building it takes more CPU than running it."""
-    parts: list[Any] = [delete(F).where(F.c.id == any_(bindparam("gone", type_=ARRAY(BigInteger))))]
+    parts: list[Any] = [_delete_by_id()]
     if rows:
         parts.append(insert_from_arrays(F, _FACT_COLUMNS, prefix="_f_"))
     if totals:
         parts.append(_add_on_conflict(insert_from_arrays(T, _TOTAL_COLUMNS, prefix="_t_")))
     *first, last = parts
     return last.add_cte(*(part.cte(f"step_{k}") for k, part in enumerate(first))) if first else last
+
+
+@cache
+def _delete_by_id() -> Any:
+    """DELETE of the rows whose ids are bound as "gone": each found through the primary key (a LATERAL
+    lookup per id), then deleted by its ctid (a TID scan). `id = ANY(:gone)` let the planner scan the whole
+    table when its statistics said it was small (a generic plan, dead rows autovacuum had not caught up with)."""
+    ids = func.unnest(bindparam("gone", type_=ARRAY(BigInteger))).table_valued("id").render_derived(name="gone")
+    stored = F.alias("stored")
+    one = select(literal_column("stored.ctid").label("tid")).where(stored.c.id == ids.c.id).offset(0).lateral("one")
+    found = func.array(select(one.c.tid).select_from(ids.join(one, true())).scalar_subquery())
+    return delete(F).where(literal_column("ctid") == any_(found))
 
 
 _FACT_COLUMNS = ("customer_id", "measure", "rule", "tier", "segment", "lo", "t", "u", "value")

@@ -12,6 +12,7 @@ each a round trip of its own on PostgreSQL, whatever the batch's size. Here:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -215,3 +216,26 @@ def facts_of(
             ),
             alerts.get(i, []),
         )
+
+
+def difference(
+    stored: Sequence[Row], row_ids: Sequence[int], fresh: Sequence[Row]
+) -> tuple[list[int], list[Row], list[Row]]:
+    """What turns a customer's stored rows into its fresh ones: (the ids of the stored rows to delete, those
+    rows, the fresh rows to insert), as multisets; a row in both is left as it is. The ids are aligned with
+    ``stored`` (as ``read`` gives them); the rows to insert come in the order of ``fresh``."""
+    surplus = Counter(fresh)
+    surplus.subtract(stored)  # > 0: that many more wanted; < 0: that many stored too many
+    gone_ids: list[int] = []
+    gone: list[Row] = []
+    for row, row_id in zip(stored, row_ids, strict=True):
+        if surplus[row] < 0:
+            surplus[row] += 1
+            gone_ids.append(row_id)
+            gone.append(row)
+    added: list[Row] = []
+    for row in fresh:
+        if surplus[row] > 0:
+            surplus[row] -= 1
+            added.append(row)
+    return gone_ids, gone, added

@@ -36,3 +36,16 @@ def test_records_are_made_one_at_a_time_with_increasing_offsets() -> None:
     first, second = take(source, 5), take(source, 3)
     assert [r.offset for r in first + second] == list(range(8))
     assert all(r.value for r in first + second)
+
+
+def test_with_stable_tiers_each_customer_s_scores_keep_one_value_tier() -> None:
+    from servicekit.events.envelope import CloudEvent
+
+    tiers: dict[str, set[str]] = {}
+    for record in take(records_forever(customers=5, stable_tiers=True), 300):
+        envelope = CloudEvent.from_json(record.value or b"")
+        if envelope.type == "score.updated":
+            data = envelope.data or {}
+            tiers.setdefault(data["customer_id"], set()).add(data["current"]["value_tier"])
+    assert len(tiers) == 5 and all(len(seen) == 1 for seen in tiers.values())
+    assert len(set.union(*tiers.values())) > 1  # customers differ

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from servicekit.outbox.writer import write_at_commit
 from servicekit.problems import field_error, validation_errors
 from servicekit.sql import chunks
 from servicekit.turns import in_turns
@@ -117,6 +118,8 @@ async def bulk_import(
     created rows emit the same events as single posts.
     """
     started = time.perf_counter()
+    # Its events are enqueued a slice at a time; they still go to the outbox in one INSERT, at commit.
+    write_at_commit(session)
     valid, errors = await validate_in_turns(items)
     results: dict[int, BulkRow] = {
         i: BulkRow(index=i, status=BulkRowStatus.rejected, errors=e) for i, e in errors.items()

@@ -110,8 +110,9 @@ async def store_interactions(
             else _matching(rows[index], first.id, rows[earlier].customer_id, rows[earlier].type)
         )
 
-    # Enqueued a slice at a time (the envelopes' JSON is most of a bulk request's CPU after validation): an
-    # outbox INSERT per slice, so that neither building nor writing them holds the loop for the whole request.
+    # Enqueued a slice at a time (the envelopes' JSON is most of a bulk request's CPU after validation); a
+    # caller that holds the outbox rows until commit (outbox.write_at_commit, as the bulk import does)
+    # still writes them in one INSERT.
     async for _, part in in_turns(created):
         events = [event for interaction in part for event in events_of(interaction)]
         if events:

@@ -2,8 +2,8 @@
 
 from sqlalchemy import func, select
 
-from services.customer.customers.models import Customer, CustomerAttribute, CustomerTag
 from servicekit.turns import ROWS_PER_TURN
+from services.customer.customers.models import Customer, CustomerAttribute, CustomerTag
 from services.customer.status.models import StatusChange
 from tests.unit.loop_turns import other_task_turns
 

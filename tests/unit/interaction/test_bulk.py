@@ -3,9 +3,9 @@ import logging
 import httpx
 import orjson
 
+from servicekit.turns import ROWS_PER_TURN
 from services.interaction.interactions.bulk import validate_rows
 from services.interaction.interactions.store import new_draft, new_interaction, row_values
-from servicekit.turns import ROWS_PER_TURN
 from tests.unit.interaction.conftest import outbox_events
 from tests.unit.loop_turns import other_task_turns
 

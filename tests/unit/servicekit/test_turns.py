@@ -20,8 +20,9 @@ async def test_another_task_runs_between_two_slices_and_not_before_the_first():
             order.append(f"slice {start}")
 
     walker = asyncio.ensure_future(walk())
-    asyncio.ensure_future(other())
+    waiting = asyncio.ensure_future(other())
     await walker
+    await waiting
     # walk runs first (scheduled first), yields after slice 0: the other task runs there.
     assert order == ["slice 0", "other", "slice 2", "slice 4"]
 

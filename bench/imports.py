@@ -64,6 +64,7 @@ INFRA = Infra(
 )
 SCORE_TIMEOUT_S = 1800
 REPLICA_WAIT_S = 120  # after every customer is scored
+KNOWN = "SELECT count(*) FROM known_customers"  # the interaction service's replica of the customers
 
 
 class ImportBacklog(Backlog):
@@ -171,9 +172,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log("importing through the gateway with crm import")
         imports = {"customers": crm_import("customers", data, args.chunk_size)}
         # The interaction service's replica of the customers fills from their events meanwhile.
-        replica = asyncio.create_task(
-            wait_for_count("interaction", "SELECT count(*) FROM known_customers", mechanism["customers"])
-        )
+        replica = asyncio.create_task(wait_for_count("interaction", KNOWN, mechanism["customers"]))
         customers_done = time.perf_counter()
         # Each customer is scored from its customer.created: when that is done counts from here too.
         scored_since_customers = asyncio.create_task(
@@ -182,12 +181,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # CPU of every process (and of the CLI, a child of this one) while the interactions import runs.
         pids = watched_processes(INFRA, platform)
         before, cli_before = cpu_snapshot(pids), _children_cpu_s()
-        pg_before = await _pg_counters()
+        pg_before, known_before = await _pg_counters(), await count("interaction", KNOWN)
         imports["interactions"] = await asyncio.to_thread(crm_import, "interactions", data, args.chunk_size)
         interactions_done = time.perf_counter()
         # Scores are watched from the end of the interactions import, through the drain and the statuses.
         scoring = asyncio.create_task(wait_for_scores(mechanism["customers"], interactions_done))
         after, cli_after = cpu_snapshot(pids), _children_cpu_s()
+        report["replica_during_interactions"] = [known_before, await count("interaction", KNOWN)]
         report["load_during_interactions"] = os.getloadavg()
         rows = imports["interactions"]["rows"]
         report["pg_per_interaction"] = import_stats.per_row(pg_before, await _pg_counters(), rows)
@@ -344,6 +344,11 @@ def print_report(report: dict[str, Any]) -> None:
     if "replica_complete_s" in report:
         print(f"the interaction service's replica held every customer {report['replica_complete_s']} s after the "
               "customers import ended")  # fmt: skip
+    if "replica_during_interactions" in report:  # filled by the consumer that shares a loop with the import
+        (first, last), seconds = report["replica_during_interactions"], report["imports"]["interactions"]["seconds"]
+        print(
+            f"interaction replica during the interactions import: {first} -> {last}, {(last - first) / seconds:.0f}/s"
+        )
     if "queue" in report:
         queue = report["queue"]
         print(f"agents' queue after the import: {queue['before_evaluation']}; after one POST /alerts/evaluate "

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from runner.launcher import GATEWAY_PORT, SERVICES, Platform, ProcessSpec, allocator_env
+from runner.launcher import GATEWAY_PORT, LAYOUTS, SERVICES, Platform, ProcessSpec, allocator_env
 from servicekit.settings import REPO_ROOT, KafkaSettings
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -145,12 +145,6 @@ class Infra:
         return self.platform(layout=layout, log_dir=log_dir, extra_env=extra_env)
 
 
-# How a service's roles are spread over processes: (name suffix, roles, port offset) per process.
-LAYOUTS: dict[str, list[tuple[str, str, int]]] = {
-    "split": [("", "api", 0), ("-relay", "relay", 100), ("-consumer", "consume", 200)],
-    "combined": [("", "all", 0)],
-    "consumer-apart": [("", "api,relay", 0), ("-consumer", "consume", 200)],
-}
 LAYOUT_TEXT = {
     "split": "API, relay and consumer of each service as separate processes",
     "combined": "one process per service (API, relay and consumer)",

@@ -59,14 +59,28 @@ def allocator_env(roles: str, settings: PlatformSettings | None = None) -> dict[
     return {"PYTHONMALLOC": chosen} if chosen and runs & {"consume", "all"} else {}
 
 
+# How a service's roles are spread over processes (CRM_LAYOUT): (name suffix, roles, port offset) per process.
+LAYOUTS: dict[str, list[tuple[str, str, int]]] = {
+    "split": [("", "api", 0), ("-relay", "relay", 100), ("-consumer", "consume", 200)],
+    "combined": [("", "all", 0)],
+    "consumer-apart": [("", "api,relay", 0), ("-consumer", "consume", 200)],
+}
+
+
 def platform_processes(
     *,
     database_urls: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
     port_offset: int = 0,
+    layout: str | None = None,
 ) -> list[ProcessSpec]:
-    """The four services (API + relay + consumer each) and the gateway; port_offset lets tests run beside `make run`."""
+    """The four services' processes and the gateway; port_offset lets tests run beside `make run`.
+
+    layout: how each service's roles are spread over processes (LAYOUTS; default CRM_LAYOUT, "combined":
+    API, relay and consumer in one process per service). A process's health is served on its own port.
+    """
     python = sys.executable
+    layout = layout or PlatformSettings().layout
     ports = {name: port + port_offset for name, port in SERVICES.items()}
     specs = []
     for name, port in ports.items():
@@ -77,8 +91,9 @@ def platform_processes(
             env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{ports['customer']}"
         if name == "retention":  # reads a campaign's audience from the scoring service's segments
             env["RETENTION_SCORING_URL"] = f"http://127.0.0.1:{ports['scoring']}"
-        env.update(allocator_env("all"))
-        specs.append(ProcessSpec(name, [python, "-m", f"services.{name}", "all"], port, env))
+        for suffix, roles, offset in LAYOUTS[layout]:
+            argv = [python, "-m", f"services.{name}", roles, "--port", str(port + offset)]
+            specs.append(ProcessSpec(f"{name}{suffix}", argv, port + offset, env | allocator_env(roles)))
     gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
     if database_urls and "gateway" in database_urls:  # keys, rate buckets, audit log
         gateway_env["GATEWAY_DATABASE_URL"] = database_urls["gateway"]

@@ -94,6 +94,11 @@ def probe(client: httpx.Client, name: str, port: int, launcher: dict[str, Any]) 
 def collect(port_offset: int = 0, timeout_s: float = 2.0) -> list[ProcessStatus]:
     launched = _launcher_state(state_dir() / "platform.json")
     ports = {**{n: p + port_offset for n, p in SERVICE_PORTS.items()}, "gateway": GATEWAY_PORT + port_offset}
+    # Processes beyond one per service, from the launcher's record: under CRM_LAYOUT=consumer-apart each
+    # consumer is a process of its own, with its own port (its lag is reported there).
+    for name, info in launched.items():
+        if name not in ports and isinstance(info.get("port"), int):
+            ports[name] = info["port"]
     with httpx.Client(timeout=timeout_s) as client:
         return [probe(client, name, port, launched.get(name, {})) for name, port in ports.items()]
 

@@ -87,6 +87,11 @@ class PlatformSettings(BaseSettings):
     # free pages <NAME>_CONSUMER_MALLOC_TRIM_INTERVAL_S hands back after a lag burst; "" leaves Python's own
     # (pymalloc: faster, but it keeps partly used arenas, so a consumer's RSS stays at its high-water mark).
     consumer_pythonmalloc: Literal["", "malloc", "pymalloc"] = ""
+    # How `make run` (runner.launcher) spreads each service's roles over processes: "combined", one process
+    # per service (API, relay and consumer: the least memory and idle CPU); "consumer-apart", the consumer in
+    # a process of its own beside the API with its relay, so that a bulk import served by the API does not
+    # slow the consumer's replicas (docs/onboarding.md); "split", API, relay and consumer apart.
+    layout: Literal["combined", "consumer-apart", "split"] = "combined"
 
 
 class ServiceSettings(BaseSettings):

@@ -35,6 +35,8 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_attribute
 from sqlalchemy.orm.instrumentation import manager_of_class
 
+from servicekit.turns import give_turn
+
 # SQLite before 3.32 allows 999 bound parameters; statements over many ids or rows go in chunks of this size.
 IN_CHUNK = 500
 
@@ -201,7 +203,9 @@ async def insert_rows_from_arrays(
     if returning is not None:
         statement = statement.returning(table.c[returning])
     found: list[Any] = []
-    for chunk in chunks(rows, IN_CHUNK * 4) if postgres else chunks(rows):
+    for number, chunk in enumerate(chunks(rows, IN_CHUNK * 4) if postgres else chunks(rows)):
+        if number:  # SQLite runs in this thread: the loop's other tasks get a turn between statements
+            await give_turn()
         result = await session.execute(statement, column_arrays(table, names, chunk) if postgres else list(chunk))
         if returning is not None:
             found.extend(result.scalars())

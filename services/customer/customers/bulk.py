@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from servicekit.problems import validation_errors
 from servicekit.sql import chunks
+from servicekit.turns import in_turns
 from services.customer.customers.models import (
     BulkReport,
     BulkRowResult,
@@ -48,11 +49,12 @@ async def bulk_import(*, session: AsyncSession, rows: Sequence[Any], attempts: i
     """
     results: dict[int, BulkRowResult] = {}
     valid: list[tuple[int, CustomerCreate]] = []
-    for index, row in enumerate(rows):
-        try:
-            valid.append((index, CustomerCreate.model_validate(row)))
-        except ValidationError as exc:
-            results[index] = BulkRowResult(index=index, status="rejected", errors=_row_errors(exc))
+    async for start, part in in_turns(rows):  # the loop's other tasks run between two slices
+        for index, row in enumerate(part, start):
+            try:
+                valid.append((index, CustomerCreate.model_validate(row)))
+            except ValidationError as exc:
+                results[index] = BulkRowResult(index=index, status="rejected", errors=_row_errors(exc))
 
     for attempt in range(1, attempts + 1):
         known = await _ids_by_external_ref(session, {d.external_ref for _, d in valid if d.external_ref})

@@ -20,8 +20,9 @@ from sqlmodel import col
 
 from contracts.customer import CustomerCreated, CustomerUpdated
 from servicekit.clock import utc_now
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue, enqueue_many
 from servicekit.problems import Problem, field_error, not_found
+from servicekit.turns import in_turns
 from services.customer.common import scoped_key
 from services.customer.customers import attributes as attrs
 from services.customer.customers.models import (
@@ -163,7 +164,9 @@ async def insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) -> 
     """Insert validated customers with their index rows, history and customer.created events in a few
     multi-row statements. Returns the inserted rows' values."""
     now = utc_now()
-    rows = [_row_values(data, now) for data in items]
+    rows: list[dict[str, Any]] = []
+    async for _, part in in_turns(items):  # a bulk request's rows: the loop's other tasks run between slices
+        rows.extend(_row_values(data, now) for data in part)
     if not rows:
         return rows
     await session.execute(insert(Customer.__table__), rows)  # type: ignore[attr-defined]
@@ -187,26 +190,28 @@ async def insert_new(session: AsyncSession, items: Sequence[CustomerCreate]) -> 
         for r, data in zip(rows, items, strict=True)
     ]
     await session.execute(insert(StatusChange.__table__), history)  # type: ignore[attr-defined]
-    await enqueue(
-        session,
-        *(
-            CustomerCreated(
-                customer_id=r["id"],
-                kind=r["kind"],
-                status=r["status"],
-                external_ref_set=r["external_ref"] is not None,
-                segment=r["segment"],
-                owner=r["owner"],
-                attributes=event_attributes(r["attributes"]),
-                created_at=now,
-                churned_at=r["churned_at"],
-                churn_reason=r["churn_reason"],
-                **reason_facts(r["churn_reason"]),
-            )
-            for r in rows
-        ),
-    )
+    async for _, created in in_turns(rows):
+        await enqueue_many(session, _created_events(created, now))
     return rows
+
+
+def _created_events(rows: Sequence[dict[str, Any]], now: datetime) -> list[CustomerCreated]:
+    return [
+        CustomerCreated(
+            customer_id=r["id"],
+            kind=r["kind"],
+            status=r["status"],
+            external_ref_set=r["external_ref"] is not None,
+            segment=r["segment"],
+            owner=r["owner"],
+            attributes=event_attributes(r["attributes"]),
+            created_at=now,
+            churned_at=r["churned_at"],
+            churn_reason=r["churn_reason"],
+            **reason_facts(r["churn_reason"]),
+        )
+        for r in rows
+    ]
 
 
 # ---- read --------------------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ from servicekit.auth import PRINCIPAL_HEADER
 from servicekit.clock import utc_now
 from servicekit.deps import SessionDep
 from servicekit.digest import request_digest
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found, validation_errors
 from servicekit.sql import chunks
+from servicekit.turns import ROWS_PER_TURN, give_turn, in_turns
 from services.customer.common import scoped_key
 from services.customer.customers.models import MAX_BULK_ROWS, BulkReply, Customer
 from services.customer.status import lifecycle
@@ -160,19 +161,22 @@ async def change_statuses(*, session: AsyncSession, rows: list[Any]) -> BulkStat
     """
     results: list[StatusRowResult] = []
     valid: list[tuple[int, StatusRow]] = []
-    for index, raw in enumerate(rows):
-        try:
-            valid.append((index, StatusRow.model_validate(raw)))
-        except ValidationError as exc:
-            errors = [
-                {**e, "field": "row"} if e["field"] == "body" else e for e in validation_errors(list(exc.errors()))
-            ]
-            results.append(StatusRowResult(index=index, status="rejected", code="validation", errors=errors))
+    async for start, part in in_turns(rows):  # the loop's other tasks run between two slices
+        for index, raw in enumerate(part, start):
+            try:
+                valid.append((index, StatusRow.model_validate(raw)))
+            except ValidationError as exc:
+                errors = [
+                    {**e, "field": "row"} if e["field"] == "body" else e for e in validation_errors(list(exc.errors()))
+                ]
+                results.append(StatusRowResult(index=index, status="rejected", code="validation", errors=errors))
     states = await _lock_states(session, list({row.customer_id for _, row in valid}))
     now = utc_now()
     history: list[dict[str, Any]] = []
     events: list[CustomerStatusChanged] = []
-    for index, row in valid:
+    for decided, (index, row) in enumerate(valid):
+        if decided and decided % ROWS_PER_TURN == 0:
+            await give_turn()
         state = states.get(row.customer_id)
         if state is None:
             results.append(_rejected(index, row.customer_id, not_found("Customer", row.customer_id)))
@@ -220,7 +224,8 @@ async def change_statuses(*, session: AsyncSession, rows: list[Any]) -> BulkStat
         )
     if events:
         await _write(session, states, history, now)
-        await enqueue(session, *events)
+        async for _, part in in_turns(events):
+            await enqueue_many(session, part)
     results.sort(key=lambda r: r.index)
     return BulkStatusReport(
         changed=sum(r.status == "changed" for r in results),

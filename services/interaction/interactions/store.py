@@ -25,6 +25,7 @@ from servicekit.ids import uuid4_text
 from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found
 from servicekit.sql import chunks, insert_rows_from_arrays
+from servicekit.turns import ROWS_PER_TURN, give_turn, in_turns
 from services.interaction.complaints import sla
 from services.interaction.complaints.sla import ComplaintStatus
 from services.interaction.interactions.models import BulkRowStatus, Interaction, InteractionCreate
@@ -75,7 +76,9 @@ async def store_interactions(
     to_insert: list[tuple[int, Draft]] = []
     first_with: dict[str, int] = {}  # external_id -> the first row of this call that carries it
     repeats: list[tuple[int, int]] = []  # (row, the earlier row with its external_id)
-    for index in sorted(rows):
+    for done, index in enumerate(sorted(rows)):
+        if done and done % ROWS_PER_TURN == 0:
+            await give_turn()  # a bulk request's rows: the loop's other tasks run meanwhile
         data = rows[index]
         if data.external_id is not None:
             if data.external_id in stored:
@@ -107,9 +110,13 @@ async def store_interactions(
             else _matching(rows[index], first.id, rows[earlier].customer_id, rows[earlier].type)
         )
 
-    events = [event for interaction in created for event in events_of(interaction)]
-    if events:
-        await enqueue_many(session, events)
+    # Enqueued a slice at a time (the envelopes' JSON is most of a bulk request's CPU after validation); a
+    # caller that holds the outbox rows until commit (outbox.write_at_commit, as the bulk import does)
+    # still writes them in one INSERT.
+    async for _, part in in_turns(created):
+        events = [event for interaction in part for event in events_of(interaction)]
+        if events:
+            await enqueue_many(session, events)
     return results
 
 

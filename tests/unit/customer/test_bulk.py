@@ -2,8 +2,10 @@
 
 from sqlalchemy import func, select
 
+from servicekit.turns import ROWS_PER_TURN
 from services.customer.customers.models import Customer, CustomerAttribute, CustomerTag
 from services.customer.status.models import StatusChange
+from tests.unit.loop_turns import other_task_turns
 
 
 async def _count(api, table) -> int:
@@ -87,3 +89,14 @@ async def test_5000_rows_are_imported_in_one_request(api):
     assert report["created"] == 5000
     assert await _count(api, CustomerAttribute) == 5000
     assert len(await api.events("customer.created")) == 5000
+
+
+async def test_a_large_import_lets_the_loop_s_other_tasks_run_every_slice_of_rows(api):
+    # A relay or consumer on the same event loop (make run's layout) waits for such turns.
+    rows = [{"name": f"Customer {i}", "external_ref": f"T-{i}"} for i in range(20 * ROWS_PER_TURN)]
+    async with other_task_turns() as turns:
+        response = await api.client.post("/customers/bulk", json={"rows": rows})
+    assert response.json()["created"] == len(rows)
+    # validation, the rows' values and their events each give a turn per slice
+    assert turns[0] >= 3 * (len(rows) // ROWS_PER_TURN - 1)
+    assert len(await api.events("customer.created")) == len(rows)

@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 
 from contracts.customer import team_attribute, tier_attribute
+from servicekit.turns import ROWS_PER_TURN
 from services.customer.customers.models import Customer
+from tests.unit.loop_turns import other_task_turns
 
 
 async def test_each_row_is_applied_or_rejected_on_its_own_with_the_single_route_s_events(api):
@@ -182,3 +184,19 @@ async def test_lookup_with_profile_answers_what_the_customer_events_carry_for_a_
     assert plain["owner"] is None and plain["segment"] is None  # asked without profile: ids and status only
     erased = by_id[gone["id"]]
     assert erased["erased"] and (erased["owner"], erased["segment"], erased["scored_tier"]) == (None, None, None)
+
+
+async def test_a_large_status_import_lets_the_loop_s_other_tasks_run_every_slice_of_rows(api):
+    created = (
+        await api.client.post("/customers/bulk", json={"rows": [{"name": f"C {i}"} for i in range(10 * ROWS_PER_TURN)]})
+    ).json()
+    rows = [
+        {"customer_id": row["id"], "status": "churned", "reason": "price", "churned_at": "2025-03-01"}
+        for row in created["rows"]
+    ]
+    async with other_task_turns() as turns:
+        response = await api.client.post("/customers/status/bulk", json={"rows": rows})
+    assert response.json()["changed"] == len(rows)
+    # validation, the decisions and the events each give a turn per slice
+    assert turns[0] >= 3 * (len(rows) // ROWS_PER_TURN - 1)
+    assert len(await api.events("customer.status_changed")) == len(rows)

@@ -5,7 +5,7 @@ each rule's window and its previous stage, whichever of the batch's own signals 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,10 +15,11 @@ from contracts.scoring import ScoreUpdated
 from servicekit.db import Database
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.rules.core import Rule, RuleKind, RuleParams
-from services.retention.signals import service, window
+from services.retention.signals import service
 from services.retention.signals.models import Signal
+from tests.unit.retention.events import T0, score
 
-T = datetime(2026, 5, 1, tzinfo=UTC)
+T = T0
 WINDOWS = (timedelta(days=2), timedelta(days=5))
 CUSTOMERS = ("a", "b", "c", "d")
 
@@ -57,20 +58,21 @@ async def assert_folded_history_gives_the_rules_the_same(database: Database, see
     async with database.transaction() as session:
         session.add_all(rows)
     own = sorted(r.event_id for r in rng.sample(rows, 40))  # the batch's: stored by its preload
-    first = T + timedelta(seconds=rng.randint(0, 1800))
-    last = first + timedelta(seconds=rng.randint(0, 1800))
     rules = [
         Rule(kind=RuleKind.risk_jump, severity=Severity.high, params=RuleParams(delta=0.2, within_days=w.days))
         for w in WINDOWS
     ]
-    longest = service.history_window(rules)
-    since = first - longest
-    edge = last - window.shortest_window(rules, longest)
+    # The batch's new scores that need history (risk 0.9 >= delta), each customer's at random in [first, last]
+    start = rng.randint(0, 30)
+    minutes = [start, start + rng.randint(0, 30)] + [start + rng.randint(0, 30) for _ in CUSTOMERS[2:]]
+    needing = [score(c, 0.9, minutes=m) for c, m in zip(CUSTOMERS, minutes, strict=True)]
+    request = service.history_request(needing, {e.id for e in needing}, rules, pending=own)
+    assert request is not None and request.customers == CUSTOMERS
+    first, last, edge = request.first, request.until, request.edge
     async with database.transaction() as session:
         uow = UnitOfWork(session)
-        nothing_folded = service.HistoryRequest(since, last, CUSTOMERS, since, since, ())
+        nothing_folded = service.HistoryRequest(request.since, last, CUSTOMERS, request.since, request.since, ())
         full = await service._read_score_signals(uow, nothing_folded)
-        request = service.HistoryRequest(since, last, CUSTOMERS, edge, first, tuple(own))
         folded = await service._read_score_signals(uow, request)
     for customer in CUSTOMERS:  # it does fold: of the signals inside every window, two per customer are left
         inside = [s for s in full[customer] if edge <= s.at < first and s.event_id not in own]
@@ -89,3 +91,16 @@ async def test_the_folded_history_gives_each_score_the_lowest_risk_and_previous_
     database: Database, seed: int
 ) -> None:
     await assert_folded_history_gives_the_rules_the_same(database, seed)
+
+
+def test_the_batch_s_folded_read_answers_only_scores_from_its_first_to_its_last() -> None:
+    """A score before `first` could see a folded score that came after it: it reads for itself."""
+    minute = timedelta(minutes=1)
+    request = service.HistoryRequest(T - timedelta(days=5), T + 10 * minute, ("a",), T - minute, T, ())
+    history = service._BatchHistory(request, {"a": []})
+    assert history.covers("a", T - timedelta(days=5), T)
+    assert history.covers("a", T - timedelta(days=2), T + 10 * minute)
+    assert not history.covers("a", T - timedelta(days=5), T - minute)  # before first
+    assert not history.covers("a", T - timedelta(days=5), T + 11 * minute)  # after the last
+    assert not history.covers("a", T, T + minute)  # a window that starts inside the folded span
+    assert not history.covers("b", T - timedelta(days=5), T)  # not read for this customer

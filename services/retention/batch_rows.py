@@ -32,6 +32,7 @@ The rows land in the same per-transaction states as the separate reads' (`Replic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -52,6 +53,7 @@ from services.retention.replica.service import Replicas, store_new_scores
 from services.retention.reports import batch as read_model
 from services.retention.reports.models import ChurnFact, CustomerFact, FactEvent
 from services.retention.signals import service as signals
+from services.retention.signals import window
 from services.retention.touches.models import ConsentReplica
 from services.retention.touches.service import Consents
 from services.retention.waits import handlers as waits
@@ -62,7 +64,16 @@ CUSTOMER, SCORE, ALERT, CONSENT, FACTS, CHURN, HISTORY, TOKEN, STORED, WAITING =
 _MODELS: tuple[Any, ...] = (Customer, CustomerScore, Alert, ConsentReplica, CustomerFact, ChurnFact)
 # The bound keys of each branch (KEYS: the batch's customers not loaded yet), and the history's window.
 FACT_KEYS, CHURN_KEYS, EVENT_KEYS, WAIT_KEYS = "fact_keys", "churn_keys", "event_keys", "wait_keys"
-HISTORY_KEYS, SINCE, UNTIL = "history_keys", "history_since", "history_until"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_HISTORY = signals.HistoryRequest(_EPOCH, _EPOCH, (), _EPOCH, _EPOCH, ())  # no customers: reads nothing
+HISTORY_NAMES: window.Names = (
+    "history_keys",
+    "history_since",
+    "history_until",
+    "history_edge",
+    "history_first",
+    "history_own",
+)
 
 
 def _locked(table: Any, *where: Any, postgres: bool, lock: bool = True, param: str = KEYS) -> Any:
@@ -74,7 +85,7 @@ def _locked(table: Any, *where: Any, postgres: bool, lock: bool = True, param: s
 def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
     """The statement and its six entities. Built once per process: building it costs more than running it."""
     tables = [m.__table__ for m in _MODELS]
-    history = signals.score_signals_in_window(postgres, HISTORY_KEYS, SINCE, UNTIL)
+    history = window.reduced_statement(postgres, HISTORY_NAMES)
     places = [(i, c) for i, t in enumerate(tables) for c in t.c] + [(HISTORY, c) for c in history.selected_columns]
 
     def branch(tag: int, rows: Any) -> Any:
@@ -174,7 +185,8 @@ async def lock_and_load(uow: UnitOfWork, ids: Sequence[str], events: Sequence[Re
     # The history the new scores need, guessed with the catalog as last read: signals.loaded uses the rows
     # only if the catalog this transaction checks makes the same request (else it reads them itself).
     last = catalog_service.last_read()
-    request = signals.history_request(watched, stored, last.rules) if last is not None else None
+    pending = signals.pending(uow)  # an earlier preload's in this transaction: never folded
+    request = signals.history_request(watched, stored, last.rules, pending) if last is not None else None
     found: tuple[set[str], list[Any]] = (set(), [])
     if ids or model or waiting or request:
         found = await _read(uow, keys, model, waiting, request, fresh)
@@ -193,9 +205,8 @@ async def _read(
     """The second statement: every row into its state; the customers that wait, of `waiting`, and the rows
     of the score history `request`ed."""
     query, _ = statement(on_postgres(uow.session))
-    since, until, customers = request or (None, None, [])
     params = {KEYS: keys, FACT_KEYS: model.facts, CHURN_KEYS: model.churns, EVENT_KEYS: model.event_ids}
-    params |= {WAIT_KEYS: waiting, HISTORY_KEYS: customers, SINCE: since, UNTIL: until}
+    params |= {WAIT_KEYS: waiting} | (request or NO_HISTORY).params(HISTORY_NAMES)
     found: tuple[dict[str, Any], ...] = ({}, {}, {}, {}, {})
     alerts: dict[str, list[Alert]] = {}
     churns: list[ChurnFact] = []

@@ -14,17 +14,17 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import sqlite
 
 from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswered
 from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
-from servicekit.sql import KEYS, chunks, column_arrays, for_each_key, insert_from_arrays, on_postgres
+from servicekit.sql import chunks, column_arrays, insert_from_arrays, on_postgres
 from servicekit.types import as_utc
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.catalog.service import catalog
 from services.retention.rules.core import Rule, RuleKind, ScorePoint, needs_history
+from services.retention.signals import window
 from services.retention.signals.models import Signal
 
 WATCHED = (ScoreUpdated, ComplaintOpened, ComplaintOverdue, SurveyAnswered)
@@ -40,9 +40,14 @@ class _ScoreSignal:
 
 @dataclass(frozen=True, slots=True)
 class _BatchHistory:
-    since: datetime
-    until: datetime
+    request: HistoryRequest
     signals: dict[str, list[_ScoreSignal]]
+
+    def covers(self, customer_id: str, since: datetime, at: datetime) -> bool:
+        """Whether the read answers [since, at): a score at `at` in [first, until] sees every folded score
+        inside its window, so the two kept give it what all of them would."""
+        r = self.request
+        return customer_id in self.signals and r.since <= since <= r.edge and r.first <= at <= r.until
 
 
 @dataclass
@@ -54,23 +59,22 @@ class BatchSignals:
     history: _BatchHistory | None = None  # score signals read once for the batch
 
 
-@cache
-def score_signals_in_window(postgres: bool, keys: str = KEYS, since: str = "since", until: str = "until") -> Any:
-    """The bound customers' score signals at or after `since`, before `until` (the names of the bound values).
-    Columns: customer id, event id, at, churn risk, lifecycle stage."""
-    # Only the two values the rules read, kept in columns of their own: a signal's whole document is ten
-    # times larger and would be parsed again on every read, and a busy customer has many in the window.
-    columns = (Signal.customer_id, Signal.event_id, Signal.at, Signal.churn_risk, Signal.lifecycle_stage)
-    in_window = (
-        Signal.event_type == ScoreUpdated.event_type,
-        Signal.at >= bindparam(since, type_=Signal.__table__.c.at.type),  # type: ignore[attr-defined]
-        Signal.at < bindparam(until, type_=Signal.__table__.c.at.type),  # type: ignore[attr-defined]
-    )
-    return for_each_key(select(*columns).where(*in_window), Signal.customer_id, postgres=postgres, param=keys)
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """What a batch's new scores need of the score history: [since, until) of these customers (sorted),
+    the scores in [edge, first) that are not one of `own` folded to what the rules use (signals.window)."""
 
+    since: datetime
+    until: datetime
+    customers: tuple[str, ...]
+    edge: datetime
+    first: datetime
+    own: tuple[str, ...]
 
-# What a batch's new scores need of the score history: [since, until) of these customers (sorted).
-HistoryRequest = tuple[datetime, datetime, list[str]]
+    def params(self, names: window.Names = window.NAMES) -> dict[str, Any]:
+        """The values of window.reduced_statement(postgres, names)."""
+        values = (list(self.customers), self.since, self.until, self.edge, self.first, list(self.own))
+        return dict(zip(names, values, strict=True))
 
 
 def watched(events: Sequence[Received[Any]]) -> list[Received[Any]]:
@@ -78,15 +82,32 @@ def watched(events: Sequence[Received[Any]]) -> list[Received[Any]]:
     return [e for e in events if isinstance(e.data, WATCHED)]
 
 
-def history_request(watched: Sequence[Received[Any]], stored: set[str], rules: Sequence[Rule]) -> HistoryRequest | None:
-    """The score history the batch's new scores need under these rules (None: none)."""
+def history_request(
+    watched: Sequence[Received[Any]], stored: set[str], rules: Sequence[Rule], pending: Iterable[str] = ()
+) -> HistoryRequest | None:
+    """The score history the batch's new scores need under these rules (None: none). Never folded: the
+    batch's watched signals and the `pending` ones (stored now, not applied yet), which score_history hides."""
     needing = [
         e.data for e in watched if e.id in stored and isinstance(e.data, ScoreUpdated) and needs_history(e.data, rules)
     ]
     if not needing:
         return None
     times = [as_utc(d.computed_at) for d in needing]
-    return min(times) - history_window(rules), max(times), sorted({d.customer_id for d in needing})
+    first, until = min(times), max(times)
+    longest = history_window(rules)
+    return HistoryRequest(
+        since=first - longest,
+        until=until,
+        customers=tuple(sorted({d.customer_id for d in needing})),
+        edge=until - window.shortest_window(list(rules), longest),
+        first=first,
+        own=tuple(sorted({e.id for e in watched}.union(pending))),
+    )
+
+
+def pending(uow: UnitOfWork) -> list[str]:
+    """The signals this transaction stored and has not applied yet (score_history hides them)."""
+    return [i for i, new in uow.state(BatchSignals).unapplied.items() if new]
 
 
 async def loaded(
@@ -102,13 +123,12 @@ async def loaded(
         return
     state = uow.state(BatchSignals)
     state.unapplied.update({e.id: e.id in stored for e in watched})
-    request = history_request(watched, stored, (await catalog(uow)).rules)
+    request = history_request(watched, stored, (await catalog(uow)).rules, pending(uow))
     if request is None:
         return
-    since, until, ids = request
     guessed, rows = read
-    found = grouped(ids, rows) if guessed == request else await _read_score_signals(uow, ids, since, until)
-    state.history = _BatchHistory(since, until, found)
+    found = grouped(request.customers, rows) if guessed == request else await _read_score_signals(uow, request)
+    state.history = _BatchHistory(request, found)
 
 
 _SIGNAL_TIME = {
@@ -176,10 +196,11 @@ async def score_history(uow: UnitOfWork, customer_id: str, since: datetime, at: 
     """
     state = uow.state(BatchSignals)
     cached = state.history
-    if cached is not None and customer_id in cached.signals and cached.since <= since and at <= cached.until:
+    if cached is not None and cached.covers(customer_id, since, at):
         signals = cached.signals[customer_id]
-    else:
-        signals = (await _read_score_signals(uow, [customer_id], since, at))[customer_id]
+    else:  # folding nothing (edge = first = since)
+        request = HistoryRequest(since, at, (customer_id,), since, since, ())
+        signals = (await _read_score_signals(uow, request))[customer_id]
     return tuple(
         ScorePoint(r.at, r.churn_risk, r.lifecycle_stage)
         for r in signals
@@ -187,19 +208,17 @@ async def score_history(uow: UnitOfWork, customer_id: str, since: datetime, at: 
     )
 
 
-async def _read_score_signals(
-    uow: UnitOfWork, customer_ids: Sequence[str], since: datetime, until: datetime
-) -> dict[str, list[_ScoreSignal]]:
-    """The customers' stored score signals in [since, until), by customer (every customer id a key)."""
+async def _read_score_signals(uow: UnitOfWork, request: HistoryRequest) -> dict[str, list[_ScoreSignal]]:
+    """The requested customers' stored score signals, folded as signals.window says, by customer (every
+    customer id a key)."""
     session = uow.session
-    query = score_signals_in_window(on_postgres(session))
-    params = {KEYS: list(customer_ids), "since": since, "until": until}
+    query = window.reduced_statement(on_postgres(session))
     with session.no_autoflush:  # signals are written with Core, never pending in the session
-        return grouped(customer_ids, await session.execute(query, params))
+        return grouped(request.customers, await session.execute(query, request.params()))
 
 
 def grouped(customer_ids: Sequence[str], rows: Iterable[Any]) -> dict[str, list[_ScoreSignal]]:
-    """score_signals_in_window's rows by customer, in read order (every customer id a key)."""
+    """window.reduced_statement's rows by customer, in read order (every customer id a key)."""
     found: dict[str, list[_ScoreSignal]] = {i: [] for i in customer_ids}
     for customer_id, event_id, at, risk, stage in rows:
         found[customer_id].append(_ScoreSignal(event_id, as_utc(at), risk, stage))

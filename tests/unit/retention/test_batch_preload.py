@@ -102,7 +102,7 @@ def batch_snapshot(uow: UnitOfWork) -> dict[str, Any]:
         "churns": {i: [_values(r) for r in rows] for i, rows in model.churns.items()},
         "waiting": sorted(uow.state(WaitingCustomers).ids or ()),
         "unapplied": batch.unapplied,
-        "history": None if history is None else (history.since, history.until, history.signals),
+        "history": None if history is None else (history.request, history.signals),
     }
 
 
@@ -177,7 +177,8 @@ async def test_new_scores_get_their_history_from_the_preload_statement_when_the_
             history = uow.state(signals.BatchSignals).history
     finally:
         sa_event.remove(database.engine.sync_engine, "before_cursor_execute", remember)
-    assert history is not None and [s.event_id for s in history.signals["h-1"]][:3] == [e.id for e in old]
+    # all three inside the new score's every window: folded to the lowest-risk (the first of equal risks) and latest
+    assert history is not None and {s.event_id for s in history.signals["h-1"]} == {old[0].id, old[-1].id}
     reads = [s for s in statements if "FROM signals" in s and "INSERT" not in s]
     assert len(reads) == 1 and "batch_rows" in reads[0]  # no read of its own
 
@@ -196,5 +197,5 @@ async def test_after_the_rules_change_new_scores_get_the_history_the_new_rules_n
     later = [*batches[1], score("b-0001", 0.9, minutes=100)]
     got = await preloaded(database, batch_rows.preload, later)
     assert got == await preloaded(database, preload_separately, later)
-    assert got["history"][1] - got["history"][0] > timedelta(days=299)  # the new window
-    assert got["history"][2]["b-0001"]  # the score 100 days back
+    assert got["history"][0].until - got["history"][0].since > timedelta(days=299)  # the new window
+    assert got["history"][1]["b-0001"]  # the score 100 days back

@@ -85,7 +85,9 @@ def typed(rows: list[Any]) -> list[list[tuple[type, Any]]]:
     return [[(type(value), value) for value in row] for row in rows]
 
 
-async def test_rounds_send_the_same_statements_read_the_same_rows_and_leave_the_same_table(sides):
+async def test_rounds_send_the_same_statements_read_the_same_rows_and_leave_the_same_table(
+    sides: tuple[Side, Side],
+) -> None:
     old, new = sides
     acked_at = START + timedelta(hours=1, microseconds=5)
     # A first read; marks of 16, 1 and 7 ids riding on the next reads; a mark by itself; reads past the end.
@@ -116,7 +118,7 @@ async def test_rounds_send_the_same_statements_read_the_same_rows_and_leave_the_
     assert all(row[7] is not None for row in await table(new.database))
 
 
-async def test_the_read_gives_the_rows_as_sqlalchemy_does_with_no_listener_on_the_engine(tmp_path: Path):
+async def test_the_read_gives_the_rows_as_sqlalchemy_does_with_no_listener_on_the_engine(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     try:
         async with database.engine.begin() as conn:
@@ -139,7 +141,7 @@ async def test_the_read_gives_the_rows_as_sqlalchemy_does_with_no_listener_on_th
         await database.dispose()
 
 
-async def test_a_failing_round_raises_sqlalchemys_error_and_leaves_the_file_free(sides):
+async def test_a_failing_round_raises_sqlalchemys_error_and_leaves_the_file_free(sides: tuple[Side, Side]) -> None:
     old, new = sides
     errors = []
     for side in (old, new):

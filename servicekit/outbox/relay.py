@@ -302,8 +302,9 @@ class OutboxRelay:
             await session.execute(delete(OUTBOX).where(OUTBOX.c.published_at < cutoff))
 
     async def _pace(self) -> None:
-        """Start the next round no sooner than relay_min_round_interval_ms after the last one started."""
-        due = self._round_started + self.settings.relay_min_round_interval_ms / 1000 - time.monotonic()
+        """Start the next round no sooner than the settings' interval (relay_round_interval_ms) after the last
+        one started."""
+        due = self._round_started + self.settings.relay_round_interval_ms() / 1000 - time.monotonic()
         if due > 0:
             await asyncio.sleep(due)
 

@@ -143,15 +143,15 @@ class ServiceSettings(BaseSettings):
     consumer_fetch_wait_ms: int | None = Field(None, ge=0)
     # This service's consumer's fetch minimum, over KAFKA_CONSUMER_FETCH_MIN_BYTES (unset: that one).
     consumer_fetch_min_bytes: int | None = Field(None, ge=1)
-    # ---- the embedded default (a SQLite store, every process on one machine) ----------------------------
-    # There a consumer's batch and a relay's round cost a fixed CPU whatever they carry (SQLite: retention
-    # ~5-8 ms a batch, scoring ~2-4 ms), and at 100 interactions/s those fixed costs were most of the
-    # group's CPU (docs/performance/2026-12-07-embedded-8.md). So on a SQLite store, unless a wait is set
-    # (<NAME>_CONSUMER_FETCH_WAIT_MS or KAFKA_CONSUMER_FETCH_WAIT_MS), the consumer's fetch gathers for
-    # this long: that much more latency per hop, for fewer batches. PostgreSQL stores keep the KAFKA_ one.
+    # On a SQLite store (the embedded default: every process on one machine) a consumer's batch costs a fixed
+    # CPU whatever it carries (retention ~5-8 ms, scoring ~2-4 ms), a large share of the group's CPU at 100
+    # interactions/s (docs/performance/2026-12-07-embedded-8.md). So there, unless a wait is set
+    # (<NAME>_CONSUMER_FETCH_WAIT_MS or KAFKA_CONSUMER_FETCH_WAIT_MS), the consumer's fetch gathers for this
+    # long: that much more latency per hop, for fewer batches. PostgreSQL stores keep the KAFKA_ one.
     sqlite_consumer_fetch_wait_ms: int = Field(250, ge=0)
     # On a SQLite store, unless <NAME>_RELAY_MIN_ROUND_INTERVAL_MS is set, a relay under load starts a round
-    # at most this often (after a lull it still reads at once).
+    # at most this often (after a lull it still reads at once): fewer reads, produce requests and record
+    # batches per second, for up to this much latency at the first hop.
     sqlite_relay_min_round_interval_ms: float = Field(50.0, ge=0)
     # After a batch, a consumer hands the wholly free pages of its heap back to the operating system
     # (glibc's malloc_trim, servicekit.allocator) at most this often (0: never). What a lag burst's batches

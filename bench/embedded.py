@@ -10,7 +10,8 @@ single interactions (purchases, complaints, surveys) through the gateway, open l
   each request's scheduled send time (a queue anywhere, the load generator's included, counts);
 * CPU per acknowledged interaction of the whole process group (the four services, the gateway, the broker's
   JVM), idle work included, from the first send until the pipeline has drained (no unpublished outbox row,
-  no consumer lag), and per process; the load generator's own CPU apart.
+  no consumer lag), and per process; the load generator's own CPU apart;
+* the units that cost a fixed CPU each, per second and service: relay rounds and consumer batches.
 
 ``--runs N`` repeats the measured phase on the same platform and reports each run and the median.
 ``--profile DIR`` runs every Python process of the group under cProfile (CPU-time clock, `bench.profiled`) and
@@ -115,6 +116,22 @@ async def backlog(http: aiohttp.ClientSession) -> float:
     return busy
 
 
+async def counts(http: aiohttp.ClientSession) -> dict[str, float]:
+    """Counters of the units that cost a fixed CPU each, per service: the relay's rounds that published
+    (crm_outbox_publish_round_rows), and the consumer's batches that claimed an event (the inbox rows of one
+    batch share their handled_at)."""
+    out: dict[str, float] = {}
+    for name in SERVICES:
+        out[f"{name} batches"] = scalar(name, "SELECT count(DISTINCT handled_at) FROM inbox")
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with http.get(f"http://127.0.0.1:{SERVICES[name] + INFRA.port_offset}/metrics") as resp:
+                text = (await resp.read()).decode()
+            for line in text.splitlines():
+                if line.startswith("crm_outbox_publish_round_rows_count{"):
+                    out[f"{name} relay rounds"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 async def drained(http: aiohttp.ClientSession, timeout_s: float) -> float:
     """Seconds until the pipeline is idle twice in a row."""
     started = time.monotonic()
@@ -182,12 +199,14 @@ async def measure(
     url = f"{INFRA.gateway}/api/v1/interactions"
     pids = group_pids(platform)
     me = os.getpid()
+    units_before = await counts(http)
     before, mine_before, load_before = cpu(pids), cpu_seconds(me), os.getloadavg()[0]
     wall = time.monotonic()
     phase = await open_loop(http, url, key_headers, customers, args.rate, args.seconds)
     drain_s = await drained(http, args.drain_timeout)
     wall = time.monotonic() - wall
     after, mine = cpu(pids), cpu_seconds(me) - mine_before
+    units_after = await counts(http)
     acked = max(phase["acknowledged"], 1)
     per_process = {name: round((after[name] - before[name]) * 1000 / acked, 2) for name in after if name in before}
     total = sum(per_process.values())
@@ -199,6 +218,7 @@ async def measure(
         "cpu_ms_per_interaction_by_process": per_process,
         "cores_used": round(total * acked / 1000 / wall, 2),
         "load_generator_cpu_ms_per_interaction": round(mine * 1000 / acked, 2),
+        "per_second": {k: round((units_after[k] - units_before.get(k, 0)) / wall, 1) for k in units_after},
     }
 
 
@@ -298,6 +318,11 @@ def print_report(report: dict[str, Any]) -> None:
         else:
             cells = [r["cpu_ms_per_interaction_by_process"].get(name, 0.0) for r in report["runs"]]
         print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    units = sorted({k for r in report["runs"] for k in r.get("per_second", {})})
+    if units:
+        print("\nfixed-cost units per second (send window + drain):")
+        for unit in units:
+            print(f"| {unit} | " + " | ".join(str(r["per_second"].get(unit, 0)) for r in report["runs"]) + " |")
     median = report["median"]
     print(
         f"\nmedian of {len(report['runs'])}: CPU {median['cpu_ms_per_interaction']} ms per interaction, HTTP p50"

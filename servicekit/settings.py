@@ -148,6 +148,16 @@ class ServiceSettings(BaseSettings):
     consumer_fetch_wait_ms: int | None = Field(None, ge=0)
     # This service's consumer's fetch minimum, over KAFKA_CONSUMER_FETCH_MIN_BYTES (unset: that one).
     consumer_fetch_min_bytes: int | None = Field(None, ge=1)
+    # On a SQLite store (the embedded default: every process on one machine) a consumer's batch costs a fixed
+    # CPU whatever it carries (retention ~5-8 ms, scoring ~2-4 ms), a large share of the group's CPU at 100
+    # interactions/s (docs/performance/2026-12-07-embedded-8.md). So there, unless a wait is set
+    # (<NAME>_CONSUMER_FETCH_WAIT_MS or KAFKA_CONSUMER_FETCH_WAIT_MS), the consumer's fetch gathers for this
+    # long: that much more latency per hop, for fewer batches. PostgreSQL stores keep the KAFKA_ one.
+    sqlite_consumer_fetch_wait_ms: int = Field(250, ge=0)
+    # On a SQLite store, unless <NAME>_RELAY_MIN_ROUND_INTERVAL_MS is set, a relay under load starts a round
+    # at most this often (after a lull it still reads at once): fewer reads, produce requests and record
+    # batches per second, for up to this much latency at the first hop.
+    sqlite_relay_min_round_interval_ms: float = Field(50.0, ge=0)
     # After a batch, a consumer hands the wholly free pages of its heap back to the operating system
     # (glibc's malloc_trim, servicekit.allocator) at most this often (0: never). What a lag burst's batches
     # freed otherwise stays in the process; with CRM_CONSUMER_PYTHONMALLOC=malloc that is most of it.
@@ -176,15 +186,30 @@ class ServiceSettings(BaseSettings):
 
     def consumer_kafka(self) -> KafkaSettings:
         """The broker settings this service's consumer fetches with: KAFKA_*, with its own overrides."""
+        wait = self.consumer_fetch_wait_ms
+        if wait is None and self.is_sqlite and "consumer_fetch_wait_ms" not in self.kafka.model_fields_set:
+            wait = self.sqlite_consumer_fetch_wait_ms
         overrides = {
             name: value
             for name, value in (
-                ("consumer_fetch_wait_ms", self.consumer_fetch_wait_ms),
+                ("consumer_fetch_wait_ms", wait),
                 ("consumer_fetch_min_bytes", self.consumer_fetch_min_bytes),
             )
             if value is not None
         }
         return self.kafka.model_copy(update=overrides) if overrides else self.kafka
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the service's store is SQLite (the embedded default)."""
+        return self.database_url.startswith("sqlite")
+
+    def relay_round_interval_ms(self) -> float:
+        """The relay's least interval between rounds under load: <NAME>_RELAY_MIN_ROUND_INTERVAL_MS, or on
+        a SQLite store where that is not set, sqlite_relay_min_round_interval_ms."""
+        if self.is_sqlite and "relay_min_round_interval_ms" not in self.model_fields_set:
+            return self.sqlite_relay_min_round_interval_ms
+        return self.relay_min_round_interval_ms
 
     @property
     def consumer_group(self) -> str:

@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import namedtuple
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import exc
@@ -37,7 +39,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
 
 from servicekit.driver import Compiled, _Context, _handle, ready_without_waiting
-from servicekit.sqlite import LOCK_TIMEOUT_S, inline_file
+from servicekit.sqlite import LOCK_TIMEOUT_S, InlineFile, inline_file
 
 BEGIN = "BEGIN IMMEDIATE"
 
@@ -50,11 +52,7 @@ class InlineInsert:
     def __init__(
         self, engine: AsyncEngine, statement: ClauseElement, follow: ClauseElement, follow_columns: Sequence[str]
     ) -> None:
-        self.engine: Engine = engine.sync_engine
-        file = inline_file(self.engine)
-        if file is None or self.engine.echo:
-            raise TypeError("InlineInsert runs on a SQLite file's inline connections, with SQLAlchemy's echo off")
-        self.file = file
+        self.engine, self.file = inline_engine(engine)
         self.first = Compiled(self.engine, statement)
         self.then = Compiled(self.engine, follow, list(follow_columns))
 
@@ -63,30 +61,68 @@ class InlineInsert:
     ) -> tuple[Any, ...] | None:
         """The statement's returned row (its follow-up rows, `rows()` called once it wrote, committed with
         it), or None when it wrote nothing (the transaction rolled back)."""
-        pool = self.engine.pool
-        pooled: Any = pool.connect() if ready_without_waiting(pool) else await greenlet_spawn(pool.connect)
-        run: _Run | None = None
-        try:
-            run = _Run(self.engine, pooled)
-            await self.file.queue.acquire_in_loop(pooled.dbapi_connection)
-            await run.begin()
+        async with inline_transaction(self.engine, self.file) as run:
             returned = await run.execute(self.first.sql, self.first.arguments(params))
             if not returned:
                 await run.end(commit=False)
                 return None
             await run.execute(self.then.sql, [self.then.arguments(row) for row in rows()], many=True)
+        return tuple(returned[0])
+
+
+class InlineSelect(Compiled):
+    """A SELECT compiled once, for a transaction on an inline file's connection (inline_transaction): its
+    rows as SQLAlchemy's result gives them, each value through its column type's own result processor
+    (SQLite's DATETIME text parsed, JSON decoded), as named tuples (attribute access, as a Row)."""
+
+    def __init__(self, engine: Engine, statement: ClauseElement) -> None:
+        super().__init__(engine, statement)
+        columns: Any = statement.compile(dialect=engine.dialect)._result_columns
+        self.row: Any = namedtuple("InlineRow", [column[0] for column in columns])  # type: ignore[misc]
+        self.processors = [column[3]._cached_result_processor(engine.dialect, None) for column in columns]
+
+    def rows(self, found: Sequence[Sequence[Any]]) -> list[Any]:
+        make, processors = self.row._make, self.processors
+        return [
+            make(value if process is None else process(value) for process, value in zip(processors, raw, strict=True))
+            for raw in found
+        ]
+
+
+def inline_engine(engine: AsyncEngine) -> tuple[Engine, InlineFile]:
+    """The sync engine and its file, for an engine whose SQLite file runs inline (TypeError otherwise)."""
+    sync: Engine = engine.sync_engine
+    file = inline_file(sync)
+    if file is None or sync.echo:
+        raise TypeError("inline statements run on a SQLite file's inline connections, with SQLAlchemy's echo off")
+    return sync, file
+
+
+@asynccontextmanager
+async def inline_transaction(engine: Engine, file: InlineFile) -> AsyncIterator[_Run]:
+    """One transaction on a pooled inline connection: the file's queue taken, BEGIN IMMEDIATE; COMMIT
+    (the checkpointer told) when the block ends without error and has not ended it itself (_Run.end);
+    rolled back on any error; the queue handed on and the connection returned to the pool either way."""
+    pool = engine.pool
+    pooled: Any = pool.connect() if ready_without_waiting(pool) else await greenlet_spawn(pool.connect)
+    run: _Run | None = None
+    try:
+        run = _Run(engine, pooled)
+        await file.queue.acquire_in_loop(pooled.dbapi_connection)
+        await run.begin()
+        yield run
+        if not run.ended:
             await run.end(commit=True)
-            self.file.checkpointer.committed()
-            return tuple(returned[0])
-        except BaseException as error:
-            if run is not None:
-                await run.abandon(error)
-            raise
-        finally:
-            self.file.queue.release(pooled.dbapi_connection)
-            # Committed or rolled back above (or invalidated): the pool need not roll back again, which
-            # it could not do here, outside a greenlet.
-            pooled._checkin(transaction_was_reset=True)
+            file.checkpointer.committed()
+    except BaseException as error:
+        if run is not None:
+            await run.abandon(error)
+        raise
+    finally:
+        file.queue.release(pooled.dbapi_connection)
+        # Committed or rolled back above (or invalidated): the pool need not roll back again, which
+        # it could not do here, outside a greenlet.
+        pooled._checkin(transaction_was_reset=True)
 
 
 class _Run:
@@ -98,6 +134,7 @@ class _Run:
         self.cursor = self.raw.cursor()
         self.listened = bool(engine.dispatch.before_cursor_execute or engine.dispatch.after_cursor_execute)
         self.connection = Connection(engine, pooled, _allow_autobegin=False) if self.listened else None
+        self.ended = False
 
     async def begin(self) -> None:
         """BEGIN IMMEDIATE; while another process holds the write lock, retried with the event loop free
@@ -136,6 +173,7 @@ class _Run:
     async def end(self, *, commit: bool) -> None:
         """COMMIT or ROLLBACK (the file's queue is handed on by the caller as it returns the connection);
         an error translated as SQLAlchemy translates one at COMMIT."""
+        self.ended = True
         try:
             if commit:
                 self.raw.commit()

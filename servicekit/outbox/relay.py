@@ -12,7 +12,9 @@ interval with nothing to read marks by itself; so a round is one statement at an
 the broker's ack time either way. A crash before a deferred mark publishes those rows again: at least
 once, as above. Under load a round starts at most every relay_min_round_interval_ms, so the commits in
 between go out together (one read, one produce request) instead of a round each. On PostgreSQL the relay
-keeps one connection of its own in autocommit between rounds rather than taking one from the pool each time.
+keeps one connection of its own in autocommit between rounds rather than taking one from the pool each time;
+on a SQLite file whose connections run inline, the read and mark run on the sqlite3 connection itself
+(servicekit.outbox.relay_sqlite).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from sqlalchemy.sql.elements import BindParameter
 
 from servicekit import metrics, tracing
 from servicekit.db import Database
+from servicekit.driver import usable
 from servicekit.kafka import make_producer
+from servicekit.outbox.relay_sqlite import InlineRelayStatements
 from servicekit.outbox.writer import NOTIFY_CHANNEL
 from servicekit.settings import ServiceSettings
 from servicekit.tables import OUTBOX
@@ -78,6 +82,10 @@ class OutboxRelay:
         self._published = metrics.OUTBOX_PUBLISHED.labels(self.service)
         self._delay = metrics.OUTBOX_DELAY.labels(self.service)
         self._events: dict[str, Any] = {}
+        # A SQLite file whose connections run inline: the read and mark on the sqlite3 connection itself.
+        self._inline: InlineRelayStatements | None = None
+        if database.is_sqlite and usable(database.engine):
+            self._inline = InlineRelayStatements(database.engine, _READ, _ACKED_AT)
         database.on_outbox_commit(self._wake.set)
 
     async def run(self) -> None:
@@ -214,10 +222,14 @@ class OutboxRelay:
 
     async def mark_acked(self) -> None:
         """Mark the rows the broker has acknowledged and no read has marked yet."""
-        if self._acked:
+        if not self._acked:
+            return
+        if self._inline is not None:
+            await self._inline.mark(self._acked)
+        else:
             async with self._autocommit() as conn:  # a single UPDATE is atomic by itself
                 await conn.execute(_MARK_ANY if self.database.is_postgres else _MARK, self._acked)
-            self._acked = {}
+        self._acked = {}
 
     @contextlib.asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
@@ -245,6 +257,10 @@ class OutboxRelay:
 
     async def _mark_acked_and_read(self) -> list[Any]:
         """The next batch of unpublished rows, marking the acknowledged ones in the same round trip."""
+        if self._inline is not None:
+            read = await self._inline.mark_and_read(self._acked, self.settings.relay_batch_size)
+            self._acked = {}
+            return read
         limit = {"limit": self.settings.relay_batch_size}
         # Autocommit: no transaction stays open while we talk to Kafka.
         async with self._autocommit() as conn:
@@ -286,8 +302,9 @@ class OutboxRelay:
             await session.execute(delete(OUTBOX).where(OUTBOX.c.published_at < cutoff))
 
     async def _pace(self) -> None:
-        """Start the next round no sooner than relay_min_round_interval_ms after the last one started."""
-        due = self._round_started + self.settings.relay_min_round_interval_ms / 1000 - time.monotonic()
+        """Start the next round no sooner than the settings' interval (relay_round_interval_ms) after the last
+        one started."""
+        due = self._round_started + self.settings.relay_round_interval_ms() / 1000 - time.monotonic()
         if due > 0:
             await asyncio.sleep(due)
 

@@ -173,7 +173,7 @@ async def test_under_load_a_round_starts_no_sooner_than_the_interval_after_the_l
     now = [1000.0]
     monkeypatch.setattr("servicekit.outbox.relay.time", SimpleNamespace(monotonic=lambda: now[0]))
     relay = _relay(database)
-    interval_s = relay.settings.relay_min_round_interval_ms / 1000
+    interval_s = relay.settings.relay_round_interval_ms() / 1000
     assert interval_s > 0
     await relay.publish_batch(_Producer())  # a round starts now
     await relay._pace()

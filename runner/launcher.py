@@ -92,7 +92,8 @@ def platform_processes(
         if name == "retention":  # reads a campaign's audience from the scoring service's segments
             env["RETENTION_SCORING_URL"] = f"http://127.0.0.1:{ports['scoring']}"
         for suffix, roles, offset in LAYOUTS[layout]:
-            argv = [python, "-m", f"services.{name}", roles, "--port", str(port + offset)]
+            # The roles stay the last argument: a test or operator restarting one process swaps only them.
+            argv = [python, "-m", f"services.{name}", "--port", str(port + offset), roles]
             specs.append(ProcessSpec(f"{name}{suffix}", argv, port + offset, env | allocator_env(roles)))
     gateway_env = {"GATEWAY_PORT": str(GATEWAY_PORT + port_offset)}
     if database_urls and "gateway" in database_urls:  # keys, rate buckets, audit log

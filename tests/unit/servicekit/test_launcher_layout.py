@@ -9,9 +9,7 @@ from runner.launcher import platform_processes
 
 def _roles(specs: list) -> dict[str, tuple[str, int]]:
     """process name -> (roles, port) of the interaction service's processes."""
-    return {
-        s.name: (s.argv[s.argv.index("services.interaction") + 1], s.port) for s in specs if "interaction" in s.name
-    }
+    return {s.name: (s.argv[-1], s.port) for s in specs if "interaction" in s.name}
 
 
 def test_by_default_each_service_runs_its_api_relay_and_consumer_in_one_process(monkeypatch: pytest.MonkeyPatch):

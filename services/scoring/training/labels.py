@@ -25,6 +25,10 @@ from typing import Any
 
 # Score records caused by these carry no event features: a customer's profile, not its history.
 PROFILE_CAUSES = frozenset({"customer.created", "customer.updated", "customer.status_changed"})
+# Rescorings (a model job's, the silent-customer sweep's) state a customer as of a later clock, not at an
+# event: an active customer would be seen days after its last contact and a churned one never (its
+# rescorings come after its churn date), a difference that gives the label away.
+RESCORE_CAUSE_PREFIXES = ("job.", "scoring.sweep")
 
 LEFT_OUT_STATUS = "status is not a label (prospect or won_back)"
 LEFT_OUT_NO_DATE = "churned without a churn date"
@@ -126,7 +130,7 @@ def build(
     latest: dict[str, tuple[datetime, dict[str, Any]]] = {}
     for h in history:
         limit = bound.get(h.customer_id)
-        if limit is None or h.caused_by_type in PROFILE_CAUSES:
+        if limit is None or h.caused_by_type in PROFILE_CAUSES or h.caused_by_type.startswith(RESCORE_CAUSE_PREFIXES):
             continue
         in_time = h.as_of < limit[0] if limit[1] == 1 else h.as_of <= limit[0]
         if in_time and (h.customer_id not in latest or h.as_of >= latest[h.customer_id][0]):

@@ -76,3 +76,23 @@ def test_an_audience_trains_on_its_segment_and_attribute_values_only_and_counts_
     }
     # Without an audience every customer counts and the report names none.
     assert "audience" not in labels.build(customers, [], cutoff=T0).report()
+
+
+def test_rescorings_after_the_last_event_are_not_examples_so_both_classes_are_seen_at_an_event() -> None:
+    customers = [
+        labels.Customer("active", "active", None, {"attr.plan": "a"}),
+        labels.Customer("churned", "churned", T0 + timedelta(days=20), {"attr.plan": "b"}),
+    ]
+    history = [
+        labels.Snapshot("active", T0 + timedelta(days=5), snap(5), "interaction.recorded"),
+        labels.Snapshot("churned", T0 + timedelta(days=6), snap(6), "interaction.recorded"),
+        # An activation's rescoring and the sweep, as of a later data clock: only the active one is
+        # before its label time, and its days since last contact would tell the classes apart.
+        labels.Snapshot("active", T0 + timedelta(days=25), snap(50), "job.churn_train"),
+        labels.Snapshot("active", T0 + timedelta(days=26), snap(51), "scoring.sweep"),
+        labels.Snapshot("churned", T0 + timedelta(days=25), snap(60), "job.churn_train"),
+    ]
+    out = labels.build(customers, history, cutoff=T0 + timedelta(days=30))
+    assert out.ids == ["active", "churned"]
+    assert out.snapshots == [snap(5), snap(6)]
+    assert (out.from_history, out.from_profile) == (2, 0)

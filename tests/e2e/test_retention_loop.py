@@ -33,11 +33,14 @@ SECRET = "e2e-webhook-secret-0123456789"
 
 @dataclass
 class Receiver:
-    """A tiny HTTP server on 127.0.0.1 that records webhook deliveries; it can fail the first calls."""
+    """A tiny HTTP server on 127.0.0.1 that records webhook deliveries; it can fail the first calls of each
+    event (per event, not overall: an alert another test raised after the subscription must not take the
+    failures this test waits to see retried)."""
 
     fail_first: int = 0
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     calls: int = 0
+    calls_per_event: dict[str, int] = field(default_factory=dict)
     port: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -46,7 +49,9 @@ class Receiver:
         headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.calls += 1
-        failing = self.calls <= self.fail_first
+        event_id = headers.get("x-crm-event-id", "")
+        self.calls_per_event[event_id] = self.calls_per_event.get(event_id, 0) + 1
+        failing = self.calls_per_event[event_id] <= self.fail_first
         if not failing:
             self.requests.append((headers, body))
         status = b"500 Internal Server Error" if failing else b"204 No Content"

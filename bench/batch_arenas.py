@@ -115,6 +115,16 @@ def module_containers() -> dict[str, int]:
     return sizes
 
 
+def print_grown(grown: list[Any]) -> None:
+    print("\nlive now and not after cycle 1, by allocation site (innermost first):")
+    for stat in grown:
+        frames = " <- ".join(
+            f"{f.filename.split('/site-packages/')[-1].removeprefix(str(REPO_ROOT) + '/')}:{f.lineno}"
+            for f in reversed(list(stat.traceback))
+        )
+        print(f"  {stat.size_diff / 1024:+.1f} KiB {stat.count_diff:+d} blocks {frames}")
+
+
 def where(cycle: int, started: float, events: int) -> dict[str, Any]:
     stats = pymalloc_mib()
     return {
@@ -163,14 +173,7 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
         elif cycle == 1 and args.trace_top:
             first_snapshot = tracemalloc.take_snapshot()
     if args.trace_top:
-        grown = tracemalloc.take_snapshot().compare_to(first_snapshot, "traceback")[: args.trace_top]
-        print("\nlive now and not after cycle 1, by allocation site (innermost first):")
-        for stat in grown:
-            frames = " <- ".join(
-                f"{f.filename.split('/site-packages/')[-1].removeprefix(str(REPO_ROOT) + '/')}:{f.lineno}"
-                for f in reversed(list(stat.traceback))
-            )
-            print(f"  {stat.size_diff / 1024:+.1f} KiB {stat.count_diff:+d} blocks {frames}")
+        print_grown(tracemalloc.take_snapshot().compare_to(first_snapshot, "traceback")[: args.trace_top])
         tracemalloc.stop()
     changed = {
         name: (containers.get(name, 0), size)

@@ -25,7 +25,7 @@ import tracemalloc
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.batch_arenas import module_containers, print_rows, records_forever, where
+from bench.batch_arenas import module_containers, print_grown, print_rows, records_forever, where
 from bench.batch_memory import private_store
 from bench.consumer_path import CUSTOMERS, SERVICES, _record, service_consumer
 from bench.infra import ensure_topic
@@ -33,7 +33,7 @@ from contracts.customer import CustomerCreated
 from servicekit.inbox.consumer import EventConsumer
 from servicekit.kafka import make_producer
 from servicekit.runner import freeze_startup_objects
-from servicekit.settings import REPO_ROOT, KafkaSettings
+from servicekit.settings import KafkaSettings
 
 
 def producer_main(bootstrap: str, suffix: str, conn: Connection) -> None:
@@ -143,16 +143,6 @@ async def cycles(
     await asyncio.gather(loop, return_exceptions=True)
     await database.dispose()
     return rows, changed
-
-
-def print_grown(grown: list[Any]) -> None:
-    print("\nlive now and not after cycle 1, by allocation site (innermost first):")
-    for stat in grown:
-        frames = " <- ".join(
-            f"{f.filename.split('/site-packages/')[-1].removeprefix(str(REPO_ROOT) + '/')}:{f.lineno}"
-            for f in reversed(list(stat.traceback))
-        )
-        print(f"  {stat.size_diff / 1024:+.1f} KiB {stat.count_diff:+d} blocks {frames}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,6 +32,14 @@ async def test_one_statement_gives_the_rows_and_catalog_of_the_separate_reads_on
         await assert_one_statement_equals_the_separate_reads(database, 5)
 
 
+async def _until_waiting(watcher: AsyncConnection, pid: list[int], tries: int = 600) -> None:
+    """Until the batch's backend (its pid, once known) waits on a row lock, or about 30 s."""
+    for _ in range(tries):
+        if pid and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0]) == "Lock":
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _free(watcher: AsyncConnection, table: str, customer_id: str) -> bool:
     """Whether another transaction could lock the customer's rows of `table` now."""
     try:
@@ -72,14 +80,7 @@ async def test_the_batch_locks_every_replica_then_every_score_then_every_unresol
                     return uow
 
             locking = asyncio.create_task(batch())
-            for _ in range(600):  # until the batch waits on c-2's score
-                if (
-                    pid
-                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
-                    == "Lock"
-                ):
-                    break
-                await asyncio.sleep(0.05)
+            await _until_waiting(watcher, pid)  # on c-2's score
 
             # Waiting for c-2's score: both replicas and c-1's score are its, no alert yet.
             assert not await _free(watcher, "customers", "c-1")
@@ -112,14 +113,7 @@ async def test_an_alert_raised_while_the_batch_waited_for_a_score_is_read_and_lo
                     return uow
 
             locking = asyncio.create_task(batch())
-            for _ in range(600):  # until the batch waits on the score
-                if (
-                    pid
-                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
-                    == "Lock"
-                ):
-                    break
-                await asyncio.sleep(0.05)
+            await _until_waiting(watcher, pid)  # on the score
             await evaluate.execute(
                 text(
                     "INSERT INTO alerts (id, customer_id, reason, severity, status, trigger_count, first_triggered_at,"
@@ -165,14 +159,7 @@ async def test_the_batch_stores_its_signals_and_locks_the_facts_rows_last_in_its
                     return uow
 
             locking = asyncio.create_task(batch())
-            for _ in range(600):  # until the batch waits on c-2's facts
-                if (
-                    pid
-                    and await _now(watcher, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p", pid[0])
-                    == "Lock"
-                ):
-                    break
-                await asyncio.sleep(0.05)
+            await _until_waiting(watcher, pid)  # on c-2's facts
             for table in ("customers", "customer_scores"):
                 assert not await _free(watcher, table, "c-1")
                 assert not await _free(watcher, table, "c-2")

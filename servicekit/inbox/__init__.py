@@ -1,6 +1,25 @@
 """Idempotent event consumption: inbox de-duplication, batched transactions, dead-lettering."""
 
 from servicekit.inbox.consumer import EventConsumer
-from servicekit.inbox.delivery import BatchHook, Handler, Handlers, PoisonEvent, batch_customer_ids
+from servicekit.inbox.delivery import (
+    BatchHook,
+    Claim,
+    ClaimingHook,
+    Handler,
+    Handlers,
+    PoisonEvent,
+    batch_customer_ids,
+    claimed_events,
+)
 
-__all__ = ["BatchHook", "EventConsumer", "Handler", "Handlers", "PoisonEvent", "batch_customer_ids"]
+__all__ = [
+    "BatchHook",
+    "Claim",
+    "ClaimingHook",
+    "EventConsumer",
+    "Handler",
+    "Handlers",
+    "PoisonEvent",
+    "batch_customer_ids",
+    "claimed_events",
+]

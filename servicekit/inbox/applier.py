@@ -26,12 +26,16 @@ from servicekit import metrics, tracing
 from servicekit.context import correlation_id
 from servicekit.db import Database
 from servicekit.errors import is_transient
+from servicekit.events.envelope import Received
 from servicekit.inbox.delivery import (
+    CLAIM_PREFIX,
     DEAD_LETTERED,
     HANDLED,
     HANDLER_FAILED,
     POISON,
     BatchHook,
+    Claim,
+    ClaimingHook,
     Delivery,
     Handlers,
     PoisonEvent,
@@ -67,7 +71,8 @@ class BatchApplier:
         self.group = settings.consumer_group
         # On PostgreSQL the rows travel as one array per column: one SQL text (one prepared statement per
         # connection) for any batch size, where a multi-row VALUES list had one per batch size.
-        insert = insert_from_arrays(INBOX, _CLAIMED) if database.is_postgres else sqlite.insert(INBOX)
+        postgres = database.is_postgres
+        insert = insert_from_arrays(INBOX, _CLAIMED, prefix=CLAIM_PREFIX) if postgres else sqlite.insert(INBOX)
         self._claim_statement = insert.on_conflict_do_nothing(
             index_elements=[INBOX.c.consumer, INBOX.c.event_id]
         ).returning(INBOX.c.event_id)
@@ -86,16 +91,22 @@ class BatchApplier:
             async with unit_of_work(self.database) as uow:
                 # One statement claims every new event id (its inbox row, written now, rolled back with the
                 # batch if it fails): what it does not claim was handled before, or comes twice in the batch.
-                claimed = await self._claim(uow.session, deliveries)
+                # A claiming hook sends that statement inside its own first one.
+                hook = self.before_batch
+                if isinstance(hook, ClaimingHook) and (decoded := _decoded(deliveries)):
+                    claimed = await hook.claim_and_load(uow, decoded, self._claim_of(deliveries))
+                    del decoded
+                else:
+                    claimed = await self._claim(uow.session, deliveries)
                 applied = []
                 for delivery in deliveries:
                     if delivery.inbox_id in claimed:
                         claimed.discard(delivery.inbox_id)  # a second copy in the batch is a duplicate
                         applied.append(delivery)
-                if self.before_batch is not None:
-                    events = [d.event for d in applied if d.event is not None and d.event.data is not None]
+                if hook is not None and not isinstance(hook, ClaimingHook):
+                    events = _decoded(applied)
                     if events:
-                        await self.before_batch(uow, events)
+                        await hook(uow, events)
                     del events
                 for delivery in applied:
                     await self._apply(uow, delivery)
@@ -197,13 +208,17 @@ class BatchApplier:
         with no look-up of its own. The rows belong to the caller's transaction: if applying fails, the
         rollback takes them back. An event without a handler here is not kept (nothing was done with it).
         """
+        return await self._claim_of(deliveries).run(session)
+
+    def _claim_of(self, deliveries: Sequence[Delivery]) -> Claim:
+        """The claim of these deliveries, bound, not sent (see _claim)."""
         rows: dict[str, dict[str, Any]] = {}
-        claimed: set[str] = set()
+        given: set[str] = set()
         now = datetime.now(UTC)
         for delivery in deliveries:
             event = delivery.event
             if delivery.error is None and (event is None or event.envelope.type not in self.handlers):
-                claimed.add(delivery.inbox_id)
+                given.add(delivery.inbox_id)
                 continue
             rows.setdefault(
                 delivery.inbox_id,
@@ -215,17 +230,20 @@ class BatchApplier:
                     "handled_at": now,
                 },
             )
-        if rows:
-            # Sorted: two transactions claiming overlapping ids take their index entries in one order.
-            ordered = [rows[key] for key in sorted(rows)]
-            bound = column_arrays(INBOX, _CLAIMED, ordered) if self.database.is_postgres else ordered
-            found = await session.execute(self._claim_statement, bound)
-            claimed.update(found.scalars())
-        return claimed
+        # Sorted: two transactions claiming overlapping ids take their index entries in one order.
+        ordered = [rows[key] for key in sorted(rows)]
+        postgres = self.database.is_postgres
+        bound = column_arrays(INBOX, _CLAIMED, ordered, prefix=CLAIM_PREFIX) if postgres else ordered
+        return Claim(self._claim_statement, bound, frozenset(given), len(ordered))
 
     def _count(self, handled: Counter[str]) -> None:
         for event_type, count in handled.items():  # one increment per type and batch, not per event
             metrics.EVENTS_HANDLED.labels(self.service, event_type).inc(count)
+
+
+def _decoded(deliveries: Sequence[Delivery]) -> list[Received[Any]]:
+    """The deliveries' events that decoded (a dead letter's did not)."""
+    return [d.event for d in deliveries if d.event is not None and d.event.data is not None]
 
 
 def _handled_types(deliveries: Sequence[Delivery]) -> Counter[str]:

@@ -7,12 +7,13 @@ an error (and a fixed reason for the metric label) that the consumer dead-letter
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.registry import REGISTRY, UnknownEventType
 from servicekit.events.envelope import CloudEvent, Received
@@ -21,10 +22,65 @@ from servicekit.unit_of_work import UnitOfWork
 # A handler applies one event inside the batch's unit of work (its transaction and typed batch state).
 Handler = Callable[[UnitOfWork, Received[Any]], Awaitable[None]]
 Handlers = Mapping[str, Handler]
-# Called with a batch's decoded events before they are applied, in the same unit of work: lets a service
-# load (and lock) the rows the whole batch touches in a few queries instead of a few per event, and keep
-# them in its batch state for the handlers.
-BatchHook = Callable[[UnitOfWork, Sequence[Received[Any]]], Awaitable[None]]
+PlainHook = Callable[[UnitOfWork, Sequence[Received[Any]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A batch's inbox claim, for a ClaimingHook that sends it inside its own first statement.
+
+    `statement` is INSERT INTO inbox .. ON CONFLICT DO NOTHING RETURNING event_id with `params` bound (on
+    PostgreSQL arrays named with CLAIM_PREFIX, so it can ride as a CTE beside another insert from arrays);
+    `given` are ids claimed without a row (an event no handler here takes: nothing to remember)."""
+
+    statement: Any
+    params: Any
+    given: frozenset[str]
+    rows: int
+
+    def claimed(self, returned: Iterable[str]) -> set[str]:
+        """The batch's claimed ids, from the event ids the statement returned."""
+        return {*self.given, *returned}
+
+    async def run(self, session: AsyncSession) -> set[str]:
+        """The claim as a statement of its own."""
+        if not self.rows:
+            return set(self.given)
+        return self.claimed((await session.execute(self.statement, self.params)).scalars())
+
+
+CLAIM_PREFIX = "inbox_"  # the claim's bound arrays on PostgreSQL
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimingHook:
+    """A before-batch hook that runs the batch's inbox claim itself, so the claim costs no round trip of its own.
+
+    `claim_and_load(uow, events, claim)` gets every event of the batch that decoded (duplicates and events
+    handled before included) and must: send `claim` before anything that may wait on a lock (within its first
+    statement, whose modifications run before the rest of it), so that a consumer applying the same events
+    waits there, as for a claim of its own; load only for the events whose id the claim took (each once); and
+    return `claim.claimed(ids the statement returned)`, or what `claim.run` returned.
+    """
+
+    claim_and_load: Callable[[UnitOfWork, Sequence[Received[Any]], Claim], Awaitable[set[str]]]
+
+
+# Called with a batch's events before they are applied (a plain hook: those the inbox claimed), in the same
+# unit of work: lets a service load (and lock) the rows the whole batch touches in a few queries instead of
+# a few per event, and keep them in its batch state for the handlers.
+BatchHook = PlainHook | ClaimingHook
+
+
+def claimed_events(events: Sequence[Received[Any]], claimed: set[str]) -> list[Received[Any]]:
+    """The events a batch applies of those a ClaimingHook got: claimed, the first copy of each."""
+    left = set(claimed)
+    found = []
+    for event in events:
+        if event.id in left:
+            left.discard(event.id)
+            found.append(event)
+    return found
 
 
 def batch_customer_ids(events: Sequence[Received[Any]]) -> set[str]:

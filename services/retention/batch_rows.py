@@ -37,10 +37,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import String, cast, func, literal_column, null, select, union_all
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import aliased
 
 from servicekit.events.envelope import Received
-from servicekit.inbox import batch_customer_ids
+from servicekit.inbox import Claim, batch_customer_ids, claimed_events
 from servicekit.sql import IN_CHUNK, KEYS, column_arrays, for_each_key, on_postgres
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import Alert
@@ -61,6 +62,7 @@ from services.retention.waits.models import EnrolmentWake
 
 # Tags: the rows of the six classes, in lock order, the score history's, then the rows that carry one value.
 CUSTOMER, SCORE, ALERT, CONSENT, FACTS, CHURN, HISTORY, TOKEN, STORED, WAITING = range(10)
+CLAIMED = -1  # the first statement's rows: an event id the inbox claim returned
 _MODELS: tuple[Any, ...] = (Customer, CustomerScore, Alert, ConsentReplica, CustomerFact, ChurnFact)
 # The bound keys of each branch (KEYS: the batch's customers not loaded yet), and the history's window.
 FACT_KEYS, CHURN_KEYS, EVENT_KEYS, WAIT_KEYS = "fact_keys", "churn_keys", "event_keys", "wait_keys"
@@ -122,10 +124,13 @@ def statement(postgres: bool) -> tuple[Any, tuple[Any, ...]]:
 
 
 @cache
-def lock_statement(with_signals: bool) -> Any:
-    """PostgreSQL: store the signals bound as arrays (with_signals), lock the customers' replicas, then latest
-    scores, then unresolved alerts, then the facts rows bound as FACT_KEYS. Rows: each event id stored, and
-    one row counting the rows locked."""
+def lock_statement(with_signals: bool, claim: Any = None) -> Any:
+    """PostgreSQL: claim the batch's events in the inbox (claim: the applier's claim statement, bound with
+    its own arrays), store the signals bound as arrays (with_signals; with a claim, only the claimed events'),
+    lock the customers' replicas, then latest scores, then unresolved alerts, then the facts rows bound as
+    FACT_KEYS. Rows: each event id claimed (locked = CLAIMED), each event id stored (0), and one row
+    counting the rows locked. The branches run in order: the claim's waits come first, as when it was a
+    statement of its own."""
     customers, scores, alerts, _, facts, _ = (m.__table__ for m in _MODELS)
 
     def locked(table: Any, *where: Any, param: str = KEYS) -> Any:
@@ -139,10 +144,26 @@ def lock_statement(with_signals: bool) -> Any:
         locked(facts, param=FACT_KEYS),
     ).subquery("locked")
     count = select(cast(null(), String).label("event_id"), func.count().label("locked")).select_from(union)
-    if not with_signals:
-        return count
-    stored = signals.store_statement(True).cte("stored")
-    return union_all(select(stored.c.event_id, literal_column("0").label("locked")), count)
+    branches: list[Any] = []
+    claimed = None
+    if claim is not None:
+        claimed = claim.cte("claimed")
+        branches.append(select(claimed.c.event_id, literal_column(str(CLAIMED)).label("locked")))
+    if with_signals:
+        stored = signals.store_statement(True) if claimed is None else _claimed_signals(claimed)
+        branches.append(select(stored.cte("stored").c.event_id, literal_column("0").label("locked")))
+    return union_all(*branches, count) if branches else count
+
+
+def _claimed_signals(claimed: Any) -> Any:
+    """signals.store_statement on PostgreSQL, for the rows of the claimed events only (an event the claim
+    skipped was handled before, or is another transaction's: its signal is not this batch's to store)."""
+    rows = signals.store_statement(True).select
+    only = rows.where(rows.selected_columns[0].in_(select(claimed.c.event_id)))
+    insert = postgresql.insert(signals.SIGNALS).from_select(list(signals.SIGNAL_COLUMNS), only)
+    return insert.on_conflict_do_nothing(index_elements=[signals.SIGNALS.c.event_id]).returning(
+        signals.SIGNALS.c.event_id
+    )
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
@@ -151,17 +172,31 @@ async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
     await lock_and_load(uow, sorted(batch_customer_ids(events)), events)
 
 
-async def lock_and_load(uow: UnitOfWork, ids: Sequence[str], events: Sequence[Received[Any]] = ()) -> None:
+async def claim_and_preload(uow: UnitOfWork, events: Sequence[Received[Any]], claim: Claim) -> set[str]:
+    """The preload as a ClaimingHook: on PostgreSQL the batch's inbox claim rides in its first statement (one
+    round trip fewer). That statement locks the rows of every event given, claimed or not (a redelivered
+    event's customer's rows too, in the same order as any batch); everything after it is for the claimed
+    events alone, as the preload of those events."""
+    if not on_postgres(uow.session):
+        claimed = await claim.run(uow.session)
+        await preload(uow, claimed_events(events, claimed))
+        return claimed
+    return await lock_and_load(uow, sorted(batch_customer_ids(events)), events, claim)
+
+
+async def lock_and_load(
+    uow: UnitOfWork, ids: Sequence[str], events: Sequence[Received[Any]] = (), claim: Claim | None = None
+) -> set[str]:
     """Lock and load the rows of these customers (sorted, each once) that this transaction has not loaded yet,
-    check the catalog's token, and store and load what the events need: two statements on PostgreSQL."""
+    check the catalog's token, and store and load what the events need: two statements on PostgreSQL. With a
+    claim (PostgreSQL), claim the events first in the same first statement, and load for the claimed ones:
+    what is claimed."""
     replicas = uow.state(Replicas)
     unresolved = uow.state(UnresolvedAlerts).by_customer
     consents = uow.state(Consents).replicas
-    fresh = [
-        {i for i in ids if i not in loaded} for loaded in (replicas.customers, replicas.scores, unresolved, consents)
-    ]
+    loaded_sets = (replicas.customers, replicas.scores, unresolved, consents)
+    fresh = [{i for i in ids if i not in loaded} for loaded in loaded_sets]
     model = read_model.wanted(uow, events)
-    waiting = waits.wanted(events)
     watched = signals.watched(events)
     store_new_scores(uow.session)  # an earlier unit of work's, in this transaction
     store_new_alerts(uow.session)
@@ -170,15 +205,30 @@ async def lock_and_load(uow: UnitOfWork, ids: Sequence[str], events: Sequence[Re
     session, postgres = uow.session, on_postgres(uow.session)
     keys = [i for i in ids if any(i in f for f in fresh)]
     stored: set[str] | None = None
-    if postgres and (keys or model.facts or watched):  # every wait happens here (see the top)
+    claimed: set[str] = set()
+    if postgres and (claim is not None or keys or model.facts or watched):  # every wait happens here (see the top)
         folded = bool(watched) and len(watched) <= IN_CHUNK
         params: dict[str, Any] = {KEYS: keys, FACT_KEYS: model.facts}
         if folded:
             params |= column_arrays(signals.SIGNALS, signals.SIGNAL_COLUMNS, [signals.signal_row(e) for e in watched])
             stored = set()
-        for event_id, _ in await session.execute(lock_statement(folded), params):
-            if event_id is not None and stored is not None:
+        if claim is not None:
+            params |= claim.params
+        returned: list[str] = []
+        for event_id, locked in await session.execute(lock_statement(folded, claim and claim.statement), params):
+            if locked == CLAIMED and event_id is not None:
+                returned.append(event_id)
+            elif event_id is not None and stored is not None:
                 stored.add(event_id)
+        if claim is not None:
+            claimed = claim.claimed(returned)
+            # From here on, the claimed events alone (their rows are locked: a subset of what was).
+            events = claimed_events(events, claimed)
+            ids = sorted(batch_customer_ids(events))
+            fresh = [{i for i in ids if i not in loaded} for loaded in loaded_sets]
+            model, watched = read_model.wanted(uow, events), signals.watched(events)
+            keys = [i for i in ids if any(i in f for f in fresh)]
+    waiting = waits.wanted(events)
     if stored is None and watched:
         stored = await signals.store(uow, watched)  # before the read: the score history counts them
     stored = stored or set()
@@ -192,6 +242,7 @@ async def lock_and_load(uow: UnitOfWork, ids: Sequence[str], events: Sequence[Re
         found = await _read(uow, keys, model, waiting, request, fresh)
     waits.loaded(uow, found[0])
     await signals.loaded(uow, watched, stored, (request, found[1]))
+    return claimed
 
 
 async def _read(

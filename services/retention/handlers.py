@@ -18,7 +18,7 @@ from contracts.interaction import (
 )
 from contracts.scoring import ScoreUpdated
 from servicekit.events.envelope import Received
-from servicekit.inbox import BatchHook, Handler, Handlers
+from servicekit.inbox import BatchHook, Claim, ClaimingHook, Handler, Handlers
 from servicekit.outbox.writer import write_at_commit
 from servicekit.unit_of_work import UnitOfWork
 from services.retention import batch_rows
@@ -62,11 +62,17 @@ HANDLERS = with_redemptions(with_followups(with_wakes(with_member_tiers(HANDLERS
 
 
 async def preload(uow: UnitOfWork, events: Sequence[Received[Any]]) -> None:
-    # The batch's events go to the outbox in one statement at commit; its signals are stored, and the rows its
-    # events will touch locked and loaded (replicas, latest scores, unresolved alerts, consent, the read
-    # model's, who waits), in two statements instead of per event.
+    """The batch's preload for events claimed already: the events go to the outbox in one statement at
+    commit; their signals are stored and the rows they will touch locked and loaded (replicas, latest
+    scores, unresolved alerts, consent, the read model's, who waits) in two statements, not per event."""
     write_at_commit(uow.session)
     await batch_rows.preload(uow, events)
 
 
-BEFORE_BATCH: BatchHook = preload
+async def claim_and_preload(uow: UnitOfWork, events: Sequence[Received[Any]], claim: Claim) -> set[str]:
+    """The preload with the batch's inbox claim, which on PostgreSQL rides in its first statement."""
+    write_at_commit(uow.session)
+    return await batch_rows.claim_and_preload(uow, events, claim)
+
+
+BEFORE_BATCH: BatchHook = ClaimingHook(claim_and_preload)

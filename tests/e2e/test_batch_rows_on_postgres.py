@@ -7,21 +7,29 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from servicekit.inbox import ClaimingHook
 from servicekit.unit_of_work import UnitOfWork
 from services.retention import batch_rows
 from services.retention.alerts.models import Alert, open_slot
 from services.retention.alerts.service import UnresolvedAlerts
+from services.retention.handlers import BEFORE_BATCH
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.replica.service import Replicas
 from services.retention.reports.batch import ReadModelBatch
 from services.retention.reports.models import CustomerFact
 from services.retention.signals.service import BatchSignals
 from tests.e2e.test_metric_totals_on_postgres import _now, migrated
-from tests.unit.retention.events import complaint
+from tests.unit.retention.events import complaint, score
+from tests.unit.retention.test_batch_claim import (
+    applier,
+    assert_the_claim_in_the_preload_equals_the_claim_then_the_preload,
+    claim_of,
+)
 from tests.unit.retention.test_batch_preload import assert_the_fold_equals_the_separate_statements
 from tests.unit.retention.test_batch_rows import AT, assert_one_statement_equals_the_separate_reads
 from tests.unit.retention.test_reports import order
@@ -176,3 +184,51 @@ async def test_the_batch_stores_its_signals_and_locks_the_facts_rows_last_in_its
             facts = uow.state(ReadModelBatch).facts
             assert {i: f.orders for i, f in facts.items() if f is not None} == {"c-1": 1, "c-2": 7}
             assert uow.state(BatchSignals).unapplied == {events[2].id: True}
+
+
+async def test_the_claim_in_the_preload_claims_loads_and_stores_what_the_claim_then_the_preload_did_on_postgres(
+    postgres: None,
+) -> None:
+    async with migrated() as (database, _):
+        await assert_the_claim_in_the_preload_equals_the_claim_then_the_preload(database, 7)
+
+
+@pytest.mark.parametrize("other", ["commits", "rolls back"])
+async def test_the_batch_waits_at_its_claim_for_another_applier_of_its_event_before_it_locks_a_row(
+    postgres: None, other: str
+) -> None:
+    """Another consumer applies one of the batch's events (its inbox row written, not committed): the batch
+    waits in its first statement at the claim, holding no customer row yet (as a claim of its own waited);
+    then it skips the event if that consumer committed, and applies it if it rolled back."""
+    async with migrated() as (database, _):
+        async with database.transaction() as session:
+            session.add_all([Customer(customer_id="c-1"), CustomerScore(customer_id="c-1", churn_risk=0.5)])
+        events = [complaint("c-1"), score("c-1", 0.9, minutes=5)]
+        group = applier(database).group
+        async with database.engine.connect() as holder, database.engine.connect() as watcher:
+            await holder.execute(
+                text(
+                    "INSERT INTO inbox (consumer, event_id, event_type, outcome, handled_at)"
+                    " VALUES (:g, :e, 'complaint.opened', 'handled', now())"
+                ),
+                {"g": group, "e": events[0].id},
+            )
+            pid: list[int] = []
+
+            async def batch() -> tuple[UnitOfWork, set[str]]:
+                async with database.transaction() as session:
+                    pid.append((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                    uow = UnitOfWork(session)
+                    assert isinstance(BEFORE_BATCH, ClaimingHook)
+                    return uow, await BEFORE_BATCH.claim_and_load(uow, events, claim_of(database, events))
+
+            claiming = asyncio.create_task(batch())
+            await _until_waiting(watcher, pid)  # on the other consumer's inbox row
+            assert await _free(watcher, "customers", "c-1")
+            assert await _free(watcher, "customer_scores", "c-1")
+            await (holder.commit() if other == "commits" else holder.rollback())
+            uow, claimed = await claiming
+            applied = [events[1]] if other == "commits" else events
+            assert claimed == {e.id for e in applied}
+            assert uow.state(BatchSignals).unapplied == {e.id: True for e in applied}
+            assert uow.state(Replicas).customers["c-1"] is not None

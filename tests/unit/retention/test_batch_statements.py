@@ -13,7 +13,7 @@ from servicekit.db import Database
 from servicekit.events.envelope import Received
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.models import Alert
-from services.retention.handlers import BEFORE_BATCH, HANDLERS
+from services.retention.handlers import HANDLERS, preload
 from services.retention.reports.models import CustomerFact, FactEvent
 from services.retention.touches.models import Touch
 from tests.unit.retention.events import complaint, score
@@ -31,7 +31,7 @@ async def apply_batch(database: Database, events: list[Received]) -> list[str]:
     try:
         async with database.transaction() as session:
             uow = UnitOfWork(session)
-            await BEFORE_BATCH(uow, events)
+            await preload(uow, events)
             for event in events:
                 await HANDLERS[event.envelope.type](uow, event)
     finally:

@@ -13,7 +13,7 @@ from servicekit.tables import OUTBOX
 from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, AlertStatus, Outcome
-from services.retention.handlers import BEFORE_BATCH, HANDLERS
+from services.retention.handlers import BEFORE_BATCH, HANDLERS, preload
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.settings import RetentionSettings
 from services.retention.tasks.models import Task
@@ -312,7 +312,7 @@ async def test_a_batch_inserts_its_new_alerts_and_latest_scores_in_one_statement
     sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
     async with database.transaction() as session:
         uow = UnitOfWork(session)
-        await BEFORE_BATCH(uow, events)
+        await preload(uow, events)
         for event in events:
             await HANDLERS[event.envelope.type](uow, event)
     inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().upper().startswith("INSERT INTO")]
@@ -329,7 +329,7 @@ async def test_a_batch_of_new_customers_inserts_their_replicas_in_one_statement(
     sa_event.listen(database.engine.sync_engine, "before_cursor_execute", remember)
     async with database.transaction() as session:
         uow = UnitOfWork(session)
-        await BEFORE_BATCH(uow, events)
+        await preload(uow, events)
         for event in events:
             await HANDLERS[event.envelope.type](uow, event)
     sa_event.remove(database.engine.sync_engine, "before_cursor_execute", remember)

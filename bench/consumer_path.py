@@ -241,6 +241,17 @@ async def measure(args: argparse.Namespace, url: str) -> None:
         print(f"| {n} | {n / batches:.1f} | `{kind}` |")
     print()
     async with database.engine.connect() as conn:
+        spent = await conn.execute(
+            text(
+                "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(calls), 0) FROM pg_stat_statements "
+                "WHERE query NOT LIKE '%pg_stat_statements%'"
+            )
+        )
+        total, calls = spent.one()
+        print(
+            f"PostgreSQL execution time of every statement (pg_stat_statements): {total:.0f} ms in {calls} calls, "
+            f"{total / batches:.3f} ms per batch\n"
+        )
         top = await conn.execute(
             text(
                 "SELECT calls, total_exec_time, mean_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') "

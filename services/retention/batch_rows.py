@@ -4,9 +4,11 @@ who waits, and the catalog token read.
 
 Each was a statement of its own per batch (eight round trips whatever the batch's size). Here, on PostgreSQL:
 
-1. one statement stores the batch's signals (INSERT .. ON CONFLICT DO NOTHING RETURNING, a data-modifying
-   CTE) and locks the customers' replica rows, then their latest scores, then their unresolved alerts, then
-   the customer_facts rows the batch's events change (the branches of a UNION ALL run in order, each key by
+1. one statement claims the batch's events in the inbox (the consumer's claim, handed over by servicekit's
+   BatchApplier to this ClaimingHook: `claim_and_preload`), stores the claimed events' signals (INSERT ..
+   ON CONFLICT DO NOTHING RETURNING, data-modifying CTEs, the signals' reading the claim's) and locks the
+   customers' replica rows, then their latest scores, then their unresolved alerts, then the customer_facts
+   rows the batch's events change (the branches of a UNION ALL run in order, each key by
    key over sorted ids): the order the separate statements took them in, and the order of every other batch;
 2. one statement reads them all, locked again (no wait: they are this transaction's), with consent, the
    churns, the score history the batch's new scores need (see `lock_and_load`), which of the batch's event
@@ -21,9 +23,12 @@ transactions they waited for had added meanwhile (an alert that `POST /alerts/ev
 the score's lock, a latest score another batch inserted). The second statement starts once every lock is
 held, and locks any such row it now sees, so it sees at least what the separate statements saw. The signals'
 insert reads nothing with the snapshot: a conflict is checked against the latest committed row, and the inbox
-claim before it has already waited for any other transaction applying the same event.
-SQLite has no row locks (a writer holds the whole database): there, the signals' insert and the second
-statement.
+claim before it has already waited for any other transaction applying the same event. The claim is the
+UNION ALL's first branch, so it runs (and waits) before any lock is taken, as when it was a statement of its
+own; the locks are those of every event given, claimed or not (a redelivered event's customer's rows too, in
+the same order), and everything after them is for the claimed events alone.
+SQLite has no row locks (a writer holds the whole database): there, the claim, the signals' insert and the
+second statement.
 
 The rows land in the same per-transaction states as the separate reads' (`Replicas`, `UnresolvedAlerts`,
 `Consents`, `ReadModelBatch`, `WaitingCustomers`, `BatchSignals`), and the token in the catalog's check.

@@ -1,7 +1,8 @@
 """The retention consumer's batch preload (services/retention/batch_rows.py) on PostgreSQL: the same rows and
 signals as the separate statements it replaced, and their lock order (every customer row, then every latest
 score, then every unresolved alert, then the read model's facts rows), the order any other batch takes them in,
-or two batches could deadlock."""
+or two batches could deadlock; with the inbox claim in its first statement, the same claimed events, states and
+signals as the claim on its own, and the claim's wait for another applier of the same event before any lock."""
 
 from __future__ import annotations
 

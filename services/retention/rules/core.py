@@ -212,7 +212,8 @@ def _evaluate_one(rule: Rule, data: EventData, context: Context) -> Trigger | No
             "kind": str(rule.kind),
         }
         if rule.kind == RuleKind.churn_risk_above and p.threshold is not None:
-            if current.churn_risk < p.threshold or _still_across(data, lambda v: v.churn_risk >= p.threshold):
+            risk_limit = p.threshold
+            if current.churn_risk < risk_limit or _still_across(data, lambda v: v.churn_risk >= risk_limit):
                 return None
             high = p.high_at is not None and current.churn_risk >= p.high_at
             severity = worse(rule.severity, Severity.high) if high else rule.severity
@@ -228,9 +229,10 @@ def _evaluate_one(rule: Rule, data: EventData, context: Context) -> Trigger | No
             )
             return Trigger(severity=rule.severity, factors=(jump, *data.factors), **base)
         if rule.kind == RuleKind.p_alive_below and p.threshold is not None:
-            if current.p_alive is None or current.p_alive >= p.threshold:
+            alive_limit = p.threshold
+            if current.p_alive is None or current.p_alive >= alive_limit:
                 return None
-            if _still_across(data, lambda v: v.p_alive is not None and v.p_alive < p.threshold):
+            if _still_across(data, lambda v: v.p_alive is not None and v.p_alive < alive_limit):
                 return None
             fading = Factor(
                 code="p_alive_low",

@@ -26,6 +26,12 @@ NO_TIER = "none"
 HISTORY_SIGNALS = Counter(
     "crm_retention_history_signals", "Signals older than the alert history horizon: recorded, no alert raised"
 )
+# Rescorings (a change of lens, the sweep) of customers whose own situation lies beyond that horizon.
+WIN_BACK_SIGNALS = Counter(
+    "crm_retention_win_back_signals",
+    "Rescorings of customers whose own latest event (or lapse) lies beyond the alert history horizon: "
+    "recorded, left to win-back, no alert raised",
+)
 
 
 async def refresh(session: AsyncSession, now: datetime | None = None) -> None:

@@ -6,11 +6,14 @@ rules and metrics) into one item with every firing reason, ranked by value at ri
 POST /alerts/evaluate runs the alert rules once on each customer's current state (its latest score), a
 page of customers per call: the caller follows ``next_after`` until ``done``, which gives the progress
 (``evaluated`` of ``total``). Each evaluation is a signal with an id made of the customer and its
-score's time, so evaluating the same state again raises nothing twice.
+score's time, so evaluating the same state again raises nothing twice. An evaluation is a change of
+lens, judged like a model's activation (signals/history.py): a customer whose own latest event lies
+beyond the alert history horizon is left to win-back and counted, not alerted.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -30,6 +33,9 @@ from services.retention.alerts.models import Alert, AlertStatus
 from services.retention.alerts.service import handle_event
 from services.retention.db import UtcDatetime
 from services.retention.replica.models import Customer, CustomerScore
+from services.retention.rules.causes import EVALUATION_CAUSE
+from services.retention.settings import get_settings
+from services.retention.signals import history
 
 router = APIRouter(tags=["alerts"])
 
@@ -160,6 +166,11 @@ class Evaluation(BaseModel):
     evaluated: int = Field(description="customers judged by this call")
     alerts_changed: int = Field(description="alerts raised or updated by this call")
     skipped: int = Field(description="customers left out: churned or erased")
+    left_to_win_back: int = Field(
+        0,
+        description="customers not judged because their own latest event lies beyond the alert history horizon: "
+        "win-back's (campaigns), not the retention queue's",
+    )
     total: int = Field(description="customers with a score, the whole run")
     next_after: str | None = Field(description="pass as ?after= for the next page; null when done")
     done: bool
@@ -183,6 +194,8 @@ def _evaluation_event(score: CustomerScore) -> Received[ScoreUpdated]:
         caused_by=f"evaluation:{score.customer_id}",
         computed_at=as_of,
         as_of=as_of,
+        cause=EVALUATION_CAUSE,
+        last_event_at=score.last_event_at,
     )
     envelope = CloudEvent.wrap(data, source=SOURCE)
     envelope.id = f"evaluate:{score.customer_id}:{as_of.isoformat()}"
@@ -208,12 +221,18 @@ async def evaluate_page(*, session: AsyncSession, after: str, limit: int) -> Eva
         c.customer_id: c
         for c in (await session.execute(select(Customer).where(Customer.customer_id.in_(ids)))).scalars()  # type: ignore[attr-defined]
     }
-    evaluated = skipped = changed = 0
+    evaluated = skipped = win_back = changed = 0
     uow = UnitOfWork(session)  # the customers' rows, locked once for the whole page
+    horizon, now = get_settings().alert_history_horizon_days, datetime.now(UTC)
     for score in scores:
         replica = replicas.get(score.customer_id)
         if replica is not None and (replica.erased_at is not None or replica.status == "churned"):
             skipped += 1
+            continue
+        # Judged now, as a change of lens is (signals/history.py): by the customer's own latest event.
+        last = score.last_event_at
+        if last is not None and history.beyond(last, now=now, horizon_days=horizon):
+            win_back += 1
             continue
         evaluated += 1
         changed += len(await handle_event(uow=uow, event=_evaluation_event(score)))
@@ -222,6 +241,7 @@ async def evaluate_page(*, session: AsyncSession, after: str, limit: int) -> Eva
         evaluated=evaluated,
         alerts_changed=changed,
         skipped=skipped,
+        left_to_win_back=win_back,
         total=total,
         next_after=None if done else ids[-1],
         done=done,
@@ -235,7 +255,8 @@ async def evaluate_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Evaluation:
     """Run the alert rules once on each customer's current state, a page of customers per call (after
-    an import whose history raised no alerts). Repeating it on an unchanged state raises nothing new."""
+    an import whose history raised no alerts). Repeating it on an unchanged state raises nothing new.
+    Customers whose own latest event lies beyond the alert history horizon are counted, not judged."""
     result = await evaluate_page(session=session, after=after, limit=limit)
     await session.commit()
     return result

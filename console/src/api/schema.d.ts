@@ -37,6 +37,7 @@ export interface paths {
          * Evaluate Alerts
          * @description Run the alert rules once on each customer's current state, a page of customers per call (after
          *     an import whose history raised no alerts). Repeating it on an unchanged state raises nothing new.
+         *     Customers whose own latest event lies beyond the alert history horizon are counted, not judged.
          */
         post: operations["evaluate_alerts_alerts_evaluate_post"];
         delete?: never;
@@ -4142,6 +4143,12 @@ export interface components {
              * @description customers judged by this call
              */
             evaluated: number;
+            /**
+             * Left To Win Back
+             * @description customers not judged because their own latest event lies beyond the alert history horizon: win-back's (campaigns), not the retention queue's
+             * @default 0
+             */
+            left_to_win_back: number;
             /**
              * Next After
              * @description pass as ?after= for the next page; null when done

@@ -88,7 +88,8 @@ async def handle_event(
 ) -> list[Alert]:
     """Record the event, evaluate the stored rules on it, raise or update alerts; returns the alerts it changed.
 
-    raise_alerts=False (history older than the horizon, see signals/history.py): recorded, no rule evaluated."""
+    raise_alerts=False (history older than the horizon, or a rescoring of a customer whose own situation lies
+    beyond it: signals/history.py): recorded, no rule evaluated."""
     data = event.data
     if not await signals.record_signal(uow, event):
         return []  # the same event under another offset: already applied

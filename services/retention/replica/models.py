@@ -32,6 +32,9 @@ class CustomerScore(RetentionTable, table=True):
     lifecycle_stage: str | None = Field(default=None, max_length=20)
     as_of: datetime = at_field()
     updated_at: datetime = at_field()
+    # The customer's own latest event as scoring knew it (None: not yet told): an evaluation leaves a
+    # customer whose situation lies beyond the alert history horizon to win-back.
+    last_event_at: datetime | None = at_field(nullable=True)
 
 
 class Customer(RetentionTable, table=True):

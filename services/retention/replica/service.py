@@ -117,6 +117,7 @@ async def record_score(uow: UnitOfWork, score: ScoreUpdated) -> CustomerScore | 
         lifecycle_stage=current.lifecycle_stage,
         as_of=computed_at,
         updated_at=utc_now(),
+        **({"last_event_at": as_utc(score.last_event_at)} if score.last_event_at is not None else {}),
     )
     return latest
 

@@ -7,7 +7,7 @@ through the same evaluate(). The customer's recent score history and tier are pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,6 +19,7 @@ from contracts.interaction import ComplaintOpened, ComplaintOverdue, SurveyAnswe
 from contracts.scoring import Factor, ScoreUpdated, ScoreValues
 from servicekit.events.envelope import EventData
 from servicekit.types import as_utc
+from services.retention.rules.causes import is_lapse
 
 
 class RuleKind(StrEnum):
@@ -211,7 +212,8 @@ def _evaluate_one(rule: Rule, data: EventData, context: Context) -> Trigger | No
             "kind": str(rule.kind),
         }
         if rule.kind == RuleKind.churn_risk_above and p.threshold is not None:
-            if current.churn_risk < p.threshold:
+            risk_limit = p.threshold
+            if current.churn_risk < risk_limit or _still_across(data, lambda v: v.churn_risk >= risk_limit):
                 return None
             high = p.high_at is not None and current.churn_risk >= p.high_at
             severity = worse(rule.severity, Severity.high) if high else rule.severity
@@ -227,7 +229,10 @@ def _evaluate_one(rule: Rule, data: EventData, context: Context) -> Trigger | No
             )
             return Trigger(severity=rule.severity, factors=(jump, *data.factors), **base)
         if rule.kind == RuleKind.p_alive_below and p.threshold is not None:
-            if current.p_alive is None or current.p_alive >= p.threshold:
+            alive_limit = p.threshold
+            if current.p_alive is None or current.p_alive >= alive_limit:
+                return None
+            if _still_across(data, lambda v: v.p_alive is not None and v.p_alive < alive_limit):
                 return None
             fading = Factor(
                 code="p_alive_low",
@@ -315,6 +320,13 @@ def needs_history(score: ScoreUpdated, rules: Iterable[Rule]) -> bool:
     return False
 
 
+def _still_across(score: ScoreUpdated, across: Callable[[ScoreValues], bool]) -> bool:
+    """A lapse (the sweep's score) raises a threshold alert once, when it crosses: not again on every later
+    pass while the silent customer stays across, whatever became of the first alert. A live event, a
+    change of lens and an evaluation judge the level as it stands."""
+    return is_lapse(score) and score.previous is not None and across(score.previous)
+
+
 def _lowest_risk_before(score: ScoreUpdated, history: Sequence[ScorePoint], window: timedelta) -> float | None:
     """The lowest churn risk seen in the window before this score (the event's previous value included)."""
     at = as_utc(score.computed_at)
@@ -330,69 +342,3 @@ def _previous_stage(score: ScoreUpdated, history: Sequence[ScorePoint]) -> str |
     at = as_utc(score.computed_at)
     earlier = [p for p in history if as_utc(p.at) < at]
     return max(earlier, key=lambda p: p.at).lifecycle_stage if earlier else None
-
-
-# ---- preview -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """One stored consumed event, as replayed by preview."""
-
-    customer_id: str
-    at: datetime
-    data: EventData
-
-
-@dataclass(slots=True)
-class PreviewHit:
-    customer_id: str
-    first_triggered_at: datetime
-    triggers: int = 1
-    severity: Severity = Severity.low
-
-
-@dataclass(frozen=True, slots=True)
-class PreviewResult:
-    alerts: int
-    triggers: int
-    customers: list[PreviewHit]
-
-
-def preview(
-    rule: Rule,
-    signals: Iterable[Signal],
-    *,
-    start: datetime,
-    end: datetime,
-    tiers: dict[str, str | None] | None = None,
-) -> PreviewResult:
-    """Replay stored events through one rule: the alerts it would have raised in [start, end).
-
-    One alert per customer (the live dedup: one open alert per customer and reason, assuming nobody
-    resolved it within the period); signals before start only serve as score history.
-    """
-    tiers = tiers or {}
-    start, end = as_utc(start), as_utc(end)
-    history: dict[str, list[ScorePoint]] = {}
-    hits: dict[str, PreviewHit] = {}
-    total = 0
-    for signal in sorted(signals, key=lambda s: as_utc(s.at)):
-        at = as_utc(signal.at)
-        if at >= end:
-            break
-        known = history.setdefault(signal.customer_id, [])
-        context = Context(tier=tiers.get(signal.customer_id), history=tuple(known))
-        if at >= start:
-            for trigger in evaluate(signal.data, (rule,), context):
-                total += 1
-                hit = hits.get(signal.customer_id)
-                if hit is None:
-                    hits[signal.customer_id] = PreviewHit(signal.customer_id, at, 1, trigger.severity)
-                else:
-                    hit.triggers += 1
-                    hit.severity = worse(hit.severity, trigger.severity)
-        if isinstance(signal.data, ScoreUpdated):
-            known.append(ScorePoint(at, signal.data.current.churn_risk, signal.data.current.lifecycle_stage))
-    ordered = sorted(hits.values(), key=lambda h: (h.first_triggered_at, h.customer_id))
-    return PreviewResult(alerts=len(ordered), triggers=total, customers=ordered)

@@ -18,6 +18,7 @@ from services.retention.catalog.service import params_of
 from services.retention.db import page
 from services.retention.replica.models import Customer, CustomerScore
 from services.retention.rules import core as rules
+from services.retention.rules import preview
 from services.retention.rules.core import Rule, RuleKind
 from services.retention.rules.models import AlertRule, RuleCreate, RuleParamsBody, RuleUpdate
 from services.retention.signals.models import Signal
@@ -101,7 +102,7 @@ async def delete_rule(*, session: AsyncSession, rule_id: str) -> None:
     await session.flush()
 
 
-async def preview_rule(*, session: AsyncSession, rule: Rule, start: datetime, end: datetime) -> rules.PreviewResult:
+async def preview_rule(*, session: AsyncSession, rule: Rule, start: datetime, end: datetime) -> preview.PreviewResult:
     """What the rule would have raised over [start, end) of the stored history; writes nothing."""
     start, end = as_utc(start), as_utc(end)
     if end <= start:
@@ -121,7 +122,7 @@ async def preview_rule(*, session: AsyncSession, rule: Rule, start: datetime, en
             .order_by(Signal.at, Signal.id)
         )
     ).scalars()
-    signals = [rules.Signal(r.customer_id, r.at, REGISTRY.model(r.event_type).model_validate(r.data)) for r in rows]
+    signals = [preview.Signal(r.customer_id, r.at, REGISTRY.model(r.event_type).model_validate(r.data)) for r in rows]
     # The account-managed tier overrides; a score carries its own tier otherwise (tier_of).
     overrides = await session.execute(select(Customer.customer_id, Customer.tier).where(Customer.tier.is_not(None)))
     tiers: dict[str, str | None] = dict(overrides.all())
@@ -129,4 +130,4 @@ async def preview_rule(*, session: AsyncSession, rule: Rule, start: datetime, en
         latest = await session.execute(select(CustomerScore.customer_id, CustomerScore.value_tier))
         for customer_id, tier in latest:
             tiers.setdefault(customer_id, tier)
-    return rules.preview(rule, signals, start=start, end=end, tiers=tiers)
+    return preview.preview(rule, signals, start=start, end=end, tiers=tiers)

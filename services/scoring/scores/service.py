@@ -122,6 +122,7 @@ async def rescore_customer(
     weights: RuleWeights,
     computed: Computed | None = None,
     history: bool = False,
+    previous_as_of: datetime | None = None,
 ) -> None:
     """Queue a rescoring: at commit its scores are appended to the history, the current row replaced and
     score.updated enqueued, for the whole batch at once (write_behind). `computed`: already scored."""
@@ -139,6 +140,7 @@ async def rescore_customer(
             computed=computed,
             trace=tracing.current_context_headers(),
             history=history,
+            previous_as_of=previous_as_of,
         ),
     )
 
@@ -248,7 +250,7 @@ async def rescore_silent(
         .with_for_update(of=CustomerFeatures, skip_locked=True)  # type: ignore[arg-type]
     )
     rows = (await uow.session.execute(query)).all()
-    due: list[tuple[CustomerFeatures, FeatureState, datetime, ScoreValues | None]] = []
+    due: list[tuple[CustomerFeatures, FeatureState, datetime, ScoreValues | None, datetime | None]] = []
     for row in rows:
         features_row = row[0]
         state = features.load_state({name: getattr(features_row, name) for name in features.STATE_FIELDS})
@@ -273,11 +275,11 @@ async def rescore_silent(
                 clv=row.clv,
                 expected_purchases=row.expected_purchases,
             )
-        due.append((features_row, state, as_of, previous))
+        due.append((features_row, state, as_of, previous, max(looked, default=None)))
     models = await active_models(uow)
-    computed = compute_batch([(state, as_of) for _, state, as_of, _ in due], models, weights)
+    computed = compute_batch([(state, as_of) for _, state, as_of, _, _ in due], models, weights)
     published = 0
-    for (features_row, state, as_of, previous), scores in zip(due, computed, strict=True):
+    for (features_row, state, as_of, previous, looked_at), scores in zip(due, computed, strict=True):
         features_row.swept_at = as_of
         if sweep.meaningful_change(previous, scores.values(), thresholds):
             await rescore_customer(
@@ -288,6 +290,7 @@ async def rescore_silent(
                 caused_by_type=SWEEP_CAUSE,
                 weights=weights,
                 computed=scores,
+                previous_as_of=looked_at,  # a lapse it reports crossed since then (retention's rules)
             )
             published += 1
     return (rows[-1][0].customer_id if rows else None), len(due), published

@@ -59,6 +59,7 @@ class Rescore:
     # follows in the same batch, this one is written to the score history but not published.
     history: bool = False
     publish: bool = True  # score.updated for it (False: a later history rescoring of the batch carries it)
+    previous_as_of: datetime | None = None  # the sweep's last look at the customer (score.updated carries it)
 
     @property
     def customer_id(self) -> str:
@@ -204,6 +205,9 @@ def flush_pending(session: Session, *, pending: Pending) -> None:
                     caused_by=r.caused_by,
                     computed_at=r.computed_at,
                     as_of=r.as_of,
+                    cause=r.caused_by_type,
+                    last_event_at=r.state.last_event_at,
+                    previous_as_of=r.previous_as_of,
                 )
                 outbox.append(outbox_row(update, source=source, correlation_id=r.correlation_id, trace=r.trace))
                 published[r.customer_id] = current

@@ -14,14 +14,13 @@ from services.retention.rules.core import (
     RuleKind,
     RuleParams,
     ScorePoint,
-    Signal,
     evaluate,
     needs_history,
-    preview,
     validate,
     value_at_risk,
     worse,
 )
+from services.retention.rules.preview import Signal, preview
 from tests.unit.retention.events import T0, complaint, overdue, score, survey
 
 CHURN = Rule(RuleKind.churn_risk_above, Severity.medium, params=RuleParams(threshold=0.6, high_at=0.8), id="r-churn")

@@ -67,3 +67,19 @@ async def test_after_a_backfill_one_evaluation_judges_each_customer_once(app_db,
     again = (await client.post("/alerts/evaluate", params={"limit": 100})).json()
     assert again["alerts_changed"] == 0
     assert len((await client.get("/alerts")).json()["items"]) == 2
+
+
+async def test_an_evaluation_leaves_customers_whose_own_latest_event_is_beyond_the_horizon_to_win_back(app_db, horizon):
+    client, database = app_db
+    now = datetime.now(UTC)
+    lapsed, recent = score("w-old", churn_risk=0.9, clv=100.0), score("w-new", churn_risk=0.9, clv=100.0)
+    lapsed.data.as_of = lapsed.data.last_event_at = now - timedelta(days=3000)
+    recent.data.as_of = recent.data.last_event_at = now - timedelta(days=40)  # history as it streamed in ...
+    recent.data.last_event_at = now - timedelta(days=2)  # ... but the customer's own latest event is recent
+    await raise_alerts(database, lapsed, recent)
+    assert (await client.get("/work-items")).json()["total"] == 0
+
+    body = (await client.post("/alerts/evaluate", params={"limit": 100})).json()
+    assert (body["evaluated"], body["left_to_win_back"], body["done"]) == (1, 1, True)
+    items = (await client.get("/work-items")).json()["items"]
+    assert [i["customer_id"] for i in items] == ["w-new"]

@@ -27,10 +27,6 @@ class RetentionSettings(ServiceSettings):
 
     name: str = "retention"
     port: int = SERVICE_PORTS["retention"]
-    # Nobody inside the platform waits on this relay's events (alerts, tasks, touches go out to integrations;
-    # the alert itself is committed before), so under load it gathers 50 ms of commits per round: one read,
-    # one produce request and one mark for several consumer batches (docs/performance/2026-12-08-cpu-9.md).
-    relay_min_round_interval_ms: float = Field(50.0, ge=0)
 
     # A churn-risk alert closes as saved once the risk stayed below its rule's threshold this long.
     saved_after_days: float = Field(14.0, gt=0)

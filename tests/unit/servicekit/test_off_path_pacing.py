@@ -1,6 +1,5 @@
-"""The customer consumer and the retention relay are on no path anyone waits on, so by default they gather
-longer than the services on the complaint -> alert path: fewer batches and relay rounds, each a fixed cost.
-Their own variables still set them."""
+"""The customer consumer is on no path anyone waits on, so by default it gathers longer than the consumers on
+the complaint -> alert path: fewer batches, each a fixed cost. Its own variable still sets it."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import pytest
 
 from services.customer.settings import CustomerSettings
 from services.interaction.settings import InteractionSettings
-from services.retention.settings import RetentionSettings
 from services.scoring.settings import ScoringSettings
 
 POSTGRES = "postgresql+asyncpg://u:p@127.0.0.1:5432/svc"
@@ -20,8 +18,6 @@ def _no_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "KAFKA_CONSUMER_FETCH_WAIT_MS",
         "CUSTOMER_CONSUMER_FETCH_WAIT_MS",
-        "RETENTION_RELAY_MIN_ROUND_INTERVAL_MS",
-        "INTERACTION_RELAY_MIN_ROUND_INTERVAL_MS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -36,13 +32,6 @@ def test_consumers_on_the_alert_path_keep_the_broker_wide_wait_on_postgresql() -
         assert settings.consumer_kafka().consumer_fetch_wait_ms == settings.kafka.consumer_fetch_wait_ms == 100
 
 
-def test_the_retention_relay_paces_its_rounds_wider_than_the_interaction_relay_on_postgresql() -> None:
-    assert RetentionSettings(database_url=POSTGRES).relay_round_interval_ms() == 50
-    assert InteractionSettings(database_url=POSTGRES).relay_round_interval_ms() == 10
-
-
-def test_their_own_variables_still_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_its_own_variable_still_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUSTOMER_CONSUMER_FETCH_WAIT_MS", "40")
-    monkeypatch.setenv("RETENTION_RELAY_MIN_ROUND_INTERVAL_MS", "5")
     assert CustomerSettings(database_url=POSTGRES).consumer_kafka().consumer_fetch_wait_ms == 40
-    assert RetentionSettings(database_url=POSTGRES).relay_round_interval_ms() == 5

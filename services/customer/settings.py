@@ -12,6 +12,10 @@ class CustomerSettings(ServiceSettings):
 
     name: str = "customer"
     port: int = SERVICE_PORTS["customer"]
+    # Nobody waits on this consumer's events (score tiers for report filters, loyalty points, consents,
+    # erasure confirmations), so it gathers half a second per fetch: a fifth of the batches, each with its
+    # fixed cost, of the 100 ms wait the retention path needs (docs/performance/2026-12-08-cpu-9.md).
+    consumer_fetch_wait_ms: int | None = Field(500, ge=0)
 
     # The services that must confirm an erasure before it is complete (CUSTOMER_ERASURE_SERVICES, a JSON list).
     erasure_services: list[str] = Field(default_factory=lambda: ["customer", "interaction", "scoring", "retention"])

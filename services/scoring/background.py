@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,13 +25,24 @@ from sqlmodel import select
 
 from servicekit.background import every
 from servicekit.db import Database
+from servicekit.service import API
 from servicekit.unit_of_work import UnitOfWork
+from servicekit.wakeup import Wakeup, announce
 from services.scoring.scores import features, service
 from services.scoring.scores.models import CustomerFeatures, Purchase
 from services.scoring.settings import ScoringSettings
 from services.scoring.training.jobs import RUNNERS
 from services.scoring.training.models import Job, ValueModelVersion
-from services.scoring.training.service import FAILED, QUEUED, RUNNING, SUCCEEDED, VALUE_REFIT, WORKER, enqueue_job
+from services.scoring.training.service import (
+    FAILED,
+    JOBS_CHANNEL,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    VALUE_REFIT,
+    WORKER,
+    enqueue_job,
+)
 
 log = logging.getLogger("services.scoring.background")
 
@@ -39,22 +51,39 @@ log = logging.getLogger("services.scoring.background")
 
 
 async def run_jobs(app: FastAPI) -> None:
-    """The consume role's job loop: fail stale jobs, claim and run queued ones, schedule refits."""
+    """The consume role's job loop: fail stale jobs, claim and run queued ones, schedule refits.
+
+    Idle, it waits for a job's announcement (enqueue_job, JOBS_CHANNEL) rather than looking every half
+    second: each look costs three transactions. It looks anyway every job_idle_poll_s, and every
+    job_poll_interval_s where an announcement may not reach it (SQLite with the api role in another process).
+    """
     database: Database = app.state.database
     settings: ScoringSettings = app.state.settings
-    while True:
-        try:
-            await fail_stale(database, settings)
-            job = await claim_next(database)
-            if job is not None:
-                await run_job(database, settings, job)
-                continue
-            await schedule_refit(database, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job loop error")
-        await asyncio.sleep(settings.job_poll_interval_s)
+    wakeup = Wakeup(database, JOBS_CHANNEL)
+    await wakeup.start()
+    try:
+        while True:
+            try:
+                await fail_stale(database, settings)
+                job = await claim_next(database)
+                if job is not None:
+                    await run_job(database, settings, job)
+                    continue
+                await schedule_refit(database, settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job loop error")
+            await wakeup.wait(idle_poll_s(settings, database, app.state.roles, listening=wakeup.listening))
+    finally:
+        await wakeup.stop()
+
+
+def idle_poll_s(settings: ScoringSettings, database: Database, roles: Sequence[str], *, listening: bool) -> float:
+    """How long the idle job loop may sleep: long where every enqueue wakes it (a LISTEN on PostgreSQL, or
+    the api role in this very process), the short poll where a job could be queued unannounced."""
+    announced = listening if database.is_postgres else API in roles
+    return settings.job_idle_poll_s if announced else settings.job_poll_interval_s
 
 
 async def fail_stale(database: Database, settings: ScoringSettings) -> int:
@@ -97,9 +126,11 @@ async def claim_next(database: Database) -> Job | None:
         return None  # another worker started a job of this kind at the same moment
 
 
-async def _update(database: Database, job_id: str, **values: Any) -> None:
+async def _update(database: Database, job_id: str, *, finished: bool = False, **values: Any) -> None:
     async with database.transaction() as session:
         await session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=datetime.now(UTC), **values))
+        if finished:  # a job of its kind that waited behind it may start now, in whichever worker
+            await announce(session, JOBS_CHANNEL)
 
 
 async def run_job(database: Database, settings: ScoringSettings, job: Job) -> None:
@@ -117,14 +148,23 @@ async def run_job(database: Database, settings: ScoringSettings, job: Job) -> No
         result = await runner(database, settings, job, progress)
     except Exception as exc:
         log.warning("job failed", extra={"job_id": job.id, "kind": job.kind, "error": repr(exc)})
-        await _update(database, job.id, status=FAILED, finished_at=datetime.now(UTC), message=str(exc)[:2000])
+        await _update(
+            database, job.id, finished=True, status=FAILED, finished_at=datetime.now(UTC), message=str(exc)[:2000]
+        )
         return
     finally:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beating
     await _update(
-        database, job.id, status=SUCCEEDED, progress=1.0, finished_at=datetime.now(UTC), message="done", result=result
+        database,
+        job.id,
+        finished=True,
+        status=SUCCEEDED,
+        progress=1.0,
+        finished_at=datetime.now(UTC),
+        message="done",
+        result=result,
     )
     log.info("job succeeded", extra={"job_id": job.id, "kind": job.kind})
 

@@ -42,7 +42,11 @@ class ScoringSettings(ServiceSettings):
 
     # Background jobs (value refit, churn training), run by the consume role.
     refit_interval_hours: float = Field(0.0, ge=0)  # scheduled value refit; 0 = off
-    job_poll_interval_s: float = Field(0.5, gt=0)  # how often queued jobs are looked for
+    # How often an idle job loop looks for queued jobs where an enqueue in another process cannot wake it
+    # (SQLite with the api role in another process).
+    job_poll_interval_s: float = Field(0.5, gt=0)
+    # How often it looks where every enqueue wakes it (PostgreSQL LISTEN, or the api role in the same process).
+    job_idle_poll_s: float = Field(30.0, gt=0)
     job_heartbeat_s: float = Field(5.0, gt=0)  # how often a running job says it is alive
     job_stale_after_s: float = Field(60.0, gt=0)  # a running job without heartbeat this long has crashed
     # Jobs of one kind waiting to run; a request beyond it is refused with 429 (one runs at a time per kind).

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 
 from servicekit.problems import Problem, not_found
 from servicekit.unit_of_work import UnitOfWork
+from servicekit.wakeup import announce
 from services.scoring.scores import features
 from services.scoring.scores.models import CustomerFeatures, Purchase, PurchaseHistoryPublic
 from services.scoring.scores.scorer import ActiveModels
@@ -37,6 +38,7 @@ from services.scoring.value.valuation import ValueModel
 VALUE_REFIT, CHURN_TRAIN, RESCORE = "value_refit", "churn_train", "rescore"
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+JOBS_CHANNEL = "scoring_jobs"  # a queued job's announcement: wakes the idle job loop (servicekit.wakeup)
 
 Progress = Callable[[float, str], Awaitable[None]]
 
@@ -71,6 +73,7 @@ async def enqueue_job(
     job = Job(id=new_id("job"), kind=kind, request=request, message="queued")
     session.add(job)
     await session.flush()
+    await announce(session, JOBS_CHANNEL)
     return job
 
 

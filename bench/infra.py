@@ -18,8 +18,9 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from runner.launcher import GATEWAY_PORT, LAYOUTS, SERVICES, Platform, ProcessSpec, allocator_env
-from servicekit.settings import REPO_ROOT, KafkaSettings
+from runner.launcher import LAYOUTS as LAYOUTS  # the benches' --layout choices
+from runner.launcher import SERVICES, Platform, ProcessSpec, platform_processes
+from servicekit.settings import GATEWAY_PORT, REPO_ROOT, KafkaSettings
 
 DEPLOY = REPO_ROOT / "deploy"
 
@@ -112,30 +113,14 @@ class Infra:
                 ctl("stop")
 
     def platform(self, *, layout: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> Platform:
-        """The platform on this infrastructure, each service's roles in processes as LAYOUTS[layout] says."""
-        python = sys.executable
-        specs: list[ProcessSpec] = []
-        common = {"KAFKA_BOOTSTRAP_SERVERS": self.kafka, **(extra_env or {})}
-        for name, base_port in SERVICES.items():
-            port = base_port + self.port_offset
-            env = {**common, f"{name.upper()}_DATABASE_URL": self.database_url(name)}
-            if name == "interaction":
-                env["INTERACTION_CUSTOMER_URL"] = f"http://127.0.0.1:{SERVICES['customer'] + self.port_offset}"
-            module = ["-m", f"services.{name}"]
-            for suffix, roles, offset in LAYOUTS[layout]:
-                specs.append(
-                    ProcessSpec(
-                        f"{name}{suffix}",
-                        [python, *module, roles, "--port", str(port + offset)],
-                        port + offset,
-                        env | allocator_env(roles),
-                    )
-                )
-        gateway_env = {**common, "GATEWAY_PORT": str(GATEWAY_PORT + self.port_offset)}
-        gateway_env.update(
-            {f"GATEWAY_{n.upper()}_URL": f"http://127.0.0.1:{p + self.port_offset}" for n, p in SERVICES.items()}
+        """The platform on this infrastructure, each service's roles in processes as LAYOUTS[layout] says:
+        `make run`'s own process list (runner.launcher.platform_processes) on this Kafka and PostgreSQL."""
+        specs = platform_processes(
+            database_urls={name: self.database_url(name) for name in SERVICES},
+            extra_env={"KAFKA_BOOTSTRAP_SERVERS": self.kafka, **(extra_env or {})},
+            port_offset=self.port_offset,
+            layout=layout,
         )
-        specs.append(ProcessSpec("gateway", [python, "-m", "gateway"], GATEWAY_PORT + self.port_offset, gateway_env))
         return Platform(specs, log_dir=log_dir, base_env=self.env())
 
     def fresh_platform(self, *, layout: str, extra_env: dict[str, str] | None = None) -> Platform:
@@ -153,9 +138,10 @@ LAYOUT_TEXT = {
 
 
 def another_instance(spec: ProcessSpec, name: str, port: int) -> ProcessSpec:
-    """One more instance of a process (e.g. a consumer joining its group), serving health on its own port."""
-    assert spec.argv[-2] == "--port", spec.argv
-    return ProcessSpec(name, [*spec.argv[:-1], str(port)], port, dict(spec.env))
+    """One more instance of a process (e.g. a consumer joining its group), serving health on its own port.
+    The roles stay the last argument, after ``--port N``, as the launcher puts them."""
+    assert spec.argv[-3] == "--port", spec.argv
+    return ProcessSpec(name, [*spec.argv[:-2], str(port), spec.argv[-1]], port, dict(spec.env))
 
 
 def pid_file(path: Path) -> int | None:

@@ -10,9 +10,7 @@ ids and SLA deadlines), and inserts them in statements of --batch rows, alternat
 * ``json``: the rows as one JSON document (servicekit.sql.insert_new_rows -> insert_from_json), the path now.
 
 It prints, per way, CPU µs per row of this process (the service's share) and of the PostgreSQL backend that
-ran the statements (its /proc CPU), and the wall µs per row (which the machine's load inflates). Before that,
-the route's other steps per row, in this process (best of 5 over the same bodies): validation, drafts, their
-events, the JSON report.
+ran the statements (its /proc CPU), and the wall µs per row (which the machine's load inflates).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
@@ -34,15 +31,8 @@ from bench.infra import Infra
 from servicekit.db import Database
 from servicekit.settings import REPO_ROOT
 from servicekit.sql import column_arrays, insert_from_arrays, insert_new_rows
-from services.interaction.interactions.bulk import validate_rows
-from services.interaction.interactions.models import (
-    BulkReport,
-    BulkRow,
-    BulkRowStatus,
-    Interaction,
-    InteractionCreate,
-)
-from services.interaction.interactions.store import events_of, new_draft
+from services.interaction.interactions.models import Interaction, InteractionCreate
+from services.interaction.interactions.store import new_draft
 from services.interaction.models import metadata
 
 INFRA = Infra(
@@ -67,7 +57,6 @@ def bodies(count: int, seed: int = 5) -> list[dict[str, Any]]:
             "occurred_at": (start + timedelta(minutes=rng.randrange(500_000))).isoformat(),
         }
         roll = rng.random()
-        kind: dict[str, Any]
         if roll < 0.45:
             kind = {"type": rng.choice(["email", "call", "chat"]), "channel": "support"}
         elif roll < 0.9:
@@ -104,37 +93,12 @@ async def one_pass(database: Database, way: str, rows: list[dict[str, Any]], bat
     return {"client_us": cpu * per, "backend_us": backend * per, "wall_us": wall * per}
 
 
-def route_parts(raw: list[dict[str, Any]]) -> dict[str, float]:
-    """CPU µs per row of the bulk route's steps besides the INSERT and the outbox (best of 5 passes)."""
-
-    def best(step: Callable[[], object]) -> float:
-        times = []
-        for _ in range(5):
-            started = time.process_time()
-            step()
-            times.append(time.process_time() - started)
-        return 1e6 * min(times) / len(raw)
-
-    valid, _ = validate_rows(raw)
-    drafts = [new_draft(data, SLA_HOURS) for data in valid.values()]
-    rows = [BulkRow(index=i, status=BulkRowStatus.created, id=d.id) for i, d in enumerate(drafts)]
-    return {
-        "validation": best(lambda: validate_rows(raw)),
-        "drafts": best(lambda: [new_draft(data, SLA_HOURS) for data in valid.values()]),
-        "events": best(lambda: [e for d in drafts for e in events_of(d)]),
-        "report": best(lambda: BulkReport(created=len(rows), existing=0, rejected=0, rows=rows).model_dump_json()),
-    }
-
-
 async def run(args: argparse.Namespace) -> None:
     database = Database(INFRA.database_url("interaction"))
     async with database.engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
         await conn.run_sync(metadata.create_all)
-    raw = bodies(args.rows)
-    parts = route_parts(raw[: args.batch])
-    print("route steps, CPU µs per row: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
-    drafts = [vars(new_draft(InteractionCreate.model_validate(b), SLA_HOURS)) for b in raw]
+    drafts = [vars(new_draft(InteractionCreate.model_validate(b), SLA_HOURS)) for b in bodies(args.rows)]
     results: dict[str, list[dict[str, float]]] = {"arrays": [], "json": []}
     try:
         for _ in range(args.repeats):

@@ -6,7 +6,6 @@ without pydantic's per-field cost (for consumers that write thousands of rows a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
 
@@ -16,15 +15,10 @@ from sqlalchemy import (
     JSON,
     Boolean,
     ColumnElement,
-    DateTime,
-    Float,
-    Integer,
-    Numeric,
     Select,
     String,
     Table,
     Text,
-    TextClause,
     any_,
     bindparam,
     case,
@@ -32,7 +26,6 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    text,
     true,
     update,
 )
@@ -41,10 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_attribute
 from sqlalchemy.orm.instrumentation import manager_of_class
-from sqlalchemy.types import TypeDecorator
 
 from servicekit.turns import give_turn
-from servicekit.types import UtcDateTime
 
 # SQLite before 3.32 allows 999 bound parameters; statements over many ids or rows go in chunks of this size.
 IN_CHUNK = 500
@@ -187,7 +178,7 @@ def _update_from_arrays(
     return update(table).where(table.c[key] == given.c[key]).values(values), json
 
 
-async def insert_new_rows(
+async def insert_rows_from_arrays(
     session: AsyncSession,
     table: Table,
     rows: Sequence[dict[str, Any]],
@@ -198,94 +189,27 @@ async def insert_new_rows(
     """Insert rows (each with every column of the first row); returns the `returning` column's values of
     the rows inserted. skip_conflicts_on: a unique column; a row whose value is taken is skipped.
 
-    On PostgreSQL one insert_from_json statement per IN_CHUNK * 4 rows: one short statement whatever the
-    rows, its rows one JSON document. Elsewhere multi-row INSERTs of IN_CHUNK rows.
+    On PostgreSQL one insert_from_arrays statement per IN_CHUNK * 4 rows: one short statement whatever the
+    rows, where a multi-row VALUES list is parsed and planned anew at each size and binds every value of
+    every row on its own. Elsewhere multi-row INSERTs of IN_CHUNK rows.
     """
     if not rows:
         return []
     names = tuple(rows[0])
-    if on_postgres(session):
-        statement: Any = insert_from_json(table, names, skip_conflicts_on, returning)
-    else:
-        statement = sqlite.insert(table)
-        if skip_conflicts_on is not None:
-            statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
-        if returning is not None:
-            statement = statement.returning(table.c[returning])
-    found: list[Any] = []
     postgres = on_postgres(session)
+    statement: Any = insert_from_arrays(table, names) if postgres else sqlite.insert(table)
+    if skip_conflicts_on is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=[skip_conflicts_on])
+    if returning is not None:
+        statement = statement.returning(table.c[returning])
+    found: list[Any] = []
     for number, chunk in enumerate(chunks(rows, IN_CHUNK * 4) if postgres else chunks(rows)):
         if number:  # SQLite runs in this thread: the loop's other tasks get a turn between statements
             await give_turn()
-        result = await session.execute(statement, {_ROWS: rows_json(chunk)} if postgres else list(chunk))
+        result = await session.execute(statement, column_arrays(table, names, chunk) if postgres else list(chunk))
         if returning is not None:
             found.extend(result.scalars())
     return found
-
-
-_ROWS = "rows"  # insert_from_json's one bound parameter: the rows as a JSON array of objects
-# Column types whose values PostgreSQL reads from JSON text exactly as the driver would bind them.
-_JSON_SAFE = (String, Text, Integer, Float, Numeric, Boolean, DateTime, JSON)
-
-
-@cache
-def insert_from_json(
-    table: Table, names: tuple[str, ...], skip_conflicts_on: str | None = None, returning: str | None = None
-) -> TextClause:
-    """PostgreSQL: INSERT INTO table (names) SELECT names FROM json_populate_recordset(NULL::table, the rows
-    as one JSON document) WITH ORDINALITY, in the rows' order (ids, lock order); bind {"rows": rows_json(rows)}.
-
-    The rows travel as one text parameter that PostgreSQL parses in C. Bound as an array per column
-    (insert_from_arrays), each value of each row passes through SQLAlchemy's bind processor and the
-    driver's array encoder, which checks every element against abstract base classes: most of a bulk
-    import's client CPU for the INSERT. A key a row lacks is NULL; keys that are no column are ignored.
-    """
-    for name in names:
-        if not _json_safe(table.c[name].type):
-            raise TypeError(f"{table.name}.{name}: {table.c[name].type!r} cannot be read from JSON text as bound")
-    quote = _POSTGRES.identifier_preparer.quote
-    target = quote(table.name)
-    columns = ", ".join(quote(n) for n in names)
-    given = ", ".join(f"given.{quote(n)}" for n in names)
-    sql = (
-        f"INSERT INTO {target} ({columns}) SELECT {given} FROM json_populate_recordset(NULL::{target},"
-        f" CAST(:{_ROWS} AS json)) WITH ORDINALITY AS given ORDER BY given.ordinality"
-    )
-    if skip_conflicts_on is not None:
-        sql += f" ON CONFLICT ({quote(skip_conflicts_on)}) DO NOTHING"
-    if returning is not None:
-        sql += f" RETURNING {quote(returning)}"
-    statement = text(sql).bindparams(bindparam(_ROWS, type_=Text))
-    if returning is None:
-        return statement
-    return statement.columns(table.c[returning])  # type: ignore[return-value]
-
-
-def _json_safe(column_type: Any) -> bool:
-    """Whether PostgreSQL reads the column's values from JSON text as the driver would have bound them: a
-    plain type, or a decorator that changes no value as it binds one (UtcDateTime's only makes a naive
-    datetime UTC, which rows_json does too)."""
-    if isinstance(column_type, TypeDecorator):
-        changes = type(column_type).process_bind_param is not TypeDecorator.process_bind_param
-        if changes and not isinstance(column_type, UtcDateTime):
-            return False
-        column_type = column_type.impl
-    return isinstance(column_type, _JSON_SAFE)
-
-
-_ROW_OPTIONS = _JSON_OPTIONS | orjson.OPT_NAIVE_UTC
-_POSTGRES = postgresql.dialect()  # type: ignore[no-untyped-call]
-
-
-def rows_json(rows: Sequence[dict[str, Any]]) -> str:
-    """insert_from_json's parameter: the rows as a JSON array (decimals as text, naive datetimes as UTC)."""
-    return orjson.dumps(list(rows), default=_row_default, option=_ROW_OPTIONS).decode()
-
-
-def _row_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)  # exact: numeric reads the text as written
-    return _json_default(value)
 
 
 _WRITTEN = "_written"  # update_rows' bound array of which columns each row sets

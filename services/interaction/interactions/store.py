@@ -24,7 +24,7 @@ from servicekit.events.envelope import EventData
 from servicekit.ids import uuid4_text
 from servicekit.outbox import enqueue_many
 from servicekit.problems import Problem, field_error, not_found
-from servicekit.sql import chunks, insert_new_rows
+from servicekit.sql import chunks, insert_rows_from_arrays
 from servicekit.turns import ROWS_PER_TURN, give_turn, in_turns
 from services.interaction.complaints import sla
 from services.interaction.complaints.sla import ComplaintStatus
@@ -155,7 +155,7 @@ async def _insert_interactions(session: AsyncSession, interactions: Sequence[Dra
         return set()
     table = Interaction.__table__  # type: ignore[attr-defined]
     rows = [vars(i) for i in interactions]
-    return set(await insert_new_rows(session, table, rows, skip_conflicts_on="external_id", returning="id"))
+    return set(await insert_rows_from_arrays(session, table, rows, skip_conflicts_on="external_id", returning="id"))
 
 
 class Draft(SimpleNamespace):

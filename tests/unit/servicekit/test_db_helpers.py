@@ -1,16 +1,12 @@
 from collections.abc import AsyncIterator
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table
+from sqlalchemy import JSON, Column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import registry
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel, select
 
 from servicekit.db import Database, held_for_commit, hold_until_commit, holds, insert_rows, update_at_commit
@@ -20,10 +16,8 @@ from servicekit.sql import (
     column_arrays,
     for_each_key,
     insert_from_arrays,
-    insert_from_json,
-    insert_new_rows,
+    insert_rows_from_arrays,
     new_row,
-    rows_json,
     update_rows,
 )
 from servicekit.tables import INBOX, table_of
@@ -231,9 +225,11 @@ def test_column_arrays_bind_a_json_columns_values_as_json_texts_and_none_as_null
 
 async def test_insert_from_arrays_skips_taken_keys_and_returns_what_it_inserted(database: Database):
     async with database.transaction() as session:
-        first = await insert_new_rows(session, _Row.__table__, [{"id": 1, "risk": 0.5, "stage": "a", "evidence": []}])
+        first = await insert_rows_from_arrays(
+            session, _Row.__table__, [{"id": 1, "risk": 0.5, "stage": "a", "evidence": []}]
+        )
         rows = [{"id": i, "risk": i / 10, "stage": None, "evidence": [i]} for i in range(1, 1200)]
-        inserted = await insert_new_rows(session, _Row.__table__, rows, skip_conflicts_on="id", returning="id")
+        inserted = await insert_rows_from_arrays(session, _Row.__table__, rows, skip_conflicts_on="id", returning="id")
     assert first == [] and sorted(inserted) == list(range(2, 1200))
     async with database.sessions() as session:
         stored = {r.id: r for r in (await session.execute(select(_Row))).scalars()}
@@ -246,26 +242,3 @@ def test_insert_from_arrays_on_postgres_is_one_insert_from_unnest_whatever_the_r
     sql = str(statement.compile(dialect=postgresql.dialect()))
     assert "FROM unnest(" in sql and "ON CONFLICT (id) DO NOTHING RETURNING" in sql
     assert "CAST(given.evidence AS JSON)" in sql
-
-
-def test_insert_from_json_on_postgres_reads_the_rows_from_one_json_parameter_in_their_order():
-    statement = insert_from_json(_Row.__table__, ("id", "risk", "stage", "evidence"), "id", "id")
-    sql = str(statement)
-    assert "json_populate_recordset(NULL::_row, CAST(:rows AS json)) WITH ORDINALITY" in sql
-    assert sql.endswith("ORDER BY given.ordinality ON CONFLICT (id) DO NOTHING RETURNING id")
-    assert orjson.loads(rows_json([{"id": 1, "at": datetime(2026, 1, 2), "amount": Decimal("0.10")}])) == [
-        {"id": 1, "at": "2026-01-02T00:00:00+00:00", "amount": "0.10"}  # naive taken as UTC; decimals exact
-    ]
-
-
-def test_insert_from_json_refuses_a_column_whose_type_changes_values_as_it_binds_them():
-    class Upper(TypeDecorator[str]):
-        impl = String
-        cache_ok = True
-
-        def process_bind_param(self, value: Any, dialect: Any) -> Any:
-            return value.upper()
-
-    table = Table("shouty", MetaData(), Column("id", Integer, primary_key=True), Column("name", Upper()))
-    with pytest.raises(TypeError, match=r"shouty\.name"):
-        insert_from_json(table, ("id", "name"))

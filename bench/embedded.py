@@ -37,8 +37,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -51,6 +52,7 @@ from runner.launcher import SERVICES, Platform, platform_processes
 from servicekit.settings import REPO_ROOT
 
 # Ports apart from `make run`, `make test`, `make chaos` and the other benchmarks; no PostgreSQL is started.
+T = TypeVar("T")
 INFRA = Infra(
     Path(os.environ.get("CRM_BENCH_EMBEDDED_STATE_DIR", REPO_ROOT / ".state" / "bench-embedded")),
     kafka_port=int(os.environ.get("CRM_BENCH_EMBEDDED_KAFKA_PORT", "19592")),
@@ -346,6 +348,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
+    report = on_fresh_local_kafka(lambda: run(args), keep_state=args.keep_state)
+    write_report(report, args.json, print_report)
+
+
+def on_fresh_local_kafka(work: Callable[[], Coroutine[Any, Any, T]], *, keep_state: bool = True) -> T:
+    """Run `work` on a fresh state folder and a fresh local broker with the platform's topics, as `make
+    run` has them; the broker is stopped afterwards, the folder removed unless keep_state."""
     shutil.rmtree(INFRA.state_dir, ignore_errors=True)
     INFRA.state_dir.mkdir(parents=True)
     INFRA.kafka_ctl("reset")
@@ -354,13 +363,12 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(
             [sys.executable, "-m", "runner.topic_setup", "ensure"], check=True, env=INFRA.env(), cwd=REPO_ROOT
         )
-        report = asyncio.run(run(args))
+        return asyncio.run(work())
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             INFRA.kafka_ctl("stop")
-        if not args.keep_state:
+        if not keep_state:
             shutil.rmtree(INFRA.state_dir, ignore_errors=True)
-    write_report(report, args.json, print_report)
 
 
 if __name__ == "__main__":

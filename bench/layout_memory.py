@@ -18,10 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,10 +27,9 @@ import aiohttp
 import orjson
 
 from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.embedded import INFRA, create_key, drained, group_pids, open_loop, scalar
+from bench.embedded import INFRA, create_key, drained, group_pids, on_fresh_local_kafka, open_loop, scalar
 from bench.infra import write_report
 from runner.launcher import LAYOUTS, Platform, platform_processes
-from servicekit.settings import REPO_ROOT
 
 SAMPLE_S = 2.0
 
@@ -172,18 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(args.layouts.split(",")) - set(LAYOUTS)
     if unknown:
         parser.error(f"unknown layout(s): {', '.join(sorted(unknown))}")
-    shutil.rmtree(INFRA.state_dir, ignore_errors=True)
-    INFRA.state_dir.mkdir(parents=True)
-    INFRA.kafka_ctl("reset")
-    INFRA.kafka_ctl("start")
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "runner.topic_setup", "ensure"], check=True, env=INFRA.env(), cwd=REPO_ROOT
-        )
-        report = asyncio.run(run(args))
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            INFRA.kafka_ctl("stop")
+    report = on_fresh_local_kafka(lambda: run(args))
     write_report(report, args.json, print_report)
 
 

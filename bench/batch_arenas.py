@@ -162,7 +162,7 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
     if args.lineage_kept is not None:  # an experiment: what the batches hold with a shorter lineage per alert
         from services.retention.alerts import service as alerts_service
 
-        alerts_service.EVENT_IDS_KEPT = args.lineage_kept
+        vars(alerts_service)["EVENT_IDS_KEPT"] = args.lineage_kept  # the name apply_trigger reads
     if args.alerts:
         event.listen(Session, "before_commit", count_alerts_at_commit)
     start = datetime.now(UTC) - timedelta(days=1)

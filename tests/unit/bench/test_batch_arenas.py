@@ -1,6 +1,7 @@
 import functools
 import sys
 import types
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_alerts_held_counts_unresolved_alerts_in_the_session_and_the_event_ids_o
     engine = create_engine("sqlite://")
     Alert.__table__.create(engine)  # type: ignore[attr-defined]
     at = datetime(2026, 12, 8, tzinfo=UTC)
-    common = {"reason": "r", "severity": "high", "first_triggered_at": at, "last_triggered_at": at}
+    common: dict[str, Any] = {"reason": "r", "severity": "high", "first_triggered_at": at, "last_triggered_at": at}
     with Session(engine) as session:
         # Held here as the batch's UnresolvedAlerts hold them (the identity map keeps weak references).
         rows = [

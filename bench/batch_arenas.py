@@ -33,6 +33,8 @@ from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from bench.batch_memory import private_store
 from bench.cacheprobe import pymalloc_mib
@@ -99,6 +101,21 @@ async def polls(
 
 
 PEAKS = {"batch": 0}  # with --peaks: the most one batch allocated above its start, this cycle
+# With --alerts: the most unresolved alerts one batch held at its commit, and the lineage ids in them, this cycle.
+ALERTS = {"alerts": 0, "lineage_ids": 0}
+
+
+def alerts_held(session: Session) -> tuple[int, int]:
+    """Unresolved alerts in the session's identity map and the event ids their lineage lists carry."""
+    from services.retention.alerts.models import Alert
+
+    held = [o for o in session.identity_map.values() if isinstance(o, Alert) and o.open_slot is not None]
+    return len(held), sum(len(a.event_ids) for a in held)
+
+
+def count_alerts_at_commit(session: Session) -> None:
+    alerts, ids = alerts_held(session)
+    ALERTS["alerts"], ALERTS["lineage_ids"] = max(ALERTS["alerts"], alerts), max(ALERTS["lineage_ids"], ids)
 
 
 def module_containers() -> dict[str, int]:
@@ -136,11 +153,18 @@ def where(cycle: int, started: float, events: int) -> dict[str, Any]:
         "live_mib": stats.get("pymalloc_in_use_mib"),
         "max_held_mib": stats.get("pymalloc_arenas_max_mib"),
         **({"batch_peak_mib": round(PEAKS["batch"] / 2**20, 2)} if tracemalloc.is_tracing() else {}),
+        **{f"most_{k}": v for k, v in ALERTS.items() if v},
     }
 
 
 async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
     database, consumer = service_consumer(args.service, url)
+    if args.lineage_kept is not None:  # an experiment: what the batches hold with a shorter lineage per alert
+        from services.retention.alerts import service as alerts_service
+
+        vars(alerts_service)["EVENT_IDS_KEPT"] = args.lineage_kept  # the name apply_trigger reads
+    if args.alerts:
+        event.listen(Session, "before_commit", count_alerts_at_commit)
     start = datetime.now(UTC) - timedelta(days=1)
     customers = [
         _record(CustomerCreated(customer_id=f"c{i:04d}", kind="person", status="active", created_at=start), i)
@@ -161,6 +185,7 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
         tracemalloc.start(1)
     for cycle in range(args.cycles):
         PEAKS["batch"] = 0
+        ALERTS.update(alerts=0, lineage_ids=0)
         events += await polls(consumer, source, args.small, args.small_polls, args.prefetch)
         events += await polls(consumer, source, args.large, args.large_polls, args.prefetch)
         gc.collect()
@@ -242,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=CUSTOMERS, help="customers the stream is about")
     parser.add_argument("--peaks", action="store_true", help="tracemalloc: the largest batch's peak per cycle")
     parser.add_argument("--stable-tiers", action="store_true", help="each customer keeps one value tier")
+    parser.add_argument("--alerts", action="store_true", help="unresolved alerts and lineage ids one batch holds")
+    parser.add_argument("--lineage-kept", type=int, help="experiment: event ids kept per alert (the service's 50)")
     parser.add_argument("--table-stats", action="store_true", help="rows written and dead rows per table")
     parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc: the N sites grown after cycle 1")
     parser.add_argument("--frames", type=int, default=4, help="frames kept per site with --trace-top")

@@ -1,6 +1,7 @@
 import functools
 import sys
 import types
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,28 @@ def test_with_stable_tiers_each_customer_s_scores_keep_one_value_tier() -> None:
             tiers.setdefault(data["customer_id"], set()).add(data["current"]["value_tier"])
     assert len(tiers) == 5 and all(len(seen) == 1 for seen in tiers.values())
     assert len(set.union(*tiers.values())) > 1  # customers differ
+
+
+def test_alerts_held_counts_unresolved_alerts_in_the_session_and_the_event_ids_of_their_lineage() -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from bench.batch_arenas import alerts_held
+    from services.retention.alerts.models import Alert
+
+    engine = create_engine("sqlite://")
+    Alert.__table__.create(engine)  # type: ignore[attr-defined]
+    at = datetime(2026, 12, 8, tzinfo=UTC)
+    common: dict[str, Any] = {"reason": "r", "severity": "high", "first_triggered_at": at, "last_triggered_at": at}
+    with Session(engine) as session:
+        # Held here as the batch's UnresolvedAlerts hold them (the identity map keeps weak references).
+        rows = [
+            Alert(id="a1", customer_id="c1", event_ids=["e1", "e2"], open_slot="c1:r", **common),
+            Alert(id="a2", customer_id="c2", event_ids=["e3"], open_slot="c2:r", **common),
+            Alert(id="a3", customer_id="c3", event_ids=["e4", "e5", "e6"], open_slot=None, **common),  # resolved
+        ]
+        session.add_all(rows)
+        session.flush()  # persistent now: in the identity map, as the batch's loaded rows are
+        assert alerts_held(session) == (2, 3)

@@ -256,13 +256,14 @@ async def queue_before_and_after_evaluation() -> dict[str, Any]:
     headers = bearer_headers(role="admin", sub="bench-import")
     async with httpx.AsyncClient(base_url=INFRA.gateway, headers=headers, timeout=120) as gateway:
         before = await queue_sizes(gateway)
-        after_id, pages, evaluated = "", 0, 0
+        after_id, pages, evaluated, win_back = "", 0, 0, 0
         started = time.perf_counter()
         while True:
             response = await gateway.post("/api/v1/alerts/evaluate", params={"after": after_id, "limit": 1000})
             response.raise_for_status()
             page = response.json()
             pages, evaluated = pages + 1, evaluated + int(page["evaluated"])
+            win_back += int(page.get("left_to_win_back", 0))
             if page["done"]:
                 break
             after_id = page["next_after"]
@@ -270,7 +271,7 @@ async def queue_before_and_after_evaluation() -> dict[str, Any]:
         after = await queue_sizes(gateway)
     log(f"  queue before evaluation {before}, after {after} ({pages} page(s), {seconds:.1f} s)")
     return {"before_evaluation": before, "after_evaluation": after, "evaluate_pages": pages,
-            "evaluated": evaluated, "evaluate_s": round(seconds, 1)}  # fmt: skip
+            "evaluated": evaluated, "left_to_win_back": win_back, "evaluate_s": round(seconds, 1)}  # fmt: skip
 
 
 def profile_processes(specs: Iterable[ProcessSpec], into: Path) -> None:
@@ -352,7 +353,8 @@ def print_report(report: dict[str, Any]) -> None:
     if "queue" in report:
         queue = report["queue"]
         print(f"agents' queue after the import: {queue['before_evaluation']}; after one POST /alerts/evaluate "
-              f"({queue['evaluated']} customers judged, {queue['evaluate_pages']} page(s), {queue['evaluate_s']} s): "
+              f"({queue['evaluated']} customers judged, {queue.get('left_to_win_back', 0)} left to win-back, "
+              f"{queue['evaluate_pages']} page(s), {queue['evaluate_s']} s): "
               f"{queue['after_evaluation']}")  # fmt: skip
     expected = {
         "customer.customers": files["customers"],

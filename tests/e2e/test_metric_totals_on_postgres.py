@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from servicekit.db import Database
 from servicekit.migrations import upgrade
+from services.retention.db import metadata
 from services.retention.main import SPEC
 from services.retention.outcomes import read_model
 from services.retention.outcomes import refresh_reads as reads
 from tests.e2e.conftest import new_database
+from tests.unit.retention.older_schema import seed_with_todays_models
 from tests.unit.retention.test_metric_totals import (
     BEFORE_TOTALS,
     _read_model,
@@ -53,7 +55,7 @@ async def migrated(revision: str = "head") -> AsyncIterator[tuple[Database, str]
 
 async def test_the_migration_backfills_totals_that_give_the_exact_metrics(postgres: None) -> None:
     async with migrated(BEFORE_TOTALS) as (database, url):
-        await _seed_random(database, 1, customers=300)
+        await seed_with_todays_models(database, metadata, lambda: _seed_random(database, 1, customers=300))
         await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name)
 
         await assert_same_as_exact(database, periods(START))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from contracts.customer import CustomerUpdated
 from servicekit.db import Database
@@ -22,12 +22,14 @@ from servicekit.unit_of_work import UnitOfWork
 from services.retention.alerts.actions import resolve_alert
 from services.retention.alerts.models import Alert, AlertStatus, Outcome
 from services.retention.background import rebuild_metric_totals
+from services.retention.db import metadata
 from services.retention.handlers import HANDLERS
 from services.retention.main import SPEC
 from services.retention.outcomes import read_model, service
 from services.retention.outcomes.models import MetricFact, MetricTotal
 from services.retention.settings import RetentionSettings
 from tests.unit.retention.events import T0, complaint, created, erased, received, score, status_changed
+from tests.unit.retention.older_schema import seed_with_todays_models
 from tests.unit.retention.test_metrics_paging import START, _seed_random
 
 LOOKBACK = timedelta(days=180)
@@ -178,11 +180,6 @@ async def test_totals_kept_event_by_event_equal_the_exact_metrics_and_a_rebuild(
     await assert_kept_totals_are_exact(database)
 
 
-async def _alter(database: Database, change: str) -> None:
-    async with database.transaction() as session:
-        await session.execute(text(f"ALTER TABLE customer_scores {change}"))
-
-
 @pytest.mark.parametrize("seed", [7, 8])
 async def test_the_migration_backfills_the_totals_from_the_rows_already_stored(tmp_path: Path, seed: int) -> None:
     """Its own frozen copy of the computation builds exactly the rows and totals the application's rebuild does."""
@@ -190,10 +187,7 @@ async def test_the_migration_backfills_the_totals_from_the_rows_already_stored(t
     await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name, BEFORE_TOTALS)
     database = Database(url)
     try:
-        # The seed writes with today's models: columns that later migrations add exist only while it runs.
-        await _alter(database, "ADD COLUMN last_event_at DATETIME")
-        await _seed_random(database, seed, customers=200)
-        await _alter(database, "DROP COLUMN last_event_at")
+        await seed_with_todays_models(database, metadata, lambda: _seed_random(database, seed, customers=200))
         await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name, TOTALS)
         backfilled = await _read_model(database)
         await asyncio.to_thread(upgrade, SPEC.migrations_dir, url, SPEC.name)

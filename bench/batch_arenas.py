@@ -27,7 +27,7 @@ import random
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,6 +118,45 @@ def count_alerts_at_commit(session: Session) -> None:
     ALERTS["alerts"], ALERTS["lineage_ids"] = max(ALERTS["alerts"], alerts), max(ALERTS["lineage_ids"], ids)
 
 
+# With --feature-rows: the most JSON bytes of the scoring batch's features rows (all of them, and one row), this cycle.
+FEATURE_ROWS = {"rows_bytes": 0, "row_bytes": 0}
+# The columns that grow with a customer's history (windows of marks, bounded id lists, open complaints).
+HISTORY_COLUMNS = ("seen_ids", "recent_purchases", "recent_complaints", "closed_complaint_ids", "open_complaint_ids")
+
+
+def history_bytes(rows: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    """JSON bytes of the history columns over `rows`, and the most in one row."""
+    sizes = [sum(len(json.dumps(row[c], default=str)) for c in HISTORY_COLUMNS) for row in rows]
+    return sum(sizes), max(sizes, default=0)
+
+
+def count_feature_rows() -> None:
+    """Wrap the scoring preload so each batch's features rows are measured once loaded."""
+    from services.scoring.scores import feature_rows
+
+    preload = feature_rows.preload
+
+    async def measured(uow: Any, events: Any) -> None:
+        await preload(uow, events)
+        total, most = history_bytes(uow.state(feature_rows.FeatureRows).rows.values())
+        FEATURE_ROWS.update(
+            rows_bytes=max(FEATURE_ROWS["rows_bytes"], total), row_bytes=max(FEATURE_ROWS["row_bytes"], most)
+        )
+
+    vars(feature_rows)["preload"] = measured  # the name the scoring batch hook calls
+
+
+def shorten_history(marks_s: float | None, seen_kept: int | None) -> None:
+    """An experiment: the scoring features keep their marks `marks_s` seconds of business time (the service's
+    90 and 180 days) and `seen_kept` de-duplication keys (its 500), for this process only."""
+    from services.scoring.scores.features import events
+
+    if marks_s is not None:
+        vars(events)["COMPLAINT_WINDOW"] = vars(events)["PURCHASE_WINDOW"] = timedelta(seconds=marks_s)
+    if seen_kept is not None:
+        vars(events)["SEEN_IDS_KEPT"] = seen_kept
+
+
 def module_containers() -> dict[str, int]:
     """Sizes of the module-level dicts, lists, sets and functools caches of services.* and servicekit.*."""
     sizes: dict[str, int] = {}
@@ -154,6 +193,7 @@ def where(cycle: int, started: float, events: int) -> dict[str, Any]:
         "max_held_mib": stats.get("pymalloc_arenas_max_mib"),
         **({"batch_peak_mib": round(PEAKS["batch"] / 2**20, 2)} if tracemalloc.is_tracing() else {}),
         **{f"most_{k}": v for k, v in ALERTS.items() if v},
+        **{f"most_history_{k}": v for k, v in FEATURE_ROWS.items() if v},
     }
 
 
@@ -165,6 +205,9 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
         vars(alerts_service)["EVENT_IDS_KEPT"] = args.lineage_kept  # the name apply_trigger reads
     if args.alerts:
         event.listen(Session, "before_commit", count_alerts_at_commit)
+    if args.feature_rows:
+        count_feature_rows()
+    shorten_history(args.marks_kept_s, args.seen_kept)
     start = datetime.now(UTC) - timedelta(days=1)
     customers = [
         _record(CustomerCreated(customer_id=f"c{i:04d}", kind="person", status="active", created_at=start), i)
@@ -186,6 +229,7 @@ async def cycles(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any
     for cycle in range(args.cycles):
         PEAKS["batch"] = 0
         ALERTS.update(alerts=0, lineage_ids=0)
+        FEATURE_ROWS.update(rows_bytes=0, row_bytes=0)
         events += await polls(consumer, source, args.small, args.small_polls, args.prefetch)
         events += await polls(consumer, source, args.large, args.large_polls, args.prefetch)
         gc.collect()
@@ -232,12 +276,17 @@ def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], changed: di
         f"\n{args.service} consumer; a cycle = {args.small_polls} polls of {args.small} records, then "
         f"{args.large_polls} of {args.large}; prefetch {args.prefetch}, gc.freeze {args.gc_freeze}"
     )
-    print("| cycle | events | RSS MiB | pymalloc held MiB | in live objects MiB | most held MiB |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    # The largest batch's peak (--peaks) and its features rows' history columns (--feature-rows), where taken.
+    extra = [k for k in ("batch_peak_mib", "most_history_rows_bytes", "most_history_row_bytes") if k in rows[0]]
+    print(
+        "| cycle | events | RSS MiB | pymalloc held MiB | in live objects MiB | most held MiB |"
+        + "".join(f" {k} |" for k in extra)
+    )
+    print("|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra))
     for r in rows:
         print(
             f"| {r['cycle']} | {r['events']} | {r['rss_mib']} | {r['held_mib']} | {r['live_mib']} |"
-            f" {r['max_held_mib']} |"
+            f" {r['max_held_mib']} |" + "".join(f" {r.get(k)} |" for k in extra)
         )
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
@@ -269,6 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stable-tiers", action="store_true", help="each customer keeps one value tier")
     parser.add_argument("--alerts", action="store_true", help="unresolved alerts and lineage ids one batch holds")
     parser.add_argument("--lineage-kept", type=int, help="experiment: event ids kept per alert (the service's 50)")
+    parser.add_argument("--feature-rows", action="store_true", help="scoring: JSON bytes of a batch's history columns")
+    parser.add_argument("--marks-kept-s", type=float, help="experiment: scoring marks kept, seconds (90/180 days)")
+    parser.add_argument(
+        "--seen-kept", type=int, help="experiment: scoring de-duplication keys kept (the service's 500)"
+    )
     parser.add_argument("--table-stats", action="store_true", help="rows written and dead rows per table")
     parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc: the N sites grown after cycle 1")
     parser.add_argument("--frames", type=int, default=4, help="frames kept per site with --trace-top")

@@ -75,3 +75,37 @@ def test_alerts_held_counts_unresolved_alerts_in_the_session_and_the_event_ids_o
         session.add_all(rows)
         session.flush()  # persistent now: in the identity map, as the batch's loaded rows are
         assert alerts_held(session) == (2, 3)
+
+
+def test_history_bytes_sums_the_history_columns_of_every_row_and_names_the_largest_row() -> None:
+    from bench.batch_arenas import HISTORY_COLUMNS, history_bytes
+
+    def row(seen: list[str]) -> dict[str, Any]:
+        empty: dict[str, Any] = {c: [] for c in HISTORY_COLUMNS} | {"open_complaint_ids": {}}
+        return empty | {"seen_ids": seen, "attributes": {"ignored": "x" * 500}}
+
+    small, large = row(["a"]), row(["a", "bbbb"])
+    # Per row: [] x3 and {} are 8 bytes; ["a"] 5; ["a", "bbbb"] 13. Other columns are not counted.
+    assert history_bytes([small, large]) == (8 + 5 + 8 + 13, 8 + 13)
+    assert history_bytes([]) == (0, 0)
+
+
+def test_shortened_history_keeps_marks_and_keys_only_as_long_as_the_experiment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bench.batch_arenas import shorten_history
+    from services.scoring.scores.features import FeatureState, events
+
+    for name in ("PURCHASE_WINDOW", "COMPLAINT_WINDOW", "SEEN_IDS_KEPT"):
+        monkeypatch.setattr(events, name, getattr(events, name))  # restored after the test
+    shorten_history(1.0, 2)
+    state, start = FeatureState(customer_id="c1"), datetime(2026, 12, 8, tzinfo=UTC)
+    for i in range(3):
+        events.record_interaction(
+            state, interaction_id=f"i{i}", type="purchase", occurred_at=start + timedelta(seconds=10 * i), amount=5.0
+        )
+    assert [p.at for p in state.recent_purchases] == [start + timedelta(seconds=20)]
+    assert state.seen_ids == ["interaction:i1", "interaction:i2"]
+    assert state.purchases == 3  # the counters are whole: only what is kept for windows is shortened

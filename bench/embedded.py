@@ -258,17 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=args.connections, keepalive_timeout=30)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
             api = f"{INFRA.gateway}/api/v1"
-            rows = [{"name": f"Embedded {i}", "kind": "person", "owner": "bench"} for i in range(args.customers)]
-            async with http.post(f"{api}/customers/bulk", json={"rows": rows}, headers=bearer_headers()) as resp:
-                body = orjson.loads(await resp.read())
-                if resp.status != 200:
-                    raise RuntimeError(f"bulk import answered {resp.status}: {str(body)[:300]}")
-            customers = [r["id"] for r in body["rows"] if r["status"] == "created"]
-            deadline = time.monotonic() + 300
-            while scalar("interaction", "SELECT count(*) FROM known_customers") < len(customers):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("customer.created not applied by the interaction service within 300 s")
-                await asyncio.sleep(0.5)
+            customers = await create_known_customers(http, api, "Embedded", args.customers)
             log(f"{len(customers)} customers known; warm-up {args.warmup:g} s at {args.rate:g}/s")
             await open_loop(http, f"{api}/interactions", key_headers, customers, args.rate, args.warmup)
             await drained(http, args.drain_timeout)
@@ -350,6 +340,23 @@ def main(argv: list[str] | None = None) -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     report = on_fresh_local_kafka(lambda: run(args), keep_state=args.keep_state)
     write_report(report, args.json, print_report)
+
+
+async def create_known_customers(http: aiohttp.ClientSession, api: str, name: str, count: int) -> list[str]:
+    """Create `count` customers in one bulk request and wait (up to 300 s) until the interaction service knows
+    them all, so the interactions sent next are never refused for an unknown customer; their ids."""
+    rows = [{"name": f"{name} {i}", "kind": "person", "owner": "bench"} for i in range(count)]
+    async with http.post(f"{api}/customers/bulk", json={"rows": rows}, headers=bearer_headers()) as resp:
+        body = orjson.loads(await resp.read())
+        if resp.status != 200:
+            raise RuntimeError(f"bulk import answered {resp.status}: {str(body)[:300]}")
+    customers = [r["id"] for r in body["rows"] if r["status"] == "created"]
+    deadline = time.monotonic() + 300
+    while scalar("interaction", "SELECT count(*) FROM known_customers") < len(customers):
+        if time.monotonic() > deadline:
+            raise TimeoutError("customer.created not applied by the interaction service within 300 s")
+        await asyncio.sleep(0.5)
+    return customers
 
 
 def on_fresh_local_kafka(work: Callable[[], Coroutine[Any, Any, T]], *, keep_state: bool = True) -> T:

@@ -24,10 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 
-from bench.auth import UNTHROTTLED_ENV, bearer_headers
-from bench.embedded import INFRA, create_key, drained, group_pids, on_fresh_local_kafka, open_loop, scalar
+from bench.auth import UNTHROTTLED_ENV
+from bench.embedded import (
+    INFRA,
+    create_key,
+    create_known_customers,
+    drained,
+    group_pids,
+    on_fresh_local_kafka,
+    open_loop,
+)
 from bench.infra import write_report
 from runner.launcher import LAYOUTS, Platform, platform_processes
 
@@ -95,15 +102,7 @@ async def one_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=500, keepalive_timeout=30)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
             api = f"{INFRA.gateway}/api/v1"
-            rows = [{"name": f"Layout {i}", "kind": "person", "owner": "bench"} for i in range(args.customers)]
-            async with http.post(f"{api}/customers/bulk", json={"rows": rows}, headers=bearer_headers()) as resp:
-                body = orjson.loads(await resp.read())
-            customers = [r["id"] for r in body["rows"] if r["status"] == "created"]
-            deadline = time.monotonic() + 300
-            while scalar("interaction", "SELECT count(*) FROM known_customers") < len(customers):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("customer.created not applied by the interaction service within 300 s")
-                await asyncio.sleep(0.5)
+            customers = await create_known_customers(http, api, "Layout", args.customers)
             await open_loop(http, f"{api}/interactions", key_headers, customers, args.rate, args.warmup)
             with contextlib.suppress(TimeoutError):
                 await drained(http, 120)
